@@ -1,0 +1,77 @@
+// Wires the layers together: one database, the services on it, one Bun.serve
+// port for HTTP and WebSocket. start() gives back what shutdown needs.
+import { connect, migrate, type Database } from "@switchboard/db";
+import type { Server } from "bun";
+import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { createMetrics } from "./metrics.ts";
+import { watchDbHealth } from "./services/db-health.ts";
+import { opsRoutes } from "./transport/ops-routes.ts";
+import { apiError } from "./transport/respond.ts";
+import { createWsHandler, type SocketData } from "./transport/ws.ts";
+
+export interface Broker {
+  readonly server: Server<SocketData>;
+  readonly instanceId: string;
+  stop(): Promise<void>;
+}
+
+async function connectAndMigrate(config: Config, log: Logger): Promise<Database> {
+  // The database may still be starting (compose, a rebooted host): wait for it
+  // instead of exiting. A locked embedded directory is final, though.
+  for (let attempt = 1; ; attempt++) {
+    let db: Database | null = null;
+    try {
+      db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
+      const applied = await migrate(db);
+      if (applied.length > 0) log.info({ applied }, "migrations applied");
+      return db;
+    } catch (error) {
+      if (db === null || config.DATABASE_URL === undefined) throw error;
+      await db.close().catch(() => {});
+      log.error({ err: error, attempt }, "db ping failed");
+      await Bun.sleep(Math.min(1000 * attempt, 5000));
+    }
+  }
+}
+
+export async function startBroker(config: Config, log: Logger): Promise<Broker> {
+  const instanceId = newInstanceId();
+  const metrics = createMetrics();
+  const db = await connectAndMigrate(config, log);
+  const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
+  const build = { version: VERSION, gitSha: resolveGitSha(config.GIT_SHA), instanceId, startedAt: Date.now() };
+  const ws = createWsHandler({ log, metrics, maxMessageBytes: config.MAX_MESSAGE_BYTES });
+
+  const server = Bun.serve<SocketData>({
+    port: config.BROKER_PORT,
+    hostname: config.HOST,
+    maxRequestBodySize: Math.max(config.MAX_MESSAGE_BYTES * 2, 1024 * 1024),
+    routes: {
+      ...opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
+      "/ws": (req: Request, srv: Server<SocketData>) => {
+        if (srv.upgrade(req, { data: ws.newSocketData() })) return undefined;
+        return apiError(426, "upgrade_required", "/ws takes WebSocket upgrades only");
+      },
+    },
+    fetch: (req) => apiError(404, "not_found", `no route ${req.method} ${new URL(req.url).pathname}`),
+    websocket: ws.handlers,
+    error: (error) => {
+      log.error({ err: error }, "request failed");
+      return apiError(500, "internal", "internal error");
+    },
+  });
+  log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
+
+  return {
+    server,
+    instanceId,
+    async stop() {
+      dbHealth.stop();
+      ws.closeAll(1001, "shutting down");
+      await server.stop(true);
+      await db.close();
+    },
+  };
+}

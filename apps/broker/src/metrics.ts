@@ -1,0 +1,91 @@
+// Every metric named in the contract, registered at start so a scrape shows
+// them before the first event. Labelled series are created at zero for the
+// label values the broker knows of.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+
+export const PRIORITIES = ["now", "next", "low"] as const;
+export const CONNECTION_REJECT_REASONS = [
+  "malformed",
+  "timestamp_skew",
+  "bad_signature",
+  "unauthorized",
+  "replayed",
+  "capacity",
+  "no_hello",
+  "hello_timeout",
+] as const;
+export const MESSAGE_REJECT_REASONS = [
+  "invalid",
+  "too_large",
+  "unknown_target",
+  "rate_limited",
+  "forbidden",
+  "expired",
+] as const;
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = {
+    registry,
+    connectionsActive: new Gauge({
+      name: "broker_connections_active",
+      help: "WebSocket presences open on this instance",
+      registers: [registry],
+    }),
+    connectionsTotal: new Counter({
+      name: "broker_connections_total",
+      help: "Presences admitted by hello since start",
+      registers: [registry],
+    }),
+    connectionsRejected: new Counter({
+      name: "broker_connections_rejected_total",
+      help: "WebSocket connections refused, by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    messagesRouted: new Counter({
+      name: "broker_messages_routed_total",
+      help: "Messages accepted and routed, by priority",
+      labelNames: ["priority"] as const,
+      registers: [registry],
+    }),
+    messagesRejected: new Counter({
+      name: "broker_messages_rejected_total",
+      help: "Sends refused, by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: "broker_queue_depth",
+      help: "Deliveries not yet acknowledged by their recipient (all instances)",
+      registers: [registry],
+    }),
+    ttlSweeps: new Counter({
+      name: "broker_ttl_sweeps_total",
+      help: "Runs of the status TTL sweeper",
+      registers: [registry],
+    }),
+    hookRequests: new Counter({
+      name: "broker_hook_requests_total",
+      help: "Requests to /hook/set-status",
+      registers: [registry],
+    }),
+    hookRateLimited: new Counter({
+      name: "broker_hook_requests_rate_limited_total",
+      help: "Requests to /hook/set-status refused with 429",
+      registers: [registry],
+    }),
+    dbHealthy: new Gauge({
+      name: "broker_db_healthy",
+      help: "1 while the database answers the health ping, else 0",
+      registers: [registry],
+    }),
+  };
+  for (const p of PRIORITIES) metrics.messagesRouted.labels(p).inc(0);
+  for (const r of CONNECTION_REJECT_REASONS) metrics.connectionsRejected.labels(r).inc(0);
+  for (const r of MESSAGE_REJECT_REASONS) metrics.messagesRejected.labels(r).inc(0);
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,58 @@
+// Pings the database on a timer. /health and broker_db_healthy read the
+// result; the broker keeps serving while the database is away and notices by
+// itself when it is back.
+import type { Database } from "@switchboard/db";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { pingDatabase } from "../store/health.ts";
+
+export interface DbHealth {
+  readonly healthy: boolean;
+  stop(): void;
+}
+
+export function watchDbHealth(
+  db: Database,
+  log: Logger,
+  metrics: Metrics,
+  options: { intervalMs: number; timeoutMs: number },
+): DbHealth {
+  let healthy = true;
+  let stopped = false;
+  let timer: Timer | undefined;
+  metrics.dbHealthy.set(1);
+
+  const ping = async () => {
+    let failure: unknown = null;
+    let timeout: Timer | undefined;
+    try {
+      await Promise.race([
+        pingDatabase(db),
+        new Promise((_, reject) => {
+          timeout = setTimeout(() => reject(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+        }),
+      ]);
+    } catch (error) {
+      failure = error;
+    } finally {
+      clearTimeout(timeout);
+    }
+    if (stopped) return;
+    if (failure === null && !healthy) log.info("db healthy");
+    if (failure !== null && healthy) log.error({ err: failure }, "db ping failed");
+    healthy = failure === null;
+    metrics.dbHealthy.set(healthy ? 1 : 0);
+    timer = setTimeout(ping, options.intervalMs);
+  };
+  timer = setTimeout(ping, options.intervalMs);
+
+  return {
+    get healthy() {
+      return healthy;
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}

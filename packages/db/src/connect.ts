@@ -1,0 +1,104 @@
+// One connect() for both backends: postgres.js when DATABASE_URL is set,
+// PGlite (Postgres in WebAssembly) in DATA_DIR otherwise. Both give the same
+// drizzle API; rows() evens out how the two drivers return result sets.
+import { PGlite } from "@electric-sql/pglite";
+import type { SQL } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import postgres from "postgres";
+import { lockDataDir } from "./dir-lock.ts";
+import { loadTemplate } from "./embedded-template.ts";
+import * as schema from "./schema.ts";
+
+export type Orm = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+/** Something that runs SQL: the database itself or an open transaction. */
+export interface Executor {
+  rows<T>(query: SQL): Promise<T[]>;
+}
+
+export interface Database extends Executor {
+  readonly kind: "postgres" | "embedded";
+  readonly orm: Orm;
+  transaction<T>(work: (tx: Executor) => Promise<T>): Promise<T>;
+  /** Subscribes on the dedicated listening connection; onListen runs after every (re)subscribe. */
+  listen(channel: string, onNotify: (payload: string) => void, onListen?: () => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  databaseUrl?: string | undefined;
+  dataDir: string;
+  /** Connections in the postgres.js pool. */
+  poolSize?: number;
+}
+
+function rowsOf<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[];
+  return (result as { rows: T[] }).rows;
+}
+
+function executorOf(orm: Orm): Executor {
+  return { rows: async <T>(query: SQL) => rowsOf<T>(await orm.execute(query)) };
+}
+
+function connectPostgres(url: string, poolSize: number): Database {
+  const client = postgres(url, {
+    max: poolSize,
+    connect_timeout: 5,
+    idle_timeout: 30,
+    onnotice: () => {},
+  });
+  const orm = drizzlePostgres(client, { schema }) as unknown as Orm;
+  return {
+    kind: "postgres",
+    orm,
+    ...executorOf(orm),
+    transaction: (work) => orm.transaction((tx) => work(executorOf(tx as unknown as Orm))),
+    async listen(channel, onNotify, onListen) {
+      const sub = await client.listen(channel, (payload) => onNotify(payload), onListen);
+      return () => sub.unlisten();
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+async function connectEmbedded(dataDir: string): Promise<Database> {
+  const release = lockDataDir(dataDir);
+  try {
+    const pgdata = join(dataDir, "pgdata");
+    const fresh = !existsSync(join(pgdata, "PG_VERSION"));
+    const template = fresh ? await loadTemplate() : undefined;
+    const client = await PGlite.create(pgdata, template ? { loadDataDir: template } : {});
+    const orm = drizzlePglite(client, { schema }) as unknown as Orm;
+    return {
+      kind: "embedded",
+      orm,
+      ...executorOf(orm),
+      transaction: (work) => orm.transaction((tx) => work(executorOf(tx as unknown as Orm))),
+      async listen(channel, onNotify, onListen) {
+        const unlisten = await client.listen(channel, onNotify);
+        onListen?.();
+        return unlisten;
+      },
+      async close() {
+        try {
+          await client.close();
+        } finally {
+          release();
+        }
+      },
+    };
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
+export async function connect(options: ConnectOptions): Promise<Database> {
+  if (options.databaseUrl) return connectPostgres(options.databaseUrl, options.poolSize ?? 10);
+  return connectEmbedded(options.dataDir);
+}

@@ -1,0 +1,89 @@
+// Two processes on one PGlite directory silently lose rows, so embedded mode
+// holds an exclusive lock file. Its content names the holder, for the message
+// the second process prints.
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+
+export class DataDirLockedError extends Error {
+  readonly code = "data_dir_locked";
+  constructor(
+    readonly dataDir: string,
+    readonly holder: LockHolder,
+  ) {
+    super(
+      `DATA_DIR ${dataDir} is in use by another broker (pid ${holder.pid} on ${holder.hostname}, since ${holder.since}); ` +
+        "embedded mode serves one process only: stop that process or set DATABASE_URL",
+    );
+  }
+}
+
+interface LockHolder {
+  pid: number;
+  hostname: string;
+  since: string;
+}
+
+const LOCK_FILE = "broker.lock";
+
+function readHolder(path: string): LockHolder | null {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path, "utf8"));
+    if (
+      typeof parsed === "object" &&
+      parsed !== null &&
+      "pid" in parsed &&
+      typeof parsed.pid === "number" &&
+      "hostname" in parsed &&
+      typeof parsed.hostname === "string" &&
+      "since" in parsed &&
+      typeof parsed.since === "string"
+    ) {
+      return { pid: parsed.pid, hostname: parsed.hostname, since: parsed.since };
+    }
+  } catch {
+    // Unreadable or half-written: treated as stale below.
+  }
+  return null;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Takes the lock or throws DataDirLockedError; returns the release function. */
+export function lockDataDir(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const path = join(dataDir, LOCK_FILE);
+  const me: LockHolder = { pid: process.pid, hostname: hostname(), since: new Date().toISOString() };
+  const content = JSON.stringify(me);
+
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, "wx", 0o600);
+      writeSync(fd, content);
+      closeSync(fd);
+      return () => {
+        if (readHolder(path)?.pid === me.pid) unlinkSync(path);
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const holder = readHolder(path);
+      const stale = holder === null || (holder.hostname === me.hostname && !isAlive(holder.pid));
+      if (!stale) throw new DataDirLockedError(dataDir, holder);
+      // The holder died without releasing (SIGKILL): take the lock over.
+      try {
+        unlinkSync(path);
+      } catch {
+        // Another starter removed it first; the retry decides.
+      }
+    }
+  }
+  const holder = readHolder(path) ?? { pid: -1, hostname: "unknown", since: "unknown" };
+  throw new DataDirLockedError(dataDir, holder);
+}

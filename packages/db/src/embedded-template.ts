@@ -1,0 +1,39 @@
+// A fresh PGlite cluster takes seconds to initialise (initdb in WebAssembly).
+// `bun install` prepares one empty cluster once, as a tarball; a broker on an
+// empty DATA_DIR starts from a copy of it in well under a second.
+import { PGlite } from "@electric-sql/pglite";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+function pgliteVersion(): string {
+  // The package does not export its package.json: find it beside its entry.
+  let dir = dirname(fileURLToPath(import.meta.resolve("@electric-sql/pglite")));
+  while (!existsSync(join(dir, "package.json"))) dir = dirname(dir);
+  return (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version;
+}
+
+const TEMPLATE_DIR = join(import.meta.dir, "..", ".cache");
+export const TEMPLATE_PATH = join(TEMPLATE_DIR, `pglite-${pgliteVersion()}.tar.gz`);
+
+export async function loadTemplate(): Promise<Blob | undefined> {
+  return existsSync(TEMPLATE_PATH) ? Bun.file(TEMPLATE_PATH) : undefined;
+}
+
+export async function prepareTemplate(): Promise<boolean> {
+  if (existsSync(TEMPLATE_PATH)) return false;
+  mkdirSync(TEMPLATE_DIR, { recursive: true });
+  const scratch = join(tmpdir(), `switchboard-template-${process.pid}`);
+  const pg = await PGlite.create(scratch);
+  try {
+    const dump = await pg.dumpDataDir("gzip");
+    const partial = `${TEMPLATE_PATH}.${process.pid}`;
+    await Bun.write(partial, dump);
+    renameSync(partial, TEMPLATE_PATH);
+  } finally {
+    await pg.close();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  return true;
+}

@@ -1,0 +1,59 @@
+// Applies the SQL migrations drizzle-kit generated into ../drizzle, in the
+// order of its journal, in one transaction under an advisory lock: instances
+// starting together queue on the lock, and the later ones find nothing to do.
+import { sql } from "drizzle-orm";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Database } from "./connect.ts";
+
+const MIGRATIONS_DIR = join(import.meta.dir, "..", "drizzle");
+// Any constant works; it only has to be the same for every instance.
+const MIGRATION_LOCK_KEY = 0x5b0a_7d01;
+
+interface JournalEntry {
+  idx: number;
+  tag: string;
+}
+
+export interface Migration {
+  tag: string;
+  statements: string[];
+}
+
+export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
+  const journal = JSON.parse(readFileSync(join(dir, "meta", "_journal.json"), "utf8")) as {
+    entries: JournalEntry[];
+  };
+  return [...journal.entries]
+    .sort((a, b) => a.idx - b.idx)
+    .map((entry) => ({
+      tag: entry.tag,
+      statements: readFileSync(join(dir, `${entry.tag}.sql`), "utf8")
+        .split("--> statement-breakpoint")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    }));
+}
+
+/** Returns the tags it applied (empty when the schema was already current). */
+export async function migrate(db: Database, migrations = loadMigrations()): Promise<string[]> {
+  return db.transaction(async (tx) => {
+    await tx.rows(sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    await tx.rows(sql`
+      CREATE TABLE IF NOT EXISTS switchboard_migrations (
+        tag text PRIMARY KEY,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`);
+    const done = new Set(
+      (await tx.rows<{ tag: string }>(sql`SELECT tag FROM switchboard_migrations`)).map((r) => r.tag),
+    );
+    const applied: string[] = [];
+    for (const migration of migrations) {
+      if (done.has(migration.tag)) continue;
+      for (const statement of migration.statements) await tx.rows(sql.raw(statement));
+      await tx.rows(sql`INSERT INTO switchboard_migrations (tag) VALUES (${migration.tag})`);
+      applied.push(migration.tag);
+    }
+    return applied;
+  });
+}
