@@ -1,0 +1,47 @@
+import { describe, expect, test } from "bun:test";
+import { spawnRaw } from "@switchboard/testkit";
+import { loadConfig } from "../src/config.ts";
+
+describe("configuration", () => {
+  test("defaults match the contract", () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      BROKER_PORT: 7900,
+      HOST: "0.0.0.0",
+      DATA_DIR: "./.switchboard",
+      STATUS_TTL_SECONDS: 60,
+      HOOK_FRESH_WINDOW_SECONDS: 30,
+      MAX_CONNECTIONS_PER_MESH: 100,
+      MAX_MESSAGE_BYTES: 65536,
+      HOOK_RATE_LIMIT_PER_MIN: 30,
+      SEND_RATE_LIMIT_PER_MIN: 6000,
+      LEASE_SECONDS: 30,
+      MESSAGE_TTL_SECONDS: 604800,
+      NODE_ENV: "development",
+    });
+    expect(config.DATABASE_URL).toBeUndefined();
+  });
+
+  test("empty values count as unset", () => {
+    expect(loadConfig({ BROKER_PORT: "", DATABASE_URL: "" }).BROKER_PORT).toBe(7900);
+  });
+
+  test.each([
+    ["BROKER_PORT", "seventy"],
+    ["BROKER_PORT", "70000"],
+    ["DATABASE_URL", "mysql://x@y/z"],
+    ["MAX_CONNECTIONS_PER_MESH", "0"],
+    ["LEASE_SECONDS", "1.5"],
+    ["LOG_LEVEL", "loud"],
+    ["ADMIN_TOKEN", "short"],
+  ])("%s=%s is refused, naming the variable", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(`invalid environment variable ${name}`);
+  });
+
+  test("a bad value stops the process with a line naming the variable", async () => {
+    const proc = spawnRaw({ STATUS_TTL_SECONDS: "-5" });
+    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("invalid environment variable STATUS_TTL_SECONDS");
+  });
+});

@@ -1,0 +1,42 @@
+// Embedded mode (no DATABASE_URL) whatever backend the run is on: it is the
+// default a newcomer gets.
+import { afterEach, describe, expect, test } from "bun:test";
+import { embeddedBackend, spawnBroker, spawnRaw, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+
+const started: BrokerProcess[] = [];
+let backend: TestBackend | undefined;
+afterEach(async () => {
+  for (const b of started.splice(0)) await b.stop();
+  await backend?.dispose();
+  backend = undefined;
+});
+
+describe("embedded default", () => {
+  test("a second process on the same DATA_DIR fails, naming the holder", async () => {
+    backend = embeddedBackend();
+    const first = await spawnBroker(backend.env);
+    started.push(first);
+    const second = spawnRaw(backend.env);
+    const [stderr, code] = await Promise.all([new Response(second.stderr).text(), second.exited]);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain(`is in use by another broker (pid ${first.pid}`);
+    expect(stderr).toContain(backend.dataDir!);
+    // The first one is unharmed.
+    expect((await fetch(`${first.url}/health`)).status).toBe(200);
+  });
+
+  test("the lock of a killed broker is taken over, and the data survives the restart", async () => {
+    backend = embeddedBackend();
+    const first = await spawnBroker(backend.env);
+    const firstApplied = first.logs.find((l) => l.msg === "migrations applied");
+    expect(firstApplied).toBeDefined();
+    first.kill("SIGKILL");
+    await first.exited;
+
+    const second = await spawnBroker(backend.env);
+    started.push(second);
+    expect((await fetch(`${second.url}/health`)).status).toBe(200);
+    // Same database: nothing left to migrate.
+    expect(second.logs.some((l) => l.msg === "migrations applied")).toBe(false);
+  });
+});

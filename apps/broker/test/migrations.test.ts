@@ -1,0 +1,68 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
+import { freshBackend, type TestBackend } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+
+const open: Array<Database | TestBackend> = [];
+afterEach(async () => {
+  for (const thing of open.splice(0).reverse()) {
+    if ("close" in thing) await thing.close();
+    else await thing.dispose();
+  }
+});
+
+async function fresh() {
+  const backend = await freshBackend();
+  open.push(backend);
+  const connectOnce = async () => {
+    const db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+    open.push(db);
+    return db;
+  };
+  return { backend, connectOnce };
+}
+
+describe("migrations", () => {
+  test("apply to an empty database, then re-apply as a no-op", async () => {
+    const { connectOnce } = await fresh();
+    const db = await connectOnce();
+    const all = loadMigrations().map((m) => m.tag);
+    expect(all.length).toBeGreaterThan(0);
+    expect(await migrate(db)).toEqual(all);
+    expect(await migrate(db)).toEqual([]);
+
+    const tables = await db.rows<{ name: string }>(
+      sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`,
+    );
+    expect(tables.map((t) => t.name)).toEqual(
+      expect.arrayContaining(["meshes", "members", "tokens", "presences", "messages", "deliveries", "audit_log"]),
+    );
+  });
+
+  test("two migrators starting together apply each migration once", async () => {
+    const { backend, connectOnce } = await fresh();
+    const first = await connectOnce();
+    // Embedded mode is one process with one connection; both run on it.
+    const second = backend.kind === "postgres" ? await connectOnce() : first;
+    const [a, b] = await Promise.all([migrate(first), migrate(second)]);
+    const all = loadMigrations().map((m) => m.tag);
+    expect([...a, ...b].sort()).toEqual([...all].sort());
+    const rows = await first.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM switchboard_migrations`);
+    expect(rows[0]?.n).toBe(all.length);
+  });
+
+  test("the claim of a recipient's queued deliveries uses an index, not a table scan", async () => {
+    const { connectOnce } = await fresh();
+    const db = await connectOnce();
+    await migrate(db);
+    const plan = await db.transaction(async (tx) => {
+      await tx.rows(sql`SET LOCAL enable_seqscan = off`);
+      return tx.rows<Record<string, string>>(sql`
+        EXPLAIN SELECT id FROM deliveries
+        WHERE recipient_member_id = gen_random_uuid() AND state = 'queued'
+        ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED`);
+    });
+    const text = plan.map((row) => Object.values(row).join(" ")).join("\n");
+    expect(text).toContain("deliveries_queued_idx");
+  });
+});

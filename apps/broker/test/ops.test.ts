@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { freshBackend, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { parsePrometheusText } from "./support/prometheus.ts";
+
+const METRICS_TOKEN = "metrics-secret-0123456789";
+const REQUIRED_METRICS = [
+  "broker_connections_active",
+  "broker_connections_total",
+  "broker_connections_rejected_total",
+  "broker_messages_routed_total",
+  "broker_messages_rejected_total",
+  "broker_queue_depth",
+  "broker_ttl_sweeps_total",
+  "broker_hook_requests_total",
+  "broker_hook_requests_rate_limited_total",
+  "broker_db_healthy",
+];
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  broker = await spawnBroker({ ...backend.env, METRICS_TOKEN, GIT_SHA: "abc1234" });
+});
+afterAll(async () => {
+  await broker?.stop();
+  await backend?.dispose();
+});
+
+describe("operational endpoints", () => {
+  test("/health answers 200 with the contract's fields", async () => {
+    const res = await fetch(`${broker.url}/health`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ status: "ok", db: "up", version: "0.1.0", gitSha: "abc1234" });
+    expect(typeof body.uptime).toBe("number");
+    expect(typeof body.instanceId).toBe("string");
+  });
+
+  test("unknown routes get a JSON 404", async () => {
+    const res = await fetch(`${broker.url}/no/such/route`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: { code: "not_found", message: "no route GET /no/such/route" } });
+  });
+
+  test("/ws without an upgrade is refused", async () => {
+    const res = await fetch(`${broker.url}/ws`);
+    expect(res.status).toBe(426);
+  });
+
+  test("/metrics requires METRICS_TOKEN when it is set", async () => {
+    expect((await fetch(`${broker.url}/metrics`)).status).toBe(401);
+    const wrong = await fetch(`${broker.url}/metrics`, { headers: { authorization: "Bearer nope" } });
+    expect(wrong.status).toBe(401);
+  });
+
+  test("/metrics parses as Prometheus text and has every metric of the contract", async () => {
+    const res = await fetch(`${broker.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/plain");
+    const families = parsePrometheusText(await res.text());
+    for (const name of REQUIRED_METRICS) expect(families.has(name)).toBe(true);
+    expect(families.get("broker_db_healthy")?.samples[0]?.value).toBe(1);
+    expect(families.get("broker_connections_active")?.type).toBe("gauge");
+    expect(families.get("broker_connections_total")?.type).toBe("counter");
+    const priorities = families.get("broker_messages_routed_total")?.samples.map((s) => s.labels.priority);
+    expect(priorities?.sort()).toEqual(["low", "next", "now"]);
+    expect(families.has("process_resident_memory_bytes")).toBe(true);
+  });
+
+  test("logs are one JSON object per line with the contract's event names", () => {
+    const text = broker.stderrText().trim();
+    for (const line of text.split("\n")) expect(() => JSON.parse(line)).not.toThrow();
+    expect(broker.logs.some((l) => l.msg === "broker listening")).toBe(true);
+  });
+});

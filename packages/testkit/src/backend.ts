@@ -1,0 +1,65 @@
+// What a test runs against: a fresh database on the server named by
+// DATABASE_URL when it is set, else a fresh embedded DATA_DIR.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+
+export interface TestBackend {
+  readonly kind: "postgres" | "embedded";
+  /** Environment for a broker on this backend. */
+  readonly env: Record<string, string>;
+  readonly databaseUrl?: string;
+  readonly dataDir?: string;
+  dispose(): Promise<void>;
+}
+
+export const backendKind: "postgres" | "embedded" = process.env.DATABASE_URL ? "postgres" : "embedded";
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `switchboard-${prefix}-`));
+}
+
+export function embeddedBackend(): TestBackend {
+  const dataDir = tempDir("data");
+  return {
+    kind: "embedded",
+    env: { DATA_DIR: dataDir },
+    dataDir,
+    async dispose() {
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A new, empty database on the server at serverUrl. */
+export async function postgresBackend(serverUrl: string): Promise<TestBackend> {
+  const name = `sb_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const databaseUrl = url.toString();
+  return {
+    kind: "postgres",
+    env: { DATABASE_URL: databaseUrl },
+    databaseUrl,
+    async dispose() {
+      const sql = postgres(serverUrl, { max: 1, onnotice: () => {} });
+      try {
+        await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await sql.end();
+      }
+    },
+  };
+}
+
+export async function freshBackend(): Promise<TestBackend> {
+  const serverUrl = process.env.DATABASE_URL;
+  return serverUrl ? postgresBackend(serverUrl) : embeddedBackend();
+}

@@ -1,0 +1,126 @@
+// A real broker process for tests: started with `bun`, its JSON log read
+// line by line from stderr, stopped by its PID.
+import type { Subprocess } from "bun";
+import { join } from "node:path";
+
+export const REPO_ROOT = join(import.meta.dir, "..", "..", "..");
+const ENTRY = join(REPO_ROOT, "apps", "broker", "src", "index.ts");
+
+export interface LogLine {
+  msg?: string;
+  level?: number;
+  [key: string]: unknown;
+}
+
+export interface BrokerProcess {
+  readonly pid: number;
+  readonly port: number;
+  readonly url: string;
+  readonly wsUrl: string;
+  readonly logs: LogLine[];
+  readonly stderrText: () => string;
+  readonly exited: Promise<number>;
+  waitForLog(msg: string, timeoutMs?: number, predicate?: (line: LogLine) => boolean): Promise<LogLine>;
+  kill(signal?: NodeJS.Signals): void;
+  stop(): Promise<number>;
+}
+
+const INHERITED = ["PATH", "HOME", "TMPDIR", "LANG", "USER"];
+
+/** Environment of a broker child: only what it is given, never the runner's DATABASE_URL. */
+export function brokerEnv(env: Record<string, string>): Record<string, string> {
+  const base: Record<string, string> = {};
+  for (const key of INHERITED) {
+    const value = process.env[key];
+    if (value !== undefined) base[key] = value;
+  }
+  return { ...base, BROKER_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", NODE_ENV: "test", ...env };
+}
+
+export function spawnRaw(env: Record<string, string>): Subprocess<"ignore", "pipe", "pipe"> {
+  return Bun.spawn(["bun", ENTRY], { env: brokerEnv(env), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+}
+
+export async function spawnBroker(env: Record<string, string>, options: { startTimeoutMs?: number } = {}): Promise<BrokerProcess> {
+  const proc = spawnRaw(env);
+  const logs: LogLine[] = [];
+  let raw = "";
+  const waiters = new Set<() => void>();
+
+  void (async () => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of proc.stderr) {
+      const text = decoder.decode(chunk, { stream: true });
+      raw += text;
+      pending += text;
+      let nl: number;
+      while ((nl = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        try {
+          logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          logs.push({ msg: line });
+        }
+      }
+      for (const wake of waiters) wake();
+    }
+    for (const wake of waiters) wake();
+  })();
+  void new Response(proc.stdout).text();
+
+  let done = false;
+  const exited = proc.exited.then((code) => {
+    done = true;
+    for (const wake of waiters) wake();
+    return code;
+  });
+
+  const waitForLog = (msg: string, timeoutMs = 15_000, predicate: (l: LogLine) => boolean = () => true) =>
+    new Promise<LogLine>((resolve, reject) => {
+      const check = () => {
+        const hit = logs.find((l) => l.msg === msg && predicate(l));
+        if (hit) {
+          cleanup();
+          resolve(hit);
+        } else if (done) {
+          cleanup();
+          reject(new Error(`broker exited before logging "${msg}":\n${raw}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`no "${msg}" log within ${timeoutMs} ms:\n${raw}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+
+  const listening = await waitForLog("broker listening", options.startTimeoutMs ?? 30_000);
+  const port = Number(listening.port);
+  return {
+    pid: proc.pid,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    logs,
+    stderrText: () => raw,
+    exited,
+    waitForLog,
+    kill: (signal: NodeJS.Signals = "SIGTERM") => {
+      if (!done) proc.kill(signal);
+    },
+    async stop() {
+      if (!done) proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 12_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}

@@ -1,0 +1,4 @@
+export * from "./backend.ts";
+export * from "./broker-process.ts";
+export * from "./ports.ts";
+export * from "./postgres-cluster.ts";

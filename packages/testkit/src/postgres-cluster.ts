@@ -1,0 +1,79 @@
+// A throwaway Postgres server the test owns: it can stop and start it at will
+// (the health test does). Runs as the `postgres` user when we are root, since
+// Postgres refuses to run as root.
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
+import { freePort } from "./ports.ts";
+
+export interface PostgresCluster {
+  readonly port: number;
+  url(database?: string): string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export function findPgBin(): string | null {
+  const fromPath = Bun.which("initdb");
+  if (fromPath) return fromPath.replace(/\/initdb$/, "");
+  const root = "/usr/lib/postgresql";
+  if (!existsSync(root)) return null;
+  const versions = readdirSync(root)
+    .filter((v) => existsSync(join(root, v, "bin", "initdb")))
+    .sort((a, b) => Number(b) - Number(a));
+  return versions[0] ? join(root, versions[0], "bin") : null;
+}
+
+async function run(cmd: string[], asPostgres: boolean): Promise<void> {
+  const argv = asPostgres ? ["runuser", "-u", "postgres", "--", ...cmd] : cmd;
+  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}\n${out}\n${err}`);
+}
+
+export async function startPostgresCluster(): Promise<PostgresCluster> {
+  const bin = findPgBin();
+  if (!bin) throw new Error("no Postgres server binaries (initdb) on this machine");
+  const asPostgres = userInfo().uid === 0;
+  const dir = mkdtempSync(join(tmpdir(), "switchboard-pg-"));
+  if (asPostgres) {
+    const pg = Bun.spawnSync(["id", "-u", "postgres"]).stdout.toString().trim();
+    const gid = Bun.spawnSync(["id", "-g", "postgres"]).stdout.toString().trim();
+    chownSync(dir, Number(pg), Number(gid));
+  }
+  const data = join(dir, "data");
+  const port = await freePort();
+  await run([join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], asPostgres);
+
+  const cluster: PostgresCluster = {
+    port,
+    url: (database = "postgres") => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    start: () =>
+      run(
+        [
+          join(bin, "pg_ctl"),
+          "-D",
+          data,
+          "-l",
+          join(dir, "server.log"),
+          "-w",
+          "-o",
+          `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300`,
+          "start",
+        ],
+        asPostgres,
+      ),
+    stop: () => run([join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], asPostgres),
+    async destroy() {
+      await cluster.stop().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await cluster.start();
+  return cluster;
+}
