@@ -1,0 +1,55 @@
+// Bodies of the admin API (/v1, bearer ADMIN_TOKEN).
+import { z } from "zod";
+import { PUBKEY, TAG } from "./frames.ts";
+
+export const SLUG = /^[a-z0-9][a-z0-9-]{1,62}$/;
+
+export const createMeshBody = z.strictObject({
+  slug: z.string().regex(SLUG, { error: "expected 2–63 of a-z, 0-9 and -, starting with a letter or digit" }),
+  name: z.string().min(1).max(200).optional(),
+});
+
+export const addMemberBody = z.strictObject({
+  pubkey: z.string().regex(PUBKEY, { error: "expected 64 lowercase hex characters" }),
+  displayName: z.string().min(1).max(128),
+  tags: z.array(z.string().regex(TAG, { error: "expected letters, digits, . _ : - (at most 64)" })).max(64).optional(),
+  role: z.enum(["member", "observer"]).optional(),
+});
+
+export const createTokenBody = z.strictObject({ kind: z.literal("hook") });
+
+export type CreateMeshBody = z.infer<typeof createMeshBody>;
+export type AddMemberBody = z.infer<typeof addMemberBody>;
+
+export interface MeshView {
+  id: string;
+  slug: string;
+  name: string;
+}
+
+export interface MemberView {
+  id: string;
+  pubkey: string;
+  displayName: string;
+  tags: string[];
+  role: "member" | "observer";
+  revokedAt: string | null;
+}
+
+export interface PresenceView {
+  presenceId: string;
+  memberId: string;
+  pubkey: string;
+  displayName: string;
+  sessionId: string;
+  status: "idle" | "working" | "dnd";
+  statusSource: "hook" | "manual" | "jsonl";
+  pid: number | null;
+  cwd: string | null;
+  connectedAt: string;
+  instanceId: string;
+}
+
+export interface AdminError {
+  error: { code: string; message: string };
+}

@@ -1,0 +1,193 @@
+// Every WebSocket frame of protocol version 1. Client frames are parsed with
+// these schemas at the broker's edge; server frames are typed here so the
+// broker and the SDK agree on them.
+import { z } from "zod";
+
+export const PUBKEY = /^[0-9a-f]{64}$/;
+export const SIGNATURE = /^[0-9a-f]{128}$/;
+export const CHANNEL = /^#[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const TAG = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+export const statusSchema = z.enum(["idle", "working", "dnd"]);
+export type Status = z.infer<typeof statusSchema>;
+export const statusSourceSchema = z.enum(["hook", "manual", "jsonl"]);
+export type StatusSource = z.infer<typeof statusSourceSchema>;
+export const prioritySchema = z.enum(["now", "next", "low"]);
+export type Priority = z.infer<typeof prioritySchema>;
+
+const reqId = z.string().min(1).max(64).optional();
+const pubkey = z.string().regex(PUBKEY, { error: "expected 64 lowercase hex characters" });
+const channel = z.string().regex(CHANNEL, { error: "expected #name (letters, digits, . _ -; at most 64)" });
+
+export const targetSpecSchema = z.union([
+  pubkey,
+  z.literal("*"),
+  channel,
+  z.string().regex(new RegExp(`^tag:${TAG.source.slice(1, -1)}$`), { error: "expected tag:name" }),
+]);
+
+export const helloFrame = z.object({
+  type: z.literal("hello"),
+  reqId,
+  meshId: z.string().min(1).max(128),
+  pubkey,
+  sessionId: z.string().min(1).max(128),
+  pid: z.number().int().positive().max(2_147_483_647).optional(),
+  cwd: z.string().min(1).max(4096).optional(),
+  timestamp: z.number().int().nonnegative(),
+  signature: z.string().regex(SIGNATURE, { error: "expected 128 lowercase hex characters" }),
+  displayName: z.string().min(1).max(128).optional(),
+});
+
+export const sendFrame = z.object({
+  type: z.literal("send"),
+  reqId,
+  targetSpec: targetSpecSchema,
+  priority: prioritySchema.default("next"),
+  nonce: z.string().min(1),
+  ciphertext: z.string(),
+  id: z.string().min(1).max(128).optional(),
+  ttlSeconds: z.number().int().positive().max(31_536_000).optional(),
+  replyTo: z.uuid().optional(),
+  ephemeral: z.boolean().default(false),
+});
+
+export const clientAckFrame = z.object({
+  type: z.literal("client_ack"),
+  reqId,
+  messageIds: z.array(z.uuid()).min(1).max(1000),
+});
+
+export const setStatusFrame = z.object({
+  type: z.literal("set_status"),
+  reqId,
+  status: statusSchema,
+  source: z.enum(["manual", "jsonl"]).default("manual"),
+});
+
+export const joinFrame = z.object({ type: z.literal("join"), reqId, channel });
+export const leaveFrame = z.object({ type: z.literal("leave"), reqId, channel });
+export const listPeersFrame = z.object({ type: z.literal("list_peers"), reqId });
+export const pingFrame = z.object({ type: z.literal("ping"), reqId });
+
+/** Frames a peer may send once its hello was accepted. */
+export const sessionFrame = z.discriminatedUnion("type", [
+  sendFrame,
+  clientAckFrame,
+  setStatusFrame,
+  joinFrame,
+  leaveFrame,
+  listPeersFrame,
+  pingFrame,
+]);
+
+export type HelloFrame = z.infer<typeof helloFrame>;
+export type SendFrame = z.infer<typeof sendFrame>;
+export type SendFrameInput = z.input<typeof sendFrame>;
+export type ClientAckFrame = z.infer<typeof clientAckFrame>;
+export type SetStatusFrame = z.infer<typeof setStatusFrame>;
+export type SessionFrame = z.infer<typeof sessionFrame>;
+
+// Broker → client.
+
+export const HELLO_ERROR_CODES = [
+  "malformed",
+  "timestamp_skew",
+  "bad_signature",
+  "unauthorized",
+  "replayed",
+  "capacity",
+  "no_hello",
+  "hello_timeout",
+] as const;
+export type HelloErrorCode = (typeof HELLO_ERROR_CODES)[number];
+
+export const FRAME_ERROR_CODES = ["invalid", "too_large", "unknown_target", "rate_limited", "forbidden", "internal"] as const;
+export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
+
+/** WebSocket close codes the broker uses besides the standard ones. */
+export const CLOSE_CODES = {
+  goingAway: 1001,
+  policy: 1008,
+  tooLarge: 1009,
+  replaced: 4000,
+  revoked: 4002,
+} as const;
+
+export interface HelloAck {
+  type: "hello_ack";
+  reqId?: string;
+  presenceId: string;
+  memberId: string;
+  meshId: string;
+  displayName: string;
+  status: Status;
+  serverTime: number;
+}
+
+export interface SendAck {
+  type: "ack";
+  reqId?: string;
+  id: string | null;
+  messageId: string | null;
+  queued: boolean;
+  recipients: number;
+  duplicate?: true;
+}
+
+export interface ChannelAck {
+  type: "ack";
+  reqId?: string;
+  channel: string;
+  joined: boolean;
+}
+
+export interface PushFrame {
+  type: "push";
+  messageId: string;
+  meshId: string;
+  senderPubkey: string;
+  targetSpec: string;
+  priority: Priority;
+  nonce: string;
+  ciphertext: string;
+  createdAt: string;
+  replyTo: string | null;
+  attempt: number;
+}
+
+export interface StatusReply {
+  type: "status";
+  reqId?: string;
+  status: Status;
+  statusSource: StatusSource;
+}
+
+export interface PeerPresence {
+  sessionId: string;
+  status: Status;
+  statusSource: StatusSource;
+  connectedAt: string;
+}
+
+export interface PeersReply {
+  type: "peers";
+  reqId?: string;
+  peers: Array<{ pubkey: string; displayName: string; presences: PeerPresence[] }>;
+}
+
+export interface Pong {
+  type: "pong";
+  reqId?: string;
+  serverTime: number;
+}
+
+export interface ErrorFrame {
+  type: "error";
+  reqId?: string;
+  code: HelloErrorCode | FrameErrorCode;
+  message: string;
+  id?: string;
+}
+
+export type ServerFrame = HelloAck | SendAck | ChannelAck | PushFrame | StatusReply | PeersReply | Pong | ErrorFrame;

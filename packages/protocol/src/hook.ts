@@ -1,0 +1,41 @@
+// The body of POST /hook/set-status: either an explicit status, or Claude
+// Code's own hook input piped unchanged (its other fields are ignored).
+import { z } from "zod";
+
+export const HOOK_EVENT_STATUS = {
+  UserPromptSubmit: "working",
+  PreToolUse: "working",
+  PostToolUse: "working",
+  Stop: "idle",
+  SubagentStop: "idle",
+  SessionEnd: "idle",
+  Notification: "idle",
+} as const;
+export type HookEventName = keyof typeof HOOK_EVENT_STATUS;
+
+/** Header a hook command may use to pass its parent's pid ($PPID). */
+export const HOOK_PID_HEADER = "x-switchboard-pid";
+
+export const hookBody = z
+  .looseObject({
+    cwd: z.string().min(1).max(4096),
+    status: z.enum(["idle", "working"]).optional(),
+    pid: z.number().int().positive().max(2_147_483_647).optional(),
+    session_id: z.string().min(1).max(128).optional(),
+    hook_event_name: z.string().max(64).optional(),
+  })
+  .refine((b) => b.status !== undefined || (b.hook_event_name !== undefined && b.hook_event_name in HOOK_EVENT_STATUS), {
+    error: `status (idle|working) is required unless hook_event_name is one of ${Object.keys(HOOK_EVENT_STATUS).join(", ")}`,
+  });
+
+export type HookBody = z.infer<typeof hookBody>;
+
+export function hookStatus(body: HookBody): "idle" | "working" {
+  if (body.status) return body.status;
+  return HOOK_EVENT_STATUS[body.hook_event_name as HookEventName];
+}
+
+export type HookReply =
+  | { ok: true; presence_id: string }
+  | { ok: true; pending: true }
+  | { ok: false; error: string };

@@ -1,0 +1,4 @@
+export * from "./admin.ts";
+export * from "./frames.ts";
+export * from "./hook.ts";
+export * from "./signing.ts";

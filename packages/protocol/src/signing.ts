@@ -1,0 +1,83 @@
+// The hello signature: ed25519 over a fixed text, through WebCrypto so the
+// broker, the SDK and the CLI share one implementation.
+export const HELLO_CONTEXT = "switchboard/1 hello";
+
+export function helloSigningText(meshId: string, pubkey: string, sessionId: string, timestamp: number): string {
+  return `${HELLO_CONTEXT}\n${meshId}\n${pubkey}\n${sessionId}\n${timestamp}`;
+}
+
+export function hexToBytes(hex: string): Uint8Array<ArrayBuffer> {
+  if (hex.length % 2 !== 0 || !/^[0-9a-f]*$/i.test(hex)) throw new Error("not a hex string");
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+export function bytesToHex(bytes: Uint8Array): string {
+  let out = "";
+  for (const b of bytes) out += b.toString(16).padStart(2, "0");
+  return out;
+}
+
+// PKCS#8 wrapping of a raw 32-byte ed25519 seed (RFC 8410).
+const PKCS8_PREFIX = hexToBytes("302e020100300506032b657004220420");
+
+export interface Keypair {
+  /** 32-byte seed, hex. Keep it secret. */
+  secretKey: string;
+  /** 32-byte public key, hex: the member's identity. */
+  publicKey: string;
+}
+
+async function privateKeyFromSeed(seedHex: string): Promise<CryptoKey> {
+  const seed = hexToBytes(seedHex);
+  if (seed.length !== 32) throw new Error("an ed25519 secret key is 32 bytes (64 hex)");
+  const pkcs8 = new Uint8Array(PKCS8_PREFIX.length + 32);
+  pkcs8.set(PKCS8_PREFIX);
+  pkcs8.set(seed, PKCS8_PREFIX.length);
+  return crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
+}
+
+export async function publicKeyOf(secretKeyHex: string): Promise<string> {
+  const key = await privateKeyFromSeed(secretKeyHex);
+  const jwk = await crypto.subtle.exportKey("jwk", key);
+  return bytesToHex(new Uint8Array(Buffer.from(jwk.x ?? "", "base64url")));
+}
+
+export async function generateKeypair(): Promise<Keypair> {
+  const secretKey = bytesToHex(crypto.getRandomValues(new Uint8Array(32)));
+  return { secretKey, publicKey: await publicKeyOf(secretKey) };
+}
+
+export async function signText(secretKeyHex: string, text: string): Promise<string> {
+  const key = await privateKeyFromSeed(secretKeyHex);
+  const signature = await crypto.subtle.sign("Ed25519", key, new TextEncoder().encode(text));
+  return bytesToHex(new Uint8Array(signature));
+}
+
+export async function verifyText(publicKeyHex: string, signatureHex: string, text: string): Promise<boolean> {
+  try {
+    const key = await crypto.subtle.importKey("raw", hexToBytes(publicKeyHex), { name: "Ed25519" }, false, ["verify"]);
+    return await crypto.subtle.verify("Ed25519", key, hexToBytes(signatureHex), new TextEncoder().encode(text));
+  } catch {
+    return false;
+  }
+}
+
+export interface SignedHelloFields {
+  meshId: string;
+  pubkey: string;
+  sessionId: string;
+  timestamp: number;
+  signature: string;
+}
+
+export async function signHello(
+  secretKeyHex: string,
+  fields: { meshId: string; sessionId: string; timestamp?: number },
+): Promise<SignedHelloFields> {
+  const pubkey = await publicKeyOf(secretKeyHex);
+  const timestamp = fields.timestamp ?? Date.now();
+  const signature = await signText(secretKeyHex, helloSigningText(fields.meshId, pubkey, fields.sessionId, timestamp));
+  return { meshId: fields.meshId, pubkey, sessionId: fields.sessionId, timestamp, signature };
+}
