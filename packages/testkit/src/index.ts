@@ -1,4 +1,6 @@
+export * from "./admin-client.ts";
 export * from "./backend.ts";
 export * from "./broker-process.ts";
+export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
