@@ -6,7 +6,11 @@ import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
+import { resolveAdminToken } from "./services/admin-token.ts";
+import { createCoreServices } from "./services/core.ts";
 import { watchDbHealth } from "./services/db-health.ts";
+import { adminRoutes } from "./transport/admin-routes.ts";
+import { hookRoutes } from "./transport/hook-route.ts";
 import { opsRoutes } from "./transport/ops-routes.ts";
 import { apiError } from "./transport/respond.ts";
 import { createWsHandler, type SocketData } from "./transport/ws.ts";
@@ -40,9 +44,12 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const instanceId = newInstanceId();
   const metrics = createMetrics();
   const db = await connectAndMigrate(config, log);
+  // After connecting: in embedded mode DATA_DIR is then locked to this process.
+  const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
   const build = { version: VERSION, gitSha: resolveGitSha(config.GIT_SHA), instanceId, startedAt: Date.now() };
-  const ws = createWsHandler({ log, metrics, maxMessageBytes: config.MAX_MESSAGE_BYTES });
+  const core = await createCoreServices(db, config, log, metrics, instanceId);
+  const ws = createWsHandler({ ...core, log, metrics, maxMessageBytes: config.MAX_MESSAGE_BYTES, instanceId });
 
   const server = Bun.serve<SocketData>({
     port: config.BROKER_PORT,
@@ -50,6 +57,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     maxRequestBodySize: Math.max(config.MAX_MESSAGE_BYTES * 2, 1024 * 1024),
     routes: {
       ...opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
+      ...adminRoutes({ db, log, adminToken, onRevoked: (memberId) => void core.presence.revoked(memberId) }),
+      ...hookRoutes({ hooks: core.hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
       "/ws": (req: Request, srv: Server<SocketData>) => {
         if (srv.upgrade(req, { data: ws.newSocketData() })) return undefined;
         return apiError(426, "upgrade_required", "/ws takes WebSocket upgrades only");
@@ -68,8 +77,9 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     server,
     instanceId,
     async stop() {
-      dbHealth.stop();
       ws.closeAll(1001, "shutting down");
+      await core.stop();
+      dbHealth.stop();
       await server.stop(true);
       await db.close();
     },

@@ -56,3 +56,26 @@ export function watchDbHealth(
     },
   };
 }
+
+const UNAVAILABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "57P01",
+  "57P02",
+  "57P03",
+  "08000",
+  "08003",
+  "08006",
+]);
+
+/** Whether an error means the database could not be reached (rather than a bug or bad data). */
+export function isDbUnavailable(error: unknown, health: DbHealth): boolean {
+  if (!health.healthy) return true;
+  const code = (error as { code?: unknown }).code ?? (error as { cause?: { code?: unknown } }).cause?.code;
+  return typeof code === "string" && UNAVAILABLE.has(code);
+}

@@ -1,0 +1,61 @@
+// Group commit. Items submitted while a flush is running wait and go out
+// together in the next one: one transaction for many sends, claims or acks.
+// At low load a batch is a single item and nothing waits for a timer.
+export interface Batcher<I, O> {
+  submit(item: I): Promise<O>;
+  /** Resolves once everything submitted so far has been flushed. */
+  drain(): Promise<void>;
+}
+
+interface Pending<I, O> {
+  item: I;
+  resolve: (value: O) => void;
+  reject: (error: unknown) => void;
+}
+
+export function createBatcher<I, O>(flush: (items: I[]) => Promise<O[]>, maxBatch: number): Batcher<I, O> {
+  let queue: Pending<I, O>[] = [];
+  let running: Promise<void> | null = null;
+
+  const run = async () => {
+    while (queue.length > 0) {
+      const batch = queue.slice(0, maxBatch);
+      queue = queue.slice(batch.length);
+      try {
+        const results = await flush(batch.map((p) => p.item));
+        batch.forEach((p, i) => p.resolve(results[i] as O));
+      } catch (error) {
+        for (const p of batch) p.reject(error);
+      }
+    }
+    running = null;
+  };
+
+  return {
+    submit(item) {
+      return new Promise<O>((resolve, reject) => {
+        queue.push({ item, resolve, reject });
+        running ??= run();
+      });
+    },
+    async drain() {
+      while (running) await running;
+    },
+  };
+}
+
+const RETRYABLE = new Set(["40001", "40P01"]);
+
+/** Runs work again after a serialization failure or a deadlock, which Postgres asks clients to retry. */
+export async function retryTransient<T>(work: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      const code = (error as { code?: unknown; cause?: { code?: unknown } }).code ??
+        (error as { cause?: { code?: unknown } }).cause?.code;
+      if (attempt >= attempts || typeof code !== "string" || !RETRYABLE.has(code)) throw error;
+      await Bun.sleep(5 * attempt + Math.random() * 10);
+    }
+  }
+}

@@ -1,0 +1,76 @@
+// Builds the services of one instance on one database, in dependency order.
+import type { Database } from "@switchboard/db";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { DeliveryPump } from "./delivery.ts";
+import { HelloService } from "./hello.ts";
+import { HookService } from "./hooks.ts";
+import { InstanceService } from "./instance.ts";
+import { MeshService } from "./mesh.ts";
+import { Messaging } from "./messaging.ts";
+import { PresenceService } from "./presence.ts";
+import { SessionRegistry } from "./sessions.ts";
+import { StatusService } from "./status.ts";
+import { Sweepers } from "./sweepers.ts";
+import { Wakeups } from "./wakeups.ts";
+
+/** How long a fully acknowledged message is kept, so a late retry of its send stays idempotent. */
+const DELIVERED_RETENTION_SECONDS = 3600;
+const CATCH_UP_INTERVAL_MS = 2000;
+
+export type CoreServices = Awaited<ReturnType<typeof createCoreServices>>;
+
+export async function createCoreServices(db: Database, config: Config, log: Logger, metrics: Metrics, instanceId: string) {
+  const sessions = new SessionRegistry();
+  const wakeups = new Wakeups(db, log);
+  const pump = new DeliveryPump(db, sessions, log, config.LEASE_SECONDS);
+  const status = new StatusService(db, wakeups, config.HOOK_FRESH_WINDOW_SECONDS * 1000, (member) => pump.wake([member]));
+  const presence = new PresenceService(db, sessions, pump, wakeups, log, instanceId);
+  const instance = new InstanceService(db, wakeups, log, instanceId);
+  const hello = new HelloService(db, status, wakeups, instanceId, config.MAX_CONNECTIONS_PER_MESH);
+  const messaging = new Messaging(db, sessions, pump, wakeups, metrics, log, {
+    maxMessageBytes: config.MAX_MESSAGE_BYTES,
+    defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
+    sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
+  });
+  const hooks = new HookService(db, status, metrics, log, config.HOOK_RATE_LIMIT_PER_MIN);
+  const mesh = new MeshService(db);
+  const sweepers = new Sweepers(db, pump, wakeups, instance, metrics, log, {
+    statusTtlSeconds: config.STATUS_TTL_SECONDS,
+    deliveredRetentionSeconds: DELIVERED_RETENTION_SECONDS,
+    catchUpIntervalMs: CATCH_UP_INTERVAL_MS,
+    onHousekeeping: () => {
+      hooks.prune();
+      messaging.prune();
+    },
+  });
+
+  await instance.register();
+  const unlisten = await wakeups.subscribe({
+    members: (ids) => pump.wake(ids),
+    meshes: (ids) => pump.wake(ids.flatMap((meshId) => sessions.membersOfMesh(meshId))),
+    close: (presenceId, code, reason) => presence.closeLocal(presenceId, code, reason),
+    revoked: (memberId) => presence.closeRevokedLocal(memberId),
+    resubscribed: () => pump.wake(sessions.all().map((p) => p.memberId)),
+  });
+  sweepers.start();
+
+  return {
+    sessions,
+    pump,
+    status,
+    presence,
+    instance,
+    hello,
+    messaging,
+    hooks,
+    mesh,
+    async stop() {
+      sweepers.stop();
+      await unlisten();
+      await pump.stop();
+      await instance.stop();
+    },
+  };
+}

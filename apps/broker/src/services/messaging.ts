@@ -1,0 +1,208 @@
+// Sends. Durable sends are group-committed: the messages and deliveries of
+// every send in a batch are written in one transaction, and each sender gets
+// its ack only after that commit. Ephemeral sends are never stored.
+import type { Database, Executor } from "@switchboard/db";
+import type { ErrorFrame, SendAck, SendFrame } from "@switchboard/protocol";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { writeAudit, type AuditEntry } from "../store/audit.ts";
+import {
+  existingChannels,
+  findMessagesByClientId,
+  insertDeliveries,
+  insertMessages,
+  livePresencesOfMembers,
+  resolveRecipients,
+  type NewDelivery,
+  type NewMessage,
+} from "../store/messages.ts";
+import { createBatcher, retryTransient } from "./batcher.ts";
+import { pushFrame, type DeliveryPump } from "./delivery.ts";
+import { RateLimiter } from "./rate-limit.ts";
+import type { LocalPresence, SessionRegistry } from "./sessions.ts";
+import { memberWake, type Wakeups } from "./wakeups.ts";
+
+// Room for the fields a push adds around nonce and ciphertext.
+const PUSH_OVERHEAD_BYTES = 512;
+
+export interface MessagingOptions {
+  maxMessageBytes: number;
+  defaultTtlSeconds: number;
+  sendRateLimitPerMin: number;
+}
+
+interface SendItem {
+  message: NewMessage;
+}
+
+type Outcome =
+  | { ok: true; messageId: string; recipients: number; duplicate: boolean; recipientIds: string[] }
+  | { ok: false; code: "unknown_target"; message: string };
+
+type Reply = Omit<SendAck, "reqId"> | Omit<ErrorFrame, "reqId">;
+
+export class Messaging {
+  private readonly limiter: RateLimiter;
+  private readonly batcher;
+
+  constructor(
+    private readonly db: Database,
+    private readonly sessions: SessionRegistry,
+    private readonly pump: DeliveryPump,
+    private readonly wakeups: Wakeups,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly options: MessagingOptions,
+  ) {
+    this.limiter = new RateLimiter(options.sendRateLimitPerMin);
+    this.batcher = createBatcher<SendItem, Outcome>((items) => this.flush(items), 500);
+  }
+
+  prune(): void {
+    this.limiter.prune();
+  }
+
+  async send(sender: LocalPresence, frame: SendFrame): Promise<Reply> {
+    const id = frame.id ?? null;
+    const refuse = (code: ErrorFrame["code"], message: string): Reply => {
+      this.metrics.messagesRejected.labels(code).inc();
+      return id === null ? { type: "error", code, message } : { type: "error", code, message, id };
+    };
+    if (sender.role === "observer") return refuse("forbidden", "observers may not send");
+    const bytes = Buffer.byteLength(frame.nonce) + Buffer.byteLength(frame.ciphertext) + frame.targetSpec.length;
+    if (bytes + PUSH_OVERHEAD_BYTES > this.options.maxMessageBytes) {
+      return refuse("too_large", `nonce and ciphertext must stay under ${this.options.maxMessageBytes - PUSH_OVERHEAD_BYTES} bytes`);
+    }
+    if (!this.limiter.allow(sender.memberId)) {
+      return refuse("rate_limited", `more than ${this.options.sendRateLimitPerMin} sends in a minute`);
+    }
+
+    const message: NewMessage = {
+      id: crypto.randomUUID(),
+      meshId: sender.meshId,
+      senderId: sender.memberId,
+      clientId: id,
+      targetSpec: frame.targetSpec,
+      priority: frame.priority,
+      nonce: frame.nonce,
+      ciphertext: frame.ciphertext,
+      replyTo: frame.replyTo ?? null,
+      ttlSeconds: frame.ttlSeconds ?? this.options.defaultTtlSeconds,
+    };
+    const outcome = frame.ephemeral ? await this.sendEphemeral(message, sender.pubkey) : await this.batcher.submit({ message });
+    if (!outcome.ok) return refuse(outcome.code, outcome.message);
+    if (!outcome.duplicate) this.metrics.messagesRouted.labels(frame.priority).inc();
+    return {
+      type: "ack",
+      id,
+      messageId: outcome.messageId,
+      queued: !frame.ephemeral,
+      recipients: outcome.recipients,
+      ...(outcome.duplicate ? { duplicate: true as const } : {}),
+    };
+  }
+
+  private async resolve(tx: Executor, messages: NewMessage[]): Promise<Array<string[] | Outcome>> {
+    const recipients = await resolveRecipients(
+      tx,
+      messages.map((m, idx) => ({ idx, meshId: m.meshId, senderId: m.senderId, targetSpec: m.targetSpec })),
+    );
+    const channels = await existingChannels(
+      tx,
+      messages.filter((m) => m.targetSpec.startsWith("#")).map((m) => ({ meshId: m.meshId, channel: m.targetSpec })),
+    );
+    return messages.map((m, idx): string[] | Outcome => {
+      const ids = recipients.get(idx) ?? [];
+      if (m.targetSpec.startsWith("#") && !channels.has(`${m.meshId} ${m.targetSpec}`)) {
+        return { ok: false, code: "unknown_target", message: `no channel ${m.targetSpec} in this mesh` };
+      }
+      if (/^[0-9a-f]{64}$/.test(m.targetSpec) && ids.length === 0) {
+        return { ok: false, code: "unknown_target", message: "no member with that pubkey in this mesh" };
+      }
+      return ids;
+    });
+  }
+
+  private async flush(items: SendItem[]): Promise<Outcome[]> {
+    const messages = items.map((i) => i.message);
+    const outcomes = await retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        const resolved = await this.resolve(tx, messages);
+        const valid = messages.filter((_, i) => Array.isArray(resolved[i]));
+        const inserted = await insertMessages(tx, valid);
+        const retried = valid.filter((m) => !inserted.has(m.id) && m.clientId !== null);
+        const existing = await findMessagesByClientId(
+          tx,
+          retried.map((m) => ({ senderId: m.senderId, clientId: m.clientId! })),
+        );
+        const deliveries: NewDelivery[] = [];
+        const audit: AuditEntry[] = [];
+        const result = messages.map((m, i): Outcome => {
+          const r = resolved[i]!;
+          if (!Array.isArray(r)) return r;
+          if (!inserted.has(m.id)) {
+            const first = existing.find((e) => e.senderId === m.senderId && e.clientId === m.clientId);
+            if (!first) throw new Error(`message ${m.id} was neither inserted nor found`);
+            return { ok: true, messageId: first.messageId, recipients: first.recipients, duplicate: true, recipientIds: [] };
+          }
+          for (const memberId of r) {
+            deliveries.push({ messageId: m.id, memberId, priority: m.priority, ttlSeconds: m.ttlSeconds });
+          }
+          audit.push({
+            event: "send" as const,
+            meshId: m.meshId,
+            memberId: m.senderId,
+            meta: { messageId: m.id, targetSpec: m.targetSpec, priority: m.priority, recipients: r.length },
+          });
+          return { ok: true, messageId: m.id, recipients: r.length, duplicate: false, recipientIds: r };
+        });
+        await insertDeliveries(tx, deliveries);
+        await writeAudit(tx, audit);
+        const woken = [...new Set(deliveries.map((d) => d.memberId))];
+        if (woken.length > 0) await this.wakeups.publish(tx, memberWake(woken, valid.map((m) => m.meshId)));
+        return result;
+      }),
+    );
+    this.pump.wake(outcomes.flatMap((o) => (o.ok ? o.recipientIds : [])));
+    return outcomes;
+  }
+
+  // Only recipients connected to this instance and able to take the priority
+  // now receive an ephemeral message; nothing is written.
+  private async sendEphemeral(m: NewMessage, senderPubkey: string): Promise<Outcome> {
+    const [resolved] = await this.resolve(this.db, [m]);
+    if (!Array.isArray(resolved)) return resolved!;
+    const live = await livePresencesOfMembers(this.db, resolved);
+    const chosen = new Map<string, string>();
+    for (const p of live) {
+      const local = this.sessions.get(p.presenceId);
+      if (!local || local.closed || (p.status !== "idle" && m.priority !== "now")) continue;
+      if (!chosen.has(p.memberId)) chosen.set(p.memberId, p.presenceId);
+    }
+    const createdAt = new Date().toISOString();
+    for (const presenceId of chosen.values()) {
+      const local = this.sessions.get(presenceId)!;
+      local.socket.send(
+        JSON.stringify(
+          pushFrame({
+            presenceId,
+            memberId: local.memberId,
+            messageId: m.id,
+            meshId: m.meshId,
+            senderPubkey,
+            targetSpec: m.targetSpec,
+            priority: m.priority,
+            nonce: m.nonce,
+            ciphertext: m.ciphertext,
+            createdAt,
+            replyTo: m.replyTo,
+            attempt: 1,
+            seq: 0,
+          }),
+        ),
+      );
+    }
+    this.log.debug({ messageId: m.id, recipients: chosen.size }, "ephemeral send");
+    return { ok: true, messageId: m.id, recipients: chosen.size, duplicate: false, recipientIds: [] };
+  }
+}

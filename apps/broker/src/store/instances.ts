@@ -1,0 +1,43 @@
+// Broker instances and their leases. An instance that stops renewing (it was
+// killed) is reaped by the others: its presences end, its leases return.
+import type { Executor } from "@switchboard/db";
+import { sql } from "drizzle-orm";
+
+export async function registerInstance(db: Executor, id: string, hostname: string, pid: number, leaseSeconds: number) {
+  await db.rows(sql`
+    INSERT INTO broker_instances (id, hostname, pid, lease_expires_at)
+    VALUES (${id}, ${hostname}, ${pid}, now() + make_interval(secs => ${leaseSeconds}))`);
+}
+
+export async function renewInstance(db: Executor, id: string, leaseSeconds: number): Promise<void> {
+  await db.rows(sql`
+    UPDATE broker_instances SET lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
+    WHERE id = ${id} AND stopped_at IS NULL`);
+}
+
+export async function markInstanceStopped(db: Executor, id: string): Promise<void> {
+  await db.rows(sql`UPDATE broker_instances SET stopped_at = now() WHERE id = ${id}`);
+}
+
+/** Claims the instances whose lease ran out (each reaper gets a disjoint set). */
+export async function takeExpiredInstances(tx: Executor): Promise<string[]> {
+  const rows = await tx.rows<{ id: string }>(sql`
+    UPDATE broker_instances SET stopped_at = now()
+    WHERE id IN (
+      SELECT id FROM broker_instances
+      WHERE stopped_at IS NULL AND lease_expires_at < now()
+      FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id`);
+  return rows.map((r) => r.id);
+}
+
+/** Live presences of instances that are stopped: left behind by a crash. */
+export async function orphanedPresenceIds(tx: Executor, exceptInstance: string): Promise<string[]> {
+  const rows = await tx.rows<{ id: string }>(sql`
+    SELECT p.id FROM presences p
+    WHERE p.disconnected_at IS NULL AND p.instance_id <> ${exceptInstance}
+      AND NOT EXISTS (
+        SELECT 1 FROM broker_instances i WHERE i.id = p.instance_id AND i.stopped_at IS NULL)`);
+  return rows.map((r) => r.id);
+}

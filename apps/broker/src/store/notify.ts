@@ -1,0 +1,9 @@
+import type { Executor } from "@switchboard/db";
+import { sql } from "drizzle-orm";
+
+export const WAKE_CHANNEL = "switchboard_wake";
+
+/** Delivered to every instance's listener when the surrounding transaction commits. */
+export async function notify(tx: Executor, payload: string): Promise<void> {
+  await tx.rows(sql`SELECT pg_notify(${WAKE_CHANNEL}, ${payload})`);
+}
