@@ -1,0 +1,16 @@
+import { describe, expect, test } from "bun:test";
+import { errorWithoutParams } from "../src/log.ts";
+
+describe("log serializer", () => {
+  test("a failed query's parameters (ciphertexts) never reach the log", () => {
+    const cause = Object.assign(new Error("duplicate key value"), { code: "23505" });
+    const error = Object.assign(
+      new Error('Failed query: INSERT INTO messages VALUES ($1)\nparams: [{"ciphertext":"c2VjcmV0"}]', { cause }),
+      { params: [{ ciphertext: "c2VjcmV0" }] },
+    );
+    const out = errorWithoutParams(error);
+    expect(JSON.stringify(out)).not.toContain("c2VjcmV0");
+    expect(out.message).toBe("Failed query: INSERT INTO messages VALUES ($1)");
+    expect((out.cause as Record<string, unknown>).code).toBe("23505");
+  });
+});
