@@ -1,0 +1,109 @@
+// The admin operations behind /v1: enrol meshes and members, issue hook
+// tokens, revoke members, list live peers. Failures the caller can act on are
+// AdminFailure with a stable code; the transport maps codes to statuses.
+import type { Database } from "@switchboard/db";
+import type { AddMemberBody, CreateMeshBody, MemberView, MeshView, PresenceView } from "@switchboard/protocol";
+import type { Logger } from "../log.ts";
+import {
+  findMember,
+  findMesh,
+  insertMember,
+  insertMesh,
+  insertToken,
+  listLivePeers,
+  listMembers,
+  listMeshes,
+  revokeMember,
+} from "../store/admin.ts";
+import { hashToken, newHookToken } from "./tokens.ts";
+
+export class AdminFailure extends Error {
+  constructor(
+    readonly code: "not_found" | "conflict",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface AdminDeps {
+  db: Database;
+  log: Logger;
+  /** Runs after a revocation committed, so this instance can close the member's sockets (4002). */
+  onRevoked: (memberId: string) => void;
+}
+
+export function createAdminService({ db, log, onRevoked }: AdminDeps) {
+  const mesh = async (ref: string): Promise<MeshView> => {
+    const found = await findMesh(db, ref, UUID.test(ref));
+    if (found === null) throw new AdminFailure("not_found", `no mesh ${ref}`);
+    return found;
+  };
+
+  const member = async (meshRef: string, memberRef: string): Promise<{ mesh: MeshView; member: MemberView }> => {
+    const m = await mesh(meshRef);
+    const found = await findMember(db, m.id, memberRef, UUID.test(memberRef));
+    if (found === null) throw new AdminFailure("not_found", `no member ${memberRef} in mesh ${m.slug}`);
+    return { mesh: m, member: found };
+  };
+
+  return {
+    async createMesh(body: CreateMeshBody): Promise<MeshView> {
+      const created = await insertMesh(db, body.slug, body.name ?? body.slug);
+      if (created === null) throw new AdminFailure("conflict", `mesh slug ${body.slug} is taken`);
+      log.info({ meshId: created.id, slug: created.slug }, "admin mesh created");
+      return created;
+    },
+
+    listMeshes: (): Promise<MeshView[]> => listMeshes(db),
+
+    async addMember(meshRef: string, body: AddMemberBody): Promise<MemberView> {
+      const m = await mesh(meshRef);
+      const created = await insertMember(db, m.id, {
+        pubkey: body.pubkey,
+        displayName: body.displayName,
+        tags: body.tags ?? [],
+        role: body.role ?? "member",
+      });
+      if (created === null) throw new AdminFailure("conflict", `pubkey ${body.pubkey} is already a member of ${m.slug}`);
+      log.info({ meshId: m.id, memberId: created.id }, "admin member added");
+      return created;
+    },
+
+    async listMembers(meshRef: string): Promise<MemberView[]> {
+      return listMembers(db, (await mesh(meshRef)).id);
+    },
+
+    async revokeMember(meshRef: string, memberRef: string): Promise<{ id: string; revokedAt: string }> {
+      const found = await member(meshRef, memberRef);
+      const { revokedAt, changed } = await db.transaction((tx) => revokeMember(tx, found.mesh.id, found.member.id));
+      if (changed) log.info({ meshId: found.mesh.id, memberId: found.member.id }, "admin member revoked");
+      // Also on a repeated revocation: closing a revoked member's sockets is
+      // always right. The revocation is committed whatever happens here, so a
+      // failing callback must not turn the reply into an error.
+      try {
+        onRevoked(found.member.id);
+      } catch (error) {
+        log.error({ err: error, memberId: found.member.id }, "revocation callback failed");
+      }
+      return { id: found.member.id, revokedAt };
+    },
+
+    async issueToken(meshRef: string, memberRef: string, kind: "hook"): Promise<{ token: string }> {
+      const found = await member(meshRef, memberRef);
+      if (found.member.revokedAt !== null) {
+        throw new AdminFailure("conflict", `member ${memberRef} is revoked`);
+      }
+      const token = newHookToken();
+      await insertToken(db, found.member.id, kind, hashToken(token));
+      log.info({ meshId: found.mesh.id, memberId: found.member.id, kind }, "admin token issued");
+      return { token };
+    },
+
+    async livePeers(meshRef: string): Promise<PresenceView[]> {
+      return listLivePeers(db, (await mesh(meshRef)).id);
+    },
+  };
+}

@@ -1,0 +1,316 @@
+// The admin API (PROTOCOL.md §5) against a real broker process over HTTP.
+// Database state is checked directly: on Postgres next to the running broker,
+// on the embedded backend with the broker stopped (one process per DATA_DIR).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, type Database } from "@switchboard/db";
+import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
+import {
+  freshBackend,
+  newIdentity,
+  spawnBroker,
+  TestPeer,
+  type BrokerProcess,
+  type TestBackend,
+  type TestIdentity,
+} from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { createHash, randomBytes } from "node:crypto";
+import { findMemberByTokenHash } from "../src/store/admin.ts";
+
+const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
+});
+afterAll(async () => {
+  await broker?.stop();
+  await backend?.dispose();
+});
+
+interface Answer<T> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+type ErrorBody = { error: { code: string; message: string } };
+
+async function api<T>(method: string, path: string, body?: unknown, token: string | null = ADMIN_TOKEN): Promise<Answer<T>> {
+  const headers: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` };
+  const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+  const res = await fetch(`${broker.url}${path}`, { method, headers, body: payload });
+  return { status: res.status, body: (await res.json()) as T, headers: res.headers };
+}
+
+const pubkey = () => randomBytes(32).toString("hex");
+const slug = () => `m-${randomBytes(4).toString("hex")}`;
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+async function newMesh(): Promise<MeshView> {
+  const res = await api<MeshView>("POST", "/v1/meshes", { slug: slug() });
+  expect(res.status).toBe(201);
+  return res.body;
+}
+
+async function newMember(mesh: string, displayName: string): Promise<MemberView> {
+  const res = await api<MemberView>("POST", `/v1/meshes/${mesh}/members`, { pubkey: pubkey(), displayName });
+  expect(res.status).toBe(201);
+  return res.body;
+}
+
+/** Runs fn on the broker's database; the embedded broker is stopped meanwhile and started again. */
+async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+  if (backend.kind === "embedded") expect(await broker.stop()).toBe(0);
+  const db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+    if (backend.kind === "embedded") broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
+  }
+}
+
+describe("admin API", () => {
+  test("every route answers 401 without the admin token", async () => {
+    const routes: [string, string][] = [
+      ["GET", "/v1/meshes"],
+      ["POST", "/v1/meshes"],
+      ["GET", "/v1/meshes/x/members"],
+      ["POST", "/v1/meshes/x/members"],
+      ["DELETE", "/v1/meshes/x/members/y"],
+      ["POST", "/v1/meshes/x/members/y/tokens"],
+      ["GET", "/v1/meshes/x/peers"],
+    ];
+    for (const [method, path] of routes) {
+      for (const token of [null, "wrong-token-0123456789", `${ADMIN_TOKEN}x`]) {
+        const res = await api<ErrorBody>(method, path, undefined, token);
+        const seen = { method, path, status: res.status, code: res.body.error.code };
+        expect(seen).toEqual({ method, path, status: 401, code: "unauthorized" });
+      }
+    }
+  });
+
+  test("creates meshes, lists them, finds them by id or slug", async () => {
+    const s = slug();
+    const named = await api<MeshView>("POST", "/v1/meshes", { slug: s, name: "The Team" });
+    expect(named.status).toBe(201);
+    expect(named.body).toEqual({ id: expect.stringMatching(UUID), slug: s, name: "The Team" });
+    const unnamed = await newMesh();
+    expect(unnamed.name).toBe(unnamed.slug);
+
+    const list = await api<{ meshes: MeshView[] }>("GET", "/v1/meshes");
+    expect(list.status).toBe(200);
+    expect(list.body.meshes).toContainEqual(named.body);
+    expect(list.body.meshes).toContainEqual(unnamed);
+
+    for (const ref of [named.body.id, s, named.body.id.toUpperCase()]) {
+      expect((await api("GET", `/v1/meshes/${ref}/members`)).status).toBe(200);
+    }
+  });
+
+  test("mesh errors: 400 invalid, 409 duplicate slug, 404 unknown mesh", async () => {
+    const bad = await api<ErrorBody>("POST", "/v1/meshes", { slug: "Not A Slug" });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe("invalid");
+    expect(bad.body.error.message).toStartWith("slug: ");
+    const extra = await api<ErrorBody>("POST", "/v1/meshes", { slug: slug(), owner: "me" });
+    expect(extra.status).toBe(400);
+    expect(extra.body.error.message).toContain("owner");
+    for (const body of ["{not json", "", "[]"]) {
+      expect((await api<ErrorBody>("POST", "/v1/meshes", body)).body.error.code).toBe("invalid");
+    }
+
+    const mesh = await newMesh();
+    const dup = await api<ErrorBody>("POST", "/v1/meshes", { slug: mesh.slug, name: "other" });
+    expect(dup.status).toBe(409);
+    expect(dup.body.error.code).toBe("conflict");
+
+    for (const ref of ["no-such-mesh", crypto.randomUUID()]) {
+      const res = await api<ErrorBody>("GET", `/v1/meshes/${ref}/peers`);
+      expect(res.status).toBe(404);
+      expect(res.body.error.code).toBe("not_found");
+    }
+  });
+
+  test("adds and lists members; 409 on a duplicate pubkey, 400 on bad bodies, 404 on unknown meshes", async () => {
+    const mesh = await newMesh();
+    const key = pubkey();
+    const body = { pubkey: key, displayName: "Ada", tags: ["backend", "team:core"], role: "observer" as const };
+    const added = await api<MemberView>("POST", `/v1/meshes/${mesh.slug}/members`, body);
+    expect(added.status).toBe(201);
+    expect(added.body).toEqual({ id: expect.stringMatching(UUID), ...body, revokedAt: null });
+    const plain = await newMember(mesh.id, "Bob");
+    expect(plain).toMatchObject({ tags: [], role: "member", revokedAt: null });
+
+    const list = await api<{ members: MemberView[] }>("GET", `/v1/meshes/${mesh.id}/members`);
+    expect(list.body.members).toEqual([added.body, plain]);
+
+    const dup = await api<ErrorBody>("POST", `/v1/meshes/${mesh.id}/members`, { pubkey: key, displayName: "Again" });
+    expect(dup.status).toBe(409);
+    expect(dup.body.error.code).toBe("conflict");
+    // The same key may be enrolled in another mesh.
+    expect((await api("POST", `/v1/meshes/${(await newMesh()).id}/members`, { pubkey: key, displayName: "Ada" })).status).toBe(201);
+
+    const invalid = [
+      { pubkey: key.toUpperCase(), displayName: "x" },
+      { pubkey: pubkey() },
+      { pubkey: pubkey(), displayName: "x", tags: ["has space"] },
+      { pubkey: pubkey(), displayName: "x", role: "admin" },
+    ];
+    for (const b of invalid) {
+      const res = await api<ErrorBody>("POST", `/v1/meshes/${mesh.id}/members`, b);
+      expect({ status: res.status, code: res.body.error.code }).toEqual({ status: 400, code: "invalid" });
+    }
+    const unknown = await api<ErrorBody>("POST", "/v1/meshes/no-such-mesh/members", { pubkey: pubkey(), displayName: "x" });
+    expect(unknown.status).toBe(404);
+  });
+
+  test("a known path with an unknown method answers a JSON 405", async () => {
+    const wrong = [["PUT", "/v1/meshes"], ["PATCH", "/v1/meshes/x/members"], ["GET", "/v1/meshes/x/members/y"]] as const;
+    for (const [method, path] of wrong) {
+      const res = await api<ErrorBody>(method, path);
+      expect(res.status).toBe(405);
+      expect(res.body.error.code).toBe("method_not_allowed");
+      expect(res.headers.get("allow")).toBeTruthy();
+    }
+  });
+
+  test("hook tokens are shown once and stored only as a hash", async () => {
+    const mesh = await newMesh();
+    const member = await newMember(mesh.slug, "Hooked");
+    const first = await api<{ token: string }>("POST", `/v1/meshes/${mesh.slug}/members/${member.id}/tokens`, { kind: "hook" });
+    const second = await api<{ token: string }>("POST", `/v1/meshes/${mesh.id}/members/${member.pubkey}/tokens`, { kind: "hook" });
+    for (const res of [first, second]) {
+      expect(res.status).toBe(201);
+      expect(Object.keys(res.body)).toEqual(["token"]);
+      expect(res.body.token).toMatch(/^sbh_[A-Za-z0-9_-]{43}$/);
+      expect(res.headers.get("cache-control")).toBe("no-store");
+    }
+    expect(first.body.token).not.toBe(second.body.token);
+    expect(JSON.stringify((await api("GET", `/v1/meshes/${mesh.id}/members`)).body)).not.toContain(first.body.token);
+    expect(broker.stderrText()).not.toContain(first.body.token);
+
+    const bad = await api<ErrorBody>("POST", `/v1/meshes/${mesh.id}/members/${member.id}/tokens`, { kind: "admin" });
+    expect(bad.status).toBe(400);
+    for (const ref of [crypto.randomUUID(), pubkey()]) {
+      expect((await api("POST", `/v1/meshes/${mesh.id}/members/${ref}/tokens`, { kind: "hook" })).status).toBe(404);
+    }
+
+    await withDatabase(async (db) => {
+      const rows = await db.rows<Record<string, string | null>>(sql`
+        SELECT id::text, member_id::text, kind, token_hash, revoked_at::text FROM tokens WHERE member_id = ${member.id}::uuid`);
+      expect(rows.map((r) => r.token_hash).sort()).toEqual([sha256(first.body.token), sha256(second.body.token)].sort());
+      expect(JSON.stringify(rows)).not.toContain(first.body.token);
+      expect(rows.every((r) => r.kind === "hook" && r.revoked_at === null)).toBe(true);
+      expect(await findMemberByTokenHash(db, sha256(first.body.token))).toEqual({ memberId: member.id, meshId: mesh.id });
+      expect(await findMemberByTokenHash(db, sha256("sbh_not-a-token"))).toBeNull();
+    });
+  });
+
+  test("revoking a member closes its sockets and drops its tokens, undelivered messages and presences, once", async () => {
+    const mesh = await newMesh();
+    const [victimId, otherId] = [await newIdentity(), await newIdentity()];
+    const add = (identity: TestIdentity, displayName: string) =>
+      api<MemberView>("POST", `/v1/meshes/${mesh.id}/members`, { pubkey: identity.publicKey, displayName });
+    const victim = (await add(victimId, "Victim")).body;
+    const other = (await add(otherId, "Other")).body;
+    const issued = await api<{ token: string }>("POST", `/v1/meshes/${mesh.id}/members/${victim.id}/tokens`, { kind: "hook" });
+
+    // An ended presence and three messages owed to the victim: one queued,
+    // one leased, one already acked (which must stay).
+    await withDatabase(async (db) => {
+      await db.rows(sql`
+        INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, disconnected_at)
+        VALUES (${mesh.id}::uuid, ${victim.id}::uuid, 'i-gone', 's-gone', 'Victim', now())`);
+      await db.rows(sql`
+        WITH msgs AS (
+          INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+          SELECT ${mesh.id}::uuid, ${other.id}::uuid, ${victim.pubkey}, 'next', 'n', 'c' || g, now() + interval '1 hour'
+          FROM generate_series(1, 3) g RETURNING id, ciphertext
+        )
+        INSERT INTO deliveries (message_id, recipient_member_id, priority, state, lease_presence_id, lease_expires_at, expires_at)
+        SELECT id, ${victim.id}::uuid, 'next', (ARRAY['queued', 'leased', 'acked'])[right(ciphertext, 1)::int],
+               gen_random_uuid(), now() + interval '1 hour', now() + interval '1 hour'
+        FROM msgs`);
+    });
+
+    const victimPeer = await TestPeer.connect(broker.wsUrl, { identity: victimId, meshId: mesh.slug, pid: 4242, cwd: "/work" });
+    const otherPeer = await TestPeer.connect(broker.wsUrl, { identity: otherId, meshId: mesh.id });
+    let revokedAt = "";
+    try {
+      const before = await api<{ peers: PresenceView[] }>("GET", `/v1/meshes/${mesh.slug}/peers`);
+      expect(before.status).toBe(200);
+      expect(before.body.peers.map((p) => p.memberId).sort()).toEqual([victim.id, other.id].sort());
+      expect(before.body.peers.find((p) => p.memberId === victim.id)).toEqual({
+        presenceId: expect.stringMatching(UUID),
+        memberId: victim.id,
+        pubkey: victim.pubkey,
+        displayName: "Victim",
+        sessionId: victimPeer.sessionId,
+        status: "idle",
+        statusSource: expect.stringMatching(/^(hook|manual|jsonl)$/),
+        pid: 4242,
+        cwd: "/work",
+        connectedAt: expect.stringMatching(ISO),
+        instanceId: expect.any(String),
+      });
+
+      const revoked = await api<{ id: string; revokedAt: string }>("DELETE", `/v1/meshes/${mesh.slug}/members/${victim.id}`);
+      expect(revoked.status).toBe(200);
+      expect(revoked.body).toEqual({ id: victim.id, revokedAt: expect.stringMatching(ISO) });
+      expect((await victimPeer.closed).code).toBe(4002);
+      const again = await api<{ id: string; revokedAt: string }>("DELETE", `/v1/meshes/${mesh.id}/members/${victim.pubkey}`);
+      expect(again.status).toBe(200);
+      expect(again.body).toEqual(revoked.body);
+      revokedAt = revoked.body.revokedAt;
+
+      const after = await api<{ peers: PresenceView[] }>("GET", `/v1/meshes/${mesh.id}/peers`);
+      expect(after.body.peers.map((p) => p.memberId)).toEqual([other.id]);
+      expect(otherPeer.isOpen).toBe(true);
+    } finally {
+      await Promise.all([victimPeer.close(), otherPeer.close()]);
+    }
+    const members = await api<{ members: MemberView[] }>("GET", `/v1/meshes/${mesh.id}/members`);
+    expect(members.body.members.find((m) => m.id === victim.id)?.revokedAt).toBe(revokedAt);
+    expect((await api("POST", `/v1/meshes/${mesh.id}/members/${victim.id}/tokens`, { kind: "hook" })).status).toBe(409);
+    expect((await api("POST", `/v1/meshes/${mesh.id}/members`, { pubkey: victim.pubkey, displayName: "Back" })).status).toBe(409);
+    // A member is only found within its own mesh.
+    expect((await api("DELETE", `/v1/meshes/${(await newMesh()).id}/members/${other.id}`)).status).toBe(404);
+    expect((await api("DELETE", `/v1/meshes/${mesh.id}/members/${crypto.randomUUID()}`)).status).toBe(404);
+
+    await withDatabase(async (db) => {
+      const [tokens] = await db.rows<{ n: number }>(
+        sql`SELECT count(*)::int AS n FROM tokens WHERE member_id = ${victim.id}::uuid AND revoked_at IS NULL`,
+      );
+      expect(tokens?.n).toBe(0);
+      const [presences] = await db.rows<{ n: number }>(
+        sql`SELECT count(*)::int AS n FROM presences WHERE member_id = ${victim.id}::uuid AND disconnected_at IS NULL`,
+      );
+      expect(presences?.n).toBe(0);
+      const left = await db.rows<{ state: string }>(
+        sql`SELECT state FROM deliveries WHERE recipient_member_id = ${victim.id}::uuid`,
+      );
+      expect(left).toEqual([{ state: "acked" }]);
+      const audit = await db.rows<{ meshId: string; meta: string }>(sql`
+        SELECT mesh_id::text AS "meshId", meta::text AS meta FROM audit_log
+        WHERE member_id = ${victim.id}::uuid AND event = 'revoke'`);
+      expect(audit.map((a) => ({ meshId: a.meshId, meta: JSON.parse(a.meta) as unknown }))).toEqual([
+        { meshId: mesh.id, meta: { tokensRevoked: 1, deliveriesDropped: 2, presencesClosed: 1 } },
+      ]);
+      expect(await findMemberByTokenHash(db, sha256(issued.body.token))).toBeNull();
+    });
+  });
+
+  test("meshes survive a broker restart", async () => {
+    const mesh = await newMesh();
+    expect(await broker.stop()).toBe(0);
+    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
+    const list = await api<{ meshes: MeshView[] }>("GET", "/v1/meshes");
+    expect(list.body.meshes).toContainEqual(mesh);
+  });
+});
