@@ -44,11 +44,14 @@ export async function postgresBackend(serverUrl: string): Promise<TestBackend> {
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   const databaseUrl = url.toString();
+  // Generated secrets (the admin token) go to DATA_DIR even with a server.
+  const dataDir = tempDir("secrets");
   return {
     kind: "postgres",
-    env: { DATABASE_URL: databaseUrl },
+    env: { DATABASE_URL: databaseUrl, DATA_DIR: dataDir },
     databaseUrl,
     async dispose() {
+      rmSync(dataDir, { recursive: true, force: true });
       const sql = postgres(serverUrl, { max: 1, onnotice: () => {} });
       try {
         await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

@@ -15,6 +15,7 @@ import {
   listMeshes,
   revokeMember,
 } from "../store/admin.ts";
+import { UUID } from "../store/sql-util.ts";
 import { hashToken, newHookToken } from "./tokens.ts";
 
 export class AdminFailure extends Error {
@@ -26,7 +27,6 @@ export class AdminFailure extends Error {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface AdminDeps {
   db: Database;

@@ -3,15 +3,12 @@
 // postgres.js and PGlite hand back the same shapes.
 import type { Executor } from "@switchboard/db";
 import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
-import { sql, type SQL } from "drizzle-orm";
+import { sql } from "drizzle-orm";
+import { isoTime, jsonParam } from "./sql-util.ts";
 
-const iso = (column: SQL) => sql`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-
-/** A JS array bound as one jsonb parameter (the sql tag would expand it into a list). */
-const jsonArray = (values: readonly string[]) => sql`${JSON.stringify(values)}::text::jsonb`;
 
 const MEMBER_COLUMNS = sql`m.id::text AS "id", m.pubkey AS "pubkey", m.display_name AS "displayName",
-  to_jsonb(m.tags) AS "tags", m.role AS "role", ${iso(sql`m.revoked_at`)} AS "revokedAt"`;
+  to_jsonb(m.tags) AS "tags", m.role AS "role", ${isoTime("m.revoked_at")} AS "revokedAt"`;
 
 /** Null when the slug is taken. */
 export async function insertMesh(db: Executor, slug: string, name: string): Promise<MeshView | null> {
@@ -47,7 +44,7 @@ export async function insertMember(db: Executor, meshId: string, member: NewMemb
   const rows = await db.rows<MemberView>(sql`
     INSERT INTO members AS m (mesh_id, pubkey, display_name, tags, role)
     VALUES (${meshId}::uuid, ${member.pubkey}, ${member.displayName},
-            ARRAY(SELECT jsonb_array_elements_text(${jsonArray(member.tags)})), ${member.role})
+            ARRAY(SELECT jsonb_array_elements_text(${jsonParam(member.tags)})), ${member.role})
     ON CONFLICT (mesh_id, pubkey) DO NOTHING
     RETURNING ${MEMBER_COLUMNS}`);
   return rows[0] ?? null;
@@ -82,10 +79,10 @@ export async function revokeMember(tx: Executor, meshId: string, memberId: strin
   const [first] = await tx.rows<{ revokedAt: string }>(sql`
     UPDATE members SET revoked_at = now()
     WHERE id = ${memberId}::uuid AND mesh_id = ${meshId}::uuid AND revoked_at IS NULL
-    RETURNING ${iso(sql`revoked_at`)} AS "revokedAt"`);
+    RETURNING ${isoTime("revoked_at")} AS "revokedAt"`);
   if (first === undefined) {
     const [earlier] = await tx.rows<{ revokedAt: string }>(sql`
-      SELECT ${iso(sql`revoked_at`)} AS "revokedAt" FROM members WHERE id = ${memberId}::uuid`);
+      SELECT ${isoTime("revoked_at")} AS "revokedAt" FROM members WHERE id = ${memberId}::uuid`);
     if (earlier === undefined) throw new Error(`member ${memberId} vanished during revocation`);
     return { revokedAt: earlier.revokedAt, changed: false };
   }
@@ -131,7 +128,7 @@ export function listLivePeers(db: Executor, meshId: string): Promise<PresenceVie
     SELECT p.id::text AS "presenceId", m.id::text AS "memberId", m.pubkey AS "pubkey",
            p.display_name AS "displayName", p.session_id AS "sessionId", p.status AS "status",
            p.status_source AS "statusSource", p.pid AS "pid", p.cwd AS "cwd",
-           ${iso(sql`p.connected_at`)} AS "connectedAt", p.instance_id AS "instanceId"
+           ${isoTime("p.connected_at")} AS "connectedAt", p.instance_id AS "instanceId"
     FROM presences p JOIN members m ON m.id = p.member_id
     WHERE p.mesh_id = ${meshId}::uuid AND p.disconnected_at IS NULL AND m.revoked_at IS NULL
     ORDER BY p.connected_at, p.id`);
