@@ -36,7 +36,13 @@ async function run(cmd: string[], asPostgres: boolean): Promise<void> {
   if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}\n${out}\n${err}`);
 }
 
-export async function startPostgresCluster(): Promise<PostgresCluster> {
+export interface ClusterOptions {
+  /** Tests run with fsync off for speed; benchmarks keep it on, as production does. */
+  fsync?: boolean;
+  maxConnections?: number;
+}
+
+export async function startPostgresCluster(options: ClusterOptions = {}): Promise<PostgresCluster> {
   const bin = findPgBin();
   if (!bin) throw new Error("no Postgres server binaries (initdb) on this machine");
   const asPostgres = userInfo().uid === 0;
@@ -63,7 +69,8 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
           join(dir, "server.log"),
           "-w",
           "-o",
-          `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300`,
+          `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync ? "on" : "off"} ` +
+            `-c max_connections=${options.maxConnections ?? 300}`,
           "start",
         ],
         asPostgres,

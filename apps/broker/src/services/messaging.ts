@@ -37,7 +37,7 @@ interface SendItem {
 
 type Outcome =
   | { ok: true; messageId: string; recipients: number; duplicate: boolean; recipientIds: string[] }
-  | { ok: false; code: "unknown_target"; message: string };
+  | { ok: false; code: "unknown_target" | "internal"; message: string };
 
 type Reply = Omit<SendAck, "reqId"> | Omit<ErrorFrame, "reqId">;
 
@@ -55,7 +55,7 @@ export class Messaging {
     private readonly options: MessagingOptions,
   ) {
     this.limiter = new RateLimiter(options.sendRateLimitPerMin);
-    this.batcher = createBatcher<SendItem, Outcome>((items) => this.flush(items), 500);
+    this.batcher = createBatcher<SendItem, Outcome>((items) => this.flushIsolating(items), 500);
   }
 
   prune(): void {
@@ -121,6 +121,28 @@ export class Messaging {
       }
       return ids;
     });
+  }
+
+  // One send the database refuses must not fail the others of its batch:
+  // after a failed batch each send is written alone, and only the culprit fails.
+  private async flushIsolating(items: SendItem[]): Promise<Outcome[]> {
+    try {
+      return await this.flush(items);
+    } catch (error) {
+      if (items.length === 1) throw error;
+      this.log.warn({ err: error, sends: items.length }, "send batch failed; writing its sends one by one");
+      return Promise.all(
+        items.map((item) =>
+          this.flush([item]).then(
+            (outcomes) => outcomes[0]!,
+            (e: unknown): Outcome => {
+              this.log.error({ err: e }, "send failed");
+              return { ok: false, code: "internal", message: "the broker could not store this message" };
+            },
+          ),
+        ),
+      );
+    }
   }
 
   private async flush(items: SendItem[]): Promise<Outcome[]> {

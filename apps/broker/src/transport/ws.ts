@@ -26,6 +26,8 @@ const HELLO_TIMEOUT_MS = 10_000;
 export interface SocketData {
   connectionId: string;
   chain: Promise<void>;
+  /** Sends and acks still being committed; other frames wait for them. */
+  pipeline: Set<Promise<void>>;
   helloTimer?: Timer;
   presence?: LocalPresence;
   closed: boolean;
@@ -171,13 +173,28 @@ export function createWsHandler(deps: WsDeps) {
       const id = parsed.type === "send" && typeof parsed.id === "string" ? { id: parsed.id } : {};
       return reply(ws, { type: "error", code: "invalid", message, ...id }, reqId);
     }
-    try {
-      await handleFrame(ws, presence, frame.data);
-    } catch (error) {
-      log.error({ err: error, presenceId: presence.presenceId, frame: frame.data.type }, "frame failed");
-      const id = frame.data.type === "send" && frame.data.id ? { id: frame.data.id } : {};
-      reply(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId);
+    const work = async () => {
+      try {
+        await handleFrame(ws, presence, frame.data);
+      } catch (error) {
+        log.error({ err: error, presenceId: presence.presenceId, frame: frame.data.type }, "frame failed");
+        const id = frame.data.type === "send" && frame.data.id ? { id: frame.data.id } : {};
+        reply(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId);
+      }
+    };
+    // Durable sends and acks enter their group commit in arrival order and
+    // need not wait for the previous commit: the next frame may join the same
+    // batch. Any other frame first waits for them, so its effects still come
+    // after theirs.
+    const pipelined = (frame.data.type === "send" && !frame.data.ephemeral) || frame.data.type === "client_ack";
+    if (pipelined) {
+      const pending = work();
+      ws.data.pipeline.add(pending);
+      void pending.finally(() => ws.data.pipeline.delete(pending));
+      return;
     }
+    await Promise.all(ws.data.pipeline);
+    await work();
   }
 
   const handlers: WebSocketHandler<SocketData> = {
@@ -224,7 +241,12 @@ export function createWsHandler(deps: WsDeps) {
 
   return {
     handlers,
-    newSocketData: (): SocketData => ({ connectionId: crypto.randomUUID(), chain: Promise.resolve(), closed: false }),
+    newSocketData: (): SocketData => ({
+      connectionId: crypto.randomUUID(),
+      chain: Promise.resolve(),
+      pipeline: new Set(),
+      closed: false,
+    }),
     closeAll(code: number, reason: string) {
       shuttingDown = true;
       for (const ws of open) ws.close(code, reason);

@@ -1,0 +1,198 @@
+// The load generator, a process of its own: `bun bench/src/loadgen.ts PLAN.json`.
+// Prints {"event":"connected"} once its peers are in, then the result as one
+// JSON line on stdout.
+import { BenchPeer, now, type PeerHooks } from "./peer.ts";
+import type { ConnectPlan, Counts, HeldPlan, LoadResult, Plan, RatePlan, StepResult } from "./plan.ts";
+import { summarize } from "./stats.ts";
+
+interface Sent {
+  t: number;
+  step: number;
+  ackAt?: number;
+  expected?: number;
+}
+
+class Tracker implements PeerHooks {
+  readonly sent = new Map<string, Sent>();
+  readonly byMessage = new Map<string, string>();
+  readonly pushes = new Map<string, Set<string>>();
+  readonly pushLatency: Array<{ step: number; ms: number }> = [];
+  readonly errors: Record<string, number> = {};
+  duplicates = 0;
+  delivered = 0;
+  private current = "";
+
+  as(peerKey: string): PeerHooks {
+    return {
+      onPush: (messageId, stamp) => {
+        this.current = peerKey;
+        this.onPush(messageId, stamp);
+      },
+      onAck: (id, messageId, duplicate, at) => this.onAck(id, messageId, duplicate, at),
+      onError: (id, code) => this.onError(id, code),
+    };
+  }
+
+  onPush(messageId: string, stamp: { t: number; id: string } | null): void {
+    let seen = this.pushes.get(messageId);
+    if (!seen) this.pushes.set(messageId, (seen = new Set()));
+    if (seen.has(this.current)) {
+      this.duplicates++;
+      return;
+    }
+    seen.add(this.current);
+    this.delivered++;
+    const s = stamp ? this.sent.get(stamp.id) : undefined;
+    if (stamp && s) this.pushLatency.push({ step: s.step, ms: now() - stamp.t });
+  }
+
+  onAck(id: string, messageId: string | null, _duplicate: boolean, at: number): void {
+    const s = this.sent.get(id);
+    if (!s || s.ackAt !== undefined) return;
+    s.ackAt = at;
+    if (messageId) this.byMessage.set(messageId, id);
+  }
+
+  onError(_id: string | undefined, code: string): void {
+    this.errors[code] = (this.errors[code] ?? 0) + 1;
+  }
+
+  counts(recipientsOf: (s: Sent) => number): Counts {
+    let acked = 0;
+    let expected = 0;
+    for (const s of this.sent.values()) {
+      if (s.ackAt === undefined) continue;
+      acked++;
+      expected += recipientsOf(s);
+    }
+    return {
+      sent: this.sent.size,
+      acked,
+      errors: this.errors,
+      expectedDeliveries: expected,
+      delivered: this.delivered,
+      duplicates: this.duplicates,
+      lost: Math.max(0, expected - this.delivered),
+    };
+  }
+}
+
+async function connectAll(plan: Plan, tracker: Tracker, concurrency: number): Promise<BenchPeer[][]> {
+  const jobs = plan.meshes.flatMap((mesh, m) => mesh.members.map((identity, i) => ({ mesh, m, identity, i })));
+  const peers: BenchPeer[][] = plan.meshes.map(() => []);
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const job = jobs[next++]!;
+      const url = plan.urls[(job.m * 131 + job.i) % plan.urls.length]!;
+      peers[job.m]![job.i] = await BenchPeer.connect(url, job.mesh.slug, job.identity, tracker.as(`${job.m}:${job.i}`));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
+  return peers;
+}
+
+const waitUntil = async (done: () => boolean, ms: number) => {
+  const until = Date.now() + ms;
+  while (!done() && Date.now() < until) await Bun.sleep(20);
+};
+
+function stepSummary(tracker: Tracker, step: number, rate: number): StepResult {
+  const sent = [...tracker.sent.values()].filter((s) => s.step === step);
+  const acked = sent.filter((s) => s.ackAt !== undefined);
+  const pushed = tracker.pushLatency.filter((p) => p.step === step).map((p) => p.ms);
+  return {
+    rate,
+    sent: sent.length,
+    acked: acked.length,
+    sendToAck: summarize(acked.map((s) => s.ackAt! - s.t)),
+    sendToPush: summarize(pushed),
+    lost: Math.max(0, acked.reduce((n, s) => n + (s.expected ?? 1), 0) - pushed.length),
+  };
+}
+
+async function runRate(plan: RatePlan, tracker: Tracker, peers: BenchPeer[][]): Promise<Partial<LoadResult>> {
+  const members = peers.flat();
+  const recipients = plan.target === "broadcast" ? members.length - 1 : 1;
+  const steps: StepResult[] = [];
+  let highest = 0;
+  for (const [index, step] of plan.steps.entries()) {
+    const start = performance.now();
+    let owed = 0;
+    let k = 0;
+    while (performance.now() - start < step.seconds * 1000) {
+      owed += step.rate / 100;
+      for (; owed >= 1; owed--, k++) {
+        const n = members.length;
+        const s = k % n;
+        // Every other member in turn, never the sender itself.
+        const t = (s + 1 + (Math.floor(k / n) % (n - 1))) % n;
+        const target = plan.target === "broadcast" ? "*" : members[t]!.identity.publicKey;
+        const stamp = members[s]!.send(target);
+        tracker.sent.set(stamp.id, { t: stamp.t, step: index, expected: recipients });
+      }
+      await Bun.sleep(Math.max(0, 10 - ((performance.now() - start) % 10)));
+    }
+    if (plan.stopAboveP99Ms === undefined) continue;
+    await Bun.sleep(1500);
+    const summary = stepSummary(tracker, index, step.rate);
+    steps.push(summary);
+    console.error(JSON.stringify({ event: "step", ...summary }));
+    if (summary.sendToPush.p99 > plan.stopAboveP99Ms || summary.lost > 0 || summary.acked < summary.sent) break;
+    highest = step.rate;
+  }
+  await waitUntil(() => tracker.counts((s) => s.expected ?? 1).lost === 0, plan.drainMs);
+  return { steps: plan.stopAboveP99Ms === undefined ? undefined : steps, highestSustainedRate: highest };
+}
+
+async function runHeld(plan: HeldPlan, tracker: Tracker, peers: BenchPeer[][]): Promise<Partial<LoadResult>> {
+  const members = peers[0]!;
+  const senders = members.slice(0, members.length / 2);
+  const receivers = members.slice(members.length / 2);
+  for (const r of receivers) r.setStatus("working");
+  await Bun.sleep(500);
+  for (let k = 0; k < plan.messages; k++) {
+    const stamp = senders[k % senders.length]!.send(receivers[k % receivers.length]!.identity.publicKey, "next");
+    tracker.sent.set(stamp.id, { t: stamp.t, step: 0, expected: 1 });
+    if (k % 2000 === 1999) await waitUntil(() => tracker.counts(() => 1).acked >= k - 4000, 60_000);
+  }
+  await waitUntil(() => tracker.counts(() => 1).acked === plan.messages, plan.drainMs);
+  const before = tracker.delivered;
+  const start = performance.now();
+  for (const r of receivers) r.setStatus("idle");
+  await waitUntil(() => tracker.delivered - before >= plan.messages, plan.drainMs);
+  return { held: { messages: plan.messages, flushSeconds: (performance.now() - start) / 1000 } };
+}
+
+async function main(): Promise<void> {
+  const plan = (await Bun.file(process.argv[2]!).json()) as Plan;
+  const tracker = new Tracker();
+  const connectStart = performance.now();
+  const peers = await connectAll(plan, tracker, plan.kind === "connect" ? (plan as ConnectPlan).concurrency : 50);
+  const connectSeconds = (performance.now() - connectStart) / 1000;
+  console.log(JSON.stringify({ event: "connected", seconds: connectSeconds }));
+  const start = performance.now();
+  let extra: Partial<LoadResult> = {};
+  if (plan.kind === "rate") extra = await runRate(plan, tracker, peers);
+  else if (plan.kind === "held") extra = await runHeld(plan, tracker, peers);
+  else await Bun.sleep(plan.holdMs);
+  const seconds = (performance.now() - start) / 1000;
+  const counts = tracker.counts((s) => s.expected ?? 1);
+  const acked = [...tracker.sent.values()].filter((s) => s.ackAt !== undefined);
+  const result: LoadResult = {
+    kind: plan.kind,
+    seconds,
+    counts,
+    throughput: { sendsPerSecond: counts.acked / seconds, deliveriesPerSecond: counts.delivered / seconds },
+    sendToAck: summarize(acked.map((s) => s.ackAt! - s.t)),
+    sendToPush: summarize(tracker.pushLatency.map((p) => p.ms)),
+    connect: { peers: peers.flat().length, seconds: connectSeconds },
+    ...extra,
+  };
+  for (const p of peers.flat()) p.close();
+  console.log(JSON.stringify({ event: "result", result }));
+  await Bun.sleep(200);
+  process.exit(0);
+}
+
+await main();

@@ -1,0 +1,109 @@
+// A lean load-generator peer: signed hello, sends stamped with their send
+// time, pushes acked at once (or on demand) and timed against that stamp.
+import { signHello } from "@switchboard/protocol";
+
+export interface BenchIdentity {
+  secretKey: string;
+  publicKey: string;
+}
+
+export interface Stamp {
+  /** performance.timeOrigin + performance.now() at send, in ms. */
+  t: number;
+  id: string;
+}
+
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export interface PeerHooks {
+  onPush(messageId: string, stamp: Stamp | null, attempt: number): void;
+  onAck(id: string, messageId: string | null, duplicate: boolean, at: number): void;
+  onError(id: string | undefined, code: string): void;
+}
+
+export class BenchPeer {
+  private pendingAcks: string[] = [];
+  private ackTimer: Timer | null = null;
+  autoAck = true;
+
+  private constructor(
+    readonly ws: WebSocket,
+    readonly identity: BenchIdentity,
+  ) {}
+
+  static async connect(url: string, meshId: string, identity: BenchIdentity, hooks: PeerHooks): Promise<BenchPeer> {
+    const ws = new WebSocket(url);
+    const peer = new BenchPeer(ws, identity);
+    const hello = await signHello(identity.secretKey, { meshId, sessionId: crypto.randomUUID() });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("hello timed out")), 30_000);
+      ws.onopen = () => ws.send(JSON.stringify({ type: "hello", ...hello }));
+      ws.onerror = () => reject(new Error("socket error"));
+      ws.onclose = (e) => reject(new Error(`closed ${e.code} ${e.reason}`));
+      ws.onmessage = (event) => {
+        const frame = JSON.parse(String(event.data)) as Record<string, unknown>;
+        if (frame.type === "hello_ack") {
+          clearTimeout(timer);
+          ws.onmessage = (e) => peer.handle(JSON.parse(String(e.data)) as Record<string, unknown>, hooks);
+          ws.onclose = null;
+          resolve();
+        } else if (frame.type === "error") {
+          clearTimeout(timer);
+          reject(new Error(`hello refused: ${String(frame.code)}`));
+        }
+      };
+    });
+    return peer;
+  }
+
+  private handle(frame: Record<string, unknown>, hooks: PeerHooks): void {
+    if (frame.type === "push") {
+      const messageId = String(frame.messageId);
+      let stamp: Stamp | null = null;
+      try {
+        stamp = JSON.parse(Buffer.from(String(frame.ciphertext), "base64").toString("utf8")) as Stamp;
+      } catch {
+        stamp = null;
+      }
+      hooks.onPush(messageId, stamp, Number(frame.attempt));
+      if (this.autoAck) this.queueAck(messageId);
+    } else if (frame.type === "ack" && typeof frame.id === "string") {
+      hooks.onAck(frame.id, typeof frame.messageId === "string" ? frame.messageId : null, frame.duplicate === true, now());
+    } else if (frame.type === "error") {
+      hooks.onError(typeof frame.id === "string" ? frame.id : undefined, String(frame.code));
+    }
+  }
+
+  queueAck(messageId: string): void {
+    this.pendingAcks.push(messageId);
+    if (this.pendingAcks.length >= 500) this.flushAcks();
+    else this.ackTimer ??= setTimeout(() => this.flushAcks(), 5);
+  }
+
+  flushAcks(): void {
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    while (this.pendingAcks.length > 0) {
+      const ids = this.pendingAcks.splice(0, 1000);
+      this.ws.send(JSON.stringify({ type: "client_ack", messageIds: ids }));
+    }
+  }
+
+  send(targetSpec: string, priority: "now" | "next" | "low" = "next"): Stamp {
+    const stamp: Stamp = { t: now(), id: crypto.randomUUID() };
+    const ciphertext = Buffer.from(JSON.stringify(stamp)).toString("base64");
+    this.ws.send(JSON.stringify({ type: "send", targetSpec, priority, nonce: "bench", ciphertext, id: stamp.id }));
+    return stamp;
+  }
+
+  setStatus(status: "idle" | "working" | "dnd"): void {
+    this.ws.send(JSON.stringify({ type: "set_status", status }));
+  }
+
+  close(): void {
+    this.flushAcks();
+    this.ws.close(1000, "bench done");
+  }
+}

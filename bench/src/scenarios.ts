@@ -1,0 +1,79 @@
+// The benchmark scenarios: full size for `bun run bench <name>`, and a tiny
+// smoke size that the test suite runs so the harness cannot rot.
+import type { Plan } from "./plan.ts";
+
+export interface Scenario {
+  name: string;
+  description: string;
+  instances: number;
+  /** Meshes × members per mesh of peers. */
+  meshes: number;
+  membersPerMesh: number;
+  brokerEnv?: Record<string, string>;
+  plan: (base: { urls: string[]; meshes: Plan["meshes"] }) => Plan;
+}
+
+type Size = "full" | "smoke";
+
+const rate = (rate: number, seconds: number) => [{ rate, seconds }];
+
+export function scenarios(size: Size): Record<string, Scenario> {
+  const smoke = size === "smoke";
+  const latency = (instances: number): Scenario => ({
+    name: instances === 1 ? "latency" : "cross-instance",
+    description: `${smoke ? 10 : 100} peers in one mesh, direct messages at ${smoke ? 100 : 1000} msg/s for ${smoke ? 2 : 30} s` +
+      (instances > 1 ? `, over ${instances} instances` : ""),
+    instances,
+    meshes: 1,
+    membersPerMesh: smoke ? 10 : 100,
+    plan: (base) => ({ ...base, kind: "rate", target: "direct", steps: rate(smoke ? 100 : 1000, smoke ? 2 : 30), drainMs: 20_000 }),
+  });
+  return {
+    latency: latency(1),
+    "cross-instance": latency(3),
+    throughput: {
+      name: "throughput",
+      description: "100 peers, open-loop direct sends at a rising rate until send→push p99 passes 100 ms",
+      instances: 1,
+      meshes: 1,
+      membersPerMesh: smoke ? 10 : 100,
+      plan: (base) => ({
+        ...base,
+        kind: "rate",
+        target: "direct",
+        steps: (smoke ? [200, 400] : [2000, 4000, 6000, 8000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000]).map((r) => ({
+          rate: r,
+          seconds: smoke ? 1 : 5,
+        })),
+        stopAboveP99Ms: 100,
+        drainMs: 30_000,
+      }),
+    },
+    fanout: {
+      name: "fanout",
+      description: `broadcast (*) in a ${smoke ? 10 : 100}-member mesh at ${smoke ? 5 : 50} msg/s for ${smoke ? 2 : 10} s`,
+      instances: 1,
+      meshes: 1,
+      membersPerMesh: smoke ? 10 : 100,
+      plan: (base) => ({ ...base, kind: "rate", target: "broadcast", steps: rate(smoke ? 5 : 50, smoke ? 2 : 10), drainMs: 30_000 }),
+    },
+    connections: {
+      name: "connections",
+      description: `${smoke ? 50 : 10_000} peers (meshes of 100) connect with signed hellos and stay idle`,
+      instances: 1,
+      meshes: smoke ? 1 : 100,
+      membersPerMesh: smoke ? 50 : 100,
+      plan: (base) => ({ ...base, kind: "connect", concurrency: 200, holdMs: smoke ? 500 : 3000 }),
+    },
+    held: {
+      name: "held",
+      description: `${smoke ? 10 : 100} working peers while ${smoke ? 500 : 100_000} next messages queue, then all go idle`,
+      instances: 1,
+      meshes: 1,
+      // The first half sends, the second half receives.
+      membersPerMesh: smoke ? 20 : 200,
+      brokerEnv: { STATUS_TTL_SECONDS: "3600" },
+      plan: (base) => ({ ...base, kind: "held", messages: smoke ? 500 : 100_000, drainMs: 120_000 }),
+    },
+  };
+}
