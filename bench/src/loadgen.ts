@@ -116,13 +116,14 @@ async function runRate(plan: RatePlan, tracker: Tracker, peers: BenchPeer[][]): 
   const recipients = plan.target === "broadcast" ? members.length - 1 : 1;
   const steps: StepResult[] = [];
   let highest = 0;
+  let k = 0;
   for (const [index, step] of plan.steps.entries()) {
     const start = performance.now();
-    let owed = 0;
-    let k = 0;
-    while (performance.now() - start < step.seconds * 1000) {
-      owed += step.rate / 100;
-      for (; owed >= 1; owed--, k++) {
+    const first = k;
+    // Open loop: every 10 ms, send what the rate owes by now, whatever the answers.
+    for (let elapsed = 0; elapsed < step.seconds * 1000; elapsed = performance.now() - start) {
+      const owed = Math.floor((step.rate * elapsed) / 1000) - (k - first);
+      for (let i = 0; i < owed; i++, k++) {
         const n = members.length;
         const s = k % n;
         // Every other member in turn, never the sender itself.
@@ -131,7 +132,7 @@ async function runRate(plan: RatePlan, tracker: Tracker, peers: BenchPeer[][]): 
         const stamp = members[s]!.send(target);
         tracker.sent.set(stamp.id, { t: stamp.t, step: index, expected: recipients });
       }
-      await Bun.sleep(Math.max(0, 10 - ((performance.now() - start) % 10)));
+      await Bun.sleep(10);
     }
     if (plan.stopAboveP99Ms === undefined) continue;
     await Bun.sleep(1500);
@@ -141,7 +142,10 @@ async function runRate(plan: RatePlan, tracker: Tracker, peers: BenchPeer[][]): 
     if (summary.sendToPush.p99 > plan.stopAboveP99Ms || summary.lost > 0 || summary.acked < summary.sent) break;
     highest = step.rate;
   }
-  await waitUntil(() => tracker.counts((s) => s.expected ?? 1).lost === 0, plan.drainMs);
+  await waitUntil(() => {
+    const c = tracker.counts((s) => s.expected ?? 1);
+    return c.acked + Object.values(c.errors).reduce((a, b) => a + b, 0) >= c.sent && c.lost === 0;
+  }, plan.drainMs);
   return { steps: plan.stopAboveP99Ms === undefined ? undefined : steps, highestSustainedRate: highest };
 }
 

@@ -23,6 +23,12 @@ export interface Executor {
 export interface Database extends Executor {
   readonly kind: "postgres" | "embedded";
   readonly orm: Orm;
+  /**
+   * Runs statements whose commit does not wait for the WAL to reach disk
+   * (synchronous_commit off). Only for writes whose loss in a crash is
+   * harmless: a lease or an ack that is lost only causes a redelivery.
+   */
+  readonly relaxed: Executor;
   transaction<T>(work: (tx: Executor) => Promise<T>): Promise<T>;
   /** Subscribes on the dedicated listening connection; onListen runs after every (re)subscribe. */
   listen(channel: string, onNotify: (payload: string) => void, onListen?: () => void): Promise<() => Promise<void>>;
@@ -45,24 +51,43 @@ function executorOf(orm: Orm): Executor {
   return { rows: async <T>(query: SQL) => rowsOf<T>(await orm.execute(query)) };
 }
 
+// Seconds before reconnecting. postgres.js's default grows to 20 s, counting
+// the failures of every connection of the pool (health pings included), and the
+// listening connection shares it: after an outage of a few seconds wake-ups,
+// revocations and session replacements would be lost for up to 20 s more.
+// Capped at 1 s, so the listener is back about a second after the database.
+const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2);
+
 function connectPostgres(url: string, poolSize: number): Database {
   const client = postgres(url, {
     max: poolSize,
     connect_timeout: 5,
     idle_timeout: 30,
+    backoff: reconnectBackoff,
     onnotice: () => {},
   });
   const orm = drizzlePostgres(client, { schema }) as unknown as Orm;
+  const relaxedClient = postgres(url, {
+    max: Math.max(2, Math.ceil(poolSize / 2)),
+    connect_timeout: 5,
+    idle_timeout: 30,
+    onnotice: () => {},
+    connection: { synchronous_commit: "off" },
+  });
+  const relaxedOrm = drizzlePostgres(relaxedClient, { schema }) as unknown as Orm;
   return {
     kind: "postgres",
     orm,
+    relaxed: executorOf(relaxedOrm),
     ...executorOf(orm),
     transaction: (work) => orm.transaction((tx) => work(executorOf(tx as unknown as Orm))),
     async listen(channel, onNotify, onListen) {
       const sub = await client.listen(channel, (payload) => onNotify(payload), onListen);
       return () => sub.unlisten();
     },
-    close: () => client.end({ timeout: 5 }),
+    async close() {
+      await Promise.all([client.end({ timeout: 5 }), relaxedClient.end({ timeout: 5 })]);
+    },
   };
 }
 
@@ -74,10 +99,13 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
     const template = fresh ? await loadTemplate() : undefined;
     const client = await PGlite.create(pgdata, template ? { loadDataDir: template } : {});
     const orm = drizzlePglite(client, { schema }) as unknown as Orm;
+    const executor = executorOf(orm);
     return {
       kind: "embedded",
       orm,
-      ...executorOf(orm),
+      // One connection: relaxed statements share it.
+      relaxed: executor,
+      ...executor,
       transaction: (work) => orm.transaction((tx) => work(executorOf(tx as unknown as Orm))),
       async listen(channel, onNotify, onListen) {
         const unlisten = await client.listen(channel, onNotify);

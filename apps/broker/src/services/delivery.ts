@@ -47,7 +47,7 @@ export class DeliveryPump {
     private readonly leaseSeconds: number,
   ) {
     this.acks = createBatcher<{ memberId: string; messageId: string }, void>(async (items) => {
-      await retryTransient(() => ackDeliveries(db, items));
+      await retryTransient(() => ackDeliveries(db.relaxed, items));
       return items.map(() => undefined);
     }, 5000);
   }
@@ -86,7 +86,7 @@ export class DeliveryPump {
         });
         let claimed: ClaimedDelivery[];
         try {
-          claimed = await retryTransient(() => claimDeliveries(this.db, requests, this.leaseSeconds));
+          claimed = await retryTransient(() => claimDeliveries(this.db.relaxed, requests, this.leaseSeconds));
         } catch (error) {
           // The database is away: the catch-up sweep retries these members.
           this.log.error({ err: error, members: members.length }, "claim failed");
@@ -116,7 +116,7 @@ export class DeliveryPump {
       presence.socket.send(JSON.stringify(pushFrame(d)));
     }
     if (undeliverable.length > 0) {
-      await retryTransient(() => releaseDeliveries(this.db, undeliverable)).catch((error) =>
+      await retryTransient(() => releaseDeliveries(this.db.relaxed, undeliverable)).catch((error) =>
         this.log.warn({ err: error }, "release failed; the lease sweeper will requeue"),
       );
       this.wake(claimed.filter((d) => undeliverable.some((u) => u.presenceId === d.presenceId)).map((d) => d.memberId));
