@@ -22,12 +22,14 @@ export async function takePendingSignal(
   tx: Executor,
   presence: { memberId: string; sessionId: string; pid: number | null; cwd: string | null },
 ): Promise<"idle" | "working" | null> {
+  // As the live lookup: by session, else by pid and cwd. The pid+cwd match holds
+  // even when the signal names a session: a hook pipes Claude Code's session_id,
+  // which a peer that only knows its parent's pid and cwd does not have.
   const rows = await tx.rows<{ status: "idle" | "working"; id: number | string }>(sql`
     DELETE FROM pending_hook_statuses
     WHERE member_id = ${presence.memberId} AND expires_at > now()
       AND (session_id = ${presence.sessionId}
-           OR (session_id IS NULL AND cwd = ${presence.cwd}
-               AND (pid IS NULL OR pid = ${presence.pid})))
+           OR (cwd = ${presence.cwd} AND (pid IS NULL OR pid = ${presence.pid})))
     RETURNING status, id`);
   const newest = [...rows].sort((a, b) => Number(b.id) - Number(a.id))[0];
   return newest?.status ?? null;

@@ -1,0 +1,385 @@
+// POST /hook/set-status (PROTOCOL.md §3) against real broker processes: token
+// auth, Claude Code's own hook input, how a signal finds its presence, signals
+// kept for presences that connect later, limits, and the database going away.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  AdminClient,
+  findPgBin,
+  freshBackend,
+  setupMesh,
+  spawnBroker,
+  startPostgresCluster,
+  TestPeer,
+  type BrokerProcess,
+  type ConnectOptions,
+  type PostgresCluster,
+  type SetupMember,
+  type TestBackend,
+} from "@switchboard/testkit";
+import { parsePrometheusText } from "./support/prometheus.ts";
+import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
+
+const ADMIN_TOKEN = "hook-test-admin-token-0123456789";
+const MAX_MESSAGE_BYTES = 2048;
+const PENDING_MS = 10_000;
+
+interface Env {
+  backend?: TestBackend;
+  broker: BrokerProcess;
+  admin: AdminClient;
+}
+
+const openPeers: TestPeer[] = [];
+afterEach(async () => {
+  await Promise.all(openPeers.splice(0).map((p) => p.close()));
+});
+
+async function connect(env: Env, member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}): Promise<TestPeer> {
+  const peer = await TestPeer.connect(env.broker.wsUrl, { identity: member.identity, meshId, ...options });
+  openPeers.push(peer);
+  return peer;
+}
+
+async function metric(env: Env, name: string): Promise<number> {
+  const families = parsePrometheusText(await (await fetch(`${env.broker.url}/metrics`)).text());
+  const samples = families.get(name)?.samples ?? [];
+  expect(samples.length).toBeGreaterThan(0);
+  return samples.reduce((sum, s) => sum + s.value, 0);
+}
+
+/** A mesh with one member and its hook token. */
+async function memberWithToken(env: Env, names: string[] = ["agent"]) {
+  const { mesh, members } = await setupMesh(env.admin, { members: names });
+  const member = members[0]!;
+  const token = await env.admin.createHookToken(mesh.id, member.id);
+  return { mesh, members, member, token, cwd: `/home/dev/${mesh.slug}` };
+}
+
+/** Claude Code's hook input for an event, as its hooks receive it on stdin. */
+function claudeHookInput(event: string, sessionId: string, cwd: string): Record<string, unknown> {
+  const common = {
+    session_id: sessionId,
+    transcript_path: `/home/dev/.claude/projects/-home-dev-project/${sessionId}.jsonl`,
+    cwd,
+    permission_mode: "default",
+    hook_event_name: event,
+  };
+  const toolInput = { command: "bun test", description: "Run the tests" };
+  switch (event) {
+    case "UserPromptSubmit":
+      return { ...common, prompt: "Write the hook tests" };
+    case "PreToolUse":
+      return { ...common, tool_name: "Bash", tool_input: toolInput, tool_use_id: "toolu_01ABC" };
+    case "PostToolUse":
+      return {
+        ...common,
+        tool_name: "Bash",
+        tool_input: toolInput,
+        tool_response: { stdout: "12 pass", stderr: "", interrupted: false },
+        tool_use_id: "toolu_01ABC",
+      };
+    case "Stop":
+    case "SubagentStop":
+      return { ...common, stop_hook_active: false };
+    case "SessionEnd":
+      return { ...common, reason: "prompt_input_exit" };
+    case "Notification":
+      return { ...common, message: "Claude needs your permission to use Bash", notification_type: "permission_prompt" };
+    default:
+      return common;
+  }
+}
+
+describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () => {
+  let backend: TestBackend;
+  let env: Env;
+  beforeAll(async () => {
+    backend = await freshBackend();
+    const broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
+    env = { backend, broker, admin: new AdminClient(broker.url, ADMIN_TOKEN) };
+  });
+  afterAll(async () => {
+    await env?.broker.stop();
+    await backend?.dispose();
+  });
+
+  test("an explicit status with a valid token → 200 {ok, presence_id}; the presence's status changes; logged", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const peer = await connect(env, member, mesh.id, { cwd, pid: 4242 });
+    const presenceId = peer.helloAck?.presenceId;
+    expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+
+    const answer = await postHook(env.broker.url, { token, body: { cwd, status: "working", pid: 4242, session_id: peer.sessionId } });
+    expect(answer).toEqual({ status: 200, body: { ok: true, presence_id: presenceId } });
+    expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });
+    const line = await env.broker.waitForLog("hook", 5000, (l) => l.presence_id === presenceId);
+    expect(line).toMatchObject({ cwd, pid: 4242, status: "working", presence_id: presenceId });
+
+    const idle = await postHook(env.broker.url, { token, body: { cwd, status: "idle", pid: 4242, session_id: peer.sessionId } });
+    expect(idle).toEqual({ status: 200, body: { ok: true, presence_id: presenceId } });
+    expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "idle", statusSource: "hook" });
+  });
+
+  test("Claude Code's own hook input without status: prompt and tool events → working, stop/end/notification → idle", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const peer = await connect(env, member, mesh.id, { cwd });
+    const steps: [string, string][] = [
+      ["UserPromptSubmit", "working"],
+      ["Stop", "idle"],
+      ["PreToolUse", "working"],
+      ["SubagentStop", "idle"],
+      ["PostToolUse", "working"],
+      ["SessionEnd", "idle"],
+      ["PreToolUse", "working"],
+      ["Notification", "idle"],
+    ];
+    for (const [event, expected] of steps) {
+      const answer = await postHook(env.broker.url, { token, body: claudeHookInput(event, peer.sessionId, cwd) });
+      expect({ event, answer }).toEqual({ event, answer: { status: 200, body: { ok: true, presence_id: peer.helloAck?.presenceId } } });
+      expect({ event, seen: await statusSeenBy(peer, peer.sessionId) }).toEqual({ event, seen: { status: expected, statusSource: "hook" } });
+    }
+  });
+
+  test("resolution order: session_id, else pid+cwd (pid in body or x-switchboard-pid), else the newest with that cwd", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const other = `${cwd}-other`;
+    const p1 = await connect(env, member, mesh.id, { sessionId: "s-1", pid: 111, cwd });
+    await Bun.sleep(20);
+    const p2 = await connect(env, member, mesh.id, { sessionId: "s-2", pid: 222, cwd });
+    await Bun.sleep(20);
+    const p3 = await connect(env, member, mesh.id, { sessionId: "s-3", pid: 333, cwd });
+    await Bun.sleep(20);
+    // Newest of all, but in another directory.
+    const p4 = await connect(env, member, mesh.id, { sessionId: "s-4", pid: 444, cwd: other });
+    const id = (p: TestPeer) => p.helloAck?.presenceId;
+
+    const cases: { name: string; body: Record<string, unknown>; pidHeader?: number; expected: unknown }[] = [
+      { name: "session beats pid+cwd", body: { cwd, session_id: "s-1", pid: 222 }, expected: id(p1) },
+      { name: "session beats cwd", body: { cwd: other, session_id: "s-1" }, expected: id(p1) },
+      { name: "pid+cwd beats newest", body: { cwd, pid: 222 }, expected: id(p2) },
+      { name: "pid from the header", body: { cwd }, pidHeader: 111, expected: id(p1) },
+      { name: "unknown session → pid+cwd", body: { cwd, session_id: "no-such-session", pid: 222 }, expected: id(p2) },
+      { name: "unknown session and pid → newest with cwd", body: { cwd, session_id: "no-such-session", pid: 999 }, expected: id(p3) },
+      { name: "cwd only → newest with cwd", body: { cwd }, expected: id(p3) },
+      { name: "pid of another cwd → newest with this cwd", body: { cwd: other, pid: 111 }, expected: id(p4) },
+    ];
+    for (const c of cases) {
+      const answer = await postHook(env.broker.url, { token, body: { ...c.body, status: "working" }, pidHeader: c.pidHeader });
+      expect({ name: c.name, answer }).toEqual({ name: c.name, answer: { status: 200, body: { ok: true, presence_id: c.expected } } });
+    }
+    const lost = await postHook(env.broker.url, { token, body: { cwd: "/nowhere", pid: 111, status: "working" } });
+    expect(lost).toEqual({ status: 200, body: { ok: true, pending: true } });
+  });
+
+  test("no presence yet → pending; a presence connecting within 10 s with that session gets the status", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const sessionId = `sess-${crypto.randomUUID()}`;
+    const answer = await postHook(env.broker.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    const line = await env.broker.waitForLog("hook", 5000, (l) => l.cwd === cwd);
+    expect(line).toMatchObject({ cwd, status: "working", pending: true });
+
+    const peer = await connect(env, member, mesh.id, { sessionId, cwd });
+    expect(peer.helloAck?.status).toBe("working");
+    expect(await statusSeenBy(peer, sessionId)).toEqual({ status: "working", statusSource: "hook" });
+  });
+
+  test("a pending signal without session_id is applied to a presence connecting with that pid and cwd", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const answer = await postHook(env.broker.url, { token, body: { cwd, status: "working" }, pidHeader: 5151 });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    const peer = await connect(env, member, mesh.id, { pid: 5151, cwd });
+    expect(peer.helloAck?.status).toBe("working");
+    expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });
+  });
+
+  test("a pending hook with Claude's session id reaches a peer that knows only its parent's pid and cwd", async () => {
+    // The installed hook pipes stdin (with Claude Code's session_id) and adds $PPID;
+    // a peer that does not know that session id says the same pid and cwd.
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const claudeSession = `claude-${crypto.randomUUID()}`;
+    const answer = await postHook(env.broker.url, { token, body: claudeHookInput("UserPromptSubmit", claudeSession, cwd), pidHeader: 5252 });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    const peer = await connect(env, member, mesh.id, { pid: 5252, cwd });
+    expect(peer.helloAck?.status).toBe("working");
+    expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });
+  });
+
+  test("a pending signal is not applied after 10 s", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const sessionId = `sess-${crypto.randomUUID()}`;
+    const answer = await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId, pid: 6161 } });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    await Bun.sleep(PENDING_MS + 1000);
+    const peer = await connect(env, member, mesh.id, { sessionId, cwd, pid: 6161 });
+    expect(peer.helloAck?.status).toBe("idle");
+    expect(await statusSeenBy(peer, sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+  });
+
+  test("a hook token of member A cannot change member B's presence", async () => {
+    const { mesh, members, token: tokenA } = await memberWithToken(env, ["alice", "bob"]);
+    const bob = members[1]!;
+    const cwd = `/home/bob/${mesh.slug}`;
+    const bobPeer = await connect(env, bob, mesh.id, { sessionId: "bob-session", cwd, pid: 7000 });
+
+    const answer = await postHook(env.broker.url, { token: tokenA, body: { cwd, status: "working", session_id: "bob-session", pid: 7000 } });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    expect(await statusSeenBy(bobPeer, "bob-session")).toEqual({ status: "idle", statusSource: "manual" });
+
+    // Nor is Alice's signal kept for Bob: his next presence of that session starts idle.
+    const again = await connect(env, bob, mesh.id, { sessionId: "bob-session", cwd, pid: 7000 });
+    expect(again.helloAck?.status).toBe("idle");
+    expect(await statusSeenBy(again, "bob-session")).toEqual({ status: "idle", statusSource: "manual" });
+  });
+
+  test("400 for bodies that are not JSON, lack cwd, or name no status and no known hook event; nothing changes", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const peer = await connect(env, member, mesh.id, { cwd });
+    const session_id = peer.sessionId;
+    const bodies: unknown[] = [
+      "{not json",
+      "",
+      "[]",
+      "null",
+      { status: "working", session_id },
+      { cwd: "", status: "working", session_id },
+      { ...claudeHookInput("PreCompact", session_id, cwd) },
+      { cwd, session_id, hook_event_name: "NoSuchEvent" },
+      { cwd, session_id },
+      { cwd, session_id, status: "sleeping" },
+      { cwd, session_id, status: "working", pid: "not a number" },
+    ];
+    for (const body of bodies) {
+      const answer = await postHook(env.broker.url, { token, body });
+      expect({ body, status: answer.status }).toEqual({ body, status: 400 });
+      expectHookError(answer, 400);
+    }
+    expect(await statusSeenBy(peer, session_id)).toEqual({ status: "idle", statusSource: "manual" });
+  });
+
+  test("401 for a missing, wrong or malformed token and for the token of a revoked member", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const peer = await connect(env, member, mesh.id, { cwd });
+    const body = { cwd, status: "working", session_id: peer.sessionId };
+
+    expectHookError(await postHook(env.broker.url, { body }), 401);
+    expectHookError(await postHook(env.broker.url, { token: "wrong-token-0123456789abcdef", body }), 401);
+    expectHookError(await postHook(env.broker.url, { token: `${token}x`, body }), 401);
+    expectHookError(await postHook(env.broker.url, { body, headers: { authorization: `Basic ${token}` } }), 401);
+    expectHookError(await postHook(env.broker.url, { token: ADMIN_TOKEN, body }), 401);
+    expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+
+    // The same token works until its member is revoked.
+    const ok = await postHook(env.broker.url, { token, body: { cwd, status: "idle" } });
+    expect(ok.status).toBe(200);
+    await env.admin.revokeMember(mesh.id, member.id);
+    expectHookError(await postHook(env.broker.url, { token, body: { cwd, status: "idle" } }), 401);
+  });
+
+  test(`413 for a body over MAX_MESSAGE_BYTES, declared or streamed; nothing changes`, async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const peer = await connect(env, member, mesh.id, { cwd });
+    const big = JSON.stringify({ ...claudeHookInput("PreToolUse", peer.sessionId, cwd), status: "working", pad: "x".repeat(MAX_MESSAGE_BYTES) });
+    expect(Buffer.byteLength(big)).toBeGreaterThan(MAX_MESSAGE_BYTES);
+    expectHookError(await postHook(env.broker.url, { token, body: big }), 413);
+
+    // Without a Content-Length (chunked), the broker must count the bytes itself.
+    const bytes = new TextEncoder().encode(big);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += 512) controller.enqueue(bytes.subarray(i, i + 512));
+        controller.close();
+      },
+    });
+    const res = await fetch(`${env.broker.url}/hook/set-status`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: stream,
+    });
+    expectHookError({ status: res.status, body: (await res.json()) as Record<string, unknown> }, 413);
+
+    // Just under the limit is fine.
+    const fitting = JSON.stringify({ cwd, status: "working", session_id: peer.sessionId, pad: "x".repeat(1500) });
+    expect(Buffer.byteLength(fitting)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+    expect((await postHook(env.broker.url, { token, body: fitting })).status).toBe(200);
+    expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });
+  });
+
+  test("a body of several megabytes also gets 413 with the contract's error body", async () => {
+    const { token, cwd } = await memberWithToken(env);
+    const huge = JSON.stringify({ cwd, status: "working", pad: "x".repeat(3 * 1024 * 1024) });
+    expectHookError(await postHook(env.broker.url, { token, body: huge }), 413);
+  });
+});
+
+describe("hook rate limit and metrics (HOOK_RATE_LIMIT_PER_MIN=3)", () => {
+  let backend: TestBackend;
+  let env: Env;
+  beforeAll(async () => {
+    backend = await freshBackend();
+    const broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, HOOK_RATE_LIMIT_PER_MIN: "3" });
+    env = { backend, broker, admin: new AdminClient(broker.url, ADMIN_TOKEN) };
+  });
+  afterAll(async () => {
+    await env?.broker.stop();
+    await backend?.dispose();
+  });
+
+  test("429 after 3 requests for one (token, pid, cwd); another cwd, pid or token is still accepted; counted in metrics", async () => {
+    const { mesh, members, token, cwd } = await memberWithToken(env, ["agent", "other"]);
+    const otherToken = await env.admin.createHookToken(mesh.id, members[1]!.id);
+    const peer = await connect(env, members[0]!, mesh.id, { cwd, pid: 900 });
+    const totalBefore = await metric(env, "broker_hook_requests_total");
+    const limitedBefore = await metric(env, "broker_hook_requests_rate_limited_total");
+
+    const body = { cwd, pid: 900, status: "working" };
+    for (let i = 0; i < 3; i++) {
+      const answer = await postHook(env.broker.url, { token, body });
+      expect({ i, answer }).toEqual({ i, answer: { status: 200, body: { ok: true, presence_id: peer.helloAck?.presenceId } } });
+    }
+    expectHookError(await postHook(env.broker.url, { token, body }), 429);
+    // The same pid given in the header is the same key.
+    expectHookError(await postHook(env.broker.url, { token, body: { cwd, status: "working" }, pidHeader: 900 }), 429);
+
+    expect((await postHook(env.broker.url, { token, body: { ...body, cwd: `${cwd}/sub` } })).status).toBe(200);
+    expect((await postHook(env.broker.url, { token, body: { ...body, pid: 901 } })).status).toBe(200);
+    expect((await postHook(env.broker.url, { token: otherToken, body })).status).toBe(200);
+
+    expect((await metric(env, "broker_hook_requests_total")) - totalBefore).toBe(8);
+    expect((await metric(env, "broker_hook_requests_rate_limited_total")) - limitedBefore).toBe(2);
+  });
+});
+
+const pgBin = findPgBin();
+if (!pgBin && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
+
+describe.skipIf(pgBin === null)("hook while Postgres is down", () => {
+  let cluster: PostgresCluster | undefined;
+  let broker: BrokerProcess | undefined;
+  afterAll(async () => {
+    await broker?.stop();
+    await cluster?.destroy();
+  });
+
+  test("503 {ok:false} while the database is unreachable; 200 again once it is back", async () => {
+    cluster = await startPostgresCluster();
+    broker = await spawnBroker({ DATABASE_URL: cluster.url(), ADMIN_TOKEN });
+    const env: Env = { broker, admin: new AdminClient(broker.url, ADMIN_TOKEN) };
+    const { token, cwd } = await memberWithToken(env);
+    const body = { cwd, status: "working", session_id: "outage-session" };
+    expect(await postHook(broker.url, { token, body })).toEqual({ status: 200, body: { ok: true, pending: true } });
+
+    await cluster.stop();
+    expectHookError(await postHook(broker.url, { token, body }), 503);
+
+    await cluster.start();
+    let last = 0;
+    for (const until = Date.now() + 30_000; Date.now() < until; ) {
+      last = (await postHook(broker.url, { token, body })).status;
+      if (last === 200) break;
+      await Bun.sleep(250);
+    }
+    expect(last).toBe(200);
+  });
+});

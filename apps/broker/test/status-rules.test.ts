@@ -1,0 +1,113 @@
+// The status rules of PROTOCOL.md §2 as a pure function: every branch of
+// decideStatus and receives, without a broker.
+import { describe, expect, test } from "bun:test";
+import type { Status, StatusSource } from "@switchboard/protocol";
+import { decideStatus, receives, type CurrentStatus, type StatusSignal } from "../src/services/status-rules.ts";
+
+const WINDOW = 2000;
+const FRESH = 10;
+const STALE = WINDOW + 10;
+const STATUSES: Status[] = ["idle", "working", "dnd"];
+const SOURCES: StatusSource[] = ["hook", "manual", "jsonl"];
+
+const cur = (status: Status, source: StatusSource, ageMs: number): CurrentStatus => ({ status, source, ageMs });
+const sig = (status: Status, source: StatusSource): StatusSignal => ({ status, source });
+
+describe("decideStatus: dnd", () => {
+  test("a non-manual signal never leaves dnd, however old the dnd is", () => {
+    for (const source of ["hook", "jsonl"] as const) {
+      for (const status of STATUSES) {
+        for (const age of [0, FRESH, WINDOW, STALE, 1e12]) {
+          for (const dndSource of SOURCES) {
+            const seen = { source, status, age, dndSource, result: decideStatus(cur("dnd", dndSource, age), sig(status, source), WINDOW) };
+            expect(seen).toEqual({ source, status, age, dndSource, result: null });
+          }
+        }
+      }
+    }
+  });
+
+  test("a manual signal leaves dnd, even a fresh one", () => {
+    for (const status of STATUSES) {
+      for (const age of [0, FRESH, STALE]) {
+        expect(decideStatus(cur("dnd", "manual", age), sig(status, "manual"), WINDOW)).toEqual(sig(status, "manual"));
+      }
+    }
+  });
+
+  test("a manual dnd always applies, even over a fresh hook status", () => {
+    for (const status of ["idle", "working"] as const) {
+      for (const source of SOURCES) {
+        for (const age of [0, FRESH, STALE]) {
+          expect(decideStatus(cur(status, source, age), sig("dnd", "manual"), WINDOW)).toEqual(sig("dnd", "manual"));
+        }
+      }
+    }
+  });
+});
+
+describe("decideStatus: source ranks hook > manual > jsonl", () => {
+  const lowerOverHigher: [StatusSource, StatusSource][] = [
+    ["manual", "hook"],
+    ["jsonl", "hook"],
+    ["jsonl", "manual"],
+  ];
+
+  test("a lower-ranked source may not overwrite a fresh status of a higher-ranked one", () => {
+    for (const [signalSource, currentSource] of lowerOverHigher) {
+      for (const age of [0, FRESH, WINDOW - 1]) {
+        for (const [from, to] of [
+          ["working", "idle"],
+          ["idle", "working"],
+        ] as const) {
+          const seen = { signalSource, currentSource, age, result: decideStatus(cur(from, currentSource, age), sig(to, signalSource), WINDOW) };
+          expect(seen).toEqual({ signalSource, currentSource, age, result: null });
+        }
+      }
+    }
+  });
+
+  test("once the window has passed, the lower-ranked source applies", () => {
+    for (const [signalSource, currentSource] of lowerOverHigher) {
+      for (const age of [WINDOW, STALE, 1e12]) {
+        expect(decideStatus(cur("working", currentSource, age), sig("idle", signalSource), WINDOW)).toEqual(sig("idle", signalSource));
+      }
+    }
+  });
+
+  test("the same or a higher-ranked source applies at once, even over a fresh status", () => {
+    const rank: Record<StatusSource, number> = { hook: 3, manual: 2, jsonl: 1 };
+    for (const signalSource of SOURCES) {
+      for (const currentSource of SOURCES.filter((s) => rank[s] <= rank[signalSource])) {
+        for (const age of [0, FRESH]) {
+          const result = decideStatus(cur("working", currentSource, age), sig("idle", signalSource), WINDOW);
+          expect({ signalSource, currentSource, result }).toEqual({ signalSource, currentSource, result: sig("idle", signalSource) });
+        }
+      }
+    }
+  });
+
+  test("a signal that repeats the current status still applies (it refreshes the source)", () => {
+    expect(decideStatus(cur("working", "jsonl", FRESH), sig("working", "hook"), WINDOW)).toEqual(sig("working", "hook"));
+    expect(decideStatus(cur("working", "hook", STALE), sig("working", "jsonl"), WINDOW)).toEqual(sig("working", "jsonl"));
+  });
+
+  test("the window is a parameter, not a constant", () => {
+    expect(decideStatus(cur("working", "hook", 5000), sig("idle", "manual"), 10_000)).toBeNull();
+    expect(decideStatus(cur("working", "hook", 5000), sig("idle", "manual"), 1000)).toEqual(sig("idle", "manual"));
+  });
+});
+
+describe("receives", () => {
+  test("idle takes every priority", () => {
+    for (const priority of ["now", "next", "low"] as const) expect(receives("idle", priority)).toBe(true);
+  });
+
+  test("working and dnd take only now", () => {
+    for (const status of ["working", "dnd"] as const) {
+      expect(receives(status, "now")).toBe(true);
+      expect(receives(status, "next")).toBe(false);
+      expect(receives(status, "low")).toBe(false);
+    }
+  });
+});

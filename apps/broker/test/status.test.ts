@@ -1,0 +1,247 @@
+// Status and priority rules (PROTOCOL.md §2) against real broker processes:
+// which priorities a presence receives in each status, when held messages go
+// out, and which status source may overwrite which.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  AdminClient,
+  freshBackend,
+  setupMesh,
+  spawnBroker,
+  TestPeer,
+  type BrokerProcess,
+  type ConnectOptions,
+  type Frame,
+  type SetupMember,
+  type TestBackend,
+} from "@switchboard/testkit";
+import { postHook, setStatus, statusSeenBy } from "./support/status.ts";
+
+const ADMIN_TOKEN = "status-test-admin-token-0123456789";
+const WINDOW_MS = 2000;
+// Past the fresh window with a margin for the database clock and the request itself.
+const PAST_WINDOW_MS = WINDOW_MS + 400;
+const HOLD_CHECK_MS = 500;
+const DELIVERY_TIMEOUT_MS = 15_000;
+
+interface Env {
+  backend: TestBackend;
+  broker: BrokerProcess;
+  admin: AdminClient;
+}
+
+async function startEnv(extra: Record<string, string>): Promise<Env> {
+  const backend = await freshBackend();
+  const broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, ...extra });
+  return { backend, broker, admin: new AdminClient(broker.url, ADMIN_TOKEN) };
+}
+
+async function stopEnv(env: Env | undefined): Promise<void> {
+  await env?.broker.stop();
+  await env?.backend.dispose();
+}
+
+const openPeers: TestPeer[] = [];
+afterEach(async () => {
+  await Promise.all(openPeers.splice(0).map((p) => p.close()));
+});
+
+async function connect(env: Env, member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}): Promise<TestPeer> {
+  const peer = await TestPeer.connect(env.broker.wsUrl, { identity: member.identity, meshId, autoAck: true, ...options });
+  openPeers.push(peer);
+  return peer;
+}
+
+async function sendTo(sender: TestPeer, target: SetupMember, priority: "now" | "next" | "low"): Promise<string> {
+  const ack = await sender.send(target.pubkey, { priority });
+  expect(ack).toMatchObject({ type: "ack", queued: true, recipients: 1 });
+  return String(ack.messageId);
+}
+
+const pushIds = (peer: TestPeer) => peer.pushes().map((p: Frame) => String(p.messageId));
+
+/** A mesh with a sender and a receiver, both connected; the receiver with a known session and cwd. */
+async function senderAndReceiver(env: Env) {
+  const { mesh, members } = await setupMesh(env.admin, { members: ["sender", "receiver"] });
+  const [senderMember, receiverMember] = members as [SetupMember, SetupMember];
+  const sessionId = `sess-${crypto.randomUUID()}`;
+  const cwd = `/home/dev/${mesh.slug}`;
+  const sender = await connect(env, senderMember, mesh.id);
+  const receiver = await connect(env, receiverMember, mesh.id, { sessionId, cwd, pid: 4100 });
+  return { mesh, sender, receiver, receiverMember, sessionId, cwd };
+}
+
+describe("priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=2)", () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await startEnv({ HOOK_FRESH_WINDOW_SECONDS: String(WINDOW_MS / 1000) });
+  });
+  afterAll(() => stopEnv(env));
+
+  test("an idle presence receives now, next and low", async () => {
+    const { sender, receiver, receiverMember } = await senderAndReceiver(env);
+    expect(receiver.helloAck?.status).toBe("idle");
+    const ids = [
+      await sendTo(sender, receiverMember, "now"),
+      await sendTo(sender, receiverMember, "next"),
+      await sendTo(sender, receiverMember, "low"),
+    ];
+    await receiver.waitForPushes(3, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(receiver).sort()).toEqual([...ids].sort());
+  });
+
+  for (const held of ["working", "dnd"] as const) {
+    test(`a ${held} presence receives only now; next and low wait until it is idle`, async () => {
+      const { sender, receiver, receiverMember } = await senderAndReceiver(env);
+      expect(await setStatus(receiver, held)).toEqual({ type: "status", status: held, statusSource: "manual" });
+
+      const nowId = await sendTo(sender, receiverMember, "now");
+      const nextId = await sendTo(sender, receiverMember, "next");
+      const lowId = await sendTo(sender, receiverMember, "low");
+      await receiver.waitForPushes(1, DELIVERY_TIMEOUT_MS);
+      await Bun.sleep(HOLD_CHECK_MS);
+      expect(pushIds(receiver)).toEqual([nowId]);
+
+      expect(await setStatus(receiver, "idle")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
+      await receiver.waitForPushes(3, DELIVERY_TIMEOUT_MS);
+      expect(pushIds(receiver).sort()).toEqual([nowId, nextId, lowId].sort());
+    });
+  }
+
+  test("held messages go out when a hook sets idle", async () => {
+    const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    const working = await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId } });
+    expect(working).toEqual({ status: 200, body: { ok: true, presence_id: receiver.helloAck?.presenceId } });
+
+    const nextId = await sendTo(sender, receiverMember, "next");
+    await Bun.sleep(HOLD_CHECK_MS);
+    expect(pushIds(receiver)).toEqual([]);
+
+    const idle = await postHook(env.broker.url, { token, body: { cwd, status: "idle", session_id: sessionId } });
+    expect(idle.status).toBe(200);
+    await receiver.waitForPushes(1, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(receiver)).toEqual([nextId]);
+  });
+
+  test("hook beats manual: a manual set_status does not overwrite a fresh hook status, but does after the window", async () => {
+    const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    expect((await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
+
+    expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "working", statusSource: "hook" });
+    expect(await setStatus(receiver, "idle")).toEqual({ type: "status", status: "working", statusSource: "hook" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "working", statusSource: "hook" });
+
+    await Bun.sleep(PAST_WINDOW_MS);
+    expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+  });
+
+  test("manual beats jsonl: a jsonl set_status does not overwrite a fresh manual status, but does after the window", async () => {
+    const { sender, receiver, sessionId } = await senderAndReceiver(env);
+    expect(await setStatus(receiver, "working", "manual")).toEqual({ type: "status", status: "working", statusSource: "manual" });
+
+    expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", status: "working", statusSource: "manual" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "working", statusSource: "manual" });
+
+    await Bun.sleep(PAST_WINDOW_MS);
+    expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", status: "idle", statusSource: "jsonl" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "idle", statusSource: "jsonl" });
+  });
+
+  test("hook beats jsonl within the window", async () => {
+    const { mesh, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    expect((await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
+    expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", status: "working", statusSource: "hook" });
+  });
+
+  test("a manual dnd always applies, even over a fresh hook status", async () => {
+    const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    expect((await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
+    expect(await setStatus(receiver, "dnd")).toEqual({ type: "status", status: "dnd", statusSource: "manual" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "dnd", statusSource: "manual" });
+  });
+
+  test("dnd is left only by a manual set_status: hooks and jsonl never clear it, not even after the window", async () => {
+    const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    const dnd = { status: "dnd", statusSource: "manual" };
+    expect(await setStatus(receiver, "dnd")).toEqual({ type: "status", ...dnd });
+
+    const tryToLeave = async () => {
+      for (const status of ["idle", "working"]) {
+        const hook = await postHook(env.broker.url, { token, body: { cwd, status, session_id: sessionId } });
+        expect(hook).toEqual({ status: 200, body: { ok: true, presence_id: receiver.helloAck?.presenceId } });
+        expect(await statusSeenBy(sender, sessionId)).toEqual(dnd);
+      }
+      const stop = { session_id: sessionId, cwd, hook_event_name: "Stop", transcript_path: "/tmp/t.jsonl", stop_hook_active: false };
+      expect((await postHook(env.broker.url, { token, body: stop })).status).toBe(200);
+      expect(await statusSeenBy(sender, sessionId)).toEqual(dnd);
+      expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", ...dnd });
+      expect(await setStatus(receiver, "working", "jsonl")).toEqual({ type: "status", ...dnd });
+    };
+    await tryToLeave();
+    await Bun.sleep(PAST_WINDOW_MS);
+    await tryToLeave();
+
+    expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+  });
+});
+
+describe("status TTL (STATUS_TTL_SECONDS=2)", () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await startEnv({ STATUS_TTL_SECONDS: "2" });
+  });
+  afterAll(() => stopEnv(env));
+
+  test("a presence stuck in working flips to idle with source jsonl and its held messages go out; dnd does not flip", async () => {
+    const { mesh, members } = await setupMesh(env.admin, { members: ["sender", "worker", "busy"] });
+    const [senderMember, workerMember, busyMember] = members as [SetupMember, SetupMember, SetupMember];
+    const sender = await connect(env, senderMember, mesh.id);
+    const busy = await connect(env, busyMember, mesh.id);
+    const worker = await connect(env, workerMember, mesh.id);
+
+    expect(await setStatus(busy, "dnd")).toEqual({ type: "status", status: "dnd", statusSource: "manual" });
+    expect(await setStatus(worker, "working")).toEqual({ type: "status", status: "working", statusSource: "manual" });
+    const workerMsg = await sendTo(sender, workerMember, "next");
+    const busyMsg = await sendTo(sender, busyMember, "low");
+    await Bun.sleep(300);
+    expect(pushIds(worker)).toEqual([]);
+
+    await worker.waitForPushes(1, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(worker)).toEqual([workerMsg]);
+    expect(await statusSeenBy(sender, worker.sessionId)).toEqual({ status: "idle", statusSource: "jsonl" });
+
+    // The sweep that flipped the worker saw the older dnd too; give it one more pass.
+    await Bun.sleep(1500);
+    expect(await statusSeenBy(sender, busy.sessionId)).toEqual({ status: "dnd", statusSource: "manual" });
+    expect(pushIds(busy)).toEqual([]);
+    expect(await setStatus(busy, "idle")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
+    await busy.waitForPushes(1, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(busy)).toEqual([busyMsg]);
+  });
+
+  test("a hook-set working flips too", async () => {
+    const { mesh, members } = await setupMesh(env.admin, { members: ["sender", "worker"] });
+    const [senderMember, workerMember] = members as [SetupMember, SetupMember];
+    const sender = await connect(env, senderMember, mesh.id);
+    const cwd = `/home/dev/${mesh.slug}`;
+    const worker = await connect(env, workerMember, mesh.id, { cwd });
+    const token = await env.admin.createHookToken(mesh.id, workerMember.id);
+    const hook = await postHook(env.broker.url, {
+      token,
+      body: { session_id: worker.sessionId, cwd, hook_event_name: "UserPromptSubmit", prompt: "fix the build", transcript_path: "/tmp/t.jsonl" },
+    });
+    expect(hook.status).toBe(200);
+    expect(await statusSeenBy(sender, worker.sessionId)).toEqual({ status: "working", statusSource: "hook" });
+
+    const msg = await sendTo(sender, workerMember, "next");
+    await worker.waitForPushes(1, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(worker)).toEqual([msg]);
+    expect(await statusSeenBy(sender, worker.sessionId)).toEqual({ status: "idle", statusSource: "jsonl" });
+  });
+});
