@@ -54,7 +54,6 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const server = Bun.serve<SocketData>({
     port: config.BROKER_PORT,
     hostname: config.HOST,
-    maxRequestBodySize: Math.max(config.MAX_MESSAGE_BYTES * 2, 1024 * 1024),
     routes: {
       ...opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
       ...adminRoutes({ db, log, adminToken, onRevoked: (memberId) => void core.presence.revoked(memberId) }),

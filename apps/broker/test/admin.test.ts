@@ -180,6 +180,23 @@ describe("admin API", () => {
     }
   });
 
+  test("an oversized body answers a JSON 413, declared or streamed", async () => {
+    const big = JSON.stringify({ slug: "big", name: "x".repeat(2 * 1024 * 1024) });
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
+    const declared = await fetch(`${broker.url}/v1/meshes`, { method: "POST", headers, body: big });
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as ErrorBody).error.code).toBe("too_large");
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(big));
+        controller.close();
+      },
+    });
+    const streamed = await fetch(`${broker.url}/v1/meshes`, { method: "POST", headers, body: stream });
+    expect(streamed.status).toBe(413);
+    expect(((await streamed.json()) as ErrorBody).error.code).toBe("too_large");
+  });
+
   test("hook tokens are shown once and stored only as a hash", async () => {
     const mesh = await newMesh();
     const member = await newMember(mesh.slug, "Hooked");

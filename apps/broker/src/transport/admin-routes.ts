@@ -5,7 +5,7 @@ import { addMemberBody, createMeshBody, createTokenBody } from "@switchboard/pro
 import type { BunRequest } from "bun";
 import type { z } from "zod";
 import { AdminFailure, createAdminService, type AdminDeps } from "../services/admin.ts";
-import { apiError, bearerToken, json, sameSecret } from "./respond.ts";
+import { apiError, bearerToken, json, readBodyCapped, sameSecret } from "./respond.ts";
 
 type Method = "GET" | "POST" | "DELETE";
 type Handler<P extends string> = (req: BunRequest<P>) => Promise<Response>;
@@ -13,11 +13,17 @@ type Handler<P extends string> = (req: BunRequest<P>) => Promise<Response>;
 const FAILURE_STATUS: Record<AdminFailure["code"], number> = { not_found: 404, conflict: 409 };
 
 class InvalidBody extends Error {}
+class BodyTooLarge extends Error {}
+
+// Admin bodies are a few hundred bytes; anything near this is a mistake.
+const ADMIN_BODY_MAX_BYTES = 64 * 1024;
 
 async function parseBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
+  const text = await readBodyCapped(req, ADMIN_BODY_MAX_BYTES);
+  if (text === null) throw new BodyTooLarge(`the body is larger than ${ADMIN_BODY_MAX_BYTES} bytes`);
   let raw: unknown;
   try {
-    raw = JSON.parse(await req.text());
+    raw = JSON.parse(text);
   } catch {
     throw new InvalidBody("the body is not valid JSON");
   }
@@ -44,6 +50,7 @@ function endpoint<P extends string>(adminToken: string, handlers: Partial<Record
       return await handler(req);
     } catch (error) {
       if (error instanceof InvalidBody) return apiError(400, "invalid", error.message);
+      if (error instanceof BodyTooLarge) return apiError(413, "too_large", error.message);
       if (error instanceof AdminFailure) return apiError(FAILURE_STATUS[error.code], error.code, error.message);
       throw error;
     }

@@ -4,7 +4,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../services/db-health.ts";
 import type { HookService } from "../services/hooks.ts";
-import { bearerToken, json } from "./respond.ts";
+import { bearerToken, json, readBodyCapped } from "./respond.ts";
 
 const fail = (status: number, error: string) => json(status, { ok: false, error } satisfies HookReply);
 
@@ -22,10 +22,8 @@ export function hookRoutes(deps: {
         metrics.hookRequests.inc();
         const token = bearerToken(req);
         if (token === null) return fail(401, "unauthorized");
-        const declared = Number(req.headers.get("content-length") ?? "0");
-        if (declared > maxMessageBytes) return fail(413, "too_large");
-        const raw = await req.text();
-        if (Buffer.byteLength(raw) > maxMessageBytes) return fail(413, "too_large");
+        const raw = await readBodyCapped(req, maxMessageBytes);
+        if (raw === null) return fail(413, "too_large");
         let parsedJson: unknown;
         try {
           parsedJson = JSON.parse(raw);
