@@ -1,0 +1,308 @@
+// The peer SDK's client: one logical session over successive sockets. The
+// socket, reconnect policy, outbox, inbox and envelope live in their own
+// modules; this class wires them together and keeps the state machine.
+import { signHello, targetSpecSchema } from "@switchboard/protocol";
+import { AckBatcher } from "./acks.ts";
+import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";
+import { resolveConfig, type ClientConfig } from "./config.ts";
+import { Connection } from "./connection.ts";
+import { Emitter } from "./emitter.ts";
+import { SwitchboardError } from "./errors.ts";
+import { Inbox } from "./inbox.ts";
+import { KeyRing } from "./keys.ts";
+import { Outbox } from "./outbox.ts";
+import { ReplyWaiters } from "./replies.ts";
+import type {
+  ClientEvents,
+  ClientOptions,
+  CloseInfo,
+  Message,
+  PeerInfo,
+  ReplyOptions,
+  RequestOptions,
+  SendOptions,
+  SendResult,
+  StatusInfo,
+} from "./types.ts";
+import type { ReplyFrame, ServerFrame } from "./wire.ts";
+
+type State = "connecting" | "open" | "reconnecting" | "closed";
+type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
+
+const asError = (error: unknown, code = "closed"): SwitchboardError =>
+  error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error), { cause: error });
+
+export class SwitchboardClient {
+  readonly publicKey: string;
+  private currentPresenceId = "";
+  private currentMemberId = "";
+  private state: State = "connecting";
+  private connection: Connection | null = null;
+  private generation = 0;
+  private connectedOnce = false;
+  private lastHelloTimestamp = 0;
+  private cancelPause: (() => void) | null = null;
+  private readonly events = new Emitter<ClientEvents>();
+  private readonly outbox = new Outbox();
+  private readonly acks: AckBatcher;
+  private readonly inbox: Inbox;
+  private readonly keys: KeyRing;
+  private readonly replies: ReplyWaiters;
+
+  private constructor(private readonly config: ClientConfig) {
+    this.publicKey = config.publicKey;
+    this.acks = new AckBatcher(config.ackDelayMs, (messageIds) =>
+      this.connection !== null && this.connection.send(JSON.stringify({ type: "client_ack", messageIds })),
+    );
+    this.keys = new KeyRing(config.secretKey, config.publicKey, config.channelKeys);
+    this.inbox = new Inbox(this.keys, this.acks);
+    this.replies = new ReplyWaiters((fn) => this.on("message", fn));
+  }
+
+  /** Resolves after the first hello_ack; rejects with SwitchboardError(code) on a refused hello. */
+  static async connect(options: ClientOptions): Promise<SwitchboardClient> {
+    const client = new SwitchboardClient(await resolveConfig(options));
+    try {
+      await client.establish();
+    } catch (error) {
+      client.shutdown(asError(error));
+      throw error;
+    }
+    return client;
+  }
+
+  get presenceId(): string {
+    return this.currentPresenceId;
+  }
+
+  get memberId(): string {
+    return this.currentMemberId;
+  }
+
+  on(event: "message", fn: (m: Message) => void): () => void;
+  on(event: "status", fn: (s: StatusInfo) => void): () => void;
+  on(event: "open" | "reconnect", fn: () => void): () => void;
+  on(event: "close", fn: (info: CloseInfo) => void): () => void;
+  on(event: "error", fn: (e: SwitchboardError) => void): () => void;
+  on<K extends keyof ClientEvents>(event: K, fn: (...args: ClientEvents[K]) => void): () => void {
+    return this.events.on(event, fn);
+  }
+
+  async send(target: string, payload: unknown, opts: SendOptions = {}): Promise<SendResult> {
+    if (!targetSpecSchema.safeParse(target).success) {
+      throw new SwitchboardError("invalid", `not a target: ${target} (a 64-hex pubkey, *, #channel or tag:name)`);
+    }
+    const id = opts.id ?? crypto.randomUUID();
+    const envelope = this.keys.sealFor(target, payload, opts.encrypt);
+    const frame: Record<string, unknown> = { type: "send", targetSpec: target, ...envelope, id };
+    if (opts.priority !== undefined) frame.priority = opts.priority;
+    if (opts.ttlSeconds !== undefined) frame.ttlSeconds = opts.ttlSeconds;
+    if (opts.replyTo !== undefined) frame.replyTo = opts.replyTo;
+    if (opts.ephemeral !== undefined) frame.ephemeral = opts.ephemeral;
+    const ack = await this.call("send", frame, "ack");
+    if (typeof ack.messageId !== "string") throw new SwitchboardError("protocol", "a send ack without messageId");
+    return {
+      id,
+      messageId: ack.messageId,
+      queued: ack.queued ?? true,
+      recipients: ack.recipients ?? 0,
+      duplicate: ack.duplicate === true,
+    };
+  }
+
+  /** Resolves with the first message whose replyTo is the request's messageId. */
+  request(target: string, payload: unknown, opts: RequestOptions = {}): Promise<Message> {
+    const sendOpts: SendOptions = opts.priority === undefined ? {} : { priority: opts.priority };
+    return this.replies.request(() => this.send(target, payload, sendOpts), opts.timeoutMs ?? 30_000);
+  }
+
+  reply(to: Message, payload: unknown, opts: ReplyOptions = {}): Promise<SendResult> {
+    return this.send(to.senderPubkey, payload, { ...opts, replyTo: to.messageId });
+  }
+
+  async setStatus(status: "idle" | "working" | "dnd", source: "manual" | "jsonl" = "manual"): Promise<StatusInfo> {
+    const reply = await this.call("request", { type: "set_status", status, source }, "status");
+    return { status: reply.status, statusSource: reply.statusSource };
+  }
+
+  async join(channel: string): Promise<void> {
+    await this.call("request", { type: "join", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
+  }
+
+  async leave(channel: string): Promise<void> {
+    await this.call("request", { type: "leave", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
+  }
+
+  async listPeers(): Promise<PeerInfo[]> {
+    return (await this.call("request", { type: "list_peers" }, "peers")).peers;
+  }
+
+  /** The broker's clock (ms since the epoch). */
+  async ping(): Promise<number> {
+    return (await this.call("request", { type: "ping" }, "pong")).serverTime;
+  }
+
+  /** Flushes pending acks (and waits until the broker has them), closes, never reconnects. */
+  async close(): Promise<void> {
+    if (this.state === "closed") return;
+    const connection = this.state === "open" ? this.connection : null;
+    if (connection && this.acks.pending > 0) {
+      this.acks.flush();
+      // Frames are handled in order: the pong proves the acks were applied.
+      await Promise.race([this.ping().catch(() => 0), new Promise((r) => setTimeout(r, 2000))]);
+    }
+    this.shutdown(new SwitchboardError("closed", "the client was closed"));
+    await connection?.close(1000, "client closed");
+    this.events.emit("close", { code: 1000, reason: "client closed", willReconnect: false });
+  }
+
+  // ——— internals ———
+
+  /** Queues a frame awaiting its reply; written now when open, else after the next hello. */
+  private call<T extends ReplyFrame["type"]>(kind: "send" | "request", frame: Record<string, unknown>, expected: T): Promise<ReplyOf<T>> {
+    if (this.state === "closed") return Promise.reject(new SwitchboardError("closed", "the client is closed"));
+    const reqId = `c-${crypto.randomUUID()}`;
+    return new Promise<ReplyOf<T>>((resolve, reject) => {
+      const entry = {
+        reqId,
+        kind,
+        text: JSON.stringify({ ...frame, reqId }),
+        writtenOn: 0,
+        reject,
+        resolve: (reply: ReplyFrame) => {
+          if (reply.type === "error") reject(new SwitchboardError(reply.code, reply.message));
+          else if (reply.type === expected) resolve(reply as ReplyOf<T>);
+          else reject(new SwitchboardError("protocol", `expected a ${expected} reply, got ${reply.type}`));
+        },
+      };
+      this.outbox.add(entry);
+      if (this.state === "open" && this.connection?.send(entry.text)) entry.writtenOn = this.connection.generation;
+    });
+  }
+
+  private async establish(): Promise<void> {
+    const generation = ++this.generation;
+    // A fresh timestamp on every attempt, never repeated: the same signature twice would be refused as a replay.
+    const timestamp = Math.max(Date.now(), this.lastHelloTimestamp + 1);
+    this.lastHelloTimestamp = timestamp;
+    const { meshId, sessionId } = this.config;
+    const signed = await signHello(this.config.secretKey, { meshId, sessionId, timestamp });
+    const hello: Record<string, unknown> = { type: "hello", ...signed };
+    if (this.config.pid !== undefined) hello.pid = this.config.pid;
+    if (this.config.cwd !== undefined) hello.cwd = this.config.cwd;
+    if (this.config.displayName !== undefined) hello.displayName = this.config.displayName;
+    const { connection, ack } = await Connection.open({
+      url: this.config.url,
+      WebSocket: this.config.WebSocket,
+      hello,
+      timeoutMs: this.config.connectTimeoutMs,
+      generation,
+      handlers: {
+        onFrame: (frame) => this.onFrame(frame),
+        onInvalidFrame: () => this.events.emit("error", new SwitchboardError("protocol", "the broker sent a frame the SDK cannot read")),
+        onClose: (code, reason) => this.onSocketClosed(generation, code, reason),
+      },
+    });
+    if (this.isClosed()) {
+      await connection.close(1000, "client closed");
+      throw new SwitchboardError("closed", "the client was closed while connecting");
+    }
+    this.connection = connection;
+    this.currentPresenceId = ack.presenceId;
+    this.currentMemberId = ack.memberId;
+    this.state = "open";
+    // Everything unanswered goes out again, in the order it was made.
+    for (const entry of this.outbox.inOrder()) {
+      if (connection.send(entry.text)) entry.writtenOn = generation;
+    }
+    this.acks.flush();
+    const reconnected = this.connectedOnce;
+    this.connectedOnce = true;
+    this.events.emit("open");
+    if (reconnected) this.events.emit("reconnect");
+  }
+
+  private onFrame(frame: ServerFrame): void {
+    if (frame.type === "push") {
+      const result = this.inbox.receive(frame);
+      if (result.kind === "message") this.events.emit("message", result.message);
+      else if (result.kind === "error") this.events.emit("error", result.error);
+      return;
+    }
+    if (frame.type === "hello_ack") return;
+    if (frame.type === "status") this.events.emit("status", { status: frame.status, statusSource: frame.statusSource });
+    const entry = frame.reqId === undefined ? undefined : this.outbox.take(frame.reqId);
+    if (entry) entry.resolve(frame);
+    else if (frame.type === "error") this.events.emit("error", new SwitchboardError(frame.code, frame.message));
+  }
+
+  private onSocketClosed(generation: number, code: number, reason: string): void {
+    if (generation !== this.generation || this.state === "closed") return;
+    this.connection = null;
+    if (code === 1009) {
+      // The broker refused a frame as too large; re-sending it would loop forever.
+      const culprit = this.outbox.largestWrittenOn(generation);
+      if (culprit && this.outbox.take(culprit.reqId)) culprit.reject(new SwitchboardError("too_large", "the broker closed the socket: frame too large"));
+    }
+    const willReconnect = !isFinalCloseCode(code) && this.config.reconnect !== null && this.config.reconnect.maxAttempts > 0;
+    this.events.emit("close", { code, reason, willReconnect });
+    if (!willReconnect) {
+      const why = code === 4002 ? "revoked" : code === 4000 ? "replaced" : "closed";
+      this.shutdown(new SwitchboardError(why, `connection closed (${code} ${reason})`));
+      return;
+    }
+    this.state = "reconnecting";
+    void this.reconnectLoop();
+  }
+
+  private async reconnectLoop(): Promise<void> {
+    const policy = this.config.reconnect;
+    if (!policy) return;
+    let last: SwitchboardError | undefined;
+    for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
+      await this.pause(backoffDelay(attempt, policy));
+      if (this.isClosed()) return;
+      try {
+        await this.establish();
+        return;
+      } catch (error) {
+        if (this.isClosed()) return;
+        last = asError(error);
+        if (isFinalHelloCode(last.code)) break;
+      }
+    }
+    const final = last && isFinalHelloCode(last.code) ? last : new SwitchboardError("closed", `gave up reconnecting: ${last?.message ?? "no attempts"}`);
+    this.events.emit("error", final);
+    this.events.emit("close", { code: 1006, reason: final.code, willReconnect: false });
+    this.shutdown(final);
+  }
+
+  // A method, so TypeScript does not keep a narrowing of `state` across awaits.
+  private isClosed(): boolean {
+    return this.state === "closed";
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.cancelPause = done;
+    });
+  }
+
+  /** Final: no more sockets; everything pending fails with error. */
+  private shutdown(error: SwitchboardError): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.cancelPause?.();
+    this.cancelPause = null;
+    // close() closes the socket itself; every other path gets here without one.
+    this.connection = null;
+    this.acks.dispose();
+    this.outbox.failAll(error);
+    this.replies.failAll(error);
+  }
+}

@@ -1,0 +1,53 @@
+// ClientOptions with every default applied and checked once.
+import { publicKeyOf } from "@switchboard/protocol";
+import { resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
+import { SwitchboardError } from "./errors.ts";
+import type { ClientOptions } from "./types.ts";
+import { brokerWsUrl } from "./url.ts";
+
+export interface ClientConfig {
+  url: string;
+  meshId: string;
+  secretKey: string;
+  publicKey: string;
+  sessionId: string;
+  pid: number | undefined;
+  cwd: string | undefined;
+  displayName: string | undefined;
+  reconnect: ReconnectPolicy | null;
+  ackDelayMs: number;
+  channelKeys: Record<string, string>;
+  WebSocket: typeof WebSocket;
+  connectTimeoutMs: number;
+}
+
+export function defaultSessionId(env: Record<string, string | undefined> = process.env): string {
+  return env.CLAUDE_SESSION_ID || env.CLAUDE_CODE_SESSION_ID || crypto.randomUUID();
+}
+
+export async function resolveConfig(options: ClientOptions): Promise<ClientConfig> {
+  if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
+  const secretKey = options.secretKey.toLowerCase();
+  if (!options.meshId) throw new SwitchboardError("invalid", "meshId is required");
+  const sessionId = options.sessionId ?? defaultSessionId();
+  if (sessionId.length < 1 || sessionId.length > 128) throw new SwitchboardError("invalid", "sessionId: 1 to 128 characters");
+  const pid = options.pid ?? process.ppid;
+  const ackDelayMs = options.ackDelayMs ?? 50;
+  if (!(ackDelayMs >= 0)) throw new SwitchboardError("invalid", "ackDelayMs must be ≥ 0");
+  return {
+    url: brokerWsUrl(options.url),
+    meshId: options.meshId,
+    secretKey,
+    publicKey: await publicKeyOf(secretKey),
+    sessionId,
+    // The broker wants a positive pid; some sandboxes report 0 for the parent.
+    pid: Number.isInteger(pid) && pid > 0 ? pid : undefined,
+    cwd: options.cwd ?? process.cwd(),
+    displayName: options.displayName,
+    reconnect: resolvePolicy(options.reconnect),
+    ackDelayMs,
+    channelKeys: options.channelKeys ?? {},
+    WebSocket: options.WebSocket ?? globalThis.WebSocket,
+    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+  };
+}

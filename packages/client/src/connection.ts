@@ -1,0 +1,122 @@
+// One WebSocket and its hello handshake. Open resolves on hello_ack and rejects
+// with SwitchboardError(code) on a refused hello, a socket that never opened
+// ("unreachable"), one that closed mid-handshake ("closed") or a timeout.
+// After the handshake every frame and the close go to the handlers.
+import { HELLO_ERROR_CODES } from "@switchboard/protocol";
+import { SwitchboardError } from "./errors.ts";
+import { parseServerFrame, type HelloAckFrame, type ServerFrame } from "./wire.ts";
+
+export interface ConnectionHandlers {
+  onFrame(frame: ServerFrame): void;
+  onInvalidFrame(data: unknown): void;
+  onClose(code: number, reason: string): void;
+}
+
+export interface OpenParams {
+  url: string;
+  WebSocket: typeof WebSocket;
+  hello: Record<string, unknown>;
+  timeoutMs: number;
+  generation: number;
+  handlers: ConnectionHandlers;
+}
+
+const helloCodes: ReadonlySet<string> = new Set(HELLO_ERROR_CODES);
+
+export class Connection {
+  private closeWaiters: Array<() => void> = [];
+  private isClosed = false;
+
+  private constructor(
+    private readonly ws: WebSocket,
+    readonly generation: number,
+  ) {}
+
+  static open(params: OpenParams): Promise<{ connection: Connection; ack: HelloAckFrame }> {
+    return new Promise((resolve, reject) => {
+      let ws: WebSocket;
+      try {
+        ws = new params.WebSocket(params.url);
+      } catch (error) {
+        reject(new SwitchboardError("unreachable", `cannot open ${params.url}`, { cause: error }));
+        return;
+      }
+      const connection = new Connection(ws, params.generation);
+      let state: "opening" | "hello" | "ready" | "failed" = "opening";
+      let refusal: SwitchboardError | undefined;
+
+      const fail = (error: SwitchboardError) => {
+        if (state === "ready" || state === "failed") return;
+        state = "failed";
+        clearTimeout(timer);
+        reject(error);
+        if (ws.readyState === ws.CONNECTING || ws.readyState === ws.OPEN) ws.close();
+      };
+      const timer = setTimeout(
+        () => fail(new SwitchboardError("timeout", `no hello answer from ${params.url} within ${params.timeoutMs} ms`)),
+        params.timeoutMs,
+      );
+
+      ws.addEventListener("open", () => {
+        if (state !== "opening") return;
+        state = "hello";
+        ws.send(JSON.stringify(params.hello));
+      });
+      ws.addEventListener("message", (event) => {
+        const frame = parseServerFrame(event.data);
+        if (state === "ready") {
+          if (frame) params.handlers.onFrame(frame);
+          else params.handlers.onInvalidFrame(event.data);
+          return;
+        }
+        if (state !== "hello" || !frame) return;
+        if (frame.type === "hello_ack") {
+          state = "ready";
+          clearTimeout(timer);
+          resolve({ connection, ack: frame });
+        } else if (frame.type === "error") {
+          // The broker closes with 1008 right after; report the code now.
+          refusal = new SwitchboardError(frame.code, `hello refused: ${frame.code} (${frame.message})`);
+          fail(refusal);
+        }
+      });
+      ws.addEventListener("close", (event) => {
+        connection.isClosed = true;
+        for (const wake of connection.closeWaiters.splice(0)) wake();
+        if (state === "ready") {
+          params.handlers.onClose(event.code, event.reason);
+          return;
+        }
+        if (state === "opening") {
+          fail(new SwitchboardError("unreachable", `cannot connect to ${params.url} (${event.code})`));
+        } else if (helloCodes.has(event.reason)) {
+          fail(new SwitchboardError(event.reason, `hello refused: ${event.reason}`));
+        } else {
+          fail(new SwitchboardError("closed", `closed during the hello (${event.code} ${event.reason})`));
+        }
+      });
+      // A failed connect also fires "close", which carries the outcome.
+      ws.addEventListener("error", () => {});
+    });
+  }
+
+  /** Writes one frame; false when the socket is not open (the caller keeps the frame for later). */
+  send(text: string): boolean {
+    if (this.isClosed || this.ws.readyState !== this.ws.OPEN) return false;
+    this.ws.send(text);
+    return true;
+  }
+
+  /** Closes and waits for the close event (at most waitMs). */
+  close(code = 1000, reason = "", waitMs = 2000): Promise<void> {
+    if (this.isClosed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, waitMs);
+      this.closeWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      if (this.ws.readyState === this.ws.CONNECTING || this.ws.readyState === this.ws.OPEN) this.ws.close(code, reason);
+    });
+  }
+}

@@ -1,0 +1,96 @@
+// The end-to-end envelope (docs/client.md has it byte by byte). Only audited
+// primitives: X25519 and the ed25519→Montgomery maps from @noble/curves,
+// XChaCha20-Poly1305 from @noble/ciphers, HKDF-SHA256 from node:crypto.
+import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { randomBytes } from "@noble/ciphers/utils.js";
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { hexToBytes } from "@switchboard/protocol";
+import { hkdfSync } from "node:crypto";
+import { SwitchboardError } from "./errors.ts";
+
+export const NONCE_PREFIX = "x1:";
+export const PLAIN_NONCE = "plain";
+export const DIRECT_INFO = "switchboard/1 direct";
+const NONCE_BYTES = 24;
+const KEY_BYTES = 32;
+
+export interface Envelope {
+  nonce: string;
+  ciphertext: string;
+}
+
+const utf8 = new TextEncoder();
+
+/** "switchboard/1\n<senderPubkey>\n<recipient pubkey or targetSpec>", UTF-8. */
+export function associatedData(senderPubkey: string, to: string): Uint8Array {
+  return utf8.encode(`switchboard/1\n${senderPubkey}\n${to}`);
+}
+
+/**
+ * The key two members share for direct messages: X25519 of their keys mapped
+ * to Montgomery form, through HKDF-SHA256 with salt = both public keys (raw
+ * bytes, lower one first) and info "switchboard/1 direct". Both sides get the same key.
+ */
+export function directKey(mySecretHex: string, myPublicHex: string, peerPublicHex: string): Uint8Array {
+  try {
+    const mine = ed25519.utils.toMontgomerySecret(hexToBytes(mySecretHex));
+    const theirs = ed25519.utils.toMontgomery(hexToBytes(peerPublicHex));
+    const shared = x25519.getSharedSecret(mine, theirs);
+    const [low, high] = [myPublicHex.toLowerCase(), peerPublicHex.toLowerCase()].sort();
+    const salt = hexToBytes(`${low}${high}`);
+    return new Uint8Array(hkdfSync("sha256", shared, salt, DIRECT_INFO, KEY_BYTES));
+  } catch (error) {
+    throw new SwitchboardError("invalid", `cannot derive a key with ${peerPublicHex}`, { cause: error });
+  }
+}
+
+export function parseSymmetricKey(hex: string, name: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new SwitchboardError("invalid", `channelKeys[${name}]: expected 64 hex characters`);
+  return hexToBytes(hex.toLowerCase());
+}
+
+function payloadBytes(payload: unknown): Uint8Array {
+  const json = JSON.stringify(payload === undefined ? null : payload);
+  if (json === undefined) throw new SwitchboardError("invalid", "the payload cannot be serialized to JSON");
+  return utf8.encode(json);
+}
+
+const toBase64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+const fromBase64 = (text: string) => new Uint8Array(Buffer.from(text, "base64"));
+
+/** key null → the plain envelope. `nonce` only for test vectors: a reused nonce breaks the cipher. */
+export function seal(payload: unknown, key: Uint8Array | null, ad: Uint8Array, nonce = randomBytes(NONCE_BYTES)): Envelope {
+  const plain = payloadBytes(payload);
+  if (key === null) return { nonce: PLAIN_NONCE, ciphertext: toBase64(plain) };
+  const sealed = xchacha20poly1305(key, nonce, ad).encrypt(plain);
+  return { nonce: `${NONCE_PREFIX}${toBase64(nonce)}`, ciphertext: toBase64(sealed) };
+}
+
+export function isPlain(envelope: Envelope): boolean {
+  return envelope.nonce === PLAIN_NONCE;
+}
+
+/** The payload of an envelope; a plain one needs no key. Throws SwitchboardError("decrypt_failed"). */
+export function open(envelope: Envelope, key: Uint8Array | null, ad: Uint8Array): unknown {
+  let plain: Uint8Array;
+  if (isPlain(envelope)) {
+    plain = fromBase64(envelope.ciphertext);
+  } else {
+    if (!envelope.nonce.startsWith(NONCE_PREFIX)) {
+      throw new SwitchboardError("decrypt_failed", `unknown envelope nonce format "${envelope.nonce.slice(0, 8)}"`);
+    }
+    if (key === null) throw new SwitchboardError("decrypt_failed", "no key for this message");
+    const nonce = fromBase64(envelope.nonce.slice(NONCE_PREFIX.length));
+    if (nonce.length !== NONCE_BYTES) throw new SwitchboardError("decrypt_failed", "the nonce is not 24 bytes");
+    try {
+      plain = xchacha20poly1305(key, nonce, ad).decrypt(fromBase64(envelope.ciphertext));
+    } catch (error) {
+      throw new SwitchboardError("decrypt_failed", "the message does not authenticate with this key", { cause: error });
+    }
+  }
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(plain)) as unknown;
+  } catch (error) {
+    throw new SwitchboardError("decrypt_failed", "the payload is not UTF-8 JSON", { cause: error });
+  }
+}

@@ -1,0 +1,24 @@
+export { generateKeypair, publicKeyOf } from "@switchboard/protocol";
+export { backoffDelay, type ReconnectPolicy } from "./backoff.ts";
+export { SwitchboardClient } from "./client.ts";
+export { SwitchboardError } from "./errors.ts";
+export {
+  inferStatusFromTranscript,
+  transcriptDir,
+  watchTranscriptStatus,
+  type StatusSink,
+  type TranscriptStatus,
+} from "./transcript.ts";
+export type {
+  ClientEvents,
+  ClientOptions,
+  CloseInfo,
+  Message,
+  PeerInfo,
+  ReconnectOptions,
+  ReplyOptions,
+  RequestOptions,
+  SendOptions,
+  SendResult,
+  StatusInfo,
+} from "./types.ts";

@@ -1,0 +1,67 @@
+// Which key seals or opens a message: the pairwise key for a direct message
+// (target is a pubkey), the configured symmetric key for anything else.
+import { PUBKEY } from "@switchboard/protocol";
+import { associatedData, directKey, open, parseSymmetricKey, seal, type Envelope } from "./envelope.ts";
+import { SwitchboardError } from "./errors.ts";
+
+// Pairwise keys are cheap to derive again; the cache only spares the hot path.
+const MAX_CACHED_DIRECT_KEYS = 1024;
+
+export class KeyRing {
+  private readonly direct = new Map<string, Uint8Array>();
+  private readonly channel = new Map<string, Uint8Array>();
+
+  constructor(
+    private readonly secretKey: string,
+    readonly publicKey: string,
+    channelKeys: Record<string, string> = {},
+  ) {
+    for (const [name, hex] of Object.entries(channelKeys)) this.channel.set(name, parseSymmetricKey(hex, name));
+  }
+
+  private directKeyWith(peer: string): Uint8Array {
+    let key = this.direct.get(peer);
+    if (!key) {
+      if (this.direct.size >= MAX_CACHED_DIRECT_KEYS) this.direct.clear();
+      key = directKey(this.secretKey, this.publicKey, peer);
+      this.direct.set(peer, key);
+    }
+    return key;
+  }
+
+  /** channelKeys[target], else channelKeys["*"] (a mesh-wide key). */
+  private channelKey(targetSpec: string): Uint8Array | null {
+    return this.channel.get(targetSpec) ?? this.channel.get("*") ?? null;
+  }
+
+  /**
+   * encrypt: undefined → encrypt when a key exists (always for direct messages);
+   * true → a missing key is an error; false → plain.
+   */
+  sealFor(targetSpec: string, payload: unknown, encrypt?: boolean): Envelope {
+    if (encrypt === false) return seal(payload, null, new Uint8Array());
+    if (PUBKEY.test(targetSpec)) {
+      return seal(payload, this.directKeyWith(targetSpec), associatedData(this.publicKey, targetSpec));
+    }
+    const key = this.channelKey(targetSpec);
+    if (key === null && encrypt === true) throw new SwitchboardError("no_key", `no channel key for ${targetSpec}`);
+    return seal(payload, key, associatedData(this.publicKey, targetSpec));
+  }
+
+  /** Opens a pushed envelope; throws SwitchboardError("decrypt_failed"). */
+  openFrom(senderPubkey: string, targetSpec: string, envelope: Envelope): unknown {
+    if (envelope.nonce === "plain") return open(envelope, null, new Uint8Array());
+    if (PUBKEY.test(targetSpec)) {
+      // A direct message to us: the other party is the sender (or we, writing to ourselves).
+      const peer = targetSpec === this.publicKey ? senderPubkey : targetSpec;
+      let key: Uint8Array;
+      try {
+        key = this.directKeyWith(peer);
+      } catch (error) {
+        throw new SwitchboardError("decrypt_failed", `no key can be derived with ${peer}`, { cause: error });
+      }
+      return open(envelope, key, associatedData(senderPubkey, targetSpec));
+    }
+    return open(envelope, this.channelKey(targetSpec), associatedData(senderPubkey, targetSpec));
+  }
+}

@@ -1,0 +1,58 @@
+// Frames that await a reply (sends and control requests), in the order they
+// were made. An entry leaves only when its reply arrives or the client gives
+// up; after a reconnect everything still here is written again, in order and
+// unchanged (a send keeps its `id`, so the broker answers duplicate:true for
+// one it had already committed).
+import type { ReplyFrame } from "./wire.ts";
+
+export interface OutboxEntry {
+  readonly reqId: string;
+  /** The serialized frame, written as is on every (re)transmission. */
+  readonly text: string;
+  readonly kind: "send" | "request";
+  /** Connection generation this entry was last written on (0: never). */
+  writtenOn: number;
+  resolve(reply: ReplyFrame): void;
+  reject(error: Error): void;
+}
+
+export class Outbox {
+  private readonly entries = new Map<string, OutboxEntry>();
+
+  add(entry: OutboxEntry): void {
+    this.entries.set(entry.reqId, entry);
+  }
+
+  /** Removes and returns the entry a reply belongs to. */
+  take(reqId: string): OutboxEntry | undefined {
+    const entry = this.entries.get(reqId);
+    if (entry) this.entries.delete(reqId);
+    return entry;
+  }
+
+  inOrder(): OutboxEntry[] {
+    return [...this.entries.values()];
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * The largest send written on connection `generation`: the likeliest cause
+   * of a 1009 close (frame too large), which would otherwise be retried forever.
+   */
+  largestWrittenOn(generation: number): OutboxEntry | undefined {
+    let largest: OutboxEntry | undefined;
+    for (const e of this.entries.values()) {
+      if (e.kind === "send" && e.writtenOn === generation && (!largest || e.text.length > largest.text.length)) largest = e;
+    }
+    return largest;
+  }
+
+  failAll(error: Error): void {
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    for (const e of all) e.reject(error);
+  }
+}

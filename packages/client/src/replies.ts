@@ -1,0 +1,55 @@
+// request(): a send whose answer is the first message carrying its messageId
+// as replyTo. Replies are watched from before the send goes out, since one
+// could in principle arrive before the send's ack.
+import { SwitchboardError } from "./errors.ts";
+import type { Message, SendResult } from "./types.ts";
+
+type Subscribe = (fn: (m: Message) => void) => () => void;
+
+export class ReplyWaiters {
+  private readonly failers = new Set<(error: SwitchboardError) => void>();
+
+  constructor(private readonly subscribe: Subscribe) {}
+
+  request(send: () => Promise<SendResult>, timeoutMs: number): Promise<Message> {
+    return new Promise<Message>((resolve, reject) => {
+      let messageId: string | null = null;
+      const early: Message[] = [];
+      const finish = () => {
+        unsubscribe();
+        clearTimeout(timer);
+        this.failers.delete(fail);
+      };
+      const fail = (error: SwitchboardError) => {
+        finish();
+        reject(error);
+      };
+      const unsubscribe = this.subscribe((m) => {
+        if (m.replyTo === null) return;
+        if (messageId === null) early.push(m);
+        else if (m.replyTo === messageId) {
+          finish();
+          resolve(m);
+        }
+      });
+      const timer = setTimeout(() => fail(new SwitchboardError("timeout", `no reply within ${timeoutMs} ms`)), timeoutMs);
+      this.failers.add(fail);
+      send().then(
+        (result) => {
+          messageId = result.messageId;
+          const hit = early.find((m) => m.replyTo === messageId);
+          early.length = 0;
+          if (hit) {
+            finish();
+            resolve(hit);
+          }
+        },
+        (error: unknown) => fail(error instanceof SwitchboardError ? error : new SwitchboardError("closed", String(error))),
+      );
+    });
+  }
+
+  failAll(error: SwitchboardError): void {
+    for (const fail of [...this.failers]) fail(error);
+  }
+}

@@ -1,0 +1,130 @@
+// Status fallback from Claude Code's own transcript, read on the peer's machine
+// (the broker never reads a peer's disk): the newest *.jsonl under
+// ~/.claude/projects/<cwd with every non-alphanumeric character → "-">.
+import { open, readdir, stat } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+export type TranscriptStatus = "idle" | "working";
+
+// A transcript line can be large (tool output); the last one is in the tail.
+const TAIL_BYTES = 256 * 1024;
+const DEFAULT_IDLE_AFTER_MS = 60_000;
+
+export function transcriptDir(cwd: string, home: string = homedir()): string {
+  return join(home, ".claude", "projects", cwd.replace(/[^A-Za-z0-9]/g, "-"));
+}
+
+async function newestTranscript(dir: string): Promise<{ path: string; mtimeMs: number } | null> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return null;
+  }
+  let newest: { path: string; mtimeMs: number } | null = null;
+  for (const name of names.filter((n) => n.endsWith(".jsonl"))) {
+    const path = join(dir, name);
+    try {
+      const info = await stat(path);
+      if (info.isFile() && (!newest || info.mtimeMs > newest.mtimeMs)) newest = { path, mtimeMs: info.mtimeMs };
+    } catch {
+      // Deleted between readdir and stat.
+    }
+  }
+  return newest;
+}
+
+/** The last line that is complete (newline-terminated) and parses as JSON. */
+async function lastCompleteEntry(path: string): Promise<unknown> {
+  const file = await open(path, "r");
+  try {
+    const { size } = await file.stat();
+    const length = Math.min(size, TAIL_BYTES);
+    const buffer = Buffer.alloc(length);
+    await file.read(buffer, 0, length, size - length);
+    const lines = buffer.toString("utf8").split("\n");
+    lines.pop(); // after the last newline: empty, or a line still being written
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const line = lines[i]!.trim();
+      if (line === "") continue;
+      try {
+        return JSON.parse(line) as unknown;
+      } catch {
+        // The first line of the tail may be cut; earlier lines are not needed.
+      }
+    }
+    return undefined;
+  } finally {
+    await file.close();
+  }
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function isFinishedTurn(entry: unknown): boolean {
+  if (!isRecord(entry) || entry.type !== "assistant" || !isRecord(entry.message)) return false;
+  return entry.message.stop_reason === "end_turn";
+}
+
+/**
+ * idle: the last complete entry is an assistant message that ended its turn,
+ * or the transcript was not written for idleAfterMs; working: otherwise;
+ * null: no transcript.
+ */
+export async function inferStatusFromTranscript(
+  cwd: string,
+  opts: { home?: string; now?: number; idleAfterMs?: number } = {},
+): Promise<TranscriptStatus | null> {
+  const newest = await newestTranscript(transcriptDir(cwd, opts.home));
+  if (!newest) return null;
+  const now = opts.now ?? Date.now();
+  if (now - newest.mtimeMs >= (opts.idleAfterMs ?? DEFAULT_IDLE_AFTER_MS)) return "idle";
+  let entry: unknown;
+  try {
+    entry = await lastCompleteEntry(newest.path);
+  } catch {
+    return null;
+  }
+  return isFinishedTurn(entry) ? "idle" : "working";
+}
+
+export interface StatusSink {
+  setStatus(status: TranscriptStatus, source: "jsonl"): Promise<unknown>;
+}
+
+/**
+ * Polls the transcript every intervalMs (default 2000) and reports each change
+ * with source "jsonl" (the broker ranks it below hooks and manual status).
+ * Returns a stop function.
+ */
+export function watchTranscriptStatus(
+  client: StatusSink,
+  cwd: string,
+  opts: { intervalMs?: number; home?: string; idleAfterMs?: number } = {},
+): () => void {
+  let stopped = false;
+  let reported: TranscriptStatus | null = null;
+  let busy = false;
+  const tick = async () => {
+    if (busy || stopped) return;
+    busy = true;
+    try {
+      const status = await inferStatusFromTranscript(cwd, { home: opts.home, idleAfterMs: opts.idleAfterMs });
+      if (status !== null && status !== reported && !stopped) {
+        await client.setStatus(status, "jsonl");
+        reported = status;
+      }
+    } catch {
+      // Not reported: the next tick tries again.
+    } finally {
+      busy = false;
+    }
+  };
+  void tick();
+  const timer = setInterval(() => void tick(), opts.intervalMs ?? 2000);
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}

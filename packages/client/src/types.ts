@@ -1,0 +1,104 @@
+import type { Priority } from "@switchboard/protocol";
+import type { SwitchboardError } from "./errors.ts";
+
+export interface ReconnectOptions {
+  /** Default Infinity. */
+  maxAttempts?: number;
+  /** Default 1000. */
+  minDelayMs?: number;
+  /** Default 30000. */
+  maxDelayMs?: number;
+}
+
+export interface ClientOptions {
+  /** ws://host:port/ws; an http(s):// base URL is turned into ws(s)://…/ws. */
+  url: string;
+  /** Mesh id or slug. */
+  meshId: string;
+  /** 64 hex ed25519 seed. */
+  secretKey: string;
+  /** Default: CLAUDE_SESSION_ID / CLAUDE_CODE_SESSION_ID from the environment, else a random uuid. */
+  sessionId?: string;
+  /** Default process.ppid (the Claude Code process that launched this peer). */
+  pid?: number;
+  /** Default process.cwd(). */
+  cwd?: string;
+  displayName?: string;
+  reconnect?: ReconnectOptions | false;
+  /** Acks are batched; default 50. */
+  ackDelayMs?: number;
+  /** "#name" | "*" | "tag:x" → 64-hex 32-byte key for non-direct messages; "*" also serves targets without their own key. */
+  channelKeys?: Record<string, string>;
+  /** Injectable for tests. */
+  WebSocket?: typeof WebSocket;
+  /** For the socket to open and the hello to be answered; default 10000. */
+  connectTimeoutMs?: number;
+}
+
+/** What the application sees, after de-duplication and decryption. */
+export interface Message {
+  messageId: string;
+  senderPubkey: string;
+  targetSpec: string;
+  priority: Priority;
+  createdAt: string;
+  replyTo: string | null;
+  encrypted: boolean;
+  /** The JSON value the sender passed. */
+  payload: unknown;
+}
+
+export interface SendResult {
+  id: string;
+  messageId: string;
+  queued: boolean;
+  recipients: number;
+  duplicate: boolean;
+}
+
+export interface SendOptions {
+  priority?: Priority;
+  /** Idempotency key; default a random uuid. */
+  id?: string;
+  ttlSeconds?: number;
+  replyTo?: string;
+  ephemeral?: boolean;
+  /** Default: always for direct messages, when a channel key exists otherwise. true without a key rejects with "no_key". */
+  encrypt?: boolean;
+}
+
+export interface RequestOptions {
+  /** Default 30000. */
+  timeoutMs?: number;
+  priority?: Priority;
+}
+
+export interface ReplyOptions {
+  priority?: Priority;
+}
+
+export interface StatusInfo {
+  status: string;
+  statusSource: string;
+}
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+  willReconnect: boolean;
+}
+
+export interface PeerInfo {
+  pubkey: string;
+  displayName: string;
+  presences: Array<{ sessionId: string; status: string; statusSource: string; connectedAt: string }>;
+}
+
+export interface ClientEvents {
+  message: [Message];
+  status: [StatusInfo];
+  open: [];
+  reconnect: [];
+  close: [CloseInfo];
+  error: [SwitchboardError];
+}

@@ -1,0 +1,18 @@
+import { SwitchboardError } from "./errors.ts";
+
+/** ws(s)://… is used as given; an http(s):// base URL becomes ws(s)://…/ws. */
+export function brokerWsUrl(input: string): string {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new SwitchboardError("invalid", `not a URL: ${input}`);
+  }
+  if (url.protocol === "ws:" || url.protocol === "wss:") return url.toString();
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new SwitchboardError("invalid", `expected a ws://, wss://, http:// or https:// URL, got ${input}`);
+  }
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (!url.pathname.endsWith("/ws")) url.pathname = `${url.pathname.replace(/\/+$/, "")}/ws`;
+  return url.toString();
+}

@@ -1,0 +1,318 @@
+// The SDK against a real broker: end-to-end encryption as seen on the wire,
+// broadcast and channels, request/reply, de-duplication of redelivered pushes,
+// refused hellos, and the close codes that end a client.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  AdminClient,
+  setupMesh,
+  spawnBroker,
+  freshBackend,
+  TestPeer,
+  newIdentity,
+  type BrokerProcess,
+  type SetupMember,
+  type TestBackend,
+} from "@switchboard/testkit";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SwitchboardClient, SwitchboardError, transcriptDir, watchTranscriptStatus, type ClientOptions } from "../src/index.ts";
+import { collect, controllableWebSocket, pushesOf, recordingWebSocket, waitUntil, type RawFrame } from "./support.ts";
+
+const ADMIN_TOKEN = "client-test-admin-token-0123456789";
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+let admin: AdminClient;
+const clients: SwitchboardClient[] = [];
+const peers: TestPeer[] = [];
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  // A 1 s lease makes unacked pushes come back quickly (the de-dup test needs redeliveries).
+  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, LEASE_SECONDS: "1" });
+  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await Promise.all(peers.splice(0).map((p) => p.close()));
+});
+
+afterAll(async () => {
+  await broker?.stop();
+  await backend?.dispose();
+});
+
+async function connect(meshId: string, member: SetupMember, extra: Partial<ClientOptions> = {}): Promise<SwitchboardClient> {
+  const client = await SwitchboardClient.connect({
+    url: broker.wsUrl,
+    meshId,
+    secretKey: member.identity.secretKey,
+    displayName: member.displayName,
+    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+    ...extra,
+  });
+  clients.push(client);
+  return client;
+}
+
+describe("SwitchboardClient", () => {
+  test("a direct message is encrypted on the wire and the recipient decrypts it", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice);
+    // A raw peer holding bob's key sees exactly what the broker forwards.
+    const raw = await TestPeer.connect(broker.wsUrl, { identity: bob.identity, meshId: mesh.id });
+    peers.push(raw);
+
+    const payload = { text: "the launch code is 0000", n: 42 };
+    const sent = await a.send(bob.pubkey, payload);
+    expect(sent).toMatchObject({ queued: true, recipients: 1, duplicate: false });
+    const [push] = await raw.waitForPushes(1);
+    expect(push!.messageId).toBe(sent.messageId);
+    expect(String(push!.nonce)).toMatch(/^x1:/);
+    const wire = Buffer.from(String(push!.ciphertext), "base64").toString("latin1");
+    expect(wire).not.toContain("launch");
+    expect(String(push!.ciphertext)).not.toBe(Buffer.from(JSON.stringify(payload)).toString("base64"));
+    await raw.close(); // unacked: the broker delivers it again to bob's next session
+
+    const b = await connect(mesh.id, bob);
+    const got = collect(b);
+    await waitUntil(() => got.messages.length >= 1, 10_000, "bob's message");
+    expect(got.messages[0]).toEqual({
+      messageId: sent.messageId,
+      senderPubkey: alice.pubkey,
+      targetSpec: bob.pubkey,
+      priority: "next",
+      createdAt: expect.any(String),
+      replyTo: null,
+      encrypted: true,
+      payload,
+    });
+    expect(got.errors).toEqual([]);
+  });
+
+  test("a push that does not decrypt is an error event, acked, never a message", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const frames: RawFrame[] = [];
+    const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames) });
+    const got = collect(b);
+    const forger = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id });
+    peers.push(forger);
+    const ack = await forger.send(bob.pubkey, { nonce: `x1:${Buffer.alloc(24).toString("base64")}`, ciphertext: Buffer.alloc(40).toString("base64") });
+    await waitUntil(() => got.errors.length >= 1, 10_000, "a decrypt error");
+    expect(got.errors[0]).toBeInstanceOf(SwitchboardError);
+    expect(got.errors[0]!.code).toBe("decrypt_failed");
+    // Acked: with a 1 s lease an unacked push would be pushed again within ~2 s.
+    await Bun.sleep(2500);
+    expect(pushesOf(frames, String(ack.messageId))).toHaveLength(1);
+    expect(got.messages).toEqual([]);
+    expect(got.errors).toHaveLength(1);
+  });
+
+  test("broadcast without a key goes out plain; a channel key encrypts for those who hold it", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob", "carol"] });
+    const [alice, bob, carol] = members as [SetupMember, SetupMember, SetupMember];
+    const key = "5a".repeat(32);
+    const carolFrames: RawFrame[] = [];
+    const a = await connect(mesh.id, alice, { channelKeys: { "#ops": key } });
+    const b = await connect(mesh.id, bob, { channelKeys: { "#ops": key } });
+    const c = await connect(mesh.id, carol, { WebSocket: recordingWebSocket(carolFrames) });
+    const [gotB, gotC] = [collect(b), collect(c)];
+
+    const all = await a.send("*", { hello: "everyone" });
+    expect(all.recipients).toBe(2);
+    await waitUntil(() => gotB.messages.length >= 1 && gotC.messages.length >= 1, 10_000, "the broadcast");
+    for (const got of [gotB, gotC]) {
+      expect(got.messages[0]).toMatchObject({ messageId: all.messageId, targetSpec: "*", encrypted: false, payload: { hello: "everyone" } });
+    }
+    expect(pushesOf(carolFrames, all.messageId)[0]).toMatchObject({ nonce: "plain" });
+
+    await Promise.all([a.join("#ops"), b.join("ops"), c.join("#ops")]);
+    const ops = await a.send("#ops", { secret: "rotate keys" });
+    expect(ops.recipients).toBe(2);
+    await waitUntil(() => gotB.messages.length >= 2 && gotC.errors.length >= 1, 10_000, "the channel message");
+    expect(gotB.messages[1]).toMatchObject({ messageId: ops.messageId, targetSpec: "#ops", encrypted: true, payload: { secret: "rotate keys" } });
+    const onWire = pushesOf(carolFrames, ops.messageId)[0]!;
+    expect(String(onWire.nonce)).toMatch(/^x1:/);
+    expect(Buffer.from(String(onWire.ciphertext), "base64").toString("latin1")).not.toContain("rotate");
+    expect(gotC.errors[0]!.code).toBe("decrypt_failed");
+    expect(gotC.messages).toHaveLength(1);
+
+    // Asking for encryption without a key is refused, not downgraded.
+    await expect(c.send("#ops", "x", { encrypt: true })).rejects.toMatchObject({ code: "no_key" });
+    await expect(a.send("#nosuch", "x")).rejects.toMatchObject({ code: "unknown_target" });
+  });
+
+  test("request/reply", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob", "carol"] });
+    const [alice, bob, carol] = members as [SetupMember, SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice);
+    const b = await connect(mesh.id, bob);
+    await connect(mesh.id, carol);
+    b.on("message", (m) => {
+      const q = m.payload as { q: number };
+      void b.reply(m, { a: q.q * 2 });
+    });
+    const answer = await a.request(bob.pubkey, { q: 21 }, { timeoutMs: 10_000 });
+    expect(answer).toMatchObject({ senderPubkey: bob.pubkey, targetSpec: alice.pubkey, encrypted: true, payload: { a: 42 } });
+    expect(answer.replyTo).toMatch(/^[0-9a-f-]{36}$/);
+    const twice = await Promise.all([a.request(bob.pubkey, { q: 1 }), a.request(bob.pubkey, { q: 2 })]);
+    expect(twice.map((m) => m.payload)).toEqual([{ a: 2 }, { a: 4 }]);
+    // carol never answers.
+    await expect(a.request(carol.pubkey, { q: 1 }, { timeoutMs: 300 })).rejects.toMatchObject({ code: "timeout" });
+  });
+
+  test("a push delivered twice (ack later than the lease) reaches the application once", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const frames: RawFrame[] = [];
+    const a = await connect(mesh.id, alice);
+    const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames), ackDelayMs: 3000 });
+    const got = collect(b);
+    const sent = await a.send(bob.pubkey, "once");
+    await waitUntil(() => pushesOf(frames, sent.messageId).length >= 2, 15_000, "a redelivery");
+    // After the batched ack went out, nothing more arrives.
+    await Bun.sleep(3500);
+    const count = pushesOf(frames, sent.messageId).length;
+    await Bun.sleep(1500);
+    expect(pushesOf(frames, sent.messageId)).toHaveLength(count);
+    expect(got.messages.map((m) => m.payload)).toEqual(["once"]);
+  });
+
+  test("a send retried with the same id is answered duplicate and delivered once", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice);
+    const got = collect(await connect(mesh.id, bob));
+    const first = await a.send(bob.pubkey, "one", { id: "retry-1" });
+    const again = await a.send(bob.pubkey, "one", { id: "retry-1" });
+    expect(first).toMatchObject({ id: "retry-1", duplicate: false, recipients: 1 });
+    expect(again).toMatchObject({ id: "retry-1", messageId: first.messageId, duplicate: true });
+    await waitUntil(() => got.messages.length >= 1, 10_000, "the message");
+    await Bun.sleep(300);
+    expect(got.messages.map((m) => m.messageId)).toEqual([first.messageId]);
+  });
+
+  test("status, channels, peers and ping", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice, { sessionId: "sess-a" });
+    const statuses: string[] = [];
+    a.on("status", (s) => statuses.push(`${s.status}/${s.statusSource}`));
+    expect(await a.setStatus("working")).toEqual({ status: "working", statusSource: "manual" });
+    expect(statuses).toEqual(["working/manual"]);
+    expect(a.presenceId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(a.memberId).toBe(alice.id);
+    expect(a.publicKey).toBe(alice.pubkey);
+    expect(Math.abs((await a.ping()) - Date.now())).toBeLessThan(60_000);
+    await connect(mesh.id, bob);
+    const list = await a.listPeers();
+    expect(list.map((p) => p.pubkey).sort()).toEqual([alice.pubkey, bob.pubkey].sort());
+    expect(list.find((p) => p.pubkey === alice.pubkey)!.presences).toEqual([
+      { sessionId: "sess-a", status: "working", statusSource: "manual", connectedAt: expect.any(String) },
+    ]);
+    await a.join("#dev");
+    await a.leave("#dev");
+  });
+
+  test("watchTranscriptStatus reports the transcript's status to the broker as jsonl", async () => {
+    const home = mkdtempSync(join(tmpdir(), "switchboard-home-"));
+    try {
+      const { mesh, members } = await setupMesh(admin, { members: ["alice"] });
+      const cwd = "/tmp/project-x";
+      const a = await connect(mesh.id, members[0]!, { sessionId: "watched", cwd });
+      const dir = transcriptDir(cwd, home);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "t.jsonl"), `${JSON.stringify({ type: "user", message: { role: "user" } })}\n`);
+      const stop = watchTranscriptStatus(a, cwd, { home, intervalMs: 50 });
+      try {
+        const seen = async () => (await a.listPeers())[0]?.presences[0];
+        let presence = await seen();
+        for (let i = 0; i < 100 && presence?.status !== "working"; i++) {
+          await Bun.sleep(50);
+          presence = await seen();
+        }
+        expect(presence).toMatchObject({ status: "working", statusSource: "jsonl" });
+      } finally {
+        stop();
+      }
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("connect and final closes", () => {
+  test("a refused hello rejects connect with the broker's code", async () => {
+    const { mesh } = await setupMesh(admin, { members: ["alice"] });
+    const stranger = await newIdentity();
+    const attempt = SwitchboardClient.connect({ url: broker.url, meshId: mesh.id, secretKey: stranger.secretKey });
+    await expect(attempt).rejects.toBeInstanceOf(SwitchboardError);
+    await expect(attempt).rejects.toMatchObject({ code: "unauthorized" });
+  });
+
+  test("an unreachable broker rejects with unreachable", async () => {
+    const me = await newIdentity();
+    await expect(
+      SwitchboardClient.connect({ url: "ws://127.0.0.1:1/ws", meshId: "m", secretKey: me.secretKey }),
+    ).rejects.toMatchObject({ code: "unreachable" });
+  });
+
+  test("a dropped socket reconnects with the same session; a refused hello on reconnect is final", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket, sessionId: "drop-me" });
+    const got = collect(a);
+    const gotB = collect(await connect(mesh.id, bob));
+    const firstPresence = a.presenceId;
+
+    control.sockets.at(-1)!.close(3000, "test drop");
+    await waitUntil(() => got.reconnects >= 1, 10_000, "the reconnect");
+    expect(got.closes[0]).toMatchObject({ code: 3000, willReconnect: true });
+    expect(a.presenceId).not.toBe(firstPresence);
+    await a.send(bob.pubkey, "after the drop");
+    await waitUntil(() => gotB.messages.length >= 1, 10_000, "bob's message");
+    const sessions = (await admin.peers(mesh.id)).filter((p) => p.pubkey === alice.pubkey);
+    expect(sessions.map((p) => p.sessionId)).toEqual(["drop-me"]);
+
+    control.spoilHello = true;
+    const hellosBefore = control.hellos;
+    control.sockets.at(-1)!.close(3000, "test drop");
+    await waitUntil(() => got.closes.some((c) => !c.willReconnect), 10_000, "the final close");
+    expect(got.errors.map((e) => e.code)).toEqual(["bad_signature"]);
+    await Bun.sleep(500);
+    expect(control.hellos - hellosBefore).toBe(1);
+    await expect(a.ping()).rejects.toMatchObject({ code: "closed" });
+  });
+
+  test("revocation (4002) ends the client: no reconnect, later sends fail with closed", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice);
+    const got = collect(a);
+    await admin.revokeMember(mesh.id, alice.id);
+    await waitUntil(() => got.closes.length >= 1, 10_000, "the close");
+    expect(got.closes[0]).toMatchObject({ code: 4002, willReconnect: false });
+    await expect(a.send(bob.pubkey, "x")).rejects.toMatchObject({ code: "closed" });
+    await Bun.sleep(300);
+    expect(got.reconnects).toBe(0);
+  });
+
+  test("another connection with the same session (4000) ends the old client; reconnects keep the session", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice"] });
+    const first = await connect(mesh.id, members[0]!, { sessionId: "shared-session" });
+    const got = collect(first);
+    const second = await connect(mesh.id, members[0]!, { sessionId: "shared-session" });
+    await waitUntil(() => got.closes.length >= 1, 10_000, "the replaced close");
+    expect(got.closes[0]).toMatchObject({ code: 4000, willReconnect: false });
+    await Bun.sleep(300);
+    expect(got.reconnects).toBe(0);
+    const peersNow = await admin.peers(mesh.id);
+    expect(peersNow).toHaveLength(1);
+    expect(await second.ping()).toBeGreaterThan(0);
+  });
+});

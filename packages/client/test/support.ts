@@ -1,0 +1,73 @@
+// Helpers for the SDK's tests: a WebSocket that records the raw frames the
+// SDK receives, polling waits, and a collector of a client's events.
+import type { Message, SwitchboardClient, SwitchboardError } from "../src/index.ts";
+
+export type RawFrame = Record<string, unknown>;
+
+/** A WebSocket class that appends every received frame (parsed) to `frames` before the SDK sees it. */
+export function recordingWebSocket(frames: RawFrame[]): typeof WebSocket {
+  // Cast: Bun's WebSocket type has a constructor overload (options) the subclass does not repeat.
+  return class RecordingWebSocket extends WebSocket {
+    constructor(url: string | URL) {
+      super(url);
+      this.addEventListener("message", (event) => {
+        if (typeof event.data === "string") frames.push(JSON.parse(event.data) as RawFrame);
+      });
+    }
+  } as typeof WebSocket;
+}
+
+export async function waitUntil<T>(check: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = check();
+    if (found !== undefined && found !== false) return found;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+export interface Collected {
+  messages: Message[];
+  errors: SwitchboardError[];
+  closes: Array<{ code: number; reason: string; willReconnect: boolean }>;
+  reconnects: number;
+}
+
+export function collect(client: SwitchboardClient): Collected {
+  const out: Collected = { messages: [], errors: [], closes: [], reconnects: 0 };
+  client.on("message", (m) => out.messages.push(m));
+  client.on("error", (e) => out.errors.push(e));
+  client.on("close", (c) => out.closes.push(c));
+  client.on("reconnect", () => {
+    out.reconnects++;
+  });
+  return out;
+}
+
+export const pushesOf = (frames: RawFrame[], messageId?: string) =>
+  frames.filter((f) => f.type === "push" && (messageId === undefined || f.messageId === messageId));
+
+/** A WebSocket class whose sockets a test can drop, and whose hello signature it can spoil. */
+export function controllableWebSocket(): { WebSocket: typeof WebSocket; sockets: WebSocket[]; hellos: number; spoilHello: boolean } {
+  const control = { WebSocket: WebSocket, sockets: [] as WebSocket[], hellos: 0, spoilHello: false };
+  control.WebSocket = class ControllableWebSocket extends WebSocket {
+    constructor(url: string | URL) {
+      super(url);
+      control.sockets.push(this);
+    }
+
+    override send(data: Parameters<WebSocket["send"]>[0]): void {
+      if (typeof data === "string" && data.includes('"type":"hello"')) {
+        control.hellos++;
+        if (control.spoilHello) {
+          const frame = JSON.parse(data) as { signature: string };
+          frame.signature = `${frame.signature[0] === "0" ? "1" : "0"}${frame.signature.slice(1)}`;
+          data = JSON.stringify(frame);
+        }
+      }
+      super.send(data);
+    }
+  } as typeof WebSocket;
+  return control;
+}

@@ -1,0 +1,107 @@
+// The status fallback read from Claude Code transcripts in a temp HOME.
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { inferStatusFromTranscript, transcriptDir, watchTranscriptStatus } from "../src/index.ts";
+import { waitUntil } from "./support.ts";
+
+const home = mkdtempSync(join(tmpdir(), "switchboard-home-"));
+afterAll(() => rmSync(home, { recursive: true, force: true }));
+
+let n = 0;
+/** A fresh project dir under the temp HOME, with its transcript folder created. */
+function project(): { cwd: string; dir: string } {
+  const cwd = `/work/proj_${++n}/sub.dir`;
+  const dir = transcriptDir(cwd, home);
+  mkdirSync(dir, { recursive: true });
+  return { cwd, dir };
+}
+
+const line = (o: object) => `${JSON.stringify(o)}\n`;
+const userLine = line({ type: "user", message: { role: "user", content: "do it" } });
+const endTurn = line({ type: "assistant", message: { role: "assistant", stop_reason: "end_turn", content: [] } });
+const toolUse = line({ type: "assistant", message: { role: "assistant", stop_reason: "tool_use", content: [] } });
+
+function setMtime(path: string, msAgo: number): void {
+  const t = (Date.now() - msAgo) / 1000;
+  utimesSync(path, t, t);
+}
+
+describe("transcript status", () => {
+  test("transcriptDir replaces every non-alphanumeric character with '-'", () => {
+    expect(transcriptDir("/home/me/my_proj.v2", "/h")).toBe("/h/.claude/projects/-home-me-my-proj-v2");
+  });
+
+  test("an assistant end_turn as the last line → idle", async () => {
+    const { cwd, dir } = project();
+    writeFileSync(join(dir, "a.jsonl"), userLine + endTurn);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+  });
+
+  test("a user line (or a tool_use turn) with a recent mtime → working", async () => {
+    const { cwd, dir } = project();
+    writeFileSync(join(dir, "a.jsonl"), endTurn + userLine);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("working");
+    writeFileSync(join(dir, "a.jsonl"), userLine + toolUse);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("working");
+  });
+
+  test("an old mtime → idle whatever the last line", async () => {
+    const { cwd, dir } = project();
+    const path = join(dir, "a.jsonl");
+    writeFileSync(path, userLine);
+    setMtime(path, 120_000);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+    expect(await inferStatusFromTranscript(cwd, { home, idleAfterMs: 300_000 })).toBe("working");
+    expect(await inferStatusFromTranscript(cwd, { home, now: Date.now() - 110_000 })).toBe("working");
+  });
+
+  test("the newest transcript counts; an incomplete last line is ignored", async () => {
+    const { cwd, dir } = project();
+    writeFileSync(join(dir, "old.jsonl"), userLine);
+    setMtime(join(dir, "old.jsonl"), 10_000);
+    writeFileSync(join(dir, "new.jsonl"), userLine + endTurn + '{"type":"user","message":{"ro');
+    writeFileSync(join(dir, "notes.txt"), "not a transcript");
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+  });
+
+  test("no directory or no transcript → null", async () => {
+    expect(await inferStatusFromTranscript("/no/such/project", { home })).toBeNull();
+    const { cwd, dir } = project();
+    writeFileSync(join(dir, "other.txt"), "x");
+    expect(await inferStatusFromTranscript(cwd, { home })).toBeNull();
+  });
+
+  test("watchTranscriptStatus reports each change once, with source jsonl", async () => {
+    const { cwd, dir } = project();
+    const path = join(dir, "s.jsonl");
+    writeFileSync(path, userLine);
+    const calls: Array<[string, string]> = [];
+    const stop = watchTranscriptStatus(
+      {
+        setStatus: async (status, source) => {
+          calls.push([status, source]);
+          return { status, statusSource: source };
+        },
+      },
+      cwd,
+      { home, intervalMs: 30 },
+    );
+    try {
+      await waitUntil(() => calls.length >= 1, 5000, "the first report");
+      writeFileSync(path, userLine + endTurn);
+      await waitUntil(() => calls.length >= 2, 5000, "the idle report");
+      await Bun.sleep(200);
+      expect(calls).toEqual([
+        ["working", "jsonl"],
+        ["idle", "jsonl"],
+      ]);
+    } finally {
+      stop();
+    }
+    writeFileSync(path, userLine);
+    await Bun.sleep(150);
+    expect(calls).toHaveLength(2);
+  });
+});

@@ -1,0 +1,184 @@
+// The SDK's pure parts: backoff, the envelope, de-duplication, ack batching, URLs.
+import { describe, expect, test } from "bun:test";
+import { bytesToHex, generateKeypair, publicKeyOf } from "@switchboard/protocol";
+import { AckBatcher } from "../src/acks.ts";
+import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "../src/backoff.ts";
+import { RecentIds } from "../src/dedupe.ts";
+import { associatedData, directKey, open, seal } from "../src/envelope.ts";
+import { KeyRing } from "../src/keys.ts";
+import { brokerWsUrl } from "../src/url.ts";
+
+describe("backoffDelay", () => {
+  const policy = { minDelayMs: 100, maxDelayMs: 5000 };
+
+  test("stays within [0, maxDelayMs] for any random value and attempt", () => {
+    for (const r of [0, 1e-9, 0.25, 0.5, 0.999999, 1]) {
+      for (let attempt = 0; attempt < 80; attempt++) {
+        const d = backoffDelay(attempt, policy, () => r);
+        expect(d).toBeGreaterThanOrEqual(0);
+        expect(d).toBeLessThanOrEqual(policy.maxDelayMs);
+      }
+    }
+    for (let i = 0; i < 1000; i++) {
+      const d = backoffDelay(i % 40, policy);
+      expect(d >= 0 && d <= policy.maxDelayMs).toBe(true);
+    }
+  });
+
+  test("the ceiling doubles from minDelayMs until maxDelayMs (full jitter scales it)", () => {
+    const top = (attempt: number) => backoffDelay(attempt, policy, () => 0.999999);
+    expect([0, 1, 2, 3, 4, 5, 6, 7].map(top)).toEqual([99, 199, 399, 799, 1599, 3199, 4999, 4999]);
+    for (let a = 1; a < 10; a++) expect(top(a)).toBeGreaterThanOrEqual(top(a - 1));
+    expect(backoffDelay(3, policy, () => 0.5)).toBe(400);
+    expect(backoffDelay(3, policy, () => 0)).toBe(0);
+    expect(backoffDelay(1000, policy, () => 0.5)).toBe(2500);
+  });
+
+  test("final refusals and close codes", () => {
+    expect(isFinalHelloCode("unauthorized")).toBe(true);
+    expect(isFinalHelloCode("bad_signature")).toBe(true);
+    expect(isFinalHelloCode("capacity")).toBe(false);
+    expect(isFinalHelloCode("timestamp_skew")).toBe(false);
+    expect(isFinalCloseCode(4000)).toBe(true);
+    expect(isFinalCloseCode(4002)).toBe(true);
+    expect(isFinalCloseCode(1001)).toBe(false);
+    expect(isFinalCloseCode(1006)).toBe(false);
+  });
+});
+
+describe("envelope", () => {
+  test("both sides derive the same direct key; a third party does not", async () => {
+    const [a, b, c] = await Promise.all([generateKeypair(), generateKeypair(), generateKeypair()]);
+    const ab = directKey(a.secretKey, a.publicKey, b.publicKey);
+    expect(ab).toHaveLength(32);
+    expect(directKey(b.secretKey, b.publicKey, a.publicKey)).toEqual(ab);
+    expect(directKey(c.secretKey, c.publicKey, b.publicKey)).not.toEqual(ab);
+  });
+
+  test("sealed payloads open only with the same key and associated data", () => {
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    const ad = associatedData("aa".repeat(32), "#ops");
+    const payload = { text: "the secret plan", n: [1, 2, 3] };
+    const env = seal(payload, key, ad);
+    expect(env.nonce).toMatch(/^x1:[A-Za-z0-9+/]{32}$/);
+    expect(Buffer.from(env.nonce.slice(3), "base64")).toHaveLength(24);
+    expect(Buffer.from(env.ciphertext, "base64")).toHaveLength(JSON.stringify(payload).length + 16);
+    expect(Buffer.from(env.ciphertext, "base64").toString("utf8")).not.toContain("secret");
+    expect(open(env, key, ad)).toEqual(payload);
+    expect(seal(payload, key, ad).nonce).not.toBe(env.nonce);
+
+    expect(() => open(env, crypto.getRandomValues(new Uint8Array(32)), ad)).toThrow(expect.objectContaining({ code: "decrypt_failed" }));
+    expect(() => open(env, key, associatedData("bb".repeat(32), "#ops"))).toThrow(expect.objectContaining({ code: "decrypt_failed" }));
+    const bytes = Buffer.from(env.ciphertext, "base64");
+    bytes[0] = bytes[0]! ^ 1;
+    expect(() => open({ ...env, ciphertext: bytes.toString("base64") }, key, ad)).toThrow(
+      expect.objectContaining({ code: "decrypt_failed" }),
+    );
+    expect(() => open({ nonce: "x2:AAAA", ciphertext: env.ciphertext }, key, ad)).toThrow(expect.objectContaining({ code: "decrypt_failed" }));
+  });
+
+  test("the test vector of docs/client.md", async () => {
+    const [sa, sb] = ["01".repeat(32), "02".repeat(32)];
+    const [pa, pb] = [await publicKeyOf(sa), await publicKeyOf(sb)];
+    expect([pa, pb]).toEqual([
+      "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+      "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+    ]);
+    const key = directKey(sa, pa, pb);
+    expect(bytesToHex(key)).toBe("016570a8bb62981a69f6ba3e3c902c5e61e8e772c76adde3442146127787110b");
+    const nonce = Uint8Array.from({ length: 24 }, (_, i) => i);
+    expect(seal({ hello: "bob" }, key, associatedData(pa, pb), nonce)).toEqual({
+      nonce: "x1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYX",
+      ciphertext: "LARC6M4Ii+YssVS9ds607Fn7KQXlyAdYKHZTnFocMQ==",
+    });
+    expect(seal("hi all", new Uint8Array(32).fill(0x5a), associatedData(pa, "#ops"), nonce)).toEqual({
+      nonce: "x1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYX",
+      ciphertext: "CbrrUVOOriCspVwKkv4j4tNcjqaKfA64",
+    });
+  });
+
+  test("the plain envelope is the base64 of the JSON", () => {
+    const env = seal({ hi: "there" }, null, new Uint8Array());
+    expect(env).toEqual({ nonce: "plain", ciphertext: Buffer.from('{"hi":"there"}').toString("base64") });
+    expect(open(env, null, new Uint8Array())).toEqual({ hi: "there" });
+  });
+
+  test("KeyRing: direct always sealed; channel keys by target, '*' as fallback; explicit encrypt without key refused", async () => {
+    const [a, b] = await Promise.all([generateKeypair(), generateKeypair()]);
+    const k1 = "11".repeat(32);
+    const star = "22".repeat(32);
+    const ringA = new KeyRing(a.secretKey, a.publicKey, { "#ops": k1, "*": star });
+    const ringB = new KeyRing(b.secretKey, b.publicKey, { "#ops": k1, "*": star });
+    const plainRing = new KeyRing(b.secretKey, b.publicKey);
+
+    const direct = ringA.sealFor(b.publicKey, "hello b");
+    expect(direct.nonce.startsWith("x1:")).toBe(true);
+    expect(ringB.openFrom(a.publicKey, b.publicKey, direct)).toBe("hello b");
+    // Bound to sender and recipient: the same bytes claimed by someone else do not open.
+    expect(() => ringB.openFrom(b.publicKey, b.publicKey, direct)).toThrow();
+
+    const ops = ringA.sealFor("#ops", 1);
+    expect(ringB.openFrom(a.publicKey, "#ops", ops)).toBe(1);
+    expect(() => ringB.openFrom(a.publicKey, "#dev", ops)).toThrow();
+    expect(() => plainRing.openFrom(a.publicKey, "#ops", ops)).toThrow(expect.objectContaining({ code: "decrypt_failed" }));
+    expect(ringB.openFrom(a.publicKey, "tag:x", ringA.sealFor("tag:x", 2))).toBe(2);
+
+    expect(plainRing.sealFor("*", 3).nonce).toBe("plain");
+    expect(plainRing.sealFor(a.publicKey, 3, false).nonce).toBe("plain");
+    expect(() => plainRing.sealFor("#ops", 3, true)).toThrow(expect.objectContaining({ code: "no_key" }));
+    expect(() => new KeyRing(a.secretKey, a.publicKey, { "#x": "abc" })).toThrow(expect.objectContaining({ code: "invalid" }));
+  });
+});
+
+describe("RecentIds", () => {
+  test("remembers the last N ids only", () => {
+    const ids = new RecentIds(3);
+    expect(ids.add("a")).toBe(true);
+    expect(ids.add("a")).toBe(false);
+    ids.add("b");
+    ids.add("c");
+    ids.add("d");
+    expect(ids.size).toBe(3);
+    expect(ids.has("a")).toBe(false);
+    expect(ids.has("d")).toBe(true);
+    expect(ids.add("a")).toBe(true);
+  });
+});
+
+describe("AckBatcher", () => {
+  test("one frame per delay window, at once at 200 ids, kept while there is no socket", async () => {
+    const frames: string[][] = [];
+    let online = true;
+    const acks = new AckBatcher(30, (ids) => {
+      if (!online) return false;
+      frames.push(ids);
+      return true;
+    });
+    acks.add("1");
+    acks.add("2");
+    expect(frames).toHaveLength(0);
+    await Bun.sleep(80);
+    expect(frames).toEqual([["1", "2"]]);
+
+    for (let i = 0; i < 200; i++) acks.add(`x${i}`);
+    expect(frames).toHaveLength(2);
+    expect(frames[1]).toHaveLength(200);
+
+    online = false;
+    acks.add("late");
+    await Bun.sleep(80);
+    expect(acks.pending).toBe(1);
+    online = true;
+    acks.flush();
+    expect(frames[2]).toEqual(["late"]);
+    acks.dispose();
+  });
+});
+
+test("brokerWsUrl", () => {
+  expect(brokerWsUrl("ws://127.0.0.1:7900/ws")).toBe("ws://127.0.0.1:7900/ws");
+  expect(brokerWsUrl("http://127.0.0.1:7900")).toBe("ws://127.0.0.1:7900/ws");
+  expect(brokerWsUrl("https://sb.example.com/base/")).toBe("wss://sb.example.com/base/ws");
+  expect(brokerWsUrl("http://h:1/ws")).toBe("ws://h:1/ws");
+  expect(() => brokerWsUrl("ftp://x")).toThrow();
+});
