@@ -1,0 +1,98 @@
+// The broker's admin HTTP API (PROTOCOL.md §5): one typed call per route.
+// A non-2xx answer becomes a CliError carrying the broker's own message.
+import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
+import { httpBase } from "./config.ts";
+import { CliError } from "./errors.ts";
+
+const PUBKEY = /^[0-9a-f]{64}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const seg = encodeURIComponent;
+
+function describeFailure(status: number, text: string): string {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const { code, message } = body.error ?? {};
+    if (typeof message === "string") return typeof code === "string" ? `${message} (${code})` : message;
+  } catch {
+    // not the admin error shape; fall through to the raw text
+  }
+  return `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ""}`;
+}
+
+export class AdminApi {
+  private readonly base: string;
+
+  constructor(
+    url: string,
+    private readonly token: string,
+  ) {
+    this.base = httpBase(url);
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let res: Response;
+    try {
+      res = await fetch(`${this.base}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(15_000),
+      });
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new CliError(`cannot reach the broker at ${this.base}: ${reason}`);
+    }
+    const text = await res.text();
+    if (!res.ok) throw new CliError(describeFailure(res.status, text));
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new CliError(`the broker answered ${method} ${path} with something that is not JSON`);
+    }
+  }
+
+  createMesh(slug: string, name?: string): Promise<MeshView> {
+    return this.call("POST", "/v1/meshes", name === undefined ? { slug } : { slug, name });
+  }
+
+  async listMeshes(): Promise<MeshView[]> {
+    return (await this.call<{ meshes: MeshView[] }>("GET", "/v1/meshes")).meshes;
+  }
+
+  addMember(
+    mesh: string,
+    body: { pubkey: string; displayName: string; tags?: string[]; role?: "member" | "observer" },
+  ): Promise<MemberView> {
+    return this.call("POST", `/v1/meshes/${seg(mesh)}/members`, body);
+  }
+
+  async listMembers(mesh: string): Promise<MemberView[]> {
+    return (await this.call<{ members: MemberView[] }>("GET", `/v1/meshes/${seg(mesh)}/members`)).members;
+  }
+
+  revokeMember(mesh: string, member: string): Promise<{ id: string; revokedAt: string }> {
+    return this.call("DELETE", `/v1/meshes/${seg(mesh)}/members/${seg(member)}`);
+  }
+
+  createHookToken(mesh: string, member: string): Promise<{ token: string }> {
+    return this.call("POST", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`, { kind: "hook" });
+  }
+
+  async peers(mesh: string): Promise<PresenceView[]> {
+    return (await this.call<{ peers: PresenceView[] }>("GET", `/v1/meshes/${seg(mesh)}/peers`)).peers;
+  }
+
+  /**
+   * A member reference as the routes take it (id or pubkey). Anything else is
+   * taken as a display name and looked up among the mesh's active members.
+   */
+  async memberRef(mesh: string, ref: string): Promise<string> {
+    if (UUID.test(ref) || PUBKEY.test(ref)) return ref;
+    const named = (await this.listMembers(mesh)).filter((m) => m.displayName === ref && m.revokedAt === null);
+    if (named.length === 1 && named[0] !== undefined) return named[0].id;
+    if (named.length === 0) throw new CliError(`no active member named "${ref}" in mesh ${mesh}`);
+    throw new CliError(`${named.length} active members are named "${ref}" in mesh ${mesh}; use the id or pubkey`);
+  }
+}

@@ -1,0 +1,106 @@
+// Argument parsing on node:util parseArgs. Every command declares its own
+// options on top of the global ones; values are read through small typed
+// accessors so commands never touch parseArgs' loose value types.
+import { parseArgs } from "node:util";
+import { UsageError } from "./errors.ts";
+
+export interface OptionSpec {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+}
+export type OptionSpecs = Record<string, OptionSpec>;
+type Value = string | boolean | Array<string | boolean> | undefined;
+
+export const GLOBAL_OPTIONS: OptionSpecs = {
+  url: { type: "string" },
+  "admin-token": { type: "string" },
+  key: { type: "string" },
+  config: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+};
+
+export class Args {
+  constructor(
+    readonly positionals: string[],
+    private readonly values: Record<string, Value>,
+  ) {}
+
+  string(name: string): string | undefined {
+    const v = this.values[name];
+    if (Array.isArray(v)) return v.length > 0 ? String(v[v.length - 1]) : undefined;
+    return typeof v === "string" ? v : undefined;
+  }
+
+  strings(name: string): string[] {
+    const v = this.values[name];
+    if (Array.isArray(v)) return v.map(String);
+    return typeof v === "string" ? [v] : [];
+  }
+
+  flag(name: string): boolean {
+    return this.values[name] === true;
+  }
+
+  /** A positive integer option, or undefined when absent. */
+  positiveInt(name: string): number | undefined {
+    const raw = this.string(name);
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) {
+      throw new UsageError(`--${name} must be a positive integer, not "${raw}"`);
+    }
+    return n;
+  }
+
+  /** An option restricted to a set of words. */
+  oneOf<T extends string>(name: string, allowed: readonly T[]): T | undefined {
+    const raw = this.string(name);
+    if (raw === undefined) return undefined;
+    if (!(allowed as readonly string[]).includes(raw)) {
+      throw new UsageError(`--${name} must be one of ${allowed.join(", ")}, not "${raw}"`);
+    }
+    return raw as T;
+  }
+}
+
+function parseError(error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  // parseArgs appends advice about "--" that does not fit one line; keep the finding.
+  throw new UsageError(message.replace(/\. To specify a positional argument[\s\S]*$/, ""));
+}
+
+/** Strict parse of argv with the global options plus the command's own. */
+export function parseCommandArgs(argv: string[], options: OptionSpecs): Args {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { ...GLOBAL_OPTIONS, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
+    return new Args(positionals, values as Record<string, Value>);
+  } catch (error) {
+    parseError(error);
+  }
+}
+
+/**
+ * The positional words of argv without knowing the command yet: every
+ * option any command takes is declared, so option values are never
+ * mistaken for command words. Unknown options are left to the strict parse.
+ */
+export function leadingWords(argv: string[], allOptions: OptionSpecs): string[] {
+  try {
+    const { positionals } = parseArgs({
+      args: argv,
+      options: { ...allOptions, ...GLOBAL_OPTIONS },
+      allowPositionals: true,
+      strict: false,
+    });
+    return positionals;
+  } catch (error) {
+    parseError(error);
+  }
+}

@@ -1,0 +1,44 @@
+// The shape of a command: the words that name it, its options, and run().
+import type { Args, OptionSpecs } from "./args.ts";
+import { loadConfig, type Config } from "./config.ts";
+import { UsageError } from "./errors.ts";
+
+export interface Context {
+  args: Args;
+  /** Positionals after the command words. */
+  operands: string[];
+  json: boolean;
+  config(): Config;
+}
+
+export interface Command {
+  words: string[];
+  /** Operands and options, e.g. "<slug> [--name N]". */
+  usage: string;
+  summary: string;
+  options: OptionSpecs;
+  /** Resolves to the exit code (0 when omitted). */
+  run(ctx: Context): Promise<number | void>;
+}
+
+export function makeContext(args: Args, wordCount: number): Context {
+  let config: Config | undefined;
+  return {
+    args,
+    operands: args.positionals.slice(wordCount),
+    json: args.flag("json"),
+    config: () => (config ??= loadConfig(args)),
+  };
+}
+
+/** Exactly the named operands, in order. */
+export function operands(ctx: Context, names: string[]): string[] {
+  const given = ctx.operands;
+  if (given.length < names.length) {
+    throw new UsageError(`missing ${names.slice(given.length).map((n) => `<${n}>`).join(" ")}`);
+  }
+  if (given.length > names.length) {
+    throw new UsageError(`unexpected argument "${given[names.length]}"`);
+  }
+  return given;
+}

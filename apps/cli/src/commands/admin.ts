@@ -1,0 +1,135 @@
+// Admin commands over the HTTP admin API: meshes, members, hook tokens, peers.
+import { AdminApi } from "../admin-api.ts";
+import type { Command, Context } from "../command.ts";
+import { operands } from "../command.ts";
+import { requireAdminToken } from "../config.ts";
+import { UsageError } from "../errors.ts";
+import { out, outJson, shortKey, table } from "../output.ts";
+
+const PUBKEY = /^[0-9a-f]{64}$/;
+
+function api(ctx: Context): AdminApi {
+  const config = ctx.config();
+  return new AdminApi(config.url, requireAdminToken(config));
+}
+
+export const meshCreate: Command = {
+  words: ["mesh", "create"],
+  usage: "<slug> [--name N]",
+  summary: "create a mesh",
+  options: { name: { type: "string" } },
+  async run(ctx) {
+    const [slug = ""] = operands(ctx, ["slug"]);
+    const mesh = await api(ctx).createMesh(slug, ctx.args.string("name"));
+    if (ctx.json) await outJson(mesh);
+    else await out(`created mesh ${mesh.slug} (${mesh.id})`);
+  },
+};
+
+export const meshList: Command = {
+  words: ["mesh", "list"],
+  usage: "",
+  summary: "list meshes",
+  options: {},
+  async run(ctx) {
+    operands(ctx, []);
+    const meshes = await api(ctx).listMeshes();
+    if (ctx.json) return void (await outJson(meshes));
+    await out(table(["SLUG", "NAME", "ID"], meshes.map((m) => [m.slug, m.name, m.id])));
+  },
+};
+
+export const memberAdd: Command = {
+  words: ["member", "add"],
+  usage: "<mesh> <pubkey> --name N [--tag T]... [--role member|observer]",
+  summary: "enroll a public key in a mesh",
+  options: { name: { type: "string" }, tag: { type: "string", multiple: true }, role: { type: "string" } },
+  async run(ctx) {
+    const [mesh = "", pubkey = ""] = operands(ctx, ["mesh", "pubkey"]);
+    if (!PUBKEY.test(pubkey)) throw new UsageError(`<pubkey> must be 64 lowercase hex characters, not "${pubkey}"`);
+    const displayName = ctx.args.string("name");
+    if (displayName === undefined) throw new UsageError("--name N is required");
+    const role = ctx.args.oneOf("role", ["member", "observer"] as const);
+    const tags = ctx.args.strings("tag");
+    const member = await api(ctx).addMember(mesh, {
+      pubkey,
+      displayName,
+      ...(tags.length > 0 ? { tags } : {}),
+      ...(role !== undefined ? { role } : {}),
+    });
+    if (ctx.json) await outJson(member);
+    else await out(`added ${member.displayName} (${member.id}) to ${mesh}`);
+  },
+};
+
+export const memberRevoke: Command = {
+  words: ["member", "revoke"],
+  usage: "<mesh> <member>",
+  summary: "revoke a member (id, pubkey or display name); its sockets close",
+  options: {},
+  async run(ctx) {
+    const [mesh = "", ref = ""] = operands(ctx, ["mesh", "member"]);
+    const client = api(ctx);
+    const revoked = await client.revokeMember(mesh, await client.memberRef(mesh, ref));
+    if (ctx.json) await outJson(revoked);
+    else await out(`revoked ${revoked.id} at ${revoked.revokedAt}`);
+  },
+};
+
+export const memberList: Command = {
+  words: ["member", "list"],
+  usage: "<mesh>",
+  summary: "list the members of a mesh",
+  options: {},
+  async run(ctx) {
+    const [mesh = ""] = operands(ctx, ["mesh"]);
+    const members = await api(ctx).listMembers(mesh);
+    if (ctx.json) return void (await outJson(members));
+    const rows = members.map((m) => [
+      m.displayName,
+      m.role,
+      m.tags.join(",") || "-",
+      m.revokedAt === null ? "active" : `revoked ${m.revokedAt}`,
+      m.pubkey,
+      m.id,
+    ]);
+    await out(table(["NAME", "ROLE", "TAGS", "STATE", "PUBKEY", "ID"], rows));
+  },
+};
+
+export const tokenCreate: Command = {
+  words: ["token", "create"],
+  usage: "<mesh> <member>",
+  summary: "issue a hook token for a member (shown once)",
+  options: {},
+  async run(ctx) {
+    const [mesh = "", ref = ""] = operands(ctx, ["mesh", "member"]);
+    const client = api(ctx);
+    const { token } = await client.createHookToken(mesh, await client.memberRef(mesh, ref));
+    if (ctx.json) await outJson({ token });
+    else await out(token);
+  },
+};
+
+export const peers: Command = {
+  words: ["peers"],
+  usage: "<mesh>",
+  summary: "list the live presences of a mesh with their status",
+  options: {},
+  async run(ctx) {
+    const [mesh = ""] = operands(ctx, ["mesh"]);
+    const presences = await api(ctx).peers(mesh);
+    if (ctx.json) return void (await outJson(presences));
+    const rows = presences.map((p) => [
+      p.displayName,
+      shortKey(p.pubkey),
+      p.sessionId,
+      p.status,
+      p.statusSource,
+      p.pid === null ? "-" : String(p.pid),
+      p.cwd ?? "-",
+      p.connectedAt,
+    ]);
+    await out(table(["NAME", "KEY", "SESSION", "STATUS", "SOURCE", "PID", "CWD", "CONNECTED"], rows));
+  },
+};

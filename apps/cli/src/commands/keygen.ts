@@ -1,0 +1,52 @@
+// keygen: a fresh ed25519 identity in a 0600 file; the public key on stdout
+// (alone, so `$(switchboard keygen …)` yields it).
+import { generateKeypair } from "@switchboard/protocol";
+import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Command } from "../command.ts";
+import { operands } from "../command.ts";
+import { expandPath } from "../config.ts";
+import { CliError } from "../errors.ts";
+import { err, out, outJson } from "../output.ts";
+
+export const keygen: Command = {
+  words: ["keygen"],
+  usage: "[--out FILE] [--force]",
+  summary: "create a key pair (default file: the configured key file, ~/.config/switchboard/key.json)",
+  options: { out: { type: "string" }, force: { type: "boolean" } },
+  async run(ctx) {
+    operands(ctx, []);
+    const outOption = ctx.args.string("out");
+    const file = outOption !== undefined ? expandPath(outOption) : ctx.config().keyFile;
+    const force = ctx.args.flag("force");
+    if (existsSync(file) && !force) throw new CliError(`${file} already exists; pass --force to replace it`);
+
+    const { secretKey, publicKey } = await generateKeypair();
+    const text = `${JSON.stringify({ secretKey, publicKey }, null, 2)}\n`;
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    if (force) {
+      // Replace through a rename so a crash never leaves a half-written key.
+      const tmp = `${file}.tmp-${process.pid}`;
+      writeFileSync(tmp, text, { mode: 0o600, flag: "wx" });
+      chmodSync(tmp, 0o600);
+      renameSync(tmp, file);
+    } else {
+      try {
+        writeFileSync(file, text, { mode: 0o600, flag: "wx" });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "EEXIST") {
+          throw new CliError(`${file} already exists; pass --force to replace it`);
+        }
+        throw error;
+      }
+    }
+    // The mode argument is filtered by the umask; make sure it ends up exactly 0600.
+    chmodSync(file, 0o600);
+
+    if (ctx.json) await outJson({ publicKey, keyFile: file });
+    else {
+      await out(publicKey);
+      await err(`wrote ${file}`);
+    }
+  },
+};

@@ -1,0 +1,126 @@
+// Where the broker URL, admin token, key file and default mesh come from:
+// flags, else environment, else the config file, else defaults.
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Args } from "./args.ts";
+import { CliError, UsageError } from "./errors.ts";
+
+export const DEFAULT_URL = "http://127.0.0.1:7900";
+
+export interface FileConfig {
+  url?: string;
+  adminToken?: string;
+  keyFile?: string;
+  mesh?: string;
+}
+
+export interface Config {
+  url: string;
+  adminToken: string | undefined;
+  keyFile: string;
+  mesh: string | undefined;
+  configFile: string;
+}
+
+export function homeDir(): string {
+  const home = process.env.HOME;
+  return home !== undefined && home !== "" ? home : homedir();
+}
+
+export function configDir(): string {
+  return join(homeDir(), ".config", "switchboard");
+}
+
+export function defaultKeyFile(): string {
+  return join(configDir(), "key.json");
+}
+
+/** "~/x" → "$HOME/x"; other paths resolved against the working directory. */
+export function expandPath(path: string): string {
+  if (path === "~") return homeDir();
+  if (path.startsWith("~/")) return join(homeDir(), path.slice(2));
+  return resolve(path);
+}
+
+function env(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function readFileConfig(path: string, explicit: boolean): FileConfig {
+  if (!existsSync(path)) {
+    if (explicit) throw new CliError(`config file ${path} does not exist`);
+    return {};
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new CliError(`config file ${path} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new CliError(`config file ${path} must hold a JSON object`);
+  }
+  const out: FileConfig = {};
+  for (const key of ["url", "adminToken", "keyFile", "mesh"] as const) {
+    const value = (parsed as Record<string, unknown>)[key];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== "string") throw new CliError(`config file ${path}: "${key}" must be a string`);
+    if (value !== "") out[key] = value;
+  }
+  return out;
+}
+
+function checkUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`broker URL "${url}" is not a URL`);
+  }
+  if (!["http:", "https:", "ws:", "wss:"].includes(parsed.protocol)) {
+    throw new UsageError(`broker URL "${url}" must be http(s):// or ws(s)://`);
+  }
+  return url.replace(/\/+$/, "");
+}
+
+export function loadConfig(args: Args): Config {
+  const explicitFile = args.string("config");
+  const configFile = explicitFile !== undefined ? expandPath(explicitFile) : join(configDir(), "config.json");
+  const file = readFileConfig(configFile, explicitFile !== undefined);
+  const keyFile = args.string("key") ?? env("SWITCHBOARD_KEY") ?? file.keyFile;
+  return {
+    url: checkUrl(args.string("url") ?? env("SWITCHBOARD_URL") ?? file.url ?? DEFAULT_URL),
+    adminToken: args.string("admin-token") ?? env("SWITCHBOARD_ADMIN_TOKEN") ?? file.adminToken,
+    keyFile: keyFile !== undefined ? expandPath(keyFile) : defaultKeyFile(),
+    mesh: args.string("mesh") ?? env("SWITCHBOARD_MESH") ?? file.mesh,
+    configFile,
+  };
+}
+
+/** The HTTP base URL (the admin API and hooks live there), whatever scheme was configured. */
+export function httpBase(url: string): string {
+  const u = new URL(url);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  if (u.protocol === "wss:") u.protocol = "https:";
+  // A ws URL usually ends in /ws; the HTTP routes are at the root.
+  if (u.pathname.endsWith("/ws")) u.pathname = u.pathname.slice(0, -3);
+  return u.toString().replace(/\/+$/, "");
+}
+
+export function requireMesh(config: Config): string {
+  if (config.mesh === undefined) {
+    throw new UsageError(`no mesh: pass --mesh M or set "mesh" in ${config.configFile}`);
+  }
+  return config.mesh;
+}
+
+export function requireAdminToken(config: Config): string {
+  if (config.adminToken === undefined) {
+    throw new UsageError(
+      `no admin token: pass --admin-token, set SWITCHBOARD_ADMIN_TOKEN or put "adminToken" in ${config.configFile}`,
+    );
+  }
+  return config.adminToken;
+}

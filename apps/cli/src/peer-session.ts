@@ -1,0 +1,208 @@
+// What the peer commands do over the SDK. Loaded only by those commands, so
+// the admin and hook commands start without the SDK and its crypto.
+import { SwitchboardClient, SwitchboardError, type Message, type SendResult } from "@switchboard/client";
+import { targetSpecSchema } from "@switchboard/protocol";
+import { randomUUID } from "node:crypto";
+import { AdminApi } from "./admin-api.ts";
+import { operands, type Context } from "./command.ts";
+import { requireMesh } from "./config.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { readKeyFile } from "./keyfile.ts";
+import { oneLine, out, outJson, shortKey } from "./output.ts";
+
+const PUBKEY = /^[0-9a-f]{64}$/;
+const PRIORITIES = ["now", "next", "low"] as const;
+const STATUSES = ["idle", "working", "dnd"] as const;
+type Status = (typeof STATUSES)[number];
+
+function brokerError(what: string, error: unknown): CliError {
+  if (error instanceof SwitchboardError) {
+    const detail = error.message && error.message !== error.code ? `: ${error.message}` : "";
+    return new CliError(`${what}: ${error.code}${detail}`);
+  }
+  return new CliError(`${what}: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+async function connect(ctx: Context, options: { sessionId: string | undefined; reconnect: boolean }): Promise<SwitchboardClient> {
+  const config = ctx.config();
+  const meshId = requireMesh(config);
+  const key = await readKeyFile(config.keyFile);
+  try {
+    return await SwitchboardClient.connect({
+      url: config.url,
+      meshId,
+      secretKey: key.secretKey,
+      ...(options.sessionId !== undefined ? { sessionId: options.sessionId } : {}),
+      ...(options.reconnect ? {} : { reconnect: false as const }),
+    });
+  } catch (error) {
+    throw brokerError(`cannot connect to mesh ${meshId} at ${config.url}`, error);
+  }
+}
+
+/**
+ * A one-shot command gets a session of its own: reusing the ambient Claude
+ * Code session id would replace that session's live presence (close 4000).
+ */
+function oneShotSession(ctx: Context): string {
+  return ctx.args.string("session") ?? `cli-${randomUUID()}`;
+}
+
+function payloadText(payload: unknown): string {
+  return oneLine(typeof payload === "string" ? payload : (JSON.stringify(payload) ?? "null"));
+}
+
+export async function runListen(ctx: Context): Promise<number> {
+  operands(ctx, []);
+  const limit = ctx.args.positiveInt("count");
+  const client = await connect(ctx, { sessionId: ctx.args.string("session"), reconnect: true });
+
+  // Sender names come from the live peer list, fetched again only for a key not
+  // seen yet; a sender already gone (a one-shot `send`) is found through the
+  // admin API when an admin token is configured.
+  const names = new Map<string, string>();
+  const config = ctx.config();
+  const nameOf = async (pubkey: string): Promise<string | undefined> => {
+    try {
+      if (!names.has(pubkey)) {
+        for (const peer of await client.listPeers()) names.set(peer.pubkey, peer.displayName);
+      }
+      if (!names.has(pubkey) && config.adminToken !== undefined) {
+        const members = await new AdminApi(config.url, config.adminToken).listMembers(requireMesh(config));
+        for (const member of members) names.set(member.pubkey, member.displayName);
+      }
+    } catch {
+      // a name is a nicety; the key prefix will do
+    }
+    return names.get(pubkey);
+  };
+
+  const print = async (m: Message): Promise<void> => {
+    const senderName = await nameOf(m.senderPubkey);
+    if (ctx.json) return outJson({ ...m, senderName: senderName ?? null });
+    const sender = senderName !== undefined ? `${senderName} (${shortKey(m.senderPubkey)})` : shortKey(m.senderPubkey);
+    const target =
+      m.targetSpec === client.publicKey ? "me" : PUBKEY.test(m.targetSpec) ? shortKey(m.targetSpec) : m.targetSpec;
+    return out(`${sender} → ${target} [${m.priority}] ${payloadText(m.payload)}`);
+  };
+
+  let finish: (code: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => (finish = resolve));
+  let stopping = false;
+  let printed = 0;
+  // Messages are printed one after the other, in arrival order.
+  let chain: Promise<void> = Promise.resolve();
+
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await chain;
+    await client.close().catch(() => {});
+    finish(code);
+  };
+
+  client.on("message", (m) => {
+    chain = chain.then(async () => {
+      if (stopping || (limit !== undefined && printed >= limit)) return;
+      printed++;
+      await print(m);
+      if (limit !== undefined && printed >= limit) void stop(0);
+    });
+  });
+  client.on("close", (info) => {
+    if (info.willReconnect || stopping) return;
+    process.stderr.write(`switchboard: connection closed by the broker: ${info.reason || "no reason"} (${info.code})\n`);
+    void stop(1);
+  });
+  // A message that does not open, say: worth a line, not the end of listening.
+  client.on("error", (error) => {
+    process.stderr.write(`switchboard: ${error.code}: ${oneLine(error.message)}\n`);
+  });
+  const onSignal = () => void stop(0);
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    return await finished;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+/** A target as the broker takes it; anything else is a member's display name. */
+async function resolveTarget(ctx: Context, client: SwitchboardClient, target: string): Promise<string> {
+  if (PUBKEY.test(target) || target === "*" || target.startsWith("#") || target.startsWith("tag:")) return target;
+  let keys = new Set<string>((await client.listPeers()).filter((p) => p.displayName === target).map((p) => p.pubkey));
+  const config = ctx.config();
+  if (keys.size === 0 && config.adminToken !== undefined) {
+    // Not online: the admin API knows every enrolled member.
+    const members = await new AdminApi(config.url, config.adminToken).listMembers(requireMesh(config));
+    keys = new Set(members.filter((m) => m.displayName === target && m.revokedAt === null).map((m) => m.pubkey));
+  }
+  const [only] = [...keys];
+  if (keys.size === 1 && only !== undefined) return only;
+  if (keys.size === 0) {
+    throw new CliError(`no peer named "${target}" (target: a 64-hex pubkey, *, #channel, tag:name or a member's name)`);
+  }
+  throw new CliError(`${keys.size} members are named "${target}"; send to a pubkey instead`);
+}
+
+async function readStdin(): Promise<string> {
+  return (await new Response(Bun.stdin.stream()).text()).replace(/\n$/, "");
+}
+
+export async function runSend(ctx: Context): Promise<void> {
+  if (ctx.operands.length < 2) operands(ctx, ["target", "text"]);
+  const [target = "", ...words] = ctx.operands;
+  const priority = ctx.args.oneOf("priority", PRIORITIES);
+  const ttlSeconds = ctx.args.positiveInt("ttl");
+  const id = ctx.args.string("id");
+  if (target === "") throw new UsageError("<target> is empty");
+  if ((target.startsWith("#") || target.startsWith("tag:")) && !targetSpecSchema.safeParse(target).success) {
+    throw new UsageError(`"${target}" is not a valid #channel or tag:name`);
+  }
+  const text = words.length === 1 && words[0] === "-" ? await readStdin() : words.join(" ");
+
+  const client = await connect(ctx, { sessionId: oneShotSession(ctx), reconnect: false });
+  try {
+    const resolved = await resolveTarget(ctx, client, target);
+    let result: SendResult;
+    try {
+      result = await client.send(resolved, text, {
+        ...(priority !== undefined ? { priority } : {}),
+        ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+        ...(id !== undefined ? { id } : {}),
+      });
+    } catch (error) {
+      throw brokerError("send failed", error);
+    }
+    if (ctx.json) await outJson(result);
+    else {
+      const how = result.queued ? "queued" : "not queued";
+      const dup = result.duplicate ? ", duplicate of an earlier send" : "";
+      await out(`sent ${result.messageId} to ${result.recipients} recipient(s) (${how}${dup})`);
+    }
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+export async function runStatus(ctx: Context): Promise<void> {
+  const [wanted = ""] = operands(ctx, ["status"]);
+  if (!(STATUSES as readonly string[]).includes(wanted)) {
+    throw new UsageError(`<status> must be one of ${STATUSES.join(", ")}, not "${wanted}"`);
+  }
+  const client = await connect(ctx, { sessionId: oneShotSession(ctx), reconnect: false });
+  try {
+    let result: { status: string; statusSource: string };
+    try {
+      result = await client.setStatus(wanted as Status, "manual");
+    } catch (error) {
+      throw brokerError("set status failed", error);
+    }
+    if (ctx.json) await outJson(result);
+    else await out(`status ${result.status} (source ${result.statusSource})`);
+  } finally {
+    await client.close().catch(() => {});
+  }
+}

@@ -1,0 +1,244 @@
+// keygen, the admin commands, configuration precedence and usage errors of
+// the switchboard CLI, run as a child process against a real broker.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { MemberView, MeshView } from "@switchboard/protocol";
+import { AdminClient, freshBackend, randomSlug, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { CliHome, cliOk, lines, runCli } from "./support/cli.ts";
+
+const ADMIN_TOKEN = "cli-admin-test-token-0123456789";
+const HEX64 = /^[0-9a-f]{64}$/;
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+let admin: AdminClient;
+let home: CliHome;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
+  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  home = new CliHome();
+  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: ADMIN_TOKEN };
+});
+afterAll(async () => {
+  await broker?.stop();
+  await backend?.dispose();
+  home?.dispose();
+});
+
+const cli = (args: string[], extraEnv: Record<string, string> = {}) => runCli(home, args, { env: { ...env, ...extraEnv } });
+const ok = (args: string[], extraEnv: Record<string, string> = {}) => cliOk(home, args, { env: { ...env, ...extraEnv } });
+
+/** A failure: exactly one line on stderr, "switchboard: …", and nothing on stdout. */
+function expectOneLineError(result: { code: number; stdout: string; stderr: string }, code: number, pattern: RegExp) {
+  expect(result.code).toBe(code);
+  expect(result.stdout).toBe("");
+  expect(lines(result.stderr)).toHaveLength(1);
+  expect(result.stderr).toMatch(/^switchboard: /);
+  expect(result.stderr).toMatch(pattern);
+}
+
+describe("keygen", () => {
+  test("writes a 0600 key file with a matching public key, prints the key, refuses to overwrite", async () => {
+    const file = home.path("keys", "a.json");
+    const out = await ok(["keygen", "--out", file]);
+    const publicKey = out.trim();
+    expect(publicKey).toMatch(HEX64);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const key = JSON.parse(readFileSync(file, "utf8")) as { secretKey: string; publicKey: string };
+    expect(key.publicKey).toBe(publicKey);
+    expect(key.secretKey).toMatch(HEX64);
+    const { publicKeyOf } = await import("@switchboard/protocol");
+    expect(await publicKeyOf(key.secretKey)).toBe(publicKey);
+
+    expectOneLineError(await cli(["keygen", "--out", file]), 1, /already exists.*--force/);
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual(key);
+
+    const replaced = (await ok(["keygen", "--out", file, "--force"])).trim();
+    expect(replaced).toMatch(HEX64);
+    expect(replaced).not.toBe(publicKey);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  test("defaults to ~/.config/switchboard/key.json, and --json says where", async () => {
+    const own = new CliHome();
+    try {
+      const result = await runCli(own, ["keygen", "--json"]);
+      expect(result.code).toBe(0);
+      const answer = JSON.parse(result.stdout) as { publicKey: string; keyFile: string };
+      expect(answer.keyFile).toBe(own.path(".config", "switchboard", "key.json"));
+      expect(statSync(answer.keyFile).mode & 0o777).toBe(0o600);
+      expect(JSON.parse(readFileSync(answer.keyFile, "utf8")).publicKey).toBe(answer.publicKey);
+    } finally {
+      own.dispose();
+    }
+  });
+});
+
+describe("admin commands", () => {
+  test("mesh create / list, member add / list / revoke, token create, peers", async () => {
+    const slug = randomSlug();
+    expect(await ok(["mesh", "create", slug, "--name", "Demo mesh"])).toMatch(new RegExp(`^created mesh ${slug} \\(`));
+    expectOneLineError(await cli(["mesh", "create", slug]), 1, /taken.*\(conflict\)/);
+
+    const meshes = JSON.parse(await ok(["mesh", "list", "--json"])) as MeshView[];
+    expect(meshes.find((m) => m.slug === slug)).toMatchObject({ slug, name: "Demo mesh" });
+    const table = lines(await ok(["mesh", "list"]));
+    expect(table[0]).toMatch(/^SLUG\s+NAME\s+ID$/);
+    const row = table.find((l) => l.startsWith(`${slug} `));
+    expect(row).toMatch(new RegExp(`^${slug}\\s+Demo mesh\\s+[0-9a-f-]{36}$`));
+    // Aligned: every row's NAME column starts where the header's does.
+    expect(row?.indexOf("Demo mesh")).toBe(table[0]?.indexOf("NAME"));
+
+    const alice = (await ok(["keygen", "--out", home.path(`${slug}-alice.json`)])).trim();
+    const bob = (await ok(["keygen", "--out", home.path(`${slug}-bob.json`)])).trim();
+    const added = JSON.parse(
+      await ok(["member", "add", slug, alice, "--name", "alice", "--tag", "dev", "--tag", "ops", "--json"]),
+    ) as MemberView;
+    expect(added).toMatchObject({ pubkey: alice, displayName: "alice" });
+    expect(await ok(["member", "add", slug, bob, "--name", "bob", "--role", "observer"])).toMatch(/^added bob \(/);
+
+    const members = JSON.parse(await ok(["member", "list", slug, "--json"])) as MemberView[];
+    expect(members.map((m) => [m.displayName, m.role, m.tags, m.revokedAt])).toEqual([
+      ["alice", "member", ["dev", "ops"], null],
+      ["bob", "observer", [], null],
+    ]);
+    const memberTable = lines(await ok(["member", "list", slug]));
+    expect(memberTable[0]).toMatch(/^NAME\s+ROLE\s+TAGS\s+STATE\s+PUBKEY\s+ID$/);
+    expect(memberTable[1]).toMatch(new RegExp(`^alice\\s+member\\s+dev,ops\\s+active\\s+${alice}\\s+${added.id}$`));
+
+    // A hook token, printed alone, that the hook route accepts.
+    const token = (await ok(["token", "create", slug, "alice"])).trim();
+    expect(lines(token)).toHaveLength(1);
+    const hook = await fetch(`${broker.url}/hook/set-status`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ cwd: "/nowhere", status: "working" }),
+    });
+    expect(hook.status).toBe(200);
+
+    // Revoke by display name; the token dies with the member.
+    expect(await ok(["member", "revoke", slug, "bob"])).toMatch(/^revoked [0-9a-f-]{36} at /);
+    const after = JSON.parse(await ok(["member", "list", slug, "--json"])) as MemberView[];
+    expect(after.find((m) => m.displayName === "bob")?.revokedAt).toEqual(expect.any(String));
+    expectOneLineError(await cli(["token", "create", slug, bob]), 1, /revoked/);
+
+    expect(JSON.parse(await ok(["peers", slug, "--json"]))).toEqual([]);
+    expect(lines(await ok(["peers", slug]))).toEqual([expect.stringMatching(/^NAME\s+KEY\s+SESSION\s+STATUS\s+SOURCE\s+PID\s+CWD\s+CONNECTED$/)]);
+  });
+
+  test("an unknown mesh is one error line and exit 1", async () => {
+    expectOneLineError(await cli(["member", "list", "no-such-mesh"]), 1, /no mesh no-such-mesh \(not_found\)/);
+  });
+
+  test("a wrong admin token is refused with the broker's message", async () => {
+    expectOneLineError(
+      await cli(["mesh", "list", "--admin-token", "wrong-token-0123456789"]),
+      1,
+      /admin API requires.*\(unauthorized\)/,
+    );
+  });
+
+  test("a broker that is not there is one error line and exit 1", async () => {
+    expectOneLineError(await cli(["mesh", "list", "--url", "http://127.0.0.1:9"]), 1, /cannot reach the broker at http:\/\/127\.0\.0\.1:9/);
+  });
+});
+
+describe("configuration", () => {
+  test("flags beat environment, environment beats the config file, the file beats the default", async () => {
+    const slug = randomSlug();
+    await admin.createMesh(slug);
+    const own = new CliHome();
+    try {
+      mkdirSync(own.path(".config", "switchboard"), { recursive: true });
+      writeFileSync(own.path(".config", "switchboard", "config.json"), JSON.stringify({ url: broker.url, adminToken: ADMIN_TOKEN }));
+      // Only the config file: it works.
+      expect((await cliOk(own, ["mesh", "list"])).includes(slug)).toBe(true);
+      // The environment overrides the file (a bad token there fails)…
+      const envWins = await runCli(own, ["mesh", "list"], { env: { SWITCHBOARD_ADMIN_TOKEN: "bad-token-0123456789abc" } });
+      expect(envWins.code).toBe(1);
+      expect(envWins.stderr).toMatch(/unauthorized/);
+      // …and a flag overrides the environment.
+      const flagWins = await cliOk(own, ["mesh", "list", "--admin-token", ADMIN_TOKEN], {
+        env: { SWITCHBOARD_ADMIN_TOKEN: "bad-token-0123456789abc" },
+      });
+      expect(flagWins.includes(slug)).toBe(true);
+      // --config names another file.
+      const other = own.path("other.json");
+      writeFileSync(other, JSON.stringify({ url: "http://127.0.0.1:9", adminToken: ADMIN_TOKEN }));
+      expect((await runCli(own, ["mesh", "list", "--config", other])).stderr).toMatch(/cannot reach the broker at http:\/\/127\.0\.0\.1:9/);
+    } finally {
+      own.dispose();
+    }
+  });
+
+  test("without a config file the default URL is http://127.0.0.1:7900", async () => {
+    const own = new CliHome();
+    try {
+      // hook install names the broker it points the hooks at, without contacting it.
+      const settings = own.path("settings.json");
+      const out = await cliOk(own, ["hook", "install", "--token", "t0ken", "--settings", settings]);
+      expect(out).toContain("(broker http://127.0.0.1:7900)");
+      expect(readFileSync(settings, "utf8")).toContain("'http://127.0.0.1:7900/hook/set-status'");
+    } finally {
+      own.dispose();
+    }
+  });
+
+  test("a broken config file is one error line", async () => {
+    const own = new CliHome();
+    try {
+      const file = own.path("bad.json");
+      writeFileSync(file, "{not json");
+      expectOneLineError(await runCli(own, ["mesh", "list", "--config", file]), 1, /bad\.json is not valid JSON/);
+    } finally {
+      own.dispose();
+    }
+  });
+});
+
+describe("usage errors exit 2 with one line", () => {
+  const cases: Array<[string[], RegExp]> = [
+    [[], /no command given/],
+    [["frobnicate"], /unknown command "frobnicate"/],
+    [["mesh"], /mesh needs a subcommand: create, list/],
+    [["mesh", "create"], /missing <slug>/],
+    [["mesh", "create", "a", "b"], /unexpected argument "b"/],
+    [["mesh", "list", "--bogus"], /Unknown option '--bogus'/],
+    [["member", "add", "demo", "not-a-key", "--name", "x"], /<pubkey> must be 64 lowercase hex/],
+    [["member", "add", "demo", "a".repeat(64)], /--name N is required/],
+    [["member", "add", "demo", "a".repeat(64), "--name", "x", "--role", "boss"], /--role must be one of member, observer/],
+    [["listen", "--count", "0", "--mesh", "demo"], /--count must be a positive integer/],
+    [["send", "--mesh", "demo", "*"], /missing <text>/],
+    [["send", "--mesh", "demo", "*", "hi", "--priority", "urgent"], /--priority must be one of now, next, low/],
+    [["status", "--mesh", "demo", "asleep"], /<status> must be one of idle, working, dnd/],
+    [["hook", "install"], /--token T is required/],
+    [["hook", "install", "--token", "t", "--scope", "global"], /--scope must be one of project, user/],
+    [["send", "*", "hi"], /no mesh: pass --mesh M/],
+  ];
+  for (const [args, pattern] of cases) {
+    test(`switchboard ${args.join(" ")}`, async () => {
+      // No admin token here: usage is checked before anything is asked of the broker.
+      expectOneLineError(await runCli(home, args, { env: { SWITCHBOARD_URL: "http://127.0.0.1:9" } }), 2, pattern);
+    });
+  }
+
+  test("a missing admin token is a usage error naming the three ways to give one", async () => {
+    expectOneLineError(await runCli(home, ["mesh", "list"]), 2, /--admin-token.*SWITCHBOARD_ADMIN_TOKEN.*adminToken/);
+  });
+
+  test("help lists every command and exits 0", async () => {
+    for (const args of [["help"], ["--help"]]) {
+      const result = await runCli(home, args);
+      expect(result.code).toBe(0);
+      for (const command of ["keygen", "mesh create", "mesh list", "member add", "member revoke", "member list", "token create", "peers", "listen", "send", "status", "hook install", "hook uninstall"]) {
+        expect(result.stdout).toContain(`  ${command}`);
+      }
+    }
+    const one = await runCli(home, ["send", "--help"]);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toMatch(/^usage: switchboard send --mesh M <target>/);
+  });
+});

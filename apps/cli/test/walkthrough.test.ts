@@ -1,0 +1,253 @@
+// The README's "Two agents in five commands", command by command, then the
+// peer commands' other promises: --json lines, clean exit on SIGTERM/SIGINT,
+// one-line broker errors, status, and a listener whose member is revoked.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import type { Subprocess } from "bun";
+import {
+  AdminClient,
+  freshBackend,
+  newIdentity,
+  setupMesh,
+  spawnBroker,
+  TestPeer,
+  type BrokerProcess,
+  type SetupMember,
+  type TestBackend,
+} from "@switchboard/testkit";
+import { writeFileSync } from "node:fs";
+import { CliHome, cliOk, eventually, lines, runCli, spawnCli } from "./support/cli.ts";
+
+// The README's token, so the walkthrough runs exactly as written there.
+const ADMIN_TOKEN = "change-me-0123456789";
+const HEX64 = /^[0-9a-f]{64}$/;
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+let admin: AdminClient;
+let home: CliHome;
+let env: Record<string, string>;
+const children: Array<Subprocess<"pipe", "pipe", "pipe">> = [];
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
+  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  home = new CliHome();
+  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: ADMIN_TOKEN };
+});
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill("SIGKILL");
+});
+afterAll(async () => {
+  await broker?.stop();
+  await backend?.dispose();
+  home?.dispose();
+});
+
+/** A background CLI process whose stdout is collected as it comes. */
+function background(args: string[], extraEnv: Record<string, string> = {}) {
+  const proc = spawnCli(home, args, { env: { ...env, ...extraEnv } });
+  children.push(proc);
+  let stdout = "";
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stdout) stdout += decoder.decode(chunk, { stream: true });
+  })();
+  const stderr = new Response(proc.stderr).text();
+  return {
+    proc,
+    stdout: () => stdout,
+    /** Exit code, all stdout and stderr once the process has ended (killed after timeoutMs). */
+    async finished(timeoutMs = 20_000) {
+      const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+      const code = await proc.exited;
+      clearTimeout(timer);
+      await reading;
+      return { code, stdout, stderr: await stderr };
+    },
+  };
+}
+
+/** Waits until the member with this pubkey has a live presence (the listener is connected). */
+async function waitForPresence(mesh: string, pubkey: string, sessionId?: string): Promise<void> {
+  await eventually(async () => {
+    const peers = await admin.peers(mesh);
+    return peers.some((p) => p.pubkey === pubkey && (sessionId === undefined || p.sessionId === sessionId)) || undefined;
+  }, `a presence of ${pubkey.slice(0, 8)} in ${mesh}`, 15_000);
+}
+
+const ok = (args: string[]) => cliOk(home, args, { env });
+
+describe("README: two agents in five commands", () => {
+  test("mesh create → keygen ×2 → member add ×2 → listen → send: the listener prints the decrypted hello", async () => {
+    // switchboard mesh create demo
+    expect(await ok(["mesh", "create", "demo"])).toMatch(/^created mesh demo \(/);
+    // ALICE=$(switchboard keygen --out alice.json); BOB=$(switchboard keygen --out bob.json)
+    const alice = (await ok(["keygen", "--out", "alice.json"])).trim();
+    const bob = (await ok(["keygen", "--out", "bob.json"])).trim();
+    expect(alice).toMatch(HEX64);
+    expect(bob).toMatch(HEX64);
+    // switchboard member add demo "$ALICE" --name alice; … bob
+    expect(await ok(["member", "add", "demo", alice, "--name", "alice"])).toMatch(/^added alice /);
+    expect(await ok(["member", "add", "demo", bob, "--name", "bob"])).toMatch(/^added bob /);
+
+    // Terminal 3: switchboard listen --mesh demo --key alice.json (first for one message, as JSON)
+    const listener = background(["listen", "--mesh", "demo", "--key", "alice.json", "--count", "1", "--json"]);
+    await waitForPresence("demo", alice);
+
+    // Terminal 2: switchboard send --mesh demo --key bob.json "$ALICE" "hello"
+    const sent = await runCli(home, ["send", "--mesh", "demo", "--key", "bob.json", alice, "hello"], { env });
+    expect(sent.code).toBe(0);
+    expect(sent.stderr).toBe("");
+    expect(sent.stdout).toMatch(/^sent [0-9a-f-]{36} to 1 recipient\(s\) \(queued\)\n$/);
+
+    const heard = await listener.finished();
+    expect(heard.code).toBe(0);
+    expect(heard.stderr).toBe("");
+    const received = lines(heard.stdout).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(received).toHaveLength(1);
+    expect(received[0]).toMatchObject({
+      senderPubkey: bob,
+      senderName: "bob",
+      targetSpec: alice,
+      priority: "next",
+      encrypted: true,
+      payload: "hello",
+    });
+    // The README's listener as written, stopped with Ctrl-C (SIGINT) after bob's hello.
+    const readme = background(["listen", "--mesh", "demo", "--key", "alice.json"]);
+    await waitForPresence("demo", alice);
+    await ok(["send", "--mesh", "demo", "--key", "bob.json", alice, "hello"]);
+    await eventually(async () => (readme.stdout().includes("\n") ? true : undefined), "the listener's line", 15_000);
+    readme.proc.kill("SIGINT");
+    const shown = await readme.finished();
+    expect(shown).toEqual({ code: 0, stdout: `bob (${bob.slice(0, 8)}) → me [next] hello\n`, stderr: "" });
+
+    // The listeners acked: nothing is waiting for alice any more.
+    const again = await TestPeer.connect(broker.wsUrl, {
+      identity: { secretKey: (await Bun.file(home.path("alice.json")).json()).secretKey, publicKey: alice },
+      meshId: "demo",
+    });
+    await Bun.sleep(500);
+    expect(again.pushes()).toHaveLength(0);
+    await again.close();
+  });
+});
+
+describe("peer commands", () => {
+  /** A mesh with two members whose key files are in the CLI's home. */
+  async function meshWithKeys() {
+    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const aliceKey = home.path(`${mesh.slug}-alice.json`);
+    const bobKey = home.path(`${mesh.slug}-bob.json`);
+    writeFileSync(aliceKey, JSON.stringify(alice.identity), { mode: 0o600 });
+    writeFileSync(bobKey, JSON.stringify(bob.identity), { mode: 0o600 });
+    return { mesh, alice, bob, aliceKey, bobKey };
+  }
+
+  test("listen prints one line per message (sender, target, priority, text) and exits 0 on SIGTERM", async () => {
+    const { mesh, alice, bob, aliceKey } = await meshWithKeys();
+    const listener = background(["listen", "--mesh", mesh.slug, "--key", aliceKey]);
+    await waitForPresence(mesh.id, alice.pubkey);
+    // A peer that stays online, so its name comes from the live peer list.
+    const sender = await TestPeer.connect(broker.wsUrl, { identity: bob.identity, meshId: mesh.id });
+    try {
+      const bobKey = home.path(`${mesh.slug}-bob.json`);
+      await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, alice.pubkey, "first line\nsecond line", "--priority", "now"], { env });
+      await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, "alice", "by name"], { env });
+      await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, "*", "to everyone"], { env });
+      await eventually(async () => (lines(listener.stdout()).length >= 3 ? true : undefined), "three lines", 15_000);
+    } finally {
+      await sender.close();
+    }
+    listener.proc.kill("SIGTERM");
+    const done = await listener.finished();
+    expect(done.code).toBe(0);
+    expect(done.stderr).toBe("");
+    const short = bob.pubkey.slice(0, 8);
+    expect(lines(done.stdout)).toEqual([
+      `bob (${short}) → me [now] first line\\nsecond line`,
+      `bob (${short}) → me [next] by name`,
+      `bob (${short}) → * [next] to everyone`,
+    ]);
+    // The presence is gone: the listener closed its socket.
+    await eventually(
+      async () => ((await admin.peers(mesh.id)).some((p) => p.pubkey === alice.pubkey) ? undefined : true),
+      "alice's presence to end",
+    );
+  });
+
+  test("listen exits 0 on SIGINT", async () => {
+    const { mesh, alice, aliceKey } = await meshWithKeys();
+    const listener = background(["listen", "--mesh", mesh.slug, "--key", aliceKey]);
+    await waitForPresence(mesh.id, alice.pubkey);
+    listener.proc.kill("SIGINT");
+    const done = await listener.finished();
+    expect(done).toEqual({ code: 0, stdout: "", stderr: "" });
+  });
+
+  test("send to a pubkey that is not a member exits 1 with one line naming unknown_target", async () => {
+    const { mesh, bobKey } = await meshWithKeys();
+    const stranger = await newIdentity();
+    const result = await runCli(home, ["send", "--mesh", mesh.slug, "--key", bobKey, stranger.publicKey, "hello?"], { env });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe("");
+    expect(lines(result.stderr)).toEqual([expect.stringMatching(/^switchboard: send failed: unknown_target/)]);
+  });
+
+  test("send to an unknown channel exits 1 with one line; send --json prints the ack", async () => {
+    const { mesh, alice, bobKey } = await meshWithKeys();
+    const result = await runCli(home, ["send", "--mesh", mesh.slug, "--key", bobKey, "#nowhere", "x"], { env });
+    expect(result.code).toBe(1);
+    expect(lines(result.stderr)).toEqual([expect.stringMatching(/^switchboard: send failed: unknown_target/)]);
+
+    const acked = JSON.parse(
+      await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, alice.pubkey, "queued for later", "--id", "retry-1", "--json"], { env }),
+    ) as Record<string, unknown>;
+    expect(acked).toMatchObject({ id: "retry-1", queued: true, recipients: 1, duplicate: false });
+    // The same id again is the same message.
+    const dup = JSON.parse(
+      await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, alice.pubkey, "queued for later", "--id", "retry-1", "--json"], { env }),
+    ) as Record<string, unknown>;
+    expect(dup).toMatchObject({ messageId: acked.messageId, duplicate: true });
+  });
+
+  test("a refused hello (key not enrolled) exits 1 with one line", async () => {
+    const { mesh } = await meshWithKeys();
+    const strangerKey = home.path(`${mesh.slug}-stranger.json`);
+    await cliOk(home, ["keygen", "--out", strangerKey]);
+    const result = await runCli(home, ["send", "--mesh", mesh.slug, "--key", strangerKey, "*", "hi"], { env });
+    expect(result.code).toBe(1);
+    expect(lines(result.stderr)).toEqual([expect.stringMatching(/^switchboard: cannot connect to mesh .*: unauthorized/)]);
+  });
+
+  test("status sets the status of its presence and prints it", async () => {
+    const { mesh, aliceKey } = await meshWithKeys();
+    expect(await cliOk(home, ["status", "--mesh", mesh.slug, "--key", aliceKey, "dnd"], { env })).toBe("status dnd (source manual)\n");
+    const json = JSON.parse(await cliOk(home, ["status", "--mesh", mesh.slug, "--key", aliceKey, "working", "--json"], { env }));
+    expect(json).toEqual({ status: "working", statusSource: "manual" });
+  });
+
+  test("--mesh can come from the config file", async () => {
+    const { mesh, alice, aliceKey, bobKey } = await meshWithKeys();
+    const config = home.path(`${mesh.slug}-config.json`);
+    writeFileSync(config, JSON.stringify({ url: broker.url, mesh: mesh.slug, keyFile: bobKey }));
+    const listener = background(["listen", "--key", aliceKey, "--count", "1", "--config", config], { SWITCHBOARD_URL: "" });
+    await waitForPresence(mesh.id, alice.pubkey);
+    await cliOk(home, ["send", alice.pubkey, "via config", "--config", config], { env: { SWITCHBOARD_URL: "" } });
+    const done = await listener.finished();
+    expect(done.code).toBe(0);
+    expect(done.stdout).toMatch(/→ me \[next\] via config\n$/);
+  });
+
+  test("a listener whose member is revoked exits 1 with one line", async () => {
+    const { mesh, alice, aliceKey } = await meshWithKeys();
+    const listener = background(["listen", "--mesh", mesh.slug, "--key", aliceKey]);
+    await waitForPresence(mesh.id, alice.pubkey);
+    await admin.revokeMember(mesh.id, alice.id);
+    const done = await listener.finished();
+    expect(done.code).toBe(1);
+    expect(lines(done.stderr)).toEqual([expect.stringMatching(/^switchboard: connection closed by the broker: revoked \(4002\)$/)]);
+  });
+});
