@@ -39,14 +39,19 @@ export const helloFrame = z.object({
   displayName: z.string().min(1).max(128).optional(),
 });
 
+// Postgres text holds neither NUL nor unpaired surrogates (it stores UTF-8): such a
+// string would fail the whole group-committed batch, so it is refused at the edge.
+const storable = (s: z.ZodString) =>
+  s.refine((v) => !v.includes("\u0000") && v.isWellFormed(), { error: "contains NUL or an unpaired surrogate" });
+
 export const sendFrame = z.object({
   type: z.literal("send"),
   reqId,
   targetSpec: targetSpecSchema,
   priority: prioritySchema.default("next"),
-  nonce: z.string().min(1),
-  ciphertext: z.string(),
-  id: z.string().min(1).max(128).optional(),
+  nonce: storable(z.string().min(1)),
+  ciphertext: storable(z.string()),
+  id: storable(z.string().min(1).max(128)).optional(),
   ttlSeconds: z.number().int().positive().max(31_536_000).optional(),
   replyTo: z.uuid().optional(),
   ephemeral: z.boolean().default(false),

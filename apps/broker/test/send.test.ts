@@ -1,0 +1,560 @@
+// PROTOCOL.md §1 "send" and "push" against a real broker: recipients of each
+// target kind, the ack, idempotency, ephemeral and expiring messages, and
+// every send error. DESIGN.md invariants 2 and 3 (ack after commit; a retried
+// id never makes a second message).
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  AdminClient,
+  freshBackend,
+  newIdentity,
+  setupMesh,
+  spawnBroker,
+  TestPeer,
+  type BrokerProcess,
+  type ConnectOptions,
+  type Frame,
+  type SetupMember,
+  type SetupMeshResult,
+  type TestBackend,
+} from "@switchboard/testkit";
+import { randomBytes } from "node:crypto";
+import { deltas, ISO, queryPostgres, scrape, sendFrame, sendMany, str, UUID, waitUntil } from "./support/messaging.ts";
+
+const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
+const MAX_MESSAGE_BYTES = 4096;
+// Long enough for a push to arrive if the broker were going to send it.
+const QUIET_MS = 500;
+
+const peers: TestPeer[] = [];
+afterEach(async () => {
+  await Promise.all(peers.splice(0).map((p) => p.close()));
+});
+
+async function connect(
+  broker: BrokerProcess,
+  meshId: string,
+  member: SetupMember,
+  options: Partial<ConnectOptions> = {},
+): Promise<TestPeer> {
+  const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, ...options });
+  peers.push(peer);
+  return peer;
+}
+
+/** A ping round trip: the socket is still open and the broker still answers it. */
+async function expectAlive(peer: TestPeer): Promise<void> {
+  expect(peer.isOpen).toBe(true);
+  expect((await peer.request({ type: "ping" })).type).toBe("pong");
+}
+
+const hex = (bytes: number) => randomBytes(bytes).toString("hex");
+
+describe("send and push", () => {
+  let backend: TestBackend;
+  let broker: BrokerProcess;
+  let admin: AdminClient;
+
+  beforeAll(async () => {
+    backend = await freshBackend();
+    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
+    admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await backend?.dispose();
+  });
+
+  const mesh = (members: number | string[], tags?: Record<string, string[]>): Promise<SetupMeshResult> =>
+    setupMesh(admin, { members, tags });
+
+  /** Messages stored for this sender, on Postgres; null on the embedded backend. */
+  const storedBy = async (senderId: string): Promise<number | null> => {
+    const rows = await queryPostgres(backend, (sql) => sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM messages WHERE sender_member_id = ${senderId}`);
+    return rows === null ? null : rows[0]!.n;
+  };
+
+  test("a direct send is acked with the contract's fields and pushed with every field unchanged", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const recipient = await connect(broker, m.id, b);
+
+    const first = await sender.send(b.pubkey, { id: "first" });
+    expect(first.type).toBe("ack");
+    await recipient.waitForPushes(1);
+
+    // Bytes a careless broker would re-encode: escapes, non-ASCII, astral plane, padding, whitespace.
+    const nonce = "n0nce/+==\u00e9\u{1F600}\"\\\t ";
+    const ciphertext = `AAEC/+==\n\u0001\u00ff\u{10FFFF} ${"x".repeat(300)} \u2028"\\`;
+    const reqId = "req-direct-1";
+    const ack = await sender.request({
+      type: "send",
+      reqId,
+      targetSpec: b.pubkey,
+      nonce,
+      ciphertext,
+      id: "client-id-1",
+      replyTo: str(first.messageId),
+    });
+    expect(ack).toMatchObject({ type: "ack", reqId, id: "client-id-1", queued: true, recipients: 1 });
+    expect(str(ack.messageId)).toMatch(UUID);
+    expect(ack.messageId).not.toBe(first.messageId);
+    expect(ack.duplicate).toBeUndefined();
+
+    // Ack means committed: the message and its delivery are in the database when the ack arrives.
+    const rows = await queryPostgres(backend, (sql) => sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM deliveries d JOIN messages m ON m.id = d.message_id
+      WHERE m.id = ${str(ack.messageId)} AND d.recipient_member_id = ${b.id}`);
+    if (rows !== null) expect(rows[0]!.n).toBe(1);
+
+    const push = await recipient.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId);
+    expect(push).toMatchObject({
+      type: "push",
+      messageId: ack.messageId,
+      meshId: m.id,
+      senderPubkey: a.pubkey,
+      targetSpec: b.pubkey,
+      priority: "next",
+      nonce,
+      ciphertext,
+      replyTo: first.messageId,
+      attempt: 1,
+    });
+    expect(str(push.createdAt)).toMatch(ISO);
+    expect(Math.abs(Date.parse(str(push.createdAt)) - Date.now())).toBeLessThan(60_000);
+    // A push without replyTo carries null, not a missing field.
+    const plain = await sender.send(b.pubkey);
+    const next = await recipient.nextFrame((f) => f.type === "push" && f.messageId === plain.messageId);
+    expect(next.replyTo).toBeNull();
+    await Bun.sleep(QUIET_MS);
+    expect(sender.pushes()).toHaveLength(0);
+  });
+
+  test("`*` reaches every other non-revoked member, offline ones on hello, never the sender", async () => {
+    const { mesh: m, members } = await mesh(["sender", "online-1", "online-2", "offline", "revoked"]);
+    const [a, on1, on2, off, revoked] = members as [SetupMember, SetupMember, SetupMember, SetupMember, SetupMember];
+    await admin.revokeMember(m.id, revoked.id);
+    const sender = await connect(broker, m.id, a);
+    const r1 = await connect(broker, m.id, on1);
+    const r2 = await connect(broker, m.id, on2);
+
+    const ack = await sender.send("*", { id: "bcast" });
+    expect(ack).toMatchObject({ type: "ack", id: "bcast", queued: true, recipients: 3 });
+    for (const r of [r1, r2]) {
+      const [push] = await r.waitForPushes(1);
+      expect(push).toMatchObject({ messageId: ack.messageId, targetSpec: "*", senderPubkey: a.pubkey, attempt: 1 });
+    }
+
+    const late = await connect(broker, m.id, off);
+    const [push] = await late.waitForPushes(1);
+    expect(push).toMatchObject({ messageId: ack.messageId, targetSpec: "*", senderPubkey: a.pubkey });
+
+    await Bun.sleep(QUIET_MS);
+    expect(sender.pushes()).toHaveLength(0);
+    for (const r of [r1, r2, late]) expect(r.pushes()).toHaveLength(1);
+  });
+
+  test("#channel reaches the members that joined it, offline ones on hello, and no one else", async () => {
+    const { mesh: m, members } = await mesh(["sender", "joined", "joined-offline", "outsider"]);
+    const [a, j1, j2, out] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const joined = await connect(broker, m.id, j1);
+    expect(await joined.request({ type: "join", channel: "#ops" })).toMatchObject({ type: "ack" });
+    // Membership belongs to the member, not the socket: it outlives this connection.
+    const leaver = await connect(broker, m.id, j2);
+    expect(await leaver.request({ type: "join", channel: "#ops" })).toMatchObject({ type: "ack" });
+    await leaver.close();
+    const outsider = await connect(broker, m.id, out);
+
+    const ack = await sender.send("#ops");
+    expect(ack).toMatchObject({ type: "ack", queued: true, recipients: 2 });
+    const [push] = await joined.waitForPushes(1);
+    expect(push).toMatchObject({ messageId: ack.messageId, targetSpec: "#ops" });
+    const back = await connect(broker, m.id, j2);
+    expect((await back.waitForPushes(1))[0]).toMatchObject({ messageId: ack.messageId, targetSpec: "#ops" });
+
+    await Bun.sleep(QUIET_MS);
+    expect(outsider.pushes()).toHaveLength(0);
+    expect(sender.pushes()).toHaveLength(0);
+  });
+
+  test("tag:name reaches the members carrying the tag given at enrolment", async () => {
+    const { mesh: m, members } = await mesh(["sender", "rev-1", "rev-2", "other"], {
+      "rev-1": ["reviewer"],
+      "rev-2": ["infra", "reviewer"],
+      other: ["reviewers", "infra"],
+    });
+    const [a, r1m, r2m, om] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const r1 = await connect(broker, m.id, r1m);
+    const other = await connect(broker, m.id, om);
+
+    const ack = await sender.send("tag:reviewer");
+    expect(ack).toMatchObject({ type: "ack", queued: true, recipients: 2 });
+    expect((await r1.waitForPushes(1))[0]).toMatchObject({ messageId: ack.messageId, targetSpec: "tag:reviewer" });
+    const r2 = await connect(broker, m.id, r2m);
+    expect((await r2.waitForPushes(1))[0]).toMatchObject({ messageId: ack.messageId });
+
+    const infra = await sender.send("tag:infra");
+    expect(infra).toMatchObject({ type: "ack", recipients: 2 });
+    await other.nextFrame((f) => f.type === "push" && f.messageId === infra.messageId);
+    await Bun.sleep(QUIET_MS);
+    expect(other.pushes().map((p) => p.messageId)).toEqual([infra.messageId]);
+    expect(r1.pushes()).toHaveLength(1);
+  });
+
+  for (const kind of ["direct pubkey", "channel"] as const) {
+    test(`an unknown ${kind} is refused with unknown_target and nothing is stored`, async () => {
+      const { mesh: m, members } = await mesh(3);
+      const [a, b, c] = members as [SetupMember, SetupMember, SetupMember];
+      const sender = await connect(broker, m.id, a);
+      const recipient = await connect(broker, m.id, b);
+      // A member of another mesh is as unknown here as a key nobody holds.
+      const { members: elsewhere } = await mesh(1);
+      const targets = kind === "channel" ? ["#nobody-here"] : [hex(32), elsewhere[0]!.pubkey];
+
+      for (const [i, target] of targets.entries()) {
+        const id = `unknown-${i}`;
+        const answer = await sender.send(target, { id });
+        expect(answer).toMatchObject({ type: "error", code: "unknown_target", id });
+        expect(typeof answer.message).toBe("string");
+        const stored = await storedBy(a.id);
+        if (stored !== null) expect(stored).toBe(i);
+        // Had the refused send been stored, its id would now answer as a duplicate.
+        const retry = await sender.send(b.pubkey, { id });
+        expect(retry).toMatchObject({ type: "ack", id, queued: true, recipients: 1 });
+        expect(retry.duplicate).toBeUndefined();
+        await recipient.nextFrame((f) => f.type === "push" && f.messageId === retry.messageId);
+      }
+      expect(await sender.send("*")).toMatchObject({ type: "ack", recipients: 2 });
+      const late = await connect(broker, m.id, c);
+      await late.waitForPushes(1);
+      await Bun.sleep(QUIET_MS);
+      expect(late.pushes()).toHaveLength(1);
+      expect(recipient.pushes()).toHaveLength(targets.length + 1);
+      expect(sender.isOpen).toBe(true);
+    });
+  }
+
+  test("the same id sent twice (after a reconnect) gives the first messageId with duplicate:true, one message", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const recipient = await connect(broker, m.id, b);
+    const first = await connect(broker, m.id, a);
+    const ack1 = await first.send(b.pubkey, { id: "retry-me", ciphertext: "first body" });
+    expect(ack1).toMatchObject({ type: "ack", id: "retry-me", queued: true, recipients: 1 });
+    expect(ack1.duplicate).toBeUndefined();
+    await first.close();
+
+    const again = await connect(broker, m.id, a);
+    const ack2 = await again.send(b.pubkey, { id: "retry-me", ciphertext: "second body" });
+    expect(ack2).toMatchObject({
+      type: "ack",
+      id: "retry-me",
+      messageId: ack1.messageId,
+      queued: true,
+      recipients: 1,
+      duplicate: true,
+    });
+    // Same connection, same id once more.
+    expect(await again.send(b.pubkey, { id: "retry-me" })).toMatchObject({ messageId: ack1.messageId, duplicate: true });
+    // Another id is another message.
+    const other = await again.send(b.pubkey, { id: "retry-me-2" });
+    expect(other.messageId).not.toBe(ack1.messageId);
+
+    await recipient.waitForPushes(2);
+    await Bun.sleep(QUIET_MS);
+    const pushes = recipient.pushes();
+    expect(pushes.map((p) => p.messageId)).toEqual([ack1.messageId, other.messageId]);
+    expect(pushes[0]!.ciphertext).toBe("first body");
+    const stored = await storedBy(a.id);
+    if (stored !== null) expect(stored).toBe(2);
+  });
+
+  test("the same id from two presences of one sender at the same moment makes one message", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const recipient = await connect(broker, m.id, b);
+    const s1 = await connect(broker, m.id, a);
+    const s2 = await connect(broker, m.id, a);
+    for (let round = 0; round < 10; round++) {
+      const id = `race-${round}`;
+      const [x, y] = await Promise.all([s1.send(b.pubkey, { id }), s2.send(b.pubkey, { id })]);
+      expect(x).toMatchObject({ type: "ack", id, recipients: 1 });
+      expect(y).toMatchObject({ type: "ack", id, recipients: 1 });
+      expect(x.messageId).toBe(y.messageId);
+      expect([x.duplicate, y.duplicate].filter((d) => d === true)).toHaveLength(1);
+    }
+    await recipient.waitForPushes(10);
+    await Bun.sleep(QUIET_MS);
+    expect(new Set(recipient.pushes().map((p) => p.messageId)).size).toBe(10);
+    expect(recipient.pushes()).toHaveLength(10);
+  });
+
+  test("priority defaults to next; a given priority is kept", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const recipient = await connect(broker, m.id, b);
+    const acks = await sendMany(sender, [
+      sendFrame(b.pubkey),
+      sendFrame(b.pubkey, { priority: "now" }),
+      sendFrame(b.pubkey, { priority: "low" }),
+      sendFrame(b.pubkey, { priority: "next" }),
+    ]);
+    const pushes = await recipient.waitForPushes(4);
+    const byId = new Map(pushes.map((p) => [p.messageId, p.priority]));
+    expect(acks.map((ack) => byId.get(ack.messageId))).toEqual(["next", "now", "low", "next"]);
+  });
+
+  test("ephemeral: acked queued:false, pushed to a connected idle recipient only, never stored", async () => {
+    const { mesh: m, members } = await mesh(["sender", "idle", "busy", "offline"]);
+    const [a, idleM, busyM, offM] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const idle = await connect(broker, m.id, idleM);
+    const busy = await connect(broker, m.id, busyM);
+    expect(await busy.request({ type: "set_status", status: "working" })).toMatchObject({ status: "working" });
+
+    const ack = await sender.send("*", { ephemeral: true, id: "eph-1", ciphertext: "fleeting" });
+    expect(ack).toMatchObject({ type: "ack", id: "eph-1", queued: false });
+    expect(str(ack.messageId)).toMatch(UUID);
+    const [push] = await idle.waitForPushes(1);
+    expect(push).toMatchObject({
+      type: "push",
+      messageId: ack.messageId,
+      meshId: m.id,
+      senderPubkey: a.pubkey,
+      targetSpec: "*",
+      priority: "next",
+      ciphertext: "fleeting",
+      attempt: 1,
+    });
+    idle.ack([str(ack.messageId)]);
+
+    const direct = await sender.send(offM.pubkey, { ephemeral: true });
+    expect(direct).toMatchObject({ type: "ack", queued: false });
+
+    // Neither a later connect nor becoming idle brings an ephemeral message back.
+    const late = await connect(broker, m.id, offM);
+    expect(await busy.request({ type: "set_status", status: "idle" })).toMatchObject({ status: "idle" });
+    await Bun.sleep(1_500);
+    expect(late.pushes()).toHaveLength(0);
+    expect(busy.pushes()).toHaveLength(0);
+    expect(idle.pushes()).toHaveLength(1);
+    expect(sender.pushes()).toHaveLength(0);
+    const stored = await storedBy(a.id);
+    if (stored !== null) expect(stored).toBe(0);
+  });
+
+  test("a message whose ttlSeconds ran out is not delivered to a member connecting later", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const expiring = await sender.send(b.pubkey, { ttlSeconds: 1, ciphertext: "gone" });
+    expect(expiring).toMatchObject({ type: "ack", queued: true, recipients: 1 });
+    const lasting = await sender.send(b.pubkey, { ttlSeconds: 3600, ciphertext: "kept" });
+    await Bun.sleep(2_200);
+
+    const recipient = await connect(broker, m.id, b);
+    await recipient.nextFrame((f) => f.type === "push" && f.messageId === lasting.messageId);
+    await Bun.sleep(QUIET_MS);
+    expect(recipient.pushes().map((p) => p.ciphertext)).toEqual(["kept"]);
+  });
+
+  test("too_large: a frame under MAX_MESSAGE_BYTES with no room left for the push; the socket stays open", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const recipient = await connect(broker, m.id, b);
+    const frame = { type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "A".repeat(3_800), id: "big" };
+    expect(Buffer.byteLength(JSON.stringify({ ...frame, reqId: "r-0123456789abcdef0123456789abcdef0123" }))).toBeLessThan(
+      MAX_MESSAGE_BYTES,
+    );
+    const answer = await sender.request(frame);
+    expect(answer).toMatchObject({ type: "error", code: "too_large", id: "big" });
+    await expectAlive(sender);
+    // A message of ordinary size on the same socket goes through.
+    const ok = await sender.send(b.pubkey, { ciphertext: "B".repeat(1_000) });
+    expect(ok).toMatchObject({ type: "ack", recipients: 1 });
+    await recipient.waitForPushes(1);
+    await Bun.sleep(QUIET_MS);
+    expect(recipient.pushes()).toHaveLength(1);
+
+    // A frame over MAX_MESSAGE_BYTES ends the connection with 1009.
+    const huge = await connect(broker, m.id, a);
+    huge.sendFrame({ ...frame, ciphertext: "A".repeat(MAX_MESSAGE_BYTES) });
+    expect((await huge.closed).code).toBe(1009);
+  });
+
+  test("invalid sends get invalid with the send's id, and the socket stays open", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const recipient = await connect(broker, m.id, b);
+    const bad: Frame[] = [
+      { type: "send", targetSpec: b.pubkey, nonce: "n", id: "no-ciphertext" },
+      { type: "send", targetSpec: "someone", nonce: "n", ciphertext: "c", id: "bad-target" },
+      { type: "send", targetSpec: b.pubkey.toUpperCase(), nonce: "n", ciphertext: "c", id: "upper-key" },
+      { type: "send", targetSpec: "#", nonce: "n", ciphertext: "c", id: "empty-channel" },
+      { type: "send", targetSpec: b.pubkey, priority: "urgent", nonce: "n", ciphertext: "c", id: "bad-priority" },
+      { type: "send", targetSpec: b.pubkey, ciphertext: "c", id: "no-nonce" },
+      { type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", ttlSeconds: -1, id: "bad-ttl" },
+    ];
+    for (const frame of bad) {
+      const answer = await sender.request(frame);
+      expect(answer).toMatchObject({ type: "error", code: "invalid", id: frame.id });
+      expect(typeof answer.message).toBe("string");
+      expect(sender.isOpen).toBe(true);
+    }
+    await expectAlive(sender);
+    const ok = await sender.send(b.pubkey, { id: "fine" });
+    expect(ok).toMatchObject({ type: "ack", id: "fine", recipients: 1 });
+    await recipient.waitForPushes(1);
+    await Bun.sleep(QUIET_MS);
+    expect(recipient.pushes().map((p) => p.messageId)).toEqual([ok.messageId]);
+  });
+
+  test("nonce, ciphertext or id that Postgres text cannot hold is invalid, and spoils no other sender's send", async () => {
+    const { mesh: m, members } = await mesh(4);
+    const [x, y, z, r] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
+    const [px, py, pz] = await Promise.all([x, y, z].map((s) => connect(broker, m.id, s)));
+    const recipient = await connect(broker, m.id, r, { autoAck: true });
+    const poison = [{ ciphertext: "a\u0000b" }, { nonce: "\u0000" }, { id: "id\u0000" }, { ciphertext: "\ud800" }];
+    // Three senders at once, so their sends share group commits with the bad ones.
+    const [rx, ry, rz] = await Promise.all([
+      sendMany(px!, Array.from({ length: 40 }, () => sendFrame(r.pubkey))),
+      sendMany(
+        py!,
+        Array.from({ length: 40 }, (_, i) => sendFrame(r.pubkey, { id: `p${i}`, ...poison[i % poison.length] })),
+      ),
+      sendMany(pz!, Array.from({ length: 40 }, () => sendFrame(r.pubkey))),
+    ]);
+    expect([...rx!, ...rz!].map((a) => a.code ?? a.type)).toEqual(Array<string>(80).fill("ack"));
+    expect(ry!.map((a) => a.code)).toEqual(Array<string>(40).fill("invalid"));
+    await recipient.waitForPushes(80, 30_000);
+    await Bun.sleep(QUIET_MS);
+    expect(recipient.pushes()).toHaveLength(80);
+  });
+
+  test("an observer may connect but not send: forbidden, nothing delivered", async () => {
+    const { mesh: m, members } = await mesh(1);
+    const recipientMember = members[0]!;
+    const identity = await newIdentity();
+    const added = await admin.addMember(m.id, { pubkey: identity.publicKey, displayName: "watcher", role: "observer" });
+    const watcher = { id: added.id, displayName: "watcher", pubkey: identity.publicKey, identity };
+    const observer = await connect(broker, m.id, watcher);
+    const recipient = await connect(broker, m.id, recipientMember);
+
+    for (const target of [recipientMember.pubkey, "*"]) {
+      const answer = await observer.send(target, { id: `obs-${target.length}` });
+      expect(answer).toMatchObject({ type: "error", code: "forbidden", id: `obs-${target.length}` });
+    }
+    await expectAlive(observer);
+    await Bun.sleep(QUIET_MS);
+    expect(recipient.pushes()).toHaveLength(0);
+  });
+
+  test("metrics count routed messages by priority and rejected sends by reason", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const identity = await newIdentity();
+    const added = await admin.addMember(m.id, { pubkey: identity.publicKey, displayName: "obs", role: "observer" });
+    const sender = await connect(broker, m.id, a);
+    await connect(broker, m.id, b);
+    const observer = await connect(broker, m.id, { id: added.id, displayName: "obs", pubkey: identity.publicKey, identity });
+
+    const keys = [
+      "broker_messages_routed_total{priority=now}",
+      "broker_messages_routed_total{priority=next}",
+      "broker_messages_routed_total{priority=low}",
+      "broker_messages_rejected_total{reason=invalid}",
+      "broker_messages_rejected_total{reason=too_large}",
+      "broker_messages_rejected_total{reason=unknown_target}",
+      "broker_messages_rejected_total{reason=forbidden}",
+      "broker_messages_rejected_total{reason=rate_limited}",
+    ];
+    const before = await scrape(broker.url);
+    for (const k of keys) expect(before.has(k)).toBe(true);
+
+    const replies = await sendMany(sender, [
+      sendFrame(b.pubkey, { priority: "now" }),
+      sendFrame(b.pubkey, { priority: "now" }),
+      sendFrame(b.pubkey),
+      sendFrame(b.pubkey, { priority: "low" }),
+      sendFrame(b.pubkey, { priority: "low" }),
+      sendFrame(b.pubkey, { priority: "low" }),
+      sendFrame(b.pubkey, { ephemeral: true }),
+      { type: "send", targetSpec: b.pubkey, nonce: "n" },
+      sendFrame(b.pubkey, { ciphertext: "A".repeat(3_800) }),
+      sendFrame(hex(32)),
+      sendFrame("#no-such-channel"),
+    ]);
+    expect(replies.map((r) => r.code ?? r.type)).toEqual([
+      ...Array<string>(7).fill("ack"),
+      "invalid",
+      "too_large",
+      "unknown_target",
+      "unknown_target",
+    ]);
+    expect((await observer.send(b.pubkey)).code).toBe("forbidden");
+
+    const after = await scrape(broker.url);
+    expect(deltas(before, after, keys)).toEqual({
+      "broker_messages_routed_total{priority=now}": 2,
+      "broker_messages_routed_total{priority=next}": 2,
+      "broker_messages_routed_total{priority=low}": 3,
+      "broker_messages_rejected_total{reason=invalid}": 1,
+      "broker_messages_rejected_total{reason=too_large}": 1,
+      "broker_messages_rejected_total{reason=unknown_target}": 2,
+      "broker_messages_rejected_total{reason=forbidden}": 1,
+      "broker_messages_rejected_total{reason=rate_limited}": 0,
+    });
+  });
+});
+
+describe("send rate limit", () => {
+  let backend: TestBackend;
+  let broker: BrokerProcess;
+  let admin: AdminClient;
+
+  beforeAll(async () => {
+    backend = await freshBackend();
+    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, SEND_RATE_LIMIT_PER_MIN: "5" });
+    admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await backend?.dispose();
+  });
+
+  test("SEND_RATE_LIMIT_PER_MIN=5: the 6th send in a minute is rate_limited, per member, socket open", async () => {
+    const { mesh: m, members } = await setupMesh(admin, { members: 3 });
+    const [a, b, c] = members as [SetupMember, SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const recipient = await connect(broker, m.id, b);
+    const other = await connect(broker, m.id, c);
+    // Keep the burst inside one clock minute, so the count of the minute before plays no part.
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 50_000) await Bun.sleep(60_000 - intoMinute + 100);
+
+    const before = await scrape(broker.url);
+    const replies = await sendMany(
+      sender,
+      Array.from({ length: 7 }, (_, i) => sendFrame(b.pubkey, { id: `rl-${i}` })),
+    );
+    expect(replies.map((r) => r.type)).toEqual(["ack", "ack", "ack", "ack", "ack", "error", "error"]);
+    expect(replies[5]).toMatchObject({ type: "error", code: "rate_limited", id: "rl-5" });
+    await expectAlive(sender);
+    // The limit is per member: another member still sends.
+    expect(await other.send(b.pubkey)).toMatchObject({ type: "ack", recipients: 1 });
+
+    await recipient.waitForPushes(6);
+    await Bun.sleep(QUIET_MS);
+    expect(recipient.pushes()).toHaveLength(6);
+    const after = await scrape(broker.url);
+    expect(deltas(before, after, ["broker_messages_rejected_total{reason=rate_limited}"])).toEqual({
+      "broker_messages_rejected_total{reason=rate_limited}": 2,
+    });
+  });
+});
