@@ -85,6 +85,21 @@ describe(`leases (LEASE_SECONDS=${LEASE_SECONDS})`, () => {
     expect(pushesOf(recipient, unacked!.messageId)).toHaveLength(settled);
     expect(sender.pushes()).toHaveLength(0);
   });
+
+  test("a recipient that never acks still gets a queue longer than the push window, as leases run out", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, mesh.id, a);
+    const recipient = await connect(broker, mesh.id, b);
+    // More than the 512 pushes a member may have outstanding; nothing is acked.
+    const acks = await sendMany(sender, Array.from({ length: 600 }, () => sendFrame(b.pubkey)));
+    const wanted = new Set(acks.map((ack) => str(ack.messageId)));
+    await waitUntil(
+      () => [...wanted].every((id) => pushesOf(recipient, id).length > 0),
+      (LEASE_SECONDS + 20) * 1000,
+      "all 600 messages pushed at least once",
+    );
+  });
 });
 
 describe("order, sharing and reconnects (LEASE_SECONDS=30)", () => {

@@ -34,6 +34,13 @@ export function pushFrame(d: ClaimedDelivery): PushFrame {
   };
 }
 
+/** Pushes of this presence still awaiting an ack; those whose lease ran out no longer count (they were requeued). */
+function outstanding(presence: LocalPresence): number {
+  const now = Date.now();
+  for (const [id, leaseEnd] of presence.inflight) if (leaseEnd <= now) presence.inflight.delete(id);
+  return presence.inflight.size;
+}
+
 export class DeliveryPump {
   private readonly dirty = new Set<string>();
   private running: Promise<void> | null = null;
@@ -79,7 +86,7 @@ export class DeliveryPump {
         for (const m of members) this.dirty.delete(m);
         const requests = members.flatMap((memberId): ClaimRequest[] => {
           const presences = this.sessions.ofMember(memberId).filter((p) => !p.closed);
-          const inflight = presences.reduce((n, p) => n + p.inflight.size, 0);
+          const inflight = presences.reduce((n, p) => n + outstanding(p), 0);
           const limit = WINDOW - inflight;
           if (presences.length === 0 || limit <= 0) return [];
           return [{ memberId, presenceIds: presences.map((p) => p.presenceId), limit }];
@@ -112,7 +119,7 @@ export class DeliveryPump {
         undeliverable.push({ messageId: d.messageId, presenceId: d.presenceId });
         continue;
       }
-      presence.inflight.add(d.messageId);
+      presence.inflight.set(d.messageId, Date.now() + this.leaseSeconds * 1000);
       presence.socket.send(JSON.stringify(pushFrame(d)));
     }
     if (undeliverable.length > 0) {

@@ -14,8 +14,8 @@ export interface LocalPresence {
   readonly displayName: string;
   readonly role: "member" | "observer";
   readonly socket: SocketLike;
-  /** Pushed and not yet acknowledged, by message id. */
-  readonly inflight: Set<string>;
+  /** Pushed and not yet acknowledged: message id → when its lease ends (ms). */
+  readonly inflight: Map<string, number>;
   closed: boolean;
 }
 

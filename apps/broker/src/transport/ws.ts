@@ -107,7 +107,7 @@ export function createWsHandler(deps: WsDeps) {
       displayName: p.displayName,
       role: p.role,
       socket: ws,
-      inflight: new Set(),
+      inflight: new Map(),
       closed: false,
     };
     if (p.replaced) deps.presence.closeLocal(p.replaced.id, CLOSE_CODES.replaced, "replaced");
