@@ -156,6 +156,10 @@ describe("hello", () => {
       { sessionId: "s".repeat(129) },
       { meshId: 42 },
       { pid: -1 },
+      // Text Postgres cannot store: refused at the edge, not failed in the database.
+      { sessionId: "a\u0000b" },
+      { cwd: "/tmp/\ud800" },
+      { displayName: "x\u0000" },
     ];
     for (const helloOverrides of bad) {
       const error = await expectRefused({ identity, meshId: mesh.id, helloOverrides }, "malformed");

@@ -248,6 +248,8 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
       { cwd, session_id },
       { cwd, session_id, status: "sleeping" },
       { cwd, session_id, status: "working", pid: "not a number" },
+      { cwd: `${cwd}\u0000`, status: "working" },
+      { cwd, session_id: "\ud800", status: "working" },
     ];
     for (const body of bodies) {
       const answer = await postHook(env.broker.url, { token, body });

@@ -1,17 +1,17 @@
 // Bodies of the admin API (/v1, bearer ADMIN_TOKEN).
 import { z } from "zod";
-import { PUBKEY, TAG } from "./frames.ts";
+import { PUBKEY, TAG, storable } from "./frames.ts";
 
 export const SLUG = /^[a-z0-9][a-z0-9-]{1,62}$/;
 
 export const createMeshBody = z.strictObject({
   slug: z.string().regex(SLUG, { error: "expected 2–63 of a-z, 0-9 and -, starting with a letter or digit" }),
-  name: z.string().min(1).max(200).optional(),
+  name: storable(z.string().min(1).max(200)).optional(),
 });
 
 export const addMemberBody = z.strictObject({
   pubkey: z.string().regex(PUBKEY, { error: "expected 64 lowercase hex characters" }),
-  displayName: z.string().min(1).max(128),
+  displayName: storable(z.string().min(1).max(128)),
   tags: z.array(z.string().regex(TAG, { error: "expected letters, digits, . _ : - (at most 64)" })).max(64).optional(),
   role: z.enum(["member", "observer"]).optional(),
 });

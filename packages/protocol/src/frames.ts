@@ -26,23 +26,23 @@ export const targetSpecSchema = z.union([
   z.string().regex(new RegExp(`^tag:${TAG.source.slice(1, -1)}$`), { error: "expected tag:name" }),
 ]);
 
+// Postgres text holds neither NUL nor unpaired surrogates (it stores UTF-8): such a
+// string would fail the whole group-committed batch, so it is refused at the edge.
+export const storable = (s: z.ZodString) =>
+  s.refine((v) => !v.includes("\u0000") && v.isWellFormed(), { error: "contains NUL or an unpaired surrogate" });
+
 export const helloFrame = z.object({
   type: z.literal("hello"),
   reqId,
-  meshId: z.string().min(1).max(128),
+  meshId: storable(z.string().min(1).max(128)),
   pubkey,
-  sessionId: z.string().min(1).max(128),
+  sessionId: storable(z.string().min(1).max(128)),
   pid: z.number().int().positive().max(2_147_483_647).optional(),
-  cwd: z.string().min(1).max(4096).optional(),
+  cwd: storable(z.string().min(1).max(4096)).optional(),
   timestamp: z.number().int().nonnegative(),
   signature: z.string().regex(SIGNATURE, { error: "expected 128 lowercase hex characters" }),
-  displayName: z.string().min(1).max(128).optional(),
+  displayName: storable(z.string().min(1).max(128)).optional(),
 });
-
-// Postgres text holds neither NUL nor unpaired surrogates (it stores UTF-8): such a
-// string would fail the whole group-committed batch, so it is refused at the edge.
-const storable = (s: z.ZodString) =>
-  s.refine((v) => !v.includes("\u0000") && v.isWellFormed(), { error: "contains NUL or an unpaired surrogate" });
 
 export const sendFrame = z.object({
   type: z.literal("send"),

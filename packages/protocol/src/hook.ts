@@ -1,6 +1,7 @@
 // The body of POST /hook/set-status: either an explicit status, or Claude
 // Code's own hook input piped unchanged (its other fields are ignored).
 import { z } from "zod";
+import { storable } from "./frames.ts";
 
 export const HOOK_EVENT_STATUS = {
   UserPromptSubmit: "working",
@@ -18,10 +19,10 @@ export const HOOK_PID_HEADER = "x-switchboard-pid";
 
 export const hookBody = z
   .looseObject({
-    cwd: z.string().min(1).max(4096),
+    cwd: storable(z.string().min(1).max(4096)),
     status: z.enum(["idle", "working"]).optional(),
     pid: z.number().int().positive().max(2_147_483_647).optional(),
-    session_id: z.string().min(1).max(128).optional(),
+    session_id: storable(z.string().min(1).max(128)).optional(),
     hook_event_name: z.string().max(64).optional(),
   })
   .refine((b) => b.status !== undefined || (b.hook_event_name !== undefined && b.hook_event_name in HOOK_EVENT_STATUS), {
