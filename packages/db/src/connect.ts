@@ -71,6 +71,7 @@ function connectPostgres(url: string, poolSize: number): Database {
     max: Math.max(2, Math.ceil(poolSize / 2)),
     connect_timeout: 5,
     idle_timeout: 30,
+    backoff: reconnectBackoff,
     onnotice: () => {},
     connection: { synchronous_commit: "off" },
   });

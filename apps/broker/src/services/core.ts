@@ -1,5 +1,6 @@
 // Builds the services of one instance on one database, in dependency order.
 import type { Database } from "@switchboard/db";
+import { CLOSE_CODES } from "@switchboard/protocol";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -27,7 +28,9 @@ export async function createCoreServices(db: Database, config: Config, log: Logg
   const pump = new DeliveryPump(db, sessions, log, config.LEASE_SECONDS);
   const status = new StatusService(db, wakeups, config.HOOK_FRESH_WINDOW_SECONDS * 1000, (member) => pump.wake([member]));
   const presence = new PresenceService(db, sessions, pump, wakeups, log, instanceId);
-  const instance = new InstanceService(db, wakeups, log, instanceId);
+  const instance = new InstanceService(db, wakeups, log, instanceId, () => {
+    for (const p of sessions.all()) p.socket.close(CLOSE_CODES.goingAway, "lease lost");
+  });
   const hello = new HelloService(db, status, wakeups, instanceId, config.MAX_CONNECTIONS_PER_MESH);
   const messaging = new Messaging(db, sessions, pump, wakeups, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,

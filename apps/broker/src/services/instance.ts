@@ -13,11 +13,16 @@ import { memberWake, type Wakeups } from "./wakeups.ts";
 export const INSTANCE_LEASE_SECONDS = 15;
 
 export class InstanceService {
+  private lastRenewedAt = Date.now();
+  private reapAfter = 0;
+
   constructor(
     private readonly db: Database,
     private readonly wakeups: Wakeups,
     private readonly log: Logger,
     readonly id: string,
+    /** The others reaped this instance: the presences of its sockets are gone. */
+    private readonly onLeaseLost: () => void = () => {},
   ) {}
 
   async register(): Promise<void> {
@@ -27,15 +32,30 @@ export class InstanceService {
       await this.db.rows(sql`UPDATE broker_instances SET stopped_at = now() WHERE stopped_at IS NULL`);
     }
     await registerInstance(this.db, this.id, hostname(), process.pid, INSTANCE_LEASE_SECONDS);
+    this.lastRenewedAt = Date.now();
     await this.reap();
   }
 
-  renew(): Promise<void> {
-    return renewInstance(this.db, this.id, INSTANCE_LEASE_SECONDS);
+  async renew(): Promise<void> {
+    const renewed = await renewInstance(this.db, this.id, INSTANCE_LEASE_SECONDS);
+    if (Date.now() - this.lastRenewedAt > INSTANCE_LEASE_SECONDS * 1000) {
+      // Cut off from the database (or frozen) past our own lease: after a
+      // database outage every instance was, so give the others one lease to
+      // renew before reaping them.
+      this.reapAfter = Date.now() + INSTANCE_LEASE_SECONDS * 1000;
+    }
+    this.lastRenewedAt = Date.now();
+    if (renewed) return;
+    // Reaped while alive: nothing routes to its sockets any more. Live again
+    // first, so the peers can come back here, then send them away to do so.
+    this.log.warn({ instanceId: this.id }, "instance lease lost; closing its sockets");
+    await registerInstance(this.db, this.id, hostname(), process.pid, INSTANCE_LEASE_SECONDS);
+    this.onLeaseLost();
   }
 
   /** Ends the presences of instances that are gone; returns the members that lost a presence. */
   async reap(): Promise<string[]> {
+    if (Date.now() < this.reapAfter) return [];
     return retryTransient(() =>
       this.db.transaction(async (tx) => {
         const expired = await takeExpiredInstances(tx);

@@ -3,16 +3,21 @@
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 
+/** Also makes a reaped instance live again, with a fresh lease. */
 export async function registerInstance(db: Executor, id: string, hostname: string, pid: number, leaseSeconds: number) {
   await db.rows(sql`
     INSERT INTO broker_instances (id, hostname, pid, lease_expires_at)
-    VALUES (${id}, ${hostname}, ${pid}, now() + make_interval(secs => ${leaseSeconds}))`);
+    VALUES (${id}, ${hostname}, ${pid}, now() + make_interval(secs => ${leaseSeconds}))
+    ON CONFLICT (id) DO UPDATE SET stopped_at = NULL, lease_expires_at = excluded.lease_expires_at`);
 }
 
-export async function renewInstance(db: Executor, id: string, leaseSeconds: number): Promise<void> {
-  await db.rows(sql`
+/** False when the lease had run out and another instance reaped this one. */
+export async function renewInstance(db: Executor, id: string, leaseSeconds: number): Promise<boolean> {
+  const rows = await db.rows(sql`
     UPDATE broker_instances SET lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
-    WHERE id = ${id} AND stopped_at IS NULL`);
+    WHERE id = ${id} AND stopped_at IS NULL
+    RETURNING id`);
+  return rows.length === 1;
 }
 
 export async function markInstanceStopped(db: Executor, id: string): Promise<void> {
