@@ -34,9 +34,10 @@ export class BenchPeer {
   ) {}
 
   static async connect(url: string, meshId: string, identity: BenchIdentity, hooks: PeerHooks): Promise<BenchPeer> {
+    // Signed before the socket exists, so its open event cannot fire unheard.
+    const hello = await signHello(identity.secretKey, { meshId, sessionId: crypto.randomUUID() });
     const ws = new WebSocket(url);
     const peer = new BenchPeer(ws, identity);
-    const hello = await signHello(identity.secretKey, { meshId, sessionId: crypto.randomUUID() });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("hello timed out")), 30_000);
       ws.onopen = () => ws.send(JSON.stringify({ type: "hello", ...hello }));

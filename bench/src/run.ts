@@ -62,7 +62,10 @@ async function runLoad(planPath: string, brokers: BrokerProcess[], onConnected: 
     }
   }
   const code = await proc.exited;
-  if (!result) throw new Error(`load generator exited ${code} without a result (brokers: ${brokers.map((b) => b.pid)})`);
+  if (!result) {
+    const tail = brokers.map((b) => b.stderrText().split("\n").slice(-40).join("\n")).join("\n---\n");
+    throw new Error(`load generator exited ${code} without a result; broker logs end with:\n${tail}`);
+  }
   return result;
 }
 

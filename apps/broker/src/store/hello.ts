@@ -34,7 +34,7 @@ export async function recordHelloSignature(tx: Executor, signature: string, keep
 
 /** Serialises hellos into one mesh, so the capacity count is exact across instances. */
 export async function lockMesh(tx: Executor, meshId: string): Promise<void> {
-  await tx.rows(sql`SELECT id FROM meshes WHERE id = ${meshId} FOR UPDATE`);
+  await tx.rows(sql`SELECT id FROM meshes WHERE id = ${meshId} FOR NO KEY UPDATE`);
 }
 
 export async function countLivePresences(tx: Executor, meshId: string): Promise<number> {
