@@ -1,27 +1,8 @@
 // Every metric named in the contract, registered at start so a scrape shows
 // them before the first event. Labelled series are created at zero for the
 // label values the broker knows of.
+import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema } from "@switchboard/protocol";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
-
-export const PRIORITIES = ["now", "next", "low"] as const;
-export const CONNECTION_REJECT_REASONS = [
-  "malformed",
-  "timestamp_skew",
-  "bad_signature",
-  "unauthorized",
-  "replayed",
-  "capacity",
-  "no_hello",
-  "hello_timeout",
-] as const;
-export const MESSAGE_REJECT_REASONS = [
-  "invalid",
-  "too_large",
-  "unknown_target",
-  "rate_limited",
-  "forbidden",
-  "expired",
-] as const;
 
 export function createMetrics() {
   const registry = new Registry();
@@ -82,9 +63,9 @@ export function createMetrics() {
       registers: [registry],
     }),
   };
-  for (const p of PRIORITIES) metrics.messagesRouted.labels(p).inc(0);
-  for (const r of CONNECTION_REJECT_REASONS) metrics.connectionsRejected.labels(r).inc(0);
-  for (const r of MESSAGE_REJECT_REASONS) metrics.messagesRejected.labels(r).inc(0);
+  for (const p of prioritySchema.options) metrics.messagesRouted.labels(p).inc(0);
+  for (const r of HELLO_ERROR_CODES) metrics.connectionsRejected.labels(r).inc(0);
+  for (const r of FRAME_ERROR_CODES) metrics.messagesRejected.labels(r).inc(0);
   return metrics;
 }
 

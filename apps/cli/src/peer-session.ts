@@ -1,7 +1,7 @@
 // What the peer commands do over the SDK. Loaded only by those commands, so
 // the admin and hook commands start without the SDK and its crypto.
 import { SwitchboardClient, SwitchboardError, type Message, type SendResult } from "@switchboard/client";
-import { targetSpecSchema } from "@switchboard/protocol";
+import { prioritySchema, targetSpecSchema } from "@switchboard/protocol";
 import { randomUUID } from "node:crypto";
 import { AdminApi } from "./admin-api.ts";
 import { operands, type Context } from "./command.ts";
@@ -11,7 +11,6 @@ import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, shortKey } from "./output.ts";
 
 const PUBKEY = /^[0-9a-f]{64}$/;
-const PRIORITIES = ["now", "next", "low"] as const;
 const STATUSES = ["idle", "working", "dnd"] as const;
 type Status = (typeof STATUSES)[number];
 
@@ -154,7 +153,7 @@ async function readStdin(): Promise<string> {
 export async function runSend(ctx: Context): Promise<void> {
   if (ctx.operands.length < 2) operands(ctx, ["target", "text"]);
   const [target = "", ...words] = ctx.operands;
-  const priority = ctx.args.oneOf("priority", PRIORITIES);
+  const priority = ctx.args.oneOf("priority", prioritySchema.options);
   const ttlSeconds = ctx.args.positiveInt("ttl");
   const id = ctx.args.string("id");
   if (target === "") throw new UsageError("<target> is empty");

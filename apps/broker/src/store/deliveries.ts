@@ -1,6 +1,6 @@
 // The delivery queue: claims with a lease, acknowledgements, lease expiry.
 import type { Executor } from "@switchboard/db";
-import type { Priority } from "@switchboard/protocol";
+import type { PushFrame } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
 import { isoTime, jsonParam } from "./sql-util.ts";
 
@@ -11,19 +11,10 @@ export interface ClaimRequest {
   limit: number;
 }
 
-export interface ClaimedDelivery {
+/** A push to write, with the presence it was leased to. */
+export interface ClaimedDelivery extends Omit<PushFrame, "type"> {
   presenceId: string;
   memberId: string;
-  messageId: string;
-  meshId: string;
-  senderPubkey: string;
-  targetSpec: string;
-  priority: Priority;
-  nonce: string;
-  ciphertext: string;
-  createdAt: string;
-  replyTo: string | null;
-  attempt: number;
   /** Queue position: RETURNING has no order, so pushes are sorted by it. */
   seq: number;
 }
