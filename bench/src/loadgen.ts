@@ -120,7 +120,7 @@ async function runRate(plan: RatePlan, tracker: Tracker, peers: BenchPeer[][]): 
   for (const [index, step] of plan.steps.entries()) {
     const start = performance.now();
     const first = k;
-    // Open loop: every 10 ms, send what the rate owes by now, whatever the answers.
+    // Open loop: every millisecond, send what the rate owes by now, whatever the answers.
     for (let elapsed = 0; elapsed < step.seconds * 1000; elapsed = performance.now() - start) {
       const owed = Math.floor((step.rate * elapsed) / 1000) - (k - first);
       for (let i = 0; i < owed; i++, k++) {
@@ -132,7 +132,7 @@ async function runRate(plan: RatePlan, tracker: Tracker, peers: BenchPeer[][]): 
         const stamp = members[s]!.send(target);
         tracker.sent.set(stamp.id, { t: stamp.t, step: index, expected: recipients });
       }
-      await Bun.sleep(10);
+      await Bun.sleep(1);
     }
     if (plan.stopAboveP99Ms === undefined) continue;
     await Bun.sleep(1500);

@@ -3,7 +3,7 @@
 // drizzle API; rows() evens out how the two drivers return result sets.
 import { PGlite } from "@electric-sql/pglite";
 import type { SQL } from "drizzle-orm";
-import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { PgDialect, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { existsSync } from "node:fs";
@@ -51,12 +51,34 @@ function executorOf(orm: Orm): Executor {
   return { rows: async <T>(query: SQL) => rowsOf<T>(await orm.execute(query)) };
 }
 
+const dialect = new PgDialect();
+
+// drizzle runs raw SQL unprepared, so Postgres would parse and plan the
+// broker's batch statements on every call; as named prepared statements
+// (cached per connection by postgres.js) they are planned once.
+function preparedExecutorOf(client: postgres.Sql | postgres.TransactionSql): Executor {
+  return {
+    async rows<T>(query: SQL): Promise<T[]> {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      return (await client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })) as unknown as T[];
+    },
+  };
+}
+
 // Seconds before reconnecting. postgres.js's default grows to 20 s, counting
 // the failures of every connection of the pool (health pings included), and the
 // listening connection shares it: after an outage of a few seconds wake-ups,
 // revocations and session replacements would be lost for up to 20 s more.
 // Capped at 1 s, so the listener is back about a second after the database.
 const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2);
+
+// The main pool (sends, hellos, admin) plans each prepared statement once per
+// connection: its batch inputs carry LIMIT n and its lookups are index probes,
+// so the plan fits whatever the table sizes. The relaxed pool (claims, acks)
+// plans every call: those join the growing deliveries table, and a generic
+// plan made while it was empty would keep scanning it whole.
+const GENERIC_PLANS = { plan_cache_mode: "force_generic_plan" } as const;
+const CUSTOM_PLANS = { plan_cache_mode: "force_custom_plan" } as const;
 
 function connectPostgres(url: string, poolSize: number): Database {
   const client = postgres(url, {
@@ -65,6 +87,7 @@ function connectPostgres(url: string, poolSize: number): Database {
     idle_timeout: 30,
     backoff: reconnectBackoff,
     onnotice: () => {},
+    connection: GENERIC_PLANS,
   });
   const orm = drizzlePostgres(client, { schema }) as unknown as Orm;
   const relaxedClient = postgres(url, {
@@ -73,15 +96,16 @@ function connectPostgres(url: string, poolSize: number): Database {
     idle_timeout: 30,
     backoff: reconnectBackoff,
     onnotice: () => {},
-    connection: { synchronous_commit: "off" },
+    connection: { ...CUSTOM_PLANS, synchronous_commit: "off" },
   });
-  const relaxedOrm = drizzlePostgres(relaxedClient, { schema }) as unknown as Orm;
+  // Installs drizzle's type parsers on the relaxed client too, so both return the same shapes.
+  drizzlePostgres(relaxedClient, { schema });
   return {
     kind: "postgres",
     orm,
-    relaxed: executorOf(relaxedOrm),
-    ...executorOf(orm),
-    transaction: (work) => orm.transaction((tx) => work(executorOf(tx as unknown as Orm))),
+    relaxed: preparedExecutorOf(relaxedClient),
+    ...preparedExecutorOf(client),
+    transaction: (work) => client.begin((tx) => work(preparedExecutorOf(tx))) as Promise<never>,
     async listen(channel, onNotify, onListen) {
       const sub = await client.listen(channel, (payload) => onNotify(payload), onListen);
       return () => sub.unlisten();

@@ -5,15 +5,12 @@ import type { Database, Executor } from "@switchboard/db";
 import type { ErrorFrame, SendAck, SendFrame } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { writeAudit, type AuditEntry } from "../store/audit.ts";
 import {
   existingChannels,
   findMessagesByClientId,
-  insertDeliveries,
-  insertMessages,
   livePresencesOfMembers,
   resolveRecipients,
-  type NewDelivery,
+  writeSends,
   type NewMessage,
 } from "../store/messages.ts";
 import { createBatcher, retryTransient } from "./batcher.ts";
@@ -40,6 +37,9 @@ type Outcome =
   | { ok: false; code: "unknown_target" | "internal"; message: string };
 
 type Reply = Omit<SendAck, "reqId"> | Omit<ErrorFrame, "reqId">;
+
+/** Sends with the same key are one message (null client ids never collide). */
+const keyOf = (m: NewMessage) => (m.clientId === null ? m.id : `${m.senderId} ${m.clientId}`);
 
 export class Messaging {
   private readonly limiter: RateLimiter;
@@ -147,45 +147,44 @@ export class Messaging {
 
   private async flush(items: SendItem[]): Promise<Outcome[]> {
     const messages = items.map((i) => i.message);
-    const outcomes = await retryTransient(() =>
-      this.db.transaction(async (tx) => {
-        const resolved = await this.resolve(tx, messages);
-        const valid = messages.filter((_, i) => Array.isArray(resolved[i]));
-        const inserted = await insertMessages(tx, valid);
-        const retried = valid.filter((m) => !inserted.has(m.id) && m.clientId !== null);
-        const existing = await findMessagesByClientId(
-          tx,
-          retried.map((m) => ({ senderId: m.senderId, clientId: m.clientId! })),
-        );
-        const deliveries: NewDelivery[] = [];
-        const audit: AuditEntry[] = [];
-        const result = messages.map((m, i): Outcome => {
-          const r = resolved[i]!;
-          if (!Array.isArray(r)) return r;
-          if (!inserted.has(m.id)) {
-            const first = existing.find((e) => e.senderId === m.senderId && e.clientId === m.clientId);
-            if (!first) throw new Error(`message ${m.id} was neither inserted nor found`);
-            return { ok: true, messageId: first.messageId, recipients: first.recipients, duplicate: true, recipientIds: [] };
-          }
-          for (const memberId of r) {
-            deliveries.push({ messageId: m.id, memberId, priority: m.priority, ttlSeconds: m.ttlSeconds });
-          }
-          audit.push({
-            event: "send" as const,
-            meshId: m.meshId,
-            memberId: m.senderId,
-            meta: { messageId: m.id, targetSpec: m.targetSpec, priority: m.priority, recipients: r.length },
-          });
-          return { ok: true, messageId: m.id, recipients: r.length, duplicate: false, recipientIds: r };
-        });
-        await insertDeliveries(tx, deliveries);
-        await writeAudit(tx, audit);
-        const woken = [...new Set(deliveries.map((d) => d.memberId))];
-        if (woken.length > 0) await this.wakeups.publish(tx, memberWake(woken, valid.map((m) => m.meshId)));
-        return result;
-      }),
+    const written = await retryTransient(() => writeSends(this.db, messages));
+    const inserted = new Map<string, NewMessage>();
+    for (const w of written) if (w.inserted) inserted.set(keyOf(messages[w.idx]!), messages[w.idx]!);
+    // A retry whose first copy another instance committed during this statement.
+    const unresolved = written.filter((w) => w.known && !w.inserted && !w.priorId && !inserted.has(keyOf(messages[w.idx]!)));
+    const late = await findMessagesByClientId(
+      this.db,
+      unresolved.map((w) => ({ senderId: messages[w.idx]!.senderId, clientId: messages[w.idx]!.clientId! })),
     );
-    this.pump.wake(outcomes.flatMap((o) => (o.ok ? o.recipientIds : [])));
+    const recipientsOf = new Map<string, string[]>();
+    const outcomes = written.map((w): Outcome => {
+      const m = messages[w.idx]!;
+      if (!w.known) {
+        const what = m.targetSpec.startsWith("#") ? `no channel ${m.targetSpec} in this mesh` : "no member with that pubkey in this mesh";
+        return { ok: false, code: "unknown_target", message: what };
+      }
+      const recipientIds = JSON.parse(w.recipients) as string[];
+      if (w.inserted) {
+        recipientsOf.set(m.id, recipientIds);
+        return { ok: true, messageId: m.id, recipients: recipientIds.length, duplicate: false, recipientIds };
+      }
+      if (w.priorId) return { ok: true, messageId: w.priorId, recipients: w.priorRecipients, duplicate: true, recipientIds: [] };
+      const sibling = inserted.get(keyOf(m));
+      if (sibling) {
+        return { ok: true, messageId: sibling.id, recipients: recipientIds.length, duplicate: true, recipientIds: [] };
+      }
+      const found = late.find((e) => e.senderId === m.senderId && e.clientId === m.clientId);
+      if (!found) throw new Error(`message ${m.id} was neither inserted nor found`);
+      return { ok: true, messageId: found.messageId, recipients: found.recipients, duplicate: true, recipientIds: [] };
+    });
+    const woken = [...new Set([...recipientsOf.values()].flat())];
+    this.pump.wake(woken);
+    if (woken.length > 0) {
+      // After the commit: other instances claim rows that are already there.
+      this.wakeups
+        .publish(this.db, memberWake(woken, messages.map((m) => m.meshId)))
+        .catch((error) => this.log.warn({ err: error }, "wake-up not published; the catch-up sweep will deliver"));
+    }
     return outcomes;
   }
 

@@ -19,6 +19,10 @@ export interface ClaimedDelivery extends Omit<PushFrame, "type"> {
   seq: number;
 }
 
+// The JSON inputs are capped with LIMIT n so the planner knows how few rows
+// they hold (it assumes 100 for a set-returning function) and probes indexes
+// instead of scanning whole tables to hash them.
+//
 // One statement for many recipients. Per member it picks one of the given
 // presences (an idle one first, as it may take every priority), takes the
 // oldest queued deliveries that presence's status lets through, skipping rows
@@ -33,13 +37,14 @@ export async function claimDeliveries(
     WITH want AS (
       SELECT * FROM jsonb_to_recordset(${jsonParam(requests)})
         AS w("memberId" uuid, "presenceIds" jsonb, "limit" int)
+      LIMIT ${requests.length}
     ),
     target AS (
       SELECT w."memberId" AS member_id, w."limit" AS lim, p.id AS presence_id, p.status
       FROM want w
       CROSS JOIN LATERAL (
         SELECT id, status FROM presences
-        WHERE id IN (SELECT jsonb_array_elements_text(w."presenceIds")::uuid)
+        WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text(w."presenceIds")::uuid))
           AND disconnected_at IS NULL
         ORDER BY (status = 'idle') DESC, random()
         LIMIT 1
@@ -56,17 +61,30 @@ export async function claimDeliveries(
         LIMIT t.lim
         FOR UPDATE SKIP LOCKED
       ) d
+    ),
+    leased AS (
+      UPDATE deliveries d
+      SET state = 'leased', lease_presence_id = picked.presence_id,
+          lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
+          attempt = d.attempt + 1, delivered_at = coalesce(d.delivered_at, now())
+      FROM picked
+      WHERE d.id = picked.id
+      RETURNING d.id, d.message_id, d.recipient_member_id, d.attempt, picked.presence_id
     )
-    UPDATE deliveries d
-    SET state = 'leased', lease_presence_id = picked.presence_id,
-        lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
-        attempt = d.attempt + 1, delivered_at = coalesce(d.delivered_at, now())
-    FROM picked, messages m, members s
-    WHERE d.id = picked.id AND m.id = d.message_id AND s.id = m.sender_member_id
-    RETURNING picked.presence_id AS "presenceId", d.recipient_member_id AS "memberId", m.id AS "messageId",
-              m.mesh_id AS "meshId", s.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
-              m.priority, m.nonce, m.ciphertext, ${isoTime("m.created_at")} AS "createdAt",
-              m.reply_to AS "replyTo", d.attempt, d.id::float8 AS seq`);
+    -- LIMIT 1 keeps each lookup a lateral index probe: joined plainly, a
+    -- generic plan may hash the whole messages table on every claim.
+    SELECT l.presence_id AS "presenceId", l.recipient_member_id AS "memberId", m.id AS "messageId",
+           m.mesh_id AS "meshId", m.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
+           m.priority, m.nonce, m.ciphertext, m.created_at AS "createdAt", m.reply_to AS "replyTo",
+           l.attempt, l.id::float8 AS seq
+    FROM leased l
+    CROSS JOIN LATERAL (
+      SELECT msg.id, msg.mesh_id, s.pubkey, msg.target_spec, msg.priority, msg.nonce, msg.ciphertext,
+             ${isoTime("msg.created_at")} AS created_at, msg.reply_to
+      FROM messages msg JOIN members s ON s.id = msg.sender_member_id
+      WHERE msg.id = l.message_id
+      LIMIT 1
+    ) m`);
 }
 
 export interface AckRequest {
@@ -76,17 +94,26 @@ export interface AckRequest {
 
 export async function ackDeliveries(db: Executor, acks: AckRequest[]): Promise<number> {
   if (acks.length === 0) return 0;
+  // Locked in one order (message id) so concurrent ack batches cannot deadlock;
+  // each lookup is an index probe on (message_id, recipient_member_id).
+  const ordered = [...acks].sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
   const rows = await db.rows<{ id: string }>(sql`
     UPDATE deliveries d
     SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
-    WHERE d.id IN (
-      SELECT d2.id FROM deliveries d2
-      JOIN jsonb_to_recordset(${jsonParam(acks)}) AS a("memberId" uuid, "messageId" uuid)
-        ON d2.recipient_member_id = a."memberId" AND d2.message_id = a."messageId"
-      WHERE d2.state <> 'acked'
-      ORDER BY d2.id
-      FOR UPDATE
-    )
+    FROM (
+      SELECT found.id
+      FROM (
+        SELECT * FROM jsonb_to_recordset(${jsonParam(ordered)}) AS a("memberId" uuid, "messageId" uuid)
+        LIMIT ${ordered.length}
+      ) a
+      CROSS JOIN LATERAL (
+        SELECT id FROM deliveries
+        WHERE message_id = a."messageId" AND recipient_member_id = a."memberId" AND state <> 'acked'
+        LIMIT 1
+        FOR UPDATE
+      ) found
+    ) hit
+    WHERE d.id = hit.id
     RETURNING d.id`);
   return rows.length;
 }

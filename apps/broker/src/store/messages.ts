@@ -14,7 +14,17 @@ export interface RecipientQuery {
 
 // pubkey → that member (the sender too, if it names itself); * → every other
 // member; #channel → the other members that joined it; tag:x → the other
-// members carrying x. Revoked members receive nothing.
+// members carrying x. Revoked members receive nothing. `q` is the send, `mb` a
+// member of its mesh.
+const IS_RECIPIENT = sql.raw(`CASE
+      WHEN q."targetSpec" = '*' THEN mb.id <> q."senderId"
+      WHEN q."targetSpec" LIKE 'tag:%' THEN mb.id <> q."senderId" AND substr(q."targetSpec", 5) = ANY (mb.tags)
+      WHEN q."targetSpec" LIKE '#%' THEN mb.id <> q."senderId" AND EXISTS (
+        SELECT 1 FROM channel_members c
+        WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec" AND c.member_id = mb.id)
+      ELSE mb.pubkey = q."targetSpec"
+    END`);
+
 export async function resolveRecipients(tx: Executor, queries: RecipientQuery[]): Promise<Map<number, string[]>> {
   const out = new Map<number, string[]>(queries.map((q) => [q.idx, []]));
   if (queries.length === 0) return out;
@@ -22,14 +32,7 @@ export async function resolveRecipients(tx: Executor, queries: RecipientQuery[])
     SELECT q.idx, mb.id AS "memberId"
     FROM jsonb_to_recordset(${jsonParam(queries)}) AS q(idx int, "meshId" uuid, "senderId" uuid, "targetSpec" text)
     JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL
-    WHERE CASE
-      WHEN q."targetSpec" = '*' THEN mb.id <> q."senderId"
-      WHEN q."targetSpec" LIKE 'tag:%' THEN mb.id <> q."senderId" AND substr(q."targetSpec", 5) = ANY (mb.tags)
-      WHEN q."targetSpec" LIKE '#%' THEN mb.id <> q."senderId" AND EXISTS (
-        SELECT 1 FROM channel_members c
-        WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec" AND c.member_id = mb.id)
-      ELSE mb.pubkey = q."targetSpec"
-    END
+    WHERE ${IS_RECIPIENT}
     ORDER BY q.idx, mb.id`);
   for (const row of rows) out.get(row.idx)?.push(row.memberId);
   return out;
@@ -59,21 +62,83 @@ export interface NewMessage {
   ttlSeconds: number;
 }
 
-/** Inserts in order; returns the ids actually inserted (a retried client id inserts nothing). */
-export async function insertMessages(tx: Executor, messages: NewMessage[]): Promise<Set<string>> {
-  if (messages.length === 0) return new Set();
-  const rows = await tx.rows<{ id: string }>(sql`
-    INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext,
-                          reply_to, expires_at)
-    SELECT m.id, m."meshId", m."senderId", m."clientId", m."targetSpec", m.priority, m.nonce, m.ciphertext,
-           m."replyTo", now() + make_interval(secs => m."ttlSeconds")
-    FROM jsonb_to_recordset(${jsonParam(messages.map((m, ord) => ({ ...m, ord })))})
-      AS m(id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text, priority text,
-           nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int, ord int)
-    ORDER BY m.ord
-    ON CONFLICT (sender_member_id, client_id) DO NOTHING
-    RETURNING id`);
-  return new Set(rows.map((r) => r.id));
+export interface WrittenSend {
+  idx: number;
+  /** False for a direct pubkey outside the mesh or a channel nobody joined: nothing was written. */
+  known: boolean;
+  inserted: boolean;
+  /** For a retried client id: the message stored by an earlier statement. */
+  priorId: string | null;
+  priorRecipients: number;
+  /** JSON array of the recipients' member ids. */
+  recipients: string;
+}
+
+// The whole of a batch of sends in one statement, so one commit (and one
+// round trip) makes every message, delivery and audit row durable together.
+// Data-modifying CTEs run to completion whether or not the final SELECT reads
+// them. A retried client id inserts nothing (ON CONFLICT) and reports the
+// message an earlier statement stored; a repeat within this very batch sees
+// no prior row (one snapshot) and is matched to its sibling by the caller.
+export async function writeSends(db: Executor, messages: NewMessage[]): Promise<WrittenSend[]> {
+  if (messages.length === 0) return [];
+  return db.rows<WrittenSend>(sql`
+    WITH q AS (
+      SELECT * FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ ...m, idx })))})
+        AS q(idx int, id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text,
+             priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int)
+      LIMIT ${messages.length}
+    ),
+    recipients AS (
+      SELECT q.idx, mb.id AS member_id
+      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL
+      WHERE ${IS_RECIPIENT}
+    ),
+    checked AS (
+      SELECT q.*, CASE
+        WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN EXISTS (SELECT 1 FROM recipients r WHERE r.idx = q.idx)
+        WHEN q."targetSpec" LIKE '#%' THEN EXISTS (
+          SELECT 1 FROM channel_members c WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec")
+        ELSE true
+      END AS known
+      FROM q
+    ),
+    inserted AS (
+      INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext,
+                            reply_to, expires_at)
+      SELECT id, "meshId", "senderId", "clientId", "targetSpec", priority, nonce, ciphertext, "replyTo",
+             now() + make_interval(secs => "ttlSeconds")
+      FROM checked WHERE known
+      ORDER BY idx
+      ON CONFLICT (sender_member_id, client_id) DO NOTHING
+      RETURNING id
+    ),
+    delivered AS (
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
+      SELECT c.id, r.member_id, c.priority, now() + make_interval(secs => c."ttlSeconds")
+      FROM checked c JOIN inserted i ON i.id = c.id JOIN recipients r ON r.idx = c.idx
+      ORDER BY c.idx, r.member_id
+    ),
+    audited AS (
+      INSERT INTO audit_log (event, mesh_id, member_id, meta)
+      SELECT 'send', c."meshId", c."senderId",
+             jsonb_build_object('messageId', c.id, 'targetSpec', c."targetSpec", 'priority', c.priority,
+                                'recipients', (SELECT count(*) FROM recipients r WHERE r.idx = c.idx))
+      FROM checked c JOIN inserted i ON i.id = c.id
+    )
+    SELECT c.idx, c.known, i.id IS NOT NULL AS inserted, prior.id AS "priorId",
+           coalesce((SELECT count(*) FROM deliveries d WHERE d.message_id = prior.id), 0)::int AS "priorRecipients",
+           coalesce((SELECT json_agg(r.member_id) FROM recipients r WHERE r.idx = c.idx), '[]')::text AS recipients
+    FROM checked c
+    LEFT JOIN inserted i ON i.id = c.id
+    -- A lateral probe of the (sender, client id) index: a plain join could
+    -- hash the whole messages table under a generic plan.
+    LEFT JOIN LATERAL (
+      SELECT m.id FROM messages m
+      WHERE i.id IS NULL AND c.known AND m.sender_member_id = c."senderId" AND m.client_id = c."clientId"
+      LIMIT 1
+    ) prior ON true
+    ORDER BY c.idx`);
 }
 
 export interface ExistingMessage {
@@ -94,24 +159,6 @@ export async function findMessagesByClientId(
     FROM messages m
     JOIN jsonb_to_recordset(${jsonParam(keys)}) AS k("senderId" uuid, "clientId" text)
       ON m.sender_member_id = k."senderId" AND m.client_id = k."clientId"`);
-}
-
-export interface NewDelivery {
-  messageId: string;
-  memberId: string;
-  priority: Priority;
-  ttlSeconds: number;
-}
-
-/** Rows are numbered in the given order: that order is the recipients' FIFO. */
-export async function insertDeliveries(tx: Executor, deliveries: NewDelivery[]): Promise<void> {
-  if (deliveries.length === 0) return;
-  await tx.rows(sql`
-    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
-    SELECT d."messageId", d."memberId", d.priority, now() + make_interval(secs => d."ttlSeconds")
-    FROM jsonb_to_recordset(${jsonParam(deliveries.map((d, ord) => ({ ...d, ord })))})
-      AS d("messageId" uuid, "memberId" uuid, priority text, "ttlSeconds" int, ord int)
-    ORDER BY d.ord`);
 }
 
 export interface LivePresenceRow {
