@@ -69,9 +69,15 @@ async function runLoad(planPath: string, brokers: BrokerProcess[], onConnected: 
   return result;
 }
 
+/** Table sizes once the broker has handled the load generator's last acks and closes (at most 30 s). */
 async function rowsLeft(databaseUrl: string): Promise<Record<string, number>> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
+    for (const until = Date.now() + 30_000; Date.now() < until; await Bun.sleep(200)) {
+      const [live] = await sql<Array<{ n: number }>>`
+        SELECT count(*)::int AS n FROM presences WHERE disconnected_at IS NULL`;
+      if (live?.n === 0) break;
+    }
     const [row] = await sql<Array<Record<string, number>>>`
       SELECT (SELECT count(*)::int FROM messages) AS messages,
              (SELECT count(*)::int FROM deliveries) AS deliveries,
