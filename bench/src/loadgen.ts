@@ -78,7 +78,10 @@ class Tracker implements PeerHooks {
 }
 
 async function connectAll(plan: Plan, tracker: Tracker, concurrency: number): Promise<BenchPeer[][]> {
-  const jobs = plan.meshes.flatMap((mesh, m) => mesh.members.map((identity, i) => ({ mesh, m, identity, i })));
+  // Peers of different meshes arrive interleaved, as independent agents would.
+  const jobs = plan.meshes
+    .flatMap((mesh, m) => mesh.members.map((identity, i) => ({ mesh, m, identity, i })))
+    .sort((a, b) => a.i - b.i || a.m - b.m);
   const peers: BenchPeer[][] = plan.meshes.map(() => []);
   let next = 0;
   const worker = async () => {

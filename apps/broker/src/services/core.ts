@@ -31,7 +31,7 @@ export async function createCoreServices(db: Database, config: Config, log: Logg
   const instance = new InstanceService(db, wakeups, log, instanceId, () => {
     for (const p of sessions.all()) p.socket.close(CLOSE_CODES.goingAway, "lease lost");
   });
-  const hello = new HelloService(db, status, wakeups, instanceId, config.MAX_CONNECTIONS_PER_MESH);
+  const hello = new HelloService(db, wakeups, instanceId, config.MAX_CONNECTIONS_PER_MESH);
   const messaging = new Messaging(db, sessions, pump, wakeups, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,

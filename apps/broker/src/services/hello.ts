@@ -1,13 +1,11 @@
 // Admitting a peer: signature, clock window, membership, replay guard,
 // session replacement and mesh capacity, all decided in one transaction.
-import type { Database } from "@switchboard/db";
+import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
-import { writeAudit } from "../store/audit.ts";
-import { countLivePresences, findHelloMember, lockMesh, recordHelloSignature } from "../store/hello.ts";
+import { findHelloMember, lockMesh, recordHelloSignature } from "../store/hello.ts";
 import { takePendingSignal } from "../store/pending-hooks.ts";
-import { disconnectPresences, endSession, insertPresence, type PresenceRef } from "../store/presences.ts";
+import { disconnectPresences, endSession, insertPresenceWithinCap, type PresenceRef } from "../store/presences.ts";
 import { retryTransient } from "./batcher.ts";
-import type { StatusService } from "./status.ts";
 import type { Wakeups } from "./wakeups.ts";
 
 const CLOCK_WINDOW_MS = 60_000;
@@ -39,7 +37,6 @@ class Refusal extends Error {
 export class HelloService {
   constructor(
     private readonly db: Database,
-    private readonly status: StatusService,
     private readonly wakeups: Wakeups,
     private readonly instanceId: string,
     private readonly maxConnectionsPerMesh: number,
@@ -62,12 +59,23 @@ export class HelloService {
     }
   }
 
-  private async admitIn(tx: Parameters<Parameters<Database["transaction"]>[0]>[0], hello: HelloFrame) {
+  // Everything that needs no lock comes first; the mesh's row lock is held
+  // only for the replacement, the capped insert and the commit.
+  private async admitIn(tx: Executor, hello: HelloFrame): Promise<AdmittedPresence> {
     const member = await findHelloMember(tx, hello.meshId, hello.pubkey);
     if (!member || member.revoked) throw new Refusal("unauthorized", "not a member of that mesh");
     if (!(await recordHelloSignature(tx, hello.signature, REPLAY_GUARD_SECONDS))) {
       throw new Refusal("replayed", "this hello was already used");
     }
+    const signalled = await takePendingSignal(tx, {
+      memberId: member.memberId,
+      sessionId: hello.sessionId,
+      pid: hello.pid ?? null,
+      cwd: hello.cwd ?? null,
+    });
+    const presenceId = crypto.randomUUID();
+    const displayName = hello.displayName ?? member.displayName;
+
     await lockMesh(tx, member.meshId);
     const replaced = await endSession(tx, member.memberId, hello.sessionId);
     if (replaced) {
@@ -76,42 +84,30 @@ export class HelloService {
         await this.wakeups.publish(tx, { close: [{ presenceId: replaced.id, code: 4000, reason: "replaced" }] });
       }
     }
-    if ((await countLivePresences(tx, member.meshId)) >= this.maxConnectionsPerMesh) {
-      throw new Refusal("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
-    }
-    const displayName = hello.displayName ?? member.displayName;
-    const presenceId = await insertPresence(tx, {
-      meshId: member.meshId,
-      memberId: member.memberId,
-      instanceId: this.instanceId,
-      sessionId: hello.sessionId,
-      pid: hello.pid ?? null,
-      cwd: hello.cwd ?? null,
-      displayName,
-    });
-    let status: AdmittedPresence["status"] = "idle";
-    const pending = await takePendingSignal(tx, {
-      memberId: member.memberId,
-      sessionId: hello.sessionId,
-      pid: hello.pid ?? null,
-      cwd: hello.cwd ?? null,
-    });
-    if (pending) status = (await this.status.applyIn(tx, presenceId, { status: pending, source: "hook" }))?.status ?? status;
-    await writeAudit(tx, [
+    const admitted = await insertPresenceWithinCap(
+      tx,
       {
-        event: "connect",
+        id: presenceId,
         meshId: member.meshId,
         memberId: member.memberId,
-        meta: { presenceId, sessionId: hello.sessionId, instanceId: this.instanceId, replaced: replaced?.id ?? null },
+        instanceId: this.instanceId,
+        sessionId: hello.sessionId,
+        pid: hello.pid ?? null,
+        cwd: hello.cwd ?? null,
+        displayName,
+        signalled,
       },
-    ]);
+      this.maxConnectionsPerMesh,
+      { presenceId, sessionId: hello.sessionId, instanceId: this.instanceId, replaced: replaced?.id ?? null },
+    );
+    if (!admitted) throw new Refusal("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
     return {
       presenceId,
       memberId: member.memberId,
       meshId: member.meshId,
       displayName,
       role: member.role,
-      status,
+      status: signalled ?? "idle",
       replaced,
     };
   }

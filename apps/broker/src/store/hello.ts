@@ -36,9 +36,3 @@ export async function recordHelloSignature(tx: Executor, signature: string, keep
 export async function lockMesh(tx: Executor, meshId: string): Promise<void> {
   await tx.rows(sql`SELECT id FROM meshes WHERE id = ${meshId} FOR NO KEY UPDATE`);
 }
-
-export async function countLivePresences(tx: Executor, meshId: string): Promise<number> {
-  const rows = await tx.rows<{ n: number }>(sql`
-    SELECT count(*)::int AS n FROM presences WHERE mesh_id = ${meshId} AND disconnected_at IS NULL`);
-  return rows[0]?.n ?? 0;
-}

@@ -37,16 +37,38 @@ export async function endSession(tx: Executor, memberId: string, sessionId: stri
   return rows[0] ?? null;
 }
 
-// A new presence starts idle with a status timestamp at the epoch: a default,
-// not a signal, so any source may set the first real status.
-export async function insertPresence(tx: Executor, p: NewPresence): Promise<string> {
-  const rows = await tx.rows<{ id: string }>(sql`
-    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, pid, cwd, display_name,
-                           status, status_source, status_updated_at)
-    VALUES (${p.meshId}, ${p.memberId}, ${p.instanceId}, ${p.sessionId}, ${p.pid}, ${p.cwd}, ${p.displayName},
-            'idle', 'manual', to_timestamp(0))
+export interface AdmittedRow extends NewPresence {
+  id: string;
+  /** A pending hook signal found for it, else null: it starts idle. */
+  signalled: "idle" | "working" | null;
+}
+
+// Inserts the presence only while the mesh is under its cap, and writes its
+// audit row, in one statement. The caller holds the mesh's row lock, so the
+// count is exact; false means the mesh is full. Without a signal the status
+// is a default, not a signal: its timestamp is the epoch, so the first real
+// status from any source applies.
+export async function insertPresenceWithinCap(
+  tx: Executor,
+  p: AdmittedRow,
+  maxLive: number,
+  auditMeta: Record<string, string | null>,
+): Promise<boolean> {
+  const rows = await tx.rows(sql`
+    WITH inserted AS (
+      INSERT INTO presences (id, mesh_id, member_id, instance_id, session_id, pid, cwd, display_name,
+                             status, status_source, status_updated_at)
+      SELECT ${p.id}::uuid, ${p.meshId}::uuid, ${p.memberId}::uuid, ${p.instanceId}, ${p.sessionId}, ${p.pid}::int,
+             ${p.cwd}, ${p.displayName}, coalesce(${p.signalled}, 'idle'),
+             CASE WHEN ${p.signalled}::text IS NULL THEN 'manual' ELSE 'hook' END,
+             CASE WHEN ${p.signalled}::text IS NULL THEN to_timestamp(0) ELSE now() END
+      WHERE (SELECT count(*) FROM presences WHERE mesh_id = ${p.meshId}::uuid AND disconnected_at IS NULL) < ${maxLive}
+      RETURNING id, mesh_id, member_id
+    )
+    INSERT INTO audit_log (event, mesh_id, member_id, meta)
+    SELECT 'connect', mesh_id, member_id, ${jsonParam(auditMeta)} FROM inserted
     RETURNING id`);
-  return rows[0]!.id;
+  return rows.length === 1;
 }
 
 /** Marks presences gone and puts what was leased to them back in the queue; returns their members. */
