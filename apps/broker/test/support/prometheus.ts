@@ -17,10 +17,12 @@ const SAMPLE = new RegExp(`^(${NAME})(\\{(.*)\\})? (\\S+)( -?\\d+)?$`);
 const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/y;
 const SUFFIXES = ["_bucket", "_sum", "_count", "_total", "_created", "_info"];
 
+// Prometheus reads values with Go's ParseFloat, which takes Inf and NaN in
+// any letter case (prom-client writes a NaN gauge as "Nan").
 function parseValue(raw: string): number {
-  if (raw === "+Inf") return Infinity;
-  if (raw === "-Inf") return -Infinity;
-  if (raw === "NaN") return NaN;
+  if (/^\+?inf$/i.test(raw)) return Infinity;
+  if (/^-inf$/i.test(raw)) return -Infinity;
+  if (/^nan$/i.test(raw)) return NaN;
   const value = Number(raw);
   if (Number.isNaN(value)) throw new Error(`bad sample value ${raw}`);
   return value;
