@@ -39,7 +39,7 @@ export async function createCoreServices(db: Database, config: Config, log: Logg
   });
   const hooks = new HookService(db, status, metrics, log, config.HOOK_RATE_LIMIT_PER_MIN);
   const mesh = new MeshService(db);
-  const sweepers = new Sweepers(db, pump, wakeups, instance, metrics, log, {
+  const sweepers = new Sweepers(db, pump, wakeups, instance, presence, metrics, log, {
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     deliveredRetentionSeconds: DELIVERED_RETENTION_SECONDS,
     catchUpIntervalMs: CATCH_UP_INTERVAL_MS,

@@ -4,7 +4,7 @@ import type { Database } from "@switchboard/db";
 import { CLOSE_CODES } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import { writeAudit } from "../store/audit.ts";
-import { disconnectPresences } from "../store/presences.ts";
+import { disconnectPresences, endedPresences } from "../store/presences.ts";
 import { retryTransient } from "./batcher.ts";
 import type { DeliveryPump } from "./delivery.ts";
 import type { LocalPresence, SessionRegistry } from "./sessions.ts";
@@ -51,6 +51,14 @@ export class PresenceService {
       await this.wakeups.publish(this.db, { revoked: [memberId] });
     } catch (error) {
       this.log.warn({ err: error, memberId }, "could not tell other instances of a revocation");
+    }
+  }
+
+  /** The catch-up for closes whose wake-up was missed (the listener was reconnecting). */
+  async closeEnded(): Promise<void> {
+    const ended = await endedPresences(this.db, this.sessions.all().map((p) => p.presenceId));
+    for (const e of ended) {
+      this.closeLocal(e.presenceId, e.reason === "revoked" ? CLOSE_CODES.revoked : CLOSE_CODES.replaced, e.reason);
     }
   }
 

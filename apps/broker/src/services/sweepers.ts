@@ -16,6 +16,7 @@ import {
 } from "../store/sweeps.ts";
 import type { DeliveryPump } from "./delivery.ts";
 import type { InstanceService } from "./instance.ts";
+import type { PresenceService } from "./presence.ts";
 import { memberWake, type Wakeups } from "./wakeups.ts";
 
 const DAY = 86_400;
@@ -38,6 +39,7 @@ export class Sweepers {
     private readonly pump: DeliveryPump,
     private readonly wakeups: Wakeups,
     private readonly instance: InstanceService,
+    private readonly presence: PresenceService,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly options: SweeperOptions,
@@ -47,6 +49,7 @@ export class Sweepers {
     this.every("leases-and-status", 1000, () => this.leasesAndStatus());
     this.every("catch-up", this.options.catchUpIntervalMs, async () => {
       this.pump.wake(await membersWithQueuedWork(this.db, this.instance.id));
+      await this.presence.closeEnded();
     });
     this.every("instances", 5000, async () => {
       await this.instance.renew();

@@ -153,3 +153,26 @@ export async function findPresenceForHook(db: Executor, memberId: string, match:
     LIMIT 1`);
   return rows[0]?.id ?? null;
 }
+
+export interface EndedPresence {
+  presenceId: string;
+  reason: "replaced" | "revoked";
+}
+
+/**
+ * Of these live sockets' presences, those whose member was revoked or whose
+ * session another presence took over: their close may have travelled by a
+ * wake-up that was missed. A presence ended without a successor (its instance
+ * was reaped) is not listed; the instance's lease check handles that.
+ */
+export async function endedPresences(db: Executor, presenceIds: string[]): Promise<EndedPresence[]> {
+  if (presenceIds.length === 0) return [];
+  return db.rows<EndedPresence>(sql`
+    SELECT p.id AS "presenceId", CASE WHEN m.revoked_at IS NOT NULL THEN 'revoked' ELSE 'replaced' END AS reason
+    FROM presences p JOIN members m ON m.id = p.member_id
+    WHERE p.id = ANY (ARRAY(SELECT jsonb_array_elements_text(${jsonParam(presenceIds)})::uuid))
+      AND (m.revoked_at IS NOT NULL OR EXISTS (
+        SELECT 1 FROM presences q
+        WHERE q.member_id = p.member_id AND q.session_id = p.session_id
+          AND q.disconnected_at IS NULL AND q.id <> p.id))`);
+}
