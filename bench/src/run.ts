@@ -1,7 +1,16 @@
 // `bun run bench <scenario> [--smoke]`: starts a throwaway Postgres (fsync
 // on), the broker(s) on it and the load generator in a process of its own;
 // prints the result and writes it as JSON to bench/out/.
-import { AdminClient, postgresBackend, spawnBroker, startPostgresCluster, type BrokerProcess } from "@switchboard/testkit";
+import {
+  AdminClient,
+  embeddedBackend,
+  postgresBackend,
+  spawnBroker,
+  startPostgresCluster,
+  type BrokerProcess,
+  type PostgresCluster,
+  type TestBackend,
+} from "@switchboard/testkit";
 import { generateKeypair } from "@switchboard/protocol";
 import { mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
@@ -95,10 +104,11 @@ async function rowsLeft(databaseUrl: string): Promise<Record<string, number>> {
 export async function runScenario(name: string, size: "full" | "smoke"): Promise<BenchReport> {
   const scenario = scenarios(size)[name];
   if (!scenario) throw new Error(`unknown scenario ${name}; one of: ${Object.keys(scenarios(size)).join(", ")}`);
-  const cluster = await startPostgresCluster({ fsync: true });
+  const cluster: PostgresCluster | null = scenario.embedded ? null : await startPostgresCluster({ fsync: true });
   const brokers: BrokerProcess[] = [];
+  let backend: TestBackend | undefined;
   try {
-    const backend = await postgresBackend(cluster.url());
+    backend = cluster ? await postgresBackend(cluster.url()) : embeddedBackend();
     for (let i = 0; i < scenario.instances; i++) {
       brokers.push(await spawnBroker({ ...backend.env, ...BROKER_ENV, ...scenario.brokerEnv }));
     }
@@ -114,7 +124,8 @@ export async function runScenario(name: string, size: "full" | "smoke"): Promise
       connected = brokers.map((b) => sampleProcess(b.pid));
     });
     const after = brokers.map((b) => sampleProcess(b.pid));
-    const rows = await rowsLeft(backend.databaseUrl!);
+    // The embedded database is locked by its broker; its rows are not counted.
+    const rows = backend.databaseUrl ? await rowsLeft(backend.databaseUrl) : {};
     const peers = load.connect?.peers ?? 0;
     const report: BenchReport = {
       scenario: name,
@@ -138,11 +149,11 @@ export async function runScenario(name: string, size: "full" | "smoke"): Promise
       const grown = connected.reduce((n, s, i) => n + s.rssBytes - before[i]!.rssBytes, 0);
       report.rssPerConnectionBytes = Math.round(grown / peers);
     }
-    await backend.dispose().catch(() => {});
     return report;
   } finally {
     for (const b of brokers) await b.stop();
-    await cluster.destroy();
+    await backend?.dispose().catch(() => {});
+    await cluster?.destroy();
   }
 }
 

@@ -6,6 +6,8 @@ export interface Scenario {
   name: string;
   description: string;
   instances: number;
+  /** On the embedded default (PGlite in a temporary DATA_DIR) instead of a Postgres server. */
+  embedded?: boolean;
   /** Meshes × members per mesh of peers. */
   meshes: number;
   membersPerMesh: number;
@@ -30,6 +32,12 @@ export function scenarios(size: Size): Record<string, Scenario> {
   });
   return {
     latency: latency(1),
+    "embedded-latency": {
+      ...latency(1),
+      name: "embedded-latency",
+      description: `latency on the embedded default: ${smoke ? 10 : 100} peers, ${smoke ? 100 : 1000} msg/s for ${smoke ? 2 : 30} s`,
+      embedded: true,
+    },
     "cross-instance": latency(3),
     throughput: {
       name: "throughput",

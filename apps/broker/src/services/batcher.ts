@@ -27,6 +27,10 @@ export function createBatcher<I, O>(flush: (items: I[]) => Promise<O[]>, maxBatc
       } catch (error) {
         for (const p of batch) p.reject(error);
       }
+      // Let the event loop write the replies out before the next flush: an
+      // embedded database answers without real I/O, and a chain of flushes
+      // would otherwise hold every reply until the queue ran dry.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     running = null;
   };

@@ -104,6 +104,8 @@ export class DeliveryPump {
         const taken = new Map<string, number>();
         for (const d of claimed) taken.set(d.memberId, (taken.get(d.memberId) ?? 0) + 1);
         for (const r of requests) if ((taken.get(r.memberId) ?? 0) >= r.limit) this.dirty.add(r.memberId);
+        // Let the pushes go out before the next claim (see the batcher).
+        await new Promise((resolve) => setImmediate(resolve));
       }
     } finally {
       this.running = null;
