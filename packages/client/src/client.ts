@@ -100,12 +100,14 @@ export class SwitchboardClient {
     if (opts.replyTo !== undefined) frame.replyTo = opts.replyTo;
     if (opts.ephemeral !== undefined) frame.ephemeral = opts.ephemeral;
     const ack = await this.call("send", frame, "ack");
-    if (typeof ack.messageId !== "string") throw new SwitchboardError("protocol", "a send ack without messageId");
+    if (!("messageId" in ack) || ack.messageId === null) {
+      throw new SwitchboardError("protocol", "a send ack without messageId");
+    }
     return {
       id,
       messageId: ack.messageId,
-      queued: ack.queued ?? true,
-      recipients: ack.recipients ?? 0,
+      queued: ack.queued,
+      recipients: ack.recipients,
       duplicate: ack.duplicate === true,
     };
   }

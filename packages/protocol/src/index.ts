@@ -1,4 +1,5 @@
 export * from "./admin.ts";
 export * from "./frames.ts";
 export * from "./hook.ts";
+export * from "./server-frames.ts";
 export * from "./signing.ts";

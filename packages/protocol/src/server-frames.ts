@@ -1,0 +1,108 @@
+// Every frame the broker sends. The broker builds them with these types; the
+// SDK validates what it receives with these schemas.
+import { z } from "zod";
+import {
+  FRAME_ERROR_CODES,
+  HELLO_ERROR_CODES,
+  prioritySchema,
+  statusSchema,
+  statusSourceSchema,
+} from "./frames.ts";
+
+const reqId = z.string().optional();
+
+export const helloAckFrame = z.object({
+  type: z.literal("hello_ack"),
+  reqId,
+  presenceId: z.string(),
+  memberId: z.string(),
+  meshId: z.string(),
+  displayName: z.string(),
+  status: statusSchema,
+  serverTime: z.number(),
+});
+
+export const sendAckFrame = z.object({
+  type: z.literal("ack"),
+  reqId,
+  /** The send's id, or null when it carried none. */
+  id: z.string().nullable(),
+  messageId: z.string().nullable(),
+  queued: z.boolean(),
+  recipients: z.number().int(),
+  duplicate: z.literal(true).optional(),
+});
+
+export const channelAckFrame = z.object({
+  type: z.literal("ack"),
+  reqId,
+  channel: z.string(),
+  joined: z.boolean(),
+});
+
+export const pushFrame = z.object({
+  type: z.literal("push"),
+  messageId: z.string().min(1),
+  meshId: z.string(),
+  senderPubkey: z.string(),
+  targetSpec: z.string(),
+  priority: prioritySchema,
+  nonce: z.string(),
+  ciphertext: z.string(),
+  createdAt: z.string(),
+  replyTo: z.string().nullable(),
+  attempt: z.number().int(),
+});
+
+export const statusReplyFrame = z.object({
+  type: z.literal("status"),
+  reqId,
+  status: statusSchema,
+  statusSource: statusSourceSchema,
+});
+
+export const peerPresence = z.object({
+  sessionId: z.string(),
+  status: statusSchema,
+  statusSource: statusSourceSchema,
+  connectedAt: z.string(),
+});
+
+export const peersReplyFrame = z.object({
+  type: z.literal("peers"),
+  reqId,
+  peers: z.array(z.object({ pubkey: z.string(), displayName: z.string(), presences: z.array(peerPresence) })),
+});
+
+export const pongFrame = z.object({ type: z.literal("pong"), reqId, serverTime: z.number() });
+
+export const errorFrame = z.object({
+  type: z.literal("error"),
+  reqId,
+  code: z.enum([...HELLO_ERROR_CODES, ...FRAME_ERROR_CODES]),
+  message: z.string(),
+  /** The send's id, on errors answering a send that carried one. */
+  id: z.string().optional(),
+});
+
+export const serverFrame = z.union([
+  helloAckFrame,
+  sendAckFrame,
+  channelAckFrame,
+  pushFrame,
+  statusReplyFrame,
+  peersReplyFrame,
+  pongFrame,
+  errorFrame,
+]);
+
+export type HelloAck = z.infer<typeof helloAckFrame>;
+export type SendAck = z.infer<typeof sendAckFrame>;
+export type ChannelAck = z.infer<typeof channelAckFrame>;
+export type PushFrame = z.infer<typeof pushFrame>;
+export type StatusReply = z.infer<typeof statusReplyFrame>;
+export type PeerPresence = z.infer<typeof peerPresence>;
+export type PeersReply = z.infer<typeof peersReplyFrame>;
+export type Pong = z.infer<typeof pongFrame>;
+export type ErrorFrame = z.infer<typeof errorFrame>;
+export type ServerFrame = z.infer<typeof serverFrame>;
