@@ -351,6 +351,12 @@ describe("hook rate limit and metrics (HOOK_RATE_LIMIT_PER_MIN=3)", () => {
     expect((await metric(env, "broker_hook_requests_total")) - totalBefore).toBe(8);
     expect((await metric(env, "broker_hook_requests_rate_limited_total")) - limitedBefore).toBe(2);
   });
+
+  test("a wrong token is a 401 however often it is tried, never a 429", async () => {
+    const { cwd } = await memberWithToken(env);
+    const body = { cwd, pid: 902, status: "working" };
+    for (let i = 0; i < 5; i++) expectHookError(await postHook(env.broker.url, { token: "sbh_not-a-token", body }), 401);
+  });
 });
 
 const pgBin = findPgBin();

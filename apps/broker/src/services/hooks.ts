@@ -32,12 +32,13 @@ export class HookService {
   async handle(token: string, body: HookBody, headerPid: number | undefined): Promise<HookResult> {
     const tokenHash = hashToken(token);
     const pid = body.pid ?? headerPid;
+    // The token first: a wrong one is a 401 however often it is tried.
+    const member = await findMemberByTokenHash(this.db, tokenHash);
+    if (!member) return { httpStatus: 401, body: { ok: false, error: "unauthorized" } };
     if (!this.limiter.allow(`${tokenHash} ${pid ?? "-"} ${body.cwd}`)) {
       this.metrics.hookRateLimited.inc();
       return { httpStatus: 429, body: { ok: false, error: "rate_limited" } };
     }
-    const member = await findMemberByTokenHash(this.db, tokenHash);
-    if (!member) return { httpStatus: 401, body: { ok: false, error: "unauthorized" } };
 
     const status = hookStatus(body);
     const match = { sessionId: body.session_id, pid, cwd: body.cwd };
