@@ -105,12 +105,6 @@ CREATE TABLE "presences" (
 	"disconnected_at" timestamp with time zone
 );
 --> statement-breakpoint
-CREATE TABLE "rate_limits" (
-	"key" text PRIMARY KEY NOT NULL,
-	"window_start" bigint NOT NULL,
-	"count" integer NOT NULL
-);
---> statement-breakpoint
 CREATE TABLE "tokens" (
 	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
 	"member_id" uuid NOT NULL,
@@ -138,7 +132,6 @@ CREATE UNIQUE INDEX "deliveries_message_recipient_key" ON "deliveries" USING btr
 CREATE INDEX "deliveries_queued_idx" ON "deliveries" USING btree ("recipient_member_id","id") WHERE state = 'queued';--> statement-breakpoint
 CREATE INDEX "deliveries_leased_idx" ON "deliveries" USING btree ("lease_expires_at") WHERE state = 'leased';--> statement-breakpoint
 CREATE INDEX "deliveries_lease_presence_idx" ON "deliveries" USING btree ("lease_presence_id") WHERE state = 'leased';--> statement-breakpoint
-CREATE INDEX "deliveries_acked_idx" ON "deliveries" USING btree ("acked_at") WHERE state = 'acked';--> statement-breakpoint
 CREATE INDEX "hello_replays_expires_idx" ON "hello_replays" USING btree ("expires_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "members_mesh_pubkey_key" ON "members" USING btree ("mesh_id","pubkey");--> statement-breakpoint
 CREATE INDEX "members_tags_idx" ON "members" USING gin ("tags");--> statement-breakpoint

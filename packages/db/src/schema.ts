@@ -3,7 +3,6 @@
 // against these names.
 import { sql } from "drizzle-orm";
 import {
-  bigint,
   bigserial,
   index,
   integer,
@@ -160,7 +159,6 @@ export const deliveries = pgTable(
     index("deliveries_lease_presence_idx")
       .on(t.leasePresenceId)
       .where(sql`state = 'leased'`),
-    index("deliveries_acked_idx").on(t.ackedAt).where(sql`state = 'acked'`),
   ],
 );
 
@@ -207,12 +205,6 @@ export const helloReplays = pgTable(
   },
   (t) => [index("hello_replays_expires_idx").on(t.expiresAt)],
 );
-
-export const rateLimits = pgTable("rate_limits", {
-  key: text("key").primaryKey(),
-  windowStart: bigint("window_start", { mode: "number" }).notNull(),
-  count: integer("count").notNull(),
-});
 
 export const auditLog = pgTable(
   "audit_log",
