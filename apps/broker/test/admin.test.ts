@@ -13,13 +13,12 @@ import {
   type TestBackend,
   type TestIdentity,
 } from "@switchboard/testkit";
+import { ISO, UUID } from "./support/messaging.ts";
 import { sql } from "drizzle-orm";
 import { createHash, randomBytes } from "node:crypto";
 import { findMemberByTokenHash } from "../src/store/admin.ts";
 
 const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 let backend: TestBackend;
 let broker: BrokerProcess;

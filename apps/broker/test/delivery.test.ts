@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import {
   AdminClient,
   freshBackend,
+  PeerPool,
   setupMesh,
   spawnBroker,
   TestPeer,
@@ -19,21 +20,11 @@ import { firstArrivals, sendFrame, sendMany, str, waitUntil } from "./support/me
 const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const LEASE_SECONDS = 2;
 
-const peers: TestPeer[] = [];
-afterEach(async () => {
-  await Promise.all(peers.splice(0).map((p) => p.close()));
-});
+const pool = new PeerPool();
+afterEach(() => pool.closeAll());
 
-async function connect(
-  broker: BrokerProcess,
-  meshId: string,
-  member: SetupMember,
-  options: Partial<ConnectOptions> = {},
-): Promise<TestPeer> {
-  const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, ...options });
-  peers.push(peer);
-  return peer;
-}
+const connect = (broker: BrokerProcess, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
+  pool.connect(broker.wsUrl, member, meshId, options);
 
 const pushesOf = (peer: TestPeer, messageId: unknown): Frame[] => peer.pushes().filter((p) => p.messageId === messageId);
 
@@ -272,7 +263,7 @@ describe("crash safety", () => {
   const brokers: BrokerProcess[] = [];
 
   afterEach(async () => {
-    await Promise.all(peers.splice(0).map((p) => p.close()));
+    await pool.closeAll();
     for (const b of brokers.splice(0)) await b.stop();
     await backend?.dispose();
     backend = undefined;
@@ -307,7 +298,7 @@ describe("crash safety", () => {
       first.kill(signal);
       const code = await first.exited;
       if (signal === "SIGTERM") expect(code).toBe(0);
-      await Promise.all(peers.splice(0).map((p) => p.closed));
+      await Promise.all(pool.peers.splice(0).map((p) => p.closed));
 
       const second = await start(backend.env);
       const receivers = await Promise.all(recipients.map((r) => connect(second, mesh.id, r, { autoAck: true })));

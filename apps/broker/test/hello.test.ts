@@ -5,6 +5,7 @@ import {
   AdminClient,
   buildHello,
   freshBackend,
+  PeerPool,
   newIdentity,
   PeerError,
   setupMesh,
@@ -17,16 +18,16 @@ import {
   type SetupMember,
   type TestBackend,
 } from "@switchboard/testkit";
+import { UUID } from "./support/messaging.ts";
 import { parsePrometheusText } from "./support/prometheus.ts";
 
 const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const MAX_MESSAGE_BYTES = 4096;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 let backend: TestBackend;
 let broker: BrokerProcess;
 let admin: AdminClient;
-const peers: TestPeer[] = [];
+const pool = new PeerPool();
 
 beforeAll(async () => {
   backend = await freshBackend();
@@ -39,17 +40,14 @@ beforeAll(async () => {
   admin = new AdminClient(broker.url, ADMIN_TOKEN);
 });
 afterAll(async () => {
-  await Promise.all(peers.map((p) => p.close()));
+  await pool.closeAll();
   await broker?.stop();
   await backend?.dispose();
 });
 
 /** A connected peer, closed after the file's tests. */
-async function connect(member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}): Promise<TestPeer> {
-  const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, ...options });
-  peers.push(peer);
-  return peer;
-}
+const connect = (member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}) =>
+  pool.connect(broker.wsUrl, member, meshId, options);
 
 /** Resolves with the close of the socket, or rejects after ms. */
 async function closedWithin(peer: TestPeer, ms = 5_000): Promise<CloseInfo> {
@@ -86,7 +84,7 @@ async function expectRefused(options: ConnectOptions, code: string): Promise<Pee
 /** A connection without hello: sends text first, then expects error `code` and close 1008 `code`. */
 async function expectRawRefused(member: SetupMember, meshId: string, text: string, code: string): Promise<Frame> {
   const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, hello: false });
-  peers.push(peer);
+  pool.peers.push(peer);
   peer.sendRaw(text);
   const error = await peer.nextFrame("error");
   expect(error.code).toBe(code);
@@ -251,7 +249,7 @@ describe("hello", () => {
   test("no hello within 10 s is refused as hello_timeout", async () => {
     const { mesh, members } = await setupMesh(admin, { members: 1 });
     const peer = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id, hello: false });
-    peers.push(peer);
+    pool.peers.push(peer);
     const close = await closedWithin(peer, 20_000);
     expect(close).toEqual({ code: 1008, reason: "hello_timeout" });
     expect(peer.frames).toEqual([{ type: "error", code: "hello_timeout", message: expect.any(String) }]);
@@ -265,7 +263,7 @@ describe("hello", () => {
         TestPeer.connect(broker.wsUrl, { identity: members[i % members.length]!.identity, meshId: mesh.id, hello: false }),
       ),
     );
-    peers.push(...sockets);
+    pool.peers.push(...sockets);
     const hellos = await Promise.all(
       sockets.map((s, i) => buildHello({ identity: members[i % members.length]!.identity, meshId: mesh.id, sessionId: `cap-${i}` })),
     );
@@ -347,7 +345,7 @@ describe("hello", () => {
 
     // Before the hello too.
     const raw = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id, hello: false });
-    peers.push(raw);
+    pool.peers.push(raw);
     raw.sendRaw("y".repeat(MAX_MESSAGE_BYTES * 2));
     expect((await closedWithin(raw)).code).toBe(1009);
   });
@@ -356,7 +354,7 @@ describe("hello", () => {
     const { mesh, members } = await setupMesh(admin, { members: 2 });
     const receiver = await connect(members[1]!, mesh.id);
     const sender = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id, hello: false });
-    peers.push(sender);
+    pool.peers.push(sender);
     const hello = await buildHello({ identity: members[0]!.identity, meshId: mesh.id });
     // Both frames written without awaiting anything between them.
     sender.sendRaw(JSON.stringify(hello));

@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import {
   AdminClient,
   freshBackend,
+  PeerPool,
   newIdentity,
   setupMesh,
   spawnBroker,
@@ -25,21 +26,11 @@ const MAX_MESSAGE_BYTES = 4096;
 // Long enough for a push to arrive if the broker were going to send it.
 const QUIET_MS = 500;
 
-const peers: TestPeer[] = [];
-afterEach(async () => {
-  await Promise.all(peers.splice(0).map((p) => p.close()));
-});
+const pool = new PeerPool();
+afterEach(() => pool.closeAll());
 
-async function connect(
-  broker: BrokerProcess,
-  meshId: string,
-  member: SetupMember,
-  options: Partial<ConnectOptions> = {},
-): Promise<TestPeer> {
-  const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, ...options });
-  peers.push(peer);
-  return peer;
-}
+const connect = (broker: BrokerProcess, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
+  pool.connect(broker.wsUrl, member, meshId, options);
 
 /** A ping round trip: the socket is still open and the broker still answers it. */
 async function expectAlive(peer: TestPeer): Promise<void> {

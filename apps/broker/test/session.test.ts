@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   AdminClient,
   freshBackend,
+  PeerPool,
   setupMesh,
   spawnBroker,
   TestPeer,
@@ -14,16 +15,16 @@ import {
   type SetupMember,
   type TestBackend,
 } from "@switchboard/testkit";
+import { ISO } from "./support/messaging.ts";
 
 const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 // Long enough to see a frame that was going to arrive; the broker answers in milliseconds.
 const QUIET_MS = 500;
 
 let backend: TestBackend;
 let broker: BrokerProcess;
 let admin: AdminClient;
-const peers: TestPeer[] = [];
+const pool = new PeerPool();
 
 beforeAll(async () => {
   backend = await freshBackend();
@@ -31,16 +32,14 @@ beforeAll(async () => {
   admin = new AdminClient(broker.url, ADMIN_TOKEN);
 });
 afterAll(async () => {
-  await Promise.all(peers.map((p) => p.close()));
+  await pool.closeAll();
   await broker?.stop();
   await backend?.dispose();
 });
 
-async function connect(member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}): Promise<TestPeer> {
-  const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, ...options });
-  peers.push(peer);
-  return peer;
-}
+/** A connected peer, closed after the file's tests. */
+const connect = (member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}) =>
+  pool.connect(broker.wsUrl, member, meshId, options);
 
 /** One connected peer per member of a new mesh. */
 async function meshOf(names: string[]): Promise<{ meshId: string; members: SetupMember[]; peers: TestPeer[] }> {
@@ -293,7 +292,7 @@ describe("session frames", () => {
     const raws = await Promise.all(
       Array.from({ length: 20 }, () => TestPeer.connect(broker.wsUrl, { identity: members[1]!.identity, meshId: mesh.id, hello: false })),
     );
-    peers.push(...raws);
+    pool.peers.push(...raws);
     raws.forEach((r, i) => r.sendRaw(garbage[i % garbage.length]!));
     await Promise.all(raws.map((r) => r.closed));
 

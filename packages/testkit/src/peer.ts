@@ -353,3 +353,23 @@ export class TestPeer {
     });
   }
 }
+
+/** The peers a test file connects, closed together when it is done. */
+export class PeerPool {
+  readonly peers: TestPeer[] = [];
+
+  async connect(
+    wsUrl: string,
+    member: { identity: TestIdentity },
+    meshId: string,
+    options: Partial<ConnectOptions> = {},
+  ): Promise<TestPeer> {
+    const peer = await TestPeer.connect(wsUrl, { identity: member.identity, meshId, ...options });
+    this.peers.push(peer);
+    return peer;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.peers.splice(0).map((p) => p.close()));
+  }
+}
