@@ -10,7 +10,7 @@ import { sql } from "drizzle-orm";
 import { retryTransient } from "./batcher.ts";
 import { memberWake, type Wakeups } from "./wakeups.ts";
 
-export const INSTANCE_LEASE_SECONDS = 15;
+const INSTANCE_LEASE_SECONDS = 15;
 
 export class InstanceService {
   private lastRenewedAt = Date.now();

@@ -16,6 +16,7 @@ import {
 import { createBatcher, retryTransient } from "./batcher.ts";
 import { pushFrame, type DeliveryPump } from "./delivery.ts";
 import { RateLimiter } from "./rate-limit.ts";
+import { receives } from "./status-rules.ts";
 import type { LocalPresence, SessionRegistry } from "./sessions.ts";
 import { memberWake, type Wakeups } from "./wakeups.ts";
 
@@ -197,7 +198,7 @@ export class Messaging {
     const chosen = new Map<string, string>();
     for (const p of live) {
       const local = this.sessions.get(p.presenceId);
-      if (!local || local.closed || (p.status !== "idle" && m.priority !== "now")) continue;
+      if (!local || local.closed || !receives(p.status, m.priority)) continue;
       if (!chosen.has(p.memberId)) chosen.set(p.memberId, p.presenceId);
     }
     const createdAt = new Date().toISOString();
