@@ -2,7 +2,11 @@
 // them before the first event. Labelled series are created at zero for the
 // label values the broker knows of.
 import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema } from "@switchboard/protocol";
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+// Seconds, from well under a millisecond (a group commit on a quiet server)
+// to the lease (a push that waited for a recipient to become idle).
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export function createMetrics() {
   const registry = new Registry();
@@ -55,6 +59,18 @@ export function createMetrics() {
     hookRateLimited: new Counter({
       name: "broker_hook_requests_rate_limited_total",
       help: "Requests to /hook/set-status refused with 429",
+      registers: [registry],
+    }),
+    sendCommitSeconds: new Histogram({
+      name: "broker_send_commit_seconds",
+      help: "From a durable send's arrival to the commit of its message and deliveries (what the sender waits for its ack)",
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    pushLatencySeconds: new Histogram({
+      name: "broker_push_latency_seconds",
+      help: "From a message's commit to its push being written to a recipient's socket",
+      buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
     dbHealthy: new Gauge({
