@@ -49,7 +49,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
   const build = { version: VERSION, gitSha: resolveGitSha(config.GIT_SHA), instanceId, startedAt: Date.now() };
   const core = await createCoreServices(db, config, log, metrics, instanceId);
-  const ws = createWsHandler({ ...core, log, metrics, maxMessageBytes: config.MAX_MESSAGE_BYTES, instanceId });
+  const ws = createWsHandler({ ...core, log, metrics, maxMessageBytes: config.MAX_MESSAGE_BYTES, helloTimeoutMs: config.HELLO_TIMEOUT_MS, instanceId });
 
   const server = Bun.serve<SocketData>({
     port: config.BROKER_PORT,

@@ -40,6 +40,15 @@ export const configSchema = z.object({
     .regex(/^[0-9a-f]{4,40}$/i, { error: "expected a hex commit id" })
     .optional(),
   DB_POOL_SIZE: int(1, 100, 10),
+  // Timing of the broker's own machinery. The defaults are the production
+  // values; tests shorten them instead of sleeping them out.
+  HELLO_TIMEOUT_MS: int(100, 600_000, 10_000),
+  PENDING_HOOK_SECONDS: positive(10),
+  INSTANCE_LEASE_SECONDS: int(2, 3600, 15),
+  CATCH_UP_INTERVAL_MS: int(50, 600_000, 2000),
+  SWEEP_INTERVAL_MS: int(50, 600_000, 1000),
+  HOUSEKEEPING_INTERVAL_MS: int(100, 3_600_000, 10_000),
+  DELIVERED_RETENTION_SECONDS: positive(3600),
 });
 
 export type Config = z.infer<typeof configSchema>;

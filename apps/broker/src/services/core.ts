@@ -16,10 +16,6 @@ import { StatusService } from "./status.ts";
 import { Sweepers } from "./sweepers.ts";
 import { Wakeups } from "./wakeups.ts";
 
-/** How long a fully acknowledged message is kept, so a late retry of its send stays idempotent. */
-const DELIVERED_RETENTION_SECONDS = 3600;
-const CATCH_UP_INTERVAL_MS = 2000;
-
 export type CoreServices = Awaited<ReturnType<typeof createCoreServices>>;
 
 export async function createCoreServices(db: Database, config: Config, log: Logger, metrics: Metrics, instanceId: string) {
@@ -28,7 +24,7 @@ export async function createCoreServices(db: Database, config: Config, log: Logg
   const pump = new DeliveryPump(db, sessions, log, config.LEASE_SECONDS);
   const status = new StatusService(db, wakeups, config.HOOK_FRESH_WINDOW_SECONDS * 1000, (member) => pump.wake([member]));
   const presence = new PresenceService(db, sessions, pump, wakeups, log, instanceId);
-  const instance = new InstanceService(db, wakeups, log, instanceId, () => {
+  const instance = new InstanceService(db, wakeups, log, instanceId, config.INSTANCE_LEASE_SECONDS, () => {
     for (const p of sessions.all()) p.socket.close(CLOSE_CODES.goingAway, "lease lost");
   });
   const hello = new HelloService(db, wakeups, instanceId, config.MAX_CONNECTIONS_PER_MESH);
@@ -37,12 +33,15 @@ export async function createCoreServices(db: Database, config: Config, log: Logg
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
   });
-  const hooks = new HookService(db, status, metrics, log, config.HOOK_RATE_LIMIT_PER_MIN);
+  const hooks = new HookService(db, status, metrics, log, config.HOOK_RATE_LIMIT_PER_MIN, config.PENDING_HOOK_SECONDS);
   const mesh = new MeshService(db);
   const sweepers = new Sweepers(db, pump, wakeups, instance, presence, metrics, log, {
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
-    deliveredRetentionSeconds: DELIVERED_RETENTION_SECONDS,
-    catchUpIntervalMs: CATCH_UP_INTERVAL_MS,
+    deliveredRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
+    catchUpIntervalMs: config.CATCH_UP_INTERVAL_MS,
+    sweepIntervalMs: config.SWEEP_INTERVAL_MS,
+    instanceRenewIntervalMs: Math.floor((config.INSTANCE_LEASE_SECONDS * 1000) / 3),
+    housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
     onHousekeeping: () => {
       hooks.prune();
       messaging.prune();

@@ -12,8 +12,6 @@ import { RateLimiter } from "./rate-limit.ts";
 import type { StatusService } from "./status.ts";
 import { hashToken } from "./tokens.ts";
 
-const PENDING_SECONDS = 10;
-
 export type HookResult = { httpStatus: 200 | 401 | 429; body: HookReply };
 
 export class HookService {
@@ -25,6 +23,8 @@ export class HookService {
     private readonly metrics: Metrics,
     private readonly log: Logger,
     rateLimitPerMin: number,
+    /** How long a signal that found no presence waits for one to connect. */
+    private readonly pendingSeconds: number,
   ) {
     this.limiter = new RateLimiter(rateLimitPerMin);
   }
@@ -56,7 +56,7 @@ export class HookService {
     await keepPendingSignal(
       this.db,
       { memberId: member.memberId, sessionId: body.session_id ?? null, pid: pid ?? null, cwd: body.cwd, status },
-      PENDING_SECONDS,
+      this.pendingSeconds,
     );
     this.log.info({ cwd: body.cwd, pid, status, pending: true }, "hook");
     return { httpStatus: 200, body: { ok: true, pending: true } };

@@ -10,8 +10,6 @@ import { sql } from "drizzle-orm";
 import { retryTransient } from "./batcher.ts";
 import { memberWake, type Wakeups } from "./wakeups.ts";
 
-const INSTANCE_LEASE_SECONDS = 15;
-
 export class InstanceService {
   private lastRenewedAt = Date.now();
   private reapAfter = 0;
@@ -21,6 +19,7 @@ export class InstanceService {
     private readonly wakeups: Wakeups,
     private readonly log: Logger,
     readonly id: string,
+    private readonly leaseSeconds: number,
     /** The others reaped this instance: the presences of its sockets are gone. */
     private readonly onLeaseLost: () => void = () => {},
   ) {}
@@ -31,25 +30,25 @@ export class InstanceService {
       // was left by a previous run that did not stop cleanly.
       await this.db.rows(sql`UPDATE broker_instances SET stopped_at = now() WHERE stopped_at IS NULL`);
     }
-    await registerInstance(this.db, this.id, hostname(), process.pid, INSTANCE_LEASE_SECONDS);
+    await registerInstance(this.db, this.id, hostname(), process.pid, this.leaseSeconds);
     this.lastRenewedAt = Date.now();
     await this.reap();
   }
 
   async renew(): Promise<void> {
-    const renewed = await renewInstance(this.db, this.id, INSTANCE_LEASE_SECONDS);
-    if (Date.now() - this.lastRenewedAt > INSTANCE_LEASE_SECONDS * 1000) {
+    const renewed = await renewInstance(this.db, this.id, this.leaseSeconds);
+    if (Date.now() - this.lastRenewedAt > this.leaseSeconds * 1000) {
       // Cut off from the database (or frozen) past our own lease: after a
       // database outage every instance was, so give the others one lease to
       // renew before reaping them.
-      this.reapAfter = Date.now() + INSTANCE_LEASE_SECONDS * 1000;
+      this.reapAfter = Date.now() + this.leaseSeconds * 1000;
     }
     this.lastRenewedAt = Date.now();
     if (renewed) return;
     // Reaped while alive: nothing routes to its sockets any more. Live again
     // first, so the peers can come back here, then send them away to do so.
     this.log.warn({ instanceId: this.id }, "instance lease lost; closing its sockets");
-    await registerInstance(this.db, this.id, hostname(), process.pid, INSTANCE_LEASE_SECONDS);
+    await registerInstance(this.db, this.id, hostname(), process.pid, this.leaseSeconds);
     this.onLeaseLost();
   }
 

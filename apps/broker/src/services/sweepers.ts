@@ -27,6 +27,10 @@ export interface SweeperOptions {
   deliveredRetentionSeconds: number;
   /** The longest a missed wake-up can delay a delivery. */
   catchUpIntervalMs: number;
+  /** Lease expiry and the status TTL. */
+  sweepIntervalMs: number;
+  instanceRenewIntervalMs: number;
+  housekeepingIntervalMs: number;
   onHousekeeping?: () => void;
 }
 
@@ -46,16 +50,16 @@ export class Sweepers {
   ) {}
 
   start(): void {
-    this.every("leases-and-status", 1000, () => this.leasesAndStatus());
+    this.every("leases-and-status", this.options.sweepIntervalMs, () => this.leasesAndStatus());
     this.every("catch-up", this.options.catchUpIntervalMs, async () => {
       this.pump.wake(await membersWithQueuedWork(this.db, this.instance.id));
       await this.presence.closeEnded();
     });
-    this.every("instances", 5000, async () => {
+    this.every("instances", this.options.instanceRenewIntervalMs, async () => {
       await this.instance.renew();
       this.pump.wake(await this.instance.reap());
     });
-    this.every("housekeeping", 10_000, () => this.housekeeping());
+    this.every("housekeeping", this.options.housekeepingIntervalMs, () => this.housekeeping());
   }
 
   stop(): void {

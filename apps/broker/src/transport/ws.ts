@@ -21,8 +21,6 @@ import type { PresenceService } from "../services/presence.ts";
 import type { LocalPresence, SessionRegistry } from "../services/sessions.ts";
 import type { StatusService } from "../services/status.ts";
 
-const HELLO_TIMEOUT_MS = 10_000;
-
 export interface SocketData {
   connectionId: string;
   chain: Promise<void>;
@@ -39,6 +37,7 @@ export interface WsDeps {
   log: Logger;
   metrics: Metrics;
   maxMessageBytes: number;
+  helloTimeoutMs: number;
   instanceId: string;
   sessions: SessionRegistry;
   hello: HelloService;
@@ -202,8 +201,8 @@ export function createWsHandler(deps: WsDeps) {
     open(ws) {
       open.add(ws);
       ws.data.helloTimer = setTimeout(() => {
-        if (!ws.data.presence && !ws.data.closed) refuse(ws, "hello_timeout", "no hello within 10 s");
-      }, HELLO_TIMEOUT_MS);
+        if (!ws.data.presence && !ws.data.closed) refuse(ws, "hello_timeout", `no hello within ${deps.helloTimeoutMs} ms`);
+      }, deps.helloTimeoutMs);
     },
     message(ws, raw) {
       ws.data.chain = ws.data.chain
