@@ -5,7 +5,7 @@ import type { EndReason } from "../services/local-presences.ts";
 
 /** Every error code a refusal can carry, and the HTTP status it is answered with. */
 export const HTTP_STATUS = {
-  // Frame and body errors (PROTOCOL.md §1, §3, §5).
+  // Frame and body errors (docs/protocol.md).
   invalid: 400,
   too_large: 413,
   unknown_target: 404,

@@ -1,4 +1,4 @@
-// The status rules of PROTOCOL.md §2, in one place. Pure decisions live
+// The status rules ("Status and priority" in docs/protocol.md), in one place. Pure decisions live
 // here; the ones the database applies in bulk are named here and point to
 // their SQL:
 // - which priorities a status may receive: RECEIVABLE (store/queue/eligibility.ts),

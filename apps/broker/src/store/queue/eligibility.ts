@@ -1,4 +1,5 @@
-// Which messages a presence may receive now, by its status (PROTOCOL.md §2):
+// Which messages a presence may receive now, by its status (docs/protocol.md,
+// "Status and priority"):
 // one table, and the SQL the claim and the ephemeral fan-out filter with is
 // generated from it, so the two cannot drift apart.
 import type { Priority, Status } from "@switchboard/protocol";

@@ -1,5 +1,5 @@
 // POST /hook/set-status: Claude Code hook scripts pipe their input here.
-// Errors keep the contract's shape {"ok":false,"error":<code>} (PROTOCOL.md §3).
+// Errors keep the contract's shape {"ok":false,"error":<code>} (docs/protocol.md).
 import { HOOK_PID_HEADER, hookBody, type HookReply } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";

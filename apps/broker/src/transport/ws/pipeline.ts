@@ -1,6 +1,6 @@
-// Frames of one connection are handled strictly in arrival order (PROTOCOL.md
-// §1): each step is chained behind the previous one, so a send right behind a
-// hello waits for it. Durable sends and acks may overlap: they enter their
+// Frames of one connection are handled strictly in arrival order (the
+// protocol promises it): each step is chained behind the previous one, so a
+// send right behind a hello waits for it. Durable sends and acks may overlap: they enter their
 // group commit in order without waiting for the previous commit, so the next
 // frame can join the same batch. Any other frame waits for them first, so its
 // effects still come after theirs.
