@@ -19,6 +19,7 @@ import { InstanceLease } from "./services/instance-lease.ts";
 import { LocalPresences } from "./services/local-presences.ts";
 import { PeerDirectory } from "./services/peers.ts";
 import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
+import { QueuedWork } from "./services/queued-work.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
@@ -86,14 +87,19 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
 
   const presences = new LocalPresences();
   const bus = new InstanceBus(db, log);
+  const queuedWork = new QueuedWork();
   const pump = new DeliveryPump(db, presences, metrics, log, { leaseSeconds: timing.leaseSeconds, clock });
-  const lifecycle = new PresenceLifecycle(db, presences, pump, bus, log, instanceId);
-  const status = new StatusService(db, bus, timing, (member) => pump.schedule([member]));
+  queuedWork.subscribe({
+    members: (ids) => pump.schedule(ids),
+    meshes: (ids) => pump.schedule(ids.flatMap((meshId) => presences.membersOfMesh(meshId))),
+  });
+  const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId);
+  const status = new StatusService(db, bus, timing, (member) => queuedWork.forMembers([member]));
   const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock }, () =>
     lifecycle.endAll("lease_lost"),
   );
   const hello = new HelloService(db, bus, instanceId, config.MAX_CONNECTIONS_PER_MESH);
-  const sending = new SendService(db, presences, pump, bus, metrics, log, {
+  const sending = new SendService(db, presences, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
@@ -103,18 +109,19 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const channels = new ChannelService(db);
   const peers = new PeerDirectory(db);
   const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
-  const sweepers = new Sweepers(db, pump, bus, lease, lifecycle, metrics, log, timing, () => {
+  const sweepers = new Sweepers(db, queuedWork, bus, lease, lifecycle, metrics, log, timing, () => {
     hooks.prune();
     sending.prune();
   });
 
   await lease.register();
   const unsubscribe = await bus.subscribe({
-    queuedWork: (members) => pump.schedule(members),
-    queuedWorkInMeshes: (meshIds) => pump.schedule(meshIds.flatMap((meshId) => presences.membersOfMesh(meshId))),
+    queuedWork: (members) => queuedWork.forMembers(members),
+    queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
     replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
     revoked: (memberId) => lifecycle.endMember(memberId, "revoked"),
-    resubscribed: () => pump.schedule(presences.all().map((p) => p.memberId)),
+    // Everything local may have missed news: every consumer looks again.
+    resubscribed: () => queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId))),
   });
   sweepers.start();
 

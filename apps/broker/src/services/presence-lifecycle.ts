@@ -7,8 +7,8 @@ import type { Logger } from "../log.ts";
 import { writeAudit } from "../store/audit.ts";
 import { disconnectPresences, endedPresences } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
-import type { DeliveryPump } from "./delivery/pump.ts";
 import type { EndReason, LocalPresence, LocalPresences } from "./local-presences.ts";
+import type { QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
 
 type PresenceRow = Pick<LocalPresence, "presenceId" | "memberId" | "meshId">;
@@ -17,7 +17,7 @@ export class PresenceLifecycle {
   constructor(
     private readonly db: Database,
     private readonly presences: LocalPresences,
-    private readonly pump: DeliveryPump,
+    private readonly queuedWork: QueuedWork,
     private readonly bus: InstanceBus,
     private readonly log: Logger,
     private readonly instanceId: string,
@@ -27,7 +27,7 @@ export class PresenceLifecycle {
   joined(presence: LocalPresence, replacedId: string | null): void {
     if (replacedId !== null) this.end(replacedId, "replaced");
     this.presences.add(presence);
-    this.pump.schedule([presence.memberId]);
+    this.queuedWork.forMembers([presence.memberId]);
   }
 
   /** Its socket closed. */
@@ -59,7 +59,7 @@ export class PresenceLifecycle {
         return woken;
       }),
     );
-    this.pump.schedule(members);
+    this.queuedWork.forMembers(members);
   }
 
   /** Ends the socket of a presence on this instance, if it is here. */

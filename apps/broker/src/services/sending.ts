@@ -9,11 +9,11 @@ import { presencesReceiving } from "../store/presences.ts";
 import { enqueueSends, findSendsByClientId, type EnqueuedSend, type NewMessage } from "../store/queue/index.ts";
 import { routeSend } from "../store/routing.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
-import type { DeliveryPump } from "./delivery/pump.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import type { LocalPresence, LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
+import type { QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
 import type { Clock } from "./timing.ts";
 
@@ -57,7 +57,7 @@ export class SendService {
   constructor(
     private readonly db: Database,
     private readonly presences: LocalPresences,
-    private readonly pump: DeliveryPump,
+    private readonly queuedWork: QueuedWork,
     private readonly bus: InstanceBus,
     private readonly metrics: Metrics,
     private readonly log: Logger,
@@ -160,7 +160,7 @@ export class SendService {
     });
 
     const recipients = [...new Set(written.flatMap((w) => (w.ok ? w.recipientIds : [])))];
-    this.pump.schedule(recipients);
+    this.queuedWork.forMembers(recipients);
     if (recipients.length > 0) {
       // After the commit: other instances claim rows that are already there.
       this.bus

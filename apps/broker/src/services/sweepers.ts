@@ -20,9 +20,9 @@ import {
 } from "../store/queue/index.ts";
 import { expireWorkingStatus } from "../store/status.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
-import type { DeliveryPump } from "./delivery/pump.ts";
 import type { InstanceLease } from "./instance-lease.ts";
 import type { PresenceLifecycle } from "./presence-lifecycle.ts";
+import type { QueuedWork } from "./queued-work.ts";
 import type { Timing } from "./timing.ts";
 
 const DAY = 86_400;
@@ -34,7 +34,7 @@ export class Sweepers {
 
   constructor(
     private readonly db: Database,
-    private readonly pump: DeliveryPump,
+    private readonly queuedWork: QueuedWork,
     private readonly bus: InstanceBus,
     private readonly lease: InstanceLease,
     private readonly lifecycle: PresenceLifecycle,
@@ -49,12 +49,12 @@ export class Sweepers {
     const t = this.timing;
     this.every("leases-and-status", t.sweepIntervalMs, () => this.leasesAndStatus());
     this.every("catch-up", t.catchUpIntervalMs, async () => {
-      this.pump.schedule(await membersWithQueuedWork(this.db, this.lease.id));
+      this.queuedWork.forMembers(await membersWithQueuedWork(this.db, this.lease.id));
       await this.lifecycle.endEnded();
     });
     this.every("instances", Math.floor((t.instanceLeaseSeconds * 1000) / 3), async () => {
       await this.lease.renew();
-      this.pump.schedule(await this.lease.reap());
+      this.queuedWork.forMembers(await this.lease.reap());
     });
     this.every("housekeeping", t.housekeepingIntervalMs, () => this.housekeeping());
   }
@@ -78,7 +78,7 @@ export class Sweepers {
 
   private async wake(members: string[]): Promise<void> {
     if (members.length === 0) return;
-    this.pump.schedule(members);
+    this.queuedWork.forMembers(members);
     await this.bus.publish(this.db, queuedWork(members, []));
   }
 
