@@ -15,19 +15,26 @@ import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
 import { HelloService } from "./services/hello.ts";
 import { HookService } from "./services/hooks.ts";
+import { HttpMessaging } from "./services/http-messaging.ts";
 import { InstanceLease } from "./services/instance-lease.ts";
 import { LocalPresences } from "./services/local-presences.ts";
 import { PeerDirectory } from "./services/peers.ts";
 import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
 import { QueuedWork } from "./services/queued-work.ts";
+import { ReplyWaiters } from "./services/reply-waiters.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
 import { systemClock, type Timing } from "./services/timing.ts";
+import { createWebhookAdmin } from "./services/webhooks/admin.ts";
+import { WebhookDispatcher } from "./services/webhooks/dispatcher.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
+import { messagesRoutes } from "./transport/http/messages-routes.ts";
 import { opsRoutes } from "./transport/http/ops-routes.ts";
+import { webhookRoutes } from "./transport/http/webhook-routes.ts";
 import { serve } from "./transport/server.ts";
+import { createWebhookPoster } from "./transport/webhook/poster.ts";
 import type { Connection } from "./transport/ws/connection.ts";
 import { createWsHandler } from "./transport/ws/handler.ts";
 
@@ -52,6 +59,9 @@ export function timingOf(config: Config): Timing {
     settledRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
+    webhookTimeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    webhookBackoffMinMs: config.WEBHOOK_BACKOFF_MIN_MS,
+    webhookBackoffMaxMs: config.WEBHOOK_BACKOFF_MAX_MS,
   };
 }
 
@@ -109,6 +119,20 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const channels = new ChannelService(db);
   const peers = new PeerDirectory(db);
   const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
+  const waiters = new ReplyWaiters(db, queuedWork, bus, log, { maxWaiters: config.MAX_REPLY_WAITERS, clock });
+  queuedWork.subscribe(waiters);
+  const messaging = new HttpMessaging(db, sending, waiters, clock);
+  const dispatcher = new WebhookDispatcher(db, createWebhookPoster(`switchboard/${VERSION}`), metrics, log, {
+    timeoutMs: timing.webhookTimeoutMs,
+    backoff: { minMs: timing.webhookBackoffMinMs, maxMs: timing.webhookBackoffMaxMs },
+    leaseSeconds: timing.leaseSeconds,
+    allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
+    refreshIntervalMs: timing.catchUpIntervalMs,
+    depthIntervalMs: timing.housekeepingIntervalMs,
+    clock,
+  });
+  queuedWork.subscribe(dispatcher);
+  const webhooks = createWebhookAdmin({ db, admin, dispatcher, queuedWork, bus, log, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE });
   const sweepers = new Sweepers(db, queuedWork, bus, lease, lifecycle, metrics, log, timing, () => {
     hooks.prune();
     sending.prune();
@@ -124,6 +148,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     resubscribed: () => queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId))),
   });
   sweepers.start();
+  dispatcher.start();
 
   const ws = createWsHandler({
     log,
@@ -149,6 +174,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
       adminRoutes({ admin, adminToken }),
       hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+      messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+      webhookRoutes({ webhooks, adminToken }),
     ],
   });
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
@@ -159,6 +186,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     async stop() {
       ws.closeAll();
       sweepers.stop();
+      await dispatcher.stop();
       await unsubscribe();
       await pump.stop();
       await lease.stop();

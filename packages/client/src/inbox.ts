@@ -34,18 +34,20 @@ export class Inbox {
         }),
       };
     }
-    return {
-      kind: "message",
-      message: {
-        messageId: push.messageId,
-        senderPubkey: push.senderPubkey,
-        targetSpec: push.targetSpec,
-        priority: push.priority,
-        createdAt: push.createdAt,
-        replyTo: push.replyTo,
-        encrypted: push.nonce !== "plain",
-        payload,
-      },
-    };
+    return { kind: "message", message: messageOf(push, payload) };
   }
+}
+
+/** What the application sees of a push whose envelope was opened. */
+export function messageOf(push: PushFrame, payload: unknown): Message {
+  return {
+    messageId: push.messageId,
+    senderPubkey: push.senderPubkey,
+    targetSpec: push.targetSpec,
+    priority: push.priority,
+    createdAt: push.createdAt,
+    replyTo: push.replyTo,
+    encrypted: push.nonce !== "plain",
+    payload,
+  };
 }

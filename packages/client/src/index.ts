@@ -3,6 +3,14 @@ export { backoffDelay, type ReconnectPolicy } from "./backoff.ts";
 export { SwitchboardClient } from "./client.ts";
 export { SwitchboardError } from "./errors.ts";
 export {
+  HttpSender,
+  type HttpRequestOptions,
+  type HttpRequestResult,
+  type HttpSenderOptions,
+  type HttpSendOptions,
+  type HttpSendResult,
+} from "./http-sender.ts";
+export {
   inferStatusFromTranscript,
   transcriptDir,
   watchTranscriptStatus,
@@ -22,3 +30,4 @@ export type {
   SendResult,
   StatusInfo,
 } from "./types.ts";
+export { verifyWebhook, type HeaderSource, type VerifyOptions } from "./webhook-signature.ts";

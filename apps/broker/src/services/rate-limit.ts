@@ -31,6 +31,22 @@ export class RateLimiter {
     return true;
   }
 
+  /** How long until allow(key) may succeed again: 0 when it would now. */
+  retryAfterMs(key: string, now = Date.now()): number {
+    const w = this.windows.get(key);
+    const minute = Math.floor(now / MINUTE_MS);
+    if (!w || w.minute < minute - 1) return 0;
+    const into = now % MINUTE_MS;
+    // The counts as they stand at `now`, in the minute they belong to.
+    const [previous, current] = w.minute === minute ? [w.previous, w.current] : [w.current, 0];
+    if (previous * (1 - into / MINUTE_MS) + current < this.perMinute) return 0;
+    // This minute's count alone reaches the limit: wait into the next minute,
+    // until this minute's weight has faded enough.
+    if (current >= this.perMinute) return MINUTE_MS - into + Math.ceil(MINUTE_MS * (1 - this.perMinute / current));
+    // The previous minute's weight fades as this one passes.
+    return Math.max(0, Math.ceil(MINUTE_MS * (1 - (this.perMinute - current) / previous)) - into);
+  }
+
   /** Drops keys idle for two minutes, so the map does not grow forever. */
   prune(now = Date.now()): void {
     const minute = Math.floor(now / MINUTE_MS);

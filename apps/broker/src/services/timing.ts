@@ -21,4 +21,9 @@ export interface Timing {
   settledRetentionSeconds: number;
   statusTtlSeconds: number;
   freshWindowMs: number;
+  /** A webhook request without a 2xx answer within this failed (timeout). */
+  webhookTimeoutMs: number;
+  /** Backoff after a failed webhook request: from this, doubling per failure, up to the max. */
+  webhookBackoffMinMs: number;
+  webhookBackoffMaxMs: number;
 }

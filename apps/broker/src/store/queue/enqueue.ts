@@ -19,6 +19,8 @@ export interface NewMessage {
   ciphertext: string;
   replyTo: string | null;
   ttlSeconds: number;
+  /** Set when the sender waits this long for a reply (HTTP ?wait=S): replies are held for it (reply.ts). */
+  replyWaitSeconds: number | null;
 }
 
 export interface EnqueuedSend {
@@ -36,7 +38,10 @@ export interface EnqueuedSend {
 }
 
 // Data-modifying CTEs run to completion whether or not the final SELECT reads
-// them. A retried client id inserts nothing (ON CONFLICT) and reports the
+// them. A reply to a message whose sender is waiting for it (reply_wait_until
+// still ahead) is written leased to that message's id until then, so only
+// the waiting request can take it (takeReply); the lease sweeper or the
+// waiter's end returns it to the queue. A retried client id inserts nothing (ON CONFLICT) and reports the
 // message an earlier statement stored; a repeat within this very batch sees
 // no prior row (one snapshot) and is matched to its sibling by the caller.
 // The JSON input is capped with LIMIT n so the planner knows how few rows it
@@ -47,7 +52,7 @@ export async function enqueueSends(db: Executor, messages: NewMessage[]): Promis
     WITH q AS (
       SELECT * FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ ...m, idx })))})
         AS q(idx int, id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text,
-             priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int)
+             priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int, "replyWaitSeconds" int)
       LIMIT ${messages.length}
     ),
     ${ROUTE_CTES},
@@ -57,18 +62,24 @@ export async function enqueueSends(db: Executor, messages: NewMessage[]): Promis
     ),
     inserted AS (
       INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext,
-                            reply_to, expires_at)
+                            reply_to, expires_at, reply_wait_until)
       SELECT id, "meshId", "senderId", "clientId", "targetSpec", priority, nonce, ciphertext, "replyTo",
-             now() + make_interval(secs => "ttlSeconds")
+             now() + make_interval(secs => "ttlSeconds"), now() + make_interval(secs => "replyWaitSeconds")
       FROM writable
       ORDER BY idx
       ON CONFLICT (sender_member_id, client_id) DO NOTHING
       RETURNING id
     ),
     enqueued AS (
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
-      SELECT w.id, r.member_id, w.priority, now() + make_interval(secs => w."ttlSeconds")
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id,
+                              lease_expires_at)
+      SELECT w.id, r.member_id, w.priority, now() + make_interval(secs => w."ttlSeconds"),
+             CASE WHEN awaited.id IS NULL THEN 'queued' ELSE 'leased' END, awaited.id, awaited.until
       FROM writable w JOIN inserted i ON i.id = w.id JOIN recipients r ON r.idx = w.idx
+      LEFT JOIN LATERAL (
+        SELECT req.id, req.reply_wait_until AS until FROM messages req
+        WHERE req.id = w."replyTo" AND req.sender_member_id = r.member_id AND req.reply_wait_until > now()
+      ) awaited ON true
       ORDER BY w.idx, r.member_id
     ),
     audited AS (
