@@ -74,15 +74,25 @@ export class ReplyWaiters implements QueueConsumer {
     const onAbort = () => waiter.wake();
     req.signal.addEventListener("abort", onAbort);
     this.add(waiter);
+    let ended: "reply" | "deadline" | "aborted" | "failed" = "failed";
     try {
       // Registered before the first look: a reply committed after it is news.
       for (;;) {
-        if (req.signal.aborted) return null;
+        if (req.signal.aborted) {
+          ended = "aborted";
+          return null;
+        }
         news = false;
         const reply = await retryTransient(() => takeReply(this.db, req.requestId, req.memberId));
-        if (reply) return reply;
+        if (reply) {
+          ended = "reply";
+          return reply;
+        }
         const left = req.deadline - this.options.clock();
-        if (left <= 0) return null;
+        if (left <= 0) {
+          ended = "deadline";
+          return null;
+        }
         if (!news) await this.until(left, (fn) => (wakeUp = fn));
         wakeUp = null;
       }
@@ -90,6 +100,7 @@ export class ReplyWaiters implements QueueConsumer {
       req.signal.removeEventListener("abort", onAbort);
       this.remove(waiter);
       await this.end(req.requestId);
+      this.log.debug({ requestId: req.requestId, ended }, "reply wait ended");
     }
   }
 
