@@ -8,6 +8,7 @@ import { meshCreate, meshList, memberAdd, memberList, memberRevoke, peers, token
 import { hookInstall, hookUninstall } from "./commands/hook.ts";
 import { keygen } from "./commands/keygen.ts";
 import { listen, send, status } from "./commands/peer.ts";
+import { webhookDelete, webhookGet, webhookSet } from "./commands/webhook.ts";
 import { DEFAULT_URL } from "./config.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { out } from "./output.ts";
@@ -26,6 +27,9 @@ const COMMANDS: Command[] = [
   status,
   hookInstall,
   hookUninstall,
+  webhookSet,
+  webhookGet,
+  webhookDelete,
 ];
 
 function helpText(): string {
