@@ -17,6 +17,7 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { HTTP_SCENARIOS, runHttpScenario } from "./http-run.ts";
 import type { LoadResult, PlanMesh } from "./plan.ts";
 import { cpuPercent, sampleProcess, type ProcessSample } from "./probe.ts";
 import { scenarios, type Scenario } from "./scenarios.ts";
@@ -160,10 +161,10 @@ export async function runScenario(name: string, size: "full" | "smoke"): Promise
 if (import.meta.main) {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { smoke: { type: "boolean" } } });
   const size = values.smoke ? "smoke" : "full";
-  const names = positionals.length > 0 ? positionals : Object.keys(scenarios(size));
+  const names = positionals.length > 0 ? positionals : [...Object.keys(scenarios(size)), ...Object.keys(HTTP_SCENARIOS)];
   mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
   for (const name of names) {
-    const report = await runScenario(name, size);
+    const report = name in HTTP_SCENARIOS ? await runHttpScenario(name, size) : await runScenario(name, size);
     const path = join(import.meta.dir, "..", "out", `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);
     await Bun.write(path, JSON.stringify(report, null, 2));
     console.log(JSON.stringify(report, null, 2));
