@@ -145,7 +145,10 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
     revoked: (memberId) => lifecycle.endMember(memberId, "revoked"),
     // Everything local may have missed news: every consumer looks again.
-    resubscribed: () => queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId))),
+    resubscribed: () => {
+      queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId)));
+      waiters.wakeAll();
+    },
   });
   sweepers.start();
   dispatcher.start();

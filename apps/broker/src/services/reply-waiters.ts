@@ -54,6 +54,11 @@ export class ReplyWaiters implements QueueConsumer {
     for (const id of memberIds) for (const w of this.byMember.get(id) ?? []) w.wake();
   }
 
+  /** After the bus reconnected: a wake-up may have been missed, so every waiter looks again. */
+  wakeAll(): void {
+    for (const set of this.byMember.values()) for (const w of set) w.wake();
+  }
+
   meshes(meshIds: readonly string[]): void {
     const meshes = new Set(meshIds);
     for (const set of this.byMember.values()) for (const w of set) if (meshes.has(w.meshId)) w.wake();
