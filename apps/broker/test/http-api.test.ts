@@ -295,7 +295,7 @@ describe("HTTP messaging API", () => {
   test(`at most MAX_REPLY_WAITERS (${MAX_REPLY_WAITERS}) wait at once: the next is refused with 503 before anything is stored`, async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     const [, runner] = members as [SetupMember, SetupMember];
-    const waits = Array.from({ length: MAX_REPLY_WAITERS }, (_, i) => post(tokens[0]!, httpBody(runner.pubkey), { wait: 3, key: `w-${i}` }));
+    const waits = Array.from({ length: MAX_REPLY_WAITERS }, (_, i) => post(tokens[0]!, httpBody(runner.pubkey), { wait: 8, key: `w-${i}` }));
     const runnerPeer = await connect(mesh.id, runner);
     await runnerPeer.waitForPushes(MAX_REPLY_WAITERS);
     const refused = await post(tokens[0]!, httpBody(runner.pubkey), { wait: 3, key: "w-refused" });
