@@ -11,8 +11,10 @@ import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
 import { InstanceBus } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
+import { ConnectionGate } from "./services/connection-gate.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
+import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
 import { HookService } from "./services/hooks.ts";
 import { InstanceLease } from "./services/instance-lease.ts";
@@ -25,10 +27,12 @@ import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
 import { systemClock, type Timing } from "./services/timing.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
+import { trustedProxies } from "./transport/http/client-address.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
 import { opsRoutes } from "./transport/http/ops-routes.ts";
 import { serve } from "./transport/server.ts";
 import type { Connection } from "./transport/ws/connection.ts";
+import { InflightBudget } from "./transport/ws/pipeline.ts";
 import { createWsHandler } from "./transport/ws/handler.ts";
 
 /** Pushes a presence may have unacknowledged before the broker waits for its acks. */
@@ -52,6 +56,7 @@ export function timingOf(config: Config): Timing {
     settledRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
+    stalledPresenceSeconds: config.STALLED_PRESENCE_SECONDS,
   };
 }
 
@@ -105,13 +110,41 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
     clock,
   });
-  const hooks = new HookService(db, status, metrics, log, { rateLimitPerMin: config.HOOK_RATE_LIMIT_PER_MIN, clock });
-  const channels = new ChannelService(db);
+  const hooks = new HookService(db, status, metrics, log, {
+    rateLimitPerMin: config.HOOK_RATE_LIMIT_PER_MIN,
+    rateLimitPerTokenPerMin: config.HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN,
+    clock,
+  });
+  const channels = new ChannelService(db, config.MAX_CHANNELS_PER_MEMBER);
+  const limits = new FrameLimits({
+    controlPerMin: config.CONTROL_RATE_LIMIT_PER_MIN,
+    ackIdsPerMin: config.ACK_RATE_LIMIT_PER_MIN,
+    clock,
+  });
+  const gate = new ConnectionGate({
+    maxPending: config.MAX_PENDING_HELLOS,
+    maxPendingPerAddress: config.MAX_PENDING_HELLOS_PER_ADDRESS,
+    failuresPerAddressPerMin: config.HELLO_FAILURES_PER_ADDRESS_PER_MIN,
+    clock,
+  });
   const peers = new PeerDirectory(db);
   const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
-  const sweepers = new Sweepers(db, queuedWork, bus, lease, lifecycle, metrics, log, timing, () => {
-    hooks.prune();
-    sending.prune();
+  const sweepers = new Sweepers({
+    db,
+    queuedWork,
+    bus,
+    lease,
+    lifecycle,
+    metrics,
+    log,
+    timing,
+    clock,
+    onHousekeeping: () => {
+      hooks.prune();
+      sending.prune();
+      limits.prune();
+      gate.prune();
+    },
   });
 
   await lease.register();
@@ -136,15 +169,22 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     status,
     channels,
     peers,
+    limits,
+    gate,
     pushWindow: PUSH_WINDOW,
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     helloTimeoutMs: timing.helloTimeoutMs,
+    inflight: { frames: config.CONNECTION_INFLIGHT_FRAMES, bytes: config.CONNECTION_INFLIGHT_BYTES },
+    inflightBudget: new InflightBudget(config.INSTANCE_INFLIGHT_BYTES),
+    socketBufferBytes: config.SOCKET_BUFFER_BYTES,
   });
   const server = serve({
     port: config.BROKER_PORT,
     hostname: config.HOST,
     log,
     ws,
+    gate,
+    trusted: trustedProxies(config.TRUSTED_PROXIES),
     routes: [
       opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
       adminRoutes({ admin, adminToken }),

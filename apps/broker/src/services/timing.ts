@@ -21,4 +21,6 @@ export interface Timing {
   settledRetentionSeconds: number;
   statusTtlSeconds: number;
   freshWindowMs: number;
+  /** A presence whose socket stays backed up this long is closed (its leases requeue). */
+  stalledPresenceSeconds: number;
 }

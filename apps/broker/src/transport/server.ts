@@ -2,9 +2,11 @@
 // 404 for the rest, and a JSON 500 for a route that throws.
 import type { Server } from "bun";
 import type { Logger } from "../log.ts";
+import type { ConnectionGate } from "../services/connection-gate.ts";
+import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
+import { apiError } from "./http/respond.ts";
 import type { Connection } from "./ws/connection.ts";
 import type { createWsHandler } from "./ws/handler.ts";
-import { apiError } from "./http/respond.ts";
 
 type Routes = Record<string, unknown>;
 
@@ -13,16 +15,25 @@ export interface ServerOptions {
   hostname: string;
   routes: Routes[];
   ws: ReturnType<typeof createWsHandler>;
+  gate: ConnectionGate;
+  trusted: TrustedProxies;
   log: Logger;
 }
 
-export function serve({ port, hostname, routes, ws, log }: ServerOptions): Server<Connection> {
+export function serve({ port, hostname, routes, ws, gate, trusted, log }: ServerOptions): Server<Connection> {
   return Bun.serve<Connection>({
     port,
     hostname,
     routes: Object.assign({}, ...routes, {
       "/ws": (req: Request, srv: Server<Connection>) => {
-        if (srv.upgrade(req, { data: ws.newConnection() })) return undefined;
+        if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+          return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
+        }
+        const address = clientAddress(req, srv, trusted);
+        const refused = gate.open(address);
+        if (refused) return apiError(refused.code, refused.message);
+        if (srv.upgrade(req, { data: ws.newConnection(address) })) return undefined;
+        gate.settled(address);
         return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
       },
     }),
