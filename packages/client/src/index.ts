@@ -21,4 +21,5 @@ export type {
   SendOptions,
   SendResult,
   StatusInfo,
+  UnreadableMessage,
 } from "./types.ts";
