@@ -55,33 +55,30 @@ function writeSecret(path: string, text: string, created: Created): void {
 export function install(input: InstallInput): void {
   const { layout } = input;
   const created = readRecord(layout.recordFile);
-  const fresh = (path: string) => !created.includes(path);
-
-  ensureDir(layout.tokenDir, created, 0o700);
-  writeSecret(layout.tokenFile, `${input.token}\n`, created);
-
+  // Every file is read and changed in memory first: one that cannot be read stops the install before anything is written.
   const settings = readJsonFile(layout.settingsFile);
   installOurHooks(settings.value, settings.path, hookCommand(input.self, input.hookUrl, layout.tokenFile));
-  writeNoting(settings, created);
-
   const mcp = readJsonFile(layout.mcpFile);
   const server: StdioServer = { type: "stdio", command: input.self.command, args: [...input.self.args, ...input.mcpArgs] };
   setOurServer(mcp.value, mcp.path, server);
-  writeNoting(mcp, created);
+  const legacy = withoutLegacyHooks(layout);
 
-  removeLegacyHooks(layout);
-  if (fresh(layout.recordFile)) created.push(layout.recordFile);
+  ensureDir(layout.tokenDir, created, 0o700);
+  writeSecret(layout.tokenFile, `${input.token}\n`, created);
+  writeNoting(settings, created);
+  writeNoting(mcp, created);
+  if (legacy) writeJsonFile(legacy.file);
+  if (!created.includes(layout.recordFile)) created.push(layout.recordFile);
   writeAtomically(layout.recordFile, `${JSON.stringify({ scope: layout.scope, created }, null, 2)}\n`, 0o600);
 }
 
-/** Hooks an earlier version put into the project's shared settings.json, bearer token and all. */
-function removeLegacyHooks(layout: Layout): number {
+/** Hooks an earlier version put into the project's shared settings.json, bearer token and all: the file without them, if there were any. */
+function withoutLegacyHooks(layout: Layout): { file: JsonFile; removed: number } | null {
   const path = layout.legacySettingsFile;
-  if (path === undefined || !existsSync(path)) return 0;
-  const legacy = readJsonFile(path);
-  const removed = removeOurHooks(legacy.value, path);
-  if (removed > 0) writeJsonFile(legacy);
-  return removed;
+  if (path === undefined || !existsSync(path)) return null;
+  const file = readJsonFile(path);
+  const removed = removeOurHooks(file.value, path);
+  return removed > 0 ? { file, removed } : null;
 }
 
 export interface UninstallReport {
@@ -110,7 +107,11 @@ export function uninstall(layout: Layout): UninstallReport {
     report.serverRemoved = removeOurServer(mcp.value);
     if (report.serverRemoved || created.includes(mcp.path)) settle(mcp);
   }
-  report.hooksRemoved += removeLegacyHooks(layout);
+  const legacy = withoutLegacyHooks(layout);
+  if (legacy) {
+    report.hooksRemoved += legacy.removed;
+    writeJsonFile(legacy.file);
+  }
   for (const path of [layout.tokenFile, layout.recordFile]) {
     if (existsSync(path)) {
       unlinkSync(path);
