@@ -64,16 +64,7 @@ export interface Message {
 }
 
 /** A push whose envelope did not open: what is known of it, and why. */
-export interface UnreadableMessage {
-  messageId: string;
-  senderPubkey: string;
-  targetSpec: string;
-  priority: Priority;
-  createdAt: string;
-  replyTo: string | null;
-  encrypted: boolean;
-  error: SwitchboardError;
-}
+export type UnreadableMessage = Omit<Message, "payload"> & { error: SwitchboardError };
 
 export interface SendResult {
   id: string;

@@ -6,6 +6,8 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
 
 export interface ChannelNote {
   content: string;
@@ -91,22 +93,20 @@ export class McpSession {
     client.fallbackNotificationHandler = async (n) => {
       if (n.method === "notifications/claude/channel") session.notes.push(n.params as unknown as ChannelNote);
     };
-    let pending = "";
-    transport.stderr?.on("data", (chunk: Buffer) => {
-      const text = chunk.toString("utf8");
-      session.stderrText += text;
-      pending += text;
-      let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
+    // A PassThrough while stderr is "pipe", typed as the wider Stream.
+    const stderr = transport.stderr as Readable | null;
+    if (stderr) {
+      stderr.on("data", (chunk: Buffer) => {
+        session.stderrText += chunk.toString("utf8");
+      });
+      createInterface({ input: stderr }).on("line", (line) => {
         try {
           session.logs.push(JSON.parse(line) as LogLine);
         } catch {
           session.logs.push({ msg: line });
         }
-      }
-    });
+      });
+    }
     await client.connect(transport);
     return session;
   }
