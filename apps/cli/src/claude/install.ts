@@ -47,7 +47,7 @@ function writeNoting(file: JsonFile, created: Created): void {
 }
 
 function writeSecret(path: string, text: string, created: Created): void {
-  if (!existsSync(path)) created.push(path);
+  if (!existsSync(path) && !created.includes(path)) created.push(path);
   writeAtomically(path, text, 0o600);
   chmodSync(path, 0o600);
 }
