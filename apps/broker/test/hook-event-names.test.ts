@@ -54,7 +54,7 @@ test("names inherited from Object.prototype are refused with 400 and change noth
   for (const name of ["toString", "__proto__", "constructor", "hasOwnProperty", "valueOf"]) {
     const answer = await postHook(broker.url, { token, body: { session_id: peer.sessionId, cwd, hook_event_name: name } });
     expectHookError(answer, 400);
-    expect({ name, error: String(answer.body.error) }).toEqual({ name, error: expect.stringMatching(/^invalid: /) });
+    expect({ name, error: answer.body.error }).toEqual({ name, error: "invalid" });
   }
   // Every refused request was answered before this read: nothing moved the status.
   expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });

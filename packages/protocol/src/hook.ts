@@ -49,4 +49,4 @@ export function hookStatus(body: HookBody): "idle" | "working" {
 export type HookReply =
   | { ok: true; presence_id: string }
   | { ok: true; pending: true }
-  | { ok: false; error: string };
+  | { ok: false; error: string; message?: string };

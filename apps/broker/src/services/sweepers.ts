@@ -3,32 +3,30 @@
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { membersWithQueuedWork, queueDepth, requeueExpiredLeases } from "../store/deliveries.ts";
-import { expireWorkingStatus } from "../store/presences.ts";
 import {
   pruneAuditLog,
-  pruneDeliveredMessages,
-  pruneExpiredMessages,
   pruneGonePresences,
   pruneHelloReplays,
   prunePendingSignals,
   pruneStoppedInstances,
-} from "../store/sweeps.ts";
-import type { DeliveryPump } from "./delivery.ts";
-import type { InstanceService } from "./instance.ts";
-import type { PresenceService } from "./presence.ts";
-import { memberWake, type Wakeups } from "./wakeups.ts";
+} from "../store/housekeeping.ts";
+import {
+  expireDeliveries,
+  membersWithQueuedWork,
+  pruneExpiredMessages,
+  pruneSettledMessages,
+  queueDepth,
+  requeue,
+} from "../store/queue/index.ts";
+import { expireWorkingStatus } from "../store/status.ts";
+import { queuedWork, type InstanceBus } from "./bus.ts";
+import type { InstanceLease } from "./instance-lease.ts";
+import type { PresenceLifecycle } from "./presence-lifecycle.ts";
+import type { QueuedWork } from "./queued-work.ts";
+import type { Timing } from "./timing.ts";
 
 const DAY = 86_400;
-
-export interface SweeperOptions {
-  statusTtlSeconds: number;
-  /** How long a fully acknowledged message is kept (retries within it stay idempotent). */
-  deliveredRetentionSeconds: number;
-  /** The longest a missed wake-up can delay a delivery. */
-  catchUpIntervalMs: number;
-  onHousekeeping?: () => void;
-}
+const BATCH = 5000;
 
 export class Sweepers {
   private readonly timers: Timer[] = [];
@@ -36,30 +34,33 @@ export class Sweepers {
 
   constructor(
     private readonly db: Database,
-    private readonly pump: DeliveryPump,
-    private readonly wakeups: Wakeups,
-    private readonly instance: InstanceService,
-    private readonly presence: PresenceService,
+    private readonly queuedWork: QueuedWork,
+    private readonly bus: InstanceBus,
+    private readonly lease: InstanceLease,
+    private readonly lifecycle: PresenceLifecycle,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    private readonly options: SweeperOptions,
+    private readonly timing: Timing,
+    /** Pruning of in-memory state (rate limiter keys) along with the tables. */
+    private readonly onHousekeeping: () => void,
   ) {}
 
   start(): void {
-    this.every("leases-and-status", 1000, () => this.leasesAndStatus());
-    this.every("catch-up", this.options.catchUpIntervalMs, async () => {
-      this.pump.wake(await membersWithQueuedWork(this.db, this.instance.id));
-      await this.presence.closeEnded();
+    const t = this.timing;
+    this.every("leases-and-status", t.sweepIntervalMs, () => this.leasesAndStatus());
+    this.every("catch-up", t.catchUpIntervalMs, async () => {
+      this.queuedWork.forMembers(await membersWithQueuedWork(this.db, this.lease.id));
+      await this.lifecycle.endEnded();
     });
-    this.every("instances", 5000, async () => {
-      await this.instance.renew();
-      this.pump.wake(await this.instance.reap());
+    this.every("instances", Math.floor((t.instanceLeaseSeconds * 1000) / 3), async () => {
+      await this.lease.renew();
+      this.queuedWork.forMembers(await this.lease.reap());
     });
-    this.every("housekeeping", 10_000, () => this.housekeeping());
+    this.every("housekeeping", t.housekeepingIntervalMs, () => this.housekeeping());
   }
 
   stop(): void {
-    for (const t of this.timers) clearInterval(t);
+    for (const timer of this.timers) clearInterval(timer);
     this.timers.length = 0;
   }
 
@@ -77,25 +78,26 @@ export class Sweepers {
 
   private async wake(members: string[]): Promise<void> {
     if (members.length === 0) return;
-    this.pump.wake(members);
-    await this.wakeups.publish(this.db, memberWake(members, []));
+    this.queuedWork.forMembers(members);
+    await this.bus.publish(this.db, queuedWork(members, []));
   }
 
   private async leasesAndStatus(): Promise<void> {
-    await this.wake(await requeueExpiredLeases(this.db));
+    await this.wake(await requeue(this.db, { expiredLeases: { limit: 10_000 } }));
     this.metrics.ttlSweeps.inc();
-    await this.wake(await expireWorkingStatus(this.db, this.options.statusTtlSeconds));
+    await this.wake(await expireWorkingStatus(this.db, this.timing.statusTtlSeconds));
   }
 
   private async housekeeping(): Promise<void> {
+    this.metrics.messagesExpired.inc(await expireDeliveries(this.db, BATCH));
+    await pruneExpiredMessages(this.db, this.timing.settledRetentionSeconds, BATCH);
+    await pruneSettledMessages(this.db, this.timing.settledRetentionSeconds, BATCH);
     await pruneHelloReplays(this.db);
     await prunePendingSignals(this.db);
-    await pruneExpiredMessages(this.db, 5000);
-    await pruneDeliveredMessages(this.db, this.options.deliveredRetentionSeconds, 5000);
     await pruneGonePresences(this.db, DAY);
     await pruneStoppedInstances(this.db, DAY);
     await pruneAuditLog(this.db, 30 * DAY);
     this.metrics.queueDepth.set(await queueDepth(this.db));
-    this.options.onHousekeeping?.();
+    this.onHousekeeping();
   }
 }
