@@ -5,3 +5,5 @@ export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
 export * from "./raw-socket.ts";
+export * from "./fuzz.ts";
+export * from "./fuzz-broker.ts";
