@@ -160,6 +160,10 @@ export async function runScenario(name: string, size: "full" | "smoke"): Promise
 if (import.meta.main) {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { smoke: { type: "boolean" } } });
   const size = values.smoke ? "smoke" : "full";
+  if (positionals[0] === "robust") {
+    await (await import("./robust.ts")).main(size);
+    process.exit(0);
+  }
   const names = positionals.length > 0 ? positionals : Object.keys(scenarios(size));
   mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
   for (const name of names) {

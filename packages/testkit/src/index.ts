@@ -7,3 +7,4 @@ export * from "./postgres-cluster.ts";
 export * from "./raw-socket.ts";
 export * from "./fuzz.ts";
 export * from "./fuzz-broker.ts";
+export * from "./pressure.ts";
