@@ -9,9 +9,10 @@ import { createMetrics } from "./metrics.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
 import { createCoreServices } from "./services/core.ts";
 import { watchDbHealth } from "./services/db-health.ts";
+import { Readiness } from "./services/readiness.ts";
 import { adminRoutes } from "./transport/admin-routes.ts";
 import { hookRoutes } from "./transport/hook-route.ts";
-import { opsRoutes } from "./transport/ops-routes.ts";
+import { opsRoutes, readinessRoutes } from "./transport/ops-routes.ts";
 import { apiError } from "./transport/respond.ts";
 import { createWsHandler, type SocketData } from "./transport/ws.ts";
 
@@ -21,13 +22,14 @@ export interface Broker {
   stop(): Promise<void>;
 }
 
-async function connectAndMigrate(config: Config, log: Logger): Promise<Database> {
+async function connectAndMigrate(config: Config, log: Logger, onConnected: () => void): Promise<Database> {
   // The database may still be starting (compose, a rebooted host): wait for it
   // instead of exiting. A locked embedded directory is final, though.
   for (let attempt = 1; ; attempt++) {
     let db: Database | null = null;
     try {
       db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
+      onConnected();
       const applied = await migrate(db);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       return db;
@@ -43,7 +45,27 @@ async function connectAndMigrate(config: Config, log: Logger): Promise<Database>
 export async function startBroker(config: Config, log: Logger): Promise<Broker> {
   const instanceId = newInstanceId();
   const metrics = createMetrics();
-  const db = await connectAndMigrate(config, log);
+  const readiness = new Readiness();
+  // The port opens as soon as the database is this process's (in embedded
+  // mode DATA_DIR is locked then), before migrations: /health/ready answers
+  // 503 while they run, everything else 503 until the full routes replace
+  // these below.
+  let early: Server<SocketData> | undefined;
+  const listen = () =>
+    (early ??= Bun.serve<SocketData>({
+      port: config.BROKER_PORT,
+      hostname: config.HOST,
+      routes: readinessRoutes(readiness, instanceId),
+      fetch: () => apiError(503, "unavailable", "the broker is starting"),
+    }));
+  let db: Database;
+  try {
+    db = await connectAndMigrate(config, log, listen);
+  } catch (error) {
+    await early?.stop(true);
+    throw error;
+  }
+  const server = listen();
   // After connecting: in embedded mode DATA_DIR is then locked to this process.
   const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
@@ -51,11 +73,9 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const core = await createCoreServices(db, config, log, metrics, instanceId);
   const ws = createWsHandler({ ...core, log, metrics, maxMessageBytes: config.MAX_MESSAGE_BYTES, instanceId });
 
-  const server = Bun.serve<SocketData>({
-    port: config.BROKER_PORT,
-    hostname: config.HOST,
+  server.reload({
     routes: {
-      ...opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
+      ...opsRoutes({ build, dbHealth, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
       ...adminRoutes({ db, log, adminToken, onRevoked: (memberId) => void core.presence.revoked(memberId) }),
       ...hookRoutes({ hooks: core.hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
       "/ws": (req: Request, srv: Server<SocketData>) => {
@@ -70,12 +90,14 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       return apiError(500, "internal", "internal error");
     },
   });
+  readiness.serving(dbHealth);
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
 
   return {
     server,
     instanceId,
     async stop() {
+      readiness.draining();
       ws.closeAll(1001, "shutting down");
       await core.stop();
       dbHealth.stop();
