@@ -18,6 +18,10 @@ const databaseUrl = z
 
 const secret = z.string().min(16, { error: "expected at least 16 characters" });
 
+// Values that may carry credentials: an error names the variable, never the
+// value, and error reports never contain them.
+export const SECRET_VARIABLES = ["DATABASE_URL", "ADMIN_TOKEN", "METRICS_TOKEN", "SENTRY_DSN"] as const;
+
 export const configSchema = z.object({
   BROKER_PORT: int(0, 65535, 7900),
   HOST: z.string().min(1).default("0.0.0.0"),
@@ -40,6 +44,7 @@ export const configSchema = z.object({
     .regex(/^[0-9a-f]{4,40}$/i, { error: "expected a hex commit id" })
     .optional(),
   DB_POOL_SIZE: int(1, 100, 10),
+  SENTRY_DSN: z.url({ protocol: /^https?$/, error: "expected a Sentry DSN (an http or https URL)" }).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -60,7 +65,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((issue) => {
     const name = String(issue.path[0] ?? "environment");
-    const given = name in present ? ` (got ${JSON.stringify(present[name])})` : "";
+    const given = name in present && !(SECRET_VARIABLES as readonly string[]).includes(name) ? ` (got ${JSON.stringify(present[name])})` : "";
     return `invalid environment variable ${name}: ${issue.message}${given}`;
   });
   throw new ConfigError(lines.join("\n"));
