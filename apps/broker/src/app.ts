@@ -1,6 +1,6 @@
 // Wires the layers together: one database, the services on it, one Bun.serve
 // port for HTTP and WebSocket. start() gives back what shutdown needs.
-import { connect, migrate, type Database } from "@switchboard/db";
+import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
@@ -23,6 +23,9 @@ export interface Broker {
 }
 
 async function connectAndMigrate(config: Config, log: Logger, onConnected: () => void): Promise<Database> {
+  // Read first: missing migration files (an incomplete image) stop the start
+  // instead of being retried below as if the database were away.
+  const migrations = loadMigrations();
   // The database may still be starting (compose, a rebooted host): wait for it
   // instead of exiting. A locked embedded directory is final, though.
   for (let attempt = 1; ; attempt++) {
@@ -30,7 +33,7 @@ async function connectAndMigrate(config: Config, log: Logger, onConnected: () =>
     try {
       db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
       onConnected();
-      const applied = await migrate(db);
+      const applied = await migrate(db, migrations);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       return db;
     } catch (error) {
