@@ -5,6 +5,7 @@ import { VERSION, resolveGitSha } from "./build-info.ts";
 import { ConfigError, SECRET_VARIABLES, loadConfig, type Config } from "./config.ts";
 import { startErrorTracking } from "./error-tracking.ts";
 import { createLogger } from "./log.ts";
+import { AdminTokenFileError } from "./services/admin-token.ts";
 
 const SHUTDOWN_DEADLINE_MS = 9000;
 // Queued error reports get this long before an exit; the deadline above plus
@@ -34,11 +35,26 @@ async function exit(code: number): Promise<never> {
   process.exit(code);
 }
 
+// A bug the broker did not expect leaves it in an unknown state: exit, and
+// let the supervisor start a clean one. Nothing acknowledged is lost (it is
+// committed); what was in flight is redelivered.
+function crash(event: string, error: unknown): void {
+  log.fatal({ err: error }, event);
+  void exit(70);
+}
+process.on("unhandledRejection", (reason) => crash("unhandled rejection", reason));
+process.on("uncaughtException", (error) => crash("uncaught exception", error));
+
 const broker: Broker = await startBroker(config, log).catch(async (error: unknown) => {
   if (error instanceof DataDirLockedError) {
     log.fatal({ code: error.code, holderPid: error.holder.pid }, error.message);
     process.stderr.write(`${error.message}\n`);
     return exit(75);
+  }
+  if (error instanceof AdminTokenFileError) {
+    log.fatal({ code: error.code }, error.message);
+    process.stderr.write(`${error.message}\n`);
+    return exit(78);
   }
   log.fatal({ err: error }, "broker failed to start");
   return exit(1);
@@ -70,5 +86,3 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
 
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
-process.on("uncaughtException", (error) => log.error({ err: error }, "uncaught exception"));

@@ -9,18 +9,24 @@ export type LogListener = (level: number, fields: Record<string, unknown>, msg: 
 
 const WARN = 40;
 
-// A failed query's error carries its parameters, ciphertexts among them: the
-// broker must not write those to its logs, so they are cut from the message.
+// Fields of a Postgres error that may quote a row's values (ciphertexts
+// among them): `detail` names the conflicting key or the failing row,
+// `where` the context, `params` every parameter of the query.
+const QUOTING_FIELDS = ["params", "parameters", "detail", "where", "internal_query", "internalQuery", "hint"];
+
+/** The parameters a driver appends to a failed query's message, cut off. */
 export function withoutQueryParams(text: string): string {
   return text.split("\nparams:")[0] ?? text;
 }
 
+// The broker must not write message data to its logs: those fields are
+// dropped, and the parameters a driver appends to the message are cut.
 export function errorWithoutParams(error: unknown): Record<string, unknown> {
   if (!(error instanceof Error)) return { message: String(error) };
   const out = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
   if (typeof out.message === "string") out.message = withoutQueryParams(out.message);
   if (typeof out.stack === "string") out.stack = withoutQueryParams(out.stack);
-  delete out.params;
+  for (const field of QUOTING_FIELDS) delete out[field];
   if (error.cause !== undefined) out.cause = errorWithoutParams(error.cause);
   return out;
 }

@@ -5,3 +5,4 @@ export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
 export * from "./prometheus.ts";
+export * from "./raw-socket.ts";
