@@ -40,15 +40,18 @@ function splitArgs(args: unknown[]): { fields: Record<string, unknown>; msg: str
 }
 
 export function createLogger(level: pino.LevelWithSilent, base: Record<string, unknown>, onWarnOrWorse?: LogListener): Logger {
-  const hooks: pino.LoggerOptions["hooks"] = onWarnOrWorse && {
-    logMethod(args, method, lineLevel) {
-      if (lineLevel >= WARN) {
-        const { fields, msg } = splitArgs(args);
-        onWarnOrWorse(lineLevel, fields, msg);
+  // pino wants an object here, not undefined, when nothing listens.
+  const hooks: pino.LoggerOptions["hooks"] = onWarnOrWorse
+    ? {
+        logMethod(args, method, lineLevel) {
+          if (lineLevel >= WARN) {
+            const { fields, msg } = splitArgs(args);
+            onWarnOrWorse(lineLevel, fields, msg);
+          }
+          method.apply(this, args);
+        },
       }
-      method.apply(this, args);
-    },
-  };
+    : {};
   return pino(
     { level, base, timestamp: pino.stdTimeFunctions.isoTime, serializers: { err: errorWithoutParams }, hooks },
     pino.destination({ dest: 2, sync: true }),
