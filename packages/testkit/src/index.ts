@@ -6,3 +6,5 @@ export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
 export * from "./prometheus.ts";
 export * from "./raw-socket.ts";
+export * from "./fuzz.ts";
+export * from "./fuzz-broker.ts";

@@ -87,7 +87,7 @@ export class Sweepers {
 
   private async leasesAndStatus(): Promise<void> {
     const { db, timing, metrics, lifecycle, clock } = this.deps;
-    lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000);
+    metrics.presencesCongested.set(lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000));
     await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
     metrics.ttlSweeps.inc();
     await this.wake(await expireWorkingStatus(db, timing.statusTtlSeconds));

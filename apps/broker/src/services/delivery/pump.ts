@@ -129,12 +129,14 @@ export class DeliveryPump {
       }
       presence.window.opened(d.messageId, this.options.leaseSeconds);
       if (d.attempt === 1) this.metrics.pushLatencySeconds.observe(Math.max(0, now - Date.parse(d.createdAt)) / 1000);
+      else this.metrics.redeliveries.inc();
       if (result === "congested") {
         markCongested(presence, now);
         stopped.add(d.presenceId);
       }
     }
     if (unwritten.length === 0) return;
+    this.metrics.pushesUnwritten.inc(unwritten.length);
     const pushes = unwritten.map((d) => ({ messageId: d.messageId, memberId: d.memberId, presenceId: d.presenceId }));
     try {
       await retryTransient(() => requeue(this.db.relaxed, { pushes }));
