@@ -137,6 +137,7 @@ describe("Grafana dashboard", () => {
       "broker_hook_requests_total",
       "broker_hook_requests_rate_limited_total",
       "broker_db_healthy",
+      "broker_redeliveries_total",
     ]) {
       expect(read.has(name)).toBe(true);
     }
