@@ -65,6 +65,14 @@ export function treeCpuSeconds(root: number): number {
   return total;
 }
 
+/** CPU seconds the whole machine has been busy (every process, every core): the rest shows what else ran. */
+export function machineBusySeconds(): number {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal …: busy is all but idle and iowait.
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+}
+
 /** The postmaster of the server at databaseUrl: the parent of a backend (the server runs on this machine). */
 export async function postmasterPid(databaseUrl: string): Promise<number> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
@@ -94,7 +102,8 @@ export interface ProfileWindow {
 }
 
 export class Profiler {
-  private readonly parts = new Map<string, () => number>();
+  /** "machine" is every process on the machine, the run's own parts included. */
+  private readonly parts = new Map<string, () => number>([["machine", machineBusySeconds]]);
   private readonly samples: Sample[] = [];
   private timer: Timer | null = null;
   private sampling: Promise<void> | null = null;

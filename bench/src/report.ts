@@ -2,7 +2,7 @@
 // and the same as Markdown tables (what bench/RESULTS.md is made of).
 import type { FloorReport } from "./floor/index.ts";
 import type { JetStreamReport } from "./jetstream/index.ts";
-import type { Machine } from "./machine.ts";
+import type { DatabaseCost, Machine } from "./machine.ts";
 import type { LoadResult } from "./plan.ts";
 import type { SwitchboardRun } from "./switchboard.ts";
 
@@ -101,11 +101,14 @@ export function floorTable(floor: FloorReport): string {
     const r = floor.rows;
     rows.push([`rows of a message, batches of ${r.batch} (msg/s; row writes/s)`, `${n(r.messagesPerSecond, 0)}; ${n(r.rowWritesPerSecond, 0)}`]);
     rows.push(["rows loop: Postgres cores busy; msg per Postgres core-second", `${n(r.postgresCores, 2)}; ${n(r.messagesPerPostgresCoreSecond, 0)}`]);
+    if (floor.rowsCost) rows.push(["rows loop, per message: commits; row writes; WAL bytes", costCell(floor.rowsCost)]);
   }
   if (floor.message) rows.push(["**floor of a durable message** p50 / p99 (ms)", `**${n(floor.message.p50, 2)} / ${n(floor.message.p99, 2)}**`]);
   rows.push(["**ceiling of throughput** (msg/s)", `**${n(floor.ceiling, 0)}**`]);
   return table(["floor", "measured"], rows);
 }
+
+export const costCell = (c: DatabaseCost) => `${n(c.commitsPerMessage, 2)}; ${n(c.rowWritesPerMessage, 2)}; ${n(c.walBytesPerMessage, 0)}`;
 
 interface Column {
   name: string;
@@ -166,6 +169,8 @@ export function jetStreamSettingsLines(reports: JetStreamReport[]): string {
         `- **${r.settings.server}, ${r.settings.variant}**: ${r.settings.storage}; ${r.settings.mapping}.`,
         `  fsync: ${r.settings.fsync}. Ack: ${r.settings.ack}.` +
           (r.settings.ackAfterFsync ? "" : " **Its ack comes before the fsync; Switchboard's comes after the WAL flush.**"),
+        `  CPU during the load: ${Object.entries(r.profile.cpuPercent).map(([k, v]) => `${k} ${n(v, 0)} %`).join(", ")}; ` +
+          `nats-server RSS ${n(r.serverRssBytes / 2 ** 20, 0)} MiB; ${r.messagesLeft} messages left in the stream.`,
       ].join("\n"),
     )
     .join("\n");
@@ -176,7 +181,10 @@ export function profileTable(run: SwitchboardRun): string {
   const windows = run.stepProfiles && run.load.steps
     ? run.load.steps.map((s, i) => ({ label: `${n(s.rate, 0)} msg/s`, p: run.stepProfiles![i]!, s }))
     : [{ label: "whole run", p: run.profile, s: undefined }];
-  const parts = [...new Set(windows.flatMap((w) => Object.keys(w.p.cpuPercent)))].sort();
+  // The machine's total goes last: what it holds beyond the parts was used by other processes.
+  const parts = [...new Set(windows.flatMap((w) => Object.keys(w.p.cpuPercent)))].sort((a, b) =>
+    a === "machine" ? 1 : b === "machine" ? -1 : a.localeCompare(b),
+  );
   const rows = windows.map(({ label, p, s }) => {
     const waits = Object.entries(p.activeBackends)
       .sort((a, b) => b[1] - a[1])
@@ -185,5 +193,6 @@ export function profileTable(run: SwitchboardRun): string {
       .join(", ");
     return [label, s ? `${n(s.sendToPush.p50, 1)} / ${n(s.sendToPush.p99, 1)}` : "", ...parts.map((k) => `${n(p.cpuPercent[k], 0)} %`), waits];
   });
-  return table(["load", "send→push p50 / p99 (ms)", ...parts.map((k) => `${k} CPU`), "Postgres active backends (avg) by wait"], rows);
+  const name = (k: string) => (k === "machine" ? "whole machine CPU" : `${k} CPU`);
+  return table(["load", "send→push p50 / p99 (ms)", ...parts.map(name), "Postgres active backends (avg) by wait"], rows);
 }

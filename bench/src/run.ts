@@ -15,6 +15,7 @@ import { commit, machine, postgresVersion } from "./machine.ts";
 import {
   comparisonTable,
   contextLines,
+  costCell,
   floorRatios,
   floorTable,
   jetStreamRatios,
@@ -169,6 +170,12 @@ export async function runScaling(size: Size): Promise<ScalingReport> {
   );
 }
 
+/** Where a Switchboard run's time went: CPU per part and Postgres waits, and what it wrote per message. */
+function runDetails(run: SwitchboardRun): string[] {
+  const cost = run.databaseCost ? [`Switchboard per message: ${costCell(run.databaseCost)} (commits; row writes; WAL bytes).`, ""] : [];
+  return [profileTable(run), "", ...cost];
+}
+
 export function markdown(report: Report): string {
   const out: string[] = [contextLines(report.context), ""];
   if (report.kind === "floor") {
@@ -179,7 +186,7 @@ export function markdown(report: Report): string {
     out.push(
       comparisonTable(report.floor, [{ name: "Switchboard", load: report.switchboard.load }], [{ name: "Switchboard ÷ floor", ratios: report.ratios }]),
       "",
-      profileTable(report.switchboard),
+      ...runDetails(report.switchboard),
     );
   } else if (report.kind === "jetstream") {
     for (const c of report.comparisons) {
@@ -199,6 +206,7 @@ export function markdown(report: Report): string {
         "",
         jetStreamSettingsLines(c.jetstream),
         "",
+        ...runDetails(s.switchboard),
       );
     }
   } else {
@@ -206,11 +214,7 @@ export function markdown(report: Report): string {
     for (const { run, ratios } of report.runs) {
       out.push(`${run.instances} instance${run.instances > 1 ? "s" : ""}:`, "");
       out.push(comparisonTable(report.floor, [{ name: "Switchboard", load: run.load }], [{ name: "÷ floor", ratios }]), "");
-      out.push(profileTable(run), "");
-      if (run.databaseCost) {
-        const d = run.databaseCost;
-        out.push(`Per message: ${d.commitsPerMessage} commits, ${d.rowWritesPerMessage} row writes, ${d.walBytesPerMessage} WAL bytes.`, "");
-      }
+      out.push(...runDetails(run));
     }
   }
   return out.join("\n");

@@ -8,6 +8,7 @@ import { postgresBackend, tempDir } from "@switchboard/testkit";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { runLoad } from "../load.ts";
+import { databaseCost, databaseCounters, type DatabaseCost } from "../machine.ts";
 import type { LoadResult, PlanMesh, Workload } from "../plan.ts";
 import { postmasterPid, Profiler, treeCpuSeconds, type ProfileWindow } from "../probe.ts";
 import type { Size } from "../scenarios.ts";
@@ -26,6 +27,8 @@ export interface FloorReport {
   /** One durable single-row commit, ms (on a Postgres server; absent for the embedded default). */
   commitMs?: Summary;
   rows?: RowsResult;
+  /** What the rows loop wrote per message, to set beside the broker's. */
+  rowsCost?: DatabaseCost;
   /** The floor of one durable message: relay send→push plus one durable commit (p99: the sum of the p99s). */
   message?: { p50: number; p99: number };
   /** The ceiling of throughput: the lower of the rows' rate and the relay's closed-loop maximum, msg/s. */
@@ -39,7 +42,7 @@ function relayWorkload(workload: Workload, size: Size): Workload | null {
   return { ...workload, steps: workload.steps.map((s) => ({ rate: s.rate, seconds: Math.min(s.seconds, size === "smoke" ? 1 : 10) })) };
 }
 
-async function measureDatabase(serverUrl: string, size: Size): Promise<{ commitMs: Summary; rows: RowsResult }> {
+async function measureDatabase(serverUrl: string, size: Size): Promise<{ commitMs: Summary; rows: RowsResult; rowsCost: DatabaseCost }> {
   const backend = await postgresBackend(serverUrl);
   const url = backend.databaseUrl!;
   try {
@@ -51,12 +54,13 @@ async function measureDatabase(serverUrl: string, size: Size): Promise<{ commitM
     }
     const postmaster = await postmasterPid(url);
     const commitMs = await measureCommits(url, size === "smoke" ? 50 : 2000);
+    const before = await databaseCounters(url);
     const rows = await measureRows(url, {
       members: size === "smoke" ? 10 : 100,
       seconds: size === "smoke" ? 0.5 : 10,
       postgresCpuSeconds: () => treeCpuSeconds(postmaster),
     });
-    return { commitMs, rows };
+    return { commitMs, rows, rowsCost: databaseCost(before, await databaseCounters(url), rows.messages) };
   } finally {
     await backend.dispose();
   }
