@@ -133,7 +133,7 @@ export async function runJetStreamComparison(size: Size, names: string[] = ["lat
       : await withCluster(
           false,
           async (cluster) => runSwitchboard({ scenario: workload, serverUrl: cluster.url(), meshes: await identities(workload), instances: 1 }),
-          "",
+          commandOf(`jetstream ${name}`, size),
           size,
         );
     const ratios = jetstream.map((js) => ({
