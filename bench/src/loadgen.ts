@@ -214,6 +214,7 @@ async function runHeld(plan: HeldWorkload, tracker: Tracker, members: BenchPeer[
 async function main(): Promise<void> {
   const plan = (await Bun.file(process.argv[2]!).json()) as Plan;
   const tracker = new Tracker();
+  const connectStartedAt = now();
   const connectStart = performance.now();
   const peers = await connectAll(plan.system, tracker, plan.kind === "connect" ? plan.concurrency : 50);
   const connectSeconds = (performance.now() - connectStart) / 1000;
@@ -240,7 +241,7 @@ async function main(): Promise<void> {
     throughput: { sendsPerSecond: counts.acked / seconds, deliveriesPerSecond: counts.delivered / seconds },
     sendToAck: summarize(acked.map((s) => s.ackAt! - s.t)),
     sendToPush: summarize(tracker.pushLatency.map((p) => p.ms)),
-    connect: { peers: peers.flat().length, seconds: connectSeconds },
+    connect: { peers: peers.flat().length, seconds: connectSeconds, startedAt: connectStartedAt },
     ...extra,
   };
   for (const p of peers.flat()) p.close();

@@ -40,7 +40,7 @@ export interface DatabaseCounters {
 }
 
 export interface DatabaseCost {
-  /** Per acked message of the run. */
+  /** Per unit of the run: an acked message, or a hello where the run only connects. */
   commitsPerMessage: number;
   walBytesPerMessage: number;
   rowWritesPerMessage: number;

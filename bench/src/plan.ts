@@ -95,7 +95,8 @@ export interface LoadResult {
   sendToPush: Summary;
   steps?: StepResult[];
   highestSustainedRate?: number;
-  connect?: { peers: number; seconds: number };
+  /** When the peers began to connect (ms since the epoch) and how long it took them all. */
+  connect?: { peers: number; seconds: number; startedAt: number };
   held?: { messages: number; flushSeconds: number };
   closed?: { window: number; seconds: number; messagesPerSecond: number };
 }

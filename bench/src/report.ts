@@ -1,6 +1,7 @@
 // Reports: the figures of a run, its ratios to the floor and to JetStream,
 // and the same as Markdown tables (what bench/RESULTS.md is made of).
 import type { FloorReport } from "./floor/index.ts";
+import type { RowsResult } from "./floor/rows.ts";
 import type { JetStreamReport } from "./jetstream/index.ts";
 import type { DatabaseCost, Machine } from "./machine.ts";
 import type { LoadResult } from "./plan.ts";
@@ -35,6 +36,11 @@ const ratio = (metric: Metric, what: string, ours: number, theirs: number): Rati
   ratio: theirs > 0 ? Math.round((ours / theirs) * 100) / 100 : Number.NaN,
 });
 
+/** Draining held messages needs their claims and acks, not their inserts: the slower of the two stages bounds it. */
+function floorFlushSeconds(rows: RowsResult, messages: number): number {
+  return messages / Math.min(rows.claimRowsPerSecond, rows.ackRowsPerSecond);
+}
+
 /** Broker ÷ floor, for whatever the scenario's workload measures. */
 export function floorRatios(run: SwitchboardRun, floor: FloorReport | undefined): Ratio[] {
   if (!floor) return [];
@@ -49,7 +55,7 @@ export function floorRatios(run: SwitchboardRun, floor: FloorReport | undefined)
   } else if (load.kind === "connect" && floor.relay?.connect) {
     out.push(ratio("connect", "connect time ÷ relay connect time", load.connect?.seconds ?? 0, floor.relay.connect.seconds));
   } else if (load.kind === "held" && load.held && floor.rows) {
-    out.push(ratio("flush", "flush time ÷ (messages ÷ rows ceiling)", load.held.flushSeconds, load.held.messages / floor.rows.messagesPerSecond));
+    out.push(ratio("flush", "flush time ÷ floor flush time", load.held.flushSeconds, floorFlushSeconds(floor.rows, load.held.messages)));
   }
   return out;
 }
@@ -89,10 +95,10 @@ export function contextLines(ctx: RunContext): string {
 /** The floor's own figures. */
 export function floorTable(floor: FloorReport): string {
   const rows: string[][] = [];
-  if (floor.relay) {
+  if (floor.relay?.kind === "connect") rows.push(["relay connect time (s), the scenario's peers", n(floor.relay.connect?.seconds, 2)]);
+  else if (floor.relay) {
     rows.push(["relay send→push p50 / p99 (ms), the scenario's load", `${n(floor.relay.sendToPush.p50, 2)} / ${n(floor.relay.sendToPush.p99, 2)}`]);
     if (floor.relay.steps) rows.push(["relay highest sustained rate (msg/s)", n(floor.relay.highestSustainedRate, 0)]);
-    if (floor.relay.connect && floor.relay.kind === "connect") rows.push(["relay connect time (s)", n(floor.relay.connect.seconds, 2)]);
   }
   const max = floor.relayMax.closed;
   rows.push([`relay closed-loop maximum (msg/s, window ${max?.window ?? "?"} per peer)`, n(max?.messagesPerSecond, 0)]);
@@ -101,6 +107,7 @@ export function floorTable(floor: FloorReport): string {
     const r = floor.rows;
     rows.push([`rows of a message, batches of ${r.batch} (msg/s; row writes/s)`, `${n(r.messagesPerSecond, 0)}; ${n(r.rowWritesPerSecond, 0)}`]);
     rows.push(["rows loop: Postgres cores busy; msg per Postgres core-second", `${n(r.postgresCores, 2)}; ${n(r.messagesPerPostgresCoreSecond, 0)}`]);
+    rows.push(["rows loop, claim / ack statements alone (rows/s)", `${n(r.claimRowsPerSecond, 0)} / ${n(r.ackRowsPerSecond, 0)}`]);
     if (floor.rowsCost) rows.push(["rows loop, per message: commits; row writes; WAL bytes", costCell(floor.rowsCost)]);
   }
   if (floor.message) rows.push(["**floor of a durable message** p50 / p99 (ms)", `**${n(floor.message.p50, 2)} / ${n(floor.message.p99, 2)}**`]);
@@ -129,7 +136,7 @@ function floorCell(floor: FloorReport, load: LoadResult, metric: Metric | undefi
     case "connect":
       return n(relay?.connect?.seconds, 2);
     case "flush":
-      return floor.rows && load.held ? n(load.held.messages / floor.rows.messagesPerSecond, 2) : "—";
+      return floor.rows && load.held ? n(floorFlushSeconds(floor.rows, load.held.messages), 2) : "—";
     default:
       return "";
   }

@@ -172,7 +172,7 @@ export async function runScaling(size: Size): Promise<ScalingReport> {
 
 /** Where a Switchboard run's time went: CPU per part and Postgres waits, and what it wrote per message. */
 function runDetails(run: SwitchboardRun): string[] {
-  const cost = run.databaseCost ? [`Switchboard per message: ${costCell(run.databaseCost)} (commits; row writes; WAL bytes).`, ""] : [];
+  const cost = run.databaseCost ? [`Switchboard per ${run.costPer}: ${costCell(run.databaseCost)} (commits; row writes; WAL bytes).`, ""] : [];
   return [profileTable(run), "", ...cost];
 }
 

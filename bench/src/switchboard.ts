@@ -34,8 +34,9 @@ export interface SwitchboardRun {
   brokers: Array<{ rssBeforeBytes: number; rssAfterBytes: number; cpuPercent: number }>;
   rssPerConnectionBytes?: number;
   rowsLeft: Record<string, number>;
-  /** What the database wrote per acked message (on a Postgres server). */
+  /** What the database wrote per acked message, or per hello where the workload only connects (on a Postgres server). */
   databaseCost?: DatabaseCost;
+  costPer: "message" | "hello";
 }
 
 /** The scenario's peers: key pairs in meshes named bench-0, bench-1, … */
@@ -125,10 +126,16 @@ export async function runSwitchboard(options: {
     // A backend reports its statistics when its session ends at the latest.
     for (const b of brokers) await b.stop();
     const countersAfter = databaseUrl ? await databaseCounters(databaseUrl) : null;
+    // Connecting is the whole of a connect workload; elsewhere the load is what follows it.
+    const connecting = load.kind === "connect" && load.connect;
+    const costPer = connecting ? "hello" : "message";
+    const units = connecting ? load.connect!.peers : load.counts.acked;
     const run: SwitchboardRun = {
       instances,
       load,
-      profile: profiler.window(load.startedAt, load.endedAt),
+      profile: connecting
+        ? profiler.window(load.connect!.startedAt, load.connect!.startedAt + load.connect!.seconds * 1000)
+        : profiler.window(load.startedAt, load.endedAt),
       ...(load.steps ? { stepProfiles: load.steps.map((s) => profiler!.window(s.startedAt, s.endedAt)) } : {}),
       brokers: brokers.map((_, i) => ({
         rssBeforeBytes: before[i]!.rssBytes,
@@ -136,7 +143,8 @@ export async function runSwitchboard(options: {
         cpuPercent: cpuPercent(connected[i]!, after[i]!),
       })),
       rowsLeft: rows,
-      ...(countersBefore && countersAfter ? { databaseCost: databaseCost(countersBefore, countersAfter, load.counts.acked) } : {}),
+      ...(countersBefore && countersAfter ? { databaseCost: databaseCost(countersBefore, countersAfter, units) } : {}),
+      costPer,
     };
     if (load.kind === "connect" && (load.connect?.peers ?? 0) > 0) {
       const grown = connected.reduce((n, s, i) => n + s.rssBytes - before[i]!.rssBytes, 0);

@@ -103,7 +103,7 @@ export async function runFloor(options: {
       relayMax,
       relayMaxProfile: profiler.window(relayMax.startedAt, relayMax.endedAt),
       ...(database ?? {}),
-      ...(database && relayRun
+      ...(database && relayRun?.kind === "rate"
         ? {
             message: {
               p50: relayRun.sendToPush.p50 + database.commitMs.p50,
