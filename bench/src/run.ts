@@ -125,14 +125,15 @@ export async function runJetStreamComparison(size: Size, names: string[] = ["lat
   for (const name of names) {
     const scenario = await runScenarioReport(name, size);
     context ??= { ...scenario.context, command: commandOf(["jetstream", ...names].join(" "), size) };
-    const workload = scenarioOf(name, size);
-    const jetstream = [await runJetStream({ workload: workload.workload, peers: workload.membersPerMesh, variant: "default" })];
-    if (syncAlways) jetstream.push(await runJetStream({ workload: workload.workload, peers: workload.membersPerMesh, variant: "sync-always" }));
+    const definition = scenarioOf(name, size);
+    const same = { workload: definition.workload, peers: definition.membersPerMesh };
+    const jetstream = [await runJetStream({ ...same, variant: "default" })];
+    if (syncAlways) jetstream.push(await runJetStream({ ...same, variant: "sync-always" }));
     const switchboardFsyncOff = syncAlways
       ? undefined
       : await withCluster(
           false,
-          async (cluster) => runSwitchboard({ scenario: workload, serverUrl: cluster.url(), meshes: await identities(workload), instances: 1 }),
+          async (cluster) => runSwitchboard({ scenario: definition, serverUrl: cluster.url(), meshes: await identities(definition), instances: 1 }),
           commandOf(`jetstream ${name}`, size),
           size,
         );
