@@ -46,6 +46,11 @@ export function createMetrics() {
       help: "Deliveries not yet acknowledged by their recipient (all instances)",
       registers: [registry],
     }),
+    messagesExpired: new Counter({
+      name: "broker_messages_expired_total",
+      help: "Deliveries whose message expired before its recipient acknowledged it",
+      registers: [registry],
+    }),
     ttlSweeps: new Counter({
       name: "broker_ttl_sweeps_total",
       help: "Runs of the status TTL sweeper",

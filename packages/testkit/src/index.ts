@@ -4,3 +4,4 @@ export * from "./broker-process.ts";
 export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
+export * from "./raw-socket.ts";
