@@ -123,10 +123,12 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     lifecycle.endAll("lease_lost"),
   );
   const hello = new HelloService(db, bus, instanceId, config.MAX_CONNECTIONS_PER_MESH);
-  const sending = new SendService(db, presences, queuedWork, bus, metrics, log, {
+  const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
+    instanceId,
+    leaseSeconds: timing.leaseSeconds,
     clock,
   });
   const hooks = new HookService(db, status, metrics, log, {
