@@ -8,7 +8,7 @@
 //             to sockets; send→webhook vs send→push latency at a fixed rate
 // Prints the result as one JSON line on stdout.
 import { HttpSender, SwitchboardClient } from "@switchboard/client";
-import { BenchPeer, now, type BenchIdentity, type Stamp } from "./peer.ts";
+import { BenchPeer, now, readStamp, type BenchIdentity, type Stamp } from "./peer.ts";
 import { summarize, type Summary } from "./stats.ts";
 
 export interface HttpPlanMember {
@@ -134,13 +134,6 @@ function sendStamped(peer: BenchPeer, target: string, stamp: Stamp): void {
   peer.ws.send(JSON.stringify({ type: "send", targetSpec: target, priority: "next", nonce: "bench", ciphertext: encode(stamp), id: stamp.id }));
 }
 
-function decode(ciphertext: string): Stamp | null {
-  try {
-    return JSON.parse(Buffer.from(ciphertext, "base64").toString("utf8")) as Stamp;
-  } catch {
-    return null;
-  }
-}
 
 async function until(done: () => boolean, ms: number): Promise<void> {
   for (const end = Date.now() + ms; !done() && Date.now() < end; ) await Bun.sleep(20);
@@ -276,7 +269,7 @@ async function runWebhook(plan: HttpPlan): Promise<Record<string, unknown>> {
     fetch: async (req) => {
       requests++;
       const batch = (await req.json()) as { messages: Array<{ ciphertext: string }> };
-      for (const m of batch.messages) arrived(decode(m.ciphertext));
+      for (const m of batch.messages) arrived(readStamp(m.ciphertext));
       return new Response(null, { status: 204 });
     },
   });

@@ -4,15 +4,16 @@
 // socket counterpart from the same run; the report states the ratios.
 import { generateKeypair } from "@switchboard/protocol";
 import { AdminClient, postgresBackend, spawnBroker, startPostgresCluster, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import type { HttpPlan, HttpPlanMember, PathFigures } from "./http-load.ts";
 import { cpuPercent, sampleProcess } from "./probe.ts";
+import type { Size } from "./scenarios.ts";
 import type { Summary } from "./stats.ts";
 
 const ADMIN_TOKEN = "bench-admin-token-0123456789";
 
-type Size = "full" | "smoke";
 type Shape = Pick<HttpPlan, "rate" | "seconds" | "concurrency" | "closedSeconds" | "roundTrips" | "queuedPerReceiver" | "drainMs"> & {
   senders: number;
   receivers: number;
@@ -150,4 +151,14 @@ export async function runHttpScenario(name: string, size: Size): Promise<HttpBen
     await backend?.dispose().catch(() => {});
     await cluster.destroy();
   }
+}
+
+/** `bun run bench http|webhook [--smoke]`: runs, prints, and writes the report to bench/out/. */
+export async function main(name: string, size: Size): Promise<void> {
+  const report = await runHttpScenario(name, size);
+  mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
+  const path = join(import.meta.dir, "..", "out", `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);
+  await Bun.write(path, JSON.stringify(report, null, 2));
+  console.log(JSON.stringify(report, null, 2));
+  console.log(`written to ${path}`);
 }

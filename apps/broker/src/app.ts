@@ -1,7 +1,7 @@
 // The composition root: one database, the services on it in dependency
 // order, the transport on top, one port. startBroker() gives back what
 // shutdown needs.
-import { connect, migrate, type Database } from "@switchboard/db";
+import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
@@ -11,8 +11,10 @@ import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
 import { InstanceBus } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
+import { ConnectionGate } from "./services/connection-gate.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
+import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
 import { HookService } from "./services/hooks.ts";
 import { HttpMessaging } from "./services/http-messaging.ts";
@@ -21,6 +23,7 @@ import { LocalPresences } from "./services/local-presences.ts";
 import { PeerDirectory } from "./services/peers.ts";
 import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
 import { QueuedWork } from "./services/queued-work.ts";
+import { Readiness } from "./services/readiness.ts";
 import { ReplyWaiters } from "./services/reply-waiters.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
@@ -29,13 +32,15 @@ import { systemClock, type Timing } from "./services/timing.ts";
 import { createWebhookAdmin } from "./services/webhooks/admin.ts";
 import { WebhookDispatcher } from "./services/webhooks/dispatcher.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
+import { trustedProxies } from "./transport/http/client-address.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
 import { messagesRoutes } from "./transport/http/messages-routes.ts";
-import { opsRoutes } from "./transport/http/ops-routes.ts";
+import { opsRoutes, readinessRoutes } from "./transport/http/ops-routes.ts";
 import { webhookRoutes } from "./transport/http/webhook-routes.ts";
-import { serve } from "./transport/server.ts";
+import { serve, serveStarting } from "./transport/server.ts";
 import { createWebhookPoster } from "./transport/webhook/poster.ts";
 import type { Connection } from "./transport/ws/connection.ts";
+import { InflightBudget } from "./transport/ws/pipeline.ts";
 import { createWsHandler } from "./transport/ws/handler.ts";
 
 /** Pushes a presence may have unacknowledged before the broker waits for its acks. */
@@ -59,20 +64,25 @@ export function timingOf(config: Config): Timing {
     settledRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
+    stalledPresenceSeconds: config.STALLED_PRESENCE_SECONDS,
     webhookTimeoutMs: config.WEBHOOK_TIMEOUT_MS,
     webhookBackoffMinMs: config.WEBHOOK_BACKOFF_MIN_MS,
     webhookBackoffMaxMs: config.WEBHOOK_BACKOFF_MAX_MS,
   };
 }
 
-async function connectAndMigrate(config: Config, log: Logger): Promise<Database> {
+async function connectAndMigrate(config: Config, log: Logger, onConnected: () => void): Promise<Database> {
+  // Read first: missing migration files (an incomplete image) stop the start
+  // instead of being retried below as if the database were away.
+  const migrations = loadMigrations();
   // The database may still be starting (compose, a rebooted host): wait for it
   // instead of exiting. A locked embedded directory is final, though.
   for (let attempt = 1; ; attempt++) {
     let db: Database | null = null;
     try {
       db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
-      const applied = await migrate(db);
+      onConnected();
+      const applied = await migrate(db, migrations);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       return db;
     } catch (error) {
@@ -89,7 +99,21 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const timing = timingOf(config);
   const instanceId = newInstanceId();
   const metrics = createMetrics();
-  const db = await connectAndMigrate(config, log);
+  const readiness = new Readiness();
+  // The port opens as soon as the database is this process's (in embedded
+  // mode DATA_DIR is locked then), before migrations: /health/ready answers
+  // 503 while they run, everything else 503 until the full routes replace
+  // these below.
+  let early: Server<Connection> | undefined;
+  const listen = () => (early ??= serveStarting(config.BROKER_PORT, config.HOST, readinessRoutes(readiness, instanceId)));
+  let db: Database;
+  try {
+    db = await connectAndMigrate(config, log, listen);
+  } catch (error) {
+    await early?.stop(true);
+    throw error;
+  }
+  const starting = listen();
   // After connecting: in embedded mode DATA_DIR is then locked to this process.
   const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
@@ -109,14 +133,31 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     lifecycle.endAll("lease_lost"),
   );
   const hello = new HelloService(db, bus, instanceId, config.MAX_CONNECTIONS_PER_MESH);
-  const sending = new SendService(db, presences, queuedWork, bus, metrics, log, {
+  const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
+    instanceId,
+    leaseSeconds: timing.leaseSeconds,
     clock,
   });
-  const hooks = new HookService(db, status, metrics, log, { rateLimitPerMin: config.HOOK_RATE_LIMIT_PER_MIN, clock });
-  const channels = new ChannelService(db);
+  const hooks = new HookService(db, status, metrics, log, {
+    rateLimitPerMin: config.HOOK_RATE_LIMIT_PER_MIN,
+    rateLimitPerTokenPerMin: config.HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN,
+    clock,
+  });
+  const channels = new ChannelService(db, config.MAX_CHANNELS_PER_MEMBER);
+  const limits = new FrameLimits({
+    controlPerMin: config.CONTROL_RATE_LIMIT_PER_MIN,
+    ackIdsPerMin: config.ACK_RATE_LIMIT_PER_MIN,
+    clock,
+  });
+  const gate = new ConnectionGate({
+    maxPending: config.MAX_PENDING_HELLOS,
+    maxPendingPerAddress: config.MAX_PENDING_HELLOS_PER_ADDRESS,
+    failuresPerAddressPerMin: config.HELLO_FAILURES_PER_ADDRESS_PER_MIN,
+    clock,
+  });
   const peers = new PeerDirectory(db);
   const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
   const waiters = new ReplyWaiters(db, queuedWork, bus, log, { maxWaiters: config.MAX_REPLY_WAITERS, clock });
@@ -133,9 +174,22 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   });
   queuedWork.subscribe(dispatcher);
   const webhooks = createWebhookAdmin({ db, admin, dispatcher, queuedWork, bus, log, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE });
-  const sweepers = new Sweepers(db, queuedWork, bus, lease, lifecycle, metrics, log, timing, () => {
-    hooks.prune();
-    sending.prune();
+  const sweepers = new Sweepers({
+    db,
+    queuedWork,
+    bus,
+    lease,
+    lifecycle,
+    metrics,
+    log,
+    timing,
+    clock,
+    onHousekeeping: () => {
+      hooks.prune();
+      sending.prune();
+      limits.prune();
+      gate.prune();
+    },
   });
 
   await lease.register();
@@ -164,29 +218,41 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     status,
     channels,
     peers,
+    limits,
+    gate,
     pushWindow: PUSH_WINDOW,
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     helloTimeoutMs: timing.helloTimeoutMs,
+    inflight: { frames: config.CONNECTION_INFLIGHT_FRAMES, bytes: config.CONNECTION_INFLIGHT_BYTES },
+    inflightBudget: new InflightBudget(config.INSTANCE_INFLIGHT_BYTES),
+    socketBufferBytes: config.SOCKET_BUFFER_BYTES,
   });
-  const server = serve({
-    port: config.BROKER_PORT,
-    hostname: config.HOST,
-    log,
-    ws,
-    routes: [
-      opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
-      adminRoutes({ admin, adminToken }),
-      hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
-      messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
-      webhookRoutes({ webhooks, adminToken }),
-    ],
-  });
+  const server = serve(
+    {
+      port: config.BROKER_PORT,
+      hostname: config.HOST,
+      log,
+      ws,
+      gate,
+      trusted: trustedProxies(config.TRUSTED_PROXIES),
+      routes: [
+        opsRoutes({ build, dbHealth, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
+        adminRoutes({ admin, adminToken }),
+        hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+        messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+        webhookRoutes({ webhooks, adminToken }),
+      ],
+    },
+    starting,
+  );
+  readiness.serving(dbHealth);
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
 
   return {
     server,
     instanceId,
     async stop() {
+      readiness.draining();
       ws.closeAll();
       sweepers.stop();
       await dispatcher.stop();

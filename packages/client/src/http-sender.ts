@@ -13,7 +13,7 @@ import {
 } from "@switchboard/protocol";
 import { open, PLAIN_NONCE, seal, type Envelope } from "./envelope.ts";
 import { SwitchboardError } from "./errors.ts";
-import { messageOf } from "./inbox.ts";
+import { describePush } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
 import type { Message } from "./types.ts";
 
@@ -110,7 +110,7 @@ export class HttpSender {
 
   /** A pushed message (a reply, or one of a webhook's push_batch) as the application sees it. */
   open(push: PushFrame): Message {
-    return messageOf(push, this.payloadOf(push));
+    return { ...describePush(push), payload: this.payloadOf(push) };
   }
 
   private payloadOf(push: PushFrame): unknown {

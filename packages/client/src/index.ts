@@ -1,5 +1,5 @@
 export { generateKeypair, publicKeyOf } from "@switchboard/protocol";
-export { backoffDelay, type ReconnectPolicy } from "./backoff.ts";
+export { backoffDelay, isFinalHelloCode, type ReconnectPolicy } from "./backoff.ts";
 export { SwitchboardClient } from "./client.ts";
 export { SwitchboardError } from "./errors.ts";
 export {
@@ -29,5 +29,6 @@ export type {
   SendOptions,
   SendResult,
   StatusInfo,
+  UnreadableMessage,
 } from "./types.ts";
 export { verifyWebhook, type HeaderSource, type VerifyOptions } from "./webhook-signature.ts";

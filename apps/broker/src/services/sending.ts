@@ -6,11 +6,17 @@ import type { SendFrame } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { presencesReceiving } from "../store/presences.ts";
-import { enqueueSends, findSendsByClientId, type EnqueuedSend, type NewMessage } from "../store/queue/index.ts";
+import {
+  enqueueSends,
+  findSendsByClientId,
+  type EnqueuedSend,
+  type LeasedDelivery,
+  type NewMessage,
+} from "../store/queue/index.ts";
 import { routeSend } from "../store/routing.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
-import type { LocalPresence, LocalPresences } from "./local-presences.ts";
+import { markCongested, type LocalPresence, type LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { QueuedWork } from "./queued-work.ts";
@@ -25,7 +31,15 @@ export interface SendingOptions {
   maxMessageBytes: number;
   defaultTtlSeconds: number;
   sendRateLimitPerMin: number;
+  instanceId: string;
+  leaseSeconds: number;
   clock: Clock;
+}
+
+/** What a send needs of the socket pump: where not to lease, and where to push what it leased. */
+export interface LocalPushes {
+  unavailable(): string[];
+  handLeased(leased: LeasedDelivery[]): Promise<void>;
 }
 
 /** Who sends: a member of a mesh, with or without a socket. */
@@ -42,6 +56,12 @@ export type SendOutcome =
 export interface SendExtras {
   /** The sender waits this long for a reply (HTTP ?wait=S): replies to this message are held for it. */
   replyWaitSeconds?: number;
+}
+
+/** A send in the group commit: the message to store, and its sender's key for pushes leased at once. */
+interface Pending {
+  message: NewMessage;
+  senderPubkey: string;
 }
 
 type Written = { ok: true; messageId: string; recipients: number; duplicate: boolean; recipientIds: string[] } | Refusal<SendRefusalCode>;
@@ -62,6 +82,7 @@ export class SendService {
   constructor(
     private readonly db: Database,
     private readonly presences: LocalPresences,
+    private readonly pushes: LocalPushes,
     private readonly queuedWork: QueuedWork,
     private readonly bus: InstanceBus,
     private readonly metrics: Metrics,
@@ -69,7 +90,7 @@ export class SendService {
     private readonly options: SendingOptions,
   ) {
     this.limiter = new RateLimiter(options.sendRateLimitPerMin);
-    this.commits = createGroupCommit<NewMessage, Written>((items) => this.commitIsolating(items), MAX_SENDS_PER_COMMIT);
+    this.commits = createGroupCommit<Pending, Written>((items) => this.commitIsolating(items), MAX_SENDS_PER_COMMIT);
   }
 
   prune(): void {
@@ -113,7 +134,7 @@ export class SendService {
       replyWaitSeconds: extras.replyWaitSeconds ?? null,
     };
     if (request.ephemeral) return this.sendEphemeral(message, sender.pubkey);
-    const written = await this.commits.submit(message);
+    const written = await this.commits.submit({ message, senderPubkey: sender.pubkey });
     if (!written.ok) return written;
     return { ok: true, messageId: written.messageId, recipients: written.recipients, duplicate: written.duplicate, queued: true };
   }
@@ -122,23 +143,30 @@ export class SendService {
   // after a failed batch each send is written alone, and only the culprit
   // fails. A batch is written again only when its statement failed, so
   // nothing it stored can be stored twice.
-  private async commitIsolating(messages: NewMessage[]): Promise<Written[]> {
+  private async commitIsolating(items: Pending[]): Promise<Written[]> {
+    const messages = items.map((i) => i.message);
     let enqueued: EnqueuedSend[];
     try {
-      enqueued = await retryTransient(() => enqueueSends(this.db, messages));
+      const holders = {
+        instanceId: this.options.instanceId,
+        unavailable: this.pushes.unavailable(),
+        leaseSeconds: this.options.leaseSeconds,
+      };
+      enqueued = await retryTransient(() => enqueueSends(this.db, messages, holders));
     } catch (error) {
-      if (messages.length === 1) {
+      if (items.length === 1) {
         this.log.error({ err: error }, "send failed");
         return [refuse("internal", "the broker could not store this message")];
       }
-      this.log.warn({ err: error, sends: messages.length }, "send batch failed; writing its sends one by one");
-      return (await Promise.all(messages.map((m) => this.commitIsolating([m])))).flat();
+      this.log.warn({ err: error, sends: items.length }, "send batch failed; writing its sends one by one");
+      return (await Promise.all(items.map((item) => this.commitIsolating([item])))).flat();
     }
-    return this.afterCommit(messages, enqueued);
+    return this.afterCommit(items, enqueued);
   }
 
   // Past the commit, nothing may turn a stored message into an error reply.
-  private async afterCommit(messages: NewMessage[], enqueued: EnqueuedSend[]): Promise<Written[]> {
+  private async afterCommit(items: Pending[], enqueued: EnqueuedSend[]): Promise<Written[]> {
+    const messages = items.map((i) => i.message);
     const inserted = new Map<string, NewMessage>();
     for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), messages[e.idx]!);
     // A retry whose first copy another instance committed during this statement.
@@ -166,7 +194,17 @@ export class SendService {
       return refuse("internal", "the broker could not confirm this retried send; send it again");
     });
 
-    const recipients = [...new Set(written.flatMap((w) => (w.ok ? w.recipientIds : [])))];
+    // Deliveries written leased to presences here go out now; the rest are
+    // news for the queue's consumers, here and on the other instances.
+    const leased = enqueued.flatMap((e) => leasedDeliveries(items[e.idx]!, e));
+    const direct = new Set(leased.map((d) => `${d.messageId} ${d.memberId}`));
+    void this.pushes.handLeased(leased).catch((error: unknown) => this.log.error({ err: error }, "push of leased deliveries failed"));
+    const queued = new Set<string>();
+    for (const w of written) {
+      if (!w.ok) continue;
+      for (const member of w.recipientIds) if (!direct.has(`${w.messageId} ${member}`)) queued.add(member);
+    }
+    const recipients = [...queued];
     this.queuedWork.forMembers(recipients);
     if (recipients.length > 0) {
       // After the commit: other instances claim rows that are already there.
@@ -197,9 +235,9 @@ export class SendService {
     let delivered = 0;
     for (const memberId of route.recipientIds) {
       for (const p of this.presences.ofMember(memberId)) {
-        if (p.ended || p.congested || !receiving.has(p.presenceId)) continue;
+        if (p.ended || p.congestedSince !== null || !receiving.has(p.presenceId)) continue;
         const result = p.link.push(message, 1);
-        if (result !== "sent") p.congested = true;
+        if (result !== "sent") markCongested(p, this.options.clock());
         if (result === "dropped") continue;
         delivered++;
         break;
@@ -208,4 +246,23 @@ export class SendService {
     this.log.debug({ messageId: m.id, recipients: delivered }, "ephemeral send");
     return { ok: true, messageId: m.id, recipients: delivered, duplicate: false, queued: false };
   }
+}
+
+function leasedDeliveries({ message, senderPubkey }: Pending, e: EnqueuedSend): LeasedDelivery[] {
+  const rows = JSON.parse(e.leased) as Array<{ memberId: string; presenceId: string; seq: number }>;
+  return rows.map((row) => ({
+    messageId: message.id,
+    meshId: message.meshId,
+    senderPubkey,
+    targetSpec: message.targetSpec,
+    priority: message.priority,
+    nonce: message.nonce,
+    ciphertext: message.ciphertext,
+    createdAt: e.createdAt,
+    replyTo: message.replyTo,
+    presenceId: row.presenceId,
+    memberId: row.memberId,
+    attempt: 1,
+    seq: row.seq,
+  }));
 }
