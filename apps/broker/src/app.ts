@@ -9,6 +9,7 @@ import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
+import { ApiSenders } from "./services/api-senders.ts";
 import { InstanceBus } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
 import { ConnectionGate } from "./services/connection-gate.ts";
@@ -42,6 +43,9 @@ import { createWebhookPoster } from "./transport/webhook/poster.ts";
 import type { Connection } from "./transport/ws/connection.ts";
 import { InflightBudget } from "./transport/ws/pipeline.ts";
 import { createWsHandler } from "./transport/ws/handler.ts";
+
+/** How long an API token's member is remembered (a revocation forgets it at once). */
+const API_SENDER_TTL_MS = 5000;
 
 /** Pushes a presence may have unacknowledged before the broker waits for its acks. */
 const PUSH_WINDOW = 512;
@@ -159,10 +163,18 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     clock,
   });
   const peers = new PeerDirectory(db);
-  const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
+  const apiSenders = new ApiSenders(db, { ttlMs: API_SENDER_TTL_MS, maxEntries: 10_000, clock });
+  const admin = createAdminService({
+    db,
+    log,
+    onRevoked: (memberId) => {
+      apiSenders.forget(memberId);
+      void lifecycle.revoked(memberId);
+    },
+  });
   const waiters = new ReplyWaiters(db, queuedWork, bus, log, { maxWaiters: config.MAX_REPLY_WAITERS, clock });
   queuedWork.subscribe(waiters);
-  const messaging = new HttpMessaging(db, sending, waiters, clock);
+  const messaging = new HttpMessaging(db, apiSenders, sending, waiters, clock);
   const dispatcher = new WebhookDispatcher(db, createWebhookPoster(`switchboard/${VERSION}`), metrics, log, {
     timeoutMs: timing.webhookTimeoutMs,
     backoff: { minMs: timing.webhookBackoffMinMs, maxMs: timing.webhookBackoffMaxMs },
@@ -197,7 +209,10 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     queuedWork: (members) => queuedWork.forMembers(members),
     queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
     replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
-    revoked: (memberId) => lifecycle.endMember(memberId, "revoked"),
+    revoked: (memberId) => {
+      apiSenders.forget(memberId);
+      lifecycle.endMember(memberId, "revoked");
+    },
     // Everything local may have missed news: every consumer looks again.
     resubscribed: () => {
       queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId)));

@@ -6,9 +6,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import {
   AdminClient,
+  backendKind,
   findPgBin,
   freshBackend,
   PeerPool,
+  postgresBackend,
   setupMesh,
   spawnBroker,
   startPostgresCluster,
@@ -141,6 +143,14 @@ describe("HTTP messaging API", () => {
       expectError(await post(token, httpBody(target.pubkey)), 401, "unauthorized");
     }
     expect((await post(tokens[0]!, httpBody(target.pubkey))).status).toBe(201);
+  });
+
+  test("a token that was just used is refused at once when its member is revoked", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    expect((await post(tokens[0]!, httpBody(members[1]!.pubkey))).status).toBe(201);
+    await admin.revokeMember(mesh.id, members[0]!.id);
+    expectError(await post(tokens[0]!, httpBody(members[1]!.pubkey)), 401, "unauthorized");
+    expectError(await messageStatus(broker.url, tokens[0]!, crypto.randomUUID()), 401, "unauthorized");
   });
 
   test("400 invalid: not JSON, a bad field, ephemeral, an Idempotency-Key over 64 characters, a wait outside 1–60", async () => {
@@ -359,6 +369,36 @@ describe("HTTP messaging API", () => {
       state = (await messageStatus<StatusBody>(broker.url, tokens[0]!, sent.body.messageId)).body.recipients[0]!.state;
     }
     expect(state).toBe("expired");
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("HTTP messaging over two instances (needs DATABASE_URL: instances share a Postgres server)", () => {
+  let backend: TestBackend;
+  let brokers: BrokerProcess[] = [];
+  beforeAll(async () => {
+    backend = await postgresBackend(process.env.DATABASE_URL!);
+    brokers = await Promise.all([0, 1].map(() => spawnBroker({ ...backend.env, ADMIN_TOKEN })));
+  });
+  afterAll(async () => {
+    await Promise.all(brokers.map((b) => b.stop()));
+    await backend?.dispose();
+  });
+
+  test("a revocation on one instance refuses the member's token on the other at once", async () => {
+    const [a, b] = brokers as [BrokerProcess, BrokerProcess];
+    const admin = new AdminClient(a.url, ADMIN_TOKEN);
+    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const token = await admin.createApiToken(mesh.id, members[0]!.id);
+    expect((await postMessage(b.url, token, httpBody(members[1]!.pubkey))).status).toBe(201);
+    await admin.revokeMember(mesh.id, members[0]!.id);
+    // The revocation reaches b over the bus; until then its statement refuses the send as forbidden.
+    let status = 0;
+    for (const until = Date.now() + 10_000; Date.now() < until; await Bun.sleep(100)) {
+      status = (await postMessage(b.url, token, httpBody(members[1]!.pubkey))).status;
+      if (status === 401) break;
+      expect(status).toBe(403);
+    }
+    expect(status).toBe(401);
   });
 });
 

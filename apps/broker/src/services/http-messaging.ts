@@ -3,15 +3,14 @@
 // same checks, rate limit and group commit), may wait for the reply, and may
 // read what became of its messages.
 import type { Database } from "@switchboard/db";
-import { findApiSender } from "../store/directory.ts";
 import { holdReplies, messageState, type MessageState, type TakenReply } from "../store/queue/index.ts";
 import { UUID } from "../store/sql.ts";
+import type { ApiSenders } from "./api-senders.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import type { ReplyWaiters } from "./reply-waiters.ts";
 import { retryTransient } from "./retry.ts";
 import type { Sender, SendOutcome, SendRequest, SendService } from "./sending.ts";
 import type { Clock } from "./timing.ts";
-import { hashToken } from "./tokens.ts";
 
 export interface HttpSend {
   request: SendRequest;
@@ -36,14 +35,15 @@ const HOLD_GRACE_SECONDS = 5;
 export class HttpMessaging {
   constructor(
     private readonly db: Database,
+    private readonly senders: ApiSenders,
     private readonly sending: SendService,
     private readonly waiters: ReplyWaiters,
     private readonly clock: Clock,
   ) {}
 
   /** The member an API token acts as; null for an unknown, revoked or non-API token. */
-  async authenticate(token: string): Promise<Sender | null> {
-    return findApiSender(this.db, hashToken(token));
+  authenticate(token: string): Promise<Sender | null> {
+    return this.senders.find(token);
   }
 
   async send(sender: Sender, { request, waitSeconds, signal }: HttpSend): Promise<HttpSendOutcome> {
