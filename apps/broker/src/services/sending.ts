@@ -14,7 +14,7 @@ import {
   type NewMessage,
 } from "../store/queue/index.ts";
 import { routeSend } from "../store/routing.ts";
-import { queuedWork, type InstanceBus } from "./bus.ts";
+import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { markCongested, type LocalPresence, type LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
@@ -151,6 +151,7 @@ export class SendService {
         instanceId: this.options.instanceId,
         unavailable: this.pushes.unavailable(),
         leaseSeconds: this.options.leaseSeconds,
+        notify: this.bus.crossInstance,
       };
       enqueued = await retryTransient(() => enqueueSends(this.db, messages, holders));
     } catch (error) {
@@ -204,14 +205,8 @@ export class SendService {
       if (!w.ok) continue;
       for (const member of w.recipientIds) if (!direct.has(`${w.messageId} ${member}`)) queued.add(member);
     }
-    const recipients = [...queued];
-    this.queuedWork.forMembers(recipients);
-    if (recipients.length > 0) {
-      // After the commit: other instances claim rows that are already there.
-      this.bus
-        .publish(this.db, queuedWork(recipients, messages.map((m) => m.meshId)))
-        .catch((error) => this.log.warn({ err: error }, "wake-up not published; the catch-up sweep will deliver"));
-    }
+    // The other instances were told by the statement itself (see enqueueSends).
+    this.queuedWork.forMembers(queued);
     return written;
   }
 

@@ -11,6 +11,7 @@
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
+import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { isoTime, jsonParam, uuidArray } from "../sql.ts";
 import { receivable, receivesOnSockets } from "./eligibility.ts";
@@ -47,6 +48,8 @@ export interface EnqueuedSend {
   leased: string;
   /** When the messages were stored (ISO-8601 UTC), the same for the whole batch. */
   createdAt: string;
+  /** 1 when the statement notified the other instances. */
+  notified: number;
 }
 
 /** Where the sending instance can push at once: its own presences, but for those that cannot take pushes now. */
@@ -55,6 +58,12 @@ export interface LocalHolders {
   /** Presences of the instance that are backed up or whose push window is full. */
   unavailable: string[];
   leaseSeconds: number;
+  /**
+   * Whether to tell the other instances of the deliveries written queued, by
+   * a NOTIFY in this very statement (it goes out with its commit: no second
+   * round trip, no second commit).
+   */
+  notify: boolean;
 }
 
 // Data-modifying CTEs run to completion whether or not the final SELECT reads
@@ -120,6 +129,17 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
       ) awaited ON true
       ORDER BY w.idx, r.member_id
       RETURNING id, message_id, recipient_member_id, lease_presence_id
+    ),
+    notified AS (
+      SELECT pg_notify(${BUS_CHANNEL}, CASE
+               WHEN count(DISTINCT e.recipient_member_id) <= ${MAX_NOTIFIED_MEMBERS}
+                 THEN json_build_object('members', json_agg(DISTINCT e.recipient_member_id))::text
+               ELSE json_build_object('meshes', json_agg(DISTINCT w."meshId"))::text
+             END)
+      FROM enqueued e JOIN writable w ON w.id = e.message_id
+      -- Queued deliveries, and replies held for a waiting request (its instance must wake it): not pushes leased here.
+      WHERE ${holders.notify} AND (e.lease_presence_id IS NULL OR e.lease_presence_id = w."replyTo")
+      HAVING count(*) > 0
     )
     SELECT r.idx, r.known, w.id IS NOT NULL AS "senderLive", i.id IS NOT NULL AS inserted, prior.id AS "priorId",
            coalesce((SELECT count(*) FROM deliveries d WHERE d.message_id = prior.id), 0)::int AS "priorRecipients",
@@ -131,7 +151,8 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
              -- Held for a waiting request (its id is the reply's replyTo): not a presence's push.
              WHERE e.message_id = i.id AND e.lease_presence_id IS NOT NULL AND e.lease_presence_id IS DISTINCT FROM r."replyTo"
            ), '[]')::text AS leased,
-           ${isoTime("now()")} AS "createdAt"
+           ${isoTime("now()")} AS "createdAt",
+           (SELECT count(*) FROM notified)::int AS notified
     FROM routed r
     LEFT JOIN writable w ON w.idx = r.idx
     LEFT JOIN inserted i ON i.id = r.id
