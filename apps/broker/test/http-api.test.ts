@@ -202,11 +202,12 @@ describe("HTTP messaging API", () => {
     }
   });
 
-  test("?wait=S: the reply is returned in the same response as the push it would be, and is acked", async () => {
+  test("?wait=S: the reply's commit wakes the request, which returns it as the push it would be, acked", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     const [app, runner] = members as [SetupMember, SetupMember];
     const peer = await connect(mesh.id, runner);
-    const waiting = post(tokens[0]!, httpBody(runner.pubkey, { ciphertext: "Y21k" }), { wait: 30 });
+    // The longest wait, cut short by the test: a request not woken by the reply's commit would look again only at its end.
+    const waiting = post(tokens[0]!, httpBody(runner.pubkey, { ciphertext: "Y21k" }), { wait: 60, signal: AbortSignal.timeout(20_000) });
     const [command] = await peer.waitForPushes(1);
     const replied = await peer.send(app.pubkey, { replyTo: str(command!.messageId), ciphertext: "cmVzdWx0", nonce: "n-r" });
     peer.ack([str(command!.messageId)]);

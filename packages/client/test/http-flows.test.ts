@@ -82,6 +82,19 @@ afterEach(async () => {
   await Promise.all(receivers.splice(0).map((r) => r.stop()));
 });
 
+/** The promise's value, or a failure naming what did not come within ms. */
+async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not come within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function appSender(admin: AdminClient, url: string, meshId: string, app: SetupMember): Promise<HttpSender> {
   return HttpSender.create({ url, token: await admin.createApiToken(meshId, app.id), secretKey: app.identity.secretKey });
 }
@@ -101,12 +114,12 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     await backend?.dispose();
   });
 
-  test("the runner's reply comes back in the response to the command (wait=10)", async () => {
+  test("the runner's reply comes back in the response to the command, woken by its commit", async () => {
     const { mesh, members } = await setupMesh(admin, { members: ["app", "runner"] });
     const [app, runnerMember] = members as [SetupMember, SetupMember];
     await RunnerProcess.start(broker.url, mesh.id, runnerMember);
     const sender = await appSender(admin, broker.url, mesh.id, app);
-    const answer = await sender.request(runnerMember.pubkey, { cmd: "echo", value: 42 }, { waitSeconds: 10 });
+    const answer = await within(20_000, sender.request(runnerMember.pubkey, { cmd: "echo", value: 42 }, { waitSeconds: 60 }), "the reply");
     expect(answer.duplicate).toBe(false);
     expect(answer.reply).toMatchObject({ senderPubkey: runnerMember.pubkey, replyTo: answer.messageId, encrypted: true, payload: { ok: true, echo: 42 } });
     // The runner's SDK acks in batches, so its ack may trail its reply.
@@ -267,7 +280,7 @@ describe.skipIf(backendKind !== "postgres")("tool calls across instances (needs 
     await backend?.dispose();
   });
 
-  test("a caller on instance A gets the reply of a tool on instance B within the wait", async () => {
+  test("a caller on instance A gets the reply of a tool on instance B, woken by its commit", async () => {
     const [a, b] = brokers as [BrokerProcess, BrokerProcess];
     const admin = new AdminClient(a.url, ADMIN_TOKEN);
     const { mesh, members } = await setupMesh(admin, { members: ["caller", "tool"] });
@@ -278,7 +291,8 @@ describe.skipIf(backendKind !== "postgres")("tool calls across instances (needs 
       [2, 3],
       [40, 2],
     ] as const) {
-      const answer = await sender.request(tool.pubkey, { cmd: "add", a: x, b: y }, { waitSeconds: 10 });
+      // The longest wait: a request that were not woken by the reply would only look again at its end.
+      const answer = await within(20_000, sender.request(tool.pubkey, { cmd: "add", a: x, b: y }, { waitSeconds: 60 }), "the reply");
       expect(answer.reply?.payload).toEqual({ result: x + y });
     }
   });
