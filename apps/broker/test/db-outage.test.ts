@@ -1,16 +1,28 @@
 // /health follows a real Postgres going away and coming back; the broker
 // neither exits nor needs a restart.
 import { afterAll, describe, expect, test } from "bun:test";
-import { findPgBin, spawnBroker, startPostgresCluster, type BrokerProcess, type PostgresCluster } from "@switchboard/testkit";
+import {
+  findPgBin,
+  postgresBackend,
+  startPostgresCluster,
+  TestBroker,
+  type PostgresCluster,
+  type TestBackend,
+} from "@switchboard/testkit";
 
 const haveServer = findPgBin() !== null;
 if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
 
 let cluster: PostgresCluster | undefined;
-let broker: BrokerProcess | undefined;
+let backend: TestBackend | undefined;
+let broker: TestBroker | undefined;
 afterAll(async () => {
-  await broker?.stop();
-  await cluster?.destroy();
+  try {
+    await broker?.dispose();
+    await backend?.dispose();
+  } finally {
+    await cluster?.destroy();
+  }
 });
 
 async function healthStatusBecomes(url: string, status: number, timeoutMs: number): Promise<number> {
@@ -27,18 +39,19 @@ async function healthStatusBecomes(url: string, status: number, timeoutMs: numbe
 describe.skipIf(!haveServer)("database outage", () => {
   test("/health goes 200 → 503 while Postgres is stopped → 200 when it is back", async () => {
     cluster = await startPostgresCluster();
-    broker = await spawnBroker({ DATABASE_URL: cluster.url() });
+    backend = await postgresBackend(cluster.url());
+    broker = await TestBroker.start({}, { backend });
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
 
     await cluster.stop();
     expect(await healthStatusBecomes(broker.url, 503, 15_000)).toBe(503);
     const degraded = (await (await fetch(`${broker.url}/health`)).json()) as Record<string, unknown>;
     expect(degraded).toMatchObject({ status: "degraded", db: "down" });
-    await broker.waitForLog("db ping failed");
+    await broker.process.waitForLog("db ping failed");
 
     await cluster.start();
     expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);
-    await broker.waitForLog("db healthy");
-    expect(broker.logs.some((l) => l.msg === "broker failed to start")).toBe(false);
+    await broker.process.waitForLog("db healthy");
+    expect(broker.process.logs.some((l) => l.msg === "broker failed to start")).toBe(false);
   });
 });

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import {
   PeerPool,
   pushesBeforeMarker,
+  sendLeaseProbe,
   setupMesh,
   TestBroker,
   TestPeer,
@@ -62,10 +63,10 @@ describe(`leases (LEASE_SECONDS=${LEASE_SECONDS})`, () => {
     // of the unacked one in flight at its ack is in by the probe's second push, and none may
     // follow for a whole lease more, up to the probe's third. By then the acked one's lease has
     // been swept several times over, so a requeue of it would be here too.
-    const [probe] = await sendMany(sender, [sendFrame(b.pubkey)]);
-    await attempt(recipient, probe!.messageId, 2);
+    const probe = await sendLeaseProbe(sender, recipient);
+    await probe(2);
     const settled = pushesOf(recipient, unacked!.messageId).length;
-    await attempt(recipient, probe!.messageId, 3);
+    await probe(3);
     expect(pushesOf(recipient, unacked!.messageId)).toHaveLength(settled);
     expect(pushesOf(recipient, acked!.messageId)).toHaveLength(1);
     expect(await pushesBeforeMarker(recipient, sender)).toEqual([]);

@@ -2,21 +2,11 @@
 // installed command itself: fed real Claude Code hook inputs through `sh -c`,
 // it must move a live presence's status on a real broker.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import {
-  AdminClient,
-  freshBackend,
-  setupMesh,
-  spawnBroker,
-  TestPeer,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CliHome, cliOk, eventually, lines, runCli } from "./support/cli.ts";
 
-const ADMIN_TOKEN = "cli-hook-test-admin-token-0123456789";
 const EVENTS = ["UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop", "SubagentStop", "SessionEnd", "Notification"];
 const MARKER = "# switchboard-hook";
 
@@ -153,23 +143,19 @@ describe("hook install / uninstall on a settings file", () => {
 });
 
 describe("the installed command against a real broker", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
+  const broker = useTestBroker();
   const peers: TestPeer[] = [];
-
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
   afterEach(async () => {
     await Promise.all(peers.splice(0).map((p) => p.close()));
   });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+
+  /** broker_hook_requests_total: counted as a request reaches the hook route. */
+  async function hookRequests(): Promise<number> {
+    const text = await (await fetch(`${broker.url}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("broker_hook_requests_total "));
+    if (line === undefined) throw new Error("no broker_hook_requests_total in /metrics");
+    return Number(line.split(" ")[1]);
+  }
 
   /** Installs the hooks with `token` and returns the command installed for `event`, read back from the file. */
   async function installedCommand(token: string, event: string, url = broker.url): Promise<string> {
@@ -194,7 +180,7 @@ describe("the installed command against a real broker", () => {
   }
 
   async function statusOf(mesh: string, sessionId: string): Promise<{ status: string; statusSource: string } | undefined> {
-    const presence = (await admin.peers(mesh)).find((p) => p.sessionId === sessionId);
+    const presence = (await broker.admin.peers(mesh)).find((p) => p.sessionId === sessionId);
     return presence && { status: presence.status, statusSource: presence.statusSource };
   }
 
@@ -207,9 +193,9 @@ describe("the installed command against a real broker", () => {
   }
 
   test("UserPromptSubmit, PreToolUse, Stop and Notification inputs set working / idle on the presence", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["coder"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["coder"] });
     const [coder] = members as [SetupMember];
-    const token = await admin.createHookToken(mesh.id, coder.id);
+    const token = await broker.admin.createHookToken(mesh.id, coder.id);
     const sessionId = crypto.randomUUID();
     const cwd = `/home/dev/projects/${mesh.slug}`;
     peers.push(await TestPeer.connect(broker.wsUrl, { identity: coder.identity, meshId: mesh.id, sessionId, cwd, pid: 777_001 }));
@@ -244,9 +230,9 @@ describe("the installed command against a real broker", () => {
   });
 
   test("without a session id the hook finds the presence by its pid ($PPID of the hook shell) and cwd", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["coder"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["coder"] });
     const [coder] = members as [SetupMember];
-    const token = await admin.createHookToken(mesh.id, coder.id);
+    const token = await broker.admin.createHookToken(mesh.id, coder.id);
     const cwd = `/home/dev/projects/${mesh.slug}`;
     // Both in the same cwd; the one started by "Claude Code" (this process, the hook's parent) is the older one,
     // so "newest with that cwd" would pick the wrong presence.
@@ -270,15 +256,17 @@ describe("the installed command against a real broker", () => {
   });
 
   test("a wrong token changes nothing and still exits 0", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["coder"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["coder"] });
     const [coder] = members as [SetupMember];
     const sessionId = crypto.randomUUID();
     const cwd = `/home/dev/projects/${mesh.slug}`;
     peers.push(await TestPeer.connect(broker.wsUrl, { identity: coder.identity, meshId: mesh.id, sessionId, cwd }));
     const command = await installedCommand("sbh_not_a_real_token", "UserPromptSubmit");
+    const before = await hookRequests();
     const result = await runHook(command, { session_id: sessionId, cwd, hook_event_name: "UserPromptSubmit", prompt: "hi" });
     expect(result.code).toBe(0);
-    await Bun.sleep(400);
+    // The hook's curl reached the broker and has had its answer: what the request changed is in.
+    expect(await hookRequests()).toBe(before + 1);
     expect(await statusOf(mesh.id, sessionId)).toMatchObject({ status: "idle" });
   });
 });

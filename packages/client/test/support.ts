@@ -4,8 +4,11 @@ import type { Message, SwitchboardClient, SwitchboardError } from "../src/index.
 
 export type RawFrame = Record<string, unknown>;
 
-/** A WebSocket class that appends every received frame (parsed) to `frames` before the SDK sees it. */
-export function recordingWebSocket(frames: RawFrame[]): typeof WebSocket {
+/**
+ * A WebSocket class that appends every received frame (parsed) to `frames` before the SDK sees it,
+ * and every frame the SDK sends to `sent` when given.
+ */
+export function recordingWebSocket(frames: RawFrame[], sent?: RawFrame[]): typeof WebSocket {
   // Cast: Bun's WebSocket type has a constructor overload (options) the subclass does not repeat.
   return class RecordingWebSocket extends WebSocket {
     constructor(url: string | URL) {
@@ -13,6 +16,11 @@ export function recordingWebSocket(frames: RawFrame[]): typeof WebSocket {
       this.addEventListener("message", (event) => {
         if (typeof event.data === "string") frames.push(JSON.parse(event.data) as RawFrame);
       });
+    }
+
+    override send(data: Parameters<WebSocket["send"]>[0]): void {
+      if (sent && typeof data === "string") sent.push(JSON.parse(data) as RawFrame);
+      super.send(data);
     }
   } as typeof WebSocket;
 }
@@ -71,3 +79,4 @@ export function controllableWebSocket(): { WebSocket: typeof WebSocket; sockets:
   } as typeof WebSocket;
   return control;
 }
+
