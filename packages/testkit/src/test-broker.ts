@@ -66,7 +66,8 @@ export class TestBroker {
   /** Starts a broker process; after stop() or a kill, a new one on the same backend. */
   async start(): Promise<this> {
     if (this.alive) throw new Error("the test broker is already running");
-    this.backendOrNone ??= await freshBackend();
+    // Migrations are the migration tests' business; here they would only cost time.
+    this.backendOrNone ??= await freshBackend({ withSchema: true });
     const proc = await spawnBroker({ ...this.backendOrNone.env, ADMIN_TOKEN: this.adminToken, ...this.env });
     this.alive = true;
     void proc.exited.then(() => {
