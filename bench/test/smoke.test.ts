@@ -1,16 +1,11 @@
 // A tiny run of every scenario, so the harness cannot rot. Figures are not
 // judged here (that is the benchmark's job); completeness is.
 import { describe, expect, test } from "bun:test";
-import { findPgBin } from "@switchboard/testkit";
+import { ownPostgresTestsRun } from "@switchboard/testkit";
 import { runScenario } from "../src/run.ts";
 import { scenarios } from "../src/scenarios.ts";
 
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-// CI runs the suite twice; the harness needs its own server, so once is enough.
-const skip = !haveServer || (process.env.CI !== undefined && !process.env.DATABASE_URL);
-
-describe.skipIf(skip)("benchmark smoke runs", () => {
+describe.skipIf(!ownPostgresTestsRun())("benchmark smoke runs", () => {
   for (const name of Object.keys(scenarios("smoke"))) {
     test(name, async () => {
       const report = await runScenario(name, "smoke");

@@ -2,16 +2,13 @@
 // neither exits nor needs a restart.
 import { afterAll, describe, expect, test } from "bun:test";
 import {
-  findPgBin,
+  ownPostgresTestsRun,
   postgresBackend,
   startPostgresCluster,
   TestBroker,
   type PostgresCluster,
   type TestBackend,
 } from "@switchboard/testkit";
-
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
 
 let cluster: PostgresCluster | undefined;
 let backend: TestBackend | undefined;
@@ -36,7 +33,7 @@ async function healthStatusBecomes(url: string, status: number, timeoutMs: numbe
   return last;
 }
 
-describe.skipIf(!haveServer)("database outage", () => {
+describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
   test("/health goes 200 → 503 while Postgres is stopped → 200 when it is back", async () => {
     cluster = await startPostgresCluster();
     backend = await postgresBackend(cluster.url());

@@ -3,7 +3,7 @@
 // kept for presences that connect later, limits, and the database going away.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import {
-  findPgBin,
+  ownPostgresTestsRun,
   postgresBackend,
   setupMesh,
   startPostgresCluster,
@@ -331,10 +331,7 @@ describe(`hook rate limit, metrics and pending expiry (HOOK_RATE_LIMIT_PER_MIN=3
   });
 });
 
-const pgBin = findPgBin();
-if (!pgBin && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-
-describe.skipIf(pgBin === null)("hook while Postgres is down", () => {
+describe.skipIf(!ownPostgresTestsRun())("hook while Postgres is down", () => {
   let cluster: PostgresCluster | undefined;
   let backend: TestBackend | undefined;
   let broker: TestBroker | undefined;

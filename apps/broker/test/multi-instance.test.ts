@@ -9,7 +9,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { PeersReply } from "@switchboard/protocol";
 import {
-  findPgBin,
+  ownPostgresTestsRun,
   PeerError,
   postgresBackend,
   pushesBeforeMarker,
@@ -32,12 +32,6 @@ import postgres from "postgres";
 // within seconds instead of the production 15 s.
 const INSTANCE_LEASE_SECONDS = 3;
 const SHORT_INSTANCE_LEASE = { INSTANCE_LEASE_SECONDS: String(INSTANCE_LEASE_SECONDS) };
-
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-// CI runs the suite once with DATABASE_URL and once embedded; this file does
-// not use either backend, so it runs in the DATABASE_URL pass only.
-const enabled = haveServer && !(process.env.CI && !process.env.DATABASE_URL);
 
 interface Trio {
   backend: TestBackend;
@@ -178,7 +172,7 @@ async function reapingRounds(trio: Trio, brokers: TestBroker[], rounds: number):
   }
 }
 
-describe.skipIf(!enabled)("three instances on one Postgres", () => {
+describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () => {
   let cluster: PostgresCluster | undefined;
   /** A trio started by one test, stopped after it even when it fails. */
   let own: Trio | undefined;
