@@ -1,26 +1,10 @@
 // /health follows a real Postgres going away and coming back; the broker
 // neither exits nor needs a restart.
 import { afterAll, describe, expect, test } from "bun:test";
-import {
-  ownPostgresTestsRun,
-  postgresBackend,
-  startPostgresCluster,
-  TestBroker,
-  type PostgresCluster,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { ownPostgresTestsRun, startBrokerOnOwnPostgres, type BrokerOnOwnPostgres } from "@switchboard/testkit";
 
-let cluster: PostgresCluster | undefined;
-let backend: TestBackend | undefined;
-let broker: TestBroker | undefined;
-afterAll(async () => {
-  try {
-    await broker?.dispose();
-    await backend?.dispose();
-  } finally {
-    await cluster?.destroy();
-  }
-});
+let own: BrokerOnOwnPostgres | undefined;
+afterAll(() => own?.dispose());
 
 async function healthStatusBecomes(url: string, status: number, timeoutMs: number): Promise<number> {
   const until = Date.now() + timeoutMs;
@@ -35,9 +19,8 @@ async function healthStatusBecomes(url: string, status: number, timeoutMs: numbe
 
 describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
   test("/health goes 200 → 503 while Postgres is stopped → 200 when it is back", async () => {
-    cluster = await startPostgresCluster();
-    backend = await postgresBackend(cluster.url());
-    broker = await TestBroker.start({}, { backend });
+    own = await startBrokerOnOwnPostgres();
+    const { cluster, broker } = own;
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
 
     await cluster.stop();

@@ -10,11 +10,12 @@ import {
   TestBroker,
   TestPeer,
   useTestBroker,
+  waitUntil,
   type ConnectOptions,
   type Frame,
   type SetupMember,
 } from "@switchboard/testkit";
-import { firstArrivals, sendFrame, sendMany, str, waitUntil } from "./support/messaging.ts";
+import { firstArrivals, sendFrame, sendMany, str } from "./support/messaging.ts";
 
 const LEASE_SECONDS = 1;
 // Pushes past the window of a member that never acks go out when the catch-up sweep finds them

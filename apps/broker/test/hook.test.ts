@@ -4,16 +4,14 @@
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import {
   ownPostgresTestsRun,
-  postgresBackend,
   setupMesh,
-  startPostgresCluster,
-  TestBroker,
+  startBrokerOnOwnPostgres,
   TestPeer,
   useTestBroker,
+  type BrokerOnOwnPostgres,
   type ConnectOptions,
-  type PostgresCluster,
   type SetupMember,
-  type TestBackend,
+  type TestBroker,
 } from "@switchboard/testkit";
 import { parsePrometheusText } from "./support/prometheus.ts";
 import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
@@ -332,22 +330,12 @@ describe(`hook rate limit, metrics and pending expiry (HOOK_RATE_LIMIT_PER_MIN=3
 });
 
 describe.skipIf(!ownPostgresTestsRun())("hook while Postgres is down", () => {
-  let cluster: PostgresCluster | undefined;
-  let backend: TestBackend | undefined;
-  let broker: TestBroker | undefined;
-  afterAll(async () => {
-    try {
-      await broker?.dispose();
-      await backend?.dispose();
-    } finally {
-      await cluster?.destroy();
-    }
-  });
+  let own: BrokerOnOwnPostgres | undefined;
+  afterAll(() => own?.dispose());
 
   test("503 {ok:false} while the database is unreachable; 200 again once it is back", async () => {
-    cluster = await startPostgresCluster();
-    backend = await postgresBackend(cluster.url());
-    broker = await TestBroker.start({}, { backend });
+    own = await startBrokerOnOwnPostgres();
+    const { cluster, broker } = own;
     const { token, cwd } = await memberWithToken(broker);
     const body = { cwd, status: "working", session_id: "outage-session" };
     expect(await postHook(broker.url, { token, body })).toEqual({ status: 200, body: { ok: true, pending: true } });

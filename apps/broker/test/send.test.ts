@@ -17,7 +17,7 @@ import {
   type TestBroker,
 } from "@switchboard/testkit";
 import { randomBytes } from "node:crypto";
-import { deltas, ISO, queryPostgres, scrape, sendFrame, sendMany, str, UUID, waitUntil } from "./support/messaging.ts";
+import { deltas, ISO, queryPostgres, scrape, sendFrame, sendMany, str, UUID } from "./support/messaging.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
 

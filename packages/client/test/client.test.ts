@@ -2,12 +2,12 @@
 // broadcast and channels, request/reply, de-duplication of redelivered pushes,
 // refused hellos, and the close codes that end a client.
 import { afterEach, describe, expect, test } from "bun:test";
-import { newIdentity, sendLeaseProbe, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import { newIdentity, sendLeaseProbe, setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SwitchboardClient, SwitchboardError, transcriptDir, watchTranscriptStatus, type ClientOptions } from "../src/index.ts";
-import { collect, controllableWebSocket, pushesOf, recordingWebSocket, waitUntil, type RawFrame } from "./support.ts";
+import { collect, controllableWebSocket, pushesOf, recordingWebSocket, type RawFrame } from "./support.ts";
 
 // A 1 s lease makes unacked pushes come back quickly (the de-dup test needs redeliveries).
 const broker = useTestBroker({ LEASE_SECONDS: "1" });

@@ -2,9 +2,9 @@
 // SIGKILLed and restarted on the same port mid-stream. The receiver's
 // application sees every message exactly once; every send() resolves.
 import { afterEach, expect, test } from "bun:test";
-import { freePort, sendLeaseProbe, setupMesh, TestBroker, TestPeer, type SetupMember } from "@switchboard/testkit";
+import { freePort, sendLeaseProbe, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { SwitchboardClient, type SendResult } from "../src/index.ts";
-import { collect, recordingWebSocket, waitUntil, type RawFrame } from "./support.ts";
+import { collect, recordingWebSocket, type RawFrame } from "./support.ts";
 
 const TOTAL = 300;
 const KILL_AT = 100;

@@ -1,5 +1,6 @@
-// Helpers for the SDK's tests: a WebSocket that records the raw frames the
-// SDK receives, polling waits, and a collector of a client's events.
+// Helpers for the SDK's tests: WebSockets that record the raw frames the SDK
+// receives and sends, or that a test can drop, and a collector of a client's
+// events.
 import type { Message, SwitchboardClient, SwitchboardError } from "../src/index.ts";
 
 export type RawFrame = Record<string, unknown>;
@@ -23,16 +24,6 @@ export function recordingWebSocket(frames: RawFrame[], sent?: RawFrame[]): typeo
       super.send(data);
     }
   } as typeof WebSocket;
-}
-
-export async function waitUntil<T>(check: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = check();
-    if (found !== undefined && found !== false) return found;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(20);
-  }
 }
 
 export interface Collected {

@@ -1,10 +1,10 @@
 // The status fallback read from Claude Code transcripts in a temp HOME.
 import { afterAll, describe, expect, test } from "bun:test";
+import { waitUntil } from "@switchboard/testkit";
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inferStatusFromTranscript, transcriptDir, watchTranscriptStatus } from "../src/index.ts";
-import { waitUntil } from "./support.ts";
 
 const home = mkdtempSync(join(tmpdir(), "switchboard-home-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));

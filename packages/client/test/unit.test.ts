@@ -1,13 +1,13 @@
 // The SDK's pure parts: backoff, the envelope, de-duplication, ack batching, URLs.
 import { describe, expect, test } from "bun:test";
 import { bytesToHex, generateKeypair, publicKeyOf } from "@switchboard/protocol";
+import { waitUntil } from "@switchboard/testkit";
 import { AckBatcher } from "../src/acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "../src/backoff.ts";
 import { RecentIds } from "../src/dedupe.ts";
 import { associatedData, directKey, open, seal } from "../src/envelope.ts";
 import { KeyRing } from "../src/keys.ts";
 import { brokerWsUrl } from "../src/url.ts";
-import { waitUntil } from "./support.ts";
 
 describe("backoffDelay", () => {
   const policy = { minDelayMs: 100, maxDelayMs: 5000 };

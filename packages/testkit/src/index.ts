@@ -6,3 +6,4 @@ export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
 export * from "./test-broker.ts";
+export * from "./wait.ts";

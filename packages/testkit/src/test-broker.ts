@@ -2,8 +2,9 @@
 // token: what most integration tests start before anything else.
 import { afterAll, beforeAll } from "bun:test";
 import { AdminClient } from "./admin-client.ts";
-import { freshBackend, type TestBackend } from "./backend.ts";
+import { freshBackend, postgresBackend, type TestBackend } from "./backend.ts";
 import { spawnBroker, type BrokerProcess } from "./broker-process.ts";
+import { startPostgresCluster, type PostgresCluster } from "./postgres-cluster.ts";
 
 /** The admin token of every test broker whose environment names no other. */
 export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
@@ -109,4 +110,34 @@ export function useTestBroker(env: Record<string, string> = {}): TestBroker {
   beforeAll(() => broker.start());
   afterAll(() => broker.dispose());
   return broker;
+}
+
+/** A broker on a Postgres server of the test's own, which the test may stop and start. */
+export interface BrokerOnOwnPostgres {
+  readonly cluster: PostgresCluster;
+  readonly broker: TestBroker;
+  /** Stops the broker, then the server, and removes both. */
+  dispose(): Promise<void>;
+}
+
+export async function startBrokerOnOwnPostgres(env: Record<string, string> = {}): Promise<BrokerOnOwnPostgres> {
+  const cluster = await startPostgresCluster();
+  let backend: TestBackend | undefined;
+  let broker: TestBroker | undefined;
+  const dispose = async () => {
+    try {
+      await broker?.dispose();
+      await backend?.dispose();
+    } finally {
+      await cluster.destroy();
+    }
+  };
+  try {
+    backend = await postgresBackend(cluster.url());
+    broker = await TestBroker.start(env, { backend });
+    return { cluster, broker, dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
 }

@@ -1,6 +1,6 @@
-// Helpers for the send and delivery tests: pipelined sends, polling waits,
-// metric samples, and reading the Postgres backend next to a running broker.
-import { newReqId, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
+// Helpers for the send and delivery tests: pipelined sends, metric samples,
+// and reading the Postgres backend next to a running broker.
+import { newReqId, waitUntil, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
 import postgres from "postgres";
 import { parsePrometheusText } from "./prometheus.ts";
 
@@ -11,17 +11,6 @@ export const str = (v: unknown): string => {
   if (typeof v !== "string") throw new Error(`expected a string, got ${JSON.stringify(v)}`);
   return v;
 };
-
-/** Polls check every 20 ms until it returns a defined value; throws after timeoutMs. */
-export async function waitUntil<T>(check: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = check();
-    if (found !== undefined && found !== false) return found;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
 
 /**
  * Writes every frame at once (the broker handles them in order) and returns the
