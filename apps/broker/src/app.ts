@@ -1,24 +1,63 @@
-// Wires the layers together: one database, the services on it, one Bun.serve
-// port for HTTP and WebSocket. start() gives back what shutdown needs.
+// The composition root: one database, the services on it in dependency
+// order, the transport on top, one port. startBroker() gives back what
+// shutdown needs.
 import { connect, migrate, type Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
+import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
-import { createCoreServices } from "./services/core.ts";
+import { InstanceBus } from "./services/bus.ts";
+import { ChannelService } from "./services/channels.ts";
+import { ConnectionGate } from "./services/connection-gate.ts";
 import { watchDbHealth } from "./services/db-health.ts";
-import { adminRoutes } from "./transport/admin-routes.ts";
-import { hookRoutes } from "./transport/hook-route.ts";
-import { opsRoutes } from "./transport/ops-routes.ts";
-import { apiError } from "./transport/respond.ts";
-import { createWsHandler, type SocketData } from "./transport/ws.ts";
+import { DeliveryPump } from "./services/delivery/pump.ts";
+import { FrameLimits } from "./services/frame-limits.ts";
+import { HelloService } from "./services/hello.ts";
+import { HookService } from "./services/hooks.ts";
+import { InstanceLease } from "./services/instance-lease.ts";
+import { LocalPresences } from "./services/local-presences.ts";
+import { PeerDirectory } from "./services/peers.ts";
+import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
+import { QueuedWork } from "./services/queued-work.ts";
+import { SendService } from "./services/sending.ts";
+import { StatusService } from "./services/status/service.ts";
+import { Sweepers } from "./services/sweepers.ts";
+import { systemClock, type Timing } from "./services/timing.ts";
+import { adminRoutes } from "./transport/http/admin-routes.ts";
+import { trustedProxies } from "./transport/http/client-address.ts";
+import { hookRoutes } from "./transport/http/hook-route.ts";
+import { opsRoutes } from "./transport/http/ops-routes.ts";
+import { serve } from "./transport/server.ts";
+import type { Connection } from "./transport/ws/connection.ts";
+import { InflightBudget } from "./transport/ws/pipeline.ts";
+import { createWsHandler } from "./transport/ws/handler.ts";
+
+/** Pushes a presence may have unacknowledged before the broker waits for its acks. */
+const PUSH_WINDOW = 512;
 
 export interface Broker {
-  readonly server: Server<SocketData>;
+  readonly server: Server<Connection>;
   readonly instanceId: string;
   stop(): Promise<void>;
+}
+
+export function timingOf(config: Config): Timing {
+  return {
+    leaseSeconds: config.LEASE_SECONDS,
+    helloTimeoutMs: config.HELLO_TIMEOUT_MS,
+    pendingSignalSeconds: config.PENDING_HOOK_SECONDS,
+    instanceLeaseSeconds: config.INSTANCE_LEASE_SECONDS,
+    catchUpIntervalMs: config.CATCH_UP_INTERVAL_MS,
+    sweepIntervalMs: config.SWEEP_INTERVAL_MS,
+    housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
+    settledRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
+    statusTtlSeconds: config.STATUS_TTL_SECONDS,
+    freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
+    stalledPresenceSeconds: config.STALLED_PRESENCE_SECONDS,
+  };
 }
 
 async function connectAndMigrate(config: Config, log: Logger): Promise<Database> {
@@ -41,34 +80,116 @@ async function connectAndMigrate(config: Config, log: Logger): Promise<Database>
 }
 
 export async function startBroker(config: Config, log: Logger): Promise<Broker> {
+  const clock = systemClock;
+  const timing = timingOf(config);
   const instanceId = newInstanceId();
   const metrics = createMetrics();
   const db = await connectAndMigrate(config, log);
   // After connecting: in embedded mode DATA_DIR is then locked to this process.
   const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
-  const build = { version: VERSION, gitSha: resolveGitSha(config.GIT_SHA), instanceId, startedAt: Date.now() };
-  const core = await createCoreServices(db, config, log, metrics, instanceId);
-  const ws = createWsHandler({ ...core, log, metrics, maxMessageBytes: config.MAX_MESSAGE_BYTES, helloTimeoutMs: config.HELLO_TIMEOUT_MS, instanceId });
+  const build = { version: VERSION, gitSha: resolveGitSha(config.GIT_SHA), instanceId, startedAt: clock() };
 
-  const server = Bun.serve<SocketData>({
+  const presences = new LocalPresences();
+  const bus = new InstanceBus(db, log);
+  const queuedWork = new QueuedWork();
+  const pump = new DeliveryPump(db, presences, metrics, log, { leaseSeconds: timing.leaseSeconds, clock });
+  queuedWork.subscribe({
+    members: (ids) => pump.schedule(ids),
+    meshes: (ids) => pump.schedule(ids.flatMap((meshId) => presences.membersOfMesh(meshId))),
+  });
+  const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId);
+  const status = new StatusService(db, bus, timing, (member) => queuedWork.forMembers([member]));
+  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock }, () =>
+    lifecycle.endAll("lease_lost"),
+  );
+  const hello = new HelloService(db, bus, instanceId, config.MAX_CONNECTIONS_PER_MESH);
+  const sending = new SendService(db, presences, queuedWork, bus, metrics, log, {
+    maxMessageBytes: config.MAX_MESSAGE_BYTES,
+    defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
+    sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
+    clock,
+  });
+  const hooks = new HookService(db, status, metrics, log, {
+    rateLimitPerMin: config.HOOK_RATE_LIMIT_PER_MIN,
+    rateLimitPerTokenPerMin: config.HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN,
+    clock,
+  });
+  const channels = new ChannelService(db, config.MAX_CHANNELS_PER_MEMBER);
+  const limits = new FrameLimits({
+    controlPerMin: config.CONTROL_RATE_LIMIT_PER_MIN,
+    ackIdsPerMin: config.ACK_RATE_LIMIT_PER_MIN,
+    clock,
+  });
+  const gate = new ConnectionGate({
+    maxPending: config.MAX_PENDING_HELLOS,
+    maxPendingPerAddress: config.MAX_PENDING_HELLOS_PER_ADDRESS,
+    failuresPerAddressPerMin: config.HELLO_FAILURES_PER_ADDRESS_PER_MIN,
+    clock,
+  });
+  const peers = new PeerDirectory(db);
+  const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
+  const sweepers = new Sweepers({
+    db,
+    queuedWork,
+    bus,
+    lease,
+    lifecycle,
+    metrics,
+    log,
+    timing,
+    clock,
+    onHousekeeping: () => {
+      hooks.prune();
+      sending.prune();
+      limits.prune();
+      gate.prune();
+    },
+  });
+
+  await lease.register();
+  const unsubscribe = await bus.subscribe({
+    queuedWork: (members) => queuedWork.forMembers(members),
+    queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
+    replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
+    revoked: (memberId) => lifecycle.endMember(memberId, "revoked"),
+    // Everything local may have missed news: every consumer looks again.
+    resubscribed: () => queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId))),
+  });
+  sweepers.start();
+
+  const ws = createWsHandler({
+    log,
+    metrics,
+    clock,
+    hello,
+    lifecycle,
+    pump,
+    sending,
+    status,
+    channels,
+    peers,
+    limits,
+    gate,
+    pushWindow: PUSH_WINDOW,
+    maxMessageBytes: config.MAX_MESSAGE_BYTES,
+    helloTimeoutMs: timing.helloTimeoutMs,
+    inflight: { frames: config.CONNECTION_INFLIGHT_FRAMES, bytes: config.CONNECTION_INFLIGHT_BYTES },
+    inflightBudget: new InflightBudget(config.INSTANCE_INFLIGHT_BYTES),
+    socketBufferBytes: config.SOCKET_BUFFER_BYTES,
+  });
+  const server = serve({
     port: config.BROKER_PORT,
     hostname: config.HOST,
-    routes: {
-      ...opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
-      ...adminRoutes({ db, log, adminToken, onRevoked: (memberId) => void core.presence.revoked(memberId) }),
-      ...hookRoutes({ hooks: core.hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
-      "/ws": (req: Request, srv: Server<SocketData>) => {
-        if (srv.upgrade(req, { data: ws.newSocketData() })) return undefined;
-        return apiError(426, "upgrade_required", "/ws takes WebSocket upgrades only");
-      },
-    },
-    fetch: (req) => apiError(404, "not_found", `no route ${req.method} ${new URL(req.url).pathname}`),
-    websocket: ws.handlers,
-    error: (error) => {
-      log.error({ err: error }, "request failed");
-      return apiError(500, "internal", "internal error");
-    },
+    log,
+    ws,
+    gate,
+    trusted: trustedProxies(config.TRUSTED_PROXIES),
+    routes: [
+      opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
+      adminRoutes({ admin, adminToken }),
+      hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+    ],
   });
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
 
@@ -76,8 +197,11 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     server,
     instanceId,
     async stop() {
-      ws.closeAll(1001, "shutting down");
-      await core.stop();
+      ws.closeAll();
+      sweepers.stop();
+      await unsubscribe();
+      await pump.stop();
+      await lease.stop();
       dbHealth.stop();
       await server.stop(true);
       await db.close();

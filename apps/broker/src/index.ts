@@ -3,6 +3,7 @@ import { DataDirLockedError } from "@switchboard/db";
 import { startBroker, type Broker } from "./app.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger } from "./log.ts";
+import { AdminTokenFileError } from "./services/admin-token.ts";
 
 const SHUTDOWN_DEADLINE_MS = 9000;
 
@@ -17,6 +18,16 @@ try {
 
 const log = createLogger(config.LOG_LEVEL, { service: "switchboard-broker" });
 
+// A bug the broker did not expect leaves it in an unknown state: exit, and
+// let the supervisor start a clean one. Nothing acknowledged is lost (it is
+// committed); what was in flight is redelivered.
+function crash(event: string, error: unknown): never {
+  log.fatal({ err: error }, event);
+  process.exit(70);
+}
+process.on("unhandledRejection", (reason) => crash("unhandled rejection", reason));
+process.on("uncaughtException", (error) => crash("uncaught exception", error));
+
 let broker: Broker;
 try {
   broker = await startBroker(config, log);
@@ -25,6 +36,11 @@ try {
     log.fatal({ code: error.code, holderPid: error.holder.pid }, error.message);
     process.stderr.write(`${error.message}\n`);
     process.exit(75);
+  }
+  if (error instanceof AdminTokenFileError) {
+    log.fatal({ code: error.code }, error.message);
+    process.stderr.write(`${error.message}\n`);
+    process.exit(78);
   }
   log.fatal({ err: error }, "broker failed to start");
   process.exit(1);
@@ -53,5 +69,3 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
 
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
-process.on("uncaughtException", (error) => log.error({ err: error }, "uncaught exception"));

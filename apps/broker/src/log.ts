@@ -4,14 +4,19 @@ import pino from "pino";
 
 export type Logger = pino.Logger;
 
-// A failed query's error carries its parameters, ciphertexts among them: the
-// broker must not write those to its logs, so they are cut from the message.
+// Fields of a Postgres error that may quote a row's values (ciphertexts
+// among them): `detail` names the conflicting key or the failing row,
+// `where` the context, `params` every parameter of the query.
+const QUOTING_FIELDS = ["params", "parameters", "detail", "where", "internal_query", "internalQuery", "hint"];
+
+// The broker must not write message data to its logs: those fields are
+// dropped, and the parameters a driver appends to the message are cut.
 export function errorWithoutParams(error: unknown): Record<string, unknown> {
   if (!(error instanceof Error)) return { message: String(error) };
   const out = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
   if (typeof out.message === "string") out.message = out.message.split("\nparams:")[0];
   if (typeof out.stack === "string") out.stack = out.stack.split("\nparams:")[0];
-  delete out.params;
+  for (const field of QUOTING_FIELDS) delete out[field];
   if (error.cause !== undefined) out.cause = errorWithoutParams(error.cause);
   return out;
 }

@@ -46,6 +46,26 @@ export function createMetrics() {
       help: "Deliveries not yet acknowledged by their recipient (all instances)",
       registers: [registry],
     }),
+    presencesCongested: new Gauge({
+      name: "broker_presences_congested",
+      help: "Presences on this instance whose socket is backed up (no pushes until it drains)",
+      registers: [registry],
+    }),
+    pushesUnwritten: new Counter({
+      name: "broker_pushes_unwritten_total",
+      help: "Pushes a socket did not take (its buffer was full or it closed), returned to the queue at once",
+      registers: [registry],
+    }),
+    redeliveries: new Counter({
+      name: "broker_redeliveries_total",
+      help: "Pushes of a message to a recipient that had it pushed before (attempt > 1)",
+      registers: [registry],
+    }),
+    messagesExpired: new Counter({
+      name: "broker_messages_expired_total",
+      help: "Deliveries whose message expired before its recipient acknowledged it",
+      registers: [registry],
+    }),
     ttlSweeps: new Counter({
       name: "broker_ttl_sweeps_total",
       help: "Runs of the status TTL sweeper",

@@ -8,7 +8,7 @@ import { newIdentity, TestPeer, useTestBroker, type TestIdentity } from "@switch
 import { ISO, UUID } from "./support/messaging.ts";
 import { sql } from "drizzle-orm";
 import { createHash, randomBytes } from "node:crypto";
-import { findMemberByTokenHash } from "../src/store/admin.ts";
+import { findMemberByTokenHash } from "../src/store/directory.ts";
 
 const broker = useTestBroker();
 
@@ -204,8 +204,8 @@ describe("admin API", () => {
       expect(rows.map((r) => r.token_hash).sort()).toEqual([sha256(first.body.token), sha256(second.body.token)].sort());
       expect(JSON.stringify(rows)).not.toContain(first.body.token);
       expect(rows.every((r) => r.kind === "hook" && r.revoked_at === null)).toBe(true);
-      expect(await findMemberByTokenHash(db, sha256(first.body.token))).toEqual({ memberId: member.id, meshId: mesh.id });
-      expect(await findMemberByTokenHash(db, sha256("sbh_not-a-token"))).toBeNull();
+      expect(await findMemberByTokenHash(db, sha256(first.body.token), "hook")).toEqual({ memberId: member.id, meshId: mesh.id });
+      expect(await findMemberByTokenHash(db, sha256("sbh_not-a-token"), "hook")).toBeNull();
     });
   });
 
@@ -299,7 +299,7 @@ describe("admin API", () => {
       expect(audit.map((a) => ({ meshId: a.meshId, meta: JSON.parse(a.meta) as unknown }))).toEqual([
         { meshId: mesh.id, meta: { tokensRevoked: 1, deliveriesDropped: 2, presencesClosed: 1 } },
       ]);
-      expect(await findMemberByTokenHash(db, sha256(issued.body.token))).toBeNull();
+      expect(await findMemberByTokenHash(db, sha256(issued.body.token), "hook")).toBeNull();
     });
   });
 

@@ -1,8 +1,14 @@
-// The status rules of PROTOCOL.md §2 as a pure function: every branch of
-// decideStatus and receives, without a broker.
-import { describe, expect, test } from "bun:test";
-import type { Status, StatusSource } from "@switchboard/protocol";
-import { decideStatus, receives, type CurrentStatus, type StatusSignal } from "../src/services/status-rules.ts";
+// The status rules of PROTOCOL.md §2: every branch of decideStatus and
+// initialStatus as pure functions, and the table of what each status may
+// receive checked against the SQL generated from it, on a real database.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, type Database } from "@switchboard/db";
+import { prioritySchema, statusSchema, type Status, type StatusSource } from "@switchboard/protocol";
+import { tempDir } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { rmSync } from "node:fs";
+import { receivable } from "../src/store/queue/eligibility.ts";
+import { decideStatus, initialStatus, RECEIVABLE, type CurrentStatus, type StatusSignal } from "../src/services/status/rules.ts";
 
 const WINDOW = 2000;
 const FRESH = 10;
@@ -98,16 +104,48 @@ describe("decideStatus: source ranks hook > manual > jsonl", () => {
   });
 });
 
-describe("receives", () => {
-  test("idle takes every priority", () => {
-    for (const priority of ["now", "next", "low"] as const) expect(receives("idle", priority)).toBe(true);
+describe("initialStatus", () => {
+  test("a pending hook signal is taken as a fresh hook status", () => {
+    expect(initialStatus("working")).toEqual({ status: "working", source: "hook", isSignal: true });
+    expect(initialStatus("idle")).toEqual({ status: "idle", source: "hook", isSignal: true });
   });
 
-  test("working and dnd take only now", () => {
-    for (const status of ["working", "dnd"] as const) {
-      expect(receives(status, "now")).toBe(true);
-      expect(receives(status, "next")).toBe(false);
-      expect(receives(status, "low")).toBe(false);
-    }
+  test("without one a presence starts idle by default, which any first signal overrides", () => {
+    const start = initialStatus(null);
+    expect(start).toEqual({ status: "idle", source: "manual", isSignal: false });
+    // The default is stored as set at the epoch: past every fresh window.
+    expect(decideStatus({ status: start.status, source: start.source, ageMs: Date.now() }, sig("working", "jsonl"), WINDOW)).toEqual(
+      sig("working", "jsonl"),
+    );
+  });
+});
+
+describe("RECEIVABLE", () => {
+  test("idle takes every priority; working and dnd take only now", () => {
+    expect(RECEIVABLE).toEqual({ idle: ["now", "next", "low"], working: ["now"], dnd: ["now"] });
+  });
+
+  describe("as SQL", () => {
+    let dir: string;
+    let db: Database;
+    beforeAll(async () => {
+      dir = tempDir("eligibility");
+      db = await connect({ dataDir: dir });
+    });
+    afterAll(async () => {
+      await db.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    test("the fragment the claim filters with agrees with the table for every status and priority, and refuses unknown statuses", async () => {
+      const statuses = [...statusSchema.options, "bogus"];
+      for (const status of statuses) {
+        for (const priority of prioritySchema.options) {
+          const [row] = await db.rows<{ ok: boolean }>(sql`SELECT ${receivable(sql`${status}::text`, sql`${priority}::text`)} AS ok`);
+          const expected = (RECEIVABLE as Record<string, readonly string[]>)[status]?.includes(priority) ?? false;
+          expect({ status, priority, ok: row?.ok }).toEqual({ status, priority, ok: expected });
+        }
+      }
+    });
   });
 });

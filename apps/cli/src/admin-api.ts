@@ -1,4 +1,4 @@
-// The broker's admin HTTP API (PROTOCOL.md §5): one typed call per route.
+// The broker's admin HTTP API (docs/protocol.md, "Admin API"): one typed call per route.
 // A non-2xx answer becomes a CliError carrying the broker's own message.
 import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
 import { httpBase } from "./config.ts";

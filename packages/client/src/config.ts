@@ -16,6 +16,9 @@ export interface ClientConfig {
   displayName: string | undefined;
   reconnect: ReconnectPolicy | null;
   ackDelayMs: number;
+  acks: "auto" | "manual";
+  offline: "queue" | "fail";
+  requestTimeoutMs: number | undefined;
   channelKeys: Record<string, string>;
   WebSocket: typeof WebSocket;
   connectTimeoutMs: number;
@@ -34,6 +37,8 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   const pid = options.pid ?? process.ppid;
   const ackDelayMs = options.ackDelayMs ?? 50;
   if (!(ackDelayMs >= 0)) throw new SwitchboardError("invalid", "ackDelayMs must be ≥ 0");
+  const requestTimeoutMs = options.requestTimeoutMs;
+  if (requestTimeoutMs !== undefined && !(requestTimeoutMs > 0)) throw new SwitchboardError("invalid", "requestTimeoutMs must be > 0");
   return {
     url: brokerWsUrl(options.url),
     meshId: options.meshId,
@@ -46,6 +51,9 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     displayName: options.displayName,
     reconnect: resolvePolicy(options.reconnect),
     ackDelayMs,
+    acks: options.acks ?? "auto",
+    offline: options.offline ?? "queue",
+    requestTimeoutMs,
     channelKeys: options.channelKeys ?? {},
     WebSocket: options.WebSocket ?? globalThis.WebSocket,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,

@@ -1,5 +1,5 @@
 export { generateKeypair, publicKeyOf } from "@switchboard/protocol";
-export { backoffDelay, type ReconnectPolicy } from "./backoff.ts";
+export { backoffDelay, isFinalHelloCode, type ReconnectPolicy } from "./backoff.ts";
 export { SwitchboardClient } from "./client.ts";
 export { SwitchboardError } from "./errors.ts";
 export {
@@ -21,4 +21,5 @@ export type {
   SendOptions,
   SendResult,
   StatusInfo,
+  UnreadableMessage,
 } from "./types.ts";

@@ -13,7 +13,7 @@ import { lockDataDir } from "./dir-lock.ts";
 import { loadTemplate } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
 
-export type Orm = PgDatabase<PgQueryResultHKT, typeof schema>;
+type Orm = PgDatabase<PgQueryResultHKT, typeof schema>;
 
 /** Something that runs SQL: the database itself or an open transaction. */
 export interface Executor {
@@ -22,7 +22,6 @@ export interface Executor {
 
 export interface Database extends Executor {
   readonly kind: "postgres" | "embedded";
-  readonly orm: Orm;
   /**
    * Runs statements whose commit does not wait for the WAL to reach disk
    * (synchronous_commit off). Only for writes whose loss in a crash is
@@ -89,7 +88,8 @@ function connectPostgres(url: string, poolSize: number): Database {
     onnotice: () => {},
     connection: GENERIC_PLANS,
   });
-  const orm = drizzlePostgres(client, { schema }) as unknown as Orm;
+  // drizzle installs its type parsers on the clients, so both drivers return the same shapes.
+  drizzlePostgres(client, { schema });
   const relaxedClient = postgres(url, {
     max: Math.max(2, Math.ceil(poolSize / 2)),
     connect_timeout: 5,
@@ -98,11 +98,9 @@ function connectPostgres(url: string, poolSize: number): Database {
     onnotice: () => {},
     connection: { ...CUSTOM_PLANS, synchronous_commit: "off" },
   });
-  // Installs drizzle's type parsers on the relaxed client too, so both return the same shapes.
   drizzlePostgres(relaxedClient, { schema });
   return {
     kind: "postgres",
-    orm,
     relaxed: preparedExecutorOf(relaxedClient),
     ...preparedExecutorOf(client),
     transaction: (work) => client.begin((tx) => work(preparedExecutorOf(tx))) as Promise<never>,
@@ -127,7 +125,6 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
     const executor = executorOf(orm);
     return {
       kind: "embedded",
-      orm,
       // One connection: relaxed statements share it.
       relaxed: executor,
       ...executor,

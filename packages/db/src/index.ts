@@ -1,4 +1,4 @@
-export { connect, type ConnectOptions, type Database, type Executor, type Orm } from "./connect.ts";
+export { connect, type ConnectOptions, type Database, type Executor } from "./connect.ts";
 export { DataDirLockedError, lockDataDir } from "./dir-lock.ts";
 export { loadMigrations, migrate, type Migration } from "./migrate.ts";
 export * as schema from "./schema.ts";

@@ -4,6 +4,7 @@
 import { sql } from "drizzle-orm";
 import {
   bigserial,
+  check,
   index,
   integer,
   jsonb,
@@ -17,6 +18,14 @@ import {
 
 const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 const createdAt = () => tstz("created_at").notNull().defaultNow();
+
+// Enum-like text columns accept only their values, so no input that slipped
+// past the edge can store a status, state or priority outside the protocol.
+const STATUSES = ["idle", "working", "dnd"] as const;
+const SOURCES = ["hook", "manual", "jsonl"] as const;
+const PRIORITIES = ["now", "next", "low"] as const;
+const oneOf = (name: string, column: string, values: readonly string[]) =>
+  check(name, sql.raw(`${column} IN (${values.map((v) => `'${v}'`).join(", ")})`));
 
 export const meshes = pgTable("meshes", {
   id: uuid("id").primaryKey().defaultRandom(),
@@ -42,6 +51,7 @@ export const members = pgTable(
   (t) => [
     uniqueIndex("members_mesh_pubkey_key").on(t.meshId, t.pubkey),
     index("members_tags_idx").using("gin", t.tags),
+    oneOf("members_role_check", "role", ["member", "observer"]),
   ],
 );
 
@@ -57,7 +67,7 @@ export const tokens = pgTable(
     createdAt: createdAt(),
     revokedAt: tstz("revoked_at"),
   },
-  (t) => [index("tokens_member_idx").on(t.memberId)],
+  (t) => [index("tokens_member_idx").on(t.memberId), oneOf("tokens_kind_check", "kind", ["hook", "api"])],
 );
 
 export const brokerInstances = pgTable("broker_instances", {
@@ -99,6 +109,8 @@ export const presences = pgTable(
       .on(t.memberId, t.sessionId)
       .where(sql`disconnected_at IS NULL`),
     index("presences_gone_idx").on(t.disconnectedAt).where(sql`disconnected_at IS NOT NULL`),
+    oneOf("presences_status_check", "status", STATUSES),
+    oneOf("presences_status_source_check", "status_source", SOURCES),
   ],
 );
 
@@ -118,12 +130,18 @@ export const messages = pgTable(
     nonce: text("nonce").notNull(),
     ciphertext: text("ciphertext").notNull(),
     replyTo: uuid("reply_to"),
+    // Insertion order, for channel history: created_at is shared by a batch.
+    seq: bigserial("seq", { mode: "number" }).notNull(),
     createdAt: createdAt(),
     expiresAt: tstz("expires_at").notNull(),
   },
   (t) => [
     uniqueIndex("messages_sender_client_key").on(t.senderMemberId, t.clientId),
     index("messages_expires_idx").on(t.expiresAt),
+    index("messages_channel_history_idx")
+      .on(t.meshId, t.targetSpec, t.seq)
+      .where(sql`target_spec LIKE '#%'`),
+    oneOf("messages_priority_check", "priority", PRIORITIES),
   ],
 );
 
@@ -159,6 +177,8 @@ export const deliveries = pgTable(
     index("deliveries_lease_presence_idx")
       .on(t.leasePresenceId)
       .where(sql`state = 'leased'`),
+    oneOf("deliveries_priority_check", "priority", PRIORITIES),
+    oneOf("deliveries_state_check", "state", ["queued", "leased", "acked", "expired"]),
   ],
 );
 
@@ -180,6 +200,32 @@ export const channels = pgTable(
   ],
 );
 
+// A member whose deliveries go to an HTTP endpoint instead of its sockets.
+// The lease makes one request in flight per member across instances.
+export const webhooks = pgTable(
+  "webhooks",
+  {
+    memberId: uuid("member_id")
+      .primaryKey()
+      .references(() => members.id, { onDelete: "cascade" }),
+    url: text("url").notNull(),
+    // Kept as given: the broker signs every request with it.
+    secret: text("secret").notNull(),
+    createdAt: createdAt(),
+    failures: integer("failures").notNull().default(0),
+    lastAttemptAt: tstz("last_attempt_at"),
+    lastOutcome: text("last_outcome"),
+    lastStatus: integer("last_status"),
+    nextAttemptAt: tstz("next_attempt_at").notNull().defaultNow(),
+    leaseHolder: text("lease_holder"),
+    leaseExpiresAt: tstz("lease_expires_at"),
+  },
+  (t) => [
+    index("webhooks_next_attempt_idx").on(t.nextAttemptAt),
+    check("webhooks_last_outcome_check", sql`last_outcome IN ('ok', 'http_error', 'timeout', 'network')`),
+  ],
+);
+
 export const pendingHookStatuses = pgTable(
   "pending_hook_statuses",
   {
@@ -194,7 +240,10 @@ export const pendingHookStatuses = pgTable(
     createdAt: createdAt(),
     expiresAt: tstz("expires_at").notNull(),
   },
-  (t) => [index("pending_hook_statuses_member_idx").on(t.memberId)],
+  (t) => [
+    index("pending_hook_statuses_member_idx").on(t.memberId),
+    oneOf("pending_hook_statuses_status_check", "status", ["idle", "working"]),
+  ],
 );
 
 export const helloReplays = pgTable(

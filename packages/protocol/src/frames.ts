@@ -110,11 +110,13 @@ export type HelloErrorCode = (typeof HELLO_ERROR_CODES)[number];
 export const FRAME_ERROR_CODES = ["invalid", "too_large", "unknown_target", "rate_limited", "forbidden", "internal"] as const;
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
 
-/** WebSocket close codes the broker uses besides the standard ones. */
+/** WebSocket close codes the broker uses, standard (1xxx) and its own (4xxx). */
 export const CLOSE_CODES = {
   goingAway: 1001,
   policy: 1008,
   tooLarge: 1009,
+  internalError: 1011,
+  tryAgainLater: 1013,
   replaced: 4000,
   revoked: 4002,
 } as const;

@@ -5,5 +5,8 @@ export * from "./markers.ts";
 export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
+export * from "./raw-socket.ts";
+export * from "./fuzz.ts";
+export * from "./fuzz-broker.ts";
 export * from "./test-broker.ts";
 export * from "./wait.ts";

@@ -1,6 +1,6 @@
 // The admin operations behind /v1: enrol meshes and members, issue hook
 // tokens, revoke members, list live peers. Failures the caller can act on are
-// AdminFailure with a stable code; the transport maps codes to statuses.
+// thrown as RefusedError with a stable code; the transport maps codes to statuses.
 import type { Database } from "@switchboard/db";
 import type { AddMemberBody, CreateMeshBody, MemberView, MeshView, PresenceView } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
@@ -14,19 +14,14 @@ import {
   listMembers,
   listMeshes,
   revokeMember,
-} from "../store/admin.ts";
-import { UUID } from "../store/sql-util.ts";
+} from "../store/directory.ts";
+import { UUID } from "../store/sql.ts";
+import { refuse, RefusedError } from "./outcome.ts";
 import { hashToken, newHookToken } from "./tokens.ts";
 
-export class AdminFailure extends Error {
-  constructor(
-    readonly code: "not_found" | "conflict",
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export type AdminRefusalCode = "not_found" | "conflict";
 
+const fail = (code: AdminRefusalCode, message: string) => new RefusedError(refuse(code, message));
 
 export interface AdminDeps {
   db: Database;
@@ -38,21 +33,21 @@ export interface AdminDeps {
 export function createAdminService({ db, log, onRevoked }: AdminDeps) {
   const mesh = async (ref: string): Promise<MeshView> => {
     const found = await findMesh(db, ref, UUID.test(ref));
-    if (found === null) throw new AdminFailure("not_found", `no mesh ${ref}`);
+    if (found === null) throw fail("not_found", `no mesh ${ref}`);
     return found;
   };
 
   const member = async (meshRef: string, memberRef: string): Promise<{ mesh: MeshView; member: MemberView }> => {
     const m = await mesh(meshRef);
     const found = await findMember(db, m.id, memberRef, UUID.test(memberRef));
-    if (found === null) throw new AdminFailure("not_found", `no member ${memberRef} in mesh ${m.slug}`);
+    if (found === null) throw fail("not_found", `no member ${memberRef} in mesh ${m.slug}`);
     return { mesh: m, member: found };
   };
 
   return {
     async createMesh(body: CreateMeshBody): Promise<MeshView> {
       const created = await insertMesh(db, body.slug, body.name ?? body.slug);
-      if (created === null) throw new AdminFailure("conflict", `mesh slug ${body.slug} is taken`);
+      if (created === null) throw fail("conflict", `mesh slug ${body.slug} is taken`);
       log.info({ meshId: created.id, slug: created.slug }, "admin mesh created");
       return created;
     },
@@ -67,7 +62,7 @@ export function createAdminService({ db, log, onRevoked }: AdminDeps) {
         tags: body.tags ?? [],
         role: body.role ?? "member",
       });
-      if (created === null) throw new AdminFailure("conflict", `pubkey ${body.pubkey} is already a member of ${m.slug}`);
+      if (created === null) throw fail("conflict", `pubkey ${body.pubkey} is already a member of ${m.slug}`);
       log.info({ meshId: m.id, memberId: created.id }, "admin member added");
       return created;
     },
@@ -94,7 +89,7 @@ export function createAdminService({ db, log, onRevoked }: AdminDeps) {
     async issueToken(meshRef: string, memberRef: string, kind: "hook"): Promise<{ token: string }> {
       const found = await member(meshRef, memberRef);
       if (found.member.revokedAt !== null) {
-        throw new AdminFailure("conflict", `member ${memberRef} is revoked`);
+        throw fail("conflict", `member ${memberRef} is revoked`);
       }
       const token = newHookToken();
       await insertToken(db, found.member.id, kind, hashToken(token));
@@ -107,3 +102,5 @@ export function createAdminService({ db, log, onRevoked }: AdminDeps) {
     },
   };
 }
+
+export type AdminService = ReturnType<typeof createAdminService>;

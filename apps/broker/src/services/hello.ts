@@ -2,15 +2,18 @@
 // session replacement and mesh capacity, all decided in one transaction.
 import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
-import { findHelloMember, lockMesh, recordHelloSignature } from "../store/hello.ts";
-import { takePendingSignal } from "../store/pending-hooks.ts";
+import { findHelloMember, lockMesh, recordHelloSignature, skewFromDatabaseClock } from "../store/hello.ts";
 import { disconnectPresences, endSession, insertPresenceWithinCap, type PresenceRef } from "../store/presences.ts";
-import { retryTransient } from "./batcher.ts";
-import type { Wakeups } from "./wakeups.ts";
+import { takePendingSignal } from "../store/status.ts";
+import type { InstanceBus } from "./bus.ts";
+import { refuse, RefusedError, type Refusal } from "./outcome.ts";
+import { retryTransient } from "./retry.ts";
+import { initialStatus } from "./status/rules.ts";
 
 const CLOCK_WINDOW_MS = 60_000;
-// A signature older than the clock window is refused anyway; keep a margin.
-const REPLAY_GUARD_SECONDS = 2 * 60 + 10;
+// A signature is refused by the clock window once its timestamp is this far
+// behind; keep it in the replay guard a little longer than that.
+const REPLAY_GUARD_MS = CLOCK_WINDOW_MS + 10_000;
 
 export interface AdmittedPresence {
   presenceId: string;
@@ -23,56 +26,50 @@ export interface AdmittedPresence {
   replaced: PresenceRef | null;
 }
 
-export type HelloOutcome = { ok: true; presence: AdmittedPresence } | { ok: false; code: HelloErrorCode; message: string };
-
-class Refusal extends Error {
-  constructor(
-    readonly code: HelloErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<HelloErrorCode>;
 
 export class HelloService {
   constructor(
     private readonly db: Database,
-    private readonly wakeups: Wakeups,
+    private readonly bus: InstanceBus,
     private readonly instanceId: string,
     private readonly maxConnectionsPerMesh: number,
   ) {}
 
-  async admit(hello: HelloFrame, now = Date.now()): Promise<HelloOutcome> {
-    if (Math.abs(now - hello.timestamp) > CLOCK_WINDOW_MS) {
-      return { ok: false, code: "timestamp_skew", message: "timestamp is more than 60 s away from the broker's clock" };
-    }
+  async admit(hello: HelloFrame): Promise<HelloOutcome> {
     const text = helloSigningText(hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
     if (!(await verifyText(hello.pubkey, hello.signature, text))) {
-      return { ok: false, code: "bad_signature", message: "the signature does not verify for this pubkey" };
+      return refuse("bad_signature", "the signature does not verify for this pubkey");
     }
     try {
       const presence = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, hello)));
       return { ok: true, presence };
     } catch (error) {
-      if (error instanceof Refusal) return { ok: false, code: error.code, message: error.message };
+      if (error instanceof RefusedError) return error.refusal as Refusal<HelloErrorCode>;
       throw error;
     }
   }
 
   // Everything that needs no lock comes first; the mesh's row lock is held
-  // only for the replacement, the capped insert and the commit.
+  // only for the replacement, the capped insert and the commit. The clock
+  // window and the replay guard's expiry use the database's clock, so
+  // instances whose own clocks differ open no window for a replay.
   private async admitIn(tx: Executor, hello: HelloFrame): Promise<AdmittedPresence> {
-    const member = await findHelloMember(tx, hello.meshId, hello.pubkey);
-    if (!member || member.revoked) throw new Refusal("unauthorized", "not a member of that mesh");
-    if (!(await recordHelloSignature(tx, hello.signature, REPLAY_GUARD_SECONDS))) {
-      throw new Refusal("replayed", "this hello was already used");
+    if ((await skewFromDatabaseClock(tx, hello.timestamp)) > CLOCK_WINDOW_MS) {
+      throw new RefusedError(refuse<HelloErrorCode>("timestamp_skew", "timestamp is more than 60 s away from the broker's clock"));
     }
-    const signalled = await takePendingSignal(tx, {
+    const member = await findHelloMember(tx, hello.meshId, hello.pubkey);
+    if (!member || member.revoked) throw new RefusedError(refuse<HelloErrorCode>("unauthorized", "not a member of that mesh"));
+    if (!(await recordHelloSignature(tx, hello.signature, hello.timestamp, REPLAY_GUARD_MS))) {
+      throw new RefusedError(refuse<HelloErrorCode>("replayed", "this hello was already used"));
+    }
+    const pending = await takePendingSignal(tx, {
       memberId: member.memberId,
       sessionId: hello.sessionId,
       pid: hello.pid ?? null,
       cwd: hello.cwd ?? null,
     });
+    const status = initialStatus(pending);
     const presenceId = crypto.randomUUID();
     const displayName = hello.displayName ?? member.displayName;
 
@@ -81,7 +78,7 @@ export class HelloService {
     if (replaced) {
       await disconnectPresences(tx, [replaced.id]);
       if (replaced.instanceId !== this.instanceId) {
-        await this.wakeups.publish(tx, { close: [{ presenceId: replaced.id, code: 4000, reason: "replaced" }] });
+        await this.bus.publish(tx, { close: [{ presenceId: replaced.id, reason: "replaced" }] });
       }
     }
     const admitted = await insertPresenceWithinCap(
@@ -95,19 +92,23 @@ export class HelloService {
         pid: hello.pid ?? null,
         cwd: hello.cwd ?? null,
         displayName,
-        signalled,
+        status: status.status,
+        statusSource: status.source,
+        statusIsSignal: status.isSignal,
       },
       this.maxConnectionsPerMesh,
       { presenceId, sessionId: hello.sessionId, instanceId: this.instanceId, replaced: replaced?.id ?? null },
     );
-    if (!admitted) throw new Refusal("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
+    if (!admitted) {
+      throw new RefusedError(refuse<HelloErrorCode>("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`));
+    }
     return {
       presenceId,
       memberId: member.memberId,
       meshId: member.meshId,
       displayName,
       role: member.role,
-      status: signalled ?? "idle",
+      status: status.status,
       replaced,
     };
   }

@@ -1,68 +1,76 @@
 // Claude Code hook signals: a hashed bearer token names the member; the
-// body names the session. A signal that arrives before its presence has
-// connected is kept briefly and applied when the presence says hello.
+// body names the session. Applying the signal is the status module's job.
 import type { Database } from "@switchboard/db";
-import { hookStatus, type HookBody, type HookReply } from "@switchboard/protocol";
+import type { HookBody } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { findMemberByTokenHash } from "../store/admin.ts";
-import { keepPendingSignal } from "../store/pending-hooks.ts";
-import { findPresenceForHook } from "../store/presences.ts";
+import { findMemberByTokenHash } from "../store/directory.ts";
+import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import type { StatusService } from "./status.ts";
+import { statusOfHook } from "./status/rules.ts";
+import type { StatusService } from "./status/service.ts";
+import type { Clock } from "./timing.ts";
 import { hashToken } from "./tokens.ts";
 
-export type HookResult = { httpStatus: 200 | 401 | 429; body: HookReply };
+export type HookOutcome =
+  | { ok: true; presenceId: string }
+  | { ok: true; pending: true }
+  | Refusal<"unauthorized" | "rate_limited">;
+
+export interface HookOptions {
+  /** Per token, pid and cwd: one Claude Code session. */
+  rateLimitPerMin: number;
+  /** Per token whatever pid and cwd it names, so varying them dodges nothing. */
+  rateLimitPerTokenPerMin: number;
+  clock: Clock;
+}
 
 export class HookService {
-  private readonly limiter: RateLimiter;
+  private readonly perSession: RateLimiter;
+  private readonly perToken: RateLimiter;
 
   constructor(
     private readonly db: Database,
     private readonly status: StatusService,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    rateLimitPerMin: number,
-    /** How long a signal that found no presence waits for one to connect. */
-    private readonly pendingSeconds: number,
+    private readonly options: HookOptions,
   ) {
-    this.limiter = new RateLimiter(rateLimitPerMin);
+    this.perSession = new RateLimiter(options.rateLimitPerMin);
+    this.perToken = new RateLimiter(options.rateLimitPerTokenPerMin);
   }
 
-  async handle(token: string, body: HookBody, headerPid: number | undefined): Promise<HookResult> {
+  async handle(token: string, body: HookBody, headerPid: number | undefined): Promise<HookOutcome> {
     const tokenHash = hashToken(token);
-    const pid = body.pid ?? headerPid;
-    // The token first: a wrong one is a 401 however often it is tried.
-    const member = await findMemberByTokenHash(this.db, tokenHash);
-    if (!member) return { httpStatus: 401, body: { ok: false, error: "unauthorized" } };
-    if (!this.limiter.allow(`${tokenHash} ${pid ?? "-"} ${body.cwd}`)) {
+    const pid = body.pid ?? headerPid ?? null;
+    // The token first: a wrong one is refused however often it is tried.
+    const member = await findMemberByTokenHash(this.db, tokenHash, "hook");
+    if (!member) return refuse("unauthorized", "unknown or revoked hook token");
+    const now = this.options.clock();
+    if (!this.perToken.allow(tokenHash, now)) {
       this.metrics.hookRateLimited.inc();
-      return { httpStatus: 429, body: { ok: false, error: "rate_limited" } };
+      return refuse("rate_limited", `more than ${this.options.rateLimitPerTokenPerMin} hook requests a minute with this token`);
+    }
+    if (!this.perSession.allow(`${tokenHash} ${pid ?? "-"} ${body.cwd}`, now)) {
+      this.metrics.hookRateLimited.inc();
+      return refuse("rate_limited", `more than ${this.options.rateLimitPerMin} hook requests a minute from this session`);
     }
 
-    const status = hookStatus(body);
-    const match = { sessionId: body.session_id, pid, cwd: body.cwd };
-    const presenceId = await findPresenceForHook(this.db, member.memberId, match);
-    if (presenceId) {
-      const result = await this.status.apply(presenceId, { status, source: "hook" });
-      if (result) {
-        this.log.info(
-          { cwd: body.cwd, pid, status, presence_id: presenceId, applied: result.applied, pending: false },
-          "hook",
-        );
-        return { httpStatus: 200, body: { ok: true, presence_id: presenceId } };
-      }
+    const status = statusOfHook(body);
+    const origin = { sessionId: body.session_id ?? null, pid, cwd: body.cwd };
+    const signalled = await this.status.signalFromHook(member.memberId, origin, status);
+    if (signalled.pending) {
+      this.log.info({ cwd: body.cwd, pid, status, pending: true }, "hook");
+      return { ok: true, pending: true };
     }
-    await keepPendingSignal(
-      this.db,
-      { memberId: member.memberId, sessionId: body.session_id ?? null, pid: pid ?? null, cwd: body.cwd, status },
-      this.pendingSeconds,
-    );
-    this.log.info({ cwd: body.cwd, pid, status, pending: true }, "hook");
-    return { httpStatus: 200, body: { ok: true, pending: true } };
+    const { presenceId, applied } = signalled.result;
+    this.log.info({ cwd: body.cwd, pid, status, presence_id: presenceId, applied, pending: false }, "hook");
+    return { ok: true, presenceId };
   }
 
   prune(): void {
-    this.limiter.prune();
+    const now = this.options.clock();
+    this.perSession.prune(now);
+    this.perToken.prune(now);
   }
 }

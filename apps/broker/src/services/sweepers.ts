@@ -3,67 +3,67 @@
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { membersWithQueuedWork, queueDepth, requeueExpiredLeases } from "../store/deliveries.ts";
-import { expireWorkingStatus } from "../store/presences.ts";
 import {
   pruneAuditLog,
-  pruneDeliveredMessages,
-  pruneExpiredMessages,
   pruneGonePresences,
   pruneHelloReplays,
   prunePendingSignals,
   pruneStoppedInstances,
-} from "../store/sweeps.ts";
-import type { DeliveryPump } from "./delivery.ts";
-import type { InstanceService } from "./instance.ts";
-import type { PresenceService } from "./presence.ts";
-import { memberWake, type Wakeups } from "./wakeups.ts";
+} from "../store/housekeeping.ts";
+import {
+  expireDeliveries,
+  membersWithQueuedWork,
+  pruneExpiredMessages,
+  pruneSettledMessages,
+  queueDepth,
+  requeue,
+} from "../store/queue/index.ts";
+import { expireWorkingStatus } from "../store/status.ts";
+import { queuedWork, type InstanceBus } from "./bus.ts";
+import type { InstanceLease } from "./instance-lease.ts";
+import type { PresenceLifecycle } from "./presence-lifecycle.ts";
+import type { QueuedWork } from "./queued-work.ts";
+import type { Clock, Timing } from "./timing.ts";
 
 const DAY = 86_400;
+const BATCH = 5000;
 
-export interface SweeperOptions {
-  statusTtlSeconds: number;
-  /** How long a fully acknowledged message is kept (retries within it stay idempotent). */
-  deliveredRetentionSeconds: number;
-  /** The longest a missed wake-up can delay a delivery. */
-  catchUpIntervalMs: number;
-  /** Lease expiry and the status TTL. */
-  sweepIntervalMs: number;
-  instanceRenewIntervalMs: number;
-  housekeepingIntervalMs: number;
-  onHousekeeping?: () => void;
+export interface SweeperDeps {
+  db: Database;
+  queuedWork: QueuedWork;
+  bus: InstanceBus;
+  lease: InstanceLease;
+  lifecycle: PresenceLifecycle;
+  metrics: Metrics;
+  log: Logger;
+  timing: Timing;
+  clock: Clock;
+  /** Pruning of in-memory state (rate limiter keys) along with the tables. */
+  onHousekeeping: () => void;
 }
 
 export class Sweepers {
   private readonly timers: Timer[] = [];
   private readonly busy = new Set<string>();
 
-  constructor(
-    private readonly db: Database,
-    private readonly pump: DeliveryPump,
-    private readonly wakeups: Wakeups,
-    private readonly instance: InstanceService,
-    private readonly presence: PresenceService,
-    private readonly metrics: Metrics,
-    private readonly log: Logger,
-    private readonly options: SweeperOptions,
-  ) {}
+  constructor(private readonly deps: SweeperDeps) {}
 
   start(): void {
-    this.every("leases-and-status", this.options.sweepIntervalMs, () => this.leasesAndStatus());
-    this.every("catch-up", this.options.catchUpIntervalMs, async () => {
-      this.pump.wake(await membersWithQueuedWork(this.db, this.instance.id));
-      await this.presence.closeEnded();
+    const { timing, queuedWork, db, lease, lifecycle } = this.deps;
+    this.every("leases-and-status", timing.sweepIntervalMs, () => this.leasesAndStatus());
+    this.every("catch-up", timing.catchUpIntervalMs, async () => {
+      queuedWork.forMembers(await membersWithQueuedWork(db, lease.id));
+      await lifecycle.endEnded();
     });
-    this.every("instances", this.options.instanceRenewIntervalMs, async () => {
-      await this.instance.renew();
-      this.pump.wake(await this.instance.reap());
+    this.every("instances", Math.floor((timing.instanceLeaseSeconds * 1000) / 3), async () => {
+      await lease.renew();
+      queuedWork.forMembers(await lease.reap());
     });
-    this.every("housekeeping", this.options.housekeepingIntervalMs, () => this.housekeeping());
+    this.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
   }
 
   stop(): void {
-    for (const t of this.timers) clearInterval(t);
+    for (const timer of this.timers) clearInterval(timer);
     this.timers.length = 0;
   }
 
@@ -73,7 +73,7 @@ export class Sweepers {
         if (this.busy.has(name)) return;
         this.busy.add(name);
         work()
-          .catch((error) => this.log.warn({ err: error, sweeper: name }, "sweep failed"))
+          .catch((error) => this.deps.log.warn({ err: error, sweeper: name }, "sweep failed"))
           .finally(() => this.busy.delete(name));
       }, ms),
     );
@@ -81,25 +81,29 @@ export class Sweepers {
 
   private async wake(members: string[]): Promise<void> {
     if (members.length === 0) return;
-    this.pump.wake(members);
-    await this.wakeups.publish(this.db, memberWake(members, []));
+    this.deps.queuedWork.forMembers(members);
+    await this.deps.bus.publish(this.deps.db, queuedWork(members, []));
   }
 
   private async leasesAndStatus(): Promise<void> {
-    await this.wake(await requeueExpiredLeases(this.db));
-    this.metrics.ttlSweeps.inc();
-    await this.wake(await expireWorkingStatus(this.db, this.options.statusTtlSeconds));
+    const { db, timing, metrics, lifecycle, clock } = this.deps;
+    metrics.presencesCongested.set(lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000));
+    await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
+    metrics.ttlSweeps.inc();
+    await this.wake(await expireWorkingStatus(db, timing.statusTtlSeconds));
   }
 
   private async housekeeping(): Promise<void> {
-    await pruneHelloReplays(this.db);
-    await prunePendingSignals(this.db);
-    await pruneExpiredMessages(this.db, 5000);
-    await pruneDeliveredMessages(this.db, this.options.deliveredRetentionSeconds, 5000);
-    await pruneGonePresences(this.db, DAY);
-    await pruneStoppedInstances(this.db, DAY);
-    await pruneAuditLog(this.db, 30 * DAY);
-    this.metrics.queueDepth.set(await queueDepth(this.db));
-    this.options.onHousekeeping?.();
+    const { db, timing, metrics } = this.deps;
+    metrics.messagesExpired.inc(await expireDeliveries(db, BATCH));
+    await pruneExpiredMessages(db, timing.settledRetentionSeconds, BATCH);
+    await pruneSettledMessages(db, timing.settledRetentionSeconds, BATCH);
+    await pruneHelloReplays(db);
+    await prunePendingSignals(db);
+    await pruneGonePresences(db, DAY);
+    await pruneStoppedInstances(db, DAY);
+    await pruneAuditLog(db, 30 * DAY);
+    metrics.queueDepth.set(await queueDepth(db));
+    this.deps.onHousekeeping();
   }
 }

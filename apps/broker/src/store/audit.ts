@@ -1,7 +1,7 @@
 // The audit log: who did what, when. Metadata only, never a nonce or ciphertext.
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
-import { jsonParam } from "./sql-util.ts";
+import { jsonParam } from "./sql.ts";
 
 export type AuditEvent = "connect" | "disconnect" | "send" | "revoke";
 

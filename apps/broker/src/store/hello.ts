@@ -2,7 +2,7 @@
 // (see services/hello.ts), so a refused hello leaves nothing behind.
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
-import { UUID } from "./sql-util.ts";
+import { UUID } from "./sql.ts";
 
 export interface HelloMember {
   meshId: string;
@@ -22,11 +22,22 @@ export async function findHelloMember(tx: Executor, meshRef: string, pubkey: str
   return rows[0] ?? null;
 }
 
-/** False when this signature was accepted before (by any instance). */
-export async function recordHelloSignature(tx: Executor, signature: string, keepSeconds: number): Promise<boolean> {
+/** Milliseconds between a signed timestamp and the database's clock, the one clock every instance shares. */
+export async function skewFromDatabaseClock(tx: Executor, timestampMs: number): Promise<number> {
+  const rows = await tx.rows<{ skewMs: number }>(sql`
+    SELECT abs(extract(epoch FROM clock_timestamp()) * 1000 - ${timestampMs}::float8)::float8 AS "skewMs"`);
+  return rows[0]?.skewMs ?? Number.POSITIVE_INFINITY;
+}
+
+/**
+ * False when this signature was accepted before (by any instance). It is kept
+ * until its own timestamp plus keepMs: after that the clock window refuses it
+ * anyway, by the same database clock.
+ */
+export async function recordHelloSignature(tx: Executor, signature: string, timestampMs: number, keepMs: number): Promise<boolean> {
   const rows = await tx.rows(sql`
     INSERT INTO hello_replays (signature, expires_at)
-    VALUES (${signature}, now() + make_interval(secs => ${keepSeconds}))
+    VALUES (${signature}, to_timestamp((${timestampMs}::float8 + ${keepMs}::float8) / 1000))
     ON CONFLICT (signature) DO NOTHING
     RETURNING signature`);
   return rows.length === 1;

@@ -46,3 +46,8 @@ export async function orphanedPresenceIds(tx: Executor, exceptInstance: string):
         SELECT 1 FROM broker_instances i WHERE i.id = p.instance_id AND i.stopped_at IS NULL)`);
   return rows.map((r) => r.id);
 }
+
+/** For a process that owns the database alone (embedded): whatever else is marked live was left by a crash. */
+export async function markAllInstancesStopped(db: Executor): Promise<void> {
+  await db.rows(sql`UPDATE broker_instances SET stopped_at = now() WHERE stopped_at IS NULL`);
+}

@@ -1,9 +1,10 @@
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 
-export const WAKE_CHANNEL = "switchboard_wake";
+/** The one channel the broker instances notify each other on. */
+export const BUS_CHANNEL = "switchboard_wake";
 
 /** Delivered to every instance's listener when the surrounding transaction commits. */
 export async function notify(tx: Executor, payload: string): Promise<void> {
-  await tx.rows(sql`SELECT pg_notify(${WAKE_CHANNEL}, ${payload})`);
+  await tx.rows(sql`SELECT pg_notify(${BUS_CHANNEL}, ${payload})`);
 }

@@ -1,10 +1,15 @@
-// Presences: one row per live WebSocket session of a member.
+// Presences: one row per live WebSocket connection of a member. A presence
+// is inserted by an admitted hello and ended (disconnected_at) by its close,
+// its replacement, its member's revocation or its instance's death.
 import type { Executor } from "@switchboard/db";
-import type { Status, StatusSource } from "@switchboard/protocol";
+import type { Priority, Status, StatusSource } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
-import { isoTime, jsonParam } from "./sql-util.ts";
+import { receivable } from "./queue/eligibility.ts";
+import { requeue } from "./queue/requeue.ts";
+import { isoTime, jsonParam, unique, uuidArray } from "./sql.ts";
 
 export interface NewPresence {
+  id: string;
   meshId: string;
   memberId: string;
   instanceId: string;
@@ -12,20 +17,15 @@ export interface NewPresence {
   pid: number | null;
   cwd: string | null;
   displayName: string;
+  status: Status;
+  statusSource: StatusSource;
+  /** False for a default status: its timestamp is the epoch, so the first real signal of any source applies. */
+  statusIsSignal: boolean;
 }
 
 export interface PresenceRef {
   id: string;
   instanceId: string;
-}
-
-export interface PresenceStatusRow {
-  id: string;
-  memberId: string;
-  status: Status;
-  statusSource: StatusSource;
-  /** Milliseconds since the status was last set. */
-  ageMs: number;
 }
 
 /** Ends the live presence of this member and session, if any; returns it. */
@@ -37,20 +37,12 @@ export async function endSession(tx: Executor, memberId: string, sessionId: stri
   return rows[0] ?? null;
 }
 
-export interface AdmittedRow extends NewPresence {
-  id: string;
-  /** A pending hook signal found for it, else null: it starts idle. */
-  signalled: "idle" | "working" | null;
-}
-
 // Inserts the presence only while the mesh is under its cap, and writes its
 // audit row, in one statement. The caller holds the mesh's row lock, so the
-// count is exact; false means the mesh is full. Without a signal the status
-// is a default, not a signal: its timestamp is the epoch, so the first real
-// status from any source applies.
+// count is exact; false means the mesh is full.
 export async function insertPresenceWithinCap(
   tx: Executor,
-  p: AdmittedRow,
+  p: NewPresence,
   maxLive: number,
   auditMeta: Record<string, string | null>,
 ): Promise<boolean> {
@@ -59,9 +51,8 @@ export async function insertPresenceWithinCap(
       INSERT INTO presences (id, mesh_id, member_id, instance_id, session_id, pid, cwd, display_name,
                              status, status_source, status_updated_at)
       SELECT ${p.id}::uuid, ${p.meshId}::uuid, ${p.memberId}::uuid, ${p.instanceId}, ${p.sessionId}, ${p.pid}::int,
-             ${p.cwd}, ${p.displayName}, coalesce(${p.signalled}, 'idle'),
-             CASE WHEN ${p.signalled}::text IS NULL THEN 'manual' ELSE 'hook' END,
-             CASE WHEN ${p.signalled}::text IS NULL THEN to_timestamp(0) ELSE now() END
+             ${p.cwd}, ${p.displayName}, ${p.status}, ${p.statusSource},
+             CASE WHEN ${p.statusIsSignal}::boolean THEN now() ELSE to_timestamp(0) END
       WHERE (SELECT count(*) FROM presences WHERE mesh_id = ${p.meshId}::uuid AND disconnected_at IS NULL) < ${maxLive}
       RETURNING id, mesh_id, member_id
     )
@@ -74,16 +65,12 @@ export async function insertPresenceWithinCap(
 /** Marks presences gone and puts what was leased to them back in the queue; returns their members. */
 export async function disconnectPresences(tx: Executor, presenceIds: string[]): Promise<string[]> {
   if (presenceIds.length === 0) return [];
-  const ids = jsonParam(presenceIds);
-  await tx.rows(sql`
-    UPDATE deliveries SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL
-    WHERE state = 'leased'
-      AND lease_presence_id IN (SELECT jsonb_array_elements_text(${ids})::uuid)`);
+  await requeue(tx, { presences: presenceIds });
   const rows = await tx.rows<{ memberId: string }>(sql`
     UPDATE presences SET disconnected_at = coalesce(disconnected_at, now())
-    WHERE id IN (SELECT jsonb_array_elements_text(${ids})::uuid)
+    WHERE id = ANY (${uuidArray(presenceIds)})
     RETURNING member_id AS "memberId"`);
-  return [...new Set(rows.map((r) => r.memberId))];
+  return unique(rows.map((r) => r.memberId));
 }
 
 export async function livePresenceIdsOfInstance(tx: Executor, instanceId: string): Promise<string[]> {
@@ -92,29 +79,13 @@ export async function livePresenceIdsOfInstance(tx: Executor, instanceId: string
   return rows.map((r) => r.id);
 }
 
-export async function lockPresenceStatus(tx: Executor, presenceId: string): Promise<PresenceStatusRow | null> {
-  const rows = await tx.rows<PresenceStatusRow>(sql`
-    SELECT id, member_id AS "memberId", status, status_source AS "statusSource",
-           (extract(epoch FROM now() - status_updated_at) * 1000)::float8 AS "ageMs"
-    FROM presences WHERE id = ${presenceId} AND disconnected_at IS NULL
-    FOR UPDATE`);
-  return rows[0] ?? null;
-}
-
-export async function writePresenceStatus(tx: Executor, presenceId: string, status: Status, source: StatusSource) {
-  await tx.rows(sql`
-    UPDATE presences SET status = ${status}, status_source = ${source}, status_updated_at = now()
-    WHERE id = ${presenceId}`);
-}
-
-/** The TTL rule: presences stuck in working flip to idle (source jsonl). Returns their members. */
-export async function expireWorkingStatus(db: Executor, ttlSeconds: number): Promise<string[]> {
-  const rows = await db.rows<{ memberId: string }>(sql`
-    UPDATE presences SET status = 'idle', status_source = 'jsonl', status_updated_at = now()
-    WHERE disconnected_at IS NULL AND status = 'working'
-      AND status_updated_at < now() - make_interval(secs => ${ttlSeconds})
-    RETURNING member_id AS "memberId"`);
-  return [...new Set(rows.map((r) => r.memberId))];
+/** Of these members' live presences, those whose status lets a message of this priority through now. */
+export async function presencesReceiving(db: Executor, memberIds: string[], priority: Priority): Promise<Array<{ presenceId: string; memberId: string }>> {
+  if (memberIds.length === 0) return [];
+  return db.rows(sql`
+    SELECT id AS "presenceId", member_id AS "memberId" FROM presences
+    WHERE disconnected_at IS NULL AND member_id = ANY (${uuidArray(memberIds)})
+      AND ${receivable(sql`status`, sql`${priority}::text`)}`);
 }
 
 export interface PeerRow {
@@ -135,25 +106,6 @@ export async function livePeersOfMesh(db: Executor, meshId: string): Promise<Pee
     ORDER BY mb.display_name, mb.pubkey, p.connected_at`);
 }
 
-export interface HookMatch {
-  sessionId?: string | undefined;
-  pid?: number | undefined;
-  cwd: string;
-}
-
-/** Contract order: by session id, else by pid and cwd, else the newest with that cwd. */
-export async function findPresenceForHook(db: Executor, memberId: string, match: HookMatch): Promise<string | null> {
-  const rows = await db.rows<{ id: string }>(sql`
-    SELECT id FROM presences
-    WHERE member_id = ${memberId} AND disconnected_at IS NULL
-      AND (session_id = ${match.sessionId ?? null} OR cwd = ${match.cwd})
-    ORDER BY (session_id = ${match.sessionId ?? null}) IS TRUE DESC,
-             (pid = ${match.pid ?? null} AND cwd = ${match.cwd}) IS TRUE DESC,
-             connected_at DESC
-    LIMIT 1`);
-  return rows[0]?.id ?? null;
-}
-
 export interface EndedPresence {
   presenceId: string;
   reason: "replaced" | "revoked";
@@ -170,7 +122,7 @@ export async function endedPresences(db: Executor, presenceIds: string[]): Promi
   return db.rows<EndedPresence>(sql`
     SELECT p.id AS "presenceId", CASE WHEN m.revoked_at IS NOT NULL THEN 'revoked' ELSE 'replaced' END AS reason
     FROM presences p JOIN members m ON m.id = p.member_id
-    WHERE p.id = ANY (ARRAY(SELECT jsonb_array_elements_text(${jsonParam(presenceIds)})::uuid))
+    WHERE p.id = ANY (${uuidArray(presenceIds)})
       AND (m.revoked_at IS NOT NULL OR EXISTS (
         SELECT 1 FROM presences q
         WHERE q.member_id = p.member_id AND q.session_id = p.session_id

@@ -35,13 +35,13 @@ export async function postHook(baseUrl: string, req: HookRequest): Promise<HookA
   return { status: res.status, body };
 }
 
-/** Asserts the contract's error shape {"ok":false,"error":"…"} with that HTTP status. */
+/** The contract's error body, {"ok":false,"error":<code>}, with a message for people beside the code. */
 export function expectHookError(answer: HookAnswer, status: number): void {
   expect({ status: answer.status, body: answer.body }).toEqual({
     status,
-    body: { ok: false, error: expect.any(String) },
+    body: { ok: false, error: expect.stringMatching(/^[a-z_]+$/), message: expect.any(String) },
   });
-  expect(String(answer.body.error).length).toBeGreaterThan(0);
+  expect(String(answer.body.message).length).toBeGreaterThan(0);
 }
 
 /** The presence with this session id, as list_peers shows it to `viewer`. */

@@ -1,0 +1,150 @@
+// Moves queued deliveries to this instance's presences. schedule(members)
+// marks members whose queues may hold work for a local presence; one loop
+// claims for all of them in one statement, hands the pushes to the sockets,
+// and loops while work remains. Acks are group-committed.
+import type { Database } from "@switchboard/db";
+import type { Logger } from "../../log.ts";
+import type { Metrics } from "../../metrics.ts";
+import { ackDeliveries, claimForPresences, requeue, type Ack, type ClaimRequest, type LeasedDelivery } from "../../store/queue/index.ts";
+import { unique } from "../../store/sql.ts";
+import { createGroupCommit } from "../group-commit.ts";
+import { markCongested, type LocalPresence, type LocalPresences } from "../local-presences.ts";
+import { retryTransient } from "../retry.ts";
+import type { Clock } from "../timing.ts";
+
+const MAX_MEMBERS_PER_CLAIM = 500;
+const MAX_ACKS_PER_COMMIT = 5000;
+
+export interface PumpOptions {
+  leaseSeconds: number;
+  clock: Clock;
+}
+
+export class DeliveryPump {
+  private readonly due = new Set<string>();
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  private readonly acks;
+
+  constructor(
+    private readonly db: Database,
+    private readonly presences: LocalPresences,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly options: PumpOptions,
+  ) {
+    this.acks = createGroupCommit<Ack, void>(async (items) => {
+      await retryTransient(() => ackDeliveries(db.relaxed, items));
+      return items.map(() => undefined);
+    }, MAX_ACKS_PER_COMMIT);
+  }
+
+  /** Members whose queue may hold something their local presences can take now. */
+  schedule(memberIds: Iterable<string>): void {
+    if (this.stopped) return;
+    for (const id of memberIds) if (this.presences.hasMember(id)) this.due.add(id);
+    if (this.due.size > 0) this.running ??= this.loop();
+  }
+
+  async ack(presence: LocalPresence, messageIds: string[]): Promise<void> {
+    presence.window.settled(messageIds);
+    await Promise.all(messageIds.map((messageId) => this.acks.submit({ memberId: presence.memberId, messageId })));
+    this.schedule([presence.memberId]);
+  }
+
+  /** The presence's socket caught up with its buffer: it may take pushes again. */
+  drained(presence: LocalPresence): void {
+    presence.congestedSince = null;
+    this.schedule([presence.memberId]);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.due.clear();
+    await this.running;
+    await this.acks.drain();
+  }
+
+  // Only presences that can take pushes now are offered to the claim: not
+  // ended, not congested, with room in their window.
+  private claimRequest(memberId: string): ClaimRequest | null {
+    const presences = this.presences
+      .ofMember(memberId)
+      .filter((p) => !p.ended && p.congestedSince === null)
+      .map((p) => ({ id: p.presenceId, room: p.window.room() }))
+      .filter((p) => p.room > 0);
+    return presences.length > 0 ? { memberId, presences } : null;
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (this.due.size > 0 && !this.stopped) {
+        const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
+        for (const m of members) this.due.delete(m);
+        const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
+        let leased: LeasedDelivery[];
+        try {
+          leased = await retryTransient(() => claimForPresences(this.db.relaxed, requests, this.options.leaseSeconds));
+        } catch (error) {
+          // The database is away: the catch-up sweep retries these members.
+          this.log.error({ err: error, members: members.length }, "claim failed");
+          return;
+        }
+        await this.hand(leased);
+        // A claim that filled a presence's room may have left more behind.
+        const taken = new Map<string, number>();
+        for (const d of leased) taken.set(d.presenceId, (taken.get(d.presenceId) ?? 0) + 1);
+        for (const r of requests) {
+          if (r.presences.some((p) => (taken.get(p.id) ?? 0) >= p.room)) this.due.add(r.memberId);
+        }
+        // Let the pushes go out before the next claim (see group-commit.ts).
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      this.running = null;
+      if (this.due.size > 0 && !this.stopped) this.running = this.loop();
+    }
+  }
+
+  // Pushes go out in queue order. Once a presence's socket stops taking them
+  // (dropped, or congested), the rest of its batch goes back to the queue at
+  // once, ahead of anything newer, so per-sender order holds and nothing
+  // waits for a lease to run out.
+  private async hand(leased: LeasedDelivery[]): Promise<void> {
+    const unwritten: LeasedDelivery[] = [];
+    const stopped = new Set<string>();
+    const now = this.options.clock();
+    for (const d of [...leased].sort((a, b) => a.seq - b.seq)) {
+      const presence = this.presences.get(d.presenceId);
+      if (!presence || presence.ended || stopped.has(d.presenceId)) {
+        unwritten.push(d);
+        continue;
+      }
+      const result = presence.link.push(d, d.attempt);
+      if (result === "dropped") {
+        markCongested(presence, now);
+        stopped.add(d.presenceId);
+        unwritten.push(d);
+        continue;
+      }
+      presence.window.opened(d.messageId, this.options.leaseSeconds);
+      if (d.attempt === 1) this.metrics.pushLatencySeconds.observe(Math.max(0, now - Date.parse(d.createdAt)) / 1000);
+      else this.metrics.redeliveries.inc();
+      if (result === "congested") {
+        markCongested(presence, now);
+        stopped.add(d.presenceId);
+      }
+    }
+    if (unwritten.length === 0) return;
+    this.metrics.pushesUnwritten.inc(unwritten.length);
+    const pushes = unwritten.map((d) => ({ messageId: d.messageId, memberId: d.memberId, presenceId: d.presenceId }));
+    try {
+      await retryTransient(() => requeue(this.db.relaxed, { pushes }));
+    } catch (error) {
+      this.log.warn({ err: error }, "requeue failed; the lease sweeper will requeue");
+      return;
+    }
+    // Another presence of the same member may take them now.
+    this.schedule(unique(unwritten.map((d) => d.memberId)));
+  }
+}

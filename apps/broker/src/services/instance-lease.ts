@@ -1,0 +1,91 @@
+// This instance's lease row, and the reaping of instances that stopped
+// renewing theirs: their presences end and their leased deliveries return to
+// the queue, so no ghost peer outlives a killed instance by more than a lease.
+import type { Database } from "@switchboard/db";
+import { hostname } from "node:os";
+import type { Logger } from "../log.ts";
+import {
+  markAllInstancesStopped,
+  markInstanceStopped,
+  orphanedPresenceIds,
+  registerInstance,
+  renewInstance,
+  takeExpiredInstances,
+} from "../store/instances.ts";
+import { disconnectPresences, livePresenceIdsOfInstance } from "../store/presences.ts";
+import { queuedWork, type InstanceBus } from "./bus.ts";
+import { retryTransient } from "./retry.ts";
+import type { Clock } from "./timing.ts";
+
+export class InstanceLease {
+  private lastRenewedAt: number;
+  private reapAfter = 0;
+
+  constructor(
+    private readonly db: Database,
+    private readonly bus: InstanceBus,
+    private readonly log: Logger,
+    readonly id: string,
+    private readonly options: { leaseSeconds: number; clock: Clock },
+    /** The others reaped this instance: the presences of its sockets are gone. */
+    private readonly onLeaseLost: () => void,
+  ) {
+    this.lastRenewedAt = options.clock();
+  }
+
+  async register(): Promise<void> {
+    // One process owns an embedded directory: whatever else is marked live
+    // was left by a previous run that did not stop cleanly.
+    if (this.db.kind === "embedded") await markAllInstancesStopped(this.db);
+    await registerInstance(this.db, this.id, hostname(), process.pid, this.options.leaseSeconds);
+    this.lastRenewedAt = this.options.clock();
+    await this.reap();
+  }
+
+  async renew(): Promise<void> {
+    const renewed = await renewInstance(this.db, this.id, this.options.leaseSeconds);
+    const now = this.options.clock();
+    if (now - this.lastRenewedAt > this.options.leaseSeconds * 1000) {
+      // Cut off from the database (or frozen) past our own lease: after a
+      // database outage every instance was, so give the others one lease to
+      // renew before reaping them.
+      this.reapAfter = now + this.options.leaseSeconds * 1000;
+    }
+    this.lastRenewedAt = now;
+    if (renewed) return;
+    // Reaped while alive: nothing routes to its sockets any more. Live again
+    // first, so the peers can come back here, then send them away to do so.
+    this.log.warn({ instanceId: this.id }, "instance lease lost; closing its sockets");
+    await registerInstance(this.db, this.id, hostname(), process.pid, this.options.leaseSeconds);
+    this.onLeaseLost();
+  }
+
+  /** Ends the presences of instances that are gone; returns the members that lost a presence. */
+  async reap(): Promise<string[]> {
+    if (this.options.clock() < this.reapAfter) return [];
+    return retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        const expired = await takeExpiredInstances(tx);
+        const orphans = await orphanedPresenceIds(tx, this.id);
+        const members = await disconnectPresences(tx, orphans);
+        if (expired.length > 0 || orphans.length > 0) {
+          this.log.info({ instances: expired, presences: orphans.length }, "reaped stopped instances");
+        }
+        if (members.length > 0) await this.bus.publish(tx, queuedWork(members, []));
+        return members;
+      }),
+    );
+  }
+
+  /** Graceful stop: only this instance's presences end. */
+  async stop(): Promise<void> {
+    await retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        const mine = await livePresenceIdsOfInstance(tx, this.id);
+        const members = await disconnectPresences(tx, mine);
+        await markInstanceStopped(tx, this.id);
+        if (members.length > 0) await this.bus.publish(tx, queuedWork(members, []));
+      }),
+    );
+  }
+}

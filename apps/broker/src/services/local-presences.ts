@@ -1,0 +1,94 @@
+// This instance's live presences: the only in-memory state of the broker, a
+// cache of what the presences table says about this instance. Each holds a
+// link to its socket that the transport implements, so services push and end
+// presences without knowing frames or close codes.
+import type { OwedMessage } from "../store/queue/types.ts";
+import type { PushWindow } from "./delivery/push-window.ts";
+
+/** What became of a push handed to a socket. */
+export type PushResult =
+  /** Written out. */
+  | "sent"
+  /** Taken, but the socket's buffer is backing up: give it nothing more until it drains. */
+  | "congested"
+  /** Not taken (the socket is closed or its buffer is full): the push never left. */
+  | "dropped";
+
+/** Why the broker ends a presence's socket; the transport picks the close code. */
+export type EndReason = "replaced" | "revoked" | "lease_lost" | "shutdown" | "stalled";
+
+export interface PresenceLink {
+  push(message: OwedMessage, attempt: number): PushResult;
+  end(reason: EndReason): void;
+}
+
+export interface LocalPresence {
+  readonly presenceId: string;
+  readonly memberId: string;
+  readonly meshId: string;
+  readonly pubkey: string;
+  readonly sessionId: string;
+  readonly displayName: string;
+  readonly role: "member" | "observer";
+  readonly link: PresenceLink;
+  /** Pushes awaiting an ack. */
+  readonly window: PushWindow;
+  /** When a push first met backpressure (ms), until the socket drains; null while it keeps up. */
+  congestedSince: number | null;
+  /** Set once the socket closed: nothing is pushed to it any more. */
+  ended: boolean;
+}
+
+/** A presence whose socket is backing up gets no pushes until it drains. */
+export function markCongested(presence: LocalPresence, now: number): void {
+  presence.congestedSince ??= now;
+}
+
+export class LocalPresences {
+  private readonly byPresence = new Map<string, LocalPresence>();
+  private readonly byMember = new Map<string, Set<LocalPresence>>();
+
+  add(presence: LocalPresence): void {
+    this.byPresence.set(presence.presenceId, presence);
+    let set = this.byMember.get(presence.memberId);
+    if (!set) this.byMember.set(presence.memberId, (set = new Set()));
+    set.add(presence);
+  }
+
+  remove(presence: LocalPresence): void {
+    presence.ended = true;
+    this.byPresence.delete(presence.presenceId);
+    const set = this.byMember.get(presence.memberId);
+    set?.delete(presence);
+    if (set?.size === 0) this.byMember.delete(presence.memberId);
+  }
+
+  get(presenceId: string): LocalPresence | undefined {
+    return this.byPresence.get(presenceId);
+  }
+
+  ofMember(memberId: string): LocalPresence[] {
+    return [...(this.byMember.get(memberId) ?? [])];
+  }
+
+  membersOfMesh(meshId: string): string[] {
+    return [...this.byMember.entries()].filter(([, set]) => [...set].some((p) => p.meshId === meshId)).map(([id]) => id);
+  }
+
+  hasMember(memberId: string): boolean {
+    return this.byMember.has(memberId);
+  }
+
+  all(): LocalPresence[] {
+    return [...this.byPresence.values()];
+  }
+
+  /** Presences whose sockets have been backed up since before `since` (ms). */
+  congestedSince(since: number): LocalPresence[] {
+    return this.all().filter((p) => p.congestedSince !== null && p.congestedSince < since);
+  }
+
+  get size(): number {
+    return this.byPresence.size;
+  }
+}

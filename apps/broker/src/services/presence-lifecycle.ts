@@ -1,0 +1,102 @@
+// A presence's life on this instance after its hello was admitted: it joins
+// the local registry, and it ends by its socket closing, by a newer session
+// replacing it, by its member's revocation, or by this instance losing its
+// lease. Whatever was leased to an ended presence goes back to the queue.
+import type { Database } from "@switchboard/db";
+import type { Logger } from "../log.ts";
+import { writeAudit } from "../store/audit.ts";
+import { disconnectPresences, endedPresences } from "../store/presences.ts";
+import { queuedWork, type InstanceBus } from "./bus.ts";
+import type { EndReason, LocalPresence, LocalPresences } from "./local-presences.ts";
+import type { QueuedWork } from "./queued-work.ts";
+import { retryTransient } from "./retry.ts";
+
+type PresenceRow = Pick<LocalPresence, "presenceId" | "memberId" | "meshId">;
+
+export class PresenceLifecycle {
+  constructor(
+    private readonly db: Database,
+    private readonly presences: LocalPresences,
+    private readonly queuedWork: QueuedWork,
+    private readonly bus: InstanceBus,
+    private readonly log: Logger,
+    private readonly instanceId: string,
+  ) {}
+
+  /** An admitted presence starts receiving. `replacedId`: the presence it replaced, if that one was here. */
+  joined(presence: LocalPresence, replacedId: string | null): void {
+    if (replacedId !== null) this.end(replacedId, "replaced");
+    this.presences.add(presence);
+    this.queuedWork.forMembers([presence.memberId]);
+  }
+
+  /** Its socket closed. */
+  async left(presence: LocalPresence, detail: string): Promise<void> {
+    this.presences.remove(presence);
+    await this.disconnect(presence, detail);
+  }
+
+  /** Its socket closed on shutdown: the instance ends all its presences in one statement (InstanceLease.stop). */
+  forget(presence: LocalPresence): void {
+    this.presences.remove(presence);
+  }
+
+  /** Ends a presence in the database (requeueing its leases); its socket is gone or going. */
+  async disconnect(presence: PresenceRow, detail: string): Promise<void> {
+    const members = await retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        const woken = await disconnectPresences(tx, [presence.presenceId]);
+        await writeAudit(tx, [
+          {
+            event: "disconnect",
+            meshId: presence.meshId,
+            memberId: presence.memberId,
+            meta: { presenceId: presence.presenceId, instanceId: this.instanceId, reason: detail },
+          },
+        ]);
+        // The member's other presences, here or elsewhere, may take over its leases.
+        if (woken.length > 0) await this.bus.publish(tx, queuedWork(woken, [presence.meshId]));
+        return woken;
+      }),
+    );
+    this.queuedWork.forMembers(members);
+  }
+
+  /** Ends the socket of a presence on this instance, if it is here. */
+  end(presenceId: string, reason: EndReason): void {
+    this.presences.get(presenceId)?.link.end(reason);
+  }
+
+  endAll(reason: EndReason): void {
+    for (const p of this.presences.all()) p.link.end(reason);
+  }
+
+  endMember(memberId: string, reason: EndReason): void {
+    for (const p of this.presences.ofMember(memberId)) p.link.end(reason);
+  }
+
+  /**
+   * Ends presences whose sockets have been backed up longer than stalledMs:
+   * their leases requeue, in order. Returns how many are backed up now.
+   */
+  endStalled(now: number, stalledMs: number): number {
+    for (const p of this.presences.congestedSince(now - stalledMs)) p.link.end("stalled");
+    return this.presences.congestedSince(Number.POSITIVE_INFINITY).length;
+  }
+
+  /** A member was revoked: its sockets here close, and the other instances are told to close theirs. */
+  async revoked(memberId: string): Promise<void> {
+    this.endMember(memberId, "revoked");
+    try {
+      await this.bus.publish(this.db, { revoked: [memberId] });
+    } catch (error) {
+      this.log.warn({ err: error, memberId }, "could not tell other instances of a revocation");
+    }
+  }
+
+  /** The catch-up for ends whose bus message was missed (the listener was reconnecting). */
+  async endEnded(): Promise<void> {
+    const ended = await endedPresences(this.db, this.presences.all().map((p) => p.presenceId));
+    for (const e of ended) this.end(e.presenceId, e.reason);
+  }
+}

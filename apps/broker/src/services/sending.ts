@@ -1,0 +1,204 @@
+// Sends. Durable sends are group-committed: the messages and deliveries of
+// every send in a batch are written in one statement, and each sender gets
+// its answer only after that commit. Ephemeral sends are never stored.
+import type { Database } from "@switchboard/db";
+import type { SendFrame } from "@switchboard/protocol";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { presencesReceiving } from "../store/presences.ts";
+import { enqueueSends, findSendsByClientId, type EnqueuedSend, type NewMessage } from "../store/queue/index.ts";
+import { routeSend } from "../store/routing.ts";
+import { queuedWork, type InstanceBus } from "./bus.ts";
+import { createGroupCommit } from "./group-commit.ts";
+import { markCongested, type LocalPresence, type LocalPresences } from "./local-presences.ts";
+import { refuse, type Refusal } from "./outcome.ts";
+import { RateLimiter } from "./rate-limit.ts";
+import type { QueuedWork } from "./queued-work.ts";
+import { retryTransient } from "./retry.ts";
+import type { Clock } from "./timing.ts";
+
+// Room for the fields a push adds around nonce and ciphertext.
+export const PUSH_OVERHEAD_BYTES = 512;
+const MAX_SENDS_PER_COMMIT = 500;
+
+export interface SendingOptions {
+  maxMessageBytes: number;
+  defaultTtlSeconds: number;
+  sendRateLimitPerMin: number;
+  clock: Clock;
+}
+
+/** Who sends: a member of a mesh, with or without a socket. */
+export type Sender = Pick<LocalPresence, "memberId" | "meshId" | "pubkey" | "role">;
+
+export type SendRequest = Omit<SendFrame, "type" | "reqId">;
+
+export type SendRefusalCode = "forbidden" | "too_large" | "rate_limited" | "unknown_target" | "internal";
+
+export type SendOutcome =
+  | { ok: true; messageId: string; recipients: number; duplicate: boolean; queued: boolean }
+  | Refusal<SendRefusalCode>;
+
+type Written = { ok: true; messageId: string; recipients: number; duplicate: boolean; recipientIds: string[] } | Refusal<SendRefusalCode>;
+
+/** Sends with the same key are one message (null client ids never collide). */
+const keyOf = (m: NewMessage) => (m.clientId === null ? m.id : `${m.senderId} ${m.clientId}`);
+
+const unknownTarget = (targetSpec: string) =>
+  refuse(
+    "unknown_target",
+    targetSpec.startsWith("#") ? `no channel ${targetSpec} in this mesh` : "no member with that pubkey in this mesh",
+  );
+
+export class SendService {
+  private readonly limiter: RateLimiter;
+  private readonly commits;
+
+  constructor(
+    private readonly db: Database,
+    private readonly presences: LocalPresences,
+    private readonly queuedWork: QueuedWork,
+    private readonly bus: InstanceBus,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly options: SendingOptions,
+  ) {
+    this.limiter = new RateLimiter(options.sendRateLimitPerMin);
+    this.commits = createGroupCommit<NewMessage, Written>((items) => this.commitIsolating(items), MAX_SENDS_PER_COMMIT);
+  }
+
+  prune(): void {
+    this.limiter.prune(this.options.clock());
+  }
+
+  async send(sender: Sender, request: SendRequest): Promise<SendOutcome> {
+    const arrived = this.options.clock();
+    const outcome = await this.decide(sender, request);
+    if (!outcome.ok) {
+      this.metrics.messagesRejected.labels(outcome.code).inc();
+      return outcome;
+    }
+    if (!outcome.duplicate) {
+      this.metrics.messagesRouted.labels(request.priority).inc();
+      if (outcome.queued) this.metrics.sendCommitSeconds.observe((this.options.clock() - arrived) / 1000);
+    }
+    return outcome;
+  }
+
+  private async decide(sender: Sender, request: SendRequest): Promise<SendOutcome> {
+    if (sender.role === "observer") return refuse("forbidden", "observers may not send");
+    const bytes = Buffer.byteLength(request.nonce) + Buffer.byteLength(request.ciphertext) + request.targetSpec.length;
+    const allowed = this.options.maxMessageBytes - PUSH_OVERHEAD_BYTES;
+    if (bytes > allowed) return refuse("too_large", `nonce and ciphertext must stay under ${allowed} bytes`);
+    if (!this.limiter.allow(sender.memberId, this.options.clock())) {
+      return refuse("rate_limited", `more than ${this.options.sendRateLimitPerMin} sends in a minute`);
+    }
+    const message: NewMessage = {
+      id: crypto.randomUUID(),
+      meshId: sender.meshId,
+      senderId: sender.memberId,
+      clientId: request.id ?? null,
+      targetSpec: request.targetSpec,
+      priority: request.priority,
+      nonce: request.nonce,
+      ciphertext: request.ciphertext,
+      replyTo: request.replyTo ?? null,
+      ttlSeconds: request.ttlSeconds ?? this.options.defaultTtlSeconds,
+    };
+    if (request.ephemeral) return this.sendEphemeral(message, sender.pubkey);
+    const written = await this.commits.submit(message);
+    if (!written.ok) return written;
+    return { ok: true, messageId: written.messageId, recipients: written.recipients, duplicate: written.duplicate, queued: true };
+  }
+
+  // One send the database refuses must not fail the others of its batch:
+  // after a failed batch each send is written alone, and only the culprit
+  // fails. A batch is written again only when its statement failed, so
+  // nothing it stored can be stored twice.
+  private async commitIsolating(messages: NewMessage[]): Promise<Written[]> {
+    let enqueued: EnqueuedSend[];
+    try {
+      enqueued = await retryTransient(() => enqueueSends(this.db, messages));
+    } catch (error) {
+      if (messages.length === 1) {
+        this.log.error({ err: error }, "send failed");
+        return [refuse("internal", "the broker could not store this message")];
+      }
+      this.log.warn({ err: error, sends: messages.length }, "send batch failed; writing its sends one by one");
+      return (await Promise.all(messages.map((m) => this.commitIsolating([m])))).flat();
+    }
+    return this.afterCommit(messages, enqueued);
+  }
+
+  // Past the commit, nothing may turn a stored message into an error reply.
+  private async afterCommit(messages: NewMessage[], enqueued: EnqueuedSend[]): Promise<Written[]> {
+    const inserted = new Map<string, NewMessage>();
+    for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), messages[e.idx]!);
+    // A retry whose first copy another instance committed during this statement.
+    const late = enqueued.filter((e) => e.known && e.senderLive && !e.inserted && !e.priorId && !inserted.has(keyOf(messages[e.idx]!)));
+    const found = await findSendsByClientId(
+      this.db,
+      late.map((e) => ({ senderId: messages[e.idx]!.senderId, clientId: messages[e.idx]!.clientId! })),
+    ).catch((error: unknown) => {
+      this.log.error({ err: error }, "looking up retried sends failed");
+      return [];
+    });
+
+    const written = enqueued.map((e): Written => {
+      const m = messages[e.idx]!;
+      if (!e.known) return unknownTarget(m.targetSpec);
+      if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
+      const recipientIds = JSON.parse(e.recipients) as string[];
+      if (e.inserted) return { ok: true, messageId: m.id, recipients: recipientIds.length, duplicate: false, recipientIds };
+      if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, duplicate: true, recipientIds: [] };
+      const sibling = inserted.get(keyOf(m));
+      if (sibling) return { ok: true, messageId: sibling.id, recipients: recipientIds.length, duplicate: true, recipientIds: [] };
+      const stored = found.find((s) => s.senderId === m.senderId && s.clientId === m.clientId);
+      if (stored) return { ok: true, messageId: stored.messageId, recipients: stored.recipients, duplicate: true, recipientIds: [] };
+      // Not written by this statement: the sender's retry will find the stored one.
+      return refuse("internal", "the broker could not confirm this retried send; send it again");
+    });
+
+    const recipients = [...new Set(written.flatMap((w) => (w.ok ? w.recipientIds : [])))];
+    this.queuedWork.forMembers(recipients);
+    if (recipients.length > 0) {
+      // After the commit: other instances claim rows that are already there.
+      this.bus
+        .publish(this.db, queuedWork(recipients, messages.map((m) => m.meshId)))
+        .catch((error) => this.log.warn({ err: error }, "wake-up not published; the catch-up sweep will deliver"));
+    }
+    return written;
+  }
+
+  // Only recipients connected to this instance and able to take the priority
+  // now receive an ephemeral message, and only a push a socket took counts.
+  private async sendEphemeral(m: NewMessage, senderPubkey: string): Promise<SendOutcome> {
+    const route = await routeSend(this.db, m);
+    if (!route.known) return unknownTarget(m.targetSpec);
+    const receiving = new Set((await presencesReceiving(this.db, route.recipientIds, m.priority)).map((p) => p.presenceId));
+    const message = {
+      messageId: m.id,
+      meshId: m.meshId,
+      senderPubkey,
+      targetSpec: m.targetSpec,
+      priority: m.priority,
+      nonce: m.nonce,
+      ciphertext: m.ciphertext,
+      createdAt: new Date(this.options.clock()).toISOString(),
+      replyTo: m.replyTo,
+    };
+    let delivered = 0;
+    for (const memberId of route.recipientIds) {
+      for (const p of this.presences.ofMember(memberId)) {
+        if (p.ended || p.congestedSince !== null || !receiving.has(p.presenceId)) continue;
+        const result = p.link.push(message, 1);
+        if (result !== "sent") markCongested(p, this.options.clock());
+        if (result === "dropped") continue;
+        delivered++;
+        break;
+      }
+    }
+    this.log.debug({ messageId: m.id, recipients: delivered }, "ephemeral send");
+    return { ok: true, messageId: m.id, recipients: delivered, duplicate: false, queued: false };
+  }
+}

@@ -1,0 +1,52 @@
+// The status rules ("Status and priority" in docs/protocol.md), in one place. Pure decisions live
+// here; the ones the database applies in bulk are named here and point to
+// their SQL:
+// - which priorities a status may receive: RECEIVABLE (store/queue/eligibility.ts),
+//   the claim and the ephemeral fan-out both filter with it;
+// - working for STATUS_TTL_SECONDS without a signal → idle, source jsonl:
+//   expireWorkingStatus (store/status.ts), run by the sweeper;
+// - which presence a hook signal is about (session id, else pid+cwd, else the
+//   newest with that cwd), and the same match for a signal kept until its
+//   presence connects: findPresenceForSignal, takePendingSignal (store/status.ts);
+// - a hook event name → status: hookStatus (packages/protocol, the contract).
+import { hookStatus, type HookBody, type Status, type StatusSource } from "@switchboard/protocol";
+
+export { RECEIVABLE } from "../../store/queue/eligibility.ts";
+
+const RANK: Record<StatusSource, number> = { hook: 3, manual: 2, jsonl: 1 };
+
+export interface CurrentStatus {
+  status: Status;
+  source: StatusSource;
+  /** Milliseconds since it was set. */
+  ageMs: number;
+}
+
+export interface StatusSignal {
+  status: Status;
+  source: StatusSource;
+}
+
+/** The status after the signal, or null when the signal does not apply. */
+export function decideStatus(current: CurrentStatus, signal: StatusSignal, freshWindowMs: number): StatusSignal | null {
+  // dnd is left only by a manual set_status; a manual dnd always applies.
+  if (current.status === "dnd" && signal.source !== "manual") return null;
+  if (signal.source === "manual" && signal.status === "dnd") return signal;
+  // A lower-ranked source may not overwrite a fresh status of a higher one.
+  if (RANK[signal.source] < RANK[current.source] && current.ageMs < freshWindowMs) return null;
+  return signal;
+}
+
+export interface InitialStatus extends StatusSignal {
+  /** False for the default: it counts as set long ago, so any first real signal applies. */
+  isSignal: boolean;
+}
+
+/** A connecting presence takes a hook signal that waited for it, else starts idle by default. */
+export function initialStatus(pendingSignal: "idle" | "working" | null): InitialStatus {
+  if (pendingSignal === null) return { status: "idle", source: "manual", isSignal: false };
+  return { status: pendingSignal, source: "hook", isSignal: true };
+}
+
+/** The status a hook request asks for: its explicit status, else its Claude Code event's. */
+export const statusOfHook = (body: HookBody): "idle" | "working" => hookStatus(body);

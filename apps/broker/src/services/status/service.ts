@@ -1,0 +1,76 @@
+// Applying status signals to presences: set_status from a socket, hook
+// signals from /hook/set-status. Each is decided under the presence's row
+// lock, so concurrent signals are decided one after the other, by rules.ts.
+import type { Database, Executor } from "@switchboard/db";
+import type { Status, StatusSource } from "@switchboard/protocol";
+import {
+  findPresenceForSignal,
+  keepPendingSignal,
+  lockPresenceStatus,
+  writePresenceStatus,
+  type SignalOrigin,
+} from "../../store/status.ts";
+import type { InstanceBus } from "../bus.ts";
+import { retryTransient } from "../retry.ts";
+import { decideStatus, type StatusSignal } from "./rules.ts";
+
+export interface StatusResult {
+  presenceId: string;
+  memberId: string;
+  status: Status;
+  statusSource: StatusSource;
+  applied: boolean;
+}
+
+export type HookSignalResult = { pending: false; result: StatusResult } | { pending: true };
+
+export interface StatusOptions {
+  freshWindowMs: number;
+  /** How long a hook signal that found no presence waits for one to connect. */
+  pendingSignalSeconds: number;
+}
+
+export class StatusService {
+  constructor(
+    private readonly db: Database,
+    private readonly bus: InstanceBus,
+    private readonly options: StatusOptions,
+    /** A status changed: the member's local presences may take more now. */
+    private readonly onChanged: (memberId: string) => void,
+  ) {}
+
+  /** Null when the presence is not live. */
+  async apply(presenceId: string, signal: StatusSignal): Promise<StatusResult | null> {
+    const result = await retryTransient(() => this.db.transaction((tx) => this.applyIn(tx, presenceId, signal)));
+    if (result?.applied) this.onChanged(result.memberId);
+    return result;
+  }
+
+  /** A hook's signal: applied to the presence it is about, or kept until that presence connects. */
+  async signalFromHook(memberId: string, origin: SignalOrigin, status: "idle" | "working"): Promise<HookSignalResult> {
+    const presenceId = await findPresenceForSignal(this.db, memberId, origin);
+    if (presenceId) {
+      const result = await this.apply(presenceId, { status, source: "hook" });
+      if (result) return { pending: false, result };
+    }
+    await keepPendingSignal(this.db, memberId, origin, status, this.options.pendingSignalSeconds);
+    return { pending: true };
+  }
+
+  private async applyIn(tx: Executor, presenceId: string, signal: StatusSignal): Promise<StatusResult | null> {
+    const current = await lockPresenceStatus(tx, presenceId);
+    if (!current) return null;
+    const next = decideStatus(
+      { status: current.status, source: current.statusSource, ageMs: current.ageMs },
+      signal,
+      this.options.freshWindowMs,
+    );
+    if (!next) {
+      return { presenceId, memberId: current.memberId, status: current.status, statusSource: current.statusSource, applied: false };
+    }
+    await writePresenceStatus(tx, presenceId, next.status, next.source);
+    // The presence may sit on another instance: let it claim what it may now take.
+    await this.bus.publish(tx, { members: [current.memberId] });
+    return { presenceId, memberId: current.memberId, status: next.status, statusSource: next.source, applied: true };
+  }
+}

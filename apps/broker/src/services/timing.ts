@@ -1,0 +1,26 @@
+// The clock and the intervals of the broker's machinery, as parameters: the
+// entry builds them from the configuration, tests shorten them.
+export type Clock = () => number;
+
+export const systemClock: Clock = () => Date.now();
+
+export interface Timing {
+  /** A push not acknowledged within this is pushed again. */
+  leaseSeconds: number;
+  helloTimeoutMs: number;
+  /** How long a hook signal that found no presence waits for one. */
+  pendingSignalSeconds: number;
+  /** Broker instances renew a lease row; past it they are reaped. */
+  instanceLeaseSeconds: number;
+  /** The longest a missed cross-instance wake-up delays work. */
+  catchUpIntervalMs: number;
+  /** Lease expiry and the status TTL. */
+  sweepIntervalMs: number;
+  housekeepingIntervalMs: number;
+  /** How long a settled message is kept, so a retried send stays idempotent. */
+  settledRetentionSeconds: number;
+  statusTtlSeconds: number;
+  freshWindowMs: number;
+  /** A presence whose socket stays backed up this long is closed (its leases requeue). */
+  stalledPresenceSeconds: number;
+}

@@ -1,0 +1,135 @@
+// The directory of meshes, members and their tokens: the SQL behind the
+// admin API (enrolment, revocation, token issue, live peers) and token lookup.
+// Times leave the database as ISO strings and numbers as int, so that
+// postgres.js and PGlite hand back the same shapes.
+import type { Executor } from "@switchboard/db";
+import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
+import { sql } from "drizzle-orm";
+import { dropUndelivered } from "./queue/drop.ts";
+import { isoTime, jsonParam } from "./sql.ts";
+
+const MEMBER_COLUMNS = sql`m.id::text AS "id", m.pubkey AS "pubkey", m.display_name AS "displayName",
+  to_jsonb(m.tags) AS "tags", m.role AS "role", ${isoTime("m.revoked_at")} AS "revokedAt"`;
+
+/** Null when the slug is taken. */
+export async function insertMesh(db: Executor, slug: string, name: string): Promise<MeshView | null> {
+  const rows = await db.rows<MeshView>(sql`
+    INSERT INTO meshes (slug, name) VALUES (${slug}, ${name})
+    ON CONFLICT (slug) DO NOTHING
+    RETURNING id::text AS "id", slug, name`);
+  return rows[0] ?? null;
+}
+
+export function listMeshes(db: Executor): Promise<MeshView[]> {
+  return db.rows<MeshView>(sql`SELECT id::text AS "id", slug, name FROM meshes ORDER BY created_at, slug`);
+}
+
+/** By id when ref is a UUID (an id match wins over a slug that looks like one), else by slug. */
+export async function findMesh(db: Executor, ref: string, refIsUuid: boolean): Promise<MeshView | null> {
+  const where = refIsUuid ? sql`id = ${ref}::uuid OR slug = ${ref}` : sql`slug = ${ref}`;
+  const rows = await db.rows<MeshView>(sql`
+    SELECT id::text AS "id", slug, name FROM meshes WHERE ${where}
+    ORDER BY (slug = ${ref}) LIMIT 1`);
+  return rows[0] ?? null;
+}
+
+export interface NewMember {
+  pubkey: string;
+  displayName: string;
+  tags: readonly string[];
+  role: "member" | "observer";
+}
+
+/** Null when the pubkey is already enrolled in the mesh (revoked or not). */
+export async function insertMember(db: Executor, meshId: string, member: NewMember): Promise<MemberView | null> {
+  const rows = await db.rows<MemberView>(sql`
+    INSERT INTO members AS m (mesh_id, pubkey, display_name, tags, role)
+    VALUES (${meshId}::uuid, ${member.pubkey}, ${member.displayName},
+            ARRAY(SELECT jsonb_array_elements_text(${jsonParam(member.tags)})), ${member.role})
+    ON CONFLICT (mesh_id, pubkey) DO NOTHING
+    RETURNING ${MEMBER_COLUMNS}`);
+  return rows[0] ?? null;
+}
+
+export function listMembers(db: Executor, meshId: string): Promise<MemberView[]> {
+  return db.rows<MemberView>(sql`
+    SELECT ${MEMBER_COLUMNS} FROM members m WHERE m.mesh_id = ${meshId}::uuid ORDER BY m.created_at, m.pubkey`);
+}
+
+/** By id when ref is a UUID, else by pubkey; only within the mesh. */
+export async function findMember(db: Executor, meshId: string, ref: string, refIsUuid: boolean): Promise<MemberView | null> {
+  const match = refIsUuid ? sql`m.id = ${ref}::uuid` : sql`m.pubkey = ${ref}`;
+  const rows = await db.rows<MemberView>(sql`
+    SELECT ${MEMBER_COLUMNS} FROM members m WHERE m.mesh_id = ${meshId}::uuid AND ${match}`);
+  return rows[0] ?? null;
+}
+
+export interface Revocation {
+  revokedAt: string;
+  /** False when the member was already revoked: nothing was changed. */
+  changed: boolean;
+}
+
+/**
+ * Revokes a member with everything hanging off it: its tokens, the messages
+ * still owed to it, its live presences, and an audit row. Run inside one
+ * transaction. The guarded UPDATE takes the member's row lock, so of two
+ * concurrent revocations exactly one does the work.
+ */
+export async function revokeMember(tx: Executor, meshId: string, memberId: string): Promise<Revocation> {
+  const [first] = await tx.rows<{ revokedAt: string }>(sql`
+    UPDATE members SET revoked_at = now()
+    WHERE id = ${memberId}::uuid AND mesh_id = ${meshId}::uuid AND revoked_at IS NULL
+    RETURNING ${isoTime("revoked_at")} AS "revokedAt"`);
+  if (first === undefined) {
+    const [earlier] = await tx.rows<{ revokedAt: string }>(sql`
+      SELECT ${isoTime("revoked_at")} AS "revokedAt" FROM members WHERE id = ${memberId}::uuid`);
+    if (earlier === undefined) throw new Error(`member ${memberId} vanished during revocation`);
+    return { revokedAt: earlier.revokedAt, changed: false };
+  }
+  const deliveriesDropped = await dropUndelivered(tx, memberId);
+  await tx.rows(sql`
+    WITH tokens_revoked AS (
+      UPDATE tokens SET revoked_at = now()
+      WHERE member_id = ${memberId}::uuid AND revoked_at IS NULL RETURNING 1
+    ), presences_closed AS (
+      UPDATE presences SET disconnected_at = now()
+      WHERE member_id = ${memberId}::uuid AND disconnected_at IS NULL RETURNING 1
+    )
+    INSERT INTO audit_log (event, mesh_id, member_id, meta)
+    SELECT 'revoke', ${meshId}::uuid, ${memberId}::uuid, jsonb_build_object(
+      'tokensRevoked', (SELECT count(*)::int FROM tokens_revoked),
+      'deliveriesDropped', ${deliveriesDropped}::int,
+      'presencesClosed', (SELECT count(*)::int FROM presences_closed))`);
+  return { revokedAt: first.revokedAt, changed: true };
+}
+
+/** Only the hash is stored: the token itself is shown once, to the caller. */
+export async function insertToken(db: Executor, memberId: string, kind: string, tokenHash: string): Promise<void> {
+  await db.rows(sql`
+    INSERT INTO tokens (member_id, kind, token_hash) VALUES (${memberId}::uuid, ${kind}, ${tokenHash})`);
+}
+
+/** The member a token of this kind belongs to, if neither the token nor the member is revoked. */
+export async function findMemberByTokenHash(
+  db: Executor,
+  tokenHash: string,
+  kind: string,
+): Promise<{ memberId: string; meshId: string } | null> {
+  const rows = await db.rows<{ memberId: string; meshId: string }>(sql`
+    SELECT m.id::text AS "memberId", m.mesh_id::text AS "meshId"
+    FROM tokens t JOIN members m ON m.id = t.member_id
+    WHERE t.token_hash = ${tokenHash} AND t.kind = ${kind} AND t.revoked_at IS NULL AND m.revoked_at IS NULL`);
+  return rows[0] ?? null;
+}
+
+export function listLivePeers(db: Executor, meshId: string): Promise<PresenceView[]> {
+  return db.rows<PresenceView>(sql`
+    SELECT p.id::text AS "presenceId", m.id::text AS "memberId", m.pubkey AS "pubkey",
+           p.display_name AS "displayName", p.session_id AS "sessionId", p.status AS "status",
+           p.status_source AS "statusSource", p.pid AS "pid", p.cwd AS "cwd",
+           ${isoTime("p.connected_at")} AS "connectedAt", p.instance_id AS "instanceId"
+    FROM presences p JOIN members m ON m.id = p.member_id
+    WHERE p.mesh_id = ${meshId}::uuid AND p.disconnected_at IS NULL AND m.revoked_at IS NULL
+    ORDER BY p.connected_at, p.id`);
+}

@@ -1,0 +1,36 @@
+// Ack: leased (or still queued, for an ack racing a requeue) → acked.
+import type { Executor } from "@switchboard/db";
+import { sql } from "drizzle-orm";
+import { jsonParam } from "../sql.ts";
+
+export interface Ack {
+  memberId: string;
+  messageId: string;
+}
+
+/** Returns how many deliveries changed; acks of unknown or already acked deliveries change nothing. */
+export async function ackDeliveries(db: Executor, acks: Ack[]): Promise<number> {
+  if (acks.length === 0) return 0;
+  // Locked in one order (message id) so concurrent ack batches cannot deadlock;
+  // each lookup is an index probe on (message_id, recipient_member_id).
+  const ordered = [...acks].sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
+  const rows = await db.rows<{ id: string }>(sql`
+    UPDATE deliveries d
+    SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
+    FROM (
+      SELECT found.id
+      FROM (
+        SELECT * FROM jsonb_to_recordset(${jsonParam(ordered)}) AS a("memberId" uuid, "messageId" uuid)
+        LIMIT ${ordered.length}
+      ) a
+      CROSS JOIN LATERAL (
+        SELECT id FROM deliveries
+        WHERE message_id = a."messageId" AND recipient_member_id = a."memberId" AND state IN ('queued', 'leased')
+        LIMIT 1
+        FOR UPDATE
+      ) found
+    ) hit
+    WHERE d.id = hit.id
+    RETURNING d.id`);
+  return rows.length;
+}

@@ -1,0 +1,59 @@
+// Who a send goes to. A send names its recipients by a target spec: a pubkey
+// → that member (the sender too, if it names itself); * → every other member;
+// #channel → the other members that joined it; tag:x → the other members
+// carrying x. Revoked members receive nothing.
+import type { Executor } from "@switchboard/db";
+import { sql } from "drizzle-orm";
+import { jsonParam } from "./sql.ts";
+
+/**
+ * Given a CTE `q` of sends (idx, "meshId", "senderId", "targetSpec"), the CTEs
+ * `recipients` (idx, member_id) and `routed` (q's columns and `known`: false
+ * for a pubkey outside the mesh or a channel nobody joined). The durable send
+ * statement and the ephemeral lookup both route with these.
+ */
+export const ROUTE_CTES = sql.raw(`
+    recipients AS (
+      SELECT q.idx, mb.id AS member_id
+      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL
+      WHERE CASE
+        WHEN q."targetSpec" = '*' THEN mb.id <> q."senderId"
+        WHEN q."targetSpec" LIKE 'tag:%' THEN mb.id <> q."senderId" AND substr(q."targetSpec", 5) = ANY (mb.tags)
+        WHEN q."targetSpec" LIKE '#%' THEN mb.id <> q."senderId" AND EXISTS (
+          SELECT 1 FROM channel_members c
+          WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec" AND c.member_id = mb.id)
+        ELSE mb.pubkey = q."targetSpec"
+      END
+    ),
+    routed AS (
+      SELECT q.*, CASE
+        WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN EXISTS (SELECT 1 FROM recipients r WHERE r.idx = q.idx)
+        WHEN q."targetSpec" LIKE '#%' THEN EXISTS (
+          SELECT 1 FROM channel_members c WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec")
+        ELSE true
+      END AS known
+      FROM q
+    )`);
+
+export interface Route {
+  known: boolean;
+  recipientIds: string[];
+}
+
+/** Routes one send without writing anything (an ephemeral send). */
+export async function routeSend(
+  db: Executor,
+  send: { meshId: string; senderId: string; targetSpec: string },
+): Promise<Route> {
+  const rows = await db.rows<{ known: boolean; recipients: string }>(sql`
+    WITH q AS (
+      SELECT * FROM jsonb_to_recordset(${jsonParam([{ ...send, idx: 0 }])})
+        AS q(idx int, "meshId" uuid, "senderId" uuid, "targetSpec" text)
+      LIMIT 1
+    ),
+    ${ROUTE_CTES}
+    SELECT r.known, coalesce((SELECT json_agg(x.member_id) FROM recipients x), '[]')::text AS recipients
+    FROM routed r`);
+  const row = rows[0];
+  return { known: row?.known ?? false, recipientIds: row ? (JSON.parse(row.recipients) as string[]) : [] };
+}

@@ -1,0 +1,21 @@
+// Small pieces of SQL the store modules share.
+import { sql, type SQL } from "drizzle-orm";
+
+/** A JSON value bound as one text parameter; drizzle would expand a JS array into a list. */
+export function jsonParam(value: unknown): SQL {
+  return sql`${JSON.stringify(value)}::text::jsonb`;
+}
+
+/** A JSON array of uuids bound as one parameter, as a uuid[] the planner can probe an index with. */
+export function uuidArray(ids: readonly string[]): SQL {
+  return sql`ARRAY(SELECT jsonb_array_elements_text(${jsonParam(ids)})::uuid)`;
+}
+
+/** ISO-8601 UTC text of a timestamptz column, the same on both drivers. */
+export function isoTime(column: string): SQL {
+  return sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
+}
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const unique = <T>(values: Iterable<T>): T[] => [...new Set(values)];

@@ -1,0 +1,96 @@
+// The SQL of presence status: reading and writing it under a row lock, the
+// TTL flip, finding the presence a hook signal is about, and hook signals
+// kept for presences that have not connected yet. The rules that decide
+// what to write live in services/status/rules.ts.
+import type { Executor } from "@switchboard/db";
+import type { Status, StatusSource } from "@switchboard/protocol";
+import { sql } from "drizzle-orm";
+import { unique } from "./sql.ts";
+
+export interface LockedStatus {
+  memberId: string;
+  status: Status;
+  statusSource: StatusSource;
+  /** Milliseconds since the status was last set, by the database's clock. */
+  ageMs: number;
+}
+
+/** Null when the presence is not live. Held until the transaction ends. */
+export async function lockPresenceStatus(tx: Executor, presenceId: string): Promise<LockedStatus | null> {
+  const rows = await tx.rows<LockedStatus>(sql`
+    SELECT member_id AS "memberId", status, status_source AS "statusSource",
+           (extract(epoch FROM now() - status_updated_at) * 1000)::float8 AS "ageMs"
+    FROM presences WHERE id = ${presenceId} AND disconnected_at IS NULL
+    FOR UPDATE`);
+  return rows[0] ?? null;
+}
+
+export async function writePresenceStatus(tx: Executor, presenceId: string, status: Status, source: StatusSource) {
+  await tx.rows(sql`
+    UPDATE presences SET status = ${status}, status_source = ${source}, status_updated_at = now()
+    WHERE id = ${presenceId}`);
+}
+
+/** The TTL rule: live presences in working for ttlSeconds become idle (source jsonl). Returns their members. */
+export async function expireWorkingStatus(db: Executor, ttlSeconds: number): Promise<string[]> {
+  const rows = await db.rows<{ memberId: string }>(sql`
+    UPDATE presences SET status = 'idle', status_source = 'jsonl', status_updated_at = now()
+    WHERE disconnected_at IS NULL AND status = 'working'
+      AND status_updated_at < now() - make_interval(secs => ${ttlSeconds})
+    RETURNING member_id AS "memberId"`);
+  return unique(rows.map((r) => r.memberId));
+}
+
+/** What a hook signal says about the session it comes from. */
+export interface SignalOrigin {
+  sessionId: string | null;
+  pid: number | null;
+  cwd: string;
+}
+
+/** Among the member's live presences: by session id, else by pid and cwd, else the newest with that cwd. */
+export async function findPresenceForSignal(db: Executor, memberId: string, origin: SignalOrigin): Promise<string | null> {
+  const rows = await db.rows<{ id: string }>(sql`
+    SELECT id FROM presences
+    WHERE member_id = ${memberId} AND disconnected_at IS NULL
+      AND (session_id = ${origin.sessionId} OR cwd = ${origin.cwd})
+    ORDER BY (session_id = ${origin.sessionId}) IS TRUE DESC,
+             (pid = ${origin.pid} AND cwd = ${origin.cwd}) IS TRUE DESC,
+             connected_at DESC
+    LIMIT 1`);
+  return rows[0]?.id ?? null;
+}
+
+export async function keepPendingSignal(
+  db: Executor,
+  memberId: string,
+  origin: SignalOrigin,
+  status: "idle" | "working",
+  keepSeconds: number,
+): Promise<void> {
+  await db.rows(sql`
+    INSERT INTO pending_hook_statuses (member_id, session_id, pid, cwd, status, expires_at)
+    VALUES (${memberId}, ${origin.sessionId}, ${origin.pid}, ${origin.cwd}, ${status},
+            now() + make_interval(secs => ${keepSeconds}))`);
+}
+
+/**
+ * Takes the newest unexpired signal that matches a connecting presence, and
+ * drops the ones it supersedes. As the live lookup: by session, else by pid
+ * and cwd. The pid+cwd match holds even when the signal names a session: a
+ * hook pipes Claude Code's session_id, which a peer that only knows its
+ * parent's pid and cwd does not have.
+ */
+export async function takePendingSignal(
+  tx: Executor,
+  presence: { memberId: string; sessionId: string; pid: number | null; cwd: string | null },
+): Promise<"idle" | "working" | null> {
+  const rows = await tx.rows<{ status: "idle" | "working"; id: number | string }>(sql`
+    DELETE FROM pending_hook_statuses
+    WHERE member_id = ${presence.memberId} AND expires_at > now()
+      AND (session_id = ${presence.sessionId}
+           OR (cwd = ${presence.cwd} AND (pid IS NULL OR pid = ${presence.pid})))
+    RETURNING status, id`);
+  const newest = [...rows].sort((a, b) => Number(b.id) - Number(a.id))[0];
+  return newest?.status ?? null;
+}

@@ -1,0 +1,84 @@
+// The admin API (/v1, bearer ADMIN_TOKEN) as Bun.serve routes. Each path is
+// one handler that checks the token, then dispatches on the method, so a
+// known path with an unknown method gets a JSON 405 instead of the 404 fallback.
+import { addMemberBody, createMeshBody, createTokenBody } from "@switchboard/protocol";
+import type { BunRequest } from "bun";
+import type { z } from "zod";
+import type { AdminService } from "../../services/admin.ts";
+import { RefusedError } from "../../services/outcome.ts";
+import { apiError, bearerToken, json, readBodyCapped, sameSecret } from "./respond.ts";
+
+type Method = "GET" | "POST" | "DELETE";
+type Handler<P extends string> = (req: BunRequest<P>) => Promise<Response>;
+
+class InvalidBody extends Error {}
+class BodyTooLarge extends Error {}
+
+// Admin bodies are a few hundred bytes; anything near this is a mistake.
+const ADMIN_BODY_MAX_BYTES = 64 * 1024;
+
+async function parseBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
+  const text = await readBodyCapped(req, ADMIN_BODY_MAX_BYTES);
+  if (text === null) throw new BodyTooLarge(`the body is larger than ${ADMIN_BODY_MAX_BYTES} bytes`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new InvalidBody("the body is not valid JSON");
+  }
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  throw new InvalidBody(
+    parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; "),
+  );
+}
+
+function endpoint<P extends string>(adminToken: string, handlers: Partial<Record<Method, Handler<P>>>) {
+  const byMethod = new Map<string, Handler<P>>(Object.entries(handlers));
+  const allow = [...byMethod.keys()].join(", ");
+  return async (req: BunRequest<P>): Promise<Response> => {
+    if (!sameSecret(bearerToken(req), adminToken)) {
+      return apiError("unauthorized", "the admin API requires Authorization: Bearer <ADMIN_TOKEN>");
+    }
+    const handler = byMethod.get(req.method);
+    if (handler === undefined) {
+      const message = `${req.method} is not allowed here; use ${allow}`;
+      return apiError("method_not_allowed", message, { allow });
+    }
+    try {
+      return await handler(req);
+    } catch (error) {
+      if (error instanceof InvalidBody) return apiError("invalid", error.message);
+      if (error instanceof BodyTooLarge) return apiError("too_large", error.message);
+      if (error instanceof RefusedError) return apiError(error.refusal.code, error.refusal.message);
+      throw error;
+    }
+  };
+}
+
+export function adminRoutes({ admin, adminToken }: { admin: AdminService; adminToken: string }) {
+  return {
+    "/v1/meshes": endpoint<"/v1/meshes">(adminToken, {
+      POST: async (req) => json(201, await admin.createMesh(await parseBody(req, createMeshBody))),
+      GET: async () => json(200, { meshes: await admin.listMeshes() }),
+    }),
+    "/v1/meshes/:mesh/members": endpoint<"/v1/meshes/:mesh/members">(adminToken, {
+      POST: async (req) => json(201, await admin.addMember(req.params.mesh, await parseBody(req, addMemberBody))),
+      GET: async (req) => json(200, { members: await admin.listMembers(req.params.mesh) }),
+    }),
+    "/v1/meshes/:mesh/members/:member": endpoint<"/v1/meshes/:mesh/members/:member">(adminToken, {
+      DELETE: async (req) => json(200, await admin.revokeMember(req.params.mesh, req.params.member)),
+    }),
+    "/v1/meshes/:mesh/members/:member/tokens": endpoint<"/v1/meshes/:mesh/members/:member/tokens">(adminToken, {
+      POST: async (req) => {
+        const body = await parseBody(req, createTokenBody);
+        const issued = await admin.issueToken(req.params.mesh, req.params.member, body.kind);
+        // The token is shown this once; keep it out of every cache.
+        return json(201, issued, { "cache-control": "no-store" });
+      },
+    }),
+    "/v1/meshes/:mesh/peers": endpoint<"/v1/meshes/:mesh/peers">(adminToken, {
+      GET: async (req) => json(200, { peers: await admin.livePeers(req.params.mesh) }),
+    }),
+  };
+}

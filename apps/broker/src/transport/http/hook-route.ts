@@ -1,0 +1,63 @@
+// POST /hook/set-status: Claude Code hook scripts pipe their input here.
+// Errors keep the contract's shape {"ok":false,"error":<code>} (docs/protocol.md).
+import { HOOK_PID_HEADER, hookBody, type HookReply } from "@switchboard/protocol";
+import type { Logger } from "../../log.ts";
+import type { Metrics } from "../../metrics.ts";
+import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
+import type { HookService } from "../../services/hooks.ts";
+import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
+import { bearerToken, json, readBodyCapped } from "./respond.ts";
+
+const fail = (code: ErrorCode, message: string) => json(HTTP_STATUS[code], { ok: false, error: code, message } satisfies HookReply);
+
+const PID = /^[1-9][0-9]{0,9}$/;
+
+/** The pid a hook command may add as a header; absent or not a pid Postgres can store → none. */
+function headerPid(req: Request): number | undefined {
+  const raw = req.headers.get(HOOK_PID_HEADER)?.trim() ?? "";
+  if (!PID.test(raw)) return undefined;
+  const pid = Number(raw);
+  return pid <= 2_147_483_647 ? pid : undefined;
+}
+
+export function hookRoutes(deps: {
+  hooks: HookService;
+  dbHealth: DbHealth;
+  metrics: Metrics;
+  log: Logger;
+  maxMessageBytes: number;
+}) {
+  const { hooks, dbHealth, metrics, log, maxMessageBytes } = deps;
+  return {
+    "/hook/set-status": {
+      POST: async (req: Request) => {
+        metrics.hookRequests.inc();
+        const token = bearerToken(req);
+        if (token === null) return fail("unauthorized", "Authorization: Bearer <hook token> is required");
+        const raw = await readBodyCapped(req, maxMessageBytes);
+        if (raw === null) return fail("too_large", `the body is larger than ${maxMessageBytes} bytes`);
+        let parsedJson: unknown;
+        try {
+          parsedJson = JSON.parse(raw);
+        } catch {
+          return fail("invalid", "the body is not JSON");
+        }
+        const body = hookBody.safeParse(parsedJson);
+        if (!body.success) {
+          const issue = body.error.issues[0];
+          return fail("invalid", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "bad body"}`);
+        }
+        try {
+          const outcome = await hooks.handle(token, body.data, headerPid(req));
+          if (!outcome.ok) return fail(outcome.code, outcome.message);
+          return json(200, "pending" in outcome ? { ok: true, pending: true } : { ok: true, presence_id: outcome.presenceId });
+        } catch (error) {
+          log.error({ err: error }, "hook failed");
+          return isDbUnavailable(error, dbHealth)
+            ? fail("unavailable", "the database is unavailable")
+            : fail("internal", "the broker could not handle this hook");
+        }
+      },
+    },
+  };
+}

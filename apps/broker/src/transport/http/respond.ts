@@ -1,0 +1,49 @@
+// JSON responses and bearer-token checks shared by the HTTP routes.
+import { timingSafeEqual } from "node:crypto";
+import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
+
+export function json(status: number, body: unknown, headers?: Record<string, string>): Response {
+  return Response.json(body, { status, headers });
+}
+
+/** The /v1 and operations error shape: {"error":{"code","message"}}, with the code's status. */
+export function apiError(code: ErrorCode, message: string, headers?: Record<string, string>): Response {
+  return json(HTTP_STATUS[code], { error: { code, message } }, headers);
+}
+
+export function bearerToken(req: Request): string | null {
+  const header = req.headers.get("authorization");
+  const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  return match?.[1] ?? null;
+}
+
+export function sameSecret(given: string | null, expected: string): boolean {
+  if (given === null) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * The body as text, or null once it passes maxBytes: reading stops there, so
+ * an oversized body (declared or streamed) costs no more than the cap.
+ */
+export async function readBodyCapped(req: Request, maxBytes: number): Promise<string | null> {
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) return null;
+  if (!req.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = req.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

@@ -1,0 +1,47 @@
+// One Bun.serve port for everything: the HTTP routes, the /ws upgrade, a JSON
+// 404 for the rest, and a JSON 500 for a route that throws.
+import type { Server } from "bun";
+import type { Logger } from "../log.ts";
+import type { ConnectionGate } from "../services/connection-gate.ts";
+import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
+import { apiError } from "./http/respond.ts";
+import type { Connection } from "./ws/connection.ts";
+import type { createWsHandler } from "./ws/handler.ts";
+
+type Routes = Record<string, unknown>;
+
+export interface ServerOptions {
+  port: number;
+  hostname: string;
+  routes: Routes[];
+  ws: ReturnType<typeof createWsHandler>;
+  gate: ConnectionGate;
+  trusted: TrustedProxies;
+  log: Logger;
+}
+
+export function serve({ port, hostname, routes, ws, gate, trusted, log }: ServerOptions): Server<Connection> {
+  return Bun.serve<Connection>({
+    port,
+    hostname,
+    routes: Object.assign({}, ...routes, {
+      "/ws": (req: Request, srv: Server<Connection>) => {
+        if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+          return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
+        }
+        const address = clientAddress(req, srv, trusted);
+        const refused = gate.open(address);
+        if (refused) return apiError(refused.code, refused.message);
+        if (srv.upgrade(req, { data: ws.newConnection(address) })) return undefined;
+        gate.settled(address);
+        return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
+      },
+    }),
+    fetch: (req) => apiError("not_found", `no route ${req.method} ${new URL(req.url).pathname}`),
+    websocket: ws.handlers,
+    error: (error) => {
+      log.error({ err: error }, "request failed");
+      return apiError("internal", "internal error");
+    },
+  });
+}

@@ -1,0 +1,98 @@
+// The first frame of a connection: it must be a hello, and an admitted hello
+// makes the connection a presence. Refusals close with 1008 and the code.
+import { helloFrame, type HelloErrorCode } from "@switchboard/protocol";
+import type { Logger } from "../../log.ts";
+import type { Metrics } from "../../metrics.ts";
+import { PushWindow } from "../../services/delivery/push-window.ts";
+import type { ConnectionGate } from "../../services/connection-gate.ts";
+import type { HelloService } from "../../services/hello.ts";
+import type { LocalPresence } from "../../services/local-presences.ts";
+import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
+import type { Clock } from "../../services/timing.ts";
+import { HELLO_REFUSED_CLOSE } from "../errors.ts";
+import { reply, socketLink, type Socket } from "./connection.ts";
+import { issueText, reqIdOf, type JsonObject } from "./wire.ts";
+
+export interface AdmissionDeps {
+  hello: HelloService;
+  gate: ConnectionGate;
+  lifecycle: PresenceLifecycle;
+  metrics: Metrics;
+  log: Logger;
+  clock: Clock;
+  /** Pushes a presence may have unacknowledged before the broker waits for acks. */
+  pushWindow: number;
+}
+
+export function refuseHello(
+  deps: Pick<AdmissionDeps, "metrics" | "log" | "gate">,
+  ws: Socket,
+  code: HelloErrorCode,
+  message: string,
+  reqId?: string,
+) {
+  clearTimeout(ws.data.helloTimer);
+  // A full mesh is not the client's doing; every other refusal counts against its address.
+  if (code !== "capacity") deps.gate.refused(ws.data.address);
+  deps.metrics.connectionsRejected.labels(code).inc();
+  deps.log.info({ connectionId: ws.data.id, code }, "ws hello refused");
+  reply(ws, { type: "error", code, message }, reqId);
+  ws.close(HELLO_REFUSED_CLOSE, code);
+}
+
+export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | null): Promise<void> {
+  if (raw === null) return refuseHello(deps, ws, "malformed", "the frame is not a JSON object");
+  const reqId = reqIdOf(raw);
+  if (raw.type !== "hello") return refuseHello(deps, ws, "no_hello", "the first frame must be a hello", reqId);
+  const frame = helloFrame.safeParse(raw);
+  if (!frame.success) return refuseHello(deps, ws, "malformed", issueText(frame.error), reqId);
+
+  const outcome = await deps.hello.admit(frame.data);
+  if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId);
+  clearTimeout(ws.data.helloTimer);
+  if (ws.data.pendingHello) {
+    ws.data.pendingHello = false;
+    deps.gate.settled(ws.data.address);
+  }
+  const admitted = outcome.presence;
+  if (ws.data.closed) {
+    // The peer left while it was being admitted.
+    await deps.lifecycle.disconnect(admitted, "closed during hello");
+    return;
+  }
+  const presence: LocalPresence = {
+    presenceId: admitted.presenceId,
+    memberId: admitted.memberId,
+    meshId: admitted.meshId,
+    pubkey: frame.data.pubkey,
+    sessionId: frame.data.sessionId,
+    displayName: admitted.displayName,
+    role: admitted.role,
+    link: socketLink(ws),
+    window: new PushWindow(deps.pushWindow, deps.clock),
+    congestedSince: null,
+    ended: false,
+  };
+  ws.data.presence = presence;
+  deps.metrics.connectionsTotal.inc();
+  deps.metrics.connectionsActive.inc();
+  reply(
+    ws,
+    {
+      type: "hello_ack",
+      presenceId: admitted.presenceId,
+      memberId: admitted.memberId,
+      meshId: admitted.meshId,
+      displayName: admitted.displayName,
+      status: admitted.status,
+      serverTime: deps.clock(),
+    },
+    reqId,
+  );
+  deps.log.info(
+    { connectionId: ws.data.id, presenceId: admitted.presenceId, memberId: admitted.memberId, meshId: admitted.meshId, sessionId: presence.sessionId },
+    "ws hello",
+  );
+  // After the hello_ack is written: the first pushes follow it.
+  deps.lifecycle.joined(presence, admitted.replaced?.id ?? null);
+}

@@ -1,0 +1,49 @@
+// One WebSocket connection: its state before and after the hello, and the
+// link through which services push to it and end it.
+import type { ServerWebSocket } from "bun";
+import type { EndReason, LocalPresence, PresenceLink, PushResult } from "../../services/local-presences.ts";
+import { END_CLOSE } from "../errors.ts";
+import { FramePipeline, type InflightBudget, type InflightLimits } from "./pipeline.ts";
+import { encode, pushFrame, type Reply } from "./wire.ts";
+
+export interface Connection {
+  readonly id: string;
+  /** The client's address, as the connection gate counts it. */
+  readonly address: string;
+  /** Counted by the gate as waiting for its hello, until admitted or closed. */
+  pendingHello: boolean;
+  readonly pipeline: FramePipeline;
+  helloTimer?: Timer;
+  /** Set once the hello was admitted. */
+  presence?: LocalPresence;
+  closed: boolean;
+}
+
+export type Socket = ServerWebSocket<Connection>;
+
+export function newConnection(address: string, limits: InflightLimits, budget: InflightBudget): Connection {
+  return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), closed: false };
+}
+
+// A reply the socket drops (its buffer is full) cannot be taken back: the
+// peer would wait for it forever, so the connection ends as stalled.
+export function reply(ws: Socket, frame: Reply, reqId?: string): void {
+  if (ws.send(encode(frame, reqId)) === 0 && !ws.data.closed) {
+    const { code, reason } = END_CLOSE.stalled;
+    ws.close(code, reason);
+  }
+}
+
+// ServerWebSocket.send() answers the bytes written, -1 when the frame was
+// buffered behind others (backpressure), 0 when it was dropped.
+const resultOf = (status: number): PushResult => (status > 0 ? "sent" : status === -1 ? "congested" : "dropped");
+
+export function socketLink(ws: Socket): PresenceLink {
+  return {
+    push: (message, attempt) => (ws.data.closed ? "dropped" : resultOf(ws.send(JSON.stringify(pushFrame(message, attempt))))),
+    end: (reason: EndReason) => {
+      const { code, reason: text } = END_CLOSE[reason];
+      ws.close(code, text);
+    },
+  };
+}

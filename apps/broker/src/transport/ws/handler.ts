@@ -1,0 +1,128 @@
+// The /ws endpoint's socket lifecycle: open (hello timer), message (the
+// connection's frame pipeline: admission first, then the frame table), drain
+// (backpressure cleared), close (the presence ends).
+import { sessionFrame, CLOSE_CODES } from "@switchboard/protocol";
+import type { WebSocketHandler } from "bun";
+import type { Logger } from "../../log.ts";
+import type { Metrics } from "../../metrics.ts";
+import type { DeliveryPump } from "../../services/delivery/pump.ts";
+import type { LocalPresence } from "../../services/local-presences.ts";
+import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
+import { END_CLOSE } from "../errors.ts";
+import { admit, refuseHello, type AdmissionDeps } from "./admission.ts";
+import { newConnection, reply, type Connection, type Socket } from "./connection.ts";
+import { dispatch, frameHandlers, overlaps, type FrameDeps } from "./frame-handlers.ts";
+import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts";
+import { decodeFrame, issueText, reqIdOf, type JsonObject } from "./wire.ts";
+
+export interface WsDeps extends AdmissionDeps, FrameDeps {
+  log: Logger;
+  metrics: Metrics;
+  pump: DeliveryPump;
+  lifecycle: PresenceLifecycle;
+  maxMessageBytes: number;
+  helloTimeoutMs: number;
+  /** What one connection, and all of them together, may have read and not finished before reading stops. */
+  inflight: InflightLimits;
+  inflightBudget: InflightBudget;
+  /** Bytes a socket may buffer unsent; past it a push is dropped (and requeued). */
+  socketBufferBytes: number;
+}
+
+export function createWsHandler(deps: WsDeps) {
+  const { log, metrics } = deps;
+  const handlers = frameHandlers(deps);
+  const open = new Set<Socket>();
+  let shuttingDown = false;
+
+  async function onSessionFrame(ws: Socket, presence: LocalPresence, raw: JsonObject | null, step: StepContext): Promise<void> {
+    if (raw === null) return reply(ws, { type: "error", code: "invalid", message: "the frame is not a JSON object" });
+    const reqId = reqIdOf(raw);
+    const parsed = sessionFrame.safeParse(raw);
+    if (!parsed.success) {
+      const message = raw.type === "hello" ? "hello was already accepted on this connection" : issueText(parsed.error);
+      if (raw.type === "send") metrics.messagesRejected.labels("invalid").inc();
+      const id = raw.type === "send" && typeof raw.id === "string" ? { id: raw.id } : {};
+      return reply(ws, { type: "error", code: "invalid", message, ...id }, reqId);
+    }
+    const frame = parsed.data;
+    const work = async () => {
+      try {
+        const answer = await dispatch(handlers, deps.limits, presence, frame);
+        if (answer !== undefined) reply(ws, answer, reqId);
+      } catch (error) {
+        log.error({ err: error, presenceId: presence.presenceId, frame: frame.type }, "frame failed");
+        const id = frame.type === "send" && frame.id ? { id: frame.id } : {};
+        reply(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId);
+      }
+    };
+    if (overlaps(frame)) return step.overlap(work());
+    await step.settled();
+    await work();
+  }
+
+  const socketHandlers: WebSocketHandler<Connection> = {
+    maxPayloadLength: deps.maxMessageBytes,
+    backpressureLimit: deps.socketBufferBytes,
+    closeOnBackpressureLimit: false,
+    open(ws) {
+      open.add(ws);
+      ws.data.pipeline.attach(ws);
+      ws.data.helloTimer = setTimeout(() => {
+        if (!ws.data.presence && !ws.data.closed) refuseHello(deps, ws, "hello_timeout", `no hello within ${deps.helloTimeoutMs} ms`);
+      }, deps.helloTimeoutMs);
+    },
+    message(ws, raw) {
+      ws.data.pipeline.next(
+        raw.length,
+        async (step) => {
+          if (ws.data.closed) return;
+          const frame = decodeFrame(raw);
+          const presence = ws.data.presence;
+          if (presence) await onSessionFrame(ws, presence, frame, step);
+          else await admit(deps, ws, frame);
+        },
+        (error) => {
+          log.error({ err: error, connectionId: ws.data.id }, "ws frame failed");
+          if (!ws.data.presence && !ws.data.closed) {
+            reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello" });
+            ws.close(CLOSE_CODES.internalError, "internal");
+          }
+        },
+      );
+    },
+    drain(ws) {
+      const presence = ws.data.presence;
+      if (presence && presence.congestedSince !== null) deps.pump.drained(presence);
+    },
+    close(ws, code, reason) {
+      ws.data.closed = true;
+      ws.data.pipeline.detach();
+      clearTimeout(ws.data.helloTimer);
+      if (ws.data.pendingHello) {
+        ws.data.pendingHello = false;
+        deps.gate.settled(ws.data.address);
+      }
+      open.delete(ws);
+      const presence = ws.data.presence;
+      log.info({ connectionId: ws.data.id, presenceId: presence?.presenceId, code, reason }, "ws close");
+      if (!presence) return;
+      metrics.connectionsActive.dec();
+      if (shuttingDown) return deps.lifecycle.forget(presence);
+      deps.lifecycle
+        .left(presence, `closed ${code}`)
+        .catch((error) => log.error({ err: error, presenceId: presence.presenceId }, "disconnect failed"));
+    },
+  };
+
+  return {
+    handlers: socketHandlers,
+    newConnection: (address: string) => newConnection(address, deps.inflight, deps.inflightBudget),
+    /** Shutdown: every socket closes with 1001; the instance ends its presences in one statement. */
+    closeAll() {
+      shuttingDown = true;
+      const { code, reason } = END_CLOSE.shutdown;
+      for (const ws of open) ws.close(code, reason);
+    },
+  };
+}

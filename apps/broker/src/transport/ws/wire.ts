@@ -1,0 +1,51 @@
+// Text frames in and out: JSON decoding, validation messages, and the frames
+// built from the services' outcomes.
+import type { ErrorFrame, PushFrame, ServerFrame } from "@switchboard/protocol";
+import type { OwedMessage } from "../../store/queue/types.ts";
+
+export type Reply = ServerFrame | Omit<ErrorFrame, "reqId">;
+
+export type JsonObject = Record<string, unknown>;
+
+/** The frame as a JSON object, or null when it is not one. */
+export function decodeFrame(raw: string | Buffer): JsonObject | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof raw === "string" ? raw : raw.toString("utf8"));
+  } catch {
+    return null;
+  }
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as JsonObject) : null;
+}
+
+/** The reqId to echo: a string, cut to the protocol's 64 characters. */
+export function reqIdOf(frame: JsonObject): string | undefined {
+  return typeof frame.reqId === "string" ? frame.reqId.slice(0, 64) : undefined;
+}
+
+/** The first validation issue, as "path: message". */
+export function issueText(error: { issues: Array<{ path: PropertyKey[]; message: string }> }): string {
+  const issue = error.issues[0];
+  if (!issue) return "invalid frame";
+  return issue.path.length > 0 ? `${issue.path.map(String).join(".")}: ${issue.message}` : issue.message;
+}
+
+export function encode(frame: Reply, reqId: string | undefined): string {
+  return JSON.stringify(reqId === undefined ? frame : { ...frame, reqId });
+}
+
+export function pushFrame(message: OwedMessage, attempt: number): PushFrame {
+  return {
+    type: "push",
+    messageId: message.messageId,
+    meshId: message.meshId,
+    senderPubkey: message.senderPubkey,
+    targetSpec: message.targetSpec,
+    priority: message.priority,
+    nonce: message.nonce,
+    ciphertext: message.ciphertext,
+    createdAt: message.createdAt,
+    replyTo: message.replyTo,
+    attempt,
+  };
+}
