@@ -2,25 +2,20 @@
 // can take: nothing acked is lost, per-sender order holds, nothing waits for
 // a lease to run out, memory stays bounded. The slow reader is a real TCP
 // socket that stops reading, so the broker meets real backpressure.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import {
-  AdminClient,
   backendKind,
   buildHello,
-  freshBackend,
   PeerPool,
   RawWebSocket,
   setupMesh,
-  spawnBroker,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
+  TestBroker,
+  useTestBroker,
   waitUntil,
+  type SetupMember,
 } from "@switchboard/testkit";
 import { readFileSync } from "node:fs";
 import { scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
-
-const ADMIN_TOKEN = "pressure-admin-token-0123456789";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
@@ -45,7 +40,7 @@ function rss(pid: number): number {
 }
 
 /** A raw-socket presence of `member`: hello sent and acknowledged. */
-async function rawPresence(broker: BrokerProcess, meshId: string, member: SetupMember): Promise<RawWebSocket> {
+async function rawPresence(broker: { wsUrl: string }, meshId: string, member: SetupMember): Promise<RawWebSocket> {
   const ws = await RawWebSocket.open(broker.wsUrl);
   ws.sendJson(await buildHello({ identity: member.identity, meshId }));
   await ws.waitFor(() => ws.messages.find((m) => m.includes('"hello_ack"')), 10_000, "hello_ack");
@@ -74,33 +69,20 @@ function ackAll(ws: RawWebSocket, acked: Set<string>): void {
 const body = (bytes: number) => Buffer.alloc(Math.ceil((bytes * 3) / 4), 7).toString("base64").slice(0, bytes);
 
 describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS=3600)", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({
-      ...backend.env,
-      ADMIN_TOKEN,
-      SOCKET_BUFFER_BYTES: "262144",
-      // No push may come back by its lease running out within this test.
-      LEASE_SECONDS: "3600",
-      STALLED_PRESENCE_SECONDS: "3600",
-    });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
+  const broker = useTestBroker({
+    SOCKET_BUFFER_BYTES: "262144",
+    // No push may come back by its lease running out within this test.
+    LEASE_SECONDS: "3600",
+    STALLED_PRESENCE_SECONDS: "3600",
   });
 
   test("every acked message arrives once it reads again, in per-sender order, none by a lease running out", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const reader = await rawPresence(broker, mesh.id, b);
     reader.pause();
     const sender = await pool.connect(broker.wsUrl, a, mesh.id);
-    const rssBefore = rss(broker.pid);
+    const rssBefore = rss(broker.process.pid);
 
     // More than the kernel's socket buffers and a whole push window's worth
     // of buffering hold (the broker once dropped pushes past that silently),
@@ -119,7 +101,7 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
       60_000,
       "the reader's presence to be congested",
     );
-    const grew = rss(broker.pid) - rssBefore;
+    const grew = rss(broker.process.pid) - rssBefore;
 
     reader.resume();
     const acked = new Set<string>();
@@ -145,17 +127,14 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
   });
 
   test("a stalled reader is closed with 1013 after STALLED_PRESENCE_SECONDS; on reconnect it gets the rest, in order", async () => {
-    const own = await freshBackend();
-    const stalled = await spawnBroker({
-      ...own.env,
-      ADMIN_TOKEN,
+    const stalled = await TestBroker.start({
       SOCKET_BUFFER_BYTES: "262144",
       LEASE_SECONDS: "3600",
       STALLED_PRESENCE_SECONDS: "2",
       SWEEP_INTERVAL_MS: "200",
     });
     try {
-      const ownAdmin = new AdminClient(stalled.url, ADMIN_TOKEN);
+      const ownAdmin = stalled.admin;
       const { mesh, members } = await setupMesh(ownAdmin, { members: 2 });
       const [a, b] = members as [SetupMember, SetupMember];
       const reader = await rawPresence(stalled, mesh.id, b);
@@ -190,33 +169,21 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
       expect([...new Set(rest)]).toEqual(expected);
       again.destroy();
     } finally {
-      await stalled.stop();
-      await own.dispose();
+      await stalled.dispose();
     }
   });
 });
 
 describe("a writer faster than the broker (CONNECTION_INFLIGHT_BYTES=1048576)", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, CONNECTION_INFLIGHT_BYTES: "1048576" });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker({ CONNECTION_INFLIGHT_BYTES: "1048576" });
 
   test("3,000 pipelined sends of 60 KB: the broker reads no faster than it commits; memory stays bounded; all are acked", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const writer = await rawPresence(broker, mesh.id, a);
-    const rssBefore = rss(broker.pid);
+    const rssBefore = rss(broker.process.pid);
     let peak = rssBefore;
-    const sampler = setInterval(() => (peak = Math.max(peak, rss(broker.pid))), 50);
+    const sampler = setInterval(() => (peak = Math.max(peak, rss(broker.process.pid))), 50);
     const sends = checkMemory ? 3000 : 300;
     for (let i = 0; i < sends; i++) writer.sendJson({ ...sendFrame(b.pubkey, { ciphertext: body(60_000) }), reqId: `s${i}` });
     await writer.waitFor(
@@ -232,11 +199,11 @@ describe("a writer faster than the broker (CONNECTION_INFLIGHT_BYTES=1048576)", 
   });
 
   test("300 client_ack frames of 1,000 ids: refused past the ack limit, memory bounded, the broker still answers", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const flooder = await rawPresence(broker, mesh.id, members[0]!);
-    const rssBefore = rss(broker.pid);
+    const rssBefore = rss(broker.process.pid);
     let peak = rssBefore;
-    const sampler = setInterval(() => (peak = Math.max(peak, rss(broker.pid))), 50);
+    const sampler = setInterval(() => (peak = Math.max(peak, rss(broker.process.pid))), 50);
     for (let i = 0; i < 300; i++) {
       flooder.sendJson({ type: "client_ack", reqId: `a${i}`, messageIds: Array.from({ length: 1000 }, () => crypto.randomUUID()) });
     }
