@@ -1,7 +1,7 @@
 // The composition root: one database, the services on it in dependency
 // order, the transport on top, one port. startBroker() gives back what
 // shutdown needs.
-import { connect, migrate, type Database } from "@switchboard/db";
+import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
@@ -22,6 +22,7 @@ import { LocalPresences } from "./services/local-presences.ts";
 import { PeerDirectory } from "./services/peers.ts";
 import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
 import { QueuedWork } from "./services/queued-work.ts";
+import { Readiness } from "./services/readiness.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
@@ -29,8 +30,8 @@ import { systemClock, type Timing } from "./services/timing.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
 import { trustedProxies } from "./transport/http/client-address.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
-import { opsRoutes } from "./transport/http/ops-routes.ts";
-import { serve } from "./transport/server.ts";
+import { opsRoutes, readinessRoutes } from "./transport/http/ops-routes.ts";
+import { serve, serveStarting } from "./transport/server.ts";
 import type { Connection } from "./transport/ws/connection.ts";
 import { InflightBudget } from "./transport/ws/pipeline.ts";
 import { createWsHandler } from "./transport/ws/handler.ts";
@@ -60,14 +61,18 @@ export function timingOf(config: Config): Timing {
   };
 }
 
-async function connectAndMigrate(config: Config, log: Logger): Promise<Database> {
+async function connectAndMigrate(config: Config, log: Logger, onConnected: () => void): Promise<Database> {
+  // Read first: missing migration files (an incomplete image) stop the start
+  // instead of being retried below as if the database were away.
+  const migrations = loadMigrations();
   // The database may still be starting (compose, a rebooted host): wait for it
   // instead of exiting. A locked embedded directory is final, though.
   for (let attempt = 1; ; attempt++) {
     let db: Database | null = null;
     try {
       db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
-      const applied = await migrate(db);
+      onConnected();
+      const applied = await migrate(db, migrations);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       return db;
     } catch (error) {
@@ -84,7 +89,21 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const timing = timingOf(config);
   const instanceId = newInstanceId();
   const metrics = createMetrics();
-  const db = await connectAndMigrate(config, log);
+  const readiness = new Readiness();
+  // The port opens as soon as the database is this process's (in embedded
+  // mode DATA_DIR is locked then), before migrations: /health/ready answers
+  // 503 while they run, everything else 503 until the full routes replace
+  // these below.
+  let early: Server<Connection> | undefined;
+  const listen = () => (early ??= serveStarting(config.BROKER_PORT, config.HOST, readinessRoutes(readiness, instanceId)));
+  let db: Database;
+  try {
+    db = await connectAndMigrate(config, log, listen);
+  } catch (error) {
+    await early?.stop(true);
+    throw error;
+  }
+  const starting = listen();
   // After connecting: in embedded mode DATA_DIR is then locked to this process.
   const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
@@ -104,10 +123,12 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     lifecycle.endAll("lease_lost"),
   );
   const hello = new HelloService(db, bus, instanceId, config.MAX_CONNECTIONS_PER_MESH);
-  const sending = new SendService(db, presences, queuedWork, bus, metrics, log, {
+  const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
+    instanceId,
+    leaseSeconds: timing.leaseSeconds,
     clock,
   });
   const hooks = new HookService(db, status, metrics, log, {
@@ -178,25 +199,30 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     inflightBudget: new InflightBudget(config.INSTANCE_INFLIGHT_BYTES),
     socketBufferBytes: config.SOCKET_BUFFER_BYTES,
   });
-  const server = serve({
-    port: config.BROKER_PORT,
-    hostname: config.HOST,
-    log,
-    ws,
-    gate,
-    trusted: trustedProxies(config.TRUSTED_PROXIES),
-    routes: [
-      opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
-      adminRoutes({ admin, adminToken }),
-      hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
-    ],
-  });
+  const server = serve(
+    {
+      port: config.BROKER_PORT,
+      hostname: config.HOST,
+      log,
+      ws,
+      gate,
+      trusted: trustedProxies(config.TRUSTED_PROXIES),
+      routes: [
+        opsRoutes({ build, dbHealth, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
+        adminRoutes({ admin, adminToken }),
+        hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+      ],
+    },
+    starting,
+  );
+  readiness.serving(dbHealth);
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
 
   return {
     server,
     instanceId,
     async stop() {
+      readiness.draining();
       ws.closeAll();
       sweepers.stop();
       await unsubscribe();

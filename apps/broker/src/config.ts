@@ -73,14 +73,17 @@ export const configSchema = z.object({
   SWEEP_INTERVAL_MS: int(50, 600_000, 1000),
   HOUSEKEEPING_INTERVAL_MS: int(100, 3_600_000, 10_000),
   DELIVERED_RETENTION_SECONDS: positive(3600),
+  SENTRY_DSN: z.url({ protocol: /^https?$/, error: "expected a Sentry DSN (an http or https URL)" }).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
 
-/** Variables whose values are secrets: an error names them but never shows what was given. */
-const SECRETS: ReadonlySet<string> = new Set(["ADMIN_TOKEN", "METRICS_TOKEN"]);
+/** Variables that hold or may hold a credential: never shown whole in an error message, never in an error report. */
+export const SECRET_VARIABLES = ["ADMIN_TOKEN", "METRICS_TOKEN", "SENTRY_DSN", "DATABASE_URL"] as const;
 /** URLs that may carry a password: an error shows them with the password replaced. */
 const URLS_WITH_PASSWORD: ReadonlySet<string> = new Set(["DATABASE_URL"]);
+/** The other secrets: an error names them but never shows what was given. */
+const SECRETS: ReadonlySet<string> = new Set(SECRET_VARIABLES.filter((name) => !URLS_WITH_PASSWORD.has(name)));
 
 export class ConfigError extends Error {
   readonly code = "bad_config";

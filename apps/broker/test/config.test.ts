@@ -34,8 +34,25 @@ describe("configuration", () => {
     ["LEASE_SECONDS", "1.5"],
     ["LOG_LEVEL", "loud"],
     ["ADMIN_TOKEN", "short"],
+    ["SENTRY_DSN", "not a url"],
+    ["SENTRY_DSN", "ftp://key@sentry.example.com/1"],
   ])("%s=%s is refused, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(`invalid environment variable ${name}`);
+  });
+
+  test.each([
+    ["ADMIN_TOKEN", "short-secret"],
+    ["DATABASE_URL", "mysql://user:hunter2-password@db/x"],
+    ["SENTRY_DSN", "ftp://key-0123456789@sentry.example.com/1"],
+  ])("an invalid %s is named without echoing its value", (name, value) => {
+    let message = "";
+    try {
+      loadConfig({ [name]: value });
+    } catch (error) {
+      message = String(error);
+    }
+    expect(message).toContain(`invalid environment variable ${name}`);
+    expect(message).not.toContain(value);
   });
 
   test("a bad value stops the process with a line naming the variable", async () => {

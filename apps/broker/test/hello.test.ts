@@ -6,6 +6,7 @@ import {
   PeerPool,
   newIdentity,
   PeerError,
+  parsePrometheusText,
   setupMesh,
   TestPeer,
   useTestBroker,
@@ -15,7 +16,6 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import { UUID } from "./support/messaging.ts";
-import { parsePrometheusText } from "./support/prometheus.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
 const HELLO_TIMEOUT_MS = 500;

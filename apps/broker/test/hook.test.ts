@@ -4,6 +4,7 @@
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import {
   ownPostgresTestsRun,
+  parsePrometheusText,
   setupMesh,
   startBrokerOnOwnPostgres,
   TestPeer,
@@ -13,7 +14,6 @@ import {
   type SetupMember,
   type TestBroker,
 } from "@switchboard/testkit";
-import { parsePrometheusText } from "./support/prometheus.ts";
 import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
 
 const MAX_MESSAGE_BYTES = 2048;

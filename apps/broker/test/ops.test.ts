@@ -1,6 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { useTestBroker } from "@switchboard/testkit";
-import { parsePrometheusText } from "./support/prometheus.ts";
+import { parsePrometheusText, useTestBroker } from "@switchboard/testkit";
 
 const METRICS_TOKEN = "metrics-secret-0123456789";
 const REQUIRED_METRICS = [

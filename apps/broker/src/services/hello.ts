@@ -1,12 +1,15 @@
-// Admitting a peer: signature, clock window, membership, replay guard,
-// session replacement and mesh capacity, all decided in one transaction.
+// Admitting peers: signature, clock window, membership, replay guard,
+// session replacement and mesh capacity. Hellos are group-committed: the
+// signatures are checked as they come, and the hellos that arrive while a
+// batch is being admitted are admitted together in the next transaction, so
+// a storm of connections costs a few statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
-import { findHelloMember, lockMesh, recordHelloSignature, skewFromDatabaseClock } from "../store/hello.ts";
-import { disconnectPresences, endSession, insertPresenceWithinCap, type PresenceRef } from "../store/presences.ts";
-import { takePendingSignal } from "../store/status.ts";
+import { lockMeshes, resolveHellos, type HelloRequest } from "../store/hello.ts";
+import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
-import { refuse, RefusedError, type Refusal } from "./outcome.ts";
+import { createGroupCommit } from "./group-commit.ts";
+import { refuse, type Refusal } from "./outcome.ts";
 import { retryTransient } from "./retry.ts";
 import { initialStatus } from "./status/rules.ts";
 
@@ -14,6 +17,7 @@ const CLOCK_WINDOW_MS = 60_000;
 // A signature is refused by the clock window once its timestamp is this far
 // behind; keep it in the replay guard a little longer than that.
 const REPLAY_GUARD_MS = CLOCK_WINDOW_MS + 10_000;
+const MAX_HELLOS_PER_COMMIT = 200;
 
 export interface AdmittedPresence {
   presenceId: string;
@@ -28,88 +32,131 @@ export interface AdmittedPresence {
 
 export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<HelloErrorCode>;
 
+const sessionKey = (h: HelloFrame) => `${h.meshId}\n${h.pubkey}\n${h.sessionId}`;
+
+/** Splits a batch so that no two hellos of one session share a transaction (the later one replaces the earlier). */
+function bySession(hellos: HelloFrame[]): number[][] {
+  const groups: Array<{ keys: Set<string>; idx: number[] }> = [];
+  hellos.forEach((h, i) => {
+    const key = sessionKey(h);
+    let group = groups.find((g) => !g.keys.has(key));
+    if (!group) groups.push((group = { keys: new Set(), idx: [] }));
+    group.keys.add(key);
+    group.idx.push(i);
+  });
+  return groups.map((g) => g.idx);
+}
+
 export class HelloService {
+  private readonly commits;
+
   constructor(
     private readonly db: Database,
     private readonly bus: InstanceBus,
     private readonly instanceId: string,
     private readonly maxConnectionsPerMesh: number,
-  ) {}
+  ) {
+    this.commits = createGroupCommit<HelloFrame, HelloOutcome>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
+  }
 
   async admit(hello: HelloFrame): Promise<HelloOutcome> {
     const text = helloSigningText(hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
     if (!(await verifyText(hello.pubkey, hello.signature, text))) {
       return refuse("bad_signature", "the signature does not verify for this pubkey");
     }
-    try {
-      const presence = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, hello)));
-      return { ok: true, presence };
-    } catch (error) {
-      if (error instanceof RefusedError) return error.refusal as Refusal<HelloErrorCode>;
-      throw error;
-    }
+    return this.commits.submit(hello);
   }
 
-  // Everything that needs no lock comes first; the mesh's row lock is held
-  // only for the replacement, the capped insert and the commit. The clock
+  private async admitAll(hellos: HelloFrame[]): Promise<HelloOutcome[]> {
+    const outcomes: HelloOutcome[] = new Array(hellos.length);
+    for (const group of bySession(hellos)) {
+      const batch = group.map((i) => hellos[i]!);
+      const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
+      group.forEach((i, j) => (outcomes[i] = admitted[j]!));
+    }
+    return outcomes;
+  }
+
+  // Everything that needs no lock comes first; the meshes' row locks are held
+  // only for the replacements, the capped insert and the commit. The clock
   // window and the replay guard's expiry use the database's clock, so
   // instances whose own clocks differ open no window for a replay.
-  private async admitIn(tx: Executor, hello: HelloFrame): Promise<AdmittedPresence> {
-    if ((await skewFromDatabaseClock(tx, hello.timestamp)) > CLOCK_WINDOW_MS) {
-      throw new RefusedError(refuse<HelloErrorCode>("timestamp_skew", "timestamp is more than 60 s away from the broker's clock"));
-    }
-    const member = await findHelloMember(tx, hello.meshId, hello.pubkey);
-    if (!member || member.revoked) throw new RefusedError(refuse<HelloErrorCode>("unauthorized", "not a member of that mesh"));
-    if (!(await recordHelloSignature(tx, hello.signature, hello.timestamp, REPLAY_GUARD_MS))) {
-      throw new RefusedError(refuse<HelloErrorCode>("replayed", "this hello was already used"));
-    }
-    const pending = await takePendingSignal(tx, {
-      memberId: member.memberId,
-      sessionId: hello.sessionId,
-      pid: hello.pid ?? null,
-      cwd: hello.cwd ?? null,
+  private async admitIn(tx: Executor, hellos: HelloFrame[]): Promise<HelloOutcome[]> {
+    const requests: HelloRequest[] = hellos.map((h, idx) => ({
+      idx,
+      meshRef: h.meshId,
+      pubkey: h.pubkey,
+      sessionId: h.sessionId,
+      pid: h.pid ?? null,
+      cwd: h.cwd ?? null,
+      timestamp: h.timestamp,
+      signature: h.signature,
+    }));
+    const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
+    const statuses = resolved.map((r) => initialStatus(r.pending));
+    const outcomes: HelloOutcome[] = resolved.map((r) => {
+      if (r.verdict === "timestamp_skew") return refuse("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
+      if (r.verdict === "unauthorized") return refuse("unauthorized", "not a member of that mesh");
+      if (r.verdict === "replayed") return refuse("replayed", "this hello was already used");
+      const h = hellos[r.idx]!;
+      return {
+        ok: true,
+        presence: {
+          presenceId: crypto.randomUUID(),
+          memberId: r.memberId!,
+          meshId: r.meshId!,
+          displayName: h.displayName ?? r.displayName!,
+          role: r.role!,
+          status: statuses[r.idx]!.status,
+          replaced: null,
+        },
+      };
     });
-    const status = initialStatus(pending);
-    const presenceId = crypto.randomUUID();
-    const displayName = hello.displayName ?? member.displayName;
+    const passing = outcomes.flatMap((o, idx) => (o.ok ? [{ idx, presence: o.presence }] : []));
+    if (passing.length === 0) return outcomes;
 
-    await lockMesh(tx, member.meshId);
-    const replaced = await endSession(tx, member.memberId, hello.sessionId);
-    if (replaced) {
-      await disconnectPresences(tx, [replaced.id]);
-      if (replaced.instanceId !== this.instanceId) {
-        await this.bus.publish(tx, { close: [{ presenceId: replaced.id, reason: "replaced" }] });
+    await lockMeshes(tx, [...new Set(passing.map((p) => p.presence.meshId))]);
+    const ended = await endSessions(
+      tx,
+      passing.map(({ idx, presence }) => ({ memberId: presence.memberId, sessionId: hellos[idx]!.sessionId })),
+    );
+    await disconnectPresences(tx, ended.map((e) => e.id));
+    const replacedElsewhere = ended.filter((e) => e.instanceId !== this.instanceId);
+    if (replacedElsewhere.length > 0) {
+      await this.bus.publish(tx, { close: replacedElsewhere.map((e) => ({ presenceId: e.id, reason: "replaced" as const })) });
+    }
+    for (const p of passing) {
+      const e = ended.find((x) => x.memberId === p.presence.memberId && x.sessionId === hellos[p.idx]!.sessionId);
+      if (e) p.presence.replaced = { id: e.id, instanceId: e.instanceId };
+    }
+
+    const inserted = await insertPresencesWithinCap(
+      tx,
+      passing.map(({ idx, presence }) => {
+        const h = hellos[idx]!;
+        const status = statuses[idx]!;
+        return {
+          id: presence.presenceId,
+          meshId: presence.meshId,
+          memberId: presence.memberId,
+          instanceId: this.instanceId,
+          sessionId: h.sessionId,
+          pid: h.pid ?? null,
+          cwd: h.cwd ?? null,
+          displayName: presence.displayName,
+          status: status.status,
+          statusSource: status.source,
+          statusIsSignal: status.isSignal,
+          replaced: presence.replaced?.id ?? null,
+        };
+      }),
+      this.maxConnectionsPerMesh,
+    );
+    for (const p of passing) {
+      if (!inserted.has(p.presence.presenceId)) {
+        outcomes[p.idx] = refuse("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
       }
     }
-    const admitted = await insertPresenceWithinCap(
-      tx,
-      {
-        id: presenceId,
-        meshId: member.meshId,
-        memberId: member.memberId,
-        instanceId: this.instanceId,
-        sessionId: hello.sessionId,
-        pid: hello.pid ?? null,
-        cwd: hello.cwd ?? null,
-        displayName,
-        status: status.status,
-        statusSource: status.source,
-        statusIsSignal: status.isSignal,
-      },
-      this.maxConnectionsPerMesh,
-      { presenceId, sessionId: hello.sessionId, instanceId: this.instanceId, replaced: replaced?.id ?? null },
-    );
-    if (!admitted) {
-      throw new RefusedError(refuse<HelloErrorCode>("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`));
-    }
-    return {
-      presenceId,
-      memberId: member.memberId,
-      meshId: member.meshId,
-      displayName,
-      role: member.role,
-      status: status.status,
-      replaced,
-    };
+    return outcomes;
   }
 }

@@ -1,6 +1,7 @@
 // One Bun.serve port for everything: the HTTP routes, the /ws upgrade, a JSON
-// 404 for the rest, and a JSON 500 for a route that throws.
-import type { Server } from "bun";
+// 404 for the rest, and a JSON 500 for a route that throws. The port may open
+// earlier with a few routes (serveStarting) and be taken over by serve().
+import type { Serve, Server } from "bun";
 import type { Logger } from "../log.ts";
 import type { ConnectionGate } from "../services/connection-gate.ts";
 import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
@@ -20,8 +21,20 @@ export interface ServerOptions {
   log: Logger;
 }
 
-export function serve({ port, hostname, routes, ws, gate, trusted, log }: ServerOptions): Server<Connection> {
+/** The port while the broker starts: the given routes answer, everything else 503 `unavailable`. */
+export function serveStarting(port: number, hostname: string, routes: Routes): Server<Connection> {
   return Bun.serve<Connection>({
+    port,
+    hostname,
+    routes,
+    fetch: () => apiError("unavailable", "the broker is starting"),
+  });
+}
+
+/** Serves everything, on the port serveStarting opened when given, else on a new one. */
+export function serve(options: ServerOptions, starting?: Server<Connection>): Server<Connection> {
+  const { port, hostname, routes, ws, gate, trusted, log } = options;
+  const all: Serve.Options<Connection> = {
     port,
     hostname,
     routes: Object.assign({}, ...routes, {
@@ -43,5 +56,8 @@ export function serve({ port, hostname, routes, ws, gate, trusted, log }: Server
       log.error({ err: error }, "request failed");
       return apiError("internal", "internal error");
     },
-  });
+  };
+  if (!starting) return Bun.serve<Connection>(all);
+  starting.reload(all);
+  return starting;
 }

@@ -1,8 +1,7 @@
 // Helpers for the send and delivery tests: pipelined sends, metric samples,
 // and reading the Postgres backend next to a running broker.
-import { newReqId, waitUntil, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
+import { newReqId, parsePrometheusText, waitUntil, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
 import postgres from "postgres";
-import { parsePrometheusText } from "./prometheus.ts";
 
 export const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

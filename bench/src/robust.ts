@@ -1,0 +1,89 @@
+// `bun run bench robust [--smoke]`: the broker under pressure and faults, at
+// full size, with figures. A slow consumer, floods of every kind while a
+// probe pair measures latency, seeded fuzzing, and Postgres restarted and an
+// instance SIGKILLed while messages flow. `bun run test` runs small sizes of
+// the same drivers (apps/broker/test/pressure.test.ts, fuzz.test.ts,
+// bench/test/robust.test.ts).
+import { freePort, fuzzBroker, setupMesh, type FuzzReport, type SetupMember } from "@switchboard/testkit";
+import { mkdirSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { floods, type FloodReport } from "./robust-floods.ts";
+import { runFaults, type FaultsReport } from "./robust-faults.ts";
+import { slowConsumer, type SlowConsumerReport } from "./robust-slow.ts";
+import { ADMIN_TOKEN, stage, UNLIMITED, type Size } from "./robust-stage.ts";
+
+export type { Size } from "./robust-stage.ts";
+
+/** For the fuzzer, one member sending everything: no limit may end its run early. */
+const OPEN_LIMITS = {
+  SEND_RATE_LIMIT_PER_MIN: UNLIMITED,
+  CONTROL_RATE_LIMIT_PER_MIN: UNLIMITED,
+  HELLO_FAILURES_PER_ADDRESS_PER_MIN: UNLIMITED,
+  HOOK_RATE_LIMIT_PER_MIN: UNLIMITED,
+  HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: UNLIMITED,
+  MAX_PENDING_HELLOS: "20000",
+  MAX_PENDING_HELLOS_PER_ADDRESS: "20000",
+};
+
+async function fuzz(size: Size): Promise<FuzzReport> {
+  const s = await stage(OPEN_LIMITS);
+  try {
+    const { mesh, members } = await setupMesh(s.admin, { members: 2 });
+    const [fuzzer, other] = members as [SetupMember, SetupMember];
+    const full = size === "full";
+    return await fuzzBroker(
+      {
+        baseUrl: s.broker.url,
+        wsUrl: s.broker.wsUrl,
+        adminToken: ADMIN_TOKEN,
+        meshId: mesh.id,
+        identity: fuzzer.identity,
+        otherPubkey: other.pubkey,
+        hookToken: await s.admin.createHookToken(mesh.id, fuzzer.id),
+      },
+      {
+        seed: Number(process.env.FUZZ_SEED ?? 20261129),
+        frames: full ? 100_000 : 500,
+        hellos: full ? 10_000 : 50,
+        hooks: full ? 10_000 : 50,
+        adminBodies: full ? 10_000 : 50,
+      },
+    );
+  } finally {
+    await s.close();
+  }
+}
+
+export interface RobustReport {
+  size: Size;
+  machine: { cpus: number; cpuModel: string; memoryGiB: number; bun: string };
+  slowConsumer: SlowConsumerReport;
+  floods: { idleProbeP50Ms: number; floods: FloodReport[] };
+  fuzz: Omit<FuzzReport, "unanswered"> & { unanswered: number; firstUnanswered: FuzzReport["unanswered"] };
+  faults: FaultsReport;
+}
+
+export async function runRobust(size: Size): Promise<RobustReport> {
+  const slow = await slowConsumer(size);
+  const flooded = await floods(size);
+  const fuzzed = await fuzz(size);
+  const faults = await runFaults(size, await freePort(), await freePort());
+  return {
+    size,
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version },
+    slowConsumer: slow,
+    floods: flooded,
+    fuzz: { ...fuzzed, unanswered: fuzzed.unanswered.length, firstUnanswered: fuzzed.unanswered.slice(0, 10) },
+    faults,
+  };
+}
+
+export async function main(size: Size): Promise<void> {
+  const report = await runRobust(size);
+  mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
+  const path = join(import.meta.dir, "..", "out", `robust-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);
+  await Bun.write(path, JSON.stringify(report, null, 2));
+  console.log(JSON.stringify(report, null, 2));
+  console.log(`written to ${path}`);
+}
