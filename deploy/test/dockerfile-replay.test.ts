@@ -11,6 +11,7 @@ import {
   REPO_ROOT,
   startPostgresCluster,
   tempDir,
+  TEST_ADMIN_TOKEN,
   type PostgresCluster,
   type TestBackend,
 } from "@switchboard/testkit";
@@ -20,7 +21,6 @@ import { join } from "node:path";
 import { buildImage, startContainer, type BuiltImage } from "./support/dockerfile-replay.ts";
 
 const DOCKERFILE = readFileSync(join(REPO_ROOT, "Dockerfile"), "utf8");
-const ADMIN_TOKEN = "replay-admin-token-0123456789";
 const GIT_SHA = "abc1234";
 // The contract's grace period: an orchestrator sends SIGKILL after 10 s.
 const STOP_GRACE_MS = 10_000;
@@ -56,7 +56,7 @@ function build(dockerfile: string): Promise<BuiltImage> {
 
 const runtimeEnv = async () => ({
   DATABASE_URL: backend.databaseUrl!,
-  ADMIN_TOKEN,
+  ADMIN_TOKEN: TEST_ADMIN_TOKEN,
   // An orchestrator's settings; here: loopback and a free port.
   HOST: "127.0.0.1",
   BROKER_PORT: String(await freePort()),
