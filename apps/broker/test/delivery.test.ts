@@ -177,16 +177,19 @@ describe("order, sharing and reconnects (LEASE_SECONDS=30)", () => {
 
     const union = () => new Set([...p1.pushes(), ...p2.pushes()].map((p) => str(p.messageId)));
     await waitUntil(() => union().size >= 300, 60_000, "300 distinct pushes over both presences");
-    // Markers, each pushed to one of the two at random, until both have had one: a push claimed
-    // before a marker reaches its socket before the marker does.
+    // A marker for each presence, sent as `next` while the other one is working so that it can go
+    // only there: a push made before a marker reaches its socket before the marker does.
     const markers = new Set<string>();
-    const marked = (p: TestPeer) => p.pushes().some((x) => markers.has(str(x.messageId)));
-    for (let i = 0; i < 40 && !(marked(p1) && marked(p2)); i++) {
-      const ack = await sender.send(b.pubkey, { priority: "now" });
+    for (const [target, other] of [
+      [p1, p2],
+      [p2, p1],
+    ] as const) {
+      expect(await other.request({ type: "set_status", status: "working" })).toMatchObject({ status: "working" });
+      const ack = await sender.send(b.pubkey, { priority: "next" });
       markers.add(str(ack.messageId));
-      await waitUntil(() => union().has(str(ack.messageId)), 15_000, "a marker");
+      await target.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId);
+      expect(await other.request({ type: "set_status", status: "idle" })).toMatchObject({ status: "idle" });
     }
-    expect(marked(p1) && marked(p2)).toBe(true);
     const pushes = [...p1.pushes(), ...p2.pushes()].filter((p) => !markers.has(str(p.messageId)));
     const counts = new Map<string, number>();
     for (const p of pushes) counts.set(str(p.messageId), (counts.get(str(p.messageId)) ?? 0) + 1);
