@@ -56,4 +56,18 @@ describe("PushWindow", () => {
     advance(300);
     expect(window.outstanding()).toBe(0);
   });
+
+  test("nextOpening is when the earliest outstanding lease runs out, null with none outstanding", () => {
+    const { window, advance } = windowOf(3);
+    expect(window.nextOpening()).toBeNull();
+    window.opened("a", 5);
+    window.opened("b", 2);
+    window.opened("c", 9);
+    expect(window.nextOpening()).toBe(1_000_000 + 2000);
+    window.settled(["b"]);
+    expect(window.nextOpening()).toBe(1_000_000 + 5000);
+    advance(10_000);
+    expect(window.outstanding()).toBe(0);
+    expect(window.nextOpening()).toBeNull();
+  });
 });
