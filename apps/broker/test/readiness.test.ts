@@ -102,6 +102,11 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     broker.kill("SIGTERM");
     const draining = await readyBecomes(broker.url, "draining");
     expect(draining).toEqual({ code: 503, body: { status: "draining", instanceId: instanceId! } });
+    // A socket asking in now is refused rather than admitted into a stopping instance.
+    const upgrade = await fetch(`${broker.url}/ws`, {
+      headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" },
+    });
+    expect(upgrade.status).toBe(503);
 
     await conn`COMMIT`;
     conn.release();
