@@ -5,24 +5,19 @@
 // GET /v1/messages/:id.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import {
-  AdminClient,
   backendKind,
-  findPgBin,
-  freshBackend,
+  ownPostgresTestsRun,
   PeerPool,
-  postgresBackend,
   setupMesh,
-  spawnBroker,
-  startPostgresCluster,
-  type BrokerProcess,
-  type PostgresCluster,
+  startBrokerOnOwnPostgres,
+  TestBroker,
+  useTestBroker,
+  type BrokerOnOwnPostgres,
   type SetupMember,
-  type TestBackend,
 } from "@switchboard/testkit";
 import { httpBody, messageStatus, postMessage, type ErrorBody } from "./support/http-api.ts";
 import { ISO, str, UUID } from "./support/messaging.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const MAX_MESSAGE_BYTES = 4096;
 const SEND_RATE_LIMIT_PER_MIN = 20;
 const MAX_REPLY_WAITERS = 2;
@@ -46,31 +41,17 @@ interface StatusBody {
 }
 
 describe("HTTP messaging API", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({
-      ...backend.env,
-      ADMIN_TOKEN,
-      MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
-      SEND_RATE_LIMIT_PER_MIN: String(SEND_RATE_LIMIT_PER_MIN),
-      MAX_REPLY_WAITERS: String(MAX_REPLY_WAITERS),
-      LOG_LEVEL: "debug",
-    });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
+  const broker = useTestBroker({
+    MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
+    SEND_RATE_LIMIT_PER_MIN: String(SEND_RATE_LIMIT_PER_MIN),
+    MAX_REPLY_WAITERS: String(MAX_REPLY_WAITERS),
+    LOG_LEVEL: "debug",
   });
 
   /** A mesh of members; the first ones get API tokens. */
   async function meshWithTokens(members: number, withTokens = 1) {
-    const setup = await setupMesh(admin, { members });
-    const tokens = await Promise.all(setup.members.slice(0, withTokens).map((m) => admin.createApiToken(setup.mesh.id, m.id)));
+    const setup = await setupMesh(broker.admin, { members });
+    const tokens = await Promise.all(setup.members.slice(0, withTokens).map((m) => broker.admin.createApiToken(setup.mesh.id, m.id)));
     return { ...setup, tokens };
   }
 
@@ -137,9 +118,9 @@ describe("HTTP messaging API", () => {
   test("401 without a token, with an unknown one, with a hook token, with a revoked member's token", async () => {
     const { mesh, members, tokens } = await meshWithTokens(3, 2);
     const [, revoked, target] = members as [SetupMember, SetupMember, SetupMember];
-    const hookToken = await admin.createHookToken(mesh.id, members[0]!.id);
-    await admin.revokeMember(mesh.id, revoked.id);
-    for (const token of [null, "sba_nope", hookToken, tokens[1]!, ADMIN_TOKEN]) {
+    const hookToken = await broker.admin.createHookToken(mesh.id, members[0]!.id);
+    await broker.admin.revokeMember(mesh.id, revoked.id);
+    for (const token of [null, "sba_nope", hookToken, tokens[1]!, broker.adminToken]) {
       expectError(await post(token, httpBody(target.pubkey)), 401, "unauthorized");
     }
     expect((await post(tokens[0]!, httpBody(target.pubkey))).status).toBe(201);
@@ -148,7 +129,7 @@ describe("HTTP messaging API", () => {
   test("a token that was just used is refused at once when its member is revoked", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     expect((await post(tokens[0]!, httpBody(members[1]!.pubkey))).status).toBe(201);
-    await admin.revokeMember(mesh.id, members[0]!.id);
+    await broker.admin.revokeMember(mesh.id, members[0]!.id);
     expectError(await post(tokens[0]!, httpBody(members[1]!.pubkey)), 401, "unauthorized");
     expectError(await messageStatus(broker.url, tokens[0]!, crypto.randomUUID()), 401, "unauthorized");
   });
@@ -172,8 +153,8 @@ describe("HTTP messaging API", () => {
 
   test("403 forbidden for an observer's token; 404 unknown_target for a pubkey outside the mesh or an unknown channel", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
-    const observer = await admin.addMember(mesh.id, { pubkey: "ab".repeat(32), displayName: "watcher", role: "observer" });
-    const observerToken = await admin.createApiToken(mesh.id, observer.id);
+    const observer = await broker.admin.addMember(mesh.id, { pubkey: "ab".repeat(32), displayName: "watcher", role: "observer" });
+    const observerToken = await broker.admin.createApiToken(mesh.id, observer.id);
     expectError(await post(observerToken, httpBody(members[0]!.pubkey)), 403, "forbidden");
     expectError(await post(tokens[0]!, httpBody("cd".repeat(32))), 404, "unknown_target");
     expectError(await post(tokens[0]!, httpBody("#nobody-here")), 404, "unknown_target");
@@ -232,7 +213,7 @@ describe("HTTP messaging API", () => {
         attempt: 1,
       },
     });
-    const state = await messageStatus<StatusBody>(broker.url, ADMIN_TOKEN, str(replied.messageId));
+    const state = await messageStatus<StatusBody>(broker.url, broker.adminToken, str(replied.messageId));
     expect(state.body.recipients).toEqual([
       { pubkey: app.pubkey, state: "acked", attempt: 1, deliveredAt: expect.stringMatching(ISO), ackedAt: expect.stringMatching(ISO) },
     ]);
@@ -244,7 +225,7 @@ describe("HTTP messaging API", () => {
     const answer = await post(tokens[0]!, httpBody(runner.pubkey), { wait: 1 });
     expect(answer.status).toBe(201);
     expect(answer.body.reply).toBeNull();
-    await broker.waitForLog("reply wait ended", 10_000, (l) => l.requestId === answer.body.messageId);
+    await broker.process.waitForLog("reply wait ended", 10_000, (l) => l.requestId === answer.body.messageId);
 
     const runnerPeer = await connect(mesh.id, runner);
     await runnerPeer.waitForPushes(1);
@@ -265,10 +246,10 @@ describe("HTTP messaging API", () => {
     const [command] = await runnerPeer.waitForPushes(1);
     gone.abort();
     expect(await waiting).toBeInstanceOf(Error);
-    await broker.waitForLog("reply wait ended", 10_000, (l) => l.requestId === command!.messageId && l.ended === "aborted");
+    await broker.process.waitForLog("reply wait ended", 10_000, (l) => l.requestId === command!.messageId && l.ended === "aborted");
 
     const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
-    const state = await messageStatus<StatusBody>(broker.url, ADMIN_TOKEN, str(reply.messageId));
+    const state = await messageStatus<StatusBody>(broker.url, broker.adminToken, str(reply.messageId));
     expect(state.body.recipients[0]!.state).toBe("queued");
     const appPeer = await connect(mesh.id, app);
     const [push] = await appPeer.waitForPushes(1);
@@ -342,7 +323,7 @@ describe("HTTP messaging API", () => {
 
     const peer = await connect(mesh.id, runner);
     await peer.waitForPushes(1);
-    const leased = await messageStatus<StatusBody>(broker.url, ADMIN_TOKEN, id);
+    const leased = await messageStatus<StatusBody>(broker.url, broker.adminToken, id);
     expect(leased.body.recipients.find((r) => r.pubkey === runner.pubkey)).toEqual({
       pubkey: runner.pubkey,
       state: "leased",
@@ -374,24 +355,22 @@ describe("HTTP messaging API", () => {
 });
 
 describe.skipIf(backendKind !== "postgres")("HTTP messaging over two instances (needs DATABASE_URL: instances share a Postgres server)", () => {
-  let backend: TestBackend;
-  let brokers: BrokerProcess[] = [];
+  let a: TestBroker;
+  let b: TestBroker;
   beforeAll(async () => {
-    backend = await postgresBackend(process.env.DATABASE_URL!);
-    brokers = await Promise.all([0, 1].map(() => spawnBroker({ ...backend.env, ADMIN_TOKEN })));
+    a = await TestBroker.start();
+    b = await TestBroker.start({}, { backend: a.backend });
   });
   afterAll(async () => {
-    await Promise.all(brokers.map((b) => b.stop()));
-    await backend?.dispose();
+    await b?.dispose();
+    await a?.dispose();
   });
 
   test("a revocation on one instance refuses the member's token on the other at once", async () => {
-    const [a, b] = brokers as [BrokerProcess, BrokerProcess];
-    const admin = new AdminClient(a.url, ADMIN_TOKEN);
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
-    const token = await admin.createApiToken(mesh.id, members[0]!.id);
+    const { mesh, members } = await setupMesh(a.admin, { members: 2 });
+    const token = await a.admin.createApiToken(mesh.id, members[0]!.id);
     expect((await postMessage(b.url, token, httpBody(members[1]!.pubkey))).status).toBe(201);
-    await admin.revokeMember(mesh.id, members[0]!.id);
+    await a.admin.revokeMember(mesh.id, members[0]!.id);
     // The revocation reaches b over the bus; until then its statement refuses the send as forbidden.
     let status = 0;
     for (const until = Date.now() + 10_000; Date.now() < until; await Bun.sleep(100)) {
@@ -403,32 +382,24 @@ describe.skipIf(backendKind !== "postgres")("HTTP messaging over two instances (
   });
 });
 
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-
-describe.skipIf(!haveServer)("HTTP messaging API while the database is down", () => {
-  let cluster: PostgresCluster | undefined;
-  let broker: BrokerProcess | undefined;
-  afterAll(async () => {
-    await broker?.stop();
-    await cluster?.destroy();
-  });
+describe.skipIf(!ownPostgresTestsRun())("HTTP messaging API while the database is down", () => {
+  let own: BrokerOnOwnPostgres | undefined;
+  afterAll(() => own?.dispose());
 
   test("503 unavailable with Retry-After, and a send once it is back", async () => {
-    cluster = await startPostgresCluster();
-    broker = await spawnBroker({ DATABASE_URL: cluster.url(), ADMIN_TOKEN });
-    const admin = new AdminClient(broker.url, ADMIN_TOKEN);
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
-    const token = await admin.createApiToken(mesh.id, members[0]!.id);
+    own = await startBrokerOnOwnPostgres();
+    const { cluster, broker } = own;
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const token = await broker.admin.createApiToken(mesh.id, members[0]!.id);
 
     await cluster.stop();
-    await broker.waitForLog("db ping failed", 15_000);
+    await broker.process.waitForLog("db ping failed", 15_000);
     const down = await postMessage(broker.url, token, httpBody(members[1]!.pubkey), { key: "during-outage" });
     expect({ status: down.status, code: (down.body as unknown as ErrorBody).error.code }).toEqual({ status: 503, code: "unavailable" });
     expect(down.headers.get("retry-after")).toBe("1");
 
     await cluster.start();
-    await broker.waitForLog("db healthy", 20_000);
+    await broker.process.waitForLog("db healthy", 20_000);
     const up = await postMessage(broker.url, token, httpBody(members[1]!.pubkey), { key: "during-outage" });
     expect(up.status).toBe(201);
   });

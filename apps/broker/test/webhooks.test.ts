@@ -8,24 +8,20 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { verifyWebhook } from "@switchboard/client";
 import type { PushBatch } from "@switchboard/protocol";
 import {
-  AdminClient,
   backendKind,
-  freshBackend,
   PeerPool,
-  postgresBackend,
   setupMesh,
-  spawnBroker,
+  TestBroker,
+  useTestBroker,
+  waitUntil,
   WebhookReceiver,
-  type BrokerProcess,
   type ReceivedRequest,
   type Script,
   type SetupMember,
-  type TestBackend,
 } from "@switchboard/testkit";
-import { eventually, httpBody, messageStatus, postMessage, type ErrorBody } from "./support/http-api.ts";
+import { httpBody, messageStatus, postMessage, type ErrorBody } from "./support/http-api.ts";
 import { deltas, ISO, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const SECRET = "webhook-secret-0123456789";
 const WEBHOOK_TIMEOUT_MS = 800;
 const TIMING = {
@@ -65,51 +61,41 @@ interface WebhookState {
 }
 
 describe("webhook recipients", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, WEBHOOK_ALLOW_PRIVATE: "true", SEND_RATE_LIMIT_PER_MIN: "100000", ...TIMING });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker({ WEBHOOK_ALLOW_PRIVATE: "true", SEND_RATE_LIMIT_PER_MIN: "100000", ...TIMING });
 
   const path = (meshId: string, member: SetupMember) => `/v1/meshes/${meshId}/members/${member.id}/webhook`;
   const state = async (meshId: string, member: SetupMember): Promise<WebhookState> => {
-    const res = await admin.raw("GET", path(meshId, member));
+    const res = await broker.admin.raw("GET", path(meshId, member));
     expect(res.status).toBe(200);
     return (await res.json()) as WebhookState;
   };
   const stateBecomes = (meshId: string, member: SetupMember, check: (s: WebhookState) => boolean, what: string) => {
     let last: WebhookState | undefined;
-    return eventually(
+    return waitUntil(
       async () => {
         last = await state(meshId, member);
         return check(last) ? last : undefined;
       },
       15_000,
-      () => `${what} (last ${JSON.stringify(last)})`,
-    );
+      what,
+    ).catch((error: unknown) => {
+      throw new Error(`${String(error)} (last state ${JSON.stringify(last)})`);
+    });
   };
 
   /** A mesh of a sender (with a socket) and a webhook member aimed at receiver r. */
   async function webhookMesh(r: WebhookReceiver, members = 2) {
-    const setup = await setupMesh(admin, { members });
+    const setup = await setupMesh(broker.admin, { members });
     const [sender, hook] = setup.members as [SetupMember, SetupMember];
-    await admin.setWebhook(setup.mesh.id, hook.id, `${r.url}/events`, SECRET);
+    await broker.admin.setWebhook(setup.mesh.id, hook.id, `${r.url}/events`, SECRET);
     const senderPeer = await pool.connect(broker.wsUrl, sender, setup.mesh.id);
     return { ...setup, sender, hook, senderPeer };
   }
 
   test("PUT makes a member an HTTP recipient and answers as GET does; the secret is never shown; errors", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [m, revoked] = members as [SetupMember, SetupMember];
-    const put = await admin.raw("PUT", path(mesh.id, m), { url: "http://127.0.0.1:9/hook", secret: SECRET });
+    const put = await broker.admin.raw("PUT", path(mesh.id, m), { url: "http://127.0.0.1:9/hook", secret: SECRET });
     expect(put.status).toBe(200);
     const shown = (await put.json()) as WebhookState;
     expect(shown).toEqual({
@@ -124,12 +110,12 @@ describe("webhook recipients", () => {
     expect(await state(mesh.id, m)).toEqual(shown);
     expect(JSON.stringify(shown)).not.toContain(SECRET);
     // By pubkey too, like every member route.
-    expect((await admin.raw("GET", `/v1/meshes/${mesh.slug}/members/${m.pubkey}/webhook`)).status).toBe(200);
+    expect((await broker.admin.raw("GET", `/v1/meshes/${mesh.slug}/members/${m.pubkey}/webhook`)).status).toBe(200);
 
     const code = async (res: Response) => ({ status: res.status, code: ((await res.json()) as ErrorBody).error.code });
-    expect(await code(await admin.raw("GET", path(mesh.id, revoked)))).toEqual({ status: 404, code: "not_found" });
-    expect(await code(await admin.raw("GET", path(mesh.id, m), undefined, null))).toEqual({ status: 401, code: "unauthorized" });
-    expect(await code(await admin.raw("PUT", `/v1/meshes/${mesh.id}/members/${"ef".repeat(32)}/webhook`, { url: "http://127.0.0.1:9", secret: SECRET }))).toEqual({
+    expect(await code(await broker.admin.raw("GET", path(mesh.id, revoked)))).toEqual({ status: 404, code: "not_found" });
+    expect(await code(await broker.admin.raw("GET", path(mesh.id, m), undefined, null))).toEqual({ status: 401, code: "unauthorized" });
+    expect(await code(await broker.admin.raw("PUT", `/v1/meshes/${mesh.id}/members/${"ef".repeat(32)}/webhook`, { url: "http://127.0.0.1:9", secret: SECRET }))).toEqual({
       status: 404,
       code: "not_found",
     });
@@ -141,18 +127,18 @@ describe("webhook recipients", () => {
       { url: "http://127.0.0.1:9/hook" },
       { url: "http://127.0.0.1:9/hook", secret: SECRET, extra: 1 },
     ]) {
-      expect(await code(await admin.raw("PUT", path(mesh.id, m), body))).toEqual({ status: 400, code: "invalid" });
+      expect(await code(await broker.admin.raw("PUT", path(mesh.id, m), body))).toEqual({ status: 400, code: "invalid" });
     }
-    await admin.revokeMember(mesh.id, revoked.id);
-    expect(await code(await admin.raw("PUT", path(mesh.id, revoked), { url: "http://127.0.0.1:9", secret: SECRET }))).toEqual({
+    await broker.admin.revokeMember(mesh.id, revoked.id);
+    expect(await code(await broker.admin.raw("PUT", path(mesh.id, revoked), { url: "http://127.0.0.1:9", secret: SECRET }))).toEqual({
       status: 409,
       code: "conflict",
     });
-    const deleted = await admin.raw("DELETE", path(mesh.id, m));
+    const deleted = await broker.admin.raw("DELETE", path(mesh.id, m));
     expect(deleted.status).toBe(200);
     expect(((await deleted.json()) as WebhookState).url).toBe("http://127.0.0.1:9/hook");
-    expect(await code(await admin.raw("GET", path(mesh.id, m)))).toEqual({ status: 404, code: "not_found" });
-    expect(await code(await admin.raw("DELETE", path(mesh.id, m)))).toEqual({ status: 404, code: "not_found" });
+    expect(await code(await broker.admin.raw("GET", path(mesh.id, m)))).toEqual({ status: 404, code: "not_found" });
+    expect(await code(await broker.admin.raw("DELETE", path(mesh.id, m)))).toEqual({ status: 404, code: "not_found" });
   });
 
   test("messages arrive as a signed push_batch the SDK verifies; a 2xx acknowledges them", async () => {
@@ -191,17 +177,17 @@ describe("webhook recipients", () => {
     });
     const settled = await stateBecomes(mesh.id, hook, (s) => s.queued === 0 && s.lastOutcome === "ok", "the batch acknowledged");
     expect(settled).toMatchObject({ failures: 0, lastStatus: 204, nextAttemptAt: null, lastAttemptAt: expect.stringMatching(ISO) });
-    const status = await messageStatus<{ recipients: Array<{ state: string }> }>(broker.url, ADMIN_TOKEN, ids[1]!);
+    const status = await messageStatus<{ recipients: Array<{ state: string }> }>(broker.url, broker.adminToken, ids[1]!);
     expect(status.body.recipients.map((x) => x.state)).toEqual(["acked"]);
   });
 
   test("a queue of 250 goes out in batches of at most 100, in queue order", async () => {
     const r = await receiver();
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [sender, hook] = members as [SetupMember, SetupMember];
     const peer = await pool.connect(broker.wsUrl, sender, mesh.id);
     const acks = await sendMany(peer, Array.from({ length: 250 }, () => sendFrame(hook.pubkey)));
-    await admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
+    await broker.admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
     await r.waitFor((reqs) => reqs.flatMap(idsOf).length >= 250, 30_000, "250 messages");
     expect(r.requests.map((q) => idsOf(q).length)).toEqual([100, 100, 50]);
     expect(r.requests.flatMap(idsOf)).toEqual(acks.map((a) => str(a.messageId)));
@@ -260,23 +246,23 @@ describe("webhook recipients", () => {
     const { mesh, hook, senderPeer } = await webhookMesh(r);
     const before = await scrape(broker.url);
     const [shortLived, durable] = await sendMany(senderPeer, [sendFrame(hook.pubkey, { ttlSeconds: 2 }), sendFrame(hook.pubkey)]);
-    await eventually(
+    await waitUntil(
       async () => ((await scrape(broker.url)).get("broker_webhook_queue_depth") ?? 0) >= 2 || undefined,
       15_000,
-      () => "broker_webhook_queue_depth to count the queued messages",
+      "broker_webhook_queue_depth to count the queued messages",
     );
-    await eventually(
+    await waitUntil(
       async () => {
-        const s = await messageStatus<{ recipients: Array<{ state: string }> }>(broker.url, ADMIN_TOKEN, str(shortLived!.messageId));
+        const s = await messageStatus<{ recipients: Array<{ state: string }> }>(broker.url, broker.adminToken, str(shortLived!.messageId));
         return s.body.recipients[0]?.state === "expired" || undefined;
       },
       15_000,
-      () => "the short-lived message to expire",
+      "the short-lived message to expire",
     );
-    await eventually(
+    await waitUntil(
       async () => (deltas(before, await scrape(broker.url), ["broker_messages_expired_total"]).broker_messages_expired_total ?? 0) >= 1 || undefined,
       15_000,
-      () => "the expiry to be counted",
+      "the expiry to be counted",
     );
     // While it fails, GET shows why and when it is tried next.
     const failingState = await state(mesh.id, hook);
@@ -306,7 +292,7 @@ describe("webhook recipients", () => {
     failing = true;
     const stays = str((await senderPeer.send(hook.pubkey)).messageId);
     await stateBecomes(mesh.id, hook, (s) => s.failures >= 1, "a failed attempt");
-    expect((await admin.raw("DELETE", path(mesh.id, hook))).status).toBe(200);
+    expect((await broker.admin.raw("DELETE", path(mesh.id, hook))).status).toBe(200);
     // The queued message reaches the socket; those the webhook took never did.
     const pushes = await hookPeer.waitForPushes(1);
     expect(pushes.map((p) => p.messageId)).toEqual([stays]);
@@ -314,30 +300,18 @@ describe("webhook recipients", () => {
   });
 
   test("with WEBHOOK_ALLOW_PRIVATE=true a loopback endpoint is allowed (the default refuses it: see below)", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
-    const res = await admin.raw("PUT", path(mesh.id, members[0]!), { url: "http://localhost:9/x", secret: SECRET });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const res = await broker.admin.raw("PUT", path(mesh.id, members[0]!), { url: "http://localhost:9/x", secret: SECRET });
     expect(res.status).toBe(200);
   });
 });
 
 describe("webhook targets with the default WEBHOOK_ALLOW_PRIVATE=false", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker();
 
   test("private, loopback and link-local targets are refused; a public address is accepted", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
-    const put = (url: string) => admin.raw("PUT", `/v1/meshes/${mesh.id}/members/${members[0]!.id}/webhook`, { url, secret: SECRET });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const put = (url: string) => broker.admin.raw("PUT", `/v1/meshes/${mesh.id}/members/${members[0]!.id}/webhook`, { url, secret: SECRET });
     for (const url of [
       "http://127.0.0.1:8080/hook",
       "http://localhost/hook",
@@ -359,22 +333,20 @@ describe("webhook targets with the default WEBHOOK_ALLOW_PRIVATE=false", () => {
 });
 
 describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs DATABASE_URL: instances share a Postgres server)", () => {
-  let backend: TestBackend;
-  let brokers: BrokerProcess[] = [];
+  let brokers: TestBroker[] = [];
 
   beforeAll(async () => {
-    backend = await postgresBackend(process.env.DATABASE_URL!);
     // A timeout well above the endpoint's delay: an abandoned request would still be in flight at the endpoint.
-    const env = { ...backend.env, ADMIN_TOKEN, WEBHOOK_ALLOW_PRIVATE: "true", SEND_RATE_LIMIT_PER_MIN: "100000", ...TIMING, WEBHOOK_TIMEOUT_MS: "5000" };
-    brokers = await Promise.all([0, 1].map(() => spawnBroker(env)));
+    const env = { WEBHOOK_ALLOW_PRIVATE: "true", SEND_RATE_LIMIT_PER_MIN: "100000", ...TIMING, WEBHOOK_TIMEOUT_MS: "5000" };
+    const first = await TestBroker.start(env);
+    brokers = [first, await TestBroker.start(env, { backend: first.backend })];
   });
   afterAll(async () => {
-    await Promise.all(brokers.map((b) => b.stop()));
-    await backend?.dispose();
+    for (const b of brokers.reverse()) await b.dispose();
   });
 
   test("one request in flight per member across instances; every message arrives, in order per sender", async () => {
-    const admin = new AdminClient(brokers[0]!.url, ADMIN_TOKEN);
+    const admin = brokers[0]!.admin;
     const r = await receiver(() => ({ status: 200, delayMs: 150 }));
     const { mesh, members } = await setupMesh(admin, { members: 3 });
     const [a, b, hook] = members as [SetupMember, SetupMember, SetupMember];
@@ -398,7 +370,7 @@ describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs 
   });
 
   test("an HTTP send on one instance is delivered by webhook from either", async () => {
-    const admin = new AdminClient(brokers[1]!.url, ADMIN_TOKEN);
+    const admin = brokers[1]!.admin;
     const r = await receiver();
     const { mesh, members } = await setupMesh(admin, { members: 2 });
     const [app, hook] = members as [SetupMember, SetupMember];

@@ -2,48 +2,27 @@
 // tokens, `send --http` (with --wait), `webhook set|get|delete`, as a child
 // process against a real broker and a real endpoint on loopback.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import {
-  AdminClient,
-  freshBackend,
-  PeerPool,
-  randomSlug,
-  setupMesh,
-  spawnBroker,
-  WebhookReceiver,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { PeerPool, randomSlug, setupMesh, useTestBroker, WebhookReceiver, type SetupMember } from "@switchboard/testkit";
 import { writeFileSync } from "node:fs";
 import { CliHome, cliOk, eventually, lines, runCli } from "./support/cli.ts";
 
-const ADMIN_TOKEN = "cli-admin-test-token-0123456789";
 const SECRET = "cli-webhook-secret-0123456789";
 
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
+const broker = useTestBroker({ WEBHOOK_ALLOW_PRIVATE: "true" });
 let home: CliHome;
 let env: Record<string, string>;
 const pool = new PeerPool();
 const receivers: WebhookReceiver[] = [];
 
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, WEBHOOK_ALLOW_PRIVATE: "true" });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+beforeAll(() => {
   home = new CliHome();
-  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: ADMIN_TOKEN };
+  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: broker.adminToken };
 });
 afterEach(async () => {
   await pool.closeAll();
   await Promise.all(receivers.splice(0).map((r) => r.stop()));
 });
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
-  home?.dispose();
-});
+afterAll(() => home?.dispose());
 
 const cli = (args: string[], extraEnv: Record<string, string> = {}) => runCli(home, args, { env: { ...env, ...extraEnv } });
 const ok = (args: string[], extraEnv: Record<string, string> = {}) => cliOk(home, args, { env: { ...env, ...extraEnv } });
@@ -57,7 +36,7 @@ function keyFile(member: SetupMember): string {
 
 describe("send --http", () => {
   test("token create --kind api, then a send over HTTP that waits for the reply", async () => {
-    const { mesh, members } = await setupMesh(admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
     const [app, runner] = members as [SetupMember, SetupMember];
     const token = (await ok(["token", "create", mesh.slug, "app", "--kind", "api"])).trim();
     expect(token).toMatch(/^sba_/);
@@ -92,7 +71,7 @@ describe("send --http", () => {
   });
 
   test("usage and broker errors are one line", async () => {
-    const { mesh, members } = await setupMesh(admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
     const noToken = await cli(["send", "--mesh", mesh.slug, "--http", members[1]!.pubkey, "x"]);
     expect(noToken.code).toBe(2);
     expect(noToken.stderr).toMatch(/^switchboard: --http needs an API token/);
@@ -107,7 +86,7 @@ describe("webhook set | get | delete", () => {
   test("a member's messages go to its endpoint while set, and the state is shown", async () => {
     const receiver = await WebhookReceiver.start();
     receivers.push(receiver);
-    const { mesh, members } = await setupMesh(admin, { slug: randomSlug(), members: ["sender", "hook"] });
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["sender", "hook"] });
     const [sender, hook] = members as [SetupMember, SetupMember];
     const set = lines(await ok(["webhook", "set", mesh.slug, "hook", `${receiver.url}/in`, "--secret", SECRET]));
     expect(set[0]).toBe(`webhook set for ${hook.id}`);

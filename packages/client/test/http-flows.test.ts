@@ -6,24 +6,21 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { PushFrame } from "@switchboard/protocol";
 import {
-  AdminClient,
   backendKind,
   freePort,
-  freshBackend,
-  postgresBackend,
   setupMesh,
-  spawnBroker,
+  TestBroker,
+  useTestBroker,
+  waitUntil,
   WebhookReceiver,
+  type AdminClient,
   type BrokerProcess,
   type SetupMember,
-  type TestBackend,
 } from "@switchboard/testkit";
 import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { HttpSender, verifyWebhook, type SwitchboardError } from "../src/index.ts";
-import { waitUntil } from "./support.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const SECRET = "app-webhook-secret-0123456789";
 const RUNNER = join(import.meta.dir, "fixtures", "runner.ts");
 
@@ -100,25 +97,13 @@ async function appSender(admin: AdminClient, url: string, meshId: string, app: S
 }
 
 describe("command routing: a web app commands a runner over HTTP", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker();
 
   test("the runner's reply comes back in the response to the command, woken by its commit", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["app", "runner"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
     const [app, runnerMember] = members as [SetupMember, SetupMember];
     await RunnerProcess.start(broker.url, mesh.id, runnerMember);
-    const sender = await appSender(admin, broker.url, mesh.id, app);
+    const sender = await appSender(broker.admin, broker.url, mesh.id, app);
     const answer = await within(20_000, sender.request(runnerMember.pubkey, { cmd: "echo", value: 42 }, { waitSeconds: 60 }), "the reply");
     expect(answer.duplicate).toBe(false);
     expect(answer.reply).toMatchObject({ senderPubkey: runnerMember.pubkey, replyTo: answer.messageId, encrypted: true, payload: { ok: true, echo: 42 } });
@@ -132,19 +117,19 @@ describe("command routing: a web app commands a runner over HTTP", () => {
   });
 
   test("an app without the member's key sends in the clear, and the runner's SDK answers in kind", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["app", "runner"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
     const [app, runnerMember] = members as [SetupMember, SetupMember];
     await RunnerProcess.start(broker.url, mesh.id, runnerMember);
-    const sender = await HttpSender.create({ url: broker.url, token: await admin.createApiToken(mesh.id, app.id) });
+    const sender = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, app.id) });
     expect(sender.publicKey).toBeNull();
     const answer = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "plain" }, { waitSeconds: 10 });
     expect(answer.reply).toMatchObject({ encrypted: false, payload: { ok: true, echo: "plain" } });
   });
 
   test("with the runner offline the command is queued and delivered when it connects; a retry with the same key makes no second command", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["app", "runner"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
     const [app, runnerMember] = members as [SetupMember, SetupMember];
-    const sender = await appSender(admin, broker.url, mesh.id, app);
+    const sender = await appSender(broker.admin, broker.url, mesh.id, app);
     const first = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "later" }, { waitSeconds: 1, idempotencyKey: "cmd-7" });
     expect(first.reply).toBeNull();
     expect((await sender.status(first.messageId)).recipients.map((r) => r.state)).toEqual(["queued"]);
@@ -167,17 +152,13 @@ interface Delivery {
 }
 
 describe("event forwarding: the runner's events reach the web app's webhook through a 60 s outage", () => {
-  let backend: TestBackend;
-  const brokers: BrokerProcess[] = [];
+  let a: TestBroker;
+  let b: TestBroker | undefined;
   let port: number;
-  let env: Record<string, string>;
 
   beforeAll(async () => {
-    backend = await freshBackend();
     port = await freePort();
-    env = {
-      ...backend.env,
-      ADMIN_TOKEN,
+    const env = {
       WEBHOOK_ALLOW_PRIVATE: "true",
       WEBHOOK_TIMEOUT_MS: "1000",
       WEBHOOK_BACKOFF_MIN_MS: "200",
@@ -187,20 +168,22 @@ describe("event forwarding: the runner's events reach the web app's webhook thro
       CATCH_UP_INTERVAL_MS: "500",
       SWEEP_INTERVAL_MS: "500",
     };
-    brokers.push(await spawnBroker({ ...env, BROKER_PORT: String(port) }));
+    a = await TestBroker.start({ ...env, BROKER_PORT: String(port) });
     // On a shared Postgres a second instance runs throughout; embedded mode is one process.
-    if (backend.kind === "postgres") brokers.push(await spawnBroker(env));
+    if (a.backend.kind === "postgres") b = await TestBroker.start(env, { backend: a.backend });
   });
   afterAll(async () => {
-    await Promise.all(brokers.map((b) => b.stop()));
-    await backend?.dispose();
+    await b?.dispose();
+    await a?.dispose();
   });
 
   test(
     "500s, timeouts, refused connections and a SIGKILLed instance: every event arrives once, in order, signed",
     async () => {
       const url = `http://127.0.0.1:${port}`;
-      const admin = new AdminClient(url, ADMIN_TOKEN);
+      const admin = a.admin;
+      // Every broker process of the test, the killed one included, for their logs.
+      const processes: BrokerProcess[] = [a.process, ...(b ? [b.process] : [])];
       const { mesh, members } = await setupMesh(admin, { members: ["app", "runner"] });
       const [app, runnerMember] = members as [SetupMember, SetupMember];
       const sender = await appSender(admin, url, mesh.id, app);
@@ -232,10 +215,10 @@ describe("event forwarding: the runner's events reach the web app's webhook thro
       phase = "timeouts";
       await at(30);
       // The instance the runner and the app use dies; it comes back on the same port.
-      brokers[0]!.kill("SIGKILL");
-      await brokers[0]!.exited;
+      a.process.kill("SIGKILL");
+      await a.process.exited;
       await Bun.sleep(1000);
-      brokers[0] = await spawnBroker({ ...env, BROKER_PORT: String(port) });
+      processes.push((await a.start()).process);
       await at(40);
       await endpoint.stop();
       await at(60);
@@ -260,29 +243,28 @@ describe("event forwarding: the runner's events reach the web app's webhook thro
       expect(badSignatures).toEqual([]);
       // The outage was real: the endpoint saw failures of every kind before it recovered.
       expect(deliveries.some((d) => d.status === 500)).toBe(true);
-      expect(brokers.some((b) => b.logs.some((l) => l.msg === "webhook" && l.outcome === "timeout"))).toBe(true);
-      expect(brokers.some((b) => b.logs.some((l) => l.msg === "webhook" && l.outcome === "network"))).toBe(true);
+      expect(processes.some((p) => p.logs.some((l) => l.msg === "webhook" && l.outcome === "timeout"))).toBe(true);
+      expect(processes.some((p) => p.logs.some((l) => l.msg === "webhook" && l.outcome === "network"))).toBe(true);
     },
     300_000,
   );
 });
 
 describe.skipIf(backendKind !== "postgres")("tool calls across instances (needs DATABASE_URL: two instances share a Postgres server)", () => {
-  let backend: TestBackend;
-  let brokers: BrokerProcess[] = [];
+  let a: TestBroker;
+  let b: TestBroker;
 
   beforeAll(async () => {
-    backend = await postgresBackend(process.env.DATABASE_URL!);
-    brokers = await Promise.all([0, 1].map(() => spawnBroker({ ...backend.env, ADMIN_TOKEN })));
+    a = await TestBroker.start();
+    b = await TestBroker.start({}, { backend: a.backend });
   });
   afterAll(async () => {
-    await Promise.all(brokers.map((b) => b.stop()));
-    await backend?.dispose();
+    await b?.dispose();
+    await a?.dispose();
   });
 
   test("a caller on instance A gets the reply of a tool on instance B, woken by its commit", async () => {
-    const [a, b] = brokers as [BrokerProcess, BrokerProcess];
-    const admin = new AdminClient(a.url, ADMIN_TOKEN);
+    const admin = a.admin;
     const { mesh, members } = await setupMesh(admin, { members: ["caller", "tool"] });
     const [caller, tool] = members as [SetupMember, SetupMember];
     await RunnerProcess.start(b.url, mesh.id, tool);

@@ -52,14 +52,3 @@ export function httpBody(targetSpec: string, fields: Record<string, unknown> = {
     ...fields,
   };
 }
-
-/** Polls an async check every 100 ms until it returns a defined value; throws after timeoutMs with what() in the message. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await check();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
-    await Bun.sleep(100);
-  }
-}
