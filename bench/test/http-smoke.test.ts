@@ -1,14 +1,10 @@
 // A tiny run of the HTTP and webhook benchmarks, so their harness cannot
 // rot. Figures are not judged here; completeness is.
 import { describe, expect, test } from "bun:test";
-import { findPgBin } from "@switchboard/testkit";
+import { ownPostgresTestsRun } from "@switchboard/testkit";
 import type { PathFigures } from "../src/http-load.ts";
 import { runHttpScenario } from "../src/http-run.ts";
 
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-// CI runs the suite twice; the harness needs its own server, so once is enough.
-const skip = !haveServer || (process.env.CI !== undefined && !process.env.DATABASE_URL);
 
 function complete(figures: PathFigures): void {
   expect(figures.counts.sent).toBeGreaterThan(0);
@@ -19,7 +15,8 @@ function complete(figures: PathFigures): void {
   expect(figures.counts.duplicates).toBe(0);
 }
 
-describe.skipIf(skip)("HTTP benchmark smoke runs", () => {
+// The harness starts a Postgres server of its own.
+describe.skipIf(!ownPostgresTestsRun())("HTTP benchmark smoke runs", () => {
   test("http", async () => {
     const report = await runHttpScenario("http", "smoke");
     const { fixed, closed, roundTrip } = report.result as Record<string, Record<string, PathFigures & { count: number }>>;
