@@ -15,7 +15,6 @@ export const httpSendBody = sendFrame.pick({ targetSpec: true, priority: true, n
   ephemeral: z.literal(false, { error: "ephemeral messages cannot be sent over HTTP" }).optional(),
 });
 export type HttpSendBody = z.infer<typeof httpSendBody>;
-export type HttpSendInput = z.input<typeof httpSendBody>;
 
 /** 201 (or 200 with duplicate) answering POST /v1/messages; `reply` only when the request asked to wait. */
 export interface HttpSendReply {

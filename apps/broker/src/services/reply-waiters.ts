@@ -1,5 +1,5 @@
 // HTTP senders waiting for a reply (POST /v1/messages?wait=S). A waiter
-// looks for its reply once at once, then again whenever QueuedWork announces
+// looks for its reply right away, then again whenever QueuedWork announces
 // news for its member — a commit here, or a wake-up from another instance
 // over the bus — and never polls. At most `maxWaiters` wait on an instance
 // at a time; past that a send that asks to wait is refused before it is

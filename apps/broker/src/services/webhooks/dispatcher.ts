@@ -7,6 +7,7 @@
 // the queue and pushes the next attempt back (backoff.ts). A timer finds the
 // webhooks whose retry is due or whose news was missed.
 import type { Database } from "@switchboard/db";
+import { MAX_WEBHOOK_BATCH } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { ackHeldBy, claimForHolder, requeue, type LeasedDelivery } from "../../store/queue/index.ts";
@@ -24,7 +25,6 @@ import type { Clock } from "../timing.ts";
 import { retryDelayMs, type BackoffBounds } from "./backoff.ts";
 import { refusedTarget } from "./target-policy.ts";
 
-export const MAX_BATCH = 100;
 // Requests in flight from one instance at once (to different members).
 const MAX_CONCURRENT = 64;
 // A retry timer fires a little after the due time, so the database's clock agrees it is due.
@@ -191,7 +191,7 @@ export class WebhookDispatcher implements QueueConsumer {
         if (webhook === null) return null;
         // An attempt whose instance died: its batch goes first again, in order.
         if (webhook.previousHolder !== null) await requeue(tx, { presences: [webhook.previousHolder] });
-        const batch = await claimForHolder(tx, memberId, holder, MAX_BATCH, leaseSeconds);
+        const batch = await claimForHolder(tx, memberId, holder, MAX_WEBHOOK_BATCH, leaseSeconds);
         if (batch.length === 0) {
           await releaseWebhook(tx, memberId, holder);
           return null;
@@ -229,7 +229,7 @@ export class WebhookDispatcher implements QueueConsumer {
     );
     if (ok) {
       // A full batch may have left more behind.
-      if (batch.length === MAX_BATCH) this.again.add(memberId);
+      if (batch.length === MAX_WEBHOOK_BATCH) this.again.add(memberId);
       return;
     }
     this.retryLater(memberId, delayMs);
