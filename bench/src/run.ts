@@ -235,6 +235,10 @@ if (import.meta.main) {
     await (await import("./robust.ts")).main(size);
     process.exit(0);
   }
+  if (positionals[0] === "http" || positionals[0] === "webhook") {
+    await (await import("./http-run.ts")).main(positionals[0], size);
+    process.exit(0);
+  }
   // `jetstream` takes the scenario names after it; any other name stands alone.
   const jobs: Array<[string, string[]]> =
     positionals[0] === "jetstream"

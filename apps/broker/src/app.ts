@@ -9,6 +9,7 @@ import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
+import { ApiSenders } from "./services/api-senders.ts";
 import { InstanceBus } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
 import { ConnectionGate } from "./services/connection-gate.ts";
@@ -17,24 +18,34 @@ import { DeliveryPump } from "./services/delivery/pump.ts";
 import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
 import { HookService } from "./services/hooks.ts";
+import { HttpMessaging } from "./services/http-messaging.ts";
 import { InstanceLease } from "./services/instance-lease.ts";
 import { LocalPresences } from "./services/local-presences.ts";
 import { PeerDirectory } from "./services/peers.ts";
 import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
 import { QueuedWork } from "./services/queued-work.ts";
 import { Readiness } from "./services/readiness.ts";
+import { ReplyWaiters } from "./services/reply-waiters.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
 import { systemClock, type Timing } from "./services/timing.ts";
+import { createWebhookAdmin } from "./services/webhooks/admin.ts";
+import { WebhookDispatcher } from "./services/webhooks/dispatcher.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
 import { trustedProxies } from "./transport/http/client-address.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
+import { messagesRoutes } from "./transport/http/messages-routes.ts";
 import { opsRoutes, readinessRoutes } from "./transport/http/ops-routes.ts";
+import { webhookRoutes } from "./transport/http/webhook-routes.ts";
 import { serve, serveStarting } from "./transport/server.ts";
+import { createWebhookPoster } from "./transport/webhook/poster.ts";
 import type { Connection } from "./transport/ws/connection.ts";
 import { InflightBudget } from "./transport/ws/pipeline.ts";
 import { createWsHandler } from "./transport/ws/handler.ts";
+
+/** How long an API token's member is remembered (a revocation forgets it at once). */
+const API_SENDER_TTL_MS = 5000;
 
 /** Pushes a presence may have unacknowledged before the broker waits for its acks. */
 const PUSH_WINDOW = 512;
@@ -58,6 +69,9 @@ export function timingOf(config: Config): Timing {
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
     stalledPresenceSeconds: config.STALLED_PRESENCE_SECONDS,
+    webhookTimeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    webhookBackoffMinMs: config.WEBHOOK_BACKOFF_MIN_MS,
+    webhookBackoffMaxMs: config.WEBHOOK_BACKOFF_MAX_MS,
   };
 }
 
@@ -149,7 +163,29 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     clock,
   });
   const peers = new PeerDirectory(db);
-  const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
+  const apiSenders = new ApiSenders(db, { ttlMs: API_SENDER_TTL_MS, maxEntries: 10_000, clock });
+  const admin = createAdminService({
+    db,
+    log,
+    onRevoked: (memberId) => {
+      apiSenders.forget(memberId);
+      void lifecycle.revoked(memberId);
+    },
+  });
+  const waiters = new ReplyWaiters(db, queuedWork, bus, log, { maxWaiters: config.MAX_REPLY_WAITERS, clock });
+  queuedWork.subscribe(waiters);
+  const messaging = new HttpMessaging(db, apiSenders, sending, waiters, clock);
+  const dispatcher = new WebhookDispatcher(db, createWebhookPoster(`switchboard/${VERSION}`), metrics, log, {
+    timeoutMs: timing.webhookTimeoutMs,
+    backoff: { minMs: timing.webhookBackoffMinMs, maxMs: timing.webhookBackoffMaxMs },
+    leaseSeconds: timing.leaseSeconds,
+    allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
+    refreshIntervalMs: timing.catchUpIntervalMs,
+    depthIntervalMs: timing.housekeepingIntervalMs,
+    clock,
+  });
+  queuedWork.subscribe(dispatcher);
+  const webhooks = createWebhookAdmin({ db, admin, dispatcher, queuedWork, bus, log, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE });
   const sweepers = new Sweepers({
     db,
     queuedWork,
@@ -173,11 +209,18 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     queuedWork: (members) => queuedWork.forMembers(members),
     queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
     replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
-    revoked: (memberId) => lifecycle.endMember(memberId, "revoked"),
+    revoked: (memberId) => {
+      apiSenders.forget(memberId);
+      lifecycle.endMember(memberId, "revoked");
+    },
     // Everything local may have missed news: every consumer looks again.
-    resubscribed: () => queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId))),
+    resubscribed: () => {
+      queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId)));
+      waiters.wakeAll();
+    },
   });
   sweepers.start();
+  dispatcher.start();
 
   const ws = createWsHandler({
     log,
@@ -211,6 +254,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
         opsRoutes({ build, dbHealth, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
         adminRoutes({ admin, adminToken }),
         hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+        messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+        webhookRoutes({ webhooks, adminToken }),
       ],
     },
     starting,
@@ -225,6 +270,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       readiness.draining();
       ws.closeAll();
       sweepers.stop();
+      await dispatcher.stop();
       await unsubscribe();
       await pump.stop();
       await lease.stop();

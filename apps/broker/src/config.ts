@@ -16,6 +16,12 @@ const databaseUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\/.+/, { error: "expected a postgres:// or postgresql:// URL" });
 
+const flag = (fallback: boolean) =>
+  z
+    .enum(["true", "false"], { error: "expected true or false" })
+    .transform((v) => v === "true")
+    .default(fallback);
+
 const secret = z.string().min(16, { error: "expected at least 16 characters" });
 
 export const configSchema = z.object({
@@ -64,6 +70,10 @@ export const configSchema = z.object({
       ),
     )
     .default([]),
+  // Webhook targets in private, loopback or link-local ranges are refused unless this is true.
+  WEBHOOK_ALLOW_PRIVATE: flag(false),
+  // Requests waiting for a reply (POST /v1/messages?wait=S) on one instance.
+  MAX_REPLY_WAITERS: int(1, 1_000_000, 1000),
   // Timing of the broker's own machinery. The defaults are the production
   // values; tests shorten them instead of sleeping them out.
   HELLO_TIMEOUT_MS: int(100, 600_000, 10_000),
@@ -73,6 +83,9 @@ export const configSchema = z.object({
   SWEEP_INTERVAL_MS: int(50, 600_000, 1000),
   HOUSEKEEPING_INTERVAL_MS: int(100, 3_600_000, 10_000),
   DELIVERED_RETENTION_SECONDS: positive(3600),
+  WEBHOOK_TIMEOUT_MS: int(100, 600_000, 10_000),
+  WEBHOOK_BACKOFF_MIN_MS: int(10, 3_600_000, 1000),
+  WEBHOOK_BACKOFF_MAX_MS: int(10, 86_400_000, 300_000),
   SENTRY_DSN: z.url({ protocol: /^https?$/, error: "expected a Sentry DSN (an http or https URL)" }).optional(),
 });
 

@@ -1,7 +1,7 @@
 // Every metric named in the contract, registered at start so a scrape shows
 // them before the first event. Labelled series are created at zero for the
 // label values the broker knows of.
-import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema } from "@switchboard/protocol";
+import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema, WEBHOOK_OUTCOMES } from "@switchboard/protocol";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 // Seconds, from well under a millisecond (a group commit on a quiet server)
@@ -98,6 +98,17 @@ export function createMetrics() {
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
+    webhookRequests: new Counter({
+      name: "broker_webhook_requests_total",
+      help: "Requests to webhook recipients, by outcome (ok, http_error, timeout, network)",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    webhookQueueDepth: new Gauge({
+      name: "broker_webhook_queue_depth",
+      help: "Deliveries owed to webhook recipients and not yet acknowledged (all instances)",
+      registers: [registry],
+    }),
     dbHealthy: new Gauge({
       name: "broker_db_healthy",
       help: "1 while the database answers the health ping, else 0",
@@ -107,6 +118,7 @@ export function createMetrics() {
   for (const p of prioritySchema.options) metrics.messagesRouted.labels(p).inc(0);
   for (const r of HELLO_ERROR_CODES) metrics.connectionsRejected.labels(r).inc(0);
   for (const r of FRAME_ERROR_CODES) metrics.messagesRejected.labels(r).inc(0);
+  for (const o of WEBHOOK_OUTCOMES) metrics.webhookRequests.labels(o).inc(0);
   return metrics;
 }
 

@@ -1,6 +1,6 @@
 // The broker's admin HTTP API (docs/protocol.md, "Admin API"): one typed call per route.
 // A non-2xx answer becomes a CliError carrying the broker's own message.
-import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
+import type { MemberView, MeshView, PresenceView, WebhookStateView } from "@switchboard/protocol";
 import { httpBase } from "./config.ts";
 import { CliError } from "./errors.ts";
 
@@ -76,8 +76,20 @@ export class AdminApi {
     return this.call("DELETE", `/v1/meshes/${seg(mesh)}/members/${seg(member)}`);
   }
 
-  createHookToken(mesh: string, member: string): Promise<{ token: string }> {
-    return this.call("POST", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`, { kind: "hook" });
+  createToken(mesh: string, member: string, kind: "hook" | "api"): Promise<{ token: string }> {
+    return this.call("POST", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`, { kind });
+  }
+
+  setWebhook(mesh: string, member: string, body: { url: string; secret: string }): Promise<WebhookStateView> {
+    return this.call("PUT", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/webhook`, body);
+  }
+
+  getWebhook(mesh: string, member: string): Promise<WebhookStateView> {
+    return this.call("GET", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/webhook`);
+  }
+
+  deleteWebhook(mesh: string, member: string): Promise<WebhookStateView> {
+    return this.call("DELETE", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/webhook`);
   }
 
   async peers(mesh: string): Promise<PresenceView[]> {

@@ -10,6 +10,7 @@ import { hookInstall, hookUninstall, installCommand, uninstallCommand } from "./
 import { keygen } from "./commands/keygen.ts";
 import { mcp } from "./commands/mcp.ts";
 import { listen, send, status } from "./commands/peer.ts";
+import { webhookDelete, webhookGet, webhookSet } from "./commands/webhook.ts";
 import { DEFAULT_URL } from "./config.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { out } from "./output.ts";
@@ -32,6 +33,9 @@ const COMMANDS: Command[] = [
   hookInstall,
   hookUninstall,
   hookForward,
+  webhookSet,
+  webhookGet,
+  webhookDelete,
 ];
 
 function helpText(): string {

@@ -174,6 +174,8 @@ export async function runSend(ctx: Context): Promise<void> {
     throw new UsageError(`"${target}" is not a valid #channel or tag:name`);
   }
   const text = words.length === 1 && words[0] === "-" ? await readStdin() : words.join(" ");
+  if (ctx.args.flag("http")) return (await import("./http-send.ts")).runHttpSend(ctx, target, text);
+  if (ctx.args.string("wait") !== undefined) throw new UsageError("--wait needs --http");
 
   const client = await connect(ctx, { sessionId: oneShotSession(ctx), reconnect: false });
   try {

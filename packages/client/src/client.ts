@@ -125,8 +125,10 @@ export class SwitchboardClient {
     return this.replies.request(() => this.send(target, payload, sendOpts), opts.timeoutMs ?? 30_000);
   }
 
+  /** Answers in kind unless opts.encrypt says otherwise: a message that came in the clear (from a sender without its key, over HTTP) is answered in the clear. */
   reply(to: Message, payload: unknown, opts: ReplyOptions = {}): Promise<SendResult> {
-    return this.send(to.senderPubkey, payload, { ...opts, replyTo: to.messageId });
+    const encrypt = opts.encrypt ?? (to.encrypted ? undefined : false);
+    return this.send(to.senderPubkey, payload, { ...opts, replyTo: to.messageId, ...(encrypt === undefined ? {} : { encrypt }) });
   }
 
   async setStatus(status: "idle" | "working" | "dnd", source: "manual" | "jsonl" = "manual"): Promise<StatusInfo> {

@@ -36,15 +36,7 @@ export class Inbox {
     }
     this.recent.add(id);
     if (this.mode === "manual") this.unacked.add(id);
-    const known = {
-      messageId: id,
-      senderPubkey: push.senderPubkey,
-      targetSpec: push.targetSpec,
-      priority: push.priority,
-      createdAt: push.createdAt,
-      replyTo: push.replyTo,
-      encrypted: push.nonce !== "plain",
-    };
+    const known = describePush(push);
     let payload: unknown;
     try {
       payload = this.keys.openFrom(push.senderPubkey, push.targetSpec, { nonce: push.nonce, ciphertext: push.ciphertext });
@@ -61,4 +53,17 @@ export class Inbox {
     this.unacked.delete(messageId);
     this.acks.add(messageId);
   }
+}
+
+/** What the application sees of a push, but for its payload. */
+export function describePush(push: PushFrame): Omit<Message, "payload"> {
+  return {
+    messageId: push.messageId,
+    senderPubkey: push.senderPubkey,
+    targetSpec: push.targetSpec,
+    priority: push.priority,
+    createdAt: push.createdAt,
+    replyTo: push.replyTo,
+    encrypted: push.nonce !== "plain",
+  };
 }

@@ -3,6 +3,14 @@ export { backoffDelay, isFinalHelloCode, type ReconnectPolicy } from "./backoff.
 export { SwitchboardClient } from "./client.ts";
 export { SwitchboardError } from "./errors.ts";
 export {
+  HttpSender,
+  type HttpRequestOptions,
+  type HttpRequestResult,
+  type HttpSenderOptions,
+  type HttpSendOptions,
+  type HttpSendResult,
+} from "./http-sender.ts";
+export {
   inferStatusFromTranscript,
   transcriptDir,
   watchTranscriptStatus,
@@ -23,3 +31,4 @@ export type {
   StatusInfo,
   UnreadableMessage,
 } from "./types.ts";
+export { verifyWebhook, type HeaderSource, type VerifyOptions } from "./webhook-signature.ts";

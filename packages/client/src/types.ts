@@ -93,6 +93,8 @@ export interface RequestOptions {
 
 export interface ReplyOptions {
   priority?: Priority;
+  /** Default: as the message answered (encrypted, or plain when it came plain). */
+  encrypt?: boolean;
 }
 
 export interface StatusInfo {

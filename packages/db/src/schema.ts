@@ -130,6 +130,9 @@ export const messages = pgTable(
     nonce: text("nonce").notNull(),
     ciphertext: text("ciphertext").notNull(),
     replyTo: uuid("reply_to"),
+    // Set while an HTTP sender waits for a reply (?wait=S): a reply to it is
+    // held for that waiter until then, instead of going to a socket or webhook.
+    replyWaitUntil: tstz("reply_wait_until"),
     // Insertion order, for channel history: created_at is shared by a batch.
     seq: bigserial("seq", { mode: "number" }).notNull(),
     createdAt: createdAt(),
@@ -138,6 +141,9 @@ export const messages = pgTable(
   (t) => [
     uniqueIndex("messages_sender_client_key").on(t.senderMemberId, t.clientId),
     index("messages_expires_idx").on(t.expiresAt),
+    index("messages_reply_to_idx")
+      .on(t.replyTo)
+      .where(sql`reply_to IS NOT NULL`),
     index("messages_channel_history_idx")
       .on(t.meshId, t.targetSpec, t.seq)
       .where(sql`target_spec LIKE '#%'`),

@@ -16,7 +16,7 @@ export const addMemberBody = z.strictObject({
   role: z.enum(["member", "observer"]).optional(),
 });
 
-export const createTokenBody = z.strictObject({ kind: z.literal("hook") });
+export const createTokenBody = z.strictObject({ kind: z.enum(["hook", "api"]) });
 
 export type CreateMeshBody = z.infer<typeof createMeshBody>;
 export type AddMemberBody = z.infer<typeof addMemberBody>;

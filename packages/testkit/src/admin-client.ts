@@ -96,6 +96,18 @@ export class AdminClient {
     return token;
   }
 
+  async createApiToken(mesh: string, member: string): Promise<string> {
+    const answer = await this.call("POST", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`, { kind: "api" });
+    const token = (answer as { token?: unknown } | undefined)?.token;
+    if (typeof token !== "string") throw new Error(`token answer without a token: ${JSON.stringify(answer)}`);
+    return token;
+  }
+
+  /** PUT …/webhook; answers the webhook's state. */
+  async setWebhook(mesh: string, member: string, url: string, secret: string): Promise<Record<string, unknown>> {
+    return (await this.call("PUT", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/webhook`, { url, secret })) as Record<string, unknown>;
+  }
+
   /** Live presences of the mesh; accepts a bare array or an object with a `peers` array. */
   async peers(mesh: string): Promise<PresenceView[]> {
     const answer = await this.call("GET", `/v1/meshes/${seg(mesh)}/peers`);

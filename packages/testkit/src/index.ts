@@ -12,3 +12,4 @@ export * from "./fuzz-broker.ts";
 export * from "./pressure.ts";
 export * from "./test-broker.ts";
 export * from "./wait.ts";
+export * from "./webhook-receiver.ts";

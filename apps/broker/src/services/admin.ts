@@ -1,5 +1,5 @@
-// The admin operations behind /v1: enrol meshes and members, issue hook
-// tokens, revoke members, list live peers. Failures the caller can act on are
+// The admin operations behind /v1: enrol meshes and members, issue hook and
+// API tokens, revoke members, list live peers. Failures the caller can act on are
 // thrown as RefusedError with a stable code; the transport maps codes to statuses.
 import type { Database } from "@switchboard/db";
 import type { AddMemberBody, CreateMeshBody, MemberView, MeshView, PresenceView } from "@switchboard/protocol";
@@ -17,7 +17,7 @@ import {
 } from "../store/directory.ts";
 import { UUID } from "../store/sql.ts";
 import { refuse, RefusedError } from "./outcome.ts";
-import { hashToken, newHookToken } from "./tokens.ts";
+import { hashToken, newToken, type TokenKind } from "./tokens.ts";
 
 export type AdminRefusalCode = "not_found" | "conflict";
 
@@ -86,16 +86,19 @@ export function createAdminService({ db, log, onRevoked }: AdminDeps) {
       return { id: found.member.id, revokedAt };
     },
 
-    async issueToken(meshRef: string, memberRef: string, kind: "hook"): Promise<{ token: string }> {
+    async issueToken(meshRef: string, memberRef: string, kind: TokenKind): Promise<{ token: string }> {
       const found = await member(meshRef, memberRef);
       if (found.member.revokedAt !== null) {
         throw fail("conflict", `member ${memberRef} is revoked`);
       }
-      const token = newHookToken();
+      const token = newToken(kind);
       await insertToken(db, found.member.id, kind, hashToken(token));
       log.info({ meshId: found.mesh.id, memberId: found.member.id, kind }, "admin token issued");
       return { token };
     },
+
+    /** The member of a mesh named by id or pubkey; not_found otherwise. */
+    resolveMember: member,
 
     async livePeers(meshRef: string): Promise<PresenceView[]> {
       return listLivePeers(db, (await mesh(meshRef)).id);

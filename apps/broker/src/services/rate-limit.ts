@@ -36,6 +36,28 @@ export class RateLimiter {
     return w !== undefined && this.estimate(this.rolled(w, now), now) + 1 > this.perMinute;
   }
 
+  /** How long until allow(key, …) would count one more event, with none counted meanwhile: 0 when it would now. */
+  retryAfterMs(key: string, now: number): number {
+    const known = this.windows.get(Bun.hash(key));
+    if (!known) return 0;
+    const fits = (t: number) => this.estimate(this.peek(known, t), t) + 1 <= this.perMinute;
+    if (fits(now)) return 0;
+    const w = this.peek(known, now);
+    const into = now % MINUTE_MS;
+    const room = this.perMinute - 1;
+    // Where the estimate falls to `room`: within this minute as the previous
+    // minute's weight fades, or, when this minute's own count is past it, in
+    // the next one as this minute's weight fades in turn.
+    const wait =
+      w.current > room
+        ? MINUTE_MS - into + MINUTE_MS * (1 - room / w.current)
+        : MINUTE_MS * (1 - (room - w.current) / w.previous) - into;
+    // The last step in whole milliseconds, so rounding never answers too early.
+    let ms = Math.max(0, Math.floor(wait));
+    while (!fits(now + ms)) ms++;
+    return ms;
+  }
+
   /** Drops keys idle for two minutes, so the map does not grow forever. */
   prune(now: number): void {
     const minute = Math.floor(now / MINUTE_MS);
@@ -58,13 +80,14 @@ export class RateLimiter {
   }
 
   private rolled(w: Window, now: number): Window {
+    return Object.assign(w, this.peek(w, now));
+  }
+
+  /** The window's counts as they would stand at `now`, without changing it. */
+  private peek(w: Window, now: number): Window {
     const minute = Math.floor(now / MINUTE_MS);
-    if (w.minute !== minute) {
-      w.previous = w.minute === minute - 1 ? w.current : 0;
-      w.current = 0;
-      w.minute = minute;
-    }
-    return w;
+    if (w.minute === minute) return w;
+    return { minute, current: 0, previous: w.minute === minute - 1 ? w.current : 0 };
   }
 
   private estimate(w: Window, now: number): number {

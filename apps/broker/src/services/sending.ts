@@ -51,7 +51,12 @@ export type SendRefusalCode = "forbidden" | "too_large" | "rate_limited" | "unkn
 
 export type SendOutcome =
   | { ok: true; messageId: string; recipients: number; duplicate: boolean; queued: boolean }
-  | Refusal<SendRefusalCode>;
+  | (Refusal<SendRefusalCode> & { retryAfterSeconds?: number });
+
+export interface SendExtras {
+  /** The sender waits this long for a reply (HTTP ?wait=S): replies to this message are held for it. */
+  replyWaitSeconds?: number;
+}
 
 /** A send in the group commit: the message to store, and its sender's key for pushes leased at once. */
 interface Pending {
@@ -92,9 +97,9 @@ export class SendService {
     this.limiter.prune(this.options.clock());
   }
 
-  async send(sender: Sender, request: SendRequest): Promise<SendOutcome> {
+  async send(sender: Sender, request: SendRequest, extras: SendExtras = {}): Promise<SendOutcome> {
     const arrived = this.options.clock();
-    const outcome = await this.decide(sender, request);
+    const outcome = await this.decide(sender, request, extras);
     if (!outcome.ok) {
       this.metrics.messagesRejected.labels(outcome.code).inc();
       return outcome;
@@ -106,13 +111,14 @@ export class SendService {
     return outcome;
   }
 
-  private async decide(sender: Sender, request: SendRequest): Promise<SendOutcome> {
+  private async decide(sender: Sender, request: SendRequest, extras: SendExtras): Promise<SendOutcome> {
     if (sender.role === "observer") return refuse("forbidden", "observers may not send");
     const bytes = Buffer.byteLength(request.nonce) + Buffer.byteLength(request.ciphertext) + request.targetSpec.length;
     const allowed = this.options.maxMessageBytes - PUSH_OVERHEAD_BYTES;
     if (bytes > allowed) return refuse("too_large", `nonce and ciphertext must stay under ${allowed} bytes`);
     if (!this.limiter.allow(sender.memberId, this.options.clock())) {
-      return refuse("rate_limited", `more than ${this.options.sendRateLimitPerMin} sends in a minute`);
+      const retryAfterSeconds = Math.max(1, Math.ceil(this.limiter.retryAfterMs(sender.memberId, this.options.clock()) / 1000));
+      return { ...refuse("rate_limited", `more than ${this.options.sendRateLimitPerMin} sends in a minute`), retryAfterSeconds };
     }
     const message: NewMessage = {
       id: crypto.randomUUID(),
@@ -125,6 +131,7 @@ export class SendService {
       ciphertext: request.ciphertext,
       replyTo: request.replyTo ?? null,
       ttlSeconds: request.ttlSeconds ?? this.options.defaultTtlSeconds,
+      replyWaitSeconds: extras.replyWaitSeconds ?? null,
     };
     if (request.ephemeral) return this.sendEphemeral(message, sender.pubkey);
     const written = await this.commits.submit({ message, senderPubkey: sender.pubkey });

@@ -23,4 +23,9 @@ export interface Timing {
   freshWindowMs: number;
   /** A presence whose socket stays backed up this long is closed (its leases requeue). */
   stalledPresenceSeconds: number;
+  /** A webhook request without a 2xx answer within this failed (timeout). */
+  webhookTimeoutMs: number;
+  /** Backoff after a failed webhook request: from this, doubling per failure, up to the max. */
+  webhookBackoffMinMs: number;
+  webhookBackoffMaxMs: number;
 }

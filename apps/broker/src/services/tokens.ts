@@ -1,12 +1,15 @@
-// Hook tokens: random bearer secrets of which the database keeps only a
-// SHA-256. A leaked database dump then cannot be replayed against /hook.
+// Bearer tokens issued for one member: hook tokens (/hook/set-status) and
+// API tokens (the HTTP messaging API). Random secrets of which the database
+// keeps only a SHA-256, so a leaked database dump cannot be replayed.
 import { createHash, randomBytes } from "node:crypto";
 
-const HOOK_TOKEN_PREFIX = "sbh_";
+export type TokenKind = "hook" | "api";
 
-/** The prefix lets secret scanners and people tell a hook token apart from other secrets. */
-export function newHookToken(): string {
-  return HOOK_TOKEN_PREFIX + randomBytes(32).toString("base64url");
+// The prefix lets secret scanners and people tell the kinds apart from other secrets.
+const PREFIX: Record<TokenKind, string> = { hook: "sbh_", api: "sba_" };
+
+export function newToken(kind: TokenKind): string {
+  return PREFIX[kind] + randomBytes(32).toString("base64url");
 }
 
 export function hashToken(token: string): string {

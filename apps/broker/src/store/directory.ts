@@ -123,6 +123,22 @@ export async function findMemberByTokenHash(
   return rows[0] ?? null;
 }
 
+export interface ApiSender {
+  memberId: string;
+  meshId: string;
+  pubkey: string;
+  role: "member" | "observer";
+}
+
+/** The member an API token acts as, if neither the token nor the member is revoked. */
+export async function findApiSender(db: Executor, tokenHash: string): Promise<ApiSender | null> {
+  const rows = await db.rows<ApiSender>(sql`
+    SELECT m.id::text AS "memberId", m.mesh_id::text AS "meshId", m.pubkey, m.role
+    FROM tokens t JOIN members m ON m.id = t.member_id
+    WHERE t.token_hash = ${tokenHash} AND t.kind = 'api' AND t.revoked_at IS NULL AND m.revoked_at IS NULL`);
+  return rows[0] ?? null;
+}
+
 export function listLivePeers(db: Executor, meshId: string): Promise<PresenceView[]> {
   return db.rows<PresenceView>(sql`
     SELECT p.id::text AS "presenceId", m.id::text AS "memberId", m.pubkey AS "pubkey",

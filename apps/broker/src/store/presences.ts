@@ -4,7 +4,7 @@
 import type { Executor } from "@switchboard/db";
 import type { Priority, Status, StatusSource } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
-import { receivable } from "./queue/eligibility.ts";
+import { receivable, receivesOnSockets } from "./queue/eligibility.ts";
 import { requeue } from "./queue/requeue.ts";
 import { isoTime, jsonParam, unique, uuidArray } from "./sql.ts";
 
@@ -104,13 +104,13 @@ export async function livePresenceIdsOfInstance(tx: Executor, instanceId: string
   return rows.map((r) => r.id);
 }
 
-/** Of these members' live presences, those whose status lets a message of this priority through now. */
+/** Of these members' live presences, those whose status lets a message of this priority through now (none of a webhook member). */
 export async function presencesReceiving(db: Executor, memberIds: string[], priority: Priority): Promise<Array<{ presenceId: string; memberId: string }>> {
   if (memberIds.length === 0) return [];
   return db.rows(sql`
     SELECT id AS "presenceId", member_id AS "memberId" FROM presences
     WHERE disconnected_at IS NULL AND member_id = ANY (${uuidArray(memberIds)})
-      AND ${receivable(sql`status`, sql`${priority}::text`)}`);
+      AND ${receivable(sql`status`, sql`${priority}::text`)} AND ${receivesOnSockets(sql`member_id`)}`);
 }
 
 export interface PeerRow {

@@ -8,7 +8,7 @@ import { out, outJson, shortKey, table } from "../output.ts";
 
 const PUBKEY = /^[0-9a-f]{64}$/;
 
-function api(ctx: Context): AdminApi {
+export function api(ctx: Context): AdminApi {
   const config = ctx.config();
   return new AdminApi(config.url, requireAdminToken(config));
 }
@@ -99,13 +99,14 @@ export const memberList: Command = {
 
 export const tokenCreate: Command = {
   words: ["token", "create"],
-  usage: "<mesh> <member>",
-  summary: "issue a hook token for a member (shown once)",
-  options: {},
+  usage: "<mesh> <member> [--kind hook|api]",
+  summary: "issue a token for a member (shown once): hook (default) for /hook/set-status, api for the HTTP messaging API",
+  options: { kind: { type: "string" } },
   async run(ctx) {
     const [mesh = "", ref = ""] = operands(ctx, ["mesh", "member"]);
+    const kind = ctx.args.oneOf("kind", ["hook", "api"] as const) ?? "hook";
     const client = api(ctx);
-    const { token } = await client.createHookToken(mesh, await client.memberRef(mesh, ref));
+    const { token } = await client.createToken(mesh, await client.memberRef(mesh, ref), kind);
     if (ctx.json) await outJson({ token });
     else await out(token);
   },

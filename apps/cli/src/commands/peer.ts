@@ -14,14 +14,19 @@ export const listen: Command = {
 
 export const send: Command = {
   words: ["send"],
-  usage: "--mesh M <target> <text|-> [--priority now|next|low] [--id ID] [--ttl SECONDS]",
-  summary: "send a text (- reads stdin) to a pubkey, *, #channel, tag:x or a member name; waits for the ack",
+  usage: "--mesh M <target> <text|-> [--priority now|next|low] [--id ID] [--ttl SECONDS] [--http --token T [--wait S]]",
+  summary:
+    "send a text (- reads stdin) to a pubkey, *, #channel, tag:x or a member name; waits for the ack. " +
+    "--http sends over the HTTP API with an API token (env SWITCHBOARD_API_TOKEN), --wait S also waits for the reply",
   options: {
     mesh: { type: "string" },
     session: { type: "string" },
     priority: { type: "string" },
     id: { type: "string" },
     ttl: { type: "string" },
+    http: { type: "boolean" },
+    token: { type: "string" },
+    wait: { type: "string" },
   },
   run: async (ctx) => (await session()).runSend(ctx),
 };

@@ -34,3 +34,12 @@ export async function ackDeliveries(db: Executor, acks: Ack[]): Promise<number> 
     RETURNING d.id`);
   return rows.length;
 }
+
+/** Every delivery leased to this holder (a webhook attempt whose request succeeded) → acked; returns how many. */
+export async function ackHeldBy(db: Executor, holderId: string): Promise<number> {
+  const rows = await db.rows<{ id: string }>(sql`
+    UPDATE deliveries SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
+    WHERE state = 'leased' AND lease_presence_id = ${holderId}::uuid
+    RETURNING id`);
+  return rows.length;
+}

@@ -1,8 +1,11 @@
-// Claim: queued → leased. One statement leases work to many recipients.
+// Claim: queued → leased. One statement leases work to many recipients. The
+// consumers differ only in whom they lease to: a socket claim picks one of a
+// member's presences, a holder claim (a webhook attempt) names its own lease
+// id. lease_presence_id carries either; it has no foreign key.
 import type { Executor } from "@switchboard/db";
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import { isoTime, jsonParam } from "../sql.ts";
-import { receivable } from "./eligibility.ts";
+import { receivable, receivesOnSockets, WEBHOOK_STATUS } from "./eligibility.ts";
 import type { LeasedDelivery } from "./types.ts";
 
 export interface ClaimRequest {
@@ -11,35 +14,16 @@ export interface ClaimRequest {
   presences: Array<{ id: string; room: number }>;
 }
 
-// Per member it picks one of the given presences (an idle one first, as it
-// may take every priority), takes the oldest queued deliveries that
-// presence's status lets through, up to its room, skipping rows another
-// claimer holds, and leases them to it. The JSON input is capped with LIMIT n (see enqueue.ts).
-export async function claimForPresences(
-  db: Executor,
-  requests: ClaimRequest[],
-  leaseSeconds: number,
-): Promise<LeasedDelivery[]> {
-  if (requests.length === 0) return [];
-  return db.rows<LeasedDelivery>(sql`
-    WITH want AS (
-      SELECT * FROM jsonb_to_recordset(${jsonParam(requests)})
-        AS w("memberId" uuid, presences jsonb)
-      LIMIT ${requests.length}
-    ),
-    target AS (
-      SELECT w."memberId" AS member_id, p.room AS lim, p.id AS presence_id, p.status
-      FROM want w
-      CROSS JOIN LATERAL (
-        SELECT pr.id, pr.status, x.room
-        FROM jsonb_to_recordset(w.presences) AS x(id uuid, room int)
-        JOIN presences pr ON pr.id = x.id AND pr.disconnected_at IS NULL
-        ORDER BY (pr.status = 'idle') DESC, random()
-        LIMIT 1
-      ) p
-    ),
+/**
+ * Leases, for every row of `target` (member_id, lim, holder_id, status), the
+ * member's oldest queued deliveries that status lets through, up to lim,
+ * skipping rows another claimer holds, and returns them with their messages.
+ */
+function leaseFor(target: SQL, leaseSeconds: number): SQL {
+  return sql`
+    WITH target AS (${target}),
     picked AS (
-      SELECT d.id, t.presence_id
+      SELECT d.id, t.holder_id
       FROM target t
       CROSS JOIN LATERAL (
         SELECT id FROM deliveries
@@ -52,16 +36,16 @@ export async function claimForPresences(
     ),
     leased AS (
       UPDATE deliveries d
-      SET state = 'leased', lease_presence_id = picked.presence_id,
+      SET state = 'leased', lease_presence_id = picked.holder_id,
           lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
           attempt = d.attempt + 1, delivered_at = coalesce(d.delivered_at, now())
       FROM picked
       WHERE d.id = picked.id
-      RETURNING d.id, d.message_id, d.recipient_member_id, d.attempt, picked.presence_id
+      RETURNING d.id, d.message_id, d.recipient_member_id, d.attempt, picked.holder_id
     )
     -- LIMIT 1 keeps each lookup a lateral index probe: joined plainly, a
     -- generic plan may hash the whole messages table on every claim.
-    SELECT l.presence_id AS "presenceId", l.recipient_member_id AS "memberId", m.id AS "messageId",
+    SELECT l.holder_id AS "presenceId", l.recipient_member_id AS "memberId", m.id AS "messageId",
            m.mesh_id AS "meshId", m.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
            m.priority, m.nonce, m.ciphertext, m.created_at AS "createdAt", m.reply_to AS "replyTo",
            l.attempt, l.id::float8 AS seq
@@ -72,15 +56,57 @@ export async function claimForPresences(
       FROM messages msg JOIN members s ON s.id = msg.sender_member_id
       WHERE msg.id = l.message_id
       LIMIT 1
-    ) m`);
+    ) m`;
 }
 
-/** Members with queued deliveries and a live presence on this instance: the catch-up after missed wake-ups. */
+// Per member it picks one of the given presences (an idle one first, as it
+// may take every priority) and leases to it up to its room. Members with a
+// webhook are skipped: their deliveries go only there. The JSON input is
+// capped with LIMIT n (see enqueue.ts).
+export async function claimForPresences(
+  db: Executor,
+  requests: ClaimRequest[],
+  leaseSeconds: number,
+): Promise<LeasedDelivery[]> {
+  if (requests.length === 0) return [];
+  const target = sql`
+    SELECT w."memberId" AS member_id, p.room AS lim, p.id AS holder_id, p.status
+    FROM (
+      SELECT * FROM jsonb_to_recordset(${jsonParam(requests)}) AS w("memberId" uuid, presences jsonb)
+      LIMIT ${requests.length}
+    ) w
+    CROSS JOIN LATERAL (
+      SELECT pr.id, pr.status, x.room
+      FROM jsonb_to_recordset(w.presences) AS x(id uuid, room int)
+      JOIN presences pr ON pr.id = x.id AND pr.disconnected_at IS NULL
+      ORDER BY (pr.status = 'idle') DESC, random()
+      LIMIT 1
+    ) p
+    WHERE ${receivesOnSockets(sql`w."memberId"`)}`;
+  return db.rows<LeasedDelivery>(leaseFor(target, leaseSeconds));
+}
+
+/** Up to `limit` of a member's queued deliveries, in queue order, leased to `holderId` (a webhook attempt). */
+export async function claimForHolder(
+  db: Executor,
+  memberId: string,
+  holderId: string,
+  limit: number,
+  leaseSeconds: number,
+): Promise<LeasedDelivery[]> {
+  const target = sql`
+    SELECT ${memberId}::uuid AS member_id, ${limit}::int AS lim, ${holderId}::uuid AS holder_id,
+           ${WEBHOOK_STATUS}::text AS status`;
+  return db.rows<LeasedDelivery>(leaseFor(target, leaseSeconds));
+}
+
+/** Members with queued deliveries and a live presence on this instance that receives on sockets: the catch-up after missed wake-ups. */
 export async function membersWithQueuedWork(db: Executor, instanceId: string): Promise<string[]> {
   const rows = await db.rows<{ memberId: string }>(sql`
     SELECT DISTINCT p.member_id AS "memberId"
     FROM presences p
     WHERE p.instance_id = ${instanceId} AND p.disconnected_at IS NULL
+      AND ${receivesOnSockets(sql`p.member_id`)}
       AND EXISTS (
         SELECT 1 FROM deliveries d
         WHERE d.recipient_member_id = p.member_id AND d.state = 'queued' AND d.expires_at > now()

@@ -1,7 +1,6 @@
-// Which messages a presence may receive now, by its status (docs/protocol.md,
-// "Status and priority"):
-// one table, and the SQL the claim and the ephemeral fan-out filter with is
-// generated from it, so the two cannot drift apart.
+// Which messages a recipient may receive now (docs/protocol.md, "Status and
+// priority"): one table, and the SQL the claims and the ephemeral fan-out
+// filter with is generated from it, so they cannot drift apart.
 import type { Priority, Status } from "@switchboard/protocol";
 import { sql, type SQL } from "drizzle-orm";
 
@@ -10,6 +9,9 @@ export const RECEIVABLE: Readonly<Record<Status, readonly Priority[]>> = {
   working: ["now"],
   dnd: ["now"],
 };
+
+/** A webhook member counts as idle: its endpoint takes every priority. */
+export const WEBHOOK_STATUS: Status = "idle";
 
 const quoted = (values: readonly string[]) => values.map((v) => `'${v}'`).join(", ");
 
@@ -23,4 +25,12 @@ export function receivable(status: SQL, priority: SQL): SQL {
     ([s, priorities]) => sql`WHEN ${sql.raw(`'${s}'`)} THEN ${priority} IN (${sql.raw(quoted(priorities))})`,
   );
   return sql`(CASE ${status} ${sql.join(arms, sql` `)} ELSE false END)`;
+}
+
+/**
+ * True when the member named by the expression `memberId` receives on its
+ * sockets: a member with a webhook receives only there (docs/http.md).
+ */
+export function receivesOnSockets(memberId: SQL): SQL {
+  return sql`NOT EXISTS (SELECT 1 FROM webhooks wh WHERE wh.member_id = ${memberId})`;
 }

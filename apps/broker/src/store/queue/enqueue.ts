@@ -3,14 +3,18 @@
 // delivery of the batch durable together. A delivery whose recipient has a
 // presence on the sending instance that may take it now is written already
 // leased to that presence, so its push needs no claim; one that would
-// overtake older queued work it could also take stays queued.
+// overtake older queued work it could also take stays queued. A reply to a
+// message whose sender is waiting for it (reply_wait_until still ahead) is
+// written leased to that message's id until then instead, so only the
+// waiting request takes it (reply.ts takeReply); the lease sweeper or the
+// waiter's end returns it to the queue.
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
 import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { isoTime, jsonParam, uuidArray } from "../sql.ts";
-import { receivable } from "./eligibility.ts";
+import { receivable, receivesOnSockets } from "./eligibility.ts";
 
 export interface NewMessage {
   id: string;
@@ -24,6 +28,8 @@ export interface NewMessage {
   ciphertext: string;
   replyTo: string | null;
   ttlSeconds: number;
+  /** Set when the sender waits this long for a reply (HTTP ?wait=S): replies are held for it. */
+  replyWaitSeconds: number | null;
 }
 
 export interface EnqueuedSend {
@@ -38,7 +44,7 @@ export interface EnqueuedSend {
   priorRecipients: number;
   /** JSON array of the recipients' member ids. */
   recipients: string;
-  /** JSON array of the deliveries written leased: [{memberId, presenceId, seq}]. */
+  /** JSON array of the deliveries written leased to presences: [{memberId, presenceId, seq}]. */
   leased: string;
   /** When the messages were stored (ISO-8601 UTC), the same for the whole batch. */
   createdAt: string;
@@ -72,7 +78,7 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
     WITH q AS (
       SELECT * FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ ...m, idx })))})
         AS q(idx int, id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text,
-             priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int)
+             priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int, "replyWaitSeconds" int)
       LIMIT ${messages.length}
     ),
     ${ROUTE_CTES},
@@ -82,9 +88,9 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
     ),
     inserted AS (
       INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext,
-                            reply_to, expires_at)
+                            reply_to, expires_at, reply_wait_until)
       SELECT id, "meshId", "senderId", "clientId", "targetSpec", priority, nonce, ciphertext, "replyTo",
-             now() + make_interval(secs => "ttlSeconds")
+             now() + make_interval(secs => "ttlSeconds"), now() + make_interval(secs => "replyWaitSeconds")
       FROM writable
       ORDER BY idx
       ON CONFLICT (sender_member_id, client_id) DO NOTHING
@@ -97,7 +103,7 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
       JOIN presences p ON p.member_id = r.member_id AND p.disconnected_at IS NULL
         AND p.instance_id = ${holders.instanceId} AND p.id <> ALL (${uuidArray(holders.unavailable)})
         AND ${receivable(sql`p.status`, sql`w.priority`)}
-      WHERE NOT EXISTS (
+      WHERE ${receivesOnSockets(sql`r.member_id`)} AND NOT EXISTS (
         SELECT 1 FROM deliveries d
         WHERE d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.expires_at > now()
           AND ${receivable(sql`p.status`, sql`d.priority`)})
@@ -107,15 +113,20 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
       INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at,
                               state, lease_presence_id, lease_expires_at, attempt, delivered_at)
       SELECT w.id, r.member_id, w.priority, now() + make_interval(secs => w."ttlSeconds"),
-             CASE WHEN dl.presence_id IS NULL THEN 'queued' ELSE 'leased' END,
-             dl.presence_id,
-             CASE WHEN dl.presence_id IS NULL THEN NULL ELSE now() + make_interval(secs => ${holders.leaseSeconds}) END,
-             CASE WHEN dl.presence_id IS NULL THEN 0 ELSE 1 END,
-             CASE WHEN dl.presence_id IS NULL THEN NULL ELSE now() END
+             CASE WHEN awaited.id IS NOT NULL OR dl.presence_id IS NOT NULL THEN 'leased' ELSE 'queued' END,
+             coalesce(awaited.id, dl.presence_id),
+             CASE WHEN awaited.id IS NOT NULL THEN awaited.until
+                  WHEN dl.presence_id IS NOT NULL THEN now() + make_interval(secs => ${holders.leaseSeconds}) END,
+             CASE WHEN awaited.id IS NULL AND dl.presence_id IS NOT NULL THEN 1 ELSE 0 END,
+             CASE WHEN awaited.id IS NULL AND dl.presence_id IS NOT NULL THEN now() END
       FROM writable w
       JOIN inserted i ON i.id = w.id
       JOIN recipients r ON r.idx = w.idx
       LEFT JOIN direct dl ON dl.idx = w.idx AND dl.member_id = r.member_id
+      LEFT JOIN LATERAL (
+        SELECT req.id, req.reply_wait_until AS until FROM messages req
+        WHERE req.id = w."replyTo" AND req.sender_member_id = r.member_id AND req.reply_wait_until > now()
+      ) awaited ON true
       ORDER BY w.idx, r.member_id
       RETURNING id, message_id, recipient_member_id, lease_presence_id
     ),
@@ -126,7 +137,8 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
                ELSE json_build_object('meshes', json_agg(DISTINCT w."meshId"))::text
              END)
       FROM enqueued e JOIN writable w ON w.id = e.message_id
-      WHERE ${holders.notify} AND e.lease_presence_id IS NULL
+      -- Queued deliveries, and replies held for a waiting request (its instance must wake it): not pushes leased here.
+      WHERE ${holders.notify} AND (e.lease_presence_id IS NULL OR e.lease_presence_id = w."replyTo")
       HAVING count(*) > 0
     )
     SELECT r.idx, r.known, w.id IS NOT NULL AS "senderLive", i.id IS NOT NULL AS inserted, prior.id AS "priorId",
@@ -135,7 +147,9 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
            coalesce((
              SELECT json_agg(json_build_object('memberId', e.recipient_member_id, 'presenceId', e.lease_presence_id,
                                                'seq', e.id::float8))
-             FROM enqueued e WHERE e.message_id = i.id AND e.lease_presence_id IS NOT NULL
+             FROM enqueued e
+             -- Held for a waiting request (its id is the reply's replyTo): not a presence's push.
+             WHERE e.message_id = i.id AND e.lease_presence_id IS NOT NULL AND e.lease_presence_id IS DISTINCT FROM r."replyTo"
            ), '[]')::text AS leased,
            ${isoTime("now()")} AS "createdAt",
            (SELECT count(*) FROM notified)::int AS notified

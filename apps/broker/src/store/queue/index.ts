@@ -1,8 +1,9 @@
 // The delivery queue: every transition of a delivery, one function each.
 //   enqueue  (none)   → queued      enqueueSends
-//   claim    queued   → leased      claimForPresences
-//   ack      leased   → acked       ackDeliveries
-//   requeue  leased   → queued      requeue (presence ended, push not written, lease ran out)
+//   claim    queued   → leased      claimForPresences (sockets), claimForHolder (webhooks)
+//   hold     (none)   → leased      enqueueSends, for a reply a waiting HTTP sender is owed (reply.ts)
+//   ack      leased   → acked       ackDeliveries, ackHeldBy (webhooks), takeReply (waiting HTTP senders)
+//   requeue  leased   → queued      requeue (presence or holder ended, push not written, lease ran out), endReplyWait
 //   expire   queued   → expired     expireDeliveries
 //   drop     queued|leased → gone   dropUndelivered (recipient revoked)
 //   prune    settled  → gone        pruneExpiredMessages, pruneSettledMessages
@@ -12,6 +13,8 @@ export * from "./drop.ts";
 export * from "./eligibility.ts";
 export * from "./enqueue.ts";
 export * from "./expire.ts";
+export * from "./inspect.ts";
 export * from "./prune.ts";
+export * from "./reply.ts";
 export * from "./requeue.ts";
 export * from "./types.ts";

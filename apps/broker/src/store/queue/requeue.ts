@@ -5,7 +5,7 @@ import { sql, type SQL } from "drizzle-orm";
 import { jsonParam, unique, uuidArray } from "../sql.ts";
 
 export type RequeueScope =
-  /** Every lease held by these presences: they ended. */
+  /** Every lease held by these presences, or by these other holders (a webhook attempt, a waiting request): they ended. */
   | { presences: string[] }
   /** These pushes could not be written to their presence. */
   | { pushes: Array<{ messageId: string; memberId: string; presenceId: string }> }

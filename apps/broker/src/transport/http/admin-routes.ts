@@ -8,7 +8,7 @@ import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
 import { apiError, bearerToken, json, readBodyCapped, sameSecret } from "./respond.ts";
 
-type Method = "GET" | "POST" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "DELETE";
 type Handler<P extends string> = (req: BunRequest<P>) => Promise<Response>;
 
 class InvalidBody extends Error {}
@@ -17,7 +17,7 @@ class BodyTooLarge extends Error {}
 // Admin bodies are a few hundred bytes; anything near this is a mistake.
 const ADMIN_BODY_MAX_BYTES = 64 * 1024;
 
-async function parseBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
+export async function parseBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
   const text = await readBodyCapped(req, ADMIN_BODY_MAX_BYTES);
   if (text === null) throw new BodyTooLarge(`the body is larger than ${ADMIN_BODY_MAX_BYTES} bytes`);
   let raw: unknown;
@@ -33,7 +33,7 @@ async function parseBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
   );
 }
 
-function endpoint<P extends string>(adminToken: string, handlers: Partial<Record<Method, Handler<P>>>) {
+export function endpoint<P extends string>(adminToken: string, handlers: Partial<Record<Method, Handler<P>>>) {
   const byMethod = new Map<string, Handler<P>>(Object.entries(handlers));
   const allow = [...byMethod.keys()].join(", ");
   return async (req: BunRequest<P>): Promise<Response> => {

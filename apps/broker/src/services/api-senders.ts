@@ -1,0 +1,45 @@
+// API tokens → the member each acts as, remembered for a few seconds, so an
+// HTTP send costs no lookup of its own. A revocation forgets the member at
+// once, here and (over the bus) on every instance; the time limit bounds
+// what a missed notice can leave, and the statement that writes a send
+// refuses a revoked sender whatever this says.
+import type { Database } from "@switchboard/db";
+import { findApiSender } from "../store/directory.ts";
+import type { Sender } from "./sending.ts";
+import type { Clock } from "./timing.ts";
+import { hashToken } from "./tokens.ts";
+
+export interface ApiSendersOptions {
+  ttlMs: number;
+  maxEntries: number;
+  clock: Clock;
+}
+
+export class ApiSenders {
+  private readonly byHash = new Map<string, { sender: Sender; until: number }>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly options: ApiSendersOptions,
+  ) {}
+
+  /** The member a token acts as; null for an unknown, revoked or non-API token (never remembered). */
+  async find(token: string): Promise<Sender | null> {
+    const hash = hashToken(token);
+    const now = this.options.clock();
+    const hit = this.byHash.get(hash);
+    if (hit && hit.until > now) return hit.sender;
+    this.byHash.delete(hash);
+    const sender = await findApiSender(this.db, hash);
+    if (sender === null) return null;
+    // The entry remembered longest goes first (a Map keeps insertion order).
+    if (this.byHash.size >= this.options.maxEntries) this.byHash.delete(this.byHash.keys().next().value!);
+    this.byHash.set(hash, { sender, until: now + this.options.ttlMs });
+    return sender;
+  }
+
+  /** The member was revoked: none of its tokens may be taken from memory again. */
+  forget(memberId: string): void {
+    for (const [hash, entry] of this.byHash) if (entry.sender.memberId === memberId) this.byHash.delete(hash);
+  }
+}

@@ -1,0 +1,83 @@
+// The HTTP messaging API (docs/http.md): a member without a socket sends as
+// itself with an API token, through the same SendService as a socket (the
+// same checks, rate limit and group commit), may wait for the reply, and may
+// read what became of its messages.
+import type { Database } from "@switchboard/db";
+import { holdReplies, messageState, type MessageState, type TakenReply } from "../store/queue/index.ts";
+import { UUID } from "../store/sql.ts";
+import type { ApiSenders } from "./api-senders.ts";
+import { refuse, type Refusal } from "./outcome.ts";
+import type { ReplyWaiters } from "./reply-waiters.ts";
+import { retryTransient } from "./retry.ts";
+import type { Sender, SendOutcome, SendRequest, SendService } from "./sending.ts";
+import type { Clock } from "./timing.ts";
+
+export interface HttpSend {
+  request: SendRequest;
+  /** Seconds to wait for the reply; absent → answer at the commit. */
+  waitSeconds?: number;
+  /** Aborted when the caller disconnects. */
+  signal: AbortSignal;
+}
+
+export type HttpSendOutcome =
+  | { ok: true; messageId: string; recipients: number; duplicate: boolean; waited: boolean; reply: TakenReply | null }
+  | Exclude<SendOutcome, { ok: true }>
+  | Refusal<"unavailable">;
+
+/** Who reads a message's status: its sender (by API token), or the admin. */
+export type Reader = { memberId: string } | "admin";
+
+// A hold outlives the wait a little, so a reply committed at the deadline is
+// still held while the waiter looks one last time.
+const HOLD_GRACE_SECONDS = 5;
+
+export class HttpMessaging {
+  constructor(
+    private readonly db: Database,
+    private readonly senders: ApiSenders,
+    private readonly sending: SendService,
+    private readonly waiters: ReplyWaiters,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The member an API token acts as; null for an unknown, revoked or non-API token. */
+  authenticate(token: string): Promise<Sender | null> {
+    return this.senders.find(token);
+  }
+
+  async send(sender: Sender, { request, waitSeconds, signal }: HttpSend): Promise<HttpSendOutcome> {
+    if (waitSeconds === undefined) {
+      const sent = await this.sending.send(sender, request);
+      return sent.ok ? { ...sent, waited: false, reply: null } : sent;
+    }
+    // Refused before anything is stored, so a retry makes no duplicate.
+    if (!this.waiters.reserve()) return refuse("unavailable", "too many requests are waiting for replies on this instance; retry shortly");
+    try {
+      const deadline = this.clock() + waitSeconds * 1000;
+      const holdSeconds = waitSeconds + HOLD_GRACE_SECONDS;
+      const sent = await this.sending.send(sender, request, { replyWaitSeconds: holdSeconds });
+      if (!sent.ok) return sent;
+      // A retried send waits for the first message's reply.
+      if (sent.duplicate) await retryTransient(() => holdReplies(this.db, sent.messageId, sender.memberId, holdSeconds));
+      const reply = await this.waiters.wait({
+        requestId: sent.messageId,
+        memberId: sender.memberId,
+        meshId: sender.meshId,
+        deadline,
+        signal,
+      });
+      return { ...sent, waited: true, reply };
+    } finally {
+      this.waiters.release();
+    }
+  }
+
+  /** The message's delivery state, for its sender or the admin; null for anyone else or an unknown id. */
+  async status(messageId: string, reader: Reader): Promise<MessageState | null> {
+    if (!UUID.test(messageId)) return null;
+    const state = await messageState(this.db, messageId);
+    if (state === null || (reader !== "admin" && state.senderId !== reader.memberId)) return null;
+    return state;
+  }
+}

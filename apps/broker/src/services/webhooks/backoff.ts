@@ -1,0 +1,15 @@
+// When a failing webhook is tried again: exponential backoff with full
+// jitter. The ceiling starts at minMs after the first failure and doubles
+// with each further one up to maxMs; the delay is uniform below it, so
+// endpoints failing together are not all retried at once.
+export interface BackoffBounds {
+  minMs: number;
+  maxMs: number;
+}
+
+/** The delay after the `failures`-th consecutive failure (1, 2, …). */
+export function retryDelayMs(failures: number, bounds: BackoffBounds, random: () => number = Math.random): number {
+  const exponent = Math.min(Math.max(failures, 1) - 1, 30);
+  const ceiling = Math.min(bounds.maxMs, bounds.minMs * 2 ** exponent);
+  return Math.floor(random() * ceiling);
+}

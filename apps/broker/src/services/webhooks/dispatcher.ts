@@ -1,0 +1,270 @@
+// Webhook recipients as a consumer of the delivery queue (docs/http.md).
+// News of queued work for a webhook member (QueuedWork: a commit here, a bus
+// wake-up from another instance) starts an attempt: the member's webhook
+// row is leased (one request in flight per member, across instances), up to
+// 100 of its queued deliveries are leased to the attempt, in queue order, and
+// POSTed. A 2xx acks them all; anything else puts them back at the head of
+// the queue and pushes the next attempt back (backoff.ts). A timer finds the
+// webhooks whose retry is due or whose news was missed.
+import type { Database } from "@switchboard/db";
+import { MAX_WEBHOOK_BATCH } from "@switchboard/protocol";
+import type { Logger } from "../../log.ts";
+import type { Metrics } from "../../metrics.ts";
+import { ackHeldBy, claimForHolder, requeue, type LeasedDelivery } from "../../store/queue/index.ts";
+import {
+  recordAttempt,
+  releaseWebhook,
+  takeWebhook,
+  webhookMembers,
+  webhookQueueDepth,
+  type WebhookOutcome,
+} from "../../store/webhooks.ts";
+import type { QueueConsumer } from "../queued-work.ts";
+import { retryTransient } from "../retry.ts";
+import type { Clock } from "../timing.ts";
+import { retryDelayMs, type BackoffBounds } from "./backoff.ts";
+import { refusedTarget } from "./target-policy.ts";
+
+// Requests in flight from one instance at once (to different members).
+const MAX_CONCURRENT = 64;
+// A retry timer fires a little after the due time, so the database's clock agrees it is due.
+const TIMER_SLACK_MS = 20;
+
+export interface WebhookRequest {
+  url: string;
+  secret: string;
+  /** X-Switchboard-Attempt: consecutive failures + 1. */
+  attempt: number;
+  messages: LeasedDelivery[];
+}
+
+export interface WebhookResult {
+  outcome: WebhookOutcome;
+  /** The HTTP status, when there was an answer. */
+  status: number | null;
+}
+
+/** The outbound request, implemented by the transport. */
+export interface WebhookPoster {
+  post(request: WebhookRequest, timeoutMs: number, signal: AbortSignal): Promise<WebhookResult>;
+}
+
+export interface DispatcherOptions {
+  /** How long a request may take; the lease outlives it (webhookLeaseSeconds). */
+  timeoutMs: number;
+  backoff: BackoffBounds;
+  leaseSeconds: number;
+  allowPrivate: boolean;
+  refreshIntervalMs: number;
+  depthIntervalMs: number;
+  clock: Clock;
+}
+
+/** A request in flight keeps its lease at least as long as LEASE_SECONDS, and always past its own timeout. */
+export function webhookLeaseSeconds(leaseSeconds: number, timeoutMs: number): number {
+  return Math.max(leaseSeconds, Math.ceil(timeoutMs / 1000) + 5);
+}
+
+export class WebhookDispatcher implements QueueConsumer {
+  /** Webhook members, by member id → mesh id, as of the last refresh or change here. */
+  private readonly known = new Map<string, string>();
+  /** Not worth asking the database before this time (ms): the member is backing off. */
+  private readonly notBefore = new Map<string, number>();
+  private readonly due = new Set<string>();
+  private readonly inFlight = new Set<string>();
+  /** News arrived while the member's attempt was in flight. */
+  private readonly again = new Set<string>();
+  private readonly retryTimers = new Map<string, Timer>();
+  private readonly attempts = new Set<Promise<void>>();
+  private readonly timers: Timer[] = [];
+  private readonly shutdown = new AbortController();
+
+  constructor(
+    private readonly db: Database,
+    private readonly poster: WebhookPoster,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly options: DispatcherOptions,
+  ) {}
+
+  members(memberIds: readonly string[]): void {
+    for (const id of memberIds) if (this.known.has(id)) this.schedule(id);
+  }
+
+  meshes(meshIds: readonly string[]): void {
+    const meshes = new Set(meshIds);
+    for (const [id, meshId] of this.known) if (meshes.has(meshId)) this.schedule(id);
+  }
+
+  /** A webhook was set here: deliver to it now. */
+  track(memberId: string, meshId: string): void {
+    this.known.set(memberId, meshId);
+    this.notBefore.delete(memberId);
+    this.schedule(memberId);
+  }
+
+  /** A webhook was deleted here. */
+  untrack(memberId: string): void {
+    this.known.delete(memberId);
+    this.notBefore.delete(memberId);
+    clearTimeout(this.retryTimers.get(memberId));
+    this.retryTimers.delete(memberId);
+  }
+
+  start(): void {
+    const o = this.options;
+    this.every(o.refreshIntervalMs, () => this.refresh());
+    this.every(o.depthIntervalMs, async () => this.metrics.webhookQueueDepth.set(await webhookQueueDepth(this.db)));
+    void this.refresh().catch((error) => this.log.warn({ err: error }, "webhook refresh failed"));
+  }
+
+  /** Stops starting attempts; those in flight are cut short and their deliveries returned, uncounted. */
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    for (const t of this.retryTimers.values()) clearTimeout(t);
+    this.retryTimers.clear();
+    this.shutdown.abort();
+    await Promise.all(this.attempts);
+  }
+
+  private every(ms: number, work: () => Promise<void>): void {
+    let busy = false;
+    this.timers.push(
+      setInterval(() => {
+        if (busy) return;
+        busy = true;
+        work()
+          .catch((error) => this.log.warn({ err: error }, "webhook sweep failed"))
+          .finally(() => (busy = false));
+      }, ms),
+    );
+  }
+
+  // The webhooks set or deleted on other instances, and the members whose
+  // retry came due or whose news this instance missed.
+  private async refresh(): Promise<void> {
+    const rows = await webhookMembers(this.db);
+    const now = this.options.clock();
+    this.known.clear();
+    for (const row of rows) {
+      this.known.set(row.memberId, row.meshId);
+      if (row.dueInMs > 0) this.notBefore.set(row.memberId, now + row.dueInMs);
+      else this.notBefore.delete(row.memberId);
+    }
+    for (const row of rows) if (row.due) this.schedule(row.memberId);
+  }
+
+  private schedule(memberId: string): void {
+    if (this.shutdown.signal.aborted) return;
+    if ((this.notBefore.get(memberId) ?? 0) > this.options.clock()) return;
+    if (this.inFlight.has(memberId)) {
+      this.again.add(memberId);
+      return;
+    }
+    this.due.add(memberId);
+    this.pump();
+  }
+
+  private pump(): void {
+    for (const memberId of this.due) {
+      if (this.inFlight.size >= MAX_CONCURRENT) return;
+      this.due.delete(memberId);
+      this.inFlight.add(memberId);
+      const run: Promise<void> = this.attempt(memberId)
+        .catch((error) => this.log.error({ err: error, memberId }, "webhook attempt failed"))
+        .finally(() => {
+          this.attempts.delete(run);
+          this.inFlight.delete(memberId);
+          if (this.again.delete(memberId)) this.schedule(memberId);
+          this.pump();
+        });
+      this.attempts.add(run);
+    }
+  }
+
+  private async attempt(memberId: string): Promise<void> {
+    const holder = crypto.randomUUID();
+    const leaseSeconds = webhookLeaseSeconds(this.options.leaseSeconds, this.options.timeoutMs);
+    const taken = await retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        const webhook = await takeWebhook(tx, memberId, holder, leaseSeconds);
+        if (webhook === null) return null;
+        // An attempt whose instance died: its batch goes first again, in order.
+        if (webhook.previousHolder !== null) await requeue(tx, { presences: [webhook.previousHolder] });
+        const batch = await claimForHolder(tx, memberId, holder, MAX_WEBHOOK_BATCH, leaseSeconds);
+        if (batch.length === 0) {
+          await releaseWebhook(tx, memberId, holder);
+          return null;
+        }
+        return { webhook, batch };
+      }),
+    );
+    if (taken === null) return;
+    const { webhook, batch } = taken;
+    const startedAt = this.options.clock();
+    const result = await this.send({
+      url: webhook.url,
+      secret: webhook.secret,
+      attempt: webhook.failures + 1,
+      messages: [...batch].sort((a, b) => a.seq - b.seq),
+    });
+    if (this.shutdown.signal.aborted && result.outcome !== "ok") {
+      await this.giveBack(memberId, holder);
+      return;
+    }
+    this.metrics.webhookRequests.labels(result.outcome).inc();
+    const ok = result.outcome === "ok";
+    const failures = ok ? 0 : webhook.failures + 1;
+    const delayMs = ok ? 0 : retryDelayMs(failures, this.options.backoff);
+    await retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        if (ok) await ackHeldBy(tx, holder);
+        else await requeue(tx, { presences: [holder] });
+        await recordAttempt(tx, memberId, holder, { startedAt, ...result, retryInSeconds: delayMs / 1000 });
+      }),
+    );
+    this.log.info(
+      { memberId, outcome: result.outcome, status: result.status, messages: batch.length, attempt: webhook.failures + 1, retryInMs: ok ? null : delayMs },
+      "webhook",
+    );
+    if (ok) {
+      // A full batch may have left more behind.
+      if (batch.length === MAX_WEBHOOK_BATCH) this.again.add(memberId);
+      return;
+    }
+    this.retryLater(memberId, delayMs);
+  }
+
+  private async send(request: WebhookRequest): Promise<WebhookResult> {
+    const refused = await refusedTarget(request.url, this.options.allowPrivate);
+    if (refused !== null) {
+      this.log.warn({ url: request.url, reason: refused }, "webhook target refused");
+      return { outcome: "network", status: null };
+    }
+    return this.poster.post(request, this.options.timeoutMs, this.shutdown.signal);
+  }
+
+  private retryLater(memberId: string, delayMs: number): void {
+    this.notBefore.set(memberId, this.options.clock() + delayMs);
+    clearTimeout(this.retryTimers.get(memberId));
+    this.retryTimers.set(
+      memberId,
+      setTimeout(() => {
+        this.retryTimers.delete(memberId);
+        this.notBefore.delete(memberId);
+        this.schedule(memberId);
+      }, delayMs + TIMER_SLACK_MS),
+    );
+  }
+
+  // Shutting down mid-request: the batch goes back to the queue at once and
+  // the lease is freed, so another instance takes over without waiting.
+  private async giveBack(memberId: string, holder: string): Promise<void> {
+    await retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        await requeue(tx, { presences: [holder] });
+        await releaseWebhook(tx, memberId, holder);
+      }),
+    );
+  }
+}

@@ -1,0 +1,63 @@
+// Where the broker may send webhook requests. Only http(s) URLs; and unless
+// WEBHOOK_ALLOW_PRIVATE is set, never to an address that resolves into a
+// private, loopback, link-local or otherwise internal range, so a webhook
+// cannot be aimed at the broker's own network. Checked when a webhook is set
+// and again before every request (a name may resolve elsewhere later).
+import { lookup } from "node:dns/promises";
+import { BlockList, isIP } from "node:net";
+
+const INTERNAL = new BlockList();
+for (const [net, bits] of [
+  ["0.0.0.0", 8],
+  ["10.0.0.0", 8],
+  ["100.64.0.0", 10],
+  ["127.0.0.0", 8],
+  ["169.254.0.0", 16],
+  ["172.16.0.0", 12],
+  ["192.0.0.0", 24],
+  ["192.168.0.0", 16],
+  ["198.18.0.0", 15],
+  ["224.0.0.0", 4],
+  ["240.0.0.0", 4],
+] as const) {
+  INTERNAL.addSubnet(net, bits, "ipv4");
+}
+for (const [net, bits] of [
+  ["::", 128],
+  ["::1", 128],
+  ["fc00::", 7],
+  ["fe80::", 10],
+  ["ff00::", 8],
+] as const) {
+  INTERNAL.addSubnet(net, bits, "ipv6");
+}
+
+export function isInternalAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return true;
+  return INTERNAL.check(address, family === 4 ? "ipv4" : "ipv6");
+}
+
+/** Why the broker may not send to this URL, or null when it may. */
+export async function refusedTarget(url: string, allowPrivate: boolean): Promise<string | null> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "not a URL";
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return "only http:// and https:// URLs are allowed";
+  if (allowPrivate) return null;
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  let addresses: string[];
+  try {
+    addresses = isIP(host) !== 0 ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+  } catch {
+    return `${host} does not resolve`;
+  }
+  const internal = addresses.find(isInternalAddress);
+  if (internal !== undefined) {
+    return `${host} resolves to ${internal}, a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is false)`;
+  }
+  return null;
+}

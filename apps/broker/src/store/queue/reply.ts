@@ -1,0 +1,57 @@
+// Replies for a waiting HTTP sender (docs/http.md, "?wait"). While a
+// message's reply_wait_until is ahead, replies to it owed to its sender are
+// written leased to the message's own id (enqueue.ts): the waiting request
+// takes one (leased or queued → acked), and when it returns, the wait ends
+// and what it did not take goes back to the queue.
+import type { Executor } from "@switchboard/db";
+import { sql } from "drizzle-orm";
+import { isoTime } from "../sql.ts";
+import { requeue } from "./requeue.ts";
+import type { OwedMessage } from "./types.ts";
+
+export interface TakenReply extends OwedMessage {
+  attempt: number;
+}
+
+/** Holds replies to `requestId` owed to its sender for `seconds` more (a retried send that waits again). */
+export async function holdReplies(db: Executor, requestId: string, senderId: string, seconds: number): Promise<void> {
+  await db.rows(sql`
+    UPDATE messages SET reply_wait_until = greatest(reply_wait_until, now() + make_interval(secs => ${seconds}))
+    WHERE id = ${requestId}::uuid AND sender_member_id = ${senderId}::uuid`);
+}
+
+/**
+ * The oldest reply to `requestId` owed to `memberId` that is held for the
+ * waiter or still queued, acknowledged in the same statement. Replies are
+ * found through the reply_to index; each is one index probe of deliveries.
+ */
+export async function takeReply(db: Executor, requestId: string, memberId: string): Promise<TakenReply | null> {
+  const rows = await db.rows<TakenReply>(sql`
+    WITH hit AS (
+      SELECT d.id FROM messages r
+      JOIN deliveries d ON d.message_id = r.id AND d.recipient_member_id = ${memberId}::uuid
+      WHERE r.reply_to = ${requestId}::uuid AND d.expires_at > now()
+        AND (d.state = 'queued' OR (d.state = 'leased' AND d.lease_presence_id = ${requestId}::uuid))
+      ORDER BY d.id
+      LIMIT 1
+      FOR UPDATE OF d SKIP LOCKED
+    ),
+    taken AS (
+      UPDATE deliveries d
+      SET state = 'acked', acked_at = now(), delivered_at = coalesce(d.delivered_at, now()),
+          attempt = d.attempt + 1, lease_presence_id = NULL, lease_expires_at = NULL
+      FROM hit WHERE d.id = hit.id
+      RETURNING d.message_id, d.attempt
+    )
+    SELECT m.id AS "messageId", m.mesh_id AS "meshId", s.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
+           m.priority, m.nonce, m.ciphertext, ${isoTime("m.created_at")} AS "createdAt", m.reply_to AS "replyTo",
+           t.attempt
+    FROM taken t JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id`);
+  return rows[0] ?? null;
+}
+
+/** The waiter is gone: later replies are queued as usual, and held ones go back to the queue. Returns their recipients. */
+export async function endReplyWait(tx: Executor, requestId: string): Promise<string[]> {
+  await tx.rows(sql`UPDATE messages SET reply_wait_until = NULL WHERE id = ${requestId}::uuid`);
+  return requeue(tx, { presences: [requestId] });
+}

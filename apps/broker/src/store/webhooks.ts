@@ -1,0 +1,135 @@
+// Webhook recipients (docs/http.md): a member whose deliveries go to an HTTP
+// endpoint. The row's lease (lease_holder, lease_expires_at) makes one
+// request in flight per member across instances; the holder is the id the
+// attempt's deliveries are leased to (queue/claim.ts claimForHolder).
+import type { Executor } from "@switchboard/db";
+import type { WebhookOutcomeView } from "@switchboard/protocol";
+import { sql } from "drizzle-orm";
+import { isoTime } from "./sql.ts";
+
+export type WebhookOutcome = WebhookOutcomeView;
+
+export interface WebhookView {
+  url: string;
+  /** Deliveries owed to the member and not yet acknowledged (queued or in flight). */
+  queued: number;
+  failures: number;
+  lastAttemptAt: string | null;
+  lastOutcome: WebhookOutcome | null;
+  lastStatus: number | null;
+  /** When the next request is due (in the past: now, or in flight); null when nothing is queued. */
+  nextAttemptAt: string | null;
+}
+
+/** Sets url and secret; a changed endpoint starts afresh (no failures, due now). */
+export async function upsertWebhook(db: Executor, memberId: string, url: string, secret: string): Promise<void> {
+  await db.rows(sql`
+    INSERT INTO webhooks (member_id, url, secret) VALUES (${memberId}::uuid, ${url}, ${secret})
+    ON CONFLICT (member_id) DO UPDATE
+    SET url = excluded.url, secret = excluded.secret, failures = 0, next_attempt_at = now()`);
+}
+
+export async function webhookView(db: Executor, memberId: string): Promise<WebhookView | null> {
+  const rows = await db.rows<WebhookView>(sql`
+    SELECT w.url, q.n AS queued, w.failures, ${isoTime("w.last_attempt_at")} AS "lastAttemptAt",
+           w.last_outcome AS "lastOutcome", w.last_status AS "lastStatus",
+           CASE WHEN q.n > 0 THEN ${isoTime("w.next_attempt_at")} END AS "nextAttemptAt"
+    FROM webhooks w
+    CROSS JOIN LATERAL (
+      SELECT count(*)::int AS n FROM deliveries d
+      WHERE d.recipient_member_id = w.member_id AND d.state IN ('queued', 'leased') AND d.expires_at > now()
+    ) q
+    WHERE w.member_id = ${memberId}::uuid`);
+  return rows[0] ?? null;
+}
+
+/** False when the member had no webhook. */
+export async function deleteWebhook(db: Executor, memberId: string): Promise<boolean> {
+  const rows = await db.rows(sql`DELETE FROM webhooks WHERE member_id = ${memberId}::uuid RETURNING member_id`);
+  return rows.length === 1;
+}
+
+export interface TakenWebhook {
+  url: string;
+  secret: string;
+  failures: number;
+  /** The holder of the lease this one replaces (an attempt whose instance died), if any. */
+  previousHolder: string | null;
+}
+
+/** Leases the member's webhook to `holderId` when it is due and no live attempt holds it. */
+export async function takeWebhook(tx: Executor, memberId: string, holderId: string, leaseSeconds: number): Promise<TakenWebhook | null> {
+  const rows = await tx.rows<TakenWebhook>(sql`
+    WITH free AS (
+      SELECT member_id, lease_holder FROM webhooks
+      WHERE member_id = ${memberId}::uuid AND next_attempt_at <= now()
+        AND (lease_holder IS NULL OR lease_expires_at < now())
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE webhooks w SET lease_holder = ${holderId}, lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
+    FROM free WHERE w.member_id = free.member_id
+    RETURNING w.url, w.secret, w.failures, free.lease_holder AS "previousHolder"`);
+  return rows[0] ?? null;
+}
+
+/** The attempt found nothing to send: the lease is given back at once. */
+export async function releaseWebhook(tx: Executor, memberId: string, holderId: string): Promise<void> {
+  await tx.rows(sql`
+    UPDATE webhooks SET lease_holder = NULL, lease_expires_at = NULL
+    WHERE member_id = ${memberId}::uuid AND lease_holder = ${holderId}`);
+}
+
+export interface AttemptRecord {
+  startedAt: number;
+  outcome: WebhookOutcome;
+  status: number | null;
+  /** After a failure: seconds until the next attempt. */
+  retryInSeconds: number;
+}
+
+/**
+ * Records an attempt's end and gives the lease back: a success resets the
+ * failures and leaves the member due, a failure counts and pushes the next
+ * attempt back. Only while this holder still holds the lease.
+ */
+export async function recordAttempt(tx: Executor, memberId: string, holderId: string, a: AttemptRecord): Promise<void> {
+  const ok = a.outcome === "ok";
+  await tx.rows(sql`
+    UPDATE webhooks
+    SET failures = CASE WHEN ${ok}::boolean THEN 0 ELSE failures + 1 END,
+        last_attempt_at = to_timestamp(${a.startedAt / 1000}::float8),
+        last_outcome = ${a.outcome}, last_status = ${a.status}::int,
+        next_attempt_at = now() + make_interval(secs => ${ok ? 0 : a.retryInSeconds}::float8),
+        lease_holder = NULL, lease_expires_at = NULL
+    WHERE member_id = ${memberId}::uuid AND lease_holder = ${holderId}`);
+}
+
+export interface WebhookMember {
+  memberId: string;
+  meshId: string;
+  /** Due now, free, with queued deliveries. */
+  due: boolean;
+  /** How long until the next attempt is due (0 when it is). */
+  dueInMs: number;
+}
+
+/** Every webhook member, and which have work that no attempt is taking care of. */
+export async function webhookMembers(db: Executor): Promise<WebhookMember[]> {
+  return db.rows<WebhookMember>(sql`
+    SELECT w.member_id AS "memberId", m.mesh_id AS "meshId",
+           (w.next_attempt_at <= now() AND (w.lease_holder IS NULL OR w.lease_expires_at < now())
+            AND EXISTS (
+              SELECT 1 FROM deliveries d
+              WHERE d.recipient_member_id = w.member_id AND d.state = 'queued' AND d.expires_at > now())) AS due,
+           greatest(0, ceil(extract(epoch FROM w.next_attempt_at - now()) * 1000))::float8 AS "dueInMs"
+    FROM webhooks w JOIN members m ON m.id = w.member_id
+    WHERE m.revoked_at IS NULL`);
+}
+
+/** Deliveries owed to webhook members and not yet acknowledged, over all instances. */
+export async function webhookQueueDepth(db: Executor): Promise<number> {
+  const rows = await db.rows<{ n: number }>(sql`
+    SELECT count(*)::int AS n FROM webhooks w
+    JOIN deliveries d ON d.recipient_member_id = w.member_id AND d.state IN ('queued', 'leased')`);
+  return rows[0]?.n ?? 0;
+}

@@ -1,0 +1,140 @@
+// The HTTP messaging API (docs/http.md): POST /v1/messages (with
+// Idempotency-Key and ?wait=S) and GET /v1/messages/:messageId, for members
+// that hold an API token instead of a socket.
+import {
+  httpSendBody,
+  IDEMPOTENCY_KEY_HEADER,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_WAIT_SECONDS,
+  type HttpSendReply,
+  type MessageStatusView,
+} from "@switchboard/protocol";
+import type { BunRequest } from "bun";
+import type { Logger } from "../../log.ts";
+import type { Metrics } from "../../metrics.ts";
+import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
+import type { HttpMessaging, Reader } from "../../services/http-messaging.ts";
+import { issueText, pushFrame } from "../ws/wire.ts";
+import { apiError, bearerToken, json, readBodyCapped, sameSecret } from "./respond.ts";
+
+export interface MessagesRouteDeps {
+  messaging: HttpMessaging;
+  dbHealth: DbHealth;
+  metrics: Metrics;
+  log: Logger;
+  adminToken: string;
+  maxMessageBytes: number;
+}
+
+const WAIT = /^[0-9]{1,2}$/;
+
+class Invalid extends Error {}
+
+function idempotencyKey(req: Request): string | undefined {
+  const key = req.headers.get(IDEMPOTENCY_KEY_HEADER);
+  if (key === null) return undefined;
+  if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+    throw new Invalid(`Idempotency-Key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
+  }
+  return key;
+}
+
+function waitSeconds(req: Request): number | undefined {
+  const raw = new URL(req.url).searchParams.get("wait");
+  if (raw === null) return undefined;
+  const n = Number(raw);
+  if (!WAIT.test(raw) || n < 1 || n > MAX_WAIT_SECONDS) throw new Invalid(`wait must be a whole number of seconds from 1 to ${MAX_WAIT_SECONDS}`);
+  return n;
+}
+
+export function messagesRoutes(deps: MessagesRouteDeps) {
+  const { messaging, dbHealth, metrics, log, adminToken, maxMessageBytes } = deps;
+
+  const failed = (error: unknown, what: string): Response => {
+    if (isDbUnavailable(error, dbHealth)) return apiError("unavailable", "the database is unavailable", { "retry-after": "1" });
+    log.error({ err: error }, what);
+    return apiError("internal", "internal error");
+  };
+
+  async function send(req: Request): Promise<Response> {
+    const token = bearerToken(req);
+    const sender = token === null ? null : await messaging.authenticate(token);
+    if (sender === null) return apiError("unauthorized", "Authorization: Bearer <api token> is required");
+    let id: string | undefined;
+    let wait: number | undefined;
+    try {
+      id = idempotencyKey(req);
+      wait = waitSeconds(req);
+    } catch (error) {
+      if (error instanceof Invalid) return apiError("invalid", error.message);
+      throw error;
+    }
+    const raw = await readBodyCapped(req, maxMessageBytes);
+    if (raw === null) {
+      metrics.messagesRejected.labels("too_large").inc();
+      return apiError("too_large", `the body is larger than MAX_MESSAGE_BYTES (${maxMessageBytes})`);
+    }
+    let parsedJson: unknown;
+    try {
+      parsedJson = JSON.parse(raw);
+    } catch {
+      metrics.messagesRejected.labels("invalid").inc();
+      return apiError("invalid", "the body is not JSON");
+    }
+    const body = httpSendBody.safeParse(parsedJson);
+    if (!body.success) {
+      metrics.messagesRejected.labels("invalid").inc();
+      return apiError("invalid", issueText(body.error));
+    }
+    const { ephemeral: _durable, ...fields } = body.data;
+    const outcome = await messaging.send(sender, {
+      request: { ...fields, ephemeral: false, ...(id === undefined ? {} : { id }) },
+      ...(wait === undefined ? {} : { waitSeconds: wait }),
+      signal: req.signal,
+    });
+    if (!outcome.ok) {
+      if (outcome.code === "rate_limited") {
+        return apiError("rate_limited", outcome.message, { "retry-after": String(outcome.retryAfterSeconds ?? 1) });
+      }
+      if (outcome.code === "unavailable") return apiError("unavailable", outcome.message, { "retry-after": "1" });
+      if (outcome.code === "internal" && !dbHealth.healthy) {
+        return apiError("unavailable", "the database is unavailable", { "retry-after": "1" });
+      }
+      return apiError(outcome.code, outcome.message);
+    }
+    const reply: HttpSendReply = {
+      messageId: outcome.messageId,
+      queued: true,
+      recipients: outcome.recipients,
+      ...(outcome.duplicate ? { duplicate: true as const } : {}),
+      ...(outcome.waited ? { reply: outcome.reply === null ? null : pushFrame(outcome.reply, outcome.reply.attempt) } : {}),
+    };
+    return json(outcome.duplicate ? 200 : 201, reply);
+  }
+
+  async function status(req: BunRequest<"/v1/messages/:messageId">): Promise<Response> {
+    const token = bearerToken(req);
+    let reader: Reader | null = null;
+    if (token !== null && sameSecret(token, adminToken)) reader = "admin";
+    else if (token !== null) reader = await messaging.authenticate(token);
+    if (reader === null) return apiError("unauthorized", "Authorization: Bearer <api token or admin token> is required");
+    const state = await messaging.status(req.params.messageId, reader);
+    if (state === null) return apiError("not_found", `no message ${req.params.messageId} of yours`);
+    const view: MessageStatusView = {
+      messageId: state.messageId,
+      createdAt: state.createdAt,
+      expiresAt: state.expiresAt,
+      recipients: state.recipients,
+    };
+    return json(200, view);
+  }
+
+  return {
+    "/v1/messages": {
+      POST: (req: Request) => send(req).catch((error: unknown) => failed(error, "http send failed")),
+    },
+    "/v1/messages/:messageId": {
+      GET: (req: BunRequest<"/v1/messages/:messageId">) => status(req).catch((error: unknown) => failed(error, "message status failed")),
+    },
+  };
+}

@@ -1,0 +1,44 @@
+// The outbound side of webhook recipients: one signed POST of a push batch
+// to the configured URL (docs/http.md). Redirects are not followed; only a
+// 2xx within the timeout is a success.
+import {
+  WEBHOOK_ATTEMPT_HEADER,
+  WEBHOOK_SIGNATURE_HEADER,
+  webhookSignature,
+  webhookSignatureHeader,
+  type PushBatch,
+} from "@switchboard/protocol";
+import type { WebhookPoster, WebhookRequest, WebhookResult } from "../../services/webhooks/dispatcher.ts";
+import { pushFrame } from "../ws/wire.ts";
+
+export function createWebhookPoster(userAgent: string): WebhookPoster {
+  return {
+    async post(request: WebhookRequest, timeoutMs: number, signal: AbortSignal): Promise<WebhookResult> {
+      const batch: PushBatch = { type: "push_batch", messages: request.messages.map((m) => pushFrame(m, m.attempt)) };
+      const body = JSON.stringify(batch);
+      // Signed afresh for every request, so a receiver can refuse stale ones.
+      const timestamp = Math.floor(Date.now() / 1000);
+      const signature = await webhookSignature(request.secret, timestamp, body);
+      const timeout = AbortSignal.timeout(timeoutMs);
+      try {
+        const res = await fetch(request.url, {
+          method: "POST",
+          body,
+          redirect: "manual",
+          signal: AbortSignal.any([signal, timeout]),
+          headers: {
+            "content-type": "application/json",
+            "user-agent": userAgent,
+            [WEBHOOK_ATTEMPT_HEADER]: String(request.attempt),
+            [WEBHOOK_SIGNATURE_HEADER]: webhookSignatureHeader(timestamp, signature),
+          },
+        });
+        // Only the status counts; the body is not read.
+        await res.body?.cancel().catch(() => {});
+        return { outcome: res.status >= 200 && res.status < 300 ? "ok" : "http_error", status: res.status };
+      } catch {
+        return { outcome: timeout.aborted ? "timeout" : "network", status: null };
+      }
+    },
+  };
+}

@@ -1,0 +1,406 @@
+// PROTOCOL.md §7 against a real broker: API tokens, POST /v1/messages with
+// Idempotency-Key (one namespace with the socket's id), every error code,
+// ?wait=S request/reply (woken by the reply's commit, acked on return, left
+// queued when the caller goes away, bounded per instance), and
+// GET /v1/messages/:id.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  backendKind,
+  ownPostgresTestsRun,
+  PeerPool,
+  setupMesh,
+  startBrokerOnOwnPostgres,
+  TestBroker,
+  useTestBroker,
+  type BrokerOnOwnPostgres,
+  type SetupMember,
+} from "@switchboard/testkit";
+import { httpBody, messageStatus, postMessage, type ErrorBody } from "./support/http-api.ts";
+import { ISO, str, UUID } from "./support/messaging.ts";
+
+const MAX_MESSAGE_BYTES = 4096;
+const SEND_RATE_LIMIT_PER_MIN = 20;
+const MAX_REPLY_WAITERS = 2;
+
+const pool = new PeerPool();
+afterEach(() => pool.closeAll());
+
+interface SendReply {
+  messageId: string;
+  queued: boolean;
+  recipients: number;
+  duplicate?: boolean;
+  reply?: Record<string, unknown> | null;
+}
+
+interface StatusBody {
+  messageId: string;
+  createdAt: string;
+  expiresAt: string;
+  recipients: Array<{ pubkey: string; state: string; attempt: number; deliveredAt: string | null; ackedAt: string | null }>;
+}
+
+describe("HTTP messaging API", () => {
+  const broker = useTestBroker({
+    MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
+    SEND_RATE_LIMIT_PER_MIN: String(SEND_RATE_LIMIT_PER_MIN),
+    MAX_REPLY_WAITERS: String(MAX_REPLY_WAITERS),
+    LOG_LEVEL: "debug",
+  });
+
+  /** A mesh of members; the first ones get API tokens. */
+  async function meshWithTokens(members: number, withTokens = 1) {
+    const setup = await setupMesh(broker.admin, { members });
+    const tokens = await Promise.all(setup.members.slice(0, withTokens).map((m) => broker.admin.createApiToken(setup.mesh.id, m.id)));
+    return { ...setup, tokens };
+  }
+
+  const post = <T = SendReply>(token: string | null, body: unknown, options = {}) => postMessage<T>(broker.url, token, body, options);
+  const connect = (meshId: string, member: SetupMember) => pool.connect(broker.wsUrl, member, meshId);
+
+  const expectError = (answer: { status: number; body: unknown }, status: number, code: string) => {
+    expect({ status: answer.status, code: (answer.body as ErrorBody).error?.code }).toEqual({ status, code });
+    expect(typeof (answer.body as ErrorBody).error.message).toBe("string");
+  };
+
+  test("an API token sends as its member: 201 once committed, pushed to the recipient with every field", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    expect(tokens[0]).toMatch(/^sba_/);
+    const peer = await connect(mesh.id, runner);
+
+    const sent = await post(tokens[0]!, httpBody(runner.pubkey, { nonce: "n-1", ciphertext: "c2VjcmV0", priority: "now", ttlSeconds: 600 }));
+    expect(sent.status).toBe(201);
+    expect(sent.body).toEqual({ messageId: expect.stringMatching(UUID), queued: true, recipients: 1 });
+
+    const [push] = await peer.waitForPushes(1);
+    expect(push).toEqual({
+      type: "push",
+      messageId: sent.body.messageId,
+      meshId: mesh.id,
+      senderPubkey: app.pubkey,
+      targetSpec: runner.pubkey,
+      priority: "now",
+      nonce: "n-1",
+      ciphertext: "c2VjcmV0",
+      createdAt: expect.stringMatching(ISO),
+      replyTo: null,
+      attempt: 1,
+    });
+  });
+
+  test("Idempotency-Key: the same key again is 200 with the first messageId; it shares the member's namespace with the socket id", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = tokens[0]!;
+    const first = await post(token, httpBody(runner.pubkey), { key: "cmd-1" });
+    const again = await post(token, httpBody(runner.pubkey), { key: "cmd-1" });
+    expect(first.status).toBe(201);
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual({ messageId: first.body.messageId, queued: true, recipients: 1, duplicate: true });
+
+    // The socket's id and the HTTP key are one namespace, both ways round.
+    const appSocket = await connect(mesh.id, app);
+    const overSocket = await appSocket.send(runner.pubkey, { id: "cmd-1" });
+    expect(overSocket).toMatchObject({ type: "ack", messageId: first.body.messageId, duplicate: true });
+    const socketFirst = await appSocket.send(runner.pubkey, { id: "sock-1" });
+    const overHttp = await post(token, httpBody(runner.pubkey), { key: "sock-1" });
+    expect(overHttp.status).toBe(200);
+    expect(overHttp.body.messageId).toBe(str(socketFirst.messageId));
+
+    // The runner gets each message once: the two, then a marker sent after them.
+    const peer = await connect(mesh.id, runner);
+    const marker = await post(token, httpBody(runner.pubkey));
+    const pushes = await peer.waitForPushes(3);
+    expect(pushes.map((p) => p.messageId)).toEqual([first.body.messageId, socketFirst.messageId, marker.body.messageId]);
+  });
+
+  test("401 without a token, with an unknown one, with a hook token, with a revoked member's token", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(3, 2);
+    const [, revoked, target] = members as [SetupMember, SetupMember, SetupMember];
+    const hookToken = await broker.admin.createHookToken(mesh.id, members[0]!.id);
+    await broker.admin.revokeMember(mesh.id, revoked.id);
+    for (const token of [null, "sba_nope", hookToken, tokens[1]!, broker.adminToken]) {
+      expectError(await post(token, httpBody(target.pubkey)), 401, "unauthorized");
+    }
+    expect((await post(tokens[0]!, httpBody(target.pubkey))).status).toBe(201);
+  });
+
+  test("a token that was just used is refused at once when its member is revoked", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    expect((await post(tokens[0]!, httpBody(members[1]!.pubkey))).status).toBe(201);
+    await broker.admin.revokeMember(mesh.id, members[0]!.id);
+    expectError(await post(tokens[0]!, httpBody(members[1]!.pubkey)), 401, "unauthorized");
+    expectError(await messageStatus(broker.url, tokens[0]!, crypto.randomUUID()), 401, "unauthorized");
+  });
+
+  test("400 invalid: not JSON, a bad field, ephemeral, an Idempotency-Key over 64 characters, a wait outside 1–60", async () => {
+    const { members, tokens } = await meshWithTokens(2);
+    const token = tokens[0]!;
+    const to = members[1]!.pubkey;
+    expectError(await post(token, "{not json"), 400, "invalid");
+    expectError(await post(token, { targetSpec: to, ciphertext: "x" }), 400, "invalid");
+    expectError(await post(token, httpBody("not-a-target")), 400, "invalid");
+    expectError(await post(token, httpBody(to, { priority: "urgent" })), 400, "invalid");
+    expectError(await post(token, httpBody(to, { replyTo: "not-a-uuid" })), 400, "invalid");
+    expectError(await post(token, httpBody(to, { ephemeral: true })), 400, "invalid");
+    expectError(await post(token, httpBody(to), { key: "k".repeat(65) }), 400, "invalid");
+    for (const wait of ["0", "61", "abc", "1.5", "-1", ""]) expectError(await post(token, httpBody(to), { wait }), 400, "invalid");
+    // Unknown fields are ignored; 64 characters of key are fine.
+    const ok = await post(token, httpBody(to, { extra: { nested: true }, type: "whatever" }), { key: "k".repeat(64) });
+    expect(ok.status).toBe(201);
+  });
+
+  test("403 forbidden for an observer's token; 404 unknown_target for a pubkey outside the mesh or an unknown channel", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const observer = await broker.admin.addMember(mesh.id, { pubkey: "ab".repeat(32), displayName: "watcher", role: "observer" });
+    const observerToken = await broker.admin.createApiToken(mesh.id, observer.id);
+    expectError(await post(observerToken, httpBody(members[0]!.pubkey)), 403, "forbidden");
+    expectError(await post(tokens[0]!, httpBody("cd".repeat(32))), 404, "unknown_target");
+    expectError(await post(tokens[0]!, httpBody("#nobody-here")), 404, "unknown_target");
+  });
+
+  test("413 too_large for a body over MAX_MESSAGE_BYTES, and for a nonce and ciphertext that would not fit a push", async () => {
+    const { members, tokens } = await meshWithTokens(2);
+    const to = members[1]!.pubkey;
+    expectError(await post(tokens[0]!, httpBody(to, { ciphertext: "x".repeat(MAX_MESSAGE_BYTES + 10) })), 413, "too_large");
+    expectError(await post(tokens[0]!, httpBody(to, { ciphertext: "x".repeat(MAX_MESSAGE_BYTES - 400) })), 413, "too_large");
+    expect((await post(tokens[0]!, httpBody(to, { ciphertext: "x".repeat(1000) }))).status).toBe(201);
+  });
+
+  test("429 rate_limited with Retry-After past SEND_RATE_LIMIT_PER_MIN, for the member whatever the path", async () => {
+    const { members, tokens } = await meshWithTokens(2);
+    const to = members[1]!.pubkey;
+    const answers = [];
+    for (let i = 0; i < SEND_RATE_LIMIT_PER_MIN + 3; i++) answers.push(await post(tokens[0]!, httpBody(to)));
+    const limited = answers.filter((a) => a.status === 429);
+    expect(answers.filter((a) => a.status === 201).length).toBeLessThanOrEqual(SEND_RATE_LIMIT_PER_MIN);
+    expect(limited.length).toBeGreaterThanOrEqual(3);
+    for (const a of limited) {
+      expectError(a, 429, "rate_limited");
+      const retryAfter = Number(a.headers.get("retry-after"));
+      expect(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 120).toBe(true);
+    }
+  });
+
+  test("?wait=S: the reply's commit wakes the request, which returns it as the push it would be, acked", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const peer = await connect(mesh.id, runner);
+    // The longest wait, cut short by the test: a request not woken by the reply's commit would look again only at its end.
+    const waiting = post(tokens[0]!, httpBody(runner.pubkey, { ciphertext: "Y21k" }), { wait: 60, signal: AbortSignal.timeout(20_000) });
+    const [command] = await peer.waitForPushes(1);
+    const replied = await peer.send(app.pubkey, { replyTo: str(command!.messageId), ciphertext: "cmVzdWx0", nonce: "n-r" });
+    peer.ack([str(command!.messageId)]);
+
+    const answer = await waiting;
+    expect(answer.status).toBe(201);
+    expect(answer.body).toEqual({
+      messageId: str(command!.messageId),
+      queued: true,
+      recipients: 1,
+      reply: {
+        type: "push",
+        messageId: str(replied.messageId),
+        meshId: mesh.id,
+        senderPubkey: runner.pubkey,
+        targetSpec: app.pubkey,
+        priority: "next",
+        nonce: "n-r",
+        ciphertext: "cmVzdWx0",
+        createdAt: expect.stringMatching(ISO),
+        replyTo: str(command!.messageId),
+        attempt: 1,
+      },
+    });
+    const state = await messageStatus<StatusBody>(broker.url, broker.adminToken, str(replied.messageId));
+    expect(state.body.recipients).toEqual([
+      { pubkey: app.pubkey, state: "acked", attempt: 1, deliveredAt: expect.stringMatching(ISO), ackedAt: expect.stringMatching(ISO) },
+    ]);
+  });
+
+  test("?wait=S with no reply in time answers reply: null; a later reply goes to the member's socket", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const answer = await post(tokens[0]!, httpBody(runner.pubkey), { wait: 1 });
+    expect(answer.status).toBe(201);
+    expect(answer.body.reply).toBeNull();
+    await broker.process.waitForLog("reply wait ended", 10_000, (l) => l.requestId === answer.body.messageId);
+
+    const runnerPeer = await connect(mesh.id, runner);
+    await runnerPeer.waitForPushes(1);
+    const late = await runnerPeer.send(app.pubkey, { replyTo: answer.body.messageId });
+    const appPeer = await connect(mesh.id, app);
+    const [push] = await appPeer.waitForPushes(1);
+    expect(push).toMatchObject({ messageId: late.messageId, replyTo: answer.body.messageId });
+  });
+
+  test("a caller that disconnects while waiting leaves the reply queued for its member, not lost", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const gone = new AbortController();
+    const waiting = post(tokens[0]!, httpBody(runner.pubkey), { key: "leaves-early", wait: 30, signal: gone.signal }).catch(
+      (error: unknown) => error,
+    );
+    const runnerPeer = await connect(mesh.id, runner);
+    const [command] = await runnerPeer.waitForPushes(1);
+    gone.abort();
+    expect(await waiting).toBeInstanceOf(Error);
+    await broker.process.waitForLog("reply wait ended", 10_000, (l) => l.requestId === command!.messageId && l.ended === "aborted");
+
+    const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
+    const state = await messageStatus<StatusBody>(broker.url, broker.adminToken, str(reply.messageId));
+    expect(state.body.recipients[0]!.state).toBe("queued");
+    const appPeer = await connect(mesh.id, app);
+    const [push] = await appPeer.waitForPushes(1);
+    expect(push).toMatchObject({ messageId: reply.messageId, replyTo: command!.messageId });
+  });
+
+  test("a waiting request gets its reply even when its member also has a live socket, which does not get it", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const appPeer = await connect(mesh.id, app);
+    const runnerPeer = await connect(mesh.id, runner);
+    const waiting = post(tokens[0]!, httpBody(runner.pubkey), { wait: 30 });
+    const [command] = await runnerPeer.waitForPushes(1);
+    const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
+    expect((await waiting).body.reply).toMatchObject({ messageId: reply.messageId });
+    // A later message reaches the socket; the reply never did.
+    const marker = await runnerPeer.send(app.pubkey);
+    const pushes = await appPeer.waitForPushes(1);
+    expect(pushes.map((p) => p.messageId)).toEqual([marker.messageId]);
+  });
+
+  test("a retried send with the same key and ?wait gets the reply to the first message", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const first = await post(tokens[0]!, httpBody(runner.pubkey), { key: "retry-me", wait: 1 });
+    expect(first.body.reply).toBeNull();
+    const runnerPeer = await connect(mesh.id, runner);
+    const [command] = await runnerPeer.waitForPushes(1);
+    const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
+    const retried = await post(tokens[0]!, httpBody(runner.pubkey), { key: "retry-me", wait: 5 });
+    expect(retried.status).toBe(200);
+    expect(retried.body).toMatchObject({ messageId: first.body.messageId, duplicate: true, reply: { messageId: reply.messageId } });
+  });
+
+  test(`at most MAX_REPLY_WAITERS (${MAX_REPLY_WAITERS}) wait at once: the next is refused with 503 before anything is stored`, async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [, runner] = members as [SetupMember, SetupMember];
+    const waits = Array.from({ length: MAX_REPLY_WAITERS }, (_, i) => post(tokens[0]!, httpBody(runner.pubkey), { wait: 8, key: `w-${i}` }));
+    const runnerPeer = await connect(mesh.id, runner);
+    await runnerPeer.waitForPushes(MAX_REPLY_WAITERS);
+    const refused = await post(tokens[0]!, httpBody(runner.pubkey), { wait: 3, key: "w-refused" });
+    expectError(refused, 503, "unavailable");
+    expect(refused.headers.get("retry-after")).toBe("1");
+    // Without waiting the same instant is fine; the refused key was never stored.
+    const marker = await post(tokens[0]!, httpBody(runner.pubkey));
+    expect(marker.status).toBe(201);
+    const pushes = await runnerPeer.waitForPushes(MAX_REPLY_WAITERS + 1);
+    expect(pushes.at(-1)!.messageId).toBe(marker.body.messageId);
+    await Promise.all(waits);
+    expect((await post(tokens[0]!, httpBody(runner.pubkey), { key: "w-refused" })).status).toBe(201);
+  });
+
+  test("GET /v1/messages/:id: per-recipient state for the sender and the admin; 404 for anyone else or an unknown id", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(3, 2);
+    const [, other, runner] = members as [SetupMember, SetupMember, SetupMember];
+    const sent = await post(tokens[0]!, httpBody(`*`));
+    const id = sent.body.messageId;
+
+    const queued = await messageStatus<StatusBody>(broker.url, tokens[0]!, id);
+    expect(queued.status).toBe(200);
+    expect(queued.body).toEqual({
+      messageId: id,
+      createdAt: expect.stringMatching(ISO),
+      expiresAt: expect.stringMatching(ISO),
+      recipients: expect.arrayContaining([
+        { pubkey: other.pubkey, state: "queued", attempt: 0, deliveredAt: null, ackedAt: null },
+        { pubkey: runner.pubkey, state: "queued", attempt: 0, deliveredAt: null, ackedAt: null },
+      ]),
+    });
+    expect(queued.body.recipients.length).toBe(2);
+
+    const peer = await connect(mesh.id, runner);
+    await peer.waitForPushes(1);
+    const leased = await messageStatus<StatusBody>(broker.url, broker.adminToken, id);
+    expect(leased.body.recipients.find((r) => r.pubkey === runner.pubkey)).toEqual({
+      pubkey: runner.pubkey,
+      state: "leased",
+      attempt: 1,
+      deliveredAt: expect.stringMatching(ISO),
+      ackedAt: null,
+    });
+    peer.ack([id]);
+    await peer.request({ type: "ping" });
+    const acked = await messageStatus<StatusBody>(broker.url, tokens[0]!, id);
+    expect(acked.body.recipients.find((r) => r.pubkey === runner.pubkey)?.state).toBe("acked");
+
+    expectError(await messageStatus(broker.url, tokens[1]!, id), 404, "not_found");
+    expectError(await messageStatus(broker.url, tokens[0]!, crypto.randomUUID()), 404, "not_found");
+    expectError(await messageStatus(broker.url, tokens[0]!, "not-a-uuid"), 404, "not_found");
+    expectError(await messageStatus(broker.url, null, id), 401, "unauthorized");
+    expectError(await messageStatus(broker.url, "sba_nope", id), 401, "unauthorized");
+  });
+
+  test("a queued message past its TTL reads as expired", async () => {
+    const { members, tokens } = await meshWithTokens(2);
+    const sent = await post(tokens[0]!, httpBody(members[1]!.pubkey, { ttlSeconds: 1 }));
+    let state = "queued";
+    for (const until = Date.now() + 10_000; state === "queued" && Date.now() < until; await Bun.sleep(200)) {
+      state = (await messageStatus<StatusBody>(broker.url, tokens[0]!, sent.body.messageId)).body.recipients[0]!.state;
+    }
+    expect(state).toBe("expired");
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("HTTP messaging over two instances (needs DATABASE_URL: instances share a Postgres server)", () => {
+  let a: TestBroker;
+  let b: TestBroker;
+  beforeAll(async () => {
+    a = await TestBroker.start();
+    b = await TestBroker.start({}, { backend: a.backend });
+  });
+  afterAll(async () => {
+    await b?.dispose();
+    await a?.dispose();
+  });
+
+  test("a revocation on one instance refuses the member's token on the other at once", async () => {
+    const { mesh, members } = await setupMesh(a.admin, { members: 2 });
+    const token = await a.admin.createApiToken(mesh.id, members[0]!.id);
+    expect((await postMessage(b.url, token, httpBody(members[1]!.pubkey))).status).toBe(201);
+    await a.admin.revokeMember(mesh.id, members[0]!.id);
+    // The revocation reaches b over the bus; until then its statement refuses the send as forbidden.
+    let status = 0;
+    for (const until = Date.now() + 10_000; Date.now() < until; await Bun.sleep(100)) {
+      status = (await postMessage(b.url, token, httpBody(members[1]!.pubkey))).status;
+      if (status === 401) break;
+      expect(status).toBe(403);
+    }
+    expect(status).toBe(401);
+  });
+});
+
+describe.skipIf(!ownPostgresTestsRun())("HTTP messaging API while the database is down", () => {
+  let own: BrokerOnOwnPostgres | undefined;
+  afterAll(() => own?.dispose());
+
+  test("503 unavailable with Retry-After, and a send once it is back", async () => {
+    own = await startBrokerOnOwnPostgres();
+    const { cluster, broker } = own;
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const token = await broker.admin.createApiToken(mesh.id, members[0]!.id);
+
+    await cluster.stop();
+    await broker.process.waitForLog("db ping failed", 15_000);
+    const down = await postMessage(broker.url, token, httpBody(members[1]!.pubkey), { key: "during-outage" });
+    expect({ status: down.status, code: (down.body as unknown as ErrorBody).error.code }).toEqual({ status: 503, code: "unavailable" });
+    expect(down.headers.get("retry-after")).toBe("1");
+
+    await cluster.start();
+    await broker.process.waitForLog("db healthy", 20_000);
+    const up = await postMessage(broker.url, token, httpBody(members[1]!.pubkey), { key: "during-outage" });
+    expect(up.status).toBe(201);
+  });
+});

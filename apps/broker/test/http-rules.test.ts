@@ -1,0 +1,115 @@
+// The pure rules behind the HTTP API and webhooks: the retry delay, which
+// addresses a webhook may not reach, when a rate-limited sender may send
+// again, and their configuration.
+import { describe, expect, test } from "bun:test";
+import { loadConfig } from "../src/config.ts";
+import { RateLimiter } from "../src/services/rate-limit.ts";
+import { retryDelayMs } from "../src/services/webhooks/backoff.ts";
+import { webhookLeaseSeconds } from "../src/services/webhooks/dispatcher.ts";
+import { isInternalAddress } from "../src/services/webhooks/target-policy.ts";
+
+const PRODUCTION = { minMs: 1000, maxMs: 300_000 };
+
+describe("webhook backoff", () => {
+  test("the ceiling starts at the minimum and doubles per failure up to the maximum; full jitter below it", () => {
+    const ceilings = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 40].map((n) => retryDelayMs(n, PRODUCTION, () => 0.999_999_999) + 1);
+    expect(ceilings).toEqual([1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000, 300000, 300000, 300000]);
+    expect(retryDelayMs(5, PRODUCTION, () => 0)).toBe(0);
+    expect(retryDelayMs(5, PRODUCTION, () => 0.5)).toBe(8000);
+  });
+
+  test("a webhook's lease outlives its request's timeout", () => {
+    expect(webhookLeaseSeconds(30, 10_000)).toBe(30);
+    expect(webhookLeaseSeconds(2, 10_000)).toBe(15);
+    expect(webhookLeaseSeconds(3, 1000)).toBe(6);
+  });
+});
+
+describe("webhook targets", () => {
+  test.each([
+    "127.0.0.1",
+    "127.255.0.9",
+    "10.0.0.1",
+    "172.16.5.4",
+    "172.31.255.255",
+    "192.168.0.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.1",
+    "255.255.255.255",
+    "::1",
+    "::",
+    "fd12:3456::1",
+    "fe80::1",
+    "ff02::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "not an address",
+  ])("%s is internal", (address) => expect(isInternalAddress(address)).toBe(true));
+
+  test.each(["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8"])("%s is public", (address) =>
+    expect(isInternalAddress(address)).toBe(false),
+  );
+});
+
+describe("Retry-After of a rate-limited sender", () => {
+  const MINUTE = 60_000;
+
+  /** The wait is exact to the millisecond: a send just before it is refused, one at it counts. */
+  function expectExact(limiter: RateLimiter, now: number, wait: number) {
+    expect(limiter.allow("m", now + wait - 1)).toBe(false);
+    expect(limiter.allow("m", now + wait)).toBe(true);
+  }
+
+  test("this minute's own sends: wait into the next minute until their weight has faded", () => {
+    const limiter = new RateLimiter(10);
+    const start = 5 * MINUTE + 15_000;
+    for (let i = 0; i < 10; i++) expect(limiter.allow("m", start)).toBe(true);
+    expect(limiter.allow("m", start)).toBe(false);
+    const wait = limiter.retryAfterMs("m", start);
+    // 10 × (1 − x) + 1 ≤ 10 needs x ≥ 0.1: 6 s into the next minute, 45 s + 6 s from now.
+    expect(Math.abs(wait - 51_000)).toBeLessThanOrEqual(1);
+    expectExact(limiter, start, wait);
+  });
+
+  test("last minute's sends fading: the wait ends where the estimate leaves room for one more", () => {
+    const limiter = new RateLimiter(10);
+    for (let i = 0; i < 10; i++) limiter.allow("m", 7 * MINUTE + 59_000);
+    const now = 8 * MINUTE + 3_000;
+    // 10 × (1 − 3/60) + 1 > 10: refused; at 6 s into the minute, 10 × 0.9 + 1 = 10 fits.
+    expect(limiter.allow("m", now)).toBe(false);
+    const wait = limiter.retryAfterMs("m", now);
+    expect(Math.abs(wait - 3_000)).toBeLessThanOrEqual(1);
+    expectExact(limiter, now, wait);
+  });
+
+  test("a key that may send now, or was never seen, waits 0", () => {
+    const limiter = new RateLimiter(10);
+    expect(limiter.retryAfterMs("nobody", 0)).toBe(0);
+    limiter.allow("m", 1000);
+    expect(limiter.retryAfterMs("m", 1000)).toBe(0);
+  });
+});
+
+describe("configuration of HTTP and webhooks", () => {
+  test("production defaults", () => {
+    expect(loadConfig({})).toMatchObject({
+      WEBHOOK_ALLOW_PRIVATE: false,
+      MAX_REPLY_WAITERS: 1000,
+      WEBHOOK_TIMEOUT_MS: 10_000,
+      WEBHOOK_BACKOFF_MIN_MS: 1000,
+      WEBHOOK_BACKOFF_MAX_MS: 300_000,
+    });
+    expect(loadConfig({ WEBHOOK_ALLOW_PRIVATE: "true" }).WEBHOOK_ALLOW_PRIVATE).toBe(true);
+  });
+
+  test.each([
+    ["WEBHOOK_ALLOW_PRIVATE", "yes"],
+    ["MAX_REPLY_WAITERS", "0"],
+    ["WEBHOOK_TIMEOUT_MS", "fast"],
+    ["WEBHOOK_BACKOFF_MIN_MS", "-1"],
+  ])("a bad %s stops the start naming it", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`invalid environment variable ${name}`));
+  });
+});

@@ -1,0 +1,382 @@
+// PROTOCOL.md §8 against a real broker and a real HTTP endpoint on loopback:
+// the webhook admin routes, signed push batches of at most 100 in queue
+// order, retries of every non-2xx (redirects not followed), timeouts and
+// refused connections, backoff per member that resets after a success,
+// expiry counted and nothing dropped before it, the member's sockets left
+// out, and one request in flight per member across two instances.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { verifyWebhook } from "@switchboard/client";
+import type { PushBatch } from "@switchboard/protocol";
+import {
+  backendKind,
+  PeerPool,
+  setupMesh,
+  TestBroker,
+  useTestBroker,
+  waitUntil,
+  WebhookReceiver,
+  type ReceivedRequest,
+  type Script,
+  type SetupMember,
+} from "@switchboard/testkit";
+import { httpBody, messageStatus, postMessage, type ErrorBody } from "./support/http-api.ts";
+import { deltas, ISO, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
+
+const SECRET = "webhook-secret-0123456789";
+const WEBHOOK_TIMEOUT_MS = 800;
+const TIMING = {
+  WEBHOOK_TIMEOUT_MS: String(WEBHOOK_TIMEOUT_MS),
+  WEBHOOK_BACKOFF_MIN_MS: "100",
+  WEBHOOK_BACKOFF_MAX_MS: "400",
+  LEASE_SECONDS: "2",
+  CATCH_UP_INTERVAL_MS: "300",
+  SWEEP_INTERVAL_MS: "200",
+  HOUSEKEEPING_INTERVAL_MS: "300",
+};
+
+const pool = new PeerPool();
+const receivers: WebhookReceiver[] = [];
+afterEach(async () => {
+  await pool.closeAll();
+  await Promise.all(receivers.splice(0).map((r) => r.stop()));
+});
+
+async function receiver(script?: Script) {
+  const r = await WebhookReceiver.start(script);
+  receivers.push(r);
+  return r;
+}
+
+const batchOf = (r: ReceivedRequest): PushBatch => JSON.parse(r.body) as PushBatch;
+const idsOf = (r: ReceivedRequest): string[] => batchOf(r).messages.map((m) => m.messageId);
+
+interface WebhookState {
+  url: string;
+  queued: number;
+  failures: number;
+  lastAttemptAt: string | null;
+  lastOutcome: string | null;
+  lastStatus: number | null;
+  nextAttemptAt: string | null;
+}
+
+describe("webhook recipients", () => {
+  const broker = useTestBroker({ WEBHOOK_ALLOW_PRIVATE: "true", SEND_RATE_LIMIT_PER_MIN: "100000", ...TIMING });
+
+  const path = (meshId: string, member: SetupMember) => `/v1/meshes/${meshId}/members/${member.id}/webhook`;
+  const state = async (meshId: string, member: SetupMember): Promise<WebhookState> => {
+    const res = await broker.admin.raw("GET", path(meshId, member));
+    expect(res.status).toBe(200);
+    return (await res.json()) as WebhookState;
+  };
+  const stateBecomes = (meshId: string, member: SetupMember, check: (s: WebhookState) => boolean, what: string) => {
+    let last: WebhookState | undefined;
+    return waitUntil(
+      async () => {
+        last = await state(meshId, member);
+        return check(last) ? last : undefined;
+      },
+      15_000,
+      what,
+    ).catch((error: unknown) => {
+      throw new Error(`${String(error)} (last state ${JSON.stringify(last)})`);
+    });
+  };
+
+  /** A mesh of a sender (with a socket) and a webhook member aimed at receiver r. */
+  async function webhookMesh(r: WebhookReceiver, members = 2) {
+    const setup = await setupMesh(broker.admin, { members });
+    const [sender, hook] = setup.members as [SetupMember, SetupMember];
+    await broker.admin.setWebhook(setup.mesh.id, hook.id, `${r.url}/events`, SECRET);
+    const senderPeer = await pool.connect(broker.wsUrl, sender, setup.mesh.id);
+    return { ...setup, sender, hook, senderPeer };
+  }
+
+  test("PUT makes a member an HTTP recipient and answers as GET does; the secret is never shown; errors", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [m, revoked] = members as [SetupMember, SetupMember];
+    const put = await broker.admin.raw("PUT", path(mesh.id, m), { url: "http://127.0.0.1:9/hook", secret: SECRET });
+    expect(put.status).toBe(200);
+    const shown = (await put.json()) as WebhookState;
+    expect(shown).toEqual({
+      url: "http://127.0.0.1:9/hook",
+      queued: 0,
+      failures: 0,
+      lastAttemptAt: null,
+      lastOutcome: null,
+      lastStatus: null,
+      nextAttemptAt: null,
+    });
+    expect(await state(mesh.id, m)).toEqual(shown);
+    expect(JSON.stringify(shown)).not.toContain(SECRET);
+    // By pubkey too, like every member route.
+    expect((await broker.admin.raw("GET", `/v1/meshes/${mesh.slug}/members/${m.pubkey}/webhook`)).status).toBe(200);
+
+    const code = async (res: Response) => ({ status: res.status, code: ((await res.json()) as ErrorBody).error.code });
+    expect(await code(await broker.admin.raw("GET", path(mesh.id, revoked)))).toEqual({ status: 404, code: "not_found" });
+    expect(await code(await broker.admin.raw("GET", path(mesh.id, m), undefined, null))).toEqual({ status: 401, code: "unauthorized" });
+    expect(await code(await broker.admin.raw("PUT", `/v1/meshes/${mesh.id}/members/${"ef".repeat(32)}/webhook`, { url: "http://127.0.0.1:9", secret: SECRET }))).toEqual({
+      status: 404,
+      code: "not_found",
+    });
+    for (const body of [
+      { url: "ftp://127.0.0.1/x", secret: SECRET },
+      { url: "file:///etc/passwd", secret: SECRET },
+      { url: "not a url", secret: SECRET },
+      { url: "http://127.0.0.1:9/hook", secret: "short" },
+      { url: "http://127.0.0.1:9/hook" },
+      { url: "http://127.0.0.1:9/hook", secret: SECRET, extra: 1 },
+    ]) {
+      expect(await code(await broker.admin.raw("PUT", path(mesh.id, m), body))).toEqual({ status: 400, code: "invalid" });
+    }
+    await broker.admin.revokeMember(mesh.id, revoked.id);
+    expect(await code(await broker.admin.raw("PUT", path(mesh.id, revoked), { url: "http://127.0.0.1:9", secret: SECRET }))).toEqual({
+      status: 409,
+      code: "conflict",
+    });
+    const deleted = await broker.admin.raw("DELETE", path(mesh.id, m));
+    expect(deleted.status).toBe(200);
+    expect(((await deleted.json()) as WebhookState).url).toBe("http://127.0.0.1:9/hook");
+    expect(await code(await broker.admin.raw("GET", path(mesh.id, m)))).toEqual({ status: 404, code: "not_found" });
+    expect(await code(await broker.admin.raw("DELETE", path(mesh.id, m)))).toEqual({ status: 404, code: "not_found" });
+  });
+
+  test("messages arrive as a signed push_batch the SDK verifies; a 2xx acknowledges them", async () => {
+    const r = await receiver();
+    const { mesh, sender, hook, senderPeer } = await webhookMesh(r);
+    const acks = await sendMany(senderPeer, [sendFrame(hook.pubkey, { priority: "low" }), sendFrame(hook.pubkey)]);
+    const ids = acks.map((a) => str(a.messageId));
+    await r.waitFor((reqs) => reqs.flatMap(idsOf).length >= 2, 15_000, "both messages");
+
+    const first = r.requests[0]!;
+    expect(first.path).toBe("/events");
+    expect(first.headers.get("content-type")).toBe("application/json");
+    expect(first.headers.get("x-switchboard-attempt")).toBe("1");
+    expect(first.headers.get("x-switchboard-signature")).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
+    for (const req of r.requests) {
+      const batch = await verifyWebhook(SECRET, req.headers, req.body);
+      expect(batch.type).toBe("push_batch");
+    }
+    await expect(verifyWebhook("another-secret-0123456789", first.headers, first.body)).rejects.toMatchObject({ code: "bad_signature" });
+    await expect(verifyWebhook(SECRET, first.headers, `${first.body} `)).rejects.toMatchObject({ code: "bad_signature" });
+
+    // A webhook member is idle: a low message goes out like the others.
+    expect(r.requests.flatMap(idsOf)).toEqual(ids);
+    expect(batchOf(first).messages[0]).toEqual({
+      type: "push",
+      messageId: ids[0]!,
+      meshId: mesh.id,
+      senderPubkey: sender.pubkey,
+      targetSpec: hook.pubkey,
+      priority: "low",
+      nonce: expect.any(String),
+      ciphertext: expect.any(String),
+      createdAt: expect.stringMatching(ISO),
+      replyTo: null,
+      attempt: 1,
+    });
+    const settled = await stateBecomes(mesh.id, hook, (s) => s.queued === 0 && s.lastOutcome === "ok", "the batch acknowledged");
+    expect(settled).toMatchObject({ failures: 0, lastStatus: 204, nextAttemptAt: null, lastAttemptAt: expect.stringMatching(ISO) });
+    const status = await messageStatus<{ recipients: Array<{ state: string }> }>(broker.url, broker.adminToken, ids[1]!);
+    expect(status.body.recipients.map((x) => x.state)).toEqual(["acked"]);
+  });
+
+  test("a queue of 250 goes out in batches of at most 100, in queue order", async () => {
+    const r = await receiver();
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [sender, hook] = members as [SetupMember, SetupMember];
+    const peer = await pool.connect(broker.wsUrl, sender, mesh.id);
+    const acks = await sendMany(peer, Array.from({ length: 250 }, () => sendFrame(hook.pubkey)));
+    await broker.admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
+    await r.waitFor((reqs) => reqs.flatMap(idsOf).length >= 250, 30_000, "250 messages");
+    expect(r.requests.map((q) => idsOf(q).length)).toEqual([100, 100, 50]);
+    expect(r.requests.flatMap(idsOf)).toEqual(acks.map((a) => str(a.messageId)));
+  });
+
+  test("every non-2xx is retried (a 3xx is not followed); X-Switchboard-Attempt counts failures; backoff resets after a success", async () => {
+    const answers = [500, 404, 302, 200, 503, 200];
+    const r = await receiver((_, i) => ({
+      status: answers[i] ?? 200,
+      headers: answers[i] === 302 ? { location: "/elsewhere" } : undefined,
+    }));
+    const { mesh, hook, senderPeer } = await webhookMesh(r);
+    const first = str((await senderPeer.send(hook.pubkey)).messageId);
+    await stateBecomes(mesh.id, hook, (s) => s.lastOutcome === "ok", "the fourth attempt to succeed");
+
+    const second = str((await senderPeer.send(hook.pubkey)).messageId);
+    await r.waitFor((reqs) => reqs.length >= 6, 15_000, "six attempts");
+    expect(r.requests.map((q) => [q.path, q.headers.get("x-switchboard-attempt"), idsOf(q)])).toEqual([
+      ["/events", "1", [first]],
+      ["/events", "2", [first]],
+      ["/events", "3", [first]],
+      ["/events", "4", [first]],
+      ["/events", "1", [second]],
+      ["/events", "2", [second]],
+    ]);
+    // The push's own attempt grows with every request that carried it.
+    expect(r.requests.slice(0, 4).map((q) => batchOf(q).messages[0]!.attempt)).toEqual([1, 2, 3, 4]);
+    expect(await stateBecomes(mesh.id, hook, (s) => s.queued === 0 && s.lastOutcome === "ok", "the retry to succeed")).toMatchObject({
+      failures: 0,
+      lastStatus: 200,
+    });
+  });
+
+  test("a timeout and a refused connection are failures too; broker_webhook_requests_total counts each outcome from zero", async () => {
+    const before = await scrape(broker.url);
+    const keys = ["ok", "http_error", "timeout", "network"].map((o) => `broker_webhook_requests_total{outcome=${o}}`);
+    for (const k of keys) expect(before.has(k)).toBe(true);
+    let slow = true;
+    const r = await receiver(() => ({ status: 200, delayMs: slow ? WEBHOOK_TIMEOUT_MS * 3 : 0 }));
+    const { mesh, hook, senderPeer } = await webhookMesh(r);
+    const id = str((await senderPeer.send(hook.pubkey)).messageId);
+    await stateBecomes(mesh.id, hook, (s) => s.lastOutcome === "timeout", "a timeout");
+    await r.stop();
+    await stateBecomes(mesh.id, hook, (s) => s.lastOutcome === "network", "a refused connection");
+    slow = false;
+    r.listen();
+    await stateBecomes(mesh.id, hook, (s) => s.lastOutcome === "ok" && s.queued === 0, "delivery once it listens again");
+    expect(r.requests.at(-1) && idsOf(r.requests.at(-1)!)).toEqual([id]);
+    const grown = deltas(before, await scrape(broker.url), keys);
+    for (const k of keys) expect(grown[k]).toBeGreaterThanOrEqual(k.includes("http_error") ? 0 : 1);
+  });
+
+  test("nothing is dropped before it expires; GET shows the failures meanwhile; an expired message is counted and never sent again", async () => {
+    let failing = true;
+    const r = await receiver(() => ({ status: failing ? 500 : 200 }));
+    const { mesh, hook, senderPeer } = await webhookMesh(r);
+    const before = await scrape(broker.url);
+    const [shortLived, durable] = await sendMany(senderPeer, [sendFrame(hook.pubkey, { ttlSeconds: 2 }), sendFrame(hook.pubkey)]);
+    await waitUntil(
+      async () => ((await scrape(broker.url)).get("broker_webhook_queue_depth") ?? 0) >= 2 || undefined,
+      15_000,
+      "broker_webhook_queue_depth to count the queued messages",
+    );
+    await waitUntil(
+      async () => {
+        const s = await messageStatus<{ recipients: Array<{ state: string }> }>(broker.url, broker.adminToken, str(shortLived!.messageId));
+        return s.body.recipients[0]?.state === "expired" || undefined;
+      },
+      15_000,
+      "the short-lived message to expire",
+    );
+    await waitUntil(
+      async () => (deltas(before, await scrape(broker.url), ["broker_messages_expired_total"]).broker_messages_expired_total ?? 0) >= 1 || undefined,
+      15_000,
+      "the expiry to be counted",
+    );
+    // While it fails, GET shows why and when it is tried next.
+    const failingState = await state(mesh.id, hook);
+    expect(failingState).toMatchObject({ queued: 1, lastOutcome: "http_error", lastStatus: 500 });
+    expect(failingState.failures).toBeGreaterThanOrEqual(1);
+    expect(failingState.lastAttemptAt).toMatch(ISO);
+    expect(failingState.nextAttemptAt).toMatch(ISO);
+    const failedAttempts = r.requests.length;
+    failing = false;
+    await stateBecomes(mesh.id, hook, (s) => s.queued === 0 && s.lastOutcome === "ok", "the durable message delivered");
+    expect(failedAttempts).toBeGreaterThan(1);
+    expect(idsOf(r.requests.at(-1)!)).toEqual([str(durable!.messageId)]);
+  });
+
+  test("a webhook member's sockets receive nothing; DELETE hands its queue back to them", async () => {
+    let failing = false;
+    // The first request is answered slowly: meanwhile only a socket could take the next message.
+    const r = await receiver((_, i) => ({ status: failing ? 500 : 200, delayMs: i === 0 ? WEBHOOK_TIMEOUT_MS / 2 : 0 }));
+    const { mesh, hook, senderPeer } = await webhookMesh(r);
+    const hookPeer = await pool.connect(broker.wsUrl, hook, mesh.id);
+    const first = str((await senderPeer.send(hook.pubkey)).messageId);
+    await r.waitFor((reqs) => reqs.length >= 1, 15_000, "the first request");
+    const second = str((await senderPeer.send(hook.pubkey)).messageId);
+    await r.waitFor((reqs) => reqs.flatMap(idsOf).includes(second), 15_000, "the second message at the webhook");
+    await stateBecomes(mesh.id, hook, (s) => s.queued === 0, "both messages acknowledged");
+
+    failing = true;
+    const stays = str((await senderPeer.send(hook.pubkey)).messageId);
+    await stateBecomes(mesh.id, hook, (s) => s.failures >= 1, "a failed attempt");
+    expect((await broker.admin.raw("DELETE", path(mesh.id, hook))).status).toBe(200);
+    // The queued message reaches the socket; those the webhook took never did.
+    const pushes = await hookPeer.waitForPushes(1);
+    expect(pushes.map((p) => p.messageId)).toEqual([stays]);
+    expect(r.requests.flatMap(idsOf)).toEqual(expect.arrayContaining([first, second, stays]));
+  });
+
+  test("with WEBHOOK_ALLOW_PRIVATE=true a loopback endpoint is allowed (the default refuses it: see below)", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const res = await broker.admin.raw("PUT", path(mesh.id, members[0]!), { url: "http://localhost:9/x", secret: SECRET });
+    expect(res.status).toBe(200);
+  });
+});
+
+describe("webhook targets with the default WEBHOOK_ALLOW_PRIVATE=false", () => {
+  const broker = useTestBroker();
+
+  test("private, loopback and link-local targets are refused; a public address is accepted", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const put = (url: string) => broker.admin.raw("PUT", `/v1/meshes/${mesh.id}/members/${members[0]!.id}/webhook`, { url, secret: SECRET });
+    for (const url of [
+      "http://127.0.0.1:8080/hook",
+      "http://localhost/hook",
+      "http://10.1.2.3/hook",
+      "http://172.16.0.1/hook",
+      "http://192.168.1.1/hook",
+      "http://169.254.169.254/latest/meta-data",
+      "http://[::1]/hook",
+      "http://[fd00::1]/hook",
+      "http://0.0.0.0/hook",
+      "http://[::ffff:127.0.0.1]/hook",
+    ]) {
+      const res = await put(url);
+      expect({ url, status: res.status, code: ((await res.json()) as ErrorBody).error?.code }).toEqual({ url, status: 400, code: "invalid" });
+    }
+    // An address literal needs no name lookup; nothing is queued, so nothing is sent.
+    expect((await put("https://93.184.216.34/hook")).status).toBe(200);
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs DATABASE_URL: instances share a Postgres server)", () => {
+  let brokers: TestBroker[] = [];
+
+  beforeAll(async () => {
+    // A timeout well above the endpoint's delay: an abandoned request would still be in flight at the endpoint.
+    const env = { WEBHOOK_ALLOW_PRIVATE: "true", SEND_RATE_LIMIT_PER_MIN: "100000", ...TIMING, WEBHOOK_TIMEOUT_MS: "5000" };
+    const first = await TestBroker.start(env);
+    brokers = [first, await TestBroker.start(env, { backend: first.backend })];
+  });
+  afterAll(async () => {
+    for (const b of brokers.reverse()) await b.dispose();
+  });
+
+  test("one request in flight per member across instances; every message arrives, in order per sender", async () => {
+    const admin = brokers[0]!.admin;
+    const r = await receiver(() => ({ status: 200, delayMs: 150 }));
+    const { mesh, members } = await setupMesh(admin, { members: 3 });
+    const [a, b, hook] = members as [SetupMember, SetupMember, SetupMember];
+    await admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
+    const peerA = await pool.connect(brokers[0]!.wsUrl, a, mesh.id);
+    const peerB = await pool.connect(brokers[1]!.wsUrl, b, mesh.id);
+    const sent: string[][] = [[], []];
+    for (let round = 0; round < 10; round++) {
+      const [fromA, fromB] = await Promise.all([
+        sendMany(peerA, [sendFrame(hook.pubkey), sendFrame(hook.pubkey)]),
+        sendMany(peerB, [sendFrame(hook.pubkey), sendFrame(hook.pubkey)]),
+      ]);
+      sent[0]!.push(...fromA.map((x) => str(x.messageId)));
+      sent[1]!.push(...fromB.map((x) => str(x.messageId)));
+      await Bun.sleep(50);
+    }
+    await r.waitFor((reqs) => new Set(reqs.flatMap(idsOf)).size >= 40, 30_000, "all 40 messages");
+    expect(r.maxInFlight).toBe(1);
+    const arrived = [...new Set(r.requests.flatMap(idsOf))];
+    for (const ids of sent) expect(arrived.filter((id) => ids.includes(id))).toEqual(ids);
+  });
+
+  test("an HTTP send on one instance is delivered by webhook from either", async () => {
+    const admin = brokers[1]!.admin;
+    const r = await receiver();
+    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const [app, hook] = members as [SetupMember, SetupMember];
+    await admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
+    const token = await admin.createApiToken(mesh.id, app.id);
+    const sent = await postMessage<{ messageId: string }>(brokers[0]!.url, token, httpBody(hook.pubkey));
+    await r.waitFor((reqs) => reqs.flatMap(idsOf).includes(sent.body.messageId), 15_000, "the message at the webhook");
+  });
+});

@@ -1,0 +1,66 @@
+// `switchboard send --http`: a send over the HTTP messaging API with an API
+// token instead of a socket; with --wait S it waits for the reply. The key
+// file, when there is one, seals and opens the envelopes; without it the
+// message goes in the clear.
+import { HttpSender, SwitchboardError, type HttpSendResult, type Message } from "@switchboard/client";
+import { prioritySchema } from "@switchboard/protocol";
+import { existsSync } from "node:fs";
+import { AdminApi } from "./admin-api.ts";
+import type { Context } from "./command.ts";
+import { httpBase, requireMesh, type Config } from "./config.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { readKeyFile } from "./keyfile.ts";
+import { oneLine, out, outJson, shortKey } from "./output.ts";
+
+const PUBKEY = /^[0-9a-f]{64}$/;
+
+/** A target as the broker takes it; a member's name only through the admin API. */
+async function resolveTarget(config: Config, target: string): Promise<string> {
+  if (PUBKEY.test(target) || target === "*" || target.startsWith("#") || target.startsWith("tag:")) return target;
+  if (config.adminToken === undefined) {
+    throw new UsageError(`with --http, name the target by pubkey, *, #channel or tag:name ("${target}" needs an admin token to look up)`);
+  }
+  const members = await new AdminApi(config.url, config.adminToken).listMembers(requireMesh(config));
+  const named = members.filter((m) => m.displayName === target && m.revokedAt === null);
+  if (named.length === 1 && named[0] !== undefined) return named[0].pubkey;
+  throw new CliError(named.length === 0 ? `no member named "${target}"` : `${named.length} members are named "${target}"; send to a pubkey instead`);
+}
+
+function describe(error: unknown): CliError {
+  if (error instanceof SwitchboardError) return new CliError(`send failed: ${error.code}: ${error.message}`);
+  return new CliError(`send failed: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+export async function runHttpSend(ctx: Context, target: string, text: string): Promise<void> {
+  const config = ctx.config();
+  const token = ctx.args.string("token") ?? process.env.SWITCHBOARD_API_TOKEN;
+  if (token === undefined || token === "") throw new UsageError("--http needs an API token: --token T or env SWITCHBOARD_API_TOKEN");
+  const wait = ctx.args.positiveInt("wait");
+  const priority = ctx.args.oneOf("priority", prioritySchema.options);
+  const ttlSeconds = ctx.args.positiveInt("ttl");
+  const idempotencyKey = ctx.args.string("id");
+  // An explicitly named key file must exist; the default one is used when present.
+  const explicitKey = ctx.args.string("key") ?? process.env.SWITCHBOARD_KEY;
+  const key = explicitKey !== undefined || existsSync(config.keyFile) ? await readKeyFile(config.keyFile) : undefined;
+  const sender = await HttpSender.create({ url: httpBase(config.url), token, ...(key ? { secretKey: key.secretKey } : {}) });
+  const resolved = await resolveTarget(config, target);
+  const options = {
+    ...(priority !== undefined ? { priority } : {}),
+    ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+    ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+  };
+  let result: HttpSendResult & { reply?: Message | null };
+  try {
+    result = wait === undefined ? await sender.send(resolved, text, options) : await sender.request(resolved, text, { ...options, waitSeconds: wait });
+  } catch (error) {
+    throw describe(error);
+  }
+  if (ctx.json) return outJson(result);
+  const dup = result.duplicate ? ", duplicate of an earlier send" : "";
+  await out(`sent ${result.messageId} to ${result.recipients} recipient(s) (queued${dup})`);
+  if (wait === undefined) return;
+  const reply = result.reply ?? null;
+  if (reply === null) return out(`no reply within ${wait} s`);
+  const payload = typeof reply.payload === "string" ? reply.payload : (JSON.stringify(reply.payload) ?? "null");
+  await out(`reply from ${shortKey(reply.senderPubkey)}: ${oneLine(payload)}`);
+}

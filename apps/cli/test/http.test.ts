@@ -1,0 +1,114 @@
+// The CLI's side of the HTTP messaging API and webhook recipients: API
+// tokens, `send --http` (with --wait), `webhook set|get|delete`, as a child
+// process against a real broker and a real endpoint on loopback.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { PeerPool, randomSlug, setupMesh, useTestBroker, WebhookReceiver, type SetupMember } from "@switchboard/testkit";
+import { writeFileSync } from "node:fs";
+import { CliHome, cliOk, eventually, lines, runCli } from "./support/cli.ts";
+
+const SECRET = "cli-webhook-secret-0123456789";
+
+const broker = useTestBroker({ WEBHOOK_ALLOW_PRIVATE: "true" });
+let home: CliHome;
+let env: Record<string, string>;
+const pool = new PeerPool();
+const receivers: WebhookReceiver[] = [];
+
+beforeAll(() => {
+  home = new CliHome();
+  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: broker.adminToken };
+});
+afterEach(async () => {
+  await pool.closeAll();
+  await Promise.all(receivers.splice(0).map((r) => r.stop()));
+});
+afterAll(() => home?.dispose());
+
+const cli = (args: string[], extraEnv: Record<string, string> = {}) => runCli(home, args, { env: { ...env, ...extraEnv } });
+const ok = (args: string[], extraEnv: Record<string, string> = {}) => cliOk(home, args, { env: { ...env, ...extraEnv } });
+
+/** A key file for a member, as `switchboard keygen` writes it. */
+function keyFile(member: SetupMember): string {
+  const path = home.path(`${member.pubkey.slice(0, 8)}.json`);
+  writeFileSync(path, JSON.stringify(member.identity), { mode: 0o600 });
+  return path;
+}
+
+describe("send --http", () => {
+  test("token create --kind api, then a send over HTTP that waits for the reply", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = (await ok(["token", "create", mesh.slug, "app", "--kind", "api"])).trim();
+    expect(token).toMatch(/^sba_/);
+    expect((await ok(["token", "create", mesh.slug, "app"])).trim()).toMatch(/^sbh_/);
+    expect((await cli(["token", "create", mesh.slug, "app", "--kind", "root"])).code).toBe(2);
+
+    const runnerPeer = await pool.connect(broker.wsUrl, runner, mesh.id);
+    const answering = (async () => {
+      const [command] = await runnerPeer.waitForPushes(1, 30_000);
+      await runnerPeer.send(app.pubkey, {
+        replyTo: String(command!.messageId),
+        nonce: "plain",
+        ciphertext: Buffer.from(JSON.stringify("done")).toString("base64"),
+      });
+      return command!;
+    })();
+    const out = lines(await ok(["send", "--mesh", mesh.slug, "--key", keyFile(app), "--http", "--token", token, "--wait", "10", "runner", "deploy now"]));
+    const command = await answering;
+    expect(out).toEqual([`sent ${String(command.messageId)} to 1 recipient(s) (queued)`, `reply from ${runner.pubkey.slice(0, 8)}: done`]);
+    // The key file sealed it for the runner: the broker saw only ciphertext.
+    expect(String(command.nonce)).toMatch(/^x1:/);
+
+    // Without a key file the text goes in the clear; the token may come from the environment; --json for scripts.
+    const plain = JSON.parse(
+      await ok(["send", "--mesh", mesh.slug, "--http", "--id", "k-1", runner.pubkey, "hello", "--json"], { SWITCHBOARD_API_TOKEN: token }),
+    ) as { messageId: string; recipients: number; duplicate: boolean; idempotencyKey: string };
+    expect(plain).toMatchObject({ recipients: 1, duplicate: false, idempotencyKey: "k-1" });
+    const [, second] = await runnerPeer.waitForPushes(2);
+    expect(second).toMatchObject({ messageId: plain.messageId, nonce: "plain" });
+    const again = await ok(["send", "--mesh", mesh.slug, "--http", "--id", "k-1", runner.pubkey, "hello"], { SWITCHBOARD_API_TOKEN: token });
+    expect(again.trim()).toBe(`sent ${plain.messageId} to 1 recipient(s) (queued, duplicate of an earlier send)`);
+  });
+
+  test("usage and broker errors are one line", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const noToken = await cli(["send", "--mesh", mesh.slug, "--http", members[1]!.pubkey, "x"]);
+    expect(noToken.code).toBe(2);
+    expect(noToken.stderr).toMatch(/^switchboard: --http needs an API token/);
+    const badToken = await cli(["send", "--mesh", mesh.slug, "--http", "--token", "sba_nope", members[1]!.pubkey, "x"]);
+    expect(badToken.code).toBe(1);
+    expect(lines(badToken.stderr)).toEqual([expect.stringMatching(/^switchboard: send failed: unauthorized: /)]);
+    expect((await cli(["send", "--mesh", mesh.slug, "--wait", "3", members[1]!.pubkey, "x"])).code).toBe(2);
+  });
+});
+
+describe("webhook set | get | delete", () => {
+  test("a member's messages go to its endpoint while set, and the state is shown", async () => {
+    const receiver = await WebhookReceiver.start();
+    receivers.push(receiver);
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["sender", "hook"] });
+    const [sender, hook] = members as [SetupMember, SetupMember];
+    const set = lines(await ok(["webhook", "set", mesh.slug, "hook", `${receiver.url}/in`, "--secret", SECRET]));
+    expect(set[0]).toBe(`webhook set for ${hook.id}`);
+    expect(set).toContain(`url           ${receiver.url}/in`);
+
+    const peer = await pool.connect(broker.wsUrl, sender, mesh.id);
+    const sent = await peer.send(hook.pubkey);
+    await receiver.waitFor((reqs) => reqs.some((r) => r.body.includes(String(sent.messageId))), 15_000, "the message at the endpoint");
+    const state = await eventually(async () => {
+      const s = JSON.parse(await ok(["webhook", "get", mesh.slug, hook.pubkey, "--json"])) as Record<string, unknown>;
+      return s.lastOutcome === "ok" ? s : undefined;
+    }, "the delivery to be recorded");
+    expect(state).toMatchObject({ url: `${receiver.url}/in`, queued: 0, failures: 0, lastStatus: 204, nextAttemptAt: null });
+    expect(JSON.stringify(state)).not.toContain(SECRET);
+
+    const shown = lines(await ok(["webhook", "get", mesh.slug, "hook"]));
+    expect(shown).toContain("last outcome  ok (204)");
+    expect(lines(await ok(["webhook", "delete", mesh.slug, "hook"]))[0]).toBe(`webhook of ${hook.id} deleted; its queue goes to its sockets`);
+    const gone = await cli(["webhook", "get", mesh.slug, "hook"]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/has no webhook \(not_found\)/);
+    const noSecret = await cli(["webhook", "set", mesh.slug, "hook", receiver.url]);
+    expect(noSecret.code).toBe(2);
+  });
+});

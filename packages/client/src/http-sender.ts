@@ -1,0 +1,191 @@
+// A sender without a socket: the HTTP messaging API (docs/http.md) with an
+// API token. With the member's secret key it seals and opens envelopes as
+// the socket client does; without it, messages go plain.
+import {
+  IDEMPOTENCY_KEY_HEADER,
+  MAX_WAIT_SECONDS,
+  publicKeyOf,
+  targetSpecSchema,
+  type HttpSendReply,
+  type MessageStatusView,
+  type Priority,
+  type PushFrame,
+} from "@switchboard/protocol";
+import { open, PLAIN_NONCE, seal, type Envelope } from "./envelope.ts";
+import { SwitchboardError } from "./errors.ts";
+import { describePush } from "./inbox.ts";
+import { KeyRing } from "./keys.ts";
+import type { Message } from "./types.ts";
+
+export interface HttpSenderOptions {
+  /** The broker's base URL, http(s)://host:port. */
+  url: string;
+  /** An API token of the member this sender acts as. */
+  token: string;
+  /** The member's 64-hex secret key: direct messages are then encrypted, and encrypted replies opened. */
+  secretKey?: string;
+  /** As the socket client's: keys for non-direct targets. */
+  channelKeys?: Record<string, string>;
+  /** For a send that does not wait; default 30000. */
+  timeoutMs?: number;
+  /** Injectable for tests. */
+  fetch?: typeof fetch;
+}
+
+export interface HttpSendOptions {
+  priority?: Priority;
+  ttlSeconds?: number;
+  replyTo?: string;
+  /** Idempotency-Key; default a random uuid. Send again with the same key to retry safely. */
+  idempotencyKey?: string;
+  /** As the socket client's; without a secretKey only false (plain) is possible. */
+  encrypt?: boolean;
+}
+
+export interface HttpRequestOptions extends HttpSendOptions {
+  /** How long the broker holds the request open for the reply, 1–60; default 30. */
+  waitSeconds?: number;
+}
+
+export interface HttpSendResult {
+  idempotencyKey: string;
+  messageId: string;
+  recipients: number;
+  duplicate: boolean;
+}
+
+export interface HttpRequestResult extends HttpSendResult {
+  /** The first reply, opened (and acknowledged by the broker), or null when none came in time. */
+  reply: Message | null;
+}
+
+const NO_KEY = new Uint8Array();
+
+export class HttpSender {
+  private readonly base: string;
+  private readonly fetch: typeof fetch;
+
+  private constructor(
+    private readonly options: HttpSenderOptions,
+    private readonly keys: KeyRing | null,
+  ) {
+    this.base = options.url.replace(/\/+$/, "");
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  static async create(options: HttpSenderOptions): Promise<HttpSender> {
+    if (!/^https?:\/\//.test(options.url)) throw new SwitchboardError("invalid", `url: expected http(s)://, got ${options.url}`);
+    if (options.secretKey === undefined) return new HttpSender(options, null);
+    if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
+    const secretKey = options.secretKey.toLowerCase();
+    return new HttpSender(options, new KeyRing(secretKey, await publicKeyOf(secretKey), options.channelKeys));
+  }
+
+  /** The member's public key, when a secretKey was given. */
+  get publicKey(): string | null {
+    return this.keys?.publicKey ?? null;
+  }
+
+  /** Resolves once the broker committed the message. */
+  async send(target: string, payload: unknown, opts: HttpSendOptions = {}): Promise<HttpSendResult> {
+    const { result } = await this.post(target, payload, opts, undefined);
+    return result;
+  }
+
+  /** A send whose answer is the first reply to it, as long as the broker holds the request open. */
+  async request(target: string, payload: unknown, opts: HttpRequestOptions = {}): Promise<HttpRequestResult> {
+    const wait = opts.waitSeconds ?? 30;
+    if (!Number.isInteger(wait) || wait < 1 || wait > MAX_WAIT_SECONDS) {
+      throw new SwitchboardError("invalid", `waitSeconds: a whole number from 1 to ${MAX_WAIT_SECONDS}`);
+    }
+    const { result, reply } = await this.post(target, payload, opts, wait);
+    return { ...result, reply: reply ? this.open(reply) : null };
+  }
+
+  /** What became of a message this member sent. */
+  async status(messageId: string): Promise<MessageStatusView> {
+    const res = await this.call("GET", `/v1/messages/${encodeURIComponent(messageId)}`, undefined, {}, this.timeoutMs());
+    return (await res.json()) as MessageStatusView;
+  }
+
+  /** A pushed message (a reply, or one of a webhook's push_batch) as the application sees it. */
+  open(push: PushFrame): Message {
+    return { ...describePush(push), payload: this.payloadOf(push) };
+  }
+
+  private payloadOf(push: PushFrame): unknown {
+    const envelope: Envelope = { nonce: push.nonce, ciphertext: push.ciphertext };
+    if (this.keys) return this.keys.openFrom(push.senderPubkey, push.targetSpec, envelope);
+    if (push.nonce !== PLAIN_NONCE) {
+      throw new SwitchboardError("decrypt_failed", `message ${push.messageId} is encrypted and this sender has no secretKey`);
+    }
+    return open(envelope, null, NO_KEY);
+  }
+
+  private seal(target: string, payload: unknown, encrypt: boolean | undefined): Envelope {
+    if (this.keys) return this.keys.sealFor(target, payload, encrypt);
+    if (encrypt === true) throw new SwitchboardError("no_key", "encrypt: true needs the member's secretKey");
+    return seal(payload, null, NO_KEY);
+  }
+
+  private timeoutMs(): number {
+    return this.options.timeoutMs ?? 30_000;
+  }
+
+  private async post(
+    target: string,
+    payload: unknown,
+    opts: HttpSendOptions,
+    wait: number | undefined,
+  ): Promise<{ result: HttpSendResult; reply: PushFrame | null | undefined }> {
+    if (!targetSpecSchema.safeParse(target).success) {
+      throw new SwitchboardError("invalid", `not a target: ${target} (a 64-hex pubkey, *, #channel or tag:name)`);
+    }
+    const idempotencyKey = opts.idempotencyKey ?? crypto.randomUUID();
+    const body: Record<string, unknown> = { targetSpec: target, ...this.seal(target, payload, opts.encrypt) };
+    if (opts.priority !== undefined) body.priority = opts.priority;
+    if (opts.ttlSeconds !== undefined) body.ttlSeconds = opts.ttlSeconds;
+    if (opts.replyTo !== undefined) body.replyTo = opts.replyTo;
+    const path = wait === undefined ? "/v1/messages" : `/v1/messages?wait=${wait}`;
+    // The broker answers by the end of the wait; the margin covers the commit and the network.
+    const timeoutMs = wait === undefined ? this.timeoutMs() : wait * 1000 + this.timeoutMs();
+    const res = await this.call("POST", path, body, { [IDEMPOTENCY_KEY_HEADER]: idempotencyKey }, timeoutMs);
+    const answer = (await res.json()) as HttpSendReply;
+    return {
+      result: { idempotencyKey, messageId: answer.messageId, recipients: answer.recipients, duplicate: answer.duplicate === true },
+      reply: answer.reply,
+    };
+  }
+
+  private async call(method: string, path: string, body: unknown, headers: Record<string, string>, timeoutMs: number): Promise<Response> {
+    let res: Response;
+    try {
+      res = await this.fetch(`${this.base}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.options.token}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...headers,
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      const timedOut = error instanceof DOMException && error.name === "TimeoutError";
+      throw new SwitchboardError(timedOut ? "timeout" : "unreachable", `${method} ${path}: ${String(error)}`, { cause: error });
+    }
+    if (res.ok) return res;
+    const text = await res.text();
+    let code = "protocol";
+    let message = `${method} ${path} → HTTP ${res.status}`;
+    try {
+      const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+      if (typeof parsed.error?.code === "string") code = parsed.error.code;
+      if (typeof parsed.error?.message === "string") message = parsed.error.message;
+    } catch {
+      // not the API's error shape: keep the status line
+    }
+    const retryAfter = res.headers.get("retry-after");
+    throw new SwitchboardError(code, retryAfter === null ? message : `${message} (retry after ${retryAfter} s)`);
+  }
+}

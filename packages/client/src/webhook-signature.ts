@@ -1,0 +1,69 @@
+// For webhook receivers: checks X-Switchboard-Signature against the shared
+// secret and the raw body, refuses stale timestamps, and returns the batch
+// of pushes (docs/http.md, "Verifying a webhook request").
+import {
+  parseWebhookSignatureHeader,
+  pushBatch,
+  WEBHOOK_SIGNATURE_HEADER,
+  webhookSignature,
+  type PushBatch,
+} from "@switchboard/protocol";
+import { SwitchboardError } from "./errors.ts";
+
+/** Headers as fetch (Headers), Node (IncomingHttpHeaders) or a plain object gives them. */
+export type HeaderSource = Headers | Record<string, string | string[] | undefined>;
+
+export interface VerifyOptions {
+  /** How far the signed timestamp may be from now, in seconds; default 300. */
+  toleranceSeconds?: number;
+  /** Now, in ms since the epoch (for tests); default Date.now(). */
+  now?: number;
+}
+
+function header(headers: HeaderSource, name: string): string | null {
+  if (headers instanceof Headers) return headers.get(name);
+  const key = Object.keys(headers).find((k) => k.toLowerCase() === name);
+  const value = key === undefined ? undefined : headers[key];
+  return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);
+}
+
+/** Equal without an early exit, so the comparison time says nothing about the expected value. */
+function equalHex(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+/**
+ * The batch a webhook request carries, once its signature checks out.
+ * Rejects with SwitchboardError("bad_signature") for a missing, malformed,
+ * stale or wrong signature, and ("invalid") for a body that is not a batch.
+ * Pass the body exactly as received: re-serialized JSON does not verify.
+ */
+export async function verifyWebhook(
+  secret: string,
+  headers: HeaderSource,
+  rawBody: string | Uint8Array,
+  options: VerifyOptions = {},
+): Promise<PushBatch> {
+  const value = header(headers, WEBHOOK_SIGNATURE_HEADER);
+  const parsed = value === null ? null : parseWebhookSignatureHeader(value);
+  if (parsed === null) throw new SwitchboardError("bad_signature", `missing or malformed ${WEBHOOK_SIGNATURE_HEADER} header`);
+  const tolerance = options.toleranceSeconds ?? 300;
+  const now = Math.floor((options.now ?? Date.now()) / 1000);
+  if (Math.abs(now - parsed.timestamp) > tolerance) {
+    throw new SwitchboardError("bad_signature", `the signature's timestamp is more than ${tolerance} s from now`);
+  }
+  const expected = await webhookSignature(secret, parsed.timestamp, rawBody);
+  if (!parsed.signatures.some((s) => equalHex(s, expected))) throw new SwitchboardError("bad_signature", "the signature does not match");
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof rawBody === "string" ? rawBody : new TextDecoder().decode(rawBody));
+  } catch (error) {
+    throw new SwitchboardError("invalid", "the body is not JSON", { cause: error });
+  }
+  const batch = pushBatch.safeParse(json);
+  if (!batch.success) throw new SwitchboardError("invalid", "the body is not a push_batch");
+  return batch.data;
+}

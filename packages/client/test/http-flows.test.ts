@@ -1,0 +1,281 @@
+// The flows of the systems Switchboard replaces, end to end with real
+// processes: a web app that has only fetch (HttpSender, and a Bun.serve
+// webhook endpoint on loopback) commands a runner (the SDK over /ws, in a
+// process of its own) and receives its events durably; a service calls a
+// tool on another broker instance.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import type { PushFrame } from "@switchboard/protocol";
+import {
+  backendKind,
+  freePort,
+  setupMesh,
+  TestBroker,
+  useTestBroker,
+  waitUntil,
+  WebhookReceiver,
+  type AdminClient,
+  type BrokerProcess,
+  type SetupMember,
+} from "@switchboard/testkit";
+import type { Subprocess } from "bun";
+import { join } from "node:path";
+import { HttpSender, verifyWebhook, type SwitchboardError } from "../src/index.ts";
+
+const SECRET = "app-webhook-secret-0123456789";
+const RUNNER = join(import.meta.dir, "fixtures", "runner.ts");
+
+type RunnerLine = Record<string, unknown> & { event: string };
+
+/** The runner fixture as a child process; its stdout lines, parsed. */
+class RunnerProcess {
+  readonly lines: RunnerLine[] = [];
+  private constructor(private readonly proc: Subprocess<"ignore", "pipe", "inherit">) {
+    void (async () => {
+      let pending = "";
+      for await (const chunk of proc.stdout) {
+        pending += new TextDecoder().decode(chunk);
+        let nl: number;
+        while ((nl = pending.indexOf("\n")) >= 0) {
+          this.lines.push(JSON.parse(pending.slice(0, nl)) as RunnerLine);
+          pending = pending.slice(nl + 1);
+        }
+      }
+    })();
+  }
+
+  static async start(url: string, meshId: string, member: SetupMember): Promise<RunnerProcess> {
+    const proc = Bun.spawn(["bun", RUNNER], {
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", RUNNER_URL: url, RUNNER_MESH: meshId, RUNNER_SECRET_KEY: member.identity.secretKey },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const runner = new RunnerProcess(proc);
+    runners.push(runner);
+    await runner.waitFor((l) => l.event === "ready", 30_000, "the runner to connect");
+    return runner;
+  }
+
+  waitFor(match: (line: RunnerLine) => boolean, timeoutMs: number, what: string): Promise<RunnerLine> {
+    return waitUntil(() => this.lines.find(match), timeoutMs, `${what}; runner said ${JSON.stringify(this.lines.slice(-5))}`);
+  }
+
+  commands(): RunnerLine[] {
+    return this.lines.filter((l) => l.event === "command");
+  }
+
+  async stop(): Promise<void> {
+    this.proc.kill("SIGTERM");
+    const timer = setTimeout(() => this.proc.kill("SIGKILL"), 5000);
+    await this.proc.exited;
+    clearTimeout(timer);
+  }
+}
+
+const runners: RunnerProcess[] = [];
+const receivers: WebhookReceiver[] = [];
+afterEach(async () => {
+  await Promise.all(runners.splice(0).map((r) => r.stop()));
+  await Promise.all(receivers.splice(0).map((r) => r.stop()));
+});
+
+/** The promise's value, or a failure naming what did not come within ms. */
+async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not come within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function appSender(admin: AdminClient, url: string, meshId: string, app: SetupMember): Promise<HttpSender> {
+  return HttpSender.create({ url, token: await admin.createApiToken(meshId, app.id), secretKey: app.identity.secretKey });
+}
+
+describe("command routing: a web app commands a runner over HTTP", () => {
+  const broker = useTestBroker();
+
+  test("the runner's reply comes back in the response to the command, woken by its commit", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    await RunnerProcess.start(broker.url, mesh.id, runnerMember);
+    const sender = await appSender(broker.admin, broker.url, mesh.id, app);
+    const answer = await within(20_000, sender.request(runnerMember.pubkey, { cmd: "echo", value: 42 }, { waitSeconds: 60 }), "the reply");
+    expect(answer.duplicate).toBe(false);
+    expect(answer.reply).toMatchObject({ senderPubkey: runnerMember.pubkey, replyTo: answer.messageId, encrypted: true, payload: { ok: true, echo: 42 } });
+    // The runner's SDK acks in batches, so its ack may trail its reply.
+    let states: string[][] = [];
+    for (const until = Date.now() + 10_000; Date.now() < until; await Bun.sleep(100)) {
+      states = (await sender.status(answer.messageId)).recipients.map((r) => [r.pubkey, r.state]);
+      if (states[0]?.[1] === "acked") break;
+    }
+    expect(states).toEqual([[runnerMember.pubkey, "acked"]]);
+  });
+
+  test("an app without the member's key sends in the clear, and the runner's SDK answers in kind", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    await RunnerProcess.start(broker.url, mesh.id, runnerMember);
+    const sender = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, app.id) });
+    expect(sender.publicKey).toBeNull();
+    const answer = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "plain" }, { waitSeconds: 10 });
+    expect(answer.reply).toMatchObject({ encrypted: false, payload: { ok: true, echo: "plain" } });
+  });
+
+  test("with the runner offline the command is queued and delivered when it connects; a retry with the same key makes no second command", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    const sender = await appSender(broker.admin, broker.url, mesh.id, app);
+    const first = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "later" }, { waitSeconds: 1, idempotencyKey: "cmd-7" });
+    expect(first.reply).toBeNull();
+    expect((await sender.status(first.messageId)).recipients.map((r) => r.state)).toEqual(["queued"]);
+
+    const runner = await RunnerProcess.start(broker.url, mesh.id, runnerMember);
+    const retried = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "later" }, { waitSeconds: 10, idempotencyKey: "cmd-7" });
+    expect(retried).toMatchObject({ messageId: first.messageId, duplicate: true, reply: { replyTo: first.messageId, payload: { ok: true, echo: "later" } } });
+    // A command sent after both reaches the runner after the first and only copy.
+    const marker = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "marker" }, { waitSeconds: 10 });
+    expect(marker.reply?.payload).toEqual({ ok: true, echo: "marker" });
+    expect(runner.commands().map((l) => l.messageId)).toEqual([first.messageId, marker.messageId]);
+  });
+});
+
+// Every request the endpoint got, and how it answered: a web app processes
+// what it answers with a 2xx (late or not), and de-duplicates by messageId.
+interface Delivery {
+  status: number;
+  messages: PushFrame[];
+}
+
+describe("event forwarding: the runner's events reach the web app's webhook through a 60 s outage", () => {
+  let a: TestBroker;
+  let b: TestBroker | undefined;
+  let port: number;
+
+  beforeAll(async () => {
+    port = await freePort();
+    const env = {
+      WEBHOOK_ALLOW_PRIVATE: "true",
+      WEBHOOK_TIMEOUT_MS: "1000",
+      WEBHOOK_BACKOFF_MIN_MS: "200",
+      WEBHOOK_BACKOFF_MAX_MS: "3000",
+      LEASE_SECONDS: "3",
+      INSTANCE_LEASE_SECONDS: "3",
+      CATCH_UP_INTERVAL_MS: "500",
+      SWEEP_INTERVAL_MS: "500",
+    };
+    a = await TestBroker.start({ ...env, BROKER_PORT: String(port) });
+    // On a shared Postgres a second instance runs throughout; embedded mode is one process.
+    if (a.backend.kind === "postgres") b = await TestBroker.start(env, { backend: a.backend });
+  });
+  afterAll(async () => {
+    await b?.dispose();
+    await a?.dispose();
+  });
+
+  test(
+    "500s, timeouts, refused connections and a SIGKILLed instance: every event arrives once, in order, signed",
+    async () => {
+      const url = `http://127.0.0.1:${port}`;
+      const admin = a.admin;
+      // Every broker process of the test, the killed one included, for their logs.
+      const processes: BrokerProcess[] = [a.process, ...(b ? [b.process] : [])];
+      const { mesh, members } = await setupMesh(admin, { members: ["app", "runner"] });
+      const [app, runnerMember] = members as [SetupMember, SetupMember];
+      const sender = await appSender(admin, url, mesh.id, app);
+
+      let phase: "ok" | "errors" | "timeouts" = "ok";
+      const deliveries: Delivery[] = [];
+      const badSignatures: SwitchboardError[] = [];
+      const endpoint = await WebhookReceiver.start((request) => {
+        const status = phase === "errors" ? 500 : 200;
+        const delivery: Delivery = { status, messages: [] };
+        deliveries.push(delivery);
+        verifyWebhook(SECRET, request.headers, request.body).then(
+          (batch) => delivery.messages.push(...batch.messages),
+          (error: SwitchboardError) => badSignatures.push(error),
+        );
+        // Too slow: the broker gives up after WEBHOOK_TIMEOUT_MS and sends the batch again.
+        return { status, delayMs: phase === "timeouts" ? 1500 : 0 };
+      });
+      receivers.push(endpoint);
+      await admin.setWebhook(mesh.id, app.id, `${endpoint.url}/switchboard`, SECRET);
+      await RunnerProcess.start(url, mesh.id, runnerMember);
+
+      const events = 50;
+      const started = Date.now();
+      const at = (second: number) => Bun.sleep(Math.max(0, started + second * 1000 - Date.now()));
+      phase = "errors";
+      await sender.send(runnerMember.pubkey, { cmd: "emit", count: events, everyMs: 1000 });
+      await at(20);
+      phase = "timeouts";
+      await at(30);
+      // The instance the runner and the app use dies; it comes back on the same port.
+      a.process.kill("SIGKILL");
+      await a.process.exited;
+      await Bun.sleep(1000);
+      processes.push((await a.start()).process);
+      await at(40);
+      await endpoint.stop();
+      await at(60);
+      phase = "ok";
+      endpoint.listen();
+
+      const opened = () => {
+        const seen = new Set<string>();
+        const seqs: number[] = [];
+        for (const d of deliveries.filter((x) => x.status < 300)) {
+          for (const push of d.messages) {
+            if (seen.has(push.messageId)) continue;
+            seen.add(push.messageId);
+            const payload = sender.open(push).payload as { event?: string; seq?: number };
+            if (payload.event === "progress") seqs.push(payload.seq!);
+          }
+        }
+        return seqs;
+      };
+      await waitUntil(() => opened().length >= events || undefined, 120_000, `all ${events} events (have ${opened().length})`);
+      expect(opened()).toEqual(Array.from({ length: events }, (_, i) => i + 1));
+      expect(badSignatures).toEqual([]);
+      // The outage was real: the endpoint saw failures of every kind before it recovered.
+      expect(deliveries.some((d) => d.status === 500)).toBe(true);
+      expect(processes.some((p) => p.logs.some((l) => l.msg === "webhook" && l.outcome === "timeout"))).toBe(true);
+      expect(processes.some((p) => p.logs.some((l) => l.msg === "webhook" && l.outcome === "network"))).toBe(true);
+    },
+    300_000,
+  );
+});
+
+describe.skipIf(backendKind !== "postgres")("tool calls across instances (needs DATABASE_URL: two instances share a Postgres server)", () => {
+  let a: TestBroker;
+  let b: TestBroker;
+
+  beforeAll(async () => {
+    a = await TestBroker.start();
+    b = await TestBroker.start({}, { backend: a.backend });
+  });
+  afterAll(async () => {
+    await b?.dispose();
+    await a?.dispose();
+  });
+
+  test("a caller on instance A gets the reply of a tool on instance B, woken by its commit", async () => {
+    const admin = a.admin;
+    const { mesh, members } = await setupMesh(admin, { members: ["caller", "tool"] });
+    const [caller, tool] = members as [SetupMember, SetupMember];
+    await RunnerProcess.start(b.url, mesh.id, tool);
+    const sender = await appSender(admin, a.url, mesh.id, caller);
+    for (const [x, y] of [
+      [2, 3],
+      [40, 2],
+    ] as const) {
+      // The longest wait: a request that were not woken by the reply would only look again at its end.
+      const answer = await within(20_000, sender.request(tool.pubkey, { cmd: "add", a: x, b: y }, { waitSeconds: 60 }), "the reply");
+      expect(answer.reply?.payload).toEqual({ result: x + y });
+    }
+  });
+});

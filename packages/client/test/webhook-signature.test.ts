@@ -1,0 +1,68 @@
+// verifyWebhook against a signature computed independently (openssl dgst
+// -sha256 -hmac), and every way a request can fail the check.
+import { describe, expect, test } from "bun:test";
+import { webhookSignature } from "@switchboard/protocol";
+import { verifyWebhook } from "../src/index.ts";
+
+const SECRET = "whsec-example-0123456789";
+const T = 1767225600;
+const NOW = T * 1000 + 30_000;
+const BODY =
+  '{"type":"push_batch","messages":[{"type":"push","messageId":"7f2e8df2-9a41-4eb4-9ef0-80182c97ccc8",' +
+  '"meshId":"cf69dcff-9083-4958-b012-1922a6d5a018","senderPubkey":"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",' +
+  '"targetSpec":"#ops","priority":"next","nonce":"plain","ciphertext":"eyJvayI6dHJ1ZX0=","createdAt":"2026-01-01T00:00:00.000Z",' +
+  '"replyTo":null,"attempt":1}]}';
+// printf '%s' "1767225600.$BODY" | openssl dgst -sha256 -hmac "$SECRET"
+const V1 = "269cec7d8aec83989afc0cd7c681f2b0e8fbf9f09ad11cce9f30333c1ddd872a";
+const HEADER = `t=${T},v1=${V1}`;
+
+const codeOf = (promise: Promise<unknown>) =>
+  promise.then(
+    () => "verified",
+    (error: { code: string }) => error.code,
+  );
+
+describe("verifyWebhook", () => {
+  test("accepts the documented example and returns the batch", async () => {
+    const batch = await verifyWebhook(SECRET, new Headers({ "X-Switchboard-Signature": HEADER }), BODY, { now: NOW });
+    expect(batch.type).toBe("push_batch");
+    expect(batch.messages.map((m) => m.messageId)).toEqual(["7f2e8df2-9a41-4eb4-9ef0-80182c97ccc8"]);
+  });
+
+  test("takes Node's header object and a byte body alike", async () => {
+    const headers = { "x-switchboard-signature": [HEADER], "content-type": "application/json" };
+    const batch = await verifyWebhook(SECRET, headers, new TextEncoder().encode(BODY), { now: NOW });
+    expect(batch.messages.length).toBe(1);
+  });
+
+  test("accepts a header with several v1 signatures when one matches", async () => {
+    const headers = { "X-Switchboard-Signature": `t=${T},v1=${"0".repeat(64)},v1=${V1}` };
+    expect(await codeOf(verifyWebhook(SECRET, headers, BODY, { now: NOW }))).toBe("verified");
+  });
+
+  test("refuses a wrong secret, a changed body, a stale or future timestamp, a missing or malformed header", async () => {
+    const at = (header: string | undefined, body = BODY, secret = SECRET, now = NOW) =>
+      codeOf(verifyWebhook(secret, header === undefined ? {} : { "x-switchboard-signature": header }, body, { now }));
+    expect(await at(HEADER, BODY, "another-secret-0123456789")).toBe("bad_signature");
+    expect(await at(HEADER, BODY.replace('"next"', '"now"'))).toBe("bad_signature");
+    expect(await at(HEADER, `${BODY}\n`)).toBe("bad_signature");
+    expect(await at(HEADER, BODY, SECRET, T * 1000 + 301_000)).toBe("bad_signature");
+    expect(await at(HEADER, BODY, SECRET, T * 1000 - 301_000)).toBe("bad_signature");
+    expect(await at(`t=${T + 1},v1=${V1}`)).toBe("bad_signature");
+    expect(await at(undefined)).toBe("bad_signature");
+    expect(await at(`v1=${V1}`)).toBe("bad_signature");
+    expect(await at(`t=${T}`)).toBe("bad_signature");
+    expect(await at(`t=${T},v1=${V1.toUpperCase()}`)).toBe("bad_signature");
+    expect(await at("garbage")).toBe("bad_signature");
+    // A wider tolerance lets an old request through.
+    expect(await codeOf(verifyWebhook(SECRET, { "x-switchboard-signature": HEADER }, BODY, { now: T * 1000 + 400_000, toleranceSeconds: 600 }))).toBe(
+      "verified",
+    );
+  });
+
+  test("a correctly signed body that is not a push batch is invalid", async () => {
+    const body = '{"type":"something_else"}';
+    const header = `t=${T},v1=${await webhookSignature(SECRET, T, body)}`;
+    expect(await codeOf(verifyWebhook(SECRET, { "x-switchboard-signature": header }, body, { now: NOW }))).toBe("invalid");
+  });
+});

@@ -1,0 +1,2 @@
+ALTER TABLE "messages" ADD COLUMN "reply_wait_until" timestamp with time zone;--> statement-breakpoint
+CREATE INDEX "messages_reply_to_idx" ON "messages" USING btree ("reply_to") WHERE reply_to IS NOT NULL;
