@@ -14,17 +14,22 @@ import { ChannelService } from "./services/channels.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
 import { HelloService } from "./services/hello.ts";
+import { HistoryService } from "./services/history.ts";
+import { JwtVerifier } from "./services/jwt.ts";
 import { HookService } from "./services/hooks.ts";
 import { InstanceLease } from "./services/instance-lease.ts";
 import { LocalPresences } from "./services/local-presences.ts";
 import { PeerDirectory } from "./services/peers.ts";
+import { PresenceEvents } from "./services/presence-events.ts";
 import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
 import { QueuedWork } from "./services/queued-work.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
 import { systemClock, type Timing } from "./services/timing.ts";
+import { TokenExpiry } from "./services/token-expiry.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
+import { CorsPolicy } from "./transport/http/cors.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
 import { opsRoutes } from "./transport/http/ops-routes.ts";
 import { serve } from "./transport/server.ts";
@@ -50,6 +55,7 @@ export function timingOf(config: Config): Timing {
     sweepIntervalMs: config.SWEEP_INTERVAL_MS,
     housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
     settledRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
+    historyRetentionSeconds: config.HISTORY_RETENTION_SECONDS ?? config.MESSAGE_TTL_SECONDS,
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
   };
@@ -93,12 +99,16 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     members: (ids) => pump.schedule(ids),
     meshes: (ids) => pump.schedule(ids.flatMap((meshId) => presences.membersOfMesh(meshId))),
   });
-  const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId);
-  const status = new StatusService(db, bus, timing, (member) => queuedWork.forMembers([member]));
-  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock }, () =>
+  const presenceEvents = new PresenceEvents(db, bus, instanceId, log);
+  const tokenExpiry = new TokenExpiry(clock);
+  const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId, presenceEvents, tokenExpiry);
+  const status = new StatusService(db, bus, timing, presenceEvents, (member) => queuedWork.forMembers([member]));
+  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock }, presenceEvents, () =>
     lifecycle.endAll("lease_lost"),
   );
-  const hello = new HelloService(db, bus, instanceId, config.MAX_CONNECTIONS_PER_MESH);
+  const jwt = await JwtVerifier.create({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY });
+  const hello = new HelloService(db, bus, jwt, presenceEvents, instanceId, config.MAX_CONNECTIONS_PER_MESH);
+  const history = new HistoryService(db, timing.historyRetentionSeconds);
   const sending = new SendService(db, presences, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
@@ -109,7 +119,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const channels = new ChannelService(db);
   const peers = new PeerDirectory(db);
   const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
-  const sweepers = new Sweepers(db, queuedWork, bus, lease, lifecycle, metrics, log, timing, () => {
+  const sweepers = new Sweepers(db, queuedWork, bus, lease, lifecycle, metrics, log, timing, presenceEvents, () => {
     hooks.prune();
     sending.prune();
   });
@@ -120,6 +130,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
     replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
     revoked: (memberId) => lifecycle.endMember(memberId, "revoked"),
+    presence: (changes, from) => presenceEvents.received(changes, from),
     // Everything local may have missed news: every consumer looks again.
     resubscribed: () => queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId))),
   });
@@ -136,6 +147,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     status,
     channels,
     peers,
+    history,
+    presenceEvents,
     pushWindow: PUSH_WINDOW,
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     helloTimeoutMs: timing.helloTimeoutMs,
@@ -145,6 +158,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     hostname: config.HOST,
     log,
     ws,
+    cors: new CorsPolicy(config.CORS_ORIGINS),
     routes: [
       opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
       adminRoutes({ admin, adminToken }),
@@ -159,6 +173,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     async stop() {
       ws.closeAll();
       sweepers.stop();
+      tokenExpiry.stop();
       await unsubscribe();
       await pump.stop();
       await lease.stop();

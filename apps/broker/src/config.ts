@@ -1,14 +1,16 @@
 // Every environment variable of the contract, parsed once at start. A bad
 // value stops the start with one line that names the variable.
+import { createPublicKey } from "node:crypto";
 import { z } from "zod";
 
-const int = (min: number, max: number, fallback: number) =>
+const wholeNumber = (min: number, max: number) =>
   z.coerce
     .number({ error: "expected a whole number" })
     .int({ error: "expected a whole number" })
     .min(min, { error: `expected at least ${min}` })
-    .max(max, { error: `expected at most ${max}` })
-    .default(fallback);
+    .max(max, { error: `expected at most ${max}` });
+
+const int = (min: number, max: number, fallback: number) => wholeNumber(min, max).default(fallback);
 
 const positive = (fallback: number) => int(1, 2_147_483_647, fallback);
 
@@ -17,6 +19,52 @@ const databaseUrl = z
   .regex(/^postgres(ql)?:\/\/.+/, { error: "expected a postgres:// or postgresql:// URL" });
 
 const secret = z.string().min(16, { error: "expected at least 16 characters" });
+
+/** Variables whose values never appear in an error message. */
+const UNECHOED = new Set(["ADMIN_TOKEN", "METRICS_TOKEN", "JWT_SECRET", "JWT_PUBLIC_KEY"]);
+
+export type JwtKeyAlgorithm = "RS256" | "EdDSA";
+
+/** A PEM public key (literal "\n" escapes allowed, as env files write them) and the JWT algorithm it verifies. */
+const jwtPublicKey = z.string().transform((text, ctx) => {
+  const pem = text.replaceAll("\\n", "\n");
+  let type: string | undefined;
+  try {
+    type = createPublicKey(pem).asymmetricKeyType;
+  } catch {
+    type = undefined;
+  }
+  const alg: JwtKeyAlgorithm | null = type === "rsa" ? "RS256" : type === "ed25519" ? "EdDSA" : null;
+  if (alg === null) {
+    ctx.addIssue({ code: "custom", message: "expected a PEM public key, RSA (RS256) or Ed25519 (EdDSA)" });
+    return z.NEVER;
+  }
+  return { pem, alg };
+});
+
+/** Comma-separated origins (scheme://host[:port]), as browsers send them in the Origin header. */
+const origins = z.string().transform((text, ctx) => {
+  const list = text.split(",").map((o) => o.trim()).filter((o) => o !== "");
+  for (const origin of list) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = null;
+    }
+    if (parsed === null || parsed.origin !== origin) {
+      ctx.addIssue({ code: "custom", message: `${origin} is not an origin like https://app.example.com` });
+      return z.NEVER;
+    }
+  }
+  return list;
+});
+
+const flag = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0"], { error: "expected true or false" })
+    .transform((v) => v === "true" || v === "1")
+    .default(fallback);
 
 export const configSchema = z.object({
   BROKER_PORT: int(0, 65535, 7900),
@@ -49,6 +97,13 @@ export const configSchema = z.object({
   SWEEP_INTERVAL_MS: int(50, 600_000, 1000),
   HOUSEKEEPING_INTERVAL_MS: int(100, 3_600_000, 10_000),
   DELIVERED_RETENTION_SECONDS: positive(3600),
+  // Browsers (docs/browser.md).
+  JWT_SECRET: z.string().min(32, { error: "expected at least 32 characters" }).optional(),
+  JWT_PUBLIC_KEY: jwtPublicKey.optional(),
+  CORS_ORIGINS: origins.optional(),
+  /** Unset: MESSAGE_TTL_SECONDS. */
+  HISTORY_RETENTION_SECONDS: wholeNumber(1, 2_147_483_647).optional(),
+  DASHBOARD: flag(true),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -69,7 +124,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((issue) => {
     const name = String(issue.path[0] ?? "environment");
-    const given = name in present ? ` (got ${JSON.stringify(present[name])})` : "";
+    const given = name in present && !UNECHOED.has(name) ? ` (got ${JSON.stringify(present[name])})` : "";
     return `invalid environment variable ${name}: ${issue.message}${given}`;
   });
   throw new ConfigError(lines.join("\n"));

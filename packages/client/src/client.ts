@@ -231,7 +231,7 @@ export class SwitchboardClient {
       else if (result.kind === "error") this.events.emit("error", result.error);
       return;
     }
-    if (frame.type === "hello_ack") return;
+    if (frame.type === "hello_ack" || frame.type === "presence") return;
     if (frame.type === "status") this.events.emit("status", { status: frame.status, statusSource: frame.statusSource });
     const entry = frame.reqId === undefined ? undefined : this.outbox.take(frame.reqId);
     if (entry) entry.resolve(frame);

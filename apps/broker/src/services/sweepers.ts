@@ -21,6 +21,7 @@ import {
 import { expireWorkingStatus } from "../store/status.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { InstanceLease } from "./instance-lease.ts";
+import type { PresenceEvents } from "./presence-events.ts";
 import type { PresenceLifecycle } from "./presence-lifecycle.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import type { Timing } from "./timing.ts";
@@ -41,6 +42,7 @@ export class Sweepers {
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly timing: Timing,
+    private readonly events: PresenceEvents,
     /** Pruning of in-memory state (rate limiter keys) along with the tables. */
     private readonly onHousekeeping: () => void,
   ) {}
@@ -85,13 +87,18 @@ export class Sweepers {
   private async leasesAndStatus(): Promise<void> {
     await this.wake(await requeue(this.db, { expiredLeases: { limit: 10_000 } }));
     this.metrics.ttlSweeps.inc();
-    await this.wake(await expireWorkingStatus(this.db, this.timing.statusTtlSeconds));
+    const flipped = await expireWorkingStatus(this.db, this.timing.statusTtlSeconds);
+    await this.wake(flipped.memberIds);
+    const changes = flipped.presenceIds.map((presenceId) => ({ presenceId, event: "status" as const }));
+    await this.events.announce(this.db, changes);
+    this.events.deliver(changes);
   }
 
   private async housekeeping(): Promise<void> {
     this.metrics.messagesExpired.inc(await expireDeliveries(this.db, BATCH));
-    await pruneExpiredMessages(this.db, this.timing.settledRetentionSeconds, BATCH);
-    await pruneSettledMessages(this.db, this.timing.settledRetentionSeconds, BATCH);
+    const retention = { settledSeconds: this.timing.settledRetentionSeconds, historySeconds: this.timing.historyRetentionSeconds };
+    await pruneExpiredMessages(this.db, retention, BATCH);
+    await pruneSettledMessages(this.db, retention, BATCH);
     await pruneHelloReplays(this.db);
     await prunePendingSignals(this.db);
     await pruneGonePresences(this.db, DAY);
