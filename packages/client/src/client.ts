@@ -1,32 +1,41 @@
 // The peer SDK's client: one logical session over successive sockets. The
 // socket, reconnect policy, outbox, inbox and envelope live in their own
 // modules; this class wires them together and keeps the state machine.
-import { signHello, targetSpecSchema } from "@switchboard/protocol";
+import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";
 import { resolveConfig, type ClientConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
 import { SwitchboardError } from "./errors.ts";
+import { buildHello } from "./hello.ts";
 import { Inbox } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
 import { Outbox } from "./outbox.ts";
 import { ReplyWaiters } from "./replies.ts";
+import { PresenceRoster } from "./roster.ts";
+import { TypingTracker, typingOf, typingPayload } from "./typing.ts";
 import type {
   ClientEvents,
   ClientOptions,
   CloseInfo,
+  ConnectionState,
+  HistoryOptions,
+  HistoryPage,
   Message,
   PeerInfo,
+  PresenceEvent,
+  PresenceInfo,
   ReplyOptions,
   RequestOptions,
   SendOptions,
   SendResult,
   StatusInfo,
+  TypingInfo,
 } from "./types.ts";
 import type { ReplyFrame, ServerFrame } from "./wire.ts";
 
-type State = "connecting" | "open" | "reconnecting" | "closed";
+type State = ConnectionState;
 type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
 
 const asError = (error: unknown, code = "closed"): SwitchboardError =>
@@ -48,6 +57,9 @@ export class SwitchboardClient {
   private readonly inbox: Inbox;
   private readonly keys: KeyRing;
   private readonly replies: ReplyWaiters;
+  private readonly roster = new PresenceRoster();
+  private readonly typingTracker = new TypingTracker((info) => this.events.emit("typing", info));
+  private presenceWanted = false;
 
   private constructor(private readonly config: ClientConfig) {
     this.publicKey = config.publicKey;
@@ -71,6 +83,26 @@ export class SwitchboardClient {
     return client;
   }
 
+  /**
+   * Resolves at once with a client that connects in the background, with the
+   * reconnect policy from its first attempt (a page that loads while the
+   * broker is away). Calls wait in the outbox until a hello is accepted.
+   */
+  static async start(options: ClientOptions): Promise<SwitchboardClient> {
+    const client = new SwitchboardClient(await resolveConfig(options));
+    void client.reconnectLoop(true);
+    return client;
+  }
+
+  get connectionState(): ConnectionState {
+    return this.state;
+  }
+
+  /** The mesh's live presences, kept by presence events (after subscribePresence()). */
+  get presences(): PresenceInfo[] {
+    return this.roster.list();
+  }
+
   get presenceId(): string {
     return this.currentPresenceId;
   }
@@ -80,6 +112,9 @@ export class SwitchboardClient {
   }
 
   on(event: "message", fn: (m: Message) => void): () => void;
+  on(event: "presence", fn: (e: PresenceEvent) => void): () => void;
+  on(event: "typing", fn: (t: TypingInfo) => void): () => void;
+  on(event: "connectionState", fn: (state: ConnectionState) => void): () => void;
   on(event: "status", fn: (s: StatusInfo) => void): () => void;
   on(event: "open" | "reconnect", fn: () => void): () => void;
   on(event: "close", fn: (info: CloseInfo) => void): () => void;
@@ -139,6 +174,43 @@ export class SwitchboardClient {
     return (await this.call("request", { type: "list_peers" }, "peers")).peers;
   }
 
+  /** A page of a joined channel's stored messages, oldest first (hydration after a load or a reconnect). */
+  async history(channel: string, opts: HistoryOptions = {}): Promise<HistoryPage> {
+    const target = channel.startsWith("#") ? channel : `#${channel}`;
+    const frame: Record<string, unknown> = { type: "history", target };
+    if (opts.before !== undefined) frame.before = opts.before;
+    if (opts.limit !== undefined) frame.limit = opts.limit;
+    const reply = await this.call("request", frame, "history");
+    const messages: Message[] = [];
+    for (const push of reply.messages) {
+      const opened = this.inbox.open(push);
+      if (opened.kind === "message") messages.push(opened.message);
+      else if (opened.kind === "error") this.events.emit("error", opened.error);
+    }
+    const full = reply.messages.length >= Math.min(opts.limit ?? HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT);
+    return { messages, before: full ? (reply.messages[0]?.messageId ?? null) : null };
+  }
+
+  /**
+   * Presence events of the whole mesh from now on: `presence` events, and
+   * `presences` kept up to date. Renewed by itself after every reconnect.
+   */
+  async subscribePresence(): Promise<void> {
+    this.presenceWanted = true;
+    await this.resubscribe();
+  }
+
+  async unsubscribePresence(): Promise<void> {
+    this.presenceWanted = false;
+    await this.call("request", { type: "unsubscribe", events: ["presence"] }, "ack");
+    this.roster.clear();
+  }
+
+  /** Tells a channel's members this one is typing (or stopped); repeat it every few seconds while typing. */
+  async setTyping(channel: string, typing = true): Promise<void> {
+    await this.send(channel.startsWith("#") ? channel : `#${channel}`, typingPayload(typing), { ephemeral: true });
+  }
+
   /** The broker's clock (ms since the epoch). */
   async ping(): Promise<number> {
     return (await this.call("request", { type: "ping" }, "pong")).serverTime;
@@ -187,12 +259,7 @@ export class SwitchboardClient {
     // A fresh timestamp on every attempt, never repeated: the same signature twice would be refused as a replay.
     const timestamp = Math.max(Date.now(), this.lastHelloTimestamp + 1);
     this.lastHelloTimestamp = timestamp;
-    const { meshId, sessionId } = this.config;
-    const signed = await signHello(this.config.secretKey, { meshId, sessionId, timestamp });
-    const hello: Record<string, unknown> = { type: "hello", ...signed };
-    if (this.config.pid !== undefined) hello.pid = this.config.pid;
-    if (this.config.cwd !== undefined) hello.cwd = this.config.cwd;
-    if (this.config.displayName !== undefined) hello.displayName = this.config.displayName;
+    const hello = await buildHello(this.config, timestamp);
     const { connection, ack } = await Connection.open({
       url: this.config.url,
       WebSocket: this.config.WebSocket,
@@ -212,7 +279,7 @@ export class SwitchboardClient {
     this.connection = connection;
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;
-    this.state = "open";
+    this.setState("open");
     // Everything unanswered goes out again, in the order it was made.
     for (const entry of this.outbox.inOrder()) {
       if (connection.send(entry.text)) entry.writtenOn = generation;
@@ -220,22 +287,51 @@ export class SwitchboardClient {
     this.acks.flush();
     const reconnected = this.connectedOnce;
     this.connectedOnce = true;
+    // Subscriptions belong to a socket: a new one subscribes again.
+    if (reconnected && this.presenceWanted) this.resubscribe().catch((error: unknown) => this.events.emit("error", asError(error)));
     this.events.emit("open");
     if (reconnected) this.events.emit("reconnect");
+  }
+
+  /** Subscribes on this socket; the pong behind the snapshot marks its end (frames are answered in order). */
+  private async resubscribe(): Promise<void> {
+    this.roster.beginSnapshot();
+    await this.call("request", { type: "subscribe", events: ["presence"] }, "ack");
+    await this.ping();
+    for (const gone of this.roster.endSnapshot()) this.events.emit("presence", gone);
+  }
+
+  private setState(state: State): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.events.emit("connectionState", state);
   }
 
   private onFrame(frame: ServerFrame): void {
     if (frame.type === "push") {
       const result = this.inbox.receive(frame);
-      if (result.kind === "message") this.events.emit("message", result.message);
+      if (result.kind === "message") this.deliver(result.message);
       else if (result.kind === "error") this.events.emit("error", result.error);
       return;
     }
-    if (frame.type === "hello_ack" || frame.type === "presence") return;
+    if (frame.type === "presence") {
+      const { type: _, ...event } = frame;
+      if (this.roster.apply(event)) this.events.emit("presence", event);
+      return;
+    }
+    if (frame.type === "hello_ack") return;
+    // The close 4001 right behind it reconnects with a fresh token.
+    if (frame.type === "error" && frame.code === "expired" && frame.reqId === undefined) return;
     if (frame.type === "status") this.events.emit("status", { status: frame.status, statusSource: frame.statusSource });
     const entry = frame.reqId === undefined ? undefined : this.outbox.take(frame.reqId);
     if (entry) entry.resolve(frame);
     else if (frame.type === "error") this.events.emit("error", new SwitchboardError(frame.code, frame.message));
+  }
+
+  private deliver(message: Message): void {
+    const typing = message.targetSpec.startsWith("#") ? typingOf(message) : null;
+    if (typing === null) this.events.emit("message", message);
+    else this.typingTracker.receive(message.targetSpec, message.senderPubkey, typing);
   }
 
   private onSocketClosed(generation: number, code: number, reason: string): void {
@@ -253,16 +349,17 @@ export class SwitchboardClient {
       this.shutdown(new SwitchboardError(why, `connection closed (${code} ${reason})`));
       return;
     }
-    this.state = "reconnecting";
-    void this.reconnectLoop();
+    this.setState("reconnecting");
+    void this.reconnectLoop(false);
   }
 
-  private async reconnectLoop(): Promise<void> {
-    const policy = this.config.reconnect;
-    if (!policy) return;
+  /** `immediate`: the first attempt does not wait (a client started in the background). */
+  private async reconnectLoop(immediate: boolean): Promise<void> {
+    const policy = this.config.reconnect ?? { maxAttempts: 1, minDelayMs: 0, maxDelayMs: 0 };
     let last: SwitchboardError | undefined;
     for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
-      await this.pause(backoffDelay(attempt, policy));
+      if (attempt > 0) this.setState("reconnecting");
+      await this.pause(immediate && attempt === 0 ? 0 : backoffDelay(immediate ? attempt - 1 : attempt, policy));
       if (this.isClosed()) return;
       try {
         await this.establish();
@@ -298,7 +395,8 @@ export class SwitchboardClient {
   /** Final: no more sockets; everything pending fails with error. */
   private shutdown(error: SwitchboardError): void {
     if (this.state === "closed") return;
-    this.state = "closed";
+    this.setState("closed");
+    this.typingTracker.dispose();
     this.cancelPause?.();
     this.cancelPause = null;
     // close() closes the socket itself; every other path gets here without one.

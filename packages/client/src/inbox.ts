@@ -22,6 +22,11 @@ export class Inbox {
   receive(push: PushFrame): InboxResult {
     this.acks.add(push.messageId);
     if (!this.recent.add(push.messageId)) return { kind: "duplicate" };
+    return this.open(push);
+  }
+
+  /** The message a push (or a history entry) carries, opened; no ack, no de-duplication. */
+  open(push: PushFrame): Exclude<InboxResult, { kind: "duplicate" }> {
     let payload: unknown;
     try {
       payload = this.keys.openFrom(push.senderPubkey, push.targetSpec, { nonce: push.nonce, ciphertext: push.ciphertext });

@@ -1,7 +1,4 @@
-export { generateKeypair, publicKeyOf } from "@switchboard/protocol";
-export { backoffDelay, type ReconnectPolicy } from "./backoff.ts";
-export { SwitchboardClient } from "./client.ts";
-export { SwitchboardError } from "./errors.ts";
+export * from "./browser.ts";
 export {
   inferStatusFromTranscript,
   transcriptDir,
@@ -9,16 +6,3 @@ export {
   type StatusSink,
   type TranscriptStatus,
 } from "./transcript.ts";
-export type {
-  ClientEvents,
-  ClientOptions,
-  CloseInfo,
-  Message,
-  PeerInfo,
-  ReconnectOptions,
-  ReplyOptions,
-  RequestOptions,
-  SendOptions,
-  SendResult,
-  StatusInfo,
-} from "./types.ts";
