@@ -11,6 +11,7 @@ import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
 import { InstanceBus } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
+import { DashboardService } from "./services/dashboard.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
 import { HelloService } from "./services/hello.ts";
@@ -30,6 +31,7 @@ import { systemClock, type Timing } from "./services/timing.ts";
 import { TokenExpiry } from "./services/token-expiry.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
 import { CorsPolicy } from "./transport/http/cors.ts";
+import { dashboardRoutes } from "./transport/http/dashboard-routes.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
 import { opsRoutes } from "./transport/http/ops-routes.ts";
 import { serve } from "./transport/server.ts";
@@ -124,6 +126,11 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     sending.prune();
   });
 
+  const dashboard = new DashboardService(db, metrics, clock, {
+    sampleIntervalMs: timing.housekeepingIntervalMs,
+    instanceLeaseSeconds: timing.instanceLeaseSeconds,
+  });
+
   await lease.register();
   const unsubscribe = await bus.subscribe({
     queuedWork: (members) => queuedWork.forMembers(members),
@@ -135,6 +142,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     resubscribed: () => queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId))),
   });
   sweepers.start();
+  dashboard.start();
 
   const ws = createWsHandler({
     log,
@@ -163,6 +171,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
       adminRoutes({ admin, adminToken }),
       hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+      dashboardRoutes({ dashboard, presenceEvents, adminToken, page: config.DASHBOARD }),
     ],
   });
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
@@ -174,6 +183,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       ws.closeAll();
       sweepers.stop();
       tokenExpiry.stop();
+      dashboard.stop();
       await unsubscribe();
       await pump.stop();
       await lease.stop();
