@@ -24,7 +24,12 @@ export interface ClientConfig {
 }
 
 // A browser has no process: no environment, parent pid or working directory.
-const nodeProcess = typeof process === "undefined" ? undefined : process;
+interface ProcessLike {
+  env: Record<string, string | undefined>;
+  ppid: number;
+  cwd(): string;
+}
+const nodeProcess = (globalThis as { process?: ProcessLike }).process;
 
 export function defaultSessionId(env: Record<string, string | undefined> = nodeProcess?.env ?? {}): string {
   return env.CLAUDE_SESSION_ID || env.CLAUDE_CODE_SESSION_ID || crypto.randomUUID();

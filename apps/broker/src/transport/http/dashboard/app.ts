@@ -125,7 +125,7 @@ function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["dept
     const text = document.createElementNS(ns, "text");
     text.setAttribute("x", String(pad));
     text.setAttribute("y", String(12 * row));
-    text.setAttribute("fill", color);
+    text.style.fill = color;
     text.textContent = `${label} (max ${max})`;
     svg.append(path, text);
   };
