@@ -1,7 +1,7 @@
 // The peer SDK's client: one logical session over successive sockets. The
 // socket, reconnect policy, outbox, inbox and envelope live in their own
 // modules; this class wires them together and keeps the state machine.
-import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, targetSpecSchema } from "@switchboard/protocol";
+import { targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";
 import { resolveConfig, type ClientConfig } from "./config.ts";
@@ -9,11 +9,12 @@ import { Connection } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
 import { SwitchboardError } from "./errors.ts";
 import { buildHello } from "./hello.ts";
+import { historyPage } from "./history.ts";
 import { Inbox } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
 import { Outbox } from "./outbox.ts";
 import { ReplyWaiters } from "./replies.ts";
-import { PresenceRoster } from "./roster.ts";
+import { PresenceFeed } from "./presence-feed.ts";
 import { TypingTracker, typingOf, typingPayload } from "./typing.ts";
 import type {
   ClientEvents,
@@ -57,9 +58,12 @@ export class SwitchboardClient {
   private readonly inbox: Inbox;
   private readonly keys: KeyRing;
   private readonly replies: ReplyWaiters;
-  private readonly roster = new PresenceRoster();
+  private readonly presenceFeed = new PresenceFeed({
+    request: (frame) => this.call("request", frame, "ack"),
+    ping: () => this.ping(),
+    emit: (event) => this.events.emit("presence", event),
+  });
   private readonly typingTracker = new TypingTracker((info) => this.events.emit("typing", info));
-  private presenceWanted = false;
 
   private constructor(private readonly config: ClientConfig) {
     this.publicKey = config.publicKey;
@@ -100,7 +104,7 @@ export class SwitchboardClient {
 
   /** The mesh's live presences, kept by presence events (after subscribePresence()). */
   get presences(): PresenceInfo[] {
-    return this.roster.list();
+    return this.presenceFeed.list();
   }
 
   get presenceId(): string {
@@ -181,29 +185,19 @@ export class SwitchboardClient {
     if (opts.before !== undefined) frame.before = opts.before;
     if (opts.limit !== undefined) frame.limit = opts.limit;
     const reply = await this.call("request", frame, "history");
-    const messages: Message[] = [];
-    for (const push of reply.messages) {
-      const opened = this.inbox.open(push);
-      if (opened.kind === "message") messages.push(opened.message);
-      else if (opened.kind === "error") this.events.emit("error", opened.error);
-    }
-    const full = reply.messages.length >= Math.min(opts.limit ?? HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT);
-    return { messages, before: full ? (reply.messages[0]?.messageId ?? null) : null };
+    return historyPage(reply.messages, opts.limit, this.inbox, (error) => this.events.emit("error", error));
   }
 
   /**
    * Presence events of the whole mesh from now on: `presence` events, and
    * `presences` kept up to date. Renewed by itself after every reconnect.
    */
-  async subscribePresence(): Promise<void> {
-    this.presenceWanted = true;
-    await this.resubscribe();
+  subscribePresence(): Promise<void> {
+    return this.presenceFeed.subscribe();
   }
 
-  async unsubscribePresence(): Promise<void> {
-    this.presenceWanted = false;
-    await this.call("request", { type: "unsubscribe", events: ["presence"] }, "ack");
-    this.roster.clear();
+  unsubscribePresence(): Promise<void> {
+    return this.presenceFeed.unsubscribe();
   }
 
   /** Tells a channel's members this one is typing (or stopped); repeat it every few seconds while typing. */
@@ -288,17 +282,9 @@ export class SwitchboardClient {
     const reconnected = this.connectedOnce;
     this.connectedOnce = true;
     // Subscriptions belong to a socket: a new one subscribes again.
-    if (reconnected && this.presenceWanted) this.resubscribe().catch((error: unknown) => this.events.emit("error", asError(error)));
+    if (reconnected) this.presenceFeed.reconnected().catch((error: unknown) => this.events.emit("error", asError(error)));
     this.events.emit("open");
     if (reconnected) this.events.emit("reconnect");
-  }
-
-  /** Subscribes on this socket; the pong behind the snapshot marks its end (frames are answered in order). */
-  private async resubscribe(): Promise<void> {
-    this.roster.beginSnapshot();
-    await this.call("request", { type: "subscribe", events: ["presence"] }, "ack");
-    await this.ping();
-    for (const gone of this.roster.endSnapshot()) this.events.emit("presence", gone);
   }
 
   private setState(state: State): void {
@@ -316,7 +302,7 @@ export class SwitchboardClient {
     }
     if (frame.type === "presence") {
       const { type: _, ...event } = frame;
-      if (this.roster.apply(event)) this.events.emit("presence", event);
+      this.presenceFeed.receive(event);
       return;
     }
     if (frame.type === "hello_ack") return;
