@@ -17,13 +17,35 @@ export function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** A fresh stamp and the payload that carries it: what a bench message holds, whatever the system. */
+export function stamped(): { stamp: Stamp; payload: string } {
+  const stamp: Stamp = { t: now(), id: crypto.randomUUID() };
+  return { stamp, payload: Buffer.from(JSON.stringify(stamp)).toString("base64") };
+}
+
+export function readStamp(payload: string): Stamp | null {
+  try {
+    return JSON.parse(Buffer.from(payload, "base64").toString("utf8")) as Stamp;
+  } catch {
+    return null;
+  }
+}
+
+/** What the load generator drives: a Switchboard peer, or a peer of the system it is compared with. */
+export interface LoadPeer {
+  /** What other peers name to reach this one. */
+  readonly address: string;
+  send(to: string, priority?: "now" | "next" | "low"): Stamp;
+  close(): void;
+}
+
 export interface PeerHooks {
   onPush(messageId: string, stamp: Stamp | null, attempt: number): void;
   onAck(id: string, messageId: string | null, duplicate: boolean, at: number): void;
   onError(id: string | undefined, code: string): void;
 }
 
-export class BenchPeer {
+export class BenchPeer implements LoadPeer {
   private pendingAcks: string[] = [];
   private ackTimer: Timer | null = null;
   autoAck = true;
@@ -32,6 +54,10 @@ export class BenchPeer {
     readonly ws: WebSocket,
     readonly identity: BenchIdentity,
   ) {}
+
+  get address(): string {
+    return this.identity.publicKey;
+  }
 
   static async connect(url: string, meshId: string, identity: BenchIdentity, hooks: PeerHooks): Promise<BenchPeer> {
     // Signed before the socket exists, so its open event cannot fire unheard.
@@ -62,13 +88,7 @@ export class BenchPeer {
   private handle(frame: Record<string, unknown>, hooks: PeerHooks): void {
     if (frame.type === "push") {
       const messageId = String(frame.messageId);
-      let stamp: Stamp | null = null;
-      try {
-        stamp = JSON.parse(Buffer.from(String(frame.ciphertext), "base64").toString("utf8")) as Stamp;
-      } catch {
-        stamp = null;
-      }
-      hooks.onPush(messageId, stamp, Number(frame.attempt));
+      hooks.onPush(messageId, readStamp(String(frame.ciphertext)), Number(frame.attempt));
       if (this.autoAck) this.queueAck(messageId);
     } else if (frame.type === "ack" && typeof frame.id === "string") {
       hooks.onAck(frame.id, typeof frame.messageId === "string" ? frame.messageId : null, frame.duplicate === true, now());
@@ -93,9 +113,8 @@ export class BenchPeer {
   }
 
   send(targetSpec: string, priority: "now" | "next" | "low" = "next"): Stamp {
-    const stamp: Stamp = { t: now(), id: crypto.randomUUID() };
-    const ciphertext = Buffer.from(JSON.stringify(stamp)).toString("base64");
-    this.ws.send(JSON.stringify({ type: "send", targetSpec, priority, nonce: "bench", ciphertext, id: stamp.id }));
+    const { stamp, payload } = stamped();
+    this.ws.send(JSON.stringify({ type: "send", targetSpec, priority, nonce: "bench", ciphertext: payload, id: stamp.id }));
     return stamp;
   }
 

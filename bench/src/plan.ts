@@ -1,4 +1,6 @@
-// What the orchestrator asks of the load generator, and what it reports.
+// What the orchestrator asks of the load generator, and what it reports. A
+// plan is a workload (the same for every system it is run against) and the
+// system to run it against.
 import type { BenchIdentity } from "./peer.ts";
 import type { Summary } from "./stats.ts";
 
@@ -7,12 +9,26 @@ export interface PlanMesh {
   members: BenchIdentity[];
 }
 
-interface PlanBase {
+/** A Switchboard broker, or the floor's relay, which speaks the same frames. */
+export interface SwitchboardSystem {
+  kind: "switchboard";
   urls: string[];
   meshes: PlanMesh[];
 }
 
-export interface RatePlan extends PlanBase {
+/** NATS JetStream: each peer publishes to `${subjectPrefix}.${address}` and consumes its own durable consumer. */
+export interface JetStreamSystem {
+  kind: "jetstream";
+  url: string;
+  stream: string;
+  subjectPrefix: string;
+  /** One address per peer: its subject token and its consumer's name. */
+  peers: string[];
+}
+
+export type System = SwitchboardSystem | JetStreamSystem;
+
+export interface RateWorkload {
   kind: "rate";
   target: "direct" | "broadcast";
   steps: Array<{ rate: number; seconds: number }>;
@@ -21,22 +37,35 @@ export interface RatePlan extends PlanBase {
   drainMs: number;
 }
 
-export interface ConnectPlan extends PlanBase {
+export interface ConnectWorkload {
   kind: "connect";
   concurrency: number;
   holdMs: number;
 }
 
-export interface HeldPlan extends PlanBase {
+export interface HeldWorkload {
   kind: "held";
   messages: number;
   drainMs: number;
 }
 
-export type Plan = RatePlan | ConnectPlan | HeldPlan;
+/** Closed loop: every peer keeps `window` direct messages in flight for `seconds`. */
+export interface ClosedWorkload {
+  kind: "closed";
+  window: number;
+  seconds: number;
+  drainMs: number;
+}
+
+export type Workload = RateWorkload | ConnectWorkload | HeldWorkload | ClosedWorkload;
+
+export type Plan = Workload & { system: System };
 
 export interface StepResult {
   rate: number;
+  /** Wall-clock bounds of the step (ms since the epoch), for the profile. */
+  startedAt: number;
+  endedAt: number;
   sent: number;
   acked: number;
   sendToAck: Summary;
@@ -55,7 +84,10 @@ export interface Counts {
 }
 
 export interface LoadResult {
-  kind: Plan["kind"];
+  kind: Workload["kind"];
+  /** Wall-clock bounds of the load (ms since the epoch), for the profile. */
+  startedAt: number;
+  endedAt: number;
   seconds: number;
   counts: Counts;
   throughput: { sendsPerSecond: number; deliveriesPerSecond: number };
@@ -63,6 +95,8 @@ export interface LoadResult {
   sendToPush: Summary;
   steps?: StepResult[];
   highestSustainedRate?: number;
-  connect?: { peers: number; seconds: number };
+  /** When the peers began to connect (ms since the epoch) and how long it took them all. */
+  connect?: { peers: number; seconds: number; startedAt: number };
   held?: { messages: number; flushSeconds: number };
+  closed?: { window: number; seconds: number; messagesPerSecond: number };
 }

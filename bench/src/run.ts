@@ -1,172 +1,254 @@
-// `bun run bench <scenario> [--smoke]`: starts a throwaway Postgres (fsync
-// on), the broker(s) on it and the load generator in a process of its own;
-// prints the result and writes it as JSON to bench/out/.
-import {
-  AdminClient,
-  embeddedBackend,
-  postgresBackend,
-  spawnBroker,
-  startPostgresCluster,
-  type BrokerProcess,
-  type PostgresCluster,
-  type TestBackend,
-} from "@switchboard/testkit";
-import { generateKeypair } from "@switchboard/protocol";
+// `bun run bench <name…> [--smoke]`. Every run starts a throwaway Postgres
+// (fsync on), measures the floor on it, then the scenario; `jetstream` runs
+// the latency and throughput scenarios and the same load against NATS
+// JetStream in the same invocation; `scaling` runs 1, 2 and 3 instances on
+// one Postgres; `floor` measures the floor alone. Prints Markdown tables and
+// writes the report as JSON and Markdown to bench/out/.
+import { startPostgresCluster, type PostgresCluster } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import postgres from "postgres";
-import type { LoadResult, PlanMesh } from "./plan.ts";
-import { cpuPercent, sampleProcess, type ProcessSample } from "./probe.ts";
-import { scenarios, type Scenario } from "./scenarios.ts";
+import { runFloor, type FloorReport } from "./floor/index.ts";
+import { runJetStream, type JetStreamReport } from "./jetstream/index.ts";
+import { natsServerBinary, natsServerVersion, supportsSyncAlways } from "./jetstream/server.ts";
+import { commit, machine, postgresVersion } from "./machine.ts";
+import {
+  comparisonTable,
+  contextLines,
+  costCell,
+  floorRatios,
+  floorTable,
+  jetStreamRatios,
+  jetStreamSettingsLines,
+  profileTable,
+  type Ratio,
+  type RunContext,
+} from "./report.ts";
+import { scalingScenario, scenarios, type Scenario, type Size } from "./scenarios.ts";
+import { identities, runSwitchboard, type SwitchboardRun } from "./switchboard.ts";
 
-const ADMIN_TOKEN = "bench-admin-token-0123456789";
-const BROKER_ENV = {
-  ADMIN_TOKEN,
-  SEND_RATE_LIMIT_PER_MIN: "100000000",
-  MAX_CONNECTIONS_PER_MESH: "10000",
-};
-
-export interface BenchReport {
+export interface ScenarioReport {
+  kind: "scenario";
+  context: RunContext;
   scenario: string;
   description: string;
-  size: "full" | "smoke";
-  machine: { cpus: number; cpuModel: string; memoryGiB: number; bun: string };
-  load: LoadResult;
-  brokers: Array<{ rssBeforeBytes: number; rssAfterBytes: number; cpuPercent: number }>;
-  rssPerConnectionBytes?: number;
-  rowsLeft: Record<string, number>;
+  floor?: FloorReport;
+  switchboard: SwitchboardRun;
+  ratios: Ratio[];
 }
 
-async function enroll(admin: AdminClient, scenario: Scenario): Promise<PlanMesh[]> {
-  const meshes: PlanMesh[] = [];
-  for (let m = 0; m < scenario.meshes; m++) {
-    const slug = `bench-${m}`;
-    await admin.createMesh(slug);
-    const members = await Promise.all(Array.from({ length: scenario.membersPerMesh }, () => generateKeypair()));
-    for (let i = 0; i < members.length; i += 50) {
-      await Promise.all(
-        members.slice(i, i + 50).map((k, j) => admin.addMember(slug, { pubkey: k.publicKey, displayName: `peer-${i + j}` })),
+export interface FloorOnlyReport {
+  kind: "floor";
+  context: RunContext;
+  description: string;
+  floor: FloorReport;
+}
+
+export interface JetStreamComparison {
+  scenario: ScenarioReport;
+  jetstream: JetStreamReport[];
+  /** Switchboard on Postgres with fsync off (acks after write(2), as JetStream's), where no JetStream with fsync before its ack can be run. */
+  switchboardFsyncOff?: SwitchboardRun;
+  /** Each set names what it divides: "Switchboard ÷ JetStream (default)", … */
+  ratios: Array<{ name: string; ratios: Ratio[] }>;
+}
+
+export interface JetStreamReportSet {
+  kind: "jetstream";
+  context: RunContext;
+  comparisons: JetStreamComparison[];
+}
+
+export interface ScalingReport {
+  kind: "scaling";
+  context: RunContext;
+  description: string;
+  floor: FloorReport;
+  runs: Array<{ run: SwitchboardRun; ratios: Ratio[] }>;
+}
+
+export type Report = ScenarioReport | FloorOnlyReport | JetStreamReportSet | ScalingReport;
+
+function scenarioOf(name: string, size: Size): Scenario {
+  const scenario = scenarios(size)[name];
+  if (!scenario) throw new Error(`unknown scenario ${name}; one of: ${Object.keys(scenarios(size)).join(", ")}, floor, jetstream, scaling`);
+  return scenario;
+}
+
+async function withCluster<T>(fsync: boolean, work: (cluster: PostgresCluster, context: RunContext) => Promise<T>, command: string, size: Size): Promise<T> {
+  const cluster = await startPostgresCluster({ fsync });
+  try {
+    const database = `Postgres ${await postgresVersion(cluster.url())}, fsync ${fsync ? "on" : "off"}`;
+    return await work(cluster, { command, size, commit: commit(), machine: machine(), database });
+  } finally {
+    await cluster.destroy();
+  }
+}
+
+const commandOf = (args: string, size: Size) => `bun run bench ${args}${size === "smoke" ? " --smoke" : ""}`;
+
+export async function runScenarioReport(name: string, size: Size, options: { floor?: boolean } = {}): Promise<ScenarioReport> {
+  const scenario = scenarioOf(name, size);
+  const work = async (serverUrl: string | null, context: RunContext): Promise<ScenarioReport> => {
+    const meshes = await identities(scenario);
+    const floor = options.floor === false ? undefined : await runFloor({ serverUrl, meshes, workload: scenario.workload, size });
+    const switchboard = await runSwitchboard({ scenario, serverUrl, meshes, instances: scenario.instances });
+    return { kind: "scenario", context, scenario: name, description: scenario.description, floor, switchboard, ratios: floorRatios(switchboard, floor) };
+  };
+  if (scenario.embedded) {
+    return work(null, { command: commandOf(name, size), size, commit: commit(), machine: machine(), database: "embedded (PGlite)" });
+  }
+  return withCluster(true, (cluster, context) => work(cluster.url(), context), commandOf(name, size), size);
+}
+
+export async function runFloorReport(size: Size): Promise<FloorOnlyReport> {
+  const scenario = scenarioOf("latency", size);
+  return withCluster(
+    true,
+    async (cluster, context) => ({
+      kind: "floor",
+      context,
+      description: `the floor under the latency scenario's load: ${scenario.description}`,
+      floor: await runFloor({ serverUrl: cluster.url(), meshes: await identities(scenario), workload: scenario.workload, size }),
+    }),
+    commandOf("floor", size),
+    size,
+  );
+}
+
+export async function runJetStreamComparison(size: Size, names: string[] = ["latency", "throughput"]): Promise<JetStreamReportSet> {
+  const binary = natsServerBinary();
+  if (!binary) throw new Error("nats-server is not installed (Debian package nats-server)");
+  const syncAlways = supportsSyncAlways(natsServerVersion(binary));
+  const comparisons: JetStreamComparison[] = [];
+  let context: RunContext | undefined;
+  for (const name of names) {
+    const scenario = await runScenarioReport(name, size);
+    context ??= { ...scenario.context, command: commandOf(["jetstream", ...names].join(" "), size) };
+    const definition = scenarioOf(name, size);
+    const same = { workload: definition.workload, peers: definition.membersPerMesh };
+    const jetstream = [await runJetStream({ ...same, variant: "default" })];
+    if (syncAlways) jetstream.push(await runJetStream({ ...same, variant: "sync-always" }));
+    const switchboardFsyncOff = syncAlways
+      ? undefined
+      : await withCluster(
+          false,
+          async (cluster) => runSwitchboard({ scenario: definition, serverUrl: cluster.url(), meshes: await identities(definition), instances: 1 }),
+          commandOf(`jetstream ${name}`, size),
+          size,
+        );
+    const ratios = jetstream.map((js) => ({
+      name: `Switchboard ÷ JetStream (${js.settings.variant})`,
+      ratios: jetStreamRatios(scenario.switchboard.load, js.load),
+    }));
+    if (switchboardFsyncOff) {
+      ratios.push({
+        name: "Switchboard fsync off ÷ JetStream (default): both ack before fsync",
+        ratios: jetStreamRatios(switchboardFsyncOff.load, jetstream[0]!.load),
+      });
+    }
+    comparisons.push({ scenario, jetstream, ...(switchboardFsyncOff ? { switchboardFsyncOff } : {}), ratios });
+  }
+  return { kind: "jetstream", context: context!, comparisons };
+}
+
+export async function runScaling(size: Size): Promise<ScalingReport> {
+  const scenario = scalingScenario(size);
+  return withCluster(
+    true,
+    async (cluster, context) => {
+      const meshes = await identities(scenario);
+      const floor = await runFloor({ serverUrl: cluster.url(), meshes, workload: scenario.workload, size });
+      const runs: ScalingReport["runs"] = [];
+      for (const instances of scenario.instanceCounts) {
+        const run = await runSwitchboard({ scenario, serverUrl: cluster.url(), meshes, instances });
+        runs.push({ run, ratios: floorRatios(run, floor) });
+      }
+      return { kind: "scaling", context, description: scenario.description, floor, runs };
+    },
+    commandOf("scaling", size),
+    size,
+  );
+}
+
+/** Where a Switchboard run's time went: CPU per part and Postgres waits, and what it wrote per message. */
+function runDetails(run: SwitchboardRun): string[] {
+  const cost = run.databaseCost ? [`Switchboard per ${run.costPer}: ${costCell(run.databaseCost)} (commits; row writes; WAL bytes).`, ""] : [];
+  return [profileTable(run), "", ...cost];
+}
+
+export function markdown(report: Report): string {
+  const out: string[] = [contextLines(report.context), ""];
+  if (report.kind === "floor") {
+    out.push(`The floor: ${report.description}.`, "", floorTable(report.floor));
+  } else if (report.kind === "scenario") {
+    out.push(`**${report.scenario}**: ${report.description}.`, "");
+    if (report.floor) out.push(floorTable(report.floor), "");
+    out.push(
+      comparisonTable(report.floor, [{ name: "Switchboard", load: report.switchboard.load }], [{ name: "Switchboard ÷ floor", ratios: report.ratios }]),
+      "",
+      ...runDetails(report.switchboard),
+    );
+  } else if (report.kind === "jetstream") {
+    for (const c of report.comparisons) {
+      const s = c.scenario;
+      out.push(`**${s.scenario}**: ${s.description}.`, "");
+      if (s.floor) out.push(floorTable(s.floor), "");
+      out.push(
+        comparisonTable(
+          s.floor,
+          [
+            { name: "Switchboard", load: s.switchboard.load },
+            ...c.jetstream.map((j) => ({ name: `JetStream (${j.settings.variant})`, load: j.load })),
+            ...(c.switchboardFsyncOff ? [{ name: "Switchboard, fsync off", load: c.switchboardFsyncOff.load }] : []),
+          ],
+          [{ name: "Switchboard ÷ floor", ratios: s.ratios }, ...c.ratios],
+        ),
+        "",
+        jetStreamSettingsLines(c.jetstream),
+        "",
+        ...runDetails(s.switchboard),
       );
     }
-    meshes.push({ slug, members });
+  } else {
+    out.push(`**scaling**: ${report.description}.`, "", floorTable(report.floor), "");
+    for (const { run, ratios } of report.runs) {
+      out.push(`${run.instances} instance${run.instances > 1 ? "s" : ""}:`, "");
+      out.push(comparisonTable(report.floor, [{ name: "Switchboard", load: run.load }], [{ name: "÷ floor", ratios }]), "");
+      out.push(...runDetails(run));
+    }
   }
-  return meshes;
+  return out.join("\n");
 }
 
-async function runLoad(planPath: string, brokers: BrokerProcess[], onConnected: () => void): Promise<LoadResult> {
-  const proc = Bun.spawn(["bun", join(import.meta.dir, "loadgen.ts"), planPath], { stdout: "pipe", stderr: "inherit" });
-  let result: LoadResult | undefined;
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of proc.stdout) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let nl: number;
-    while ((nl = buffer.indexOf("\n")) >= 0) {
-      const line = JSON.parse(buffer.slice(0, nl)) as { event: string; result?: LoadResult };
-      buffer = buffer.slice(nl + 1);
-      if (line.event === "connected") onConnected();
-      if (line.event === "result") result = line.result;
-    }
-  }
-  const code = await proc.exited;
-  if (!result) {
-    const tail = brokers.map((b) => b.stderrText().split("\n").slice(-40).join("\n")).join("\n---\n");
-    throw new Error(`load generator exited ${code} without a result; broker logs end with:\n${tail}`);
-  }
-  return result;
-}
-
-/** Table sizes once the broker has handled the load generator's last acks and closes (at most 30 s). */
-async function rowsLeft(databaseUrl: string): Promise<Record<string, number>> {
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  try {
-    for (const until = Date.now() + 30_000; Date.now() < until; await Bun.sleep(200)) {
-      const [live] = await sql<Array<{ n: number }>>`
-        SELECT count(*)::int AS n FROM presences WHERE disconnected_at IS NULL`;
-      if (live?.n === 0) break;
-    }
-    const [row] = await sql<Array<Record<string, number>>>`
-      SELECT (SELECT count(*)::int FROM messages) AS messages,
-             (SELECT count(*)::int FROM deliveries) AS deliveries,
-             (SELECT count(*)::int FROM deliveries WHERE state <> 'acked') AS deliveries_unacked,
-             (SELECT count(*)::int FROM presences WHERE disconnected_at IS NULL) AS presences_live,
-             (SELECT count(*)::int FROM presences) AS presences,
-             (SELECT count(*)::int FROM hello_replays) AS hello_replays,
-             (SELECT count(*)::int FROM audit_log) AS audit_log`;
-    return row ?? {};
-  } finally {
-    await sql.end();
-  }
-}
-
-export async function runScenario(name: string, size: "full" | "smoke"): Promise<BenchReport> {
-  const scenario = scenarios(size)[name];
-  if (!scenario) throw new Error(`unknown scenario ${name}; one of: ${Object.keys(scenarios(size)).join(", ")}`);
-  const cluster: PostgresCluster | null = scenario.embedded ? null : await startPostgresCluster({ fsync: true });
-  const brokers: BrokerProcess[] = [];
-  let backend: TestBackend | undefined;
-  try {
-    backend = cluster ? await postgresBackend(cluster.url()) : embeddedBackend();
-    for (let i = 0; i < scenario.instances; i++) {
-      brokers.push(await spawnBroker({ ...backend.env, ...BROKER_ENV, ...scenario.brokerEnv }));
-    }
-    const admin = new AdminClient(brokers[0]!.url, ADMIN_TOKEN);
-    const meshes = await enroll(admin, scenario);
-    const plan = scenario.plan({ urls: brokers.map((b) => b.wsUrl), meshes });
-    const planPath = join(backend.env.DATA_DIR!, "plan.json");
-    await Bun.write(planPath, JSON.stringify(plan));
-
-    const before = brokers.map((b) => sampleProcess(b.pid));
-    let connected: ProcessSample[] = before;
-    const load = await runLoad(planPath, brokers, () => {
-      connected = brokers.map((b) => sampleProcess(b.pid));
-    });
-    const after = brokers.map((b) => sampleProcess(b.pid));
-    // The embedded database is locked by its broker; its rows are not counted.
-    const rows = backend.databaseUrl ? await rowsLeft(backend.databaseUrl) : {};
-    const peers = load.connect?.peers ?? 0;
-    const report: BenchReport = {
-      scenario: name,
-      description: scenario.description,
-      size,
-      machine: {
-        cpus: cpus().length,
-        cpuModel: cpus()[0]?.model ?? "unknown",
-        memoryGiB: Math.round(totalmem() / 2 ** 30),
-        bun: Bun.version,
-      },
-      load,
-      brokers: brokers.map((_, i) => ({
-        rssBeforeBytes: before[i]!.rssBytes,
-        rssAfterBytes: after[i]!.rssBytes,
-        cpuPercent: cpuPercent(connected[i]!, after[i]!),
-      })),
-      rowsLeft: rows,
-    };
-    if (name === "connections" && peers > 0) {
-      const grown = connected.reduce((n, s, i) => n + s.rssBytes - before[i]!.rssBytes, 0);
-      report.rssPerConnectionBytes = Math.round(grown / peers);
-    }
-    return report;
-  } finally {
-    for (const b of brokers) await b.stop();
-    await backend?.dispose().catch(() => {});
-    await cluster?.destroy();
-  }
+async function runNamed(name: string, rest: string[], size: Size): Promise<Report> {
+  if (name === "floor") return runFloorReport(size);
+  if (name === "scaling") return runScaling(size);
+  if (name === "jetstream") return runJetStreamComparison(size, rest.length > 0 ? rest : undefined);
+  return runScenarioReport(name, size);
 }
 
 if (import.meta.main) {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { smoke: { type: "boolean" } } });
-  const size = values.smoke ? "smoke" : "full";
-  const names = positionals.length > 0 ? positionals : Object.keys(scenarios(size));
-  mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
-  for (const name of names) {
-    const report = await runScenario(name, size);
-    const path = join(import.meta.dir, "..", "out", `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);
-    await Bun.write(path, JSON.stringify(report, null, 2));
-    console.log(JSON.stringify(report, null, 2));
-    console.log(`written to ${path}`);
+  const size: Size = values.smoke ? "smoke" : "full";
+  if (positionals[0] === "robust") {
+    await (await import("./robust.ts")).main(size);
+    process.exit(0);
+  }
+  // `jetstream` takes the scenario names after it; any other name stands alone.
+  const jobs: Array<[string, string[]]> =
+    positionals[0] === "jetstream"
+      ? [["jetstream", positionals.slice(1)]]
+      : (positionals.length > 0 ? positionals : Object.keys(scenarios(size))).map((n) => [n, []]);
+  const outDir = join(import.meta.dir, "..", "out");
+  mkdirSync(outDir, { recursive: true });
+  for (const [name, rest] of jobs) {
+    const report = await runNamed(name, rest, size);
+    const base = join(outDir, `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}`);
+    const md = markdown(report);
+    await Bun.write(`${base}.json`, JSON.stringify(report, null, 2));
+    await Bun.write(`${base}.md`, md);
+    console.log(md);
+    console.log(`\nwritten to ${base}.json and .md`);
   }
 }

@@ -1,6 +1,6 @@
 // The benchmark scenarios: full size for `bun run bench <name>`, and a tiny
 // smoke size that the test suite runs so the harness cannot rot.
-import type { Plan } from "./plan.ts";
+import type { Workload } from "./plan.ts";
 
 export interface Scenario {
   name: string;
@@ -12,12 +12,37 @@ export interface Scenario {
   meshes: number;
   membersPerMesh: number;
   brokerEnv?: Record<string, string>;
-  plan: (base: { urls: string[]; meshes: Plan["meshes"] }) => Plan;
+  workload: Workload;
 }
 
-type Size = "full" | "smoke";
+export type Size = "full" | "smoke";
 
 const rate = (rate: number, seconds: number) => [{ rate, seconds }];
+
+/** Open-loop direct sends at a rising rate until send→push p99 passes 100 ms (smoke: two small steps). */
+function risingRate(smoke: boolean, rates: number[]): Workload {
+  return {
+    kind: "rate",
+    target: "direct",
+    steps: (smoke ? [200, 400] : rates).map((r) => ({ rate: r, seconds: smoke ? 1 : 5 })),
+    stopAboveP99Ms: 100,
+    drainMs: 30_000,
+  };
+}
+
+/** The scaling run: the throughput load against 1, 2 and 3 instances on one Postgres, one after the other. */
+export function scalingScenario(size: Size): Scenario & { instanceCounts: number[] } {
+  const smoke = size === "smoke";
+  return {
+    name: "scaling",
+    description: `${smoke ? 10 : 100} peers, direct sends at a rising rate, against 1, 2 and 3 broker instances on one Postgres`,
+    instances: 1,
+    instanceCounts: smoke ? [1, 2] : [1, 2, 3],
+    meshes: 1,
+    membersPerMesh: smoke ? 10 : 100,
+    workload: risingRate(smoke, [1000, 2000, 3000, 4000, 5000, 6000, 8000, 10_000, 12_000, 15_000]),
+  };
+}
 
 export function scenarios(size: Size): Record<string, Scenario> {
   const smoke = size === "smoke";
@@ -28,7 +53,7 @@ export function scenarios(size: Size): Record<string, Scenario> {
     instances,
     meshes: 1,
     membersPerMesh: smoke ? 10 : 100,
-    plan: (base) => ({ ...base, kind: "rate", target: "direct", steps: rate(smoke ? 100 : 1000, smoke ? 2 : 30), drainMs: 20_000 }),
+    workload: { kind: "rate", target: "direct", steps: rate(smoke ? 100 : 1000, smoke ? 2 : 30), drainMs: 20_000 },
   });
   return {
     latency: latency(1),
@@ -41,21 +66,11 @@ export function scenarios(size: Size): Record<string, Scenario> {
     "cross-instance": latency(3),
     throughput: {
       name: "throughput",
-      description: "100 peers, open-loop direct sends at a rising rate until send→push p99 passes 100 ms",
+      description: `${smoke ? 10 : 100} peers, open-loop direct sends at a rising rate until send→push p99 passes 100 ms`,
       instances: 1,
       meshes: 1,
       membersPerMesh: smoke ? 10 : 100,
-      plan: (base) => ({
-        ...base,
-        kind: "rate",
-        target: "direct",
-        steps: (smoke ? [200, 400] : [2000, 4000, 6000, 8000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000]).map((r) => ({
-          rate: r,
-          seconds: smoke ? 1 : 5,
-        })),
-        stopAboveP99Ms: 100,
-        drainMs: 30_000,
-      }),
+      workload: risingRate(smoke, [2000, 4000, 6000, 8000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000]),
     },
     fanout: {
       name: "fanout",
@@ -63,7 +78,7 @@ export function scenarios(size: Size): Record<string, Scenario> {
       instances: 1,
       meshes: 1,
       membersPerMesh: smoke ? 10 : 100,
-      plan: (base) => ({ ...base, kind: "rate", target: "broadcast", steps: rate(smoke ? 5 : 50, smoke ? 2 : 10), drainMs: 30_000 }),
+      workload: { kind: "rate", target: "broadcast", steps: rate(smoke ? 5 : 50, smoke ? 2 : 10), drainMs: 30_000 },
     },
     connections: {
       name: "connections",
@@ -71,7 +86,7 @@ export function scenarios(size: Size): Record<string, Scenario> {
       instances: 1,
       meshes: smoke ? 1 : 100,
       membersPerMesh: smoke ? 50 : 100,
-      plan: (base) => ({ ...base, kind: "connect", concurrency: 200, holdMs: smoke ? 500 : 3000 }),
+      workload: { kind: "connect", concurrency: 200, holdMs: smoke ? 500 : 3000 },
     },
     held: {
       name: "held",
@@ -81,7 +96,7 @@ export function scenarios(size: Size): Record<string, Scenario> {
       // The first half sends, the second half receives.
       membersPerMesh: smoke ? 20 : 200,
       brokerEnv: { STATUS_TTL_SECONDS: "3600" },
-      plan: (base) => ({ ...base, kind: "held", messages: smoke ? 500 : 100_000, drainMs: 120_000 }),
+      workload: { kind: "held", messages: smoke ? 500 : 100_000, drainMs: 120_000 },
     },
   };
 }

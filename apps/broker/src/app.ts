@@ -1,7 +1,7 @@
 // The composition root: one database, the services on it in dependency
 // order, the transport on top, one port. startBroker() gives back what
 // shutdown needs.
-import { connect, migrate, type Database } from "@switchboard/db";
+import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
@@ -11,9 +11,11 @@ import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
 import { InstanceBus } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
+import { ConnectionGate } from "./services/connection-gate.ts";
 import { DashboardService } from "./services/dashboard.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
+import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
 import { HistoryService } from "./services/history.ts";
 import { JwtVerifier } from "./services/jwt.ts";
@@ -24,6 +26,7 @@ import { PeerDirectory } from "./services/peers.ts";
 import { PresenceEvents } from "./services/presence-events.ts";
 import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
 import { QueuedWork } from "./services/queued-work.ts";
+import { Readiness } from "./services/readiness.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
@@ -32,10 +35,12 @@ import { TokenExpiry } from "./services/token-expiry.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
 import { CorsPolicy } from "./transport/http/cors.ts";
 import { dashboardRoutes } from "./transport/http/dashboard-routes.ts";
+import { trustedProxies } from "./transport/http/client-address.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
-import { opsRoutes } from "./transport/http/ops-routes.ts";
-import { serve } from "./transport/server.ts";
+import { opsRoutes, readinessRoutes } from "./transport/http/ops-routes.ts";
+import { serve, serveStarting } from "./transport/server.ts";
 import type { Connection } from "./transport/ws/connection.ts";
+import { InflightBudget } from "./transport/ws/pipeline.ts";
 import { createWsHandler } from "./transport/ws/handler.ts";
 
 /** Pushes a presence may have unacknowledged before the broker waits for its acks. */
@@ -60,17 +65,22 @@ export function timingOf(config: Config): Timing {
     historyRetentionSeconds: config.HISTORY_RETENTION_SECONDS ?? config.MESSAGE_TTL_SECONDS,
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
+    stalledPresenceSeconds: config.STALLED_PRESENCE_SECONDS,
   };
 }
 
-async function connectAndMigrate(config: Config, log: Logger): Promise<Database> {
+async function connectAndMigrate(config: Config, log: Logger, onConnected: () => void): Promise<Database> {
+  // Read first: missing migration files (an incomplete image) stop the start
+  // instead of being retried below as if the database were away.
+  const migrations = loadMigrations();
   // The database may still be starting (compose, a rebooted host): wait for it
   // instead of exiting. A locked embedded directory is final, though.
   for (let attempt = 1; ; attempt++) {
     let db: Database | null = null;
     try {
       db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
-      const applied = await migrate(db);
+      onConnected();
+      const applied = await migrate(db, migrations);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       return db;
     } catch (error) {
@@ -87,7 +97,21 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const timing = timingOf(config);
   const instanceId = newInstanceId();
   const metrics = createMetrics();
-  const db = await connectAndMigrate(config, log);
+  const readiness = new Readiness();
+  // The port opens as soon as the database is this process's (in embedded
+  // mode DATA_DIR is locked then), before migrations: /health/ready answers
+  // 503 while they run, everything else 503 until the full routes replace
+  // these below.
+  let early: Server<Connection> | undefined;
+  const listen = () => (early ??= serveStarting(config.BROKER_PORT, config.HOST, readinessRoutes(readiness, instanceId)));
+  let db: Database;
+  try {
+    db = await connectAndMigrate(config, log, listen);
+  } catch (error) {
+    await early?.stop(true);
+    throw error;
+  }
+  const starting = listen();
   // After connecting: in embedded mode DATA_DIR is then locked to this process.
   const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
@@ -117,13 +141,42 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
     clock,
   });
-  const hooks = new HookService(db, status, metrics, log, { rateLimitPerMin: config.HOOK_RATE_LIMIT_PER_MIN, clock });
-  const channels = new ChannelService(db);
+  const hooks = new HookService(db, status, metrics, log, {
+    rateLimitPerMin: config.HOOK_RATE_LIMIT_PER_MIN,
+    rateLimitPerTokenPerMin: config.HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN,
+    clock,
+  });
+  const channels = new ChannelService(db, config.MAX_CHANNELS_PER_MEMBER);
+  const limits = new FrameLimits({
+    controlPerMin: config.CONTROL_RATE_LIMIT_PER_MIN,
+    ackIdsPerMin: config.ACK_RATE_LIMIT_PER_MIN,
+    clock,
+  });
+  const gate = new ConnectionGate({
+    maxPending: config.MAX_PENDING_HELLOS,
+    maxPendingPerAddress: config.MAX_PENDING_HELLOS_PER_ADDRESS,
+    failuresPerAddressPerMin: config.HELLO_FAILURES_PER_ADDRESS_PER_MIN,
+    clock,
+  });
   const peers = new PeerDirectory(db);
   const admin = createAdminService({ db, log, onRevoked: (memberId) => void lifecycle.revoked(memberId) });
-  const sweepers = new Sweepers(db, queuedWork, bus, lease, lifecycle, metrics, log, timing, presenceEvents, () => {
-    hooks.prune();
-    sending.prune();
+  const sweepers = new Sweepers({
+    db,
+    queuedWork,
+    bus,
+    lease,
+    lifecycle,
+    metrics,
+    log,
+    timing,
+    clock,
+    events: presenceEvents,
+    onHousekeeping: () => {
+      hooks.prune();
+      sending.prune();
+      limits.prune();
+      gate.prune();
+    },
   });
 
   const dashboard = new DashboardService(db, metrics, clock, {
@@ -157,29 +210,41 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     peers,
     history,
     presenceEvents,
+    limits,
+    gate,
     pushWindow: PUSH_WINDOW,
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     helloTimeoutMs: timing.helloTimeoutMs,
+    inflight: { frames: config.CONNECTION_INFLIGHT_FRAMES, bytes: config.CONNECTION_INFLIGHT_BYTES },
+    inflightBudget: new InflightBudget(config.INSTANCE_INFLIGHT_BYTES),
+    socketBufferBytes: config.SOCKET_BUFFER_BYTES,
   });
-  const server = serve({
-    port: config.BROKER_PORT,
-    hostname: config.HOST,
-    log,
-    ws,
-    cors: new CorsPolicy(config.CORS_ORIGINS),
-    routes: [
-      opsRoutes({ build, dbHealth, metrics, metricsToken: config.METRICS_TOKEN }),
-      adminRoutes({ admin, adminToken }),
-      hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
-      dashboardRoutes({ dashboard, presenceEvents, adminToken, page: config.DASHBOARD }),
-    ],
-  });
+  const server = serve(
+    {
+      port: config.BROKER_PORT,
+      hostname: config.HOST,
+      log,
+      ws,
+      gate,
+      trusted: trustedProxies(config.TRUSTED_PROXIES),
+      cors: new CorsPolicy(config.CORS_ORIGINS),
+      routes: [
+        opsRoutes({ build, dbHealth, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
+        adminRoutes({ admin, adminToken }),
+        hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
+        dashboardRoutes({ dashboard, presenceEvents, adminToken, page: config.DASHBOARD }),
+      ],
+    },
+    starting,
+  );
+  readiness.serving(dbHealth);
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
 
   return {
     server,
     instanceId,
     async stop() {
+      readiness.draining();
       ws.closeAll();
       sweepers.stop();
       tokenExpiry.stop();

@@ -20,9 +20,6 @@ const databaseUrl = z
 
 const secret = z.string().min(16, { error: "expected at least 16 characters" });
 
-/** Variables whose values never appear in an error message. */
-const UNECHOED = new Set(["ADMIN_TOKEN", "METRICS_TOKEN", "JWT_SECRET", "JWT_PUBLIC_KEY"]);
-
 export type JwtKeyAlgorithm = "RS256" | "EdDSA";
 
 /** A PEM public key (literal "\n" escapes allowed, as env files write them) and the JWT algorithm it verifies. */
@@ -88,6 +85,30 @@ export const configSchema = z.object({
     .regex(/^[0-9a-f]{4,40}$/i, { error: "expected a hex commit id" })
     .optional(),
   DB_POOL_SIZE: int(1, 100, 10),
+  // Bounds against floods: every frame type is limited, every buffer capped.
+  HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: positive(300),
+  CONTROL_RATE_LIMIT_PER_MIN: positive(600),
+  ACK_RATE_LIMIT_PER_MIN: positive(120_000),
+  MAX_CHANNELS_PER_MEMBER: positive(100),
+  CONNECTION_INFLIGHT_FRAMES: int(8, 100_000, 256),
+  CONNECTION_INFLIGHT_BYTES: int(65_536, 1_073_741_824, 4 * 1024 * 1024),
+  INSTANCE_INFLIGHT_BYTES: int(1_048_576, 17_179_869_184, 256 * 1024 * 1024),
+  SOCKET_BUFFER_BYTES: int(65_536, 1_073_741_824, 8 * 1024 * 1024),
+  STALLED_PRESENCE_SECONDS: positive(60),
+  MAX_PENDING_HELLOS: positive(10_000),
+  MAX_PENDING_HELLOS_PER_ADDRESS: positive(2000),
+  HELLO_FAILURES_PER_ADDRESS_PER_MIN: positive(600),
+  TRUSTED_PROXIES: z
+    .string()
+    .transform((v) => v.split(",").map((a) => a.trim()).filter((a) => a.length > 0))
+    .pipe(
+      z.array(
+        z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], {
+          error: "expected a comma-separated list of IP addresses or CIDR ranges",
+        }),
+      ),
+    )
+    .default([]),
   // Timing of the broker's own machinery. The defaults are the production
   // values; tests shorten them instead of sleeping them out.
   HELLO_TIMEOUT_MS: int(100, 600_000, 10_000),
@@ -97,6 +118,7 @@ export const configSchema = z.object({
   SWEEP_INTERVAL_MS: int(50, 600_000, 1000),
   HOUSEKEEPING_INTERVAL_MS: int(100, 3_600_000, 10_000),
   DELIVERED_RETENTION_SECONDS: positive(3600),
+  SENTRY_DSN: z.url({ protocol: /^https?$/, error: "expected a Sentry DSN (an http or https URL)" }).optional(),
   // Browsers (docs/browser.md).
   JWT_SECRET: z.string().min(32, { error: "expected at least 32 characters" }).optional(),
   JWT_PUBLIC_KEY: jwtPublicKey.optional(),
@@ -108,24 +130,50 @@ export const configSchema = z.object({
 
 export type Config = z.infer<typeof configSchema>;
 
+/** Variables that hold or may hold a credential: never shown whole in an error message, never in an error report. */
+export const SECRET_VARIABLES = ["ADMIN_TOKEN", "METRICS_TOKEN", "JWT_SECRET", "SENTRY_DSN", "DATABASE_URL"] as const;
+/** URLs that may carry a password: an error shows them with the password replaced. */
+const URLS_WITH_PASSWORD: ReadonlySet<string> = new Set(["DATABASE_URL"]);
+/** The other secrets: an error names them but never shows what was given. */
+const SECRETS: ReadonlySet<string> = new Set(SECRET_VARIABLES.filter((name) => !URLS_WITH_PASSWORD.has(name)));
+
 export class ConfigError extends Error {
   readonly code = "bad_config";
 }
 
+/** A URL with its password replaced, or nothing when it does not even parse as a URL (it may hold one). */
+export function withoutPassword(url: string): string | null {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "****";
+    return parsed.toString();
+  } catch {
+    return null;
+  }
+}
+
+function shown(name: string, value: string): string {
+  if (SECRETS.has(name)) return ` (${value.length} characters given; the value is not shown)`;
+  if (URLS_WITH_PASSWORD.has(name)) {
+    const safe = withoutPassword(value);
+    return safe === null ? " (the value is not shown: it may hold a password)" : ` (got ${JSON.stringify(safe)})`;
+  }
+  return ` (got ${JSON.stringify(value)})`;
+}
+
 /** Empty strings count as unset, as compose files and shells often pass them. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  const present = Object.fromEntries(
-    Object.keys(configSchema.shape).flatMap((key) => {
-      const value = env[key];
-      return value === undefined || value === "" ? [] : [[key, value]];
-    }),
-  );
+  const present: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") present[key] = value;
+  }
   const parsed = configSchema.safeParse(present);
   if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((issue) => {
     const name = String(issue.path[0] ?? "environment");
-    const given = name in present && !UNECHOED.has(name) ? ` (got ${JSON.stringify(present[name])})` : "";
-    return `invalid environment variable ${name}: ${issue.message}${given}`;
+    const value = Object.hasOwn(present, name) ? present[name] : undefined;
+    return `invalid environment variable ${name}: ${issue.message}${value === undefined ? "" : shown(name, value)}`;
   });
   throw new ConfigError(lines.join("\n"));
 }

@@ -41,20 +41,10 @@ describe("configuration", () => {
     ["CORS_ORIGINS", "app.example.com"],
     ["HISTORY_RETENTION_SECONDS", "0"],
     ["DASHBOARD", "maybe"],
+    ["SENTRY_DSN", "not a url"],
+    ["SENTRY_DSN", "ftp://key@sentry.example.com/1"],
   ])("%s=%s is refused, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(`invalid environment variable ${name}`);
-  });
-
-  test("a secret's value never appears in the message", () => {
-    for (const name of ["ADMIN_TOKEN", "METRICS_TOKEN", "JWT_SECRET"]) {
-      const value = `leak-${name.length}`;
-      expect(() => loadConfig({ [name]: value })).toThrow(`invalid environment variable ${name}`);
-      try {
-        loadConfig({ [name]: value });
-      } catch (error) {
-        expect(String(error)).not.toContain(value);
-      }
-    }
   });
 
   test("the browser variables: keys, origins, retention, dashboard", () => {
@@ -72,6 +62,22 @@ describe("configuration", () => {
     expect(config.DASHBOARD).toBe(false);
     expect(loadConfig({}).DASHBOARD).toBe(true);
     expect(loadConfig({}).HISTORY_RETENTION_SECONDS).toBeUndefined();
+  });
+
+  test.each([
+    ["ADMIN_TOKEN", "short-secret"],
+    ["JWT_SECRET", "short-jwt-secret"],
+    ["DATABASE_URL", "mysql://user:hunter2-password@db/x"],
+    ["SENTRY_DSN", "ftp://key-0123456789@sentry.example.com/1"],
+  ])("an invalid %s is named without echoing its value", (name, value) => {
+    let message = "";
+    try {
+      loadConfig({ [name]: value });
+    } catch (error) {
+      message = String(error);
+    }
+    expect(message).toContain(`invalid environment variable ${name}`);
+    expect(message).not.toContain(value);
   });
 
   test("a bad value stops the process with a line naming the variable", async () => {

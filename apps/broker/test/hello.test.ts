@@ -8,6 +8,7 @@ import {
   PeerPool,
   newIdentity,
   PeerError,
+  parsePrometheusText,
   setupMesh,
   spawnBroker,
   TestPeer,
@@ -19,7 +20,6 @@ import {
   type TestBackend,
 } from "@switchboard/testkit";
 import { UUID } from "./support/messaging.ts";
-import { parsePrometheusText } from "./support/prometheus.ts";
 
 const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const MAX_MESSAGE_BYTES = 4096;

@@ -6,6 +6,7 @@ import {
   AdminClient,
   findPgBin,
   freshBackend,
+  parsePrometheusText,
   setupMesh,
   spawnBroker,
   startPostgresCluster,
@@ -16,7 +17,6 @@ import {
   type SetupMember,
   type TestBackend,
 } from "@switchboard/testkit";
-import { parsePrometheusText } from "./support/prometheus.ts";
 import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
 
 const ADMIN_TOKEN = "hook-test-admin-token-0123456789";

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { freshBackend, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
-import { parsePrometheusText } from "./support/prometheus.ts";
+import { freshBackend, parsePrometheusText, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
 
 const METRICS_TOKEN = "metrics-secret-0123456789";
 const REQUIRED_METRICS = [

@@ -5,8 +5,10 @@
 import { leadingWords, parseCommandArgs, type OptionSpecs } from "./args.ts";
 import { makeContext, type Command } from "./command.ts";
 import { meshCreate, meshList, memberAdd, memberList, memberRevoke, peers, tokenCreate } from "./commands/admin.ts";
-import { hookInstall, hookUninstall } from "./commands/hook.ts";
+import { hookForward } from "./commands/hook.ts";
+import { hookInstall, hookUninstall, installCommand, uninstallCommand } from "./commands/install.ts";
 import { keygen } from "./commands/keygen.ts";
+import { mcp } from "./commands/mcp.ts";
 import { listen, send, status } from "./commands/peer.ts";
 import { DEFAULT_URL } from "./config.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -24,8 +26,12 @@ const COMMANDS: Command[] = [
   listen,
   send,
   status,
+  mcp,
+  installCommand,
+  uninstallCommand,
   hookInstall,
   hookUninstall,
+  hookForward,
 ];
 
 function helpText(): string {

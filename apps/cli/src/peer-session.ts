@@ -54,7 +54,21 @@ function payloadText(payload: unknown): string {
 export async function runListen(ctx: Context): Promise<number> {
   operands(ctx, []);
   const limit = ctx.args.positiveInt("count");
-  const client = await connect(ctx, { sessionId: ctx.args.string("session"), reconnect: true });
+  // Ctrl-C is taken from the start: the presence is visible to others a
+  // moment before connect() returns here, and a signal then must still end
+  // the listener cleanly.
+  let onSignal = () => {
+    signalled = true;
+  };
+  let signalled = false;
+  const signal = () => onSignal();
+  process.once("SIGINT", signal);
+  process.once("SIGTERM", signal);
+  const client = await connect(ctx, { sessionId: ctx.args.string("session"), reconnect: true }).catch((error: unknown) => {
+    process.off("SIGINT", signal);
+    process.off("SIGTERM", signal);
+    throw error;
+  });
 
   // Sender names come from the live peer list, fetched again only for a key not
   // seen yet; a sender already gone (a one-shot `send`) is found through the
@@ -117,14 +131,13 @@ export async function runListen(ctx: Context): Promise<number> {
   client.on("error", (error) => {
     process.stderr.write(`switchboard: ${error.code}: ${oneLine(error.message)}\n`);
   });
-  const onSignal = () => void stop(0);
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  onSignal = () => void stop(0);
+  if (signalled) onSignal();
   try {
     return await finished;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", signal);
+    process.off("SIGTERM", signal);
   }
 }
 

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { MemberView, MeshView } from "@switchboard/protocol";
 import { AdminClient, freshBackend, randomSlug, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { CliHome, cliOk, lines, runCli } from "./support/cli.ts";
 
 const ADMIN_TOKEN = "cli-admin-test-token-0123456789";
@@ -177,11 +178,15 @@ describe("configuration", () => {
   test("without a config file the default URL is http://127.0.0.1:7900", async () => {
     const own = new CliHome();
     try {
-      // hook install names the broker it points the hooks at, without contacting it.
-      const settings = own.path("settings.json");
-      const out = await cliOk(own, ["hook", "install", "--token", "t0ken", "--settings", settings]);
-      expect(out).toContain("(broker http://127.0.0.1:7900)");
-      expect(readFileSync(settings, "utf8")).toContain("'http://127.0.0.1:7900/hook/set-status'");
+      // install names the broker it points Claude Code at, without contacting it.
+      const key = own.path("k.json");
+      writeFileSync(key, JSON.stringify({ secretKey: "33".repeat(32) }));
+      const project = own.path("project");
+      mkdirSync(project);
+      const out = await cliOk(own, ["install", "--mesh", "demo", "--key", key, "--token", "t0ken"], { cwd: project });
+      expect(out).toContain("broker http://127.0.0.1:7900)");
+      expect(readFileSync(join(project, ".claude", "settings.local.json"), "utf8")).toContain("'--url' 'http://127.0.0.1:7900'");
+      expect(readFileSync(join(project, ".mcp.json"), "utf8")).toContain('"http://127.0.0.1:7900"');
     } finally {
       own.dispose();
     }

@@ -2,7 +2,7 @@
 // files): what a web page imports, and what Bun.build bundles into
 // dist/switchboard.browser.js.
 export { generateKeypair, publicKeyOf } from "@switchboard/protocol";
-export { backoffDelay, type ReconnectPolicy } from "./backoff.ts";
+export { backoffDelay, isFinalHelloCode, type ReconnectPolicy } from "./backoff.ts";
 export { SwitchboardClient } from "./client.ts";
 export { SwitchboardError } from "./errors.ts";
 export { TYPING_KEY, TYPING_TIMEOUT_MS } from "./typing.ts";
@@ -25,4 +25,5 @@ export type {
   StatusInfo,
   TokenSource,
   TypingInfo,
+  UnreadableMessage,
 } from "./types.ts";

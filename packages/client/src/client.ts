@@ -33,6 +33,7 @@ import type {
   SendResult,
   StatusInfo,
   TypingInfo,
+  UnreadableMessage,
 } from "./types.ts";
 import type { ReplyFrame, ServerFrame } from "./wire.ts";
 
@@ -71,7 +72,7 @@ export class SwitchboardClient {
       this.connection !== null && this.connection.send(JSON.stringify({ type: "client_ack", messageIds })),
     );
     this.keys = new KeyRing(config.secretKey, config.publicKey, config.channelKeys);
-    this.inbox = new Inbox(this.keys, this.acks);
+    this.inbox = new Inbox(this.keys, this.acks, config.acks);
     this.replies = new ReplyWaiters((fn) => this.on("message", fn));
   }
 
@@ -115,10 +116,16 @@ export class SwitchboardClient {
     return this.currentMemberId;
   }
 
+  /** True while a socket is open and its hello was accepted. */
+  get connected(): boolean {
+    return this.state === "open";
+  }
+
   on(event: "message", fn: (m: Message) => void): () => void;
   on(event: "presence", fn: (e: PresenceEvent) => void): () => void;
   on(event: "typing", fn: (t: TypingInfo) => void): () => void;
   on(event: "connectionState", fn: (state: ConnectionState) => void): () => void;
+  on(event: "unreadable", fn: (m: UnreadableMessage) => void): () => void;
   on(event: "status", fn: (s: StatusInfo) => void): () => void;
   on(event: "open" | "reconnect", fn: () => void): () => void;
   on(event: "close", fn: (info: CloseInfo) => void): () => void;
@@ -210,6 +217,14 @@ export class SwitchboardClient {
     return (await this.call("request", { type: "ping" }, "pong")).serverTime;
   }
 
+  /**
+   * With acks: "manual", tells the broker that this message (or unreadable
+   * message) was handled; it is not delivered again. Batched like every ack.
+   */
+  ack(messageId: string): void {
+    if (this.config.acks === "manual" && this.state !== "closed") this.inbox.ack(messageId);
+  }
+
   /** Flushes pending acks (and waits until the broker has them), closes, never reconnects. */
   async close(): Promise<void> {
     if (this.state === "closed") return;
@@ -229,15 +244,29 @@ export class SwitchboardClient {
   /** Queues a frame awaiting its reply; written now when open, else after the next hello. */
   private call<T extends ReplyFrame["type"]>(kind: "send" | "request", frame: Record<string, unknown>, expected: T): Promise<ReplyOf<T>> {
     if (this.state === "closed") return Promise.reject(new SwitchboardError("closed", "the client is closed"));
+    if (this.state !== "open" && this.config.offline === "fail") {
+      return Promise.reject(new SwitchboardError("unavailable", "not connected to the broker (reconnecting)"));
+    }
     const reqId = `c-${crypto.randomUUID()}`;
     return new Promise<ReplyOf<T>>((resolve, reject) => {
+      const limit = this.config.requestTimeoutMs;
+      const timer =
+        limit === undefined
+          ? undefined
+          : setTimeout(() => {
+              if (this.outbox.take(reqId)) reject(new SwitchboardError("timeout", `no answer from the broker within ${limit} ms`));
+            }, limit);
       const entry = {
         reqId,
         kind,
         text: JSON.stringify({ ...frame, reqId }),
         writtenOn: 0,
-        reject,
+        reject: (error: Error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
         resolve: (reply: ReplyFrame) => {
+          clearTimeout(timer);
           if (reply.type === "error") reject(new SwitchboardError(reply.code, reply.message));
           else if (reply.type === expected) resolve(reply as ReplyOf<T>);
           else reject(new SwitchboardError("protocol", `expected a ${expected} reply, got ${reply.type}`));
@@ -297,7 +326,10 @@ export class SwitchboardClient {
     if (frame.type === "push") {
       const result = this.inbox.receive(frame);
       if (result.kind === "message") this.deliver(result.message);
-      else if (result.kind === "error") this.events.emit("error", result.error);
+      else if (result.kind === "unreadable") {
+        this.events.emit("unreadable", result.unreadable);
+        this.events.emit("error", result.unreadable.error);
+      }
       return;
     }
     if (frame.type === "presence") {
@@ -316,8 +348,10 @@ export class SwitchboardClient {
 
   private deliver(message: Message): void {
     const typing = message.targetSpec.startsWith("#") ? typingOf(message) : null;
-    if (typing === null) this.events.emit("message", message);
-    else this.typingTracker.receive(message.targetSpec, message.senderPubkey, typing);
+    if (typing === null) return this.events.emit("message", message);
+    this.typingTracker.receive(message.targetSpec, message.senderPubkey, typing);
+    // Handled here, never by the application: settled as well in manual mode.
+    if (this.config.acks === "manual") this.inbox.ack(message.messageId);
   }
 
   private onSocketClosed(generation: number, code: number, reason: string): void {
@@ -336,6 +370,10 @@ export class SwitchboardClient {
       return;
     }
     this.setState("reconnecting");
+    if (this.config.offline === "fail") {
+      // Whether the broker applied them is unknown: the caller decides, nothing is re-sent behind its back.
+      this.outbox.failAll(new SwitchboardError("unavailable", `the connection dropped before the broker answered (${code})`));
+    }
     void this.reconnectLoop(false);
   }
 

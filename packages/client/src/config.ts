@@ -16,6 +16,9 @@ export interface ClientConfig {
   displayName: string | undefined;
   reconnect: ReconnectPolicy | null;
   ackDelayMs: number;
+  acks: "auto" | "manual";
+  offline: "queue" | "fail";
+  requestTimeoutMs: number | undefined;
   channelKeys: Record<string, string>;
   WebSocket: typeof WebSocket;
   connectTimeoutMs: number;
@@ -44,6 +47,8 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   const pid = options.pid ?? nodeProcess?.ppid;
   const ackDelayMs = options.ackDelayMs ?? 50;
   if (!(ackDelayMs >= 0)) throw new SwitchboardError("invalid", "ackDelayMs must be ≥ 0");
+  const requestTimeoutMs = options.requestTimeoutMs;
+  if (requestTimeoutMs !== undefined && !(requestTimeoutMs > 0)) throw new SwitchboardError("invalid", "requestTimeoutMs must be > 0");
   return {
     url: brokerWsUrl(options.url),
     meshId: options.meshId,
@@ -56,6 +61,9 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     displayName: options.displayName,
     reconnect: resolvePolicy(options.reconnect),
     ackDelayMs,
+    acks: options.acks ?? "auto",
+    offline: options.offline ?? "queue",
+    requestTimeoutMs,
     channelKeys: options.channelKeys ?? {},
     WebSocket: options.WebSocket ?? globalThis.WebSocket,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,

@@ -11,7 +11,7 @@ export function historyPage(pushes: PushFrame[], limit: number | undefined, inbo
   for (const push of pushes) {
     const opened = inbox.open(push);
     if (opened.kind === "message") messages.push(opened.message);
-    else onError(opened.error);
+    else onError(opened.unreadable.error);
   }
   // A full page may have older ones before it; a short one is the start of the history.
   const full = pushes.length >= Math.min(limit ?? HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT);

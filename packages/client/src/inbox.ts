@@ -1,56 +1,69 @@
-// Pushes → application messages: every push is acked, duplicates are dropped,
-// the envelope is opened; one that does not open is an error, never a message.
+// Pushes → application messages: duplicates are dropped, the envelope is
+// opened; one that does not open is reported as unreadable, never as a
+// message. In "auto" mode every push is acked on receipt; in "manual" mode a
+// push is acked when the application says it handled it (ack()), and a
+// duplicate is acked again only if the application already had.
 import type { AckBatcher } from "./acks.ts";
 import { RecentIds } from "./dedupe.ts";
 import { SwitchboardError } from "./errors.ts";
 import type { KeyRing } from "./keys.ts";
-import type { Message } from "./types.ts";
+import type { Message, UnreadableMessage } from "./types.ts";
 import type { PushFrame } from "./wire.ts";
 
 export type InboxResult =
   | { kind: "message"; message: Message }
-  | { kind: "error"; error: SwitchboardError }
+  | { kind: "unreadable"; unreadable: UnreadableMessage }
   | { kind: "duplicate" };
 
 export class Inbox {
+  /** Handed to the application in manual mode and not acked yet. */
+  private readonly unacked = new Set<string>();
+
   constructor(
     private readonly keys: KeyRing,
     private readonly acks: AckBatcher,
+    private readonly mode: "auto" | "manual",
     private readonly recent = new RecentIds(10_000),
   ) {}
 
   receive(push: PushFrame): InboxResult {
-    this.acks.add(push.messageId);
-    if (!this.recent.add(push.messageId)) return { kind: "duplicate" };
+    const id = push.messageId;
+    if (this.mode === "auto") this.acks.add(id);
+    if (this.recent.has(id)) {
+      // Seen before: the broker did not get (or apply) the ack. Ack again unless the application is still on it.
+      if (this.mode === "manual" && !this.unacked.has(id)) this.acks.add(id);
+      return { kind: "duplicate" };
+    }
+    this.recent.add(id);
+    if (this.mode === "manual") this.unacked.add(id);
     return this.open(push);
   }
 
   /** The message a push (or a history entry) carries, opened; no ack, no de-duplication. */
   open(push: PushFrame): Exclude<InboxResult, { kind: "duplicate" }> {
+    const known = {
+      messageId: push.messageId,
+      senderPubkey: push.senderPubkey,
+      targetSpec: push.targetSpec,
+      priority: push.priority,
+      createdAt: push.createdAt,
+      replyTo: push.replyTo,
+      encrypted: push.nonce !== "plain",
+    };
     let payload: unknown;
     try {
       payload = this.keys.openFrom(push.senderPubkey, push.targetSpec, { nonce: push.nonce, ciphertext: push.ciphertext });
     } catch (error) {
       const reason = error instanceof SwitchboardError ? error.message : String(error);
-      return {
-        kind: "error",
-        error: new SwitchboardError("decrypt_failed", `message ${push.messageId} from ${push.senderPubkey}: ${reason}`, {
-          cause: error,
-        }),
-      };
+      const failure = new SwitchboardError("decrypt_failed", `message ${push.messageId} from ${push.senderPubkey}: ${reason}`, { cause: error });
+      return { kind: "unreadable", unreadable: { ...known, error: failure } };
     }
-    return {
-      kind: "message",
-      message: {
-        messageId: push.messageId,
-        senderPubkey: push.senderPubkey,
-        targetSpec: push.targetSpec,
-        priority: push.priority,
-        createdAt: push.createdAt,
-        replyTo: push.replyTo,
-        encrypted: push.nonce !== "plain",
-        payload,
-      },
-    };
+    return { kind: "message", message: { ...known, payload } };
+  }
+
+  /** Manual mode: the application handled this message; the broker may forget it. */
+  ack(messageId: string): void {
+    this.unacked.delete(messageId);
+    this.acks.add(messageId);
   }
 }

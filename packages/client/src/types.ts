@@ -36,6 +36,21 @@ export interface ClientOptions {
   reconnect?: ReconnectOptions | false;
   /** Acks are batched; default 50. */
   ackDelayMs?: number;
+  /**
+   * "auto" (default): every push is acknowledged on receipt. "manual": a push
+   * is acknowledged only when the application calls ack(messageId) — after it
+   * has handled the message — so one the application never finished handling
+   * (it crashed) is delivered again.
+   */
+  acks?: "auto" | "manual";
+  /**
+   * While the socket is down: "queue" (default) keeps calls and writes them
+   * after the reconnect; "fail" rejects them at once with "unavailable",
+   * including calls whose reply the dropped socket still owed.
+   */
+  offline?: "queue" | "fail";
+  /** A call not answered within this many ms rejects with "timeout" and is not sent again; default none. */
+  requestTimeoutMs?: number;
   /** "#name" | "*" | "tag:x" → 64-hex 32-byte key for non-direct messages; "*" also serves targets without their own key. */
   channelKeys?: Record<string, string>;
   /** Injectable for tests. */
@@ -58,6 +73,9 @@ export interface Message {
   /** The JSON value the sender passed. */
   payload: unknown;
 }
+
+/** A push whose envelope did not open: what is known of it, and why. */
+export type UnreadableMessage = Omit<Message, "payload"> & { error: SwitchboardError };
 
 export interface SendResult {
   id: string;
@@ -144,6 +162,7 @@ export interface ClientEvents {
   presence: [PresenceEvent];
   typing: [TypingInfo];
   connectionState: [ConnectionState];
+  unreadable: [UnreadableMessage];
   status: [StatusInfo];
   open: [];
   reconnect: [];

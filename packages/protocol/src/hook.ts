@@ -8,11 +8,21 @@ export const HOOK_EVENT_STATUS = {
   PreToolUse: "working",
   PostToolUse: "working",
   Stop: "idle",
+  StopFailure: "idle",
   SubagentStop: "idle",
   SessionEnd: "idle",
   Notification: "idle",
 } as const;
 export type HookEventName = keyof typeof HOOK_EVENT_STATUS;
+
+const HOOK_EVENT_NAMES = Object.keys(HOOK_EVENT_STATUS) as [HookEventName, ...HookEventName[]];
+
+/**
+ * The hook events the broker knows, as an enum: a lookup with `in` or an
+ * index would also accept names inherited from Object.prototype ("toString",
+ * "__proto__", "constructor").
+ */
+export const hookEventName = z.enum(HOOK_EVENT_NAMES);
 
 /** Header a hook command may use to pass its parent's pid ($PPID). */
 export const HOOK_PID_HEADER = "x-switchboard-pid";
@@ -25,15 +35,15 @@ export const hookBody = z
     session_id: storable(z.string().min(1).max(128)).optional(),
     hook_event_name: z.string().max(64).optional(),
   })
-  .refine((b) => b.status !== undefined || (b.hook_event_name !== undefined && b.hook_event_name in HOOK_EVENT_STATUS), {
-    error: `status (idle|working) is required unless hook_event_name is one of ${Object.keys(HOOK_EVENT_STATUS).join(", ")}`,
+  .refine((b) => b.status !== undefined || hookEventName.safeParse(b.hook_event_name).success, {
+    error: `status (idle|working) is required unless hook_event_name is one of ${HOOK_EVENT_NAMES.join(", ")}`,
   });
 
 export type HookBody = z.infer<typeof hookBody>;
 
 export function hookStatus(body: HookBody): "idle" | "working" {
   if (body.status) return body.status;
-  return HOOK_EVENT_STATUS[body.hook_event_name as HookEventName];
+  return HOOK_EVENT_STATUS[hookEventName.parse(body.hook_event_name)];
 }
 
 export type HookReply =

@@ -4,3 +4,8 @@ export * from "./broker-process.ts";
 export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
+export * from "./prometheus.ts";
+export * from "./raw-socket.ts";
+export * from "./fuzz.ts";
+export * from "./fuzz-broker.ts";
+export * from "./pressure.ts";

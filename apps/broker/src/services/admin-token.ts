@@ -1,7 +1,7 @@
 // The bearer token of the admin API: ADMIN_TOKEN when set, else a secret the
 // broker generates once and keeps in DATA_DIR, readable by its owner only.
 import { randomBytes } from "node:crypto";
-import { chmodSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -10,14 +10,33 @@ const TOKEN_FILE = "admin-token";
 // Same floor as ADMIN_TOKEN in config.ts.
 const MIN_LENGTH = 16;
 
+export class AdminTokenFileError extends Error {
+  readonly code = "bad_admin_token_file";
+}
+
+// A token file someone else could read, or one that is a link to another
+// file, is refused rather than used: the admin token grants everything.
 function readTokenFile(path: string, log: Logger): string {
-  const token = readFileSync(path, "utf8").trim();
-  if (token.length < MIN_LENGTH) {
-    throw new Error(`admin token file ${path} holds fewer than ${MIN_LENGTH} characters; fix or delete it`);
+  const link = lstatSync(path);
+  if (!link.isFile()) throw new AdminTokenFileError(`admin token file ${path} is not a regular file (a link?); remove it`);
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const stat = fstatSync(fd);
+    if ((stat.mode & 0o077) !== 0) {
+      throw new AdminTokenFileError(`admin token file ${path} is readable by others (mode ${(stat.mode & 0o777).toString(8)}); chmod 600 it`);
+    }
+    if (typeof process.getuid === "function" && stat.uid !== process.getuid()) {
+      throw new AdminTokenFileError(`admin token file ${path} belongs to another user`);
+    }
+    const token = readFileSync(fd, "utf8").trim();
+    if (token.length < MIN_LENGTH) {
+      throw new AdminTokenFileError(`admin token file ${path} holds fewer than ${MIN_LENGTH} characters; fix or delete it`);
+    }
+    log.info({ path }, "admin token loaded");
+    return token;
+  } finally {
+    closeSync(fd);
   }
-  if ((statSync(path).mode & 0o077) !== 0) log.warn({ path }, "admin token file is readable by others");
-  log.info({ path }, "admin token loaded");
-  return token;
 }
 
 export function resolveAdminToken(config: Pick<Config, "ADMIN_TOKEN" | "DATA_DIR">, log: Logger): string {
@@ -29,10 +48,15 @@ export function resolveAdminToken(config: Pick<Config, "ADMIN_TOKEN" | "DATA_DIR
   // complete file is hard-linked into place, which fails if one exists: no
   // broker ever reads a half-written token or overwrites one in use.
   const draft = `${path}.${process.pid}.tmp`;
+  // A stale draft (or a link planted in its place) is removed itself, never followed.
+  rmSync(draft, { force: true });
   try {
-    writeFileSync(draft, `${token}\n`, { mode: 0o600 });
-    // The creation mode is filtered by the umask; make 0600 exact.
-    chmodSync(draft, 0o600);
+    const fd = openSync(draft, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      writeSync(fd, `${token}\n`);
+    } finally {
+      closeSync(fd);
+    }
     linkSync(draft, path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "EEXIST") return readTokenFile(path, log);

@@ -1,12 +1,17 @@
 // Channel membership, as a peer changes it with join and leave.
 import type { Database } from "@switchboard/db";
 import { joinChannel, leaveChannel } from "../store/channels.ts";
+import { refuse, type Refusal } from "./outcome.ts";
 
 export class ChannelService {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly maxChannelsPerMember: number,
+  ) {}
 
-  join(meshId: string, channel: string, memberId: string): Promise<void> {
-    return joinChannel(this.db, meshId, channel, memberId);
+  async join(meshId: string, channel: string, memberId: string): Promise<{ ok: true } | Refusal<"capacity">> {
+    if (await joinChannel(this.db, meshId, channel, memberId, this.maxChannelsPerMember)) return { ok: true };
+    return refuse("capacity", `a member may be in at most ${this.maxChannelsPerMember} channels`);
   }
 
   leave(meshId: string, channel: string, memberId: string): Promise<void> {

@@ -17,17 +17,27 @@ export type HookOutcome =
   | { ok: true; pending: true }
   | Refusal<"unauthorized" | "rate_limited">;
 
+export interface HookOptions {
+  /** Per token, pid and cwd: one Claude Code session. */
+  rateLimitPerMin: number;
+  /** Per token whatever pid and cwd it names, so varying them dodges nothing. */
+  rateLimitPerTokenPerMin: number;
+  clock: Clock;
+}
+
 export class HookService {
-  private readonly limiter: RateLimiter;
+  private readonly perSession: RateLimiter;
+  private readonly perToken: RateLimiter;
 
   constructor(
     private readonly db: Database,
     private readonly status: StatusService,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    private readonly options: { rateLimitPerMin: number; clock: Clock },
+    private readonly options: HookOptions,
   ) {
-    this.limiter = new RateLimiter(options.rateLimitPerMin);
+    this.perSession = new RateLimiter(options.rateLimitPerMin);
+    this.perToken = new RateLimiter(options.rateLimitPerTokenPerMin);
   }
 
   async handle(token: string, body: HookBody, headerPid: number | undefined): Promise<HookOutcome> {
@@ -36,7 +46,12 @@ export class HookService {
     // The token first: a wrong one is refused however often it is tried.
     const member = await findMemberByTokenHash(this.db, tokenHash, "hook");
     if (!member) return refuse("unauthorized", "unknown or revoked hook token");
-    if (!this.limiter.allow(`${tokenHash} ${pid ?? "-"} ${body.cwd}`, this.options.clock())) {
+    const now = this.options.clock();
+    if (!this.perToken.allow(tokenHash, now)) {
+      this.metrics.hookRateLimited.inc();
+      return refuse("rate_limited", `more than ${this.options.rateLimitPerTokenPerMin} hook requests a minute with this token`);
+    }
+    if (!this.perSession.allow(`${tokenHash} ${pid ?? "-"} ${body.cwd}`, now)) {
       this.metrics.hookRateLimited.inc();
       return refuse("rate_limited", `more than ${this.options.rateLimitPerMin} hook requests a minute from this session`);
     }
@@ -54,6 +69,8 @@ export class HookService {
   }
 
   prune(): void {
-    this.limiter.prune(this.options.clock());
+    const now = this.options.clock();
+    this.perSession.prune(now);
+    this.perToken.prune(now);
   }
 }

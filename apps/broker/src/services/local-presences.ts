@@ -36,12 +36,17 @@ export interface LocalPresence {
   readonly link: PresenceLink;
   /** Pushes awaiting an ack. */
   readonly window: PushWindow;
-  /** Set when a push met backpressure; cleared when the socket drains. */
-  congested: boolean;
+  /** When a push first met backpressure (ms), until the socket drains; null while it keeps up. */
+  congestedSince: number | null;
   /** Set once the socket closed: nothing is pushed to it any more. */
   ended: boolean;
   /** A JWT presence ends (`expired`) when its token does, in ms since the epoch. */
   readonly tokenExpiresAt?: number;
+}
+
+/** A presence whose socket is backing up gets no pushes until it drains. */
+export function markCongested(presence: LocalPresence, now: number): void {
+  presence.congestedSince ??= now;
 }
 
 export class LocalPresences {
@@ -81,6 +86,11 @@ export class LocalPresences {
 
   all(): LocalPresence[] {
     return [...this.byPresence.values()];
+  }
+
+  /** Presences whose sockets have been backed up since before `since` (ms). */
+  congestedSince(since: number): LocalPresence[] {
+    return this.all().filter((p) => p.congestedSince !== null && p.congestedSince < since);
   }
 
   get size(): number {

@@ -83,6 +83,15 @@ export class PresenceLifecycle {
     for (const p of this.presences.ofMember(memberId)) p.link.end(reason);
   }
 
+  /**
+   * Ends presences whose sockets have been backed up longer than stalledMs:
+   * their leases requeue, in order. Returns how many are backed up now.
+   */
+  endStalled(now: number, stalledMs: number): number {
+    for (const p of this.presences.congestedSince(now - stalledMs)) p.link.end("stalled");
+    return this.presences.congestedSince(Number.POSITIVE_INFINITY).length;
+  }
+
   /** A member was revoked: its sockets here close, and the other instances are told to close theirs. */
   async revoked(memberId: string): Promise<void> {
     this.endMember(memberId, "revoked");

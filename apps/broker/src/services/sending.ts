@@ -10,7 +10,7 @@ import { enqueueSends, findSendsByClientId, type EnqueuedSend, type NewMessage }
 import { routeSend } from "../store/routing.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
-import type { LocalPresence, LocalPresences } from "./local-presences.ts";
+import { markCongested, type LocalPresence, type LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { QueuedWork } from "./queued-work.ts";
@@ -190,9 +190,9 @@ export class SendService {
     let delivered = 0;
     for (const memberId of route.recipientIds) {
       for (const p of this.presences.ofMember(memberId)) {
-        if (p.ended || p.congested || !receiving.has(p.presenceId)) continue;
+        if (p.ended || p.congestedSince !== null || !receiving.has(p.presenceId)) continue;
         const result = p.link.push(message, 1);
-        if (result !== "sent") p.congested = true;
+        if (result !== "sent") markCongested(p, this.options.clock());
         if (result === "dropped") continue;
         delivered++;
         break;

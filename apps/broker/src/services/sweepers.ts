@@ -24,41 +24,44 @@ import type { InstanceLease } from "./instance-lease.ts";
 import type { PresenceEvents } from "./presence-events.ts";
 import type { PresenceLifecycle } from "./presence-lifecycle.ts";
 import type { QueuedWork } from "./queued-work.ts";
-import type { Timing } from "./timing.ts";
+import type { Clock, Timing } from "./timing.ts";
 
 const DAY = 86_400;
 const BATCH = 5000;
+
+export interface SweeperDeps {
+  db: Database;
+  queuedWork: QueuedWork;
+  bus: InstanceBus;
+  lease: InstanceLease;
+  lifecycle: PresenceLifecycle;
+  metrics: Metrics;
+  log: Logger;
+  timing: Timing;
+  clock: Clock;
+  events: PresenceEvents;
+  /** Pruning of in-memory state (rate limiter keys) along with the tables. */
+  onHousekeeping: () => void;
+}
 
 export class Sweepers {
   private readonly timers: Timer[] = [];
   private readonly busy = new Set<string>();
 
-  constructor(
-    private readonly db: Database,
-    private readonly queuedWork: QueuedWork,
-    private readonly bus: InstanceBus,
-    private readonly lease: InstanceLease,
-    private readonly lifecycle: PresenceLifecycle,
-    private readonly metrics: Metrics,
-    private readonly log: Logger,
-    private readonly timing: Timing,
-    private readonly events: PresenceEvents,
-    /** Pruning of in-memory state (rate limiter keys) along with the tables. */
-    private readonly onHousekeeping: () => void,
-  ) {}
+  constructor(private readonly deps: SweeperDeps) {}
 
   start(): void {
-    const t = this.timing;
-    this.every("leases-and-status", t.sweepIntervalMs, () => this.leasesAndStatus());
-    this.every("catch-up", t.catchUpIntervalMs, async () => {
-      this.queuedWork.forMembers(await membersWithQueuedWork(this.db, this.lease.id));
-      await this.lifecycle.endEnded();
+    const { timing, queuedWork, db, lease, lifecycle } = this.deps;
+    this.every("leases-and-status", timing.sweepIntervalMs, () => this.leasesAndStatus());
+    this.every("catch-up", timing.catchUpIntervalMs, async () => {
+      queuedWork.forMembers(await membersWithQueuedWork(db, lease.id));
+      await lifecycle.endEnded();
     });
-    this.every("instances", Math.floor((t.instanceLeaseSeconds * 1000) / 3), async () => {
-      await this.lease.renew();
-      this.queuedWork.forMembers(await this.lease.reap());
+    this.every("instances", Math.floor((timing.instanceLeaseSeconds * 1000) / 3), async () => {
+      await lease.renew();
+      queuedWork.forMembers(await lease.reap());
     });
-    this.every("housekeeping", t.housekeepingIntervalMs, () => this.housekeeping());
+    this.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
   }
 
   stop(): void {
@@ -72,7 +75,7 @@ export class Sweepers {
         if (this.busy.has(name)) return;
         this.busy.add(name);
         work()
-          .catch((error) => this.log.warn({ err: error, sweeper: name }, "sweep failed"))
+          .catch((error) => this.deps.log.warn({ err: error, sweeper: name }, "sweep failed"))
           .finally(() => this.busy.delete(name));
       }, ms),
     );
@@ -80,31 +83,34 @@ export class Sweepers {
 
   private async wake(members: string[]): Promise<void> {
     if (members.length === 0) return;
-    this.queuedWork.forMembers(members);
-    await this.bus.publish(this.db, queuedWork(members, []));
+    this.deps.queuedWork.forMembers(members);
+    await this.deps.bus.publish(this.deps.db, queuedWork(members, []));
   }
 
   private async leasesAndStatus(): Promise<void> {
-    await this.wake(await requeue(this.db, { expiredLeases: { limit: 10_000 } }));
-    this.metrics.ttlSweeps.inc();
-    const flipped = await expireWorkingStatus(this.db, this.timing.statusTtlSeconds);
+    const { db, timing, metrics, lifecycle, clock, events } = this.deps;
+    metrics.presencesCongested.set(lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000));
+    await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
+    metrics.ttlSweeps.inc();
+    const flipped = await expireWorkingStatus(db, timing.statusTtlSeconds);
     await this.wake(flipped.memberIds);
     const changes = flipped.presenceIds.map((presenceId) => ({ presenceId, event: "status" as const }));
-    await this.events.announce(this.db, changes);
-    this.events.deliver(changes);
+    await events.announce(db, changes);
+    events.deliver(changes);
   }
 
   private async housekeeping(): Promise<void> {
-    this.metrics.messagesExpired.inc(await expireDeliveries(this.db, BATCH));
-    const retention = { settledSeconds: this.timing.settledRetentionSeconds, historySeconds: this.timing.historyRetentionSeconds };
-    await pruneExpiredMessages(this.db, retention, BATCH);
-    await pruneSettledMessages(this.db, retention, BATCH);
-    await pruneHelloReplays(this.db);
-    await prunePendingSignals(this.db);
-    await pruneGonePresences(this.db, DAY);
-    await pruneStoppedInstances(this.db, DAY);
-    await pruneAuditLog(this.db, 30 * DAY);
-    this.metrics.queueDepth.set(await queueDepth(this.db));
-    this.onHousekeeping();
+    const { db, timing, metrics } = this.deps;
+    metrics.messagesExpired.inc(await expireDeliveries(db, BATCH));
+    const retention = { settledSeconds: timing.settledRetentionSeconds, historySeconds: timing.historyRetentionSeconds };
+    await pruneExpiredMessages(db, retention, BATCH);
+    await pruneSettledMessages(db, retention, BATCH);
+    await pruneHelloReplays(db);
+    await prunePendingSignals(db);
+    await pruneGonePresences(db, DAY);
+    await pruneStoppedInstances(db, DAY);
+    await pruneAuditLog(db, 30 * DAY);
+    metrics.queueDepth.set(await queueDepth(db));
+    this.deps.onHousekeeping();
   }
 }

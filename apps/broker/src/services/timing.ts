@@ -23,4 +23,6 @@ export interface Timing {
   historyRetentionSeconds: number;
   statusTtlSeconds: number;
   freshWindowMs: number;
+  /** A presence whose socket stays backed up this long is closed (its leases requeue). */
+  stalledPresenceSeconds: number;
 }

@@ -1,11 +1,14 @@
 // One Bun.serve port for everything: the HTTP routes, the /ws upgrade, a JSON
-// 404 for the rest, and a JSON 500 for a route that throws.
-import type { Server } from "bun";
+// 404 for the rest, and a JSON 500 for a route that throws. The port may open
+// earlier with a few routes (serveStarting) and be taken over by serve().
+import type { Serve, Server } from "bun";
 import type { Logger } from "../log.ts";
+import type { ConnectionGate } from "../services/connection-gate.ts";
+import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
 import type { CorsPolicy } from "./http/cors.ts";
+import { apiError } from "./http/respond.ts";
 import type { Connection } from "./ws/connection.ts";
 import type { createWsHandler } from "./ws/handler.ts";
-import { apiError } from "./http/respond.ts";
 
 type Routes = Record<string, unknown>;
 
@@ -14,19 +17,40 @@ export interface ServerOptions {
   hostname: string;
   routes: Routes[];
   ws: ReturnType<typeof createWsHandler>;
+  gate: ConnectionGate;
+  trusted: TrustedProxies;
   log: Logger;
   cors: CorsPolicy;
 }
 
-export function serve({ port, hostname, routes, ws, log, cors }: ServerOptions): Server<Connection> {
+/** The port while the broker starts: the given routes answer, everything else 503 `unavailable`. */
+export function serveStarting(port: number, hostname: string, routes: Routes): Server<Connection> {
   return Bun.serve<Connection>({
+    port,
+    hostname,
+    routes,
+    fetch: () => apiError("unavailable", "the broker is starting"),
+  });
+}
+
+/** Serves everything, on the port serveStarting opened when given, else on a new one. */
+export function serve(options: ServerOptions, starting?: Server<Connection>): Server<Connection> {
+  const { port, hostname, routes, ws, gate, trusted, log, cors } = options;
+  const all: Serve.Options<Connection> = {
     port,
     hostname,
     routes: Object.assign({}, cors.wrapRoutes(Object.assign({}, ...routes)), {
       "/ws": (req: Request, srv: Server<Connection>) => {
         // A browser always names the page's origin; with CORS_ORIGINS set, only listed pages may connect.
         if (!cors.allowsSocket(req.headers.get("origin"))) return apiError("forbidden", "this origin may not open a socket here");
-        if (srv.upgrade(req, { data: ws.newConnection() })) return undefined;
+        if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+          return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
+        }
+        const address = clientAddress(req, srv, trusted);
+        const refused = gate.open(address);
+        if (refused) return apiError(refused.code, refused.message);
+        if (srv.upgrade(req, { data: ws.newConnection(address) })) return undefined;
+        gate.settled(address);
         return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
       },
     }),
@@ -36,5 +60,8 @@ export function serve({ port, hostname, routes, ws, log, cors }: ServerOptions):
       log.error({ err: error }, "request failed");
       return apiError("internal", "internal error");
     },
-  });
+  };
+  if (!starting) return Bun.serve<Connection>(all);
+  starting.reload(all);
+  return starting;
 }

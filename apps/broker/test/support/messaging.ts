@@ -1,8 +1,7 @@
 // Helpers for the send and delivery tests: pipelined sends, polling waits,
 // metric samples, and reading the Postgres backend next to a running broker.
-import { newReqId, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
+import { newReqId, parsePrometheusText, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
 import postgres from "postgres";
-import { parsePrometheusText } from "./prometheus.ts";
 
 export const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -12,11 +11,13 @@ export const str = (v: unknown): string => {
   return v;
 };
 
-/** Polls check every 20 ms until it returns a defined value; throws after timeoutMs. */
-export async function waitUntil<T>(check: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
+type Found<T> = T | undefined | false;
+
+/** Polls check (which may be async) every 20 ms until it returns a defined value; throws after timeoutMs. */
+export async function waitUntil<T>(check: () => Found<T> | Promise<Found<T>>, timeoutMs: number, what: string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const found = check();
+    const found = await check();
     if (found !== undefined && found !== false) return found;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await Bun.sleep(20);

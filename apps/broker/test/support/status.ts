@@ -35,7 +35,6 @@ export async function postHook(baseUrl: string, req: HookRequest): Promise<HookA
   return { status: res.status, body };
 }
 
-/** Asserts the contract's error shape {"ok":false,"error":"…"} with that HTTP status. */
 /** The contract's error body, {"ok":false,"error":<code>}, with a message for people beside the code. */
 export function expectHookError(answer: HookAnswer, status: number): void {
   expect({ status: answer.status, body: answer.body }).toEqual({

@@ -1,64 +1,38 @@
-// hook install / uninstall: Claude Code status hooks in a settings.json.
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import type { Command, Context } from "../command.ts";
-import { operands } from "../command.ts";
-import { expandPath, homeDir, httpBase } from "../config.ts";
-import { HOOK_EVENTS, hookCommand, installOurHooks, readSettings, removeOurHooks, writeSettings } from "../claude-settings.ts";
-import { UsageError } from "../errors.ts";
-import { out, outJson } from "../output.ts";
+// hook forward: what the installed hooks run (see ../hook-forward.ts).
+import type { Command } from "../command.ts";
+import { httpBase } from "../config.ts";
+import { FORWARD_DEADLINE_MS, forwardHook } from "../hook-forward.ts";
+import { err } from "../output.ts";
 
-const SCOPES = ["project", "user"] as const;
-
-function settingsPath(ctx: Context): string {
-  const explicit = ctx.args.string("settings");
-  const scope = ctx.args.oneOf("scope", SCOPES);
-  if (explicit !== undefined) {
-    if (scope !== undefined) throw new UsageError("--settings and --scope exclude each other");
-    return expandPath(explicit);
-  }
-  return scope === "user"
-    ? join(homeDir(), ".claude", "settings.json")
-    : join(process.cwd(), ".claude", "settings.json");
-}
-
-const where = { scope: { type: "string" }, settings: { type: "string" } } as const;
-
-export const hookInstall: Command = {
-  words: ["hook", "install"],
-  usage: "--token T [--url U] [--scope project|user] [--settings FILE]",
-  summary: "add the status hooks to Claude Code's settings.json (project: ./.claude, user: ~/.claude)",
-  options: { ...where, token: { type: "string" } },
+export const hookForward: Command = {
+  words: ["hook", "forward"],
+  usage: "--url U --token-file FILE [--pid P]",
+  summary: "send Claude Code's hook input (stdin) to the broker's /hook/set-status: what the installed hooks run; never fails",
+  options: { "token-file": { type: "string" }, pid: { type: "string" } },
   async run(ctx) {
-    operands(ctx, []);
-    const token = ctx.args.string("token");
-    if (token === undefined) throw new UsageError("--token T is required (create one with `switchboard token create <mesh> <member>`)");
-    if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError("--token must be printable characters without spaces");
-    const path = settingsPath(ctx);
-    const base = httpBase(ctx.config().url);
-    const settings = readSettings(path);
-    installOurHooks(settings, path, hookCommand(base, token));
-    writeSettings(path, settings);
-    if (ctx.json) await outJson({ settings: path, url: base, events: HOOK_EVENTS });
-    else await out(`installed switchboard hooks for ${HOOK_EVENTS.length} events in ${path} (broker ${base})`);
-  },
-};
-
-export const hookUninstall: Command = {
-  words: ["hook", "uninstall"],
-  usage: "[--scope project|user] [--settings FILE]",
-  summary: "remove the status hooks again (other hooks stay)",
-  options: { ...where },
-  async run(ctx) {
-    operands(ctx, []);
-    const path = settingsPath(ctx);
-    let removed = 0;
-    if (existsSync(path)) {
-      const settings = readSettings(path);
-      removed = removeOurHooks(settings, path);
-      if (removed > 0) writeSettings(path, settings);
+    // Never fails the hook: no config file is read, every problem is one line on stderr and exit 0.
+    const signal = AbortSignal.timeout(FORWARD_DEADLINE_MS);
+    try {
+      const url = ctx.args.string("url");
+      const tokenFile = ctx.args.string("token-file");
+      if (url === undefined || tokenFile === undefined) throw new Error("--url and --token-file are required");
+      const pid = Number(ctx.args.string("pid"));
+      const stdin = new Response(Bun.stdin.stream()).text();
+      const input = await Promise.race([
+        stdin,
+        new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(new Error("no hook input within 5 s")))),
+      ]);
+      const outcome = await forwardHook({
+        url: httpBase(url),
+        tokenFile,
+        pid: Number.isInteger(pid) && pid > 0 ? pid : undefined,
+        input,
+        signal,
+      });
+      await err(`switchboard hook: ${outcome}`);
+    } catch (error) {
+      await err(`switchboard hook: ${error instanceof Error ? error.message : String(error)}`);
     }
-    if (ctx.json) await outJson({ settings: path, removed });
-    else await out(removed > 0 ? `removed ${removed} switchboard hook(s) from ${path}` : `no switchboard hooks in ${path}`);
+    return 0;
   },
 };

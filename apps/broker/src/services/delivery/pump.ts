@@ -8,7 +8,7 @@ import type { Metrics } from "../../metrics.ts";
 import { ackDeliveries, claimForPresences, requeue, type Ack, type ClaimRequest, type LeasedDelivery } from "../../store/queue/index.ts";
 import { unique } from "../../store/sql.ts";
 import { createGroupCommit } from "../group-commit.ts";
-import type { LocalPresence, LocalPresences } from "../local-presences.ts";
+import { markCongested, type LocalPresence, type LocalPresences } from "../local-presences.ts";
 import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
 
@@ -54,7 +54,7 @@ export class DeliveryPump {
 
   /** The presence's socket caught up with its buffer: it may take pushes again. */
   drained(presence: LocalPresence): void {
-    presence.congested = false;
+    presence.congestedSince = null;
     this.schedule([presence.memberId]);
   }
 
@@ -70,7 +70,7 @@ export class DeliveryPump {
   private claimRequest(memberId: string): ClaimRequest | null {
     const presences = this.presences
       .ofMember(memberId)
-      .filter((p) => !p.ended && !p.congested)
+      .filter((p) => !p.ended && p.congestedSince === null)
       .map((p) => ({ id: p.presenceId, room: p.window.room() }))
       .filter((p) => p.room > 0);
     return presences.length > 0 ? { memberId, presences } : null;
@@ -122,19 +122,21 @@ export class DeliveryPump {
       }
       const result = presence.link.push(d, d.attempt);
       if (result === "dropped") {
-        presence.congested = true;
+        markCongested(presence, now);
         stopped.add(d.presenceId);
         unwritten.push(d);
         continue;
       }
       presence.window.opened(d.messageId, this.options.leaseSeconds);
       if (d.attempt === 1) this.metrics.pushLatencySeconds.observe(Math.max(0, now - Date.parse(d.createdAt)) / 1000);
+      else this.metrics.redeliveries.inc();
       if (result === "congested") {
-        presence.congested = true;
+        markCongested(presence, now);
         stopped.add(d.presenceId);
       }
     }
     if (unwritten.length === 0) return;
+    this.metrics.pushesUnwritten.inc(unwritten.length);
     const pushes = unwritten.map((d) => ({ messageId: d.messageId, memberId: d.memberId, presenceId: d.presenceId }));
     try {
       await retryTransient(() => requeue(this.db.relaxed, { pushes }));

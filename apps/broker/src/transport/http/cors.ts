@@ -58,7 +58,7 @@ export class CorsPolicy {
   }
 
   /** Every route of a Bun.serve route table, answering preflights and decorated. */
-  wrapRoutes(routes: Record<string, unknown>): Record<string, unknown> {
+  wrapRoutes<T extends Record<string, unknown>>(routes: T): T {
     if (!this.enabled) return routes;
     const wrap =
       (handler: Handler): Handler =>
@@ -67,7 +67,7 @@ export class CorsPolicy {
         return res === undefined ? undefined : this.decorate(req, res);
       };
     return Object.fromEntries(
-      Object.entries(routes).map(([path, route]) => {
+      Object.entries(routes).map(([path, route]): [string, unknown] => {
         if (typeof route === "function") {
           const wrapped = wrap(route as Handler);
           return [path, (req: Request, server: unknown) => this.preflight(req) ?? wrapped(req, server)];
@@ -78,6 +78,6 @@ export class CorsPolicy {
         methods.OPTIONS ??= (req) => this.preflight(req) ?? apiError("method_not_allowed", "OPTIONS is for CORS preflights of listed origins");
         return [path, methods];
       }),
-    );
+    ) as T;
   }
 }

@@ -1,6 +1,8 @@
-// /health and /metrics: what load balancers and Prometheus see.
+// /health, /health/ready and /metrics: what load balancers, orchestrators and
+// Prometheus see.
 import type { Metrics } from "../../metrics.ts";
 import type { DbHealth } from "../../services/db-health.ts";
+import type { Readiness } from "../../services/readiness.ts";
 import { apiError, bearerToken, json, sameSecret } from "./respond.ts";
 
 export interface BuildInfo {
@@ -10,9 +12,28 @@ export interface BuildInfo {
   startedAt: number;
 }
 
-export function opsRoutes(deps: { build: BuildInfo; dbHealth: DbHealth; metrics: Metrics; metricsToken?: string | undefined }) {
-  const { build, dbHealth, metrics, metricsToken } = deps;
+/** Served from the moment the port opens, before migrations: 200 only while the instance takes work. */
+export function readinessRoutes(readiness: Readiness, instanceId: string) {
   return {
+    "/health/ready": {
+      GET: () => {
+        const status = readiness.status;
+        return json(status === "ready" ? 200 : 503, { status, instanceId });
+      },
+    },
+  };
+}
+
+export function opsRoutes(deps: {
+  build: BuildInfo;
+  dbHealth: DbHealth;
+  readiness: Readiness;
+  metrics: Metrics;
+  metricsToken?: string | undefined;
+}) {
+  const { build, dbHealth, readiness, metrics, metricsToken } = deps;
+  return {
+    ...readinessRoutes(readiness, build.instanceId),
     "/health": {
       GET: () => {
         const up = dbHealth.healthy;

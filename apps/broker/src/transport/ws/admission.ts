@@ -4,6 +4,7 @@ import { helloSchemaFor, type HelloErrorCode } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { PushWindow } from "../../services/delivery/push-window.ts";
+import type { ConnectionGate } from "../../services/connection-gate.ts";
 import type { HelloService } from "../../services/hello.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
@@ -14,6 +15,7 @@ import { issueText, reqIdOf, type JsonObject } from "./wire.ts";
 
 export interface AdmissionDeps {
   hello: HelloService;
+  gate: ConnectionGate;
   lifecycle: PresenceLifecycle;
   metrics: Metrics;
   log: Logger;
@@ -22,8 +24,16 @@ export interface AdmissionDeps {
   pushWindow: number;
 }
 
-export function refuseHello(deps: Pick<AdmissionDeps, "metrics" | "log">, ws: Socket, code: HelloErrorCode, message: string, reqId?: string) {
+export function refuseHello(
+  deps: Pick<AdmissionDeps, "metrics" | "log" | "gate">,
+  ws: Socket,
+  code: HelloErrorCode,
+  message: string,
+  reqId?: string,
+) {
   clearTimeout(ws.data.helloTimer);
+  // A full mesh is not the client's doing; every other refusal counts against its address.
+  if (code !== "capacity") deps.gate.refused(ws.data.address);
   deps.metrics.connectionsRejected.labels(code).inc();
   deps.log.info({ connectionId: ws.data.id, code }, "ws hello refused");
   reply(ws, { type: "error", code, message }, reqId);
@@ -40,6 +50,10 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
   const outcome = await deps.hello.admit(frame.data);
   if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId);
   clearTimeout(ws.data.helloTimer);
+  if (ws.data.pendingHello) {
+    ws.data.pendingHello = false;
+    deps.gate.settled(ws.data.address);
+  }
   const admitted = outcome.presence;
   if (ws.data.closed) {
     // The peer left while it was being admitted.
@@ -56,7 +70,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
     role: admitted.role,
     link: socketLink(ws),
     window: new PushWindow(deps.pushWindow, deps.clock),
-    congested: false,
+    congestedSince: null,
     ended: false,
     ...(admitted.tokenExpiresAt === null ? {} : { tokenExpiresAt: admitted.tokenExpiresAt }),
   };

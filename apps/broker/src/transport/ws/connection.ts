@@ -3,11 +3,15 @@
 import type { ServerWebSocket } from "bun";
 import type { EndReason, LocalPresence, PresenceLink, PushResult } from "../../services/local-presences.ts";
 import { END_CLOSE } from "../errors.ts";
-import { FramePipeline } from "./pipeline.ts";
+import { FramePipeline, type InflightBudget, type InflightLimits } from "./pipeline.ts";
 import { encode, pushFrame, type Reply } from "./wire.ts";
 
 export interface Connection {
   readonly id: string;
+  /** The client's address, as the connection gate counts it. */
+  readonly address: string;
+  /** Counted by the gate as waiting for its hello, until admitted or closed. */
+  pendingHello: boolean;
   readonly pipeline: FramePipeline;
   helloTimer?: Timer;
   /** Set once the hello was admitted. */
@@ -17,12 +21,17 @@ export interface Connection {
 
 export type Socket = ServerWebSocket<Connection>;
 
-export function newConnection(): Connection {
-  return { id: crypto.randomUUID(), pipeline: new FramePipeline(), closed: false };
+export function newConnection(address: string, limits: InflightLimits, budget: InflightBudget): Connection {
+  return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), closed: false };
 }
 
+// A reply the socket drops (its buffer is full) cannot be taken back: the
+// peer would wait for it forever, so the connection ends as stalled.
 export function reply(ws: Socket, frame: Reply, reqId?: string): void {
-  ws.send(encode(frame, reqId));
+  if (ws.send(encode(frame, reqId)) === 0 && !ws.data.closed) {
+    const { code, reason } = END_CLOSE.stalled;
+    ws.close(code, reason);
+  }
 }
 
 // ServerWebSocket.send() answers the bytes written, -1 when the frame was

@@ -5,6 +5,7 @@ import type { SessionFrame } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { ChannelService } from "../../services/channels.ts";
 import type { DeliveryPump } from "../../services/delivery/pump.ts";
+import type { FrameLimits } from "../../services/frame-limits.ts";
 import type { HistoryService } from "../../services/history.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PeerDirectory } from "../../services/peers.ts";
@@ -29,6 +30,7 @@ export interface FrameDeps {
   peers: PeerDirectory;
   history: HistoryService;
   presenceEvents: PresenceEvents;
+  limits: FrameLimits;
   log: Logger;
   clock: Clock;
 }
@@ -63,7 +65,8 @@ export function frameHandlers(deps: FrameDeps): FrameHandlers {
       return { type: "status", status: result.status, statusSource: result.statusSource };
     },
     join: async (presence, frame) => {
-      await deps.channels.join(presence.meshId, frame.channel, presence.memberId);
+      const joined = await deps.channels.join(presence.meshId, frame.channel, presence.memberId);
+      if (!joined.ok) return { type: "error", code: joined.code, message: joined.message };
       return { type: "ack", channel: frame.channel, joined: true };
     },
     leave: async (presence, frame) => {
@@ -91,7 +94,15 @@ export function frameHandlers(deps: FrameDeps): FrameHandlers {
   };
 }
 
-export function dispatch(handlers: FrameHandlers, presence: LocalPresence, frame: SessionFrame): Promise<Answer | undefined> {
+/** Runs the frame's handler, unless the member sent more of its kind than its limit allows. */
+export function dispatch(
+  handlers: FrameHandlers,
+  limits: FrameLimits,
+  presence: LocalPresence,
+  frame: SessionFrame,
+): Promise<Answer | undefined> {
+  const limited = limits.check(presence.memberId, frame);
+  if (limited) return Promise.resolve({ type: "error", code: limited.code, message: limited.message });
   // TypeScript cannot correlate handlers[frame.type] with frame itself.
   const handler = handlers[frame.type] as FrameHandler<typeof frame.type>;
   return handler(presence, frame as never);

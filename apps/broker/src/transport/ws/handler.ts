@@ -12,6 +12,7 @@ import { END_CLOSE } from "../errors.ts";
 import { admit, refuseHello, type AdmissionDeps } from "./admission.ts";
 import { newConnection, reply, type Connection, type Socket } from "./connection.ts";
 import { dispatch, frameHandlers, overlaps, type FrameDeps } from "./frame-handlers.ts";
+import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts";
 import { decodeFrame, issueText, reqIdOf, type JsonObject } from "./wire.ts";
 
 export interface WsDeps extends AdmissionDeps, FrameDeps {
@@ -21,6 +22,11 @@ export interface WsDeps extends AdmissionDeps, FrameDeps {
   lifecycle: PresenceLifecycle;
   maxMessageBytes: number;
   helloTimeoutMs: number;
+  /** What one connection, and all of them together, may have read and not finished before reading stops. */
+  inflight: InflightLimits;
+  inflightBudget: InflightBudget;
+  /** Bytes a socket may buffer unsent; past it a push is dropped (and requeued). */
+  socketBufferBytes: number;
 }
 
 export function createWsHandler(deps: WsDeps) {
@@ -29,7 +35,7 @@ export function createWsHandler(deps: WsDeps) {
   const open = new Set<Socket>();
   let shuttingDown = false;
 
-  async function onSessionFrame(ws: Socket, presence: LocalPresence, raw: JsonObject | null): Promise<void> {
+  async function onSessionFrame(ws: Socket, presence: LocalPresence, raw: JsonObject | null, step: StepContext): Promise<void> {
     if (raw === null) return reply(ws, { type: "error", code: "invalid", message: "the frame is not a JSON object" });
     const reqId = reqIdOf(raw);
     const parsed = sessionFrame.safeParse(raw);
@@ -42,7 +48,7 @@ export function createWsHandler(deps: WsDeps) {
     const frame = parsed.data;
     const work = async () => {
       try {
-        const answer = await dispatch(handlers, presence, frame);
+        const answer = await dispatch(handlers, deps.limits, presence, frame);
         if (answer === undefined) return;
         if ("afterReply" in answer) {
           reply(ws, answer.reply, reqId);
@@ -54,26 +60,30 @@ export function createWsHandler(deps: WsDeps) {
         reply(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId);
       }
     };
-    if (overlaps(frame)) return ws.data.pipeline.overlap(work());
-    await ws.data.pipeline.settled();
+    if (overlaps(frame)) return step.overlap(work());
+    await step.settled();
     await work();
   }
 
   const socketHandlers: WebSocketHandler<Connection> = {
     maxPayloadLength: deps.maxMessageBytes,
+    backpressureLimit: deps.socketBufferBytes,
+    closeOnBackpressureLimit: false,
     open(ws) {
       open.add(ws);
+      ws.data.pipeline.attach(ws);
       ws.data.helloTimer = setTimeout(() => {
         if (!ws.data.presence && !ws.data.closed) refuseHello(deps, ws, "hello_timeout", `no hello within ${deps.helloTimeoutMs} ms`);
       }, deps.helloTimeoutMs);
     },
     message(ws, raw) {
       ws.data.pipeline.next(
-        async () => {
+        raw.length,
+        async (step) => {
           if (ws.data.closed) return;
           const frame = decodeFrame(raw);
           const presence = ws.data.presence;
-          if (presence) await onSessionFrame(ws, presence, frame);
+          if (presence) await onSessionFrame(ws, presence, frame, step);
           else await admit(deps, ws, frame);
         },
         (error) => {
@@ -87,11 +97,16 @@ export function createWsHandler(deps: WsDeps) {
     },
     drain(ws) {
       const presence = ws.data.presence;
-      if (presence?.congested) deps.pump.drained(presence);
+      if (presence && presence.congestedSince !== null) deps.pump.drained(presence);
     },
     close(ws, code, reason) {
       ws.data.closed = true;
+      ws.data.pipeline.detach();
       clearTimeout(ws.data.helloTimer);
+      if (ws.data.pendingHello) {
+        ws.data.pendingHello = false;
+        deps.gate.settled(ws.data.address);
+      }
       open.delete(ws);
       const presence = ws.data.presence;
       log.info({ connectionId: ws.data.id, presenceId: presence?.presenceId, code, reason }, "ws close");
@@ -106,7 +121,7 @@ export function createWsHandler(deps: WsDeps) {
 
   return {
     handlers: socketHandlers,
-    newConnection,
+    newConnection: (address: string) => newConnection(address, deps.inflight, deps.inflightBudget),
     /** Shutdown: every socket closes with 1001; the instance ends its presences in one statement. */
     closeAll() {
       shuttingDown = true;

@@ -1,26 +1,156 @@
 // Frames of one connection are handled strictly in arrival order (the
 // protocol promises it): each step is chained behind the previous one, so a
-// send right behind a hello waits for it. Durable sends and acks may overlap: they enter their
-// group commit in order without waiting for the previous commit, so the next
-// frame can join the same batch. Any other frame waits for them first, so its
-// effects still come after theirs.
+// send right behind a hello waits for it. Durable sends and acks may overlap:
+// they enter their group commit in order without waiting for the previous
+// commit, so the next frame can join the same batch. Any other frame waits
+// for them first, so its effects still come after theirs.
+//
+// What a connection has read but not finished is bounded: past the limits in
+// frames or bytes the socket stops reading (the peer sees TCP backpressure),
+// and reads again once half of it is done. So is what all connections of the
+// instance have read: past the instance's budget, a connection that reads
+// more pauses until the budget is half free again.
+
+export interface InflightLimits {
+  frames: number;
+  bytes: number;
+}
+
+/** Bytes read and not finished, over every connection of the instance. */
+export class InflightBudget {
+  private used = 0;
+  private readonly waiting = new Set<FramePipeline>();
+
+  constructor(readonly limit: number) {}
+
+  get bytes(): number {
+    return this.used;
+  }
+
+  /** Counts the bytes; true when the instance is over its budget. */
+  take(bytes: number): boolean {
+    this.used += bytes;
+    return this.used > this.limit;
+  }
+
+  give(bytes: number): void {
+    this.used -= bytes;
+    if (this.waiting.size === 0 || this.used > this.limit / 2) return;
+    const resumed = [...this.waiting];
+    this.waiting.clear();
+    for (const pipeline of resumed) pipeline.budgetFreed();
+  }
+
+  wait(pipeline: FramePipeline): void {
+    this.waiting.add(pipeline);
+  }
+
+  forget(pipeline: FramePipeline): void {
+    this.waiting.delete(pipeline);
+  }
+}
+
+/** The socket's reading, as the pipeline needs it. */
+export interface Reader {
+  pause(): void;
+  resume(): void;
+  readonly isPaused: boolean;
+}
+
+export interface StepContext {
+  /** Lets work run on while later steps start; the frame stays counted until it is done. */
+  overlap(work: Promise<void>): void;
+  /** Waits for all overlapping work of earlier frames. */
+  settled(): Promise<void>;
+}
+
 export class FramePipeline {
   private tail: Promise<void> = Promise.resolve();
   private readonly overlapping = new Set<Promise<void>>();
+  private frames = 0;
+  private bytes = 0;
+  /** Paused for this connection's own limits, or for the instance's budget. */
+  private pausedForSelf = false;
+  private pausedForBudget = false;
+  private reader: Reader | null = null;
+
+  constructor(
+    private readonly limits: InflightLimits,
+    private readonly budget: InflightBudget,
+  ) {}
+
+  /** The socket, once it is open. */
+  attach(reader: Reader): void {
+    this.reader = reader;
+  }
+
+  /** The socket closed: it waits for nothing any more. */
+  detach(): void {
+    this.budget.forget(this);
+    this.reader = null;
+  }
+
+  /** The instance's budget is half free again. */
+  budgetFreed(): void {
+    this.pausedForBudget = false;
+    this.updateReading();
+  }
+
+  get inflight(): { frames: number; bytes: number } {
+    return { frames: this.frames, bytes: this.bytes };
+  }
 
   /** Runs the step after every earlier step; a step that throws is handed to onError and the chain goes on. */
-  next(step: () => Promise<void>, onError: (error: unknown) => void): void {
-    this.tail = this.tail.then(step).catch(onError);
+  next(size: number, step: (ctx: StepContext) => Promise<void>, onError: (error: unknown) => void): void {
+    this.take(size);
+    this.tail = this.tail.then(async () => {
+      let overlapped: Promise<void> | null = null;
+      try {
+        await step({
+          overlap: (work) => {
+            overlapped = work;
+            this.overlapping.add(work);
+            const done = () => {
+              this.overlapping.delete(work);
+              this.give(size);
+            };
+            work.then(done, done);
+          },
+          settled: async () => {
+            await Promise.all(this.overlapping);
+          },
+        });
+      } catch (error) {
+        onError(error);
+      } finally {
+        if (overlapped === null) this.give(size);
+      }
+    });
   }
 
-  /** From inside a step: lets work run on while later steps start. */
-  overlap(work: Promise<void>): void {
-    this.overlapping.add(work);
-    void work.finally(() => this.overlapping.delete(work));
+  private take(size: number): void {
+    this.frames++;
+    this.bytes += size;
+    if (this.budget.take(size) && !this.pausedForBudget) {
+      this.pausedForBudget = true;
+      this.budget.wait(this);
+    }
+    if (this.frames > this.limits.frames || this.bytes > this.limits.bytes) this.pausedForSelf = true;
+    this.updateReading();
   }
 
-  /** From inside a step: waits for all overlapping work to finish. */
-  async settled(): Promise<void> {
-    await Promise.all(this.overlapping);
+  private give(size: number): void {
+    this.frames--;
+    this.bytes -= size;
+    this.budget.give(size);
+    if (this.frames <= this.limits.frames / 2 && this.bytes <= this.limits.bytes / 2) this.pausedForSelf = false;
+    this.updateReading();
+  }
+
+  private updateReading(): void {
+    const pause = this.pausedForSelf || this.pausedForBudget;
+    if (!this.reader) return;
+    if (pause && !this.reader.isPaused) this.reader.pause();
+    else if (!pause && this.reader.isPaused) this.reader.resume();
   }
 }

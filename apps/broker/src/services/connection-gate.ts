@@ -1,0 +1,56 @@
+// Who may open a socket before saying hello. A socket that has not said
+// hello yet costs memory and a timer for up to HELLO_TIMEOUT_MS: their
+// number is capped per instance and per client address, and an address
+// whose hellos keep being refused is turned away for a while.
+import { refuse, type Refusal } from "./outcome.ts";
+import { RateLimiter } from "./rate-limit.ts";
+import type { Clock } from "./timing.ts";
+
+export interface GateOptions {
+  maxPending: number;
+  maxPendingPerAddress: number;
+  failuresPerAddressPerMin: number;
+  clock: Clock;
+}
+
+export class ConnectionGate {
+  private pending = 0;
+  private readonly pendingByAddress = new Map<string, number>();
+  private readonly failures: RateLimiter;
+
+  constructor(private readonly options: GateOptions) {
+    this.failures = new RateLimiter(options.failuresPerAddressPerMin);
+  }
+
+  /** A socket from this address asks to open. Null: it may, and counts as pending until settled(). */
+  open(address: string): Refusal<"capacity" | "rate_limited"> | null {
+    if (this.failures.exhausted(address, this.options.clock())) {
+      return refuse("rate_limited", "too many refused hellos from this address; try again in a minute");
+    }
+    if (this.pending >= this.options.maxPending) return refuse("capacity", "too many connections are waiting for their hello");
+    const mine = this.pendingByAddress.get(address) ?? 0;
+    if (mine >= this.options.maxPendingPerAddress) {
+      return refuse("capacity", "too many connections from this address are waiting for their hello");
+    }
+    this.pending++;
+    this.pendingByAddress.set(address, mine + 1);
+    return null;
+  }
+
+  /** The socket's hello was admitted, or it closed before one. */
+  settled(address: string): void {
+    this.pending--;
+    const mine = (this.pendingByAddress.get(address) ?? 1) - 1;
+    if (mine <= 0) this.pendingByAddress.delete(address);
+    else this.pendingByAddress.set(address, mine);
+  }
+
+  /** The socket's hello was refused: it counts against its address. */
+  refused(address: string): void {
+    this.failures.allow(address, this.options.clock());
+  }
+
+  prune(): void {
+    this.failures.prune(this.options.clock());
+  }
+}

@@ -1,0 +1,27 @@
+// Whether this instance should be sent new work, as opposed to whether it is
+// alive (/health). An orchestrator or Traefik takes an instance out of
+// rotation while it migrates, drains after a stop signal, or has lost its
+// database, and puts it back once none of these holds.
+export type ReadinessStatus = "migrating" | "ready" | "draining" | "db_down";
+
+type Phase = "migrating" | "serving" | "draining";
+
+export class Readiness {
+  private phase: Phase = "migrating";
+  private db: { readonly healthy: boolean } | null = null;
+
+  /** Migrations are done and the services run; from now on the database health counts. */
+  serving(db: { readonly healthy: boolean }): void {
+    this.db = db;
+    if (this.phase === "migrating") this.phase = "serving";
+  }
+
+  draining(): void {
+    this.phase = "draining";
+  }
+
+  get status(): ReadinessStatus {
+    if (this.phase !== "serving") return this.phase;
+    return this.db?.healthy ? "ready" : "db_down";
+  }
+}

@@ -1,0 +1,158 @@
+// What the broker does with hostile or broken surroundings at start and at
+// a crash: secrets never echoed, the admin token file refused when others can
+// read it or when it is a link, Postgres error fields that quote data never
+// logged, an unexpected exception ends the process (the supervisor restarts it).
+import { describe, expect, test } from "bun:test";
+import { brokerEnv, embeddedBackend, REPO_ROOT, spawnRaw, tempDir } from "@switchboard/testkit";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadConfig, withoutPassword } from "../src/config.ts";
+import { errorWithoutParams } from "../src/log.ts";
+
+async function startFailure(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
+  const proc = spawnRaw(env);
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  return { code, stderr };
+}
+
+describe("secrets in configuration errors", () => {
+  test("a bad ADMIN_TOKEN or METRICS_TOKEN is named, its value never shown", () => {
+    for (const name of ["ADMIN_TOKEN", "METRICS_TOKEN"]) {
+      const value = "hunter2-short";
+      let message = "";
+      try {
+        loadConfig({ [name]: value });
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toContain(`invalid environment variable ${name}`);
+      expect(message).not.toContain(value);
+    }
+  });
+
+  test("a bad DATABASE_URL is shown with its password replaced, or not at all when it does not parse", () => {
+    const cases = ["mysql://admin:hunter2@db.example:3306/app", "postgres//admin:hunter2@db/app", "hunter2"];
+    for (const value of cases) {
+      let message = "";
+      try {
+        loadConfig({ DATABASE_URL: value });
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toContain("invalid environment variable DATABASE_URL");
+      expect(message).not.toContain("hunter2");
+    }
+    expect(withoutPassword("mysql://admin:hunter2@db.example:3306/app")).toBe("mysql://admin:****@db.example:3306/app");
+  });
+
+  test("the process's own error line holds no secret either", async () => {
+    const { code, stderr } = await startFailure({ ADMIN_TOKEN: "hunter2", DATABASE_URL: "mysql://u:hunter2@h/d" });
+    expect(code).toBe(78);
+    expect(stderr).toContain("invalid environment variable ADMIN_TOKEN");
+    expect(stderr).toContain("invalid environment variable DATABASE_URL");
+    expect(stderr).not.toContain("hunter2");
+  });
+});
+
+describe("log serializer", () => {
+  test("a Postgres error's detail, where and params never reach the log; its code and message do", () => {
+    const error = Object.assign(new Error("duplicate key value violates unique constraint"), {
+      code: "23505",
+      detail: "Key (ciphertext)=(c2VjcmV0) already exists.",
+      where: "SQL statement with c2VjcmV0",
+      params: ["c2VjcmV0"],
+    });
+    const out = errorWithoutParams(error);
+    expect(JSON.stringify(out)).not.toContain("c2VjcmV0");
+    expect(out.code).toBe("23505");
+    expect(out.message).toBe("duplicate key value violates unique constraint");
+  });
+});
+
+describe("the generated admin token file", () => {
+  test("readable by others: the broker refuses to start and says how to fix it", async () => {
+    const own = embeddedBackend();
+    try {
+      mkdirSync(own.dataDir!, { recursive: true });
+      const path = join(own.dataDir!, "admin-token");
+      writeFileSync(path, `${"a".repeat(64)}\n`);
+      chmodSync(path, 0o644);
+      const { code, stderr } = await startFailure(own.env);
+      expect(code).toBe(78);
+      expect(stderr).toContain("readable by others");
+      expect(stderr).not.toContain("a".repeat(64));
+    } finally {
+      await own.dispose();
+    }
+  });
+
+  test("a link in its place is refused, not followed", async () => {
+    const own = embeddedBackend();
+    const elsewhere = tempDir("elsewhere");
+    try {
+      mkdirSync(own.dataDir!, { recursive: true });
+      const target = join(elsewhere, "token");
+      writeFileSync(target, `${"b".repeat(64)}\n`, { mode: 0o600 });
+      symlinkSync(target, join(own.dataDir!, "admin-token"));
+      const { code, stderr } = await startFailure(own.env);
+      expect(code).toBe(78);
+      expect(stderr).toContain("not a regular file");
+    } finally {
+      await own.dispose();
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  test("a link planted where the draft is written is removed, its target left untouched", async () => {
+    const own = embeddedBackend();
+    const elsewhere = tempDir("elsewhere");
+    try {
+      // The draft's name carries the writer's pid, which a spawned broker's
+      // test cannot know in advance: the function runs in this process.
+      const { resolveAdminToken } = await import("../src/services/admin-token.ts");
+      const { createLogger } = await import("../src/log.ts");
+      mkdirSync(own.dataDir!, { recursive: true });
+      const target = join(elsewhere, "victim");
+      writeFileSync(target, "untouched\n");
+      const draft = join(own.dataDir!, `admin-token.${process.pid}.tmp`);
+      symlinkSync(target, draft);
+      const token = resolveAdminToken({ ADMIN_TOKEN: undefined, DATA_DIR: own.dataDir! }, createLogger("silent", {}));
+      expect(readFileSync(target, "utf8")).toBe("untouched\n");
+      expect(readFileSync(join(own.dataDir!, "admin-token"), "utf8").trim()).toBe(token);
+      expect(existsSync(draft)).toBe(false);
+    } finally {
+      await own.dispose();
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("an uncaught exception", () => {
+  test("ends the broker with a non-zero status after logging it as fatal", async () => {
+    const own = embeddedBackend();
+    const dir = tempDir("preload");
+    try {
+      // The broker is started as it always is, with one more module loaded
+      // first that throws from a timer (while starting or once listening).
+      const preload = join(dir, "throw-later.ts");
+      writeFileSync(preload, `setTimeout(() => { throw new Error("boom from a timer"); }, 1500);\n`);
+      const proc = Bun.spawn(["bun", "--preload", preload, join(REPO_ROOT, "apps", "broker", "src", "index.ts")], {
+        env: brokerEnv(own.env),
+        stdout: "ignore",
+        stderr: "pipe",
+      });
+      const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+      expect(code).toBe(70);
+      const fatal = stderr
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { level: number; msg: string; err?: { message?: string } })
+        .find((l) => l.msg === "uncaught exception");
+      expect(fatal?.level).toBe(60);
+      expect(fatal?.err?.message).toBe("boom from a timer");
+    } finally {
+      await own.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,186 @@
+// Every frame type and every request is bounded: control frames and acks per
+// member, channels per member, hooks per token whatever pid and cwd they
+// name, sockets waiting for their hello per instance and per client address,
+// and addresses whose hellos keep failing. Each limit answers with a coded
+// error and leaves the rest of the broker serving.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  AdminClient,
+  freshBackend,
+  PeerPool,
+  RawUpgradeRefused,
+  RawWebSocket,
+  setupMesh,
+  spawnBroker,
+  type BrokerProcess,
+  type SetupMember,
+  type TestBackend,
+} from "@switchboard/testkit";
+import { sendFrame, sendMany, str } from "./support/messaging.ts";
+import { postHook } from "./support/status.ts";
+
+const ADMIN_TOKEN = "limits-admin-token-0123456789";
+
+const pool = new PeerPool();
+afterEach(() => pool.closeAll());
+
+describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MIN=10, MAX_CHANNELS_PER_MEMBER=3)", () => {
+  let backend: TestBackend;
+  let broker: BrokerProcess;
+  let admin: AdminClient;
+  beforeAll(async () => {
+    backend = await freshBackend();
+    broker = await spawnBroker({
+      ...backend.env,
+      ADMIN_TOKEN,
+      CONTROL_RATE_LIMIT_PER_MIN: "8",
+      ACK_RATE_LIMIT_PER_MIN: "10",
+      MAX_CHANNELS_PER_MEMBER: "3",
+      HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: "5",
+      LEASE_SECONDS: "2",
+    });
+    admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await backend?.dispose();
+  });
+
+  test("control frames past the limit get rate_limited with their reqId; sends are counted apart", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const peer = await pool.connect(broker.wsUrl, a, mesh.id);
+    const kinds = [
+      { type: "ping" },
+      { type: "list_peers" },
+      { type: "set_status", status: "idle" },
+      { type: "join", channel: "#one" },
+      { type: "leave", channel: "#one" },
+      { type: "ping" },
+      { type: "ping" },
+      { type: "ping" },
+    ];
+    for (const frame of kinds) expect((await peer.request(frame)).type).not.toBe("error");
+    const refused = await peer.request({ type: "ping", reqId: "ninth" });
+    expect(refused).toMatchObject({ type: "error", code: "rate_limited", reqId: "ninth" });
+    expect((await peer.request({ type: "join", channel: "#x" })).code).toBe("rate_limited");
+    expect((await peer.send(b.pubkey)).type).toBe("ack");
+  });
+
+  test("acks are counted by ids: past the limit they are refused and not applied, so those pushes come again", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await pool.connect(broker.wsUrl, a, mesh.id);
+    const recipient = await pool.connect(broker.wsUrl, b, mesh.id);
+    const acks = await sendMany(sender, Array.from({ length: 12 }, () => sendFrame(b.pubkey)));
+    const pushes = await recipient.waitForPushes(12);
+    const ids = pushes.map((p) => str(p.messageId));
+    recipient.sendFrame({ type: "client_ack", messageIds: ids.slice(0, 10), reqId: "ten" });
+    const over = await recipient.request({ type: "client_ack", messageIds: ids.slice(10), reqId: "two" });
+    expect(over).toMatchObject({ type: "error", code: "rate_limited", reqId: "two" });
+    // The two unapplied acks leave their deliveries leased: they come again after the lease.
+    const again = await recipient.waitForPushes(14, 15_000);
+    const redelivered = again.slice(12).map((p) => [p.messageId, p.attempt]);
+    expect(redelivered.sort()).toEqual(ids.slice(10).map((id) => [id, 2]).sort());
+    expect(acks.every((ack) => ack.type === "ack")).toBe(true);
+  });
+
+  test("a member joins at most MAX_CHANNELS_PER_MEMBER channels; joining one it is in, or after leaving one, works", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const peer = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
+    for (const channel of ["#a", "#b", "#c"]) {
+      expect(await peer.request({ type: "join", channel })).toMatchObject({ type: "ack", channel, joined: true });
+    }
+    const fourth = await peer.request({ type: "join", channel: "#d" });
+    expect(fourth).toMatchObject({ type: "error", code: "capacity" });
+    expect(await peer.request({ type: "join", channel: "#a" })).toMatchObject({ type: "ack", joined: true });
+    expect(await peer.request({ type: "leave", channel: "#a" })).toMatchObject({ type: "ack", joined: false });
+    expect(await peer.request({ type: "join", channel: "#d" })).toMatchObject({ type: "ack", channel: "#d", joined: true });
+  });
+
+  test("hooks: one token is limited whatever pid and cwd it names; an out-of-range pid header is ignored, not a 500", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const token = await admin.createHookToken(mesh.id, members[0]!.id);
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const answer = await postHook(broker.url, { token, body: { cwd: `/tmp/${"x".repeat(2000)}/${i}`, pid: 1000 + i, status: "working" } });
+      statuses.push(answer.status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+
+    const other = await setupMesh(admin, { members: 1 });
+    const second = await admin.createHookToken(other.mesh.id, other.members[0]!.id);
+    for (const header of ["99999999999", "-4", "12abc", "0"]) {
+      const answer = await postHook(broker.url, { token: second, body: { cwd: "/tmp/p", status: "idle" }, headers: { "x-switchboard-pid": header } });
+      expect({ header, status: answer.status }).toEqual({ header, status: 200 });
+    }
+  });
+});
+
+describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HELLO_FAILURES_PER_ADDRESS_PER_MIN=2)", () => {
+  let backend: TestBackend;
+  let broker: BrokerProcess;
+  beforeAll(async () => {
+    backend = await freshBackend();
+    broker = await spawnBroker({
+      ...backend.env,
+      ADMIN_TOKEN,
+      MAX_PENDING_HELLOS_PER_ADDRESS: "3",
+      HELLO_FAILURES_PER_ADDRESS_PER_MIN: "2",
+      TRUSTED_PROXIES: "127.0.0.1,::1",
+    });
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await backend?.dispose();
+  });
+
+  const refusedStatus = async (headers: Record<string, string>) => {
+    try {
+      const ws = await RawWebSocket.open(broker.wsUrl, headers);
+      ws.destroy();
+      return 101;
+    } catch (error) {
+      if (error instanceof RawUpgradeRefused) return error.status;
+      throw error;
+    }
+  };
+
+  test("a fourth pending socket from one address is refused with 503; one that leaves makes room", async () => {
+    const from = { "x-forwarded-for": "198.51.100.7" };
+    const open = await Promise.all([1, 2, 3].map(() => RawWebSocket.open(broker.wsUrl, from)));
+    expect(await refusedStatus(from)).toBe(503);
+    // Another address is counted apart, and the broker keeps answering.
+    expect(await refusedStatus({ "x-forwarded-for": "198.51.100.8" })).toBe(101);
+    expect((await fetch(`${broker.url}/health`)).status).toBe(200);
+    open[0]!.destroy();
+    await open[0]!.ended;
+    const room = await waitForStatus(() => refusedStatus(from), 101);
+    expect(room).toBe(101);
+    for (const ws of open) ws.destroy();
+  });
+
+  test("an address whose hellos keep failing is turned away with 429; others are not", async () => {
+    const from = { "x-forwarded-for": "203.0.113.9" };
+    for (let i = 0; i < 2; i++) {
+      const ws = await RawWebSocket.open(broker.wsUrl, from);
+      ws.sendText("not a hello");
+      await ws.waitFor(() => ws.close ?? undefined, 10_000, "the refusal's close");
+      expect(ws.close?.code).toBe(1008);
+      ws.destroy();
+    }
+    expect(await refusedStatus(from)).toBe(429);
+    expect(await refusedStatus({ "x-forwarded-for": "203.0.113.10" })).toBe(101);
+  });
+});
+
+/** Retries probe until it answers `want` (the broker learns of a closed socket asynchronously). */
+async function waitForStatus(probe: () => Promise<number>, want: number): Promise<number> {
+  let last = 0;
+  for (let i = 0; i < 50; i++) {
+    last = await probe();
+    if (last === want) return last;
+    await Bun.sleep(100);
+  }
+  return last;
+}

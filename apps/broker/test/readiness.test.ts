@@ -1,0 +1,114 @@
+// /health/ready: 503 while migrating (here: waiting for a database that is
+// not up yet, as at a compose boot), while the database is down, and while
+// draining after SIGTERM; 200 otherwise. /health stays the liveness check.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  findPgBin,
+  freePort,
+  freshBackend,
+  spawnBroker,
+  startPostgresCluster,
+  type BrokerProcess,
+  type PostgresCluster,
+} from "@switchboard/testkit";
+import postgres from "postgres";
+
+const haveServer = findPgBin() !== null;
+if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
+
+interface Answer {
+  code: number;
+  body: { status?: string; instanceId?: string };
+}
+
+async function ready(url: string): Promise<Answer | null> {
+  try {
+    const res = await fetch(`${url}/health/ready`);
+    return { code: res.status, body: (await res.json()) as Answer["body"] };
+  } catch {
+    return null;
+  }
+}
+
+/** Polls until the port answers with the wanted status (or the time is up); returns the last answer. */
+async function readyBecomes(url: string, status: string, timeoutMs = 20_000): Promise<Answer | null> {
+  const until = Date.now() + timeoutMs;
+  let last: Answer | null = null;
+  while (Date.now() < until) {
+    last = await ready(url);
+    if (last?.body.status === status) return last;
+    await Bun.sleep(100);
+  }
+  return last;
+}
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+describe("readiness", () => {
+  test("a started broker is ready", async () => {
+    const backend = await freshBackend();
+    cleanups.push(() => backend.dispose());
+    const broker = await spawnBroker(backend.env);
+    cleanups.push(() => broker.stop());
+    const answer = await ready(broker.url);
+    expect(answer).toEqual({ code: 200, body: { status: "ready", instanceId: expect.any(String) } });
+  });
+});
+
+describe.skipIf(!haveServer)("readiness against a Postgres that comes and goes", () => {
+  let cluster: PostgresCluster;
+  beforeAll(async () => {
+    cluster = await startPostgresCluster();
+    cleanups.push(() => cluster.destroy());
+  });
+
+  test("503 migrating until the database is up, 200 ready, 503 db_down while it is away, 200 again", async () => {
+    await cluster.stop();
+
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const starting = spawnBroker({ DATABASE_URL: cluster.url(), BROKER_PORT: String(port) });
+    const migrating = await readyBecomes(url, "migrating");
+    expect(migrating?.code).toBe(503);
+    // Everything but readiness waits for the migrations too.
+    expect((await fetch(`${url}/health`)).status).toBe(503);
+
+    await cluster.start();
+    const broker = await starting;
+    cleanups.push(() => broker.stop());
+    expect((await readyBecomes(url, "ready"))?.code).toBe(200);
+
+    await cluster.stop();
+    expect((await readyBecomes(url, "db_down"))?.code).toBe(503);
+    expect((await fetch(`${url}/health`)).status).toBe(503);
+
+    await cluster.start();
+    expect((await readyBecomes(url, "ready"))?.code).toBe(200);
+  });
+
+  test("503 draining from SIGTERM until the listener closes, then exit 0", async () => {
+    const broker: BrokerProcess = await spawnBroker({ DATABASE_URL: cluster.url() });
+    cleanups.push(() => broker.stop());
+    const { instanceId } = (await ready(broker.url))!.body;
+
+    // Holding this instance's lease row keeps its shutdown at the step that
+    // marks it stopped, with the HTTP listener still open.
+    const sql = postgres(cluster.url(), { max: 1, onnotice: () => {} });
+    cleanups.push(() => sql.end({ timeout: 1 }));
+    const held = sql.reserve();
+    const conn = await held;
+    await conn`BEGIN`;
+    await conn`SELECT id FROM broker_instances WHERE id = ${instanceId!} FOR UPDATE`;
+
+    broker.kill("SIGTERM");
+    const draining = await readyBecomes(broker.url, "draining");
+    expect(draining).toEqual({ code: 503, body: { status: "draining", instanceId: instanceId! } });
+
+    await conn`COMMIT`;
+    conn.release();
+    expect(await broker.exited).toBe(0);
+  });
+});

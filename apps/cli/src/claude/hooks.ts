@@ -1,0 +1,95 @@
+// The status hooks in a Claude Code settings file. Only hook entries whose
+// command carries HOOK_MARKER are ever touched; everything else stays as it is.
+import { CliError } from "../errors.ts";
+import { isObject, type Json, type JsonObject } from "../json-file.ts";
+
+export const HOOK_MARKER = "# switchboard-hook";
+
+/**
+ * Turn boundaries only: a prompt starts a turn; Stop, StopFailure (a turn
+ * ended by an API error) and the idle prompt end one. Not SubagentStop,
+ * SessionEnd, PreToolUse or PostToolUse: they fire mid-turn or too often.
+ */
+export const HOOK_EVENTS: ReadonlyArray<{ event: string; matcher?: string }> = [
+  { event: "UserPromptSubmit" },
+  { event: "Stop" },
+  { event: "StopFailure" },
+  { event: "Notification", matcher: "idle_prompt" },
+];
+
+/** Seconds Claude Code gives the hook; the forwarder itself gives up after 5. */
+const HOOK_TIMEOUT_SECONDS = 10;
+
+/** A single-quoted sh word. */
+export function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The hook command: `switchboard hook forward` with Claude Code's hook input
+ * on stdin. $PPID, expanded by the shell Claude Code runs the hook in, is
+ * Claude Code itself. Output is discarded and failure ignored, so a broker
+ * that is down never blocks or fails a turn.
+ */
+export function hookCommand(self: { command: string; args: string[] }, url: string, tokenFile: string): string {
+  return [
+    ...[self.command, ...self.args, "hook", "forward", "--url", url, "--token-file", tokenFile].map(shellQuote),
+    '--pid "$PPID" >/dev/null 2>&1 || true',
+    HOOK_MARKER,
+  ].join(" ");
+}
+
+function isOurs(hook: Json): boolean {
+  return isObject(hook) && typeof hook.command === "string" && hook.command.includes(HOOK_MARKER);
+}
+
+function hooksObject(settings: JsonObject, path: string): JsonObject | undefined {
+  const hooks = settings.hooks;
+  if (hooks === undefined) return undefined;
+  if (!isObject(hooks)) throw new CliError(`${path}: "hooks" is not an object; not touching it`);
+  return hooks;
+}
+
+/**
+ * Removes our entries from every event (earlier versions installed others).
+ * What our removal emptied (a matcher group, an event's list, the hooks
+ * object) goes too; everything else stays, empty things that were there included.
+ */
+export function removeOurHooks(settings: JsonObject, path: string): number {
+  const hooks = hooksObject(settings, path);
+  if (hooks === undefined) return 0;
+  let removed = 0;
+  for (const event of Object.keys(hooks)) {
+    const groups = hooks[event];
+    if (!Array.isArray(groups)) continue;
+    const kept: Json[] = [];
+    let changed = false;
+    for (const group of groups) {
+      if (!isObject(group) || !Array.isArray(group.hooks) || !group.hooks.some(isOurs)) {
+        kept.push(group);
+        continue;
+      }
+      const rest = group.hooks.filter((h) => !isOurs(h));
+      removed += group.hooks.length - rest.length;
+      changed = true;
+      if (rest.length > 0) kept.push({ ...group, hooks: rest });
+    }
+    if (!changed) continue;
+    if (kept.length > 0) hooks[event] = kept;
+    else delete hooks[event];
+  }
+  if (removed > 0 && Object.keys(hooks).length === 0) delete settings.hooks;
+  return removed;
+}
+
+/** Our one entry per event, replacing any earlier one (so a new token file or URL wins). */
+export function installOurHooks(settings: JsonObject, path: string, command: string): void {
+  removeOurHooks(settings, path);
+  const hooks = hooksObject(settings, path) ?? (settings.hooks = {});
+  for (const { event, matcher } of HOOK_EVENTS) {
+    const groups = hooks[event] ?? (hooks[event] = []);
+    if (!Array.isArray(groups)) throw new CliError(`${path}: "hooks.${event}" is not a list; not touching it`);
+    const entry = { type: "command", command, timeout: HOOK_TIMEOUT_SECONDS };
+    groups.push(matcher === undefined ? { hooks: [entry] } : { matcher, hooks: [entry] });
+  }
+}

@@ -1,0 +1,51 @@
+// Which files an install of one scope touches. Project scope: the project's
+// .mcp.json and .claude/settings.local.json (not meant to be committed); user
+// scope: ~/.claude.json and ~/.claude/settings.json. Either way the hook token
+// and the record of what the install created live under
+// ~/.config/switchboard/hooks/, never inside the project tree.
+import { createHash } from "node:crypto";
+import { realpathSync } from "node:fs";
+import { join } from "node:path";
+import { configDir, homeDir } from "../config.ts";
+
+export const SCOPES = ["project", "user"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface Layout {
+  scope: Scope;
+  /** Where the MCP server is registered. */
+  mcpFile: string;
+  /** Where the hooks go. */
+  settingsFile: string;
+  /** Earlier versions wrote their hooks, token inline, into the project's shared settings.json. */
+  legacySettingsFile: string | undefined;
+  tokenDir: string;
+  tokenFile: string;
+  recordFile: string;
+}
+
+export function layoutFor(scope: Scope, projectDir: string = process.cwd()): Layout {
+  const tokenDir = join(configDir(), "hooks");
+  if (scope === "user") {
+    return {
+      scope,
+      mcpFile: join(homeDir(), ".claude.json"),
+      settingsFile: join(homeDir(), ".claude", "settings.json"),
+      legacySettingsFile: undefined,
+      tokenDir,
+      tokenFile: join(tokenDir, "user.token"),
+      recordFile: join(tokenDir, "user.install.json"),
+    };
+  }
+  // One token per project directory: two projects may act as two members.
+  const id = `project-${createHash("sha256").update(realpathSync(projectDir)).digest("hex").slice(0, 16)}`;
+  return {
+    scope,
+    mcpFile: join(projectDir, ".mcp.json"),
+    settingsFile: join(projectDir, ".claude", "settings.local.json"),
+    legacySettingsFile: join(projectDir, ".claude", "settings.json"),
+    tokenDir,
+    tokenFile: join(tokenDir, `${id}.token`),
+    recordFile: join(tokenDir, `${id}.install.json`),
+  };
+}

@@ -1,0 +1,92 @@
+// install / uninstall: Switchboard in Claude Code in one command (see
+// ../claude/install.ts); `hook install` / `hook uninstall` are the same commands.
+import type { Command } from "../command.ts";
+import { operands } from "../command.ts";
+import { httpBase, requireMesh } from "../config.ts";
+import { install, uninstall } from "../claude/install.ts";
+import { HOOK_EVENTS } from "../claude/hooks.ts";
+import { layoutFor, SCOPES } from "../claude/layout.ts";
+import { UsageError } from "../errors.ts";
+import { readKeyFile } from "../keyfile.ts";
+import { out, outJson } from "../output.ts";
+import { selfCommand } from "../self.ts";
+
+export const LAUNCH_LINE = "claude --dangerously-load-development-channels server:switchboard";
+
+const scopeOption = { scope: { type: "string" } } as const;
+
+export const installCommand: Command = {
+  words: ["install"],
+  usage: "--mesh M --key FILE --token T [--scope project|user]",
+  summary:
+    "set up Claude Code: the MCP server (project: ./.mcp.json, user: ~/.claude.json), the status hooks " +
+    "(project: ./.claude/settings.local.json, user: ~/.claude/settings.json) and the hook token (a 0600 file under ~/.config/switchboard)",
+  options: { ...scopeOption, mesh: { type: "string" }, token: { type: "string" } },
+  async run(ctx) {
+    operands(ctx, []);
+    const token = ctx.args.string("token");
+    if (token === undefined) throw new UsageError("--token T is required (create one with `switchboard token create <mesh> <member>`)");
+    if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError("--token must be printable characters without spaces");
+    const layout = layoutFor(ctx.args.oneOf("scope", SCOPES) ?? "project");
+    const config = ctx.config();
+    const mesh = requireMesh(config);
+    // The key must be readable now rather than fail in every session later.
+    await readKeyFile(config.keyFile);
+    const explicitConfig = ctx.args.string("config");
+    const mcpArgs = [
+      "mcp",
+      "--url",
+      config.url,
+      "--mesh",
+      mesh,
+      "--key",
+      config.keyFile,
+      ...(explicitConfig !== undefined ? ["--config", config.configFile] : []),
+    ];
+    install({ layout, self: selfCommand(), hookUrl: httpBase(config.url), token, mcpArgs });
+    if (ctx.json) {
+      return void (await outJson({
+        scope: layout.scope,
+        mesh,
+        url: config.url,
+        mcpConfig: layout.mcpFile,
+        settings: layout.settingsFile,
+        tokenFile: layout.tokenFile,
+        launch: LAUNCH_LINE,
+      }));
+    }
+    const events = HOOK_EVENTS.map((e) => (e.matcher ? `${e.event} ${e.matcher}` : e.event)).join(", ");
+    await out(
+      [
+        `installed switchboard for Claude Code (${layout.scope} scope, mesh ${mesh}, broker ${config.url})`,
+        `  MCP server "switchboard"  ${layout.mcpFile}`,
+        `  hooks (${events})  ${layout.settingsFile}`,
+        `  hook token (mode 0600)  ${layout.tokenFile}`,
+        "start Claude Code with channels on:",
+        `  ${LAUNCH_LINE}`,
+      ].join("\n"),
+    );
+  },
+};
+
+export const uninstallCommand: Command = {
+  words: ["uninstall"],
+  usage: "[--scope project|user]",
+  summary: "take back what install added (other servers, hooks and keys stay)",
+  options: { ...scopeOption },
+  async run(ctx) {
+    operands(ctx, []);
+    const layout = layoutFor(ctx.args.oneOf("scope", SCOPES) ?? "project");
+    const report = uninstall(layout);
+    if (ctx.json) return void (await outJson({ scope: layout.scope, ...report }));
+    const what = [
+      `${report.hooksRemoved} hook(s)`,
+      report.serverRemoved ? 'the MCP server "switchboard"' : "no MCP server",
+      `${report.removedFiles.length} file(s) or directories`,
+    ];
+    await out(`removed ${what.join(", ")} (${layout.scope} scope)`);
+  },
+};
+
+export const hookInstall: Command = { ...installCommand, words: ["hook", "install"], summary: "the same as install" };
+export const hookUninstall: Command = { ...uninstallCommand, words: ["hook", "uninstall"], summary: "the same as uninstall" };

@@ -1,0 +1,66 @@
+// Who is who on the mesh: display names of senders, and the pubkey a name in
+// send_message's `to` stands for. The live peer list answers for members
+// online; names seen earlier and, with an admin token configured, the admin
+// API's member list answer for members offline.
+import type { PeerInfo, SwitchboardClient } from "@switchboard/client";
+import { PUBKEY, targetSpecSchema } from "@switchboard/protocol";
+import { ToolError } from "./errors.ts";
+
+export interface KnownMember {
+  pubkey: string;
+  displayName: string;
+}
+
+export class PeerDirectory {
+  private readonly names = new Map<string, string>();
+
+  constructor(
+    private readonly client: () => SwitchboardClient,
+    /** Every active member of the mesh, when an admin token allows asking. */
+    private readonly members: (() => Promise<KnownMember[]>) | undefined,
+  ) {}
+
+  async livePeers(): Promise<PeerInfo[]> {
+    const peers = await this.client().listPeers();
+    for (const p of peers) this.names.set(p.pubkey, p.displayName);
+    return peers;
+  }
+
+  /** The sender's display name, else the first 8 hex digits of its key. */
+  async nameOf(pubkey: string): Promise<string> {
+    if (!this.names.has(pubkey)) await this.livePeers().catch(() => []);
+    if (!this.names.has(pubkey)) await this.allMembers().catch(() => []);
+    return this.names.get(pubkey) ?? pubkey.slice(0, 8);
+  }
+
+  /** A target spec the broker takes: a pubkey, *, #channel and tag:x as given; anything else is a display name. */
+  async resolve(to: string): Promise<string> {
+    if (PUBKEY.test(to) || to === "*" || to.startsWith("#") || to.startsWith("tag:")) {
+      if (!targetSpecSchema.safeParse(to).success) throw new ToolError("invalid", `"${to}" is not a valid target`);
+      return to;
+    }
+    const candidates = new Set<string>();
+    // The admin API knows every member, online or not; without it (or when it fails) the live list and names seen so far.
+    const everyone = this.members ? await this.allMembers().catch(() => undefined) : undefined;
+    if (everyone) {
+      for (const m of everyone) if (m.displayName === to) candidates.add(m.pubkey);
+    } else {
+      for (const p of await this.livePeers()) if (p.displayName === to) candidates.add(p.pubkey);
+      if (candidates.size === 0) for (const [key, name] of this.names) if (name === to) candidates.add(key);
+    }
+    const [only] = candidates;
+    if (candidates.size === 1 && only !== undefined) return only;
+    if (candidates.size > 1) {
+      throw new ToolError("ambiguous_target", `${candidates.size} members are named "${to}"; send to one of their pubkeys: ${[...candidates].join(", ")}`);
+    }
+    const hint = everyone ? "" : " (a member that is offline is found by name only once it was seen online; its pubkey always works)";
+    throw new ToolError("unknown_target", `no member named "${to}"${hint}`);
+  }
+
+  private async allMembers(): Promise<KnownMember[]> {
+    if (!this.members) return [];
+    const members = await this.members();
+    for (const m of members) this.names.set(m.pubkey, m.displayName);
+    return members;
+  }
+}

@@ -1,0 +1,85 @@
+// The session's presence on the mesh: connects in the background (the broker
+// may be down when Claude Code starts the server), keeps retrying until a
+// hello is accepted, and then leaves reconnects to the SDK. Tools ask it for
+// the client and get "unavailable" at once while there is none.
+import { backoffDelay, isFinalHelloCode, SwitchboardClient, SwitchboardError, type ClientOptions } from "@switchboard/client";
+import { ToolError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+
+const RECONNECT = { minDelayMs: 250, maxDelayMs: 5000 };
+
+export class BrokerLink {
+  private current: SwitchboardClient | null = null;
+  private failure: ToolError | null = null;
+  private stopped = false;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly options: ClientOptions,
+    private readonly log: Logger,
+    private readonly onClient: (client: SwitchboardClient) => void,
+  ) {}
+
+  /** Tries until connected (or refused for good, or stopped). */
+  async start(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        const client = await SwitchboardClient.connect({ ...this.options, reconnect: RECONNECT });
+        if (this.stopped) {
+          await client.close();
+          return;
+        }
+        this.current = client;
+        this.watch(client);
+        this.log.info({ presence_id: client.presenceId, session_id: this.options.sessionId }, "mcp connected");
+        this.onClient(client);
+        return;
+      } catch (error) {
+        const code = error instanceof SwitchboardError ? error.code : "unreachable";
+        if (isFinalHelloCode(code)) {
+          this.failure = new ToolError(code, `the broker refused this member: ${(error as Error).message}`);
+          this.log.error({ code }, "mcp hello refused");
+          return;
+        }
+        this.log.warn({ code, attempt }, "mcp connect failed");
+        await this.pause(backoffDelay(attempt, RECONNECT));
+      }
+    }
+  }
+
+  client(): SwitchboardClient {
+    if (this.failure) throw this.failure;
+    const client = this.current;
+    if (client === null) throw new ToolError("unavailable", "not connected to the broker yet; retrying in the background");
+    if (!client.connected) throw new ToolError("unavailable", "the connection to the broker is down; reconnecting in the background");
+    return client;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.current?.close().catch(() => {});
+  }
+
+  private watch(client: SwitchboardClient): void {
+    client.on("close", (info) => {
+      if (this.stopped) return;
+      this.log.warn({ code: info.code, reason: info.reason, reconnecting: info.willReconnect }, "mcp disconnected");
+      if (!info.willReconnect) {
+        const code = info.code === 4000 ? "replaced" : info.code === 4002 ? "revoked" : "closed";
+        this.failure = new ToolError(code, `the broker ended this session (${info.code} ${info.reason})`);
+      }
+    });
+    client.on("reconnect", () => this.log.info({ presence_id: client.presenceId }, "mcp reconnected"));
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}

@@ -1,0 +1,148 @@
+// The tools the model calls. Names and snake_case arguments are fixed by the
+// integration contract; every result carries its data as text and as
+// structuredContent, and every failure is an isError result with a code.
+import type { SwitchboardClient } from "@switchboard/client";
+import { prioritySchema } from "@switchboard/protocol";
+import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import type { PeerDirectory } from "./directory.ts";
+import { ToolError, toolErrorOf } from "./errors.ts";
+import type { SessionInbox } from "./inbox.ts";
+
+export interface ToolContext {
+  /** The connected client; throws ToolError("unavailable") while there is none. */
+  client(): SwitchboardClient;
+  directory: PeerDirectory;
+  inbox: SessionInbox;
+}
+
+interface ToolSpec<S extends z.ZodObject> {
+  description: string;
+  input: S;
+  run(args: z.infer<S>, ctx: ToolContext): Promise<Record<string, unknown>>;
+}
+
+const channelArg = z.object({
+  channel: z.string().min(1).max(64).describe('Channel name, with or without the leading "#"'),
+});
+const hashed = (channel: string) => (channel.startsWith("#") ? channel : `#${channel}`);
+
+function tool<S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<S> {
+  return spec;
+}
+
+/** The most available status among a member's sessions. */
+function peerStatus(statuses: string[]): string {
+  for (const s of ["idle", "working", "dnd"]) if (statuses.includes(s)) return s;
+  return "offline";
+}
+
+const TOOLS = {
+  send_message: tool({
+    description:
+      "Send a text message to a member of the mesh (by display name or pubkey), to everyone (*), to a #channel or to tag:x. " +
+      "To answer a message, pass its message_id as reply_to.",
+    input: z.object({
+      to: z.string().min(1).describe("A member's display name or 64-hex pubkey, *, #channel or tag:name"),
+      text: z.string().describe("The message"),
+      priority: prioritySchema
+        .optional()
+        .describe("now: delivered even while the recipient is busy; next (default): at the end of its turn; low: when idle"),
+      reply_to: z.string().min(1).max(128).optional().describe("message_id of the message this answers"),
+    }),
+    async run(args, ctx) {
+      const target = await ctx.directory.resolve(args.to);
+      const result = await ctx.client().send(target, args.text, {
+        ...(args.priority !== undefined ? { priority: args.priority } : {}),
+        ...(args.reply_to !== undefined ? { replyTo: args.reply_to } : {}),
+      });
+      return { message_id: result.messageId, recipients: result.recipients, target };
+    },
+  }),
+  check_messages: tool({
+    description:
+      "The messages received since the last call (whether or not they were already shown to you as channel notifications); clears that list.",
+    input: z.object({}),
+    async run(_args, ctx) {
+      return { messages: ctx.inbox.drain() };
+    },
+  }),
+  list_peers: tool({
+    description: "The members of the mesh that are online now, with their status (idle, working, dnd) and number of sessions.",
+    input: z.object({}),
+    async run(_args, ctx) {
+      const me = ctx.client().publicKey;
+      const peers = await ctx.directory.livePeers();
+      return {
+        peers: peers.map((p) => ({
+          display_name: p.displayName,
+          pubkey: p.pubkey,
+          status: peerStatus(p.presences.map((s) => s.status)),
+          sessions: p.presences.length,
+          you: p.pubkey === me,
+        })),
+      };
+    },
+  }),
+  set_status: tool({
+    description: "Set this session's status: idle, working or dnd (do not disturb: only priority now reaches you until you set another).",
+    input: z.object({ status: z.enum(["idle", "working", "dnd"]) }),
+    async run(args, ctx) {
+      const result = await ctx.client().setStatus(args.status, "manual");
+      return { status: result.status, status_source: result.statusSource };
+    },
+  }),
+  join_channel: tool({
+    description: "Join a #channel: messages sent to it reach this member from then on.",
+    input: channelArg,
+    async run(args, ctx) {
+      await ctx.client().join(hashed(args.channel));
+      return { channel: hashed(args.channel), joined: true };
+    },
+  }),
+  leave_channel: tool({
+    description: "Leave a #channel.",
+    input: channelArg,
+    async run(args, ctx) {
+      await ctx.client().leave(hashed(args.channel));
+      return { channel: hashed(args.channel), joined: false };
+    },
+  }),
+} as const;
+
+export type ToolName = keyof typeof TOOLS;
+export const TOOL_NAMES = Object.keys(TOOLS) as ToolName[];
+
+/** The tools/list answer: each tool's JSON Schema comes from its zod schema. */
+export function toolList(): Tool[] {
+  return TOOL_NAMES.map((name) => {
+    const spec = TOOLS[name];
+    const schema = z.toJSONSchema(spec.input) as Tool["inputSchema"];
+    delete (schema as { $schema?: unknown }).$schema;
+    return { name, description: spec.description, inputSchema: schema };
+  });
+}
+
+function result(data: Record<string, unknown>): CallToolResult {
+  return { content: [{ type: "text", text: JSON.stringify(data) }], structuredContent: data };
+}
+
+export function failure(error: ToolError): CallToolResult {
+  const data = { error: { code: error.code, message: error.message } };
+  return { content: [{ type: "text", text: `${error.code}: ${error.message}` }], structuredContent: data, isError: true };
+}
+
+export async function callTool(name: string, args: unknown, ctx: ToolContext): Promise<CallToolResult> {
+  if (!Object.hasOwn(TOOLS, name)) return failure(new ToolError("unknown_tool", `no tool named "${name}"`));
+  const spec = TOOLS[name as ToolName] as ToolSpec<z.ZodObject>;
+  const parsed = spec.input.safeParse(args ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return failure(new ToolError("invalid", `${issue?.path.join(".") || "arguments"}: ${issue?.message ?? "invalid"}`));
+  }
+  try {
+    return result(await spec.run(parsed.data, ctx));
+  } catch (error) {
+    return failure(toolErrorOf(error));
+  }
+}

@@ -1,0 +1,297 @@
+// `switchboard install` / `uninstall` on Claude Code's files, and the hook
+// command they install: what it sends (and does not), where the token lives,
+// that other servers, hooks and keys are left byte for byte, and that
+// uninstall takes back exactly what install added.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { CliHome, cliOk, lines, runCli } from "./support/cli.ts";
+import { installedHook, runHook } from "./support/mcp.ts";
+
+const TOKEN = "sbh_install_test_token_4f1e2d3c";
+const URL_ = "http://127.0.0.1:7911";
+const EVENTS = ["UserPromptSubmit", "Stop", "StopFailure", "Notification"];
+const CLI_MAIN = join(import.meta.dir, "..", "src", "main.ts");
+
+let home: CliHome;
+let keyFile: string;
+beforeAll(() => {
+  home = new CliHome();
+  keyFile = home.path("me.json");
+  writeFileSync(keyFile, JSON.stringify({ secretKey: "11".repeat(32) }), { mode: 0o600 });
+});
+afterAll(() => home?.dispose());
+
+const installArgs = (...extra: string[]) => ["install", "--url", URL_, "--mesh", "demo", "--key", keyFile, "--token", TOKEN, ...extra];
+
+function project(name: string): string {
+  const dir = home.path("projects", name);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+function write(path: string, text: string): string {
+  mkdirSync(join(path, ".."), { recursive: true });
+  writeFileSync(path, text);
+  return text;
+}
+
+/** Every file below dir, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
+}
+
+type Hooks = Record<string, Array<{ matcher?: string; hooks: Array<{ type: string; command: string; timeout?: number }> }>>;
+const readJson = (path: string) => JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown> & { hooks?: Hooks };
+
+/** Other people's hooks and keys, in a shape Claude Code writes. */
+const SETTINGS_LOCAL = `${JSON.stringify(
+  {
+    permissions: { allow: ["Bash(bun test:*)"], deny: ["Read(./.env)"] },
+    hooks: {
+      Stop: [{ hooks: [{ type: "command", command: "notify-send 'Claude is done'" }] }],
+      PreToolUse: [{ matcher: "Bash", hooks: [{ type: "command", command: "~/.claude/validate-bash.sh" }] }],
+    },
+    env: { FOO: "bar" },
+  },
+  null,
+  2,
+)}\n`;
+/** Someone else's .mcp.json, indented with four spaces and without a final newline. */
+const MCP_JSON = JSON.stringify({ mcpServers: { docs: { type: "stdio", command: "npx", args: ["-y", "docs-mcp"], env: { A: "1" } } } }, null, 4);
+
+describe("project scope", () => {
+  test("installs the MCP server and four hooks, keeps everything else, is idempotent; uninstall restores the files byte for byte", async () => {
+    const dir = project("existing");
+    const mcpFile = write(join(dir, ".mcp.json"), MCP_JSON) && join(dir, ".mcp.json");
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    write(settingsFile, SETTINGS_LOCAL);
+
+    const printed = await cliOk(home, installArgs(), { cwd: dir });
+    expect(lines(printed).at(-1)).toBe("  claude --dangerously-load-development-channels server:switchboard");
+
+    const mcp = readJson(mcpFile) as { mcpServers: Record<string, unknown> };
+    expect(mcp.mcpServers).toEqual({
+      docs: { type: "stdio", command: "npx", args: ["-y", "docs-mcp"], env: { A: "1" } },
+      switchboard: { type: "stdio", command: process.execPath, args: [CLI_MAIN, "mcp", "--url", URL_, "--mesh", "demo", "--key", keyFile] },
+    });
+    expect(readFileSync(mcpFile, "utf8")).toStartWith('{\n    "mcpServers": {\n        "docs"');
+
+    const settings = readJson(settingsFile);
+    expect(settings.permissions).toEqual({ allow: ["Bash(bun test:*)"], deny: ["Read(./.env)"] });
+    expect(settings.env).toEqual({ FOO: "bar" });
+    expect(Object.keys(settings.hooks ?? {}).sort()).toEqual(["Notification", "PreToolUse", "Stop", "StopFailure", "UserPromptSubmit"]);
+    expect(settings.hooks?.PreToolUse).toEqual([{ matcher: "Bash", hooks: [{ type: "command", command: "~/.claude/validate-bash.sh" }] }]);
+    expect(settings.hooks?.Stop?.[0]).toEqual({ hooks: [{ type: "command", command: "notify-send 'Claude is done'" }] });
+    for (const event of EVENTS) {
+      const ours = settings.hooks?.[event]?.filter((g) => g.hooks.some((h) => h.command.includes("# switchboard-hook"))) ?? [];
+      expect({ event, ours }).toEqual({
+        event,
+        ours: [
+          {
+            ...(event === "Notification" ? { matcher: "idle_prompt" } : {}),
+            hooks: [{ type: "command", command: expect.stringContaining("hook' 'forward'"), timeout: 10 }],
+          },
+        ],
+      });
+    }
+    const command = installedHook(settingsFile, "Stop");
+    expect(command).toContain('--pid "$PPID"');
+    expect(command).toContain(`'${URL_}'`);
+    expect(command).toEndWith(">/dev/null 2>&1 || true # switchboard-hook");
+
+    // The token: in one file of mode 0600 under ~/.config/switchboard, in no other file anywhere.
+    const withToken = filesUnder(home.dir).filter((f) => readFileSync(f, "utf8").includes(TOKEN));
+    expect(withToken).toHaveLength(1);
+    expect(withToken[0]).toStartWith(home.path(".config", "switchboard", "hooks"));
+    expect(statSync(withToken[0]!).mode & 0o777).toBe(0o600);
+    expect(command).toContain(`'${withToken[0]}'`);
+
+    // Twice: the same files, byte for byte.
+    const once = [readFileSync(mcpFile, "utf8"), readFileSync(settingsFile, "utf8")];
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect([readFileSync(mcpFile, "utf8"), readFileSync(settingsFile, "utf8")]).toEqual(once);
+
+    const removed = await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(removed).toStartWith('removed 4 hook(s), the MCP server "switchboard"');
+    expect(readFileSync(mcpFile, "utf8")).toBe(MCP_JSON);
+    expect(readFileSync(settingsFile, "utf8")).toBe(SETTINGS_LOCAL);
+    expect(existsSync(withToken[0]!)).toBe(false);
+    expect(filesUnder(home.dir).filter((f) => readFileSync(f, "utf8").includes(TOKEN))).toEqual([]);
+  });
+
+  test("in an empty project it creates the files, and uninstall removes them and the directories it made", async () => {
+    const dir = project("empty");
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect(readdirSync(dir).sort()).toEqual([".claude", ".mcp.json"]);
+    expect(readdirSync(join(dir, ".claude"))).toEqual(["settings.local.json"]);
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(readdirSync(dir)).toEqual([]);
+    // A second uninstall finds nothing to do and changes nothing.
+    expect(await cliOk(home, ["uninstall"], { cwd: dir })).toStartWith("removed 0 hook(s), no MCP server");
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test("`hook install` / `hook uninstall` are the same commands", async () => {
+    const dir = project("alias");
+    await cliOk(home, ["hook", ...installArgs()], { cwd: dir });
+    expect(Object.keys(readJson(join(dir, ".claude", "settings.local.json")).hooks ?? {}).sort()).toEqual([...EVENTS].sort());
+    await cliOk(home, ["hook", "uninstall"], { cwd: dir });
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test("hooks an earlier version wrote into the shared .claude/settings.json, token inline, are taken out", async () => {
+    const dir = project("legacy");
+    const shared = join(dir, ".claude", "settings.json");
+    const legacyCommand =
+      "curl -sS -m 5 -X POST 'http://127.0.0.1:7900/hook/set-status' -H 'Authorization: Bearer sbh_old_inline' --data-binary @- >/dev/null 2>&1 || true # switchboard-hook";
+    const kept = { model: "opus", hooks: { Stop: [{ hooks: [{ type: "command", command: "echo done" }] }] } };
+    write(
+      shared,
+      `${JSON.stringify(
+        {
+          model: "opus",
+          hooks: {
+            PreToolUse: [{ matcher: "", hooks: [{ type: "command", command: legacyCommand }] }],
+            Stop: [{ hooks: [{ type: "command", command: "echo done" }] }, { matcher: "", hooks: [{ type: "command", command: legacyCommand }] }],
+          },
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect(readFileSync(shared, "utf8")).toBe(`${JSON.stringify(kept, null, 2)}\n`);
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(readdirSync(dir)).toEqual([".claude"]);
+    expect(readdirSync(join(dir, ".claude"))).toEqual(["settings.json"]);
+  });
+
+  test("refusals change nothing: settings that are not JSON, no token, no key file", async () => {
+    const dir = project("refusals");
+    const hooksDir = home.path(".config", "switchboard", "hooks");
+    const tokenFilesBefore = existsSync(hooksDir) ? readdirSync(hooksDir).sort() : [];
+    const broken = write(join(dir, ".claude", "settings.local.json"), '{ "hooks": { oops');
+    const result = await runCli(home, installArgs(), { cwd: dir });
+    expect(result.code).toBe(1);
+    expect(lines(result.stderr)).toEqual([expect.stringMatching(/settings\.local\.json is not valid JSON.*not touching it$/)]);
+    expect(readFileSync(join(dir, ".claude", "settings.local.json"), "utf8")).toBe(broken);
+
+    const noToken = await runCli(home, ["install", "--mesh", "demo", "--key", keyFile], { cwd: dir });
+    expect(noToken.code).toBe(2);
+    const noKey = await runCli(home, ["install", "--mesh", "demo", "--key", home.path("missing.json"), "--token", TOKEN], { cwd: dir });
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toContain("no key file");
+    expect(readdirSync(dir)).toEqual([".claude"]);
+    expect(existsSync(hooksDir) ? readdirSync(hooksDir).sort() : []).toEqual(tokenFilesBefore);
+  });
+});
+
+test("user scope: ~/.claude.json and ~/.claude/settings.json, other keys kept; uninstall restores both byte for byte", async () => {
+  const userHome = new CliHome();
+  try {
+    const claudeJson = userHome.path(".claude.json");
+    const original = write(
+      claudeJson,
+      `${JSON.stringify({ numStartups: 12, projects: { "/home/dev/x": { allowedTools: [] } }, mcpServers: { other: { type: "http", url: "https://example.test/mcp" } } }, null, 2)}\n`,
+    );
+    const userSettings = write(userHome.path(".claude", "settings.json"), `${JSON.stringify({ theme: "dark" }, null, 2)}\n`);
+    const key = userHome.path("k.json");
+    writeFileSync(key, JSON.stringify({ secretKey: "22".repeat(32) }), { mode: 0o600 });
+    const dir = userHome.path("somewhere");
+    mkdirSync(dir);
+    await cliOk(userHome, ["install", "--scope", "user", "--url", URL_, "--mesh", "demo", "--key", key, "--token", TOKEN], { cwd: dir });
+    const servers = (readJson(claudeJson) as { mcpServers: Record<string, unknown> }).mcpServers;
+    expect(Object.keys(servers)).toEqual(["other", "switchboard"]);
+    expect(readJson(claudeJson).numStartups).toBe(12);
+    expect(Object.keys(readJson(userHome.path(".claude", "settings.json")).hooks ?? {}).sort()).toEqual([...EVENTS].sort());
+    expect(readdirSync(dir)).toEqual([]);
+    await cliOk(userHome, ["uninstall", "--scope", "user"], { cwd: dir });
+    expect(readFileSync(claudeJson, "utf8")).toBe(original);
+    expect(readFileSync(userHome.path(".claude", "settings.json"), "utf8")).toBe(userSettings);
+  } finally {
+    userHome.dispose();
+  }
+});
+
+describe("the installed hook command", () => {
+  interface Captured {
+    path: string;
+    headers: Record<string, string>;
+    body: unknown;
+  }
+  const captured: Captured[] = [];
+  let server: ReturnType<typeof Bun.serve>;
+  let settingsFile: string;
+  let tokenFile: string;
+
+  beforeAll(async () => {
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const url = new URL(req.url);
+        if (url.pathname === "/slow/hook/set-status") return new Promise<Response>(() => {});
+        captured.push({ path: url.pathname, headers: Object.fromEntries(req.headers), body: await req.json() });
+        return Response.json({ ok: true, presence_id: "p" });
+      },
+    });
+    const dir = project("forward");
+    await cliOk(home, ["install", "--url", server.url.href, "--mesh", "demo", "--key", keyFile, "--token", TOKEN], { cwd: dir });
+    settingsFile = join(dir, ".claude", "settings.local.json");
+    tokenFile = filesUnder(home.path(".config", "switchboard", "hooks")).find((f) => readFileSync(f, "utf8").includes(TOKEN))!;
+  });
+  afterAll(() => server?.stop(true));
+
+  const input = (event: string, extra: Record<string, unknown> = {}) => ({
+    session_id: "2b1c7f0e-claude-session",
+    transcript_path: "/home/dev/.claude/projects/-home-dev-x/2b1c7f0e.jsonl",
+    cwd: "/home/dev/x",
+    permission_mode: "default",
+    hook_event_name: event,
+    ...extra,
+  });
+
+  test("sends only session_id, cwd and hook_event_name — never the prompt — with the token from its file and Claude Code's pid", async () => {
+    const before = captured.length;
+    const result = await runHook(installedHook(settingsFile, "UserPromptSubmit"), input("UserPromptSubmit", { prompt: "the secret plan for the release" }));
+    expect(result).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(captured.slice(before)).toEqual([
+      {
+        path: "/hook/set-status",
+        headers: expect.objectContaining({ authorization: `Bearer ${TOKEN}`, "x-switchboard-pid": String(process.pid) }),
+        body: { cwd: "/home/dev/x", hook_event_name: "UserPromptSubmit", session_id: "2b1c7f0e-claude-session" },
+      },
+    ]);
+    expect(readFileSync(tokenFile, "utf8")).toBe(`${TOKEN}\n`);
+  });
+
+  test("the idle prompt is forwarded with its type; a permission prompt (mid-turn) is not forwarded at all", async () => {
+    const command = installedHook(settingsFile, "Notification");
+    const before = captured.length;
+    const permission = input("Notification", { message: "Claude needs your permission to use Bash", notification_type: "permission_prompt" });
+    expect((await runHook(command, permission)).code).toBe(0);
+    // The hook process has exited: a request it made would already have been answered and captured.
+    expect(captured.length).toBe(before);
+    const idle = input("Notification", { message: "Claude is waiting for your input", notification_type: "idle_prompt" });
+    expect((await runHook(command, idle)).code).toBe(0);
+    expect(captured.slice(before).map((c) => c.body)).toEqual([
+      { cwd: "/home/dev/x", hook_event_name: "Notification", session_id: "2b1c7f0e-claude-session", notification_type: "idle_prompt" },
+    ]);
+  });
+
+  test("a broker that is down, or one that never answers, neither fails nor blocks the hook past its bound", async () => {
+    const command = installedHook(settingsFile, "Stop");
+    const down = command.replace(`'${server.url.origin}'`, "'http://127.0.0.1:9'");
+    expect(down).not.toBe(command);
+    expect(await runHook(down, input("Stop"))).toEqual({ code: 0, stdout: "", stderr: "" });
+    const slow = command.replace(`'${server.url.origin}'`, `'${server.url.origin}/slow'`);
+    expect(await runHook(slow, input("Stop"))).toEqual({ code: 0, stdout: "", stderr: "" });
+    // Run by hand, the forwarder says what happened on stderr.
+    const byHand = await runCli(home, ["hook", "forward", "--url", "http://127.0.0.1:9", "--token-file", tokenFile], { stdin: JSON.stringify(input("Stop")) });
+    expect(byHand.code).toBe(0);
+    expect(lines(byHand.stderr)).toEqual([expect.stringMatching(/^switchboard hook: /)]);
+  });
+});

@@ -1,0 +1,29 @@
+// A small run of `bun run bench robust`: a slow consumer, floods while a
+// probe measures latency, fuzzing, and Postgres restarted and an instance
+// SIGKILLed under load. Its guarantees are checked here; its figures (memory,
+// latency ratios, recovery times) are the benchmark's to report.
+import { describe, expect, test } from "bun:test";
+import { findPgBin } from "@switchboard/testkit";
+import { runRobust } from "../src/robust.ts";
+
+const haveServer = findPgBin() !== null;
+if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
+// Every part starts its own Postgres server: once per CI run is enough.
+const skip = !haveServer || (process.env.CI !== undefined && !process.env.DATABASE_URL);
+
+describe.skipIf(skip)("robustness, small", () => {
+  test("nothing acked is lost or delivered twice; every hostile input answered; the broker stays up", async () => {
+    const report = await runRobust("smoke");
+    expect(report.slowConsumer.allArrivedInOrder).toBe(true);
+    expect(report.floods.floods.map((f) => [f.name, f.healthDuring])).toEqual(report.floods.floods.map((f) => [f.name, 200]));
+    const sends = report.floods.floods.find((f) => f.name === "pipelined sends of 60 KB");
+    expect(sends?.detail.acked).toBe(sends?.count);
+    const sockets = report.floods.floods.find((f) => f.name === "sockets that never say hello");
+    expect((sockets?.detail.opened ?? 0) + (sockets?.detail.refused ?? 0)).toBe(sockets?.count ?? -1);
+    expect(report.fuzz.unanswered).toBe(0);
+    expect(report.faults.sendsAcked).toBeGreaterThan(0);
+    expect(report.faults.lostAcked).toBe(0);
+    expect(report.faults.duplicatesToApplication).toBe(0);
+    expect(report.faults.postgresRestart.healthWentDown).toBe(true);
+  });
+});

@@ -1,0 +1,154 @@
+// deploy/compose.yaml, read as compose reads it (YAML with merge keys), holds
+// the deployment's invariants: broker settings the broker knows, Traefik's
+// health check on a route that answers at the port the image exposes, the
+// public routes and no more, no secret written into the file, Prometheus
+// scraping every instance, Grafana given the dashboard that exists.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { freshBackend, REPO_ROOT, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { DockerfileParser } from "dockerfile-ast";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { configSchema } from "../../apps/broker/src/config.ts";
+
+const DEPLOY = join(import.meta.dir, "..");
+
+interface Service {
+  build?: { context?: string; dockerfile?: string; args?: Record<string, string> };
+  image?: string;
+  environment?: Record<string, string>;
+  labels?: string[];
+  depends_on?: Record<string, { condition?: string }>;
+  healthcheck?: { test?: string[] };
+  volumes?: string[];
+  stop_grace_period?: string;
+  profiles?: string[];
+}
+
+const compose = parse(readFileSync(join(DEPLOY, "compose.yaml"), "utf8"), { merge: true }) as {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+};
+const services = Object.entries(compose.services);
+const brokers = services.filter(([, s]) => s.build?.dockerfile === "Dockerfile");
+
+const labelsOf = (service: Service) =>
+  new Map(
+    (service.labels ?? []).map((label) => {
+      const at = label.indexOf("=");
+      return [label.slice(0, at), label.slice(at + 1)] as const;
+    }),
+  );
+
+const seconds = (duration: string) => {
+  const m = duration.match(/^(\d+)(s|m)$/);
+  if (!m) throw new Error(`unexpected duration ${duration}`);
+  return Number(m[1]) * (m[2] === "m" ? 60 : 1);
+};
+
+// A variable reference with no literal fallback: ${NAME}, ${NAME:?message} or ${NAME:-} (empty).
+const REFERENCE = /^\$\{[A-Z][A-Z0-9_]*(?::\?[^}]*|:-)?\}$/;
+const SECRET_NAME = /PASSWORD|TOKEN|SECRET|DSN|KEY/;
+
+describe("deploy/compose.yaml", () => {
+  test("two broker instances from the Dockerfile at the repository root, after a healthy Postgres", () => {
+    expect(brokers.map(([name]) => name)).toEqual(["broker-1", "broker-2"]);
+    for (const [, broker] of brokers) {
+      expect(existsSync(join(DEPLOY, broker.build!.context!, broker.build!.dockerfile!))).toBe(true);
+      expect(broker.build?.args?.GIT_SHA).toMatch(REFERENCE);
+      expect(broker.depends_on?.postgres?.condition).toBe("service_healthy");
+      expect(seconds(broker.stop_grace_period ?? "10s")).toBeGreaterThanOrEqual(10);
+    }
+    const postgres = compose.services.postgres!;
+    expect(postgres.image).toMatch(/^postgres:15\b/);
+    expect(postgres.healthcheck?.test?.join(" ")).toContain("pg_isready");
+    const dataVolume = postgres.volumes?.find((v) => v.endsWith(":/var/lib/postgresql/data"));
+    expect(compose.volumes).toHaveProperty(dataVolume!.split(":")[0]!);
+  });
+
+  test("every variable set on a broker is one of its configuration", () => {
+    const known = new Set(Object.keys(configSchema.shape));
+    for (const [, broker] of brokers) {
+      expect(Object.keys(broker.environment ?? {}).filter((name) => !known.has(name))).toEqual([]);
+    }
+  });
+
+  test("no secret has a literal value: only references to the environment", () => {
+    for (const [name, service] of services) {
+      for (const [key, value] of Object.entries(service.environment ?? {})) {
+        if (SECRET_NAME.test(key)) expect({ service: name, key, value: REFERENCE.test(value) }).toEqual({ service: name, key, value: true });
+      }
+      const url = service.environment?.DATABASE_URL;
+      if (url !== undefined) expect(url).toMatch(/^postgres:\/\/\w+:\$\{[A-Z_]+(:\?[^}]*)?\}@/);
+    }
+  });
+
+  test("Traefik routes the peer-facing paths with TLS, and neither /metrics nor sticky sessions", () => {
+    for (const [, broker] of brokers) {
+      const labels = labelsOf(broker);
+      expect(labels.get("traefik.enable")).toBe("true");
+      const rule = labels.get("traefik.http.routers.switchboard.rule") ?? "";
+      for (const path of ["/ws", "/hook", "/v1", "/health"]) expect(rule).toContain(`PathPrefix(\`${path}\`)`);
+      expect(rule).not.toContain("/metrics");
+      expect(rule).toMatch(/^Host\(`\$\{SWITCHBOARD_HOST(:\?[^}]*)?\}`\) && /);
+      expect(labels.get("traefik.http.routers.switchboard.tls.certresolver")).toBeTruthy();
+      expect([...labels.keys()].some((key) => key.includes("sticky"))).toBe(false);
+    }
+    expect(labelsOf(brokers[0]![1])).toEqual(labelsOf(brokers[1]![1]));
+  });
+
+  describe("Traefik's health check", () => {
+    let backend: TestBackend;
+    let broker: BrokerProcess;
+    beforeAll(async () => {
+      backend = await freshBackend();
+      broker = await spawnBroker(backend.env);
+    });
+    afterAll(async () => {
+      await broker?.stop();
+      await backend?.dispose();
+    });
+
+    test("asks a broker route that answers 200, at the port the image exposes and the broker listens on", async () => {
+      const labels = labelsOf(brokers[0]![1]);
+      const port = Number(labels.get("traefik.http.services.switchboard.loadbalancer.server.port"));
+      const exposed = DockerfileParser.parse(readFileSync(join(REPO_ROOT, "Dockerfile"), "utf8"))
+        .getInstructions()
+        .filter((i) => i.getKeyword() === "EXPOSE")
+        .flatMap((i) => i.getArguments().map((a) => Number(a.getValue())));
+      expect(exposed).toEqual([port]);
+      const listens = Number(brokers[0]![1].environment?.BROKER_PORT ?? configSchema.shape.BROKER_PORT.parse(undefined));
+      expect(listens).toBe(port);
+
+      const path = labels.get("traefik.http.services.switchboard.loadbalancer.healthcheck.path")!;
+      expect(path).toBe("/health/ready");
+      expect((await fetch(`${broker.url}${path}`)).status).toBe(200);
+    });
+  });
+
+  test("Prometheus scrapes every broker instance at its port, and only those", () => {
+    const prometheus = compose.services.prometheus!;
+    expect(prometheus.volumes).toContain("./prometheus:/etc/prometheus:ro");
+    const config = parse(readFileSync(join(DEPLOY, "prometheus", "prometheus.yml"), "utf8")) as {
+      rule_files: string[];
+      scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+    };
+    const job = config.scrape_configs.find((c) => c.job_name === "switchboard")!;
+    const targets = job.static_configs.flatMap((c) => c.targets).sort();
+    const port = labelsOf(brokers[0]![1]).get("traefik.http.services.switchboard.loadbalancer.server.port");
+    expect(targets).toEqual(brokers.map(([name]) => `${name}:${port}`).sort());
+    for (const file of config.rule_files) expect(existsSync(join(DEPLOY, "prometheus", file))).toBe(true);
+  });
+
+  test("Grafana gets the provisioning and the dashboard that exist, where its provider looks", () => {
+    const grafana = compose.services.grafana!;
+    const binds = (grafana.volumes ?? []).filter((v) => v.startsWith("./")).map((v) => v.split(":"));
+    for (const [source] of binds) expect(existsSync(join(DEPLOY, source!))).toBe(true);
+    const provider = parse(readFileSync(join(DEPLOY, "grafana/provisioning/dashboards/switchboard.yaml"), "utf8")) as {
+      providers: { options: { path: string } }[];
+    };
+    const dashboard = binds.find(([source]) => source === "./grafana/switchboard.json");
+    expect(dashboard?.[1]).toBe(`${provider.providers[0]!.options.path}/switchboard.json`);
+    expect(binds.some(([source, target]) => source === "./grafana/provisioning" && target === "/etc/grafana/provisioning")).toBe(true);
+  });
+});

@@ -1,0 +1,114 @@
+// The Dockerfile, proven by replaying it (no image can be built here): its
+// install step in an empty directory holding only what its COPY lines name,
+// its CMD there as an unprivileged user against Postgres, its HEALTHCHECK,
+// then its STOPSIGNAL: exit 0 within 10 s. And a Dockerfile that forgets a
+// file the broker needs must fail the same replay.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  findPgBin,
+  freePort,
+  postgresBackend,
+  REPO_ROOT,
+  startPostgresCluster,
+  tempDir,
+  type PostgresCluster,
+  type TestBackend,
+} from "@switchboard/testkit";
+import { DockerfileParser, type Copy } from "dockerfile-ast";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { buildImage, startContainer, type BuiltImage } from "./support/dockerfile-replay.ts";
+
+const DOCKERFILE = readFileSync(join(REPO_ROOT, "Dockerfile"), "utf8");
+const ADMIN_TOKEN = "replay-admin-token-0123456789";
+const GIT_SHA = "abc1234";
+// The contract's grace period: an orchestrator sends SIGKILL after 10 s.
+const STOP_GRACE_MS = 10_000;
+
+const haveServer = process.env.DATABASE_URL !== undefined || findPgBin() !== null;
+if (!haveServer && process.env.CI) throw new Error("CI must provide a Postgres server for the Dockerfile replay");
+
+let workRoot: string;
+let cluster: PostgresCluster | undefined;
+let backend: TestBackend;
+// The install stage is the same in every build below: it runs once.
+const stageCache = new Map<string, string>();
+
+beforeAll(async () => {
+  workRoot = tempDir("replay");
+  // The unprivileged user must reach the stages under it.
+  chmodSync(workRoot, 0o755);
+  if (!haveServer) return;
+  if (!process.env.DATABASE_URL) cluster = await startPostgresCluster();
+  backend = await postgresBackend(process.env.DATABASE_URL ?? cluster!.url());
+});
+afterAll(async () => {
+  await backend?.dispose();
+  await cluster?.destroy();
+  rmSync(workRoot, { recursive: true, force: true });
+});
+
+function build(dockerfile: string): Promise<BuiltImage> {
+  const workDir = mkdtempSync(join(workRoot, "build-"));
+  chmodSync(workDir, 0o755);
+  return buildImage({ dockerfile, context: REPO_ROOT, workDir, buildArgs: { GIT_SHA }, stageCache });
+}
+
+const runtimeEnv = async () => ({
+  DATABASE_URL: backend.databaseUrl!,
+  ADMIN_TOKEN,
+  // An orchestrator's settings; here: loopback and a free port.
+  HOST: "127.0.0.1",
+  BROKER_PORT: String(await freePort()),
+});
+
+/** The COPY lines of the final stage that take files from the build context, with the Dockerfile less each. */
+function contextCopiesOfFinalStage(): { line: string; without: string }[] {
+  const parsed = DockerfileParser.parse(DOCKERFILE);
+  const finalFrom = parsed.getFROMs().at(-1)!.getRange().start.line;
+  const lines = DOCKERFILE.split("\n");
+  return parsed
+    .getCOPYs()
+    .filter((copy: Copy) => copy.getRange().start.line > finalFrom && copy.getFromFlag() === null)
+    .map((copy) => {
+      const { start, end } = copy.getRange();
+      return { line: copy.toString(), without: lines.filter((_, i) => i < start.line || i > end.line).join("\n") };
+    });
+}
+
+describe.skipIf(!haveServer)("Dockerfile replay", () => {
+  test("installs, runs as an unprivileged user, passes its HEALTHCHECK and stops with 0 on its STOPSIGNAL", async () => {
+    const image = await build(DOCKERFILE);
+    expect(image.cmd).toEqual(["bun", "apps/broker/src/index.ts"]);
+    expect(image.exposed).toEqual([7900]);
+    expect(image.stopSignal).toBe("SIGTERM");
+
+    const env = await runtimeEnv();
+    const container = startContainer(image, env);
+    try {
+      await container.healthy();
+      const uid = readFileSync(`/proc/${container.proc.pid}/status`, "utf8").match(/^Uid:\s+(\d+)/m)?.[1];
+      expect(Number(uid)).toBeGreaterThan(0);
+
+      const base = `http://127.0.0.1:${env.BROKER_PORT}`;
+      const health = (await (await fetch(`${base}/health`)).json()) as Record<string, unknown>;
+      expect(health).toMatchObject({ status: "ok", db: "up", gitSha: GIT_SHA });
+      expect((await fetch(`${base}/health/ready`)).status).toBe(200);
+    } finally {
+      const code = await container.stop(STOP_GRACE_MS);
+      expect(code).toBe(0);
+    }
+    expect(container.output()).toContain('"msg":"shutdown complete"');
+  });
+
+  test.each(contextCopiesOfFinalStage())("without `$line` the broker does not start", async ({ without }) => {
+    const image = await build(without);
+    const container = startContainer(image, await runtimeEnv());
+    try {
+      await expect(container.healthy()).rejects.toThrow(/^CMD exited with 1 before its HEALTHCHECK passed/);
+      await container.proc.exited;
+    } finally {
+      await container.stop(STOP_GRACE_MS);
+    }
+  });
+});

@@ -1,0 +1,195 @@
+// The Grafana dashboard and the Prometheus alert rules read only metrics a
+// live broker exports; the dashboard is one Grafana can provision; promtool
+// accepts the rules, the Prometheus config and a live /metrics scrape.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { freshBackend, parsePrometheusText, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { familyOf, metricNames } from "./support/promql.ts";
+
+const DEPLOY = join(import.meta.dir, "..");
+const read = (path: string) => readFileSync(join(DEPLOY, path), "utf8");
+
+interface Target {
+  refId?: string;
+  expr?: string;
+  datasource?: { uid?: string };
+}
+interface Panel {
+  id?: number;
+  type?: string;
+  title?: string;
+  gridPos?: { x: number; y: number; w: number; h: number };
+  datasource?: { type?: string; uid?: string };
+  targets?: Target[];
+}
+interface Dashboard {
+  uid?: string;
+  title?: string;
+  schemaVersion?: number;
+  panels?: Panel[];
+  templating?: { list?: { name: string }[] };
+}
+interface Rule {
+  alert?: string;
+  expr?: string;
+  for?: string;
+  annotations?: { summary?: string; runbook?: string };
+}
+
+const dashboard = JSON.parse(read("grafana/switchboard.json")) as Dashboard;
+const panels = (dashboard.panels ?? []).filter((p) => p.type !== "row");
+const dashboardExprs = panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? ""));
+const rules = (parse(read("prometheus/alerts.yml")) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
+const provisioned = parse(read("grafana/provisioning/datasources/prometheus.yaml")) as { datasources: { uid: string }[] };
+// Series Prometheus makes itself, not the broker.
+const PROMETHEUS_OWN = new Set(["up"]);
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+let scrape: string;
+let exported: Set<string>;
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  broker = await spawnBroker(backend.env);
+  scrape = await (await fetch(`${broker.url}/metrics`)).text();
+  exported = new Set(parsePrometheusText(scrape).keys());
+});
+afterAll(async () => {
+  await broker?.stop();
+  await backend?.dispose();
+});
+
+function notExported(exprs: string[]): string[] {
+  return exprs
+    .flatMap(metricNames)
+    .filter((name) => !PROMETHEUS_OWN.has(name) && familyOf(name, exported) === null);
+}
+
+describe("metric names in PromQL", () => {
+  test("functions, aggregations, keywords, labels, ranges and variables are not metrics", () => {
+    expect(metricNames('sum(up{job="x"}) == 0 or absent(up{job="x"})')).toEqual(["up"]);
+    expect(
+      metricNames('histogram_quantile(0.99, sum by (le) (rate(a_seconds_bucket{instance=~"$instance"}[$__rate_interval])))'),
+    ).toEqual(["a_seconds_bucket"]);
+    expect(metricNames("sum(rate(a_total[5m])) > 0.05 * sum(rate(b_total[5m] offset 1h)) unless c")).toEqual([
+      "a_total",
+      "b_total",
+      "c",
+    ]);
+  });
+
+  test("a histogram's series belong to its family", () => {
+    const families = new Set(["a_seconds"]);
+    expect(["a_seconds_bucket", "a_seconds_count", "a_seconds", "b_bucket"].map((n) => familyOf(n, families))).toEqual([
+      "a_seconds",
+      "a_seconds",
+      "a_seconds",
+      null,
+    ]);
+  });
+});
+
+describe("Grafana dashboard", () => {
+  test("is a dashboard Grafana can provision: ids, layout, data source, queries", () => {
+    expect(dashboard.uid).toBe("switchboard");
+    expect(dashboard.title).toBe("Switchboard");
+    expect(typeof dashboard.schemaVersion).toBe("number");
+    const ids = (dashboard.panels ?? []).map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const panel of dashboard.panels ?? []) {
+      const grid = panel.gridPos!;
+      expect(grid.x >= 0 && grid.w > 0 && grid.h > 0 && grid.x + grid.w <= 24).toBe(true);
+    }
+    const uids = new Set(provisioned.datasources.map((d) => d.uid));
+    const variables = new Set((dashboard.templating?.list ?? []).map((v) => v.name));
+    expect(panels.length).toBeGreaterThan(0);
+    for (const panel of panels) {
+      expect(uids.has(panel.datasource?.uid ?? "")).toBe(true);
+      const targets = panel.targets ?? [];
+      expect(targets.length).toBeGreaterThan(0);
+      expect(new Set(targets.map((t) => t.refId)).size).toBe(targets.length);
+      for (const target of targets) {
+        expect(target.expr?.trim()).toBeTruthy();
+        // $__… are Grafana's own; any other variable must be defined.
+        for (const [, name] of target.expr!.matchAll(/\$(\w+)/g)) {
+          if (!name!.startsWith("__")) expect(variables.has(name!)).toBe(true);
+        }
+      }
+    }
+  });
+
+  test("every metric it queries is exported by a live broker", () => {
+    expect(notExported(dashboardExprs)).toEqual([]);
+  });
+
+  test("charts what an operator watches, per instance", () => {
+    const read = new Set(dashboardExprs.flatMap(metricNames).map((n) => familyOf(n, exported) ?? n));
+    for (const name of [
+      "up",
+      "broker_connections_active",
+      "broker_messages_routed_total",
+      "broker_queue_depth",
+      "broker_send_commit_seconds",
+      "broker_push_latency_seconds",
+      "broker_hook_requests_total",
+      "broker_hook_requests_rate_limited_total",
+      "broker_db_healthy",
+      "broker_redeliveries_total",
+    ]) {
+      expect(read.has(name)).toBe(true);
+    }
+    expect(dashboardExprs.some((e) => e.includes("by (priority)"))).toBe(true);
+    expect(dashboardExprs.filter((e) => e.includes('instance=~"$instance"')).length).toBeGreaterThan(panels.length / 2);
+  });
+});
+
+describe("Prometheus alert rules", () => {
+  test("each has a summary and a runbook line", () => {
+    expect(rules.length).toBeGreaterThan(0);
+    for (const rule of rules) {
+      expect(rule.alert).toMatch(/^Switchboard[A-Z]\w+$/);
+      expect(rule.annotations?.summary?.trim()).toBeTruthy();
+      expect(rule.annotations?.runbook?.trim()).toBeTruthy();
+    }
+  });
+
+  test("the contract's alerts are there with its thresholds", () => {
+    const byExpr = (pattern: RegExp) => rules.find((r) => pattern.test(r.expr ?? ""));
+    expect(byExpr(/^broker_db_healthy == 0$/)?.for).toBe("60s");
+    expect(byExpr(/broker_queue_depth\) > 10000$/)).toBeDefined();
+    expect(byExpr(/broker_connections_rejected_total\{reason="capacity"\}/)).toBeDefined();
+  });
+
+  test("every metric they read is exported by a live broker", () => {
+    expect(notExported(rules.map((r) => r.expr ?? ""))).toEqual([]);
+  });
+});
+
+const promtool = Bun.which("promtool");
+if (!promtool && process.env.CI) throw new Error("CI must provide promtool (Debian's prometheus package)");
+
+describe.skipIf(!promtool)("promtool", () => {
+  const check = (args: string[], stdin?: string) => {
+    const out = Bun.spawnSync([promtool!, "check", ...args], { cwd: DEPLOY, stdin: stdin === undefined ? "ignore" : Buffer.from(stdin) });
+    return { code: out.exitCode, text: out.stdout.toString() + out.stderr.toString() };
+  };
+
+  test("check rules: the alert file is clean", () => {
+    const { code, text } = check(["rules", "prometheus/alerts.yml"]);
+    expect(text).toContain(`SUCCESS: ${rules.length} rules found`);
+    expect(code).toBe(0);
+  });
+
+  test("check config: the scrape config and its rule file are clean", () => {
+    const { code, text } = check(["config", "prometheus/prometheus.yml"]);
+    expect(text).toContain("is valid prometheus config file syntax");
+    expect(code).toBe(0);
+  });
+
+  test("check metrics: a live /metrics scrape lints clean", () => {
+    expect(check(["metrics"], scrape)).toEqual({ code: 0, text: "" });
+  });
+});

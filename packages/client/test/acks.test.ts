@@ -1,0 +1,199 @@
+// The SDK options an application that must not lose a message needs (the MCP
+// server for Claude Code is one): manual acks, unreadable messages handed over
+// with what is known of them, and calls that fail fast instead of waiting for a
+// broker that is gone or silent.
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import {
+  AdminClient,
+  freePort,
+  freshBackend,
+  setupMesh,
+  spawnBroker,
+  TestPeer,
+  type BrokerProcess,
+  type SetupMember,
+  type TestBackend,
+} from "@switchboard/testkit";
+import { SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
+import { controllableWebSocket, pushesOf, waitUntil, type RawFrame } from "./support.ts";
+
+const ADMIN_TOKEN = "acks-test-admin-token-0123456789";
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+let env: Record<string, string>;
+let admin: AdminClient;
+const cleanup: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  env = { ...backend.env, ADMIN_TOKEN, BROKER_PORT: String(await freePort()) };
+  broker = await spawnBroker(env);
+  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+});
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => {});
+});
+afterAll(async () => {
+  await broker?.stop();
+  await backend?.dispose();
+});
+
+async function pair() {
+  const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+  return { mesh, alice: members[0] as SetupMember, bob: members[1] as SetupMember };
+}
+
+async function client(meshId: string, member: SetupMember, options: Partial<ClientOptions> = {}): Promise<SwitchboardClient> {
+  const c = await SwitchboardClient.connect({
+    url: broker.url,
+    meshId,
+    secretKey: member.identity.secretKey,
+    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+    ...options,
+  });
+  cleanup.push(() => c.close());
+  return c;
+}
+
+/** A controllable WebSocket class that also records every frame the SDK receives, and the acks it writes. */
+function recordingControllable(frames: RawFrame[], ackedIds: string[] = []) {
+  const control = controllableWebSocket();
+  const Base = control.WebSocket;
+  control.WebSocket = class extends Base {
+    constructor(url: string | URL) {
+      super(url);
+      this.addEventListener("message", (event) => {
+        if (typeof event.data === "string") frames.push(JSON.parse(event.data) as RawFrame);
+      });
+    }
+
+    override send(data: Parameters<WebSocket["send"]>[0]): void {
+      if (typeof data === "string" && data.includes('"type":"client_ack"')) {
+        ackedIds.push(...(JSON.parse(data) as { messageIds: string[] }).messageIds);
+      }
+      super.send(data);
+    }
+  } as typeof WebSocket;
+  return control;
+}
+
+/** Waits until the ack of messageId was written, then for a pong: frames are handled in order, so the broker applied it. */
+async function ackApplied(c: SwitchboardClient, ackedIds: string[], messageId: string): Promise<void> {
+  await waitUntil(() => ackedIds.includes(messageId), 10_000, `the ack of ${messageId}`);
+  await c.ping();
+}
+
+test('acks: "manual" — a message the application has not acked is pushed again after a reconnect; once acked, never again', async () => {
+  const { mesh, alice, bob } = await pair();
+  const frames: RawFrame[] = [];
+  const acked: string[] = [];
+  const control = recordingControllable(frames, acked);
+  const b = await client(mesh.id, bob, { acks: "manual", WebSocket: control.WebSocket });
+  const seen: Message[] = [];
+  b.on("message", (m) => seen.push(m));
+  let opens = 0;
+  b.on("open", () => opens++);
+  const a = await client(mesh.id, alice);
+
+  const first = await a.send(bob.pubkey, "first");
+  await waitUntil(() => seen.length === 1, 10_000, "the first message");
+  // Not acked: dropping the socket makes the broker push it again on the next one.
+  control.sockets.at(-1)?.close();
+  await waitUntil(() => pushesOf(frames, first.messageId).length === 2, 10_000, "the first message pushed again");
+  expect(pushesOf(frames, first.messageId)[1]).toMatchObject({ attempt: 2 });
+  // The application is still on it: it does not see it twice, and nothing acked it.
+  expect(seen.map((m) => m.payload)).toEqual(["first"]);
+  expect(acked).toEqual([]);
+
+  b.ack(first.messageId);
+  await ackApplied(b, acked, first.messageId);
+  const opensBefore = opens;
+  control.sockets.at(-1)?.close();
+  await waitUntil(() => opens > opensBefore, 10_000, "the reconnect");
+  // The marker: a later message from the same sender arrives; the acked one was not pushed before it.
+  const second = await a.send(bob.pubkey, "second");
+  await waitUntil(() => pushesOf(frames, second.messageId).length === 1, 10_000, "the second message");
+  expect(pushesOf(frames, first.messageId)).toHaveLength(2);
+  expect(seen.map((m) => m.payload)).toEqual(["first", "second"]);
+});
+
+test('acks: "auto" (the default) needs no ack() and ack() changes nothing', async () => {
+  const { mesh, alice, bob } = await pair();
+  const frames: RawFrame[] = [];
+  const acked: string[] = [];
+  const control = recordingControllable(frames, acked);
+  const b = await client(mesh.id, bob, { WebSocket: control.WebSocket });
+  let opens = 0;
+  b.on("open", () => opens++);
+  const a = await client(mesh.id, alice);
+  const first = await a.send(bob.pubkey, "first");
+  await waitUntil(() => pushesOf(frames, first.messageId).length === 1, 10_000, "the first message");
+  await ackApplied(b, acked, first.messageId);
+  b.ack(first.messageId);
+  control.sockets.at(-1)?.close();
+  await waitUntil(() => opens > 0, 10_000, "the reconnect");
+  const second = await a.send(bob.pubkey, "second");
+  await waitUntil(() => pushesOf(frames, second.messageId).length === 1, 10_000, "the second message");
+  expect(pushesOf(frames, first.messageId)).toHaveLength(1);
+  expect(acked.filter((id) => id === first.messageId)).toHaveLength(1);
+});
+
+test("a push that does not open is handed over as unreadable, with its sender, target and id", async () => {
+  const { mesh, alice, bob } = await pair();
+  const b = await client(mesh.id, bob, { acks: "manual" });
+  const unreadable: UnreadableMessage[] = [];
+  const errors: SwitchboardError[] = [];
+  b.on("unreadable", (m) => unreadable.push(m));
+  b.on("error", (e) => errors.push(e));
+  const raw = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id });
+  cleanup.push(() => raw.close());
+  const ack = await raw.send(bob.pubkey, { nonce: "x1:AAAA", ciphertext: "bm90IGEgcmVhbCBjaXBoZXJ0ZXh0", priority: "now" });
+  const [got] = await waitUntil(() => (unreadable.length > 0 ? unreadable : undefined), 10_000, "the unreadable message");
+  expect(got).toMatchObject({
+    messageId: ack.messageId,
+    senderPubkey: alice.pubkey,
+    targetSpec: bob.pubkey,
+    priority: "now",
+    encrypted: true,
+    replyTo: null,
+  });
+  expect(got?.error.code).toBe("decrypt_failed");
+  expect(errors.map((e) => e.code)).toEqual(["decrypt_failed"]);
+});
+
+test('offline: "fail" rejects calls at once with "unavailable" while the broker is down, and works again after the reconnect', async () => {
+  const { mesh, alice, bob } = await pair();
+  const a = await client(mesh.id, alice, { offline: "fail" });
+  let reconnected = false;
+  a.on("reconnect", () => {
+    reconnected = true;
+  });
+  await broker.stop();
+  await waitUntil(() => !a.connected, 10_000, "the client to see the broker gone");
+  const failure = await a.send(bob.pubkey, "while down").then(
+    () => null,
+    (error: unknown) => error,
+  );
+  expect(failure).toBeInstanceOf(SwitchboardError);
+  expect((failure as SwitchboardError).code).toBe("unavailable");
+  broker = await spawnBroker(env);
+  await waitUntil(() => reconnected, 20_000, "the reconnect");
+  expect((await a.send(bob.pubkey, "after")).recipients).toBe(1);
+});
+
+test("requestTimeoutMs: a call the broker does not answer rejects with timeout instead of waiting", async () => {
+  const { mesh, alice } = await pair();
+  const a = await client(mesh.id, alice, { requestTimeoutMs: 500 });
+  process.kill(broker.pid, "SIGSTOP");
+  try {
+    const failure = await a.ping().then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect((failure as SwitchboardError).code).toBe("timeout");
+  } finally {
+    process.kill(broker.pid, "SIGCONT");
+  }
+  expect(await a.ping()).toBeGreaterThan(0);
+});

@@ -1,0 +1,102 @@
+// Drivers for pressure on a running broker, shared by the tests (small sizes,
+// assertions) and the robustness benchmark (full sizes, figures): a reader
+// that stops reading, writers faster than the broker, floods.
+import { readFileSync } from "node:fs";
+import type { TestIdentity } from "./peer.ts";
+import { buildHello } from "./peer.ts";
+import { RawWebSocket } from "./raw-socket.ts";
+
+/** A process's resident memory, in bytes. */
+export function rssOf(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("VmRSS:"));
+  return Number(line?.match(/(\d+)/)?.[1] ?? 0) * 1024;
+}
+
+/** Samples a process's RSS every 50 ms until stopped; gives the peak above where it started. */
+export function rssPeak(pid: number): { stop(): number } {
+  const start = rssOf(pid);
+  let peak = start;
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssOf(pid));
+    } catch {
+      // the process ended
+    }
+  }, 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak - start;
+    },
+  };
+}
+
+/** A raw-socket presence: hello sent and acknowledged. */
+export async function rawPresence(wsUrl: string, meshId: string, identity: TestIdentity): Promise<RawWebSocket> {
+  const ws = await RawWebSocket.open(wsUrl);
+  ws.sendJson(await buildHello({ identity, meshId }));
+  await ws.waitFor(() => ws.messages.find((m) => m.includes('"hello_ack"')), 15_000, "hello_ack");
+  return ws;
+}
+
+export interface PushSeen {
+  messageId: string;
+  attempt: number;
+}
+
+export function pushesOf(ws: RawWebSocket): PushSeen[] {
+  const out: PushSeen[] = [];
+  for (const m of ws.messages) {
+    if (!m.startsWith('{"type":"push"')) continue;
+    const f = JSON.parse(m) as { messageId: string; attempt: number };
+    out.push({ messageId: f.messageId, attempt: f.attempt });
+  }
+  return out;
+}
+
+/** Acks every push not acked yet, in frames of at most 500 ids. */
+export function ackAll(ws: RawWebSocket, acked: Set<string>): void {
+  const fresh = [...new Set(pushesOf(ws).map((p) => p.messageId))].filter((id) => !acked.has(id));
+  for (let i = 0; i < fresh.length; i += 500) ws.sendJson({ type: "client_ack", messageIds: fresh.slice(i, i + 500) });
+  for (const id of fresh) acked.add(id);
+}
+
+/** The message ids in the order they were first pushed. */
+export function firstPushes(ws: RawWebSocket): string[] {
+  const seen = new Set<string>();
+  const order: string[] = [];
+  for (const p of pushesOf(ws)) {
+    if (seen.has(p.messageId)) continue;
+    seen.add(p.messageId);
+    order.push(p.messageId);
+  }
+  return order;
+}
+
+/** Base64-looking filler of the given length. */
+export const filler = (bytes: number): string => "A".repeat(bytes);
+
+/** Sends every frame at once on a raw socket, each with a reqId, and waits for all their answers (in send order). */
+export async function pipelined(ws: RawWebSocket, frames: object[], timeoutMs: number): Promise<Array<Record<string, unknown>>> {
+  const tag = crypto.randomUUID().slice(0, 8);
+  const start = ws.messages.length;
+  frames.forEach((frame, i) => ws.sendJson({ ...frame, reqId: `${tag}-${i}` }));
+  const answers = new Map<string, Record<string, unknown>>();
+  let scanned = start;
+  await ws.waitFor(
+    () => {
+      for (; scanned < ws.messages.length; scanned++) {
+        const m = ws.messages[scanned]!;
+        if (!m.includes(`"reqId":"${tag}-`)) continue;
+        const f = JSON.parse(m) as Record<string, unknown>;
+        answers.set(String(f.reqId), f);
+      }
+      return answers.size >= frames.length ? true : undefined;
+    },
+    timeoutMs,
+    `${frames.length} answers (have ${answers.size})`,
+  );
+  return frames.map((_, i) => answers.get(`${tag}-${i}`)!);
+}
