@@ -1,15 +1,16 @@
 // What the operator's dashboard shows, for the /v1/admin/… endpoints: the
-// database's view of meshes, members, instances and rooms, the sends of the
-// last minutes (every instance's, from the audit log), and the queue depth
-// sampled from the gauge housekeeping refreshes.
+// database's view of meshes, members, instances and rooms, and over the last
+// minutes the queue depth (from the gauge housekeeping refreshes) and the
+// messages written by every instance (from the messages' sequence), both
+// sampled by this instance.
 import type { Database } from "@switchboard/db";
 import type { Metrics } from "../metrics.ts";
 import {
   liveInstances,
   meshSummaries,
   membersWithPresences,
+  messagesWritten,
   rooms,
-  sendsPerBucket,
   type InstanceRow,
   type MemberPresences,
   type MeshSummary,
@@ -21,23 +22,29 @@ import { refuse, RefusedError } from "./outcome.ts";
 import type { Clock } from "./timing.ts";
 
 const WINDOW_MINUTES = 10;
-const BUCKET_SECONDS = 10;
 
 export interface Overview {
   meshes: MeshSummary[];
   instances: Array<InstanceRow & { leaseAgeSeconds: number }>;
   rooms: RoomRow[];
   queue: {
-    bucketSeconds: number;
-    /** Messages sent (stored) per bucket, oldest first. */
-    sends: Array<{ at: string; sends: number }>;
-    /** Queued or leased deliveries, sampled on this instance since it started. */
+    /** Seconds between samples. */
+    sampleSeconds: number;
+    /** Per sample since the one before it, oldest first: messages written by every instance, and their rate. */
+    sends: Array<{ at: string; sends: number; perSecond: number }>;
+    /** Queued or leased deliveries at each sample. */
     depth: Array<{ at: string; depth: number }>;
   };
 }
 
+interface Sample {
+  at: number;
+  depth: number;
+  written: number;
+}
+
 export class DashboardService {
-  private readonly depth: Array<{ at: string; depth: number }> = [];
+  private readonly samples: Sample[] = [];
   private timer: Timer | undefined;
 
   constructor(
@@ -48,13 +55,14 @@ export class DashboardService {
   ) {}
 
   start(): void {
-    const keep = Math.ceil((WINDOW_MINUTES * 60_000) / this.options.sampleIntervalMs);
-    this.timer = setInterval(() => {
-      void this.metrics.queueDepth.get().then((gauge) => {
-        this.depth.push({ at: new Date(this.clock()).toISOString(), depth: gauge.values[0]?.value ?? 0 });
-        if (this.depth.length > keep) this.depth.splice(0, this.depth.length - keep);
-      });
-    }, this.options.sampleIntervalMs);
+    const keep = Math.ceil((WINDOW_MINUTES * 60_000) / this.options.sampleIntervalMs) + 1;
+    const sample = async () => {
+      const [gauge, written] = await Promise.all([this.metrics.queueDepth.get(), messagesWritten(this.db)]);
+      this.samples.push({ at: this.clock(), depth: gauge.values[0]?.value ?? 0, written });
+      if (this.samples.length > keep) this.samples.splice(0, this.samples.length - keep);
+    };
+    // A sample the database did not answer is skipped; the next one comes at the next interval.
+    this.timer = setInterval(() => void sample().catch(() => {}), this.options.sampleIntervalMs);
   }
 
   stop(): void {
@@ -62,18 +70,23 @@ export class DashboardService {
   }
 
   async overview(): Promise<Overview> {
-    const [meshes, instances, roomRows, sends] = await Promise.all([
-      meshSummaries(this.db),
-      liveInstances(this.db),
-      rooms(this.db),
-      sendsPerBucket(this.db, WINDOW_MINUTES, BUCKET_SECONDS),
-    ]);
+    const [meshes, instances, roomRows] = await Promise.all([meshSummaries(this.db), liveInstances(this.db), rooms(this.db)]);
+    const iso = (at: number) => new Date(at).toISOString();
+    const sends = this.samples.slice(1).map((s, i) => {
+      const previous = this.samples[i]!;
+      const count = Math.max(0, s.written - previous.written);
+      return { at: iso(s.at), sends: count, perSecond: count / Math.max(0.001, (s.at - previous.at) / 1000) };
+    });
     return {
       meshes,
       // The lease is renewed every third of it: its age is how long ago that last happened.
       instances: instances.map((i) => ({ ...i, leaseAgeSeconds: Math.max(0, this.options.instanceLeaseSeconds - i.leaseRemainingSeconds) })),
       rooms: roomRows,
-      queue: { bucketSeconds: BUCKET_SECONDS, sends, depth: [...this.depth] },
+      queue: {
+        sampleSeconds: this.options.sampleIntervalMs / 1000,
+        sends,
+        depth: this.samples.map((s) => ({ at: iso(s.at), depth: s.depth })),
+      },
     };
   }
 

@@ -1,6 +1,6 @@
 // What the operator's dashboard reads: meshes with their counts, members with
 // their live presences, instances with their leases, connections per room,
-// and sends per time bucket (from the audit log's index on `at`).
+// and how many messages were written so far.
 import type { Executor } from "@switchboard/db";
 import type { Status, StatusSource } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
@@ -93,19 +93,13 @@ export function rooms(db: Executor): Promise<RoomRow[]> {
     ORDER BY connections DESC, m.slug, c.channel`);
 }
 
-/** Sends per bucket over the last `minutes`, oldest first, as the audit log recorded them (every instance). */
-export function sendsPerBucket(db: Executor, minutes: number, bucketSeconds: number): Promise<Array<{ at: string; sends: number }>> {
-  return db.rows<{ at: string; sends: number }>(sql`
-    WITH buckets AS (
-      SELECT to_timestamp(floor(extract(epoch FROM b) / ${bucketSeconds}) * ${bucketSeconds}) AS at
-      FROM generate_series(now() - make_interval(mins => ${minutes}), now(), make_interval(secs => ${bucketSeconds})) AS b
-    ), counted AS (
-      SELECT to_timestamp(floor(extract(epoch FROM a.at) / ${bucketSeconds}) * ${bucketSeconds}) AS at, count(*)::int AS sends
-      FROM audit_log a
-      WHERE a.at > now() - make_interval(mins => ${minutes}) AND a.event = 'send'
-      GROUP BY 1
-    )
-    SELECT ${isoTime("b.at")} AS at, coalesce(c.sends, 0)::int AS sends
-    FROM buckets b LEFT JOIN counted c ON c.at = b.at
-    ORDER BY b.at`);
+/**
+ * How many messages were ever written, by every instance: the messages'
+ * `seq` sequence (its last value; 0 before the first). Two samples give the
+ * send rate between them without reading the table.
+ */
+export async function messagesWritten(db: Executor): Promise<number> {
+  const rows = await db.rows<{ written: number }>(sql`
+    SELECT CASE WHEN is_called THEN last_value ELSE 0 END::float8 AS written FROM messages_seq_seq`);
+  return rows[0]?.written ?? 0;
 }

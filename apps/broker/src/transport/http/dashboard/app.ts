@@ -12,7 +12,7 @@ interface Overview {
   meshes: Array<{ id: string; slug: string; members: number; presences: number }>;
   instances: Array<{ id: string; hostname: string; pid: number; presences: number; leaseAgeSeconds: number }>;
   rooms: Array<{ meshSlug: string; channel: string; members: number; connections: number }>;
-  queue: { sends: Array<{ at: string; sends: number }>; depth: Array<{ at: string; depth: number }> };
+  queue: { sends: Array<{ at: string; perSecond: number }>; depth: Array<{ at: string; depth: number }> };
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -129,9 +129,9 @@ function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["dept
     text.textContent = `${label} (max ${max})`;
     svg.append(path, text);
   };
-  const maxSends = Math.max(1, ...sends.map((s) => s.sends));
+  const maxSends = Math.max(1, ...sends.map((s) => Math.ceil(s.perSecond)));
   const maxDepth = Math.max(1, ...depth.map((d) => d.depth));
-  line(sends.map((s) => [x(s.at), s.sends]), maxSends, "#2f6fdb", "sends per 10 s", 1);
+  line(sends.map((s) => [x(s.at), s.perSecond]), maxSends, "#2f6fdb", "messages per second", 1);
   line(depth.map((d) => [x(d.at), d.depth]), maxDepth, "#d9822b", "queue depth", 2);
   const axis = document.createElementNS(ns, "line");
   for (const [k, v] of Object.entries({ x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: "#c4c8d2" })) axis.setAttribute(k, String(v));
