@@ -13,8 +13,8 @@ import {
   type BrokerProcess,
   type SetupMember,
 } from "@switchboard/testkit";
+import { ADMIN_TOKEN } from "./robust-stage.ts";
 
-const ADMIN_TOKEN = "robust-admin-token-0123456789";
 
 export interface FaultsReport {
   instances: number;

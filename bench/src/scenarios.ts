@@ -72,6 +72,15 @@ export function scenarios(size: Size): Record<string, Scenario> {
       membersPerMesh: smoke ? 10 : 100,
       workload: risingRate(smoke, [2000, 4000, 6000, 8000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000]),
     },
+    "embedded-throughput": {
+      name: "embedded-throughput",
+      description: `throughput on the embedded default: ${smoke ? 10 : 100} peers, open-loop direct sends at a rising rate until send→push p99 passes 100 ms`,
+      instances: 1,
+      embedded: true,
+      meshes: 1,
+      membersPerMesh: smoke ? 10 : 100,
+      workload: risingRate(smoke, [500, 1000, 2000, 3000, 4000, 6000, 8000, 10_000]),
+    },
     fanout: {
       name: "fanout",
       description: `broadcast (*) in a ${smoke ? 10 : 100}-member mesh at ${smoke ? 5 : 50} msg/s for ${smoke ? 2 : 10} s`,

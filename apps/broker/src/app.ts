@@ -135,10 +135,12 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const jwt = await JwtVerifier.create({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY });
   const hello = new HelloService(db, bus, jwt, presenceEvents, instanceId, config.MAX_CONNECTIONS_PER_MESH);
   const history = new HistoryService(db, timing.historyRetentionSeconds);
-  const sending = new SendService(db, presences, queuedWork, bus, metrics, log, {
+  const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
+    instanceId,
+    leaseSeconds: timing.leaseSeconds,
     clock,
   });
   const hooks = new HookService(db, status, metrics, log, {

@@ -6,11 +6,7 @@ import type { Database, Executor } from "@switchboard/db";
 import { PRESENCE_EVENTS } from "@switchboard/protocol";
 import { z } from "zod";
 import type { Logger } from "../log.ts";
-import { BUS_CHANNEL, notify } from "../store/notify.ts";
-
-// Postgres refuses payloads of 8000 bytes or more; past this many members a
-// notification names the meshes instead.
-const MAX_MEMBER_IDS = 150;
+import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS, notify } from "../store/notify.ts";
 
 const busMessage = z.object({
   /** These members' queues have new work. */
@@ -40,10 +36,10 @@ export interface BusHandlers {
 
 /** New work for these members: named by mesh when they are too many and the meshes are known, else in chunks. */
 export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage[] {
-  if (memberIds.length <= MAX_MEMBER_IDS) return [{ members: memberIds }];
+  if (memberIds.length <= MAX_NOTIFIED_MEMBERS) return [{ members: memberIds }];
   if (meshIds.length > 0) return [{ meshes: [...new Set(meshIds)] }];
   const chunks: BusMessage[] = [];
-  for (let i = 0; i < memberIds.length; i += MAX_MEMBER_IDS) chunks.push({ members: memberIds.slice(i, i + MAX_MEMBER_IDS) });
+  for (let i = 0; i < memberIds.length; i += MAX_NOTIFIED_MEMBERS) chunks.push({ members: memberIds.slice(i, i + MAX_NOTIFIED_MEMBERS) });
   return chunks;
 }
 

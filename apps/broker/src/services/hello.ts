@@ -1,23 +1,17 @@
-// Admitting a peer: its credential (a signature with clock window and
-// replay guard, or a JWT that may enrol it), membership, session replacement
-// and mesh capacity, all decided in one transaction.
+// Admitting peers: their credential (a signature with clock window and
+// replay guard, or a JWT that may enrol its pubkey), membership, session
+// replacement and mesh capacity. Hellos are group-committed: signatures and
+// tokens are checked as they come, and the hellos that arrive while a batch
+// is being admitted are admitted together in the next transaction, so a
+// storm of connections costs a few statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
-import {
-  helloSigningText,
-  verifyText,
-  type HelloErrorCode,
-  type HelloFrame,
-  type JwtHelloFrame,
-  type SignedHelloFrame,
-} from "@switchboard/protocol";
-import { findMesh, insertMember } from "../store/directory.ts";
-import { findHelloMember, lockMesh, recordHelloSignature, skewFromDatabaseClock, type HelloMember } from "../store/hello.ts";
-import { disconnectPresences, endSession, insertPresenceWithinCap, type PresenceRef } from "../store/presences.ts";
-import { UUID } from "../store/sql.ts";
-import { takePendingSignal } from "../store/status.ts";
+import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
+import { enrolVouched, lockMeshes, resolveHellos, type HelloRequest } from "../store/hello.ts";
+import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
+import { createGroupCommit } from "./group-commit.ts";
 import type { JwtClaims, JwtVerifier } from "./jwt.ts";
-import { refuse, RefusedError, type Refusal } from "./outcome.ts";
+import { refuse, type Refusal } from "./outcome.ts";
 import type { PresenceChange, PresenceEvents } from "./presence-events.ts";
 import { retryTransient } from "./retry.ts";
 import { initialStatus } from "./status/rules.ts";
@@ -26,6 +20,7 @@ const CLOCK_WINDOW_MS = 60_000;
 // A signature is refused by the clock window once its timestamp is this far
 // behind; keep it in the replay guard a little longer than that.
 const REPLAY_GUARD_MS = CLOCK_WINDOW_MS + 10_000;
+const MAX_HELLOS_PER_COMMIT = 200;
 
 export interface AdmittedPresence {
   presenceId: string;
@@ -40,16 +35,32 @@ export interface AdmittedPresence {
   tokenExpiresAt: number | null;
 }
 
+/** A hello whose credential was checked: a signed one, or a JWT one with its token's claims. */
+interface CheckedHello {
+  hello: HelloFrame;
+  claims: JwtClaims | null;
+}
+
 export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<HelloErrorCode>;
 
-/** A checked credential: how to find (or enrol) its member inside the admitting transaction. */
-type Credential =
-  | { ok: true; member: (tx: Executor) => Promise<HelloMember>; tokenExpiresAt: number | null }
-  | Refusal<HelloErrorCode>;
+const sessionKey = (h: HelloFrame) => `${h.meshId}\n${h.pubkey}\n${h.sessionId}`;
 
-const refused = (code: HelloErrorCode, message: string) => new RefusedError(refuse<HelloErrorCode>(code, message));
+/** Splits a batch so that no two hellos of one session share a transaction (the later one replaces the earlier). */
+function bySession(checked: CheckedHello[]): number[][] {
+  const groups: Array<{ keys: Set<string>; idx: number[] }> = [];
+  checked.forEach(({ hello: h }, i) => {
+    const key = sessionKey(h);
+    let group = groups.find((g) => !g.keys.has(key));
+    if (!group) groups.push((group = { keys: new Set(), idx: [] }));
+    group.keys.add(key);
+    group.idx.push(i);
+  });
+  return groups.map((g) => g.idx);
+}
 
 export class HelloService {
+  private readonly commits;
+
   constructor(
     private readonly db: Database,
     private readonly bus: InstanceBus,
@@ -57,133 +68,134 @@ export class HelloService {
     private readonly events: PresenceEvents,
     private readonly instanceId: string,
     private readonly maxConnectionsPerMesh: number,
-  ) {}
-
-  async admit(hello: HelloFrame): Promise<HelloOutcome> {
-    const credential = "jwt" in hello ? await this.vouchedBy(hello) : await this.signedBy(hello);
-    if (!credential.ok) return credential;
-    try {
-      const { presence, changes } = await retryTransient(() =>
-        this.db.transaction(async (tx) => this.admitIn(tx, hello, await credential.member(tx), credential.tokenExpiresAt)),
-      );
-      this.events.deliver(changes);
-      return { ok: true, presence };
-    } catch (error) {
-      if (error instanceof RefusedError) return error.refusal as Refusal<HelloErrorCode>;
-      throw error;
-    }
+  ) {
+    this.commits = createGroupCommit<CheckedHello, HelloOutcome>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
 
-  private async signedBy(hello: SignedHelloFrame): Promise<Credential> {
+  async admit(hello: HelloFrame): Promise<HelloOutcome> {
+    if ("jwt" in hello) {
+      const verified = await this.jwt.verify(hello.jwt);
+      if (!verified.ok) return verified;
+      if (verified.claims.pubkey !== hello.pubkey) return refuse("unauthorized", "the token is for another pubkey");
+      return this.commits.submit({ hello, claims: verified.claims });
+    }
     const text = helloSigningText(hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
     if (!(await verifyText(hello.pubkey, hello.signature, text))) {
       return refuse("bad_signature", "the signature does not verify for this pubkey");
     }
-    return { ok: true, member: (tx) => this.signedMember(tx, hello), tokenExpiresAt: null };
+    return this.commits.submit({ hello, claims: null });
   }
 
-  private async vouchedBy(hello: JwtHelloFrame): Promise<Credential> {
-    const verified = await this.jwt.verify(hello.jwt);
-    if (!verified.ok) return verified;
-    const { claims } = verified;
-    if (claims.pubkey !== hello.pubkey) return refuse("unauthorized", "the token is for another pubkey");
-    return { ok: true, member: (tx) => this.jwtMember(tx, hello, claims), tokenExpiresAt: claims.expiresAt };
-  }
-
-  // The clock window and the replay guard's expiry use the database's clock,
-  // so instances whose own clocks differ open no window for a replay.
-  private async signedMember(tx: Executor, hello: SignedHelloFrame): Promise<HelloMember> {
-    if ((await skewFromDatabaseClock(tx, hello.timestamp)) > CLOCK_WINDOW_MS) {
-      throw refused("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
+  private async admitAll(checked: CheckedHello[]): Promise<HelloOutcome[]> {
+    const outcomes: HelloOutcome[] = new Array(checked.length);
+    for (const group of bySession(checked)) {
+      const batch = group.map((i) => checked[i]!);
+      const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
+      this.events.deliver(admitted.changes);
+      group.forEach((i, j) => (outcomes[i] = admitted.outcomes[j]!));
     }
-    const member = await findHelloMember(tx, hello.meshId, hello.pubkey);
-    if (!member || member.revoked) throw refused("unauthorized", "not a member of that mesh");
-    if (!(await recordHelloSignature(tx, hello.signature, hello.timestamp, REPLAY_GUARD_MS))) {
-      throw refused("replayed", "this hello was already used");
-    }
-    return member;
+    return outcomes;
   }
 
-  /** The token's member; a pubkey seen for the first time is enrolled (a revoked one never comes back). */
-  private async jwtMember(tx: Executor, hello: JwtHelloFrame, claims: JwtClaims): Promise<HelloMember> {
-    const mesh = await findMesh(tx, hello.meshId, UUID.test(hello.meshId));
-    if (!mesh) throw refused("unauthorized", "no such mesh");
-    if (claims.mesh !== mesh.id && claims.mesh !== mesh.slug) throw refused("unauthorized", "the token is for another mesh");
-    let member = await findHelloMember(tx, mesh.id, hello.pubkey);
-    if (!member) {
-      // A concurrent first hello of the same pubkey may enrol it first: then this one finds it.
-      await insertMember(tx, mesh.id, {
-        pubkey: hello.pubkey,
-        displayName: claims.name ?? hello.pubkey.slice(0, 8),
-        tags: claims.tags,
-        role: "member",
-      });
-      member = await findHelloMember(tx, mesh.id, hello.pubkey);
-    }
-    if (!member || member.revoked) throw refused("unauthorized", "this pubkey was revoked from the mesh");
-    return member;
-  }
-
-  // The mesh's row lock is held only for the replacement, the capped insert and the commit.
-  private async admitIn(
-    tx: Executor,
-    hello: HelloFrame,
-    member: HelloMember,
-    tokenExpiresAt: number | null,
-  ): Promise<{ presence: AdmittedPresence; changes: PresenceChange[] }> {
-    const pending = await takePendingSignal(tx, {
-      memberId: member.memberId,
-      sessionId: hello.sessionId,
-      pid: hello.pid ?? null,
-      cwd: hello.cwd ?? null,
+  // Everything that needs no lock comes first; the meshes' row locks are held
+  // only for the replacements, the capped insert and the commit. The clock
+  // window and the replay guard's expiry use the database's clock, so
+  // instances whose own clocks differ open no window for a replay.
+  private async admitIn(tx: Executor, checked: CheckedHello[]): Promise<{ outcomes: HelloOutcome[]; changes: PresenceChange[] }> {
+    const hellos = checked.map((c) => c.hello);
+    await enrolVouched(
+      tx,
+      checked.flatMap(({ hello: h, claims }) =>
+        claims === null
+          ? []
+          : [{ meshRef: h.meshId, claimMesh: claims.mesh, pubkey: h.pubkey, displayName: claims.name ?? h.pubkey.slice(0, 8), tags: claims.tags }],
+      ),
+    );
+    const requests: HelloRequest[] = hellos.map((h, idx) => ({
+      idx,
+      meshRef: h.meshId,
+      pubkey: h.pubkey,
+      sessionId: h.sessionId,
+      pid: h.pid ?? null,
+      cwd: h.cwd ?? null,
+      timestamp: "jwt" in h ? null : h.timestamp,
+      signature: "jwt" in h ? null : h.signature,
+      claimMesh: checked[idx]!.claims?.mesh ?? null,
+    }));
+    const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
+    const statuses = resolved.map((r) => initialStatus(r.pending));
+    const outcomes: HelloOutcome[] = resolved.map((r) => {
+      if (r.verdict === "timestamp_skew") return refuse("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
+      if (r.verdict === "unauthorized") {
+        return refuse("unauthorized", checked[r.idx]!.claims ? "the token's mesh or pubkey is not admitted there" : "not a member of that mesh");
+      }
+      if (r.verdict === "replayed") return refuse("replayed", "this hello was already used");
+      const h = hellos[r.idx]!;
+      return {
+        ok: true,
+        presence: {
+          presenceId: crypto.randomUUID(),
+          memberId: r.memberId!,
+          meshId: r.meshId!,
+          displayName: h.displayName ?? r.displayName!,
+          role: r.role!,
+          status: statuses[r.idx]!.status,
+          replaced: null,
+          tokenExpiresAt: checked[r.idx]!.claims?.expiresAt ?? null,
+        },
+      };
     });
-    const status = initialStatus(pending);
-    const presenceId = crypto.randomUUID();
-    const displayName = hello.displayName ?? member.displayName;
+    const passing = outcomes.flatMap((o, idx) => (o.ok ? [{ idx, presence: o.presence }] : []));
+    if (passing.length === 0) return { outcomes, changes: [] };
 
-    await lockMesh(tx, member.meshId);
-    const replaced = await endSession(tx, member.memberId, hello.sessionId);
-    const changes: PresenceChange[] = [];
-    if (replaced) {
-      changes.push({ presenceId: replaced.id, event: "left" });
-      await disconnectPresences(tx, [replaced.id]);
-      if (replaced.instanceId !== this.instanceId) {
-        await this.bus.publish(tx, { close: [{ presenceId: replaced.id, reason: "replaced" }] });
+    await lockMeshes(tx, [...new Set(passing.map((p) => p.presence.meshId))]);
+    const ended = await endSessions(
+      tx,
+      passing.map(({ idx, presence }) => ({ memberId: presence.memberId, sessionId: hellos[idx]!.sessionId })),
+    );
+    await disconnectPresences(tx, ended.map((e) => e.id));
+    const replacedElsewhere = ended.filter((e) => e.instanceId !== this.instanceId);
+    if (replacedElsewhere.length > 0) {
+      await this.bus.publish(tx, { close: replacedElsewhere.map((e) => ({ presenceId: e.id, reason: "replaced" as const })) });
+    }
+    for (const p of passing) {
+      const e = ended.find((x) => x.memberId === p.presence.memberId && x.sessionId === hellos[p.idx]!.sessionId);
+      if (e) p.presence.replaced = { id: e.id, instanceId: e.instanceId };
+    }
+
+    const inserted = await insertPresencesWithinCap(
+      tx,
+      passing.map(({ idx, presence }) => {
+        const h = hellos[idx]!;
+        const status = statuses[idx]!;
+        return {
+          id: presence.presenceId,
+          meshId: presence.meshId,
+          memberId: presence.memberId,
+          instanceId: this.instanceId,
+          sessionId: h.sessionId,
+          pid: h.pid ?? null,
+          cwd: h.cwd ?? null,
+          displayName: presence.displayName,
+          status: status.status,
+          statusSource: status.source,
+          statusIsSignal: status.isSignal,
+          replaced: presence.replaced?.id ?? null,
+        };
+      }),
+      this.maxConnectionsPerMesh,
+    );
+    for (const p of passing) {
+      if (!inserted.has(p.presence.presenceId)) {
+        outcomes[p.idx] = refuse("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
       }
     }
-    const admitted = await insertPresenceWithinCap(
-      tx,
-      {
-        id: presenceId,
-        meshId: member.meshId,
-        memberId: member.memberId,
-        instanceId: this.instanceId,
-        sessionId: hello.sessionId,
-        pid: hello.pid ?? null,
-        cwd: hello.cwd ?? null,
-        displayName,
-        status: status.status,
-        statusSource: status.source,
-        statusIsSignal: status.isSignal,
-      },
-      this.maxConnectionsPerMesh,
-      { presenceId, sessionId: hello.sessionId, instanceId: this.instanceId, replaced: replaced?.id ?? null },
-    );
-    if (!admitted) throw refused("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
-    changes.push({ presenceId, event: "joined" });
+    // A replaced session is told as left before its successor joins.
+    const changes: PresenceChange[] = [
+      ...ended.map((e) => ({ presenceId: e.id, event: "left" as const })),
+      ...passing.filter((p) => inserted.has(p.presence.presenceId)).map((p) => ({ presenceId: p.presence.presenceId, event: "joined" as const })),
+    ];
     await this.events.announce(tx, changes);
-    return {
-      presence: {
-        presenceId,
-        memberId: member.memberId,
-        meshId: member.meshId,
-        displayName,
-        role: member.role,
-        status: status.status,
-        replaced,
-        tokenExpiresAt,
-      },
-      changes,
-    };
+    return { outcomes, changes };
   }
 }

@@ -6,9 +6,15 @@ import type { SendFrame } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { presencesReceiving } from "../store/presences.ts";
-import { enqueueSends, findSendsByClientId, type EnqueuedSend, type NewMessage } from "../store/queue/index.ts";
+import {
+  enqueueSends,
+  findSendsByClientId,
+  type EnqueuedSend,
+  type LeasedDelivery,
+  type NewMessage,
+} from "../store/queue/index.ts";
 import { routeSend } from "../store/routing.ts";
-import { queuedWork, type InstanceBus } from "./bus.ts";
+import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { markCongested, type LocalPresence, type LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
@@ -25,7 +31,15 @@ export interface SendingOptions {
   maxMessageBytes: number;
   defaultTtlSeconds: number;
   sendRateLimitPerMin: number;
+  instanceId: string;
+  leaseSeconds: number;
   clock: Clock;
+}
+
+/** What a send needs of the socket pump: where not to lease, and where to push what it leased. */
+export interface LocalPushes {
+  unavailable(): string[];
+  handLeased(leased: LeasedDelivery[]): Promise<void>;
 }
 
 /** Who sends: a member of a mesh, with or without a socket. */
@@ -38,6 +52,12 @@ export type SendRefusalCode = "forbidden" | "too_large" | "rate_limited" | "unkn
 export type SendOutcome =
   | { ok: true; messageId: string; recipients: number; duplicate: boolean; queued: boolean }
   | Refusal<SendRefusalCode>;
+
+/** A send in the group commit: the message to store, and its sender's key for pushes leased at once. */
+interface Pending {
+  message: NewMessage;
+  senderPubkey: string;
+}
 
 type Written = { ok: true; messageId: string; recipients: number; duplicate: boolean; recipientIds: string[] } | Refusal<SendRefusalCode>;
 
@@ -57,6 +77,7 @@ export class SendService {
   constructor(
     private readonly db: Database,
     private readonly presences: LocalPresences,
+    private readonly pushes: LocalPushes,
     private readonly queuedWork: QueuedWork,
     private readonly bus: InstanceBus,
     private readonly metrics: Metrics,
@@ -64,7 +85,7 @@ export class SendService {
     private readonly options: SendingOptions,
   ) {
     this.limiter = new RateLimiter(options.sendRateLimitPerMin);
-    this.commits = createGroupCommit<NewMessage, Written>((items) => this.commitIsolating(items), MAX_SENDS_PER_COMMIT);
+    this.commits = createGroupCommit<Pending, Written>((items) => this.commitIsolating(items), MAX_SENDS_PER_COMMIT);
   }
 
   prune(): void {
@@ -106,7 +127,7 @@ export class SendService {
       ttlSeconds: request.ttlSeconds ?? this.options.defaultTtlSeconds,
     };
     if (request.ephemeral) return this.sendEphemeral(message, sender.pubkey);
-    const written = await this.commits.submit(message);
+    const written = await this.commits.submit({ message, senderPubkey: sender.pubkey });
     if (!written.ok) return written;
     return { ok: true, messageId: written.messageId, recipients: written.recipients, duplicate: written.duplicate, queued: true };
   }
@@ -115,23 +136,31 @@ export class SendService {
   // after a failed batch each send is written alone, and only the culprit
   // fails. A batch is written again only when its statement failed, so
   // nothing it stored can be stored twice.
-  private async commitIsolating(messages: NewMessage[]): Promise<Written[]> {
+  private async commitIsolating(items: Pending[]): Promise<Written[]> {
+    const messages = items.map((i) => i.message);
     let enqueued: EnqueuedSend[];
     try {
-      enqueued = await retryTransient(() => enqueueSends(this.db, messages));
+      const holders = {
+        instanceId: this.options.instanceId,
+        unavailable: this.pushes.unavailable(),
+        leaseSeconds: this.options.leaseSeconds,
+        notify: this.bus.crossInstance,
+      };
+      enqueued = await retryTransient(() => enqueueSends(this.db, messages, holders));
     } catch (error) {
-      if (messages.length === 1) {
+      if (items.length === 1) {
         this.log.error({ err: error }, "send failed");
         return [refuse("internal", "the broker could not store this message")];
       }
-      this.log.warn({ err: error, sends: messages.length }, "send batch failed; writing its sends one by one");
-      return (await Promise.all(messages.map((m) => this.commitIsolating([m])))).flat();
+      this.log.warn({ err: error, sends: items.length }, "send batch failed; writing its sends one by one");
+      return (await Promise.all(items.map((item) => this.commitIsolating([item])))).flat();
     }
-    return this.afterCommit(messages, enqueued);
+    return this.afterCommit(items, enqueued);
   }
 
   // Past the commit, nothing may turn a stored message into an error reply.
-  private async afterCommit(messages: NewMessage[], enqueued: EnqueuedSend[]): Promise<Written[]> {
+  private async afterCommit(items: Pending[], enqueued: EnqueuedSend[]): Promise<Written[]> {
+    const messages = items.map((i) => i.message);
     const inserted = new Map<string, NewMessage>();
     for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), messages[e.idx]!);
     // A retry whose first copy another instance committed during this statement.
@@ -159,14 +188,18 @@ export class SendService {
       return refuse("internal", "the broker could not confirm this retried send; send it again");
     });
 
-    const recipients = [...new Set(written.flatMap((w) => (w.ok ? w.recipientIds : [])))];
-    this.queuedWork.forMembers(recipients);
-    if (recipients.length > 0) {
-      // After the commit: other instances claim rows that are already there.
-      this.bus
-        .publish(this.db, queuedWork(recipients, messages.map((m) => m.meshId)))
-        .catch((error) => this.log.warn({ err: error }, "wake-up not published; the catch-up sweep will deliver"));
+    // Deliveries written leased to presences here go out now; the rest are
+    // news for the queue's consumers, here and on the other instances.
+    const leased = enqueued.flatMap((e) => leasedDeliveries(items[e.idx]!, e));
+    const direct = new Set(leased.map((d) => `${d.messageId} ${d.memberId}`));
+    void this.pushes.handLeased(leased).catch((error: unknown) => this.log.error({ err: error }, "push of leased deliveries failed"));
+    const queued = new Set<string>();
+    for (const w of written) {
+      if (!w.ok) continue;
+      for (const member of w.recipientIds) if (!direct.has(`${w.messageId} ${member}`)) queued.add(member);
     }
+    // The other instances were told by the statement itself (see enqueueSends).
+    this.queuedWork.forMembers(queued);
     return written;
   }
 
@@ -201,4 +234,23 @@ export class SendService {
     this.log.debug({ messageId: m.id, recipients: delivered }, "ephemeral send");
     return { ok: true, messageId: m.id, recipients: delivered, duplicate: false, queued: false };
   }
+}
+
+function leasedDeliveries({ message, senderPubkey }: Pending, e: EnqueuedSend): LeasedDelivery[] {
+  const rows = JSON.parse(e.leased) as Array<{ memberId: string; presenceId: string; seq: number }>;
+  return rows.map((row) => ({
+    messageId: message.id,
+    meshId: message.meshId,
+    senderPubkey,
+    targetSpec: message.targetSpec,
+    priority: message.priority,
+    nonce: message.nonce,
+    ciphertext: message.ciphertext,
+    createdAt: e.createdAt,
+    replyTo: message.replyTo,
+    presenceId: row.presenceId,
+    memberId: row.memberId,
+    attempt: 1,
+    seq: row.seq,
+  }));
 }

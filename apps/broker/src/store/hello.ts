@@ -1,49 +1,142 @@
-// What admitting a hello reads and writes. All of it runs in one transaction
-// (see services/hello.ts), so a refused hello leaves nothing behind.
+// What admitting hellos reads and writes. A batch of hellos is admitted in
+// one transaction (see services/hello.ts), so a storm of connections costs a
+// few statements and one commit per batch, not per hello; a refused hello
+// leaves nothing behind.
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
-import { UUID } from "./sql.ts";
+import { jsonParam, UUID, uuidArray } from "./sql.ts";
+import { pendingSignalMatches } from "./status.ts";
 
-export interface HelloMember {
-  meshId: string;
-  memberId: string;
+export interface HelloRequest {
+  idx: number;
+  meshRef: string;
+  pubkey: string;
+  sessionId: string;
+  pid: number | null;
+  cwd: string | null;
+  /** The hello's signed timestamp (ms); null for a JWT hello. */
+  timestamp: number | null;
+  /** Null for a JWT hello. */
+  signature: string | null;
+  /** A JWT hello's `mesh` claim: the hello's mesh must be the one it names. Null for a signed hello. */
+  claimMesh: string | null;
+}
+
+/** A JWT hello whose pubkey is enrolled on first use. */
+export interface VouchedPubkey {
+  meshRef: string;
+  claimMesh: string;
+  pubkey: string;
   displayName: string;
-  role: "member" | "observer";
-  revoked: boolean;
+  tags: readonly string[];
 }
 
-export async function findHelloMember(tx: Executor, meshRef: string, pubkey: string): Promise<HelloMember | null> {
-  const meshMatch = UUID.test(meshRef) ? sql`m.id = ${meshRef}::uuid` : sql`m.slug = ${meshRef}`;
-  const rows = await tx.rows<HelloMember>(sql`
-    SELECT m.id AS "meshId", mb.id AS "memberId", mb.display_name AS "displayName", mb.role,
-           mb.revoked_at IS NOT NULL AS revoked
-    FROM meshes m JOIN members mb ON mb.mesh_id = m.id AND mb.pubkey = ${pubkey}
-    WHERE ${meshMatch}`);
-  return rows[0] ?? null;
-}
+export type HelloVerdict = "ok" | "timestamp_skew" | "unauthorized" | "replayed";
 
-/** Milliseconds between a signed timestamp and the database's clock, the one clock every instance shares. */
-export async function skewFromDatabaseClock(tx: Executor, timestampMs: number): Promise<number> {
-  const rows = await tx.rows<{ skewMs: number }>(sql`
-    SELECT abs(extract(epoch FROM clock_timestamp()) * 1000 - ${timestampMs}::float8)::float8 AS "skewMs"`);
-  return rows[0]?.skewMs ?? Number.POSITIVE_INFINITY;
+export interface ResolvedHello {
+  idx: number;
+  verdict: HelloVerdict;
+  meshId: string | null;
+  memberId: string | null;
+  displayName: string | null;
+  role: "member" | "observer" | null;
+  /** A hook signal that waited for this presence (taken: it is gone from the table). */
+  pending: "idle" | "working" | null;
 }
 
 /**
- * False when this signature was accepted before (by any instance). It is kept
- * until its own timestamp plus keepMs: after that the clock window refuses it
- * anyway, by the same database clock.
+ * Enrols the pubkeys of JWT hellos that are not members yet, in the mesh the
+ * hello names when the token names the same one. A pubkey already enrolled,
+ * revoked or not, is left as it is: a revoked one is refused by resolveHellos.
  */
-export async function recordHelloSignature(tx: Executor, signature: string, timestampMs: number, keepMs: number): Promise<boolean> {
-  const rows = await tx.rows(sql`
-    INSERT INTO hello_replays (signature, expires_at)
-    VALUES (${signature}, to_timestamp((${timestampMs}::float8 + ${keepMs}::float8) / 1000))
-    ON CONFLICT (signature) DO NOTHING
-    RETURNING signature`);
-  return rows.length === 1;
+export async function enrolVouched(tx: Executor, vouched: VouchedPubkey[]): Promise<void> {
+  if (vouched.length === 0) return;
+  const input = vouched.map((v) => ({ ...v, meshIsUuid: UUID.test(v.meshRef) }));
+  await tx.rows(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name, tags, role)
+    SELECT m.id, q.pubkey, q."displayName", ARRAY(SELECT jsonb_array_elements_text(q.tags)), 'member'
+    FROM jsonb_to_recordset(${jsonParam(input)})
+      AS q("meshRef" text, "meshIsUuid" boolean, "claimMesh" text, pubkey text, "displayName" text, tags jsonb)
+    JOIN LATERAL (
+      SELECT id, slug FROM meshes
+      WHERE CASE WHEN q."meshIsUuid" THEN id = q."meshRef"::uuid ELSE slug = q."meshRef" END
+      LIMIT 1
+    ) m ON true
+    WHERE m.id::text = q."claimMesh" OR m.slug = q."claimMesh"
+    ON CONFLICT (mesh_id, pubkey) DO NOTHING`);
 }
 
-/** Serialises hellos into one mesh, so the capacity count is exact across instances. */
-export async function lockMesh(tx: Executor, meshId: string): Promise<void> {
-  await tx.rows(sql`SELECT id FROM meshes WHERE id = ${meshId} FOR NO KEY UPDATE`);
+/**
+ * Checks each hello against the database's clock (the one clock all
+ * instances share) and the directory, records the signatures of those that
+ * pass in the replay guard (kept until their own timestamp plus keepMs, when
+ * the clock window refuses them anyway), and takes the hook signals waiting
+ * for them (the newest one wins). A JWT hello has no clock window and no
+ * replay guard (its token was checked before); it must name the mesh of its
+ * token's `mesh` claim.
+ */
+export async function resolveHellos(
+  tx: Executor,
+  hellos: HelloRequest[],
+  windowMs: number,
+  keepMs: number,
+): Promise<ResolvedHello[]> {
+  if (hellos.length === 0) return [];
+  const input = hellos.map((h) => ({ ...h, meshIsUuid: UUID.test(h.meshRef) }));
+  return tx.rows<ResolvedHello>(sql`
+    WITH q AS (
+      SELECT * FROM jsonb_to_recordset(${jsonParam(input)})
+        AS q(idx int, "meshRef" text, "meshIsUuid" boolean, pubkey text, "sessionId" text, pid int, cwd text,
+             timestamp float8, signature text, "claimMesh" text)
+      LIMIT ${hellos.length}
+    ),
+    found AS (
+      SELECT q.*, m.id AS mesh_id, mb.id AS member_id, mb.display_name, mb.role,
+             -- A revoked member, or a token for another mesh than the hello's.
+             mb.revoked_at IS NOT NULL
+               OR (q."claimMesh" IS NOT NULL AND m.id::text <> q."claimMesh" AND m.slug <> q."claimMesh") AS barred,
+             q.signature IS NOT NULL AND abs(extract(epoch FROM clock_timestamp()) * 1000 - q.timestamp) > ${windowMs} AS skewed
+      FROM q
+      LEFT JOIN LATERAL (
+        SELECT id, slug FROM meshes
+        WHERE CASE WHEN q."meshIsUuid" THEN id = q."meshRef"::uuid ELSE slug = q."meshRef" END
+        LIMIT 1
+      ) m ON true
+      LEFT JOIN members mb ON mb.mesh_id = m.id AND mb.pubkey = q.pubkey
+    ),
+    recorded AS (
+      INSERT INTO hello_replays (signature, expires_at)
+      SELECT signature, to_timestamp((timestamp + ${keepMs}) / 1000) FROM found
+      WHERE signature IS NOT NULL AND NOT skewed AND member_id IS NOT NULL AND NOT barred
+      ON CONFLICT (signature) DO NOTHING
+      RETURNING signature
+    ),
+    admitted AS (
+      SELECT f.* FROM found f JOIN recorded r ON r.signature = f.signature
+      UNION ALL
+      SELECT f.* FROM found f WHERE f.signature IS NULL AND f.member_id IS NOT NULL AND NOT f.barred
+    ),
+    taken AS (
+      DELETE FROM pending_hook_statuses ph
+      USING admitted a
+      WHERE ph.member_id = a.member_id AND ph.expires_at > now()
+        AND ${pendingSignalMatches("ph", { sessionId: sql`a."sessionId"`, pid: sql`a.pid`, cwd: sql`a.cwd` })}
+      RETURNING a.idx, ph.status, ph.id
+    )
+    SELECT f.idx,
+           CASE WHEN f.skewed THEN 'timestamp_skew'
+                WHEN f.member_id IS NULL OR f.barred THEN 'unauthorized'
+                WHEN a.idx IS NULL THEN 'replayed'
+                ELSE 'ok' END AS verdict,
+           f.mesh_id AS "meshId", f.member_id AS "memberId", f.display_name AS "displayName", f.role,
+           (SELECT t.status FROM taken t WHERE t.idx = f.idx ORDER BY t.id DESC LIMIT 1) AS pending
+    FROM found f LEFT JOIN admitted a ON a.idx = f.idx
+    ORDER BY f.idx`);
+}
+
+/** Serialises hellos into the same meshes, so capacity counts are exact across instances. Locked in id order. */
+export async function lockMeshes(tx: Executor, meshIds: string[]): Promise<void> {
+  if (meshIds.length === 0) return;
+  await tx.rows(sql`
+    SELECT id FROM meshes WHERE id = ANY (${uuidArray(meshIds)}) ORDER BY id FOR NO KEY UPDATE`);
 }

@@ -8,3 +8,9 @@ export const BUS_CHANNEL = "switchboard_wake";
 export async function notify(tx: Executor, payload: string): Promise<void> {
   await tx.rows(sql`SELECT pg_notify(${BUS_CHANNEL}, ${payload})`);
 }
+
+/**
+ * Postgres refuses payloads of 8000 bytes or more: past this many member ids
+ * a notification of new work names the meshes instead (services/bus.ts).
+ */
+export const MAX_NOTIFIED_MEMBERS = 150;

@@ -28,38 +28,63 @@ export interface PresenceRef {
   instanceId: string;
 }
 
-/** Ends the live presence of this member and session, if any; returns it. */
-export async function endSession(tx: Executor, memberId: string, sessionId: string): Promise<PresenceRef | null> {
-  const rows = await tx.rows<PresenceRef>(sql`
-    UPDATE presences SET disconnected_at = now()
-    WHERE member_id = ${memberId} AND session_id = ${sessionId} AND disconnected_at IS NULL
-    RETURNING id, instance_id AS "instanceId"`);
-  return rows[0] ?? null;
+export interface EndedSession extends PresenceRef {
+  memberId: string;
+  sessionId: string;
 }
 
-// Inserts the presence only while the mesh is under its cap, and writes its
-// audit row, in one statement. The caller holds the mesh's row lock, so the
-// count is exact; false means the mesh is full.
-export async function insertPresenceWithinCap(
+/** Ends the live presences of these members' sessions, if any; returns them. */
+export async function endSessions(tx: Executor, sessions: Array<{ memberId: string; sessionId: string }>): Promise<EndedSession[]> {
+  if (sessions.length === 0) return [];
+  return tx.rows<EndedSession>(sql`
+    UPDATE presences p SET disconnected_at = now()
+    FROM jsonb_to_recordset(${jsonParam(sessions)}) AS s("memberId" uuid, "sessionId" text)
+    WHERE p.member_id = s."memberId" AND p.session_id = s."sessionId" AND p.disconnected_at IS NULL
+    RETURNING p.id, p.instance_id AS "instanceId", p.member_id AS "memberId", p.session_id AS "sessionId"`);
+}
+
+// Inserts new presences only while their mesh stays under its cap, and
+// writes their audit rows, in one statement. The caller holds the meshes' row
+// locks, so the counts are exact. Presences that replace one (whose slot the
+// caller freed) come first, the others in the order given. Returns the ids of
+// the presences inserted; a missing one found its mesh full.
+export async function insertPresencesWithinCap(
   tx: Executor,
-  p: NewPresence,
+  presences: Array<NewPresence & { replaced: string | null }>,
   maxLive: number,
-  auditMeta: Record<string, string | null>,
-): Promise<boolean> {
-  const rows = await tx.rows(sql`
-    WITH inserted AS (
+): Promise<Set<string>> {
+  if (presences.length === 0) return new Set();
+  const rows = await tx.rows<{ id: string }>(sql`
+    WITH q AS (
+      SELECT q.*, row_number() OVER (PARTITION BY q."meshId" ORDER BY (q.replaced IS NULL), q.ord) AS rank
+      FROM jsonb_to_recordset(${jsonParam(presences.map((p, ord) => ({ ...p, ord })))})
+        AS q(ord int, id uuid, "meshId" uuid, "memberId" uuid, "instanceId" text, "sessionId" text, pid int, cwd text,
+             "displayName" text, status text, "statusSource" text, "statusIsSignal" boolean, replaced uuid)
+    ),
+    live AS (
+      SELECT p.mesh_id, count(*) AS n FROM presences p
+      WHERE p.mesh_id IN (SELECT "meshId" FROM q) AND p.disconnected_at IS NULL
+      GROUP BY p.mesh_id
+    ),
+    inserted AS (
       INSERT INTO presences (id, mesh_id, member_id, instance_id, session_id, pid, cwd, display_name,
                              status, status_source, status_updated_at)
-      SELECT ${p.id}::uuid, ${p.meshId}::uuid, ${p.memberId}::uuid, ${p.instanceId}, ${p.sessionId}, ${p.pid}::int,
-             ${p.cwd}, ${p.displayName}, ${p.status}, ${p.statusSource},
-             CASE WHEN ${p.statusIsSignal}::boolean THEN now() ELSE to_timestamp(0) END
-      WHERE (SELECT count(*) FROM presences WHERE mesh_id = ${p.meshId}::uuid AND disconnected_at IS NULL) < ${maxLive}
+      SELECT q.id, q."meshId", q."memberId", q."instanceId", q."sessionId", q.pid, q.cwd, q."displayName",
+             q.status, q."statusSource", CASE WHEN q."statusIsSignal" THEN now() ELSE to_timestamp(0) END
+      FROM q LEFT JOIN live l ON l.mesh_id = q."meshId"
+      WHERE coalesce(l.n, 0) + q.rank <= ${maxLive}
+      ORDER BY q.ord
       RETURNING id, mesh_id, member_id
+    ),
+    audited AS (
+      INSERT INTO audit_log (event, mesh_id, member_id, meta)
+      SELECT 'connect', i.mesh_id, i.member_id,
+             jsonb_build_object('presenceId', i.id, 'sessionId', q."sessionId", 'instanceId', q."instanceId",
+                                'replaced', q.replaced)
+      FROM inserted i JOIN q ON q.id = i.id
     )
-    INSERT INTO audit_log (event, mesh_id, member_id, meta)
-    SELECT 'connect', mesh_id, member_id, ${jsonParam(auditMeta)} FROM inserted
-    RETURNING id`);
-  return rows.length === 1;
+    SELECT id FROM inserted`);
+  return new Set(rows.map((r) => r.id));
 }
 
 /** Marks presences gone and puts what was leased to them back in the queue; returns their members. */

@@ -4,7 +4,7 @@
 // what to write live in services/status/rules.ts.
 import type { Executor } from "@switchboard/db";
 import type { Status, StatusSource } from "@switchboard/protocol";
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import { unique } from "./sql.ts";
 
 export interface LockedStatus {
@@ -75,22 +75,14 @@ export async function keepPendingSignal(
 }
 
 /**
- * Takes the newest unexpired signal that matches a connecting presence, and
- * drops the ones it supersedes. As the live lookup: by session, else by pid
- * and cwd. The pid+cwd match holds even when the signal names a session: a
- * hook pipes Claude Code's session_id, which a peer that only knows its
- * parent's pid and cwd does not have.
+ * Whether the pending signal `ph` is about a connecting presence: by its
+ * session, else by its pid and cwd. The pid+cwd match holds even when the
+ * signal names a session: a hook pipes Claude Code's session_id, which a peer
+ * that only knows its parent's pid and cwd does not have. (Used by the hello
+ * admission in store/hello.ts, which takes the matching signals.)
  */
-export async function takePendingSignal(
-  tx: Executor,
-  presence: { memberId: string; sessionId: string; pid: number | null; cwd: string | null },
-): Promise<"idle" | "working" | null> {
-  const rows = await tx.rows<{ status: "idle" | "working"; id: number | string }>(sql`
-    DELETE FROM pending_hook_statuses
-    WHERE member_id = ${presence.memberId} AND expires_at > now()
-      AND (session_id = ${presence.sessionId}
-           OR (cwd = ${presence.cwd} AND (pid IS NULL OR pid = ${presence.pid})))
-    RETURNING status, id`);
-  const newest = [...rows].sort((a, b) => Number(b.id) - Number(a.id))[0];
-  return newest?.status ?? null;
+export function pendingSignalMatches(ph: string, presence: { sessionId: SQL; pid: SQL; cwd: SQL }): SQL {
+  const col = (name: string) => sql.raw(`${ph}.${name}`);
+  return sql`(${col("session_id")} = ${presence.sessionId}
+    OR (${col("cwd")} = ${presence.cwd} AND (${col("pid")} IS NULL OR ${col("pid")} = ${presence.pid})))`;
 }

@@ -23,6 +23,8 @@ export interface PumpOptions {
 export class DeliveryPump {
   private readonly due = new Set<string>();
   private running: Promise<void> | null = null;
+  /** The claim-and-hand round under way, if any: leases written by a send wait for it (see handLeased). */
+  private round: Promise<void> | null = null;
   private stopped = false;
   private readonly acks;
 
@@ -50,6 +52,25 @@ export class DeliveryPump {
     presence.window.settled(messageIds);
     await Promise.all(messageIds.map((messageId) => this.acks.submit({ memberId: presence.memberId, messageId })));
     this.schedule([presence.memberId]);
+  }
+
+  /** This instance's presences that cannot take pushes now: a send must not lease to them. */
+  unavailable(): string[] {
+    return this.presences
+      .all()
+      .filter((p) => p.ended || p.congestedSince !== null || p.window.room() <= 0)
+      .map((p) => p.presenceId);
+  }
+
+  /**
+   * Pushes deliveries a send wrote already leased to local presences. A claim
+   * round under way may hold older deliveries of the same recipients; they
+   * go out first, so per-sender order holds.
+   */
+  async handLeased(leased: LeasedDelivery[]): Promise<void> {
+    if (leased.length === 0) return;
+    while (this.round) await this.round;
+    await this.hand(leased);
   }
 
   /** The presence's socket caught up with its buffer: it may take pushes again. */
@@ -82,15 +103,23 @@ export class DeliveryPump {
         const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
         for (const m of members) this.due.delete(m);
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
-        let leased: LeasedDelivery[];
-        try {
-          leased = await retryTransient(() => claimForPresences(this.db.relaxed, requests, this.options.leaseSeconds));
-        } catch (error) {
-          // The database is away: the catch-up sweep retries these members.
-          this.log.error({ err: error, members: members.length }, "claim failed");
-          return;
-        }
-        await this.hand(leased);
+        let leased: LeasedDelivery[] = [];
+        let claimed = true;
+        const round = (async () => {
+          try {
+            leased = await retryTransient(() => claimForPresences(this.db.relaxed, requests, this.options.leaseSeconds));
+          } catch (error) {
+            // The database is away: the catch-up sweep retries these members.
+            this.log.error({ err: error, members: members.length }, "claim failed");
+            claimed = false;
+            return;
+          }
+          await this.hand(leased);
+        })();
+        this.round = round;
+        await round;
+        this.round = null;
+        if (!claimed) return;
         // A claim that filled a presence's room may have left more behind.
         const taken = new Map<string, number>();
         for (const d of leased) taken.set(d.presenceId, (taken.get(d.presenceId) ?? 0) + 1);

@@ -7,7 +7,7 @@
 //   expireWorkingStatus (store/status.ts), run by the sweeper;
 // - which presence a hook signal is about (session id, else pid+cwd, else the
 //   newest with that cwd), and the same match for a signal kept until its
-//   presence connects: findPresenceForSignal, takePendingSignal (store/status.ts);
+//   presence connects: findPresenceForSignal, pendingSignalMatches (store/status.ts);
 // - a hook event name → status: hookStatus (packages/protocol, the contract).
 import { hookStatus, type HookBody, type Status, type StatusSource } from "@switchboard/protocol";
 

@@ -1,11 +1,16 @@
-// Enqueue: a batch of sends becomes messages and their deliveries (state
-// `queued`), in one statement, so one commit (and one round trip) makes every
-// message, delivery and audit row of the batch durable together.
+// Enqueue: a batch of sends becomes messages and their deliveries, in one
+// statement, so one commit (and one round trip) makes every message and
+// delivery of the batch durable together. A delivery whose recipient has a
+// presence on the sending instance that may take it now is written already
+// leased to that presence, so its push needs no claim; one that would
+// overtake older queued work it could also take stays queued.
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
+import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
-import { jsonParam } from "../sql.ts";
+import { isoTime, jsonParam, uuidArray } from "../sql.ts";
+import { receivable } from "./eligibility.ts";
 
 export interface NewMessage {
   id: string;
@@ -33,15 +38,35 @@ export interface EnqueuedSend {
   priorRecipients: number;
   /** JSON array of the recipients' member ids. */
   recipients: string;
+  /** JSON array of the deliveries written leased: [{memberId, presenceId, seq}]. */
+  leased: string;
+  /** When the messages were stored (ISO-8601 UTC), the same for the whole batch. */
+  createdAt: string;
+  /** 1 when the statement notified the other instances. */
+  notified: number;
+}
+
+/** Where the sending instance can push at once: its own presences, but for those that cannot take pushes now. */
+export interface LocalHolders {
+  instanceId: string;
+  /** Presences of the instance that are backed up or whose push window is full. */
+  unavailable: string[];
+  leaseSeconds: number;
+  /**
+   * Whether to tell the other instances of the deliveries written queued, by
+   * a NOTIFY in this very statement (it goes out with its commit: no second
+   * round trip, no second commit).
+   */
+  notify: boolean;
 }
 
 // Data-modifying CTEs run to completion whether or not the final SELECT reads
-// them. A retried client id inserts nothing (ON CONFLICT) and reports the
+// them. (No audit row per send: the messages table itself is that record.) A retried client id inserts nothing (ON CONFLICT) and reports the
 // message an earlier statement stored; a repeat within this very batch sees
 // no prior row (one snapshot) and is matched to its sibling by the caller.
 // The JSON input is capped with LIMIT n so the planner knows how few rows it
 // holds and probes indexes instead of hashing whole tables.
-export async function enqueueSends(db: Executor, messages: NewMessage[]): Promise<EnqueuedSend[]> {
+export async function enqueueSends(db: Executor, messages: NewMessage[], holders: LocalHolders): Promise<EnqueuedSend[]> {
   if (messages.length === 0) return [];
   return db.rows<EnqueuedSend>(sql`
     WITH q AS (
@@ -65,22 +90,55 @@ export async function enqueueSends(db: Executor, messages: NewMessage[]): Promis
       ON CONFLICT (sender_member_id, client_id) DO NOTHING
       RETURNING id
     ),
-    enqueued AS (
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
-      SELECT w.id, r.member_id, w.priority, now() + make_interval(secs => w."ttlSeconds")
-      FROM writable w JOIN inserted i ON i.id = w.id JOIN recipients r ON r.idx = w.idx
-      ORDER BY w.idx, r.member_id
+    direct AS (
+      SELECT DISTINCT ON (w.idx, r.member_id) w.idx, r.member_id, p.id AS presence_id
+      FROM writable w
+      JOIN recipients r ON r.idx = w.idx
+      JOIN presences p ON p.member_id = r.member_id AND p.disconnected_at IS NULL
+        AND p.instance_id = ${holders.instanceId} AND p.id <> ALL (${uuidArray(holders.unavailable)})
+        AND ${receivable(sql`p.status`, sql`w.priority`)}
+      WHERE NOT EXISTS (
+        SELECT 1 FROM deliveries d
+        WHERE d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.expires_at > now()
+          AND ${receivable(sql`p.status`, sql`d.priority`)})
+      ORDER BY w.idx, r.member_id, (p.status = 'idle') DESC, p.id
     ),
-    audited AS (
-      INSERT INTO audit_log (event, mesh_id, member_id, meta)
-      SELECT 'send', w."meshId", w."senderId",
-             jsonb_build_object('messageId', w.id, 'targetSpec', w."targetSpec", 'priority', w.priority,
-                                'recipients', (SELECT count(*) FROM recipients r WHERE r.idx = w.idx))
-      FROM writable w JOIN inserted i ON i.id = w.id
+    enqueued AS (
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at,
+                              state, lease_presence_id, lease_expires_at, attempt, delivered_at)
+      SELECT w.id, r.member_id, w.priority, now() + make_interval(secs => w."ttlSeconds"),
+             CASE WHEN dl.presence_id IS NULL THEN 'queued' ELSE 'leased' END,
+             dl.presence_id,
+             CASE WHEN dl.presence_id IS NULL THEN NULL ELSE now() + make_interval(secs => ${holders.leaseSeconds}) END,
+             CASE WHEN dl.presence_id IS NULL THEN 0 ELSE 1 END,
+             CASE WHEN dl.presence_id IS NULL THEN NULL ELSE now() END
+      FROM writable w
+      JOIN inserted i ON i.id = w.id
+      JOIN recipients r ON r.idx = w.idx
+      LEFT JOIN direct dl ON dl.idx = w.idx AND dl.member_id = r.member_id
+      ORDER BY w.idx, r.member_id
+      RETURNING id, message_id, recipient_member_id, lease_presence_id
+    ),
+    notified AS (
+      SELECT pg_notify(${BUS_CHANNEL}, CASE
+               WHEN count(DISTINCT e.recipient_member_id) <= ${MAX_NOTIFIED_MEMBERS}
+                 THEN json_build_object('members', json_agg(DISTINCT e.recipient_member_id))::text
+               ELSE json_build_object('meshes', json_agg(DISTINCT w."meshId"))::text
+             END)
+      FROM enqueued e JOIN writable w ON w.id = e.message_id
+      WHERE ${holders.notify} AND e.lease_presence_id IS NULL
+      HAVING count(*) > 0
     )
     SELECT r.idx, r.known, w.id IS NOT NULL AS "senderLive", i.id IS NOT NULL AS inserted, prior.id AS "priorId",
            coalesce((SELECT count(*) FROM deliveries d WHERE d.message_id = prior.id), 0)::int AS "priorRecipients",
-           coalesce((SELECT json_agg(x.member_id) FROM recipients x WHERE x.idx = r.idx), '[]')::text AS recipients
+           coalesce((SELECT json_agg(x.member_id) FROM recipients x WHERE x.idx = r.idx), '[]')::text AS recipients,
+           coalesce((
+             SELECT json_agg(json_build_object('memberId', e.recipient_member_id, 'presenceId', e.lease_presence_id,
+                                               'seq', e.id::float8))
+             FROM enqueued e WHERE e.message_id = i.id AND e.lease_presence_id IS NOT NULL
+           ), '[]')::text AS leased,
+           ${isoTime("now()")} AS "createdAt",
+           (SELECT count(*) FROM notified)::int AS notified
     FROM routed r
     LEFT JOIN writable w ON w.idx = r.idx
     LEFT JOIN inserted i ON i.id = r.id

@@ -1,0 +1,76 @@
+// Hellos arriving together are admitted together (one transaction per
+// batch): each still gets exactly the answer it would alone — a session
+// replaced by a later hello of the same session, a full mesh refusing the
+// rest, a replacement never refused for capacity.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  AdminClient,
+  freshBackend,
+  PeerError,
+  setupMesh,
+  spawnBroker,
+  TestPeer,
+  type BrokerProcess,
+  type SetupMember,
+  type TestBackend,
+} from "@switchboard/testkit";
+
+const ADMIN_TOKEN = "hello-batch-admin-token-01234";
+
+describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
+  let backend: TestBackend;
+  let broker: BrokerProcess;
+  let admin: AdminClient;
+  beforeAll(async () => {
+    backend = await freshBackend();
+    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, MAX_CONNECTIONS_PER_MESH: "10" });
+    admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await backend?.dispose();
+  });
+
+  test("twelve simultaneous hellos of one session: all admitted, each replacing the one before; one stays", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const member = members[0]!;
+    // Distinct timestamps: the same hello twice would be a replay.
+    const now = Date.now();
+    const peers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId: mesh.id, sessionId: "one", timestamp: now + i }),
+      ),
+    );
+    const live = await admin.peers(mesh.id);
+    expect(live.map((p) => p.sessionId)).toEqual(["one"]);
+    const survivor = peers.find((p) => p.helloAck?.presenceId === live[0]!.presenceId);
+    expect(survivor).toBeDefined();
+    const closes = await Promise.all(peers.filter((p) => p !== survivor).map((p) => p.closed));
+    expect(closes.map((c) => c.code)).toEqual(Array.from({ length: 11 }, () => 4000));
+    await survivor!.close();
+  });
+
+  test("a mesh one short of full: of three new hellos and one replacing a live session, the replacement and one new get in", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: 13 });
+    const [old, ...rest] = members as [SetupMember, ...SetupMember[]];
+    const filling = rest.slice(0, 8);
+    const newcomers = rest.slice(8, 11);
+    const first = await TestPeer.connect(broker.wsUrl, { identity: old.identity, meshId: mesh.id, sessionId: "keep" });
+    const fill = await Promise.all(filling.map((m) => TestPeer.connect(broker.wsUrl, { identity: m.identity, meshId: mesh.id })));
+    // 9 of 10 live. Now together: three newcomers and the old member's session again.
+    const attempts = await Promise.allSettled([
+      ...newcomers.map((m) => TestPeer.connect(broker.wsUrl, { identity: m.identity, meshId: mesh.id })),
+      TestPeer.connect(broker.wsUrl, { identity: old.identity, meshId: mesh.id, sessionId: "keep" }),
+    ]);
+    const replacement = attempts[3]!;
+    expect(replacement.status).toBe("fulfilled");
+    const admittedNew = attempts.slice(0, 3).filter((a) => a.status === "fulfilled");
+    const refusedNew = attempts.slice(0, 3).flatMap((a) => (a.status === "rejected" ? [(a.reason as PeerError).code] : []));
+    expect(admittedNew.length).toBe(1);
+    expect(refusedNew).toEqual(["capacity", "capacity"]);
+    expect((await first.closed).code).toBe(4000);
+    expect((await admin.peers(mesh.id)).length).toBe(10);
+    for (const a of attempts) if (a.status === "fulfilled") await a.value.close();
+    for (const p of fill) await p.close();
+  });
+});

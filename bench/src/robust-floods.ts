@@ -1,0 +1,163 @@
+// Floods of every kind against one broker at its default limits, while a
+// probe pair measures send→push latency: memory, /health and the probe's
+// latency against idle are reported for each.
+import {
+  filler,
+  pipelined,
+  rawPresence,
+  RawUpgradeRefused,
+  RawWebSocket,
+  rssPeak,
+  setupMesh,
+  type SetupMember,
+} from "@switchboard/testkit";
+import { MB, stage, type Size } from "./robust-stage.ts";
+import { summarize } from "./stats.ts";
+
+/** Two raw presences: one sends a timestamped message every 20 ms, the other reports send→push latencies. */
+function latencyProbe(wsUrl: string, meshId: string, from: SetupMember, to: SetupMember) {
+  let sender: RawWebSocket | null = null;
+  let receiver: RawWebSocket | null = null;
+  let timer: Timer | undefined;
+  const samples: Array<{ at: number; ms: number }> = [];
+  let read = 0;
+  return {
+    async start() {
+      receiver = await rawPresence(wsUrl, meshId, to.identity);
+      sender = await rawPresence(wsUrl, meshId, from.identity);
+      timer = setInterval(() => {
+        sender!.sendJson({ type: "send", targetSpec: to.pubkey, nonce: "probe", ciphertext: String(performance.now()) });
+        for (; read < receiver!.messages.length; read++) {
+          const m = receiver!.messages[read]!;
+          if (!m.startsWith('{"type":"push"')) continue;
+          const push = JSON.parse(m) as { messageId: string; ciphertext: string };
+          samples.push({ at: performance.now(), ms: performance.now() - Number(push.ciphertext) });
+          receiver!.sendJson({ type: "client_ack", messageIds: [push.messageId] });
+        }
+      }, 20);
+    },
+    /** p50 of the latencies seen since `since` (performance.now()). */
+    p50Since(since: number): number {
+      return summarize(samples.filter((s) => s.at >= since).map((s) => s.ms)).p50;
+    },
+    stop() {
+      clearInterval(timer);
+      sender?.destroy();
+      receiver?.destroy();
+    },
+  };
+}
+
+export interface FloodReport {
+  name: string;
+  count: number;
+  brokerRssPeakGrowthMB: number;
+  probeP50Ms: number;
+  /** Probe p50 during the flood over probe p50 at idle. */
+  probeRatio: number;
+  healthDuring: number;
+  detail: Record<string, number>;
+}
+
+// The broker's default limits: the floods meet them as an attacker would.
+export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floods: FloodReport[] }> {
+  const s = await stage({});
+  const full = size === "full";
+  try {
+    const { mesh, members } = await setupMesh(s.admin, { members: 4 });
+    const [a, b, probeFrom, probeTo] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
+    const probe = latencyProbe(s.broker.wsUrl, mesh.id, probeFrom, probeTo);
+    await probe.start();
+    const idleFrom = performance.now();
+    await Bun.sleep(full ? 5000 : 1000);
+    const idle = probe.p50Since(idleFrom);
+    const results: FloodReport[] = [];
+
+    const run = async (name: string, count: number, flood: () => Promise<Record<string, number>>) => {
+      const from = performance.now();
+      const peak = rssPeak(s.broker.pid);
+      let health = 200;
+      const healthCheck = setInterval(() => {
+        fetch(`${s.broker.url}/health`)
+          .then((r) => {
+            if (r.status !== 200) health = r.status;
+          })
+          .catch(() => (health = 0));
+      }, 250);
+      const detail = await flood();
+      clearInterval(healthCheck);
+      const p50 = probe.p50Since(from);
+      results.push({
+        name,
+        count,
+        brokerRssPeakGrowthMB: Math.round(peak.stop() / MB),
+        probeP50Ms: Math.round(p50 * 100) / 100,
+        probeRatio: Math.round((p50 / idle) * 100) / 100,
+        healthDuring: health,
+        detail,
+      });
+    };
+
+    const sends = full ? 3000 : 100;
+    await run("pipelined sends of 60 KB", sends, async () => {
+      const ws = await rawPresence(s.broker.wsUrl, mesh.id, a.identity);
+      const acks = await pipelined(
+        ws,
+        Array.from({ length: sends }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(60_000) })),
+        600_000,
+      );
+      ws.destroy();
+      return { acked: acks.filter((x) => x.type === "ack").length };
+    });
+
+    const ackFrames = full ? 300 : 30;
+    await run("client_ack frames of 1,000 ids", ackFrames, async () => {
+      const ws = await rawPresence(s.broker.wsUrl, mesh.id, a.identity);
+      // Acks have no reply unless refused: a ping behind them marks the end.
+      for (let i = 0; i < ackFrames; i++) {
+        ws.sendJson({ type: "client_ack", messageIds: Array.from({ length: 1000 }, () => crypto.randomUUID()) });
+      }
+      await pipelined(ws, [{ type: "ping" }], 600_000);
+      const rateLimited = ws.messages.filter((m) => m.includes('"rate_limited"')).length;
+      ws.destroy();
+      return { rateLimited };
+    });
+
+    const pings = full ? 100_000 : 2000;
+    await run("pipelined control frames", pings, async () => {
+      const ws = await rawPresence(s.broker.wsUrl, mesh.id, a.identity);
+      const answers = await pipelined(ws, Array.from({ length: pings }, () => ({ type: "ping" })), 600_000);
+      ws.destroy();
+      return {
+        pongs: answers.filter((x) => x.type === "pong").length,
+        rateLimited: answers.filter((x) => x.code === "rate_limited").length,
+      };
+    });
+
+    const sockets = full ? 10_000 : 200;
+    await run("sockets that never say hello", sockets, async () => {
+      const open: RawWebSocket[] = [];
+      let refused = 0;
+      for (let i = 0; i < sockets; i += 100) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(100, sockets - i) }, () =>
+            RawWebSocket.open(s.broker.wsUrl).catch((error: unknown) => {
+              if (error instanceof RawUpgradeRefused) refused++;
+              return null;
+            }),
+          ),
+        );
+        for (const ws of batch) if (ws) open.push(ws);
+      }
+      const opened = open.length;
+      for (const ws of open) ws.destroy();
+      return { opened, refused };
+    });
+
+    probe.stop();
+    return { idleProbeP50Ms: Math.round(idle * 100) / 100, floods: results };
+  } finally {
+    await s.close();
+  }
+}
+

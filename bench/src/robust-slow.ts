@@ -1,0 +1,67 @@
+// A reader that stops reading while small and large messages are sent to it,
+// then reads again: everything must arrive, in order, none by a lease expiry.
+import { ackAll, filler, firstPushes, pipelined, rawPresence, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
+import { MB, metric, stage, UNLIMITED, until, type Size } from "./robust-stage.ts";
+
+export interface SlowConsumerReport {
+  messages: number;
+  megabytes: number;
+  allArrivedInOrder: boolean;
+  pushesUnwritten: number;
+  redeliveries: number;
+  brokerRssPeakGrowthMB: number;
+  drainSeconds: number;
+}
+
+/** A reader stops reading while small and large messages are sent to it, then reads again. */
+export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
+  const small = size === "full" ? 20_000 : 400;
+  const large = size === "full" ? 600 : 40;
+  // No push may come back by a lease running out: delivery must not depend on it.
+  const s = await stage({ LEASE_SECONDS: "3600", STALLED_PRESENCE_SECONDS: "3600", SEND_RATE_LIMIT_PER_MIN: UNLIMITED });
+  try {
+    const { mesh, members } = await setupMesh(s.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const reader = await rawPresence(s.broker.wsUrl, mesh.id, b.identity);
+    reader.pause();
+    const writer = await rawPresence(s.broker.wsUrl, mesh.id, a.identity);
+    const unwrittenBefore = await metric(s.broker, "broker_pushes_unwritten_total");
+    const redeliveredBefore = await metric(s.broker, "broker_redeliveries_total");
+    const peak = rssPeak(s.broker.pid);
+    const frames = [
+      ...Array.from({ length: large }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(60_000) })),
+      ...Array.from({ length: small }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(4096) })),
+    ];
+    const acks = await pipelined(writer, frames, 600_000);
+    const sent = acks.map((ack) => String(ack.messageId));
+    await until(async () => (await metric(s.broker, "broker_presences_congested")) > 0, 60_000, "the reader to be congested");
+    const resumed = performance.now();
+    reader.resume();
+    const acked = new Set<string>();
+    await reader.waitFor(
+      () => {
+        ackAll(reader, acked);
+        return sent.every((id) => acked.has(id)) ? true : undefined;
+      },
+      600_000,
+      "every message at the reader",
+    );
+    const drainSeconds = (performance.now() - resumed) / 1000;
+    const grew = peak.stop();
+    const order = firstPushes(reader);
+    reader.destroy();
+    writer.destroy();
+    return {
+      messages: sent.length,
+      megabytes: Math.round((large * 60_000 + small * 4096) / MB),
+      allArrivedInOrder: order.length === sent.length && order.every((id, i) => id === sent[i]),
+      pushesUnwritten: (await metric(s.broker, "broker_pushes_unwritten_total")) - unwrittenBefore,
+      redeliveries: (await metric(s.broker, "broker_redeliveries_total")) - redeliveredBefore,
+      brokerRssPeakGrowthMB: Math.round(grew / MB),
+      drainSeconds: Math.round(drainSeconds * 10) / 10,
+    };
+  } finally {
+    await s.close();
+  }
+}
+

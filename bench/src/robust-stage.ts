@@ -1,0 +1,54 @@
+// What every part of the robustness benchmark starts from: its own Postgres
+// (fsync on), a broker on it, an admin client; and small helpers to read it.
+import {
+  AdminClient,
+  postgresBackend,
+  spawnBroker,
+  startPostgresCluster,
+  type BrokerProcess,
+  type PostgresCluster,
+  type TestBackend,
+} from "@switchboard/testkit";
+
+export type Size = "full" | "smoke";
+
+export const ADMIN_TOKEN = "robust-admin-token-0123456789";
+export const MB = 1024 * 1024;
+export const UNLIMITED = "100000000";
+
+export interface Stage {
+  cluster: PostgresCluster;
+  backend: TestBackend;
+  broker: BrokerProcess;
+  admin: AdminClient;
+  close(): Promise<void>;
+}
+
+export async function stage(env: Record<string, string>): Promise<Stage> {
+  const cluster = await startPostgresCluster({ fsync: true });
+  const backend = await postgresBackend(cluster.url());
+  const broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, ...env });
+  return {
+    cluster,
+    backend,
+    broker,
+    admin: new AdminClient(broker.url, ADMIN_TOKEN),
+    async close() {
+      await broker.stop();
+      await backend.dispose().catch(() => {});
+      await cluster.destroy();
+    },
+  };
+}
+
+export async function metric(broker: BrokerProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${broker.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(" ")[1] ?? 0);
+}
+
+export async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await Bun.sleep(100)) if (await check()) return;
+  throw new Error(`timed out waiting for ${what}`);
+}
+
