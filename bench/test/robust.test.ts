@@ -3,15 +3,11 @@
 // SIGKILLed under load. Its guarantees are checked here; its figures (memory,
 // latency ratios, recovery times) are the benchmark's to report.
 import { describe, expect, test } from "bun:test";
-import { findPgBin } from "@switchboard/testkit";
+import { ownPostgresTestsRun } from "@switchboard/testkit";
 import { runRobust } from "../src/robust.ts";
 
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-// Every part starts its own Postgres server: once per CI run is enough.
-const skip = !haveServer || (process.env.CI !== undefined && !process.env.DATABASE_URL);
-
-describe.skipIf(skip)("robustness, small", () => {
+// Every part starts its own Postgres server.
+describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
   test("nothing acked is lost or delivered twice; every hostile input answered; the broker stays up", async () => {
     const report = await runRobust("smoke");
     expect(report.slowConsumer.allArrivedInOrder).toBe(true);

@@ -1,112 +1,12 @@
-// A tiny run of every scenario, of the floor, of the JetStream comparison and
-// of the scaling run, so the harness cannot rot. Figures are not judged here
-// (that is the benchmark's job); completeness is: everything sent arrives,
-// once, and every ratio has both of its sides.
-import { describe, expect, test } from "bun:test";
-import { findPgBin } from "@switchboard/testkit";
-import { natsServerBinary } from "../src/jetstream/server.ts";
-import type { LoadResult } from "../src/plan.ts";
-import type { Ratio } from "../src/report.ts";
-import { runFloorReport, runJetStreamComparison, runScaling, runScenarioReport } from "../src/run.ts";
-import { scenarios } from "../src/scenarios.ts";
+// The benchmark smoke runs are split over the smoke-*.test.ts files, so that
+// the test run's workers take them side by side: together they must take
+// every run of the benchmark once, and each group must have its file.
+import { expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { allSmokeRuns, SMOKE_GROUPS } from "./support/smoke.ts";
 
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-const haveNats = natsServerBinary() !== null;
-if (!haveNats && process.env.CI) throw new Error("CI must provide nats-server (the JetStream comparison)");
-// CI runs the suite twice; the harness needs its own server, so once is enough.
-const skip = !haveServer || (process.env.CI !== undefined && !process.env.DATABASE_URL);
-
-/** Every acked message reached each of its recipients exactly once. */
-function expectComplete(load: LoadResult): void {
-  expect(load.counts.sent).toBeGreaterThan(0);
-  expect(load.counts.acked).toBe(load.counts.sent);
-  expect(load.counts.errors).toEqual({});
-  expect(load.counts.lost).toBe(0);
-  expect(load.counts.duplicates).toBe(0);
-  expect(load.counts.delivered).toBe(load.counts.expectedDeliveries);
-}
-
-/** Both sides of every ratio were measured. A sustained rate may be 0 on a loaded machine; a latency or a duration never is. */
-function expectMeasured(ratios: Ratio[]): void {
-  expect(ratios.length).toBeGreaterThan(0);
-  for (const r of ratios) {
-    expect(Number.isFinite(r.ours)).toBe(true);
-    if (r.metric === "rate") continue;
-    expect(r.theirs).toBeGreaterThan(0);
-    expect(Number.isFinite(r.ratio)).toBe(true);
-  }
-}
-
-describe.skipIf(skip)("benchmark smoke runs", () => {
-  for (const name of Object.keys(scenarios("smoke"))) {
-    test(name, async () => {
-      const scenario = scenarios("smoke")[name]!;
-      const report = await runScenarioReport(name, "smoke");
-      const { load } = report.switchboard;
-      if (load.kind === "connect") {
-        expect(load.counts.sent).toBe(0);
-        expect(load.counts.errors).toEqual({});
-      } else expectComplete(load);
-      expect(load.connect?.peers).toBe(scenario.meshes * scenario.membersPerMesh);
-      expect(report.switchboard.brokers.length).toBe(scenario.instances);
-      if (!scenario.embedded) {
-        expect(report.switchboard.rowsLeft.presences_live).toBe(0);
-        expect(report.switchboard.rowsLeft.deliveries_unacked).toBe(0);
-        expect(report.floor?.commitMs?.count).toBe(50);
-      }
-      if (name === "held") expect(load.held?.messages).toBe(500);
-      if (name === "throughput") expect(load.steps?.length).toBeGreaterThan(0);
-      // Every scenario's workload is also run through the relay, held messages excepted.
-      const relay = report.floor!.relay;
-      if (load.kind === "held") expect(relay).toBeUndefined();
-      else if (relay!.kind === "connect") expect(relay!.connect?.peers).toBe(load.connect?.peers);
-      else expectComplete(relay!);
-      expectMeasured(report.ratios);
-    });
-  }
-
-  test("floor", async () => {
-    const { floor } = await runFloorReport("smoke");
-    expectComplete(floor.relay!);
-    expectComplete(floor.relayMax);
-    // The closed loop's first window alone is 32 messages from each of the 10 peers.
-    expect(floor.relayMax.counts.delivered).toBeGreaterThanOrEqual(32 * 10);
-    expect(floor.commitMs?.count).toBe(50);
-    // The rows loop checks the table itself; it reports whole batches, every one acked.
-    expect(floor.rows!.messages).toBeGreaterThan(0);
-    expect(floor.rows!.messages % floor.rows!.batch).toBe(0);
-    expect(floor.message!.p50).toBeGreaterThan(floor.relay!.sendToPush.p50);
-    expect(floor.ceiling).toBeLessThanOrEqual(floor.rows!.messagesPerSecond);
-  });
-
-  test.skipIf(!haveNats)("jetstream", async () => {
-    const { comparisons } = await runJetStreamComparison("smoke", ["throughput"]);
-    expect(comparisons.length).toBe(1);
-    const [c] = comparisons;
-    expectComplete(c!.scenario.switchboard.load);
-    expect(c!.jetstream.length).toBeGreaterThan(0);
-    for (const js of c!.jetstream) {
-      expectComplete(js.load);
-      expect(js.load.steps?.length).toBeGreaterThan(0);
-      // A work-queue stream keeps a message until its consumer acks it.
-      expect(js.messagesLeft).toBe(0);
-      expect(js.settings.server).toMatch(/^nats-server \d+\.\d+\.\d+$/);
-    }
-    if (c!.switchboardFsyncOff) expectComplete(c!.switchboardFsyncOff.load);
-    expect(c!.ratios.length).toBe(c!.jetstream.length + (c!.switchboardFsyncOff ? 1 : 0));
-    for (const r of c!.ratios) expectMeasured(r.ratios);
-  });
-
-  test("scaling", async () => {
-    const report = await runScaling("smoke");
-    expect(report.runs.map((r) => r.run.instances)).toEqual([1, 2]);
-    for (const { run, ratios } of report.runs) {
-      expectComplete(run.load);
-      expect(run.brokers.length).toBe(run.instances);
-      expect(run.rowsLeft.deliveries_unacked).toBe(0);
-      expect(run.databaseCost!.rowWritesPerMessage).toBeGreaterThan(0);
-      expectMeasured(ratios);
-    }
-  });
+test("the smoke files together take every benchmark run once", () => {
+  expect(Object.values(SMOKE_GROUPS).flat().sort()).toEqual(allSmokeRuns().sort());
+  for (const group of Object.keys(SMOKE_GROUPS)) expect(existsSync(join(import.meta.dir, `smoke-${group}.test.ts`))).toBe(true);
 });

@@ -3,8 +3,8 @@
 // health check on a route that answers at the port the image exposes, the
 // public routes and no more, no secret written into the file, Prometheus
 // scraping every instance, Grafana given the dashboard that exists.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { freshBackend, REPO_ROOT, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { describe, expect, test } from "bun:test";
+import { REPO_ROOT, useTestBroker } from "@switchboard/testkit";
 import { DockerfileParser } from "dockerfile-ast";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -98,16 +98,7 @@ describe("deploy/compose.yaml", () => {
   });
 
   describe("Traefik's health check", () => {
-    let backend: TestBackend;
-    let broker: BrokerProcess;
-    beforeAll(async () => {
-      backend = await freshBackend();
-      broker = await spawnBroker(backend.env);
-    });
-    afterAll(async () => {
-      await broker?.stop();
-      await backend?.dispose();
-    });
+    const broker = useTestBroker();
 
     test("asks a broker route that answers 200, at the port the image exposes and the broker listens on", async () => {
       const labels = labelsOf(brokers[0]![1]);

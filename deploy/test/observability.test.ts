@@ -1,8 +1,8 @@
 // The Grafana dashboard and the Prometheus alert rules read only metrics a
 // live broker exports; the dashboard is one Grafana can provision; promtool
 // accepts the rules, the Prometheus config and a live /metrics scrape.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { freshBackend, parsePrometheusText, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { parsePrometheusText, useTestBroker } from "@switchboard/testkit";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -46,20 +46,13 @@ const provisioned = parse(read("grafana/provisioning/datasources/prometheus.yaml
 // Series Prometheus makes itself, not the broker.
 const PROMETHEUS_OWN = new Set(["up"]);
 
-let backend: TestBackend;
-let broker: BrokerProcess;
+const broker = useTestBroker();
 let scrape: string;
 let exported: Set<string>;
 
 beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker(backend.env);
   scrape = await (await fetch(`${broker.url}/metrics`)).text();
   exported = new Set(parsePrometheusText(scrape).keys());
-});
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
 });
 
 function notExported(exprs: string[]): string[] {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 
 describe("admin token without ADMIN_TOKEN", () => {
   test("is generated once into DATA_DIR/admin-token (0600), its path logged, and it works", async () => {
-    const own = embeddedBackend();
+    const own = embeddedBackend({ withSchema: true });
     let proc = await spawnBroker(own.env);
     try {
       const path = join(own.dataDir ?? "", "admin-token");

@@ -1,36 +1,16 @@
 // The admin API (PROTOCOL.md §5) against a real broker process over HTTP.
 // Database state is checked directly: on Postgres next to the running broker,
 // on the embedded backend with the broker stopped (one process per DATA_DIR).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { connect, type Database } from "@switchboard/db";
 import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
-import {
-  freshBackend,
-  newIdentity,
-  spawnBroker,
-  TestPeer,
-  type BrokerProcess,
-  type TestBackend,
-  type TestIdentity,
-} from "@switchboard/testkit";
+import { newIdentity, TestPeer, useTestBroker, type TestIdentity } from "@switchboard/testkit";
 import { ISO, UUID } from "./support/messaging.ts";
 import { sql } from "drizzle-orm";
 import { createHash, randomBytes } from "node:crypto";
 import { findMemberByTokenHash } from "../src/store/directory.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-
-let backend: TestBackend;
-let broker: BrokerProcess;
-
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-});
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
-});
+const broker = useTestBroker();
 
 interface Answer<T> {
   status: number;
@@ -39,7 +19,7 @@ interface Answer<T> {
 }
 type ErrorBody = { error: { code: string; message: string } };
 
-async function api<T>(method: string, path: string, body?: unknown, token: string | null = ADMIN_TOKEN): Promise<Answer<T>> {
+async function api<T>(method: string, path: string, body?: unknown, token: string | null = broker.adminToken): Promise<Answer<T>> {
   const headers: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` };
   const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
   const res = await fetch(`${broker.url}${path}`, { method, headers, body: payload });
@@ -64,13 +44,14 @@ async function newMember(mesh: string, displayName: string): Promise<MemberView>
 
 /** Runs fn on the broker's database; the embedded broker is stopped meanwhile and started again. */
 async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+  const { backend } = broker;
   if (backend.kind === "embedded") expect(await broker.stop()).toBe(0);
   const db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
   try {
     return await fn(db);
   } finally {
     await db.close();
-    if (backend.kind === "embedded") broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
+    if (backend.kind === "embedded") await broker.start();
   }
 }
 
@@ -86,7 +67,7 @@ describe("admin API", () => {
       ["GET", "/v1/meshes/x/peers"],
     ];
     for (const [method, path] of routes) {
-      for (const token of [null, "wrong-token-0123456789", `${ADMIN_TOKEN}x`]) {
+      for (const token of [null, "wrong-token-0123456789", `${broker.adminToken}x`]) {
         const res = await api<ErrorBody>(method, path, undefined, token);
         const seen = { method, path, status: res.status, code: res.body.error.code };
         expect(seen).toEqual({ method, path, status: 401, code: "unauthorized" });
@@ -181,7 +162,7 @@ describe("admin API", () => {
 
   test("an oversized body answers a JSON 413, declared or streamed", async () => {
     const big = JSON.stringify({ slug: "big", name: "x".repeat(2 * 1024 * 1024) });
-    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
+    const headers = { authorization: `Bearer ${broker.adminToken}`, "content-type": "application/json" };
     const declared = await fetch(`${broker.url}/v1/meshes`, { method: "POST", headers, body: big });
     expect(declared.status).toBe(413);
     expect(((await declared.json()) as ErrorBody).error.code).toBe("too_large");
@@ -209,7 +190,7 @@ describe("admin API", () => {
     }
     expect(first.body.token).not.toBe(second.body.token);
     expect(JSON.stringify((await api("GET", `/v1/meshes/${mesh.id}/members`)).body)).not.toContain(first.body.token);
-    expect(broker.stderrText()).not.toContain(first.body.token);
+    expect(broker.process.stderrText()).not.toContain(first.body.token);
 
     const bad = await api<ErrorBody>("POST", `/v1/meshes/${mesh.id}/members/${member.id}/tokens`, { kind: "admin" });
     expect(bad.status).toBe(400);
@@ -325,7 +306,7 @@ describe("admin API", () => {
   test("meshes survive a broker restart", async () => {
     const mesh = await newMesh();
     expect(await broker.stop()).toBe(0);
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
+    await broker.start();
     const list = await api<{ meshes: MeshView[] }>("GET", "/v1/meshes");
     expect(list.body.meshes).toContainEqual(mesh);
   });

@@ -3,43 +3,26 @@
 // on another at once, whether the send named it directly or by broadcast to
 // more members than one notification lists by id.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import {
-  AdminClient,
-  backendKind,
-  freshBackend,
-  PeerPool,
-  setupMesh,
-  spawnBroker,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
-
-const ADMIN_TOKEN = "bus-admin-token-0123456789ab";
+import { backendKind, PeerPool, setupMesh, TestBroker, type SetupMember } from "@switchboard/testkit";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
 
 describe.skipIf(backendKind !== "postgres")("notifications between instances (CATCH_UP_INTERVAL_MS=600000)", () => {
-  let backend: TestBackend;
-  let a: BrokerProcess;
-  let b: BrokerProcess;
-  let admin: AdminClient;
+  let a: TestBroker;
+  let b: TestBroker;
   beforeAll(async () => {
-    backend = await freshBackend();
-    const env = { ...backend.env, ADMIN_TOKEN, CATCH_UP_INTERVAL_MS: "600000", MAX_CONNECTIONS_PER_MESH: "1000" };
-    a = await spawnBroker(env);
-    b = await spawnBroker(env);
-    admin = new AdminClient(a.url, ADMIN_TOKEN);
+    const env = { CATCH_UP_INTERVAL_MS: "600000", MAX_CONNECTIONS_PER_MESH: "1000" };
+    a = await TestBroker.start(env);
+    b = await TestBroker.start(env, { backend: a.backend });
   });
   afterAll(async () => {
-    await a?.stop();
-    await b?.stop();
-    await backend?.dispose();
+    await b?.dispose();
+    await a?.dispose();
   });
 
   test("a direct message sent on A is pushed to its recipient on B", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(a.admin, { members: 2 });
     const [sender, recipient] = members as [SetupMember, SetupMember];
     const on = await pool.connect(b.wsUrl, recipient, mesh.id);
     const from = await pool.connect(a.wsUrl, sender, mesh.id);
@@ -49,7 +32,7 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
   });
 
   test("a broadcast to 160 members on B (more than one notification lists by id) reaches every one", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 161 });
+    const { mesh, members } = await setupMesh(a.admin, { members: 161 });
     const [sender, ...rest] = members as [SetupMember, ...SetupMember[]];
     const peers = await Promise.all(rest.map((m) => pool.connect(b.wsUrl, m, mesh.id)));
     const from = await pool.connect(a.wsUrl, sender, mesh.id);

@@ -1,17 +1,10 @@
 // /health follows a real Postgres going away and coming back; the broker
 // neither exits nor needs a restart.
 import { afterAll, describe, expect, test } from "bun:test";
-import { findPgBin, spawnBroker, startPostgresCluster, type BrokerProcess, type PostgresCluster } from "@switchboard/testkit";
+import { ownPostgresTestsRun, startBrokerOnOwnPostgres, type BrokerOnOwnPostgres } from "@switchboard/testkit";
 
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-
-let cluster: PostgresCluster | undefined;
-let broker: BrokerProcess | undefined;
-afterAll(async () => {
-  await broker?.stop();
-  await cluster?.destroy();
-});
+let own: BrokerOnOwnPostgres | undefined;
+afterAll(() => own?.dispose());
 
 async function healthStatusBecomes(url: string, status: number, timeoutMs: number): Promise<number> {
   const until = Date.now() + timeoutMs;
@@ -24,21 +17,21 @@ async function healthStatusBecomes(url: string, status: number, timeoutMs: numbe
   return last;
 }
 
-describe.skipIf(!haveServer)("database outage", () => {
+describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
   test("/health goes 200 → 503 while Postgres is stopped → 200 when it is back", async () => {
-    cluster = await startPostgresCluster();
-    broker = await spawnBroker({ DATABASE_URL: cluster.url() });
+    own = await startBrokerOnOwnPostgres();
+    const { cluster, broker } = own;
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
 
     await cluster.stop();
     expect(await healthStatusBecomes(broker.url, 503, 15_000)).toBe(503);
     const degraded = (await (await fetch(`${broker.url}/health`)).json()) as Record<string, unknown>;
     expect(degraded).toMatchObject({ status: "degraded", db: "down" });
-    await broker.waitForLog("db ping failed");
+    await broker.process.waitForLog("db ping failed");
 
     await cluster.start();
     expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);
-    await broker.waitForLog("db healthy");
-    expect(broker.logs.some((l) => l.msg === "broker failed to start")).toBe(false);
+    await broker.process.waitForLog("db healthy");
+    expect(broker.process.logs.some((l) => l.msg === "broker failed to start")).toBe(false);
   });
 });

@@ -1,50 +1,54 @@
 // PROTOCOL.md §1 "push" and "client_ack", DESIGN.md invariants 1–3: leases and
 // redelivery, FIFO per sender→recipient, one presence per pushed message, and
 // no acked message lost when the broker is killed (SIGKILL) or stopped (SIGTERM).
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import {
-  AdminClient,
-  freshBackend,
   PeerPool,
+  pushesBeforeMarker,
+  sendLeaseProbe,
   setupMesh,
-  spawnBroker,
+  TestBroker,
   TestPeer,
-  type BrokerProcess,
+  useTestBroker,
+  waitUntil,
   type ConnectOptions,
   type Frame,
   type SetupMember,
-  type TestBackend,
 } from "@switchboard/testkit";
-import { firstArrivals, sendFrame, sendMany, str, waitUntil } from "./support/messaging.ts";
+import { firstArrivals, sendFrame, sendMany, str } from "./support/messaging.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-const LEASE_SECONDS = 2;
+const LEASE_SECONDS = 1;
+// Pushes past the window of a member that never acks must go out by the broker's own wake-ups as
+// leases run out, not by a catch-up sweep that happens to fall in the right moment: the catch-up is
+// far away here, and lease expiry is swept often.
+const CATCH_UP_INTERVAL_MS = 600_000;
+const SWEEP_INTERVAL_MS = 100;
+// The crash tests keep the silent recipient's leases from running out before the kill: once a
+// message has been pushed again, leases no longer run out in queue order, and per-sender order
+// across the restart holds only for messages requeued in queue order.
+const CRASH_LEASE_SECONDS = 2;
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
 
-const connect = (broker: BrokerProcess, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
+const connect = (broker: TestBroker, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
   pool.connect(broker.wsUrl, member, meshId, options);
 
 const pushesOf = (peer: TestPeer, messageId: unknown): Frame[] => peer.pushes().filter((p) => p.messageId === messageId);
 
-describe(`leases (LEASE_SECONDS=${LEASE_SECONDS})`, () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
+/** Waits for the push of that message with that attempt number. */
+const attempt = (peer: TestPeer, messageId: unknown, n: number): Promise<Frame> =>
+  peer.nextFrame((f) => f.type === "push" && f.messageId === messageId && f.attempt === n, (LEASE_SECONDS + 10) * 1000);
 
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, LEASE_SECONDS: String(LEASE_SECONDS) });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
+describe(`leases (LEASE_SECONDS=${LEASE_SECONDS}, CATCH_UP_INTERVAL_MS=${CATCH_UP_INTERVAL_MS}, SWEEP_INTERVAL_MS=${SWEEP_INTERVAL_MS})`, () => {
+  const broker = useTestBroker({
+    LEASE_SECONDS: String(LEASE_SECONDS),
+    CATCH_UP_INTERVAL_MS: String(CATCH_UP_INTERVAL_MS),
+    SWEEP_INTERVAL_MS: String(SWEEP_INTERVAL_MS),
   });
 
   test("a push not acked is pushed again after the lease (attempt 2, same messageId); an acked one is not", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const sender = await connect(broker, mesh.id, a);
     const recipient = await connect(broker, mesh.id, b);
@@ -58,27 +62,28 @@ describe(`leases (LEASE_SECONDS=${LEASE_SECONDS})`, () => {
     // Frames are handled in order: the ping's answer means the ack was handled.
     await recipient.request({ type: "ping" });
 
-    const again = await recipient.nextFrame(
-      (f) => f.type === "push" && f.messageId === unacked!.messageId && f.attempt === 2,
-      (LEASE_SECONDS + 5) * 1000,
-    );
+    const again = await attempt(recipient, unacked!.messageId, 2);
     // Everything but the attempt is the same push.
     expect({ ...again, attempt: 1 } as Frame).toEqual(first[0]!);
-    // Leases of both ran out together: had the acked one been requeued it would be here by now.
-    await Bun.sleep(1_500);
-    expect(pushesOf(recipient, acked!.messageId)).toHaveLength(1);
 
     // Acked after a redelivery, it stops coming.
     recipient.ack([str(unacked!.messageId)]);
-    await Bun.sleep(300);
+    await recipient.request({ type: "ping" });
+    // A message sent now and never acked comes back every lease, as an unacked one does: a push
+    // of the unacked one in flight at its ack is in by the probe's second push, and none may
+    // follow for a whole lease more, up to the probe's third. By then the acked one's lease has
+    // been swept several times over, so a requeue of it would be here too.
+    const probe = await sendLeaseProbe(sender, recipient);
+    await probe(2);
     const settled = pushesOf(recipient, unacked!.messageId).length;
-    await Bun.sleep((LEASE_SECONDS + 1.5) * 1000);
+    await probe(3);
     expect(pushesOf(recipient, unacked!.messageId)).toHaveLength(settled);
-    expect(sender.pushes()).toHaveLength(0);
+    expect(pushesOf(recipient, acked!.messageId)).toHaveLength(1);
+    expect(await pushesBeforeMarker(recipient, sender)).toEqual([]);
   });
 
   test("a recipient that never acks still gets a queue longer than the push window, as leases run out", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const sender = await connect(broker, mesh.id, a);
     const recipient = await connect(broker, mesh.id, b);
@@ -94,22 +99,10 @@ describe(`leases (LEASE_SECONDS=${LEASE_SECONDS})`, () => {
 });
 
 describe("order, sharing and reconnects (LEASE_SECONDS=30)", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker();
 
   test("a recipient that closes without acking gets the unacked messages again on reconnect, attempt growing", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const sender = await connect(broker, mesh.id, a);
     const acks = await sendMany(sender, [sendFrame(b.pubkey), sendFrame(b.pubkey), sendFrame(b.pubkey)]);
@@ -140,12 +133,11 @@ describe("order, sharing and reconnects (LEASE_SECONDS=30)", () => {
     await third.close();
 
     const fourth = await connect(broker, mesh.id, b);
-    await Bun.sleep(1_500);
-    expect(fourth.pushes()).toHaveLength(0);
+    expect(await pushesBeforeMarker(sender, fourth)).toEqual([]);
   });
 
   test("FIFO: 200 messages from one sender to one recipient arrive in send order, across its connect", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["sender", "recipient", "other-sender"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient", "other-sender"] });
     const [a, b, c] = members as [SetupMember, SetupMember, SetupMember];
     const sender = await connect(broker, mesh.id, a);
     const other = await connect(broker, mesh.id, c);
@@ -175,7 +167,7 @@ describe("order, sharing and reconnects (LEASE_SECONDS=30)", () => {
   });
 
   test("two presences of one member: each of 300 messages is pushed to exactly one of them, and all arrive", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const sender = await connect(broker, mesh.id, a);
     const p1 = await connect(broker, mesh.id, b, { sessionId: "desk", autoAck: true });
@@ -190,13 +182,26 @@ describe("order, sharing and reconnects (LEASE_SECONDS=30)", () => {
 
     const union = () => new Set([...p1.pushes(), ...p2.pushes()].map((p) => str(p.messageId)));
     await waitUntil(() => union().size >= 300, 60_000, "300 distinct pushes over both presences");
-    await Bun.sleep(500);
+    // A marker for each presence, sent as `next` while the other one is working so that it can go
+    // only there: a push made before a marker reaches its socket before the marker does.
+    const markers = new Set<string>();
+    for (const [target, other] of [
+      [p1, p2],
+      [p2, p1],
+    ] as const) {
+      expect(await other.request({ type: "set_status", status: "working" })).toMatchObject({ status: "working" });
+      const ack = await sender.send(b.pubkey, { priority: "next" });
+      markers.add(str(ack.messageId));
+      await target.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId);
+      expect(await other.request({ type: "set_status", status: "idle" })).toMatchObject({ status: "idle" });
+    }
+    const pushes = [...p1.pushes(), ...p2.pushes()].filter((p) => !markers.has(str(p.messageId)));
     const counts = new Map<string, number>();
-    for (const p of [...p1.pushes(), ...p2.pushes()]) counts.set(str(p.messageId), (counts.get(str(p.messageId)) ?? 0) + 1);
+    for (const p of pushes) counts.set(str(p.messageId), (counts.get(str(p.messageId)) ?? 0) + 1);
     const pushedTwice = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
     expect(pushedTwice).toEqual([]);
     expect([...counts.keys()].sort()).toEqual([...sent].sort());
-    expect([...p1.pushes(), ...p2.pushes()].every((p) => p.attempt === 1)).toBe(true);
+    expect(pushes.every((p) => p.attempt === 1)).toBe(true);
   });
 });
 
@@ -234,11 +239,11 @@ async function sendLoad(senderPeers: TestPeer[], recipients: SetupMember[], tota
 }
 
 /** Every acked message reached its recipient intact, once as a distinct messageId, in per-sender order. */
-function expectAllDelivered(sent: Sent[], receivers: TestPeer[], senderPubkeys: string[]): void {
+function expectAllDelivered(sent: Sent[], pushesByReceiver: Frame[][], senderPubkeys: string[]): void {
   const byId = new Map(sent.map((s) => [s.messageId, s]));
   const distinct = new Set<string>();
-  receivers.forEach((peer, r) => {
-    for (const p of peer.pushes()) {
+  pushesByReceiver.forEach((pushes, r) => {
+    for (const p of pushes) {
       const s = byId.get(str(p.messageId));
       // No foreign or altered message, and each goes to its own recipient only.
       expect(s && { recipient: s.recipient, ciphertext: s.ciphertext, senderPubkey: senderPubkeys[s.sender] }).toEqual({
@@ -248,7 +253,7 @@ function expectAllDelivered(sent: Sent[], receivers: TestPeer[], senderPubkeys: 
       });
       distinct.add(str(p.messageId));
     }
-    const arrived = firstArrivals(peer.pushes());
+    const arrived = firstArrivals(pushes);
     senderPubkeys.forEach((_, s) => {
       const expected = sent.filter((m) => m.sender === s && m.recipient === r).map((m) => m.messageId);
       const got = arrived.filter((id) => byId.get(id)?.sender === s);
@@ -258,58 +263,50 @@ function expectAllDelivered(sent: Sent[], receivers: TestPeer[], senderPubkeys: 
   expect(distinct.size).toBe(sent.length);
 }
 
-describe("crash safety", () => {
-  let backend: TestBackend | undefined;
-  const brokers: BrokerProcess[] = [];
+describe(`crash safety (LEASE_SECONDS=${CRASH_LEASE_SECONDS})`, () => {
+  let broker: TestBroker | undefined;
 
   afterEach(async () => {
     await pool.closeAll();
-    for (const b of brokers.splice(0)) await b.stop();
-    await backend?.dispose();
-    backend = undefined;
+    await broker?.dispose();
+    broker = undefined;
   });
-
-  const start = async (env: Record<string, string>) => {
-    const b = await spawnBroker({ ...env, ADMIN_TOKEN, LEASE_SECONDS: String(LEASE_SECONDS) });
-    brokers.push(b);
-    return b;
-  };
 
   for (const signal of ["SIGKILL", "SIGTERM"] as const) {
     const total = signal === "SIGKILL" ? 1000 : 300;
     test(`${signal}: every one of ${total} acked messages is delivered after a restart, in per-sender order`, async () => {
-      backend = await freshBackend();
-      const first = await start(backend.env);
-      const admin = new AdminClient(first.url, ADMIN_TOKEN);
-      const { mesh, members } = await setupMesh(admin, {
+      broker = await TestBroker.start({ LEASE_SECONDS: String(CRASH_LEASE_SECONDS) });
+      const { mesh, members } = await setupMesh(broker.admin, {
         members: ["s0", "s1", "s2", "s3", "away-1", "away-2", "silent"],
       });
       const senders = members.slice(0, 4);
       const recipients = members.slice(4);
-      const senderPeers = await Promise.all(senders.map((s) => connect(first, mesh.id, s)));
+      const senderPeers = await Promise.all(senders.map((s) => connect(broker!, mesh.id, s)));
       // Connected and never acking: its messages sit leased to a presence when the broker dies.
-      const silent = await connect(first, mesh.id, recipients[2]!);
+      const silent = await connect(broker, mesh.id, recipients[2]!);
 
       const sent = await sendLoad(senderPeers, recipients, total);
       expect(new Set(sent.map((s) => s.messageId)).size).toBe(total);
       // Some are leased to it when the broker goes (pushes trail their acks by a moment).
       await waitUntil(() => silent.pushes().length > 0, 30_000, "a push to the silent recipient");
 
-      first.kill(signal);
-      const code = await first.exited;
+      broker.process.kill(signal);
+      const code = await broker.process.exited;
       if (signal === "SIGTERM") expect(code).toBe(0);
       await Promise.all(pool.peers.splice(0).map((p) => p.closed));
 
-      const second = await start(backend.env);
-      const receivers = await Promise.all(recipients.map((r) => connect(second, mesh.id, r, { autoAck: true })));
+      await broker.start();
+      const receivers = await Promise.all(recipients.map((r) => connect(broker!, mesh.id, r, { autoAck: true })));
       const distinct = () => new Set(receivers.flatMap((p) => p.pushes().map((x) => x.messageId))).size;
       await waitUntil(() => distinct() >= total, 120_000, `${total} distinct messages after the restart`).catch((error) => {
         throw new Error(`${String(error)}; got ${distinct()}`);
       });
-      await Bun.sleep(500);
+      // Whatever else the restart was going to push them arrives before a marker.
+      const marker = await connect(broker, mesh.id, senders[0]!);
+      const pushes = await Promise.all(receivers.map((r) => pushesBeforeMarker(marker, r)));
       expectAllDelivered(
         sent,
-        receivers,
+        pushes,
         senders.map((s) => s.pubkey),
       );
     }, 360_000);

@@ -13,7 +13,7 @@ afterEach(async () => {
 
 describe("embedded default", () => {
   test("a second process on the same DATA_DIR fails, naming the holder", async () => {
-    backend = embeddedBackend();
+    backend = embeddedBackend({ withSchema: true });
     const first = await spawnBroker(backend.env);
     started.push(first);
     const second = spawnRaw(backend.env);

@@ -2,32 +2,22 @@
 // Sentry's), with which context, and that no ciphertext, nonce or token does.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { ErrorEvent } from "@sentry/bun";
-import {
-  AdminClient,
-  backendKind,
-  freshBackend,
-  PeerPool,
-  setupMesh,
-  spawnBroker,
-  type BrokerProcess,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { backendKind, PeerPool, setupMesh, TEST_ADMIN_TOKEN, TestBroker } from "@switchboard/testkit";
 import { join } from "node:path";
 import postgres from "postgres";
 import { safeContext, scrubEvent, scrubText, secretsToRedact } from "../src/error-tracking.ts";
 import { sendFrame, sendMany } from "./support/messaging.ts";
 import { SENTRY_PROJECT, SentryIngest, type SentryEvent } from "./support/sentry-ingest.ts";
 
-const ADMIN_TOKEN = "admin-secret-for-error-reports-0123";
 const FAULT = `--preload ${join(import.meta.dir, "support", "inject-fault.ts")}`;
 
 describe("scrubbing", () => {
-  const secrets = secretsToRedact([ADMIN_TOKEN, "postgres://app:pg-pass-0123456789@db:5432/app", undefined]);
+  const secrets = secretsToRedact([TEST_ADMIN_TOKEN, "postgres://app:pg-pass-0123456789@db:5432/app", undefined]);
 
   test("query parameters, configured secrets and URL credentials leave every text", () => {
     const text = `Failed query: insert into messages values ($1)\nparams: c2VjcmV0IGNpcGhlcnRleHQ=`;
     expect(scrubText(text, secrets)).toBe("Failed query: insert into messages values ($1)");
-    expect(scrubText(`token ${ADMIN_TOKEN} here`, secrets)).toBe("token [redacted] here");
+    expect(scrubText(`token ${TEST_ADMIN_TOKEN} here`, secrets)).toBe("token [redacted] here");
     expect(scrubText("password pg-pass-0123456789 leaked", secrets)).toBe("password [redacted] leaked");
     expect(scrubText("connect postgres://app:pg-pass-0123456789@db:5432/app failed", secrets)).toBe(
       "connect [redacted] failed",
@@ -59,8 +49,8 @@ describe("scrubbing", () => {
   test("an event loses request data, breadcrumbs and user, and its texts are scrubbed", () => {
     const event = {
       type: undefined,
-      message: `boom ${ADMIN_TOKEN}`,
-      request: { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
+      message: `boom ${TEST_ADMIN_TOKEN}`,
+      request: { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } },
       user: { ip_address: "10.0.0.1" },
       breadcrumbs: [{ message: "frame" }],
       exception: { values: [{ type: "Error", value: "Failed query: x\nparams: secret-ciphertext" }] },
@@ -78,8 +68,7 @@ describe("scrubbing", () => {
 
 describe("error reports to SENTRY_DSN", () => {
   let ingest: SentryIngest;
-  let backend: TestBackend | undefined;
-  let broker: BrokerProcess | undefined;
+  let broker: TestBroker | undefined;
   const pool = new PeerPool();
 
   beforeAll(() => {
@@ -87,10 +76,8 @@ describe("error reports to SENTRY_DSN", () => {
   });
   afterEach(async () => {
     await pool.closeAll();
-    await broker?.stop();
-    await backend?.dispose();
+    await broker?.dispose();
     broker = undefined;
-    backend = undefined;
     ingest.requests.length = 0;
   });
   afterAll(() => ingest.stop());
@@ -98,13 +85,12 @@ describe("error reports to SENTRY_DSN", () => {
   const rawBodies = () => ingest.requests.map((r) => r.body).join("\n");
 
   test("an uncaught error is reported as fatal before the broker exits 70, the token redacted", async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, SENTRY_DSN: ingest.dsn, BUN_OPTIONS: FAULT });
-    await broker.waitForLog("error tracking on");
+    broker = await TestBroker.start({ SENTRY_DSN: ingest.dsn, BUN_OPTIONS: FAULT });
+    await broker.process.waitForLog("error tracking on");
     const { instanceId } = (await (await fetch(`${broker.url}/health`)).json()) as { instanceId: string };
 
-    process.kill(broker.pid, "SIGUSR2");
-    expect(await broker.exited).toBe(70);
+    process.kill(broker.process.pid, "SIGUSR2");
+    expect(await broker.process.exited).toBe(70);
     const uncaught = await ingest.waitForEvent("uncaught exception", (e) => e.tags?.event === "uncaught exception");
     expect(uncaught.level).toBe("fatal");
     expect(uncaught.release).toMatch(/^switchboard-broker@0\.1\.0\+/);
@@ -116,17 +102,16 @@ describe("error reports to SENTRY_DSN", () => {
     expect(exception?.stacktrace?.frames?.some((f) => f.filename?.endsWith("inject-fault.ts"))).toBe(true);
 
     expect(ingest.requests.every((r) => r.path === `/api/${SENTRY_PROJECT}/envelope/`)).toBe(true);
-    expect(rawBodies()).not.toContain(ADMIN_TOKEN);
+    expect(rawBodies()).not.toContain(TEST_ADMIN_TOKEN);
     // The SDK writes nothing of its own to the log stream.
-    for (const line of broker.stderrText().trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
+    for (const line of broker.process.stderrText().trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
   });
 
   test("a stop signal is reported with the instance and its uptime", async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, SENTRY_DSN: ingest.dsn });
+    broker = await TestBroker.start({ SENTRY_DSN: ingest.dsn });
     const { instanceId } = (await (await fetch(`${broker.url}/health`)).json()) as { instanceId: string };
-    broker.kill("SIGTERM");
-    expect(await broker.exited).toBe(0);
+    broker.process.kill("SIGTERM");
+    expect(await broker.process.exited).toBe(0);
     const stop = await ingest.waitForEvent("shutdown signal", (e) => e.tags?.event === "shutdown signal");
     expect(stop).toMatchObject({ level: "info", tags: { signal: "SIGTERM", instance: instanceId } });
     expect(stop.extra).toEqual({ instanceId, uptimeSeconds: expect.any(Number) });
@@ -135,13 +120,12 @@ describe("error reports to SENTRY_DSN", () => {
   test.skipIf(backendKind !== "postgres")(
     "a failed send batch is reported with its context and without the message",
     async () => {
-      backend = await freshBackend();
-      broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, SENTRY_DSN: ingest.dsn });
-      const { mesh, members } = await setupMesh(new AdminClient(broker.url, ADMIN_TOKEN), { members: 2 });
+      broker = await TestBroker.start({ SENTRY_DSN: ingest.dsn });
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
       const alice = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
 
       // The database refuses every new message from here on.
-      const sql = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+      const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
       try {
         await sql.unsafe(`
           CREATE FUNCTION refuse_messages() RETURNS trigger LANGUAGE plpgsql AS
@@ -167,10 +151,10 @@ describe("error reports to SENTRY_DSN", () => {
       expect(single.exception?.values?.at(-1)?.value).toContain("injected failure");
 
       // Reports are rationed per event name: at most 10 a minute.
-      broker.kill("SIGTERM");
-      expect(await broker.exited).toBe(0);
+      broker.process.kill("SIGTERM");
+      expect(await broker.process.exited).toBe(0);
       await ingest.waitForEvent("shutdown signal", isFailure("shutdown signal"));
-      const logged = broker.logs.filter((l) => l.msg === "send failed").length;
+      const logged = broker.process.logs.filter((l) => l.msg === "send failed").length;
       expect(ingest.events().filter(isFailure("send failed")).length).toBe(Math.min(logged, 10));
 
       const bodies = rawBodies();
@@ -178,7 +162,7 @@ describe("error reports to SENTRY_DSN", () => {
         expect(bodies).not.toContain(String(frame.ciphertext));
         expect(bodies).not.toContain(String(frame.nonce));
       }
-      expect(bodies).not.toContain(ADMIN_TOKEN);
+      expect(bodies).not.toContain(TEST_ADMIN_TOKEN);
     },
   );
 
@@ -186,12 +170,11 @@ describe("error reports to SENTRY_DSN", () => {
     ["unset", {}],
     ["empty", { SENTRY_DSN: "" }],
   ])("SENTRY_DSN %s: the same faults send nothing", async (_, env) => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ...env, ADMIN_TOKEN, BUN_OPTIONS: FAULT });
-    process.kill(broker.pid, "SIGUSR2");
-    expect(await broker.exited).toBe(70);
-    expect(broker.logs.some((l) => l.msg === "uncaught exception")).toBe(true);
-    expect(broker.logs.some((l) => l.msg === "error tracking on")).toBe(false);
+    broker = await TestBroker.start({ ...env, BUN_OPTIONS: FAULT });
+    process.kill(broker.process.pid, "SIGUSR2");
+    expect(await broker.process.exited).toBe(70);
+    expect(broker.process.logs.some((l) => l.msg === "uncaught exception")).toBe(true);
+    expect(broker.process.logs.some((l) => l.msg === "error tracking on")).toBe(false);
     expect(ingest.requests).toEqual([]);
   });
 });

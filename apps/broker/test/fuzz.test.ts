@@ -2,52 +2,32 @@
 // every frame, hello, hook body and admin body is answered by its reply, a
 // coded error or a documented close; the broker stays up; no row holds a
 // status, state, priority or role outside the protocol.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import {
-  AdminClient,
-  freshBackend,
-  fuzzBroker,
-  setupMesh,
-  spawnBroker,
-  type BrokerProcess,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { describe, expect, test } from "bun:test";
+import { fuzzBroker, setupMesh, useTestBroker } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { connect } from "@switchboard/db";
 
-const ADMIN_TOKEN = "fuzz-admin-token-0123456789";
 const SEED = Number(process.env.FUZZ_SEED ?? 20261129);
 
 describe(`fuzzing a running broker (seed ${SEED})`, () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({
-      ...backend.env,
-      ADMIN_TOKEN,
-      MAX_MESSAGE_BYTES: "65536",
-      // The fuzzer is one member sending everything: its limits must not end the run early.
-      CONTROL_RATE_LIMIT_PER_MIN: "1000000",
-      HELLO_FAILURES_PER_ADDRESS_PER_MIN: "1000000",
-      HOOK_RATE_LIMIT_PER_MIN: "1000000",
-      HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: "1000000",
-    });
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
+  const broker = useTestBroker({
+    MAX_MESSAGE_BYTES: "65536",
+    // The fuzzer is one member sending everything: its limits must not end the run early.
+    CONTROL_RATE_LIMIT_PER_MIN: "1000000",
+    HELLO_FAILURES_PER_ADDRESS_PER_MIN: "1000000",
+    HOOK_RATE_LIMIT_PER_MIN: "1000000",
+    HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: "1000000",
   });
 
   test("600 frames, 100 hellos, 150 hook bodies, 150 admin bodies: each answered, the broker up, the rows valid", async () => {
-    const admin = new AdminClient(broker.url, ADMIN_TOKEN);
+    const { admin, backend } = broker;
     const { mesh, members } = await setupMesh(admin, { members: 2 });
     const [fuzzer, other] = members;
     const report = await fuzzBroker(
       {
         baseUrl: broker.url,
         wsUrl: broker.wsUrl,
-        adminToken: ADMIN_TOKEN,
+        adminToken: broker.adminToken,
         meshId: mesh.id,
         identity: fuzzer!.identity,
         otherPubkey: other!.pubkey,
@@ -59,7 +39,7 @@ describe(`fuzzing a running broker (seed ${SEED})`, () => {
     expect(report.answered).toBe(600 + 100 + 150 + 150);
     expect(report.httpStatuses["500"]).toBeUndefined();
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
-    expect(broker.logs.filter((l) => (l.level ?? 0) >= 60)).toEqual([]);
+    expect(broker.process.logs.filter((l) => (l.level ?? 0) >= 60)).toEqual([]);
 
     // The schema's own checks would refuse such rows; this reads what is there.
     await broker.stop();

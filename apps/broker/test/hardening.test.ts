@@ -71,7 +71,7 @@ describe("log serializer", () => {
 
 describe("the generated admin token file", () => {
   test("readable by others: the broker refuses to start and says how to fix it", async () => {
-    const own = embeddedBackend();
+    const own = embeddedBackend({ withSchema: true });
     try {
       mkdirSync(own.dataDir!, { recursive: true });
       const path = join(own.dataDir!, "admin-token");
@@ -87,7 +87,7 @@ describe("the generated admin token file", () => {
   });
 
   test("a link in its place is refused, not followed", async () => {
-    const own = embeddedBackend();
+    const own = embeddedBackend({ withSchema: true });
     const elsewhere = tempDir("elsewhere");
     try {
       mkdirSync(own.dataDir!, { recursive: true });
@@ -129,7 +129,7 @@ describe("the generated admin token file", () => {
 
 describe("an uncaught exception", () => {
   test("ends the broker with a non-zero status after logging it as fatal", async () => {
-    const own = embeddedBackend();
+    const own = embeddedBackend({ withSchema: true });
     const dir = tempDir("preload");
     try {
       // The broker is started as it always is, with one more module loaded

@@ -2,37 +2,14 @@
 // batch): each still gets exactly the answer it would alone — a session
 // replaced by a later hello of the same session, a full mesh refusing the
 // rest, a replacement never refused for capacity.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import {
-  AdminClient,
-  freshBackend,
-  PeerError,
-  setupMesh,
-  spawnBroker,
-  TestPeer,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
-
-const ADMIN_TOKEN = "hello-batch-admin-token-01234";
+import { describe, expect, test } from "bun:test";
+import { PeerError, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
 
 describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, MAX_CONNECTIONS_PER_MESH: "10" });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker({ MAX_CONNECTIONS_PER_MESH: "10" });
 
   test("twelve simultaneous hellos of one session: all admitted, each replacing the one before; one stays", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const member = members[0]!;
     // Distinct timestamps: the same hello twice would be a replay.
     const now = Date.now();
@@ -41,7 +18,7 @@ describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
         TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId: mesh.id, sessionId: "one", timestamp: now + i }),
       ),
     );
-    const live = await admin.peers(mesh.id);
+    const live = await broker.admin.peers(mesh.id);
     expect(live.map((p) => p.sessionId)).toEqual(["one"]);
     const survivor = peers.find((p) => p.helloAck?.presenceId === live[0]!.presenceId);
     expect(survivor).toBeDefined();
@@ -51,7 +28,7 @@ describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
   });
 
   test("a mesh one short of full: of three new hellos and one replacing a live session, the replacement and one new get in", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 13 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 13 });
     const [old, ...rest] = members as [SetupMember, ...SetupMember[]];
     const filling = rest.slice(0, 8);
     const newcomers = rest.slice(8, 11);
@@ -69,7 +46,7 @@ describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
     expect(admittedNew.length).toBe(1);
     expect(refusedNew).toEqual(["capacity", "capacity"]);
     expect((await first.closed).code).toBe(4000);
-    expect((await admin.peers(mesh.id)).length).toBe(10);
+    expect((await broker.admin.peers(mesh.id)).length).toBe(10);
     for (const a of attempts) if (a.status === "fulfilled") await a.value.close();
     for (const p of fill) await p.close();
   });

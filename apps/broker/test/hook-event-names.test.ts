@@ -2,32 +2,18 @@
 // an API error) is idle, and names a plain object inherits — "toString",
 // "__proto__", … — are not event names: without a status they are a 400 and
 // change nothing.
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { AdminClient, freshBackend, PeerPool, setupMesh, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { afterEach, expect, test } from "bun:test";
+import { PeerPool, setupMesh, useTestBroker } from "@switchboard/testkit";
 import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
 
-const ADMIN_TOKEN = "hook-names-test-admin-token-0123456789";
-
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
+const broker = useTestBroker();
 const pool = new PeerPool();
-
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
-});
 afterEach(() => pool.closeAll());
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
-});
 
 async function sessionWithToken() {
-  const { mesh, members } = await setupMesh(admin, { members: ["agent"] });
+  const { mesh, members } = await setupMesh(broker.admin, { members: ["agent"] });
   const member = members[0]!;
-  const token = await admin.createHookToken(mesh.id, member.id);
+  const token = await broker.admin.createHookToken(mesh.id, member.id);
   const cwd = `/home/dev/${mesh.slug}`;
   const peer = await pool.connect(broker.wsUrl, member, mesh.id, { cwd });
   return { token, cwd, peer };

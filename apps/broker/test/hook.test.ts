@@ -1,54 +1,44 @@
 // POST /hook/set-status (PROTOCOL.md §3) against real broker processes: token
 // auth, Claude Code's own hook input, how a signal finds its presence, signals
 // kept for presences that connect later, limits, and the database going away.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import {
-  AdminClient,
-  findPgBin,
-  freshBackend,
+  ownPostgresTestsRun,
   parsePrometheusText,
   setupMesh,
-  spawnBroker,
-  startPostgresCluster,
+  startBrokerOnOwnPostgres,
   TestPeer,
-  type BrokerProcess,
+  useTestBroker,
+  type BrokerOnOwnPostgres,
   type ConnectOptions,
-  type PostgresCluster,
   type SetupMember,
-  type TestBackend,
+  type TestBroker,
 } from "@switchboard/testkit";
 import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
 
-const ADMIN_TOKEN = "hook-test-admin-token-0123456789";
 const MAX_MESSAGE_BYTES = 2048;
-const PENDING_MS = 10_000;
-
-interface Env {
-  backend?: TestBackend;
-  broker: BrokerProcess;
-  admin: AdminClient;
-}
+const PENDING_HOOK_SECONDS = 1;
 
 const openPeers: TestPeer[] = [];
 afterEach(async () => {
   await Promise.all(openPeers.splice(0).map((p) => p.close()));
 });
 
-async function connect(env: Env, member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}): Promise<TestPeer> {
-  const peer = await TestPeer.connect(env.broker.wsUrl, { identity: member.identity, meshId, ...options });
+async function connect(env: TestBroker, member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}): Promise<TestPeer> {
+  const peer = await TestPeer.connect(env.wsUrl, { identity: member.identity, meshId, ...options });
   openPeers.push(peer);
   return peer;
 }
 
-async function metric(env: Env, name: string): Promise<number> {
-  const families = parsePrometheusText(await (await fetch(`${env.broker.url}/metrics`)).text());
+async function metric(env: TestBroker, name: string): Promise<number> {
+  const families = parsePrometheusText(await (await fetch(`${env.url}/metrics`)).text());
   const samples = families.get(name)?.samples ?? [];
   expect(samples.length).toBeGreaterThan(0);
   return samples.reduce((sum, s) => sum + s.value, 0);
 }
 
 /** A mesh with one member and its hook token. */
-async function memberWithToken(env: Env, names: string[] = ["agent"]) {
+async function memberWithToken(env: TestBroker, names: string[] = ["agent"]) {
   const { mesh, members } = await setupMesh(env.admin, { members: names });
   const member = members[0]!;
   const token = await env.admin.createHookToken(mesh.id, member.id);
@@ -91,17 +81,7 @@ function claudeHookInput(event: string, sessionId: string, cwd: string): Record<
 }
 
 describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () => {
-  let backend: TestBackend;
-  let env: Env;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    const broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
-    env = { backend, broker, admin: new AdminClient(broker.url, ADMIN_TOKEN) };
-  });
-  afterAll(async () => {
-    await env?.broker.stop();
-    await backend?.dispose();
-  });
+  const env = useTestBroker({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
 
   test("an explicit status with a valid token → 200 {ok, presence_id}; the presence's status changes; logged", async () => {
     const { mesh, member, token, cwd } = await memberWithToken(env);
@@ -109,13 +89,13 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     const presenceId = peer.helloAck?.presenceId;
     expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "idle", statusSource: "manual" });
 
-    const answer = await postHook(env.broker.url, { token, body: { cwd, status: "working", pid: 4242, session_id: peer.sessionId } });
+    const answer = await postHook(env.url, { token, body: { cwd, status: "working", pid: 4242, session_id: peer.sessionId } });
     expect(answer).toEqual({ status: 200, body: { ok: true, presence_id: presenceId } });
     expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });
-    const line = await env.broker.waitForLog("hook", 5000, (l) => l.presence_id === presenceId);
+    const line = await env.process.waitForLog("hook", 5000, (l) => l.presence_id === presenceId);
     expect(line).toMatchObject({ cwd, pid: 4242, status: "working", presence_id: presenceId });
 
-    const idle = await postHook(env.broker.url, { token, body: { cwd, status: "idle", pid: 4242, session_id: peer.sessionId } });
+    const idle = await postHook(env.url, { token, body: { cwd, status: "idle", pid: 4242, session_id: peer.sessionId } });
     expect(idle).toEqual({ status: 200, body: { ok: true, presence_id: presenceId } });
     expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "idle", statusSource: "hook" });
   });
@@ -134,7 +114,7 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
       ["Notification", "idle"],
     ];
     for (const [event, expected] of steps) {
-      const answer = await postHook(env.broker.url, { token, body: claudeHookInput(event, peer.sessionId, cwd) });
+      const answer = await postHook(env.url, { token, body: claudeHookInput(event, peer.sessionId, cwd) });
       expect({ event, answer }).toEqual({ event, answer: { status: 200, body: { ok: true, presence_id: peer.helloAck?.presenceId } } });
       expect({ event, seen: await statusSeenBy(peer, peer.sessionId) }).toEqual({ event, seen: { status: expected, statusSource: "hook" } });
     }
@@ -164,19 +144,19 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
       { name: "pid of another cwd → newest with this cwd", body: { cwd: other, pid: 111 }, expected: id(p4) },
     ];
     for (const c of cases) {
-      const answer = await postHook(env.broker.url, { token, body: { ...c.body, status: "working" }, pidHeader: c.pidHeader });
+      const answer = await postHook(env.url, { token, body: { ...c.body, status: "working" }, pidHeader: c.pidHeader });
       expect({ name: c.name, answer }).toEqual({ name: c.name, answer: { status: 200, body: { ok: true, presence_id: c.expected } } });
     }
-    const lost = await postHook(env.broker.url, { token, body: { cwd: "/nowhere", pid: 111, status: "working" } });
+    const lost = await postHook(env.url, { token, body: { cwd: "/nowhere", pid: 111, status: "working" } });
     expect(lost).toEqual({ status: 200, body: { ok: true, pending: true } });
   });
 
   test("no presence yet → pending; a presence connecting within 10 s with that session gets the status", async () => {
     const { mesh, member, token, cwd } = await memberWithToken(env);
     const sessionId = `sess-${crypto.randomUUID()}`;
-    const answer = await postHook(env.broker.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
+    const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
     expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
-    const line = await env.broker.waitForLog("hook", 5000, (l) => l.cwd === cwd);
+    const line = await env.process.waitForLog("hook", 5000, (l) => l.cwd === cwd);
     expect(line).toMatchObject({ cwd, status: "working", pending: true });
 
     const peer = await connect(env, member, mesh.id, { sessionId, cwd });
@@ -186,7 +166,7 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
 
   test("a pending signal without session_id is applied to a presence connecting with that pid and cwd", async () => {
     const { mesh, member, token, cwd } = await memberWithToken(env);
-    const answer = await postHook(env.broker.url, { token, body: { cwd, status: "working" }, pidHeader: 5151 });
+    const answer = await postHook(env.url, { token, body: { cwd, status: "working" }, pidHeader: 5151 });
     expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
     const peer = await connect(env, member, mesh.id, { pid: 5151, cwd });
     expect(peer.helloAck?.status).toBe("working");
@@ -198,22 +178,11 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     // a peer that does not know that session id says the same pid and cwd.
     const { mesh, member, token, cwd } = await memberWithToken(env);
     const claudeSession = `claude-${crypto.randomUUID()}`;
-    const answer = await postHook(env.broker.url, { token, body: claudeHookInput("UserPromptSubmit", claudeSession, cwd), pidHeader: 5252 });
+    const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", claudeSession, cwd), pidHeader: 5252 });
     expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
     const peer = await connect(env, member, mesh.id, { pid: 5252, cwd });
     expect(peer.helloAck?.status).toBe("working");
     expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });
-  });
-
-  test("a pending signal is not applied after 10 s", async () => {
-    const { mesh, member, token, cwd } = await memberWithToken(env);
-    const sessionId = `sess-${crypto.randomUUID()}`;
-    const answer = await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId, pid: 6161 } });
-    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
-    await Bun.sleep(PENDING_MS + 1000);
-    const peer = await connect(env, member, mesh.id, { sessionId, cwd, pid: 6161 });
-    expect(peer.helloAck?.status).toBe("idle");
-    expect(await statusSeenBy(peer, sessionId)).toEqual({ status: "idle", statusSource: "manual" });
   });
 
   test("a hook token of member A cannot change member B's presence", async () => {
@@ -222,7 +191,7 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     const cwd = `/home/bob/${mesh.slug}`;
     const bobPeer = await connect(env, bob, mesh.id, { sessionId: "bob-session", cwd, pid: 7000 });
 
-    const answer = await postHook(env.broker.url, { token: tokenA, body: { cwd, status: "working", session_id: "bob-session", pid: 7000 } });
+    const answer = await postHook(env.url, { token: tokenA, body: { cwd, status: "working", session_id: "bob-session", pid: 7000 } });
     expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
     expect(await statusSeenBy(bobPeer, "bob-session")).toEqual({ status: "idle", statusSource: "manual" });
 
@@ -252,7 +221,7 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
       { cwd, session_id: "\ud800", status: "working" },
     ];
     for (const body of bodies) {
-      const answer = await postHook(env.broker.url, { token, body });
+      const answer = await postHook(env.url, { token, body });
       expect({ body, status: answer.status }).toEqual({ body, status: 400 });
       expectHookError(answer, 400);
     }
@@ -264,18 +233,18 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     const peer = await connect(env, member, mesh.id, { cwd });
     const body = { cwd, status: "working", session_id: peer.sessionId };
 
-    expectHookError(await postHook(env.broker.url, { body }), 401);
-    expectHookError(await postHook(env.broker.url, { token: "wrong-token-0123456789abcdef", body }), 401);
-    expectHookError(await postHook(env.broker.url, { token: `${token}x`, body }), 401);
-    expectHookError(await postHook(env.broker.url, { body, headers: { authorization: `Basic ${token}` } }), 401);
-    expectHookError(await postHook(env.broker.url, { token: ADMIN_TOKEN, body }), 401);
+    expectHookError(await postHook(env.url, { body }), 401);
+    expectHookError(await postHook(env.url, { token: "wrong-token-0123456789abcdef", body }), 401);
+    expectHookError(await postHook(env.url, { token: `${token}x`, body }), 401);
+    expectHookError(await postHook(env.url, { body, headers: { authorization: `Basic ${token}` } }), 401);
+    expectHookError(await postHook(env.url, { token: env.adminToken, body }), 401);
     expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "idle", statusSource: "manual" });
 
     // The same token works until its member is revoked.
-    const ok = await postHook(env.broker.url, { token, body: { cwd, status: "idle" } });
+    const ok = await postHook(env.url, { token, body: { cwd, status: "idle" } });
     expect(ok.status).toBe(200);
     await env.admin.revokeMember(mesh.id, member.id);
-    expectHookError(await postHook(env.broker.url, { token, body: { cwd, status: "idle" } }), 401);
+    expectHookError(await postHook(env.url, { token, body: { cwd, status: "idle" } }), 401);
   });
 
   test(`413 for a body over MAX_MESSAGE_BYTES, declared or streamed; nothing changes`, async () => {
@@ -283,7 +252,7 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     const peer = await connect(env, member, mesh.id, { cwd });
     const big = JSON.stringify({ ...claudeHookInput("PreToolUse", peer.sessionId, cwd), status: "working", pad: "x".repeat(MAX_MESSAGE_BYTES) });
     expect(Buffer.byteLength(big)).toBeGreaterThan(MAX_MESSAGE_BYTES);
-    expectHookError(await postHook(env.broker.url, { token, body: big }), 413);
+    expectHookError(await postHook(env.url, { token, body: big }), 413);
 
     // Without a Content-Length (chunked), the broker must count the bytes itself.
     const bytes = new TextEncoder().encode(big);
@@ -293,7 +262,7 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
         controller.close();
       },
     });
-    const res = await fetch(`${env.broker.url}/hook/set-status`, {
+    const res = await fetch(`${env.url}/hook/set-status`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body: stream,
@@ -304,29 +273,19 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     const fitting = JSON.stringify({ cwd, status: "working", session_id: peer.sessionId, pad: "x".repeat(1500) });
     expect(Buffer.byteLength(fitting)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "idle", statusSource: "manual" });
-    expect((await postHook(env.broker.url, { token, body: fitting })).status).toBe(200);
+    expect((await postHook(env.url, { token, body: fitting })).status).toBe(200);
     expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });
   });
 
   test("a body of several megabytes also gets 413 with the contract's error body", async () => {
     const { token, cwd } = await memberWithToken(env);
     const huge = JSON.stringify({ cwd, status: "working", pad: "x".repeat(3 * 1024 * 1024) });
-    expectHookError(await postHook(env.broker.url, { token, body: huge }), 413);
+    expectHookError(await postHook(env.url, { token, body: huge }), 413);
   });
 });
 
-describe("hook rate limit and metrics (HOOK_RATE_LIMIT_PER_MIN=3)", () => {
-  let backend: TestBackend;
-  let env: Env;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    const broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, HOOK_RATE_LIMIT_PER_MIN: "3" });
-    env = { backend, broker, admin: new AdminClient(broker.url, ADMIN_TOKEN) };
-  });
-  afterAll(async () => {
-    await env?.broker.stop();
-    await backend?.dispose();
-  });
+describe(`hook rate limit, metrics and pending expiry (HOOK_RATE_LIMIT_PER_MIN=3, PENDING_HOOK_SECONDS=${PENDING_HOOK_SECONDS})`, () => {
+  const env = useTestBroker({ HOOK_RATE_LIMIT_PER_MIN: "3", PENDING_HOOK_SECONDS: String(PENDING_HOOK_SECONDS) });
 
   test("429 after 3 requests for one (token, pid, cwd); another cwd, pid or token is still accepted; counted in metrics", async () => {
     const { mesh, members, token, cwd } = await memberWithToken(env, ["agent", "other"]);
@@ -337,44 +296,47 @@ describe("hook rate limit and metrics (HOOK_RATE_LIMIT_PER_MIN=3)", () => {
 
     const body = { cwd, pid: 900, status: "working" };
     for (let i = 0; i < 3; i++) {
-      const answer = await postHook(env.broker.url, { token, body });
+      const answer = await postHook(env.url, { token, body });
       expect({ i, answer }).toEqual({ i, answer: { status: 200, body: { ok: true, presence_id: peer.helloAck?.presenceId } } });
     }
-    expectHookError(await postHook(env.broker.url, { token, body }), 429);
+    expectHookError(await postHook(env.url, { token, body }), 429);
     // The same pid given in the header is the same key.
-    expectHookError(await postHook(env.broker.url, { token, body: { cwd, status: "working" }, pidHeader: 900 }), 429);
+    expectHookError(await postHook(env.url, { token, body: { cwd, status: "working" }, pidHeader: 900 }), 429);
 
-    expect((await postHook(env.broker.url, { token, body: { ...body, cwd: `${cwd}/sub` } })).status).toBe(200);
-    expect((await postHook(env.broker.url, { token, body: { ...body, pid: 901 } })).status).toBe(200);
-    expect((await postHook(env.broker.url, { token: otherToken, body })).status).toBe(200);
+    expect((await postHook(env.url, { token, body: { ...body, cwd: `${cwd}/sub` } })).status).toBe(200);
+    expect((await postHook(env.url, { token, body: { ...body, pid: 901 } })).status).toBe(200);
+    expect((await postHook(env.url, { token: otherToken, body })).status).toBe(200);
 
     expect((await metric(env, "broker_hook_requests_total")) - totalBefore).toBe(8);
     expect((await metric(env, "broker_hook_requests_rate_limited_total")) - limitedBefore).toBe(2);
   });
 
+  test("a pending signal is not applied after PENDING_HOOK_SECONDS", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const sessionId = `sess-${crypto.randomUUID()}`;
+    const answer = await postHook(env.url, { token, body: { cwd, status: "working", session_id: sessionId, pid: 6161 } });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    await Bun.sleep(PENDING_HOOK_SECONDS * 1000 + 500);
+    const peer = await connect(env, member, mesh.id, { sessionId, cwd, pid: 6161 });
+    expect(peer.helloAck?.status).toBe("idle");
+    expect(await statusSeenBy(peer, sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+  });
+
   test("a wrong token is a 401 however often it is tried, never a 429", async () => {
     const { cwd } = await memberWithToken(env);
     const body = { cwd, pid: 902, status: "working" };
-    for (let i = 0; i < 5; i++) expectHookError(await postHook(env.broker.url, { token: "sbh_not-a-token", body }), 401);
+    for (let i = 0; i < 5; i++) expectHookError(await postHook(env.url, { token: "sbh_not-a-token", body }), 401);
   });
 });
 
-const pgBin = findPgBin();
-if (!pgBin && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-
-describe.skipIf(pgBin === null)("hook while Postgres is down", () => {
-  let cluster: PostgresCluster | undefined;
-  let broker: BrokerProcess | undefined;
-  afterAll(async () => {
-    await broker?.stop();
-    await cluster?.destroy();
-  });
+describe.skipIf(!ownPostgresTestsRun())("hook while Postgres is down", () => {
+  let own: BrokerOnOwnPostgres | undefined;
+  afterAll(() => own?.dispose());
 
   test("503 {ok:false} while the database is unreachable; 200 again once it is back", async () => {
-    cluster = await startPostgresCluster();
-    broker = await spawnBroker({ DATABASE_URL: cluster.url(), ADMIN_TOKEN });
-    const env: Env = { broker, admin: new AdminClient(broker.url, ADMIN_TOKEN) };
-    const { token, cwd } = await memberWithToken(env);
+    own = await startBrokerOnOwnPostgres();
+    const { cluster, broker } = own;
+    const { token, cwd } = await memberWithToken(broker);
     const body = { cwd, status: "working", session_id: "outage-session" };
     expect(await postHook(broker.url, { token, body })).toEqual({ status: 200, body: { ok: true, pending: true } });
 

@@ -3,51 +3,25 @@
 // name, sockets waiting for their hello per instance and per client address,
 // and addresses whose hellos keep failing. Each limit answers with a coded
 // error and leaves the rest of the broker serving.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import {
-  AdminClient,
-  freshBackend,
-  PeerPool,
-  RawUpgradeRefused,
-  RawWebSocket,
-  setupMesh,
-  spawnBroker,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { afterEach, describe, expect, test } from "bun:test";
+import { PeerPool, RawUpgradeRefused, RawWebSocket, setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
 import { sendFrame, sendMany, str } from "./support/messaging.ts";
 import { postHook } from "./support/status.ts";
-
-const ADMIN_TOKEN = "limits-admin-token-0123456789";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
 
 describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MIN=10, MAX_CHANNELS_PER_MEMBER=3)", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({
-      ...backend.env,
-      ADMIN_TOKEN,
-      CONTROL_RATE_LIMIT_PER_MIN: "8",
-      ACK_RATE_LIMIT_PER_MIN: "10",
-      MAX_CHANNELS_PER_MEMBER: "3",
-      HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: "5",
-      LEASE_SECONDS: "2",
-    });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
+  const broker = useTestBroker({
+    CONTROL_RATE_LIMIT_PER_MIN: "8",
+    ACK_RATE_LIMIT_PER_MIN: "10",
+    MAX_CHANNELS_PER_MEMBER: "3",
+    HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: "5",
+    LEASE_SECONDS: "2",
   });
 
   test("control frames past the limit get rate_limited with their reqId; sends are counted apart", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const peer = await pool.connect(broker.wsUrl, a, mesh.id);
     const kinds = [
@@ -68,7 +42,7 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
   });
 
   test("acks are counted by ids: past the limit they are refused and not applied, so those pushes come again", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const sender = await pool.connect(broker.wsUrl, a, mesh.id);
     const recipient = await pool.connect(broker.wsUrl, b, mesh.id);
@@ -86,7 +60,7 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
   });
 
   test("a member joins at most MAX_CHANNELS_PER_MEMBER channels; joining one it is in, or after leaving one, works", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const peer = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
     for (const channel of ["#a", "#b", "#c"]) {
       expect(await peer.request({ type: "join", channel })).toMatchObject({ type: "ack", channel, joined: true });
@@ -99,8 +73,8 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
   });
 
   test("hooks: one token is limited whatever pid and cwd it names; an out-of-range pid header is ignored, not a 500", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
-    const token = await admin.createHookToken(mesh.id, members[0]!.id);
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const token = await broker.admin.createHookToken(mesh.id, members[0]!.id);
     const statuses: number[] = [];
     for (let i = 0; i < 6; i++) {
       const answer = await postHook(broker.url, { token, body: { cwd: `/tmp/${"x".repeat(2000)}/${i}`, pid: 1000 + i, status: "working" } });
@@ -108,8 +82,8 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     }
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
 
-    const other = await setupMesh(admin, { members: 1 });
-    const second = await admin.createHookToken(other.mesh.id, other.members[0]!.id);
+    const other = await setupMesh(broker.admin, { members: 1 });
+    const second = await broker.admin.createHookToken(other.mesh.id, other.members[0]!.id);
     for (const header of ["99999999999", "-4", "12abc", "0"]) {
       const answer = await postHook(broker.url, { token: second, body: { cwd: "/tmp/p", status: "idle" }, headers: { "x-switchboard-pid": header } });
       expect({ header, status: answer.status }).toEqual({ header, status: 200 });
@@ -118,21 +92,10 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
 });
 
 describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HELLO_FAILURES_PER_ADDRESS_PER_MIN=2)", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({
-      ...backend.env,
-      ADMIN_TOKEN,
-      MAX_PENDING_HELLOS_PER_ADDRESS: "3",
-      HELLO_FAILURES_PER_ADDRESS_PER_MIN: "2",
-      TRUSTED_PROXIES: "127.0.0.1,::1",
-    });
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
+  const broker = useTestBroker({
+    MAX_PENDING_HELLOS_PER_ADDRESS: "3",
+    HELLO_FAILURES_PER_ADDRESS_PER_MIN: "2",
+    TRUSTED_PROXIES: "127.0.0.1,::1",
   });
 
   const refusedStatus = async (headers: Record<string, string>) => {

@@ -9,15 +9,15 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { PeersReply } from "@switchboard/protocol";
 import {
-  AdminClient,
-  findPgBin,
+  ownPostgresTestsRun,
   PeerError,
   postgresBackend,
+  pushesBeforeMarker,
   setupMesh,
-  spawnBroker,
   startPostgresCluster,
+  TestBroker,
   TestPeer,
-  type BrokerProcess,
+  type AdminClient,
   type CloseInfo,
   type ConnectOptions,
   type Frame,
@@ -25,53 +25,48 @@ import {
   type SetupMember,
   type TestBackend,
 } from "@switchboard/testkit";
+import postgres from "postgres";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
-// CI runs the suite once with DATABASE_URL and once embedded; this file does
-// not use either backend, so it runs in the DATABASE_URL pass only.
-const enabled = haveServer && !(process.env.CI && !process.env.DATABASE_URL);
+// Short instance leases for the tests that wait for instances to be taken for
+// dead (renewed every third of it): a killed or frozen instance is reaped
+// within seconds instead of the production 15 s.
+const INSTANCE_LEASE_SECONDS = 3;
+const SHORT_INSTANCE_LEASE = { INSTANCE_LEASE_SECONDS: String(INSTANCE_LEASE_SECONDS) };
 
 interface Trio {
   backend: TestBackend;
   /** A, B, C. */
-  brokers: [BrokerProcess, BrokerProcess, BrokerProcess];
+  brokers: [TestBroker, TestBroker, TestBroker];
   admin: AdminClient;
   peers: TestPeer[];
   stop(): Promise<void>;
 }
 
-/** A new database on the cluster and three brokers on it, with the same ADMIN_TOKEN. */
+/** A new database on the cluster and three brokers on it, with the same admin token. */
 async function startTrio(cluster: PostgresCluster, env: Record<string, string> = {}): Promise<Trio> {
   const backend = await postgresBackend(cluster.url());
-  const started = await Promise.allSettled([0, 1, 2].map(() => spawnBroker({ ...backend.env, ADMIN_TOKEN, ...env })));
-  const ok = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
-  const failed = started.find((s) => s.status === "rejected");
-  if (failed) {
-    await Promise.all(ok.map((b) => b.stop()));
+  const brokers: [TestBroker, TestBroker, TestBroker] = [
+    new TestBroker(env, { backend }),
+    new TestBroker(env, { backend }),
+    new TestBroker(env, { backend }),
+  ];
+  const peers: TestPeer[] = [];
+  const stop = async () => {
+    await Promise.all(peers.map((p) => p.close()));
+    await Promise.all(brokers.map((b) => b.dispose()));
     await backend.dispose();
+  };
+  const failed = (await Promise.allSettled(brokers.map((b) => b.start()))).find((s) => s.status === "rejected");
+  if (failed) {
+    await stop();
     throw failed.reason;
   }
-  const brokers = ok as [BrokerProcess, BrokerProcess, BrokerProcess];
-  const peers: TestPeer[] = [];
-  return {
-    backend,
-    brokers,
-    admin: new AdminClient(brokers[0].url, ADMIN_TOKEN),
-    peers,
-    async stop() {
-      await Promise.all(peers.map((p) => p.close()));
-      await Promise.all(brokers.map((b) => b.stop()));
-      await backend.dispose();
-    },
-  };
+  return { backend, brokers, admin: brokers[0].admin, peers, stop };
 }
 
 async function connectTo(
   trio: Trio,
-  broker: BrokerProcess,
+  broker: TestBroker,
   member: SetupMember,
   meshId: string,
   options: Partial<ConnectOptions> = {},
@@ -124,7 +119,7 @@ async function listPeers(peer: TestPeer): Promise<PeersReply["peers"]> {
   return (reply as unknown as PeersReply).peers;
 }
 
-function postHook(broker: BrokerProcess, token: string, body: Record<string, unknown>): Promise<Response> {
+function postHook(broker: TestBroker, token: string, body: Record<string, unknown>): Promise<Response> {
   return fetch(`${broker.url}/hook/set-status`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
@@ -132,7 +127,7 @@ function postHook(broker: BrokerProcess, token: string, body: Record<string, unk
   });
 }
 
-async function healthStatus(broker: BrokerProcess): Promise<number> {
+async function healthStatus(broker: TestBroker): Promise<number> {
   try {
     return (await fetch(`${broker.url}/health`, { signal: AbortSignal.timeout(5_000) })).status;
   } catch {
@@ -140,7 +135,7 @@ async function healthStatus(broker: BrokerProcess): Promise<number> {
   }
 }
 
-async function allHealthBecome(brokers: BrokerProcess[], status: number, timeoutMs: number): Promise<number[]> {
+async function allHealthBecome(brokers: TestBroker[], status: number, timeoutMs: number): Promise<number[]> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const got = await Promise.all(brokers.map(healthStatus));
@@ -149,7 +144,35 @@ async function allHealthBecome(brokers: BrokerProcess[], status: number, timeout
   }
 }
 
-describe.skipIf(!enabled)("three instances on one Postgres", () => {
+/**
+ * Resolves once each broker has made `rounds` whole reaping rounds from now. An instance renews
+ * its lease and then reaps, in one timer callback that never overlaps itself; each renewal moves
+ * its lease_expires_at. The renewal after the first one seen began after the reaping that
+ * followed it ended, so rounds + 1 new values of a broker's lease mean `rounds` whole rounds.
+ */
+async function reapingRounds(trio: Trio, brokers: TestBroker[], rounds: number): Promise<void> {
+  const ids = await Promise.all(
+    brokers.map(async (b) => ((await (await fetch(`${b.url}/health`)).json()) as { instanceId: string }).instanceId),
+  );
+  const sql = postgres(trio.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+  try {
+    const seen = new Map(ids.map((id) => [id, new Set<number>()]));
+    const until = Date.now() + (rounds + 2) * INSTANCE_LEASE_SECONDS * 1000 + 10_000;
+    for (;;) {
+      const rows = await sql<{ id: string; lease: Date }[]>`
+        SELECT id, lease_expires_at AS lease FROM broker_instances WHERE id IN ${sql(ids)}`;
+      for (const row of rows) seen.get(row.id)!.add(row.lease.getTime());
+      // The first value read may be a renewal under way before the call: it does not count.
+      if ([...seen.values()].every((values) => values.size >= rounds + 2)) return;
+      if (Date.now() > until) throw new Error(`no ${rounds} reaping rounds of ${ids.join(", ")} in time`);
+      await Bun.sleep(100);
+    }
+  } finally {
+    await sql.end();
+  }
+}
+
+describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () => {
   let cluster: PostgresCluster | undefined;
   /** A trio started by one test, stopped after it even when it fails. */
   let own: Trio | undefined;
@@ -190,8 +213,8 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
 
       for (const id of [toBob, broadcast, channel]) expect(await bob.nextFrame(pushOf(id))).toMatchObject({ senderPubkey: senderM.pubkey });
       for (const id of [toCarol, broadcast, channel]) expect(await carol.nextFrame(pushOf(id))).toMatchObject({ senderPubkey: senderM.pubkey });
-      // Direct messages stay with their recipient.
-      await Bun.sleep(300);
+      // Direct messages stay with their recipient: each has had the later broadcast and channel
+      // message, which its queue holds behind a direct message wrongly meant for it.
       expect(receivedIds(bob).has(toCarol)).toBe(false);
       expect(receivedIds(carol).has(toBob)).toBe(false);
     });
@@ -213,8 +236,7 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
       expect(seen).toEqual([expect.objectContaining({ sessionId, status: "working", statusSource: "hook" })]);
 
       const held = await sendAcked(sender, agentM.pubkey, "next");
-      await Bun.sleep(500);
-      expect(receivedIds(agent).has(held)).toBe(false);
+      expect(await pushesBeforeMarker(sender, agent)).toEqual([]);
 
       const idle = await postHook(c, token, { cwd, status: "idle", session_id: sessionId });
       expect(idle.status).toBe(200);
@@ -267,7 +289,7 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
       const onC = await connectTo(trio, c, doomedM, mesh.id);
       const bystander = await connectTo(trio, b, bystanderM, mesh.id);
 
-      await new AdminClient(a.url, ADMIN_TOKEN).revokeMember(mesh.id, doomedM.id);
+      await a.admin.revokeMember(mesh.id, doomedM.id);
       expect(await closedWithin(onB, 10_000)).toEqual({ code: 4002, reason: "revoked" });
       expect(await closedWithin(onC, 10_000)).toEqual({ code: 4002, reason: "revoked" });
       expect(bystander.isOpen).toBe(true);
@@ -275,7 +297,7 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
   });
 
   test("SIGKILL of B: its peers reconnect to A and get every acked message; its presences vanish", async () => {
-    own = await startTrio(cluster!);
+    own = await startTrio(cluster!, SHORT_INSTANCE_LEASE);
     const trio = own;
     const [a, b, c] = trio.brokers;
     const { mesh, members } = await setupMesh(trio.admin, { members: ["sender", "r1", "r2", "r3", "watcher"] });
@@ -296,11 +318,12 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
     expect(await missingAfter([r2], before.r2, 10_000)).toEqual([]);
     r1.ack(before.r1.slice(0, 3));
     r2.ack(before.r2.slice(0, 3));
-    await Bun.sleep(300);
+    // Frames are handled in order: the pong means the acks are committed.
+    await Promise.all([r1, r2].map((r) => r.request({ type: "ping" })));
 
-    b.kill("SIGKILL");
+    b.process.kill("SIGKILL");
     const killedAt = Date.now();
-    await b.exited;
+    await b.process.exited;
     await Promise.all([r1, r2, r3].map((p) => p.closed));
 
     // Sent while neither recipient has a socket anywhere.
@@ -337,11 +360,11 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
 
   test("a Postgres restart under three instances loses no acked message", async () => {
     // Short leases: a claim whose commit the outage swallowed is pushed again soon.
-    own = await startTrio(cluster!, { LEASE_SECONDS: "5" });
+    own = await startTrio(cluster!, { LEASE_SECONDS: "2", ...SHORT_INSTANCE_LEASE });
     const trio = own;
     const [a, b, c] = trio.brokers;
     let exits = 0;
-    for (const broker of trio.brokers) void broker.exited.then(() => exits++);
+    for (const broker of trio.brokers) void broker.process.exited.then(() => exits++);
     const { mesh, members } = await setupMesh(trio.admin, { members: ["s1", "s2", "rb", "rc"] });
     const [s1M, s2M, rbM, rcM] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
     const senders = [await connectTo(trio, a, s1M, mesh.id), await connectTo(trio, a, s2M, mesh.id)];
@@ -382,15 +405,15 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
     for (let i = 0; i < 200 && acked.size < 100; i++) await round();
     expect(acked.size).toBeGreaterThanOrEqual(100);
 
-    // The outage outlasts the instance leases (15 s): when the database is
-    // back, no instance may take the others for dead and end their presences.
+    // The outage outlasts the instance leases: when the database is back, no
+    // instance may take the others for dead and end their presences.
     await cluster!.stop();
     const stoppedAt = Date.now();
     const outageUntil = stoppedAt + 60_000;
     while (Date.now() < outageUntil) {
       await round();
       const health = await Promise.all(trio.brokers.map(healthStatus));
-      if (health.every((s) => s === 503) && Date.now() - stoppedAt > 17_000) break;
+      if (health.every((s) => s === 503) && Date.now() - stoppedAt > INSTANCE_LEASE_SECONDS * 1000 + 2000) break;
       await Bun.sleep(200);
     }
     expect(await allHealthBecome(trio.brokers, 503, 0)).toEqual([503, 503, 503]);
@@ -427,7 +450,7 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
   }, 240_000);
 
   test("an instance frozen past its lease sends its peers away when it wakes, then serves them again", async () => {
-    own = await startTrio(cluster!);
+    own = await startTrio(cluster!, SHORT_INSTANCE_LEASE);
     const trio = own;
     const [a, b, c] = trio.brokers;
     const { mesh, members } = await setupMesh(trio.admin, { members: ["sender", "sleeper", "watcher"] });
@@ -439,7 +462,7 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
 
     const sessions = async () => (await listPeers(watcher)).flatMap((p) => p.presences.map((s) => s.sessionId));
     let during: string;
-    process.kill(a.pid, "SIGSTOP");
+    process.kill(a.process.pid, "SIGSTOP");
     try {
       // B and C take A for dead and end its presences.
       const until = Date.now() + 35_000;
@@ -447,14 +470,14 @@ describe.skipIf(!enabled)("three instances on one Postgres", () => {
       expect(await sessions()).not.toContain(sleeper.sessionId);
       during = await sendAcked(sender, sleeperM.pubkey);
     } finally {
-      process.kill(a.pid, "SIGCONT");
+      process.kill(a.process.pid, "SIGCONT");
     }
     // Nothing is routed to A's old socket any more: it must go, so that its peer comes back.
     expect(await closedWithin(sleeper, 15_000)).toEqual({ code: 1001, reason: "lease lost" });
     const back = await connectTo(trio, a, sleeperM, mesh.id, { autoAck: true });
     await back.nextFrame(pushOf(during), 10_000);
-    // A is live again: its new presence outlives the others' next reaping rounds (every 5 s).
-    await Bun.sleep(6_000);
+    // A is live again: its new presence outlives the others' next reaping rounds.
+    await reapingRounds(trio, [b, c], 2);
     expect(await sessions()).toContain(back.sessionId);
     await back.nextFrame(pushOf(await sendAcked(sender, sleeperM.pubkey)));
   }, 90_000);

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { freshBackend, parsePrometheusText, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { describe, expect, test } from "bun:test";
+import { parsePrometheusText, useTestBroker } from "@switchboard/testkit";
 
 const METRICS_TOKEN = "metrics-secret-0123456789";
 const REQUIRED_METRICS = [
@@ -15,17 +15,7 @@ const REQUIRED_METRICS = [
   "broker_db_healthy",
 ];
 
-let backend: TestBackend;
-let broker: BrokerProcess;
-
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, METRICS_TOKEN, GIT_SHA: "abc1234" });
-});
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
-});
+const broker = useTestBroker({ METRICS_TOKEN, GIT_SHA: "abc1234" });
 
 describe("operational endpoints", () => {
   test("/health answers 200 with the contract's fields", async () => {
@@ -69,8 +59,8 @@ describe("operational endpoints", () => {
   });
 
   test("logs are one JSON object per line with the contract's event names", () => {
-    const text = broker.stderrText().trim();
+    const text = broker.process.stderrText().trim();
     for (const line of text.split("\n")) expect(() => JSON.parse(line)).not.toThrow();
-    expect(broker.logs.some((l) => l.msg === "broker listening")).toBe(true);
+    expect(broker.process.logs.some((l) => l.msg === "broker listening")).toBe(true);
   });
 });

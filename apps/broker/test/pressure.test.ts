@@ -2,31 +2,27 @@
 // can take: nothing acked is lost, per-sender order holds, nothing waits for
 // a lease to run out, memory stays bounded. The slow reader is a real TCP
 // socket that stops reading, so the broker meets real backpressure.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import {
   ackAll,
-  AdminClient,
   backendKind,
   filler,
   firstPushes,
-  freshBackend,
   PeerPool,
   pushesOf,
   rawPresence as rawPresenceAt,
   rssOf as rss,
   rssPeak,
   setupMesh,
-  spawnBroker,
-  type BrokerProcess,
+  TestBroker,
+  useTestBroker,
+  waitUntil,
   type SetupMember,
-  type TestBackend,
 } from "@switchboard/testkit";
-import { scrape, sendFrame, sendMany, str, waitUntil } from "./support/messaging.ts";
+import { scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 
-const rawPresence = (broker: BrokerProcess, meshId: string, member: SetupMember) =>
+const rawPresence = (broker: TestBroker, meshId: string, member: SetupMember) =>
   rawPresenceAt(broker.wsUrl, meshId, member.identity);
-
-const ADMIN_TOKEN = "pressure-admin-token-0123456789";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
@@ -45,33 +41,20 @@ function expectGrowthBelow(grew: number, bound: number): void {
 const body = filler;
 
 describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS=3600)", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({
-      ...backend.env,
-      ADMIN_TOKEN,
-      SOCKET_BUFFER_BYTES: "262144",
-      // No push may come back by its lease running out within this test.
-      LEASE_SECONDS: "3600",
-      STALLED_PRESENCE_SECONDS: "3600",
-    });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
+  const broker = useTestBroker({
+    SOCKET_BUFFER_BYTES: "262144",
+    // No push may come back by its lease running out within this test.
+    LEASE_SECONDS: "3600",
+    STALLED_PRESENCE_SECONDS: "3600",
   });
 
   test("every acked message arrives once it reads again, in per-sender order, none by a lease running out", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const reader = await rawPresence(broker, mesh.id, b);
     reader.pause();
     const sender = await pool.connect(broker.wsUrl, a, mesh.id);
-    const rssBefore = rss(broker.pid);
+    const rssBefore = rss(broker.process.pid);
 
     // More than the kernel's socket buffers and a whole push window's worth
     // of buffering hold (the broker once dropped pushes past that silently),
@@ -90,7 +73,7 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
       60_000,
       "the reader's presence to be congested",
     );
-    const grew = rss(broker.pid) - rssBefore;
+    const grew = rss(broker.process.pid) - rssBefore;
 
     reader.resume();
     const acked = new Set<string>();
@@ -111,17 +94,14 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
   });
 
   test("a stalled reader is closed with 1013 after STALLED_PRESENCE_SECONDS; on reconnect it gets the rest, in order", async () => {
-    const own = await freshBackend();
-    const stalled = await spawnBroker({
-      ...own.env,
-      ADMIN_TOKEN,
+    const stalled = await TestBroker.start({
       SOCKET_BUFFER_BYTES: "262144",
       LEASE_SECONDS: "3600",
       STALLED_PRESENCE_SECONDS: "2",
       SWEEP_INTERVAL_MS: "200",
     });
     try {
-      const ownAdmin = new AdminClient(stalled.url, ADMIN_TOKEN);
+      const ownAdmin = stalled.admin;
       const { mesh, members } = await setupMesh(ownAdmin, { members: 2 });
       const [a, b] = members as [SetupMember, SetupMember];
       const reader = await rawPresence(stalled, mesh.id, b);
@@ -156,31 +136,19 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
       expect([...new Set(rest)]).toEqual(expected);
       again.destroy();
     } finally {
-      await stalled.stop();
-      await own.dispose();
+      await stalled.dispose();
     }
   });
 });
 
 describe("a writer faster than the broker (CONNECTION_INFLIGHT_BYTES=1048576)", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, CONNECTION_INFLIGHT_BYTES: "1048576" });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker({ CONNECTION_INFLIGHT_BYTES: "1048576" });
 
   test("3,000 pipelined sends of 60 KB: the broker reads no faster than it commits; memory stays bounded; all are acked", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 2 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const writer = await rawPresence(broker, mesh.id, a);
-    const peak = rssPeak(broker.pid);
+    const peak = rssPeak(broker.process.pid);
     const sends = checkMemory ? 3000 : 300;
     for (let i = 0; i < sends; i++) writer.sendJson({ ...sendFrame(b.pubkey, { ciphertext: body(60_000) }), reqId: `s${i}` });
     await writer.waitFor(
@@ -195,9 +163,9 @@ describe("a writer faster than the broker (CONNECTION_INFLIGHT_BYTES=1048576)", 
   });
 
   test("300 client_ack frames of 1,000 ids: refused past the ack limit, memory bounded, the broker still answers", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const flooder = await rawPresence(broker, mesh.id, members[0]!);
-    const peak = rssPeak(broker.pid);
+    const peak = rssPeak(broker.process.pid);
     for (let i = 0; i < 300; i++) {
       flooder.sendJson({ type: "client_ack", reqId: `a${i}`, messageIds: Array.from({ length: 1000 }, () => crypto.randomUUID()) });
     }

@@ -3,18 +3,16 @@
 // draining after SIGTERM; 200 otherwise. /health stays the liveness check.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
-  findPgBin,
   freePort,
-  freshBackend,
+  ownPostgresTestsRun,
   spawnBroker,
   startPostgresCluster,
+  TEST_ADMIN_TOKEN,
+  TestBroker,
   type BrokerProcess,
   type PostgresCluster,
 } from "@switchboard/testkit";
 import postgres from "postgres";
-
-const haveServer = findPgBin() !== null;
-if (!haveServer && process.env.CI) throw new Error("CI must provide Postgres server binaries (initdb)");
 
 interface Answer {
   code: number;
@@ -49,16 +47,14 @@ afterAll(async () => {
 
 describe("readiness", () => {
   test("a started broker is ready", async () => {
-    const backend = await freshBackend();
-    cleanups.push(() => backend.dispose());
-    const broker = await spawnBroker(backend.env);
-    cleanups.push(() => broker.stop());
+    const broker = await TestBroker.start();
+    cleanups.push(() => broker.dispose());
     const answer = await ready(broker.url);
     expect(answer).toEqual({ code: 200, body: { status: "ready", instanceId: expect.any(String) } });
   });
 });
 
-describe.skipIf(!haveServer)("readiness against a Postgres that comes and goes", () => {
+describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes and goes", () => {
   let cluster: PostgresCluster;
   beforeAll(async () => {
     cluster = await startPostgresCluster();
@@ -70,7 +66,7 @@ describe.skipIf(!haveServer)("readiness against a Postgres that comes and goes",
 
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const starting = spawnBroker({ DATABASE_URL: cluster.url(), BROKER_PORT: String(port) });
+    const starting = spawnBroker({ DATABASE_URL: cluster.url(), BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
     const migrating = await readyBecomes(url, "migrating");
     expect(migrating?.code).toBe(503);
     // Everything but readiness waits for the migrations too.
@@ -90,7 +86,7 @@ describe.skipIf(!haveServer)("readiness against a Postgres that comes and goes",
   });
 
   test("503 draining from SIGTERM until the listener closes, then exit 0", async () => {
-    const broker: BrokerProcess = await spawnBroker({ DATABASE_URL: cluster.url() });
+    const broker: BrokerProcess = await spawnBroker({ DATABASE_URL: cluster.url(), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
     cleanups.push(() => broker.stop());
     const { instanceId } = (await ready(broker.url))!.body;
 
@@ -106,6 +102,11 @@ describe.skipIf(!haveServer)("readiness against a Postgres that comes and goes",
     broker.kill("SIGTERM");
     const draining = await readyBecomes(broker.url, "draining");
     expect(draining).toEqual({ code: 503, body: { status: "draining", instanceId: instanceId! } });
+    // A socket asking in now is refused rather than admitted into a stopping instance.
+    const upgrade = await fetch(`${broker.url}/ws`, {
+      headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" },
+    });
+    expect(upgrade.status).toBe(503);
 
     await conn`COMMIT`;
     conn.release();

@@ -2,34 +2,29 @@
 // target kind, the ack, idempotency, ephemeral and expiring messages, and
 // every send error. DESIGN.md invariants 2 and 3 (ack after commit; a retried
 // id never makes a second message).
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import {
-  AdminClient,
-  freshBackend,
   PeerPool,
   newIdentity,
+  pushesBeforeMarker,
   setupMesh,
-  spawnBroker,
   TestPeer,
-  type BrokerProcess,
+  useTestBroker,
   type ConnectOptions,
   type Frame,
   type SetupMember,
   type SetupMeshResult,
-  type TestBackend,
+  type TestBroker,
 } from "@switchboard/testkit";
 import { randomBytes } from "node:crypto";
-import { deltas, ISO, queryPostgres, scrape, sendFrame, sendMany, str, UUID, waitUntil } from "./support/messaging.ts";
+import { deltas, ISO, queryPostgres, scrape, sendFrame, sendMany, str, UUID } from "./support/messaging.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const MAX_MESSAGE_BYTES = 4096;
-// Long enough for a push to arrive if the broker were going to send it.
-const QUIET_MS = 500;
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
 
-const connect = (broker: BrokerProcess, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
+const connect = (broker: TestBroker, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
   pool.connect(broker.wsUrl, member, meshId, options);
 
 /** A ping round trip: the socket is still open and the broker still answers it. */
@@ -41,26 +36,14 @@ async function expectAlive(peer: TestPeer): Promise<void> {
 const hex = (bytes: number) => randomBytes(bytes).toString("hex");
 
 describe("send and push", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
 
   const mesh = (members: number | string[], tags?: Record<string, string[]>): Promise<SetupMeshResult> =>
-    setupMesh(admin, { members, tags });
+    setupMesh(broker.admin, { members, tags });
 
   /** Messages stored for this sender, on Postgres; null on the embedded backend. */
   const storedBy = async (senderId: string): Promise<number | null> => {
-    const rows = await queryPostgres(backend, (sql) => sql<{ n: number }[]>`
+    const rows = await queryPostgres(broker.backend, (sql) => sql<{ n: number }[]>`
       SELECT count(*)::int AS n FROM messages WHERE sender_member_id = ${senderId}`);
     return rows === null ? null : rows[0]!.n;
   };
@@ -94,7 +77,7 @@ describe("send and push", () => {
     expect(ack.duplicate).toBeUndefined();
 
     // Ack means committed: the message and its delivery are in the database when the ack arrives.
-    const rows = await queryPostgres(backend, (sql) => sql<{ n: number }[]>`
+    const rows = await queryPostgres(broker.backend, (sql) => sql<{ n: number }[]>`
       SELECT count(*)::int AS n FROM deliveries d JOIN messages m ON m.id = d.message_id
       WHERE m.id = ${str(ack.messageId)} AND d.recipient_member_id = ${b.id}`);
     if (rows !== null) expect(rows[0]!.n).toBe(1);
@@ -118,14 +101,13 @@ describe("send and push", () => {
     const plain = await sender.send(b.pubkey);
     const next = await recipient.nextFrame((f) => f.type === "push" && f.messageId === plain.messageId);
     expect(next.replyTo).toBeNull();
-    await Bun.sleep(QUIET_MS);
-    expect(sender.pushes()).toHaveLength(0);
+    expect(await pushesBeforeMarker(recipient, sender)).toEqual([]);
   });
 
   test("`*` reaches every other non-revoked member, offline ones on hello, never the sender", async () => {
     const { mesh: m, members } = await mesh(["sender", "online-1", "online-2", "offline", "revoked"]);
     const [a, on1, on2, off, revoked] = members as [SetupMember, SetupMember, SetupMember, SetupMember, SetupMember];
-    await admin.revokeMember(m.id, revoked.id);
+    await broker.admin.revokeMember(m.id, revoked.id);
     const sender = await connect(broker, m.id, a);
     const r1 = await connect(broker, m.id, on1);
     const r2 = await connect(broker, m.id, on2);
@@ -141,9 +123,8 @@ describe("send and push", () => {
     const [push] = await late.waitForPushes(1);
     expect(push).toMatchObject({ messageId: ack.messageId, targetSpec: "*", senderPubkey: a.pubkey });
 
-    await Bun.sleep(QUIET_MS);
-    expect(sender.pushes()).toHaveLength(0);
-    for (const r of [r1, r2, late]) expect(r.pushes()).toHaveLength(1);
+    expect(await pushesBeforeMarker(r1, sender)).toEqual([]);
+    for (const r of [r1, r2, late]) expect(await pushesBeforeMarker(sender, r)).toHaveLength(1);
   });
 
   test("#channel reaches the members that joined it, offline ones on hello, and no one else", async () => {
@@ -165,9 +146,8 @@ describe("send and push", () => {
     const back = await connect(broker, m.id, j2);
     expect((await back.waitForPushes(1))[0]).toMatchObject({ messageId: ack.messageId, targetSpec: "#ops" });
 
-    await Bun.sleep(QUIET_MS);
-    expect(outsider.pushes()).toHaveLength(0);
-    expect(sender.pushes()).toHaveLength(0);
+    expect(await pushesBeforeMarker(sender, outsider)).toEqual([]);
+    expect(await pushesBeforeMarker(joined, sender)).toEqual([]);
   });
 
   test("tag:name reaches the members carrying the tag given at enrolment", async () => {
@@ -190,9 +170,8 @@ describe("send and push", () => {
     const infra = await sender.send("tag:infra");
     expect(infra).toMatchObject({ type: "ack", recipients: 2 });
     await other.nextFrame((f) => f.type === "push" && f.messageId === infra.messageId);
-    await Bun.sleep(QUIET_MS);
-    expect(other.pushes().map((p) => p.messageId)).toEqual([infra.messageId]);
-    expect(r1.pushes()).toHaveLength(1);
+    expect((await pushesBeforeMarker(sender, other)).map((p) => p.messageId)).toEqual([infra.messageId]);
+    expect(await pushesBeforeMarker(sender, r1)).toHaveLength(1);
   });
 
   for (const kind of ["direct pubkey", "channel"] as const) {
@@ -221,9 +200,8 @@ describe("send and push", () => {
       expect(await sender.send("*")).toMatchObject({ type: "ack", recipients: 2 });
       const late = await connect(broker, m.id, c);
       await late.waitForPushes(1);
-      await Bun.sleep(QUIET_MS);
-      expect(late.pushes()).toHaveLength(1);
-      expect(recipient.pushes()).toHaveLength(targets.length + 1);
+      expect(await pushesBeforeMarker(sender, late)).toHaveLength(1);
+      expect(await pushesBeforeMarker(sender, recipient)).toHaveLength(targets.length + 1);
       expect(sender.isOpen).toBe(true);
     });
   }
@@ -254,13 +232,12 @@ describe("send and push", () => {
     const other = await again.send(b.pubkey, { id: "retry-me-2" });
     expect(other.messageId).not.toBe(ack1.messageId);
 
-    await recipient.waitForPushes(2);
-    await Bun.sleep(QUIET_MS);
-    const pushes = recipient.pushes();
-    expect(pushes.map((p) => p.messageId)).toEqual([ack1.messageId, other.messageId]);
-    expect(pushes[0]!.ciphertext).toBe("first body");
     const stored = await storedBy(a.id);
     if (stored !== null) expect(stored).toBe(2);
+    await recipient.waitForPushes(2);
+    const pushes = await pushesBeforeMarker(again, recipient);
+    expect(pushes.map((p) => p.messageId)).toEqual([ack1.messageId, other.messageId]);
+    expect(pushes[0]!.ciphertext).toBe("first body");
   });
 
   test("the same id from two presences of one sender at the same moment makes one message", async () => {
@@ -278,9 +255,9 @@ describe("send and push", () => {
       expect([x.duplicate, y.duplicate].filter((d) => d === true)).toHaveLength(1);
     }
     await recipient.waitForPushes(10);
-    await Bun.sleep(QUIET_MS);
-    expect(new Set(recipient.pushes().map((p) => p.messageId)).size).toBe(10);
-    expect(recipient.pushes()).toHaveLength(10);
+    const pushes = await pushesBeforeMarker(s1, recipient);
+    expect(new Set(pushes.map((p) => p.messageId)).size).toBe(10);
+    expect(pushes).toHaveLength(10);
   });
 
   test("priority defaults to next; a given priority is kept", async () => {
@@ -329,13 +306,12 @@ describe("send and push", () => {
     // Neither a later connect nor becoming idle brings an ephemeral message back.
     const late = await connect(broker, m.id, offM);
     expect(await busy.request({ type: "set_status", status: "idle" })).toMatchObject({ status: "idle" });
-    await Bun.sleep(1_500);
-    expect(late.pushes()).toHaveLength(0);
-    expect(busy.pushes()).toHaveLength(0);
-    expect(idle.pushes()).toHaveLength(1);
-    expect(sender.pushes()).toHaveLength(0);
     const stored = await storedBy(a.id);
     if (stored !== null) expect(stored).toBe(0);
+    expect(await pushesBeforeMarker(sender, late)).toEqual([]);
+    expect(await pushesBeforeMarker(sender, busy)).toEqual([]);
+    expect(await pushesBeforeMarker(sender, idle)).toHaveLength(1);
+    expect(await pushesBeforeMarker(idle, sender)).toEqual([]);
   });
 
   test("a message whose ttlSeconds ran out is not delivered to a member connecting later", async () => {
@@ -345,12 +321,12 @@ describe("send and push", () => {
     const expiring = await sender.send(b.pubkey, { ttlSeconds: 1, ciphertext: "gone" });
     expect(expiring).toMatchObject({ type: "ack", queued: true, recipients: 1 });
     const lasting = await sender.send(b.pubkey, { ttlSeconds: 3600, ciphertext: "kept" });
-    await Bun.sleep(2_200);
+    // Past the 1 s lifetime, counted from its commit before the ack.
+    await Bun.sleep(1_500);
 
     const recipient = await connect(broker, m.id, b);
     await recipient.nextFrame((f) => f.type === "push" && f.messageId === lasting.messageId);
-    await Bun.sleep(QUIET_MS);
-    expect(recipient.pushes().map((p) => p.ciphertext)).toEqual(["kept"]);
+    expect((await pushesBeforeMarker(sender, recipient)).map((p) => p.ciphertext)).toEqual(["kept"]);
   });
 
   test("too_large: a frame under MAX_MESSAGE_BYTES with no room left for the push; the socket stays open", async () => {
@@ -369,8 +345,7 @@ describe("send and push", () => {
     const ok = await sender.send(b.pubkey, { ciphertext: "B".repeat(1_000) });
     expect(ok).toMatchObject({ type: "ack", recipients: 1 });
     await recipient.waitForPushes(1);
-    await Bun.sleep(QUIET_MS);
-    expect(recipient.pushes()).toHaveLength(1);
+    expect(await pushesBeforeMarker(sender, recipient)).toHaveLength(1);
 
     // A frame over MAX_MESSAGE_BYTES ends the connection with 1009.
     const huge = await connect(broker, m.id, a);
@@ -402,8 +377,7 @@ describe("send and push", () => {
     const ok = await sender.send(b.pubkey, { id: "fine" });
     expect(ok).toMatchObject({ type: "ack", id: "fine", recipients: 1 });
     await recipient.waitForPushes(1);
-    await Bun.sleep(QUIET_MS);
-    expect(recipient.pushes().map((p) => p.messageId)).toEqual([ok.messageId]);
+    expect((await pushesBeforeMarker(sender, recipient)).map((p) => p.messageId)).toEqual([ok.messageId]);
   });
 
   test("nonce, ciphertext or id that Postgres text cannot hold is invalid, and spoils no other sender's send", async () => {
@@ -424,15 +398,14 @@ describe("send and push", () => {
     expect([...rx!, ...rz!].map((a) => a.code ?? a.type)).toEqual(Array<string>(80).fill("ack"));
     expect(ry!.map((a) => a.code)).toEqual(Array<string>(40).fill("invalid"));
     await recipient.waitForPushes(80, 30_000);
-    await Bun.sleep(QUIET_MS);
-    expect(recipient.pushes()).toHaveLength(80);
+    expect(await pushesBeforeMarker(px!, recipient)).toHaveLength(80);
   });
 
   test("an observer may connect but not send: forbidden, nothing delivered", async () => {
-    const { mesh: m, members } = await mesh(1);
-    const recipientMember = members[0]!;
+    const { mesh: m, members } = await mesh(2);
+    const [recipientMember, markerMember] = members as [SetupMember, SetupMember];
     const identity = await newIdentity();
-    const added = await admin.addMember(m.id, { pubkey: identity.publicKey, displayName: "watcher", role: "observer" });
+    const added = await broker.admin.addMember(m.id, { pubkey: identity.publicKey, displayName: "watcher", role: "observer" });
     const watcher = { id: added.id, displayName: "watcher", pubkey: identity.publicKey, identity };
     const observer = await connect(broker, m.id, watcher);
     const recipient = await connect(broker, m.id, recipientMember);
@@ -442,15 +415,14 @@ describe("send and push", () => {
       expect(answer).toMatchObject({ type: "error", code: "forbidden", id: `obs-${target.length}` });
     }
     await expectAlive(observer);
-    await Bun.sleep(QUIET_MS);
-    expect(recipient.pushes()).toHaveLength(0);
+    expect(await pushesBeforeMarker(await connect(broker, m.id, markerMember), recipient)).toEqual([]);
   });
 
   test("metrics count routed messages by priority and rejected sends by reason", async () => {
     const { mesh: m, members } = await mesh(2);
     const [a, b] = members as [SetupMember, SetupMember];
     const identity = await newIdentity();
-    const added = await admin.addMember(m.id, { pubkey: identity.publicKey, displayName: "obs", role: "observer" });
+    const added = await broker.admin.addMember(m.id, { pubkey: identity.publicKey, displayName: "obs", role: "observer" });
     const sender = await connect(broker, m.id, a);
     await connect(broker, m.id, b);
     const observer = await connect(broker, m.id, { id: added.id, displayName: "obs", pubkey: identity.publicKey, identity });
@@ -505,31 +477,18 @@ describe("send and push", () => {
 });
 
 describe("send rate limit", () => {
-  let backend: TestBackend;
-  let broker: BrokerProcess;
-  let admin: AdminClient;
-
-  beforeAll(async () => {
-    backend = await freshBackend();
-    broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, SEND_RATE_LIMIT_PER_MIN: "5" });
-    admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  });
-  afterAll(async () => {
-    await broker?.stop();
-    await backend?.dispose();
-  });
+  const broker = useTestBroker({ SEND_RATE_LIMIT_PER_MIN: "5" });
 
   test("SEND_RATE_LIMIT_PER_MIN=5: the 6th send in a minute is rate_limited, per member, socket open", async () => {
-    const { mesh: m, members } = await setupMesh(admin, { members: 3 });
+    const { mesh: m, members } = await setupMesh(broker.admin, { members: 3 });
     const [a, b, c] = members as [SetupMember, SetupMember, SetupMember];
     const sender = await connect(broker, m.id, a);
     const recipient = await connect(broker, m.id, b);
     const other = await connect(broker, m.id, c);
+    const before = await scrape(broker.url);
     // Keep the burst inside one clock minute, so the count of the minute before plays no part.
     const intoMinute = Date.now() % 60_000;
-    if (intoMinute > 50_000) await Bun.sleep(60_000 - intoMinute + 100);
-
-    const before = await scrape(broker.url);
+    if (intoMinute > 55_000) await Bun.sleep(60_000 - intoMinute + 100);
     const replies = await sendMany(
       sender,
       Array.from({ length: 7 }, (_, i) => sendFrame(b.pubkey, { id: `rl-${i}` })),
@@ -541,8 +500,7 @@ describe("send rate limit", () => {
     expect(await other.send(b.pubkey)).toMatchObject({ type: "ack", recipients: 1 });
 
     await recipient.waitForPushes(6);
-    await Bun.sleep(QUIET_MS);
-    expect(recipient.pushes()).toHaveLength(6);
+    expect(await pushesBeforeMarker(other, recipient)).toHaveLength(6);
     const after = await scrape(broker.url);
     expect(deltas(before, after, ["broker_messages_rejected_total{reason=rate_limited}"])).toEqual({
       "broker_messages_rejected_total{reason=rate_limited}": 2,

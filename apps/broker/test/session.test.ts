@@ -1,41 +1,22 @@
 // PROTOCOL.md §1, the session frames besides send/push/client_ack: ping,
 // join/leave, list_peers, set_status, reqId echo, and how the broker answers
 // frames it cannot use (error "invalid", connection kept).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import {
-  AdminClient,
-  freshBackend,
   PeerPool,
+  pushesBeforeMarker,
   setupMesh,
-  spawnBroker,
   TestPeer,
-  type BrokerProcess,
+  useTestBroker,
   type ConnectOptions,
   type Frame,
   type SetupMember,
-  type TestBackend,
 } from "@switchboard/testkit";
 import { ISO } from "./support/messaging.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-// Long enough to see a frame that was going to arrive; the broker answers in milliseconds.
-const QUIET_MS = 500;
-
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
+const broker = useTestBroker({ MAX_MESSAGE_BYTES: "4096" });
 const pool = new PeerPool();
-
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, MAX_MESSAGE_BYTES: "4096" });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
-});
-afterAll(async () => {
-  await pool.closeAll();
-  await broker?.stop();
-  await backend?.dispose();
-});
+afterAll(() => pool.closeAll());
 
 /** A connected peer, closed after the file's tests. */
 const connect = (member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}) =>
@@ -43,7 +24,7 @@ const connect = (member: SetupMember, meshId: string, options: Partial<ConnectOp
 
 /** One connected peer per member of a new mesh. */
 async function meshOf(names: string[]): Promise<{ meshId: string; members: SetupMember[]; peers: TestPeer[] }> {
-  const { mesh, members } = await setupMesh(admin, { members: names });
+  const { mesh, members } = await setupMesh(broker.admin, { members: names });
   const connected: TestPeer[] = [];
   for (const m of members) connected.push(await connect(m, mesh.id, { sessionId: `${m.displayName}-session` }));
   return { meshId: mesh.id, members, peers: connected };
@@ -110,10 +91,10 @@ describe("session frames", () => {
     const pushes = await stays!.waitForPushes(2);
     expect(pushes[1]).toMatchObject({ messageId: second.messageId, ciphertext: "to-the-room-2" });
 
-    await Bun.sleep(QUIET_MS);
-    expect(leaves!.pushes().map((p) => p.messageId)).toEqual([first.messageId]);
-    expect(outsider!.pushes()).toEqual([]);
-    expect(sender!.pushes()).toEqual([]);
+    // Pushed in queue order: a push of `second` to them would come before these markers.
+    expect((await pushesBeforeMarker(sender!, leaves!)).map((p) => p.messageId)).toEqual([first.messageId]);
+    expect(await pushesBeforeMarker(sender!, outsider!)).toEqual([]);
+    expect(await pushesBeforeMarker(stays!, sender!)).toEqual([]);
   });
 
   test("list_peers lists live presences with their fields, and no ghost after a peer closes its socket", async () => {
@@ -190,9 +171,9 @@ describe("session frames", () => {
     const again = { ...a!.helloFrame, reqId: "hello-again" };
     const error = await a!.request(again);
     expect(error).toMatchObject({ type: "error", code: "invalid", reqId: "hello-again" });
-    await Bun.sleep(QUIET_MS);
-    expect(a!.frames.filter((f) => f.type === "hello_ack").length).toBe(1);
+    // Frames are answered in order: any other answer to the second hello came before the pong.
     await expectAlive(a!);
+    expect(a!.frames.filter((f) => f.type === "hello_ack").length).toBe(1);
     // The presence is the same one: still a single presence for this session.
     const mine = (await listPeers(a!)).find((p) => p.pubkey === a!.identity.publicKey);
     expect(mine?.presences.map((p) => p.sessionId)).toEqual(["Ada-session"]);
@@ -223,7 +204,7 @@ describe("session frames", () => {
   });
 
   test("a reqId of up to 64 characters is echoed on every direct reply", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["Ada", "Bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["Ada", "Bob"] });
     const longest = "q".repeat(64);
     const b = await connect(members[1]!, mesh.id);
     const a = await connect(members[0]!, mesh.id, { helloOverrides: { reqId: `h${longest.slice(1)}` } });
@@ -256,8 +237,8 @@ describe("session frames", () => {
   });
 
   test("after a burst of garbage frames the broker still answers /health 200 and serves peers", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["Ada", "Bob"] });
-    const firstLog = broker.logs.length;
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["Ada", "Bob"] });
+    const firstLog = broker.process.logs.length;
     const a = await connect(members[0]!, mesh.id);
     const garbage: string[] = [
       "",
@@ -302,7 +283,7 @@ describe("session frames", () => {
     const b = await connect(members[1]!, mesh.id);
     await expectAlive(b);
     // Nothing logged at error level or above (pino: 50 = error) while handling it.
-    const errors = broker.logs.slice(firstLog).filter((l) => (l.level ?? 0) >= 50);
+    const errors = broker.process.logs.slice(firstLog).filter((l) => (l.level ?? 0) >= 50);
     expect(errors).toEqual([]);
   }, 60_000);
 });

@@ -1,13 +1,13 @@
+// Graceful shutdown: the broker closes its sockets with 1001 and exits 0. Its
+// own deadline (9 s) ends a shutdown that hangs with exit code 1, so exit code
+// 0 also says the shutdown finished in time; how long it took is no assertion.
 import { afterEach, describe, expect, test } from "bun:test";
-import { freshBackend, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { TestBroker } from "@switchboard/testkit";
 
-let backend: TestBackend | undefined;
-let broker: BrokerProcess | undefined;
+let broker: TestBroker | undefined;
 afterEach(async () => {
-  await broker?.stop();
-  await backend?.dispose();
+  await broker?.dispose();
   broker = undefined;
-  backend = undefined;
 });
 
 function openSocket(url: string): Promise<{ ws: WebSocket; closed: Promise<CloseEvent> }> {
@@ -20,19 +20,16 @@ function openSocket(url: string): Promise<{ ws: WebSocket; closed: Promise<Close
 }
 
 describe("graceful shutdown", () => {
-  test.each(["SIGTERM", "SIGINT"] as const)("%s closes sockets with 1001 and exits 0 within 10 s", async (signal) => {
-    backend = await freshBackend();
-    broker = await spawnBroker(backend.env);
+  test.each(["SIGTERM", "SIGINT"] as const)("%s closes sockets with 1001 and exits 0 before the shutdown deadline", async (signal) => {
+    broker = await TestBroker.start();
     const { closed } = await openSocket(broker.wsUrl);
-    const started = Date.now();
-    broker.kill(signal);
-    const code = await Promise.race([broker.exited, Bun.sleep(10_000).then(() => "timeout" as const)]);
-    expect(code).toBe(0);
-    expect(Date.now() - started).toBeLessThan(10_000);
+    broker.process.kill(signal);
+    expect(await broker.process.exited).toBe(0);
     expect((await closed).code).toBe(1001);
-    const events = broker.logs.map((l) => l.msg);
+    const events = broker.process.logs.map((l) => l.msg);
     expect(events).toContain("shutdown signal");
     expect(events).toContain("shutdown complete");
+    expect(events).not.toContain("shutdown deadline passed");
     expect(events.indexOf("shutdown signal")).toBeLessThan(events.indexOf("shutdown complete"));
   });
 });

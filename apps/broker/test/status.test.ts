@@ -1,52 +1,33 @@
 // Status and priority rules (PROTOCOL.md §2) against real broker processes:
 // which priorities a presence receives in each status, when held messages go
 // out, and which status source may overwrite which.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import {
-  AdminClient,
-  freshBackend,
   setupMesh,
-  spawnBroker,
   TestPeer,
-  type BrokerProcess,
+  useTestBroker,
   type ConnectOptions,
   type Frame,
   type SetupMember,
-  type TestBackend,
+  type TestBroker,
 } from "@switchboard/testkit";
+import { scrape } from "./support/messaging.ts";
 import { postHook, setStatus, statusSeenBy } from "./support/status.ts";
 
-const ADMIN_TOKEN = "status-test-admin-token-0123456789";
 const WINDOW_MS = 2000;
 // Past the fresh window with a margin for the database clock and the request itself.
 const PAST_WINDOW_MS = WINDOW_MS + 400;
-const HOLD_CHECK_MS = 500;
+const STATUS_TTL_SECONDS = 2;
+const SWEEP_INTERVAL_MS = 100;
 const DELIVERY_TIMEOUT_MS = 15_000;
-
-interface Env {
-  backend: TestBackend;
-  broker: BrokerProcess;
-  admin: AdminClient;
-}
-
-async function startEnv(extra: Record<string, string>): Promise<Env> {
-  const backend = await freshBackend();
-  const broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, ...extra });
-  return { backend, broker, admin: new AdminClient(broker.url, ADMIN_TOKEN) };
-}
-
-async function stopEnv(env: Env | undefined): Promise<void> {
-  await env?.broker.stop();
-  await env?.backend.dispose();
-}
 
 const openPeers: TestPeer[] = [];
 afterEach(async () => {
   await Promise.all(openPeers.splice(0).map((p) => p.close()));
 });
 
-async function connect(env: Env, member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}): Promise<TestPeer> {
-  const peer = await TestPeer.connect(env.broker.wsUrl, { identity: member.identity, meshId, autoAck: true, ...options });
+async function connect(env: TestBroker, member: SetupMember, meshId: string, options: Partial<ConnectOptions> = {}): Promise<TestPeer> {
+  const peer = await TestPeer.connect(env.wsUrl, { identity: member.identity, meshId, autoAck: true, ...options });
   openPeers.push(peer);
   return peer;
 }
@@ -60,7 +41,7 @@ async function sendTo(sender: TestPeer, target: SetupMember, priority: "now" | "
 const pushIds = (peer: TestPeer) => peer.pushes().map((p: Frame) => String(p.messageId));
 
 /** A mesh with a sender and a receiver, both connected; the receiver with a known session and cwd. */
-async function senderAndReceiver(env: Env) {
+async function senderAndReceiver(env: TestBroker) {
   const { mesh, members } = await setupMesh(env.admin, { members: ["sender", "receiver"] });
   const [senderMember, receiverMember] = members as [SetupMember, SetupMember];
   const sessionId = `sess-${crypto.randomUUID()}`;
@@ -70,12 +51,8 @@ async function senderAndReceiver(env: Env) {
   return { mesh, sender, receiver, receiverMember, sessionId, cwd };
 }
 
-describe("priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=2)", () => {
-  let env: Env;
-  beforeAll(async () => {
-    env = await startEnv({ HOOK_FRESH_WINDOW_SECONDS: String(WINDOW_MS / 1000) });
-  });
-  afterAll(() => stopEnv(env));
+describe(`priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=${WINDOW_MS / 1000})`, () => {
+  const env = useTestBroker({ HOOK_FRESH_WINDOW_SECONDS: String(WINDOW_MS / 1000) });
 
   test("an idle presence receives now, next and low", async () => {
     const { sender, receiver, receiverMember } = await senderAndReceiver(env);
@@ -94,11 +71,11 @@ describe("priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=2)", () => {
       const { sender, receiver, receiverMember } = await senderAndReceiver(env);
       expect(await setStatus(receiver, held)).toEqual({ type: "status", status: held, statusSource: "manual" });
 
-      const nowId = await sendTo(sender, receiverMember, "now");
       const nextId = await sendTo(sender, receiverMember, "next");
       const lowId = await sendTo(sender, receiverMember, "low");
+      // Queued behind next and low, now goes out first: by its push the broker has passed over both.
+      const nowId = await sendTo(sender, receiverMember, "now");
       await receiver.waitForPushes(1, DELIVERY_TIMEOUT_MS);
-      await Bun.sleep(HOLD_CHECK_MS);
       expect(pushIds(receiver)).toEqual([nowId]);
 
       expect(await setStatus(receiver, "idle")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
@@ -110,23 +87,25 @@ describe("priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=2)", () => {
   test("held messages go out when a hook sets idle", async () => {
     const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
     const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
-    const working = await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId } });
+    const working = await postHook(env.url, { token, body: { cwd, status: "working", session_id: sessionId } });
     expect(working).toEqual({ status: 200, body: { ok: true, presence_id: receiver.helloAck?.presenceId } });
 
     const nextId = await sendTo(sender, receiverMember, "next");
-    await Bun.sleep(HOLD_CHECK_MS);
-    expect(pushIds(receiver)).toEqual([]);
-
-    const idle = await postHook(env.broker.url, { token, body: { cwd, status: "idle", session_id: sessionId } });
-    expect(idle.status).toBe(200);
+    // A later now passes the working status: by its push the held next was passed over.
+    const nowId = await sendTo(sender, receiverMember, "now");
     await receiver.waitForPushes(1, DELIVERY_TIMEOUT_MS);
-    expect(pushIds(receiver)).toEqual([nextId]);
+    expect(pushIds(receiver)).toEqual([nowId]);
+
+    const idle = await postHook(env.url, { token, body: { cwd, status: "idle", session_id: sessionId } });
+    expect(idle.status).toBe(200);
+    await receiver.waitForPushes(2, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(receiver)).toEqual([nowId, nextId]);
   });
 
   test("hook beats manual: a manual set_status does not overwrite a fresh hook status, but does after the window", async () => {
     const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
     const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
-    expect((await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
+    expect((await postHook(env.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
 
     expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "working", statusSource: "hook" });
     expect(await setStatus(receiver, "idle")).toEqual({ type: "status", status: "working", statusSource: "hook" });
@@ -152,14 +131,14 @@ describe("priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=2)", () => {
   test("hook beats jsonl within the window", async () => {
     const { mesh, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
     const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
-    expect((await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
+    expect((await postHook(env.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
     expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", status: "working", statusSource: "hook" });
   });
 
   test("a manual dnd always applies, even over a fresh hook status", async () => {
     const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
     const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
-    expect((await postHook(env.broker.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
+    expect((await postHook(env.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
     expect(await setStatus(receiver, "dnd")).toEqual({ type: "status", status: "dnd", statusSource: "manual" });
     expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "dnd", statusSource: "manual" });
   });
@@ -172,12 +151,12 @@ describe("priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=2)", () => {
 
     const tryToLeave = async () => {
       for (const status of ["idle", "working"]) {
-        const hook = await postHook(env.broker.url, { token, body: { cwd, status, session_id: sessionId } });
+        const hook = await postHook(env.url, { token, body: { cwd, status, session_id: sessionId } });
         expect(hook).toEqual({ status: 200, body: { ok: true, presence_id: receiver.helloAck?.presenceId } });
         expect(await statusSeenBy(sender, sessionId)).toEqual(dnd);
       }
       const stop = { session_id: sessionId, cwd, hook_event_name: "Stop", transcript_path: "/tmp/t.jsonl", stop_hook_active: false };
-      expect((await postHook(env.broker.url, { token, body: stop })).status).toBe(200);
+      expect((await postHook(env.url, { token, body: stop })).status).toBe(200);
       expect(await statusSeenBy(sender, sessionId)).toEqual(dnd);
       expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", ...dnd });
       expect(await setStatus(receiver, "working", "jsonl")).toEqual({ type: "status", ...dnd });
@@ -191,12 +170,19 @@ describe("priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=2)", () => {
   });
 });
 
-describe("status TTL (STATUS_TTL_SECONDS=2)", () => {
-  let env: Env;
-  beforeAll(async () => {
-    env = await startEnv({ STATUS_TTL_SECONDS: "2" });
-  });
-  afterAll(() => stopEnv(env));
+describe(`status TTL (STATUS_TTL_SECONDS=${STATUS_TTL_SECONDS}, SWEEP_INTERVAL_MS=${SWEEP_INTERVAL_MS})`, () => {
+  const env = useTestBroker({ STATUS_TTL_SECONDS: String(STATUS_TTL_SECONDS), SWEEP_INTERVAL_MS: String(SWEEP_INTERVAL_MS) });
+
+  /** Resolves once the status sweep has made `passes` whole passes after the call (a pass counts itself as it starts). */
+  async function sweepPasses(passes: number): Promise<void> {
+    const sweeps = async () => (await scrape(env.url)).get("broker_ttl_sweeps_total") ?? 0;
+    const target = (await sweeps()) + passes + 1;
+    const until = Date.now() + DELIVERY_TIMEOUT_MS;
+    while ((await sweeps()) < target) {
+      if (Date.now() > until) throw new Error(`fewer than ${passes} status sweep(s) within ${DELIVERY_TIMEOUT_MS} ms`);
+      await Bun.sleep(SWEEP_INTERVAL_MS);
+    }
+  }
 
   test("a presence stuck in working flips to idle with source jsonl and its held messages go out; dnd does not flip", async () => {
     const { mesh, members } = await setupMesh(env.admin, { members: ["sender", "worker", "busy"] });
@@ -209,20 +195,24 @@ describe("status TTL (STATUS_TTL_SECONDS=2)", () => {
     expect(await setStatus(worker, "working")).toEqual({ type: "status", status: "working", statusSource: "manual" });
     const workerMsg = await sendTo(sender, workerMember, "next");
     const busyMsg = await sendTo(sender, busyMember, "low");
-    await Bun.sleep(300);
-    expect(pushIds(worker)).toEqual([]);
-
+    // A later now passes the working status: by its push the held next was passed over.
+    const workerNow = await sendTo(sender, workerMember, "now");
     await worker.waitForPushes(1, DELIVERY_TIMEOUT_MS);
-    expect(pushIds(worker)).toEqual([workerMsg]);
+    expect(pushIds(worker)).toEqual([workerNow]);
+
+    await worker.waitForPushes(2, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(worker)).toEqual([workerNow, workerMsg]);
     expect(await statusSeenBy(sender, worker.sessionId)).toEqual({ status: "idle", statusSource: "jsonl" });
 
-    // The sweep that flipped the worker saw the older dnd too; give it one more pass.
-    await Bun.sleep(1500);
+    // The sweep that flipped the worker saw the older dnd too; give it one more whole pass.
+    await sweepPasses(1);
     expect(await statusSeenBy(sender, busy.sessionId)).toEqual({ status: "dnd", statusSource: "manual" });
-    expect(pushIds(busy)).toEqual([]);
-    expect(await setStatus(busy, "idle")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
+    const busyNow = await sendTo(sender, busyMember, "now");
     await busy.waitForPushes(1, DELIVERY_TIMEOUT_MS);
-    expect(pushIds(busy)).toEqual([busyMsg]);
+    expect(pushIds(busy)).toEqual([busyNow]);
+    expect(await setStatus(busy, "idle")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
+    await busy.waitForPushes(2, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(busy)).toEqual([busyNow, busyMsg]);
   });
 
   test("a hook-set working flips too", async () => {
@@ -232,7 +222,7 @@ describe("status TTL (STATUS_TTL_SECONDS=2)", () => {
     const cwd = `/home/dev/${mesh.slug}`;
     const worker = await connect(env, workerMember, mesh.id, { cwd });
     const token = await env.admin.createHookToken(mesh.id, workerMember.id);
-    const hook = await postHook(env.broker.url, {
+    const hook = await postHook(env.url, {
       token,
       body: { session_id: worker.sessionId, cwd, hook_event_name: "UserPromptSubmit", prompt: "fix the build", transcript_path: "/tmp/t.jsonl" },
     });

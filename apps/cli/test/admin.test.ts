@@ -2,32 +2,22 @@
 // the switchboard CLI, run as a child process against a real broker.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { MemberView, MeshView } from "@switchboard/protocol";
-import { AdminClient, freshBackend, randomSlug, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { randomSlug, useTestBroker } from "@switchboard/testkit";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CliHome, cliOk, lines, runCli } from "./support/cli.ts";
 
-const ADMIN_TOKEN = "cli-admin-test-token-0123456789";
 const HEX64 = /^[0-9a-f]{64}$/;
 
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
+const broker = useTestBroker();
 let home: CliHome;
 let env: Record<string, string>;
 
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+beforeAll(() => {
   home = new CliHome();
-  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: ADMIN_TOKEN };
+  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: broker.adminToken };
 });
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
-  home?.dispose();
-});
+afterAll(() => home?.dispose());
 
 const cli = (args: string[], extraEnv: Record<string, string> = {}) => runCli(home, args, { env: { ...env, ...extraEnv } });
 const ok = (args: string[], extraEnv: Record<string, string> = {}) => cliOk(home, args, { env: { ...env, ...extraEnv } });
@@ -150,11 +140,11 @@ describe("admin commands", () => {
 describe("configuration", () => {
   test("flags beat environment, environment beats the config file, the file beats the default", async () => {
     const slug = randomSlug();
-    await admin.createMesh(slug);
+    await broker.admin.createMesh(slug);
     const own = new CliHome();
     try {
       mkdirSync(own.path(".config", "switchboard"), { recursive: true });
-      writeFileSync(own.path(".config", "switchboard", "config.json"), JSON.stringify({ url: broker.url, adminToken: ADMIN_TOKEN }));
+      writeFileSync(own.path(".config", "switchboard", "config.json"), JSON.stringify({ url: broker.url, adminToken: broker.adminToken }));
       // Only the config file: it works.
       expect((await cliOk(own, ["mesh", "list"])).includes(slug)).toBe(true);
       // The environment overrides the file (a bad token there fails)…
@@ -162,13 +152,13 @@ describe("configuration", () => {
       expect(envWins.code).toBe(1);
       expect(envWins.stderr).toMatch(/unauthorized/);
       // …and a flag overrides the environment.
-      const flagWins = await cliOk(own, ["mesh", "list", "--admin-token", ADMIN_TOKEN], {
+      const flagWins = await cliOk(own, ["mesh", "list", "--admin-token", broker.adminToken], {
         env: { SWITCHBOARD_ADMIN_TOKEN: "bad-token-0123456789abc" },
       });
       expect(flagWins.includes(slug)).toBe(true);
       // --config names another file.
       const other = own.path("other.json");
-      writeFileSync(other, JSON.stringify({ url: "http://127.0.0.1:9", adminToken: ADMIN_TOKEN }));
+      writeFileSync(other, JSON.stringify({ url: "http://127.0.0.1:9", adminToken: broker.adminToken }));
       expect((await runCli(own, ["mesh", "list", "--config", other])).stderr).toMatch(/cannot reach the broker at http:\/\/127\.0\.0\.1:9/);
     } finally {
       own.dispose();

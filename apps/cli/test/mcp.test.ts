@@ -4,28 +4,15 @@
 // from the SDK standing in for Claude Code; the installed hook commands fed
 // real Claude Code hook input through `sh -c`, as Claude Code runs them.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import {
-  AdminClient,
-  freePort,
-  freshBackend,
-  setupMesh,
-  spawnBroker,
-  TestPeer,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { freePort, setupMesh, TestBroker, TestPeer, type SetupMember } from "@switchboard/testkit";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { CliHome, cliOk } from "./support/cli.ts";
 import { installedHook, McpSession, projectFiles, registeredServer, runHook, type ChannelNote } from "./support/mcp.ts";
 
-const ADMIN_TOKEN = "mcp-test-admin-token-0123456789";
 const TOOLS = ["send_message", "check_messages", "list_peers", "set_status", "join_channel", "leave_channel"];
 
-let backend: TestBackend;
-let brokerEnv: Record<string, string>;
-let broker: BrokerProcess;
-let admin: AdminClient;
+// A fixed port: one test restarts the broker where the MCP servers look for it.
+let broker: TestBroker;
 let home: CliHome;
 let meshSlug: string;
 const members: Record<string, SetupMember> = {};
@@ -47,7 +34,7 @@ async function installProject(name: string): Promise<Project> {
   mkdirSync(dir, { recursive: true });
   const keyFile = home.path(`${name}.json`);
   writeFileSync(keyFile, JSON.stringify({ secretKey: member.identity.secretKey, publicKey: member.pubkey }), { mode: 0o600 });
-  const token = await admin.createHookToken(meshSlug, member.id);
+  const token = await broker.admin.createHookToken(meshSlug, member.id);
   await cliOk(home, ["install", "--url", broker.url, "--mesh", meshSlug, "--key", keyFile, "--token", token], { cwd: dir });
   const project = { name, dir, sessionId: `claude-${name}-${crypto.randomUUID()}`, files: projectFiles(dir) };
   projects[name] = project;
@@ -89,7 +76,7 @@ async function hook(project: Project, event: string, extra: Record<string, unkno
 }
 
 async function statusOf(sessionId: string): Promise<string | undefined> {
-  return (await admin.peers(meshSlug)).find((p) => p.sessionId === sessionId)?.status;
+  return (await broker.admin.peers(meshSlug)).find((p) => p.sessionId === sessionId)?.status;
 }
 
 async function expectStatus(sessionId: string, status: string): Promise<void> {
@@ -100,12 +87,9 @@ async function expectStatus(sessionId: string, status: string): Promise<void> {
 const hasText = (text: string) => (n: ChannelNote) => n.content === text;
 
 beforeAll(async () => {
-  backend = await freshBackend();
-  brokerEnv = { ...backend.env, ADMIN_TOKEN, BROKER_PORT: String(await freePort()) };
-  broker = await spawnBroker(brokerEnv);
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  broker = await TestBroker.start({ BROKER_PORT: String(await freePort()) });
   home = new CliHome();
-  const setup = await setupMesh(admin, { members: ["alice", "bob", "carol", "dave"] });
+  const setup = await setupMesh(broker.admin, { members: ["alice", "bob", "carol", "dave"] });
   meshSlug = setup.mesh.slug;
   for (const m of setup.members) members[m.displayName] = m;
   for (const name of ["alice", "bob", "carol", "dave"]) await installProject(name);
@@ -115,8 +99,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   await Promise.all(sessions.map((s) => s.close().catch(() => {})));
-  await broker?.stop();
-  await backend?.dispose();
+  await broker?.dispose();
   home?.dispose();
 });
 
@@ -272,7 +255,7 @@ describe("two sessions, alice and bob", () => {
     expect(down.isError).toBe(true);
     expect(down.data).toMatchObject({ error: { code: "unavailable" } });
     const from = a.logs.items.length;
-    broker = await spawnBroker(brokerEnv);
+    await broker.start();
     await a.logs.wait((l) => l.msg === "mcp reconnected", 30_000, "alice's reconnect", from);
     const sent = await a.ok("send_message", { to: "bob", text: "after the restart" });
     expect(sent.recipients).toBe(1);
@@ -286,7 +269,7 @@ test("session matching by pid and cwd: without a session id, the hook's $PPID (C
   // Same member, same directory, newer, other parent: "newest with that cwd" alone would pick it.
   const decoy = await TestPeer.connect(broker.wsUrl, { identity: members.dave!.identity, meshId: meshSlug, cwd: dave.dir, pid: 777_002 });
   peers.push(decoy);
-  const presences = () => admin.peers(meshSlug).then((all) => all.filter((p) => p.pubkey === members.dave!.pubkey));
+  const presences = () => broker.admin.peers(meshSlug).then((all) => all.filter((p) => p.pubkey === members.dave!.pubkey));
   const mine = (await presences()).find((p) => p.pid === process.pid);
   expect(mine).toMatchObject({ cwd: dave.dir });
   // Claude Code's session id, which the server was not told.

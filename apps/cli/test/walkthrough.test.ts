@@ -3,46 +3,26 @@
 // one-line broker errors, status, and a listener whose member is revoked.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
-import {
-  AdminClient,
-  freshBackend,
-  newIdentity,
-  setupMesh,
-  spawnBroker,
-  TestPeer,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { newIdentity, pushesBeforeMarker, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
 import { writeFileSync } from "node:fs";
 import { CliHome, cliOk, eventually, lines, runCli, spawnCli } from "./support/cli.ts";
 
-// The README's token, so the walkthrough runs exactly as written there.
-const ADMIN_TOKEN = "change-me-0123456789";
 const HEX64 = /^[0-9a-f]{64}$/;
 
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
+// The README's token, so the walkthrough runs exactly as written there.
+const broker = useTestBroker({ ADMIN_TOKEN: "change-me-0123456789" });
 let home: CliHome;
 let env: Record<string, string>;
 const children: Array<Subprocess<"pipe", "pipe", "pipe">> = [];
 
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+beforeAll(() => {
   home = new CliHome();
-  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: ADMIN_TOKEN };
+  env = { SWITCHBOARD_URL: broker.url, SWITCHBOARD_ADMIN_TOKEN: broker.adminToken };
 });
 afterEach(() => {
   for (const child of children.splice(0)) child.kill("SIGKILL");
 });
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
-  home?.dispose();
-});
+afterAll(() => home?.dispose());
 
 /** A background CLI process whose stdout is collected as it comes. */
 function background(args: string[], extraEnv: Record<string, string> = {}) {
@@ -71,7 +51,7 @@ function background(args: string[], extraEnv: Record<string, string> = {}) {
 /** Waits until the member with this pubkey has a live presence (the listener is connected). */
 async function waitForPresence(mesh: string, pubkey: string, sessionId?: string): Promise<void> {
   await eventually(async () => {
-    const peers = await admin.peers(mesh);
+    const peers = await broker.admin.peers(mesh);
     return peers.some((p) => p.pubkey === pubkey && (sessionId === undefined || p.sessionId === sessionId)) || undefined;
   }, `a presence of ${pubkey.slice(0, 8)} in ${mesh}`, 15_000);
 }
@@ -124,20 +104,21 @@ describe("README: two agents in five commands", () => {
     expect(shown).toEqual({ code: 0, stdout: `bob (${bob.slice(0, 8)}) → me [next] hello\n`, stderr: "" });
 
     // The listeners acked: nothing is waiting for alice any more.
-    const again = await TestPeer.connect(broker.wsUrl, {
-      identity: { secretKey: (await Bun.file(home.path("alice.json")).json()).secretKey, publicKey: alice },
-      meshId: "demo",
+    const keyOf = async (file: string, publicKey: string) => ({
+      secretKey: ((await Bun.file(home.path(file)).json()) as { secretKey: string }).secretKey,
+      publicKey,
     });
-    await Bun.sleep(500);
-    expect(again.pushes()).toHaveLength(0);
-    await again.close();
+    const again = await TestPeer.connect(broker.wsUrl, { identity: await keyOf("alice.json", alice), meshId: "demo" });
+    const bobPeer = await TestPeer.connect(broker.wsUrl, { identity: await keyOf("bob.json", bob), meshId: "demo" });
+    expect(await pushesBeforeMarker(bobPeer, again)).toEqual([]);
+    await Promise.all([again.close(), bobPeer.close()]);
   });
 });
 
 describe("peer commands", () => {
   /** A mesh with two members whose key files are in the CLI's home. */
   async function meshWithKeys() {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
     const aliceKey = home.path(`${mesh.slug}-alice.json`);
     const bobKey = home.path(`${mesh.slug}-bob.json`);
@@ -173,7 +154,7 @@ describe("peer commands", () => {
     ]);
     // The presence is gone: the listener closed its socket.
     await eventually(
-      async () => ((await admin.peers(mesh.id)).some((p) => p.pubkey === alice.pubkey) ? undefined : true),
+      async () => ((await broker.admin.peers(mesh.id)).some((p) => p.pubkey === alice.pubkey) ? undefined : true),
       "alice's presence to end",
     );
   });
@@ -245,7 +226,7 @@ describe("peer commands", () => {
     const { mesh, alice, aliceKey } = await meshWithKeys();
     const listener = background(["listen", "--mesh", mesh.slug, "--key", aliceKey]);
     await waitForPresence(mesh.id, alice.pubkey);
-    await admin.revokeMember(mesh.id, alice.id);
+    await broker.admin.revokeMember(mesh.id, alice.id);
     const done = await listener.finished();
     expect(done.code).toBe(1);
     expect(lines(done.stderr)).toEqual([expect.stringMatching(/^switchboard: connection closed by the broker: revoked \(4002\)$/)]);

@@ -3,44 +3,24 @@
 // with what is known of them, and calls that fail fast instead of waiting for a
 // broker that is gone or silent.
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import {
-  AdminClient,
-  freePort,
-  freshBackend,
-  setupMesh,
-  spawnBroker,
-  TestPeer,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { freePort, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
-import { controllableWebSocket, pushesOf, waitUntil, type RawFrame } from "./support.ts";
+import { controllableWebSocket, pushesOf, type RawFrame } from "./support.ts";
 
-const ADMIN_TOKEN = "acks-test-admin-token-0123456789";
-
-let backend: TestBackend;
-let broker: BrokerProcess;
-let env: Record<string, string>;
-let admin: AdminClient;
+// A fixed port: one test stops the broker and starts it again where the clients look for it.
+let broker: TestBroker;
 const cleanup: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
-  backend = await freshBackend();
-  env = { ...backend.env, ADMIN_TOKEN, BROKER_PORT: String(await freePort()) };
-  broker = await spawnBroker(env);
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  broker = await TestBroker.start({ BROKER_PORT: String(await freePort()) });
 });
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => {});
 });
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
-});
+afterAll(() => broker?.dispose());
 
 async function pair() {
-  const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+  const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
   return { mesh, alice: members[0] as SetupMember, bob: members[1] as SetupMember };
 }
 
@@ -165,27 +145,30 @@ test("a push that does not open is handed over as unreadable, with its sender, t
 test('offline: "fail" rejects calls at once with "unavailable" while the broker is down, and works again after the reconnect', async () => {
   const { mesh, alice, bob } = await pair();
   const a = await client(mesh.id, alice, { offline: "fail" });
-  let reconnected = false;
+  let reconnects = 0;
   a.on("reconnect", () => {
-    reconnected = true;
+    reconnects++;
   });
   await broker.stop();
   await waitUntil(() => !a.connected, 10_000, "the client to see the broker gone");
+  // A broker shutting down may still admit a hello before it closes: only a reconnect after the
+  // new broker has started counts.
+  const before = reconnects;
   const failure = await a.send(bob.pubkey, "while down").then(
     () => null,
     (error: unknown) => error,
   );
   expect(failure).toBeInstanceOf(SwitchboardError);
   expect((failure as SwitchboardError).code).toBe("unavailable");
-  broker = await spawnBroker(env);
-  await waitUntil(() => reconnected, 20_000, "the reconnect");
+  await broker.start();
+  await waitUntil(() => reconnects > before && a.connected, 20_000, "the reconnect to the new broker");
   expect((await a.send(bob.pubkey, "after")).recipients).toBe(1);
 });
 
 test("requestTimeoutMs: a call the broker does not answer rejects with timeout instead of waiting", async () => {
   const { mesh, alice } = await pair();
   const a = await client(mesh.id, alice, { requestTimeoutMs: 500 });
-  process.kill(broker.pid, "SIGSTOP");
+  process.kill(broker.process.pid, "SIGSTOP");
   try {
     const failure = await a.ping().then(
       () => null,
@@ -193,7 +176,7 @@ test("requestTimeoutMs: a call the broker does not answer rejects with timeout i
     );
     expect((failure as SwitchboardError).code).toBe("timeout");
   } finally {
-    process.kill(broker.pid, "SIGCONT");
+    process.kill(broker.process.pid, "SIGCONT");
   }
   expect(await a.ping()).toBeGreaterThan(0);
 });

@@ -3,10 +3,9 @@
 // roster, typing indicators and connectionState. The same code runs in
 // Chromium in apps/chat-demo/test.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { AdminClient, freshBackend, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { AdminClient, freshBackend, spawnBroker, waitUntil, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
 import { SignJWT } from "jose";
 import { generateKeypair, SwitchboardClient, type ConnectionState, type TypingInfo } from "../src/index.ts";
-import { waitUntil } from "./support.ts";
 
 const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef";

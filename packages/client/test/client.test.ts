@@ -1,48 +1,30 @@
 // The SDK against a real broker: end-to-end encryption as seen on the wire,
 // broadcast and channels, request/reply, de-duplication of redelivered pushes,
 // refused hellos, and the close codes that end a client.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import {
-  AdminClient,
-  setupMesh,
-  spawnBroker,
-  freshBackend,
-  TestPeer,
-  newIdentity,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { afterEach, describe, expect, test } from "bun:test";
+import { newIdentity, sendLeaseProbe, setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SwitchboardClient, SwitchboardError, transcriptDir, watchTranscriptStatus, type ClientOptions } from "../src/index.ts";
-import { collect, controllableWebSocket, pushesOf, recordingWebSocket, waitUntil, type RawFrame } from "./support.ts";
+import { collect, controllableWebSocket, pushesOf, recordingWebSocket, type RawFrame } from "./support.ts";
 
-const ADMIN_TOKEN = "client-test-admin-token-0123456789";
-
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
+// A 1 s lease makes unacked pushes come back quickly (the de-dup test needs redeliveries).
+const broker = useTestBroker({ LEASE_SECONDS: "1" });
 const clients: SwitchboardClient[] = [];
 const peers: TestPeer[] = [];
-
-beforeAll(async () => {
-  backend = await freshBackend();
-  // A 1 s lease makes unacked pushes come back quickly (the de-dup test needs redeliveries).
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, LEASE_SECONDS: "1" });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
-});
 
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
   await Promise.all(peers.splice(0).map((p) => p.close()));
 });
 
-afterAll(async () => {
-  await broker?.stop();
-  await backend?.dispose();
-});
+/** A raw peer of the member, closed after the test. */
+async function rawPeer(meshId: string, member: SetupMember): Promise<TestPeer> {
+  const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId });
+  peers.push(peer);
+  return peer;
+}
 
 async function connect(meshId: string, member: SetupMember, extra: Partial<ClientOptions> = {}): Promise<SwitchboardClient> {
   const client = await SwitchboardClient.connect({
@@ -59,7 +41,7 @@ async function connect(meshId: string, member: SetupMember, extra: Partial<Clien
 
 describe("SwitchboardClient", () => {
   test("a direct message is encrypted on the wire and the recipient decrypts it", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
     const a = await connect(mesh.id, alice);
     // A raw peer holding bob's key sees exactly what the broker forwards.
@@ -94,26 +76,26 @@ describe("SwitchboardClient", () => {
   });
 
   test("a push that does not decrypt is an error event, acked, never a message", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
-    const [alice, bob] = members as [SetupMember, SetupMember];
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "probe"] });
+    const [alice, bob, probeMember] = members as [SetupMember, SetupMember, SetupMember];
     const frames: RawFrame[] = [];
     const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames) });
     const got = collect(b);
-    const forger = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id });
-    peers.push(forger);
+    const forger = await rawPeer(mesh.id, alice);
     const ack = await forger.send(bob.pubkey, { nonce: `x1:${Buffer.alloc(24).toString("base64")}`, ciphertext: Buffer.alloc(40).toString("base64") });
     await waitUntil(() => got.errors.length >= 1, 10_000, "a decrypt error");
     expect(got.errors[0]).toBeInstanceOf(SwitchboardError);
     expect(got.errors[0]!.code).toBe("decrypt_failed");
-    // Acked: with a 1 s lease an unacked push would be pushed again within ~2 s.
-    await Bun.sleep(2500);
+    // Acked: an unacked push would be pushed again by the time a probe sent now has had its third push.
+    const probe = await sendLeaseProbe(forger, await rawPeer(mesh.id, probeMember));
+    await probe(3);
     expect(pushesOf(frames, String(ack.messageId))).toHaveLength(1);
     expect(got.messages).toEqual([]);
     expect(got.errors).toHaveLength(1);
   });
 
   test("broadcast without a key goes out plain; a channel key encrypts for those who hold it", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob", "carol"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "carol"] });
     const [alice, bob, carol] = members as [SetupMember, SetupMember, SetupMember];
     const key = "5a".repeat(32);
     const carolFrames: RawFrame[] = [];
@@ -147,7 +129,7 @@ describe("SwitchboardClient", () => {
   });
 
   test("request/reply", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob", "carol"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "carol"] });
     const [alice, bob, carol] = members as [SetupMember, SetupMember, SetupMember];
     const a = await connect(mesh.id, alice);
     const b = await connect(mesh.id, bob);
@@ -166,24 +148,32 @@ describe("SwitchboardClient", () => {
   });
 
   test("a push delivered twice (ack later than the lease) reaches the application once", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
-    const [alice, bob] = members as [SetupMember, SetupMember];
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "prober", "probe"] });
+    const [alice, bob, proberMember, probeMember] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
     const frames: RawFrame[] = [];
+    const sentByB: RawFrame[] = [];
     const a = await connect(mesh.id, alice);
-    const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames), ackDelayMs: 3000 });
+    const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames, sentByB), ackDelayMs: 3000 });
     const got = collect(b);
     const sent = await a.send(bob.pubkey, "once");
     await waitUntil(() => pushesOf(frames, sent.messageId).length >= 2, 15_000, "a redelivery");
-    // After the batched ack went out, nothing more arrives.
-    await Bun.sleep(3500);
+    await waitUntil(
+      () => sentByB.some((f) => f.type === "client_ack" && (f.messageIds as unknown[]).includes(sent.messageId)),
+      15_000,
+      "the batched ack",
+    );
+    // After the batched ack went out, nothing more arrives: a push in flight at the ack is in by a
+    // probe's second push, and none may follow for a whole lease more, up to its third.
+    const probe = await sendLeaseProbe(await rawPeer(mesh.id, proberMember), await rawPeer(mesh.id, probeMember));
+    await probe(2);
     const count = pushesOf(frames, sent.messageId).length;
-    await Bun.sleep(1500);
+    await probe(3);
     expect(pushesOf(frames, sent.messageId)).toHaveLength(count);
     expect(got.messages.map((m) => m.payload)).toEqual(["once"]);
   });
 
   test("a send retried with the same id is answered duplicate and delivered once", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
     const a = await connect(mesh.id, alice);
     const got = collect(await connect(mesh.id, bob));
@@ -191,13 +181,14 @@ describe("SwitchboardClient", () => {
     const again = await a.send(bob.pubkey, "one", { id: "retry-1" });
     expect(first).toMatchObject({ id: "retry-1", duplicate: false, recipients: 1 });
     expect(again).toMatchObject({ id: "retry-1", messageId: first.messageId, duplicate: true });
-    await waitUntil(() => got.messages.length >= 1, 10_000, "the message");
-    await Bun.sleep(300);
-    expect(got.messages.map((m) => m.messageId)).toEqual([first.messageId]);
+    // A later message from the same sender comes after any second copy of the first.
+    const later = await a.send(bob.pubkey, "two");
+    await waitUntil(() => got.messages.length >= 2, 10_000, "both messages");
+    expect(got.messages.map((m) => m.messageId)).toEqual([first.messageId, later.messageId]);
   });
 
   test("status, channels, peers and ping", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
     const a = await connect(mesh.id, alice, { sessionId: "sess-a" });
     const statuses: string[] = [];
@@ -221,7 +212,7 @@ describe("SwitchboardClient", () => {
   test("watchTranscriptStatus reports the transcript's status to the broker as jsonl", async () => {
     const home = mkdtempSync(join(tmpdir(), "switchboard-home-"));
     try {
-      const { mesh, members } = await setupMesh(admin, { members: ["alice"] });
+      const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
       const cwd = "/tmp/project-x";
       const a = await connect(mesh.id, members[0]!, { sessionId: "watched", cwd });
       const dir = transcriptDir(cwd, home);
@@ -247,7 +238,7 @@ describe("SwitchboardClient", () => {
 
 describe("connect and final closes", () => {
   test("a refused hello rejects connect with the broker's code", async () => {
-    const { mesh } = await setupMesh(admin, { members: ["alice"] });
+    const { mesh } = await setupMesh(broker.admin, { members: ["alice"] });
     const stranger = await newIdentity();
     const attempt = SwitchboardClient.connect({ url: broker.url, meshId: mesh.id, secretKey: stranger.secretKey });
     await expect(attempt).rejects.toBeInstanceOf(SwitchboardError);
@@ -262,7 +253,7 @@ describe("connect and final closes", () => {
   });
 
   test("a dropped socket reconnects with the same session; a refused hello on reconnect is final", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
     const control = controllableWebSocket();
     const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket, sessionId: "drop-me" });
@@ -276,7 +267,7 @@ describe("connect and final closes", () => {
     expect(a.presenceId).not.toBe(firstPresence);
     await a.send(bob.pubkey, "after the drop");
     await waitUntil(() => gotB.messages.length >= 1, 10_000, "bob's message");
-    const sessions = (await admin.peers(mesh.id)).filter((p) => p.pubkey === alice.pubkey);
+    const sessions = (await broker.admin.peers(mesh.id)).filter((p) => p.pubkey === alice.pubkey);
     expect(sessions.map((p) => p.sessionId)).toEqual(["drop-me"]);
 
     control.spoilHello = true;
@@ -284,34 +275,35 @@ describe("connect and final closes", () => {
     control.sockets.at(-1)!.close(3000, "test drop");
     await waitUntil(() => got.closes.some((c) => !c.willReconnect), 10_000, "the final close");
     expect(got.errors.map((e) => e.code)).toEqual(["bad_signature"]);
-    await Bun.sleep(500);
-    expect(control.hellos - hellosBefore).toBe(1);
+    // Closed for good, not reconnecting (a reconnecting client would hold the ping for later).
     await expect(a.ping()).rejects.toMatchObject({ code: "closed" });
+    expect(control.hellos - hellosBefore).toBe(1);
   });
 
   test("revocation (4002) ends the client: no reconnect, later sends fail with closed", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
     const a = await connect(mesh.id, alice);
     const got = collect(a);
-    await admin.revokeMember(mesh.id, alice.id);
+    await broker.admin.revokeMember(mesh.id, alice.id);
     await waitUntil(() => got.closes.length >= 1, 10_000, "the close");
     expect(got.closes[0]).toMatchObject({ code: 4002, willReconnect: false });
+    // Closed for good, not reconnecting (a reconnecting client would hold the send for later).
     await expect(a.send(bob.pubkey, "x")).rejects.toMatchObject({ code: "closed" });
-    await Bun.sleep(300);
     expect(got.reconnects).toBe(0);
   });
 
   test("another connection with the same session (4000) ends the old client; reconnects keep the session", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["alice"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
     const first = await connect(mesh.id, members[0]!, { sessionId: "shared-session" });
     const got = collect(first);
     const second = await connect(mesh.id, members[0]!, { sessionId: "shared-session" });
     await waitUntil(() => got.closes.length >= 1, 10_000, "the replaced close");
     expect(got.closes[0]).toMatchObject({ code: 4000, willReconnect: false });
-    await Bun.sleep(300);
+    // Closed for good, not reconnecting (a reconnecting client would hold the ping for later).
+    await expect(first.ping()).rejects.toMatchObject({ code: "closed" });
     expect(got.reconnects).toBe(0);
-    const peersNow = await admin.peers(mesh.id);
+    const peersNow = await broker.admin.peers(mesh.id);
     expect(peersNow).toHaveLength(1);
     expect(await second.ping()).toBeGreaterThan(0);
   });

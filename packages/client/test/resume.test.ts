@@ -2,20 +2,10 @@
 // SIGKILLed and restarted on the same port mid-stream. The receiver's
 // application sees every message exactly once; every send() resolves.
 import { afterEach, expect, test } from "bun:test";
-import {
-  AdminClient,
-  freePort,
-  freshBackend,
-  setupMesh,
-  spawnBroker,
-  type BrokerProcess,
-  type SetupMember,
-  type TestBackend,
-} from "@switchboard/testkit";
+import { freePort, sendLeaseProbe, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { SwitchboardClient, type SendResult } from "../src/index.ts";
-import { collect, recordingWebSocket, waitUntil, type RawFrame } from "./support.ts";
+import { collect, recordingWebSocket, type RawFrame } from "./support.ts";
 
-const ADMIN_TOKEN = "resume-test-admin-token-0123456789";
 const TOTAL = 300;
 const KILL_AT = 100;
 
@@ -25,16 +15,13 @@ afterEach(async () => {
 });
 
 test("300 messages across a broker SIGKILL and restart: each seen once, every send resolves", async () => {
-  const backend: TestBackend = await freshBackend();
-  cleanup.push(() => backend.dispose());
   const port = await freePort();
   // Same backend, same port: the clients reconnect to the URL they know.
-  const env = { ...backend.env, ADMIN_TOKEN, BROKER_PORT: String(port), LEASE_SECONDS: "2" };
-  let broker: BrokerProcess = await spawnBroker(env);
-  cleanup.push(() => broker.stop());
-  const admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  const { mesh, members } = await setupMesh(admin, { members: ["alice", "bob"] });
-  const [alice, bob] = members as [SetupMember, SetupMember];
+  const broker = new TestBroker({ BROKER_PORT: String(port), LEASE_SECONDS: "2" });
+  cleanup.push(() => broker.dispose());
+  await broker.start();
+  const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "prober", "probe"] });
+  const [alice, bob, proberMember, probeMember] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
 
   const options = (m: SetupMember) => ({
     url: `http://127.0.0.1:${port}`,
@@ -60,7 +47,7 @@ test("300 messages across a broker SIGKILL and restart: each seen once, every se
   });
 
   const sends: Array<Promise<SendResult>> = [];
-  let restarted: Promise<BrokerProcess> | undefined;
+  let restarted: Promise<TestBroker> | undefined;
   let seenAtKill = -1;
   let resolvedAtKill = -1;
   let resolved = 0;
@@ -72,24 +59,30 @@ test("300 messages across a broker SIGKILL and restart: each seen once, every se
     if (i === KILL_AT) {
       seenAtKill = gotB.messages.length;
       resolvedAtKill = resolved;
-      broker.kill("SIGKILL");
-      await broker.exited;
+      broker.process.kill("SIGKILL");
+      await broker.process.exited;
       // Keep sending while the new broker starts: those sends wait in the outbox.
-      restarted = spawnBroker(env);
+      restarted = broker.start();
     }
     await Bun.sleep(5);
   }
-  broker = await restarted!;
+  await restarted;
 
+  let timer: Timer | undefined;
   const results = await Promise.race([
     Promise.all(sends),
-    Bun.sleep(60_000).then(() => {
-      throw new Error(`only ${resolved} of ${TOTAL} sends resolved within 60 s`);
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`only ${resolved} of ${TOTAL} sends resolved within 60 s`)), 60_000);
     }),
-  ]);
+  ]).finally(() => clearTimeout(timer));
   await waitUntil(() => gotB.messages.length >= TOTAL, 60_000, `bob's ${TOTAL} messages (has ${gotB.messages.length})`);
-  // Time for any redelivery (lease 2 s) to show up as a second copy if de-dup failed.
-  await Bun.sleep(3000);
+  // Any redelivery would show up as a second copy if de-dup failed: by a probe's third push every
+  // delivery leased before it and not acked has been pushed again.
+  const [prober, probe] = await Promise.all(
+    [proberMember, probeMember].map((m) => TestPeer.connect(broker.wsUrl, { identity: m.identity, meshId: mesh.id })),
+  );
+  cleanup.push(() => Promise.all([prober!.close(), probe!.close()]));
+  await (await sendLeaseProbe(prober!, probe!))(3);
 
   // The kill really happened mid-stream.
   expect(seenAtKill).toBeGreaterThan(0);

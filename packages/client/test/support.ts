@@ -1,11 +1,15 @@
-// Helpers for the SDK's tests: a WebSocket that records the raw frames the
-// SDK receives, polling waits, and a collector of a client's events.
+// Helpers for the SDK's tests: WebSockets that record the raw frames the SDK
+// receives and sends, or that a test can drop, and a collector of a client's
+// events.
 import type { Message, SwitchboardClient, SwitchboardError } from "../src/index.ts";
 
 export type RawFrame = Record<string, unknown>;
 
-/** A WebSocket class that appends every received frame (parsed) to `frames` before the SDK sees it. */
-export function recordingWebSocket(frames: RawFrame[]): typeof WebSocket {
+/**
+ * A WebSocket class that appends every received frame (parsed) to `frames` before the SDK sees it,
+ * and every frame the SDK sends to `sent` when given.
+ */
+export function recordingWebSocket(frames: RawFrame[], sent?: RawFrame[]): typeof WebSocket {
   // Cast: Bun's WebSocket type has a constructor overload (options) the subclass does not repeat.
   return class RecordingWebSocket extends WebSocket {
     constructor(url: string | URL) {
@@ -14,17 +18,12 @@ export function recordingWebSocket(frames: RawFrame[]): typeof WebSocket {
         if (typeof event.data === "string") frames.push(JSON.parse(event.data) as RawFrame);
       });
     }
-  } as typeof WebSocket;
-}
 
-export async function waitUntil<T>(check: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = check();
-    if (found !== undefined && found !== false) return found;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(20);
-  }
+    override send(data: Parameters<WebSocket["send"]>[0]): void {
+      if (sent && typeof data === "string") sent.push(JSON.parse(data) as RawFrame);
+      super.send(data);
+    }
+  } as typeof WebSocket;
 }
 
 export interface Collected {
@@ -71,3 +70,4 @@ export function controllableWebSocket(): { WebSocket: typeof WebSocket; sockets:
   } as typeof WebSocket;
   return control;
 }
+

@@ -1,10 +1,10 @@
 // The status fallback read from Claude Code transcripts in a temp HOME.
 import { afterAll, describe, expect, test } from "bun:test";
+import { waitUntil } from "@switchboard/testkit";
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inferStatusFromTranscript, transcriptDir, watchTranscriptStatus } from "../src/index.ts";
-import { waitUntil } from "./support.ts";
 
 const home = mkdtempSync(join(tmpdir(), "switchboard-home-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -78,21 +78,12 @@ describe("transcript status", () => {
     const path = join(dir, "s.jsonl");
     writeFileSync(path, userLine);
     const calls: Array<[string, string]> = [];
-    const stop = watchTranscriptStatus(
-      {
-        setStatus: async (status, source) => {
-          calls.push([status, source]);
-          return { status, statusSource: source };
-        },
-      },
-      cwd,
-      { home, intervalMs: 30 },
-    );
+    const stop = watchTranscriptStatus(recorder(calls), cwd, { home, intervalMs: WATCH_INTERVAL_MS });
     try {
       await waitUntil(() => calls.length >= 1, 5000, "the first report");
       writeFileSync(path, userLine + endTurn);
       await waitUntil(() => calls.length >= 2, 5000, "the idle report");
-      await Bun.sleep(200);
+      await anotherWatcherSeesChanges(3);
       expect(calls).toEqual([
         ["working", "jsonl"],
         ["idle", "jsonl"],
@@ -101,7 +92,40 @@ describe("transcript status", () => {
       stop();
     }
     writeFileSync(path, userLine);
-    await Bun.sleep(150);
+    await anotherWatcherSeesChanges(3);
     expect(calls).toHaveLength(2);
   });
 });
+
+const WATCH_INTERVAL_MS = 30;
+
+/** A status sink that records each report. */
+function recorder(calls: Array<[string, string]>) {
+  return {
+    setStatus: async (status: "idle" | "working", source: "jsonl") => {
+      calls.push([status, source]);
+      return { status, statusSource: source };
+    },
+  };
+}
+
+/**
+ * Resolves once a second watcher, polling as often, has reported `changes` changes of another
+ * transcript: a watcher under test has polled about as many times meanwhile. What it reported
+ * (or did not) by then is its answer; a fixed wait would prove nothing on a slow machine.
+ */
+async function anotherWatcherSeesChanges(changes: number): Promise<void> {
+  const { cwd, dir } = project();
+  const path = join(dir, "control.jsonl");
+  writeFileSync(path, userLine);
+  const seen: Array<[string, string]> = [];
+  const stop = watchTranscriptStatus(recorder(seen), cwd, { home, intervalMs: WATCH_INTERVAL_MS });
+  try {
+    for (let i = 1; i <= changes; i++) {
+      await waitUntil(() => seen.length >= i, 5000, `change ${i} of the control transcript`);
+      writeFileSync(path, seen.at(-1)![0] === "working" ? userLine + endTurn : userLine);
+    }
+  } finally {
+    stop();
+  }
+}

@@ -1,6 +1,7 @@
 // The SDK's pure parts: backoff, the envelope, de-duplication, ack batching, URLs.
 import { describe, expect, test } from "bun:test";
 import { bytesToHex, generateKeypair, publicKeyOf } from "@switchboard/protocol";
+import { waitUntil } from "@switchboard/testkit";
 import { AckBatcher } from "../src/acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "../src/backoff.ts";
 import { RecentIds } from "../src/dedupe.ts";
@@ -148,16 +149,20 @@ describe("RecentIds", () => {
 describe("AckBatcher", () => {
   test("one frame per delay window, at once at 200 ids, kept while there is no socket", async () => {
     const frames: string[][] = [];
+    const refused: string[][] = [];
     let online = true;
     const acks = new AckBatcher(30, (ids) => {
-      if (!online) return false;
+      if (!online) {
+        refused.push(ids);
+        return false;
+      }
       frames.push(ids);
       return true;
     });
     acks.add("1");
     acks.add("2");
     expect(frames).toHaveLength(0);
-    await Bun.sleep(80);
+    await waitUntil(() => frames.length > 0, 5000, "the first frame");
     expect(frames).toEqual([["1", "2"]]);
 
     for (let i = 0; i < 200; i++) acks.add(`x${i}`);
@@ -166,7 +171,9 @@ describe("AckBatcher", () => {
 
     online = false;
     acks.add("late");
-    await Bun.sleep(80);
+    // The window's flush found no socket: the id is kept for the next one.
+    await waitUntil(() => refused.length > 0, 5000, "the flush without a socket");
+    expect(refused).toEqual([["late"]]);
     expect(acks.pending).toBe(1);
     online = true;
     acks.flush();

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import { copyMigratedDatabase } from "./embedded-schema.ts";
 
 export interface TestBackend {
   readonly kind: "postgres" | "embedded";
@@ -20,8 +21,18 @@ export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `switchboard-${prefix}-`));
 }
 
-export function embeddedBackend(): TestBackend {
+export interface BackendOptions {
+  /**
+   * Start the embedded database with the schema already applied (a copy), as
+   * tests that do not test migrations may. A Postgres database starts empty
+   * either way: a broker migrates it in milliseconds.
+   */
+  withSchema?: boolean;
+}
+
+export function embeddedBackend(options: BackendOptions = {}): TestBackend {
   const dataDir = tempDir("data");
+  if (options.withSchema) copyMigratedDatabase(dataDir);
   return {
     kind: "embedded",
     env: { DATA_DIR: dataDir },
@@ -62,7 +73,7 @@ export async function postgresBackend(serverUrl: string): Promise<TestBackend> {
   };
 }
 
-export async function freshBackend(): Promise<TestBackend> {
+export async function freshBackend(options: BackendOptions = {}): Promise<TestBackend> {
   const serverUrl = process.env.DATABASE_URL;
-  return serverUrl ? postgresBackend(serverUrl) : embeddedBackend();
+  return serverUrl ? postgresBackend(serverUrl) : embeddedBackend(options);
 }

@@ -1,6 +1,7 @@
 export * from "./admin-client.ts";
 export * from "./backend.ts";
 export * from "./broker-process.ts";
+export * from "./markers.ts";
 export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
@@ -9,3 +10,5 @@ export * from "./raw-socket.ts";
 export * from "./fuzz.ts";
 export * from "./fuzz-broker.ts";
 export * from "./pressure.ts";
+export * from "./test-broker.ts";
+export * from "./wait.ts";

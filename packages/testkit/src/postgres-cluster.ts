@@ -84,3 +84,16 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
   await cluster.start();
   return cluster;
 }
+
+/**
+ * Whether the tests that start a Postgres server of their own run here. They
+ * need the server binaries, which CI must have. They use neither the run's
+ * DATABASE_URL nor its embedded default, so CI, which runs the suite once on
+ * each, runs them in its DATABASE_URL pass only.
+ */
+export function ownPostgresTestsRun(): boolean {
+  const haveServer = findPgBin() !== null;
+  if (!process.env.CI) return haveServer;
+  if (!haveServer) throw new Error("CI must provide Postgres server binaries (initdb)");
+  return Boolean(process.env.DATABASE_URL);
+}

@@ -46,6 +46,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
         if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
           return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
         }
+        if (!ws.accepting) return apiError("unavailable", "the broker is shutting down");
         const address = clientAddress(req, srv, trusted);
         const refused = gate.open(address);
         if (refused) return apiError(refused.code, refused.message);

@@ -1,6 +1,6 @@
-// Helpers for the send and delivery tests: pipelined sends, polling waits,
-// metric samples, and reading the Postgres backend next to a running broker.
-import { newReqId, parsePrometheusText, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
+// Helpers for the send and delivery tests: pipelined sends, metric samples,
+// and reading the Postgres backend next to a running broker.
+import { newReqId, parsePrometheusText, waitUntil, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
 import postgres from "postgres";
 
 export const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -10,19 +10,6 @@ export const str = (v: unknown): string => {
   if (typeof v !== "string") throw new Error(`expected a string, got ${JSON.stringify(v)}`);
   return v;
 };
-
-type Found<T> = T | undefined | false;
-
-/** Polls check (which may be async) every 20 ms until it returns a defined value; throws after timeoutMs. */
-export async function waitUntil<T>(check: () => Found<T> | Promise<Found<T>>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await check();
-    if (found !== undefined && found !== false) return found;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
 
 /**
  * Writes every frame at once (the broker handles them in order) and returns the

@@ -22,6 +22,8 @@ export interface PumpOptions {
 
 export class DeliveryPump {
   private readonly due = new Set<string>();
+  /** Members whose presences' windows are full: looked at again when the first lease in them runs out. */
+  private readonly reopening = new Map<string, Timer>();
   private running: Promise<void> | null = null;
   /** The claim-and-hand round under way, if any: leases written by a send wait for it (see handLeased). */
   private round: Promise<void> | null = null;
@@ -82,19 +84,36 @@ export class DeliveryPump {
   async stop(): Promise<void> {
     this.stopped = true;
     this.due.clear();
+    for (const timer of this.reopening.values()) clearTimeout(timer);
+    this.reopening.clear();
     await this.running;
     await this.acks.drain();
   }
 
   // Only presences that can take pushes now are offered to the claim: not
-  // ended, not congested, with room in their window.
+  // ended, not congested, with room in their window. When every window is
+  // full, the member is looked at again as the first lease in them runs out:
+  // the queue takes such a push back about then, and nothing else would
+  // announce it to this member's presences.
   private claimRequest(memberId: string): ClaimRequest | null {
-    const presences = this.presences
-      .ofMember(memberId)
-      .filter((p) => !p.ended && p.congestedSince === null)
-      .map((p) => ({ id: p.presenceId, room: p.window.room() }))
-      .filter((p) => p.room > 0);
-    return presences.length > 0 ? { memberId, presences } : null;
+    const open = this.presences.ofMember(memberId).filter((p) => !p.ended && p.congestedSince === null);
+    const presences = open.map((p) => ({ id: p.presenceId, room: p.window.room() })).filter((p) => p.room > 0);
+    if (presences.length > 0) return { memberId, presences };
+    const openings = open.map((p) => p.window.nextOpening()).filter((t) => t !== null);
+    if (openings.length > 0) this.lookAgainAt(memberId, Math.min(...openings));
+    return null;
+  }
+
+  private lookAgainAt(memberId: string, at: number): void {
+    if (this.reopening.has(memberId) || this.stopped) return;
+    const delay = Math.max(0, at - this.options.clock()) + 10;
+    this.reopening.set(
+      memberId,
+      setTimeout(() => {
+        this.reopening.delete(memberId);
+        this.schedule([memberId]);
+      }, delay),
+    );
   }
 
   private async loop(): Promise<void> {

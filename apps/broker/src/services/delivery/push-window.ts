@@ -24,6 +24,13 @@ export class PushWindow {
     return Math.max(0, this.capacity - this.outstanding());
   }
 
+  /** When the earliest outstanding lease runs out (ms), or null when none is outstanding. */
+  nextOpening(): number | null {
+    let next: number | null = null;
+    for (const leaseEnd of this.leases.values()) if (next === null || leaseEnd < next) next = leaseEnd;
+    return next;
+  }
+
   opened(messageId: string, leaseSeconds: number): void {
     this.leases.set(messageId, this.clock() + leaseSeconds * 1000);
   }

@@ -121,6 +121,10 @@ export function createWsHandler(deps: WsDeps) {
 
   return {
     handlers: socketHandlers,
+    /** False once shutdown began: new sockets are refused rather than admitted into a stopping instance. */
+    get accepting(): boolean {
+      return !shuttingDown;
+    },
     newConnection: (address: string) => newConnection(address, deps.inflight, deps.inflightBudget),
     /** Shutdown: every socket closes with 1001; the instance ends its presences in one statement. */
     closeAll() {

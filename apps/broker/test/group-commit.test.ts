@@ -1,0 +1,179 @@
+// Group commit and the retry policy as pure code, without a database: what
+// goes into one flush, who gets which result, and what is retried.
+import { describe, expect, test } from "bun:test";
+import { createGroupCommit } from "../src/services/group-commit.ts";
+import { retryTransient } from "../src/services/retry.ts";
+
+/** A flush the test finishes by hand, recording every batch it was given. */
+function manualFlush<I>() {
+  const batches: I[][] = [];
+  const finish: Array<(results: string[]) => void> = [];
+  const fail: Array<(error: unknown) => void> = [];
+  const flush = (items: I[]) =>
+    new Promise<string[]>((resolve, reject) => {
+      batches.push(items);
+      finish.push(resolve);
+      fail.push(reject);
+    });
+  return { batches, finish, fail, flush };
+}
+
+/** Lets pending promise reactions and setImmediate callbacks run. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+describe("createGroupCommit", () => {
+  test("an item submitted to an idle group commit is flushed at once, alone", async () => {
+    const { batches, finish, flush } = manualFlush<string>();
+    const commit = createGroupCommit(flush, 100);
+    const result = commit.submit("a");
+    expect(batches).toEqual([["a"]]);
+    finish[0]!(["A"]);
+    expect(await result).toBe("A");
+  });
+
+  test("items submitted while a flush runs go out together in the next one, each getting its own result", async () => {
+    const { batches, finish, flush } = manualFlush<string>();
+    const commit = createGroupCommit(flush, 100);
+    const first = commit.submit("a");
+    const later = ["b", "c", "d"].map((item) => commit.submit(item));
+    expect(batches).toEqual([["a"]]);
+
+    finish[0]!(["A"]);
+    await settle();
+    expect(batches).toEqual([["a"], ["b", "c", "d"]]);
+    finish[1]!(["B", "C", "D"]);
+    expect(await first).toBe("A");
+    expect(await Promise.all(later)).toEqual(["B", "C", "D"]);
+  });
+
+  test("no flush takes more than maxBatch items; the rest follow in order", async () => {
+    const { batches, finish, flush } = manualFlush<number>();
+    const commit = createGroupCommit(flush, 2);
+    const results = [1, 2, 3, 4, 5, 6].map((item) => commit.submit(item));
+    for (let i = 0; i < 4; i++) {
+      const batch = batches[i]!;
+      finish[i]!(batch.map((n) => `r${n}`));
+      await settle();
+    }
+    expect(batches).toEqual([[1], [2, 3], [4, 5], [6]]);
+    expect(await Promise.all(results)).toEqual(["r1", "r2", "r3", "r4", "r5", "r6"]);
+  });
+
+  test("a failed flush rejects the items of its batch only; the next batch still goes out", async () => {
+    const { batches, finish, fail, flush } = manualFlush<string>();
+    const commit = createGroupCommit(flush, 100);
+    const first = commit.submit("a").then(
+      () => "resolved",
+      (error: unknown) => error,
+    );
+    const second = [commit.submit("b"), commit.submit("c")];
+    const boom = new Error("database went away");
+    fail[0]!(boom);
+    await settle();
+    expect(batches).toEqual([["a"], ["b", "c"]]);
+    finish[1]!(["B", "C"]);
+    expect(await first).toBe(boom);
+    expect(await Promise.all(second)).toEqual(["B", "C"]);
+  });
+
+  test("a flush that returns too few or too many results fails its batch instead of handing out wrong ones", async () => {
+    const flushes: Array<[string, (items: string[]) => string[]]> = [
+      ["0 results for 1 items", () => []],
+      ["2 results for 1 items", (items) => [...items, "extra"]],
+    ];
+    for (const [message, results] of flushes) {
+      const commit = createGroupCommit(async (items: string[]) => results(items), 100);
+      const outcome = await commit.submit("a").then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error: String(error) }),
+      );
+      expect(outcome).toEqual({ error: expect.stringContaining(message) });
+    }
+  });
+
+  test("the replies of one flush are handed out before the next flush starts", async () => {
+    const events: string[] = [];
+    const commit = createGroupCommit(async (items: string[]) => {
+      events.push(`flush ${items.join(",")}`);
+      return items;
+    }, 100);
+    const done = [commit.submit("a"), commit.submit("b")].map((p) => p.then((item) => events.push(`reply ${item}`)));
+    await Promise.all(done);
+    expect(events).toEqual(["flush a", "reply a", "flush b", "reply b"]);
+  });
+
+  test("drain resolves once everything submitted so far is flushed; an idle group commit starts again on the next submit", async () => {
+    const { batches, finish, flush } = manualFlush<string>();
+    const commit = createGroupCommit(flush, 100);
+    void commit.submit("a");
+    void commit.submit("b");
+    let drained = false;
+    const draining = commit.drain().then(() => {
+      drained = true;
+    });
+    finish[0]!(["A"]);
+    await settle();
+    expect(drained).toBe(false);
+    finish[1]!(["B"]);
+    await draining;
+    expect(drained).toBe(true);
+    await commit.drain();
+
+    const again = commit.submit("c");
+    expect(batches).toEqual([["a"], ["b"], ["c"]]);
+    finish[2]!(["C"]);
+    expect(await again).toBe("C");
+  });
+});
+
+/** An error as postgres.js raises it (code on the error) or as drizzle wraps it (code on its cause). */
+const pgError = (code: string, wrapped = false) =>
+  wrapped ? Object.assign(new Error("Failed query"), { cause: { code } }) : Object.assign(new Error(`pg ${code}`), { code });
+
+describe("retryTransient", () => {
+  test("a serialization failure or a deadlock is retried until the work succeeds", async () => {
+    for (const failure of [pgError("40001"), pgError("40P01"), pgError("40001", true), pgError("40P01", true)]) {
+      let calls = 0;
+      const result = await retryTransient(async () => {
+        calls++;
+        if (calls < 3) throw failure;
+        return "done";
+      });
+      expect({ code: failure.message, result, calls }).toEqual({ code: failure.message, result: "done", calls: 3 });
+    }
+  });
+
+  test("gives up after the given attempts with the last error", async () => {
+    let calls = 0;
+    const failure = pgError("40P01");
+    const outcome = await retryTransient(async () => {
+      calls++;
+      throw failure;
+    }, 3).then(
+      () => "resolved",
+      (error: unknown) => error,
+    );
+    expect(outcome).toBe(failure);
+    expect(calls).toBe(3);
+  });
+
+  test("any other error is thrown at once", async () => {
+    for (const failure of [pgError("23505"), pgError("23505", true), new Error("no code"), Object.assign(new Error("odd"), { code: 40001 })]) {
+      let calls = 0;
+      const outcome = await retryTransient(async () => {
+        calls++;
+        throw failure;
+      }).then(
+        () => "resolved",
+        (error: unknown) => error,
+      );
+      expect({ outcome, calls }).toEqual({ outcome: failure, calls: 1 });
+    }
+  });
+
+  test("work that succeeds runs once", async () => {
+    let calls = 0;
+    expect(await retryTransient(async () => ++calls)).toBe(1);
+    expect(calls).toBe(1);
+  });
+});

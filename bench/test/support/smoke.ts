@@ -1,0 +1,134 @@
+// The benchmark smoke runs: a tiny run of every scenario, of the floor, of
+// the JetStream comparison and of the scaling run, so the harness cannot rot.
+// Figures are not judged here (that is the benchmark's job); completeness is:
+// everything sent arrives, once, and every ratio has both of its sides.
+//
+// Together they take minutes, so they are split over several test files (the
+// groups below), which the test run's workers take side by side.
+import { describe, expect, test } from "bun:test";
+import { ownPostgresTestsRun } from "@switchboard/testkit";
+import { natsServerBinary } from "../../src/jetstream/server.ts";
+import type { LoadResult } from "../../src/plan.ts";
+import type { Ratio } from "../../src/report.ts";
+import { runFloorReport, runJetStreamComparison, runScaling, runScenarioReport } from "../../src/run.ts";
+import { scenarios } from "../../src/scenarios.ts";
+
+const haveNats = natsServerBinary() !== null;
+if (!haveNats && process.env.CI) throw new Error("CI must provide nats-server (the JetStream comparison)");
+
+/** Which runs each smoke test file takes, about a third of a minute each on this machine class. */
+export const SMOKE_GROUPS: Record<string, string[]> = {
+  jetstream: ["jetstream", "latency"],
+  scaling: ["scaling", "embedded-latency"],
+  throughput: ["throughput", "embedded-throughput"],
+  fanout: ["fanout", "cross-instance"],
+  floor: ["floor", "connections", "held"],
+};
+
+/** Every acked message reached each of its recipients exactly once. */
+function expectComplete(load: LoadResult): void {
+  expect(load.counts.sent).toBeGreaterThan(0);
+  expect(load.counts.acked).toBe(load.counts.sent);
+  expect(load.counts.errors).toEqual({});
+  expect(load.counts.lost).toBe(0);
+  expect(load.counts.duplicates).toBe(0);
+  expect(load.counts.delivered).toBe(load.counts.expectedDeliveries);
+}
+
+/** Both sides of every ratio were measured. A sustained rate may be 0 on a loaded machine; a latency or a duration never is. */
+function expectMeasured(ratios: Ratio[]): void {
+  expect(ratios.length).toBeGreaterThan(0);
+  for (const r of ratios) {
+    expect(Number.isFinite(r.ours)).toBe(true);
+    if (r.metric === "rate") continue;
+    expect(r.theirs).toBeGreaterThan(0);
+    expect(Number.isFinite(r.ratio)).toBe(true);
+  }
+}
+
+async function checkScenario(name: string): Promise<void> {
+  const scenario = scenarios("smoke")[name]!;
+  const report = await runScenarioReport(name, "smoke");
+  const { load } = report.switchboard;
+  if (load.kind === "connect") {
+    expect(load.counts.sent).toBe(0);
+    expect(load.counts.errors).toEqual({});
+  } else expectComplete(load);
+  expect(load.connect?.peers).toBe(scenario.meshes * scenario.membersPerMesh);
+  expect(report.switchboard.brokers.length).toBe(scenario.instances);
+  if (!scenario.embedded) {
+    expect(report.switchboard.rowsLeft.presences_live).toBe(0);
+    expect(report.switchboard.rowsLeft.deliveries_unacked).toBe(0);
+    expect(report.floor?.commitMs?.count).toBe(50);
+  }
+  if (name === "held") expect(load.held?.messages).toBe(500);
+  if (name === "throughput") expect(load.steps?.length).toBeGreaterThan(0);
+  // Every scenario's workload is also run through the relay, held messages excepted.
+  const relay = report.floor!.relay;
+  if (load.kind === "held") expect(relay).toBeUndefined();
+  else if (relay!.kind === "connect") expect(relay!.connect?.peers).toBe(load.connect?.peers);
+  else expectComplete(relay!);
+  expectMeasured(report.ratios);
+}
+
+async function checkFloor(): Promise<void> {
+  const { floor } = await runFloorReport("smoke");
+  expectComplete(floor.relay!);
+  expectComplete(floor.relayMax);
+  // The closed loop's first window alone is 32 messages from each of the 10 peers.
+  expect(floor.relayMax.counts.delivered).toBeGreaterThanOrEqual(32 * 10);
+  expect(floor.commitMs?.count).toBe(50);
+  // The rows loop checks the table itself; it reports whole batches, every one acked.
+  expect(floor.rows!.messages).toBeGreaterThan(0);
+  expect(floor.rows!.messages % floor.rows!.batch).toBe(0);
+  expect(floor.message!.p50).toBeGreaterThan(floor.relay!.sendToPush.p50);
+  expect(floor.ceiling).toBeLessThanOrEqual(floor.rows!.messagesPerSecond);
+}
+
+async function checkJetStream(): Promise<void> {
+  const { comparisons } = await runJetStreamComparison("smoke", ["throughput"]);
+  expect(comparisons.length).toBe(1);
+  const [c] = comparisons;
+  expectComplete(c!.scenario.switchboard.load);
+  expect(c!.jetstream.length).toBeGreaterThan(0);
+  for (const js of c!.jetstream) {
+    expectComplete(js.load);
+    expect(js.load.steps?.length).toBeGreaterThan(0);
+    // A work-queue stream keeps a message until its consumer acks it.
+    expect(js.messagesLeft).toBe(0);
+    expect(js.settings.server).toMatch(/^nats-server \d+\.\d+\.\d+$/);
+  }
+  if (c!.switchboardFsyncOff) expectComplete(c!.switchboardFsyncOff.load);
+  expect(c!.ratios.length).toBe(c!.jetstream.length + (c!.switchboardFsyncOff ? 1 : 0));
+  for (const r of c!.ratios) expectMeasured(r.ratios);
+}
+
+async function checkScaling(): Promise<void> {
+  const report = await runScaling("smoke");
+  expect(report.runs.map((r) => r.run.instances)).toEqual([1, 2]);
+  for (const { run, ratios } of report.runs) {
+    expectComplete(run.load);
+    expect(run.brokers.length).toBe(run.instances);
+    expect(run.rowsLeft.deliveries_unacked).toBe(0);
+    expect(run.databaseCost!.rowWritesPerMessage).toBeGreaterThan(0);
+    expectMeasured(ratios);
+  }
+}
+
+/** The runs besides the scenarios. */
+const OTHER_RUNS: Record<string, () => Promise<void>> = { floor: checkFloor, jetstream: checkJetStream, scaling: checkScaling };
+
+/** Every run of the benchmark's smoke size: the groups together must take each once. */
+export const allSmokeRuns = (): string[] => [...Object.keys(scenarios("smoke")), ...Object.keys(OTHER_RUNS)];
+
+/** The smoke runs of one group, as tests of the file that calls it. */
+export function smokeGroup(group: string): void {
+  const runs = SMOKE_GROUPS[group];
+  if (!runs) throw new Error(`no smoke group ${group}`);
+  describe.skipIf(!ownPostgresTestsRun())(`benchmark smoke runs (${group})`, () => {
+    for (const name of runs) {
+      const check = OTHER_RUNS[name] ?? (() => checkScenario(name));
+      test.skipIf(name === "jetstream" && !haveNats)(name, check);
+    }
+  });
+}

@@ -1,0 +1,57 @@
+// An embedded database that already has the schema, for the many tests that
+// start a broker but do not test migrations. Migrating a new embedded database
+// costs a broker seconds of CPU in WebAssembly; copying one migrated database
+// costs milliseconds. The migrated copy is made once per schema (and lockfile,
+// which pins PGlite) by `db:migrate`, and kept under .cache/.
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { REPO_ROOT } from "./broker-process.ts";
+
+const MIGRATIONS_DIR = join(REPO_ROOT, "packages", "db", "drizzle");
+const MIGRATE_CLI = join(REPO_ROOT, "packages", "db", "src", "cli", "migrate.ts");
+const CACHE_DIR = join(import.meta.dir, "..", ".cache");
+const PREFIX = "embedded-schema-";
+
+function schemaKey(): string {
+  const hash = createHash("sha256");
+  const files = readdirSync(MIGRATIONS_DIR, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name))
+    .sort();
+  for (const file of [...files, join(REPO_ROOT, "bun.lock")]) hash.update(file).update(readFileSync(file));
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** The migrated DATA_DIR to copy from, made on first use (test workers racing to make it all succeed). */
+function migratedTemplate(): string {
+  const name = `${PREFIX}${schemaKey()}`;
+  const template = join(CACHE_DIR, name);
+  if (existsSync(template)) return template;
+  const building = join(CACHE_DIR, `building-${process.pid}-${crypto.randomUUID()}`);
+  const run = Bun.spawnSync(["bun", MIGRATE_CLI], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", DATA_DIR: building },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (run.exitCode !== 0) {
+    rmSync(building, { recursive: true, force: true });
+    throw new Error(`db:migrate into ${building} exited ${run.exitCode}: ${run.stderr.toString()}`);
+  }
+  try {
+    renameSync(building, template);
+  } catch (error) {
+    // Another worker made it first; theirs is as good.
+    rmSync(building, { recursive: true, force: true });
+    if (!existsSync(template)) throw error;
+  }
+  for (const old of readdirSync(CACHE_DIR)) {
+    if (old.startsWith(PREFIX) && old !== name) rmSync(join(CACHE_DIR, old), { recursive: true, force: true });
+  }
+  return template;
+}
+
+/** Fills an empty DATA_DIR with a copy of the migrated embedded database. */
+export function copyMigratedDatabase(dataDir: string): void {
+  cpSync(join(migratedTemplate(), "pgdata"), join(dataDir, "pgdata"), { recursive: true });
+}

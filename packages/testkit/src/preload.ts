@@ -1,0 +1,8 @@
+// Loaded before every test file (bunfig.toml). The tests start real broker
+// processes, databases and Postgres servers: bun's default of 5 s per test and
+// hook is too short for them, also when a single file runs alone. A serial run
+// of several files keeps this default for its first file only (a limitation of
+// bun's preload), so such runs pass --timeout too, as `bun run test` does.
+import { setDefaultTimeout } from "bun:test";
+
+setDefaultTimeout(120_000);
