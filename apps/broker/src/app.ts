@@ -13,15 +13,19 @@ import { ApiSenders } from "./services/api-senders.ts";
 import { InstanceBus } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
 import { ConnectionGate } from "./services/connection-gate.ts";
+import { DashboardService } from "./services/dashboard.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
 import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
+import { HistoryService } from "./services/history.ts";
+import { JwtVerifier } from "./services/jwt.ts";
 import { HookService } from "./services/hooks.ts";
 import { HttpMessaging } from "./services/http-messaging.ts";
 import { InstanceLease } from "./services/instance-lease.ts";
 import { LocalPresences } from "./services/local-presences.ts";
 import { PeerDirectory } from "./services/peers.ts";
+import { PresenceEvents } from "./services/presence-events.ts";
 import { PresenceLifecycle } from "./services/presence-lifecycle.ts";
 import { QueuedWork } from "./services/queued-work.ts";
 import { Readiness } from "./services/readiness.ts";
@@ -32,7 +36,10 @@ import { Sweepers } from "./services/sweepers.ts";
 import { systemClock, type Timing } from "./services/timing.ts";
 import { createWebhookAdmin } from "./services/webhooks/admin.ts";
 import { WebhookDispatcher } from "./services/webhooks/dispatcher.ts";
+import { TokenExpiry } from "./services/token-expiry.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
+import { CorsPolicy } from "./transport/http/cors.ts";
+import { dashboardRoutes } from "./transport/http/dashboard-routes.ts";
 import { trustedProxies } from "./transport/http/client-address.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
 import { messagesRoutes } from "./transport/http/messages-routes.ts";
@@ -66,6 +73,7 @@ export function timingOf(config: Config): Timing {
     sweepIntervalMs: config.SWEEP_INTERVAL_MS,
     housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
     settledRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
+    historyRetentionSeconds: config.HISTORY_RETENTION_SECONDS ?? config.MESSAGE_TTL_SECONDS,
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
     stalledPresenceSeconds: config.STALLED_PRESENCE_SECONDS,
@@ -131,12 +139,16 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     members: (ids) => pump.schedule(ids),
     meshes: (ids) => pump.schedule(ids.flatMap((meshId) => presences.membersOfMesh(meshId))),
   });
-  const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId);
-  const status = new StatusService(db, bus, timing, (member) => queuedWork.forMembers([member]));
-  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock }, () =>
+  const presenceEvents = new PresenceEvents(db, bus, instanceId, log);
+  const tokenExpiry = new TokenExpiry(clock);
+  const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId, presenceEvents, tokenExpiry);
+  const status = new StatusService(db, bus, timing, presenceEvents, (member) => queuedWork.forMembers([member]));
+  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock }, presenceEvents, () =>
     lifecycle.endAll("lease_lost"),
   );
-  const hello = new HelloService(db, bus, instanceId, config.MAX_CONNECTIONS_PER_MESH);
+  const jwt = await JwtVerifier.create({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY });
+  const hello = new HelloService(db, bus, jwt, presenceEvents, instanceId, config.MAX_CONNECTIONS_PER_MESH);
+  const history = new HistoryService(db, timing.historyRetentionSeconds);
   const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
@@ -196,12 +208,18 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     log,
     timing,
     clock,
+    events: presenceEvents,
     onHousekeeping: () => {
       hooks.prune();
       sending.prune();
       limits.prune();
       gate.prune();
     },
+  });
+
+  const dashboard = new DashboardService(db, metrics, clock, {
+    sampleIntervalMs: timing.housekeepingIntervalMs,
+    instanceLeaseSeconds: timing.instanceLeaseSeconds,
   });
 
   await lease.register();
@@ -213,6 +231,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       apiSenders.forget(memberId);
       lifecycle.endMember(memberId, "revoked");
     },
+    presence: (changes, from) => presenceEvents.received(changes, from),
     // Everything local may have missed news: every consumer looks again.
     resubscribed: () => {
       queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId)));
@@ -221,6 +240,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   });
   sweepers.start();
   dispatcher.start();
+  dashboard.start();
 
   const ws = createWsHandler({
     log,
@@ -233,6 +253,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     status,
     channels,
     peers,
+    history,
+    presenceEvents,
     limits,
     gate,
     pushWindow: PUSH_WINDOW,
@@ -250,12 +272,14 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       ws,
       gate,
       trusted: trustedProxies(config.TRUSTED_PROXIES),
+      cors: new CorsPolicy(config.CORS_ORIGINS),
       routes: [
         opsRoutes({ build, dbHealth, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
         adminRoutes({ admin, adminToken }),
         hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
         messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
         webhookRoutes({ webhooks, adminToken }),
+        dashboardRoutes({ dashboard, presenceEvents, adminToken, page: config.DASHBOARD }),
       ],
     },
     starting,
@@ -271,6 +295,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       ws.closeAll();
       sweepers.stop();
       await dispatcher.stop();
+      tokenExpiry.stop();
+      dashboard.stop();
       await unsubscribe();
       await pump.stop();
       await lease.stop();

@@ -1,14 +1,16 @@
 // Every environment variable of the contract, parsed once at start. A bad
 // value stops the start with one line that names the variable.
+import { createPublicKey } from "node:crypto";
 import { z } from "zod";
 
-const int = (min: number, max: number, fallback: number) =>
+const wholeNumber = (min: number, max: number) =>
   z.coerce
     .number({ error: "expected a whole number" })
     .int({ error: "expected a whole number" })
     .min(min, { error: `expected at least ${min}` })
-    .max(max, { error: `expected at most ${max}` })
-    .default(fallback);
+    .max(max, { error: `expected at most ${max}` });
+
+const int = (min: number, max: number, fallback: number) => wholeNumber(min, max).default(fallback);
 
 const positive = (fallback: number) => int(1, 2_147_483_647, fallback);
 
@@ -16,13 +18,51 @@ const databaseUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\/.+/, { error: "expected a postgres:// or postgresql:// URL" });
 
-const flag = (fallback: boolean) =>
-  z
-    .enum(["true", "false"], { error: "expected true or false" })
-    .transform((v) => v === "true")
-    .default(fallback);
 
 const secret = z.string().min(16, { error: "expected at least 16 characters" });
+
+export type JwtKeyAlgorithm = "RS256" | "EdDSA";
+
+/** A PEM public key (literal "\n" escapes allowed, as env files write them) and the JWT algorithm it verifies. */
+const jwtPublicKey = z.string().transform((text, ctx) => {
+  const pem = text.replaceAll("\\n", "\n");
+  let type: string | undefined;
+  try {
+    type = createPublicKey(pem).asymmetricKeyType;
+  } catch {
+    type = undefined;
+  }
+  const alg: JwtKeyAlgorithm | null = type === "rsa" ? "RS256" : type === "ed25519" ? "EdDSA" : null;
+  if (alg === null) {
+    ctx.addIssue({ code: "custom", message: "expected a PEM public key, RSA (RS256) or Ed25519 (EdDSA)" });
+    return z.NEVER;
+  }
+  return { pem, alg };
+});
+
+/** Comma-separated origins (scheme://host[:port]), as browsers send them in the Origin header. */
+const origins = z.string().transform((text, ctx) => {
+  const list = text.split(",").map((o) => o.trim()).filter((o) => o !== "");
+  for (const origin of list) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = null;
+    }
+    if (parsed === null || parsed.origin !== origin) {
+      ctx.addIssue({ code: "custom", message: `${origin} is not an origin like https://app.example.com` });
+      return z.NEVER;
+    }
+  }
+  return list;
+});
+
+const flag = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0"], { error: "expected true or false" })
+    .transform((v) => v === "true" || v === "1")
+    .default(fallback);
 
 export const configSchema = z.object({
   BROKER_PORT: int(0, 65535, 7900),
@@ -87,12 +127,19 @@ export const configSchema = z.object({
   WEBHOOK_BACKOFF_MIN_MS: int(10, 3_600_000, 1000),
   WEBHOOK_BACKOFF_MAX_MS: int(10, 86_400_000, 300_000),
   SENTRY_DSN: z.url({ protocol: /^https?$/, error: "expected a Sentry DSN (an http or https URL)" }).optional(),
+  // Browsers (docs/browser.md).
+  JWT_SECRET: z.string().min(32, { error: "expected at least 32 characters" }).optional(),
+  JWT_PUBLIC_KEY: jwtPublicKey.optional(),
+  CORS_ORIGINS: origins.optional(),
+  /** Unset: MESSAGE_TTL_SECONDS. */
+  HISTORY_RETENTION_SECONDS: wholeNumber(1, 2_147_483_647).optional(),
+  DASHBOARD: flag(true),
 });
 
 export type Config = z.infer<typeof configSchema>;
 
 /** Variables that hold or may hold a credential: never shown whole in an error message, never in an error report. */
-export const SECRET_VARIABLES = ["ADMIN_TOKEN", "METRICS_TOKEN", "SENTRY_DSN", "DATABASE_URL"] as const;
+export const SECRET_VARIABLES = ["ADMIN_TOKEN", "METRICS_TOKEN", "JWT_SECRET", "SENTRY_DSN", "DATABASE_URL"] as const;
 /** URLs that may carry a password: an error shows them with the password replaced. */
 const URLS_WITH_PASSWORD: ReadonlySet<string> = new Set(["DATABASE_URL"]);
 /** The other secrets: an error names them but never shows what was given. */

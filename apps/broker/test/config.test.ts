@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { spawnRaw } from "@switchboard/testkit";
+import { generateKeyPairSync } from "node:crypto";
 import { loadConfig } from "../src/config.ts";
 
 describe("configuration", () => {
@@ -34,14 +35,38 @@ describe("configuration", () => {
     ["LEASE_SECONDS", "1.5"],
     ["LOG_LEVEL", "loud"],
     ["ADMIN_TOKEN", "short"],
+    ["JWT_SECRET", "too-short-for-hs256"],
+    ["JWT_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----"],
+    ["CORS_ORIGINS", "https://app.example.com/path"],
+    ["CORS_ORIGINS", "app.example.com"],
+    ["HISTORY_RETENTION_SECONDS", "0"],
+    ["DASHBOARD", "maybe"],
     ["SENTRY_DSN", "not a url"],
     ["SENTRY_DSN", "ftp://key@sentry.example.com/1"],
   ])("%s=%s is refused, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(`invalid environment variable ${name}`);
   });
 
+  test("the browser variables: keys, origins, retention, dashboard", () => {
+    const { publicKey } = generateKeyPairSync("ed25519");
+    const pem = publicKey.export({ type: "spki", format: "pem" }).toString();
+    const config = loadConfig({
+      JWT_PUBLIC_KEY: pem.replaceAll("\n", "\\n"),
+      CORS_ORIGINS: "https://app.example.com, http://127.0.0.1:7901",
+      HISTORY_RETENTION_SECONDS: "86400",
+      DASHBOARD: "false",
+    });
+    expect(config.JWT_PUBLIC_KEY).toEqual({ pem, alg: "EdDSA" });
+    expect(config.CORS_ORIGINS).toEqual(["https://app.example.com", "http://127.0.0.1:7901"]);
+    expect(config.HISTORY_RETENTION_SECONDS).toBe(86400);
+    expect(config.DASHBOARD).toBe(false);
+    expect(loadConfig({}).DASHBOARD).toBe(true);
+    expect(loadConfig({}).HISTORY_RETENTION_SECONDS).toBeUndefined();
+  });
+
   test.each([
     ["ADMIN_TOKEN", "short-secret"],
+    ["JWT_SECRET", "short-jwt-secret"],
     ["DATABASE_URL", "mysql://user:hunter2-password@db/x"],
     ["SENTRY_DSN", "ftp://key-0123456789@sentry.example.com/1"],
   ])("an invalid %s is named without echoing its value", (name, value) => {

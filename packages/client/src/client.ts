@@ -1,33 +1,43 @@
 // The peer SDK's client: one logical session over successive sockets. The
 // socket, reconnect policy, outbox, inbox and envelope live in their own
 // modules; this class wires them together and keeps the state machine.
-import { signHello, targetSpecSchema } from "@switchboard/protocol";
+import { targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";
 import { resolveConfig, type ClientConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
 import { SwitchboardError } from "./errors.ts";
+import { buildHello } from "./hello.ts";
+import { historyPage } from "./history.ts";
 import { Inbox } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
 import { Outbox } from "./outbox.ts";
 import { ReplyWaiters } from "./replies.ts";
+import { PresenceFeed } from "./presence-feed.ts";
+import { TypingTracker, typingOf, typingPayload } from "./typing.ts";
 import type {
   ClientEvents,
   ClientOptions,
   CloseInfo,
+  ConnectionState,
+  HistoryOptions,
+  HistoryPage,
   Message,
   PeerInfo,
+  PresenceEvent,
+  PresenceInfo,
   ReplyOptions,
   RequestOptions,
   SendOptions,
   SendResult,
   StatusInfo,
+  TypingInfo,
   UnreadableMessage,
 } from "./types.ts";
 import type { ReplyFrame, ServerFrame } from "./wire.ts";
 
-type State = "connecting" | "open" | "reconnecting" | "closed";
+type State = ConnectionState;
 type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
 
 const asError = (error: unknown, code = "closed"): SwitchboardError =>
@@ -49,6 +59,12 @@ export class SwitchboardClient {
   private readonly inbox: Inbox;
   private readonly keys: KeyRing;
   private readonly replies: ReplyWaiters;
+  private readonly presenceFeed = new PresenceFeed({
+    request: (frame) => this.call("request", frame, "ack"),
+    ping: () => this.ping(),
+    emit: (event) => this.events.emit("presence", event),
+  });
+  private readonly typingTracker = new TypingTracker((info) => this.events.emit("typing", info));
 
   private constructor(private readonly config: ClientConfig) {
     this.publicKey = config.publicKey;
@@ -72,6 +88,26 @@ export class SwitchboardClient {
     return client;
   }
 
+  /**
+   * Resolves at once with a client that connects in the background, with the
+   * reconnect policy from its first attempt (a page that loads while the
+   * broker is away). Calls wait in the outbox until a hello is accepted.
+   */
+  static async start(options: ClientOptions): Promise<SwitchboardClient> {
+    const client = new SwitchboardClient(await resolveConfig(options));
+    void client.reconnectLoop(true);
+    return client;
+  }
+
+  get connectionState(): ConnectionState {
+    return this.state;
+  }
+
+  /** The mesh's live presences, kept by presence events (after subscribePresence()). */
+  get presences(): PresenceInfo[] {
+    return this.presenceFeed.list();
+  }
+
   get presenceId(): string {
     return this.currentPresenceId;
   }
@@ -86,6 +122,9 @@ export class SwitchboardClient {
   }
 
   on(event: "message", fn: (m: Message) => void): () => void;
+  on(event: "presence", fn: (e: PresenceEvent) => void): () => void;
+  on(event: "typing", fn: (t: TypingInfo) => void): () => void;
+  on(event: "connectionState", fn: (state: ConnectionState) => void): () => void;
   on(event: "unreadable", fn: (m: UnreadableMessage) => void): () => void;
   on(event: "status", fn: (s: StatusInfo) => void): () => void;
   on(event: "open" | "reconnect", fn: () => void): () => void;
@@ -146,6 +185,33 @@ export class SwitchboardClient {
 
   async listPeers(): Promise<PeerInfo[]> {
     return (await this.call("request", { type: "list_peers" }, "peers")).peers;
+  }
+
+  /** A page of a joined channel's stored messages, oldest first (hydration after a load or a reconnect). */
+  async history(channel: string, opts: HistoryOptions = {}): Promise<HistoryPage> {
+    const target = channel.startsWith("#") ? channel : `#${channel}`;
+    const frame: Record<string, unknown> = { type: "history", target };
+    if (opts.before !== undefined) frame.before = opts.before;
+    if (opts.limit !== undefined) frame.limit = opts.limit;
+    const reply = await this.call("request", frame, "history");
+    return historyPage(reply.messages, opts.limit, this.inbox, (error) => this.events.emit("error", error));
+  }
+
+  /**
+   * Presence events of the whole mesh from now on: `presence` events, and
+   * `presences` kept up to date. Renewed by itself after every reconnect.
+   */
+  subscribePresence(): Promise<void> {
+    return this.presenceFeed.subscribe();
+  }
+
+  unsubscribePresence(): Promise<void> {
+    return this.presenceFeed.unsubscribe();
+  }
+
+  /** Tells a channel's members this one is typing (or stopped); repeat it every few seconds while typing. */
+  async setTyping(channel: string, typing = true): Promise<void> {
+    await this.send(channel.startsWith("#") ? channel : `#${channel}`, typingPayload(typing), { ephemeral: true });
   }
 
   /** The broker's clock (ms since the epoch). */
@@ -218,12 +284,7 @@ export class SwitchboardClient {
     // A fresh timestamp on every attempt, never repeated: the same signature twice would be refused as a replay.
     const timestamp = Math.max(Date.now(), this.lastHelloTimestamp + 1);
     this.lastHelloTimestamp = timestamp;
-    const { meshId, sessionId } = this.config;
-    const signed = await signHello(this.config.secretKey, { meshId, sessionId, timestamp });
-    const hello: Record<string, unknown> = { type: "hello", ...signed };
-    if (this.config.pid !== undefined) hello.pid = this.config.pid;
-    if (this.config.cwd !== undefined) hello.cwd = this.config.cwd;
-    if (this.config.displayName !== undefined) hello.displayName = this.config.displayName;
+    const hello = await buildHello(this.config, timestamp);
     const { connection, ack } = await Connection.open({
       url: this.config.url,
       WebSocket: this.config.WebSocket,
@@ -243,7 +304,7 @@ export class SwitchboardClient {
     this.connection = connection;
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;
-    this.state = "open";
+    this.setState("open");
     // Everything unanswered goes out again, in the order it was made.
     for (const entry of this.outbox.inOrder()) {
       if (connection.send(entry.text)) entry.writtenOn = generation;
@@ -251,25 +312,48 @@ export class SwitchboardClient {
     this.acks.flush();
     const reconnected = this.connectedOnce;
     this.connectedOnce = true;
+    // Subscriptions belong to a socket: a new one subscribes again.
+    if (reconnected) this.presenceFeed.reconnected().catch((error: unknown) => this.events.emit("error", asError(error)));
     this.events.emit("open");
     if (reconnected) this.events.emit("reconnect");
+  }
+
+  private setState(state: State): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.events.emit("connectionState", state);
   }
 
   private onFrame(frame: ServerFrame): void {
     if (frame.type === "push") {
       const result = this.inbox.receive(frame);
-      if (result.kind === "message") this.events.emit("message", result.message);
+      if (result.kind === "message") this.deliver(result.message);
       else if (result.kind === "unreadable") {
         this.events.emit("unreadable", result.unreadable);
         this.events.emit("error", result.unreadable.error);
       }
       return;
     }
+    if (frame.type === "presence") {
+      const { type: _, ...event } = frame;
+      this.presenceFeed.receive(event);
+      return;
+    }
     if (frame.type === "hello_ack") return;
+    // The close 4001 right behind it reconnects with a fresh token.
+    if (frame.type === "error" && frame.code === "expired" && frame.reqId === undefined) return;
     if (frame.type === "status") this.events.emit("status", { status: frame.status, statusSource: frame.statusSource });
     const entry = frame.reqId === undefined ? undefined : this.outbox.take(frame.reqId);
     if (entry) entry.resolve(frame);
     else if (frame.type === "error") this.events.emit("error", new SwitchboardError(frame.code, frame.message));
+  }
+
+  private deliver(message: Message): void {
+    const typing = message.targetSpec.startsWith("#") ? typingOf(message) : null;
+    if (typing === null) return this.events.emit("message", message);
+    this.typingTracker.receive(message.targetSpec, message.senderPubkey, typing);
+    // Handled here, never by the application: settled as well in manual mode.
+    if (this.config.acks === "manual") this.inbox.ack(message.messageId);
   }
 
   private onSocketClosed(generation: number, code: number, reason: string): void {
@@ -287,20 +371,21 @@ export class SwitchboardClient {
       this.shutdown(new SwitchboardError(why, `connection closed (${code} ${reason})`));
       return;
     }
-    this.state = "reconnecting";
+    this.setState("reconnecting");
     if (this.config.offline === "fail") {
       // Whether the broker applied them is unknown: the caller decides, nothing is re-sent behind its back.
       this.outbox.failAll(new SwitchboardError("unavailable", `the connection dropped before the broker answered (${code})`));
     }
-    void this.reconnectLoop();
+    void this.reconnectLoop(false);
   }
 
-  private async reconnectLoop(): Promise<void> {
-    const policy = this.config.reconnect;
-    if (!policy) return;
+  /** `immediate`: the first attempt does not wait (a client started in the background). */
+  private async reconnectLoop(immediate: boolean): Promise<void> {
+    const policy = this.config.reconnect ?? { maxAttempts: 1, minDelayMs: 0, maxDelayMs: 0 };
     let last: SwitchboardError | undefined;
     for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
-      await this.pause(backoffDelay(attempt, policy));
+      if (attempt > 0) this.setState("reconnecting");
+      await this.pause(immediate && attempt === 0 ? 0 : backoffDelay(immediate ? attempt - 1 : attempt, policy));
       if (this.isClosed()) return;
       try {
         await this.establish();
@@ -336,7 +421,8 @@ export class SwitchboardClient {
   /** Final: no more sockets; everything pending fails with error. */
   private shutdown(error: SwitchboardError): void {
     if (this.state === "closed") return;
-    this.state = "closed";
+    this.setState("closed");
+    this.typingTracker.dispose();
     this.cancelPause?.();
     this.cancelPause = null;
     // close() closes the socket itself; every other path gets here without one.

@@ -2,7 +2,7 @@
 import { publicKeyOf } from "@switchboard/protocol";
 import { resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
 import { SwitchboardError } from "./errors.ts";
-import type { ClientOptions } from "./types.ts";
+import type { ClientOptions, TokenSource } from "./types.ts";
 import { brokerWsUrl } from "./url.ts";
 
 export interface ClientConfig {
@@ -22,9 +22,19 @@ export interface ClientConfig {
   channelKeys: Record<string, string>;
   WebSocket: typeof WebSocket;
   connectTimeoutMs: number;
+  /** Set: JWT hellos with the token it returns; unset: signed hellos. */
+  token: TokenSource | undefined;
 }
 
-export function defaultSessionId(env: Record<string, string | undefined> = process.env): string {
+// A browser has no process: no environment, parent pid or working directory.
+interface ProcessLike {
+  env: Record<string, string | undefined>;
+  ppid: number;
+  cwd(): string;
+}
+const nodeProcess = (globalThis as { process?: ProcessLike }).process;
+
+export function defaultSessionId(env: Record<string, string | undefined> = nodeProcess?.env ?? {}): string {
   return env.CLAUDE_SESSION_ID || env.CLAUDE_CODE_SESSION_ID || crypto.randomUUID();
 }
 
@@ -34,7 +44,7 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   if (!options.meshId) throw new SwitchboardError("invalid", "meshId is required");
   const sessionId = options.sessionId ?? defaultSessionId();
   if (sessionId.length < 1 || sessionId.length > 128) throw new SwitchboardError("invalid", "sessionId: 1 to 128 characters");
-  const pid = options.pid ?? process.ppid;
+  const pid = options.pid ?? nodeProcess?.ppid;
   const ackDelayMs = options.ackDelayMs ?? 50;
   if (!(ackDelayMs >= 0)) throw new SwitchboardError("invalid", "ackDelayMs must be ≥ 0");
   const requestTimeoutMs = options.requestTimeoutMs;
@@ -46,8 +56,8 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     publicKey: await publicKeyOf(secretKey),
     sessionId,
     // The broker wants a positive pid; some sandboxes report 0 for the parent.
-    pid: Number.isInteger(pid) && pid > 0 ? pid : undefined,
-    cwd: options.cwd ?? process.cwd(),
+    pid: pid !== undefined && Number.isInteger(pid) && pid > 0 ? pid : undefined,
+    cwd: options.cwd ?? nodeProcess?.cwd(),
     displayName: options.displayName,
     reconnect: resolvePolicy(options.reconnect),
     ackDelayMs,
@@ -57,5 +67,6 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     channelKeys: options.channelKeys ?? {},
     WebSocket: options.WebSocket ?? globalThis.WebSocket,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    token: options.token,
   };
 }

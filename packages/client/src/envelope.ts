@@ -1,11 +1,14 @@
 // The end-to-end envelope (docs/client.md has it byte by byte). Only audited
-// primitives: X25519 and the ed25519→Montgomery maps from @noble/curves,
-// XChaCha20-Poly1305 from @noble/ciphers, HKDF-SHA256 from node:crypto.
+// primitives, all of them pure JavaScript so the SDK runs unchanged in a
+// browser: X25519 and the ed25519→Montgomery maps from @noble/curves,
+// XChaCha20-Poly1305 from @noble/ciphers, HKDF-SHA256 from @noble/hashes.
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { randomBytes } from "@noble/ciphers/utils.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import { hexToBytes } from "@switchboard/protocol";
-import { hkdfSync } from "node:crypto";
+import { fromBase64, toBase64 } from "./base64.ts";
 import { SwitchboardError } from "./errors.ts";
 
 export const NONCE_PREFIX = "x1:";
@@ -38,7 +41,7 @@ export function directKey(mySecretHex: string, myPublicHex: string, peerPublicHe
     const shared = x25519.getSharedSecret(mine, theirs);
     const [low, high] = [myPublicHex.toLowerCase(), peerPublicHex.toLowerCase()].sort();
     const salt = hexToBytes(`${low}${high}`);
-    return new Uint8Array(hkdfSync("sha256", shared, salt, DIRECT_INFO, KEY_BYTES));
+    return hkdf(sha256, shared, salt, utf8.encode(DIRECT_INFO), KEY_BYTES);
   } catch (error) {
     throw new SwitchboardError("invalid", `cannot derive a key with ${peerPublicHex}`, { cause: error });
   }
@@ -54,9 +57,6 @@ function payloadBytes(payload: unknown): Uint8Array {
   if (json === undefined) throw new SwitchboardError("invalid", "the payload cannot be serialized to JSON");
   return utf8.encode(json);
 }
-
-const toBase64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
-const fromBase64 = (text: string) => new Uint8Array(Buffer.from(text, "base64"));
 
 /** key null → the plain envelope. `nonce` only for test vectors: a reused nonce breaks the cipher. */
 export function seal(payload: unknown, key: Uint8Array | null, ad: Uint8Array, nonce = randomBytes(NONCE_BYTES)): Envelope {
@@ -74,17 +74,18 @@ export function isPlain(envelope: Envelope): boolean {
 export function open(envelope: Envelope, key: Uint8Array | null, ad: Uint8Array): unknown {
   let plain: Uint8Array;
   if (isPlain(envelope)) {
-    plain = fromBase64(envelope.ciphertext);
+    plain = decodeBase64(envelope.ciphertext, "ciphertext");
   } else {
     if (!envelope.nonce.startsWith(NONCE_PREFIX)) {
       throw new SwitchboardError("decrypt_failed", `unknown envelope nonce format "${envelope.nonce.slice(0, 8)}"`);
     }
     if (key === null) throw new SwitchboardError("decrypt_failed", "no key for this message");
-    const nonce = fromBase64(envelope.nonce.slice(NONCE_PREFIX.length));
+    const nonce = decodeBase64(envelope.nonce.slice(NONCE_PREFIX.length), "nonce");
     if (nonce.length !== NONCE_BYTES) throw new SwitchboardError("decrypt_failed", "the nonce is not 24 bytes");
     try {
-      plain = xchacha20poly1305(key, nonce, ad).decrypt(fromBase64(envelope.ciphertext));
+      plain = xchacha20poly1305(key, nonce, ad).decrypt(decodeBase64(envelope.ciphertext, "ciphertext"));
     } catch (error) {
+      if (error instanceof SwitchboardError) throw error;
       throw new SwitchboardError("decrypt_failed", "the message does not authenticate with this key", { cause: error });
     }
   }
@@ -92,5 +93,13 @@ export function open(envelope: Envelope, key: Uint8Array | null, ad: Uint8Array)
     return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(plain)) as unknown;
   } catch (error) {
     throw new SwitchboardError("decrypt_failed", "the payload is not UTF-8 JSON", { cause: error });
+  }
+}
+
+function decodeBase64(text: string, what: string): Uint8Array {
+  try {
+    return fromBase64(text);
+  } catch (error) {
+    throw new SwitchboardError("decrypt_failed", `the ${what} is not base64`, { cause: error });
   }
 }

@@ -36,13 +36,18 @@ export class Inbox {
     }
     this.recent.add(id);
     if (this.mode === "manual") this.unacked.add(id);
+    return this.open(push);
+  }
+
+  /** The message a push (or a history entry) carries, opened; no ack, no de-duplication. */
+  open(push: PushFrame): Exclude<InboxResult, { kind: "duplicate" }> {
     const known = describePush(push);
     let payload: unknown;
     try {
       payload = this.keys.openFrom(push.senderPubkey, push.targetSpec, { nonce: push.nonce, ciphertext: push.ciphertext });
     } catch (error) {
       const reason = error instanceof SwitchboardError ? error.message : String(error);
-      const failure = new SwitchboardError("decrypt_failed", `message ${id} from ${push.senderPubkey}: ${reason}`, { cause: error });
+      const failure = new SwitchboardError("decrypt_failed", `message ${push.messageId} from ${push.senderPubkey}: ${reason}`, { cause: error });
       return { kind: "unreadable", unreadable: { ...known, error: failure } };
     }
     return { kind: "message", message: { ...known, payload } };

@@ -10,6 +10,15 @@ export interface ReconnectOptions {
   maxDelayMs?: number;
 }
 
+/**
+ * Where a JWT hello's token comes from: called before every connect and
+ * reconnect (a token that expired closes the socket with 4001 and the client
+ * asks again). A web page fetches it from its own backend.
+ */
+export type TokenSource = (request: { meshId: string; publicKey: string }) => string | Promise<string>;
+
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
 export interface ClientOptions {
   /** ws://host:port/ws; an http(s):// base URL is turned into ws(s)://…/ws. */
   url: string;
@@ -48,6 +57,8 @@ export interface ClientOptions {
   WebSocket?: typeof WebSocket;
   /** For the socket to open and the hello to be answered; default 10000. */
   connectTimeoutMs?: number;
+  /** JWT hellos (browsers): the broker checks the token instead of a signature; secretKey stays for encryption. */
+  token?: TokenSource;
 }
 
 /** What the application sees, after de-duplication and decryption. */
@@ -114,8 +125,45 @@ export interface PeerInfo {
   presences: Array<{ sessionId: string; status: string; statusSource: string; connectedAt: string }>;
 }
 
+/** A live presence of the mesh, as presence events describe it. */
+export interface PresenceInfo {
+  presenceId: string;
+  pubkey: string;
+  displayName: string;
+  sessionId: string;
+  status: "idle" | "working" | "dnd";
+}
+
+export interface PresenceEvent extends PresenceInfo {
+  event: "joined" | "left" | "status";
+}
+
+/** Someone is (or stopped) typing in a channel; `typing: false` also comes when their signal went stale. */
+export interface TypingInfo {
+  channel: string;
+  senderPubkey: string;
+  typing: boolean;
+}
+
+export interface HistoryOptions {
+  /** Only messages older than this messageId. */
+  before?: string;
+  /** Default 50; the broker gives at most 200. */
+  limit?: number;
+}
+
+export interface HistoryPage {
+  /** Oldest first. Messages that cannot be opened are left out (and reported as `error`). */
+  messages: Message[];
+  /** Pass as `before` for the page before this one; null once there is none. */
+  before: string | null;
+}
+
 export interface ClientEvents {
   message: [Message];
+  presence: [PresenceEvent];
+  typing: [TypingInfo];
+  connectionState: [ConnectionState];
   unreadable: [UnreadableMessage];
   status: [StatusInfo];
   open: [];

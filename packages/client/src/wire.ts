@@ -1,12 +1,19 @@
 // The broker's frames as the SDK reads them, validated at the socket with the
 // protocol's schemas so the rest of the code works on checked shapes.
-import { serverFrame, type ErrorFrame, type HelloAck, type PushFrame, type ServerFrame } from "@switchboard/protocol";
+import {
+  serverFrame,
+  type ErrorFrame,
+  type HelloAck,
+  type PresenceEventFrame,
+  type PushFrame,
+  type ServerFrame,
+} from "@switchboard/protocol";
 
 export type { ErrorFrame, PushFrame, ServerFrame };
 export type HelloAckFrame = HelloAck;
 
 /** Frames that answer a client frame (matched by reqId). */
-export type ReplyFrame = Exclude<ServerFrame, HelloAckFrame | PushFrame>;
+export type ReplyFrame = Exclude<ServerFrame, HelloAckFrame | PushFrame | PresenceEventFrame>;
 
 export function parseServerFrame(data: unknown): ServerFrame | null {
   const text =

@@ -31,7 +31,7 @@ export const targetSpecSchema = z.union([
 export const storable = (s: z.ZodString) =>
   s.refine((v) => !v.includes("\u0000") && v.isWellFormed(), { error: "contains NUL or an unpaired surrogate" });
 
-export const helloFrame = z.object({
+const helloFields = {
   type: z.literal("hello"),
   reqId,
   meshId: storable(z.string().min(1).max(128)),
@@ -39,10 +39,26 @@ export const helloFrame = z.object({
   sessionId: storable(z.string().min(1).max(128)),
   pid: z.number().int().positive().max(2_147_483_647).optional(),
   cwd: storable(z.string().min(1).max(4096)).optional(),
+  displayName: storable(z.string().min(1).max(128)).optional(),
+};
+
+/** The enrolled peer's hello: signed by its ed25519 key. */
+export const signedHelloFrame = z.object({
+  ...helloFields,
   timestamp: z.number().int().nonnegative(),
   signature: z.string().regex(SIGNATURE, { error: "expected 128 lowercase hex characters" }),
-  displayName: storable(z.string().min(1).max(128)).optional(),
 });
+
+/** A browser's hello: a web backend vouches for the pubkey with a JWT (no timestamp, no signature). */
+export const jwtHelloFrame = z.object({
+  ...helloFields,
+  jwt: z.string().min(1).max(8192),
+});
+
+export const helloFrame = z.union([signedHelloFrame, jwtHelloFrame]);
+
+/** The schema a hello is checked against: a frame carrying `jwt` is a JWT hello. */
+export const helloSchemaFor = (raw: Record<string, unknown>) => ("jwt" in raw ? jwtHelloFrame : signedHelloFrame);
 
 export const sendFrame = z.object({
   type: z.literal("send"),
@@ -75,6 +91,22 @@ export const leaveFrame = z.object({ type: z.literal("leave"), reqId, channel })
 export const listPeersFrame = z.object({ type: z.literal("list_peers"), reqId });
 export const pingFrame = z.object({ type: z.literal("ping"), reqId });
 
+export const EVENT_KINDS = ["presence"] as const;
+const eventKinds = z.array(z.enum(EVENT_KINDS)).min(1).max(EVENT_KINDS.length);
+export const subscribeFrame = z.object({ type: z.literal("subscribe"), reqId, events: eventKinds });
+export const unsubscribeFrame = z.object({ type: z.literal("unsubscribe"), reqId, events: eventKinds });
+
+/** History pages hold at most this many messages; a larger `limit` is clamped. */
+export const HISTORY_MAX_LIMIT = 200;
+export const HISTORY_DEFAULT_LIMIT = 50;
+export const historyFrame = z.object({
+  type: z.literal("history"),
+  reqId,
+  target: channel,
+  before: z.uuid().optional(),
+  limit: z.number().int().positive().optional(),
+});
+
 /** Frames a peer may send once its hello was accepted. */
 export const sessionFrame = z.discriminatedUnion("type", [
   sendFrame,
@@ -84,9 +116,16 @@ export const sessionFrame = z.discriminatedUnion("type", [
   leaveFrame,
   listPeersFrame,
   pingFrame,
+  subscribeFrame,
+  unsubscribeFrame,
+  historyFrame,
 ]);
 
 export type HelloFrame = z.infer<typeof helloFrame>;
+export type SignedHelloFrame = z.infer<typeof signedHelloFrame>;
+export type JwtHelloFrame = z.infer<typeof jwtHelloFrame>;
+export type EventKind = (typeof EVENT_KINDS)[number];
+export type HistoryFrame = z.infer<typeof historyFrame>;
 export type SendFrame = z.infer<typeof sendFrame>;
 export type SendFrameInput = z.input<typeof sendFrame>;
 export type ClientAckFrame = z.infer<typeof clientAckFrame>;
@@ -104,6 +143,8 @@ export const HELLO_ERROR_CODES = [
   "capacity",
   "no_hello",
   "hello_timeout",
+  // A JWT whose exp passed (beyond the leeway); also sent to a connected socket before close 4001.
+  "expired",
 ] as const;
 export type HelloErrorCode = (typeof HELLO_ERROR_CODES)[number];
 
@@ -118,5 +159,6 @@ export const CLOSE_CODES = {
   internalError: 1011,
   tryAgainLater: 1013,
   replaced: 4000,
+  expired: 4001,
   revoked: 4002,
 } as const;

@@ -40,6 +40,13 @@ export const channelAckFrame = z.object({
   joined: z.boolean(),
 });
 
+/** Answers subscribe and unsubscribe: the event kinds the connection is subscribed to now. */
+export const subscribedAckFrame = z.object({
+  type: z.literal("ack"),
+  reqId,
+  subscribed: z.array(z.string()),
+});
+
 export const pushFrame = z.object({
   type: z.literal("push"),
   messageId: z.string().min(1),
@@ -74,6 +81,25 @@ export const peersReplyFrame = z.object({
   peers: z.array(z.object({ pubkey: z.string(), displayName: z.string(), presences: z.array(peerPresence) })),
 });
 
+export const PRESENCE_EVENTS = ["joined", "left", "status"] as const;
+export const presenceEventFrame = z.object({
+  type: z.literal("presence"),
+  event: z.enum(PRESENCE_EVENTS),
+  presenceId: z.string(),
+  pubkey: z.string(),
+  displayName: z.string(),
+  sessionId: z.string(),
+  status: statusSchema,
+});
+
+/** A channel's stored messages, oldest first; `attempt` is 0 (history is not a delivery). */
+export const historyReplyFrame = z.object({
+  type: z.literal("history"),
+  reqId,
+  target: z.string(),
+  messages: z.array(pushFrame),
+});
+
 export const pongFrame = z.object({ type: z.literal("pong"), reqId, serverTime: z.number() });
 
 export const errorFrame = z.object({
@@ -89,7 +115,10 @@ export const serverFrame = z.union([
   helloAckFrame,
   sendAckFrame,
   channelAckFrame,
+  subscribedAckFrame,
   pushFrame,
+  presenceEventFrame,
+  historyReplyFrame,
   statusReplyFrame,
   peersReplyFrame,
   pongFrame,
@@ -99,7 +128,11 @@ export const serverFrame = z.union([
 export type HelloAck = z.infer<typeof helloAckFrame>;
 export type SendAck = z.infer<typeof sendAckFrame>;
 export type ChannelAck = z.infer<typeof channelAckFrame>;
+export type SubscribedAck = z.infer<typeof subscribedAckFrame>;
 export type PushFrame = z.infer<typeof pushFrame>;
+export type PresenceEventFrame = z.infer<typeof presenceEventFrame>;
+export type PresenceEventKind = (typeof PRESENCE_EVENTS)[number];
+export type HistoryReply = z.infer<typeof historyReplyFrame>;
 export type StatusReply = z.infer<typeof statusReplyFrame>;
 export type PeerPresence = z.infer<typeof peerPresence>;
 export type PeersReply = z.infer<typeof peersReplyFrame>;

@@ -19,6 +19,12 @@ export function bytesToHex(bytes: Uint8Array): string {
   return out;
 }
 
+/** base64url without Buffer, so this module also runs in a browser. */
+function base64UrlToBytes(text: string): Uint8Array {
+  const binary = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
 // PKCS#8 wrapping of a raw 32-byte ed25519 seed (RFC 8410).
 const PKCS8_PREFIX = hexToBytes("302e020100300506032b657004220420");
 
@@ -41,7 +47,7 @@ async function privateKeyFromSeed(seedHex: string): Promise<CryptoKey> {
 export async function publicKeyOf(secretKeyHex: string): Promise<string> {
   const key = await privateKeyFromSeed(secretKeyHex);
   const jwk = await crypto.subtle.exportKey("jwk", key);
-  return bytesToHex(new Uint8Array(Buffer.from(jwk.x ?? "", "base64url")));
+  return bytesToHex(base64UrlToBytes(jwk.x ?? ""));
 }
 
 export async function generateKeypair(): Promise<Keypair> {

@@ -26,6 +26,8 @@ export interface ConnectOptions {
   displayName?: string;
   /** Signed timestamp; default Date.now(). */
   timestamp?: number;
+  /** Send a JWT hello with this token instead of a signed one. */
+  jwt?: string;
   /** Send a signed hello and wait for its answer (default true). */
   hello?: boolean;
   /** Merged over the signed hello frame before sending (to tamper with it). */
@@ -68,14 +70,14 @@ export async function newIdentity(): Promise<TestIdentity> {
 
 /** A signed hello frame (with a fresh reqId) for the given identity, as a peer would send it. */
 export async function buildHello(
-  options: Pick<ConnectOptions, "identity" | "meshId" | "sessionId" | "pid" | "cwd" | "displayName" | "timestamp" | "helloOverrides">,
+  options: Pick<ConnectOptions, "identity" | "meshId" | "sessionId" | "pid" | "cwd" | "displayName" | "timestamp" | "helloOverrides" | "jwt">,
 ): Promise<Frame> {
-  const signed = await signHello(options.identity.secretKey, {
-    meshId: options.meshId,
-    sessionId: options.sessionId ?? crypto.randomUUID(),
-    timestamp: options.timestamp ?? Date.now(),
-  });
-  const frame: Frame = { type: "hello", reqId: newReqId(), ...signed };
+  const sessionId = options.sessionId ?? crypto.randomUUID();
+  const credential =
+    options.jwt === undefined
+      ? await signHello(options.identity.secretKey, { meshId: options.meshId, sessionId, timestamp: options.timestamp ?? Date.now() })
+      : { meshId: options.meshId, pubkey: options.identity.publicKey, sessionId, jwt: options.jwt };
+  const frame: Frame = { type: "hello", reqId: newReqId(), ...credential };
   if (options.pid !== undefined) frame.pid = options.pid;
   if (options.cwd !== undefined) frame.cwd = options.cwd;
   if (options.displayName !== undefined) frame.displayName = options.displayName;

@@ -3,6 +3,7 @@
 // (member, mesh or presence ids, never message data); the rows stay the
 // truth, so a lost notification only delays work until the next catch-up.
 import type { Database, Executor } from "@switchboard/db";
+import { PRESENCE_EVENTS } from "@switchboard/protocol";
 import { z } from "zod";
 import type { Logger } from "../log.ts";
 import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS, notify } from "../store/notify.ts";
@@ -16,6 +17,10 @@ const busMessage = z.object({
   close: z.array(z.object({ presenceId: z.string(), reason: z.enum(["replaced"]) })).optional(),
   /** These members were revoked; every instance closes their sockets. */
   revoked: z.array(z.string()).optional(),
+  /** Presences that joined, left or changed status; instances with subscribers read their rows. */
+  presence: z.array(z.object({ id: z.string(), event: z.enum(PRESENCE_EVENTS) })).optional(),
+  /** The instance that published (presence events skip their own). */
+  from: z.string().optional(),
 });
 export type BusMessage = z.infer<typeof busMessage>;
 
@@ -24,6 +29,7 @@ export interface BusHandlers {
   queuedWorkInMeshes(meshIds: string[]): void;
   replaced(presenceId: string): void;
   revoked(memberId: string): void;
+  presence(changes: Array<{ presenceId: string; event: (typeof PRESENCE_EVENTS)[number] }>, from: string): void;
   /** After (re)subscribing: notifications may have been missed meanwhile. */
   resubscribed(): void;
 }
@@ -35,6 +41,20 @@ export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage[]
   const chunks: BusMessage[] = [];
   for (let i = 0; i < memberIds.length; i += MAX_NOTIFIED_MEMBERS) chunks.push({ members: memberIds.slice(i, i + MAX_NOTIFIED_MEMBERS) });
   return chunks;
+}
+
+// Each presence entry is under 70 bytes.
+const MAX_PRESENCE_CHANGES = 100;
+
+/** A message with more presence changes than one payload holds, split. */
+function withinPayloadLimit(message: BusMessage): BusMessage[] {
+  const changes = message.presence;
+  if (changes === undefined || changes.length <= MAX_PRESENCE_CHANGES) return [message];
+  const parts: BusMessage[] = [];
+  for (let i = 0; i < changes.length; i += MAX_PRESENCE_CHANGES) {
+    parts.push({ ...(i === 0 ? message : { from: message.from }), presence: changes.slice(i, i + MAX_PRESENCE_CHANGES) });
+  }
+  return parts;
 }
 
 export class InstanceBus {
@@ -51,7 +71,9 @@ export class InstanceBus {
   /** Queues NOTIFYs in the caller's transaction: they go out with the commit. */
   async publish(tx: Executor, messages: BusMessage | BusMessage[]): Promise<void> {
     if (!this.crossInstance) return;
-    for (const message of Array.isArray(messages) ? messages : [messages]) await notify(tx, JSON.stringify(message));
+    for (const message of Array.isArray(messages) ? messages.flatMap(withinPayloadLimit) : withinPayloadLimit(messages)) {
+      await notify(tx, JSON.stringify(message));
+    }
   }
 
   async subscribe(handlers: BusHandlers): Promise<() => Promise<void>> {
@@ -70,6 +92,7 @@ export class InstanceBus {
         if (message.meshes) handlers.queuedWorkInMeshes(message.meshes);
         for (const c of message.close ?? []) handlers.replaced(c.presenceId);
         for (const m of message.revoked ?? []) handlers.revoked(m);
+        if (message.presence) handlers.presence(message.presence.map((p) => ({ presenceId: p.id, event: p.event })), message.from ?? "");
       },
       () => handlers.resubscribed(),
     );

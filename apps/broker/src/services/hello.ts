@@ -1,15 +1,18 @@
-// Admitting peers: signature, clock window, membership, replay guard,
-// session replacement and mesh capacity. Hellos are group-committed: the
-// signatures are checked as they come, and the hellos that arrive while a
-// batch is being admitted are admitted together in the next transaction, so
-// a storm of connections costs a few statements per batch, not per hello.
+// Admitting peers: their credential (a signature with clock window and
+// replay guard, or a JWT that may enrol its pubkey), membership, session
+// replacement and mesh capacity. Hellos are group-committed: signatures and
+// tokens are checked as they come, and the hellos that arrive while a batch
+// is being admitted are admitted together in the next transaction, so a
+// storm of connections costs a few statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
-import { lockMeshes, resolveHellos, type HelloRequest } from "../store/hello.ts";
+import { enrolVouched, lockMeshes, resolveHellos, type HelloRequest } from "../store/hello.ts";
 import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
+import type { JwtClaims, JwtVerifier } from "./jwt.ts";
 import { refuse, type Refusal } from "./outcome.ts";
+import type { PresenceChange, PresenceEvents } from "./presence-events.ts";
 import { retryTransient } from "./retry.ts";
 import { initialStatus } from "./status/rules.ts";
 
@@ -28,6 +31,14 @@ export interface AdmittedPresence {
   status: "idle" | "working" | "dnd";
   /** The presence this one replaced (same member and session), if any. */
   replaced: PresenceRef | null;
+  /** A JWT hello's exp (ms since the epoch): the socket closes with 4001 then. Null for a signed hello. */
+  tokenExpiresAt: number | null;
+}
+
+/** A hello whose credential was checked: a signed one, or a JWT one with its token's claims. */
+interface CheckedHello {
+  hello: HelloFrame;
+  claims: JwtClaims | null;
 }
 
 export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<HelloErrorCode>;
@@ -35,9 +46,9 @@ export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<He
 const sessionKey = (h: HelloFrame) => `${h.meshId}\n${h.pubkey}\n${h.sessionId}`;
 
 /** Splits a batch so that no two hellos of one session share a transaction (the later one replaces the earlier). */
-function bySession(hellos: HelloFrame[]): number[][] {
+function bySession(checked: CheckedHello[]): number[][] {
   const groups: Array<{ keys: Set<string>; idx: number[] }> = [];
-  hellos.forEach((h, i) => {
+  checked.forEach(({ hello: h }, i) => {
     const key = sessionKey(h);
     let group = groups.find((g) => !g.keys.has(key));
     if (!group) groups.push((group = { keys: new Set(), idx: [] }));
@@ -53,26 +64,35 @@ export class HelloService {
   constructor(
     private readonly db: Database,
     private readonly bus: InstanceBus,
+    private readonly jwt: JwtVerifier,
+    private readonly events: PresenceEvents,
     private readonly instanceId: string,
     private readonly maxConnectionsPerMesh: number,
   ) {
-    this.commits = createGroupCommit<HelloFrame, HelloOutcome>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
+    this.commits = createGroupCommit<CheckedHello, HelloOutcome>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
 
   async admit(hello: HelloFrame): Promise<HelloOutcome> {
+    if ("jwt" in hello) {
+      const verified = await this.jwt.verify(hello.jwt);
+      if (!verified.ok) return verified;
+      if (verified.claims.pubkey !== hello.pubkey) return refuse("unauthorized", "the token is for another pubkey");
+      return this.commits.submit({ hello, claims: verified.claims });
+    }
     const text = helloSigningText(hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
     if (!(await verifyText(hello.pubkey, hello.signature, text))) {
       return refuse("bad_signature", "the signature does not verify for this pubkey");
     }
-    return this.commits.submit(hello);
+    return this.commits.submit({ hello, claims: null });
   }
 
-  private async admitAll(hellos: HelloFrame[]): Promise<HelloOutcome[]> {
-    const outcomes: HelloOutcome[] = new Array(hellos.length);
-    for (const group of bySession(hellos)) {
-      const batch = group.map((i) => hellos[i]!);
+  private async admitAll(checked: CheckedHello[]): Promise<HelloOutcome[]> {
+    const outcomes: HelloOutcome[] = new Array(checked.length);
+    for (const group of bySession(checked)) {
+      const batch = group.map((i) => checked[i]!);
       const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
-      group.forEach((i, j) => (outcomes[i] = admitted[j]!));
+      this.events.deliver(admitted.changes);
+      group.forEach((i, j) => (outcomes[i] = admitted.outcomes[j]!));
     }
     return outcomes;
   }
@@ -81,7 +101,16 @@ export class HelloService {
   // only for the replacements, the capped insert and the commit. The clock
   // window and the replay guard's expiry use the database's clock, so
   // instances whose own clocks differ open no window for a replay.
-  private async admitIn(tx: Executor, hellos: HelloFrame[]): Promise<HelloOutcome[]> {
+  private async admitIn(tx: Executor, checked: CheckedHello[]): Promise<{ outcomes: HelloOutcome[]; changes: PresenceChange[] }> {
+    const hellos = checked.map((c) => c.hello);
+    await enrolVouched(
+      tx,
+      checked.flatMap(({ hello: h, claims }) =>
+        claims === null
+          ? []
+          : [{ meshRef: h.meshId, claimMesh: claims.mesh, pubkey: h.pubkey, displayName: claims.name ?? h.pubkey.slice(0, 8), tags: claims.tags }],
+      ),
+    );
     const requests: HelloRequest[] = hellos.map((h, idx) => ({
       idx,
       meshRef: h.meshId,
@@ -89,14 +118,17 @@ export class HelloService {
       sessionId: h.sessionId,
       pid: h.pid ?? null,
       cwd: h.cwd ?? null,
-      timestamp: h.timestamp,
-      signature: h.signature,
+      timestamp: "jwt" in h ? null : h.timestamp,
+      signature: "jwt" in h ? null : h.signature,
+      claimMesh: checked[idx]!.claims?.mesh ?? null,
     }));
     const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
     const statuses = resolved.map((r) => initialStatus(r.pending));
     const outcomes: HelloOutcome[] = resolved.map((r) => {
       if (r.verdict === "timestamp_skew") return refuse("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
-      if (r.verdict === "unauthorized") return refuse("unauthorized", "not a member of that mesh");
+      if (r.verdict === "unauthorized") {
+        return refuse("unauthorized", checked[r.idx]!.claims ? "the token's mesh or pubkey is not admitted there" : "not a member of that mesh");
+      }
       if (r.verdict === "replayed") return refuse("replayed", "this hello was already used");
       const h = hellos[r.idx]!;
       return {
@@ -109,11 +141,12 @@ export class HelloService {
           role: r.role!,
           status: statuses[r.idx]!.status,
           replaced: null,
+          tokenExpiresAt: checked[r.idx]!.claims?.expiresAt ?? null,
         },
       };
     });
     const passing = outcomes.flatMap((o, idx) => (o.ok ? [{ idx, presence: o.presence }] : []));
-    if (passing.length === 0) return outcomes;
+    if (passing.length === 0) return { outcomes, changes: [] };
 
     await lockMeshes(tx, [...new Set(passing.map((p) => p.presence.meshId))]);
     const ended = await endSessions(
@@ -157,6 +190,12 @@ export class HelloService {
         outcomes[p.idx] = refuse("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
       }
     }
-    return outcomes;
+    // A replaced session is told as left before its successor joins.
+    const changes: PresenceChange[] = [
+      ...ended.map((e) => ({ presenceId: e.id, event: "left" as const })),
+      ...passing.filter((p) => inserted.has(p.presence.presenceId)).map((p) => ({ presenceId: p.presence.presenceId, event: "joined" as const })),
+    ];
+    await this.events.announce(tx, changes);
+    return { outcomes, changes };
   }
 }

@@ -14,8 +14,11 @@ import {
 } from "../store/instances.ts";
 import { disconnectPresences, livePresenceIdsOfInstance } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
+import type { PresenceChange, PresenceEvents } from "./presence-events.ts";
 import { retryTransient } from "./retry.ts";
 import type { Clock } from "./timing.ts";
+
+const leftEvents = (presenceIds: string[]): PresenceChange[] => presenceIds.map((presenceId) => ({ presenceId, event: "left" }));
 
 export class InstanceLease {
   private lastRenewedAt: number;
@@ -27,6 +30,7 @@ export class InstanceLease {
     private readonly log: Logger,
     readonly id: string,
     private readonly options: { leaseSeconds: number; clock: Clock },
+    private readonly events: PresenceEvents,
     /** The others reaped this instance: the presences of its sockets are gone. */
     private readonly onLeaseLost: () => void,
   ) {
@@ -63,7 +67,7 @@ export class InstanceLease {
   /** Ends the presences of instances that are gone; returns the members that lost a presence. */
   async reap(): Promise<string[]> {
     if (this.options.clock() < this.reapAfter) return [];
-    return retryTransient(() =>
+    const { members, left } = await retryTransient(() =>
       this.db.transaction(async (tx) => {
         const expired = await takeExpiredInstances(tx);
         const orphans = await orphanedPresenceIds(tx, this.id);
@@ -72,9 +76,13 @@ export class InstanceLease {
           this.log.info({ instances: expired, presences: orphans.length }, "reaped stopped instances");
         }
         if (members.length > 0) await this.bus.publish(tx, queuedWork(members, []));
-        return members;
+        const left = leftEvents(orphans);
+        await this.events.announce(tx, left);
+        return { members, left };
       }),
     );
+    this.events.deliver(left);
+    return members;
   }
 
   /** Graceful stop: only this instance's presences end. */
@@ -85,6 +93,7 @@ export class InstanceLease {
         const members = await disconnectPresences(tx, mine);
         await markInstanceStopped(tx, this.id);
         if (members.length > 0) await this.bus.publish(tx, queuedWork(members, []));
+        await this.events.announce(tx, leftEvents(mine));
       }),
     );
   }

@@ -4,6 +4,7 @@
 // presences without knowing frames or close codes.
 import type { OwedMessage } from "../store/queue/types.ts";
 import type { PushWindow } from "./delivery/push-window.ts";
+import type { PresenceEventView } from "./presence-events.ts";
 
 /** What became of a push handed to a socket. */
 export type PushResult =
@@ -15,10 +16,12 @@ export type PushResult =
   | "dropped";
 
 /** Why the broker ends a presence's socket; the transport picks the close code. */
-export type EndReason = "replaced" | "revoked" | "lease_lost" | "shutdown" | "stalled";
+export type EndReason = "replaced" | "revoked" | "lease_lost" | "shutdown" | "stalled" | "expired";
 
 export interface PresenceLink {
   push(message: OwedMessage, attempt: number): PushResult;
+  /** A presence event of the presence's mesh, for a subscribed socket. */
+  presenceEvent(event: PresenceEventView): void;
   end(reason: EndReason): void;
 }
 
@@ -37,6 +40,8 @@ export interface LocalPresence {
   congestedSince: number | null;
   /** Set once the socket closed: nothing is pushed to it any more. */
   ended: boolean;
+  /** A JWT presence ends (`expired`) when its token does, in ms since the epoch. */
+  readonly tokenExpiresAt?: number;
 }
 
 /** A presence whose socket is backing up gets no pushes until it drains. */

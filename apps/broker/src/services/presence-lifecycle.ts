@@ -8,8 +8,10 @@ import { writeAudit } from "../store/audit.ts";
 import { disconnectPresences, endedPresences } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { EndReason, LocalPresence, LocalPresences } from "./local-presences.ts";
+import type { PresenceEvents } from "./presence-events.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
+import type { TokenExpiry } from "./token-expiry.ts";
 
 type PresenceRow = Pick<LocalPresence, "presenceId" | "memberId" | "meshId">;
 
@@ -21,24 +23,28 @@ export class PresenceLifecycle {
     private readonly bus: InstanceBus,
     private readonly log: Logger,
     private readonly instanceId: string,
+    private readonly events: PresenceEvents,
+    private readonly tokenExpiry: TokenExpiry,
   ) {}
 
   /** An admitted presence starts receiving. `replacedId`: the presence it replaced, if that one was here. */
   joined(presence: LocalPresence, replacedId: string | null): void {
     if (replacedId !== null) this.end(replacedId, "replaced");
     this.presences.add(presence);
+    this.tokenExpiry.track(presence);
     this.queuedWork.forMembers([presence.memberId]);
   }
 
   /** Its socket closed. */
   async left(presence: LocalPresence, detail: string): Promise<void> {
-    this.presences.remove(presence);
+    this.forget(presence);
     await this.disconnect(presence, detail);
   }
 
   /** Its socket closed on shutdown: the instance ends all its presences in one statement (InstanceLease.stop). */
   forget(presence: LocalPresence): void {
     this.presences.remove(presence);
+    this.events.unsubscribe(presence.presenceId);
   }
 
   /** Ends a presence in the database (requeueing its leases); its socket is gone or going. */
@@ -56,9 +62,11 @@ export class PresenceLifecycle {
         ]);
         // The member's other presences, here or elsewhere, may take over its leases.
         if (woken.length > 0) await this.bus.publish(tx, queuedWork(woken, [presence.meshId]));
+        await this.events.announce(tx, [{ presenceId: presence.presenceId, event: "left" }]);
         return woken;
       }),
     );
+    this.events.deliver([{ presenceId: presence.presenceId, event: "left" }]);
     this.queuedWork.forMembers(members);
   }
 

@@ -21,6 +21,7 @@ import {
 import { expireWorkingStatus } from "../store/status.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { InstanceLease } from "./instance-lease.ts";
+import type { PresenceEvents } from "./presence-events.ts";
 import type { PresenceLifecycle } from "./presence-lifecycle.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import type { Clock, Timing } from "./timing.ts";
@@ -38,6 +39,7 @@ export interface SweeperDeps {
   log: Logger;
   timing: Timing;
   clock: Clock;
+  events: PresenceEvents;
   /** Pruning of in-memory state (rate limiter keys) along with the tables. */
   onHousekeeping: () => void;
 }
@@ -86,18 +88,23 @@ export class Sweepers {
   }
 
   private async leasesAndStatus(): Promise<void> {
-    const { db, timing, metrics, lifecycle, clock } = this.deps;
+    const { db, timing, metrics, lifecycle, clock, events } = this.deps;
     metrics.presencesCongested.set(lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000));
     await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
     metrics.ttlSweeps.inc();
-    await this.wake(await expireWorkingStatus(db, timing.statusTtlSeconds));
+    const flipped = await expireWorkingStatus(db, timing.statusTtlSeconds);
+    await this.wake(flipped.memberIds);
+    const changes = flipped.presenceIds.map((presenceId) => ({ presenceId, event: "status" as const }));
+    await events.announce(db, changes);
+    events.deliver(changes);
   }
 
   private async housekeeping(): Promise<void> {
     const { db, timing, metrics } = this.deps;
     metrics.messagesExpired.inc(await expireDeliveries(db, BATCH));
-    await pruneExpiredMessages(db, timing.settledRetentionSeconds, BATCH);
-    await pruneSettledMessages(db, timing.settledRetentionSeconds, BATCH);
+    const retention = { settledSeconds: timing.settledRetentionSeconds, historySeconds: timing.historyRetentionSeconds };
+    await pruneExpiredMessages(db, retention, BATCH);
+    await pruneSettledMessages(db, retention, BATCH);
     await pruneHelloReplays(db);
     await prunePendingSignals(db);
     await pruneGonePresences(db, DAY);

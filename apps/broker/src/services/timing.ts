@@ -19,6 +19,8 @@ export interface Timing {
   housekeepingIntervalMs: number;
   /** How long a settled message is kept, so a retried send stays idempotent. */
   settledRetentionSeconds: number;
+  /** How long a channel message is kept for history, acknowledged or not. */
+  historyRetentionSeconds: number;
   statusTtlSeconds: number;
   freshWindowMs: number;
   /** A presence whose socket stays backed up this long is closed (its leases requeue). */

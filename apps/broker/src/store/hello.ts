@@ -14,9 +14,21 @@ export interface HelloRequest {
   sessionId: string;
   pid: number | null;
   cwd: string | null;
-  /** The hello's signed timestamp (ms). */
-  timestamp: number;
-  signature: string;
+  /** The hello's signed timestamp (ms); null for a JWT hello. */
+  timestamp: number | null;
+  /** Null for a JWT hello. */
+  signature: string | null;
+  /** A JWT hello's `mesh` claim: the hello's mesh must be the one it names. Null for a signed hello. */
+  claimMesh: string | null;
+}
+
+/** A JWT hello whose pubkey is enrolled on first use. */
+export interface VouchedPubkey {
+  meshRef: string;
+  claimMesh: string;
+  pubkey: string;
+  displayName: string;
+  tags: readonly string[];
 }
 
 export type HelloVerdict = "ok" | "timestamp_skew" | "unauthorized" | "replayed";
@@ -33,11 +45,35 @@ export interface ResolvedHello {
 }
 
 /**
+ * Enrols the pubkeys of JWT hellos that are not members yet, in the mesh the
+ * hello names when the token names the same one. A pubkey already enrolled,
+ * revoked or not, is left as it is: a revoked one is refused by resolveHellos.
+ */
+export async function enrolVouched(tx: Executor, vouched: VouchedPubkey[]): Promise<void> {
+  if (vouched.length === 0) return;
+  const input = vouched.map((v) => ({ ...v, meshIsUuid: UUID.test(v.meshRef) }));
+  await tx.rows(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name, tags, role)
+    SELECT m.id, q.pubkey, q."displayName", ARRAY(SELECT jsonb_array_elements_text(q.tags)), 'member'
+    FROM jsonb_to_recordset(${jsonParam(input)})
+      AS q("meshRef" text, "meshIsUuid" boolean, "claimMesh" text, pubkey text, "displayName" text, tags jsonb)
+    JOIN LATERAL (
+      SELECT id, slug FROM meshes
+      WHERE CASE WHEN q."meshIsUuid" THEN id = q."meshRef"::uuid ELSE slug = q."meshRef" END
+      LIMIT 1
+    ) m ON true
+    WHERE m.id::text = q."claimMesh" OR m.slug = q."claimMesh"
+    ON CONFLICT (mesh_id, pubkey) DO NOTHING`);
+}
+
+/**
  * Checks each hello against the database's clock (the one clock all
  * instances share) and the directory, records the signatures of those that
  * pass in the replay guard (kept until their own timestamp plus keepMs, when
  * the clock window refuses them anyway), and takes the hook signals waiting
- * for them (the newest one wins).
+ * for them (the newest one wins). A JWT hello has no clock window and no
+ * replay guard (its token was checked before); it must name the mesh of its
+ * token's `mesh` claim.
  */
 export async function resolveHellos(
   tx: Executor,
@@ -51,16 +87,18 @@ export async function resolveHellos(
     WITH q AS (
       SELECT * FROM jsonb_to_recordset(${jsonParam(input)})
         AS q(idx int, "meshRef" text, "meshIsUuid" boolean, pubkey text, "sessionId" text, pid int, cwd text,
-             timestamp float8, signature text)
+             timestamp float8, signature text, "claimMesh" text)
       LIMIT ${hellos.length}
     ),
     found AS (
       SELECT q.*, m.id AS mesh_id, mb.id AS member_id, mb.display_name, mb.role,
-             mb.revoked_at IS NOT NULL AS revoked,
-             abs(extract(epoch FROM clock_timestamp()) * 1000 - q.timestamp) > ${windowMs} AS skewed
+             -- A revoked member, or a token for another mesh than the hello's.
+             mb.revoked_at IS NOT NULL
+               OR (q."claimMesh" IS NOT NULL AND m.id::text <> q."claimMesh" AND m.slug <> q."claimMesh") AS barred,
+             q.signature IS NOT NULL AND abs(extract(epoch FROM clock_timestamp()) * 1000 - q.timestamp) > ${windowMs} AS skewed
       FROM q
       LEFT JOIN LATERAL (
-        SELECT id FROM meshes
+        SELECT id, slug FROM meshes
         WHERE CASE WHEN q."meshIsUuid" THEN id = q."meshRef"::uuid ELSE slug = q."meshRef" END
         LIMIT 1
       ) m ON true
@@ -69,12 +107,14 @@ export async function resolveHellos(
     recorded AS (
       INSERT INTO hello_replays (signature, expires_at)
       SELECT signature, to_timestamp((timestamp + ${keepMs}) / 1000) FROM found
-      WHERE NOT skewed AND member_id IS NOT NULL AND NOT revoked
+      WHERE signature IS NOT NULL AND NOT skewed AND member_id IS NOT NULL AND NOT barred
       ON CONFLICT (signature) DO NOTHING
       RETURNING signature
     ),
     admitted AS (
       SELECT f.* FROM found f JOIN recorded r ON r.signature = f.signature
+      UNION ALL
+      SELECT f.* FROM found f WHERE f.signature IS NULL AND f.member_id IS NOT NULL AND NOT f.barred
     ),
     taken AS (
       DELETE FROM pending_hook_statuses ph
@@ -85,7 +125,7 @@ export async function resolveHellos(
     )
     SELECT f.idx,
            CASE WHEN f.skewed THEN 'timestamp_skew'
-                WHEN f.member_id IS NULL OR f.revoked THEN 'unauthorized'
+                WHEN f.member_id IS NULL OR f.barred THEN 'unauthorized'
                 WHEN a.idx IS NULL THEN 'replayed'
                 ELSE 'ok' END AS verdict,
            f.mesh_id AS "meshId", f.member_id AS "memberId", f.display_name AS "displayName", f.role,

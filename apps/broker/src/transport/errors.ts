@@ -21,6 +21,7 @@ export const HTTP_STATUS = {
   capacity: 503,
   no_hello: 400,
   hello_timeout: 408,
+  expired: 401,
   // Routes.
   not_found: 404,
   conflict: 409,
@@ -31,13 +32,17 @@ export const HTTP_STATUS = {
 
 export type ErrorCode = keyof typeof HTTP_STATUS;
 
-/** How the broker closes a presence's socket, by why it ends it. */
-export const END_CLOSE: Record<EndReason, { code: number; reason: string }> = {
+/**
+ * How the broker closes a presence's socket, by why it ends it; `notice`:
+ * the error frame's code written just before the close.
+ */
+export const END_CLOSE: Record<EndReason, { code: number; reason: string; notice?: HelloErrorCode | FrameErrorCode }> = {
   replaced: { code: CLOSE_CODES.replaced, reason: "replaced" },
   revoked: { code: CLOSE_CODES.revoked, reason: "revoked" },
   lease_lost: { code: CLOSE_CODES.goingAway, reason: "lease lost" },
   shutdown: { code: CLOSE_CODES.goingAway, reason: "shutting down" },
   stalled: { code: CLOSE_CODES.tryAgainLater, reason: "stalled" },
+  expired: { code: CLOSE_CODES.expired, reason: "expired", notice: "expired" },
 };
 
 /** A refused hello closes the socket with this code and the error code as reason. */

@@ -5,6 +5,7 @@ import type { Serve, Server } from "bun";
 import type { Logger } from "../log.ts";
 import type { ConnectionGate } from "../services/connection-gate.ts";
 import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
+import type { CorsPolicy } from "./http/cors.ts";
 import { apiError } from "./http/respond.ts";
 import type { Connection } from "./ws/connection.ts";
 import type { createWsHandler } from "./ws/handler.ts";
@@ -19,6 +20,7 @@ export interface ServerOptions {
   gate: ConnectionGate;
   trusted: TrustedProxies;
   log: Logger;
+  cors: CorsPolicy;
 }
 
 /** The port while the broker starts: the given routes answer, everything else 503 `unavailable`. */
@@ -33,12 +35,14 @@ export function serveStarting(port: number, hostname: string, routes: Routes): S
 
 /** Serves everything, on the port serveStarting opened when given, else on a new one. */
 export function serve(options: ServerOptions, starting?: Server<Connection>): Server<Connection> {
-  const { port, hostname, routes, ws, gate, trusted, log } = options;
+  const { port, hostname, routes, ws, gate, trusted, log, cors } = options;
   const all: Serve.Options<Connection> = {
     port,
     hostname,
-    routes: Object.assign({}, ...routes, {
+    routes: Object.assign({}, cors.wrapRoutes(Object.assign({}, ...routes)), {
       "/ws": (req: Request, srv: Server<Connection>) => {
+        // A browser always names the page's origin; with CORS_ORIGINS set, only listed pages may connect.
+        if (!cors.allowsSocket(req.headers.get("origin"))) return apiError("forbidden", "this origin may not open a socket here");
         if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
           return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
         }
@@ -51,7 +55,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
         return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
       },
     }),
-    fetch: (req) => apiError("not_found", `no route ${req.method} ${new URL(req.url).pathname}`),
+    fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("not_found", `no route ${req.method} ${new URL(req.url).pathname}`)),
     websocket: ws.handlers,
     error: (error) => {
       log.error({ err: error }, "request failed");

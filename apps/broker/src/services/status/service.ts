@@ -11,6 +11,7 @@ import {
   type SignalOrigin,
 } from "../../store/status.ts";
 import type { InstanceBus } from "../bus.ts";
+import type { PresenceEvents } from "../presence-events.ts";
 import { retryTransient } from "../retry.ts";
 import { decideStatus, type StatusSignal } from "./rules.ts";
 
@@ -35,6 +36,7 @@ export class StatusService {
     private readonly db: Database,
     private readonly bus: InstanceBus,
     private readonly options: StatusOptions,
+    private readonly events: PresenceEvents,
     /** A status changed: the member's local presences may take more now. */
     private readonly onChanged: (memberId: string) => void,
   ) {}
@@ -42,7 +44,10 @@ export class StatusService {
   /** Null when the presence is not live. */
   async apply(presenceId: string, signal: StatusSignal): Promise<StatusResult | null> {
     const result = await retryTransient(() => this.db.transaction((tx) => this.applyIn(tx, presenceId, signal)));
-    if (result?.applied) this.onChanged(result.memberId);
+    if (result?.applied) {
+      this.events.deliver([{ presenceId, event: "status" }]);
+      this.onChanged(result.memberId);
+    }
     return result;
   }
 
@@ -71,6 +76,7 @@ export class StatusService {
     await writePresenceStatus(tx, presenceId, next.status, next.source);
     // The presence may sit on another instance: let it claim what it may now take.
     await this.bus.publish(tx, { members: [current.memberId] });
+    if (next.status !== current.status) await this.events.announce(tx, [{ presenceId, event: "status" }]);
     return { presenceId, memberId: current.memberId, status: next.status, statusSource: next.source, applied: true };
   }
 }

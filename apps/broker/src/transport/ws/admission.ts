@@ -1,6 +1,6 @@
 // The first frame of a connection: it must be a hello, and an admitted hello
 // makes the connection a presence. Refusals close with 1008 and the code.
-import { helloFrame, type HelloErrorCode } from "@switchboard/protocol";
+import { helloSchemaFor, type HelloErrorCode } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { PushWindow } from "../../services/delivery/push-window.ts";
@@ -44,7 +44,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
   if (raw === null) return refuseHello(deps, ws, "malformed", "the frame is not a JSON object");
   const reqId = reqIdOf(raw);
   if (raw.type !== "hello") return refuseHello(deps, ws, "no_hello", "the first frame must be a hello", reqId);
-  const frame = helloFrame.safeParse(raw);
+  const frame = helloSchemaFor(raw).safeParse(raw);
   if (!frame.success) return refuseHello(deps, ws, "malformed", issueText(frame.error), reqId);
 
   const outcome = await deps.hello.admit(frame.data);
@@ -72,6 +72,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
     window: new PushWindow(deps.pushWindow, deps.clock),
     congestedSince: null,
     ended: false,
+    ...(admitted.tokenExpiresAt === null ? {} : { tokenExpiresAt: admitted.tokenExpiresAt }),
   };
   ws.data.presence = presence;
   deps.metrics.connectionsTotal.inc();

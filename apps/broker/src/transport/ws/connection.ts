@@ -41,8 +41,12 @@ const resultOf = (status: number): PushResult => (status > 0 ? "sent" : status =
 export function socketLink(ws: Socket): PresenceLink {
   return {
     push: (message, attempt) => (ws.data.closed ? "dropped" : resultOf(ws.send(JSON.stringify(pushFrame(message, attempt))))),
+    presenceEvent: (event) => {
+      if (!ws.data.closed) ws.send(encode({ type: "presence", ...event }, undefined));
+    },
     end: (reason: EndReason) => {
-      const { code, reason: text } = END_CLOSE[reason];
+      const { code, reason: text, notice } = END_CLOSE[reason];
+      if (notice !== undefined && !ws.data.closed) reply(ws, { type: "error", code: notice, message: `closing: ${text}` });
       ws.close(code, text);
     },
   };

@@ -6,16 +6,20 @@ import type { Logger } from "../../log.ts";
 import type { ChannelService } from "../../services/channels.ts";
 import type { DeliveryPump } from "../../services/delivery/pump.ts";
 import type { FrameLimits } from "../../services/frame-limits.ts";
+import type { HistoryService } from "../../services/history.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PeerDirectory } from "../../services/peers.ts";
+import type { PresenceEvents } from "../../services/presence-events.ts";
 import type { SendOutcome, SendService } from "../../services/sending.ts";
 import type { StatusService } from "../../services/status/service.ts";
 import type { Clock } from "../../services/timing.ts";
-import type { Reply } from "./wire.ts";
+import { pushFrame, type Reply } from "./wire.ts";
 
 type FrameType = SessionFrame["type"];
 type FrameOf<T extends FrameType> = Extract<SessionFrame, { type: T }>;
-type FrameHandler<T extends FrameType> = (presence: LocalPresence, frame: FrameOf<T>) => Promise<Reply | undefined>;
+/** A reply, and what must happen only once it is written (events that follow an ack). */
+export type Answer = Reply | { reply: Reply; afterReply(): void };
+type FrameHandler<T extends FrameType> = (presence: LocalPresence, frame: FrameOf<T>) => Promise<Answer | undefined>;
 export type FrameHandlers = { readonly [T in FrameType]: FrameHandler<T> };
 
 export interface FrameDeps {
@@ -24,6 +28,8 @@ export interface FrameDeps {
   status: StatusService;
   channels: ChannelService;
   peers: PeerDirectory;
+  history: HistoryService;
+  presenceEvents: PresenceEvents;
   limits: FrameLimits;
   log: Logger;
   clock: Clock;
@@ -69,6 +75,22 @@ export function frameHandlers(deps: FrameDeps): FrameHandlers {
     },
     list_peers: async (presence) => ({ type: "peers", peers: await deps.peers.list(presence.meshId) }),
     ping: async () => ({ type: "pong", serverTime: deps.clock() }),
+    // One event kind exists (presence); subscribing again restarts it with a fresh snapshot.
+    subscribe: async (presence) => {
+      const subscription = await deps.presenceEvents.subscribe(presence.presenceId, presence.meshId, (event) =>
+        presence.link.presenceEvent(event),
+      );
+      return { reply: { type: "ack", subscribed: ["presence"] }, afterReply: () => subscription.start() };
+    },
+    unsubscribe: async (presence) => {
+      deps.presenceEvents.unsubscribe(presence.presenceId);
+      return { type: "ack", subscribed: [] };
+    },
+    history: async (presence, frame) => {
+      const outcome = await deps.history.read(presence, { channel: frame.target, before: frame.before, limit: frame.limit });
+      if (!outcome.ok) return { type: "error", code: outcome.code, message: outcome.message };
+      return { type: "history", target: frame.target, messages: outcome.messages.map((m) => pushFrame(m, 0)) };
+    },
   };
 }
 
@@ -78,7 +100,7 @@ export function dispatch(
   limits: FrameLimits,
   presence: LocalPresence,
   frame: SessionFrame,
-): Promise<Reply | undefined> {
+): Promise<Answer | undefined> {
   const limited = limits.check(presence.memberId, frame);
   if (limited) return Promise.resolve({ type: "error", code: limited.code, message: limited.message });
   // TypeScript cannot correlate handlers[frame.type] with frame itself.

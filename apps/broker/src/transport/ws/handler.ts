@@ -49,7 +49,11 @@ export function createWsHandler(deps: WsDeps) {
     const work = async () => {
       try {
         const answer = await dispatch(handlers, deps.limits, presence, frame);
-        if (answer !== undefined) reply(ws, answer, reqId);
+        if (answer === undefined) return;
+        if ("afterReply" in answer) {
+          reply(ws, answer.reply, reqId);
+          answer.afterReply();
+        } else reply(ws, answer, reqId);
       } catch (error) {
         log.error({ err: error, presenceId: presence.presenceId, frame: frame.type }, "frame failed");
         const id = frame.type === "send" && frame.id ? { id: frame.id } : {};

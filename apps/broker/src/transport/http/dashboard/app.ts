@@ -1,0 +1,198 @@
+// The dashboard page: the admin token once (session storage), then the
+// overview every few seconds and the selected mesh's presences live from its
+// presence-event stream.
+const TOKEN_KEY = "switchboard.adminToken";
+const REFRESH_MS = 5000;
+
+type Status = "idle" | "working" | "dnd";
+interface Presence { presenceId: string; sessionId: string; displayName: string; status: Status; pubkey?: string }
+interface Member { memberId: string; pubkey: string; displayName: string; presences: Presence[] }
+interface PresenceEvent extends Presence { event: "joined" | "left" | "status"; pubkey: string }
+interface Overview {
+  meshes: Array<{ id: string; slug: string; members: number; presences: number }>;
+  instances: Array<{ id: string; hostname: string; pid: number; presences: number; leaseAgeSeconds: number }>;
+  rooms: Array<{ meshSlug: string; channel: string; members: number; connections: number }>;
+  queue: { sends: Array<{ at: string; perSecond: number }>; depth: Array<{ at: string; depth: number }> };
+}
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const el = (tag: string, attrs: Record<string, string> = {}, ...children: Array<Node | string>) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  node.append(...children);
+  return node;
+};
+
+class Unauthorized extends Error {}
+
+async function api<T>(path: string): Promise<T> {
+  const res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` } });
+  if (res.status === 401) throw new Unauthorized();
+  if (!res.ok) throw new Error(`${path}: ${res.status}`);
+  return (await res.json()) as T;
+}
+
+// ——— members and their presences, live ———
+
+let members: Member[] = [];
+let streamAbort: AbortController | null = null;
+
+function renderMembers(): void {
+  const rows = members.map((m) =>
+    el(
+      "tr",
+      { "data-member": m.pubkey },
+      el("td", {}, m.displayName),
+      el("td", { class: "mono" }, m.pubkey.slice(0, 16)),
+      el(
+        "td",
+        {},
+        ...(m.presences.length === 0
+          ? [el("span", { class: "offline" }, "offline")]
+          : m.presences.map((p) =>
+              el("span", { class: `status ${p.status}`, "data-presence": p.presenceId, "data-status": p.status, title: p.sessionId }, `${p.displayName}: ${p.status}`),
+            )),
+      ),
+    ),
+  );
+  $("members").replaceChildren(...rows);
+}
+
+function applyEvent(e: PresenceEvent): void {
+  let member = members.find((m) => m.pubkey === e.pubkey);
+  if (!member) {
+    member = { memberId: "", pubkey: e.pubkey, displayName: e.displayName, presences: [] };
+    members.push(member);
+  }
+  member.presences = member.presences.filter((p) => p.presenceId !== e.presenceId);
+  if (e.event !== "left") member.presences.push({ presenceId: e.presenceId, sessionId: e.sessionId, displayName: e.displayName, status: e.status });
+  renderMembers();
+}
+
+/** Server-sent events read with fetch, so the token goes in a header; reconnects after a second. */
+async function follow(meshId: string, abort: AbortController): Promise<void> {
+  while (!abort.signal.aborted) {
+    try {
+      members = (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`)).members.map((m) => ({ ...m, presences: [] }));
+      renderMembers();
+      const res = await fetch(`/v1/admin/meshes/${meshId}/presence-events`, {
+        headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` },
+        signal: abort.signal,
+      });
+      if (!res.ok || !res.body) throw new Error(`presence stream: ${res.status}`);
+      $("live").textContent = "● live";
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffered = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffered += value;
+        let end: number;
+        while ((end = buffered.indexOf("\n\n")) >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const data = block.split("\n").find((line) => line.startsWith("data: "));
+          if (data) applyEvent(JSON.parse(data.slice(6)) as PresenceEvent);
+        }
+      }
+    } catch (error) {
+      if (abort.signal.aborted) return;
+      if (error instanceof Unauthorized) return showLogin("the token was refused");
+    }
+    $("live").textContent = "○ reconnecting";
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+// ——— overview: meshes, chart, rooms, instances ———
+
+function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["depth"]): SVGElement {
+  const W = 420;
+  const H = 140;
+  const pad = 24;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("width", "100%");
+  const now = Date.now();
+  const x = (at: string) => pad + ((W - 2 * pad) * (600_000 - (now - Date.parse(at)))) / 600_000;
+  const line = (points: Array<[number, number]>, max: number, color: string, label: string, row: number) => {
+    const path = document.createElementNS(ns, "polyline");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", color);
+    path.setAttribute("stroke-width", "2");
+    path.setAttribute("points", points.map(([px, v]) => `${px.toFixed(1)},${(H - pad - ((H - 2 * pad) * v) / max).toFixed(1)}`).join(" "));
+    const text = document.createElementNS(ns, "text");
+    text.setAttribute("x", String(pad));
+    text.setAttribute("y", String(12 * row));
+    text.style.fill = color;
+    text.textContent = `${label} (max ${max})`;
+    svg.append(path, text);
+  };
+  const maxSends = Math.max(1, ...sends.map((s) => Math.ceil(s.perSecond)));
+  const maxDepth = Math.max(1, ...depth.map((d) => d.depth));
+  line(sends.map((s) => [x(s.at), s.perSecond]), maxSends, "#2f6fdb", "messages per second", 1);
+  line(depth.map((d) => [x(d.at), d.depth]), maxDepth, "#d9822b", "queue depth", 2);
+  const axis = document.createElementNS(ns, "line");
+  for (const [k, v] of Object.entries({ x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: "#c4c8d2" })) axis.setAttribute(k, String(v));
+  svg.append(axis);
+  return svg;
+}
+
+async function refresh(): Promise<void> {
+  const o = await api<Overview>("/v1/admin/overview");
+  const select = $<HTMLSelectElement>("mesh");
+  const chosen = select.value || new URLSearchParams(location.search).get("mesh") || o.meshes[0]?.id || "";
+  select.replaceChildren(...o.meshes.map((m) => el("option", { value: m.id }, m.slug)));
+  const match = o.meshes.find((m) => m.id === chosen || m.slug === chosen);
+  select.value = match?.id ?? "";
+  $("meshes").replaceChildren(...o.meshes.map((m) => el("tr", {}, el("td", {}, m.slug), el("td", {}, String(m.members)), el("td", {}, String(m.presences)))));
+  $("rooms").replaceChildren(
+    ...o.rooms.map((r) => el("tr", { "data-room": `${r.meshSlug} ${r.channel}` }, el("td", {}, r.meshSlug), el("td", {}, r.channel), el("td", {}, String(r.members)), el("td", { class: "connections" }, String(r.connections)))),
+  );
+  $("instances").replaceChildren(
+    ...o.instances.map((i) => el("tr", {}, el("td", { class: "mono" }, i.id.slice(0, 12)), el("td", {}, `${i.hostname} (${i.pid})`), el("td", {}, String(i.presences)), el("td", {}, `${i.leaseAgeSeconds.toFixed(1)} s`))),
+  );
+  $("chart").replaceChildren(chart(o.queue.sends, o.queue.depth));
+  if (select.value && (streamAbort === null || select.dataset.following !== select.value)) followMesh(select.value);
+}
+
+function followMesh(meshId: string): void {
+  streamAbort?.abort();
+  streamAbort = new AbortController();
+  $<HTMLSelectElement>("mesh").dataset.following = meshId;
+  void follow(meshId, streamAbort);
+}
+
+function showLogin(message = ""): void {
+  streamAbort?.abort();
+  streamAbort = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("board").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message;
+}
+
+let timer: ReturnType<typeof setInterval> | undefined;
+
+async function open(): Promise<void> {
+  try {
+    await refresh();
+  } catch (error) {
+    return showLogin(error instanceof Unauthorized ? "the token was refused" : String(error));
+  }
+  $("login").hidden = true;
+  $("board").hidden = false;
+  clearInterval(timer);
+  timer = setInterval(() => refresh().catch((error) => (error instanceof Unauthorized ? showLogin("the token was refused") : undefined)), REFRESH_MS);
+}
+
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $<HTMLInputElement>("token").value.trim());
+  void open();
+});
+$("logout").addEventListener("click", () => showLogin());
+$("mesh").addEventListener("change", () => followMesh($<HTMLSelectElement>("mesh").value));
+if (sessionStorage.getItem(TOKEN_KEY)) void open();
+else showLogin();

@@ -1,0 +1,212 @@
+// PROTOCOL.md §9: JWT hellos (HS256 and EdDSA), enrolment on first use,
+// revocation, close 4001 at exp, and CORS_ORIGINS for routes and sockets,
+// against a real broker process over real sockets.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  AdminClient,
+  freshBackend,
+  newIdentity,
+  PeerError,
+  PeerPool,
+  setupMesh,
+  spawnBroker,
+  TestPeer,
+  type BrokerProcess,
+  type TestBackend,
+  type TestIdentity,
+} from "@switchboard/testkit";
+import { SignJWT, type JWTPayload } from "jose";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+
+const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
+const JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef";
+const ALLOWED_ORIGIN = "http://app.example.test:3000";
+const ed25519 = generateKeyPairSync("ed25519");
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+let admin: AdminClient;
+const pool = new PeerPool();
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  broker = await spawnBroker({
+    ...backend.env,
+    ADMIN_TOKEN,
+    JWT_SECRET,
+    JWT_PUBLIC_KEY: ed25519.publicKey.export({ type: "spki", format: "pem" }).toString(),
+    CORS_ORIGINS: `${ALLOWED_ORIGIN},https://other.example.test`,
+  });
+  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+});
+afterAll(async () => {
+  await pool.closeAll();
+  await broker?.stop();
+  await backend?.dispose();
+});
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/** A token as a web backend would issue it; claims override the defaults (exp in an hour). */
+function token(claims: JWTPayload, key: Uint8Array | KeyObject = new TextEncoder().encode(JWT_SECRET), alg = "HS256") {
+  return new SignJWT({ exp: nowSeconds() + 3600, ...claims }).setProtectedHeader({ alg }).sign(key);
+}
+
+async function newMesh() {
+  return (await setupMesh(admin, { members: ["enrolled"] })).mesh;
+}
+
+async function connectJwt(identity: TestIdentity, meshId: string, jwt: string, sessionId?: string) {
+  const peer = await TestPeer.connect(broker.wsUrl, { identity, meshId, jwt, ...(sessionId ? { sessionId } : {}) });
+  pool.peers.push(peer);
+  return peer;
+}
+
+async function refusedWith(identity: TestIdentity, meshId: string, jwt: string): Promise<PeerError> {
+  const outcome = await TestPeer.connect(broker.wsUrl, { identity, meshId, jwt }).then(
+    async (peer) => {
+      await peer.close();
+      return new Error(`accepted: ${JSON.stringify(peer.helloAck)}`);
+    },
+    (error: unknown) => error,
+  );
+  if (!(outcome instanceof PeerError)) throw outcome;
+  return outcome;
+}
+
+describe("JWT hello", () => {
+  test("a valid HS256 token enrols a new pubkey with the token's name and tags, once", async () => {
+    const mesh = await newMesh();
+    const browser = await newIdentity();
+    const jwt = await token({ mesh: mesh.slug, pubkey: browser.publicKey, name: "Ada", tags: ["support"], aud: ["web", "switchboard"] });
+    const first = await connectJwt(browser, mesh.id, jwt);
+    expect(first.helloAck).toMatchObject({ type: "hello_ack", meshId: mesh.id, displayName: "Ada", status: "idle" });
+    // The same token opens a second session: a JWT is a bearer credential until exp.
+    const second = await connectJwt(browser, mesh.slug, jwt);
+    expect(second.helloAck?.memberId).toBe(first.helloAck?.memberId);
+    const members = await admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json() as Promise<{ members: Array<Record<string, unknown>> }>);
+    const enrolled = members.members.filter((m) => m.pubkey === browser.publicKey);
+    expect(enrolled).toEqual([expect.objectContaining({ displayName: "Ada", tags: ["support"], role: "member", revokedAt: null })]);
+  });
+
+  test("without a name the display name is the pubkey's first 8 hex digits; an existing member keeps its name", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: ["old-name"] });
+    const fresh = await newIdentity();
+    const peer = await connectJwt(fresh, mesh.id, await token({ mesh: mesh.id, pubkey: fresh.publicKey }));
+    expect(peer.helloAck?.displayName).toBe(fresh.publicKey.slice(0, 8));
+    const existing = members[0]!;
+    const again = await connectJwt(existing.identity, mesh.id, await token({ mesh: mesh.id, pubkey: existing.pubkey, name: "new-name" }));
+    expect(again.helloAck).toMatchObject({ memberId: existing.id, displayName: "old-name" });
+  });
+
+  test("an EdDSA token signed by the key of JWT_PUBLIC_KEY is accepted", async () => {
+    const mesh = await newMesh();
+    const browser = await newIdentity();
+    const peer = await connectJwt(browser, mesh.id, await token({ mesh: mesh.id, pubkey: browser.publicKey }, ed25519.privateKey, "EdDSA"));
+    expect(peer.helloAck?.type).toBe("hello_ack");
+  });
+
+  test("bad tokens are refused with unauthorized, an old one with expired; nothing is enrolled", async () => {
+    const mesh = await newMesh();
+    const browser = await newIdentity();
+    const other = await newIdentity();
+    const otherMesh = await newMesh();
+    const strangerKey = generateKeyPairSync("ed25519").privateKey;
+    const good = { mesh: mesh.id, pubkey: browser.publicKey };
+    const cases: Array<[string, string]> = [
+      ["another pubkey", await token({ ...good, pubkey: other.publicKey })],
+      ["another mesh", await token({ ...good, mesh: otherMesh.slug })],
+      ["an audience without switchboard", await token({ ...good, aud: "web" })],
+      ["a wrong secret", await token(good, new TextEncoder().encode("another-secret-0123456789abcdefghij"))],
+      ["an unconfigured key", await token(good, strangerKey, "EdDSA")],
+      ["an unconfigured algorithm", await token(good, new TextEncoder().encode(JWT_SECRET), "HS512")],
+      ["no exp", await new SignJWT(good).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(JWT_SECRET))],
+      ["garbage", "not.a.jwt"],
+    ];
+    for (const [what, jwt] of cases) {
+      const refusal = await refusedWith(browser, mesh.id, jwt);
+      expect({ what, code: refusal.code, close: refusal.closeCode, reason: refusal.closeReason }).toEqual({
+        what,
+        code: "unauthorized",
+        close: 1008,
+        reason: "unauthorized",
+      });
+    }
+    const expired = await refusedWith(browser, mesh.id, await token({ ...good, exp: nowSeconds() - 40 }));
+    expect({ code: expired.code, close: expired.closeCode, reason: expired.closeReason }).toEqual({ code: "expired", close: 1008, reason: "expired" });
+    const members = (await admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json())) as { members: Array<{ pubkey: string }> };
+    expect(members.members.map((m) => m.pubkey)).not.toContain(browser.publicKey);
+  });
+
+  test("a revoked pubkey is not enrolled again", async () => {
+    const mesh = await newMesh();
+    const browser = await newIdentity();
+    const jwt = await token({ mesh: mesh.id, pubkey: browser.publicKey });
+    const peer = await connectJwt(browser, mesh.id, jwt);
+    expect((await admin.raw("DELETE", `/v1/meshes/${mesh.id}/members/${browser.publicKey}`)).status).toBe(200);
+    expect((await peer.closed).code).toBe(4002);
+    expect((await refusedWith(browser, mesh.id, jwt)).code).toBe("unauthorized");
+  });
+
+  test("a socket whose token expires gets the expired error and close 4001; a fresh token connects again", async () => {
+    const mesh = await newMesh();
+    const browser = await newIdentity();
+    const sessionId = crypto.randomUUID();
+    const exp = nowSeconds() + 2;
+    const peer = await connectJwt(browser, mesh.id, await token({ mesh: mesh.id, pubkey: browser.publicKey, exp }), sessionId);
+    const closed = await peer.closed;
+    const closedAt = Date.now();
+    expect(closed).toEqual({ code: 4001, reason: "expired" });
+    expect(peer.frames.at(-1)).toMatchObject({ type: "error", code: "expired" });
+    expect(closedAt).toBeGreaterThanOrEqual(exp * 1000);
+    const again = await connectJwt(browser, mesh.id, await token({ mesh: mesh.id, pubkey: browser.publicKey }), sessionId);
+    expect(again.helloAck?.memberId).toBe(peer.helloAck?.memberId);
+  });
+
+  test("the signed hello works beside it", async () => {
+    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const peer = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
+    expect(peer.helloAck?.type).toBe("hello_ack");
+  });
+});
+
+describe("CORS_ORIGINS", () => {
+  test("routes echo a listed origin and answer its preflight; other origins get no CORS header", async () => {
+    const listed = await fetch(`${broker.url}/health`, { headers: { origin: ALLOWED_ORIGIN } });
+    expect(listed.headers.get("access-control-allow-origin")).toBe(ALLOWED_ORIGIN);
+    const admin404 = await fetch(`${broker.url}/v1/nothing`, { headers: { origin: ALLOWED_ORIGIN } });
+    expect([admin404.status, admin404.headers.get("access-control-allow-origin")]).toEqual([404, ALLOWED_ORIGIN]);
+    const preflight = await fetch(`${broker.url}/v1/meshes`, {
+      method: "OPTIONS",
+      headers: { origin: ALLOWED_ORIGIN, "access-control-request-method": "GET", "access-control-request-headers": "authorization" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe(ALLOWED_ORIGIN);
+    expect(preflight.headers.get("access-control-allow-headers")).toContain("authorization");
+    for (const origin of ["http://evil.example.test", "null"]) {
+      const other = await fetch(`${broker.url}/health`, { headers: { origin } });
+      expect(other.headers.get("access-control-allow-origin")).toBeNull();
+      const otherPreflight = await fetch(`${broker.url}/v1/meshes`, { method: "OPTIONS", headers: { origin } });
+      expect(otherPreflight.headers.get("access-control-allow-origin")).toBeNull();
+    }
+  });
+
+  test("a socket from an unlisted origin is refused with 403; a listed one or none is upgraded", async () => {
+    const open = (origin?: string) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(broker.wsUrl, origin === undefined ? {} : { headers: { origin } });
+        ws.addEventListener("open", () => {
+          ws.close();
+          resolve("open");
+        });
+        ws.addEventListener("error", () => resolve("refused"));
+      });
+    expect(await open("http://evil.example.test")).toBe("refused");
+    expect(await open(ALLOWED_ORIGIN)).toBe("open");
+    expect(await open()).toBe("open");
+    const upgrade = await fetch(`${broker.url}/ws`, {
+      headers: { origin: "http://evil.example.test", connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
+    });
+    expect(upgrade.status).toBe(403);
+  });
+});

@@ -1,0 +1,70 @@
+// The chat demo's server: the static page, its script, the browser SDK bundle
+// and a token endpoint. A few lines of Bun; the page talks to the broker
+// directly (the broker's CORS_ORIGINS must list this server's origin).
+import { buildBrowserBundle } from "@switchboard/client/build-browser";
+import { join } from "node:path";
+import { issueToken, parseTokenRequest } from "./token-issuer.ts";
+
+export interface DemoOptions {
+  port: number;
+  hostname: string;
+  /** The broker's base URL as the page reaches it. */
+  brokerUrl: string;
+  jwtSecret: string;
+  /** The mesh's slug or id. */
+  mesh: string;
+  tokenSeconds: number;
+}
+
+const PAGE = join(import.meta.dir, "page");
+
+async function built(entry: string, external: string[]): Promise<string> {
+  const result = await Bun.build({ entrypoints: [entry], target: "browser", minify: true, external });
+  const [output] = result.outputs;
+  if (!result.success || output === undefined) throw new Error(`${entry} did not build: ${result.logs.join("\n")}`);
+  return output.text();
+}
+
+export async function startDemo(options: DemoOptions) {
+  // The SDK is the published bundle, loaded by the page through an import map.
+  const bundle = await buildBrowserBundle(join(import.meta.dir, "..", ".cache", "switchboard.browser.js"));
+  const app = await built(join(PAGE, "app.ts"), ["@switchboard/client"]);
+  const js = (text: string) => new Response(text, { headers: { "content-type": "text/javascript; charset=utf-8" } });
+  const sdk = await Bun.file(bundle.path).text();
+  const server = Bun.serve({
+    port: options.port,
+    hostname: options.hostname,
+    routes: {
+      "/": () => new Response(Bun.file(join(PAGE, "index.html"))),
+      "/app.js": () => js(app),
+      "/sdk/switchboard.browser.js": () => js(sdk),
+      "/config.json": () => Response.json({ brokerUrl: options.brokerUrl, mesh: options.mesh }),
+      "/token": {
+        POST: async (req) => {
+          const request = parseTokenRequest(await req.json().catch(() => null));
+          if (request === null) return Response.json({ error: "expected {pubkey, name}" }, { status: 400 });
+          return Response.json({ token: await issueToken(options.jwtSecret, options.mesh, request, options.tokenSeconds) });
+        },
+      },
+    },
+    fetch: () => new Response("not found", { status: 404 }),
+  });
+  return { server, url: `http://${options.hostname}:${server.port}`, sdkBytes: bundle.bytes, stop: () => server.stop(true) };
+}
+
+if (import.meta.main) {
+  const env = process.env;
+  if (!env.JWT_SECRET) {
+    console.error("JWT_SECRET is required (the broker's, at least 32 characters)");
+    process.exit(78);
+  }
+  const demo = await startDemo({
+    port: Number(env.DEMO_PORT ?? 7901),
+    hostname: env.DEMO_HOST ?? "127.0.0.1",
+    brokerUrl: env.SWITCHBOARD_URL ?? "http://127.0.0.1:7900",
+    jwtSecret: env.JWT_SECRET,
+    mesh: env.DEMO_MESH ?? "demo",
+    tokenSeconds: Number(env.DEMO_TOKEN_SECONDS ?? 3600),
+  });
+  console.log(`chat demo on ${demo.url} (browser SDK ${(demo.sdkBytes / 1024).toFixed(1)} KiB)`);
+}

@@ -1,0 +1,259 @@
+// The chat demo and the dashboard in a real Chromium against a real broker:
+// rooms, typing and presence between two users; reload hydration and a second
+// tab; a broker restart; a token that expires; the live dashboard (with a
+// screenshot under bench/out/); and an origin CORS_ORIGINS does not list.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { SwitchboardClient } from "@switchboard/client";
+import {
+  AdminClient,
+  freePort,
+  freshBackend,
+  newIdentity,
+  REPO_ROOT,
+  spawnBroker,
+  type BrokerProcess,
+  type TestBackend,
+  type TestIdentity,
+} from "@switchboard/testkit";
+import { chromiumOrSkip, launchChromium } from "@switchboard/testkit/chromium";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Browser, BrowserContext, Page, Request as PlaywrightRequest } from "playwright-core";
+import { startDemo } from "../src/server.ts";
+
+const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
+const JWT_SECRET = "jwt-secret-for-the-chat-demo-0123456789";
+const WAIT = { timeout: 20_000 };
+
+const enabled = chromiumOrSkip();
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+let brokerEnv: Record<string, string>;
+let admin: AdminClient;
+let mesh: { id: string; slug: string };
+let demo: Awaited<ReturnType<typeof startDemo>>;
+let shortDemo: Awaited<ReturnType<typeof startDemo>>;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+const peers: SwitchboardClient[] = [];
+
+beforeAll(async () => {
+  if (!enabled) return;
+  backend = await freshBackend();
+  const [brokerPort, demoPort, shortPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  brokerEnv = {
+    ...backend.env,
+    ADMIN_TOKEN,
+    JWT_SECRET,
+    BROKER_PORT: String(brokerPort),
+    CORS_ORIGINS: `http://127.0.0.1:${demoPort},http://127.0.0.1:${shortPort}`,
+    HOUSEKEEPING_INTERVAL_MS: "1000",
+  };
+  broker = await spawnBroker(brokerEnv);
+  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+  mesh = await admin.createMesh(`chat-${crypto.randomUUID().slice(0, 8)}`);
+  const common = { hostname: "127.0.0.1", brokerUrl: broker.url, jwtSecret: JWT_SECRET, mesh: mesh.slug };
+  demo = await startDemo({ ...common, port: demoPort, tokenSeconds: 3600 });
+  shortDemo = await startDemo({ ...common, port: shortPort, tokenSeconds: 4 });
+  browser = await launchChromium();
+});
+afterAll(async () => {
+  if (!enabled) return;
+  await Promise.all(peers.map((p) => p.close()));
+  await Promise.all(contexts.map((c) => c.close()));
+  await browser?.close();
+  await demo?.stop();
+  await shortDemo?.stop();
+  await broker?.stop();
+  await backend?.dispose();
+});
+
+async function newContext(): Promise<BrowserContext> {
+  const context = await browser.newContext();
+  contexts.push(context);
+  return context;
+}
+
+/** A chat tab of `name` in `room`, once its socket is open. */
+async function openChat(context: BrowserContext, name: string, room = "lobby", base = demo.url): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(`${base}/?name=${name}#${room}`);
+  await connected(page);
+  return page;
+}
+
+const connected = (page: Page) => page.waitForSelector('#connection[data-state="open"]', WAIT);
+
+/** Every connection state the page's indicator shows from now on. */
+async function recordStates(page: Page): Promise<() => Promise<string[]>> {
+  // Page code as text: this file is typechecked without the DOM library.
+  await page.evaluate(`(() => {
+    const indicator = document.getElementById("connection");
+    window.states = [];
+    new MutationObserver(() => window.states.push(indicator.dataset.state)).observe(indicator, { attributes: true });
+  })()`);
+  return () => page.evaluate("window.states") as Promise<string[]>;
+}
+
+const texts = (page: Page) => page.locator("#messages li .text").allTextContents();
+const messageIds = (page: Page) => page.evaluate(`[...document.querySelectorAll("#messages li")].map((li) => li.dataset.id)`) as Promise<string[]>;
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+  await page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
+}
+
+const shows = (page: Page, text: string) => page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
+
+/** A program on the mesh (enrolled, signed hello) in a room: the sender of the tests that need one. */
+async function programPeer(room: string): Promise<{ client: SwitchboardClient; identity: TestIdentity }> {
+  const identity = await newIdentity();
+  await admin.addMember(mesh.id, { pubkey: identity.publicKey, displayName: "program" });
+  const client = await SwitchboardClient.connect({ url: broker.url, meshId: mesh.id, secretKey: identity.secretKey, reconnect: { minDelayMs: 100, maxDelayMs: 500 } });
+  await client.join(room);
+  peers.push(client);
+  return { client, identity };
+}
+
+describe.skipIf(!enabled)("chat demo in Chromium", () => {
+  test("two users in a room: a message typed in one appears in the other, typing shows and clears, presence shows both", async () => {
+    const alice = await openChat(await newContext(), "alice");
+    const bob = await openChat(await newContext(), "bob");
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(`document.querySelectorAll("#online li").length === 2`, undefined, WAIT);
+      const online = (await page.evaluate(`[...document.querySelectorAll("#online li")].map((li) => li.firstChild.textContent)`)) as string[];
+      expect(online.sort()).toEqual(["alice", "bob"]);
+    }
+    await alice.type("#text", "hel");
+    await bob.waitForFunction(`document.getElementById("typing").textContent === "alice is typing…"`, undefined, WAIT);
+    await alice.press("#text", "l");
+    await alice.fill("#text", "hello bob");
+    await alice.press("#text", "Enter");
+    await shows(bob, "hello bob");
+    await bob.waitForFunction(`document.getElementById("typing").textContent === ""`, undefined, WAIT);
+    await say(bob, "hi alice");
+    await shows(alice, "hi alice");
+  });
+
+  test("a reload mid-conversation hydrates without duplicates or gaps; a second tab of the same user gets the same messages", async () => {
+    const alice = await openChat(await newContext(), "alice", "support");
+    const bobContext = await newContext();
+    const bob = await openChat(bobContext, "bob", "support");
+    for (const n of [1, 2, 3]) await say(alice, `support ${n}`);
+    await shows(bob, "support 3");
+    const reload = bob.reload();
+    await say(alice, "support 4 during the reload");
+    await reload;
+    await connected(bob);
+    await say(alice, "support 5");
+    await shows(bob, "support 5");
+    const expected = ["support 1", "support 2", "support 3", "support 4 during the reload", "support 5"];
+    expect(await texts(bob)).toEqual(expected);
+    const ids = await messageIds(bob);
+    expect(new Set(ids).size).toBe(ids.length);
+
+    const secondTab = await openChat(bobContext, "bob", "support");
+    await shows(secondTab, "support 5");
+    await say(alice, "support 6");
+    await shows(secondTab, "support 6");
+    await shows(bob, "support 6");
+    expect(await texts(secondTab)).toEqual([...expected, "support 6"]);
+    expect(await texts(bob)).toEqual([...expected, "support 6"]);
+  });
+
+  test("the broker restarts: the indicator goes reconnecting then open, and a message sent meanwhile arrives (sent by an SDK peer)", async () => {
+    const page = await openChat(await newContext(), "carol", "random");
+    const { client: program } = await programPeer("random");
+    const states = await recordStates(page);
+    expect(await broker.stop()).toBe(0);
+    await page.waitForSelector('#connection[data-state="reconnecting"]', WAIT);
+    broker = await spawnBroker(brokerEnv);
+    // Sent as soon as the broker is back, whether or not the page has reconnected yet.
+    await program.send("#random", { text: "sent while carol was away", name: "program" });
+    await connected(page);
+    await shows(page, "sent while carol was away");
+    const seen = await states();
+    expect(seen.indexOf("reconnecting")).toBeGreaterThanOrEqual(0);
+    expect(seen.lastIndexOf("open")).toBeGreaterThan(seen.indexOf("reconnecting"));
+  });
+
+  test("a token that expires closes with 4001 and the page reconnects with a fresh one without losing a message", async () => {
+    const page = await openChat(await newContext(), "dave", "lobby", shortDemo.url);
+    const tokenRequests: number[] = [];
+    page.on("request", (req: PlaywrightRequest) => {
+      if (req.url().endsWith("/token")) tokenRequests.push(Date.now());
+    });
+    const states = await recordStates(page);
+    const { client: program } = await programPeer("lobby");
+    const sent: string[] = [];
+    // Messages keep coming across the token's expiry and the reconnect.
+    while (tokenRequests.length === 0 || !(await states()).includes("open")) {
+      const text = `tick ${sent.length}`;
+      await program.send("#lobby", { text, name: "program" });
+      sent.push(text);
+      await Bun.sleep(200);
+    }
+    for (const text of sent) await shows(page, text);
+    expect((await states()).slice(0, 2)).toEqual(["reconnecting", "open"]);
+    expect(broker.logs.some((l) => l.msg === "ws close" && l.code === 4001)).toBe(true);
+  });
+
+  test("an origin not in CORS_ORIGINS is refused", async () => {
+    const context = await newContext();
+    const listed = await context.newPage();
+    await listed.goto(`${demo.url}/health-check-page`);
+    const probe = (url: string) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(url);
+        ws.onopen = () => {
+          ws.close();
+          resolve("open");
+        };
+        ws.onerror = () => resolve("refused");
+      });
+    const wsUrl = `${broker.wsUrl}`;
+    expect(await listed.evaluate(probe, wsUrl)).toBe("open");
+    expect(await listed.evaluate((u: string) => fetch(u).then((r) => r.status, () => "blocked"), `${broker.url}/health`)).toBe(200);
+
+    const stranger = await context.newPage();
+    await stranger.goto(demo.url.replace("127.0.0.1", "localhost") + "/health-check-page");
+    expect(await stranger.evaluate(probe, wsUrl)).toBe("refused");
+    expect(await stranger.evaluate((u: string) => fetch(u).then((r) => r.status, () => "blocked"), `${broker.url}/health`)).toBe("blocked");
+  });
+});
+
+describe.skipIf(!enabled)("dashboard in Chromium", () => {
+  test("live presences, and a status change from a hook; a screenshot for people", async () => {
+    const erin = await openChat(await newContext(), "erin", "lobby");
+    const erinPubkey = (await erin.getAttribute("#online li", "data-pubkey")) ?? "";
+    const { client: program, identity } = await programPeer("lobby");
+    const hookToken = await admin.createHookToken(mesh.id, identity.publicKey);
+
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    await page.goto(`${broker.url}/dashboard?mesh=${mesh.slug}`);
+    await page.fill("#token", ADMIN_TOKEN);
+    await page.press("#token", "Enter");
+    await page.waitForSelector(`#members [data-presence="${program.presenceId}"][data-status="idle"]`, WAIT);
+    expect(erinPubkey).not.toBe("");
+    await page.waitForSelector(`#members tr[data-member="${erinPubkey}"] [data-status]`, WAIT);
+
+    const hookedAt = Date.now();
+    const hook = await fetch(`${broker.url}/hook/set-status`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${hookToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ hook_event_name: "UserPromptSubmit", cwd: process.cwd(), session_id: "none" }),
+    });
+    expect(hook.status).toBe(200);
+    await page.waitForSelector(`#members [data-presence="${program.presenceId}"][data-status="working"]`, WAIT);
+    const shownAfterMs = Date.now() - hookedAt;
+    console.log(`dashboard showed the hook's status after ${shownAfterMs} ms`);
+
+    await page.waitForSelector('#rooms tr[data-room$=" #lobby"] .connections', WAIT);
+    await page.waitForSelector("#instances tr", WAIT);
+    const out = join(REPO_ROOT, "bench", "out");
+    mkdirSync(out, { recursive: true });
+    await page.screenshot({ path: join(out, "dashboard.png"), fullPage: true });
+  });
+});

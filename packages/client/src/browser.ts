@@ -1,0 +1,29 @@
+// The SDK without its Node-only parts (the transcript status fallback reads
+// files): what a web page imports, and what Bun.build bundles into
+// dist/switchboard.browser.js.
+export { generateKeypair, publicKeyOf } from "@switchboard/protocol";
+export { backoffDelay, isFinalHelloCode, type ReconnectPolicy } from "./backoff.ts";
+export { SwitchboardClient } from "./client.ts";
+export { SwitchboardError } from "./errors.ts";
+export { TYPING_KEY, TYPING_TIMEOUT_MS } from "./typing.ts";
+export type {
+  ClientEvents,
+  ClientOptions,
+  CloseInfo,
+  ConnectionState,
+  HistoryOptions,
+  HistoryPage,
+  Message,
+  PeerInfo,
+  PresenceEvent,
+  PresenceInfo,
+  ReconnectOptions,
+  ReplyOptions,
+  RequestOptions,
+  SendOptions,
+  SendResult,
+  StatusInfo,
+  TokenSource,
+  TypingInfo,
+  UnreadableMessage,
+} from "./types.ts";

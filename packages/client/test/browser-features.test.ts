@@ -1,0 +1,120 @@
+// The SDK's browser features against a real broker, run in Bun: JWT connect
+// with a token source (asked again after 4001), history pages, the presence
+// roster, typing indicators and connectionState. The same code runs in
+// Chromium in apps/chat-demo/test.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { AdminClient, freshBackend, spawnBroker, waitUntil, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { SignJWT } from "jose";
+import { generateKeypair, SwitchboardClient, type ConnectionState, type TypingInfo } from "../src/index.ts";
+
+const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
+const JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef";
+
+let backend: TestBackend;
+let broker: BrokerProcess;
+let meshId: string;
+const clients: SwitchboardClient[] = [];
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, JWT_SECRET });
+  meshId = (await new AdminClient(broker.url, ADMIN_TOKEN).createMesh(`web-${crypto.randomUUID().slice(0, 8)}`)).id;
+});
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await broker?.stop();
+  await backend?.dispose();
+});
+
+/** A token source as a page's backend would be: name and lifetime chosen per test. */
+function tokenSource(name: string, lifetimeSeconds = 3600) {
+  const issued: number[] = [];
+  const source = async ({ meshId: mesh, publicKey }: { meshId: string; publicKey: string }) => {
+    const exp = Math.floor(Date.now() / 1000) + lifetimeSeconds;
+    issued.push(exp);
+    return new SignJWT({ mesh, pubkey: publicKey, name, exp }).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(JWT_SECRET));
+  };
+  return { source, issued };
+}
+
+async function browserClient(name: string, lifetimeSeconds?: number) {
+  const { secretKey } = await generateKeypair();
+  const tokens = tokenSource(name, lifetimeSeconds);
+  const states: ConnectionState[] = [];
+  const client = await SwitchboardClient.start({
+    url: broker.url,
+    meshId,
+    secretKey,
+    token: tokens.source,
+    displayName: name,
+    reconnect: { minDelayMs: 50, maxDelayMs: 200 },
+  });
+  client.on("connectionState", (s) => states.push(s));
+  clients.push(client);
+  return { client, tokens, states };
+}
+
+describe("browser features of the SDK", () => {
+  test("JWT connect, history hydration, presence roster and typing", async () => {
+    const ann = await browserClient("ann");
+    const ben = await browserClient("ben");
+    await ann.client.join("lobby");
+    await ben.client.join("lobby");
+    expect(ann.client.connectionState).toBe("open");
+
+    await ben.client.subscribePresence();
+    await waitUntil(() => ben.client.presences.length === 2, 5000, "both presences");
+    expect(ben.client.presences.map((p) => p.displayName).sort()).toEqual(["ann", "ben"]);
+
+    const sent = [];
+    for (let i = 0; i < 5; i++) sent.push((await ann.client.send("#lobby", { text: `hello ${i}` })).messageId);
+    const page = await ben.client.history("lobby", { limit: 3 });
+    expect(page.messages.map((m) => m.payload)).toEqual([{ text: "hello 2" }, { text: "hello 3" }, { text: "hello 4" }]);
+    expect(page.before).toBe(sent[2]!);
+    const older = await ben.client.history("#lobby", { limit: 3, before: page.before ?? undefined });
+    expect(older.messages.map((m) => m.messageId)).toEqual(sent.slice(0, 2));
+    expect(older.before).toBeNull();
+
+    const typing: TypingInfo[] = [];
+    ben.client.on("typing", (t) => typing.push(t));
+    const messages: unknown[] = [];
+    ben.client.on("message", (m) => messages.push(m.payload));
+    await ann.client.setTyping("lobby");
+    await waitUntil(() => typing.length === 1, 5000, "typing");
+    await ann.client.setTyping("lobby", false);
+    await ann.client.send("#lobby", { text: "done" });
+    await waitUntil(() => messages.length > 0 && typing.length === 2, 5000, "the message after typing");
+    expect(typing).toEqual([
+      { channel: "#lobby", senderPubkey: ann.client.publicKey, typing: true },
+      { channel: "#lobby", senderPubkey: ann.client.publicKey, typing: false },
+    ]);
+    expect(messages.filter((m) => JSON.stringify(m).includes("typing"))).toEqual([]);
+
+    await ann.client.close();
+    await waitUntil(() => ben.client.presences.length === 1, 5000, "ann leaving");
+    expect(ann.states.at(-1)).toBe("closed");
+  });
+
+  test("a token that expires: close 4001, the token source is asked again, nothing sent meanwhile is lost", async () => {
+    const short = await browserClient("short-lived", 2);
+    const sender = await browserClient("sender");
+    await short.client.join("expiry");
+    await sender.client.join("expiry");
+    const received: string[] = [];
+    short.client.on("message", (m) => received.push((m.payload as { n: string }).n));
+    const closes: number[] = [];
+    short.client.on("close", (c) => closes.push(c.code));
+    const issuedBefore = short.tokens.issued.length;
+    let n = 0;
+    while (!closes.includes(4001)) {
+      await sender.client.send("#expiry", { n: `m${n++}` });
+      await Bun.sleep(50);
+    }
+    await waitUntil(() => short.client.connectionState === "open" && short.tokens.issued.length > issuedBefore, 10_000, "a reconnect with a fresh token");
+    await sender.client.send("#expiry", { n: "after" });
+    const expected = [...Array.from({ length: n }, (_, i) => `m${i}`), "after"];
+    await waitUntil(() => received.length >= expected.length, 10_000, "every message");
+    expect(received).toEqual(expected);
+    expect(short.states).toContain("reconnecting");
+  });
+});
