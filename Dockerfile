@@ -7,9 +7,10 @@ ARG BUN_IMAGE=oven/bun:1.4.5-slim
 FROM ${BUN_IMAGE} AS install
 WORKDIR /app
 # The lockfile wants the manifests of the kept workspaces and of the ones they
-# depend on, dev dependencies included (testkit): manifests only.
+# depend on, dev dependencies included (client, testkit): manifests only.
 COPY package.json bun.lock ./
 COPY apps/broker/package.json apps/broker/
+COPY packages/client/package.json packages/client/
 COPY packages/db/package.json packages/db/
 COPY packages/protocol/package.json packages/protocol/
 COPY packages/testkit/package.json packages/testkit/
