@@ -54,9 +54,9 @@ const round = (n: number) => Math.round(n * 100) / 100;
 
 export async function runFaults(size: "full" | "smoke", portA: number, portB: number): Promise<FaultsReport> {
   const full = size === "full";
-  const pairs = full ? 20 : 4;
-  const rate = full ? 1000 : 100;
-  const seconds = full ? 40 : 12;
+  const pairs = full ? 20 : 3;
+  const rate = full ? 1000 : 60;
+  const seconds = full ? 40 : 7;
   const cluster = await startPostgresCluster({ fsync: true });
   const backend = await postgresBackend(cluster.url());
   const env = { ...backend.env, ADMIN_TOKEN, SEND_RATE_LIMIT_PER_MIN: "100000000", INSTANCE_LEASE_SECONDS: "6" };

@@ -156,9 +156,11 @@ describe("a writer faster than the broker (CONNECTION_INFLIGHT_BYTES=1048576)", 
       180_000,
       `${sends} acks`,
     );
-    // 180 MB were written at the broker; it held a bounded part of them at once
-    // (without the bound it grows by about twice what it was sent).
-    expectGrowthBelow(peak.stop(), 120 * 1024 * 1024);
+    // 180 MB were written at the broker; it held a bounded part of them at once.
+    // Without the bound its peak grew by about twice what it was sent (≈ 340 MB
+    // measured); with it, what remains is garbage the collector has not yet
+    // taken, which under a loaded machine reached 140 MB.
+    expectGrowthBelow(peak.stop(), 200 * 1024 * 1024);
     writer.destroy();
   });
 
