@@ -2,26 +2,17 @@
 // sweep far away, a message sent on one instance still reaches a recipient
 // on another at once, whether the send named it directly or by broadcast to
 // more members than one notification lists by id.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { backendKind, PeerPool, setupMesh, TestBroker, type SetupMember } from "@switchboard/testkit";
+import { afterEach, describe, expect, test } from "bun:test";
+import { backendKind, PeerPool, setupMesh, useTestBrokerPair, type SetupMember } from "@switchboard/testkit";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
 
 describe.skipIf(backendKind !== "postgres")("notifications between instances (CATCH_UP_INTERVAL_MS=600000)", () => {
-  let a: TestBroker;
-  let b: TestBroker;
-  beforeAll(async () => {
-    const env = { CATCH_UP_INTERVAL_MS: "600000", MAX_CONNECTIONS_PER_MESH: "1000" };
-    a = await TestBroker.start(env);
-    b = await TestBroker.start(env, { backend: a.backend });
-  });
-  afterAll(async () => {
-    await b?.dispose();
-    await a?.dispose();
-  });
+  const pair = useTestBrokerPair({ CATCH_UP_INTERVAL_MS: "600000", MAX_CONNECTIONS_PER_MESH: "1000" });
 
   test("a direct message sent on A is pushed to its recipient on B", async () => {
+    const { a, b } = pair;
     const { mesh, members } = await setupMesh(a.admin, { members: 2 });
     const [sender, recipient] = members as [SetupMember, SetupMember];
     const on = await pool.connect(b.wsUrl, recipient, mesh.id);
@@ -32,6 +23,7 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
   });
 
   test("a broadcast to 160 members on B (more than one notification lists by id) reaches every one", async () => {
+    const { a, b } = pair;
     const { mesh, members } = await setupMesh(a.admin, { members: 161 });
     const [sender, ...rest] = members as [SetupMember, ...SetupMember[]];
     const peers = await Promise.all(rest.map((m) => pool.connect(b.wsUrl, m, mesh.id)));

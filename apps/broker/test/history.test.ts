@@ -10,10 +10,10 @@ import {
   setupMesh,
   spawnBroker,
   tempDir,
-  type BrokerProcess,
+  TEST_ADMIN_TOKEN,
+  useTestBroker,
   type Frame,
   type SetupMember,
-  type TestBackend,
   type TestPeer,
 } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
@@ -21,22 +21,11 @@ import { rmSync } from "node:fs";
 import { historyQuery } from "../src/store/history.ts";
 import { sendMany, str } from "./support/messaging.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
 const pool = new PeerPool();
 
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, SEND_RATE_LIMIT_PER_MIN: "100000" });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
-});
+const broker = useTestBroker({ SEND_RATE_LIMIT_PER_MIN: "100000" });
 afterAll(async () => {
   await pool.closeAll();
-  await broker?.stop();
-  await backend?.dispose();
 });
 
 const history = (peer: TestPeer, frame: Record<string, unknown>) => peer.request({ type: "history", ...frame });
@@ -52,7 +41,7 @@ async function sendTexts(peer: TestPeer, target: string, texts: string[]): Promi
 
 describe("channel history", () => {
   test("a member reads the channel's messages oldest first, including its own and those sent before it joined", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["ann", "ben", "late"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["ann", "ben", "late"] });
     const [ann, ben, late] = members as [SetupMember, SetupMember, SetupMember];
     const a = await pool.connect(broker.wsUrl, ann, mesh.id);
     const b = await pool.connect(broker.wsUrl, ben, mesh.id);
@@ -77,7 +66,7 @@ describe("channel history", () => {
   });
 
   test("pages: before (exclusive) and limit walk back without gaps; limit is clamped to 200", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["writer"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["writer"] });
     const w = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
     await w.request({ type: "join", channel: "#log" });
     const sent = await sendTexts(w, "#log", Array.from({ length: 230 }, (_, i) => `m${i}`));
@@ -119,14 +108,14 @@ describe("history retention", () => {
     const own = await freshBackend();
     const retained = await spawnBroker({
       ...own.env,
-      ADMIN_TOKEN,
+      ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       DELIVERED_RETENTION_SECONDS: "1",
       HISTORY_RETENTION_SECONDS: "10",
       HOUSEKEEPING_INTERVAL_MS: "200",
     });
     const peers = new PeerPool();
     try {
-      const { mesh, members } = await setupMesh(new AdminClient(retained.url, ADMIN_TOKEN), { members: ["sender", "reader"] });
+      const { mesh, members } = await setupMesh(new AdminClient(retained.url, TEST_ADMIN_TOKEN), { members: ["sender", "reader"] });
       const [sender, reader] = members as [SetupMember, SetupMember];
       const s = await peers.connect(retained.wsUrl, sender, mesh.id);
       const r = await peers.connect(retained.wsUrl, reader, mesh.id, { autoAck: true });

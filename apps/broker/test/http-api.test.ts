@@ -10,8 +10,8 @@ import {
   PeerPool,
   setupMesh,
   startBrokerOnOwnPostgres,
-  TestBroker,
   useTestBroker,
+  useTestBrokerPair,
   type BrokerOnOwnPostgres,
   type SetupMember,
 } from "@switchboard/testkit";
@@ -355,18 +355,10 @@ describe("HTTP messaging API", () => {
 });
 
 describe.skipIf(backendKind !== "postgres")("HTTP messaging over two instances (needs DATABASE_URL: instances share a Postgres server)", () => {
-  let a: TestBroker;
-  let b: TestBroker;
-  beforeAll(async () => {
-    a = await TestBroker.start();
-    b = await TestBroker.start({}, { backend: a.backend });
-  });
-  afterAll(async () => {
-    await b?.dispose();
-    await a?.dispose();
-  });
+  const pair = useTestBrokerPair();
 
   test("a revocation on one instance refuses the member's token on the other at once", async () => {
+    const { a, b } = pair;
     const { mesh, members } = await setupMesh(a.admin, { members: 2 });
     const token = await a.admin.createApiToken(mesh.id, members[0]!.id);
     expect((await postMessage(b.url, token, httpBody(members[1]!.pubkey))).status).toBe(201);

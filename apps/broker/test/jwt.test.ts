@@ -3,46 +3,30 @@
 // against a real broker process over real sockets.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
-  AdminClient,
-  freshBackend,
   newIdentity,
   PeerError,
   PeerPool,
   setupMesh,
-  spawnBroker,
   TestPeer,
-  type BrokerProcess,
-  type TestBackend,
+  useTestBroker,
   type TestIdentity,
 } from "@switchboard/testkit";
 import { SignJWT, type JWTPayload } from "jose";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef";
 const ALLOWED_ORIGIN = "http://app.example.test:3000";
 const ed25519 = generateKeyPairSync("ed25519");
 
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
 const pool = new PeerPool();
 
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({
-    ...backend.env,
-    ADMIN_TOKEN,
-    JWT_SECRET,
-    JWT_PUBLIC_KEY: ed25519.publicKey.export({ type: "spki", format: "pem" }).toString(),
-    CORS_ORIGINS: `${ALLOWED_ORIGIN},https://other.example.test`,
-  });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
+const broker = useTestBroker({
+  JWT_SECRET,
+  JWT_PUBLIC_KEY: ed25519.publicKey.export({ type: "spki", format: "pem" }).toString(),
+  CORS_ORIGINS: `${ALLOWED_ORIGIN},https://other.example.test`,
 });
 afterAll(async () => {
   await pool.closeAll();
-  await broker?.stop();
-  await backend?.dispose();
 });
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -53,7 +37,7 @@ function token(claims: JWTPayload, key: Uint8Array | KeyObject = new TextEncoder
 }
 
 async function newMesh() {
-  return (await setupMesh(admin, { members: ["enrolled"] })).mesh;
+  return (await setupMesh(broker.admin, { members: ["enrolled"] })).mesh;
 }
 
 async function connectJwt(identity: TestIdentity, meshId: string, jwt: string, sessionId?: string) {
@@ -84,13 +68,13 @@ describe("JWT hello", () => {
     // The same token opens a second session: a JWT is a bearer credential until exp.
     const second = await connectJwt(browser, mesh.slug, jwt);
     expect(second.helloAck?.memberId).toBe(first.helloAck?.memberId);
-    const members = await admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json() as Promise<{ members: Array<Record<string, unknown>> }>);
+    const members = await broker.admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json() as Promise<{ members: Array<Record<string, unknown>> }>);
     const enrolled = members.members.filter((m) => m.pubkey === browser.publicKey);
     expect(enrolled).toEqual([expect.objectContaining({ displayName: "Ada", tags: ["support"], role: "member", revokedAt: null })]);
   });
 
   test("without a name the display name is the pubkey's first 8 hex digits; an existing member keeps its name", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["old-name"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["old-name"] });
     const fresh = await newIdentity();
     const peer = await connectJwt(fresh, mesh.id, await token({ mesh: mesh.id, pubkey: fresh.publicKey }));
     expect(peer.helloAck?.displayName).toBe(fresh.publicKey.slice(0, 8));
@@ -134,7 +118,7 @@ describe("JWT hello", () => {
     }
     const expired = await refusedWith(browser, mesh.id, await token({ ...good, exp: nowSeconds() - 40 }));
     expect({ code: expired.code, close: expired.closeCode, reason: expired.closeReason }).toEqual({ code: "expired", close: 1008, reason: "expired" });
-    const members = (await admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json())) as { members: Array<{ pubkey: string }> };
+    const members = (await broker.admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json())) as { members: Array<{ pubkey: string }> };
     expect(members.members.map((m) => m.pubkey)).not.toContain(browser.publicKey);
   });
 
@@ -143,7 +127,7 @@ describe("JWT hello", () => {
     const browser = await newIdentity();
     const jwt = await token({ mesh: mesh.id, pubkey: browser.publicKey });
     const peer = await connectJwt(browser, mesh.id, jwt);
-    expect((await admin.raw("DELETE", `/v1/meshes/${mesh.id}/members/${browser.publicKey}`)).status).toBe(200);
+    expect((await broker.admin.raw("DELETE", `/v1/meshes/${mesh.id}/members/${browser.publicKey}`)).status).toBe(200);
     expect((await peer.closed).code).toBe(4002);
     expect((await refusedWith(browser, mesh.id, jwt)).code).toBe("unauthorized");
   });
@@ -164,7 +148,7 @@ describe("JWT hello", () => {
   });
 
   test("the signed hello works beside it", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const peer = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
     expect(peer.helloAck?.type).toBe("hello_ack");
   });

@@ -5,34 +5,22 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   AdminClient,
-  freshBackend,
   PeerPool,
   postgresBackend,
   setupMesh,
   spawnBroker,
-  type BrokerProcess,
+  TEST_ADMIN_TOKEN,
+  useTestBroker,
   type Frame,
   type SetupMember,
-  type TestBackend,
   type TestPeer,
 } from "@switchboard/testkit";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-
-let backend: TestBackend;
-let broker: BrokerProcess;
-let admin: AdminClient;
 const pool = new PeerPool();
 
-beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN });
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
-});
+const broker = useTestBroker();
 afterAll(async () => {
   await pool.closeAll();
-  await broker?.stop();
-  await backend?.dispose();
 });
 
 const events = (peer: TestPeer) => peer.frames.filter((f) => f.type === "presence");
@@ -48,7 +36,7 @@ async function subscribe(peer: TestPeer): Promise<Frame> {
 
 describe("presence events", () => {
   test("subscribe: the ack, then joined for every live presence including the subscriber's own", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["watcher", "alice", "bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["watcher", "alice", "bob"] });
     const [watcher, alice] = members as [SetupMember, SetupMember, SetupMember];
     const a = await pool.connect(broker.wsUrl, alice, mesh.id);
     const w = await pool.connect(broker.wsUrl, watcher, mesh.id);
@@ -71,7 +59,7 @@ describe("presence events", () => {
   });
 
   test("joined, status (from set_status and from a hook), left; a replaced session is left then joined", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["watcher", "bob"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["watcher", "bob"] });
     const [watcher, bob] = members as [SetupMember, SetupMember];
     const w = await pool.connect(broker.wsUrl, watcher, mesh.id);
     await subscribe(w);
@@ -84,7 +72,7 @@ describe("presence events", () => {
     await b.request({ type: "set_status", status: "idle" });
     await nextEvent(w, "status", "bob");
 
-    const hookToken = await admin.createHookToken(mesh.id, bob.id);
+    const hookToken = await broker.admin.createHookToken(mesh.id, bob.id);
     const hook = await fetch(`${broker.url}/hook/set-status`, {
       method: "POST",
       headers: { authorization: `Bearer ${hookToken}`, "content-type": "application/json" },
@@ -109,7 +97,7 @@ describe("presence events", () => {
   });
 
   test("unsubscribe stops the events", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: ["watcher", "other", "carol"] });
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["watcher", "other", "carol"] });
     const [watcher, other, carol] = members as [SetupMember, SetupMember, SetupMember];
     const w = await pool.connect(broker.wsUrl, watcher, mesh.id);
     const o = await pool.connect(broker.wsUrl, other, mesh.id);
@@ -126,7 +114,7 @@ describe("presence events", () => {
   });
 
   test("an unknown event kind is invalid", async () => {
-    const { mesh, members } = await setupMesh(admin, { members: 1 });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const peer = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
     expect(await peer.request({ type: "subscribe", events: ["weather"] })).toMatchObject({ type: "error", code: "invalid" });
   });
@@ -137,11 +125,11 @@ describe("presence events", () => {
 describe.skipIf(!process.env.DATABASE_URL)("presence events across instances", () => {
   test("joined, status and left from the other instance; a SIGKILLed instance's presences leave when reaped", async () => {
     const shared = await postgresBackend(process.env.DATABASE_URL ?? "");
-    const env = { ...shared.env, ADMIN_TOKEN, INSTANCE_LEASE_SECONDS: "2" };
+    const env = { ...shared.env, ADMIN_TOKEN: TEST_ADMIN_TOKEN, INSTANCE_LEASE_SECONDS: "2" };
     const [a, b] = await Promise.all([spawnBroker(env), spawnBroker(env)]);
     const peers = new PeerPool();
     try {
-      const { mesh, members } = await setupMesh(new AdminClient(a.url, ADMIN_TOKEN), { members: ["watcher", "dave", "erin"] });
+      const { mesh, members } = await setupMesh(new AdminClient(a.url, TEST_ADMIN_TOKEN), { members: ["watcher", "dave", "erin"] });
       const [watcher, dave, erin] = members as [SetupMember, SetupMember, SetupMember];
       const w = await peers.connect(a.wsUrl, watcher, mesh.id);
       await subscribe(w);

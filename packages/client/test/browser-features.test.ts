@@ -3,27 +3,22 @@
 // roster, typing indicators and connectionState. The same code runs in
 // Chromium in apps/chat-demo/test.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { AdminClient, freshBackend, spawnBroker, waitUntil, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { useTestBroker, waitUntil } from "@switchboard/testkit";
 import { SignJWT } from "jose";
 import { generateKeypair, SwitchboardClient, type ConnectionState, type TypingInfo } from "../src/index.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
 const JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef";
 
-let backend: TestBackend;
-let broker: BrokerProcess;
 let meshId: string;
 const clients: SwitchboardClient[] = [];
 
+const broker = useTestBroker({ JWT_SECRET });
+
 beforeAll(async () => {
-  backend = await freshBackend();
-  broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, JWT_SECRET });
-  meshId = (await new AdminClient(broker.url, ADMIN_TOKEN).createMesh(`web-${crypto.randomUUID().slice(0, 8)}`)).id;
+  meshId = (await broker.admin.createMesh(`web-${crypto.randomUUID().slice(0, 8)}`)).id;
 });
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
-  await broker?.stop();
-  await backend?.dispose();
 });
 
 /** A token source as a page's backend would be: name and lifetime chosen per test. */

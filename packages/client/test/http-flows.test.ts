@@ -11,6 +11,7 @@ import {
   setupMesh,
   TestBroker,
   useTestBroker,
+  useTestBrokerPair,
   waitUntil,
   WebhookReceiver,
   type AdminClient,
@@ -251,19 +252,10 @@ describe("event forwarding: the runner's events reach the web app's webhook thro
 });
 
 describe.skipIf(backendKind !== "postgres")("tool calls across instances (needs DATABASE_URL: two instances share a Postgres server)", () => {
-  let a: TestBroker;
-  let b: TestBroker;
-
-  beforeAll(async () => {
-    a = await TestBroker.start();
-    b = await TestBroker.start({}, { backend: a.backend });
-  });
-  afterAll(async () => {
-    await b?.dispose();
-    await a?.dispose();
-  });
+  const pair = useTestBrokerPair();
 
   test("a caller on instance A gets the reply of a tool on instance B, woken by its commit", async () => {
+    const { a, b } = pair;
     const admin = a.admin;
     const { mesh, members } = await setupMesh(admin, { members: ["caller", "tool"] });
     const [caller, tool] = members as [SetupMember, SetupMember];

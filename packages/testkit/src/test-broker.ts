@@ -112,6 +112,31 @@ export function useTestBroker(env: Record<string, string> = {}): TestBroker {
   return broker;
 }
 
+/**
+ * Two brokers on one backend (a Postgres server) for the tests of the
+ * enclosing describe block: what crosses instances. Started before the
+ * first test, disposed of after the last.
+ */
+export function useTestBrokerPair(env: Record<string, string> = {}): { readonly a: TestBroker; readonly b: TestBroker } {
+  const a = new TestBroker(env);
+  let b: TestBroker | undefined;
+  beforeAll(async () => {
+    await a.start();
+    b = await TestBroker.start(env, { backend: a.backend });
+  });
+  afterAll(async () => {
+    await b?.dispose();
+    await a.dispose();
+  });
+  return {
+    a,
+    get b() {
+      if (!b) throw new Error("the second test broker has not been started");
+      return b;
+    },
+  };
+}
+
 /** A broker on a Postgres server of the test's own, which the test may stop and start. */
 export interface BrokerOnOwnPostgres {
   readonly cluster: PostgresCluster;
