@@ -1,6 +1,6 @@
 // A reader that stops reading while small and large messages are sent to it,
 // then reads again: everything must arrive, in order, none by a lease expiry.
-import { ackAll, filler, firstPushes, pipelined, rawPresence, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
+import { filler, firstPushes, pipelined, rawPresence, readUntilAll, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
 import { MB, metric, stage, UNLIMITED, until, type Size } from "./robust-stage.ts";
 
 export interface SlowConsumerReport {
@@ -37,15 +37,7 @@ export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
     await until(async () => (await metric(s.broker, "broker_presences_congested")) > 0, 60_000, "the reader to be congested");
     const resumed = performance.now();
     reader.resume();
-    const acked = new Set<string>();
-    await reader.waitFor(
-      () => {
-        ackAll(reader, acked);
-        return sent.every((id) => acked.has(id)) ? true : undefined;
-      },
-      600_000,
-      "every message at the reader",
-    );
+    await readUntilAll(reader, sent, 600_000);
     const drainSeconds = (performance.now() - resumed) / 1000;
     const grew = peak.stop();
     const order = firstPushes(reader);

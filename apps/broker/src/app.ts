@@ -1,6 +1,7 @@
 // The composition root: one database, the services on it in dependency
 // order, the transport on top, one port. startBroker() gives back what
-// shutdown needs.
+// shutdown needs. (Over 300 lines: wiring only — every service is built
+// here, in dependency order, so that the order is read in one place.)
 import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";

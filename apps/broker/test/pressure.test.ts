@@ -10,6 +10,7 @@ import {
   firstPushes,
   PeerPool,
   pushesOf,
+  readUntilAll,
   rawPresence as rawPresenceAt,
   rssOf as rss,
   rssPeak,
@@ -76,21 +77,63 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
     const grew = rss(broker.process.pid) - rssBefore;
 
     reader.resume();
-    const acked = new Set<string>();
-    await reader.waitFor(
-      () => {
-        ackAll(reader, acked);
-        return sent.every((id) => acked.has(id)) ? true : undefined;
-      },
-      120_000,
-      `all ${sent.length} messages`,
-    );
+    await readUntilAll(reader, sent, 120_000);
     expect(firstPushes(reader)).toEqual(sent);
     // The broker did not hold the ~44 MB sent to the stalled reader several
     // times over (garbage of the sends included); bun run bench robust
     // reports the figure.
     expectGrowthBelow(grew, 128 * 1024 * 1024);
     reader.destroy();
+  });
+
+  test("a backed-up presence gets nothing new while another presence of the member keeps receiving, none by a lease", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const stuck = await rawPresence(broker, mesh.id, b);
+    stuck.pause();
+    const healthy = await pool.connect(broker.wsUrl, b, mesh.id, { autoAck: true });
+    const sender = await pool.connect(broker.wsUrl, a, mesh.id);
+    const first = await sendMany(sender, Array.from({ length: 300 }, () => sendFrame(b.pubkey, { ciphertext: body(60_000) })), 120_000);
+    await waitUntil(
+      async () => ((await scrape(broker.url)).get("broker_presences_congested") ?? 0) > 0,
+      60_000,
+      "the stuck presence to be congested",
+    );
+    // Sent once it is backed up: every one of these must reach the healthy presence.
+    const later = (await sendMany(sender, Array.from({ length: 50 }, () => sendFrame(b.pubkey)))).map((ack) => str(ack.messageId));
+    await healthy.waitForPushes(1, 10_000);
+    await waitUntil(() => later.every((id) => healthy.pushes().some((p) => p.messageId === id)), 60_000, "the later messages at the healthy presence");
+    stuck.resume();
+    // What the stuck presence had taken before it backed up reaches it once it reads.
+    const all = [...first.map((ack) => str(ack.messageId)), ...later];
+    const reached = () => new Set([...healthy.pushes().map((p) => str(p.messageId)), ...pushesOf(stuck).map((p) => p.messageId)]);
+    const acked = new Set<string>();
+    await stuck.waitFor(
+      () => {
+        ackAll(stuck, acked);
+        return all.every((id) => reached().has(id)) ? true : undefined;
+      },
+      120_000,
+      "every message at one of the two presences",
+    );
+    stuck.destroy();
+  });
+
+  test("an ephemeral message counts only a socket that took it: a backed-up one is passed over", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const stuck = await rawPresence(broker, mesh.id, b);
+    const sender = await pool.connect(broker.wsUrl, a, mesh.id);
+    expect((await sender.send(b.pubkey, { ephemeral: true })).recipients).toBe(1);
+    stuck.pause();
+    await sendMany(sender, Array.from({ length: 300 }, () => sendFrame(b.pubkey, { ciphertext: body(60_000) })), 120_000);
+    await waitUntil(
+      async () => ((await scrape(broker.url)).get("broker_presences_congested") ?? 0) > 0,
+      60_000,
+      "the presence to be congested",
+    );
+    expect((await sender.send(b.pubkey, { ephemeral: true })).recipients).toBe(0);
+    stuck.destroy();
   });
 
   test("a stalled reader is closed with 1013 after STALLED_PRESENCE_SECONDS; on reconnect it gets the rest, in order", async () => {

@@ -1,6 +1,8 @@
 // The peer SDK's client: one logical session over successive sockets. The
 // socket, reconnect policy, outbox, inbox and envelope live in their own
 // modules; this class wires them together and keeps the state machine.
+// (Over 300 lines: it is the SDK's one public surface — every call a peer can
+// make is a short method here, delegating to those modules.)
 import { targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";

@@ -63,6 +63,19 @@ export function ackAll(ws: RawWebSocket, acked: Set<string>): void {
   for (const id of fresh) acked.add(id);
 }
 
+/** Reads (and acks) until every one of these messages was pushed to ws. */
+export async function readUntilAll(ws: RawWebSocket, messageIds: readonly string[], timeoutMs: number): Promise<void> {
+  const acked = new Set<string>();
+  await ws.waitFor(
+    () => {
+      ackAll(ws, acked);
+      return messageIds.every((id) => acked.has(id)) ? true : undefined;
+    },
+    timeoutMs,
+    `all ${messageIds.length} messages`,
+  );
+}
+
 /** The message ids in the order they were first pushed. */
 export function firstPushes(ws: RawWebSocket): string[] {
   const seen = new Set<string>();
