@@ -91,7 +91,6 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
     const [a, b] = members as [SetupMember, SetupMember];
     const stuck = await rawPresence(broker, mesh.id, b);
     stuck.pause();
-    const healthy = await pool.connect(broker.wsUrl, b, mesh.id, { autoAck: true });
     const sender = await pool.connect(broker.wsUrl, a, mesh.id);
     const first = await sendMany(sender, Array.from({ length: 300 }, () => sendFrame(b.pubkey, { ciphertext: body(60_000) })), 120_000);
     await waitUntil(
@@ -99,6 +98,8 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
       60_000,
       "the stuck presence to be congested",
     );
+    // Connected only now: the stuck one was the only presence the first sends could go to.
+    const healthy = await pool.connect(broker.wsUrl, b, mesh.id, { autoAck: true });
     // Sent once it is backed up: every one of these must reach the healthy presence.
     const later = (await sendMany(sender, Array.from({ length: 50 }, () => sendFrame(b.pubkey)))).map((ack) => str(ack.messageId));
     await healthy.waitForPushes(1, 10_000);
@@ -116,6 +117,10 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
       120_000,
       "every message at one of the two presences",
     );
+    expect(pushesOf(stuck).filter((p) => later.includes(p.messageId))).toEqual([]);
+    // Not first leased to the stuck presence and handed back: each went out once.
+    const laterAttempts = healthy.pushes().filter((p) => later.includes(str(p.messageId))).map((p) => p.attempt);
+    expect(laterAttempts).toEqual(later.map(() => 1));
     stuck.destroy();
   });
 

@@ -274,10 +274,13 @@ test("session matching by pid and cwd: without a session id, the hook's $PPID (C
   expect(mine).toMatchObject({ cwd: dave.dir });
   // Claude Code's session id, which the server was not told.
   await hook(dave, "UserPromptSubmit", { prompt: "x" });
-  expect((await presences()).map((p) => [p.pid, p.status]).sort()).toEqual([
-    [process.pid, "working"],
-    [777_002, "idle"],
-  ]);
+  const statusByPid = new Map((await presences()).map((p) => [p.pid, p.status]));
+  expect(statusByPid).toEqual(
+    new Map([
+      [process.pid, "working"],
+      [777_002, "idle"],
+    ]),
+  );
   await session.close();
 });
 

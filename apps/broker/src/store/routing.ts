@@ -7,14 +7,14 @@ import { sql } from "drizzle-orm";
 import { jsonParam } from "./sql.ts";
 
 /**
- * Given a CTE `q` of sends (idx, "meshId", "senderId", "targetSpec"), the CTEs
- * `recipients` (idx, member_id) and `routed` (q's columns and `known`: false
+ * Given a CTE `q` of sends (idx, "meshId", "senderId", "targetSpec", priority),
+ * the CTEs `recipients` (idx, member_id, priority) and `routed` (q's columns and `known`: false
  * for a pubkey outside the mesh or a channel nobody joined). The durable send
  * statement and the ephemeral lookup both route with these.
  */
 export const ROUTE_CTES = sql.raw(`
     recipients AS (
-      SELECT q.idx, mb.id AS member_id
+      SELECT q.idx, mb.id AS member_id, q.priority
       FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL
       WHERE CASE
         WHEN q."targetSpec" = '*' THEN mb.id <> q."senderId"
@@ -43,12 +43,13 @@ export interface Route {
 /** Routes one send without writing anything (an ephemeral send). */
 export async function routeSend(
   db: Executor,
-  send: { meshId: string; senderId: string; targetSpec: string },
+  send: { meshId: string; senderId: string; targetSpec: string; priority: string },
 ): Promise<Route> {
+  const { meshId, senderId, targetSpec, priority } = send;
   const rows = await db.rows<{ known: boolean; recipients: string }>(sql`
     WITH q AS (
-      SELECT * FROM jsonb_to_recordset(${jsonParam([{ ...send, idx: 0 }])})
-        AS q(idx int, "meshId" uuid, "senderId" uuid, "targetSpec" text)
+      SELECT * FROM jsonb_to_recordset(${jsonParam([{ idx: 0, meshId, senderId, targetSpec, priority }])})
+        AS q(idx int, "meshId" uuid, "senderId" uuid, "targetSpec" text, priority text)
       LIMIT 1
     ),
     ${ROUTE_CTES}

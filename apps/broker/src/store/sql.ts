@@ -16,6 +16,17 @@ export function isoTime(column: string): SQL {
   return sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
 }
 
+/**
+ * `LIMIT` for a batch of n JSON rows, as a literal rounded up to a power of
+ * two. Under a generic plan a bound parameter tells the planner nothing, and
+ * it plans every CTE of the batch for one row, joining them by nested loops
+ * that grow with the square of the batch; a literal gives it the size (and
+ * rounding keeps the prepared variants of a statement to a dozen).
+ */
+export function batchLimit(n: number): SQL {
+  return sql.raw(String(2 ** Math.ceil(Math.log2(Math.max(1, n)))));
+}
+
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const unique = <T>(values: Iterable<T>): T[] => [...new Set(values)];

@@ -13,7 +13,7 @@ import type { Priority } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
 import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
-import { isoTime, jsonParam, uuidArray } from "../sql.ts";
+import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
 import { receivable, receivesOnSockets } from "./eligibility.ts";
 
 export interface NewMessage {
@@ -67,11 +67,13 @@ export interface LocalHolders {
 }
 
 // Data-modifying CTEs run to completion whether or not the final SELECT reads
-// them. (No audit row per send: the messages table itself is that record.) A retried client id inserts nothing (ON CONFLICT) and reports the
-// message an earlier statement stored; a repeat within this very batch sees
+// them. (No audit row per send: the messages table itself is that record.)
+// A retried client id inserts nothing (ON CONFLICT) and reports the message
+// an earlier statement stored; a repeat within this very batch sees
 // no prior row (one snapshot) and is matched to its sibling by the caller.
-// The JSON input is capped with LIMIT n so the planner knows how few rows it
-// holds and probes indexes instead of hashing whole tables.
+// The JSON input is capped with a LIMIT (batchLimit) so the planner knows
+// about how many rows it holds: few, and it probes indexes instead of hashing
+// whole tables; hundreds, and it hashes this statement's own CTEs together.
 export async function enqueueSends(db: Executor, messages: NewMessage[], holders: LocalHolders): Promise<EnqueuedSend[]> {
   if (messages.length === 0) return [];
   return db.rows<EnqueuedSend>(sql`
@@ -79,7 +81,7 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
       SELECT * FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ ...m, idx })))})
         AS q(idx int, id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text,
              priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int, "replyWaitSeconds" int)
-      LIMIT ${messages.length}
+      LIMIT ${batchLimit(messages.length)}
     ),
     ${ROUTE_CTES},
     writable AS (
@@ -96,18 +98,24 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
       ON CONFLICT (sender_member_id, client_id) DO NOTHING
       RETURNING id
     ),
+    -- Driven by the recipients, one index probe each: a join of this
+    -- statement's own CTEs is planned for one row (a generic plan cannot know
+    -- the batch), which for a batch of hundreds multiplies into millions.
     direct AS (
-      SELECT DISTINCT ON (w.idx, r.member_id) w.idx, r.member_id, p.id AS presence_id
-      FROM writable w
-      JOIN recipients r ON r.idx = w.idx
-      JOIN presences p ON p.member_id = r.member_id AND p.disconnected_at IS NULL
-        AND p.instance_id = ${holders.instanceId} AND p.id <> ALL (${uuidArray(holders.unavailable)})
-        AND ${receivable(sql`p.status`, sql`w.priority`)}
+      SELECT r.idx, r.member_id, p.id AS presence_id
+      FROM recipients r
+      CROSS JOIN LATERAL (
+        SELECT p.id, p.status FROM presences p
+        WHERE p.member_id = r.member_id AND p.disconnected_at IS NULL
+          AND p.instance_id = ${holders.instanceId} AND p.id <> ALL (${uuidArray(holders.unavailable)})
+          AND ${receivable(sql`p.status`, sql`r.priority`)}
+        ORDER BY (p.status = 'idle') DESC, p.id
+        LIMIT 1
+      ) p
       WHERE ${receivesOnSockets(sql`r.member_id`)} AND NOT EXISTS (
         SELECT 1 FROM deliveries d
         WHERE d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.expires_at > now()
           AND ${receivable(sql`p.status`, sql`d.priority`)})
-      ORDER BY w.idx, r.member_id, (p.status = 'idle') DESC, p.id
     ),
     enqueued AS (
       INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at,
