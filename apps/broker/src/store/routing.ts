@@ -14,20 +14,27 @@ import { jsonParam } from "./sql.ts";
  */
 export const ROUTE_CTES = sql.raw(`
     recipients AS (
+      -- A pubkey: one probe of the (mesh, pubkey) index, not a scan of the mesh.
       SELECT q.idx, mb.id AS member_id, q.priority
-      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL
-      WHERE CASE
-        WHEN q."targetSpec" = '*' THEN mb.id <> q."senderId"
-        WHEN q."targetSpec" LIKE 'tag:%' THEN mb.id <> q."senderId" AND substr(q."targetSpec", 5) = ANY (mb.tags)
-        WHEN q."targetSpec" LIKE '#%' THEN mb.id <> q."senderId" AND EXISTS (
+      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL
+      WHERE q."targetSpec" <> '*' AND q."targetSpec" NOT LIKE 'tag:%' AND q."targetSpec" NOT LIKE '#%'
+      UNION ALL
+      SELECT q.idx, mb.id AS member_id, q.priority
+      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
+      WHERE (q."targetSpec" = '*' OR q."targetSpec" LIKE 'tag:%' OR q."targetSpec" LIKE '#%') AND CASE
+        WHEN q."targetSpec" = '*' THEN true
+        WHEN q."targetSpec" LIKE 'tag:%' THEN substr(q."targetSpec", 5) = ANY (mb.tags)
+        WHEN q."targetSpec" LIKE '#%' THEN EXISTS (
           SELECT 1 FROM channel_members c
           WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec" AND c.member_id = mb.id)
-        ELSE mb.pubkey = q."targetSpec"
+        ELSE false
       END
     ),
     routed AS (
       SELECT q.*, CASE
-        WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN EXISTS (SELECT 1 FROM recipients r WHERE r.idx = q.idx)
+        WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN EXISTS (
+          SELECT 1 FROM members mb
+          WHERE mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL)
         WHEN q."targetSpec" LIKE '#%' THEN EXISTS (
           SELECT 1 FROM channel_members c WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec")
         ELSE true

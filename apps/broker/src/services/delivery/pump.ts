@@ -13,6 +13,11 @@ import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
 
 const MAX_MEMBERS_PER_CLAIM = 500;
+// A claim reads its rows' ciphertexts into memory and serializes them as
+// frames before the socket takes any; taking a whole push window (512) of
+// 60 KB messages at once held ~30 MB per presence, most of it handed back
+// when the socket backed up. The loop claims again while room remains.
+const MAX_PUSHES_PER_CLAIM = 128;
 const MAX_ACKS_PER_COMMIT = 5000;
 
 export interface PumpOptions {
@@ -97,7 +102,9 @@ export class DeliveryPump {
   // announce it to this member's presences.
   private claimRequest(memberId: string): ClaimRequest | null {
     const open = this.presences.ofMember(memberId).filter((p) => !p.ended && p.congestedSince === null);
-    const presences = open.map((p) => ({ id: p.presenceId, room: p.window.room() })).filter((p) => p.room > 0);
+    const presences = open
+      .map((p) => ({ id: p.presenceId, room: Math.min(p.window.room(), MAX_PUSHES_PER_CLAIM) }))
+      .filter((p) => p.room > 0);
     if (presences.length > 0) return { memberId, presences };
     const openings = open.map((p) => p.window.nextOpening()).filter((t) => t !== null);
     if (openings.length > 0) this.lookAgainAt(memberId, Math.min(...openings));

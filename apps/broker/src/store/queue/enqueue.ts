@@ -136,34 +136,45 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
         WHERE req.id = w."replyTo" AND req.sender_member_id = r.member_id AND req.reply_wait_until > now()
       ) awaited ON true
       ORDER BY w.idx, r.member_id
-      RETURNING id, message_id, recipient_member_id, lease_presence_id
+      RETURNING id, message_id, recipient_member_id, lease_presence_id, attempt
     ),
+    -- attempt is 1 exactly for a delivery leased to a presence here (a push
+    -- to hand out); 0 for one queued or held for a waiting request (the
+    -- other instances must hear of it).
     notified AS (
       SELECT pg_notify(${BUS_CHANNEL}, CASE
                WHEN count(DISTINCT e.recipient_member_id) <= ${MAX_NOTIFIED_MEMBERS}
                  THEN json_build_object('members', json_agg(DISTINCT e.recipient_member_id))::text
-               ELSE json_build_object('meshes', json_agg(DISTINCT w."meshId"))::text
+               ELSE (SELECT json_build_object('meshes', json_agg(DISTINCT w."meshId")) FROM writable w)::text
              END)
-      FROM enqueued e JOIN writable w ON w.id = e.message_id
-      -- Queued deliveries, and replies held for a waiting request (its instance must wake it): not pushes leased here.
-      WHERE ${holders.notify} AND (e.lease_presence_id IS NULL OR e.lease_presence_id = w."replyTo")
+      FROM enqueued e
+      WHERE ${holders.notify} AND e.attempt = 0
       HAVING count(*) > 0
+    ),
+    -- Lists per send, aggregated once and joined by key: a subquery per send
+    -- over these CTEs would scan them whole for every send of the batch.
+    recipient_lists AS (
+      SELECT idx, json_agg(member_id) AS ids FROM recipients GROUP BY idx
+    ),
+    leased_lists AS (
+      SELECT e.message_id,
+             json_agg(json_build_object('memberId', e.recipient_member_id, 'presenceId', e.lease_presence_id,
+                                        'seq', e.id::float8)) AS pushes
+      FROM enqueued e
+      WHERE e.attempt = 1
+      GROUP BY e.message_id
     )
     SELECT r.idx, r.known, w.id IS NOT NULL AS "senderLive", i.id IS NOT NULL AS inserted, prior.id AS "priorId",
            coalesce((SELECT count(*) FROM deliveries d WHERE d.message_id = prior.id), 0)::int AS "priorRecipients",
-           coalesce((SELECT json_agg(x.member_id) FROM recipients x WHERE x.idx = r.idx), '[]')::text AS recipients,
-           coalesce((
-             SELECT json_agg(json_build_object('memberId', e.recipient_member_id, 'presenceId', e.lease_presence_id,
-                                               'seq', e.id::float8))
-             FROM enqueued e
-             -- Held for a waiting request (its id is the reply's replyTo): not a presence's push.
-             WHERE e.message_id = i.id AND e.lease_presence_id IS NOT NULL AND e.lease_presence_id IS DISTINCT FROM r."replyTo"
-           ), '[]')::text AS leased,
+           coalesce(rl.ids, '[]')::text AS recipients,
+           coalesce(ll.pushes, '[]')::text AS leased,
            ${isoTime("now()")} AS "createdAt",
            (SELECT count(*) FROM notified)::int AS notified
     FROM routed r
     LEFT JOIN writable w ON w.idx = r.idx
     LEFT JOIN inserted i ON i.id = r.id
+    LEFT JOIN recipient_lists rl ON rl.idx = r.idx
+    LEFT JOIN leased_lists ll ON ll.message_id = i.id
     -- A lateral probe of the (sender, client id) index: a plain join could
     -- hash the whole messages table under a generic plan.
     LEFT JOIN LATERAL (
