@@ -18,10 +18,11 @@ export function isoTime(column: string): SQL {
 
 /**
  * `LIMIT` for a batch of n JSON rows, as a literal rounded up to a power of
- * two. Under a generic plan a bound parameter tells the planner nothing, and
- * it plans every CTE of the batch for one row, joining them by nested loops
- * that grow with the square of the batch; a literal gives it the size (and
- * rounding keeps the prepared variants of a statement to a dozen).
+ * two. Under a generic plan a bound LIMIT is assumed to keep a tenth of the
+ * function's estimated 100 rows, and the CTEs built on it are planned for a
+ * handful of rows, joined by nested loops that grow with the square of the
+ * batch; a literal lets the estimate stay at min(n, 100), where the planner
+ * hashes (and rounding keeps the prepared variants of a statement to a dozen).
  */
 export function batchLimit(n: number): SQL {
   return sql.raw(String(2 ** Math.ceil(Math.log2(Math.max(1, n)))));

@@ -72,8 +72,10 @@ export interface LocalHolders {
 // an earlier statement stored; a repeat within this very batch sees
 // no prior row (one snapshot) and is matched to its sibling by the caller.
 // The JSON input is capped with a LIMIT (batchLimit) so the planner knows
-// about how many rows it holds: few, and it probes indexes instead of hashing
-// whole tables; hundreds, and it hashes this statement's own CTEs together.
+// it holds few rows and probes indexes instead of hashing whole tables, yet
+// not so few that it joins this statement's own CTEs by nested loops. Lists
+// per send are aggregated once and joined by key rather than looked up by a
+// subquery per send, which would scan a CTE whole for every send.
 export async function enqueueSends(db: Executor, messages: NewMessage[], holders: LocalHolders): Promise<EnqueuedSend[]> {
   if (messages.length === 0) return [];
   return db.rows<EnqueuedSend>(sql`
@@ -99,7 +101,7 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
       RETURNING id
     ),
     -- Driven by the recipients, one index probe each: a join of this
-    -- statement's own CTEs is planned for one row (a generic plan cannot know
+    -- statement's own CTEs is planned for a handful of rows (a generic plan cannot know
     -- the batch), which for a batch of hundreds multiplies into millions.
     direct AS (
       SELECT r.idx, r.member_id, p.id AS presence_id
