@@ -161,7 +161,9 @@ async function runRate(plan: RateWorkload, tracker: Tracker, members: LoadPeer[]
     }
     const endedAt = now();
     if (plan.stopAboveP99Ms === undefined) continue;
-    await Bun.sleep(1500);
+    // The step's last messages arrive before it is summed up: up to 1.5 s
+    // for a step the system did not keep up with, no longer than it takes.
+    await waitUntil(drained(tracker), 1500);
     const summary = stepSummary(tracker, index, step.rate, startedAt, endedAt);
     steps.push(summary);
     console.error(JSON.stringify({ event: "step", ...summary }));
