@@ -60,14 +60,19 @@ async function enroll(admin: AdminClient, meshes: PlanMesh[]): Promise<void> {
   }
 }
 
-/** Table sizes once the broker has handled the load generator's last acks and closes (at most 30 s). */
+/**
+ * Table sizes once the broker has handled the load generator's last acks and
+ * closes (at most 30 s). Acks are group-committed apart from the closes, so a
+ * socket's last acks may commit after its presence has ended.
+ */
 async function rowsLeft(databaseUrl: string): Promise<Record<string, number>> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
     for (const until = Date.now() + 30_000; Date.now() < until; await Bun.sleep(200)) {
-      const [live] = await sql<Array<{ n: number }>>`
-        SELECT count(*)::int AS n FROM presences WHERE disconnected_at IS NULL`;
-      if (live?.n === 0) break;
+      const [left] = await sql<Array<{ live: number; unacked: number }>>`
+        SELECT (SELECT count(*)::int FROM presences WHERE disconnected_at IS NULL) AS live,
+               (SELECT count(*)::int FROM deliveries WHERE state <> 'acked') AS unacked`;
+      if (left?.live === 0 && left.unacked === 0) break;
     }
     const [row] = await sql<Array<Record<string, number>>>`
       SELECT (SELECT count(*)::int FROM messages) AS messages,

@@ -5,6 +5,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import {
   PeerPool,
   pushesBeforeMarker,
+  pushesOf as rawPushesOf,
+  rawPresence,
   sendLeaseProbe,
   setupMesh,
   TestBroker,
@@ -15,7 +17,7 @@ import {
   type Frame,
   type SetupMember,
 } from "@switchboard/testkit";
-import { firstArrivals, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { firstArrivals, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 
 const LEASE_SECONDS = 1;
 // Pushes past the window of a member that never acks must go out by the broker's own wake-ups as
@@ -311,4 +313,32 @@ describe(`crash safety (LEASE_SECONDS=${CRASH_LEASE_SECONDS})`, () => {
       );
     }, 360_000);
   }
+});
+
+describe("acks a peer wrote just before it closed (HOUSEKEEPING_INTERVAL_MS=100)", () => {
+  const broker = useTestBroker({ HOUSEKEEPING_INTERVAL_MS: "100" });
+
+  test("still settle their deliveries: none is left queued to come again", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const reader = await rawPresence(broker.wsUrl, mesh.id, b.identity);
+    const sender = await connect(broker, mesh.id, a);
+    const sent = (await sendMany(sender, Array.from({ length: 300 }, () => sendFrame(b.pubkey)))).map((ack) => str(ack.messageId));
+    await reader.waitFor(
+      () => (new Set(rawPushesOf(reader).map((p) => p.messageId)).size >= sent.length ? true : undefined),
+      30_000,
+      "every push",
+    );
+    // A frame that waits for the database first, so the acks behind it are
+    // still unhandled when the close arrives; then a clean close.
+    reader.sendJson({ type: "list_peers" });
+    for (const id of sent) reader.sendJson({ type: "client_ack", messageIds: [id] });
+    reader.closeNormally();
+    await reader.ended;
+    await waitUntil(
+      async () => ((await scrape(broker.url)).get("broker_queue_depth") === 0 ? true : undefined),
+      30_000,
+      "no delivery left unacknowledged",
+    );
+  });
 });

@@ -95,6 +95,14 @@ export class RawWebSocket {
     this.socket.destroy();
   }
 
+  /** A close frame (1000) right behind whatever was written, then the end of the stream: a peer leaving cleanly. */
+  closeNormally(): void {
+    const code = Buffer.alloc(2);
+    code.writeUInt16BE(1000);
+    this.sendFrame(OP_CLOSE, code);
+    this.socket.end();
+  }
+
   /** Waits until check() returns a value, a frame arrives that makes it, or the socket ends. */
   async waitFor<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
     const deadline = Date.now() + timeoutMs;

@@ -65,6 +65,15 @@ export function createWsHandler(deps: WsDeps) {
     await work();
   }
 
+  // A frame read before the socket closed but reached only after: an ack
+  // still counts (without it its message comes again); anything else is
+  // dropped, as nobody is left to answer (an unanswered send is sent again).
+  async function afterClose(presence: LocalPresence | undefined, raw: string | Buffer): Promise<void> {
+    if (!presence) return;
+    const parsed = sessionFrame.safeParse(decodeFrame(raw));
+    if (parsed.success && parsed.data.type === "client_ack") await deps.pump.ack(presence, parsed.data.messageIds);
+  }
+
   const socketHandlers: WebSocketHandler<Connection> = {
     maxPayloadLength: deps.maxMessageBytes,
     backpressureLimit: deps.socketBufferBytes,
@@ -80,7 +89,7 @@ export function createWsHandler(deps: WsDeps) {
       ws.data.pipeline.next(
         raw.length,
         async (step) => {
-          if (ws.data.closed) return;
+          if (ws.data.closed) return afterClose(ws.data.presence, raw);
           const frame = decodeFrame(raw);
           const presence = ws.data.presence;
           if (presence) await onSessionFrame(ws, presence, frame, step);
