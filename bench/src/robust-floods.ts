@@ -1,6 +1,6 @@
 // Floods of every kind against one broker at its default limits, while a
-// probe pair measures send→push latency: memory, /health and the probe's
-// latency against idle are reported for each.
+// probe pair (in a process of its own) measures send→push latency: memory,
+// /health and the probe's latency against idle are reported for each.
 import {
   filler,
   pipelined,
@@ -11,42 +11,8 @@ import {
   setupMesh,
   type SetupMember,
 } from "@switchboard/testkit";
+import { startLatencyProbe, type LatencyProbe } from "./robust-probe.ts";
 import { MB, stage, type Size } from "./robust-stage.ts";
-import { summarize } from "./stats.ts";
-
-/** Two raw presences: one sends a timestamped message every 20 ms, the other reports send→push latencies. */
-function latencyProbe(wsUrl: string, meshId: string, from: SetupMember, to: SetupMember) {
-  let sender: RawWebSocket | null = null;
-  let receiver: RawWebSocket | null = null;
-  let timer: Timer | undefined;
-  const samples: Array<{ at: number; ms: number }> = [];
-  let read = 0;
-  return {
-    async start() {
-      receiver = await rawPresence(wsUrl, meshId, to.identity);
-      sender = await rawPresence(wsUrl, meshId, from.identity);
-      timer = setInterval(() => {
-        sender!.sendJson({ type: "send", targetSpec: to.pubkey, nonce: "probe", ciphertext: String(performance.now()) });
-        for (; read < receiver!.messages.length; read++) {
-          const m = receiver!.messages[read]!;
-          if (!m.startsWith('{"type":"push"')) continue;
-          const push = JSON.parse(m) as { messageId: string; ciphertext: string };
-          samples.push({ at: performance.now(), ms: performance.now() - Number(push.ciphertext) });
-          receiver!.sendJson({ type: "client_ack", messageIds: [push.messageId] });
-        }
-      }, 20);
-    },
-    /** p50 of the latencies seen since `since` (performance.now()). */
-    p50Since(since: number): number {
-      return summarize(samples.filter((s) => s.at >= since).map((s) => s.ms)).p50;
-    },
-    stop() {
-      clearInterval(timer);
-      sender?.destroy();
-      receiver?.destroy();
-    },
-  };
-}
 
 export interface FloodReport {
   name: string;
@@ -63,18 +29,19 @@ export interface FloodReport {
 export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floods: FloodReport[] }> {
   const s = await stage({});
   const full = size === "full";
+  let probe: LatencyProbe | undefined;
   try {
     const { mesh, members } = await setupMesh(s.admin, { members: 4 });
     const [a, b, probeFrom, probeTo] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
-    const probe = latencyProbe(s.broker.wsUrl, mesh.id, probeFrom, probeTo);
-    await probe.start();
-    const idleFrom = performance.now();
+    const latency = await startLatencyProbe({ wsUrl: s.broker.wsUrl, meshId: mesh.id, from: probeFrom.identity, to: probeTo.identity });
+    probe = latency;
+    const idleFrom = Date.now();
     await Bun.sleep(full ? 5000 : 1000);
-    const idle = probe.p50Since(idleFrom);
+    const idle = latency.p50Since(idleFrom);
     const results: FloodReport[] = [];
 
     const run = async (name: string, count: number, flood: () => Promise<Record<string, number>>) => {
-      const from = performance.now();
+      const from = Date.now();
       const peak = rssPeak(s.broker.pid);
       let health = 200;
       const healthCheck = setInterval(() => {
@@ -86,7 +53,7 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
       }, 250);
       const detail = await flood();
       clearInterval(healthCheck);
-      const p50 = probe.p50Since(from);
+      const p50 = latency.p50Since(from);
       results.push({
         name,
         count,
@@ -154,9 +121,9 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
       return { opened, refused };
     });
 
-    probe.stop();
     return { idleProbeP50Ms: Math.round(idle * 100) / 100, floods: results };
   } finally {
+    await probe?.stop();
     await s.close();
   }
 }

@@ -1,0 +1,75 @@
+// The latency probe of the floods: one presence sends a timestamped message
+// every 20 ms to another, which reports each send→push latency. It runs in a
+// process of its own, so what it measures is the broker's delay, not the
+// event loop of the process that drives the flood.
+import { rawPresence, type TestIdentity } from "@switchboard/testkit";
+import { summarize } from "./stats.ts";
+
+const INTERVAL_MS = 20;
+
+interface ProbeArgs {
+  wsUrl: string;
+  meshId: string;
+  from: TestIdentity;
+  to: TestIdentity;
+}
+
+export interface LatencyProbe {
+  /** p50 of the latencies seen since `since` (Date.now()). */
+  p50Since(since: number): number;
+  stop(): Promise<void>;
+}
+
+/** Starts the probe's process; resolves once both of its presences are connected. */
+export async function startLatencyProbe(args: ProbeArgs): Promise<LatencyProbe> {
+  const child = Bun.spawn(["bun", import.meta.path, JSON.stringify(args)], { stdout: "pipe", stderr: "inherit" });
+  const samples: Array<{ at: number; ms: number }> = [];
+  let ready: () => void = () => {};
+  const connected = new Promise<void>((resolve) => (ready = resolve));
+  const reading = (async () => {
+    let pending = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) {
+        const sample = JSON.parse(line) as { ready?: true; at?: number; ms?: number };
+        if (sample.ready) ready();
+        else samples.push({ at: sample.at!, ms: sample.ms! });
+      }
+    }
+  })();
+  await Promise.race([connected, child.exited.then((code) => Promise.reject(new Error(`the probe exited with ${code}`)))]);
+  return {
+    p50Since: (since) => summarize(samples.filter((s) => s.at >= since).map((s) => s.ms)).p50,
+    async stop() {
+      child.kill();
+      await child.exited;
+      await reading;
+    },
+  };
+}
+
+async function runProbe({ wsUrl, meshId, from, to }: ProbeArgs): Promise<void> {
+  const receiver = await rawPresence(wsUrl, meshId, to);
+  const sender = await rawPresence(wsUrl, meshId, from);
+  console.log(JSON.stringify({ ready: true }));
+  let read = 0;
+  let nextSend = performance.now();
+  for (;;) {
+    if (performance.now() >= nextSend) {
+      sender.sendJson({ type: "send", targetSpec: to.publicKey, nonce: "probe", ciphertext: String(performance.now()) });
+      nextSend += INTERVAL_MS;
+    }
+    for (; read < receiver.messages.length; read++) {
+      const m = receiver.messages[read]!;
+      if (!m.startsWith('{"type":"push"')) continue;
+      const push = JSON.parse(m) as { messageId: string; ciphertext: string };
+      console.log(JSON.stringify({ at: Date.now(), ms: performance.now() - Number(push.ciphertext) }));
+      receiver.sendJson({ type: "client_ack", messageIds: [push.messageId] });
+    }
+    await Bun.sleep(1);
+  }
+}
+
+if (import.meta.main) await runProbe(JSON.parse(process.argv[2]!) as ProbeArgs);
