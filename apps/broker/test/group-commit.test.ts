@@ -124,6 +124,52 @@ describe("createGroupCommit", () => {
     finish[2]!(["C"]);
     expect(await again).toBe("C");
   });
+
+  describe("bounded by weight (items: sender:size)", () => {
+    const weight = {
+      keyOf: (item: string) => item.split(":")[0]!,
+      weightOf: (item: string) => Number(item.split(":")[1]),
+      max: 100,
+    };
+
+    /** Submits `first` alone (flushed at once), then the rest while it runs; returns every batch once all are flushed. */
+    async function batchesOf(first: string, rest: string[], maxBatch = 10): Promise<string[][]> {
+      const { batches, finish, flush } = manualFlush<string>();
+      const commit = createGroupCommit(flush, maxBatch, weight);
+      const all = [first, ...rest].map((item) => commit.submit(item));
+      for (let i = 0; i < batches.length; i++) {
+        finish[i]!(batches[i]!.map((x) => x.toUpperCase()));
+        await settle();
+      }
+      expect(await Promise.all(all)).toEqual([first, ...rest].map((x) => x.toUpperCase()));
+      return batches;
+    }
+
+    test("a batch stops short of the bound; another sender's small item behind a big one still joins it", async () => {
+      const batches = await batchesOf("a:1", ["big:60", "big:60", "big:60", "small:1"]);
+      expect(batches).toEqual([["a:1"], ["big:60", "small:1"], ["big:60"], ["big:60"]]);
+    });
+
+    test("each sender's items are flushed in the order submitted, even when a later one would fit", async () => {
+      const batches = await batchesOf("a:1", ["x:90", "y:50", "x:5", "y:5", "z:5"]);
+      // y:50 does not fit beside x:90: y is held back, so y:5 may not overtake it; x:5 and z:5 fit.
+      expect(batches).toEqual([["a:1"], ["x:90", "x:5", "z:5"], ["y:50", "y:5"]]);
+      for (const sender of ["x", "y"]) {
+        const order = batches.flat().filter((item) => item.startsWith(`${sender}:`));
+        expect(order).toEqual(["x:90", "y:50", "x:5", "y:5"].filter((item) => item.startsWith(`${sender}:`)));
+      }
+    });
+
+    test("an item heavier than the bound goes alone rather than never", async () => {
+      const batches = await batchesOf("a:1", ["huge:500", "b:1"]);
+      expect(batches).toEqual([["a:1"], ["huge:500"], ["b:1"]]);
+    });
+
+    test("maxBatch still bounds the count", async () => {
+      const batches = await batchesOf("a:1", ["b:1", "c:1", "d:1"], 2);
+      expect(batches).toEqual([["a:1"], ["b:1", "c:1"], ["d:1"]]);
+    });
+  });
 });
 
 /** An error as postgres.js raises it (code on the error) or as drizzle wraps it (code on its cause). */

@@ -13,15 +13,53 @@ interface Pending<I, O> {
   reject: (error: unknown) => void;
 }
 
+/**
+ * A bound on what one flush carries besides its count, for items of very
+ * different sizes: a batch stops short of `max` (but holds at least one item).
+ * Items are grouped by `keyOf`; an item that does not fit holds back the
+ * later items of its key, so each key's items are flushed in the order they
+ * were submitted, while the items of other keys behind it may still go.
+ */
+export interface BatchWeight<I> {
+  keyOf(item: I): string;
+  weightOf(item: I): number;
+  max: number;
+}
+
+/** The next batch: the first items in queue order that fit, each key's in order. */
+function takeBatch<I, O>(queue: Pending<I, O>[], maxBatch: number, weight: BatchWeight<I> | undefined) {
+  if (!weight) return { batch: queue.slice(0, maxBatch), rest: queue.slice(maxBatch) };
+  const batch: Pending<I, O>[] = [];
+  const rest: Pending<I, O>[] = [];
+  const heldBack = new Set<string>();
+  let total = 0;
+  for (const p of queue) {
+    const key = weight.keyOf(p.item);
+    const w = weight.weightOf(p.item);
+    if (batch.length >= maxBatch || heldBack.has(key) || (batch.length > 0 && total + w > weight.max)) {
+      heldBack.add(key);
+      rest.push(p);
+      continue;
+    }
+    batch.push(p);
+    total += w;
+  }
+  return { batch, rest };
+}
+
 /** flush gets up to maxBatch items and returns one result per item, in order. */
-export function createGroupCommit<I, O>(flush: (items: I[]) => Promise<O[]>, maxBatch: number): GroupCommit<I, O> {
+export function createGroupCommit<I, O>(
+  flush: (items: I[]) => Promise<O[]>,
+  maxBatch: number,
+  weight?: BatchWeight<I>,
+): GroupCommit<I, O> {
   let queue: Pending<I, O>[] = [];
   let running: Promise<void> | null = null;
 
   const run = async () => {
     while (queue.length > 0) {
-      const batch = queue.slice(0, maxBatch);
-      queue = queue.slice(batch.length);
+      const { batch, rest } = takeBatch(queue, maxBatch, weight);
+      queue = rest;
       try {
         const results = await flush(batch.map((p) => p.item));
         if (results.length !== batch.length) throw new Error(`flush returned ${results.length} results for ${batch.length} items`);

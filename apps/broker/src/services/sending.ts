@@ -26,6 +26,14 @@ import type { Clock } from "./timing.ts";
 // Room for the fields a push adds around nonce and ciphertext.
 export const PUSH_OVERHEAD_BYTES = 512;
 const MAX_SENDS_PER_COMMIT = 500;
+// What one send statement writes at most (a single larger message goes
+// alone). A statement writing megabytes of one sender's flood would hold
+// every other sender's send behind it; the flood's sends past this wait for
+// the next batch, while other senders' sends still join this one.
+const MAX_SEND_BATCH_BYTES = 256 * 1024;
+
+const sendBytes = (m: { nonce: string; ciphertext: string; targetSpec: string }) =>
+  Buffer.byteLength(m.nonce) + Buffer.byteLength(m.ciphertext) + m.targetSpec.length;
 
 export interface SendingOptions {
   maxMessageBytes: number;
@@ -90,7 +98,12 @@ export class SendService {
     private readonly options: SendingOptions,
   ) {
     this.limiter = new RateLimiter(options.sendRateLimitPerMin);
-    this.commits = createGroupCommit<Pending, Written>((items) => this.commitIsolating(items), MAX_SENDS_PER_COMMIT);
+    this.commits = createGroupCommit<Pending, Written>((items) => this.commitIsolating(items), MAX_SENDS_PER_COMMIT, {
+      // Per sender in order: its sends are committed in the order it sent them.
+      keyOf: (p) => p.message.senderId,
+      weightOf: (p) => sendBytes(p.message),
+      max: MAX_SEND_BATCH_BYTES,
+    });
   }
 
   prune(): void {
@@ -113,7 +126,7 @@ export class SendService {
 
   private async decide(sender: Sender, request: SendRequest, extras: SendExtras): Promise<SendOutcome> {
     if (sender.role === "observer") return refuse("forbidden", "observers may not send");
-    const bytes = Buffer.byteLength(request.nonce) + Buffer.byteLength(request.ciphertext) + request.targetSpec.length;
+    const bytes = sendBytes(request);
     const allowed = this.options.maxMessageBytes - PUSH_OVERHEAD_BYTES;
     if (bytes > allowed) return refuse("too_large", `nonce and ciphertext must stay under ${allowed} bytes`);
     if (!this.limiter.allow(sender.memberId, this.options.clock())) {
