@@ -342,3 +342,23 @@ describe("acks a peer wrote just before it closed (HOUSEKEEPING_INTERVAL_MS=100)
     );
   });
 });
+
+describe("the push window bounds pushes a send leases at once (LEASE_SECONDS=3600)", () => {
+  const broker = useTestBroker({ LEASE_SECONDS: "3600", SEND_RATE_LIMIT_PER_MIN: "100000" });
+
+  test("a recipient that does not ack has at most 512 pushes outstanding; each ack lets one more out", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const reader = await rawPresence(broker.wsUrl, mesh.id, b.identity);
+    const sender = await connect(broker, mesh.id, a);
+    // Batches of sends lease to the reader's presence at once, more than its window.
+    const sent = (await sendMany(sender, Array.from({ length: 700 }, () => sendFrame(b.pubkey)))).map((ack) => str(ack.messageId));
+    const distinct = () => [...new Set(rawPushesOf(reader).map((p) => p.messageId))];
+    await reader.waitFor(() => (distinct().length >= 512 ? true : undefined), 30_000, "a full window of pushes");
+    reader.sendJson({ type: "client_ack", messageIds: distinct().slice(0, 10) });
+    await reader.waitFor(() => (distinct().length >= 522 ? true : undefined), 30_000, "ten more pushes after ten acks");
+    expect(distinct()).toEqual(sent.slice(0, 522));
+    reader.destroy();
+  });
+});
+

@@ -34,7 +34,7 @@ export interface BusHandlers {
   resubscribed(): void;
 }
 
-/** New work for these members: named by mesh when they are too many and the meshes are known, else in chunks. */
+/** New work for these members: named by mesh when they are too many and the meshes are known, else in chunks. (The send statement builds the same payload in SQL: store/queue/enqueue.ts.) */
 export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage[] {
   if (memberIds.length <= MAX_NOTIFIED_MEMBERS) return [{ members: memberIds }];
   if (meshIds.length > 0) return [{ meshes: [...new Set(meshIds)] }];

@@ -9,6 +9,9 @@ export interface GroupCommit<I, O> {
 
 interface Pending<I, O> {
   item: I;
+  /** Its key and weight (see BatchWeight), worked out once when submitted. */
+  key: string;
+  weight: number;
   resolve: (value: O) => void;
   reject: (error: unknown) => void;
 }
@@ -33,16 +36,15 @@ function takeBatch<I, O>(queue: Pending<I, O>[], maxBatch: number, weight: Batch
   const rest: Pending<I, O>[] = [];
   const heldBack = new Set<string>();
   let total = 0;
-  for (const p of queue) {
-    const key = weight.keyOf(p.item);
-    const w = weight.weightOf(p.item);
-    if (batch.length >= maxBatch || heldBack.has(key) || (batch.length > 0 && total + w > weight.max)) {
-      heldBack.add(key);
+  for (const [i, p] of queue.entries()) {
+    if (batch.length >= maxBatch) return { batch, rest: rest.concat(queue.slice(i)) };
+    if (heldBack.has(p.key) || (batch.length > 0 && total + p.weight > weight.max)) {
+      heldBack.add(p.key);
       rest.push(p);
       continue;
     }
     batch.push(p);
-    total += w;
+    total += p.weight;
   }
   return { batch, rest };
 }
@@ -78,7 +80,7 @@ export function createGroupCommit<I, O>(
   return {
     submit(item) {
       return new Promise<O>((resolve, reject) => {
-        queue.push({ item, resolve, reject });
+        queue.push({ item, key: weight?.keyOf(item) ?? "", weight: weight?.weightOf(item) ?? 0, resolve, reject });
         running ??= run();
       });
     },

@@ -49,6 +49,9 @@ export function markCongested(presence: LocalPresence, now: number): void {
   presence.congestedSince ??= now;
 }
 
+/** Whether anything may be pushed to the presence now, its push window aside. */
+export const takesPushes = (presence: LocalPresence): boolean => !presence.ended && presence.congestedSince === null;
+
 export class LocalPresences {
   private readonly byPresence = new Map<string, LocalPresence>();
   private readonly byMember = new Map<string, Set<LocalPresence>>();

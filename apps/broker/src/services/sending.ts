@@ -16,7 +16,7 @@ import {
 import { routeSend } from "../store/routing.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
-import { markCongested, type LocalPresence, type LocalPresences } from "./local-presences.ts";
+import { markCongested, takesPushes, type LocalPresence, type LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { QueuedWork } from "./queued-work.ts";
@@ -243,7 +243,7 @@ export class SendService {
     let delivered = 0;
     for (const memberId of route.recipientIds) {
       for (const p of this.presences.ofMember(memberId)) {
-        if (p.ended || p.congestedSince !== null || !receiving.has(p.presenceId)) continue;
+        if (!takesPushes(p) || !receiving.has(p.presenceId)) continue;
         const result = p.link.push(message, 1);
         if (result !== "sent") markCongested(p, this.options.clock());
         if (result === "dropped") continue;

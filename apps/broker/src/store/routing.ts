@@ -21,14 +21,11 @@ export const ROUTE_CTES = sql.raw(`
       UNION ALL
       SELECT q.idx, mb.id AS member_id, q.priority
       FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
-      WHERE (q."targetSpec" = '*' OR q."targetSpec" LIKE 'tag:%' OR q."targetSpec" LIKE '#%') AND CASE
-        WHEN q."targetSpec" = '*' THEN true
-        WHEN q."targetSpec" LIKE 'tag:%' THEN substr(q."targetSpec", 5) = ANY (mb.tags)
-        WHEN q."targetSpec" LIKE '#%' THEN EXISTS (
+      WHERE q."targetSpec" = '*'
+        OR (q."targetSpec" LIKE 'tag:%' AND substr(q."targetSpec", 5) = ANY (mb.tags))
+        OR (q."targetSpec" LIKE '#%' AND EXISTS (
           SELECT 1 FROM channel_members c
-          WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec" AND c.member_id = mb.id)
-        ELSE false
-      END
+          WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec" AND c.member_id = mb.id))
     ),
     routed AS (
       SELECT q.*, CASE

@@ -8,7 +8,7 @@ import type { Metrics } from "../../metrics.ts";
 import { ackDeliveries, claimForPresences, requeue, type Ack, type ClaimRequest, type LeasedDelivery } from "../../store/queue/index.ts";
 import { unique } from "../../store/sql.ts";
 import { createGroupCommit } from "../group-commit.ts";
-import { markCongested, type LocalPresence, type LocalPresences } from "../local-presences.ts";
+import { markCongested, takesPushes, type LocalPresence, type LocalPresences } from "../local-presences.ts";
 import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
 
@@ -65,7 +65,7 @@ export class DeliveryPump {
   unavailable(): string[] {
     return this.presences
       .all()
-      .filter((p) => p.ended || p.congestedSince !== null || p.window.room() <= 0)
+      .filter((p) => !takesPushes(p) || p.window.room() <= 0)
       .map((p) => p.presenceId);
   }
 
@@ -101,7 +101,7 @@ export class DeliveryPump {
   // the queue takes such a push back about then, and nothing else would
   // announce it to this member's presences.
   private claimRequest(memberId: string): ClaimRequest | null {
-    const open = this.presences.ofMember(memberId).filter((p) => !p.ended && p.congestedSince === null);
+    const open = this.presences.ofMember(memberId).filter(takesPushes);
     const presences = open
       .map((p) => ({ id: p.presenceId, room: Math.min(p.window.room(), MAX_PUSHES_PER_CLAIM) }))
       .filter((p) => p.room > 0);
@@ -162,16 +162,18 @@ export class DeliveryPump {
   }
 
   // Pushes go out in queue order. Once a presence's socket stops taking them
-  // (dropped, or congested), the rest of its batch goes back to the queue at
-  // once, ahead of anything newer, so per-sender order holds and nothing
-  // waits for a lease to run out.
+  // (dropped, or congested), or its push window is full (a send batch may
+  // lease more to one presence than it has room for), the rest of its batch
+  // goes back to the queue at once, ahead of anything newer, so per-sender
+  // order holds and nothing waits for a lease to run out.
   private async hand(leased: LeasedDelivery[]): Promise<void> {
     const unwritten: LeasedDelivery[] = [];
     const stopped = new Set<string>();
     const now = this.options.clock();
     for (const d of [...leased].sort((a, b) => a.seq - b.seq)) {
       const presence = this.presences.get(d.presenceId);
-      if (!presence || presence.ended || stopped.has(d.presenceId)) {
+      if (!presence || presence.ended || stopped.has(d.presenceId) || presence.window.room() <= 0) {
+        if (presence) stopped.add(d.presenceId);
         unwritten.push(d);
         continue;
       }

@@ -62,7 +62,9 @@ function leaseFor(target: SQL, leaseSeconds: number): SQL {
 // Per member it picks one of the given presences (an idle one first, as it
 // may take every priority) and leases to it up to its room. Members with a
 // webhook are skipped: their deliveries go only there. The JSON input is
-// capped with LIMIT n (see enqueue.ts).
+// capped with LIMIT n so the planner probes indexes per member; every join
+// here is a lateral probe, not a join of CTEs, so a generic plan's low row
+// estimate cannot multiply (compare batchLimit in sql.ts).
 export async function claimForPresences(
   db: Executor,
   requests: ClaimRequest[],

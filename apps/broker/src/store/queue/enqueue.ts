@@ -48,7 +48,7 @@ export interface EnqueuedSend {
   leased: string;
   /** When the messages were stored (ISO-8601 UTC), the same for the whole batch. */
   createdAt: string;
-  /** 1 when the statement notified the other instances. */
+  /** 1 when the statement notified the other instances (selected so that the notifying CTE runs). */
   notified: number;
 }
 
@@ -142,7 +142,8 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
     ),
     -- attempt is 1 exactly for a delivery leased to a presence here (a push
     -- to hand out); 0 for one queued or held for a waiting request (the
-    -- other instances must hear of it).
+    -- other instances must hear of it). The payload follows queuedWork in
+    -- services/bus.ts: member ids up to MAX_NOTIFIED_MEMBERS, else meshes.
     notified AS (
       SELECT pg_notify(${BUS_CHANNEL}, CASE
                WHEN count(DISTINCT e.recipient_member_id) <= ${MAX_NOTIFIED_MEMBERS}
