@@ -3,6 +3,8 @@
 // link to its socket that the transport implements, so services push and end
 // presences without knowing frames or close codes.
 import type { OwedMessage } from "../store/queue/types.ts";
+
+export type { OwedMessage };
 import type { PushWindow } from "./delivery/push-window.ts";
 import type { PresenceEventView } from "./presence-events.ts";
 

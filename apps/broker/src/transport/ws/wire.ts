@@ -1,7 +1,7 @@
 // Text frames in and out: JSON decoding, validation messages, and the frames
 // built from the services' outcomes.
 import type { ErrorFrame, PushFrame, ServerFrame } from "@switchboard/protocol";
-import type { OwedMessage } from "../../store/queue/types.ts";
+import type { OwedMessage } from "../../services/local-presences.ts";
 
 export type Reply = ServerFrame | Omit<ErrorFrame, "reqId">;
 
