@@ -75,11 +75,15 @@ async function newContext(): Promise<BrowserContext> {
   return context;
 }
 
-/** A chat tab of `name` in `room`, once its socket is open. */
+/**
+ * A chat tab of `name` in `room`, once it has joined the room: an open socket
+ * alone is not enough, since typing sent before the join never reaches the tab.
+ */
 async function openChat(context: BrowserContext, name: string, room = "lobby", base = demo.url): Promise<Page> {
   const page = await context.newPage();
   await page.goto(`${base}/?name=${name}#${room}`);
   await connected(page);
+  await page.waitForSelector(`#chat[data-joined="#${room}"]`, WAIT);
   return page;
 }
 

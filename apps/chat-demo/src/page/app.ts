@@ -134,11 +134,14 @@ async function main(): Promise<void> {
 
   const open = async (target: string) => {
     room = target;
+    delete $("chat").dataset.joined;
     location.hash = target.slice(1);
     render();
     await client.join(target);
     await hydrate(target);
     render();
+    // Only now does this tab get the room's typing and messages live; tests and styles key on it.
+    if (room === target) $("chat").dataset.joined = target;
   };
 
   client.on("message", (m) => {
