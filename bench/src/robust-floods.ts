@@ -74,7 +74,7 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
         600_000,
       );
       ws.destroy();
-      return { acked: acks.filter((x) => x.type === "ack").length };
+      return { acked: acks.filter((x) => x?.type === "ack").length };
     });
 
     const ackFrames = full ? 300 : 30;
@@ -90,14 +90,17 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
       return { rateLimited };
     });
 
-    const pings = full ? 100_000 : 2000;
+    const pings = full ? 100_000 : 5000;
+    // The broker answers until the connection was refused too often, then closes it.
     await run("pipelined control frames", pings, async () => {
       const ws = await rawPresence(s.broker.wsUrl, mesh.id, a.identity);
       const answers = await pipelined(ws, Array.from({ length: pings }, () => ({ type: "ping" })), 600_000);
-      ws.destroy();
+      await ws.ended;
       return {
-        pongs: answers.filter((x) => x.type === "pong").length,
-        rateLimited: answers.filter((x) => x.code === "rate_limited").length,
+        pongs: answers.filter((x) => x?.type === "pong").length,
+        rateLimited: answers.filter((x) => x?.code === "rate_limited").length,
+        unanswered: answers.filter((x) => x === undefined).length,
+        closeCode: ws.close?.code ?? 0,
       };
     });
 

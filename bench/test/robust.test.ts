@@ -19,6 +19,14 @@ describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
     ]);
     const sends = report.floods.floods.find((f) => f.name === "pipelined sends of 60 KB")!;
     expect(sends.detail.acked).toBe(sends.count);
+    // Answered up to the control limit and past it up to MAX_REFUSED_FRAMES_PER_MIN (1,000) refusals, then closed.
+    const control = report.floods.floods.find((f) => f.name === "pipelined control frames")!;
+    const { pongs = 0, rateLimited = 0, unanswered = 0, closeCode } = control.detail;
+    expect(closeCode).toBe(1008);
+    expect(pongs).toBeGreaterThan(0);
+    expect(rateLimited).toBeGreaterThan(1000);
+    expect(unanswered).toBeGreaterThan(0);
+    expect(pongs + rateLimited + unanswered).toBe(control.count);
     const sockets = report.floods.floods.find((f) => f.name === "sockets that never say hello")!;
     expect((sockets.detail.opened ?? 0) + (sockets.detail.refused ?? 0)).toBe(sockets.count);
     expect(report.fuzz.unanswered).toBe(0);

@@ -264,6 +264,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     inflight: { frames: config.CONNECTION_INFLIGHT_FRAMES, bytes: config.CONNECTION_INFLIGHT_BYTES },
     inflightBudget: new InflightBudget(config.INSTANCE_INFLIGHT_BYTES),
     socketBufferBytes: config.SOCKET_BUFFER_BYTES,
+    maxRefusedFramesPerMin: config.MAX_REFUSED_FRAMES_PER_MIN,
   });
   const server = serve(
     {

@@ -14,6 +14,7 @@ describe(`fuzzing a running broker (seed ${SEED})`, () => {
     MAX_MESSAGE_BYTES: "65536",
     // The fuzzer is one member sending everything: its limits must not end the run early.
     CONTROL_RATE_LIMIT_PER_MIN: "1000000",
+    MAX_REFUSED_FRAMES_PER_MIN: "1000000",
     HELLO_FAILURES_PER_ADDRESS_PER_MIN: "1000000",
     HOOK_RATE_LIMIT_PER_MIN: "1000000",
     HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: "1000000",

@@ -4,7 +4,7 @@
 // and addresses whose hellos keep failing. Each limit answers with a coded
 // error and leaves the rest of the broker serving.
 import { afterEach, describe, expect, test } from "bun:test";
-import { PeerPool, RawUpgradeRefused, RawWebSocket, setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import { PeerPool, pipelined, rawPresence, RawUpgradeRefused, RawWebSocket, setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
 import { sendFrame, sendMany, str } from "./support/messaging.ts";
 import { postHook } from "./support/status.ts";
 
@@ -88,6 +88,41 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
       const answer = await postHook(broker.url, { token: second, body: { cwd: "/tmp/p", status: "idle" }, headers: { "x-switchboard-pid": header } });
       expect({ header, status: answer.status }).toEqual({ header, status: 200 });
     }
+  });
+});
+
+describe("a connection refused too often (MAX_REFUSED_FRAMES_PER_MIN=5, CONTROL_RATE_LIMIT_PER_MIN=3)", () => {
+  const broker = useTestBroker({ MAX_REFUSED_FRAMES_PER_MIN: "5", CONTROL_RATE_LIMIT_PER_MIN: "3" });
+
+  test("pipelined pings: 3 pongs, 6 refusals, a closing notice, close 1008 rate_limited; the rest unanswered; others still served", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const flooder = await rawPresence(broker.wsUrl, mesh.id, a.identity);
+    const answers = await pipelined(flooder, Array.from({ length: 20 }, () => ({ type: "ping" })), 15_000);
+    await flooder.ended;
+    expect(answers.map((x) => x?.type === "pong" ? "pong" : x?.code ?? "none")).toEqual([
+      ...Array(3).fill("pong"),
+      ...Array(6).fill("rate_limited"),
+      ...Array(11).fill("none"),
+    ]);
+    const notice = flooder.messages.map((m) => JSON.parse(m) as Record<string, unknown>).find((f) => f.type === "error" && f.reqId === undefined);
+    expect(notice).toMatchObject({ code: "rate_limited", message: expect.stringContaining("closing") });
+    expect(flooder.close).toEqual({ code: 1008, reason: "rate_limited" });
+    const other = await pool.connect(broker.wsUrl, b, mesh.id);
+    expect((await other.request({ type: "ping" })).type).toBe("pong");
+  });
+
+  test("invalid frames count too; five refusals leave the socket open, the sixth closes it with 1008 invalid", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const peer = await rawPresence(broker.wsUrl, mesh.id, members[0]!.identity);
+    const invalid = await pipelined(peer, Array.from({ length: 5 }, () => ({ type: "no_such_frame" })), 15_000);
+    expect(invalid.map((x) => x?.code)).toEqual(Array(5).fill("invalid"));
+    const [pong] = await pipelined(peer, [{ type: "ping" }], 15_000);
+    expect(pong?.type).toBe("pong");
+    const [sixth] = await pipelined(peer, [{ type: "no_such_frame" }], 15_000);
+    expect(sixth?.code).toBe("invalid");
+    await peer.ended;
+    expect(peer.close).toEqual({ code: 1008, reason: "invalid" });
   });
 });
 

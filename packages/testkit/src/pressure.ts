@@ -91,8 +91,16 @@ export function firstPushes(ws: RawWebSocket): string[] {
 /** Base64-looking filler of the given length. */
 export const filler = (bytes: number): string => "A".repeat(bytes);
 
-/** Sends every frame at once on a raw socket, each with a reqId, and waits for all their answers (in send order). */
-export async function pipelined(ws: RawWebSocket, frames: object[], timeoutMs: number): Promise<Array<Record<string, unknown>>> {
+/**
+ * Sends every frame at once on a raw socket, each with a reqId, and waits for
+ * all their answers (in send order), or for the broker's close: the frames it
+ * left unanswered are undefined.
+ */
+export async function pipelined(
+  ws: RawWebSocket,
+  frames: object[],
+  timeoutMs: number,
+): Promise<Array<Record<string, unknown> | undefined>> {
   const tag = crypto.randomUUID().slice(0, 8);
   const start = ws.messages.length;
   frames.forEach((frame, i) => ws.sendJson({ ...frame, reqId: `${tag}-${i}` }));
@@ -106,10 +114,10 @@ export async function pipelined(ws: RawWebSocket, frames: object[], timeoutMs: n
         const f = JSON.parse(m) as Record<string, unknown>;
         answers.set(String(f.reqId), f);
       }
-      return answers.size >= frames.length ? true : undefined;
+      return answers.size >= frames.length || ws.close !== null ? true : undefined;
     },
     timeoutMs,
     `${frames.length} answers (have ${answers.size})`,
   );
-  return frames.map((_, i) => answers.get(`${tag}-${i}`)!);
+  return frames.map((_, i) => answers.get(`${tag}-${i}`));
 }

@@ -4,6 +4,7 @@ import type { ServerWebSocket } from "bun";
 import type { EndReason, LocalPresence, PresenceLink, PushResult } from "../../services/local-presences.ts";
 import { END_CLOSE } from "../errors.ts";
 import { FramePipeline, type InflightBudget, type InflightLimits } from "./pipeline.ts";
+import { RefusalCount } from "./refusals.ts";
 import { encode, pushFrame, type Reply } from "./wire.ts";
 
 export interface Connection {
@@ -13,6 +14,7 @@ export interface Connection {
   /** Counted by the gate as waiting for its hello, until admitted or closed. */
   pendingHello: boolean;
   readonly pipeline: FramePipeline;
+  readonly refusals: RefusalCount;
   helloTimer?: Timer;
   /** Set once the hello was admitted. */
   presence?: LocalPresence;
@@ -22,7 +24,7 @@ export interface Connection {
 export type Socket = ServerWebSocket<Connection>;
 
 export function newConnection(address: string, limits: InflightLimits, budget: InflightBudget): Connection {
-  return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), closed: false };
+  return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), refusals: new RefusalCount(), closed: false };
 }
 
 // A reply the socket drops (its buffer is full) cannot be taken back: the

@@ -13,7 +13,8 @@ import { admit, refuseHello, type AdmissionDeps } from "./admission.ts";
 import { newConnection, reply, type Connection, type Socket } from "./connection.ts";
 import { dispatch, frameHandlers, overlaps, type FrameDeps } from "./frame-handlers.ts";
 import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts";
-import { decodeFrame, issueText, reqIdOf, type JsonObject } from "./wire.ts";
+import { isRefusal } from "./refusals.ts";
+import { decodeFrame, issueText, reqIdOf, type JsonObject, type Reply } from "./wire.ts";
 
 export interface WsDeps extends AdmissionDeps, FrameDeps {
   log: Logger;
@@ -27,6 +28,8 @@ export interface WsDeps extends AdmissionDeps, FrameDeps {
   inflightBudget: InflightBudget;
   /** Bytes a socket may buffer unsent; past it a push is dropped (and requeued). */
   socketBufferBytes: number;
+  /** Frames one connection may have refused in a minute; past it the socket is closed. */
+  maxRefusedFramesPerMin: number;
 }
 
 export function createWsHandler(deps: WsDeps) {
@@ -35,25 +38,37 @@ export function createWsHandler(deps: WsDeps) {
   const open = new Set<Socket>();
   let shuttingDown = false;
 
+  /** Writes the answer; a connection refused too often in a minute is closed with 1008 and the refusal's code. */
+  function answer(ws: Socket, frame: Reply, reqId: string | undefined): void {
+    reply(ws, frame, reqId);
+    if (!isRefusal(frame) || ws.data.closed) return;
+    if (!ws.data.refusals.add(deps.clock(), deps.maxRefusedFramesPerMin)) return;
+    const message = `more than ${deps.maxRefusedFramesPerMin} frames refused in a minute; closing`;
+    reply(ws, { type: "error", code: frame.code, message });
+    // Closed now, so the frames it already sent are dropped rather than answered.
+    ws.data.closed = true;
+    ws.close(CLOSE_CODES.policy, frame.code);
+  }
+
   async function onSessionFrame(ws: Socket, presence: LocalPresence, raw: JsonObject | null, step: StepContext): Promise<void> {
-    if (raw === null) return reply(ws, { type: "error", code: "invalid", message: "the frame is not a JSON object" });
+    if (raw === null) return answer(ws, { type: "error", code: "invalid", message: "the frame is not a JSON object" }, undefined);
     const reqId = reqIdOf(raw);
     const parsed = sessionFrame.safeParse(raw);
     if (!parsed.success) {
       const message = raw.type === "hello" ? "hello was already accepted on this connection" : issueText(parsed.error);
       if (raw.type === "send") metrics.messagesRejected.labels("invalid").inc();
       const id = raw.type === "send" && typeof raw.id === "string" ? { id: raw.id } : {};
-      return reply(ws, { type: "error", code: "invalid", message, ...id }, reqId);
+      return answer(ws, { type: "error", code: "invalid", message, ...id }, reqId);
     }
     const frame = parsed.data;
     const work = async () => {
       try {
-        const answer = await dispatch(handlers, deps.limits, presence, frame);
-        if (answer === undefined) return;
-        if ("afterReply" in answer) {
-          reply(ws, answer.reply, reqId);
-          answer.afterReply();
-        } else reply(ws, answer, reqId);
+        const outcome = await dispatch(handlers, deps.limits, presence, frame);
+        if (outcome === undefined) return;
+        if ("afterReply" in outcome) {
+          answer(ws, outcome.reply, reqId);
+          outcome.afterReply();
+        } else answer(ws, outcome, reqId);
       } catch (error) {
         log.error({ err: error, presenceId: presence.presenceId, frame: frame.type }, "frame failed");
         const id = frame.type === "send" && frame.id ? { id: frame.id } : {};
