@@ -18,7 +18,15 @@ const MAX_MEMBERS_PER_CLAIM = 500;
 // 60 KB messages at once held ~30 MB per presence, most of it handed back
 // when the socket backed up. The loop claims again while room remains.
 const MAX_PUSHES_PER_CLAIM = 128;
+// Acks are committed a frame at a time (one item, however many ids it
+// carries, so a frame of 1,000 ids costs one promise, not 1,000), at most
+// this many ids per commit.
 const MAX_ACKS_PER_COMMIT = 5000;
+
+interface AckFrame {
+  memberId: string;
+  messageIds: string[];
+}
 
 export interface PumpOptions {
   leaseSeconds: number;
@@ -42,10 +50,16 @@ export class DeliveryPump {
     private readonly log: Logger,
     private readonly options: PumpOptions,
   ) {
-    this.acks = createGroupCommit<Ack, void>(async (items) => {
-      await retryTransient(() => ackDeliveries(db.relaxed, items));
-      return items.map(() => undefined);
-    }, MAX_ACKS_PER_COMMIT);
+    this.acks = createGroupCommit<AckFrame, void>(
+      async (frames) => {
+        const acks: Ack[] = frames.flatMap(({ memberId, messageIds }) => messageIds.map((messageId) => ({ memberId, messageId })));
+        await retryTransient(() => ackDeliveries(db.relaxed, acks));
+        return frames.map(() => undefined);
+      },
+      MAX_ACKS_PER_COMMIT,
+      // Keyed by member, so one member's large frames never hold back another's acks.
+      { keyOf: (frame) => frame.memberId, weightOf: (frame) => frame.messageIds.length, max: MAX_ACKS_PER_COMMIT },
+    );
   }
 
   /** Members whose queue may hold something their local presences can take now. */
@@ -57,7 +71,7 @@ export class DeliveryPump {
 
   async ack(presence: LocalPresence, messageIds: string[]): Promise<void> {
     presence.window.settled(messageIds);
-    await Promise.all(messageIds.map((messageId) => this.acks.submit({ memberId: presence.memberId, messageId })));
+    if (messageIds.length > 0) await this.acks.submit({ memberId: presence.memberId, messageIds });
     this.schedule([presence.memberId]);
   }
 
