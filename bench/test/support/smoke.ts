@@ -37,14 +37,15 @@ function expectComplete(load: LoadResult): void {
 
 /**
  * Both sides of every ratio were measured. Our sustained rate may be 0 on a
- * loaded machine (no step kept up), but what it is compared with never is,
- * and neither is a latency or a duration.
+ * loaded machine (no step kept up), and so may another system's under the
+ * same load (`loadedPeer`); a floor, a latency or a duration never is.
  */
-function expectMeasured(ratios: Ratio[]): void {
+function expectMeasured(ratios: Ratio[], loadedPeer = false): void {
   expect(ratios.length).toBeGreaterThan(0);
   for (const r of ratios) {
     expect(Number.isFinite(r.ours)).toBe(true);
-    expect(r.theirs).toBeGreaterThan(0);
+    if (r.metric === "rate" && loadedPeer) expect(r.theirs).toBeGreaterThanOrEqual(0);
+    else expect(r.theirs).toBeGreaterThan(0);
     if (r.metric === "rate") continue;
     expect(Number.isFinite(r.ratio)).toBe(true);
   }
@@ -109,7 +110,7 @@ async function checkJetStream(): Promise<void> {
   }
   if (c!.switchboardFsyncOff) expectComplete(c!.switchboardFsyncOff.load);
   expect(c!.ratios.length).toBe(c!.jetstream.length + (c!.switchboardFsyncOff ? 1 : 0));
-  for (const r of c!.ratios) expectMeasured(r.ratios);
+  for (const r of c!.ratios) expectMeasured(r.ratios, true);
 }
 
 async function checkScaling(): Promise<void> {
