@@ -75,19 +75,25 @@ async function newContext(): Promise<BrowserContext> {
   return context;
 }
 
-/**
- * A chat tab of `name` in `room`, once it has joined the room: an open socket
- * alone is not enough, since typing sent before the join never reaches the tab.
- */
+/** A chat tab of `name` in `room`, once it is in the room (see `inRoom`). */
 async function openChat(context: BrowserContext, name: string, room = "lobby", base = demo.url): Promise<Page> {
   const page = await context.newPage();
   await page.goto(`${base}/?name=${name}#${room}`);
-  await connected(page);
-  await page.waitForSelector(`#chat[data-joined="#${room}"]`, WAIT);
+  await inRoom(page, room);
   return page;
 }
 
 const connected = (page: Page) => page.waitForSelector('#connection[data-state="open"]', WAIT);
+
+/**
+ * The tab's socket is open and it has joined the room and loaded its history.
+ * An open socket alone is not enough: typing sent before the join never
+ * reaches the tab, and the history may still be on its way.
+ */
+async function inRoom(page: Page, room: string): Promise<void> {
+  await connected(page);
+  await page.waitForSelector(`#chat[data-joined="#${room}"]`, WAIT);
+}
 
 /** Every connection state the page's indicator shows from now on. */
 async function recordStates(page: Page): Promise<() => Promise<string[]>> {
@@ -157,7 +163,7 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
     const reload = bob.reload();
     await say(alice, "support 4 during the reload");
     await reload;
-    await connected(bob);
+    await inRoom(bob, "support");
     await say(alice, "support 5");
     await shows(bob, "support 5");
     const expected = ["support 1", "support 2", "support 3", "support 4 during the reload", "support 5"];
