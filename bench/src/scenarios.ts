@@ -19,12 +19,12 @@ export type Size = "full" | "smoke";
 
 const rate = (rate: number, seconds: number) => [{ rate, seconds }];
 
-/** Open-loop direct sends at a rising rate until send→push p99 passes 100 ms (smoke: two small steps). */
+/** Open-loop direct sends at a rising rate until send→push p99 passes 100 ms (smoke: two short, small steps). */
 function risingRate(smoke: boolean, rates: number[]): Workload {
   return {
     kind: "rate",
     target: "direct",
-    steps: (smoke ? [200, 400] : rates).map((r) => ({ rate: r, seconds: smoke ? 1 : 5 })),
+    steps: (smoke ? [200, 400] : rates).map((r) => ({ rate: r, seconds: smoke ? 0.5 : 5 })),
     stopAboveP99Ms: 100,
     drainMs: 30_000,
   };
@@ -48,19 +48,19 @@ export function scenarios(size: Size): Record<string, Scenario> {
   const smoke = size === "smoke";
   const latency = (instances: number): Scenario => ({
     name: instances === 1 ? "latency" : "cross-instance",
-    description: `${smoke ? 10 : 100} peers in one mesh, direct messages at ${smoke ? 100 : 1000} msg/s for ${smoke ? 2 : 30} s` +
+    description: `${smoke ? 10 : 100} peers in one mesh, direct messages at ${smoke ? 100 : 1000} msg/s for ${smoke ? 1 : 30} s` +
       (instances > 1 ? `, over ${instances} instances` : ""),
     instances,
     meshes: 1,
     membersPerMesh: smoke ? 10 : 100,
-    workload: { kind: "rate", target: "direct", steps: rate(smoke ? 100 : 1000, smoke ? 2 : 30), drainMs: 20_000 },
+    workload: { kind: "rate", target: "direct", steps: rate(smoke ? 100 : 1000, smoke ? 1 : 30), drainMs: 20_000 },
   });
   return {
     latency: latency(1),
     "embedded-latency": {
       ...latency(1),
       name: "embedded-latency",
-      description: `latency on the embedded default: ${smoke ? 10 : 100} peers, ${smoke ? 100 : 1000} msg/s for ${smoke ? 2 : 30} s`,
+      description: `latency on the embedded default: ${smoke ? 10 : 100} peers, ${smoke ? 100 : 1000} msg/s for ${smoke ? 1 : 30} s`,
       embedded: true,
     },
     "cross-instance": latency(3),
@@ -83,11 +83,11 @@ export function scenarios(size: Size): Record<string, Scenario> {
     },
     fanout: {
       name: "fanout",
-      description: `broadcast (*) in a ${smoke ? 10 : 100}-member mesh at ${smoke ? 5 : 50} msg/s for ${smoke ? 2 : 10} s`,
+      description: `broadcast (*) in a ${smoke ? 10 : 100}-member mesh at ${smoke ? 10 : 50} msg/s for ${smoke ? 1 : 10} s`,
       instances: 1,
       meshes: 1,
       membersPerMesh: smoke ? 10 : 100,
-      workload: { kind: "rate", target: "broadcast", steps: rate(smoke ? 5 : 50, smoke ? 2 : 10), drainMs: 30_000 },
+      workload: { kind: "rate", target: "broadcast", steps: rate(smoke ? 10 : 50, smoke ? 1 : 10), drainMs: 30_000 },
     },
     connections: {
       name: "connections",
