@@ -1,10 +1,14 @@
 // Replays a Dockerfile on this machine, where no image can be built or run:
 // each stage gets an empty directory standing in for its filesystem, COPY
 // copies exactly what it names (from the build context less .dockerignore,
-// or from an earlier stage), RUN runs in the stage's working directory, and
-// the final stage's CMD and HEALTHCHECK run there as an unprivileged user.
+// or, as hard links, from an earlier stage), RUN runs in the stage's working
+// directory, and the final stage's CMD and HEALTHCHECK run there as an
+// unprivileged user.
 // The base images are not fetched: this machine's Bun stands in for theirs.
 // An instruction the replay cannot reproduce faithfully is refused.
+// One file past 300 lines: the build (one switch over the instructions) and
+// the container it yields share the stage and image types and nothing else
+// uses them.
 import {
   DockerfileParser,
   type Copy,
