@@ -4,7 +4,7 @@
 // costs milliseconds. The migrated copy is made once per schema (and lockfile,
 // which pins PGlite) by `db:migrate`, and kept under .cache/.
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "./broker-process.ts";
 
@@ -23,11 +23,59 @@ function schemaKey(): string {
   return hash.digest("hex").slice(0, 16);
 }
 
-/** The migrated DATA_DIR to copy from, made on first use (test workers racing to make it all succeed). */
+const WAIT_FOR_BUILDER_MS = 180_000;
+
+/**
+ * The migrated DATA_DIR to copy from, made on first use. The test workers
+ * all start at once: one makes it while the others wait for it, rather than
+ * each spending seconds of CPU on the same migration. The lock only saves
+ * work; two workers that both make it still both succeed.
+ */
 function migratedTemplate(): string {
   const name = `${PREFIX}${schemaKey()}`;
   const template = join(CACHE_DIR, name);
   if (existsSync(template)) return template;
+  mkdirSync(CACHE_DIR, { recursive: true });
+  const lock = join(CACHE_DIR, `${name}.lock`);
+  for (const deadline = Date.now() + WAIT_FOR_BUILDER_MS; !takeLock(lock); Bun.sleepSync(100)) {
+    if (existsSync(template)) return template;
+    if (Date.now() > deadline) throw new Error(`waited ${WAIT_FOR_BUILDER_MS} ms for another process to make ${template}`);
+  }
+  try {
+    return existsSync(template) ? template : buildTemplate(name, template);
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+/** Creates the lock file with our pid; false while another live process holds it (a dead one's lock is removed). */
+function takeLock(lock: string): boolean {
+  try {
+    writeFileSync(lock, String(process.pid), { flag: "wx" });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+  let holder = 0;
+  try {
+    holder = Number(readFileSync(lock, "utf8"));
+  } catch {
+    return false;
+  }
+  if (holder > 0 && !isAlive(holder)) rmSync(lock, { force: true });
+  return false;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function buildTemplate(name: string, template: string): string {
   const building = join(CACHE_DIR, `building-${process.pid}-${crypto.randomUUID()}`);
   const run = Bun.spawnSync(["bun", MIGRATE_CLI], {
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", DATA_DIR: building },
