@@ -2,8 +2,8 @@
 // full size, with figures. A slow consumer, floods of every kind while a
 // probe pair measures latency, seeded fuzzing, and Postgres restarted and an
 // instance SIGKILLed while messages flow. `bun run test` runs small sizes of
-// the same drivers (apps/broker/test/pressure.test.ts, fuzz.test.ts,
-// bench/test/robust.test.ts).
+// the same drivers (apps/broker/test/pressure.test.ts,
+// pressure-writer.test.ts, fuzz.test.ts, bench/test/robust.test.ts).
 import { freePort, fuzzBroker, setupMesh, type FuzzReport, type SetupMember } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";

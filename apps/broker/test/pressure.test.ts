@@ -1,7 +1,8 @@
-// A slow or stalled reader, and a peer that writes faster than the broker
-// can take: nothing acked is lost, per-sender order holds, nothing waits for
-// a lease to run out, memory stays bounded. The slow reader is a real TCP
-// socket that stops reading, so the broker meets real backpressure.
+// A slow or stalled reader: nothing acked is lost, per-sender order holds,
+// nothing waits for a lease to run out, memory stays bounded. The slow
+// reader is a real TCP socket that stops reading, so the broker meets real
+// backpressure. (pressure-writer.test.ts: a peer that writes faster than the
+// broker can take.)
 import { afterEach, describe, expect, test } from "bun:test";
 import {
   ackAll,
@@ -13,7 +14,6 @@ import {
   readUntilAll,
   rawPresence as rawPresenceAt,
   rssOf as rss,
-  rssPeak,
   setupMesh,
   TestBroker,
   useTestBroker,
@@ -53,14 +53,16 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
     const { mesh, members } = await setupMesh(broker.admin, { members: 3 });
     const [a, b, c] = members as [SetupMember, SetupMember, SetupMember];
     const sender = await pool.connect(broker.wsUrl, a, mesh.id);
-    // The same traffic to a reader that keeps up first (another member, so
-    // the stalled socket's kernel buffers do not grow with it): the broker's
-    // heap grows to its working size, garbage not yet collected included, so
-    // what follows measures what the stall adds.
-    const keepingUp = await rawPresence(broker, mesh.id, c);
-    const warmUp = (await sendMany(sender, Array.from({ length: 300 }, () => sendFrame(c.pubkey, { ciphertext: body(60_000) })), 120_000)).map((ack) => str(ack.messageId));
-    await readUntilAll(keepingUp, warmUp, 120_000);
-    keepingUp.destroy();
+    // Where memory is checked, the same traffic to a reader that keeps up
+    // first (another member, so the stalled socket's kernel buffers do not
+    // grow with it): the broker's heap grows to its working size, garbage not
+    // yet collected included, so what follows measures what the stall adds.
+    if (checkMemory) {
+      const keepingUp = await rawPresence(broker, mesh.id, c);
+      const warmUp = (await sendMany(sender, Array.from({ length: 300 }, () => sendFrame(c.pubkey, { ciphertext: body(60_000) })), 120_000)).map((ack) => str(ack.messageId));
+      await readUntilAll(keepingUp, warmUp, 120_000);
+      keepingUp.destroy();
+    }
     const reader = await rawPresence(broker, mesh.id, b);
     reader.pause();
     const rssBefore = rss(broker.process.pid);
@@ -191,46 +193,5 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
     } finally {
       await stalled.dispose();
     }
-  });
-});
-
-describe("a writer faster than the broker (CONNECTION_INFLIGHT_BYTES=1048576)", () => {
-  const broker = useTestBroker({ CONNECTION_INFLIGHT_BYTES: "1048576" });
-
-  test("3,000 pipelined sends of 60 KB: the broker reads no faster than it commits; memory stays bounded; all are acked", async () => {
-    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
-    const [a, b] = members as [SetupMember, SetupMember];
-    const writer = await rawPresence(broker, mesh.id, a);
-    const peak = rssPeak(broker.process.pid);
-    const sends = checkMemory ? 3000 : 300;
-    for (let i = 0; i < sends; i++) writer.sendJson({ ...sendFrame(b.pubkey, { ciphertext: body(60_000) }), reqId: `s${i}` });
-    await writer.waitFor(
-      () => (writer.messages.filter((m) => m.includes('"type":"ack"')).length >= sends ? true : undefined),
-      180_000,
-      `${sends} acks`,
-    );
-    // 180 MB were written at the broker; it held a bounded part of them at once.
-    // Without the bound its peak grew by about twice what it was sent (≈ 340 MB
-    // measured); with it, what remains is garbage the collector has not yet
-    // taken, which under a loaded machine reached 140 MB.
-    expectGrowthBelow(peak.stop(), 200 * 1024 * 1024);
-    writer.destroy();
-  });
-
-  test("300 client_ack frames of 1,000 ids: refused past the ack limit, memory bounded, the broker still answers", async () => {
-    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
-    const flooder = await rawPresence(broker, mesh.id, members[0]!);
-    const peak = rssPeak(broker.process.pid);
-    for (let i = 0; i < 300; i++) {
-      flooder.sendJson({ type: "client_ack", reqId: `a${i}`, messageIds: Array.from({ length: 1000 }, () => crypto.randomUUID()) });
-    }
-    flooder.sendJson({ type: "ping", reqId: "after" });
-    await flooder.waitFor(() => flooder.messages.find((m) => m.includes('"reqId":"after"')), 120_000, "the ping after the flood");
-    const grew = peak.stop();
-    const limited = flooder.messages.filter((m) => m.includes('"rate_limited"')).length;
-    expect(limited).toBeGreaterThan(0);
-    expectGrowthBelow(grew, 100 * 1024 * 1024);
-    expect((await fetch(`${broker.url}/health`)).status).toBe(200);
-    flooder.destroy();
   });
 });
