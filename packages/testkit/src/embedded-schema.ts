@@ -3,6 +3,7 @@
 // costs a broker seconds of CPU in WebAssembly; copying one migrated database
 // costs milliseconds. The migrated copy is made once per schema (and lockfile,
 // which pins PGlite) by `db:migrate`, and kept under .cache/.
+import { isAlive } from "@switchboard/db/process-alive";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -64,15 +65,6 @@ function takeLock(lock: string): boolean {
   }
   if (holder > 0 && !isAlive(holder)) rmSync(lock, { force: true });
   return false;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 function buildTemplate(name: string, template: string): string {
