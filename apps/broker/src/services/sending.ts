@@ -30,7 +30,7 @@ const MAX_SENDS_PER_COMMIT = 500;
 // alone). A statement writing megabytes of one sender's flood would hold
 // every other sender's send behind it; the flood's sends past this wait for
 // the next batch, while other senders' sends still join this one.
-const MAX_SEND_BATCH_BYTES = 256 * 1024;
+const MAX_SEND_BATCH_BYTES = 128 * 1024;
 
 const sendBytes = (m: { nonce: string; ciphertext: string; targetSpec: string }) =>
   Buffer.byteLength(m.nonce) + Buffer.byteLength(m.ciphertext) + m.targetSpec.length;
