@@ -8,10 +8,26 @@
 // cwd) are paired with a coarser limit on a key the caller cannot choose.
 const MINUTE_MS = 60_000;
 
-interface Window {
+/** Counts of this minute and the one before, from which a sliding minute is estimated. */
+export interface Window {
   minute: number;
   current: number;
   previous: number;
+}
+
+export const emptyWindow = (): Window => ({ minute: -1, current: 0, previous: 0 });
+
+/** The window's counts as they would stand at `now`, without changing it. */
+export function windowAt(w: Window, now: number): Window {
+  const minute = Math.floor(now / MINUTE_MS);
+  if (w.minute === minute) return w;
+  return { minute, current: 0, previous: w.minute === minute - 1 ? w.current : 0 };
+}
+
+/** Events in the sliding minute ending at `now`: this minute's, and the previous minute's share of what is left of it. */
+export function estimate(w: Window, now: number): number {
+  const elapsed = (now % MINUTE_MS) / MINUTE_MS;
+  return w.previous * (1 - elapsed) + w.current;
 }
 
 export class RateLimiter {
@@ -25,7 +41,7 @@ export class RateLimiter {
   /** Counts `cost` events and says whether they fit within the limit (nothing is counted when they do not). */
   allow(key: string, now: number, cost = 1): boolean {
     const w = this.window(key, now);
-    if (this.estimate(w, now) + cost > this.perMinute) return false;
+    if (estimate(w, now) + cost > this.perMinute) return false;
     w.current += cost;
     return true;
   }
@@ -33,16 +49,16 @@ export class RateLimiter {
   /** Whether the key has used up its limit, without counting anything. */
   exhausted(key: string, now: number): boolean {
     const w = this.windows.get(Bun.hash(key));
-    return w !== undefined && this.estimate(this.rolled(w, now), now) + 1 > this.perMinute;
+    return w !== undefined && estimate(this.rolled(w, now), now) + 1 > this.perMinute;
   }
 
   /** How long until allow(key, …) would count one more event, with none counted meanwhile: 0 when it would now. */
   retryAfterMs(key: string, now: number): number {
     const known = this.windows.get(Bun.hash(key));
     if (!known) return 0;
-    const fits = (t: number) => this.estimate(this.peek(known, t), t) + 1 <= this.perMinute;
+    const fits = (t: number) => estimate(windowAt(known, t), t) + 1 <= this.perMinute;
     if (fits(now)) return 0;
-    const w = this.peek(known, now);
+    const w = windowAt(known, now);
     const into = now % MINUTE_MS;
     const room = this.perMinute - 1;
     // Where the estimate falls to `room`: within this minute as the previous
@@ -80,19 +96,7 @@ export class RateLimiter {
   }
 
   private rolled(w: Window, now: number): Window {
-    return Object.assign(w, this.peek(w, now));
-  }
-
-  /** The window's counts as they would stand at `now`, without changing it. */
-  private peek(w: Window, now: number): Window {
-    const minute = Math.floor(now / MINUTE_MS);
-    if (w.minute === minute) return w;
-    return { minute, current: 0, previous: w.minute === minute - 1 ? w.current : 0 };
-  }
-
-  private estimate(w: Window, now: number): number {
-    const elapsed = (now % MINUTE_MS) / MINUTE_MS;
-    return w.previous * (1 - elapsed) + w.current;
+    return Object.assign(w, windowAt(w, now));
   }
 
   // The key inserted first goes (a Map keeps insertion order): no scan, so a
