@@ -86,7 +86,8 @@ function buildTemplate(name: string, template: string): string {
     if (!existsSync(template)) throw error;
   }
   for (const old of readdirSync(CACHE_DIR)) {
-    if (old.startsWith(PREFIX) && old !== name) rmSync(join(CACHE_DIR, old), { recursive: true, force: true });
+    // Older schemas' templates and locks; this one's lock is released by the caller.
+    if (old.startsWith(PREFIX) && old !== name && old !== `${name}.lock`) rmSync(join(CACHE_DIR, old), { recursive: true, force: true });
   }
   return template;
 }

@@ -3,10 +3,11 @@
 // link to its socket that the transport implements, so services push and end
 // presences without knowing frames or close codes.
 import type { OwedMessage } from "../store/queue/types.ts";
-
-export type { OwedMessage };
 import type { PushWindow } from "./delivery/push-window.ts";
 import type { PresenceEventView } from "./presence-events.ts";
+
+// The transport builds push frames from it and may not import the store.
+export type { OwedMessage };
 
 /** What became of a push handed to a socket. */
 export type PushResult =

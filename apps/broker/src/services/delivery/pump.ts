@@ -71,7 +71,7 @@ export class DeliveryPump {
 
   async ack(presence: LocalPresence, messageIds: string[]): Promise<void> {
     presence.window.settled(messageIds);
-    if (messageIds.length > 0) await this.acks.submit({ memberId: presence.memberId, messageIds });
+    await this.acks.submit({ memberId: presence.memberId, messageIds });
     this.schedule([presence.memberId]);
   }
 
