@@ -95,7 +95,7 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
     await run("pipelined control frames", pings, async () => {
       const ws = await rawPresence(s.broker.wsUrl, mesh.id, a.identity);
       const answers = await pipelined(ws, Array.from({ length: pings }, () => ({ type: "ping" })), 600_000);
-      await ws.ended;
+      ws.destroy();
       return {
         pongs: answers.filter((x) => x?.type === "pong").length,
         rateLimited: answers.filter((x) => x?.code === "rate_limited").length,

@@ -2,22 +2,9 @@
 // broker reads no faster than it works, memory stays bounded, it still
 // answers. (pressure.test.ts: a reader that stops reading.)
 import { describe, expect, test } from "bun:test";
-import { backendKind, filler, rawPresence as rawPresenceAt, rssPeak, setupMesh, useTestBroker, type SetupMember, type TestBroker } from "@switchboard/testkit";
+import { filler, rssPeak, setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
 import { sendFrame } from "./support/messaging.ts";
-
-const rawPresence = (broker: TestBroker, meshId: string, member: SetupMember) =>
-  rawPresenceAt(broker.wsUrl, meshId, member.identity);
-
-/**
- * Memory bounds are checked against a Postgres server only: the embedded
- * database lives in the broker's process, and its heap grows with the data
- * stored, whatever the broker itself holds.
- */
-const checkMemory = backendKind === "postgres";
-
-function expectGrowthBelow(grew: number, bound: number): void {
-  if (checkMemory) expect(grew).toBeLessThan(bound);
-}
+import { checkMemory, expectGrowthBelow, rawPresence } from "./support/pressure.ts";
 
 const body = filler;
 

@@ -6,13 +6,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import {
   ackAll,
-  backendKind,
   filler,
   firstPushes,
   PeerPool,
   pushesOf,
   readUntilAll,
-  rawPresence as rawPresenceAt,
   rssOf as rss,
   setupMesh,
   TestBroker,
@@ -21,23 +19,10 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import { scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
-
-const rawPresence = (broker: TestBroker, meshId: string, member: SetupMember) =>
-  rawPresenceAt(broker.wsUrl, meshId, member.identity);
+import { checkMemory, expectGrowthBelow, rawPresence } from "./support/pressure.ts";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
-
-/**
- * Memory bounds are checked against a Postgres server only: the embedded
- * database lives in the broker's process, and its heap grows with the data
- * stored, whatever the broker itself holds.
- */
-const checkMemory = backendKind === "postgres";
-
-function expectGrowthBelow(grew: number, bound: number): void {
-  if (checkMemory) expect(grew).toBeLessThan(bound);
-}
 
 const body = filler;
 
