@@ -36,7 +36,10 @@ export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
       ...Array.from({ length: small }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(4096) })),
     ];
     const acks = await pipelined(writer, frames, 600_000);
-    const sent = acks.map((ack) => String(ack?.messageId));
+    const sent = acks.map((ack, i) => {
+      if (ack?.type !== "ack") throw new Error(`send ${i} was answered ${JSON.stringify(ack)}, not acked`);
+      return String(ack.messageId);
+    });
     await until(async () => (await metric(s.broker, "broker_presences_congested")) > 0, 60_000, "the reader to be congested");
     const resumed = performance.now();
     reader.resume();
