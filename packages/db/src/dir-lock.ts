@@ -4,7 +4,6 @@
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { isAlive } from "./process-alive.ts";
 
 export class DataDirLockedError extends Error {
   readonly code = "data_dir_locked";
@@ -46,6 +45,15 @@ function readHolder(path: string): LockHolder | null {
     // Unreadable or half-written: treated as stale below.
   }
   return null;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** Takes the lock or throws DataDirLockedError; returns the release function. */

@@ -3,9 +3,9 @@
 // costs a broker seconds of CPU in WebAssembly; copying one migrated database
 // costs milliseconds. The migrated copy is made once per schema (and lockfile,
 // which pins PGlite) by `db:migrate`, and kept under .cache/.
-import { isAlive } from "@switchboard/db/process-alive";
+import { DataDirLockedError, lockDataDir } from "@switchboard/db/dir-lock";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "./broker-process.ts";
 
@@ -36,35 +36,28 @@ function migratedTemplate(): string {
   const name = `${PREFIX}${schemaKey()}`;
   const template = join(CACHE_DIR, name);
   if (existsSync(template)) return template;
-  mkdirSync(CACHE_DIR, { recursive: true });
-  const lock = join(CACHE_DIR, `${name}.lock`);
-  for (const deadline = Date.now() + WAIT_FOR_BUILDER_MS; !takeLock(lock); Bun.sleepSync(100)) {
+  // The data directory's own lock (a pid file, taken over from a dead holder), on a directory of its own.
+  const lockDir = join(CACHE_DIR, `${name}.lock`);
+  let release: (() => void) | null;
+  for (const deadline = Date.now() + WAIT_FOR_BUILDER_MS; (release = tryLock(lockDir)) === null; Bun.sleepSync(100)) {
     if (existsSync(template)) return template;
     if (Date.now() > deadline) throw new Error(`waited ${WAIT_FOR_BUILDER_MS} ms for another process to make ${template}`);
   }
   try {
     return existsSync(template) ? template : buildTemplate(name, template);
   } finally {
-    rmSync(lock, { force: true });
+    release();
   }
 }
 
-/** Creates the lock file with our pid; false while another live process holds it (a dead one's lock is removed). */
-function takeLock(lock: string): boolean {
+/** The lock's release, or null while another live process holds it. */
+function tryLock(dir: string): (() => void) | null {
   try {
-    writeFileSync(lock, String(process.pid), { flag: "wx" });
-    return true;
+    return lockDataDir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    if (error instanceof DataDirLockedError) return null;
+    throw error;
   }
-  let holder = 0;
-  try {
-    holder = Number(readFileSync(lock, "utf8"));
-  } catch {
-    return false;
-  }
-  if (holder > 0 && !isAlive(holder)) rmSync(lock, { force: true });
-  return false;
 }
 
 function buildTemplate(name: string, template: string): string {
@@ -86,7 +79,7 @@ function buildTemplate(name: string, template: string): string {
     if (!existsSync(template)) throw error;
   }
   for (const old of readdirSync(CACHE_DIR)) {
-    // Older schemas' templates and locks; this one's lock is released by the caller.
+    // Older schemas' templates and lock directories; this one's lock is released by the caller.
     if (old.startsWith(PREFIX) && old !== name && old !== `${name}.lock`) rmSync(join(CACHE_DIR, old), { recursive: true, force: true });
   }
   return template;
