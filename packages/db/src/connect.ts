@@ -1,10 +1,9 @@
 // One connect() for both backends: postgres.js when DATABASE_URL is set,
-// PGlite (Postgres in WebAssembly) in DATA_DIR otherwise. Both give the same
-// drizzle API; rows() evens out how the two drivers return result sets.
-import { PGlite } from "@electric-sql/pglite";
+// PGlite (Postgres in WebAssembly) in DATA_DIR otherwise. Both run drizzle's
+// `sql` queries and return rows of the same shapes.
+import { PGlite, types, type Transaction } from "@electric-sql/pglite";
 import type { SQL } from "drizzle-orm";
-import { PgDialect, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
-import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { PgDialect } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -12,8 +11,6 @@ import postgres from "postgres";
 import { lockDataDir } from "./dir-lock.ts";
 import { loadTemplate } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
-
-type Orm = PgDatabase<PgQueryResultHKT, typeof schema>;
 
 /** Something that runs SQL: the database itself or an open transaction. */
 export interface Executor {
@@ -41,16 +38,26 @@ export interface ConnectOptions {
   poolSize?: number;
 }
 
-function rowsOf<T>(result: unknown): T[] {
-  if (Array.isArray(result)) return result as T[];
-  return (result as { rows: T[] }).rows;
-}
-
-function executorOf(orm: Orm): Executor {
-  return { rows: async <T>(query: SQL) => rowsOf<T>(await orm.execute(query)) };
-}
-
 const dialect = new PgDialect();
+
+// Dates, times and intervals come back as Postgres prints them, as drizzle has
+// postgres.js return them. drizzle's own PGlite driver passes these parsers with
+// every query, which costs PGlite about as much CPU again as a small query;
+// given once, at creation, they cost nothing per query.
+const asText = (value: string) => value;
+const ARRAY_OIDS = { numeric: 1231, timestamp: 1115, timestamptz: 1185, interval: 1187, date: 1182 };
+const PGLITE_PARSERS = Object.fromEntries(
+  [types.TIMESTAMP, types.TIMESTAMPTZ, types.INTERVAL, types.DATE, ...Object.values(ARRAY_OIDS)].map((oid) => [oid, asText]),
+);
+
+function pgliteExecutorOf(client: PGlite | Transaction): Executor {
+  return {
+    async rows<T>(query: SQL): Promise<T[]> {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      return (await client.query<T>(text, params)).rows;
+    },
+  };
+}
 
 // drizzle runs raw SQL unprepared, so Postgres would parse and plan the
 // broker's batch statements on every call; as named prepared statements
@@ -120,15 +127,14 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
     const pgdata = join(dataDir, "pgdata");
     const fresh = !existsSync(join(pgdata, "PG_VERSION"));
     const template = fresh ? await loadTemplate() : undefined;
-    const client = await PGlite.create(pgdata, template ? { loadDataDir: template } : {});
-    const orm = drizzlePglite(client, { schema }) as unknown as Orm;
-    const executor = executorOf(orm);
+    const client = await PGlite.create(pgdata, { parsers: PGLITE_PARSERS, ...(template ? { loadDataDir: template } : {}) });
+    const executor = pgliteExecutorOf(client);
     return {
       kind: "embedded",
       // One connection: relaxed statements share it.
       relaxed: executor,
       ...executor,
-      transaction: (work) => orm.transaction((tx) => work(executorOf(tx as unknown as Orm))),
+      transaction: (work) => client.transaction((tx) => work(pgliteExecutorOf(tx))),
       async listen(channel, onNotify, onListen) {
         const unlisten = await client.listen(channel, onNotify);
         onListen?.();

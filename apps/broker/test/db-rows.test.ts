@@ -1,0 +1,58 @@
+// Rows come back in the same shapes from both backends: the store's code is
+// written once for postgres.js and PGlite. Dates, times and intervals stay the
+// text Postgres prints (the embedded driver installs its parsers once, at
+// creation, rather than with every query).
+import { connect, type Database } from "@switchboard/db";
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { freshBackend, type TestBackend } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+
+let backend: TestBackend;
+let db: Database;
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+});
+
+afterAll(async () => {
+  await db?.close();
+  await backend?.dispose();
+});
+
+const SHAPES = sql`SELECT
+  timestamptz '2026-01-02 03:04:05.678+00' AS at, timestamp '2026-01-02 03:04:05' AS local, date '2026-01-02' AS day,
+  interval '90 seconds' AS span, 7::int4 AS small, 1.50::numeric AS exact, 2.5::float8 AS float,
+  ARRAY['a', 'b']::text[] AS names, '00000000-0000-0000-0000-000000000001'::uuid AS id, '{"a": 1}'::jsonb AS doc, true AS yes`;
+
+const EXPECTED = {
+  at: "2026-01-02 03:04:05.678+00",
+  local: "2026-01-02 03:04:05",
+  day: "2026-01-02",
+  span: "00:01:30",
+  small: 7,
+  exact: "1.50",
+  float: 2.5,
+  names: ["a", "b"],
+  id: "00000000-0000-0000-0000-000000000001",
+  doc: { a: 1 },
+  yes: true,
+};
+
+test(`${process.env.DATABASE_URL ? "postgres.js" : "PGlite"} returns the shapes the store is written for`, async () => {
+  expect(await db.rows(SHAPES)).toEqual([EXPECTED]);
+});
+
+test("the same shapes inside a transaction, and a failed transaction leaves nothing", async () => {
+  expect(await db.transaction((tx) => tx.rows(SHAPES))).toEqual([EXPECTED]);
+  await db.rows(sql`CREATE TABLE shapes_probe (n int)`);
+  const failed = await db
+    .transaction(async (tx) => {
+      await tx.rows(sql`INSERT INTO shapes_probe VALUES (1)`);
+      await tx.rows(sql`SELECT 1 / 0`);
+    })
+    .then(() => undefined, (error: { code?: string; cause?: { code?: string } }) => error);
+  // The broker reads a failure's SQLSTATE where either driver puts it.
+  expect(failed?.code ?? failed?.cause?.code).toBe("22012");
+  expect(await db.rows(sql`SELECT count(*)::int AS n FROM shapes_probe`)).toEqual([{ n: 0 }]);
+});
