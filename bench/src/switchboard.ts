@@ -100,7 +100,7 @@ export async function runSwitchboard(options: {
   let backend: TestBackend | undefined;
   let profiler: Profiler | undefined;
   try {
-    backend = serverUrl ? await postgresBackend(serverUrl) : embeddedBackend();
+    backend = serverUrl ? await postgresBackend(serverUrl) : embeddedBackend({ onDisk: true });
     for (let i = 0; i < instances; i++) {
       brokers.push(await spawnBroker({ ...backend.env, ...BROKER_ENV, ...scenario.brokerEnv }));
     }

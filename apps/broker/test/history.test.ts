@@ -9,7 +9,6 @@ import {
   PeerPool,
   setupMesh,
   spawnBroker,
-  tempDir,
   TEST_ADMIN_TOKEN,
   useTestBroker,
   type Frame,
@@ -17,7 +16,6 @@ import {
   type TestPeer,
 } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { rmSync } from "node:fs";
 import { historyQuery } from "../src/store/history.ts";
 import { sendMany, str } from "./support/messaging.ts";
 
@@ -148,9 +146,8 @@ describe("history plan", () => {
   }
 
   test("a page reads messages_channel_history_idx and never scans messages", async () => {
-    const dataDir = process.env.DATABASE_URL ? undefined : tempDir("plan");
-    const target = process.env.DATABASE_URL ? await freshBackend() : null;
-    const db: Database = await connect({ databaseUrl: target?.databaseUrl, dataDir: dataDir ?? target?.dataDir ?? "" });
+    const target = await freshBackend({ withSchema: true });
+    const db: Database = await connect({ databaseUrl: target.databaseUrl, dataDir: target.dataDir ?? "" });
     try {
       await migrate(db);
       const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('plan', 'plan') RETURNING id::text`);
@@ -178,8 +175,7 @@ describe("history plan", () => {
       }
     } finally {
       await db.close();
-      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-      await target?.dispose();
+      await target.dispose();
     }
   });
 });

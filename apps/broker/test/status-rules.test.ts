@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type Database } from "@switchboard/db";
 import { prioritySchema, statusSchema, type Status, type StatusSource } from "@switchboard/protocol";
-import { tempDir } from "@switchboard/testkit";
+import { scratchDir } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { rmSync } from "node:fs";
 import { receivable } from "../src/store/queue/eligibility.ts";
@@ -129,7 +129,7 @@ describe("RECEIVABLE", () => {
     let dir: string;
     let db: Database;
     beforeAll(async () => {
-      dir = tempDir("eligibility");
+      dir = scratchDir("eligibility");
       db = await connect({ dataDir: dir });
     });
     afterAll(async () => {

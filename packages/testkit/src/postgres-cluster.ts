@@ -1,9 +1,10 @@
 // A throwaway Postgres server the test owns: it can stop and start it at will
 // (the health test does). Runs as the `postgres` user when we are root, since
 // Postgres refuses to run as root.
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir, userInfo } from "node:os";
+import { chownSync, existsSync, readdirSync, rmSync } from "node:fs";
+import { userInfo } from "node:os";
 import { join } from "node:path";
+import { scratchDir, tempDir } from "./backend.ts";
 import { freePort } from "./ports.ts";
 
 export interface PostgresCluster {
@@ -46,7 +47,8 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
   const bin = findPgBin();
   if (!bin) throw new Error("no Postgres server binaries (initdb) on this machine");
   const asPostgres = userInfo().uid === 0;
-  const dir = mkdtempSync(join(tmpdir(), "switchboard-pg-"));
+  // A server with fsync off is a test's, and its files may live in memory; one with fsync on is measured.
+  const dir = options.fsync ? tempDir("pg") : scratchDir("pg");
   if (asPostgres) {
     const pg = Bun.spawnSync(["id", "-u", "postgres"]).stdout.toString().trim();
     const gid = Bun.spawnSync(["id", "-g", "postgres"]).stdout.toString().trim();
