@@ -9,7 +9,7 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import type { HttpPlan, HttpPlanMember, PathFigures } from "./http-load.ts";
 import { cpuPercent, sampleProcess } from "./probe.ts";
-import type { Size } from "./scenarios.ts";
+import { onDisk, type Size } from "./scenarios.ts";
 import type { Summary } from "./stats.ts";
 
 const ADMIN_TOKEN = "bench-admin-token-0123456789";
@@ -107,7 +107,7 @@ export async function runHttpScenario(name: string, size: Size): Promise<HttpBen
   const scenario = HTTP_SCENARIOS[name];
   if (!scenario) throw new Error(`unknown scenario ${name}`);
   const shape = scenario.shape[size];
-  const cluster = await startPostgresCluster({ fsync: true });
+  const cluster = await startPostgresCluster({ fsync: true, onDisk: onDisk(size) });
   let backend: TestBackend | undefined;
   let broker: BrokerProcess | undefined;
   try {

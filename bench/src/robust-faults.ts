@@ -14,6 +14,7 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import { ADMIN_TOKEN } from "./robust-stage.ts";
+import { onDisk } from "./scenarios.ts";
 
 
 export interface FaultsReport {
@@ -57,7 +58,7 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
   const pairs = full ? 20 : 3;
   const rate = full ? 1000 : 60;
   const seconds = full ? 40 : 7;
-  const cluster = await startPostgresCluster({ fsync: true });
+  const cluster = await startPostgresCluster({ fsync: true, onDisk: onDisk(size) });
   const backend = await postgresBackend(cluster.url());
   const env = { ...backend.env, ADMIN_TOKEN, SEND_RATE_LIMIT_PER_MIN: "100000000", INSTANCE_LEASE_SECONDS: "6" };
   const brokers: BrokerProcess[] = [];

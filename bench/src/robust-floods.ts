@@ -27,7 +27,7 @@ export interface FloodReport {
 
 // The broker's default limits: the floods meet them as an attacker would.
 export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floods: FloodReport[] }> {
-  const s = await stage({});
+  const s = await stage(size, {});
   const full = size === "full";
   let probe: LatencyProbe | undefined;
   try {

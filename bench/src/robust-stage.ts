@@ -9,8 +9,9 @@ import {
   type PostgresCluster,
   type TestBackend,
 } from "@switchboard/testkit";
+import { onDisk, type Size } from "./scenarios.ts";
 
-export type Size = "full" | "smoke";
+export type { Size };
 
 export const ADMIN_TOKEN = "robust-admin-token-0123456789";
 export const MB = 1024 * 1024;
@@ -24,8 +25,8 @@ export interface Stage {
   close(): Promise<void>;
 }
 
-export async function stage(env: Record<string, string>): Promise<Stage> {
-  const cluster = await startPostgresCluster({ fsync: true });
+export async function stage(size: Size, env: Record<string, string>): Promise<Stage> {
+  const cluster = await startPostgresCluster({ fsync: true, onDisk: onDisk(size) });
   const backend = await postgresBackend(cluster.url());
   const broker = await spawnBroker({ ...backend.env, ADMIN_TOKEN, ...env });
   return {

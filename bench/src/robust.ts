@@ -28,7 +28,7 @@ const OPEN_LIMITS = {
 };
 
 async function fuzz(size: Size): Promise<FuzzReport> {
-  const s = await stage(OPEN_LIMITS);
+  const s = await stage(size, OPEN_LIMITS);
   try {
     const { mesh, members } = await setupMesh(s.admin, { members: 2 });
     const [fuzzer, other] = members as [SetupMember, SetupMember];

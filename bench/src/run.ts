@@ -24,7 +24,7 @@ import {
   type Ratio,
   type RunContext,
 } from "./report.ts";
-import { scalingScenario, scenarios, type Scenario, type Size } from "./scenarios.ts";
+import { onDisk, scalingScenario, scenarios, type Scenario, type Size } from "./scenarios.ts";
 import { identities, runSwitchboard, type SwitchboardRun } from "./switchboard.ts";
 
 export interface ScenarioReport {
@@ -76,7 +76,7 @@ function scenarioOf(name: string, size: Size): Scenario {
 }
 
 async function withCluster<T>(fsync: boolean, work: (cluster: PostgresCluster, context: RunContext) => Promise<T>, command: string, size: Size): Promise<T> {
-  const cluster = await startPostgresCluster({ fsync });
+  const cluster = await startPostgresCluster({ fsync, onDisk: onDisk(size) });
   try {
     const database = `Postgres ${await postgresVersion(cluster.url())}, fsync ${fsync ? "on" : "off"}`;
     return await work(cluster, { command, size, commit: commit(), machine: machine(), database });
@@ -92,7 +92,7 @@ export async function runScenarioReport(name: string, size: Size, options: { flo
   const work = async (serverUrl: string | null, context: RunContext): Promise<ScenarioReport> => {
     const meshes = await identities(scenario);
     const floor = options.floor === false ? undefined : await runFloor({ serverUrl, meshes, workload: scenario.workload, size });
-    const switchboard = await runSwitchboard({ scenario, serverUrl, meshes, instances: scenario.instances });
+    const switchboard = await runSwitchboard({ scenario, serverUrl, meshes, instances: scenario.instances, size });
     return { kind: "scenario", context, scenario: name, description: scenario.description, floor, switchboard, ratios: floorRatios(switchboard, floor) };
   };
   if (scenario.embedded) {
@@ -133,7 +133,7 @@ export async function runJetStreamComparison(size: Size, names: string[] = ["lat
       ? undefined
       : await withCluster(
           false,
-          async (cluster) => runSwitchboard({ scenario: definition, serverUrl: cluster.url(), meshes: await identities(definition), instances: 1 }),
+          async (cluster) => runSwitchboard({ scenario: definition, serverUrl: cluster.url(), meshes: await identities(definition), instances: 1, size }),
           commandOf(`jetstream ${name}`, size),
           size,
         );
@@ -161,7 +161,7 @@ export async function runScaling(size: Size): Promise<ScalingReport> {
       const floor = await runFloor({ serverUrl: cluster.url(), meshes, workload: scenario.workload, size });
       const runs: ScalingReport["runs"] = [];
       for (const instances of scenario.instanceCounts) {
-        const run = await runSwitchboard({ scenario, serverUrl: cluster.url(), meshes, instances });
+        const run = await runSwitchboard({ scenario, serverUrl: cluster.url(), meshes, instances, size });
         runs.push({ run, ratios: floorRatios(run, floor) });
       }
       return { kind: "scaling", context, description: scenario.description, floor, runs };

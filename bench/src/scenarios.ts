@@ -17,6 +17,13 @@ export interface Scenario {
 
 export type Size = "full" | "smoke";
 
+/**
+ * Whether a run keeps its databases on disk. A full run is measured, on disk
+ * as a user's would be; a smoke run only proves the harness works, and keeps
+ * them in memory, which costs the test suite several times less CPU.
+ */
+export const onDisk = (size: Size): boolean => size === "full";
+
 const rate = (rate: number, seconds: number) => [{ rate, seconds }];
 
 /** Open-loop direct sends at a rising rate until send→push p99 passes 100 ms (smoke: two short, small steps). */

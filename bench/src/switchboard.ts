@@ -16,7 +16,7 @@ import { runLoad } from "./load.ts";
 import { databaseCost, databaseCounters, type DatabaseCost } from "./machine.ts";
 import type { LoadResult, PlanMesh } from "./plan.ts";
 import { cpuPercent, postmasterPid, Profiler, sampleProcess, type ProcessSample, type ProfileWindow } from "./probe.ts";
-import type { Scenario } from "./scenarios.ts";
+import { onDisk, type Scenario, type Size } from "./scenarios.ts";
 
 const ADMIN_TOKEN = "bench-admin-token-0123456789";
 const BROKER_ENV = {
@@ -94,13 +94,14 @@ export async function runSwitchboard(options: {
   serverUrl: string | null;
   meshes: PlanMesh[];
   instances: number;
+  size: Size;
 }): Promise<SwitchboardRun> {
   const { scenario, serverUrl, meshes, instances } = options;
   const brokers: BrokerProcess[] = [];
   let backend: TestBackend | undefined;
   let profiler: Profiler | undefined;
   try {
-    backend = serverUrl ? await postgresBackend(serverUrl) : embeddedBackend({ onDisk: true });
+    backend = serverUrl ? await postgresBackend(serverUrl) : embeddedBackend({ onDisk: onDisk(options.size) });
     for (let i = 0; i < instances; i++) {
       brokers.push(await spawnBroker({ ...backend.env, ...BROKER_ENV, ...scenario.brokerEnv }));
     }

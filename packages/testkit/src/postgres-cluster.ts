@@ -40,6 +40,11 @@ async function run(cmd: string[], asPostgres: boolean): Promise<void> {
 export interface ClusterOptions {
   /** Tests run with fsync off for speed; benchmarks keep it on, as production does. */
   fsync?: boolean;
+  /**
+   * Where the files live: on disk (tempDir) or in memory (scratchDir). By
+   * default a server with fsync on is one being measured, and on disk.
+   */
+  onDisk?: boolean;
   maxConnections?: number;
 }
 
@@ -47,8 +52,7 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
   const bin = findPgBin();
   if (!bin) throw new Error("no Postgres server binaries (initdb) on this machine");
   const asPostgres = userInfo().uid === 0;
-  // A server with fsync off is a test's, and its files may live in memory; one with fsync on is measured.
-  const dir = options.fsync ? tempDir("pg") : scratchDir("pg");
+  const dir = (options.onDisk ?? options.fsync) ? tempDir("pg") : scratchDir("pg");
   if (asPostgres) {
     const pg = Bun.spawnSync(["id", "-u", "postgres"]).stdout.toString().trim();
     const gid = Bun.spawnSync(["id", "-g", "postgres"]).stdout.toString().trim();
