@@ -1,7 +1,7 @@
 // A throwaway Postgres server the test owns: it can stop and start it at will
 // (the health test does). Runs as the `postgres` user when we are root, since
 // Postgres refuses to run as root.
-import { chownSync, existsSync, readdirSync, rmSync } from "node:fs";
+import { chownSync, existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { scratchDir, tempDir } from "./backend.ts";
@@ -46,48 +46,83 @@ export interface ClusterOptions {
    */
   onDisk?: boolean;
   maxConnections?: number;
+  /** The port to try first (a free one by default); taken, the server starts on another. */
+  port?: number;
 }
+
+// freePort() hands out a port nothing listens on *now*; a broker binding
+// port 0 may take it before the server starts. Such a start is retried on
+// another port; any other failure carries the server's log.
+const START_ATTEMPTS = 5;
+const PORT_TAKEN = "Address already in use";
 
 export async function startPostgresCluster(options: ClusterOptions = {}): Promise<PostgresCluster> {
   const bin = findPgBin();
   if (!bin) throw new Error("no Postgres server binaries (initdb) on this machine");
   const asPostgres = userInfo().uid === 0;
   const dir = (options.onDisk ?? options.fsync) ? tempDir("pg") : scratchDir("pg");
-  if (asPostgres) {
-    const pg = Bun.spawnSync(["id", "-u", "postgres"]).stdout.toString().trim();
-    const gid = Bun.spawnSync(["id", "-g", "postgres"]).stdout.toString().trim();
-    chownSync(dir, Number(pg), Number(gid));
-  }
   const data = join(dir, "data");
-  const port = await freePort();
-  await run([join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], asPostgres);
+  const logFile = join(dir, "server.log");
+  const logSince = (offset: number) => (existsSync(logFile) ? readFileSync(logFile, "utf8").slice(offset) : "");
+  const pgCtlStart = (port: number) =>
+    run(
+      [
+        join(bin, "pg_ctl"),
+        "-D",
+        data,
+        "-l",
+        logFile,
+        "-w",
+        "-o",
+        `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync ? "on" : "off"} ` +
+          `-c max_connections=${options.maxConnections ?? 300}`,
+        "start",
+      ],
+      asPostgres,
+    );
+  /** Starts the server on `port`; a failure's error carries what the server logged. */
+  const start = async (port: number) => {
+    const offset = logSince(0).length;
+    try {
+      await pgCtlStart(port);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\nserver log:\n${logSince(offset)}`);
+    }
+  };
+
+  let port = options.port ?? (await freePort());
+  try {
+    if (asPostgres) {
+      const pg = Bun.spawnSync(["id", "-u", "postgres"]).stdout.toString().trim();
+      const gid = Bun.spawnSync(["id", "-g", "postgres"]).stdout.toString().trim();
+      chownSync(dir, Number(pg), Number(gid));
+    }
+    await run([join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], asPostgres);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await start(port);
+        break;
+      } catch (error) {
+        if (attempt === START_ATTEMPTS || !(error as Error).message.includes(PORT_TAKEN)) throw error;
+        port = await freePort();
+      }
+    }
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
 
   const cluster: PostgresCluster = {
     port,
     url: (database = "postgres") => `postgres://postgres@127.0.0.1:${port}/${database}`,
-    start: () =>
-      run(
-        [
-          join(bin, "pg_ctl"),
-          "-D",
-          data,
-          "-l",
-          join(dir, "server.log"),
-          "-w",
-          "-o",
-          `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync ? "on" : "off"} ` +
-            `-c max_connections=${options.maxConnections ?? 300}`,
-          "start",
-        ],
-        asPostgres,
-      ),
+    // A restart keeps the port: the brokers' DATABASE_URL names it.
+    start: () => start(port),
     stop: () => run([join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], asPostgres),
     async destroy() {
       await cluster.stop().catch(() => {});
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  await cluster.start();
   return cluster;
 }
 
