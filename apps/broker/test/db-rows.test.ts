@@ -1,7 +1,7 @@
 // Rows come back in the same shapes from both backends: the store's code is
 // written once for postgres.js and PGlite. Dates, times and intervals stay the
-// text Postgres prints (the embedded driver installs its parsers once, at
-// creation, rather than with every query).
+// text Postgres prints (the embedded driver installs its parsers once on the
+// client rather than passing them with every query).
 import { connect, type Database } from "@switchboard/db";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { freshBackend, type TestBackend } from "@switchboard/testkit";
@@ -23,7 +23,7 @@ afterAll(async () => {
 const SHAPES = sql`SELECT
   timestamptz '2026-01-02 03:04:05.678+00' AS at, timestamp '2026-01-02 03:04:05' AS local, date '2026-01-02' AS day,
   interval '90 seconds' AS span, 7::int4 AS small, 1.50::numeric AS exact, 2.5::float8 AS float,
-  ARRAY['a', 'b']::text[] AS names, '00000000-0000-0000-0000-000000000001'::uuid AS id, '{"a": 1}'::jsonb AS doc, true AS yes`;
+  ARRAY['a', 'b']::text[] AS names, ARRAY[timestamptz '2026-01-02 03:04:05+00'] AS stamps, ARRAY[1.5]::numeric[] AS amounts, '00000000-0000-0000-0000-000000000001'::uuid AS id, '{"a": 1}'::jsonb AS doc, true AS yes`;
 
 const EXPECTED = {
   at: "2026-01-02 03:04:05.678+00",
@@ -34,6 +34,9 @@ const EXPECTED = {
   exact: "1.50",
   float: 2.5,
   names: ["a", "b"],
+  // Arrays of those types stay Postgres's array text, as postgres.js returns them.
+  stamps: '{"2026-01-02 03:04:05+00"}',
+  amounts: "{1.5}",
   id: "00000000-0000-0000-0000-000000000001",
   doc: { a: 1 },
   yes: true,

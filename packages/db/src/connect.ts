@@ -43,7 +43,7 @@ const dialect = new PgDialect();
 // Dates, times and intervals come back as Postgres prints them, as drizzle has
 // postgres.js return them. drizzle's own PGlite driver passes these parsers with
 // every query, which costs PGlite about as much CPU again as a small query;
-// given once, at creation, they cost nothing per query.
+// installed once on the client, they cost nothing per query.
 const asText = (value: string) => value;
 const ARRAY_OIDS = { numeric: 1231, timestamp: 1115, timestamptz: 1185, interval: 1187, date: 1182 };
 const PGLITE_PARSERS = Object.fromEntries(
@@ -127,7 +127,9 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
     const pgdata = join(dataDir, "pgdata");
     const fresh = !existsSync(join(pgdata, "PG_VERSION"));
     const template = fresh ? await loadTemplate() : undefined;
-    const client = await PGlite.create(pgdata, { parsers: PGLITE_PARSERS, ...(template ? { loadDataDir: template } : {}) });
+    const client = await PGlite.create(pgdata, template ? { loadDataDir: template } : {});
+    // Set after create: starting, PGlite sets the parsers of every array type, over any it was given.
+    Object.assign(client.parsers, PGLITE_PARSERS);
     const executor = pgliteExecutorOf(client);
     return {
       kind: "embedded",

@@ -1,6 +1,6 @@
 // What a test runs against: a fresh database on the server named by
 // DATABASE_URL when it is set, else a fresh embedded DATA_DIR.
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, rmSync, statfsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -23,24 +23,29 @@ export function tempDir(prefix: string): string {
 }
 
 const MEMORY_FS = "/dev/shm";
+// Eight workers' databases at about 40 MB each, with room to grow; containers
+// often give /dev/shm only 64 MB, and there the tests stay on disk.
+const MEMORY_FS_NEEDED = 2 * 1024 ** 3;
 
-function memoryFsWritable(): boolean {
+function memoryFsUsable(): boolean {
   try {
     accessSync(MEMORY_FS, constants.W_OK);
-    return true;
+    const { bavail, bsize } = statfsSync(MEMORY_FS);
+    return bavail * bsize >= MEMORY_FS_NEEDED;
   } catch {
     return false;
   }
 }
 
-const scratchRoot = memoryFsWritable() ? MEMORY_FS : tmpdir();
+const scratchRoot = memoryFsUsable() ? MEMORY_FS : tmpdir();
 
 /**
  * A new directory for a test's database or secrets: in memory where the
- * machine has /dev/shm, else on disk. Copying and writing a database's
- * thousand files costs several times the CPU on a journaling disk, and the
- * tests kill processes, not machines: a killed process's writes survive in
- * memory as on disk. Benchmarks keep what they measure on disk (tempDir).
+ * machine has room in /dev/shm, else on disk. Copying and writing a
+ * database's thousand files costs several times the CPU on a journaling
+ * disk, and the tests kill processes, not machines: a killed process's
+ * writes survive in memory as on disk. Full benchmark runs keep what they
+ * measure on disk (tempDir).
  */
 export function scratchDir(prefix: string): string {
   return mkdtempSync(join(scratchRoot, `switchboard-${prefix}-`));
@@ -53,7 +58,7 @@ export interface BackendOptions {
    * either way: a broker migrates it in milliseconds.
    */
   withSchema?: boolean;
-  /** Keep DATA_DIR on disk, as a user's is (benchmarks), rather than in scratchDir. */
+  /** Keep DATA_DIR on disk, as a user's is (full benchmark runs), rather than in scratchDir. */
   onDisk?: boolean;
 }
 

@@ -74,8 +74,9 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
         logFile,
         "-w",
         "-o",
+        // lc_messages=C: the retry below reads the log's words.
         `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync ? "on" : "off"} ` +
-          `-c max_connections=${options.maxConnections ?? 300}`,
+          `-c max_connections=${options.maxConnections ?? 300} -c lc_messages=C`,
         "start",
       ],
       asPostgres,
@@ -89,6 +90,8 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
       throw new Error(`${(error as Error).message}\nserver log:\n${logSince(offset)}`);
     }
   };
+
+  const stop = () => run([join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], asPostgres);
 
   let port = options.port ?? (await freePort());
   try {
@@ -108,6 +111,8 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
       }
     }
   } catch (error) {
+    // A start that timed out may still have left a server running.
+    await stop().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
@@ -117,7 +122,7 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
     url: (database = "postgres") => `postgres://postgres@127.0.0.1:${port}/${database}`,
     // A restart keeps the port: the brokers' DATABASE_URL names it.
     start: () => start(port),
-    stop: () => run([join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], asPostgres),
+    stop,
     async destroy() {
       await cluster.stop().catch(() => {});
       rmSync(dir, { recursive: true, force: true });
