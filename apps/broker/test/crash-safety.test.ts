@@ -2,17 +2,15 @@
 // (SIGKILL) or stopped (SIGTERM), and per-sender order across the restart.
 import { afterEach, describe, expect, test } from "bun:test";
 import {
-  PeerPool,
   pushesBeforeMarker,
   setupMesh,
   TestBroker,
   waitUntil,
-  type ConnectOptions,
   type Frame,
   type SetupMember,
   type TestPeer,
 } from "@switchboard/testkit";
-import { firstArrivals, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { firstArrivals, peersOfEachTest, sendFrame, sendMany, str } from "./support/messaging.ts";
 
 // The silent recipient's leases must not run out before the kill: once a
 // message has been pushed again, leases no longer run out in queue order, and
@@ -20,11 +18,7 @@ import { firstArrivals, sendFrame, sendMany, str } from "./support/messaging.ts"
 // queue order.
 const CRASH_LEASE_SECONDS = 2;
 
-const pool = new PeerPool();
-afterEach(() => pool.closeAll());
-
-const connect = (broker: TestBroker, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
-  pool.connect(broker.wsUrl, member, meshId, options);
+const { pool, connect } = peersOfEachTest();
 
 interface Sent {
   messageId: string;

@@ -1,23 +1,20 @@
 // PROTOCOL.md §1 "push" and "client_ack", DESIGN.md invariants 1–3: leases and
 // redelivery, FIFO per sender→recipient, one presence per pushed message
 // (crash-safety.test.ts: no acked message lost when the broker is killed or stopped).
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
-  PeerPool,
   pushesBeforeMarker,
   pushesOf as rawPushesOf,
   rawPresence,
   sendLeaseProbe,
   setupMesh,
-  TestBroker,
   TestPeer,
   useTestBroker,
   waitUntil,
-  type ConnectOptions,
   type Frame,
   type SetupMember,
 } from "@switchboard/testkit";
-import { firstArrivals, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { firstArrivals, peersOfEachTest, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 
 const LEASE_SECONDS = 1;
 // Pushes past the window of a member that never acks must go out by the broker's own wake-ups as
@@ -26,11 +23,7 @@ const LEASE_SECONDS = 1;
 const CATCH_UP_INTERVAL_MS = 600_000;
 const SWEEP_INTERVAL_MS = 100;
 
-const pool = new PeerPool();
-afterEach(() => pool.closeAll());
-
-const connect = (broker: TestBroker, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
-  pool.connect(broker.wsUrl, member, meshId, options);
+const { connect } = peersOfEachTest();
 
 const pushesOf = (peer: TestPeer, messageId: unknown): Frame[] => peer.pushes().filter((p) => p.messageId === messageId);
 

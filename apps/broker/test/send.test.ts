@@ -2,30 +2,23 @@
 // target kind, the ack, idempotency, ephemeral and expiring messages, and
 // every send error. DESIGN.md invariants 2 and 3 (ack after commit; a retried
 // id never makes a second message).
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
-  PeerPool,
   newIdentity,
   pushesBeforeMarker,
   setupMesh,
   TestPeer,
   useTestBroker,
-  type ConnectOptions,
   type Frame,
   type SetupMember,
   type SetupMeshResult,
-  type TestBroker,
 } from "@switchboard/testkit";
 import { randomBytes } from "node:crypto";
-import { deltas, ISO, queryPostgres, scrape, sendFrame, sendMany, str, UUID } from "./support/messaging.ts";
+import { deltas, ISO, peersOfEachTest, queryPostgres, scrape, sendFrame, sendMany, str, UUID } from "./support/messaging.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
 
-const pool = new PeerPool();
-afterEach(() => pool.closeAll());
-
-const connect = (broker: TestBroker, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
-  pool.connect(broker.wsUrl, member, meshId, options);
+const { connect } = peersOfEachTest();
 
 /** A ping round trip: the socket is still open and the broker still answers it. */
 async function expectAlive(peer: TestPeer): Promise<void> {

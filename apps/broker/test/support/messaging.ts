@@ -1,10 +1,31 @@
 // Helpers for the send and delivery tests: pipelined sends, metric samples,
 // and reading the Postgres backend next to a running broker.
-import { newReqId, parsePrometheusText, waitUntil, type Frame, type TestBackend, type TestPeer } from "@switchboard/testkit";
+import { afterEach } from "bun:test";
+import {
+  newReqId,
+  parsePrometheusText,
+  PeerPool,
+  waitUntil,
+  type ConnectOptions,
+  type Frame,
+  type SetupMember,
+  type TestBackend,
+  type TestBroker,
+  type TestPeer,
+} from "@switchboard/testkit";
 import postgres from "postgres";
 
 export const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The file's peers, closed after each test, and how a test connects one of a mesh's members to a broker. */
+export function peersOfEachTest() {
+  const pool = new PeerPool();
+  afterEach(() => pool.closeAll());
+  const connect = (broker: TestBroker, meshId: string, member: SetupMember, options: Partial<ConnectOptions> = {}) =>
+    pool.connect(broker.wsUrl, member, meshId, options);
+  return { pool, connect };
+}
 
 export const str = (v: unknown): string => {
   if (typeof v !== "string") throw new Error(`expected a string, got ${JSON.stringify(v)}`);
