@@ -20,7 +20,8 @@ export type Size = "full" | "smoke";
 /**
  * Whether a run keeps its databases on disk. A full run is measured, on disk
  * as a user's would be; a smoke run only proves the harness works, and keeps
- * them in memory, which costs the test suite several times less CPU.
+ * them in memory, where creating and writing them costs the test suite less
+ * CPU.
  */
 export const onDisk = (size: Size): boolean => size === "full";
 
