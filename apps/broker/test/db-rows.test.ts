@@ -4,7 +4,7 @@
 // client rather than passing them with every query).
 import { connect, type Database } from "@switchboard/db";
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { freshBackend, type TestBackend } from "@switchboard/testkit";
+import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 
 let backend: TestBackend;
@@ -58,4 +58,17 @@ test("the same shapes inside a transaction, and a failed transaction leaves noth
   // The broker reads a failure's SQLSTATE where either driver puts it.
   expect(failed?.code ?? failed?.cause?.code).toBe("22012");
   expect(await db.rows(sql`SELECT count(*)::int AS n FROM shapes_probe`)).toEqual([{ n: 0 }]);
+});
+
+// The embedded database keeps PGlite's start parameters and takes 32 MB of
+// shared buffers rather than Postgres's 128 MB, which PGlite fills as it starts.
+test.skipIf(backendKind !== "embedded")("the embedded database starts with 32 MB of shared buffers and PGlite's own settings", async () => {
+  const settings = await db.rows<{ name: string; setting: string; unit: string | null }>(
+    sql`SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'max_worker_processes', 'search_path') ORDER BY name`,
+  );
+  expect(settings).toEqual([
+    { name: "max_worker_processes", setting: "0", unit: null },
+    { name: "search_path", setting: "public", unit: null },
+    { name: "shared_buffers", setting: "4096", unit: "8kB" },
+  ]);
 });

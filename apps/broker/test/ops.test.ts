@@ -56,6 +56,7 @@ describe("operational endpoints", () => {
     const priorities = families.get("broker_messages_routed_total")?.samples.map((s) => s.labels.priority);
     expect(priorities?.sort()).toEqual(["low", "next", "now"]);
     expect(families.has("process_resident_memory_bytes")).toBe(true);
+    expect(families.has("nodejs_eventloop_lag_p99_seconds")).toBe(true);
   });
 
   test("logs are one JSON object per line with the contract's event names", () => {
