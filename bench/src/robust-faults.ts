@@ -43,12 +43,32 @@ async function status(broker: { url: string }): Promise<number> {
   }
 }
 
-async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<number> {
+const LOG_TAIL = 40;
+
+/** Each broker's /health and its last log lines: what a timed-out wait needs to be understood. */
+async function brokersState(brokers: BrokerProcess[]): Promise<string> {
+  const parts = await Promise.all(
+    brokers.map(async (b, i) => {
+      const exit = await Promise.race([b.exited.then((code) => `exited ${code}`), Bun.sleep(0).then(() => "running")]);
+      const tail = b.stderrText().trimEnd().split("\n").slice(-LOG_TAIL).join("\n");
+      return `instance ${i} (pid ${b.pid}, ${exit}, /health ${await status(b)}), last log lines:\n${tail}`;
+    }),
+  );
+  return parts.join("\n");
+}
+
+async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: string,
+  brokers: BrokerProcess[] = [],
+): Promise<number> {
   const start = performance.now();
   for (const end = Date.now() + timeoutMs; Date.now() < end; await Bun.sleep(50)) {
     if (await check()) return (performance.now() - start) / 1000;
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  const state = brokers.length > 0 ? `\n${await brokersState(brokers)}` : "";
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${state}`);
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
@@ -133,6 +153,7 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
       async () => (await status(brokers[0]!)) === 200 && (await status(brokers[1]!)) === 200,
       60_000,
       "/health 200 on both instances",
+      brokers,
     );
     const secondsDown = (startedAt - stoppedAt) / 1000;
 
@@ -143,7 +164,7 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
     const restartedFrom = performance.now();
     brokers[1] = await spawnBroker({ ...env, BROKER_PORT: String(portB) });
     const secondsUntilRestartedHealthy = (performance.now() - restartedFrom) / 1000;
-    const secondsUntilClientsBack = await waitFor(() => clients.every((c) => c.connected), 60_000, "every client reconnected");
+    const secondsUntilClientsBack = await waitFor(() => clients.every((c) => c.connected), 60_000, "every client reconnected", brokers);
 
     await at(1);
     clearInterval(ticker);
