@@ -1,5 +1,5 @@
 // Entry point: configuration, error tracking, logger, broker, signals.
-import { DataDirLockedError } from "@switchboard/db";
+import { DataDirLockedError, isConnectionLost } from "@switchboard/db";
 import { startBroker, type Broker } from "./app.ts";
 import { VERSION, resolveGitSha } from "./build-info.ts";
 import { ConfigError, SECRET_VARIABLES, loadConfig, type Config } from "./config.ts";
@@ -42,7 +42,15 @@ function crash(event: string, error: unknown): void {
   log.fatal({ err: error }, event);
   void exit(70);
 }
-process.on("unhandledRejection", (reason) => crash("unhandled rejection", reason));
+// postgres.js starts every new connection with a query for the server's array
+// types and leaves its promise unhandled (porsager/postgres#1192): a
+// connection lost during that query rejects a promise nobody holds. That is a
+// lost connection, which the pool replaces, not a broker bug; every query of
+// the broker's own is awaited.
+process.on("unhandledRejection", (reason) => {
+  if (isConnectionLost(reason)) return log.warn({ err: reason }, "db connection lost");
+  crash("unhandled rejection", reason);
+});
 process.on("uncaughtException", (error) => crash("uncaught exception", error));
 
 const broker: Broker = await startBroker(config, log).catch(async (error: unknown) => {

@@ -5,6 +5,7 @@ export * from "./markers.ts";
 export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
+export * from "./postgres-proxy.ts";
 export * from "./prometheus.ts";
 export * from "./raw-socket.ts";
 export * from "./fuzz.ts";

@@ -1,7 +1,7 @@
 // Pings the database on a timer. /health and broker_db_healthy read the
 // result; the broker keeps serving while the database is away and notices by
 // itself when it is back.
-import type { Database } from "@switchboard/db";
+import { isConnectionLost, type Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { pingDatabase } from "../store/health.ts";
@@ -57,25 +57,7 @@ export function watchDbHealth(
   };
 }
 
-const UNAVAILABLE = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "CONNECT_TIMEOUT",
-  "57P01",
-  "57P02",
-  "57P03",
-  "08000",
-  "08003",
-  "08006",
-]);
-
 /** Whether an error means the database could not be reached (rather than a bug or bad data). */
 export function isDbUnavailable(error: unknown, health: DbHealth): boolean {
-  if (!health.healthy) return true;
-  const code = (error as { code?: unknown }).code ?? (error as { cause?: { code?: unknown } }).cause?.code;
-  return typeof code === "string" && UNAVAILABLE.has(code);
+  return !health.healthy || isConnectionLost(error);
 }

@@ -1,0 +1,31 @@
+// What a lost database connection looks like, whichever query it hit: the
+// codes postgres.js gives a closed or broken connection, a socket reset, and
+// the SQLSTATEs of a server that is shutting down, starting or unreachable.
+const CONNECTION_LOST = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "57P01",
+  "57P02",
+  "57P03",
+  "08000",
+  "08003",
+  "08006",
+]);
+
+/** The error's code, where either driver puts it (PGlite wraps its cause). */
+export function errorCode(error: unknown): string | undefined {
+  const e = error as { code?: unknown; cause?: { code?: unknown } } | null;
+  const code = e?.code ?? e?.cause?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** Whether the error means the database could not be reached, rather than a bug or bad data. */
+export function isConnectionLost(error: unknown): boolean {
+  const code = errorCode(error);
+  return code !== undefined && CONNECTION_LOST.has(code);
+}

@@ -1,0 +1,94 @@
+// A TCP proxy in front of a Postgres server that can end a connection at one
+// chosen moment, as a server terminating the backend would (57P01, then the
+// socket closes): right after the server said it is ready, when the client's
+// first query reads the server's types. postgres.js starts every new
+// connection that way (fetch_types), and a connection lost there leaves a
+// rejection nobody holds.
+import { connect, createServer, type Server, type Socket } from "node:net";
+
+const READY_FOR_QUERY = 0x5a; // 'Z'
+const TYPE_QUERY_MARK = Buffer.from("pg_catalog.pg_type");
+
+/** What a server sends a backend it terminates (pg_terminate_backend, a fast shutdown) before it closes. */
+const TERMINATED = errorResponse({ S: "FATAL", V: "FATAL", C: "57P01", M: "terminating connection due to administrator command" });
+
+function errorResponse(fields: Record<string, string>): Buffer {
+  const body = Buffer.concat([...Object.entries(fields).map(([k, v]) => Buffer.from(`${k}${v}\0`)), Buffer.from([0])]);
+  const head = Buffer.alloc(5);
+  head[0] = 0x45; // 'E'
+  head.writeUInt32BE(4 + body.length, 1);
+  return Buffer.concat([head, body]);
+}
+
+export interface PostgresProxy {
+  /** `serverUrl` with the proxy's host and port in place of the server's. */
+  url(serverUrl: string): string;
+  /** The next `count` connections that ask for the server's types are terminated instead. */
+  cutTypeQueries(count: number): void;
+  /** Connections terminated that way so far. */
+  readonly cut: number;
+  close(): Promise<void>;
+}
+
+/** Reads the server's messages as they come until one is ReadyForQuery. */
+function scanForReady(state: { buffer: Buffer; ready: boolean }, chunk: Buffer): void {
+  state.buffer = Buffer.concat([state.buffer, chunk]);
+  while (!state.ready && state.buffer.length >= 5) {
+    const length = state.buffer.readUInt32BE(1);
+    if (state.buffer.length < 1 + length) return;
+    state.ready = state.buffer[0] === READY_FOR_QUERY;
+    state.buffer = state.buffer.subarray(1 + length);
+  }
+}
+
+export async function startPostgresProxy(server: { host: string; port: number }): Promise<PostgresProxy> {
+  let toCut = 0;
+  let cut = 0;
+  const sockets = new Set<Socket>();
+  const listener: Server = createServer((client) => {
+    const upstream = connect(server.port, server.host);
+    const state = { buffer: Buffer.alloc(0), ready: false };
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => {});
+    }
+    upstream.on("data", (chunk: Buffer) => {
+      client.write(chunk);
+      if (!state.ready) scanForReady(state, chunk);
+    });
+    client.on("data", (chunk: Buffer) => {
+      if (state.ready && toCut > 0 && chunk.includes(TYPE_QUERY_MARK)) {
+        toCut--;
+        cut++;
+        upstream.destroy();
+        client.end(TERMINATED);
+        return;
+      }
+      upstream.write(chunk);
+    });
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const address = listener.address();
+  if (address === null || typeof address === "string") throw new Error("the proxy has no TCP address");
+  return {
+    url(serverUrl) {
+      const url = new URL(serverUrl);
+      url.hostname = "127.0.0.1";
+      url.port = String(address.port);
+      return url.toString();
+    },
+    cutTypeQueries(count) {
+      toCut += count;
+    },
+    get cut() {
+      return cut;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    },
+  };
+}
