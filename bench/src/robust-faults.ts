@@ -49,7 +49,7 @@ const LOG_TAIL = 40;
 async function brokersState(brokers: BrokerProcess[]): Promise<string> {
   const parts = await Promise.all(
     brokers.map(async (b, i) => {
-      const exit = await Promise.race([b.exited.then((code) => `exited ${code}`), Bun.sleep(0).then(() => "running")]);
+      const exit = b.exitCode === null ? "running" : `exited ${b.exitCode}`;
       const tail = b.stderrText().trimEnd().split("\n").slice(-LOG_TAIL).join("\n");
       return `instance ${i} (pid ${b.pid}, ${exit}, /health ${await status(b)}), last log lines:\n${tail}`;
     }),

@@ -23,7 +23,7 @@ export function tempDir(prefix: string): string {
 }
 
 const MEMORY_FS = "/dev/shm";
-// Eight workers' databases at about 40 MB each, with room to grow; containers
+// The test workers' databases at about 40 MB each, with room to grow; containers
 // often give /dev/shm only 64 MB, and there the tests stay on disk.
 const MEMORY_FS_NEEDED = 2 * 1024 ** 3;
 

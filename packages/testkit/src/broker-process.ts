@@ -20,6 +20,8 @@ export interface BrokerProcess {
   readonly logs: LogLine[];
   readonly stderrText: () => string;
   readonly exited: Promise<number>;
+  /** The exit code once the process has ended; null while it runs. */
+  readonly exitCode: number | null;
   waitForLog(msg: string, timeoutMs?: number, predicate?: (line: LogLine) => boolean): Promise<LogLine>;
   kill(signal?: NodeJS.Signals): void;
   stop(): Promise<number>;
@@ -70,9 +72,9 @@ export async function spawnBroker(env: Record<string, string>, options: { startT
   })();
   void new Response(proc.stdout).text();
 
-  let done = false;
+  let exitCode: number | null = null;
   const exited = proc.exited.then((code) => {
-    done = true;
+    exitCode = code;
     for (const wake of waiters) wake();
     return code;
   });
@@ -84,7 +86,7 @@ export async function spawnBroker(env: Record<string, string>, options: { startT
         if (hit) {
           cleanup();
           resolve(hit);
-        } else if (done) {
+        } else if (exitCode !== null) {
           cleanup();
           reject(new Error(`broker exited before logging "${msg}":\n${raw}`));
         }
@@ -111,12 +113,15 @@ export async function spawnBroker(env: Record<string, string>, options: { startT
     logs,
     stderrText: () => raw,
     exited,
+    get exitCode() {
+      return exitCode;
+    },
     waitForLog,
     kill: (signal: NodeJS.Signals = "SIGTERM") => {
-      if (!done) proc.kill(signal);
+      if (exitCode === null) proc.kill(signal);
     },
     async stop() {
-      if (!done) proc.kill("SIGTERM");
+      if (exitCode === null) proc.kill("SIGTERM");
       const timer = setTimeout(() => proc.kill("SIGKILL"), 12_000);
       const code = await exited;
       clearTimeout(timer);

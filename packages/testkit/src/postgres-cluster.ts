@@ -50,9 +50,9 @@ export interface ClusterOptions {
   port?: number;
 }
 
-// freePort() hands out a port nothing listens on *now*; a broker binding
-// port 0 may take it before the server starts. Such a start is retried on
-// another port; any other failure carries the server's log.
+// freePort() hands out a port nothing listens on *now*; another test's
+// server or broker may bind it before this server starts. Such a start is
+// retried on another port; any other failure carries the server's log.
 const START_ATTEMPTS = 5;
 const PORT_TAKEN = "Address already in use";
 
