@@ -54,21 +54,17 @@ async function runProbe({ wsUrl, meshId, from, to }: ProbeArgs): Promise<void> {
   const receiver = await rawPresence(wsUrl, meshId, to);
   const sender = await rawPresence(wsUrl, meshId, from);
   console.log(JSON.stringify({ ready: true }));
-  let read = 0;
-  let nextSend = performance.now();
-  for (;;) {
-    if (performance.now() >= nextSend) {
-      sender.sendJson({ type: "send", targetSpec: to.publicKey, nonce: "probe", ciphertext: String(performance.now()) });
-      nextSend += INTERVAL_MS;
-    }
-    for (; read < receiver.messages.length; read++) {
-      const m = receiver.messages[read]!;
-      if (!m.startsWith('{"type":"push"')) continue;
-      const push = JSON.parse(m) as { messageId: string; ciphertext: string };
-      console.log(JSON.stringify({ at: Date.now(), ms: performance.now() - Number(push.ciphertext) }));
-      receiver.sendJson({ type: "client_ack", messageIds: [push.messageId] });
-    }
-    await Bun.sleep(1);
+  setInterval(() => {
+    sender.sendJson({ type: "send", targetSpec: to.publicKey, nonce: "probe", ciphertext: String(performance.now()) });
+  }, INTERVAL_MS);
+  // Woken by each frame as it is read, not by a timer: a push is timed when
+  // it arrives, not up to a tick later.
+  for (let read = 0; ; read++) {
+    const m = await receiver.waitFor(() => receiver.messages[read], 3_600_000, "the next frame");
+    if (!m.startsWith('{"type":"push"')) continue;
+    const push = JSON.parse(m) as { messageId: string; ciphertext: string };
+    console.log(JSON.stringify({ at: Date.now(), ms: performance.now() - Number(push.ciphertext) }));
+    receiver.sendJson({ type: "client_ack", messageIds: [push.messageId] });
   }
 }
 
