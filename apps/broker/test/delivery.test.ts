@@ -157,6 +157,27 @@ describe("order, sharing and reconnects (LEASE_SECONDS=30)", () => {
     expect(sent.map((id) => text.get(id))).toEqual(Array.from({ length: 200 }, (_, i) => `a-${i}`));
   });
 
+  test("FIFO with large messages: two senders of 40 KB messages and one of small ones, each sender's arrive in send order", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["big-1", "big-2", "small", "recipient"] });
+    const [big1, big2, small, r] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
+    const recipient = await connect(broker, mesh.id, r, { autoAck: true });
+    const senders = await Promise.all([big1, big2, small].map((m) => connect(broker, mesh.id, m)));
+    // 40 KB of one sender makes a statement heavy enough that others' sends are written beside it.
+    const large = (tag: string, i: number) => sendFrame(r.pubkey, { ciphertext: `${tag}-${i}-${"x".repeat(40_000)}` });
+    const acks = await Promise.all([
+      sendMany(senders[0]!, Array.from({ length: 30 }, (_, i) => large("b1", i))),
+      sendMany(senders[1]!, Array.from({ length: 30 }, (_, i) => large("b2", i))),
+      sendMany(senders[2]!, Array.from({ length: 60 }, (_, i) => sendFrame(r.pubkey, { ciphertext: `s-${i}` }))),
+    ]);
+    const sent = acks.map((list) => list.map((x) => str(x.messageId)));
+    await waitUntil(() => new Set(firstArrivals(recipient.pushes())).size >= 120, 60_000, "120 distinct pushes");
+    const arrived = firstArrivals(recipient.pushes());
+    for (const ids of sent) {
+      const mine = new Set(ids);
+      expect(arrived.filter((id) => mine.has(id))).toEqual(ids);
+    }
+  });
+
   test("two presences of one member: each of 300 messages is pushed to exactly one of them, and all arrive", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];

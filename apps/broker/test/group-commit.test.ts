@@ -170,6 +170,84 @@ describe("createGroupCommit", () => {
       expect(batches).toEqual([["a:1"], ["b:1", "c:1"], ["d:1"]]);
     });
   });
+
+  describe("a second lane beside a heavy flush (items: sender:size; heavy from 50 of one sender)", () => {
+    const weight = {
+      keyOf: (item: string) => item.split(":")[0]!,
+      weightOf: (item: string) => Number(item.split(":")[1]),
+      max: 100,
+      lanes: { max: 2, heavy: 50 },
+    };
+
+    test("another sender's item is flushed beside a heavy flush, not behind it", async () => {
+      const { batches, finish, flush } = manualFlush<string>();
+      const commit = createGroupCommit(flush, 10, weight);
+      const big = commit.submit("big:90");
+      const small = commit.submit("small:1");
+      expect(batches).toEqual([["big:90"], ["small:1"]]);
+      finish[1]!(["SMALL"]);
+      expect(await small).toBe("SMALL");
+      finish[0]!(["BIG"]);
+      expect(await big).toBe("BIG");
+    });
+
+    test("beside a light flush, even one of many senders' items, the next waits", async () => {
+      const { batches, finish, flush } = manualFlush<string>();
+      const commit = createGroupCommit(flush, 10, weight);
+      const first = commit.submit("a:40");
+      const waiting = ["b:30", "c:30", "d:1"].map((item) => commit.submit(item));
+      expect(batches).toEqual([["a:40"]]);
+      finish[0]!(["A"]);
+      await settle();
+      // Three senders, 61 in all, none of them 50: still one flush at a time.
+      expect(batches).toEqual([["a:40"], ["b:30", "c:30", "d:1"]]);
+      const more = commit.submit("e:1");
+      expect(batches.length).toBe(2);
+      finish[1]!(["B", "C", "D"]);
+      await settle();
+      finish[2]!(["E"]);
+      expect(await Promise.all([first, ...waiting, more])).toEqual(["A", "B", "C", "D", "E"]);
+    });
+
+    test("a sender is in one flush at a time, its items in the order submitted; after the heavy flush, one lane again", async () => {
+      const { batches, finish, flush } = manualFlush<string>();
+      const commit = createGroupCommit(flush, 10, weight);
+      const items = ["x:90", "x:5", "y:1", "x:6", "z:1"];
+      const all = items.map((item) => commit.submit(item));
+      // x:5 may not join y's flush while x:90 is being flushed; z waits for a lane.
+      expect(batches).toEqual([["x:90"], ["y:1"]]);
+      finish[1]!(["Y:1"]);
+      await settle();
+      expect(batches).toEqual([["x:90"], ["y:1"], ["z:1"]]);
+      finish[0]!(["X:90"]);
+      await settle();
+      // No heavy flush runs now: x's next batch waits for z's flush.
+      expect(batches.length).toBe(3);
+      finish[2]!(["Z:1"]);
+      await settle();
+      expect(batches).toEqual([["x:90"], ["y:1"], ["z:1"], ["x:5", "x:6"]]);
+      finish[3]!(["X:5", "X:6"]);
+      expect(await Promise.all(all)).toEqual(["X:90", "X:5", "Y:1", "X:6", "Z:1"]);
+      await commit.drain();
+    });
+
+    test("drain waits for every lane", async () => {
+      const { finish, flush } = manualFlush<string>();
+      const commit = createGroupCommit(flush, 10, weight);
+      void commit.submit("x:60");
+      void commit.submit("y:1");
+      let drained = false;
+      const draining = commit.drain().then(() => {
+        drained = true;
+      });
+      finish[0]!(["X"]);
+      await settle();
+      expect(drained).toBe(false);
+      finish[1]!(["Y"]);
+      await draining;
+      expect(drained).toBe(true);
+    });
+  });
 });
 
 /** An error as postgres.js raises it (code on the error) or as drizzle wraps it (code on its cause). */

@@ -1,6 +1,7 @@
 // Group commit. Items submitted while a flush is running wait and go out
 // together in the next one: one transaction for many sends, claims or acks.
 // At low load a batch is a single item and nothing waits for a timer.
+// Beside a flush heavy with one key's items, another may run (see lanes).
 export interface GroupCommit<I, O> {
   submit(item: I): Promise<O>;
   /** Resolves once everything submitted so far has been flushed. */
@@ -27,14 +28,23 @@ export interface BatchWeight<I> {
   keyOf(item: I): string;
   weightOf(item: I): number;
   max: number;
+  /**
+   * A flush in which one key's items weigh at least `heavy` lets one more
+   * flush start beside it, up to `max` at once. A key is in one flush at a
+   * time, so each key's items still go one batch after the other, while one
+   * key's heavy statements no longer hold every other key behind them.
+   * Batches of many light keys stay one flush at a time: more, smaller
+   * commits cost more than they save when the database is the bottleneck.
+   */
+  lanes?: { max: number; heavy: number };
 }
 
-/** The next batch: the first items in queue order that fit, each key's in order. */
-function takeBatch<I, O>(queue: Pending<I, O>[], maxBatch: number, weight: BatchWeight<I> | undefined) {
+/** The next batch: the first items in queue order that fit, each key's in order, none of a key being flushed. */
+function takeBatch<I, O>(queue: Pending<I, O>[], maxBatch: number, weight: BatchWeight<I> | undefined, flushing: Set<string>) {
   if (!weight) return { batch: queue.slice(0, maxBatch), rest: queue.slice(maxBatch) };
   const batch: Pending<I, O>[] = [];
   const rest: Pending<I, O>[] = [];
-  const heldBack = new Set<string>();
+  const heldBack = new Set(flushing);
   let total = 0;
   for (const [i, p] of queue.entries()) {
     if (batch.length >= maxBatch) return { batch, rest: rest.concat(queue.slice(i)) };
@@ -49,43 +59,79 @@ function takeBatch<I, O>(queue: Pending<I, O>[], maxBatch: number, weight: Batch
   return { batch, rest };
 }
 
+/** The weight of the batch's heaviest key. */
+function heaviestKey<I, O>(batch: Pending<I, O>[]): number {
+  const byKey = new Map<string, number>();
+  for (const p of batch) byKey.set(p.key, (byKey.get(p.key) ?? 0) + p.weight);
+  return Math.max(0, ...byKey.values());
+}
+
 /** flush gets up to maxBatch items and returns one result per item, in order. */
 export function createGroupCommit<I, O>(
   flush: (items: I[]) => Promise<O[]>,
   maxBatch: number,
   weight?: BatchWeight<I>,
 ): GroupCommit<I, O> {
+  const lanes = weight?.lanes;
   let queue: Pending<I, O>[] = [];
-  let running: Promise<void> | null = null;
+  /** Lanes running; counted synchronously, so a lane that found nothing to take frees its place at once. */
+  let running = 0;
+  let heavyFlushes = 0;
+  let drained: Array<() => void> = [];
+  /** Keys of the batches being flushed. */
+  const flushing = new Set<string>();
+  const allowed = () => (lanes ? Math.min(lanes.max, 1 + heavyFlushes) : 1);
 
-  const run = async () => {
-    while (queue.length > 0) {
-      const { batch, rest } = takeBatch(queue, maxBatch, weight);
-      queue = rest;
-      try {
-        const results = await flush(batch.map((p) => p.item));
-        if (results.length !== batch.length) throw new Error(`flush returned ${results.length} results for ${batch.length} items`);
-        batch.forEach((p, i) => p.resolve(results[i] as O));
-      } catch (error) {
-        for (const p of batch) p.reject(error);
+  // A lane ends when nothing is left it may take (whatever still waits then
+  // belongs to a key another lane is flushing, and that lane takes it next),
+  // or when the heavy flush that let it run is over.
+  const lane = async () => {
+    running++;
+    try {
+      for (;;) {
+        if (running > allowed()) return;
+        const { batch, rest } = takeBatch(queue, maxBatch, weight, flushing);
+        if (batch.length === 0) return;
+        queue = rest;
+        const keys = new Set(batch.map((p) => p.key));
+        for (const key of keys) flushing.add(key);
+        const heavy = lanes !== undefined && heaviestKey(batch) >= lanes.heavy;
+        if (heavy) heavyFlushes++;
+        if (heavy && queue.length > 0 && running < allowed()) void lane();
+        try {
+          const results = await flush(batch.map((p) => p.item));
+          if (results.length !== batch.length) throw new Error(`flush returned ${results.length} results for ${batch.length} items`);
+          batch.forEach((p, i) => p.resolve(results[i] as O));
+        } catch (error) {
+          for (const p of batch) p.reject(error);
+        } finally {
+          for (const key of keys) flushing.delete(key);
+          if (heavy) heavyFlushes--;
+        }
+        // Let the event loop write the replies out before the next flush: an
+        // embedded database answers without real I/O, and a chain of flushes
+        // would otherwise hold every reply until the queue ran dry.
+        await new Promise((resolve) => setImmediate(resolve));
       }
-      // Let the event loop write the replies out before the next flush: an
-      // embedded database answers without real I/O, and a chain of flushes
-      // would otherwise hold every reply until the queue ran dry.
-      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      running--;
+      if (running === 0) {
+        const waiting = drained;
+        drained = [];
+        for (const done of waiting) done();
+      }
     }
-    running = null;
   };
 
   return {
     submit(item) {
       return new Promise<O>((resolve, reject) => {
         queue.push({ item, key: weight?.keyOf(item) ?? "", weight: weight?.weightOf(item) ?? 0, resolve, reject });
-        running ??= run();
+        if (running < allowed()) void lane();
       });
     },
     async drain() {
-      while (running) await running;
+      while (running > 0) await new Promise<void>((resolve) => drained.push(resolve));
     },
   };
 }

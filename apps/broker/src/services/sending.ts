@@ -29,7 +29,9 @@ const MAX_SENDS_PER_COMMIT = 500;
 // What one send statement writes at most (a single larger message goes
 // alone). A statement writing megabytes of one sender's flood would hold
 // every other sender's send behind it; the flood's sends past this wait for
-// the next batch, while other senders' sends still join this one.
+// the next batch, while other senders' sends still join this one; and while
+// a statement carries 32 KB or more of one sender's, the others' sends are
+// written in a second statement beside it rather than behind it.
 const MAX_SEND_BATCH_BYTES = 128 * 1024;
 
 const sendBytes = (m: { nonce: string; ciphertext: string; targetSpec: string }) =>
@@ -103,6 +105,7 @@ export class SendService {
       keyOf: (p) => p.message.senderId,
       weightOf: (p) => sendBytes(p.message),
       max: MAX_SEND_BATCH_BYTES,
+      lanes: { max: 2, heavy: MAX_SEND_BATCH_BYTES / 4 },
     });
   }
 
