@@ -70,9 +70,12 @@ export class DeliveryPump {
   }
 
   async ack(presence: LocalPresence, messageIds: string[]): Promise<void> {
+    const wasFull = presence.window.room() <= 0;
     presence.window.settled(messageIds);
     await this.acks.submit({ memberId: presence.memberId, messageIds });
-    this.schedule([presence.memberId]);
+    // Only a full window held deliveries back in the queue (a send leases to
+    // a presence with room directly); otherwise a claim would find nothing.
+    if (wasFull) this.schedule([presence.memberId]);
   }
 
   /** This instance's presences that cannot take pushes now: a send must not lease to them. */
