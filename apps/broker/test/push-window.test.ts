@@ -23,6 +23,18 @@ describe("PushWindow", () => {
     expect(window.room()).toBe(0);
   });
 
+  test("awaited counts the distinct ids among those given that still await their ack", () => {
+    const { window, advance } = windowOf(4);
+    window.opened("a", 1);
+    window.opened("b", 30);
+    expect(window.awaited(["a", "b", "a", "never-pushed"])).toBe(2);
+    window.settled(["b"]);
+    expect(window.awaited(["a", "b"])).toBe(1);
+    advance(1000);
+    // a's lease ran out: the queue takes it back, so it no longer awaits an ack here.
+    expect(window.awaited(["a", "b"])).toBe(0);
+  });
+
   test("an ack makes room; acking an id twice or one never pushed changes nothing", () => {
     const { window } = windowOf(2);
     window.opened("a", 30);

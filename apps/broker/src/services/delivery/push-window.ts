@@ -35,6 +35,12 @@ export class PushWindow {
     this.leases.set(messageId, this.clock() + leaseSeconds * 1000);
   }
 
+  /** How many distinct ids among these are pushes still awaiting their ack here. */
+  awaited(messageIds: readonly string[]): number {
+    const now = this.clock();
+    return new Set(messageIds.filter((id) => (this.leases.get(id) ?? 0) > now)).size;
+  }
+
   settled(messageIds: Iterable<string>): void {
     for (const id of messageIds) this.leases.delete(id);
   }

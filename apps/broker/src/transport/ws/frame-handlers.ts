@@ -101,7 +101,7 @@ export function dispatch(
   presence: LocalPresence,
   frame: SessionFrame,
 ): Promise<Answer | undefined> {
-  const limited = limits.check(presence.memberId, frame);
+  const limited = limits.check(presence, frame);
   if (limited) return Promise.resolve({ type: "error", code: limited.code, message: limited.message });
   // TypeScript cannot correlate handlers[frame.type] with frame itself.
   const handler = handlers[frame.type] as FrameHandler<typeof frame.type>;
