@@ -1,16 +1,16 @@
 // Moves queued deliveries to this instance's presences. schedule(members)
 // marks members whose queues may hold work for a local presence; one loop
 // claims for all of them in one statement, hands the pushes to the sockets,
-// and loops while work remains. Acks are group-committed.
+// and loops while work remains. Acks are group-committed (acks.ts).
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import { ackDeliveries, claimForPresences, requeue, type Ack, type ClaimRequest, type LeasedDelivery } from "../../store/queue/index.ts";
+import { claimForPresences, requeue, type ClaimRequest, type LeasedDelivery } from "../../store/queue/index.ts";
 import { unique } from "../../store/sql.ts";
-import { createGroupCommit } from "../group-commit.ts";
 import { markCongested, takesPushes, type LocalPresence, type LocalPresences } from "../local-presences.ts";
 import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
+import { AckCommits } from "./acks.ts";
 
 const MAX_MEMBERS_PER_CLAIM = 500;
 // A claim reads its rows' ciphertexts into memory and serializes them as
@@ -18,15 +18,6 @@ const MAX_MEMBERS_PER_CLAIM = 500;
 // 60 KB messages at once held ~30 MB per presence, most of it handed back
 // when the socket backed up. The loop claims again while room remains.
 const MAX_PUSHES_PER_CLAIM = 128;
-// Acks are committed a frame at a time (one item, however many ids it
-// carries, so a frame of 1,000 ids costs one promise, not 1,000), at most
-// this many ids per commit.
-const MAX_ACKS_PER_COMMIT = 5000;
-
-interface AckFrame {
-  memberId: string;
-  messageIds: string[];
-}
 
 export interface PumpOptions {
   leaseSeconds: number;
@@ -41,7 +32,7 @@ export class DeliveryPump {
   /** The claim-and-hand round under way, if any: leases written by a send wait for it (see handLeased). */
   private round: Promise<void> | null = null;
   private stopped = false;
-  private readonly acks;
+  private readonly acks: AckCommits;
 
   constructor(
     private readonly db: Database,
@@ -50,16 +41,7 @@ export class DeliveryPump {
     private readonly log: Logger,
     private readonly options: PumpOptions,
   ) {
-    this.acks = createGroupCommit<AckFrame, void>(
-      async (frames) => {
-        const acks: Ack[] = frames.flatMap(({ memberId, messageIds }) => messageIds.map((messageId) => ({ memberId, messageId })));
-        await retryTransient(() => ackDeliveries(db.relaxed, acks));
-        return frames.map(() => undefined);
-      },
-      MAX_ACKS_PER_COMMIT,
-      // Keyed by member, so one member's large frames never hold back another's acks.
-      { keyOf: (frame) => frame.memberId, weightOf: (frame) => frame.messageIds.length, max: MAX_ACKS_PER_COMMIT },
-    );
+    this.acks = new AckCommits(db);
   }
 
   /** Members whose queue may hold something their local presences can take now. */
@@ -71,8 +53,10 @@ export class DeliveryPump {
 
   async ack(presence: LocalPresence, messageIds: string[]): Promise<void> {
     const wasFull = presence.window.room() <= 0;
+    const late = messageIds.filter((id) => !presence.window.awaits(id));
+    const awaited = late.length === 0 ? messageIds : messageIds.filter((id) => presence.window.awaits(id));
     presence.window.settled(messageIds);
-    await this.acks.submit({ memberId: presence.memberId, messageIds });
+    await this.acks.apply(presence.memberId, awaited, late);
     // Only a full window held deliveries back in the queue (a send leases to
     // a presence with room directly); otherwise a claim would find nothing.
     if (wasFull) this.schedule([presence.memberId]);

@@ -35,10 +35,14 @@ export class PushWindow {
     this.leases.set(messageId, this.clock() + leaseSeconds * 1000);
   }
 
+  /** Whether the message was pushed here and awaits its ack, its lease running. */
+  awaits(messageId: string): boolean {
+    return (this.leases.get(messageId) ?? 0) > this.clock();
+  }
+
   /** How many distinct ids among these are pushes still awaiting their ack here. */
   awaited(messageIds: readonly string[]): number {
-    const now = this.clock();
-    return new Set(messageIds.filter((id) => (this.leases.get(id) ?? 0) > now)).size;
+    return new Set(messageIds.filter((id) => this.awaits(id))).size;
   }
 
   settled(messageIds: Iterable<string>): void {
