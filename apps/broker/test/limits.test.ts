@@ -165,6 +165,17 @@ describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HEL
     TRUSTED_PROXIES: "127.0.0.1,::1",
   });
 
+  test("a socket that closes before its hello is not logged at info (a flood of them cannot flood the log); a presence's close is", async () => {
+    const silent = await RawWebSocket.open(broker.wsUrl);
+    silent.destroy();
+    await silent.ended;
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const peer = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
+    await peer.close();
+    await broker.process.waitForLog("ws close", 10_000, (line) => typeof line.presenceId === "string");
+    expect(broker.process.logs.filter((line) => line.msg === "ws close" && line.presenceId === undefined)).toEqual([]);
+  });
+
   const refusedStatus = async (headers: Record<string, string>) => {
     try {
       const ws = await RawWebSocket.open(broker.wsUrl, headers);

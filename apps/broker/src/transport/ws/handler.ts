@@ -133,8 +133,11 @@ export function createWsHandler(deps: WsDeps) {
       }
       open.delete(ws);
       const presence = ws.data.presence;
-      log.info({ connectionId: ws.data.id, presenceId: presence?.presenceId, code, reason }, "ws close");
-      if (!presence) return;
+      const fields = { connectionId: ws.data.id, presenceId: presence?.presenceId, code, reason };
+      // Sockets that never said hello cost an attacker nothing to open by the
+      // thousand: their closes are debug, so they cannot flood the log.
+      if (!presence) return log.debug(fields, "ws close");
+      log.info(fields, "ws close");
       metrics.connectionsActive.dec();
       if (shuttingDown) return deps.lifecycle.forget(presence);
       deps.lifecycle
