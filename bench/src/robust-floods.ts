@@ -13,8 +13,10 @@ import {
   setupMesh,
   type SetupMember,
 } from "@switchboard/testkit";
+import { startRelay } from "./floor/relay.ts";
 import { startLatencyProbe, type LatencyProbe } from "./robust-probe.ts";
 import { MB, stage, type Size } from "./robust-stage.ts";
+import { summarize } from "./stats.ts";
 
 export interface FloodReport {
   name: string;
@@ -22,6 +24,8 @@ export interface FloodReport {
   brokerRssPeakGrowthMB: number;
   /** Probe p50 in the idle seconds just before the flood. */
   idleP50Ms: number;
+  /** The probe's latencies measured during the flood (one sent every 20 ms); its p50. */
+  probeSamples: number;
   probeP50Ms: number;
   /** Probe p50 during the flood over idleP50Ms. */
   probeRatio: number;
@@ -29,8 +33,17 @@ export interface FloodReport {
   detail: Record<string, number>;
 }
 
+/** The silent-socket flood against the floor's relay, measured by the same probe. */
+export interface FloorFlood {
+  idleP50Ms: number;
+  probeP50Ms: number;
+  probeRatio: number;
+  /** probeP50Ms less idleP50Ms: what the flood added to a bare relay hop. */
+  addedMs: number;
+}
+
 // The broker's default limits: the floods meet them as an attacker would.
-export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floods: FloodReport[] }> {
+export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floods: FloodReport[]; floor: FloorFlood }> {
   const s = await stage(size, {});
   const full = size === "full";
   let probe: LatencyProbe | undefined;
@@ -39,16 +52,17 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
     const [a, b, probeFrom, probeTo] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
     const latency = await startLatencyProbe({ wsUrl: s.broker.wsUrl, meshId: mesh.id, from: probeFrom.identity, to: probeTo.identity });
     probe = latency;
+    const p50Of = async (from: number, to: number) => summarize(await latency.between(from, to)).p50;
     const idleFrom = Date.now();
     await Bun.sleep(full ? 5000 : 1000);
-    const idle = latency.p50Since(idleFrom);
+    const idle = await p50Of(idleFrom, Date.now());
     const results: FloodReport[] = [];
 
     const run = async (name: string, count: number, flood: () => Promise<Record<string, number>>) => {
       const quietFrom = Date.now();
-      await Bun.sleep(full ? 3000 : 500);
-      const idleBefore = latency.p50Since(quietFrom);
+      await Bun.sleep(full ? 3000 : 200);
       const from = Date.now();
+      const idleBefore = await p50Of(quietFrom, from);
       const peak = rssPeak(s.broker.pid);
       let health = 200;
       const healthCheck = setInterval(() => {
@@ -60,12 +74,14 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
       }, 250);
       const detail = await flood();
       clearInterval(healthCheck);
-      const p50 = latency.p50Since(from);
+      const during = await latency.between(from, Date.now());
+      const p50 = during.length > 0 ? summarize(during).p50 : Number.NaN;
       results.push({
         name,
         count,
         brokerRssPeakGrowthMB: Math.round(peak.stop() / MB),
         idleP50Ms: Math.round(idleBefore * 100) / 100,
+        probeSamples: during.length,
         probeP50Ms: Math.round(p50 * 100) / 100,
         probeRatio: Math.round((p50 / idleBefore) * 100) / 100,
         healthDuring: health,
@@ -113,29 +129,64 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
     });
 
     const sockets = full ? 10_000 : 200;
-    await run("sockets that never say hello", sockets, async () => {
-      const open: RawWebSocket[] = [];
-      let refused = 0;
-      for (let i = 0; i < sockets; i += 100) {
-        const batch = await Promise.all(
-          Array.from({ length: Math.min(100, sockets - i) }, () =>
-            RawWebSocket.open(s.broker.wsUrl).catch((error: unknown) => {
-              if (error instanceof RawUpgradeRefused) refused++;
-              return null;
-            }),
-          ),
-        );
-        for (const ws of batch) if (ws) open.push(ws);
-      }
-      const opened = open.length;
-      for (const ws of open) ws.destroy();
-      return { opened, refused };
-    });
+    await run("sockets that never say hello", sockets, () => silentSockets(s.broker.wsUrl, sockets));
+    await probe.stop();
+    probe = undefined;
 
-    return { idleProbeP50Ms: Math.round(idle * 100) / 100, floods: results };
+    const floor = await silentSocketsOnTheFloor({ members: [probeFrom, probeTo], sockets, quietMs: full ? 3000 : 200 });
+    return { idleProbeP50Ms: Math.round(idle * 100) / 100, floods: results, floor };
   } finally {
     await probe?.stop();
     await s.close();
+  }
+}
+
+/** Opens `count` sockets, 100 at a time, that never say hello; then drops them. */
+async function silentSockets(wsUrl: string, count: number): Promise<Record<string, number>> {
+  const open: RawWebSocket[] = [];
+  let refused = 0;
+  for (let i = 0; i < count; i += 100) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(100, count - i) }, () =>
+        RawWebSocket.open(wsUrl).catch((error: unknown) => {
+          if (error instanceof RawUpgradeRefused) refused++;
+          return null;
+        }),
+      ),
+    );
+    for (const ws of batch) if (ws) open.push(ws);
+  }
+  const opened = open.length;
+  for (const ws of open) ws.destroy();
+  return { opened, refused };
+}
+
+/**
+ * The same probe and the same silent-socket flood against the floor's relay
+ * (Bun's WebSocket server, no database): what that flood costs a bare relay
+ * hop on this machine, beside what it costs Switchboard's.
+ */
+async function silentSocketsOnTheFloor(options: { members: SetupMember[]; sockets: number; quietMs: number }): Promise<FloorFlood> {
+  const relay = await startRelay();
+  let probe: LatencyProbe | undefined;
+  try {
+    const [from, to] = options.members as [SetupMember, SetupMember];
+    probe = await startLatencyProbe({ wsUrl: relay.wsUrl, meshId: "floor", from: from.identity, to: to.identity });
+    const quietFrom = Date.now();
+    await Bun.sleep(options.quietMs);
+    const floodFrom = Date.now();
+    const idle = summarize(await probe.between(quietFrom, floodFrom)).p50;
+    await silentSockets(relay.wsUrl, options.sockets);
+    const during = summarize(await probe.between(floodFrom, Date.now())).p50;
+    return {
+      idleP50Ms: Math.round(idle * 100) / 100,
+      probeP50Ms: Math.round(during * 100) / 100,
+      probeRatio: Math.round((during / idle) * 100) / 100,
+      addedMs: Math.round((during - idle) * 100) / 100,
+    };
+  } finally {
+    await probe?.stop();
+    await relay.stop();
   }
 }
 

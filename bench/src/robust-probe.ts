@@ -3,7 +3,6 @@
 // process of its own, so what it measures is the broker's delay, not the
 // event loop of the process that drives the flood.
 import { rawPresence, type TestIdentity } from "@switchboard/testkit";
-import { summarize } from "./stats.ts";
 
 const INTERVAL_MS = 20;
 
@@ -15,8 +14,12 @@ interface ProbeArgs {
 }
 
 export interface LatencyProbe {
-  /** p50 of the latencies seen since `since` (Date.now()). */
-  p50Since(since: number): number;
+  /**
+   * The latencies of the pushes that arrived in [from, to) (Date.now()), once
+   * the probe has reported a push past `to`: a window read before its samples
+   * came through the pipe would miss the last ones.
+   */
+  between(from: number, to: number): Promise<number[]>;
   stop(): Promise<void>;
 }
 
@@ -41,7 +44,12 @@ export async function startLatencyProbe(args: ProbeArgs): Promise<LatencyProbe> 
   })();
   await Promise.race([connected, child.exited.then((code) => Promise.reject(new Error(`the probe exited with ${code}`)))]);
   return {
-    p50Since: (since) => summarize(samples.filter((s) => s.at >= since).map((s) => s.ms)).p50,
+    async between(from, to) {
+      for (const end = Date.now() + 30_000; !samples.some((s) => s.at >= to); await Bun.sleep(20)) {
+        if (Date.now() > end) throw new Error("the probe reported no push for 30 s");
+      }
+      return samples.filter((s) => s.at >= from && s.at < to).map((s) => s.ms);
+    },
     async stop() {
       child.kill();
       await child.exited;
