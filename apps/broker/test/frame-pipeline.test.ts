@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { FramePipeline, InflightBudget } from "../src/transport/ws/pipeline.ts";
 
-const LIMITS = { frames: 10_000, bytes: 1 << 30 };
+const LIMITS = { frames: 10_000, bytes: 1 << 30, sliceMs: 2 };
 
 /** Keeps the thread busy for about `ms`, as handling a large frame does. */
 function busy(ms: number): void {

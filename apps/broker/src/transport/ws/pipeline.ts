@@ -14,28 +14,28 @@
 // Frames that arrive together (one read of a socket may hold hundreds) are
 // handled back to back without the event loop taking a turn: a flood on one
 // connection would hold every other socket's frames, pushes and timers
-// behind it. Past SLICE_MS of such work, the next frame waits for a turn of
-// the event loop. Between turns nothing waits: at low load no frame does.
-// With the embedded database, whose work runs on this thread too, a slice
-// of 2 ms made the test suite 20 % slower; 10 ms did not.
-const SLICE_MS = 10;
+// behind it. Past a slice of such work (InflightLimits.sliceMs), the next
+// frame waits for a turn of the event loop. Between turns nothing waits: at
+// low load no frame does.
 let sliceStart: number | null = null;
 
 /** Resolves at once within a slice; past it, after the event loop has had a turn. */
-async function takeTurn(): Promise<void> {
+async function takeTurn(sliceMs: number): Promise<void> {
   const now = performance.now();
   if (sliceStart === null) {
     sliceStart = now;
     setImmediate(() => (sliceStart = null));
     return;
   }
-  if (now - sliceStart < SLICE_MS) return;
+  if (now - sliceStart < sliceMs) return;
   await new Promise((resolve) => setImmediate(resolve));
 }
 
 export interface InflightLimits {
   frames: number;
   bytes: number;
+  /** How long frames may be handled back to back before the event loop takes a turn. */
+  sliceMs: number;
 }
 
 /** Bytes read and not finished, over every connection of the instance. */
@@ -128,7 +128,7 @@ export class FramePipeline {
     this.tail = this.tail.then(async () => {
       let overlapped: Promise<void> | null = null;
       try {
-        await takeTurn();
+        await takeTurn(this.limits.sliceMs);
         await step({
           overlap: (work) => {
             overlapped = work;
