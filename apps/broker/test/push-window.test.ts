@@ -35,6 +35,15 @@ describe("PushWindow", () => {
     expect(window.awaited(["a", "b"])).toBe(0);
   });
 
+  test("split: each awaited id once; never pushed, expired and repeated ids are late", () => {
+    const { window, advance } = windowOf(4);
+    window.opened("a", 1);
+    window.opened("b", 30);
+    expect(window.split(["a", "b", "a", "never-pushed"])).toEqual({ awaited: ["a", "b"], late: ["a", "never-pushed"] });
+    advance(1000);
+    expect(window.split(["a", "b"])).toEqual({ awaited: ["b"], late: ["a"] });
+  });
+
   test("an ack makes room; acking an id twice or one never pushed changes nothing", () => {
     const { window } = windowOf(2);
     window.opened("a", 30);

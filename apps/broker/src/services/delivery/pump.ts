@@ -53,8 +53,7 @@ export class DeliveryPump {
 
   async ack(presence: LocalPresence, messageIds: string[]): Promise<void> {
     const wasFull = presence.window.room() <= 0;
-    const late = messageIds.filter((id) => !presence.window.awaits(id));
-    const awaited = late.length === 0 ? messageIds : messageIds.filter((id) => presence.window.awaits(id));
+    const { awaited, late } = presence.window.split(messageIds);
     presence.window.settled(messageIds);
     await this.acks.apply(presence.memberId, awaited, late);
     // Only a full window held deliveries back in the queue (a send leases to

@@ -35,14 +35,25 @@ export class PushWindow {
     this.leases.set(messageId, this.clock() + leaseSeconds * 1000);
   }
 
-  /** Whether the message was pushed here and awaits its ack, its lease running. */
-  awaits(messageId: string): boolean {
-    return (this.leases.get(messageId) ?? 0) > this.clock();
+  /**
+   * The ids of pushes still awaiting their ack here (each once, its lease
+   * running), and the rest: ids never pushed here, whose lease ran out, or
+   * repeated.
+   */
+  split(messageIds: readonly string[]): { awaited: string[]; late: string[] } {
+    const now = this.clock();
+    const awaited = new Set<string>();
+    const late: string[] = [];
+    for (const id of messageIds) {
+      if (!awaited.has(id) && (this.leases.get(id) ?? 0) > now) awaited.add(id);
+      else late.push(id);
+    }
+    return { awaited: [...awaited], late };
   }
 
   /** How many distinct ids among these are pushes still awaiting their ack here. */
   awaited(messageIds: readonly string[]): number {
-    return new Set(messageIds.filter((id) => this.awaits(id))).size;
+    return this.split(messageIds).awaited.length;
   }
 
   settled(messageIds: Iterable<string>): void {
