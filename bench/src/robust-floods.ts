@@ -58,11 +58,17 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
     const idle = await p50Of(idleFrom, Date.now());
     const results: FloodReport[] = [];
 
-    const run = async (name: string, count: number, flood: () => Promise<Record<string, number>>) => {
+    // `before` runs between the quiet seconds and the measured window: what
+    // the flood is measured in the wake of (sockets it opened and holds).
+    const run = async <T>(
+      name: string,
+      count: number,
+      flood: (prepared: T) => Promise<Record<string, number>>,
+      before: () => Promise<T> = async () => undefined as T,
+    ) => {
       const quietFrom = Date.now();
       await Bun.sleep(full ? 3000 : 200);
-      const from = Date.now();
-      const idleBefore = await p50Of(quietFrom, from);
+      const idleBefore = await p50Of(quietFrom, Date.now());
       const peak = rssPeak(s.broker.pid);
       let health = 200;
       const healthCheck = setInterval(() => {
@@ -72,7 +78,9 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
           })
           .catch(() => (health = 0));
       }, 250);
-      const detail = await flood();
+      const prepared = await before();
+      const from = Date.now();
+      const detail = await flood(prepared);
       clearInterval(healthCheck);
       const during = await latency.between(from, Date.now());
       const p50 = during.length > 0 ? summarize(during).p50 : Number.NaN;
@@ -130,6 +138,17 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
 
     const sockets = full ? 10_000 : 200;
     await run("sockets that never say hello", sockets, () => silentSockets(s.broker.wsUrl, sockets));
+    // The same sockets once they are open: measured while they are held.
+    await run(
+      "sockets that never say hello, held",
+      sockets,
+      async ({ open, refused }) => {
+        await Bun.sleep(full ? 3000 : 200);
+        for (const ws of open) ws.destroy();
+        return { opened: open.length, refused };
+      },
+      () => openSilentSockets(s.broker.wsUrl, sockets),
+    );
     await probe.stop();
     probe = undefined;
 
@@ -141,8 +160,8 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
   }
 }
 
-/** Opens `count` sockets, 100 at a time, that never say hello; then drops them. */
-async function silentSockets(wsUrl: string, count: number): Promise<Record<string, number>> {
+/** Opens `count` sockets, 100 at a time, that never say hello. */
+async function openSilentSockets(wsUrl: string, count: number): Promise<{ open: RawWebSocket[]; refused: number }> {
   const open: RawWebSocket[] = [];
   let refused = 0;
   for (let i = 0; i < count; i += 100) {
@@ -156,9 +175,14 @@ async function silentSockets(wsUrl: string, count: number): Promise<Record<strin
     );
     for (const ws of batch) if (ws) open.push(ws);
   }
-  const opened = open.length;
+  return { open, refused };
+}
+
+/** Opens `count` sockets that never say hello; then drops them. */
+async function silentSockets(wsUrl: string, count: number): Promise<Record<string, number>> {
+  const { open, refused } = await openSilentSockets(wsUrl, count);
   for (const ws of open) ws.destroy();
-  return { opened, refused };
+  return { opened: open.length, refused };
 }
 
 /**

@@ -16,6 +16,7 @@ describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
       ["client_ack frames of 1,000 ids", 200],
       ["pipelined control frames", 200],
       ["sockets that never say hello", 200],
+      ["sockets that never say hello, held", 200],
     ]);
     const sends = report.floods.floods.find((f) => f.name === "pipelined sends of 60 KB")!;
     expect(sends.detail.acked).toBe(sends.count);
@@ -29,6 +30,9 @@ describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
     expect(pongs + rateLimited + unanswered).toBe(control.count);
     const sockets = report.floods.floods.find((f) => f.name === "sockets that never say hello")!;
     expect((sockets.detail.opened ?? 0) + (sockets.detail.refused ?? 0)).toBe(sockets.count);
+    const held = report.floods.floods.find((f) => f.name === "sockets that never say hello, held")!;
+    expect((held.detail.opened ?? 0) + (held.detail.refused ?? 0)).toBe(held.count);
+    expect(held.detail.opened).toBeGreaterThan(0);
     expect(report.fuzz.unanswered).toBe(0);
     expect(report.faults.sendsAcked).toBeGreaterThan(0);
     expect(report.faults.lostAcked).toBe(0);
