@@ -29,9 +29,12 @@ export class Inbox {
   receive(push: PushFrame): InboxResult {
     const id = push.messageId;
     if (this.mode === "auto") this.acks.add(id);
-    if (this.recent.has(id)) {
+    // A message the application still holds stays a duplicate however long
+    // it holds it, after the window of recent ids has moved past it.
+    const holding = this.unacked.has(id);
+    if (holding || this.recent.has(id)) {
       // Seen before: the broker did not get (or apply) the ack. Ack again unless the application is still on it.
-      if (this.mode === "manual" && !this.unacked.has(id)) this.acks.add(id);
+      if (this.mode === "manual" && !holding) this.acks.add(id);
       return { kind: "duplicate" };
     }
     this.recent.add(id);

@@ -5,6 +5,7 @@ import { waitUntil } from "@switchboard/testkit";
 import { AckBatcher } from "../src/acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "../src/backoff.ts";
 import { RecentIds } from "../src/dedupe.ts";
+import { Inbox } from "../src/inbox.ts";
 import { associatedData, directKey, open, seal } from "../src/envelope.ts";
 import { KeyRing } from "../src/keys.ts";
 import { brokerWsUrl } from "../src/url.ts";
@@ -143,6 +144,37 @@ describe("RecentIds", () => {
     expect(ids.has("a")).toBe(false);
     expect(ids.has("d")).toBe(true);
     expect(ids.add("a")).toBe(true);
+  });
+});
+
+describe("Inbox, manual acks", () => {
+  const push = (messageId: string) => ({
+    type: "push" as const,
+    messageId,
+    meshId: "00000000-0000-0000-0000-000000000001",
+    senderPubkey: "a".repeat(64),
+    targetSpec: "*",
+    priority: "next" as const,
+    nonce: "plain",
+    ciphertext: btoa(JSON.stringify("hi")),
+    createdAt: "2026-01-02T03:04:05.000Z",
+    replyTo: null,
+  });
+
+  test("a message the application still holds is not handed over again once the recent-ids window moved past it", async () => {
+    const acked: string[] = [];
+    const acks = new AckBatcher(10_000, (ids) => (acked.push(...ids), true));
+    const me = await generateKeypair();
+    const inbox = new Inbox(new KeyRing(me.secretKey, me.publicKey), acks, "manual", new RecentIds(3));
+    const kinds = ["x", "a", "b", "c", "x"].map((id) => inbox.receive(push(id)).kind);
+    expect(kinds).toEqual(["message", "message", "message", "message", "duplicate"]);
+    acks.flush();
+    // Still held by the application: the redelivery is not acked for it.
+    expect(acked).toEqual([]);
+    inbox.ack("x");
+    acks.flush();
+    expect(acked).toEqual(["x"]);
+    acks.dispose();
   });
 });
 
