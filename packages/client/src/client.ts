@@ -306,11 +306,12 @@ export class SwitchboardClient {
     this.connection = connection;
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;
-    this.setState("open");
-    // Everything unanswered goes out again, in the order it was made.
+    // Everything unanswered goes out again, in the order it was made, before
+    // the state says open: a call made by a listener of that change comes after.
     for (const entry of this.outbox.inOrder()) {
       if (connection.send(entry.text)) entry.writtenOn = generation;
     }
+    this.setState("open");
     this.acks.flush();
     const reconnected = this.connectedOnce;
     this.connectedOnce = true;

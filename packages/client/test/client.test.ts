@@ -280,6 +280,27 @@ describe("connect and final closes", () => {
     expect(control.hellos - hellosBefore).toBe(1);
   });
 
+  test("after a reconnect, queued calls go out before one a connectionState listener makes, each once", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const gotB = collect(await connect(mesh.id, bob));
+    const sends: Array<Promise<unknown>> = [];
+    a.on("connectionState", (state) => {
+      if (state === "open" && sends.length === 1) sends.push(a.send(bob.pubkey, "second"));
+    });
+    // Made while the socket is down, so it waits in the outbox for the next one.
+    a.on("close", () => sends.push(a.send(bob.pubkey, "first")));
+    control.sockets.at(-1)!.close(3000, "test drop");
+    await waitUntil(() => sends.length === 2, 10_000, "the reconnect");
+    await Promise.all(sends);
+    await waitUntil(() => gotB.messages.length >= 2, 10_000, "bob's messages");
+    const written = control.sent.filter((f) => f.type === "send").map((f) => f.ciphertext);
+    expect(written).toHaveLength(2);
+    expect(gotB.messages.map((m) => m.payload)).toEqual(["first", "second"]);
+  });
+
   test("revocation (4002) ends the client: no reconnect, later sends fail with closed", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];

@@ -47,9 +47,9 @@ export function collect(client: SwitchboardClient): Collected {
 export const pushesOf = (frames: RawFrame[], messageId?: string) =>
   frames.filter((f) => f.type === "push" && (messageId === undefined || f.messageId === messageId));
 
-/** A WebSocket class whose sockets a test can drop, and whose hello signature it can spoil. */
-export function controllableWebSocket(): { WebSocket: typeof WebSocket; sockets: WebSocket[]; hellos: number; spoilHello: boolean } {
-  const control = { WebSocket: WebSocket, sockets: [] as WebSocket[], hellos: 0, spoilHello: false };
+/** A WebSocket class whose sockets a test can drop, whose hello signature it can spoil, and which records what the SDK sends. */
+export function controllableWebSocket(): { WebSocket: typeof WebSocket; sockets: WebSocket[]; hellos: number; spoilHello: boolean; sent: RawFrame[] } {
+  const control = { WebSocket: WebSocket, sockets: [] as WebSocket[], hellos: 0, spoilHello: false, sent: [] as RawFrame[] };
   control.WebSocket = class ControllableWebSocket extends WebSocket {
     constructor(url: string | URL) {
       super(url);
@@ -65,6 +65,7 @@ export function controllableWebSocket(): { WebSocket: typeof WebSocket; sockets:
           data = JSON.stringify(frame);
         }
       }
+      if (typeof data === "string") control.sent.push(JSON.parse(data) as RawFrame);
       super.send(data);
     }
   } as typeof WebSocket;
