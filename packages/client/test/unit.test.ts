@@ -159,6 +159,7 @@ describe("Inbox, manual acks", () => {
     ciphertext: btoa(JSON.stringify("hi")),
     createdAt: "2026-01-02T03:04:05.000Z",
     replyTo: null,
+    attempt: 1,
   });
 
   test("a message the application still holds is not handed over again once the recent-ids window moved past it", async () => {
