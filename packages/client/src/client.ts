@@ -45,6 +45,9 @@ type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
 const asError = (error: unknown, code = "closed"): SwitchboardError =>
   error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error), { cause: error });
 
+/** A socket that stayed open this long after its hello starts the reconnect backoff over when it closes. */
+const STABLE_AFTER_MS = 10_000;
+
 export class SwitchboardClient {
   readonly publicKey: string;
   private currentPresenceId = "";
@@ -53,6 +56,10 @@ export class SwitchboardClient {
   private connection: Connection | null = null;
   private generation = 0;
   private connectedOnce = false;
+  /** When the current socket's hello was accepted. */
+  private openedAt = 0;
+  /** Sockets in a row that closed within STABLE_AFTER_MS of their hello: the backoff goes on from there. */
+  private shortLived = 0;
   private lastHelloTimestamp = 0;
   private cancelPause: (() => void) | null = null;
   private readonly events = new Emitter<ClientEvents>();
@@ -62,7 +69,7 @@ export class SwitchboardClient {
   private readonly keys: KeyRing;
   private readonly replies: ReplyWaiters;
   private readonly presenceFeed = new PresenceFeed({
-    request: (frame) => this.call("request", frame, "ack"),
+    request: (frame) => this.call(frame, "ack"),
     ping: () => this.ping(),
     emit: (event) => this.events.emit("presence", event),
   });
@@ -147,7 +154,7 @@ export class SwitchboardClient {
     if (opts.ttlSeconds !== undefined) frame.ttlSeconds = opts.ttlSeconds;
     if (opts.replyTo !== undefined) frame.replyTo = opts.replyTo;
     if (opts.ephemeral !== undefined) frame.ephemeral = opts.ephemeral;
-    const ack = await this.call("send", frame, "ack");
+    const ack = await this.call(frame, "ack");
     if (!("messageId" in ack) || ack.messageId === null) {
       throw new SwitchboardError("protocol", "a send ack without messageId");
     }
@@ -173,20 +180,20 @@ export class SwitchboardClient {
   }
 
   async setStatus(status: "idle" | "working" | "dnd", source: "manual" | "jsonl" = "manual"): Promise<StatusInfo> {
-    const reply = await this.call("request", { type: "set_status", status, source }, "status");
+    const reply = await this.call({ type: "set_status", status, source }, "status");
     return { status: reply.status, statusSource: reply.statusSource };
   }
 
   async join(channel: string): Promise<void> {
-    await this.call("request", { type: "join", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
+    await this.call({ type: "join", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
   }
 
   async leave(channel: string): Promise<void> {
-    await this.call("request", { type: "leave", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
+    await this.call({ type: "leave", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
   }
 
   async listPeers(): Promise<PeerInfo[]> {
-    return (await this.call("request", { type: "list_peers" }, "peers")).peers;
+    return (await this.call({ type: "list_peers" }, "peers")).peers;
   }
 
   /** A page of a joined channel's stored messages, oldest first (hydration after a load or a reconnect). */
@@ -195,7 +202,7 @@ export class SwitchboardClient {
     const frame: Record<string, unknown> = { type: "history", target };
     if (opts.before !== undefined) frame.before = opts.before;
     if (opts.limit !== undefined) frame.limit = opts.limit;
-    const reply = await this.call("request", frame, "history");
+    const reply = await this.call(frame, "history");
     return historyPage(reply.messages, opts.limit, this.inbox, (error) => this.events.emit("error", error));
   }
 
@@ -218,7 +225,7 @@ export class SwitchboardClient {
 
   /** The broker's clock (ms since the epoch). */
   async ping(): Promise<number> {
-    return (await this.call("request", { type: "ping" }, "pong")).serverTime;
+    return (await this.call({ type: "ping" }, "pong")).serverTime;
   }
 
   /**
@@ -246,7 +253,7 @@ export class SwitchboardClient {
   // ——— internals ———
 
   /** Queues a frame awaiting its reply; written now when open, else after the next hello. */
-  private call<T extends ReplyFrame["type"]>(kind: "send" | "request", frame: Record<string, unknown>, expected: T): Promise<ReplyOf<T>> {
+  private call<T extends ReplyFrame["type"]>(frame: Record<string, unknown>, expected: T): Promise<ReplyOf<T>> {
     if (this.state === "closed") return Promise.reject(new SwitchboardError("closed", "the client is closed"));
     if (this.state !== "open" && this.config.offline === "fail") {
       return Promise.reject(new SwitchboardError("unavailable", "not connected to the broker (reconnecting)"));
@@ -262,7 +269,6 @@ export class SwitchboardClient {
             }, limit);
       const entry = {
         reqId,
-        kind,
         text: JSON.stringify({ ...frame, reqId }),
         writtenOn: 0,
         reject: (error: Error) => {
@@ -304,6 +310,7 @@ export class SwitchboardClient {
       throw new SwitchboardError("closed", "the client was closed while connecting");
     }
     this.connection = connection;
+    this.openedAt = Date.now();
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;
     // Everything unanswered goes out again, in the order it was made, before
@@ -379,16 +386,22 @@ export class SwitchboardClient {
       // Whether the broker applied them is unknown: the caller decides, nothing is re-sent behind its back.
       this.outbox.failAll(new SwitchboardError("unavailable", `the connection dropped before the broker answered (${code})`));
     }
-    void this.reconnectLoop(false);
+    // A broker that accepts the hello and closes soon after must not be
+    // retried at the shortest delay forever: such sockets count as failed attempts.
+    const backedOff = Date.now() - this.openedAt < STABLE_AFTER_MS ? this.shortLived++ : (this.shortLived = 0);
+    void this.reconnectLoop(false, backedOff);
   }
 
-  /** `immediate`: the first attempt does not wait (a client started in the background). */
-  private async reconnectLoop(immediate: boolean): Promise<void> {
+  /**
+   * `immediate`: the first attempt does not wait (a client started in the
+   * background). `backedOff`: failed attempts before this loop, for the delays.
+   */
+  private async reconnectLoop(immediate: boolean, backedOff = 0): Promise<void> {
     const policy = this.config.reconnect ?? { maxAttempts: 1, minDelayMs: 0, maxDelayMs: 0 };
     let last: SwitchboardError | undefined;
     for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
       if (attempt > 0) this.setState("reconnecting");
-      await this.pause(immediate && attempt === 0 ? 0 : backoffDelay(immediate ? attempt - 1 : attempt, policy));
+      await this.pause(immediate && attempt === 0 ? 0 : backoffDelay(backedOff + (immediate ? attempt - 1 : attempt), policy));
       if (this.isClosed()) return;
       try {
         await this.establish();

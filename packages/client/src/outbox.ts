@@ -9,7 +9,6 @@ export interface OutboxEntry {
   readonly reqId: string;
   /** The serialized frame, written as is on every (re)transmission. */
   readonly text: string;
-  readonly kind: "send" | "request";
   /** Connection generation this entry was last written on (0: never). */
   writtenOn: number;
   resolve(reply: ReplyFrame): void;
@@ -39,13 +38,14 @@ export class Outbox {
   }
 
   /**
-   * The largest send written on connection `generation`: the likeliest cause
-   * of a 1009 close (frame too large), which would otherwise be retried forever.
+   * The largest frame written on connection `generation` (a send or a
+   * request): the likeliest cause of a 1009 close (frame too large), which
+   * would otherwise be written again on every socket.
    */
   largestWrittenOn(generation: number): OutboxEntry | undefined {
     let largest: OutboxEntry | undefined;
     for (const e of this.entries.values()) {
-      if (e.kind === "send" && e.writtenOn === generation && (!largest || e.text.length > largest.text.length)) largest = e;
+      if (e.writtenOn === generation && (!largest || e.text.length > largest.text.length)) largest = e;
     }
     return largest;
   }

@@ -301,6 +301,34 @@ describe("connect and final closes", () => {
     expect(gotB.messages.map((m) => m.payload)).toEqual(["first", "second"]);
   });
 
+  test("a request too large for the broker (close 1009) rejects with too_large and is not written again", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket });
+    const got = collect(a);
+    // Over the broker's MAX_MESSAGE_BYTES (64 KB).
+    await expect(a.join(`#${"x".repeat(70_000)}`)).rejects.toMatchObject({ code: "too_large" });
+    expect(got.closes.map((c) => c.code)).toEqual([1009]);
+    expect(await a.ping()).toBeGreaterThan(0);
+    expect(control.sent.filter((f) => f.type === "join")).toHaveLength(1);
+    expect(control.hellos).toBe(2);
+  });
+
+  test("a socket closed soon after every hello is reconnected with a growing delay, not the shortest one each time", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket, reconnect: { minDelayMs: 100, maxDelayMs: 1600 } });
+    a.on("open", () => control.sockets.at(-1)!.close(3000, "closed at once"));
+    control.sockets.at(-1)!.close(3000, "closed at once");
+    const from = control.hellos;
+    await Bun.sleep(1500);
+    // Waits below 100 ms each time would make ~25 hellos here; doubling
+    // ceilings from 100 to 1,600 ms make about 5, and 12 only with odds
+    // below 1 in 10,000. A slower machine can only make fewer.
+    expect(control.hellos - from).toBeLessThan(12);
+    await a.close();
+  });
+
   test("revocation (4002) ends the client: no reconnect, later sends fail with closed", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
