@@ -12,7 +12,7 @@ export const JWT_LEEWAY_SECONDS = 30;
 export const JWT_AUDIENCE = "switchboard";
 
 const claimsSchema = z.object({
-  mesh: z.string().min(1).max(128),
+  mesh: storable(z.string().min(1).max(128)),
   pubkey: z.string().regex(PUBKEY),
   exp: z.number(),
   name: storable(z.string().min(1).max(128)).optional(),
