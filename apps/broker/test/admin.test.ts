@@ -115,6 +115,11 @@ describe("admin API", () => {
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe("not_found");
     }
+    // A NUL Postgres cannot hold names nothing, on every route that takes a name (it was a 500).
+    for (const route of [`/v1/meshes/%00/members`, `/v1/meshes/${mesh.slug}/members/%00/webhook`, `/v1/admin/meshes/%00/members`]) {
+      const res = await api<ErrorBody>("GET", route);
+      expect({ route, status: res.status, code: res.body.error.code }).toEqual({ route, status: 404, code: "not_found" });
+    }
   });
 
   test("adds and lists members; 409 on a duplicate pubkey, 400 on bad bodies, 404 on unknown meshes", async () => {

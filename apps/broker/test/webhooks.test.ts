@@ -126,6 +126,9 @@ describe("webhook recipients", () => {
       { url: "http://127.0.0.1:9/hook", secret: "short" },
       { url: "http://127.0.0.1:9/hook" },
       { url: "http://127.0.0.1:9/hook", secret: SECRET, extra: 1 },
+      // Text Postgres cannot hold (it was a 500).
+      { url: "http://127.0.0.1:9/ho\u0000ok", secret: SECRET },
+      { url: "http://127.0.0.1:9/hook", secret: `${SECRET}\u0000` },
     ]) {
       expect(await code(await broker.admin.raw("PUT", path(mesh.id, m), body))).toEqual({ status: 400, code: "invalid" });
     }

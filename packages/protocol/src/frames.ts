@@ -28,8 +28,8 @@ export const targetSpecSchema = z.union([
 
 // Postgres text holds neither NUL nor unpaired surrogates (it stores UTF-8): such a
 // string would fail the whole group-committed batch, so it is refused at the edge.
-export const storable = (s: z.ZodString) =>
-  s.refine((v) => !v.includes("\u0000") && v.isWellFormed(), { error: "contains NUL or an unpaired surrogate" });
+export const isStorable = (v: string): boolean => !v.includes("\u0000") && v.isWellFormed();
+export const storable = (s: z.ZodString) => s.refine(isStorable, { error: "contains NUL or an unpaired surrogate" });
 
 const helloFields = {
   type: z.literal("hello"),

@@ -1,7 +1,7 @@
 // The HTTP messaging API (/v1/messages) and webhook recipients: bodies,
 // headers and replies, shared by the broker and the SDK.
 import { z } from "zod";
-import { sendFrame } from "./frames.ts";
+import { sendFrame, storable } from "./frames.ts";
 import { pushFrame, type PushFrame } from "./server-frames.ts";
 
 /** Request header carrying a send's idempotency key (the socket send's `id`). */
@@ -49,13 +49,10 @@ export const MAX_WEBHOOK_BATCH = 100;
 
 /** PUT /v1/meshes/:mesh/members/:member/webhook */
 export const webhookBody = z.strictObject({
-  url: z
-    .string()
-    .max(2048)
-    .refine((v) => URL.canParse(v) && ["http:", "https:"].includes(new URL(v).protocol), {
+  url: storable(z.string().max(2048)).refine((v) => URL.canParse(v) && ["http:", "https:"].includes(new URL(v).protocol), {
       error: "expected an http:// or https:// URL",
     }),
-  secret: z.string().min(16, { error: "expected at least 16 characters" }).max(256),
+  secret: storable(z.string().min(16, { error: "expected at least 16 characters" }).max(256)),
 });
 export type WebhookBody = z.infer<typeof webhookBody>;
 

@@ -6,7 +6,7 @@ import type { BunRequest } from "bun";
 import type { z } from "zod";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
-import { apiError, bearerToken, json, readBodyCapped, sameSecret } from "./respond.ts";
+import { apiError, bearerToken, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
 type Handler<P extends string> = (req: BunRequest<P>) => Promise<Response>;
@@ -45,6 +45,8 @@ export function endpoint<P extends string>(adminToken: string, handlers: Partial
       const message = `${req.method} is not allowed here; use ${allow}`;
       return apiError("method_not_allowed", message, { allow });
     }
+    const nothing = unnamable(req.params);
+    if (nothing) return nothing;
     try {
       return await handler(req);
     } catch (error) {

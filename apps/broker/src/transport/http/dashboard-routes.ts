@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { DashboardService } from "../../services/dashboard.ts";
 import { RefusedError } from "../../services/outcome.ts";
 import type { PresenceEvents } from "../../services/presence-events.ts";
-import { apiError, bearerToken, json, sameSecret } from "./respond.ts";
+import { apiError, bearerToken, json, sameSecret, unnamable } from "./respond.ts";
 
 const PAGE_DIR = join(import.meta.dir, "dashboard");
 const KEEPALIVE_MS = 15_000;
@@ -19,6 +19,8 @@ function guarded(adminToken: string, handler: Handler): Handler {
     if (!sameSecret(bearerToken(req), adminToken)) {
       return apiError("unauthorized", "the admin API requires Authorization: Bearer <ADMIN_TOKEN>");
     }
+    const nothing = unnamable(req.params);
+    if (nothing) return nothing;
     try {
       return await handler(req, server);
     } catch (error) {

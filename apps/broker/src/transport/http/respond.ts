@@ -1,9 +1,19 @@
 // JSON responses and bearer-token checks shared by the HTTP routes.
+import { isStorable } from "@switchboard/protocol";
 import { timingSafeEqual } from "node:crypto";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
 
 export function json(status: number, body: unknown, headers?: Record<string, string>): Response {
   return Response.json(body, { status, headers });
+}
+
+/**
+ * A route parameter Postgres cannot hold (NUL, an unpaired surrogate) names
+ * nothing: answered 404 before it reaches a statement, which would fail.
+ */
+export function unnamable(params: object): Response | null {
+  const bad = Object.values(params).some((v) => typeof v === "string" && !isStorable(v));
+  return bad ? apiError("not_found", "a path parameter with NUL or an unpaired surrogate names nothing") : null;
 }
 
 /** The /v1 and operations error shape: {"error":{"code","message"}}, with the code's status. */
