@@ -4,6 +4,7 @@
 // id never makes a second message).
 import { describe, expect, test } from "bun:test";
 import {
+  backendKind,
   newIdentity,
   pushesBeforeMarker,
   setupMesh,
@@ -392,6 +393,34 @@ describe("send and push", () => {
     expect(ry!.map((a) => a.code)).toEqual(Array<string>(40).fill("invalid"));
     await recipient.waitForPushes(80, 30_000);
     expect(await pushesBeforeMarker(px!, recipient)).toHaveLength(80);
+  });
+
+  test.skipIf(backendKind !== "postgres")("a batch the database refuses is written again a send at a time, in the sender's order", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const recipient = await connect(broker, m.id, b);
+    // Statements of more than one message fail; each single one takes a random 0–20 ms.
+    await queryPostgres(broker.backend, (sql) => sql.unsafe(`
+      CREATE FUNCTION one_message_at_a_time() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF (SELECT count(*) FROM inserted) > 1 THEN RAISE EXCEPTION 'injected: batch refused'; END IF;
+        PERFORM pg_sleep(random() * 0.02);
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER one_message_at_a_time AFTER INSERT ON messages REFERENCING NEW TABLE AS inserted
+        FOR EACH STATEMENT EXECUTE FUNCTION one_message_at_a_time();`));
+    try {
+      // Pipelined: the first is written alone, the rest queue behind it and fail as a batch.
+      const frames = Array.from({ length: 30 }, (_, i) => sendFrame(b.pubkey, { ciphertext: `m${i}` }));
+      const replies = await sendMany(sender, frames);
+      expect(replies.map((r) => r.type)).toEqual(frames.map(() => "ack"));
+      const pushes = await recipient.waitForPushes(30);
+      expect(pushes.map((p) => p.ciphertext)).toEqual(frames.map((f) => f.ciphertext));
+    } finally {
+      await queryPostgres(broker.backend, (sql) => sql.unsafe(`
+        DROP TRIGGER one_message_at_a_time ON messages; DROP FUNCTION one_message_at_a_time();`));
+    }
   });
 
   test("an observer may connect but not send: forbidden, nothing delivered", async () => {

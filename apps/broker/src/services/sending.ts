@@ -158,7 +158,9 @@ export class SendService {
   // One send the database refuses must not fail the others of its batch:
   // after a failed batch each send is written alone, and only the culprit
   // fails. A batch is written again only when its statement failed, so
-  // nothing it stored can be stored twice.
+  // nothing it stored can be stored twice. The sends go one after another,
+  // in their order: written side by side on several connections, a sender's
+  // later send could commit (and be pushed) before its earlier one.
   private async commitIsolating(items: Pending[]): Promise<Written[]> {
     const messages = items.map((i) => i.message);
     let enqueued: EnqueuedSend[];
@@ -176,7 +178,9 @@ export class SendService {
         return [refuse("internal", "the broker could not store this message")];
       }
       this.log.warn({ err: error, sends: items.length }, "send batch failed; writing its sends one by one");
-      return (await Promise.all(items.map((item) => this.commitIsolating([item])))).flat();
+      const written: Written[] = [];
+      for (const item of items) written.push(...(await this.commitIsolating([item])));
+      return written;
     }
     return this.afterCommit(items, enqueued);
   }
