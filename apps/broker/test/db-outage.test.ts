@@ -1,7 +1,15 @@
 // /health follows a real Postgres going away and coming back; the broker
 // neither exits nor needs a restart.
 import { afterAll, describe, expect, test } from "bun:test";
-import { ownPostgresTestsRun, startBrokerOnOwnPostgres, type BrokerOnOwnPostgres } from "@switchboard/testkit";
+import {
+  ownPostgresTestsRun,
+  rawPresence,
+  setupMesh,
+  startBrokerOnOwnPostgres,
+  waitUntil,
+  type BrokerOnOwnPostgres,
+  type SetupMember,
+} from "@switchboard/testkit";
 
 let own: BrokerOnOwnPostgres | undefined;
 afterAll(() => own?.dispose());
@@ -33,5 +41,26 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
     expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);
     await broker.process.waitForLog("db healthy");
     expect(broker.process.logs.some((l) => l.msg === "broker failed to start")).toBe(false);
+  });
+
+  test("a socket that closed while Postgres was away is ended in the database once it is back", async () => {
+    const mine = await startBrokerOnOwnPostgres();
+    try {
+      const { cluster, broker } = mine;
+      const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+      const peer = await rawPresence(broker.wsUrl, mesh.id, (members[0] as SetupMember).identity);
+      expect(await broker.admin.peers(mesh.id)).toHaveLength(1);
+
+      await cluster.stop();
+      expect(await healthStatusBecomes(broker.url, 503, 15_000)).toBe(503);
+      peer.destroy();
+      await broker.process.waitForLog("disconnect failed");
+      await cluster.start();
+      expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);
+      // Left as it was, the row would stay live, listed and counted, until the instance stopped.
+      await waitUntil(async () => (await broker.admin.peers(mesh.id)).length === 0, 20_000, "the presence ended in the database");
+    } finally {
+      await mine.dispose();
+    }
   });
 });

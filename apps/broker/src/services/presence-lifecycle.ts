@@ -16,6 +16,13 @@ import type { TokenExpiry } from "./token-expiry.ts";
 type PresenceRow = Pick<LocalPresence, "presenceId" | "memberId" | "meshId">;
 
 export class PresenceLifecycle {
+  /**
+   * Ends the database did not take (it was away): their rows would stay live
+   * (counted, listed, matched by hooks, leased to) for as long as this
+   * instance runs. finishDisconnects tries them again.
+   */
+  private readonly unfinished = new Map<string, { presence: PresenceRow; detail: string }>();
+
   constructor(
     private readonly db: Database,
     private readonly presences: LocalPresences,
@@ -49,6 +56,22 @@ export class PresenceLifecycle {
 
   /** Ends a presence in the database (requeueing its leases); its socket is gone or going. */
   async disconnect(presence: PresenceRow, detail: string): Promise<void> {
+    try {
+      await this.writeDisconnect(presence, detail);
+      this.unfinished.delete(presence.presenceId);
+    } catch (error) {
+      const { presenceId, memberId, meshId } = presence;
+      this.unfinished.set(presenceId, { presence: { presenceId, memberId, meshId }, detail });
+      throw error;
+    }
+  }
+
+  /** The catch-up for ends the database did not take: each is written again until it is. */
+  async finishDisconnects(): Promise<void> {
+    for (const { presence, detail } of [...this.unfinished.values()]) await this.disconnect(presence, detail);
+  }
+
+  private async writeDisconnect(presence: PresenceRow, detail: string): Promise<void> {
     const members = await retryTransient(() =>
       this.db.transaction(async (tx) => {
         const woken = await disconnectPresences(tx, [presence.presenceId]);

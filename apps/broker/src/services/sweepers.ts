@@ -56,6 +56,7 @@ export class Sweepers {
     this.every("catch-up", timing.catchUpIntervalMs, async () => {
       queuedWork.forMembers(await membersWithQueuedWork(db, lease.id));
       await lifecycle.endEnded();
+      await lifecycle.finishDisconnects();
     });
     this.every("instances", Math.floor((timing.instanceLeaseSeconds * 1000) / 3), async () => {
       await lease.renew();
