@@ -284,6 +284,23 @@ describe("HTTP messaging API", () => {
     expect(retried.body).toMatchObject({ messageId: first.body.messageId, duplicate: true, reply: { messageId: reply.messageId } });
   });
 
+  test("two waits on one key: the first ending does not release the reply the second still waits for", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    // A live socket of the app's member would take a reply nobody holds.
+    const appPeer = await connect(mesh.id, app);
+    const first = post(tokens[0]!, httpBody(runner.pubkey), { key: "twice", wait: 1 });
+    const runnerPeer = await connect(mesh.id, runner);
+    const [command] = await runnerPeer.waitForPushes(1);
+    const second = post(tokens[0]!, httpBody(runner.pubkey), { key: "twice", wait: 15 });
+    expect((await first).body.reply).toBeNull();
+    const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
+    expect((await second).body).toMatchObject({ duplicate: true, reply: { messageId: reply.messageId } });
+    // The socket never got it: a later message is the first thing it sees.
+    const marker = await runnerPeer.send(app.pubkey);
+    expect((await appPeer.waitForPushes(1)).map((p) => p.messageId)).toEqual([marker.messageId]);
+  });
+
   test(`at most MAX_REPLY_WAITERS (${MAX_REPLY_WAITERS}) wait at once: the next is refused with 503 before anything is stored`, async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     const [, runner] = members as [SetupMember, SetupMember];

@@ -58,13 +58,16 @@ export class HttpMessaging {
       const holdSeconds = waitSeconds + HOLD_GRACE_SECONDS;
       const sent = await this.sending.send(sender, request, { replyWaitSeconds: holdSeconds });
       if (!sent.ok) return sent;
-      // A retried send waits for the first message's reply.
-      if (sent.duplicate) await retryTransient(() => holdReplies(this.db, sent.messageId, sender.memberId, holdSeconds));
+      // The send held the replies already (a retried send waits for the first
+      // message's reply, held since then); this names this wait's own hold, so
+      // that its end does not release another wait's.
+      const heldUntil = await retryTransient(() => holdReplies(this.db, sent.messageId, sender.memberId, holdSeconds));
       const reply = await this.waiters.wait({
         requestId: sent.messageId,
         memberId: sender.memberId,
         meshId: sender.meshId,
         deadline,
+        heldUntil,
         signal,
       });
       return { ...sent, waited: true, reply };

@@ -23,6 +23,8 @@ export interface ReplyWait {
   memberId: string;
   meshId: string;
   deadline: number;
+  /** When this wait's hold on the replies ends (holdReplies): its end releases them only if no later wait holds them. Null: unknown, its end releases them. */
+  heldUntil: string | null;
   /** Aborted when the caller went away: the wait ends and the reply stays queued. */
   signal: AbortSignal;
 }
@@ -104,7 +106,7 @@ export class ReplyWaiters implements QueueConsumer {
     } finally {
       req.signal.removeEventListener("abort", onAbort);
       this.remove(waiter);
-      await this.end(req.requestId);
+      await this.end(req.requestId, req.heldUntil);
       this.log.debug({ requestId: req.requestId, ended }, "reply wait ended");
     }
   }
@@ -122,11 +124,11 @@ export class ReplyWaiters implements QueueConsumer {
 
   // Replies held for this request and not taken go to the member's other
   // consumers now, not when the hold runs out.
-  private async end(requestId: string): Promise<void> {
+  private async end(requestId: string, heldUntil: string | null): Promise<void> {
     try {
       const members = await retryTransient(() =>
         this.db.transaction(async (tx) => {
-          const requeued = await endReplyWait(tx, requestId);
+          const requeued = await endReplyWait(tx, requestId, heldUntil);
           if (requeued.length > 0) await this.bus.publish(tx, queuedWork(requeued, []));
           return requeued;
         }),

@@ -13,11 +13,18 @@ export interface TakenReply extends OwedMessage {
   attempt: number;
 }
 
-/** Holds replies to `requestId` owed to its sender for `seconds` more (a retried send that waits again). */
-export async function holdReplies(db: Executor, requestId: string, senderId: string, seconds: number): Promise<void> {
-  await db.rows(sql`
+/**
+ * Holds replies to `requestId` owed to its sender for `seconds` more, or
+ * longer if another wait holds them longer. Returns when this hold ends (the
+ * database's text, to the microsecond), which endReplyWait needs; null when
+ * the sender has no such message.
+ */
+export async function holdReplies(db: Executor, requestId: string, senderId: string, seconds: number): Promise<string | null> {
+  const rows = await db.rows<{ until: string }>(sql`
     UPDATE messages SET reply_wait_until = greatest(reply_wait_until, now() + make_interval(secs => ${seconds}))
-    WHERE id = ${requestId}::uuid AND sender_member_id = ${senderId}::uuid`);
+    WHERE id = ${requestId}::uuid AND sender_member_id = ${senderId}::uuid
+    RETURNING (now() + make_interval(secs => ${seconds}))::text AS until`);
+  return rows[0]?.until ?? null;
 }
 
 /**
@@ -50,8 +57,16 @@ export async function takeReply(db: Executor, requestId: string, memberId: strin
   return rows[0] ?? null;
 }
 
-/** The waiter is gone: later replies are queued as usual, and held ones go back to the queue. Returns their recipients. */
-export async function endReplyWait(tx: Executor, requestId: string): Promise<string[]> {
-  await tx.rows(sql`UPDATE messages SET reply_wait_until = NULL WHERE id = ${requestId}::uuid`);
-  return requeue(tx, { presences: [requestId] });
+/**
+ * A waiter is gone: unless another wait (a retry with the same key) holds the
+ * replies past `heldUntil`, the waiter's own hold (null: unknown), later
+ * replies are queued as usual and held ones go back to the queue. Returns
+ * their recipients.
+ */
+export async function endReplyWait(tx: Executor, requestId: string, heldUntil: string | null): Promise<string[]> {
+  const ended = await tx.rows(sql`
+    UPDATE messages SET reply_wait_until = NULL
+    WHERE id = ${requestId}::uuid AND (${heldUntil}::timestamptz IS NULL OR reply_wait_until <= ${heldUntil}::timestamptz)
+    RETURNING id`);
+  return ended.length === 0 ? [] : requeue(tx, { presences: [requestId] });
 }
