@@ -125,6 +125,7 @@ describe("two sessions, alice and bob", () => {
         text: { type: "string" },
         priority: { enum: ["now", "next", "low"] },
         reply_to: { type: "string" },
+        id: { type: "string" },
       },
       required: ["to", "text"],
     });

@@ -45,6 +45,9 @@ type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
 const asError = (error: unknown, code = "closed"): SwitchboardError =>
   error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error), { cause: error });
 
+/** Failures of a call written (or about to be) that say nothing of whether the broker applied it. */
+const UNDECIDED = new Set(["timeout", "unavailable", "closed"]);
+
 /** A socket that stayed open this long after its hello starts the reconnect backoff over when it closes. */
 const STABLE_AFTER_MS = 10_000;
 
@@ -154,7 +157,13 @@ export class SwitchboardClient {
     if (opts.ttlSeconds !== undefined) frame.ttlSeconds = opts.ttlSeconds;
     if (opts.replyTo !== undefined) frame.replyTo = opts.replyTo;
     if (opts.ephemeral !== undefined) frame.ephemeral = opts.ephemeral;
-    const ack = await this.call(frame, "ack");
+    const ack = await this.call(frame, "ack").catch((error: unknown) => {
+      // No verdict: the caller needs the id to send it again without a second copy.
+      if (error instanceof SwitchboardError && UNDECIDED.has(error.code)) {
+        throw new SwitchboardError(error.code, error.message, { cause: error, sendId: id });
+      }
+      throw error;
+    });
     if (!("messageId" in ack) || ack.messageId === null) {
       throw new SwitchboardError("protocol", "a send ack without messageId");
     }

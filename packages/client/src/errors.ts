@@ -6,10 +6,17 @@
  */
 export class SwitchboardError extends Error {
   readonly code: string;
+  /**
+   * On a send that failed without the broker's verdict (`timeout`,
+   * `unavailable`, `closed`): the `id` it was written with. The broker may
+   * have stored it; sending again with this `id` cannot store it twice.
+   */
+  readonly sendId: string | undefined;
 
-  constructor(code: string, message?: string, options?: { cause?: unknown }) {
+  constructor(code: string, message?: string, options?: { cause?: unknown; sendId?: string }) {
     super(message ?? code, options);
     this.name = "SwitchboardError";
     this.code = code;
+    this.sendId = options?.sendId;
   }
 }

@@ -180,3 +180,31 @@ test("requestTimeoutMs: a call the broker does not answer rejects with timeout i
   }
   expect(await a.ping()).toBeGreaterThan(0);
 });
+
+test("a send that timed out names its id: sent again with it, the broker stores it once", async () => {
+  const { mesh, alice, bob } = await pair();
+  const a = await client(mesh.id, alice, { requestTimeoutMs: 500 });
+  const b = await client(mesh.id, bob);
+  const received: Message[] = [];
+  b.on("message", (m) => received.push(m));
+  process.kill(broker.process.pid, "SIGSTOP");
+  let failure: unknown;
+  try {
+    failure = await a.send(bob.pubkey, "once").then(
+      () => null,
+      (error: unknown) => error,
+    );
+  } finally {
+    process.kill(broker.process.pid, "SIGCONT");
+  }
+  expect(failure).toBeInstanceOf(SwitchboardError);
+  const { code, sendId } = failure as SwitchboardError;
+  expect(code).toBe("timeout");
+  expect(sendId).toMatch(/^[0-9a-f-]{36}$/);
+  // The first frame was written before the broker stopped; it is handled first, the retry second.
+  const again = await a.send(bob.pubkey, "once", { id: sendId! });
+  expect(again.duplicate).toBe(true);
+  const marker = await a.send(bob.pubkey, "marker");
+  await waitUntil(() => received.some((m) => m.messageId === marker.messageId), 10_000, "the marker");
+  expect(received.map((m) => m.payload)).toEqual(["once", "marker"]);
+});

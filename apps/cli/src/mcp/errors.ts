@@ -5,6 +5,8 @@ export class ToolError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** A send that failed without the broker's verdict: its id, to send it again at most once. */
+    readonly sendId?: string,
   ) {
     super(message);
   }
@@ -12,6 +14,6 @@ export class ToolError extends Error {
 
 export function toolErrorOf(error: unknown): ToolError {
   if (error instanceof ToolError) return error;
-  if (error instanceof SwitchboardError) return new ToolError(error.code, error.message);
+  if (error instanceof SwitchboardError) return new ToolError(error.code, error.message, error.sendId);
   return new ToolError("internal", error instanceof Error ? error.message : String(error));
 }

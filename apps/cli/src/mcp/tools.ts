@@ -49,12 +49,19 @@ const TOOLS = {
         .optional()
         .describe("now: delivered even while the recipient is busy; next (default): at the end of its turn; low: when idle"),
       reply_to: z.string().min(1).max(128).optional().describe("message_id of the message this answers"),
+      id: z
+        .string()
+        .min(1)
+        .max(128)
+        .optional()
+        .describe("Only to send again a message whose send failed with timeout or unavailable: the send_id that error named, so it is stored at most once"),
     }),
     async run(args, ctx) {
       const target = await ctx.directory.resolve(args.to);
       const result = await ctx.client().send(target, args.text, {
         ...(args.priority !== undefined ? { priority: args.priority } : {}),
         ...(args.reply_to !== undefined ? { replyTo: args.reply_to } : {}),
+        ...(args.id !== undefined ? { id: args.id } : {}),
       });
       return { message_id: result.messageId, recipients: result.recipients, target };
     },
@@ -128,8 +135,13 @@ function result(data: Record<string, unknown>): CallToolResult {
 }
 
 export function failure(error: ToolError): CallToolResult {
-  const data = { error: { code: error.code, message: error.message } };
-  return { content: [{ type: "text", text: `${error.code}: ${error.message}` }], structuredContent: data, isError: true };
+  if (error.sendId === undefined) {
+    const data = { error: { code: error.code, message: error.message } };
+    return { content: [{ type: "text", text: `${error.code}: ${error.message}` }], structuredContent: data, isError: true };
+  }
+  const data = { error: { code: error.code, message: error.message, send_id: error.sendId } };
+  const text = `${error.code}: ${error.message} (to send it again, pass id: "${error.sendId}")`;
+  return { content: [{ type: "text", text }], structuredContent: data, isError: true };
 }
 
 export async function callTool(name: string, args: unknown, ctx: ToolContext): Promise<CallToolResult> {
