@@ -22,7 +22,7 @@ function brokerError(what: string, error: unknown): CliError {
   return new CliError(`${what}: ${error instanceof Error ? error.message : String(error)}`);
 }
 
-async function connect(ctx: Context, options: { sessionId: string | undefined; reconnect: boolean }): Promise<SwitchboardClient> {
+async function connect(ctx: Context, options: { sessionId: string; reconnect: boolean }): Promise<SwitchboardClient> {
   const config = ctx.config();
   const meshId = requireMesh(config);
   const key = await readKeyFile(config.keyFile);
@@ -31,7 +31,7 @@ async function connect(ctx: Context, options: { sessionId: string | undefined; r
       url: config.url,
       meshId,
       secretKey: key.secretKey,
-      ...(options.sessionId !== undefined ? { sessionId: options.sessionId } : {}),
+      sessionId: options.sessionId,
       ...(options.reconnect ? {} : { reconnect: false as const }),
     });
   } catch (error) {
@@ -40,10 +40,11 @@ async function connect(ctx: Context, options: { sessionId: string | undefined; r
 }
 
 /**
- * A one-shot command gets a session of its own: reusing the ambient Claude
- * Code session id would replace that session's live presence (close 4000).
+ * A command gets a session of its own unless --session names one: reusing
+ * the ambient Claude Code session id would replace that session's live
+ * presence, its MCP server's (close 4000, which ends that server's link).
  */
-function oneShotSession(ctx: Context): string {
+function ownSession(ctx: Context): string {
   return ctx.args.string("session") ?? `cli-${randomUUID()}`;
 }
 
@@ -64,7 +65,7 @@ export async function runListen(ctx: Context): Promise<number> {
   const signal = () => onSignal();
   process.once("SIGINT", signal);
   process.once("SIGTERM", signal);
-  const client = await connect(ctx, { sessionId: ctx.args.string("session"), reconnect: true }).catch((error: unknown) => {
+  const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: true }).catch((error: unknown) => {
     process.off("SIGINT", signal);
     process.off("SIGTERM", signal);
     throw error;
@@ -177,7 +178,7 @@ export async function runSend(ctx: Context): Promise<void> {
   if (ctx.args.flag("http")) return (await import("./http-send.ts")).runHttpSend(ctx, target, text);
   if (ctx.args.string("wait") !== undefined) throw new UsageError("--wait needs --http");
 
-  const client = await connect(ctx, { sessionId: oneShotSession(ctx), reconnect: false });
+  const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: false });
   try {
     const resolved = await resolveTarget(ctx, client, target);
     let result: SendResult;
@@ -206,7 +207,7 @@ export async function runStatus(ctx: Context): Promise<void> {
   if (!(STATUSES as readonly string[]).includes(wanted)) {
     throw new UsageError(`<status> must be one of ${STATUSES.join(", ")}, not "${wanted}"`);
   }
-  const client = await connect(ctx, { sessionId: oneShotSession(ctx), reconnect: false });
+  const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: false });
   try {
     let result: { status: string; statusSource: string };
     try {

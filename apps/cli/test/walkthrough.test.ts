@@ -159,6 +159,24 @@ describe("peer commands", () => {
     );
   });
 
+  test("listen inside a Claude Code session leaves that session's own presence alone", async () => {
+    const { mesh, alice, aliceKey } = await meshWithKeys();
+    // Standing in for the session's MCP server: alice's presence with Claude Code's session id.
+    const mcp = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id, sessionId: "claude-session-1" });
+    try {
+      const listener = background(["listen", "--mesh", mesh.slug, "--key", aliceKey], { CLAUDE_CODE_SESSION_ID: "claude-session-1" });
+      await eventually(
+        async () => ((await broker.admin.peers(mesh.id)).filter((p) => p.pubkey === alice.pubkey).length === 2 ? true : undefined),
+        "the listener's own presence beside the session's",
+      );
+      expect(mcp.isOpen).toBe(true);
+      listener.proc.kill("SIGTERM");
+      expect((await listener.finished()).code).toBe(0);
+    } finally {
+      await mcp.close();
+    }
+  });
+
   test("listen exits 0 on SIGINT", async () => {
     const { mesh, alice, aliceKey } = await meshWithKeys();
     const listener = background(["listen", "--mesh", mesh.slug, "--key", aliceKey]);
