@@ -2,7 +2,7 @@
 // token instead of a socket; with --wait S it waits for the reply. The key
 // file, when there is one, seals and opens the envelopes; without it the
 // message goes in the clear.
-import { HttpSender, SwitchboardError, type HttpSendResult, type Message } from "@switchboard/client";
+import { HttpSender, SwitchboardError, type HttpRequestResult, type HttpSendResult } from "@switchboard/client";
 import { prioritySchema } from "@switchboard/protocol";
 import { existsSync } from "node:fs";
 import { AdminApi } from "./admin-api.ts";
@@ -49,7 +49,7 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
     ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
     ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
   };
-  let result: HttpSendResult & { reply?: Message | null };
+  let result: HttpSendResult & Partial<Pick<HttpRequestResult, "reply" | "unreadableReply">>;
   try {
     result = wait === undefined ? await sender.send(resolved, text, options) : await sender.request(resolved, text, { ...options, waitSeconds: wait });
   } catch (error) {
@@ -59,6 +59,10 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   const dup = result.duplicate ? ", duplicate of an earlier send" : "";
   await out(`sent ${result.messageId} to ${result.recipients} recipient(s) (queued${dup})`);
   if (wait === undefined) return;
+  const unreadable = result.unreadableReply ?? null;
+  if (unreadable !== null) {
+    throw new CliError(`the reply ${unreadable.messageId} from ${shortKey(unreadable.senderPubkey)} could not be read: ${unreadable.error.message}`);
+  }
   const reply = result.reply ?? null;
   if (reply === null) return out(`no reply within ${wait} s`);
   const payload = typeof reply.payload === "string" ? reply.payload : (JSON.stringify(reply.payload) ?? "null");

@@ -15,7 +15,7 @@ import { open, PLAIN_NONCE, seal, type Envelope } from "./envelope.ts";
 import { SwitchboardError } from "./errors.ts";
 import { describePush } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
-import type { Message } from "./types.ts";
+import type { Message, UnreadableMessage } from "./types.ts";
 
 export interface HttpSenderOptions {
   /** The broker's base URL, http(s)://host:port. */
@@ -55,8 +55,14 @@ export interface HttpSendResult {
 }
 
 export interface HttpRequestResult extends HttpSendResult {
-  /** The first reply, opened (and acknowledged by the broker), or null when none came in time. */
+  /** The first reply, opened (and acknowledged by the broker), or null when none came in time or it did not open. */
   reply: Message | null;
+  /**
+   * The first reply when its envelope did not open (sealed for a key this
+   * sender lacks, or corrupt): what is known of it and why. The broker counts
+   * it acknowledged all the same, and the send itself went through.
+   */
+  unreadableReply: UnreadableMessage | null;
 }
 
 const NO_KEY = new Uint8Array();
@@ -99,7 +105,14 @@ export class HttpSender {
       throw new SwitchboardError("invalid", `waitSeconds: a whole number from 1 to ${MAX_WAIT_SECONDS}`);
     }
     const { result, reply } = await this.post(target, payload, opts, wait);
-    return { ...result, reply: reply ? this.open(reply) : null };
+    if (!reply) return { ...result, reply: null, unreadableReply: null };
+    try {
+      return { ...result, reply: this.open(reply), unreadableReply: null };
+    } catch (error) {
+      // The message is stored and the reply consumed: a throw here would lose both.
+      const failure = error instanceof SwitchboardError ? error : new SwitchboardError("decrypt_failed", String(error), { cause: error });
+      return { ...result, reply: null, unreadableReply: { ...describePush(reply), error: failure } };
+    }
   }
 
   /** What became of a message this member sent. */
@@ -149,7 +162,13 @@ export class HttpSender {
     const path = wait === undefined ? "/v1/messages" : `/v1/messages?wait=${wait}`;
     // The broker answers by the end of the wait; the margin covers the commit and the network.
     const timeoutMs = wait === undefined ? this.timeoutMs() : wait * 1000 + this.timeoutMs();
-    const res = await this.call("POST", path, body, { [IDEMPOTENCY_KEY_HEADER]: idempotencyKey }, timeoutMs);
+    const res = await this.call("POST", path, body, { [IDEMPOTENCY_KEY_HEADER]: idempotencyKey }, timeoutMs).catch((error: unknown) => {
+      // No verdict (the request may have been applied): the key sends it again at most once.
+      if (error instanceof SwitchboardError && (error.code === "timeout" || error.code === "unreachable")) {
+        throw new SwitchboardError(error.code, error.message, { cause: error, sendId: idempotencyKey });
+      }
+      throw error;
+    });
     const answer = (await res.json()) as HttpSendReply;
     return {
       result: { idempotencyKey, messageId: answer.messageId, recipients: answer.recipients, duplicate: answer.duplicate === true },

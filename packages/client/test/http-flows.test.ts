@@ -10,6 +10,7 @@ import {
   freePort,
   setupMesh,
   TestBroker,
+  TestPeer,
   useTestBroker,
   useTestBrokerPair,
   waitUntil,
@@ -125,6 +126,50 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     expect(sender.publicKey).toBeNull();
     const answer = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "plain" }, { waitSeconds: 10 });
     expect(answer.reply).toMatchObject({ encrypted: false, payload: { ok: true, echo: "plain" } });
+  });
+
+  test("a reply the sender cannot open comes back as unreadableReply, the send not failed", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    const runner = await TestPeer.connect(broker.wsUrl, { identity: runnerMember.identity, meshId: mesh.id });
+    try {
+      // Without the member's key: a sealed reply cannot be opened here.
+      const sender = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, app.id) });
+      const asking = sender.request(runnerMember.pubkey, "hello", { waitSeconds: 10 });
+      const [command] = await runner.waitForPushes(1);
+      const sealed = await runner.send(app.pubkey, { replyTo: String(command!.messageId) });
+      const answer = await asking;
+      expect(answer.messageId).toBe(String(command!.messageId));
+      expect(answer.reply).toBeNull();
+      expect(answer.unreadableReply?.messageId).toBe(String(sealed.messageId));
+      expect(answer.unreadableReply?.error.code).toBe("decrypt_failed");
+    } finally {
+      await runner.close();
+    }
+  });
+
+  test("a send that timed out names its idempotency key: sent again with it, the broker stores it once", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    const sender = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, app.id), timeoutMs: 300 });
+    process.kill(broker.process.pid, "SIGSTOP");
+    let failure: unknown;
+    try {
+      failure = await sender.send(runnerMember.pubkey, "once").then(
+        () => null,
+        (error: unknown) => error,
+      );
+    } finally {
+      process.kill(broker.process.pid, "SIGCONT");
+    }
+    const { code, sendId } = failure as SwitchboardError;
+    expect(code).toBe("timeout");
+    expect(sendId).toMatch(/^[0-9a-f-]{36}$/);
+    // Whether or not the broker went on to store the first request, the key makes it one message.
+    const again = await sender.send(runnerMember.pubkey, "once", { idempotencyKey: sendId! });
+    const once = await sender.send(runnerMember.pubkey, "once", { idempotencyKey: sendId! });
+    expect(once.messageId).toBe(again.messageId);
+    expect(once.duplicate).toBe(true);
   });
 
   test("with the runner offline the command is queued and delivered when it connects; a retry with the same key makes no second command", async () => {
