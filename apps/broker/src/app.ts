@@ -201,7 +201,16 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     clock,
   });
   queuedWork.subscribe(dispatcher);
-  const webhooks = createWebhookAdmin({ db, admin, dispatcher, queuedWork, bus, log, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE });
+  const webhooks = createWebhookAdmin({
+    db,
+    admin,
+    dispatcher,
+    queuedWork,
+    bus,
+    log,
+    allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
+    lookupTimeoutMs: config.WEBHOOK_TIMEOUT_MS,
+  });
   const sweepers = new Sweepers({
     db,
     queuedWork,

@@ -6,7 +6,7 @@ import { loadConfig } from "../src/config.ts";
 import { RateLimiter } from "../src/services/rate-limit.ts";
 import { retryDelayMs } from "../src/services/webhooks/backoff.ts";
 import { webhookLeaseSeconds } from "../src/services/webhooks/dispatcher.ts";
-import { isInternalAddress } from "../src/services/webhooks/target-policy.ts";
+import { isInternalAddress, refusedTarget } from "../src/services/webhooks/target-policy.ts";
 
 const PRODUCTION = { minMs: 1000, maxMs: 300_000 };
 
@@ -51,6 +51,15 @@ describe("webhook targets", () => {
   test.each(["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8"])("%s is public", (address) =>
     expect(isInternalAddress(address)).toBe(false),
   );
+
+  test("a name whose resolver never answers is refused once the timeout passes, not waited for", async () => {
+    const never = () => new Promise<string[]>(() => {});
+    expect(await refusedTarget("https://hooks.example/x", false, 50, never)).toBe("hooks.example did not resolve within 50 ms");
+    const publicName = async () => ["93.184.216.34"];
+    expect(await refusedTarget("https://hooks.example/x", false, 50, publicName)).toBeNull();
+    const internalName = async () => ["10.1.2.3"];
+    expect(await refusedTarget("https://hooks.example/x", false, 50, internalName)).toContain("resolves to 10.1.2.3");
+  });
 });
 
 describe("Retry-After of a rate-limited sender", () => {

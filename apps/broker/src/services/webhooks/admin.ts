@@ -24,9 +24,11 @@ export interface WebhookAdminDeps {
   bus: InstanceBus;
   log: Logger;
   allowPrivate: boolean;
+  /** For the target's name to resolve (WEBHOOK_TIMEOUT_MS). */
+  lookupTimeoutMs: number;
 }
 
-export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bus, log, allowPrivate }: WebhookAdminDeps) {
+export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bus, log, allowPrivate, lookupTimeoutMs }: WebhookAdminDeps) {
   const view = async (memberId: string, memberRef: string): Promise<WebhookView> => {
     const found = await webhookView(db, memberId);
     if (found === null) throw fail("not_found", `member ${memberRef} has no webhook`);
@@ -37,7 +39,7 @@ export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bu
     async set(meshRef: string, memberRef: string, body: WebhookBody): Promise<WebhookView> {
       const { mesh, member } = await admin.resolveMember(meshRef, memberRef);
       if (member.revokedAt !== null) throw fail("conflict", `member ${memberRef} is revoked`);
-      const refused = await refusedTarget(body.url, allowPrivate);
+      const refused = await refusedTarget(body.url, allowPrivate, lookupTimeoutMs);
       if (refused !== null) throw fail("invalid", `url: ${refused}`);
       await upsertWebhook(db, member.id, body.url, body.secret);
       log.info({ meshId: mesh.id, memberId: member.id, host: new URL(body.url).host }, "admin webhook set");

@@ -235,13 +235,17 @@ export class WebhookDispatcher implements QueueConsumer {
     this.retryLater(memberId, delayMs);
   }
 
+  // The lookup and the request share one timeout, which the lease outlives.
   private async send(request: WebhookRequest): Promise<WebhookResult> {
-    const refused = await refusedTarget(request.url, this.options.allowPrivate);
+    const started = this.options.clock();
+    const refused = await refusedTarget(request.url, this.options.allowPrivate, this.options.timeoutMs);
     if (refused !== null) {
       this.log.warn({ url: request.url, reason: refused }, "webhook target refused");
       return { outcome: "network", status: null };
     }
-    return this.poster.post(request, this.options.timeoutMs, this.shutdown.signal);
+    const left = this.options.timeoutMs - (this.options.clock() - started);
+    if (left <= 0) return { outcome: "timeout", status: null };
+    return this.poster.post(request, left, this.shutdown.signal);
   }
 
   private retryLater(memberId: string, delayMs: number): void {

@@ -38,8 +38,17 @@ export function isInternalAddress(address: string): boolean {
   return INTERNAL.check(address, family === 4 ? "ipv4" : "ipv6");
 }
 
-/** Why the broker may not send to this URL, or null when it may. */
-export async function refusedTarget(url: string, allowPrivate: boolean): Promise<string | null> {
+/** A host's addresses (node's resolver, which has no deadline of its own). */
+export type Resolve = (host: string) => Promise<string[]>;
+
+const resolveAll: Resolve = async (host) => (await lookup(host, { all: true })).map((a) => a.address);
+
+/**
+ * Why the broker may not send to this URL, or null when it may. A name that
+ * does not resolve within `timeoutMs` is refused: the lookup runs while the
+ * webhook's lease is held, and a stalled resolver must not outlast it.
+ */
+export async function refusedTarget(url: string, allowPrivate: boolean, timeoutMs: number, resolve: Resolve = resolveAll): Promise<string | null> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -50,10 +59,16 @@ export async function refusedTarget(url: string, allowPrivate: boolean): Promise
   if (allowPrivate) return null;
   const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
   let addresses: string[];
+  let timer: Timer | undefined;
+  const late = new Promise<"late">((done) => (timer = setTimeout(() => done("late"), timeoutMs)));
   try {
-    addresses = isIP(host) !== 0 ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+    const found = isIP(host) !== 0 ? [host] : await Promise.race([resolve(host), late]);
+    if (found === "late") return `${host} did not resolve within ${timeoutMs} ms`;
+    addresses = found;
   } catch {
     return `${host} does not resolve`;
+  } finally {
+    clearTimeout(timer);
   }
   const internal = addresses.find(isInternalAddress);
   if (internal !== undefined) {
