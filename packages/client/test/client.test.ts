@@ -291,7 +291,10 @@ describe("connect and final closes", () => {
       if (state === "open" && sends.length === 1) sends.push(a.send(bob.pubkey, "second"));
     });
     // Made while the socket is down, so it waits in the outbox for the next one.
-    a.on("close", () => sends.push(a.send(bob.pubkey, "first")));
+    const off = a.on("close", () => {
+      off();
+      sends.push(a.send(bob.pubkey, "first"));
+    });
     control.sockets.at(-1)!.close(3000, "test drop");
     await waitUntil(() => sends.length === 2, 10_000, "the reconnect");
     await Promise.all(sends);
