@@ -289,7 +289,8 @@ describe("HTTP messaging API", () => {
     const [app, runner] = members as [SetupMember, SetupMember];
     // A live socket of the app's member would take a reply nobody holds.
     const appPeer = await connect(mesh.id, app);
-    const first = post(tokens[0]!, httpBody(runner.pubkey), { key: "twice", wait: 1 });
+    // Long enough for the second request to have placed its own hold before the first ends.
+    const first = post(tokens[0]!, httpBody(runner.pubkey), { key: "twice", wait: 3 });
     const runnerPeer = await connect(mesh.id, runner);
     const [command] = await runnerPeer.waitForPushes(1);
     const second = post(tokens[0]!, httpBody(runner.pubkey), { key: "twice", wait: 15 });
