@@ -106,13 +106,23 @@ describe("decideStatus: source ranks hook > manual > jsonl", () => {
 
 describe("initialStatus", () => {
   test("a pending hook signal is taken as a fresh hook status", () => {
-    expect(initialStatus("working")).toEqual({ status: "working", source: "hook", isSignal: true });
-    expect(initialStatus("idle")).toEqual({ status: "idle", source: "hook", isSignal: true });
+    expect(initialStatus("working", null)).toEqual({ status: "working", source: "hook", ageMs: 0 });
+    expect(initialStatus("idle", null)).toEqual({ status: "idle", source: "hook", ageMs: 0 });
+  });
+
+  test("a reconnect keeps its session's dnd over anything, and its working (with its age) unless a hook signal waited", () => {
+    const dnd = { status: "dnd", source: "manual", ageMs: 90_000 } as const;
+    const working = { status: "working", source: "hook", ageMs: 1500 } as const;
+    expect(initialStatus(null, dnd)).toEqual(dnd);
+    expect(initialStatus("idle", dnd)).toEqual(dnd);
+    expect(initialStatus(null, working)).toEqual(working);
+    expect(initialStatus("idle", working)).toEqual({ status: "idle", source: "hook", ageMs: 0 });
+    expect(initialStatus(null, { status: "idle", source: "hook", ageMs: 10 })).toEqual({ status: "idle", source: "manual", ageMs: null });
   });
 
   test("without one a presence starts idle by default, which any first signal overrides", () => {
-    const start = initialStatus(null);
-    expect(start).toEqual({ status: "idle", source: "manual", isSignal: false });
+    const start = initialStatus(null, null);
+    expect(start).toEqual({ status: "idle", source: "manual", ageMs: null });
     // The default is stored as set at the epoch: past every fresh window.
     expect(decideStatus({ status: start.status, source: start.source, ageMs: Date.now() }, sig("working", "jsonl"), WINDOW)).toEqual(
       sig("working", "jsonl"),

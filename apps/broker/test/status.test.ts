@@ -84,6 +84,36 @@ describe(`priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=${WINDOW_MS /
     });
   }
 
+  test("a reconnect of the session keeps its dnd or working: held messages stay held", async () => {
+    const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    expect(await setStatus(receiver, "dnd")).toMatchObject({ status: "dnd" });
+    const nextId = await sendTo(sender, receiverMember, "next");
+    await receiver.close();
+    // Same member, same session: a new socket after a drop or a broker restart.
+    const again = await connect(env, receiverMember, mesh.id, { sessionId, cwd, pid: 4100 });
+    expect(again.helloAck?.status).toBe("dnd");
+    const nowId = await sendTo(sender, receiverMember, "now");
+    await again.waitForPushes(1, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(again)).toEqual([nowId]);
+
+    // A hook's working is kept the same way; its end lets the held message out.
+    expect(await setStatus(again, "idle")).toMatchObject({ status: "idle" });
+    await again.waitForPushes(2, DELIVERY_TIMEOUT_MS);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    expect((await postHook(env.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
+    await again.close();
+    const third = await connect(env, receiverMember, mesh.id, { sessionId, cwd, pid: 4100 });
+    expect(third.helloAck?.status).toBe("working");
+    const laterId = await sendTo(sender, receiverMember, "next");
+    const marker = await sendTo(sender, receiverMember, "now");
+    await third.waitForPushes(1, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(third)).toEqual([marker]);
+    expect((await postHook(env.url, { token, body: { cwd, status: "idle", session_id: sessionId } })).status).toBe(200);
+    await third.waitForPushes(2, DELIVERY_TIMEOUT_MS);
+    expect(pushIds(third)).toEqual([marker, laterId]);
+    expect(pushIds(again)).toEqual([nowId, nextId]);
+  });
+
   test("held messages go out when a hook sets idle", async () => {
     const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
     const token = await env.admin.createHookToken(mesh.id, receiverMember.id);

@@ -109,6 +109,8 @@ export const presences = pgTable(
       .on(t.memberId, t.sessionId)
       .where(sql`disconnected_at IS NULL`),
     index("presences_gone_idx").on(t.disconnectedAt).where(sql`disconnected_at IS NOT NULL`),
+    // A session's latest presence, live or gone: a reconnect keeps its status.
+    index("presences_session_idx").on(t.memberId, t.sessionId, t.connectedAt),
     oneOf("presences_status_check", "status", STATUSES),
     oneOf("presences_status_source_check", "status_source", SOURCES),
   ],

@@ -123,7 +123,7 @@ export class HelloService {
       claimMesh: checked[idx]!.claims?.mesh ?? null,
     }));
     const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
-    const statuses = resolved.map((r) => initialStatus(r.pending));
+    const statuses = resolved.map((r) => initialStatus(r.pending, r.previous));
     const outcomes: HelloOutcome[] = resolved.map((r) => {
       if (r.verdict === "timestamp_skew") return refuse("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
       if (r.verdict === "unauthorized") {
@@ -179,7 +179,7 @@ export class HelloService {
           displayName: presence.displayName,
           status: status.status,
           statusSource: status.source,
-          statusIsSignal: status.isSignal,
+          statusAgeMs: status.ageMs,
           replaced: presence.replaced?.id ?? null,
         };
       }),

@@ -42,6 +42,8 @@ export interface ResolvedHello {
   role: "member" | "observer" | null;
   /** A hook signal that waited for this presence (taken: it is gone from the table). */
   pending: "idle" | "working" | null;
+  /** The status of the session's latest presence, live or gone (a reconnect's predecessor); null for a new session. */
+  previous: { status: "idle" | "working" | "dnd"; source: "manual" | "hook" | "jsonl"; ageMs: number } | null;
 }
 
 /**
@@ -129,8 +131,18 @@ export async function resolveHellos(
                 WHEN a.idx IS NULL THEN 'replayed'
                 ELSE 'ok' END AS verdict,
            f.mesh_id AS "meshId", f.member_id AS "memberId", f.display_name AS "displayName", f.role,
-           (SELECT t.status FROM taken t WHERE t.idx = f.idx ORDER BY t.id DESC LIMIT 1) AS pending
+           (SELECT t.status FROM taken t WHERE t.idx = f.idx ORDER BY t.id DESC LIMIT 1) AS pending,
+           CASE WHEN prev.status IS NULL THEN NULL
+                ELSE jsonb_build_object('status', prev.status, 'source', prev.status_source,
+                                       'ageMs', extract(epoch FROM now() - prev.status_updated_at) * 1000) END AS previous
     FROM found f LEFT JOIN admitted a ON a.idx = f.idx
+    -- One probe of (member_id, session_id, connected_at) per admitted hello.
+    LEFT JOIN LATERAL (
+      SELECT p.status, p.status_source, p.status_updated_at FROM presences p
+      WHERE a.idx IS NOT NULL AND p.member_id = f.member_id AND p.session_id = f."sessionId"
+      ORDER BY p.connected_at DESC
+      LIMIT 1
+    ) prev ON true
     ORDER BY f.idx`);
 }
 

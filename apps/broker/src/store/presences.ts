@@ -19,8 +19,8 @@ export interface NewPresence {
   displayName: string;
   status: Status;
   statusSource: StatusSource;
-  /** False for a default status: its timestamp is the epoch, so the first real signal of any source applies. */
-  statusIsSignal: boolean;
+  /** How long ago the status was set; null for a default status: its timestamp is the epoch, so the first real signal of any source applies. */
+  statusAgeMs: number | null;
 }
 
 export interface PresenceRef {
@@ -59,7 +59,7 @@ export async function insertPresencesWithinCap(
       SELECT q.*, row_number() OVER (PARTITION BY q."meshId" ORDER BY (q.replaced IS NULL), q.ord) AS rank
       FROM jsonb_to_recordset(${jsonParam(presences.map((p, ord) => ({ ...p, ord })))})
         AS q(ord int, id uuid, "meshId" uuid, "memberId" uuid, "instanceId" text, "sessionId" text, pid int, cwd text,
-             "displayName" text, status text, "statusSource" text, "statusIsSignal" boolean, replaced uuid)
+             "displayName" text, status text, "statusSource" text, "statusAgeMs" float8, replaced uuid)
     ),
     live AS (
       SELECT p.mesh_id, count(*) AS n FROM presences p
@@ -70,7 +70,8 @@ export async function insertPresencesWithinCap(
       INSERT INTO presences (id, mesh_id, member_id, instance_id, session_id, pid, cwd, display_name,
                              status, status_source, status_updated_at)
       SELECT q.id, q."meshId", q."memberId", q."instanceId", q."sessionId", q.pid, q.cwd, q."displayName",
-             q.status, q."statusSource", CASE WHEN q."statusIsSignal" THEN now() ELSE to_timestamp(0) END
+             q.status, q."statusSource",
+             CASE WHEN q."statusAgeMs" IS NULL THEN to_timestamp(0) ELSE now() - make_interval(secs => q."statusAgeMs" / 1000) END
       FROM q LEFT JOIN live l ON l.mesh_id = q."meshId"
       WHERE coalesce(l.n, 0) + q.rank <= ${maxLive}
       ORDER BY q.ord

@@ -38,14 +38,26 @@ export function decideStatus(current: CurrentStatus, signal: StatusSignal, fresh
 }
 
 export interface InitialStatus extends StatusSignal {
-  /** False for the default: it counts as set long ago, so any first real signal applies. */
-  isSignal: boolean;
+  /** How long ago it was set; null for the default, which counts as set long ago, so any first real signal applies. */
+  ageMs: number | null;
 }
 
-/** A connecting presence takes a hook signal that waited for it, else starts idle by default. */
-export function initialStatus(pendingSignal: "idle" | "working" | null): InitialStatus {
-  if (pendingSignal === null) return { status: "idle", source: "manual", isSignal: false };
-  return { status: pendingSignal, source: "hook", isSignal: true };
+/**
+ * A connecting presence keeps its session's dnd, takes a hook signal that
+ * waited for it, else keeps its session's working (its age kept, so the
+ * status TTL still ends it), else starts idle by default. A session is its
+ * member and session id: a reconnect (a new socket, a restarted broker) is
+ * the same session, and its status must not fall back to idle and let held
+ * messages through.
+ */
+export function initialStatus(
+  pendingSignal: "idle" | "working" | null,
+  previous: (StatusSignal & { ageMs: number }) | null,
+): InitialStatus {
+  if (previous?.status === "dnd") return previous;
+  if (pendingSignal !== null) return { status: pendingSignal, source: "hook", ageMs: 0 };
+  if (previous?.status === "working") return previous;
+  return { status: "idle", source: "manual", ageMs: null };
 }
 
 /** The status a hook request asks for: its explicit status, else its Claude Code event's. */

@@ -1,0 +1,1 @@
+CREATE INDEX "presences_session_idx" ON "presences" USING btree ("member_id","session_id","connected_at");
