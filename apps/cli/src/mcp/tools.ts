@@ -68,10 +68,12 @@ const TOOLS = {
   }),
   check_messages: tool({
     description:
-      "The messages received since the last call (whether or not they were already shown to you as channel notifications); clears that list.",
+      "The messages received since the last call (whether or not they were already shown to you as channel notifications), oldest first; clears that list. " +
+      "A long list comes a page at a time: `more` says how many are left for the next call.",
     input: z.object({}),
     async run(_args, ctx) {
-      return { messages: ctx.inbox.drain() };
+      const { messages, more, dropped } = ctx.inbox.take();
+      return { messages, ...(more > 0 ? { more } : {}), ...(dropped > 0 ? { dropped_oldest: dropped } : {}) };
     },
   }),
   list_peers: tool({
