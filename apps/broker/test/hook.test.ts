@@ -9,6 +9,7 @@ import {
   startBrokerOnOwnPostgres,
   TestPeer,
   useTestBroker,
+  waitUntil,
   type BrokerOnOwnPostgres,
   type ConnectOptions,
   type SetupMember,
@@ -281,6 +282,27 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     const { token, cwd } = await memberWithToken(env);
     const huge = JSON.stringify({ cwd, status: "working", pad: "x".repeat(3 * 1024 * 1024) });
     expectHookError(await postHook(env.url, { token, body: huge }), 413);
+  });
+});
+
+describe("a hello refused for capacity (MAX_CONNECTIONS_PER_MESH=1)", () => {
+  const env = useTestBroker({ MAX_CONNECTIONS_PER_MESH: "1" });
+
+  test("leaves the hook signal it matched waiting for the next try", async () => {
+    const { mesh, members, member, token, cwd } = await memberWithToken(env, ["agent", "other"]);
+    const occupant = await connect(env, members[1]!, mesh.id);
+    const sessionId = `sess-${crypto.randomUUID()}`;
+    const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    const refused = await TestPeer.connect(env.wsUrl, { identity: member.identity, meshId: mesh.id, sessionId, cwd }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(refused).toMatchObject({ code: "capacity" });
+    await occupant.close();
+    await waitUntil(async () => (await env.admin.peers(mesh.id)).length === 0, 10_000, "the occupant's presence to end");
+    const peer = await connect(env, member, mesh.id, { sessionId, cwd });
+    expect(peer.helloAck?.status).toBe("working");
   });
 });
 

@@ -6,7 +6,7 @@
 // storm of connections costs a few statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
-import { enrolVouched, lockMeshes, resolveHellos, type HelloRequest } from "../store/hello.ts";
+import { enrolVouched, lockMeshes, resolveHellos, restorePendingSignal, type HelloRequest } from "../store/hello.ts";
 import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
@@ -123,7 +123,7 @@ export class HelloService {
       claimMesh: checked[idx]!.claims?.mesh ?? null,
     }));
     const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
-    const statuses = resolved.map((r) => initialStatus(r.pending, r.previous));
+    const statuses = resolved.map((r) => initialStatus(r.pending?.status ?? null, r.previous));
     const outcomes: HelloOutcome[] = resolved.map((r) => {
       if (r.verdict === "timestamp_skew") return refuse("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
       if (r.verdict === "unauthorized") {
@@ -186,9 +186,11 @@ export class HelloService {
       this.maxConnectionsPerMesh,
     );
     for (const p of passing) {
-      if (!inserted.has(p.presence.presenceId)) {
-        outcomes[p.idx] = refuse("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
-      }
+      if (inserted.has(p.presence.presenceId)) continue;
+      outcomes[p.idx] = refuse("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
+      // The hook signal this hello took waits again for the next try.
+      const pending = resolved.find((r) => r.idx === p.idx)?.pending ?? null;
+      if (pending !== null) await restorePendingSignal(tx, p.presence.memberId, pending);
     }
     // A replaced session is told as left before its successor joins.
     const changes: PresenceChange[] = [

@@ -4,7 +4,7 @@
 // leaves nothing behind.
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
-import { jsonParam, UUID, uuidArray } from "./sql.ts";
+import { isoTime, jsonParam, UUID, uuidArray } from "./sql.ts";
 import { pendingSignalMatches } from "./status.ts";
 
 export interface HelloRequest {
@@ -33,6 +33,16 @@ export interface VouchedPubkey {
 
 export type HelloVerdict = "ok" | "timestamp_skew" | "unauthorized" | "replayed";
 
+/** A hook signal kept for a presence not connected yet (status.ts keepPendingSignal). */
+export interface PendingSignal {
+  status: "idle" | "working";
+  sessionId: string | null;
+  pid: number | null;
+  cwd: string | null;
+  /** ISO-8601 UTC. */
+  expiresAt: string;
+}
+
 export interface ResolvedHello {
   idx: number;
   verdict: HelloVerdict;
@@ -40,8 +50,8 @@ export interface ResolvedHello {
   memberId: string | null;
   displayName: string | null;
   role: "member" | "observer" | null;
-  /** A hook signal that waited for this presence (taken: it is gone from the table). */
-  pending: "idle" | "working" | null;
+  /** The newest hook signal that waited for this presence (taken: it is gone from the table). */
+  pending: PendingSignal | null;
   /** The status of the session's latest presence, live or gone (a reconnect's predecessor); null for a new session. */
   previous: { status: "idle" | "working" | "dnd"; source: "manual" | "hook" | "jsonl"; ageMs: number } | null;
 }
@@ -123,7 +133,9 @@ export async function resolveHellos(
       USING admitted a
       WHERE ph.member_id = a.member_id AND ph.expires_at > now()
         AND ${pendingSignalMatches("ph", { sessionId: sql`a."sessionId"`, pid: sql`a.pid`, cwd: sql`a.cwd` })}
-      RETURNING a.idx, ph.status, ph.id
+      RETURNING a.idx, ph.id,
+                jsonb_build_object('status', ph.status, 'sessionId', ph.session_id, 'pid', ph.pid, 'cwd', ph.cwd,
+                                   'expiresAt', ${isoTime("ph.expires_at")}) AS signal
     )
     SELECT f.idx,
            CASE WHEN f.skewed THEN 'timestamp_skew'
@@ -131,7 +143,7 @@ export async function resolveHellos(
                 WHEN a.idx IS NULL THEN 'replayed'
                 ELSE 'ok' END AS verdict,
            f.mesh_id AS "meshId", f.member_id AS "memberId", f.display_name AS "displayName", f.role,
-           (SELECT t.status FROM taken t WHERE t.idx = f.idx ORDER BY t.id DESC LIMIT 1) AS pending,
+           (SELECT t.signal FROM taken t WHERE t.idx = f.idx ORDER BY t.id DESC LIMIT 1) AS pending,
            CASE WHEN prev.status IS NULL THEN NULL
                 ELSE jsonb_build_object('status', prev.status, 'source', prev.status_source,
                                        'ageMs', extract(epoch FROM now() - prev.status_updated_at) * 1000) END AS previous
@@ -144,6 +156,13 @@ export async function resolveHellos(
       LIMIT 1
     ) prev ON true
     ORDER BY f.idx`);
+}
+
+/** Puts back a signal a hello took but was then refused (capacity): it waits for the next try, until it would have expired. */
+export async function restorePendingSignal(tx: Executor, memberId: string, signal: PendingSignal): Promise<void> {
+  await tx.rows(sql`
+    INSERT INTO pending_hook_statuses (member_id, session_id, pid, cwd, status, expires_at)
+    VALUES (${memberId}::uuid, ${signal.sessionId}, ${signal.pid}, ${signal.cwd}, ${signal.status}, ${signal.expiresAt}::timestamptz)`);
 }
 
 /** Serialises hellos into the same meshes, so capacity counts are exact across instances. Locked in id order. */
