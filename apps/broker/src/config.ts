@@ -3,12 +3,18 @@
 import { createPublicKey } from "node:crypto";
 import { z } from "zod";
 
+// Digits only: Number() would take " " as 0, "0x1F90" as 8080 and "7e3" as 7000.
 const wholeNumber = (min: number, max: number) =>
-  z.coerce
-    .number({ error: "expected a whole number" })
-    .int({ error: "expected a whole number" })
-    .min(min, { error: `expected at least ${min}` })
-    .max(max, { error: `expected at most ${max}` });
+  z
+    .string()
+    .regex(/^-?[0-9]+$/, { error: "expected a whole number" })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(min, { error: `expected at least ${min}` })
+        .max(max, { error: `expected at most ${max}` }),
+    );
 
 const int = (min: number, max: number, fallback: number) => wholeNumber(min, max).default(fallback);
 
@@ -19,7 +25,12 @@ const databaseUrl = z
   .regex(/^postgres(ql)?:\/\/.+/, { error: "expected a postgres:// or postgresql:// URL" });
 
 
-const secret = z.string().min(16, { error: "expected at least 16 characters" });
+// A bearer token cannot carry whitespace, so one with a space (or the trailing
+// newline of a secret file) could never be presented.
+const secret = z
+  .string()
+  .min(16, { error: "expected at least 16 characters" })
+  .regex(/^\S+$/, { error: "contains whitespace (a trailing newline?), which no Authorization header can carry" });
 
 export type JwtKeyAlgorithm = "RS256" | "EdDSA";
 
@@ -150,11 +161,18 @@ export class ConfigError extends Error {
   readonly code = "bad_config";
 }
 
-/** A URL with its password replaced, or nothing when it does not even parse as a URL (it may hold one). */
+/**
+ * A URL with its password replaced (in its userinfo, and in any query
+ * parameter named like one, as libpq and JDBC take it), or nothing when it
+ * does not even parse as a URL (it may hold one).
+ */
 export function withoutPassword(url: string): string | null {
   try {
     const parsed = new URL(url);
     if (parsed.password !== "") parsed.password = "****";
+    for (const name of [...parsed.searchParams.keys()]) {
+      if (/pass/i.test(name)) parsed.searchParams.set(name, "****");
+    }
     return parsed.toString();
   } catch {
     return null;

@@ -23,6 +23,23 @@ describe("configuration", () => {
     expect(config.DATABASE_URL).toBeUndefined();
   });
 
+  test("numbers are digits: a blank, hex or exponent value is refused, not read as another number", () => {
+    for (const value of [" ", "0x1F90", "7e3", "80.5", "8080 "]) {
+      expect(() => loadConfig({ BROKER_PORT: value })).toThrow("invalid environment variable BROKER_PORT: expected a whole number");
+    }
+    expect(loadConfig({ BROKER_PORT: "8080" }).BROKER_PORT).toBe(8080);
+    expect(() => loadConfig({ BROKER_PORT: "70000" })).toThrow("expected at most 65535");
+  });
+
+  test("a token with whitespace (a space, a secret file's trailing newline) is refused: no Authorization header could carry it", () => {
+    for (const name of ["ADMIN_TOKEN", "METRICS_TOKEN"]) {
+      for (const value of ["correct horse battery staple", "abcdefghijklmnopqrstuvwx\n"]) {
+        expect(() => loadConfig({ [name]: value })).toThrow(`invalid environment variable ${name}: contains whitespace`);
+      }
+    }
+    expect(loadConfig({ METRICS_TOKEN: "abcdefghijklmnopqrstuvwx" }).METRICS_TOKEN).toBe("abcdefghijklmnopqrstuvwx");
+  });
+
   test("empty values count as unset", () => {
     expect(loadConfig({ BROKER_PORT: "", DATABASE_URL: "" }).BROKER_PORT).toBe(7900);
   });

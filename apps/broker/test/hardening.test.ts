@@ -31,7 +31,13 @@ describe("secrets in configuration errors", () => {
   });
 
   test("a bad DATABASE_URL is shown with its password replaced, or not at all when it does not parse", () => {
-    const cases = ["mysql://admin:hunter2@db.example:3306/app", "postgres//admin:hunter2@db/app", "hunter2"];
+    const cases = [
+      "mysql://admin:hunter2@db.example:3306/app",
+      "postgres//admin:hunter2@db/app",
+      "hunter2",
+      "jdbc:postgresql://db:5432/app?user=app&password=hunter2",
+      "jdbc:postgresql://db:5432/app?sslpassword=hunter2&user=app",
+    ];
     for (const value of cases) {
       let message = "";
       try {
