@@ -93,16 +93,21 @@ async function connectAndMigrate(config: Config, log: Logger, onConnected: () =>
   const migrations = loadMigrations();
   // The database may still be starting (compose, a rebooted host): wait for it
   // instead of exiting. A locked embedded directory is final, though.
+  // The port opening (onConnected) is final too: a port in use is no database outage.
   for (let attempt = 1; ; attempt++) {
-    let db: Database | null = null;
+    const db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
     try {
-      db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
       onConnected();
+    } catch (error) {
+      await db.close().catch(() => {});
+      throw error;
+    }
+    try {
       const applied = await migrate(db, migrations);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       return db;
     } catch (error) {
-      if (db === null || config.DATABASE_URL === undefined) throw error;
+      if (config.DATABASE_URL === undefined) throw error;
       await db.close().catch(() => {});
       log.error({ err: error, attempt }, "db ping failed");
       await Bun.sleep(Math.min(1000 * attempt, 5000));

@@ -103,4 +103,17 @@ describe("configuration", () => {
     expect(code).not.toBe(0);
     expect(stderr).toContain("invalid environment variable STATUS_TTL_SECONDS");
   });
+
+  test("a port in use stops the start also with DATABASE_URL set (it was retried as a database outage)", async () => {
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const proc = spawnRaw({ DATABASE_URL: "postgres://switchboard@127.0.0.1:1/none", HOST: "127.0.0.1", BROKER_PORT: String(holder.port) });
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+      const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+      clearTimeout(timer);
+      expect({ code: code === 0 ? "zero" : proc.signalCode ?? "non-zero", retried: stderr.includes("db ping failed") }).toEqual({ code: "non-zero", retried: false });
+    } finally {
+      holder.stop(true);
+    }
+  });
 });
