@@ -1,7 +1,11 @@
 // Embedded mode (no DATABASE_URL) whatever backend the run is on: it is the
 // default a newcomer gets.
 import { afterEach, describe, expect, test } from "bun:test";
+import { lockDataDir } from "@switchboard/db";
 import { embeddedBackend, spawnBroker, spawnRaw, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
 
 const started: BrokerProcess[] = [];
 let backend: TestBackend | undefined;
@@ -23,6 +27,19 @@ describe("embedded default", () => {
     expect(stderr).toContain(backend.dataDir!);
     // The first one is unharmed.
     expect((await fetch(`${first.url}/health`)).status).toBe(200);
+  });
+
+  test("a lock naming this very pid is a leftover (a restarted container's broker is pid 1 each time) and is taken over", () => {
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-lock-"));
+    try {
+      const leftover = { pid: process.pid, hostname: hostname(), since: "2026-01-01T00:00:00.000Z" };
+      writeFileSync(join(dir, "broker.lock"), JSON.stringify(leftover));
+      const release = lockDataDir(dir);
+      expect(JSON.parse(readFileSync(join(dir, "broker.lock"), "utf8")).since).not.toBe(leftover.since);
+      release();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("the lock of a killed broker is taken over, and the data survives the restart", async () => {

@@ -13,7 +13,8 @@ export class DataDirLockedError extends Error {
   ) {
     super(
       `DATA_DIR ${dataDir} is in use by another broker (pid ${holder.pid} on ${holder.hostname}, since ${holder.since}); ` +
-        "embedded mode serves one process only: stop that process or set DATABASE_URL",
+        "embedded mode serves one process only: stop that process or set DATABASE_URL " +
+        `(if that host is gone, e.g. a container replaced after a crash, delete ${join(dataDir, LOCK_FILE)})`,
     );
   }
 }
@@ -74,7 +75,9 @@ export function lockDataDir(dataDir: string): () => void {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const holder = readHolder(path);
-      const stale = holder === null || (holder.hostname === me.hostname && !isAlive(holder.pid));
+      // A lock naming this very process is a leftover of an earlier one with
+      // the same pid: a restarted container's broker is pid 1 every time.
+      const stale = holder === null || (holder.hostname === me.hostname && (holder.pid === me.pid || !isAlive(holder.pid)));
       if (!stale) throw new DataDirLockedError(dataDir, holder);
       // The holder died without releasing (SIGKILL): take the lock over.
       try {
