@@ -9,7 +9,7 @@ import { DockerfileParser } from "dockerfile-ast";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { configSchema } from "../../apps/broker/src/config.ts";
+import { configSchema, loadConfig } from "../../apps/broker/src/config.ts";
 
 const DEPLOY = join(import.meta.dir, "..");
 
@@ -70,6 +70,16 @@ describe("deploy/compose.yaml", () => {
     const known = new Set(Object.keys(configSchema.shape));
     for (const [, broker] of brokers) {
       expect(Object.keys(broker.environment ?? {}).filter((name) => !known.has(name))).toEqual([]);
+    }
+  });
+
+  test("behind Traefik each broker reads the client's address from X-Forwarded-For: TRUSTED_PROXIES covers Docker's networks", () => {
+    for (const [, broker] of brokers) {
+      const value = broker.environment?.TRUSTED_PROXIES ?? "";
+      const fallback = value.match(/^\$\{TRUSTED_PROXIES:-(.+)\}$/)?.[1];
+      expect(fallback).toBeDefined();
+      expect(loadConfig({ TRUSTED_PROXIES: fallback }).TRUSTED_PROXIES).toBeDefined();
+      for (const net of ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]) expect(fallback!.split(",")).toContain(net);
     }
   });
 
