@@ -53,6 +53,17 @@ process.on("unhandledRejection", (reason) => {
 });
 process.on("uncaughtException", (error) => crash("uncaught exception", error));
 
+// A stop signal while the broker starts (waiting for its database, migrating)
+// ends it at once: nothing is served yet. As a container's pid 1 the process
+// would otherwise ignore SIGTERM until the start finished.
+const stopWhileStarting = (signal: NodeJS.Signals) => {
+  log.info({ signal }, "shutdown signal");
+  log.info("stopped before the start finished");
+  void exit(0);
+};
+process.on("SIGTERM", stopWhileStarting);
+process.on("SIGINT", stopWhileStarting);
+
 const broker: Broker = await startBroker(config, log).catch(async (error: unknown) => {
   if (error instanceof DataDirLockedError) {
     log.fatal({ code: error.code, holderPid: error.holder.pid }, error.message);
@@ -92,5 +103,7 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   }
 }
 
+process.off("SIGTERM", stopWhileStarting);
+process.off("SIGINT", stopWhileStarting);
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -2,7 +2,7 @@
 // own deadline (9 s) ends a shutdown that hangs with exit code 1, so exit code
 // 0 also says the shutdown finished in time; how long it took is no assertion.
 import { afterEach, describe, expect, test } from "bun:test";
-import { TestBroker } from "@switchboard/testkit";
+import { spawnRaw, TestBroker } from "@switchboard/testkit";
 
 let broker: TestBroker | undefined;
 afterEach(async () => {
@@ -31,5 +31,25 @@ describe("graceful shutdown", () => {
     expect(events).toContain("shutdown complete");
     expect(events).not.toContain("shutdown deadline passed");
     expect(events.indexOf("shutdown signal")).toBeLessThan(events.indexOf("shutdown complete"));
+  });
+});
+
+describe("a stop signal while the broker starts", () => {
+  test("SIGTERM while it waits for an unreachable database ends it with exit 0, not by the signal's default", async () => {
+    const proc = spawnRaw({ DATABASE_URL: "postgres://switchboard@127.0.0.1:1/none", HOST: "127.0.0.1", BROKER_PORT: "0" });
+    let stderr = "";
+    const reading = (async () => {
+      for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
+    })();
+    // Waiting for its database: it has logged the first failed attempt.
+    for (const end = Date.now() + 30_000; !stderr.includes("db ping failed") && Date.now() < end; ) await Bun.sleep(50);
+    expect(stderr).toContain("db ping failed");
+    proc.kill("SIGTERM");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+    const code = await proc.exited;
+    clearTimeout(timer);
+    await reading;
+    expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
+    expect(stderr).toContain("stopped before the start finished");
   });
 });
