@@ -317,6 +317,10 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     instanceId,
     async stop() {
       readiness.draining();
+      ws.refuseNew();
+      // Still serving: a proxy whose health check comes by now takes this
+      // instance out of its rotation before the port closes.
+      if (config.SHUTDOWN_DRAIN_MS > 0) await Bun.sleep(config.SHUTDOWN_DRAIN_MS);
       ws.closeAll();
       sweepers.stop();
       await dispatcher.stop();

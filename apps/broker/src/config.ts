@@ -126,6 +126,10 @@ export const configSchema = z.object({
   WEBHOOK_ALLOW_PRIVATE: flag(false),
   // Requests waiting for a reply (POST /v1/messages?wait=S) on one instance.
   MAX_REPLY_WAITERS: int(1, 1_000_000, 1000),
+  // On SIGTERM, how long the instance keeps serving while /health/ready says
+  // draining, so a proxy's health check sees it before the port closes. Within
+  // the 9 s the shutdown has, hence at most 5 s.
+  SHUTDOWN_DRAIN_MS: int(0, 5000, 0),
   // Timing of the broker's own machinery. The defaults are the production
   // values; tests shorten them instead of sleeping them out.
   HELLO_TIMEOUT_MS: int(100, 600_000, 10_000),

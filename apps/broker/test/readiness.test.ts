@@ -52,6 +52,21 @@ describe("readiness", () => {
     const answer = await ready(broker.url);
     expect(answer).toEqual({ code: 200, body: { status: "ready", instanceId: expect.any(String) } });
   });
+
+  test("SHUTDOWN_DRAIN_MS: after SIGTERM it says draining while it still serves its sockets and HTTP, then exits 0", async () => {
+    const broker = await TestBroker.start({ SHUTDOWN_DRAIN_MS: "3000" });
+    cleanups.push(() => broker.dispose());
+    const socket = new WebSocket(broker.wsUrl);
+    await new Promise((resolve) => socket.addEventListener("open", resolve));
+    const closed = new Promise<number>((resolve) => socket.addEventListener("close", (event) => resolve(event.code)));
+    broker.process.kill("SIGTERM");
+    expect((await readyBecomes(broker.url, "draining", 2000))?.code).toBe(503);
+    // Still serving: a proxy that routes one more request here gets an answer.
+    expect((await fetch(`${broker.url}/health`)).status).toBe(200);
+    expect(socket.readyState).toBe(WebSocket.OPEN);
+    expect(await broker.process.exited).toBe(0);
+    expect(await closed).toBe(1001);
+  });
 });
 
 describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes and goes", () => {

@@ -153,6 +153,10 @@ export function createWsHandler(deps: WsDeps) {
       return !shuttingDown;
     },
     newConnection: (address: string) => newConnection(address, deps.inflight, deps.inflightBudget),
+    /** Shutdown began: new sockets are refused; the open ones go on until closeAll. */
+    refuseNew() {
+      shuttingDown = true;
+    },
     /** Shutdown: every socket closes with 1001; the instance ends its presences in one statement. */
     closeAll() {
       shuttingDown = true;
