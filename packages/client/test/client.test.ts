@@ -1,11 +1,12 @@
 // The SDK against a real broker: end-to-end encryption as seen on the wire,
 // broadcast and channels, request/reply, de-duplication of redelivered pushes,
 // refused hellos, and the close codes that end a client.
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import { newIdentity, sendLeaseProbe, setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import * as backoff from "../src/backoff.ts";
 import { SwitchboardClient, SwitchboardError, transcriptDir, watchTranscriptStatus, type ClientOptions } from "../src/index.ts";
 import { collect, controllableWebSocket, pushesOf, recordingWebSocket, type RawFrame } from "./support.ts";
 
@@ -320,16 +321,18 @@ describe("connect and final closes", () => {
   test("a socket closed soon after every hello is reconnected with a growing delay, not the shortest one each time", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
     const control = controllableWebSocket();
-    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket, reconnect: { minDelayMs: 100, maxDelayMs: 1600 } });
-    a.on("open", () => control.sockets.at(-1)!.close(3000, "closed at once"));
-    control.sockets.at(-1)!.close(3000, "closed at once");
-    const from = control.hellos;
-    await Bun.sleep(1500);
-    // Waits below 100 ms each time would make ~25 hellos here; doubling
-    // ceilings from 100 to 1,600 ms make about 5, and 12 only with odds
-    // below 1 in 10,000. A slower machine can only make fewer.
-    expect(control.hellos - from).toBeLessThan(12);
-    await a.close();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket, reconnect: { minDelayMs: 20, maxDelayMs: 200 } });
+    // The attempt number each wait is drawn for: its ceiling doubles with it.
+    const delays = spyOn(backoff, "backoffDelay");
+    try {
+      a.on("open", () => control.sockets.at(-1)!.close(3000, "closed at once"));
+      control.sockets.at(-1)!.close(3000, "closed at once");
+      await waitUntil(() => delays.mock.calls.length >= 5, 20_000, "five reconnects");
+      expect(delays.mock.calls.slice(0, 5).map(([attempt]) => attempt)).toEqual([0, 1, 2, 3, 4]);
+    } finally {
+      delays.mockRestore();
+      await a.close();
+    }
   });
 
   test("revocation (4002) ends the client: no reconnect, later sends fail with closed", async () => {
