@@ -5,7 +5,7 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { freePort, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
-import { controllableWebSocket, pushesOf, type RawFrame } from "./support.ts";
+import { controllableWebSocket, failureWhileStopped, pushesOf, type RawFrame } from "./support.ts";
 
 // A fixed port: one test stops the broker and starts it again where the clients look for it.
 let broker: TestBroker;
@@ -168,16 +168,8 @@ test('offline: "fail" rejects calls at once with "unavailable" while the broker 
 test("requestTimeoutMs: a call the broker does not answer rejects with timeout instead of waiting", async () => {
   const { mesh, alice } = await pair();
   const a = await client(mesh.id, alice, { requestTimeoutMs: 500 });
-  process.kill(broker.process.pid, "SIGSTOP");
-  try {
-    const failure = await a.ping().then(
-      () => null,
-      (error: unknown) => error,
-    );
-    expect((failure as SwitchboardError).code).toBe("timeout");
-  } finally {
-    process.kill(broker.process.pid, "SIGCONT");
-  }
+  const failure = await failureWhileStopped(broker.process.pid, () => a.ping());
+  expect((failure as SwitchboardError).code).toBe("timeout");
   expect(await a.ping()).toBeGreaterThan(0);
 });
 
@@ -187,16 +179,7 @@ test("a send that timed out names its id: sent again with it, the broker stores 
   const b = await client(mesh.id, bob);
   const received: Message[] = [];
   b.on("message", (m) => received.push(m));
-  process.kill(broker.process.pid, "SIGSTOP");
-  let failure: unknown;
-  try {
-    failure = await a.send(bob.pubkey, "once").then(
-      () => null,
-      (error: unknown) => error,
-    );
-  } finally {
-    process.kill(broker.process.pid, "SIGCONT");
-  }
+  const failure = await failureWhileStopped(broker.process.pid, () => a.send(bob.pubkey, "once"));
   expect(failure).toBeInstanceOf(SwitchboardError);
   const { code, sendId } = failure as SwitchboardError;
   expect(code).toBe("timeout");

@@ -22,6 +22,7 @@ import {
 import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { HttpSender, verifyWebhook, type SwitchboardError } from "../src/index.ts";
+import { failureWhileStopped } from "./support.ts";
 
 const SECRET = "app-webhook-secret-0123456789";
 const RUNNER = join(import.meta.dir, "fixtures", "runner.ts");
@@ -153,16 +154,7 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     const [app, runnerMember] = members as [SetupMember, SetupMember];
     const token = await broker.admin.createApiToken(mesh.id, app.id);
     const sender = await HttpSender.create({ url: broker.url, token, timeoutMs: 300 });
-    process.kill(broker.process.pid, "SIGSTOP");
-    let failure: unknown;
-    try {
-      failure = await sender.send(runnerMember.pubkey, "once").then(
-        () => null,
-        (error: unknown) => error,
-      );
-    } finally {
-      process.kill(broker.process.pid, "SIGCONT");
-    }
+    const failure = await failureWhileStopped(broker.process.pid, () => sender.send(runnerMember.pubkey, "once"));
     const { code, sendId } = failure as SwitchboardError;
     expect(code).toBe("timeout");
     expect(sendId).toMatch(/^[0-9a-f-]{36}$/);

@@ -72,3 +72,15 @@ export function controllableWebSocket(): { WebSocket: typeof WebSocket; sockets:
   return control;
 }
 
+/** What a call fails with while the process `pid` is stopped (SIGSTOP); it goes on (SIGCONT) afterwards, whatever happened. */
+export async function failureWhileStopped(pid: number, call: () => Promise<unknown>): Promise<unknown> {
+  process.kill(pid, "SIGSTOP");
+  try {
+    return await call().then(
+      () => null,
+      (error: unknown) => error,
+    );
+  } finally {
+    process.kill(pid, "SIGCONT");
+  }
+}
