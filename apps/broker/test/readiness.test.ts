@@ -54,13 +54,13 @@ describe("readiness", () => {
   });
 
   test("SHUTDOWN_DRAIN_MS: after SIGTERM it says draining while it still serves its sockets and HTTP, then exits 0", async () => {
-    const broker = await TestBroker.start({ SHUTDOWN_DRAIN_MS: "3000" });
+    const broker = await TestBroker.start({ SHUTDOWN_DRAIN_MS: "5000" });
     cleanups.push(() => broker.dispose());
     const socket = new WebSocket(broker.wsUrl);
     await new Promise((resolve) => socket.addEventListener("open", resolve));
     const closed = new Promise<number>((resolve) => socket.addEventListener("close", (event) => resolve(event.code)));
     broker.process.kill("SIGTERM");
-    expect((await readyBecomes(broker.url, "draining", 2000))?.code).toBe(503);
+    expect((await readyBecomes(broker.url, "draining", 4000))?.code).toBe(503);
     // Still serving: a proxy that routes one more request here gets an answer.
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
     expect(socket.readyState).toBe(WebSocket.OPEN);
