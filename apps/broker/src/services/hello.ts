@@ -189,7 +189,7 @@ export class HelloService {
       if (inserted.has(p.presence.presenceId)) continue;
       outcomes[p.idx] = refuse("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
       // The hook signal this hello took waits again for the next try.
-      const pending = resolved.find((r) => r.idx === p.idx)?.pending ?? null;
+      const pending = resolved[p.idx]!.pending;
       if (pending !== null) await restorePendingSignal(tx, p.presence.memberId, pending);
     }
     // A replaced session is told as left before its successor joins.

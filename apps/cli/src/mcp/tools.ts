@@ -136,14 +136,10 @@ function result(data: Record<string, unknown>): CallToolResult {
   return { content: [{ type: "text", text: JSON.stringify(data) }], structuredContent: data };
 }
 
-export function failure(error: ToolError): CallToolResult {
-  if (error.sendId === undefined) {
-    const data = { error: { code: error.code, message: error.message } };
-    return { content: [{ type: "text", text: `${error.code}: ${error.message}` }], structuredContent: data, isError: true };
-  }
-  const data = { error: { code: error.code, message: error.message, send_id: error.sendId } };
-  const text = `${error.code}: ${error.message} (to send it again, pass id: "${error.sendId}")`;
-  return { content: [{ type: "text", text }], structuredContent: data, isError: true };
+export function failure({ code, message, sendId }: ToolError): CallToolResult {
+  const again = sendId === undefined ? "" : ` (to send it again, pass id: "${sendId}")`;
+  const data = { error: { code, message, ...(sendId === undefined ? {} : { send_id: sendId }) } };
+  return { content: [{ type: "text", text: `${code}: ${message}${again}` }], structuredContent: data, isError: true };
 }
 
 export async function callTool(name: string, args: unknown, ctx: ToolContext): Promise<CallToolResult> {

@@ -43,6 +43,19 @@ export type Resolve = (host: string) => Promise<string[]>;
 
 const resolveAll: Resolve = async (host) => (await lookup(host, { all: true })).map((a) => a.address);
 
+/** The host's addresses; null when it does not resolve, "late" when the resolver took longer than timeoutMs. */
+async function resolveWithin(resolve: Resolve, host: string, timeoutMs: number): Promise<string[] | null | "late"> {
+  let timer: Timer | undefined;
+  const late = new Promise<"late">((done) => (timer = setTimeout(() => done("late"), timeoutMs)));
+  try {
+    return await Promise.race([resolve(host), late]);
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Why the broker may not send to this URL, or null when it may. A name that
  * does not resolve within `timeoutMs` is refused: the lookup runs while the
@@ -58,18 +71,9 @@ export async function refusedTarget(url: string, allowPrivate: boolean, timeoutM
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return "only http:// and https:// URLs are allowed";
   if (allowPrivate) return null;
   const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
-  let addresses: string[];
-  let timer: Timer | undefined;
-  const late = new Promise<"late">((done) => (timer = setTimeout(() => done("late"), timeoutMs)));
-  try {
-    const found = isIP(host) !== 0 ? [host] : await Promise.race([resolve(host), late]);
-    if (found === "late") return `${host} did not resolve within ${timeoutMs} ms`;
-    addresses = found;
-  } catch {
-    return `${host} does not resolve`;
-  } finally {
-    clearTimeout(timer);
-  }
+  const addresses = isIP(host) !== 0 ? [host] : await resolveWithin(resolve, host, timeoutMs);
+  if (addresses === "late") return `${host} did not resolve within ${timeoutMs} ms`;
+  if (addresses === null) return `${host} does not resolve`;
   const internal = addresses.find(isInternalAddress);
   if (internal !== undefined) {
     return `${host} resolves to ${internal}, a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is false)`;
