@@ -1,7 +1,7 @@
 // Group commit and the retry policy as pure code, without a database: what
 // goes into one flush, who gets which result, and what is retried.
 import { describe, expect, test } from "bun:test";
-import { createGroupCommit } from "../src/services/group-commit.ts";
+import { createGroupCommit, type GroupCommit } from "../src/services/group-commit.ts";
 import { retryTransient } from "../src/services/retry.ts";
 
 /** A flush the test finishes by hand, recording every batch it was given. */
@@ -20,6 +20,20 @@ function manualFlush<I>() {
 
 /** Lets pending promise reactions and setImmediate callbacks run. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+/** With two flushes under way, drain() resolves once both are finished, not after the first. */
+async function expectDrainAfterBoth(commit: GroupCommit<string, string>, finish: Array<(results: string[]) => void>, results: [string, string]) {
+  let drained = false;
+  const draining = commit.drain().then(() => {
+    drained = true;
+  });
+  finish[0]!([results[0]]);
+  await settle();
+  expect(drained).toBe(false);
+  finish[1]!([results[1]]);
+  await draining;
+  expect(drained).toBe(true);
+}
 
 describe("createGroupCommit", () => {
   test("an item submitted to an idle group commit is flushed at once, alone", async () => {
@@ -107,16 +121,7 @@ describe("createGroupCommit", () => {
     const commit = createGroupCommit(flush, 100);
     void commit.submit("a");
     void commit.submit("b");
-    let drained = false;
-    const draining = commit.drain().then(() => {
-      drained = true;
-    });
-    finish[0]!(["A"]);
-    await settle();
-    expect(drained).toBe(false);
-    finish[1]!(["B"]);
-    await draining;
-    expect(drained).toBe(true);
+    await expectDrainAfterBoth(commit, finish, ["A", "B"]);
     await commit.drain();
 
     const again = commit.submit("c");
@@ -236,16 +241,7 @@ describe("createGroupCommit", () => {
       const commit = createGroupCommit(flush, 10, weight);
       void commit.submit("x:60");
       void commit.submit("y:1");
-      let drained = false;
-      const draining = commit.drain().then(() => {
-        drained = true;
-      });
-      finish[0]!(["X"]);
-      await settle();
-      expect(drained).toBe(false);
-      finish[1]!(["Y"]);
-      await draining;
-      expect(drained).toBe(true);
+      await expectDrainAfterBoth(commit, finish, ["X", "Y"]);
     });
   });
 });
