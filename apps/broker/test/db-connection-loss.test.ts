@@ -1,13 +1,16 @@
-// A new database connection that is lost while postgres.js reads the server's
-// array types (the first query of every connection it opens) rejects a promise
-// of the driver's that nobody holds (porsager/postgres#1192). It happens when
-// the server stops or restarts just as the pool reconnects; the broker must
-// take it as the lost connection it is and not exit.
+// Database connections lost at the worst moments. A new one lost while
+// postgres.js reads the server's array types (the first query of every
+// connection it opens) rejects a promise of the driver's that nobody holds
+// (porsager/postgres#1192). It happens when the server stops or restarts just
+// as the pool reconnects; the broker must take it as the lost connection it
+// is and not exit. And one lost after a send statement committed, before its
+// answer came: what it stored is stored, and must be answered and pushed so.
 import { describe, expect, test } from "bun:test";
-import { backendKind, freshBackend, startPostgresProxy, TestBroker, waitUntil } from "@switchboard/testkit";
+import { backendKind, freshBackend, PeerPool, setupMesh, startPostgresProxy, TestBroker, waitUntil } from "@switchboard/testkit";
 import postgres from "postgres";
+import { sendFrame, sendMany } from "./support/messaging.ts";
 
-describe.skipIf(backendKind !== "postgres")("a database connection lost as it opens (needs DATABASE_URL)", () => {
+describe.skipIf(backendKind !== "postgres")("database connections lost (needs DATABASE_URL)", () => {
   test("the broker logs db connection lost, stays up and serves on new connections", async () => {
     const backend = await freshBackend();
     const databaseUrl = backend.databaseUrl!;
@@ -28,6 +31,62 @@ describe.skipIf(backendKind !== "postgres")("a database connection lost as it op
       expect(broker.process.exitCode).toBeNull();
       expect(broker.process.logs.filter((l) => l.msg === "unhandled rejection")).toEqual([]);
     } finally {
+      await admin.end();
+      await broker.dispose();
+      await proxy.close();
+      await backend.dispose();
+    }
+  });
+
+  test("a send whose statement committed but whose answer was lost is acked as stored, once, and pushed at once", async () => {
+    const backend = await freshBackend();
+    const databaseUrl = backend.databaseUrl!;
+    const server = new URL(databaseUrl);
+    const proxy = await startPostgresProxy({ host: server.hostname, port: Number(server.port) });
+    // A lease far longer than the test waits: the push must not come from its expiry.
+    const broker = await TestBroker.start({ DATABASE_URL: proxy.url(databaseUrl), LEASE_SECONDS: "600" }, { backend });
+    const admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    const peers = new PeerPool();
+    try {
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+      const [a, b] = members as [(typeof members)[0], (typeof members)[0]];
+      const sender = await peers.connect(broker.wsUrl, a, mesh.id);
+      const recipient = await peers.connect(broker.wsUrl, b, mesh.id);
+      const ciphertext = Buffer.from("the answer to this commit is lost").toString("base64");
+      proxy.loseAnswerTo(ciphertext);
+
+      // No id: a sender told "internal" would send it again as a new message.
+      const reply = await sender.send(b.pubkey, { ciphertext });
+      expect(proxy.lost).toBe(1);
+      expect(reply).toMatchObject({ type: "ack", recipients: 1, queued: true });
+      expect(reply.duplicate).toBeUndefined();
+      const stored = await admin<{ id: string }[]>`SELECT id FROM messages WHERE ciphertext = ${ciphertext}`;
+      expect(stored.map((m) => m.id)).toEqual([reply.messageId as string]);
+      const [push] = await recipient.waitForPushes(1);
+      expect(push).toMatchObject({ messageId: reply.messageId, ciphertext, attempt: 1 });
+
+      // In a batch: the stored sends are answered so, the others for themselves.
+      // The first send is written alone; the three behind it as one statement.
+      const lostInBatch = Buffer.from("this batch's answer is lost").toString("base64");
+      proxy.loseAnswerTo(lostInBatch);
+      const frames = [
+        sendFrame(b.pubkey, { ciphertext: "Zmlyc3Q=" }),
+        sendFrame(b.pubkey, { ciphertext: lostInBatch }),
+        sendFrame("#nobody-joined", {}),
+        sendFrame(b.pubkey, { ciphertext: "bGFzdA==" }),
+      ];
+      const replies = await sendMany(sender, frames);
+      expect(proxy.lost).toBe(2);
+      expect(replies.map((r) => r.type === "error" ? r.code : r.type)).toEqual(["ack", "ack", "unknown_target", "ack"]);
+      const pushes = await recipient.waitForPushes(4);
+      expect(pushes.slice(1).map((p) => p.ciphertext)).toEqual(["Zmlyc3Q=", lostInBatch, "bGFzdA=="]);
+      expect(pushes.slice(1).map((p) => p.messageId)).toEqual([0, 1, 3].map((i) => replies[i]!.messageId));
+      // The lost statement held the send that stored nothing too (so it was answered by a statement of its own).
+      const failed = broker.process.logs.filter((l) => l.msg === "send statement failed after its commit");
+      expect(failed.map((l) => Number(l.sends) - Number(l.stored))).toEqual([0, 1]);
+      expect(broker.process.exitCode).toBeNull();
+    } finally {
+      await peers.closeAll();
       await admin.end();
       await broker.dispose();
       await proxy.close();

@@ -1,9 +1,11 @@
 // A TCP proxy in front of a Postgres server that can end a connection at one
-// chosen moment, as a server terminating the backend would (57P01, then the
-// socket closes): right after the server said it is ready, when the client's
-// first query reads the server's types. postgres.js starts every new
+// of two chosen moments. As a server terminating the backend would (57P01,
+// then the socket closes): right after the server said it is ready, when the
+// client's first query reads the server's types. postgres.js starts every new
 // connection that way (fetch_types), and a connection lost there leaves a
-// rejection nobody holds.
+// rejection nobody holds. Or as a network failing after the commit: a query
+// carrying a chosen mark reaches the server, which runs and commits it, and
+// the connection drops before its answer reaches the client.
 import { connect, createServer, type Server, type Socket } from "node:net";
 
 const READY_FOR_QUERY = 0x5a; // 'Z'
@@ -27,6 +29,14 @@ export interface PostgresProxy {
   cutTypeQueries(count: number): void;
   /** Connections terminated that way so far. */
   readonly cut: number;
+  /**
+   * The next query whose bytes contain `mark` is run by the server, and its
+   * connection is destroyed once the server is ready again (the query's
+   * transaction ended), without a byte of the answer reaching the client.
+   */
+  loseAnswerTo(mark: string): void;
+  /** Answers lost that way so far. */
+  readonly lost: number;
   close(): Promise<void>;
 }
 
@@ -44,20 +54,38 @@ function scanForReady(state: { buffer: Buffer; ready: boolean }, chunk: Buffer):
 export async function startPostgresProxy(server: { host: string; port: number }): Promise<PostgresProxy> {
   let toCut = 0;
   let cut = 0;
+  const marks: Buffer[] = [];
+  let lost = 0;
   const sockets = new Set<Socket>();
   const listener: Server = createServer((client) => {
     const upstream = connect(server.port, server.host);
     const state = { buffer: Buffer.alloc(0), ready: false };
+    // Set once a marked query went upstream: the server's answer is read, not forwarded.
+    let withheld: { buffer: Buffer; ready: boolean } | null = null;
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on("close", () => sockets.delete(s));
       s.on("error", () => {});
     }
     upstream.on("data", (chunk: Buffer) => {
+      if (withheld !== null) {
+        scanForReady(withheld, chunk);
+        if (withheld.ready) {
+          lost++;
+          upstream.destroy();
+          client.destroy();
+        }
+        return;
+      }
       client.write(chunk);
       if (!state.ready) scanForReady(state, chunk);
     });
     client.on("data", (chunk: Buffer) => {
+      const mark = withheld === null && state.ready ? marks.findIndex((m) => chunk.includes(m)) : -1;
+      if (mark >= 0) {
+        marks.splice(mark, 1);
+        withheld = { buffer: Buffer.alloc(0), ready: false };
+      }
       if (state.ready && toCut > 0 && chunk.includes(TYPE_QUERY_MARK)) {
         toCut--;
         cut++;
@@ -85,6 +113,12 @@ export async function startPostgresProxy(server: { host: string; port: number })
     },
     get cut() {
       return cut;
+    },
+    loseAnswerTo(mark) {
+      marks.push(Buffer.from(mark));
+    },
+    get lost() {
+      return lost;
     },
     async close() {
       for (const s of sockets) s.destroy();

@@ -9,6 +9,7 @@ import { presencesReceiving } from "../store/presences.ts";
 import {
   enqueueSends,
   findSendsByClientId,
+  storedSends,
   type EnqueuedSend,
   type LeasedDelivery,
   type NewMessage,
@@ -173,6 +174,8 @@ export class SendService {
       };
       enqueued = await retryTransient(() => enqueueSends(this.db, messages, holders));
     } catch (error) {
+      const stored = await this.storedDespite(error, messages);
+      if (stored.length > 0) return this.afterLostAnswer(items, stored);
       if (items.length === 1) {
         this.log.error({ err: error }, "send failed");
         return [refuse("internal", "the broker could not store this message")];
@@ -183,6 +186,29 @@ export class SendService {
       return written;
     }
     return this.afterCommit(items, enqueued);
+  }
+
+  // A failed statement may have committed all the same: its connection lost
+  // before the answer came. Answering its sends with an error would have a
+  // sender without an id send a stored message again.
+  private async storedDespite(error: unknown, messages: NewMessage[]): Promise<EnqueuedSend[]> {
+    const stored = await storedSends(this.db, messages, this.options.instanceId).catch((lookupError: unknown) => {
+      this.log.error({ err: lookupError }, "looking up the sends of a failed statement failed");
+      return [];
+    });
+    if (stored.length > 0) this.log.warn({ err: error, sends: messages.length, stored: stored.length }, "send statement failed after its commit");
+    return stored;
+  }
+
+  // The stored sends are answered and pushed as after any commit; the rest of
+  // the batch (unknown targets, retried ids, revoked senders) was not written,
+  // and each is written alone for its own answer.
+  private async afterLostAnswer(items: Pending[], stored: EnqueuedSend[]): Promise<Written[]> {
+    const answered = await this.afterCommit(items, stored);
+    const byIdx = new Map(stored.map((e, i) => [e.idx, answered[i]!]));
+    const written: Written[] = [];
+    for (const [idx, item] of items.entries()) written.push(byIdx.get(idx) ?? (await this.commitIsolating([item]))[0]!);
+    return written;
   }
 
   // Past the commit, nothing may turn a stored message into an error reply.

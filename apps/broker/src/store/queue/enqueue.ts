@@ -188,6 +188,29 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
     ORDER BY r.idx`);
 }
 
+/**
+ * The sends of a batch whose statement failed that are stored all the same:
+ * a statement can fail after its commit (the connection lost before the
+ * answer came). A message's id is made for this one batch, so a row with it
+ * was written by that statement. Reported as enqueueSends reports them, with
+ * the deliveries it leased to presences of this instance.
+ */
+export async function storedSends(db: Executor, messages: NewMessage[], instanceId: string): Promise<EnqueuedSend[]> {
+  if (messages.length === 0) return [];
+  return db.rows<EnqueuedSend>(sql`
+    SELECT q.idx, true AS known, true AS "senderLive", true AS inserted, NULL AS "priorId", 0 AS "priorRecipients",
+           (SELECT coalesce(json_agg(d.recipient_member_id), '[]') FROM deliveries d
+            WHERE d.message_id = m.id)::text AS recipients,
+           (SELECT coalesce(json_agg(json_build_object('memberId', d.recipient_member_id, 'presenceId', d.lease_presence_id,
+                                                       'seq', d.id::float8)), '[]')
+            FROM deliveries d JOIN presences p ON p.id = d.lease_presence_id
+            WHERE d.message_id = m.id AND d.state = 'leased' AND d.attempt = 1 AND p.instance_id = ${instanceId})::text AS leased,
+           ${isoTime("m.created_at")} AS "createdAt", 0 AS notified
+    FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ id: m.id, idx })))}) AS q(idx int, id uuid)
+    JOIN messages m ON m.id = q.id
+    ORDER BY q.idx`);
+}
+
 export interface StoredSend {
   senderId: string;
   clientId: string;
