@@ -121,7 +121,7 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     }
   });
 
-  test("resolution order: session_id, else pid+cwd (pid in body or x-switchboard-pid), else the newest with that cwd", async () => {
+  test("resolution order: session_id, else pid+cwd (pid in body or x-switchboard-pid), else the newest with that cwd, else that pid", async () => {
     const { mesh, member, token, cwd } = await memberWithToken(env);
     const other = `${cwd}-other`;
     const p1 = await connect(env, member, mesh.id, { sessionId: "s-1", pid: 111, cwd });
@@ -143,12 +143,14 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
       { name: "unknown session and pid → newest with cwd", body: { cwd, session_id: "no-such-session", pid: 999 }, expected: id(p3) },
       { name: "cwd only → newest with cwd", body: { cwd }, expected: id(p3) },
       { name: "pid of another cwd → newest with this cwd", body: { cwd: other, pid: 111 }, expected: id(p4) },
+      // Claude Code's pid, from a directory the model moved to: that session.
+      { name: "no presence with this cwd → that pid", body: { cwd: `${cwd}/packages/app`, pid: 222 }, expected: id(p2) },
     ];
     for (const c of cases) {
       const answer = await postHook(env.url, { token, body: { ...c.body, status: "working" }, pidHeader: c.pidHeader });
       expect({ name: c.name, answer }).toEqual({ name: c.name, answer: { status: 200, body: { ok: true, presence_id: c.expected } } });
     }
-    const lost = await postHook(env.url, { token, body: { cwd: "/nowhere", pid: 111, status: "working" } });
+    const lost = await postHook(env.url, { token, body: { cwd: "/nowhere", pid: 999, status: "working" } });
     expect(lost).toEqual({ status: 200, body: { ok: true, pending: true } });
   });
 
@@ -172,6 +174,16 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     const peer = await connect(env, member, mesh.id, { pid: 5151, cwd });
     expect(peer.helloAck?.status).toBe("working");
     expect(await statusSeenBy(peer, peer.sessionId)).toEqual({ status: "working", statusSource: "hook" });
+  });
+
+  test("a pending signal from a subdirectory is applied to a presence connecting with that pid", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", `claude-${crypto.randomUUID()}`, `${cwd}/src`), pidHeader: 5353 });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    const stranger = await connect(env, member, mesh.id, { pid: 5454, cwd });
+    expect(stranger.helloAck?.status).toBe("idle");
+    const peer = await connect(env, member, mesh.id, { pid: 5353, cwd });
+    expect(peer.helloAck?.status).toBe("working");
   });
 
   test("a pending hook with Claude's session id reaches a peer that knows only its parent's pid and cwd", async () => {

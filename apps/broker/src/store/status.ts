@@ -48,14 +48,20 @@ export interface SignalOrigin {
   cwd: string;
 }
 
-/** Among the member's live presences: by session id, else by pid and cwd, else the newest with that cwd. */
+/**
+ * Among the member's live presences: by session id, else by pid and cwd, else
+ * the newest with that cwd, else the one with that pid. The last is a hook
+ * fired in a subdirectory: Claude Code's pid, which its MCP server's hello
+ * names too, with a cwd the model has moved to.
+ */
 export async function findPresenceForSignal(db: Executor, memberId: string, origin: SignalOrigin): Promise<string | null> {
   const rows = await db.rows<{ id: string }>(sql`
     SELECT id FROM presences
     WHERE member_id = ${memberId} AND disconnected_at IS NULL
-      AND (session_id = ${origin.sessionId} OR cwd = ${origin.cwd})
+      AND (session_id = ${origin.sessionId} OR cwd = ${origin.cwd} OR pid = ${origin.pid})
     ORDER BY (session_id = ${origin.sessionId}) IS TRUE DESC,
              (pid = ${origin.pid} AND cwd = ${origin.cwd}) IS TRUE DESC,
+             cwd = ${origin.cwd} DESC,
              connected_at DESC
     LIMIT 1`);
   return rows[0]?.id ?? null;
@@ -76,13 +82,16 @@ export async function keepPendingSignal(
 
 /**
  * Whether the pending signal `ph` is about a connecting presence: by its
- * session, else by its pid and cwd. The pid+cwd match holds even when the
- * signal names a session: a hook pipes Claude Code's session_id, which a peer
- * that only knows its parent's pid and cwd does not have. (Used by the hello
- * admission in store/hello.ts, which takes the matching signals.)
+ * session, else by its cwd (and pid, when the signal had one), else by its
+ * pid alone. The pid matches hold even when the signal names a session: a
+ * hook pipes Claude Code's session_id, which a peer that only knows its
+ * parent's pid and cwd does not have; a pid alone is a hook fired in a
+ * subdirectory. (Used by the hello admission in store/hello.ts, which takes
+ * the matching signals.)
  */
 export function pendingSignalMatches(ph: string, presence: { sessionId: SQL; pid: SQL; cwd: SQL }): SQL {
   const col = (name: string) => sql.raw(`${ph}.${name}`);
   return sql`(${col("session_id")} = ${presence.sessionId}
-    OR (${col("cwd")} = ${presence.cwd} AND (${col("pid")} IS NULL OR ${col("pid")} = ${presence.pid})))`;
+    OR (${col("cwd")} = ${presence.cwd} AND ${col("pid")} IS NULL)
+    OR ${col("pid")} = ${presence.pid})`;
 }
