@@ -143,7 +143,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const presences = new LocalPresences();
   const bus = new InstanceBus(db, log);
   const queuedWork = new QueuedWork();
-  const pump = new DeliveryPump(db, presences, metrics, log, { leaseSeconds: timing.leaseSeconds, clock });
+  const pump = new DeliveryPump(db, presences, bus, metrics, log, { leaseSeconds: timing.leaseSeconds, clock });
   queuedWork.subscribe({
     members: (ids) => pump.schedule(ids),
     meshes: (ids) => pump.schedule(ids.flatMap((meshId) => presences.membersOfMesh(meshId))),

@@ -1,9 +1,11 @@
 // Between instances, news of work travels by NOTIFY alone: with the catch-up
 // sweep far away, a message sent on one instance still reaches a recipient
 // on another at once, whether the send named it directly or by broadcast to
-// more members than one notification lists by id.
+// more members than one notification lists by id, or a push handed back to
+// the queue makes it claimable again.
 import { afterEach, describe, expect, test } from "bun:test";
-import { backendKind, PeerPool, setupMesh, useTestBrokerPair, type SetupMember } from "@switchboard/testkit";
+import { backendKind, PeerPool, setupMesh, useTestBrokerPair, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { queryPostgres, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
@@ -32,5 +34,45 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
     expect(ack.recipients).toBe(160);
     const pushes = await Promise.all(peers.map((p) => p.waitForPushes(1, 20_000)));
     expect(pushes.map((p) => p[0]?.messageId)).toEqual(peers.map(() => ack.messageId));
+  });
+
+  test("pushes a full window hands back on A reach the member's presence on B", async () => {
+    const { a, b } = pair;
+    const { mesh, members } = await setupMesh(a.admin, { members: 2 });
+    const [sender, recipient] = members as [SetupMember, SetupMember];
+    const from = await pool.connect(a.wsUrl, sender, mesh.id);
+    // Reads every push and acks none: its window of 512 fills. A send leases
+    // to it directly, as it is on the sending instance.
+    const holder = await pool.connect(a.wsUrl, recipient, mesh.id);
+    const elsewhere = await pool.connect(b.wsUrl, recipient, mesh.id, { autoAck: true });
+    const first = await sendMany(from, Array.from({ length: 508 }, () => sendFrame(recipient.pubkey)));
+    await holder.waitForPushes(508, 30_000);
+
+    // A statement held for a second by a trigger, so the ten sends behind it
+    // are written together, all leased to the holder with room for four at
+    // most: the rest go back to the queue, and only B can take them.
+    const slow = Buffer.from("slow").toString("base64");
+    await queryPostgres(a.backend, (sql) => sql.unsafe(`
+      CREATE FUNCTION hold_marked_send() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF EXISTS (SELECT 1 FROM inserted WHERE ciphertext = '${slow}') THEN PERFORM pg_sleep(1); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER hold_marked_send AFTER INSERT ON messages REFERENCING NEW TABLE AS inserted
+        FOR EACH STATEMENT EXECUTE FUNCTION hold_marked_send();`));
+    try {
+      const last = await sendMany(from, [
+        sendFrame(recipient.pubkey, { ciphertext: slow }),
+        ...Array.from({ length: 10 }, () => sendFrame(recipient.pubkey)),
+      ]);
+      await waitUntil(async () => ((await scrape(a.url)).get("broker_pushes_unwritten_total") ?? 0) > 0, 10_000, "pushes handed back on A");
+      const ids = [...first, ...last].map((ack) => str(ack.messageId));
+      const reached = () => new Set([...holder.pushes(), ...elsewhere.pushes()].map((p) => str(p.messageId)));
+      await waitUntil(() => ids.every((id) => reached().has(id)), 10_000, "every message at one of the member's presences");
+      expect(elsewhere.pushes().length).toBeGreaterThan(0);
+    } finally {
+      await queryPostgres(a.backend, (sql) => sql.unsafe(`
+        DROP TRIGGER hold_marked_send ON messages; DROP FUNCTION hold_marked_send();`));
+    }
   });
 });

@@ -8,6 +8,7 @@ import type { Metrics } from "../../metrics.ts";
 import { claimForPresences, requeue, type ClaimRequest, type LeasedDelivery } from "../../store/queue/index.ts";
 import { unique } from "../../store/sql.ts";
 import { markCongested, takesPushes, type LocalPresence, type LocalPresences } from "../local-presences.ts";
+import { queuedWork, type InstanceBus } from "../bus.ts";
 import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
 import { AckCommits } from "./acks.ts";
@@ -37,6 +38,7 @@ export class DeliveryPump {
   constructor(
     private readonly db: Database,
     private readonly presences: LocalPresences,
+    private readonly bus: InstanceBus,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly options: PumpOptions,
@@ -201,7 +203,11 @@ export class DeliveryPump {
       this.log.warn({ err: error }, "requeue failed; the lease sweeper will requeue");
       return;
     }
-    // Another presence of the same member may take them now.
-    this.schedule(unique(unwritten.map((d) => d.memberId)));
+    // Another presence of the same member may take them now, here or elsewhere.
+    const members = unique(unwritten.map((d) => d.memberId));
+    this.schedule(members);
+    await this.bus.publish(this.db, queuedWork(members, [])).catch((error: unknown) => {
+      this.log.warn({ err: error }, "announcing requeued pushes failed; the catch-up will find them");
+    });
   }
 }
