@@ -2,13 +2,13 @@
 // token instead of a socket; with --wait S it waits for the reply. The key
 // file, when there is one, seals and opens the envelopes; without it the
 // message goes in the clear.
-import { HttpSender, SwitchboardError, type HttpRequestResult, type HttpSendResult } from "@switchboard/client";
+import { HttpSender, type HttpRequestResult, type HttpSendResult } from "@switchboard/client";
 import { prioritySchema } from "@switchboard/protocol";
 import { existsSync } from "node:fs";
 import { AdminApi } from "./admin-api.ts";
 import type { Context } from "./command.ts";
 import { httpBase, requireMesh, type Config } from "./config.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, shortKey } from "./output.ts";
 
@@ -24,11 +24,6 @@ async function resolveTarget(config: Config, target: string): Promise<string> {
   const named = members.filter((m) => m.displayName === target && m.revokedAt === null);
   if (named.length === 1 && named[0] !== undefined) return named[0].pubkey;
   throw new CliError(named.length === 0 ? `no member named "${target}"` : `${named.length} members are named "${target}"; send to a pubkey instead`);
-}
-
-function describe(error: unknown): CliError {
-  if (error instanceof SwitchboardError) return new CliError(`send failed: ${error.code}: ${error.message}`);
-  return new CliError(`send failed: ${error instanceof Error ? error.message : String(error)}`);
 }
 
 export async function runHttpSend(ctx: Context, target: string, text: string): Promise<void> {
@@ -53,7 +48,7 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   try {
     result = wait === undefined ? await sender.send(resolved, text, options) : await sender.request(resolved, text, { ...options, waitSeconds: wait });
   } catch (error) {
-    throw describe(error);
+    throw sendFailed(error);
   }
   if (ctx.json) return outJson(result);
   const dup = result.duplicate ? ", duplicate of an earlier send" : "";

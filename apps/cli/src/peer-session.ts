@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { AdminApi } from "./admin-api.ts";
 import { operands, type Context } from "./command.ts";
 import { requireMesh } from "./config.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, shortKey } from "./output.ts";
 
@@ -189,7 +189,7 @@ export async function runSend(ctx: Context): Promise<void> {
         ...(id !== undefined ? { id } : {}),
       });
     } catch (error) {
-      throw brokerError("send failed", error);
+      throw sendFailed(error);
     }
     if (ctx.json) await outJson(result);
     else {

@@ -2,7 +2,7 @@
 // tokens, `send --http` (with --wait), `webhook set|get|delete`, as a child
 // process against a real broker and a real endpoint on loopback.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { PeerPool, randomSlug, setupMesh, useTestBroker, WebhookReceiver, type SetupMember } from "@switchboard/testkit";
+import { freePort, PeerPool, randomSlug, setupMesh, useTestBroker, WebhookReceiver, type SetupMember } from "@switchboard/testkit";
 import { writeFileSync } from "node:fs";
 import { CliHome, cliOk, eventually, lines, runCli } from "./support/cli.ts";
 
@@ -79,6 +79,13 @@ describe("send --http", () => {
     expect(badToken.code).toBe(1);
     expect(lines(badToken.stderr)).toEqual([expect.stringMatching(/^switchboard: send failed: unauthorized: /)]);
     expect((await cli(["send", "--mesh", mesh.slug, "--wait", "3", members[1]!.pubkey, "x"])).code).toBe(2);
+
+    // No broker there: the send may or may not have been stored, so the line
+    // names the key to send it again with.
+    const down = await cli(["send", "--mesh", mesh.slug, "--http", "--token", "sba_nope", "--url", `http://127.0.0.1:${await freePort()}`, members[1]!.pubkey, "x"]);
+    expect(down.code).toBe(1);
+    const [line = ""] = lines(down.stderr);
+    expect(line).toMatch(/^switchboard: send failed: unreachable: .* \(it may have been stored: to send it again, add --id [0-9a-f-]{36}\)$/);
   });
 });
 
