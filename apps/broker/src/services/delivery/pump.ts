@@ -12,6 +12,7 @@ import { queuedWork, type InstanceBus } from "../bus.ts";
 import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
 import { AckCommits } from "./acks.ts";
+import { HandedBack } from "./handed-back.ts";
 
 const MAX_MEMBERS_PER_CLAIM = 500;
 // A claim reads its rows' ciphertexts into memory and serializes them as
@@ -34,6 +35,7 @@ export class DeliveryPump {
   private round: Promise<void> | null = null;
   private stopped = false;
   private readonly acks: AckCommits;
+  private readonly handedBack = new HandedBack();
 
   constructor(
     private readonly db: Database,
@@ -67,7 +69,7 @@ export class DeliveryPump {
   unavailable(): string[] {
     return this.presences
       .all()
-      .filter((p) => !takesPushes(p) || p.window.room() <= 0)
+      .filter((p) => !takesPushes(p) || p.window.room() <= 0 || this.handedBack.has(p))
       .map((p) => p.presenceId);
   }
 
@@ -79,7 +81,7 @@ export class DeliveryPump {
   async handLeased(leased: LeasedDelivery[]): Promise<void> {
     if (leased.length === 0) return;
     while (this.round) await this.round;
-    await this.hand(leased);
+    await this.hand(leased, null);
   }
 
   /** The presence's socket caught up with its buffer: it may take pushes again. */
@@ -133,6 +135,7 @@ export class DeliveryPump {
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
         let leased: LeasedDelivery[] = [];
         let claimed = true;
+        const claimStart = this.handedBack.clock;
         const round = (async () => {
           try {
             leased = await retryTransient(() => claimForPresences(this.db.relaxed, requests, this.options.leaseSeconds));
@@ -142,7 +145,7 @@ export class DeliveryPump {
             claimed = false;
             return;
           }
-          await this.hand(leased);
+          await this.hand(leased, claimStart);
         })();
         this.round = round;
         await round;
@@ -153,6 +156,11 @@ export class DeliveryPump {
         for (const d of leased) taken.set(d.presenceId, (taken.get(d.presenceId) ?? 0) + 1);
         for (const r of requests) {
           if (r.presences.some((p) => (taken.get(p.id) ?? 0) >= p.room)) this.due.add(r.memberId);
+          // It leased to one of them: fewer than the least room means the member's queue gave all it had.
+          const member = r.presences.reduce((n, p) => n + (taken.get(p.id) ?? 0), 0);
+          if (member < Math.min(...r.presences.map((p) => p.room))) {
+            this.handedBack.caughtUp(this.presences.ofMember(r.memberId), claimStart);
+          }
         }
         // Let the pushes go out before the next claim (see group-commit.ts).
         await new Promise((resolve) => setImmediate(resolve));
@@ -167,14 +175,20 @@ export class DeliveryPump {
   // (dropped, or congested), or its push window is full (a send batch may
   // lease more to one presence than it has room for), the rest of its batch
   // goes back to the queue at once, ahead of anything newer, so per-sender
-  // order holds and nothing waits for a lease to run out.
-  private async hand(leased: LeasedDelivery[]): Promise<void> {
+  // order holds and nothing waits for a lease to run out; and so does
+  // anything for it that would overtake pushes already on their way back
+  // (handed-back.ts). claimStart: when the claim that leased them started;
+  // null for a send's own leases.
+  private async hand(leased: LeasedDelivery[], claimStart: number | null): Promise<void> {
     const unwritten: LeasedDelivery[] = [];
     const stopped = new Set<string>();
     const now = this.options.clock();
     for (const d of [...leased].sort((a, b) => a.seq - b.seq)) {
       const presence = this.presences.get(d.presenceId);
-      if (!presence || presence.ended || stopped.has(d.presenceId) || presence.window.room() <= 0) {
+      if (
+        !presence || presence.ended || stopped.has(d.presenceId) || presence.window.room() <= 0 ||
+        this.handedBack.holds(presence, claimStart)
+      ) {
         if (presence) stopped.add(d.presenceId);
         unwritten.push(d);
         continue;
@@ -197,8 +211,11 @@ export class DeliveryPump {
     if (unwritten.length === 0) return;
     this.metrics.pushesUnwritten.inc(unwritten.length);
     const pushes = unwritten.map((d) => ({ messageId: d.messageId, memberId: d.memberId, presenceId: d.presenceId }));
+    const returning = unique(unwritten.map((d) => d.presenceId))
+      .map((id) => this.presences.get(id))
+      .filter((p): p is LocalPresence => p !== undefined && !p.ended);
     try {
-      await retryTransient(() => requeue(this.db.relaxed, { pushes }));
+      await this.handedBack.requeue(returning, () => retryTransient(() => requeue(this.db.relaxed, { pushes })));
     } catch (error) {
       this.log.warn({ err: error }, "requeue failed; the lease sweeper will requeue");
       return;

@@ -1,0 +1,66 @@
+// Pushes a presence's socket did not take go back to the queue, and come out
+// again by a claim, in queue order. Until they have, a later delivery must
+// not be pushed to that presence ahead of them: one a send statement leased
+// to it directly before they were back (its hand-out may come just as the
+// socket drains or its window opens), or one a claim that started before
+// they were back took from behind them. Only a claim that started once they
+// were back leases from the queue's head; once such a claim found no more
+// than the presence had room for, nothing of its is left behind.
+import type { LocalPresence } from "../local-presences.ts";
+
+interface Returned {
+  /** Requeues of its pushes under way. */
+  inFlight: number;
+  /** The count of requeues ended when its last one ended. */
+  endedAt: number;
+}
+
+export class HandedBack {
+  private readonly returned = new WeakMap<LocalPresence, Returned>();
+  private ended = 0;
+
+  /** What a claim starting now records: a requeue ended before it is behind it. */
+  get clock(): number {
+    return this.ended;
+  }
+
+  /** Whether a push to the presence would overtake some of its pushes on their way back (claimStart: null for a send's own lease). */
+  holds(presence: LocalPresence, claimStart: number | null): boolean {
+    const r = this.returned.get(presence);
+    if (r === undefined) return false;
+    return claimStart === null || r.inFlight > 0 || claimStart < r.endedAt;
+  }
+
+  /** Whether the presence has pushes handed back that no claim has taken again yet. */
+  has(presence: LocalPresence): boolean {
+    return this.returned.has(presence);
+  }
+
+  /** Runs the requeue of these presences' pushes; they are held until a claim after it took them. */
+  async requeue<T>(presences: LocalPresence[], work: () => Promise<T>): Promise<T> {
+    const marks = presences.map((p) => {
+      const r = this.returned.get(p) ?? { inFlight: 0, endedAt: 0 };
+      r.inFlight++;
+      this.returned.set(p, r);
+      return r;
+    });
+    try {
+      return await work();
+    } finally {
+      // Failed too: the lease sweeper requeues them, and a redelivery comes after what was pushed since.
+      this.ended++;
+      for (const r of marks) {
+        r.inFlight--;
+        r.endedAt = this.ended;
+      }
+    }
+  }
+
+  /** A claim started at claimStart left nothing behind for these presences. */
+  caughtUp(presences: LocalPresence[], claimStart: number): void {
+    for (const p of presences) {
+      const r = this.returned.get(p);
+      if (r !== undefined && r.inFlight === 0 && claimStart >= r.endedAt) this.returned.delete(p);
+    }
+  }
+}

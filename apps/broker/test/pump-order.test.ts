@@ -1,0 +1,168 @@
+// The socket pump's hand-out order, against a real database with sockets
+// whose answers the test writes: a push that went back to the queue (its
+// socket dropped it, or its window was full) is not overtaken by a later
+// message a send statement had leased to the same presence before the push
+// came back. The broker's tests cannot time a socket's drain or an ack to
+// fall between two hand-outs; here the test decides what each push meets.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, migrate, type Database } from "@switchboard/db";
+import { scratchDir } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { rmSync } from "node:fs";
+import { createLogger } from "../src/log.ts";
+import { createMetrics } from "../src/metrics.ts";
+import { InstanceBus } from "../src/services/bus.ts";
+import { DeliveryPump } from "../src/services/delivery/pump.ts";
+import { PushWindow } from "../src/services/delivery/push-window.ts";
+import { LocalPresences, type LocalPresence, type PushResult } from "../src/services/local-presences.ts";
+import { enqueueSends, type LeasedDelivery } from "../src/store/queue/index.ts";
+
+const INSTANCE = "pump-order";
+const LEASE_SECONDS = 600;
+
+let dir: string;
+let db: Database;
+
+beforeAll(async () => {
+  dir = scratchDir("pump-order");
+  db = await connect({ dataDir: dir });
+  await migrate(db);
+});
+
+afterAll(async () => {
+  await db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Stage {
+  pump: DeliveryPump;
+  presence: LocalPresence;
+  /** Message ids in the order the socket took them. */
+  taken: string[];
+  /** What the socket does with each next push; "sent" once the script runs out. */
+  script: PushResult[];
+  /** Sends from one sender to the presence's member, each in a statement of its own, leased to the presence by it. */
+  send(count: number): Promise<LeasedDelivery[]>;
+}
+
+async function stage(windowSize: number): Promise<Stage> {
+  const one = async <T>(query: ReturnType<typeof sql>) => (await db.rows<T>(query))[0]!;
+  const slug = `m-${crypto.randomUUID()}`;
+  const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
+  const member = (name: string) =>
+    one<{ id: string; pubkey: string }>(sql`
+      INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${mesh.id}, ${crypto.randomUUID()}, ${name})
+      RETURNING id, pubkey`);
+  const sender = await member("sender");
+  const recipient = await member("recipient");
+  const row = await one<{ id: string }>(sql`
+    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+    VALUES (${mesh.id}, ${recipient.id}, ${INSTANCE}, 's', 'recipient') RETURNING id`);
+
+  const taken: string[] = [];
+  const script: PushResult[] = [];
+  const presence: LocalPresence = {
+    presenceId: row.id,
+    memberId: recipient.id,
+    meshId: mesh.id,
+    pubkey: recipient.pubkey,
+    sessionId: "s",
+    displayName: "recipient",
+    role: "member",
+    link: {
+      push(message) {
+        const result = script.shift() ?? "sent";
+        if (result !== "dropped") taken.push(message.messageId);
+        return result;
+      },
+      presenceEvent() {},
+      end() {},
+    },
+    window: new PushWindow(windowSize, Date.now),
+    congestedSince: null,
+    ended: false,
+  };
+  const presences = new LocalPresences();
+  presences.add(presence);
+  const log = createLogger("silent", {});
+  const pump = new DeliveryPump(db, presences, new InstanceBus(db, log), createMetrics(), log, {
+    leaseSeconds: LEASE_SECONDS,
+    clock: Date.now,
+  });
+
+  const send = async (count: number): Promise<LeasedDelivery[]> => {
+    const leased: LeasedDelivery[] = [];
+    for (let i = 0; i < count; i++) {
+      const message = {
+        id: crypto.randomUUID(),
+        meshId: mesh.id,
+        senderId: sender.id,
+        clientId: null,
+        targetSpec: recipient.pubkey,
+        priority: "next" as const,
+        nonce: "plain",
+        ciphertext: "",
+        replyTo: null,
+        ttlSeconds: 3600,
+        replyWaitSeconds: null,
+      };
+      const holders = { instanceId: INSTANCE, unavailable: [], leaseSeconds: LEASE_SECONDS, notify: false };
+      const [written] = await enqueueSends(db, [message], holders);
+      const [lease] = JSON.parse(written!.leased) as Array<{ presenceId: string; seq: number }>;
+      expect(lease?.presenceId).toBe(presence.presenceId);
+      leased.push({
+        ...message,
+        senderPubkey: sender.pubkey,
+        createdAt: written!.createdAt,
+        messageId: message.id,
+        presenceId: lease!.presenceId,
+        memberId: recipient.id,
+        attempt: 1,
+        seq: lease!.seq,
+      });
+    }
+    return leased;
+  };
+  return { pump, presence, taken, script, send };
+}
+
+/** Acks every push the socket took, as a reader would, until it took `ids`. */
+async function readAll(s: Stage, ids: string[]): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  let acked = 0;
+  while (s.taken.length < ids.length || !ids.every((id) => s.taken.includes(id))) {
+    if (Date.now() > deadline) throw new Error(`the socket took ${JSON.stringify(s.taken)}, not all of ${JSON.stringify(ids)}`);
+    if (acked < s.taken.length) await s.pump.ack(s.presence, s.taken.slice(acked, (acked = s.taken.length)));
+    await Bun.sleep(5);
+  }
+}
+
+describe("a later lease does not overtake a push handed back to the queue", () => {
+  test("the socket dropped the first push and took the next as it drained: both go out in order", async () => {
+    const s = await stage(512);
+    const [first, second] = (await s.send(2)) as [LeasedDelivery, LeasedDelivery];
+    s.script.push("dropped");
+    await s.pump.handLeased([first]);
+    // The second was leased by a statement that ran before the first came back.
+    await s.pump.handLeased([second]);
+    s.pump.drained(s.presence);
+    await readAll(s, [first.messageId, second.messageId]);
+    expect(s.taken).toEqual([first.messageId, second.messageId]);
+    await s.pump.stop();
+  });
+
+  test("a window that was full for the second push of a statement opens before the next statement's push", async () => {
+    const s = await stage(1);
+    const [a, b, c] = (await s.send(3)) as [LeasedDelivery, LeasedDelivery, LeasedDelivery];
+    // One statement leased a and b: the window takes a, and b goes back.
+    await s.pump.handLeased([a, b]);
+    expect(s.taken).toEqual([a.messageId]);
+    // a is acked (its window opens) while c, leased by a statement that ran
+    // before b came back, is handed out.
+    s.presence.window.settled([a.messageId]);
+    await s.pump.handLeased([c]);
+    await readAll(s, [a.messageId, b.messageId, c.messageId]);
+    expect(s.taken).toEqual([a.messageId, b.messageId, c.messageId]);
+    await s.pump.stop();
+  });
+});
