@@ -73,11 +73,19 @@ export async function keepPendingSignal(
   origin: SignalOrigin,
   status: "idle" | "working",
   keepSeconds: number,
-): Promise<void> {
-  await db.rows(sql`
+): Promise<number> {
+  const rows = await db.rows<{ id: number }>(sql`
     INSERT INTO pending_hook_statuses (member_id, session_id, pid, cwd, status, expires_at)
     VALUES (${memberId}, ${origin.sessionId}, ${origin.pid}, ${origin.cwd}, ${status},
-            now() + make_interval(secs => ${keepSeconds}))`);
+            now() + make_interval(secs => ${keepSeconds}))
+    RETURNING id::float8 AS id`);
+  return rows[0]!.id;
+}
+
+/** Takes a kept signal back; false when a connecting presence took it first. */
+export async function takePendingSignal(db: Executor, id: number): Promise<boolean> {
+  const rows = await db.rows(sql`DELETE FROM pending_hook_statuses WHERE id = ${id} RETURNING id`);
+  return rows.length > 0;
 }
 
 /**

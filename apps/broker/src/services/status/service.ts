@@ -7,6 +7,7 @@ import {
   findPresenceForSignal,
   keepPendingSignal,
   lockPresenceStatus,
+  takePendingSignal,
   writePresenceStatus,
   type SignalOrigin,
 } from "../../store/status.ts";
@@ -24,6 +25,9 @@ export interface StatusResult {
 }
 
 export type HookSignalResult = { pending: false; result: StatusResult } | { pending: true };
+
+// Longer than a hello statement takes: a signal kept meanwhile is looked at again after this.
+const RETAKE_AFTER_MS = 1000;
 
 export interface StatusOptions {
   freshWindowMs: number;
@@ -58,8 +62,20 @@ export class StatusService {
       const result = await this.apply(presenceId, { status, source: "hook" });
       if (result) return { pending: false, result };
     }
-    await keepPendingSignal(this.db, memberId, origin, status, this.options.pendingSignalSeconds);
+    const pendingId = await keepPendingSignal(this.db, memberId, origin, status, this.options.pendingSignalSeconds);
+    // A hello whose statement began before the signal was kept did not see
+    // it, and its presence was not yet there to be found: look again now,
+    // and once such a statement has surely ended.
+    const retaken = await this.retake(memberId, origin, status, pendingId);
+    if (retaken) return { pending: false, result: retaken };
+    setTimeout(() => void this.retake(memberId, origin, status, pendingId).catch(() => {}), RETAKE_AFTER_MS).unref();
     return { pending: true };
+  }
+
+  private async retake(memberId: string, origin: SignalOrigin, status: "idle" | "working", pendingId: number): Promise<StatusResult | null> {
+    const presenceId = await findPresenceForSignal(this.db, memberId, origin);
+    if (!presenceId || !(await takePendingSignal(this.db, pendingId))) return null;
+    return this.apply(presenceId, { status, source: "hook" });
   }
 
   private async applyIn(tx: Executor, presenceId: string, signal: StatusSignal): Promise<StatusResult | null> {
