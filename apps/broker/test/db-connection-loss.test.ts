@@ -66,7 +66,16 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       expect(push).toMatchObject({ messageId: reply.messageId, ciphertext, attempt: 1 });
 
       // In a batch: the stored sends are answered so, the others for themselves.
-      // The first send is written alone; the three behind it as one statement.
+      // The first send is written alone, held a moment by a trigger, so the
+      // three behind it are written as one statement.
+      await admin.unsafe(`
+        CREATE FUNCTION hold_first() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM inserted WHERE ciphertext = 'Zmlyc3Q=') THEN PERFORM pg_sleep(0.3); END IF;
+          RETURN NULL;
+        END $$;
+        CREATE TRIGGER hold_first AFTER INSERT ON messages REFERENCING NEW TABLE AS inserted
+          FOR EACH STATEMENT EXECUTE FUNCTION hold_first();`);
       const lostInBatch = Buffer.from("this batch's answer is lost").toString("base64");
       proxy.loseAnswerTo(lostInBatch);
       const frames = [

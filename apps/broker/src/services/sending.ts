@@ -158,11 +158,14 @@ export class SendService {
 
   // One send the database refuses must not fail the others of its batch:
   // after a failed batch each send is written alone, and only the culprit
-  // fails. A batch is written again only when its statement failed, so
-  // nothing it stored can be stored twice. The sends go one after another,
+  // fails. A batch is written again only when its statement failed and
+  // stored nothing (storedDespite), and a message keeps its id when written
+  // again, so nothing can be stored twice. The sends go one after another,
   // in their order: written side by side on several connections, a sender's
-  // later send could commit (and be pushed) before its earlier one.
-  private async commitIsolating(items: Pending[]): Promise<Written[]> {
+  // later send could commit (and be pushed) before its earlier one. Each send
+  // is written at most twice: a lone send that failed once more (`again`)
+  // gets its error.
+  private async commitIsolating(items: Pending[], again = false): Promise<Written[]> {
     const messages = items.map((i) => i.message);
     let enqueued: EnqueuedSend[];
     try {
@@ -176,13 +179,17 @@ export class SendService {
     } catch (error) {
       const stored = await this.storedDespite(error, messages);
       if (stored.length > 0) return this.afterLostAnswer(items, stored);
-      if (items.length === 1) {
+      if (items.length === 1 && again) {
         this.log.error({ err: error }, "send failed");
         return [refuse("internal", "the broker could not store this message")];
       }
-      this.log.warn({ err: error, sends: items.length }, "send batch failed; writing its sends one by one");
+      // A commit still under way when the lookup ran holds the message's id:
+      // writing it again waits for that commit, fails on the id, and the
+      // lookup then finds it.
+      if (items.length === 1) this.log.warn({ err: error }, "send failed; writing it again");
+      else this.log.warn({ err: error, sends: items.length }, "send batch failed; writing its sends one by one");
       const written: Written[] = [];
-      for (const item of items) written.push(...(await this.commitIsolating([item])));
+      for (const item of items) written.push(...(await this.commitIsolating([item], true)));
       return written;
     }
     return this.afterCommit(items, enqueued);
@@ -207,7 +214,7 @@ export class SendService {
     const answered = await this.afterCommit(items, stored);
     const byIdx = new Map(stored.map((e, i) => [e.idx, answered[i]!]));
     const written: Written[] = [];
-    for (const [idx, item] of items.entries()) written.push(byIdx.get(idx) ?? (await this.commitIsolating([item]))[0]!);
+    for (const [idx, item] of items.entries()) written.push(byIdx.get(idx) ?? (await this.commitIsolating([item], true))[0]!);
     return written;
   }
 

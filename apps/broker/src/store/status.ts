@@ -61,7 +61,7 @@ export async function findPresenceForSignal(db: Executor, memberId: string, orig
       AND (session_id = ${origin.sessionId} OR cwd = ${origin.cwd} OR pid = ${origin.pid})
     ORDER BY (session_id = ${origin.sessionId}) IS TRUE DESC,
              (pid = ${origin.pid} AND cwd = ${origin.cwd}) IS TRUE DESC,
-             cwd = ${origin.cwd} DESC,
+             (cwd = ${origin.cwd}) IS TRUE DESC,
              connected_at DESC
     LIMIT 1`);
   return rows[0]?.id ?? null;
@@ -82,9 +82,9 @@ export async function keepPendingSignal(
   return rows[0]!.id;
 }
 
-/** Takes a kept signal back; false when a connecting presence took it first. */
+/** Takes a kept signal back; false when a connecting presence took it first or it expired. */
 export async function takePendingSignal(db: Executor, id: number): Promise<boolean> {
-  const rows = await db.rows(sql`DELETE FROM pending_hook_statuses WHERE id = ${id} RETURNING id`);
+  const rows = await db.rows(sql`DELETE FROM pending_hook_statuses WHERE id = ${id} AND expires_at > now() RETURNING id`);
   return rows.length > 0;
 }
 

@@ -4,8 +4,8 @@
 // to it directly before they were back (its hand-out may come just as the
 // socket drains or its window opens), or one a claim that started before
 // they were back took from behind them. Only a claim that started once they
-// were back leases from the queue's head; once such a claim found no more
-// than the presence had room for, nothing of its is left behind.
+// were back leases from the queue's head; once such a claim found less than
+// the presence had room for, nothing it may take is left behind.
 import type { LocalPresence } from "../local-presences.ts";
 
 interface Returned {

@@ -156,10 +156,11 @@ export class DeliveryPump {
         for (const d of leased) taken.set(d.presenceId, (taken.get(d.presenceId) ?? 0) + 1);
         for (const r of requests) {
           if (r.presences.some((p) => (taken.get(p.id) ?? 0) >= p.room)) this.due.add(r.memberId);
-          // It leased to one of them: fewer than the least room means the member's queue gave all it had.
-          const member = r.presences.reduce((n, p) => n + (taken.get(p.id) ?? 0), 0);
-          if (member < Math.min(...r.presences.map((p) => p.room))) {
-            this.handedBack.caughtUp(this.presences.ofMember(r.memberId), claimStart);
+          // The claim leases to one of them: if that one got less than its
+          // room, the queue gave all it had that these presences may take.
+          else {
+            const offered = r.presences.map((p) => this.presences.get(p.id)).filter((p): p is LocalPresence => p !== undefined);
+            this.handedBack.caughtUp(offered, claimStart);
           }
         }
         // Let the pushes go out before the next claim (see group-commit.ts).

@@ -26,8 +26,8 @@ export interface StatusResult {
 
 export type HookSignalResult = { pending: false; result: StatusResult } | { pending: true };
 
-// Longer than a hello statement takes: a signal kept meanwhile is looked at again after this.
-const RETAKE_AFTER_MS = 1000;
+// Longer than a hello statement takes: a signal kept meanwhile is looked at again after these.
+const RETAKE_AFTER_MS = [1000, 5000];
 
 export interface StatusOptions {
   freshWindowMs: number;
@@ -64,11 +64,13 @@ export class StatusService {
     }
     const pendingId = await keepPendingSignal(this.db, memberId, origin, status, this.options.pendingSignalSeconds);
     // A hello whose statement began before the signal was kept did not see
-    // it, and its presence was not yet there to be found: look again now,
-    // and once such a statement has surely ended.
+    // it, and its presence was not yet there to be found: look again, as the
+    // hook itself would, now and once such a statement has surely ended.
     const retaken = await this.retake(memberId, origin, status, pendingId);
     if (retaken) return { pending: false, result: retaken };
-    setTimeout(() => void this.retake(memberId, origin, status, pendingId).catch(() => {}), RETAKE_AFTER_MS).unref();
+    for (const ms of RETAKE_AFTER_MS) {
+      setTimeout(() => void this.retake(memberId, origin, status, pendingId).catch(() => {}), ms).unref();
+    }
     return { pending: true };
   }
 

@@ -204,7 +204,9 @@ export async function storedSends(db: Executor, messages: NewMessage[], instance
            (SELECT coalesce(json_agg(json_build_object('memberId', d.recipient_member_id, 'presenceId', d.lease_presence_id,
                                                        'seq', d.id::float8)), '[]')
             FROM deliveries d JOIN presences p ON p.id = d.lease_presence_id
-            WHERE d.message_id = m.id AND d.state = 'leased' AND d.attempt = 1 AND p.instance_id = ${instanceId})::text AS leased,
+            WHERE d.message_id = m.id AND d.state = 'leased' AND p.instance_id = ${instanceId}
+              -- Leased by that statement (in its transaction: its now()), not by a claim since.
+              AND d.attempt = 1 AND d.delivered_at = m.created_at)::text AS leased,
            ${isoTime("m.created_at")} AS "createdAt", 0 AS notified
     FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ id: m.id, idx })))}) AS q(idx int, id uuid)
     JOIN messages m ON m.id = q.id
