@@ -275,7 +275,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     presenceEvents,
     limits,
     gate,
-    pushWindow: PUSH_WINDOW,
+    pushWindow: { pushes: PUSH_WINDOW, leaseSeconds: timing.leaseSeconds },
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     helloTimeoutMs: timing.helloTimeoutMs,
     inflight: {

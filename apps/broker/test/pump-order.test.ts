@@ -78,7 +78,7 @@ async function stage(windowSize: number): Promise<Stage> {
       presenceEvent() {},
       end() {},
     },
-    window: new PushWindow(windowSize, Date.now),
+    window: new PushWindow(windowSize, LEASE_SECONDS, Date.now),
     congestedSince: null,
     ended: false,
   };

@@ -3,10 +3,13 @@
 import { describe, expect, test } from "bun:test";
 import { PushWindow } from "../src/services/delivery/push-window.ts";
 
-/** A window on a clock the test moves. */
+const LEASE_SECONDS = 10;
+const START = 1_000_000;
+
+/** A window with 10 s leases on a clock the test moves. */
 function windowOf(capacity: number) {
-  let now = 1_000_000;
-  const window = new PushWindow(capacity, () => now);
+  let now = START;
+  const window = new PushWindow(capacity, LEASE_SECONDS, () => now);
   return { window, advance: (ms: number) => (now += ms) };
 }
 
@@ -14,40 +17,42 @@ describe("PushWindow", () => {
   test("room is the capacity less the pushes awaiting an ack", () => {
     const { window } = windowOf(3);
     expect(window.room()).toBe(3);
-    window.opened("a", 30);
-    window.opened("b", 30);
+    window.opened("a");
+    window.opened("b");
     expect(window.outstanding()).toBe(2);
     expect(window.room()).toBe(1);
-    window.opened("c", 30);
-    window.opened("d", 30);
+    window.opened("c");
+    window.opened("d");
     expect(window.room()).toBe(0);
   });
 
   test("awaited counts the distinct ids among those given that still await their ack", () => {
     const { window, advance } = windowOf(4);
-    window.opened("a", 1);
-    window.opened("b", 30);
+    window.opened("a");
+    advance(9_000);
+    window.opened("b");
     expect(window.awaited(["a", "b", "a", "never-pushed"])).toBe(2);
     window.settled(["b"]);
     expect(window.awaited(["a", "b"])).toBe(1);
-    advance(1000);
+    advance(1_000);
     // a's lease ran out: the queue takes it back, so it no longer awaits an ack here.
     expect(window.awaited(["a", "b"])).toBe(0);
   });
 
   test("split: each awaited id once; never pushed, expired and repeated ids are late", () => {
     const { window, advance } = windowOf(4);
-    window.opened("a", 1);
-    window.opened("b", 30);
+    window.opened("a");
+    advance(9_000);
+    window.opened("b");
     expect(window.split(["a", "b", "a", "never-pushed"])).toEqual({ awaited: ["a", "b"], late: ["a", "never-pushed"] });
-    advance(1000);
+    advance(1_000);
     expect(window.split(["a", "b"])).toEqual({ awaited: ["b"], late: ["a"] });
   });
 
   test("an ack makes room; acking an id twice or one never pushed changes nothing", () => {
     const { window } = windowOf(2);
-    window.opened("a", 30);
-    window.opened("b", 30);
+    window.opened("a");
+    window.opened("b");
     window.settled(["a"]);
     expect(window.room()).toBe(1);
     window.settled(["a", "never-pushed"]);
@@ -56,9 +61,10 @@ describe("PushWindow", () => {
 
   test("a push whose lease ran out no longer counts, so a recipient that never acks is not stalled", () => {
     const { window, advance } = windowOf(2);
-    window.opened("a", 1);
-    window.opened("b", 5);
-    advance(999);
+    window.opened("a");
+    advance(4_000);
+    window.opened("b");
+    advance(5_999);
     expect(window.room()).toBe(0);
     advance(1);
     expect(window.outstanding()).toBe(1);
@@ -66,29 +72,53 @@ describe("PushWindow", () => {
     expect(window.room()).toBe(2);
   });
 
-  test("the same message pushed again counts once, with its new lease", () => {
-    const { window, advance } = windowOf(2);
-    window.opened("a", 1);
-    advance(500);
-    window.opened("a", 1);
-    expect(window.outstanding()).toBe(1);
-    advance(700);
-    expect(window.outstanding()).toBe(1);
-    advance(300);
+  test("the same message pushed again counts once, with its new lease, behind the leases opened before it", () => {
+    const { window, advance } = windowOf(3);
+    window.opened("a");
+    advance(2_000);
+    window.opened("b");
+    advance(3_000);
+    window.opened("a");
+    expect(window.outstanding()).toBe(2);
+    // b's lease ends first now: at 12 s, a's at 15 s.
+    expect(window.nextOpening()).toBe(START + 12_000);
+    advance(7_000);
+    expect(window.split(["a", "b"])).toEqual({ awaited: ["a"], late: ["b"] });
+    advance(3_000);
     expect(window.outstanding()).toBe(0);
   });
 
   test("nextOpening is when the earliest outstanding lease runs out, null with none outstanding", () => {
     const { window, advance } = windowOf(3);
     expect(window.nextOpening()).toBeNull();
-    window.opened("a", 5);
-    window.opened("b", 2);
-    window.opened("c", 9);
-    expect(window.nextOpening()).toBe(1_000_000 + 2000);
-    window.settled(["b"]);
-    expect(window.nextOpening()).toBe(1_000_000 + 5000);
+    window.opened("a");
+    advance(2_000);
+    window.opened("b");
+    advance(2_000);
+    window.opened("c");
+    expect(window.nextOpening()).toBe(START + 10_000);
+    window.settled(["a"]);
+    expect(window.nextOpening()).toBe(START + 12_000);
+    advance(8_000);
+    // b ran out at 12 s: c's lease is the next to end.
+    expect(window.nextOpening()).toBe(START + 14_000);
     advance(10_000);
     expect(window.outstanding()).toBe(0);
     expect(window.nextOpening()).toBeNull();
+  });
+
+  test("many leases: the ones that ran out go, however many are still running", () => {
+    const { window, advance } = windowOf(10_000);
+    for (let i = 0; i < 5_000; i++) {
+      window.opened(`m${i}`);
+      advance(1);
+    }
+    // Opened a millisecond apart, their leases end from 10 s to 15 s.
+    advance(7_499);
+    expect(window.outstanding()).toBe(2_500);
+    advance(2_501);
+    expect(window.outstanding()).toBe(0);
+    for (let i = 0; i < 3; i++) window.opened(`n${i}`);
+    expect(window.room()).toBe(10_000 - 3);
   });
 });

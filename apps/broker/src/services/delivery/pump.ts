@@ -201,7 +201,7 @@ export class DeliveryPump {
         unwritten.push(d);
         continue;
       }
-      presence.window.opened(d.messageId, this.options.leaseSeconds);
+      presence.window.opened(d.messageId);
       if (d.attempt === 1) this.metrics.pushLatencySeconds.observe(Math.max(0, now - Date.parse(d.createdAt)) / 1000);
       else this.metrics.redeliveries.inc();
       if (result === "congested") {

@@ -1,21 +1,38 @@
 // Flow control per presence: at most `capacity` pushes awaiting an ack. A
 // push whose lease ran out no longer counts (the queue took it back), so a
-// recipient that never acks is not stalled forever.
+// recipient that never acks is not stalled forever. Its lease is the
+// instance's LEASE_SECONDS, as the queue's.
+//
+// Every send statement asks every local presence for its room, and every
+// push asks again: with thousands of presences and hundreds of pushes
+// outstanding each, a scan of the window per question cost more than the
+// push. Leases are kept in the order they end (one lease length; a push
+// opened again moves to the end), so the ones that ran out are always at
+// the front.
 import type { Clock } from "../timing.ts";
 
 export class PushWindow {
-  /** message id → when its lease ends (ms). */
+  /** message id → when its lease ends (ms), in that order. */
   private readonly leases = new Map<string, number>();
+
+  private readonly leaseMs: number;
 
   constructor(
     private readonly capacity: number,
+    leaseSeconds: number,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.leaseMs = leaseSeconds * 1000;
+  }
 
   /** Pushes still awaiting an ack whose lease has not run out. */
   outstanding(): number {
+    if (this.leases.size === 0) return 0;
     const now = this.clock();
-    for (const [id, leaseEnd] of this.leases) if (leaseEnd <= now) this.leases.delete(id);
+    for (const [id, leaseEnd] of this.leases) {
+      if (leaseEnd > now) break;
+      this.leases.delete(id);
+    }
     return this.leases.size;
   }
 
@@ -26,13 +43,14 @@ export class PushWindow {
 
   /** When the earliest outstanding lease runs out (ms), or null when none is outstanding. */
   nextOpening(): number | null {
-    let next: number | null = null;
-    for (const leaseEnd of this.leases.values()) if (next === null || leaseEnd < next) next = leaseEnd;
-    return next;
+    this.outstanding();
+    const first = this.leases.values().next();
+    return first.done ? null : first.value;
   }
 
-  opened(messageId: string, leaseSeconds: number): void {
-    this.leases.set(messageId, this.clock() + leaseSeconds * 1000);
+  opened(messageId: string): void {
+    this.leases.delete(messageId);
+    this.leases.set(messageId, this.clock() + this.leaseMs);
   }
 
   /**

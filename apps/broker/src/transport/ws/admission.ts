@@ -20,8 +20,8 @@ export interface AdmissionDeps {
   metrics: Metrics;
   log: Logger;
   clock: Clock;
-  /** Pushes a presence may have unacknowledged before the broker waits for acks. */
-  pushWindow: number;
+  /** Pushes a presence may have unacknowledged before the broker waits for acks, each for a lease of leaseSeconds. */
+  pushWindow: { pushes: number; leaseSeconds: number };
 }
 
 export function refuseHello(
@@ -69,7 +69,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
     displayName: admitted.displayName,
     role: admitted.role,
     link: socketLink(ws),
-    window: new PushWindow(deps.pushWindow, deps.clock),
+    window: new PushWindow(deps.pushWindow.pushes, deps.pushWindow.leaseSeconds, deps.clock),
     congestedSince: null,
     ended: false,
     ...(admitted.tokenExpiresAt === null ? {} : { tokenExpiresAt: admitted.tokenExpiresAt }),
