@@ -75,4 +75,16 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
         DROP TRIGGER hold_marked_send ON messages; DROP FUNCTION hold_marked_send();`));
     }
   });
+
+  test("300 sessions of A reconnecting on B at once replace their sockets on A (more than one notification holds)", async () => {
+    const { a, b } = pair;
+    const { mesh, members } = await setupMesh(a.admin, { members: 300 });
+    const sessions = members.map(() => crypto.randomUUID());
+    const onA = await Promise.all(members.map((m, i) => pool.connect(a.wsUrl, m, mesh.id, { sessionId: sessions[i]! })));
+    // Their hellos on B are admitted in a few batches, each ending as many presences on A.
+    const onB = await Promise.allSettled(members.map((m, i) => pool.connect(b.wsUrl, m, mesh.id, { sessionId: sessions[i]! })));
+    expect(onB.filter((r) => r.status === "rejected").map((r) => String(r.reason))).toEqual([]);
+    const closes = await Promise.all(onA.map((p) => p.closed));
+    expect(new Set(closes.map((c) => `${c.code} ${c.reason}`))).toEqual(new Set(["4000 replaced"]));
+  });
 });

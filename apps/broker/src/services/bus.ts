@@ -43,18 +43,32 @@ export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage[]
   return chunks;
 }
 
-// Each presence entry is under 70 bytes.
-const MAX_PRESENCE_CHANGES = 100;
+// Postgres refuses payloads of 8000 bytes or more; no list entry is over 75
+// bytes (a presence change, a closed presence), so 100 fit in one.
+const MAX_LIST_ENTRIES = 100;
 
-/** A message with more presence changes than one payload holds, split. */
+function chunked<T>(items: T[] | undefined): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < (items?.length ?? 0); i += MAX_LIST_ENTRIES) chunks.push(items!.slice(i, i + MAX_LIST_ENTRIES));
+  return chunks;
+}
+
+/**
+ * A message as payloads Postgres takes: one list per part, at most 100
+ * entries each, in the order the handlers read them. A batch of hellos may
+ * replace hundreds of sessions held elsewhere; one payload for all of them
+ * failed the batch's transaction.
+ */
 function withinPayloadLimit(message: BusMessage): BusMessage[] {
-  const changes = message.presence;
-  if (changes === undefined || changes.length <= MAX_PRESENCE_CHANGES) return [message];
-  const parts: BusMessage[] = [];
-  for (let i = 0; i < changes.length; i += MAX_PRESENCE_CHANGES) {
-    parts.push({ ...(i === 0 ? message : { from: message.from }), presence: changes.slice(i, i + MAX_PRESENCE_CHANGES) });
-  }
-  return parts;
+  const from = message.from === undefined ? {} : { from: message.from };
+  const parts: BusMessage[] = [
+    ...chunked(message.members).map((members) => ({ ...from, members })),
+    ...chunked(message.meshes).map((meshes) => ({ ...from, meshes })),
+    ...chunked(message.close).map((close) => ({ ...from, close })),
+    ...chunked(message.revoked).map((revoked) => ({ ...from, revoked })),
+    ...chunked(message.presence).map((presence) => ({ ...from, presence })),
+  ];
+  return parts.length <= 1 ? [message] : parts;
 }
 
 export class InstanceBus {
