@@ -148,7 +148,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     members: (ids) => pump.schedule(ids),
     meshes: (ids) => pump.schedule(ids.flatMap((meshId) => presences.membersOfMesh(meshId))),
   });
-  const presenceEvents = new PresenceEvents(db, bus, instanceId, log);
+  const presenceEvents = new PresenceEvents(db, bus, instanceId, metrics, log);
   const tokenExpiry = new TokenExpiry(clock);
   const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId, presenceEvents, tokenExpiry);
   const status = new StatusService(db, bus, timing, presenceEvents, (member) => queuedWork.forMembers([member]));

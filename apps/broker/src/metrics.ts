@@ -58,6 +58,11 @@ export function createMetrics() {
       help: "Presences on this instance whose socket is backed up (no pushes until it drains)",
       registers: [registry],
     }),
+    presenceSubscribers: new Gauge({
+      name: "broker_presence_subscribers",
+      help: "Sockets on this instance subscribed to presence events",
+      registers: [registry],
+    }),
     pushesUnwritten: new Counter({
       name: "broker_pushes_unwritten_total",
       help: "Pushes a socket did not take (its buffer was full or it closed), returned to the queue at once",

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   AdminClient,
+  backendKind,
   PeerPool,
   postgresBackend,
   setupMesh,
@@ -15,6 +16,8 @@ import {
   type SetupMember,
   type TestPeer,
 } from "@switchboard/testkit";
+import postgres from "postgres";
+import { scrape } from "./support/messaging.ts";
 
 const pool = new PeerPool();
 
@@ -33,6 +36,43 @@ const nextEvent = (peer: TestPeer, event: string, displayName: string) =>
 async function subscribe(peer: TestPeer): Promise<Frame> {
   return peer.request({ type: "subscribe", events: ["presence"] });
 }
+
+describe.skipIf(backendKind !== "postgres")("a subscribe behind a send on a socket that closed meanwhile (needs DATABASE_URL)", () => {
+  test("leaves no subscriber behind", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["closer", "other"] });
+    const [closer, other] = members as [SetupMember, SetupMember];
+    const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    const held = Buffer.from(`held ${crypto.randomUUID()}`).toString("base64");
+    // The send's statement sleeps, so the socket closes while the subscribe waits behind it.
+    await sql.unsafe(`
+      CREATE FUNCTION hold_send() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF EXISTS (SELECT 1 FROM inserted WHERE ciphertext = '${held}') THEN PERFORM pg_sleep(0.5); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER hold_send AFTER INSERT ON messages REFERENCING NEW TABLE AS inserted
+        FOR EACH STATEMENT EXECUTE FUNCTION hold_send();`);
+    try {
+      const subscribers = async () => (await scrape(broker.url)).get("broker_presence_subscribers");
+      const before = await subscribers();
+      const peer = await pool.connect(broker.wsUrl, closer, mesh.id);
+      peer.sendFrame({ type: "send", reqId: "held", targetSpec: other.pubkey, nonce: "n", ciphertext: held });
+      peer.sendFrame({ type: "subscribe", reqId: "sub", events: ["presence"] });
+      // Once the send's statement sleeps, the subscribe read right behind it waits for it.
+      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)[0]!.n > 0;
+      while (!(await asleep())) await Bun.sleep(5);
+      await peer.close();
+      const stored = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM messages WHERE ciphertext = ${held}`)[0]!.n;
+      while ((await stored()) === 0) await Bun.sleep(20);
+      // The subscribe runs right after the send's commit.
+      await Bun.sleep(500);
+      expect(await subscribers()).toBe(before);
+    } finally {
+      await sql.unsafe(`DROP TRIGGER hold_send ON messages; DROP FUNCTION hold_send();`);
+      await sql.end();
+    }
+  });
+});
 
 describe("presence events", () => {
   test("subscribe: the ack, then joined for every live presence including the subscriber's own", async () => {

@@ -9,6 +9,7 @@
 import type { Database, Executor } from "@switchboard/db";
 import type { PresenceEventFrame, PresenceEventKind, Status } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
 import { livePresenceRows, presenceRows, type PresenceRow } from "../store/presence-events.ts";
 import type { InstanceBus } from "./bus.ts";
 
@@ -48,6 +49,7 @@ export class PresenceEvents {
     private readonly db: Database,
     private readonly bus: InstanceBus,
     private readonly instanceId: string,
+    private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
 
@@ -79,6 +81,7 @@ export class PresenceEvents {
     let set = this.byMesh.get(meshId);
     if (!set) this.byMesh.set(meshId, (set = new Set()));
     set.add(subscriber);
+    this.metrics.presenceSubscribers.set(this.byKey.size);
     let snapshot: PresenceRow[];
     try {
       snapshot = await livePresenceRows(this.db, meshId);
@@ -103,10 +106,7 @@ export class PresenceEvents {
     const set = this.byMesh.get(subscriber.meshId);
     set?.delete(subscriber);
     if (set?.size === 0) this.byMesh.delete(subscriber.meshId);
-  }
-
-  isSubscribed(key: string): boolean {
-    return this.byKey.has(key);
+    this.metrics.presenceSubscribers.set(this.byKey.size);
   }
 
   private async fanOut(changes: PresenceChange[]): Promise<void> {

@@ -77,6 +77,8 @@ export function frameHandlers(deps: FrameDeps): FrameHandlers {
     ping: async () => ({ type: "pong", serverTime: deps.clock() }),
     // One event kind exists (presence); subscribing again restarts it with a fresh snapshot.
     subscribe: async (presence) => {
+      // Run after earlier frames: the socket may have closed meanwhile, and its end unsubscribed nothing yet.
+      if (presence.ended) return { type: "error", code: "internal", message: "this presence has ended" };
       const subscription = await deps.presenceEvents.subscribe(presence.presenceId, presence.meshId, (event) =>
         presence.link.presenceEvent(event),
       );
