@@ -17,6 +17,8 @@ export interface ApiSendersOptions {
 
 export class ApiSenders {
   private readonly byHash = new Map<string, { sender: Sender; until: number }>();
+  /** Revocations so far: a lookup that a revocation overtook is not remembered. */
+  private forgotten = 0;
 
   constructor(
     private readonly db: Database,
@@ -30,8 +32,10 @@ export class ApiSenders {
     const hit = this.byHash.get(hash);
     if (hit && hit.until > now) return hit.sender;
     this.byHash.delete(hash);
+    const before = this.forgotten;
     const sender = await findApiSender(this.db, hash);
-    if (sender === null) return null;
+    // Read before a revocation committed, it answers this request only.
+    if (sender === null || this.forgotten !== before) return sender;
     // The entry remembered longest goes first (a Map keeps insertion order).
     if (this.byHash.size >= this.options.maxEntries) this.byHash.delete(this.byHash.keys().next().value!);
     this.byHash.set(hash, { sender, until: now + this.options.ttlMs });
@@ -40,6 +44,7 @@ export class ApiSenders {
 
   /** The member was revoked: none of its tokens may be taken from memory again. */
   forget(memberId: string): void {
+    this.forgotten++;
     for (const [hash, entry] of this.byHash) if (entry.sender.memberId === memberId) this.byHash.delete(hash);
   }
 }
