@@ -1,5 +1,5 @@
-// /health follows a real Postgres going away and coming back; the broker
-// neither exits nor needs a restart.
+// /health follows a real Postgres going away and coming back (and the admin
+// API answers 503 meanwhile); the broker neither exits nor needs a restart.
 import { afterAll, describe, expect, test } from "bun:test";
 import {
   ownPostgresTestsRun,
@@ -36,6 +36,13 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
     const degraded = (await (await fetch(`${broker.url}/health`)).json()) as Record<string, unknown>;
     expect(degraded).toMatchObject({ status: "degraded", db: "down" });
     await broker.process.waitForLog("db ping failed");
+    // The admin API says so too, as the messaging API does: 503, not 500.
+    const meshes = await fetch(`${broker.url}/v1/meshes`, { headers: { authorization: `Bearer ${broker.adminToken}` } });
+    expect({ status: meshes.status, retryAfter: meshes.headers.get("retry-after"), body: await meshes.json() }).toMatchObject({
+      status: 503,
+      retryAfter: "1",
+      body: { error: { code: "unavailable" } },
+    });
 
     await cluster.start();
     expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);

@@ -6,6 +6,7 @@ import type { BunRequest } from "bun";
 import type { z } from "zod";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
+import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { apiError, bearerToken, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
@@ -33,7 +34,13 @@ export async function parseBody<T>(req: Request, schema: z.ZodType<T>): Promise<
   );
 }
 
-export function endpoint<P extends string>(adminToken: string, handlers: Partial<Record<Method, Handler<P>>>) {
+/** Who may call the admin API, and how a failed call tells a database outage (503) from a fault (500). */
+export interface AdminAccess {
+  adminToken: string;
+  dbHealth: DbHealth;
+}
+
+export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess, handlers: Partial<Record<Method, Handler<P>>>) {
   const byMethod = new Map<string, Handler<P>>(Object.entries(handlers));
   const allow = [...byMethod.keys()].join(", ");
   return async (req: BunRequest<P>): Promise<Response> => {
@@ -53,25 +60,26 @@ export function endpoint<P extends string>(adminToken: string, handlers: Partial
       if (error instanceof InvalidBody) return apiError("invalid", error.message);
       if (error instanceof BodyTooLarge) return apiError("too_large", error.message);
       if (error instanceof RefusedError) return apiError(error.refusal.code, error.refusal.message);
+      if (isDbUnavailable(error, dbHealth)) return apiError("unavailable", "the database is unavailable", { "retry-after": "1" });
       throw error;
     }
   };
 }
 
-export function adminRoutes({ admin, adminToken }: { admin: AdminService; adminToken: string }) {
+export function adminRoutes({ admin, access }: { admin: AdminService; access: AdminAccess }) {
   return {
-    "/v1/meshes": endpoint<"/v1/meshes">(adminToken, {
+    "/v1/meshes": endpoint<"/v1/meshes">(access, {
       POST: async (req) => json(201, await admin.createMesh(await parseBody(req, createMeshBody))),
       GET: async () => json(200, { meshes: await admin.listMeshes() }),
     }),
-    "/v1/meshes/:mesh/members": endpoint<"/v1/meshes/:mesh/members">(adminToken, {
+    "/v1/meshes/:mesh/members": endpoint<"/v1/meshes/:mesh/members">(access, {
       POST: async (req) => json(201, await admin.addMember(req.params.mesh, await parseBody(req, addMemberBody))),
       GET: async (req) => json(200, { members: await admin.listMembers(req.params.mesh) }),
     }),
-    "/v1/meshes/:mesh/members/:member": endpoint<"/v1/meshes/:mesh/members/:member">(adminToken, {
+    "/v1/meshes/:mesh/members/:member": endpoint<"/v1/meshes/:mesh/members/:member">(access, {
       DELETE: async (req) => json(200, await admin.revokeMember(req.params.mesh, req.params.member)),
     }),
-    "/v1/meshes/:mesh/members/:member/tokens": endpoint<"/v1/meshes/:mesh/members/:member/tokens">(adminToken, {
+    "/v1/meshes/:mesh/members/:member/tokens": endpoint<"/v1/meshes/:mesh/members/:member/tokens">(access, {
       POST: async (req) => {
         const body = await parseBody(req, createTokenBody);
         const issued = await admin.issueToken(req.params.mesh, req.params.member, body.kind);
@@ -79,7 +87,7 @@ export function adminRoutes({ admin, adminToken }: { admin: AdminService; adminT
         return json(201, issued, { "cache-control": "no-store" });
       },
     }),
-    "/v1/meshes/:mesh/peers": endpoint<"/v1/meshes/:mesh/peers">(adminToken, {
+    "/v1/meshes/:mesh/peers": endpoint<"/v1/meshes/:mesh/peers">(access, {
       GET: async (req) => json(200, { peers: await admin.livePeers(req.params.mesh) }),
     }),
   };
