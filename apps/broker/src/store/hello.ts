@@ -1,7 +1,9 @@
 // What admitting hellos reads and writes. A batch of hellos is admitted in
 // one transaction (see services/hello.ts), so a storm of connections costs a
-// few statements and one commit per batch, not per hello; a refused hello
-// leaves nothing behind.
+// few statements and one commit per batch, not per hello. A hello refused
+// for capacity leaves no presence, but its signature stays used (a retry
+// signs anew) and a member its JWT vouched for stays enrolled (the token
+// said it belongs to the mesh).
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { isoTime, jsonParam, UUID, uuidArray } from "./sql.ts";
