@@ -188,6 +188,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const admin = createAdminService({
     db,
     log,
+    events: presenceEvents,
     onRevoked: (memberId) => {
       apiSenders.forget(memberId);
       void lifecycle.revoked(memberId);

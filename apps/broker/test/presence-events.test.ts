@@ -191,4 +191,34 @@ describe.skipIf(!process.env.DATABASE_URL)("presence events across instances", (
       await shared.dispose();
     }
   });
+
+  test("a member revoked while the instance holding its socket is frozen leaves at once", async () => {
+    const shared = await postgresBackend(process.env.DATABASE_URL ?? "");
+    const env = { ...shared.env, ADMIN_TOKEN: TEST_ADMIN_TOKEN };
+    const [a, b] = await Promise.all([spawnBroker(env), spawnBroker(env)]);
+    const peers = new PeerPool();
+    try {
+      const admin = new AdminClient(a.url, TEST_ADMIN_TOKEN);
+      const { mesh, members } = await setupMesh(admin, { members: ["watcher", "frank"] });
+      const [watcher, frank] = members as [SetupMember, SetupMember];
+      const w = await peers.connect(a.wsUrl, watcher, mesh.id);
+      await subscribe(w);
+      await nextEvent(w, "joined", "watcher");
+      const f = await peers.connect(b.wsUrl, frank, mesh.id);
+      await nextEvent(w, "joined", "frank");
+      // Frozen, b can neither close frank's socket nor say it left; the revocation itself does.
+      b.kill("SIGSTOP");
+      try {
+        await admin.revokeMember(mesh.id, frank.id);
+        expect((await nextEvent(w, "left", "frank")).presenceId).toBe(f.helloAck?.presenceId);
+      } finally {
+        b.kill("SIGCONT");
+      }
+      expect(events(w).filter((ev) => ev.displayName === "frank").map(summary)).toEqual(["joined frank idle", "left frank idle"]);
+    } finally {
+      await peers.closeAll();
+      await Promise.all([a.stop(), b.stop()]);
+      await shared.dispose();
+    }
+  });
 });

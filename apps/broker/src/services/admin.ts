@@ -17,6 +17,7 @@ import {
 } from "../store/directory.ts";
 import { UUID } from "../store/sql.ts";
 import { refuse, RefusedError } from "./outcome.ts";
+import type { PresenceEvents } from "./presence-events.ts";
 import { hashToken, newToken, type TokenKind } from "./tokens.ts";
 
 export type AdminRefusalCode = "not_found" | "conflict";
@@ -26,11 +27,13 @@ const fail = (code: AdminRefusalCode, message: string) => new RefusedError(refus
 export interface AdminDeps {
   db: Database;
   log: Logger;
+  /** A revocation ends the member's presences: subscribers hear them leave even if no socket closes here. */
+  events: PresenceEvents;
   /** Runs after a revocation committed, so this instance can close the member's sockets (4002). */
   onRevoked: (memberId: string) => void;
 }
 
-export function createAdminService({ db, log, onRevoked }: AdminDeps) {
+export function createAdminService({ db, log, events, onRevoked }: AdminDeps) {
   const mesh = async (ref: string): Promise<MeshView> => {
     const found = await findMesh(db, ref, UUID.test(ref));
     if (found === null) throw fail("not_found", `no mesh ${ref}`);
@@ -73,7 +76,16 @@ export function createAdminService({ db, log, onRevoked }: AdminDeps) {
 
     async revokeMember(meshRef: string, memberRef: string): Promise<{ id: string; revokedAt: string }> {
       const found = await member(meshRef, memberRef);
-      const { revokedAt, changed } = await db.transaction((tx) => revokeMember(tx, found.mesh.id, found.member.id));
+      // The instance holding a socket says `left` when it closes it; one that is
+      // dead or stopping never will, so the revocation says it too (a
+      // subscriber hears a presence leave once).
+      const { revokedAt, changed, left } = await db.transaction(async (tx) => {
+        const revocation = await revokeMember(tx, found.mesh.id, found.member.id);
+        const left = revocation.presencesClosed.map((presenceId) => ({ presenceId, event: "left" as const }));
+        await events.announce(tx, left);
+        return { ...revocation, left };
+      });
+      events.deliver(left);
       if (changed) log.info({ meshId: found.mesh.id, memberId: found.member.id }, "admin member revoked");
       // Also on a repeated revocation: closing a revoked member's sockets is
       // always right. The revocation is committed whatever happens here, so a

@@ -68,6 +68,8 @@ export interface Revocation {
   revokedAt: string;
   /** False when the member was already revoked: nothing was changed. */
   changed: boolean;
+  /** The member's presences this revocation ended. */
+  presencesClosed: string[];
 }
 
 /**
@@ -85,23 +87,25 @@ export async function revokeMember(tx: Executor, meshId: string, memberId: strin
     const [earlier] = await tx.rows<{ revokedAt: string }>(sql`
       SELECT ${isoTime("revoked_at")} AS "revokedAt" FROM members WHERE id = ${memberId}::uuid`);
     if (earlier === undefined) throw new Error(`member ${memberId} vanished during revocation`);
-    return { revokedAt: earlier.revokedAt, changed: false };
+    return { revokedAt: earlier.revokedAt, changed: false, presencesClosed: [] };
   }
   const deliveriesDropped = await dropUndelivered(tx, memberId);
-  await tx.rows(sql`
+  const closed = await tx.rows<{ presencesClosed: string[] }>(sql`
     WITH tokens_revoked AS (
       UPDATE tokens SET revoked_at = now()
       WHERE member_id = ${memberId}::uuid AND revoked_at IS NULL RETURNING 1
     ), presences_closed AS (
       UPDATE presences SET disconnected_at = now()
-      WHERE member_id = ${memberId}::uuid AND disconnected_at IS NULL RETURNING 1
+      WHERE member_id = ${memberId}::uuid AND disconnected_at IS NULL RETURNING id
+    ), audited AS (
+      INSERT INTO audit_log (event, mesh_id, member_id, meta)
+      SELECT 'revoke', ${meshId}::uuid, ${memberId}::uuid, jsonb_build_object(
+        'tokensRevoked', (SELECT count(*)::int FROM tokens_revoked),
+        'deliveriesDropped', ${deliveriesDropped}::int,
+        'presencesClosed', (SELECT count(*)::int FROM presences_closed))
     )
-    INSERT INTO audit_log (event, mesh_id, member_id, meta)
-    SELECT 'revoke', ${meshId}::uuid, ${memberId}::uuid, jsonb_build_object(
-      'tokensRevoked', (SELECT count(*)::int FROM tokens_revoked),
-      'deliveriesDropped', ${deliveriesDropped}::int,
-      'presencesClosed', (SELECT count(*)::int FROM presences_closed))`);
-  return { revokedAt: first.revokedAt, changed: true };
+    SELECT coalesce(array_agg(id::text), '{}') AS "presencesClosed" FROM presences_closed`);
+  return { revokedAt: first.revokedAt, changed: true, presencesClosed: closed[0]?.presencesClosed ?? [] };
 }
 
 /** Only the hash is stored: the token itself is shown once, to the caller. */
