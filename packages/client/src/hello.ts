@@ -9,10 +9,23 @@ export async function buildHello(config: ClientConfig, timestamp: number): Promi
   let credential: Record<string, unknown>;
   if (config.token) {
     let jwt: unknown;
+    // A source that never answers (a backend behind a proxy that holds the
+    // request) must fail the attempt, as a socket that never opens does, or
+    // the client would wait for it forever instead of trying again.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new SwitchboardError("token_failed", `the token source gave no token within ${config.connectTimeoutMs} ms`)),
+        config.connectTimeoutMs,
+      );
+    });
     try {
-      jwt = await config.token({ meshId, publicKey });
+      jwt = await Promise.race([Promise.resolve(config.token({ meshId, publicKey })), deadline]);
     } catch (error) {
+      if (error instanceof SwitchboardError) throw error;
       throw new SwitchboardError("token_failed", `the token source failed: ${String(error)}`, { cause: error });
+    } finally {
+      clearTimeout(timer);
     }
     if (typeof jwt !== "string" || jwt === "") throw new SwitchboardError("token_failed", "the token source gave no token");
     credential = { meshId, pubkey: publicKey, sessionId, jwt };

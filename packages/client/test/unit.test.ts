@@ -9,6 +9,9 @@ import { Inbox } from "../src/inbox.ts";
 import { associatedData, directKey, open, seal } from "../src/envelope.ts";
 import { KeyRing } from "../src/keys.ts";
 import { brokerWsUrl } from "../src/url.ts";
+import { resolveConfig } from "../src/config.ts";
+import { buildHello } from "../src/hello.ts";
+import { SwitchboardError } from "../src/errors.ts";
 
 describe("backoffDelay", () => {
   const policy = { minDelayMs: 100, maxDelayMs: 5000 };
@@ -221,4 +224,24 @@ test("brokerWsUrl", () => {
   expect(brokerWsUrl("https://sb.example.com/base/")).toBe("wss://sb.example.com/base/ws");
   expect(brokerWsUrl("http://h:1/ws")).toBe("ws://h:1/ws");
   expect(() => brokerWsUrl("ftp://x")).toThrow();
+});
+
+describe("buildHello with a token source", () => {
+  const config = async (token: () => Promise<string>) =>
+    resolveConfig({ url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey, token, connectTimeoutMs: 100 });
+
+  test("a source that never answers fails the attempt with token_failed after connectTimeoutMs", async () => {
+    const attempt = buildHello(await config(() => new Promise<string>(() => {})), Date.now()).catch((error: unknown) => error);
+    const failure = await Promise.race([attempt, Bun.sleep(5_000).then(() => "still waiting for the token source")]);
+    expect(failure).toBeInstanceOf(SwitchboardError);
+    expect(failure).toMatchObject({ code: "token_failed" });
+    expect(String((failure as Error).message)).toContain("within 100 ms");
+  });
+
+  test("a source that throws is token_failed; one that answers in time gives a JWT hello", async () => {
+    const thrown = await buildHello(await config(() => Promise.reject(new Error("backend down"))), Date.now()).catch((error: unknown) => error);
+    expect(thrown).toMatchObject({ code: "token_failed" });
+    const hello = await buildHello(await config(async () => "a.b.c"), Date.now());
+    expect(hello).toMatchObject({ type: "hello", meshId: "m", jwt: "a.b.c" });
+  });
 });
