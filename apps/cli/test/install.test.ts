@@ -216,6 +216,26 @@ test("user scope: ~/.claude.json and ~/.claude/settings.json, other keys kept; u
   }
 });
 
+test("a project install and uninstall run from the home directory leave the user-scope hooks alone", async () => {
+  const userHome = new CliHome();
+  try {
+    const key = userHome.path("k.json");
+    writeFileSync(key, JSON.stringify({ secretKey: "33".repeat(32) }), { mode: 0o600 });
+    const args = ["--url", URL_, "--mesh", "demo", "--key", key, "--token", TOKEN];
+    await cliOk(userHome, ["install", "--scope", "user", ...args], { cwd: userHome.dir });
+    const userSettings = userHome.path(".claude", "settings.json");
+    const withHooks = readFileSync(userSettings, "utf8");
+    expect(Object.keys(readJson(userSettings).hooks ?? {}).sort()).toEqual([...EVENTS].sort());
+    // The project here is the home directory: its .claude/settings.json is the user's settings, not an earlier version's.
+    await cliOk(userHome, ["install", ...args], { cwd: userHome.dir });
+    expect(readFileSync(userSettings, "utf8")).toBe(withHooks);
+    await cliOk(userHome, ["uninstall"], { cwd: userHome.dir });
+    expect(readFileSync(userSettings, "utf8")).toBe(withHooks);
+  } finally {
+    userHome.dispose();
+  }
+});
+
 describe("the installed hook command", () => {
   interface Captured {
     path: string;

@@ -4,7 +4,7 @@
 // and the record of what the install created live under
 // ~/.config/switchboard/hooks/, never inside the project tree.
 import { createHash } from "node:crypto";
-import { realpathSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { configDir, homeDir } from "../config.ts";
 
@@ -38,12 +38,15 @@ export function layoutFor(scope: Scope, projectDir: string = process.cwd()): Lay
     };
   }
   // One token per project directory: two projects may act as two members.
-  const id = `project-${createHash("sha256").update(realpathSync(projectDir)).digest("hex").slice(0, 16)}`;
+  const real = realpathSync(projectDir);
+  const id = `project-${createHash("sha256").update(real).digest("hex").slice(0, 16)}`;
+  // In the home directory that file is the user's settings, where a user-scope install's hooks live.
+  const atHome = existsSync(homeDir()) && real === realpathSync(homeDir());
   return {
     scope,
     mcpFile: join(projectDir, ".mcp.json"),
     settingsFile: join(projectDir, ".claude", "settings.local.json"),
-    legacySettingsFile: join(projectDir, ".claude", "settings.json"),
+    legacySettingsFile: atHome ? undefined : join(projectDir, ".claude", "settings.json"),
     tokenDir,
     tokenFile: join(tokenDir, `${id}.token`),
     recordFile: join(tokenDir, `${id}.install.json`),
