@@ -221,10 +221,11 @@ export class DeliveryPump {
       this.log.warn({ err: error }, "requeue failed; the lease sweeper will requeue");
       return;
     }
-    // Another presence of the same member may take them now, here or elsewhere.
+    // Another presence of the same member may take them now, here or
+    // elsewhere. Not awaited: a claim round must not wait for the notice.
     const members = unique(unwritten.map((d) => d.memberId));
     this.schedule(members);
-    await this.bus.publish(this.db, queuedWork(members, [])).catch((error: unknown) => {
+    void this.bus.publish(this.db, queuedWork(members, [])).catch((error: unknown) => {
       this.log.warn({ err: error }, "announcing requeued pushes failed; the catch-up will find them");
     });
   }
