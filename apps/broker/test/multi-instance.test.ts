@@ -449,6 +449,32 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
     expect(await closedWithin(xOnC, 10_000)).toEqual({ code: 4002, reason: "revoked" });
   }, 240_000);
 
+  test("an instance that starts while another's lease has lapsed gives it a lease to renew before ending its peers", async () => {
+    // As after a database outage: A could not renew for longer than its lease, and is alive.
+    const backend = await postgresBackend(cluster!.url());
+    const a = new TestBroker(SHORT_INSTANCE_LEASE, { backend });
+    const late = new TestBroker(SHORT_INSTANCE_LEASE, { backend });
+    const peers: TestPeer[] = [];
+    try {
+      await a.start();
+      const { mesh, members } = await setupMesh(a.admin, { members: ["stays"] });
+      peers.push(await TestPeer.connect(a.wsUrl, { identity: members[0]!.identity, meshId: mesh.id }));
+      process.kill(a.process.pid, "SIGSTOP");
+      try {
+        await Bun.sleep((INSTANCE_LEASE_SECONDS + 1) * 1000);
+        await late.start();
+      } finally {
+        process.kill(a.process.pid, "SIGCONT");
+      }
+      // A renews within a third of its lease; the newcomer waits a whole one before reaping.
+      expect(await closedWithin(peers[0]!, (INSTANCE_LEASE_SECONDS + 2) * 1000)).toBeNull();
+    } finally {
+      await Promise.all(peers.map((p) => p.close()));
+      await Promise.all([a.dispose(), late.dispose()]);
+      await backend.dispose();
+    }
+  }, 60_000);
+
   test("an instance frozen past its lease sends its peers away when it wakes, then serves them again", async () => {
     own = await startTrio(cluster!, SHORT_INSTANCE_LEASE);
     const trio = own;

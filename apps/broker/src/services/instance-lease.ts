@@ -40,10 +40,18 @@ export class InstanceLease {
   async register(): Promise<void> {
     // One process owns an embedded directory: whatever else is marked live
     // was left by a previous run that did not stop cleanly.
-    if (this.db.kind === "embedded") await markAllInstancesStopped(this.db);
+    const alone = this.db.kind === "embedded";
+    if (alone) await markAllInstancesStopped(this.db);
     await registerInstance(this.db, this.id, hostname(), process.pid, this.options.leaseSeconds);
     this.lastRenewedAt = this.options.clock();
-    await this.reap();
+    if (alone) {
+      await this.reap();
+      return;
+    }
+    // On a shared server a lapsed lease may be an outage the others are
+    // coming back from (this start may be its end): they get one lease to
+    // renew before this instance ends anyone.
+    this.reapAfter = this.lastRenewedAt + this.options.leaseSeconds * 1000;
   }
 
   async renew(): Promise<void> {
