@@ -1,7 +1,8 @@
 // Closes that another instance announces by wake-up must still happen when
 // that wake-up is missed (the listener was reconnecting): the catch-up sweep
 // finds them in the rows. Rows are changed here behind the broker's back,
-// without a NOTIFY, as such an instance would have left them.
+// without a NOTIFY, as such an instance would have left them. The sweep also
+// ends rows of its own instance that no socket holds.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { backendKind, setupMesh, TestPeer, useTestBroker, type CloseInfo } from "@switchboard/testkit";
 import postgres from "postgres";
@@ -64,5 +65,26 @@ describe.skipIf(backendKind !== "postgres")(`catch-up of missed closes (CATCH_UP
     }
     expect(peer.isOpen).toBe(true);
     await peer.close();
+  });
+
+  test("a live row of this instance that no socket holds is ended; the sockets it holds are not", async () => {
+    // As a hello batch whose commit's answer was lost leaves it: committed, its socket told it failed.
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [ghostMember, sender] = members as [(typeof members)[0], (typeof members)[0]];
+    const instanceId = ((await (await fetch(`${broker.url}/health`)).json()) as { instanceId: string }).instanceId;
+    const [ghost] = await sql<{ id: string }[]>`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, connected_at)
+      VALUES (${mesh.id}, ${ghostMember!.id}, ${instanceId}, 'no-socket', 'ghost', now() - interval '1 hour')
+      RETURNING id`;
+    const until = Date.now() + 10_000;
+    const ended = async () => (await sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM presences WHERE id = ${ghost!.id} AND disconnected_at IS NOT NULL`)[0]!.n === 1;
+    while (!(await ended()) && Date.now() < until) await Bun.sleep(50);
+    expect(await ended()).toBe(true);
+    // The member's real socket is not taken for one.
+    const real = await TestPeer.connect(broker.wsUrl, { identity: sender!.identity, meshId: mesh.id });
+    await Bun.sleep(CATCH_UP_INTERVAL_MS * 3);
+    expect(real.isOpen).toBe(true);
+    await real.close();
   });
 });

@@ -5,7 +5,12 @@
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import { writeAudit } from "../store/audit.ts";
-import { disconnectPresences, endedPresences } from "../store/presences.ts";
+import {
+  countLivePresencesOfInstance,
+  disconnectPresences,
+  endedPresences,
+  settledPresencesOfInstance,
+} from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { EndReason, LocalPresence, LocalPresences } from "./local-presences.ts";
 import type { PresenceEvents } from "./presence-events.ts";
@@ -129,5 +134,21 @@ export class PresenceLifecycle {
   async endEnded(): Promise<void> {
     const ended = await endedPresences(this.db, this.presences.all().map((p) => p.presenceId));
     for (const e of ended) this.end(e.presenceId, e.reason);
+  }
+
+  /**
+   * The catch-up for rows of this instance that no socket here holds: a
+   * hello batch whose commit's answer was lost (its sockets were told it
+   * failed), or one admitted while its socket went away unseen. Counted
+   * first, so the common case costs one count; a row younger than a hello
+   * may take is left to its admission.
+   */
+  async endSocketless(minAgeSeconds: number): Promise<void> {
+    if ((await countLivePresencesOfInstance(this.db, this.instanceId)) <= this.presences.size) return;
+    for (const row of await settledPresencesOfInstance(this.db, this.instanceId, minAgeSeconds)) {
+      if (this.presences.get(row.presenceId) || this.unfinished.has(row.presenceId)) continue;
+      this.log.warn({ presenceId: row.presenceId }, "ending a presence no socket holds");
+      await this.disconnect(row, "no socket");
+    }
   }
 }

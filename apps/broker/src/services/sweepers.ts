@@ -57,6 +57,7 @@ export class Sweepers {
       queuedWork.forMembers(await membersWithQueuedWork(db, lease.id));
       await lifecycle.endEnded();
       await lifecycle.finishDisconnects();
+      await lifecycle.endSocketless(Math.ceil(timing.helloTimeoutMs / 1000) * 2);
     });
     this.every("instances", Math.floor((timing.instanceLeaseSeconds * 1000) / 3), async () => {
       await lease.renew();

@@ -99,6 +99,25 @@ export async function disconnectPresences(tx: Executor, presenceIds: string[]): 
   return unique(rows.map((r) => r.memberId));
 }
 
+/** How many presences of this instance are live in the database. */
+export async function countLivePresencesOfInstance(db: Executor, instanceId: string): Promise<number> {
+  const rows = await db.rows<{ n: number }>(sql`
+    SELECT count(*)::int AS n FROM presences WHERE instance_id = ${instanceId} AND disconnected_at IS NULL`);
+  return rows[0]?.n ?? 0;
+}
+
+/** Live presences of this instance connected longer ago than minAgeSeconds. */
+export async function settledPresencesOfInstance(
+  db: Executor,
+  instanceId: string,
+  minAgeSeconds: number,
+): Promise<Array<{ presenceId: string; memberId: string; meshId: string }>> {
+  return db.rows(sql`
+    SELECT id AS "presenceId", member_id AS "memberId", mesh_id AS "meshId" FROM presences
+    WHERE instance_id = ${instanceId} AND disconnected_at IS NULL
+      AND connected_at < now() - make_interval(secs => ${minAgeSeconds})`);
+}
+
 export async function livePresenceIdsOfInstance(tx: Executor, instanceId: string): Promise<string[]> {
   const rows = await tx.rows<{ id: string }>(sql`
     SELECT id FROM presences WHERE instance_id = ${instanceId} AND disconnected_at IS NULL`);
