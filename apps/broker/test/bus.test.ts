@@ -2,9 +2,11 @@
 // sweep far away, a message sent on one instance still reaches a recipient
 // on another at once, whether the send named it directly or by broadcast to
 // more members than one notification lists by id, or a push handed back to
-// the queue makes it claimable again.
+// the queue makes it claimable again; and a session's replacement tells the
+// instance holding the old socket, but only for a hello whose socket is still
+// there.
 import { afterEach, describe, expect, test } from "bun:test";
-import { backendKind, PeerPool, setupMesh, useTestBrokerPair, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { backendKind, buildHello, PeerPool, setupMesh, useTestBrokerPair, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { queryPostgres, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 
 const pool = new PeerPool();
@@ -86,5 +88,44 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
     expect(onB.filter((r) => r.status === "rejected").map((r) => String(r.reason))).toEqual([]);
     const closes = await Promise.all(onA.map((p) => p.closed));
     expect(new Set(closes.map((c) => `${c.code} ${c.reason}`))).toEqual(new Set(["4000 replaced"]));
+  });
+
+  test("a hello whose socket went while it waited on A does not replace the session's new socket on B", async () => {
+    const { a, b } = pair;
+    const { mesh, members } = await setupMesh(a.admin, { members: 2 });
+    const [slowMember, member] = members as [SetupMember, SetupMember];
+    const slowSession = `slow-${crypto.randomUUID()}`;
+    const sessionId = crypto.randomUUID();
+    await queryPostgres(a.backend, (sql) => sql.unsafe(`
+      CREATE FUNCTION slow_presence() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.session_id = '${slowSession}' THEN PERFORM pg_sleep(1.5); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER slow_presence AFTER INSERT ON presences FOR EACH ROW EXECUTE FUNCTION slow_presence();`));
+    try {
+      // A's hellos wait behind a slow one; the session's first socket gives up meanwhile.
+      const slow = pool.connect(a.wsUrl, slowMember, mesh.id, { sessionId: slowSession });
+      const asleep = async () =>
+        ((await queryPostgres(a.backend, (sql) => sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`))?.[0]?.n ?? 0) > 0;
+      await waitUntil(asleep, 10_000, "A's slow hello statement asleep");
+      const first = new WebSocket(a.wsUrl);
+      await new Promise((resolve) => first.addEventListener("open", resolve, { once: true }));
+      first.send(JSON.stringify(await buildHello({ identity: member.identity, meshId: mesh.id, sessionId })));
+      await Bun.sleep(100);
+      first.close();
+      // The peer comes back on B with the same session while A is still busy.
+      const second = await pool.connect(b.wsUrl, member, mesh.id, { sessionId });
+      await slow;
+      // A's batch has run: the abandoned hello must not have replaced the session.
+      const proof = await pool.connect(a.wsUrl, slowMember, mesh.id);
+      await proof.close();
+      await Bun.sleep(500);
+      expect(second.isOpen).toBe(true);
+      expect(second.closeInfo).toBeUndefined();
+    } finally {
+      await queryPostgres(a.backend, (sql) => sql.unsafe(`DROP TRIGGER slow_presence ON presences; DROP FUNCTION slow_presence();`));
+    }
   });
 });

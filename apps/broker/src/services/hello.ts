@@ -39,6 +39,8 @@ export interface AdmittedPresence {
 interface CheckedHello {
   hello: HelloFrame;
   claims: JwtClaims | null;
+  /** Whether the socket that sent it has gone (its hello waited too long, or the peer left). */
+  abandoned: () => boolean;
 }
 
 export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<HelloErrorCode>;
@@ -72,27 +74,36 @@ export class HelloService {
     this.commits = createGroupCommit<CheckedHello, HelloOutcome>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
 
-  async admit(hello: HelloFrame): Promise<HelloOutcome> {
+  async admit(hello: HelloFrame, abandoned: () => boolean = () => false): Promise<HelloOutcome> {
     if ("jwt" in hello) {
       const verified = await this.jwt.verify(hello.jwt);
       if (!verified.ok) return verified;
       if (verified.claims.pubkey !== hello.pubkey) return refuse("unauthorized", "the token is for another pubkey");
-      return this.commits.submit({ hello, claims: verified.claims });
+      return this.commits.submit({ hello, claims: verified.claims, abandoned });
     }
     const text = helloSigningText(hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
     if (!(await verifyText(hello.pubkey, hello.signature, text))) {
       return refuse("bad_signature", "the signature does not verify for this pubkey");
     }
-    return this.commits.submit({ hello, claims: null });
+    return this.commits.submit({ hello, claims: null, abandoned });
   }
 
-  private async admitAll(checked: CheckedHello[]): Promise<HelloOutcome[]> {
-    const outcomes: HelloOutcome[] = new Array(checked.length);
+  // A hello whose socket went while it waited for its batch is not admitted:
+  // its peer has moved on, maybe to a new socket of the same session on
+  // another instance, which admitting it now would replace (4000) for good.
+  private async admitAll(all: CheckedHello[]): Promise<HelloOutcome[]> {
+    const outcomes: HelloOutcome[] = new Array(all.length);
+    const live: number[] = [];
+    all.forEach((c, i) => {
+      if (c.abandoned()) outcomes[i] = refuse("hello_timeout", "the socket closed before its hello was admitted");
+      else live.push(i);
+    });
+    const checked = live.map((i) => all[i]!);
     for (const group of bySession(checked)) {
       const batch = group.map((i) => checked[i]!);
       const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
       this.events.deliver(admitted.changes);
-      group.forEach((i, j) => (outcomes[i] = admitted.outcomes[j]!));
+      group.forEach((i, j) => (outcomes[live[i]!] = admitted.outcomes[j]!));
     }
     return outcomes;
   }

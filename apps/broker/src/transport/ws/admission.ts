@@ -47,7 +47,9 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
   const frame = helloSchemaFor(raw).safeParse(raw);
   if (!frame.success) return refuseHello(deps, ws, "malformed", issueText(frame.error), reqId);
 
-  const outcome = await deps.hello.admit(frame.data);
+  const outcome = await deps.hello.admit(frame.data, () => ws.data.closed);
+  // A socket that closed meanwhile was refused (hello_timeout) or left: nobody to answer.
+  if (!outcome.ok && ws.data.closed) return;
   if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId);
   clearTimeout(ws.data.helloTimer);
   if (ws.data.pendingHello) {
