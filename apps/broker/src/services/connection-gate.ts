@@ -1,7 +1,10 @@
 // Who may open a socket before saying hello. A socket that has not said
 // hello yet costs memory and a timer for up to HELLO_TIMEOUT_MS: their
 // number is capped per instance and per client address, and an address
-// whose hellos keep being refused is turned away for a while.
+// whose hellos keep being refused is turned away for a while. An IPv6
+// address counts by its /64: one host usually holds all of that block and
+// could otherwise dodge the limits by taking a new address each time.
+import { isIP } from "node:net";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { Clock } from "./timing.ts";
@@ -11,6 +14,17 @@ export interface GateOptions {
   maxPendingPerAddress: number;
   failuresPerAddressPerMin: number;
   clock: Clock;
+}
+
+/** The key a client address counts under: an IPv6 address's /64, any other address itself. */
+export function addressKey(address: string): string {
+  const plain = address.split("%")[0]!;
+  if (isIP(plain) !== 6 || plain.includes(".")) return address;
+  const [head = "", tail] = plain.split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`;
 }
 
 export class ConnectionGate {
@@ -23,7 +37,8 @@ export class ConnectionGate {
   }
 
   /** A socket from this address asks to open. Null: it may, and counts as pending until settled(). */
-  open(address: string): Refusal<"capacity" | "rate_limited"> | null {
+  open(client: string): Refusal<"capacity" | "rate_limited"> | null {
+    const address = addressKey(client);
     if (this.failures.exhausted(address, this.options.clock())) {
       return refuse("rate_limited", "too many refused hellos from this address; try again in a minute");
     }
@@ -38,7 +53,8 @@ export class ConnectionGate {
   }
 
   /** The socket's hello was admitted, or it closed before one. */
-  settled(address: string): void {
+  settled(client: string): void {
+    const address = addressKey(client);
     this.pending--;
     const mine = (this.pendingByAddress.get(address) ?? 1) - 1;
     if (mine <= 0) this.pendingByAddress.delete(address);
@@ -46,8 +62,8 @@ export class ConnectionGate {
   }
 
   /** The socket's hello was refused: it counts against its address. */
-  refused(address: string): void {
-    this.failures.allow(address, this.options.clock());
+  refused(client: string): void {
+    this.failures.allow(addressKey(client), this.options.clock());
   }
 
   prune(): void {
