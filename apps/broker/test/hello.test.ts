@@ -2,6 +2,7 @@
 // against a real broker process over real sockets.
 import { afterAll, describe, expect, test } from "bun:test";
 import {
+  backendKind,
   buildHello,
   PeerPool,
   newIdentity,
@@ -15,6 +16,7 @@ import {
   type Frame,
   type SetupMember,
 } from "@switchboard/testkit";
+import postgres from "postgres";
 import { UUID } from "./support/messaging.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
@@ -257,6 +259,34 @@ describe("hello", () => {
     await connect(members[0]!, mesh.id);
     await Promise.all(admitted.map((p) => p.close()));
   }, 90_000);
+
+  test.skipIf(backendKind !== "postgres")("a replacing hello whose socket closes while it is admitted still closes the socket it replaced", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const sessionId = `zombie-${crypto.randomUUID()}`;
+    const old = await connect(members[0]!, mesh.id, { sessionId });
+    const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    // The replacing hello's statement sleeps once it has ended the old presence.
+    await sql.unsafe(`
+      CREATE FUNCTION slow_replacement() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.session_id = '${sessionId}' THEN PERFORM pg_sleep(0.8); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER slow_replacement AFTER INSERT ON presences FOR EACH ROW EXECUTE FUNCTION slow_replacement();`);
+    try {
+      const replacing = new WebSocket(broker.wsUrl);
+      await new Promise((resolve) => replacing.addEventListener("open", resolve, { once: true }));
+      replacing.send(JSON.stringify(await buildHello({ identity: members[0]!.identity, meshId: mesh.id, sessionId })));
+      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)[0]!.n > 0;
+      while (!(await asleep())) await Bun.sleep(5);
+      replacing.close();
+      // Its row is ended: the old socket must not stay open with nothing routed to it.
+      expect(await closedWithin(old)).toEqual({ code: 4000, reason: "replaced" });
+    } finally {
+      await sql.unsafe(`DROP TRIGGER slow_replacement ON presences; DROP FUNCTION slow_replacement();`);
+      await sql.end();
+    }
+  });
 
   test("a second presence with the same member and sessionId replaces the first", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });

@@ -58,7 +58,9 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
   }
   const admitted = outcome.presence;
   if (ws.data.closed) {
-    // The peer left while it was being admitted.
+    // The peer left while it was being admitted. A socket here of the
+    // session it replaced has no row any more: it goes all the same.
+    if (admitted.replaced !== null) deps.lifecycle.end(admitted.replaced.id, "replaced");
     await deps.lifecycle.disconnect(admitted, "closed during hello");
     return;
   }
