@@ -23,6 +23,8 @@ const leftEvents = (presenceIds: string[]): PresenceChange[] => presenceIds.map(
 export class InstanceLease {
   private lastRenewedAt: number;
   private reapAfter = 0;
+  /** Set once stop() began: a renew still under way must not make the instance live again. */
+  private stopping = false;
 
   constructor(
     private readonly db: Database,
@@ -64,7 +66,7 @@ export class InstanceLease {
       this.reapAfter = now + this.options.leaseSeconds * 1000;
     }
     this.lastRenewedAt = now;
-    if (renewed) return;
+    if (renewed || this.stopping) return;
     // Reaped while alive: nothing routes to its sockets any more. Live again
     // first, so the peers can come back here, then send them away to do so.
     this.log.warn({ instanceId: this.id }, "instance lease lost; closing its sockets");
@@ -95,6 +97,7 @@ export class InstanceLease {
 
   /** Graceful stop: only this instance's presences end. */
   async stop(): Promise<void> {
+    this.stopping = true;
     await retryTransient(() =>
       this.db.transaction(async (tx) => {
         const mine = await livePresenceIdsOfInstance(tx, this.id);
