@@ -322,6 +322,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       // Still serving: a proxy whose health check comes by now takes this
       // instance out of its rotation before the port closes.
       if (config.SHUTDOWN_DRAIN_MS > 0) await Bun.sleep(config.SHUTDOWN_DRAIN_MS);
+      lifecycle.stop();
       ws.closeAll();
       sweepers.stop();
       await dispatcher.stop();

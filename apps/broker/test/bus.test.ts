@@ -108,7 +108,7 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
       const slow = pool.connect(a.wsUrl, slowMember, mesh.id, { sessionId: slowSession });
       const asleep = async () =>
         ((await queryPostgres(a.backend, (sql) => sql<{ n: number }[]>`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`))?.[0]?.n ?? 0) > 0;
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`))?.[0]?.n ?? 0) > 0;
       await waitUntil(asleep, 10_000, "A's slow hello statement asleep");
       const first = new WebSocket(a.wsUrl);
       await new Promise((resolve) => first.addEventListener("open", resolve, { once: true }));

@@ -8,6 +8,8 @@ import { backendKind, setupMesh, TestPeer, useTestBroker, type CloseInfo } from 
 import postgres from "postgres";
 
 const CATCH_UP_INTERVAL_MS = 200;
+// Rows older than twice this that no socket holds are ended by the catch-up.
+const HELLO_TIMEOUT_MS = 500;
 
 /** The close of the socket, or null if it is still open after ms. */
 async function closedWithin(peer: TestPeer, ms = 10_000): Promise<CloseInfo | null> {
@@ -19,7 +21,7 @@ async function closedWithin(peer: TestPeer, ms = 10_000): Promise<CloseInfo | nu
 
 // Embedded mode is one process: its closes never travel between instances.
 describe.skipIf(backendKind !== "postgres")(`catch-up of missed closes (CATCH_UP_INTERVAL_MS=${CATCH_UP_INTERVAL_MS})`, () => {
-  const broker = useTestBroker({ CATCH_UP_INTERVAL_MS: String(CATCH_UP_INTERVAL_MS) });
+  const broker = useTestBroker({ CATCH_UP_INTERVAL_MS: String(CATCH_UP_INTERVAL_MS), HELLO_TIMEOUT_MS: String(HELLO_TIMEOUT_MS) });
   let sql: postgres.Sql;
 
   beforeAll(() => {
@@ -81,9 +83,20 @@ describe.skipIf(backendKind !== "postgres")(`catch-up of missed closes (CATCH_UP
       SELECT count(*)::int AS n FROM presences WHERE id = ${ghost!.id} AND disconnected_at IS NOT NULL`)[0]!.n === 1;
     while (!(await ended()) && Date.now() < until) await Bun.sleep(50);
     expect(await ended()).toBe(true);
-    // The member's real socket is not taken for one.
+    // A real socket, old enough to be looked at, is not taken for one: its row stays live.
     const real = await TestPeer.connect(broker.wsUrl, { identity: sender!.identity, meshId: mesh.id });
-    await Bun.sleep(CATCH_UP_INTERVAL_MS * 3);
+    await Bun.sleep(Math.ceil(HELLO_TIMEOUT_MS / 1000) * 2000 + 500);
+    const [row] = await sql<{ id: string }[]>`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, connected_at)
+      VALUES (${mesh.id}, ${ghostMember!.id}, ${instanceId}, 'no-socket-2', 'ghost', now() - interval '1 hour')
+      RETURNING id`;
+    const liveRow = async (id: string) => (await sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM presences WHERE id = ${id} AND disconnected_at IS NULL`)[0]!.n === 1;
+    // The round that ends the second ghost looks at the real row too, older than the threshold by then.
+    const deadline = Date.now() + 10_000;
+    while ((await liveRow(row!.id)) && Date.now() < deadline) await Bun.sleep(50);
+    expect(await liveRow(row!.id)).toBe(false);
+    expect(await liveRow(String(real.helloAck!.presenceId))).toBe(true);
     expect(real.isOpen).toBe(true);
     await real.close();
   });

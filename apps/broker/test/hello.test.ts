@@ -277,8 +277,8 @@ describe("hello", () => {
       const replacing = new WebSocket(broker.wsUrl);
       await new Promise((resolve) => replacing.addEventListener("open", resolve, { once: true }));
       replacing.send(JSON.stringify(await buildHello({ identity: members[0]!.identity, meshId: mesh.id, sessionId })));
-      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)[0]!.n > 0;
-      while (!(await asleep())) await Bun.sleep(5);
+      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`)[0]!.n > 0;
+      await waitUntil(asleep, "the replacing hello's statement asleep");
       replacing.close();
       // Its row is ended: the old socket must not stay open with nothing routed to it.
       expect(await closedWithin(old)).toEqual({ code: 4000, reason: "replaced" });

@@ -316,7 +316,7 @@ describe.skipIf(backendKind !== "postgres")("a hook racing its session's hello (
       CREATE TRIGGER slow_hello AFTER INSERT ON presences FOR EACH ROW EXECUTE FUNCTION slow_hello();`);
     try {
       const connecting = connect(env, member, mesh.id, { sessionId, cwd });
-      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)[0]!.n > 0;
+      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`)[0]!.n > 0;
       await waitUntil(asleep, 10_000, "the hello's statement asleep");
       const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
       expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });

@@ -1,5 +1,6 @@
 // This instance's lease row, against a real database: a renew still under
-// way when the instance stops must not make it live again.
+// way when the instance stops must not make it live again (the stop waits
+// for it, and writes last).
 import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import { connect, migrate, type Database } from "@switchboard/db";
 import { scratchDir } from "@switchboard/testkit";
@@ -45,9 +46,11 @@ describe("InstanceLease", () => {
     });
     try {
       const renewing = lease.renew();
-      await lease.stop();
+      const stopping = lease.stop();
+      // Long enough for a stop that does not wait for the renew to finish first.
+      await Promise.race([stopping, Bun.sleep(300)]);
       release();
-      await renewing;
+      await Promise.all([renewing, stopping]);
     } finally {
       spy.mockRestore();
     }

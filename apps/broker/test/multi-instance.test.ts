@@ -459,12 +459,20 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
       await a.start();
       const { mesh, members } = await setupMesh(a.admin, { members: ["stays"] });
       peers.push(await TestPeer.connect(a.wsUrl, { identity: members[0]!.identity, meshId: mesh.id }));
+      const sql = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
       process.kill(a.process.pid, "SIGSTOP");
       try {
         await Bun.sleep((INSTANCE_LEASE_SECONDS + 1) * 1000);
-        await late.start();
+        const starting = late.start();
+        // A resumes as soon as the newcomer has registered: that is when a newcomer would reap it.
+        const registered = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM broker_instances`)[0]!.n >= 2;
+        const deadline = Date.now() + 30_000;
+        while (!(await registered()) && Date.now() < deadline) await Bun.sleep(20);
+        process.kill(a.process.pid, "SIGCONT");
+        await starting;
       } finally {
         process.kill(a.process.pid, "SIGCONT");
+        await sql.end();
       }
       // A renews within a third of its lease; the newcomer waits a whole one before reaping.
       expect(await closedWithin(peers[0]!, (INSTANCE_LEASE_SECONDS + 2) * 1000)).toBeNull();

@@ -12,6 +12,7 @@ import {
   spawnBroker,
   TEST_ADMIN_TOKEN,
   useTestBroker,
+  waitUntil,
   type Frame,
   type SetupMember,
   type TestPeer,
@@ -55,15 +56,16 @@ describe.skipIf(backendKind !== "postgres")("a subscribe behind a send on a sock
     try {
       const subscribers = async () => (await scrape(broker.url)).get("broker_presence_subscribers");
       const before = await subscribers();
+      expect(before).toBeDefined();
       const peer = await pool.connect(broker.wsUrl, closer, mesh.id);
       peer.sendFrame({ type: "send", reqId: "held", targetSpec: other.pubkey, nonce: "n", ciphertext: held });
       peer.sendFrame({ type: "subscribe", reqId: "sub", events: ["presence"] });
       // Once the send's statement sleeps, the subscribe read right behind it waits for it.
-      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)[0]!.n > 0;
-      while (!(await asleep())) await Bun.sleep(5);
+      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`)[0]!.n > 0;
+      await waitUntil(asleep, 10_000, "the send's statement asleep");
       await peer.close();
       const stored = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM messages WHERE ciphertext = ${held}`)[0]!.n;
-      while ((await stored()) === 0) await Bun.sleep(20);
+      await waitUntil(async () => (await stored()) > 0, 10_000, "the held send stored");
       // The subscribe runs right after the send's commit.
       await Bun.sleep(500);
       expect(await subscribers()).toBe(before);

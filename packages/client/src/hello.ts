@@ -13,20 +13,16 @@ export async function buildHello(config: ClientConfig, timestamp: number): Promi
     // request) must fail the attempt, as a socket that never opens does, or
     // the client would wait for it forever instead of trying again.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new SwitchboardError("token_failed", `the token source gave no token within ${config.connectTimeoutMs} ms`)),
-        config.connectTimeoutMs,
-      );
-    });
+    const late = Symbol("late");
+    const deadline = new Promise<typeof late>((resolve) => (timer = setTimeout(() => resolve(late), config.connectTimeoutMs)));
     try {
       jwt = await Promise.race([Promise.resolve(config.token({ meshId, publicKey })), deadline]);
     } catch (error) {
-      if (error instanceof SwitchboardError) throw error;
       throw new SwitchboardError("token_failed", `the token source failed: ${String(error)}`, { cause: error });
     } finally {
       clearTimeout(timer);
     }
+    if (jwt === late) throw new SwitchboardError("token_failed", `the token source gave no token within ${config.connectTimeoutMs} ms`);
     if (typeof jwt !== "string" || jwt === "") throw new SwitchboardError("token_failed", "the token source gave no token");
     credential = { meshId, pubkey: publicKey, sessionId, jwt };
   } else {

@@ -241,6 +241,9 @@ describe("buildHello with a token source", () => {
   test("a source that throws is token_failed; one that answers in time gives a JWT hello", async () => {
     const thrown = await buildHello(await config(() => Promise.reject(new Error("backend down"))), Date.now()).catch((error: unknown) => error);
     expect(thrown).toMatchObject({ code: "token_failed" });
+    // Even an error of the SDK's own kind, thrown by the source, is the source failing.
+    const own = await buildHello(await config(() => Promise.reject(new SwitchboardError("closed", "x"))), Date.now()).catch((error: unknown) => error);
+    expect(own).toMatchObject({ code: "token_failed" });
     const hello = await buildHello(await config(async () => "a.b.c"), Date.now());
     expect(hello).toMatchObject({ type: "hello", meshId: "m", jwt: "a.b.c" });
   });

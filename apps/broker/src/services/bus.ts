@@ -44,25 +44,26 @@ export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage[]
 }
 
 // Postgres refuses payloads of 8000 bytes or more; no list entry is over 75
-// bytes (a presence change, a closed presence), so 100 fit in one.
+// bytes (a presence change, a closed presence), so 100 fit in one. Member
+// ids (39 bytes) go as many as the send statement's own payload holds.
 const MAX_LIST_ENTRIES = 100;
 
-function chunked<T>(items: T[] | undefined): T[][] {
+function chunked<T>(items: T[] | undefined, max = MAX_LIST_ENTRIES): T[][] {
   const chunks: T[][] = [];
-  for (let i = 0; i < (items?.length ?? 0); i += MAX_LIST_ENTRIES) chunks.push(items!.slice(i, i + MAX_LIST_ENTRIES));
+  for (let i = 0; i < (items?.length ?? 0); i += max) chunks.push(items!.slice(i, i + max));
   return chunks;
 }
 
 /**
- * A message as payloads Postgres takes: one list per part, at most 100
- * entries each, in the order the handlers read them. A batch of hellos may
- * replace hundreds of sessions held elsewhere; one payload for all of them
- * failed the batch's transaction.
+ * A message as payloads Postgres takes: one list per part, each within its
+ * bound, in the order the handlers read them. A batch of hellos may replace
+ * hundreds of sessions held elsewhere; one payload for all of them failed
+ * the batch's transaction.
  */
 function withinPayloadLimit(message: BusMessage): BusMessage[] {
   const from = message.from === undefined ? {} : { from: message.from };
   const parts: BusMessage[] = [
-    ...chunked(message.members).map((members) => ({ ...from, members })),
+    ...chunked(message.members, MAX_NOTIFIED_MEMBERS).map((members) => ({ ...from, members })),
     ...chunked(message.meshes).map((meshes) => ({ ...from, meshes })),
     ...chunked(message.close).map((close) => ({ ...from, close })),
     ...chunked(message.revoked).map((revoked) => ({ ...from, revoked })),

@@ -23,8 +23,10 @@ const leftEvents = (presenceIds: string[]): PresenceChange[] => presenceIds.map(
 export class InstanceLease {
   private lastRenewedAt: number;
   private reapAfter = 0;
-  /** Set once stop() began: a renew still under way must not make the instance live again. */
+  /** Set once stop() began: a renew after it must not make the instance live again. */
   private stopping = false;
+  /** The renew under way, if any: stop() waits for it, so its write cannot land after the stop's. */
+  private renewing: Promise<void> | null = null;
 
   constructor(
     private readonly db: Database,
@@ -57,6 +59,17 @@ export class InstanceLease {
   }
 
   async renew(): Promise<void> {
+    const renewing = this.renewOnce();
+    this.renewing = renewing;
+    try {
+      await renewing;
+    } finally {
+      if (this.renewing === renewing) this.renewing = null;
+    }
+  }
+
+  private async renewOnce(): Promise<void> {
+    if (this.stopping) return;
     const renewed = await renewInstance(this.db, this.id, this.options.leaseSeconds);
     const now = this.options.clock();
     if (now - this.lastRenewedAt > this.options.leaseSeconds * 1000) {
@@ -98,6 +111,7 @@ export class InstanceLease {
   /** Graceful stop: only this instance's presences end. */
   async stop(): Promise<void> {
     this.stopping = true;
+    await this.renewing?.catch(() => {});
     await retryTransient(() =>
       this.db.transaction(async (tx) => {
         const mine = await livePresenceIdsOfInstance(tx, this.id);

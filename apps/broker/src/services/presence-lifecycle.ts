@@ -27,6 +27,10 @@ export class PresenceLifecycle {
    * instance runs. finishDisconnects tries them again.
    */
   private readonly unfinished = new Map<string, { presence: PresenceRow; detail: string }>();
+  /** Ends being written now: their rows are live until the write commits. */
+  private readonly ending = new Set<string>();
+  /** Set once the instance stops: its presences end together (InstanceLease.stop), not one by one. */
+  private stopping = false;
 
   constructor(
     private readonly db: Database,
@@ -61,6 +65,7 @@ export class PresenceLifecycle {
 
   /** Ends a presence in the database (requeueing its leases); its socket is gone or going. */
   async disconnect(presence: PresenceRow, detail: string): Promise<void> {
+    this.ending.add(presence.presenceId);
     try {
       await this.writeDisconnect(presence, detail);
       this.unfinished.delete(presence.presenceId);
@@ -68,7 +73,14 @@ export class PresenceLifecycle {
       const { presenceId, memberId, meshId } = presence;
       this.unfinished.set(presenceId, { presence: { presenceId, memberId, meshId }, detail });
       throw error;
+    } finally {
+      this.ending.delete(presence.presenceId);
     }
+  }
+
+  /** The instance is stopping: the catch-up leaves its rows to InstanceLease.stop. */
+  stop(): void {
+    this.stopping = true;
   }
 
   /** The catch-up for ends the database did not take: each is written again until it is. */
@@ -144,9 +156,12 @@ export class PresenceLifecycle {
    * may take is left to its admission.
    */
   async endSocketless(minAgeSeconds: number): Promise<void> {
-    if ((await countLivePresencesOfInstance(this.db, this.instanceId)) <= this.presences.size) return;
+    if (this.stopping) return;
+    const accounted = this.presences.size + this.ending.size + this.unfinished.size;
+    if ((await countLivePresencesOfInstance(this.db, this.instanceId)) <= accounted) return;
     for (const row of await settledPresencesOfInstance(this.db, this.instanceId, minAgeSeconds)) {
-      if (this.presences.get(row.presenceId) || this.unfinished.has(row.presenceId)) continue;
+      if (this.stopping) return;
+      if (this.presences.get(row.presenceId) || this.unfinished.has(row.presenceId) || this.ending.has(row.presenceId)) continue;
       this.log.warn({ presenceId: row.presenceId }, "ending a presence no socket holds");
       await this.disconnect(row, "no socket");
     }
