@@ -142,6 +142,19 @@ describe("project scope", () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  test("a server of our name that was there before is put back by uninstall, byte for byte", async () => {
+    const dir = project("own-switchboard");
+    const mcpFile = join(dir, ".mcp.json");
+    const original = write(mcpFile, JSON.stringify({ mcpServers: { switchboard: { type: "http", url: "https://example.test/mine" } } }, null, 2));
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect((readJson(mcpFile) as { mcpServers: { switchboard: { type: string } } }).mcpServers.switchboard.type).toBe("stdio");
+    // Installed twice, the first install's note of what it replaced stands.
+    await cliOk(home, installArgs(), { cwd: dir });
+    const printed = await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(printed).toContain("the one it had replaced is back");
+    expect(readFileSync(mcpFile, "utf8")).toBe(original);
+  });
+
   test("hooks an earlier version wrote into the shared .claude/settings.json, token inline, are taken out", async () => {
     const dir = project("legacy");
     const shared = join(dir, ".claude", "settings.json");

@@ -22,11 +22,18 @@ export interface InstallInput {
 /** Paths the install created, oldest first; uninstall removes them newest first. */
 type Created = string[];
 
-function readRecord(path: string): Created {
-  if (!existsSync(path)) return [];
+interface InstallRecord {
+  created: Created;
+  /** A server of our name that was there before the first install: uninstall puts it back. */
+  replacedServer: unknown;
+}
+
+function readRecord(path: string): InstallRecord | null {
+  if (!existsSync(path)) return null;
   try {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as { created?: unknown };
-    return Array.isArray(parsed.created) ? parsed.created.filter((p): p is string => typeof p === "string") : [];
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as { created?: unknown; replacedServer?: unknown };
+    const created = Array.isArray(parsed.created) ? parsed.created.filter((p): p is string => typeof p === "string") : [];
+    return { created, replacedServer: parsed.replacedServer };
   } catch {
     throw new CliError(`${path} is not a record this command wrote; remove it by hand`);
   }
@@ -54,13 +61,16 @@ function writeSecret(path: string, text: string, created: Created): void {
 
 export function install(input: InstallInput): void {
   const { layout } = input;
-  const created = readRecord(layout.recordFile);
+  const record = readRecord(layout.recordFile);
+  const created = record?.created ?? [];
   // Every file is read and changed in memory first: one that cannot be read stops the install before anything is written.
   const settings = readJsonFile(layout.settingsFile);
   installOurHooks(settings.value, settings.path, hookCommand(input.self, input.hookUrl, layout.tokenFile));
   const mcp = readJsonFile(layout.mcpFile);
   const server: StdioServer = { type: "stdio", command: input.self.command, args: [...input.self.args, ...input.mcpArgs] };
-  setOurServer(mcp.value, mcp.path, server);
+  const before = setOurServer(mcp.value, mcp.path, server);
+  // Installed again, the entry there is our own: what the first install replaced stays the one to put back.
+  const replacedServer = record === null ? before : record.replacedServer;
   const legacy = withoutLegacyHooks(layout);
 
   ensureDir(layout.tokenDir, created, 0o700);
@@ -69,7 +79,7 @@ export function install(input: InstallInput): void {
   writeNoting(mcp, created);
   if (legacy) writeJsonFile(legacy.file);
   if (!created.includes(layout.recordFile)) created.push(layout.recordFile);
-  writeAtomically(layout.recordFile, `${JSON.stringify({ scope: layout.scope, created }, null, 2)}\n`, 0o600);
+  writeAtomically(layout.recordFile, `${JSON.stringify({ scope: layout.scope, created, replacedServer }, null, 2)}\n`, 0o600);
 }
 
 /** Hooks an earlier version put into the project's shared settings.json, bearer token and all: the file without them, if there were any. */
@@ -84,12 +94,15 @@ function withoutLegacyHooks(layout: Layout): { file: JsonFile; removed: number }
 export interface UninstallReport {
   hooksRemoved: number;
   serverRemoved: boolean;
+  /** The server of that name the install had replaced is back in its place. */
+  serverRestored: boolean;
   removedFiles: string[];
 }
 
 export function uninstall(layout: Layout): UninstallReport {
-  const created = readRecord(layout.recordFile);
-  const report: UninstallReport = { hooksRemoved: 0, serverRemoved: false, removedFiles: [] };
+  const record = readRecord(layout.recordFile);
+  const created = record?.created ?? [];
+  const report: UninstallReport = { hooksRemoved: 0, serverRemoved: false, serverRestored: false, removedFiles: [] };
   const settle = (file: JsonFile) => {
     if (created.includes(file.path) && isEmptyObject(file.value)) {
       unlinkSync(file.path);
@@ -104,7 +117,8 @@ export function uninstall(layout: Layout): UninstallReport {
   }
   if (existsSync(layout.mcpFile)) {
     const mcp = readJsonFile(layout.mcpFile);
-    report.serverRemoved = removeOurServer(mcp.value);
+    report.serverRemoved = removeOurServer(mcp.value, record?.replacedServer);
+    report.serverRestored = report.serverRemoved && record?.replacedServer !== undefined;
     if (report.serverRemoved || created.includes(mcp.path)) settle(mcp);
   }
   const legacy = withoutLegacyHooks(layout);

@@ -11,16 +11,26 @@ export interface StdioServer {
   args: string[];
 }
 
-export function setOurServer(config: JsonObject, path: string, server: StdioServer): void {
+/** Registers our server; returns the entry of that name it replaced, if there was one. */
+export function setOurServer(config: JsonObject, path: string, server: StdioServer): unknown {
   const servers = config.mcpServers ?? (config.mcpServers = {});
   if (!isObject(servers)) throw new CliError(`${path}: "mcpServers" is not an object; not touching it`);
+  const before = servers[SERVER_NAME];
   servers[SERVER_NAME] = { ...server };
+  return before;
 }
 
-/** Removes our server; an mcpServers object that only held it goes too. True when something was removed. */
-export function removeOurServer(config: JsonObject): boolean {
+/**
+ * Removes our server, or puts back the entry of that name it replaced; an
+ * mcpServers object that only held it goes too. True when something changed.
+ */
+export function removeOurServer(config: JsonObject, replaced?: unknown): boolean {
   const servers = config.mcpServers;
   if (!isObject(servers) || !Object.hasOwn(servers, SERVER_NAME)) return false;
+  if (replaced !== undefined) {
+    servers[SERVER_NAME] = replaced as JsonObject;
+    return true;
+  }
   delete servers[SERVER_NAME];
   if (Object.keys(servers).length === 0) delete config.mcpServers;
   return true;

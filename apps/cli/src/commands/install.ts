@@ -81,7 +81,11 @@ export const uninstallCommand: Command = {
     if (ctx.json) return void (await outJson({ scope: layout.scope, ...report }));
     const what = [
       `${report.hooksRemoved} hook(s)`,
-      report.serverRemoved ? 'the MCP server "switchboard"' : "no MCP server",
+      report.serverRestored
+        ? 'the MCP server "switchboard" (the one it had replaced is back)'
+        : report.serverRemoved
+          ? 'the MCP server "switchboard"'
+          : "no MCP server",
       `${report.removedFiles.length} file(s) or directories`,
     ];
     await out(`removed ${what.join(", ")} (${layout.scope} scope)`);
