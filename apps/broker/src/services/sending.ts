@@ -1,11 +1,11 @@
 // Sends. Durable sends are group-committed: the messages and deliveries of
 // every send in a batch are written in one statement, and each sender gets
-// its answer only after that commit. Ephemeral sends are never stored.
+// its answer only after that commit. Ephemeral sends are never stored
+// (ephemeral.ts).
 import type { Database } from "@switchboard/db";
 import type { SendFrame } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { presencesReceiving } from "../store/presences.ts";
 import {
   enqueueSends,
   findSendsByClientId,
@@ -14,10 +14,10 @@ import {
   type LeasedDelivery,
   type NewMessage,
 } from "../store/queue/index.ts";
-import { routeSend } from "../store/routing.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
-import { markCongested, takesPushes, type LocalPresence, type LocalPresences } from "./local-presences.ts";
+import { pushEphemeral } from "./ephemeral.ts";
+import type { LocalPresence, LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { QueuedWork } from "./queued-work.ts";
@@ -150,7 +150,12 @@ export class SendService {
       ttlSeconds: request.ttlSeconds ?? this.options.defaultTtlSeconds,
       replyWaitSeconds: extras.replyWaitSeconds ?? null,
     };
-    if (request.ephemeral) return this.sendEphemeral(message, sender.pubkey);
+    if (request.ephemeral) {
+      const delivered = await pushEphemeral(this.db, this.presences, this.options.clock, message, sender.pubkey);
+      if (delivered === null) return unknownTarget(message.targetSpec);
+      this.log.debug({ messageId: message.id, recipients: delivered }, "ephemeral send");
+      return { ok: true, messageId: message.id, recipients: delivered, duplicate: false, queued: false };
+    }
     const written = await this.commits.submit({ message, senderPubkey: sender.pubkey });
     if (!written.ok) return written;
     return { ok: true, messageId: written.messageId, recipients: written.recipients, duplicate: written.duplicate, queued: true };
@@ -261,38 +266,6 @@ export class SendService {
     // The other instances were told by the statement itself (see enqueueSends).
     this.queuedWork.forMembers(queued);
     return written;
-  }
-
-  // Only recipients connected to this instance and able to take the priority
-  // now receive an ephemeral message, and only a push a socket took counts.
-  private async sendEphemeral(m: NewMessage, senderPubkey: string): Promise<SendOutcome> {
-    const route = await routeSend(this.db, m);
-    if (!route.known) return unknownTarget(m.targetSpec);
-    const receiving = new Set((await presencesReceiving(this.db, route.recipientIds, m.priority)).map((p) => p.presenceId));
-    const message = {
-      messageId: m.id,
-      meshId: m.meshId,
-      senderPubkey,
-      targetSpec: m.targetSpec,
-      priority: m.priority,
-      nonce: m.nonce,
-      ciphertext: m.ciphertext,
-      createdAt: new Date(this.options.clock()).toISOString(),
-      replyTo: m.replyTo,
-    };
-    let delivered = 0;
-    for (const memberId of route.recipientIds) {
-      for (const p of this.presences.ofMember(memberId)) {
-        if (!takesPushes(p) || !receiving.has(p.presenceId)) continue;
-        const result = p.link.push(message, 1);
-        if (result !== "sent") markCongested(p, this.options.clock());
-        if (result === "dropped") continue;
-        delivered++;
-        break;
-      }
-    }
-    this.log.debug({ messageId: m.id, recipients: delivered }, "ephemeral send");
-    return { ok: true, messageId: m.id, recipients: delivered, duplicate: false, queued: false };
   }
 }
 
