@@ -12,9 +12,9 @@ export const out = (line: string): Promise<void> => write(process.stdout, `${lin
 export const err = (line: string): Promise<void> => write(process.stderr, `${line}\n`);
 export const outJson = (value: unknown): Promise<void> => out(JSON.stringify(value));
 
-/** Columns padded to the widest cell; the last column is not padded. */
+/** Columns padded to the widest cell; the last column is not padded. Cells are shown on one line (oneLine). */
 export function table(headers: string[], rows: string[][]): string {
-  const all = [headers, ...rows];
+  const all = [headers, ...rows.map((row) => row.map(oneLine))];
   const widths = headers.map((_, i) => Math.max(...all.map((row) => (row[i] ?? "").length)));
   return all
     .map((row) =>
@@ -26,9 +26,19 @@ export function table(headers: string[], rows: string[][]): string {
     .join("\n");
 }
 
-/** Text on one line: line breaks and tabs shown as escapes. */
+// Characters a terminal acts on rather than shows: C0 and C1 controls,
+// DEL, and the bidirectional overrides that reorder what follows.
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const NAMED: Record<string, string> = { "\r": "\\r", "\n": "\\n", "\t": "\\t" };
+
+/**
+ * Text on one line, safe for a terminal: line breaks and tabs as escapes,
+ * any other control character as its code. What peers write (messages,
+ * display names, session ids, cwds) cannot move the cursor, forge lines or
+ * reach the terminal's own commands.
+ */
 export function oneLine(text: string): string {
-  return text.replace(/\r/g, "\\r").replace(/\n/g, "\\n").replace(/\t/g, "\\t");
+  return text.replace(CONTROLS, (c) => NAMED[c] ?? `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }
 
 export function shortKey(pubkey: string): string {

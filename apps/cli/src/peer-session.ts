@@ -94,7 +94,7 @@ export async function runListen(ctx: Context): Promise<number> {
   const print = async (m: Message): Promise<void> => {
     const senderName = await nameOf(m.senderPubkey);
     if (ctx.json) return outJson({ ...m, senderName: senderName ?? null });
-    const sender = senderName !== undefined ? `${senderName} (${shortKey(m.senderPubkey)})` : shortKey(m.senderPubkey);
+    const sender = senderName !== undefined ? `${oneLine(senderName)} (${shortKey(m.senderPubkey)})` : shortKey(m.senderPubkey);
     const target =
       m.targetSpec === client.publicKey ? "me" : PUBKEY.test(m.targetSpec) ? shortKey(m.targetSpec) : m.targetSpec;
     return out(`${sender} → ${target} [${m.priority}] ${payloadText(m.payload)}`);
