@@ -98,6 +98,10 @@ describe("admin API", () => {
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe("invalid");
     expect(bad.body.error.message).toStartWith("slug: ");
+    // Peers could never reach it: a hello takes a uuid-shaped mesh for an id.
+    const idLike = await api<ErrorBody>("POST", "/v1/meshes", { slug: crypto.randomUUID() });
+    expect(idLike.status).toBe(400);
+    expect(idLike.body.error.message).toStartWith("slug: ");
     const extra = await api<ErrorBody>("POST", "/v1/meshes", { slug: slug(), owner: "me" });
     expect(extra.status).toBe(400);
     expect(extra.body.error.message).toContain("owner");
