@@ -196,6 +196,20 @@ describe("webhook recipients", () => {
     expect(r.requests.flatMap(idsOf)).toEqual(acks.map((a) => str(a.messageId)));
   });
 
+  test("large messages go in requests of at most 256 KiB of them, in queue order", async () => {
+    const r = await receiver();
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [sender, hook] = members as [SetupMember, SetupMember];
+    const peer = await pool.connect(broker.wsUrl, sender, mesh.id);
+    const big = () => Buffer.from(crypto.getRandomValues(new Uint8Array(45_000))).toString("base64");
+    const acks = await sendMany(peer, Array.from({ length: 10 }, () => sendFrame(hook.pubkey, { ciphertext: big() })));
+    await broker.admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
+    await r.waitFor((reqs) => reqs.flatMap(idsOf).length >= 10, 30_000, "10 messages");
+    // 60,000 characters each: four fit in 256 KiB, a fifth would not.
+    expect(r.requests.map((q) => idsOf(q).length)).toEqual([4, 4, 2]);
+    expect(r.requests.flatMap(idsOf)).toEqual(acks.map((a) => str(a.messageId)));
+  });
+
   test("every non-2xx is retried (a 3xx is not followed); X-Switchboard-Attempt counts failures; backoff resets after a success", async () => {
     const answers = [500, 404, 302, 200, 503, 200];
     const r = await receiver((_, i) => ({

@@ -27,6 +27,24 @@ import { refusedTarget } from "./target-policy.ts";
 
 // Requests in flight from one instance at once (to different members).
 const MAX_CONCURRENT = 64;
+// A request's messages, in ciphertext and nonce bytes: receivers limit what
+// they read (many frameworks to 100 KB or 1 MB), and one that refuses a
+// batch gets the same batch again until it expires. A single larger message
+// goes alone.
+const MAX_BATCH_BYTES = 256 * 1024;
+
+/** The oldest of the claimed deliveries that fit in one request (at least one); the rest go back. */
+function withinBatchBytes(claimed: LeasedDelivery[]): { batch: LeasedDelivery[]; rest: LeasedDelivery[] } {
+  const ordered = [...claimed].sort((a, b) => a.seq - b.seq);
+  let bytes = 0;
+  let n = 0;
+  while (n < ordered.length) {
+    bytes += ordered[n]!.ciphertext.length + ordered[n]!.nonce.length;
+    if (n > 0 && bytes > MAX_BATCH_BYTES) break;
+    n++;
+  }
+  return { batch: ordered.slice(0, n), rest: ordered.slice(n) };
+}
 // A retry timer fires a little after the due time, so the database's clock agrees it is due.
 const TIMER_SLACK_MS = 20;
 
@@ -191,16 +209,20 @@ export class WebhookDispatcher implements QueueConsumer {
         if (webhook === null) return null;
         // An attempt whose instance died: its batch goes first again, in order.
         if (webhook.previousHolder !== null) await requeue(tx, { presences: [webhook.previousHolder] });
-        const batch = await claimForHolder(tx, memberId, holder, MAX_WEBHOOK_BATCH, leaseSeconds);
-        if (batch.length === 0) {
+        const claimed = await claimForHolder(tx, memberId, holder, MAX_WEBHOOK_BATCH, leaseSeconds);
+        if (claimed.length === 0) {
           await releaseWebhook(tx, memberId, holder);
           return null;
         }
-        return { webhook, batch };
+        const { batch, rest } = withinBatchBytes(claimed);
+        if (rest.length > 0) {
+          await requeue(tx, { pushes: rest.map((d) => ({ messageId: d.messageId, memberId, presenceId: holder })) });
+        }
+        return { webhook, batch, cut: rest.length > 0 };
       }),
     );
     if (taken === null) return;
-    const { webhook, batch } = taken;
+    const { webhook, batch, cut } = taken;
     const startedAt = this.options.clock();
     const result = await this.send({
       url: webhook.url,
@@ -229,7 +251,7 @@ export class WebhookDispatcher implements QueueConsumer {
     );
     if (ok) {
       // A full batch may have left more behind.
-      if (batch.length === MAX_WEBHOOK_BATCH) this.again.add(memberId);
+      if (cut || batch.length === MAX_WEBHOOK_BATCH) this.again.add(memberId);
       return;
     }
     this.retryLater(memberId, delayMs);
