@@ -16,7 +16,7 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import { httpBody, messageStatus, postMessage, type ErrorBody } from "./support/http-api.ts";
-import { ISO, str, UUID } from "./support/messaging.ts";
+import { ISO, queryPostgres, str, UUID } from "./support/messaging.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
 const SEND_RATE_LIMIT_PER_MIN = 20;
@@ -233,6 +233,31 @@ describe("HTTP messaging API", () => {
     const appPeer = await connect(mesh.id, app);
     const [push] = await appPeer.waitForPushes(1);
     expect(push).toMatchObject({ messageId: late.messageId, replyTo: answer.body.messageId });
+  });
+
+  test.skipIf(backendKind !== "postgres")("?wait=S that fails once the message is stored answers it stored, without a reply, never an error", async () => {
+    const { members, tokens } = await meshWithTokens(2);
+    const runner = members[1]!;
+    const body = httpBody(runner.pubkey);
+    // The wait's own hold is refused by the database; the send before it is stored.
+    await queryPostgres(broker.backend, (sql) => sql.unsafe(`
+      CREATE FUNCTION refuse_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.ciphertext = '${String(body.ciphertext)}' AND OLD.reply_wait_until IS NOT NULL THEN RAISE EXCEPTION 'injected: hold refused'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER refuse_hold BEFORE UPDATE ON messages FOR EACH ROW EXECUTE FUNCTION refuse_hold();`));
+    try {
+      const answer = await post(tokens[0]!, body, { wait: 5 });
+      expect(answer.status).toBe(201);
+      expect(answer.body.messageId).toMatch(UUID);
+      expect(answer.body.reply).toBeUndefined();
+      const stored = await queryPostgres(broker.backend, (sql) => sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM messages WHERE ciphertext = ${String(body.ciphertext)}`);
+      expect(stored?.[0]?.n).toBe(1);
+    } finally {
+      await queryPostgres(broker.backend, (sql) => sql.unsafe(`DROP TRIGGER refuse_hold ON messages; DROP FUNCTION refuse_hold();`));
+    }
   });
 
   test("a caller that disconnects while waiting leaves the reply queued for its member, not lost", async () => {

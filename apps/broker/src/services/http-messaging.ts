@@ -3,6 +3,7 @@
 // same checks, rate limit and group commit), may wait for the reply, and may
 // read what became of its messages.
 import type { Database } from "@switchboard/db";
+import type { Logger } from "../log.ts";
 import { holdReplies, messageState, type MessageState, type TakenReply } from "../store/queue/index.ts";
 import { UUID } from "../store/sql.ts";
 import type { ApiSenders } from "./api-senders.ts";
@@ -39,6 +40,7 @@ export class HttpMessaging {
     private readonly sending: SendService,
     private readonly waiters: ReplyWaiters,
     private readonly clock: Clock,
+    private readonly log: Logger,
   ) {}
 
   /** The member an API token acts as; null for an unknown, revoked or non-API token. */
@@ -58,19 +60,27 @@ export class HttpMessaging {
       const holdSeconds = waitSeconds + HOLD_GRACE_SECONDS;
       const sent = await this.sending.send(sender, request, { replyWaitSeconds: holdSeconds });
       if (!sent.ok) return sent;
-      // The send held the replies already (a retried send waits for the first
-      // message's reply, held since then); this names this wait's own hold, so
-      // that its end does not release another wait's.
-      const heldUntil = await retryTransient(() => holdReplies(this.db, sent.messageId, sender.memberId, holdSeconds));
-      const reply = await this.waiters.wait({
-        requestId: sent.messageId,
-        memberId: sender.memberId,
-        meshId: sender.meshId,
-        deadline,
-        heldUntil,
-        signal,
-      });
-      return { ...sent, waited: true, reply };
+      // Stored now: whatever fails from here is answered as the send it is,
+      // without a reply, never as an error a caller would retry without its
+      // key (a second message). The same key with ?wait waits again.
+      try {
+        // The send held the replies already (a retried send waits for the first
+        // message's reply, held since then); this names this wait's own hold, so
+        // that its end does not release another wait's.
+        const heldUntil = await retryTransient(() => holdReplies(this.db, sent.messageId, sender.memberId, holdSeconds));
+        const reply = await this.waiters.wait({
+          requestId: sent.messageId,
+          memberId: sender.memberId,
+          meshId: sender.meshId,
+          deadline,
+          heldUntil,
+          signal,
+        });
+        return { ...sent, waited: true, reply };
+      } catch (error) {
+        this.log.error({ err: error, requestId: sent.messageId }, "reply wait failed");
+        return { ...sent, waited: false, reply: null };
+      }
     } finally {
       this.waiters.release();
     }
