@@ -45,10 +45,20 @@ describe("webhook targets", () => {
     "ff02::1",
     "::ffff:127.0.0.1",
     "::ffff:10.0.0.1",
+    // Gateways reach the IPv4 address these carry: NAT64, 6to4, IPv4-compatible; and site-local.
+    "64:ff9b::a00:1",
+    "64:ff9b::10.0.0.1",
+    "64:ff9b::7f00:1",
+    "64:ff9b:1::1",
+    "2002:a00:1::1",
+    "2002:c0a8:101::",
+    "::10.0.0.1",
+    "::8.8.8.8",
+    "fec0::1",
     "not an address",
   ])("%s is internal", (address) => expect(isInternalAddress(address)).toBe(true));
 
-  test.each(["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8"])("%s is public", (address) =>
+  test.each(["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"])("%s is public", (address) =>
     expect(isInternalAddress(address)).toBe(false),
   );
 

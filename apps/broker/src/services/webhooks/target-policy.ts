@@ -23,19 +23,50 @@ for (const [net, bits] of [
   INTERNAL.addSubnet(net, bits, "ipv4");
 }
 for (const [net, bits] of [
-  ["::", 128],
+  ["::", 96],
   ["::1", 128],
+  ["64:ff9b:1::", 48],
   ["fc00::", 7],
   ["fe80::", 10],
+  ["fec0::", 10],
   ["ff00::", 8],
 ] as const) {
   INTERNAL.addSubnet(net, bits, "ipv6");
 }
 
+/** An IPv6 address's eight 16-bit groups; null for anything else. */
+function ipv6Groups(address: string): number[] | null {
+  if (isIP(address) !== 6) return null;
+  // A dotted IPv4 tail is two groups.
+  const text = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a, b, c, d) =>
+    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
+  );
+  const [head = "", tail] = text.split("::");
+  const groups = (part: string) => (part === "" ? [] : part.split(":").map((g) => parseInt(g, 16)));
+  const left = groups(head);
+  if (tail === undefined) return left;
+  const right = groups(tail);
+  return [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
+}
+
+// Prefixes whose addresses carry an IPv4 address a gateway reaches for them:
+// NAT64's well-known 64:ff9b::/96 (the last 32 bits) and 6to4's 2002::/16
+// (the 32 bits after the prefix). Internal when that IPv4 address is.
+function embeddedIPv4(address: string): string | null {
+  const g = ipv6Groups(address);
+  if (g === null) return null;
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  if (g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0)) return v4(g[6]!, g[7]!);
+  if (g[0] === 0x2002) return v4(g[1]!, g[2]!);
+  return null;
+}
+
 export function isInternalAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return true;
-  return INTERNAL.check(address, family === 4 ? "ipv4" : "ipv6");
+  if (INTERNAL.check(address, family === 4 ? "ipv4" : "ipv6")) return true;
+  const v4 = embeddedIPv4(address);
+  return v4 !== null && INTERNAL.check(v4, "ipv4");
 }
 
 /** A host's addresses (node's resolver, which has no deadline of its own). */
