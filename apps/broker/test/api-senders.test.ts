@@ -1,44 +1,30 @@
 // API tokens remembered for a few seconds (services/api-senders.ts), against
 // a real database: a revocation is never outlived by what memory holds, not
 // even by a lookup that was under way when the revocation came.
-import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { scratchDir } from "@switchboard/testkit";
+import { describe, expect, spyOn, test } from "bun:test";
 import { sql } from "drizzle-orm";
-import { rmSync } from "node:fs";
 import { ApiSenders } from "../src/services/api-senders.ts";
 import { hashToken } from "../src/services/tokens.ts";
 import * as directory from "../src/store/directory.ts";
+import { useScratchDatabase } from "./support/scratch-db.ts";
 
-let dir: string;
-let db: Database;
-
-beforeAll(async () => {
-  dir = scratchDir("api-senders");
-  db = await connect({ dataDir: dir });
-  await migrate(db);
-});
-
-afterAll(async () => {
-  await db.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const scratch = useScratchDatabase("api-senders");
 
 /** A member of a new mesh with an API token; revoke() revokes the member as the admin API does, in the database. */
 async function memberWithApiToken() {
   const slug = `m-${crypto.randomUUID()}`;
-  const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
-  const [member] = await db.rows<{ id: string }>(sql`
+  const [mesh] = await scratch.db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
+  const [member] = await scratch.db.rows<{ id: string }>(sql`
     INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${mesh!.id}, ${crypto.randomUUID()}, 'app') RETURNING id`);
   const token = `sba_${crypto.randomUUID()}`;
-  await db.rows(sql`INSERT INTO tokens (member_id, kind, token_hash) VALUES (${member!.id}, 'api', ${hashToken(token)})`);
-  const revoke = () => db.rows(sql`UPDATE members SET revoked_at = now() WHERE id = ${member!.id}`);
+  await scratch.db.rows(sql`INSERT INTO tokens (member_id, kind, token_hash) VALUES (${member!.id}, 'api', ${hashToken(token)})`);
+  const revoke = () => scratch.db.rows(sql`UPDATE members SET revoked_at = now() WHERE id = ${member!.id}`);
   return { memberId: member!.id, token, revoke };
 }
 
 describe("ApiSenders", () => {
   test("a token is remembered, and forgotten when its member is revoked", async () => {
-    const senders = new ApiSenders(db, { ttlMs: 60_000, maxEntries: 100, clock: Date.now });
+    const senders = new ApiSenders(scratch.db, { ttlMs: 60_000, maxEntries: 100, clock: Date.now });
     const { memberId, token, revoke } = await memberWithApiToken();
     expect((await senders.find(token))?.memberId).toBe(memberId);
     await revoke();
@@ -49,7 +35,7 @@ describe("ApiSenders", () => {
   });
 
   test("a lookup under way when the revocation comes answers its request, and is not remembered", async () => {
-    const senders = new ApiSenders(db, { ttlMs: 60_000, maxEntries: 100, clock: Date.now });
+    const senders = new ApiSenders(scratch.db, { ttlMs: 60_000, maxEntries: 100, clock: Date.now });
     const { memberId, token, revoke } = await memberWithApiToken();
     const lookup = directory.findApiSender;
     let release = () => {};

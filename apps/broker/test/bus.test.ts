@@ -7,7 +7,8 @@
 // there.
 import { afterEach, describe, expect, test } from "bun:test";
 import { backendKind, buildHello, PeerPool, setupMesh, useTestBrokerPair, waitUntil, type SetupMember } from "@switchboard/testkit";
-import { queryPostgres, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { sleepOnInsert, someoneSleeps } from "./support/slow-inserts.ts";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
@@ -54,14 +55,7 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
     // are written together, all leased to the holder with room for four at
     // most: the rest go back to the queue, and only B can take them.
     const slow = Buffer.from("slow").toString("base64");
-    await queryPostgres(a.backend, (sql) => sql.unsafe(`
-      CREATE FUNCTION hold_marked_send() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF EXISTS (SELECT 1 FROM inserted WHERE ciphertext = '${slow}') THEN PERFORM pg_sleep(1); END IF;
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER hold_marked_send AFTER INSERT ON messages REFERENCING NEW TABLE AS inserted
-        FOR EACH STATEMENT EXECUTE FUNCTION hold_marked_send();`));
+    const wake = await sleepOnInsert(a.backend.databaseUrl!, { messageCiphertext: slow }, 1);
     try {
       const last = await sendMany(from, [
         sendFrame(recipient.pubkey, { ciphertext: slow }),
@@ -73,8 +67,7 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
       await waitUntil(() => ids.every((id) => reached().has(id)), 10_000, "every message at one of the member's presences");
       expect(elsewhere.pushes().length).toBeGreaterThan(0);
     } finally {
-      await queryPostgres(a.backend, (sql) => sql.unsafe(`
-        DROP TRIGGER hold_marked_send ON messages; DROP FUNCTION hold_marked_send();`));
+      await wake();
     }
   });
 
@@ -96,20 +89,12 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
     const [slowMember, member] = members as [SetupMember, SetupMember];
     const slowSession = `slow-${crypto.randomUUID()}`;
     const sessionId = crypto.randomUUID();
-    await queryPostgres(a.backend, (sql) => sql.unsafe(`
-      CREATE FUNCTION slow_presence() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.session_id = '${slowSession}' THEN PERFORM pg_sleep(1.5); END IF;
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER slow_presence AFTER INSERT ON presences FOR EACH ROW EXECUTE FUNCTION slow_presence();`));
+    const databaseUrl = a.backend.databaseUrl!;
+    const wake = await sleepOnInsert(databaseUrl, { presenceSession: slowSession }, 1.5);
     try {
       // A's hellos wait behind a slow one; the session's first socket gives up meanwhile.
       const slow = pool.connect(a.wsUrl, slowMember, mesh.id, { sessionId: slowSession });
-      const asleep = async () =>
-        ((await queryPostgres(a.backend, (sql) => sql<{ n: number }[]>`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`))?.[0]?.n ?? 0) > 0;
-      await waitUntil(asleep, 10_000, "A's slow hello statement asleep");
+      await waitUntil(() => someoneSleeps(databaseUrl), 10_000, "A's slow hello statement asleep");
       const first = new WebSocket(a.wsUrl);
       await new Promise((resolve) => first.addEventListener("open", resolve, { once: true }));
       first.send(JSON.stringify(await buildHello({ identity: member.identity, meshId: mesh.id, sessionId })));
@@ -125,7 +110,7 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
       expect(second.isOpen).toBe(true);
       expect(second.closeInfo).toBeUndefined();
     } finally {
-      await queryPostgres(a.backend, (sql) => sql.unsafe(`DROP TRIGGER slow_presence ON presences; DROP FUNCTION slow_presence();`));
+      await wake();
     }
   });
 });

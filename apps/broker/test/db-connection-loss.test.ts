@@ -9,6 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { backendKind, freshBackend, PeerPool, setupMesh, startPostgresProxy, TestBroker, waitUntil } from "@switchboard/testkit";
 import postgres from "postgres";
 import { sendFrame, sendMany } from "./support/messaging.ts";
+import { sleepOnInsert } from "./support/slow-inserts.ts";
 
 describe.skipIf(backendKind !== "postgres")("database connections lost (needs DATABASE_URL)", () => {
   test("the broker logs db connection lost, stays up and serves on new connections", async () => {
@@ -68,14 +69,7 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       // In a batch: the stored sends are answered so, the others for themselves.
       // The first send is written alone, held a moment by a trigger, so the
       // three behind it are written as one statement.
-      await admin.unsafe(`
-        CREATE FUNCTION hold_first() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF EXISTS (SELECT 1 FROM inserted WHERE ciphertext = 'Zmlyc3Q=') THEN PERFORM pg_sleep(0.3); END IF;
-          RETURN NULL;
-        END $$;
-        CREATE TRIGGER hold_first AFTER INSERT ON messages REFERENCING NEW TABLE AS inserted
-          FOR EACH STATEMENT EXECUTE FUNCTION hold_first();`);
+      await sleepOnInsert(databaseUrl, { messageCiphertext: "Zmlyc3Q=" }, 0.3);
       const lostInBatch = Buffer.from("this batch's answer is lost").toString("base64");
       proxy.loseAnswerTo(lostInBatch);
       const frames = [

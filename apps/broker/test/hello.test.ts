@@ -16,8 +16,8 @@ import {
   type Frame,
   type SetupMember,
 } from "@switchboard/testkit";
-import postgres from "postgres";
 import { UUID } from "./support/messaging.ts";
+import { sleepOnInsert, someoneSleeps } from "./support/slow-inserts.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
 const HELLO_TIMEOUT_MS = 500;
@@ -264,27 +264,19 @@ describe("hello", () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const sessionId = `zombie-${crypto.randomUUID()}`;
     const old = await connect(members[0]!, mesh.id, { sessionId });
-    const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    const databaseUrl = broker.backend.databaseUrl!;
     // The replacing hello's statement sleeps once it has ended the old presence.
-    await sql.unsafe(`
-      CREATE FUNCTION slow_replacement() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.session_id = '${sessionId}' THEN PERFORM pg_sleep(0.8); END IF;
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER slow_replacement AFTER INSERT ON presences FOR EACH ROW EXECUTE FUNCTION slow_replacement();`);
+    const wake = await sleepOnInsert(databaseUrl, { presenceSession: sessionId }, 0.8);
     try {
       const replacing = new WebSocket(broker.wsUrl);
       await new Promise((resolve) => replacing.addEventListener("open", resolve, { once: true }));
       replacing.send(JSON.stringify(await buildHello({ identity: members[0]!.identity, meshId: mesh.id, sessionId })));
-      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`)[0]!.n > 0;
-      await waitUntil(asleep, "the replacing hello's statement asleep");
+      await waitUntil(() => someoneSleeps(databaseUrl), "the replacing hello's statement asleep");
       replacing.close();
       // Its row is ended: the old socket must not stay open with nothing routed to it.
       expect(await closedWithin(old)).toEqual({ code: 4000, reason: "replaced" });
     } finally {
-      await sql.unsafe(`DROP TRIGGER slow_replacement ON presences; DROP FUNCTION slow_replacement();`);
-      await sql.end();
+      await wake();
     }
   });
 

@@ -16,7 +16,7 @@ import {
   type SetupMember,
   type TestBroker,
 } from "@switchboard/testkit";
-import postgres from "postgres";
+import { sleepOnInsert, someoneSleeps } from "./support/slow-inserts.ts";
 import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
 
 const MAX_MESSAGE_BYTES = 2048;
@@ -305,27 +305,19 @@ describe.skipIf(backendKind !== "postgres")("a hook racing its session's hello (
   test("a signal kept while the hello's statement ran reaches its presence once the hello is in", async () => {
     const { mesh, member, token, cwd } = await memberWithToken(env);
     const sessionId = `slow-${crypto.randomUUID()}`;
-    const sql = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    const databaseUrl = env.backend.databaseUrl!;
     // The hello's statement sleeps after it looked for kept signals, before it commits.
-    await sql.unsafe(`
-      CREATE FUNCTION slow_hello() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.session_id = '${sessionId}' THEN PERFORM pg_sleep(0.8); END IF;
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER slow_hello AFTER INSERT ON presences FOR EACH ROW EXECUTE FUNCTION slow_hello();`);
+    const wake = await sleepOnInsert(databaseUrl, { presenceSession: sessionId }, 0.8);
     try {
       const connecting = connect(env, member, mesh.id, { sessionId, cwd });
-      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`)[0]!.n > 0;
-      await waitUntil(asleep, 10_000, "the hello's statement asleep");
+      await waitUntil(() => someoneSleeps(databaseUrl), 10_000, "the hello's statement asleep");
       const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
       expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
       const peer = await connecting;
       expect(peer.helloAck?.status).toBe("idle");
       await waitUntil(async () => (await statusSeenBy(peer, sessionId))?.status === "working", 10_000, "the kept signal applied");
     } finally {
-      await sql.unsafe(`DROP TRIGGER slow_hello ON presences; DROP FUNCTION slow_hello();`);
-      await sql.end();
+      await wake();
     }
   });
 });

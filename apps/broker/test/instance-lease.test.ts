@@ -1,39 +1,25 @@
 // This instance's lease row, against a real database: a renew still under
 // way when the instance stops must not make it live again (the stop waits
 // for it, and writes last).
-import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { scratchDir } from "@switchboard/testkit";
+import { describe, expect, spyOn, test } from "bun:test";
 import { sql } from "drizzle-orm";
-import { rmSync } from "node:fs";
 import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
 import { InstanceBus } from "../src/services/bus.ts";
 import { InstanceLease } from "../src/services/instance-lease.ts";
 import { PresenceEvents } from "../src/services/presence-events.ts";
 import * as instances from "../src/store/instances.ts";
+import { useScratchDatabase } from "./support/scratch-db.ts";
 
-let dir: string;
-let db: Database;
-
-beforeAll(async () => {
-  dir = scratchDir("instance-lease");
-  db = await connect({ dataDir: dir });
-  await migrate(db);
-});
-
-afterAll(async () => {
-  await db.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const scratch = useScratchDatabase("instance-lease");
 
 describe("InstanceLease", () => {
   test("a renew that returns after the instance stopped leaves it stopped, its sockets untouched", async () => {
     const log = createLogger("silent", {});
-    const bus = new InstanceBus(db, log);
-    const events = new PresenceEvents(db, bus, "lease-test", createMetrics(), log);
+    const bus = new InstanceBus(scratch.db, log);
+    const events = new PresenceEvents(scratch.db, bus, "lease-test", createMetrics(), log);
     let lost = 0;
-    const lease = new InstanceLease(db, bus, log, "lease-test", { leaseSeconds: 15, clock: Date.now }, events, () => lost++);
+    const lease = new InstanceLease(scratch.db, bus, log, "lease-test", { leaseSeconds: 15, clock: Date.now }, events, () => lost++);
     await lease.register();
 
     const renew = instances.renewInstance;
@@ -54,7 +40,7 @@ describe("InstanceLease", () => {
     } finally {
       spy.mockRestore();
     }
-    const [row] = await db.rows<{ stopped: boolean }>(sql`SELECT stopped_at IS NOT NULL AS stopped FROM broker_instances WHERE id = 'lease-test'`);
+    const [row] = await scratch.db.rows<{ stopped: boolean }>(sql`SELECT stopped_at IS NOT NULL AS stopped FROM broker_instances WHERE id = 'lease-test'`);
     expect(row?.stopped).toBe(true);
     expect(lost).toBe(0);
   });

@@ -19,6 +19,7 @@ import {
 } from "@switchboard/testkit";
 import postgres from "postgres";
 import { scrape } from "./support/messaging.ts";
+import { sleepOnInsert, someoneSleeps } from "./support/slow-inserts.ts";
 
 const pool = new PeerPool();
 
@@ -42,17 +43,11 @@ describe.skipIf(backendKind !== "postgres")("a subscribe behind a send on a sock
   test("leaves no subscriber behind", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["closer", "other"] });
     const [closer, other] = members as [SetupMember, SetupMember];
-    const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    const databaseUrl = broker.backend.databaseUrl!;
     const held = Buffer.from(`held ${crypto.randomUUID()}`).toString("base64");
     // The send's statement sleeps, so the socket closes while the subscribe waits behind it.
-    await sql.unsafe(`
-      CREATE FUNCTION hold_send() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF EXISTS (SELECT 1 FROM inserted WHERE ciphertext = '${held}') THEN PERFORM pg_sleep(0.5); END IF;
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER hold_send AFTER INSERT ON messages REFERENCING NEW TABLE AS inserted
-        FOR EACH STATEMENT EXECUTE FUNCTION hold_send();`);
+    const wake = await sleepOnInsert(databaseUrl, { messageCiphertext: held }, 0.5);
+    const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
     try {
       const subscribers = async () => (await scrape(broker.url)).get("broker_presence_subscribers");
       const before = await subscribers();
@@ -61,8 +56,7 @@ describe.skipIf(backendKind !== "postgres")("a subscribe behind a send on a sock
       peer.sendFrame({ type: "send", reqId: "held", targetSpec: other.pubkey, nonce: "n", ciphertext: held });
       peer.sendFrame({ type: "subscribe", reqId: "sub", events: ["presence"] });
       // Once the send's statement sleeps, the subscribe read right behind it waits for it.
-      const asleep = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`)[0]!.n > 0;
-      await waitUntil(asleep, 10_000, "the send's statement asleep");
+      await waitUntil(() => someoneSleeps(databaseUrl), 10_000, "the send's statement asleep");
       await peer.close();
       const stored = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM messages WHERE ciphertext = ${held}`)[0]!.n;
       await waitUntil(async () => (await stored()) > 0, 10_000, "the held send stored");
@@ -70,7 +64,7 @@ describe.skipIf(backendKind !== "postgres")("a subscribe behind a send on a sock
       await Bun.sleep(500);
       expect(await subscribers()).toBe(before);
     } finally {
-      await sql.unsafe(`DROP TRIGGER hold_send ON messages; DROP FUNCTION hold_send();`);
+      await wake();
       await sql.end();
     }
   });

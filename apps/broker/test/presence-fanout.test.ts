@@ -1,44 +1,31 @@
 // Presence events fanned out on one instance (services/presence-events.ts),
 // against a real database: changes that come while a fan-out reads its rows
 // wait together for one read, in order, however many come.
-import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { scratchDir, waitUntil } from "@switchboard/testkit";
+import { describe, expect, spyOn, test } from "bun:test";
+import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { rmSync } from "node:fs";
 import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
 import { InstanceBus } from "../src/services/bus.ts";
 import { PresenceEvents, type PresenceEventView } from "../src/services/presence-events.ts";
 import * as store from "../src/store/presence-events.ts";
+import { useScratchDatabase } from "./support/scratch-db.ts";
 
-let dir: string;
-let db: Database;
-
-beforeAll(async () => {
-  dir = scratchDir("presence-fanout");
-  db = await connect({ dataDir: dir });
-  await migrate(db);
-});
-
-afterAll(async () => {
-  await db.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const scratch = useScratchDatabase("presence-fanout");
 
 describe("PresenceEvents fan-out", () => {
   test("50 changes that come during a read are read together, and told in order", async () => {
     const log = createLogger("silent", {});
-    const events = new PresenceEvents(db, new InstanceBus(db, log), "fanout-test", createMetrics(), log);
-    const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('fanout', 'fanout') RETURNING id`);
+    const events = new PresenceEvents(scratch.db, new InstanceBus(scratch.db, log), "fanout-test", createMetrics(), log);
+    const [mesh] = await scratch.db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('fanout', 'fanout') RETURNING id`);
     const told: PresenceEventView[] = [];
     (await events.subscribe("watcher", mesh!.id, (event) => told.push(event))).start();
 
     const presences: string[] = [];
     for (let i = 0; i < 50; i++) {
-      const [member] = await db.rows<{ id: string }>(sql`
+      const [member] = await scratch.db.rows<{ id: string }>(sql`
         INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${mesh!.id}, ${`k${i}`}, ${`m${i}`}) RETURNING id`);
-      const [presence] = await db.rows<{ id: string }>(sql`
+      const [presence] = await scratch.db.rows<{ id: string }>(sql`
         INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
         VALUES (${mesh!.id}, ${member!.id}, 'fanout-test', 's', ${`m${i}`}) RETURNING id`);
       presences.push(presence!.id);

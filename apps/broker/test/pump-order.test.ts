@@ -4,11 +4,8 @@
 // message a send statement had leased to the same presence before the push
 // came back. The broker's tests cannot time a socket's drain or an ack to
 // fall between two hand-outs; here the test decides what each push meets.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { scratchDir } from "@switchboard/testkit";
+import { describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
-import { rmSync } from "node:fs";
 import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
 import { InstanceBus } from "../src/services/bus.ts";
@@ -16,23 +13,12 @@ import { DeliveryPump } from "../src/services/delivery/pump.ts";
 import { PushWindow } from "../src/services/delivery/push-window.ts";
 import { LocalPresences, type LocalPresence, type PushResult } from "../src/services/local-presences.ts";
 import { enqueueSends, type LeasedDelivery } from "../src/store/queue/index.ts";
+import { useScratchDatabase } from "./support/scratch-db.ts";
 
 const INSTANCE = "pump-order";
 const LEASE_SECONDS = 600;
 
-let dir: string;
-let db: Database;
-
-beforeAll(async () => {
-  dir = scratchDir("pump-order");
-  db = await connect({ dataDir: dir });
-  await migrate(db);
-});
-
-afterAll(async () => {
-  await db.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const scratch = useScratchDatabase("pump-order");
 
 interface Stage {
   pump: DeliveryPump;
@@ -46,7 +32,7 @@ interface Stage {
 }
 
 async function stage(windowSize: number): Promise<Stage> {
-  const one = async <T>(query: ReturnType<typeof sql>) => (await db.rows<T>(query))[0]!;
+  const one = async <T>(query: ReturnType<typeof sql>) => (await scratch.db.rows<T>(query))[0]!;
   const slug = `m-${crypto.randomUUID()}`;
   const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
   const member = (name: string) =>
@@ -85,7 +71,7 @@ async function stage(windowSize: number): Promise<Stage> {
   const presences = new LocalPresences();
   presences.add(presence);
   const log = createLogger("silent", {});
-  const pump = new DeliveryPump(db, presences, new InstanceBus(db, log), createMetrics(), log, {
+  const pump = new DeliveryPump(scratch.db, presences, new InstanceBus(scratch.db, log), createMetrics(), log, {
     leaseSeconds: LEASE_SECONDS,
     clock: Date.now,
   });
@@ -107,7 +93,7 @@ async function stage(windowSize: number): Promise<Stage> {
         replyWaitSeconds: null,
       };
       const holders = { instanceId: INSTANCE, unavailable: [], leaseSeconds: LEASE_SECONDS, notify: false };
-      const [written] = await enqueueSends(db, [message], holders);
+      const [written] = await enqueueSends(scratch.db, [message], holders);
       const [lease] = JSON.parse(written!.leased) as Array<{ presenceId: string; seq: number }>;
       expect(lease?.presenceId).toBe(presence.presenceId);
       leased.push({

@@ -1,0 +1,47 @@
+// Holds chosen statements of a broker on Postgres for a while, so a test can
+// act while one is under way: a trigger that sleeps after inserting a
+// presence of one session, or a message with one ciphertext. The statement
+// has done its work by then (the presence ended the one it replaces, the
+// message is written) and has not committed.
+import postgres from "postgres";
+
+export type SlowInsert = { presenceSession: string } | { messageCiphertext: string };
+
+/** Sleeps `seconds` in the statement that inserts the row; the returned function takes the trigger away. */
+export async function sleepOnInsert(databaseUrl: string, what: SlowInsert, seconds: number): Promise<() => Promise<void>> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const name = `sleep_${crypto.randomUUID().replaceAll("-", "")}`;
+  const [table, condition] =
+    "presenceSession" in what ? ["presences", `NEW.session_id = '${what.presenceSession}'`] : ["messages", `NEW.ciphertext = '${what.messageCiphertext}'`];
+  try {
+    await sql.unsafe(`
+      CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF ${condition} THEN PERFORM pg_sleep(${seconds}); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER ${name} AFTER INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}();`);
+  } catch (error) {
+    await sql.end();
+    throw error;
+  }
+  return async () => {
+    try {
+      await sql.unsafe(`DROP TRIGGER ${name} ON ${table}; DROP FUNCTION ${name}();`);
+    } finally {
+      await sql.end();
+    }
+  };
+}
+
+/** Whether a statement of this database is in such a sleep now. */
+export async function someoneSleeps(databaseUrl: string): Promise<boolean> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`;
+    return (row?.n ?? 0) > 0;
+  } finally {
+    await sql.end();
+  }
+}
