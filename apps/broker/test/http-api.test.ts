@@ -219,6 +219,23 @@ describe("HTTP messaging API", () => {
     ]);
   });
 
+  test("?wait=S retried with its key after the reply was returned gets that reply again, at once", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const peer = await connect(mesh.id, runner);
+    const body = httpBody(runner.pubkey);
+    const waiting = post(tokens[0]!, body, { key: "lost-response", wait: 30 });
+    const [command] = await peer.waitForPushes(1);
+    const replied = await peer.send(app.pubkey, { replyTo: str(command!.messageId) });
+    const first = await waiting;
+    expect(first.body.reply?.messageId).toBe(replied.messageId);
+    // As if that response had been lost on its way: the caller asks again.
+    const again = await post(tokens[0]!, body, { key: "lost-response", wait: 2 });
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ messageId: str(command!.messageId), duplicate: true });
+    expect(again.body.reply?.messageId).toBe(replied.messageId);
+  });
+
   test("?wait=S with no reply in time answers reply: null; a later reply goes to the member's socket", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     const [app, runner] = members as [SetupMember, SetupMember];

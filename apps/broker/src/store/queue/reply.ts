@@ -58,6 +58,25 @@ export async function takeReply(db: Executor, requestId: string, memberId: strin
 }
 
 /**
+ * The first reply to `requestId` owed to `memberId` that was acknowledged
+ * already: returned by an earlier wait (whose response its caller may never
+ * have read), or taken by a socket once no wait held it.
+ */
+export async function takenReply(db: Executor, requestId: string, memberId: string): Promise<TakenReply | null> {
+  const rows = await db.rows<TakenReply>(sql`
+    SELECT m.id AS "messageId", m.mesh_id AS "meshId", s.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
+           m.priority, m.nonce, m.ciphertext, ${isoTime("m.created_at")} AS "createdAt", m.reply_to AS "replyTo",
+           d.attempt
+    FROM messages m
+    JOIN deliveries d ON d.message_id = m.id AND d.recipient_member_id = ${memberId}::uuid
+    JOIN members s ON s.id = m.sender_member_id
+    WHERE m.reply_to = ${requestId}::uuid AND d.state = 'acked'
+    ORDER BY d.id
+    LIMIT 1`);
+  return rows[0] ?? null;
+}
+
+/**
  * A waiter is gone: unless another wait (a retry with the same key) holds the
  * replies past `heldUntil`, the waiter's own hold (null: unknown), later
  * replies are queued as usual and held ones go back to the queue. Returns
