@@ -4,7 +4,7 @@
 // whose hellos keep being refused is turned away for a while. An IPv6
 // address counts by its /64: one host usually holds all of that block and
 // could otherwise dodge the limits by taking a new address each time.
-import { isIP } from "node:net";
+import { ipv6Groups } from "./ipv6.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { Clock } from "./timing.ts";
@@ -16,15 +16,12 @@ export interface GateOptions {
   clock: Clock;
 }
 
-/** The key a client address counts under: an IPv6 address's /64, any other address itself. */
+/** The key a client address counts under: an IPv6 address's /64, any other address (an IPv4-mapped one too) itself. */
 export function addressKey(address: string): string {
-  const plain = address.split("%")[0]!;
-  if (isIP(plain) !== 6 || plain.includes(".")) return address;
-  const [head = "", tail] = plain.split("::");
-  const left = head === "" ? [] : head.split(":");
-  const right = tail === undefined || tail === "" ? [] : tail.split(":");
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`;
+  const groups = ipv6Groups(address);
+  const mapped = groups !== null && groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
+  if (groups === null || mapped) return address;
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
 }
 
 export class ConnectionGate {

@@ -5,6 +5,7 @@
 // and again before every request (a name may resolve elsewhere later).
 import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
+import { ipv6Groups } from "../ipv6.ts";
 
 const INTERNAL = new BlockList();
 for (const [net, bits] of [
@@ -32,21 +33,6 @@ for (const [net, bits] of [
   ["ff00::", 8],
 ] as const) {
   INTERNAL.addSubnet(net, bits, "ipv6");
-}
-
-/** An IPv6 address's eight 16-bit groups; null for anything else. */
-function ipv6Groups(address: string): number[] | null {
-  if (isIP(address) !== 6) return null;
-  // A dotted IPv4 tail is two groups.
-  const text = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a, b, c, d) =>
-    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
-  );
-  const [head = "", tail] = text.split("::");
-  const groups = (part: string) => (part === "" ? [] : part.split(":").map((g) => parseInt(g, 16)));
-  const left = groups(head);
-  if (tail === undefined) return left;
-  const right = groups(tail);
-  return [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
 }
 
 // Prefixes whose addresses carry an IPv4 address a gateway reaches for them:
