@@ -4,7 +4,7 @@
 // takes one (leased or queued → acked), and when it returns, the wait ends
 // and what it did not take goes back to the queue.
 import type { Executor } from "@switchboard/db";
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import { isoTime } from "../sql.ts";
 import { requeue } from "./requeue.ts";
 import type { OwedMessage } from "./types.ts";
@@ -12,6 +12,11 @@ import type { OwedMessage } from "./types.ts";
 export interface TakenReply extends OwedMessage {
   attempt: number;
 }
+
+/** A reply as TakenReply's fields, from its message `m` and sender `s`. */
+const replyColumns = (attempt: SQL) => sql`
+  m.id AS "messageId", m.mesh_id AS "meshId", s.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
+  m.priority, m.nonce, m.ciphertext, ${isoTime("m.created_at")} AS "createdAt", m.reply_to AS "replyTo", ${attempt} AS attempt`;
 
 /**
  * Holds replies to `requestId` owed to its sender for `seconds` more, or
@@ -50,9 +55,7 @@ export async function takeReply(db: Executor, requestId: string, memberId: strin
       FROM hit WHERE d.id = hit.id
       RETURNING d.message_id, d.attempt
     )
-    SELECT m.id AS "messageId", m.mesh_id AS "meshId", s.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
-           m.priority, m.nonce, m.ciphertext, ${isoTime("m.created_at")} AS "createdAt", m.reply_to AS "replyTo",
-           t.attempt
+    SELECT ${replyColumns(sql`t.attempt`)}
     FROM taken t JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id`);
   return rows[0] ?? null;
 }
@@ -64,9 +67,7 @@ export async function takeReply(db: Executor, requestId: string, memberId: strin
  */
 export async function takenReply(db: Executor, requestId: string, memberId: string): Promise<TakenReply | null> {
   const rows = await db.rows<TakenReply>(sql`
-    SELECT m.id AS "messageId", m.mesh_id AS "meshId", s.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
-           m.priority, m.nonce, m.ciphertext, ${isoTime("m.created_at")} AS "createdAt", m.reply_to AS "replyTo",
-           d.attempt
+    SELECT ${replyColumns(sql`d.attempt`)}
     FROM messages m
     JOIN deliveries d ON d.message_id = m.id AND d.recipient_member_id = ${memberId}::uuid
     JOIN members s ON s.id = m.sender_member_id
