@@ -2,7 +2,7 @@
 // every send in a batch are written in one statement, and each sender gets
 // its answer only after that commit. Ephemeral sends are never stored
 // (ephemeral.ts).
-import type { Database } from "@switchboard/db";
+import { errorCode, isConnectionLost, type Database } from "@switchboard/db";
 import type { SendFrame } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -27,6 +27,7 @@ import type { Clock } from "./timing.ts";
 // Room for the fields a push adds around nonce and ciphertext.
 export const PUSH_OVERHEAD_BYTES = 512;
 const MAX_SENDS_PER_COMMIT = 500;
+const UNIQUE_VIOLATION = "23505";
 // What one send statement writes at most (a single larger message goes
 // alone). A statement writing megabytes of one sender's flood would hold
 // every other sender's send behind it; the flood's sends past this wait for
@@ -201,9 +202,11 @@ export class SendService {
   }
 
   // A failed statement may have committed all the same: its connection lost
-  // before the answer came. Answering its sends with an error would have a
-  // sender without an id send a stored message again.
+  // before the answer came (or, written again, it met its own first copy's
+  // id). Answering its sends with an error would have a sender without an id
+  // send a stored message again. Any other failure stored nothing.
   private async storedDespite(error: unknown, messages: NewMessage[]): Promise<EnqueuedSend[]> {
+    if (!isConnectionLost(error) && errorCode(error) !== UNIQUE_VIOLATION) return [];
     const stored = await storedSends(this.db, messages, this.options.instanceId).catch((lookupError: unknown) => {
       this.log.error({ err: lookupError }, "looking up the sends of a failed statement failed");
       return [];
