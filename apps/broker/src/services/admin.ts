@@ -17,7 +17,7 @@ import {
 } from "../store/directory.ts";
 import { UUID } from "../store/sql.ts";
 import { refuse, RefusedError } from "./outcome.ts";
-import type { PresenceEvents } from "./presence-events.ts";
+import { leftEvents, type PresenceEvents } from "./presence-events.ts";
 import { hashToken, newToken, type TokenKind } from "./tokens.ts";
 
 export type AdminRefusalCode = "not_found" | "conflict";
@@ -81,7 +81,7 @@ export function createAdminService({ db, log, events, onRevoked }: AdminDeps) {
       // subscriber hears a presence leave once).
       const { revokedAt, changed, left } = await db.transaction(async (tx) => {
         const revocation = await revokeMember(tx, found.mesh.id, found.member.id);
-        const left = revocation.presencesClosed.map((presenceId) => ({ presenceId, event: "left" as const }));
+        const left = leftEvents(revocation.presencesClosed);
         await events.announce(tx, left);
         return { ...revocation, left };
       });

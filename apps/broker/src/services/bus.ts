@@ -34,13 +34,10 @@ export interface BusHandlers {
   resubscribed(): void;
 }
 
-/** New work for these members: named by mesh when they are too many and the meshes are known, else in chunks. (The send statement builds the same payload in SQL: store/queue/enqueue.ts.) */
-export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage[] {
-  if (memberIds.length <= MAX_NOTIFIED_MEMBERS) return [{ members: memberIds }];
-  if (meshIds.length > 0) return [{ meshes: [...new Set(meshIds)] }];
-  const chunks: BusMessage[] = [];
-  for (let i = 0; i < memberIds.length; i += MAX_NOTIFIED_MEMBERS) chunks.push({ members: memberIds.slice(i, i + MAX_NOTIFIED_MEMBERS) });
-  return chunks;
+/** New work for these members: named by mesh when they are too many and the meshes are known (publish splits what is long). (The send statement builds the same payload in SQL: store/queue/enqueue.ts.) */
+export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage {
+  if (memberIds.length > MAX_NOTIFIED_MEMBERS && meshIds.length > 0) return { meshes: [...new Set(meshIds)] };
+  return { members: memberIds };
 }
 
 // Postgres refuses payloads of 8000 bytes or more; no list entry is over 75

@@ -14,11 +14,9 @@ import {
 } from "../store/instances.ts";
 import { disconnectPresences, livePresenceIdsOfInstance } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
-import type { PresenceChange, PresenceEvents } from "./presence-events.ts";
+import { leftEvents, type PresenceEvents } from "./presence-events.ts";
 import { retryTransient } from "./retry.ts";
 import type { Clock } from "./timing.ts";
-
-const leftEvents = (presenceIds: string[]): PresenceChange[] => presenceIds.map((presenceId) => ({ presenceId, event: "left" }));
 
 export class InstanceLease {
   private lastRenewedAt: number;

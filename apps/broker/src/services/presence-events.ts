@@ -30,6 +30,9 @@ interface Subscriber {
   held: PresenceEventView[] | null;
 }
 
+/** The presences as `left` changes. */
+export const leftEvents = (presenceIds: string[]): PresenceChange[] => presenceIds.map((presenceId) => ({ presenceId, event: "left" }));
+
 // Presence ids one read looks up at most.
 const MAX_CHANGES_PER_READ = 1000;
 

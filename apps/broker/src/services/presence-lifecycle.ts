@@ -157,7 +157,8 @@ export class PresenceLifecycle {
    */
   async endSocketless(minAgeSeconds: number): Promise<void> {
     if (this.stopping) return;
-    const accounted = this.presences.size + this.ending.size + this.unfinished.size;
+    const retried = [...this.unfinished.keys()].filter((id) => !this.ending.has(id)).length;
+    const accounted = this.presences.size + this.ending.size + retried;
     if ((await countLivePresencesOfInstance(this.db, this.instanceId)) <= accounted) return;
     for (const row of await settledPresencesOfInstance(this.db, this.instanceId, minAgeSeconds)) {
       if (this.stopping) return;

@@ -89,9 +89,10 @@ export async function takePendingSignal(db: Executor, id: number): Promise<boole
 }
 
 /**
- * Whether the pending signal `ph` is about a connecting presence: by its
- * session, else by its cwd (and pid, when the signal had one), else by its
- * pid alone. The pid matches hold even when the signal names a session: a
+ * Whether the pending signal `ph` is about a connecting presence: the same
+ * session, or the same cwd (when the signal had no pid), or the same pid;
+ * of several, the hello takes the newest. The pid match holds even when the
+ * signal names a session: a
  * hook pipes Claude Code's session_id, which a peer that only knows its
  * parent's pid and cwd does not have; a pid alone is a hook fired in a
  * subdirectory. (Used by the hello admission in store/hello.ts, which takes

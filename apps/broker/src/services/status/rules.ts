@@ -6,8 +6,9 @@
 // - working for STATUS_TTL_SECONDS without a signal → idle, source jsonl:
 //   expireWorkingStatus (store/status.ts), run by the sweeper;
 // - which presence a hook signal is about (session id, else pid+cwd, else the
-//   newest with that cwd, else pid), and the same match for a signal kept until its
-//   presence connects: findPresenceForSignal, pendingSignalMatches (store/status.ts);
+//   newest with that cwd, else pid), and which connecting presence a signal kept
+//   for it matches (session, cwd without pid, or pid): findPresenceForSignal,
+//   pendingSignalMatches (store/status.ts);
 // - a hook event name → status: hookStatus (packages/protocol, the contract).
 import { hookStatus, type HookBody, type Status, type StatusSource } from "@switchboard/protocol";
 

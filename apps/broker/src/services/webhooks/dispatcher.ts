@@ -33,7 +33,7 @@ const MAX_CONCURRENT = 64;
 // goes alone.
 const MAX_BATCH_BYTES = 256 * 1024;
 
-/** The oldest of the claimed deliveries that fit in one request (at least one); the rest go back. */
+/** The oldest of the claimed deliveries that fit in one request (at least one), in queue order; the rest go back. */
 function withinBatchBytes(claimed: LeasedDelivery[]): { batch: LeasedDelivery[]; rest: LeasedDelivery[] } {
   const ordered = [...claimed].sort((a, b) => a.seq - b.seq);
   let bytes = 0;
@@ -228,7 +228,7 @@ export class WebhookDispatcher implements QueueConsumer {
       url: webhook.url,
       secret: webhook.secret,
       attempt: webhook.failures + 1,
-      messages: [...batch].sort((a, b) => a.seq - b.seq),
+      messages: batch,
     });
     if (this.shutdown.signal.aborted && result.outcome !== "ok") {
       await this.giveBack(memberId, holder);
