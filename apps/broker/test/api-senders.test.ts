@@ -52,6 +52,7 @@ describe("ApiSenders", () => {
       senders.forget(memberId);
       release();
       expect((await inFlight)?.memberId).toBe(memberId);
+      expect(spy).toHaveBeenCalledTimes(1);
     } finally {
       spy.mockRestore();
     }

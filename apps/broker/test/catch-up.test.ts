@@ -4,11 +4,11 @@
 // without a NOTIFY, as such an instance would have left them. The sweep also
 // ends rows of its own instance that no socket holds.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { backendKind, setupMesh, TestPeer, useTestBroker, type CloseInfo } from "@switchboard/testkit";
+import { backendKind, setupMesh, TestPeer, useTestBroker, waitUntil, type CloseInfo } from "@switchboard/testkit";
 import postgres from "postgres";
 
 const CATCH_UP_INTERVAL_MS = 200;
-// Rows older than twice this that no socket holds are ended by the catch-up.
+// Rows older than twice this (in whole seconds, rounded up) that no socket holds are ended by the catch-up.
 const HELLO_TIMEOUT_MS = 500;
 
 /** The close of the socket, or null if it is still open after ms. */
@@ -78,10 +78,9 @@ describe.skipIf(backendKind !== "postgres")(`catch-up of missed closes (CATCH_UP
       INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, connected_at)
       VALUES (${mesh.id}, ${ghostMember!.id}, ${instanceId}, 'no-socket', 'ghost', now() - interval '1 hour')
       RETURNING id`;
-    const until = Date.now() + 10_000;
     const ended = async () => (await sql<{ n: number }[]>`
       SELECT count(*)::int AS n FROM presences WHERE id = ${ghost!.id} AND disconnected_at IS NOT NULL`)[0]!.n === 1;
-    while (!(await ended()) && Date.now() < until) await Bun.sleep(50);
+    await waitUntil(ended, 10_000, "the row no socket holds ended");
     expect(await ended()).toBe(true);
     // A real socket, old enough to be looked at, is not taken for one: its row stays live.
     const real = await TestPeer.connect(broker.wsUrl, { identity: sender!.identity, meshId: mesh.id });
@@ -93,8 +92,7 @@ describe.skipIf(backendKind !== "postgres")(`catch-up of missed closes (CATCH_UP
     const liveRow = async (id: string) => (await sql<{ n: number }[]>`
       SELECT count(*)::int AS n FROM presences WHERE id = ${id} AND disconnected_at IS NULL`)[0]!.n === 1;
     // The round that ends the second ghost looks at the real row too, older than the threshold by then.
-    const deadline = Date.now() + 10_000;
-    while ((await liveRow(row!.id)) && Date.now() < deadline) await Bun.sleep(50);
+    await waitUntil(async () => !(await liveRow(row!.id)), 10_000, "the second row no socket holds ended");
     expect(await liveRow(row!.id)).toBe(false);
     expect(await liveRow(String(real.helloAck!.presenceId))).toBe(true);
     expect(real.isOpen).toBe(true);

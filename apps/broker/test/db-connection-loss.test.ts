@@ -69,7 +69,7 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       // In a batch: the stored sends are answered so, the others for themselves.
       // The first send is written alone, held a moment by a trigger, so the
       // three behind it are written as one statement.
-      await sleepOnInsert(databaseUrl, { messageCiphertext: "Zmlyc3Q=" }, 0.3);
+      const wake = await sleepOnInsert(databaseUrl, { messageCiphertext: "Zmlyc3Q=" }, 0.3);
       const lostInBatch = Buffer.from("this batch's answer is lost").toString("base64");
       proxy.loseAnswerTo(lostInBatch);
       const frames = [
@@ -88,6 +88,7 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       const failed = broker.process.logs.filter((l) => l.msg === "send statement failed after its commit");
       expect(failed.map((l) => Number(l.sends) - Number(l.stored))).toEqual([0, 1]);
       expect(broker.process.exitCode).toBeNull();
+      await wake();
     } finally {
       await peers.closeAll();
       await admin.end();

@@ -37,6 +37,7 @@ describe("InstanceLease", () => {
       await Promise.race([stopping, Bun.sleep(300)]);
       release();
       await Promise.all([renewing, stopping]);
+      expect(spy).toHaveBeenCalledTimes(1);
     } finally {
       spy.mockRestore();
     }

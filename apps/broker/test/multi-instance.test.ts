@@ -17,6 +17,7 @@ import {
   startPostgresCluster,
   TestBroker,
   TestPeer,
+  waitUntil,
   type AdminClient,
   type CloseInfo,
   type ConnectOptions,
@@ -466,8 +467,7 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
         const starting = late.start();
         // A resumes as soon as the newcomer has registered: that is when a newcomer would reap it.
         const registered = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM broker_instances`)[0]!.n >= 2;
-        const deadline = Date.now() + 30_000;
-        while (!(await registered()) && Date.now() < deadline) await Bun.sleep(20);
+        await waitUntil(registered, 30_000, "the newcomer registered");
         process.kill(a.process.pid, "SIGCONT");
         await starting;
       } finally {

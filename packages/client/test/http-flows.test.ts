@@ -8,6 +8,7 @@ import type { PushFrame } from "@switchboard/protocol";
 import {
   backendKind,
   freePort,
+  pushesBeforeMarker,
   setupMesh,
   TestBroker,
   TestPeer,
@@ -150,8 +151,8 @@ describe("command routing: a web app commands a runner over HTTP", () => {
   });
 
   test("a send that timed out names its idempotency key: sent again with it, the broker stores it once", async () => {
-    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
-    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner", "marker"] });
+    const [app, runnerMember, markerMember] = members as [SetupMember, SetupMember, SetupMember];
     const token = await broker.admin.createApiToken(mesh.id, app.id);
     const sender = await HttpSender.create({ url: broker.url, token, timeoutMs: 300 });
     const failure = await failureWhileStopped(broker.process.pid, () => sender.send(runnerMember.pubkey, "once"));
@@ -165,6 +166,14 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     const once = await patient.send(runnerMember.pubkey, "once", { idempotencyKey: sendId! });
     expect(once.messageId).toBe(again.messageId);
     expect(once.duplicate).toBe(true);
+    // And the runner is owed that one message only, whatever the timed-out request did.
+    const runner = await TestPeer.connect(broker.wsUrl, { identity: runnerMember.identity, meshId: mesh.id });
+    const marker = await TestPeer.connect(broker.wsUrl, { identity: markerMember.identity, meshId: mesh.id });
+    try {
+      expect((await pushesBeforeMarker(marker, runner)).map((p) => p.messageId)).toEqual([again.messageId]);
+    } finally {
+      await Promise.all([runner.close(), marker.close()]);
+    }
   });
 
   test("with the runner offline the command is queued and delivered when it connects; a retry with the same key makes no second command", async () => {
