@@ -31,8 +31,9 @@ export interface PostgresProxy {
   readonly cut: number;
   /**
    * The next query whose bytes contain `mark` is run by the server, and its
-   * connection is destroyed once the server is ready again (the query's
-   * transaction ended), without a byte of the answer reaching the client.
+   * connection is destroyed once the server is ready again (for a statement
+   * in a transaction of its own, once it committed), without a byte of the
+   * answer reaching the client.
    */
   loseAnswerTo(mark: string): void;
   /** Answers lost that way so far. */
