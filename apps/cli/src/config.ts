@@ -19,6 +19,8 @@ export interface Config {
   url: string;
   adminToken: string | undefined;
   keyFile: string;
+  /** Named by --key, SWITCHBOARD_KEY or the config file, rather than the default: it must exist. */
+  keyFileNamed: boolean;
   mesh: string | undefined;
   configFile: string;
 }
@@ -94,6 +96,7 @@ export function loadConfig(args: Args): Config {
     url: checkUrl(args.string("url") ?? env("SWITCHBOARD_URL") ?? file.url ?? DEFAULT_URL),
     adminToken: args.string("admin-token") ?? env("SWITCHBOARD_ADMIN_TOKEN") ?? file.adminToken,
     keyFile: keyFile !== undefined ? expandPath(keyFile) : defaultKeyFile(),
+    keyFileNamed: keyFile !== undefined,
     mesh: args.string("mesh") ?? env("SWITCHBOARD_MESH") ?? file.mesh,
     configFile,
   };

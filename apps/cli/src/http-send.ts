@@ -34,9 +34,8 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   const priority = ctx.args.oneOf("priority", prioritySchema.options);
   const ttlSeconds = ctx.args.positiveInt("ttl");
   const idempotencyKey = ctx.args.string("id");
-  // An explicitly named key file must exist; the default one is used when present.
-  const explicitKey = ctx.args.string("key") ?? process.env.SWITCHBOARD_KEY;
-  const key = explicitKey !== undefined || existsSync(config.keyFile) ? await readKeyFile(config.keyFile) : undefined;
+  // A named key file must exist (a missing one must not send in the clear); the default one is used when present.
+  const key = config.keyFileNamed || existsSync(config.keyFile) ? await readKeyFile(config.keyFile) : undefined;
   const sender = await HttpSender.create({ url: httpBase(config.url), token, ...(key ? { secretKey: key.secretKey } : {}) });
   const resolved = await resolveTarget(config, target);
   const options = {

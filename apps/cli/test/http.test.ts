@@ -70,6 +70,29 @@ describe("send --http", () => {
     expect(again.trim()).toBe(`sent ${plain.messageId} to 1 recipient(s) (queued, duplicate of an earlier send)`);
   });
 
+  test("a key file named by the config file but missing refuses the send rather than sending in the clear", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = (await ok(["token", "create", mesh.slug, "app", "--kind", "api"])).trim();
+    const runnerPeer = await pool.connect(broker.wsUrl, runner, mesh.id);
+    const config = home.path("config-missing-key.json");
+    const missing = home.path("moved-away.json");
+    writeFileSync(config, JSON.stringify({ keyFile: missing }));
+
+    const refused = await cli(["send", "--config", config, "--mesh", mesh.slug, "--http", "--token", token, runner.pubkey, "secret plans"]);
+    expect(refused.code).toBe(1);
+    expect(lines(refused.stderr)).toEqual([`switchboard: no key file at ${missing}; run \`switchboard keygen\` or pass --key FILE`]);
+
+    // Once the file is there the same command seals the message; it is the
+    // first push (a send in the clear before it would have come first).
+    writeFileSync(missing, JSON.stringify(app.identity), { mode: 0o600 });
+    const sent = JSON.parse(await ok(["send", "--config", config, "--mesh", mesh.slug, "--http", "--token", token, runner.pubkey, "secret plans", "--json"])) as {
+      messageId: string;
+    };
+    const [push] = await runnerPeer.waitForPushes(1);
+    expect(push).toMatchObject({ messageId: sent.messageId, nonce: expect.stringMatching(/^x1:/) });
+  });
+
   test("usage and broker errors are one line", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
     const noToken = await cli(["send", "--mesh", mesh.slug, "--http", members[1]!.pubkey, "x"]);
