@@ -347,6 +347,30 @@ describe("webhook targets with the default WEBHOOK_ALLOW_PRIVATE=false", () => {
     // An address literal needs no name lookup; nothing is queued, so nothing is sent.
     expect((await put("https://93.184.216.34/hook")).status).toBe(200);
   });
+
+  test("a target refused at delivery is logged by its host, never with the URL's credentials, path or query", async () => {
+    // Set while private targets were allowed; the broker restarted without that.
+    const allowing = await TestBroker.start({ WEBHOOK_ALLOW_PRIVATE: "true" });
+    const r = await receiver();
+    const { mesh, members } = await setupMesh(allowing.admin, { members: ["sender", "hook"] });
+    const [sender, hook] = members as [SetupMember, SetupMember];
+    const target = new URL(r.url);
+    const url = `http://user:pa55word@${target.host}/in/path-s3cret?token=query-s3cret`;
+    await allowing.admin.setWebhook(mesh.id, hook.id, url, SECRET);
+    await allowing.stop();
+    const refusing = await TestBroker.start({ ...TIMING }, { backend: allowing.backend });
+    try {
+      const peer = await pool.connect(refusing.wsUrl, sender, mesh.id);
+      await sendMany(peer, [sendFrame(hook.pubkey)]);
+      const line = await refusing.process.waitForLog("webhook target refused");
+      expect(line).toMatchObject({ memberId: hook.id, host: target.host, reason: expect.any(String) });
+      expect(refusing.process.stderrText()).not.toMatch(/pa55word|s3cret/);
+      expect(r.requests).toHaveLength(0);
+    } finally {
+      await refusing.dispose();
+      await allowing.dispose();
+    }
+  });
 });
 
 describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs DATABASE_URL: instances share a Postgres server)", () => {

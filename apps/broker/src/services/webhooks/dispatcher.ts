@@ -224,7 +224,7 @@ export class WebhookDispatcher implements QueueConsumer {
     if (taken === null) return;
     const { webhook, batch, cut } = taken;
     const startedAt = this.options.clock();
-    const result = await this.send({
+    const result = await this.send(memberId, {
       url: webhook.url,
       secret: webhook.secret,
       attempt: webhook.failures + 1,
@@ -258,11 +258,12 @@ export class WebhookDispatcher implements QueueConsumer {
   }
 
   // The lookup and the request share one timeout, which the lease outlives.
-  private async send(request: WebhookRequest): Promise<WebhookResult> {
+  private async send(memberId: string, request: WebhookRequest): Promise<WebhookResult> {
     const started = this.options.clock();
     const refused = await refusedTarget(request.url, this.options.allowPrivate, this.options.timeoutMs);
     if (refused !== null) {
-      this.log.warn({ url: request.url, reason: refused }, "webhook target refused");
+      // The host only: a URL's user info, path or query may carry a credential.
+      this.log.warn({ memberId, host: URL.canParse(request.url) ? new URL(request.url).host : null, reason: refused }, "webhook target refused");
       return { outcome: "network", status: null };
     }
     const left = this.options.timeoutMs - (this.options.clock() - started);
