@@ -420,4 +420,34 @@ describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs 
     const sent = await postMessage<{ messageId: string }>(brokers[0]!.url, token, httpBody(hook.pubkey));
     await r.waitFor((reqs) => reqs.flatMap(idsOf).includes(sent.body.messageId), 15_000, "the message at the webhook");
   });
+
+  test("a batch an instance gives back as it stops is taken by the other at once, not at its next refresh", async () => {
+    // Refreshes a minute apart: only the give-back's announcement can wake B sooner.
+    const env = { WEBHOOK_ALLOW_PRIVATE: "true", ...TIMING, CATCH_UP_INTERVAL_MS: "60000", WEBHOOK_TIMEOUT_MS: "20000" };
+    const a = await TestBroker.start(env);
+    let b: TestBroker | undefined;
+    try {
+      const r = await receiver((_, index) => (index === 0 ? { status: 200, delayMs: 10_000 } : { status: 200 }));
+      const { mesh, members } = await setupMesh(a.admin, { members: 2 });
+      const [sender, hook] = members as [SetupMember, SetupMember];
+      await a.admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
+      const peer = await pool.connect(a.wsUrl, sender, mesh.id);
+      const [sent] = await sendMany(peer, [sendFrame(hook.pubkey)]);
+      await r.waitFor((reqs) => reqs.length === 1, 15_000, "A's request");
+      // B learns of the webhook as it starts, while A holds the request open.
+      // Its first refresh runs just after it listens: had it run after the
+      // give-back it would find the batch by itself, so let it finish first.
+      b = await TestBroker.start(env, { backend: a.backend });
+      await Bun.sleep(1000);
+      await peer.close();
+      await a.stop();
+      await r.waitFor((reqs) => reqs.length === 2, 15_000, "B's request with the batch A gave back");
+      expect(idsOf(r.requests[1]!)).toEqual([str(sent!.messageId)]);
+      // Cut short by the stop, not failed: no failure is counted.
+      expect(r.requests[1]!.headers.get("x-switchboard-attempt")).toBe("1");
+    } finally {
+      await b?.dispose();
+      await a.dispose();
+    }
+  }, 60_000);
 });

@@ -19,6 +19,7 @@ import {
   webhookQueueDepth,
   type WebhookOutcome,
 } from "../../store/webhooks.ts";
+import { queuedWork, type InstanceBus } from "../bus.ts";
 import type { QueueConsumer } from "../queued-work.ts";
 import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
@@ -99,6 +100,7 @@ export class WebhookDispatcher implements QueueConsumer {
 
   constructor(
     private readonly db: Database,
+    private readonly bus: InstanceBus,
     private readonly poster: WebhookPoster,
     private readonly metrics: Metrics,
     private readonly log: Logger,
@@ -284,13 +286,15 @@ export class WebhookDispatcher implements QueueConsumer {
     );
   }
 
-  // Shutting down mid-request: the batch goes back to the queue at once and
-  // the lease is freed, so another instance takes over without waiting.
+  // Shutting down mid-request: the batch goes back to the queue at once, the
+  // lease is freed and the others are told, so another instance takes over
+  // without waiting for its next refresh.
   private async giveBack(memberId: string, holder: string): Promise<void> {
     await retryTransient(() =>
       this.db.transaction(async (tx) => {
         await requeue(tx, { presences: [holder] });
         await releaseWebhook(tx, memberId, holder);
+        await this.bus.publish(tx, queuedWork([memberId], []));
       }),
     );
   }
