@@ -6,9 +6,18 @@
 // instance holding the old socket, but only for a hello whose socket is still
 // there.
 import { afterEach, describe, expect, test } from "bun:test";
-import { backendKind, buildHello, PeerPool, setupMesh, useTestBrokerPair, waitUntil, type SetupMember } from "@switchboard/testkit";
+import {
+  backendKind,
+  buildHello,
+  PeerPool,
+  setupMesh,
+  sleepOnInsert,
+  someoneSleeps,
+  useTestBrokerPair,
+  waitUntil,
+  type SetupMember,
+} from "@switchboard/testkit";
 import { scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
-import { sleepOnInsert, someoneSleeps } from "./support/slow-inserts.ts";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());

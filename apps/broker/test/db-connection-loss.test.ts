@@ -6,10 +6,18 @@
 // is and not exit. And one lost after a send statement committed, before its
 // answer came: what it stored is stored, and must be answered and pushed so.
 import { describe, expect, test } from "bun:test";
-import { backendKind, freshBackend, PeerPool, setupMesh, startPostgresProxy, TestBroker, waitUntil } from "@switchboard/testkit";
+import {
+  backendKind,
+  freshBackend,
+  PeerPool,
+  setupMesh,
+  sleepOnInsert,
+  startPostgresProxy,
+  TestBroker,
+  waitUntil,
+} from "@switchboard/testkit";
 import postgres from "postgres";
 import { sendFrame, sendMany } from "./support/messaging.ts";
-import { sleepOnInsert } from "./support/slow-inserts.ts";
 
 describe.skipIf(backendKind !== "postgres")("database connections lost (needs DATABASE_URL)", () => {
   test("the broker logs db connection lost, stays up and serves on new connections", async () => {

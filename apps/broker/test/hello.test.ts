@@ -4,11 +4,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import {
   backendKind,
   buildHello,
-  PeerPool,
   newIdentity,
-  PeerError,
   parsePrometheusText,
+  PeerError,
+  PeerPool,
   setupMesh,
+  sleepOnInsert,
+  someoneSleeps,
   TestPeer,
   useTestBroker,
   type CloseInfo,
@@ -17,7 +19,6 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import { UUID } from "./support/messaging.ts";
-import { sleepOnInsert, someoneSleeps } from "./support/slow-inserts.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
 const HELLO_TIMEOUT_MS = 500;

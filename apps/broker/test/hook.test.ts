@@ -7,6 +7,8 @@ import {
   ownPostgresTestsRun,
   parsePrometheusText,
   setupMesh,
+  sleepOnInsert,
+  someoneSleeps,
   startBrokerOnOwnPostgres,
   TestPeer,
   useTestBroker,
@@ -16,7 +18,6 @@ import {
   type SetupMember,
   type TestBroker,
 } from "@switchboard/testkit";
-import { sleepOnInsert, someoneSleeps } from "./support/slow-inserts.ts";
 import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
 
 const MAX_MESSAGE_BYTES = 2048;

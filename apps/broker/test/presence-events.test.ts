@@ -9,6 +9,8 @@ import {
   PeerPool,
   postgresBackend,
   setupMesh,
+  sleepOnInsert,
+  someoneSleeps,
   spawnBroker,
   TEST_ADMIN_TOKEN,
   useTestBroker,
@@ -19,7 +21,6 @@ import {
 } from "@switchboard/testkit";
 import postgres from "postgres";
 import { scrape } from "./support/messaging.ts";
-import { sleepOnInsert, someoneSleeps } from "./support/slow-inserts.ts";
 
 const pool = new PeerPool();
 

@@ -11,6 +11,8 @@ import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, shortKey } from "./output.ts";
 
 const PUBKEY = /^[0-9a-f]{64}$/;
+/** A request the broker has not answered by then fails with `timeout` (as the admin API's do), rather than hanging the command. */
+const REQUEST_TIMEOUT_MS = 15_000;
 const STATUSES = ["idle", "working", "dnd"] as const;
 type Status = (typeof STATUSES)[number];
 
@@ -32,6 +34,7 @@ async function connect(ctx: Context, options: { sessionId: string; reconnect: bo
       meshId,
       secretKey: key.secretKey,
       sessionId: options.sessionId,
+      requestTimeoutMs: REQUEST_TIMEOUT_MS,
       ...(options.reconnect ? {} : { reconnect: false as const }),
     });
   } catch (error) {

@@ -3,7 +3,16 @@
 // one-line broker errors, status, and a listener whose member is revoked.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { newIdentity, pushesBeforeMarker, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import {
+  backendKind,
+  newIdentity,
+  pushesBeforeMarker,
+  setupMesh,
+  sleepOnInsert,
+  TestPeer,
+  useTestBroker,
+  type SetupMember,
+} from "@switchboard/testkit";
 import { writeFileSync } from "node:fs";
 import { CliHome, cliOk, eventually, lines, runCli, spawnCli } from "./support/cli.ts";
 
@@ -239,6 +248,24 @@ describe("peer commands", () => {
     expect(done.code).toBe(0);
     expect(done.stdout).toMatch(/→ me \[next\] via config\n$/);
   });
+
+  test.skipIf(backendKind !== "postgres")("a send the broker does not answer fails after 15 s with timeout and the id to send it again with (needs DATABASE_URL)", async () => {
+    const { mesh, bobKey } = await meshWithKeys();
+    // A broadcast goes in the clear: its ciphertext is known, and its insert is
+    // held past the CLI's 15 s (and then commits: "may have been stored").
+    const text = `held-${crypto.randomUUID()}`;
+    const databaseUrl = broker.backend.databaseUrl!;
+    const release = await sleepOnInsert(databaseUrl, { messageCiphertext: Buffer.from(JSON.stringify(text)).toString("base64") }, 20);
+    try {
+      const result = await runCli(home, ["send", "--mesh", mesh.slug, "--key", bobKey, "*", text], { env, timeoutMs: 40_000 });
+      expect(result.code).toBe(1);
+      expect(lines(result.stderr)).toEqual([
+        expect.stringMatching(/^switchboard: send failed: timeout: .* \(it may have been stored: to send it again, add --id [0-9a-f-]{36}\)$/),
+      ]);
+    } finally {
+      await release();
+    }
+  }, 60_000);
 
   test("a listener whose member is revoked exits 1 with one line", async () => {
     const { mesh, alice, aliceKey } = await meshWithKeys();

@@ -14,3 +14,4 @@ export * from "./pressure.ts";
 export * from "./test-broker.ts";
 export * from "./wait.ts";
 export * from "./webhook-receiver.ts";
+export * from "./slow-inserts.ts";
