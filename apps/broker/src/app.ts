@@ -295,6 +295,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       port: config.BROKER_PORT,
       hostname: config.HOST,
       log,
+      metrics,
       ws,
       gate,
       trusted: trustedProxies(config.TRUSTED_PROXIES),

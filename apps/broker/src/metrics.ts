@@ -1,7 +1,7 @@
 // Every metric named in the contract, registered at start so a scrape shows
 // them before the first event. Labelled series are created at zero for the
 // label values the broker knows of.
-import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema, WEBHOOK_OUTCOMES } from "@switchboard/protocol";
+import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema, UPGRADE_REFUSAL_CODES, WEBHOOK_OUTCOMES } from "@switchboard/protocol";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 // Seconds, from well under a millisecond (a group commit on a quiet server)
@@ -32,7 +32,7 @@ export function createMetrics() {
     }),
     connectionsRejected: new Counter({
       name: "broker_connections_rejected_total",
-      help: "WebSocket connections refused, by reason",
+      help: "WebSocket connections refused, at the upgrade or by hello, by reason",
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
@@ -123,7 +123,7 @@ export function createMetrics() {
     }),
   };
   for (const p of prioritySchema.options) metrics.messagesRouted.labels(p).inc(0);
-  for (const r of HELLO_ERROR_CODES) metrics.connectionsRejected.labels(r).inc(0);
+  for (const r of new Set([...HELLO_ERROR_CODES, ...UPGRADE_REFUSAL_CODES])) metrics.connectionsRejected.labels(r).inc(0);
   for (const r of FRAME_ERROR_CODES) metrics.messagesRejected.labels(r).inc(0);
   for (const o of WEBHOOK_OUTCOMES) metrics.webhookRequests.labels(o).inc(0);
   return metrics;

@@ -13,6 +13,7 @@ import {
 } from "@switchboard/testkit";
 import { SignJWT, type JWTPayload } from "jose";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { deltas, scrape } from "./support/messaging.ts";
 
 const JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef";
 const ALLOWED_ORIGIN = "http://app.example.test:3000";
@@ -177,7 +178,7 @@ describe("CORS_ORIGINS", () => {
     }
   });
 
-  test("a socket from an unlisted origin is refused with 403; a listed one or none is upgraded", async () => {
+  test("a socket from an unlisted origin is refused with 403, counted as forbidden; a listed one or none is upgraded", async () => {
     const open = (origin?: string) =>
       new Promise<string>((resolve) => {
         const ws = new WebSocket(broker.wsUrl, origin === undefined ? {} : { headers: { origin } });
@@ -187,7 +188,10 @@ describe("CORS_ORIGINS", () => {
         });
         ws.addEventListener("error", () => resolve("refused"));
       });
+    const forbidden = "broker_connections_rejected_total{reason=forbidden}";
+    const before = await scrape(broker.url);
     expect(await open("http://evil.example.test")).toBe("refused");
+    expect(deltas(before, await scrape(broker.url), [forbidden])).toEqual({ [forbidden]: 1 });
     expect(await open(ALLOWED_ORIGIN)).toBe("open");
     expect(await open()).toBe("open");
     const upgrade = await fetch(`${broker.url}/ws`, {

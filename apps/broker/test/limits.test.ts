@@ -16,7 +16,7 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import { messageStatus } from "./support/http-api.ts";
-import { sendFrame, sendMany, str } from "./support/messaging.ts";
+import { deltas, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 import { postHook } from "./support/status.ts";
 
 /** What GET /v1/messages/:id says of a message's recipients. */
@@ -187,10 +187,14 @@ describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HEL
     }
   };
 
-  test("a fourth pending socket from one address is refused with 503; one that leaves makes room", async () => {
+  const REJECTED = (reason: string) => `broker_connections_rejected_total{reason=${reason}}`;
+
+  test("a fourth pending socket from one address is refused with 503, counted as capacity; one that leaves makes room", async () => {
     const from = { "x-forwarded-for": "198.51.100.7" };
     const open = await Promise.all([1, 2, 3].map(() => RawWebSocket.open(broker.wsUrl, from)));
+    const before = await scrape(broker.url);
     expect(await refusedStatus(from)).toBe(503);
+    expect(deltas(before, await scrape(broker.url), [REJECTED("capacity")])).toEqual({ [REJECTED("capacity")]: 1 });
     // Another address is counted apart, and the broker keeps answering.
     expect(await refusedStatus({ "x-forwarded-for": "198.51.100.8" })).toBe(101);
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
@@ -201,7 +205,7 @@ describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HEL
     for (const ws of open) ws.destroy();
   });
 
-  test("an address whose hellos keep failing is turned away with 429; others are not", async () => {
+  test("an address whose hellos keep failing is turned away with 429, counted as rate_limited; others are not", async () => {
     const from = { "x-forwarded-for": "203.0.113.9" };
     for (let i = 0; i < 2; i++) {
       const ws = await RawWebSocket.open(broker.wsUrl, from);
@@ -210,7 +214,9 @@ describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HEL
       expect(ws.close?.code).toBe(1008);
       ws.destroy();
     }
+    const before = await scrape(broker.url);
     expect(await refusedStatus(from)).toBe(429);
+    expect(deltas(before, await scrape(broker.url), [REJECTED("rate_limited")])).toEqual({ [REJECTED("rate_limited")]: 1 });
     expect(await refusedStatus({ "x-forwarded-for": "203.0.113.10" })).toBe(101);
   });
 });

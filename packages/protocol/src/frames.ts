@@ -148,6 +148,10 @@ export const HELLO_ERROR_CODES = [
 ] as const;
 export type HelloErrorCode = (typeof HELLO_ERROR_CODES)[number];
 
+/** The codes of a socket refused at its upgrade, before any hello (an HTTP answer, not a frame). */
+export const UPGRADE_REFUSAL_CODES = ["forbidden", "unavailable", "capacity", "rate_limited"] as const;
+export type UpgradeRefusalCode = (typeof UPGRADE_REFUSAL_CODES)[number];
+
 export const FRAME_ERROR_CODES = ["invalid", "too_large", "unknown_target", "rate_limited", "forbidden", "internal"] as const;
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
 

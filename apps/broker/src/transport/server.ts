@@ -1,8 +1,10 @@
 // One Bun.serve port for everything: the HTTP routes, the /ws upgrade, a JSON
 // 404 for the rest, and a JSON 500 for a route that throws. The port may open
 // earlier with a few routes (serveStarting) and be taken over by serve().
+import type { UpgradeRefusalCode } from "@switchboard/protocol";
 import type { Serve, Server } from "bun";
 import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
 import type { ConnectionGate } from "../services/connection-gate.ts";
 import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
 import type { CorsPolicy } from "./http/cors.ts";
@@ -20,6 +22,7 @@ export interface ServerOptions {
   gate: ConnectionGate;
   trusted: TrustedProxies;
   log: Logger;
+  metrics: Metrics;
   cors: CorsPolicy;
 }
 
@@ -35,21 +38,25 @@ export function serveStarting(port: number, hostname: string, routes: Routes): S
 
 /** Serves everything, on the port serveStarting opened when given, else on a new one. */
 export function serve(options: ServerOptions, starting?: Server<Connection>): Server<Connection> {
-  const { port, hostname, routes, ws, gate, trusted, log, cors } = options;
+  const { port, hostname, routes, ws, gate, trusted, log, metrics, cors } = options;
+  const refuseSocket = (code: UpgradeRefusalCode, message: string) => {
+    metrics.connectionsRejected.labels(code).inc();
+    return apiError(code, message);
+  };
   const all: Serve.Options<Connection> = {
     port,
     hostname,
     routes: Object.assign({}, cors.wrapRoutes(Object.assign({}, ...routes)), {
       "/ws": (req: Request, srv: Server<Connection>) => {
         // A browser always names the page's origin; with CORS_ORIGINS set, only listed pages may connect.
-        if (!cors.allowsSocket(req.headers.get("origin"))) return apiError("forbidden", "this origin may not open a socket here");
+        if (!cors.allowsSocket(req.headers.get("origin"))) return refuseSocket("forbidden", "this origin may not open a socket here");
         if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
           return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
         }
-        if (!ws.accepting) return apiError("unavailable", "the broker is shutting down");
+        if (!ws.accepting) return refuseSocket("unavailable", "the broker is shutting down");
         const address = clientAddress(req, srv, trusted);
         const refused = gate.open(address);
-        if (refused) return apiError(refused.code, refused.message);
+        if (refused) return refuseSocket(refused.code, refused.message);
         if (srv.upgrade(req, { data: ws.newConnection(address) })) return undefined;
         gate.settled(address);
         return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
