@@ -2,7 +2,7 @@
 // order, the transport on top, one port. startBroker() gives back what
 // shutdown needs. (Over 300 lines: wiring only — every service is built
 // here, in dependency order, so that the order is read in one place.)
-import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
+import { connect, errorCode, isConnectionLost, loadMigrations, migrate, type Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
@@ -109,7 +109,12 @@ async function connectAndMigrate(config: Config, log: Logger, onConnected: () =>
     } catch (error) {
       if (config.DATABASE_URL === undefined) throw error;
       await db.close().catch(() => {});
-      log.error({ err: error, attempt }, "db ping failed");
+      // A database away, starting, refusing the login or not created yet is
+      // one thing; a migration statement it refuses (a conflicting object,
+      // missing rights) another, retried too (it may be mended meanwhile)
+      // but not under the outage's name.
+      const unreachable = isConnectionLost(error) || /^(28|3D)/.test(errorCode(error) ?? "");
+      log.error({ err: error, attempt }, unreachable ? "db ping failed" : "db migration failed");
       await Bun.sleep(Math.min(1000 * attempt, 5000));
     }
   }

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
-import { freshBackend, type TestBackend } from "@switchboard/testkit";
+import { backendKind, freshBackend, spawnRaw, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
+import postgres from "postgres";
 
 const open: Array<Database | TestBackend> = [];
 afterEach(async () => {
@@ -23,6 +24,32 @@ async function fresh() {
 }
 
 describe("migrations", () => {
+  test.skipIf(backendKind !== "postgres")("a migration its database refuses is logged as db migration failed, not as an outage, and retried (needs DATABASE_URL)", async () => {
+    const { backend } = await fresh();
+    const squatter = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    await squatter`CREATE TABLE meshes (squatter int)`;
+    await squatter.end();
+    const proc = spawnRaw(backend.env);
+    const messages: string[] = [];
+    try {
+      const decoder = new TextDecoder();
+      let pending = "";
+      const until = Date.now() + 30_000;
+      for await (const chunk of proc.stderr) {
+        pending += decoder.decode(chunk, { stream: true });
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const line of lines) messages.push((JSON.parse(line) as { msg: string }).msg);
+        if (messages.filter((m) => m === "db migration failed").length >= 2 || Date.now() > until) break;
+      }
+    } finally {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+    expect(messages.filter((m) => m === "db migration failed")).toHaveLength(2);
+    expect(messages).not.toContain("db ping failed");
+  });
+
   test("apply to an empty database, then re-apply as a no-op", async () => {
     const { connectOnce } = await fresh();
     const db = await connectOnce();
