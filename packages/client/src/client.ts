@@ -6,7 +6,7 @@
 import { targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";
-import { resolveConfig, type ClientConfig } from "./config.ts";
+import { checkTimeout, resolveConfig, type ClientConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
 import { SwitchboardError } from "./errors.ts";
@@ -50,6 +50,8 @@ const UNDECIDED = new Set(["timeout", "unavailable", "closed"]);
 
 /** A socket that stayed open this long after its hello starts the reconnect backoff over when it closes. */
 const STABLE_AFTER_MS = 10_000;
+/** How long close() waits for the broker to have the last acks. */
+const CLOSE_FLUSH_MS = 2000;
 
 export class SwitchboardClient {
   readonly publicKey: string;
@@ -65,6 +67,10 @@ export class SwitchboardClient {
   private shortLived = 0;
   private lastHelloTimestamp = 0;
   private cancelPause: (() => void) | null = null;
+  /** The connect attempt under way: close() cuts it short, so no hello of it lands after the close. */
+  private attempt: AbortController | null = null;
+  /** Set once close() began: pushes arriving from then on are left to the broker (not handed over, not acked). */
+  private closing: Promise<void> | null = null;
   private readonly events = new Emitter<ClientEvents>();
   private readonly outbox = new Outbox();
   private readonly acks: AckBatcher;
@@ -146,7 +152,12 @@ export class SwitchboardClient {
     return this.events.on(event, fn);
   }
 
-  async send(target: string, payload: unknown, opts: SendOptions = {}): Promise<SendResult> {
+  send(target: string, payload: unknown, opts: SendOptions = {}): Promise<SendResult> {
+    return this.sendWithin(target, payload, opts);
+  }
+
+  /** A send; `withdraw` aborted while it is unanswered takes it out of the outbox (it is not written again). */
+  private async sendWithin(target: string, payload: unknown, opts: SendOptions, withdraw?: AbortSignal): Promise<SendResult> {
     if (!targetSpecSchema.safeParse(target).success) {
       throw new SwitchboardError("invalid", `not a target: ${target} (a 64-hex pubkey, *, #channel or tag:name)`);
     }
@@ -157,7 +168,7 @@ export class SwitchboardClient {
     if (opts.ttlSeconds !== undefined) frame.ttlSeconds = opts.ttlSeconds;
     if (opts.replyTo !== undefined) frame.replyTo = opts.replyTo;
     if (opts.ephemeral !== undefined) frame.ephemeral = opts.ephemeral;
-    const ack = await this.call(frame, "ack").catch((error: unknown) => {
+    const ack = await this.call(frame, "ack", withdraw).catch((error: unknown) => {
       // No verdict: the caller needs the id to send it again without a second copy.
       if (error instanceof SwitchboardError && UNDECIDED.has(error.code)) {
         throw new SwitchboardError(error.code, error.message, { cause: error, sendId: id });
@@ -178,8 +189,15 @@ export class SwitchboardClient {
 
   /** Resolves with the first message whose replyTo is the request's messageId. */
   request(target: string, payload: unknown, opts: RequestOptions = {}): Promise<Message> {
-    const sendOpts: SendOptions = opts.priority === undefined ? {} : { priority: opts.priority };
-    return this.replies.request(() => this.send(target, payload, sendOpts), opts.timeoutMs ?? 30_000);
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    try {
+      checkTimeout(timeoutMs, "timeoutMs");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const id = crypto.randomUUID();
+    const sendOpts: SendOptions = { id, ...(opts.priority === undefined ? {} : { priority: opts.priority }) };
+    return this.replies.request((withdraw) => this.sendWithin(target, payload, sendOpts, withdraw), id, timeoutMs);
   }
 
   /** Answers in kind unless opts.encrypt says otherwise: a message that came in the clear (from a sender without its key, over HTTP) is answered in the clear. */
@@ -246,23 +264,43 @@ export class SwitchboardClient {
   }
 
   /** Flushes pending acks (and waits until the broker has them), closes, never reconnects. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     if (this.state === "closed") return;
+    this.attempt?.abort();
     const connection = this.state === "open" ? this.connection : null;
-    if (connection && this.acks.pending > 0) {
-      this.acks.flush();
-      // Frames are handled in order: the pong proves the acks were applied.
-      await Promise.race([this.ping().catch(() => 0), new Promise((r) => setTimeout(r, 2000))]);
-    }
+    if (connection) await this.flushAcks(CLOSE_FLUSH_MS);
+    // A final close that came meanwhile has ended the client and said so.
+    if (this.isClosed()) return;
     this.shutdown(new SwitchboardError("closed", "the client was closed"));
     await connection?.close(1000, "client closed");
     this.events.emit("close", { code: 1000, reason: "client closed", willReconnect: false });
   }
 
+  /** Writes the pending acks and waits (at most ms) for the broker to have them; acks the application gives meanwhile go too. */
+  private async flushAcks(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    try {
+      while (this.acks.pending > 0 && this.state === "open") {
+        this.acks.flush();
+        // Frames are handled in order: the pong proves the acks were applied.
+        const applied = await Promise.race([this.ping().then(() => true, () => false), late.then(() => false)]);
+        if (!applied) return;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   // ——— internals ———
 
   /** Queues a frame awaiting its reply; written now when open, else after the next hello. */
-  private call<T extends ReplyFrame["type"]>(frame: Record<string, unknown>, expected: T): Promise<ReplyOf<T>> {
+  private call<T extends ReplyFrame["type"]>(frame: Record<string, unknown>, expected: T, withdraw?: AbortSignal): Promise<ReplyOf<T>> {
     if (this.state === "closed") return Promise.reject(new SwitchboardError("closed", "the client is closed"));
     if (this.state !== "open" && this.config.offline === "fail") {
       return Promise.reject(new SwitchboardError("unavailable", "not connected to the broker (reconnecting)"));
@@ -292,29 +330,44 @@ export class SwitchboardClient {
         },
       };
       this.outbox.add(entry);
+      withdraw?.addEventListener(
+        "abort",
+        () => {
+          if (this.outbox.take(reqId)) entry.reject(new SwitchboardError("timeout", "withdrawn before the broker answered"));
+        },
+        { once: true },
+      );
       if (this.state === "open" && this.connection?.send(entry.text)) entry.writtenOn = this.connection.generation;
     });
   }
 
   private async establish(): Promise<void> {
     const generation = ++this.generation;
+    const attempt = new AbortController();
+    this.attempt = attempt;
     // A fresh timestamp on every attempt, never repeated: the same signature twice would be refused as a replay.
     const timestamp = Math.max(Date.now(), this.lastHelloTimestamp + 1);
     this.lastHelloTimestamp = timestamp;
     const hello = await buildHello(this.config, timestamp);
+    // Closed while the hello was made (a token source may take a while): a
+    // hello sent now could replace a session the application opened since.
+    if (this.isClosed() || this.closing !== null) throw new SwitchboardError("closed", "the client was closed while connecting");
     const { connection, ack } = await Connection.open({
       url: this.config.url,
       WebSocket: this.config.WebSocket,
       hello,
       timeoutMs: this.config.connectTimeoutMs,
       generation,
+      signal: attempt.signal,
       handlers: {
         onFrame: (frame) => this.onFrame(frame),
         onInvalidFrame: () => this.events.emit("error", new SwitchboardError("protocol", "the broker sent a frame the SDK cannot read")),
         onClose: (code, reason) => this.onSocketClosed(generation, code, reason),
       },
+    }).finally(() => {
+      if (this.attempt === attempt) this.attempt = null;
     });
-    if (this.isClosed()) {
+    if (this.isClosed() || this.closing !== null) {
       await connection.close(1000, "client closed");
       throw new SwitchboardError("closed", "the client was closed while connecting");
     }
@@ -345,6 +398,9 @@ export class SwitchboardClient {
 
   private onFrame(frame: ServerFrame): void {
     if (frame.type === "push") {
+      // Closing: the acks are being written for the last time, so a message
+      // handed over now would come again to the next connection.
+      if (this.closing !== null) return;
       const result = this.inbox.receive(frame);
       if (result.kind === "message") this.deliver(result.message);
       else if (result.kind === "unreadable") {

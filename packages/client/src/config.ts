@@ -38,6 +38,14 @@ export function defaultSessionId(env: Record<string, string | undefined> = nodeP
   return env.CLAUDE_SESSION_ID || env.CLAUDE_CODE_SESSION_ID || crypto.randomUUID();
 }
 
+/** The longest delay a timer keeps: a longer one fires at once (so a timeout of a month would fail every call). */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** A timeout in ms: more than 0, at most MAX_TIMEOUT_MS. */
+export function checkTimeout(ms: number, name: string): void {
+  if (!(ms > 0 && ms <= MAX_TIMEOUT_MS)) throw new SwitchboardError("invalid", `${name} must be > 0 and at most ${MAX_TIMEOUT_MS} ms`);
+}
+
 export async function resolveConfig(options: ClientOptions): Promise<ClientConfig> {
   if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
   const secretKey = options.secretKey.toLowerCase();
@@ -48,7 +56,9 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   const ackDelayMs = options.ackDelayMs ?? 50;
   if (!(ackDelayMs >= 0)) throw new SwitchboardError("invalid", "ackDelayMs must be ≥ 0");
   const requestTimeoutMs = options.requestTimeoutMs;
-  if (requestTimeoutMs !== undefined && !(requestTimeoutMs > 0)) throw new SwitchboardError("invalid", "requestTimeoutMs must be > 0");
+  if (requestTimeoutMs !== undefined) checkTimeout(requestTimeoutMs, "requestTimeoutMs");
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  checkTimeout(connectTimeoutMs, "connectTimeoutMs");
   return {
     url: brokerWsUrl(options.url),
     meshId: options.meshId,
@@ -66,7 +76,7 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     requestTimeoutMs,
     channelKeys: options.channelKeys ?? {},
     WebSocket: options.WebSocket ?? globalThis.WebSocket,
-    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    connectTimeoutMs,
     token: options.token,
   };
 }

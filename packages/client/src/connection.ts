@@ -18,6 +18,8 @@ export interface OpenParams {
   hello: Record<string, unknown>;
   timeoutMs: number;
   generation: number;
+  /** Aborted: the attempt fails with `closed`, its socket closed (a hello under way is left unanswered). */
+  signal?: AbortSignal;
   handlers: ConnectionHandlers;
 }
 
@@ -56,6 +58,9 @@ export class Connection {
         () => fail(new SwitchboardError("timeout", `no hello answer from ${params.url} within ${params.timeoutMs} ms`)),
         params.timeoutMs,
       );
+      const abort = () => fail(new SwitchboardError("closed", "the client was closed while connecting"));
+      if (params.signal?.aborted) abort();
+      params.signal?.addEventListener("abort", abort, { once: true });
 
       ws.addEventListener("open", () => {
         if (state !== "opening") return;

@@ -11,8 +11,14 @@ export class ReplyWaiters {
 
   constructor(private readonly subscribe: Subscribe) {}
 
-  request(send: () => Promise<SendResult>, timeoutMs: number): Promise<Message> {
+  /**
+   * `send` is given a signal aborted at the timeout: a send still unanswered
+   * then is withdrawn (never written again), and the timeout names its `id`
+   * as `sendId`, since the broker may have stored it.
+   */
+  request(send: (withdraw: AbortSignal) => Promise<SendResult>, sendId: string, timeoutMs: number): Promise<Message> {
     return new Promise<Message>((resolve, reject) => {
+      const withdraw = new AbortController();
       let messageId: string | null = null;
       const early: Message[] = [];
       const finish = () => {
@@ -32,9 +38,17 @@ export class ReplyWaiters {
           resolve(m);
         }
       });
-      const timer = setTimeout(() => fail(new SwitchboardError("timeout", `no reply within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => {
+        const unanswered = messageId === null;
+        if (unanswered) withdraw.abort();
+        fail(
+          unanswered
+            ? new SwitchboardError("timeout", `the broker did not answer the request within ${timeoutMs} ms; it may have been stored`, { sendId })
+            : new SwitchboardError("timeout", `no reply within ${timeoutMs} ms`),
+        );
+      }, timeoutMs);
       this.failers.add(fail);
-      send().then(
+      send(withdraw.signal).then(
         (result) => {
           messageId = result.messageId;
           const hit = early.find((m) => m.replyTo === messageId);

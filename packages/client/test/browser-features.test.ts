@@ -112,4 +112,30 @@ describe("browser features of the SDK", () => {
     expect(received).toEqual(expected);
     expect(short.states).toContain("reconnecting");
   });
+
+  test("a client closed while its token source answers sends no hello: the session opened since keeps its socket", async () => {
+    const { secretKey } = await generateKeypair();
+    const { source } = tokenSource("slow");
+    const sessionId = `tab-${crypto.randomUUID()}`;
+    let asked = false;
+    const slow = async (request: { meshId: string; publicKey: string }) => {
+      asked = true;
+      await Bun.sleep(300);
+      return source(request);
+    };
+    const base = { url: broker.url, meshId, secretKey, sessionId, reconnect: { minDelayMs: 50, maxDelayMs: 200 } };
+    const gone = await SwitchboardClient.start({ ...base, token: slow });
+    await waitUntil(() => asked, 5000, "the token source asked");
+    await gone.close();
+    // The page opens the session again at once, as a reload would.
+    const again = await SwitchboardClient.connect({ ...base, token: source });
+    clients.push(again);
+    const closes: number[] = [];
+    again.on("close", (c) => closes.push(c.code));
+    // Past the moment the first client's token arrived and its hello would have gone out.
+    await Bun.sleep(1000);
+    expect(closes).toEqual([]);
+    expect(again.connectionState).toBe("open");
+    expect(gone.connectionState).toBe("closed");
+  });
 });

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as backoff from "../src/backoff.ts";
 import { SwitchboardClient, SwitchboardError, transcriptDir, watchTranscriptStatus, type ClientOptions } from "../src/index.ts";
-import { collect, controllableWebSocket, pushesOf, recordingWebSocket, type RawFrame } from "./support.ts";
+import { collect, controllableWebSocket, pushesOf, recordingWebSocket, slowPongWebSocket, type RawFrame } from "./support.ts";
 
 // A 1 s lease makes unacked pushes come back quickly (the de-dup test needs redeliveries).
 const broker = useTestBroker({ LEASE_SECONDS: "1" });
@@ -127,6 +127,62 @@ describe("SwitchboardClient", () => {
     // Asking for encryption without a key is refused, not downgraded.
     await expect(c.send("#ops", "x", { encrypt: true })).rejects.toMatchObject({ code: "no_key" });
     await expect(a.send("#nosuch", "x")).rejects.toMatchObject({ code: "unknown_target" });
+  });
+
+  test("pushes arriving while close() waits for its last acks are left to the member's next connection, not handed over unacked", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice);
+    // Acks wait for close(), whose proof that the broker has them comes 500 ms late.
+    const b = await connect(mesh.id, bob, { ackDelayMs: 60_000, WebSocket: slowPongWebSocket(500) });
+    const first = collect(b);
+    const before = await a.send(bob.pubkey, { n: 0 });
+    await waitUntil(() => first.messages.length === 1, 10_000, "bob's first message");
+    const closing = b.close();
+    const during: string[] = [];
+    for (let n = 1; n <= 5; n++) during.push((await a.send(bob.pubkey, { n })).messageId);
+    await closing;
+
+    const next = collect(await connect(mesh.id, bob));
+    // Whatever the first connection left unacked comes back before a later message from the same sender.
+    const marker = await a.send(bob.pubkey, { marker: true });
+    await waitUntil(() => next.messages.some((m) => m.messageId === marker.messageId), 15_000, "the marker");
+    const firstIds = first.messages.map((m) => m.messageId);
+    const nextIds = next.messages.map((m) => m.messageId);
+    // What the first connection handed over it acked; the rest came to the next one: each message once.
+    expect(nextIds.filter((id) => firstIds.includes(id))).toEqual([]);
+    expect([...firstIds, ...nextIds].sort()).toEqual([before.messageId, ...during, marker.messageId].sort());
+  });
+
+  test("a request whose send was never written withdraws it at its timeout, naming its id; the reconnect writes nothing of it", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const b = await connect(mesh.id, bob);
+    const got = collect(b);
+    // After the drop alice waits 1.5 s before reconnecting: a request meanwhile waits in the outbox.
+    const delay = spyOn(backoff, "backoffDelay").mockReturnValue(1500);
+    let failure: unknown;
+    try {
+      control.sockets.at(-1)!.close(3000, "test drop");
+      await waitUntil(() => a.connectionState === "reconnecting", 5000, "alice reconnecting");
+      failure = await a.request(bob.pubkey, { q: "still there?" }, { timeoutMs: 300 }).then(
+        () => null,
+        (error: unknown) => error,
+      );
+    } finally {
+      delay.mockRestore();
+    }
+    expect(failure).toBeInstanceOf(SwitchboardError);
+    expect((failure as SwitchboardError).code).toBe("timeout");
+    expect((failure as SwitchboardError).sendId).toMatch(/^[0-9a-f-]{36}$/);
+    // Sent after the reconnect, the marker is bob's first message: nothing of the request went out before it.
+    await waitUntil(() => a.connectionState === "open", 20_000, "alice back");
+    const marker = await a.send(bob.pubkey, { marker: true });
+    await waitUntil(() => got.messages.length > 0, 10_000, "the marker");
+    expect(got.messages.map((m) => m.messageId)).toEqual([marker.messageId]);
+    expect(control.sent.filter((f) => f.type === "send" && f.id === (failure as SwitchboardError).sendId)).toEqual([]);
   });
 
   test("request/reply", async () => {

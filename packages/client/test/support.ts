@@ -84,3 +84,21 @@ export async function failureWhileStopped(pid: number, call: () => Promise<unkno
     process.kill(pid, "SIGCONT");
   }
 }
+
+/** A WebSocket class whose `pong` frames reach the SDK only delayMs after they came: a close()'s last acks stay unconfirmed that long. */
+export function slowPongWebSocket(delayMs: number): typeof WebSocket {
+  return class SlowPongWebSocket extends WebSocket {
+    override addEventListener(type: string, listener: Parameters<WebSocket["addEventListener"]>[1], options?: boolean | AddEventListenerOptions): void {
+      if (type !== "message" || listener === null) return super.addEventListener(type, listener, options);
+      const deliver = (event: Event) => (typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event));
+      super.addEventListener(
+        "message",
+        (event: MessageEvent) => {
+          if (typeof event.data === "string" && event.data.includes('"type":"pong"')) setTimeout(() => deliver(event), delayMs);
+          else deliver(event);
+        },
+        options,
+      );
+    }
+  } as typeof WebSocket;
+}

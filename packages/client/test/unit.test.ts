@@ -12,6 +12,7 @@ import { brokerWsUrl } from "../src/url.ts";
 import { resolveConfig } from "../src/config.ts";
 import { buildHello } from "../src/hello.ts";
 import { SwitchboardError } from "../src/errors.ts";
+import { SwitchboardClient } from "../src/client.ts";
 
 describe("backoffDelay", () => {
   const policy = { minDelayMs: 100, maxDelayMs: 5000 };
@@ -224,6 +225,20 @@ test("brokerWsUrl", () => {
   expect(brokerWsUrl("https://sb.example.com/base/")).toBe("wss://sb.example.com/base/ws");
   expect(brokerWsUrl("http://h:1/ws")).toBe("ws://h:1/ws");
   expect(() => brokerWsUrl("ftp://x")).toThrow();
+});
+
+test("timeouts a timer cannot keep (over 2^31 - 1 ms) are refused as invalid, not turned into immediate timeouts", async () => {
+  const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
+  for (const bad of [{ requestTimeoutMs: 3e9 }, { requestTimeoutMs: Infinity }, { connectTimeoutMs: 2 ** 31 }, { connectTimeoutMs: 0 }]) {
+    expect(await resolveConfig({ ...base, ...bad }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
+  }
+  expect((await resolveConfig({ ...base, requestTimeoutMs: 2 ** 31 - 1 })).requestTimeoutMs).toBe(2 ** 31 - 1);
+  const client = await SwitchboardClient.start({ ...base, reconnect: false });
+  try {
+    expect(await client.request("*", "x", { timeoutMs: Infinity }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
+  } finally {
+    await client.close();
+  }
 });
 
 describe("buildHello with a token source", () => {
