@@ -24,7 +24,7 @@ function brokerError(what: string, error: unknown): CliError {
   return new CliError(`${what}: ${error instanceof Error ? error.message : String(error)}`);
 }
 
-async function connect(ctx: Context, options: { sessionId: string; reconnect: boolean }): Promise<SwitchboardClient> {
+async function connect(ctx: Context, options: { sessionId: string; reconnect: boolean; acks?: "manual" }): Promise<SwitchboardClient> {
   const config = ctx.config();
   const meshId = requireMesh(config);
   const key = await readKeyFile(config.keyFile);
@@ -35,6 +35,7 @@ async function connect(ctx: Context, options: { sessionId: string; reconnect: bo
       secretKey: key.secretKey,
       sessionId: options.sessionId,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      ...(options.acks ? { acks: options.acks } : {}),
       ...(options.reconnect ? {} : { reconnect: false as const }),
     });
   } catch (error) {
@@ -68,7 +69,9 @@ export async function runListen(ctx: Context): Promise<number> {
   const signal = () => onSignal();
   process.once("SIGINT", signal);
   process.once("SIGTERM", signal);
-  const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: true }).catch((error: unknown) => {
+  // A message is acked once printed: one past --count, or arriving as the
+  // listener stops, stays queued for the member's next listener.
+  const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: true, acks: "manual" }).catch((error: unknown) => {
     process.off("SIGINT", signal);
     process.off("SIGTERM", signal);
     throw error;
@@ -123,7 +126,14 @@ export async function runListen(ctx: Context): Promise<number> {
       if (stopping || (limit !== undefined && printed >= limit)) return;
       printed++;
       await print(m);
+      client.ack(m.messageId);
       if (limit !== undefined && printed >= limit) void stop(0);
+    });
+  });
+  // Reported on stderr (the "error" event below) and settled: it will not open later either.
+  client.on("unreadable", (m) => {
+    chain = chain.then(() => {
+      if (!stopping) client.ack(m.messageId);
     });
   });
   client.on("close", (info) => {

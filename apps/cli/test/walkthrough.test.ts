@@ -168,6 +168,17 @@ describe("peer commands", () => {
     );
   });
 
+  test("listen --count N acks only what it printed: the rest waits for the next listener", async () => {
+    const { mesh, alice, aliceKey, bobKey } = await meshWithKeys();
+    // Queued while alice is away, so the first listener is pushed all three at once.
+    for (const text of ["one", "two", "three"]) await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, alice.pubkey, text], { env });
+    const first = await runCli(home, ["listen", "--mesh", mesh.slug, "--key", aliceKey, "--count", "1"], { env });
+    expect(first.code).toBe(0);
+    const second = await runCli(home, ["listen", "--mesh", mesh.slug, "--key", aliceKey, "--count", "2"], { env, timeoutMs: 20_000 });
+    expect(second.code).toBe(0);
+    expect([...lines(first.stdout), ...lines(second.stdout)].map((line) => line.replace(/^.* \[next\] /, ""))).toEqual(["one", "two", "three"]);
+  });
+
   test("listen inside a Claude Code session leaves that session's own presence alone", async () => {
     const { mesh, alice, aliceKey } = await meshWithKeys();
     // Standing in for the session's MCP server: alice's presence with Claude Code's session id.
