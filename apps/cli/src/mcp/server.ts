@@ -20,6 +20,8 @@ import { createLogger } from "./log.ts";
 import { callTool, toolList } from "./tools.ts";
 
 const VERSION = "0.1.0";
+/** How long a stop waits for the notification under way. */
+const STOP_GRACE_MS = 2000;
 
 export const INSTRUCTIONS = [
   "This session is a peer on a Switchboard mesh: other Claude Code sessions and agents can write to it, and it can write to them.",
@@ -75,10 +77,15 @@ export async function runMcp(ctx: Context): Promise<number> {
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: toolList() }));
   server.setRequestHandler(CallToolRequestSchema, (request) => callTool(request.params.name, request.params.arguments, toolContext));
 
+  /** Claude Code is ending the server: messages arriving now are left to the member's next session. */
+  let stopping = false;
+  /** Past the stop's grace: nothing more is notified or acked. */
+  let stopped = false;
   // Messages are handled one after the other, in arrival order.
   let chain: Promise<void> = Promise.resolve();
   function deliverInto(client: SwitchboardClient): void {
     const deliver = (m: Message | UnreadableMessage) => {
+      if (stopping) return;
       chain = chain.then(() => deliverOne(client, m)).catch((error: unknown) => {
         // Not acked: the broker pushes it again after its lease or the next reconnect.
         log.error({ err: error, message_id: m.messageId }, "mcp notify failed");
@@ -88,22 +95,28 @@ export async function runMcp(ctx: Context): Promise<number> {
     client.on("unreadable", deliver);
   }
   async function deliverOne(client: SwitchboardClient, m: Message | UnreadableMessage): Promise<void> {
+    if (stopped) return;
     const entry = entryOf(m, await directory.nameOf(m.senderPubkey));
     if (inbox.add(entry)) {
       await server.notification(notificationOf(entry));
       log.info({ message_id: m.messageId, error: entry.error }, "mcp notified");
     }
-    client.ack(m.messageId);
+    // A notification that finished after the stop gave up on it is not counted as shown.
+    if (!stopped) client.ack(m.messageId);
   }
 
   let finish: (code: number) => void = () => {};
   const finished = new Promise<number>((resolve) => (finish = resolve));
-  let stopping = false;
   const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ why }, "mcp stopping");
-    await chain;
+    // The message being notified is given a moment; a notification stdout
+    // never takes (its reader gone) would hold the stop forever. Whatever
+    // was not notified is not acked: the broker gives it to the next session.
+    const settled = await Promise.race([chain.then(() => true), Bun.sleep(STOP_GRACE_MS).then(() => false)]);
+    if (!settled) log.warn({ grace_ms: STOP_GRACE_MS }, "mcp stop without the notification under way");
+    stopped = true;
     await link.stop();
     finish(0);
   };
