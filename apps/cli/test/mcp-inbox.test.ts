@@ -1,7 +1,7 @@
 // The MCP server's inbox: check_messages hands over a page at a time, and a
 // session that never calls it keeps a bounded list.
 import { expect, test } from "bun:test";
-import { MAX_ENTRIES, PAGE_CHARS, SessionInbox, type InboxEntry } from "../src/mcp/inbox.ts";
+import { estimateTokens, MAX_ENTRIES, PAGE_CHARS, PAGE_TOKENS, SessionInbox, type InboxEntry } from "../src/mcp/inbox.ts";
 
 const entry = (id: number, text = "hi"): InboxEntry => ({
   message_id: `m-${id}`,
@@ -28,6 +28,28 @@ test("a list larger than a page comes a page at a time, oldest first, nothing lo
   }
   expect(pages).toEqual([["m-0", "m-1"], ["m-2", "m-3"], ["m-4"]]);
   expect(inbox.take()).toEqual({ messages: [], more: 0, dropped: 0 });
+});
+
+test("text beyond ASCII (about a token a character) comes in pages within Claude Code's token limit, nothing lost", () => {
+  const inbox = new SessionInbox();
+  const cjk = "漢字仮名交じり文".repeat(250);
+  for (let i = 0; i < 30; i++) inbox.add(entry(i, cjk));
+  const taken: string[] = [];
+  for (let more = 1; more > 0; ) {
+    const page = inbox.take();
+    const text = JSON.stringify(page.messages);
+    expect(estimateTokens(text)).toBeLessThanOrEqual(PAGE_TOKENS + 100);
+    expect(text.length).toBeLessThanOrEqual(PAGE_CHARS + 100);
+    taken.push(...page.messages.map((m) => m.message_id));
+    more = page.more;
+  }
+  expect(taken).toEqual(Array.from({ length: 30 }, (_, i) => `m-${i}`));
+});
+
+test("estimateTokens: a token per character beyond ASCII, one per 2.5 ASCII characters", () => {
+  expect(estimateTokens("漢字")).toBe(2);
+  expect(estimateTokens("abcde")).toBe(2);
+  expect(estimateTokens("😀")).toBe(2);
 });
 
 test("one message larger than a page still comes, alone", () => {
