@@ -155,6 +155,22 @@ describe("project scope", () => {
     expect(readFileSync(mcpFile, "utf8")).toBe(original);
   });
 
+  test("installed again, our server entry keeps what the user added to it (env, timeout); only command and args are renewed", async () => {
+    const dir = project("tuned");
+    const mcpFile = join(dir, ".mcp.json");
+    await cliOk(home, installArgs(), { cwd: dir });
+    const first = readJson(mcpFile) as { mcpServers: { switchboard: Record<string, unknown> } };
+    first.mcpServers.switchboard.env = { LOG_LEVEL: "debug" };
+    first.mcpServers.switchboard.timeout = 30_000;
+    writeFileSync(mcpFile, JSON.stringify(first, null, 2));
+    await cliOk(home, installArgs("--mesh", "other"), { cwd: dir });
+    const entry = (readJson(mcpFile) as { mcpServers: { switchboard: { args: string[]; env: unknown; timeout: unknown } } }).mcpServers.switchboard;
+    expect(entry).toMatchObject({ type: "stdio", env: { LOG_LEVEL: "debug" }, timeout: 30_000 });
+    expect(entry.args).toContain("other");
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(existsSync(mcpFile)).toBe(false);
+  });
+
   test("hooks an earlier version wrote into the shared .claude/settings.json, token inline, are taken out", async () => {
     const dir = project("legacy");
     const shared = join(dir, ".claude", "settings.json");

@@ -68,7 +68,7 @@ export function install(input: InstallInput): void {
   installOurHooks(settings.value, settings.path, hookCommand(input.self, input.hookUrl, layout.tokenFile));
   const mcp = readJsonFile(layout.mcpFile);
   const server: StdioServer = { type: "stdio", command: input.self.command, args: [...input.self.args, ...input.mcpArgs] };
-  const before = setOurServer(mcp.value, mcp.path, server);
+  const before = setOurServer(mcp.value, mcp.path, server, record !== null);
   // Installed again, the entry there is our own: what the first install replaced stays the one to put back.
   const replacedServer = record === null ? before : record.replacedServer;
   const legacy = withoutLegacyHooks(layout);

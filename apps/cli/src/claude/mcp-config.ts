@@ -11,12 +11,16 @@ export interface StdioServer {
   args: string[];
 }
 
-/** Registers our server; returns the entry of that name it replaced, if there was one. */
-export function setOurServer(config: JsonObject, path: string, server: StdioServer): unknown {
+/**
+ * Registers our server; returns the entry of that name it replaced, if there
+ * was one. An entry of ours from an earlier install keeps what the user added
+ * to it (`env`, `timeout`, …); only type, command and args are ours to set.
+ */
+export function setOurServer(config: JsonObject, path: string, server: StdioServer, ours: boolean): unknown {
   const servers = config.mcpServers ?? (config.mcpServers = {});
   if (!isObject(servers)) throw new CliError(`${path}: "mcpServers" is not an object; not touching it`);
   const before = servers[SERVER_NAME];
-  servers[SERVER_NAME] = { ...server };
+  servers[SERVER_NAME] = ours && isObject(before) ? { ...before, ...server } : { ...server };
   return before;
 }
 
