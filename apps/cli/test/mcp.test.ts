@@ -228,6 +228,12 @@ describe("two sessions, alice and bob", () => {
     const note = await b.note(hasText("PR 12 is up\n\n(sent unencrypted: only the broker vouches that it comes from alice)"), "the channel message");
     expect(note.meta).toMatchObject({ target: "#reviews", encrypted: "false", from: "alice" });
     expect(await b.ok("leave_channel", { channel: "#reviews" })).toEqual({ channel: "#reviews", joined: false });
+    // 64 characters of name, with or without the "#"; one more is refused as invalid.
+    const longest = "c".repeat(64);
+    expect(await b.ok("join_channel", { channel: `#${longest}` })).toEqual({ channel: `#${longest}`, joined: true });
+    expect(await b.ok("leave_channel", { channel: longest })).toEqual({ channel: `#${longest}`, joined: false });
+    const tooLong = await b.call("join_channel", { channel: `${longest}c` });
+    expect({ isError: tooLong.isError, code: (tooLong.data.error as { code?: string } | undefined)?.code }).toEqual({ isError: true, code: "invalid" });
   });
 
   test("a message that cannot be decrypted is still notified, with meta error, never dropped", async () => {

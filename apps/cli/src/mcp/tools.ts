@@ -2,7 +2,7 @@
 // integration contract; every result carries its data as text and as
 // structuredContent, and every failure is an isError result with a code.
 import type { SwitchboardClient } from "@switchboard/client";
-import { prioritySchema } from "@switchboard/protocol";
+import { CHANNEL, prioritySchema } from "@switchboard/protocol";
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import type { PeerDirectory } from "./directory.ts";
@@ -22,10 +22,13 @@ interface ToolSpec<S extends z.ZodObject> {
   run(args: z.infer<S>, ctx: ToolContext): Promise<Record<string, unknown>>;
 }
 
-const channelArg = z.object({
-  channel: z.string().min(1).max(64).describe('Channel name, with or without the leading "#"'),
-});
 const hashed = (channel: string) => (channel.startsWith("#") ? channel : `#${channel}`);
+const channelArg = z.object({
+  channel: z
+    .string()
+    .refine((c) => CHANNEL.test(hashed(c)), { error: "a channel name: letters, digits, . _ - (at most 64, not counting the #)" })
+    .describe('Channel name, with or without the leading "#"'),
+});
 
 function tool<S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<S> {
   return spec;
