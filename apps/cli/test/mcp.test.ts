@@ -4,7 +4,7 @@
 // from the SDK standing in for Claude Code; the installed hook commands fed
 // real Claude Code hook input through `sh -c`, as Claude Code runs them.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { freePort, setupMesh, TestBroker, TestPeer, type SetupMember } from "@switchboard/testkit";
+import { freePort, newIdentity, setupMesh, TestBroker, TestPeer, type SetupMember } from "@switchboard/testkit";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { CliHome, cliOk } from "./support/cli.ts";
 import { installedHook, McpSession, projectFiles, registeredServer, runHook, type ChannelNote } from "./support/mcp.ts";
@@ -234,6 +234,19 @@ describe("two sessions, alice and bob", () => {
     expect(await b.ok("leave_channel", { channel: longest })).toEqual({ channel: `#${longest}`, joined: false });
     const tooLong = await b.call("join_channel", { channel: `${longest}c` });
     expect({ isError: tooLong.isError, code: (tooLong.data.error as { code?: string } | undefined)?.code }).toEqual({ isError: true, code: "invalid" });
+  });
+
+  test("a sender no name is known for is shown by its key's first 8 digits, and a reply to that name reaches it", async () => {
+    // A member that sends over HTTP is never online: neither list nor presence names it.
+    const app = await newIdentity();
+    const enrolled = await broker.admin.addMember(meshSlug, { pubkey: app.publicKey, displayName: "http-app" });
+    const token = await broker.admin.createApiToken(meshSlug, enrolled.id);
+    const body = { targetSpec: members.alice!.pubkey, nonce: "plain", ciphertext: Buffer.from(JSON.stringify("ping over http")).toString("base64") };
+    const posted = await fetch(`${broker.url}/v1/messages`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect(posted.status).toBe(201);
+    const note = await a.note((n) => n.content.startsWith("ping over http"), "the HTTP sender's message");
+    expect(note.meta.from).toBe(app.publicKey.slice(0, 8));
+    expect(await a.ok("send_message", { to: note.meta.from, text: "pong", reply_to: note.meta.message_id })).toMatchObject({ target: app.publicKey, recipients: 1 });
   });
 
   test("a message that cannot be decrypted is still notified, with meta error, never dropped", async () => {

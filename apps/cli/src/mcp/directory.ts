@@ -13,6 +13,8 @@ export interface KnownMember {
 
 export class PeerDirectory {
   private readonly names = new Map<string, string>();
+  /** Senders shown by their key's first 8 hex digits, by those digits. */
+  private readonly unnamed = new Map<string, string>();
 
   constructor(
     private readonly client: () => SwitchboardClient,
@@ -26,11 +28,17 @@ export class PeerDirectory {
     return peers;
   }
 
-  /** The sender's display name, else the first 8 hex digits of its key. */
+  /**
+   * The sender's display name, else the first 8 hex digits of its key
+   * (remembered, so that a reply addressed to that name finds the key).
+   */
   async nameOf(pubkey: string): Promise<string> {
     if (!this.names.has(pubkey)) await this.livePeers().catch(() => []);
     if (!this.names.has(pubkey)) await this.allMembers().catch(() => []);
-    return this.names.get(pubkey) ?? pubkey.slice(0, 8);
+    const name = this.names.get(pubkey);
+    if (name !== undefined) return name;
+    this.unnamed.set(pubkey.slice(0, 8), pubkey);
+    return pubkey.slice(0, 8);
   }
 
   /** A target spec the broker takes: a pubkey, *, #channel and tag:x as given; anything else is a display name. */
@@ -48,6 +56,9 @@ export class PeerDirectory {
       for (const p of await this.livePeers()) if (p.displayName === to) candidates.add(p.pubkey);
       if (candidates.size === 0) for (const [key, name] of this.names) if (name === to) candidates.add(key);
     }
+    // A sender no name was found for goes by its key's first 8 hex digits.
+    const unnamed = this.unnamed.get(to);
+    if (candidates.size === 0 && unnamed !== undefined) candidates.add(unnamed);
     const [only] = candidates;
     if (candidates.size === 1 && only !== undefined) return only;
     if (candidates.size > 1) {
