@@ -169,8 +169,9 @@ export class SwitchboardClient {
     if (opts.replyTo !== undefined) frame.replyTo = opts.replyTo;
     if (opts.ephemeral !== undefined) frame.ephemeral = opts.ephemeral;
     const ack = await this.call(frame, "ack", withdraw).catch((error: unknown) => {
-      // No verdict: the caller needs the id to send it again without a second copy.
-      if (error instanceof SwitchboardError && UNDECIDED.has(error.code)) {
+      // No verdict: the caller needs the id to send it again without a second
+      // copy (not for an ephemeral send: the broker does not look its id up).
+      if (error instanceof SwitchboardError && UNDECIDED.has(error.code) && opts.ephemeral !== true) {
         throw new SwitchboardError(error.code, error.message, { cause: error, sendId: id });
       }
       throw error;
@@ -318,6 +319,7 @@ export class SwitchboardClient {
         reqId,
         text: JSON.stringify({ ...frame, reqId }),
         writtenOn: 0,
+        once: frame.ephemeral === true,
         reject: (error: Error) => {
           clearTimeout(timer);
           reject(error);
@@ -378,6 +380,11 @@ export class SwitchboardClient {
     // Everything unanswered goes out again, in the order it was made, before
     // the state says open: a call made by a listener of that change comes after.
     for (const entry of this.outbox.inOrder()) {
+      if (entry.once && entry.writtenOn !== 0) {
+        // It may have been delivered; the broker could not tell a second copy from a new message.
+        if (this.outbox.take(entry.reqId)) entry.reject(new SwitchboardError("unavailable", "the connection dropped before the broker answered this ephemeral send; it is not written again"));
+        continue;
+      }
       if (connection.send(entry.text)) entry.writtenOn = generation;
     }
     this.setState("open");

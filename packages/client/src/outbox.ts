@@ -11,6 +11,11 @@ export interface OutboxEntry {
   readonly text: string;
   /** Connection generation this entry was last written on (0: never). */
   writtenOn: number;
+  /**
+   * Written at most once: an ephemeral send, which the broker keeps no id of
+   * to recognize it again, so a second write could deliver a second copy.
+   */
+  readonly once?: boolean;
   resolve(reply: ReplyFrame): void;
   reject(error: Error): void;
 }

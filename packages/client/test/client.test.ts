@@ -185,6 +185,25 @@ describe("SwitchboardClient", () => {
     expect(control.sent.filter((f) => f.type === "send" && f.id === (failure as SwitchboardError).sendId)).toEqual([]);
   });
 
+  test("an ephemeral send whose answer a dropped socket lost is not written again (no second copy); it rejects with unavailable", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const got = collect(await connect(mesh.id, bob));
+    const sending = a.send(bob.pubkey, { typing: "x" }, { ephemeral: true }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    // Written, and the socket drops before its answer can come back.
+    control.sockets.at(-1)!.close(3000, "test drop");
+    // No sendId: the broker keeps no id of an ephemeral send, so sending it again with one would not help.
+    expect(await sending).toMatchObject({ code: "unavailable", sendId: undefined });
+    const marker = await a.send(bob.pubkey, { marker: true });
+    await waitUntil(() => got.messages.some((m) => m.messageId === marker.messageId), 10_000, "the marker");
+    expect(got.messages.filter((m) => JSON.stringify(m.payload).includes("typing"))).toHaveLength(1);
+  });
+
   test("request/reply", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "carol"] });
     const [alice, bob, carol] = members as [SetupMember, SetupMember, SetupMember];
