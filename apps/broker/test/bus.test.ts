@@ -75,6 +75,8 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
       const reached = () => new Set([...holder.pushes(), ...elsewhere.pushes()].map((p) => str(p.messageId)));
       await waitUntil(() => ids.every((id) => reached().has(id)), 10_000, "every message at one of the member's presences");
       expect(elsewhere.pushes().length).toBeGreaterThan(0);
+      // Handed back unwritten, they were never pushed before: their first push is attempt 1.
+      expect(new Set(elsewhere.pushes().map((p) => p.attempt))).toEqual(new Set([1]));
     } finally {
       await wake();
     }

@@ -25,6 +25,8 @@ interface Stage {
   presence: LocalPresence;
   /** Message ids in the order the socket took them. */
   taken: string[];
+  /** The attempt each push the socket took carried, by message id. */
+  attempts: Map<string, number>;
   /** What the socket does with each next push; "sent" once the script runs out. */
   script: PushResult[];
   /** Sends from one sender to the presence's member, each in a statement of its own, leased to the presence by it. */
@@ -46,6 +48,7 @@ async function stage(windowSize: number): Promise<Stage> {
     VALUES (${mesh.id}, ${recipient.id}, ${INSTANCE}, 's', 'recipient') RETURNING id`);
 
   const taken: string[] = [];
+  const attempts = new Map<string, number>();
   const script: PushResult[] = [];
   const presence: LocalPresence = {
     presenceId: row.id,
@@ -56,9 +59,12 @@ async function stage(windowSize: number): Promise<Stage> {
     displayName: "recipient",
     role: "member",
     link: {
-      push(message) {
+      push(message, attempt) {
         const result = script.shift() ?? "sent";
-        if (result !== "dropped") taken.push(message.messageId);
+        if (result !== "dropped") {
+          taken.push(message.messageId);
+          attempts.set(message.messageId, attempt);
+        }
         return result;
       },
       presenceEvent() {},
@@ -109,7 +115,7 @@ async function stage(windowSize: number): Promise<Stage> {
     }
     return leased;
   };
-  return { pump, presence, taken, script, send };
+  return { pump, presence, taken, attempts, script, send };
 }
 
 /** Acks every push the socket took, as a reader would, until it took `ids`. */
@@ -134,6 +140,8 @@ describe("a later lease does not overtake a push handed back to the queue", () =
     s.pump.drained(s.presence);
     await readAll(s, [first.messageId, second.messageId]);
     expect(s.taken).toEqual([first.messageId, second.messageId]);
+    // The dropped push was never delivered: the one the socket took is its first.
+    expect(s.attempts.get(first.messageId)).toBe(1);
     await s.pump.stop();
   });
 

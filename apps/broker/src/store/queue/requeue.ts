@@ -38,8 +38,14 @@ function leasesIn(scope: RequeueScope): SQL | null {
 export async function requeue(db: Executor, scope: RequeueScope): Promise<string[]> {
   const which = leasesIn(scope);
   if (which === null) return [];
+  // A push never written was never delivered: its claim is undone, so its
+  // first real push is attempt 1 again (not counted as a redelivery) and
+  // deliveredAt stays unset until then.
+  const undoClaim = "pushes" in scope;
   const rows = await db.rows<{ memberId: string }>(sql`
-    UPDATE deliveries SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL
+    UPDATE deliveries SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL,
+           attempt = CASE WHEN ${undoClaim}::boolean THEN greatest(attempt - 1, 0) ELSE attempt END,
+           delivered_at = CASE WHEN ${undoClaim}::boolean AND attempt <= 1 THEN NULL ELSE delivered_at END
     WHERE state = 'leased' AND id IN (${which})
     RETURNING recipient_member_id AS "memberId"`);
   return unique(rows.map((r) => r.memberId));
