@@ -5,8 +5,8 @@ import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema, UPGRADE_REFUSAL_C
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 // Seconds, from well under a millisecond (a group commit on a quiet server)
-// to the lease (a push that waited for a recipient to become idle).
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+// to half an hour (a next or low message held while its recipient worked).
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
 // Default metrics that are gauges named like counters: promtool's lint
 // rejects them, and their per-type siblings (nodejs_active_handles, …) stay.
@@ -101,7 +101,7 @@ export function createMetrics() {
     }),
     pushLatencySeconds: new Histogram({
       name: "broker_push_latency_seconds",
-      help: "From a message's commit to its push being written to a recipient's socket",
+      help: "From a message's commit to its first push written to a recipient's socket (held messages included)",
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
