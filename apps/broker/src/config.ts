@@ -144,7 +144,12 @@ export const configSchema = z.object({
   WEBHOOK_BACKOFF_MAX_MS: int(10, 86_400_000, 300_000),
   SENTRY_DSN: z.url({ protocol: /^https?$/, error: "expected a Sentry DSN (an http or https URL)" }).optional(),
   // Browsers (docs/browser.md).
-  JWT_SECRET: z.string().min(32, { error: "expected at least 32 characters" }).optional(),
+  // Whitespace at an end is a secret file's newline, which the token issuer's copy lacks: every JWT hello would fail.
+  JWT_SECRET: z
+    .string()
+    .min(32, { error: "expected at least 32 characters" })
+    .regex(/^\S(.*\S)?$/s, { error: "begins or ends with whitespace (a trailing newline?), which the issuer's secret would not have" })
+    .optional(),
   JWT_PUBLIC_KEY: jwtPublicKey.optional(),
   CORS_ORIGINS: origins.optional(),
   /** Unset: MESSAGE_TTL_SECONDS. */
@@ -200,7 +205,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (value !== undefined && value !== "") present[key] = value;
   }
   const parsed = configSchema.safeParse(present);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    const { WEBHOOK_BACKOFF_MIN_MS: min, WEBHOOK_BACKOFF_MAX_MS: max } = parsed.data;
+    if (min > max) throw new ConfigError(`invalid environment variable WEBHOOK_BACKOFF_MIN_MS: ${min} is more than WEBHOOK_BACKOFF_MAX_MS (${max})`);
+    return parsed.data;
+  }
   const lines = parsed.error.issues.map((issue) => {
     const name = String(issue.path[0] ?? "environment");
     const value = Object.hasOwn(present, name) ? present[name] : undefined;

@@ -64,6 +64,21 @@ describe("configuration", () => {
     expect(() => loadConfig({ [name]: value })).toThrow(`invalid environment variable ${name}`);
   });
 
+  test("a JWT_SECRET with whitespace at an end (a secret file's newline) is refused; one inside is kept", () => {
+    const secret = "jwt-secret-0123456789-0123456789-abc";
+    for (const value of [`${secret}\n`, ` ${secret}`]) {
+      expect(() => loadConfig({ JWT_SECRET: value })).toThrow("invalid environment variable JWT_SECRET: begins or ends with whitespace");
+    }
+    expect(loadConfig({ JWT_SECRET: `${secret} with words` }).JWT_SECRET).toBe(`${secret} with words`);
+  });
+
+  test("WEBHOOK_BACKOFF_MIN_MS above WEBHOOK_BACKOFF_MAX_MS is refused rather than ignored", () => {
+    expect(() => loadConfig({ WEBHOOK_BACKOFF_MIN_MS: "5000", WEBHOOK_BACKOFF_MAX_MS: "1000" })).toThrow(
+      "invalid environment variable WEBHOOK_BACKOFF_MIN_MS: 5000 is more than WEBHOOK_BACKOFF_MAX_MS (1000)",
+    );
+    expect(loadConfig({ WEBHOOK_BACKOFF_MIN_MS: "1000", WEBHOOK_BACKOFF_MAX_MS: "1000" }).WEBHOOK_BACKOFF_MAX_MS).toBe(1000);
+  });
+
   test("the browser variables: keys, origins, retention, dashboard", () => {
     const { publicKey } = generateKeyPairSync("ed25519");
     const pem = publicKey.export({ type: "spki", format: "pem" }).toString();
