@@ -3,7 +3,8 @@
 import { connect } from "../connect.ts";
 import { migrate } from "../migrate.ts";
 
-const db = await connect({ databaseUrl: process.env.DATABASE_URL, dataDir: process.env.DATA_DIR ?? "./.switchboard" });
+// Empty counts as unset, as for the broker (compose files often pass "").
+const db = await connect({ databaseUrl: process.env.DATABASE_URL || undefined, dataDir: process.env.DATA_DIR || "./.switchboard" });
 try {
   const applied = await migrate(db);
   console.log(applied.length ? `applied: ${applied.join(", ")}` : "schema is current");
