@@ -2,6 +2,9 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
 import { backendKind, freshBackend, spawnRaw, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import postgres from "postgres";
 
 const open: Array<Database | TestBackend> = [];
@@ -24,6 +27,20 @@ async function fresh() {
 }
 
 describe("migrations", () => {
+  test("bun run db:migrate with DATA_DIR and DATABASE_URL empty (as compose passes them) migrates the default ./.switchboard", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), "switchboard-migrate-"));
+    try {
+      const cli = join(import.meta.dir, "..", "..", "..", "packages", "db", "src", "cli", "migrate.ts");
+      const proc = Bun.spawn(["bun", cli], { cwd, env: { PATH: process.env.PATH ?? "", HOME: cwd, DATA_DIR: "", DATABASE_URL: "" }, stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      expect({ code, err: code === 0 ? "" : err }).toEqual({ code: 0, err: "" });
+      expect(out).toStartWith("applied: ");
+      expect(existsSync(join(cwd, ".switchboard"))).toBe(true);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   test.skipIf(backendKind !== "postgres")("a migration its database refuses is logged as db migration failed, not as an outage, and retried (needs DATABASE_URL)", async () => {
     const { backend } = await fresh();
     const squatter = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
