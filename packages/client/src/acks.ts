@@ -7,16 +7,20 @@ const MAX_FRAME_IDS = 1000;
 export class AckBatcher {
   private readonly waiting = new Set<string>();
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Ids per frame: fewer once the broker closed a socket for an ack frame too large (its MAX_MESSAGE_BYTES is small). */
+  private frameIds = MAX_FRAME_IDS;
+  /** The largest frame written since connected(): its length and how many ids it held. */
+  private largest = { length: 0, ids: 0 };
 
-  /** send writes one client_ack frame and returns false when there is no open socket. */
+  /** send writes one client_ack frame and returns its length, or null when there is no open socket. */
   constructor(
     private readonly delayMs: number,
-    private readonly send: (messageIds: string[]) => boolean,
+    private readonly send: (messageIds: string[]) => number | null,
   ) {}
 
   add(messageId: string): void {
     this.waiting.add(messageId);
-    if (this.waiting.size >= MAX_BATCH) this.flush();
+    if (this.waiting.size >= Math.min(MAX_BATCH, this.frameIds)) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.delayMs);
   }
 
@@ -29,11 +33,28 @@ export class AckBatcher {
     clearTimeout(this.timer);
     this.timer = undefined;
     const ids = [...this.waiting];
-    for (let i = 0; i < ids.length; i += MAX_FRAME_IDS) {
-      const chunk = ids.slice(i, i + MAX_FRAME_IDS);
-      if (!this.send(chunk)) return;
+    for (let i = 0; i < ids.length; i += this.frameIds) {
+      const chunk = ids.slice(i, i + this.frameIds);
+      const length = this.send(chunk);
+      if (length === null) return;
+      if (length > this.largest.length) this.largest = { length, ids: chunk.length };
       for (const id of chunk) this.waiting.delete(id);
     }
+  }
+
+  /** A new socket: what was written on the last one no longer matters. */
+  connected(): void {
+    this.largest = { length: 0, ids: 0 };
+  }
+
+  /** The length of the largest ack frame written on this socket (0: none). */
+  get largestWritten(): number {
+    return this.largest.length;
+  }
+
+  /** The broker closed the socket (1009) for that frame: from now on frames hold half as many ids. */
+  frameTooLarge(): void {
+    this.frameIds = Math.max(1, Math.floor(this.largest.ids / 2));
   }
 
   dispose(): void {

@@ -86,9 +86,10 @@ export class SwitchboardClient {
 
   private constructor(private readonly config: ClientConfig) {
     this.publicKey = config.publicKey;
-    this.acks = new AckBatcher(config.ackDelayMs, (messageIds) =>
-      this.connection !== null && this.connection.send(JSON.stringify({ type: "client_ack", messageIds })),
-    );
+    this.acks = new AckBatcher(config.ackDelayMs, (messageIds) => {
+      const text = JSON.stringify({ type: "client_ack", messageIds });
+      return this.connection?.send(text) ? text.length : null;
+    });
     this.keys = new KeyRing(config.secretKey, config.publicKey, config.channelKeys);
     this.inbox = new Inbox(this.keys, this.acks, config.acks);
     this.replies = new ReplyWaiters((fn) => this.on("message", fn));
@@ -374,6 +375,7 @@ export class SwitchboardClient {
       throw new SwitchboardError("closed", "the client was closed while connecting");
     }
     this.connection = connection;
+    this.acks.connected();
     this.openedAt = Date.now();
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;
@@ -442,9 +444,12 @@ export class SwitchboardClient {
     if (generation !== this.generation || this.state === "closed") return;
     this.connection = null;
     if (code === 1009) {
-      // The broker refused a frame as too large; re-sending it would loop forever.
+      // The broker refused a frame as too large; re-sending it would loop
+      // forever. The largest written is the likeliest: a call (rejected), or
+      // a frame of acks (later ones are made smaller).
       const culprit = this.outbox.largestWrittenOn(generation);
-      if (culprit && this.outbox.take(culprit.reqId)) culprit.reject(new SwitchboardError("too_large", "the broker closed the socket: frame too large"));
+      if (this.acks.largestWritten > (culprit?.text.length ?? 0)) this.acks.frameTooLarge();
+      else if (culprit && this.outbox.take(culprit.reqId)) culprit.reject(new SwitchboardError("too_large", "the broker closed the socket: frame too large"));
     }
     const willReconnect = !isFinalCloseCode(code) && this.config.reconnect !== null && this.config.reconnect.maxAttempts > 0;
     this.events.emit("close", { code, reason, willReconnect });

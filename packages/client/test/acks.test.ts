@@ -194,3 +194,39 @@ test("a send that timed out names its id: sent again with it, the broker stores 
   await waitUntil(() => received.some((m) => m.messageId === marker.messageId), 10_000, "the marker");
   expect(received.map((m) => m.payload)).toEqual(["once", "marker"]);
 });
+
+test("a broker whose MAX_MESSAGE_BYTES is too small for a frame of acks (1009): acks go in smaller frames and all reach it", async () => {
+  // 200 ids make a frame of about 7.8 KB.
+  const small = await TestBroker.start({ MAX_MESSAGE_BYTES: "4096", SEND_RATE_LIMIT_PER_MIN: "100000" });
+  cleanup.push(() => small.dispose());
+  const { mesh, members } = await setupMesh(small.admin, { members: ["alice", "bob"] });
+  const [alice, bob] = members as [SetupMember, SetupMember];
+  const sender = await TestPeer.connect(small.wsUrl, { identity: alice.identity, meshId: mesh.id });
+  cleanup.push(() => sender.close());
+  const b = await SwitchboardClient.connect({
+    url: small.url,
+    meshId: mesh.id,
+    secretKey: bob.identity.secretKey,
+    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+    ackDelayMs: 60_000,
+  });
+  cleanup.push(() => b.close());
+  const got = new Set<string>();
+  b.on("message", (m) => got.add(m.messageId));
+  const tooLarge: number[] = [];
+  b.on("close", (c) => {
+    if (c.code === 1009) tooLarge.push(c.code);
+  });
+  const plain = { nonce: "plain", ciphertext: Buffer.from(JSON.stringify("m")).toString("base64") };
+  const sent: string[] = [];
+  for (let i = 0; i < 300; i++) sent.push(String((await sender.send(bob.pubkey, plain)).messageId));
+  await waitUntil(() => sent.every((id) => got.has(id)), 30_000, "bob's 300 messages");
+  await b.close();
+  // Every ack reached the broker: the next connection of bob gets nothing again before a later message.
+  const next = await TestPeer.connect(small.wsUrl, { identity: bob.identity, meshId: mesh.id });
+  cleanup.push(() => next.close());
+  const marker = await sender.send(bob.pubkey, plain);
+  const [first] = await next.waitForPushes(1, 15_000);
+  expect(first?.messageId).toBe(marker.messageId);
+  expect(tooLarge.length).toBeLessThanOrEqual(1);
+}, 90_000);

@@ -168,7 +168,7 @@ describe("Inbox, manual acks", () => {
 
   test("a message the application still holds is not handed over again once the recent-ids window moved past it", async () => {
     const acked: string[] = [];
-    const acks = new AckBatcher(10_000, (ids) => (acked.push(...ids), true));
+    const acks = new AckBatcher(10_000, (ids) => (acked.push(...ids), ids.length));
     const me = await generateKeypair();
     const inbox = new Inbox(new KeyRing(me.secretKey, me.publicKey), acks, "manual", new RecentIds(3));
     const kinds = ["x", "a", "b", "c", "x"].map((id) => inbox.receive(push(id)).kind);
@@ -191,10 +191,10 @@ describe("AckBatcher", () => {
     const acks = new AckBatcher(30, (ids) => {
       if (!online) {
         refused.push(ids);
-        return false;
+        return null;
       }
       frames.push(ids);
-      return true;
+      return ids.length;
     });
     acks.add("1");
     acks.add("2");
