@@ -18,6 +18,7 @@ import {
   type SetupMember,
   type TestBroker,
 } from "@switchboard/testkit";
+import postgres from "postgres";
 import { expectHookError, postHook, statusSeenBy } from "./support/status.ts";
 
 const MAX_MESSAGE_BYTES = 2048;
@@ -319,6 +320,39 @@ describe.skipIf(backendKind !== "postgres")("a hook racing its session's hello (
       await waitUntil(async () => (await statusSeenBy(peer, sessionId))?.status === "working", 10_000, "the kept signal applied");
     } finally {
       await wake();
+    }
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("a hook racing a hello that replaces its session (needs DATABASE_URL)", () => {
+  const env = useTestBroker();
+
+  test("a Stop applied to the old presence while the hello waits for its mesh is what the new presence starts with", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const sessionId = `replaced-${crypto.randomUUID()}`;
+    const old = await connect(env, member, mesh.id, { sessionId, cwd });
+    expect((await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) })).status).toBe(200);
+    expect((await statusSeenBy(old, sessionId))?.status).toBe("working");
+    // The mesh's row held from outside: the replacing hello reads the session's
+    // status, then waits for the mesh while the Stop hook lands on the old presence.
+    const sql = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const holding = sql.begin(async (tx) => {
+        await tx`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
+        const waiting = async () =>
+          (await tx`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)[0]!.n > 0;
+        const connecting = connect(env, member, mesh.id, { sessionId, cwd });
+        await waitUntil(waiting, 10_000, "the hello waiting for the mesh");
+        const stop = await postHook(env.url, { token, body: claudeHookInput("Stop", sessionId, cwd) });
+        expect(stop).toEqual({ status: 200, body: { ok: true, presence_id: old.helloAck?.presenceId } });
+        // Not awaited here: the hello goes on once this transaction ends.
+        return { connecting };
+      });
+      const replacing = await (await holding).connecting;
+      expect(replacing.helloAck?.status).toBe("idle");
+      expect((await statusSeenBy(replacing, sessionId))?.status).toBe("idle");
+    } finally {
+      await sql.end();
     }
   });
 });

@@ -171,7 +171,12 @@ export class HelloService {
     }
     for (const p of passing) {
       const e = ended.find((x) => x.memberId === p.presence.memberId && x.sessionId === hellos[p.idx]!.sessionId);
-      if (e) p.presence.replaced = { id: e.id, instanceId: e.instanceId };
+      if (!e) continue;
+      p.presence.replaced = { id: e.id, instanceId: e.instanceId };
+      // Read under the row's lock, after any hook that changed it while this
+      // batch waited for its meshes: newer than the status resolveHellos saw.
+      statuses[p.idx] = initialStatus(resolved[p.idx]!.pending?.status ?? null, { status: e.status, source: e.statusSource, ageMs: e.ageMs });
+      p.presence.status = statuses[p.idx]!.status;
     }
 
     const inserted = await insertPresencesWithinCap(

@@ -31,6 +31,11 @@ export interface PresenceRef {
 export interface EndedSession extends PresenceRef {
   memberId: string;
   sessionId: string;
+  /** Its status as it ended: the latest, written after any hook that held its row. */
+  status: Status;
+  statusSource: StatusSource;
+  /** Milliseconds since that status was set. */
+  ageMs: number;
 }
 
 /** Ends the live presences of these members' sessions, if any; returns them. */
@@ -40,7 +45,9 @@ export async function endSessions(tx: Executor, sessions: Array<{ memberId: stri
     UPDATE presences p SET disconnected_at = now()
     FROM jsonb_to_recordset(${jsonParam(sessions)}) AS s("memberId" uuid, "sessionId" text)
     WHERE p.member_id = s."memberId" AND p.session_id = s."sessionId" AND p.disconnected_at IS NULL
-    RETURNING p.id, p.instance_id AS "instanceId", p.member_id AS "memberId", p.session_id AS "sessionId"`);
+    RETURNING p.id, p.instance_id AS "instanceId", p.member_id AS "memberId", p.session_id AS "sessionId",
+              p.status, p.status_source AS "statusSource",
+              (extract(epoch FROM now() - p.status_updated_at) * 1000)::float8 AS "ageMs"`);
 }
 
 // Inserts new presences only while their mesh stays under its cap, and
