@@ -324,7 +324,7 @@ describe.skipIf(backendKind !== "postgres")("a hook racing its session's hello (
   });
 });
 
-describe.skipIf(backendKind !== "postgres")("a hook racing a hello that replaces its session (needs DATABASE_URL)", () => {
+describe.skipIf(backendKind !== "postgres")("hooks racing a hello held behind its mesh's lock (needs DATABASE_URL)", () => {
   const env = useTestBroker();
 
   test("a Stop applied to the old presence while the hello waits for its mesh is what the new presence starts with", async () => {
@@ -351,6 +351,70 @@ describe.skipIf(backendKind !== "postgres")("a hook racing a hello that replaces
       const replacing = await (await holding).connecting;
       expect(replacing.helloAck?.status).toBe("idle");
       expect((await statusSeenBy(replacing, sessionId))?.status).toBe("idle");
+    } finally {
+      await sql.end();
+    }
+  });
+
+  test("a kept signal looked at again as its presence ends stays kept, for the session's next presence", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const sessionId = `ending-${crypto.randomUUID()}`;
+    const sql = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    const locks = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const kept = async () => (await sql`SELECT count(*)::int AS n FROM pending_hook_statuses WHERE session_id = ${sessionId}`)[0]!.n;
+      const waitingForLocks = async () =>
+        (await sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)[0]!.n > 0;
+      const holding = locks.begin(async (tx) => {
+        await tx`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
+        const connecting = connect(env, member, mesh.id, { sessionId, cwd });
+        await waitUntil(waitingForLocks, 10_000, "the hello waiting for the mesh");
+        expect(await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) })).toEqual({
+          status: 200,
+          body: { ok: true, pending: true },
+        });
+        return { connecting };
+      });
+      const first = await (await holding).connecting;
+      const presenceId = String(first.helloAck?.presenceId);
+      // The presence's row held while the signal is looked at again (after 1 s); it ends meanwhile.
+      await locks.begin(async (tx) => {
+        await tx`SELECT id FROM presences WHERE id = ${presenceId} FOR UPDATE`;
+        await waitUntil(waitingForLocks, 10_000, "the second look waiting for the presence");
+        await tx`UPDATE presences SET disconnected_at = now() WHERE id = ${presenceId}`;
+      });
+      await Bun.sleep(200);
+      expect(await kept()).toBe(1);
+      const next = await connect(env, member, mesh.id, { sessionId, cwd });
+      expect(next.helloAck?.status).toBe("working");
+    } finally {
+      await Promise.all([sql.end(), locks.end()]);
+    }
+  });
+
+  test("a signal kept while the hello waited, looked at again after a later hook, is spent rather than applied over it", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const sessionId = `late-${crypto.randomUUID()}`;
+    const sql = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const kept = async () => (await sql`SELECT count(*)::int AS n FROM pending_hook_statuses WHERE session_id = ${sessionId}`)[0]!.n;
+      const holding = sql.begin(async (tx) => {
+        await tx`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
+        const waiting = async () =>
+          (await tx`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)[0]!.n > 0;
+        const connecting = connect(env, member, mesh.id, { sessionId, cwd });
+        await waitUntil(waiting, 10_000, "the hello waiting for the mesh");
+        // The hello looked for kept signals before this one was kept.
+        const working = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
+        expect(working).toEqual({ status: 200, body: { ok: true, pending: true } });
+        return { connecting };
+      });
+      const peer = await (await holding).connecting;
+      expect(peer.helloAck?.status).toBe("idle");
+      // The turn ends before the kept signal is looked at again (after 1 s).
+      expect((await postHook(env.url, { token, body: claudeHookInput("Stop", sessionId, cwd) })).status).toBe(200);
+      await waitUntil(async () => (await kept()) === 0, 10_000, "the kept signal looked at again");
+      expect((await statusSeenBy(peer, sessionId))?.status).toBe("idle");
     } finally {
       await sql.end();
     }

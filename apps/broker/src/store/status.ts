@@ -82,10 +82,12 @@ export async function keepPendingSignal(
   return rows[0]!.id;
 }
 
-/** Takes a kept signal back; false when a connecting presence took it first or it expired. */
-export async function takePendingSignal(db: Executor, id: number): Promise<boolean> {
-  const rows = await db.rows(sql`DELETE FROM pending_hook_statuses WHERE id = ${id} AND expires_at > now() RETURNING id`);
-  return rows.length > 0;
+/** Takes a kept signal back, with its age; null when a connecting presence took it first or it expired. */
+export async function takePendingSignal(db: Executor, id: number): Promise<{ ageMs: number } | null> {
+  const rows = await db.rows<{ ageMs: number }>(sql`
+    DELETE FROM pending_hook_statuses WHERE id = ${id} AND expires_at > now()
+    RETURNING (extract(epoch FROM now() - created_at) * 1000)::float8 AS "ageMs"`);
+  return rows[0] ?? null;
 }
 
 /**

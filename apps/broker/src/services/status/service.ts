@@ -9,6 +9,7 @@ import {
   lockPresenceStatus,
   takePendingSignal,
   writePresenceStatus,
+  type LockedStatus,
   type SignalOrigin,
 } from "../../store/status.ts";
 import type { InstanceBus } from "../bus.ts";
@@ -47,7 +48,19 @@ export class StatusService {
 
   /** Null when the presence is not live. */
   async apply(presenceId: string, signal: StatusSignal): Promise<StatusResult | null> {
-    const result = await retryTransient(() => this.db.transaction((tx) => this.applyIn(tx, presenceId, signal)));
+    return this.settled(
+      presenceId,
+      await retryTransient(() =>
+        this.db.transaction(async (tx) => {
+          const current = await lockPresenceStatus(tx, presenceId);
+          return current && this.decideIn(tx, presenceId, current, signal);
+        }),
+      ),
+    );
+  }
+
+  /** What follows a committed decision: the change told to this instance's subscribers and pump. */
+  private settled(presenceId: string, result: StatusResult | null): StatusResult | null {
     if (result?.applied) {
       this.events.deliver([{ presenceId, event: "status" }]);
       this.onChanged(result.memberId);
@@ -74,15 +87,29 @@ export class StatusService {
     return { pending: true };
   }
 
+  // The kept signal is taken under the presence's row lock, in the
+  // transaction that applies it: a presence that ended meanwhile leaves it
+  // kept, and a status set after the signal was kept (a later hook, say)
+  // is newer news, so the signal is spent without being applied.
   private async retake(memberId: string, origin: SignalOrigin, status: "idle" | "working", pendingId: number): Promise<StatusResult | null> {
     const presenceId = await findPresenceForSignal(this.db, memberId, origin);
-    if (!presenceId || !(await takePendingSignal(this.db, pendingId))) return null;
-    return this.apply(presenceId, { status, source: "hook" });
+    if (!presenceId) return null;
+    const result = await retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        const current = await lockPresenceStatus(tx, presenceId);
+        if (!current) return null;
+        const kept = await takePendingSignal(tx, pendingId);
+        if (!kept) return null;
+        if (current.ageMs < kept.ageMs) {
+          return { presenceId, memberId: current.memberId, status: current.status, statusSource: current.statusSource, applied: false };
+        }
+        return this.decideIn(tx, presenceId, current, { status, source: "hook" });
+      }),
+    );
+    return this.settled(presenceId, result);
   }
 
-  private async applyIn(tx: Executor, presenceId: string, signal: StatusSignal): Promise<StatusResult | null> {
-    const current = await lockPresenceStatus(tx, presenceId);
-    if (!current) return null;
+  private async decideIn(tx: Executor, presenceId: string, current: LockedStatus, signal: StatusSignal): Promise<StatusResult> {
     const next = decideStatus(
       { status: current.status, source: current.statusSource, ageMs: current.ageMs },
       signal,
