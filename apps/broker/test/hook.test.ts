@@ -469,6 +469,13 @@ describe(`hook rate limit, metrics and pending expiry (HOOK_RATE_LIMIT_PER_MIN=3
     expect((await metric(env, "broker_hook_requests_rate_limited_total")) - limitedBefore).toBe(2);
   });
 
+  test("a session refused for its own rate does not use up its token's: other sessions of the token are still accepted", async () => {
+    const { token, cwd } = await memberWithToken(env);
+    // Far past its own limit of 3; the token's 300 would be spent by counting every refusal.
+    for (let i = 0; i < 300; i++) await postHook(env.url, { token, body: { cwd, pid: 700, status: "working" } });
+    expect((await postHook(env.url, { token, body: { cwd, pid: 701, status: "working" } })).status).toBe(200);
+  });
+
   test("a pending signal is not applied after PENDING_HOOK_SECONDS", async () => {
     const { mesh, member, token, cwd } = await memberWithToken(env);
     const sessionId = `sess-${crypto.randomUUID()}`;

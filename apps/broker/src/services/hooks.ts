@@ -47,14 +47,18 @@ export class HookService {
     const member = await findMemberByTokenHash(this.db, tokenHash, "hook");
     if (!member) return refuse("unauthorized", "unknown or revoked hook token");
     const now = this.options.clock();
+    const sessionKey = `${tokenHash} ${pid ?? "-"} ${body.cwd}`;
+    // The session's own limit first, counting nothing: a session refused for
+    // looping must not spend the token's share of the other sessions.
+    if (this.perSession.exhausted(sessionKey, now)) {
+      this.metrics.hookRateLimited.inc();
+      return refuse("rate_limited", `more than ${this.options.rateLimitPerMin} hook requests a minute from this session`);
+    }
     if (!this.perToken.allow(tokenHash, now)) {
       this.metrics.hookRateLimited.inc();
       return refuse("rate_limited", `more than ${this.options.rateLimitPerTokenPerMin} hook requests a minute with this token`);
     }
-    if (!this.perSession.allow(`${tokenHash} ${pid ?? "-"} ${body.cwd}`, now)) {
-      this.metrics.hookRateLimited.inc();
-      return refuse("rate_limited", `more than ${this.options.rateLimitPerMin} hook requests a minute from this session`);
-    }
+    this.perSession.allow(sessionKey, now);
 
     const status = statusOfHook(body);
     const origin = { sessionId: body.session_id ?? null, pid, cwd: body.cwd };
