@@ -6,7 +6,7 @@ import type { Database, Executor } from "@switchboard/db";
 import { PRESENCE_EVENTS } from "@switchboard/protocol";
 import { z } from "zod";
 import type { Logger } from "../log.ts";
-import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS, notify } from "../store/notify.ts";
+import { BUS_CHANNEL, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS, notify } from "../store/notify.ts";
 
 const busMessage = z.object({
   /** These members' queues have new work. */
@@ -41,9 +41,10 @@ export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage {
 }
 
 // Postgres refuses payloads of 8000 bytes or more; no list entry is over 75
-// bytes (a presence change, a closed presence), so 100 fit in one. Member
-// ids (39 bytes) go as many as the send statement's own payload holds.
-const MAX_LIST_ENTRIES = 100;
+// bytes (a presence change, a closed presence), so MAX_NOTIFIED_ENTRIES fit
+// in one. Member ids (39 bytes) go as many as the send statement's own
+// payload holds.
+const MAX_LIST_ENTRIES = MAX_NOTIFIED_ENTRIES;
 
 function chunked<T>(items: T[] | undefined, max = MAX_LIST_ENTRIES): T[][] {
   const chunks: T[][] = [];

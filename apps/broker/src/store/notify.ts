@@ -14,3 +14,6 @@ export async function notify(tx: Executor, payload: string): Promise<void> {
  * a notification of new work names the meshes instead (services/bus.ts).
  */
 export const MAX_NOTIFIED_MEMBERS = 150;
+
+/** Entries of any other list (mesh ids, presence changes) one payload may carry: each under 80 bytes. */
+export const MAX_NOTIFIED_ENTRIES = 100;

@@ -11,7 +11,7 @@
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
-import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
+import { BUS_CHANNEL, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
 import { receivable, receivesOnSockets } from "./eligibility.ts";
@@ -48,7 +48,7 @@ export interface EnqueuedSend {
   leased: string;
   /** When the messages were stored (ISO-8601 UTC), the same for the whole batch. */
   createdAt: string;
-  /** 1 when the statement notified the other instances (selected so that the notifying CTE runs). */
+  /** How many notices the statement sent the other instances (selected so that the notifying CTE runs). */
   notified: number;
 }
 
@@ -143,16 +143,25 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
     -- attempt is 1 exactly for a delivery leased to a presence here (a push
     -- to hand out); 0 for one queued or held for a waiting request (the
     -- other instances must hear of it). The payload follows queuedWork in
-    -- services/bus.ts: member ids up to MAX_NOTIFIED_MEMBERS, else meshes.
-    notified AS (
-      SELECT pg_notify(${BUS_CHANNEL}, CASE
-               WHEN count(DISTINCT e.recipient_member_id) <= ${MAX_NOTIFIED_MEMBERS}
-                 THEN json_build_object('members', json_agg(DISTINCT e.recipient_member_id))::text
-               ELSE (SELECT json_build_object('meshes', json_agg(DISTINCT w."meshId")) FROM writable w)::text
-             END)
-      FROM enqueued e
+    -- services/bus.ts: member ids up to MAX_NOTIFIED_MEMBERS, else their
+    -- meshes, MAX_NOTIFIED_ENTRIES to a notice (a payload is under 8000 bytes).
+    queued_work AS (
+      SELECT e.recipient_member_id, w."meshId"
+      FROM enqueued e JOIN writable w ON w.id = e.message_id
       WHERE ${holders.notify} AND e.attempt = 0
-      HAVING count(*) > 0
+    ),
+    notices AS (
+      SELECT json_build_object('members', json_agg(DISTINCT recipient_member_id))::text AS payload
+      FROM queued_work
+      HAVING count(*) > 0 AND count(DISTINCT recipient_member_id) <= ${MAX_NOTIFIED_MEMBERS}
+      UNION ALL
+      SELECT json_build_object('meshes', json_agg(m."meshId"))::text
+      FROM (SELECT d."meshId", row_number() OVER (ORDER BY d."meshId") AS n FROM (SELECT DISTINCT "meshId" FROM queued_work) d) m
+      WHERE (SELECT count(DISTINCT recipient_member_id) FROM queued_work) > ${MAX_NOTIFIED_MEMBERS}
+      GROUP BY (m.n - 1) / ${MAX_NOTIFIED_ENTRIES}
+    ),
+    notified AS (
+      SELECT pg_notify(${BUS_CHANNEL}, payload) FROM notices
     ),
     -- Lists per send, aggregated once and joined by key: a subquery per send
     -- over these CTEs would scan them whole for every send of the batch.
