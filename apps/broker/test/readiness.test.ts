@@ -5,12 +5,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   freePort,
   ownPostgresTestsRun,
+  setupMesh,
   spawnBroker,
   startPostgresCluster,
   TEST_ADMIN_TOKEN,
   TestBroker,
+  TestPeer,
   type BrokerProcess,
   type PostgresCluster,
+  type SetupMember,
 } from "@switchboard/testkit";
 import postgres from "postgres";
 
@@ -66,6 +69,27 @@ describe("readiness", () => {
     expect(socket.readyState).toBe(WebSocket.OPEN);
     expect(await broker.process.exited).toBe(0);
     expect(await closed).toBe(1001);
+  });
+
+  test("a peer that leaves during the drain gives its leases back at once: its member's other presence gets them", async () => {
+    const broker = await TestBroker.start({ SHUTDOWN_DRAIN_MS: "5000" });
+    cleanups.push(() => broker.dispose());
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });
+    const [sender, recipient] = members as [SetupMember, SetupMember];
+    const from = await TestPeer.connect(broker.wsUrl, { identity: sender.identity, meshId: mesh.id });
+    // Takes the push and never acks it: the message is leased to it.
+    const holder = await TestPeer.connect(broker.wsUrl, { identity: recipient.identity, meshId: mesh.id });
+    const ack = await from.send(recipient.pubkey);
+    await holder.waitForPushes(1);
+    const other = await TestPeer.connect(broker.wsUrl, { identity: recipient.identity, meshId: mesh.id, autoAck: true });
+    broker.process.kill("SIGTERM");
+    expect((await readyBecomes(broker.url, "draining", 4000))?.code).toBe(503);
+    await holder.close();
+    // Within the drain, not only once the instance stops (by then every socket is closed).
+    const [push] = await other.waitForPushes(1, 4000);
+    expect(push?.messageId).toBe(ack.messageId);
+    expect(await broker.process.exited).toBe(0);
+    await Promise.all([from.close(), other.close()]);
   });
 });
 

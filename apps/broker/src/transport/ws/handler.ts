@@ -36,7 +36,10 @@ export function createWsHandler(deps: WsDeps) {
   const { log, metrics } = deps;
   const handlers = frameHandlers(deps);
   const open = new Set<Socket>();
-  let shuttingDown = false;
+  /** Shutdown began (the drain): new sockets are refused. */
+  let refusing = false;
+  /** The sockets are being closed: the instance ends their presences in one statement of its own. */
+  let closingAll = false;
 
   /** Writes the answer; a connection refused too often in a minute is closed with 1008 and the refusal's code. */
   function answer(ws: Socket, frame: Reply, reqId: string | undefined): void {
@@ -139,7 +142,9 @@ export function createWsHandler(deps: WsDeps) {
       if (!presence) return log.debug(fields, "ws close");
       log.info(fields, "ws close");
       metrics.connectionsActive.dec();
-      if (shuttingDown) return deps.lifecycle.forget(presence);
+      // A peer leaving by itself during the drain is ended as ever: its leases
+      // go back now, for its other presences, not when the instance stops.
+      if (closingAll) return deps.lifecycle.forget(presence);
       deps.lifecycle
         .left(presence, `closed ${code}`)
         .catch((error) => log.error({ err: error, presenceId: presence.presenceId }, "disconnect failed"));
@@ -150,16 +155,17 @@ export function createWsHandler(deps: WsDeps) {
     handlers: socketHandlers,
     /** False once shutdown began: new sockets are refused rather than admitted into a stopping instance. */
     get accepting(): boolean {
-      return !shuttingDown;
+      return !refusing;
     },
     newConnection: (address: string) => newConnection(address, deps.inflight, deps.inflightBudget),
     /** Shutdown began: new sockets are refused; the open ones go on until closeAll. */
     refuseNew() {
-      shuttingDown = true;
+      refusing = true;
     },
     /** Shutdown: every socket closes with 1001; the instance ends its presences in one statement. */
     closeAll() {
-      shuttingDown = true;
+      refusing = true;
+      closingAll = true;
       const { code, reason } = END_CLOSE.shutdown;
       for (const ws of open) ws.close(code, reason);
     },
