@@ -91,6 +91,22 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     expect(acks.every((ack) => ack.type === "ack")).toBe(true);
   });
 
+  test("an ack frame past the limit still applies the ids a push on the connection awaits; only the others are refused", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await pool.connect(broker.wsUrl, a, mesh.id);
+    const recipient = await pool.connect(broker.wsUrl, b, mesh.id);
+    const token = await broker.admin.createApiToken(mesh.id, a.id);
+    await sendMany(sender, [sendFrame(b.pubkey)]);
+    const [push] = await recipient.waitForPushes(1);
+    const mine = str(push!.messageId);
+    const madeUp = Array.from({ length: 11 }, () => crypto.randomUUID());
+    const over = await recipient.request({ type: "client_ack", messageIds: [mine, ...madeUp], reqId: "mixed" });
+    expect(over).toMatchObject({ type: "error", code: "rate_limited", reqId: "mixed" });
+    const state = async () => (await messageStatus<StatusBody>(broker.url, token, mine)).body.recipients[0]?.state;
+    await waitUntil(async () => (await state()) === "acked", 10_000, "the awaited id applied");
+  });
+
   test("a member joins at most MAX_CHANNELS_PER_MEMBER channels; joining one it is in, or after leaving one, works", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const peer = await pool.connect(broker.wsUrl, members[0]!, mesh.id);

@@ -24,25 +24,37 @@ export class FrameLimits {
     this.acks = new RateLimiter(options.ackIdsPerMin);
   }
 
-  /** Null when the frame may go on; nothing of a refused frame is counted. */
-  check(presence: Pick<LocalPresence, "memberId" | "window">, frame: SessionFrame): Refusal<"rate_limited"> | null {
+  /**
+   * Null when the frame may go on; nothing of a refused frame is counted. An
+   * ack frame is checked by ackedWithin instead.
+   */
+  check(presence: Pick<LocalPresence, "memberId">, frame: Exclude<SessionFrame, { type: "client_ack" }>): Refusal<"rate_limited"> | null {
     const now = this.options.clock();
     switch (frame.type) {
       case "send":
         return null;
-      case "client_ack": {
-        const unawaited = frame.messageIds.length - presence.window.awaited(frame.messageIds);
-        if (unawaited === 0 || this.acks.allow(presence.memberId, now, unawaited)) return null;
-        return refuse(
-          "rate_limited",
-          `more than ${this.options.ackIdsPerMin} acknowledged ids in a minute that no push on this connection awaited; these were not applied`,
-        );
-      }
       default:
         return this.control.allow(presence.memberId, now)
           ? null
           : refuse("rate_limited", `more than ${this.options.controlPerMin} ${frame.type} and other control frames in a minute`);
     }
+  }
+
+  /**
+   * The ids of an ack frame that may be applied: all of them within the
+   * limit; past it only those a push on this connection awaits (never
+   * counted), the rest refused and not applied.
+   */
+  ackedWithin(presence: Pick<LocalPresence, "memberId" | "window">, messageIds: readonly string[]): { apply: readonly string[]; refusal: Refusal<"rate_limited"> | null } {
+    const { awaited, late } = presence.window.split(messageIds);
+    if (late.length === 0 || this.acks.allow(presence.memberId, this.options.clock(), late.length)) return { apply: messageIds, refusal: null };
+    return {
+      apply: awaited,
+      refusal: refuse(
+        "rate_limited",
+        `more than ${this.options.ackIdsPerMin} acknowledged ids in a minute that no push on this connection awaited; those ${late.length} were not applied`,
+      ),
+    };
   }
 
   prune(): void {

@@ -69,11 +69,6 @@ export class PushWindow {
     return { awaited: [...awaited], late };
   }
 
-  /** How many distinct ids among these are pushes still awaiting their ack here. */
-  awaited(messageIds: readonly string[]): number {
-    return this.split(messageIds).awaited.length;
-  }
-
   settled(messageIds: Iterable<string>): void {
     for (const id of messageIds) this.leases.delete(id);
   }

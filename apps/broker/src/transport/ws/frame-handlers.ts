@@ -103,6 +103,12 @@ export function dispatch(
   presence: LocalPresence,
   frame: SessionFrame,
 ): Promise<Answer | undefined> {
+  if (frame.type === "client_ack") {
+    const { apply, refusal } = limits.ackedWithin(presence, frame.messageIds);
+    const refused: Answer | undefined = refusal ? { type: "error", code: refusal.code, message: refusal.message } : undefined;
+    if (apply.length === 0) return Promise.resolve(refused);
+    return handlers.client_ack(presence, { ...frame, messageIds: [...apply] }).then((answer) => refused ?? answer);
+  }
   const limited = limits.check(presence, frame);
   if (limited) return Promise.resolve({ type: "error", code: limited.code, message: limited.message });
   // TypeScript cannot correlate handlers[frame.type] with frame itself.
