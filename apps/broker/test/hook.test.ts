@@ -1,7 +1,7 @@
 // POST /hook/set-status (PROTOCOL.md §3) against real broker processes: token
 // auth, Claude Code's own hook input, how a signal finds its presence, signals
 // kept for presences that connect later, limits, and the database going away.
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import {
   backendKind,
   ownPostgresTestsRun,
@@ -326,6 +326,32 @@ describe.skipIf(backendKind !== "postgres")("a hook racing its session's hello (
 
 describe.skipIf(backendKind !== "postgres")("hooks racing a hello held behind its mesh's lock (needs DATABASE_URL)", () => {
   const env = useTestBroker();
+  let sql: postgres.Sql;
+  beforeAll(() => {
+    sql = postgres(env.backend.databaseUrl!, { max: 2, onnotice: () => {} });
+  });
+  afterAll(() => sql?.end());
+
+  const waitingForLocks = async () =>
+    (await sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)[0]!.n > 0;
+  const kept = async (sessionId: string) => (await sql`SELECT count(*)::int AS n FROM pending_hook_statuses WHERE session_id = ${sessionId}`)[0]!.n;
+
+  /**
+   * Connects while the mesh's row is held from outside: the hello reads the
+   * session's status and kept signals, then waits for the mesh; `meanwhile`
+   * runs then, and the hello goes on once it is done.
+   */
+  async function connectBehindMeshLock(meshId: string, connecting: () => Promise<TestPeer>, meanwhile: () => Promise<void>): Promise<TestPeer> {
+    const held = await sql.begin(async (tx) => {
+      await tx`SELECT id FROM meshes WHERE id = ${meshId} FOR UPDATE`;
+      const peer = connecting();
+      await waitUntil(waitingForLocks, 10_000, "the hello waiting for the mesh");
+      await meanwhile();
+      // Not awaited here: the hello goes on once this transaction ends.
+      return { peer };
+    });
+    return held.peer;
+  }
 
   test("a Stop applied to the old presence while the hello waits for its mesh is what the new presence starts with", async () => {
     const { mesh, member, token, cwd } = await memberWithToken(env);
@@ -333,91 +359,55 @@ describe.skipIf(backendKind !== "postgres")("hooks racing a hello held behind it
     const old = await connect(env, member, mesh.id, { sessionId, cwd });
     expect((await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) })).status).toBe(200);
     expect((await statusSeenBy(old, sessionId))?.status).toBe("working");
-    // The mesh's row held from outside: the replacing hello reads the session's
-    // status, then waits for the mesh while the Stop hook lands on the old presence.
-    const sql = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-    try {
-      const holding = sql.begin(async (tx) => {
-        await tx`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
-        const waiting = async () =>
-          (await tx`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)[0]!.n > 0;
-        const connecting = connect(env, member, mesh.id, { sessionId, cwd });
-        await waitUntil(waiting, 10_000, "the hello waiting for the mesh");
+    const replacing = await connectBehindMeshLock(
+      mesh.id,
+      () => connect(env, member, mesh.id, { sessionId, cwd }),
+      async () => {
         const stop = await postHook(env.url, { token, body: claudeHookInput("Stop", sessionId, cwd) });
         expect(stop).toEqual({ status: 200, body: { ok: true, presence_id: old.helloAck?.presenceId } });
-        // Not awaited here: the hello goes on once this transaction ends.
-        return { connecting };
-      });
-      const replacing = await (await holding).connecting;
-      expect(replacing.helloAck?.status).toBe("idle");
-      expect((await statusSeenBy(replacing, sessionId))?.status).toBe("idle");
-    } finally {
-      await sql.end();
-    }
+      },
+    );
+    expect(replacing.helloAck?.status).toBe("idle");
+    expect((await statusSeenBy(replacing, sessionId))?.status).toBe("idle");
   });
 
-  test("a kept signal looked at again as its presence ends stays kept, for the session's next presence", async () => {
+  /** A presence of a new session whose hello did not see the UserPromptSubmit hook kept meanwhile. */
+  async function connectMissingASignal(sessionId: string) {
     const { mesh, member, token, cwd } = await memberWithToken(env);
+    const peer = await connectBehindMeshLock(
+      mesh.id,
+      () => connect(env, member, mesh.id, { sessionId, cwd }),
+      async () => {
+        const working = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
+        expect(working).toEqual({ status: 200, body: { ok: true, pending: true } });
+      },
+    );
+    expect(peer.helloAck?.status).toBe("idle");
+    return { mesh, member, token, cwd, peer };
+  }
+
+  test("a kept signal looked at again as its presence ends stays kept, for the session's next presence", async () => {
     const sessionId = `ending-${crypto.randomUUID()}`;
-    const sql = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-    const locks = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-    try {
-      const kept = async () => (await sql`SELECT count(*)::int AS n FROM pending_hook_statuses WHERE session_id = ${sessionId}`)[0]!.n;
-      const waitingForLocks = async () =>
-        (await sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)[0]!.n > 0;
-      const holding = locks.begin(async (tx) => {
-        await tx`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
-        const connecting = connect(env, member, mesh.id, { sessionId, cwd });
-        await waitUntil(waitingForLocks, 10_000, "the hello waiting for the mesh");
-        expect(await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) })).toEqual({
-          status: 200,
-          body: { ok: true, pending: true },
-        });
-        return { connecting };
-      });
-      const first = await (await holding).connecting;
-      const presenceId = String(first.helloAck?.presenceId);
-      // The presence's row held while the signal is looked at again (after 1 s); it ends meanwhile.
-      await locks.begin(async (tx) => {
-        await tx`SELECT id FROM presences WHERE id = ${presenceId} FOR UPDATE`;
-        await waitUntil(waitingForLocks, 10_000, "the second look waiting for the presence");
-        await tx`UPDATE presences SET disconnected_at = now() WHERE id = ${presenceId}`;
-      });
-      await Bun.sleep(200);
-      expect(await kept()).toBe(1);
-      const next = await connect(env, member, mesh.id, { sessionId, cwd });
-      expect(next.helloAck?.status).toBe("working");
-    } finally {
-      await Promise.all([sql.end(), locks.end()]);
-    }
+    const { mesh, member, cwd, peer } = await connectMissingASignal(sessionId);
+    const presenceId = String(peer.helloAck?.presenceId);
+    // The presence's row held while the signal is looked at again (after 1 s); it ends meanwhile.
+    await sql.begin(async (tx) => {
+      await tx`SELECT id FROM presences WHERE id = ${presenceId} FOR UPDATE`;
+      await waitUntil(waitingForLocks, 10_000, "the second look waiting for the presence");
+      await tx`UPDATE presences SET disconnected_at = now() WHERE id = ${presenceId}`;
+    });
+    expect(await kept(sessionId)).toBe(1);
+    const next = await connect(env, member, mesh.id, { sessionId, cwd });
+    expect(next.helloAck?.status).toBe("working");
   });
 
   test("a signal kept while the hello waited, looked at again after a later hook, is spent rather than applied over it", async () => {
-    const { mesh, member, token, cwd } = await memberWithToken(env);
     const sessionId = `late-${crypto.randomUUID()}`;
-    const sql = postgres(env.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-    try {
-      const kept = async () => (await sql`SELECT count(*)::int AS n FROM pending_hook_statuses WHERE session_id = ${sessionId}`)[0]!.n;
-      const holding = sql.begin(async (tx) => {
-        await tx`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
-        const waiting = async () =>
-          (await tx`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)[0]!.n > 0;
-        const connecting = connect(env, member, mesh.id, { sessionId, cwd });
-        await waitUntil(waiting, 10_000, "the hello waiting for the mesh");
-        // The hello looked for kept signals before this one was kept.
-        const working = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
-        expect(working).toEqual({ status: 200, body: { ok: true, pending: true } });
-        return { connecting };
-      });
-      const peer = await (await holding).connecting;
-      expect(peer.helloAck?.status).toBe("idle");
-      // The turn ends before the kept signal is looked at again (after 1 s).
-      expect((await postHook(env.url, { token, body: claudeHookInput("Stop", sessionId, cwd) })).status).toBe(200);
-      await waitUntil(async () => (await kept()) === 0, 10_000, "the kept signal looked at again");
-      expect((await statusSeenBy(peer, sessionId))?.status).toBe("idle");
-    } finally {
-      await sql.end();
-    }
+    const { token, cwd, peer } = await connectMissingASignal(sessionId);
+    // The turn ends before the kept signal is looked at again (after 1 s).
+    expect((await postHook(env.url, { token, body: claudeHookInput("Stop", sessionId, cwd) })).status).toBe(200);
+    await waitUntil(async () => (await kept(sessionId)) === 0, 10_000, "the kept signal looked at again");
+    expect((await statusSeenBy(peer, sessionId))?.status).toBe("idle");
   });
 });
 
