@@ -451,7 +451,9 @@ export class SwitchboardClient {
       if (this.acks.largestWritten > (culprit?.text.length ?? 0)) this.acks.frameTooLarge();
       else if (culprit && this.outbox.take(culprit.reqId)) culprit.reject(new SwitchboardError("too_large", "the broker closed the socket: frame too large"));
     }
-    const willReconnect = !isFinalCloseCode(code) && this.config.reconnect !== null && this.config.reconnect.maxAttempts > 0;
+    // Closing already (close() waits for its last acks): no reconnect.
+    const willReconnect =
+      this.closing === null && !isFinalCloseCode(code) && this.config.reconnect !== null && this.config.reconnect.maxAttempts > 0;
     this.events.emit("close", { code, reason, willReconnect });
     if (!willReconnect) {
       const why = code === 4002 ? "revoked" : code === 4000 ? "replaced" : "closed";

@@ -154,6 +154,31 @@ describe("SwitchboardClient", () => {
     expect([...firstIds, ...nextIds].sort()).toEqual([before.messageId, ...during, marker.messageId].sort());
   });
 
+  test("a socket that drops while close() waits for its last acks ends the client: no reconnect, no error, one close event", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const sockets: WebSocket[] = [];
+    const SlowPong = slowPongWebSocket(1500);
+    const Recorded = class extends SlowPong {
+      constructor(url: string | URL) {
+        super(url);
+        sockets.push(this);
+      }
+    } as typeof WebSocket;
+    const a = await connect(mesh.id, alice);
+    const b = await connect(mesh.id, bob, { ackDelayMs: 60_000, WebSocket: Recorded, reconnect: { maxAttempts: 2, minDelayMs: 10, maxDelayMs: 20 } });
+    const events = collect(b);
+    await a.send(bob.pubkey, "to ack at close");
+    await waitUntil(() => events.messages.length === 1, 10_000, "bob's message");
+    const closing = b.close();
+    sockets.at(-1)!.close(3000, "dropped meanwhile");
+    await closing;
+    expect(events.closes).toEqual([{ code: 3000, reason: "dropped meanwhile", willReconnect: false }]);
+    expect(events.errors).toEqual([]);
+    expect(b.connectionState).toBe("closed");
+    expect(sockets).toHaveLength(1);
+  });
+
   test("a request whose send was never written withdraws it at its timeout, naming its id; the reconnect writes nothing of it", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];

@@ -82,12 +82,20 @@ export async function keepPendingSignal(
   return rows[0]!.id;
 }
 
-/** Takes a kept signal back, with its age; null when a connecting presence took it first or it expired. */
-export async function takePendingSignal(db: Executor, id: number): Promise<{ ageMs: number } | null> {
-  const rows = await db.rows<{ ageMs: number }>(sql`
-    DELETE FROM pending_hook_statuses WHERE id = ${id} AND expires_at > now()
-    RETURNING (extract(epoch FROM now() - created_at) * 1000)::float8 AS "ageMs"`);
+/**
+ * Locks a kept signal, with its age; null when a connecting presence took it
+ * first or it expired. Locked before its presence, as a hello takes it.
+ */
+export async function lockPendingSignal(tx: Executor, id: number): Promise<{ ageMs: number } | null> {
+  const rows = await tx.rows<{ ageMs: number }>(sql`
+    SELECT (extract(epoch FROM now() - created_at) * 1000)::float8 AS "ageMs"
+    FROM pending_hook_statuses WHERE id = ${id} AND expires_at > now()
+    FOR UPDATE`);
   return rows[0] ?? null;
+}
+
+export async function dropPendingSignal(tx: Executor, id: number): Promise<void> {
+  await tx.rows(sql`DELETE FROM pending_hook_statuses WHERE id = ${id}`);
 }
 
 /**

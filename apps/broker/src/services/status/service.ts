@@ -4,10 +4,11 @@
 import type { Database, Executor } from "@switchboard/db";
 import type { Status, StatusSource } from "@switchboard/protocol";
 import {
+  dropPendingSignal,
   findPresenceForSignal,
   keepPendingSignal,
+  lockPendingSignal,
   lockPresenceStatus,
-  takePendingSignal,
   writePresenceStatus,
   type LockedStatus,
   type SignalOrigin,
@@ -87,19 +88,21 @@ export class StatusService {
     return { pending: true };
   }
 
-  // The kept signal is taken under the presence's row lock, in the
-  // transaction that applies it: a presence that ended meanwhile leaves it
-  // kept, and a status set after the signal was kept (a later hook, say)
-  // is newer news, so the signal is spent without being applied.
+  // The kept signal is taken in the transaction that applies it, locked
+  // before its presence (the order a hello takes both in): a presence that
+  // ended meanwhile leaves it kept, and a status set after the signal was
+  // kept (a later hook, say) is newer news, so the signal is spent without
+  // being applied.
   private async retake(memberId: string, origin: SignalOrigin, status: "idle" | "working", pendingId: number): Promise<StatusResult | null> {
     const presenceId = await findPresenceForSignal(this.db, memberId, origin);
     if (!presenceId) return null;
     const result = await retryTransient(() =>
       this.db.transaction(async (tx) => {
+        const kept = await lockPendingSignal(tx, pendingId);
+        if (!kept) return null;
         const current = await lockPresenceStatus(tx, presenceId);
         if (!current) return null;
-        const kept = await takePendingSignal(tx, pendingId);
-        if (!kept) return null;
+        await dropPendingSignal(tx, pendingId);
         if (current.ageMs < kept.ageMs) {
           return { presenceId, memberId: current.memberId, status: current.status, statusSource: current.statusSource, applied: false };
         }
