@@ -105,19 +105,30 @@ describe("decideStatus: source ranks hook > manual > jsonl", () => {
 });
 
 describe("initialStatus", () => {
+  /** A hook signal kept ageMs ago. */
+  const kept = (status: "idle" | "working", ageMs = 500) => ({ status, ageMs });
+
   test("a pending hook signal is taken as a fresh hook status", () => {
-    expect(initialStatus("working", null)).toEqual({ status: "working", source: "hook", ageMs: 0 });
-    expect(initialStatus("idle", null)).toEqual({ status: "idle", source: "hook", ageMs: 0 });
+    expect(initialStatus(kept("working"), null)).toEqual({ status: "working", source: "hook", ageMs: 0 });
+    expect(initialStatus(kept("idle"), null)).toEqual({ status: "idle", source: "hook", ageMs: 0 });
   });
 
   test("a reconnect keeps its session's dnd over anything, and its working (with its age) unless a hook signal waited", () => {
     const dnd = { status: "dnd", source: "manual", ageMs: 90_000 } as const;
     const working = { status: "working", source: "hook", ageMs: 1500 } as const;
     expect(initialStatus(null, dnd)).toEqual(dnd);
-    expect(initialStatus("idle", dnd)).toEqual(dnd);
+    expect(initialStatus(kept("idle"), dnd)).toEqual(dnd);
     expect(initialStatus(null, working)).toEqual(working);
-    expect(initialStatus("idle", working)).toEqual({ status: "idle", source: "hook", ageMs: 0 });
+    expect(initialStatus(kept("idle"), working)).toEqual({ status: "idle", source: "hook", ageMs: 0 });
     expect(initialStatus(null, { status: "idle", source: "hook", ageMs: 10 })).toEqual({ status: "idle", source: "manual", ageMs: null });
+  });
+
+  test("a status the session was given after the signal was kept wins over the signal", () => {
+    const stopped = { status: "idle", source: "hook", ageMs: 200 } as const;
+    expect(initialStatus(kept("working", 900), stopped)).toEqual({ status: "idle", source: "manual", ageMs: null });
+    expect(initialStatus(kept("working", 900), { status: "working", source: "hook", ageMs: 100 })).toEqual({ status: "working", source: "hook", ageMs: 100 });
+    // Kept after the status was set: the signal is the newer.
+    expect(initialStatus(kept("working", 100), stopped)).toEqual({ status: "working", source: "hook", ageMs: 0 });
   });
 
   test("without one a presence starts idle by default, which any first signal overrides", () => {

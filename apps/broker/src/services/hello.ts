@@ -134,7 +134,7 @@ export class HelloService {
       claimMesh: checked[idx]!.claims?.mesh ?? null,
     }));
     const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
-    const statuses = resolved.map((r) => initialStatus(r.pending?.status ?? null, r.previous));
+    const statuses = resolved.map((r) => initialStatus(r.pending, r.previous));
     const outcomes: HelloOutcome[] = resolved.map((r) => {
       if (r.verdict === "timestamp_skew") return refuse("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
       if (r.verdict === "unauthorized") {
@@ -175,7 +175,7 @@ export class HelloService {
       p.presence.replaced = { id: e.id, instanceId: e.instanceId };
       // Read under the row's lock, after any hook that changed it while this
       // batch waited for its meshes: newer than the status resolveHellos saw.
-      statuses[p.idx] = initialStatus(resolved[p.idx]!.pending?.status ?? null, { status: e.status, source: e.statusSource, ageMs: e.ageMs });
+      statuses[p.idx] = initialStatus(resolved[p.idx]!.pending, { status: e.status, source: e.statusSource, ageMs: e.ageMs });
       p.presence.status = statuses[p.idx]!.status;
     }
 

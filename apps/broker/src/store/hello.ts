@@ -43,6 +43,8 @@ export interface PendingSignal {
   cwd: string | null;
   /** ISO-8601 UTC. */
   expiresAt: string;
+  /** Milliseconds since it was kept. */
+  ageMs: number;
 }
 
 export interface ResolvedHello {
@@ -137,7 +139,8 @@ export async function resolveHellos(
         AND ${pendingSignalMatches("ph", { sessionId: sql`a."sessionId"`, pid: sql`a.pid`, cwd: sql`a.cwd` })}
       RETURNING a.idx, ph.id,
                 jsonb_build_object('status', ph.status, 'sessionId', ph.session_id, 'pid', ph.pid, 'cwd', ph.cwd,
-                                   'expiresAt', ${isoTime("ph.expires_at")}) AS signal
+                                   'expiresAt', ${isoTime("ph.expires_at")},
+                                   'ageMs', extract(epoch FROM now() - ph.created_at) * 1000) AS signal
     )
     SELECT f.idx,
            CASE WHEN f.skewed THEN 'timestamp_skew'
@@ -163,8 +166,9 @@ export async function resolveHellos(
 /** Puts back a signal a hello took but was then refused (capacity): it waits for the next try, until it would have expired. */
 export async function restorePendingSignal(tx: Executor, memberId: string, signal: PendingSignal): Promise<void> {
   await tx.rows(sql`
-    INSERT INTO pending_hook_statuses (member_id, session_id, pid, cwd, status, expires_at)
-    VALUES (${memberId}::uuid, ${signal.sessionId}, ${signal.pid}, ${signal.cwd}, ${signal.status}, ${signal.expiresAt}::timestamptz)`);
+    INSERT INTO pending_hook_statuses (member_id, session_id, pid, cwd, status, created_at, expires_at)
+    VALUES (${memberId}::uuid, ${signal.sessionId}, ${signal.pid}, ${signal.cwd}, ${signal.status},
+            now() - make_interval(secs => ${signal.ageMs / 1000}), ${signal.expiresAt}::timestamptz)`);
 }
 
 /** Serialises hellos into the same meshes, so capacity counts are exact across instances. Locked in id order. */

@@ -45,18 +45,20 @@ export interface InitialStatus extends StatusSignal {
 
 /**
  * A connecting presence keeps its session's dnd, takes a hook signal that
- * waited for it, else keeps its session's working (its age kept, so the
- * status TTL still ends it), else starts idle by default. A session is its
- * member and session id: a reconnect (a new socket, a restarted broker) is
- * the same session, and its status must not fall back to idle and let held
- * messages through.
+ * waited for it (unless its session's status was set after the signal was
+ * kept: that is newer), else keeps its session's working (its age kept, so
+ * the status TTL still ends it), else starts idle by default. A session is
+ * its member and session id: a reconnect (a new socket, a restarted broker)
+ * is the same session, and its status must not fall back to idle and let
+ * held messages through.
  */
 export function initialStatus(
-  pendingSignal: "idle" | "working" | null,
+  pendingSignal: { status: "idle" | "working"; ageMs: number } | null,
   previous: (StatusSignal & { ageMs: number }) | null,
 ): InitialStatus {
   if (previous?.status === "dnd") return previous;
-  if (pendingSignal !== null) return { status: pendingSignal, source: "hook", ageMs: 0 };
+  const newer = previous !== null && pendingSignal !== null && previous.ageMs < pendingSignal.ageMs;
+  if (pendingSignal !== null && !newer) return { status: pendingSignal.status, source: "hook", ageMs: 0 };
   if (previous?.status === "working") return previous;
   return { status: "idle", source: "manual", ageMs: null };
 }
