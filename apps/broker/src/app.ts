@@ -2,7 +2,7 @@
 // order, the transport on top, one port. startBroker() gives back what
 // shutdown needs. (Over 300 lines: wiring only — every service is built
 // here, in dependency order, so that the order is read in one place.)
-import { connect, errorCode, isConnectionLost, loadMigrations, migrate, type Database } from "@switchboard/db";
+import { connect, isConnectionLost, loadMigrations, migrate, type Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
@@ -38,6 +38,7 @@ import { systemClock, type Timing } from "./services/timing.ts";
 import { createWebhookAdmin } from "./services/webhooks/admin.ts";
 import { WebhookDispatcher } from "./services/webhooks/dispatcher.ts";
 import { TokenExpiry } from "./services/token-expiry.ts";
+import { pingDatabase } from "./store/health.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
 import { CorsPolicy } from "./transport/http/cors.ts";
 import { dashboardRoutes } from "./transport/http/dashboard-routes.ts";
@@ -102,7 +103,10 @@ async function connectAndMigrate(config: Config, log: Logger, onConnected: () =>
       await db.close().catch(() => {});
       throw error;
     }
+    let reached = false;
     try {
+      await pingDatabase(db);
+      reached = true;
       const applied = await migrate(db, migrations);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       return db;
@@ -113,8 +117,8 @@ async function connectAndMigrate(config: Config, log: Logger, onConnected: () =>
       // one thing; a migration statement it refuses (a conflicting object,
       // missing rights) another, retried too (it may be mended meanwhile)
       // but not under the outage's name.
-      const unreachable = isConnectionLost(error) || /^(28|3D)/.test(errorCode(error) ?? "");
-      log.error({ err: error, attempt }, unreachable ? "db ping failed" : "db migration failed");
+      const refused = reached && !isConnectionLost(error);
+      log.error({ err: error, attempt }, refused ? "db migration failed" : "db ping failed");
       await Bun.sleep(Math.min(1000 * attempt, 5000));
     }
   }

@@ -107,7 +107,11 @@ export function dispatch(
     const { apply, refusal } = limits.ackedWithin(presence, frame.messageIds);
     const refused: Answer | undefined = refusal ? { type: "error", code: refusal.code, message: refusal.message } : undefined;
     if (apply.length === 0) return Promise.resolve(refused);
-    return handlers.client_ack(presence, { ...frame, messageIds: [...apply] }).then((answer) => refused ?? answer);
+    // The refusal is the answer whatever the apply does: it counts as a refused frame.
+    return handlers.client_ack(presence, { ...frame, messageIds: [...apply] }).then(
+      (answer) => refused ?? answer,
+      (error: unknown) => (refused ? refused : Promise.reject(error)),
+    );
   }
   const limited = limits.check(presence, frame);
   if (limited) return Promise.resolve({ type: "error", code: limited.code, message: limited.message });
