@@ -22,18 +22,20 @@ const scratch = useScratchDatabase("pump-order");
 
 interface Stage {
   pump: DeliveryPump;
+  /** The recipient's presence; `second` is another of the same member on the same instance, live when asked for. */
   presence: LocalPresence;
-  /** Message ids in the order the socket took them. */
+  second: LocalPresence;
+  /** Message ids in the order the sockets took them (either presence's). */
   taken: string[];
-  /** The attempt each push the socket took carried, by message id. */
+  /** The attempt each push a socket took carried, by message id. */
   attempts: Map<string, number>;
-  /** What the socket does with each next push; "sent" once the script runs out. */
+  /** What the first presence's socket does with each next push; "sent" once the script runs out. */
   script: PushResult[];
-  /** Sends from one sender to the presence's member, each in a statement of its own, leased to the presence by it. */
-  send(count: number): Promise<LeasedDelivery[]>;
+  /** Sends from one sender to the presences' member, each in a statement of its own, leased by it to `to` (default the first presence). */
+  send(count: number, to?: LocalPresence): Promise<LeasedDelivery[]>;
 }
 
-async function stage(windowSize: number): Promise<Stage> {
+async function stage(windowSize: number, options: { second?: boolean } = {}): Promise<Stage> {
   const one = async <T>(query: ReturnType<typeof sql>) => (await scratch.db.rows<T>(query))[0]!;
   const slug = `m-${crypto.randomUUID()}`;
   const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
@@ -43,46 +45,52 @@ async function stage(windowSize: number): Promise<Stage> {
       RETURNING id, pubkey`);
   const sender = await member("sender");
   const recipient = await member("recipient");
-  const row = await one<{ id: string }>(sql`
-    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
-    VALUES (${mesh.id}, ${recipient.id}, ${INSTANCE}, 's', 'recipient') RETURNING id`);
 
   const taken: string[] = [];
   const attempts = new Map<string, number>();
   const script: PushResult[] = [];
-  const presence: LocalPresence = {
-    presenceId: row.id,
-    memberId: recipient.id,
-    meshId: mesh.id,
-    pubkey: recipient.pubkey,
-    sessionId: "s",
-    displayName: "recipient",
-    role: "member",
-    link: {
-      push(message, attempt) {
-        const result = script.shift() ?? "sent";
-        if (result !== "dropped") {
-          taken.push(message.messageId);
-          attempts.set(message.messageId, attempt);
-        }
-        return result;
+  const presenceOf = async (sessionId: string, results: PushResult[]): Promise<LocalPresence> => {
+    const row = await one<{ id: string }>(sql`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+      VALUES (${mesh.id}, ${recipient.id}, ${INSTANCE}, ${sessionId}, 'recipient') RETURNING id`);
+    return {
+      presenceId: row.id,
+      memberId: recipient.id,
+      meshId: mesh.id,
+      pubkey: recipient.pubkey,
+      sessionId,
+      displayName: "recipient",
+      role: "member",
+      link: {
+        push(message, attempt) {
+          const result = results.shift() ?? "sent";
+          if (result !== "dropped") {
+            taken.push(message.messageId);
+            attempts.set(message.messageId, attempt);
+          }
+          return result;
+        },
+        presenceEvent() {},
+        end() {},
       },
-      presenceEvent() {},
-      end() {},
-    },
-    window: new PushWindow(windowSize, LEASE_SECONDS, Date.now),
-    congestedSince: null,
-    ended: false,
+      window: new PushWindow(windowSize, LEASE_SECONDS, Date.now),
+      congestedSince: null,
+      ended: false,
+    };
   };
+  const presence = await presenceOf("s", script);
+  const second = await presenceOf("s2", []);
   const presences = new LocalPresences();
   presences.add(presence);
+  if (options.second) presences.add(second);
+  else await scratch.db.rows(sql`UPDATE presences SET disconnected_at = now() WHERE id = ${second.presenceId}`);
   const log = createLogger("silent", {});
   const pump = new DeliveryPump(scratch.db, presences, new InstanceBus(scratch.db, log), createMetrics(), log, {
     leaseSeconds: LEASE_SECONDS,
     clock: Date.now,
   });
 
-  const send = async (count: number): Promise<LeasedDelivery[]> => {
+  const send = async (count: number, to = presence): Promise<LeasedDelivery[]> => {
     const leased: LeasedDelivery[] = [];
     for (let i = 0; i < count; i++) {
       const message = {
@@ -98,10 +106,11 @@ async function stage(windowSize: number): Promise<Stage> {
         ttlSeconds: 3600,
         replyWaitSeconds: null,
       };
-      const holders = { instanceId: INSTANCE, unavailable: [], leaseSeconds: LEASE_SECONDS, notify: false };
+      const others = [presence, second].filter((p) => p !== to).map((p) => p.presenceId);
+      const holders = { instanceId: INSTANCE, unavailable: others, leaseSeconds: LEASE_SECONDS, notify: false };
       const [written] = await enqueueSends(scratch.db, [message], holders);
       const [lease] = JSON.parse(written!.leased) as Array<{ presenceId: string; seq: number }>;
-      expect(lease?.presenceId).toBe(presence.presenceId);
+      expect(lease?.presenceId).toBe(to.presenceId);
       leased.push({
         ...message,
         senderPubkey: sender.pubkey,
@@ -115,7 +124,7 @@ async function stage(windowSize: number): Promise<Stage> {
     }
     return leased;
   };
-  return { pump, presence, taken, attempts, script, send };
+  return { pump, presence, second, taken, attempts, script, send };
 }
 
 /** Acks every push the socket took, as a reader would, until it took `ids`. */
@@ -142,6 +151,20 @@ describe("a later lease does not overtake a push handed back to the queue", () =
     expect(s.taken).toEqual([first.messageId, second.messageId]);
     // The dropped push was never delivered: the one the socket took is its first.
     expect(s.attempts.get(first.messageId)).toBe(1);
+    await s.pump.stop();
+  });
+
+  test("a later message a statement leased to the member's other presence waits for the push the first one handed back", async () => {
+    const s = await stage(512, { second: true });
+    const [first] = (await s.send(1)) as [LeasedDelivery];
+    // Leased to the other presence by a statement that ran before the first came back.
+    const [later] = (await s.send(1, s.second)) as [LeasedDelivery];
+    s.script.push("dropped");
+    // Handed out as two statements' leases are: the second while the first's push is on its way back.
+    await Promise.all([s.pump.handLeased([first]), s.pump.handLeased([later])]);
+    s.pump.drained(s.presence);
+    await readAll(s, [first.messageId, later.messageId]);
+    expect(s.taken).toEqual([first.messageId, later.messageId]);
     await s.pump.stop();
   });
 

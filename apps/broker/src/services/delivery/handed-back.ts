@@ -1,11 +1,12 @@
 // Pushes a presence's socket did not take go back to the queue, and come out
 // again by a claim, in queue order. Until they have, a later delivery must
-// not be pushed to that presence ahead of them: one a send statement leased
-// to it directly before they were back (its hand-out may come just as the
-// socket drains or its window opens), or one a claim that started before
-// they were back took from behind them. Only a claim that started once they
-// were back leases from the queue's head; once such a claim found less than
-// the presence had room for, nothing it may take is left behind.
+// not be pushed to that member ahead of them — on that presence or another
+// of the member's: one a send statement leased directly before they were
+// back (its hand-out may come just as the socket drains or its window
+// opens), or one a claim that started before they were back took from
+// behind them. Only a claim that started once they were back leases from the
+// queue's head; once such a claim found less than the presence it chose had
+// room for, nothing the member may take is left behind.
 import type { LocalPresence } from "../local-presences.ts";
 
 interface Returned {
@@ -15,8 +16,9 @@ interface Returned {
   endedAt: number;
 }
 
+/** By member id. */
 export class HandedBack {
-  private readonly returned = new WeakMap<LocalPresence, Returned>();
+  private readonly returned = new Map<string, Returned>();
   private ended = 0;
 
   /** What a claim starting now records: a requeue ended before it is behind it. */
@@ -24,24 +26,24 @@ export class HandedBack {
     return this.ended;
   }
 
-  /** Whether a push to the presence would overtake some of its pushes on their way back (claimStart: null for a send's own lease). */
+  /** Whether a push to the presence would overtake some of its member's pushes on their way back (claimStart: null for a send's own lease). */
   holds(presence: LocalPresence, claimStart: number | null): boolean {
-    const r = this.returned.get(presence);
+    const r = this.returned.get(presence.memberId);
     if (r === undefined) return false;
     return claimStart === null || r.inFlight > 0 || claimStart < r.endedAt;
   }
 
-  /** Whether the presence has pushes handed back that no claim has taken again yet. */
+  /** Whether the presence's member has pushes handed back that no claim has taken again yet. */
   has(presence: LocalPresence): boolean {
-    return this.returned.has(presence);
+    return this.returned.has(presence.memberId);
   }
 
-  /** Runs the requeue of these presences' pushes; they are held until a claim after it took them. */
-  async requeue<T>(presences: LocalPresence[], work: () => Promise<T>): Promise<T> {
-    const marks = presences.map((p) => {
-      const r = this.returned.get(p) ?? { inFlight: 0, endedAt: 0 };
+  /** Runs the requeue of pushes to these members handed back; they are held until a claim after it took them. */
+  async requeue<T>(memberIds: string[], work: () => Promise<T>): Promise<T> {
+    const marks = memberIds.map((memberId) => {
+      const r = this.returned.get(memberId) ?? { inFlight: 0, endedAt: 0 };
       r.inFlight++;
-      this.returned.set(p, r);
+      this.returned.set(memberId, r);
       return r;
     });
     try {
@@ -56,11 +58,15 @@ export class HandedBack {
     }
   }
 
-  /** A claim started at claimStart left nothing behind for these presences. */
-  caughtUp(presences: LocalPresence[], claimStart: number): void {
-    for (const p of presences) {
-      const r = this.returned.get(p);
-      if (r !== undefined && r.inFlight === 0 && claimStart >= r.endedAt) this.returned.delete(p);
-    }
+  /** A claim started at claimStart left nothing behind for this member's presences. */
+  caughtUp(memberId: string, claimStart: number): void {
+    const r = this.returned.get(memberId);
+    if (r !== undefined && r.inFlight === 0 && claimStart >= r.endedAt) this.returned.delete(memberId);
+  }
+
+  /** The member has no presence here any more: nothing is left to hold. */
+  forget(memberId: string): void {
+    const r = this.returned.get(memberId);
+    if (r !== undefined && r.inFlight === 0) this.returned.delete(memberId);
   }
 }

@@ -105,7 +105,9 @@ export class DeliveryPump {
   // the queue takes such a push back about then, and nothing else would
   // announce it to this member's presences.
   private claimRequest(memberId: string): ClaimRequest | null {
-    const open = this.presences.ofMember(memberId).filter(takesPushes);
+    const own = this.presences.ofMember(memberId);
+    if (own.length === 0) this.handedBack.forget(memberId);
+    const open = own.filter(takesPushes);
     const presences = open
       .map((p) => ({ id: p.presenceId, room: Math.min(p.window.room(), MAX_PUSHES_PER_CLAIM) }))
       .filter((p) => p.room > 0);
@@ -158,10 +160,7 @@ export class DeliveryPump {
           if (r.presences.some((p) => (taken.get(p.id) ?? 0) >= p.room)) this.due.add(r.memberId);
           // The claim leases to one of them: if that one got less than its
           // room, the queue gave all it had that these presences may take.
-          else {
-            const offered = r.presences.map((p) => this.presences.get(p.id)).filter((p): p is LocalPresence => p !== undefined);
-            this.handedBack.caughtUp(offered, claimStart);
-          }
+          else this.handedBack.caughtUp(r.memberId, claimStart);
         }
         // Let the pushes go out before the next claim (see group-commit.ts).
         await new Promise((resolve) => setImmediate(resolve));
@@ -212,18 +211,15 @@ export class DeliveryPump {
     if (unwritten.length === 0) return;
     this.metrics.pushesUnwritten.inc(unwritten.length);
     const pushes = unwritten.map((d) => ({ messageId: d.messageId, memberId: d.memberId, presenceId: d.presenceId }));
-    const returning = unique(unwritten.map((d) => d.presenceId))
-      .map((id) => this.presences.get(id))
-      .filter((p): p is LocalPresence => p !== undefined && !p.ended);
+    const members = unique(unwritten.map((d) => d.memberId));
     try {
-      await this.handedBack.requeue(returning, () => retryTransient(() => requeue(this.db.relaxed, { pushes })));
+      await this.handedBack.requeue(members, () => retryTransient(() => requeue(this.db.relaxed, { pushes })));
     } catch (error) {
       this.log.warn({ err: error }, "requeue failed; the lease sweeper will requeue");
       return;
     }
     // Another presence of the same member may take them now, here or
     // elsewhere. Not awaited: a claim round must not wait for the notice.
-    const members = unique(unwritten.map((d) => d.memberId));
     this.schedule(members);
     void this.bus.publish(this.db, queuedWork(members, [])).catch((error: unknown) => {
       this.log.warn({ err: error }, "announcing requeued pushes failed; the catch-up will find them");
