@@ -45,8 +45,13 @@ type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
 const asError = (error: unknown, code = "closed"): SwitchboardError =>
   error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error), { cause: error });
 
-/** Failures of a call written (or about to be) that say nothing of whether the broker applied it. */
-const UNDECIDED = new Set(["timeout", "unavailable", "closed"]);
+/**
+ * Failures of a send written (or about to be) that say nothing of whether the
+ * broker stored it: `internal` too, which a database lost mid-commit can
+ * leave undecided, and sending again with the same id is safe whatever
+ * happened.
+ */
+const UNDECIDED = new Set(["timeout", "unavailable", "closed", "internal"]);
 
 /** A socket that stayed open this long after its hello starts the reconnect backoff over when it closes. */
 const STABLE_AFTER_MS = 10_000;

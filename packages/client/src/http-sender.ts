@@ -164,7 +164,7 @@ export class HttpSender {
     const timeoutMs = wait === undefined ? this.timeoutMs() : wait * 1000 + this.timeoutMs();
     const res = await this.call("POST", path, body, { [IDEMPOTENCY_KEY_HEADER]: idempotencyKey }, timeoutMs).catch((error: unknown) => {
       // No verdict (the request may have been applied): the key sends it again at most once.
-      if (error instanceof SwitchboardError && (error.code === "timeout" || error.code === "unreachable")) {
+      if (error instanceof SwitchboardError && ["timeout", "unreachable", "internal"].includes(error.code)) {
         throw new SwitchboardError(error.code, error.message, { cause: error, sendId: idempotencyKey });
       }
       throw error;

@@ -2,7 +2,17 @@
 // broadcast and channels, request/reply, de-duplication of redelivered pushes,
 // refused hellos, and the close codes that end a client.
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
-import { newIdentity, sendLeaseProbe, setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import {
+  backendKind,
+  failOnInsert,
+  newIdentity,
+  sendLeaseProbe,
+  setupMesh,
+  TestPeer,
+  useTestBroker,
+  waitUntil,
+  type SetupMember,
+} from "@switchboard/testkit";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -227,6 +237,29 @@ describe("SwitchboardClient", () => {
     const marker = await a.send(bob.pubkey, { marker: true });
     await waitUntil(() => got.messages.some((m) => m.messageId === marker.messageId), 10_000, "the marker");
     expect(got.messages.filter((m) => JSON.stringify(m.payload).includes("typing"))).toHaveLength(1);
+  });
+
+  test.skipIf(backendKind !== "postgres")("a send answered internal names its id: sent again with it, it is stored once (needs DATABASE_URL)", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice] = members as [SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice);
+    // A broadcast goes in the clear: the statement writing this one is made to fail.
+    const text = `refused once ${crypto.randomUUID()}`;
+    const release = await failOnInsert(broker.backend.databaseUrl!, { messageCiphertext: Buffer.from(JSON.stringify(text)).toString("base64") });
+    let failure: unknown;
+    try {
+      failure = await a.send("*", text).then(
+        () => null,
+        (error: unknown) => error,
+      );
+    } finally {
+      await release();
+    }
+    expect(failure).toBeInstanceOf(SwitchboardError);
+    const { code, sendId } = failure as SwitchboardError;
+    expect({ code, sendId }).toEqual({ code: "internal", sendId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    const again = await a.send("*", text, { id: sendId });
+    expect(again).toMatchObject({ id: sendId, duplicate: false, recipients: 1 });
   });
 
   test("request/reply", async () => {

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import type { PushFrame } from "@switchboard/protocol";
 import {
   backendKind,
+  failOnInsert,
   freePort,
   pushesBeforeMarker,
   setupMesh,
@@ -174,6 +175,28 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     } finally {
       await Promise.all([runner.close(), marker.close()]);
     }
+  });
+
+  test.skipIf(backendKind !== "postgres")("a send answered 500 internal names its idempotency key too (needs DATABASE_URL)", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    const sender = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, app.id) });
+    // Without the app's key the text goes in the clear: the statement writing it is made to fail.
+    const text = `refused once ${crypto.randomUUID()}`;
+    const release = await failOnInsert(broker.backend.databaseUrl!, { messageCiphertext: Buffer.from(JSON.stringify(text)).toString("base64") });
+    let failure: unknown;
+    try {
+      failure = await sender.send(runnerMember.pubkey, text).then(
+        () => null,
+        (error: unknown) => error,
+      );
+    } finally {
+      await release();
+    }
+    const { code, sendId } = failure as SwitchboardError;
+    expect({ code, sendId }).toEqual({ code: "internal", sendId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    const again = await sender.send(runnerMember.pubkey, text, { idempotencyKey: sendId! });
+    expect(again).toMatchObject({ idempotencyKey: sendId, duplicate: false, recipients: 1 });
   });
 
   test("with the runner offline the command is queued and delivered when it connects; a retry with the same key makes no second command", async () => {

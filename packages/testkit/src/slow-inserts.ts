@@ -2,22 +2,31 @@
 // act while one is under way: a trigger that sleeps after inserting a
 // presence of one session, or a message with one ciphertext. The statement
 // has done its work by then (the presence ended the one it replaces, the
-// message is written) and has not committed.
+// message is written) and has not committed. Or fails such a statement.
 import postgres from "postgres";
 
 export type SlowInsert = { presenceSession: string } | { messageCiphertext: string };
 
 /** Sleeps `seconds` in the statement that inserts the row; the returned function takes the trigger away. */
-export async function sleepOnInsert(databaseUrl: string, what: SlowInsert, seconds: number): Promise<() => Promise<void>> {
+export function sleepOnInsert(databaseUrl: string, what: SlowInsert, seconds: number): Promise<() => Promise<void>> {
+  return onInsert(databaseUrl, what, `PERFORM pg_sleep(${seconds})`);
+}
+
+/** Fails the statement that inserts the row (a refusal that is no lost connection); the returned function takes the trigger away. */
+export function failOnInsert(databaseUrl: string, what: SlowInsert): Promise<() => Promise<void>> {
+  return onInsert(databaseUrl, what, `RAISE EXCEPTION 'refused by the test'`);
+}
+
+async function onInsert(databaseUrl: string, what: SlowInsert, action: string): Promise<() => Promise<void>> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  const name = `sleep_${crypto.randomUUID().replaceAll("-", "")}`;
+  const name = `on_insert_${crypto.randomUUID().replaceAll("-", "")}`;
   const [table, condition] =
     "presenceSession" in what ? ["presences", `NEW.session_id = '${what.presenceSession}'`] : ["messages", `NEW.ciphertext = '${what.messageCiphertext}'`];
   try {
     await sql.unsafe(`
       CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF ${condition} THEN PERFORM pg_sleep(${seconds}); END IF;
+        IF ${condition} THEN ${action}; END IF;
         RETURN NULL;
       END $$;
       CREATE TRIGGER ${name} AFTER INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}();`);
