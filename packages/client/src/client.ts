@@ -434,7 +434,9 @@ export class SwitchboardClient {
     if (frame.type === "status") this.events.emit("status", { status: frame.status, statusSource: frame.statusSource });
     const entry = frame.reqId === undefined ? undefined : this.outbox.take(frame.reqId);
     if (entry) entry.resolve(frame);
-    else if (frame.type === "error") this.events.emit("error", new SwitchboardError(frame.code, frame.message));
+    // An error with a reqId and no call is the late answer to one given up
+    // on (timed out, withdrawn), whose caller heard already: not news.
+    else if (frame.type === "error" && frame.reqId === undefined) this.events.emit("error", new SwitchboardError(frame.code, frame.message));
   }
 
   private deliver(message: Message): void {

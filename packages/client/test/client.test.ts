@@ -18,7 +18,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as backoff from "../src/backoff.ts";
 import { SwitchboardClient, SwitchboardError, transcriptDir, watchTranscriptStatus, type ClientOptions } from "../src/index.ts";
-import { collect, controllableWebSocket, pushesOf, recordingWebSocket, slowPongWebSocket, type RawFrame } from "./support.ts";
+import {
+  collect,
+  controllableWebSocket,
+  failureWhileStopped,
+  pushesOf,
+  recordingWebSocket,
+  slowPongWebSocket,
+  type RawFrame,
+} from "./support.ts";
 
 // A 1 s lease makes unacked pushes come back quickly (the de-dup test needs redeliveries).
 const broker = useTestBroker({ LEASE_SECONDS: "1" });
@@ -260,6 +268,19 @@ describe("SwitchboardClient", () => {
     expect({ code, sendId }).toEqual({ code: "internal", sendId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     const again = await a.send("*", text, { id: sendId });
     expect(again).toMatchObject({ id: sendId, duplicate: false, recipients: 1 });
+  });
+
+  test("the late error answer to a call that timed out is not emitted as a client-wide error", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const a = await connect(mesh.id, members[0]!, { requestTimeoutMs: 300 });
+    const got = collect(a);
+    const stranger = await newIdentity();
+    // The broker is stopped while the send waits: it answers unknown_target after the caller gave up.
+    const failure = await failureWhileStopped(broker.process.pid, () => a.send(stranger.publicKey, "to nobody"));
+    expect(failure).toMatchObject({ code: "timeout" });
+    // Frames are answered in order: by the pong, the send's late answer has come.
+    await a.ping();
+    expect(got.errors).toEqual([]);
   });
 
   test("request/reply", async () => {
