@@ -2,7 +2,7 @@
 // A non-2xx answer becomes a CliError carrying the broker's own message.
 import type { MemberView, MeshView, PresenceView, WebhookStateView } from "@switchboard/protocol";
 import { httpBase } from "./config.ts";
-import { CliError } from "./errors.ts";
+import { CliError, REQUEST_TIMEOUT_MS } from "./errors.ts";
 
 const PUBKEY = /^[0-9a-f]{64}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -38,7 +38,7 @@ export class AdminApi {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(15_000),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);

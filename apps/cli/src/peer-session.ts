@@ -1,28 +1,18 @@
 // What the peer commands do over the SDK. Loaded only by those commands, so
 // the admin and hook commands start without the SDK and its crypto.
-import { SwitchboardClient, SwitchboardError, type Message, type SendResult } from "@switchboard/client";
+import { SwitchboardClient, type Message, type SendResult } from "@switchboard/client";
 import { prioritySchema, targetSpecSchema } from "@switchboard/protocol";
 import { randomUUID } from "node:crypto";
 import { AdminApi } from "./admin-api.ts";
 import { operands, type Context } from "./command.ts";
 import { requireMesh } from "./config.ts";
-import { CliError, sendFailed, UsageError } from "./errors.ts";
+import { brokerError, CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, shortKey } from "./output.ts";
 
 const PUBKEY = /^[0-9a-f]{64}$/;
-/** A request the broker has not answered by then fails with `timeout` (as the admin API's do), rather than hanging the command. */
-const REQUEST_TIMEOUT_MS = 15_000;
 const STATUSES = ["idle", "working", "dnd"] as const;
 type Status = (typeof STATUSES)[number];
-
-function brokerError(what: string, error: unknown): CliError {
-  if (error instanceof SwitchboardError) {
-    const detail = error.message && error.message !== error.code ? `: ${error.message}` : "";
-    return new CliError(`${what}: ${error.code}${detail}`);
-  }
-  return new CliError(`${what}: ${error instanceof Error ? error.message : String(error)}`);
-}
 
 async function connect(ctx: Context, options: { sessionId: string; reconnect: boolean; acks?: "manual" }): Promise<SwitchboardClient> {
   const config = ctx.config();

@@ -4,6 +4,7 @@
 // API's member list answer for members offline.
 import type { PeerInfo, SwitchboardClient } from "@switchboard/client";
 import { PUBKEY, targetSpecSchema } from "@switchboard/protocol";
+import { shortKey } from "../output.ts";
 import { ToolError } from "./errors.ts";
 
 export interface KnownMember {
@@ -37,8 +38,9 @@ export class PeerDirectory {
     if (!this.names.has(pubkey)) await this.allMembers().catch(() => []);
     const name = this.names.get(pubkey);
     if (name !== undefined) return name;
-    this.unnamed.set(pubkey.slice(0, 8), pubkey);
-    return pubkey.slice(0, 8);
+    const short = shortKey(pubkey);
+    this.unnamed.set(short, pubkey);
+    return short;
   }
 
   /** A target spec the broker takes: a pubkey, *, #channel and tag:x as given; anything else is a display name. */
