@@ -133,7 +133,7 @@ async function readAll(s: Stage, ids: string[]): Promise<void> {
   let acked = 0;
   while (s.taken.length < ids.length || !ids.every((id) => s.taken.includes(id))) {
     if (Date.now() > deadline) throw new Error(`the socket took ${JSON.stringify(s.taken)}, not all of ${JSON.stringify(ids)}`);
-    if (acked < s.taken.length) await s.pump.ack(s.presence, s.taken.slice(acked, (acked = s.taken.length)));
+    if (acked < s.taken.length) await s.pump.ack(s.presence, s.presence.window.split(s.taken.slice(acked, (acked = s.taken.length))));
     await Bun.sleep(5);
   }
 }

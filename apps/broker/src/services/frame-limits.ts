@@ -4,6 +4,7 @@
 // pushes are bounded by its push window), every other frame (status,
 // channels, peers, ping, and any frame added later) by one control limit.
 import type { SessionFrame } from "@switchboard/protocol";
+import type { AckedIds } from "./delivery/push-window.ts";
 import type { LocalPresence } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
@@ -41,18 +42,19 @@ export class FrameLimits {
   }
 
   /**
-   * The ids of an ack frame that may be applied: all of them within the
-   * limit; past it only those a push on this connection awaits (never
-   * counted), the rest refused and not applied.
+   * The ids of an ack frame that may be applied, split as the push window
+   * tells them apart: all of them within the limit; past it only those a
+   * push on this connection awaits (never counted), the rest refused and not
+   * applied.
    */
-  ackedWithin(presence: Pick<LocalPresence, "memberId" | "window">, messageIds: readonly string[]): { apply: readonly string[]; refusal: Refusal<"rate_limited"> | null } {
-    const { awaited, late } = presence.window.split(messageIds);
-    if (late.length === 0 || this.acks.allow(presence.memberId, this.options.clock(), late.length)) return { apply: messageIds, refusal: null };
+  ackedWithin(presence: Pick<LocalPresence, "memberId" | "window">, messageIds: readonly string[]): { acked: AckedIds; refusal: Refusal<"rate_limited"> | null } {
+    const acked = presence.window.split(messageIds);
+    if (acked.late.length === 0 || this.acks.allow(presence.memberId, this.options.clock(), acked.late.length)) return { acked, refusal: null };
     return {
-      apply: awaited,
+      acked: { awaited: acked.awaited, late: [] },
       refusal: refuse(
         "rate_limited",
-        `more than ${this.options.ackIdsPerMin} acknowledged ids in a minute that no push on this connection awaited; those ${late.length} were not applied`,
+        `more than ${this.options.ackIdsPerMin} acknowledged ids in a minute that no push on this connection awaited; those ${acked.late.length} were not applied`,
       ),
     };
   }

@@ -13,6 +13,7 @@ import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
 import { AckCommits } from "./acks.ts";
 import { HandedBack } from "./handed-back.ts";
+import type { AckedIds } from "./push-window.ts";
 
 const MAX_MEMBERS_PER_CLAIM = 500;
 // A claim reads its rows' ciphertexts into memory and serializes them as
@@ -55,10 +56,10 @@ export class DeliveryPump {
     if (this.due.size > 0) this.running ??= this.loop();
   }
 
-  async ack(presence: LocalPresence, messageIds: string[]): Promise<void> {
+  /** Acks read from the presence's socket, as its window split them (PushWindow.split). */
+  async ack(presence: LocalPresence, { awaited, late }: AckedIds): Promise<void> {
     const wasFull = presence.window.room() <= 0;
-    const { awaited, late } = presence.window.split(messageIds);
-    presence.window.settled(messageIds);
+    presence.window.settled([...awaited, ...late]);
     await this.acks.apply(presence.memberId, awaited, late);
     // Only a full window held deliveries back in the queue (a send leases to
     // a presence with room directly); otherwise a claim would find nothing.

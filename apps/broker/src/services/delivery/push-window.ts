@@ -11,6 +11,12 @@
 // the front.
 import type { Clock } from "../timing.ts";
 
+/** Acked ids: of pushes awaiting their ack on the connection, and the rest. */
+export interface AckedIds {
+  awaited: string[];
+  late: string[];
+}
+
 export class PushWindow {
   /** message id → when its lease ends (ms), in that order. */
   private readonly leases = new Map<string, number>();
@@ -58,7 +64,7 @@ export class PushWindow {
    * running), and the rest: ids never pushed here, whose lease ran out, or
    * repeated.
    */
-  split(messageIds: readonly string[]): { awaited: string[]; late: string[] } {
+  split(messageIds: readonly string[]): AckedIds {
     const now = this.clock();
     const awaited = new Set<string>();
     const late: string[] = [];

@@ -52,8 +52,15 @@ export function frameHandlers(deps: FrameDeps): FrameHandlers {
   return {
     send: async (presence, frame) => sendReply(await deps.sending.send(presence, frame), frame.id),
     client_ack: async (presence, frame) => {
-      await deps.pump.ack(presence, frame.messageIds);
-      return undefined;
+      const { acked, refusal } = deps.limits.ackedWithin(presence, frame.messageIds);
+      const refused: Reply | undefined = refusal ? { type: "error", code: refusal.code, message: refusal.message } : undefined;
+      try {
+        if (acked.awaited.length + acked.late.length > 0) await deps.pump.ack(presence, acked);
+      } catch (error) {
+        // The refusal is the answer whatever the apply does: it counts as a refused frame.
+        if (!refused) throw error;
+      }
+      return refused;
     },
     set_status: async (presence, frame) => {
       const result = await deps.status.apply(presence.presenceId, { status: frame.status, source: frame.source });
@@ -103,17 +110,8 @@ export function dispatch(
   presence: LocalPresence,
   frame: SessionFrame,
 ): Promise<Answer | undefined> {
-  if (frame.type === "client_ack") {
-    const { apply, refusal } = limits.ackedWithin(presence, frame.messageIds);
-    const refused: Answer | undefined = refusal ? { type: "error", code: refusal.code, message: refusal.message } : undefined;
-    if (apply.length === 0) return Promise.resolve(refused);
-    // The refusal is the answer whatever the apply does: it counts as a refused frame.
-    return handlers.client_ack(presence, { ...frame, messageIds: [...apply] }).then(
-      (answer) => refused ?? answer,
-      (error: unknown) => (refused ? refused : Promise.reject(error)),
-    );
-  }
-  const limited = limits.check(presence, frame);
+  // Acks are limited by the ids they carry, in their own handler.
+  const limited = frame.type === "client_ack" ? null : limits.check(presence, frame);
   if (limited) return Promise.resolve({ type: "error", code: limited.code, message: limited.message });
   // TypeScript cannot correlate handlers[frame.type] with frame itself.
   const handler = handlers[frame.type] as FrameHandler<typeof frame.type>;

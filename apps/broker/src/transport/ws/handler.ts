@@ -89,7 +89,7 @@ export function createWsHandler(deps: WsDeps) {
   async function afterClose(presence: LocalPresence | undefined, raw: string | Buffer): Promise<void> {
     if (!presence) return;
     const parsed = sessionFrame.safeParse(decodeFrame(raw));
-    if (parsed.success && parsed.data.type === "client_ack") await deps.pump.ack(presence, parsed.data.messageIds);
+    if (parsed.success && parsed.data.type === "client_ack") await deps.pump.ack(presence, presence.window.split(parsed.data.messageIds));
   }
 
   const socketHandlers: WebSocketHandler<Connection> = {
