@@ -155,6 +155,14 @@ export const configSchema = z.object({
   /** Unset: MESSAGE_TTL_SECONDS. */
   HISTORY_RETENTION_SECONDS: wholeNumber(1, 2_147_483_647).optional(),
   DASHBOARD: flag(true),
+}).superRefine((c, ctx) => {
+  if (c.WEBHOOK_BACKOFF_MIN_MS > c.WEBHOOK_BACKOFF_MAX_MS) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["WEBHOOK_BACKOFF_MIN_MS"],
+      message: `${c.WEBHOOK_BACKOFF_MIN_MS} is more than WEBHOOK_BACKOFF_MAX_MS (${c.WEBHOOK_BACKOFF_MAX_MS})`,
+    });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -205,11 +213,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (value !== undefined && value !== "") present[key] = value;
   }
   const parsed = configSchema.safeParse(present);
-  if (parsed.success) {
-    const { WEBHOOK_BACKOFF_MIN_MS: min, WEBHOOK_BACKOFF_MAX_MS: max } = parsed.data;
-    if (min > max) throw new ConfigError(`invalid environment variable WEBHOOK_BACKOFF_MIN_MS: ${min} is more than WEBHOOK_BACKOFF_MAX_MS (${max})`);
-    return parsed.data;
-  }
+  if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((issue) => {
     const name = String(issue.path[0] ?? "environment");
     const value = Object.hasOwn(present, name) ? present[name] : undefined;

@@ -40,13 +40,9 @@ export function queuedWork(memberIds: string[], meshIds: string[]): BusMessage {
   return { members: memberIds };
 }
 
-// Postgres refuses payloads of 8000 bytes or more; no list entry is over 75
-// bytes (a presence change, a closed presence), so MAX_NOTIFIED_ENTRIES fit
-// in one. Member ids (39 bytes) go as many as the send statement's own
-// payload holds.
-const MAX_LIST_ENTRIES = MAX_NOTIFIED_ENTRIES;
-
-function chunked<T>(items: T[] | undefined, max = MAX_LIST_ENTRIES): T[][] {
+// Lists are cut to the bounds of store/notify.ts: MAX_NOTIFIED_MEMBERS
+// member ids, MAX_NOTIFIED_ENTRIES of anything else.
+function chunked<T>(items: T[] | undefined, max = MAX_NOTIFIED_ENTRIES): T[][] {
   const chunks: T[][] = [];
   for (let i = 0; i < (items?.length ?? 0); i += max) chunks.push(items!.slice(i, i + max));
   return chunks;
@@ -82,11 +78,9 @@ export class InstanceBus {
   }
 
   /** Queues NOTIFYs in the caller's transaction: they go out with the commit. */
-  async publish(tx: Executor, messages: BusMessage | BusMessage[]): Promise<void> {
+  async publish(tx: Executor, message: BusMessage): Promise<void> {
     if (!this.crossInstance) return;
-    for (const message of Array.isArray(messages) ? messages.flatMap(withinPayloadLimit) : withinPayloadLimit(messages)) {
-      await notify(tx, JSON.stringify(message));
-    }
+    for (const part of withinPayloadLimit(message)) await notify(tx, JSON.stringify(part));
   }
 
   async subscribe(handlers: BusHandlers): Promise<() => Promise<void>> {

@@ -6,7 +6,7 @@
 // said it belongs to the mesh).
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
-import { isoTime, jsonParam, UUID, uuidArray } from "./sql.ts";
+import { ageMs, isoTime, jsonParam, UUID, uuidArray } from "./sql.ts";
 import { pendingSignalMatches } from "./status.ts";
 
 export interface HelloRequest {
@@ -140,7 +140,7 @@ export async function resolveHellos(
       RETURNING a.idx, ph.id,
                 jsonb_build_object('status', ph.status, 'sessionId', ph.session_id, 'pid', ph.pid, 'cwd', ph.cwd,
                                    'expiresAt', ${isoTime("ph.expires_at")},
-                                   'ageMs', extract(epoch FROM now() - ph.created_at) * 1000) AS signal
+                                   'ageMs', ${ageMs("ph.created_at")}) AS signal
     )
     SELECT f.idx,
            CASE WHEN f.skewed THEN 'timestamp_skew'
@@ -151,7 +151,7 @@ export async function resolveHellos(
            (SELECT t.signal FROM taken t WHERE t.idx = f.idx ORDER BY t.id DESC LIMIT 1) AS pending,
            CASE WHEN prev.status IS NULL THEN NULL
                 ELSE jsonb_build_object('status', prev.status, 'source', prev.status_source,
-                                       'ageMs', extract(epoch FROM now() - prev.status_updated_at) * 1000) END AS previous
+                                       'ageMs', ${ageMs("prev.status_updated_at")}) END AS previous
     FROM found f LEFT JOIN admitted a ON a.idx = f.idx
     -- One probe of (member_id, session_id, connected_at) per admitted hello.
     LEFT JOIN LATERAL (

@@ -6,7 +6,7 @@ import type { Priority, Status, StatusSource } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
 import { receivable, receivesOnSockets } from "./queue/eligibility.ts";
 import { requeue } from "./queue/requeue.ts";
-import { isoTime, jsonParam, unique, uuidArray } from "./sql.ts";
+import { ageMs, isoTime, jsonParam, unique, uuidArray } from "./sql.ts";
 
 export interface NewPresence {
   id: string;
@@ -47,7 +47,7 @@ export async function endSessions(tx: Executor, sessions: Array<{ memberId: stri
     WHERE p.member_id = s."memberId" AND p.session_id = s."sessionId" AND p.disconnected_at IS NULL
     RETURNING p.id, p.instance_id AS "instanceId", p.member_id AS "memberId", p.session_id AS "sessionId",
               p.status, p.status_source AS "statusSource",
-              (extract(epoch FROM now() - p.status_updated_at) * 1000)::float8 AS "ageMs"`);
+              ${ageMs("p.status_updated_at")} AS "ageMs"`);
 }
 
 // Inserts new presences only while their mesh stays under its cap, and

@@ -16,6 +16,11 @@ export function isoTime(column: string): SQL {
   return sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
 }
 
+/** Milliseconds from a timestamp column to the statement's now(), as float8. */
+export function ageMs(column: string): SQL {
+  return sql.raw(`(extract(epoch FROM now() - ${column}) * 1000)::float8`);
+}
+
 /**
  * `LIMIT` for a batch of n JSON rows, as a literal rounded up to a power of
  * two. Under a generic plan a bound LIMIT is assumed to keep a tenth of the

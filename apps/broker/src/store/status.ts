@@ -5,7 +5,7 @@
 import type { Executor } from "@switchboard/db";
 import type { Status, StatusSource } from "@switchboard/protocol";
 import { sql, type SQL } from "drizzle-orm";
-import { unique } from "./sql.ts";
+import { ageMs, unique } from "./sql.ts";
 
 export interface LockedStatus {
   memberId: string;
@@ -19,7 +19,7 @@ export interface LockedStatus {
 export async function lockPresenceStatus(tx: Executor, presenceId: string): Promise<LockedStatus | null> {
   const rows = await tx.rows<LockedStatus>(sql`
     SELECT member_id AS "memberId", status, status_source AS "statusSource",
-           (extract(epoch FROM now() - status_updated_at) * 1000)::float8 AS "ageMs"
+           ${ageMs("status_updated_at")} AS "ageMs"
     FROM presences WHERE id = ${presenceId} AND disconnected_at IS NULL
     FOR UPDATE`);
   return rows[0] ?? null;
@@ -88,7 +88,7 @@ export async function keepPendingSignal(
  */
 export async function lockPendingSignal(tx: Executor, id: number): Promise<{ ageMs: number } | null> {
   const rows = await tx.rows<{ ageMs: number }>(sql`
-    SELECT (extract(epoch FROM now() - created_at) * 1000)::float8 AS "ageMs"
+    SELECT ${ageMs("created_at")} AS "ageMs"
     FROM pending_hook_statuses WHERE id = ${id} AND expires_at > now()
     FOR UPDATE`);
   return rows[0] ?? null;

@@ -52,7 +52,11 @@ export class DeliveryPump {
   /** Members whose queue may hold something their local presences can take now. */
   schedule(memberIds: Iterable<string>): void {
     if (this.stopped) return;
-    for (const id of memberIds) if (this.presences.hasMember(id)) this.due.add(id);
+    for (const id of memberIds) {
+      if (this.presences.hasMember(id)) this.due.add(id);
+      // No presence of the member here any more: nothing is left to hold.
+      else this.handedBack.forget(id);
+    }
     if (this.due.size > 0) this.running ??= this.loop();
   }
 
@@ -106,9 +110,7 @@ export class DeliveryPump {
   // the queue takes such a push back about then, and nothing else would
   // announce it to this member's presences.
   private claimRequest(memberId: string): ClaimRequest | null {
-    const own = this.presences.ofMember(memberId);
-    if (own.length === 0) this.handedBack.forget(memberId);
-    const open = own.filter(takesPushes);
+    const open = this.presences.ofMember(memberId).filter(takesPushes);
     const presences = open
       .map((p) => ({ id: p.presenceId, room: Math.min(p.window.room(), MAX_PUSHES_PER_CLAIM) }))
       .filter((p) => p.room > 0);

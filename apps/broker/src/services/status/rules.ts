@@ -52,12 +52,15 @@ export interface InitialStatus extends StatusSignal {
  * is the same session, and its status must not fall back to idle and let
  * held messages through.
  */
+/** Whether a status was set after a kept hook signal was kept (both ages by the database's clock): it is newer news. */
+export const setAfter = (status: { ageMs: number }, signal: { ageMs: number }): boolean => status.ageMs < signal.ageMs;
+
 export function initialStatus(
   pendingSignal: { status: "idle" | "working"; ageMs: number } | null,
   previous: (StatusSignal & { ageMs: number }) | null,
 ): InitialStatus {
   if (previous?.status === "dnd") return previous;
-  const newer = previous !== null && pendingSignal !== null && previous.ageMs < pendingSignal.ageMs;
+  const newer = previous !== null && pendingSignal !== null && setAfter(previous, pendingSignal);
   if (pendingSignal !== null && !newer) return { status: pendingSignal.status, source: "hook", ageMs: 0 };
   if (previous?.status === "working") return previous;
   return { status: "idle", source: "manual", ageMs: null };

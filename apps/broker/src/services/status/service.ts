@@ -16,7 +16,7 @@ import {
 import type { InstanceBus } from "../bus.ts";
 import type { PresenceEvents } from "../presence-events.ts";
 import { retryTransient } from "../retry.ts";
-import { decideStatus, type StatusSignal } from "./rules.ts";
+import { decideStatus, setAfter, type StatusSignal } from "./rules.ts";
 
 export interface StatusResult {
   presenceId: string;
@@ -103,21 +103,18 @@ export class StatusService {
         const current = await lockPresenceStatus(tx, presenceId);
         if (!current) return null;
         await dropPendingSignal(tx, pendingId);
-        if (current.ageMs < kept.ageMs) {
-          return { presenceId, memberId: current.memberId, status: current.status, statusSource: current.statusSource, applied: false };
-        }
-        return this.decideIn(tx, presenceId, current, { status, source: "hook" });
+        return this.decideIn(tx, presenceId, current, { status, source: "hook" }, kept);
       }),
     );
     return this.settled(presenceId, result);
   }
 
-  private async decideIn(tx: Executor, presenceId: string, current: LockedStatus, signal: StatusSignal): Promise<StatusResult> {
-    const next = decideStatus(
-      { status: current.status, source: current.statusSource, ageMs: current.ageMs },
-      signal,
-      this.options.freshWindowMs,
-    );
+  /** kept: the signal's age when it was kept as a pending signal; a status set since wins over it. */
+  private async decideIn(tx: Executor, presenceId: string, current: LockedStatus, signal: StatusSignal, kept?: { ageMs: number }): Promise<StatusResult> {
+    const next =
+      kept && setAfter(current, kept)
+        ? null
+        : decideStatus({ status: current.status, source: current.statusSource, ageMs: current.ageMs }, signal, this.options.freshWindowMs);
     if (!next) {
       return { presenceId, memberId: current.memberId, status: current.status, statusSource: current.statusSource, applied: false };
     }

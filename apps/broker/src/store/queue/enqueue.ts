@@ -150,14 +150,16 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
       FROM enqueued e JOIN writable w ON w.id = e.message_id
       WHERE ${holders.notify} AND e.attempt = 0
     ),
+    queued_members AS (
+      SELECT count(DISTINCT recipient_member_id) AS n, json_agg(DISTINCT recipient_member_id) AS ids FROM queued_work
+    ),
     notices AS (
-      SELECT json_build_object('members', json_agg(DISTINCT recipient_member_id))::text AS payload
-      FROM queued_work
-      HAVING count(*) > 0 AND count(DISTINCT recipient_member_id) <= ${MAX_NOTIFIED_MEMBERS}
+      SELECT json_build_object('members', ids)::text AS payload
+      FROM queued_members WHERE n BETWEEN 1 AND ${MAX_NOTIFIED_MEMBERS}
       UNION ALL
       SELECT json_build_object('meshes', json_agg(m."meshId"))::text
       FROM (SELECT d."meshId", row_number() OVER (ORDER BY d."meshId") AS n FROM (SELECT DISTINCT "meshId" FROM queued_work) d) m
-      WHERE (SELECT count(DISTINCT recipient_member_id) FROM queued_work) > ${MAX_NOTIFIED_MEMBERS}
+      WHERE (SELECT n FROM queued_members) > ${MAX_NOTIFIED_MEMBERS}
       GROUP BY (m.n - 1) / ${MAX_NOTIFIED_ENTRIES}
     ),
     notified AS (

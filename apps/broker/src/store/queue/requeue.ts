@@ -7,7 +7,7 @@ import { jsonParam, unique, uuidArray } from "../sql.ts";
 export type RequeueScope =
   /** Every lease held by these presences, or by these other holders (a webhook attempt, a waiting request): they ended. */
   | { presences: string[] }
-  /** These pushes could not be written to their presence. */
+  /** These pushes were never delivered (their socket did not take them, a webhook batch left them out): their claim is undone. */
   | { pushes: Array<{ messageId: string; memberId: string; presenceId: string }> }
   /** Leases that ran out unacknowledged, at most `limit` of them, skipping rows others hold. */
   | { expiredLeases: { limit: number } };
@@ -41,11 +41,12 @@ export async function requeue(db: Executor, scope: RequeueScope): Promise<string
   // A push never written was never delivered: its claim is undone, so its
   // first real push is attempt 1 again (not counted as a redelivery) and
   // deliveredAt stays unset until then.
-  const undoClaim = "pushes" in scope;
+  const undoClaim =
+    "pushes" in scope
+      ? sql`, attempt = greatest(attempt - 1, 0), delivered_at = CASE WHEN attempt <= 1 THEN NULL ELSE delivered_at END`
+      : sql``;
   const rows = await db.rows<{ memberId: string }>(sql`
-    UPDATE deliveries SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL,
-           attempt = CASE WHEN ${undoClaim}::boolean THEN greatest(attempt - 1, 0) ELSE attempt END,
-           delivered_at = CASE WHEN ${undoClaim}::boolean AND attempt <= 1 THEN NULL ELSE delivered_at END
+    UPDATE deliveries SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL${undoClaim}
     WHERE state = 'leased' AND id IN (${which})
     RETURNING recipient_member_id AS "memberId"`);
   return unique(rows.map((r) => r.memberId));
