@@ -4,14 +4,14 @@ import { PUBKEY, TAG, storable } from "./frames.ts";
 
 export const SLUG = /^[a-z0-9][a-z0-9-]{1,62}$/;
 
-// A hello names its mesh by id or slug, and takes anything shaped like an id for one.
-const UUID_SHAPED = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** An id's shape (any case). A hello names its mesh by id or slug, and takes anything shaped like an id for one. */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const createMeshBody = z.strictObject({
   slug: z
     .string()
     .regex(SLUG, { error: "expected 2–63 of a-z, 0-9 and -, starting with a letter or digit" })
-    .refine((slug) => !UUID_SHAPED.test(slug), { error: "a slug may not look like a mesh id (a uuid)" }),
+    .refine((slug) => !UUID.test(slug), { error: "a slug may not look like a mesh id (a uuid)" }),
   name: storable(z.string().min(1).max(200)).optional(),
 });
 

@@ -33,6 +33,6 @@ export function batchLimit(n: number): SQL {
   return sql.raw(String(2 ** Math.ceil(Math.log2(Math.max(1, n)))));
 }
 
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export { UUID } from "@switchboard/protocol";
 
 export const unique = <T>(values: Iterable<T>): T[] => [...new Set(values)];

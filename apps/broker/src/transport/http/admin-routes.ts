@@ -7,7 +7,7 @@ import type { z } from "zod";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
-import { apiError, bearerToken, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
+import { apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
 type Handler<P extends string> = (req: BunRequest<P>) => Promise<Response>;
@@ -60,7 +60,7 @@ export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess
       if (error instanceof InvalidBody) return apiError("invalid", error.message);
       if (error instanceof BodyTooLarge) return apiError("too_large", error.message);
       if (error instanceof RefusedError) return apiError(error.refusal.code, error.refusal.message);
-      if (isDbUnavailable(error, dbHealth)) return apiError("unavailable", "the database is unavailable", { "retry-after": "1" });
+      if (isDbUnavailable(error, dbHealth)) return dbUnavailable();
       throw error;
     }
   };

@@ -15,7 +15,7 @@ import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import type { HttpMessaging, Reader } from "../../services/http-messaging.ts";
 import { issueText, pushFrame } from "../ws/wire.ts";
-import { apiError, bearerToken, json, readBodyCapped, sameSecret } from "./respond.ts";
+import { apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
 
 export interface MessagesRouteDeps {
   messaging: HttpMessaging;
@@ -51,7 +51,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
   const { messaging, dbHealth, metrics, log, adminToken, maxMessageBytes } = deps;
 
   const failed = (error: unknown, what: string): Response => {
-    if (isDbUnavailable(error, dbHealth)) return apiError("unavailable", "the database is unavailable", { "retry-after": "1" });
+    if (isDbUnavailable(error, dbHealth)) return dbUnavailable();
     log.error({ err: error }, what);
     return apiError("internal", "internal error");
   };
@@ -98,7 +98,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
       }
       if (outcome.code === "unavailable") return apiError("unavailable", outcome.message, { "retry-after": "1" });
       if (outcome.code === "internal" && !dbHealth.healthy) {
-        return apiError("unavailable", "the database is unavailable", { "retry-after": "1" });
+        return dbUnavailable();
       }
       return apiError(outcome.code, outcome.message);
     }

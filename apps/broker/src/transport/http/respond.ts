@@ -21,6 +21,11 @@ export function apiError(code: ErrorCode, message: string, headers?: Record<stri
   return json(HTTP_STATUS[code], { error: { code, message } }, headers);
 }
 
+/** 503 while the database cannot be reached: try again in a second. */
+export function dbUnavailable(): Response {
+  return apiError("unavailable", "the database is unavailable", { "retry-after": "1" });
+}
+
 export function bearerToken(req: Request): string | null {
   const header = req.headers.get("authorization");
   const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
