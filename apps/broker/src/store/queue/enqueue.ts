@@ -10,7 +10,7 @@
 // waiter's end returns it to the queue.
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import { BUS_CHANNEL, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
@@ -65,6 +65,10 @@ export interface LocalHolders {
    */
   notify: boolean;
 }
+
+/** An entry of EnqueuedSend.leased, from a delivery row `d`. */
+const leasedPush = (d: string): SQL =>
+  sql.raw(`json_build_object('memberId', ${d}.recipient_member_id, 'presenceId', ${d}.lease_presence_id, 'seq', ${d}.id::float8)`);
 
 // Data-modifying CTEs run to completion whether or not the final SELECT reads
 // them. (No audit row per send: the messages table itself is that record.)
@@ -172,8 +176,7 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
     ),
     leased_lists AS (
       SELECT e.message_id,
-             json_agg(json_build_object('memberId', e.recipient_member_id, 'presenceId', e.lease_presence_id,
-                                        'seq', e.id::float8)) AS pushes
+             json_agg(${leasedPush("e")}) AS pushes
       FROM enqueued e
       WHERE e.attempt = 1
       GROUP BY e.message_id
@@ -212,8 +215,7 @@ export async function storedSends(db: Executor, messages: NewMessage[], instance
     SELECT q.idx, true AS known, true AS "senderLive", true AS inserted, NULL AS "priorId", 0 AS "priorRecipients",
            (SELECT coalesce(json_agg(d.recipient_member_id), '[]') FROM deliveries d
             WHERE d.message_id = m.id)::text AS recipients,
-           (SELECT coalesce(json_agg(json_build_object('memberId', d.recipient_member_id, 'presenceId', d.lease_presence_id,
-                                                       'seq', d.id::float8)), '[]')
+           (SELECT coalesce(json_agg(${leasedPush("d")}), '[]')
             FROM deliveries d JOIN presences p ON p.id = d.lease_presence_id
             WHERE d.message_id = m.id AND d.state = 'leased' AND p.instance_id = ${instanceId}
               -- Leased by that statement (in its transaction: its now()), not by a claim since.
