@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { AdminApi } from "./admin-api.ts";
 import type { Context } from "./command.ts";
 import { httpBase, requireMesh, type Config } from "./config.ts";
-import { CliError, sendFailed, UsageError } from "./errors.ts";
+import { CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, shortKey } from "./output.ts";
 
@@ -36,7 +36,7 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   const idempotencyKey = ctx.args.string("id");
   // A named key file must exist (a missing one must not send in the clear); the default one is used when present.
   const key = config.keyFileNamed || existsSync(config.keyFile) ? await readKeyFile(config.keyFile) : undefined;
-  const sender = await HttpSender.create({ url: httpBase(config.url), token, ...(key ? { secretKey: key.secretKey } : {}) });
+  const sender = await HttpSender.create({ url: httpBase(config.url), token, timeoutMs: REQUEST_TIMEOUT_MS, ...(key ? { secretKey: key.secretKey } : {}) });
   const resolved = await resolveTarget(config, target);
   const options = {
     ...(priority !== undefined ? { priority } : {}),

@@ -1,5 +1,6 @@
 // Acks of pushes, batched: one client_ack frame for everything received within
-// ackDelayMs, or at once when MAX_BATCH ids are waiting.
+// ackDelayMs, or at once when a frame's worth is waiting (MAX_BATCH ids, fewer
+// once a broker refused a frame as too large).
 const MAX_BATCH = 200;
 // The broker accepts at most 1000 ids in one client_ack.
 const MAX_FRAME_IDS = 1000;

@@ -9,7 +9,7 @@ import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";
 import { checkTimeout, resolveConfig, type ClientConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
-import { SwitchboardError } from "./errors.ts";
+import { SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
 import { buildHello } from "./hello.ts";
 import { historyPage } from "./history.ts";
 import { Inbox } from "./inbox.ts";
@@ -44,14 +44,6 @@ type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
 
 const asError = (error: unknown, code = "closed"): SwitchboardError =>
   error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error), { cause: error });
-
-/**
- * Failures of a send written (or about to be) that say nothing of whether the
- * broker stored it: `internal` too, which a database lost mid-commit can
- * leave undecided, and sending again with the same id is safe whatever
- * happened.
- */
-const UNDECIDED = new Set(["timeout", "unavailable", "closed", "internal"]);
 
 /** A socket that stayed open this long after its hello starts the reconnect backoff over when it closes. */
 const STABLE_AFTER_MS = 10_000;
@@ -177,7 +169,7 @@ export class SwitchboardClient {
     const ack = await this.call(frame, "ack", withdraw).catch((error: unknown) => {
       // No verdict: the caller needs the id to send it again without a second
       // copy (not for an ephemeral send: the broker does not look its id up).
-      if (error instanceof SwitchboardError && UNDECIDED.has(error.code) && opts.ephemeral !== true) {
+      if (error instanceof SwitchboardError && UNDECIDED_CODES.socket.has(error.code) && opts.ephemeral !== true) {
         throw new SwitchboardError(error.code, error.message, { cause: error, sendId: id });
       }
       throw error;
@@ -315,12 +307,11 @@ export class SwitchboardClient {
     const reqId = `c-${crypto.randomUUID()}`;
     return new Promise<ReplyOf<T>>((resolve, reject) => {
       const limit = this.config.requestTimeoutMs;
-      const timer =
-        limit === undefined
-          ? undefined
-          : setTimeout(() => {
-              if (this.outbox.take(reqId)) reject(new SwitchboardError("timeout", `no answer from the broker within ${limit} ms`));
-            }, limit);
+      // Given up on before the broker answered: out of the outbox, never written again.
+      const giveUp = (message: string) => {
+        if (this.outbox.take(reqId)) entry.reject(new SwitchboardError("timeout", message));
+      };
+      const timer = limit === undefined ? undefined : setTimeout(() => giveUp(`no answer from the broker within ${limit} ms`), limit);
       const entry = {
         reqId,
         text: JSON.stringify({ ...frame, reqId }),
@@ -338,13 +329,7 @@ export class SwitchboardClient {
         },
       };
       this.outbox.add(entry);
-      withdraw?.addEventListener(
-        "abort",
-        () => {
-          if (this.outbox.take(reqId)) entry.reject(new SwitchboardError("timeout", "withdrawn before the broker answered"));
-        },
-        { once: true },
-      );
+      withdraw?.addEventListener("abort", () => giveUp("withdrawn before the broker answered"), { once: true });
       if (this.state === "open" && this.connection?.send(entry.text)) entry.writtenOn = this.connection.generation;
     });
   }
@@ -387,11 +372,6 @@ export class SwitchboardClient {
     // Everything unanswered goes out again, in the order it was made, before
     // the state says open: a call made by a listener of that change comes after.
     for (const entry of this.outbox.inOrder()) {
-      if (entry.once && entry.writtenOn !== 0) {
-        // It may have been delivered; the broker could not tell a second copy from a new message.
-        if (this.outbox.take(entry.reqId)) entry.reject(new SwitchboardError("unavailable", "the connection dropped before the broker answered this ephemeral send; it is not written again"));
-        continue;
-      }
       if (connection.send(entry.text)) entry.writtenOn = generation;
     }
     this.setState("open");
@@ -457,6 +437,11 @@ export class SwitchboardClient {
       const culprit = this.outbox.largestWrittenOn(generation);
       if (this.acks.largestWritten > (culprit?.text.length ?? 0)) this.acks.frameTooLarge();
       else if (culprit && this.outbox.take(culprit.reqId)) culprit.reject(new SwitchboardError("too_large", "the broker closed the socket: frame too large"));
+    }
+    // An ephemeral send it carried may have been delivered: the broker keeps
+    // no id to tell a second copy from a new message, so it is not written again.
+    for (const entry of this.outbox.takeWrittenOnce(generation)) {
+      entry.reject(new SwitchboardError("unavailable", "the connection dropped before the broker answered this ephemeral send; it is not written again"));
     }
     // Closing already (close() waits for its last acks): no reconnect.
     const willReconnect =

@@ -39,7 +39,7 @@ export function defaultSessionId(env: Record<string, string | undefined> = nodeP
 }
 
 /** The longest delay a timer keeps: a longer one fires at once (so a timeout of a month would fail every call). */
-export const MAX_TIMEOUT_MS = 2_147_483_647;
+const MAX_TIMEOUT_MS = 2_147_483_647;
 
 /** A timeout in ms: more than 0, at most MAX_TIMEOUT_MS. */
 export function checkTimeout(ms: number, name: string): void {

@@ -7,9 +7,9 @@
 export class SwitchboardError extends Error {
   readonly code: string;
   /**
-   * On a send that failed without the broker's verdict (`timeout`,
-   * `unavailable`, `closed`): the `id` it was written with. The broker may
-   * have stored it; sending again with this `id` cannot store it twice.
+   * On a send that failed without the broker's verdict (UNDECIDED_CODES):
+   * the `id` it was written with (over HTTP its Idempotency-Key). The broker
+   * may have stored it; sending again with this `id` cannot store it twice.
    */
   readonly sendId: string | undefined;
 
@@ -20,3 +20,14 @@ export class SwitchboardError extends Error {
     this.sendId = options?.sendId;
   }
 }
+
+/**
+ * The codes of a failed send that say nothing of whether the broker stored
+ * it, on a socket and over HTTP: `internal` too, which a database lost
+ * mid-commit can leave undecided. Sending again with the same id is safe
+ * whatever happened.
+ */
+export const UNDECIDED_CODES = {
+  socket: new Set(["timeout", "unavailable", "closed", "internal"]),
+  http: new Set(["timeout", "unreachable", "internal"]),
+} as const;

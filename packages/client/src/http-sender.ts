@@ -12,7 +12,8 @@ import {
   type PushFrame,
 } from "@switchboard/protocol";
 import { open, PLAIN_NONCE, seal, type Envelope } from "./envelope.ts";
-import { SwitchboardError } from "./errors.ts";
+import { checkTimeout } from "./config.ts";
+import { SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
 import { describePush } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
 import type { Message, UnreadableMessage } from "./types.ts";
@@ -81,6 +82,7 @@ export class HttpSender {
 
   static async create(options: HttpSenderOptions): Promise<HttpSender> {
     if (!/^https?:\/\//.test(options.url)) throw new SwitchboardError("invalid", `url: expected http(s)://, got ${options.url}`);
+    if (options.timeoutMs !== undefined) checkTimeout(options.timeoutMs, "timeoutMs");
     if (options.secretKey === undefined) return new HttpSender(options, null);
     if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
     const secretKey = options.secretKey.toLowerCase();
@@ -164,7 +166,7 @@ export class HttpSender {
     const timeoutMs = wait === undefined ? this.timeoutMs() : wait * 1000 + this.timeoutMs();
     const res = await this.call("POST", path, body, { [IDEMPOTENCY_KEY_HEADER]: idempotencyKey }, timeoutMs).catch((error: unknown) => {
       // No verdict (the request may have been applied): the key sends it again at most once.
-      if (error instanceof SwitchboardError && ["timeout", "unreachable", "internal"].includes(error.code)) {
+      if (error instanceof SwitchboardError && UNDECIDED_CODES.http.has(error.code)) {
         throw new SwitchboardError(error.code, error.message, { cause: error, sendId: idempotencyKey });
       }
       throw error;

@@ -1,6 +1,7 @@
 // Frames that await a reply (sends and control requests), in the order they
-// were made. An entry leaves only when its reply arrives or the client gives
-// up; after a reconnect everything still here is written again, in order and
+// were made. An entry leaves when its reply arrives or the client gives up
+// (a timeout, a withdrawn request, an ephemeral send whose socket dropped);
+// after a reconnect everything still here is written again, in order and
 // unchanged (a send keeps its `id`, so the broker answers duplicate:true for
 // one it had already committed).
 import type { ReplyFrame } from "./wire.ts";
@@ -53,6 +54,13 @@ export class Outbox {
       if (e.writtenOn === generation && (!largest || e.text.length > largest.text.length)) largest = e;
     }
     return largest;
+  }
+
+  /** Removes and returns the entries written at most once (`once`) that were written on connection `generation`. */
+  takeWrittenOnce(generation: number): OutboxEntry[] {
+    const taken = [...this.entries.values()].filter((e) => e.once && e.writtenOn === generation);
+    for (const e of taken) this.entries.delete(e.reqId);
+    return taken;
   }
 
   failAll(error: Error): void {

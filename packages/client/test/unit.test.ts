@@ -13,6 +13,7 @@ import { resolveConfig } from "../src/config.ts";
 import { buildHello } from "../src/hello.ts";
 import { SwitchboardError } from "../src/errors.ts";
 import { SwitchboardClient } from "../src/client.ts";
+import { HttpSender } from "../src/http-sender.ts";
 
 describe("backoffDelay", () => {
   const policy = { minDelayMs: 100, maxDelayMs: 5000 };
@@ -233,6 +234,7 @@ test("timeouts a timer cannot keep (over 2^31 - 1 ms) are refused as invalid, no
     expect(await resolveConfig({ ...base, ...bad }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
   }
   expect((await resolveConfig({ ...base, requestTimeoutMs: 2 ** 31 - 1 })).requestTimeoutMs).toBe(2 ** 31 - 1);
+  expect(await HttpSender.create({ url: "http://127.0.0.1:1", token: "sba_x", timeoutMs: 3e9 }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
   const client = await SwitchboardClient.start({ ...base, reconnect: false });
   try {
     expect(await client.request("*", "x", { timeoutMs: Infinity }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
