@@ -267,7 +267,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     },
   });
   sweepers.start();
-  dispatcher.start();
+  // An instance that says it listens knows the webhooks: news of work for one finds it.
+  await dispatcher.start();
   dashboard.start();
 
   const ws = createWsHandler({

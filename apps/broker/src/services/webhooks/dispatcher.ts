@@ -131,11 +131,12 @@ export class WebhookDispatcher implements QueueConsumer {
     this.retryTimers.delete(memberId);
   }
 
-  start(): void {
+  /** Resolves once the webhooks are first read (or that read failed: the timer reads them again). */
+  async start(): Promise<void> {
     const o = this.options;
     this.every(o.refreshIntervalMs, () => this.refresh());
     this.every(o.depthIntervalMs, async () => this.metrics.webhookQueueDepth.set(await webhookQueueDepth(this.db)));
-    void this.refresh().catch((error) => this.log.warn({ err: error }, "webhook refresh failed"));
+    await this.refresh().catch((error) => this.log.warn({ err: error }, "webhook refresh failed"));
   }
 
   /** Stops starting attempts; those in flight are cut short and their deliveries returned, uncounted. */
