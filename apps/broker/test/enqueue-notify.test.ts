@@ -3,7 +3,7 @@
 // statement failed, and a multi-tenant burst was written a send at a time.
 import { expect, test } from "bun:test";
 import { connect, migrate, type Database } from "@switchboard/db";
-import { freshBackend } from "@switchboard/testkit";
+import { freshBackend, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import { BUS_CHANNEL } from "../src/store/notify.ts";
@@ -51,7 +51,7 @@ test("a batch of sends into 300 meshes, each to an offline member, is written in
       expect(written[0]!.notified).toBe(3);
       if (listener) {
         const meshes = () => heard.flatMap((p) => (JSON.parse(p) as { meshes?: string[] }).meshes ?? []);
-        for (let i = 0; i < 100 && meshes().length < 300; i++) await Bun.sleep(50);
+        await waitUntil(() => meshes().length >= 300, 5000, "the notices of 300 meshes");
         expect(new Set(meshes())).toEqual(new Set(messages.map((m) => m.meshId)));
       }
     } finally {

@@ -2,7 +2,7 @@
 // cannot finish writing (Claude Code no longer reads its stdout): it exits,
 // and what it had not notified goes to the member's next session.
 import { afterAll, expect, test } from "bun:test";
-import { setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import { setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { writeFileSync } from "node:fs";
 import { CliHome, spawnCli } from "./support/cli.ts";
 
@@ -42,7 +42,7 @@ test("SIGTERM ends a server stuck writing a notification nobody reads; nothing i
     );
     expect(JSON.parse(await firstLine(server.stdout))).toMatchObject({ id: 1, result: { serverInfo: { name: "switchboard" } } });
     server.stdin.write(`${JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" })}\n`);
-    for (let i = 0; i < 100 && !stderr.includes('"mcp connected"'); i++) await Bun.sleep(100);
+    await waitUntil(() => stderr.includes('"mcp connected"'), 10_000, "the mcp connected log line");
     expect(stderr).toContain('"mcp connected"');
 
     // Claude Code went away without a word: nobody reads stdout any more.

@@ -4,7 +4,7 @@
 // broker that is gone or silent.
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { freePort, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
-import { SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
+import { HttpSender, SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
 import { controllableWebSocket, failureWhileStopped, pushesOf, type RawFrame } from "./support.ts";
 
 // A fixed port: one test stops the broker and starts it again where the clients look for it.
@@ -224,11 +224,8 @@ test("a broker whose MAX_MESSAGE_BYTES is too small for a frame of acks (1009): 
   // Acked all at once: the first 200 go in one frame, too large for this broker.
   for (const id of sent) b.ack(id);
   // Every ack reaches the broker (the sender sees its messages acked).
-  const token = await small.admin.createApiToken(mesh.id, alice.id);
-  const state = async (id: string) => {
-    const res = await fetch(`${small.url}/v1/messages/${id}`, { headers: { authorization: `Bearer ${token}` } });
-    return ((await res.json()) as { recipients: Array<{ state: string }> }).recipients[0]?.state;
-  };
+  const statuses = await HttpSender.create({ url: small.url, token: await small.admin.createApiToken(mesh.id, alice.id) });
+  const state = async (id: string) => (await statuses.status(id)).recipients[0]?.state;
   await waitUntil(async () => (await Promise.all(sent.map(state))).every((s) => s === "acked"), 30_000, "all 250 acked");
   // That first frame was too large, and no later one.
   expect(tooLarge).toEqual([1009]);

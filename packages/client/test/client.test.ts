@@ -247,7 +247,7 @@ describe("SwitchboardClient", () => {
     expect(got.messages.filter((m) => JSON.stringify(m.payload).includes("typing"))).toHaveLength(1);
   });
 
-  test.skipIf(backendKind !== "postgres")("a send answered internal names its id: sent again with it, it is stored once (needs DATABASE_URL)", async () => {
+  test.skipIf(backendKind !== "postgres")("a send answered internal names its id as sendId, which a send again may use (needs DATABASE_URL)", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice] = members as [SetupMember, SetupMember];
     const a = await connect(mesh.id, alice);
