@@ -160,7 +160,13 @@ describe("admin API", () => {
   });
 
   test("a known path with an unknown method answers a JSON 405", async () => {
-    const wrong = [["PUT", "/v1/meshes"], ["PATCH", "/v1/meshes/x/members"], ["GET", "/v1/meshes/x/members/y"]] as const;
+    const wrong = [
+      ["PUT", "/v1/meshes"],
+      ["PATCH", "/v1/meshes/x/members"],
+      ["GET", "/v1/meshes/x/members/y"],
+      ["POST", "/v1/admin/overview"],
+      ["DELETE", "/v1/admin/meshes/x/presence-events"],
+    ] as const;
     for (const [method, path] of wrong) {
       const res = await api<ErrorBody>(method, path);
       expect(res.status).toBe(405);

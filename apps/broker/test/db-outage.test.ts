@@ -43,6 +43,13 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
       retryAfter: "1",
       body: { error: { code: "unavailable" } },
     });
+    // And the dashboard's endpoints, which are admin API.
+    const overview = await fetch(`${broker.url}/v1/admin/overview`, { headers: { authorization: `Bearer ${broker.adminToken}` } });
+    expect({ status: overview.status, retryAfter: overview.headers.get("retry-after"), body: await overview.json() }).toMatchObject({
+      status: 503,
+      retryAfter: "1",
+      body: { error: { code: "unavailable" } },
+    });
 
     await cluster.start();
     expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);

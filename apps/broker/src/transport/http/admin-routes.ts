@@ -2,7 +2,7 @@
 // one handler that checks the token, then dispatches on the method, so a
 // known path with an unknown method gets a JSON 405 instead of the 404 fallback.
 import { addMemberBody, createMeshBody, createTokenBody } from "@switchboard/protocol";
-import type { BunRequest } from "bun";
+import type { BunRequest, Server } from "bun";
 import type { z } from "zod";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
@@ -10,7 +10,7 @@ import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
-type Handler<P extends string> = (req: BunRequest<P>) => Promise<Response>;
+type Handler<P extends string> = (req: BunRequest<P>, server: Server<unknown>) => Promise<Response>;
 
 class InvalidBody extends Error {}
 class BodyTooLarge extends Error {}
@@ -43,7 +43,7 @@ export interface AdminAccess {
 export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess, handlers: Partial<Record<Method, Handler<P>>>) {
   const byMethod = new Map<string, Handler<P>>(Object.entries(handlers));
   const allow = [...byMethod.keys()].join(", ");
-  return async (req: BunRequest<P>): Promise<Response> => {
+  return async (req: BunRequest<P>, server: Server<unknown>): Promise<Response> => {
     if (!sameSecret(bearerToken(req), adminToken)) {
       return apiError("unauthorized", "the admin API requires Authorization: Bearer <ADMIN_TOKEN>");
     }
@@ -55,7 +55,7 @@ export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess
     const nothing = unnamable(req.params);
     if (nothing) return nothing;
     try {
-      return await handler(req);
+      return await handler(req, server);
     } catch (error) {
       if (error instanceof InvalidBody) return apiError("invalid", error.message);
       if (error instanceof BodyTooLarge) return apiError("too_large", error.message);

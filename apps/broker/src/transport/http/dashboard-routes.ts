@@ -2,33 +2,15 @@
 // off) and the JSON endpoints under /v1/admin/… that feed it, behind the
 // admin token. Presence changes stream as server-sent events, read by the
 // page with fetch so the token travels in the Authorization header.
-import type { Server } from "bun";
 import { join } from "node:path";
+import type { Logger } from "../../log.ts";
 import type { DashboardService } from "../../services/dashboard.ts";
-import { RefusedError } from "../../services/outcome.ts";
 import type { PresenceEvents } from "../../services/presence-events.ts";
-import { apiError, bearerToken, json, sameSecret, unnamable } from "./respond.ts";
+import { endpoint, type AdminAccess } from "./admin-routes.ts";
+import { json } from "./respond.ts";
 
 const PAGE_DIR = join(import.meta.dir, "dashboard");
 const KEEPALIVE_MS = 15_000;
-
-type Handler = (req: Request & { params: Record<string, string> }, server: Server<unknown>) => Promise<Response>;
-
-function guarded(adminToken: string, handler: Handler): Handler {
-  return async (req, server) => {
-    if (!sameSecret(bearerToken(req), adminToken)) {
-      return apiError("unauthorized", "the admin API requires Authorization: Bearer <ADMIN_TOKEN>");
-    }
-    const nothing = unnamable(req.params);
-    if (nothing) return nothing;
-    try {
-      return await handler(req, server);
-    } catch (error) {
-      if (error instanceof RefusedError) return apiError(error.refusal.code, error.refusal.message);
-      throw error;
-    }
-  };
-}
 
 /** The page's script, bundled once on first request. */
 function pageScript(): () => Promise<Response> {
@@ -43,49 +25,79 @@ function pageScript(): () => Promise<Response> {
   };
 }
 
-function presenceStream(events: PresenceEvents, meshId: string, req: Request): Response {
+interface StreamLimits {
+  /** Bytes the stream may hold that its socket has not taken (SOCKET_BUFFER_BYTES). */
+  maxUnsentBytes: number;
+  log: Logger;
+}
+
+/**
+ * A page that stops reading would have every event of its mesh kept for it:
+ * past maxUnsentBytes the stream is ended instead, and the page's reconnect
+ * starts again from a fresh snapshot, so nothing it shows is lost.
+ */
+function presenceStream(events: PresenceEvents, meshId: string, req: Request, limits: StreamLimits): Response {
   const key = `stream-${crypto.randomUUID()}`;
   const encoder = new TextEncoder();
   let keepalive: Timer | undefined;
+  let stopped = false;
   const stop = () => {
+    stopped = true;
     clearInterval(keepalive);
     events.unsubscribe(key);
   };
-  const body = new ReadableStream<Uint8Array>({
-    async start(controller) {
-      const write = (text: string) => {
-        try {
-          controller.enqueue(encoder.encode(text));
-        } catch {
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async start(controller) {
+        const write = (text: string) => {
+          if (stopped) return;
+          try {
+            controller.enqueue(encoder.encode(text));
+          } catch {
+            return stop();
+          }
+          if ((controller.desiredSize ?? 0) >= 0) return;
           stop();
-        }
-      };
-      const subscription = await events.subscribe(key, meshId, (event) => write(`event: presence\ndata: ${JSON.stringify(event)}\n\n`));
-      write(": subscribed\n\n");
-      subscription.start();
-      keepalive = setInterval(() => write(": keepalive\n\n"), KEEPALIVE_MS);
+          limits.log.warn({ meshId, maxUnsentBytes: limits.maxUnsentBytes }, "presence stream stalled");
+          // Errored, the response is cut off and its connection closed. (Bun
+          // prints an error value given here to stderr, outside the JSON log.)
+          controller.error(undefined);
+        };
+        const subscription = await events.subscribe(key, meshId, (event) => write(`event: presence\ndata: ${JSON.stringify(event)}\n\n`));
+        write(": subscribed\n\n");
+        subscription.start();
+        // Gone while its snapshot was read: no timer for a stream nobody holds.
+        if (!stopped) keepalive = setInterval(() => write(": keepalive\n\n"), KEEPALIVE_MS);
+      },
+      cancel: stop,
     },
-    cancel: stop,
-  });
+    new ByteLengthQueuingStrategy({ highWaterMark: limits.maxUnsentBytes }),
+  );
   req.signal.addEventListener("abort", stop);
   return new Response(body, { headers: { "content-type": "text/event-stream", "cache-control": "no-store" } });
 }
 
-export function dashboardRoutes(deps: { dashboard: DashboardService; presenceEvents: PresenceEvents; adminToken: string; page: boolean }) {
-  const { dashboard, presenceEvents, adminToken } = deps;
+export function dashboardRoutes(deps: {
+  dashboard: DashboardService;
+  presenceEvents: PresenceEvents;
+  access: AdminAccess;
+  stream: StreamLimits;
+  page: boolean;
+}) {
+  const { dashboard, presenceEvents, access } = deps;
   const api = {
-    "/v1/admin/overview": { GET: guarded(adminToken, async () => json(200, await dashboard.overview())) },
-    "/v1/admin/meshes/:mesh/members": {
-      GET: guarded(adminToken, async (req) => json(200, { members: await dashboard.members(req.params.mesh ?? "") })),
-    },
-    "/v1/admin/meshes/:mesh/presence-events": {
-      GET: guarded(adminToken, async (req, server) => {
-        const meshId = await dashboard.meshId(req.params.mesh ?? "");
+    "/v1/admin/overview": endpoint<"/v1/admin/overview">(access, { GET: async () => json(200, await dashboard.overview()) }),
+    "/v1/admin/meshes/:mesh/members": endpoint<"/v1/admin/meshes/:mesh/members">(access, {
+      GET: async (req) => json(200, { members: await dashboard.members(req.params.mesh) }),
+    }),
+    "/v1/admin/meshes/:mesh/presence-events": endpoint<"/v1/admin/meshes/:mesh/presence-events">(access, {
+      GET: async (req, server) => {
+        const meshId = await dashboard.meshId(req.params.mesh);
         // A stream stays open as long as the page does.
         server.timeout(req, 0);
-        return presenceStream(presenceEvents, meshId, req);
-      }),
-    },
+        return presenceStream(presenceEvents, meshId, req, deps.stream);
+      },
+    }),
   };
   if (!deps.page) return api;
   return {
