@@ -37,17 +37,15 @@ beforeAll(async () => {
   await scratch.db.rows(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
     SELECT mesh_id, id, 'dashboard-test', 'session', display_name FROM members`);
-  server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    routes: dashboardRoutes({
-      dashboard: new DashboardService(scratch.db, metrics, systemClock, { sampleIntervalMs: 60_000, instanceLeaseSeconds: 15 }),
-      presenceEvents: events,
-      access: { adminToken: ADMIN_TOKEN, dbHealth: { healthy: true, stop() {} } },
-      stream: { maxUnsentBytes: MAX_UNSENT_BYTES, log },
-      page: false,
-    }),
+  const routes = dashboardRoutes({
+    dashboard: new DashboardService(scratch.db, metrics, systemClock, { sampleIntervalMs: 60_000, instanceLeaseSeconds: 15 }),
+    presenceEvents: events,
+    access: { adminToken: ADMIN_TOKEN, dbHealth: { healthy: true, stop() {} } },
+    stream: { maxUnsentBytes: MAX_UNSENT_BYTES, log },
+    page: false,
   });
+  const path = "/v1/admin/meshes/:mesh/presence-events";
+  server = Bun.serve({ port: 0, hostname: "127.0.0.1", routes: { [path]: routes[path] } });
 });
 
 afterAll(() => server.stop(true));
