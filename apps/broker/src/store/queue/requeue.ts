@@ -16,19 +16,19 @@ function leasesIn(scope: RequeueScope): SQL | null {
   if ("presences" in scope) {
     if (scope.presences.length === 0) return null;
     return sql`
-      SELECT id FROM deliveries
+      SELECT id, lease_presence_id FROM deliveries
       WHERE state = 'leased' AND lease_presence_id = ANY (${uuidArray(scope.presences)})`;
   }
   if ("pushes" in scope) {
     if (scope.pushes.length === 0) return null;
     return sql`
-      SELECT d.id
+      SELECT d.id, d.lease_presence_id
       FROM jsonb_to_recordset(${jsonParam(scope.pushes)}) AS l("messageId" uuid, "memberId" uuid, "presenceId" uuid)
       JOIN deliveries d ON d.message_id = l."messageId" AND d.recipient_member_id = l."memberId"
       WHERE d.state = 'leased' AND d.lease_presence_id = l."presenceId"`;
   }
   return sql`
-    SELECT id FROM deliveries
+    SELECT id, lease_presence_id FROM deliveries
     WHERE state = 'leased' AND lease_expires_at < now()
     ORDER BY id LIMIT ${scope.expiredLeases.limit}
     FOR UPDATE SKIP LOCKED`;
@@ -45,9 +45,12 @@ export async function requeue(db: Executor, scope: RequeueScope): Promise<string
     "pushes" in scope
       ? sql`, attempt = greatest(attempt - 1, 0), delivered_at = CASE WHEN attempt <= 1 THEN NULL ELSE delivered_at END`
       : sql``;
+  // The holder is matched again on the row as it is when updated: a lease
+  // that ended and went to another holder while this statement waited for
+  // its row is that holder's now, not this scope's.
   const rows = await db.rows<{ memberId: string }>(sql`
     UPDATE deliveries SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL${undoClaim}
-    WHERE state = 'leased' AND id IN (${which})
+    WHERE state = 'leased' AND (id, lease_presence_id) IN (${which})
     RETURNING recipient_member_id AS "memberId"`);
   return unique(rows.map((r) => r.memberId));
 }
