@@ -262,6 +262,11 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     expect(ok.status).toBe(200);
     await env.admin.revokeMember(mesh.id, member.id);
     expectHookError(await postHook(env.url, { token, body: { cwd, status: "idle" } }), 401);
+    // Told so whatever it sends: a body the broker would refuse, or one too large.
+    expectHookError(await postHook(env.url, { token, body: { cwd, hook_event_name: "PreCompact" } }), 401);
+    expectHookError(await postHook(env.url, { token, body: "not json" }), 401);
+    expectHookError(await postHook(env.url, { token, body: JSON.stringify({ cwd, pad: "x".repeat(MAX_MESSAGE_BYTES) }) }), 401);
+    expectHookError(await postHook(env.url, { token: "wrong-token-0123456789abcdef", body: "not json" }), 401);
   });
 
   test(`413 for a body over MAX_MESSAGE_BYTES, declared or streamed; nothing changes`, async () => {

@@ -12,10 +12,13 @@ import type { StatusService } from "./status/service.ts";
 import type { Clock } from "./timing.ts";
 import { hashToken } from "./tokens.ts";
 
-export type HookOutcome =
-  | { ok: true; presenceId: string }
-  | { ok: true; pending: true }
-  | Refusal<"unauthorized" | "rate_limited">;
+export type HookOutcome = { ok: true; presenceId: string } | { ok: true; pending: true } | Refusal<"rate_limited">;
+
+/** A hook token's member, and the token's hash its rate limits are counted by. */
+export interface HookCaller {
+  memberId: string;
+  tokenHash: string;
+}
 
 export interface HookOptions {
   /** Per token, pid and cwd: one Claude Code session. */
@@ -40,12 +43,16 @@ export class HookService {
     this.perToken = new RateLimiter(options.rateLimitPerTokenPerMin);
   }
 
-  async handle(token: string, body: HookBody, headerPid: number | undefined): Promise<HookOutcome> {
+  /** The member a hook token names; null for an unknown or revoked token (looked at before the body, so a bad token is told so). */
+  async authenticate(token: string): Promise<HookCaller | null> {
     const tokenHash = hashToken(token);
-    const pid = body.pid ?? headerPid ?? null;
-    // The token first: a wrong one is refused however often it is tried.
     const member = await findMemberByTokenHash(this.db, tokenHash, "hook");
-    if (!member) return refuse("unauthorized", "unknown or revoked hook token");
+    return member ? { memberId: member.memberId, tokenHash } : null;
+  }
+
+  async handle(caller: HookCaller, body: HookBody, headerPid: number | undefined): Promise<HookOutcome> {
+    const { memberId, tokenHash } = caller;
+    const pid = body.pid ?? headerPid ?? null;
     const now = this.options.clock();
     const sessionKey = `${tokenHash} ${pid ?? "-"} ${body.cwd}`;
     // The session's own limit first, counting nothing: a session refused for
@@ -62,7 +69,7 @@ export class HookService {
 
     const status = statusOfHook(body);
     const origin = { sessionId: body.session_id ?? null, pid, cwd: body.cwd };
-    const signalled = await this.status.signalFromHook(member.memberId, origin, status);
+    const signalled = await this.status.signalFromHook(memberId, origin, status);
     if (signalled.pending) {
       this.log.info({ cwd: body.cwd, pid, status, pending: true }, "hook");
       return { ok: true, pending: true };

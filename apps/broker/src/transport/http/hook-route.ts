@@ -4,7 +4,7 @@ import { HOOK_PID_HEADER, hookBody, type HookReply } from "@switchboard/protocol
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
-import type { HookService } from "../../services/hooks.ts";
+import type { HookCaller, HookService } from "../../services/hooks.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
 import { bearerToken, json, readBodyCapped } from "./respond.ts";
 
@@ -28,12 +28,26 @@ export function hookRoutes(deps: {
   maxMessageBytes: number;
 }) {
   const { hooks, dbHealth, metrics, log, maxMessageBytes } = deps;
+  const failed = (error: unknown): Response => {
+    log.error({ err: error }, "hook failed");
+    return isDbUnavailable(error, dbHealth)
+      ? fail("unavailable", "the database is unavailable")
+      : fail("internal", "the broker could not handle this hook");
+  };
   return {
     "/hook/set-status": {
       POST: async (req: Request) => {
         metrics.hookRequests.inc();
         const token = bearerToken(req);
         if (token === null) return fail("unauthorized", "Authorization: Bearer <hook token> is required");
+        // The token before the body: a revoked hook is told so, whatever it sends.
+        let caller: HookCaller | null;
+        try {
+          caller = await hooks.authenticate(token);
+        } catch (error) {
+          return failed(error);
+        }
+        if (caller === null) return fail("unauthorized", "unknown or revoked hook token");
         const raw = await readBodyCapped(req, maxMessageBytes);
         if (raw === null) return fail("too_large", `the body is larger than ${maxMessageBytes} bytes`);
         let parsedJson: unknown;
@@ -48,14 +62,11 @@ export function hookRoutes(deps: {
           return fail("invalid", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "bad body"}`);
         }
         try {
-          const outcome = await hooks.handle(token, body.data, headerPid(req));
+          const outcome = await hooks.handle(caller, body.data, headerPid(req));
           if (!outcome.ok) return fail(outcome.code, outcome.message);
           return json(200, "pending" in outcome ? { ok: true, pending: true } : { ok: true, presence_id: outcome.presenceId });
         } catch (error) {
-          log.error({ err: error }, "hook failed");
-          return isDbUnavailable(error, dbHealth)
-            ? fail("unavailable", "the database is unavailable")
-            : fail("internal", "the broker could not handle this hook");
+          return failed(error);
         }
       },
     },
