@@ -84,6 +84,16 @@ describe("JWT hello", () => {
     expect(again.helloAck).toMatchObject({ memberId: existing.id, displayName: "old-name" });
   });
 
+  test("a mesh claim naming the mesh's id in capitals names that mesh, as the hello's meshId does", async () => {
+    const mesh = await newMesh();
+    const browser = await newIdentity();
+    const upper = mesh.id.toUpperCase();
+    const peer = await connectJwt(browser, upper, await token({ mesh: upper, pubkey: browser.publicKey }));
+    expect(peer.helloAck?.type).toBe("hello_ack");
+    const again = await connectJwt(browser, mesh.id, await token({ mesh: upper, pubkey: browser.publicKey }));
+    expect(again.helloAck?.memberId).toBe(peer.helloAck?.memberId);
+  });
+
   test("an EdDSA token signed by the key of JWT_PUBLIC_KEY is accepted", async () => {
     const mesh = await newMesh();
     const browser = await newIdentity();

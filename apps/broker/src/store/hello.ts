@@ -78,7 +78,8 @@ export async function enrolVouched(tx: Executor, vouched: VouchedPubkey[]): Prom
       WHERE CASE WHEN q."meshIsUuid" THEN id = q."meshRef"::uuid ELSE slug = q."meshRef" END
       LIMIT 1
     ) m ON true
-    WHERE m.id::text = q."claimMesh" OR m.slug = q."claimMesh"
+    -- An id in any case names its mesh, as the hello's meshRef does.
+    WHERE m.id::text = lower(q."claimMesh") OR m.slug = q."claimMesh"
     ON CONFLICT (mesh_id, pubkey) DO NOTHING`);
 }
 
@@ -110,7 +111,7 @@ export async function resolveHellos(
       SELECT q.*, m.id AS mesh_id, mb.id AS member_id, mb.display_name, mb.role,
              -- A revoked member, or a token for another mesh than the hello's.
              mb.revoked_at IS NOT NULL
-               OR (q."claimMesh" IS NOT NULL AND m.id::text <> q."claimMesh" AND m.slug <> q."claimMesh") AS barred,
+               OR (q."claimMesh" IS NOT NULL AND m.id::text <> lower(q."claimMesh") AND m.slug <> q."claimMesh") AS barred,
              q.signature IS NOT NULL AND abs(extract(epoch FROM clock_timestamp()) * 1000 - q.timestamp) > ${windowMs} AS skewed
       FROM q
       LEFT JOIN LATERAL (
