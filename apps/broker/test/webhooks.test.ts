@@ -210,6 +210,21 @@ describe("webhook recipients", () => {
     expect(r.requests.flatMap(idsOf)).toEqual(acks.map((a) => str(a.messageId)));
   });
 
+  test("the 256 KiB are counted as the request's JSON carries them: escaped control characters count six bytes each", async () => {
+    const r = await receiver();
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [sender, hook] = members as [SetupMember, SetupMember];
+    const peer = await pool.connect(broker.wsUrl, sender, mesh.id);
+    // 10,500 characters, 63,000 bytes once escaped: four fit in 256 KiB, a fifth would not.
+    const escaped = "\u0001".repeat(10_500);
+    const acks = await sendMany(peer, Array.from({ length: 9 }, () => sendFrame(hook.pubkey, { ciphertext: escaped })));
+    await broker.admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
+    await r.waitFor((reqs) => reqs.flatMap(idsOf).length >= 9, 30_000, "9 messages");
+    expect(r.requests.map((q) => idsOf(q).length)).toEqual([4, 4, 1]);
+    for (const q of r.requests) expect(Buffer.byteLength(q.body)).toBeLessThan(256 * 1024 + 4 * 1024);
+    expect(r.requests.flatMap(idsOf)).toEqual(acks.map((a) => str(a.messageId)));
+  });
+
   test("every non-2xx is retried (a 3xx is not followed); X-Switchboard-Attempt counts failures; backoff resets after a success", async () => {
     const answers = [500, 404, 302, 200, 503, 200];
     const r = await receiver((_, i) => ({
