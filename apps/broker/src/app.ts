@@ -58,6 +58,11 @@ const API_SENDER_TTL_MS = 5000;
 
 /** Pushes a presence may have unacknowledged before the broker waits for its acks. */
 const PUSH_WINDOW = 512;
+// As the instance stops: how long requests under way may take to be answered
+// before the listener closes anyway, and how long a sweep under way may take
+// after the drain. Within the shutdown's 9 s with a drain of 5 s.
+const REQUESTS_GRACE_MS = 1000;
+const SWEEPS_GRACE_MS = 500;
 // Frames handled back to back before other sockets get a turn (ws/pipeline.ts).
 const FRAME_SLICE_MS = 2;
 const FRAME_SLICE_MS_EMBEDDED = 10;
@@ -300,6 +305,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     socketBufferBytes: config.SOCKET_BUFFER_BYTES,
     maxRefusedFramesPerMin: config.MAX_REFUSED_FRAMES_PER_MIN,
   });
+  const streamsClosing = new AbortController();
   const server = serve(
     {
       port: config.BROKER_PORT,
@@ -320,7 +326,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
           dashboard,
           presenceEvents,
           access: { adminToken, dbHealth },
-          stream: { maxUnsentBytes: config.SOCKET_BUFFER_BYTES, log },
+          stream: { maxUnsentBytes: config.SOCKET_BUFFER_BYTES, closing: streamsClosing.signal, log },
           page: config.DASHBOARD,
         }),
       ],
@@ -336,19 +342,27 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     async stop() {
       readiness.draining();
       ws.refuseNew();
+      // The sweepers first; one under way has the drain to finish.
+      const sweeping = sweepers.stop();
       // Still serving: a proxy whose health check comes by now takes this
       // instance out of its rotation before the port closes.
       if (config.SHUTDOWN_DRAIN_MS > 0) await Bun.sleep(config.SHUTDOWN_DRAIN_MS);
       lifecycle.stop();
       ws.closeAll();
-      sweepers.stop();
       await dispatcher.stop();
       tokenExpiry.stop();
       dashboard.stop();
+      streamsClosing.abort();
+      await waiters.stop();
       await unsubscribe();
       await pump.stop();
+      // A sweep stuck on a lock is not waited for: closing the pool ends it, and sweeps are idempotent.
+      await Promise.race([sweeping, Bun.sleep(SWEEPS_GRACE_MS)]);
       await lease.stop();
       dbHealth.stop();
+      // Requests under way are answered before the port closes: a send cut
+      // off after it was stored would be sent again by a caller without a key.
+      await Promise.race([server.stop(), Bun.sleep(REQUESTS_GRACE_MS)]);
       await server.stop(true);
       await db.close();
     },

@@ -41,7 +41,7 @@ beforeAll(async () => {
     dashboard: new DashboardService(scratch.db, metrics, systemClock, { sampleIntervalMs: 60_000, instanceLeaseSeconds: 15 }),
     presenceEvents: events,
     access: { adminToken: ADMIN_TOKEN, dbHealth: { healthy: true, stop() {} } },
-    stream: { maxUnsentBytes: MAX_UNSENT_BYTES, log },
+    stream: { maxUnsentBytes: MAX_UNSENT_BYTES, closing: new AbortController().signal, log },
     page: false,
   });
   const path = "/v1/admin/meshes/:mesh/presence-events";

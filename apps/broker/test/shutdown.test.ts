@@ -2,7 +2,9 @@
 // own deadline (9 s) ends a shutdown that hangs with exit code 1, so exit code
 // 0 also says the shutdown finished in time; how long it took is no assertion.
 import { afterEach, describe, expect, test } from "bun:test";
-import { spawnRaw, TestBroker } from "@switchboard/testkit";
+import { backendKind, setupMesh, spawnRaw, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
+import postgres from "postgres";
+import { httpBody, postMessage } from "./support/http-api.ts";
 
 let broker: TestBroker | undefined;
 afterEach(async () => {
@@ -31,6 +33,56 @@ describe("graceful shutdown", () => {
     expect(events).toContain("shutdown complete");
     expect(events).not.toContain("shutdown deadline passed");
     expect(events.indexOf("shutdown signal")).toBeLessThan(events.indexOf("shutdown complete"));
+  });
+});
+
+describe("requests under way when the signal comes", () => {
+  test("an HTTP send waiting for its reply (?wait) is answered as the stored send it is, without a reply, not cut off", async () => {
+    broker = await TestBroker.start({ SHUTDOWN_DRAIN_MS: "500" });
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = await broker.admin.createApiToken(mesh.id, app.id);
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: runner.identity, meshId: mesh.id });
+    try {
+      // No key: a caller cut off here could only send it again, as a second message.
+      const waiting = postMessage<Record<string, unknown>>(broker.url, token, httpBody(runner.pubkey, { ciphertext: "Y21k" }), { wait: 60 });
+      const [command] = await peer.waitForPushes(1);
+      broker.process.kill("SIGTERM");
+      const answer = await waiting;
+      expect({ status: answer.status, body: answer.body }).toEqual({
+        status: 201,
+        body: { messageId: command!.messageId, queued: true, recipients: 1, reply: null },
+      });
+      expect(await broker.process.exited).toBe(0);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test.skipIf(backendKind !== "postgres")("a sweep held by a lock does not keep the instance past its shutdown deadline", async () => {
+    broker = await TestBroker.start({ SHUTDOWN_DRAIN_MS: "5000", HOUSEKEEPING_INTERVAL_MS: "100" });
+    // Two connections: one holds the lock, one looks at who waits for it.
+    const locker = postgres(broker.backend.databaseUrl!, { max: 2, onnotice: () => {} });
+    try {
+      const held = await locker.reserve();
+      await held`BEGIN`;
+      await held`LOCK hello_replays IN ACCESS EXCLUSIVE MODE`;
+      await waitUntil(async () => {
+        const [row] = await locker.unsafe<Array<{ n: number }>>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%hello_replays%'",
+        );
+        return row!.n > 0 || undefined;
+      }, 10_000, "a housekeeping sweep waiting for the lock");
+      broker.process.kill("SIGTERM");
+      expect(await broker.process.exited).toBe(0);
+      const events = broker.process.logs.map((l) => l.msg);
+      expect(events).toContain("shutdown complete");
+      expect(events).not.toContain("shutdown deadline passed");
+      await held`ROLLBACK`;
+      held.release();
+    } finally {
+      await locker.end();
+    }
   });
 });
 

@@ -32,6 +32,8 @@ export interface ReplyWait {
 export class ReplyWaiters implements QueueConsumer {
   private readonly byMember = new Map<string, Set<Waiter>>();
   private reserved = 0;
+  private stopping = false;
+  private readonly active = new Set<Promise<unknown>>();
 
   constructor(
     private readonly db: Database,
@@ -43,7 +45,7 @@ export class ReplyWaiters implements QueueConsumer {
 
   /** A slot for one more waiter, or false when the instance has its fill; release() it after wait(). */
   reserve(): boolean {
-    if (this.reserved >= this.options.maxWaiters) return false;
+    if (this.stopping || this.reserved >= this.options.maxWaiters) return false;
     this.reserved++;
     return true;
   }
@@ -66,8 +68,29 @@ export class ReplyWaiters implements QueueConsumer {
     for (const set of this.byMember.values()) for (const w of set) if (meshes.has(w.meshId)) w.wake();
   }
 
-  /** The first reply to the request owed to its sender, taken (acked), or null at the deadline or on abort. */
+  /**
+   * The instance stops: every wait ends now, without its reply (answered as
+   * the stored send it is, before the listener closes, so no caller is cut
+   * off and sends again); resolves when their held replies went back.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wakeAll();
+    await Promise.all(this.active);
+  }
+
+  /** The first reply to the request owed to its sender, taken (acked), or null at the deadline, on abort or when the instance stops. */
   async wait(req: ReplyWait): Promise<TakenReply | null> {
+    const run = this.waitFor(req);
+    this.active.add(run);
+    try {
+      return await run;
+    } finally {
+      this.active.delete(run);
+    }
+  }
+
+  private async waitFor(req: ReplyWait): Promise<TakenReply | null> {
     let news = false;
     let wakeUp: (() => void) | null = null;
     const waiter: Waiter = {
@@ -81,12 +104,16 @@ export class ReplyWaiters implements QueueConsumer {
     const onAbort = () => waiter.wake();
     req.signal.addEventListener("abort", onAbort);
     this.add(waiter);
-    let ended: "reply" | "deadline" | "aborted" | "failed" = "failed";
+    let ended: "reply" | "deadline" | "aborted" | "stopping" | "failed" = "failed";
     try {
       // Registered before the first look: a reply committed after it is news.
       for (;;) {
         if (req.signal.aborted) {
           ended = "aborted";
+          return null;
+        }
+        if (this.stopping) {
+          ended = "stopping";
           return null;
         }
         news = false;

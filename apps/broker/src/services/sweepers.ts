@@ -47,6 +47,7 @@ export interface SweeperDeps {
 export class Sweepers {
   private readonly timers: Timer[] = [];
   private readonly busy = new Set<string>();
+  private readonly running = new Set<Promise<void>>();
 
   constructor(private readonly deps: SweeperDeps) {}
 
@@ -66,9 +67,11 @@ export class Sweepers {
     this.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
   }
 
-  stop(): void {
+  /** No more sweeps; resolves when those under way are done. */
+  async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.timers.length = 0;
+    await Promise.all(this.running);
   }
 
   private every(name: string, ms: number, work: () => Promise<void>): void {
@@ -76,9 +79,13 @@ export class Sweepers {
       setInterval(() => {
         if (this.busy.has(name)) return;
         this.busy.add(name);
-        work()
+        const run = work()
           .catch((error) => this.deps.log.warn({ err: error, sweeper: name }, "sweep failed"))
-          .finally(() => this.busy.delete(name));
+          .finally(() => {
+            this.busy.delete(name);
+            this.running.delete(run);
+          });
+        this.running.add(run);
       }, ms),
     );
   }

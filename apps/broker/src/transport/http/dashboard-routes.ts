@@ -28,6 +28,8 @@ function pageScript(): () => Promise<Response> {
 interface StreamLimits {
   /** Bytes the stream may hold that its socket has not taken (SOCKET_BUFFER_BYTES). */
   maxUnsentBytes: number;
+  /** Aborted as the instance stops: every stream ends, so the listener need not wait for them. */
+  closing: AbortSignal;
   log: Logger;
 }
 
@@ -41,10 +43,12 @@ function presenceStream(events: PresenceEvents, meshId: string, req: Request, li
   const encoder = new TextEncoder();
   let keepalive: Timer | undefined;
   let stopped = false;
+  let end = () => {};
   const stop = () => {
     stopped = true;
     clearInterval(keepalive);
     events.unsubscribe(key);
+    limits.closing.removeEventListener("abort", end);
   };
   const body = new ReadableStream<Uint8Array>(
     {
@@ -63,6 +67,12 @@ function presenceStream(events: PresenceEvents, meshId: string, req: Request, li
           // prints an error value given here to stderr, outside the JSON log.)
           controller.error(undefined);
         };
+        end = () => {
+          if (stopped) return;
+          stop();
+          controller.close();
+        };
+        limits.closing.addEventListener("abort", end, { once: true });
         const subscription = await events.subscribe(key, meshId, (event) => write(`event: presence\ndata: ${JSON.stringify(event)}\n\n`));
         write(": subscribed\n\n");
         subscription.start();
