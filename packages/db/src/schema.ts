@@ -149,6 +149,15 @@ export const messages = pgTable(
     index("messages_channel_history_idx")
       .on(t.meshId, t.targetSpec, t.seq)
       .where(sql`target_spec LIKE '#%'`),
+    // The prune's way to the oldest messages of each retention, without
+    // reading the table: direct ones go after the settled retention, channel
+    // ones after the history retention (queue/prune.ts).
+    index("messages_direct_created_idx")
+      .on(t.createdAt)
+      .where(sql`target_spec NOT LIKE '#%'`),
+    index("messages_channel_created_idx")
+      .on(t.createdAt)
+      .where(sql`target_spec LIKE '#%'`),
     oneOf("messages_priority_check", "priority", PRIORITIES),
   ],
 );

@@ -13,8 +13,7 @@ import {
 import {
   expireDeliveries,
   membersWithQueuedWork,
-  pruneExpiredMessages,
-  pruneSettledMessages,
+  pruneMessages,
   queueDepth,
   requeue,
 } from "../store/queue/index.ts";
@@ -112,8 +111,7 @@ export class Sweepers {
     const { db, timing, metrics } = this.deps;
     metrics.messagesExpired.inc(await expireDeliveries(db, BATCH));
     const retention = { settledSeconds: timing.settledRetentionSeconds, historySeconds: timing.historyRetentionSeconds };
-    await pruneExpiredMessages(db, retention, BATCH);
-    await pruneSettledMessages(db, retention, BATCH);
+    await pruneMessages(db, retention, BATCH);
     await pruneHelloReplays(db);
     await prunePendingSignals(db);
     await pruneGonePresences(db, DAY);

@@ -6,7 +6,7 @@
 //   requeue  leased   → queued      requeue (presence or holder ended, push not written, lease ran out), endReplyWait
 //   expire   queued   → expired     expireDeliveries
 //   drop     queued|leased → gone   dropUndelivered (recipient revoked)
-//   prune    settled  → gone        pruneExpiredMessages, pruneSettledMessages
+//   prune    settled  → gone        pruneMessages
 export * from "./ack.ts";
 export * from "./claim.ts";
 export * from "./drop.ts";

@@ -14,31 +14,27 @@ export interface Retention {
   historySeconds: number;
 }
 
-const pastHistory = (historySeconds: number): SQL =>
-  sql`(m.target_spec NOT LIKE '#%' OR m.created_at < now() - make_interval(secs => ${historySeconds}))`;
+// The oldest messages of one kind past `keptSeconds`, through that kind's
+// created_at index (schema.ts), so a tick reads the rows it may delete and
+// not the table: those no recipient still owes an ack for, or expired
+// longer than the settled retention ago. Rows another instance's prune holds
+// are skipped, not waited for.
+const prunable = (kind: SQL, keptSeconds: number, retention: Retention, limit: number): SQL => sql`
+  SELECT m.id FROM messages m
+  WHERE ${kind} AND m.created_at < now() - make_interval(secs => ${keptSeconds})
+    AND (m.expires_at < now() - make_interval(secs => ${retention.settledSeconds})
+         OR NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('queued', 'leased')))
+  ORDER BY m.created_at
+  LIMIT ${limit}
+  FOR UPDATE SKIP LOCKED`;
 
-/** Messages expired longer than the retention ago, at most `limit`; returns how many went. */
-export async function pruneExpiredMessages(db: Executor, retention: Retention, limit: number): Promise<number> {
+/** Messages past their retention, at most `limit` direct and `limit` channel ones; returns how many went. */
+export async function pruneMessages(db: Executor, retention: Retention, limit: number): Promise<number> {
+  const channelKept = Math.max(retention.settledSeconds, retention.historySeconds);
   const rows = await db.rows(sql`
-    DELETE FROM messages WHERE id IN (
-      SELECT m.id FROM messages m
-      WHERE m.expires_at < now() - make_interval(secs => ${retention.settledSeconds})
-        AND ${pastHistory(retention.historySeconds)}
-      LIMIT ${limit})
-    RETURNING id`);
-  return rows.length;
-}
-
-/** Messages older than the retention that no recipient still owes an ack for; returns how many went. */
-export async function pruneSettledMessages(db: Executor, retention: Retention, limit: number): Promise<number> {
-  const rows = await db.rows(sql`
-    DELETE FROM messages WHERE id IN (
-      SELECT m.id FROM messages m
-      WHERE m.created_at < now() - make_interval(secs => ${retention.settledSeconds})
-        AND ${pastHistory(retention.historySeconds)}
-        AND NOT EXISTS (
-          SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('queued', 'leased'))
-      LIMIT ${limit})
+    WITH direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, retention, limit)}),
+    channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, retention, limit)})
+    DELETE FROM messages WHERE id IN (SELECT id FROM direct UNION ALL SELECT id FROM channel)
     RETURNING id`);
   return rows.length;
 }

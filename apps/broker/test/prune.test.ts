@@ -1,0 +1,97 @@
+// Pruning messages past their retention (store/queue/prune.ts), against a
+// real database: which messages go and which stay, and — on Postgres, with
+// the generic plan the broker's pool uses — that a tick reaches them through
+// the created_at indexes instead of reading the whole messages table.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, migrate, type Database } from "@switchboard/db";
+import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { sql, type SQL } from "drizzle-orm";
+import { PgDialect } from "drizzle-orm/pg-core";
+import postgres from "postgres";
+import { pruneMessages } from "../src/store/queue/prune.ts";
+
+const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
+let backend: TestBackend;
+let db: Database;
+let meshId = "";
+let memberId = "";
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+  await migrate(db);
+  const [row] = await db.rows<{ mesh: string; member: string }>(sql`
+    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('prune', 'prune') RETURNING id),
+    member AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k', 'n' FROM mesh RETURNING id, mesh_id)
+    SELECT mesh_id AS mesh, id AS member FROM member`);
+  meshId = row!.mesh;
+  memberId = row!.member;
+});
+afterAll(async () => {
+  await db?.close();
+  await backend?.dispose();
+});
+
+/** A message created `ageSeconds` ago, expiring `expiresInSeconds` from now, with one delivery in `state` (or none). */
+async function message(target: string, ageSeconds: number, expiresInSeconds: number, state: string | null): Promise<string> {
+  const [m] = await db.rows<{ id: string }>(sql`
+    INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, created_at, expires_at)
+    VALUES (${meshId}::uuid, ${memberId}::uuid, ${target}, 'now', 'n', 'c',
+            now() - make_interval(secs => ${ageSeconds}), now() + make_interval(secs => ${expiresInSeconds}))
+    RETURNING id`);
+  if (state !== null) {
+    await db.rows(sql`
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, state, expires_at)
+      VALUES (${m!.id}::uuid, ${memberId}::uuid, 'now', ${state}, now() + make_interval(secs => ${expiresInSeconds}))`);
+  }
+  return m!.id;
+}
+
+describe("pruneMessages", () => {
+  test("direct messages go after the settled retention, channel ones after the history retention; owed ones stay until they expired that long ago", async () => {
+    const HOUR = 3600;
+    const DAY = 86_400;
+    const cases = {
+      "direct, settled, 2 h old": [await message("k", 2 * HOUR, DAY, "acked"), true],
+      "direct, sent to nobody, 2 h old": [await message("k", 2 * HOUR, DAY, null), true],
+      "direct, still queued, 2 h old": [await message("k", 2 * HOUR, DAY, "queued"), false],
+      "direct, still leased, 2 h old": [await message("k", 2 * HOUR, DAY, "leased"), false],
+      "direct, queued but expired 2 h ago": [await message("k", 4 * HOUR, -2 * HOUR, "queued"), true],
+      "direct, queued and expired 10 min ago": [await message("k", 4 * HOUR, -600, "queued"), false],
+      "direct, settled, 10 min old": [await message("k", 600, DAY, "acked"), false],
+      "channel, settled, 2 h old": [await message("#room", 2 * HOUR, DAY, "acked"), false],
+      "channel, settled, 2 days old": [await message("#room", 2 * DAY, DAY, "expired"), true],
+      "channel, still queued, 2 days old": [await message("#room", 2 * DAY, DAY, "queued"), false],
+      "channel, queued but expired 2 h ago, 2 days old": [await message("#room", 2 * DAY, -2 * HOUR, "queued"), true],
+    } as const;
+    expect(await pruneMessages(db, RETENTION, 5000)).toBe(Object.values(cases).filter(([, gone]) => gone).length);
+    const left = new Set((await db.rows<{ id: string }>(sql`SELECT id FROM messages`)).map((r) => r.id));
+    const gone = Object.fromEntries(Object.entries(cases).map(([name, [id]]) => [name, !left.has(id)]));
+    expect(gone).toEqual(Object.fromEntries(Object.entries(cases).map(([name, [, goes]]) => [name, goes])));
+    // Their deliveries went with them.
+    const [orphans] = await db.rows<{ n: number }>(sql`
+      SELECT count(*)::int AS n FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id)`);
+    expect(orphans!.n).toBe(0);
+  });
+
+  test.skipIf(backendKind !== "postgres")("a tick reads the prunable rows through the created_at indexes, not the whole table (generic plan)", async () => {
+    // 40,000 young messages, none prunable: a scan would read them all every tick.
+    await db.rows(sql`
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT ${meshId}::uuid, ${memberId}::uuid, CASE WHEN g % 2 = 0 THEN 'k' ELSE '#room' END, 'now', 'n', 'c', now() + interval '1 day'
+      FROM generate_series(1, 40000) g`);
+    await db.rows(sql`ANALYZE messages`);
+    let statement: SQL | undefined;
+    await pruneMessages({ rows: async (query: SQL) => ((statement = query), []) }, RETENTION, 5000);
+    const { sql: text, params } = new PgDialect().sqlToQuery(statement!);
+    const raw = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {}, connection: { plan_cache_mode: "force_generic_plan" } });
+    try {
+      const plan = (await raw.unsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN ${text}`, params as never[])).map((r) => r["QUERY PLAN"]).join("\n");
+      expect(plan).toContain("messages_direct_created_idx");
+      expect(plan).toContain("messages_channel_created_idx");
+      expect(plan).not.toMatch(/Seq Scan on messages/);
+    } finally {
+      await raw.end();
+    }
+  });
+});

@@ -1,0 +1,2 @@
+CREATE INDEX "messages_direct_created_idx" ON "messages" USING btree ("created_at") WHERE target_spec NOT LIKE '#%';--> statement-breakpoint
+CREATE INDEX "messages_channel_created_idx" ON "messages" USING btree ("created_at") WHERE target_spec LIKE '#%';
