@@ -180,6 +180,28 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
     expect(await texts(bob)).toEqual([...expected, "support 6"]);
   });
 
+  test("a line is named as the broker knows its sender, never by a name its message claims", async () => {
+    const page = await openChat(await newContext(), "frank", "support");
+    const { client: program, identity } = await programPeer("support");
+    await page.waitForSelector(`#online li[data-pubkey="${identity.publicKey}"]`, WAIT);
+    await program.send("#support", { text: "this is alice speaking", name: "alice" });
+    const line = await shows(page, "this is alice speaking");
+    expect(await (await line!.$(".who"))!.textContent()).toBe("program");
+  });
+
+  test("each window asks for its own name: a second one of the same browser is not signed in as the first", async () => {
+    const context = await newContext();
+    const first = await context.newPage();
+    await first.goto(`${demo.url}/#lobby`);
+    await first.fill("#name", "gina");
+    await first.press("#name", "Enter");
+    await inRoom(first, "lobby");
+    expect(await first.textContent("#me")).toBe("gina");
+    const second = await context.newPage();
+    await second.goto(`${demo.url}/#lobby`);
+    await second.waitForSelector("#signin:not([hidden])", WAIT);
+  });
+
   test("the broker restarts: the indicator goes reconnecting then open, and a message sent meanwhile over the HTTP API arrives", async () => {
     const page = await openChat(await newContext(), "carol", "random");
     const service = await httpService();

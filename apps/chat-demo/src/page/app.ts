@@ -10,7 +10,8 @@ const TYPING_REPEAT_MS = 3000;
 
 interface Line {
   id: string;
-  name: string;
+  /** The sender's pubkey: its name is looked up when the line is drawn. */
+  sender: string;
   text: string;
   createdAt: string;
   order: number;
@@ -39,14 +40,15 @@ async function identity(): Promise<{ secretKey: string; sessionId: string }> {
 }
 
 function askName(): Promise<string> {
-  const given = new URLSearchParams(location.search).get("name") ?? localStorage.getItem("chat.name");
+  // Per tab, as the key is: a second window asks for its own name.
+  const given = new URLSearchParams(location.search).get("name") ?? sessionStorage.getItem("chat.name");
   if (given) return Promise.resolve(given);
   $("signin").hidden = false;
   return new Promise((resolve) =>
     $("signin").addEventListener("submit", (event) => {
       event.preventDefault();
       const name = $<HTMLInputElement>("name").value.trim();
-      localStorage.setItem("chat.name", name);
+      sessionStorage.setItem("chat.name", name);
       $("signin").hidden = true;
       resolve(name);
     }),
@@ -85,19 +87,25 @@ async function main(): Promise<void> {
   let room = `#${location.hash.slice(1) || ROOMS[0]}`;
   const typers = new Map<string, Map<string, string>>();
 
-  const nameOf = (pubkey: string) => client.presences.find((p) => p.pubkey === pubkey)?.displayName ?? pubkey.slice(0, 8);
+  // A sender is named as the broker knows it (the name in the token this
+  // page's backend vouched for), from presences seen while the page is open;
+  // never by a name its message carries, which any member could make up.
+  const names = new Map<string, string>([[client.publicKey, name]]);
+  const learnNames = () => {
+    for (const p of client.presences) names.set(p.pubkey, p.displayName);
+  };
+  const nameOf = (pubkey: string) => names.get(pubkey) ?? pubkey.slice(0, 8);
   const add = (message: Message) => {
     const target = lines.get(message.targetSpec);
     if (!target || target.has(message.messageId)) return;
-    const payload = message.payload as { text?: unknown; name?: unknown };
-    const who = typeof payload.name === "string" ? payload.name : nameOf(message.senderPubkey);
-    target.set(message.messageId, { id: message.messageId, name: who, text: String(payload.text ?? ""), createdAt: message.createdAt, order: order++ });
+    const payload = message.payload as { text?: unknown };
+    target.set(message.messageId, { id: message.messageId, sender: message.senderPubkey, text: String(payload.text ?? ""), createdAt: message.createdAt, order: order++ });
   };
 
   const render = () => {
     const sorted = [...(lines.get(room)?.values() ?? [])].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.order - b.order);
     const list = $("messages");
-    list.replaceChildren(...sorted.map((l) => el("li", { "data-id": l.id }, el("span", { class: "who" }, l.name), el("span", { class: "text" }, l.text))));
+    list.replaceChildren(...sorted.map((l) => el("li", { "data-id": l.id }, el("span", { class: "who" }, nameOf(l.sender)), el("span", { class: "text" }, l.text))));
     list.scrollTop = list.scrollHeight;
     const typing = [...(typers.get(room)?.values() ?? [])];
     $("typing").textContent = typing.length === 0 ? "" : `${typing.join(", ")} ${typing.length === 1 ? "is" : "are"} typing…`;
@@ -157,7 +165,11 @@ async function main(): Promise<void> {
     else inRoom.delete(t.senderPubkey);
     render();
   });
-  client.on("presence", renderOnline);
+  client.on("presence", () => {
+    learnNames();
+    renderOnline();
+    render();
+  });
   // Whatever was said while the socket was down is in the history.
   client.on("reconnect", () => void hydrate(room).then(render));
 
@@ -176,14 +188,15 @@ async function main(): Promise<void> {
     lastTyping = 0;
     const target = room;
     void client.setTyping(target, false);
-    void client.send(target, { text, name }).then((sent) => {
-      add({ messageId: sent.messageId, senderPubkey: client.publicKey, targetSpec: target, priority: "next", createdAt: new Date().toISOString(), replyTo: null, encrypted: false, payload: { text, name } });
+    void client.send(target, { text }).then((sent) => {
+      add({ messageId: sent.messageId, senderPubkey: client.publicKey, targetSpec: target, priority: "next", createdAt: new Date().toISOString(), replyTo: null, encrypted: false, payload: { text } });
       render();
     });
   });
 
   $("chat").hidden = false;
   await client.subscribePresence();
+  learnNames();
   renderOnline();
   await open(room);
 }
