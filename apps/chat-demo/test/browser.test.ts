@@ -264,6 +264,34 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
 });
 
 describe.skipIf(!enabled)("dashboard in Chromium", () => {
+  test("another mesh chosen while the first one's members are on their way: only its own members are shown", async () => {
+    const other = await admin.createMesh(`other-${crypto.randomUUID().slice(0, 8)}`);
+    const lone = await newIdentity();
+    await admin.addMember(other.id, { pubkey: lone.publicKey, displayName: "only in the other mesh" });
+    const page = await (await browser.newContext()).newPage();
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const firstMembers = `**/v1/admin/meshes/${mesh.id}/members`;
+    await page.route(firstMembers, async (route) => {
+      await released;
+      await route.continue().catch(() => {});
+    });
+    const settled = page.waitForEvent("requestfinished", { predicate: (r) => r.url().endsWith(`/${mesh.id}/members`), timeout: WAIT.timeout }).catch(() => null);
+    const failed = page.waitForEvent("requestfailed", { predicate: (r) => r.url().endsWith(`/${mesh.id}/members`), timeout: WAIT.timeout }).catch(() => null);
+    await page.goto(`${broker.url}/dashboard?mesh=${mesh.slug}`);
+    await page.fill("#token", ADMIN_TOKEN);
+    await page.press("#token", "Enter");
+    await page.waitForSelector(`#mesh option[value="${other.id}"]`, { ...WAIT, state: "attached" });
+    await page.selectOption("#mesh", other.id);
+    await page.waitForSelector(`#members tr[data-member="${lone.publicKey}"]`, WAIT);
+    release();
+    // The first mesh's answer was cut off, or came and was applied: either way it is over.
+    await Promise.race([settled, failed]);
+    await page.evaluate("new Promise((resolve) => setTimeout(resolve, 200))");
+    const shown = (await page.evaluate(`[...document.querySelectorAll("#members tr")].map((tr) => tr.dataset.member)`)) as string[];
+    expect(shown).toEqual([lone.publicKey]);
+  });
+
   test("live presences, and a status change from a hook; a screenshot for people", async () => {
     const erin = await openChat(await newContext(), "erin", "lobby");
     const erinPubkey = (await erin.getAttribute("#online li", "data-pubkey")) ?? "";

@@ -25,8 +25,8 @@ const el = (tag: string, attrs: Record<string, string> = {}, ...children: Array<
 
 class Unauthorized extends Error {}
 
-async function api<T>(path: string): Promise<T> {
-  const res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` } });
+async function api<T>(path: string, signal?: AbortSignal): Promise<T> {
+  const res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` }, ...(signal ? { signal } : {}) });
   if (res.status === 401) throw new Unauthorized();
   if (!res.ok) throw new Error(`${path}: ${res.status}`);
   return (await res.json()) as T;
@@ -73,7 +73,10 @@ function applyEvent(e: PresenceEvent): void {
 async function follow(meshId: string, abort: AbortController): Promise<void> {
   while (!abort.signal.aborted) {
     try {
-      members = (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`)).members.map((m) => ({ ...m, presences: [] }));
+      // Another mesh chosen meanwhile: this one's late answer must not replace its members.
+      const listed = (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`, abort.signal)).members;
+      if (abort.signal.aborted) return;
+      members = listed.map((m) => ({ ...m, presences: [] }));
       renderMembers();
       const res = await fetch(`/v1/admin/meshes/${meshId}/presence-events`, {
         headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` },
