@@ -1,10 +1,20 @@
 // A revocation committed elsewhere (another instance, whose notification has
 // not arrived yet) must not let the revoked member's sends through: the
-// statement that writes a send refuses a revoked sender. Needs a Postgres
+// statement that writes a send refuses a revoked sender. And a send in flight
+// to a member as it is revoked leaves it nothing owed. Needs a Postgres
 // server: the revocation is written by a second connection while the broker
 // runs, which the embedded database (one process) does not allow.
 import { describe, expect, test } from "bun:test";
-import { backendKind, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import {
+  backendKind,
+  setupMesh,
+  sleepOnInsert,
+  someoneSleeps,
+  TestPeer,
+  useTestBroker,
+  waitUntil,
+  type SetupMember,
+} from "@switchboard/testkit";
 import { queryPostgres } from "./support/messaging.ts";
 
 describe.skipIf(backendKind !== "postgres")("a sender revoked by another instance", () => {
@@ -30,6 +40,33 @@ describe.skipIf(backendKind !== "postgres")("a sender revoked by another instanc
       sql<Array<{ clientId: string }>>`SELECT client_id AS "clientId" FROM messages WHERE sender_member_id = ${sender.id}`,
     );
     expect(stored?.map((r) => r.clientId)).toEqual(["before"]);
+    await peer.close();
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("a recipient revoked while a send to it is in flight", () => {
+  const broker = useTestBroker({ HOUSEKEEPING_INTERVAL_MS: "200" });
+
+  test("the delivery that send writes after the revocation dropped the others is dropped too", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [sender, recipient] = members as [SetupMember, SetupMember];
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: sender.identity, meshId: mesh.id });
+    const url = broker.backend.databaseUrl!;
+    // The send statement has routed to the recipient and sleeps before it writes.
+    const untrigger = await sleepOnInsert(url, { messageCiphertext: "in-flight" }, 2);
+    try {
+      const sending = peer.send(recipient.pubkey, { ciphertext: "in-flight" });
+      await waitUntil(() => someoneSleeps(url), 10_000, "the send statement in flight");
+      await broker.admin.revokeMember(mesh.id, recipient.id);
+      expect((await sending).type).toBe("ack");
+    } finally {
+      await untrigger();
+    }
+    const owed = () =>
+      queryPostgres(broker.backend, (sql) =>
+        sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM deliveries WHERE recipient_member_id = ${recipient.id} AND state IN ('queued', 'leased')`,
+      );
+    await waitUntil(async () => (await owed())?.[0]?.n === 0 || undefined, 10_000, "the revoked recipient's delivery dropped");
     await peer.close();
   });
 });

@@ -11,6 +11,7 @@ import {
   pruneStoppedInstances,
 } from "../store/housekeeping.ts";
 import {
+  dropUndeliveredOfRevoked,
   expireDeliveries,
   membersWithQueuedWork,
   pruneMessages,
@@ -25,7 +26,8 @@ import type { PresenceLifecycle } from "./presence-lifecycle.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import type { Clock, Timing } from "./timing.ts";
 
-const DAY = 86_400;
+const HOUR = 3600;
+const DAY = 24 * HOUR;
 const BATCH = 5000;
 
 export interface SweeperDeps {
@@ -110,6 +112,9 @@ export class Sweepers {
   private async housekeeping(): Promise<void> {
     const { db, timing, metrics } = this.deps;
     metrics.messagesExpired.inc(await expireDeliveries(db, BATCH));
+    // Sends in flight as a member was revoked take milliseconds: an hour's
+    // revocations cover them with room to spare, and restarts in between.
+    await dropUndeliveredOfRevoked(db, HOUR);
     const retention = { settledSeconds: timing.settledRetentionSeconds, historySeconds: timing.historyRetentionSeconds };
     await pruneMessages(db, retention, BATCH);
     await pruneHelloReplays(db);
