@@ -4,7 +4,7 @@
 // logged, an unexpected exception ends the process (the supervisor restarts it).
 import { describe, expect, test } from "bun:test";
 import { brokerEnv, embeddedBackend, REPO_ROOT, spawnRaw, tempDir } from "@switchboard/testkit";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, withoutPassword } from "../src/config.ts";
 import { errorWithoutParams } from "../src/log.ts";
@@ -109,12 +109,12 @@ describe("the generated admin token file", () => {
     }
   });
 
-  test("a link planted where the draft is written is removed, its target left untouched", async () => {
+  test("another writer's draft — a broker with the same pid in another container, or a planted link — is neither followed nor removed", async () => {
     const own = embeddedBackend();
     const elsewhere = tempDir("elsewhere");
     try {
-      // The draft's name carries the writer's pid, which a spawned broker's
-      // test cannot know in advance: the function runs in this process.
+      // Named as a writer with this process's pid would name its draft: the
+      // function runs in this process.
       const { resolveAdminToken } = await import("../src/services/admin-token.ts");
       const { createLogger } = await import("../src/log.ts");
       mkdirSync(own.dataDir!, { recursive: true });
@@ -125,7 +125,9 @@ describe("the generated admin token file", () => {
       const token = resolveAdminToken({ ADMIN_TOKEN: undefined, DATA_DIR: own.dataDir! }, createLogger("silent", {}));
       expect(readFileSync(target, "utf8")).toBe("untouched\n");
       expect(readFileSync(join(own.dataDir!, "admin-token"), "utf8").trim()).toBe(token);
-      expect(existsSync(draft)).toBe(false);
+      // Left as it was; and no draft of its own is left behind.
+      expect(lstatSync(draft).isSymbolicLink()).toBe(true);
+      expect(readdirSync(own.dataDir!).sort()).toEqual(["admin-token", `admin-token.${process.pid}.tmp`]);
     } finally {
       await own.dispose();
       rmSync(elsewhere, { recursive: true, force: true });

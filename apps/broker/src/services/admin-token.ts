@@ -46,10 +46,10 @@ export function resolveAdminToken(config: Pick<Config, "ADMIN_TOKEN" | "DATA_DIR
   const token = randomBytes(32).toString("hex");
   // Brokers on DATABASE_URL may share a DATA_DIR and start together. The
   // complete file is hard-linked into place, which fails if one exists: no
-  // broker ever reads a half-written token or overwrites one in use.
-  const draft = `${path}.${process.pid}.tmp`;
-  // A stale draft (or a link planted in its place) is removed itself, never followed.
-  rmSync(draft, { force: true });
+  // broker ever reads a half-written token or overwrites one in use. The
+  // draft's name is random, not the pid: brokers in containers are all pid 1,
+  // and one must not write or remove another's draft.
+  const draft = `${path}.${randomBytes(8).toString("hex")}.tmp`;
   try {
     const fd = openSync(draft, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
