@@ -4,7 +4,7 @@
 // logged, an unexpected exception ends the process (the supervisor restarts it).
 import { describe, expect, test } from "bun:test";
 import { brokerEnv, embeddedBackend, REPO_ROOT, spawnRaw, tempDir } from "@switchboard/testkit";
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, withoutPassword } from "../src/config.ts";
 import { errorWithoutParams } from "../src/log.ts";
