@@ -1,21 +1,33 @@
-// HTTP senders waiting for a reply (POST /v1/messages?wait=S). A waiter
-// looks for its reply right away, then again whenever QueuedWork announces
-// news for its member — a commit here, or a wake-up from another instance
-// over the bus — and never polls. At most `maxWaiters` wait on an instance
-// at a time; past that a send that asks to wait is refused before it is
-// stored, so the caller can retry without a duplicate.
+// HTTP senders waiting for a reply (POST /v1/messages?wait=S). Replies are
+// looked for per member, not per request: when a waiter comes, and whenever
+// QueuedWork announces news for its member — a commit here, or a wake-up from
+// another instance over the bus — one statement takes a reply for each of the
+// member's waiting requests, so a backend with many requests waiting on one
+// token costs one statement per news, not one per request. Never polls. At
+// most `maxWaiters` wait on an instance at a time; past that a send that asks
+// to wait is refused before it is stored, so the caller can retry without a
+// duplicate.
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
-import { endReplyWait, takeReply, type TakenReply } from "../store/queue/index.ts";
+import { endReplyWait, takeReplies, type TakenReply } from "../store/queue/index.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { QueueConsumer, QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
 import type { Clock } from "./timing.ts";
 
 interface Waiter {
+  requestId: string;
   memberId: string;
   meshId: string;
+  /** Set by a look that took this request's reply. */
+  found: TakenReply | null;
   wake: () => void;
+}
+
+/** A member's look under way, and whether news came while it ran (it looks again). */
+interface Look {
+  done: Promise<void>;
+  again: boolean;
 }
 
 export interface ReplyWait {
@@ -34,6 +46,7 @@ export class ReplyWaiters implements QueueConsumer {
   private reserved = 0;
   private stopping = false;
   private readonly active = new Set<Promise<unknown>>();
+  private readonly looks = new Map<string, Look>();
 
   constructor(
     private readonly db: Database,
@@ -55,17 +68,17 @@ export class ReplyWaiters implements QueueConsumer {
   }
 
   members(memberIds: readonly string[]): void {
-    for (const id of memberIds) for (const w of this.byMember.get(id) ?? []) w.wake();
+    for (const id of memberIds) if (this.byMember.has(id)) this.look(id);
   }
 
-  /** After the bus reconnected: a wake-up may have been missed, so every waiter looks again. */
+  /** After the bus reconnected: a wake-up may have been missed, so every member's waiters look again. */
   wakeAll(): void {
-    for (const set of this.byMember.values()) for (const w of set) w.wake();
+    for (const id of this.byMember.keys()) this.look(id);
   }
 
   meshes(meshIds: readonly string[]): void {
     const meshes = new Set(meshIds);
-    for (const set of this.byMember.values()) for (const w of set) if (meshes.has(w.meshId)) w.wake();
+    for (const [id, set] of this.byMember) if ([...set].some((w) => meshes.has(w.meshId))) this.look(id);
   }
 
   /**
@@ -75,7 +88,7 @@ export class ReplyWaiters implements QueueConsumer {
    */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.wakeAll();
+    for (const set of this.byMember.values()) for (const w of set) w.wake();
     await Promise.all(this.active);
   }
 
@@ -91,51 +104,79 @@ export class ReplyWaiters implements QueueConsumer {
   }
 
   private async waitFor(req: ReplyWait): Promise<TakenReply | null> {
-    let news = false;
     let wakeUp: (() => void) | null = null;
     const waiter: Waiter = {
+      requestId: req.requestId,
       memberId: req.memberId,
       meshId: req.meshId,
-      wake: () => {
-        news = true;
-        wakeUp?.();
-      },
+      found: null,
+      wake: () => wakeUp?.(),
     };
     const onAbort = () => waiter.wake();
     req.signal.addEventListener("abort", onAbort);
     this.add(waiter);
-    let ended: "reply" | "deadline" | "aborted" | "stopping" | "failed" = "failed";
+    let ended: "reply" | "deadline" | "aborted" | "stopping" = "deadline";
     try {
       // Registered before the first look: a reply committed after it is news.
+      this.look(req.memberId);
       for (;;) {
-        if (req.signal.aborted) {
-          ended = "aborted";
-          return null;
-        }
-        if (this.stopping) {
-          ended = "stopping";
-          return null;
-        }
-        news = false;
-        const reply = await retryTransient(() => takeReply(this.db, req.requestId, req.memberId));
-        if (reply) {
-          ended = "reply";
-          return reply;
+        if (waiter.found !== null) break;
+        if (req.signal.aborted || this.stopping) {
+          ended = req.signal.aborted ? "aborted" : "stopping";
+          break;
         }
         const left = req.deadline - this.options.clock();
-        if (left <= 0) {
-          ended = "deadline";
-          return null;
-        }
-        if (!news) await this.until(left, (fn) => (wakeUp = fn));
+        if (left <= 0) break;
+        await this.until(left, (fn) => (wakeUp = fn));
         wakeUp = null;
       }
     } finally {
       req.signal.removeEventListener("abort", onAbort);
       this.remove(waiter);
-      await this.end(req.requestId, req.heldUntil);
-      this.log.debug({ requestId: req.requestId, ended }, "reply wait ended");
     }
+    // A look under way as the wait ended may have taken its reply (acked):
+    // it is this wait's answer, not lost.
+    await this.looks.get(req.memberId)?.done;
+    if (waiter.found !== null) ended = "reply";
+    await this.end(req.requestId, req.heldUntil);
+    this.log.debug({ requestId: req.requestId, ended }, "reply wait ended");
+    return waiter.found;
+  }
+
+  /**
+   * Takes a reply for each waiting request of the member that has none yet,
+   * in one statement; one look at a time per member, and news during a look
+   * makes it look once more. A failed look is logged: the next news retries.
+   */
+  private look(memberId: string): void {
+    const running = this.looks.get(memberId);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const look: Look = { done: Promise.resolve(), again: true };
+    this.looks.set(memberId, look);
+    look.done = this.lookWhileNews(memberId, look);
+  }
+
+  private async lookWhileNews(memberId: string, look: Look): Promise<void> {
+    while (look.again) {
+      look.again = false;
+      const waiting = [...(this.byMember.get(memberId) ?? [])].filter((w) => w.found === null);
+      if (waiting.length === 0) break;
+      try {
+        const replies = await retryTransient(() => takeReplies(this.db, memberId, waiting.map((w) => w.requestId)));
+        for (const reply of replies) {
+          const waiter = waiting.find((w) => w.requestId === reply.replyTo);
+          if (!waiter) continue;
+          waiter.found = reply;
+          waiter.wake();
+        }
+      } catch (error) {
+        this.log.warn({ err: error, memberId }, "looking for replies failed; the next news looks again");
+      }
+    }
+    this.looks.delete(memberId);
   }
 
   private until(ms: number, onWake: (fn: () => void) => void): Promise<void> {

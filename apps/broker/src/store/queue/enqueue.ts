@@ -6,7 +6,7 @@
 // overtake older queued work it could also take stays queued. A reply to a
 // message whose sender is waiting for it (reply_wait_until still ahead) is
 // written leased to that message's id until then instead, so only the
-// waiting request takes it (reply.ts takeReply); the lease sweeper or the
+// waiting request takes it (reply.ts takeReplies); the lease sweeper or the
 // waiter's end returns it to the queue.
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";

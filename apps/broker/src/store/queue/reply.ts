@@ -5,7 +5,7 @@
 // and what it did not take goes back to the queue.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { isoTime } from "../sql.ts";
+import { isoTime, uuidArray } from "../sql.ts";
 import { requeue } from "./requeue.ts";
 import type { OwedMessage } from "./types.ts";
 
@@ -33,20 +33,25 @@ export async function holdReplies(db: Executor, requestId: string, senderId: str
 }
 
 /**
- * The oldest reply to `requestId` owed to `memberId` that is held for the
- * waiter or still queued, acknowledged in the same statement. Replies are
- * found through the reply_to index; each is one index probe of deliveries.
+ * For each of `requestIds`, the oldest reply to it owed to `memberId` that is
+ * held for the waiter or still queued, acknowledged in the same statement:
+ * one statement for all of a member's waiting requests. Replies are found
+ * through the reply_to index; each is one index probe of deliveries.
  */
-export async function takeReply(db: Executor, requestId: string, memberId: string): Promise<TakenReply | null> {
-  const rows = await db.rows<TakenReply>(sql`
+export async function takeReplies(db: Executor, memberId: string, requestIds: readonly string[]): Promise<TakenReply[]> {
+  if (requestIds.length === 0) return [];
+  return db.rows<TakenReply>(sql`
     WITH hit AS (
-      SELECT d.id FROM messages r
-      JOIN deliveries d ON d.message_id = r.id AND d.recipient_member_id = ${memberId}::uuid
-      WHERE r.reply_to = ${requestId}::uuid AND d.expires_at > now()
-        AND (d.state = 'queued' OR (d.state = 'leased' AND d.lease_presence_id = ${requestId}::uuid))
-      ORDER BY d.id
-      LIMIT 1
-      FOR UPDATE OF d SKIP LOCKED
+      SELECT h.id FROM unnest(${uuidArray(requestIds)}) AS q(request_id)
+      CROSS JOIN LATERAL (
+        SELECT d.id FROM messages r
+        JOIN deliveries d ON d.message_id = r.id AND d.recipient_member_id = ${memberId}::uuid
+        WHERE r.reply_to = q.request_id AND d.expires_at > now()
+          AND (d.state = 'queued' OR (d.state = 'leased' AND d.lease_presence_id = q.request_id))
+        ORDER BY d.id
+        LIMIT 1
+        FOR UPDATE OF d SKIP LOCKED
+      ) h
     ),
     taken AS (
       UPDATE deliveries d
@@ -57,7 +62,6 @@ export async function takeReply(db: Executor, requestId: string, memberId: strin
     )
     SELECT ${replyColumns(sql`t.attempt`)}
     FROM taken t JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id`);
-  return rows[0] ?? null;
 }
 
 /**
