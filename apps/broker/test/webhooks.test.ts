@@ -225,6 +225,19 @@ describe("webhook recipients", () => {
     expect(r.requests.flatMap(idsOf)).toEqual(acks.map((a) => str(a.messageId)));
   });
 
+  test("an endpoint set anew during a failing attempt starts afresh: the old endpoint's failure is not counted against it", async () => {
+    const failing = await receiver(() => ({ status: 500, delayMs: WEBHOOK_TIMEOUT_MS - 100 }));
+    const healthy = await receiver(() => ({ status: 200 }));
+    const { mesh, hook, senderPeer } = await webhookMesh(failing);
+    await sendMany(senderPeer, [sendFrame(hook.pubkey)]);
+    await failing.waitFor((reqs) => reqs.length === 1, 15_000, "the failing endpoint's request");
+    // While that request is under way.
+    expect((await broker.admin.raw("PUT", path(mesh.id, hook), { url: healthy.url, secret: SECRET })).status).toBe(200);
+    await healthy.waitFor((reqs) => reqs.length === 1, 15_000, "the new endpoint's request");
+    expect(healthy.requests[0]!.headers.get("x-switchboard-attempt")).toBe("1");
+    expect((await stateBecomes(mesh.id, hook, (s) => s.queued === 0, "the message acknowledged")).failures).toBe(0);
+  });
+
   test("every non-2xx is retried (a 3xx is not followed); X-Switchboard-Attempt counts failures; backoff resets after a success", async () => {
     const answers = [500, 404, 302, 200, 503, 200];
     const r = await receiver((_, i) => ({

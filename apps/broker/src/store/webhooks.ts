@@ -81,6 +81,9 @@ export async function releaseWebhook(tx: Executor, memberId: string, holderId: s
 
 export interface AttemptRecord {
   startedAt: number;
+  /** The endpoint the attempt was made to. */
+  url: string;
+  secret: string;
   outcome: WebhookOutcome;
   status: number | null;
   /** After a failure: seconds until the next attempt. */
@@ -90,18 +93,25 @@ export interface AttemptRecord {
 /**
  * Records an attempt's end and gives the lease back: a success resets the
  * failures and leaves the member due, a failure counts and pushes the next
- * attempt back. Only while this holder still holds the lease.
+ * attempt back — unless the endpoint was set anew while the attempt was
+ * under way: a new endpoint starts afresh, due now, whatever the old one
+ * answered. Only while this holder still holds the lease. Returns whether
+ * a failure was counted.
  */
-export async function recordAttempt(tx: Executor, memberId: string, holderId: string, a: AttemptRecord): Promise<void> {
+export async function recordAttempt(tx: Executor, memberId: string, holderId: string, a: AttemptRecord): Promise<boolean> {
   const ok = a.outcome === "ok";
-  await tx.rows(sql`
+  const rows = await tx.rows<{ counted: boolean }>(sql`
     UPDATE webhooks
-    SET failures = CASE WHEN ${ok}::boolean THEN 0 ELSE failures + 1 END,
+    SET failures = CASE WHEN ${ok}::boolean THEN 0 WHEN url = ${a.url} AND secret = ${a.secret} THEN failures + 1 ELSE failures END,
         last_attempt_at = to_timestamp(${a.startedAt / 1000}::float8),
         last_outcome = ${a.outcome}, last_status = ${a.status}::int,
-        next_attempt_at = now() + make_interval(secs => ${ok ? 0 : a.retryInSeconds}::float8),
+        next_attempt_at = CASE WHEN ${ok}::boolean THEN now()
+                               WHEN url = ${a.url} AND secret = ${a.secret} THEN now() + make_interval(secs => ${a.retryInSeconds}::float8)
+                               ELSE next_attempt_at END,
         lease_holder = NULL, lease_expires_at = NULL
-    WHERE member_id = ${memberId}::uuid AND lease_holder = ${holderId}`);
+    WHERE member_id = ${memberId}::uuid AND lease_holder = ${holderId}
+    RETURNING NOT ${ok}::boolean AND url = ${a.url} AND secret = ${a.secret} AS counted`);
+  return rows[0]?.counted ?? false;
 }
 
 export interface WebhookMember {

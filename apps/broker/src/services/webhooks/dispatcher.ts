@@ -244,20 +244,22 @@ export class WebhookDispatcher implements QueueConsumer {
     const ok = result.outcome === "ok";
     const failures = ok ? 0 : webhook.failures + 1;
     const delayMs = ok ? 0 : retryDelayMs(failures, this.options.backoff);
-    await retryTransient(() =>
+    const counted = await retryTransient(() =>
       this.db.transaction(async (tx) => {
         if (ok) await ackHeldBy(tx, holder);
         else await requeue(tx, { presences: [holder] });
-        await recordAttempt(tx, memberId, holder, { startedAt, ...result, retryInSeconds: delayMs / 1000 });
+        const endpoint = { url: webhook.url, secret: webhook.secret };
+        return recordAttempt(tx, memberId, holder, { startedAt, ...endpoint, ...result, retryInSeconds: delayMs / 1000 });
       }),
     );
     this.log.info(
-      { memberId, outcome: result.outcome, status: result.status, messages: batch.length, attempt: webhook.failures + 1, retryInMs: ok ? null : delayMs },
+      { memberId, outcome: result.outcome, status: result.status, messages: batch.length, attempt: webhook.failures + 1, retryInMs: counted ? delayMs : null },
       "webhook",
     );
-    if (ok) {
+    // A success, or a failure of an endpoint set anew meanwhile (the new one is due now).
+    if (!counted) {
       // A full batch may have left more behind.
-      if (cut || batch.length === MAX_WEBHOOK_BATCH) this.again.add(memberId);
+      if (!ok || cut || batch.length === MAX_WEBHOOK_BATCH) this.again.add(memberId);
       return;
     }
     this.retryLater(memberId, delayMs);
