@@ -128,7 +128,8 @@ export class WebhookDispatcher implements QueueConsumer {
     for (const t of this.retryTimers.values()) clearTimeout(t);
     this.retryTimers.clear();
     this.shutdown.abort();
-    await Promise.all(this.attempts);
+    // An attempt that ends starts none in its place now (pump), so this ends.
+    while (this.attempts.size > 0) await Promise.all(this.attempts);
   }
 
   private every(ms: number, work: () => Promise<void>): void {
@@ -170,6 +171,7 @@ export class WebhookDispatcher implements QueueConsumer {
   }
 
   private pump(): void {
+    if (this.shutdown.signal.aborted) return;
     for (const memberId of this.due) {
       if (this.inFlight.size >= MAX_CONCURRENT) return;
       this.due.delete(memberId);
