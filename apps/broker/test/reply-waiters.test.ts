@@ -1,10 +1,14 @@
 // Requests waiting for replies (services/reply-waiters.ts) against a real
 // database: many requests of one member waiting at once cost one statement
 // per news, not one per request — a backend with N requests waiting on one
-// token would otherwise run N statements for every reply, N² in all.
+// token would otherwise run N statements for every reply, N² in all; and
+// sharing the looks changes nothing a single wait sees: its deadline holds
+// under endless news, two waits on one request take a reply each, a failed
+// look ends the wait with its error.
 import { describe, expect, test } from "bun:test";
 import type { Database } from "@switchboard/db";
-import { sql } from "drizzle-orm";
+import { waitUntil } from "@switchboard/testkit";
+import { sql, type SQL } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { InstanceBus } from "../src/services/bus.ts";
 import { QueuedWork } from "../src/services/queued-work.ts";
@@ -13,44 +17,134 @@ import { useScratchDatabase } from "./support/scratch-db.ts";
 
 const scratch = useScratchDatabase("reply-waiters");
 
+interface Setup {
+  mesh: string;
+  asker: string;
+  answerer: string;
+}
+
+let slug = 0;
+async function meshOfTwo(db: Database): Promise<Setup> {
+  const [ids] = await db.rows<Setup>(sql`
+    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES (${`waits-${++slug}`}, 'waits') RETURNING id),
+    asker AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'asker', 'asker' FROM mesh RETURNING id),
+    answerer AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'answerer', 'answerer' FROM mesh RETURNING id)
+    SELECT mesh.id AS mesh, asker.id AS asker, answerer.id AS answerer FROM mesh, asker, answerer`);
+  return ids!;
+}
+
+async function requestsOf(db: Database, { mesh, asker }: Setup, count: number): Promise<Array<{ id: string }>> {
+  return db.rows<{ id: string }>(sql`
+    INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+    SELECT ${mesh}::uuid, ${asker}::uuid, 'answerer', 'now', 'n', 'request ' || g, now() + interval '1 hour'
+    FROM generate_series(1, ${count}) g RETURNING id`);
+}
+
+async function reply(db: Database, { mesh, asker, answerer }: Setup, requestId: string, text: string): Promise<void> {
+  await db.rows(sql`
+    WITH reply AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, reply_to, expires_at)
+      VALUES (${mesh}::uuid, ${answerer}::uuid, 'asker', 'now', 'n', ${text}, ${requestId}::uuid, now() + interval '1 hour')
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
+    SELECT id, ${asker}::uuid, 'now', now() + interval '1 hour' FROM reply`);
+}
+
+function waitersOn(db: Database) {
+  const log = createLogger("silent", {});
+  const queuedWork = new QueuedWork();
+  const waiters = new ReplyWaiters(db, queuedWork, new InstanceBus(scratch.db, log), log, { maxWaiters: 100, clock: Date.now });
+  queuedWork.subscribe(waiters);
+  return { waiters, queuedWork };
+}
+
+const waitFor = (waiters: ReplyWaiters, setup: Setup, requestId: string, ms: number) =>
+  waiters.wait({ requestId, memberId: setup.asker, meshId: setup.mesh, deadline: Date.now() + ms, heldUntil: null, signal: new AbortController().signal });
+
 describe("ReplyWaiters", () => {
   test("20 requests of one member, their 20 replies one after another: each request gets its own, in one statement per news", async () => {
     const db = scratch.db;
     // The statements the waiters run outside a transaction: looking for replies.
     let looks = 0;
     const counted: Database = { ...db, rows: (query) => (looks++, db.rows(query)) };
-    const log = createLogger("silent", {});
-    const queuedWork = new QueuedWork();
-    const waiters = new ReplyWaiters(counted, queuedWork, new InstanceBus(db, log), log, { maxWaiters: 100, clock: Date.now });
-    queuedWork.subscribe(waiters);
-    const [ids] = await db.rows<{ mesh: string; asker: string; answerer: string }>(sql`
-      WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('waits', 'waits') RETURNING id),
-      asker AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'asker', 'asker' FROM mesh RETURNING id),
-      answerer AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'answerer', 'answerer' FROM mesh RETURNING id)
-      SELECT mesh.id AS mesh, asker.id AS asker, answerer.id AS answerer FROM mesh, asker, answerer`);
-    const { mesh, asker, answerer } = ids!;
-    const requests = await db.rows<{ id: string }>(sql`
-      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-      SELECT ${mesh}::uuid, ${asker}::uuid, 'answerer', 'now', 'n', 'request ' || g, now() + interval '1 hour'
-      FROM generate_series(1, 20) g RETURNING id`);
-
-    const answers = requests.map((r) =>
-      waiters.wait({ requestId: r.id, memberId: asker, meshId: mesh, deadline: Date.now() + 30_000, heldUntil: null, signal: new AbortController().signal }),
-    );
+    const { waiters, queuedWork } = waitersOn(counted);
+    const setup = await meshOfTwo(db);
+    const requests = await requestsOf(db, setup, 20);
+    const answers = requests.map((r) => waitFor(waiters, setup, r.id, 30_000));
     for (const [i, request] of requests.entries()) {
-      await db.rows(sql`
-        WITH reply AS (
-          INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, reply_to, expires_at)
-          VALUES (${mesh}::uuid, ${answerer}::uuid, 'asker', 'now', 'n', ${`reply ${i}`}, ${request.id}::uuid, now() + interval '1 hour')
-          RETURNING id)
-        INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
-        SELECT id, ${asker}::uuid, 'now', now() + interval '1 hour' FROM reply`);
-      queuedWork.forMembers([asker]);
+      await reply(db, setup, request.id, `reply ${i}`);
+      queuedWork.forMembers([setup.asker]);
     }
     const replies = await Promise.all(answers);
     expect(replies.map((r) => r?.replyTo)).toEqual(requests.map((r) => r.id));
     expect(replies.map((r) => r?.ciphertext)).toEqual(requests.map((_, i) => `reply ${i}`));
     // At most a look for the waiters' arrival and two per reply (one under way, one again after it).
     expect(looks).toBeLessThanOrEqual(2 + 2 * requests.length);
+  });
+
+  test("a wait ends at its deadline while news for its member keeps coming (it waits for its own look, not for the news to stop)", async () => {
+    // Looks slower than the news: every look finds news came meanwhile and looks again.
+    const slow: Database = { ...scratch.db, rows: async (query) => (await Bun.sleep(20), scratch.db.rows(query)) };
+    const { waiters, queuedWork } = waitersOn(slow);
+    const setup = await meshOfTwo(scratch.db);
+    const [short, long] = await requestsOf(scratch.db, setup, 2);
+    // A second wait of the member keeps its looks going.
+    const stopLong = new AbortController();
+    const longWait = waiters.wait({
+      requestId: long!.id,
+      memberId: setup.asker,
+      meshId: setup.mesh,
+      deadline: Date.now() + 10_000,
+      heldUntil: null,
+      signal: stopLong.signal,
+    });
+    let news = true;
+    let newsStopped = false;
+    const newsFor = (async () => {
+      for (const until = Date.now() + 3000; news && Date.now() < until; ) {
+        queuedWork.forMembers([setup.asker]);
+        await Bun.sleep(2);
+      }
+      newsStopped = true;
+    })();
+    const answer = await waitFor(waiters, setup, short!.id, 300);
+    const newsStillComing = !newsStopped;
+    news = false;
+    stopLong.abort();
+    await Promise.all([newsFor, longWait]);
+    expect({ answer, newsStillComing }).toEqual({ answer: null, newsStillComing: true });
+  });
+
+  test("two waits on one request, two replies found by one look: each takes one", async () => {
+    let looked = 0;
+    const counted: Database = {
+      ...scratch.db,
+      rows: async <T>(query: SQL) => {
+        try {
+          return await scratch.db.rows<T>(query);
+        } finally {
+          looked++;
+        }
+      },
+    };
+    const { waiters, queuedWork } = waitersOn(counted);
+    const setup = await meshOfTwo(scratch.db);
+    const [request] = await requestsOf(scratch.db, setup, 1);
+    const both = [waitFor(waiters, setup, request!.id, 2000), waitFor(waiters, setup, request!.id, 2000)];
+    // Their first looks (the first wait's, then the second's) found nothing.
+    await waitUntil(() => looked === 2 || undefined, 5000, "the waits' first looks");
+    await reply(scratch.db, setup, request!.id, "first");
+    await reply(scratch.db, setup, request!.id, "second");
+    queuedWork.forMembers([setup.asker]);
+    expect((await Promise.all(both)).map((r) => r?.ciphertext).sort()).toEqual(["first", "second"]);
+  });
+
+  test("a look that fails ends its waits with the error, at once (the caller answers without a reply)", async () => {
+    const failing: Database = { ...scratch.db, rows: () => Promise.reject(new Error("the database went away")) };
+    const { waiters } = waitersOn(failing);
+    const setup = await meshOfTwo(scratch.db);
+    const [request] = await requestsOf(scratch.db, setup, 1);
+    // At its deadline it would answer null: it throws instead.
+    await expect(waitFor(waiters, setup, request!.id, 30_000)).rejects.toThrow("the database went away");
   });
 });

@@ -54,7 +54,9 @@ export class HttpMessaging {
       return sent.ok ? { ...sent, waited: false, reply: null } : sent;
     }
     // Refused before anything is stored, so a retry makes no duplicate.
-    if (!this.waiters.reserve()) return refuse("unavailable", "too many requests are waiting for replies on this instance; retry shortly");
+    const full = this.waiters.reserve();
+    if (full === "stopping") return refuse("unavailable", "this instance is stopping; send again (another instance takes it)");
+    if (full === "full") return refuse("unavailable", "too many requests are waiting for replies on this instance; retry shortly");
     try {
       const deadline = this.clock() + waitSeconds * 1000;
       const holdSeconds = waitSeconds + HOLD_GRACE_SECONDS;

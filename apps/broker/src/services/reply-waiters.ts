@@ -21,14 +21,20 @@ interface Waiter {
   meshId: string;
   /** Set by a look that took this request's reply. */
   found: TakenReply | null;
+  /** Set by a look that failed: the wait ends with it. */
+  failed: unknown;
+  /** The statement under way that looks for this waiter's reply, if any. */
+  looking: Promise<unknown> | null;
   wake: () => void;
 }
 
-/** A member's look under way, and whether news came while it ran (it looks again). */
+/** Whether news came while a member's look ran (it looks again). */
 interface Look {
-  done: Promise<void>;
   again: boolean;
 }
+
+/** Why a wait cannot start now. */
+export type WaitRefusal = "full" | "stopping";
 
 export interface ReplyWait {
   requestId: string;
@@ -56,11 +62,12 @@ export class ReplyWaiters implements QueueConsumer {
     private readonly options: { maxWaiters: number; clock: Clock },
   ) {}
 
-  /** A slot for one more waiter, or false when the instance has its fill; release() it after wait(). */
-  reserve(): boolean {
-    if (this.stopping || this.reserved >= this.options.maxWaiters) return false;
+  /** A slot for one more waiter (null), or why there is none; release() it after wait(). */
+  reserve(): WaitRefusal | null {
+    if (this.stopping) return "stopping";
+    if (this.reserved >= this.options.maxWaiters) return "full";
     this.reserved++;
-    return true;
+    return null;
   }
 
   release(): void {
@@ -92,7 +99,11 @@ export class ReplyWaiters implements QueueConsumer {
     await Promise.all(this.active);
   }
 
-  /** The first reply to the request owed to its sender, taken (acked), or null at the deadline, on abort or when the instance stops. */
+  /**
+   * The first reply to the request owed to its sender, taken (acked), or null
+   * at the deadline, on abort or when the instance stops. Throws when looking
+   * for it failed: the caller answers without a reply.
+   */
   async wait(req: ReplyWait): Promise<TakenReply | null> {
     const run = this.waitFor(req);
     this.active.add(run);
@@ -110,17 +121,19 @@ export class ReplyWaiters implements QueueConsumer {
       memberId: req.memberId,
       meshId: req.meshId,
       found: null,
+      failed: null,
+      looking: null,
       wake: () => wakeUp?.(),
     };
     const onAbort = () => waiter.wake();
     req.signal.addEventListener("abort", onAbort);
     this.add(waiter);
-    let ended: "reply" | "deadline" | "aborted" | "stopping" = "deadline";
+    let ended: "reply" | "deadline" | "aborted" | "stopping" | "failed" = "deadline";
     try {
       // Registered before the first look: a reply committed after it is news.
       this.look(req.memberId);
       for (;;) {
-        if (waiter.found !== null) break;
+        if (waiter.found !== null || waiter.failed !== null) break;
         if (req.signal.aborted || this.stopping) {
           ended = req.signal.aborted ? "aborted" : "stopping";
           break;
@@ -134,19 +147,27 @@ export class ReplyWaiters implements QueueConsumer {
       req.signal.removeEventListener("abort", onAbort);
       this.remove(waiter);
     }
-    // A look under way as the wait ended may have taken its reply (acked):
-    // it is this wait's answer, not lost.
-    await this.looks.get(req.memberId)?.done;
-    if (waiter.found !== null) ended = "reply";
-    await this.end(req.requestId, req.heldUntil);
-    this.log.debug({ requestId: req.requestId, ended }, "reply wait ended");
-    return waiter.found;
+    try {
+      // The statement under way for this waiter may have taken its reply
+      // (acked): it is this wait's answer, not lost. Later ones leave it out.
+      await waiter.looking;
+      if (waiter.found !== null) ended = "reply";
+      else if (waiter.failed !== null) {
+        ended = "failed";
+        throw waiter.failed;
+      }
+      return waiter.found;
+    } finally {
+      await this.end(req.requestId, req.heldUntil);
+      this.log.debug({ requestId: req.requestId, ended }, "reply wait ended");
+    }
   }
 
   /**
-   * Takes a reply for each waiting request of the member that has none yet,
-   * in one statement; one look at a time per member, and news during a look
-   * makes it look once more. A failed look is logged: the next news retries.
+   * Takes replies for the waiting requests of the member that have none yet
+   * — as many for a request as it has waiters — in one statement; one look
+   * at a time per member, and news during a look makes it look once more.
+   * A look that fails ends the waits it was for, with its error.
    */
   private look(memberId: string): void {
     const running = this.looks.get(memberId);
@@ -154,26 +175,37 @@ export class ReplyWaiters implements QueueConsumer {
       running.again = true;
       return;
     }
-    const look: Look = { done: Promise.resolve(), again: true };
+    const look: Look = { again: true };
     this.looks.set(memberId, look);
-    look.done = this.lookWhileNews(memberId, look);
+    void this.lookWhileNews(memberId, look);
   }
 
   private async lookWhileNews(memberId: string, look: Look): Promise<void> {
     while (look.again) {
       look.again = false;
-      const waiting = [...(this.byMember.get(memberId) ?? [])].filter((w) => w.found === null);
+      const waiting = [...(this.byMember.get(memberId) ?? [])].filter((w) => w.found === null && w.failed === null);
       if (waiting.length === 0) break;
+      const wanted = new Map<string, number>();
+      for (const w of waiting) wanted.set(w.requestId, (wanted.get(w.requestId) ?? 0) + 1);
+      let settled = () => {};
+      const looking = new Promise<void>((resolve) => (settled = resolve));
+      for (const w of waiting) w.looking = looking;
       try {
-        const replies = await retryTransient(() => takeReplies(this.db, memberId, waiting.map((w) => w.requestId)));
+        const replies = await retryTransient(() => takeReplies(this.db, memberId, [...wanted].map(([requestId, count]) => ({ requestId, count }))));
         for (const reply of replies) {
-          const waiter = waiting.find((w) => w.requestId === reply.replyTo);
+          const waiter = waiting.find((w) => w.requestId === reply.replyTo && w.found === null);
           if (!waiter) continue;
           waiter.found = reply;
           waiter.wake();
         }
       } catch (error) {
-        this.log.warn({ err: error, memberId }, "looking for replies failed; the next news looks again");
+        this.log.warn({ err: error, memberId }, "looking for replies failed");
+        for (const w of waiting) {
+          w.failed = error;
+          w.wake();
+        }
+      } finally {
+        settled();
       }
     }
     this.looks.delete(memberId);

@@ -5,7 +5,7 @@
 // and what it did not take goes back to the queue.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { isoTime, uuidArray } from "../sql.ts";
+import { isoTime, jsonParam } from "../sql.ts";
 import { requeue } from "./requeue.ts";
 import type { OwedMessage } from "./types.ts";
 
@@ -33,23 +33,28 @@ export async function holdReplies(db: Executor, requestId: string, senderId: str
 }
 
 /**
- * For each of `requestIds`, the oldest reply to it owed to `memberId` that is
- * held for the waiter or still queued, acknowledged in the same statement:
- * one statement for all of a member's waiting requests. Replies are found
- * through the reply_to index; each is one index probe of deliveries.
+ * For each request, its `count` oldest replies owed to `memberId` that are
+ * held for its waiters or still queued (as many as it has waiters),
+ * acknowledged in the same statement: one statement for all of a member's
+ * waiting requests. Replies are found through the reply_to index; each is
+ * one index probe of deliveries.
  */
-export async function takeReplies(db: Executor, memberId: string, requestIds: readonly string[]): Promise<TakenReply[]> {
-  if (requestIds.length === 0) return [];
+export async function takeReplies(
+  db: Executor,
+  memberId: string,
+  requests: ReadonlyArray<{ requestId: string; count: number }>,
+): Promise<TakenReply[]> {
+  if (requests.length === 0) return [];
   return db.rows<TakenReply>(sql`
     WITH hit AS (
-      SELECT h.id FROM unnest(${uuidArray(requestIds)}) AS q(request_id)
+      SELECT h.id FROM jsonb_to_recordset(${jsonParam(requests)}) AS q("requestId" uuid, count int)
       CROSS JOIN LATERAL (
         SELECT d.id FROM messages r
         JOIN deliveries d ON d.message_id = r.id AND d.recipient_member_id = ${memberId}::uuid
-        WHERE r.reply_to = q.request_id AND d.expires_at > now()
-          AND (d.state = 'queued' OR (d.state = 'leased' AND d.lease_presence_id = q.request_id))
+        WHERE r.reply_to = q."requestId" AND d.expires_at > now()
+          AND (d.state = 'queued' OR (d.state = 'leased' AND d.lease_presence_id = q."requestId"))
         ORDER BY d.id
-        LIMIT 1
+        LIMIT q.count
         FOR UPDATE OF d SKIP LOCKED
       ) h
     ),
