@@ -58,11 +58,13 @@ const API_SENDER_TTL_MS = 5000;
 
 /** Pushes a presence may have unacknowledged before the broker waits for its acks. */
 const PUSH_WINDOW = 512;
-// As the instance stops: how long requests under way may take to be answered
-// before the listener closes anyway, and how long a sweep under way may take
-// after the drain. Within the shutdown's 9 s with a drain of 5 s.
-const REQUESTS_GRACE_MS = 1000;
+// As the instance stops, after the drain: how long the reply waits may take
+// to be answered and end, a sweep under way to finish, and requests under
+// way to be answered before the listener closes anyway. Within the
+// shutdown's 9 s with a drain of 5 s.
+const WAITS_GRACE_MS = 1000;
 const SWEEPS_GRACE_MS = 500;
+const REQUESTS_GRACE_MS = 1000;
 // Frames handled back to back before other sockets get a turn (ws/pipeline.ts).
 const FRAME_SLICE_MS = 2;
 const FRAME_SLICE_MS_EMBEDDED = 10;
@@ -342,21 +344,23 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     async stop() {
       readiness.draining();
       ws.refuseNew();
-      // The sweepers first; one under way has the drain to finish.
-      const sweeping = sweepers.stop();
-      // Still serving: a proxy whose health check comes by now takes this
-      // instance out of its rotation before the port closes.
+      // Still serving (its lease renewed, its sweeps running): a proxy whose
+      // health check comes by now takes this instance out of its rotation
+      // before the port closes.
       if (config.SHUTDOWN_DRAIN_MS > 0) await Bun.sleep(config.SHUTDOWN_DRAIN_MS);
+      const sweeping = sweepers.stop();
       lifecycle.stop();
       ws.closeAll();
       await dispatcher.stop();
       tokenExpiry.stop();
       dashboard.stop();
       streamsClosing.abort();
-      await waiters.stop();
+      // Held replies a wait did not take go back when their hold runs out
+      // even if this cannot return them now.
+      await Promise.race([waiters.stop(), Bun.sleep(WAITS_GRACE_MS)]);
       await unsubscribe();
       await pump.stop();
-      // A sweep stuck on a lock is not waited for: closing the pool ends it, and sweeps are idempotent.
+      // A sweep stuck on a lock is not waited for long: closing the pool ends it, and sweeps are idempotent.
       await Promise.race([sweeping, Bun.sleep(SWEEPS_GRACE_MS)]);
       await lease.stop();
       dbHealth.stop();

@@ -2,7 +2,8 @@
 // real socket, fed by presence events of a real database: a page that stops
 // reading is cut off once the stream holds SOCKET_BUFFER_BYTES it has not
 // sent, instead of having every event of its mesh kept for it; a page that
-// reads is never cut off.
+// reads is never cut off; and one asked for as the instance stops ends at
+// once, not holding the listener's close.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
@@ -22,6 +23,7 @@ const MAX_UNSENT_BYTES = 65_536;
 const PRESENCES = 200;
 
 let server: ReturnType<typeof Bun.serve>;
+let stopping: ReturnType<typeof Bun.serve>;
 let events: PresenceEvents;
 let metrics: Metrics;
 let round = 0;
@@ -37,18 +39,26 @@ beforeAll(async () => {
   await scratch.db.rows(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
     SELECT mesh_id, id, 'dashboard-test', 'session', display_name FROM members`);
-  const routes = dashboardRoutes({
-    dashboard: new DashboardService(scratch.db, metrics, systemClock, { sampleIntervalMs: 60_000, instanceLeaseSeconds: 15 }),
-    presenceEvents: events,
-    access: { adminToken: ADMIN_TOKEN, dbHealth: { healthy: true, stop() {} } },
-    stream: { maxUnsentBytes: MAX_UNSENT_BYTES, closing: new AbortController().signal, log },
-    page: false,
-  });
-  const path = "/v1/admin/meshes/:mesh/presence-events";
-  server = Bun.serve({ port: 0, hostname: "127.0.0.1", routes: { [path]: routes[path] } });
+  const serving = (closing: AbortSignal) => {
+    const routes = dashboardRoutes({
+      dashboard: new DashboardService(scratch.db, metrics, systemClock, { sampleIntervalMs: 60_000, instanceLeaseSeconds: 15 }),
+      presenceEvents: events,
+      access: { adminToken: ADMIN_TOKEN, dbHealth: { healthy: true, stop() {} } },
+      stream: { maxUnsentBytes: MAX_UNSENT_BYTES, closing, log },
+      page: false,
+    });
+    const path = "/v1/admin/meshes/:mesh/presence-events";
+    return Bun.serve({ port: 0, hostname: "127.0.0.1", routes: { [path]: routes[path] } });
+  };
+  server = serving(new AbortController().signal);
+  // An instance that is stopping: its streams are ending.
+  stopping = serving(AbortSignal.abort());
 });
 
-afterAll(() => server.stop(true));
+afterAll(() => {
+  server.stop(true);
+  stopping.stop(true);
+});
 
 /** Every presence of the mesh changes status once: PRESENCES status events for each subscriber. */
 async function statusRound(): Promise<void> {
@@ -78,6 +88,16 @@ async function openStream(): Promise<{ socket: Socket; received: () => number; c
 }
 
 describe("the dashboard's presence stream", () => {
+  test("one asked for as the instance stops ends at once, subscribed to nothing", async () => {
+    const res = await fetch(`http://127.0.0.1:${stopping.port}/v1/admin/meshes/watched/presence-events`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("");
+    expect(await subscribers()).toBe(0);
+  });
+
   test("a reader that stops reading is cut off past SOCKET_BUFFER_BYTES unsent, and its subscription ends", async () => {
     const stream = await openStream();
     expect(await subscribers()).toBe(1);

@@ -72,6 +72,8 @@ function presenceStream(events: PresenceEvents, meshId: string, req: Request, li
           stop();
           controller.close();
         };
+        // Asked for as the instance stops: ended at once.
+        if (limits.closing.aborted) return end();
         limits.closing.addEventListener("abort", end, { once: true });
         const subscription = await events.subscribe(key, meshId, (event) => write(`event: presence\ndata: ${JSON.stringify(event)}\n\n`));
         write(": subscribed\n\n");
