@@ -4,7 +4,7 @@
 // public routes and no more, no secret written into the file, Prometheus
 // scraping every instance, Grafana given the dashboard that exists.
 import { describe, expect, test } from "bun:test";
-import { REPO_ROOT, useTestBroker } from "@switchboard/testkit";
+import { freePort, REPO_ROOT, spawnRaw, useTestBroker, waitUntil } from "@switchboard/testkit";
 import { DockerfileParser } from "dockerfile-ast";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -98,7 +98,7 @@ describe("deploy/compose.yaml", () => {
       const labels = labelsOf(broker);
       expect(labels.get("traefik.enable")).toBe("true");
       const rule = labels.get("traefik.http.routers.switchboard.rule") ?? "";
-      for (const path of ["/ws", "/hook", "/v1", "/health"]) expect(rule).toContain(`PathPrefix(\`${path}\`)`);
+      for (const path of ["/ws", "/hook", "/v1", "/health", "/dashboard"]) expect(rule).toContain(`PathPrefix(\`${path}\`)`);
       expect(rule).not.toContain("/metrics");
       expect(rule).toMatch(/^Host\(`\$\{SWITCHBOARD_HOST(:\?[^}]*)?\}`\) && /);
       expect(labels.get("traefik.http.routers.switchboard.tls.certresolver")).toBeTruthy();
@@ -125,6 +125,27 @@ describe("deploy/compose.yaml", () => {
       expect(path).toBe("/health/ready");
       expect((await fetch(`${broker.url}${path}`)).status).toBe(200);
     });
+  });
+
+  test("the brokers' health check passes while the broker answers, its database away (503) or not, and fails when nothing answers", async () => {
+    const [command, ...args] = brokers[0]![1].healthcheck?.test ?? [];
+    expect(command).toBe("CMD");
+    expect(brokers.map(([, b]) => b.healthcheck)).toEqual(brokers.map(() => brokers[0]![1].healthcheck));
+    const check = async (port: number) => {
+      const run = Bun.spawn(args, { env: { ...process.env, BROKER_PORT: String(port) }, stdout: "ignore", stderr: "ignore" });
+      return run.exited;
+    };
+    const port = await freePort();
+    expect(await check(port)).toBe(1);
+    // Waiting for a database that is not there: its port is open, /health says 503.
+    const broker = spawnRaw({ DATABASE_URL: "postgres://switchboard@127.0.0.1:1/none", HOST: "127.0.0.1", BROKER_PORT: String(port) });
+    try {
+      await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.status, () => 0)) === 503 || undefined, 20_000, "/health answering 503");
+      expect(await check(port)).toBe(0);
+    } finally {
+      broker.kill("SIGKILL");
+      await broker.exited;
+    }
   });
 
   test("Prometheus scrapes every broker instance at its port, and only those", () => {

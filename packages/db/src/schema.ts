@@ -50,6 +50,10 @@ export const members = pgTable(
   },
   (t) => [
     uniqueIndex("members_mesh_pubkey_key").on(t.meshId, t.pubkey),
+    // Revocations are few: housekeeping finds the recent ones without reading every member.
+    index("members_revoked_idx")
+      .on(t.revokedAt)
+      .where(sql`revoked_at IS NOT NULL`),
     index("members_tags_idx").using("gin", t.tags),
     oneOf("members_role_check", "role", ["member", "observer"]),
   ],

@@ -114,7 +114,8 @@ export class Sweepers {
     metrics.messagesExpired.inc(await expireDeliveries(db, BATCH));
     // Sends in flight as a member was revoked take milliseconds: an hour's
     // revocations cover them with room to spare, and restarts in between.
-    await dropUndeliveredOfRevoked(db, HOUR);
+    const dropped = await dropUndeliveredOfRevoked(db, HOUR);
+    if (dropped > 0) this.deps.log.info({ deliveries: dropped }, "deliveries of revoked members dropped");
     const retention = { settledSeconds: timing.settledRetentionSeconds, historySeconds: timing.historyRetentionSeconds };
     await pruneMessages(db, retention, BATCH);
     await pruneHelloReplays(db);

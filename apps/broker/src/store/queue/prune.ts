@@ -15,10 +15,11 @@ export interface Retention {
 }
 
 // The oldest messages of one kind past `keptSeconds`, through that kind's
-// created_at index (schema.ts), so a tick reads the rows it may delete and
-// not the table: those no recipient still owes an ack for, or expired
-// longer than the settled retention ago. Rows another instance's prune holds
-// are skipped, not waited for.
+// created_at index (schema.ts), so a tick reads the messages past their
+// retention, not the table: those no recipient still owes an ack for, or
+// expired longer than the settled retention ago, go. (Those still owed are
+// read again each tick until they go: an offline member's backlog.) Rows
+// another instance's prune holds are skipped, not waited for.
 const prunable = (kind: SQL, keptSeconds: number, retention: Retention, limit: number): SQL => sql`
   SELECT m.id FROM messages m
   WHERE ${kind} AND m.created_at < now() - make_interval(secs => ${keptSeconds})
