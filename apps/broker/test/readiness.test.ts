@@ -3,6 +3,7 @@
 // draining after SIGTERM; 200 otherwise. /health stays the liveness check.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
+  backendKind,
   freePort,
   ownPostgresTestsRun,
   setupMesh,
@@ -90,6 +91,25 @@ describe("readiness", () => {
     expect(push?.messageId).toBe(ack.messageId);
     expect(await broker.process.exited).toBe(0);
     await Promise.all([from.close(), other.close()]);
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("draining beside another instance", () => {
+  test("its lease is renewed through the drain: the other instance does not reap the presences it still serves", async () => {
+    const env = { SHUTDOWN_DRAIN_MS: "5000", INSTANCE_LEASE_SECONDS: "2" };
+    const a = await TestBroker.start(env);
+    cleanups.push(() => a.dispose());
+    const b = await TestBroker.start(env, { backend: a.backend });
+    cleanups.push(() => b.dispose());
+    const { mesh, members } = await setupMesh(a.admin, { members: 1 });
+    const peer = await TestPeer.connect(a.wsUrl, { identity: (members[0] as SetupMember).identity, meshId: mesh.id });
+    a.process.kill("SIGTERM");
+    expect((await readyBecomes(a.url, "draining", 4000))?.code).toBe(503);
+    // Past a 2 s lease and the reaping that follows a lapsed one (a third of the lease later).
+    await Bun.sleep(4000);
+    expect((await b.admin.peers(mesh.id)).map((p) => p.sessionId)).toEqual([peer.sessionId]);
+    expect(await a.process.exited).toBe(0);
+    await peer.close();
   });
 });
 
