@@ -1,7 +1,7 @@
 // Builds the browser SDK: src/browser.ts and everything it imports (zod, the
 // @noble primitives) as one minified ES module, dist/switchboard.browser.js.
 // Build output stays out of git: `bun run build:browser` makes it, and the
-// chat demo, the broker's /demo and the browser tests build it when they start.
+// chat demo and the browser tests build it when they start.
 import { join } from "node:path";
 
 export const BROWSER_BUNDLE = join(import.meta.dir, "dist", "switchboard.browser.js");
