@@ -1,4 +1,5 @@
-// Pruning messages past their retention (store/queue/prune.ts), against a
+// Pruning messages past their retention (store/queue/prune.ts), and gone
+// presences a batch at a time (store/housekeeping.ts), against a
 // real database: which messages go and which stay, and — on Postgres, with
 // the generic plan the broker's pool uses — that a tick reaches them through
 // the created_at indexes instead of reading the whole messages table.
@@ -8,6 +9,7 @@ import { backendKind, freshBackend, type TestBackend } from "@switchboard/testki
 import { sql, type SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import postgres from "postgres";
+import { pruneGonePresences } from "../src/store/housekeeping.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
 
 const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
@@ -93,5 +95,22 @@ describe("pruneMessages", () => {
     } finally {
       await raw.end();
     }
+  });
+});
+
+describe("pruneGonePresences", () => {
+  test("presences gone longer than the retention go, a batch a tick; live and recent ones stay", async () => {
+    const presences = (gone: string) => sql`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, disconnected_at)
+      SELECT ${meshId}::uuid, ${memberId}::uuid, 'gone', 's' || g, 'n', ${sql.raw(gone)} FROM generate_series(1, 1200) g`;
+    await db.rows(presences("now() - interval '2 days'"));
+    await db.rows(presences("now() - interval '1 hour'"));
+    await db.rows(presences("NULL"));
+    const left = async () => (await db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM presences WHERE instance_id = 'gone'`))[0]!.n;
+    expect(await pruneGonePresences(db, 86_400, 1000)).toBe(1000);
+    expect(await left()).toBe(2600);
+    expect(await pruneGonePresences(db, 86_400, 1000)).toBe(200);
+    expect(await pruneGonePresences(db, 86_400, 1000)).toBe(0);
+    expect(await left()).toBe(2400);
   });
 });

@@ -120,7 +120,7 @@ export class Sweepers {
     await pruneMessages(db, retention, BATCH);
     await pruneHelloReplays(db);
     await prunePendingSignals(db);
-    await pruneGonePresences(db, DAY);
+    await pruneGonePresences(db, DAY, BATCH);
     await pruneStoppedInstances(db, DAY);
     await pruneAuditLog(db, 30 * DAY);
     metrics.queueDepth.set(await queueDepth(db));

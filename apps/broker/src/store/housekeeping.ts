@@ -11,9 +11,21 @@ export async function prunePendingSignals(db: Executor): Promise<void> {
   await db.rows(sql`DELETE FROM pending_hook_statuses WHERE expires_at < now()`);
 }
 
-export async function pruneGonePresences(db: Executor, retentionSeconds: number): Promise<void> {
-  await db.rows(sql`
-    DELETE FROM presences WHERE disconnected_at < now() - make_interval(secs => ${retentionSeconds})`);
+/**
+ * Presences gone longer than the retention, at most `limit` a tick: after a
+ * reconnect storm, or a long pause of housekeeping, there may be millions,
+ * and one statement deleting them all would be one long transaction.
+ */
+export async function pruneGonePresences(db: Executor, retentionSeconds: number, limit: number): Promise<number> {
+  const rows = await db.rows<{ n: number }>(sql`
+    WITH gone AS (
+      DELETE FROM presences WHERE id IN (
+        SELECT id FROM presences WHERE disconnected_at < now() - make_interval(secs => ${retentionSeconds})
+        LIMIT ${limit})
+      RETURNING 1
+    )
+    SELECT count(*)::int AS n FROM gone`);
+  return rows[0]?.n ?? 0;
 }
 
 export async function pruneStoppedInstances(db: Executor, retentionSeconds: number): Promise<void> {
