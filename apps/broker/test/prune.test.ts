@@ -1,5 +1,6 @@
 // Pruning messages past their retention (store/queue/prune.ts), and gone
-// presences a batch at a time (store/housekeeping.ts), against a
+// presences a batch at a time (store/housekeeping.ts), and the queue depth
+// counted from the queue alone (store/queue/claim.ts), against a
 // real database: which messages go and which stay, and — on Postgres, with
 // the generic plan the broker's pool uses — that a tick reaches them through
 // the created_at indexes instead of reading the whole messages table.
@@ -10,6 +11,7 @@ import { sql, type SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 import { pruneGonePresences } from "../src/store/housekeeping.ts";
+import { queueDepth } from "../src/store/queue/claim.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
 
 const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
@@ -112,5 +114,32 @@ describe("pruneGonePresences", () => {
     expect(await pruneGonePresences(db, 86_400, 1000)).toBe(200);
     expect(await pruneGonePresences(db, 86_400, 1000)).toBe(0);
     expect(await left()).toBe(2400);
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("queueDepth", () => {
+  test("counts the queue through its partial indexes, not the acknowledged deliveries kept for the retention", async () => {
+    await db.rows(sql`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+        SELECT ${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'depth', now() + interval '1 day'
+        FROM generate_series(1, 30000) g RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
+      SELECT id, ${memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    await db.rows(sql`ANALYZE deliveries`);
+    const before = await queueDepth(db);
+    await message("k", 0, 3600, "queued");
+    await message("k", 0, 3600, "leased");
+    expect(await queueDepth(db)).toBe(before + 2);
+    let statement: SQL | undefined;
+    await queueDepth({ rows: async (query: SQL) => ((statement = query), []) });
+    const { sql: text } = new PgDialect().sqlToQuery(statement!);
+    const raw = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const plan = (await raw.unsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN ${text}`)).map((r) => r["QUERY PLAN"]).join("\n");
+      expect(plan).not.toMatch(/Seq Scan on deliveries/);
+    } finally {
+      await raw.end();
+    }
   });
 });
