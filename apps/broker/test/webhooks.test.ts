@@ -238,6 +238,19 @@ describe("webhook recipients", () => {
     expect((await stateBecomes(mesh.id, hook, (s) => s.queued === 0, "the message acknowledged")).failures).toBe(0);
   });
 
+  test("the same endpoint set again during a failing attempt starts afresh too: its failures are not counted on", async () => {
+    // Two quick failures, a third that takes its time, then success.
+    const r = await receiver((_, index) => (index < 2 ? { status: 500 } : index === 2 ? { status: 500, delayMs: WEBHOOK_TIMEOUT_MS - 100 } : { status: 200 }));
+    const { mesh, hook, senderPeer } = await webhookMesh(r);
+    await sendMany(senderPeer, [sendFrame(hook.pubkey)]);
+    await r.waitFor((reqs) => reqs.length === 3, 15_000, "the third request");
+    expect(r.requests[2]!.headers.get("x-switchboard-attempt")).toBe("3");
+    // As an operator would, to have it tried again now.
+    expect((await broker.admin.raw("PUT", path(mesh.id, hook), { url: `${r.url}/events`, secret: SECRET })).status).toBe(200);
+    await r.waitFor((reqs) => reqs.length === 4, 15_000, "the request after the endpoint was set again");
+    expect(r.requests[3]!.headers.get("x-switchboard-attempt")).toBe("1");
+  });
+
   test("every non-2xx is retried (a 3xx is not followed); X-Switchboard-Attempt counts failures; backoff resets after a success", async () => {
     const answers = [500, 404, 302, 200, 503, 200];
     const r = await receiver((_, i) => ({

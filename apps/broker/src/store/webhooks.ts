@@ -81,9 +81,10 @@ export async function releaseWebhook(tx: Executor, memberId: string, holderId: s
 
 export interface AttemptRecord {
   startedAt: number;
-  /** The endpoint the attempt was made to. */
+  /** The endpoint the attempt was made to, and its failures then. */
   url: string;
   secret: string;
+  failures: number;
   outcome: WebhookOutcome;
   status: number | null;
   /** After a failure: seconds until the next attempt. */
@@ -94,23 +95,25 @@ export interface AttemptRecord {
  * Records an attempt's end and gives the lease back: a success resets the
  * failures and leaves the member due, a failure counts and pushes the next
  * attempt back — unless the endpoint was set anew while the attempt was
- * under way: a new endpoint starts afresh, due now, whatever the old one
- * answered. Only while this holder still holds the lease. Returns whether
- * a failure was counted.
+ * under way (its url, secret or failures are not what the attempt started
+ * with): it starts afresh, due now, whatever the attempt met. Only while
+ * this holder still holds the lease. Returns whether a failure was counted.
  */
 export async function recordAttempt(tx: Executor, memberId: string, holderId: string, a: AttemptRecord): Promise<boolean> {
   const ok = a.outcome === "ok";
+  const unchanged = sql`(url = ${a.url} AND secret = ${a.secret} AND failures = ${a.failures}::int)`;
   const rows = await tx.rows<{ counted: boolean }>(sql`
     UPDATE webhooks
-    SET failures = CASE WHEN ${ok}::boolean THEN 0 WHEN url = ${a.url} AND secret = ${a.secret} THEN failures + 1 ELSE failures END,
+    SET failures = CASE WHEN ${ok}::boolean THEN 0 WHEN ${unchanged} THEN failures + 1 ELSE failures END,
         last_attempt_at = to_timestamp(${a.startedAt / 1000}::float8),
         last_outcome = ${a.outcome}, last_status = ${a.status}::int,
         next_attempt_at = CASE WHEN ${ok}::boolean THEN now()
-                               WHEN url = ${a.url} AND secret = ${a.secret} THEN now() + make_interval(secs => ${a.retryInSeconds}::float8)
+                               WHEN ${unchanged} THEN now() + make_interval(secs => ${a.retryInSeconds}::float8)
                                ELSE next_attempt_at END,
         lease_holder = NULL, lease_expires_at = NULL
     WHERE member_id = ${memberId}::uuid AND lease_holder = ${holderId}
-    RETURNING NOT ${ok}::boolean AND url = ${a.url} AND secret = ${a.secret} AS counted`);
+    -- RETURNING sees the row as updated: a counted failure is one more than the attempt started with.
+    RETURNING NOT ${ok}::boolean AND url = ${a.url} AND secret = ${a.secret} AND failures = ${a.failures + 1}::int AS counted`);
   return rows[0]?.counted ?? false;
 }
 
