@@ -63,10 +63,12 @@ export async function takeReplies(
       SET state = 'acked', acked_at = now(), delivered_at = coalesce(d.delivered_at, now()),
           attempt = d.attempt + 1, lease_presence_id = NULL, lease_expires_at = NULL
       FROM hit WHERE d.id = hit.id
-      RETURNING d.message_id, d.attempt
+      RETURNING d.id, d.message_id, d.attempt
     )
     SELECT ${replyColumns(sql`t.attempt`)}
-    FROM taken t JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id`);
+    FROM taken t JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id
+    -- Queue order: a request's first reply goes to its first waiter.
+    ORDER BY t.id`);
 }
 
 /**
