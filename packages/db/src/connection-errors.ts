@@ -29,3 +29,16 @@ export function isConnectionLost(error: unknown): boolean {
   const code = errorCode(error);
   return code !== undefined && CONNECTION_LOST.has(code);
 }
+
+// A connection that could not be opened: no statement of it reached the server.
+const NEVER_CONNECTED = new Set(["ECONNREFUSED", "CONNECT_TIMEOUT", "57P03"]);
+
+/**
+ * Whether the statement certainly never reached the database (its connection
+ * could not be opened). Any other lost connection may have come after the
+ * statement committed.
+ */
+export function neverReachedDatabase(error: unknown): boolean {
+  const code = errorCode(error);
+  return code !== undefined && NEVER_CONNECTED.has(code);
+}

@@ -2,7 +2,7 @@
 // every send in a batch are written in one statement, and each sender gets
 // its answer only after that commit. Ephemeral sends are never stored
 // (ephemeral.ts).
-import { errorCode, isConnectionLost, type Database } from "@switchboard/db";
+import { errorCode, isConnectionLost, neverReachedDatabase, type Database } from "@switchboard/db";
 import type { SendFrame } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -59,7 +59,8 @@ export type Sender = Pick<LocalPresence, "memberId" | "meshId" | "pubkey" | "rol
 
 export type SendRequest = Omit<SendFrame, "type" | "reqId">;
 
-export type SendRefusalCode = "forbidden" | "too_large" | "rate_limited" | "unknown_target" | "internal";
+/** `unavailable`: the database could not be reached and nothing was stored; `internal`: it may have been. */
+export type SendRefusalCode = "forbidden" | "too_large" | "rate_limited" | "unknown_target" | "unavailable" | "internal";
 
 export type SendOutcome =
   | { ok: true; messageId: string; recipients: number; duplicate: boolean; queued: boolean }
@@ -171,7 +172,7 @@ export class SendService {
   // later send could commit (and be pushed) before its earlier one. Each send
   // is written at most twice: a lone send that failed once more (`again`)
   // gets its error.
-  private async commitIsolating(items: Pending[], again = false): Promise<Written[]> {
+  private async commitIsolating(items: Pending[], again = false, maybeStored = false): Promise<Written[]> {
     const messages = items.map((i) => i.message);
     let enqueued: EnqueuedSend[];
     try {
@@ -185,9 +186,18 @@ export class SendService {
     } catch (error) {
       const stored = await this.storedDespite(error, messages);
       if (stored.length > 0) return this.afterLostAnswer(items, stored);
+      // Stored or not is unknown once a statement may have reached the
+      // database (its lookup failed too): the caller must not take it for
+      // "nothing stored" and send again without its id.
+      const unknown =
+        maybeStored || (isConnectionLost(error) && !neverReachedDatabase(error)) || errorCode(error) === UNIQUE_VIOLATION;
       if (items.length === 1 && again) {
         this.log.error({ err: error }, "send failed");
-        return [refuse("internal", "the broker could not store this message")];
+        return [
+          unknown || !isConnectionLost(error)
+            ? refuse("internal", "the broker could not store this message; it may have been stored: send it again with the same id")
+            : refuse("unavailable", "the database is unreachable; nothing was stored"),
+        ];
       }
       // A commit still under way when the lookup ran holds the message's id:
       // writing it again waits for that commit, fails on the id, and the
@@ -195,7 +205,7 @@ export class SendService {
       if (items.length === 1) this.log.warn({ err: error }, "send failed; writing it again");
       else this.log.warn({ err: error, sends: items.length }, "send batch failed; writing its sends one by one");
       const written: Written[] = [];
-      for (const item of items) written.push(...(await this.commitIsolating([item], true)));
+      for (const item of items) written.push(...(await this.commitIsolating([item], true, unknown)));
       return written;
     }
     return this.afterCommit(items, enqueued);

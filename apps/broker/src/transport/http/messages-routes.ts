@@ -97,9 +97,6 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
         return apiError("rate_limited", outcome.message, { "retry-after": String(outcome.retryAfterSeconds ?? 1) });
       }
       if (outcome.code === "unavailable") return apiError("unavailable", outcome.message, { "retry-after": "1" });
-      if (outcome.code === "internal" && !dbHealth.healthy) {
-        return dbUnavailable();
-      }
       return apiError(outcome.code, outcome.message);
     }
     const reply: HttpSendReply = {

@@ -37,7 +37,12 @@ export interface FrameDeps {
 
 /** The ack or error frame answering a send; both carry the send's id. */
 export function sendReply(outcome: SendOutcome, id: string | undefined): Reply {
-  if (!outcome.ok) return { type: "error", code: outcome.code, message: outcome.message, ...(id === undefined ? {} : { id }) };
+  if (!outcome.ok) {
+    // A socket's error codes have no `unavailable`: a send the database never
+    // saw is answered as undecided, which sending it again with its id settles.
+    const code = outcome.code === "unavailable" ? "internal" : outcome.code;
+    return { type: "error", code, message: outcome.message, ...(id === undefined ? {} : { id }) };
+  }
   return {
     type: "ack",
     id: id ?? null,

@@ -1,0 +1,72 @@
+// What a send answers when its statement fails and the database cannot be
+// asked whether it was stored (services/sending.ts), against a real database
+// behind an executor that fails the send's statements as a lost database
+// would. A statement that may have reached the database is answered
+// `internal` (it may be stored: send it again with the same id); one whose
+// connection could not even be opened is `unavailable` (nothing was stored).
+import { describe, expect, test } from "bun:test";
+import type { Database } from "@switchboard/db";
+import { sql, type SQL } from "drizzle-orm";
+import { PgDialect } from "drizzle-orm/pg-core";
+import { createLogger } from "../src/log.ts";
+import { createMetrics } from "../src/metrics.ts";
+import { InstanceBus } from "../src/services/bus.ts";
+import { LocalPresences } from "../src/services/local-presences.ts";
+import { QueuedWork } from "../src/services/queued-work.ts";
+import { SendService } from "../src/services/sending.ts";
+import { useScratchDatabase } from "./support/scratch-db.ts";
+
+const scratch = useScratchDatabase("send-failures");
+const dialect = new PgDialect();
+const lost = (code: string) => Object.assign(new Error(`connection failed (${code})`), { code });
+
+/** The send statement fails with each code in turn (the last one from then on); the lookup of what it stored cannot connect. */
+function failingSends(db: Database, codes: string[]): Database {
+  let sends = 0;
+  return {
+    ...db,
+    rows: <T>(query: SQL) => {
+      const text = dialect.sqlToQuery(query).sql;
+      if (text.includes("INSERT INTO messages")) return Promise.reject(lost(codes[Math.min(sends++, codes.length - 1)]!));
+      if (text.includes("JOIN messages m ON m.id = q.id")) return Promise.reject(lost("ECONNREFUSED"));
+      return db.rows<T>(query);
+    },
+  };
+}
+
+async function sendThrough(db: Database) {
+  const [ids] = await scratch.db.rows<{ mesh: string; sender: string }>(sql`
+    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES (${`fail-${crypto.randomUUID()}`}, 'f') RETURNING id),
+    sender AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'sender', 's' FROM mesh RETURNING id, mesh_id),
+    recipient AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'recipient', 'r' FROM mesh RETURNING id)
+    SELECT sender.mesh_id AS mesh, sender.id AS sender FROM sender, recipient`);
+  const log = createLogger("silent", {});
+  const sending = new SendService(
+    db,
+    new LocalPresences(),
+    { unavailable: () => [], handLeased: async () => {} },
+    new QueuedWork(),
+    new InstanceBus(scratch.db, log),
+    createMetrics(),
+    log,
+    { maxMessageBytes: 65_536, defaultTtlSeconds: 3600, sendRateLimitPerMin: 1000, instanceId: "send-failures", leaseSeconds: 30, clock: Date.now },
+  );
+  return sending.send(
+    { memberId: ids!.sender, meshId: ids!.mesh, pubkey: "sender", role: "member" },
+    { targetSpec: "recipient", nonce: "n", ciphertext: "c", priority: "next", ephemeral: false },
+  );
+}
+
+describe("a send whose statement fails with the database", () => {
+  test("lost after it may have reached the database: internal, never 'nothing stored'", async () => {
+    const outcome = await sendThrough(failingSends(scratch.db, ["CONNECTION_CLOSED", "ECONNREFUSED"]));
+    expect(outcome).toMatchObject({ ok: false, code: "internal" });
+  });
+
+  test("never connected: unavailable, nothing stored", async () => {
+    const outcome = await sendThrough(failingSends(scratch.db, ["ECONNREFUSED"]));
+    expect(outcome).toMatchObject({ ok: false, code: "unavailable" });
+    const [stored] = await scratch.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM messages`);
+    expect(stored!.n).toBe(0);
+  });
+});
