@@ -27,6 +27,24 @@ describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
     await survivor!.close();
   });
 
+  test("one session's hellos naming its mesh by id and by slug share no transaction: none fails, nor do other members' hellos beside them", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 6 });
+    const [member, ...others] = members as [SetupMember, ...SetupMember[]];
+    const now = Date.now();
+    const attempts = await Promise.allSettled([
+      ...Array.from({ length: 8 }, (_, i) =>
+        TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId: i % 2 === 0 ? mesh.id : mesh.slug, sessionId: "one", timestamp: now + i }),
+      ),
+      ...others.map((m) => TestPeer.connect(broker.wsUrl, { identity: m.identity, meshId: mesh.id })),
+    ]);
+    const refused = attempts.flatMap((a) => (a.status === "rejected" ? [String(a.reason)] : []));
+    expect(refused).toEqual([]);
+    const live = await broker.admin.peers(mesh.id);
+    expect(live.filter((p) => p.sessionId === "one")).toHaveLength(1);
+    expect(live).toHaveLength(1 + others.length);
+    for (const a of attempts) if (a.status === "fulfilled") await a.value.close();
+  });
+
   test("a mesh one short of full: of three new hellos and one replacing a live session, the replacement and one new get in", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 13 });
     const [old, ...rest] = members as [SetupMember, ...SetupMember[]];

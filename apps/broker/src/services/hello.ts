@@ -45,7 +45,11 @@ interface CheckedHello {
 
 export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<HelloErrorCode>;
 
-const sessionKey = (h: HelloFrame) => `${h.meshId}\n${h.pubkey}\n${h.sessionId}`;
+/** One hello's answer from its batch: an outcome, or the error of its own transaction (thrown to its caller alone). */
+type Admitted = HelloOutcome | { failed: unknown };
+
+// Not by meshId: one mesh named by its id and by its slug is still one session.
+const sessionKey = (h: HelloFrame) => `${h.pubkey}\n${h.sessionId}`;
 
 /** Splits a batch so that no two hellos of one session share a transaction (the later one replaces the earlier). */
 function bySession(checked: CheckedHello[]): number[][] {
@@ -71,7 +75,7 @@ export class HelloService {
     private readonly instanceId: string,
     private readonly maxConnectionsPerMesh: number,
   ) {
-    this.commits = createGroupCommit<CheckedHello, HelloOutcome>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
+    this.commits = createGroupCommit<CheckedHello, Admitted>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
 
   async admit(hello: HelloFrame, abandoned: () => boolean = () => false): Promise<HelloOutcome> {
@@ -79,20 +83,25 @@ export class HelloService {
       const verified = await this.jwt.verify(hello.jwt);
       if (!verified.ok) return verified;
       if (verified.claims.pubkey !== hello.pubkey) return refuse("unauthorized", "the token is for another pubkey");
-      return this.commits.submit({ hello, claims: verified.claims, abandoned });
+      return this.admitted(await this.commits.submit({ hello, claims: verified.claims, abandoned }));
     }
     const text = helloSigningText(hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
     if (!(await verifyText(hello.pubkey, hello.signature, text))) {
       return refuse("bad_signature", "the signature does not verify for this pubkey");
     }
-    return this.commits.submit({ hello, claims: null, abandoned });
+    return this.admitted(await this.commits.submit({ hello, claims: null, abandoned }));
+  }
+
+  private admitted(result: Admitted): HelloOutcome {
+    if ("failed" in result) throw result.failed;
+    return result;
   }
 
   // A hello whose socket went while it waited for its batch is not admitted:
   // its peer has moved on, maybe to a new socket of the same session on
   // another instance, which admitting it now would replace (4000) for good.
-  private async admitAll(all: CheckedHello[]): Promise<HelloOutcome[]> {
-    const outcomes: HelloOutcome[] = new Array(all.length);
+  private async admitAll(all: CheckedHello[]): Promise<Admitted[]> {
+    const outcomes: Admitted[] = new Array(all.length);
     const live: number[] = [];
     all.forEach((c, i) => {
       if (c.abandoned()) outcomes[i] = refuse("hello_timeout", "the socket closed before its hello was admitted");
@@ -101,9 +110,15 @@ export class HelloService {
     const checked = live.map((i) => all[i]!);
     for (const group of bySession(checked)) {
       const batch = group.map((i) => checked[i]!);
-      const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
-      this.events.deliver(admitted.changes);
-      group.forEach((i, j) => (outcomes[live[i]!] = admitted.outcomes[j]!));
+      try {
+        const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
+        this.events.deliver(admitted.changes);
+        group.forEach((i, j) => (outcomes[live[i]!] = admitted.outcomes[j]!));
+      } catch (error) {
+        // Only this transaction's hellos failed: those committed in the
+        // batch's other transactions stand, and are answered so.
+        for (const i of group) outcomes[live[i]!] = { failed: error };
+      }
     }
     return outcomes;
   }
