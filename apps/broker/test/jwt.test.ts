@@ -41,8 +41,14 @@ async function newMesh() {
   return (await setupMesh(broker.admin, { members: ["enrolled"] })).mesh;
 }
 
-async function connectJwt(identity: TestIdentity, meshId: string, jwt: string, sessionId?: string) {
-  const peer = await TestPeer.connect(broker.wsUrl, { identity, meshId, jwt, ...(sessionId ? { sessionId } : {}) });
+async function connectJwt(identity: TestIdentity, meshId: string, jwt: string, sessionId?: string, displayName?: string) {
+  const peer = await TestPeer.connect(broker.wsUrl, {
+    identity,
+    meshId,
+    jwt,
+    ...(sessionId ? { sessionId } : {}),
+    ...(displayName ? { displayName } : {}),
+  });
   pool.peers.push(peer);
   return peer;
 }
@@ -92,6 +98,14 @@ describe("JWT hello", () => {
     expect(peer.helloAck?.type).toBe("hello_ack");
     const again = await connectJwt(browser, mesh.id, await token({ mesh: upper, pubkey: browser.publicKey }));
     expect(again.helloAck?.memberId).toBe(peer.helloAck?.memberId);
+  });
+
+  test("a JWT hello's own displayName does not rename it: its presence carries the name its token vouched for", async () => {
+    const mesh = await newMesh();
+    const browser = await newIdentity();
+    const peer = await connectJwt(browser, mesh.id, await token({ mesh: mesh.id, pubkey: browser.publicKey, name: "alice" }), undefined, "Mallory");
+    expect(peer.helloAck?.displayName).toBe("alice");
+    expect((await broker.admin.peers(mesh.id)).map((p) => p.displayName)).toEqual(["alice"]);
   });
 
   test("an EdDSA token signed by the key of JWT_PUBLIC_KEY is accepted", async () => {

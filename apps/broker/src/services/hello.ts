@@ -163,7 +163,8 @@ export class HelloService {
           presenceId: crypto.randomUUID(),
           memberId: r.memberId!,
           meshId: r.meshId!,
-          displayName: h.displayName ?? r.displayName!,
+          // A JWT hello's page may not rename it: the name is the one its backend vouched for.
+          displayName: checked[r.idx]!.claims === null ? (h.displayName ?? r.displayName!) : r.displayName!,
           role: r.role!,
           status: statuses[r.idx]!.status,
           replaced: null,
