@@ -1,10 +1,9 @@
 // `switchboard send --http`: a send over the HTTP messaging API with an API
-// token instead of a socket; with --wait S it waits for the reply. The key
-// file, when there is one, seals and opens the envelopes; without it the
-// message goes in the clear.
+// token instead of a socket; with --wait S it waits for the reply. A key
+// file named for it seals and opens the envelopes; without one the message
+// goes in the clear.
 import { HttpSender, type HttpRequestResult, type HttpSendResult } from "@switchboard/client";
 import { prioritySchema } from "@switchboard/protocol";
-import { existsSync } from "node:fs";
 import { AdminApi } from "./admin-api.ts";
 import type { Context } from "./command.ts";
 import { httpBase, requireMesh, type Config } from "./config.ts";
@@ -34,8 +33,11 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   const priority = ctx.args.oneOf("priority", prioritySchema.options);
   const ttlSeconds = ctx.args.positiveInt("ttl");
   const idempotencyKey = ctx.args.string("id");
-  // A named key file must exist (a missing one must not send in the clear); the default one is used when present.
-  const key = config.keyFileNamed || existsSync(config.keyFile) ? await readKeyFile(config.keyFile) : undefined;
+  // Only a key file named for this send seals it, and it must exist (a
+  // missing one must not send in the clear). The default one (keygen's) is
+  // whichever member ran keygen, not necessarily the token's: sealed as
+  // another member, the message could not be opened by its recipient.
+  const key = config.keyFileNamed ? await readKeyFile(config.keyFile) : undefined;
   const sender = await HttpSender.create({ url: httpBase(config.url), token, timeoutMs: REQUEST_TIMEOUT_MS, ...(key ? { secretKey: key.secretKey } : {}) });
   const resolved = await resolveTarget(config, target);
   const options = {

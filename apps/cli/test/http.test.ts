@@ -3,7 +3,8 @@
 // process against a real broker and a real endpoint on loopback.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { freePort, PeerPool, randomSlug, setupMesh, useTestBroker, WebhookReceiver, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { CliHome, cliOk, eventually, lines, runCli } from "./support/cli.ts";
 
 const SECRET = "cli-webhook-secret-0123456789";
@@ -91,6 +92,24 @@ describe("send --http", () => {
     };
     const [push] = await runnerPeer.waitForPushes(1);
     expect(push).toMatchObject({ messageId: sent.messageId, nonce: expect.stringMatching(/^x1:/) });
+  });
+
+  test("the default key file (whoever ran keygen) does not seal a send over HTTP: it goes in the clear, readable by its recipient", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["ada", "app", "runner"] });
+    const [ada, app, runner] = members as [SetupMember, SetupMember, SetupMember];
+    const token = (await ok(["token", "create", mesh.slug, "app", "--kind", "api"])).trim();
+    const runnerPeer = await pool.connect(broker.wsUrl, runner, mesh.id);
+    // As `switchboard keygen` leaves it for ada; the token is app's.
+    const defaultKey = home.path(".config", "switchboard", "key.json");
+    mkdirSync(dirname(defaultKey), { recursive: true });
+    writeFileSync(defaultKey, JSON.stringify(ada.identity), { mode: 0o600 });
+    try {
+      const sent = JSON.parse(await ok(["send", "--mesh", mesh.slug, "--http", "--token", token, runner.pubkey, "status?", "--json"])) as { messageId: string };
+      const [push] = await runnerPeer.waitForPushes(1);
+      expect(push).toMatchObject({ messageId: sent.messageId, senderPubkey: app.pubkey, nonce: "plain" });
+    } finally {
+      rmSync(defaultKey);
+    }
   });
 
   test("usage and broker errors are one line", async () => {
