@@ -38,7 +38,8 @@ function equalHex(a: string, b: string): boolean {
 /**
  * The batch a webhook request carries, once its signature checks out.
  * Rejects with SwitchboardError("bad_signature") for a missing, malformed,
- * stale or wrong signature, and ("invalid") for a body that is not a batch.
+ * stale or wrong signature, and ("invalid") for a body that is not a batch,
+ * an empty secret or a tolerance that is not a number of seconds.
  * Pass the body exactly as received: re-serialized JSON does not verify.
  */
 export async function verifyWebhook(
@@ -47,10 +48,15 @@ export async function verifyWebhook(
   rawBody: string | Uint8Array,
   options: VerifyOptions = {},
 ): Promise<PushBatch> {
+  const tolerance = options.toleranceSeconds ?? 300;
+  // NaN (an unset environment variable, converted) would compare false and accept any age.
+  if (!Number.isFinite(tolerance) || tolerance < 0) {
+    throw new SwitchboardError("invalid", `toleranceSeconds must be a number of seconds ≥ 0, not ${tolerance}`);
+  }
+  if (secret === "") throw new SwitchboardError("invalid", "the webhook secret is empty");
   const value = header(headers, WEBHOOK_SIGNATURE_HEADER);
   const parsed = value === null ? null : parseWebhookSignatureHeader(value);
   if (parsed === null) throw new SwitchboardError("bad_signature", `missing or malformed ${WEBHOOK_SIGNATURE_HEADER} header`);
-  const tolerance = options.toleranceSeconds ?? 300;
   const now = Math.floor((options.now ?? Date.now()) / 1000);
   if (Math.abs(now - parsed.timestamp) > tolerance) {
     throw new SwitchboardError("bad_signature", `the signature's timestamp is more than ${tolerance} s from now`);

@@ -60,6 +60,15 @@ describe("verifyWebhook", () => {
     );
   });
 
+  test("a tolerance that is not a number of seconds (NaN from an unset variable) or an empty secret is invalid, never a pass", async () => {
+    const headers = { "X-Switchboard-Signature": HEADER };
+    const aYearLater = NOW + 365 * 86_400_000;
+    for (const toleranceSeconds of [Number.NaN, Number.POSITIVE_INFINITY, -1]) {
+      expect(await codeOf(verifyWebhook(SECRET, headers, BODY, { now: aYearLater, toleranceSeconds }))).toBe("invalid");
+    }
+    expect(await codeOf(verifyWebhook("", headers, BODY, { now: NOW }))).toBe("invalid");
+  });
+
   test("a correctly signed body that is not a push batch is invalid", async () => {
     const body = '{"type":"something_else"}';
     const header = `t=${T},v1=${await webhookSignature(SECRET, T, body)}`;
