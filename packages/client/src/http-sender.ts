@@ -171,7 +171,10 @@ export class HttpSender {
       }
       throw error;
     });
-    const answer = (await res.json()) as HttpSendReply;
+    // Stored (a 2xx), but the answer is unreadable: sent again with its key, it is answered as the duplicate it is.
+    const answer = (await res.json().catch((error: unknown) => {
+      throw new SwitchboardError("protocol", `POST ${path} → HTTP ${res.status} with a body that is not JSON`, { cause: error, sendId: idempotencyKey });
+    })) as HttpSendReply;
     return {
       result: { idempotencyKey, messageId: answer.messageId, recipients: answer.recipients, duplicate: answer.duplicate === true },
       reply: answer.reply,
@@ -197,7 +200,9 @@ export class HttpSender {
     }
     if (res.ok) return res;
     const text = await res.text();
-    let code = "protocol";
+    // Not the broker's answer (a proxy's 502 or 504 page): whether the broker
+    // got the request is unknown, as when it cannot be reached at all.
+    let code = res.status >= 500 ? "unreachable" : "protocol";
     let message = `${method} ${path} → HTTP ${res.status}`;
     try {
       const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };

@@ -199,6 +199,29 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     expect(again).toMatchObject({ idempotencyKey: sendId, duplicate: false, recipients: 1 });
   });
 
+  test("an answer that is not the broker's (a proxy's 504 page) or that cannot be read names the idempotency key", async () => {
+    // What a load balancer in front of the broker may answer: a 504 page after
+    // its own timeout (the broker may have the message), or a 2xx mangled.
+    const answers = [
+      new Response("<html><body>504 Gateway Time-out</body></html>", { status: 504, headers: { "content-type": "text/html" } }),
+      new Response("<html>ok</html>", { status: 201, headers: { "content-type": "text/html" } }),
+    ];
+    const proxy = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => answers.shift() ?? new Response("", { status: 500 }) });
+    try {
+      const sender = await HttpSender.create({ url: `http://127.0.0.1:${proxy.port}`, token: "sba_token" });
+      const target = "a".repeat(64);
+      for (const expected of ["unreachable", "protocol"]) {
+        const failure = await sender.send(target, "hi", { idempotencyKey: `key-${expected}` }).then(
+          () => null,
+          (error: SwitchboardError) => error,
+        );
+        expect({ code: failure?.code, sendId: failure?.sendId }).toEqual({ code: expected, sendId: `key-${expected}` });
+      }
+    } finally {
+      await proxy.stop(true);
+    }
+  });
+
   test("with the runner offline the command is queued and delivered when it connects; a retry with the same key makes no second command", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
     const [app, runnerMember] = members as [SetupMember, SetupMember];
