@@ -3,7 +3,7 @@
 // file named for it seals and opens the envelopes; without one the message
 // goes in the clear.
 import { HttpSender, type HttpRequestResult, type HttpSendResult } from "@switchboard/client";
-import { prioritySchema } from "@switchboard/protocol";
+import { MAX_IDEMPOTENCY_KEY_LENGTH, MAX_WAIT_SECONDS, prioritySchema } from "@switchboard/protocol";
 import { AdminApi } from "./admin-api.ts";
 import type { Context } from "./command.ts";
 import { httpBase, requireMesh, type Config } from "./config.ts";
@@ -30,9 +30,13 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   const token = ctx.args.string("token") ?? process.env.SWITCHBOARD_API_TOKEN;
   if (token === undefined || token === "") throw new UsageError("--http needs an API token: --token T or env SWITCHBOARD_API_TOKEN");
   const wait = ctx.args.positiveInt("wait");
+  if (wait !== undefined && wait > MAX_WAIT_SECONDS) throw new UsageError(`--wait must be at most ${MAX_WAIT_SECONDS} seconds, not ${wait}`);
   const priority = ctx.args.oneOf("priority", prioritySchema.options);
   const ttlSeconds = ctx.args.positiveInt("ttl");
   const idempotencyKey = ctx.args.string("id");
+  if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
+    throw new UsageError(`--id must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
+  }
   // Only a key file named for this send seals it, and it must exist (a
   // missing one must not send in the clear). The default one (keygen's) is
   // whichever member ran keygen, not necessarily the token's: sealed as
@@ -51,7 +55,14 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   } catch (error) {
     throw sendFailed(error);
   }
-  if (ctx.json) return outJson(result);
+  if (ctx.json) {
+    // An error's own fields: JSON.stringify of an Error keeps its code, not its message.
+    const unreadable = result.unreadableReply ?? null;
+    await outJson(unreadable === null ? result : { ...result, unreadableReply: { ...unreadable, error: { code: unreadable.error.code, message: unreadable.error.message } } });
+    // A reply that could not be read fails the command, as without --json.
+    if (unreadable !== null) throw new CliError(`the reply ${unreadable.messageId} could not be read: ${unreadable.error.message}`);
+    return;
+  }
   const dup = result.duplicate ? ", duplicate of an earlier send" : "";
   await out(`sent ${result.messageId} to ${result.recipients} recipient(s) (queued${dup})`);
   if (wait === undefined) return;

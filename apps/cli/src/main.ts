@@ -13,7 +13,7 @@ import { listen, send, status } from "./commands/peer.ts";
 import { webhookDelete, webhookGet, webhookSet } from "./commands/webhook.ts";
 import { DEFAULT_URL } from "./config.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { out } from "./output.ts";
+import { oneLine, out } from "./output.ts";
 
 const COMMANDS: Command[] = [
   keygen,
@@ -101,7 +101,8 @@ async function main(argv: string[]): Promise<number> {
 
 function report(error: unknown): number {
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`switchboard: ${message.split("\n")[0]}\n`);
+  // One line, as every line peers can put text in: an error may quote them.
+  process.stderr.write(`switchboard: ${oneLine(message.split("\n")[0] ?? "")}\n`);
   if (error instanceof UsageError) return 2;
   if (!(error instanceof CliError) && process.env.SWITCHBOARD_DEBUG && error instanceof Error) {
     process.stderr.write(`${error.stack ?? ""}\n`);

@@ -121,6 +121,15 @@ describe("send --http", () => {
     expect(badToken.code).toBe(1);
     expect(lines(badToken.stderr)).toEqual([expect.stringMatching(/^switchboard: send failed: unauthorized: /)]);
     expect((await cli(["send", "--mesh", mesh.slug, "--wait", "3", members[1]!.pubkey, "x"])).code).toBe(2);
+    // Out of the broker's bounds: usage errors, before anything is sent.
+    for (const [flag, value, finding] of [
+      ["--wait", "61", "--wait must be at most 60 seconds"],
+      ["--id", "", "--id must be 1 to 64 characters"],
+      ["--id", "k".repeat(65), "--id must be 1 to 64 characters"],
+    ] as const) {
+      const refused = await cli(["send", "--mesh", mesh.slug, "--http", "--token", "sba_nope", flag, value, members[1]!.pubkey, "x"]);
+      expect({ code: refused.code, stderr: lines(refused.stderr) }).toEqual({ code: 2, stderr: [expect.stringContaining(finding)] });
+    }
 
     // No broker there: the send may or may not have been stored, so the line
     // names the key to send it again with.
@@ -128,6 +137,33 @@ describe("send --http", () => {
     expect(down.code).toBe(1);
     const [line = ""] = lines(down.stderr);
     expect(line).toMatch(/^switchboard: send failed: unreachable: .* \(it may have been stored: to send it again, add --id [0-9a-f-]{36}\)$/);
+  });
+});
+
+describe("send --http --wait, a reply that cannot be read", () => {
+  test("fails the command with --json too, and what the peer put in it cannot reach the terminal as control characters", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = (await ok(["token", "create", mesh.slug, "app", "--kind", "api"])).trim();
+    const runnerPeer = await pool.connect(broker.wsUrl, runner, mesh.id);
+    const answering = (async () => {
+      for (let n = 1; n <= 2; n++) {
+        const pushes = await runnerPeer.waitForPushes(n, 30_000);
+        // A nonce of the peer's choosing, with a terminal escape in it; a ciphertext nobody can open.
+        await runnerPeer.send(app.pubkey, { replyTo: String(pushes[n - 1]!.messageId), nonce: "x1:\u001b[2J\u001b[H", ciphertext: "AAAA" });
+      }
+    })();
+    const json = await cli(["send", "--mesh", mesh.slug, "--key", keyFile(app), "--http", "--token", token, "--wait", "10", runner.pubkey, "one", "--json"]);
+    const human = await cli(["send", "--mesh", mesh.slug, "--key", keyFile(app), "--http", "--token", token, "--wait", "10", runner.pubkey, "two"]);
+    await answering;
+    expect(json.code).toBe(1);
+    const printed = JSON.parse(json.stdout) as { unreadableReply: { error: { code: string; message: string } } };
+    expect(printed.unreadableReply.error).toEqual({ code: expect.any(String), message: expect.any(String) });
+    expect(human.code).toBe(1);
+    for (const stderr of [json.stderr, human.stderr]) {
+      expect(stderr).toContain("could not be read");
+      expect(stderr).not.toContain("\u001b");
+    }
   });
 });
 
