@@ -3,7 +3,8 @@
 // replaced by a later hello of the same session, a full mesh refusing the
 // rest, a replacement never refused for capacity.
 import { describe, expect, test } from "bun:test";
-import { PeerError, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import { backendKind, PeerError, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import postgres from "postgres";
 
 describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
   const broker = useTestBroker({ MAX_CONNECTIONS_PER_MESH: "10" });
@@ -67,5 +68,29 @@ describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
     expect((await broker.admin.peers(mesh.id)).length).toBe(10);
     for (const a of attempts) if (a.status === "fulfilled") await a.value.close();
     for (const p of fill) await p.close();
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("a hello that came in time, admitted slowly (HELLO_TIMEOUT_MS=500)", () => {
+  const broker = useTestBroker({ HELLO_TIMEOUT_MS: "500" });
+
+  test("is admitted, not refused as hello_timeout, when its mesh is locked past the timeout", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const locked = await sql.reserve();
+      await locked`BEGIN`;
+      await locked`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
+      const connecting = TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id });
+      // Past the hello timeout, with the hello read and its admission waiting for the mesh.
+      await Bun.sleep(1000);
+      await locked`COMMIT`;
+      locked.release();
+      const peer = await connecting;
+      expect(peer.helloAck?.type).toBe("hello_ack");
+      await peer.close();
+    } finally {
+      await sql.end();
+    }
   });
 });

@@ -47,11 +47,13 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
   const frame = helloSchemaFor(raw).safeParse(raw);
   if (!frame.success) return refuseHello(deps, ws, "malformed", issueText(frame.error), reqId);
 
+  // The hello came in time: however long its admission takes (a reconnect
+  // storm's queue, a locked mesh), it is not refused as hello_timeout.
+  clearTimeout(ws.data.helloTimer);
   const outcome = await deps.hello.admit(frame.data, () => ws.data.closed);
-  // A socket that closed meanwhile was refused (hello_timeout) or left: nobody to answer.
+  // A socket that closed meanwhile was left by its peer: nobody to answer.
   if (!outcome.ok && ws.data.closed) return;
   if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId);
-  clearTimeout(ws.data.helloTimer);
   if (ws.data.pendingHello) {
     ws.data.pendingHello = false;
     deps.gate.settled(ws.data.address);
