@@ -180,3 +180,37 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
     }
   });
 });
+
+describe("presence events to a reader that stopped reading (SOCKET_BUFFER_BYTES=65536)", () => {
+  const broker = useTestBroker({
+    SOCKET_BUFFER_BYTES: "65536",
+    LEASE_SECONDS: "3600",
+    STALLED_PRESENCE_SECONDS: "3600",
+    CONTROL_RATE_LIMIT_PER_MIN: "100000",
+  });
+
+  test("one its socket drops ends the presence: its picture of the mesh would otherwise be wrong for good", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 3 });
+    const [a, b, c] = members as [SetupMember, SetupMember, SetupMember];
+    const stuck = await rawPresence(broker, mesh.id, b);
+    stuck.sendJson({ type: "subscribe", reqId: "s-1", events: ["presence"] });
+    await stuck.waitFor(() => (stuck.messages.some((m) => m.includes('"reqId":"s-1"')) ? true : undefined), 10_000, "the subscription's ack");
+    stuck.pause();
+    const sender = await pool.connect(broker.wsUrl, a, mesh.id);
+    // The kernel's buffers filled by pushes, then the socket's own.
+    await sendMany(sender, Array.from({ length: 300 }, () => sendFrame(b.pubkey, { ciphertext: body(60_000) })), 120_000);
+    await waitUntil(
+      async () => ((await scrape(broker.url)).get("broker_presences_congested") ?? 0) > 0,
+      60_000,
+      "the stuck presence to be congested",
+    );
+    // Status events for it, more than its socket may hold unsent.
+    const changer = await pool.connect(broker.wsUrl, c, mesh.id);
+    const gone = async () => !(await broker.admin.peers(mesh.id)).some((p) => p.pubkey === b.pubkey);
+    for (let i = 0; i < 2000 && (i % 50 !== 0 || !(await gone())); i++) {
+      await changer.request({ type: "set_status", status: i % 2 === 0 ? "working" : "idle" });
+    }
+    await waitUntil(() => gone().then((yes) => yes || undefined), 10_000, "the stuck presence ended");
+    stuck.destroy();
+  });
+});

@@ -43,12 +43,17 @@ const resultOf = (status: number): PushResult => (status > 0 ? "sent" : status =
 export function socketLink(ws: Socket): PresenceLink {
   return {
     push: (message, attempt) => (ws.data.closed ? "dropped" : resultOf(ws.send(JSON.stringify(pushFrame(message, attempt))))),
+    // An event the socket drops would leave its subscriber's picture wrong
+    // for good (a `left` never told): the connection ends as stalled, and the
+    // peer's next socket subscribes again from a fresh snapshot.
     presenceEvent: (event) => {
-      if (!ws.data.closed) ws.send(encode({ type: "presence", ...event }, undefined));
+      if (!ws.data.closed) reply(ws, { type: "presence", ...event });
     },
+    // The notice goes if the socket takes it; the close says why either way
+    // (a dropped notice must not turn 4001 or 4002 into 1013).
     end: (reason: EndReason) => {
       const { code, reason: text, notice } = END_CLOSE[reason];
-      if (notice !== undefined && !ws.data.closed) reply(ws, { type: "error", code: notice, message: `closing: ${text}` });
+      if (notice !== undefined && !ws.data.closed) ws.send(encode({ type: "error", code: notice, message: `closing: ${text}` }, undefined));
       ws.close(code, text);
     },
   };
