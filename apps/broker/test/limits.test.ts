@@ -5,6 +5,7 @@
 // error and leaves the rest of the broker serving.
 import { afterEach, describe, expect, test } from "bun:test";
 import {
+  backendKind,
   PeerPool,
   pipelined,
   rawPresence,
@@ -16,7 +17,7 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import { messageStatus } from "./support/http-api.ts";
-import { deltas, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { deltas, queryPostgres, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 import { postHook } from "./support/status.ts";
 
 /** What GET /v1/messages/:id says of a message's recipients. */
@@ -118,6 +119,28 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     expect(await peer.request({ type: "join", channel: "#a" })).toMatchObject({ type: "ack", joined: true });
     expect(await peer.request({ type: "leave", channel: "#a" })).toMatchObject({ type: "ack", joined: false });
     expect(await peer.request({ type: "join", channel: "#d" })).toMatchObject({ type: "ack", channel: "#d", joined: true });
+  });
+
+  test.skipIf(backendKind !== "postgres")("joins racing on several connections: the cap is exact, and one channel joined twice at once is joined by both", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [full, fresh] = members as [SetupMember, SetupMember];
+    const connect = (m: SetupMember) => Promise.all([1, 2, 3].map(() => pool.connect(broker.wsUrl, m, mesh.id)));
+    const [f1, f2, f3] = await connect(full);
+    for (const channel of ["#a", "#b"]) expect(await f1!.request({ type: "join", channel })).toMatchObject({ type: "ack", joined: true });
+    // Every join's insert takes its time, so that they overlap.
+    await queryPostgres(broker.backend, (sql) => sql.unsafe(`
+      CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
+      CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`));
+    try {
+      const racing = await Promise.all([f1!.request({ type: "join", channel: "#c" }), f2!.request({ type: "join", channel: "#d" }), f3!.request({ type: "join", channel: "#e" })]);
+      expect(racing.map((r) => r.type).sort()).toEqual(["ack", "error", "error"]);
+      expect(racing.filter((r) => r.type === "error").map((r) => r.code)).toEqual(["capacity", "capacity"]);
+      const [g1, g2] = await connect(fresh);
+      const same = await Promise.all([g1!.request({ type: "join", channel: "#x" }), g2!.request({ type: "join", channel: "#x" })]);
+      expect(same.map((r) => ({ type: r.type, joined: r.joined }))).toEqual([{ type: "ack", joined: true }, { type: "ack", joined: true }]);
+    } finally {
+      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
+    }
   });
 
   test("hooks: one token is limited whatever pid and cwd it names; an out-of-range pid header is ignored, not a 500", async () => {

@@ -1,6 +1,6 @@
 // Channel membership, as a peer changes it with join and leave.
 import type { Database } from "@switchboard/db";
-import { joinChannel, leaveChannel } from "../store/channels.ts";
+import { joinChannel, leaveChannel, lockMemberChannels } from "../store/channels.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 
 export class ChannelService {
@@ -10,7 +10,11 @@ export class ChannelService {
   ) {}
 
   async join(meshId: string, channel: string, memberId: string): Promise<{ ok: true } | Refusal<"capacity">> {
-    if (await joinChannel(this.db, meshId, channel, memberId, this.maxChannelsPerMember)) return { ok: true };
+    const joined = await this.db.transaction(async (tx) => {
+      await lockMemberChannels(tx, memberId);
+      return joinChannel(tx, meshId, channel, memberId, this.maxChannelsPerMember);
+    });
+    if (joined) return { ok: true };
     return refuse("capacity", `a member may be in at most ${this.maxChannelsPerMember} channels`);
   }
 
