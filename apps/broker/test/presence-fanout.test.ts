@@ -49,4 +49,27 @@ describe("PresenceEvents fan-out", () => {
     expect(told.map((e) => e.presenceId)).toEqual(presences);
     expect(reads).toBe(2);
   });
+
+  test("a joined read after its presence ended is not told (its left may have been told already)", async () => {
+    const log = createLogger("silent", {});
+    const events = new PresenceEvents(scratch.db, new InstanceBus(scratch.db, log), "fanout-test", createMetrics(), log);
+    const [mesh] = await scratch.db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('late-joined', 'late') RETURNING id`);
+    const [member] = await scratch.db.rows<{ id: string }>(sql`
+      INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${mesh!.id}, 'late', 'late') RETURNING id`);
+    const [presence] = await scratch.db.rows<{ id: string }>(sql`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, disconnected_at)
+      VALUES (${mesh!.id}, ${member!.id}, 'elsewhere', 's', 'late', now()) RETURNING id`);
+    const told: PresenceEventView[] = [];
+    (await events.subscribe("watcher", mesh!.id, (event) => told.push(event))).start();
+    // The other instance's news of it joining comes after it ended.
+    events.deliver([{ presenceId: presence!.id, event: "joined" }]);
+    events.deliver([{ presenceId: presence!.id, event: "status" }]);
+    // A live one after it: once that is told, the late news was read too.
+    const [live] = await scratch.db.rows<{ id: string }>(sql`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+      VALUES (${mesh!.id}, ${member!.id}, 'elsewhere', 's2', 'live') RETURNING id`);
+    events.deliver([{ presenceId: live!.id, event: "joined" }]);
+    await waitUntil(() => told.length > 0 || undefined, 10_000, "the live presence's joined");
+    expect(told.map((e) => [e.presenceId, e.event])).toEqual([[live!.id, "joined"]]);
+  });
 });

@@ -137,7 +137,9 @@ export class PresenceEvents {
     const rows = new Map((await presenceRows(this.db, [...new Set(changes.map((c) => c.presenceId))], meshes)).map((r) => [r.presenceId, r]));
     for (const change of changes) {
       const row = rows.get(change.presenceId);
-      if (!row) continue;
+      // A presence that ended before its news was read: a `joined` told now
+      // would outlive the `left` its subscribers may have had already.
+      if (!row || (row.gone && change.event !== "left")) continue;
       for (const subscriber of this.byMesh.get(row.meshId) ?? []) this.offer(subscriber, view(change.event, row));
     }
   }

@@ -13,10 +13,12 @@ export interface PresenceRow {
   displayName: string;
   sessionId: string;
   status: Status;
+  /** Ended already (a `joined` or `status` read late, after its `left`). */
+  gone: boolean;
 }
 
 const COLUMNS = sql`p.id::text AS "presenceId", p.mesh_id::text AS "meshId", mb.pubkey, p.display_name AS "displayName",
-  p.session_id AS "sessionId", p.status`;
+  p.session_id AS "sessionId", p.status, p.disconnected_at IS NOT NULL AS gone`;
 
 /** These presences, live or not, if they belong to one of these meshes. */
 export function presenceRows(db: Executor, presenceIds: readonly string[], meshIds: readonly string[]): Promise<PresenceRow[]> {
