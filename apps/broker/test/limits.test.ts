@@ -92,6 +92,35 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     expect(acks.every((ack) => ack.type === "ack")).toBe(true);
   });
 
+  test.skipIf(backendKind !== "postgres")("acks read after their socket closed are limited as on an open socket: closing is no way around the limit", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await pool.connect(broker.wsUrl, a, mesh.id);
+    const token = await broker.admin.createApiToken(mesh.id, a.id);
+    const desk = await pool.connect(broker.wsUrl, b, mesh.id, { sessionId: "desk" });
+    await sendMany(sender, Array.from({ length: 12 }, () => sendFrame(b.pubkey)));
+    const ids = (await desk.waitForPushes(12)).map((p) => str(p.messageId));
+    // Another presence of the member: a join that takes its time, then acks
+    // of all twelve and its close, so the acks are read once it closed.
+    await queryPostgres(broker.backend, (sql) => sql.unsafe(`
+      CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+      CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`));
+    try {
+      const laptop = await rawPresence(broker.wsUrl, mesh.id, b.identity);
+      laptop.sendJson({ type: "join", channel: "#slow", reqId: "slow" });
+      laptop.sendJson({ type: "client_ack", messageIds: ids.slice(0, 10) });
+      laptop.sendJson({ type: "client_ack", messageIds: ids.slice(10) });
+      laptop.closeNormally();
+      const again = () => desk.pushes().filter((p) => p.attempt === 2);
+      await waitUntil(() => again().length >= 2, 15_000, "two pushes again");
+      expect(again().map((p) => p.messageId).sort()).toEqual(ids.slice(10).sort());
+    } finally {
+      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
+    }
+    const states = await Promise.all(ids.map(async (id) => (await messageStatus<StatusBody>(broker.url, token, id)).body.recipients[0]?.state));
+    expect(states.filter((state) => state === "acked")).toHaveLength(10);
+  });
+
   test("an ack frame past the limit still applies the ids a push on the connection awaits; only the others are refused", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
