@@ -3,7 +3,7 @@
 // replaced by a later hello of the same session, a full mesh refusing the
 // rest, a replacement never refused for capacity.
 import { describe, expect, test } from "bun:test";
-import { backendKind, PeerError, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import { backendKind, PeerError, setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import postgres from "postgres";
 
 describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
@@ -82,13 +82,34 @@ describe.skipIf(backendKind !== "postgres")("a hello that came in time, admitted
       await locked`BEGIN`;
       await locked`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
       const connecting = TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id });
-      // Past the hello timeout, with the hello read and its admission waiting for the mesh.
-      await Bun.sleep(1000);
+      // Past the hello timeout (500 ms), within its admission's (twice that),
+      // with the hello read and its admission waiting for the mesh.
+      await Bun.sleep(700);
       await locked`COMMIT`;
       locked.release();
       const peer = await connecting;
       expect(peer.helloAck?.type).toBe("hello_ack");
       await peer.close();
+    } finally {
+      await sql.end();
+    }
+  });
+
+  test("an admission past its own time (twice the hello timeout) closes the socket as the broker's failure, and admits nothing", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const locked = await sql.reserve();
+      await locked`BEGIN`;
+      await locked`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
+      const refused = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id }).then(
+        () => null,
+        (error: unknown) => error as PeerError,
+      );
+      await locked`COMMIT`;
+      locked.release();
+      expect({ code: refused?.code, close: refused?.closeCode }).toEqual({ code: "internal", close: 1011 });
+      await waitUntil(async () => (await broker.admin.peers(mesh.id)).length === 0 || undefined, 10_000, "no presence left admitted");
     } finally {
       await sql.end();
     }

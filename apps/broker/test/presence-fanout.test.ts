@@ -63,7 +63,6 @@ describe("PresenceEvents fan-out", () => {
     (await events.subscribe("watcher", mesh!.id, (event) => told.push(event))).start();
     // The other instance's news of it joining comes after it ended.
     events.deliver([{ presenceId: presence!.id, event: "joined" }]);
-    events.deliver([{ presenceId: presence!.id, event: "status" }]);
     // A live one after it: once that is told, the late news was read too.
     const [live] = await scratch.db.rows<{ id: string }>(sql`
       INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)

@@ -34,8 +34,9 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   const priority = ctx.args.oneOf("priority", prioritySchema.options);
   const ttlSeconds = ctx.args.positiveInt("ttl");
   const idempotencyKey = ctx.args.string("id");
-  if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
-    throw new UsageError(`--id must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
+  // A header value: visible ASCII only (fetch refuses the rest, every time).
+  if (idempotencyKey !== undefined && !new RegExp(`^[\\x21-\\x7e]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}$`).test(idempotencyKey)) {
+    throw new UsageError(`--id must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters of visible ASCII`);
   }
   // Only a key file named for this send seals it, and it must exist (a
   // missing one must not send in the clear). The default one (keygen's) is

@@ -126,6 +126,7 @@ describe("send --http", () => {
       ["--wait", "61", "--wait must be at most 60 seconds"],
       ["--id", "", "--id must be 1 to 64 characters"],
       ["--id", "k".repeat(65), "--id must be 1 to 64 characters"],
+      ["--id", "k ✓", "--id must be 1 to 64 characters"],
     ] as const) {
       const refused = await cli(["send", "--mesh", mesh.slug, "--http", "--token", "sba_nope", flag, value, members[1]!.pubkey, "x"]);
       expect({ code: refused.code, stderr: lines(refused.stderr) }).toEqual({ code: 2, stderr: [expect.stringContaining(finding)] });
@@ -150,7 +151,7 @@ describe("send --http --wait, a reply that cannot be read", () => {
       for (let n = 1; n <= 2; n++) {
         const pushes = await runnerPeer.waitForPushes(n, 30_000);
         // A nonce of the peer's choosing, with a terminal escape in it; a ciphertext nobody can open.
-        await runnerPeer.send(app.pubkey, { replyTo: String(pushes[n - 1]!.messageId), nonce: "x1:\u001b[2J\u001b[H", ciphertext: "AAAA" });
+        await runnerPeer.send(app.pubkey, { replyTo: String(pushes[n - 1]!.messageId), nonce: "\u001b[2J\u001b[Hxx", ciphertext: "AAAA" });
       }
     })();
     const json = await cli(["send", "--mesh", mesh.slug, "--key", keyFile(app), "--http", "--token", token, "--wait", "10", runner.pubkey, "one", "--json"]);

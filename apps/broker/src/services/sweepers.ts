@@ -24,7 +24,7 @@ import type { InstanceLease } from "./instance-lease.ts";
 import type { PresenceEvents } from "./presence-events.ts";
 import type { PresenceLifecycle } from "./presence-lifecycle.ts";
 import type { QueuedWork } from "./queued-work.ts";
-import type { Clock, Timing } from "./timing.ts";
+import { ADMISSION_TIMEOUT_FACTOR, type Clock, type Timing } from "./timing.ts";
 
 const HOUR = 3600;
 const DAY = 24 * HOUR;
@@ -59,7 +59,8 @@ export class Sweepers {
       queuedWork.forMembers(await membersWithQueuedWork(db, lease.id));
       await lifecycle.endEnded();
       await lifecycle.finishDisconnects();
-      await lifecycle.endSocketless(Math.ceil(timing.helloTimeoutMs / 1000) * 2);
+      // Older than a hello and its admission may take (after which its socket is closed).
+      await lifecycle.endSocketless(Math.ceil(timing.helloTimeoutMs / 1000) * (1 + ADMISSION_TIMEOUT_FACTOR));
     });
     this.every("instances", Math.floor((timing.instanceLeaseSeconds * 1000) / 3), async () => {
       await lease.renew();

@@ -2,6 +2,13 @@
 // entry builds them from the configuration, tests shorten them.
 export type Clock = () => number;
 
+/**
+ * A hello read in time has this many times HELLO_TIMEOUT_MS to be admitted.
+ * A presence row older than the two together, that no socket of its
+ * instance holds, was admitted for a socket that is gone (sweepers.ts).
+ */
+export const ADMISSION_TIMEOUT_FACTOR = 2;
+
 export const systemClock: Clock = () => Date.now();
 
 export interface Timing {

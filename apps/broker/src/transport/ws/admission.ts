@@ -1,6 +1,6 @@
 // The first frame of a connection: it must be a hello, and an admitted hello
 // makes the connection a presence. Refusals close with 1008 and the code.
-import { helloSchemaFor, type HelloErrorCode } from "@switchboard/protocol";
+import { CLOSE_CODES, helloSchemaFor, type HelloErrorCode } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { PushWindow } from "../../services/delivery/push-window.ts";
@@ -8,7 +8,7 @@ import type { ConnectionGate } from "../../services/connection-gate.ts";
 import type { HelloService } from "../../services/hello.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
-import type { Clock } from "../../services/timing.ts";
+import { ADMISSION_TIMEOUT_FACTOR, type Clock } from "../../services/timing.ts";
 import { HELLO_REFUSED_CLOSE } from "../errors.ts";
 import { reply, socketLink, type Socket } from "./connection.ts";
 import { issueText, reqIdOf, type JsonObject } from "./wire.ts";
@@ -22,6 +22,8 @@ export interface AdmissionDeps {
   clock: Clock;
   /** Pushes a presence may have unacknowledged before the broker waits for acks, each for a lease of leaseSeconds. */
   pushWindow: { pushes: number; leaseSeconds: number };
+  /** How long a socket may take to say hello (its admission then has ADMISSION_TIMEOUT_FACTOR times that). */
+  helloTimeoutMs: number;
 }
 
 export function refuseHello(
@@ -47,10 +49,19 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
   const frame = helloSchemaFor(raw).safeParse(raw);
   if (!frame.success) return refuseHello(deps, ws, "malformed", issueText(frame.error), reqId);
 
-  // The hello came in time: however long its admission takes (a reconnect
-  // storm's queue, a locked mesh), it is not refused as hello_timeout.
+  // The hello came in time: its admission (a reconnect storm's queue, a
+  // locked mesh) is not refused as hello_timeout. It has twice that long of
+  // its own; past it the socket closes as the broker's failure, not counted
+  // against the client's address, and a batch not yet begun leaves it out.
   clearTimeout(ws.data.helloTimer);
+  ws.data.helloTimer = setTimeout(() => {
+    if (ws.data.presence || ws.data.closed) return;
+    deps.log.warn({ connectionId: ws.data.id }, "ws hello admission timed out");
+    reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello in time; connect again" }, reqId);
+    ws.close(CLOSE_CODES.internalError, "internal");
+  }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
   const outcome = await deps.hello.admit(frame.data, () => ws.data.closed);
+  clearTimeout(ws.data.helloTimer);
   // A socket that closed meanwhile was left by its peer: nobody to answer.
   if (!outcome.ok && ws.data.closed) return;
   if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId);

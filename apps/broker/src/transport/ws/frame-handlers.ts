@@ -40,8 +40,11 @@ export function sendReply(outcome: SendOutcome, id: string | undefined): Reply {
   if (!outcome.ok) {
     // A socket's error codes have no `unavailable`: a send the database never
     // saw is answered as undecided, which sending it again with its id settles.
-    const code = outcome.code === "unavailable" ? "internal" : outcome.code;
-    return { type: "error", code, message: outcome.message, ...(id === undefined ? {} : { id }) };
+    const [code, message] =
+      outcome.code === "unavailable"
+        ? (["internal", "the database is unreachable; send it again with the same id"] as const)
+        : [outcome.code, outcome.message];
+    return { type: "error", code, message, ...(id === undefined ? {} : { id }) };
   }
   return {
     type: "ack",

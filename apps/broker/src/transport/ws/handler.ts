@@ -22,7 +22,6 @@ export interface WsDeps extends AdmissionDeps, FrameDeps {
   pump: DeliveryPump;
   lifecycle: PresenceLifecycle;
   maxMessageBytes: number;
-  helloTimeoutMs: number;
   /** What one connection, and all of them together, may have read and not finished before reading stops. */
   inflight: InflightLimits;
   inflightBudget: InflightBudget;
