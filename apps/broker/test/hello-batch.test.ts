@@ -74,44 +74,47 @@ describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
 describe.skipIf(backendKind !== "postgres")("a hello that came in time, admitted slowly (HELLO_TIMEOUT_MS=500)", () => {
   const broker = useTestBroker({ HELLO_TIMEOUT_MS: "500" });
 
-  test("is admitted, not refused as hello_timeout, when its mesh is locked past the timeout", async () => {
-    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+  /** Runs `during` while another session holds the mesh's row, which every admission into it waits for. */
+  async function withMeshLocked<T>(meshId: string, during: () => Promise<T>): Promise<T> {
     const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
     try {
       const locked = await sql.reserve();
       await locked`BEGIN`;
-      await locked`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
+      await locked`SELECT id FROM meshes WHERE id = ${meshId} FOR UPDATE`;
+      try {
+        return await during();
+      } finally {
+        await locked`COMMIT`;
+        locked.release();
+      }
+    } finally {
+      await sql.end();
+    }
+  }
+
+  test("is admitted, not refused as hello_timeout, when its mesh is locked past the timeout", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const connecting = await withMeshLocked(mesh.id, async () => {
       const connecting = TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id });
       // Past the hello timeout (500 ms), within its admission's (twice that),
       // with the hello read and its admission waiting for the mesh.
       await Bun.sleep(700);
-      await locked`COMMIT`;
-      locked.release();
-      const peer = await connecting;
-      expect(peer.helloAck?.type).toBe("hello_ack");
-      await peer.close();
-    } finally {
-      await sql.end();
-    }
+      return { peer: connecting };
+    });
+    const peer = await connecting.peer;
+    expect(peer.helloAck?.type).toBe("hello_ack");
+    await peer.close();
   });
 
   test("an admission past its own time (twice the hello timeout) closes the socket as the broker's failure, and admits nothing", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
-    const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-    try {
-      const locked = await sql.reserve();
-      await locked`BEGIN`;
-      await locked`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
-      const refused = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id }).then(
+    const refused = await withMeshLocked(mesh.id, () =>
+      TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id }).then(
         () => null,
         (error: unknown) => error as PeerError,
-      );
-      await locked`COMMIT`;
-      locked.release();
-      expect({ code: refused?.code, close: refused?.closeCode }).toEqual({ code: "internal", close: 1011 });
-      await waitUntil(async () => (await broker.admin.peers(mesh.id)).length === 0 || undefined, 10_000, "no presence left admitted");
-    } finally {
-      await sql.end();
-    }
+      ),
+    );
+    expect({ code: refused?.code, close: refused?.closeCode }).toEqual({ code: "internal", close: 1011 });
+    await waitUntil(async () => (await broker.admin.peers(mesh.id)).length === 0 || undefined, 10_000, "no presence left admitted");
   });
 });
