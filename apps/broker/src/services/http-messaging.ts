@@ -7,7 +7,7 @@ import type { Logger } from "../log.ts";
 import { holdReplies, messageState, takenReply, type MessageState, type TakenReply } from "../store/queue/index.ts";
 import { UUID } from "../store/sql.ts";
 import type { ApiSenders } from "./api-senders.ts";
-import { refuse, type Refusal } from "./outcome.ts";
+import { refuse } from "./outcome.ts";
 import type { ReplyWaiters } from "./reply-waiters.ts";
 import { retryTransient } from "./retry.ts";
 import type { Sender, SendOutcome, SendRequest, SendService } from "./sending.ts";
@@ -23,8 +23,7 @@ export interface HttpSend {
 
 export type HttpSendOutcome =
   | { ok: true; messageId: string; recipients: number; duplicate: boolean; waited: boolean; reply: TakenReply | null }
-  | Exclude<SendOutcome, { ok: true }>
-  | Refusal<"unavailable">;
+  | Exclude<SendOutcome, { ok: true }>;
 
 /** Who reads a message's status: its sender (by API token), or the admin. */
 export type Reader = { memberId: string } | "admin";

@@ -185,15 +185,16 @@ export class ReplyWaiters implements QueueConsumer {
       look.again = false;
       const waiting = [...(this.byMember.get(memberId) ?? [])].filter((w) => w.found === null && w.failed === null);
       if (waiting.length === 0) break;
-      const wanted = new Map<string, number>();
-      for (const w of waiting) wanted.set(w.requestId, (wanted.get(w.requestId) ?? 0) + 1);
+      // Each request's waits in the order they came: its replies, in queue order, go to them in turn.
+      const byRequest = new Map<string, Waiter[]>();
+      for (const w of waiting) byRequest.set(w.requestId, [...(byRequest.get(w.requestId) ?? []), w]);
       let settled = () => {};
       const looking = new Promise<void>((resolve) => (settled = resolve));
       for (const w of waiting) w.looking = looking;
       try {
-        const replies = await retryTransient(() => takeReplies(this.db, memberId, [...wanted].map(([requestId, count]) => ({ requestId, count }))));
-        for (const reply of replies) {
-          const waiter = waiting.find((w) => w.requestId === reply.replyTo && w.found === null);
+        const wanted = [...byRequest].map(([requestId, waits]) => ({ requestId, count: waits.length }));
+        for (const reply of await retryTransient(() => takeReplies(this.db, memberId, wanted))) {
+          const waiter = reply.replyTo === null ? undefined : byRequest.get(reply.replyTo)?.shift();
           if (!waiter) continue;
           waiter.found = reply;
           waiter.wake();

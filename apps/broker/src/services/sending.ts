@@ -193,10 +193,11 @@ export class SendService {
         maybeStored || (isConnectionLost(error) && !neverReachedDatabase(error)) || errorCode(error) === UNIQUE_VIOLATION;
       if (items.length === 1 && again) {
         this.log.error({ err: error }, "send failed");
+        // Only a statement that never reached the database, this time or before, certainly stored nothing.
         return [
-          unknown || !isConnectionLost(error)
-            ? refuse("internal", "the broker could not store this message; it may have been stored: send it again with the same id")
-            : refuse("unavailable", "the database is unreachable; nothing was stored"),
+          !maybeStored && neverReachedDatabase(error)
+            ? refuse("unavailable", "the database is unreachable; nothing was stored")
+            : refuse("internal", "the broker could not store this message; it may have been stored: send it again with the same id"),
         ];
       }
       // A commit still under way when the lookup ran holds the message's id:

@@ -47,8 +47,8 @@ export interface SweeperDeps {
 
 export class Sweepers {
   private readonly timers: Timer[] = [];
-  private readonly busy = new Set<string>();
-  private readonly running = new Set<Promise<void>>();
+  /** The sweeps under way, by name: a timer that finds its sweep still running skips a turn. */
+  private readonly running = new Map<string, Promise<void>>();
 
   constructor(private readonly deps: SweeperDeps) {}
 
@@ -73,21 +73,17 @@ export class Sweepers {
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.timers.length = 0;
-    await Promise.all(this.running);
+    await Promise.all(this.running.values());
   }
 
   private every(name: string, ms: number, work: () => Promise<void>): void {
     this.timers.push(
       setInterval(() => {
-        if (this.busy.has(name)) return;
-        this.busy.add(name);
+        if (this.running.has(name)) return;
         const run = work()
           .catch((error) => this.deps.log.warn({ err: error, sweeper: name }, "sweep failed"))
-          .finally(() => {
-            this.busy.delete(name);
-            this.running.delete(run);
-          });
-        this.running.add(run);
+          .finally(() => this.running.delete(name));
+        this.running.set(name, run);
       }, ms),
     );
   }

@@ -62,6 +62,8 @@ export class DeliveryPump {
 
   /** Acks read from the presence's socket, as its window split them (PushWindow.split). */
   async ack(presence: LocalPresence, { awaited, late }: AckedIds): Promise<void> {
+    // A frame whose ids were all refused: nothing to apply, no claim to schedule.
+    if (awaited.length + late.length === 0) return;
     const wasFull = presence.window.room() <= 0;
     presence.window.settled([...awaited, ...late]);
     await this.acks.apply(presence.memberId, awaited, late);

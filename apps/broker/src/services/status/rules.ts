@@ -43,6 +43,9 @@ export interface InitialStatus extends StatusSignal {
   ageMs: number | null;
 }
 
+/** Whether a status was set after a kept hook signal was kept (both ages by the database's clock): it is newer news. */
+export const setAfter = (status: { ageMs: number }, signal: { ageMs: number }): boolean => status.ageMs < signal.ageMs;
+
 /**
  * A connecting presence keeps its session's dnd, takes a hook signal that
  * waited for it (unless its session's status was set after the signal was
@@ -52,9 +55,6 @@ export interface InitialStatus extends StatusSignal {
  * is the same session, and its status must not fall back to idle and let
  * held messages through.
  */
-/** Whether a status was set after a kept hook signal was kept (both ages by the database's clock): it is newer news. */
-export const setAfter = (status: { ageMs: number }, signal: { ageMs: number }): boolean => status.ageMs < signal.ageMs;
-
 export function initialStatus(
   pendingSignal: { status: "idle" | "working"; ageMs: number } | null,
   previous: (StatusSignal & { ageMs: number }) | null,

@@ -32,10 +32,13 @@ const prunable = (kind: SQL, keptSeconds: number, retention: Retention, limit: n
 /** Messages past their retention, at most `limit` direct and `limit` channel ones; returns how many went. */
 export async function pruneMessages(db: Executor, retention: Retention, limit: number): Promise<number> {
   const channelKept = Math.max(retention.settledSeconds, retention.historySeconds);
-  const rows = await db.rows(sql`
+  const rows = await db.rows<{ n: number }>(sql`
     WITH direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, retention, limit)}),
-    channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, retention, limit)})
-    DELETE FROM messages WHERE id IN (SELECT id FROM direct UNION ALL SELECT id FROM channel)
-    RETURNING id`);
-  return rows.length;
+    channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, retention, limit)}),
+    gone AS (
+      DELETE FROM messages WHERE id IN (SELECT id FROM direct UNION ALL SELECT id FROM channel)
+      RETURNING 1
+    )
+    SELECT count(*)::int AS n FROM gone`);
+  return rows[0]?.n ?? 0;
 }

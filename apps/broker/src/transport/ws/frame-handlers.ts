@@ -63,7 +63,7 @@ export function frameHandlers(deps: FrameDeps): FrameHandlers {
       const { acked, refusal } = deps.limits.ackedWithin(presence, frame.messageIds);
       const refused: Reply | undefined = refusal ? { type: "error", code: refusal.code, message: refusal.message } : undefined;
       try {
-        if (acked.awaited.length + acked.late.length > 0) await deps.pump.ack(presence, acked);
+        await deps.pump.ack(presence, acked);
       } catch (error) {
         // The refusal is the answer whatever the apply does: it counts as a refused frame.
         if (!refused) throw error;

@@ -88,10 +88,9 @@ export function createWsHandler(deps: WsDeps) {
   async function afterClose(presence: LocalPresence | undefined, raw: string | Buffer): Promise<void> {
     if (!presence) return;
     const parsed = sessionFrame.safeParse(decodeFrame(raw));
-    if (!parsed.success || parsed.data.type !== "client_ack") return;
-    // Within the ack limit as on an open socket: closing is no way around it.
-    const { acked } = deps.limits.ackedWithin(presence, parsed.data.messageIds);
-    if (acked.awaited.length + acked.late.length > 0) await deps.pump.ack(presence, acked);
+    // Handled as on an open socket, within the ack limit (closing is no way
+    // around it); its refusal, if any, has nobody to go to.
+    if (parsed.success && parsed.data.type === "client_ack") await handlers.client_ack(presence, parsed.data);
   }
 
   const socketHandlers: WebSocketHandler<Connection> = {
