@@ -98,21 +98,19 @@ describe("ReplyWaiters", () => {
       heldUntil: null,
       signal: stopLong.signal,
     });
+    // News until the short wait has answered: a wait that waited for the news to stop never would (the test times out).
     let news = true;
-    let newsStopped = false;
     const newsFor = (async () => {
-      for (const until = Date.now() + 3000; news && Date.now() < until; ) {
+      while (news) {
         queuedWork.forMembers([setup.asker]);
         await Bun.sleep(2);
       }
-      newsStopped = true;
     })();
     const answer = await waitFor(waiters, setup, short!.id, 300);
-    const newsStillComing = !newsStopped;
     news = false;
     stopLong.abort();
     await Promise.all([newsFor, longWait]);
-    expect({ answer, newsStillComing }).toEqual({ answer: null, newsStillComing: true });
+    expect(answer).toBeNull();
   });
 
   test("two waits on one request, two replies found by one look: each takes one", async () => {
