@@ -3,7 +3,7 @@
 // file named for it seals and opens the envelopes; without one the message
 // goes in the clear.
 import { HttpSender, type HttpRequestResult, type HttpSendResult } from "@switchboard/client";
-import { MAX_IDEMPOTENCY_KEY_LENGTH, MAX_WAIT_SECONDS, prioritySchema } from "@switchboard/protocol";
+import { IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_LENGTH, MAX_WAIT_SECONDS, prioritySchema } from "@switchboard/protocol";
 import { AdminApi } from "./admin-api.ts";
 import type { Context } from "./command.ts";
 import { httpBase, requireMesh, type Config } from "./config.ts";
@@ -34,8 +34,7 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   const priority = ctx.args.oneOf("priority", prioritySchema.options);
   const ttlSeconds = ctx.args.positiveInt("ttl");
   const idempotencyKey = ctx.args.string("id");
-  // A header value: visible ASCII only (fetch refuses the rest, every time).
-  if (idempotencyKey !== undefined && !new RegExp(`^[\\x21-\\x7e]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}$`).test(idempotencyKey)) {
+  if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
     throw new UsageError(`--id must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters of visible ASCII`);
   }
   // Only a key file named for this send seals it, and it must exist (a
@@ -56,21 +55,20 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   } catch (error) {
     throw sendFailed(error);
   }
+  const unreadable = result.unreadableReply ?? null;
+  // A reply that could not be read fails the command, with --json or not.
+  const unread = () =>
+    new CliError(`the reply ${unreadable!.messageId} from ${shortKey(unreadable!.senderPubkey)} could not be read: ${unreadable!.error.message}`);
   if (ctx.json) {
     // An error's own fields: JSON.stringify of an Error keeps its code, not its message.
-    const unreadable = result.unreadableReply ?? null;
     await outJson(unreadable === null ? result : { ...result, unreadableReply: { ...unreadable, error: { code: unreadable.error.code, message: unreadable.error.message } } });
-    // A reply that could not be read fails the command, as without --json.
-    if (unreadable !== null) throw new CliError(`the reply ${unreadable.messageId} could not be read: ${unreadable.error.message}`);
+    if (unreadable !== null) throw unread();
     return;
   }
   const dup = result.duplicate ? ", duplicate of an earlier send" : "";
   await out(`sent ${result.messageId} to ${result.recipients} recipient(s) (queued${dup})`);
   if (wait === undefined) return;
-  const unreadable = result.unreadableReply ?? null;
-  if (unreadable !== null) {
-    throw new CliError(`the reply ${unreadable.messageId} from ${shortKey(unreadable.senderPubkey)} could not be read: ${unreadable.error.message}`);
-  }
+  if (unreadable !== null) throw unread();
   const reply = result.reply ?? null;
   if (reply === null) return out(`no reply within ${wait} s`);
   const payload = typeof reply.payload === "string" ? reply.payload : (JSON.stringify(reply.payload) ?? "null");

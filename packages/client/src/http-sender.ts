@@ -2,7 +2,9 @@
 // API token. With the member's secret key it seals and opens envelopes as
 // the socket client does; without it, messages go plain.
 import {
+  IDEMPOTENCY_KEY,
   IDEMPOTENCY_KEY_HEADER,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
   MAX_WAIT_SECONDS,
   publicKeyOf,
   targetSpecSchema,
@@ -155,6 +157,10 @@ export class HttpSender {
   ): Promise<{ result: HttpSendResult; reply: PushFrame | null | undefined }> {
     if (!targetSpecSchema.safeParse(target).success) {
       throw new SwitchboardError("invalid", `not a target: ${target} (a 64-hex pubkey, *, #channel or tag:name)`);
+    }
+    // A key no request can carry would fail every retry with it: refused before anything is sent.
+    if (opts.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(opts.idempotencyKey)) {
+      throw new SwitchboardError("invalid", `idempotencyKey: 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters of visible ASCII`);
     }
     const idempotencyKey = opts.idempotencyKey ?? crypto.randomUUID();
     const body: Record<string, unknown> = { targetSpec: target, ...this.seal(target, payload, opts.encrypt) };

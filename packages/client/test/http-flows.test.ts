@@ -222,6 +222,24 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     }
   });
 
+  test("an idempotency key no request can carry is refused as invalid before anything is sent, naming no key to retry with", async () => {
+    let requests = 0;
+    const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => (requests++, new Response("{}", { status: 201 })) });
+    try {
+      const sender = await HttpSender.create({ url: `http://127.0.0.1:${server.port}`, token: "sba_token" });
+      for (const key of ["line\nbreak", "with space", "", "k".repeat(65)]) {
+        const failure = await sender.send("a".repeat(64), "hi", { idempotencyKey: key }).then(
+          () => null,
+          (error: SwitchboardError) => error,
+        );
+        expect({ key, code: failure?.code, sendId: failure?.sendId }).toEqual({ key, code: "invalid", sendId: undefined });
+      }
+      expect(requests).toBe(0);
+    } finally {
+      await server.stop(true);
+    }
+  });
+
   test("with the runner offline the command is queued and delivered when it connects; a retry with the same key makes no second command", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
     const [app, runnerMember] = members as [SetupMember, SetupMember];

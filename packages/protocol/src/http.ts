@@ -7,6 +7,8 @@ import { pushFrame, type PushFrame } from "./server-frames.ts";
 /** Request header carrying a send's idempotency key (the socket send's `id`). */
 export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 64;
+/** A key a client can always send as a header value: visible ASCII, within the length. */
+export const IDEMPOTENCY_KEY = new RegExp(`^[\\x21-\\x7e]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}$`);
 /** The longest `?wait=S` a send may ask for, in seconds. */
 export const MAX_WAIT_SECONDS = 60;
 

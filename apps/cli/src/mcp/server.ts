@@ -11,6 +11,7 @@ import { randomUUID } from "node:crypto";
 import { AdminApi } from "../admin-api.ts";
 import type { Context } from "../command.ts";
 import { requireMesh } from "../config.ts";
+import { REQUEST_TIMEOUT_MS } from "../errors.ts";
 import { readKeyFile } from "../keyfile.ts";
 import { entryOf, notificationOf } from "./channel.ts";
 import { PeerDirectory, type KnownMember } from "./directory.ts";
@@ -65,7 +66,7 @@ export async function runMcp(ctx: Context): Promise<number> {
       cwd,
       acks: "manual",
       offline: "fail",
-      requestTimeoutMs: 15_000,
+      requestTimeoutMs: REQUEST_TIMEOUT_MS,
       ...(ackDelayMs !== undefined ? { ackDelayMs } : {}),
     },
     log,
