@@ -37,6 +37,18 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     LEASE_SECONDS: "2",
   });
 
+  /** Runs `during` with every channel join's insert taking `seconds` (Postgres): joins overlap, a join holds its pipeline. */
+  async function withSlowJoins<T>(seconds: number, during: () => Promise<T>): Promise<T> {
+    await queryPostgres(broker.backend, (sql) => sql.unsafe(`
+      CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(${seconds}); RETURN NEW; END $$;
+      CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`));
+    try {
+      return await during();
+    } finally {
+      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
+    }
+  }
+
   test("control frames past the limit get rate_limited with their reqId; sends are counted apart", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
@@ -102,10 +114,7 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     const ids = (await desk.waitForPushes(12)).map((p) => str(p.messageId));
     // Another presence of the member: a join that takes its time, then acks
     // of all twelve and its close, so the acks are read once it closed.
-    await queryPostgres(broker.backend, (sql) => sql.unsafe(`
-      CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
-      CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`));
-    try {
+    await withSlowJoins(1, async () => {
       const laptop = await rawPresence(broker.wsUrl, mesh.id, b.identity);
       laptop.sendJson({ type: "join", channel: "#slow", reqId: "slow" });
       laptop.sendJson({ type: "client_ack", messageIds: ids.slice(0, 10) });
@@ -114,9 +123,7 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
       const again = () => desk.pushes().filter((p) => p.attempt === 2);
       await waitUntil(() => again().length >= 2, 15_000, "two pushes again");
       expect(again().map((p) => p.messageId).sort()).toEqual(ids.slice(10).sort());
-    } finally {
-      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
-    }
+    });
     const states = await Promise.all(ids.map(async (id) => (await messageStatus<StatusBody>(broker.url, token, id)).body.recipients[0]?.state));
     expect(states.filter((state) => state === "acked")).toHaveLength(10);
   });
@@ -157,19 +164,14 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     const [f1, f2, f3] = await connect(full);
     for (const channel of ["#a", "#b"]) expect(await f1!.request({ type: "join", channel })).toMatchObject({ type: "ack", joined: true });
     // Every join's insert takes its time, so that they overlap.
-    await queryPostgres(broker.backend, (sql) => sql.unsafe(`
-      CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
-      CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`));
-    try {
+    await withSlowJoins(0.3, async () => {
       const racing = await Promise.all([f1!.request({ type: "join", channel: "#c" }), f2!.request({ type: "join", channel: "#d" }), f3!.request({ type: "join", channel: "#e" })]);
       expect(racing.map((r) => r.type).sort()).toEqual(["ack", "error", "error"]);
       expect(racing.filter((r) => r.type === "error").map((r) => r.code)).toEqual(["capacity", "capacity"]);
       const [g1, g2] = await connect(fresh);
       const same = await Promise.all([g1!.request({ type: "join", channel: "#x" }), g2!.request({ type: "join", channel: "#x" })]);
       expect(same.map((r) => ({ type: r.type, joined: r.joined }))).toEqual([{ type: "ack", joined: true }, { type: "ack", joined: true }]);
-    } finally {
-      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
-    }
+    });
   });
 
   test("hooks: one token is limited whatever pid and cwd it names; an out-of-range pid header is ignored, not a 500", async () => {
