@@ -1,11 +1,9 @@
 // The broker's admin HTTP API (docs/protocol.md, "Admin API"): one typed call per route.
 // A non-2xx answer becomes a CliError carrying the broker's own message.
-import type { MemberView, MeshView, PresenceView, WebhookStateView } from "@switchboard/protocol";
+import { PUBKEY, UUID, type MemberView, type MeshView, type PresenceView, type WebhookStateView } from "@switchboard/protocol";
 import { httpBase } from "./config.ts";
 import { CliError, REQUEST_TIMEOUT_MS } from "./errors.ts";
 
-const PUBKEY = /^[0-9a-f]{64}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const seg = encodeURIComponent;
 
 function describeFailure(status: number, text: string): string {

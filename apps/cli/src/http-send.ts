@@ -10,12 +10,11 @@ import { httpBase, requireMesh, type Config } from "./config.ts";
 import { CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, shortKey } from "./output.ts";
-
-const PUBKEY = /^[0-9a-f]{64}$/;
+import { isBrokerTarget } from "./target.ts";
 
 /** A target as the broker takes it; a member's name only through the admin API. */
 async function resolveTarget(config: Config, target: string): Promise<string> {
-  if (PUBKEY.test(target) || target === "*" || target.startsWith("#") || target.startsWith("tag:")) return target;
+  if (isBrokerTarget(target)) return target;
   if (config.adminToken === undefined) {
     throw new UsageError(`with --http, name the target by pubkey, *, #channel or tag:name ("${target}" needs an admin token to look up)`);
   }

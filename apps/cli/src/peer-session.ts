@@ -1,7 +1,7 @@
 // What the peer commands do over the SDK. Loaded only by those commands, so
 // the admin and hook commands start without the SDK and its crypto.
 import { SwitchboardClient, type Message, type SendResult } from "@switchboard/client";
-import { prioritySchema, targetSpecSchema } from "@switchboard/protocol";
+import { PUBKEY, prioritySchema, targetSpecSchema } from "@switchboard/protocol";
 import { randomUUID } from "node:crypto";
 import { AdminApi } from "./admin-api.ts";
 import { operands, type Context } from "./command.ts";
@@ -9,8 +9,8 @@ import { requireMesh } from "./config.ts";
 import { brokerError, CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, shortKey } from "./output.ts";
+import { isBrokerTarget } from "./target.ts";
 
-const PUBKEY = /^[0-9a-f]{64}$/;
 const STATUSES = ["idle", "working", "dnd"] as const;
 type Status = (typeof STATUSES)[number];
 
@@ -147,7 +147,7 @@ export async function runListen(ctx: Context): Promise<number> {
 
 /** A target as the broker takes it; anything else is a member's display name. */
 async function resolveTarget(ctx: Context, client: SwitchboardClient, target: string): Promise<string> {
-  if (PUBKEY.test(target) || target === "*" || target.startsWith("#") || target.startsWith("tag:")) return target;
+  if (isBrokerTarget(target)) return target;
   let keys = new Set<string>((await client.listPeers()).filter((p) => p.displayName === target).map((p) => p.pubkey));
   const config = ctx.config();
   if (keys.size === 0 && config.adminToken !== undefined) {

@@ -1,12 +1,11 @@
 // Admin commands over the HTTP admin API: meshes, members, hook tokens, peers.
+import { PUBKEY } from "@switchboard/protocol";
 import { AdminApi } from "../admin-api.ts";
 import type { Command, Context } from "../command.ts";
 import { operands } from "../command.ts";
 import { requireAdminToken } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { out, outJson, shortKey, table } from "../output.ts";
-
-const PUBKEY = /^[0-9a-f]{64}$/;
 
 export function api(ctx: Context): AdminApi {
   const config = ctx.config();
