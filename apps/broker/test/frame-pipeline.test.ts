@@ -22,7 +22,7 @@ describe("FramePipeline", () => {
     const finished = new Promise<void>((resolve) => {
       for (let i = 0; i < 50; i++) {
         pipeline.next(
-          1,
+          "f",
           async () => {
             busy(1);
             ran.push(i);
@@ -38,5 +38,27 @@ describe("FramePipeline", () => {
     expect(ran).toEqual(Array.from({ length: 50 }, (_, i) => i));
     expect(doneBeforeTurn).toBeGreaterThanOrEqual(0);
     expect(doneBeforeTurn).toBeLessThan(50);
+  });
+
+  test("a frame counts by its bytes on the wire, not its characters", async () => {
+    const budget = new InflightBudget(1 << 30);
+    const pipeline = new FramePipeline(LIMITS, budget);
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // 1,000 characters of three bytes each in UTF-8, and one binary frame.
+    const text = JSON.stringify({ type: "ping", reqId: "€".repeat(1000) });
+    const fail = (error: unknown) => {
+      throw error;
+    };
+    pipeline.next(text, () => held, fail);
+    pipeline.next(new Uint8Array(10), async () => {}, fail);
+    expect(pipeline.inflight).toEqual({ frames: 2, bytes: Buffer.byteLength(text) + 10 });
+    expect(Buffer.byteLength(text)).toBe(text.length + 2000);
+    expect(budget.bytes).toBe(Buffer.byteLength(text) + 10);
+    release();
+    await new Promise<void>((resolve) => pipeline.next("", async () => resolve(), fail));
+    await Bun.sleep(0);
+    expect(pipeline.inflight).toEqual({ frames: 0, bytes: 0 });
+    expect(budget.bytes).toBe(0);
   });
 });

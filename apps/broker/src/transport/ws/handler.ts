@@ -106,7 +106,7 @@ export function createWsHandler(deps: WsDeps) {
     },
     message(ws, raw) {
       ws.data.pipeline.next(
-        raw.length,
+        raw,
         async (step) => {
           if (ws.data.closed) return afterClose(ws.data.presence, raw);
           const frame = decodeFrame(raw);

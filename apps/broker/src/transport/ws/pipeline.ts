@@ -122,8 +122,14 @@ export class FramePipeline {
     return { frames: this.frames, bytes: this.bytes };
   }
 
-  /** Runs the step after every earlier step; a step that throws is handed to onError and the chain goes on. */
-  next(size: number, step: (ctx: StepContext) => Promise<void>, onError: (error: unknown) => void): void {
+  /**
+   * Runs the step for a frame after every earlier frame's step; a step that
+   * throws is handed to onError and the chain goes on. The frame counts by its
+   * bytes on the wire, which bound what its text holds in memory (a character
+   * of a string counted by length may take two bytes here and three on the wire).
+   */
+  next(frame: string | Uint8Array, step: (ctx: StepContext) => Promise<void>, onError: (error: unknown) => void): void {
+    const size = typeof frame === "string" ? Buffer.byteLength(frame, "utf8") : frame.byteLength;
     this.take(size);
     this.tail = this.tail.then(async () => {
       let overlapped: Promise<void> | null = null;
