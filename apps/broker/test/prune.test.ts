@@ -7,12 +7,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, migrate, type Database } from "@switchboard/db";
 import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
-import { sql, type SQL } from "drizzle-orm";
-import { PgDialect } from "drizzle-orm/pg-core";
-import postgres from "postgres";
+import { sql } from "drizzle-orm";
 import { pruneGonePresences } from "../src/store/housekeeping.ts";
 import { queueDepth } from "../src/store/queue/claim.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
+import { planOf } from "./support/plans.ts";
 
 const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
 let backend: TestBackend;
@@ -85,18 +84,10 @@ describe("pruneMessages", () => {
       SELECT ${meshId}::uuid, ${memberId}::uuid, CASE WHEN g % 2 = 0 THEN 'k' ELSE '#room' END, 'now', 'n', 'c', now() + interval '1 day'
       FROM generate_series(1, 40000) g`);
     await db.rows(sql`ANALYZE messages`);
-    let statement: SQL | undefined;
-    await pruneMessages({ rows: async (query: SQL) => ((statement = query), []) }, RETENTION, 5000);
-    const { sql: text, params } = new PgDialect().sqlToQuery(statement!);
-    const raw = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {}, connection: { plan_cache_mode: "force_generic_plan" } });
-    try {
-      const plan = (await raw.unsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN ${text}`, params as never[])).map((r) => r["QUERY PLAN"]).join("\n");
-      expect(plan).toContain("messages_direct_created_idx");
-      expect(plan).toContain("messages_channel_created_idx");
-      expect(plan).not.toMatch(/Seq Scan on messages/);
-    } finally {
-      await raw.end();
-    }
+    const plan = await planOf(backend.databaseUrl!, (recorder) => pruneMessages(recorder, RETENTION, 5000), { generic: true });
+    expect(plan).toContain("messages_direct_created_idx");
+    expect(plan).toContain("messages_channel_created_idx");
+    expect(plan).not.toMatch(/Seq Scan on messages/);
   });
 });
 
@@ -131,15 +122,6 @@ describe.skipIf(backendKind !== "postgres")("queueDepth", () => {
     await message("k", 0, 3600, "queued");
     await message("k", 0, 3600, "leased");
     expect(await queueDepth(db)).toBe(before + 2);
-    let statement: SQL | undefined;
-    await queueDepth({ rows: async (query: SQL) => ((statement = query), []) });
-    const { sql: text } = new PgDialect().sqlToQuery(statement!);
-    const raw = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
-    try {
-      const plan = (await raw.unsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN ${text}`)).map((r) => r["QUERY PLAN"]).join("\n");
-      expect(plan).not.toMatch(/Seq Scan on deliveries/);
-    } finally {
-      await raw.end();
-    }
+    expect(await planOf(backend.databaseUrl!, (recorder) => queueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
   });
 });

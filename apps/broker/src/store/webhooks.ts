@@ -36,8 +36,10 @@ export async function webhookView(db: Executor, memberId: string): Promise<Webho
            CASE WHEN q.n > 0 THEN ${isoTime("w.next_attempt_at")} END AS "nextAttemptAt"
     FROM webhooks w
     CROSS JOIN LATERAL (
-      SELECT count(*)::int AS n FROM deliveries d
-      WHERE d.recipient_member_id = w.member_id AND d.state IN ('queued', 'leased') AND d.expires_at > now()
+      SELECT ((SELECT count(*) FROM deliveries d
+               WHERE d.recipient_member_id = w.member_id AND d.state = 'queued' AND d.expires_at > now())
+            + (SELECT count(*) FROM deliveries d
+               WHERE d.recipient_member_id = w.member_id AND d.state = 'leased' AND d.expires_at > now()))::int AS n
     ) q
     WHERE w.member_id = ${memberId}::uuid`);
   return rows[0] ?? null;
@@ -139,10 +141,15 @@ export async function webhookMembers(db: Executor): Promise<WebhookMember[]> {
     WHERE m.revoked_at IS NULL`);
 }
 
-/** Deliveries owed to webhook members and not yet acknowledged, over all instances. */
+/**
+ * Deliveries owed to webhook members and not yet acknowledged, over all
+ * instances. Queued and leased are counted apart, each through its partial
+ * index: one predicate for both reads every delivery, the acknowledged ones
+ * kept for the retention included.
+ */
 export async function webhookQueueDepth(db: Executor): Promise<number> {
   const rows = await db.rows<{ n: number }>(sql`
-    SELECT count(*)::int AS n FROM webhooks w
-    JOIN deliveries d ON d.recipient_member_id = w.member_id AND d.state IN ('queued', 'leased')`);
+    SELECT ((SELECT count(*) FROM webhooks w JOIN deliveries d ON d.recipient_member_id = w.member_id AND d.state = 'queued')
+          + (SELECT count(*) FROM webhooks w JOIN deliveries d ON d.recipient_member_id = w.member_id AND d.state = 'leased'))::int AS n`);
   return rows[0]?.n ?? 0;
 }

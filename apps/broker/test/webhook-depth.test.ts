@@ -1,0 +1,68 @@
+// What a webhook member is owed, counted from the queue alone: the gauge over
+// every webhook (webhookQueueDepth, every instance, on a timer) and the admin
+// view of one (webhookView). Against a real database; on Postgres, with the
+// acknowledged deliveries kept for the retention in the table, the plans reach
+// the owed ones through the partial indexes instead of reading them all.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connect, migrate, type Database } from "@switchboard/db";
+import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { upsertWebhook, webhookQueueDepth, webhookView } from "../src/store/webhooks.ts";
+import { planOf } from "./support/plans.ts";
+
+let backend: TestBackend;
+let db: Database;
+let hooked = "";
+let other = "";
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+  await migrate(db);
+  const [row] = await db.rows<{ hooked: string; other: string }>(sql`
+    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('depth', 'depth') RETURNING id),
+    hooked AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k1', 'hooked' FROM mesh RETURNING id),
+    other AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k2', 'other' FROM mesh RETURNING id)
+    SELECT hooked.id AS hooked, other.id AS other FROM hooked, other`);
+  hooked = row!.hooked;
+  other = row!.other;
+  await upsertWebhook(db, hooked, "http://127.0.0.1:9/hook", "a-secret-of-enough-length");
+});
+afterAll(async () => {
+  await db?.close();
+  await backend?.dispose();
+});
+
+/** `count` messages from `other` to `recipient`, each with one delivery in `state`. */
+async function owe(recipient: string, state: string, count: number): Promise<void> {
+  await db.rows(sql`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT mesh_id, ${other}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day'
+      FROM members, generate_series(1, ${count}) g WHERE id = ${other}::uuid
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at,
+                            lease_presence_id, lease_expires_at)
+    SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${state},
+           CASE WHEN ${state} = 'acked' THEN now() END,
+           CASE WHEN ${state} = 'leased' THEN gen_random_uuid() END,
+           CASE WHEN ${state} = 'leased' THEN now() + interval '1 minute' END
+    FROM m`);
+}
+
+test("a webhook member's queued and in-flight deliveries are counted, its acknowledged ones and others' are not", async () => {
+  await owe(hooked, "acked", 100);
+  await owe(hooked, "queued", 2);
+  await owe(hooked, "leased", 1);
+  await owe(other, "queued", 5);
+  expect(await webhookQueueDepth(db)).toBe(3);
+  expect((await webhookView(db, hooked))?.queued).toBe(3);
+});
+
+test.skipIf(backendKind !== "postgres")("the counts read the queue through its partial indexes, not the acknowledged deliveries (generic plan)", async () => {
+  await owe(hooked, "acked", 30_000);
+  await db.rows(sql`ANALYZE deliveries`);
+  const url = backend.databaseUrl!;
+  expect(await planOf(url, (recorder) => webhookQueueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
+  expect(await planOf(url, (recorder) => webhookView(recorder, hooked), { generic: true })).not.toMatch(/Seq Scan on deliveries/);
+});
