@@ -1,6 +1,7 @@
 // Pruning messages past their retention (store/queue/prune.ts), and gone
-// presences a batch at a time (store/housekeeping.ts), and the queue depth
-// counted from the queue alone (store/queue/claim.ts), against a
+// presences a batch at a time (store/housekeeping.ts), the queue depth
+// counted from the queue alone (store/queue/claim.ts), and what recently
+// revoked members were still owed dropped (store/queue/drop.ts), against a
 // real database: which messages go and which stay, and — on Postgres, with
 // the generic plan the broker's pool uses — that a tick reaches them through
 // the created_at indexes instead of reading the whole messages table.
@@ -10,6 +11,7 @@ import { backendKind, freshBackend, type TestBackend } from "@switchboard/testki
 import { sql } from "drizzle-orm";
 import { pruneGonePresences } from "../src/store/housekeeping.ts";
 import { queueDepth } from "../src/store/queue/claim.ts";
+import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
 import { planOf } from "./support/plans.ts";
 
@@ -123,5 +125,54 @@ describe.skipIf(backendKind !== "postgres")("queueDepth", () => {
     await message("k", 0, 3600, "leased");
     expect(await queueDepth(db)).toBe(before + 2);
     expect(await planOf(backend.databaseUrl!, (recorder) => queueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
+  });
+});
+
+describe("dropUndeliveredOfRevoked", () => {
+  test("drops what members revoked within the window are still owed; their acknowledged deliveries and others' stay", async () => {
+    const member = async (name: string, revokedAgo: string | null) =>
+      (
+        await db.rows<{ id: string }>(sql`
+          INSERT INTO members (mesh_id, pubkey, display_name, revoked_at)
+          VALUES (${meshId}::uuid, ${crypto.randomUUID()}, ${name}, now() - ${revokedAgo}::interval)
+          RETURNING id`)
+      )[0]!.id;
+    const recent = await member("revoked a minute ago", "1 minute");
+    const long = await member("revoked two hours ago", "2 hours");
+    const live = await member("live", null);
+    const owe = (recipient: string, state: string) => db.rows(sql`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+        VALUES (${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'revoked', now() + interval '1 day') RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state)
+      SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${state} FROM m`);
+    for (const recipient of [recent, long, live]) for (const state of ["queued", "leased", "acked"]) await owe(recipient, state);
+    expect(await dropUndeliveredOfRevoked(db, 3600)).toBe(2);
+    const left = await db.rows<{ name: string; state: string }>(sql`
+      SELECT mb.display_name AS name, d.state FROM deliveries d JOIN members mb ON mb.id = d.recipient_member_id
+      JOIN messages m ON m.id = d.message_id WHERE m.ciphertext = 'revoked' ORDER BY 1, 2`);
+    expect(left.map((r) => `${r.name}: ${r.state}`)).toEqual([
+      "live: acked",
+      "live: leased",
+      "live: queued",
+      "revoked a minute ago: acked",
+      "revoked two hours ago: acked",
+      "revoked two hours ago: leased",
+      "revoked two hours ago: queued",
+    ]);
+  });
+
+  test.skipIf(backendKind !== "postgres")("after a revocation, the tick reaches the owed deliveries through the queue's partial indexes (generic plan)", async () => {
+    await db.rows(sql`UPDATE members SET revoked_at = now() WHERE id = ${memberId}::uuid`);
+    await db.rows(sql`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+        SELECT ${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'settled', now() + interval '1 day'
+        FROM generate_series(1, 30000) g RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
+      SELECT id, ${memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    await db.rows(sql`ANALYZE`);
+    const plan = await planOf(backend.databaseUrl!, (recorder) => dropUndeliveredOfRevoked(recorder, 3600), { generic: true });
+    expect(plan).not.toMatch(/Seq Scan on deliveries/);
   });
 });
