@@ -2,10 +2,11 @@
 // order, the transport on top, one port. startBroker() gives back what
 // shutdown needs. (Over 300 lines: wiring only — every service is built
 // here, in dependency order, so that the order is read in one place.)
-import { connect, isConnectionLost, loadMigrations, migrate, type Database } from "@switchboard/db";
+import type { Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
+import { connectAndMigrate } from "./database.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { createAdminService } from "./services/admin.ts";
@@ -38,7 +39,6 @@ import { systemClock, type Timing } from "./services/timing.ts";
 import { createWebhookAdmin } from "./services/webhooks/admin.ts";
 import { WebhookDispatcher } from "./services/webhooks/dispatcher.ts";
 import { TokenExpiry } from "./services/token-expiry.ts";
-import { pingDatabase } from "./store/health.ts";
 import { adminRoutes } from "./transport/http/admin-routes.ts";
 import { CorsPolicy } from "./transport/http/cors.ts";
 import { dashboardRoutes } from "./transport/http/dashboard-routes.ts";
@@ -93,42 +93,6 @@ export function timingOf(config: Config): Timing {
     webhookBackoffMinMs: config.WEBHOOK_BACKOFF_MIN_MS,
     webhookBackoffMaxMs: config.WEBHOOK_BACKOFF_MAX_MS,
   };
-}
-
-async function connectAndMigrate(config: Config, log: Logger, onConnected: () => void): Promise<Database> {
-  // Read first: missing migration files (an incomplete image) stop the start
-  // instead of being retried below as if the database were away.
-  const migrations = loadMigrations();
-  // The database may still be starting (compose, a rebooted host): wait for it
-  // instead of exiting. A locked embedded directory is final, though.
-  // The port opening (onConnected) is final too: a port in use is no database outage.
-  for (let attempt = 1; ; attempt++) {
-    const db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
-    try {
-      onConnected();
-    } catch (error) {
-      await db.close().catch(() => {});
-      throw error;
-    }
-    let reached = false;
-    try {
-      await pingDatabase(db);
-      reached = true;
-      const applied = await migrate(db, migrations);
-      if (applied.length > 0) log.info({ applied }, "migrations applied");
-      return db;
-    } catch (error) {
-      if (config.DATABASE_URL === undefined) throw error;
-      await db.close().catch(() => {});
-      // A database away, starting, refusing the login or not created yet is
-      // one thing; a migration statement it refuses (a conflicting object,
-      // missing rights) another, retried too (it may be mended meanwhile)
-      // but not under the outage's name.
-      const refused = reached && !isConnectionLost(error);
-      log.error({ err: error, attempt }, refused ? "db migration failed" : "db ping failed");
-      await Bun.sleep(Math.min(1000 * attempt, 5000));
-    }
-  }
 }
 
 export async function startBroker(config: Config, log: Logger): Promise<Broker> {

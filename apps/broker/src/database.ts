@@ -1,0 +1,45 @@
+// The database the broker runs on, reached and migrated before any service
+// starts. A database that is away or still starting is waited for; what can
+// never succeed by waiting (missing migration files, a locked embedded
+// directory, a port in use) stops the start.
+import { connect, isConnectionLost, loadMigrations, migrate, type Database } from "@switchboard/db";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { pingDatabase } from "./store/health.ts";
+
+/** `onConnected` runs once the database is this process's (it opens the port); a throw from it is final. */
+export async function connectAndMigrate(config: Config, log: Logger, onConnected: () => void): Promise<Database> {
+  // Read first: missing migration files (an incomplete image) stop the start
+  // instead of being retried below as if the database were away.
+  const migrations = loadMigrations();
+  // The database may still be starting (compose, a rebooted host): wait for it
+  // instead of exiting. A locked embedded directory is final, though.
+  // The port opening (onConnected) is final too: a port in use is no database outage.
+  for (let attempt = 1; ; attempt++) {
+    const db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
+    try {
+      onConnected();
+    } catch (error) {
+      await db.close().catch(() => {});
+      throw error;
+    }
+    let reached = false;
+    try {
+      await pingDatabase(db);
+      reached = true;
+      const applied = await migrate(db, migrations);
+      if (applied.length > 0) log.info({ applied }, "migrations applied");
+      return db;
+    } catch (error) {
+      if (config.DATABASE_URL === undefined) throw error;
+      await db.close().catch(() => {});
+      // A database away, starting, refusing the login or not created yet is
+      // one thing; a migration statement it refuses (a conflicting object,
+      // missing rights) another, retried too (it may be mended meanwhile)
+      // but not under the outage's name.
+      const refused = reached && !isConnectionLost(error);
+      log.error({ err: error, attempt }, refused ? "db migration failed" : "db ping failed");
+      await Bun.sleep(Math.min(1000 * attempt, 5000));
+    }
+  }
+}
