@@ -14,7 +14,10 @@ import { isBrokerTarget } from "./target.ts";
 const STATUSES = ["idle", "working", "dnd"] as const;
 type Status = (typeof STATUSES)[number];
 
-async function connect(ctx: Context, options: { sessionId: string; reconnect: boolean; acks?: "manual" }): Promise<SwitchboardClient> {
+// Acks are manual for every command: a command acks only what it printed.
+// Pushes that reach a one-shot send or status (it is a presence of the
+// member like any other) stay owed, and go to the member's listener.
+async function connect(ctx: Context, options: { sessionId: string; reconnect: boolean }): Promise<SwitchboardClient> {
   const config = ctx.config();
   const meshId = requireMesh(config);
   const key = await readKeyFile(config.keyFile);
@@ -25,7 +28,7 @@ async function connect(ctx: Context, options: { sessionId: string; reconnect: bo
       secretKey: key.secretKey,
       sessionId: options.sessionId,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
-      ...(options.acks ? { acks: options.acks } : {}),
+      acks: "manual",
       ...(options.reconnect ? {} : { reconnect: false as const }),
     });
   } catch (error) {
@@ -61,7 +64,7 @@ export async function runListen(ctx: Context): Promise<number> {
   process.once("SIGTERM", signal);
   // A message is acked once printed: one past --count, or arriving as the
   // listener stops, stays queued for the member's next listener.
-  const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: true, acks: "manual" }).catch((error: unknown) => {
+  const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: true }).catch((error: unknown) => {
     process.off("SIGINT", signal);
     process.off("SIGTERM", signal);
     throw error;

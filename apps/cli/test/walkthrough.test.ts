@@ -179,6 +179,18 @@ describe("peer commands", () => {
     expect([...lines(first.stdout), ...lines(second.stdout)].map((line) => line.replace(/^.* \[next\] /, ""))).toEqual(["one", "two", "three"]);
   });
 
+  test("a one-shot send or status as the recipient leaves its queued messages for the listener", async () => {
+    const { mesh, alice, aliceKey, bobKey } = await meshWithKeys();
+    // Queued while alice is away: the first connection alice opens is pushed them.
+    for (const text of ["one", "two"]) await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, alice.pubkey, text], { env });
+    await cliOk(home, ["status", "--mesh", mesh.slug, "--key", aliceKey, "working"], { env });
+    await cliOk(home, ["send", "--mesh", mesh.slug, "--key", aliceKey, "bob", "hi bob"], { env });
+    await cliOk(home, ["status", "--mesh", mesh.slug, "--key", aliceKey, "idle"], { env });
+    const heard = await runCli(home, ["listen", "--mesh", mesh.slug, "--key", aliceKey, "--count", "2"], { env, timeoutMs: 20_000 });
+    expect(heard.code).toBe(0);
+    expect(lines(heard.stdout).map((line) => line.replace(/^.* \[next\] /, ""))).toEqual(["one", "two"]);
+  });
+
   test("listen inside a Claude Code session leaves that session's own presence alone", async () => {
     const { mesh, alice, aliceKey } = await meshWithKeys();
     // Standing in for the session's MCP server: alice's presence with Claude Code's session id.
