@@ -126,6 +126,29 @@ describe("HTTP messaging API", () => {
     expect((await post(tokens[0]!, httpBody(target.pubkey))).status).toBe(201);
   });
 
+  test("a method a route does not serve answers a JSON 405 naming the ones it does, on every route", async () => {
+    const wrong = [
+      ["PUT", "/v1/messages", "POST"],
+      ["GET", "/v1/messages", "POST"],
+      ["DELETE", `/v1/messages/${crypto.randomUUID()}`, "GET"],
+      ["GET", "/hook/set-status", "POST"],
+      ["POST", "/health", "GET"],
+      ["DELETE", "/metrics", "GET"],
+      ["POST", "/dashboard", "GET"],
+    ] as const;
+    for (const [method, path, allow] of wrong) {
+      const res = await fetch(`${broker.url}${path}`, { method });
+      const body = (await res.json()) as ErrorBody;
+      expect({ path, method, status: res.status, code: body.error.code, allow: res.headers.get("allow") }).toEqual({
+        path,
+        method,
+        status: 405,
+        code: "method_not_allowed",
+        allow,
+      });
+    }
+  });
+
   test("a token that was just used is refused at once when its member is revoked", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     expect((await post(tokens[0]!, httpBody(members[1]!.pubkey))).status).toBe(201);

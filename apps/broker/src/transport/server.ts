@@ -8,6 +8,7 @@ import type { Metrics } from "../metrics.ts";
 import type { ConnectionGate } from "../services/connection-gate.ts";
 import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
 import type { CorsPolicy } from "./http/cors.ts";
+import { answerOtherMethods } from "./http/methods.ts";
 import { apiError } from "./http/respond.ts";
 import type { Connection } from "./ws/connection.ts";
 import type { createWsHandler } from "./ws/handler.ts";
@@ -46,7 +47,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
   const all: Serve.Options<Connection> = {
     port,
     hostname,
-    routes: Object.assign({}, cors.wrapRoutes(Object.assign({}, ...routes)), {
+    routes: Object.assign({}, cors.wrapRoutes(answerOtherMethods(Object.assign({}, ...routes))), {
       "/ws": (req: Request, srv: Server<Connection>) => {
         // A browser always names the page's origin; with CORS_ORIGINS set, only listed pages may connect.
         if (!cors.allowsSocket(req.headers.get("origin"))) return refuseSocket("forbidden", "this origin may not open a socket here");

@@ -7,6 +7,7 @@ import type { z } from "zod";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
+import { methodNotAllowed } from "./methods.ts";
 import { apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
@@ -48,10 +49,7 @@ export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess
       return apiError("unauthorized", "the admin API requires Authorization: Bearer <ADMIN_TOKEN>");
     }
     const handler = byMethod.get(req.method);
-    if (handler === undefined) {
-      const message = `${req.method} is not allowed here; use ${allow}`;
-      return apiError("method_not_allowed", message, { allow });
-    }
+    if (handler === undefined) return methodNotAllowed(req.method, allow);
     const nothing = unnamable(req.params);
     if (nothing) return nothing;
     try {

@@ -1,0 +1,25 @@
+// A known path asked with a method it does not serve is answered 405 with an
+// Allow header, on every route: Bun.serve sends such a request to the 404
+// fallback, as if the path did not exist.
+import { apiError } from "./respond.ts";
+
+type Handler = (req: Request, server: unknown) => Response | Promise<Response | undefined> | undefined;
+
+const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
+
+export function methodNotAllowed(method: string, allow: string): Response {
+  return apiError("method_not_allowed", `${method} is not allowed here; use ${allow}`, { allow });
+}
+
+/** The route table with every method-keyed route answering the methods it lacks with 405. */
+export function answerOtherMethods<T extends Record<string, unknown>>(routes: T): T {
+  return Object.fromEntries(
+    Object.entries(routes).map(([path, route]): [string, unknown] => {
+      if (typeof route !== "object" || route === null || route instanceof Response) return [path, route];
+      const served = route as Record<string, Handler>;
+      const allow = Object.keys(served).join(", ");
+      const others = METHODS.filter((m) => !(m in served)).map((m): [string, Handler] => [m, () => methodNotAllowed(m, allow)]);
+      return [path, { ...Object.fromEntries(others), ...served }];
+    }),
+  ) as T;
+}
