@@ -101,6 +101,7 @@ describe("hello", () => {
       displayName: "Ada",
       status: "idle",
       serverTime: expect.any(Number),
+      maxMessageBytes: MAX_MESSAGE_BYTES,
     });
     // The broker's clock, not some other number: same host, so within the hello's round trip plus slack.
     expect(ack.serverTime as number).toBeGreaterThanOrEqual(before - 5_000);

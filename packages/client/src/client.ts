@@ -37,7 +37,7 @@ import type {
   TypingInfo,
   UnreadableMessage,
 } from "./types.ts";
-import type { ReplyFrame, ServerFrame } from "./wire.ts";
+import { frameBytes, type ReplyFrame, type ServerFrame } from "./wire.ts";
 
 type State = ConnectionState;
 type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
@@ -54,6 +54,8 @@ export class SwitchboardClient {
   readonly publicKey: string;
   private currentPresenceId = "";
   private currentMemberId = "";
+  /** The largest frame the broker takes on the current socket (from its hello_ack); unknown before the first. */
+  private maxFrameBytes: number | undefined;
   private state: State = "connecting";
   private connection: Connection | null = null;
   private generation = 0;
@@ -328,6 +330,8 @@ export class SwitchboardClient {
           else reject(new SwitchboardError("protocol", `expected a ${expected} reply, got ${reply.type}`));
         },
       };
+      const refused = this.state === "open" ? this.oversized(entry.text) : null;
+      if (refused) return entry.reject(refused);
       this.outbox.add(entry);
       withdraw?.addEventListener("abort", () => giveUp("withdrawn before the broker answered"), { once: true });
       if (this.state === "open" && this.connection?.send(entry.text)) entry.writtenOn = this.connection.generation;
@@ -369,10 +373,14 @@ export class SwitchboardClient {
     this.openedAt = Date.now();
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;
+    this.maxFrameBytes = ack.maxMessageBytes;
     // Everything unanswered goes out again, in the order it was made, before
     // the state says open: a call made by a listener of that change comes after.
     for (const entry of this.outbox.inOrder()) {
-      if (connection.send(entry.text)) entry.writtenOn = generation;
+      const refused = this.oversized(entry.text);
+      if (refused) {
+        if (this.outbox.take(entry.reqId)) entry.reject(refused);
+      } else if (connection.send(entry.text)) entry.writtenOn = generation;
     }
     this.setState("open");
     this.acks.flush();
@@ -382,6 +390,20 @@ export class SwitchboardClient {
     if (reconnected) this.presenceFeed.reconnected().catch((error: unknown) => this.events.emit("error", asError(error)));
     this.events.emit("open");
     if (reconnected) this.events.emit("reconnect");
+  }
+
+  /**
+   * A frame over the broker's limit is refused here: written, it would close
+   * the socket (1009) and every call on it would wait for the reconnect.
+   */
+  private oversized(text: string): SwitchboardError | null {
+    if (this.maxFrameBytes === undefined) return null;
+    const bytes = frameBytes(text);
+    if (bytes <= this.maxFrameBytes) return null;
+    return new SwitchboardError(
+      "too_large",
+      `the frame is ${bytes} bytes, over the broker's limit of ${this.maxFrameBytes} (MAX_MESSAGE_BYTES); send less`,
+    );
   }
 
   private setState(state: State): void {

@@ -15,6 +15,13 @@ export type HelloAckFrame = HelloAck;
 /** Frames that answer a client frame (matched by reqId). */
 export type ReplyFrame = Exclude<ServerFrame, HelloAckFrame | PushFrame | PresenceEventFrame>;
 
+const encoder = new TextEncoder();
+
+/** A frame's size as the broker counts it against MAX_MESSAGE_BYTES: its UTF-8 bytes. */
+export function frameBytes(text: string): number {
+  return encoder.encode(text).length;
+}
+
 export function parseServerFrame(data: unknown): ServerFrame | null {
   const text =
     typeof data === "string"

@@ -459,9 +459,29 @@ describe("connect and final closes", () => {
     expect(gotB.messages.map((m) => m.payload)).toEqual(["first", "second"]);
   });
 
-  test("a request too large for the broker (close 1009) rejects with too_large and is not written again", async () => {
+  test("a send over the limit the broker told in its hello_ack rejects with too_large naming it, and is never written", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const got = collect(a);
+    const presence = a.presenceId;
+    await expect(a.send(bob.pubkey, "x".repeat(70_000))).rejects.toMatchObject({
+      code: "too_large",
+      message: expect.stringContaining("limit of 65536"),
+    });
+    // The socket stays: the next, smaller send goes out on it at once.
+    expect((await a.send(bob.pubkey, "shorter")).recipients).toBe(1);
+    expect(a.presenceId).toBe(presence);
+    expect(got.closes).toEqual([]);
+    expect(control.sent.filter((f) => f.type === "send")).toHaveLength(1);
+    await a.close();
+  });
+
+  test("a request too large for a broker that does not tell its limit (close 1009) rejects with too_large and is not written again", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
     const control = controllableWebSocket();
+    control.hideFrameLimit = true;
     const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket });
     const got = collect(a);
     // Over the broker's MAX_MESSAGE_BYTES (64 KB).

@@ -48,12 +48,34 @@ export const pushesOf = (frames: RawFrame[], messageId?: string) =>
   frames.filter((f) => f.type === "push" && (messageId === undefined || f.messageId === messageId));
 
 /** A WebSocket class whose sockets a test can drop, whose hello signature it can spoil, and which records what the SDK sends. */
-export function controllableWebSocket(): { WebSocket: typeof WebSocket; sockets: WebSocket[]; hellos: number; spoilHello: boolean; sent: RawFrame[] } {
-  const control = { WebSocket: WebSocket, sockets: [] as WebSocket[], hellos: 0, spoilHello: false, sent: [] as RawFrame[] };
+export function controllableWebSocket(): {
+  WebSocket: typeof WebSocket;
+  sockets: WebSocket[];
+  hellos: number;
+  spoilHello: boolean;
+  /** The hello_ack reaches the SDK without maxMessageBytes, as from a broker that does not tell it. */
+  hideFrameLimit: boolean;
+  sent: RawFrame[];
+} {
+  const control = { WebSocket: WebSocket, sockets: [] as WebSocket[], hellos: 0, spoilHello: false, hideFrameLimit: false, sent: [] as RawFrame[] };
   control.WebSocket = class ControllableWebSocket extends WebSocket {
     constructor(url: string | URL) {
       super(url);
       control.sockets.push(this);
+    }
+
+    override addEventListener(type: string, listener: Parameters<WebSocket["addEventListener"]>[1], options?: boolean | AddEventListenerOptions): void {
+      if (type !== "message" || listener === null) return super.addEventListener(type, listener, options);
+      const deliver = (event: MessageEvent) => (typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event));
+      super.addEventListener(
+        "message",
+        (event: MessageEvent) => {
+          if (!control.hideFrameLimit || typeof event.data !== "string" || !event.data.includes('"type":"hello_ack"')) return deliver(event);
+          const { maxMessageBytes: _, ...ack } = JSON.parse(event.data) as Record<string, unknown>;
+          deliver(new MessageEvent("message", { data: JSON.stringify(ack) }));
+        },
+        options,
+      );
     }
 
     override send(data: Parameters<WebSocket["send"]>[0]): void {

@@ -20,6 +20,8 @@ export const helloAckFrame = z.object({
   displayName: z.string(),
   status: statusSchema,
   serverTime: z.number(),
+  /** The largest frame, in bytes, the broker takes on this socket (MAX_MESSAGE_BYTES); a larger one closes it with 1009. */
+  maxMessageBytes: z.number().int().positive().optional(),
 });
 
 export const sendAckFrame = z.object({

@@ -24,6 +24,8 @@ export interface AdmissionDeps {
   pushWindow: { pushes: number; leaseSeconds: number };
   /** How long a socket may take to say hello (its admission then has ADMISSION_TIMEOUT_FACTOR times that). */
   helloTimeoutMs: number;
+  /** The largest frame the socket takes (MAX_MESSAGE_BYTES), told in the hello_ack. */
+  maxMessageBytes: number;
 }
 
 export function refuseHello(
@@ -104,6 +106,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
       displayName: admitted.displayName,
       status: admitted.status,
       serverTime: deps.clock(),
+      maxMessageBytes: deps.maxMessageBytes,
     },
     reqId,
   );

@@ -21,7 +21,6 @@ export interface WsDeps extends AdmissionDeps, FrameDeps {
   metrics: Metrics;
   pump: DeliveryPump;
   lifecycle: PresenceLifecycle;
-  maxMessageBytes: number;
   /** What one connection, and all of them together, may have read and not finished before reading stops. */
   inflight: InflightLimits;
   inflightBudget: InflightBudget;
