@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, migrate, type Database } from "@switchboard/db";
 import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { pruneGonePresences } from "../src/store/housekeeping.ts";
+import { pruneAuditLog, pruneGonePresences } from "../src/store/housekeeping.ts";
 import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
@@ -90,6 +90,8 @@ describe("pruneMessages", () => {
     expect(plan).toContain("messages_direct_created_idx");
     expect(plan).toContain("messages_channel_created_idx");
     expect(plan).not.toMatch(/Seq Scan on messages/);
+    // An owed delivery is looked up per message read, not hashed from the whole table.
+    expect(plan).not.toMatch(/Seq Scan on deliveries/);
   });
 });
 
@@ -107,6 +109,35 @@ describe("pruneGonePresences", () => {
     expect(await pruneGonePresences(db, 86_400, 1000)).toBe(200);
     expect(await pruneGonePresences(db, 86_400, 1000)).toBe(0);
     expect(await left()).toBe(2400);
+  });
+
+  test.skipIf(backendKind !== "postgres")("a tick reads what it prunes through the index on disconnected_at, not the whole table (generic plan)", async () => {
+    await db.rows(sql`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, disconnected_at)
+      SELECT ${meshId}::uuid, ${memberId}::uuid, 'recent', 's' || g, 'n', now() - interval '1 hour' FROM generate_series(1, 40000) g`);
+    await db.rows(sql`ANALYZE presences`);
+    const plan = await planOf(backend.databaseUrl!, (recorder) => pruneGonePresences(recorder, 86_400, 1000), { generic: true });
+    expect(plan).toContain("presences_gone_idx");
+    expect(plan).not.toMatch(/Seq Scan on presences/);
+  });
+});
+
+describe("pruneAuditLog", () => {
+  test("audit rows past the retention go, the oldest first; younger ones stay", async () => {
+    await db.rows(sql`
+      INSERT INTO audit_log (at, event, meta)
+      SELECT now() - make_interval(days => g), 'pruned-test', jsonb_build_object('day', g) FROM generate_series(1, 40) g`);
+    await pruneAuditLog(db, 30 * 86_400);
+    const left = await db.rows<{ day: number }>(sql`SELECT (meta->>'day')::int AS day FROM audit_log WHERE event = 'pruned-test' ORDER BY 1`);
+    expect(left.map((r) => r.day)).toEqual(Array.from({ length: 29 }, (_, i) => i + 1));
+  });
+
+  test.skipIf(backendKind !== "postgres")("a tick reads what it prunes through the index on at, not the whole table (generic plan)", async () => {
+    await db.rows(sql`INSERT INTO audit_log (event) SELECT 'recent' FROM generate_series(1, 40000)`);
+    await db.rows(sql`ANALYZE audit_log`);
+    const plan = await planOf(backend.databaseUrl!, (recorder) => pruneAuditLog(recorder, 30 * 86_400), { generic: true });
+    expect(plan).toContain("audit_log_at_idx");
+    expect(plan).not.toMatch(/Seq Scan on audit_log/);
   });
 });
 

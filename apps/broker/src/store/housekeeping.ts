@@ -11,6 +11,11 @@ export async function prunePendingSignals(db: Executor): Promise<void> {
   await db.rows(sql`DELETE FROM pending_hook_statuses WHERE expires_at < now()`);
 }
 
+// The rows a prune deletes are chosen through the index on their age, in
+// that order, and deleted by id from an array: under a generic plan Postgres
+// guesses that a third of the table is past any cutoff, and would read all
+// of it to choose them, or hash it all to delete them (an IN of a subquery).
+
 /**
  * Presences gone longer than the retention, at most `limit` a tick: after a
  * reconnect storm, or a long pause of housekeeping, there may be millions,
@@ -19,9 +24,10 @@ export async function prunePendingSignals(db: Executor): Promise<void> {
 export async function pruneGonePresences(db: Executor, retentionSeconds: number, limit: number): Promise<number> {
   const rows = await db.rows<{ n: number }>(sql`
     WITH gone AS (
-      DELETE FROM presences WHERE id IN (
+      DELETE FROM presences WHERE id = ANY (ARRAY(
         SELECT id FROM presences WHERE disconnected_at < now() - make_interval(secs => ${retentionSeconds})
-        LIMIT ${limit})
+        ORDER BY disconnected_at
+        LIMIT ${limit}))
       RETURNING 1
     )
     SELECT count(*)::int AS n FROM gone`);
@@ -35,6 +41,6 @@ export async function pruneStoppedInstances(db: Executor, retentionSeconds: numb
 
 export async function pruneAuditLog(db: Executor, retentionSeconds: number): Promise<void> {
   await db.rows(sql`
-    DELETE FROM audit_log WHERE id IN (
-      SELECT id FROM audit_log WHERE at < now() - make_interval(secs => ${retentionSeconds}) LIMIT 10000)`);
+    DELETE FROM audit_log WHERE id = ANY (ARRAY(
+      SELECT id FROM audit_log WHERE at < now() - make_interval(secs => ${retentionSeconds}) ORDER BY at LIMIT 10000))`);
 }

@@ -1,27 +1,57 @@
-// The plan Postgres makes for a store function's statement: the function runs
-// against an executor that only records its statement, which is then
-// EXPLAINed on a connection of its own — under a generic plan when asked, as
-// the broker's pool plans its prepared statements.
+// The plan Postgres makes for a store function's statement, as the broker's
+// pool runs it: prepared, and planned generically when asked (a plain EXPLAIN
+// of a statement with bound values plans for those values, whatever
+// plan_cache_mode says). The function runs against an executor that records
+// its statement and answers no rows; the statement is then prepared and
+// EXPLAINed on a connection of its own, in a transaction rolled back after.
 import type { Executor } from "@switchboard/db";
 import type { SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 
-export async function planOf(
-  databaseUrl: string,
-  run: (recorder: Executor) => Promise<unknown>,
-  options: { generic?: boolean } = {},
-): Promise<string> {
+export interface PlanOptions {
+  /** Plan as the main pool does (force_generic_plan) rather than for these values. */
+  generic?: boolean;
+  /** Run it (EXPLAIN ANALYZE, BUFFERS): the plan then says how many buffers it read and how often each node ran. */
+  analyze?: boolean;
+}
+
+/** A parameter as an SQL literal of unknown type, which EXECUTE casts to the prepared parameter's type. */
+function literal(value: unknown): string {
+  if (value === null || value === undefined) return "NULL";
+  if (typeof value === "number" || typeof value === "boolean") return `'${String(value)}'`;
+  if (typeof value === "string") return `'${value.replaceAll("'", "''")}'`;
+  throw new Error(`planOf: a parameter of type ${typeof value} has no literal here`);
+}
+
+/** The plan of the last statement `run` makes, as text. */
+export async function planOf(databaseUrl: string, run: (recorder: Executor) => Promise<unknown>, options: PlanOptions = {}): Promise<string> {
   let statement: SQL | undefined;
   await run({ rows: async (query: SQL) => ((statement = query), []) });
   if (statement === undefined) throw new Error("the function ran no statement");
   const { sql: text, params } = new PgDialect().sqlToQuery(statement);
-  const connection = options.generic ? { plan_cache_mode: "force_generic_plan" } : {};
-  const raw = postgres(databaseUrl, { max: 1, onnotice: () => {}, connection });
+  const raw = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
-    const rows = await raw.unsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN ${text}`, params as never[]);
-    return rows.map((r) => r["QUERY PLAN"]).join("\n");
+    // Thrown with the plan, so that what an ANALYZE wrote is rolled back.
+    await raw.begin(async (tx) => {
+      await tx.unsafe(`SET LOCAL plan_cache_mode = ${options.generic ? "force_generic_plan" : "auto"}`);
+      await tx.unsafe(`PREPARE planned AS ${text}`);
+      const args = params.length === 0 ? "" : `(${params.map(literal).join(", ")})`;
+      const how = options.analyze ? "(ANALYZE, BUFFERS) " : "";
+      const rows = await tx.unsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN ${how}EXECUTE planned${args}`);
+      throw new Rollback(rows.map((r) => r["QUERY PLAN"]).join("\n"));
+    });
+    throw new Error("unreachable: the transaction always rolls back");
+  } catch (error) {
+    if (error instanceof Rollback) return error.plan;
+    throw error;
   } finally {
     await raw.end();
+  }
+}
+
+class Rollback extends Error {
+  constructor(readonly plan: string) {
+    super("rolled back");
   }
 }
