@@ -107,7 +107,9 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
     -- Driven by the recipients, one index probe each: a join of this
     -- statement's own CTEs is planned for a handful of rows (a generic plan cannot know
     -- the batch), which for a batch of hundreds multiplies into millions.
-    direct AS (
+    -- MATERIALIZED: inlined into the join below, these probes ran again for
+    -- every recipient of a send to many (a broadcast to 200: 40,000 of them).
+    direct AS MATERIALIZED (
       SELECT r.idx, r.member_id, p.id AS presence_id
       FROM recipients r
       CROSS JOIN LATERAL (
