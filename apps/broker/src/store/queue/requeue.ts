@@ -2,7 +2,7 @@
 // One UPDATE; only which leases it selects differs.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { jsonParam, unique, uuidArray } from "../sql.ts";
+import { batchLimit, jsonParam, unique, uuidArray } from "../sql.ts";
 
 export type RequeueScope =
   /** Every lease held by these presences, or by these other holders (a webhook attempt, a waiting request): they ended. */
@@ -12,26 +12,43 @@ export type RequeueScope =
   /** Leases that ran out unacknowledged, at most `limit` of them, skipping rows others hold. */
   | { expiredLeases: { limit: number } };
 
-function leasesIn(scope: RequeueScope): SQL | null {
+// Each scope names its rows so that the update reaches every one by an index
+// probe of its own: a join of the scope's leases back to the table by
+// (id, holder) was planned on the holder's index, and read all of a holder's
+// leases again for each of them (a presence with a full window of 512: 130,000 rows).
+// The holder is matched on the row as it is when updated (Postgres checks the
+// condition again on a row another statement changed meanwhile): a lease that
+// ended and went to another holder while this statement waited for its row is
+// that holder's now, not this scope's.
+function leasesIn(scope: RequeueScope): { from: SQL; where: SQL } | null {
   if ("presences" in scope) {
     if (scope.presences.length === 0) return null;
-    return sql`
-      SELECT id, lease_presence_id FROM deliveries
-      WHERE state = 'leased' AND lease_presence_id = ANY (${uuidArray(scope.presences)})`;
+    return { from: sql``, where: sql`d.lease_presence_id = ANY (${uuidArray(scope.presences)})` };
   }
   if ("pushes" in scope) {
     if (scope.pushes.length === 0) return null;
-    return sql`
-      SELECT d.id, d.lease_presence_id
-      FROM jsonb_to_recordset(${jsonParam(scope.pushes)}) AS l("messageId" uuid, "memberId" uuid, "presenceId" uuid)
-      JOIN deliveries d ON d.message_id = l."messageId" AND d.recipient_member_id = l."memberId"
-      WHERE d.state = 'leased' AND d.lease_presence_id = l."presenceId"`;
+    return {
+      from: sql`FROM (
+        SELECT x.id, l."presenceId"
+        FROM (SELECT * FROM jsonb_to_recordset(${jsonParam(scope.pushes)}) AS l("messageId" uuid, "memberId" uuid, "presenceId" uuid)
+              LIMIT ${batchLimit(scope.pushes.length)}) l
+        CROSS JOIN LATERAL (
+          SELECT id FROM deliveries WHERE message_id = l."messageId" AND recipient_member_id = l."memberId") x
+        OFFSET 0) l`,
+      // IS NOT DISTINCT FROM (the same for a leased row, whose holder is set)
+      // keeps the holder out of the probe: on the holder's index, each push
+      // read that presence's other leases too.
+      where: sql`d.id = l.id AND d.lease_presence_id IS NOT DISTINCT FROM l."presenceId"`,
+    };
   }
-  return sql`
-    SELECT id, lease_presence_id FROM deliveries
-    WHERE state = 'leased' AND lease_expires_at < now()
-    ORDER BY id LIMIT ${scope.expiredLeases.limit}
-    FOR UPDATE SKIP LOCKED`;
+  return {
+    from: sql``,
+    where: sql`d.lease_expires_at < now() AND d.id = ANY (ARRAY(
+      SELECT id FROM deliveries
+      WHERE state = 'leased' AND lease_expires_at < now()
+      ORDER BY id LIMIT ${scope.expiredLeases.limit}
+      FOR UPDATE SKIP LOCKED))`,
+  };
 }
 
 /** Returns the recipients whose queues got work back. */
@@ -43,14 +60,12 @@ export async function requeue(db: Executor, scope: RequeueScope): Promise<string
   // deliveredAt stays unset until then.
   const undoClaim =
     "pushes" in scope
-      ? sql`, attempt = greatest(attempt - 1, 0), delivered_at = CASE WHEN attempt <= 1 THEN NULL ELSE delivered_at END`
+      ? sql`, attempt = greatest(d.attempt - 1, 0), delivered_at = CASE WHEN d.attempt <= 1 THEN NULL ELSE d.delivered_at END`
       : sql``;
-  // The holder is matched again on the row as it is when updated: a lease
-  // that ended and went to another holder while this statement waited for
-  // its row is that holder's now, not this scope's.
   const rows = await db.rows<{ memberId: string }>(sql`
-    UPDATE deliveries SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL${undoClaim}
-    WHERE state = 'leased' AND (id, lease_presence_id) IN (${which})
-    RETURNING recipient_member_id AS "memberId"`);
+    UPDATE deliveries d SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL${undoClaim}
+    ${which.from}
+    WHERE d.state = 'leased' AND ${which.where}
+    RETURNING d.recipient_member_id AS "memberId"`);
   return unique(rows.map((r) => r.memberId));
 }

@@ -1,0 +1,106 @@
+// Requeue (store/queue/requeue.ts), against a real database: each scope
+// returns exactly its leases to the queue, and — on Postgres, planned as the
+// pool plans it, with the acknowledged deliveries of an hour in the table —
+// reaches each of them by one probe. The leases were joined back to the table
+// on their holder's index, which read all of a holder's leases again for
+// each one: a presence with a full push window cost 130,000 rows.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, migrate, type Database } from "@switchboard/db";
+import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { requeue } from "../src/store/queue/requeue.ts";
+import { planOf } from "./support/plans.ts";
+
+let backend: TestBackend;
+let db: Database;
+let meshId = "";
+let memberId = "";
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+  await migrate(db);
+  const [row] = await db.rows<{ mesh: string; member: string }>(sql`
+    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('requeue', 'requeue') RETURNING id),
+    member AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k', 'n' FROM mesh RETURNING id, mesh_id)
+    SELECT mesh_id AS mesh, id AS member FROM member`);
+  meshId = row!.mesh;
+  memberId = row!.member;
+});
+afterAll(async () => {
+  await db?.close();
+  await backend?.dispose();
+});
+
+async function presence(session: string): Promise<string> {
+  const [p] = await db.rows<{ id: string }>(sql`
+    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+    VALUES (${meshId}::uuid, ${memberId}::uuid, 'requeue', ${session}, 'n') RETURNING id`);
+  return p!.id;
+}
+
+/** `count` deliveries leased to `holder` (attempt 1), their leases ending `endsIn` from now; their message ids. */
+async function leases(holder: string, count: number, endsIn = "1 minute"): Promise<string[]> {
+  const rows = await db.rows<{ id: string }>(sql`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT ${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day' FROM generate_series(1, ${count})
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at,
+                            attempt, delivered_at)
+    SELECT id, ${memberId}::uuid, 'now', now() + interval '1 day', 'leased', ${holder}::uuid, now() + ${endsIn}::interval, 1, now()
+    FROM m RETURNING message_id AS id`);
+  return rows.map((r) => r.id);
+}
+
+const stateOf = async (messageIds: string[]) =>
+  db.rows<{ state: string; holder: string | null; attempt: number }>(sql`
+    SELECT state, lease_presence_id::text AS holder, attempt FROM deliveries
+    WHERE message_id = ANY (ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(messageIds)}::jsonb)::uuid))
+    ORDER BY id`);
+
+describe("requeue", () => {
+  test("each scope returns its own leases to the queue and no other", async () => {
+    const [p, q] = [await presence("p"), await presence("q")];
+    const ofP = await leases(p, 3);
+    const ofQ = await leases(q, 2);
+    expect(await requeue(db, { presences: [p] })).toEqual([memberId]);
+    expect((await stateOf(ofP)).map((d) => d.state)).toEqual(["queued", "queued", "queued"]);
+    expect((await stateOf(ofQ)).map((d) => d.state)).toEqual(["leased", "leased"]);
+
+    // A push named with a holder that does not hold it stays; the one named right goes back, its claim undone.
+    await requeue(db, { pushes: [{ messageId: ofQ[0]!, memberId, presenceId: p }] });
+    await requeue(db, { pushes: [{ messageId: ofQ[1]!, memberId, presenceId: q }] });
+    expect(await stateOf(ofQ)).toEqual([
+      { state: "leased", holder: q, attempt: 1 },
+      { state: "queued", holder: null, attempt: 0 },
+    ]);
+
+    const ran = await leases(q, 2, "-1 second");
+    const running = await leases(q, 1);
+    await requeue(db, { expiredLeases: { limit: 100 } });
+    expect((await stateOf(ran)).map((d) => d.state)).toEqual(["queued", "queued"]);
+    expect((await stateOf(running)).map((d) => d.state)).toEqual(["leased"]);
+  });
+
+  test.skipIf(backendKind !== "postgres")("each scope reaches its leases by one probe each, not by rereading its holder's (generic plan, run)", async () => {
+    await db.rows(sql`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+        SELECT ${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day' FROM generate_series(1, 30000)
+        RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
+      SELECT id, ${memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    const full = await presence("full");
+    const window = await leases(full, 500, "-1 second");
+    await db.rows(sql`ANALYZE`);
+    const url = backend.databaseUrl!;
+    const pushes = window.slice(0, 200).map((messageId) => ({ messageId, memberId, presenceId: full }));
+    for (const scope of [{ presences: [full] }, { pushes }, { expiredLeases: { limit: 10_000 } }]) {
+      const plan = await planOf(url, (recorder) => requeue(recorder, scope), { generic: true, analyze: true });
+      const reread = [...plan.matchAll(/Rows Removed by (?:Join )?Filter: (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+      expect({ scope: Object.keys(scope)[0], reread }).toEqual({ scope: Object.keys(scope)[0], reread: 0 });
+      expect(plan).not.toMatch(/Seq Scan on deliveries/);
+    }
+  });
+});
