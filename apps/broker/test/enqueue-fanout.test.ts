@@ -3,6 +3,8 @@
 // each recipient's presence on the sending instance is looked up once. The
 // statement's lookup of the presences was planned (under the pool's generic
 // plan) into the join of its deliveries, and ran again for every recipient.
+// And a channel's recipients are found through the channel, not by testing
+// every member of every mesh against it.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { connect, migrate, type Database } from "@switchboard/db";
 import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
@@ -33,6 +35,17 @@ beforeAll(async () => {
   await db.rows(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
     SELECT ${meshId}::uuid, id, ${INSTANCE}, 's', display_name FROM members WHERE mesh_id = ${meshId}::uuid`);
+  // A channel of three in this mesh, and a larger deployment around it.
+  await db.rows(sql`
+    INSERT INTO channel_members (mesh_id, channel, member_id)
+    SELECT mesh_id, '#room', id FROM members WHERE mesh_id = ${meshId}::uuid ORDER BY display_name LIMIT 3`);
+  await db.rows(sql`
+    WITH other AS (INSERT INTO meshes (slug, name) VALUES ('around', 'around') RETURNING id),
+    everyone AS (
+      INSERT INTO members (mesh_id, pubkey, display_name)
+      SELECT other.id, md5(g::text || 'o') || md5(g::text || 'p'), 'o' || g FROM other, generate_series(1, 5000) g
+      RETURNING id, mesh_id)
+    INSERT INTO channel_members (mesh_id, channel, member_id) SELECT mesh_id, '#c' || (random() * 50)::int, id FROM everyone`);
   await db.rows(sql`ANALYZE`);
 });
 afterAll(async () => {
@@ -40,12 +53,12 @@ afterAll(async () => {
   await backend?.dispose();
 });
 
-const broadcast = (): NewMessage => ({
+const broadcast = (targetSpec = "*"): NewMessage => ({
   id: crypto.randomUUID(),
   meshId,
   senderId,
   clientId: null,
-  targetSpec: "*",
+  targetSpec,
   priority: "next",
   nonce: "plain",
   ciphertext: "",
@@ -70,4 +83,24 @@ test.skipIf(backendKind !== "postgres")("a broadcast's statement looks each reci
   expect(presenceLookups.length).toBeGreaterThan(0);
   // Once per recipient; before, once per recipient for every recipient (199 × 199).
   expect(Math.max(...presenceLookups)).toBeLessThanOrEqual(MEMBERS);
+});
+
+test("a channel send goes to the channel's other members", async () => {
+  const [written] = await enqueueSends(db, [broadcast("#room")], holders);
+  expect(JSON.parse(written!.recipients)).toHaveLength(2);
+});
+
+test.skipIf(backendKind !== "postgres")("a channel or direct send reads its recipients, not every member of every mesh (generic plan, run)", async () => {
+  const [{ pubkey }] = (await db.rows<{ pubkey: string }>(sql`SELECT pubkey FROM members WHERE display_name = 'm7'`)) as [{ pubkey: string }];
+  for (const target of ["#room", pubkey]) {
+    const plan = await planOf(backend.databaseUrl!, (recorder) => enqueueSends(recorder, [broadcast(target)], holders), {
+      generic: true,
+      analyze: true,
+    });
+    // Rows read by scans of either table: at most the one a join reads before it finds nothing to join it with.
+    const read = [...plan.matchAll(/Seq Scan on (?:members|channel_members) .*actual time=\S+ rows=(\d+) loops=(\d+)/g)].map(
+      (m) => Number(m[1]) * Number(m[2]),
+    );
+    expect({ target, read: read.filter((rows) => rows > 1) }).toEqual({ target, read: [] });
+  }
 });

@@ -21,11 +21,16 @@ export const ROUTE_CTES = sql.raw(`
       UNION ALL
       SELECT q.idx, mb.id AS member_id, q.priority
       FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
-      WHERE q."targetSpec" = '*'
-        OR (q."targetSpec" LIKE 'tag:%' AND substr(q."targetSpec", 5) = ANY (mb.tags))
-        OR (q."targetSpec" LIKE '#%' AND EXISTS (
-          SELECT 1 FROM channel_members c
-          WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec" AND c.member_id = mb.id))
+      -- The first condition names the sends alone, so other sends never reach the members.
+      WHERE (q."targetSpec" = '*' OR q."targetSpec" LIKE 'tag:%')
+        AND (q."targetSpec" = '*' OR substr(q."targetSpec", 5) = ANY (mb.tags))
+      UNION ALL
+      -- A channel: its members by the channel's key, not every member of every
+      -- mesh tested against the channel (a generic plan hashed both tables).
+      SELECT q.idx, mb.id AS member_id, q.priority
+      FROM q JOIN channel_members c ON c.mesh_id = q."meshId" AND c.channel = q."targetSpec"
+      JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
+      WHERE q."targetSpec" LIKE '#%'
     ),
     routed AS (
       SELECT q.*, CASE
