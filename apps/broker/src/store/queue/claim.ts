@@ -4,7 +4,7 @@
 // id. lease_presence_id carries either; it has no foreign key.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { isoTime, jsonParam } from "../sql.ts";
+import { batchLimit, isoTime, jsonParam } from "../sql.ts";
 import { receivable, receivesOnSockets, WEBHOOK_STATUS } from "./eligibility.ts";
 import type { LeasedDelivery } from "./types.ts";
 
@@ -71,15 +71,19 @@ export async function claimForPresences(
   leaseSeconds: number,
 ): Promise<LeasedDelivery[]> {
   if (requests.length === 0) return [];
+  // The member's presences are a handful: said so by a literal LIMIT, Postgres
+  // probes each by its key; assumed a hundred, it read every live presence of
+  // the instance for each member.
+  const mostPresences = Math.max(...requests.map((r) => r.presences.length));
   const target = sql`
     SELECT w."memberId" AS member_id, p.room AS lim, p.id AS holder_id, p.status
     FROM (
       SELECT * FROM jsonb_to_recordset(${jsonParam(requests)}) AS w("memberId" uuid, presences jsonb)
-      LIMIT ${requests.length}
+      LIMIT ${batchLimit(requests.length)}
     ) w
     CROSS JOIN LATERAL (
       SELECT pr.id, pr.status, x.room
-      FROM jsonb_to_recordset(w.presences) AS x(id uuid, room int)
+      FROM (SELECT * FROM jsonb_to_recordset(w.presences) AS x(id uuid, room int) LIMIT ${batchLimit(mostPresences)}) x
       JOIN presences pr ON pr.id = x.id AND pr.disconnected_at IS NULL
       ORDER BY (pr.status = 'idle') DESC, random()
       LIMIT 1

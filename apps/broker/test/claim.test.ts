@@ -1,0 +1,88 @@
+// Claims for socket presences (store/queue/claim.ts claimForPresences),
+// against a real database: each member's queued deliveries are leased, in
+// queue order, to one of the presences the caller named (an idle one first),
+// up to its room. On Postgres, with many live presences on the instance, a
+// claim reads only the presences it names: the per-member list was assumed to
+// hold a hundred, and every live presence was read for every member.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, migrate, type Database } from "@switchboard/db";
+import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { claimForPresences, type ClaimRequest } from "../src/store/queue/claim.ts";
+import { planOf } from "./support/plans.ts";
+
+const INSTANCE = "claim";
+let backend: TestBackend;
+let db: Database;
+let meshId = "";
+
+beforeAll(async () => {
+  backend = await freshBackend();
+  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+  await migrate(db);
+  const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('claim', 'claim') RETURNING id`);
+  meshId = mesh!.id;
+});
+afterAll(async () => {
+  await db?.close();
+  await backend?.dispose();
+});
+
+async function member(name: string): Promise<string> {
+  const [m] = await db.rows<{ id: string }>(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}::uuid, ${crypto.randomUUID()}, ${name}) RETURNING id`);
+  return m!.id;
+}
+
+async function presence(memberId: string, session: string, status = "idle"): Promise<string> {
+  const [p] = await db.rows<{ id: string }>(sql`
+    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, status)
+    VALUES (${meshId}::uuid, ${memberId}::uuid, ${INSTANCE}, ${session}, 'n', ${status}) RETURNING id`);
+  return p!.id;
+}
+
+/** `count` queued deliveries to `recipient`, from itself; their message ids in queue order. */
+async function queue(recipient: string, count: number): Promise<string[]> {
+  const rows = await db.rows<{ id: string }>(sql`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT ${meshId}::uuid, ${recipient}::uuid, 'k', 'next', 'n', 'c', now() + interval '1 day' FROM generate_series(1, ${count})
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
+    SELECT id, ${recipient}::uuid, 'next', now() + interval '1 day' FROM m ORDER BY id RETURNING message_id AS id`);
+  return rows.map((r) => r.id);
+}
+
+describe("claimForPresences", () => {
+  test("leases a member's oldest queued deliveries to its idle presence, up to that presence's room", async () => {
+    const ada = await member("ada");
+    const busy = await presence(ada, "busy", "working");
+    const idle = await presence(ada, "idle");
+    const queued = await queue(ada, 5);
+    const leased = await claimForPresences(
+      db,
+      [{ memberId: ada, presences: [{ id: busy, room: 10 }, { id: idle, room: 3 }] }],
+      30,
+    );
+    expect(leased.map((d) => d.messageId)).toEqual(queued.slice(0, 3));
+    expect(new Set(leased.map((d) => d.presenceId))).toEqual(new Set([idle]));
+  });
+
+  test.skipIf(backendKind !== "postgres")("reads only the presences it is given, however many live on the instance (run)", async () => {
+    const requests: ClaimRequest[] = [];
+    for (let i = 0; i < 10; i++) {
+      const id = await member(`m${i}`);
+      requests.push({ memberId: id, presences: [{ id: await presence(id, "s"), room: 5 }] });
+      await queue(id, 2);
+    }
+    const others = await member("others");
+    for (let i = 0; i < 300; i++) await presence(others, `o${i}`);
+    await db.rows(sql`ANALYZE`);
+    const plan = await planOf(backend.databaseUrl!, (recorder) => claimForPresences(recorder, requests, 30), { analyze: true });
+    const read = [...plan.matchAll(/on presences(?: \w+)? .*actual time=\S+ rows=(\d+) loops=(\d+)/g)].reduce(
+      (sum, m) => sum + Number(m[1]) * Number(m[2]),
+      0,
+    );
+    expect(read).toBeLessThanOrEqual(requests.length);
+  });
+});
