@@ -72,3 +72,10 @@ test.skipIf(backendKind !== "embedded")("the embedded database starts with 32 MB
     { name: "shared_buffers", setting: "4096", unit: "8kB" },
   ]);
 });
+
+test.skipIf(backendKind !== "postgres")("neither pool compiles plans (JIT), and the relaxed one commits without waiting for the WAL flush", async () => {
+  const settings = async (executor: Pick<Database, "rows">) =>
+    (await executor.rows<{ jit: string; sync: string }>(sql`SELECT current_setting('jit') AS jit, current_setting('synchronous_commit') AS sync`))[0];
+  expect(await settings(db)).toEqual({ jit: "off", sync: "on" });
+  expect(await settings(db.relaxed)).toEqual({ jit: "off", sync: "off" });
+});

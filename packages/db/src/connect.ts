@@ -83,8 +83,12 @@ const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) *
 // so the plan fits whatever the table sizes. The relaxed pool (claims, acks)
 // plans every call: those join the growing deliveries table, and a generic
 // plan made while it was empty would keep scanning it whole.
-const GENERIC_PLANS = { plan_cache_mode: "force_generic_plan" } as const;
-const CUSTOM_PLANS = { plan_cache_mode: "force_custom_plan" } as const;
+// Neither compiles a plan to machine code (JIT): the broker's statements read
+// few rows, and a compile costs tens of milliseconds, paid again at every run
+// of a statement whose estimate passes jit_above_cost (a housekeeping prune
+// over a large table did, every tick).
+const GENERIC_PLANS = { plan_cache_mode: "force_generic_plan", jit: "off" } as const;
+const CUSTOM_PLANS = { plan_cache_mode: "force_custom_plan", jit: "off" } as const;
 
 function connectPostgres(url: string, poolSize: number): Database {
   const client = postgres(url, {
