@@ -39,6 +39,9 @@ export class AdminApi {
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (error) {
+      if (error instanceof Error && error.name === "TimeoutError") {
+        throw new CliError(`the broker at ${this.base} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`);
+      }
       const reason = error instanceof Error ? error.message : String(error);
       throw new CliError(`cannot reach the broker at ${this.base}: ${reason}`);
     }

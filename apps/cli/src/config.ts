@@ -2,7 +2,7 @@
 // flags, else environment, else the config file, else defaults.
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Args } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
 
@@ -39,10 +39,11 @@ export function defaultKeyFile(): string {
 }
 
 /** "~/x" → "$HOME/x"; other paths resolved against the working directory. */
-export function expandPath(path: string): string {
+/** `~` is the home directory; a relative path is relative to `from` (the working directory by default). */
+export function expandPath(path: string, from = process.cwd()): string {
   if (path === "~") return homeDir();
   if (path.startsWith("~/")) return join(homeDir(), path.slice(2));
-  return resolve(path);
+  return resolve(from, path);
 }
 
 function env(name: string): string | undefined {
@@ -91,11 +92,14 @@ export function loadConfig(args: Args): Config {
   const explicitFile = args.string("config");
   const configFile = explicitFile !== undefined ? expandPath(explicitFile) : join(configDir(), "config.json");
   const file = readFileConfig(configFile, explicitFile !== undefined);
-  const keyFile = args.string("key") ?? env("SWITCHBOARD_KEY") ?? file.keyFile;
+  // A relative key file in the config file is beside it, wherever the command runs.
+  const fileKey = file.keyFile === undefined ? undefined : expandPath(file.keyFile, dirname(configFile));
+  const given = args.string("key") ?? env("SWITCHBOARD_KEY");
+  const keyFile = given !== undefined ? expandPath(given) : fileKey;
   return {
     url: checkUrl(args.string("url") ?? env("SWITCHBOARD_URL") ?? file.url ?? DEFAULT_URL),
     adminToken: args.string("admin-token") ?? env("SWITCHBOARD_ADMIN_TOKEN") ?? file.adminToken,
-    keyFile: keyFile !== undefined ? expandPath(keyFile) : defaultKeyFile(),
+    keyFile: keyFile ?? defaultKeyFile(),
     keyFileNamed: keyFile !== undefined,
     mesh: args.string("mesh") ?? env("SWITCHBOARD_MESH") ?? file.mesh,
     configFile,
@@ -114,7 +118,7 @@ export function httpBase(url: string): string {
 
 export function requireMesh(config: Config): string {
   if (config.mesh === undefined) {
-    throw new UsageError(`no mesh: pass --mesh M or set "mesh" in ${config.configFile}`);
+    throw new UsageError(`no mesh: pass --mesh M, set SWITCHBOARD_MESH or put "mesh" in ${config.configFile}`);
   }
   return config.mesh;
 }

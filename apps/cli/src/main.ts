@@ -63,6 +63,13 @@ function commandHelp(c: Command): string {
   return `usage: switchboard ${c.words.join(" ")} ${c.usage}\n  ${c.summary}`.replace(/ +\n/, "\n");
 }
 
+/** One command's help, or every command of a group's (`help mesh`). */
+function topicHelp(topic: string[]): string {
+  const group = COMMANDS.filter((c) => c.words[0] === topic[0]);
+  if (topic.length === 1 && group.length > 1) return group.map(commandHelp).join("\n");
+  return commandHelp(findCommand(topic));
+}
+
 function findCommand(words: string[]): Command {
   const [first, second] = words;
   if (first === undefined) throw new UsageError("no command given; run `switchboard help`");
@@ -81,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
   const words = leadingWords(argv, allOptions);
   if (words[0] === "help" || (words.length === 0 && argv.some((a) => a === "--help" || a === "-h"))) {
     const topic = words[0] === "help" ? words.slice(1) : [];
-    await out(topic.length > 0 ? commandHelp(findCommand(topic)) : helpText());
+    await out(topic.length > 0 ? topicHelp(topic) : helpText());
     return 0;
   }
   const wantsHelp = argv.some((a) => a === "--help" || a === "-h");

@@ -182,7 +182,10 @@ export async function runSend(ctx: Context): Promise<void> {
   }
   const text = words.length === 1 && words[0] === "-" ? await readStdin() : words.join(" ");
   if (ctx.args.flag("http")) return (await import("./http-send.ts")).runHttpSend(ctx, target, text);
-  if (ctx.args.string("wait") !== undefined) throw new UsageError("--wait needs --http");
+  // Without --http the key file says who sends: a token given would be ignored.
+  for (const option of ["wait", "token"]) {
+    if (ctx.args.string(option) !== undefined) throw new UsageError(`--${option} needs --http`);
+  }
 
   const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: false });
   try {

@@ -135,6 +135,18 @@ describe("admin commands", () => {
   test("a broker that is not there is one error line and exit 1", async () => {
     expectOneLineError(await cli(["mesh", "list", "--url", "http://127.0.0.1:9"]), 1, /cannot reach the broker at http:\/\/127\.0\.0\.1:9/);
   });
+
+  test("a broker that takes the request and never answers is named so after 15 s", async () => {
+    // Accepts the connection, reads the request, says nothing.
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const url = `http://127.0.0.1:${silent.port}`;
+      const result = await runCli(home, ["mesh", "list", "--url", url], { env, timeoutMs: 40_000 });
+      expectOneLineError(result, 1, new RegExp(`the broker at ${url} did not answer within 15 s`));
+    } finally {
+      silent.stop(true);
+    }
+  }, 60_000);
 });
 
 describe("configuration", () => {
@@ -211,7 +223,9 @@ describe("usage errors exit 2 with one line", () => {
     [["status", "--mesh", "demo", "asleep"], /<status> must be one of idle, working, dnd/],
     [["hook", "install"], /--token T is required/],
     [["hook", "install", "--token", "t", "--scope", "global"], /--scope must be one of project, user/],
-    [["send", "*", "hi"], /no mesh: pass --mesh M/],
+    [["send", "*", "hi"], /no mesh: pass --mesh M, set SWITCHBOARD_MESH or put "mesh" in /],
+    [["send", "--mesh", "demo", "*", "hi", "--token", "sba_x"], /--token needs --http/],
+    [["install", "--mesh", "demo", "--token", ""], /--token is empty/],
   ];
   for (const [args, pattern] of cases) {
     test(`switchboard ${args.join(" ")}`, async () => {
@@ -235,5 +249,13 @@ describe("usage errors exit 2 with one line", () => {
     const one = await runCli(home, ["send", "--help"]);
     expect(one.code).toBe(0);
     expect(one.stdout).toMatch(/^usage: switchboard send --mesh M <target>/);
+    // A group's commands, as `mesh --help` shows them.
+    for (const args of [["help", "mesh"], ["mesh", "--help"]]) {
+      const group = await runCli(home, args);
+      expect({ code: group.code, usages: lines(group.stdout).filter((l) => l.startsWith("usage:")) }).toEqual({
+        code: 0,
+        usages: ["usage: switchboard mesh create <slug> [--name N]", "usage: switchboard mesh list"],
+      });
+    }
   });
 });

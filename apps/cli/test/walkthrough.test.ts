@@ -13,7 +13,7 @@ import {
   useTestBroker,
   type SetupMember,
 } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { CliHome, cliOk, eventually, lines, runCli, spawnCli } from "./support/cli.ts";
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -260,13 +260,15 @@ describe("peer commands", () => {
     expect(json).toEqual({ status: "working", statusSource: "manual" });
   });
 
-  test("--mesh can come from the config file", async () => {
-    const { mesh, alice, aliceKey, bobKey } = await meshWithKeys();
+  test("--mesh can come from the config file, and its relative keyFile is beside it wherever the command runs", async () => {
+    const { mesh, alice, aliceKey } = await meshWithKeys();
     const config = home.path(`${mesh.slug}-config.json`);
-    writeFileSync(config, JSON.stringify({ url: broker.url, mesh: mesh.slug, keyFile: bobKey }));
+    writeFileSync(config, JSON.stringify({ url: broker.url, mesh: mesh.slug, keyFile: `${mesh.slug}-bob.json` }));
     const listener = background(["listen", "--key", aliceKey, "--count", "1", "--config", config], { SWITCHBOARD_URL: "" });
     await waitForPresence(mesh.id, alice.pubkey);
-    await cliOk(home, ["send", alice.pubkey, "via config", "--config", config], { env: { SWITCHBOARD_URL: "" } });
+    const elsewhere = home.path("elsewhere");
+    mkdirSync(elsewhere);
+    await cliOk(home, ["send", alice.pubkey, "via config", "--config", config], { env: { SWITCHBOARD_URL: "" }, cwd: elsewhere });
     const done = await listener.finished();
     expect(done.code).toBe(0);
     expect(done.stdout).toMatch(/→ me \[next\] via config\n$/);

@@ -81,7 +81,8 @@ export class Connection {
           resolve({ connection, ack: frame });
         } else if (frame.type === "error") {
           // The broker closes with 1008 right after; report the code now.
-          refusal = new SwitchboardError(frame.code, `hello refused: ${frame.code} (${frame.message})`);
+          // The code is the error's own: the message says what the broker said.
+          refusal = new SwitchboardError(frame.code, `hello refused: ${frame.message}`);
           fail(refusal);
         }
       });

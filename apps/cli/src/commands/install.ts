@@ -17,7 +17,7 @@ const scopeOption = { scope: { type: "string" } } as const;
 
 export const installCommand: Command = {
   words: ["install"],
-  usage: "--mesh M --key FILE --token T [--scope project|user]",
+  usage: "--mesh M --token T [--key FILE] [--scope project|user]",
   summary:
     "set up Claude Code: the MCP server (project: ./.mcp.json, user: ~/.claude.json), the status hooks " +
     "(project: ./.claude/settings.local.json, user: ~/.claude/settings.json) and the hook token (a 0600 file under ~/.config/switchboard)",
@@ -26,6 +26,8 @@ export const installCommand: Command = {
     operands(ctx, []);
     const token = ctx.args.string("token");
     if (token === undefined) throw new UsageError("--token T is required (create one with `switchboard token create <mesh> <member>`)");
+    // An empty one is what a failed $(switchboard token create …) leaves.
+    if (token === "") throw new UsageError("--token is empty (did the command that was to print it fail?)");
     if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError("--token must be printable characters without spaces");
     const layout = layoutFor(ctx.args.oneOf("scope", SCOPES) ?? "project");
     const config = ctx.config();
