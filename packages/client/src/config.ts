@@ -46,6 +46,12 @@ export function checkTimeout(ms: number, name: string): void {
   if (!(ms > 0 && ms <= MAX_TIMEOUT_MS)) throw new SwitchboardError("invalid", `${name} must be > 0 and at most ${MAX_TIMEOUT_MS} ms`);
 }
 
+function oneOf<T extends string>(value: string, allowed: readonly T[], name: string): T {
+  const found = allowed.find((a) => a === value);
+  if (found === undefined) throw new SwitchboardError("invalid", `${name} must be ${allowed.map((a) => `"${a}"`).join(" or ")}, not ${JSON.stringify(value)}`);
+  return found;
+}
+
 export async function resolveConfig(options: ClientOptions): Promise<ClientConfig> {
   if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
   const secretKey = options.secretKey.toLowerCase();
@@ -59,6 +65,9 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   if (requestTimeoutMs !== undefined) checkTimeout(requestTimeoutMs, "requestTimeoutMs");
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
   checkTimeout(connectTimeoutMs, "connectTimeoutMs");
+  // From JavaScript any string gets here: a misspelt "manual" would ack every message unseen.
+  const acks = oneOf(options.acks ?? "auto", ["auto", "manual"] as const, "acks");
+  const offline = oneOf(options.offline ?? "queue", ["queue", "fail"] as const, "offline");
   return {
     url: brokerWsUrl(options.url),
     meshId: options.meshId,
@@ -71,8 +80,8 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     displayName: options.displayName,
     reconnect: resolvePolicy(options.reconnect),
     ackDelayMs,
-    acks: options.acks ?? "auto",
-    offline: options.offline ?? "queue",
+    acks,
+    offline,
     requestTimeoutMs,
     channelKeys: options.channelKeys ?? {},
     WebSocket: options.WebSocket ?? globalThis.WebSocket,

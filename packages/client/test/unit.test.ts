@@ -228,12 +228,16 @@ test("brokerWsUrl", () => {
   expect(() => brokerWsUrl("ftp://x")).toThrow();
 });
 
-test("timeouts a timer cannot keep (over 2^31 - 1 ms) are refused as invalid, not turned into immediate timeouts", async () => {
+test("timeouts a timer cannot keep (over 2^31 - 1 ms), and acks or offline modes that do not exist, are refused as invalid", async () => {
   const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
   for (const bad of [{ requestTimeoutMs: 3e9 }, { requestTimeoutMs: Infinity }, { connectTimeoutMs: 2 ** 31 }, { connectTimeoutMs: 0 }]) {
     expect(await resolveConfig({ ...base, ...bad }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
   }
   expect((await resolveConfig({ ...base, requestTimeoutMs: 2 ** 31 - 1 })).requestTimeoutMs).toBe(2 ** 31 - 1);
+  // Options a JavaScript caller may misspell are refused, not taken for the default.
+  for (const bad of [{ acks: "manul" }, { offline: "drop" }]) {
+    expect(await resolveConfig({ ...base, ...(bad as object) }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
+  }
   expect(await HttpSender.create({ url: "http://127.0.0.1:1", token: "sba_x", timeoutMs: 3e9 }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
   const client = await SwitchboardClient.start({ ...base, reconnect: false });
   try {
