@@ -121,7 +121,10 @@ describe("HTTP messaging API", () => {
     const hookToken = await broker.admin.createHookToken(mesh.id, members[0]!.id);
     await broker.admin.revokeMember(mesh.id, revoked.id);
     for (const token of [null, "sba_nope", hookToken, tokens[1]!, broker.adminToken]) {
-      expectError(await post(token, httpBody(target.pubkey)), 401, "unauthorized");
+      const answer = await post(token, httpBody(target.pubkey));
+      expectError(answer, 401, "unauthorized");
+      // A token that was given is not said to be missing.
+      expect((answer.body as ErrorBody).error.message).toMatch(token === null ? /is required/ : /not a live API token/);
     }
     expect((await post(tokens[0]!, httpBody(target.pubkey))).status).toBe(201);
   });
@@ -169,6 +172,15 @@ describe("HTTP messaging API", () => {
     expectError(await post(token, httpBody(to, { ephemeral: true })), 400, "invalid");
     expectError(await post(token, httpBody(to), { key: "k".repeat(65) }), 400, "invalid");
     for (const wait of ["0", "61", "abc", "1.5", "-1", ""]) expectError(await post(token, httpBody(to), { wait }), 400, "invalid");
+    // Refused headers and query count as rejected sends, as refused bodies do.
+    const rejected = async () => {
+      const text = await (await fetch(`${broker.url}/metrics`)).text();
+      return Number(/^broker_messages_rejected_total\{reason="invalid"\} (\d+)$/m.exec(text)?.[1]);
+    };
+    const before = await rejected();
+    expectError(await post(token, httpBody(to), { key: "k".repeat(65) }), 400, "invalid");
+    expectError(await post(token, httpBody(to), { wait: "0" }), 400, "invalid");
+    expect(await rejected()).toBe(before + 2);
     // Unknown fields are ignored; 64 characters of key are fine.
     const ok = await post(token, httpBody(to, { extra: { nested: true }, type: "whatever" }), { key: "k".repeat(64) });
     expect(ok.status).toBe(201);

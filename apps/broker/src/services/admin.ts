@@ -65,7 +65,9 @@ export function createAdminService({ db, log, events, onRevoked }: AdminDeps) {
         tags: body.tags ?? [],
         role: body.role ?? "member",
       });
-      if (created === null) throw fail("conflict", `pubkey ${body.pubkey} is already a member of ${m.slug}`);
+      if (created === null) {
+        throw fail("conflict", `pubkey ${body.pubkey} is already enrolled in ${m.slug} (a key is enrolled once; a revoked one stays revoked)`);
+      }
       log.info({ meshId: m.id, memberId: created.id }, "admin member added");
       return created;
     },

@@ -134,7 +134,9 @@ export class SendService {
     if (sender.role === "observer") return refuse("forbidden", "observers may not send");
     const bytes = sendBytes(request);
     const allowed = this.options.maxMessageBytes - PUSH_OVERHEAD_BYTES;
-    if (bytes > allowed) return refuse("too_large", `nonce and ciphertext must stay under ${allowed} bytes`);
+    if (bytes > allowed) {
+      return refuse("too_large", `nonce, ciphertext and target are ${bytes} bytes; at most ${allowed} fit a push (MAX_MESSAGE_BYTES less ${PUSH_OVERHEAD_BYTES})`);
+    }
     if (!this.limiter.allow(sender.memberId, this.options.clock())) {
       const retryAfterSeconds = Math.max(1, Math.ceil(this.limiter.retryAfterMs(sender.memberId, this.options.clock()) / 1000));
       return { ...refuse("rate_limited", `more than ${this.options.sendRateLimitPerMin} sends in a minute`), retryAfterSeconds };

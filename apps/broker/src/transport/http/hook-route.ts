@@ -54,7 +54,7 @@ export function hookRoutes(deps: {
         try {
           parsedJson = JSON.parse(raw);
         } catch {
-          return fail("invalid", "the body is not JSON");
+          return fail("invalid", "the body is not valid JSON");
         }
         const body = hookBody.safeParse(parsedJson);
         if (!body.success) {

@@ -58,16 +58,18 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
 
   async function send(req: Request): Promise<Response> {
     const token = bearerToken(req);
-    const sender = token === null ? null : await messaging.authenticate(token);
-    if (sender === null) return apiError("unauthorized", "Authorization: Bearer <api token> is required");
+    if (token === null) return apiError("unauthorized", "Authorization: Bearer <api token> is required");
+    const sender = await messaging.authenticate(token);
+    if (sender === null) return apiError("unauthorized", "not a live API token (unknown, revoked, or a hook token)");
     let id: string | undefined;
     let wait: number | undefined;
     try {
       id = idempotencyKey(req);
       wait = waitSeconds(req);
     } catch (error) {
-      if (error instanceof Invalid) return apiError("invalid", error.message);
-      throw error;
+      if (!(error instanceof Invalid)) throw error;
+      metrics.messagesRejected.labels("invalid").inc();
+      return apiError("invalid", error.message);
     }
     const raw = await readBodyCapped(req, maxMessageBytes);
     if (raw === null) {
@@ -79,7 +81,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
       parsedJson = JSON.parse(raw);
     } catch {
       metrics.messagesRejected.labels("invalid").inc();
-      return apiError("invalid", "the body is not JSON");
+      return apiError("invalid", "the body is not valid JSON");
     }
     const body = httpSendBody.safeParse(parsedJson);
     if (!body.success) {
@@ -114,7 +116,8 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
     let reader: Reader | null = null;
     if (token !== null && sameSecret(token, adminToken)) reader = "admin";
     else if (token !== null) reader = await messaging.authenticate(token);
-    if (reader === null) return apiError("unauthorized", "Authorization: Bearer <api token or admin token> is required");
+    if (token === null) return apiError("unauthorized", "Authorization: Bearer <api token or admin token> is required");
+    if (reader === null) return apiError("unauthorized", "neither a live API token nor the admin token");
     const state = await messaging.status(req.params.messageId, reader);
     if (state === null) return apiError("not_found", `no message ${req.params.messageId} of yours`);
     const view: MessageStatusView = {
