@@ -157,6 +157,14 @@ describe("two sessions, alice and bob", () => {
     expect(reply.meta).toMatchObject({ from: "bob", message_id: answer.message_id as string, priority: "now", reply_to: sent.message_id as string });
   });
 
+  test("send_message again with the id of one stored already says duplicate: nothing new was sent", async () => {
+    const id = crypto.randomUUID();
+    const first = await a.ok("send_message", { to: "bob", text: "once", id });
+    expect(first.duplicate).toBeUndefined();
+    const again = await a.ok("send_message", { to: "bob", text: "once", id });
+    expect(again).toEqual({ message_id: first.message_id, recipients: 1, target: members.bob!.pubkey, duplicate: true });
+  });
+
   test("a message to an unknown name, or a bad argument, is an isError result with its code, not a hung call", async () => {
     const unknown = await a.call("send_message", { to: "nobody-here", text: "hi" });
     expect(unknown.isError).toBe(true);

@@ -131,6 +131,7 @@ export async function runMcp(ctx: Context): Promise<number> {
   // The presence starts once the client has initialized: notifications before that would be lost.
   server.oninitialized = () => void link.start();
   await server.connect(new StdioServerTransport());
-  log.info({ session_id: sessionId, pid: process.ppid, cwd, mesh: meshId, url: config.url }, "mcp started");
+  // `pid` (every line's) is this server's; Claude Code's, which its hooks send, is `claude_pid`.
+  log.info({ session_id: sessionId, claude_pid: process.ppid, cwd, mesh: meshId, url: config.url }, "mcp started");
   return finished;
 }

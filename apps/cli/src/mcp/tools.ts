@@ -57,7 +57,9 @@ const TOOLS = {
         .min(1)
         .max(128)
         .optional()
-        .describe("Only to send again a message whose send failed with timeout or unavailable: the send_id that error named, so it is stored at most once"),
+        .describe(
+          "Only to send again a message whose send failed after it was written (timeout, unavailable, closed or internal): the send_id that error named, so it is stored at most once",
+        ),
     }),
     async run(args, ctx) {
       const target = await ctx.directory.resolve(args.to);
@@ -66,7 +68,8 @@ const TOOLS = {
         ...(args.reply_to !== undefined ? { replyTo: args.reply_to } : {}),
         ...(args.id !== undefined ? { id: args.id } : {}),
       });
-      return { message_id: result.messageId, recipients: result.recipients, target };
+      // duplicate: this id was stored already (a resend): nothing new was sent.
+      return { message_id: result.messageId, recipients: result.recipients, target, ...(result.duplicate ? { duplicate: true } : {}) };
     },
   }),
   check_messages: tool({
