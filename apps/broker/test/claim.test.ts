@@ -4,28 +4,23 @@
 // up to its room. On Postgres, with many live presences on the instance, a
 // claim reads only the presences it names: the per-member list was assumed to
 // hold a hundred, and every live presence was read for every member.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { beforeAll, describe, expect, test } from "bun:test";
+import type { Database } from "@switchboard/db";
+import { backendKind, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { claimForPresences, type ClaimRequest } from "../src/store/queue/claim.ts";
 import { planOf } from "./support/plans.ts";
+import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
 
 const INSTANCE = "claim";
-let backend: TestBackend;
+const scratch = useBackendDatabase();
 let db: Database;
+let backend: TestBackend;
 let meshId = "";
 
 beforeAll(async () => {
-  backend = await freshBackend();
-  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
-  await migrate(db);
-  const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('claim', 'claim') RETURNING id`);
-  meshId = mesh!.id;
-});
-afterAll(async () => {
-  await db?.close();
-  await backend?.dispose();
+  ({ db, backend } = scratch);
+  ({ meshId } = await meshWithMember(db, "claim"));
 });
 
 async function member(name: string): Promise<string> {

@@ -5,25 +5,25 @@
 // plan) into the join of its deliveries, and ran again for every recipient.
 // And a channel's recipients are found through the channel, not by testing
 // every member of every mesh against it.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { beforeAll, expect, test } from "bun:test";
+import type { Database } from "@switchboard/db";
+import { backendKind, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { enqueueSends, type NewMessage } from "../src/store/queue/index.ts";
 import { planOf } from "./support/plans.ts";
+import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
 
 const INSTANCE = "enqueue-fanout";
 const MEMBERS = 200;
 
-let backend: TestBackend;
+const scratch = useBackendDatabase();
 let db: Database;
+let backend: TestBackend;
 let meshId = "";
 let senderId = "";
 
 beforeAll(async () => {
-  backend = await freshBackend();
-  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
-  await migrate(db);
+  ({ db, backend } = scratch);
   const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('fanout', 'fanout') RETURNING id`);
   meshId = mesh!.id;
   const members = await db.rows<{ id: string }>(sql`
@@ -48,24 +48,7 @@ beforeAll(async () => {
     INSERT INTO channel_members (mesh_id, channel, member_id) SELECT mesh_id, '#c' || (random() * 50)::int, id FROM everyone`);
   await db.rows(sql`ANALYZE`);
 });
-afterAll(async () => {
-  await db?.close();
-  await backend?.dispose();
-});
-
-const broadcast = (targetSpec = "*"): NewMessage => ({
-  id: crypto.randomUUID(),
-  meshId,
-  senderId,
-  clientId: null,
-  targetSpec,
-  priority: "next",
-  nonce: "plain",
-  ciphertext: "",
-  replyTo: null,
-  ttlSeconds: 3600,
-  replyWaitSeconds: null,
-});
+const broadcast = (targetSpec = "*"): NewMessage => newMessage(meshId, senderId, targetSpec);
 const holders = { instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: false };
 
 test("a broadcast is written with a delivery leased to each other member's presence", async () => {

@@ -7,6 +7,7 @@ import { freshBackend, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { BUS_CHANNEL } from "../src/store/notify.ts";
 import { enqueueSends, type NewMessage } from "../src/store/queue/index.ts";
+import { newMessage } from "./support/scratch-db.ts";
 
 test("a batch of sends into 300 meshes, each to an offline member, is written in one statement; its notices name every mesh", async () => {
   const backend = await freshBackend();
@@ -24,19 +25,7 @@ test("a batch of sends into 300 meshes, each to an offline member, is written in
           INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${mesh.id}, ${crypto.randomUUID()}, ${name}) RETURNING id, pubkey`);
       const sender = await member("sender");
       const recipient = await member("recipient");
-      messages.push({
-        id: crypto.randomUUID(),
-        meshId: mesh.id,
-        senderId: sender.id,
-        clientId: null,
-        targetSpec: recipient.pubkey,
-        priority: "next",
-        nonce: "plain",
-        ciphertext: "",
-        replyTo: null,
-        ttlSeconds: 3600,
-        replyWaitSeconds: null,
-      });
+      messages.push(newMessage(mesh.id, sender.id, recipient.pubkey));
     }
     // The notices are read back as the other instances' listener would.
     const heard: string[] = [];

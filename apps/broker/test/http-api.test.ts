@@ -121,10 +121,10 @@ describe("HTTP messaging API", () => {
     const hookToken = await broker.admin.createHookToken(mesh.id, members[0]!.id);
     await broker.admin.revokeMember(mesh.id, revoked.id);
     for (const token of [null, "sba_nope", hookToken, tokens[1]!, broker.adminToken]) {
-      const answer = await post(token, httpBody(target.pubkey));
+      const answer = await post<ErrorBody>(token, httpBody(target.pubkey));
       expectError(answer, 401, "unauthorized");
       // A token that was given is not said to be missing.
-      expect((answer.body as ErrorBody).error.message).toMatch(token === null ? /is required/ : /not a live API token/);
+      expect(answer.body.error.message).toMatch(token === null ? /is required/ : /not a live API token/);
     }
     expect((await post(tokens[0]!, httpBody(target.pubkey))).status).toBe(201);
   });

@@ -5,36 +5,27 @@
 // real database: which messages go and which stay, and — on Postgres, with
 // the generic plan the broker's pool uses — that a tick reaches them through
 // the created_at indexes instead of reading the whole messages table.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { beforeAll, describe, expect, test } from "bun:test";
+import type { Database } from "@switchboard/db";
+import { backendKind, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { pruneAuditLog, pruneGonePresences } from "../src/store/housekeeping.ts";
 import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
 import { planOf } from "./support/plans.ts";
+import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
 
 const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
-let backend: TestBackend;
+const scratch = useBackendDatabase();
 let db: Database;
+let backend: TestBackend;
 let meshId = "";
 let memberId = "";
 
 beforeAll(async () => {
-  backend = await freshBackend();
-  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
-  await migrate(db);
-  const [row] = await db.rows<{ mesh: string; member: string }>(sql`
-    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('prune', 'prune') RETURNING id),
-    member AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k', 'n' FROM mesh RETURNING id, mesh_id)
-    SELECT mesh_id AS mesh, id AS member FROM member`);
-  meshId = row!.mesh;
-  memberId = row!.member;
-});
-afterAll(async () => {
-  await db?.close();
-  await backend?.dispose();
+  ({ db, backend } = scratch);
+  ({ meshId, memberId } = await meshWithMember(db, "prune"));
 });
 
 /** A message created `ageSeconds` ago, expiring `expiresInSeconds` from now, with one delivery in `state` (or none). */

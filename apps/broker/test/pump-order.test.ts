@@ -13,7 +13,7 @@ import { DeliveryPump } from "../src/services/delivery/pump.ts";
 import { PushWindow } from "../src/services/delivery/push-window.ts";
 import { LocalPresences, type LocalPresence, type PushResult } from "../src/services/local-presences.ts";
 import { enqueueSends, type LeasedDelivery } from "../src/store/queue/index.ts";
-import { useScratchDatabase } from "./support/scratch-db.ts";
+import { newMessage, useScratchDatabase } from "./support/scratch-db.ts";
 
 const INSTANCE = "pump-order";
 const LEASE_SECONDS = 600;
@@ -93,19 +93,7 @@ async function stage(windowSize: number, options: { second?: boolean } = {}): Pr
   const send = async (count: number, to = presence): Promise<LeasedDelivery[]> => {
     const leased: LeasedDelivery[] = [];
     for (let i = 0; i < count; i++) {
-      const message = {
-        id: crypto.randomUUID(),
-        meshId: mesh.id,
-        senderId: sender.id,
-        clientId: null,
-        targetSpec: recipient.pubkey,
-        priority: "next" as const,
-        nonce: "plain",
-        ciphertext: "",
-        replyTo: null,
-        ttlSeconds: 3600,
-        replyWaitSeconds: null,
-      };
+      const message = newMessage(mesh.id, sender.id, recipient.pubkey);
       const others = [presence, second].filter((p) => p !== to).map((p) => p.presenceId);
       const holders = { instanceId: INSTANCE, unavailable: others, leaseSeconds: LEASE_SECONDS, notify: false };
       const [written] = await enqueueSends(scratch.db, [message], holders);

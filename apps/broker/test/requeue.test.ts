@@ -4,32 +4,23 @@
 // reaches each of them by one probe. The leases were joined back to the table
 // on their holder's index, which read all of a holder's leases again for
 // each one: a presence with a full push window cost 130,000 rows.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { beforeAll, describe, expect, test } from "bun:test";
+import type { Database } from "@switchboard/db";
+import { backendKind, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { requeue } from "../src/store/queue/requeue.ts";
 import { planOf } from "./support/plans.ts";
+import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
 
-let backend: TestBackend;
+const scratch = useBackendDatabase();
 let db: Database;
+let backend: TestBackend;
 let meshId = "";
 let memberId = "";
 
 beforeAll(async () => {
-  backend = await freshBackend();
-  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
-  await migrate(db);
-  const [row] = await db.rows<{ mesh: string; member: string }>(sql`
-    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('requeue', 'requeue') RETURNING id),
-    member AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k', 'n' FROM mesh RETURNING id, mesh_id)
-    SELECT mesh_id AS mesh, id AS member FROM member`);
-  meshId = row!.mesh;
-  memberId = row!.member;
-});
-afterAll(async () => {
-  await db?.close();
-  await backend?.dispose();
+  ({ db, backend } = scratch);
+  ({ meshId, memberId } = await meshWithMember(db, "requeue"));
 });
 
 async function presence(session: string): Promise<string> {

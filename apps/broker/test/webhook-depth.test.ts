@@ -3,34 +3,28 @@
 // view of one (webhookView). Against a real database; on Postgres, with the
 // acknowledged deliveries kept for the retention in the table, the plans reach
 // the owed ones through the partial indexes instead of reading them all.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
+import { beforeAll, expect, test } from "bun:test";
+import type { Database } from "@switchboard/db";
+import { backendKind, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { upsertWebhook, webhookQueueDepth, webhookView } from "../src/store/webhooks.ts";
 import { planOf } from "./support/plans.ts";
+import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
 
-let backend: TestBackend;
+const scratch = useBackendDatabase();
 let db: Database;
+let backend: TestBackend;
 let hooked = "";
 let other = "";
 
 beforeAll(async () => {
-  backend = await freshBackend();
-  db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
-  await migrate(db);
-  const [row] = await db.rows<{ hooked: string; other: string }>(sql`
-    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('depth', 'depth') RETURNING id),
-    hooked AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k1', 'hooked' FROM mesh RETURNING id),
-    other AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k2', 'other' FROM mesh RETURNING id)
-    SELECT hooked.id AS hooked, other.id AS other FROM hooked, other`);
-  hooked = row!.hooked;
-  other = row!.other;
+  ({ db, backend } = scratch);
+  const { meshId, memberId } = await meshWithMember(db, "depth");
+  hooked = memberId;
+  const [row] = await db.rows<{ id: string }>(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}::uuid, 'k2', 'other') RETURNING id`);
+  other = row!.id;
   await upsertWebhook(db, hooked, "http://127.0.0.1:9/hook", "a-secret-of-enough-length");
-});
-afterAll(async () => {
-  await db?.close();
-  await backend?.dispose();
 });
 
 /** `count` messages from `other` to `recipient`, each with one delivery in `state`. */

@@ -1,9 +1,11 @@
-// A migrated embedded database in a scratch directory for one test file,
-// for tests that drive a service directly against a real database.
+// Migrated databases for one test file, for tests that drive a service or
+// the store directly against a real database.
 import { afterAll, beforeAll } from "bun:test";
 import { connect, migrate, type Database } from "@switchboard/db";
-import { scratchDir } from "@switchboard/testkit";
+import { freshBackend, scratchDir, type TestBackend } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
 import { rmSync } from "node:fs";
+import type { NewMessage } from "../../src/store/queue/index.ts";
 
 export function useScratchDatabase(name: string): { readonly db: Database } {
   let dir: string | undefined;
@@ -22,5 +24,60 @@ export function useScratchDatabase(name: string): { readonly db: Database } {
       if (!db) throw new Error("the scratch database is opened before the file's tests");
       return db;
     },
+  };
+}
+
+/**
+ * A migrated database on the suite's backend for one test file: a database of
+ * its own on the Postgres server when DATABASE_URL is set (so plans can be
+ * read), else an embedded one.
+ */
+export function useBackendDatabase(): { readonly db: Database; readonly backend: TestBackend } {
+  let backend: TestBackend | undefined;
+  let db: Database | undefined;
+  beforeAll(async () => {
+    backend = await freshBackend();
+    db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+    await migrate(db);
+  });
+  afterAll(async () => {
+    await db?.close();
+    await backend?.dispose();
+  });
+  return {
+    get db(): Database {
+      if (!db) throw new Error("the database is opened before the file's tests");
+      return db;
+    },
+    get backend(): TestBackend {
+      if (!backend) throw new Error("the backend is started before the file's tests");
+      return backend;
+    },
+  };
+}
+
+/** A mesh named `slug` with one member; their ids. */
+export async function meshWithMember(db: Database, slug: string): Promise<{ meshId: string; memberId: string }> {
+  const [row] = await db.rows<{ meshId: string; memberId: string }>(sql`
+    WITH mesh AS (INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id),
+    member AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, ${`${slug}-key`}, 'n' FROM mesh RETURNING id, mesh_id)
+    SELECT mesh_id AS "meshId", id AS "memberId" FROM member`);
+  return row!;
+}
+
+/** A send as the send statement takes it: a new id, priority next, plain and empty, an hour to live. */
+export function newMessage(meshId: string, senderId: string, targetSpec: string): NewMessage {
+  return {
+    id: crypto.randomUUID(),
+    meshId,
+    senderId,
+    clientId: null,
+    targetSpec,
+    priority: "next",
+    nonce: "plain",
+    ciphertext: "",
+    replyTo: null,
+    ttlSeconds: 3600,
+    replyWaitSeconds: null,
   };
 }
