@@ -35,10 +35,19 @@ beforeAll(async () => {
   await db.rows(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
     SELECT ${meshId}::uuid, id, ${INSTANCE}, 's', display_name FROM members WHERE mesh_id = ${meshId}::uuid`);
-  // A channel of three in this mesh, and a larger deployment around it.
+  // A channel of three in this mesh.
   await db.rows(sql`
     INSERT INTO channel_members (mesh_id, channel, member_id)
     SELECT mesh_id, '#room', id FROM members WHERE mesh_id = ${meshId}::uuid ORDER BY display_name LIMIT 3`);
+  await db.rows(sql`ANALYZE`);
+});
+
+/**
+ * A larger deployment around the mesh, for the channel tests (they run after
+ * the broadcast's): with its statistics, Postgres plans the broadcast's
+ * lookup once per recipient even when it is inlined, and that test could not fail.
+ */
+async function aLargerDeployment(): Promise<void> {
   await db.rows(sql`
     WITH other AS (INSERT INTO meshes (slug, name) VALUES ('around', 'around') RETURNING id),
     everyone AS (
@@ -47,7 +56,7 @@ beforeAll(async () => {
       RETURNING id, mesh_id)
     INSERT INTO channel_members (mesh_id, channel, member_id) SELECT mesh_id, '#c' || (random() * 50)::int, id FROM everyone`);
   await db.rows(sql`ANALYZE`);
-});
+}
 const broadcast = (targetSpec = "*"): NewMessage => newMessage(meshId, senderId, targetSpec);
 const holders = { instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: false };
 
@@ -74,6 +83,7 @@ test("a channel send goes to the channel's other members", async () => {
 });
 
 test.skipIf(backendKind !== "postgres")("a channel or direct send reads its recipients, not every member of every mesh (generic plan, run)", async () => {
+  await aLargerDeployment();
   const [{ pubkey }] = (await db.rows<{ pubkey: string }>(sql`SELECT pubkey FROM members WHERE display_name = 'm7'`)) as [{ pubkey: string }];
   for (const target of ["#room", pubkey]) {
     const plan = await planOf(backend.databaseUrl!, (recorder) => enqueueSends(recorder, [broadcast(target)], holders), {

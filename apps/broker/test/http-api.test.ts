@@ -133,11 +133,11 @@ describe("HTTP messaging API", () => {
     const wrong = [
       ["PUT", "/v1/messages", "POST"],
       ["GET", "/v1/messages", "POST"],
-      ["DELETE", `/v1/messages/${crypto.randomUUID()}`, "GET"],
+      ["DELETE", `/v1/messages/${crypto.randomUUID()}`, "GET, HEAD"],
       ["GET", "/hook/set-status", "POST"],
-      ["POST", "/health", "GET"],
-      ["DELETE", "/metrics", "GET"],
-      ["POST", "/dashboard", "GET"],
+      ["POST", "/health", "GET, HEAD"],
+      ["DELETE", "/metrics", "GET, HEAD"],
+      ["POST", "/dashboard", "GET, HEAD"],
     ] as const;
     for (const [method, path, allow] of wrong) {
       const res = await fetch(`${broker.url}${path}`, { method });
@@ -149,7 +149,11 @@ describe("HTTP messaging API", () => {
         code: "method_not_allowed",
         allow,
       });
+      expect(body.error.message).toStartWith(`${method} is not allowed here`);
     }
+    // HEAD goes to a route's GET: where there is none, it is refused as itself.
+    const head = await fetch(`${broker.url}/v1/messages`, { method: "HEAD" });
+    expect({ status: head.status, allow: head.headers.get("allow") }).toEqual({ status: 405, allow: "POST" });
   });
 
   test("a token that was just used is refused at once when its member is revoked", async () => {

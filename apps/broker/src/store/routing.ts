@@ -29,7 +29,7 @@ export const ROUTE_CTES = sql.raw(`
       -- mesh tested against the channel (a generic plan hashed both tables).
       SELECT q.idx, mb.id AS member_id, q.priority
       FROM q JOIN channel_members c ON c.mesh_id = q."meshId" AND c.channel = q."targetSpec"
-      JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
+      JOIN members mb ON mb.id = c.member_id AND mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
       WHERE q."targetSpec" LIKE '#%'
     ),
     routed AS (

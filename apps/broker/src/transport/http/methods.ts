@@ -5,6 +5,8 @@ import { apiError } from "./respond.ts";
 
 type Handler = (req: Request, server: unknown) => Response | Promise<Response | undefined> | undefined;
 
+// Bun answers HEAD with a route's GET, and hands a method it does not know to GET too.
+
 const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
 
 export function methodNotAllowed(method: string, allow: string): Response {
@@ -17,8 +19,8 @@ export function answerOtherMethods<T extends Record<string, unknown>>(routes: T)
     Object.entries(routes).map(([path, route]): [string, unknown] => {
       if (typeof route !== "object" || route === null || route instanceof Response) return [path, route];
       const served = route as Record<string, Handler>;
-      const allow = Object.keys(served).join(", ");
-      const others = METHODS.filter((m) => !(m in served)).map((m): [string, Handler] => [m, () => methodNotAllowed(m, allow)]);
+      const allow = [...Object.keys(served), ...("GET" in served ? ["HEAD"] : [])].join(", ");
+      const others = METHODS.filter((m) => !(m in served)).map((m): [string, Handler] => [m, (req) => methodNotAllowed(req.method, allow)]);
       return [path, { ...Object.fromEntries(others), ...served }];
     }),
   ) as T;
