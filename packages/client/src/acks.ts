@@ -1,15 +1,21 @@
 // Acks of pushes, batched: one client_ack frame for everything received within
 // ackDelayMs, or at once when a frame's worth is waiting (MAX_BATCH ids, fewer
-// once a broker refused a frame as too large).
+// where the broker's frame limit holds fewer, or once a broker that did not
+// tell its limit refused a frame as too large).
 const MAX_BATCH = 200;
 // The broker accepts at most 1000 ids in one client_ack.
 const MAX_FRAME_IDS = 1000;
+// {"type":"client_ack","messageIds":[]} and a reqId's worth of slack; each id adds its quotes and a comma.
+const FRAME_OVERHEAD_BYTES = 64;
+const ID_OVERHEAD_BYTES = 3;
 
 export class AckBatcher {
   private readonly waiting = new Set<string>();
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** Ids per frame: fewer once the broker closed a socket for an ack frame too large (its MAX_MESSAGE_BYTES is small). */
   private frameIds = MAX_FRAME_IDS;
+  /** The broker's frame limit on this socket (its hello_ack), if it told it. */
+  private maxFrameBytes: number | undefined;
   /** The largest frame written since connected(): its length and how many ids it held. */
   private largest = { length: 0, ids: 0 };
 
@@ -33,9 +39,7 @@ export class AckBatcher {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const ids = [...this.waiting];
-    for (let i = 0; i < ids.length; i += this.frameIds) {
-      const chunk = ids.slice(i, i + this.frameIds);
+    for (const chunk of this.frames([...this.waiting])) {
       const length = this.send(chunk);
       if (length === null) return;
       if (length > this.largest.length) this.largest = { length, ids: chunk.length };
@@ -43,9 +47,30 @@ export class AckBatcher {
     }
   }
 
-  /** A new socket: what was written on the last one no longer matters. */
-  connected(): void {
+  /** The ids in frames of at most frameIds ids, each within the broker's frame limit when it is known. */
+  private frames(ids: string[]): string[][] {
+    const budget = this.maxFrameBytes === undefined ? Number.POSITIVE_INFINITY : this.maxFrameBytes - FRAME_OVERHEAD_BYTES;
+    const frames: string[][] = [];
+    let frame: string[] = [];
+    let bytes = 0;
+    for (const id of ids) {
+      const size = id.length + ID_OVERHEAD_BYTES;
+      if (frame.length > 0 && (frame.length >= this.frameIds || bytes + size > budget)) {
+        frames.push(frame);
+        frame = [];
+        bytes = 0;
+      }
+      frame.push(id);
+      bytes += size;
+    }
+    if (frame.length > 0) frames.push(frame);
+    return frames;
+  }
+
+  /** A new socket, with the broker's frame limit if its hello_ack told it: what was written on the last one no longer matters. */
+  connected(maxFrameBytes?: number): void {
     this.largest = { length: 0, ids: 0 };
+    this.maxFrameBytes = maxFrameBytes;
   }
 
   /** The length of the largest ack frame written on this socket (0: none). */

@@ -369,7 +369,7 @@ export class SwitchboardClient {
       throw new SwitchboardError("closed", "the client was closed while connecting");
     }
     this.connection = connection;
-    this.acks.connected();
+    this.acks.connected(ack.maxMessageBytes);
     this.openedAt = Date.now();
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;

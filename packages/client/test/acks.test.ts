@@ -2,7 +2,7 @@
 // server for Claude Code is one): manual acks, unreadable messages handed over
 // with what is known of them, and calls that fail fast instead of waiting for a
 // broker that is gone or silent.
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { freePort, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { HttpSender, SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
 import { controllableWebSocket, failureWhileStopped, pushesOf, type RawFrame } from "./support.ts";
@@ -195,38 +195,46 @@ test("a send that timed out names its id: sent again with it, the broker stores 
   expect(received.map((m) => m.payload)).toEqual(["once", "marker"]);
 });
 
-test("a broker whose MAX_MESSAGE_BYTES is too small for a frame of acks (1009): acks go in smaller frames and all reach it", async () => {
-  // 200 ids make a frame of about 7.8 KB.
-  const small = await TestBroker.start({ MAX_MESSAGE_BYTES: "4096", SEND_RATE_LIMIT_PER_MIN: "100000" });
-  cleanup.push(() => small.dispose());
-  const { mesh, members } = await setupMesh(small.admin, { members: ["alice", "bob"] });
-  const [alice, bob] = members as [SetupMember, SetupMember];
-  const sender = await TestPeer.connect(small.wsUrl, { identity: alice.identity, meshId: mesh.id });
-  cleanup.push(() => sender.close());
-  const b = await SwitchboardClient.connect({
-    url: small.url,
-    meshId: mesh.id,
-    secretKey: bob.identity.secretKey,
-    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
-    acks: "manual",
-  });
-  cleanup.push(() => b.close());
-  const got = new Set<string>();
-  b.on("message", (m) => got.add(m.messageId));
-  const tooLarge: number[] = [];
-  b.on("close", (c) => {
-    if (c.code === 1009) tooLarge.push(c.code);
-  });
-  const plain = { nonce: "plain", ciphertext: Buffer.from(JSON.stringify("m")).toString("base64") };
-  const sent: string[] = [];
-  for (let i = 0; i < 250; i++) sent.push(String((await sender.send(bob.pubkey, plain)).messageId));
-  await waitUntil(() => sent.every((id) => got.has(id)), 30_000, "bob's 250 messages");
-  // Acked all at once: the first 200 go in one frame, too large for this broker.
-  for (const id of sent) b.ack(id);
-  // Every ack reaches the broker (the sender sees its messages acked).
-  const statuses = await HttpSender.create({ url: small.url, token: await small.admin.createApiToken(mesh.id, alice.id) });
-  const state = async (id: string) => (await statuses.status(id)).recipients[0]?.state;
-  await waitUntil(async () => (await Promise.all(sent.map(state))).every((s) => s === "acked"), 30_000, "all 250 acked");
-  // That first frame was too large, and no later one.
-  expect(tooLarge).toEqual([1009]);
-}, 90_000);
+describe.each([
+  ["that tells its limit in the hello_ack: acks go in frames within it, no socket is lost", false, []],
+  ["that does not tell its limit (1009): acks go in smaller frames after the first is refused", true, [1009]],
+] as const)("a broker whose MAX_MESSAGE_BYTES is too small for a frame of 200 acks, %s", (_, hidden, closes) => {
+  test("every ack reaches it", async () => {
+    // 200 ids make a frame of about 7.8 KB.
+    const small = await TestBroker.start({ MAX_MESSAGE_BYTES: "4096", SEND_RATE_LIMIT_PER_MIN: "100000" });
+    cleanup.push(() => small.dispose());
+    const { mesh, members } = await setupMesh(small.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    control.hideFrameLimit = hidden;
+    const sender = await TestPeer.connect(small.wsUrl, { identity: alice.identity, meshId: mesh.id });
+    cleanup.push(() => sender.close());
+    const b = await SwitchboardClient.connect({
+      url: small.url,
+      meshId: mesh.id,
+      secretKey: bob.identity.secretKey,
+      reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+      acks: "manual",
+      WebSocket: control.WebSocket,
+    });
+    cleanup.push(() => b.close());
+    const got = new Set<string>();
+    b.on("message", (m) => got.add(m.messageId));
+    const tooLarge: number[] = [];
+    b.on("close", (c) => {
+      if (c.code === 1009) tooLarge.push(c.code);
+    });
+    const plain = { nonce: "plain", ciphertext: Buffer.from(JSON.stringify("m")).toString("base64") };
+    const sent: string[] = [];
+    for (let i = 0; i < 250; i++) sent.push(String((await sender.send(bob.pubkey, plain)).messageId));
+    await waitUntil(() => sent.every((id) => got.has(id)), 30_000, "bob's 250 messages");
+    // Acked all at once: 200 ids in one frame would be too large for this broker.
+    for (const id of sent) b.ack(id);
+    // Every ack reaches the broker (the sender sees its messages acked).
+    const statuses = await HttpSender.create({ url: small.url, token: await small.admin.createApiToken(mesh.id, alice.id) });
+    const state = async (id: string) => (await statuses.status(id)).recipients[0]?.state;
+    await waitUntil(async () => (await Promise.all(sent.map(state))).every((s) => s === "acked"), 30_000, "all 250 acked");
+    // Told the limit, no frame was too large; not told, the first one only.
+    expect(tooLarge).toEqual([...closes]);
+  }, 90_000);
+});
