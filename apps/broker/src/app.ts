@@ -302,6 +302,14 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   readiness.serving(dbHealth);
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
 
+  const bestEffort = async (step: string, work: Promise<unknown>) => {
+    try {
+      await work;
+    } catch (error) {
+      log.warn({ err: error, step }, "shutdown step failed");
+    }
+  };
+
   return {
     server,
     instanceId,
@@ -322,11 +330,13 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       // Held replies a wait did not take go back when their hold runs out
       // even if this cannot return them now.
       await Promise.race([waiters.stop(), Bun.sleep(WAITS_GRACE_MS)]);
-      await unsubscribe();
+      // With the database away these cannot be written: the others reap this
+      // instance's lease instead, and the stop goes on to close the port.
+      await bestEffort("unlisten", unsubscribe());
       await pump.stop();
       // A sweep stuck on a lock is not waited for long: closing the pool ends it, and sweeps are idempotent.
       await Promise.race([sweeping, Bun.sleep(SWEEPS_GRACE_MS)]);
-      await lease.stop();
+      await bestEffort("instance stop", lease.stop());
       dbHealth.stop();
       // Requests under way are answered before the port closes: a send cut
       // off after it was stored would be sent again by a caller without a key.

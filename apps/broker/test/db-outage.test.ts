@@ -57,6 +57,27 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
     expect(broker.process.logs.some((l) => l.msg === "broker failed to start")).toBe(false);
   });
 
+  test("SIGTERM while Postgres is away still ends the instance cleanly: exit 0, saying what it could not write", async () => {
+    const mine = await startBrokerOnOwnPostgres({ SHUTDOWN_DRAIN_MS: "0" });
+    try {
+      const { cluster, broker } = mine;
+      const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+      const peer = await rawPresence(broker.wsUrl, mesh.id, (members[0] as SetupMember).identity);
+      await cluster.stop();
+      expect(await healthStatusBecomes(broker.url, 503, 15_000)).toBe(503);
+      const code = await broker.process.stop();
+      const failed = broker.process.logs.filter((l) => l.msg === "shutdown failed").map((l) => (l.err as { message?: string } | undefined)?.message);
+      expect({ code, failed }).toEqual({ code: 0, failed: [] });
+      expect(broker.process.logs.some((l) => l.msg === "shutdown complete")).toBe(true);
+      expect(broker.process.logs.some((l) => l.msg === "shutdown step failed")).toBe(true);
+      peer.destroy();
+      // For the database's own cleanup.
+      await cluster.start();
+    } finally {
+      await mine.dispose();
+    }
+  });
+
   test("a socket that closed while Postgres was away is ended in the database once it is back", async () => {
     const mine = await startBrokerOnOwnPostgres();
     try {
