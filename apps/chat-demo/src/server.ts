@@ -1,5 +1,6 @@
-// The chat demo's server: the static page, its script, the browser SDK bundle
-// and a token endpoint. A few lines of Bun; the page talks to the broker
+// The chat demo's server: the static page, its script, the browser SDK bundle,
+// a token endpoint, and the names it vouched for (the page names senders who
+// are not online with them). A few lines of Bun; the page talks to the broker
 // directly (the broker's CORS_ORIGINS must list this server's origin).
 import { buildBrowserBundle } from "@switchboard/client/build-browser";
 import { join } from "node:path";
@@ -17,6 +18,9 @@ export interface DemoOptions {
 }
 
 const PAGE = join(import.meta.dir, "page");
+/** Names kept for /names, the most recent first to stay: this is a demo's memory, not a directory. */
+const MAX_NAMES = 10_000;
+const MAX_NAMES_ASKED = 200;
 
 async function built(entry: string, external: string[]): Promise<string> {
   const result = await Bun.build({ entrypoints: [entry], target: "browser", minify: true, external });
@@ -31,6 +35,12 @@ export async function startDemo(options: DemoOptions) {
   const app = await built(join(PAGE, "app.ts"), ["@switchboard/client"]);
   const js = (text: string) => new Response(text, { headers: { "content-type": "text/javascript; charset=utf-8" } });
   const sdk = await Bun.file(bundle.path).text();
+  const vouched = new Map<string, string>();
+  const remember = (pubkey: string, name: string) => {
+    vouched.delete(pubkey);
+    vouched.set(pubkey, name);
+    if (vouched.size > MAX_NAMES) vouched.delete(vouched.keys().next().value!);
+  };
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,
@@ -43,8 +53,13 @@ export async function startDemo(options: DemoOptions) {
         POST: async (req) => {
           const request = parseTokenRequest(await req.json().catch(() => null));
           if (request === null) return Response.json({ error: "expected {pubkey, name}" }, { status: 400 });
+          remember(request.pubkey, request.name);
           return Response.json({ token: await issueToken(options.jwtSecret, options.mesh, request, options.tokenSeconds) });
         },
+      },
+      "/names": (req) => {
+        const asked = new URL(req.url).searchParams.getAll("pubkey").slice(0, MAX_NAMES_ASKED);
+        return Response.json(Object.fromEntries(asked.flatMap((k) => (vouched.has(k) ? [[k, vouched.get(k)]] : []))));
       },
     },
     fetch: () => new Response("not found", { status: 404 }),

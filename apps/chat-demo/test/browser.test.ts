@@ -2,137 +2,32 @@
 // rooms, typing and presence between two users; reload hydration and a second
 // tab; a broker restart; a token that expires; the live dashboard (with a
 // screenshot under bench/out/); and an origin CORS_ORIGINS does not list.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { HttpSender, SwitchboardClient } from "@switchboard/client";
-import {
-  AdminClient,
-  freePort,
-  freshBackend,
-  newIdentity,
-  REPO_ROOT,
-  spawnBroker,
-  type BrokerProcess,
-  type TestBackend,
-  type TestIdentity,
-} from "@switchboard/testkit";
-import { chromiumOrSkip, launchChromium } from "@switchboard/testkit/chromium";
+// (pages.test.ts: how the pages look and fail.)
+import { describe, expect, test } from "bun:test";
+import { newIdentity, REPO_ROOT, spawnBroker } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, BrowserContext, Page, Request as PlaywrightRequest } from "playwright-core";
-import { startDemo } from "../src/server.ts";
+import type { Request as PlaywrightRequest } from "playwright-core";
+import {
+  ADMIN_TOKEN,
+  connected,
+  enabled,
+  httpService,
+  inRoom,
+  messageIds,
+  newContext,
+  openChat,
+  programPeer,
+  recordStates,
+  say,
+  shows,
+  stage,
+  texts,
+  useStage,
+  WAIT,
+} from "./stage.ts";
 
-const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
-const JWT_SECRET = "jwt-secret-for-the-chat-demo-0123456789";
-const WAIT = { timeout: 20_000 };
-
-const enabled = chromiumOrSkip();
-
-let backend: TestBackend;
-let broker: BrokerProcess;
-let brokerEnv: Record<string, string>;
-let admin: AdminClient;
-let mesh: { id: string; slug: string };
-let demo: Awaited<ReturnType<typeof startDemo>>;
-let shortDemo: Awaited<ReturnType<typeof startDemo>>;
-let browser: Browser;
-const contexts: BrowserContext[] = [];
-const peers: SwitchboardClient[] = [];
-
-beforeAll(async () => {
-  if (!enabled) return;
-  backend = await freshBackend();
-  const [brokerPort, demoPort, shortPort] = await Promise.all([freePort(), freePort(), freePort()]);
-  brokerEnv = {
-    ...backend.env,
-    ADMIN_TOKEN,
-    JWT_SECRET,
-    BROKER_PORT: String(brokerPort),
-    CORS_ORIGINS: `http://127.0.0.1:${demoPort},http://127.0.0.1:${shortPort}`,
-    HOUSEKEEPING_INTERVAL_MS: "1000",
-  };
-  broker = await spawnBroker(brokerEnv);
-  admin = new AdminClient(broker.url, ADMIN_TOKEN);
-  mesh = await admin.createMesh(`chat-${crypto.randomUUID().slice(0, 8)}`);
-  const common = { hostname: "127.0.0.1", brokerUrl: broker.url, jwtSecret: JWT_SECRET, mesh: mesh.slug };
-  demo = await startDemo({ ...common, port: demoPort, tokenSeconds: 3600 });
-  shortDemo = await startDemo({ ...common, port: shortPort, tokenSeconds: 4 });
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  if (!enabled) return;
-  await Promise.all(peers.map((p) => p.close()));
-  await Promise.all(contexts.map((c) => c.close()));
-  await browser?.close();
-  await demo?.stop();
-  await shortDemo?.stop();
-  await broker?.stop();
-  await backend?.dispose();
-});
-
-async function newContext(): Promise<BrowserContext> {
-  const context = await browser.newContext();
-  contexts.push(context);
-  return context;
-}
-
-/** A chat tab of `name` in `room`, once it is in the room (see `inRoom`). */
-async function openChat(context: BrowserContext, name: string, room = "lobby", base = demo.url): Promise<Page> {
-  const page = await context.newPage();
-  await page.goto(`${base}/?name=${name}#${room}`);
-  await inRoom(page, room);
-  return page;
-}
-
-const connected = (page: Page) => page.waitForSelector('#connection[data-state="open"]', WAIT);
-
-/**
- * The tab's socket is open and it has joined the room and loaded its history.
- * An open socket alone is not enough: typing sent before the join never
- * reaches the tab, and the history may still be on its way.
- */
-async function inRoom(page: Page, room: string): Promise<void> {
-  await connected(page);
-  await page.waitForSelector(`#chat[data-joined="#${room}"]`, WAIT);
-}
-
-/** Every connection state the page's indicator shows from now on. */
-async function recordStates(page: Page): Promise<() => Promise<string[]>> {
-  // Page code as text: this file is typechecked without the DOM library.
-  await page.evaluate(`(() => {
-    const indicator = document.getElementById("connection");
-    window.states = [];
-    new MutationObserver(() => window.states.push(indicator.dataset.state)).observe(indicator, { attributes: true });
-  })()`);
-  return () => page.evaluate("window.states") as Promise<string[]>;
-}
-
-const texts = (page: Page) => page.locator("#messages li .text").allTextContents();
-const messageIds = (page: Page) => page.evaluate(`[...document.querySelectorAll("#messages li")].map((li) => li.dataset.id)`) as Promise<string[]>;
-
-async function say(page: Page, text: string): Promise<void> {
-  await page.fill("#text", text);
-  await page.press("#text", "Enter");
-  await page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
-}
-
-const shows = (page: Page, text: string) => page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
-
-/** A program on the mesh (enrolled, signed hello) in a room: the sender of the tests that need one. */
-async function programPeer(room: string): Promise<{ client: SwitchboardClient; identity: TestIdentity }> {
-  const identity = await newIdentity();
-  await admin.addMember(mesh.id, { pubkey: identity.publicKey, displayName: "program" });
-  const client = await SwitchboardClient.connect({ url: broker.url, meshId: mesh.id, secretKey: identity.secretKey, reconnect: { minDelayMs: 100, maxDelayMs: 500 } });
-  await client.join(room);
-  peers.push(client);
-  return { client, identity };
-}
-
-/** A service on the mesh that has no socket: it sends over the HTTP API with an API token. */
-async function httpService(): Promise<HttpSender> {
-  const identity = await newIdentity();
-  const member = await admin.addMember(mesh.id, { pubkey: identity.publicKey, displayName: "service" });
-  return HttpSender.create({ url: broker.url, token: await admin.createApiToken(mesh.id, member.id) });
-}
+useStage();
 
 describe.skipIf(!enabled)("chat demo in Chromium", () => {
   test("two users in a room: a message typed in one appears in the other, typing shows and clears, presence shows both", async () => {
@@ -192,13 +87,13 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
   test("each window asks for its own name: a second one of the same browser is not signed in as the first", async () => {
     const context = await newContext();
     const first = await context.newPage();
-    await first.goto(`${demo.url}/#lobby`);
+    await first.goto(`${stage.demo.url}/#lobby`);
     await first.fill("#name", "gina");
     await first.press("#name", "Enter");
     await inRoom(first, "lobby");
     expect(await first.textContent("#me")).toBe("gina");
     const second = await context.newPage();
-    await second.goto(`${demo.url}/#lobby`);
+    await second.goto(`${stage.demo.url}/#lobby`);
     await second.waitForSelector("#signin:not([hidden])", WAIT);
   });
 
@@ -206,9 +101,9 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
     const page = await openChat(await newContext(), "carol", "random");
     const service = await httpService();
     const states = await recordStates(page);
-    expect(await broker.stop()).toBe(0);
+    expect(await stage.broker.stop()).toBe(0);
     await page.waitForSelector('#connection[data-state="reconnecting"]', WAIT);
-    broker = await spawnBroker(brokerEnv);
+    stage.broker = await spawnBroker(stage.brokerEnv);
     // Sent as soon as the broker is back, whether or not the page has reconnected yet.
     await service.send("#random", { text: "sent while carol was away", name: "service" });
     await connected(page);
@@ -219,7 +114,7 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
   });
 
   test("a token that expires closes with 4001 and the page reconnects with a fresh one without losing a message", async () => {
-    const page = await openChat(await newContext(), "dave", "lobby", shortDemo.url);
+    const page = await openChat(await newContext(), "dave", "lobby", stage.shortDemo.url);
     const tokenRequests: number[] = [];
     page.on("request", (req: PlaywrightRequest) => {
       if (req.url().endsWith("/token")) tokenRequests.push(Date.now());
@@ -236,13 +131,13 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
     }
     for (const text of sent) await shows(page, text);
     expect((await states()).slice(0, 2)).toEqual(["reconnecting", "open"]);
-    expect(broker.logs.some((l) => l.msg === "ws close" && l.code === 4001)).toBe(true);
+    expect(stage.broker.logs.some((l) => l.msg === "ws close" && l.code === 4001)).toBe(true);
   });
 
   test("an origin not in CORS_ORIGINS is refused", async () => {
     const context = await newContext();
     const listed = await context.newPage();
-    await listed.goto(`${demo.url}/health-check-page`);
+    await listed.goto(`${stage.demo.url}/health-check-page`);
     const probe = (url: string) =>
       new Promise<string>((resolve) => {
         const ws = new WebSocket(url);
@@ -252,36 +147,36 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
         };
         ws.onerror = () => resolve("refused");
       });
-    const wsUrl = `${broker.wsUrl}`;
+    const wsUrl = `${stage.broker.wsUrl}`;
     expect(await listed.evaluate(probe, wsUrl)).toBe("open");
-    expect(await listed.evaluate((u: string) => fetch(u).then((r) => r.status, () => "blocked"), `${broker.url}/health`)).toBe(200);
+    expect(await listed.evaluate((u: string) => fetch(u).then((r) => r.status, () => "blocked"), `${stage.broker.url}/health`)).toBe(200);
 
     const stranger = await context.newPage();
-    await stranger.goto(demo.url.replace("127.0.0.1", "localhost") + "/health-check-page");
+    await stranger.goto(stage.demo.url.replace("127.0.0.1", "localhost") + "/health-check-page");
     expect(await stranger.evaluate(probe, wsUrl)).toBe("refused");
-    expect(await stranger.evaluate((u: string) => fetch(u).then((r) => r.status, () => "blocked"), `${broker.url}/health`)).toBe("blocked");
+    expect(await stranger.evaluate((u: string) => fetch(u).then((r) => r.status, () => "blocked"), `${stage.broker.url}/health`)).toBe("blocked");
   });
 });
 
 describe.skipIf(!enabled)("dashboard in Chromium", () => {
   test("another mesh chosen while the first one's members are on their way: only its own members are shown", async () => {
-    const other = await admin.createMesh(`other-${crypto.randomUUID().slice(0, 8)}`);
+    const other = await stage.admin.createMesh(`other-${crypto.randomUUID().slice(0, 8)}`);
     const lone = await newIdentity();
-    await admin.addMember(other.id, { pubkey: lone.publicKey, displayName: "only in the other mesh" });
-    const page = await (await browser.newContext()).newPage();
+    await stage.admin.addMember(other.id, { pubkey: lone.publicKey, displayName: "only in the other mesh" });
+    const page = await (await stage.browser.newContext()).newPage();
     let release = () => {};
     const released = new Promise<void>((resolve) => (release = resolve));
     let holding = () => {};
     const held = new Promise<void>((resolve) => (holding = resolve));
-    const firstMembers = `**/v1/admin/meshes/${mesh.id}/members`;
+    const firstMembers = `**/v1/admin/meshes/${stage.mesh.id}/members`;
     await page.route(firstMembers, async (route) => {
       holding();
       await released;
       await route.continue().catch(() => {});
     });
-    const settled = page.waitForEvent("requestfinished", { predicate: (r) => r.url().endsWith(`/${mesh.id}/members`), timeout: WAIT.timeout }).catch(() => null);
-    const failed = page.waitForEvent("requestfailed", { predicate: (r) => r.url().endsWith(`/${mesh.id}/members`), timeout: WAIT.timeout }).catch(() => null);
-    await page.goto(`${broker.url}/dashboard?mesh=${mesh.slug}`);
+    const settled = page.waitForEvent("requestfinished", { predicate: (r) => r.url().endsWith(`/${stage.mesh.id}/members`), timeout: WAIT.timeout }).catch(() => null);
+    const failed = page.waitForEvent("requestfailed", { predicate: (r) => r.url().endsWith(`/${stage.mesh.id}/members`), timeout: WAIT.timeout }).catch(() => null);
+    await page.goto(`${stage.broker.url}/dashboard?mesh=${stage.mesh.slug}`);
     await page.fill("#token", ADMIN_TOKEN);
     await page.press("#token", "Enter");
     await page.waitForSelector(`#mesh option[value="${other.id}"]`, { ...WAIT, state: "attached" });
@@ -301,10 +196,10 @@ describe.skipIf(!enabled)("dashboard in Chromium", () => {
     const erin = await openChat(await newContext(), "erin", "lobby");
     const erinPubkey = (await erin.getAttribute("#online li", "data-pubkey")) ?? "";
     const { client: program, identity } = await programPeer("lobby");
-    const hookToken = await admin.createHookToken(mesh.id, identity.publicKey);
+    const hookToken = await stage.admin.createHookToken(stage.mesh.id, identity.publicKey);
 
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    await page.goto(`${broker.url}/dashboard?mesh=${mesh.slug}`);
+    const page = await (await stage.browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    await page.goto(`${stage.broker.url}/dashboard?mesh=${stage.mesh.slug}`);
     await page.fill("#token", ADMIN_TOKEN);
     await page.press("#token", "Enter");
     await page.waitForSelector(`#members [data-presence="${program.presenceId}"][data-status="idle"]`, WAIT);
@@ -312,7 +207,7 @@ describe.skipIf(!enabled)("dashboard in Chromium", () => {
     await page.waitForSelector(`#members tr[data-member="${erinPubkey}"] [data-status]`, WAIT);
 
     const hookedAt = Date.now();
-    const hook = await fetch(`${broker.url}/hook/set-status`, {
+    const hook = await fetch(`${stage.broker.url}/hook/set-status`, {
       method: "POST",
       headers: { authorization: `Bearer ${hookToken}`, "content-type": "application/json" },
       body: JSON.stringify({ hook_event_name: "UserPromptSubmit", cwd: process.cwd(), session_id: "none" }),

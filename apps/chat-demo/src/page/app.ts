@@ -1,8 +1,9 @@
 // The chat page: rooms are channels, each hydrated from history when it is
 // opened (and after every reconnect), then kept live by pushes. Typing is an
 // ephemeral channel message, the online list comes from presence events, and
-// the header shows the connection state. Each tab is its own member (its key
-// lives in sessionStorage, so a reload keeps it): every tab gets every message.
+// the header shows the connection state and what went wrong last. Each tab is
+// its own member (its key lives in sessionStorage, so a reload keeps it, and a
+// duplicated tab makes a key of its own): every tab gets every message.
 import { generateKeypair, SwitchboardClient, type Message } from "@switchboard/client";
 
 const ROOMS = ["lobby", "support", "random"];
@@ -25,40 +26,82 @@ const el = (tag: string, attrs: Record<string, string>, ...children: Array<Node 
   return node;
 };
 
+const tabs = new BroadcastChannel("chat.tabs");
+const TAB_ANSWER_MS = 150;
+
+/**
+ * Whether another open tab already uses this session: a duplicated tab (or one
+ * opened by window.open) starts with a copy of its opener's sessionStorage,
+ * and the same key and session would replace the first tab's connection.
+ */
+function sessionTaken(sessionId: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      tabs.removeEventListener("message", onAnswer);
+      resolve(false);
+    }, TAB_ANSWER_MS);
+    const onAnswer = (event: MessageEvent) => {
+      if ((event.data as { taken?: string }).taken !== sessionId) return;
+      clearTimeout(timer);
+      tabs.removeEventListener("message", onAnswer);
+      resolve(true);
+    };
+    tabs.addEventListener("message", onAnswer);
+    tabs.postMessage({ asks: sessionId });
+  });
+}
+
 async function identity(): Promise<{ secretKey: string; sessionId: string }> {
   let secretKey = sessionStorage.getItem("chat.secretKey");
-  if (secretKey === null) {
-    secretKey = (await generateKeypair()).secretKey;
-    sessionStorage.setItem("chat.secretKey", secretKey);
-  }
   let sessionId = sessionStorage.getItem("chat.sessionId");
-  if (sessionId === null) {
+  if (secretKey === null || sessionId === null || (await sessionTaken(sessionId))) {
+    secretKey = (await generateKeypair()).secretKey;
     sessionId = crypto.randomUUID();
+    sessionStorage.setItem("chat.secretKey", secretKey);
     sessionStorage.setItem("chat.sessionId", sessionId);
   }
+  const mine = sessionId;
+  tabs.addEventListener("message", (event) => {
+    if ((event.data as { asks?: string }).asks === mine) tabs.postMessage({ taken: mine });
+  });
   return { secretKey, sessionId };
 }
 
+/** What is wrong with a name, as the demo's backend would refuse it; null for a good one. */
+const nameProblem = (name: string): string | null =>
+  name === "" ? "a name needs a letter or two" : name.length > 64 ? "a name has at most 64 characters" : null;
+
 function askName(): Promise<string> {
   // Per tab, as the key is: a second window asks for its own name.
-  const given = new URLSearchParams(location.search).get("name") ?? sessionStorage.getItem("chat.name");
-  if (given) return Promise.resolve(given);
+  const given = (new URLSearchParams(location.search).get("name") ?? sessionStorage.getItem("chat.name") ?? "").trim();
+  if (given !== "" && nameProblem(given) === null) return Promise.resolve(given);
   $("signin").hidden = false;
-  return new Promise((resolve) =>
-    $("signin").addEventListener("submit", (event) => {
+  if (given !== "") $("signin-error").textContent = `"${given.slice(0, 80)}" will not do: ${nameProblem(given)}`;
+  return new Promise((resolve) => {
+    const form = $("signin");
+    const onSubmit = (event: Event) => {
       event.preventDefault();
       const name = $<HTMLInputElement>("name").value.trim();
+      const problem = nameProblem(name);
+      $("signin-error").textContent = problem ?? "";
+      if (problem !== null) return;
       sessionStorage.setItem("chat.name", name);
-      $("signin").hidden = true;
+      form.hidden = true;
+      form.removeEventListener("submit", onSubmit);
       resolve(name);
-    }),
-  );
+    };
+    form.addEventListener("submit", onSubmit);
+  });
 }
+
+/** Says what went wrong last (and clears it once the connection is open again). */
+const tell = (problem: string) => ($("problem").textContent = problem);
 
 async function main(): Promise<void> {
   const config = (await (await fetch("/config.json")).json()) as { brokerUrl: string; mesh: string };
   const name = await askName();
   $("me").textContent = name;
+  $("who").hidden = false;
   const { secretKey, sessionId } = await identity();
   const client = await SwitchboardClient.start({
     url: config.brokerUrl,
@@ -70,7 +113,9 @@ async function main(): Promise<void> {
     // The page's backend vouches for this tab's key; asked again on every reconnect.
     token: async ({ publicKey }) => {
       const res = await fetch("/token", { method: "POST", body: JSON.stringify({ pubkey: publicKey, name }) });
-      return ((await res.json()) as { token: string }).token;
+      const body = (await res.json().catch(() => ({}))) as { token?: string; error?: string };
+      if (!res.ok || body.token === undefined) throw new Error(`the page's backend gave no token (${res.status} ${body.error ?? ""})`.trim());
+      return body.token;
     },
   });
 
@@ -80,7 +125,15 @@ async function main(): Promise<void> {
     indicator.textContent = state;
   };
   showState(client.connectionState);
-  client.on("connectionState", showState);
+  client.on("connectionState", (state) => {
+    showState(state);
+    if (state === "open") tell("");
+  });
+  client.on("error", (error) => tell(error.message));
+  client.on("close", (info) => {
+    if (!info.willReconnect) tell(`closed for good (${info.code}${info.reason ? ` ${info.reason}` : ""}); reload the page to start again`);
+    else if (info.code === 1006) tell("lost the broker; reconnecting");
+  });
 
   const lines = new Map<string, Map<string, Line>>(ROOMS.map((r) => [`#${r}`, new Map()]));
   let order = 0;
@@ -90,9 +143,25 @@ async function main(): Promise<void> {
   // A sender is named as the broker knows it (the name in the token this
   // page's backend vouched for), from presences seen while the page is open;
   // never by a name its message carries, which any member could make up.
+  // Senders not online now are asked of the backend, which knows the names it
+  // vouched for; until it answers (or if it does not know one) a key's first
+  // characters stand in.
   const names = new Map<string, string>([[client.publicKey, name]]);
+  const asked = new Set<string>();
   const learnNames = () => {
     for (const p of client.presences) names.set(p.pubkey, p.displayName);
+  };
+  const askNames = (pubkeys: string[]) => {
+    const wanted = pubkeys.filter((k) => !names.has(k) && !asked.has(k));
+    if (wanted.length === 0) return;
+    for (const k of wanted) asked.add(k);
+    void fetch(`/names?${new URLSearchParams(wanted.map((k): [string, string] => ["pubkey", k]))}`)
+      .then((res): Promise<Record<string, string>> | Record<string, string> => (res.ok ? res.json() : {}))
+      .then((known) => {
+        for (const [k, n] of Object.entries(known)) if (!names.has(k)) names.set(k, n);
+        render();
+      })
+      .catch(() => {});
   };
   const nameOf = (pubkey: string) => names.get(pubkey) ?? pubkey.slice(0, 8);
   const add = (message: Message) => {
@@ -104,6 +173,7 @@ async function main(): Promise<void> {
 
   const render = () => {
     const sorted = [...(lines.get(room)?.values() ?? [])].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.order - b.order);
+    askNames(sorted.map((l) => l.sender));
     const list = $("messages");
     list.replaceChildren(...sorted.map((l) => el("li", { "data-id": l.id }, el("span", { class: "who" }, nameOf(l.sender)), el("span", { class: "text" }, l.text))));
     list.scrollTop = list.scrollHeight;
@@ -177,7 +247,7 @@ async function main(): Promise<void> {
   $("text").addEventListener("input", () => {
     if (Date.now() - lastTyping < TYPING_REPEAT_MS) return;
     lastTyping = Date.now();
-    void client.setTyping(room, true);
+    void client.setTyping(room, true).catch(() => {});
   });
   $("compose").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -187,11 +257,18 @@ async function main(): Promise<void> {
     input.value = "";
     lastTyping = 0;
     const target = room;
-    void client.setTyping(target, false);
-    void client.send(target, { text }).then((sent) => {
-      add({ messageId: sent.messageId, senderPubkey: client.publicKey, targetSpec: target, priority: "next", createdAt: new Date().toISOString(), replyTo: null, encrypted: false, payload: { text } });
-      render();
-    });
+    void client.setTyping(target, false).catch(() => {});
+    client.send(target, { text }).then(
+      (sent) => {
+        add({ messageId: sent.messageId, senderPubkey: client.publicKey, targetSpec: target, priority: "next", createdAt: new Date().toISOString(), replyTo: null, encrypted: false, payload: { text } });
+        render();
+      },
+      (error: unknown) => {
+        // Not sent: the text goes back into the box unless something else was typed meanwhile.
+        if (input.value === "") input.value = text;
+        tell(`not sent: ${error instanceof Error ? error.message : String(error)}`);
+      },
+    );
   });
 
   $("chat").hidden = false;

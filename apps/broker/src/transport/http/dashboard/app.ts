@@ -1,6 +1,7 @@
 // The dashboard page: the admin token once (session storage), then the
-// overview every few seconds and the selected mesh's presences live from its
-// presence-event stream.
+// overview and the selected mesh's members every few seconds and its
+// presences live from its presence-event stream. When the broker (or its
+// database) does not answer, the page says since when what it shows is old.
 const TOKEN_KEY = "switchboard.adminToken";
 const REFRESH_MS = 5000;
 
@@ -28,8 +29,28 @@ class Unauthorized extends Error {}
 async function api<T>(path: string, signal?: AbortSignal): Promise<T> {
   const res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` }, ...(signal ? { signal } : {}) });
   if (res.status === 401) throw new Unauthorized();
-  if (!res.ok) throw new Error(`${path}: ${res.status}`);
+  if (!res.ok) {
+    const said = ((await res.json().catch(() => null)) as { error?: { message?: string } } | null)?.error?.message;
+    throw new Error(`${res.status}${said ? ` ${said}` : ""}`);
+  }
   return (await res.json()) as T;
+}
+
+const why = (error: unknown) => (error instanceof TypeError ? "the broker cannot be reached" : error instanceof Error ? error.message : String(error));
+
+// ——— whether what is shown is current ———
+
+/** What failed last, by source (the overview, the presence stream); empty when everything answers. */
+const failing = new Map<string, string>();
+let lastGood = new Date();
+
+function health(source: string, problem: string | null): void {
+  if (problem === null) failing.delete(source);
+  else failing.set(source, problem);
+  if (failing.size === 0) lastGood = new Date();
+  const stale = failing.size > 0;
+  $("board").toggleAttribute("data-stale", stale);
+  $("stale").textContent = stale ? `Not live: ${[...failing.values()][0]}. Shown as of ${lastGood.toLocaleTimeString()}; trying again.` : "";
 }
 
 // ——— members and their presences, live ———
@@ -58,6 +79,13 @@ function renderMembers(): void {
   $("members").replaceChildren(...rows);
 }
 
+/** The mesh's members as listed now (a revoked one is gone), with the presences the stream gave them. */
+function reconcile(listed: Member[]): void {
+  const live = new Map(members.map((m) => [m.pubkey, m.presences]));
+  members = listed.map((m) => ({ ...m, presences: live.get(m.pubkey) ?? [] }));
+  renderMembers();
+}
+
 function applyEvent(e: PresenceEvent): void {
   let member = members.find((m) => m.pubkey === e.pubkey);
   if (!member) {
@@ -82,8 +110,9 @@ async function follow(meshId: string, abort: AbortController): Promise<void> {
         headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` },
         signal: abort.signal,
       });
-      if (!res.ok || !res.body) throw new Error(`presence stream: ${res.status}`);
+      if (!res.ok || !res.body) throw new Error(`the presence stream answered ${res.status}`);
       $("live").textContent = "● live";
+      health("stream", null);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffered = "";
       for (;;) {
@@ -101,7 +130,10 @@ async function follow(meshId: string, abort: AbortController): Promise<void> {
     } catch (error) {
       if (abort.signal.aborted) return;
       if (error instanceof Unauthorized) return showLogin("the token was refused");
+      health("stream", why(error));
     }
+    if (abort.signal.aborted) return;
+    health("stream", failing.get("stream") ?? "the presence stream ended");
     $("live").textContent = "○ reconnecting";
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -158,6 +190,13 @@ async function refresh(): Promise<void> {
   );
   $("chart").replaceChildren(chart(o.queue.sends, o.queue.depth));
   if (select.value && (streamAbort === null || select.dataset.following !== select.value)) followMesh(select.value);
+  else if (select.value && streamAbort !== null) {
+    // Members come and go (a revocation) without a presence event: listed again each refresh.
+    const meshId = select.value;
+    const signal = streamAbort.signal;
+    const listed = (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`, signal)).members;
+    if (!signal.aborted && select.dataset.following === meshId) reconcile(listed);
+  }
 }
 
 function followMesh(meshId: string): void {
@@ -167,27 +206,55 @@ function followMesh(meshId: string): void {
   void follow(meshId, streamAbort);
 }
 
-function showLogin(message = ""): void {
+let timer: ReturnType<typeof setInterval> | undefined;
+let retry: ReturnType<typeof setTimeout> | undefined;
+
+function signedIn(yes: boolean): void {
+  for (const node of document.querySelectorAll<HTMLElement>(".signed-in")) node.hidden = !yes;
+  $("board").hidden = !yes;
+  $("login").hidden = yes;
+}
+
+/** Back to the token form: nothing is fetched any more; the token is forgotten unless it was not the problem. */
+function showLogin(message = "", keepToken = false): void {
   streamAbort?.abort();
   streamAbort = null;
-  sessionStorage.removeItem(TOKEN_KEY);
-  $("board").hidden = true;
-  $("login").hidden = false;
+  clearInterval(timer);
+  clearTimeout(retry);
+  failing.clear();
+  health("overview", null);
+  if (!keepToken) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $<HTMLInputElement>("token").value = "";
+    members = [];
+    renderMembers();
+  }
+  signedIn(false);
   $("login-error").textContent = message;
 }
 
-let timer: ReturnType<typeof setInterval> | undefined;
-
 async function open(): Promise<void> {
+  clearTimeout(retry);
   try {
     await refresh();
   } catch (error) {
-    return showLogin(error instanceof Unauthorized ? "the token was refused" : String(error));
+    if (error instanceof Unauthorized) return showLogin("the token was refused");
+    // The broker or its database is away: the token may well be right, so it is kept and tried again.
+    showLogin(`the broker did not answer (${why(error)}); trying again in ${REFRESH_MS / 1000} s`, true);
+    retry = setTimeout(() => void open(), REFRESH_MS);
+    return;
   }
-  $("login").hidden = true;
-  $("board").hidden = false;
+  signedIn(true);
+  health("overview", null);
   clearInterval(timer);
-  timer = setInterval(() => refresh().catch((error) => (error instanceof Unauthorized ? showLogin("the token was refused") : undefined)), REFRESH_MS);
+  timer = setInterval(
+    () =>
+      refresh().then(
+        () => health("overview", null),
+        (error: unknown) => (error instanceof Unauthorized ? showLogin("the token was refused") : health("overview", why(error))),
+      ),
+    REFRESH_MS,
+  );
 }
 
 $("login-form").addEventListener("submit", (event) => {

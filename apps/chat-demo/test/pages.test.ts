@@ -1,0 +1,169 @@
+// How the chat demo and the dashboard look and fail, in a real Chromium: the
+// name form goes once used; a phone's width cuts nothing off (screenshots
+// under bench/out/); a refused name, a closed page and an unsent message say
+// why; senders who left are still named; a tab opened from another gets a key
+// of its own; the dashboard forgets its token when asked, keeps it through a
+// broker that does not answer, says when what it shows is old, and drops a
+// revoked member.
+import { describe, expect, test } from "bun:test";
+import { REPO_ROOT, spawnBroker } from "@switchboard/testkit";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Page } from "playwright-core";
+import { ADMIN_TOKEN, enabled, inRoom, newContext, openChat, programPeer, say, shows, stage, useStage, WAIT } from "./stage.ts";
+
+useStage();
+
+const PHONE = { width: 390, height: 800 };
+const OUT = join(REPO_ROOT, "bench", "out");
+
+/** How far the page is wider than its window: 0 when nothing needs a sideways scroll. */
+const overflow = (page: Page) => page.evaluate("document.documentElement.scrollWidth - window.innerWidth") as Promise<number>;
+
+const visible = (page: Page, selector: string) => page.isVisible(selector);
+
+async function dashboard(page: Page): Promise<void> {
+  await page.goto(`${stage.broker.url}/dashboard?mesh=${stage.mesh.slug}`);
+  await page.fill("#token", ADMIN_TOKEN);
+  await page.press("#token", "Enter");
+  await page.waitForSelector("#board:not([hidden])", WAIT);
+}
+
+describe.skipIf(!enabled)("chat demo pages", () => {
+  test("a name entered in the form: the form goes and the room shows; at a phone's width nothing is cut off, a 64-character name included", async () => {
+    const long = "W".repeat(64);
+    const context = await newContext();
+    const other = await openChat(context, "pat", "lobby");
+    const page = await (await newContext()).newPage();
+    await page.setViewportSize(PHONE);
+    await page.goto(`${stage.demo.url}/#lobby`);
+    expect(await visible(page, "#compose")).toBe(false);
+    await page.fill("#name", long);
+    await page.press("#name", "Enter");
+    await inRoom(page, "lobby");
+    expect({ form: await visible(page, "#signin"), compose: await visible(page, "#compose") }).toEqual({ form: false, compose: true });
+    await say(page, "hello from a phone");
+    await shows(other, "hello from a phone");
+    await page.waitForSelector(`#online li:has-text("pat")`, WAIT);
+    expect(await overflow(page)).toBeLessThanOrEqual(0);
+    // The long name on the other side, at a phone's width too.
+    await other.setViewportSize(PHONE);
+    await other.waitForSelector(`#online li:has-text("${long}")`, WAIT);
+    expect(await overflow(other)).toBeLessThanOrEqual(0);
+    mkdirSync(OUT, { recursive: true });
+    await other.screenshot({ path: join(OUT, "chat-phone.png") });
+  });
+
+  test("a name the page's backend would refuse is asked again, saying why", async () => {
+    const page = await (await newContext()).newPage();
+    await page.goto(`${stage.demo.url}/?name=${encodeURIComponent("   ")}#lobby`);
+    await page.waitForSelector("#signin:not([hidden])", WAIT);
+    await page.goto(`${stage.demo.url}/?name=${"x".repeat(65)}#lobby`);
+    await page.waitForSelector("#signin:not([hidden])", WAIT);
+    expect(await page.textContent("#signin-error")).toContain("at most 64 characters");
+  });
+
+  test("a line from someone who has left is still named, for a newcomer too", async () => {
+    const quinn = await openChat(await newContext(), "quinn", "random");
+    await say(quinn, "quinn was here");
+    await quinn.close();
+    const newcomer = await openChat(await newContext(), "rosa", "random");
+    await shows(newcomer, "quinn was here");
+    // Named by the page's backend, which vouched for the name: quinn is not online to say it.
+    await newcomer.waitForSelector(`#messages li:has-text("quinn was here") .who:text-is("quinn")`, WAIT);
+  });
+
+  test("a tab opened from another starts with a copy of its storage, yet gets a key of its own: both stay open and get every message", async () => {
+    const context = await newContext();
+    const first = await openChat(context, "sam", "support");
+    const opened = context.waitForEvent("page", WAIT);
+    await first.evaluate("window.open(location.href)");
+    const second = await opened;
+    await inRoom(second, "support");
+    const [a, b] = (await Promise.all([first, second].map((p) => p.evaluate("sessionStorage.getItem('chat.secretKey')")))) as [string, string];
+    expect(a).not.toBe(b);
+    const { client } = await programPeer("support");
+    await client.send("#support", { text: "to both tabs" });
+    await shows(first, "to both tabs");
+    await shows(second, "to both tabs");
+    expect(await first.getAttribute("#connection", "data-state")).toBe("open");
+  });
+
+  test("a page whose member is revoked says it is closed for good and why; a message typed then stays in the box, not sent", async () => {
+    const page = await openChat(await newContext(), "tess", "lobby");
+    const pubkey = await page.getAttribute(`#online li:has-text("tess")`, "data-pubkey");
+    await stage.admin.revokeMember(stage.mesh.id, pubkey!);
+    await page.waitForSelector('#connection[data-state="closed"]', WAIT);
+    expect(await page.textContent("#problem")).toContain("4002");
+    await page.fill("#text", "are you there?");
+    await page.press("#text", "Enter");
+    await page.waitForFunction(`document.getElementById("problem").textContent.startsWith("not sent")`, undefined, WAIT);
+    expect(await page.inputValue("#text")).toBe("are you there?");
+  });
+});
+
+describe.skipIf(!enabled)("dashboard pages", () => {
+  test("at a phone's width the board is one column and nothing is cut off", async () => {
+    const page = await (await newContext()).newPage();
+    await page.setViewportSize(PHONE);
+    await dashboard(page);
+    await page.waitForSelector("#instances tr", WAIT);
+    expect(await overflow(page)).toBeLessThanOrEqual(0);
+    mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: join(OUT, "dashboard-phone.png"), fullPage: true });
+  });
+
+  test("Forget token: back to the form with the token and the data gone, and nothing more is asked of the broker", async () => {
+    const page = await (await newContext()).newPage();
+    await dashboard(page);
+    await page.click("#logout");
+    expect({ login: await visible(page, "#login"), board: await visible(page, "#board"), token: await page.inputValue("#token") }).toEqual({
+      login: true,
+      board: false,
+      token: "",
+    });
+    const asked: string[] = [];
+    page.on("request", (req) => {
+      if (req.url().includes("/v1/admin/")) asked.push(req.url());
+    });
+    // Longer than the page's refresh interval (5 s).
+    await page.waitForTimeout(6000);
+    expect(asked).toEqual([]);
+  });
+
+  test("a broker that answers 503 as the page opens: the token is kept and tried again, and the board shows once it answers", async () => {
+    const page = await (await newContext()).newPage();
+    let refuse = true;
+    await page.route("**/v1/admin/overview", (route) =>
+      refuse ? route.fulfill({ status: 503, contentType: "application/json", body: '{"error":{"code":"unavailable","message":"the database is unavailable"}}' }) : route.continue(),
+    );
+    await page.goto(`${stage.broker.url}/dashboard`);
+    await page.fill("#token", ADMIN_TOKEN);
+    await page.press("#token", "Enter");
+    await page.waitForFunction(`document.getElementById("login-error").textContent.includes("the database is unavailable")`, undefined, WAIT);
+    expect(await page.evaluate("sessionStorage.getItem('switchboard.adminToken')")).toBe(ADMIN_TOKEN);
+    refuse = false;
+    await page.waitForSelector("#board:not([hidden])", WAIT);
+  });
+
+  test("a revoked member leaves the members table", async () => {
+    const page = await (await newContext()).newPage();
+    const gone = await openChat(await newContext(), "uma", "lobby");
+    const pubkey = (await gone.getAttribute(`#online li:has-text("uma")`, "data-pubkey"))!;
+    await dashboard(page);
+    await page.waitForSelector(`#members tr[data-member="${pubkey}"]`, WAIT);
+    await stage.admin.revokeMember(stage.mesh.id, pubkey);
+    await page.waitForSelector(`#members tr[data-member="${pubkey}"]`, { ...WAIT, state: "detached" });
+  });
+
+  test("the broker stopped: the board says it is not live and since when; it says nothing once the broker is back", async () => {
+    const page = await (await newContext()).newPage();
+    await dashboard(page);
+    expect(await page.textContent("#stale")).toBe("");
+    expect(await stage.broker.stop()).toBe(0);
+    await page.waitForFunction(`document.getElementById("stale").textContent.startsWith("Not live")`, undefined, WAIT);
+    expect(await page.getAttribute("#board", "data-stale")).not.toBeNull();
+    stage.broker = await spawnBroker(stage.brokerEnv);
+    await page.waitForFunction(`document.getElementById("stale").textContent === ""`, undefined, { timeout: 30_000 });
+  });
+});

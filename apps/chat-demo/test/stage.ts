@@ -1,0 +1,145 @@
+// What the browser tests stand on: a broker, the chat demo in front of it
+// (once with tokens of an hour, once of 4 s), Chromium, and the steps a
+// person takes on the demo's page.
+import { afterAll, beforeAll } from "bun:test";
+import { HttpSender, SwitchboardClient } from "@switchboard/client";
+import {
+  AdminClient,
+  freePort,
+  freshBackend,
+  newIdentity,
+  spawnBroker,
+  type BrokerProcess,
+  type TestBackend,
+  type TestIdentity,
+} from "@switchboard/testkit";
+import { chromiumOrSkip, launchChromium } from "@switchboard/testkit/chromium";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { startDemo } from "../src/server.ts";
+
+export const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
+export const JWT_SECRET = "jwt-secret-for-the-chat-demo-0123456789";
+export const WAIT = { timeout: 20_000 };
+
+export const enabled = chromiumOrSkip();
+
+type Demo = Awaited<ReturnType<typeof startDemo>>;
+
+/** What a test file's useStage() started; set before its tests run. */
+export const stage = {} as {
+  backend: TestBackend;
+  broker: BrokerProcess;
+  brokerEnv: Record<string, string>;
+  admin: AdminClient;
+  mesh: { id: string; slug: string };
+  demo: Demo;
+  /** The same demo with tokens of 4 s. */
+  shortDemo: Demo;
+  browser: Browser;
+};
+const contexts: BrowserContext[] = [];
+const peers: SwitchboardClient[] = [];
+
+/** A broker, the demo in front of it (twice), and Chromium, for the calling test file. */
+export function useStage(): void {
+  beforeAll(async () => {
+    if (!enabled) return;
+    await start();
+  });
+  afterAll(async () => {
+    if (!enabled) return;
+    await Promise.all(peers.map((p) => p.close()));
+    await Promise.all(contexts.map((c) => c.close()));
+    await stage.browser?.close();
+    await stage.demo?.stop();
+    await stage.shortDemo?.stop();
+    await stage.broker?.stop();
+    await stage.backend?.dispose();
+  });
+}
+
+async function start(): Promise<void> {
+  const backend = (stage.backend = await freshBackend());
+  const [brokerPort, demoPort, shortPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const brokerEnv = (stage.brokerEnv = {
+    ...backend.env,
+    ADMIN_TOKEN,
+    JWT_SECRET,
+    BROKER_PORT: String(brokerPort),
+    CORS_ORIGINS: `http://127.0.0.1:${demoPort},http://127.0.0.1:${shortPort}`,
+    HOUSEKEEPING_INTERVAL_MS: "1000",
+  });
+  const broker = (stage.broker = await spawnBroker(brokerEnv));
+  const admin = (stage.admin = new AdminClient(broker.url, ADMIN_TOKEN));
+  const mesh = (stage.mesh = await admin.createMesh(`chat-${crypto.randomUUID().slice(0, 8)}`));
+  const common = { hostname: "127.0.0.1", brokerUrl: broker.url, jwtSecret: JWT_SECRET, mesh: mesh.slug };
+  stage.demo = await startDemo({ ...common, port: demoPort, tokenSeconds: 3600 });
+  stage.shortDemo = await startDemo({ ...common, port: shortPort, tokenSeconds: 4 });
+  stage.browser = await launchChromium();
+}
+
+export async function newContext(): Promise<BrowserContext> {
+  const context = await stage.browser.newContext();
+  contexts.push(context);
+  return context;
+}
+
+/** A chat tab of `name` in `room`, once it is in the room (see `inRoom`). */
+export async function openChat(context: BrowserContext, name: string, room = "lobby", base = stage.demo.url): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(`${base}/?name=${name}#${room}`);
+  await inRoom(page, room);
+  return page;
+}
+
+export const connected = (page: Page) => page.waitForSelector('#connection[data-state="open"]', WAIT);
+
+/**
+ * The tab's socket is open and it has joined the room and loaded its history.
+ * An open socket alone is not enough: typing sent before the join never
+ * reaches the tab, and the history may still be on its way.
+ */
+export async function inRoom(page: Page, room: string): Promise<void> {
+  await connected(page);
+  await page.waitForSelector(`#chat[data-joined="#${room}"]`, WAIT);
+}
+
+/** Every connection state the page's indicator shows from now on. */
+export async function recordStates(page: Page): Promise<() => Promise<string[]>> {
+  // Page code as text: this file is typechecked without the DOM library.
+  await page.evaluate(`(() => {
+    const indicator = document.getElementById("connection");
+    window.states = [];
+    new MutationObserver(() => window.states.push(indicator.dataset.state)).observe(indicator, { attributes: true });
+  })()`);
+  return () => page.evaluate("window.states") as Promise<string[]>;
+}
+
+export const texts = (page: Page) => page.locator("#messages li .text").allTextContents();
+export const messageIds = (page: Page) => page.evaluate(`[...document.querySelectorAll("#messages li")].map((li) => li.dataset.id)`) as Promise<string[]>;
+
+export async function say(page: Page, text: string): Promise<void> {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+  await page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
+}
+
+export const shows = (page: Page, text: string) => page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
+
+/** A program on the mesh (enrolled, signed hello) in a room: the sender of the tests that need one. */
+export async function programPeer(room: string): Promise<{ client: SwitchboardClient; identity: TestIdentity }> {
+  const identity = await newIdentity();
+  await stage.admin.addMember(stage.mesh.id, { pubkey: identity.publicKey, displayName: "program" });
+  const client = await SwitchboardClient.connect({ url: stage.broker.url, meshId: stage.mesh.id, secretKey: identity.secretKey, reconnect: { minDelayMs: 100, maxDelayMs: 500 } });
+  await client.join(room);
+  peers.push(client);
+  return { client, identity };
+}
+
+/** A service on the mesh that has no socket: it sends over the HTTP API with an API token. */
+export async function httpService(): Promise<HttpSender> {
+  const identity = await newIdentity();
+  const member = await stage.admin.addMember(stage.mesh.id, { pubkey: identity.publicKey, displayName: "service" });
+  return HttpSender.create({ url: stage.broker.url, token: await stage.admin.createApiToken(stage.mesh.id, member.id) });
+}
+
