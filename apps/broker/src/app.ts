@@ -103,13 +103,14 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const readiness = new Readiness();
   // The port opens as soon as the database is this process's (in embedded
   // mode DATA_DIR is locked then), before migrations: /health/ready answers
-  // 503 while they run, everything else 503 until the full routes replace
-  // these below.
+  // 503 while they run and /metrics answers, everything else 503 until the
+  // full routes replace these below.
   let early: Server<Connection> | undefined;
-  const listen = () => (early ??= serveStarting(config.BROKER_PORT, config.HOST, readinessRoutes(readiness, instanceId)));
+  const listen = () =>
+    (early ??= serveStarting(config.BROKER_PORT, config.HOST, readinessRoutes(readiness, instanceId, metrics, config.METRICS_TOKEN)));
   let db: Database;
   try {
-    db = await connectAndMigrate(config, log, listen);
+    db = await connectAndMigrate(config, log, listen, (up) => metrics.dbHealthy.set(up ? 1 : 0));
   } catch (error) {
     await early?.stop(true);
     throw error;

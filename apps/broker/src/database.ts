@@ -7,8 +7,17 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { pingDatabase } from "./store/health.ts";
 
-/** `onConnected` runs once the database is this process's (it opens the port); a throw from it is final. */
-export async function connectAndMigrate(config: Config, log: Logger, onConnected: () => void): Promise<Database> {
+/**
+ * `onConnected` runs once the database is this process's (it opens the port);
+ * a throw from it is final. `reached` says after each attempt whether the
+ * database answered.
+ */
+export async function connectAndMigrate(
+  config: Config,
+  log: Logger,
+  onConnected: () => void,
+  reached: (up: boolean) => void,
+): Promise<Database> {
   // Read first: missing migration files (an incomplete image) stop the start
   // instead of being retried below as if the database were away.
   const migrations = loadMigrations();
@@ -23,10 +32,11 @@ export async function connectAndMigrate(config: Config, log: Logger, onConnected
       await db.close().catch(() => {});
       throw error;
     }
-    let reached = false;
+    let answered = false;
     try {
       await pingDatabase(db);
-      reached = true;
+      answered = true;
+      reached(true);
       const applied = await migrate(db, migrations);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       return db;
@@ -37,7 +47,8 @@ export async function connectAndMigrate(config: Config, log: Logger, onConnected
       // one thing; a migration statement it refuses (a conflicting object,
       // missing rights) another, retried too (it may be mended meanwhile)
       // but not under the outage's name.
-      const refused = reached && !isConnectionLost(error);
+      if (!answered) reached(false);
+      const refused = answered && !isConnectionLost(error);
       log.error({ err: error, attempt }, refused ? "db migration failed" : "db ping failed");
       await Bun.sleep(Math.min(1000 * attempt, 5000));
     }

@@ -128,13 +128,20 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     const starting = spawnBroker({ DATABASE_URL: cluster.url(), BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
     const migrating = await readyBecomes(url, "migrating");
     expect(migrating?.code).toBe(503);
-    // Everything but readiness waits for the migrations too.
+    // Everything but readiness and the metrics waits for the migrations too.
     expect((await fetch(`${url}/health`)).status).toBe(503);
+    // Prometheus sees the instance up, its database not.
+    const dbHealthy = async () => {
+      const res = await fetch(`${url}/metrics`);
+      return { status: res.status, value: /^broker_db_healthy (\d)$/m.exec(await res.text())?.[1] };
+    };
+    expect(await dbHealthy()).toEqual({ status: 200, value: "0" });
 
     await cluster.start();
     const broker = await starting;
     cleanups.push(() => broker.stop());
     expect((await readyBecomes(url, "ready"))?.code).toBe(200);
+    expect(await dbHealthy()).toEqual({ status: 200, value: "1" });
 
     await cluster.stop();
     expect((await readyBecomes(url, "db_down"))?.code).toBe(503);

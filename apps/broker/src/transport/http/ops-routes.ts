@@ -12,13 +12,27 @@ export interface BuildInfo {
   startedAt: number;
 }
 
-/** Served from the moment the port opens, before migrations: 200 only while the instance takes work. */
-export function readinessRoutes(readiness: Readiness, instanceId: string) {
+/**
+ * Served from the moment the port opens, before migrations: readiness (200
+ * only while the instance takes work) and the metrics, so that Prometheus
+ * sees an instance waiting for its database as up with broker_db_healthy 0.
+ */
+export function readinessRoutes(readiness: Readiness, instanceId: string, metrics: Metrics, metricsToken: string | undefined) {
   return {
     "/health/ready": {
       GET: () => {
         const status = readiness.status;
         return json(status === "ready" ? 200 : 503, { status, instanceId });
+      },
+    },
+    "/metrics": {
+      GET: async (req: Request) => {
+        if (metricsToken !== undefined && !sameSecret(bearerToken(req), metricsToken)) {
+          return apiError("unauthorized", "a bearer token is required for /metrics");
+        }
+        return new Response(await metrics.registry.metrics(), {
+          headers: { "content-type": metrics.registry.contentType },
+        });
       },
     },
   };
@@ -33,7 +47,7 @@ export function opsRoutes(deps: {
 }) {
   const { build, dbHealth, readiness, metrics, metricsToken } = deps;
   return {
-    ...readinessRoutes(readiness, build.instanceId),
+    ...readinessRoutes(readiness, build.instanceId, metrics, metricsToken),
     "/health": {
       GET: () => {
         const up = dbHealth.healthy;
@@ -44,16 +58,6 @@ export function opsRoutes(deps: {
           gitSha: build.gitSha,
           uptime: Math.floor((Date.now() - build.startedAt) / 1000),
           instanceId: build.instanceId,
-        });
-      },
-    },
-    "/metrics": {
-      GET: async (req: Request) => {
-        if (metricsToken !== undefined && !sameSecret(bearerToken(req), metricsToken)) {
-          return apiError("unauthorized", "a bearer token is required for /metrics");
-        }
-        return new Response(await metrics.registry.metrics(), {
-          headers: { "content-type": metrics.registry.contentType },
         });
       },
     },
