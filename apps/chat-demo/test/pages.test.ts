@@ -1,6 +1,6 @@
 // How the chat demo and the dashboard look and fail, in a real Chromium: the
 // name form goes once used; a phone's width cuts nothing off (screenshots
-// under bench/out/); a refused name, a closed page and an unsent message say
+// under bench/out/) and the console stays clean; a refused name, a closed page and an unsent message say
 // why; senders who left are still named; a tab opened from another gets a key
 // of its own; the dashboard forgets its token when asked, keeps it through a
 // broker that does not answer, says when what it shows is old, and drops a
@@ -22,6 +22,15 @@ const overflow = (page: Page) => page.evaluate("document.documentElement.scrollW
 
 const visible = (page: Page, selector: string) => page.isVisible(selector);
 
+/** The errors the page's console reports from now on (a missing favicon is one). */
+function consoleErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(message.text());
+  });
+  return errors;
+}
+
 async function dashboard(page: Page): Promise<void> {
   await page.goto(`${stage.broker.url}/dashboard?mesh=${stage.mesh.slug}`);
   await page.fill("#token", ADMIN_TOKEN);
@@ -35,6 +44,7 @@ describe.skipIf(!enabled)("chat demo pages", () => {
     const context = await newContext();
     const other = await openChat(context, "pat", "lobby");
     const page = await (await newContext()).newPage();
+    const errors = consoleErrors(page);
     await page.setViewportSize(PHONE);
     await page.goto(`${stage.demo.url}/#lobby`);
     expect(await visible(page, "#compose")).toBe(false);
@@ -52,6 +62,7 @@ describe.skipIf(!enabled)("chat demo pages", () => {
     expect(await overflow(other)).toBeLessThanOrEqual(0);
     mkdirSync(OUT, { recursive: true });
     await other.screenshot({ path: join(OUT, "chat-phone.png") });
+    expect(errors).toEqual([]);
   });
 
   test("a name the page's backend would refuse is asked again, saying why", async () => {
@@ -105,12 +116,14 @@ describe.skipIf(!enabled)("chat demo pages", () => {
 describe.skipIf(!enabled)("dashboard pages", () => {
   test("at a phone's width the board is one column and nothing is cut off", async () => {
     const page = await (await newContext()).newPage();
+    const errors = consoleErrors(page);
     await page.setViewportSize(PHONE);
     await dashboard(page);
     await page.waitForSelector("#instances tr", WAIT);
     expect(await overflow(page)).toBeLessThanOrEqual(0);
     mkdirSync(OUT, { recursive: true });
     await page.screenshot({ path: join(OUT, "dashboard-phone.png"), fullPage: true });
+    expect(errors).toEqual([]);
   });
 
   test("Forget token: back to the form with the token and the data gone, and nothing more is asked of the broker", async () => {
