@@ -9,7 +9,7 @@ import type { Context } from "./command.ts";
 import { httpBase, requireMesh, type Config } from "./config.ts";
 import { CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
-import { oneLine, out, outJson, shortKey } from "./output.ts";
+import { oneLine, out, outJson, sentLine, shortKey } from "./output.ts";
 import { isBrokerTarget } from "./target.ts";
 
 /** A target as the broker takes it; a member's name only through the admin API. */
@@ -65,7 +65,7 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
     return;
   }
   const dup = result.duplicate ? ", duplicate of an earlier send" : "";
-  await out(`sent ${result.messageId} to ${result.recipients} recipient(s) (queued${dup})`);
+  await out(sentLine(result.messageId, result.recipients, `queued${dup}`));
   if (wait === undefined) return;
   if (unreadable !== null) throw unread();
   const reply = result.reply ?? null;

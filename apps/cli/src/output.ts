@@ -41,6 +41,12 @@ export function oneLine(text: string): string {
   return text.replace(CONTROLS, (c) => NAMED[c] ?? `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }
 
+/** The line a send prints; a send that matched nobody says so rather than "to 0 recipient(s)". */
+export function sentLine(messageId: string, recipients: number, how: string): string {
+  if (recipients === 0) return `sent ${messageId}, but no member receives it: nobody else matches the target (${how})`;
+  return `sent ${messageId} to ${recipients} recipient(s) (${how})`;
+}
+
 export function shortKey(pubkey: string): string {
   return pubkey.slice(0, 8);
 }

@@ -8,7 +8,7 @@ import { operands, type Context } from "./command.ts";
 import { requireMesh } from "./config.ts";
 import { brokerError, CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
-import { oneLine, out, outJson, shortKey } from "./output.ts";
+import { oneLine, out, outJson, sentLine, shortKey } from "./output.ts";
 import { isBrokerTarget } from "./target.ts";
 
 const STATUSES = ["idle", "working", "dnd"] as const;
@@ -204,7 +204,7 @@ export async function runSend(ctx: Context): Promise<void> {
     else {
       const how = result.queued ? "queued" : "not queued";
       const dup = result.duplicate ? ", duplicate of an earlier send" : "";
-      await out(`sent ${result.messageId} to ${result.recipients} recipient(s) (${how}${dup})`);
+      await out(sentLine(result.messageId, result.recipients, `${how}${dup}`));
     }
   } finally {
     await client.close().catch(() => {});

@@ -227,7 +227,7 @@ describe("peer commands", () => {
     expect(lines(result.stderr)).toEqual([expect.stringMatching(/^switchboard: send failed: unknown_target/)]);
   });
 
-  test("send to an unknown channel exits 1 with one line; send --json prints the ack", async () => {
+  test("send to an unknown channel exits 1 with one line; send --json prints the ack; a send nobody receives says so", async () => {
     const { mesh, alice, bobKey } = await meshWithKeys();
     const result = await runCli(home, ["send", "--mesh", mesh.slug, "--key", bobKey, "#nowhere", "x"], { env });
     expect(result.code).toBe(1);
@@ -242,6 +242,9 @@ describe("peer commands", () => {
       await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, alice.pubkey, "queued for later", "--id", "retry-1", "--json"], { env }),
     ) as Record<string, unknown>;
     expect(dup).toMatchObject({ messageId: acked.messageId, duplicate: true });
+    // A tag nobody carries: stored, and the line says nobody receives it.
+    const nobody = await cliOk(home, ["send", "--mesh", mesh.slug, "--key", bobKey, "tag:nobody-has-this", "x"], { env });
+    expect(nobody).toMatch(/^sent [0-9a-f-]{36}, but no member receives it: nobody else matches the target \(queued\)\n$/);
   });
 
   test("a refused hello (key not enrolled) exits 1 with one line", async () => {
