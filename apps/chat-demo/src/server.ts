@@ -18,7 +18,7 @@ export interface DemoOptions {
 }
 
 const PAGE = join(import.meta.dir, "page");
-/** Names kept for /names, the most recent first to stay: this is a demo's memory, not a directory. */
+/** Names kept for /names, the oldest going first past this: a demo's memory, not a directory. */
 const MAX_NAMES = 10_000;
 const MAX_NAMES_ASKED = 200;
 
@@ -35,9 +35,12 @@ export async function startDemo(options: DemoOptions) {
   const app = await built(join(PAGE, "app.ts"), ["@switchboard/client"]);
   const js = (text: string) => new Response(text, { headers: { "content-type": "text/javascript; charset=utf-8" } });
   const sdk = await Bun.file(bundle.path).text();
+  // The first name vouched for a key stays, as the broker keeps the name a
+  // member first enrolled with: a later token naming it otherwise (this demo
+  // signs one for anyone) does not rename it here either.
   const vouched = new Map<string, string>();
   const remember = (pubkey: string, name: string) => {
-    vouched.delete(pubkey);
+    if (vouched.has(pubkey)) return;
     vouched.set(pubkey, name);
     if (vouched.size > MAX_NAMES) vouched.delete(vouched.keys().next().value!);
   };

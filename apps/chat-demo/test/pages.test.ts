@@ -74,10 +74,18 @@ describe.skipIf(!enabled)("chat demo pages", () => {
     expect(await page.textContent("#signin-error")).toContain("at most 64 characters");
   });
 
-  test("a line from someone who has left is still named, for a newcomer too", async () => {
+  test("a line from someone who has left is still named, for a newcomer too, by the name first vouched for", async () => {
     const quinn = await openChat(await newContext(), "quinn", "random");
+    const pubkey = (await quinn.getAttribute(`#online li:has-text("quinn")`, "data-pubkey"))!;
     await say(quinn, "quinn was here");
     await quinn.close();
+    // Gone from the mesh's presences: the newcomer cannot learn the name from them.
+    for (const until = Date.now() + WAIT.timeout; (await stage.admin.peers(stage.mesh.id)).some((p) => p.pubkey === pubkey); ) {
+      if (Date.now() > until) throw new Error("quinn's presence did not end");
+      await Bun.sleep(100);
+    }
+    // A token asked for the same key with another name does not rename it.
+    await fetch(`${stage.demo.url}/token`, { method: "POST", body: JSON.stringify({ pubkey, name: "the admin" }) });
     const newcomer = await openChat(await newContext(), "rosa", "random");
     await shows(newcomer, "quinn was here");
     // Named by the page's backend, which vouched for the name: quinn is not online to say it.
@@ -98,6 +106,41 @@ describe.skipIf(!enabled)("chat demo pages", () => {
     await shows(first, "to both tabs");
     await shows(second, "to both tabs");
     expect(await first.getAttribute("#connection", "data-state")).toBe("open");
+  });
+
+  test("two tabs with the same storage that load at once settle on different keys", async () => {
+    const context = await newContext();
+    const seed = await (await openChat(context, "vic", "lobby")).evaluate(
+      "({ k: sessionStorage.getItem('chat.secretKey'), s: sessionStorage.getItem('chat.sessionId') })",
+    );
+    const twins = await newContext();
+    await twins.addInitScript((stored: { k: string; s: string }) => {
+      if (sessionStorage.getItem("chat.secretKey") === null) {
+        sessionStorage.setItem("chat.secretKey", stored.k);
+        sessionStorage.setItem("chat.sessionId", stored.s);
+        sessionStorage.setItem("chat.name", "twin");
+      }
+    }, seed as { k: string; s: string });
+    const [a, b] = await Promise.all([twins.newPage(), twins.newPage()]);
+    await Promise.all([a.goto(`${stage.demo.url}/#lobby`), b.goto(`${stage.demo.url}/#lobby`)]);
+    await Promise.all([inRoom(a, "lobby"), inRoom(b, "lobby")]);
+    const keys = await Promise.all([a, b].map((p) => p.evaluate("sessionStorage.getItem('chat.secretKey')")));
+    expect(new Set(keys).size).toBe(2);
+    const { client } = await programPeer("lobby");
+    await client.send("#lobby", { text: "to both twins" });
+    await shows(a, "to both twins");
+    await shows(b, "to both twins");
+  });
+
+  test("a send that fails says why, and the line clears once a message goes out", async () => {
+    const page = await openChat(await newContext(), "walt", "support");
+    await page.fill("#text", "x".repeat(70_000));
+    await page.press("#text", "Enter");
+    await page.waitForFunction(`document.getElementById("problem").textContent.includes("too_large") || document.getElementById("problem").textContent.includes("limit")`, undefined, WAIT);
+    await page.fill("#text", "a short one");
+    await page.press("#text", "Enter");
+    await shows(page, "a short one");
+    await page.waitForFunction(`document.getElementById("problem").textContent === ""`, undefined, WAIT);
   });
 
   test("a page whose member is revoked says it is closed for good and why; a message typed then stays in the box, not sent", async () => {
@@ -129,7 +172,19 @@ describe.skipIf(!enabled)("dashboard pages", () => {
   test("Forget token: back to the form with the token and the data gone, and nothing more is asked of the broker", async () => {
     const page = await (await newContext()).newPage();
     await dashboard(page);
+    // A refresh on its way when the token is forgotten comes back to nothing.
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let holding = () => {};
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    await page.route("**/v1/admin/overview", async (route) => {
+      holding();
+      await released;
+      await route.continue().catch(() => {});
+    });
+    await held;
     await page.click("#logout");
+    release();
     expect({ login: await visible(page, "#login"), board: await visible(page, "#board"), token: await page.inputValue("#token") }).toEqual({
       login: true,
       board: false,
@@ -142,6 +197,7 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     // Longer than the page's refresh interval (5 s).
     await page.waitForTimeout(6000);
     expect(asked).toEqual([]);
+    expect({ error: await page.textContent("#login-error"), stale: await page.textContent("#stale") }).toEqual({ error: "", stale: "" });
   });
 
   test("a broker that answers 503 as the page opens: the token is kept and tried again, and the board shows once it answers", async () => {
@@ -157,6 +213,31 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     expect(await page.evaluate("sessionStorage.getItem('switchboard.adminToken')")).toBe(ADMIN_TOKEN);
     refuse = false;
     await page.waitForSelector("#board:not([hidden])", WAIT);
+  });
+
+  test("a member who joins while the members are being listed again stays shown with its presence", async () => {
+    const page = await (await newContext()).newPage();
+    await dashboard(page);
+    // The next listing is read by the broker now, and its answer held until
+    // the newcomer has joined: it does not name the newcomer.
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let holding = () => {};
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    await page.route(`**/v1/admin/meshes/${stage.mesh.id}/members`, async (route) => {
+      const answer = await route.fetch();
+      holding();
+      await released;
+      await route.fulfill({ response: answer }).catch(() => {});
+    });
+    await held;
+    const xena = await openChat(await newContext(), "xena", "lobby");
+    const pubkey = (await xena.getAttribute(`#online li:has-text("xena")`, "data-pubkey"))!;
+    await page.waitForSelector(`#members tr[data-member="${pubkey}"] [data-status]`, WAIT);
+    release();
+    // Two refreshes later it is still there, with its presence.
+    await page.waitForTimeout(6000);
+    expect(await page.isVisible(`#members tr[data-member="${pubkey}"] [data-status]`)).toBe(true);
   });
 
   test("a revoked member leaves the members table", async () => {

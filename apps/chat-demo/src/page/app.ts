@@ -8,6 +8,8 @@ import { generateKeypair, SwitchboardClient, type Message } from "@switchboard/c
 
 const ROOMS = ["lobby", "support", "random"];
 const TYPING_REPEAT_MS = 3000;
+/** Keys named per request to the page's backend (it answers at most 200). */
+const NAMES_PER_ASK = 100;
 
 interface Line {
   id: string;
@@ -35,19 +37,22 @@ const TAB_ANSWER_MS = 150;
  * and the same key and session would replace the first tab's connection.
  */
 function sessionTaken(sessionId: string): Promise<boolean> {
+  // Two copies asking at once (a restored window of duplicates) hear each
+  // other's question: the one with the lower draw keeps the session.
+  const draw = Math.random();
   return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      tabs.removeEventListener("message", onAnswer);
-      resolve(false);
-    }, TAB_ANSWER_MS);
+    const timer = setTimeout(() => settle(false), TAB_ANSWER_MS);
     const onAnswer = (event: MessageEvent) => {
-      if ((event.data as { taken?: string }).taken !== sessionId) return;
+      const data = event.data as { taken?: string; asks?: string; draw?: number };
+      if (data.taken === sessionId || (data.asks === sessionId && (data.draw ?? 0) < draw)) settle(true);
+    };
+    const settle = (taken: boolean) => {
       clearTimeout(timer);
       tabs.removeEventListener("message", onAnswer);
-      resolve(true);
+      resolve(taken);
     };
     tabs.addEventListener("message", onAnswer);
-    tabs.postMessage({ asks: sessionId });
+    tabs.postMessage({ asks: sessionId, draw });
   });
 }
 
@@ -152,16 +157,21 @@ async function main(): Promise<void> {
     for (const p of client.presences) names.set(p.pubkey, p.displayName);
   };
   const askNames = (pubkeys: string[]) => {
-    const wanted = pubkeys.filter((k) => !names.has(k) && !asked.has(k));
-    if (wanted.length === 0) return;
-    for (const k of wanted) asked.add(k);
-    void fetch(`/names?${new URLSearchParams(wanted.map((k): [string, string] => ["pubkey", k]))}`)
-      .then((res): Promise<Record<string, string>> | Record<string, string> => (res.ok ? res.json() : {}))
-      .then((known) => {
-        for (const [k, n] of Object.entries(known)) if (!names.has(k)) names.set(k, n);
-        render();
-      })
-      .catch(() => {});
+    const wanted = [...new Set(pubkeys)].filter((k) => !names.has(k) && !asked.has(k));
+    for (let i = 0; i < wanted.length; i += NAMES_PER_ASK) {
+      const batch = wanted.slice(i, i + NAMES_PER_ASK);
+      for (const k of batch) asked.add(k);
+      void fetch(`/names?${new URLSearchParams(batch.map((k): [string, string] => ["pubkey", k]))}`)
+        .then((res): Promise<Record<string, string>> => (res.ok ? res.json() : Promise.reject(new Error(String(res.status)))))
+        .then((known) => {
+          for (const [k, n] of Object.entries(known)) if (!names.has(k)) names.set(k, n);
+          render();
+        })
+        // Asked again at the next drawing.
+        .catch(() => {
+          for (const k of batch) asked.delete(k);
+        });
+    }
   };
   const nameOf = (pubkey: string) => names.get(pubkey) ?? pubkey.slice(0, 8);
   const add = (message: Message) => {
@@ -262,11 +272,16 @@ async function main(): Promise<void> {
       (sent) => {
         add({ messageId: sent.messageId, senderPubkey: client.publicKey, targetSpec: target, priority: "next", createdAt: new Date().toISOString(), replyTo: null, encrypted: false, payload: { text } });
         render();
+        // What went wrong before is over: a message went out.
+        tell("");
       },
       (error: unknown) => {
-        // Not sent: the text goes back into the box unless something else was typed meanwhile.
-        if (input.value === "") input.value = text;
-        tell(`not sent: ${error instanceof Error ? error.message : String(error)}`);
+        // Not sent: the text goes back into the box, unless the room changed
+        // or something else was typed meanwhile; then the line quotes it.
+        const back = room === target && input.value === "";
+        if (back) input.value = text;
+        const why = error instanceof Error ? error.message : String(error);
+        tell(back ? `not sent: ${why}` : `not sent to ${target} (“${text.slice(0, 80)}”): ${why}`);
       },
     );
   });

@@ -79,10 +79,18 @@ function renderMembers(): void {
   $("members").replaceChildren(...rows);
 }
 
-/** The mesh's members as listed now (a revoked one is gone), with the presences the stream gave them. */
+/**
+ * The mesh's members as listed now (a revoked one is gone), with the
+ * presences the stream gave them. One the list lacks but the stream shows
+ * live joined after the list was read: it stays.
+ */
 function reconcile(listed: Member[]): void {
+  const listedKeys = new Set(listed.map((m) => m.pubkey));
   const live = new Map(members.map((m) => [m.pubkey, m.presences]));
-  members = listed.map((m) => ({ ...m, presences: live.get(m.pubkey) ?? [] }));
+  members = [
+    ...listed.map((m) => ({ ...m, presences: live.get(m.pubkey) ?? [] })),
+    ...members.filter((m) => !listedKeys.has(m.pubkey) && m.presences.length > 0),
+  ];
   renderMembers();
 }
 
@@ -174,8 +182,15 @@ function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["dept
   return svg;
 }
 
+/** Bumped by every sign-in and sign-out: what a refresh started before it brings back is dropped. */
+let signIn = 0;
+
+class Outdated extends Error {}
+
 async function refresh(): Promise<void> {
+  const mine = signIn;
   const o = await api<Overview>("/v1/admin/overview");
+  if (mine !== signIn) throw new Outdated();
   const select = $<HTMLSelectElement>("mesh");
   const chosen = select.value || new URLSearchParams(location.search).get("mesh") || o.meshes[0]?.id || "";
   select.replaceChildren(...o.meshes.map((m) => el("option", { value: m.id }, m.slug)));
@@ -194,8 +209,15 @@ async function refresh(): Promise<void> {
     // Members come and go (a revocation) without a presence event: listed again each refresh.
     const meshId = select.value;
     const signal = streamAbort.signal;
-    const listed = (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`, signal)).members;
-    if (!signal.aborted && select.dataset.following === meshId) reconcile(listed);
+    let listed: Member[];
+    try {
+      listed = (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`, signal)).members;
+    } catch (error) {
+      // Cut off by a mesh switch or a sign-out: not a failure of the broker.
+      if (signal.aborted) return;
+      throw error;
+    }
+    if (!signal.aborted && mine === signIn && select.dataset.following === meshId) reconcile(listed);
   }
 }
 
@@ -217,6 +239,7 @@ function signedIn(yes: boolean): void {
 
 /** Back to the token form: nothing is fetched any more; the token is forgotten unless it was not the problem. */
 function showLogin(message = "", keepToken = false): void {
+  signIn++;
   streamAbort?.abort();
   streamAbort = null;
   clearInterval(timer);
@@ -230,14 +253,18 @@ function showLogin(message = "", keepToken = false): void {
     renderMembers();
   }
   signedIn(false);
+  // Kept through an outage: it can still be forgotten.
+  $("logout").hidden = !keepToken;
   $("login-error").textContent = message;
 }
 
 async function open(): Promise<void> {
   clearTimeout(retry);
+  signIn++;
   try {
     await refresh();
   } catch (error) {
+    if (error instanceof Outdated) return;
     if (error instanceof Unauthorized) return showLogin("the token was refused");
     // The broker or its database is away: the token may well be right, so it is kept and tried again.
     showLogin(`the broker did not answer (${why(error)}); trying again in ${REFRESH_MS / 1000} s`, true);
@@ -251,7 +278,11 @@ async function open(): Promise<void> {
     () =>
       refresh().then(
         () => health("overview", null),
-        (error: unknown) => (error instanceof Unauthorized ? showLogin("the token was refused") : health("overview", why(error))),
+        (error: unknown) => {
+          if (error instanceof Outdated) return;
+          if (error instanceof Unauthorized) showLogin("the token was refused");
+          else health("overview", why(error));
+        },
       ),
     REFRESH_MS,
   );
