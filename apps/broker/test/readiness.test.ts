@@ -8,6 +8,7 @@ import {
   ownPostgresTestsRun,
   setupMesh,
   spawnBroker,
+  spawnRaw,
   startPostgresCluster,
   TEST_ADMIN_TOKEN,
   TestBroker,
@@ -149,6 +150,35 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
 
     await cluster.start();
     expect((await readyBecomes(url, "ready"))?.code).toBe(200);
+  });
+
+  test("a migration the database refuses: the instance is up, its database up, and it waits at migrating", async () => {
+    // A table of the schema's name and another shape: the first migration fails on it, the database answers.
+    const name = `sb_refused_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+    const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} });
+    cleanups.push(() => admin.end({ timeout: 1 }));
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+    const url = new URL(cluster.url());
+    url.pathname = `/${name}`;
+    const refused = postgres(url.toString(), { max: 1, onnotice: () => {} });
+    await refused.unsafe("CREATE TABLE meshes (id int)");
+    await refused.end();
+
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const proc = spawnRaw({ DATABASE_URL: url.toString(), BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+    cleanups.push(async () => {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    });
+    expect((await readyBecomes(base, "migrating"))?.code).toBe(503);
+    // Past the first refusal, the database having answered.
+    for (const until = Date.now() + 20_000; Date.now() < until; await Bun.sleep(100)) {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      if (/^broker_db_healthy 1$/m.test(text)) break;
+    }
+    expect(/^broker_db_healthy (\d)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1]).toBe("1");
+    expect((await ready(base))?.body.status).toBe("migrating");
   });
 
   test("503 draining from SIGTERM until the listener closes, then exit 0", async () => {
