@@ -10,7 +10,7 @@ import { REPO_ROOT, spawnBroker } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { ADMIN_TOKEN, enabled, inRoom, newContext, openChat, programPeer, say, shows, stage, useStage, WAIT } from "./stage.ts";
+import { ADMIN_TOKEN, enabled, holdRoute, inRoom, newContext, openChat, programPeer, say, shows, stage, useStage, WAIT } from "./stage.ts";
 
 useStage();
 
@@ -173,15 +173,7 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     const page = await (await newContext()).newPage();
     await dashboard(page);
     // A refresh on its way when the token is forgotten comes back to nothing.
-    let release = () => {};
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let holding = () => {};
-    const held = new Promise<void>((resolve) => (holding = resolve));
-    await page.route("**/v1/admin/overview", async (route) => {
-      holding();
-      await released;
-      await route.continue().catch(() => {});
-    });
+    const { held, release } = await holdRoute(page, "**/v1/admin/overview");
     await held;
     await page.click("#logout");
     release();
@@ -220,16 +212,7 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     await dashboard(page);
     // The next listing is read by the broker now, and its answer held until
     // the newcomer has joined: it does not name the newcomer.
-    let release = () => {};
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let holding = () => {};
-    const held = new Promise<void>((resolve) => (holding = resolve));
-    await page.route(`**/v1/admin/meshes/${stage.mesh.id}/members`, async (route) => {
-      const answer = await route.fetch();
-      holding();
-      await released;
-      await route.fulfill({ response: answer }).catch(() => {});
-    });
+    const { held, release } = await holdRoute(page, `**/v1/admin/meshes/${stage.mesh.id}/members`, { answered: true });
     await held;
     const xena = await openChat(await newContext(), "xena", "lobby");
     const pubkey = (await xena.getAttribute(`#online li:has-text("xena")`, "data-pubkey"))!;

@@ -143,3 +143,21 @@ export async function httpService(): Promise<HttpSender> {
   return HttpSender.create({ url: stage.broker.url, token: await stage.admin.createApiToken(stage.mesh.id, member.id) });
 }
 
+/**
+ * Holds the next request to `pattern` (and those after it) until release():
+ * before it reaches the broker, or — `answered` — once the broker has
+ * answered it, so that what it says is older than what happens meanwhile.
+ */
+export async function holdRoute(page: Page, pattern: string, options: { answered?: boolean } = {}) {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let holding = () => {};
+  const held = new Promise<void>((resolve) => (holding = resolve));
+  await page.route(pattern, async (route) => {
+    const answer = options.answered ? await route.fetch() : null;
+    holding();
+    await released;
+    await (answer ? route.fulfill({ response: answer }) : route.continue()).catch(() => {});
+  });
+  return { held, release };
+}
