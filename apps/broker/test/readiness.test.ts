@@ -136,11 +136,12 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
       const res = await fetch(`${url}/metrics`);
       return { status: res.status, value: /^broker_db_healthy (\d)$/m.exec(await res.text())?.[1] };
     };
-    expect(await dbHealthy()).toEqual({ status: 200, value: "0" });
+    const whileAway = await dbHealthy();
 
     await cluster.start();
     const broker = await starting;
     cleanups.push(() => broker.stop());
+    expect(whileAway).toEqual({ status: 200, value: "0" });
     expect((await readyBecomes(url, "ready"))?.code).toBe(200);
     expect(await dbHealthy()).toEqual({ status: 200, value: "1" });
 
