@@ -108,28 +108,47 @@ describe.skipIf(!enabled)("chat demo pages", () => {
     expect(await first.getAttribute("#connection", "data-state")).toBe("open");
   });
 
-  test("two tabs with the same storage that load at once settle on different keys", async () => {
-    const context = await newContext();
-    const seed = await (await openChat(context, "vic", "lobby")).evaluate(
+  test("two tabs with the same storage that load at once settle on different keys, whichever draws lower", async () => {
+    const seed = (await (await openChat(await newContext(), "vic", "lobby")).evaluate(
       "({ k: sessionStorage.getItem('chat.secretKey'), s: sessionStorage.getItem('chat.sessionId') })",
-    );
-    const twins = await newContext();
-    await twins.addInitScript((stored: { k: string; s: string }) => {
-      if (sessionStorage.getItem("chat.secretKey") === null) {
-        sessionStorage.setItem("chat.secretKey", stored.k);
-        sessionStorage.setItem("chat.sessionId", stored.s);
-        sessionStorage.setItem("chat.name", "twin");
+    )) as { k: string; s: string };
+    // The second tab asks while the first still waits for answers (its wait
+    // is stretched from 150 ms to 3 s); each draw decides once per order.
+    for (const draws of [[0.1, 0.9], [0.9, 0.1]] as const) {
+      const twins = await newContext();
+      const pages = await Promise.all([twins.newPage(), twins.newPage()]);
+      for (const [i, page] of pages.entries()) {
+        // Page code as text: this file is typechecked without the DOM library.
+        await page.addInitScript(`(() => {
+          Math.random = () => ${draws[i]};
+          const post = BroadcastChannel.prototype.postMessage;
+          BroadcastChannel.prototype.postMessage = function (message) {
+            if (message && message.asks) window.asked = true;
+            return post.call(this, message);
+          };
+          if (${i === 0}) {
+            const wait = window.setTimeout;
+            window.setTimeout = (fn, ms, ...rest) => wait(fn, ms === 150 ? 3000 : ms, ...rest);
+          }
+          if (sessionStorage.getItem("chat.secretKey") === null) {
+            sessionStorage.setItem("chat.secretKey", ${JSON.stringify(seed.k)});
+            sessionStorage.setItem("chat.sessionId", ${JSON.stringify(seed.s)});
+            sessionStorage.setItem("chat.name", "twin");
+          }
+        })()`);
       }
-    }, seed as { k: string; s: string });
-    const [a, b] = await Promise.all([twins.newPage(), twins.newPage()]);
-    await Promise.all([a.goto(`${stage.demo.url}/#lobby`), b.goto(`${stage.demo.url}/#lobby`)]);
-    await Promise.all([inRoom(a, "lobby"), inRoom(b, "lobby")]);
-    const keys = await Promise.all([a, b].map((p) => p.evaluate("sessionStorage.getItem('chat.secretKey')")));
-    expect(new Set(keys).size).toBe(2);
-    const { client } = await programPeer("lobby");
-    await client.send("#lobby", { text: "to both twins" });
-    await shows(a, "to both twins");
-    await shows(b, "to both twins");
+      const [a, b] = pages as [Page, Page];
+      await a.goto(`${stage.demo.url}/#lobby`);
+      await a.waitForFunction("window.asked === true", undefined, WAIT);
+      await b.goto(`${stage.demo.url}/#lobby`);
+      await Promise.all([inRoom(a, "lobby"), inRoom(b, "lobby")]);
+      const keys = await Promise.all([a, b].map((p) => p.evaluate("sessionStorage.getItem('chat.secretKey')")));
+      expect({ draws, distinct: new Set(keys).size }).toEqual({ draws, distinct: 2 });
+      const { client } = await programPeer("lobby");
+      await client.send("#lobby", { text: `to both twins ${draws[0]}` });
+      await shows(a, `to both twins ${draws[0]}`);
+      await shows(b, `to both twins ${draws[0]}`);
+    }
   });
 
   test("a send that fails says why, and the line clears once a message goes out", async () => {

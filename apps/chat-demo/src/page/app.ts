@@ -44,7 +44,11 @@ function sessionTaken(sessionId: string): Promise<boolean> {
     const timer = setTimeout(() => settle(false), TAB_ANSWER_MS);
     const onAnswer = (event: MessageEvent) => {
       const data = event.data as { taken?: string; asks?: string; draw?: number };
-      if (data.taken === sessionId || (data.asks === sessionId && (data.draw ?? 0) < draw)) settle(true);
+      if (data.taken === sessionId) return settle(true);
+      if (data.asks !== sessionId) return;
+      // Another copy asks too: the lower draw keeps the session, and the other is told.
+      if ((data.draw ?? 0) < draw) settle(true);
+      else tabs.postMessage({ taken: sessionId });
     };
     const settle = (taken: boolean) => {
       clearTimeout(timer);
