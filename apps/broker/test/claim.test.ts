@@ -4,44 +4,35 @@
 // up to its room. On Postgres, with many live presences on the instance, a
 // claim reads only the presences it names: the per-member list was assumed to
 // hold a hundred, and every live presence was read for every member.
-import { beforeAll, describe, expect, test } from "bun:test";
-import type { Database } from "@switchboard/db";
-import { backendKind, type TestBackend } from "@switchboard/testkit";
+import { describe, expect, test } from "bun:test";
+import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { claimForPresences, type ClaimRequest } from "../src/store/queue/claim.ts";
 import { planOf } from "./support/plans.ts";
-import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
+import { useMeshDatabase } from "./support/scratch-db.ts";
 
 const INSTANCE = "claim";
-const scratch = useBackendDatabase();
-let db: Database;
-let backend: TestBackend;
-let meshId = "";
-
-beforeAll(async () => {
-  ({ db, backend } = scratch);
-  ({ meshId } = await meshWithMember(db, "claim"));
-});
+const t = useMeshDatabase("claim");
 
 async function member(name: string): Promise<string> {
-  const [m] = await db.rows<{ id: string }>(sql`
-    INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}::uuid, ${crypto.randomUUID()}, ${name}) RETURNING id`);
+  const [m] = await t.db.rows<{ id: string }>(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${t.meshId}::uuid, ${crypto.randomUUID()}, ${name}) RETURNING id`);
   return m!.id;
 }
 
 async function presence(memberId: string, session: string, status = "idle"): Promise<string> {
-  const [p] = await db.rows<{ id: string }>(sql`
+  const [p] = await t.db.rows<{ id: string }>(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, status)
-    VALUES (${meshId}::uuid, ${memberId}::uuid, ${INSTANCE}, ${session}, 'n', ${status}) RETURNING id`);
+    VALUES (${t.meshId}::uuid, ${memberId}::uuid, ${INSTANCE}, ${session}, 'n', ${status}) RETURNING id`);
   return p!.id;
 }
 
 /** `count` queued deliveries to `recipient`, from itself; their message ids in queue order. */
 async function queue(recipient: string, count: number): Promise<string[]> {
-  const rows = await db.rows<{ id: string }>(sql`
+  const rows = await t.db.rows<{ id: string }>(sql`
     WITH m AS (
       INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-      SELECT ${meshId}::uuid, ${recipient}::uuid, 'k', 'next', 'n', 'c', now() + interval '1 day' FROM generate_series(1, ${count})
+      SELECT ${t.meshId}::uuid, ${recipient}::uuid, 'k', 'next', 'n', 'c', now() + interval '1 day' FROM generate_series(1, ${count})
       RETURNING id)
     INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
     SELECT id, ${recipient}::uuid, 'next', now() + interval '1 day' FROM m ORDER BY id RETURNING message_id AS id`);
@@ -55,7 +46,7 @@ describe("claimForPresences", () => {
     const idle = await presence(ada, "idle");
     const queued = await queue(ada, 5);
     const leased = await claimForPresences(
-      db,
+      t.db,
       [{ memberId: ada, presences: [{ id: busy, room: 10 }, { id: idle, room: 3 }] }],
       30,
     );
@@ -72,8 +63,8 @@ describe("claimForPresences", () => {
     }
     const others = await member("others");
     for (let i = 0; i < 300; i++) await presence(others, `o${i}`);
-    await db.rows(sql`ANALYZE`);
-    const plan = await planOf(backend.databaseUrl!, (recorder) => claimForPresences(recorder, requests, 30), { analyze: true });
+    await t.db.rows(sql`ANALYZE`);
+    const plan = await planOf(t.backend.databaseUrl!, (recorder) => claimForPresences(recorder, requests, 30), { analyze: true });
     const read = [...plan.matchAll(/on presences(?: \w+)? .*actual time=\S+ rows=(\d+) loops=(\d+)/g)].reduce(
       (sum, m) => sum + Number(m[1]) * Number(m[2]),
       0,

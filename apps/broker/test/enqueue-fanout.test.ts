@@ -6,8 +6,7 @@
 // And a channel's recipients are found through the channel, not by testing
 // every member of every mesh against it.
 import { beforeAll, expect, test } from "bun:test";
-import type { Database } from "@switchboard/db";
-import { backendKind, type TestBackend } from "@switchboard/testkit";
+import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { enqueueSends, type NewMessage } from "../src/store/queue/index.ts";
 import { planOf } from "./support/plans.ts";
@@ -17,29 +16,26 @@ const INSTANCE = "enqueue-fanout";
 const MEMBERS = 200;
 
 const scratch = useBackendDatabase();
-let db: Database;
-let backend: TestBackend;
 let meshId = "";
 let senderId = "";
 
 beforeAll(async () => {
-  ({ db, backend } = scratch);
-  const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('fanout', 'fanout') RETURNING id`);
+  const [mesh] = await scratch.db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('fanout', 'fanout') RETURNING id`);
   meshId = mesh!.id;
-  const members = await db.rows<{ id: string }>(sql`
+  const members = await scratch.db.rows<{ id: string }>(sql`
     INSERT INTO members (mesh_id, pubkey, display_name)
     SELECT ${meshId}::uuid, md5(g::text) || md5(g::text || 'k'), 'm' || g FROM generate_series(1, ${MEMBERS}) g
     RETURNING id`);
   senderId = members[0]!.id;
   // Every member has a live presence on this instance, idle: each delivery may be leased to it directly.
-  await db.rows(sql`
+  await scratch.db.rows(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
     SELECT ${meshId}::uuid, id, ${INSTANCE}, 's', display_name FROM members WHERE mesh_id = ${meshId}::uuid`);
   // A channel of three in this mesh.
-  await db.rows(sql`
+  await scratch.db.rows(sql`
     INSERT INTO channel_members (mesh_id, channel, member_id)
     SELECT mesh_id, '#room', id FROM members WHERE mesh_id = ${meshId}::uuid ORDER BY display_name LIMIT 3`);
-  await db.rows(sql`ANALYZE`);
+  await scratch.db.rows(sql`ANALYZE`);
 });
 
 /**
@@ -48,26 +44,26 @@ beforeAll(async () => {
  * lookup once per recipient even when it is inlined, and that test could not fail.
  */
 async function aLargerDeployment(): Promise<void> {
-  await db.rows(sql`
+  await scratch.db.rows(sql`
     WITH other AS (INSERT INTO meshes (slug, name) VALUES ('around', 'around') RETURNING id),
     everyone AS (
       INSERT INTO members (mesh_id, pubkey, display_name)
       SELECT other.id, md5(g::text || 'o') || md5(g::text || 'p'), 'o' || g FROM other, generate_series(1, 5000) g
       RETURNING id, mesh_id)
     INSERT INTO channel_members (mesh_id, channel, member_id) SELECT mesh_id, '#c' || (random() * 50)::int, id FROM everyone`);
-  await db.rows(sql`ANALYZE`);
+  await scratch.db.rows(sql`ANALYZE`);
 }
 const broadcast = (targetSpec = "*"): NewMessage => newMessage(meshId, senderId, targetSpec);
 const holders = { instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: false };
 
 test("a broadcast is written with a delivery leased to each other member's presence", async () => {
-  const [written] = await enqueueSends(db, [broadcast()], holders);
+  const [written] = await enqueueSends(scratch.db, [broadcast()], holders);
   expect(JSON.parse(written!.recipients)).toHaveLength(MEMBERS - 1);
   expect(JSON.parse(written!.leased)).toHaveLength(MEMBERS - 1);
 });
 
 test.skipIf(backendKind !== "postgres")("a broadcast's statement looks each recipient's presence up once (generic plan, run)", async () => {
-  const plan = await planOf(backend.databaseUrl!, (recorder) => enqueueSends(recorder, [broadcast()], holders), {
+  const plan = await planOf(scratch.backend.databaseUrl!, (recorder) => enqueueSends(recorder, [broadcast()], holders), {
     generic: true,
     analyze: true,
   });
@@ -78,15 +74,15 @@ test.skipIf(backendKind !== "postgres")("a broadcast's statement looks each reci
 });
 
 test("a channel send goes to the channel's other members", async () => {
-  const [written] = await enqueueSends(db, [broadcast("#room")], holders);
+  const [written] = await enqueueSends(scratch.db, [broadcast("#room")], holders);
   expect(JSON.parse(written!.recipients)).toHaveLength(2);
 });
 
 test.skipIf(backendKind !== "postgres")("a channel or direct send reads its recipients, not every member of every mesh (generic plan, run)", async () => {
   await aLargerDeployment();
-  const [{ pubkey }] = (await db.rows<{ pubkey: string }>(sql`SELECT pubkey FROM members WHERE display_name = 'm7'`)) as [{ pubkey: string }];
+  const [{ pubkey }] = (await scratch.db.rows<{ pubkey: string }>(sql`SELECT pubkey FROM members WHERE display_name = 'm7'`)) as [{ pubkey: string }];
   for (const target of ["#room", pubkey]) {
-    const plan = await planOf(backend.databaseUrl!, (recorder) => enqueueSends(recorder, [broadcast(target)], holders), {
+    const plan = await planOf(scratch.backend.databaseUrl!, (recorder) => enqueueSends(recorder, [broadcast(target)], holders), {
       generic: true,
       analyze: true,
     });

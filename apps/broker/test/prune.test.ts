@@ -5,40 +5,30 @@
 // real database: which messages go and which stay, and — on Postgres, with
 // the generic plan the broker's pool uses — that a tick reaches them through
 // the created_at indexes instead of reading the whole messages table.
-import { beforeAll, describe, expect, test } from "bun:test";
-import type { Database } from "@switchboard/db";
-import { backendKind, type TestBackend } from "@switchboard/testkit";
+import { describe, expect, test } from "bun:test";
+import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { pruneAuditLog, pruneGonePresences } from "../src/store/housekeeping.ts";
 import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
 import { planOf } from "./support/plans.ts";
-import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
+import { useMeshDatabase } from "./support/scratch-db.ts";
 
 const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
-const scratch = useBackendDatabase();
-let db: Database;
-let backend: TestBackend;
-let meshId = "";
-let memberId = "";
-
-beforeAll(async () => {
-  ({ db, backend } = scratch);
-  ({ meshId, memberId } = await meshWithMember(db, "prune"));
-});
+const t = useMeshDatabase("prune");
 
 /** A message created `ageSeconds` ago, expiring `expiresInSeconds` from now, with one delivery in `state` (or none). */
 async function message(target: string, ageSeconds: number, expiresInSeconds: number, state: string | null): Promise<string> {
-  const [m] = await db.rows<{ id: string }>(sql`
+  const [m] = await t.db.rows<{ id: string }>(sql`
     INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, created_at, expires_at)
-    VALUES (${meshId}::uuid, ${memberId}::uuid, ${target}, 'now', 'n', 'c',
+    VALUES (${t.meshId}::uuid, ${t.memberId}::uuid, ${target}, 'now', 'n', 'c',
             now() - make_interval(secs => ${ageSeconds}), now() + make_interval(secs => ${expiresInSeconds}))
     RETURNING id`);
   if (state !== null) {
-    await db.rows(sql`
+    await t.db.rows(sql`
       INSERT INTO deliveries (message_id, recipient_member_id, priority, state, expires_at)
-      VALUES (${m!.id}::uuid, ${memberId}::uuid, 'now', ${state}, now() + make_interval(secs => ${expiresInSeconds}))`);
+      VALUES (${m!.id}::uuid, ${t.memberId}::uuid, 'now', ${state}, now() + make_interval(secs => ${expiresInSeconds}))`);
   }
   return m!.id;
 }
@@ -60,24 +50,24 @@ describe("pruneMessages", () => {
       "channel, still queued, 2 days old": [await message("#room", 2 * DAY, DAY, "queued"), false],
       "channel, queued but expired 2 h ago, 2 days old": [await message("#room", 2 * DAY, -2 * HOUR, "queued"), true],
     } as const;
-    expect(await pruneMessages(db, RETENTION, 5000)).toBe(Object.values(cases).filter(([, gone]) => gone).length);
-    const left = new Set((await db.rows<{ id: string }>(sql`SELECT id FROM messages`)).map((r) => r.id));
+    expect(await pruneMessages(t.db, RETENTION, 5000)).toBe(Object.values(cases).filter(([, gone]) => gone).length);
+    const left = new Set((await t.db.rows<{ id: string }>(sql`SELECT id FROM messages`)).map((r) => r.id));
     const gone = Object.fromEntries(Object.entries(cases).map(([name, [id]]) => [name, !left.has(id)]));
     expect(gone).toEqual(Object.fromEntries(Object.entries(cases).map(([name, [, goes]]) => [name, goes])));
     // Their deliveries went with them.
-    const [orphans] = await db.rows<{ n: number }>(sql`
+    const [orphans] = await t.db.rows<{ n: number }>(sql`
       SELECT count(*)::int AS n FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id)`);
     expect(orphans!.n).toBe(0);
   });
 
   test.skipIf(backendKind !== "postgres")("a tick reads the prunable rows through the created_at indexes, not the whole table (generic plan)", async () => {
     // 40,000 young messages, none prunable: a scan would read them all every tick.
-    await db.rows(sql`
+    await t.db.rows(sql`
       INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-      SELECT ${meshId}::uuid, ${memberId}::uuid, CASE WHEN g % 2 = 0 THEN 'k' ELSE '#room' END, 'now', 'n', 'c', now() + interval '1 day'
+      SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, CASE WHEN g % 2 = 0 THEN 'k' ELSE '#room' END, 'now', 'n', 'c', now() + interval '1 day'
       FROM generate_series(1, 40000) g`);
-    await db.rows(sql`ANALYZE messages`);
-    const plan = await planOf(backend.databaseUrl!, (recorder) => pruneMessages(recorder, RETENTION, 5000), { generic: true });
+    await t.db.rows(sql`ANALYZE messages`);
+    const plan = await planOf(t.backend.databaseUrl!, (recorder) => pruneMessages(recorder, RETENTION, 5000), { generic: true });
     expect(plan).toContain("messages_direct_created_idx");
     expect(plan).toContain("messages_channel_created_idx");
     expect(plan).not.toMatch(/Seq Scan on messages/);
@@ -90,24 +80,24 @@ describe("pruneGonePresences", () => {
   test("presences gone longer than the retention go, a batch a tick; live and recent ones stay", async () => {
     const presences = (gone: string) => sql`
       INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, disconnected_at)
-      SELECT ${meshId}::uuid, ${memberId}::uuid, 'gone', 's' || g, 'n', ${sql.raw(gone)} FROM generate_series(1, 1200) g`;
-    await db.rows(presences("now() - interval '2 days'"));
-    await db.rows(presences("now() - interval '1 hour'"));
-    await db.rows(presences("NULL"));
-    const left = async () => (await db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM presences WHERE instance_id = 'gone'`))[0]!.n;
-    expect(await pruneGonePresences(db, 86_400, 1000)).toBe(1000);
+      SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'gone', 's' || g, 'n', ${sql.raw(gone)} FROM generate_series(1, 1200) g`;
+    await t.db.rows(presences("now() - interval '2 days'"));
+    await t.db.rows(presences("now() - interval '1 hour'"));
+    await t.db.rows(presences("NULL"));
+    const left = async () => (await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM presences WHERE instance_id = 'gone'`))[0]!.n;
+    expect(await pruneGonePresences(t.db, 86_400, 1000)).toBe(1000);
     expect(await left()).toBe(2600);
-    expect(await pruneGonePresences(db, 86_400, 1000)).toBe(200);
-    expect(await pruneGonePresences(db, 86_400, 1000)).toBe(0);
+    expect(await pruneGonePresences(t.db, 86_400, 1000)).toBe(200);
+    expect(await pruneGonePresences(t.db, 86_400, 1000)).toBe(0);
     expect(await left()).toBe(2400);
   });
 
   test.skipIf(backendKind !== "postgres")("a tick reads what it prunes through the index on disconnected_at, not the whole table (generic plan)", async () => {
-    await db.rows(sql`
+    await t.db.rows(sql`
       INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, disconnected_at)
-      SELECT ${meshId}::uuid, ${memberId}::uuid, 'recent', 's' || g, 'n', now() - interval '1 hour' FROM generate_series(1, 40000) g`);
-    await db.rows(sql`ANALYZE presences`);
-    const plan = await planOf(backend.databaseUrl!, (recorder) => pruneGonePresences(recorder, 86_400, 1000), { generic: true });
+      SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'recent', 's' || g, 'n', now() - interval '1 hour' FROM generate_series(1, 40000) g`);
+    await t.db.rows(sql`ANALYZE presences`);
+    const plan = await planOf(t.backend.databaseUrl!, (recorder) => pruneGonePresences(recorder, 86_400, 1000), { generic: true });
     expect(plan).toContain("presences_gone_idx");
     expect(plan).not.toMatch(/Seq Scan on presences/);
   });
@@ -115,18 +105,18 @@ describe("pruneGonePresences", () => {
 
 describe("pruneAuditLog", () => {
   test("audit rows past the retention go, the oldest first; younger ones stay", async () => {
-    await db.rows(sql`
+    await t.db.rows(sql`
       INSERT INTO audit_log (at, event, meta)
       SELECT now() - make_interval(days => g), 'pruned-test', jsonb_build_object('day', g) FROM generate_series(1, 40) g`);
-    await pruneAuditLog(db, 30 * 86_400);
-    const left = await db.rows<{ day: number }>(sql`SELECT (meta->>'day')::int AS day FROM audit_log WHERE event = 'pruned-test' ORDER BY 1`);
+    await pruneAuditLog(t.db, 30 * 86_400);
+    const left = await t.db.rows<{ day: number }>(sql`SELECT (meta->>'day')::int AS day FROM audit_log WHERE event = 'pruned-test' ORDER BY 1`);
     expect(left.map((r) => r.day)).toEqual(Array.from({ length: 29 }, (_, i) => i + 1));
   });
 
   test.skipIf(backendKind !== "postgres")("a tick reads what it prunes through the index on at, not the whole table (generic plan)", async () => {
-    await db.rows(sql`INSERT INTO audit_log (event) SELECT 'recent' FROM generate_series(1, 40000)`);
-    await db.rows(sql`ANALYZE audit_log`);
-    const plan = await planOf(backend.databaseUrl!, (recorder) => pruneAuditLog(recorder, 30 * 86_400), { generic: true });
+    await t.db.rows(sql`INSERT INTO audit_log (event) SELECT 'recent' FROM generate_series(1, 40000)`);
+    await t.db.rows(sql`ANALYZE audit_log`);
+    const plan = await planOf(t.backend.databaseUrl!, (recorder) => pruneAuditLog(recorder, 30 * 86_400), { generic: true });
     expect(plan).toContain("audit_log_at_idx");
     expect(plan).not.toMatch(/Seq Scan on audit_log/);
   });
@@ -134,19 +124,19 @@ describe("pruneAuditLog", () => {
 
 describe.skipIf(backendKind !== "postgres")("queueDepth", () => {
   test("counts the queue through its partial indexes, not the acknowledged deliveries kept for the retention", async () => {
-    await db.rows(sql`
+    await t.db.rows(sql`
       WITH m AS (
         INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        SELECT ${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'depth', now() + interval '1 day'
+        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'depth', now() + interval '1 day'
         FROM generate_series(1, 30000) g RETURNING id)
       INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
-      SELECT id, ${memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
-    await db.rows(sql`ANALYZE deliveries`);
-    const before = await queueDepth(db);
+      SELECT id, ${t.memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    await t.db.rows(sql`ANALYZE deliveries`);
+    const before = await queueDepth(t.db);
     await message("k", 0, 3600, "queued");
     await message("k", 0, 3600, "leased");
-    expect(await queueDepth(db)).toBe(before + 2);
-    expect(await planOf(backend.databaseUrl!, (recorder) => queueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
+    expect(await queueDepth(t.db)).toBe(before + 2);
+    expect(await planOf(t.backend.databaseUrl!, (recorder) => queueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
   });
 });
 
@@ -154,23 +144,23 @@ describe("dropUndeliveredOfRevoked", () => {
   test("drops what members revoked within the window are still owed; their acknowledged deliveries and others' stay", async () => {
     const member = async (name: string, revokedAgo: string | null) =>
       (
-        await db.rows<{ id: string }>(sql`
+        await t.db.rows<{ id: string }>(sql`
           INSERT INTO members (mesh_id, pubkey, display_name, revoked_at)
-          VALUES (${meshId}::uuid, ${crypto.randomUUID()}, ${name}, now() - ${revokedAgo}::interval)
+          VALUES (${t.meshId}::uuid, ${crypto.randomUUID()}, ${name}, now() - ${revokedAgo}::interval)
           RETURNING id`)
       )[0]!.id;
     const recent = await member("revoked a minute ago", "1 minute");
     const long = await member("revoked two hours ago", "2 hours");
     const live = await member("live", null);
-    const owe = (recipient: string, state: string) => db.rows(sql`
+    const owe = (recipient: string, state: string) => t.db.rows(sql`
       WITH m AS (
         INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        VALUES (${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'revoked', now() + interval '1 day') RETURNING id)
+        VALUES (${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'revoked', now() + interval '1 day') RETURNING id)
       INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state)
       SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${state} FROM m`);
     for (const recipient of [recent, long, live]) for (const state of ["queued", "leased", "acked"]) await owe(recipient, state);
-    expect(await dropUndeliveredOfRevoked(db, 3600)).toBe(2);
-    const left = await db.rows<{ name: string; state: string }>(sql`
+    expect(await dropUndeliveredOfRevoked(t.db, 3600)).toBe(2);
+    const left = await t.db.rows<{ name: string; state: string }>(sql`
       SELECT mb.display_name AS name, d.state FROM deliveries d JOIN members mb ON mb.id = d.recipient_member_id
       JOIN messages m ON m.id = d.message_id WHERE m.ciphertext = 'revoked' ORDER BY 1, 2`);
     expect(left.map((r) => `${r.name}: ${r.state}`)).toEqual([
@@ -185,16 +175,16 @@ describe("dropUndeliveredOfRevoked", () => {
   });
 
   test.skipIf(backendKind !== "postgres")("after a revocation, the tick reaches the owed deliveries through the queue's partial indexes (generic plan)", async () => {
-    await db.rows(sql`UPDATE members SET revoked_at = now() WHERE id = ${memberId}::uuid`);
-    await db.rows(sql`
+    await t.db.rows(sql`UPDATE members SET revoked_at = now() WHERE id = ${t.memberId}::uuid`);
+    await t.db.rows(sql`
       WITH m AS (
         INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        SELECT ${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'settled', now() + interval '1 day'
+        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'settled', now() + interval '1 day'
         FROM generate_series(1, 30000) g RETURNING id)
       INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
-      SELECT id, ${memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
-    await db.rows(sql`ANALYZE`);
-    const plan = await planOf(backend.databaseUrl!, (recorder) => dropUndeliveredOfRevoked(recorder, 3600), { generic: true });
+      SELECT id, ${t.memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    await t.db.rows(sql`ANALYZE`);
+    const plan = await planOf(t.backend.databaseUrl!, (recorder) => dropUndeliveredOfRevoked(recorder, 3600), { generic: true });
     expect(plan).not.toMatch(/Seq Scan on deliveries/);
   });
 });

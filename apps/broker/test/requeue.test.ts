@@ -4,48 +4,38 @@
 // reaches each of them by one probe. The leases were joined back to the table
 // on their holder's index, which read all of a holder's leases again for
 // each one: a presence with a full push window cost 130,000 rows.
-import { beforeAll, describe, expect, test } from "bun:test";
-import type { Database } from "@switchboard/db";
-import { backendKind, type TestBackend } from "@switchboard/testkit";
+import { describe, expect, test } from "bun:test";
+import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { requeue } from "../src/store/queue/requeue.ts";
 import { planOf } from "./support/plans.ts";
-import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
+import { useMeshDatabase } from "./support/scratch-db.ts";
 
-const scratch = useBackendDatabase();
-let db: Database;
-let backend: TestBackend;
-let meshId = "";
-let memberId = "";
-
-beforeAll(async () => {
-  ({ db, backend } = scratch);
-  ({ meshId, memberId } = await meshWithMember(db, "requeue"));
-});
+const t = useMeshDatabase("requeue");
 
 async function presence(session: string): Promise<string> {
-  const [p] = await db.rows<{ id: string }>(sql`
+  const [p] = await t.db.rows<{ id: string }>(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
-    VALUES (${meshId}::uuid, ${memberId}::uuid, 'requeue', ${session}, 'n') RETURNING id`);
+    VALUES (${t.meshId}::uuid, ${t.memberId}::uuid, 'requeue', ${session}, 'n') RETURNING id`);
   return p!.id;
 }
 
 /** `count` deliveries leased to `holder` (attempt 1), their leases ending `endsIn` from now; their message ids. */
 async function leases(holder: string, count: number, endsIn = "1 minute"): Promise<string[]> {
-  const rows = await db.rows<{ id: string }>(sql`
+  const rows = await t.db.rows<{ id: string }>(sql`
     WITH m AS (
       INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-      SELECT ${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day' FROM generate_series(1, ${count})
+      SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day' FROM generate_series(1, ${count})
       RETURNING id)
     INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at,
                             attempt, delivered_at)
-    SELECT id, ${memberId}::uuid, 'now', now() + interval '1 day', 'leased', ${holder}::uuid, now() + ${endsIn}::interval, 1, now()
+    SELECT id, ${t.memberId}::uuid, 'now', now() + interval '1 day', 'leased', ${holder}::uuid, now() + ${endsIn}::interval, 1, now()
     FROM m RETURNING message_id AS id`);
   return rows.map((r) => r.id);
 }
 
 const stateOf = async (messageIds: string[]) =>
-  db.rows<{ state: string; holder: string | null; attempt: number }>(sql`
+  t.db.rows<{ state: string; holder: string | null; attempt: number }>(sql`
     SELECT state, lease_presence_id::text AS holder, attempt FROM deliveries
     WHERE message_id = ANY (ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(messageIds)}::jsonb)::uuid))
     ORDER BY id`);
@@ -55,13 +45,13 @@ describe("requeue", () => {
     const [p, q] = [await presence("p"), await presence("q")];
     const ofP = await leases(p, 3);
     const ofQ = await leases(q, 2);
-    expect(await requeue(db, { presences: [p] })).toEqual([memberId]);
+    expect(await requeue(t.db, { presences: [p] })).toEqual([t.memberId]);
     expect((await stateOf(ofP)).map((d) => d.state)).toEqual(["queued", "queued", "queued"]);
     expect((await stateOf(ofQ)).map((d) => d.state)).toEqual(["leased", "leased"]);
 
     // A push named with a holder that does not hold it stays; the one named right goes back, its claim undone.
-    await requeue(db, { pushes: [{ messageId: ofQ[0]!, memberId, presenceId: p }] });
-    await requeue(db, { pushes: [{ messageId: ofQ[1]!, memberId, presenceId: q }] });
+    await requeue(t.db, { pushes: [{ messageId: ofQ[0]!, memberId: t.memberId, presenceId: p }] });
+    await requeue(t.db, { pushes: [{ messageId: ofQ[1]!, memberId: t.memberId, presenceId: q }] });
     expect(await stateOf(ofQ)).toEqual([
       { state: "leased", holder: q, attempt: 1 },
       { state: "queued", holder: null, attempt: 0 },
@@ -69,24 +59,24 @@ describe("requeue", () => {
 
     const ran = await leases(q, 2, "-1 second");
     const running = await leases(q, 1);
-    await requeue(db, { expiredLeases: { limit: 100 } });
+    await requeue(t.db, { expiredLeases: { limit: 100 } });
     expect((await stateOf(ran)).map((d) => d.state)).toEqual(["queued", "queued"]);
     expect((await stateOf(running)).map((d) => d.state)).toEqual(["leased"]);
   });
 
   test.skipIf(backendKind !== "postgres")("each scope reaches its leases by one probe each, not by rereading its holder's (generic plan, run)", async () => {
-    await db.rows(sql`
+    await t.db.rows(sql`
       WITH m AS (
         INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        SELECT ${meshId}::uuid, ${memberId}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day' FROM generate_series(1, 30000)
+        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day' FROM generate_series(1, 30000)
         RETURNING id)
       INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
-      SELECT id, ${memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+      SELECT id, ${t.memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
     const full = await presence("full");
     const window = await leases(full, 500, "-1 second");
-    await db.rows(sql`ANALYZE`);
-    const url = backend.databaseUrl!;
-    const pushes = window.slice(0, 200).map((messageId) => ({ messageId, memberId, presenceId: full }));
+    await t.db.rows(sql`ANALYZE`);
+    const url = t.backend.databaseUrl!;
+    const pushes = window.slice(0, 200).map((messageId) => ({ messageId, memberId: t.memberId, presenceId: full }));
     for (const scope of [{ presences: [full] }, { pushes }, { expiredLeases: { limit: 10_000 } }]) {
       const plan = await planOf(url, (recorder) => requeue(recorder, scope), { generic: true, analyze: true });
       const reread = [...plan.matchAll(/Rows Removed by (?:Join )?Filter: (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);

@@ -4,32 +4,28 @@
 // acknowledged deliveries kept for the retention in the table, the plans reach
 // the owed ones through the partial indexes instead of reading them all.
 import { beforeAll, expect, test } from "bun:test";
-import type { Database } from "@switchboard/db";
-import { backendKind, type TestBackend } from "@switchboard/testkit";
+import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { upsertWebhook, webhookQueueDepth, webhookView } from "../src/store/webhooks.ts";
 import { planOf } from "./support/plans.ts";
 import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
 
 const scratch = useBackendDatabase();
-let db: Database;
-let backend: TestBackend;
 let hooked = "";
 let other = "";
 
 beforeAll(async () => {
-  ({ db, backend } = scratch);
-  const { meshId, memberId } = await meshWithMember(db, "depth");
+  const { meshId, memberId } = await meshWithMember(scratch.db, "depth");
   hooked = memberId;
-  const [row] = await db.rows<{ id: string }>(sql`
+  const [row] = await scratch.db.rows<{ id: string }>(sql`
     INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}::uuid, 'k2', 'other') RETURNING id`);
   other = row!.id;
-  await upsertWebhook(db, hooked, "http://127.0.0.1:9/hook", "a-secret-of-enough-length");
+  await upsertWebhook(scratch.db, hooked, "http://127.0.0.1:9/hook", "a-secret-of-enough-length");
 });
 
 /** `count` messages from `other` to `recipient`, each with one delivery in `state`. */
 async function owe(recipient: string, state: string, count: number): Promise<void> {
-  await db.rows(sql`
+  await scratch.db.rows(sql`
     WITH m AS (
       INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
       SELECT mesh_id, ${other}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day'
@@ -49,14 +45,14 @@ test("a webhook member's queued and in-flight deliveries are counted, its acknow
   await owe(hooked, "queued", 2);
   await owe(hooked, "leased", 1);
   await owe(other, "queued", 5);
-  expect(await webhookQueueDepth(db)).toBe(3);
-  expect((await webhookView(db, hooked))?.queued).toBe(3);
+  expect(await webhookQueueDepth(scratch.db)).toBe(3);
+  expect((await webhookView(scratch.db, hooked))?.queued).toBe(3);
 });
 
 test.skipIf(backendKind !== "postgres")("the counts read the queue through its partial indexes, not the acknowledged deliveries (generic plan)", async () => {
   await owe(hooked, "acked", 30_000);
-  await db.rows(sql`ANALYZE deliveries`);
-  const url = backend.databaseUrl!;
+  await scratch.db.rows(sql`ANALYZE deliveries`);
+  const url = scratch.backend.databaseUrl!;
   expect(await planOf(url, (recorder) => webhookQueueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
   expect(await planOf(url, (recorder) => webhookView(recorder, hooked), { generic: true })).not.toMatch(/Seq Scan on deliveries/);
 });

@@ -81,3 +81,35 @@ export function newMessage(meshId: string, senderId: string, targetSpec: string)
     replyWaitSeconds: null,
   };
 }
+
+/** useBackendDatabase with a mesh of one member made before the file's tests: their ids too. */
+export function useMeshDatabase(slug: string): {
+  readonly db: Database;
+  readonly backend: TestBackend;
+  readonly meshId: string;
+  readonly memberId: string;
+} {
+  const scratch = useBackendDatabase();
+  let ids: { meshId: string; memberId: string } | undefined;
+  beforeAll(async () => {
+    ids = await meshWithMember(scratch.db, slug);
+  });
+  const made = () => {
+    if (!ids) throw new Error("the mesh is made before the file's tests");
+    return ids;
+  };
+  return {
+    get db() {
+      return scratch.db;
+    },
+    get backend() {
+      return scratch.backend;
+    },
+    get meshId() {
+      return made().meshId;
+    },
+    get memberId() {
+      return made().memberId;
+    },
+  };
+}
