@@ -13,7 +13,7 @@ import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
 import { planOf } from "./support/plans.ts";
-import { useMeshDatabase } from "./support/scratch-db.ts";
+import { settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
 
 const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
 const t = useMeshDatabase("prune");
@@ -124,13 +124,7 @@ describe("pruneAuditLog", () => {
 
 describe.skipIf(backendKind !== "postgres")("queueDepth", () => {
   test("counts the queue through its partial indexes, not the acknowledged deliveries kept for the retention", async () => {
-    await t.db.rows(sql`
-      WITH m AS (
-        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'depth', now() + interval '1 day'
-        FROM generate_series(1, 30000) g RETURNING id)
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
-      SELECT id, ${t.memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    await settledDeliveries(t.db, t, 30_000, "depth");
     await t.db.rows(sql`ANALYZE deliveries`);
     const before = await queueDepth(t.db);
     await message("k", 0, 3600, "queued");
@@ -176,13 +170,7 @@ describe("dropUndeliveredOfRevoked", () => {
 
   test.skipIf(backendKind !== "postgres")("after a revocation, the tick reaches the owed deliveries through the queue's partial indexes (generic plan)", async () => {
     await t.db.rows(sql`UPDATE members SET revoked_at = now() WHERE id = ${t.memberId}::uuid`);
-    await t.db.rows(sql`
-      WITH m AS (
-        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'settled', now() + interval '1 day'
-        FROM generate_series(1, 30000) g RETURNING id)
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
-      SELECT id, ${t.memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    await settledDeliveries(t.db, t, 30_000, "settled");
     await t.db.rows(sql`ANALYZE`);
     const plan = await planOf(t.backend.databaseUrl!, (recorder) => dropUndeliveredOfRevoked(recorder, 3600), { generic: true });
     expect(plan).not.toMatch(/Seq Scan on deliveries/);

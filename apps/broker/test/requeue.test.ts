@@ -9,7 +9,7 @@ import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { requeue } from "../src/store/queue/requeue.ts";
 import { planOf } from "./support/plans.ts";
-import { useMeshDatabase } from "./support/scratch-db.ts";
+import { settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
 
 const t = useMeshDatabase("requeue");
 
@@ -65,13 +65,7 @@ describe("requeue", () => {
   });
 
   test.skipIf(backendKind !== "postgres")("each scope reaches its leases by one probe each, not by rereading its holder's (generic plan, run)", async () => {
-    await t.db.rows(sql`
-      WITH m AS (
-        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day' FROM generate_series(1, 30000)
-        RETURNING id)
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
-      SELECT id, ${t.memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    await settledDeliveries(t.db, t, 30_000);
     const full = await presence("full");
     const window = await leases(full, 500, "-1 second");
     await t.db.rows(sql`ANALYZE`);

@@ -113,3 +113,19 @@ export function useMeshDatabase(slug: string): {
     },
   };
 }
+
+/**
+ * `count` messages from the member to itself, each with its delivery
+ * acknowledged: what the retention keeps for an hour, which a statement
+ * reading the queue must not read.
+ */
+export async function settledDeliveries(db: Database, ids: { meshId: string; memberId: string }, count: number, ciphertext = "c"): Promise<void> {
+  await db.rows(sql`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT ${ids.meshId}::uuid, ${ids.memberId}::uuid, 'k', 'now', 'n', ${ciphertext}, now() + interval '1 day'
+      FROM generate_series(1, ${count})
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
+    SELECT id, ${ids.memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+}
