@@ -186,18 +186,22 @@ export class SendService {
       };
       enqueued = await retryTransient(() => enqueueSends(this.db, messages, holders));
     } catch (error) {
-      const stored = await this.storedDespite(error, messages);
+      // A statement may have committed all the same when its connection was
+      // lost after it was sent (or, written again, it met its own first
+      // copy's id); one whose connection never opened stored nothing, and is
+      // not looked up.
+      const reached = (isConnectionLost(error) && !neverReachedDatabase(error)) || errorCode(error) === UNIQUE_VIOLATION;
+      const stored = reached ? await this.storedDespite(error, messages) : [];
       if (stored.length > 0) return this.afterLostAnswer(items, stored);
       // Stored or not is unknown once a statement may have reached the
       // database (its lookup failed too): the caller must not take it for
       // "nothing stored" and send again without its id.
-      const unknown =
-        maybeStored || (isConnectionLost(error) && !neverReachedDatabase(error)) || errorCode(error) === UNIQUE_VIOLATION;
+      const unknown = maybeStored || reached;
       if (items.length === 1 && again) {
         this.log.error({ err: error }, "send failed");
         // Only a statement that never reached the database, this time or before, certainly stored nothing.
         return [
-          !maybeStored && neverReachedDatabase(error)
+          !unknown && neverReachedDatabase(error)
             ? refuse("unavailable", "the database is unreachable; nothing was stored")
             : refuse("internal", "the broker could not store this message; it may have been stored: send it again with the same id"),
         ];
@@ -214,12 +218,10 @@ export class SendService {
     return this.afterCommit(items, enqueued);
   }
 
-  // A failed statement may have committed all the same: its connection lost
-  // before the answer came (or, written again, it met its own first copy's
-  // id). Answering its sends with an error would have a sender without an id
-  // send a stored message again. Any other failure stored nothing.
+  // The sends of a failed statement that may have committed (see
+  // commitIsolating) that are stored: answering them with an error would have
+  // a sender without an id send a stored message again.
   private async storedDespite(error: unknown, messages: NewMessage[]): Promise<EnqueuedSend[]> {
-    if (!isConnectionLost(error) && errorCode(error) !== UNIQUE_VIOLATION) return [];
     const stored = await storedSends(this.db, messages, this.options.instanceId).catch((lookupError: unknown) => {
       this.log.error({ err: lookupError }, "looking up the sends of a failed statement failed");
       return [];
