@@ -38,7 +38,6 @@ export function defaultKeyFile(): string {
   return join(configDir(), "key.json");
 }
 
-/** "~/x" → "$HOME/x"; other paths resolved against the working directory. */
 /** `~` is the home directory; a relative path is relative to `from` (the working directory by default). */
 export function expandPath(path: string, from = process.cwd()): string {
   if (path === "~") return homeDir();

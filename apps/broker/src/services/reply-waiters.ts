@@ -187,7 +187,11 @@ export class ReplyWaiters implements QueueConsumer {
       if (waiting.length === 0) break;
       // Each request's waits in the order they came: its replies, in queue order, go to them in turn.
       const byRequest = new Map<string, Waiter[]>();
-      for (const w of waiting) byRequest.set(w.requestId, [...(byRequest.get(w.requestId) ?? []), w]);
+      for (const w of waiting) {
+        const waits = byRequest.get(w.requestId);
+        if (waits) waits.push(w);
+        else byRequest.set(w.requestId, [w]);
+      }
       let settled = () => {};
       const looking = new Promise<void>((resolve) => (settled = resolve));
       for (const w of waiting) w.looking = looking;

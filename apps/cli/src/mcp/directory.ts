@@ -3,8 +3,9 @@
 // online; names seen earlier and, with an admin token configured, the admin
 // API's member list answer for members offline.
 import type { PeerInfo, SwitchboardClient } from "@switchboard/client";
-import { PUBKEY, targetSpecSchema } from "@switchboard/protocol";
+import { targetSpecSchema } from "@switchboard/protocol";
 import { shortKey } from "../output.ts";
+import { isBrokerTarget } from "../target.ts";
 import { ToolError } from "./errors.ts";
 
 export interface KnownMember {
@@ -45,7 +46,7 @@ export class PeerDirectory {
 
   /** A target spec the broker takes: a pubkey, *, #channel and tag:x as given; anything else is a display name. */
   async resolve(to: string): Promise<string> {
-    if (PUBKEY.test(to) || to === "*" || to.startsWith("#") || to.startsWith("tag:")) {
+    if (isBrokerTarget(to)) {
       if (!targetSpecSchema.safeParse(to).success) throw new ToolError("invalid", `"${to}" is not a valid target`);
       return to;
     }

@@ -113,10 +113,8 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
 
   async function status(req: BunRequest<"/v1/messages/:messageId">): Promise<Response> {
     const token = bearerToken(req);
-    let reader: Reader | null = null;
-    if (token !== null && sameSecret(token, adminToken)) reader = "admin";
-    else if (token !== null) reader = await messaging.authenticate(token);
     if (token === null) return apiError("unauthorized", "Authorization: Bearer <api token or admin token> is required");
+    const reader: Reader | null = sameSecret(token, adminToken) ? "admin" : await messaging.authenticate(token);
     if (reader === null) return apiError("unauthorized", "neither a live API token nor the admin token");
     const state = await messaging.status(req.params.messageId, reader);
     if (state === null) return apiError("not_found", `no message ${req.params.messageId} of yours`);

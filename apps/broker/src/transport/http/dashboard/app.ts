@@ -79,6 +79,9 @@ function renderMembers(): void {
   $("members").replaceChildren(...rows);
 }
 
+const listMembers = async (meshId: string, signal: AbortSignal) =>
+  (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`, signal)).members;
+
 /**
  * The mesh's members as listed now (a revoked one is gone), with the
  * presences the stream gave them. One the list lacks but the stream shows
@@ -110,7 +113,7 @@ async function follow(meshId: string, abort: AbortController): Promise<void> {
   while (!abort.signal.aborted) {
     try {
       // Another mesh chosen meanwhile: this one's late answer must not replace its members.
-      const listed = (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`, abort.signal)).members;
+      const listed = await listMembers(meshId, abort.signal);
       if (abort.signal.aborted) return;
       members = listed.map((m) => ({ ...m, presences: [] }));
       renderMembers();
@@ -211,7 +214,7 @@ async function refresh(): Promise<void> {
     const signal = streamAbort.signal;
     let listed: Member[];
     try {
-      listed = (await api<{ members: Member[] }>(`/v1/admin/meshes/${meshId}/members`, signal)).members;
+      listed = await listMembers(meshId, signal);
     } catch (error) {
       // Cut off by a mesh switch or a sign-out: not a failure of the broker.
       if (signal.aborted) return;
