@@ -11,6 +11,7 @@ import {
   spawnRaw,
   startPostgresCluster,
   TEST_ADMIN_TOKEN,
+  waitUntil,
   TestBroker,
   TestPeer,
   type BrokerProcess,
@@ -34,6 +35,12 @@ async function ready(url: string): Promise<Answer | null> {
 }
 
 /** Polls until the port answers with the wanted status (or the time is up); returns the last answer. */
+/** What /metrics answers, and the value of broker_db_healthy in it. */
+async function dbHealthy(url: string): Promise<{ status: number; value: string | undefined }> {
+  const res = await fetch(`${url}/metrics`);
+  return { status: res.status, value: /^broker_db_healthy (\d)$/m.exec(await res.text())?.[1] };
+}
+
 async function readyBecomes(url: string, status: string, timeoutMs = 20_000): Promise<Answer | null> {
   const until = Date.now() + timeoutMs;
   let last: Answer | null = null;
@@ -132,18 +139,14 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     // Everything but readiness and the metrics waits for the migrations too.
     expect((await fetch(`${url}/health`)).status).toBe(503);
     // Prometheus sees the instance up, its database not.
-    const dbHealthy = async () => {
-      const res = await fetch(`${url}/metrics`);
-      return { status: res.status, value: /^broker_db_healthy (\d)$/m.exec(await res.text())?.[1] };
-    };
-    const whileAway = await dbHealthy();
+    const whileAway = await dbHealthy(url);
 
     await cluster.start();
     const broker = await starting;
     cleanups.push(() => broker.stop());
     expect(whileAway).toEqual({ status: 200, value: "0" });
     expect((await readyBecomes(url, "ready"))?.code).toBe(200);
-    expect(await dbHealthy()).toEqual({ status: 200, value: "1" });
+    expect(await dbHealthy(url)).toEqual({ status: 200, value: "1" });
 
     await cluster.stop();
     expect((await readyBecomes(url, "db_down"))?.code).toBe(503);
@@ -174,11 +177,8 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     });
     expect((await readyBecomes(base, "migrating"))?.code).toBe(503);
     // Past the first refusal, the database having answered.
-    for (const until = Date.now() + 20_000; Date.now() < until; await Bun.sleep(100)) {
-      const text = await (await fetch(`${base}/metrics`)).text();
-      if (/^broker_db_healthy 1$/m.test(text)) break;
-    }
-    expect(/^broker_db_healthy (\d)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1]).toBe("1");
+    await waitUntil(async () => ((await dbHealthy(base)).value === "1" ? true : undefined), 20_000, "broker_db_healthy 1");
+    expect(await dbHealthy(base)).toEqual({ status: 200, value: "1" });
     expect((await ready(base))?.body.status).toBe("migrating");
   });
 

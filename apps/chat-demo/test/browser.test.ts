@@ -12,6 +12,7 @@ import {
   ADMIN_TOKEN,
   connected,
   enabled,
+  holdRoute,
   httpService,
   inRoom,
   messageIds,
@@ -163,17 +164,8 @@ describe.skipIf(!enabled)("dashboard in Chromium", () => {
     const other = await stage.admin.createMesh(`other-${crypto.randomUUID().slice(0, 8)}`);
     const lone = await newIdentity();
     await stage.admin.addMember(other.id, { pubkey: lone.publicKey, displayName: "only in the other mesh" });
-    const page = await (await stage.browser.newContext()).newPage();
-    let release = () => {};
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let holding = () => {};
-    const held = new Promise<void>((resolve) => (holding = resolve));
-    const firstMembers = `**/v1/admin/meshes/${stage.mesh.id}/members`;
-    await page.route(firstMembers, async (route) => {
-      holding();
-      await released;
-      await route.continue().catch(() => {});
-    });
+    const page = await (await newContext()).newPage();
+    const { held, release } = await holdRoute(page, `**/v1/admin/meshes/${stage.mesh.id}/members`);
     const settled = page.waitForEvent("requestfinished", { predicate: (r) => r.url().endsWith(`/${stage.mesh.id}/members`), timeout: WAIT.timeout }).catch(() => null);
     const failed = page.waitForEvent("requestfailed", { predicate: (r) => r.url().endsWith(`/${stage.mesh.id}/members`), timeout: WAIT.timeout }).catch(() => null);
     await page.goto(`${stage.broker.url}/dashboard?mesh=${stage.mesh.slug}`);

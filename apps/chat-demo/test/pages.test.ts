@@ -6,7 +6,7 @@
 // broker that does not answer, says when what it shows is old, and drops a
 // revoked member.
 import { describe, expect, test } from "bun:test";
-import { REPO_ROOT, spawnBroker } from "@switchboard/testkit";
+import { REPO_ROOT, spawnBroker, waitUntil } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
@@ -80,10 +80,11 @@ describe.skipIf(!enabled)("chat demo pages", () => {
     await say(quinn, "quinn was here");
     await quinn.close();
     // Gone from the mesh's presences: the newcomer cannot learn the name from them.
-    for (const until = Date.now() + WAIT.timeout; (await stage.admin.peers(stage.mesh.id)).some((p) => p.pubkey === pubkey); ) {
-      if (Date.now() > until) throw new Error("quinn's presence did not end");
-      await Bun.sleep(100);
-    }
+    await waitUntil(
+      async () => ((await stage.admin.peers(stage.mesh.id)).some((p) => p.pubkey === pubkey) ? undefined : true),
+      WAIT.timeout,
+      "quinn's presence to end",
+    );
     // A token asked for the same key with another name does not rename it.
     await fetch(`${stage.demo.url}/token`, { method: "POST", body: JSON.stringify({ pubkey, name: "the admin" }) });
     const newcomer = await openChat(await newContext(), "rosa", "random");
