@@ -84,12 +84,19 @@ export function createWsHandler(deps: WsDeps) {
   // A frame read before the socket closed but reached only after: an ack
   // still counts (without it its message comes again); anything else is
   // dropped, as nobody is left to answer (an unanswered send is sent again).
-  async function afterClose(presence: LocalPresence | undefined, raw: string | Buffer): Promise<void> {
+  function afterClose(presence: LocalPresence | undefined, raw: string | Buffer, step: StepContext): void {
     if (!presence) return;
     const parsed = sessionFrame.safeParse(decodeFrame(raw));
-    // Handled as on an open socket, within the ack limit (closing is no way
-    // around it); its refusal, if any, has nobody to go to.
-    if (parsed.success && parsed.data.type === "client_ack") await handlers.client_ack(presence, parsed.data);
+    if (!parsed.success || parsed.data.type !== "client_ack") return;
+    // Handled as on an open socket: within the ack limit (closing is no way
+    // around it), and overlapping, so the acks behind it join its commit
+    // rather than waiting for it one by one. Its refusal, if any, has nobody
+    // to go to.
+    const work = handlers.client_ack(presence, parsed.data).then(
+      () => undefined,
+      (error: unknown) => log.error({ err: error, presenceId: presence.presenceId, frame: "client_ack" }, "frame failed"),
+    );
+    step.overlap(work);
   }
 
   const socketHandlers: WebSocketHandler<Connection> = {
@@ -107,7 +114,7 @@ export function createWsHandler(deps: WsDeps) {
       ws.data.pipeline.next(
         raw,
         async (step) => {
-          if (ws.data.closed) return afterClose(ws.data.presence, raw);
+          if (ws.data.closed) return afterClose(ws.data.presence, raw, step);
           const frame = decodeFrame(raw);
           const presence = ws.data.presence;
           if (presence) await onSessionFrame(ws, presence, frame, step);
