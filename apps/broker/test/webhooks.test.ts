@@ -490,3 +490,27 @@ describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs 
     }
   }, 60_000);
 });
+
+describe("the queue gauges of an instance that just started (HOUSEKEEPING_INTERVAL_MS=3600000)", () => {
+  const broker = useTestBroker({ WEBHOOK_ALLOW_PRIVATE: "true", HOUSEKEEPING_INTERVAL_MS: "3600000" });
+
+  test("count the queue it finds at once, not 0 until the first refresh an hour later", async () => {
+    const r = await receiver(() => ({ status: 500 }));
+    const { mesh, members } = await setupMesh(broker.admin, { members: 3 });
+    const [sender, offline, hook] = members as [SetupMember, SetupMember, SetupMember];
+    await broker.admin.setWebhook(mesh.id, hook.id, r.url, SECRET);
+    const peer = await pool.connect(broker.wsUrl, sender, mesh.id);
+    await sendMany(peer, [sendFrame(offline.pubkey), sendFrame(offline.pubkey), sendFrame(hook.pubkey)]);
+    await pool.closeAll();
+    expect(await broker.stop()).toBe(0);
+    await broker.start();
+    await waitUntil(
+      async () => {
+        const metrics = await scrape(broker.url);
+        return metrics.get("broker_queue_depth") === 3 && metrics.get("broker_webhook_queue_depth") === 1 ? true : undefined;
+      },
+      15_000,
+      "both gauges to count the queue: 3 deliveries, 1 of them to the webhook",
+    );
+  });
+});

@@ -53,7 +53,7 @@ export class Sweepers {
   constructor(private readonly deps: SweeperDeps) {}
 
   start(): void {
-    const { timing, queuedWork, db, lease, lifecycle } = this.deps;
+    const { timing, queuedWork, db, lease, lifecycle, metrics } = this.deps;
     this.every("leases-and-status", timing.sweepIntervalMs, () => this.leasesAndStatus());
     this.every("catch-up", timing.catchUpIntervalMs, async () => {
       queuedWork.forMembers(await membersWithQueuedWork(db, lease.id));
@@ -67,6 +67,8 @@ export class Sweepers {
       queuedWork.forMembers(await lease.reap());
     });
     this.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
+    // At once too: a fresh instance would report an empty queue until its first tick.
+    this.every("queue-depth", timing.housekeepingIntervalMs, async () => metrics.queueDepth.set(await queueDepth(db)), { now: true });
   }
 
   /** No more sweeps; resolves when those under way are done. */
@@ -76,16 +78,17 @@ export class Sweepers {
     await Promise.all(this.running.values());
   }
 
-  private every(name: string, ms: number, work: () => Promise<void>): void {
-    this.timers.push(
-      setInterval(() => {
-        if (this.running.has(name)) return;
-        const run = work()
-          .catch((error) => this.deps.log.warn({ err: error, sweeper: name }, "sweep failed"))
-          .finally(() => this.running.delete(name));
-        this.running.set(name, run);
-      }, ms),
-    );
+  /** Runs work every ms, and at once with `now`. */
+  private every(name: string, ms: number, work: () => Promise<void>, { now = false } = {}): void {
+    const tick = () => {
+      if (this.running.has(name)) return;
+      const run = work()
+        .catch((error) => this.deps.log.warn({ err: error, sweeper: name }, "sweep failed"))
+        .finally(() => this.running.delete(name));
+      this.running.set(name, run);
+    };
+    this.timers.push(setInterval(tick, ms));
+    if (now) tick();
   }
 
   private async wake(members: string[]): Promise<void> {
@@ -120,7 +123,6 @@ export class Sweepers {
     await pruneGonePresences(db, DAY, BATCH);
     await pruneStoppedInstances(db, DAY);
     await pruneAuditLog(db, 30 * DAY);
-    metrics.queueDepth.set(await queueDepth(db));
     this.deps.onHousekeeping();
   }
 }

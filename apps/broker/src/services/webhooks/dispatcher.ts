@@ -118,7 +118,8 @@ export class WebhookDispatcher implements QueueConsumer {
   async start(): Promise<void> {
     const o = this.options;
     this.every(o.refreshIntervalMs, () => this.refresh());
-    this.every(o.depthIntervalMs, async () => this.metrics.webhookQueueDepth.set(await webhookQueueDepth(this.db)));
+    // At once too: a fresh instance would report an empty queue until its first tick.
+    this.every(o.depthIntervalMs, async () => this.metrics.webhookQueueDepth.set(await webhookQueueDepth(this.db)), { now: true });
     await this.refresh().catch((error) => this.log.warn({ err: error }, "webhook refresh failed"));
   }
 
@@ -132,17 +133,18 @@ export class WebhookDispatcher implements QueueConsumer {
     while (this.attempts.size > 0) await Promise.all(this.attempts);
   }
 
-  private every(ms: number, work: () => Promise<void>): void {
+  /** Runs work every ms, and at once with `now`. */
+  private every(ms: number, work: () => Promise<void>, { now = false } = {}): void {
     let busy = false;
-    this.timers.push(
-      setInterval(() => {
-        if (busy) return;
-        busy = true;
-        work()
-          .catch((error) => this.log.warn({ err: error }, "webhook sweep failed"))
-          .finally(() => (busy = false));
-      }, ms),
-    );
+    const tick = () => {
+      if (busy) return;
+      busy = true;
+      work()
+        .catch((error) => this.log.warn({ err: error }, "webhook sweep failed"))
+        .finally(() => (busy = false));
+    };
+    this.timers.push(setInterval(tick, ms));
+    if (now) tick();
   }
 
   // The webhooks set or deleted on other instances, and the members whose
