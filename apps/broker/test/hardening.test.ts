@@ -141,9 +141,18 @@ describe("an uncaught exception", () => {
     const dir = tempDir("preload");
     try {
       // The broker is started as it always is, with one more module loaded
-      // first that throws from a timer (while starting or once listening).
+      // first that throws from a timer once the broker has its handler in
+      // place (a fixed delay raced the broker's own loading on a busy machine).
       const preload = join(dir, "throw-later.ts");
-      writeFileSync(preload, `setTimeout(() => { throw new Error("boom from a timer"); }, 1500);\n`);
+      writeFileSync(
+        preload,
+        `const wait = setInterval(() => {
+  if (process.listenerCount("uncaughtException") === 0) return;
+  clearInterval(wait);
+  throw new Error("boom from a timer");
+}, 50);
+`,
+      );
       const proc = Bun.spawn(["bun", "--preload", preload, join(REPO_ROOT, "apps", "broker", "src", "index.ts")], {
         env: brokerEnv(own.env),
         stdout: "ignore",

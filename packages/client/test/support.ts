@@ -1,6 +1,7 @@
 // Helpers for the SDK's tests: WebSockets that record the raw frames the SDK
 // receives and sends, or that a test can drop, and a collector of a client's
 // events.
+import { waitUntil } from "@switchboard/testkit";
 import type { Message, SwitchboardClient, SwitchboardError } from "../src/index.ts";
 
 export type RawFrame = Record<string, unknown>;
@@ -105,6 +106,16 @@ export async function failureWhileStopped(pid: number, call: () => Promise<unkno
   } finally {
     process.kill(pid, "SIGCONT");
   }
+}
+
+/**
+ * Pings until a pong comes within the client's own request timeout: a broker
+ * just resumed from SIGSTOP may answer its first pings later than a short
+ * timeout allows. Frames are answered in order, so the pong also says every
+ * frame written before it has been answered.
+ */
+export async function pingAnswered(client: SwitchboardClient): Promise<number> {
+  return waitUntil(() => client.ping().catch(() => undefined), 15_000, "a ping answered in time");
 }
 
 /** A WebSocket class whose `pong` frames reach the SDK only delayMs after they came: a close()'s last acks stay unconfirmed that long. */
