@@ -1,6 +1,8 @@
 // What a lost database connection looks like, whichever query it hit: the
-// codes postgres.js gives a closed or broken connection, a socket reset, and
-// the SQLSTATEs of a server that is shutting down, starting or unreachable.
+// codes postgres.js gives a closed or broken connection, the socket's own
+// error where the socket failed rather than closed (postgres.js passes it on
+// as it is), and the SQLSTATEs of a server that is shutting down, starting or
+// unreachable.
 const CONNECTION_LOST = new Set([
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",
@@ -8,6 +10,11 @@ const CONNECTION_LOST = new Set([
   "CONNECT_TIMEOUT",
   "ECONNREFUSED",
   "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ENOTCONN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
   "ETIMEDOUT",
   "57P01",
   "57P02",
