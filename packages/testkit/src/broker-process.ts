@@ -103,7 +103,9 @@ export async function spawnBroker(env: Record<string, string>, options: { startT
       check();
     });
 
-  const listening = await waitForLog("broker listening", options.startTimeoutMs ?? 30_000);
+  // Generous: on a machine busy with other suites an embedded start (its
+  // database compiled and opened in process) has taken more than 30 s.
+  const listening = await waitForLog("broker listening", options.startTimeoutMs ?? 60_000);
   const port = Number(listening.port);
   return {
     pid: proc.pid,
