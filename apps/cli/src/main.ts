@@ -10,6 +10,7 @@ import { hookInstall, hookUninstall, installCommand, uninstallCommand } from "./
 import { keygen } from "./commands/keygen.ts";
 import { mcp } from "./commands/mcp.ts";
 import { listen, send, status } from "./commands/peer.ts";
+import { version } from "./commands/version.ts";
 import { webhookDelete, webhookGet, webhookSet } from "./commands/webhook.ts";
 import { DEFAULT_URL } from "./config.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -36,6 +37,7 @@ const COMMANDS: Command[] = [
   webhookSet,
   webhookGet,
   webhookDelete,
+  version,
 ];
 
 function helpText(): string {
@@ -83,8 +85,10 @@ function findCommand(words: string[]): Command {
   throw new UsageError(`unknown command "${first}"; run \`switchboard help\``);
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(given: string[]): Promise<number> {
   const allOptions: OptionSpecs = Object.assign({}, ...COMMANDS.map((c) => c.options));
+  // `--version` alone is the version command, as with most command lines.
+  const argv = given.length === 1 && given[0] === "--version" ? ["version"] : given;
   const words = leadingWords(argv, allOptions);
   if (words[0] === "help" || (words.length === 0 && argv.some((a) => a === "--help" || a === "-h"))) {
     const topic = words[0] === "help" ? words.slice(1) : [];

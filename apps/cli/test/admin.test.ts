@@ -258,4 +258,15 @@ describe("usage errors exit 2 with one line", () => {
       });
     }
   });
+
+  test("version and --version print the package's version; --json as an object; anything more is a usage error", async () => {
+    const { version } = (await Bun.file(join(import.meta.dir, "..", "package.json")).json()) as { version: string };
+    for (const args of [["version"], ["--version"]]) {
+      const result = await runCli(home, args);
+      expect({ code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({ code: 0, stdout: `switchboard ${version}\n`, stderr: "" });
+    }
+    const json = await runCli(home, ["version", "--json"]);
+    expect(JSON.parse(json.stdout)).toEqual({ version });
+    expectOneLineError(await runCli(home, ["version", "extra"]), 2, /unexpected argument "extra"/);
+  });
 });

@@ -13,6 +13,7 @@ import type { Context } from "../command.ts";
 import { requireMesh } from "../config.ts";
 import { REQUEST_TIMEOUT_MS } from "../errors.ts";
 import { readKeyFile } from "../keyfile.ts";
+import { VERSION } from "../version.ts";
 import { entryOf, notificationOf } from "./channel.ts";
 import { PeerDirectory, type KnownMember } from "./directory.ts";
 import { SessionInbox } from "./inbox.ts";
@@ -20,7 +21,6 @@ import { BrokerLink } from "./link.ts";
 import { createLogger } from "./log.ts";
 import { callTool, toolList } from "./tools.ts";
 
-const VERSION = "0.1.0";
 /** How long a stop waits for the notification under way. */
 const STOP_GRACE_MS = 2000;
 
