@@ -71,8 +71,12 @@ describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
   });
 });
 
-describe.skipIf(backendKind !== "postgres")("a hello that came in time, admitted slowly (HELLO_TIMEOUT_MS=500)", () => {
-  const broker = useTestBroker({ HELLO_TIMEOUT_MS: "500" });
+// Long enough that on a busy machine the hello is read, and its admission
+// seen waiting, well within the timeout; the test then waits past it.
+const HELLO_TIMEOUT_MS = 3000;
+
+describe.skipIf(backendKind !== "postgres")(`a hello that came in time, admitted slowly (HELLO_TIMEOUT_MS=${HELLO_TIMEOUT_MS})`, () => {
+  const broker = useTestBroker({ HELLO_TIMEOUT_MS: String(HELLO_TIMEOUT_MS) });
 
   /** Runs `during` while another session holds the mesh's row, which every admission into it waits for. */
   async function withMeshLocked<T>(meshId: string, during: () => Promise<T>): Promise<T> {
@@ -92,13 +96,27 @@ describe.skipIf(backendKind !== "postgres")("a hello that came in time, admitted
     }
   }
 
+  /** Until a statement of the broker's waits for a lock: the admission, behind the mesh's row. */
+  async function admissionWaiting(): Promise<void> {
+    const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const waiting = async () =>
+        (await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`)[0]!.n > 0;
+      await waitUntil(waiting, 30_000, "the admission waiting for the mesh");
+    } finally {
+      await sql.end();
+    }
+  }
+
   test("is admitted, not refused as hello_timeout, when its mesh is locked past the timeout", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const connecting = await withMeshLocked(mesh.id, async () => {
-      const connecting = TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id });
-      // Past the hello timeout (500 ms), within its admission's (twice that),
-      // with the hello read and its admission waiting for the mesh.
-      await Bun.sleep(700);
+      const connecting = TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id, timeoutMs: 30_000 });
+      // Past the hello timeout, within its admission's (twice that), with the
+      // hello read and its admission waiting for the mesh.
+      await admissionWaiting();
+      await Bun.sleep(HELLO_TIMEOUT_MS + 500);
       return { peer: connecting };
     });
     const peer = await connecting.peer;
@@ -109,7 +127,7 @@ describe.skipIf(backendKind !== "postgres")("a hello that came in time, admitted
   test("an admission past its own time (twice the hello timeout) closes the socket as the broker's failure, and admits nothing", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const refused = await withMeshLocked(mesh.id, () =>
-      TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id }).then(
+      TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id, timeoutMs: 30_000 }).then(
         () => null,
         (error: unknown) => error as PeerError,
       ),

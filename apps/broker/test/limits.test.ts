@@ -34,7 +34,9 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     ACK_RATE_LIMIT_PER_MIN: "10",
     MAX_CHANNELS_PER_MEMBER: "3",
     HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: "5",
-    LEASE_SECONDS: "2",
+    // Pushes whose acks are refused come again after it; long enough that on
+    // a busy machine the acks a test does send are read before it runs out.
+    LEASE_SECONDS: "8",
   });
 
   /** Runs `during` with every channel join's insert taking `seconds` (Postgres): joins overlap, a join holds its pipeline. */
@@ -99,7 +101,7 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     expect(over).toMatchObject({ type: "error", code: "rate_limited", reqId: "two" });
     // The two unapplied acks leave their deliveries leased: they come again after the lease.
     const again = () => [...desk.pushes(), ...laptop.pushes()].filter((p) => p.attempt === 2);
-    await waitUntil(() => again().length >= 2, 15_000, "two pushes again");
+    await waitUntil(() => again().length >= 2, 30_000, "two pushes again");
     expect(again().map((p) => p.messageId).sort()).toEqual(ids.slice(10).sort());
     expect(acks.every((ack) => ack.type === "ack")).toBe(true);
   });
@@ -121,7 +123,7 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
       laptop.sendJson({ type: "client_ack", messageIds: ids.slice(10) });
       laptop.closeNormally();
       const again = () => desk.pushes().filter((p) => p.attempt === 2);
-      await waitUntil(() => again().length >= 2, 15_000, "two pushes again");
+      await waitUntil(() => again().length >= 2, 30_000, "two pushes again");
       expect(again().map((p) => p.messageId).sort()).toEqual(ids.slice(10).sort());
     });
     const states = await Promise.all(ids.map(async (id) => (await messageStatus<StatusBody>(broker.url, token, id)).body.recipients[0]?.state));

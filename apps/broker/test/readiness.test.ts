@@ -112,9 +112,12 @@ describe.skipIf(backendKind !== "postgres")("draining beside another instance", 
     const { mesh, members } = await setupMesh(a.admin, { members: 1 });
     const peer = await TestPeer.connect(a.wsUrl, { identity: (members[0] as SetupMember).identity, meshId: mesh.id });
     a.process.kill("SIGTERM");
+    const signalledAt = Date.now();
     expect((await readyBecomes(a.url, "draining", 4000))?.code).toBe(503);
-    // Past a 2 s lease and the reaping that follows a lapsed one (a third of the lease later).
-    await Bun.sleep(4000);
+    // Past a 2 s lease and the reaping that follows a lapsed one (a third of
+    // the lease later), counted from the signal; the drain (5 s) leaves the
+    // rest for the question below.
+    await Bun.sleep(Math.max(0, signalledAt + 3500 - Date.now()));
     expect((await b.admin.peers(mesh.id)).map((p) => p.sessionId)).toEqual([peer.sessionId]);
     expect(await a.process.exited).toBe(0);
     await peer.close();
