@@ -128,9 +128,9 @@ describe("ReplyWaiters", () => {
     const { waiters, queuedWork } = waitersOn(counted);
     const setup = await meshOfTwo(scratch.db);
     const [request] = await requestsOf(scratch.db, setup, 1);
-    const both = [waitFor(waiters, setup, request!.id, 2000), waitFor(waiters, setup, request!.id, 2000)];
+    const both = [waitFor(waiters, setup, request!.id, 30_000), waitFor(waiters, setup, request!.id, 30_000)];
     // Their first looks (the first wait's, then the second's) found nothing.
-    await waitUntil(() => looked === 2 || undefined, 5000, "the waits' first looks");
+    await waitUntil(() => looked === 2 || undefined, 30_000, "the waits' first looks");
     await reply(scratch.db, setup, request!.id, "first");
     await reply(scratch.db, setup, request!.id, "second");
     queuedWork.forMembers([setup.asker]);

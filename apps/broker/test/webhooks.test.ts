@@ -464,11 +464,13 @@ describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs 
 
   test("a batch an instance gives back as it stops is taken by the other at once, not at its next refresh", async () => {
     // Refreshes a minute apart: only the give-back's announcement can wake B sooner.
-    const env = { WEBHOOK_ALLOW_PRIVATE: "true", ...TIMING, CATCH_UP_INTERVAL_MS: "60000", WEBHOOK_TIMEOUT_MS: "20000" };
+    // A's request is held far longer than B may take to start on a busy
+    // machine: only A's stop ends it.
+    const env = { WEBHOOK_ALLOW_PRIVATE: "true", ...TIMING, CATCH_UP_INTERVAL_MS: "60000", WEBHOOK_TIMEOUT_MS: "120000" };
     const a = await TestBroker.start(env);
     let b: TestBroker | undefined;
     try {
-      const r = await receiver((_, index) => (index === 0 ? { status: 200, delayMs: 10_000 } : { status: 200 }));
+      const r = await receiver((_, index) => (index === 0 ? { status: 200, delayMs: 90_000 } : { status: 200 }));
       const { mesh, members } = await setupMesh(a.admin, { members: 2 });
       const [sender, hook] = members as [SetupMember, SetupMember];
       await a.admin.setWebhook(mesh.id, hook.id, r.url, SECRET);

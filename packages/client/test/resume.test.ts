@@ -57,6 +57,8 @@ test("300 messages across a broker SIGKILL and restart: each seen once, every se
     void p.then(() => resolved++);
     sends.push(p);
     if (i === KILL_AT) {
+      // Mid-stream for certain: bob has some of it (a busy machine may not have pushed any yet).
+      await waitUntil(() => gotB.messages.length > 0, 15_000, "bob's first message before the kill");
       seenAtKill = gotB.messages.length;
       resolvedAtKill = resolved;
       broker.process.kill("SIGKILL");
