@@ -267,8 +267,9 @@ describe("hello", () => {
     const sessionId = `zombie-${crypto.randomUUID()}`;
     const old = await connect(members[0]!, mesh.id, { sessionId });
     const databaseUrl = broker.backend.databaseUrl!;
-    // The replacing hello's statement sleeps once it has ended the old presence.
-    const wake = await sleepOnInsert(databaseUrl, { presenceSession: sessionId }, 0.8);
+    // The replacing hello's statement sleeps once it has ended the old presence
+    // (long enough to be seen asleep on a busy machine).
+    const wake = await sleepOnInsert(databaseUrl, { presenceSession: sessionId }, 3);
     try {
       const replacing = new WebSocket(broker.wsUrl);
       await new Promise((resolve) => replacing.addEventListener("open", resolve, { once: true }));
@@ -276,7 +277,7 @@ describe("hello", () => {
       await waitUntil(() => someoneSleeps(databaseUrl), "the replacing hello's statement asleep");
       replacing.close();
       // Its row is ended: the old socket must not stay open with nothing routed to it.
-      expect(await closedWithin(old)).toEqual({ code: 4000, reason: "replaced" });
+      expect(await closedWithin(old, 15_000)).toEqual({ code: 4000, reason: "replaced" });
     } finally {
       await wake();
     }

@@ -313,8 +313,9 @@ describe.skipIf(backendKind !== "postgres")("a hook racing its session's hello (
     const { mesh, member, token, cwd } = await memberWithToken(env);
     const sessionId = `slow-${crypto.randomUUID()}`;
     const databaseUrl = env.backend.databaseUrl!;
-    // The hello's statement sleeps after it looked for kept signals, before it commits.
-    const wake = await sleepOnInsert(databaseUrl, { presenceSession: sessionId }, 0.8);
+    // The hello's statement sleeps after it looked for kept signals, before it
+    // commits: long enough for the hook to come meanwhile on a busy machine.
+    const wake = await sleepOnInsert(databaseUrl, { presenceSession: sessionId }, 3);
     try {
       const connecting = connect(env, member, mesh.id, { sessionId, cwd });
       await waitUntil(() => someoneSleeps(databaseUrl), 10_000, "the hello's statement asleep");

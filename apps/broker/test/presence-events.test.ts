@@ -46,8 +46,9 @@ describe.skipIf(backendKind !== "postgres")("a subscribe behind a send on a sock
     const [closer, other] = members as [SetupMember, SetupMember];
     const databaseUrl = broker.backend.databaseUrl!;
     const held = Buffer.from(`held ${crypto.randomUUID()}`).toString("base64");
-    // The send's statement sleeps, so the socket closes while the subscribe waits behind it.
-    const wake = await sleepOnInsert(databaseUrl, { messageCiphertext: held }, 0.5);
+    // The send's statement sleeps, so the socket closes while the subscribe
+    // waits behind it (long enough to be seen asleep on a busy machine).
+    const wake = await sleepOnInsert(databaseUrl, { messageCiphertext: held }, 3);
     const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
     try {
       const subscribers = async () => (await scrape(broker.url)).get("broker_presence_subscribers");
