@@ -6,10 +6,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { backendKind, setupMesh, TestPeer, useTestBroker, waitUntil, type CloseInfo } from "@switchboard/testkit";
 import postgres from "postgres";
+import { ADMISSION_TIMEOUT_FACTOR } from "../src/services/timing.ts";
 
 const CATCH_UP_INTERVAL_MS = 200;
-// Rows older than twice this (in whole seconds, rounded up) that no socket holds are ended by the catch-up.
-const HELLO_TIMEOUT_MS = 500;
+// Long enough for every hello here to be admitted on a busy machine (twice this).
+const HELLO_TIMEOUT_MS = 1000;
+// Rows older than this that no socket holds are ended by the catch-up: a hello and its admission's time, in whole seconds.
+const SOCKETLESS_AFTER_MS = Math.ceil(HELLO_TIMEOUT_MS / 1000) * (1 + ADMISSION_TIMEOUT_FACTOR) * 1000;
 
 /** The close of the socket, or null if it is still open after ms. */
 async function closedWithin(peer: TestPeer, ms = 10_000): Promise<CloseInfo | null> {
@@ -84,7 +87,7 @@ describe.skipIf(backendKind !== "postgres")(`catch-up of missed closes (CATCH_UP
     expect(await ended()).toBe(true);
     // A real socket, old enough to be looked at, is not taken for one: its row stays live.
     const real = await TestPeer.connect(broker.wsUrl, { identity: sender!.identity, meshId: mesh.id });
-    await Bun.sleep(Math.ceil(HELLO_TIMEOUT_MS / 1000) * 2000 + 500);
+    await Bun.sleep(SOCKETLESS_AFTER_MS + 500);
     const [row] = await sql<{ id: string }[]>`
       INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, connected_at)
       VALUES (${mesh.id}, ${ghostMember!.id}, ${instanceId}, 'no-socket-2', 'ghost', now() - interval '1 hour')
