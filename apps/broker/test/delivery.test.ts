@@ -45,14 +45,15 @@ describe(`leases (LEASE_SECONDS=${LEASE_SECONDS}, CATCH_UP_INTERVAL_MS=${CATCH_U
     const sender = await connect(broker, mesh.id, a);
     const recipient = await connect(broker, mesh.id, b);
     const [unacked, acked] = await sendMany(sender, [sendFrame(b.pubkey), sendFrame(b.pubkey)]);
-    const first = await recipient.waitForPushes(2);
-    expect(first.map((p) => [p.messageId, p.attempt])).toEqual([
-      [unacked!.messageId, 1],
-      [acked!.messageId, 1],
-    ]);
+    // Each one's first push, in the order sent. (The lease is 1 s: on a busy
+    // machine the first may come again before the second's first push.)
+    const first = [await attempt(recipient, unacked!.messageId, 1), await attempt(recipient, acked!.messageId, 1)];
+    expect(firstArrivals(recipient.pushes())).toEqual([str(unacked!.messageId), str(acked!.messageId)]);
     recipient.ack([str(acked!.messageId)]);
     // Frames are handled in order: the ping's answer means the ack was handled.
     await recipient.request({ type: "ping" });
+    // Pushed again before its ack was read, on a busy machine, is no fault: after it, never.
+    const ackedPushes = pushesOf(recipient, acked!.messageId).length;
 
     const again = await attempt(recipient, unacked!.messageId, 2);
     // Everything but the attempt is the same push.
@@ -70,7 +71,7 @@ describe(`leases (LEASE_SECONDS=${LEASE_SECONDS}, CATCH_UP_INTERVAL_MS=${CATCH_U
     const settled = pushesOf(recipient, unacked!.messageId).length;
     await probe(3);
     expect(pushesOf(recipient, unacked!.messageId)).toHaveLength(settled);
-    expect(pushesOf(recipient, acked!.messageId)).toHaveLength(1);
+    expect(pushesOf(recipient, acked!.messageId)).toHaveLength(ackedPushes);
     expect(await pushesBeforeMarker(recipient, sender)).toEqual([]);
   });
 
