@@ -38,7 +38,5 @@ describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
     expect(report.faults.lostAcked).toBe(0);
     expect(report.faults.duplicatesToApplication).toBe(0);
     expect(report.faults.postgresRestart.healthWentDown).toBe(true);
-    // Its parts run one after the other, each with servers of its own: past
-    // the suite's 120 s on a machine busy with other suites.
-  }, 300_000);
+  });
 });
