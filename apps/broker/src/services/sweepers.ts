@@ -22,6 +22,7 @@ import { expireWorkingStatus } from "../store/status.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { InstanceLease } from "./instance-lease.ts";
 import type { PresenceEvents } from "./presence-events.ts";
+import { Periodic } from "./periodic.ts";
 import type { PresenceLifecycle } from "./presence-lifecycle.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import { ADMISSION_TIMEOUT_FACTOR, type Clock, type Timing } from "./timing.ts";
@@ -46,49 +47,34 @@ export interface SweeperDeps {
 }
 
 export class Sweepers {
-  private readonly timers: Timer[] = [];
-  /** The sweeps under way, by name: a timer that finds its sweep still running skips a turn. */
-  private readonly running = new Map<string, Promise<void>>();
+  private readonly periodic: Periodic;
 
-  constructor(private readonly deps: SweeperDeps) {}
+  constructor(private readonly deps: SweeperDeps) {
+    this.periodic = new Periodic((error, sweeper) => deps.log.warn({ err: error, sweeper }, "sweep failed"));
+  }
 
   start(): void {
     const { timing, queuedWork, db, lease, lifecycle, metrics } = this.deps;
-    this.every("leases-and-status", timing.sweepIntervalMs, () => this.leasesAndStatus());
-    this.every("catch-up", timing.catchUpIntervalMs, async () => {
+    this.periodic.every("leases-and-status", timing.sweepIntervalMs, () => this.leasesAndStatus());
+    this.periodic.every("catch-up", timing.catchUpIntervalMs, async () => {
       queuedWork.forMembers(await membersWithQueuedWork(db, lease.id));
       await lifecycle.endEnded();
       await lifecycle.finishDisconnects();
       // Older than a hello and its admission may take (after which its socket is closed).
       await lifecycle.endSocketless(Math.ceil(timing.helloTimeoutMs / 1000) * (1 + ADMISSION_TIMEOUT_FACTOR));
     });
-    this.every("instances", Math.floor((timing.instanceLeaseSeconds * 1000) / 3), async () => {
+    this.periodic.every("instances", Math.floor((timing.instanceLeaseSeconds * 1000) / 3), async () => {
       await lease.renew();
       queuedWork.forMembers(await lease.reap());
     });
-    this.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
+    this.periodic.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
     // At once too: a fresh instance would report an empty queue until its first tick.
-    this.every("queue-depth", timing.housekeepingIntervalMs, async () => metrics.queueDepth.set(await queueDepth(db)), { now: true });
+    this.periodic.every("queue-depth", timing.housekeepingIntervalMs, async () => metrics.queueDepth.set(await queueDepth(db)), { now: true });
   }
 
   /** No more sweeps; resolves when those under way are done. */
   async stop(): Promise<void> {
-    for (const timer of this.timers) clearInterval(timer);
-    this.timers.length = 0;
-    await Promise.all(this.running.values());
-  }
-
-  /** Runs work every ms, and at once with `now`. */
-  private every(name: string, ms: number, work: () => Promise<void>, { now = false } = {}): void {
-    const tick = () => {
-      if (this.running.has(name)) return;
-      const run = work()
-        .catch((error) => this.deps.log.warn({ err: error, sweeper: name }, "sweep failed"))
-        .finally(() => this.running.delete(name));
-      this.running.set(name, run);
-    };
-    this.timers.push(setInterval(tick, ms));
-    if (now) tick();
+    await this.periodic.stop();
   }
 
   private async wake(members: string[]): Promise<void> {

@@ -22,6 +22,7 @@ import {
 import { queuedWork, type InstanceBus } from "../bus.ts";
 import type { QueueConsumer } from "../queued-work.ts";
 import { retryTransient } from "../retry.ts";
+import { Periodic } from "../periodic.ts";
 import type { Clock } from "../timing.ts";
 import { retryDelayMs, type BackoffBounds } from "./backoff.ts";
 import { withinBatchBytes } from "./batch.ts";
@@ -78,7 +79,7 @@ export class WebhookDispatcher implements QueueConsumer {
   private readonly again = new Set<string>();
   private readonly retryTimers = new Map<string, Timer>();
   private readonly attempts = new Set<Promise<void>>();
-  private readonly timers: Timer[] = [];
+  private readonly periodic = new Periodic((error, sweep) => this.log.warn({ err: error, sweep }, "webhook sweep failed"));
   private readonly shutdown = new AbortController();
 
   constructor(
@@ -117,34 +118,21 @@ export class WebhookDispatcher implements QueueConsumer {
   /** Resolves once the webhooks are first read (or that read failed: the timer reads them again). */
   async start(): Promise<void> {
     const o = this.options;
-    this.every(o.refreshIntervalMs, () => this.refresh());
+    this.periodic.every("refresh", o.refreshIntervalMs, () => this.refresh());
     // At once too: a fresh instance would report an empty queue until its first tick.
-    this.every(o.depthIntervalMs, async () => this.metrics.webhookQueueDepth.set(await webhookQueueDepth(this.db)), { now: true });
+    this.periodic.every("depth", o.depthIntervalMs, async () => this.metrics.webhookQueueDepth.set(await webhookQueueDepth(this.db)), { now: true });
     await this.refresh().catch((error) => this.log.warn({ err: error }, "webhook refresh failed"));
   }
 
   /** Stops starting attempts; those in flight are cut short and their deliveries returned, uncounted. */
   async stop(): Promise<void> {
-    for (const t of this.timers) clearInterval(t);
+    // The sweeps under way are not waited for: the pool's close ends them.
+    void this.periodic.stop();
     for (const t of this.retryTimers.values()) clearTimeout(t);
     this.retryTimers.clear();
     this.shutdown.abort();
     // An attempt that ends starts none in its place now (pump), so this ends.
     while (this.attempts.size > 0) await Promise.all(this.attempts);
-  }
-
-  /** Runs work every ms, and at once with `now`. */
-  private every(ms: number, work: () => Promise<void>, { now = false } = {}): void {
-    let busy = false;
-    const tick = () => {
-      if (busy) return;
-      busy = true;
-      work()
-        .catch((error) => this.log.warn({ err: error }, "webhook sweep failed"))
-        .finally(() => (busy = false));
-    };
-    this.timers.push(setInterval(tick, ms));
-    if (now) tick();
   }
 
   // The webhooks set or deleted on other instances, and the members whose
