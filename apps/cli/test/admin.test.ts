@@ -265,8 +265,9 @@ describe("usage errors exit 2 with one line", () => {
       const result = await runCli(home, args);
       expect({ code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({ code: 0, stdout: `switchboard ${version}\n`, stderr: "" });
     }
-    const json = await runCli(home, ["version", "--json"]);
-    expect(JSON.parse(json.stdout)).toEqual({ version });
+    for (const args of [["version", "--json"], ["--version", "--json"]]) {
+      expect(JSON.parse((await runCli(home, args)).stdout)).toEqual({ version });
+    }
     expectOneLineError(await runCli(home, ["version", "extra"]), 2, /unexpected argument "extra"/);
   });
 });
