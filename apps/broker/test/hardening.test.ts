@@ -3,7 +3,7 @@
 // read it or when it is a link, Postgres error fields that quote data never
 // logged, an unexpected exception ends the process (the supervisor restarts it).
 import { describe, expect, test } from "bun:test";
-import { brokerEnv, embeddedBackend, freePort, REPO_ROOT, spawnRaw, tempDir, waitUntil } from "@switchboard/testkit";
+import { brokerEnv, embeddedBackend, freePort, REPO_ROOT, spawnRaw, tempDir, waitUntil, type LogLine } from "@switchboard/testkit";
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, withoutPassword } from "../src/config.ts";
@@ -135,6 +135,9 @@ describe("the generated admin token file", () => {
   });
 });
 
+/** A log line of the broker's, with the error fields these tests read. */
+type BrokerLog = LogLine & { err?: { message?: string; code?: string } };
+
 /** The broker as it is always started, with one more module loaded first; its stderr as JSON lines. */
 function brokerWithPreload(dir: string, source: string, env: Record<string, string>) {
   const preload = join(dir, "preload.ts");
@@ -144,7 +147,7 @@ function brokerWithPreload(dir: string, source: string, env: Record<string, stri
     stdout: "ignore",
     stderr: "pipe",
   });
-  const lines: LogLine[] = [];
+  const lines: BrokerLog[] = [];
   const read = (async () => {
     const decoder = new TextDecoder();
     let rest = "";
@@ -152,16 +155,10 @@ function brokerWithPreload(dir: string, source: string, env: Record<string, stri
       rest += decoder.decode(chunk, { stream: true });
       const complete = rest.split("\n");
       rest = complete.pop() ?? "";
-      for (const line of complete) if (line.startsWith("{")) lines.push(JSON.parse(line) as LogLine);
+      for (const line of complete) if (line.startsWith("{")) lines.push(JSON.parse(line) as BrokerLog);
     }
   })();
   return { proc, lines, read };
-}
-
-interface LogLine {
-  level: number;
-  msg: string;
-  err?: { message?: string; code?: string };
 }
 
 /** Code that runs once the broker has its handler for `event` in place (a fixed delay raced its loading on a busy machine). */
@@ -210,7 +207,7 @@ describe("an unhandled rejection with a lost socket's code", () => {
       proc.kill("SIGTERM");
       expect(await proc.exited).toBe(0);
       await read;
-      expect(lines.filter((l) => l.level >= 60)).toEqual([]);
+      expect(lines.filter((l) => (l.level ?? 0) >= 60)).toEqual([]);
     } finally {
       proc.kill("SIGKILL");
       await own.dispose();

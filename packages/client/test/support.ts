@@ -115,7 +115,8 @@ export async function failureWhileStopped(pid: number, call: () => Promise<unkno
  * frame written before it has been answered.
  */
 export async function pingAnswered(client: SwitchboardClient): Promise<number> {
-  return waitUntil(() => client.ping().catch(() => undefined), 15_000, "a ping answered in time");
+  const unlessTimeout = (error: unknown) => ((error as SwitchboardError).code === "timeout" ? undefined : Promise.reject(error));
+  return waitUntil(() => client.ping().catch(unlessTimeout), 15_000, "a ping answered in time");
 }
 
 /** A WebSocket class whose `pong` frames reach the SDK only delayMs after they came: a close()'s last acks stay unconfirmed that long. */
