@@ -97,12 +97,12 @@ describe(`crash safety (LEASE_SECONDS=${CRASH_LEASE_SECONDS})`, () => {
       const senders = members.slice(0, 4);
       const recipients = members.slice(4);
       const senderPeers = await Promise.all(senders.map((s) => connect(broker!, mesh.id, s)));
+      // Connected and never acking: its messages sit leased to a presence when the broker dies.
+      const silent = await connect(broker, mesh.id, recipients[2]!);
+
       const sent = await sendLoad(senderPeers, recipients, total);
       expect(new Set(sent.map((s) => s.messageId)).size).toBe(total);
-      // Connected once the load is sent (a load slower than its lease, on a
-      // busy machine, would otherwise see its first leases run out) and never
-      // acking: some of its messages sit leased to it when the broker dies.
-      const silent = await connect(broker, mesh.id, recipients[2]!);
+      // Some are leased to it when the broker goes (pushes trail their acks by a moment).
       await waitUntil(() => silent.pushes().length > 0, 30_000, "a push to the silent recipient");
 
       broker.process.kill(signal);
