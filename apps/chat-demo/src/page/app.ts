@@ -76,6 +76,13 @@ async function identity(): Promise<{ secretKey: string; sessionId: string }> {
   return { secretKey, sessionId };
 }
 
+/** Forgets this tab's key and session and loads the page again, which makes new ones. */
+function startAfresh(): void {
+  sessionStorage.removeItem("chat.secretKey");
+  sessionStorage.removeItem("chat.sessionId");
+  location.reload();
+}
+
 /** What is wrong with a name, as the demo's backend would refuse it; null for a good one. */
 const nameProblem = (name: string): string | null =>
   name === "" ? "a name needs a letter or two" : name.length > 64 ? "a name has at most 64 characters" : null;
@@ -140,6 +147,10 @@ async function main(): Promise<void> {
   });
   client.on("error", (error) => tell(error.message));
   client.on("close", (info) => {
+    // Only a copy of this tab's storage connects with its key and session: a
+    // duplicated tab that did not hear this one's answer in time. This tab
+    // starts again with a key of its own rather than stay closed.
+    if (info.code === 4000) return startAfresh();
     if (!info.willReconnect) tell(`closed for good (${info.code}${info.reason ? ` ${info.reason}` : ""}); reload the page to start again`);
     else if (info.code === 1006) tell("lost the broker; reconnecting");
   });
