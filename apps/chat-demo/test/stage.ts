@@ -115,6 +115,20 @@ export async function recordStates(page: Page): Promise<() => Promise<string[]>>
   return () => page.evaluate("window.states") as Promise<string[]>;
 }
 
+/**
+ * Every connection state the page's indicator shows from its first load on,
+ * for a page not yet opened: what happens while it loads is recorded too.
+ */
+export async function recordStatesFromLoad(page: Page): Promise<() => Promise<string[]>> {
+  await page.addInitScript(`(() => {
+    window.states = [];
+    new MutationObserver((records) => {
+      for (const r of records) if (r.target.id === "connection") window.states.push(r.target.dataset.state);
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
+  })()`);
+  return () => page.evaluate("window.states") as Promise<string[]>;
+}
+
 export const texts = (page: Page) => page.locator("#messages li .text").allTextContents();
 export const messageIds = (page: Page) => page.evaluate(`[...document.querySelectorAll("#messages li")].map((li) => li.dataset.id)`) as Promise<string[]>;
 
@@ -122,6 +136,24 @@ export async function say(page: Page, text: string): Promise<void> {
   await page.fill("#text", text);
   await page.press("#text", "Enter");
   await page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
+}
+
+/** Waits until each of `wanted` is a line's whole text; names the missing ones if some never come. */
+export async function allShown(page: Page, wanted: string[]): Promise<void> {
+  const missing = async () => {
+    const shown = new Set(await texts(page));
+    return wanted.filter((t) => !shown.has(t));
+  };
+  // Page code as text: this file is typechecked without the DOM library.
+  const check = `(() => {
+    const shown = new Set([...document.querySelectorAll("#messages li .text")].map((e) => e.textContent));
+    return ${JSON.stringify(wanted)}.every((t) => shown.has(t));
+  })()`;
+  await page
+    .waitForFunction(check, undefined, WAIT)
+    .catch(async (error: unknown) => {
+      throw new Error(`never shown: ${JSON.stringify(await missing())} (${String(error)})`);
+    });
 }
 
 export const shows = (page: Page, text: string) => page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
