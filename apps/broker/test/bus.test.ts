@@ -117,7 +117,12 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
       // A's batch has run: the abandoned hello must not have replaced the session.
       const proof = await pool.connect(a.wsUrl, slowMember, mesh.id);
       await proof.close();
-      await Bun.sleep(500);
+      // A replacement A tells B after that batch: once B has acted on it, B
+      // has acted on anything A told it before (notifications come in commit order).
+      const sentinelSession = crypto.randomUUID();
+      const sentinel = await pool.connect(b.wsUrl, slowMember, mesh.id, { sessionId: sentinelSession });
+      await pool.connect(a.wsUrl, slowMember, mesh.id, { sessionId: sentinelSession });
+      expect(await waitUntil(() => sentinel.closeInfo, 10_000, "the sentinel replaced")).toMatchObject({ code: 4000 });
       expect(second.isOpen).toBe(true);
       expect(second.closeInfo).toBeUndefined();
     } finally {

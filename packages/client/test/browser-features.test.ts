@@ -118,22 +118,39 @@ describe("browser features of the SDK", () => {
     const { source } = tokenSource("slow");
     const sessionId = `tab-${crypto.randomUUID()}`;
     let asked = false;
+    let answered = false;
+    let answer = () => {};
+    const gate = new Promise<void>((resolve) => (answer = resolve));
     const slow = async (request: { meshId: string; publicKey: string }) => {
       asked = true;
-      await Bun.sleep(300);
-      return source(request);
+      await gate;
+      const token = await source(request);
+      answered = true;
+      return token;
     };
+    // The sockets the first client opens: none, since it is closed before its token comes.
+    let opened = 0;
+    const CountedWebSocket = new Proxy(WebSocket, {
+      construct(target, args: ConstructorParameters<typeof WebSocket>) {
+        opened++;
+        return new target(...args);
+      },
+    });
     const base = { url: broker.url, meshId, secretKey, sessionId, reconnect: { minDelayMs: 50, maxDelayMs: 200 } };
-    const gone = await SwitchboardClient.start({ ...base, token: slow });
+    const gone = await SwitchboardClient.start({ ...base, token: slow, WebSocket: CountedWebSocket });
     await waitUntil(() => asked, 5000, "the token source asked");
-    await gone.close();
+    const closing = gone.close();
     // The page opens the session again at once, as a reload would.
     const again = await SwitchboardClient.connect({ ...base, token: source });
     clients.push(again);
     const closes: number[] = [];
     again.on("close", (c) => closes.push(c.code));
-    // Past the moment the first client's token arrived and its hello would have gone out.
-    await Bun.sleep(1000);
+    answer();
+    await closing;
+    await waitUntil(() => answered, 5000, "the first client's token");
+    // From the token to the socket is one run of microtasks: past a timer, a hello would be on its way.
+    await Bun.sleep(0);
+    expect(opened).toBe(0);
     expect(closes).toEqual([]);
     expect(again.connectionState).toBe("open");
     expect(gone.connectionState).toBe("closed");
