@@ -74,7 +74,11 @@ async function connectTo(
   meshId: string,
   options: Partial<ConnectOptions> = {},
 ): Promise<TestPeer> {
-  const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, ...options });
+  const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, ...options }).catch((error: unknown) => {
+    // A refusal as internal: the instance logged why.
+    const errors = broker.process.logs.filter((l) => (l.level ?? 0) >= 50).slice(-3);
+    throw new Error(`${String(error)}; ${broker.url}'s last error logs: ${JSON.stringify(errors)}`);
+  });
   trio.peers.push(peer);
   return peer;
 }
