@@ -33,8 +33,8 @@ const events = (peer: TestPeer) => peer.frames.filter((f) => f.type === "presenc
 const summary = (f: Frame) => `${String(f.event)} ${String(f.displayName)} ${String(f.status)}`;
 
 /** Waits for the next presence event matching, returns it. */
-const nextEvent = (peer: TestPeer, event: string, displayName: string) =>
-  peer.nextFrame((f) => f.type === "presence" && f.event === event && f.displayName === displayName);
+const nextEvent = (peer: TestPeer, event: string, displayName: string, timeoutMs?: number) =>
+  peer.nextFrame((f) => f.type === "presence" && f.event === event && f.displayName === displayName, timeoutMs);
 
 async function subscribe(peer: TestPeer): Promise<Frame> {
   return peer.request({ type: "subscribe", events: ["presence"] });
@@ -163,7 +163,9 @@ describe("presence events", () => {
 describe.skipIf(!process.env.DATABASE_URL)("presence events across instances", () => {
   test("joined, status and left from the other instance; a SIGKILLed instance's presences leave when reaped", async () => {
     const shared = await postgresBackend(process.env.DATABASE_URL ?? "");
-    const env = { ...shared.env, ADMIN_TOKEN: TEST_ADMIN_TOKEN, INSTANCE_LEASE_SECONDS: "2" };
+    // Short enough that the SIGKILLed instance is reaped within seconds; long
+    // enough that a live one on a loaded machine is not (3 s was not, elsewhere).
+    const env = { ...shared.env, ADMIN_TOKEN: TEST_ADMIN_TOKEN, INSTANCE_LEASE_SECONDS: "5" };
     const [a, b] = await Promise.all([spawnBroker(env), spawnBroker(env)]);
     const peers = new PeerPool();
     try {
@@ -182,7 +184,7 @@ describe.skipIf(!process.env.DATABASE_URL)("presence events across instances", (
       const e = await peers.connect(b.wsUrl, erin, mesh.id);
       await nextEvent(w, "joined", "erin");
       b.kill("SIGKILL");
-      expect((await nextEvent(w, "left", "erin")).presenceId).toBe(e.helloAck?.presenceId);
+      expect((await nextEvent(w, "left", "erin", 30_000)).presenceId).toBe(e.helloAck?.presenceId);
     } finally {
       await peers.closeAll();
       await Promise.all([a.stop(), b.stop()]);
