@@ -124,7 +124,8 @@ describe("session frames", () => {
     await b!.close();
     const bobSessions = async () =>
       (await listPeers(a!)).find((p) => p.pubkey === members[1]!.pubkey)?.presences.map((p) => p.sessionId) ?? [];
-    const deadline = Date.now() + 5_000;
+    // A bound for a loaded machine, not a figure: the close is usually seen within milliseconds.
+    const deadline = Date.now() + 30_000;
     while ((await bobSessions()).includes("Bob-session") && Date.now() < deadline) await Bun.sleep(100);
     expect(await bobSessions()).toEqual(["Bob-second"]);
     expect((await listPeers(a!)).find((p) => p.pubkey === members[0]!.pubkey)?.presences.length).toBe(1);
