@@ -523,6 +523,48 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
     }
   }, 240_000);
 
+  test("an instance whose reaping waits on a row lock keeps renewing its lease, and the others do not take it for dead", async () => {
+    own = await startTrio(cluster!, SHORT_INSTANCE_LEASE);
+    const trio = own;
+    const [a, b, c] = trio.brokers;
+    const { mesh, members } = await setupMesh(trio.admin, { members: ["gone", "stays"] });
+    await connectTo(trio, a, members[0]!, mesh.id);
+    const stays = await connectTo(trio, b, members[1]!, mesh.id);
+    const aId = ((await (await fetch(`${a.url}/health`)).json()) as { instanceId: string }).instanceId;
+    const sql = postgres(trio.backend.databaseUrl!, { max: 2, onnotice: () => {} });
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let held: Promise<unknown> | undefined;
+    try {
+      // A dies while its presence's row is locked, as by an instance frozen in the middle of a statement.
+      let locked = () => {};
+      const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+      held = sql.begin(async (tx) => {
+        await tx`SELECT id FROM presences WHERE instance_id = ${aId} FOR UPDATE`;
+        locked();
+        await released;
+      });
+      await lockTaken;
+      a.process.kill("SIGKILL");
+      await a.process.exited;
+      // B or C reaps A, and waits for that row.
+      const reapWaits = async () =>
+        (await sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query ILIKE '%UPDATE presences%'`)[0]!.n > 0;
+      await waitUntil(reapWaits, 30_000, "a reap waiting on A's presence");
+      // Both renew all the while: neither is reaped, nor closes its sockets.
+      await reapingRounds(trio, [b, c], 2);
+      expect(await reapWaits()).toBe(true);
+      expect(stays.isOpen).toBe(true);
+    } finally {
+      release();
+      await held?.catch(() => {});
+      await sql.end();
+    }
+    expect(await closedWithin(stays, 2_000)).toBeNull();
+  }, 240_000);
+
   test("an instance frozen past its lease sends its peers away when it wakes, then serves them again", async () => {
     own = await startTrio(cluster!, SHORT_INSTANCE_LEASE);
     const trio = own;

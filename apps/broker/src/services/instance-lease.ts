@@ -87,7 +87,10 @@ export class InstanceLease {
 
   /** Ends the presences of instances that are gone; returns the members that lost a presence. */
   async reap(): Promise<string[]> {
-    if (this.options.clock() < this.reapAfter) return [];
+    const now = this.options.clock();
+    // Not renewed for a whole lease (cut off, or frozen): the others may have
+    // been too, and the renew that ends it gives them a lease first.
+    if (now < this.reapAfter || now - this.lastRenewedAt > this.options.leaseSeconds * 1000) return [];
     const { members, left } = await retryTransient(() =>
       this.db.transaction(async (tx) => {
         const expired = await takeExpiredInstances(tx);

@@ -63,10 +63,12 @@ export class Sweepers {
       // Older than a hello and its admission may take (after which its socket is closed).
       await lifecycle.endSocketless(Math.ceil(timing.helloTimeoutMs / 1000) * (1 + ADMISSION_TIMEOUT_FACTOR));
     });
-    this.periodic.every("instances", Math.floor((timing.instanceLeaseSeconds * 1000) / 3), async () => {
-      await lease.renew();
-      queuedWork.forMembers(await lease.reap());
-    });
+    // Apart: a reap waiting on a row lock (held by an instance frozen in the
+    // middle of a statement) must not hold up this instance's own renewals,
+    // or the others would take it for dead too.
+    const leaseTick = Math.floor((timing.instanceLeaseSeconds * 1000) / 3);
+    this.periodic.every("instance-lease", leaseTick, () => lease.renew());
+    this.periodic.every("reap", leaseTick, async () => queuedWork.forMembers(await lease.reap()));
     this.periodic.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
     // At once too: a fresh instance would report an empty queue until its first tick.
     this.periodic.every("queue-depth", timing.housekeepingIntervalMs, async () => metrics.queueDepth.set(await queueDepth(db)), { now: true });
