@@ -32,6 +32,32 @@ function consoleErrors(page: Page): string[] {
   return errors;
 }
 
+const storedKey = (page: Page) => page.evaluate("sessionStorage.getItem('chat.secretKey')") as Promise<string>;
+
+/**
+ * Whether the page loaded again: a tab whose session another connection took
+ * starts again, which would hide a wrong answer of the tabs' own question.
+ */
+const reloaded = (page: Page) => page.evaluate(`performance.getEntriesByType("navigation")[0].type === "reload"`) as Promise<boolean>;
+
+/** A key and session made by a tab of their own that then closes: the storage twin tabs start with. */
+async function seedIdentity(name: string): Promise<{ k: string; s: string }> {
+  const context = await newContext();
+  const page = await openChat(context, name, "lobby");
+  const seed = (await page.evaluate("({ k: sessionStorage.getItem('chat.secretKey'), s: sessionStorage.getItem('chat.sessionId') })")) as { k: string; s: string };
+  await context.close();
+  return seed;
+}
+
+/** Page code (as text: this file is typechecked without the DOM library) putting the seed in a tab's storage at its first load only. */
+const seedOnce = (seed: { k: string; s: string }) => `
+  if (sessionStorage.getItem("seeded") === null) {
+    sessionStorage.setItem("seeded", "yes");
+    sessionStorage.setItem("chat.secretKey", ${JSON.stringify(seed.k)});
+    sessionStorage.setItem("chat.sessionId", ${JSON.stringify(seed.s)});
+    sessionStorage.setItem("chat.name", "twin");
+  }`;
+
 async function dashboard(page: Page): Promise<void> {
   await page.goto(`${stage.broker.url}/dashboard?mesh=${stage.mesh.slug}`);
   await page.fill("#token", ADMIN_TOKEN);
@@ -97,23 +123,25 @@ describe.skipIf(!enabled)("chat demo pages", () => {
   test("a tab opened from another starts with a copy of its storage, yet gets a key of its own: both stay open and get every message", async () => {
     const context = await newContext();
     const first = await openChat(context, "sam", "support");
+    const firstKey = await storedKey(first);
     const opened = context.waitForEvent("page", WAIT);
     await first.evaluate("window.open(location.href)");
     const second = await opened;
     await inRoom(second, "support");
-    const [a, b] = (await Promise.all([first, second].map((p) => p.evaluate("sessionStorage.getItem('chat.secretKey')")))) as [string, string];
-    expect(a).not.toBe(b);
+    const [a, b] = await Promise.all([first, second].map(storedKey));
+    expect(a).toBe(firstKey);
+    expect(b).not.toBe(firstKey);
     const { client } = await programPeer("support");
     await client.send("#support", { text: "to both tabs" });
     await shows(first, "to both tabs");
     await shows(second, "to both tabs");
     expect(await first.getAttribute("#connection", "data-state")).toBe("open");
+    // Settled by the question, not by one tab taking the other's session.
+    expect(await Promise.all([first, second].map(reloaded))).toEqual([false, false]);
   });
 
   test("two tabs with the same storage that load at once settle on different keys, whichever draws lower", async () => {
-    const seed = (await (await openChat(await newContext(), "vic", "lobby")).evaluate(
-      "({ k: sessionStorage.getItem('chat.secretKey'), s: sessionStorage.getItem('chat.sessionId') })",
-    )) as { k: string; s: string };
+    const seed = await seedIdentity("vic");
     // The second tab asks while the first still waits for answers. Both
     // waits are stretched from 150 ms to 3 s: whichever tab has to hear the
     // other's answer hears it then, however busy the machine (at 150 ms the
@@ -133,11 +161,7 @@ describe.skipIf(!enabled)("chat demo pages", () => {
           };
           const wait = window.setTimeout;
           window.setTimeout = (fn, ms, ...rest) => wait(fn, ms === 150 ? 3000 : ms, ...rest);
-          if (sessionStorage.getItem("chat.secretKey") === null) {
-            sessionStorage.setItem("chat.secretKey", ${JSON.stringify(seed.k)});
-            sessionStorage.setItem("chat.sessionId", ${JSON.stringify(seed.s)});
-            sessionStorage.setItem("chat.name", "twin");
-          }
+          ${seedOnce(seed)}
         })()`);
       }
       const [a, b] = pages as [Page, Page];
@@ -145,29 +169,25 @@ describe.skipIf(!enabled)("chat demo pages", () => {
       await a.waitForFunction("window.asked === true", undefined, WAIT);
       await b.goto(`${stage.demo.url}/#lobby`);
       await Promise.all([inRoom(a, "lobby"), inRoom(b, "lobby")]);
-      const keys = await Promise.all([a, b].map((p) => p.evaluate("sessionStorage.getItem('chat.secretKey')")));
+      const keys = await Promise.all([a, b].map(storedKey));
       expect({ draws, distinct: new Set(keys).size }).toEqual({ draws, distinct: 2 });
       const { client } = await programPeer("lobby");
       await client.send("#lobby", { text: `to both twins ${draws[0]}` });
       await shows(a, `to both twins ${draws[0]}`);
       await shows(b, `to both twins ${draws[0]}`);
+      expect({ draws, reloaded: await Promise.all([a, b].map(reloaded)) }).toEqual({ draws, reloaded: [false, false] });
+      // The next order's twins start from the same seed: these must not take it back.
+      await twins.close();
     }
   });
 
   test("two tabs with the same storage that never hear each other: the one replaced starts again with a key of its own, and both get every message", async () => {
-    const seed = (await (await openChat(await newContext(), "xena", "lobby")).evaluate(
-      "({ k: sessionStorage.getItem('chat.secretKey'), s: sessionStorage.getItem('chat.sessionId') })",
-    )) as { k: string; s: string };
+    const seed = await seedIdentity("yuri");
     const twins = await newContext();
     // Neither tab's question or answer reaches the other (a busy machine, at worst).
     await twins.addInitScript(`(() => {
       BroadcastChannel.prototype.postMessage = function () {};
-      if (sessionStorage.getItem("seeded") === null) {
-        sessionStorage.setItem("seeded", "yes");
-        sessionStorage.setItem("chat.secretKey", ${JSON.stringify(seed.k)});
-        sessionStorage.setItem("chat.sessionId", ${JSON.stringify(seed.s)});
-        sessionStorage.setItem("chat.name", "twin");
-      }
+      ${seedOnce(seed)}
     })()`);
     const [a, b] = await Promise.all([twins.newPage(), twins.newPage()]);
     await a.goto(`${stage.demo.url}/#lobby`);
@@ -178,7 +198,8 @@ describe.skipIf(!enabled)("chat demo pages", () => {
     // b's hello replaced a's session: a loads again with a key of its own.
     await startsAgain;
     await inRoom(a, "lobby");
-    const keys = await Promise.all([a, b].map((p) => p.evaluate("sessionStorage.getItem('chat.secretKey')")));
+    expect(await Promise.all([a, b].map(reloaded))).toEqual([true, false]);
+    const keys = await Promise.all([a, b].map(storedKey));
     expect(keys[1]).toBe(seed.k);
     expect(keys[0]).not.toBe(seed.k);
     const { client } = await programPeer("lobby");

@@ -104,14 +104,17 @@ export async function inRoom(page: Page, room: string): Promise<void> {
   await page.waitForSelector(`#chat[data-joined="#${room}"]`, WAIT);
 }
 
+// Page code as text: this file is typechecked without the DOM library.
+const RECORD_STATES = `(() => {
+  window.states = [];
+  new MutationObserver((records) => {
+    for (const r of records) if (r.target.id === "connection") window.states.push(r.target.dataset.state);
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
+})()`;
+
 /** Every connection state the page's indicator shows from now on. */
 export async function recordStates(page: Page): Promise<() => Promise<string[]>> {
-  // Page code as text: this file is typechecked without the DOM library.
-  await page.evaluate(`(() => {
-    const indicator = document.getElementById("connection");
-    window.states = [];
-    new MutationObserver(() => window.states.push(indicator.dataset.state)).observe(indicator, { attributes: true });
-  })()`);
+  await page.evaluate(RECORD_STATES);
   return () => page.evaluate("window.states") as Promise<string[]>;
 }
 
@@ -120,12 +123,7 @@ export async function recordStates(page: Page): Promise<() => Promise<string[]>>
  * for a page not yet opened: what happens while it loads is recorded too.
  */
 export async function recordStatesFromLoad(page: Page): Promise<() => Promise<string[]>> {
-  await page.addInitScript(`(() => {
-    window.states = [];
-    new MutationObserver((records) => {
-      for (const r of records) if (r.target.id === "connection") window.states.push(r.target.dataset.state);
-    }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
-  })()`);
+  await page.addInitScript(RECORD_STATES);
   return () => page.evaluate("window.states") as Promise<string[]>;
 }
 

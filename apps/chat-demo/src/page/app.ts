@@ -76,11 +76,21 @@ async function identity(): Promise<{ secretKey: string; sessionId: string }> {
   return { secretKey, sessionId };
 }
 
-/** Forgets this tab's key and session and loads the page again, which makes new ones. */
-function startAfresh(): void {
+/** How often a tab starts again with a new key before it stays closed: a peer replacing it on purpose cannot keep it reloading. */
+const MAX_FRESH_STARTS = 3;
+
+/**
+ * Forgets this tab's key and session and loads the page again, which makes
+ * new ones; false, doing nothing, once the tab has done so MAX_FRESH_STARTS times.
+ */
+function startAfresh(): boolean {
+  const starts = Number(sessionStorage.getItem("chat.freshStarts") ?? "0");
+  if (starts >= MAX_FRESH_STARTS) return false;
+  sessionStorage.setItem("chat.freshStarts", String(starts + 1));
   sessionStorage.removeItem("chat.secretKey");
   sessionStorage.removeItem("chat.sessionId");
   location.reload();
+  return true;
 }
 
 /** What is wrong with a name, as the demo's backend would refuse it; null for a good one. */
@@ -147,10 +157,10 @@ async function main(): Promise<void> {
   });
   client.on("error", (error) => tell(error.message));
   client.on("close", (info) => {
-    // Only a copy of this tab's storage connects with its key and session: a
-    // duplicated tab that did not hear this one's answer in time. This tab
-    // starts again with a key of its own rather than stay closed.
-    if (info.code === 4000) return startAfresh();
+    // Another connection took this key and session: most likely a duplicated
+    // tab that did not hear this one's answer in time. This tab starts again
+    // with a key of its own rather than stay closed.
+    if (info.code === 4000 && startAfresh()) return;
     if (!info.willReconnect) tell(`closed for good (${info.code}${info.reason ? ` ${info.reason}` : ""}); reload the page to start again`);
     else if (info.code === 1006) tell("lost the broker; reconnecting");
   });
