@@ -123,6 +123,8 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
       const sentinel = await pool.connect(b.wsUrl, slowMember, mesh.id, { sessionId: sentinelSession });
       await pool.connect(a.wsUrl, slowMember, mesh.id, { sessionId: sentinelSession });
       expect(await waitUntil(() => sentinel.closeInfo, 10_000, "the sentinel replaced")).toMatchObject({ code: 4000 });
+      // And a round trip on second's own socket: a close B sent it before would come first.
+      expect(await second.request({ type: "ping" })).toMatchObject({ type: "pong" });
       expect(second.isOpen).toBe(true);
       expect(second.closeInfo).toBeUndefined();
     } finally {
