@@ -46,4 +46,4 @@ test("a batch of sends into 300 meshes, each to an offline member, is written in
     await db?.close();
     await backend.dispose();
   }
-}, 240_000);
+});

@@ -39,7 +39,7 @@ describe("migrations", () => {
     } finally {
       rmSync(cwd, { recursive: true, force: true });
     }
-  }, 240_000);
+  });
 
   test.skipIf(backendKind !== "postgres")("a migration its database refuses is logged as db migration failed, not as an outage, and retried (needs DATABASE_URL)", async () => {
     const { backend } = await fresh();

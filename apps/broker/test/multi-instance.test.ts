@@ -363,7 +363,7 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
     expect(sessions()).toContain(r1b.sessionId);
     // A peer on A sees the same list.
     expect((await listPeers(sender)).flatMap((p) => p.presences.map((s) => s.sessionId)).sort()).toEqual(sessions().sort());
-  }, 240_000);
+  });
 
   test("a Postgres restart under three instances loses no acked message", async () => {
     // Short leases: a claim whose commit the outage swallowed is pushed again soon.
@@ -488,7 +488,7 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
     await trio.admin.revokeMember(other.id, x!.id);
     expect(await closedWithin(xOnB, 10_000)).toEqual({ code: 4002, reason: "revoked" });
     expect(await closedWithin(xOnC, 10_000)).toEqual({ code: 4002, reason: "revoked" });
-  }, 240_000);
+  });
 
   test("an instance that starts while another's lease has lapsed gives it a lease to renew before ending its peers", async () => {
     // As after a database outage: A could not renew for longer than its lease, and is alive.
@@ -521,7 +521,7 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
       await Promise.all([a.dispose(), late.dispose()]);
       await backend.dispose();
     }
-  }, 240_000);
+  });
 
   test("an instance whose reaping waits on a row lock keeps renewing its lease, and the others do not take it for dead", async () => {
     own = await startTrio(cluster!, SHORT_INSTANCE_LEASE);
@@ -563,7 +563,7 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
       await sql.end();
     }
     expect(await closedWithin(stays, 2_000)).toBeNull();
-  }, 240_000);
+  });
 
   test("an instance frozen past its lease sends its peers away when it wakes, then serves them again", async () => {
     own = await startTrio(cluster!, SHORT_INSTANCE_LEASE);
@@ -596,5 +596,5 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
     await reapingRounds(trio, [b, c], 2);
     expect(await sessions()).toContain(back.sessionId);
     await back.nextFrame(pushOf(await sendAcked(sender, sleeperM.pubkey)));
-  }, 240_000);
+  });
 });

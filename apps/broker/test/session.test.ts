@@ -286,5 +286,5 @@ describe("session frames", () => {
     // Nothing logged at error level or above (pino: 50 = error) while handling it.
     const errors = broker.process.logs.slice(firstLog).filter((l) => (l.level ?? 0) >= 50);
     expect(errors).toEqual([]);
-  }, 240_000);
+  });
 });

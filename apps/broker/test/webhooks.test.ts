@@ -490,7 +490,7 @@ describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs 
       await b?.dispose();
       await a.dispose();
     }
-  }, 240_000);
+  });
 });
 
 describe("the queue gauges of an instance that just started (HOUSEKEEPING_INTERVAL_MS=3600000)", () => {

@@ -146,7 +146,7 @@ describe("admin commands", () => {
     } finally {
       silent.stop(true);
     }
-  }, 240_000);
+  });
 });
 
 describe("configuration", () => {

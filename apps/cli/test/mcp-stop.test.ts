@@ -71,4 +71,4 @@ test("SIGTERM ends a server stuck writing a notification nobody reads; nothing i
     await reading;
     await sender.close();
   }
-}, 240_000);
+});

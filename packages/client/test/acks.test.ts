@@ -236,5 +236,5 @@ describe.each([
     await waitUntil(async () => (await Promise.all(sent.map(state))).every((s) => s === "acked"), 30_000, "all 250 acked");
     // Told the limit, no frame was too large; not told, the first one only.
     expect(tooLarge).toEqual([...closes]);
-  }, 240_000);
+  });
 });
