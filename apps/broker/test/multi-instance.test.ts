@@ -157,10 +157,10 @@ async function allHealthBecome(brokers: TestBroker[], status: number, timeoutMs:
  * its lease_expires_at. The renewal after the first one seen began after the reaping that
  * followed it ended, so rounds + 1 new values of a broker's lease mean `rounds` whole rounds.
  */
+const instanceIdOf = async (broker: TestBroker) => ((await (await fetch(`${broker.url}/health`)).json()) as { instanceId: string }).instanceId;
+
 async function reapingRounds(trio: Trio, brokers: TestBroker[], rounds: number): Promise<void> {
-  const ids = await Promise.all(
-    brokers.map(async (b) => ((await (await fetch(`${b.url}/health`)).json()) as { instanceId: string }).instanceId),
-  );
+  const ids = await Promise.all(brokers.map(instanceIdOf));
   const sql = postgres(trio.backend.databaseUrl!, { max: 1, onnotice: () => {} });
   try {
     const seen = new Map(ids.map((id) => [id, new Set<number>()]));
@@ -530,7 +530,7 @@ describe.skipIf(!ownPostgresTestsRun())("three instances on one Postgres", () =>
     const { mesh, members } = await setupMesh(trio.admin, { members: ["gone", "stays"] });
     await connectTo(trio, a, members[0]!, mesh.id);
     const stays = await connectTo(trio, b, members[1]!, mesh.id);
-    const aId = ((await (await fetch(`${a.url}/health`)).json()) as { instanceId: string }).instanceId;
+    const aId = await instanceIdOf(a);
     const sql = postgres(trio.backend.databaseUrl!, { max: 2, onnotice: () => {} });
     let release = () => {};
     const released = new Promise<void>((resolve) => (release = resolve));

@@ -88,10 +88,8 @@ function findCommand(words: string[]): Command {
 async function main(given: string[]): Promise<number> {
   const allOptions: OptionSpecs = Object.assign({}, ...COMMANDS.map((c) => c.options));
   // `--version` before any command word is the version command (its other options kept), as with most command lines.
-  const argv =
-    given.includes("--version") && leadingWords(given.filter((a) => a !== "--version"), allOptions).length === 0
-      ? ["version", ...given.filter((a) => a !== "--version")]
-      : given;
+  const rest = given.filter((a) => a !== "--version");
+  const argv = rest.length < given.length && leadingWords(rest, allOptions).length === 0 ? ["version", ...rest] : given;
   const words = leadingWords(argv, allOptions);
   if (words[0] === "help" || (words.length === 0 && argv.some((a) => a === "--help" || a === "-h"))) {
     const topic = words[0] === "help" ? words.slice(1) : [];
