@@ -58,10 +58,13 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
     const bob = await openChat(bobContext, "bob", "support");
     for (const n of [1, 2, 3]) await say(alice, `support ${n}`);
     await shows(bob, "support 3");
+    const bobKey = await bob.evaluate("sessionStorage.getItem('chat.secretKey')");
     const reload = bob.reload();
     await say(alice, "support 4 during the reload");
     await reload;
     await inRoom(bob, "support");
+    // The same member again: the page's lock on its session went with the old page.
+    expect(await bob.evaluate("sessionStorage.getItem('chat.secretKey')")).toBe(bobKey);
     await say(alice, "support 5");
     await shows(bob, "support 5");
     const expected = ["support 1", "support 2", "support 3", "support 4 during the reload", "support 5"];
@@ -202,7 +205,7 @@ describe.skipIf(!enabled)("dashboard in Chromium", () => {
     const { client: program, identity } = await programPeer("lobby");
     const hookToken = await stage.admin.createHookToken(stage.mesh.id, identity.publicKey);
 
-    const page = await (await stage.browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    const page = await (await newContext({ viewport: { width: 1280, height: 900 } })).newPage();
     await page.goto(`${stage.broker.url}/dashboard?mesh=${stage.mesh.slug}`);
     await page.fill("#token", ADMIN_TOKEN);
     await page.press("#token", "Enter");

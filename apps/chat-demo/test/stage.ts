@@ -1,7 +1,7 @@
 // What the browser tests stand on: a broker, the chat demo in front of it
 // (once with tokens of an hour, once of 4 s), Chromium, and the steps a
 // person takes on the demo's page.
-import { afterAll, beforeAll } from "bun:test";
+import { afterAll, afterEach, beforeAll } from "bun:test";
 import { HttpSender, SwitchboardClient } from "@switchboard/client";
 import {
   AdminClient,
@@ -14,7 +14,7 @@ import {
   type TestIdentity,
 } from "@switchboard/testkit";
 import { chromiumOrSkip, launchChromium } from "@switchboard/testkit/chromium";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Browser, BrowserContext, BrowserContextOptions, Page } from "playwright-core";
 import { startDemo } from "../src/server.ts";
 
 export const ADMIN_TOKEN = "admin-secret-0123456789abcdef";
@@ -46,10 +46,15 @@ export function useStage(): void {
     if (!enabled) return;
     await start();
   });
+  // A test's tabs and peers end with it: tabs left open would go on
+  // reconnecting, polling and drawing through every later test of the file.
+  afterEach(async () => {
+    if (!enabled) return;
+    await closeTabsAndPeers();
+  });
   afterAll(async () => {
     if (!enabled) return;
-    await Promise.all(peers.map((p) => p.close()));
-    await Promise.all(contexts.map((c) => c.close()));
+    await closeTabsAndPeers();
     await stage.browser?.close();
     await stage.demo?.stop();
     await stage.shortDemo?.stop();
@@ -78,8 +83,14 @@ async function start(): Promise<void> {
   stage.browser = await launchChromium();
 }
 
-export async function newContext(): Promise<BrowserContext> {
-  const context = await stage.browser.newContext();
+async function closeTabsAndPeers(): Promise<void> {
+  await Promise.all(peers.splice(0).map((p) => p.close()));
+  await Promise.all(contexts.splice(0).map((c) => c.close()));
+}
+
+/** A browser context (its own storage, as another browser's) that ends with the test. */
+export async function newContext(options?: BrowserContextOptions): Promise<BrowserContext> {
+  const context = await stage.browser.newContext(options);
   contexts.push(context);
   return context;
 }

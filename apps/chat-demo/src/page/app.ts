@@ -3,7 +3,8 @@
 // ephemeral channel message, the online list comes from presence events, and
 // the header shows the connection state and what went wrong last. Each tab is
 // its own member (its key lives in sessionStorage, so a reload keeps it, and a
-// duplicated tab makes a key of its own): every tab gets every message.
+// duplicated tab, finding the key's lock held, makes one of its own): every
+// tab gets every message.
 import { generateKeypair, SwitchboardClient, type Message } from "@switchboard/client";
 
 const ROOMS = ["lobby", "support", "random"];
@@ -28,51 +29,38 @@ const el = (tag: string, attrs: Record<string, string>, ...children: Array<Node 
   return node;
 };
 
-const tabs = new BroadcastChannel("chat.tabs");
-const TAB_ANSWER_MS = 150;
-
 /**
- * Whether another open tab already uses this session: a duplicated tab (or one
- * opened by window.open) starts with a copy of its opener's sessionStorage,
- * and the same key and session would replace the first tab's connection.
+ * Holds this tab's session for as long as the page lives; false, holding
+ * nothing, when another open tab of this origin holds it. A tab opened from
+ * another (window.open, a duplicated tab) starts with a copy of its opener's
+ * sessionStorage, and the same key and session would replace the first tab's
+ * connection. The browser's lock manager decides at once, for every tab, with
+ * no tab having to answer in time. Without it (Web Locks need a secure
+ * context: https or localhost) the copy keeps the session, and the tab it
+ * replaces starts again (below).
  */
-function sessionTaken(sessionId: string): Promise<boolean> {
-  // Two copies asking at once (a restored window of duplicates) hear each
-  // other's question: the one with the lower draw keeps the session.
-  const draw = Math.random();
+function holdSession(sessionId: string): Promise<boolean> {
+  if (!("locks" in navigator)) return Promise.resolve(true);
   return new Promise((resolve) => {
-    const timer = setTimeout(() => settle(false), TAB_ANSWER_MS);
-    const onAnswer = (event: MessageEvent) => {
-      const data = event.data as { taken?: string; asks?: string; draw?: number };
-      if (data.taken === sessionId) return settle(true);
-      if (data.asks !== sessionId) return;
-      // Another copy asks too: the lower draw keeps the session, and the other is told.
-      if ((data.draw ?? 0) < draw) settle(true);
-      else tabs.postMessage({ taken: sessionId });
-    };
-    const settle = (taken: boolean) => {
-      clearTimeout(timer);
-      tabs.removeEventListener("message", onAnswer);
-      resolve(taken);
-    };
-    tabs.addEventListener("message", onAnswer);
-    tabs.postMessage({ asks: sessionId, draw });
+    void navigator.locks.request(`chat.session:${sessionId}`, { ifAvailable: true }, (lock) => {
+      resolve(lock !== null);
+      // Released by the browser when the page goes (a reload included).
+      return lock === null ? undefined : new Promise<never>(() => {});
+    });
   });
 }
 
 async function identity(): Promise<{ secretKey: string; sessionId: string }> {
-  let secretKey = sessionStorage.getItem("chat.secretKey");
-  let sessionId = sessionStorage.getItem("chat.sessionId");
-  if (secretKey === null || sessionId === null || (await sessionTaken(sessionId))) {
-    secretKey = (await generateKeypair()).secretKey;
-    sessionId = crypto.randomUUID();
-    sessionStorage.setItem("chat.secretKey", secretKey);
-    sessionStorage.setItem("chat.sessionId", sessionId);
+  const stored = { secretKey: sessionStorage.getItem("chat.secretKey"), sessionId: sessionStorage.getItem("chat.sessionId") };
+  if (stored.secretKey !== null && stored.sessionId !== null && (await holdSession(stored.sessionId))) {
+    return { secretKey: stored.secretKey, sessionId: stored.sessionId };
   }
-  const mine = sessionId;
-  tabs.addEventListener("message", (event) => {
-    if ((event.data as { asks?: string }).asks === mine) tabs.postMessage({ taken: mine });
-  });
+  const secretKey = (await generateKeypair()).secretKey;
+  const sessionId = crypto.randomUUID();
+  sessionStorage.setItem("chat.secretKey", secretKey);
+  sessionStorage.setItem("chat.sessionId", sessionId);
+  // Held too, so that a tab opened from this one sees it taken.
+  await holdSession(sessionId);
   return { secretKey, sessionId };
 }
 
@@ -157,9 +145,9 @@ async function main(): Promise<void> {
   });
   client.on("error", (error) => tell(error.message));
   client.on("close", (info) => {
-    // Another connection took this key and session: most likely a duplicated
-    // tab that did not hear this one's answer in time. This tab starts again
-    // with a key of its own rather than stay closed.
+    // Another connection took this key and session: most likely a copy of
+    // this tab in a browser without Web Locks. This tab starts again with a
+    // key of its own rather than stay closed.
     if (info.code === 4000 && startAfresh()) return;
     if (!info.willReconnect) tell(`closed for good (${info.code}${info.reason ? ` ${info.reason}` : ""}); reload the page to start again`);
     else if (info.code === 1006) tell("lost the broker; reconnecting");
