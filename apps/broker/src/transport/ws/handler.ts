@@ -41,6 +41,8 @@ export function createWsHandler(deps: WsDeps) {
 
   /** Writes the answer; a connection refused too often in a minute is closed with 1008 and the refusal's code. */
   function answer(ws: Socket, frame: Reply, reqId: string | undefined): void {
+    // Nobody hears it: said at debug, for whoever wonders where an answer went.
+    if (ws.data.closed) log.debug({ connectionId: ws.data.id, reqId, type: frame.type }, "ws answer after close");
     reply(ws, frame, reqId);
     if (!isRefusal(frame) || ws.data.closed) return;
     if (!ws.data.refusals.add(deps.clock(), deps.maxRefusedFramesPerMin)) return;
