@@ -2,8 +2,8 @@
 // name form goes once used; a phone's width cuts nothing off (screenshots
 // under bench/out/) and the console stays clean; a refused name, a closed
 // page and an unsent message say why; senders who left are still named; a tab
-// opened from another gets a key of its own (or, without Web Locks, starts
-// again with one when the other replaced it); the dashboard forgets its token
+// opened from another gets a key of its own (or, where no lock can be had,
+// starts again with one when the other replaced it); the dashboard forgets its token
 // when asked, keeps it through a broker that does not answer, says when what
 // it shows is old, and drops a revoked member.
 import { describe, expect, test } from "bun:test";
@@ -156,10 +156,10 @@ describe.skipIf(!enabled)("chat demo pages", () => {
     expect(await Promise.all([a, b].map(reloaded))).toEqual([false, false]);
   });
 
-  test("two tabs with the same storage in a browser without Web Locks: the one replaced starts again with a key of its own, and both get every message", async () => {
+  test("two tabs with the same storage where no lock can be had: the one replaced starts again with a key of its own, and both get every message", async () => {
     const seed = await seedIdentity("yuri");
     const twins = await newContext();
-    // As on a page that is not in a secure context: no navigator.locks.
+    // As in a browser without Web Locks.
     await twins.addInitScript(`(() => {
       delete Navigator.prototype.locks;
       ${seedOnce(seed)}

@@ -84,8 +84,9 @@ async function start(): Promise<void> {
 }
 
 async function closeTabsAndPeers(): Promise<void> {
-  await Promise.all(peers.splice(0).map((p) => p.close()));
-  await Promise.all(contexts.splice(0).map((c) => c.close()));
+  // Every one, whatever another's close does: a test that passed is not failed by its cleanup.
+  await Promise.allSettled(peers.splice(0).map((p) => p.close()));
+  await Promise.allSettled(contexts.splice(0).map((c) => c.close()));
 }
 
 /** A browser context (its own storage, as another browser's) that ends with the test. */

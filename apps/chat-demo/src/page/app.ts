@@ -35,18 +35,20 @@ const el = (tag: string, attrs: Record<string, string>, ...children: Array<Node 
  * another (window.open, a duplicated tab) starts with a copy of its opener's
  * sessionStorage, and the same key and session would replace the first tab's
  * connection. The browser's lock manager decides at once, for every tab, with
- * no tab having to answer in time. Without it (Web Locks need a secure
- * context: https or localhost) the copy keeps the session, and the tab it
- * replaces starts again (below).
+ * no tab having to answer in time. Where no lock can be had (a browser
+ * without Web Locks, a request refused) the session is kept; should a copy
+ * then replace this tab's connection, this tab starts again (below).
  */
 function holdSession(sessionId: string): Promise<boolean> {
   if (!("locks" in navigator)) return Promise.resolve(true);
   return new Promise((resolve) => {
-    void navigator.locks.request(`chat.session:${sessionId}`, { ifAvailable: true }, (lock) => {
-      resolve(lock !== null);
-      // Released by the browser when the page goes (a reload included).
-      return lock === null ? undefined : new Promise<never>(() => {});
-    });
+    navigator.locks
+      .request(`chat.session:${sessionId}`, { ifAvailable: true }, (lock) => {
+        resolve(lock !== null);
+        // Released by the browser when the page goes (a reload included).
+        return lock === null ? undefined : new Promise<never>(() => {});
+      })
+      .catch(() => resolve(true));
   });
 }
 
@@ -112,11 +114,12 @@ function askName(): Promise<string> {
 const tell = (problem: string) => ($("problem").textContent = problem);
 
 async function main(): Promise<void> {
+  // First, so that a tab opened from this one while it loads finds its session held.
+  const { secretKey, sessionId } = await identity();
   const config = (await (await fetch("/config.json")).json()) as { brokerUrl: string; mesh: string };
   const name = await askName();
   $("me").textContent = name;
   $("who").hidden = false;
-  const { secretKey, sessionId } = await identity();
   const client = await SwitchboardClient.start({
     url: config.brokerUrl,
     meshId: config.mesh,
@@ -145,9 +148,10 @@ async function main(): Promise<void> {
   });
   client.on("error", (error) => tell(error.message));
   client.on("close", (info) => {
-    // Another connection took this key and session: most likely a copy of
-    // this tab in a browser without Web Locks. This tab starts again with a
-    // key of its own rather than stay closed.
+    // Another connection took this key and session: a copy of this tab that
+    // could not tell it was one (no Web Locks), or another client given the
+    // same key. This tab starts again with a key of its own rather than stay
+    // closed.
     if (info.code === 4000 && startAfresh()) return;
     if (!info.willReconnect) tell(`closed for good (${info.code}${info.reason ? ` ${info.reason}` : ""}); reload the page to start again`);
     else if (info.code === 1006) tell("lost the broker; reconnecting");

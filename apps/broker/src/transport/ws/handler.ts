@@ -75,7 +75,7 @@ export function createWsHandler(deps: WsDeps) {
       } catch (error) {
         log.error({ err: error, presenceId: presence.presenceId, frame: frame.type }, "frame failed");
         const id = frame.type === "send" && frame.id ? { id: frame.id } : {};
-        reply(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId);
+        answer(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId);
       }
     };
     if (overlaps(frame)) return step.overlap(work());
