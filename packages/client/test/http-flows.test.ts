@@ -323,18 +323,28 @@ describe("event forwarding: the runner's events reach the web app's webhook thro
       const events = 50;
       const started = Date.now();
       const at = (second: number) => Bun.sleep(Math.max(0, started + second * 1000 - Date.now()));
+      const attempts = (outcome: string) => processes.reduce((n, p) => n + p.logs.filter((l) => l.msg === "webhook" && l.outcome === outcome).length, 0);
+      // A phase lasts until its second, and until an instance has met its
+      // failure once more: on a slow machine (an instance slow to start
+      // again) a phase kept by the clock alone could pass untried.
+      const phaseEnds = async (second: number, outcome: string) => {
+        const before = attempts(outcome);
+        await at(second);
+        await waitUntil(() => attempts(outcome) > before || undefined, 120_000, `a webhook attempt ending ${outcome}`);
+      };
       phase = "errors";
       await sender.send(runnerMember.pubkey, { cmd: "emit", count: events, everyMs: 1000 });
-      await at(20);
+      await phaseEnds(20, "http_error");
       phase = "timeouts";
-      await at(30);
-      // The instance the runner and the app use dies; it comes back on the same port.
+      await phaseEnds(30, "timeout");
+      // The endpoint goes away; while it is, the instance the runner and the
+      // app use dies, and comes back on the same port.
+      await endpoint.stop();
+      await phaseEnds(35, "network");
       a.process.kill("SIGKILL");
       await a.process.exited;
       await Bun.sleep(1000);
       processes.push((await a.start()).process);
-      await at(40);
-      await endpoint.stop();
       await at(60);
       phase = "ok";
       endpoint.listen();
@@ -355,10 +365,6 @@ describe("event forwarding: the runner's events reach the web app's webhook thro
       await waitUntil(() => opened().length >= events || undefined, 120_000, `all ${events} events (have ${opened().length})`);
       expect(opened()).toEqual(Array.from({ length: events }, (_, i) => i + 1));
       expect(badSignatures).toEqual([]);
-      // The outage was real: the endpoint saw failures of every kind before it recovered.
-      expect(deliveries.some((d) => d.status === 500)).toBe(true);
-      expect(processes.some((p) => p.logs.some((l) => l.msg === "webhook" && l.outcome === "timeout"))).toBe(true);
-      expect(processes.some((p) => p.logs.some((l) => l.msg === "webhook" && l.outcome === "network"))).toBe(true);
     },
     300_000,
   );
