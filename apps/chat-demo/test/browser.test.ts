@@ -25,6 +25,7 @@ import {
   say,
   shows,
   stage,
+  storedKey,
   texts,
   useStage,
   WAIT,
@@ -58,13 +59,13 @@ describe.skipIf(!enabled)("chat demo in Chromium", () => {
     const bob = await openChat(bobContext, "bob", "support");
     for (const n of [1, 2, 3]) await say(alice, `support ${n}`);
     await shows(bob, "support 3");
-    const bobKey = await bob.evaluate("sessionStorage.getItem('chat.secretKey')");
+    const bobKey = await storedKey(bob);
     const reload = bob.reload();
     await say(alice, "support 4 during the reload");
     await reload;
     await inRoom(bob, "support");
     // The same member again: the page's lock on its session went with the old page.
-    expect(await bob.evaluate("sessionStorage.getItem('chat.secretKey')")).toBe(bobKey);
+    expect(await storedKey(bob)).toBe(bobKey);
     await say(alice, "support 5");
     await shows(bob, "support 5");
     const expected = ["support 1", "support 2", "support 3", "support 4 during the reload", "support 5"];

@@ -3,15 +3,15 @@
 // under bench/out/) and the console stays clean; a refused name, a closed
 // page and an unsent message say why; senders who left are still named; a tab
 // opened from another gets a key of its own (or, where no lock can be had,
-// starts again with one when the other replaced it); the dashboard forgets its token
-// when asked, keeps it through a broker that does not answer, says when what
-// it shows is old, and drops a revoked member.
+// starts again with one when the other replaced it); the dashboard forgets
+// its token when asked, keeps it through a broker that does not answer, says
+// when what it shows is old, and drops a revoked member.
 import { describe, expect, test } from "bun:test";
 import { REPO_ROOT, spawnBroker, waitUntil } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { ADMIN_TOKEN, enabled, holdRoute, inRoom, newContext, openChat, programPeer, say, shows, stage, useStage, WAIT } from "./stage.ts";
+import { ADMIN_TOKEN, enabled, holdRoute, inRoom, newContext, openChat, programPeer, say, shows, stage, storedKey, useStage, WAIT } from "./stage.ts";
 
 useStage();
 
@@ -32,15 +32,13 @@ function consoleErrors(page: Page): string[] {
   return errors;
 }
 
-const storedKey = (page: Page) => page.evaluate("sessionStorage.getItem('chat.secretKey')") as Promise<string>;
-
 /**
  * Whether the page loaded again: a tab whose session another connection took
  * starts again, which would hide a wrong answer of the session's lock.
  */
 const reloaded = (page: Page) => page.evaluate(`performance.getEntriesByType("navigation")[0].type === "reload"`) as Promise<boolean>;
 
-/** A key and session made by a tab of their own that then closes: the storage twin tabs start with. */
+/** A key and session made by a tab of their own that then closes (its lock with it): the storage twin tabs start with. */
 async function seedIdentity(name: string): Promise<{ k: string; s: string }> {
   const context = await newContext();
   const page = await openChat(context, name, "lobby");

@@ -139,6 +139,9 @@ export async function recordStatesFromLoad(page: Page): Promise<() => Promise<st
   return () => page.evaluate("window.states") as Promise<string[]>;
 }
 
+/** The key the tab keeps in its sessionStorage: which member it is. */
+export const storedKey = (page: Page) => page.evaluate("sessionStorage.getItem('chat.secretKey')") as Promise<string>;
+
 export const texts = (page: Page) => page.locator("#messages li .text").allTextContents();
 export const messageIds = (page: Page) => page.evaluate(`[...document.querySelectorAll("#messages li")].map((li) => li.dataset.id)`) as Promise<string[]>;
 

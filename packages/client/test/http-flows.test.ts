@@ -365,6 +365,10 @@ describe("event forwarding: the runner's events reach the web app's webhook thro
       await waitUntil(() => opened().length >= events || undefined, 120_000, `all ${events} events (have ${opened().length})`);
       expect(opened()).toEqual(Array.from({ length: events }, (_, i) => i + 1));
       expect(badSignatures).toEqual([]);
+      // The outage was real: the endpoint saw failures of every kind before it recovered.
+      expect(deliveries.some((d) => d.status === 500)).toBe(true);
+      expect(attempts("timeout")).toBeGreaterThan(0);
+      expect(attempts("network")).toBeGreaterThan(0);
     },
     300_000,
   );
