@@ -5,7 +5,11 @@
 // as the pool reconnects; the broker must take it as the lost connection it
 // is and not exit. And one lost after a send statement committed, before its
 // answer came: what it stored is stored, and must be answered and pushed so.
+// And a new connection the server refused as it was starting: the statement
+// never reached it, and runs again on another.
+import { connect, errorCode } from "@switchboard/db";
 import { describe, expect, test } from "bun:test";
+import { sql } from "drizzle-orm";
 import {
   backendKind,
   freshBackend,
@@ -101,6 +105,49 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       await peers.closeAll();
       await admin.end();
       await broker.dispose();
+      await proxy.close();
+      await backend.dispose();
+    }
+  });
+
+  test("a statement or transaction whose new connection the server refused (57P03) runs again on another, once", async () => {
+    const backend = await freshBackend();
+    const proxy = await startPostgresProxy({ host: new URL(backend.databaseUrl!).hostname, port: Number(new URL(backend.databaseUrl!).port) });
+    // Each case on a pool of its own that holds no connection yet, so its statement opens the refused one.
+    const fresh = () => connect({ databaseUrl: proxy.url(backend.databaseUrl!), dataDir: "" });
+    const dbs = await Promise.all([fresh(), fresh(), fresh()]);
+    const [statements, transactions, refusedTwice] = dbs as [(typeof dbs)[0], (typeof dbs)[0], (typeof dbs)[0]];
+    try {
+      proxy.refuseConnections(1);
+      expect(await statements.rows<{ one: number }>(sql`SELECT 1 AS one`)).toEqual([{ one: 1 }]);
+      expect(proxy.refused).toBe(1);
+      proxy.refuseConnections(1);
+      expect(await statements.relaxed.rows<{ one: number }>(sql`SELECT 1 AS one`)).toEqual([{ one: 1 }]);
+      expect(proxy.refused).toBe(2);
+
+      proxy.refuseConnections(1);
+      let runs = 0;
+      const inTransaction = await transactions.transaction(async (tx) => {
+        runs++;
+        return tx.rows<{ one: number }>(sql`SELECT 1 AS one`);
+      });
+      expect({ inTransaction, runs, refused: proxy.refused }).toEqual({ inTransaction: [{ one: 1 }], runs: 1, refused: 3 });
+      // Work that began is never run again, whatever it failed with.
+      const refusedInside = Object.assign(new Error("a statement of the work was refused"), { code: "57P03" });
+      const failed = await transactions
+        .transaction(async () => {
+          runs++;
+          throw refusedInside;
+        })
+        .catch((error: unknown) => error);
+      expect({ failed, runs }).toEqual({ failed: refusedInside, runs: 2 });
+
+      // Refused again: the second refusal is the answer, and there is no third try.
+      proxy.refuseConnections(2);
+      const error = await refusedTwice.rows(sql`SELECT 1`).catch((e: unknown) => e);
+      expect({ code: errorCode(error), refused: proxy.refused }).toEqual({ code: "57P03", refused: 5 });
+    } finally {
+      await Promise.all(dbs.map((db) => db.close()));
       await proxy.close();
       await backend.dispose();
     }

@@ -8,6 +8,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
+import { errorCode, neverReachedDatabase } from "./connection-errors.ts";
 import { lockDataDir } from "./dir-lock.ts";
 import { loadTemplate } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
@@ -90,6 +91,31 @@ const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) *
 const GENERIC_PLANS = { plan_cache_mode: "force_generic_plan", jit: "off" } as const;
 const CUSTOM_PLANS = { plan_cache_mode: "force_custom_plan", jit: "off" } as const;
 
+// A statement whose connection the server refused (starting up, shutting
+// down, not listening) never reached it, so running it again on a new
+// connection cannot run it twice. Right after a restart the pool can hand a
+// statement a connection opened while the server was still starting; once is
+// enough there. While the server is away the second try fails as fast as the
+// first, and its error is the one returned.
+async function againIfRefused<T>(work: () => Promise<T>, untouched: () => boolean = () => true): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (!refusedConnection(error) || !untouched()) throw error;
+    return await work();
+  }
+}
+
+// A connect timeout is left out: it never reached the server either, but a
+// second try could keep the caller waiting as long again.
+function refusedConnection(error: unknown): boolean {
+  return neverReachedDatabase(error) && errorCode(error) !== "CONNECT_TIMEOUT";
+}
+
+function retryingRefused(executor: Executor): Executor {
+  return { rows: (query) => againIfRefused(() => executor.rows(query)) };
+}
+
 function connectPostgres(url: string, poolSize: number): Database {
   const client = postgres(url, {
     max: poolSize,
@@ -112,9 +138,18 @@ function connectPostgres(url: string, poolSize: number): Database {
   drizzlePostgres(relaxedClient, { schema });
   return {
     kind: "postgres",
-    relaxed: preparedExecutorOf(relaxedClient),
-    ...preparedExecutorOf(client),
-    transaction: (work) => client.begin((tx) => work(preparedExecutorOf(tx))) as Promise<never>,
+    relaxed: retryingRefused(preparedExecutorOf(relaxedClient)),
+    ...retryingRefused(preparedExecutorOf(client)),
+    // Only a transaction whose BEGIN was refused, so none of its work ran.
+    transaction: (work) => {
+      let begun = false;
+      const run = () =>
+        client.begin((tx) => {
+          begun = true;
+          return work(preparedExecutorOf(tx));
+        }) as Promise<never>;
+      return againIfRefused(run, () => !begun);
+    },
     async listen(channel, onNotify, onListen) {
       const sub = await client.listen(channel, (payload) => onNotify(payload), onListen);
       return () => sub.unlisten();

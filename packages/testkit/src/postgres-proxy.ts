@@ -5,11 +5,16 @@
 // connection that way (fetch_types), and a connection lost there leaves a
 // rejection nobody holds. Or as a network failing after the commit: a query
 // carrying a chosen mark reaches the server, which runs and commits it, and
-// the connection drops before its answer reaches the client.
+// the connection drops before its answer reaches the client. It can also
+// answer new connections as a server still starting does (57P03), without
+// passing them on.
 import { connect, createServer, type Server, type Socket } from "node:net";
 
 const READY_FOR_QUERY = 0x5a; // 'Z'
 const TYPE_QUERY_MARK = Buffer.from("pg_catalog.pg_type");
+
+/** What a server that is still starting answers a new connection's startup message, before it closes. */
+const STARTING_UP = errorResponse({ S: "FATAL", V: "FATAL", C: "57P03", M: "the database system is starting up" });
 
 /** What a server sends a backend it terminates (pg_terminate_backend, a fast shutdown) before it closes. */
 const TERMINATED = errorResponse({ S: "FATAL", V: "FATAL", C: "57P01", M: "terminating connection due to administrator command" });
@@ -38,6 +43,10 @@ export interface PostgresProxy {
   loseAnswerTo(mark: string): void;
   /** Answers lost that way so far. */
   readonly lost: number;
+  /** The next `count` new connections are answered as a server still starting answers them (57P03), and closed. */
+  refuseConnections(count: number): void;
+  /** Connections refused that way so far. */
+  readonly refused: number;
   close(): Promise<void>;
 }
 
@@ -58,7 +67,18 @@ export async function startPostgresProxy(server: { host: string; port: number })
   const marks: Buffer[] = [];
   let lost = 0;
   const sockets = new Set<Socket>();
+  let toRefuse = 0;
+  let refused = 0;
   const listener: Server = createServer((client) => {
+    if (toRefuse > 0) {
+      toRefuse--;
+      refused++;
+      sockets.add(client);
+      client.on("close", () => sockets.delete(client));
+      client.on("error", () => {});
+      client.once("data", () => client.end(STARTING_UP));
+      return;
+    }
     const upstream = connect(server.port, server.host);
     const state = { buffer: Buffer.alloc(0), ready: false };
     // Set once a marked query went upstream: the server's answer is read, not forwarded.
@@ -120,6 +140,12 @@ export async function startPostgresProxy(server: { host: string; port: number })
     },
     get lost() {
       return lost;
+    },
+    refuseConnections(count) {
+      toRefuse += count;
+    },
+    get refused() {
+      return refused;
     },
     async close() {
       for (const s of sockets) s.destroy();
