@@ -197,6 +197,31 @@ describe("HTTP messaging API", () => {
     expectError(await post(tokens[0]!, httpBody("#nobody-here")), 404, "unknown_target");
   });
 
+  test("403 forbidden for a body naming a mesh the token is not of, and nothing stored; its own mesh by slug or id sends", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const other = await setupMesh(broker.admin, { members: 1 });
+    const runner = members[1]!;
+    const peer = await connect(mesh.id, runner);
+    const before = await scrape(broker.url);
+    for (const named of [other.mesh.slug, other.mesh.id]) {
+      const refused = await post<ErrorBody>(tokens[0]!, httpBody(runner.pubkey, { mesh: named }));
+      expectError(refused, 403, "forbidden");
+      expect(refused.body.error.message).toBe(`this API token belongs to mesh ${mesh.slug}, not ${named}`);
+    }
+    expect(deltas(before, await scrape(broker.url), ['broker_messages_rejected_total{reason=forbidden}'])).toEqual({
+      'broker_messages_rejected_total{reason=forbidden}': 2,
+    });
+    expectError(await post(tokens[0]!, httpBody(runner.pubkey, { mesh: "" })), 400, "invalid");
+    const sent = [];
+    for (const named of [mesh.slug, mesh.id.toUpperCase(), undefined]) {
+      const answer = await post(tokens[0]!, httpBody(runner.pubkey, named === undefined ? {} : { mesh: named }));
+      expect(answer.status).toBe(201);
+      sent.push(answer.body.messageId);
+    }
+    // Had a refused send been stored, it would be pushed first.
+    expect((await peer.waitForPushes(3)).map((p) => p.messageId)).toEqual(sent);
+  });
+
   test("413 too_large for a body over MAX_MESSAGE_BYTES, and for a nonce and ciphertext that would not fit a push", async () => {
     const { members, tokens } = await meshWithTokens(2);
     const to = members[1]!.pubkey;

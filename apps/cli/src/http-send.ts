@@ -41,7 +41,15 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   // whichever member ran keygen, not necessarily the token's: sealed as
   // another member, the message could not be opened by its recipient.
   const key = config.keyFileNamed ? await readKeyFile(config.keyFile) : undefined;
-  const sender = await HttpSender.create({ url: httpBase(config.url), token, timeoutMs: REQUEST_TIMEOUT_MS, ...(key ? { secretKey: key.secretKey } : {}) });
+  // The mesh named (--mesh, SWITCHBOARD_MESH, the config file) goes with the
+  // send: a token of another mesh is refused, not used in its own.
+  const sender = await HttpSender.create({
+    url: httpBase(config.url),
+    token,
+    timeoutMs: REQUEST_TIMEOUT_MS,
+    ...(config.mesh !== undefined ? { mesh: config.mesh } : {}),
+    ...(key ? { secretKey: key.secretKey } : {}),
+  });
   const resolved = await resolveTarget(config, target);
   const options = {
     ...(priority !== undefined ? { priority } : {}),

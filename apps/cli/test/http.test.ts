@@ -112,6 +112,25 @@ describe("send --http", () => {
     }
   });
 
+  test("--mesh naming a mesh the token is not of refuses the send, and stores nothing; its own mesh by id sends", async () => {
+    const mine = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const other = await setupMesh(broker.admin, { slug: randomSlug(), members: 1 });
+    const token = await broker.admin.createApiToken(mine.mesh.id, mine.members[0]!.id);
+    const runner = mine.members[1]!;
+    const refused = await cli(["send", "--mesh", other.mesh.slug, "--http", "--token", token, runner.pubkey, "meant for the other mesh"]);
+    expect({ code: refused.code, stderr: lines(refused.stderr) }).toEqual({
+      code: 1,
+      stderr: [`switchboard: send failed: forbidden: this API token belongs to mesh ${mine.mesh.slug}, not ${other.mesh.slug}`],
+    });
+    const sent = JSON.parse(await ok(["send", "--mesh", mine.mesh.id, "--http", "--token", token, runner.pubkey, "meant for this one", "--json"])) as {
+      messageId: string;
+    };
+    // Had the refused send been stored, it would be pushed first.
+    const peer = await pool.connect(broker.wsUrl, runner, mine.mesh.id);
+    const [push] = await peer.waitForPushes(1);
+    expect(push).toMatchObject({ messageId: sent.messageId, ciphertext: Buffer.from(JSON.stringify("meant for this one")).toString("base64") });
+  });
+
   test("usage and broker errors are one line", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
     const noToken = await cli(["send", "--mesh", mesh.slug, "--http", members[1]!.pubkey, "x"]);

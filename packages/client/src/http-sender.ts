@@ -25,6 +25,12 @@ export interface HttpSenderOptions {
   url: string;
   /** An API token of the member this sender acts as. */
   token: string;
+  /**
+   * The mesh (id or slug) the sends are meant for: the broker refuses them
+   * (`forbidden`) when the token belongs to another. Unset, they go to the
+   * token's mesh, whichever it is.
+   */
+  mesh?: string;
   /** The member's 64-hex secret key: direct messages are then encrypted, and encrypted replies opened. */
   secretKey?: string;
   /** As the socket client's: keys for non-direct targets. */
@@ -167,6 +173,7 @@ export class HttpSender {
     if (opts.priority !== undefined) body.priority = opts.priority;
     if (opts.ttlSeconds !== undefined) body.ttlSeconds = opts.ttlSeconds;
     if (opts.replyTo !== undefined) body.replyTo = opts.replyTo;
+    if (this.options.mesh !== undefined) body.mesh = this.options.mesh;
     const path = wait === undefined ? "/v1/messages" : `/v1/messages?wait=${wait}`;
     // The broker answers by the end of the wait; the margin covers the commit and the network.
     const timeoutMs = wait === undefined ? this.timeoutMs() : wait * 1000 + this.timeoutMs();

@@ -12,9 +12,14 @@ export const IDEMPOTENCY_KEY = new RegExp(`^[\\x21-\\x7e]{1,${MAX_IDEMPOTENCY_KE
 /** The longest `?wait=S` a send may ask for, in seconds. */
 export const MAX_WAIT_SECONDS = 60;
 
-/** POST /v1/messages: the send frame without type, reqId and id; unknown fields are ignored. */
+/**
+ * POST /v1/messages: the send frame without type, reqId and id; unknown
+ * fields are ignored. `mesh` (an id or a slug) names the mesh the caller
+ * means: a token of another mesh is refused rather than sending in its own.
+ */
 export const httpSendBody = sendFrame.pick({ targetSpec: true, priority: true, nonce: true, ciphertext: true, ttlSeconds: true, replyTo: true }).extend({
   ephemeral: z.literal(false, { error: "ephemeral messages cannot be sent over HTTP" }).optional(),
+  mesh: z.string().min(1).max(63).optional(),
 });
 export type HttpSendBody = z.infer<typeof httpSendBody>;
 

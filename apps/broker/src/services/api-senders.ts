@@ -4,8 +4,7 @@
 // what a missed notice can leave, and the statement that writes a send
 // refuses a revoked sender whatever this says.
 import type { Database } from "@switchboard/db";
-import { findApiSender } from "../store/directory.ts";
-import type { Sender } from "./sending.ts";
+import { findApiSender, type ApiSender } from "../store/directory.ts";
 import type { Clock } from "./timing.ts";
 import { hashToken } from "./tokens.ts";
 
@@ -16,7 +15,7 @@ export interface ApiSendersOptions {
 }
 
 export class ApiSenders {
-  private readonly byHash = new Map<string, { sender: Sender; until: number }>();
+  private readonly byHash = new Map<string, { sender: ApiSender; until: number }>();
   /** Revocations so far: a lookup that a revocation overtook is not remembered. */
   private forgotten = 0;
 
@@ -26,7 +25,7 @@ export class ApiSenders {
   ) {}
 
   /** The member a token acts as; null for an unknown, revoked or non-API token (never remembered). */
-  async find(token: string): Promise<Sender | null> {
+  async find(token: string): Promise<ApiSender | null> {
     const hash = hashToken(token);
     const now = this.options.clock();
     const hit = this.byHash.get(hash);

@@ -6,11 +6,12 @@ import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import { holdReplies, messageState, takenReply, type MessageState, type TakenReply } from "../store/queue/index.ts";
 import { UUID } from "../store/sql.ts";
+import type { ApiSender } from "../store/directory.ts";
 import type { ApiSenders } from "./api-senders.ts";
 import { refuse } from "./outcome.ts";
 import type { ReplyWaiters } from "./reply-waiters.ts";
 import { retryTransient } from "./retry.ts";
-import type { Sender, SendOutcome, SendRequest, SendService } from "./sending.ts";
+import type { SendOutcome, SendRequest, SendService } from "./sending.ts";
 import type { Clock } from "./timing.ts";
 
 export interface HttpSend {
@@ -43,11 +44,11 @@ export class HttpMessaging {
   ) {}
 
   /** The member an API token acts as; null for an unknown, revoked or non-API token. */
-  authenticate(token: string): Promise<Sender | null> {
+  authenticate(token: string): Promise<ApiSender | null> {
     return this.senders.find(token);
   }
 
-  async send(sender: Sender, { request, waitSeconds, signal }: HttpSend): Promise<HttpSendOutcome> {
+  async send(sender: ApiSender, { request, waitSeconds, signal }: HttpSend): Promise<HttpSendOutcome> {
     if (waitSeconds === undefined) {
       const sent = await this.sending.send(sender, request);
       return sent.ok ? { ...sent, waited: false, reply: null } : sent;
@@ -100,4 +101,13 @@ export class HttpMessaging {
     if (state === null || (reader !== "admin" && state.senderId !== reader.memberId)) return null;
     return state;
   }
+}
+
+/**
+ * Whether `mesh` names the sender's mesh, by id (any case) or by slug. A
+ * token acts in its member's mesh only: a caller that meant another must not
+ * have its message sent in this one.
+ */
+export function namesMesh(mesh: string, sender: ApiSender): boolean {
+  return UUID.test(mesh) ? mesh.toLowerCase() === sender.meshId : mesh === sender.meshSlug;
 }

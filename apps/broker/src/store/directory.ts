@@ -130,6 +130,7 @@ export async function findMemberByTokenHash(
 export interface ApiSender {
   memberId: string;
   meshId: string;
+  meshSlug: string;
   pubkey: string;
   role: "member" | "observer";
 }
@@ -137,8 +138,8 @@ export interface ApiSender {
 /** The member an API token acts as, if neither the token nor the member is revoked. */
 export async function findApiSender(db: Executor, tokenHash: string): Promise<ApiSender | null> {
   const rows = await db.rows<ApiSender>(sql`
-    SELECT m.id::text AS "memberId", m.mesh_id::text AS "meshId", m.pubkey, m.role
-    FROM tokens t JOIN members m ON m.id = t.member_id
+    SELECT m.id::text AS "memberId", m.mesh_id::text AS "meshId", ms.slug AS "meshSlug", m.pubkey, m.role
+    FROM tokens t JOIN members m ON m.id = t.member_id JOIN meshes ms ON ms.id = m.mesh_id
     WHERE t.token_hash = ${tokenHash} AND t.kind = 'api' AND t.revoked_at IS NULL AND m.revoked_at IS NULL`);
   return rows[0] ?? null;
 }

@@ -13,7 +13,7 @@ import type { BunRequest } from "bun";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
-import type { HttpMessaging, Reader } from "../../services/http-messaging.ts";
+import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-messaging.ts";
 import { issueText, pushFrame } from "../ws/wire.ts";
 import { apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
 
@@ -88,7 +88,11 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
       metrics.messagesRejected.labels("invalid").inc();
       return apiError("invalid", issueText(body.error));
     }
-    const { ephemeral: _durable, ...fields } = body.data;
+    const { ephemeral: _durable, mesh, ...fields } = body.data;
+    if (mesh !== undefined && !namesMesh(mesh, sender)) {
+      metrics.messagesRejected.labels("forbidden").inc();
+      return apiError("forbidden", `this API token belongs to mesh ${sender.meshSlug}, not ${mesh}`);
+    }
     const outcome = await messaging.send(sender, {
       request: { ...fields, ephemeral: false, ...(id === undefined ? {} : { id }) },
       ...(wait === undefined ? {} : { waitSeconds: wait }),
