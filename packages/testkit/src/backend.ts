@@ -17,6 +17,26 @@ export interface TestBackend {
 
 export const backendKind: "postgres" | "embedded" = process.env.DATABASE_URL ? "postgres" : "embedded";
 
+let open = 0;
+
+/** Backends made in this process and not yet disposed of: what a failed start must not leave. */
+export function openBackends(): number {
+  return open;
+}
+
+function counted(backend: TestBackend): TestBackend {
+  open++;
+  let disposed = false;
+  return {
+    ...backend,
+    async dispose() {
+      if (!disposed) open--;
+      disposed = true;
+      await backend.dispose();
+    },
+  };
+}
+
 /** A new directory on disk, where the machine keeps its temporary files. */
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `switchboard-${prefix}-`));
@@ -65,14 +85,14 @@ export interface BackendOptions {
 export function embeddedBackend(options: BackendOptions = {}): TestBackend {
   const dataDir = options.onDisk ? tempDir("data") : scratchDir("data");
   if (options.withSchema) copyMigratedDatabase(dataDir);
-  return {
+  return counted({
     kind: "embedded",
     env: { DATA_DIR: dataDir },
     dataDir,
     async dispose() {
       rmSync(dataDir, { recursive: true, force: true });
     },
-  };
+  });
 }
 
 /** A new, empty database on the server at serverUrl. */
@@ -89,7 +109,7 @@ export async function postgresBackend(serverUrl: string): Promise<TestBackend> {
   const databaseUrl = url.toString();
   // Generated secrets (the admin token) go to DATA_DIR even with a server.
   const dataDir = scratchDir("secrets");
-  return {
+  return counted({
     kind: "postgres",
     env: { DATABASE_URL: databaseUrl, DATA_DIR: dataDir },
     databaseUrl,
@@ -102,7 +122,7 @@ export async function postgresBackend(serverUrl: string): Promise<TestBackend> {
         await sql.end();
       }
     },
-  };
+  });
 }
 
 export async function freshBackend(options: BackendOptions = {}): Promise<TestBackend> {

@@ -105,7 +105,15 @@ export async function spawnBroker(env: Record<string, string>, options: { startT
 
   // Generous: on a machine busy with other suites an embedded start (its
   // database compiled and opened in process) has taken more than 30 s.
-  const listening = await waitForLog("broker listening", options.startTimeoutMs ?? 60_000);
+  let listening: LogLine;
+  try {
+    listening = await waitForLog("broker listening", options.startTimeoutMs ?? 60_000);
+  } catch (error) {
+    // Nobody holds a broker whose start failed: it must not outlive it.
+    proc.kill("SIGKILL");
+    await exited;
+    throw error;
+  }
   const port = Number(listening.port);
   return {
     pid: proc.pid,

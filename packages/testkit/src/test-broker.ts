@@ -38,8 +38,15 @@ export class TestBroker {
   }
 
   /** A started broker (on a fresh backend unless options name one). */
-  static start(env: Record<string, string> = {}, options: TestBrokerOptions = {}): Promise<TestBroker> {
-    return new TestBroker(env, options).start();
+  static async start(env: Record<string, string> = {}, options: TestBrokerOptions = {}): Promise<TestBroker> {
+    const broker = new TestBroker(env, options);
+    try {
+      return await broker.start();
+    } catch (error) {
+      // Nobody holds a broker whose start failed: a backend made for it goes too.
+      await broker.dispose();
+      throw error;
+    }
   }
 
   get backend(): TestBackend {
