@@ -9,6 +9,8 @@ WORKDIR /app
 # The lockfile wants the manifests of the kept workspaces and of the ones they
 # depend on, dev dependencies included (client, testkit): manifests only.
 COPY package.json bun.lock ./
+# The lockfile's patched dependencies: bun install applies them.
+COPY patches patches/
 COPY apps/broker/package.json apps/broker/
 COPY packages/client/package.json packages/client/
 COPY packages/db/package.json packages/db/

@@ -83,6 +83,14 @@ describe.skipIf(!haveServer)("Dockerfile replay", () => {
     expect(image.cmd).toEqual(["bun", "apps/broker/src/index.ts"]);
     expect(image.exposed).toEqual([7900]);
     expect(image.stopSignal).toBe("SIGTERM");
+    // The database driver installed is the patched one: every line the patch adds is in it.
+    const added = readFileSync(join(REPO_ROOT, "patches", "postgres@3.4.9.patch"), "utf8")
+      .split("\n")
+      .filter((line) => line.startsWith("+") && !line.startsWith("+++") && line.trim() !== "+")
+      .map((line) => line.slice(1));
+    const driver = readFileSync(join(image.final.root, image.final.workdir, "node_modules", "postgres", "src", "connection.js"), "utf8");
+    expect(added.length).toBeGreaterThan(0);
+    expect(added.filter((line) => !driver.includes(line))).toEqual([]);
 
     const env = await runtimeEnv();
     const container = startContainer(image, env);

@@ -42,11 +42,10 @@ function crash(event: string, error: unknown): void {
   log.fatal({ err: error }, event);
   void exit(70);
 }
-// postgres.js starts every new connection with a query for the server's array
-// types and leaves its promise unhandled (porsager/postgres#1192): a
-// connection lost during that query rejects a promise nobody holds. That is a
-// lost connection, which the pool replaces, not a broker bug; every query of
-// the broker's own is awaited.
+// A rejection nobody holds that only says a database connection was lost is
+// the pool's to mend, not a broker bug: every query of the broker's own is
+// awaited. The driver left one when a connection was lost as it read the
+// server's types (porsager/postgres#1192); patched, it leaves none.
 process.on("unhandledRejection", (reason) => {
   if (isConnectionLost(reason)) return log.warn({ err: reason }, "db connection lost");
   crash("unhandled rejection", reason);

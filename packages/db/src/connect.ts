@@ -8,7 +8,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
-import { errorCode, neverReachedDatabase } from "./connection-errors.ts";
+import { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
 import { lockDataDir } from "./dir-lock.ts";
 import { loadTemplate } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
@@ -91,29 +91,26 @@ const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) *
 const GENERIC_PLANS = { plan_cache_mode: "force_generic_plan", jit: "off" } as const;
 const CUSTOM_PLANS = { plan_cache_mode: "force_custom_plan", jit: "off" } as const;
 
-// A statement whose connection the server refused (starting up, shutting
-// down, not listening) never reached it, so running it again on a new
-// connection cannot run it twice. Right after a restart the pool can hand a
-// statement a connection opened while the server was still starting; once is
-// enough there. While the server is away the second try fails as fast as the
-// first, and its error is the one returned.
-async function againIfRefused<T>(work: () => Promise<T>, untouched: () => boolean = () => true): Promise<T> {
+// Work that certainly did nothing in the database runs once more, on another
+// connection: right after a restart the pool can hand it a connection opened
+// while the server was still starting, or one the server has ended. While
+// the server is away the second try fails as fast as the first, and its
+// error is the one returned. A connect timeout is never tried again: that
+// would keep the caller waiting as long once more.
+async function onceMoreIf<T>(work: () => Promise<T>, didNothing: (error: unknown) => boolean): Promise<T> {
   try {
     return await work();
   } catch (error) {
-    if (!refusedConnection(error) || !untouched()) throw error;
+    if (errorCode(error) === "CONNECT_TIMEOUT" || !didNothing(error)) throw error;
     return await work();
   }
 }
 
-// A connect timeout is left out: it never reached the server either, but a
-// second try could keep the caller waiting as long again.
-function refusedConnection(error: unknown): boolean {
-  return neverReachedDatabase(error) && errorCode(error) !== "CONNECT_TIMEOUT";
-}
-
+// A statement whose connection the server refused (starting up, shutting
+// down, not listening) never reached it. Any other lost connection may have
+// come after it committed.
 function retryingRefused(executor: Executor): Executor {
-  return { rows: (query) => againIfRefused(() => executor.rows(query)) };
+  return { rows: (query) => onceMoreIf(() => executor.rows(query), neverReachedDatabase) };
 }
 
 function connectPostgres(url: string, poolSize: number): Database {
@@ -140,7 +137,9 @@ function connectPostgres(url: string, poolSize: number): Database {
     kind: "postgres",
     relaxed: retryingRefused(preparedExecutorOf(relaxedClient)),
     ...retryingRefused(preparedExecutorOf(client)),
-    // Only a transaction whose BEGIN was refused, so none of its work ran.
+    // The work starts only once BEGIN is answered: a transaction whose BEGIN
+    // met a lost connection, refused or ended, ran none of it and committed
+    // nothing. Work that began is never run again.
     transaction: (work) => {
       let begun = false;
       const run = () =>
@@ -148,7 +147,7 @@ function connectPostgres(url: string, poolSize: number): Database {
           begun = true;
           return work(preparedExecutorOf(tx));
         }) as Promise<never>;
-      return againIfRefused(run, () => !begun);
+      return onceMoreIf(run, (error) => !begun && isConnectionLost(error));
     },
     async listen(channel, onNotify, onListen) {
       const sub = await client.listen(channel, (payload) => onNotify(payload), onListen);

@@ -6,8 +6,9 @@
 // rejection nobody holds. Or as a network failing after the commit: a query
 // carrying a chosen mark reaches the server, which runs and commits it, and
 // the connection drops before its answer reaches the client. It can also
-// answer new connections as a server still starting does (57P03), without
-// passing them on.
+// answer new connections as a server still starting does (57P03), and end a
+// connection as the server would just as a chosen query arrives, the query
+// never passed on.
 import { connect, createServer, type Server, type Socket } from "node:net";
 
 const READY_FOR_QUERY = 0x5a; // 'Z'
@@ -43,6 +44,13 @@ export interface PostgresProxy {
   loseAnswerTo(mark: string): void;
   /** Answers lost that way so far. */
   readonly lost: number;
+  /**
+   * The next query whose bytes contain `mark` never reaches the server: its
+   * connection is terminated as the server terminates a backend (57P01).
+   */
+  terminateOn(mark: string): void;
+  /** Connections terminated that way so far. */
+  readonly terminated: number;
   /** The next `count` new connections are answered as a server still starting answers them (57P03), and closed. */
   refuseConnections(count: number): void;
   /** Connections refused that way so far. */
@@ -66,6 +74,8 @@ export async function startPostgresProxy(server: { host: string; port: number })
   let cut = 0;
   const marks: Buffer[] = [];
   let lost = 0;
+  const ends: Buffer[] = [];
+  let terminated = 0;
   const sockets = new Set<Socket>();
   let toRefuse = 0;
   let refused = 0;
@@ -107,6 +117,14 @@ export async function startPostgresProxy(server: { host: string; port: number })
         marks.splice(mark, 1);
         withheld = { buffer: Buffer.alloc(0), ready: false };
       }
+      const end = state.ready ? ends.findIndex((m) => chunk.includes(m)) : -1;
+      if (end >= 0) {
+        ends.splice(end, 1);
+        terminated++;
+        upstream.destroy();
+        client.end(TERMINATED);
+        return;
+      }
       if (state.ready && toCut > 0 && chunk.includes(TYPE_QUERY_MARK)) {
         toCut--;
         cut++;
@@ -140,6 +158,12 @@ export async function startPostgresProxy(server: { host: string; port: number })
     },
     get lost() {
       return lost;
+    },
+    terminateOn(mark) {
+      ends.push(Buffer.from(mark));
+    },
+    get terminated() {
+      return terminated;
     },
     refuseConnections(count) {
       toRefuse += count;
