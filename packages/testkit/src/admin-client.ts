@@ -60,7 +60,10 @@ export class AdminClient {
       headers["content-type"] = "application/json";
       payload = typeof body === "string" ? body : JSON.stringify(body);
     }
-    return fetch(`${this.baseUrl}${path}`, { method, headers, body: payload });
+    // A connection per request: one kept alive across a long test can be
+    // closed by the broker's idle timeout just as the next request goes out
+    // on it, which then fails with ECONNRESET.
+    return fetch(`${this.baseUrl}${path}`, { method, headers, body: payload, keepalive: false });
   }
 
   private async call(method: string, path: string, body?: unknown): Promise<unknown> {
