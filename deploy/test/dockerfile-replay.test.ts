@@ -83,8 +83,12 @@ describe.skipIf(!haveServer)("Dockerfile replay", () => {
     expect(image.cmd).toEqual(["bun", "apps/broker/src/index.ts"]);
     expect(image.exposed).toEqual([7900]);
     expect(image.stopSignal).toBe("SIGTERM");
-    // The database driver installed is the patched one: every line the patch adds is in it.
-    const added = readFileSync(join(REPO_ROOT, "patches", "postgres@3.4.9.patch"), "utf8")
+    // The database driver installed is the patched one: every line its patch (as package.json names it) adds is in it.
+    const { patchedDependencies } = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as {
+      patchedDependencies: Record<string, string>;
+    };
+    const [, patch] = Object.entries(patchedDependencies).find(([name]) => name.startsWith("postgres@")) ?? [];
+    const added = readFileSync(join(REPO_ROOT, patch ?? "the postgres patch is not in package.json"), "utf8")
       .split("\n")
       .filter((line) => line.startsWith("+") && !line.startsWith("+++") && line.trim() !== "+")
       .map((line) => line.slice(1));

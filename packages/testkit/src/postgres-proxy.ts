@@ -118,21 +118,18 @@ export async function startPostgresProxy(server: { host: string; port: number })
         withheld = { buffer: Buffer.alloc(0), ready: false };
       }
       const end = state.ready ? ends.findIndex((m) => chunk.includes(m)) : -1;
+      const cutTypes = state.ready && toCut > 0 && chunk.includes(TYPE_QUERY_MARK);
+      if (end < 0 && !cutTypes) return void upstream.write(chunk);
+      // The query never goes upstream: the connection ends as a terminated backend's does.
       if (end >= 0) {
         ends.splice(end, 1);
         terminated++;
-        upstream.destroy();
-        client.end(TERMINATED);
-        return;
-      }
-      if (state.ready && toCut > 0 && chunk.includes(TYPE_QUERY_MARK)) {
+      } else {
         toCut--;
         cut++;
-        upstream.destroy();
-        client.end(TERMINATED);
-        return;
       }
-      upstream.write(chunk);
+      upstream.destroy();
+      client.end(TERMINATED);
     });
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
