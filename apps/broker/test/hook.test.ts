@@ -190,6 +190,19 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     expect(peer.helloAck?.status).toBe("working");
   });
 
+  test("a kept signal that names a pid is not given, when looked at again, to another session in its cwd", async () => {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", `claude-${crypto.randomUUID()}`, cwd), pidHeader: 5656 });
+    expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
+    const stranger = await connect(env, member, mesh.id, { pid: 5757, cwd });
+    expect(stranger.helloAck?.status).toBe("idle");
+    // The broker looks at the kept signal again 1 s after it was kept.
+    await Bun.sleep(2500);
+    expect(await statusSeenBy(stranger, stranger.sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+    const peer = await connect(env, member, mesh.id, { pid: 5656, cwd });
+    expect(peer.helloAck?.status).toBe("working");
+  });
+
   test("a pending hook with Claude's session id reaches a peer that knows only its parent's pid and cwd", async () => {
     // The installed hook pipes stdin (with Claude Code's session_id) and adds $PPID;
     // a peer that does not know that session id says the same pid and cwd.

@@ -67,6 +67,24 @@ export async function findPresenceForSignal(db: Executor, memberId: string, orig
   return rows[0]?.id ?? null;
 }
 
+/**
+ * The live presence a kept signal is about, by the rule a connecting
+ * presence takes it with (pendingSignalMatches): looked at again for a hello
+ * that ran beside the signal and did not see it. Not by the hook's own
+ * lookup: a presence that only shares the cwd of a signal that names a pid
+ * is another session in the same directory.
+ */
+export async function findPresenceForKeptSignal(db: Executor, pendingId: number): Promise<string | null> {
+  const rows = await db.rows<{ id: string }>(sql`
+    SELECT p.id FROM pending_hook_statuses ph
+    JOIN presences p ON p.member_id = ph.member_id AND p.disconnected_at IS NULL
+      AND ${pendingSignalMatches("ph", { sessionId: sql`p.session_id`, pid: sql`p.pid`, cwd: sql`p.cwd` })}
+    WHERE ph.id = ${pendingId}
+    ORDER BY (p.session_id = ph.session_id) IS TRUE DESC, (p.pid = ph.pid) IS TRUE DESC, p.connected_at DESC
+    LIMIT 1`);
+  return rows[0]?.id ?? null;
+}
+
 export async function keepPendingSignal(
   db: Executor,
   memberId: string,

@@ -5,6 +5,7 @@ import type { Database, Executor } from "@switchboard/db";
 import type { Status, StatusSource } from "@switchboard/protocol";
 import {
   dropPendingSignal,
+  findPresenceForKeptSignal,
   findPresenceForSignal,
   keepPendingSignal,
   lockPendingSignal,
@@ -78,12 +79,13 @@ export class StatusService {
     }
     const pendingId = await keepPendingSignal(this.db, memberId, origin, status, this.options.pendingSignalSeconds);
     // A hello whose statement began before the signal was kept did not see
-    // it, and its presence was not yet there to be found: look again, as the
-    // hook itself would, now and once such a statement has surely ended.
-    const retaken = await this.retake(memberId, origin, status, pendingId);
+    // it, and its presence was not yet there to be found: look again, for a
+    // presence that hello would have taken it for, now and once such a
+    // statement has surely ended.
+    const retaken = await this.retake(status, pendingId);
     if (retaken) return { pending: false, result: retaken };
     for (const ms of RETAKE_AFTER_MS) {
-      setTimeout(() => void this.retake(memberId, origin, status, pendingId).catch(() => {}), ms).unref();
+      setTimeout(() => void this.retake(status, pendingId).catch(() => {}), ms).unref();
     }
     return { pending: true };
   }
@@ -93,8 +95,8 @@ export class StatusService {
   // ended meanwhile leaves it kept, and a status set after the signal was
   // kept (a later hook, say) is newer news, so the signal is spent without
   // being applied.
-  private async retake(memberId: string, origin: SignalOrigin, status: "idle" | "working", pendingId: number): Promise<StatusResult | null> {
-    const presenceId = await findPresenceForSignal(this.db, memberId, origin);
+  private async retake(status: "idle" | "working", pendingId: number): Promise<StatusResult | null> {
+    const presenceId = await findPresenceForKeptSignal(this.db, pendingId);
     if (!presenceId) return null;
     const result = await retryTransient(() =>
       this.db.transaction(async (tx) => {
