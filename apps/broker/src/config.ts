@@ -20,9 +20,29 @@ const int = (min: number, max: number, fallback: number) => wholeNumber(min, max
 
 const positive = (fallback: number) => int(1, 2_147_483_647, fallback);
 
+/**
+ * Whether the driver can read the URL: postgres.js decodes the host list,
+ * parses the URL with its first host by the WHATWG parser and decodes the
+ * user and password. A URL that fails there would fail at connect with an
+ * error quoting it whole, password included.
+ */
+function readableByDriver(url: string): boolean {
+  const authority = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0] ?? "";
+  try {
+    const hosts = decodeURIComponent(authority.slice(authority.indexOf("@") + 1));
+    const parsed = new URL(url.replace(hosts, hosts.split(",")[0] ?? ""));
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const databaseUrl = z
   .string()
-  .regex(/^postgres(ql)?:\/\/.+/, { error: "expected a postgres:// or postgresql:// URL" });
+  .regex(/^postgres(ql)?:\/\/.+/, { error: "expected a postgres:// or postgresql:// URL" })
+  .refine(readableByDriver, { error: "not a URL the database driver can read (a port above 65535 or not a number, a bad %-escape?)" });
 
 
 // A bearer token cannot carry whitespace, so one with a space (or the trailing

@@ -9,10 +9,11 @@ export type LogListener = (level: number, fields: Record<string, unknown>, msg: 
 
 const WARN = 40;
 
-// Fields of a Postgres error that may quote a row's values (ciphertexts
-// among them): `detail` names the conflicting key or the failing row,
-// `where` the context, `params` every parameter of the query.
-const QUOTING_FIELDS = ["params", "parameters", "detail", "where", "internal_query", "internalQuery", "hint"];
+// Fields of an error that may quote a row's values (ciphertexts among
+// them) or a secret: `detail` names the conflicting key or the failing row,
+// `where` the context, `params` every parameter of the query; `input` is the
+// text an invalid URL error quotes (a database URL's password with it).
+const QUOTING_FIELDS = ["params", "parameters", "detail", "where", "internal_query", "internalQuery", "hint", "input"];
 
 /** The parameters a driver appends to a failed query's message, cut off. */
 export function withoutQueryParams(text: string): string {

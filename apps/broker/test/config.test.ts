@@ -48,6 +48,9 @@ describe("configuration", () => {
     ["BROKER_PORT", "seventy"],
     ["BROKER_PORT", "70000"],
     ["DATABASE_URL", "mysql://x@y/z"],
+    ["DATABASE_URL", "postgres://switchboard@db:notaport/x"],
+    ["DATABASE_URL", "postgres://switchboard@db:99999/x"],
+    ["DATABASE_URL", "postgres://switchboard:p%ZZw@db/x"],
     ["MAX_CONNECTIONS_PER_MESH", "0"],
     ["LEASE_SECONDS", "1.5"],
     ["LOG_LEVEL", "loud"],
@@ -100,6 +103,8 @@ describe("configuration", () => {
     ["ADMIN_TOKEN", "short-secret"],
     ["JWT_SECRET", "short-jwt-secret"],
     ["DATABASE_URL", "mysql://user:hunter2-password@db/x"],
+    ["DATABASE_URL", "postgres://user:hunter2-password@db:notaport/x"],
+    ["DATABASE_URL", "postgres://user:hunter2-password@db:99999/x"],
     ["SENTRY_DSN", "ftp://key-0123456789@sentry.example.com/1"],
   ])("an invalid %s is named without echoing its value", (name, value) => {
     let message = "";
@@ -110,6 +115,25 @@ describe("configuration", () => {
     }
     expect(message).toContain(`invalid environment variable ${name}`);
     expect(message).not.toContain(value);
+  });
+
+  test("database URLs the driver reads are taken: several hosts, an escaped password, IPv6, no user", () => {
+    for (const url of [
+      "postgres://u:p@db-1:5432,db-2:5433/switchboard",
+      "postgresql://u:p%40ss@localhost/switchboard",
+      "postgres://u@[::1]:5432/switchboard",
+      "postgres://localhost",
+    ]) {
+      expect(loadConfig({ DATABASE_URL: url }).DATABASE_URL).toBe(url);
+    }
+  });
+
+  test("a database URL with a bad port stops the process naming the variable, its password not written", async () => {
+    const proc = spawnRaw({ DATABASE_URL: "postgres://switchboard:hunter2-password@127.0.0.1:notaport/x" });
+    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    expect(code).toBe(78);
+    expect(stderr).toContain("invalid environment variable DATABASE_URL");
+    expect(stderr).not.toContain("hunter2");
   });
 
   test("a bad value stops the process with a line naming the variable", async () => {

@@ -13,4 +13,15 @@ describe("log serializer", () => {
     expect(out.message).toBe("Failed query: INSERT INTO messages VALUES ($1)");
     expect((out.cause as Record<string, unknown>).code).toBe("23505");
   });
+
+  test("an invalid URL error's input (a URL with its password) never reaches the log", () => {
+    let error: unknown;
+    try {
+      new URL("postgres://u:hunter2-password@db:notaport/x");
+    } catch (thrown) {
+      error = thrown;
+    }
+    expect(error).toBeInstanceOf(Error);
+    expect(JSON.stringify(errorWithoutParams(error))).not.toContain("hunter2");
+  });
 });
