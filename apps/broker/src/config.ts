@@ -1,6 +1,7 @@
 // Every environment variable of the contract, parsed once at start. A bad
 // value stops the start with one line that names the variable.
 import { createPublicKey } from "node:crypto";
+import { readableDatabaseUrl } from "@switchboard/db";
 import { z } from "zod";
 
 // Digits only: Number() would take " " as 0, "0x1F90" as 8080 and "7e3" as 7000.
@@ -20,29 +21,10 @@ const int = (min: number, max: number, fallback: number) => wholeNumber(min, max
 
 const positive = (fallback: number) => int(1, 2_147_483_647, fallback);
 
-/**
- * Whether the driver can read the URL: postgres.js decodes the host list,
- * parses the URL with its first host by the WHATWG parser and decodes the
- * user and password. A URL that fails there would fail at connect with an
- * error quoting it whole, password included.
- */
-function readableByDriver(url: string): boolean {
-  const authority = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0] ?? "";
-  try {
-    const hosts = decodeURIComponent(authority.slice(authority.indexOf("@") + 1));
-    const parsed = new URL(url.replace(hosts, hosts.split(",")[0] ?? ""));
-    decodeURIComponent(parsed.username);
-    decodeURIComponent(parsed.password);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const databaseUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\/.+/, { error: "expected a postgres:// or postgresql:// URL" })
-  .refine(readableByDriver, { error: "not a URL the database driver can read (a port above 65535 or not a number, a bad %-escape?)" });
+  .refine(readableDatabaseUrl, { error: "not a URL the database driver can read (a port above 65535 or not a number, a bad %-escape?)" });
 
 
 // A bearer token cannot carry whitespace, so one with a space (or the trailing

@@ -41,6 +41,16 @@ describe("migrations", () => {
     }
   });
 
+  test("bun run db:migrate with a DATABASE_URL the driver cannot read names the variable, not the URL's password", async () => {
+    const cli = join(import.meta.dir, "..", "..", "..", "packages", "db", "src", "cli", "migrate.ts");
+    const env = { PATH: process.env.PATH ?? "", DATABASE_URL: "postgres://switchboard:hunter2-password@127.0.0.1:notaport/x" };
+    const proc = Bun.spawn(["bun", cli], { env, stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(code).toBe(78);
+    expect(err).toContain("DATABASE_URL");
+    expect(out + err).not.toContain("hunter2");
+  });
+
   test.skipIf(backendKind !== "postgres")("a migration its database refuses is logged as db migration failed, not as an outage, and retried (needs DATABASE_URL)", async () => {
     const { backend } = await fresh();
     const squatter = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });

@@ -1,0 +1,18 @@
+/**
+ * Whether the driver can read the URL: postgres.js decodes the host list,
+ * parses the URL with its first host by the WHATWG parser and decodes the
+ * user and password. A URL that fails there would fail at connect with an
+ * error quoting it whole, password included.
+ */
+export function readableDatabaseUrl(url: string): boolean {
+  const authority = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0] ?? "";
+  try {
+    const hosts = decodeURIComponent(authority.slice(authority.indexOf("@") + 1));
+    const parsed = new URL(url.replace(hosts, hosts.split(",")[0] ?? ""));
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+    return true;
+  } catch {
+    return false;
+  }
+}
