@@ -8,7 +8,8 @@
 // the connection drops before its answer reaches the client. It can also
 // answer new connections as a server still starting does (57P03), and end a
 // connection as the server would just as a chosen query arrives, the query
-// never passed on.
+// never passed on. And it can stall as a network partition does: every
+// connection stays open and no byte passes either way until it resumes.
 import { connect, createServer, type Server, type Socket } from "node:net";
 
 const READY_FOR_QUERY = 0x5a; // 'Z'
@@ -55,6 +56,14 @@ export interface PostgresProxy {
   refuseConnections(count: number): void;
   /** Connections refused that way so far. */
   readonly refused: number;
+  /**
+   * From now on no byte passes in either direction, as in a network
+   * partition: every socket stays open, nothing is read from it, and a new
+   * connection is accepted but neither read nor passed on.
+   */
+  stall(): void;
+  /** Ends a stall: what was sent meanwhile passes on, and the connections accepted meanwhile are served. */
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -79,13 +88,24 @@ export async function startPostgresProxy(server: { host: string; port: number })
   const sockets = new Set<Socket>();
   let toRefuse = 0;
   let refused = 0;
-  const listener: Server = createServer((client) => {
+  let stalled = false;
+  /** Connections accepted during a stall: served once it ends. */
+  const held: Socket[] = [];
+  const watch = (s: Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => {});
+  };
+  // Nothing reads a held socket yet: its bytes wait in the kernel, as in flight.
+  const hold = (client: Socket) => {
+    client.on("error", () => {});
+    held.push(client);
+  };
+  const serve = (client: Socket) => {
     if (toRefuse > 0) {
       toRefuse--;
       refused++;
-      sockets.add(client);
-      client.on("close", () => sockets.delete(client));
-      client.on("error", () => {});
+      watch(client);
       client.once("data", () => client.end(STARTING_UP));
       return;
     }
@@ -93,11 +113,7 @@ export async function startPostgresProxy(server: { host: string; port: number })
     const state = { buffer: Buffer.alloc(0), ready: false };
     // Set once a marked query went upstream: the server's answer is read, not forwarded.
     let withheld: { buffer: Buffer; ready: boolean } | null = null;
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("close", () => sockets.delete(s));
-      s.on("error", () => {});
-    }
+    for (const s of [client, upstream]) watch(s);
     upstream.on("data", (chunk: Buffer) => {
       if (withheld !== null) {
         scanForReady(withheld, chunk);
@@ -133,7 +149,8 @@ export async function startPostgresProxy(server: { host: string; port: number })
     });
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
-  });
+  };
+  const listener: Server = createServer((client) => (stalled ? hold(client) : serve(client)));
   await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
   const address = listener.address();
   if (address === null || typeof address === "string") throw new Error("the proxy has no TCP address");
@@ -168,8 +185,19 @@ export async function startPostgresProxy(server: { host: string; port: number })
     get refused() {
       return refused;
     },
+    // A paused socket is not read: what the other side sends waits, and so
+    // does its end, until it is resumed.
+    stall() {
+      stalled = true;
+      for (const s of sockets) s.pause();
+    },
+    resume() {
+      stalled = false;
+      for (const s of sockets) s.resume();
+      for (const client of held.splice(0)) if (!client.destroyed) serve(client);
+    },
     async close() {
-      for (const s of sockets) s.destroy();
+      for (const s of [...sockets, ...held]) s.destroy();
       await new Promise<void>((resolve) => listener.close(() => resolve()));
     },
   };
