@@ -35,7 +35,7 @@ import { ReplyWaiters } from "./services/reply-waiters.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
-import { systemClock, type Timing } from "./services/timing.ts";
+import { settleWithin, systemClock, type Timing } from "./services/timing.ts";
 import { createWebhookAdmin } from "./services/webhooks/admin.ts";
 import { WebhookDispatcher } from "./services/webhooks/dispatcher.ts";
 import { TokenExpiry } from "./services/token-expiry.ts";
@@ -65,6 +65,11 @@ const PUSH_WINDOW = 512;
 const WAITS_GRACE_MS = 1000;
 const SWEEPS_GRACE_MS = 500;
 const REQUESTS_GRACE_MS = 1000;
+// The steps of a stop that need the database give up this long before its
+// deadline, answered or not: what is left is the requests' grace, the pool's
+// close (a second: connect.ts), the error reports' flush (0.8 s) and a margin.
+const CLOSING_RESERVE_MS = 3000;
+const TIMED_OUT = Symbol("timed out");
 // Frames handled back to back before other sockets get a turn (ws/pipeline.ts).
 const FRAME_SLICE_MS = 2;
 const FRAME_SLICE_MS_EMBEDDED = 10;
@@ -72,7 +77,8 @@ const FRAME_SLICE_MS_EMBEDDED = 10;
 export interface Broker {
   readonly server: Server<Connection>;
   readonly instanceId: string;
-  stop(): Promise<void>;
+  /** Stops the instance; `deadline` (a Date.now() time) is when its process exits anyway. */
+  stop(deadline: number): Promise<void>;
 }
 
 export function timingOf(config: Config): Timing {
@@ -303,9 +309,14 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   readiness.serving(dbHealth);
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
 
-  const bestEffort = async (step: string, work: Promise<unknown>) => {
+  // A step of the stop that needs the database: its failure is logged and
+  // the stop goes on, and so it does at `until`, the step unsettled. A query
+  // on a connection that went silent (a partition) never settles. Leaving it
+  // loses nothing: the state is in Postgres, and the other instances reap
+  // this one's lease and presences, and requeue what it held.
+  const bestEffort = async (step: string, work: Promise<unknown>, until: number) => {
     try {
-      await work;
+      if ((await settleWithin(work, until - Date.now(), () => TIMED_OUT)) === TIMED_OUT) log.warn({ step }, "shutdown step timed out");
     } catch (error) {
       log.warn({ err: error, step }, "shutdown step failed");
     }
@@ -314,35 +325,41 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   return {
     server,
     instanceId,
-    async stop() {
+    async stop(deadline) {
       readiness.draining();
       ws.refuseNew();
       // Still serving (its lease renewed, its sweeps running): a proxy whose
       // health check comes by now takes this instance out of its rotation
       // before the port closes.
       if (config.SHUTDOWN_DRAIN_MS > 0) await Bun.sleep(config.SHUTDOWN_DRAIN_MS);
+      // Every step until the port closes ends by then, whatever the database does.
+      const until = deadline - CLOSING_RESERVE_MS;
+      const graceUntil = (ms: number) => Bun.sleep(Math.max(0, Math.min(ms, until - Date.now())));
       const sweeping = sweepers.stop();
       lifecycle.stop();
       ws.closeAll();
-      await dispatcher.stop();
+      // Attempts in flight are cut short; their outcome is written, or their lease runs out.
+      await bestEffort("webhook attempts", dispatcher.stop(), until);
       tokenExpiry.stop();
       dashboard.stop();
       streamsClosing.abort();
       // Held replies a wait did not take go back when their hold runs out
       // even if this cannot return them now.
-      await Promise.race([waiters.stop(), Bun.sleep(WAITS_GRACE_MS)]);
+      await Promise.race([waiters.stop(), graceUntil(WAITS_GRACE_MS)]);
       // With the database away these cannot be written: the others reap this
       // instance's lease instead, and the stop goes on to close the port.
-      await bestEffort("unlisten", unsubscribe());
-      await pump.stop();
+      await bestEffort("unlisten", unsubscribe(), until);
+      // Acks not committed leave their pushes to be redelivered.
+      await bestEffort("delivery pump", pump.stop(), until);
       // A sweep stuck on a lock is not waited for long: closing the pool ends it, and sweeps are idempotent.
-      await Promise.race([sweeping, Bun.sleep(SWEEPS_GRACE_MS)]);
-      await bestEffort("instance stop", lease.stop());
+      await Promise.race([sweeping, graceUntil(SWEEPS_GRACE_MS)]);
+      await bestEffort("instance stop", lease.stop(), until);
       dbHealth.stop();
       // Requests under way are answered before the port closes: a send cut
       // off after it was stored would be sent again by a caller without a key.
       await Promise.race([server.stop(), Bun.sleep(REQUESTS_GRACE_MS)]);
       await server.stop(true);
+      // A server's connections are cut after a second, answered or not (connect.ts).
       await db.close();
     },
   };

@@ -91,7 +91,7 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
     void exit(1);
   }, SHUTDOWN_DEADLINE_MS);
   try {
-    await broker.stop();
+    await broker.stop(Date.now() + SHUTDOWN_DEADLINE_MS);
     log.info("shutdown complete");
     await exit(0);
   } catch (error) {

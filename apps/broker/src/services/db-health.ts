@@ -5,6 +5,7 @@ import { isConnectionLost, type Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { pingDatabase } from "../store/health.ts";
+import { settleWithin } from "./timing.ts";
 
 export interface DbHealth {
   readonly healthy: boolean;
@@ -24,18 +25,11 @@ export function watchDbHealth(
 
   const ping = async () => {
     let failure: unknown = null;
-    let timeout: Timer | undefined;
     try {
-      await Promise.race([
-        pingDatabase(db),
-        new Promise((_, reject) => {
-          timeout = setTimeout(() => reject(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
-        }),
-      ]);
+      const answered = await settleWithin(pingDatabase(db).then(() => true), options.timeoutMs, () => false);
+      if (!answered) failure = new Error(`no answer within ${options.timeoutMs} ms`);
     } catch (error) {
       failure = error;
-    } finally {
-      clearTimeout(timeout);
     }
     if (stopped) return;
     if (failure === null && !healthy) log.info("db healthy");

@@ -38,3 +38,19 @@ export interface Timing {
   webhookBackoffMinMs: number;
   webhookBackoffMaxMs: number;
 }
+
+/**
+ * What `work` settles to, or `late()` once `ms` pass first. The work is not
+ * stopped; a failure after the deadline is held by the race, not thrown.
+ */
+export async function settleWithin<T, L>(work: Promise<T>, ms: number, late: () => L): Promise<T | L> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<L>((resolve) => {
+    timer = setTimeout(() => resolve(late()), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

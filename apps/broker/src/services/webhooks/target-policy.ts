@@ -6,6 +6,7 @@
 import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
 import { ipv6Groups } from "../ipv6.ts";
+import { settleWithin } from "../timing.ts";
 
 const INTERNAL = new BlockList();
 for (const [net, bits] of [
@@ -62,14 +63,10 @@ const resolveAll: Resolve = async (host) => (await lookup(host, { all: true })).
 
 /** The host's addresses; null when it does not resolve, "late" when the resolver took longer than timeoutMs. */
 async function resolveWithin(resolve: Resolve, host: string, timeoutMs: number): Promise<string[] | null | "late"> {
-  let timer: Timer | undefined;
-  const late = new Promise<"late">((done) => (timer = setTimeout(() => done("late"), timeoutMs)));
   try {
-    return await Promise.race([resolve(host), late]);
+    return await settleWithin(resolve(host), timeoutMs, () => "late" as const);
   } catch {
     return null;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
