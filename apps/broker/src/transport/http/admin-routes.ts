@@ -7,8 +7,9 @@ import type { z } from "zod";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
+import { settleWithin } from "../../services/timing.ts";
 import { methodNotAllowed } from "./methods.ts";
-import { apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
 type Handler<P extends string> = (req: BunRequest<P>, server: Server<unknown>) => Promise<Response>;
@@ -41,6 +42,11 @@ export interface AdminAccess {
   dbHealth: DbHealth;
 }
 
+const late = () =>
+  apiError("unavailable", `the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s; a change asked for may still be applied`, {
+    "retry-after": "1",
+  });
+
 export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess, handlers: Partial<Record<Method, Handler<P>>>) {
   const byMethod = new Map<string, Handler<P>>(Object.entries(handlers));
   const allow = [...byMethod.keys()].join(", ");
@@ -53,7 +59,7 @@ export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess
     const nothing = unnamable(req.params);
     if (nothing) return nothing;
     try {
-      return await handler(req, server);
+      return await settleWithin(handler(req, server), ANSWER_DEADLINE_MS, late);
     } catch (error) {
       if (error instanceof InvalidBody) return apiError("invalid", error.message);
       if (error instanceof BodyTooLarge) return apiError("too_large", error.message);

@@ -5,8 +5,9 @@ import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import type { HookCaller, HookService } from "../../services/hooks.ts";
+import { settleWithin } from "../../services/timing.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
-import { bearerToken, json, readBodyCapped } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, bearerToken, json, readBodyCapped } from "./respond.ts";
 
 const fail = (code: ErrorCode, message: string) => json(HTTP_STATUS[code], { ok: false, error: code, message } satisfies HookReply);
 
@@ -34,41 +35,44 @@ export function hookRoutes(deps: {
       ? fail("unavailable", "the database is unavailable")
       : fail("internal", "the broker could not handle this hook");
   };
+  async function handle(req: Request): Promise<Response> {
+    metrics.hookRequests.inc();
+    const token = bearerToken(req);
+    if (token === null) return fail("unauthorized", "Authorization: Bearer <hook token> is required");
+    // The token before the body: a revoked hook is told so, whatever it sends.
+    let caller: HookCaller | null;
+    try {
+      caller = await hooks.authenticate(token);
+    } catch (error) {
+      return failed(error);
+    }
+    if (caller === null) return fail("unauthorized", "unknown or revoked hook token");
+    const raw = await readBodyCapped(req, maxMessageBytes);
+    if (raw === null) return fail("too_large", `the body is larger than ${maxMessageBytes} bytes`);
+    let parsedJson: unknown;
+    try {
+      parsedJson = JSON.parse(raw);
+    } catch {
+      return fail("invalid", "the body is not valid JSON");
+    }
+    const body = hookBody.safeParse(parsedJson);
+    if (!body.success) {
+      const issue = body.error.issues[0];
+      return fail("invalid", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "bad body"}`);
+    }
+    try {
+      const outcome = await hooks.handle(caller, body.data, headerPid(req));
+      if (!outcome.ok) return fail(outcome.code, outcome.message);
+      return json(200, "pending" in outcome ? { ok: true, pending: true } : { ok: true, presence_id: outcome.presenceId });
+    } catch (error) {
+      return failed(error);
+    }
+  }
+
+  const late = () => fail("unavailable", `the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s; the status may still be applied`);
   return {
     "/hook/set-status": {
-      POST: async (req: Request) => {
-        metrics.hookRequests.inc();
-        const token = bearerToken(req);
-        if (token === null) return fail("unauthorized", "Authorization: Bearer <hook token> is required");
-        // The token before the body: a revoked hook is told so, whatever it sends.
-        let caller: HookCaller | null;
-        try {
-          caller = await hooks.authenticate(token);
-        } catch (error) {
-          return failed(error);
-        }
-        if (caller === null) return fail("unauthorized", "unknown or revoked hook token");
-        const raw = await readBodyCapped(req, maxMessageBytes);
-        if (raw === null) return fail("too_large", `the body is larger than ${maxMessageBytes} bytes`);
-        let parsedJson: unknown;
-        try {
-          parsedJson = JSON.parse(raw);
-        } catch {
-          return fail("invalid", "the body is not valid JSON");
-        }
-        const body = hookBody.safeParse(parsedJson);
-        if (!body.success) {
-          const issue = body.error.issues[0];
-          return fail("invalid", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "bad body"}`);
-        }
-        try {
-          const outcome = await hooks.handle(caller, body.data, headerPid(req));
-          if (!outcome.ok) return fail(outcome.code, outcome.message);
-          return json(200, "pending" in outcome ? { ok: true, pending: true } : { ok: true, presence_id: outcome.presenceId });
-        } catch (error) {
-          return failed(error);
-        }
-      },
+      POST: (req: Request) => settleWithin(handle(req), ANSWER_DEADLINE_MS, late),
     },
   };
 }

@@ -14,8 +14,9 @@ import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-messaging.ts";
+import { settleWithin } from "../../services/timing.ts";
 import { issueText, pushFrame } from "../ws/wire.ts";
-import { apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
 
 export interface MessagesRouteDeps {
   messaging: HttpMessaging;
@@ -131,12 +132,32 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
     return json(200, view);
   }
 
+  // A send the database has not answered for may yet be stored: the answer
+  // for a send whose outcome is unknown (docs/http.md), not a 503.
+  const lateSend = () =>
+    apiError(
+      "internal",
+      `the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s; the message may have been stored: send it again with the same Idempotency-Key`,
+    );
+  const lateRead = () =>
+    apiError("unavailable", `the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s`, { "retry-after": "1" });
+  // A ?wait send may take its wait on top; a bad one is refused long before.
+  const sendDeadline = (req: Request): number => {
+    try {
+      return ANSWER_DEADLINE_MS + (waitSeconds(req) ?? 0) * 1000;
+    } catch {
+      return ANSWER_DEADLINE_MS;
+    }
+  };
+
   return {
     "/v1/messages": {
-      POST: (req: Request) => send(req).catch((error: unknown) => failed(error, "http send failed")),
+      POST: (req: Request) =>
+        settleWithin(send(req).catch((error: unknown) => failed(error, "http send failed")), sendDeadline(req), lateSend),
     },
     "/v1/messages/:messageId": {
-      GET: (req: BunRequest<"/v1/messages/:messageId">) => status(req).catch((error: unknown) => failed(error, "message status failed")),
+      GET: (req: BunRequest<"/v1/messages/:messageId">) =>
+        settleWithin(status(req).catch((error: unknown) => failed(error, "message status failed")), ANSWER_DEADLINE_MS, lateRead),
     },
   };
 }

@@ -21,6 +21,15 @@ export function apiError(code: ErrorCode, message: string, headers?: Record<stri
   return json(HTTP_STATUS[code], { error: { code, message } }, headers);
 }
 
+/**
+ * How long a route that waits on the database takes at most to answer. A
+ * statement on a connection the database stopped answering (a network
+ * partition, not a refusal) never settles: Bun would cut such a GET at its
+ * idle timeout (10 s) with an empty reply, and leave a POST whose body it
+ * read waiting for good. Below that timeout, so the broker's answer goes out.
+ */
+export const ANSWER_DEADLINE_MS = 8000;
+
 /** 503 while the database cannot be reached: try again in a second. */
 export function dbUnavailable(): Response {
   return apiError("unavailable", "the database is unavailable", { "retry-after": "1" });
