@@ -6,6 +6,7 @@ import { ConfigError, SECRET_VARIABLES, loadConfig, type Config } from "./config
 import { startErrorTracking } from "./error-tracking.ts";
 import { createLogger } from "./log.ts";
 import { AdminTokenFileError } from "./services/admin-token.ts";
+import { ListenError } from "./transport/server.ts";
 
 const SHUTDOWN_DEADLINE_MS = 9000;
 // Queued error reports get this long before an exit; the deadline above plus
@@ -68,6 +69,11 @@ const broker: Broker = await startBroker(config, log).catch(async (error: unknow
     log.fatal({ code: error.code, holderPid: error.holder.pid }, error.message);
     process.stderr.write(`${error.message}\n`);
     return exit(75);
+  }
+  if (error instanceof ListenError) {
+    log.fatal({ code: error.code }, error.message);
+    process.stderr.write(`${error.message}\n`);
+    return exit(1);
   }
   if (error instanceof AdminTokenFileError) {
     log.fatal({ code: error.code }, error.message);

@@ -151,8 +151,20 @@ describe("configuration", () => {
       const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
       clearTimeout(timer);
       expect({ code: code === 0 ? "zero" : proc.signalCode ?? "non-zero", retried: stderr.includes("db ping failed") }).toEqual({ code: "non-zero", retried: false });
+      expect(stderr).toContain(`cannot listen on HOST=127.0.0.1 BROKER_PORT=${holder.port}`);
     } finally {
       holder.stop(true);
     }
+  });
+
+  test("an address this machine does not have stops the start naming HOST", async () => {
+    // 192.0.2.0/24 is reserved for documentation: no machine has it.
+    // The port opens before the database answers: none is needed to get there.
+    const proc = spawnRaw({ DATABASE_URL: "postgres://switchboard@127.0.0.1:1/none", HOST: "192.0.2.1", BROKER_PORT: "0" });
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    clearTimeout(timer);
+    expect(code).toBe(1);
+    expect(stderr).toContain("cannot listen on HOST=192.0.2.1 BROKER_PORT=0");
   });
 });

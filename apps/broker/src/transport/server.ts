@@ -27,14 +27,24 @@ export interface ServerOptions {
   cors: CorsPolicy;
 }
 
+/** The address could not be listened on: named by the variables that set it, which is what an operator changes. */
+export class ListenError extends Error {
+  readonly code = "listen_failed";
+}
+
 /** The port while the broker starts: the given routes answer, everything else 503 `unavailable`. */
 export function serveStarting(port: number, hostname: string, routes: Routes): Server<Connection> {
-  return Bun.serve<Connection>({
-    port,
-    hostname,
-    routes,
-    fetch: () => apiError("unavailable", "the broker is starting"),
-  });
+  try {
+    return Bun.serve<Connection>({
+      port,
+      hostname,
+      routes,
+      fetch: () => apiError("unavailable", "the broker is starting"),
+    });
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new ListenError(`cannot listen on HOST=${hostname} BROKER_PORT=${port}: ${why}`, { cause: error });
+  }
 }
 
 /** Serves everything, on the port serveStarting opened when given, else on a new one. */
