@@ -10,26 +10,20 @@ import { describe, expect, test } from "bun:test";
 import {
   backendKind,
   buildHello,
-  freshBackend,
   PeerPool,
   RawWebSocket,
   rawPresence,
   setupMesh,
   sleepOnInsert,
-  startPostgresProxy,
-  TestBroker,
   waitUntil,
 } from "@switchboard/testkit";
 import postgres from "postgres";
+import { brokerBehindProxy } from "./support/behind-proxy.ts";
 import { sendFrame, sendMany } from "./support/messaging.ts";
 
 describe.skipIf(backendKind !== "postgres")("database connections lost (needs DATABASE_URL)", () => {
   test("a new connection lost as it reads the server's types leaves nothing unhandled: the broker stays up and serves", async () => {
-    const backend = await freshBackend();
-    const databaseUrl = backend.databaseUrl!;
-    const server = new URL(databaseUrl);
-    const proxy = await startPostgresProxy({ host: server.hostname, port: Number(server.port) });
-    const broker = await TestBroker.start({ DATABASE_URL: proxy.url(databaseUrl) }, { backend });
+    const { broker, proxy, databaseUrl, dispose } = await brokerBehindProxy();
     const admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
     try {
       proxy.cutTypeQueries(1);
@@ -45,19 +39,13 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       expect(broker.process.logs.filter((l) => l.msg === "unhandled rejection" || l.msg === "db connection lost")).toEqual([]);
     } finally {
       await admin.end();
-      await broker.dispose();
-      await proxy.close();
-      await backend.dispose();
+      await dispose();
     }
   });
 
   test("a send whose statement committed but whose answer was lost is acked as stored, once, and pushed at once", async () => {
-    const backend = await freshBackend();
-    const databaseUrl = backend.databaseUrl!;
-    const server = new URL(databaseUrl);
-    const proxy = await startPostgresProxy({ host: server.hostname, port: Number(server.port) });
     // A lease far longer than the test waits: the push must not come from its expiry.
-    const broker = await TestBroker.start({ DATABASE_URL: proxy.url(databaseUrl), LEASE_SECONDS: "600" }, { backend });
+    const { broker, proxy, databaseUrl, dispose } = await brokerBehindProxy({ LEASE_SECONDS: "600" });
     const admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
     const peers = new PeerPool();
     try {
@@ -104,17 +92,12 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
     } finally {
       await peers.closeAll();
       await admin.end();
-      await broker.dispose();
-      await proxy.close();
-      await backend.dispose();
+      await dispose();
     }
   });
 
   test("a connection the server ends inside a hello's transaction fails that hello alone: the broker stays up and admits the next", async () => {
-    const backend = await freshBackend();
-    const databaseUrl = backend.databaseUrl!;
-    const proxy = await startPostgresProxy({ host: new URL(databaseUrl).hostname, port: Number(new URL(databaseUrl).port) });
-    const broker = await TestBroker.start({ DATABASE_URL: proxy.url(databaseUrl), DB_POOL_SIZE: "2" }, { backend });
+    const { broker, proxy, dispose } = await brokerBehindProxy({ DB_POOL_SIZE: "2" });
     try {
       const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
       const member = members[0]!;
@@ -130,9 +113,7 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       expect(broker.process.exitCode).toBeNull();
       expect(broker.process.logs.filter((l) => (l.level ?? 0) >= 60)).toEqual([]);
     } finally {
-      await broker.dispose();
-      await proxy.close();
-      await backend.dispose();
+      await dispose();
     }
   });
 });

@@ -3,7 +3,8 @@
 // connections, is db-outage.test.ts). Each route answers within its deadline
 // instead of leaving the caller to Bun's idle timeout or to no answer at all.
 import { describe, expect, test } from "bun:test";
-import { backendKind, freshBackend, setupMesh, startPostgresProxy, TestBroker, waitUntil } from "@switchboard/testkit";
+import { backendKind, setupMesh, waitUntil } from "@switchboard/testkit";
+import { brokerBehindProxy } from "./support/behind-proxy.ts";
 
 /** Longer than the broker's answer deadline and Bun's idle timeout: a request still open then got no answer. */
 const GIVE_UP_MS = 30_000;
@@ -19,11 +20,7 @@ async function ask(url: string, init: RequestInit = {}): Promise<{ status: numbe
 
 describe.skipIf(backendKind !== "postgres")("HTTP while the database stalls (needs DATABASE_URL)", () => {
   test("admin, hook and message routes answer 503, or 500 for a send that may be stored; the log stays JSON", async () => {
-    const backend = await freshBackend();
-    const databaseUrl = backend.databaseUrl!;
-    const server = new URL(databaseUrl);
-    const proxy = await startPostgresProxy({ host: server.hostname, port: Number(server.port) });
-    const broker = await TestBroker.start({ DATABASE_URL: proxy.url(databaseUrl) }, { backend });
+    const { broker, proxy, dispose } = await brokerBehindProxy();
     try {
       const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
       const [a, b] = members as [(typeof members)[0], (typeof members)[0]];
@@ -69,9 +66,7 @@ describe.skipIf(backendKind !== "postgres")("HTTP while the database stalls (nee
         .filter((line) => line !== "" && !line.startsWith("{"));
       expect(notJson).toEqual([]);
     } finally {
-      await broker.dispose();
-      await proxy.close();
-      await backend.dispose();
+      await dispose();
     }
   });
 });

@@ -5,19 +5,16 @@
 // exits 0 within the 10 s the contract allows (PROTOCOL.md §4); what it could
 // not write, the other instances reap.
 import { describe, expect, test } from "bun:test";
-import { backendKind, freshBackend, PeerPool, setupMesh, startPostgresProxy, TestBroker, waitUntil } from "@switchboard/testkit";
+import { backendKind, PeerPool, setupMesh, waitUntil } from "@switchboard/testkit";
+import { brokerBehindProxy } from "./support/behind-proxy.ts";
 
 /** The contract's bound on a stop, from the signal to the exit. */
 const STOP_BOUND_MS = 10_000;
 
 describe.skipIf(backendKind !== "postgres")("SIGTERM while the database stalls (needs DATABASE_URL)", () => {
   test("the sockets close with 1001 and the process exits 0 within the bound, naming what it gave up on", async () => {
-    const backend = await freshBackend();
-    const databaseUrl = backend.databaseUrl!;
-    const server = new URL(databaseUrl);
-    const proxy = await startPostgresProxy({ host: server.hostname, port: Number(server.port) });
     // The compose file's drain: the least of the budget is left for the database steps.
-    const broker = await TestBroker.start({ DATABASE_URL: proxy.url(databaseUrl), SHUTDOWN_DRAIN_MS: "5000" }, { backend });
+    const { broker, proxy, dispose } = await brokerBehindProxy({ SHUTDOWN_DRAIN_MS: "5000" });
     const peers = new PeerPool();
     try {
       const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
@@ -46,9 +43,7 @@ describe.skipIf(backendKind !== "postgres")("SIGTERM while the database stalls (
       expect(unfinished).toContain("instance stop");
     } finally {
       await peers.closeAll();
-      await broker.dispose();
-      await proxy.close();
-      await backend.dispose();
+      await dispose();
     }
   });
 });
