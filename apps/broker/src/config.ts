@@ -99,6 +99,7 @@ export const configSchema = z.object({
     .regex(/^[0-9a-f]{4,40}$/i, { error: "expected a hex commit id" })
     .optional(),
   DB_POOL_SIZE: int(1, 100, 10),
+  DB_ANSWER_TIMEOUT_SECONDS: int(1, 3600, 15),
   // Bounds against floods: every frame type is limited, every buffer capped.
   HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: positive(300),
   CONTROL_RATE_LIMIT_PER_MIN: positive(600),

@@ -39,6 +39,7 @@ export async function connectAndMigrate(
       reached(true);
       const applied = await migrate(db, migrations);
       if (applied.length > 0) log.info({ applied }, "migrations applied");
+      db.closeSilentConnectionsAfter(config.DB_ANSWER_TIMEOUT_SECONDS);
       return db;
     } catch (error) {
       if (config.DATABASE_URL === undefined) throw error;

@@ -125,3 +125,44 @@ describe.skipIf(backendKind !== "postgres")("connections the server refuses or e
     }
   });
 });
+
+describe.skipIf(backendKind !== "postgres")("connections that go silent (needs DATABASE_URL)", () => {
+  /** A pool of three with all three connections open. */
+  async function threeOpen(pool: (poolSize?: number) => Promise<Database>): Promise<Database> {
+    const db = await pool(3);
+    await Promise.all([1, 2, 3].map(() => db.rows(sql`SELECT pg_sleep(0.1)`)));
+    return db;
+  }
+
+  test("one silent while it owes an answer is closed after the bound: its statement fails as lost, the idle ones close with it", async () => {
+    const { proxy, pool, dispose } = await throughProxy();
+    try {
+      const db = await threeOpen(pool);
+      db.closeSilentConnectionsAfter(1);
+      proxy.stallOpen();
+      const failed = await db.rows(sql`SELECT 1 AS one`).catch((error: unknown) => error);
+      expect({ code: errorCode(failed), lost: isConnectionLost(failed) }).toEqual({ code: "CONNECTION_CLOSED", lost: true });
+      // Had the two idle ones been kept, these would each wait out the bound on one and fail.
+      const next = await Promise.all([1, 2, 3].map(() => db.rows<{ one: number }>(sql`SELECT 1 AS one`)));
+      expect(next).toEqual([[{ one: 1 }], [{ one: 1 }], [{ one: 1 }]]);
+    } finally {
+      await dispose();
+    }
+  });
+
+  test("without the bound (as while migrations run) a silent connection is waited for", async () => {
+    const { proxy, pool, dispose } = await throughProxy();
+    try {
+      const db = await threeOpen(pool);
+      proxy.stallOpen();
+      let answered = false;
+      const statement = db.rows<{ one: number }>(sql`SELECT 1 AS one`).then((rows) => ((answered = true), rows));
+      await Bun.sleep(2000);
+      expect(answered).toBe(false);
+      proxy.resume();
+      expect(await statement).toEqual([{ one: 1 }]);
+    } finally {
+      await dispose();
+    }
+  });
+});

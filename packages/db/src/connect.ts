@@ -27,6 +27,15 @@ export interface Database extends Executor {
    */
   readonly relaxed: Executor;
   transaction<T>(work: (tx: Executor) => Promise<T>): Promise<T>;
+  /**
+   * From now on a connection that owes answers and hears nothing from the
+   * server for `seconds` is closed as lost, and the pool's idle ones with
+   * it (a failover or a partition leaves them open, silent, for as long as
+   * TCP takes to give up: many minutes). Set once migrations are done: one
+   * may run, or wait for another instance's, for longer. PGlite, in this
+   * process, has no connections to lose.
+   */
+  closeSilentConnectionsAfter(seconds: number): void;
   /** Subscribes on the dedicated listening connection; onListen runs after every (re)subscribe. */
   listen(channel: string, onNotify: (payload: string) => void, onListen?: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
@@ -149,6 +158,10 @@ function connectPostgres(url: string, poolSize: number): Database {
         }) as Promise<never>;
       return onceMoreIf(run, (error) => !begun && isConnectionLost(error));
     },
+    closeSilentConnectionsAfter(seconds) {
+      // The patched driver reads it as each query is sent (patches/postgres@3.4.9.patch).
+      for (const c of [client, relaxedClient]) Object.assign(c.options, { answer_timeout: seconds });
+    },
     async listen(channel, onNotify, onListen) {
       const sub = await client.listen(channel, (payload) => onNotify(payload), onListen);
       return () => sub.unlisten();
@@ -184,6 +197,7 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
       relaxed: executor,
       ...executor,
       transaction: (work) => client.transaction((tx) => work(pgliteExecutorOf(tx))),
+      closeSilentConnectionsAfter: () => {},
       async listen(channel, onNotify, onListen) {
         const unlisten = await client.listen(channel, onNotify);
         onListen?.();

@@ -9,7 +9,8 @@
 // answer new connections as a server still starting does (57P03), and end a
 // connection as the server would just as a chosen query arrives, the query
 // never passed on. And it can stall as a network partition does: every
-// connection stays open and no byte passes either way until it resumes.
+// connection stays open and no byte passes either way until it resumes; or
+// stall only the connections open now, as a failover leaves them.
 import { connect, createServer, type Server, type Socket } from "node:net";
 
 const READY_FOR_QUERY = 0x5a; // 'Z'
@@ -62,6 +63,12 @@ export interface PostgresProxy {
    * connection is accepted but neither read nor passed on.
    */
   stall(): void;
+  /**
+   * The connections open now stall; new ones are served. So a failover
+   * looks to a pool whose server went away without a word: the sockets it
+   * holds stay open and silent, a new connection reaches the new server.
+   */
+  stallOpen(): void;
   /** Ends a stall: what was sent meanwhile passes on, and the connections accepted meanwhile are served. */
   resume(): void;
   close(): Promise<void>;
@@ -189,6 +196,9 @@ export async function startPostgresProxy(server: { host: string; port: number })
     // does its end, until it is resumed.
     stall() {
       stalled = true;
+      for (const s of sockets) s.pause();
+    },
+    stallOpen() {
       for (const s of sockets) s.pause();
     },
     resume() {

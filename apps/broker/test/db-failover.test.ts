@@ -1,0 +1,45 @@
+// The database's connections go silent while new ones are served, as after a
+// failover to another server: the sockets the pools hold stay open and
+// nothing comes back on them, and TCP would take many minutes to say so.
+// The broker closes a connection that owes answers and has heard nothing
+// for DB_ANSWER_TIMEOUT_SECONDS, with the pool's idle ones, and goes on with
+// new connections; what it had sent on a closed one may have committed, and
+// is looked up, not taken for lost.
+import { describe, expect, test } from "bun:test";
+import { backendKind, PeerPool, setupMesh } from "@switchboard/testkit";
+import { brokerBehindProxy } from "./support/behind-proxy.ts";
+
+const text = (s: string) => Buffer.from(s).toString("base64");
+
+describe.skipIf(backendKind !== "postgres")("connections silent after a failover (needs DATABASE_URL)", () => {
+  test("sends are answered and delivered once over new connections; the silent ones are closed", async () => {
+    const { broker, proxy, dispose } = await brokerBehindProxy({ DB_ANSWER_TIMEOUT_SECONDS: "2" });
+    const peers = new PeerPool();
+    try {
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+      const [a, b] = members as [(typeof members)[0], (typeof members)[0]];
+      const sender = await peers.connect(broker.wsUrl, a, mesh.id);
+      const recipient = await peers.connect(broker.wsUrl, b, mesh.id, { autoAck: true });
+      for (const s of ["before 1", "before 2"]) expect(await sender.send(b.pubkey, { ciphertext: text(s) })).toMatchObject({ type: "ack" });
+      await recipient.waitForPushes(2);
+
+      proxy.stallOpen();
+      // Each within a bound far below what TCP would take; the first meets a silent connection.
+      const answers = [];
+      for (const s of ["after 1", "after 2", "after 3"]) {
+        answers.push(await sender.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: text(s), id: crypto.randomUUID() }, 30_000));
+      }
+      expect(answers.map((r) => r.type)).toEqual(["ack", "ack", "ack"]);
+      expect((await broker.admin.createMesh("after-the-failover")).slug).toBe("after-the-failover");
+
+      const pushes = await recipient.waitForPushes(5, 30_000);
+      const texts = pushes.map((p) => Buffer.from(String(p.ciphertext), "base64").toString());
+      expect(texts).toEqual(["before 1", "before 2", "after 1", "after 2", "after 3"]);
+      expect(broker.process.exitCode).toBeNull();
+      expect(broker.process.logs.filter((l) => (l.level ?? 0) >= 60)).toEqual([]);
+    } finally {
+      await peers.closeAll();
+      await dispose();
+    }
+  });
+});
