@@ -45,4 +45,25 @@ describe("InstanceLease", () => {
     expect(row?.stopped).toBe(true);
     expect(lost).toBe(0);
   });
+
+  test("a reap that runs after the reaper's own lease ran out takes no instance, not even the reaper", async () => {
+    const log = createLogger("silent", {});
+    const bus = new InstanceBus(scratch.db, log);
+    const events = new PresenceEvents(scratch.db, bus, "reaper", createMetrics(), log);
+    const lease = new InstanceLease(scratch.db, bus, log, "reaper", { leaseSeconds: 15, clock: Date.now }, events, () => {});
+    await lease.register();
+    await instances.registerInstance(scratch.db, "gone", "host", 1, 15);
+    // Both leases out by the database's clock while the reaper renewed in time by its own:
+    // its reap statement was held up (a stalled connection) past its lease.
+    const expireBoth = sql`UPDATE broker_instances SET lease_expires_at = now() - interval '1 second' WHERE id IN ('reaper', 'gone')`;
+    const stopped = async () =>
+      (await scratch.db.rows<{ id: string }>(sql`SELECT id FROM broker_instances WHERE id IN ('reaper', 'gone') AND stopped_at IS NOT NULL ORDER BY id`)).map((r) => r.id);
+    await scratch.db.rows(expireBoth);
+    await lease.reap();
+    expect(await stopped()).toEqual([]);
+    // Renewed, it reaps the other.
+    await lease.renew();
+    await lease.reap();
+    expect(await stopped()).toEqual(["gone"]);
+  });
 });

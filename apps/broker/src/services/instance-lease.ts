@@ -93,7 +93,7 @@ export class InstanceLease {
     if (now < this.reapAfter || now - this.lastRenewedAt > this.options.leaseSeconds * 1000) return [];
     const { members, left } = await retryTransient(() =>
       this.db.transaction(async (tx) => {
-        const expired = await takeExpiredInstances(tx);
+        const expired = await takeExpiredInstances(tx, this.id);
         const orphans = await orphanedPresenceIds(tx, this.id);
         const members = await disconnectPresences(tx, orphans);
         if (expired.length > 0 || orphans.length > 0) {

@@ -24,14 +24,24 @@ export async function markInstanceStopped(db: Executor, id: string): Promise<voi
   await db.rows(sql`UPDATE broker_instances SET stopped_at = now() WHERE id = ${id}`);
 }
 
-/** Claims the instances whose lease ran out (each reaper gets a disjoint set). */
-export async function takeExpiredInstances(tx: Executor): Promise<string[]> {
+/**
+ * Claims the instances whose lease ran out (each reaper gets a disjoint set),
+ * never the reaper, and only while the reaper's own lease holds by the
+ * database's clock as the statement runs: a reap held up past it (its
+ * connection stalled) would take instances that could not renew for the same
+ * reason, and the reaper itself.
+ */
+export async function takeExpiredInstances(tx: Executor, reaper: string): Promise<string[]> {
   const rows = await tx.rows<{ id: string }>(sql`
     UPDATE broker_instances SET stopped_at = now()
     WHERE id IN (
       SELECT id FROM broker_instances
-      WHERE stopped_at IS NULL AND lease_expires_at < now()
+      WHERE stopped_at IS NULL AND lease_expires_at < now() AND id <> ${reaper}
       FOR UPDATE SKIP LOCKED
+    )
+    AND EXISTS (
+      SELECT 1 FROM broker_instances me
+      WHERE me.id = ${reaper} AND me.stopped_at IS NULL AND me.lease_expires_at >= now()
     )
     RETURNING id`);
   return rows.map((r) => r.id);
