@@ -1,10 +1,19 @@
 // The SDK without its Node-only parts (the transcript status fallback reads
 // files): what a web page imports, and what Bun.build bundles into
-// dist/switchboard.browser.js.
+// dist/switchboard.browser.js. HttpSender needs only fetch, verifyWebhook
+// only WebCrypto (HMAC-SHA256), so both are here.
 export { generateKeypair, publicKeyOf } from "@switchboard/protocol";
 export { backoffDelay, isFinalHelloCode, type ReconnectPolicy } from "./backoff.ts";
 export { SwitchboardClient } from "./client.ts";
 export { SwitchboardError } from "./errors.ts";
+export {
+  HttpSender,
+  type HttpRequestOptions,
+  type HttpRequestResult,
+  type HttpSenderOptions,
+  type HttpSendOptions,
+  type HttpSendResult,
+} from "./http-sender.ts";
 export { TYPING_KEY, TYPING_TIMEOUT_MS } from "./typing.ts";
 export type {
   ClientEvents,
@@ -27,3 +36,4 @@ export type {
   TypingInfo,
   UnreadableMessage,
 } from "./types.ts";
+export { verifyWebhook, type HeaderSource, type VerifyOptions } from "./webhook-signature.ts";

@@ -3,7 +3,7 @@
 // modules; this class wires them together and keeps the state machine.
 // (Over 300 lines: it is the SDK's one public surface — every call a peer can
 // make is a short method here, delegating to those modules.)
-import { targetSpecSchema } from "@switchboard/protocol";
+import { clientAckFrame, targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";
 import { checkTimeout, resolveConfig, type ClientConfig } from "./config.ts";
@@ -37,7 +37,7 @@ import type {
   TypingInfo,
   UnreadableMessage,
 } from "./types.ts";
-import { frameBytes, type ReplyFrame, type ServerFrame } from "./wire.ts";
+import { describeUnreadable, frameBytes, type ReplyFrame, type ServerFrame } from "./wire.ts";
 
 type State = ConnectionState;
 type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
@@ -261,6 +261,12 @@ export class SwitchboardClient {
    * message) was handled; it is not delivered again. Batched like every ack.
    */
   ack(messageId: string): void {
+    // Checked in either mode, so a bad id fails where it is written, not once
+    // acks are manual: batched, it would make the broker refuse the whole
+    // frame, and the real acks in it with it.
+    if (!clientAckFrame.safeParse({ type: "client_ack", messageIds: [messageId] }).success) {
+      throw new SwitchboardError("invalid", `ack: not a message id (a UUID): ${String(messageId)}`);
+    }
     if (this.config.acks === "manual" && this.state !== "closed") this.inbox.ack(messageId);
   }
 
@@ -345,7 +351,7 @@ export class SwitchboardClient {
     // A fresh timestamp on every attempt, never repeated: the same signature twice would be refused as a replay.
     const timestamp = Math.max(Date.now(), this.lastHelloTimestamp + 1);
     this.lastHelloTimestamp = timestamp;
-    const hello = await buildHello(this.config, timestamp);
+    const hello = await buildHello(this.config, timestamp, attempt.signal);
     // Closed while the hello was made (a token source may take a while): a
     // hello sent now could replace a session the application opened since.
     if (this.isClosed() || this.closing !== null) throw new SwitchboardError("closed", "the client was closed while connecting");
@@ -358,7 +364,7 @@ export class SwitchboardClient {
       signal: attempt.signal,
       handlers: {
         onFrame: (frame) => this.onFrame(frame),
-        onInvalidFrame: () => this.events.emit("error", new SwitchboardError("protocol", "the broker sent a frame the SDK cannot read")),
+        onInvalidFrame: (data) => this.onInvalidFrame(data),
         onClose: (code, reason) => this.onSocketClosed(generation, code, reason),
       },
     }).finally(() => {
@@ -441,6 +447,18 @@ export class SwitchboardClient {
     else if (frame.type === "error" && frame.reqId === undefined) this.events.emit("error", new SwitchboardError(frame.code, frame.message));
   }
 
+  /**
+   * A frame the schemas refuse is reported; one answering a call fails that
+   * call, which would otherwise wait for an answer that already came.
+   */
+  private onInvalidFrame(data: unknown): void {
+    const { reqId, what } = describeUnreadable(data);
+    const error = new SwitchboardError("protocol", `the broker sent a frame the SDK cannot read (${what})`);
+    const entry = reqId === undefined ? undefined : this.outbox.take(reqId);
+    if (entry) entry.reject(error);
+    this.events.emit("error", error);
+  }
+
   private deliver(message: Message): void {
     const typing = message.targetSpec.startsWith("#") ? typingOf(message) : null;
     if (typing === null) return this.events.emit("message", message);
@@ -468,12 +486,17 @@ export class SwitchboardClient {
     // Closing already (close() waits for its last acks): no reconnect.
     const willReconnect =
       this.closing === null && !isFinalCloseCode(code) && this.config.reconnect !== null && this.config.reconnect.maxAttempts > 0;
-    this.events.emit("close", { code, reason, willReconnect });
     if (!willReconnect) {
+      // Ended before the event: a close() from a listener finds the client
+      // closed, and neither fails the calls with its own code nor says so twice.
       const why = code === 4002 ? "revoked" : code === 4000 ? "replaced" : "closed";
       this.shutdown(new SwitchboardError(why, `connection closed (${code} ${reason})`));
+      this.events.emit("close", { code, reason, willReconnect });
       return;
     }
+    this.events.emit("close", { code, reason, willReconnect });
+    // A listener may have called close(): that ends the client, nothing reconnects.
+    if (this.isClosed() || this.closing !== null) return;
     this.setState("reconnecting");
     if (this.config.offline === "fail") {
       // Whether the broker applied them is unknown: the caller decides, nothing is re-sent behind its back.
@@ -494,6 +517,8 @@ export class SwitchboardClient {
     let last: SwitchboardError | undefined;
     for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
       if (attempt > 0) this.setState("reconnecting");
+      // A listener of that state may have closed the client: no wait, whose timer would outlive it.
+      if (this.isClosed()) return;
       await this.pause(immediate && attempt === 0 ? 0 : backoffDelay(backedOff + (immediate ? attempt - 1 : attempt), policy));
       if (this.isClosed()) return;
       try {
@@ -506,9 +531,10 @@ export class SwitchboardClient {
       }
     }
     const final = last && isFinalHelloCode(last.code) ? last : new SwitchboardError("closed", `gave up reconnecting: ${last?.message ?? "no attempts"}`);
+    // Ended before the events, as for a final close code.
+    this.shutdown(final);
     this.events.emit("error", final);
     this.events.emit("close", { code: 1006, reason: final.code, willReconnect: false });
-    this.shutdown(final);
   }
 
   // A method, so TypeScript does not keep a narrowing of `state` across awaits.

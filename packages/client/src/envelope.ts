@@ -53,7 +53,13 @@ export function parseSymmetricKey(hex: string, name: string): Uint8Array {
 }
 
 function payloadBytes(payload: unknown): Uint8Array {
-  const json = JSON.stringify(payload === undefined ? null : payload);
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload === undefined ? null : payload);
+  } catch (error) {
+    // A bigint, a cycle, a toJSON that throws: the caller's payload, not a failure of the SDK.
+    throw new SwitchboardError("invalid", `the payload cannot be serialized to JSON: ${String(error)}`, { cause: error });
+  }
   if (json === undefined) throw new SwitchboardError("invalid", "the payload cannot be serialized to JSON");
   return utf8.encode(json);
 }

@@ -24,10 +24,10 @@ export class SwitchboardError extends Error {
 /**
  * The codes of a failed send that say nothing of whether the broker stored
  * it, on a socket and over HTTP: `internal` too, which a database lost
- * mid-commit can leave undecided. Sending again with the same id is safe
- * whatever happened.
+ * mid-commit can leave undecided, and on a socket `protocol`, an answer the
+ * SDK could not read. Sending again with the same id is safe whatever happened.
  */
 export const UNDECIDED_CODES = {
-  socket: new Set(["timeout", "unavailable", "closed", "internal"]),
+  socket: new Set(["timeout", "unavailable", "closed", "internal", "protocol"]),
   http: new Set(["timeout", "unreachable", "internal"]),
 } as const;

@@ -33,7 +33,7 @@ export interface HttpSenderOptions {
   mesh?: string;
   /** The member's 64-hex secret key: direct messages are then encrypted, and encrypted replies opened. */
   secretKey?: string;
-  /** As the socket client's: keys for non-direct targets. */
+  /** As the socket client's: keys for non-direct targets; only with secretKey (refused `invalid` without). */
   channelKeys?: Record<string, string>;
   /** For a send that does not wait; default 30000. */
   timeoutMs?: number;
@@ -91,7 +91,12 @@ export class HttpSender {
   static async create(options: HttpSenderOptions): Promise<HttpSender> {
     if (!/^https?:\/\//.test(options.url)) throw new SwitchboardError("invalid", `url: expected http(s)://, got ${options.url}`);
     if (options.timeoutMs !== undefined) checkTimeout(options.timeoutMs, "timeoutMs");
-    if (options.secretKey === undefined) return new HttpSender(options, null);
+    if (options.secretKey === undefined) {
+      // Sealing for a channel needs the member's key (it is in the associated
+      // data): keys given without it would be dropped and the messages go plain.
+      if (Object.keys(options.channelKeys ?? {}).length > 0) throw new SwitchboardError("invalid", "channelKeys need the member's secretKey");
+      return new HttpSender(options, null);
+    }
     if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
     const secretKey = options.secretKey.toLowerCase();
     return new HttpSender(options, new KeyRing(secretKey, await publicKeyOf(secretKey), options.channelKeys));

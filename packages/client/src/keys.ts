@@ -1,11 +1,25 @@
 // Which key seals or opens a message: the pairwise key for a direct message
 // (target is a pubkey), the configured symmetric key for anything else.
-import { PUBKEY } from "@switchboard/protocol";
+import { PUBKEY, targetSpecSchema } from "@switchboard/protocol";
 import { associatedData, directKey, open, parseSymmetricKey, seal, type Envelope } from "./envelope.ts";
 import { SwitchboardError } from "./errors.ts";
 
 // Pairwise keys are cheap to derive again; the cache only spares the hot path.
 const MAX_CACHED_DIRECT_KEYS = 1024;
+
+/**
+ * The target a channelKeys name stands for: `*`, `tag:name` and `#name` as
+ * they are, and a bare name as the channel join() takes it for (ops → #ops),
+ * since a key kept under a name no target has would never be used and the
+ * messages it was meant for would go out plain.
+ */
+function keyTarget(name: string): string {
+  const target = name === "*" || name.startsWith("tag:") || name.startsWith("#") ? name : `#${name}`;
+  if (!targetSpecSchema.safeParse(target).success) {
+    throw new SwitchboardError("invalid", `channelKeys: ${JSON.stringify(name)} is not *, #channel, channel or tag:name`);
+  }
+  return target;
+}
 
 export class KeyRing {
   private readonly direct = new Map<string, Uint8Array>();
@@ -16,7 +30,11 @@ export class KeyRing {
     readonly publicKey: string,
     channelKeys: Record<string, string> = {},
   ) {
-    for (const [name, hex] of Object.entries(channelKeys)) this.channel.set(name, parseSymmetricKey(hex, name));
+    for (const [name, hex] of Object.entries(channelKeys)) {
+      const target = keyTarget(name);
+      if (this.channel.has(target)) throw new SwitchboardError("invalid", `channelKeys: ${target} is named twice`);
+      this.channel.set(target, parseSymmetricKey(hex, name));
+    }
   }
 
   private directKeyWith(peer: string): Uint8Array {

@@ -26,7 +26,7 @@ export class ReplyWaiters {
         clearTimeout(timer);
         this.failers.delete(fail);
       };
-      const fail = (error: SwitchboardError) => {
+      const fail = (error: unknown) => {
         finish();
         reject(error);
       };
@@ -58,7 +58,9 @@ export class ReplyWaiters {
             resolve(hit);
           }
         },
-        (error: unknown) => fail(error instanceof SwitchboardError ? error : new SwitchboardError("closed", String(error))),
+        // The send's own error (invalid, too_large, …): the SDK throws only
+        // its own, and anything else goes on as it is, not disguised as closed.
+        fail,
       );
     });
   }

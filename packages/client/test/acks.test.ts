@@ -64,7 +64,8 @@ async function ackApplied(c: SwitchboardClient, ackedIds: string[], messageId: s
   await c.ping();
 }
 
-test('acks: "manual" — a message the application has not acked is pushed again after a reconnect; once acked, never again', async () => {
+/** Bob on manual acks over a recording socket, Alice to write to him, and the count of Bob's opens. */
+async function manualAcks() {
   const { mesh, alice, bob } = await pair();
   const frames: RawFrame[] = [];
   const acked: string[] = [];
@@ -72,9 +73,14 @@ test('acks: "manual" — a message the application has not acked is pushed again
   const b = await client(mesh.id, bob, { acks: "manual", WebSocket: control.WebSocket });
   const seen: Message[] = [];
   b.on("message", (m) => seen.push(m));
-  let opens = 0;
-  b.on("open", () => opens++);
+  let opened = 0;
+  b.on("open", () => opened++);
   const a = await client(mesh.id, alice);
+  return { a, b, bob, frames, acked, control, seen, opens: () => opened };
+}
+
+test('acks: "manual" — a message the application has not acked is pushed again after a reconnect; once acked, never again', async () => {
+  const { a, b, bob, frames, acked, control, seen, opens } = await manualAcks();
 
   const first = await a.send(bob.pubkey, "first");
   await waitUntil(() => seen.length === 1, 10_000, "the first message");
@@ -88,14 +94,39 @@ test('acks: "manual" — a message the application has not acked is pushed again
 
   b.ack(first.messageId);
   await ackApplied(b, acked, first.messageId);
-  const opensBefore = opens;
+  const opensBefore = opens();
   control.sockets.at(-1)?.close();
-  await waitUntil(() => opens > opensBefore, 10_000, "the reconnect");
+  await waitUntil(() => opens() > opensBefore, 10_000, "the reconnect");
   // The marker: a later message from the same sender arrives; the acked one was not pushed before it.
   const second = await a.send(bob.pubkey, "second");
   await waitUntil(() => pushesOf(frames, second.messageId).length === 1, 10_000, "the second message");
   expect(pushesOf(frames, first.messageId)).toHaveLength(2);
   expect(seen.map((m) => m.payload)).toEqual(["first", "second"]);
+});
+
+test('acks: "manual" — an id that is not a message id is refused at once, and the acks given with it still reach the broker', async () => {
+  const { a, b, bob, frames, acked, control, seen, opens } = await manualAcks();
+  const first = await a.send(bob.pubkey, "first");
+  await waitUntil(() => seen.length === 1, 10_000, "the first message");
+  // Given in the same tick, a bad id would share the real ack's frame, which the broker refuses whole.
+  let refused: unknown = null;
+  try {
+    b.ack("not-a-message-id");
+  } catch (error) {
+    refused = error;
+  }
+  b.ack(first.messageId);
+  await ackApplied(b, acked, first.messageId);
+  expect(refused).toBeInstanceOf(SwitchboardError);
+  expect(refused).toMatchObject({ code: "invalid" });
+  expect(acked).toEqual([first.messageId]);
+  // Applied: after a reconnect, a later message from the same sender comes and the first is not pushed again.
+  const opensBefore = opens();
+  control.sockets.at(-1)?.close();
+  await waitUntil(() => opens() > opensBefore, 10_000, "the reconnect");
+  const second = await a.send(bob.pubkey, "second");
+  await waitUntil(() => pushesOf(frames, second.messageId).length === 1, 10_000, "the second message");
+  expect(pushesOf(frames, first.messageId)).toHaveLength(1);
 });
 
 test('acks: "auto" (the default) needs no ack() and ack() changes nothing', async () => {

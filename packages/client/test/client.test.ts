@@ -17,11 +17,20 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as backoff from "../src/backoff.ts";
-import { SwitchboardClient, SwitchboardError, transcriptDir, watchTranscriptStatus, type ClientOptions } from "../src/index.ts";
+import {
+  HttpSender,
+  SwitchboardClient,
+  SwitchboardError,
+  transcriptDir,
+  watchTranscriptStatus,
+  type ClientOptions,
+  type ConnectionState,
+} from "../src/index.ts";
 import {
   collect,
   controllableWebSocket,
   failureWhileStopped,
+  fakeBroker,
   pingAnswered,
   pushesOf,
   recordingWebSocket,
@@ -154,6 +163,38 @@ describe("SwitchboardClient", () => {
     // Asking for encryption without a key is refused, not downgraded.
     await expect(c.send("#ops", "x", { encrypt: true })).rejects.toMatchObject({ code: "no_key" });
     await expect(a.send("#nosuch", "x")).rejects.toMatchObject({ code: "unknown_target" });
+  });
+
+  test("a channel key named as join takes it (ops for #ops) encrypts that channel's messages", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const key = "5a".repeat(32);
+    const a = await connect(mesh.id, alice, { channelKeys: { ops: key } });
+    const b = await connect(mesh.id, bob, { channelKeys: { "#ops": key } });
+    const got = collect(b);
+    await a.join("ops");
+    await b.join("ops");
+    await a.send("#ops", { text: "rotate the keys" });
+    await waitUntil(() => got.messages.length >= 1, 10_000, "bob's channel message");
+    expect(got.messages[0]).toMatchObject({ targetSpec: "#ops", encrypted: true, payload: { text: "rotate the keys" } });
+  });
+
+  test("a payload JSON cannot carry (a bigint, a cycle) is refused as invalid by send, request and HttpSender, and nothing is written", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    for (const payload of [{ n: 1n }, cycle]) {
+      await expect(a.send(bob.pubkey, payload)).rejects.toMatchObject({ code: "invalid" });
+      await expect(a.send("*", payload)).rejects.toMatchObject({ code: "invalid" });
+      await expect(a.request(bob.pubkey, payload)).rejects.toMatchObject({ code: "invalid" });
+    }
+    const http = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, alice.id) });
+    await expect(http.send(bob.pubkey, { n: 1n })).rejects.toMatchObject({ code: "invalid" });
+    expect(control.sent.filter((f) => f.type === "send")).toEqual([]);
+    expect(a.connected).toBe(true);
   });
 
   test("pushes arriving while close() waits for its last acks are left to the member's next connection, not handed over unacked", async () => {
@@ -544,5 +585,127 @@ describe("connect and final closes", () => {
     const peersNow = await broker.admin.peers(mesh.id);
     expect(peersNow).toHaveLength(1);
     expect(await second.ping()).toBeGreaterThan(0);
+  });
+
+  test("close() called by a close listener while a reconnect is due ends the client: no reconnect, one close event of its own, pending calls fail closed", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const got = collect(a);
+    const states: ConnectionState[] = [];
+    a.on("connectionState", (state) => states.push(state));
+    let pending: Promise<unknown> | undefined;
+    let closing: Promise<void> | undefined;
+    a.on("close", (info) => {
+      if (!info.willReconnect || closing) return;
+      pending = a.send(bob.pubkey, "made as the socket dropped").catch((error: unknown) => error);
+      closing = a.close();
+    });
+    control.sockets.at(-1)!.close(3000, "test drop");
+    await waitUntil(() => closing !== undefined, 10_000, "close() from the listener");
+    await closing;
+    expect(got.closes).toEqual([
+      { code: 3000, reason: "test drop", willReconnect: true },
+      { code: 1000, reason: "client closed", willReconnect: false },
+    ]);
+    expect(await pending).toMatchObject({ code: "closed" });
+    // Closed for good: never back to reconnecting (where a call would wait for a socket that never comes).
+    expect(states).toEqual(["closed"]);
+    await expect(a.ping()).rejects.toMatchObject({ code: "closed" });
+    expect(control.sockets).toHaveLength(1);
+  });
+
+  test("close() called by a listener of the reconnecting state starts no reconnect wait (whose timer would hold the process)", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket });
+    let closing: Promise<void> | undefined;
+    a.on("connectionState", (state) => {
+      if (state === "reconnecting") closing ??= a.close();
+    });
+    const delays = spyOn(backoff, "backoffDelay");
+    try {
+      control.sockets.at(-1)!.close(3000, "test drop");
+      await waitUntil(() => closing !== undefined, 10_000, "close() from the listener");
+      await closing;
+      expect(delays).not.toHaveBeenCalled();
+    } finally {
+      delays.mockRestore();
+    }
+    expect(a.connectionState).toBe("closed");
+    expect(control.sockets).toHaveLength(1);
+  });
+
+  test("close() called by the close listener of a replaced client (4000) adds no close event; what was pending fails with replaced", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const first = await connect(mesh.id, alice, { sessionId: "taken-over" });
+    await connect(mesh.id, bob);
+    const got = collect(first);
+    first.on("close", () => void first.close());
+    // Bob never answers: the request is still waiting when the session is taken over.
+    const waiting = first.request(bob.pubkey, { q: "anyone there?" }).catch((error: unknown) => error);
+    await connect(mesh.id, alice, { sessionId: "taken-over" });
+    await waitUntil(() => first.connectionState === "closed", 10_000, "the replaced client closed");
+    await first.close();
+    expect(got.closes).toEqual([{ code: 4000, reason: expect.any(String), willReconnect: false }]);
+    expect(await waiting).toMatchObject({ code: "replaced" });
+  });
+
+  test("close() called by a listener of the final error after a refused reconnect adds no close event; what was pending fails with the refusal's code", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket });
+    const got = collect(a);
+    let pending: Promise<unknown> | undefined;
+    a.on("close", (info) => {
+      if (info.willReconnect) pending ??= a.ping().catch((error: unknown) => error);
+    });
+    a.on("error", () => void a.close());
+    control.spoilHello = true;
+    control.sockets.at(-1)!.close(3000, "test drop");
+    await waitUntil(() => a.connectionState === "closed", 10_000, "the refused reconnect");
+    await a.close();
+    expect(got.closes).toEqual([
+      { code: 3000, reason: "test drop", willReconnect: true },
+      { code: 1006, reason: "bad_signature", willReconnect: false },
+    ]);
+    expect(await pending).toMatchObject({ code: "bad_signature" });
+  });
+});
+
+describe("a broker newer than the SDK", () => {
+  test("an answer the SDK cannot read (an error code it does not know) fails its call with protocol, and is reported; a send's names its id", async () => {
+    let pings = 0;
+    const fake = fakeBroker((frame) => {
+      // A send's ack in a shape this SDK does not know: stored, most likely.
+      if (frame.type === "send") return { type: "ack", reqId: frame.reqId, id: frame.id, messageId: 42, queued: true, recipients: 1 };
+      if (frame.type !== "ping") return null;
+      pings++;
+      return pings === 1
+        ? { type: "error", reqId: frame.reqId, code: "from_a_newer_broker", message: "refused for a reason this SDK cannot name" }
+        : { type: "pong", reqId: frame.reqId, serverTime: Date.now() };
+    });
+    try {
+      const me = await newIdentity();
+      const client = await SwitchboardClient.connect({ url: fake.url, meshId: "m", secretKey: me.secretKey, reconnect: false });
+      clients.push(client);
+      const got = collect(client);
+      const first = client.ping().then(
+        () => "answered",
+        (error: unknown) => error,
+      );
+      // Frames are handled in order: once the second ping is answered, the first one's answer was handled.
+      expect(await client.ping()).toBeGreaterThan(0);
+      expect(await Promise.race([first, Promise.resolve("still pending")])).toMatchObject({ code: "protocol" });
+      expect(got.errors.map((e) => e.code)).toEqual(["protocol"]);
+      // Whether the broker stored it is unknown: the error names the id to send it again with.
+      const id = crypto.randomUUID();
+      expect(await client.send("*", "hi", { id }).catch((error: unknown) => error)).toMatchObject({ code: "protocol", sendId: id });
+    } finally {
+      await Promise.all(clients.splice(0).map((c) => c.close()));
+      await fake.stop();
+    }
   });
 });

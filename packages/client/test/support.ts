@@ -136,3 +136,27 @@ export function slowPongWebSocket(delayMs: number): typeof WebSocket {
     }
   } as typeof WebSocket;
 }
+
+/**
+ * A WebSocket server standing in for a broker the SDK does not fully know (a
+ * newer one): it accepts every hello, and answers every other frame with what
+ * `answer` returns (null: no answer). Stop it after the test.
+ */
+export function fakeBroker(answer: (frame: RawFrame) => RawFrame | null): { url: string; stop(): Promise<void> } {
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: (req, srv) => (srv.upgrade(req) ? undefined : new Response("WebSocket only", { status: 426 })),
+    websocket: {
+      message(ws, data) {
+        const frame = JSON.parse(String(data)) as RawFrame;
+        const reply =
+          frame.type === "hello"
+            ? { type: "hello_ack", presenceId: crypto.randomUUID(), memberId: "fake-member", meshId: String(frame.meshId), displayName: "fake", status: "idle", serverTime: Date.now() }
+            : answer(frame);
+        if (reply) ws.send(JSON.stringify(reply));
+      },
+    },
+  });
+  return { url: `ws://127.0.0.1:${server.port}/ws`, stop: () => server.stop(true) };
+}

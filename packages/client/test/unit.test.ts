@@ -1,5 +1,6 @@
 // The SDK's pure parts: backoff, the envelope, de-duplication, ack batching, URLs.
 import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { bytesToHex, generateKeypair, publicKeyOf } from "@switchboard/protocol";
 import { waitUntil } from "@switchboard/testkit";
 import { AckBatcher } from "../src/acks.ts";
@@ -137,6 +138,38 @@ describe("envelope", () => {
   });
 });
 
+describe("channelKeys names", () => {
+  const key = "11".repeat(32);
+
+  test("a name is a channel as join takes it (ops means #ops); * and tag:name stay as they are", async () => {
+    const [a, b] = await Promise.all([generateKeypair(), generateKeypair()]);
+    const ringA = new KeyRing(a.secretKey, a.publicKey, { ops: key, "tag:gpu": key });
+    const ringB = new KeyRing(b.secretKey, b.publicKey, { "#ops": key, "tag:gpu": key });
+    const ops = ringA.sealFor("#ops", "hi");
+    expect(ops.nonce).toStartWith("x1:");
+    expect(ringB.openFrom(a.publicKey, "#ops", ops)).toBe("hi");
+    expect(ringB.openFrom(a.publicKey, "tag:gpu", ringA.sealFor("tag:gpu", 2))).toBe(2);
+  });
+
+  test("a name no channel can have, or one channel named twice, is refused as invalid when the client or sender is made", async () => {
+    const a = await generateKeypair();
+    const refused: Array<Record<string, string>> = [{ "no spaces": key }, { "#": key }, { "tag:": key }, { ops: key, "#ops": "22".repeat(32) }];
+    for (const channelKeys of refused) {
+      expect(() => new KeyRing(a.secretKey, a.publicKey, channelKeys)).toThrow(expect.objectContaining({ code: "invalid" }));
+      const started = await SwitchboardClient.start({ url: "http://127.0.0.1:1", meshId: "m", secretKey: a.secretKey, channelKeys, reconnect: false }).catch(
+        (error: unknown) => error,
+      );
+      if (started instanceof SwitchboardClient) await started.close();
+      expect(started).toMatchObject({ code: "invalid" });
+    }
+  });
+
+  test("HttpSender with channel keys but no secretKey (it could not seal with them) is refused as invalid", async () => {
+    const made = await HttpSender.create({ url: "http://127.0.0.1:1", token: "sba_x", channelKeys: { "#ops": key } }).catch((error: unknown) => error);
+    expect(made).toMatchObject({ code: "invalid" });
+  });
+});
+
 describe("RecentIds", () => {
   test("remembers the last N ids only", () => {
     const ids = new RecentIds(3);
@@ -257,6 +290,17 @@ describe("buildHello with a token source", () => {
     expect(failure).toBeInstanceOf(SwitchboardError);
     expect(failure).toMatchObject({ code: "token_failed" });
     expect(String((failure as Error).message)).toContain("within 100 ms");
+  });
+
+  test("a client closed while its token source never answers lets the process exit: no deadline is left waiting", async () => {
+    const child = Bun.spawn(["bun", join(import.meta.dir, "fixtures", "closed-awaiting-token.ts")], { stdout: "pipe", stderr: "inherit" });
+    try {
+      await waitUntil(() => child.exitCode !== null, 30_000, "the process to exit after close()");
+      expect(child.exitCode).toBe(0);
+      expect(await new Response(child.stdout).text()).toBe("closed\n");
+    } finally {
+      child.kill();
+    }
   });
 
   test("a source that throws is token_failed; one that answers in time gives a JWT hello", async () => {
