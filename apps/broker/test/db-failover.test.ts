@@ -6,28 +6,20 @@
 // new connections; what it had sent on a closed one may have committed, and
 // is looked up, not taken for lost.
 import { describe, expect, test } from "bun:test";
-import { backendKind, PeerPool, setupMesh } from "@switchboard/testkit";
-import { brokerBehindProxy } from "./support/behind-proxy.ts";
+import { backendKind } from "@switchboard/testkit";
+import { pairBehindProxy } from "./support/behind-proxy.ts";
 
 const text = (s: string) => Buffer.from(s).toString("base64");
 
 describe.skipIf(backendKind !== "postgres")("connections silent after a failover (needs DATABASE_URL)", () => {
   test("sends are answered and delivered once over new connections; the silent ones are closed", async () => {
-    const { broker, proxy, dispose } = await brokerBehindProxy({ DB_ANSWER_TIMEOUT_SECONDS: "2" });
-    const peers = new PeerPool();
+    const { broker, proxy, sender, recipient, recipientKey, dispose } = await pairBehindProxy({ DB_ANSWER_TIMEOUT_SECONDS: "2" }, ["before 1", "before 2"]);
     try {
-      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
-      const [a, b] = members as [(typeof members)[0], (typeof members)[0]];
-      const sender = await peers.connect(broker.wsUrl, a, mesh.id);
-      const recipient = await peers.connect(broker.wsUrl, b, mesh.id, { autoAck: true });
-      for (const s of ["before 1", "before 2"]) expect(await sender.send(b.pubkey, { ciphertext: text(s) })).toMatchObject({ type: "ack" });
-      await recipient.waitForPushes(2);
-
       proxy.stallOpen();
       // Each within a bound far below what TCP would take; the first meets a silent connection.
       const answers = [];
       for (const s of ["after 1", "after 2", "after 3"]) {
-        answers.push(await sender.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: text(s), id: crypto.randomUUID() }, 30_000));
+        answers.push(await sender.request({ type: "send", targetSpec: recipientKey, nonce: "n", ciphertext: text(s), id: crypto.randomUUID() }, 30_000));
       }
       expect(answers.map((r) => r.type)).toEqual(["ack", "ack", "ack"]);
       expect((await broker.admin.createMesh("after-the-failover")).slug).toBe("after-the-failover");
@@ -38,7 +30,6 @@ describe.skipIf(backendKind !== "postgres")("connections silent after a failover
       expect(broker.process.exitCode).toBeNull();
       expect(broker.process.logs.filter((l) => (l.level ?? 0) >= 60)).toEqual([]);
     } finally {
-      await peers.closeAll();
       await dispose();
     }
   });

@@ -5,28 +5,18 @@
 // exits 0 within the 10 s the contract allows (PROTOCOL.md §4); what it could
 // not write, the other instances reap.
 import { describe, expect, test } from "bun:test";
-import { backendKind, PeerPool, setupMesh, waitUntil } from "@switchboard/testkit";
-import { brokerBehindProxy } from "./support/behind-proxy.ts";
+import { backendKind, waitUntil } from "@switchboard/testkit";
+import { pairBehindProxy } from "./support/behind-proxy.ts";
 
 /** The contract's bound on a stop, from the signal to the exit. */
 const STOP_BOUND_MS = 10_000;
 
 describe.skipIf(backendKind !== "postgres")("SIGTERM while the database stalls (needs DATABASE_URL)", () => {
   test("the sockets close with 1001 and the process exits 0 within the bound, naming what it gave up on", async () => {
-    // The compose file's drain: the least of the budget is left for the database steps.
-    const { broker, proxy, dispose } = await brokerBehindProxy({ SHUTDOWN_DRAIN_MS: "5000" });
-    const peers = new PeerPool();
+    // The compose file's drain, which leaves the least of the budget for the database steps;
+    // sends, pushes and acks first, so the pools hold open connections for the stall to leave hanging.
+    const { broker, proxy, sender, recipient, dispose } = await pairBehindProxy({ SHUTDOWN_DRAIN_MS: "5000" }, ["one", "two", "three"]);
     try {
-      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
-      const [a, b] = members as [(typeof members)[0], (typeof members)[0]];
-      const sender = await peers.connect(broker.wsUrl, a, mesh.id);
-      const recipient = await peers.connect(broker.wsUrl, b, mesh.id, { autoAck: true });
-      // Sends, pushes and acks: the pools hold open connections for the stall to leave hanging.
-      for (const text of ["one", "two", "three"]) {
-        expect(await sender.send(b.pubkey, { ciphertext: Buffer.from(text).toString("base64") })).toMatchObject({ type: "ack" });
-      }
-      await recipient.waitForPushes(3);
-
       proxy.stall();
       await waitUntil(async () => (await fetch(`${broker.url}/health`)).status === 503, 15_000, "/health 503");
       const signalled = Date.now();
@@ -42,7 +32,6 @@ describe.skipIf(backendKind !== "postgres")("SIGTERM while the database stalls (
       const unfinished = logs.filter((l) => l.msg === "shutdown step timed out" || l.msg === "shutdown step failed").map((l) => l.step);
       expect(unfinished).toContain("instance stop");
     } finally {
-      await peers.closeAll();
       await dispose();
     }
   });
