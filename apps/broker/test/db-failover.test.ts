@@ -6,8 +6,8 @@
 // new connections; what it had sent on a closed one may have committed, and
 // is looked up, not taken for lost.
 import { describe, expect, test } from "bun:test";
-import { backendKind } from "@switchboard/testkit";
-import { pairBehindProxy } from "./support/behind-proxy.ts";
+import { backendKind, PeerPool, setupMesh, TestBroker, waitUntil, type TestPeer } from "@switchboard/testkit";
+import { brokerBehindProxy, pairBehindProxy } from "./support/behind-proxy.ts";
 
 const text = (s: string) => Buffer.from(s).toString("base64");
 
@@ -31,6 +31,36 @@ describe.skipIf(backendKind !== "postgres")("connections silent after a failover
       expect(broker.process.logs.filter((l) => (l.level ?? 0) >= 60)).toEqual([]);
     } finally {
       await dispose();
+    }
+  });
+
+  test("the listening connection gone silent is found and replaced: another instance's news arrives again", async () => {
+    const behind = await brokerBehindProxy({ DB_ANSWER_TIMEOUT_SECONDS: "2" });
+    // The other instance reaches the database directly: its notifications are sent.
+    const other = await TestBroker.start({}, { backend: behind.backend });
+    const peers = new PeerPool();
+    try {
+      const { mesh, members } = await setupMesh(behind.broker.admin, { members: 12 });
+      const [watcher, ...joiners] = members;
+      const watching = await peers.connect(behind.broker.wsUrl, watcher!, mesh.id);
+      expect(await watching.request({ type: "subscribe", events: ["presence"] })).toMatchObject({ type: "ack" });
+      const joinedFromOther = (peer: TestPeer) =>
+        watching.frames.some((f) => f.type === "presence" && f.event === "joined" && f.sessionId === peer.sessionId);
+      const before = await peers.connect(other.wsUrl, joiners.pop()!, mesh.id);
+      await waitUntil(() => joinedFromOther(before), 10_000, "a join on the other instance, heard here");
+
+      behind.proxy.stallOpen();
+      // Joins on the other instance, one a second, until one is heard here again.
+      let heard = false;
+      while (!heard && joiners.length > 0) {
+        const joined = await peers.connect(other.wsUrl, joiners.pop()!, mesh.id);
+        heard = await waitUntil(() => joinedFromOther(joined), 1000, "").then(() => true, () => false);
+      }
+      expect(heard).toBe(true);
+    } finally {
+      await peers.closeAll();
+      await other.dispose();
+      await behind.dispose();
     }
   });
 });

@@ -122,6 +122,15 @@ function retryingRefused(executor: Executor): Executor {
   return { rows: (query) => onceMoreIf(() => executor.rows(query), neverReachedDatabase) };
 }
 
+// How often the listening connection is asked something, so that the
+// silence bound (closeSilentConnectionsAfter) also finds it gone.
+const LISTEN_PROBE_MS = 5000;
+
+/** The client postgres.js opened for LISTEN (it keeps it on `listen.sql`), once something listens. */
+function listeningClient(client: postgres.Sql): postgres.Sql | undefined {
+  return (client.listen as unknown as { sql?: postgres.Sql }).sql;
+}
+
 function connectPostgres(url: string, poolSize: number): Database {
   const client = postgres(url, {
     max: poolSize,
@@ -142,6 +151,7 @@ function connectPostgres(url: string, poolSize: number): Database {
     connection: { ...CUSTOM_PLANS, synchronous_commit: "off" },
   });
   drizzlePostgres(relaxedClient, { schema });
+  const probes = new Set<ReturnType<typeof setInterval>>();
   return {
     kind: "postgres",
     relaxed: retryingRefused(preparedExecutorOf(relaxedClient)),
@@ -164,12 +174,24 @@ function connectPostgres(url: string, poolSize: number): Database {
     },
     async listen(channel, onNotify, onListen) {
       const sub = await client.listen(channel, (payload) => onNotify(payload), onListen);
-      return () => sub.unlisten();
+      // The listening connection only reads: gone silent (a failover) it would
+      // wait for notifications for as long as TCP takes to give up. A
+      // statement on it now and then owes an answer, so the silence bound
+      // closes it, and postgres.js listens again on a new connection.
+      const probe = setInterval(() => void listeningClient(client)?.unsafe("SELECT 1").catch(() => {}), LISTEN_PROBE_MS);
+      probe.unref();
+      probes.add(probe);
+      return () => {
+        clearInterval(probe);
+        probes.delete(probe);
+        return sub.unlisten();
+      };
     },
     // A statement still running after a second is cut off: by the time the
     // broker closes its pool its sends were answered, and what may be left is
     // a sweep held by a lock, which the next instance's sweep repeats.
     async close() {
+      for (const probe of probes) clearInterval(probe);
       await Promise.all([client.end({ timeout: 1 }), relaxedClient.end({ timeout: 1 })]);
     },
   };
