@@ -4,37 +4,38 @@
 // connection, work that began never does, and the pool's next statements run
 // at once, never failed by what the lost connection left behind.
 import { connect, errorCode, isConnectionLost, type Database } from "@switchboard/db";
-import { backendKind, freshBackend, startPostgresProxy } from "@switchboard/testkit";
+import { backendKind, freshBackend, startPostgresProxy, type PostgresProxy } from "@switchboard/testkit";
 import { describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 
-/** A fresh database behind a proxy, and pools on it that hold no connection yet. */
-async function throughProxy() {
+/**
+ * Runs `run` on a fresh database behind a proxy, with `pool` making pools on
+ * it that hold no connection yet; then closes them, the proxy and the database.
+ */
+async function behindProxy(run: (env: { proxy: PostgresProxy; pool: (poolSize?: number) => Promise<Database> }) => Promise<void>): Promise<void> {
   const backend = await freshBackend();
   const server = new URL(backend.databaseUrl!);
   const proxy = await startPostgresProxy({ host: server.hostname, port: Number(server.port) });
   const pools: Database[] = [];
-  return {
-    proxy,
-    async pool(poolSize?: number): Promise<Database> {
-      const db = await connect({ databaseUrl: proxy.url(backend.databaseUrl!), dataDir: "", ...(poolSize === undefined ? {} : { poolSize }) });
-      pools.push(db);
-      return db;
-    },
-    async dispose() {
-      await Promise.all(pools.map((db) => db.close()));
-      await proxy.close();
-      await backend.dispose();
-    },
+  const pool = async (poolSize?: number): Promise<Database> => {
+    const db = await connect({ databaseUrl: proxy.url(backend.databaseUrl!), dataDir: "", ...(poolSize === undefined ? {} : { poolSize }) });
+    pools.push(db);
+    return db;
   };
+  try {
+    await run({ proxy, pool });
+  } finally {
+    await Promise.all(pools.map((db) => db.close()));
+    await proxy.close();
+    await backend.dispose();
+  }
 }
 
 describe.skipIf(backendKind !== "postgres")("connections the server refuses or ends (needs DATABASE_URL)", () => {
-  test("a statement or transaction whose new connection the server refused (57P03) runs again on another, once", async () => {
-    const { proxy, pool, dispose } = await throughProxy();
-    // Each case on a pool of its own that holds no connection yet, so its statement opens the refused one.
-    const [statements, transactions, refusedTwice] = [await pool(), await pool(), await pool()];
-    try {
+  test("a statement or transaction whose new connection the server refused (57P03) runs again on another, once", () =>
+    behindProxy(async ({ proxy, pool }) => {
+      // Each case on a pool of its own that holds no connection yet, so its statement opens the refused one.
+      const [statements, transactions, refusedTwice] = [await pool(), await pool(), await pool()];
       proxy.refuseConnections(1);
       expect(await statements.rows<{ one: number }>(sql`SELECT 1 AS one`)).toEqual([{ one: 1 }]);
       expect(proxy.refused).toBe(1);
@@ -63,15 +64,11 @@ describe.skipIf(backendKind !== "postgres")("connections the server refuses or e
       proxy.refuseConnections(2);
       const error = await refusedTwice.rows(sql`SELECT 1`).catch((e: unknown) => e);
       expect({ code: errorCode(error), refused: proxy.refused }).toEqual({ code: "57P03", refused: 5 });
-    } finally {
-      await dispose();
-    }
-  });
+    }));
 
-  test("a transaction whose BEGIN met a connection the server ended runs again on another; work that began never does", async () => {
-    const { proxy, pool, dispose } = await throughProxy();
-    const db = await pool(1);
-    try {
+  test("a transaction whose BEGIN met a connection the server ended runs again on another; work that began never does", () =>
+    behindProxy(async ({ proxy, pool }) => {
+      const db = await pool(1);
       // An open connection first (its type query is done), which the server then ends as BEGIN arrives.
       await db.rows(sql`SELECT 1`);
       proxy.terminateOn("begin");
@@ -93,37 +90,26 @@ describe.skipIf(backendKind !== "postgres")("connections the server refuses or e
       // The pool's one connection comes back at once for what follows, a statement and a transaction.
       expect(await db.rows<{ three: number }>(sql`SELECT 3 AS three`)).toEqual([{ three: 3 }]);
       expect(await db.transaction((tx) => tx.rows<{ four: number }>(sql`SELECT 4 AS four`))).toEqual([{ four: 4 }]);
-    } finally {
-      await dispose();
-    }
-  });
+    }));
 
-  test("the error a server sent as it ended a connection fails its own statement, never the next one on a new connection", async () => {
-    const { proxy, pool, dispose } = await throughProxy();
-    const db = await pool(1);
-    try {
+  test("the error a server sent as it ended a connection fails its own statement, never the next one on a new connection", () =>
+    behindProxy(async ({ proxy, pool }) => {
+      const db = await pool(1);
       await db.rows(sql`SELECT 1`);
       proxy.terminateOn("SELECT 5 AS ended");
       const ended = await db.rows(sql`SELECT 5 AS ended`).catch((error: unknown) => error);
       expect({ code: errorCode(ended), terminated: proxy.terminated }).toEqual({ code: "57P01", terminated: 1 });
       expect(await db.rows<{ six: number }>(sql`SELECT 6 AS six`)).toEqual([{ six: 6 }]);
-    } finally {
-      await dispose();
-    }
-  });
+    }));
 
-  test("a new connection ended as it reads the server's types: the statement that opened it runs on the next one", async () => {
-    const { proxy, pool, dispose } = await throughProxy();
-    const db = await pool(1);
-    try {
+  test("a new connection ended as it reads the server's types: the statement that opened it runs on the next one", () =>
+    behindProxy(async ({ proxy, pool }) => {
+      const db = await pool(1);
       // The test fails on a rejection nobody holds too, as the types query's was (porsager/postgres#1192).
       proxy.cutTypeQueries(1);
       expect(await db.rows<{ seven: number }>(sql`SELECT 7 AS seven`)).toEqual([{ seven: 7 }]);
       expect(proxy.cut).toBe(1);
-    } finally {
-      await dispose();
-    }
-  });
+    }));
 });
 
 describe.skipIf(backendKind !== "postgres")("connections that go silent (needs DATABASE_URL)", () => {
@@ -134,9 +120,8 @@ describe.skipIf(backendKind !== "postgres")("connections that go silent (needs D
     return db;
   }
 
-  test("one silent while it owes an answer is closed after the bound: its statement fails as lost, the idle ones close with it", async () => {
-    const { proxy, pool, dispose } = await throughProxy();
-    try {
+  test("one silent while it owes an answer is closed after the bound: its statement fails as lost, the idle ones close with it", () =>
+    behindProxy(async ({ proxy, pool }) => {
       const db = await threeOpen(pool);
       db.closeSilentConnectionsAfter(1);
       proxy.stallOpen();
@@ -145,14 +130,10 @@ describe.skipIf(backendKind !== "postgres")("connections that go silent (needs D
       // Had the two idle ones been kept, these would each wait out the bound on one and fail.
       const next = await Promise.all([1, 2, 3].map(() => db.rows<{ one: number }>(sql`SELECT 1 AS one`)));
       expect(next).toEqual([[{ one: 1 }], [{ one: 1 }], [{ one: 1 }]]);
-    } finally {
-      await dispose();
-    }
-  });
+    }));
 
-  test("without the bound (as while migrations run) a silent connection is waited for", async () => {
-    const { proxy, pool, dispose } = await throughProxy();
-    try {
+  test("without the bound (as while migrations run) a silent connection is waited for", () =>
+    behindProxy(async ({ proxy, pool }) => {
       const db = await threeOpen(pool);
       proxy.stallOpen();
       let answered = false;
@@ -161,8 +142,5 @@ describe.skipIf(backendKind !== "postgres")("connections that go silent (needs D
       expect(answered).toBe(false);
       proxy.resume();
       expect(await statement).toEqual([{ one: 1 }]);
-    } finally {
-      await dispose();
-    }
-  });
+    }));
 });
