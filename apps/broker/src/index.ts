@@ -64,22 +64,17 @@ const stopWhileStarting = (signal: NodeJS.Signals) => {
 process.on("SIGTERM", stopWhileStarting);
 process.on("SIGINT", stopWhileStarting);
 
+/** A start an operator must mend: one line naming why, in the log and on stderr. */
+function startRefused(error: Error & { code: string }, status: number, fields: Record<string, unknown> = {}): Promise<never> {
+  log.fatal({ code: error.code, ...fields }, error.message);
+  process.stderr.write(`${error.message}\n`);
+  return exit(status);
+}
+
 const broker: Broker = await startBroker(config, log).catch(async (error: unknown) => {
-  if (error instanceof DataDirLockedError) {
-    log.fatal({ code: error.code, holderPid: error.holder.pid }, error.message);
-    process.stderr.write(`${error.message}\n`);
-    return exit(75);
-  }
-  if (error instanceof ListenError) {
-    log.fatal({ code: error.code }, error.message);
-    process.stderr.write(`${error.message}\n`);
-    return exit(1);
-  }
-  if (error instanceof AdminTokenFileError) {
-    log.fatal({ code: error.code }, error.message);
-    process.stderr.write(`${error.message}\n`);
-    return exit(78);
-  }
+  if (error instanceof DataDirLockedError) return startRefused(error, 75, { holderPid: error.holder.pid });
+  if (error instanceof ListenError) return startRefused(error, 1);
+  if (error instanceof AdminTokenFileError) return startRefused(error, 78);
   log.fatal({ err: error }, "broker failed to start");
   return exit(1);
 });
