@@ -334,7 +334,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       if (config.SHUTDOWN_DRAIN_MS > 0) await Bun.sleep(config.SHUTDOWN_DRAIN_MS);
       // Every step until the port closes ends by then, whatever the database does.
       const until = deadline - CLOSING_RESERVE_MS;
-      const graceUntil = (ms: number) => Bun.sleep(Math.max(0, Math.min(ms, until - Date.now())));
+      const atMost = (work: Promise<unknown>, ms: number) => settleWithin(work, Math.min(ms, until - Date.now()), () => undefined);
       const sweeping = sweepers.stop();
       lifecycle.stop();
       ws.closeAll();
@@ -345,14 +345,14 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       streamsClosing.abort();
       // Held replies a wait did not take go back when their hold runs out
       // even if this cannot return them now.
-      await Promise.race([waiters.stop(), graceUntil(WAITS_GRACE_MS)]);
+      await atMost(waiters.stop(), WAITS_GRACE_MS);
       // With the database away these cannot be written: the others reap this
       // instance's lease instead, and the stop goes on to close the port.
       await bestEffort("unlisten", unsubscribe(), until);
       // Acks not committed leave their pushes to be redelivered.
       await bestEffort("delivery pump", pump.stop(), until);
       // A sweep stuck on a lock is not waited for long: closing the pool ends it, and sweeps are idempotent.
-      await Promise.race([sweeping, graceUntil(SWEEPS_GRACE_MS)]);
+      await atMost(sweeping, SWEEPS_GRACE_MS);
       await bestEffort("instance stop", lease.stop(), until);
       dbHealth.stop();
       // Requests under way are answered before the port closes: a send cut
