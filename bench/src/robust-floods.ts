@@ -3,19 +3,11 @@
 // /health and the probe's latency against idle are reported for each. Each
 // flood's idle is the probe's p50 in the seconds just before it: on a shared
 // machine the idle latency itself drifts within a run.
-import {
-  filler,
-  pipelined,
-  rawPresence,
-  RawUpgradeRefused,
-  RawWebSocket,
-  rssPeak,
-  setupMesh,
-  type SetupMember,
-} from "@switchboard/testkit";
+import { filler, pipelined, rawPresence, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
 import { startRelay } from "./floor/relay.ts";
 import { startLatencyProbe, type LatencyProbe } from "./robust-probe.ts";
 import { MB, stage, type Size } from "./robust-stage.ts";
+import { openSilentSockets, silentSockets, stormProcess } from "./robust-storm.ts";
 import { summarize } from "./stats.ts";
 
 export interface FloodReport {
@@ -33,6 +25,9 @@ export interface FloodReport {
   detail: Record<string, number>;
 }
 
+/** Readies a silent-socket storm against a server; the function it returns runs it. */
+type Storm = (wsUrl: string) => Promise<() => Promise<unknown>>;
+
 /** The silent-socket flood against the floor's relay, measured by the same probe. */
 export interface FloorFlood {
   idleP50Ms: number;
@@ -42,8 +37,17 @@ export interface FloorFlood {
   addedMs: number;
 }
 
+export interface FloodsReport {
+  idleProbeP50Ms: number;
+  floods: FloodReport[];
+  /** The storm of silent sockets against the floor's relay, from the bench's process. */
+  floor: FloorFlood;
+  /** The same, from a process of its own at nice 19. */
+  floorAtNice19: FloorFlood;
+}
+
 // The broker's default limits: the floods meet them as an attacker would.
-export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floods: FloodReport[]; floor: FloorFlood }> {
+export async function floods(size: Size): Promise<FloodsReport> {
   const s = await stage(size, {});
   const full = size === "full";
   let probe: LatencyProbe | undefined;
@@ -149,40 +153,30 @@ export async function floods(size: Size): Promise<{ idleProbeP50Ms: number; floo
       },
       () => openSilentSockets(s.broker.wsUrl, sockets),
     );
+    // The attacker in a process of its own, at the bench's priority and at
+    // the lowest: what the storm costs others when its own CPU comes last.
+    for (const nice of [0, 19]) {
+      await run(
+        `sockets that never say hello, from a process at nice ${nice}`,
+        sockets,
+        (storm) => storm.run(),
+        () => stormProcess(s.broker.wsUrl, sockets, nice),
+      );
+    }
     await probe.stop();
     probe = undefined;
 
-    const floor = await silentSocketsOnTheFloor({ members: [probeFrom, probeTo], sockets, quietMs: full ? 3000 : 200 });
-    return { idleProbeP50Ms: Math.round(idle * 100) / 100, floods: results, floor };
+    const onTheFloor = (prepare: Storm) => silentSocketsOnTheFloor({ members: [probeFrom, probeTo], prepare, quietMs: full ? 3000 : 200 });
+    const floor = await onTheFloor(async (wsUrl) => () => silentSockets(wsUrl, sockets));
+    const floorAtNice19 = await onTheFloor(async (wsUrl) => {
+      const storm = await stormProcess(wsUrl, sockets, 19);
+      return () => storm.run();
+    });
+    return { idleProbeP50Ms: Math.round(idle * 100) / 100, floods: results, floor, floorAtNice19 };
   } finally {
     await probe?.stop();
     await s.close();
   }
-}
-
-/** Opens `count` sockets, 100 at a time, that never say hello. */
-async function openSilentSockets(wsUrl: string, count: number): Promise<{ open: RawWebSocket[]; refused: number }> {
-  const open: RawWebSocket[] = [];
-  let refused = 0;
-  for (let i = 0; i < count; i += 100) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(100, count - i) }, () =>
-        RawWebSocket.open(wsUrl).catch((error: unknown) => {
-          if (error instanceof RawUpgradeRefused) refused++;
-          return null;
-        }),
-      ),
-    );
-    for (const ws of batch) if (ws) open.push(ws);
-  }
-  return { open, refused };
-}
-
-/** Opens `count` sockets that never say hello; then drops them. */
-async function silentSockets(wsUrl: string, count: number): Promise<Record<string, number>> {
-  const { open, refused } = await openSilentSockets(wsUrl, count);
-  for (const ws of open) ws.destroy();
-  return { opened: open.length, refused };
 }
 
 /**
@@ -190,7 +184,11 @@ async function silentSockets(wsUrl: string, count: number): Promise<Record<strin
  * (Bun's WebSocket server, no database): what that flood costs a bare relay
  * hop on this machine, beside what it costs Switchboard's.
  */
-async function silentSocketsOnTheFloor(options: { members: SetupMember[]; sockets: number; quietMs: number }): Promise<FloorFlood> {
+async function silentSocketsOnTheFloor(options: {
+  members: SetupMember[];
+  prepare: Storm;
+  quietMs: number;
+}): Promise<FloorFlood> {
   const relay = await startRelay();
   let probe: LatencyProbe | undefined;
   try {
@@ -198,9 +196,10 @@ async function silentSocketsOnTheFloor(options: { members: SetupMember[]; socket
     probe = await startLatencyProbe({ wsUrl: relay.wsUrl, meshId: "floor", from: from.identity, to: to.identity });
     const quietFrom = Date.now();
     await Bun.sleep(options.quietMs);
+    const storm = await options.prepare(relay.wsUrl);
     const floodFrom = Date.now();
     const idle = summarize(await probe.between(quietFrom, floodFrom)).p50;
-    await silentSockets(relay.wsUrl, options.sockets);
+    await storm();
     const during = summarize(await probe.between(floodFrom, Date.now())).p50;
     return {
       idleP50Ms: Math.round(idle * 100) / 100,

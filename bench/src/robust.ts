@@ -8,7 +8,7 @@ import { freePort, fuzzBroker, setupMesh, type FuzzReport, type SetupMember } fr
 import { mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
-import { floods, type FloodReport, type FloorFlood } from "./robust-floods.ts";
+import { floods, type FloodsReport } from "./robust-floods.ts";
 import { runFaults, type FaultsReport } from "./robust-faults.ts";
 import { slowConsumer, type SlowConsumerReport } from "./robust-slow.ts";
 import { ADMIN_TOKEN, stage, UNLIMITED, type Size } from "./robust-stage.ts";
@@ -60,7 +60,7 @@ export interface RobustReport {
   size: Size;
   machine: { cpus: number; cpuModel: string; memoryGiB: number; bun: string };
   slowConsumer: SlowConsumerReport;
-  floods: { idleProbeP50Ms: number; floods: FloodReport[]; floor: FloorFlood };
+  floods: FloodsReport;
   fuzz: Omit<FuzzReport, "unanswered"> & { unanswered: number; firstUnanswered: FuzzReport["unanswered"] };
   faults: FaultsReport;
 }

@@ -17,6 +17,8 @@ describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
       ["pipelined control frames", 200],
       ["sockets that never say hello", 200],
       ["sockets that never say hello, held", 200],
+      ["sockets that never say hello, from a process at nice 0", 200],
+      ["sockets that never say hello, from a process at nice 19", 200],
     ]);
     const sends = report.floods.floods.find((f) => f.name === "pipelined sends of 60 KB")!;
     expect(sends.detail.acked).toBe(sends.count);
@@ -33,6 +35,10 @@ describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
     const held = report.floods.floods.find((f) => f.name === "sockets that never say hello, held")!;
     expect((held.detail.opened ?? 0) + (held.detail.refused ?? 0)).toBe(held.count);
     expect(held.detail.opened).toBeGreaterThan(0);
+    for (const nice of [0, 19]) {
+      const storm = report.floods.floods.find((f) => f.name === `sockets that never say hello, from a process at nice ${nice}`)!;
+      expect((storm.detail.opened ?? 0) + (storm.detail.refused ?? 0)).toBe(storm.count);
+    }
     expect(report.fuzz.unanswered).toBe(0);
     expect(report.faults.sendsAcked).toBeGreaterThan(0);
     expect(report.faults.lostAcked).toBe(0);

@@ -1,0 +1,87 @@
+// The silent-socket storm, played by an attacker in a process of its own.
+// An attacker elsewhere costs the broker's machine its sockets, not its own
+// CPU: here it shares the two cores, so it also runs at the lowest priority
+// (nice 19), which leaves the broker, Postgres and the probe first in line
+// for a core while it opens its sockets. The storm at the bench's own
+// priority, in its own process, is measured beside it.
+import { RawUpgradeRefused, RawWebSocket } from "@switchboard/testkit";
+
+export type StormResult = { opened: number; refused: number };
+
+export interface StormProcess {
+  /** Starts the storm; resolves with what it did once its sockets are dropped. */
+  run(): Promise<StormResult>;
+}
+
+/** Opens `count` sockets, 100 at a time, that never say hello. */
+export async function openSilentSockets(wsUrl: string, count: number): Promise<{ open: RawWebSocket[]; refused: number }> {
+  const open: RawWebSocket[] = [];
+  let refused = 0;
+  for (let i = 0; i < count; i += 100) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(100, count - i) }, () =>
+        RawWebSocket.open(wsUrl).catch((error: unknown) => {
+          if (error instanceof RawUpgradeRefused) refused++;
+          return null;
+        }),
+      ),
+    );
+    for (const ws of batch) if (ws) open.push(ws);
+  }
+  return { open, refused };
+}
+
+/** Opens `count` sockets that never say hello; then drops them. */
+export async function silentSockets(wsUrl: string, count: number): Promise<StormResult> {
+  const { open, refused } = await openSilentSockets(wsUrl, count);
+  for (const ws of open) ws.destroy();
+  return { opened: open.length, refused };
+}
+
+/**
+ * The same storm from a process of its own, at niceness `nice` (0: the
+ * bench's own priority). Resolves once the process is loaded and waiting,
+ * so its start-up is not inside the measured window.
+ */
+export async function stormProcess(wsUrl: string, count: number, nice: number): Promise<StormProcess> {
+  const child = Bun.spawn(["nice", "-n", String(nice), "bun", import.meta.path, wsUrl, String(count)], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  const nextLine = async (): Promise<string> => {
+    while (!pending.includes("\n")) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error(`the storm's process ended (exit ${await child.exited})`);
+      pending += value;
+    }
+    const at = pending.indexOf("\n");
+    const line = pending.slice(0, at);
+    pending = pending.slice(at + 1);
+    return line;
+  };
+  if ((await nextLine()) !== "ready") throw new Error("the storm's process did not start");
+  return {
+    async run() {
+      child.stdin.write("go\n");
+      await child.stdin.flush();
+      const result = JSON.parse(await nextLine()) as StormResult;
+      child.stdin.end();
+      await child.exited;
+      return result;
+    },
+  };
+}
+
+async function stormWhenTold(wsUrl: string, count: number): Promise<void> {
+  console.log("ready");
+  for await (const line of console) {
+    if (line !== "go") continue;
+    console.log(JSON.stringify(await silentSockets(wsUrl, count)));
+    return;
+  }
+}
+
+if (import.meta.main) await stormWhenTold(process.argv[2]!, Number(process.argv[3]));
