@@ -74,6 +74,7 @@ describe("readiness", () => {
     // Still serving: a proxy that routes one more request here gets an answer.
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
     expect(socket.readyState).toBe(WebSocket.OPEN);
+    expect(broker.process.exitCode).toBeNull();
     expect(await broker.process.exited).toBe(0);
     expect(await closed).toBe(1001);
   });
@@ -102,6 +103,7 @@ describe("readiness", () => {
 
 describe.skipIf(backendKind !== "postgres")("draining beside another instance", () => {
   test("its lease is renewed through the drain: the other instance does not reap the presences it still serves", async () => {
+    // The longest drain and the shortest lease: what follows must fit in the drain.
     const env = { SHUTDOWN_DRAIN_MS: "5000", INSTANCE_LEASE_SECONDS: "2" };
     const a = await TestBroker.start(env);
     cleanups.push(() => a.dispose());
@@ -109,14 +111,25 @@ describe.skipIf(backendKind !== "postgres")("draining beside another instance", 
     cleanups.push(() => b.dispose());
     const { mesh, members } = await setupMesh(a.admin, { members: 1 });
     const peer = await TestPeer.connect(a.wsUrl, { identity: (members[0] as SetupMember).identity, meshId: mesh.id });
+    const sql = postgres(a.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    cleanups.push(() => sql.end());
+    const leaseOf = async (instanceId: string | undefined): Promise<number> => {
+      const [row] = await sql<{ lease: Date }[]>`SELECT lease_expires_at AS lease FROM broker_instances WHERE id = ${instanceId!}`;
+      return row!.lease.getTime();
+    };
+    const [aId, bId] = [(await ready(a.url))?.body.instanceId, (await ready(b.url))?.body.instanceId];
     a.process.kill("SIGTERM");
-    const signalledAt = Date.now();
     expect((await readyBecomes(a.url, "draining", 4000))?.code).toBe(503);
-    // Past a 2 s lease and the reaping that follows a lapsed one (a third of
-    // the lease later), counted from the signal; the drain (5 s) leaves the
-    // rest for the question below.
-    await Bun.sleep(Math.max(0, signalledAt + 3500 - Date.now()));
+    const leaseAtSignal = await leaseOf(aId);
+    // Past the lease it held at the signal (by the database's clock), and two
+    // renewals of the other instance after that: its reaping runs as often, so
+    // at least one reaping round began in between.
+    await waitUntil(async () => (await sql`SELECT now() > ${new Date(leaseAtSignal)} AS past`)[0]!.past === true, 30_000, "the lease held at the signal to pass");
+    const bLeases = new Set<number>();
+    await waitUntil(async () => bLeases.add(await leaseOf(bId)).size >= 3, 30_000, "two renewals of the other instance");
+    expect(await leaseOf(aId)).toBeGreaterThan(leaseAtSignal);
     expect((await b.admin.peers(mesh.id)).map((p) => p.sessionId)).toEqual([peer.sessionId]);
+    expect(a.process.exitCode).toBeNull();
     expect(await a.process.exited).toBe(0);
     await peer.close();
   });

@@ -214,9 +214,7 @@ describe("TestPeer", () => {
 
   test("nextFrame times out with the frames seen", async () => {
     const peer = await TestPeer.connect(wsUrl, { identity: await newIdentity(), meshId: "m-test" });
-    const started = Date.now();
     const err = await peer.nextFrame((f) => f.type === "never", 100).catch((e: unknown) => e);
-    expect(Date.now() - started).toBeLessThan(2_000);
     expect(err).toBeInstanceOf(PeerError);
     const message = (err as PeerError).message;
     expect(message).toContain("timed out after 100 ms waiting for a frame matching the predicate");
@@ -242,7 +240,7 @@ describe("TestPeer", () => {
       const peer = await TestPeer.connect(${JSON.stringify(wsUrl)}, { identity: await newIdentity(), meshId: "m-test" });
       await peer.request({ type: "ping" });
       await peer.nextFrame("never", 30).catch(() => {});
-      const pending = peer.nextFrame("never", 60_000).catch(() => {});
+      const pending = peer.nextFrame("never", 600_000).catch(() => {});
       await peer.close();
       await pending;
       const refused = await TestPeer.connect(${JSON.stringify(wsUrl)}, {
@@ -251,15 +249,15 @@ describe("TestPeer", () => {
       if (refused !== "bad_signature") throw new Error("expected bad_signature, got " + refused);
       console.log("done");
     `;
-    const started = Date.now();
+    // A wait left behind by close() would hold the process for its 10 minutes,
+    // until this kill: the exit code tells, however slow the machine.
     const proc = Bun.spawn(["bun", "-e", script], { stdout: "pipe", stderr: "pipe" });
-    const killer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+    const killer = setTimeout(() => proc.kill("SIGKILL"), 120_000);
     const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     clearTimeout(killer);
     expect(err).toBe("");
     expect(out.trim()).toBe("done");
     expect(code).toBe(0);
-    expect(Date.now() - started).toBeLessThan(8_000);
   });
 });
 
