@@ -16,9 +16,15 @@ import type { EndReason, LocalPresence, LocalPresences } from "./local-presences
 import type { PresenceEvents } from "./presence-events.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
+import { settleWithin } from "./timing.ts";
 import type { TokenExpiry } from "./token-expiry.ts";
 
 type PresenceRow = Pick<LocalPresence, "presenceId" | "memberId" | "meshId">;
+
+// The frames a closing socket read are a connection's in-flight bound at most
+// (acks and sends each commit in a group commit, a few milliseconds apiece);
+// a database too slow for them in this time delays every end by no more.
+const FRAMES_READ_WAIT_MS = 5_000;
 
 export class PresenceLifecycle {
   /**
@@ -51,10 +57,16 @@ export class PresenceLifecycle {
     this.queuedWork.forMembers([presence.memberId]);
   }
 
-  /** Its socket closed. */
-  async left(presence: LocalPresence, detail: string): Promise<void> {
+  /**
+   * Its socket closed. `framesRead` settles once the frames the socket read
+   * before closing are handled: an ack among them must be applied before the
+   * leases go back, or its message is pushed again, perhaps to another of the
+   * member's sessions, which cannot know it was handled. Waited for at most
+   * FRAMES_READ_WAIT_MS: past that the leases go back regardless.
+   */
+  async left(presence: LocalPresence, detail: string, framesRead: Promise<void>): Promise<void> {
     this.forget(presence);
-    await this.disconnect(presence, detail);
+    await this.disconnect(presence, detail, framesRead);
   }
 
   /** Its socket closed on shutdown: the instance ends all its presences in one statement (InstanceLease.stop). */
@@ -63,10 +75,11 @@ export class PresenceLifecycle {
     this.events.unsubscribe(presence.presenceId);
   }
 
-  /** Ends a presence in the database (requeueing its leases); its socket is gone or going. */
-  async disconnect(presence: PresenceRow, detail: string): Promise<void> {
+  /** Ends a presence in the database (requeueing its leases), once `first` settled; its socket is gone or going. */
+  async disconnect(presence: PresenceRow, detail: string, first: Promise<void> = Promise.resolve()): Promise<void> {
     this.ending.add(presence.presenceId);
     try {
+      await settleWithin(first, FRAMES_READ_WAIT_MS, () => undefined);
       await this.writeDisconnect(presence, detail);
       this.unfinished.delete(presence.presenceId);
     } catch (error) {

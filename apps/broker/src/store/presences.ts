@@ -98,11 +98,13 @@ export async function insertPresencesWithinCap(
 /** Marks presences gone and puts what was leased to them back in the queue; returns their members. */
 export async function disconnectPresences(tx: Executor, presenceIds: string[]): Promise<string[]> {
   if (presenceIds.length === 0) return [];
-  await requeue(tx, { presences: presenceIds });
+  // The presence rows first, then their leases: the order a hello replacing
+  // a session takes them in (endSessions), so the two cannot deadlock.
   const rows = await tx.rows<{ memberId: string }>(sql`
     UPDATE presences SET disconnected_at = coalesce(disconnected_at, now())
     WHERE id = ANY (${uuidArray(presenceIds)})
     RETURNING member_id AS "memberId"`);
+  await requeue(tx, { presences: presenceIds });
   return unique(rows.map((r) => r.memberId));
 }
 

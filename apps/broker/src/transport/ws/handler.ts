@@ -155,7 +155,7 @@ export function createWsHandler(deps: WsDeps) {
       // go back now, for its other presences, not when the instance stops.
       if (closingAll) return deps.lifecycle.forget(presence);
       deps.lifecycle
-        .left(presence, `closed ${code}`)
+        .left(presence, `closed ${code}`, ws.data.pipeline.finished())
         .catch((error) => log.error({ err: error, presenceId: presence.presenceId }, "disconnect failed"));
     },
   };

@@ -112,6 +112,12 @@ export class FramePipeline {
     this.reader = null;
   }
 
+  /** Settles once every frame read so far is handled, overlapping work included. */
+  async finished(): Promise<void> {
+    await this.tail;
+    await Promise.all(this.overlapping);
+  }
+
   /** The instance's budget is half free again. */
   budgetFreed(): void {
     this.pausedForBudget = false;

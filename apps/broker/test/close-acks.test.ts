@@ -1,0 +1,87 @@
+// A session's socket closing with leases held. PROTOCOL.md §1 "client_ack":
+// acks the broker read before a socket closed count even when it reaches
+// them after the close. Their leases must not go back to the queue before
+// they are applied, or the messages are pushed again, here to the member's
+// other session, which never saw them. And a close racing the hello of the
+// same session coming back must not deadlock with it in the database.
+import { describe, expect, test } from "bun:test";
+import { backendKind, pushesBeforeMarker, setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { peersOfEachTest, queryPostgres, sendFrame, sendMany, str } from "./support/messaging.ts";
+
+const { connect } = peersOfEachTest();
+
+// Postgres only: a slow statement ahead of the acks (a channel join) holds
+// them in the closing socket's pipeline while the close is handled; deadlocks
+// are read from the server's statistics.
+describe.skipIf(backendKind !== "postgres")("a session closing with leases held (LEASE_SECONDS=3600)", () => {
+  const broker = useTestBroker({ LEASE_SECONDS: "3600" });
+
+  async function withSlowJoins<T>(seconds: number, during: () => Promise<T>): Promise<T> {
+    await queryPostgres(broker.backend, (sql) =>
+      sql.unsafe(`
+        CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(${seconds}); RETURN NEW; END $$;
+        CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`),
+    );
+    try {
+      return await during();
+    } finally {
+      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
+    }
+  }
+
+  test("acks it read before the close are applied before its leases go back: the member's other session gets none of those messages", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, mesh.id, a);
+    const first = await connect(broker, mesh.id, b, { sessionId: "first" });
+    const acks = await sendMany(sender, Array.from({ length: 20 }, () => sendFrame(b.pubkey)));
+    const pushed = await first.waitForPushes(20);
+    expect(pushed.map((p) => p.messageId)).toEqual(acks.map((x) => x.messageId));
+    // Connected now, with all 20 leased to the first session: it gets them only if they come back.
+    const second = await connect(broker, mesh.id, b, { sessionId: "second" });
+
+    await withSlowJoins(1, async () => {
+      first.sendFrame({ type: "join", channel: "#slow" });
+      first.ack(acks.map((x) => str(x.messageId)));
+      await first.close();
+      // The close is written (the session gone from the mesh's peers) only after the frames it read.
+      await waitUntil(
+        async () => !(await broker.admin.peers(mesh.id)).some((p) => p.sessionId === "first"),
+        30_000,
+        "the first session to be gone",
+      );
+    });
+    expect(await pushesBeforeMarker(sender, second)).toEqual([]);
+    const states = await queryPostgres(
+      broker.backend,
+      (sql) => sql<{ state: string }[]>`SELECT DISTINCT state FROM deliveries WHERE message_id = ANY (${acks.map((x) => str(x.messageId))}::uuid[])`,
+    );
+    expect(states).toEqual([{ state: "acked" }]);
+  });
+
+  test("closed and at once back with the same session id, eight times: no deadlock between the close and the hello that replaces it", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, mesh.id, a);
+    const deadlocks = async () =>
+      (await queryPostgres(
+        broker.backend,
+        (sql) => sql<{ n: number }[]>`SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = current_database()`,
+      ))![0]!.n;
+    const before = await deadlocks();
+    let peer = await connect(broker, mesh.id, b, { sessionId: "same" });
+    for (let round = 0; round < 8; round++) {
+      const ids = (await sendMany(sender, Array.from({ length: 100 }, () => sendFrame(b.pubkey)))).map((x) => str(x.messageId));
+      await waitUntil(() => ids.every((id) => peer.pushes().some((p) => p.messageId === id)), 30_000, "the round's 100 pushes");
+      // Half acked, half still leased as the socket closes and the same session says hello again.
+      peer.ack(ids.slice(0, 50));
+      void peer.close();
+      peer = await connect(broker, mesh.id, b, { sessionId: "same" });
+      const rest = ids.slice(50);
+      await waitUntil(() => rest.every((id) => peer.pushes().some((p) => p.messageId === id)), 30_000, "the unacked half again");
+      peer.ack(rest);
+      await peer.request({ type: "ping" });
+    }
+    expect(await deadlocks()).toBe(before);
+  });
+});
