@@ -62,6 +62,19 @@ describe("requeue", () => {
     await requeue(t.db, { expiredLeases: { limit: 100 } });
     expect((await stateOf(ran)).map((d) => d.state)).toEqual(["queued", "queued"]);
     expect((await stateOf(running)).map((d) => d.state)).toEqual(["leased"]);
+
+    // Only the named presences' leases that ran out.
+    const [r, s] = [await presence("r"), await presence("s")];
+    const ranOfR = await leases(r, 2, "-1 second");
+    const runningOfR = await leases(r, 1);
+    const ranOfS = await leases(s, 1, "-1 second");
+    expect(await requeue(t.db, { expiredOf: [r] })).toEqual([t.memberId]);
+    expect((await stateOf(ranOfR)).map((d) => d.state)).toEqual(["queued", "queued"]);
+    expect((await stateOf(runningOfR)).map((d) => d.state)).toEqual(["leased"]);
+    expect((await stateOf(ranOfS)).map((d) => d.state)).toEqual(["leased"]);
+    // Nothing that ran out is left leased for the next test's plans to read past.
+    await requeue(t.db, { expiredLeases: { limit: 100 } });
+    expect((await stateOf(ranOfS)).map((d) => d.state)).toEqual(["queued"]);
   });
 
   test.skipIf(backendKind !== "postgres")("each scope reaches its leases by one probe each, not by rereading its holder's (generic plan, run)", async () => {
@@ -71,7 +84,7 @@ describe("requeue", () => {
     await t.db.rows(sql`ANALYZE`);
     const url = t.backend.databaseUrl!;
     const pushes = window.slice(0, 200).map((messageId) => ({ messageId, memberId: t.memberId, presenceId: full }));
-    for (const scope of [{ presences: [full] }, { pushes }, { expiredLeases: { limit: 10_000 } }]) {
+    for (const scope of [{ presences: [full] }, { pushes }, { expiredLeases: { limit: 10_000 } }, { expiredOf: [full] }]) {
       const plan = await planOf(url, (recorder) => requeue(recorder, scope), { generic: true, analyze: true });
       const reread = [...plan.matchAll(/Rows Removed by (?:Join )?Filter: (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
       expect({ scope: Object.keys(scope)[0], reread }).toEqual({ scope: Object.keys(scope)[0], reread: 0 });

@@ -76,7 +76,7 @@ export class DeliveryPump {
   unavailable(): string[] {
     return this.presences
       .all()
-      .filter((p) => !takesPushes(p) || p.window.room() <= 0 || this.handedBack.has(p))
+      .filter((p) => !takesPushes(p) || p.window.room() <= 0 || p.window.lapsed() || this.handedBack.has(p))
       .map((p) => p.presenceId);
   }
 
@@ -140,11 +140,13 @@ export class DeliveryPump {
         const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
         for (const m of members) this.due.delete(m);
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
+        const lapsed = this.presences.all().filter((p) => requests.some((r) => r.memberId === p.memberId) && p.window.lapsed());
         let leased: LeasedDelivery[] = [];
         let claimed = true;
         const claimStart = this.handedBack.clock;
         const round = (async () => {
           try {
+            await this.takeBackLapsed(lapsed);
             leased = await retryTransient(() => claimForPresences(this.db.relaxed, requests, this.options.leaseSeconds));
           } catch (error) {
             // The database is away: the catch-up sweep retries these members.
@@ -174,6 +176,22 @@ export class DeliveryPump {
       this.running = null;
       if (this.due.size > 0 && !this.stopped) this.running = this.loop();
     }
+  }
+
+  // Pushes whose lease ran out go back to the queue before these presences
+  // are leased anything: they are the oldest of their member's queue, so the
+  // claim that follows takes them again first. (The lease sweep would take
+  // them back too, at a moment of its own: the claim would then lease what
+  // comes after them first, or not, by chance.)
+  private async takeBackLapsed(presences: LocalPresence[]): Promise<void> {
+    if (presences.length === 0) return;
+    const members = await retryTransient(() => requeue(this.db.relaxed, { expiredOf: presences.map((p) => p.presenceId) }));
+    for (const p of presences) p.window.tookBackLapsed();
+    if (members.length === 0) return;
+    // Another presence of the same member elsewhere may take them too.
+    void this.bus.publish(this.db, queuedWork(members, [])).catch((error: unknown) => {
+      this.log.warn({ err: error }, "announcing requeued pushes failed; the catch-up will find them");
+    });
   }
 
   // Pushes go out in queue order. Once a presence's socket stops taking them

@@ -1,7 +1,9 @@
 // Flow control per presence: at most `capacity` pushes awaiting an ack. A
-// push whose lease ran out no longer counts (the queue took it back), so a
-// recipient that never acks is not stalled forever. Its lease is the
-// instance's LEASE_SECONDS, as the queue's.
+// push whose lease ran out no longer counts (the queue takes it back), so a
+// recipient that never acks is not stalled forever: it gets that push again.
+// Its lease is the instance's LEASE_SECONDS, as the queue's. Until the queue
+// has taken such pushes back, nothing newer may go to the presence (see
+// lapsed()): they come again first, in queue order.
 //
 // Every send statement asks every local presence for its room, and every
 // push asks again: with thousands of presences and hundreds of pushes
@@ -22,6 +24,8 @@ export class PushWindow {
   private readonly leases = new Map<string, number>();
 
   private readonly leaseMs: number;
+  /** A lease here ran out since the queue was last told (tookBackLapsed). */
+  private lapsedSinceTakenBack = false;
 
   constructor(
     private readonly capacity: number,
@@ -38,8 +42,20 @@ export class PushWindow {
     for (const [id, leaseEnd] of this.leases) {
       if (leaseEnd > now) break;
       this.leases.delete(id);
+      this.lapsedSinceTakenBack = true;
     }
     return this.leases.size;
+  }
+
+  /** Whether a push's lease ran out here and the queue has not been told to take it back yet. */
+  lapsed(): boolean {
+    this.outstanding();
+    return this.lapsedSinceTakenBack;
+  }
+
+  /** The queue took back the leases that ran out so far. */
+  tookBackLapsed(): void {
+    this.lapsedSinceTakenBack = false;
   }
 
   /** How many more pushes may go out now. */

@@ -10,7 +10,9 @@ export type RequeueScope =
   /** These pushes were never delivered (their socket did not take them, a webhook batch left them out): their claim is undone. */
   | { pushes: Array<{ messageId: string; memberId: string; presenceId: string }> }
   /** Leases that ran out unacknowledged, at most `limit` of them, skipping rows others hold. */
-  | { expiredLeases: { limit: number } };
+  | { expiredLeases: { limit: number } }
+  /** Leases of these presences that ran out: taken back by their own instance before it leases them anything newer. */
+  | { expiredOf: string[] };
 
 // Each scope names its rows so that the update reaches every one by an index
 // probe of its own: a join of the scope's leases back to the table by
@@ -24,6 +26,10 @@ function leasesIn(scope: RequeueScope): { from: SQL; where: SQL } | null {
   if ("presences" in scope) {
     if (scope.presences.length === 0) return null;
     return { from: sql``, where: sql`d.lease_presence_id = ANY (${uuidArray(scope.presences)})` };
+  }
+  if ("expiredOf" in scope) {
+    if (scope.expiredOf.length === 0) return null;
+    return { from: sql``, where: sql`d.lease_presence_id = ANY (${uuidArray(scope.expiredOf)}) AND d.lease_expires_at < now()` };
   }
   if ("pushes" in scope) {
     if (scope.pushes.length === 0) return null;
