@@ -293,9 +293,23 @@ describe("the push window bounds pushes a send leases at once (LEASE_SECONDS=360
     // Batches of sends lease to the reader's presence at once, more than its window.
     const sent = (await sendMany(sender, Array.from({ length: 700 }, () => sendFrame(b.pubkey)))).map((ack) => str(ack.messageId));
     const distinct = () => [...new Set(rawPushesOf(reader).map((p) => p.messageId))];
+    // On Postgres, the window's bound exactly: once the queue's rows have settled at 512 leased
+    // (what a send leased past the window went back at once, before any of it was pushed), no more
+    // than 512 were pushed.
+    const settledAt = async (expected: Record<string, number>) => {
+      if (backendKind !== "postgres") return;
+      await waitUntil(async () => {
+        const rows = await queryPostgres(broker.backend, (sql) => sql<{ state: string; n: number }[]>`
+          SELECT state, count(*)::int AS n FROM deliveries WHERE message_id = ANY (${sent}::uuid[]) GROUP BY state`);
+        return Bun.deepEquals(Object.fromEntries(rows!.map((r) => [r.state, r.n])), expected);
+      }, 30_000, `the queue at ${JSON.stringify(expected)}`);
+    };
     await reader.waitFor(() => (distinct().length >= 512 ? true : undefined), 30_000, "a full window of pushes");
+    await settledAt({ leased: 512, queued: 188 });
+    expect(distinct()).toEqual(sent.slice(0, 512));
     reader.sendJson({ type: "client_ack", messageIds: distinct().slice(0, 10) });
     await reader.waitFor(() => (distinct().length >= 522 ? true : undefined), 30_000, "ten more pushes after ten acks");
+    await settledAt({ acked: 10, leased: 512, queued: 178 });
     expect(distinct()).toEqual(sent.slice(0, 522));
     reader.destroy();
   });
