@@ -14,9 +14,11 @@ import {
 import { scrape } from "./support/messaging.ts";
 import { postHook, setStatus, statusSeenBy } from "./support/status.ts";
 
-// The window and the TTL are what the "within" steps have to run in: 4 s,
-// not 2, so a loaded machine does not run past them before the checks do.
+// A short window, for what happens once it has passed; the TTL is what the
+// "within" steps of its tests have to run in: 4 s, not 2, so a loaded machine
+// does not run past it before the checks do.
 const WINDOW_MS = 4000;
+const LONG_WINDOW_SECONDS = 600;
 // Past the fresh window with a margin for the database clock and the request itself.
 const PAST_WINDOW_MS = WINDOW_MS + 400;
 const STATUS_TTL_SECONDS = 4;
@@ -134,30 +136,53 @@ describe(`priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=${WINDOW_MS /
     expect(pushIds(receiver)).toEqual([nowId, nextId]);
   });
 
-  test("hook beats manual: a manual set_status does not overwrite a fresh hook status, but does after the window", async () => {
+  test("after the window, a manual set_status overwrites a hook status", async () => {
     const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
     const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
     expect((await postHook(env.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
-
-    expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "working", statusSource: "hook" });
-    expect(await setStatus(receiver, "idle")).toEqual({ type: "status", status: "working", statusSource: "hook" });
-    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "working", statusSource: "hook" });
-
     await Bun.sleep(PAST_WINDOW_MS);
     expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
     expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "idle", statusSource: "manual" });
   });
 
-  test("manual beats jsonl: a jsonl set_status does not overwrite a fresh manual status, but does after the window", async () => {
+  test("after the window, a jsonl set_status overwrites a manual status", async () => {
     const { sender, receiver, sessionId } = await senderAndReceiver(env);
     expect(await setStatus(receiver, "working", "manual")).toEqual({ type: "status", status: "working", statusSource: "manual" });
-
-    expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", status: "working", statusSource: "manual" });
-    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "working", statusSource: "manual" });
-
     await Bun.sleep(PAST_WINDOW_MS);
     expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", status: "idle", statusSource: "jsonl" });
     expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "idle", statusSource: "jsonl" });
+  });
+
+  test("dnd is left only by a manual set_status, even after the window", async () => {
+    const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    expect(await setStatus(receiver, "dnd")).toEqual({ type: "status", status: "dnd", statusSource: "manual" });
+    await Bun.sleep(PAST_WINDOW_MS);
+    await cannotLeaveDnd(env, { sender, receiver, token, sessionId, cwd });
+    expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "idle", statusSource: "manual" });
+  });
+});
+
+// What a fresh status beats is checked against a window no loaded machine runs
+// past; what happens after a window, above, against a short one.
+describe(`status sources within the window (HOOK_FRESH_WINDOW_SECONDS=${LONG_WINDOW_SECONDS})`, () => {
+  const env = useTestBroker({ HOOK_FRESH_WINDOW_SECONDS: String(LONG_WINDOW_SECONDS) });
+
+  test("hook beats manual: a manual set_status does not overwrite a fresh hook status", async () => {
+    const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    expect((await postHook(env.url, { token, body: { cwd, status: "working", session_id: sessionId } })).status).toBe(200);
+    expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "working", statusSource: "hook" });
+    expect(await setStatus(receiver, "idle")).toEqual({ type: "status", status: "working", statusSource: "hook" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "working", statusSource: "hook" });
+  });
+
+  test("manual beats jsonl: a jsonl set_status does not overwrite a fresh manual status", async () => {
+    const { sender, receiver, sessionId } = await senderAndReceiver(env);
+    expect(await setStatus(receiver, "working", "manual")).toEqual({ type: "status", status: "working", statusSource: "manual" });
+    expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", status: "working", statusSource: "manual" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "working", statusSource: "manual" });
   });
 
   test("hook beats jsonl within the window", async () => {
@@ -175,32 +200,33 @@ describe(`priorities and status sources (HOOK_FRESH_WINDOW_SECONDS=${WINDOW_MS /
     expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "dnd", statusSource: "manual" });
   });
 
-  test("dnd is left only by a manual set_status: hooks and jsonl never clear it, not even after the window", async () => {
+  test("dnd is left only by a manual set_status: hooks and jsonl never clear it", async () => {
     const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
     const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
-    const dnd = { status: "dnd", statusSource: "manual" };
-    expect(await setStatus(receiver, "dnd")).toEqual({ type: "status", ...dnd });
-
-    const tryToLeave = async () => {
-      for (const status of ["idle", "working"]) {
-        const hook = await postHook(env.url, { token, body: { cwd, status, session_id: sessionId } });
-        expect(hook).toEqual({ status: 200, body: { ok: true, presence_id: receiver.helloAck?.presenceId } });
-        expect(await statusSeenBy(sender, sessionId)).toEqual(dnd);
-      }
-      const stop = { session_id: sessionId, cwd, hook_event_name: "Stop", transcript_path: "/tmp/t.jsonl", stop_hook_active: false };
-      expect((await postHook(env.url, { token, body: stop })).status).toBe(200);
-      expect(await statusSeenBy(sender, sessionId)).toEqual(dnd);
-      expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", ...dnd });
-      expect(await setStatus(receiver, "working", "jsonl")).toEqual({ type: "status", ...dnd });
-    };
-    await tryToLeave();
-    await Bun.sleep(PAST_WINDOW_MS);
-    await tryToLeave();
-
+    expect(await setStatus(receiver, "dnd")).toEqual({ type: "status", status: "dnd", statusSource: "manual" });
+    await cannotLeaveDnd(env, { sender, receiver, token, sessionId, cwd });
     expect(await setStatus(receiver, "idle", "manual")).toEqual({ type: "status", status: "idle", statusSource: "manual" });
     expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "idle", statusSource: "manual" });
   });
 });
+
+/** Hooks (idle, working, Stop) and jsonl statuses all leave a manual dnd as it is. */
+async function cannotLeaveDnd(
+  env: TestBroker,
+  { sender, receiver, token, sessionId, cwd }: { sender: TestPeer; receiver: TestPeer; token: string; sessionId: string; cwd: string },
+): Promise<void> {
+  const dnd = { status: "dnd", statusSource: "manual" };
+  for (const status of ["idle", "working"]) {
+    const hook = await postHook(env.url, { token, body: { cwd, status, session_id: sessionId } });
+    expect(hook).toEqual({ status: 200, body: { ok: true, presence_id: receiver.helloAck?.presenceId } });
+    expect(await statusSeenBy(sender, sessionId)).toEqual(dnd);
+  }
+  const stop = { session_id: sessionId, cwd, hook_event_name: "Stop", transcript_path: "/tmp/t.jsonl", stop_hook_active: false };
+  expect((await postHook(env.url, { token, body: stop })).status).toBe(200);
+  expect(await statusSeenBy(sender, sessionId)).toEqual(dnd);
+  expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", ...dnd });
+  expect(await setStatus(receiver, "working", "jsonl")).toEqual({ type: "status", ...dnd });
+}
 
 describe(`status TTL (STATUS_TTL_SECONDS=${STATUS_TTL_SECONDS}, SWEEP_INTERVAL_MS=${SWEEP_INTERVAL_MS})`, () => {
   const env = useTestBroker({ STATUS_TTL_SECONDS: String(STATUS_TTL_SECONDS), SWEEP_INTERVAL_MS: String(SWEEP_INTERVAL_MS) });
