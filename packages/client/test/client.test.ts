@@ -254,8 +254,11 @@ describe("SwitchboardClient", () => {
     const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
     const b = await connect(mesh.id, bob);
     const got = collect(b);
-    // After the drop alice waits 1.5 s before reconnecting: a request meanwhile waits in the outbox.
-    const delay = spyOn(backoff, "backoffDelay").mockReturnValue(1500);
+    // After the drop alice's reconnect is held at its hello until the request has timed out: the
+    // request meanwhile waits in the outbox.
+    let release = () => {};
+    control.holdHellos = new Promise<void>((resolve) => (release = resolve));
+    const delay = spyOn(backoff, "backoffDelay").mockReturnValue(10);
     let failure: unknown;
     try {
       control.sockets.at(-1)!.close(3000, "test drop");
@@ -266,6 +269,8 @@ describe("SwitchboardClient", () => {
       );
     } finally {
       delay.mockRestore();
+      control.holdHellos = null;
+      release();
     }
     expect(failure).toBeInstanceOf(SwitchboardError);
     expect((failure as SwitchboardError).code).toBe("timeout");

@@ -56,9 +56,19 @@ export function controllableWebSocket(): {
   spoilHello: boolean;
   /** The hello_ack reaches the SDK without maxMessageBytes, as from a broker that does not tell it. */
   hideFrameLimit: boolean;
+  /** While set, a hello is written only once this settles (a reconnect held open at its hello). */
+  holdHellos: Promise<void> | null;
   sent: RawFrame[];
 } {
-  const control = { WebSocket: WebSocket, sockets: [] as WebSocket[], hellos: 0, spoilHello: false, hideFrameLimit: false, sent: [] as RawFrame[] };
+  const control = {
+    WebSocket: WebSocket,
+    sockets: [] as WebSocket[],
+    hellos: 0,
+    spoilHello: false,
+    hideFrameLimit: false,
+    holdHellos: null as Promise<void> | null,
+    sent: [] as RawFrame[],
+  };
   control.WebSocket = class ControllableWebSocket extends WebSocket {
     constructor(url: string | URL) {
       super(url);
@@ -89,7 +99,10 @@ export function controllableWebSocket(): {
         }
       }
       if (typeof data === "string") control.sent.push(JSON.parse(data) as RawFrame);
-      super.send(data);
+      const held = typeof data === "string" && data.includes('"type":"hello"') ? control.holdHellos : null;
+      if (held === null) return super.send(data);
+      // A socket closed meanwhile takes nothing: the SDK has seen its close.
+      void held.then(() => (this.readyState === WebSocket.OPEN ? super.send(data) : undefined));
     }
   } as typeof WebSocket;
   return control;
