@@ -4,111 +4,40 @@
 // the header shows the connection state and what went wrong last. Each tab is
 // its own member (its key lives in sessionStorage, so a reload keeps it, and a
 // duplicated tab, finding the key's lock held, makes one of its own): every
-// tab gets every message.
-import { generateKeypair, SwitchboardClient, type Message } from "@switchboard/client";
+// tab gets every message. A message typed here shows at once, marked as on its
+// way until the broker has it; it lives in this tab's memory until then.
+import { SwitchboardClient, type CloseInfo, type Message } from "@switchboard/client";
+import { $, el, isNearEnd, placeInOrder, setText } from "./dom.ts";
+import { askName, forgetIdentity, identity, startAfresh } from "./identity.ts";
+import { cutShort, inShownOrder, isUnsent, latestTime, shownPayload, type Line } from "./lines.ts";
 
 const ROOMS = ["lobby", "support", "random"];
+const DEFAULT_ROOM = `#${ROOMS[0]}`;
 const TYPING_REPEAT_MS = 3000;
 /** Keys named per request to the page's backend (it answers at most 200). */
 const NAMES_PER_ASK = 100;
+/** Connection attempts failed in a row before the page says what may be wrong. */
+const HINT_AFTER_FAILED_TRIES = 3;
 
-interface Line {
-  id: string;
-  /** The sender's pubkey: its name is looked up when the line is drawn. */
-  sender: string;
-  text: string;
-  createdAt: string;
-  order: number;
+/** A line's element and the parts of it that change. */
+interface Item {
+  li: HTMLElement;
+  who: HTMLElement;
+  text: HTMLElement;
+  note: HTMLElement;
 }
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const el = (tag: string, attrs: Record<string, string>, ...children: Array<Node | string>) => {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  node.append(...children);
-  return node;
-};
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-/**
- * Holds this tab's session for as long as the page lives; false, holding
- * nothing, when another open tab of this origin holds it. A tab opened from
- * another (window.open, a duplicated tab) starts with a copy of its opener's
- * sessionStorage, and the same key and session would replace the first tab's
- * connection. The browser's lock manager decides at once, for every tab, with
- * no tab having to answer in time. Where no lock can be had (a browser
- * without Web Locks, a request refused) the session is kept; should a copy
- * then replace this tab's connection, this tab starts again (below).
- */
-function holdSession(sessionId: string): Promise<boolean> {
-  if (!("locks" in navigator)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    navigator.locks
-      .request(`chat.session:${sessionId}`, { ifAvailable: true }, (lock) => {
-        resolve(lock !== null);
-        // Released by the browser when the page goes (a reload included).
-        return lock === null ? undefined : new Promise<never>(() => {});
-      })
-      .catch(() => resolve(true));
-  });
-}
+/** The room a URL hash names; the first room for a hash that names none of them. */
+const roomOfHash = (hash: string): string => (ROOMS.includes(hash.slice(1)) ? hash : DEFAULT_ROOM);
 
-async function identity(): Promise<{ secretKey: string; sessionId: string }> {
-  const stored = { secretKey: sessionStorage.getItem("chat.secretKey"), sessionId: sessionStorage.getItem("chat.sessionId") };
-  if (stored.secretKey !== null && stored.sessionId !== null && (await holdSession(stored.sessionId))) {
-    return { secretKey: stored.secretKey, sessionId: stored.sessionId };
-  }
-  const secretKey = (await generateKeypair()).secretKey;
-  const sessionId = crypto.randomUUID();
-  sessionStorage.setItem("chat.secretKey", secretKey);
-  sessionStorage.setItem("chat.sessionId", sessionId);
-  // Held too, so that a tab opened from this one sees it taken.
-  await holdSession(sessionId);
-  return { secretKey, sessionId };
-}
+/** What a connection that keeps failing may mean: the page cannot tell a broker that is down from one that refuses its origin. */
+const unreachableHint = (brokerUrl: string, failed: number) =>
+  `no connection to the broker at ${brokerUrl} after ${failed} tries: it may be down, or it refuses this page's origin (${location.origin}), which its CORS_ORIGINS must list`;
 
-/** How often a tab starts again with a new key before it stays closed: a peer replacing it on purpose cannot keep it reloading. */
-const MAX_FRESH_STARTS = 3;
-
-/**
- * Forgets this tab's key and session and loads the page again, which makes
- * new ones; false, doing nothing, once the tab has done so MAX_FRESH_STARTS times.
- */
-function startAfresh(): boolean {
-  const starts = Number(sessionStorage.getItem("chat.freshStarts") ?? "0");
-  if (starts >= MAX_FRESH_STARTS) return false;
-  sessionStorage.setItem("chat.freshStarts", String(starts + 1));
-  sessionStorage.removeItem("chat.secretKey");
-  sessionStorage.removeItem("chat.sessionId");
-  location.reload();
-  return true;
-}
-
-/** What is wrong with a name, as the demo's backend would refuse it; null for a good one. */
-const nameProblem = (name: string): string | null =>
-  name === "" ? "a name needs a letter or two" : name.length > 64 ? "a name has at most 64 characters" : null;
-
-function askName(): Promise<string> {
-  // Per tab, as the key is: a second window asks for its own name.
-  const given = (new URLSearchParams(location.search).get("name") ?? sessionStorage.getItem("chat.name") ?? "").trim();
-  if (given !== "" && nameProblem(given) === null) return Promise.resolve(given);
-  $("signin").hidden = false;
-  if (given !== "") $("signin-error").textContent = `"${given.slice(0, 80)}" will not do: ${nameProblem(given)}`;
-  return new Promise((resolve) => {
-    const form = $("signin");
-    const onSubmit = (event: Event) => {
-      event.preventDefault();
-      const name = $<HTMLInputElement>("name").value.trim();
-      const problem = nameProblem(name);
-      $("signin-error").textContent = problem ?? "";
-      if (problem !== null) return;
-      sessionStorage.setItem("chat.name", name);
-      form.hidden = true;
-      form.removeEventListener("submit", onSubmit);
-      resolve(name);
-    };
-    form.addEventListener("submit", onSubmit);
-  });
-}
+/** A final close no reload of this member gets past: revoked, or its hello refused. */
+const refusesMember = (info: CloseInfo) => info.code === 4002 || info.reason === "unauthorized";
 
 /** Says what went wrong last (and clears it once the connection is open again). */
 const tell = (problem: string) => ($("problem").textContent = problem);
@@ -120,6 +49,8 @@ async function main(): Promise<void> {
   const name = await askName();
   $("me").textContent = name;
   $("who").hidden = false;
+  /** Asked for a token once per connection attempt: the attempts since the last open, the one under way included. */
+  let triesSinceOpen = 0;
   const client = await SwitchboardClient.start({
     url: config.brokerUrl,
     meshId: config.mesh,
@@ -129,38 +60,30 @@ async function main(): Promise<void> {
     reconnect: { minDelayMs: 300, maxDelayMs: 5000 },
     // The page's backend vouches for this tab's key; asked again on every reconnect.
     token: async ({ publicKey }) => {
+      triesSinceOpen++;
+      if (triesSinceOpen > HINT_AFTER_FAILED_TRIES) tell(unreachableHint(config.brokerUrl, triesSinceOpen - 1));
       const res = await fetch("/token", { method: "POST", body: JSON.stringify({ pubkey: publicKey, name }) });
       const body = (await res.json().catch(() => ({}))) as { token?: string; error?: string };
       if (!res.ok || body.token === undefined) throw new Error(`the page's backend gave no token (${res.status} ${body.error ?? ""})`.trim());
       return body.token;
     },
   });
-
-  const indicator = $("connection");
-  const showState = (state: string) => {
-    indicator.dataset.state = state;
-    indicator.textContent = state;
+  /** Says why a call failed, unless the client closed for good: its close said why already. */
+  const tellUnlessClosed = (what: string, error: unknown) => {
+    if (client.connectionState !== "closed") tell(`${what}: ${messageOf(error)}`);
   };
-  showState(client.connectionState);
-  client.on("connectionState", (state) => {
-    showState(state);
-    if (state === "open") tell("");
-  });
-  client.on("error", (error) => tell(error.message));
-  client.on("close", (info) => {
-    // Another connection took this key and session: a copy of this tab that
-    // could not tell it was one (no Web Locks), or another client given the
-    // same key. This tab starts again with a key of its own rather than stay
-    // closed.
-    if (info.code === 4000 && startAfresh()) return;
-    if (!info.willReconnect) tell(`closed for good (${info.code}${info.reason ? ` ${info.reason}` : ""}); reload the page to start again`);
-    else if (info.code === 1006) tell("lost the broker; reconnecting");
-  });
 
   const lines = new Map<string, Map<string, Line>>(ROOMS.map((r) => [`#${r}`, new Map()]));
+  const items = new WeakMap<Line, Item>();
+  /** Rooms whose history has been read: only these can say they have no messages. */
+  const loaded = new Set<string>();
   let order = 0;
-  let room = `#${location.hash.slice(1) || ROOMS[0]}`;
+  let room = roomOfHash(location.hash);
+  // A hash that names no room is put right, without a step in the history.
+  if (location.hash !== room) history.replaceState(null, "", room);
   const typers = new Map<string, Map<string, string>>();
+  /** The next drawing scrolls to the end whatever the reader's place: a room opened, a message sent. */
+  let toEnd = true;
 
   // A sender is named as the broker knows it (the name in the token this
   // page's backend vouched for), from presences seen while the page is open;
@@ -193,26 +116,83 @@ async function main(): Promise<void> {
   const nameOf = (pubkey: string) => names.get(pubkey) ?? pubkey.slice(0, 8);
   const add = (message: Message) => {
     const target = lines.get(message.targetSpec);
-    if (!target || target.has(message.messageId)) return;
-    const payload = message.payload as { text?: unknown };
-    target.set(message.messageId, { id: message.messageId, sender: message.senderPubkey, text: String(payload.text ?? ""), createdAt: message.createdAt, order: order++ });
+    if (!target) return;
+    const known = target.get(message.messageId);
+    // The broker's time replaces the one an own line was given when its send was acked.
+    if (known) known.createdAt = message.createdAt;
+    else target.set(message.messageId, { id: message.messageId, sender: message.senderPubkey, ...shownPayload(message.payload), createdAt: message.createdAt, order: order++ });
   };
 
+  /** An own line, shown from the moment it is typed until the broker has it. A line that failed with the same text goes: this is its retry. */
+  const addPending = (target: string, text: string): Line => {
+    const inRoom = lines.get(target)!;
+    for (const [key, line] of inRoom) if (line.state === "failed" && line.text === text) inRoom.delete(key);
+    const line: Line = { id: `local-${crypto.randomUUID()}`, sender: client.publicKey, text, raw: false, createdAt: "", order: order++, state: "pending" };
+    inRoom.set(line.id, line);
+    return line;
+  };
+  /**
+   * The broker has an own line: it goes after what the room showed then (the
+   * ack carries no time; this tab's clock may be wrong) and takes the
+   * broker's time from the history when that is next read.
+   */
+  const confirm = (target: string, line: Line, messageId: string) => {
+    const inRoom = lines.get(target)!;
+    inRoom.delete(line.id);
+    const known = inRoom.get(messageId);
+    // The history, read again after a reconnect, had it before the ack came.
+    if (known) {
+      known.state = "sent";
+      return;
+    }
+    line.createdAt = latestTime(inRoom);
+    line.id = messageId;
+    line.order = order++;
+    line.state = "sent";
+    inRoom.set(messageId, line);
+  };
+
+  const itemOf = (line: Line): Item => {
+    const known = items.get(line);
+    if (known) return known;
+    const [who, text, note] = [el("span", { class: "who" }), el("span", { class: "text" }), el("span", { class: "note" })];
+    // Read out as "name: text"; the name stands apart by its weight on screen.
+    const item = { li: el("li", {}, who, el("span", { class: "visually-hidden" }, ": "), text, note), who, text, note };
+    items.set(line, item);
+    return item;
+  };
+  const drawLine = (line: Line): HTMLElement => {
+    const { li, who, text, note } = itemOf(line);
+    li.dataset.id = line.id;
+    if (line.state) li.dataset.state = line.state;
+    else delete li.dataset.state;
+    setText(who, nameOf(line.sender));
+    setText(text, line.state === "failed" ? cutShort(line.text) : line.text);
+    text.classList.toggle("raw", line.raw);
+    setText(note, line.state === "pending" ? "sending…" : line.state === "failed" ? "not sent" : "");
+    return li;
+  };
+  const emptyRoomText = () =>
+    loaded.has(room)
+      ? "No messages in this room yet."
+      : client.connectionState === "open"
+        ? "Loading the room…"
+        : client.connectionState === "closed"
+          ? "Not connected to the broker."
+          : "Not connected to the broker yet: the room shows once it answers.";
+
   const render = () => {
-    const sorted = [...(lines.get(room)?.values() ?? [])].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.order - b.order);
+    const sorted = [...(lines.get(room)?.values() ?? [])].sort(inShownOrder);
     askNames(sorted.map((l) => l.sender));
     const list = $("messages");
-    list.replaceChildren(...sorted.map((l) => el("li", { "data-id": l.id }, el("span", { class: "who" }, nameOf(l.sender)), el("span", { class: "text" }, l.text))));
-    list.scrollTop = list.scrollHeight;
+    const follow = toEnd || isNearEnd(list);
+    toEnd = false;
+    placeInOrder(list, sorted.map(drawLine));
+    list.dataset.empty = emptyRoomText();
+    if (follow) list.scrollTop = list.scrollHeight;
     const typing = [...(typers.get(room)?.values() ?? [])];
-    $("typing").textContent = typing.length === 0 ? "" : `${typing.join(", ")} ${typing.length === 1 ? "is" : "are"} typing…`;
-    $("rooms").replaceChildren(
-      ...ROOMS.map((r) => {
-        const button = el("button", { "data-room": r, "aria-current": String(`#${r}` === room) }, `#${r}`);
-        button.addEventListener("click", () => void open(`#${r}`));
-        return button;
-      }),
-    );
+    setText($("typing"), typing.length === 0 ? "" : `${typing.join(", ")} ${typing.length === 1 ? "is" : "are"} typing…`);
+    for (const button of $("rooms").querySelectorAll<HTMLElement>("button")) button.setAttribute("aria-current", String(`#${button.dataset.room}` === room));
   };
 
   const renderOnline = () =>
@@ -221,6 +201,16 @@ async function main(): Promise<void> {
         .slice()
         .sort((a, b) => a.displayName.localeCompare(b.displayName))
         .map((p) => el("li", { "data-pubkey": p.pubkey, "data-status": p.status }, p.displayName, " ", el("span", { class: "status" }, p.status))),
+    );
+
+  /** The room buttons, made once: a button keeps the keyboard's focus through every drawing. */
+  const drawRooms = () =>
+    $("rooms").replaceChildren(
+      ...ROOMS.map((r) => {
+        const button = el("button", { type: "button", "data-room": r }, `#${r}`);
+        button.addEventListener("click", () => void open(`#${r}`));
+        return button;
+      }),
     );
 
   /** The room's latest history (every page up to 200 messages), merged with what is already shown. */
@@ -240,14 +230,65 @@ async function main(): Promise<void> {
   const open = async (target: string) => {
     room = target;
     delete $("chat").dataset.joined;
-    location.hash = target.slice(1);
+    if (location.hash !== target) location.hash = target.slice(1);
+    // A room's history is not news: only what comes once it is shown is announced.
+    $("messages").setAttribute("aria-live", "off");
+    toEnd = true;
     render();
-    await client.join(target);
-    await hydrate(target);
+    try {
+      await client.join(target);
+      await hydrate(target);
+    } catch (error) {
+      return tellUnlessClosed(`could not open ${target}`, error);
+    }
+    loaded.add(target);
     render();
+    if (room !== target) return;
+    $("messages").setAttribute("aria-live", "polite");
     // Only now does this tab get the room's typing and messages live; tests and styles key on it.
-    if (room === target) $("chat").dataset.joined = target;
+    $("chat").dataset.joined = target;
   };
+  window.addEventListener("hashchange", () => {
+    const wanted = roomOfHash(location.hash);
+    if (wanted !== room) void open(wanted);
+    else if (location.hash !== wanted) history.replaceState(null, "", wanted);
+  });
+
+  const indicator = $("connection");
+  const showState = (state: string) => {
+    indicator.dataset.state = state;
+    indicator.textContent = state;
+    // Who is online is known only while connected.
+    $("online").toggleAttribute("data-stale", state !== "open");
+  };
+  showState(client.connectionState);
+  client.on("connectionState", (state) => {
+    showState(state);
+    if (state === "open") {
+      triesSinceOpen = 0;
+      tell("");
+    }
+    render();
+  });
+  client.on("error", (error) => tell(error.message));
+  const closedForGood = (info: CloseInfo) => {
+    $("online").replaceChildren();
+    const why = `closed for good (${info.code}${info.reason ? ` ${info.reason}` : ""})`;
+    if (refusesMember(info)) {
+      // The broker will not take this key again: a reload makes a new one.
+      forgetIdentity();
+      tell(`${why}: the broker refuses this member; reload the page to start again as a new one`);
+    } else tell(`${why}; reload the page to start again`);
+  };
+  client.on("close", (info) => {
+    // Another connection took this key and session: a copy of this tab that
+    // could not tell it was one (no Web Locks), or another client given the
+    // same key. This tab starts again with a key of its own rather than stay
+    // closed.
+    if (info.code === 4000 && startAfresh()) return;
+    if (!info.willReconnect) closedForGood(info);
+    else if (info.code === 1006) tell("lost the broker; reconnecting");
+  });
 
   client.on("message", (m) => {
     add(m);
@@ -268,7 +309,7 @@ async function main(): Promise<void> {
     render();
   });
   // Whatever was said while the socket was down is in the history.
-  client.on("reconnect", () => void hydrate(room).then(render));
+  client.on("reconnect", () => void hydrate(room).then(render, (error: unknown) => tellUnlessClosed(`could not read ${room} again`, error)));
 
   let lastTyping = 0;
   $("text").addEventListener("input", () => {
@@ -285,29 +326,44 @@ async function main(): Promise<void> {
     lastTyping = 0;
     const target = room;
     void client.setTyping(target, false).catch(() => {});
+    const line = addPending(target, text);
+    toEnd = true;
+    render();
     client.send(target, { text }).then(
       (sent) => {
-        add({ messageId: sent.messageId, senderPubkey: client.publicKey, targetSpec: target, priority: "next", createdAt: new Date().toISOString(), replyTo: null, encrypted: false, payload: { text } });
+        confirm(target, line, sent.messageId);
         render();
         // What went wrong before is over: a message went out.
         tell("");
       },
       (error: unknown) => {
+        line.state = "failed";
+        render();
         // Not sent: the text goes back into the box, unless the room changed
         // or something else was typed meanwhile; then the line quotes it.
         const back = room === target && input.value === "";
         if (back) input.value = text;
-        const why = error instanceof Error ? error.message : String(error);
+        const why = messageOf(error);
         tell(back ? `not sent: ${why}` : `not sent to ${target} (“${text.slice(0, 80)}”): ${why}`);
       },
     );
   });
 
+  // The rooms, and what the page waits for, before the first connection: a
+  // broker that does not answer yet must not look like an empty room.
+  drawRooms();
   $("chat").hidden = false;
-  await client.subscribePresence();
-  learnNames();
-  renderOnline();
-  await open(room);
+  render();
+  const showPresences = async () => {
+    try {
+      await client.subscribePresence();
+    } catch (error) {
+      return tellUnlessClosed("no presences", error);
+    }
+    learnNames();
+    renderOnline();
+  };
+  await Promise.all([showPresences(), open(room)]);
 }
 
 void main();
