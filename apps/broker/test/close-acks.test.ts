@@ -6,7 +6,7 @@
 // same session coming back must not deadlock with it in the database.
 import { describe, expect, test } from "bun:test";
 import { backendKind, pushesBeforeMarker, setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
-import { peersOfEachTest, queryPostgres, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { peersOfEachTest, queryPostgres, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
 
 const { connect } = peersOfEachTest();
 
@@ -15,19 +15,6 @@ const { connect } = peersOfEachTest();
 // are read from the server's statistics.
 describe.skipIf(backendKind !== "postgres")("a session closing with leases held (LEASE_SECONDS=3600)", () => {
   const broker = useTestBroker({ LEASE_SECONDS: "3600" });
-
-  async function withSlowJoins<T>(seconds: number, during: () => Promise<T>): Promise<T> {
-    await queryPostgres(broker.backend, (sql) =>
-      sql.unsafe(`
-        CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(${seconds}); RETURN NEW; END $$;
-        CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`),
-    );
-    try {
-      return await during();
-    } finally {
-      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
-    }
-  }
 
   test("acks it read before the close are applied before its leases go back: the member's other session gets none of those messages", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });
@@ -40,7 +27,7 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
     // Connected now, with all 20 leased to the first session: it gets them only if they come back.
     const second = await connect(broker, mesh.id, b, { sessionId: "second" });
 
-    await withSlowJoins(1, async () => {
+    await withSlowJoins(broker.backend, 1, async () => {
       first.sendFrame({ type: "join", channel: "#slow" });
       first.ack(acks.map((x) => str(x.messageId)));
       await first.close();

@@ -17,7 +17,7 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import { messageStatus } from "./support/http-api.ts";
-import { deltas, queryPostgres, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { deltas, queryPostgres, scrape, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
 import { postHook } from "./support/status.ts";
 
 /** What GET /v1/messages/:id says of a message's recipients. */
@@ -38,18 +38,6 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     // a busy machine the acks a test does send are read before it runs out.
     LEASE_SECONDS: "8",
   });
-
-  /** Runs `during` with every channel join's insert taking `seconds` (Postgres): joins overlap, a join holds its pipeline. */
-  async function withSlowJoins<T>(seconds: number, during: () => Promise<T>): Promise<T> {
-    await queryPostgres(broker.backend, (sql) => sql.unsafe(`
-      CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(${seconds}); RETURN NEW; END $$;
-      CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`));
-    try {
-      return await during();
-    } finally {
-      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
-    }
-  }
 
   test("control frames past the limit get rate_limited with their reqId; sends are counted apart", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
@@ -116,7 +104,7 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     const ids = (await desk.waitForPushes(12)).map((p) => str(p.messageId));
     // Another presence of the member: a join that takes its time, then acks
     // of all twelve and its close, so the acks are read once it closed.
-    await withSlowJoins(1, async () => {
+    await withSlowJoins(broker.backend, 1, async () => {
       const laptop = await rawPresence(broker.wsUrl, mesh.id, b.identity);
       laptop.sendJson({ type: "join", channel: "#slow", reqId: "slow" });
       laptop.sendJson({ type: "client_ack", messageIds: ids.slice(0, 10) });
@@ -166,7 +154,7 @@ describe("limits per member (CONTROL_RATE_LIMIT_PER_MIN=8, ACK_RATE_LIMIT_PER_MI
     const [f1, f2, f3] = await connect(full);
     for (const channel of ["#a", "#b"]) expect(await f1!.request({ type: "join", channel })).toMatchObject({ type: "ack", joined: true });
     // Every join's insert takes its time, so that they overlap.
-    await withSlowJoins(0.3, async () => {
+    await withSlowJoins(broker.backend, 0.3, async () => {
       const racing = await Promise.all([f1!.request({ type: "join", channel: "#c" }), f2!.request({ type: "join", channel: "#d" }), f3!.request({ type: "join", channel: "#e" })]);
       expect(racing.map((r) => r.type).sort()).toEqual(["ack", "error", "error"]);
       expect(racing.filter((r) => r.type === "error").map((r) => r.code)).toEqual(["capacity", "capacity"]);

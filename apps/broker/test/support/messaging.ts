@@ -103,6 +103,20 @@ export async function queryPostgres<T extends object>(
 }
 
 /** Message ids of the pushes a peer received, first arrival only, in arrival order. */
+/** Runs `during` with every channel join's insert taking `seconds` (Postgres): a join then holds its connection's pipeline. */
+export async function withSlowJoins<T>(backend: TestBackend, seconds: number, during: () => Promise<T>): Promise<T> {
+  await queryPostgres(backend, (sql) =>
+    sql.unsafe(`
+      CREATE FUNCTION slow_join() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(${seconds}); RETURN NEW; END $$;
+      CREATE TRIGGER slow_join BEFORE INSERT ON channel_members FOR EACH ROW EXECUTE FUNCTION slow_join();`),
+  );
+  try {
+    return await during();
+  } finally {
+    await queryPostgres(backend, (sql) => sql.unsafe("DROP TRIGGER slow_join ON channel_members; DROP FUNCTION slow_join();"));
+  }
+}
+
 export function firstArrivals(pushes: Frame[]): string[] {
   const seen = new Set<string>();
   const order: string[] = [];
