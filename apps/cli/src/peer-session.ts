@@ -27,6 +27,8 @@ async function connect(ctx: Context, options: { sessionId: string; reconnect: bo
       meshId,
       secretKey: key.secretKey,
       sessionId: options.sessionId,
+      // The hello is a request like any other: one bound for all of them.
+      connectTimeoutMs: REQUEST_TIMEOUT_MS,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       acks: "manual",
       ...(options.reconnect ? {} : { reconnect: false as const }),
@@ -49,19 +51,25 @@ function payloadText(payload: unknown): string {
   return oneLine(typeof payload === "string" ? payload : (JSON.stringify(payload) ?? "null"));
 }
 
+/** How long a stop waits for the line under way: a stdout nobody reads would hold it forever. */
+const STOP_GRACE_MS = 2000;
+
+/** stdout's reader is gone (`listen | head -1`): it has what it wanted, so this is a normal end. */
+const isClosedPipe = (error: unknown): boolean => error instanceof Error && "code" in error && error.code === "EPIPE";
+
 export async function runListen(ctx: Context): Promise<number> {
   operands(ctx, []);
   const limit = ctx.args.positiveInt("count");
   // Ctrl-C is taken from the start: the presence is visible to others a
   // moment before connect() returns here, and a signal then must still end
-  // the listener cleanly.
+  // the listener cleanly. Every signal, not only the first, asks to stop.
   let onSignal = () => {
     signalled = true;
   };
   let signalled = false;
   const signal = () => onSignal();
-  process.once("SIGINT", signal);
-  process.once("SIGTERM", signal);
+  process.on("SIGINT", signal);
+  process.on("SIGTERM", signal);
   // A message is acked once printed: one past --count, or arriving as the
   // listener stops, stays queued for the member's next listener.
   const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: true }).catch((error: unknown) => {
@@ -69,7 +77,75 @@ export async function runListen(ctx: Context): Promise<number> {
     process.off("SIGTERM", signal);
     throw error;
   });
+  const print = printer(ctx, client);
 
+  let finish: (code: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => (finish = resolve));
+  let stopping = false;
+  /** Past the stop's grace: nothing more is printed or acked. */
+  let stopped = false;
+  let printed = 0;
+  // Messages are printed one after the other, in arrival order.
+  let chain: Promise<void> = Promise.resolve();
+
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await Promise.race([chain, Bun.sleep(STOP_GRACE_MS)]);
+    stopped = true;
+    await client.close().catch(() => {});
+    finish(code);
+  };
+  const stdoutFailed = (error: unknown): void => {
+    if (isClosedPipe(error)) return void stop(0);
+    process.stderr.write(`switchboard: cannot write to stdout: ${oneLine(error instanceof Error ? error.message : String(error))}\n`);
+    void stop(1);
+  };
+
+  client.on("message", (m) => {
+    chain = chain
+      .then(async () => {
+        if (stopping || (limit !== undefined && printed >= limit)) return;
+        printed++;
+        await print(m);
+        // A line that took longer than the stop's grace is not counted as shown.
+        if (stopped) return;
+        client.ack(m.messageId);
+        if (limit !== undefined && printed >= limit) void stop(0);
+      })
+      // Not written, so not acked: it goes to the member's next listener.
+      .catch(stdoutFailed);
+  });
+  // Reported on stderr (the "error" event below) and settled: it will not open later either.
+  client.on("unreadable", (m) => {
+    chain = chain.then(() => {
+      if (!stopping) client.ack(m.messageId);
+    });
+  });
+  client.on("close", (info) => {
+    if (info.willReconnect || stopping) return;
+    process.stderr.write(`switchboard: connection closed by the broker: ${info.reason || "no reason"} (${info.code})\n`);
+    void stop(1);
+  });
+  // A message that does not open, say: worth a line, not the end of listening.
+  client.on("error", (error) => {
+    process.stderr.write(`switchboard: ${error.code}: ${oneLine(error.message)}\n`);
+  });
+  // Also emitted for a failed write: unhandled, it would end the process with a stack trace.
+  process.stdout.on("error", stdoutFailed);
+  onSignal = () => void stop(0);
+  if (signalled) onSignal();
+  try {
+    return await finished;
+  } finally {
+    process.off("SIGINT", signal);
+    process.off("SIGTERM", signal);
+    process.stdout.off("error", stdoutFailed);
+  }
+}
+
+/** Prints a message as one line (or one JSON value), the sender by name where one is known. */
+function printer(ctx: Context, client: SwitchboardClient): (m: Message) => Promise<void> {
   // Sender names come from the live peer list, fetched again only for a key not
   // seen yet; a sender already gone (a one-shot `send`) is found through the
   // admin API when an admin token is configured.
@@ -90,7 +166,7 @@ export async function runListen(ctx: Context): Promise<number> {
     return names.get(pubkey);
   };
 
-  const print = async (m: Message): Promise<void> => {
+  return async (m) => {
     const senderName = await nameOf(m.senderPubkey);
     if (ctx.json) return outJson({ ...m, senderName: senderName ?? null });
     const sender = senderName !== undefined ? `${oneLine(senderName)} (${shortKey(m.senderPubkey)})` : shortKey(m.senderPubkey);
@@ -98,72 +174,28 @@ export async function runListen(ctx: Context): Promise<number> {
       m.targetSpec === client.publicKey ? "me" : PUBKEY.test(m.targetSpec) ? shortKey(m.targetSpec) : m.targetSpec;
     return out(`${sender} → ${target} [${m.priority}] ${payloadText(m.payload)}`);
   };
-
-  let finish: (code: number) => void = () => {};
-  const finished = new Promise<number>((resolve) => (finish = resolve));
-  let stopping = false;
-  let printed = 0;
-  // Messages are printed one after the other, in arrival order.
-  let chain: Promise<void> = Promise.resolve();
-
-  const stop = async (code: number): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    await chain;
-    await client.close().catch(() => {});
-    finish(code);
-  };
-
-  client.on("message", (m) => {
-    chain = chain.then(async () => {
-      if (stopping || (limit !== undefined && printed >= limit)) return;
-      printed++;
-      await print(m);
-      client.ack(m.messageId);
-      if (limit !== undefined && printed >= limit) void stop(0);
-    });
-  });
-  // Reported on stderr (the "error" event below) and settled: it will not open later either.
-  client.on("unreadable", (m) => {
-    chain = chain.then(() => {
-      if (!stopping) client.ack(m.messageId);
-    });
-  });
-  client.on("close", (info) => {
-    if (info.willReconnect || stopping) return;
-    process.stderr.write(`switchboard: connection closed by the broker: ${info.reason || "no reason"} (${info.code})\n`);
-    void stop(1);
-  });
-  // A message that does not open, say: worth a line, not the end of listening.
-  client.on("error", (error) => {
-    process.stderr.write(`switchboard: ${error.code}: ${oneLine(error.message)}\n`);
-  });
-  onSignal = () => void stop(0);
-  if (signalled) onSignal();
-  try {
-    return await finished;
-  } finally {
-    process.off("SIGINT", signal);
-    process.off("SIGTERM", signal);
-  }
 }
 
-/** A target as the broker takes it; anything else is a member's display name. */
+/**
+ * A target as the broker takes it; anything else is a member's display name.
+ * With an admin token every active member is asked, online or not, so a name
+ * two of them share is refused as member revoke and token create refuse it.
+ */
 async function resolveTarget(ctx: Context, client: SwitchboardClient, target: string): Promise<string> {
   if (isBrokerTarget(target)) return target;
-  let keys = new Set<string>((await client.listPeers()).filter((p) => p.displayName === target).map((p) => p.pubkey));
   const config = ctx.config();
-  if (keys.size === 0 && config.adminToken !== undefined) {
-    // Not online: the admin API knows every enrolled member.
-    const members = await new AdminApi(config.url, config.adminToken).listMembers(requireMesh(config));
-    keys = new Set(members.filter((m) => m.displayName === target && m.revokedAt === null).map((m) => m.pubkey));
-  }
-  const [only] = [...keys];
-  if (keys.size === 1 && only !== undefined) return only;
-  if (keys.size === 0) {
+  const mesh = requireMesh(config);
+  const named =
+    config.adminToken === undefined
+      ? (await client.listPeers()).filter((p) => p.displayName === target)
+      : (await new AdminApi(config.url, config.adminToken).listMembers(mesh)).filter((m) => m.displayName === target && m.revokedAt === null);
+  const keys = [...new Set(named.map((n) => n.pubkey))];
+  const [only, ...others] = keys;
+  if (only !== undefined && others.length === 0) return only;
+  if (only === undefined) {
     throw new CliError(`no peer named "${target}" (target: a 64-hex pubkey, *, #channel, tag:name or a member's name)`);
   }
-  throw new CliError(`${keys.size} members are named "${target}"; send to a pubkey instead`);
+  throw new CliError(`${keys.length} active members are named "${target}" in mesh ${mesh}; send to one of their pubkeys: ${keys.join(", ")}`);
 }
 
 async function readStdin(): Promise<string> {

@@ -43,6 +43,13 @@ function filesUnder(dir: string): string[] {
     .map((e) => join(e.parentPath, e.name));
 }
 
+/** The token file the installed hooks of a settings file read. */
+function tokenFileOf(settingsFile: string): string {
+  const file = /'--token-file' '([^']+)'/.exec(installedHook(settingsFile, "Stop"))?.[1];
+  if (file === undefined) throw new Error(`no --token-file in the hook of ${settingsFile}`);
+  return file;
+}
+
 type Hooks = Record<string, Array<{ matcher?: string; hooks: Array<{ type: string; command: string; timeout?: number }> }>>;
 const readJson = (path: string) => JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown> & { hooks?: Hooks };
 
@@ -198,6 +205,77 @@ describe("project scope", () => {
     expect(readdirSync(join(dir, ".claude"))).toEqual(["settings.json"]);
   });
 
+  test("uninstall leaves a server named switchboard that install did not write: none installed, or replaced by the user since", async () => {
+    const dir = project("not-ours");
+    const mcpFile = join(dir, ".mcp.json");
+    const theirs = write(mcpFile, JSON.stringify({ mcpServers: { switchboard: { command: "my-own-switchboard-thing", args: ["x"] } } }, null, 2));
+    expect(await cliOk(home, ["uninstall"], { cwd: dir })).toStartWith("removed 0 hook(s), no MCP server");
+    expect(readFileSync(mcpFile, "utf8")).toBe(theirs);
+
+    await cliOk(home, installArgs(), { cwd: dir });
+    // After the install the user put an entry of their own in its place.
+    const replaced = write(mcpFile, JSON.stringify({ mcpServers: { switchboard: { command: "my-newer-thing", args: [] } } }, null, 2));
+    expect(await cliOk(home, ["uninstall"], { cwd: dir })).toStartWith("removed 4 hook(s), no MCP server");
+    expect(readFileSync(mcpFile, "utf8")).toBe(replaced);
+  });
+
+  test("empty objects that were there before install are there after uninstall", async () => {
+    const dir = project("empty-objects");
+    const mcpFile = join(dir, ".mcp.json");
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    const mcpBefore = write(mcpFile, `${JSON.stringify({ mcpServers: {} }, null, 2)}\n`);
+    const settingsBefore = write(settingsFile, `${JSON.stringify({ hooks: { Stop: [] } }, null, 2)}\n`);
+    await cliOk(home, installArgs(), { cwd: dir });
+    await cliOk(home, installArgs(), { cwd: dir });
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(readFileSync(mcpFile, "utf8")).toBe(mcpBefore);
+    expect(readFileSync(settingsFile, "utf8")).toBe(settingsBefore);
+
+    write(settingsFile, `${JSON.stringify({ hooks: {} }, null, 2)}\n`);
+    await cliOk(home, installArgs(), { cwd: dir });
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(readFileSync(settingsFile, "utf8")).toBe(`${JSON.stringify({ hooks: {} }, null, 2)}\n`);
+  });
+
+  test("a shared .claude/settings.json that is not JSON is only read for old hooks: install and uninstall warn, leave it, and finish", async () => {
+    const dir = project("broken-shared");
+    const shared = join(dir, ".claude", "settings.json");
+    const broken = write(shared, '{ "model": "opus", oops');
+    const installed = await runCli(home, installArgs(), { cwd: dir });
+    expect(installed.code).toBe(0);
+    expect(lines(installed.stderr)).toEqual([
+      expect.stringMatching(/^switchboard: warning: .*\/\.claude\/settings\.json is not valid JSON.*; not touching it \(it is only read to take out hooks of earlier versions\)$/),
+    ]);
+    const tokenFile = tokenFileOf(join(dir, ".claude", "settings.local.json"));
+    expect(existsSync(tokenFile)).toBe(true);
+
+    const removed = await runCli(home, ["uninstall"], { cwd: dir });
+    expect(removed.code).toBe(0);
+    expect(removed.stdout).toStartWith('removed 4 hook(s), the MCP server "switchboard"');
+    expect(lines(removed.stderr)).toEqual([expect.stringMatching(/^switchboard: warning: .*settings\.json is not valid JSON/)]);
+    expect(readFileSync(shared, "utf8")).toBe(broken);
+    expect(readdirSync(dir)).toEqual([".claude"]);
+    expect(readdirSync(join(dir, ".claude"))).toEqual(["settings.json"]);
+    expect(existsSync(tokenFile)).toBe(false);
+    // Nothing is left behind for a later uninstall to trip over.
+    expect((await runCli(home, ["uninstall"], { cwd: dir })).code).toBe(0);
+  });
+
+  test("an uninstall that cannot read a file it has to change changes nothing", async () => {
+    const dir = project("broken-mcp");
+    await cliOk(home, installArgs(), { cwd: dir });
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    const settings = readFileSync(settingsFile, "utf8");
+    const tokenFile = tokenFileOf(settingsFile);
+    const broken = write(join(dir, ".mcp.json"), '{ "mcpServers": ');
+    const result = await runCli(home, ["uninstall"], { cwd: dir });
+    expect(result.code).toBe(1);
+    expect(lines(result.stderr)).toEqual([expect.stringMatching(/\.mcp\.json is not valid JSON.*not touching it$/)]);
+    expect(readFileSync(settingsFile, "utf8")).toBe(settings);
+    expect(readFileSync(join(dir, ".mcp.json"), "utf8")).toBe(broken);
+    expect(existsSync(tokenFile)).toBe(true);
+  });
+
   test("refusals change nothing: settings that are not JSON, no token, no key file", async () => {
     const dir = project("refusals");
     const hooksDir = home.path(".config", "switchboard", "hooks");
@@ -240,6 +318,18 @@ test("user scope: ~/.claude.json and ~/.claude/settings.json, other keys kept; u
     await cliOk(userHome, ["uninstall", "--scope", "user"], { cwd: dir });
     expect(readFileSync(claudeJson, "utf8")).toBe(original);
     expect(readFileSync(userHome.path(".claude", "settings.json"), "utf8")).toBe(userSettings);
+  } finally {
+    userHome.dispose();
+  }
+});
+
+test("user scope: uninstall without an install leaves a server named switchboard in ~/.claude.json", async () => {
+  const userHome = new CliHome();
+  try {
+    const claudeJson = userHome.path(".claude.json");
+    const theirs = write(claudeJson, `${JSON.stringify({ mcpServers: { switchboard: { command: "my-own-switchboard-thing", args: ["x"] } } }, null, 2)}\n`);
+    expect(await cliOk(userHome, ["uninstall", "--scope", "user"])).toStartWith("removed 0 hook(s), no MCP server");
+    expect(readFileSync(claudeJson, "utf8")).toBe(theirs);
   } finally {
     userHome.dispose();
   }

@@ -4,26 +4,12 @@
 import { afterAll, expect, test } from "bun:test";
 import { setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { writeFileSync } from "node:fs";
-import { CliHome, spawnCli } from "./support/cli.ts";
+import { CliHome, firstLine, spawnCli } from "./support/cli.ts";
 
 // Messages larger than the 64 KiB a pipe holds.
 const broker = useTestBroker({ MAX_MESSAGE_BYTES: "262144" });
 const home = new CliHome();
 afterAll(() => home.dispose());
-
-/** Resolves with the first line the stream carries, and reads no further. */
-async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
-  const reader = stream.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += decoder.decode(value, { stream: true });
-  }
-  reader.releaseLock();
-  return text.split("\n")[0] ?? "";
-}
 
 test("SIGTERM ends a server stuck writing a notification nobody reads; nothing it did not notify is acked", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });

@@ -1,6 +1,7 @@
 // The README's "Two agents in five commands", command by command, then the
 // peer commands' other promises: --json lines, clean exit on SIGTERM/SIGINT,
-// one-line broker errors, status, and a listener whose member is revoked.
+// one-line broker errors (a hello never answered among them), a name two
+// members share, status, and a listener whose member is revoked.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
 import {
@@ -218,6 +219,34 @@ describe("peer commands", () => {
     expect(done).toEqual({ code: 0, stdout: "", stderr: "" });
   });
 
+  test("send to a name two active members share refuses, like member revoke and token create, even when only one is online", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["bob", "twin", "twin"] });
+    const [bob, online, offline] = members as [SetupMember, SetupMember, SetupMember];
+    const bobKey = home.path(`${mesh.slug}-bob.json`);
+    writeFileSync(bobKey, JSON.stringify(bob.identity), { mode: 0o600 });
+    const twin = await TestPeer.connect(broker.wsUrl, { identity: online.identity, meshId: mesh.id });
+    try {
+      const result = await runCli(home, ["send", "--mesh", mesh.slug, "--key", bobKey, "twin", "which one?"], { env });
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe("");
+      expect(lines(result.stderr)).toEqual([
+        `switchboard: 2 active members are named "twin" in mesh ${mesh.slug}; send to one of their pubkeys: ${online.pubkey}, ${offline.pubkey}`,
+      ]);
+      const revoke = await runCli(home, ["member", "revoke", mesh.slug, "twin"], { env });
+      expect(revoke.code).toBe(1);
+      expect(lines(revoke.stderr)).toEqual([expect.stringMatching(/^switchboard: 2 active members are named "twin" in mesh /)]);
+      // Nothing reached the twin that is online.
+      const from = await TestPeer.connect(broker.wsUrl, { identity: bob.identity, meshId: mesh.id });
+      try {
+        expect(await pushesBeforeMarker(from, twin)).toEqual([]);
+      } finally {
+        await from.close();
+      }
+    } finally {
+      await twin.close();
+    }
+  });
+
   test("send to a pubkey that is not a member exits 1 with one line naming unknown_target", async () => {
     const { mesh, bobKey } = await meshWithKeys();
     const stranger = await newIdentity();
@@ -254,6 +283,26 @@ describe("peer commands", () => {
     const result = await runCli(home, ["send", "--mesh", mesh.slug, "--key", strangerKey, "*", "hi"], { env });
     expect(result.code).toBe(1);
     expect(lines(result.stderr)).toEqual([expect.stringMatching(/^switchboard: cannot connect to mesh .*: unauthorized/)]);
+  });
+
+  test("a broker that never answers the hello: send gives up after 15 s, as every request does, in one line", async () => {
+    const { mesh, bobKey } = await meshWithKeys();
+    // A socket that opens and then says nothing.
+    const mute = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("not a socket", { status: 400 })),
+      websocket: { message() {} },
+    });
+    try {
+      const result = await runCli(home, ["send", "--url", mute.url.href, "--mesh", mesh.slug, "--key", bobKey, "*", "anyone?"], { env, timeoutMs: 40_000 });
+      expect(result.code).toBe(1);
+      expect(lines(result.stderr)).toEqual([
+        expect.stringMatching(/^switchboard: cannot connect to mesh .*: timeout: no hello answer from .* within 15000 ms$/),
+      ]);
+    } finally {
+      await mute.stop(true);
+    }
   });
 
   test("status sets the status of its presence and prints it", async () => {

@@ -50,12 +50,20 @@ function hooksObject(settings: JsonObject, path: string): JsonObject | undefined
   return hooks;
 }
 
+/** The hooks object and its event lists, as "hooks" and "hooks.<event>": an install finding them there leaves them there. */
+export function hookContainers(settings: JsonObject): string[] {
+  const hooks = settings.hooks;
+  if (!isObject(hooks)) return [];
+  return ["hooks", ...Object.keys(hooks).filter((event) => Array.isArray(hooks[event])).map((event) => `hooks.${event}`)];
+}
+
 /**
  * Removes our entries from every event (earlier versions installed others).
  * What our removal emptied (a matcher group, an event's list, the hooks
- * object) goes too; everything else stays, empty things that were there included.
+ * object) goes too, unless it is in `preexisting` (hookContainers before the
+ * first install); everything else stays, empty things that were there included.
  */
-export function removeOurHooks(settings: JsonObject, path: string): number {
+export function removeOurHooks(settings: JsonObject, path: string, preexisting: readonly string[] = []): number {
   const hooks = hooksObject(settings, path);
   if (hooks === undefined) return 0;
   let removed = 0;
@@ -75,16 +83,16 @@ export function removeOurHooks(settings: JsonObject, path: string): number {
       if (rest.length > 0) kept.push({ ...group, hooks: rest });
     }
     if (!changed) continue;
-    if (kept.length > 0) hooks[event] = kept;
+    if (kept.length > 0 || preexisting.includes(`hooks.${event}`)) hooks[event] = kept;
     else delete hooks[event];
   }
-  if (removed > 0 && Object.keys(hooks).length === 0) delete settings.hooks;
+  if (removed > 0 && Object.keys(hooks).length === 0 && !preexisting.includes("hooks")) delete settings.hooks;
   return removed;
 }
 
 /** Our one entry per event, replacing any earlier one (so a new token file or URL wins). */
-export function installOurHooks(settings: JsonObject, path: string, command: string): void {
-  removeOurHooks(settings, path);
+export function installOurHooks(settings: JsonObject, path: string, command: string, preexisting: readonly string[]): void {
+  removeOurHooks(settings, path, preexisting);
   const hooks = hooksObject(settings, path) ?? (settings.hooks = {});
   for (const { event, matcher } of HOOK_EVENTS) {
     const groups = hooks[event] ?? (hooks[event] = []);

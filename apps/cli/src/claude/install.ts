@@ -5,9 +5,9 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync,
 import { dirname } from "node:path";
 import { CliError } from "../errors.ts";
 import { isEmptyObject, readJsonFile, writeAtomically, writeJsonFile, type JsonFile } from "../json-file.ts";
-import { hookCommand, installOurHooks, removeOurHooks } from "./hooks.ts";
+import { hookCommand, hookContainers, installOurHooks, removeOurHooks } from "./hooks.ts";
 import type { Layout } from "./layout.ts";
-import { removeOurServer, setOurServer, type StdioServer } from "./mcp-config.ts";
+import { removeOurServer, serverContainers, setOurServer, type StdioServer } from "./mcp-config.ts";
 
 export interface InstallInput {
   layout: Layout;
@@ -26,14 +26,31 @@ interface InstallRecord {
   created: Created;
   /** A server of our name that was there before the first install: uninstall puts it back. */
   replacedServer: unknown;
+  /** The server entry the last install wrote: uninstall removes the entry only while it is still that one. */
+  server: StdioServer | undefined;
+  /** Objects and lists there before the first install (mcpServers, hooks, hooks.<event>): uninstall leaves them, empty or not. */
+  preexisting: string[];
+}
+
+const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((p): p is string => typeof p === "string") : []);
+
+function stdioServer(value: unknown): StdioServer | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { command, args } = value as { command?: unknown; args?: unknown };
+  if (typeof command !== "string" || !Array.isArray(args) || !args.every((a) => typeof a === "string")) return undefined;
+  return { type: "stdio", command, args };
 }
 
 function readRecord(path: string): InstallRecord | null {
   if (!existsSync(path)) return null;
   try {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as { created?: unknown; replacedServer?: unknown };
-    const created = Array.isArray(parsed.created) ? parsed.created.filter((p): p is string => typeof p === "string") : [];
-    return { created, replacedServer: parsed.replacedServer };
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+    return {
+      created: strings(parsed.created),
+      replacedServer: parsed.replacedServer,
+      server: stdioServer(parsed.server),
+      preexisting: strings(parsed.preexisting),
+    };
   } catch {
     throw new CliError(`${path} is not a record this command wrote; remove it by hand`);
   }
@@ -59,36 +76,61 @@ function writeSecret(path: string, text: string, created: Created): void {
   chmodSync(path, 0o600);
 }
 
-export function install(input: InstallInput): void {
+export interface InstallReport {
+  /** Files left as they are, and why: only ever ones read to take out what earlier versions wrote. */
+  warnings: string[];
+}
+
+export function install(input: InstallInput): InstallReport {
   const { layout } = input;
   const record = readRecord(layout.recordFile);
   const created = record?.created ?? [];
   // Every file is read and changed in memory first: one that cannot be read stops the install before anything is written.
   const settings = readJsonFile(layout.settingsFile);
-  installOurHooks(settings.value, settings.path, hookCommand(input.self, input.hookUrl, layout.tokenFile));
   const mcp = readJsonFile(layout.mcpFile);
+  const preexisting = record?.preexisting ?? [...hookContainers(settings.value), ...serverContainers(mcp.value)];
+  installOurHooks(settings.value, settings.path, hookCommand(input.self, input.hookUrl, layout.tokenFile), preexisting);
   const server: StdioServer = { type: "stdio", command: input.self.command, args: [...input.self.args, ...input.mcpArgs] };
   const before = setOurServer(mcp.value, mcp.path, server, record !== null);
   // Installed again, the entry there is our own: what the first install replaced stays the one to put back.
   const replacedServer = record === null ? before : record.replacedServer;
-  const legacy = withoutLegacyHooks(layout);
+  const legacy = legacyCleanup(layout);
 
   ensureDir(layout.tokenDir, created, 0o700);
   writeSecret(layout.tokenFile, `${input.token}\n`, created);
   writeNoting(settings, created);
   writeNoting(mcp, created);
-  if (legacy) writeJsonFile(legacy.file);
+  if (legacy.file) writeJsonFile(legacy.file);
   if (!created.includes(layout.recordFile)) created.push(layout.recordFile);
-  writeAtomically(layout.recordFile, `${JSON.stringify({ scope: layout.scope, created, replacedServer }, null, 2)}\n`, 0o600);
+  const newRecord = { scope: layout.scope, created, replacedServer, server, preexisting };
+  writeAtomically(layout.recordFile, `${JSON.stringify(newRecord, null, 2)}\n`, 0o600);
+  return { warnings: legacy.warnings };
 }
 
-/** Hooks an earlier version put into the project's shared settings.json, bearer token and all: the file without them, if there were any. */
-function withoutLegacyHooks(layout: Layout): { file: JsonFile; removed: number } | null {
+interface LegacyCleanup {
+  /** The shared settings without our old hooks, when it had any. */
+  file: JsonFile | undefined;
+  removed: number;
+  warnings: string[];
+}
+
+/**
+ * Hooks an earlier version put into the project's shared settings.json,
+ * bearer token and all. That file is not ours and only read for them: one
+ * that cannot be read is left alone with a warning rather than stopping
+ * install or uninstall.
+ */
+function legacyCleanup(layout: Layout): LegacyCleanup {
   const path = layout.legacySettingsFile;
-  if (path === undefined || !existsSync(path)) return null;
-  const file = readJsonFile(path);
-  const removed = removeOurHooks(file.value, path);
-  return removed > 0 ? { file, removed } : null;
+  if (path === undefined || !existsSync(path)) return { file: undefined, removed: 0, warnings: [] };
+  try {
+    const file = readJsonFile(path);
+    const removed = removeOurHooks(file.value, path);
+    return { file: removed > 0 ? file : undefined, removed, warnings: [] };
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    return { file: undefined, removed: 0, warnings: [`${why} (it is only read to take out hooks of earlier versions)`] };
+  }
 }
 
 export interface UninstallReport {
@@ -97,12 +139,29 @@ export interface UninstallReport {
   /** The server of that name the install had replaced is back in its place. */
   serverRestored: boolean;
   removedFiles: string[];
+  /** As in InstallReport. */
+  warnings: string[];
 }
 
 export function uninstall(layout: Layout): UninstallReport {
   const record = readRecord(layout.recordFile);
   const created = record?.created ?? [];
-  const report: UninstallReport = { hooksRemoved: 0, serverRemoved: false, serverRestored: false, removedFiles: [] };
+  const preexisting = record?.preexisting ?? [];
+  // As in install, every file is read and changed in memory before anything is written.
+  const settings = existsSync(layout.settingsFile) ? readJsonFile(layout.settingsFile) : undefined;
+  const hooksRemoved = settings ? removeOurHooks(settings.value, settings.path, preexisting) : 0;
+  const mcp = existsSync(layout.mcpFile) ? readJsonFile(layout.mcpFile) : undefined;
+  // Without a record there is no server of ours: an entry of that name is someone else's.
+  const serverRemoved =
+    mcp !== undefined && record !== null && removeOurServer(mcp.value, { written: record.server, replaced: record.replacedServer, preexisting });
+  const legacy = legacyCleanup(layout);
+  const report: UninstallReport = {
+    hooksRemoved: hooksRemoved + legacy.removed,
+    serverRemoved,
+    serverRestored: serverRemoved && record?.replacedServer !== undefined,
+    removedFiles: [],
+    warnings: legacy.warnings,
+  };
   const settle = (file: JsonFile) => {
     if (created.includes(file.path) && isEmptyObject(file.value)) {
       unlinkSync(file.path);
@@ -110,22 +169,9 @@ export function uninstall(layout: Layout): UninstallReport {
     } else writeJsonFile(file);
   };
 
-  if (existsSync(layout.settingsFile)) {
-    const settings = readJsonFile(layout.settingsFile);
-    report.hooksRemoved = removeOurHooks(settings.value, settings.path);
-    if (report.hooksRemoved > 0 || created.includes(settings.path)) settle(settings);
-  }
-  if (existsSync(layout.mcpFile)) {
-    const mcp = readJsonFile(layout.mcpFile);
-    report.serverRemoved = removeOurServer(mcp.value, record?.replacedServer);
-    report.serverRestored = report.serverRemoved && record?.replacedServer !== undefined;
-    if (report.serverRemoved || created.includes(mcp.path)) settle(mcp);
-  }
-  const legacy = withoutLegacyHooks(layout);
-  if (legacy) {
-    report.hooksRemoved += legacy.removed;
-    writeJsonFile(legacy.file);
-  }
+  if (settings && (hooksRemoved > 0 || created.includes(settings.path))) settle(settings);
+  if (mcp && (serverRemoved || created.includes(mcp.path))) settle(mcp);
+  if (legacy.file) writeJsonFile(legacy.file);
   for (const path of [layout.tokenFile, layout.recordFile]) {
     if (existsSync(path)) {
       unlinkSync(path);

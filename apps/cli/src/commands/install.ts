@@ -8,12 +8,17 @@ import { HOOK_EVENTS } from "../claude/hooks.ts";
 import { layoutFor, SCOPES } from "../claude/layout.ts";
 import { UsageError } from "../errors.ts";
 import { readKeyFile } from "../keyfile.ts";
-import { out, outJson } from "../output.ts";
+import { err, oneLine, out, outJson } from "../output.ts";
 import { selfCommand } from "../self.ts";
 
 export const LAUNCH_LINE = "claude --dangerously-load-development-channels server:switchboard";
 
 const scopeOption = { scope: { type: "string" } } as const;
+
+/** On stderr, one line each: the command still did its work. */
+async function warn(warnings: string[]): Promise<void> {
+  for (const warning of warnings) await err(`switchboard: warning: ${oneLine(warning)}`);
+}
 
 export const installCommand: Command = {
   words: ["install"],
@@ -45,7 +50,8 @@ export const installCommand: Command = {
       config.keyFile,
       ...(explicitConfig !== undefined ? ["--config", config.configFile] : []),
     ];
-    install({ layout, self: selfCommand(), hookUrl: httpBase(config.url), token, mcpArgs });
+    const { warnings } = install({ layout, self: selfCommand(), hookUrl: httpBase(config.url), token, mcpArgs });
+    await warn(warnings);
     if (ctx.json) {
       return void (await outJson({
         scope: layout.scope,
@@ -80,6 +86,7 @@ export const uninstallCommand: Command = {
     operands(ctx, []);
     const layout = layoutFor(ctx.args.oneOf("scope", SCOPES) ?? "project");
     const report = uninstall(layout);
+    await warn(report.warnings);
     if (ctx.json) return void (await outJson({ scope: layout.scope, ...report }));
     const what = [
       `${report.hooksRemoved} hook(s)`,
