@@ -65,6 +65,8 @@ export interface RobustReport {
   faults: FaultsReport;
 }
 
+const machine = () => ({ cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version });
+
 export async function runRobust(size: Size): Promise<RobustReport> {
   const slow = await slowConsumer(size);
   const flooded = await floods(size);
@@ -72,7 +74,7 @@ export async function runRobust(size: Size): Promise<RobustReport> {
   const faults = await runFaults(size, await freePort(), await freePort());
   return {
     size,
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version },
+    machine: machine(),
     slowConsumer: slow,
     floods: flooded,
     fuzz: { ...fuzzed, unanswered: fuzzed.unanswered.length, firstUnanswered: fuzzed.unanswered.slice(0, 10) },
@@ -80,10 +82,13 @@ export async function runRobust(size: Size): Promise<RobustReport> {
   };
 }
 
-export async function main(size: Size): Promise<void> {
-  const report = await runRobust(size);
+/** `bun run bench robust`, or with `floods` after it the floods alone. */
+export async function main(size: Size, part?: string): Promise<void> {
+  if (part !== undefined && part !== "floods") throw new Error(`robust has one part to run alone, floods (got ${part})`);
+  const report = part === "floods" ? { size, machine: machine(), floods: await floods(size) } : await runRobust(size);
   mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
-  const path = join(import.meta.dir, "..", "out", `robust-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);
+  const name = part === "floods" ? "robust-floods" : "robust";
+  const path = join(import.meta.dir, "..", "out", `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);
   await Bun.write(path, JSON.stringify(report, null, 2));
   console.log(JSON.stringify(report, null, 2));
   console.log(`written to ${path}`);

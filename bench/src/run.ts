@@ -232,7 +232,7 @@ if (import.meta.main) {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { smoke: { type: "boolean" } } });
   const size: Size = values.smoke ? "smoke" : "full";
   if (positionals[0] === "robust") {
-    await (await import("./robust.ts")).main(size);
+    await (await import("./robust.ts")).main(size, positionals[1]);
     process.exit(0);
   }
   if (positionals[0] === "http" || positionals[0] === "webhook") {
