@@ -172,7 +172,9 @@ function printer(ctx: Context, client: SwitchboardClient): (m: Message) => Promi
     const sender = senderName !== undefined ? `${oneLine(senderName)} (${shortKey(m.senderPubkey)})` : shortKey(m.senderPubkey);
     const target =
       m.targetSpec === client.publicKey ? "me" : PUBKEY.test(m.targetSpec) ? shortKey(m.targetSpec) : m.targetSpec;
-    return out(`${sender} → ${target} [${m.priority}] ${payloadText(m.payload)}`);
+    // As the MCP server says it: only the broker vouches for a message sent in the clear.
+    const clear = m.encrypted ? "" : " (unencrypted)";
+    return out(`${sender} → ${target} [${m.priority}]${clear} ${payloadText(m.payload)}`);
   };
 }
 

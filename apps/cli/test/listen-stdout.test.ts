@@ -59,7 +59,7 @@ test("listen | head -1: once stdout is closed listen exits 0 without a word, and
     children.push(listener);
     await waitForPresence(mesh.id, alice.pubkey);
     await sender.send(alice.pubkey, plain("one"));
-    expect(await firstLine(listener.stdout)).toEndWith("[next] one");
+    expect(await firstLine(listener.stdout)).toEndWith("[next] (unencrypted) one");
     // What head does once it has its line.
     await listener.stdout.cancel();
     const notWritten = (await sender.send(alice.pubkey, plain("two"))).messageId;

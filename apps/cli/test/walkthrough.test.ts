@@ -137,7 +137,7 @@ describe("peer commands", () => {
     return { mesh, alice, bob, aliceKey, bobKey };
   }
 
-  test("listen prints one line per message (sender, target, priority, text) and exits 0 on SIGTERM", async () => {
+  test("listen prints one line per message (sender, target, priority, text; a broadcast, sent in the clear, marked so) and exits 0 on SIGTERM", async () => {
     const { mesh, alice, bob, aliceKey } = await meshWithKeys();
     const listener = background(["listen", "--mesh", mesh.slug, "--key", aliceKey]);
     await waitForPresence(mesh.id, alice.pubkey);
@@ -160,7 +160,7 @@ describe("peer commands", () => {
     expect(lines(done.stdout)).toEqual([
       `bob (${short}) → me [now] first line\\nsecond line`,
       `bob (${short}) → me [next] by name`,
-      `bob (${short}) → * [next] to everyone`,
+      `bob (${short}) → * [next] (unencrypted) to everyone`,
     ]);
     // The presence is gone: the listener closed its socket.
     await eventually(

@@ -7,7 +7,9 @@ const session = () => import("../peer-session.ts");
 export const listen: Command = {
   words: ["listen"],
   usage: "--mesh M [--session S] [--count N]",
-  summary: "print messages as they arrive (until Ctrl-C, N messages, or its output is closed); each is acknowledged once printed, the rest stay queued",
+  summary:
+    "print messages as they arrive (until Ctrl-C, N messages, or its output is closed), one sent in the clear marked (unencrypted); " +
+    "each is acknowledged once printed, the rest stay queued",
   options: { mesh: { type: "string" }, session: { type: "string" }, count: { type: "string" } },
   run: async (ctx) => (await session()).runListen(ctx),
 };
