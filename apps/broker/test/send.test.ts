@@ -168,6 +168,19 @@ describe("send and push", () => {
     expect(await pushesBeforeMarker(sender, r1)).toHaveLength(1);
   });
 
+  test("a channel whose only member was revoked is unknown, as that member's pubkey is", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const joiner = await connect(broker, m.id, b);
+    expect(await joiner.request({ type: "join", channel: "#left-behind" })).toMatchObject({ type: "ack", joined: true });
+    expect(await sender.send("#left-behind")).toMatchObject({ type: "ack", recipients: 1 });
+    await broker.admin.revokeMember(m.id, b.id);
+    for (const target of ["#left-behind", b.pubkey]) {
+      expect(await sender.send(target)).toMatchObject({ type: "error", code: "unknown_target" });
+    }
+  });
+
   for (const kind of ["direct pubkey", "channel"] as const) {
     test(`an unknown ${kind} is refused with unknown_target and nothing is stored`, async () => {
       const { mesh: m, members } = await mesh(3);

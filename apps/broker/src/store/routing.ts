@@ -8,9 +8,10 @@ import { jsonParam } from "./sql.ts";
 
 /**
  * Given a CTE `q` of sends (idx, "meshId", "senderId", "targetSpec", priority),
- * the CTEs `recipients` (idx, member_id, priority) and `routed` (q's columns and `known`: false
- * for a pubkey outside the mesh or a channel nobody joined). The durable send
- * statement and the ephemeral lookup both route with these.
+ * the CTEs `recipients` (idx, member_id, priority) and `routed` (q's columns
+ * and `known`: false for a pubkey outside the mesh or revoked, or a channel
+ * that no member who is not revoked joined). The durable send statement and
+ * the ephemeral lookup both route with these.
  */
 export const ROUTE_CTES = sql.raw(`
     recipients AS (
@@ -37,8 +38,10 @@ export const ROUTE_CTES = sql.raw(`
         WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN EXISTS (
           SELECT 1 FROM members mb
           WHERE mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL)
+        -- Joined by a member not revoked: a revoked member's channels are as unknown as its pubkey.
         WHEN q."targetSpec" LIKE '#%' THEN EXISTS (
-          SELECT 1 FROM channel_members c WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec")
+          SELECT 1 FROM channel_members c JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
+          WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec")
         ELSE true
       END AS known
       FROM q
