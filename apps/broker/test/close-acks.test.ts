@@ -5,7 +5,7 @@
 // other session, which never saw them. And a close racing the hello of the
 // same session coming back must not deadlock with it in the database.
 import { describe, expect, test } from "bun:test";
-import { backendKind, pushesBeforeMarker, setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { backendKind, pushesBeforeMarker, setupMesh, someoneSleeps, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { peersOfEachTest, queryPostgres, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
 
 const { connect } = peersOfEachTest();
@@ -15,6 +15,11 @@ const { connect } = peersOfEachTest();
 // are read from the server's statistics.
 describe.skipIf(backendKind !== "postgres")("a session closing with leases held (LEASE_SECONDS=3600)", () => {
   const broker = useTestBroker({ LEASE_SECONDS: "3600" });
+  const deadlocks = async () =>
+    (await queryPostgres(
+      broker.backend,
+      (sql) => sql<{ n: number }[]>`SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = current_database()`,
+    ))![0]!.n;
 
   test("acks it read before the close are applied before its leases go back: the member's other session gets none of those messages", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });
@@ -50,11 +55,6 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
     const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });
     const [a, b] = members as [SetupMember, SetupMember];
     const sender = await connect(broker, mesh.id, a);
-    const deadlocks = async () =>
-      (await queryPostgres(
-        broker.backend,
-        (sql) => sql<{ n: number }[]>`SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = current_database()`,
-      ))![0]!.n;
     const before = await deadlocks();
     let peer = await connect(broker, mesh.id, b, { sessionId: "same" });
     for (let round = 0; round < 8; round++) {
@@ -69,6 +69,37 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
       peer.ack(rest);
       await peer.request({ type: "ping" });
     }
+    expect(await deadlocks()).toBe(before);
+  });
+
+  test("a revocation while the member's socket closes goes through: it does not deadlock with the close", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, mesh.id, a);
+    const leaving = await connect(broker, mesh.id, b, { sessionId: "leaving" });
+    const ids = (await sendMany(sender, Array.from({ length: 5 }, () => sendFrame(b.pubkey)))).map((x) => str(x.messageId));
+    await waitUntil(() => ids.every((id) => leaving.pushes().some((p) => p.messageId === id)), 30_000, "the five pushes");
+    // The close's transaction holds the presence's row a second before it takes the leases back.
+    await queryPostgres(broker.backend, (sql) =>
+      sql.unsafe(`
+        CREATE FUNCTION slow_close() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
+        CREATE TRIGGER slow_close AFTER UPDATE ON presences FOR EACH ROW
+          WHEN (OLD.disconnected_at IS NULL AND NEW.disconnected_at IS NOT NULL AND NEW.session_id = 'leaving')
+          EXECUTE FUNCTION slow_close();`),
+    );
+    const before = await deadlocks();
+    try {
+      await leaving.close();
+      await waitUntil(() => someoneSleeps(broker.backend.databaseUrl!), 30_000, "the close under way");
+      await broker.admin.revokeMember(mesh.id, b.id);
+    } finally {
+      await queryPostgres(broker.backend, (sql) => sql.unsafe("DROP TRIGGER slow_close ON presences; DROP FUNCTION slow_close();"));
+    }
+    const owed = await queryPostgres(
+      broker.backend,
+      (sql) => sql<{ n: number }[]>`SELECT count(*)::int AS n FROM deliveries WHERE message_id = ANY (${ids}::uuid[])`,
+    );
+    expect(owed).toEqual([{ n: 0 }]);
     expect(await deadlocks()).toBe(before);
   });
 });

@@ -18,6 +18,7 @@ import {
 import { UUID } from "../store/sql.ts";
 import { refuse, RefusedError } from "./outcome.ts";
 import { leftEvents, type PresenceEvents } from "./presence-events.ts";
+import { retryTransient } from "./retry.ts";
 import { hashToken, newToken, type TokenKind } from "./tokens.ts";
 
 export type AdminRefusalCode = "not_found" | "conflict";
@@ -81,12 +82,15 @@ export function createAdminService({ db, log, events, onRevoked }: AdminDeps) {
       // The instance holding a socket says `left` when it closes it; one that is
       // dead or stopping never will, so the revocation says it too (a
       // subscriber hears a presence leave once).
-      const { revokedAt, changed, left } = await db.transaction(async (tx) => {
-        const revocation = await revokeMember(tx, found.mesh.id, found.member.id);
-        const left = leftEvents(revocation.presencesClosed);
-        await events.announce(tx, left);
-        return { ...revocation, left };
-      });
+      // Run again when Postgres asks (a deadlock with a statement of another order).
+      const { revokedAt, changed, left } = await retryTransient(() =>
+        db.transaction(async (tx) => {
+          const revocation = await revokeMember(tx, found.mesh.id, found.member.id);
+          const left = leftEvents(revocation.presencesClosed);
+          await events.announce(tx, left);
+          return { ...revocation, left };
+        }),
+      );
       events.deliver(left);
       if (changed) log.info({ meshId: found.mesh.id, memberId: found.member.id }, "admin member revoked");
       // Also on a repeated revocation: closing a revoked member's sockets is

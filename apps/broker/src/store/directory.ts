@@ -89,23 +89,23 @@ export async function revokeMember(tx: Executor, meshId: string, memberId: strin
     if (earlier === undefined) throw new Error(`member ${memberId} vanished during revocation`);
     return { revokedAt: earlier.revokedAt, changed: false, presencesClosed: [] };
   }
+  // The presences before their deliveries: the order a close and a replacing
+  // hello take them in (disconnectPresences), so none of them can deadlock.
+  const closed = await tx.rows<{ id: string }>(sql`
+    UPDATE presences SET disconnected_at = now()
+    WHERE member_id = ${memberId}::uuid AND disconnected_at IS NULL RETURNING id::text AS id`);
   const deliveriesDropped = await dropUndelivered(tx, memberId);
-  const closed = await tx.rows<{ presencesClosed: string[] }>(sql`
+  await tx.rows(sql`
     WITH tokens_revoked AS (
       UPDATE tokens SET revoked_at = now()
       WHERE member_id = ${memberId}::uuid AND revoked_at IS NULL RETURNING 1
-    ), presences_closed AS (
-      UPDATE presences SET disconnected_at = now()
-      WHERE member_id = ${memberId}::uuid AND disconnected_at IS NULL RETURNING id
-    ), audited AS (
-      INSERT INTO audit_log (event, mesh_id, member_id, meta)
-      SELECT 'revoke', ${meshId}::uuid, ${memberId}::uuid, jsonb_build_object(
-        'tokensRevoked', (SELECT count(*)::int FROM tokens_revoked),
-        'deliveriesDropped', ${deliveriesDropped}::int,
-        'presencesClosed', (SELECT count(*)::int FROM presences_closed))
     )
-    SELECT coalesce(array_agg(id::text), '{}') AS "presencesClosed" FROM presences_closed`);
-  return { revokedAt: first.revokedAt, changed: true, presencesClosed: closed[0]?.presencesClosed ?? [] };
+    INSERT INTO audit_log (event, mesh_id, member_id, meta)
+    SELECT 'revoke', ${meshId}::uuid, ${memberId}::uuid, jsonb_build_object(
+      'tokensRevoked', (SELECT count(*)::int FROM tokens_revoked),
+      'deliveriesDropped', ${deliveriesDropped}::int,
+      'presencesClosed', ${closed.length}::int)`);
+  return { revokedAt: first.revokedAt, changed: true, presencesClosed: closed.map((p) => p.id) };
 }
 
 /** Only the hash is stored: the token itself is shown once, to the caller. */
