@@ -140,7 +140,7 @@ export class DeliveryPump {
         const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
         for (const m of members) this.due.delete(m);
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
-        const lapsed = this.presences.all().filter((p) => requests.some((r) => r.memberId === p.memberId) && p.window.lapsed());
+        const lapsed = requests.flatMap((r) => this.presences.ofMember(r.memberId)).filter((p) => p.window.lapsed());
         let leased: LeasedDelivery[] = [];
         let claimed = true;
         const claimStart = this.handedBack.clock;

@@ -29,7 +29,23 @@ function leasesIn(scope: RequeueScope): { from: SQL; where: SQL } | null {
   }
   if ("expiredOf" in scope) {
     if (scope.expiredOf.length === 0) return null;
-    return { from: sql``, where: sql`d.lease_presence_id = ANY (${uuidArray(scope.expiredOf)}) AND d.lease_expires_at < now()` };
+    // Each presence's leases by their holder's index, the expiry tested on
+    // each row read: a plan free to test it through the index of expiries
+    // would, with a backlog of expired leases the statistics do not know of
+    // (after an outage), read all of them to find a presence's few. OFFSET 0
+    // keeps the test out of the subquery's scan; the UPDATE tests the holder
+    // and the expiry again on the row as it is then, in a form no index serves.
+    const presences = jsonParam(scope.expiredOf);
+    return {
+      from: sql``,
+      where: sql`d.id = ANY (ARRAY(
+        SELECT x.id
+        FROM (SELECT jsonb_array_elements_text(${presences})::uuid AS id LIMIT ${batchLimit(scope.expiredOf.length)}) p
+        CROSS JOIN LATERAL (
+          SELECT id, lease_expires_at FROM deliveries WHERE lease_presence_id = p.id AND state = 'leased' OFFSET 0) x
+        WHERE x.lease_expires_at < now()))
+        AND d.lease_presence_id = ANY (${uuidArray(scope.expiredOf)}) AND (d.lease_expires_at < now()) IS TRUE`,
+    };
   }
   if ("pushes" in scope) {
     if (scope.pushes.length === 0) return null;
