@@ -148,7 +148,8 @@ export const messageIds = (page: Page) => page.evaluate(`[...document.querySelec
 export async function say(page: Page, text: string): Promise<void> {
   await page.fill("#text", text);
   await page.press("#text", "Enter");
-  await page.waitForSelector(`#messages li:has-text("${text}")`, WAIT);
+  // The line shows at once, pending; the broker has it once it is marked sent.
+  await page.waitForSelector(`#messages li[data-state="sent"]:has-text("${text}")`, WAIT);
 }
 
 /** Waits until each of `wanted` is a line's whole text; names the missing ones if some never come. */
