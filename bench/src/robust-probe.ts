@@ -3,6 +3,7 @@
 // process of its own, so what it measures is the broker's delay, not the
 // event loop of the process that drives the flood.
 import { rawPresence, type TestIdentity } from "@switchboard/testkit";
+import { linesOf } from "./child-lines.ts";
 
 const INTERVAL_MS = 20;
 
@@ -30,16 +31,10 @@ export async function startLatencyProbe(args: ProbeArgs): Promise<LatencyProbe> 
   let ready: () => void = () => {};
   const connected = new Promise<void>((resolve) => (ready = resolve));
   const reading = (async () => {
-    let pending = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) {
-        const sample = JSON.parse(line) as { ready?: true; at?: number; ms?: number };
-        if (sample.ready) ready();
-        else samples.push({ at: sample.at!, ms: sample.ms! });
-      }
+    for await (const line of linesOf(child.stdout)) {
+      const sample = JSON.parse(line) as { ready?: true; at?: number; ms?: number };
+      if (sample.ready) ready();
+      else samples.push({ at: sample.at!, ms: sample.ms! });
     }
   })();
   await Promise.race([connected, child.exited.then((code) => Promise.reject(new Error(`the probe exited with ${code}`)))]);

@@ -5,6 +5,7 @@
 // for a core while it opens its sockets. The storm at the bench's own
 // priority, in its own process, is measured beside it.
 import { RawUpgradeRefused, RawWebSocket } from "@switchboard/testkit";
+import { linesOf } from "./child-lines.ts";
 
 export type StormResult = { opened: number; refused: number };
 
@@ -49,18 +50,11 @@ export async function stormProcess(wsUrl: string, count: number, nice: number): 
     stdout: "pipe",
     stderr: "inherit",
   });
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let pending = "";
+  const lines = linesOf(child.stdout);
   const nextLine = async (): Promise<string> => {
-    while (!pending.includes("\n")) {
-      const { value, done } = await lines.read();
-      if (done) throw new Error(`the storm's process ended (exit ${await child.exited})`);
-      pending += value;
-    }
-    const at = pending.indexOf("\n");
-    const line = pending.slice(0, at);
-    pending = pending.slice(at + 1);
-    return line;
+    const { value, done } = await lines.next();
+    if (done) throw new Error(`the storm's process ended (exit ${await child.exited})`);
+    return value;
   };
   if ((await nextLine()) !== "ready") throw new Error("the storm's process did not start");
   return {

@@ -1,12 +1,12 @@
+/** Why such a URL is refused, without the URL (it may hold a password). */
+export const UNREADABLE_DATABASE_URL = "not a URL the database driver can read (a port above 65535 or not a number, a bad %-escape?)";
+
 /**
  * Whether the driver can read the URL: postgres.js decodes the host list,
  * parses the URL with its first host by the WHATWG parser and decodes the
  * user and password. A URL that fails there would fail at connect with an
  * error quoting it whole, password included.
  */
-/** Why such a URL is refused, without the URL (it may hold a password). */
-export const UNREADABLE_DATABASE_URL = "not a URL the database driver can read (a port above 65535 or not a number, a bad %-escape?)";
-
 export function readableDatabaseUrl(url: string): boolean {
   const authority = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0] ?? "";
   try {
