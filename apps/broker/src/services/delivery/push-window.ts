@@ -2,8 +2,8 @@
 // push whose lease ran out no longer counts (the queue takes it back), so a
 // recipient that never acks is not stalled forever: it gets that push again.
 // Its lease is the instance's LEASE_SECONDS, as the queue's. Until the queue
-// has taken such pushes back, nothing newer may go to the presence (see
-// lapsed()): they come again first, in queue order.
+// has taken such pushes back, the presence is leased nothing (see lapsed()),
+// so they come again ahead of what waits behind them in the queue.
 //
 // Every send statement asks every local presence for its room, and every
 // push asks again: with thousands of presences and hundreds of pushes
