@@ -222,6 +222,24 @@ describe("HTTP messaging API", () => {
     expect((await peer.waitForPushes(3)).map((p) => p.messageId)).toEqual(sent);
   });
 
+  test("403 forbidden for a body whose senderPubkey is not the token's member, and nothing stored; the member's own key sends", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const peer = await connect(mesh.id, runner);
+    const before = await scrape(broker.url);
+    const refused = await post<ErrorBody>(tokens[0]!, httpBody(runner.pubkey, { senderPubkey: runner.pubkey }));
+    expectError(refused, 403, "forbidden");
+    expect(refused.body.error.message).toBe(`this API token belongs to member ${app.pubkey}, not ${runner.pubkey}, whose key sealed the message`);
+    expect(deltas(before, await scrape(broker.url), ["broker_messages_rejected_total{reason=forbidden}"])).toEqual({
+      "broker_messages_rejected_total{reason=forbidden}": 1,
+    });
+    expectError(await post(tokens[0]!, httpBody(runner.pubkey, { senderPubkey: app.pubkey.toUpperCase() })), 400, "invalid");
+    const sent = await post(tokens[0]!, httpBody(runner.pubkey, { senderPubkey: app.pubkey }));
+    expect(sent.status).toBe(201);
+    // Had the refused send been stored, it would be pushed first.
+    expect((await peer.waitForPushes(1)).map((p) => p.messageId)).toEqual([sent.body.messageId]);
+  });
+
   test("413 too_large for a body over MAX_MESSAGE_BYTES, and for a nonce and ciphertext that would not fit a push", async () => {
     const { members, tokens } = await meshWithTokens(2);
     const to = members[1]!.pubkey;

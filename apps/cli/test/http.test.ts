@@ -112,6 +112,25 @@ describe("send --http", () => {
     }
   });
 
+  test("a key file of another member than the token's refuses the send, and stores nothing: its recipient could not open it", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = await broker.admin.createApiToken(mesh.id, app.id);
+    const refused = await cli(["send", "--mesh", mesh.slug, "--key", keyFile(runner), "--http", "--token", token, runner.pubkey, "sealed as runner"]);
+    expect({ code: refused.code, stderr: lines(refused.stderr) }).toEqual({
+      code: 1,
+      stderr: [`switchboard: send failed: forbidden: this API token belongs to member ${app.pubkey}, not ${runner.pubkey}, whose key sealed the message`],
+    });
+    const sent = JSON.parse(await ok(["send", "--mesh", mesh.slug, "--key", keyFile(app), "--http", "--token", token, runner.pubkey, "sealed as app", "--json"])) as {
+      messageId: string;
+    };
+    // Had the refused send been stored, it would be pushed first.
+    const peer = await pool.connect(broker.wsUrl, runner, mesh.id);
+    const [push] = await peer.waitForPushes(1);
+    expect(push).toMatchObject({ messageId: sent.messageId, senderPubkey: app.pubkey });
+    expect(push?.nonce).not.toBe("plain");
+  });
+
   test("--mesh naming a mesh the token is not of refuses the send, and stores nothing; its own mesh by id sends", async () => {
     const mine = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
     const other = await setupMesh(broker.admin, { slug: randomSlug(), members: 1 });

@@ -174,7 +174,11 @@ export class HttpSender {
       throw new SwitchboardError("invalid", `idempotencyKey: 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters of visible ASCII`);
     }
     const idempotencyKey = opts.idempotencyKey ?? crypto.randomUUID();
-    const body: Record<string, unknown> = { targetSpec: target, ...this.seal(target, payload, opts.encrypt) };
+    const envelope = this.seal(target, payload, opts.encrypt);
+    const body: Record<string, unknown> = { targetSpec: target, ...envelope };
+    // Sealed with a key that is not the token's member's, it could not be
+    // opened by its recipients: the key goes along and the broker refuses that.
+    if (this.keys && envelope.nonce !== PLAIN_NONCE) body.senderPubkey = this.keys.publicKey;
     if (opts.priority !== undefined) body.priority = opts.priority;
     if (opts.ttlSeconds !== undefined) body.ttlSeconds = opts.ttlSeconds;
     if (opts.replyTo !== undefined) body.replyTo = opts.replyTo;

@@ -1,7 +1,7 @@
 // The HTTP messaging API (/v1/messages) and webhook recipients: bodies,
 // headers and replies, shared by the broker and the SDK.
 import { z } from "zod";
-import { sendFrame, storable } from "./frames.ts";
+import { PUBKEY, sendFrame, storable } from "./frames.ts";
 import { pushFrame, type PushFrame } from "./server-frames.ts";
 
 /** Request header carrying a send's idempotency key (the socket send's `id`). */
@@ -16,10 +16,14 @@ export const MAX_WAIT_SECONDS = 60;
  * POST /v1/messages: the send frame without type, reqId and id; unknown
  * fields are ignored. `mesh` (an id or a slug) names the mesh the caller
  * means: a token of another mesh is refused rather than sending in its own.
+ * `senderPubkey` names the key that sealed the message: a token of another
+ * member is refused, since its recipients would open it with that member's
+ * key and fail.
  */
 export const httpSendBody = sendFrame.pick({ targetSpec: true, priority: true, nonce: true, ciphertext: true, ttlSeconds: true, replyTo: true }).extend({
   ephemeral: z.literal(false, { error: "ephemeral messages cannot be sent over HTTP" }).optional(),
   mesh: z.string().min(1).max(63).optional(),
+  senderPubkey: z.string().regex(PUBKEY, { error: "expected 64 lowercase hex characters" }).optional(),
 });
 export type HttpSendBody = z.infer<typeof httpSendBody>;
 

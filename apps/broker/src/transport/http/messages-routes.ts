@@ -89,10 +89,14 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
       metrics.messagesRejected.labels("invalid").inc();
       return apiError("invalid", issueText(body.error));
     }
-    const { ephemeral: _durable, mesh, ...fields } = body.data;
+    const { ephemeral: _durable, mesh, senderPubkey, ...fields } = body.data;
     if (mesh !== undefined && !namesMesh(mesh, sender)) {
       metrics.messagesRejected.labels("forbidden").inc();
       return apiError("forbidden", `this API token belongs to mesh ${sender.meshSlug}, not ${mesh}`);
+    }
+    if (senderPubkey !== undefined && senderPubkey !== sender.pubkey) {
+      metrics.messagesRejected.labels("forbidden").inc();
+      return apiError("forbidden", `this API token belongs to member ${sender.pubkey}, not ${senderPubkey}, whose key sealed the message`);
     }
     const outcome = await messaging.send(sender, {
       request: { ...fields, ephemeral: false, ...(id === undefined ? {} : { id }) },
