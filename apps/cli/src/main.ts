@@ -14,7 +14,7 @@ import { version } from "./commands/version.ts";
 import { webhookDelete, webhookGet, webhookSet } from "./commands/webhook.ts";
 import { DEFAULT_URL } from "./config.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { oneLine, out } from "./output.ts";
+import { isClosedPipe, oneLine, out } from "./output.ts";
 
 const COMMANDS: Command[] = [
   keygen,
@@ -112,6 +112,7 @@ async function main(given: string[]): Promise<number> {
 }
 
 function report(error: unknown): number {
+  if (isClosedPipe(error)) return 0;
   const message = error instanceof Error ? error.message : String(error);
   // One line, as every line peers can put text in: an error may quote them.
   process.stderr.write(`switchboard: ${oneLine(message.split("\n")[0] ?? "")}\n`);
@@ -122,5 +123,9 @@ function report(error: unknown): number {
   return 1;
 }
 
+// A failed write to stdout reaches its own callback (output.ts), and a
+// command acts on it there; the stream's 'error' event would print it again,
+// as an uncaught error.
+process.stdout.on("error", () => {});
 const code = await main(process.argv.slice(2)).catch(report);
 process.exit(code);

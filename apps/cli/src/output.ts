@@ -9,6 +9,9 @@ function write(stream: Stream, text: string): Promise<void> {
 }
 
 export const out = (line: string): Promise<void> => write(process.stdout, `${line}\n`);
+
+/** stdout's reader is gone (`switchboard peers | head -1`): it has what it wanted, so this is a normal end. */
+export const isClosedPipe = (error: unknown): boolean => error instanceof Error && "code" in error && error.code === "EPIPE";
 export const err = (line: string): Promise<void> => write(process.stderr, `${line}\n`);
 export const outJson = (value: unknown): Promise<void> => out(JSON.stringify(value));
 

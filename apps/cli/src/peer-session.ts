@@ -8,7 +8,7 @@ import { operands, type Context } from "./command.ts";
 import { requireMesh } from "./config.ts";
 import { brokerError, CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
-import { oneLine, out, outJson, sentLine, shortKey } from "./output.ts";
+import { isClosedPipe, oneLine, out, outJson, sentLine, shortKey } from "./output.ts";
 import { isBrokerTarget } from "./target.ts";
 
 const STATUSES = ["idle", "working", "dnd"] as const;
@@ -54,8 +54,6 @@ function payloadText(payload: unknown): string {
 /** How long a stop waits for the line under way: a stdout nobody reads would hold it forever. */
 const STOP_GRACE_MS = 2000;
 
-/** stdout's reader is gone (`listen | head -1`): it has what it wanted, so this is a normal end. */
-const isClosedPipe = (error: unknown): boolean => error instanceof Error && "code" in error && error.code === "EPIPE";
 
 export async function runListen(ctx: Context): Promise<number> {
   operands(ctx, []);

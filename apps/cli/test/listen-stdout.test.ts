@@ -2,6 +2,7 @@
 // `listen | head -1` ends with head, quietly; a signal ends a listener stuck
 // writing a line nobody reads; either way a message is acked only once its
 // line was written whole, so what was not goes to the member's next listener.
+// A one-shot command whose stdout is gone ends quietly too.
 import { afterAll, afterEach, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
 import { pushesBeforeMarker, setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
@@ -97,6 +98,33 @@ test("SIGTERM ends a listener stuck writing a line nobody reads; that message is
     expect(await unacked(mesh.id, alice, sender)).toEqual([stuck]);
   } finally {
     closeSync(readEnd);
+    await sender.close();
+  }
+});
+
+test("a one-shot command whose stdout is closed (`peers | head -0`) exits 0 without a word, its work done", async () => {
+  const { mesh, alice, bob, sender } = await meshWithListenerKey();
+  // A pipe whose reader is gone before the command writes: its first line is EPIPE.
+  const fifo = home.path(`${mesh.slug}-closed.fifo`);
+  expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+  const readEnd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+  const writeEnd = openSync(fifo, constants.O_WRONLY);
+  closeSync(readEnd);
+  try {
+    const run = (args: string[]) =>
+      ended(Bun.spawn(["bun", CLI_ENTRY, ...args, "--url", broker.url], {
+        env: home.env({ SWITCHBOARD_ADMIN_TOKEN: broker.adminToken }),
+        cwd: home.dir,
+        stdin: "ignore",
+        stdout: writeEnd,
+        stderr: "pipe",
+      }));
+    expect(await run(["peers", mesh.slug])).toEqual({ code: 0, stderr: "" });
+    const aliceKey = home.path(`${mesh.slug}-alice.json`);
+    expect(await run(["send", "--mesh", mesh.slug, "--key", aliceKey, bob.pubkey, "sent all the same"])).toEqual({ code: 0, stderr: "" });
+    expect((await sender.waitForPushes(1))[0]).toMatchObject({ senderPubkey: alice.pubkey });
+  } finally {
+    closeSync(writeEnd);
     await sender.close();
   }
 });
