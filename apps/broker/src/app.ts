@@ -36,6 +36,7 @@ import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
 import { settleWithin, systemClock, type Timing } from "./services/timing.ts";
+import { warmUp } from "./services/warm-up.ts";
 import { createWebhookAdmin } from "./services/webhooks/admin.ts";
 import { WebhookDispatcher } from "./services/webhooks/dispatcher.ts";
 import { TokenExpiry } from "./services/token-expiry.ts";
@@ -122,6 +123,9 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     throw error;
   }
   const starting = listen();
+  // Before anything else uses the pool, so that each statement it runs at
+  // once finds a connection of its own.
+  await warmUp(db, { connections: config.DB_POOL_SIZE, instanceId, leaseSeconds: timing.leaseSeconds }, log);
   // After connecting: in embedded mode DATA_DIR is then locked to this process.
   const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });

@@ -10,6 +10,8 @@ import { freePort } from "./ports.ts";
 export interface PostgresCluster {
   readonly port: number;
   url(database?: string): string;
+  /** What the server has logged so far. */
+  log(): string;
   start(): Promise<void>;
   stop(): Promise<void>;
   destroy(): Promise<void>;
@@ -48,6 +50,8 @@ export interface ClusterOptions {
   maxConnections?: number;
   /** The port to try first (a free one by default); taken, the server starts on another. */
   port?: number;
+  /** More server settings (`-c name=value`): values without spaces or shell characters. */
+  settings?: Record<string, string>;
 }
 
 // freePort() hands out a port nothing listens on *now*; another test's
@@ -76,7 +80,10 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
         "-o",
         // lc_messages=C: the retry below reads the log's words.
         `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync ? "on" : "off"} ` +
-          `-c max_connections=${options.maxConnections ?? 300} -c lc_messages=C`,
+          `-c max_connections=${options.maxConnections ?? 300} -c lc_messages=C` +
+          Object.entries(options.settings ?? {})
+            .map(([name, value]) => ` -c ${name}=${value}`)
+            .join(""),
         "start",
       ],
       asPostgres,
@@ -120,6 +127,7 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
   const cluster: PostgresCluster = {
     port,
     url: (database = "postgres") => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    log: () => logSince(0),
     // A restart keeps the port: the brokers' DATABASE_URL names it.
     start: () => start(port),
     stop,

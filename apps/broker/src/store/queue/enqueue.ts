@@ -82,12 +82,27 @@ const leasedPush = (d: string): SQL =>
 // subquery per send, which would scan a CTE whole for every send.
 export async function enqueueSends(db: Executor, messages: NewMessage[], holders: LocalHolders): Promise<EnqueuedSend[]> {
   if (messages.length === 0) return [];
-  return db.rows<EnqueuedSend>(sql`
+  return db.rows<EnqueuedSend>(enqueueStatement(messages, holders, messages.length));
+}
+
+/**
+ * Runs the send statement of batches of `batchSize` with no sends in it: it
+ * writes nothing, and leaves its connection with the statement parsed and
+ * planned (prepared statements are kept per connection; planning this one
+ * takes milliseconds). Each batch size up to the next power of two is a
+ * statement of its own (batchLimit).
+ */
+export async function prepareEnqueue(db: Executor, holders: LocalHolders, batchSize: number): Promise<void> {
+  await db.rows(enqueueStatement([], holders, batchSize));
+}
+
+function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSize: number): SQL {
+  return sql`
     WITH q AS (
       SELECT * FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ ...m, idx })))})
         AS q(idx int, id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text,
              priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int, "replyWaitSeconds" int)
-      LIMIT ${batchLimit(messages.length)}
+      LIMIT ${batchLimit(batchSize)}
     ),
     ${ROUTE_CTES},
     writable AS (
@@ -201,7 +216,7 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
       WHERE i.id IS NULL AND w.id IS NOT NULL AND m.sender_member_id = r."senderId" AND m.client_id = r."clientId"
       LIMIT 1
     ) prior ON true
-    ORDER BY r.idx`);
+    ORDER BY r.idx`;
 }
 
 /**
