@@ -1,26 +1,41 @@
 // A starting instance opens its pool and plans the send statement on every
 // connection before it serves (services/warm-up.ts). Read in the log of a
-// Postgres server of the test's own, which logs every statement with the
-// process that ran it: by the time the broker listens, each connection of
-// its pool has run the statement for each warmed batch size.
+// Postgres server of the test's own, which logs every step of every
+// statement with the process that ran it: by the time the broker listens,
+// each connection of its pool has run the statement for each warmed batch
+// size, and a send afterwards runs it as prepared, without parsing it again.
 import { afterAll, describe, expect, test } from "bun:test";
-import { ownPostgresTestsRun, postgresBackend, startPostgresCluster, TestBroker, type PostgresCluster } from "@switchboard/testkit";
+import {
+  ownPostgresTestsRun,
+  postgresBackend,
+  setupMesh,
+  startPostgresCluster,
+  TestBroker,
+  TestPeer,
+  type PostgresCluster,
+  type SetupMember,
+} from "@switchboard/testkit";
 import { WARMED_BATCH_SIZES } from "../src/services/warm-up.ts";
 
 const POOL_SIZE = 4;
 
-/** The batch sizes (their LIMIT) of the send statements each server process ran, from a log whose lines start with `<pid>:`. */
-function sendStatementsByProcess(log: string): Map<string, Set<number>> {
-  const byProcess = new Map<string, Set<number>>();
+interface SendStatementStep {
+  pid: string;
+  step: "parse" | "bind" | "execute";
+  limit: number;
+}
+
+/** The steps of the send statement in a log whose lines start with `<pid>:`, with its batch size (its LIMIT). */
+function sendStatementSteps(log: string): SendStatementStep[] {
+  const steps: SendStatementStep[] = [];
   // An entry runs from a line with the prefix to the next one (a statement's text spans lines).
   for (const entry of log.split(/\n(?=\d+:)/)) {
-    const pid = /^(\d+):LOG: {2}duration: [0-9.]+ ms {2}execute [^:]*: /.exec(entry)?.[1];
+    const head = /^(\d+):LOG: {2}duration: [0-9.]+ ms {2}(parse|bind|execute) [^:]*: /.exec(entry);
     const limit = /jsonb_to_recordset\([^)]*\)\s+AS q\(idx int[^)]*\)\s+LIMIT (\d+)/.exec(entry)?.[1];
-    if (pid === undefined || limit === undefined) continue;
-    const sizes = byProcess.get(pid) ?? new Set<number>();
-    byProcess.set(pid, sizes.add(Number(limit)));
+    if (head === null || limit === undefined) continue;
+    steps.push({ pid: head[1]!, step: head[2] as SendStatementStep["step"], limit: Number(limit) });
   }
-  return byProcess;
+  return steps;
 }
 
 describe.skipIf(!ownPostgresTestsRun())("warm-up", () => {
@@ -31,12 +46,32 @@ describe.skipIf(!ownPostgresTestsRun())("warm-up", () => {
     await cluster?.destroy();
   });
 
-  test(`before it listens, every connection of the pool (DB_POOL_SIZE=${POOL_SIZE}) has run the send statement for batches of ${WARMED_BATCH_SIZES.join(", ")}`, async () => {
-    cluster = await startPostgresCluster({ settings: { log_min_duration_statement: "0", "log_line_prefix": "%p:" } });
+  test(`before it listens, every connection of the pool (DB_POOL_SIZE=${POOL_SIZE}) has the send statement for batches of ${WARMED_BATCH_SIZES.join(", ")}; a send then parses nothing`, async () => {
+    cluster = await startPostgresCluster({ settings: { log_min_duration_statement: "0", log_line_prefix: "%p:" } });
     const backend = await postgresBackend(cluster.url());
     broker = await TestBroker.start({ DB_POOL_SIZE: String(POOL_SIZE) }, { backend });
-    const warmed = [...sendStatementsByProcess(cluster.log()).values()].filter((sizes) => WARMED_BATCH_SIZES.every((n) => sizes.has(n)));
+
+    const byProcess = new Map<string, Set<number>>();
+    for (const s of sendStatementSteps(cluster.log()).filter((s) => s.step === "execute")) {
+      byProcess.set(s.pid, (byProcess.get(s.pid) ?? new Set<number>()).add(s.limit));
+    }
+    const warmed = [...byProcess.values()].filter((sizes) => WARMED_BATCH_SIZES.every((n) => sizes.has(n)));
     expect(warmed.length).toBe(POOL_SIZE);
     expect(broker.process.logs.some((l) => l.msg === "pool warmed" && l.connections === POOL_SIZE)).toBe(true);
+
+    // Parsed once per connection and batch size, by the warm-up.
+    const parsedBefore = sendStatementSteps(cluster.log()).filter((s) => s.step === "parse").length;
+    expect(parsedBefore).toBe(POOL_SIZE * WARMED_BATCH_SIZES.length);
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id });
+    try {
+      await peer.send(bob.pubkey, { nonce: "plain", ciphertext: Buffer.from('"hi"').toString("base64") });
+    } finally {
+      await peer.close();
+    }
+    const after = sendStatementSteps(cluster.log());
+    expect(after.filter((s) => s.step === "execute").length).toBeGreaterThan(POOL_SIZE * WARMED_BATCH_SIZES.length);
+    expect(after.filter((s) => s.step === "parse").length).toBe(parsedBefore);
   });
 });

@@ -70,16 +70,6 @@ export interface LocalHolders {
 const leasedPush = (d: string): SQL =>
   sql.raw(`json_build_object('memberId', ${d}.recipient_member_id, 'presenceId', ${d}.lease_presence_id, 'seq', ${d}.id::float8)`);
 
-// Data-modifying CTEs run to completion whether or not the final SELECT reads
-// them. (No audit row per send: the messages table itself is that record.)
-// A retried client id inserts nothing (ON CONFLICT) and reports the message
-// an earlier statement stored; a repeat within this very batch sees
-// no prior row (one snapshot) and is matched to its sibling by the caller.
-// The JSON input is capped with a LIMIT (batchLimit) so the planner knows
-// it holds few rows and probes indexes instead of hashing whole tables, yet
-// not so few that it joins this statement's own CTEs by nested loops. Lists
-// per send are aggregated once and joined by key rather than looked up by a
-// subquery per send, which would scan a CTE whole for every send.
 export async function enqueueSends(db: Executor, messages: NewMessage[], holders: LocalHolders): Promise<EnqueuedSend[]> {
   if (messages.length === 0) return [];
   return db.rows<EnqueuedSend>(enqueueStatement(messages, holders, messages.length));
@@ -96,6 +86,16 @@ export async function prepareEnqueue(db: Executor, holders: LocalHolders, batchS
   await db.rows(enqueueStatement([], holders, batchSize));
 }
 
+// Data-modifying CTEs run to completion whether or not the final SELECT reads
+// them. (No audit row per send: the messages table itself is that record.)
+// A retried client id inserts nothing (ON CONFLICT) and reports the message
+// an earlier statement stored; a repeat within this very batch sees
+// no prior row (one snapshot) and is matched to its sibling by the caller.
+// The JSON input is capped with a LIMIT (batchLimit) so the planner knows
+// it holds few rows and probes indexes instead of hashing whole tables, yet
+// not so few that it joins this statement's own CTEs by nested loops. Lists
+// per send are aggregated once and joined by key rather than looked up by a
+// subquery per send, which would scan a CTE whole for every send.
 function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSize: number): SQL {
   return sql`
     WITH q AS (
