@@ -12,7 +12,7 @@ import { REPO_ROOT, spawnBroker } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { allShown, connected, enabled, inRoom, newContext, openChat, programPeer, say, shows, stage, storedKey, texts, useStage, WAIT } from "./stage.ts";
+import { allShown, connected, contrastOf, enabled, inRoom, newContext, openChat, programPeer, say, shows, stage, storedKey, texts, useStage, WAIT } from "./stage.ts";
 
 useStage();
 
@@ -199,25 +199,7 @@ describe.skipIf(!enabled)("dashboard login", () => {
     await page.getByLabel("Admin token").fill("not-the-admin-token");
     await page.press("#token", "Enter");
     await page.waitForFunction(`document.getElementById("login-error").textContent !== ""`, undefined, WAIT);
-    expect(await page.evaluate(CONTRAST_OF_LOGIN_ERROR)).toBeGreaterThanOrEqual(4.5);
+    expect(await page.evaluate(contrastOf(`document.getElementById("login-error")`))).toBeGreaterThanOrEqual(4.5);
   });
 });
 
-/** Page code: the WCAG contrast ratio of #login-error's text against the first opaque background behind it. */
-const CONTRAST_OF_LOGIN_ERROR = `(() => {
-  const rgb = (css) => css.match(/[\\d.]+/g).map(Number);
-  const luminance = ([r, g, b]) => {
-    const lin = (c) => (c / 255 <= 0.03928 ? c / 255 / 12.92 : ((c / 255 + 0.055) / 1.055) ** 2.4);
-    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
-  };
-  const error = document.getElementById("login-error");
-  let node = error;
-  let background = [255, 255, 255];
-  while (node) {
-    const c = rgb(getComputedStyle(node).backgroundColor);
-    if (c.length === 3 || c[3] === 1) { background = c.slice(0, 3); break; }
-    node = node.parentElement;
-  }
-  const [a, b] = [luminance(rgb(getComputedStyle(error).color)), luminance(background)].sort((x, y) => y - x);
-  return (a + 0.05) / (b + 0.05);
-})()`;

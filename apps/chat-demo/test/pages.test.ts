@@ -11,7 +11,7 @@ import { REPO_ROOT, spawnBroker, waitUntil } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { ADMIN_TOKEN, enabled, holdRoute, inRoom, newContext, openChat, programPeer, say, shows, stage, storedKey, useStage, WAIT } from "./stage.ts";
+import { ADMIN_TOKEN, contrastOf, enabled, holdRoute, inRoom, newContext, openChat, programPeer, say, shows, stage, storedKey, useStage, WAIT } from "./stage.ts";
 
 useStage();
 
@@ -218,6 +218,23 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     mkdirSync(OUT, { recursive: true });
     await page.screenshot({ path: join(OUT, "dashboard-phone.png"), fullPage: true });
     expect(errors).toEqual([]);
+  });
+
+  test('what the board shows in grey is readable: "offline" and an empty table\'s "none" (contrast at least 4.5:1)', async () => {
+    const page = await (await newContext()).newPage();
+    await dashboard(page);
+    // Made in the members table (and read at once, before a refresh redraws
+    // it): they stand on the board's backgrounds and take its style sheet.
+    const offline = `(() => {
+      const span = document.createElement("span");
+      span.className = "offline";
+      span.textContent = "offline";
+      document.getElementById("members").insertRow().insertCell().append(span);
+      return span;
+    })()`;
+    const empty = `document.getElementById("members").closest("table").appendChild(document.createElement("tbody"))`;
+    expect(await page.evaluate(contrastOf(offline))).toBeGreaterThanOrEqual(4.5);
+    expect(await page.evaluate(contrastOf(empty, "::after"))).toBeGreaterThanOrEqual(4.5);
   });
 
   test("Forget token: back to the form with the token and the data gone, and nothing more is asked of the broker", async () => {

@@ -209,3 +209,27 @@ export async function holdRoute(page: Page, pattern: string, options: { answered
   });
   return { held, release };
 }
+
+/**
+ * Page code (as text: these files are typechecked without the DOM library):
+ * the WCAG contrast ratio of the text of the element `element` (page code
+ * naming it), or of its `pseudo` element, against the first opaque
+ * background behind it.
+ */
+export const contrastOf = (element: string, pseudo: "::after" | null = null) => `(() => {
+  const rgb = (css) => css.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const lin = (c) => (c / 255 <= 0.03928 ? c / 255 / 12.92 : ((c / 255 + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  };
+  const target = ${element};
+  let node = target;
+  let background = [255, 255, 255];
+  while (node) {
+    const c = rgb(getComputedStyle(node).backgroundColor);
+    if (c.length === 3 || c[3] === 1) { background = c.slice(0, 3); break; }
+    node = node.parentElement;
+  }
+  const [a, b] = [luminance(rgb(getComputedStyle(target, ${JSON.stringify(pseudo)}).color)), luminance(background)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+})()`;
