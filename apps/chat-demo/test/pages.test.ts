@@ -220,7 +220,7 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     expect(errors).toEqual([]);
   });
 
-  test('what the board shows in grey is readable: "offline" and an empty table\'s "none" (contrast at least 4.5:1)', async () => {
+  test('what the board shows in grey or color is readable: "offline", an empty table\'s "none", the chart\'s legends (contrast at least 4.5:1)', async () => {
     const page = await (await newContext()).newPage();
     await dashboard(page);
     // Made in the members table (and read at once, before a refresh redraws
@@ -234,7 +234,15 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     })()`;
     const empty = `document.getElementById("members").closest("table").appendChild(document.createElement("tbody"))`;
     expect(await page.evaluate(contrastOf(offline))).toBeGreaterThanOrEqual(4.5);
-    expect(await page.evaluate(contrastOf(empty, "::after"))).toBeGreaterThanOrEqual(4.5);
+    expect(await page.evaluate(contrastOf(empty, { pseudo: "::after" }))).toBeGreaterThanOrEqual(4.5);
+    // The chart's legends are text in their lines' colors.
+    await page.waitForSelector("svg text", WAIT);
+    const contrasts: number[] = [];
+    for (let i = 0; i < (await page.locator("svg text").count()); i++) {
+      contrasts.push((await page.evaluate(contrastOf(`document.querySelectorAll("svg text")[${i}]`, { drawnIn: "fill" }))) as number);
+    }
+    expect(contrasts.length).toBe(2);
+    expect(contrasts.filter((c) => c < 4.5)).toEqual([]);
   });
 
   test("Forget token: back to the form with the token and the data gone, and nothing more is asked of the broker", async () => {

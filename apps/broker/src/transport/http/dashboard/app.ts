@@ -177,8 +177,9 @@ function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["dept
   };
   const maxSends = Math.max(1, ...sends.map((s) => Math.ceil(s.perSecond)));
   const maxDepth = Math.max(1, ...depth.map((d) => d.depth));
+  // Each color is its legend's too: at least 4.5:1 on white, as text must be.
   line(sends.map((s) => [x(s.at), s.perSecond]), maxSends, "#2f6fdb", "messages per second", 1);
-  line(depth.map((d) => [x(d.at), d.depth]), maxDepth, "#d9822b", "queue depth", 2);
+  line(depth.map((d) => [x(d.at), d.depth]), maxDepth, "#a85a12", "queue depth", 2);
   const axis = document.createElementNS(ns, "line");
   for (const [k, v] of Object.entries({ x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: "#c4c8d2" })) axis.setAttribute(k, String(v));
   svg.append(axis);
