@@ -256,6 +256,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const ws = createWsHandler({
     log,
     metrics,
+    dbHealth,
     clock,
     hello,
     lifecycle,

@@ -5,6 +5,7 @@ import { sessionFrame, CLOSE_CODES } from "@switchboard/protocol";
 import type { WebSocketHandler } from "bun";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
+import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import type { DeliveryPump } from "../../services/delivery/pump.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
@@ -21,6 +22,8 @@ export interface WsDeps extends AdmissionDeps, FrameDeps {
   metrics: Metrics;
   pump: DeliveryPump;
   lifecycle: PresenceLifecycle;
+  /** A frame that failed because the database went away is a warning: the outage itself is logged where it is seen. */
+  dbHealth: DbHealth;
   /** What one connection, and all of them together, may have read and not finished before reading stops. */
   inflight: InflightLimits;
   inflightBudget: InflightBudget;
@@ -32,6 +35,8 @@ export interface WsDeps extends AdmissionDeps, FrameDeps {
 
 export function createWsHandler(deps: WsDeps) {
   const { log, metrics } = deps;
+  const failed = (error: unknown, fields: Record<string, unknown>, msg: string): void =>
+    isDbUnavailable(error, deps.dbHealth) ? log.warn({ err: error, ...fields }, msg) : log.error({ err: error, ...fields }, msg);
   const handlers = frameHandlers(deps);
   const open = new Set<Socket>();
   /** Shutdown began (the drain): new sockets are refused. */
@@ -73,7 +78,7 @@ export function createWsHandler(deps: WsDeps) {
           outcome.afterReply();
         } else answer(ws, outcome, reqId);
       } catch (error) {
-        log.error({ err: error, presenceId: presence.presenceId, frame: frame.type }, "frame failed");
+        failed(error, { presenceId: presence.presenceId, frame: frame.type }, "frame failed");
         const id = frame.type === "send" && frame.id ? { id: frame.id } : {};
         answer(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId);
       }
@@ -96,7 +101,7 @@ export function createWsHandler(deps: WsDeps) {
     // to go to.
     const work = handlers.client_ack(presence, parsed.data).then(
       () => undefined,
-      (error: unknown) => log.error({ err: error, presenceId: presence.presenceId, frame: "client_ack" }, "frame failed"),
+      (error: unknown) => failed(error, { presenceId: presence.presenceId, frame: "client_ack" }, "frame failed"),
     );
     step.overlap(work);
   }
@@ -123,7 +128,7 @@ export function createWsHandler(deps: WsDeps) {
           else await admit(deps, ws, frame);
         },
         (error) => {
-          log.error({ err: error, connectionId: ws.data.id }, "ws frame failed");
+          failed(error, { connectionId: ws.data.id }, "ws frame failed");
           if (!ws.data.presence && !ws.data.closed) {
             reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello" });
             ws.close(CLOSE_CODES.internalError, "internal");
