@@ -21,14 +21,25 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
       (sql) => sql<{ n: number }[]>`SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = current_database()`,
     ))![0]!.n;
 
-  test("acks it read before the close are applied before its leases go back: the member's other session gets none of those messages", async () => {
+  const statesOf = (messageIds: string[]) =>
+    queryPostgres(
+      broker.backend,
+      (sql) => sql<{ state: string }[]>`SELECT DISTINCT state FROM deliveries WHERE message_id = ANY (${messageIds}::uuid[])`,
+    );
+
+  /** A recipient's session `sessionId` holding the leases of 20 messages pushed to it. */
+  async function twentyLeased(sessionId: string) {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });
     const [a, b] = members as [SetupMember, SetupMember];
     const sender = await connect(broker, mesh.id, a);
-    const first = await connect(broker, mesh.id, b, { sessionId: "first" });
+    const first = await connect(broker, mesh.id, b, { sessionId });
     const acks = await sendMany(sender, Array.from({ length: 20 }, () => sendFrame(b.pubkey)));
-    const pushed = await first.waitForPushes(20);
-    expect(pushed.map((p) => p.messageId)).toEqual(acks.map((x) => x.messageId));
+    expect((await first.waitForPushes(20)).map((p) => p.messageId)).toEqual(acks.map((x) => x.messageId));
+    return { mesh, b, sender, first, acks };
+  }
+
+  test("acks it read before the close are applied before its leases go back: the member's other session gets none of those messages", async () => {
+    const { mesh, b, sender, first, acks } = await twentyLeased("first");
     // Connected now, with all 20 leased to the first session: it gets them only if they come back.
     const second = await connect(broker, mesh.id, b, { sessionId: "second" });
 
@@ -44,11 +55,20 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
       );
     });
     expect(await pushesBeforeMarker(sender, second)).toEqual([]);
-    const states = await queryPostgres(
-      broker.backend,
-      (sql) => sql<{ state: string }[]>`SELECT DISTINCT state FROM deliveries WHERE message_id = ANY (${acks.map((x) => str(x.messageId))}::uuid[])`,
-    );
-    expect(states).toEqual([{ state: "acked" }]);
+    expect(await statesOf(acks.map((x) => str(x.messageId)))).toEqual([{ state: "acked" }]);
+  });
+
+  test("a hello of the same session while its socket is still open: the acks that socket read count before the hello takes the leases back", async () => {
+    const { mesh, b, sender, first, acks } = await twentyLeased("same");
+    let second: Awaited<ReturnType<typeof connect>> | undefined;
+    await withSlowJoins(broker.backend, 1, async () => {
+      first.sendFrame({ type: "join", channel: "#slow" });
+      first.ack(acks.map((x) => str(x.messageId)));
+      // The same session again, on a new socket, while the first still holds the acks behind its join.
+      second = await connect(broker, mesh.id, b, { sessionId: "same" });
+    });
+    expect(await pushesBeforeMarker(sender, second!)).toEqual([]);
+    expect(await statesOf(acks.map((x) => str(x.messageId)))).toEqual([{ state: "acked" }]);
   });
 
   test("closed and at once back with the same session id, eight times: no deadlock between the close and the hello that replaces it", async () => {

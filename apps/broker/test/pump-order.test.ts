@@ -72,6 +72,7 @@ async function stage(windowSize: number, options: { second?: boolean } = {}): Pr
         },
         presenceEvent() {},
         end() {},
+        framesRead: async () => {},
       },
       window: new PushWindow(windowSize, LEASE_SECONDS, Date.now),
       congestedSince: null,

@@ -26,6 +26,8 @@ export interface PresenceLink {
   /** A presence event of the presence's mesh, for a subscribed socket. */
   presenceEvent(event: PresenceEventView): void;
   end(reason: EndReason): void;
+  /** Settles once every frame its socket has read so far is handled. */
+  framesRead(): Promise<void>;
 }
 
 export interface LocalPresence {
@@ -55,23 +57,37 @@ export function markCongested(presence: LocalPresence, now: number): void {
 /** Whether anything may be pushed to the presence now, its push window aside. */
 export const takesPushes = (presence: LocalPresence): boolean => !presence.ended && presence.congestedSince === null;
 
+function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function deleteFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  const set = map.get(key);
+  set?.delete(value);
+  if (set?.size === 0) map.delete(key);
+}
+
+/** A session: a pubkey's session id (in whichever mesh). */
+const sessionKey = (pubkey: string, sessionId: string) => `${pubkey}\n${sessionId}`;
+
 export class LocalPresences {
   private readonly byPresence = new Map<string, LocalPresence>();
   private readonly byMember = new Map<string, Set<LocalPresence>>();
+  private readonly bySession = new Map<string, Set<LocalPresence>>();
 
   add(presence: LocalPresence): void {
     this.byPresence.set(presence.presenceId, presence);
-    let set = this.byMember.get(presence.memberId);
-    if (!set) this.byMember.set(presence.memberId, (set = new Set()));
-    set.add(presence);
+    addTo(this.byMember, presence.memberId, presence);
+    addTo(this.bySession, sessionKey(presence.pubkey, presence.sessionId), presence);
   }
 
   remove(presence: LocalPresence): void {
     presence.ended = true;
     this.byPresence.delete(presence.presenceId);
-    const set = this.byMember.get(presence.memberId);
-    set?.delete(presence);
-    if (set?.size === 0) this.byMember.delete(presence.memberId);
+    deleteFrom(this.byMember, presence.memberId, presence);
+    deleteFrom(this.bySession, sessionKey(presence.pubkey, presence.sessionId), presence);
   }
 
   get(presenceId: string): LocalPresence | undefined {
@@ -80,6 +96,10 @@ export class LocalPresences {
 
   ofMember(memberId: string): LocalPresence[] {
     return [...(this.byMember.get(memberId) ?? [])];
+  }
+
+  ofSession(pubkey: string, sessionId: string): LocalPresence[] {
+    return [...(this.bySession.get(sessionKey(pubkey, sessionId)) ?? [])];
   }
 
   membersOfMesh(meshId: string): string[] {

@@ -49,6 +49,19 @@ export class PresenceLifecycle {
     private readonly tokenExpiry: TokenExpiry,
   ) {}
 
+  /**
+   * A hello of a session that has a socket here is about to replace it: the
+   * frames that socket read so far are handled first, at most
+   * FRAMES_READ_WAIT_MS, as on a close. The replacement takes the session's
+   * leases back; an ack read before it must count, or its message is pushed
+   * again to the new socket.
+   */
+  async sessionSettled(pubkey: string, sessionId: string): Promise<void> {
+    const replaced = this.presences.ofSession(pubkey, sessionId);
+    if (replaced.length === 0) return;
+    await settleWithin(Promise.all(replaced.map((p) => p.link.framesRead())), FRAMES_READ_WAIT_MS, () => undefined);
+  }
+
   /** An admitted presence starts receiving. `replacedId`: the presence it replaced, if that one was here. */
   joined(presence: LocalPresence, replacedId: string | null): void {
     if (replacedId !== null) this.end(replacedId, "replaced");

@@ -62,6 +62,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
     reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello in time; connect again" }, reqId);
     ws.close(CLOSE_CODES.internalError, "internal");
   }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
+  await deps.lifecycle.sessionSettled(frame.data.pubkey, frame.data.sessionId);
   const outcome = await deps.hello.admit(frame.data, () => ws.data.closed);
   clearTimeout(ws.data.helloTimer);
   // A socket that closed meanwhile was left by its peer: nobody to answer.

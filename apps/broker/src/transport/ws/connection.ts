@@ -56,5 +56,6 @@ export function socketLink(ws: Socket): PresenceLink {
       if (notice !== undefined && !ws.data.closed) ws.send(encode({ type: "error", code: notice, message: `closing: ${text}` }, undefined));
       ws.close(code, text);
     },
+    framesRead: () => ws.data.pipeline.finished(),
   };
 }
