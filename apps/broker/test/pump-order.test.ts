@@ -5,6 +5,7 @@
 // came back. The broker's tests cannot time a socket's drain or an ack to
 // fall between two hand-outs; here the test decides what each push meets.
 import { describe, expect, test } from "bun:test";
+import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
@@ -35,7 +36,8 @@ interface Stage {
   send(count: number, to?: LocalPresence): Promise<LeasedDelivery[]>;
 }
 
-async function stage(windowSize: number, options: { second?: boolean } = {}): Promise<Stage> {
+async function stage(windowSize: number, options: { second?: boolean; leaseSeconds?: number } = {}): Promise<Stage> {
+  const leaseSeconds = options.leaseSeconds ?? LEASE_SECONDS;
   const one = async <T>(query: ReturnType<typeof sql>) => (await scratch.db.rows<T>(query))[0]!;
   const slug = `m-${crypto.randomUUID()}`;
   const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
@@ -74,7 +76,7 @@ async function stage(windowSize: number, options: { second?: boolean } = {}): Pr
         end() {},
         framesRead: async () => {},
       },
-      window: new PushWindow(windowSize, LEASE_SECONDS, Date.now),
+      window: new PushWindow(windowSize, leaseSeconds, Date.now),
       congestedSince: null,
       ended: false,
     };
@@ -87,7 +89,7 @@ async function stage(windowSize: number, options: { second?: boolean } = {}): Pr
   else await scratch.db.rows(sql`UPDATE presences SET disconnected_at = now() WHERE id = ${second.presenceId}`);
   const log = createLogger("silent", {});
   const pump = new DeliveryPump(scratch.db, presences, new InstanceBus(scratch.db, log), createMetrics(), log, {
-    leaseSeconds: LEASE_SECONDS,
+    leaseSeconds,
     clock: Date.now,
   });
 
@@ -96,7 +98,7 @@ async function stage(windowSize: number, options: { second?: boolean } = {}): Pr
     for (let i = 0; i < count; i++) {
       const message = newMessage(mesh.id, sender.id, recipient.pubkey);
       const others = [presence, second].filter((p) => p !== to).map((p) => p.presenceId);
-      const holders = { instanceId: INSTANCE, unavailable: others, leaseSeconds: LEASE_SECONDS, notify: false };
+      const holders = { instanceId: INSTANCE, unavailable: others, leaseSeconds, notify: false };
       const [written] = await enqueueSends(scratch.db, [message], holders);
       const [lease] = JSON.parse(written!.leased) as Array<{ presenceId: string; seq: number }>;
       expect(lease?.presenceId).toBe(to.presenceId);
@@ -169,6 +171,25 @@ describe("a later lease does not overtake a push handed back to the queue", () =
     await s.pump.handLeased([c]);
     await readAll(s, [a.messageId, b.messageId, c.messageId]);
     expect(s.taken).toEqual([a.messageId, b.messageId, c.messageId]);
+    await s.pump.stop();
+  });
+});
+
+describe("a statement's leases handed out after older pushes' leases ran out (LEASE_SECONDS=1)", () => {
+  test("they wait for those pushes to go out again: nothing past the window's oldest goes out before an ack", async () => {
+    const s = await stage(3, { leaseSeconds: 1 });
+    const [a, b] = (await s.send(2)) as [LeasedDelivery, LeasedDelivery];
+    await s.pump.handLeased([a, b]);
+    // Their leases run out, here and in the database; nothing takes them back yet.
+    await Bun.sleep(1100);
+    // A statement that saw the window with room (before the lapse) leased c and d to it.
+    const [c, d] = (await s.send(2)) as [LeasedDelivery, LeasedDelivery];
+    await s.pump.handLeased([c, d]);
+    await waitUntil(() => s.taken.length >= 5 || s.taken.includes(d.messageId), 10_000, "a and b pushed again, then c");
+    // a, b and c are the window's three oldest; d waits for an ack.
+    expect(s.taken.slice(0, 5)).toEqual([a.messageId, b.messageId, a.messageId, b.messageId, c.messageId]);
+    expect(s.taken).not.toContain(d.messageId);
+    await readAll(s, [a.messageId, b.messageId, c.messageId, d.messageId]);
     await s.pump.stop();
   });
 });

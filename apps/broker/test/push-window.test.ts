@@ -72,6 +72,25 @@ describe("PushWindow", () => {
     expect(window.room()).toBe(2);
   });
 
+  test("a lease that runs out while the queue takes back the others still counts as lapsed after it", () => {
+    const { window, advance } = windowOf(2);
+    window.opened("a");
+    advance(4_000);
+    window.opened("b");
+    advance(6_000);
+    // a ran out: the pump marks it and asks the queue to take it back.
+    expect(window.lapsed()).toBe(true);
+    const mark = window.lapseMark();
+    // Meanwhile b runs out too, seen by a send asking for the window's room.
+    advance(4_000);
+    expect(window.room()).toBe(2);
+    window.tookBackLapsed(mark);
+    // The queue took back a only: b must be taken back before anything newer is leased here.
+    expect(window.lapsed()).toBe(true);
+    window.tookBackLapsed(window.lapseMark());
+    expect(window.lapsed()).toBe(false);
+  });
+
   test("the same message pushed again counts once, with its new lease, behind the leases opened before it", () => {
     const { window, advance } = windowOf(3);
     window.opened("a");

@@ -140,7 +140,10 @@ export class DeliveryPump {
         const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
         for (const m of members) this.due.delete(m);
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
-        const lapsed = requests.flatMap((r) => this.presences.ofMember(r.memberId)).filter((p) => p.window.lapsed());
+        const lapsed = requests
+          .flatMap((r) => this.presences.ofMember(r.memberId))
+          .filter((p) => p.window.lapsed())
+          .map((presence) => ({ presence, mark: presence.window.lapseMark() }));
         let leased: LeasedDelivery[] = [];
         let claimed = true;
         const claimStart = this.handedBack.clock;
@@ -183,10 +186,11 @@ export class DeliveryPump {
   // claim that follows takes them again first. (The lease sweep would take
   // them back too, at a moment of its own: the claim would then lease what
   // comes after them first, or not, by chance.)
-  private async takeBackLapsed(presences: LocalPresence[]): Promise<void> {
-    if (presences.length === 0) return;
-    const members = await retryTransient(() => requeue(this.db.relaxed, { expiredOf: presences.map((p) => p.presenceId) }));
-    for (const p of presences) p.window.tookBackLapsed();
+  private async takeBackLapsed(lapsed: Array<{ presence: LocalPresence; mark: number }>): Promise<void> {
+    if (lapsed.length === 0) return;
+    const expiredOf = lapsed.map((l) => l.presence.presenceId);
+    const members = await retryTransient(() => requeue(this.db.relaxed, { expiredOf }));
+    for (const { presence, mark } of lapsed) presence.window.tookBackLapsed(mark);
     if (members.length === 0) return;
     // Another presence of the same member elsewhere may take them too.
     void this.bus.publish(this.db, queuedWork(members, [])).catch((error: unknown) => {
@@ -200,8 +204,11 @@ export class DeliveryPump {
   // goes back to the queue at once, ahead of anything newer, so per-sender
   // order holds and nothing waits for a lease to run out; and so does
   // anything for it that would overtake pushes already on their way back
-  // (handed-back.ts). claimStart: when the claim that leased them started;
-  // null for a send's own leases.
+  // (handed-back.ts). A send's leases also go back when a push of the
+  // presence's lease ran out since the statement saw the window: the room
+  // that opened belongs to that push, which the claim that follows takes back
+  // first. claimStart: when the claim that leased them started; null for a
+  // send's own leases.
   private async hand(leased: LeasedDelivery[], claimStart: number | null): Promise<void> {
     const unwritten: LeasedDelivery[] = [];
     const stopped = new Set<string>();
@@ -210,7 +217,7 @@ export class DeliveryPump {
       const presence = this.presences.get(d.presenceId);
       if (
         !presence || presence.ended || stopped.has(d.presenceId) || presence.window.room() <= 0 ||
-        this.handedBack.holds(presence, claimStart)
+        (claimStart === null && presence.window.lapsed()) || this.handedBack.holds(presence, claimStart)
       ) {
         if (presence) stopped.add(d.presenceId);
         unwritten.push(d);

@@ -24,8 +24,10 @@ export class PushWindow {
   private readonly leases = new Map<string, number>();
 
   private readonly leaseMs: number;
-  /** A lease here ran out since the queue was last told (tookBackLapsed). */
-  private lapsedSinceTakenBack = false;
+  /** How many leases ran out here so far. */
+  private lapses = 0;
+  /** How many of them the queue has taken back (tookBackLapsed). */
+  private takenBack = 0;
 
   constructor(
     private readonly capacity: number,
@@ -42,20 +44,29 @@ export class PushWindow {
     for (const [id, leaseEnd] of this.leases) {
       if (leaseEnd > now) break;
       this.leases.delete(id);
-      this.lapsedSinceTakenBack = true;
+      this.lapses++;
     }
     return this.leases.size;
   }
 
   /** Whether a push's lease ran out here and the queue has not been told to take it back yet. */
   lapsed(): boolean {
-    this.outstanding();
-    return this.lapsedSinceTakenBack;
+    return this.lapseMark() > this.takenBack;
   }
 
-  /** The queue took back the leases that ran out so far. */
-  tookBackLapsed(): void {
-    this.lapsedSinceTakenBack = false;
+  /** The leases that ran out so far, for tookBackLapsed. */
+  lapseMark(): number {
+    this.outstanding();
+    return this.lapses;
+  }
+
+  /**
+   * The queue took back the leases that had run out at `mark`. One that ran
+   * out while it did so is not among them (its lease may not have ended
+   * yet by the database's clock), so it still counts as lapsed.
+   */
+  tookBackLapsed(mark: number): void {
+    this.takenBack = Math.max(this.takenBack, mark);
   }
 
   /** How many more pushes may go out now. */
