@@ -363,7 +363,8 @@ describe("SwitchboardClient", () => {
     const frames: RawFrame[] = [];
     const sentByB: RawFrame[] = [];
     const a = await connect(mesh.id, alice);
-    const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames, sentByB), ackDelayMs: 3000 });
+    // The ack waits far longer than the 1 s lease and the sweep after it, on a busy machine too.
+    const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames, sentByB), ackDelayMs: 8000 });
     const got = collect(b);
     const sent = await a.send(bob.pubkey, "once");
     await waitUntil(() => pushesOf(frames, sent.messageId).length >= 2, 15_000, "a redelivery");
