@@ -58,18 +58,22 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
     expect(await statesOf(acks.map((x) => str(x.messageId)))).toEqual([{ state: "acked" }]);
   });
 
-  test("a hello of the same session while its socket is still open: the acks that socket read count before the hello takes the leases back", async () => {
-    const { mesh, b, sender, first, acks } = await twentyLeased("same");
-    let second: Awaited<ReturnType<typeof connect>> | undefined;
-    await withSlowJoins(broker.backend, 1, async () => {
-      first.sendFrame({ type: "join", channel: "#slow" });
-      first.ack(acks.map((x) => str(x.messageId)));
-      // The same session again, on a new socket, while the first still holds the acks behind its join.
-      second = await connect(broker, mesh.id, b, { sessionId: "same" });
+  // The first socket holds its acks behind a slow join as the same session
+  // says hello on a new socket: while the first is still open, or just closed.
+  for (const closedFirst of [false, true]) {
+    test(`a hello of the same session ${closedFirst ? "just after its socket closed" : "while its socket is still open"}: the acks that socket read count before the hello takes the leases back`, async () => {
+      const { mesh, b, sender, first, acks } = await twentyLeased("same");
+      let second: Awaited<ReturnType<typeof connect>> | undefined;
+      await withSlowJoins(broker.backend, 1, async () => {
+        first.sendFrame({ type: "join", channel: "#slow" });
+        first.ack(acks.map((x) => str(x.messageId)));
+        if (closedFirst) await first.close();
+        second = await connect(broker, mesh.id, b, { sessionId: "same" });
+      });
+      expect(await pushesBeforeMarker(sender, second!)).toEqual([]);
+      expect(await statesOf(acks.map((x) => str(x.messageId)))).toEqual([{ state: "acked" }]);
     });
-    expect(await pushesBeforeMarker(sender, second!)).toEqual([]);
-    expect(await statesOf(acks.map((x) => str(x.messageId)))).toEqual([{ state: "acked" }]);
-  });
+  }
 
   test("closed and at once back with the same session id, eight times: no deadlock between the close and the hello that replaces it", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["sender", "recipient"] });

@@ -70,7 +70,7 @@ function deleteFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
 }
 
 /** A session: a pubkey's session id (in whichever mesh). */
-const sessionKey = (pubkey: string, sessionId: string) => `${pubkey}\n${sessionId}`;
+export const sessionKey = (pubkey: string, sessionId: string) => `${pubkey}\n${sessionId}`;
 
 export class LocalPresences {
   private readonly byPresence = new Map<string, LocalPresence>();

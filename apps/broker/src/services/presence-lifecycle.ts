@@ -12,7 +12,7 @@ import {
   settledPresencesOfInstance,
 } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
-import type { EndReason, LocalPresence, LocalPresences } from "./local-presences.ts";
+import { sessionKey, type EndReason, type LocalPresence, type LocalPresences } from "./local-presences.ts";
 import type { PresenceEvents } from "./presence-events.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
@@ -37,6 +37,8 @@ export class PresenceLifecycle {
   private readonly ending = new Set<string>();
   /** Set once the instance stops: its presences end together (InstanceLease.stop), not one by one. */
   private stopping = false;
+  /** By session (sessionKey): the frames read by its sockets that closed, until their ends are written. */
+  private readonly closing = new Map<string, Set<Promise<void>>>();
 
   constructor(
     private readonly db: Database,
@@ -57,9 +59,15 @@ export class PresenceLifecycle {
    * again to the new socket.
    */
   async sessionSettled(pubkey: string, sessionId: string): Promise<void> {
-    const replaced = this.presences.ofSession(pubkey, sessionId);
-    if (replaced.length === 0) return;
-    await settleWithin(Promise.all(replaced.map((p) => p.link.framesRead())), FRAMES_READ_WAIT_MS, () => undefined);
+    // A socket that closed a moment ago is no longer live here, but its row
+    // is until its end is written: the hello would end it, and take its
+    // leases back, without waiting.
+    const waits = [
+      ...this.presences.ofSession(pubkey, sessionId).map((p) => p.link.framesRead()),
+      ...(this.closing.get(sessionKey(pubkey, sessionId)) ?? []),
+    ];
+    if (waits.length === 0) return;
+    await settleWithin(Promise.all(waits), FRAMES_READ_WAIT_MS, () => undefined);
   }
 
   /** An admitted presence starts receiving. `replacedId`: the presence it replaced, if that one was here. */
@@ -79,7 +87,15 @@ export class PresenceLifecycle {
    */
   async left(presence: LocalPresence, detail: string, framesRead: Promise<void>): Promise<void> {
     this.forget(presence);
-    await this.disconnect(presence, detail, framesRead);
+    const key = sessionKey(presence.pubkey, presence.sessionId);
+    const closing = this.closing.get(key) ?? new Set<Promise<void>>();
+    this.closing.set(key, closing.add(framesRead));
+    try {
+      await this.disconnect(presence, detail, framesRead);
+    } finally {
+      closing.delete(framesRead);
+      if (closing.size === 0 && this.closing.get(key) === closing) this.closing.delete(key);
+    }
   }
 
   /** Its socket closed on shutdown: the instance ends all its presences in one statement (InstanceLease.stop). */
