@@ -3,9 +3,20 @@
 // them after the close. Their leases must not go back to the queue before
 // they are applied, or the messages are pushed again, here to the member's
 // other session, which never saw them. And a close racing the hello of the
-// same session coming back must not deadlock with it in the database.
+// same session coming back must not deadlock with it in the database. A
+// hello that names the session without proving its pubkey waits for nothing.
 import { describe, expect, test } from "bun:test";
-import { backendKind, pushesBeforeMarker, setupMesh, someoneSleeps, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import {
+  backendKind,
+  PeerError,
+  pushesBeforeMarker,
+  setupMesh,
+  someoneSleeps,
+  TestPeer,
+  useTestBroker,
+  waitUntil,
+  type SetupMember,
+} from "@switchboard/testkit";
 import { peersOfEachTest, queryPostgres, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
 
 const { connect } = peersOfEachTest();
@@ -125,5 +136,31 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
     );
     expect(owed).toEqual([{ n: 0 }]);
     expect(await deadlocks()).toBe(before);
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("a hello naming a session whose socket here is busy (HELLO_TIMEOUT_MS=1000)", () => {
+  const broker = useTestBroker({ HELLO_TIMEOUT_MS: "1000" });
+
+  test("one whose signature does not verify is refused at once as bad_signature: it waits for none of that socket's frames", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["owner", "stranger"] });
+    const [owner, stranger] = members as [SetupMember, SetupMember];
+    const first = await connect(broker, mesh.id, owner, { sessionId: "same" });
+    const outcome = await withSlowJoins(broker.backend, 4, async () => {
+      first.sendFrame({ type: "join", channel: "#slow" });
+      // The owner's pubkey and session, signed by another key. Had it waited
+      // for the join (4 s), its admission's own bound (2 s) would close it first.
+      return TestPeer.connect(broker.wsUrl, {
+        identity: stranger.identity,
+        meshId: mesh.id,
+        sessionId: "same",
+        helloOverrides: { pubkey: owner.pubkey },
+      }).then(
+        () => new Error("the hello was admitted"),
+        (error: unknown) => error,
+      );
+    });
+    if (!(outcome instanceof PeerError)) throw outcome;
+    expect({ code: outcome.code, closeCode: outcome.closeCode }).toEqual({ code: "bad_signature", closeCode: 1008 });
   });
 });

@@ -36,7 +36,7 @@ export interface AdmittedPresence {
 }
 
 /** A hello whose credential was checked: a signed one, or a JWT one with its token's claims. */
-interface CheckedHello {
+export interface CheckedHello {
   hello: HelloFrame;
   claims: JwtClaims | null;
   /** Whether the socket that sent it has gone (its hello waited too long, or the peer left). */
@@ -78,21 +78,27 @@ export class HelloService {
     this.commits = createGroupCommit<CheckedHello, Admitted>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
 
-  async admit(hello: HelloFrame, abandoned: () => boolean = () => false): Promise<HelloOutcome> {
+  /** The hello's credential: its signature, or its JWT for its pubkey. The clock window and the replay guard are the admission's. */
+  async check(
+    hello: HelloFrame,
+    abandoned: () => boolean = () => false,
+  ): Promise<{ ok: true; checked: CheckedHello } | Refusal<HelloErrorCode>> {
     if ("jwt" in hello) {
       const verified = await this.jwt.verify(hello.jwt);
       if (!verified.ok) return verified;
       if (verified.claims.pubkey !== hello.pubkey) return refuse("unauthorized", "the token is for another pubkey");
-      return this.admitted(await this.commits.submit({ hello, claims: verified.claims, abandoned }));
+      return { ok: true, checked: { hello, claims: verified.claims, abandoned } };
     }
     const text = helloSigningText(hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
     if (!(await verifyText(hello.pubkey, hello.signature, text))) {
       return refuse("bad_signature", "the signature does not verify for this pubkey");
     }
-    return this.admitted(await this.commits.submit({ hello, claims: null, abandoned }));
+    return { ok: true, checked: { hello, claims: null, abandoned } };
   }
 
-  private admitted(result: Admitted): HelloOutcome {
+  /** Admits a checked hello, in a batch with the hellos that come meanwhile. */
+  async admit(checked: CheckedHello): Promise<HelloOutcome> {
+    const result = await this.commits.submit(checked);
     if ("failed" in result) throw result.failed;
     return result;
   }

@@ -62,8 +62,11 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
     reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello in time; connect again" }, reqId);
     ws.close(CLOSE_CODES.internalError, "internal");
   }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
-  await deps.lifecycle.sessionSettled(frame.data.pubkey, frame.data.sessionId);
-  const outcome = await deps.hello.admit(frame.data, () => ws.data.closed);
+  const checked = await deps.hello.check(frame.data, () => ws.data.closed);
+  // Only a hello that proved its pubkey waits for the frames of the session's
+  // socket here: one that did not is refused at once, whatever session it names.
+  if (checked.ok) await deps.lifecycle.sessionSettled(frame.data.pubkey, frame.data.sessionId);
+  const outcome = checked.ok ? await deps.hello.admit(checked.checked) : checked;
   clearTimeout(ws.data.helloTimer);
   // A socket that closed meanwhile was left by its peer: nobody to answer.
   if (!outcome.ok && ws.data.closed) return;
