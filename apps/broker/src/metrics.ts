@@ -65,7 +65,7 @@ export function createMetrics() {
     }),
     pushesUnwritten: new Counter({
       name: "broker_pushes_unwritten_total",
-      help: "Pushes a socket did not take (its buffer was full or it closed), returned to the queue at once",
+      help: "Pushes not written to a socket (its buffer was full, it closed, or its push window had no room for them), returned to the queue at once",
       registers: [registry],
     }),
     redeliveries: new Counter({

@@ -5,7 +5,9 @@
 // came back. The broker's tests cannot time a socket's drain or an ack to
 // fall between two hand-outs; here the test decides what each push meets.
 import { describe, expect, test } from "bun:test";
-import { waitUntil } from "@switchboard/testkit";
+import type { Database } from "@switchboard/db";
+import { backendKind, waitUntil } from "@switchboard/testkit";
+import postgres from "postgres";
 import { sql } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
@@ -14,7 +16,7 @@ import { DeliveryPump } from "../src/services/delivery/pump.ts";
 import { PushWindow } from "../src/services/delivery/push-window.ts";
 import { LocalPresences, type LocalPresence, type PushResult } from "../src/services/local-presences.ts";
 import { enqueueSends, type LeasedDelivery } from "../src/store/queue/index.ts";
-import { newMessage, useScratchDatabase } from "./support/scratch-db.ts";
+import { newMessage, useBackendDatabase, useScratchDatabase } from "./support/scratch-db.ts";
 
 const INSTANCE = "pump-order";
 const LEASE_SECONDS = 600;
@@ -36,9 +38,11 @@ interface Stage {
   send(count: number, to?: LocalPresence): Promise<LeasedDelivery[]>;
 }
 
-async function stage(windowSize: number, options: { second?: boolean; leaseSeconds?: number } = {}): Promise<Stage> {
+/** `db`: the scratch database unless given (a Postgres one, for a test that holds rows from another connection). */
+async function stage(windowSize: number, options: { second?: boolean; leaseSeconds?: number; db?: Database } = {}): Promise<Stage> {
   const leaseSeconds = options.leaseSeconds ?? LEASE_SECONDS;
-  const one = async <T>(query: ReturnType<typeof sql>) => (await scratch.db.rows<T>(query))[0]!;
+  const db = options.db ?? scratch.db;
+  const one = async <T>(query: ReturnType<typeof sql>) => (await db.rows<T>(query))[0]!;
   const slug = `m-${crypto.randomUUID()}`;
   const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
   const member = (name: string) =>
@@ -86,9 +90,9 @@ async function stage(windowSize: number, options: { second?: boolean; leaseSecon
   const presences = new LocalPresences();
   presences.add(presence);
   if (options.second) presences.add(second);
-  else await scratch.db.rows(sql`UPDATE presences SET disconnected_at = now() WHERE id = ${second.presenceId}`);
+  else await db.rows(sql`UPDATE presences SET disconnected_at = now() WHERE id = ${second.presenceId}`);
   const log = createLogger("silent", {});
-  const pump = new DeliveryPump(scratch.db, presences, new InstanceBus(scratch.db, log), createMetrics(), log, {
+  const pump = new DeliveryPump(db, presences, new InstanceBus(db, log), createMetrics(), log, {
     leaseSeconds,
     clock: Date.now,
   });
@@ -99,7 +103,7 @@ async function stage(windowSize: number, options: { second?: boolean; leaseSecon
       const message = newMessage(mesh.id, sender.id, recipient.pubkey);
       const others = [presence, second].filter((p) => p !== to).map((p) => p.presenceId);
       const holders = { instanceId: INSTANCE, unavailable: others, leaseSeconds, notify: false };
-      const [written] = await enqueueSends(scratch.db, [message], holders);
+      const [written] = await enqueueSends(db, [message], holders);
       const [lease] = JSON.parse(written!.leased) as Array<{ presenceId: string; seq: number }>;
       expect(lease?.presenceId).toBe(to.presenceId);
       leased.push({
@@ -190,6 +194,42 @@ describe("a statement's leases handed out after older pushes' leases ran out (LE
     expect(s.taken.slice(0, 5)).toEqual([a.messageId, b.messageId, a.messageId, b.messageId, c.messageId]);
     expect(s.taken).not.toContain(d.messageId);
     await readAll(s, [a.messageId, b.messageId, c.messageId, d.messageId]);
+    await s.pump.stop();
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("a lease that runs out while the pump takes back another (LEASE_SECONDS=3)", () => {
+  const server = useBackendDatabase();
+
+  test("it is taken back and pushed again by the pump itself, right after that one", async () => {
+    const s = await stage(3, { leaseSeconds: 3, db: server.db });
+    const [a] = (await s.send(1)) as [LeasedDelivery];
+    await s.pump.handLeased([a]);
+    await Bun.sleep(1500);
+    const [b] = (await s.send(1)) as [LeasedDelivery];
+    await s.pump.handLeased([b]);
+    const lockWaits = async () =>
+      (await server.db.rows<{ n: number }>(sql`
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`))[0]!.n > 0;
+    const holder = postgres(server.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      await holder.begin(async (tx) => {
+        // a's row held from here: the pump's take-back of a waits for it.
+        await tx`SELECT 1 FROM deliveries WHERE message_id = ${a.messageId} FOR UPDATE`;
+        // a's lease ran out, b's has 1.4 s to go (by the database's clock too): the take-back is of a alone.
+        await Bun.sleep(1600);
+        s.pump.schedule([s.presence.memberId]);
+        await waitUntil(lockWaits, 10_000, "the take-back waiting for a's row");
+        // Now b's ran out, seen here by a send asking for the window's room.
+        await Bun.sleep(1500);
+        expect(s.presence.window.lapsed()).toBe(true);
+      });
+    } finally {
+      await holder.end();
+    }
+    // No lease sweep runs here: only the pump can take b back.
+    await waitUntil(() => s.taken.length >= 4, 10_000, "b pushed again");
+    expect(s.taken).toEqual([a.messageId, b.messageId, a.messageId, b.messageId]);
     await s.pump.stop();
   });
 });

@@ -190,7 +190,12 @@ export class DeliveryPump {
     if (lapsed.length === 0) return;
     const expiredOf = lapsed.map((l) => l.presence.presenceId);
     const members = await retryTransient(() => requeue(this.db.relaxed, { expiredOf }));
-    for (const { presence, mark } of lapsed) presence.window.tookBackLapsed(mark);
+    for (const { presence, mark } of lapsed) {
+      presence.window.tookBackLapsed(mark);
+      // A lease that ran out meanwhile is not among those taken back: until it
+      // is, sends pass this presence by, so nothing else may come for it.
+      if (presence.window.lapsed()) this.due.add(presence.memberId);
+    }
     if (members.length === 0) return;
     // Another presence of the same member elsewhere may take them too.
     void this.bus.publish(this.db, queuedWork(members, [])).catch((error: unknown) => {
