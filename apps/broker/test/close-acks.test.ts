@@ -163,4 +163,16 @@ describe.skipIf(backendKind !== "postgres")("a hello naming a session whose sock
     if (!(outcome instanceof PeerError)) throw outcome;
     expect({ code: outcome.code, closeCode: outcome.closeCode }).toEqual({ code: "bad_signature", closeCode: 1008 });
   });
+
+  test("one of the session itself waits for that socket's frames at most half its admission's time: it is admitted", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["owner"] });
+    const [owner] = members as [SetupMember];
+    const first = await connect(broker, mesh.id, owner, { sessionId: "same" });
+    const second = await withSlowJoins(broker.backend, 4, async () => {
+      first.sendFrame({ type: "join", channel: "#slow" });
+      // The join takes 4 s; the admission has 2 s (twice HELLO_TIMEOUT_MS).
+      return connect(broker, mesh.id, owner, { sessionId: "same" });
+    });
+    expect(second.helloAck?.type).toBe("hello_ack");
+  });
 });

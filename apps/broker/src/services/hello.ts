@@ -11,6 +11,7 @@ import { disconnectPresences, endSessions, insertPresencesWithinCap, type Presen
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import type { JwtClaims, JwtVerifier } from "./jwt.ts";
+import { sessionKey } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import type { PresenceChange, PresenceEvents } from "./presence-events.ts";
 import { retryTransient } from "./retry.ts";
@@ -48,14 +49,13 @@ export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<He
 /** One hello's answer from its batch: an outcome, or the error of its own transaction (thrown to its caller alone). */
 type Admitted = HelloOutcome | { failed: unknown };
 
-// Not by meshId: one mesh named by its id and by its slug is still one session.
-const sessionKey = (h: HelloFrame) => `${h.pubkey}\n${h.sessionId}`;
 
 /** Splits a batch so that no two hellos of one session share a transaction (the later one replaces the earlier). */
 function bySession(checked: CheckedHello[]): number[][] {
   const groups: Array<{ keys: Set<string>; idx: number[] }> = [];
   checked.forEach(({ hello: h }, i) => {
-    const key = sessionKey(h);
+    // Not by meshId: one mesh named by its id and by its slug is still one session.
+    const key = sessionKey(h.pubkey, h.sessionId);
     let group = groups.find((g) => !g.keys.has(key));
     if (!group) groups.push((group = { keys: new Set(), idx: [] }));
     group.keys.add(key);

@@ -52,13 +52,13 @@ export class PresenceLifecycle {
   ) {}
 
   /**
-   * A hello of a session that has a socket here is about to replace it: the
-   * frames that socket read so far are handled first, at most
-   * FRAMES_READ_WAIT_MS, as on a close. The replacement takes the session's
-   * leases back; an ack read before it must count, or its message is pushed
-   * again to the new socket.
+   * A hello of a session that has a socket here, open or closing, is about to
+   * replace it: the frames that socket read so far are handled first, at
+   * most FRAMES_READ_WAIT_MS (or `withinMs`, when less), as on a close. The
+   * replacement takes the session's leases back; an ack read before it must
+   * count, or its message is pushed again to the new socket.
    */
-  async sessionSettled(pubkey: string, sessionId: string): Promise<void> {
+  async sessionSettled(pubkey: string, sessionId: string, withinMs: number = FRAMES_READ_WAIT_MS): Promise<void> {
     // A socket that closed a moment ago is no longer live here, but its row
     // is until its end is written: the hello would end it, and take its
     // leases back, without waiting.
@@ -67,7 +67,7 @@ export class PresenceLifecycle {
       ...(this.closing.get(sessionKey(pubkey, sessionId)) ?? []),
     ];
     if (waits.length === 0) return;
-    await settleWithin(Promise.all(waits), FRAMES_READ_WAIT_MS, () => undefined);
+    await settleWithin(Promise.all(waits), Math.min(withinMs, FRAMES_READ_WAIT_MS), () => undefined);
   }
 
   /** An admitted presence starts receiving. `replacedId`: the presence it replaced, if that one was here. */

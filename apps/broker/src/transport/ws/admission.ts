@@ -64,8 +64,10 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
   }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
   const checked = await deps.hello.check(frame.data, () => ws.data.closed);
   // Only a hello that proved its pubkey waits for the frames of the session's
-  // socket here: one that did not is refused at once, whatever session it names.
-  if (checked.ok) await deps.lifecycle.sessionSettled(frame.data.pubkey, frame.data.sessionId);
+  // socket here: one that did not is refused at once, whatever session it
+  // names. The wait takes at most half the admission's time, so the admission
+  // itself still has the other half.
+  if (checked.ok) await deps.lifecycle.sessionSettled(frame.data.pubkey, frame.data.sessionId, deps.helloTimeoutMs);
   const outcome = checked.ok ? await deps.hello.admit(checked.checked) : checked;
   clearTimeout(ws.data.helloTimer);
   // A socket that closed meanwhile was left by its peer: nobody to answer.
