@@ -4,11 +4,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import {
   backendKind,
+  holdOnInsert,
   ownPostgresTestsRun,
   parsePrometheusText,
   setupMesh,
-  sleepOnInsert,
-  someoneSleeps,
+  someoneHeld,
   startBrokerOnOwnPostgres,
   TestPeer,
   useTestBroker,
@@ -326,20 +326,21 @@ describe.skipIf(backendKind !== "postgres")("a hook racing its session's hello (
     const { mesh, member, token, cwd } = await memberWithToken(env);
     const sessionId = `slow-${crypto.randomUUID()}`;
     const databaseUrl = env.backend.databaseUrl!;
-    // The hello's statement sleeps after it looked for kept signals, before it
-    // commits: long enough for the hook to come meanwhile on a busy machine.
-    const wake = await sleepOnInsert(databaseUrl, { presenceSession: sessionId }, 3);
+    // The hello's statement is held after it looked for kept signals, before
+    // it commits, until the hook has been answered.
+    const hold = await holdOnInsert(databaseUrl, { presenceSession: sessionId });
+    let connecting: ReturnType<typeof connect> | undefined;
     try {
-      const connecting = connect(env, member, mesh.id, { sessionId, cwd });
-      await waitUntil(() => someoneSleeps(databaseUrl), 10_000, "the hello's statement asleep");
+      connecting = connect(env, member, mesh.id, { sessionId, cwd });
+      await waitUntil(() => someoneHeld(databaseUrl), 10_000, "the hello's statement held");
       const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
       expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
-      const peer = await connecting;
-      expect(peer.helloAck?.status).toBe("idle");
-      await waitUntil(async () => (await statusSeenBy(peer, sessionId))?.status === "working", 10_000, "the kept signal applied");
     } finally {
-      await wake();
+      await hold.release();
     }
+    const peer = await connecting;
+    expect(peer.helloAck?.status).toBe("idle");
+    await waitUntil(async () => (await statusSeenBy(peer, sessionId))?.status === "working", 10_000, "the kept signal applied");
   });
 });
 

@@ -1,6 +1,7 @@
 // Holds chosen statements of a broker on Postgres for a while, so a test can
-// act while one is under way: a trigger that sleeps after inserting a
-// presence of one session, or a message with one ciphertext. The statement
+// act while one is under way: a trigger that sleeps (or waits until the test
+// lets it go) after inserting a presence of one session, or a message with
+// one ciphertext. The statement
 // has done its work by then (the presence ended the one it replaces, the
 // message is written) and has not committed. Or fails such a statement.
 import postgres from "postgres";
@@ -10,6 +11,47 @@ export type SlowInsert = { presenceSession: string } | { messageCiphertext: stri
 /** Sleeps `seconds` in the statement that inserts the row; the returned function takes the trigger away. */
 export function sleepOnInsert(databaseUrl: string, what: SlowInsert, seconds: number): Promise<() => Promise<void>> {
   return onInsert(databaseUrl, what, `PERFORM pg_sleep(${seconds})`);
+}
+
+/**
+ * Holds the statement that inserts the row until `release` is called: it
+ * waits for an advisory lock this function holds, so the test, not a
+ * sleep's length, decides how long. `release` also takes the trigger away.
+ */
+export async function holdOnInsert(databaseUrl: string, what: SlowInsert): Promise<{ release: () => Promise<void> }> {
+  const key = Math.floor(Math.random() * 2 ** 31);
+  const holder = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  let untrigger: (() => Promise<void>) | undefined;
+  try {
+    await holder`SELECT pg_advisory_lock(${key})`;
+    untrigger = await onInsert(databaseUrl, what, `PERFORM pg_advisory_xact_lock(${key})`);
+  } catch (error) {
+    await holder.end();
+    throw error;
+  }
+  const drop = untrigger;
+  return {
+    release: async () => {
+      try {
+        await holder`SELECT pg_advisory_unlock(${key})`;
+      } finally {
+        await holder.end();
+        await drop();
+      }
+    },
+  };
+}
+
+/** Whether a statement of this database waits for a lock holdOnInsert holds. */
+export async function someoneHeld(databaseUrl: string): Promise<boolean> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()`;
+    return (row?.n ?? 0) > 0;
+  } finally {
+    await sql.end();
+  }
 }
 
 /** Fails the statement that inserts the row (a refusal that is no lost connection); the returned function takes the trigger away. */
