@@ -43,15 +43,8 @@ export async function holdOnInsert(databaseUrl: string, what: SlowInsert): Promi
 }
 
 /** Whether a statement of this database waits for a lock holdOnInsert holds. */
-export async function someoneHeld(databaseUrl: string): Promise<boolean> {
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  try {
-    const [row] = await sql<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()`;
-    return (row?.n ?? 0) > 0;
-  } finally {
-    await sql.end();
-  }
+export function someoneHeld(databaseUrl: string): Promise<boolean> {
+  return someoneWaitsFor(databaseUrl, "advisory");
 }
 
 /** Fails the statement that inserts the row (a refusal that is no lost connection); the returned function takes the trigger away. */
@@ -86,11 +79,15 @@ async function onInsert(databaseUrl: string, what: SlowInsert, action: string): 
 }
 
 /** Whether a statement of this database is in such a sleep now. */
-export async function someoneSleeps(databaseUrl: string): Promise<boolean> {
+export function someoneSleeps(databaseUrl: string): Promise<boolean> {
+  return someoneWaitsFor(databaseUrl, "PgSleep");
+}
+
+async function someoneWaitsFor(databaseUrl: string, waitEvent: "PgSleep" | "advisory"): Promise<boolean> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
     const [row] = await sql<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`;
+      SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = ${waitEvent} AND datname = current_database()`;
     return (row?.n ?? 0) > 0;
   } finally {
     await sql.end();
