@@ -49,7 +49,6 @@ export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<He
 /** One hello's answer from its batch: an outcome, or the error of its own transaction (thrown to its caller alone). */
 type Admitted = HelloOutcome | { failed: unknown };
 
-
 /** Splits a batch so that no two hellos of one session share a transaction (the later one replaces the earlier). */
 function bySession(checked: CheckedHello[]): number[][] {
   const groups: Array<{ keys: Set<string>; idx: number[] }> = [];
