@@ -1,7 +1,8 @@
 // A webhook endpoint for tests: a real Bun.serve on loopback that records
 // every request (headers and raw body, in arrival order) and answers as the
-// test's script says — a status, a delay, or no server at all (stop() and
-// start() again on the same port to refuse connections for a while).
+// test's script says — a status, a delay, a moment the test decides, or no
+// server at all (stop() and start() again on the same port to refuse
+// connections for a while).
 import type { Server } from "bun";
 
 export interface ReceivedRequest {
@@ -11,10 +12,11 @@ export interface ReceivedRequest {
   body: string;
 }
 
-/** What to answer a request with: a status after an optional delay. */
+/** What to answer a request with: a status after an optional delay, and once `until` settles if given. */
 export interface Answer {
   status: number;
   delayMs?: number;
+  until?: Promise<unknown>;
   headers?: Record<string, string>;
 }
 
@@ -62,6 +64,7 @@ export class WebhookReceiver {
         try {
           const answer = this.script(received, index);
           if (answer.delayMs) await Bun.sleep(answer.delayMs);
+          if (answer.until) await answer.until.catch(() => {});
           return new Response(null, { status: answer.status, headers: answer.headers });
         } finally {
           this.inFlight--;
