@@ -7,9 +7,9 @@
 import { describe, expect, test } from "bun:test";
 import {
   backendKind,
+  holdOnInsert,
   setupMesh,
-  sleepOnInsert,
-  someoneSleeps,
+  someoneHeld,
   TestPeer,
   useTestBroker,
   waitUntil,
@@ -52,16 +52,18 @@ describe.skipIf(backendKind !== "postgres")("a recipient revoked while a send to
     const [sender, recipient] = members as [SetupMember, SetupMember];
     const peer = await TestPeer.connect(broker.wsUrl, { identity: sender.identity, meshId: mesh.id });
     const url = broker.backend.databaseUrl!;
-    // The send statement has routed to the recipient and sleeps before it writes.
-    const untrigger = await sleepOnInsert(url, { messageCiphertext: "in-flight" }, 2);
+    // The send statement has routed to the recipient and is held before it
+    // writes the delivery, until the revocation is done.
+    const hold = await holdOnInsert(url, { messageCiphertext: "in-flight" });
+    let sending: ReturnType<typeof peer.send> | undefined;
     try {
-      const sending = peer.send(recipient.pubkey, { ciphertext: "in-flight" });
-      await waitUntil(() => someoneSleeps(url), 10_000, "the send statement in flight");
+      sending = peer.send(recipient.pubkey, { ciphertext: "in-flight" });
+      await waitUntil(() => someoneHeld(url), 10_000, "the send statement in flight");
       await broker.admin.revokeMember(mesh.id, recipient.id);
-      expect((await sending).type).toBe("ack");
     } finally {
-      await untrigger();
+      await hold.release();
     }
+    expect((await sending).type).toBe("ack");
     const owed = () =>
       queryPostgres(broker.backend, (sql) =>
         sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM deliveries WHERE recipient_member_id = ${recipient.id} AND state IN ('queued', 'leased')`,
