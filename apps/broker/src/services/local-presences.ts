@@ -4,6 +4,7 @@
 // presences without knowing frames or close codes.
 import type { OwedMessage } from "../store/queue/types.ts";
 import type { PushWindow } from "./delivery/push-window.ts";
+import { addTo, deleteFrom } from "./keyed-sets.ts";
 import type { PresenceEventView } from "./presence-events.ts";
 
 // The transport builds push frames from it and may not import the store.
@@ -56,18 +57,6 @@ export function markCongested(presence: LocalPresence, now: number): void {
 
 /** Whether anything may be pushed to the presence now, its push window aside. */
 export const takesPushes = (presence: LocalPresence): boolean => !presence.ended && presence.congestedSince === null;
-
-function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  let set = map.get(key);
-  if (!set) map.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function deleteFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  const set = map.get(key);
-  set?.delete(value);
-  if (set?.size === 0) map.delete(key);
-}
 
 /** A session: a pubkey's session id (in whichever mesh). */
 export const sessionKey = (pubkey: string, sessionId: string) => `${pubkey}\n${sessionId}`;

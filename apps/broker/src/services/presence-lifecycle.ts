@@ -12,6 +12,7 @@ import {
   settledPresencesOfInstance,
 } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
+import { addTo, deleteFrom } from "./keyed-sets.ts";
 import { sessionKey, type EndReason, type LocalPresence, type LocalPresences } from "./local-presences.ts";
 import type { PresenceEvents } from "./presence-events.ts";
 import type { QueuedWork } from "./queued-work.ts";
@@ -88,13 +89,11 @@ export class PresenceLifecycle {
   async left(presence: LocalPresence, detail: string, framesRead: Promise<void>): Promise<void> {
     this.forget(presence);
     const key = sessionKey(presence.pubkey, presence.sessionId);
-    const closing = this.closing.get(key) ?? new Set<Promise<void>>();
-    this.closing.set(key, closing.add(framesRead));
+    addTo(this.closing, key, framesRead);
     try {
       await this.disconnect(presence, detail, framesRead);
     } finally {
-      closing.delete(framesRead);
-      if (closing.size === 0 && this.closing.get(key) === closing) this.closing.delete(key);
+      deleteFrom(this.closing, key, framesRead);
     }
   }
 
