@@ -60,7 +60,7 @@ async function brokersState(brokers: BrokerProcess[]): Promise<string> {
 async function waitFor(
   check: () => Promise<boolean> | boolean,
   timeoutMs: number,
-  what: string,
+  what: string | (() => string),
   brokers: BrokerProcess[] = [],
 ): Promise<number> {
   const start = performance.now();
@@ -68,7 +68,13 @@ async function waitFor(
     if (await check()) return (performance.now() - start) / 1000;
   }
   const state = brokers.length > 0 ? `\n${await brokersState(brokers)}` : "";
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${state}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}${state}`);
+}
+
+function countBy(values: Iterable<number>): Record<number, number> {
+  const counts: Record<number, number> = {};
+  for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
+  return counts;
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
@@ -121,6 +127,8 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
     const acked = new Set<string>();
     let started = 0;
     let failed = 0;
+    /** Pair of each send not yet answered, by its number. */
+    const unanswered = new Map<number, number>();
     const pending: Array<Promise<void>> = [];
     const perTick = rate / 100;
     let carry = 0;
@@ -128,12 +136,14 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
       carry += perTick;
       for (; carry >= 1; carry--) {
         const i = started % pairs;
-        started++;
+        const n = ++started;
+        unanswered.set(n, i);
         pending.push(
           senders[i]!
-            .send(recipients[i]!.pubkey, { n: started })
+            .send(recipients[i]!.pubkey, { n })
             .then((result) => void acked.add(result.messageId))
-            .catch(() => void failed++),
+            .catch(() => void failed++)
+            .finally(() => void unanswered.delete(n)),
         );
       }
     }, 10);
@@ -168,8 +178,16 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
 
     await at(1);
     clearInterval(ticker);
+    // The SDK keeps a send until the broker answers it (no request timeout):
+    // one the brokers never answer must fail the run, not hang it.
+    await waitFor(
+      () => unanswered.size === 0,
+      full ? 300_000 : 60_000,
+      () => `an answer to each of the ${started} sends (unanswered, by pair: ${JSON.stringify(countBy(unanswered.values()))})`,
+      brokers,
+    );
     await Promise.all(pending);
-    await waitFor(() => [...acked].every((id) => seen.has(id)), 120_000, "every acked message at its recipient").catch(() => {});
+    await waitFor(() => [...acked].every((id) => seen.has(id)), full ? 120_000 : 60_000, "every acked message at its recipient").catch(() => {});
     const lost = [...acked].filter((id) => !seen.has(id)).length;
     return {
       instances: 2,

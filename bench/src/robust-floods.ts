@@ -6,7 +6,7 @@
 import { filler, pipelined, rawPresence, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
 import { startRelay } from "./floor/relay.ts";
 import { startLatencyProbe, type LatencyProbe } from "./robust-probe.ts";
-import { MB, stage, type Size } from "./robust-stage.ts";
+import { answerBoundMs, logTail, MB, stage, type Size } from "./robust-stage.ts";
 import { openSilentSockets, silentSockets, stormProcess } from "./robust-storm.ts";
 import { summarize } from "./stats.ts";
 
@@ -82,10 +82,16 @@ export async function floods(size: Size): Promise<FloodsReport> {
           })
           .catch(() => (health = 0));
       }, 250);
-      const prepared = await before();
-      const from = Date.now();
-      const detail = await flood(prepared);
-      clearInterval(healthCheck);
+      let from = Date.now();
+      const detail = await before()
+        .then((prepared) => {
+          from = Date.now();
+          return flood(prepared);
+        })
+        .catch((error: unknown) => {
+          throw new Error(`the flood "${name}" failed: ${String(error)}\nthe broker's last log lines:\n${logTail(s.broker)}`);
+        })
+        .finally(() => clearInterval(healthCheck));
       const during = await latency.between(from, Date.now());
       const p50 = during.length > 0 ? summarize(during).p50 : Number.NaN;
       results.push({
@@ -107,7 +113,7 @@ export async function floods(size: Size): Promise<FloodsReport> {
       const acks = await pipelined(
         ws,
         Array.from({ length: sends }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(60_000) })),
-        600_000,
+        answerBoundMs(size),
       );
       ws.destroy();
       return { acked: acks.filter((x) => x?.type === "ack").length };
@@ -120,7 +126,7 @@ export async function floods(size: Size): Promise<FloodsReport> {
       for (let i = 0; i < ackFrames; i++) {
         ws.sendJson({ type: "client_ack", messageIds: Array.from({ length: 1000 }, () => crypto.randomUUID()) });
       }
-      await pipelined(ws, [{ type: "ping" }], 600_000);
+      await pipelined(ws, [{ type: "ping" }], answerBoundMs(size));
       const rateLimited = ws.messages.filter((m) => m.includes('"rate_limited"')).length;
       ws.destroy();
       return { rateLimited };
@@ -130,7 +136,7 @@ export async function floods(size: Size): Promise<FloodsReport> {
     // The broker answers until the connection was refused too often, then closes it.
     await run("pipelined control frames", pings, async () => {
       const ws = await rawPresence(s.broker.wsUrl, mesh.id, a.identity);
-      const answers = await pipelined(ws, Array.from({ length: pings }, () => ({ type: "ping" })), 600_000);
+      const answers = await pipelined(ws, Array.from({ length: pings }, () => ({ type: "ping" })), answerBoundMs(size));
       ws.destroy();
       return {
         pongs: answers.filter((x) => x?.type === "pong").length,
@@ -146,10 +152,10 @@ export async function floods(size: Size): Promise<FloodsReport> {
     await run(
       "sockets that never say hello, held",
       sockets,
-      async ({ open, refused }) => {
+      async ({ open, refused, unanswered }) => {
         await Bun.sleep(full ? 3000 : 200);
         for (const ws of open) ws.destroy();
-        return { opened: open.length, refused };
+        return { opened: open.length, refused, unanswered };
       },
       () => openSilentSockets(s.broker.wsUrl, sockets),
     );

@@ -1,7 +1,8 @@
 // A reader that stops reading while small and large messages are sent to it,
 // then reads again: everything must arrive, in order, none by a lease expiry.
 import { filler, firstPushes, pipelined, rawPresence, readUntilAll, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
-import { MB, metric, stage, UNLIMITED, until, type Size } from "./robust-stage.ts";
+import postgres from "postgres";
+import { answerBoundMs, logTail, MB, metric, stage, UNLIMITED, until, type Size, type Stage } from "./robust-stage.ts";
 
 export interface SlowConsumerReport {
   messages: number;
@@ -35,7 +36,7 @@ export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
       ...Array.from({ length: large }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(60_000) })),
       ...Array.from({ length: small }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(4096) })),
     ];
-    const acks = await pipelined(writer, frames, 600_000);
+    const acks = await pipelined(writer, frames, answerBoundMs(size));
     const sent = acks.map((ack, i) => {
       if (ack?.type !== "ack") throw new Error(`send ${i} was answered ${JSON.stringify(ack)}, not acked`);
       return String(ack.messageId);
@@ -43,7 +44,9 @@ export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
     await until(async () => (await metric(s.broker, "broker_presences_congested")) > 0, 60_000, "the reader to be congested");
     const resumed = performance.now();
     reader.resume();
-    await readUntilAll(reader, sent, 600_000);
+    await readUntilAll(reader, sent, answerBoundMs(size)).catch(async (error: unknown) => {
+      throw new Error(`${String(error)}\n${await whyNotPushed(s, sent, new Set(firstPushes(reader)))}`);
+    });
     const drainSeconds = (performance.now() - resumed) / 1000;
     const grew = peak.stop();
     const order = firstPushes(reader);
@@ -63,3 +66,24 @@ export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
   }
 }
 
+
+/** What a failed drain needs to be understood: where the messages never pushed stand in the queue. */
+async function whyNotPushed(s: Stage, sent: string[], pushed: Set<string>): Promise<string> {
+  const missing = sent.filter((id) => !pushed.has(id));
+  const sql = postgres(s.backend.databaseUrl!, { max: 1 });
+  try {
+    const states = await sql<Array<{ state: string; attempt: number; leased_to_live: boolean; n: number }>>`
+      SELECT d.state, d.attempt, (p.id IS NOT NULL AND p.disconnected_at IS NULL) AS leased_to_live, count(*)::int AS n
+      FROM deliveries d LEFT JOIN presences p ON p.id = d.lease_presence_id
+      WHERE d.message_id = ANY(${missing}::uuid[])
+      GROUP BY 1, 2, 3`;
+    return [
+      `${missing.length} of ${sent.length} never pushed, the first of them the ${sent.indexOf(missing[0]!) + 1}th sent`,
+      `their deliveries: ${JSON.stringify(states)}`,
+      `broker_presences_congested ${await metric(s.broker, "broker_presences_congested")}`,
+      `the broker's last log lines:\n${logTail(s.broker)}`,
+    ].join("\n");
+  } finally {
+    await sql.end();
+  }
+}

@@ -42,6 +42,16 @@ export async function stage(size: Size, env: Record<string, string>): Promise<St
   };
 }
 
+/**
+ * How long a part waits for what it sent to be answered or pushed: at the
+ * small size well inside the test's own bound, so a wait that never ends
+ * fails with what it waited for rather than as the runner's timeout.
+ */
+export const answerBoundMs = (size: Size): number => (size === "full" ? 600_000 : 120_000);
+
+/** The broker's last log lines, for a failure's message. */
+export const logTail = (broker: BrokerProcess, lines = 30): string => broker.stderrText().trimEnd().split("\n").slice(-lines).join("\n");
+
 export async function metric(broker: BrokerProcess, name: string): Promise<number> {
   const text = await (await fetch(`${broker.url}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${name} `));

@@ -4,10 +4,11 @@
 // (nice 19), which leaves the broker, Postgres and the probe first in line
 // for a core while it opens its sockets. The storm at the bench's own
 // priority, in its own process, is measured beside it.
-import { RawUpgradeRefused, RawWebSocket } from "@switchboard/testkit";
+import { RawUpgradeRefused, RawUpgradeUnanswered, RawWebSocket } from "@switchboard/testkit";
 import { linesOf } from "./child-lines.ts";
 
-export type StormResult = { opened: number; refused: number };
+/** `unanswered`: neither upgraded nor refused within RawWebSocket.open's bound. */
+export type StormResult = { opened: number; refused: number; unanswered: number };
 
 export interface StormProcess {
   /** Starts the storm; resolves with what it did once its sockets are dropped. */
@@ -15,28 +16,33 @@ export interface StormProcess {
 }
 
 /** Opens `count` sockets, 100 at a time, that never say hello. */
-export async function openSilentSockets(wsUrl: string, count: number): Promise<{ open: RawWebSocket[]; refused: number }> {
+export async function openSilentSockets(
+  wsUrl: string,
+  count: number,
+): Promise<{ open: RawWebSocket[]; refused: number; unanswered: number }> {
   const open: RawWebSocket[] = [];
   let refused = 0;
+  let unanswered = 0;
   for (let i = 0; i < count; i += 100) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(100, count - i) }, () =>
         RawWebSocket.open(wsUrl).catch((error: unknown) => {
           if (error instanceof RawUpgradeRefused) refused++;
+          if (error instanceof RawUpgradeUnanswered) unanswered++;
           return null;
         }),
       ),
     );
     for (const ws of batch) if (ws) open.push(ws);
   }
-  return { open, refused };
+  return { open, refused, unanswered };
 }
 
 /** Opens `count` sockets that never say hello; then drops them. */
 export async function silentSockets(wsUrl: string, count: number): Promise<StormResult> {
-  const { open, refused } = await openSilentSockets(wsUrl, count);
+  const { open, refused, unanswered } = await openSilentSockets(wsUrl, count);
   for (const ws of open) ws.destroy();
-  return { opened: open.length, refused };
+  return { opened: open.length, refused, unanswered };
 }
 
 /**

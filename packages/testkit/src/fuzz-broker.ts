@@ -56,6 +56,9 @@ const DOCUMENTED_CLOSES = new Set<number>([
 ]);
 const DOCUMENTED_HTTP = new Set([200, 201, 400, 401, 404, 405, 409, 413, 429]);
 
+/** How long any one input may go unanswered: the run's length is bounded by it. */
+const ANSWER_BOUND_MS = 30_000;
+
 const clip = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}… (${text.length} chars)` : text);
 
 function count(map: Record<string, number>, key: string | number): void {
@@ -109,7 +112,7 @@ class Session {
         if (ws.close) return "closed" as const;
         return ws.messages.slice(start).some((m) => m.includes(marker)) ? ("handled" as const) : undefined;
       },
-      30_000,
+      ANSWER_BOUND_MS,
       "the input to be handled",
     );
     const shown = clip(typeof text === "string" ? text : `<binary ${text.length} bytes>`);
@@ -175,7 +178,7 @@ async function fuzzHellos(target: FuzzTarget, fuzz: Fuzz, n: number, report: Fuz
     const ws = await RawWebSocket.open(target.wsUrl);
     ws.sendText(frame);
     // An admitted hello (the mutation left it valid) is answered too; then it is closed by us.
-    await ws.waitFor(() => (ws.close || ws.messages.some((m) => m.includes("hello_ack")) ? true : undefined), 30_000, "the hello's answer");
+    await ws.waitFor(() => (ws.close || ws.messages.some((m) => m.includes("hello_ack")) ? true : undefined), ANSWER_BOUND_MS, "the hello's answer");
     if (ws.close) {
       count(report.closes, ws.close.code);
       const error = ws.messages.map((m) => JSON.parse(m) as Record<string, unknown>).find((m) => m.type === "error");
@@ -197,8 +200,24 @@ async function checkedPost(
   report: FuzzReport,
   errorShape: (json: Record<string, unknown>) => boolean,
 ): Promise<void> {
-  const res = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body });
-  const text = await res.text();
+  const post = async () => {
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body,
+      signal: AbortSignal.timeout(ANSWER_BOUND_MS),
+    });
+    return { res, text: await res.text() };
+  };
+  const answered = await post().catch((error: unknown) => {
+    if (error instanceof DOMException && error.name === "TimeoutError") return null;
+    throw error;
+  });
+  if (answered === null) {
+    report.unanswered.push({ kind, input: clip(body), detail: `no answer in ${ANSWER_BOUND_MS} ms` });
+    return;
+  }
+  const { res, text } = answered;
   count(report.httpStatuses, res.status);
   let json: Record<string, unknown> | null = null;
   try {

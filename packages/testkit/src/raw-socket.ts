@@ -34,10 +34,42 @@ export class RawWebSocket {
     socket.on("error", () => {});
   }
 
-  /** Opens a connection and completes the upgrade; `headers` are added to the request. */
-  static async open(url: string, headers: Record<string, string> = {}): Promise<RawWebSocket> {
+  /**
+   * Opens a connection and completes the upgrade; `headers` are added to the
+   * request. A server that neither upgrades nor refuses within `timeoutMs`
+   * fails it with RawUpgradeUnanswered: a caller's wait is bounded by it.
+   */
+  static async open(url: string, headers: Record<string, string> = {}, timeoutMs = 30_000): Promise<RawWebSocket> {
     const { hostname, port, pathname } = new URL(url);
     const socket = connect({ host: hostname, port: Number(port) });
+    let timer: Timer | undefined;
+    const unanswered = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        socket.destroy();
+        reject(new RawUpgradeUnanswered(timeoutMs));
+      }, timeoutMs);
+    });
+    try {
+      const head = await Promise.race([RawWebSocket.upgrade(socket, hostname, port, pathname, headers), unanswered]);
+      if (head.status !== 101) {
+        socket.destroy();
+        throw new RawUpgradeRefused(head.status);
+      }
+      const ws = new RawWebSocket(socket);
+      if (head.rest.length > 0) ws.onData(head.rest);
+      return ws;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private static async upgrade(
+    socket: Socket,
+    hostname: string,
+    port: string,
+    pathname: string,
+    headers: Record<string, string>,
+  ): Promise<{ status: number; rest: Buffer }> {
     await new Promise<void>((resolve, reject) => {
       socket.once("connect", resolve);
       socket.once("error", reject);
@@ -48,7 +80,7 @@ export class RawWebSocket {
       `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
     );
-    const head = await new Promise<{ status: number; rest: Buffer }>((resolve, reject) => {
+    return await new Promise((resolve, reject) => {
       let got = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
         got = Buffer.concat([got, chunk]);
@@ -61,13 +93,6 @@ export class RawWebSocket {
       socket.on("data", onData);
       socket.once("close", () => reject(new Error("closed during the upgrade")));
     });
-    if (head.status !== 101) {
-      socket.destroy();
-      throw new RawUpgradeRefused(head.status);
-    }
-    const ws = new RawWebSocket(socket);
-    if (head.rest.length > 0) ws.onData(head.rest);
-    return ws;
   }
 
   sendText(text: string): void {
@@ -161,6 +186,12 @@ export class RawWebSocket {
 export class RawUpgradeRefused extends Error {
   constructor(readonly status: number) {
     super(`the upgrade was refused with HTTP ${status}`);
+  }
+}
+
+export class RawUpgradeUnanswered extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`the server neither upgraded nor refused the connection in ${timeoutMs} ms`);
   }
 }
 
