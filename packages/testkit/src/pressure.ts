@@ -46,14 +46,24 @@ export interface PushSeen {
   attempt: number;
 }
 
+/** The pushes read so far on each socket, and how many of its messages were looked at. */
+const parsed = new WeakMap<RawWebSocket, { scanned: number; pushes: PushSeen[] }>();
+
+/**
+ * The pushes a socket received, in order. Each message is parsed once: a
+ * reader that asks on every frame of a 14 MB drain would otherwise parse
+ * all it had read again each time.
+ */
 export function pushesOf(ws: RawWebSocket): PushSeen[] {
-  const out: PushSeen[] = [];
-  for (const m of ws.messages) {
+  const seen = parsed.get(ws) ?? { scanned: 0, pushes: [] };
+  parsed.set(ws, seen);
+  for (; seen.scanned < ws.messages.length; seen.scanned++) {
+    const m = ws.messages[seen.scanned]!;
     if (!m.startsWith('{"type":"push"')) continue;
     const f = JSON.parse(m) as { messageId: string; attempt: number };
-    out.push({ messageId: f.messageId, attempt: f.attempt });
+    seen.pushes.push({ messageId: f.messageId, attempt: f.attempt });
   }
-  return out;
+  return [...seen.pushes];
 }
 
 /** Acks every push not acked yet, in frames of at most 500 ids. */
