@@ -13,7 +13,7 @@ import {
   type BrokerProcess,
   type SetupMember,
 } from "@switchboard/testkit";
-import { ADMIN_TOKEN } from "./robust-stage.ts";
+import { ADMIN_TOKEN, type Steps } from "./robust-stage.ts";
 import { onDisk } from "./scenarios.ts";
 
 
@@ -79,7 +79,7 @@ function countBy(values: Iterable<number>): Record<number, number> {
 
 const round = (n: number) => Math.round(n * 100) / 100;
 
-export async function runFaults(size: "full" | "smoke", portA: number, portB: number): Promise<FaultsReport> {
+export async function runFaults(size: "full" | "smoke", portA: number, portB: number, steps: Steps): Promise<FaultsReport> {
   const full = size === "full";
   const pairs = full ? 20 : 3;
   const rate = full ? 1000 : 60;
@@ -154,10 +154,12 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
     await at(0.25);
     const stoppedAt = performance.now();
     await cluster.stop();
+    steps.mark("faults: Postgres stopped");
     let healthWentDown = false;
     await waitFor(async () => (healthWentDown = (await status(brokers[0]!)) === 503), 15_000, "/health 503").catch(() => {});
     await Bun.sleep(3000);
     await cluster.start();
+    steps.mark("faults: Postgres started again");
     const startedAt = performance.now();
     const secondsUntilHealthy = await waitFor(
       async () => (await status(brokers[0]!)) === 200 && (await status(brokers[1]!)) === 200,
@@ -171,13 +173,16 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
     const killed = brokers[1]!;
     killed.kill("SIGKILL");
     await killed.exited;
+    steps.mark("faults: an instance SIGKILLed");
     const restartedFrom = performance.now();
     brokers[1] = await spawnBroker({ ...env, BROKER_PORT: String(portB) });
     const secondsUntilRestartedHealthy = (performance.now() - restartedFrom) / 1000;
+    steps.mark("faults: the instance started again");
     const secondsUntilClientsBack = await waitFor(() => clients.every((c) => c.connected), 60_000, "every client reconnected", brokers);
 
     await at(1);
     clearInterval(ticker);
+    steps.mark("faults: sends stopped; waiting for their answers");
     // The SDK keeps a send until the broker answers it (no request timeout):
     // one the brokers never answer must fail the run, not hang it.
     await waitFor(
@@ -187,6 +192,7 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
       brokers,
     );
     await Promise.all(pending);
+    steps.mark("faults: waiting for every acked message at its recipient");
     await waitFor(() => [...acked].every((id) => seen.has(id)), full ? 120_000 : 60_000, "every acked message at its recipient").catch(() => {});
     const lost = [...acked].filter((id) => !seen.has(id)).length;
     return {

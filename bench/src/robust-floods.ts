@@ -6,7 +6,7 @@
 import { filler, pipelined, rawPresence, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
 import { startRelay } from "./floor/relay.ts";
 import { startLatencyProbe, type LatencyProbe } from "./robust-probe.ts";
-import { answerBoundMs, logTail, MB, stage, type Size } from "./robust-stage.ts";
+import { answerBoundMs, logTail, MB, stage, type Size, type Steps } from "./robust-stage.ts";
 import { openSilentSockets, silentSockets, stormProcess } from "./robust-storm.ts";
 import { summarize } from "./stats.ts";
 
@@ -25,6 +25,9 @@ export interface FloodReport {
   detail: Record<string, number>;
 }
 
+/** The niceness of the storm's own process: also 19 at full size only (see floods). */
+export const niceness = (size: Size): number[] => (size === "full" ? [0, 19] : [0]);
+
 /** Readies a silent-socket storm against a server; the function it returns runs it. */
 type Storm = (wsUrl: string) => Promise<() => Promise<unknown>>;
 
@@ -42,12 +45,12 @@ export interface FloodsReport {
   floods: FloodReport[];
   /** The storm of silent sockets against the floor's relay, from the bench's process. */
   floor: FloorFlood;
-  /** The same, from a process of its own at nice 19. */
-  floorAtNice19: FloorFlood;
+  /** The same, from a process of its own at nice 19 (at full size only). */
+  floorAtNice19: FloorFlood | undefined;
 }
 
 // The broker's default limits: the floods meet them as an attacker would.
-export async function floods(size: Size): Promise<FloodsReport> {
+export async function floods(size: Size, steps: Steps): Promise<FloodsReport> {
   const s = await stage(size, {});
   const full = size === "full";
   let probe: LatencyProbe | undefined;
@@ -70,6 +73,7 @@ export async function floods(size: Size): Promise<FloodsReport> {
       flood: (prepared: T) => Promise<Record<string, number>>,
       before: () => Promise<T> = async () => undefined as T,
     ) => {
+      steps.mark(`flood: ${name}`);
       const quietFrom = Date.now();
       await Bun.sleep(full ? 3000 : 200);
       const idleBefore = await p50Of(quietFrom, Date.now());
@@ -159,25 +163,31 @@ export async function floods(size: Size): Promise<FloodsReport> {
       },
       () => openSilentSockets(s.broker.wsUrl, sockets),
     );
-    // The attacker in a process of its own, at the bench's priority and at
-    // the lowest: what the storm costs others when its own CPU comes last.
-    for (const nice of [0, 19]) {
+    // The attacker in a process of its own, at the bench's priority and (at
+    // full size) at the lowest: what the storm costs others when its own CPU
+    // comes last. Not at the small size, which runs beside the rest of the
+    // suite: a process at nice 19 among busy ones of the same session gets
+    // a sliver of a core, and the run's length would depend on theirs.
+    for (const nice of niceness(size)) {
       await run(
         `sockets that never say hello, from a process at nice ${nice}`,
         sockets,
         (storm) => storm.run(),
-        () => stormProcess(s.broker.wsUrl, sockets, nice),
+        () => stormProcess(s.broker.wsUrl, sockets, nice, answerBoundMs(size)),
       );
     }
     await probe.stop();
     probe = undefined;
 
     const onTheFloor = (prepare: Storm) => silentSocketsOnTheFloor({ members: [probeFrom, probeTo], prepare, quietMs: full ? 3000 : 200 });
+    steps.mark("flood: silent sockets against the relay");
     const floor = await onTheFloor(async (wsUrl) => () => silentSockets(wsUrl, sockets));
-    const floorAtNice19 = await onTheFloor(async (wsUrl) => {
-      const storm = await stormProcess(wsUrl, sockets, 19);
-      return () => storm.run();
-    });
+    const floorAtNice19 = full
+      ? await onTheFloor(async (wsUrl) => {
+          const storm = await stormProcess(wsUrl, sockets, 19, answerBoundMs(size));
+          return () => storm.run();
+        })
+      : undefined;
     return { idleProbeP50Ms: Math.round(idle * 100) / 100, floods: results, floor, floorAtNice19 };
   } finally {
     await probe?.stop();

@@ -2,7 +2,7 @@
 // then reads again: everything must arrive, in order, none by a lease expiry.
 import { filler, firstPushes, pipelined, rawPresence, readUntilAll, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
 import postgres from "postgres";
-import { answerBoundMs, logTail, MB, metric, stage, UNLIMITED, until, type Size, type Stage } from "./robust-stage.ts";
+import { answerBoundMs, logTail, MB, metric, stage, UNLIMITED, until, type Size, type Stage, type Steps } from "./robust-stage.ts";
 
 export interface SlowConsumerReport {
   messages: number;
@@ -15,7 +15,7 @@ export interface SlowConsumerReport {
 }
 
 /** A reader stops reading while small and large messages are sent to it, then reads again. */
-export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
+export async function slowConsumer(size: Size, steps: Steps): Promise<SlowConsumerReport> {
   const small = size === "full" ? 20_000 : 400;
   // Even the small size must outgrow the kernel's buffers of a socket that
   // does not read (a send buffer alone may grow to 4 MB), or the broker
@@ -36,18 +36,22 @@ export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
       ...Array.from({ length: large }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(60_000) })),
       ...Array.from({ length: small }, () => ({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: filler(4096) })),
     ];
+    steps.mark(`slow consumer: ${frames.length} sends pipelined`);
     const acks = await pipelined(writer, frames, answerBoundMs(size));
     const sent = acks.map((ack, i) => {
       if (ack?.type !== "ack") throw new Error(`send ${i} was answered ${JSON.stringify(ack)}, not acked`);
       return String(ack.messageId);
     });
+    steps.mark("slow consumer: sends acked; the reader to be congested");
     await until(async () => (await metric(s.broker, "broker_presences_congested")) > 0, 60_000, "the reader to be congested");
+    steps.mark("slow consumer: reading again");
     const resumed = performance.now();
     reader.resume();
     await readUntilAll(reader, sent, answerBoundMs(size)).catch(async (error: unknown) => {
       throw new Error(`${String(error)}\n${await whyNotPushed(s, sent, new Set(firstPushes(reader)))}`);
     });
     const drainSeconds = (performance.now() - resumed) / 1000;
+    steps.mark("slow consumer: drained");
     const grew = peak.stop();
     const order = firstPushes(reader);
     reader.destroy();
@@ -70,7 +74,7 @@ export async function slowConsumer(size: Size): Promise<SlowConsumerReport> {
 /** What a failed drain needs to be understood: where the messages never pushed stand in the queue. */
 async function whyNotPushed(s: Stage, sent: string[], pushed: Set<string>): Promise<string> {
   const missing = sent.filter((id) => !pushed.has(id));
-  const sql = postgres(s.backend.databaseUrl!, { max: 1 });
+  const sql = postgres(s.backend.databaseUrl!, { max: 1, connect_timeout: 10, connection: { statement_timeout: 10_000 } });
   try {
     const states = await sql<Array<{ state: string; attempt: number; leased_to_live: boolean; n: number }>>`
       SELECT d.state, d.attempt, (p.id IS NOT NULL AND p.disconnected_at IS NULL) AS leased_to_live, count(*)::int AS n

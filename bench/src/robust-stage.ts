@@ -49,11 +49,25 @@ export async function stage(size: Size, env: Record<string, string>): Promise<St
  */
 export const answerBoundMs = (size: Size): number => (size === "full" ? 600_000 : 120_000);
 
+/** The steps a run has taken, and when: what a run cut short by its deadline was doing. */
+export class Steps {
+  private readonly start = performance.now();
+  private readonly taken: string[] = [];
+
+  mark(step: string): void {
+    this.taken.push(`${((performance.now() - this.start) / 1000).toFixed(1)} s ${step}`);
+  }
+
+  toString(): string {
+    return this.taken.join("\n");
+  }
+}
+
 /** The broker's last log lines, for a failure's message. */
 export const logTail = (broker: BrokerProcess, lines = 30): string => broker.stderrText().trimEnd().split("\n").slice(-lines).join("\n");
 
 export async function metric(broker: BrokerProcess, name: string): Promise<number> {
-  const text = await (await fetch(`${broker.url}/metrics`)).text();
+  const text = await (await fetch(`${broker.url}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
   const line = text.split("\n").find((l) => l.startsWith(`${name} `));
   return Number(line?.split(" ")[1] ?? 0);
 }

@@ -4,7 +4,7 @@
 // (nice 19), which leaves the broker, Postgres and the probe first in line
 // for a core while it opens its sockets. The storm at the bench's own
 // priority, in its own process, is measured beside it.
-import { RawUpgradeRefused, RawUpgradeUnanswered, RawWebSocket } from "@switchboard/testkit";
+import { RawUpgradeRefused, RawUpgradeUnanswered, RawWebSocket, within } from "@switchboard/testkit";
 import { linesOf } from "./child-lines.ts";
 
 /** `unanswered`: neither upgraded nor refused within RawWebSocket.open's bound. */
@@ -48,28 +48,37 @@ export async function silentSockets(wsUrl: string, count: number): Promise<Storm
 /**
  * The same storm from a process of its own, at niceness `nice` (0: the
  * bench's own priority). Resolves once the process is loaded and waiting,
- * so its start-up is not inside the measured window.
+ * so its start-up is not inside the measured window. Each step waits at
+ * most boundMs, then the process is killed and the storm fails.
  */
-export async function stormProcess(wsUrl: string, count: number, nice: number): Promise<StormProcess> {
+export async function stormProcess(wsUrl: string, count: number, nice: number, boundMs: number): Promise<StormProcess> {
   const child = Bun.spawn(["nice", "-n", String(nice), "bun", import.meta.path, wsUrl, String(count)], {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "inherit",
   });
   const lines = linesOf(child.stdout);
+  const step = async <T>(work: Promise<T>, what: string): Promise<T> => {
+    try {
+      return await within(work, boundMs, `the storm's process at nice ${nice} ${what}`);
+    } catch (error) {
+      child.kill("SIGKILL");
+      throw error;
+    }
+  };
   const nextLine = async (): Promise<string> => {
     const { value, done } = await lines.next();
     if (done) throw new Error(`the storm's process ended (exit ${await child.exited})`);
     return value;
   };
-  if ((await nextLine()) !== "ready") throw new Error("the storm's process did not start");
+  if ((await step(nextLine(), "to start")) !== "ready") throw new Error("the storm's process did not start");
   return {
     async run() {
       child.stdin.write("go\n");
       await child.stdin.flush();
-      const result = JSON.parse(await nextLine()) as StormResult;
+      const result = JSON.parse(await step(nextLine(), "to open its sockets")) as StormResult;
       child.stdin.end();
-      await child.exited;
+      await step(child.exited, "to end");
       return result;
     },
   };

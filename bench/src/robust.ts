@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { floods, type FloodsReport } from "./robust-floods.ts";
 import { runFaults, type FaultsReport } from "./robust-faults.ts";
 import { slowConsumer, type SlowConsumerReport } from "./robust-slow.ts";
-import { ADMIN_TOKEN, stage, UNLIMITED, type Size } from "./robust-stage.ts";
+import { ADMIN_TOKEN, stage, Steps, UNLIMITED, type Size } from "./robust-stage.ts";
 
 export type { Size } from "./robust-stage.ts";
 
@@ -67,11 +67,17 @@ export interface RobustReport {
 
 const machine = () => ({ cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version });
 
-export async function runRobust(size: Size): Promise<RobustReport> {
-  const slow = await slowConsumer(size);
-  const flooded = await floods(size);
+/** steps: marked as the run goes, for whoever cuts it short to say where it was. */
+export async function runRobust(size: Size, steps = new Steps()): Promise<RobustReport> {
+  steps.mark("slow consumer");
+  const slow = await slowConsumer(size, steps);
+  steps.mark("floods");
+  const flooded = await floods(size, steps);
+  steps.mark("fuzzing");
   const fuzzed = await fuzz(size);
-  const faults = await runFaults(size, await freePort(), await freePort());
+  steps.mark("faults");
+  const faults = await runFaults(size, await freePort(), await freePort(), steps);
+  steps.mark("done");
   return {
     size,
     machine: machine(),
@@ -85,7 +91,7 @@ export async function runRobust(size: Size): Promise<RobustReport> {
 /** `bun run bench robust`, or with `floods` after it the floods alone. */
 export async function main(size: Size, part?: string): Promise<void> {
   if (part !== undefined && part !== "floods") throw new Error(`robust has one part to run alone, floods (got ${part})`);
-  const report = part === "floods" ? { size, machine: machine(), floods: await floods(size) } : await runRobust(size);
+  const report = part === "floods" ? { size, machine: machine(), floods: await floods(size, new Steps()) } : await runRobust(size);
   mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
   const name = part === "floods" ? "robust-floods" : "robust";
   const path = join(import.meta.dir, "..", "out", `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);

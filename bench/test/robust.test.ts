@@ -3,13 +3,18 @@
 // SIGKILLed under load. Its guarantees are checked here; its figures (memory,
 // latency ratios, recovery times) are the benchmark's to report.
 import { describe, expect, test } from "bun:test";
-import { ownPostgresTestsRun } from "@switchboard/testkit";
+import { ownPostgresTestsRun, within } from "@switchboard/testkit";
 import { runRobust } from "../src/robust.ts";
+import { Steps } from "../src/robust-stage.ts";
+
+// Inside the test's own 300 s: cut short, the run says where it was.
+const DEADLINE_MS = 270_000;
 
 // Every part starts its own Postgres server.
 describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
   test("nothing acked is lost or delivered twice; every hostile input answered; the broker stays up", async () => {
-    const report = await runRobust("smoke");
+    const steps = new Steps();
+    const report = await within(runRobust("smoke", steps), DEADLINE_MS, () => `the run, whose steps were:\n${steps}`);
     expect(report.slowConsumer.allArrivedInOrder).toBe(true);
     expect(report.floods.floods.map((f) => [f.name, f.healthDuring])).toEqual([
       ["pipelined sends of 60 KB", 200],
@@ -18,7 +23,6 @@ describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
       ["sockets that never say hello", 200],
       ["sockets that never say hello, held", 200],
       ["sockets that never say hello, from a process at nice 0", 200],
-      ["sockets that never say hello, from a process at nice 19", 200],
     ]);
     const sends = report.floods.floods.find((f) => f.name === "pipelined sends of 60 KB")!;
     expect(sends.detail.acked).toBe(sends.count);
@@ -35,10 +39,8 @@ describe.skipIf(!ownPostgresTestsRun())("robustness, small", () => {
     const held = report.floods.floods.find((f) => f.name === "sockets that never say hello, held")!;
     expect((held.detail.opened ?? 0) + (held.detail.refused ?? 0)).toBe(held.count);
     expect(held.detail.opened).toBeGreaterThan(0);
-    for (const nice of [0, 19]) {
-      const storm = report.floods.floods.find((f) => f.name === `sockets that never say hello, from a process at nice ${nice}`)!;
-      expect((storm.detail.opened ?? 0) + (storm.detail.refused ?? 0)).toBe(storm.count);
-    }
+    const storm = report.floods.floods.find((f) => f.name === "sockets that never say hello, from a process at nice 0")!;
+    expect((storm.detail.opened ?? 0) + (storm.detail.refused ?? 0)).toBe(storm.count);
     expect(report.fuzz.unanswered).toBe(0);
     expect(report.faults.sendsAcked).toBeGreaterThan(0);
     expect(report.faults.lostAcked).toBe(0);

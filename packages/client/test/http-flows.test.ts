@@ -17,6 +17,7 @@ import {
   useTestBrokerPair,
   waitUntil,
   WebhookReceiver,
+  within,
   type AdminClient,
   type BrokerProcess,
   type SetupMember,
@@ -84,19 +85,6 @@ afterEach(async () => {
   await Promise.all(receivers.splice(0).map((r) => r.stop()));
 });
 
-/** The promise's value, or a failure naming what did not come within ms. */
-async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
-  let timer: Timer | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not come within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function appSender(admin: AdminClient, url: string, meshId: string, app: SetupMember): Promise<HttpSender> {
   return HttpSender.create({ url, token: await admin.createApiToken(meshId, app.id), secretKey: app.identity.secretKey });
 }
@@ -109,7 +97,7 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     const [app, runnerMember] = members as [SetupMember, SetupMember];
     await RunnerProcess.start(broker.url, mesh.id, runnerMember);
     const sender = await appSender(broker.admin, broker.url, mesh.id, app);
-    const answer = await within(20_000, sender.request(runnerMember.pubkey, { cmd: "echo", value: 42 }, { waitSeconds: 60 }), "the reply");
+    const answer = await within(sender.request(runnerMember.pubkey, { cmd: "echo", value: 42 }, { waitSeconds: 60 }), 20_000, "the reply");
     expect(answer.duplicate).toBe(false);
     expect(answer.reply).toMatchObject({ senderPubkey: runnerMember.pubkey, replyTo: answer.messageId, encrypted: true, payload: { ok: true, echo: 42 } });
     // The runner's SDK acks in batches, so its ack may trail its reply.
@@ -389,7 +377,7 @@ describe.skipIf(backendKind !== "postgres")("tool calls across instances (needs 
       [40, 2],
     ] as const) {
       // The longest wait: a request that were not woken by the reply would only look again at its end.
-      const answer = await within(20_000, sender.request(tool.pubkey, { cmd: "add", a: x, b: y }, { waitSeconds: 60 }), "the reply");
+      const answer = await within(sender.request(tool.pubkey, { cmd: "add", a: x, b: y }, { waitSeconds: 60 }), 20_000, "the reply");
       expect(answer.reply?.payload).toEqual({ result: x + y });
     }
   });

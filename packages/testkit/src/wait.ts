@@ -10,3 +10,18 @@ export async function waitUntil<T>(check: () => Found<T> | Promise<Found<T>>, ti
     await Bun.sleep(20);
   }
 }
+
+/** The promise's outcome, or a failure naming `what` (as it stands then) once timeoutMs has passed without one. */
+export async function within<T>(promise: Promise<T>, timeoutMs: number, what: string | (() => string)): Promise<T> {
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
