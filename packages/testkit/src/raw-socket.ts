@@ -18,6 +18,7 @@ const OP_PING = 0x9;
 export class RawWebSocket {
   /** Text messages received, in order. */
   readonly messages: string[] = [];
+  /** The close frame's code and reason; 1006, as a browser says it, when the connection ended without one. */
   close: RawClose | null = null;
   private buffer = Buffer.alloc(0);
   private readonly waiters = new Set<() => void>();
@@ -26,6 +27,8 @@ export class RawWebSocket {
   private constructor(private readonly socket: Socket) {
     this.ended = new Promise((resolve) => {
       socket.on("close", () => {
+        // Whatever it read came first: a close frame, if one came, is set.
+        this.close ??= { code: 1006, reason: "the connection ended without a close frame" };
         resolve();
         this.wake();
       });
