@@ -26,7 +26,7 @@ export interface FloodReport {
 }
 
 /** The niceness of the storm's own process: also 19 at full size only (see floods). */
-export const niceness = (size: Size): number[] => (size === "full" ? [0, 19] : [0]);
+const niceness = (size: Size): number[] => (size === "full" ? [0, 19] : [0]);
 
 /** Readies a silent-socket storm against a server; the function it returns runs it. */
 type Storm = (wsUrl: string) => Promise<() => Promise<unknown>>;

@@ -70,7 +70,6 @@ export async function slowConsumer(size: Size, steps: Steps): Promise<SlowConsum
   }
 }
 
-
 /** What a failed drain needs to be understood: where the messages never pushed stand in the queue. */
 async function whyNotPushed(s: Stage, sent: string[], pushed: Set<string>): Promise<string> {
   const missing = sent.filter((id) => !pushed.has(id));
