@@ -13,7 +13,7 @@ import {
   type BrokerProcess,
   type SetupMember,
 } from "@switchboard/testkit";
-import { ADMIN_TOKEN, type Steps } from "./robust-stage.ts";
+import { ADMIN_TOKEN, logTail, type Steps } from "./robust-stage.ts";
 import { onDisk } from "./scenarios.ts";
 
 
@@ -43,15 +43,12 @@ async function status(broker: { url: string }): Promise<number> {
   }
 }
 
-const LOG_TAIL = 40;
-
 /** Each broker's /health and its last log lines: what a timed-out wait needs to be understood. */
 async function brokersState(brokers: BrokerProcess[]): Promise<string> {
   const parts = await Promise.all(
     brokers.map(async (b, i) => {
       const exit = b.exitCode === null ? "running" : `exited ${b.exitCode}`;
-      const tail = b.stderrText().trimEnd().split("\n").slice(-LOG_TAIL).join("\n");
-      return `instance ${i} (pid ${b.pid}, ${exit}, /health ${await status(b)}), last log lines:\n${tail}`;
+      return `instance ${i} (pid ${b.pid}, ${exit}, /health ${await status(b)}), last log lines:\n${logTail(b)}`;
     }),
   );
   return parts.join("\n");
@@ -129,7 +126,6 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
     let failed = 0;
     /** Pair of each send not yet answered, by its number. */
     const unanswered = new Map<number, number>();
-    const pending: Array<Promise<void>> = [];
     const perTick = rate / 100;
     let carry = 0;
     const ticker = setInterval(() => {
@@ -138,13 +134,11 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
         const i = started % pairs;
         const n = ++started;
         unanswered.set(n, i);
-        pending.push(
-          senders[i]!
-            .send(recipients[i]!.pubkey, { n })
-            .then((result) => void acked.add(result.messageId))
-            .catch(() => void failed++)
-            .finally(() => void unanswered.delete(n)),
-        );
+        void senders[i]!
+          .send(recipients[i]!.pubkey, { n })
+          .then((result) => void acked.add(result.messageId))
+          .catch(() => void failed++)
+          .finally(() => void unanswered.delete(n));
       }
     }, 10);
 
@@ -191,7 +185,6 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
       () => `an answer to each of the ${started} sends (unanswered, by pair: ${JSON.stringify(countBy(unanswered.values()))})`,
       brokers,
     );
-    await Promise.all(pending);
     steps.mark("faults: waiting for every acked message at its recipient");
     await waitFor(() => [...acked].every((id) => seen.has(id)), full ? 120_000 : 60_000, "every acked message at its recipient").catch(() => {});
     const lost = [...acked].filter((id) => !seen.has(id)).length;

@@ -1,8 +1,8 @@
 // A reader that stops reading while small and large messages are sent to it,
 // then reads again: everything must arrive, in order, none by a lease expiry.
-import { filler, firstPushes, pipelined, rawPresence, readUntilAll, rssPeak, setupMesh, type SetupMember } from "@switchboard/testkit";
+import { filler, firstPushes, pipelined, rawPresence, readUntilAll, rssPeak, setupMesh, waitUntil, type SetupMember } from "@switchboard/testkit";
 import postgres from "postgres";
-import { answerBoundMs, logTail, MB, metric, stage, UNLIMITED, until, type Size, type Stage, type Steps } from "./robust-stage.ts";
+import { answerBoundMs, logTail, MB, metric, stage, UNLIMITED, type Size, type Stage, type Steps } from "./robust-stage.ts";
 
 export interface SlowConsumerReport {
   messages: number;
@@ -43,7 +43,7 @@ export async function slowConsumer(size: Size, steps: Steps): Promise<SlowConsum
       return String(ack.messageId);
     });
     steps.mark("slow consumer: sends acked; the reader to be congested");
-    await until(async () => (await metric(s.broker, "broker_presences_congested")) > 0, 60_000, "the reader to be congested");
+    await waitUntil(async () => (await metric(s.broker, "broker_presences_congested")) > 0, 60_000, "the reader to be congested");
     steps.mark("slow consumer: reading again");
     const resumed = performance.now();
     reader.resume();

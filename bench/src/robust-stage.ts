@@ -72,8 +72,3 @@ export async function metric(broker: BrokerProcess, name: string): Promise<numbe
   return Number(line?.split(" ")[1] ?? 0);
 }
 
-export async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  for (const end = Date.now() + timeoutMs; Date.now() < end; await Bun.sleep(100)) if (await check()) return;
-  throw new Error(`timed out waiting for ${what}`);
-}
-

@@ -43,8 +43,8 @@ export class RawWebSocket {
    * fails it with RawUpgradeUnanswered: a caller's wait is bounded by it.
    */
   static async open(url: string, headers: Record<string, string> = {}, timeoutMs = 30_000): Promise<RawWebSocket> {
-    const { hostname, port, pathname } = new URL(url);
-    const socket = connect({ host: hostname, port: Number(port) });
+    const target = new URL(url);
+    const socket = connect({ host: target.hostname, port: Number(target.port) });
     let timer: Timer | undefined;
     const unanswered = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -53,7 +53,7 @@ export class RawWebSocket {
       }, timeoutMs);
     });
     try {
-      const head = await Promise.race([RawWebSocket.upgrade(socket, hostname, port, pathname, headers), unanswered]);
+      const head = await Promise.race([RawWebSocket.upgrade(socket, target, headers), unanswered]);
       if (head.status !== 101) {
         socket.destroy();
         throw new RawUpgradeRefused(head.status);
@@ -66,13 +66,7 @@ export class RawWebSocket {
     }
   }
 
-  private static async upgrade(
-    socket: Socket,
-    hostname: string,
-    port: string,
-    pathname: string,
-    headers: Record<string, string>,
-  ): Promise<{ status: number; rest: Buffer }> {
+  private static async upgrade(socket: Socket, target: URL, headers: Record<string, string>): Promise<{ status: number; rest: Buffer }> {
     await new Promise<void>((resolve, reject) => {
       socket.once("connect", resolve);
       socket.once("error", reject);
@@ -80,7 +74,7 @@ export class RawWebSocket {
     const key = randomBytes(16).toString("base64");
     const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("");
     socket.write(
-      `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `GET ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
     );
     return await new Promise((resolve, reject) => {
