@@ -154,10 +154,15 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       JOIN inserted i ON i.id = w.id
       JOIN recipients r ON r.idx = w.idx
       LEFT JOIN direct dl ON dl.idx = w.idx AND dl.member_id = r.member_id
+      -- The request is found by its id alone, and its sender tested after
+      -- (OFFSET 0 keeps that test out of the probe): planned on empty tables,
+      -- as a new deployment's warm-up plans, the probe took the (sender,
+      -- client id) index and read every message the recipient had sent.
       LEFT JOIN LATERAL (
-        SELECT req.id, req.reply_wait_until AS until FROM messages req
-        WHERE req.id = w."replyTo" AND req.sender_member_id = r.member_id AND req.reply_wait_until > now()
-      ) awaited ON true
+        SELECT req.id, req.sender_member_id, req.reply_wait_until AS until FROM messages req
+        WHERE req.id = w."replyTo" AND req.reply_wait_until > now()
+        OFFSET 0
+      ) awaited ON awaited.sender_member_id = r.member_id
       ORDER BY w.idx, r.member_id
       RETURNING id, message_id, recipient_member_id, lease_presence_id, attempt
     ),

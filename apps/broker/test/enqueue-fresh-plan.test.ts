@@ -1,0 +1,57 @@
+// The send statement as a new deployment plans it: an instance warms its pool
+// at start (prepareEnqueue), and the pool keeps each connection's generic
+// plan until the tables' statistics change, so on a fresh database the plan
+// is made for empty tables and serves while they fill. The lookup of the
+// request a reply answers was then planned on the (sender, client id) index,
+// which holds every message the recipient has sent, rather than on the
+// request's id: each delivery of each send read all of them. The sender's
+// test, now made after the probe, still picks the one delivery to hold.
+import { beforeAll, expect, test } from "bun:test";
+import { backendKind } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { enqueueSends } from "../src/store/queue/index.ts";
+import { planOf } from "./support/plans.ts";
+import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
+
+const scratch = useBackendDatabase();
+let meshId = "";
+const ids: string[] = [];
+const pubkeys: string[] = [];
+const holders = { instanceId: "fresh-plan", unavailable: [], leaseSeconds: 30, notify: false };
+
+beforeAll(async () => {
+  const [mesh] = await scratch.db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('fresh', 'fresh') RETURNING id`);
+  meshId = mesh!.id;
+  for (const name of ["a", "b", "c"]) {
+    const pubkey = name.repeat(64);
+    const [member] = await scratch.db.rows<{ id: string }>(sql`
+      INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}::uuid, ${pubkey}, ${name}) RETURNING id`);
+    ids.push(member!.id);
+    pubkeys.push(pubkey);
+  }
+});
+
+test.skipIf(backendKind !== "postgres")("planned on empty tables, a send finds the request a reply answers by its id alone", async () => {
+  // No message yet, and no ANALYZE: what the warm-up of a new deployment plans on.
+  const [{ n }] = (await scratch.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM messages`)) as [{ n: number }];
+  expect(n).toBe(0);
+  const reply = { ...newMessage(meshId, ids[0]!, pubkeys[1]!), replyTo: crypto.randomUUID() };
+  const plan = await planOf(scratch.backend.databaseUrl!, (recorder) => enqueueSends(recorder, [reply], holders), { generic: true });
+  const probes = [...plan.matchAll(/(Seq Scan|Index Scan using \S+|Index Only Scan using \S+) on messages req\b/g)].map((m) => m[1]);
+  expect(probes).toEqual(["Index Scan using messages_pkey"]);
+});
+
+test("a reply sent to many is held for the waiting request only in its sender's delivery", async () => {
+  const request = { ...newMessage(meshId, ids[1]!, pubkeys[0]!), replyWaitSeconds: 60 };
+  await enqueueSends(scratch.db, [request], holders);
+  const reply = { ...newMessage(meshId, ids[0]!, "*"), replyTo: request.id };
+  await enqueueSends(scratch.db, [reply], holders);
+  const deliveries = await scratch.db.rows<{ recipient: string; state: string; holder: string | null }>(sql`
+    SELECT recipient_member_id::text AS recipient, state, lease_presence_id::text AS holder
+    FROM deliveries WHERE message_id = ${reply.id}::uuid`);
+  const byRecipient = Object.fromEntries(deliveries.map(({ recipient, ...rest }) => [recipient, rest]));
+  expect(byRecipient).toEqual({
+    [ids[1]!]: { state: "leased", holder: request.id },
+    [ids[2]!]: { state: "queued", holder: null },
+  });
+});
