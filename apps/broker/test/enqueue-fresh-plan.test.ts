@@ -5,7 +5,10 @@
 // request a reply answers was then planned on the (sender, client id) index,
 // which holds every message the recipient has sent, rather than on the
 // request's id: each delivery of each send read all of them. The sender's
-// test, now made after the probe, still picks the one delivery to hold.
+// test, now made after the probe, still picks the one delivery to hold. And
+// with the members table not analyzed yet, the planner expected one send per
+// batch and joined the statement's own CTEs by nested loops: a batch of 500
+// scanned two of them 500 times each.
 import { beforeAll, expect, test } from "bun:test";
 import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
@@ -39,6 +42,18 @@ test.skipIf(backendKind !== "postgres")("planned on empty tables, a send finds t
   const plan = await planOf(scratch.backend.databaseUrl!, (recorder) => enqueueSends(recorder, [reply], holders), { generic: true });
   const probes = [...plan.matchAll(/(Seq Scan|Index Scan using \S+|Index Only Scan using \S+) on messages req\b/g)].map((m) => m[1]);
   expect(probes).toEqual(["Index Scan using messages_pkey"]);
+});
+
+test.skipIf(backendKind !== "postgres")("planned on tables not analyzed yet, a batch of 500 reads each of its own CTEs once (generic plan, run)", async () => {
+  const batch = Array.from({ length: 500 }, () => newMessage(meshId, ids[0]!, pubkeys[1]!));
+  const plan = await planOf(scratch.backend.databaseUrl!, (recorder) => enqueueSends(recorder, batch, { ...holders, notify: true }), {
+    generic: true,
+    analyze: true,
+  });
+  expect(plan).toContain("rows=500 loops=1");
+  // Before: the messages inserted and the sends were each scanned once per row of the batch (500 × 500).
+  const rescans = [...plan.matchAll(/CTE Scan on (\w+).*loops=(\d+)/g)].filter((m) => Number(m[2]) > 1).map((m) => `${m[1]} ×${m[2]}`);
+  expect(rescans).toEqual([]);
 });
 
 test("a reply sent to many is held for the waiting request only in its sender's delivery", async () => {

@@ -105,9 +105,12 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       LIMIT ${batchLimit(batchSize)}
     ),
     ${ROUTE_CTES},
+    -- The sender's test is a scalar probe, not EXISTS: planned as a semi-join
+    -- on a members table not analyzed yet, it made the planner expect one
+    -- writable send, and join the CTEs below by nested loops (500 × 500).
     writable AS (
       SELECT r.* FROM routed r
-      WHERE r.known AND EXISTS (SELECT 1 FROM members s WHERE s.id = r."senderId" AND s.revoked_at IS NULL)
+      WHERE r.known AND (SELECT s.revoked_at IS NULL FROM members s WHERE s.id = r."senderId")
     ),
     inserted AS (
       INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext,
@@ -171,9 +174,12 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
     -- other instances must hear of it). The payload follows queuedWork in
     -- services/bus.ts: member ids up to MAX_NOTIFIED_MEMBERS, else their
     -- meshes, MAX_NOTIFIED_ENTRIES to a notice (a payload is under 8000 bytes).
+    -- A recipient's mesh is the send's: read by a probe of the member, as
+    -- any plan does it, not by a join of the sends CTE, which a plan
+    -- expecting one send ran once per delivery.
     queued_work AS (
-      SELECT e.recipient_member_id, w."meshId"
-      FROM enqueued e JOIN writable w ON w.id = e.message_id
+      SELECT e.recipient_member_id, mb.mesh_id AS "meshId"
+      FROM enqueued e JOIN members mb ON mb.id = e.recipient_member_id
       WHERE ${holders.notify} AND e.attempt = 0
     ),
     queued_members AS (
