@@ -8,7 +8,9 @@
 // test, now made after the probe, still picks the one delivery to hold. And
 // with the members table not analyzed yet, the planner expected one send per
 // batch and joined the statement's own CTEs by nested loops: a batch of 500
-// scanned two of them 500 times each.
+// scanned two of them 500 times each. With a thousand live presences on
+// the instance, the probe of a recipient's presence took the index of all
+// of them.
 import { beforeAll, expect, test } from "bun:test";
 import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
@@ -42,6 +44,29 @@ test.skipIf(backendKind !== "postgres")("planned on empty tables, a send finds t
   const plan = await planOf(scratch.backend.databaseUrl!, (recorder) => enqueueSends(recorder, [reply], holders), { generic: true });
   const probes = [...plan.matchAll(/(Seq Scan|Index Scan using \S+|Index Only Scan using \S+) on messages req\b/g)].map((m) => m[1]);
   expect(probes).toEqual(["Index Scan using messages_pkey"]);
+});
+
+test.skipIf(backendKind !== "postgres")("with a thousand live presences on the instance, not analyzed yet, a send finds its recipient's by the member", async () => {
+  // Another mesh's crowd, all connected to this instance.
+  await scratch.db.rows(sql`
+    WITH crowd AS (INSERT INTO meshes (slug, name) VALUES ('crowd', 'crowd') RETURNING id),
+    everyone AS (
+      INSERT INTO members (mesh_id, pubkey, display_name)
+      SELECT crowd.id, md5(g::text) || md5(g::text || 'c'), 'c' || g FROM crowd, generate_series(1, 1000) g
+      RETURNING id, mesh_id, display_name)
+    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+    SELECT mesh_id, id, ${holders.instanceId}, gen_random_uuid()::text, display_name FROM everyone`);
+  const plan = await planOf(
+    scratch.backend.databaseUrl!,
+    (recorder) => enqueueSends(recorder, [newMessage(meshId, ids[0]!, pubkeys[1]!)], holders),
+    { generic: true },
+  );
+  const probes = [...plan.matchAll(/(Seq Scan|Index Scan using \S+|Index Only Scan using \S+|Bitmap Index Scan on \S+) on presences\b/g)].map(
+    (m) => m[1],
+  );
+  // Before: "Index Scan using presences_live_instance_idx", every live presence of the instance.
+  expect(probes.length).toBeGreaterThan(0);
+  for (const probe of probes) expect(probe).toMatch(/presences_live_(member_idx|session_key)$/);
 });
 
 test.skipIf(backendKind !== "postgres")("planned on tables not analyzed yet, a batch of 500 reads each of its own CTEs once (generic plan, run)", async () => {

@@ -130,10 +130,17 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
     direct AS MATERIALIZED (
       SELECT r.idx, r.member_id, p.id AS presence_id
       FROM recipients r
+      -- The member's live presences by the member's index alone (OFFSET 0
+      -- keeps the instance's test out of the probe): planned on a presences
+      -- table not analyzed yet, the probe took the index of the instance's
+      -- live presences and read all of them for each delivery.
       CROSS JOIN LATERAL (
-        SELECT p.id, p.status FROM presences p
-        WHERE p.member_id = r.member_id AND p.disconnected_at IS NULL
-          AND p.instance_id = ${holders.instanceId} AND p.id <> ALL (${uuidArray(holders.unavailable)})
+        SELECT p.id, p.status FROM (
+          SELECT live.id, live.status, live.instance_id FROM presences live
+          WHERE live.member_id = r.member_id AND live.disconnected_at IS NULL
+          OFFSET 0
+        ) p
+        WHERE p.instance_id = ${holders.instanceId} AND p.id <> ALL (${uuidArray(holders.unavailable)})
           AND ${receivable(sql`p.status`, sql`r.priority`)}
         ORDER BY (p.status = 'idle') DESC, p.id
         LIMIT 1
