@@ -10,12 +10,13 @@
 // batch and joined the statement's own CTEs by nested loops: a batch of 500
 // scanned two of them 500 times each. With a thousand live presences on
 // the instance, the probe of a recipient's presence took the index of all
-// of them.
+// of them. An urgent send to a busy session read every message held for
+// it, to find no older urgent one.
 import { beforeAll, expect, test } from "bun:test";
 import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { enqueueSends } from "../src/store/queue/index.ts";
-import { planOf } from "./support/plans.ts";
+import { planOf, rowsReadFrom } from "./support/plans.ts";
 import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
 
 const scratch = useBackendDatabase();
@@ -79,6 +80,25 @@ test.skipIf(backendKind !== "postgres")("planned on tables not analyzed yet, a b
   // Before: the messages inserted and the sends were each scanned once per row of the batch (500 × 500).
   const rescans = [...plan.matchAll(/CTE Scan on (\w+).*loops=(\d+)/g)].filter((m) => Number(m[2]) > 1).map((m) => `${m[1]} ×${m[2]}`);
   expect(rescans).toEqual([]);
+});
+
+test.skipIf(backendKind !== "postgres")("an urgent send to a busy session is leased to it without reading the messages held for it (generic plan, run)", async () => {
+  const [busy] = await scratch.db.rows<{ id: string }>(sql`
+    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, status)
+    VALUES (${meshId}::uuid, ${ids[2]!}::uuid, ${holders.instanceId}, 'busy', 'c', 'working') RETURNING id`);
+  await scratch.db.rows(sql`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT ${meshId}::uuid, ${ids[0]!}::uuid, ${pubkeys[2]!}, 'next', 'n', 'c', now() + interval '1 day' FROM generate_series(1, 1000)
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
+    SELECT id, ${ids[2]!}::uuid, 'next', now() + interval '1 day' FROM m`);
+  const urgent = { ...newMessage(meshId, ids[0]!, pubkeys[2]!), priority: "now" as const };
+  const plan = await planOf(scratch.backend.databaseUrl!, (recorder) => enqueueSends(recorder, [urgent], holders), { generic: true, analyze: true });
+  // Before: the thousand held messages, read to find no older urgent one.
+  expect(rowsReadFrom(plan, "deliveries")).toBe(0);
+  const [written] = await enqueueSends(scratch.db, [urgent], holders);
+  expect(JSON.parse(written!.leased)).toEqual([expect.objectContaining({ presenceId: busy!.id })]);
 });
 
 test("a reply sent to many is held for the waiting request only in its sender's delivery", async () => {

@@ -7,7 +7,7 @@ import { prioritySchema, statusSchema, type Status, type StatusSource } from "@s
 import { scratchDir } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { rmSync } from "node:fs";
-import { receivable } from "../src/store/queue/eligibility.ts";
+import { receivable, receivesEveryPriority, URGENT } from "../src/store/queue/eligibility.ts";
 import { decideStatus, initialStatus, RECEIVABLE, type CurrentStatus, type StatusSignal } from "../src/services/status/rules.ts";
 
 const WINDOW = 2000;
@@ -146,6 +146,13 @@ describe("RECEIVABLE", () => {
     expect(RECEIVABLE).toEqual({ idle: ["now", "next", "low"], working: ["now"], dnd: ["now"] });
   });
 
+  // The claims read a queue through one of two indexes by this split (claim.ts).
+  test("a status takes every priority or the urgent one alone", () => {
+    for (const priorities of Object.values(RECEIVABLE)) {
+      if (priorities.length !== prioritySchema.options.length) expect(priorities).toEqual([URGENT]);
+    }
+  });
+
   describe("as SQL", () => {
     let dir: string;
     let db: Database;
@@ -166,6 +173,13 @@ describe("RECEIVABLE", () => {
           const expected = (RECEIVABLE as Record<string, readonly string[]>)[status]?.includes(priority) ?? false;
           expect({ status, priority, ok: row?.ok }).toEqual({ status, priority, ok: expected });
         }
+      }
+    });
+
+    test("the fragment that splits the claims says which statuses take every priority", async () => {
+      for (const status of statusSchema.options) {
+        const [row] = await db.rows<{ every: boolean }>(sql`SELECT ${receivesEveryPriority(sql`${status}::text`)} AS every`);
+        expect({ status, every: row?.every }).toEqual({ status, every: RECEIVABLE[status].length === prioritySchema.options.length });
       }
     });
   });

@@ -192,6 +192,11 @@ export const deliveries = pgTable(
     index("deliveries_queued_idx")
       .on(t.recipientMemberId, t.id)
       .where(sql`state = 'queued'`),
+    // The queued messages a busy session may take (priority now): its claims
+    // read these, not the held messages that make up most of its queue.
+    index("deliveries_queued_now_idx")
+      .on(t.recipientMemberId, t.id)
+      .where(sql`state = 'queued' AND priority = 'now'`),
     index("deliveries_leased_idx")
       .on(t.leaseExpiresAt)
       .where(sql`state = 'leased'`),

@@ -50,6 +50,27 @@ export async function planOf(databaseUrl: string, run: (recorder: Executor) => P
   }
 }
 
+/**
+ * Rows the scans of `relation` ("deliveries", or "deliveries q" for those
+ * aliased q, q_1, …) read in an analyzed plan: those they returned
+ * (rows × loops) and those their filters let go.
+ */
+export function rowsReadFrom(plan: string, relation: string): number {
+  const scan = new RegExp(`Scan(?: using \\S+)? on ${relation}(?:_\\d+)?\\b.*actual time=\\S+ rows=(\\d+) loops=(\\d+)`);
+  let onTable = false;
+  let read = 0;
+  for (const line of plan.split("\n")) {
+    if (/Scan/.test(line)) {
+      const hit = scan.exec(line);
+      onTable = hit !== null;
+      if (hit) read += Number(hit[1]) * Number(hit[2]);
+    }
+    const removed = /Rows Removed by Filter: (\d+)/.exec(line);
+    if (removed && onTable) read += Number(removed[1]);
+  }
+  return read;
+}
+
 class Rollback extends Error {
   constructor(readonly plan: string) {
     super("rolled back");

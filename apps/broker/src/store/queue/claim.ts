@@ -5,7 +5,7 @@
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { batchLimit, isoTime, jsonParam } from "../sql.ts";
-import { receivable, receivesOnSockets, WEBHOOK_STATUS } from "./eligibility.ts";
+import { receivesEveryPriority, receivesOnSockets, URGENT, WEBHOOK_STATUS } from "./eligibility.ts";
 import type { LeasedDelivery } from "./types.ts";
 
 export interface ClaimRequest {
@@ -22,16 +22,33 @@ export interface ClaimRequest {
 function leaseFor(target: SQL, leaseSeconds: number): SQL {
   return sql`
     WITH target AS (${target}),
+    -- One of the two reads runs for each target, by its status: one that
+    -- receives every priority reads the queue in order; one that receives
+    -- urgent messages alone reads those through their own index. Read
+    -- through the queue's, a busy session's claim walked all its held
+    -- messages to find none it may take, at every claim.
     picked AS (
       SELECT d.id, t.holder_id
       FROM target t
       CROSS JOIN LATERAL (
-        SELECT id FROM deliveries
-        WHERE recipient_member_id = t.member_id AND state = 'queued' AND expires_at > now()
-          AND ${receivable(sql`t.status`, sql`priority`)}
-        ORDER BY id
-        LIMIT t.lim
-        FOR UPDATE SKIP LOCKED
+        SELECT id FROM (
+          SELECT id FROM deliveries queued
+          WHERE ${receivesEveryPriority(sql`t.status`)}
+            AND recipient_member_id = t.member_id AND state = 'queued' AND expires_at > now()
+          ORDER BY id
+          LIMIT t.lim
+          FOR UPDATE SKIP LOCKED
+        ) every
+        UNION ALL
+        SELECT id FROM (
+          SELECT id FROM deliveries queued
+          WHERE NOT ${receivesEveryPriority(sql`t.status`)}
+            AND recipient_member_id = t.member_id AND state = 'queued' AND priority = ${sql.raw(`'${URGENT}'`)}
+            AND expires_at > now()
+          ORDER BY id
+          LIMIT t.lim
+          FOR UPDATE SKIP LOCKED
+        ) urgent
       ) d
     ),
     leased AS (

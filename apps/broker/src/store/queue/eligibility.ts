@@ -1,7 +1,7 @@
 // Which messages a recipient may receive now (docs/protocol.md, "Status and
 // priority"): one table, and the SQL the claims and the ephemeral fan-out
 // filter with is generated from it, so they cannot drift apart.
-import type { Priority, Status } from "@switchboard/protocol";
+import { prioritySchema, type Priority, type Status } from "@switchboard/protocol";
 import { sql, type SQL } from "drizzle-orm";
 
 export const RECEIVABLE: Readonly<Record<Status, readonly Priority[]>> = {
@@ -25,6 +25,23 @@ export function receivable(status: SQL, priority: SQL): SQL {
     ([s, priorities]) => sql`WHEN ${sql.raw(`'${s}'`)} THEN ${priority} IN (${sql.raw(quoted(priorities))})`,
   );
   return sql`(CASE ${status} ${sql.join(arms, sql` `)} ELSE false END)`;
+}
+
+/** What a session that is not idle still receives; such deliveries, queued, have an index of their own (deliveries_queued_now_idx). */
+export const URGENT = "now" satisfies Priority;
+
+/**
+ * True when a presence whose status is the expression `status` receives
+ * every priority; any other status receives URGENT alone (status-rules.test.ts
+ * holds RECEIVABLE to this). So a read of a queue for what a status may take
+ * probes either the queue's index or the urgent one, and never walks a busy
+ * session's held messages to find none it may take.
+ */
+export function receivesEveryPriority(status: SQL): SQL {
+  const every = Object.entries(RECEIVABLE)
+    .filter(([, priorities]) => priorities.length === prioritySchema.options.length)
+    .map(([s]) => s);
+  return sql`(${status} IN (${sql.raw(quoted(every))}))`;
 }
 
 /**

@@ -14,7 +14,7 @@ import { sql, type SQL } from "drizzle-orm";
 import { BUS_CHANNEL, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
-import { receivable, receivesOnSockets } from "./eligibility.ts";
+import { receivable, receivesEveryPriority, receivesOnSockets, URGENT } from "./eligibility.ts";
 
 export interface NewMessage {
   id: string;
@@ -145,10 +145,23 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
         ORDER BY (p.status = 'idle') DESC, p.id
         LIMIT 1
       ) p
+      -- Older work it may take, by the presence's status: any queued
+      -- delivery, or an urgent one through their own index, so a busy
+      -- session's held messages are not read. OFFSET 0 keeps each a probe
+      -- run for its row, whose status test is then made before the probe
+      -- (joined, the test was made on every row the probe read).
       WHERE ${receivesOnSockets(sql`r.member_id`)} AND NOT EXISTS (
         SELECT 1 FROM deliveries d
-        WHERE d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.expires_at > now()
-          AND ${receivable(sql`p.status`, sql`d.priority`)})
+        WHERE ${receivesEveryPriority(sql`p.status`)}
+          AND d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.expires_at > now()
+        OFFSET 0
+      ) AND NOT EXISTS (
+        SELECT 1 FROM deliveries d
+        WHERE NOT ${receivesEveryPriority(sql`p.status`)}
+          AND d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.priority = ${sql.raw(`'${URGENT}'`)}
+          AND d.expires_at > now()
+        OFFSET 0
+      )
     ),
     enqueued AS (
       INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at,

@@ -1,0 +1,1 @@
+CREATE INDEX IF NOT EXISTS "deliveries_queued_now_idx" ON "deliveries" USING btree ("recipient_member_id","id") WHERE state = 'queued' AND priority = 'now';
