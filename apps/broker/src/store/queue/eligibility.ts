@@ -30,6 +30,10 @@ export function receivable(status: SQL, priority: SQL): SQL {
 /** What a session that is not idle still receives; such deliveries, queued, have an index of their own (deliveries_queued_now_idx). */
 export const URGENT = "now" satisfies Priority;
 
+const EVERY_PRIORITY = Object.entries(RECEIVABLE)
+  .filter(([, priorities]) => priorities.length === prioritySchema.options.length)
+  .map(([status]) => status);
+
 /**
  * True when a presence whose status is the expression `status` receives
  * every priority; any other status receives URGENT alone (status-rules.test.ts
@@ -38,10 +42,7 @@ export const URGENT = "now" satisfies Priority;
  * session's held messages to find none it may take.
  */
 export function receivesEveryPriority(status: SQL): SQL {
-  const every = Object.entries(RECEIVABLE)
-    .filter(([, priorities]) => priorities.length === prioritySchema.options.length)
-    .map(([s]) => s);
-  return sql`(${status} IN (${sql.raw(quoted(every))}))`;
+  return sql`(${status} IN (${sql.raw(quoted(EVERY_PRIORITY))}))`;
 }
 
 /**
