@@ -17,4 +17,5 @@ export * from "./inspect.ts";
 export * from "./prune.ts";
 export * from "./reply.ts";
 export * from "./requeue.ts";
+export * from "./stored-sends.ts";
 export * from "./types.ts";
