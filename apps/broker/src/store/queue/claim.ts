@@ -5,7 +5,7 @@
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { batchLimit, isoTime, jsonParam } from "../sql.ts";
-import { receivesEveryPriority, receivesOnSockets, URGENT, WEBHOOK_STATUS } from "./eligibility.ts";
+import { queueReads, receivesOnSockets, WEBHOOK_STATUS } from "./eligibility.ts";
 import type { LeasedDelivery } from "./types.ts";
 
 export interface ClaimRequest {
@@ -20,6 +20,15 @@ export interface ClaimRequest {
  * skipping rows another claimer holds, and returns them with their messages.
  */
 function leaseFor(target: SQL, leaseSeconds: number): SQL {
+  const reads = queueReads(sql`t.status`, sql`queued.priority`);
+  const read = (gate: SQL) => sql`
+    SELECT id FROM (
+      SELECT id FROM deliveries queued
+      WHERE ${gate} AND recipient_member_id = t.member_id AND state = 'queued' AND expires_at > now()
+      ORDER BY id
+      LIMIT t.lim
+      FOR UPDATE SKIP LOCKED
+    ) taken`;
   return sql`
     WITH target AS (${target}),
     -- One of the two reads runs for each target, by its status: one that
@@ -31,24 +40,9 @@ function leaseFor(target: SQL, leaseSeconds: number): SQL {
       SELECT d.id, t.holder_id
       FROM target t
       CROSS JOIN LATERAL (
-        SELECT id FROM (
-          SELECT id FROM deliveries queued
-          WHERE ${receivesEveryPriority(sql`t.status`)}
-            AND recipient_member_id = t.member_id AND state = 'queued' AND expires_at > now()
-          ORDER BY id
-          LIMIT t.lim
-          FOR UPDATE SKIP LOCKED
-        ) every
+        ${read(reads.every)}
         UNION ALL
-        SELECT id FROM (
-          SELECT id FROM deliveries queued
-          WHERE NOT ${receivesEveryPriority(sql`t.status`)}
-            AND recipient_member_id = t.member_id AND state = 'queued' AND priority = ${sql.raw(`'${URGENT}'`)}
-            AND expires_at > now()
-          ORDER BY id
-          LIMIT t.lim
-          FOR UPDATE SKIP LOCKED
-        ) urgent
+        ${read(reads.urgent)}
       ) d
     ),
     leased AS (

@@ -46,6 +46,19 @@ export function receivesEveryPriority(status: SQL): SQL {
 }
 
 /**
+ * The conditions of the two reads of a member's queue for a presence whose
+ * status is `status`, exactly one of which is true: every queued delivery
+ * (the queue's index), or the urgent ones (theirs: `priority` is compared
+ * with a literal, so the index's predicate is seen to hold).
+ */
+export function queueReads(status: SQL, priority: SQL): { every: SQL; urgent: SQL } {
+  return {
+    every: receivesEveryPriority(status),
+    urgent: sql`NOT ${receivesEveryPriority(status)} AND ${priority} = ${sql.raw(`'${URGENT}'`)}`,
+  };
+}
+
+/**
  * True when the member named by the expression `memberId` receives on its
  * sockets: a member with a webhook receives only there (docs/http.md).
  */

@@ -14,7 +14,7 @@ import { sql, type SQL } from "drizzle-orm";
 import { BUS_CHANNEL, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
-import { receivable, receivesEveryPriority, receivesOnSockets, URGENT } from "./eligibility.ts";
+import { queueReads, receivable, receivesOnSockets } from "./eligibility.ts";
 
 export interface NewMessage {
   id: string;
@@ -97,6 +97,12 @@ export async function prepareEnqueue(db: Executor, holders: LocalHolders, batchS
 // per send are aggregated once and joined by key rather than looked up by a
 // subquery per send, which would scan a CTE whole for every send.
 function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSize: number): SQL {
+  const olderWork = queueReads(sql`p.status`, sql`d.priority`);
+  const noneQueued = (gate: SQL) => sql`NOT EXISTS (
+        SELECT 1 FROM deliveries d
+        WHERE ${gate} AND d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.expires_at > now()
+        OFFSET 0
+      )`;
   return sql`
     WITH q AS (
       SELECT * FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ ...m, idx })))})
@@ -150,18 +156,7 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       -- session's held messages are not read. OFFSET 0 keeps each a probe
       -- run for its row, whose status test is then made before the probe
       -- (joined, the test was made on every row the probe read).
-      WHERE ${receivesOnSockets(sql`r.member_id`)} AND NOT EXISTS (
-        SELECT 1 FROM deliveries d
-        WHERE ${receivesEveryPriority(sql`p.status`)}
-          AND d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.expires_at > now()
-        OFFSET 0
-      ) AND NOT EXISTS (
-        SELECT 1 FROM deliveries d
-        WHERE NOT ${receivesEveryPriority(sql`p.status`)}
-          AND d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.priority = ${sql.raw(`'${URGENT}'`)}
-          AND d.expires_at > now()
-        OFFSET 0
-      )
+      WHERE ${receivesOnSockets(sql`r.member_id`)} AND ${noneQueued(olderWork.every)} AND ${noneQueued(olderWork.urgent)}
     ),
     enqueued AS (
       INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at,
