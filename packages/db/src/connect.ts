@@ -92,7 +92,9 @@ const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) *
 // connection: its batch inputs carry LIMIT n and its lookups are index probes,
 // so the plan fits whatever the table sizes. The relaxed pool (claims, acks)
 // plans every call: those join the growing deliveries table, and a generic
-// plan made while it was empty would keep scanning it whole.
+// plan made while statistics said it was empty kept scanning it whole
+// (relaxed-plans.test.ts). Told to plan index probes and nested loops alone,
+// such a plan still put the whole table on the outer side of a loop.
 // Neither compiles a plan to machine code (JIT): the broker's statements read
 // few rows, and a compile costs tens of milliseconds, paid again at every run
 // of a statement whose estimate passes jit_above_cost (a housekeeping prune

@@ -4,8 +4,11 @@
 // plan_cache_mode says). The function runs against an executor that records
 // its statement and answers no rows; the statement is then prepared and
 // EXPLAINed on a connection of its own, in a transaction rolled back after.
+// A generic plan is made at the statement's first run and kept: run once on
+// the tables as they are, then filled, it shows what a plan made on a new
+// deployment's empty tables reads once they are large.
 import type { Executor } from "@switchboard/db";
-import type { SQL } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 
@@ -14,6 +17,10 @@ export interface PlanOptions {
   generic?: boolean;
   /** Run it (EXPLAIN ANALYZE, BUFFERS): the plan then says how many buffers it read and how often each node ran. */
   analyze?: boolean;
+  /** Settings of the pool that runs the statement (its startup parameters), set for the planning; they override `generic`. */
+  settings?: Readonly<Record<string, string>>;
+  /** Runs after the statement was planned and run once, before it is explained: a cached generic plan serves what this adds. */
+  thenFill?: (tx: Executor) => Promise<void>;
 }
 
 /** A parameter as an SQL literal of unknown type, which EXECUTE casts to the prepared parameter's type. */
@@ -29,14 +36,25 @@ export async function planOf(databaseUrl: string, run: (recorder: Executor) => P
   let statement: SQL | undefined;
   await run({ rows: async (query: SQL) => ((statement = query), []) });
   if (statement === undefined) throw new Error("the function ran no statement");
-  const { sql: text, params } = new PgDialect().sqlToQuery(statement);
+  const dialect = new PgDialect();
+  const { sql: text, params } = dialect.sqlToQuery(statement);
   const raw = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const settings = { plan_cache_mode: options.generic ? "force_generic_plan" : "auto", ...options.settings };
   try {
-    // Thrown with the plan, so that what an ANALYZE wrote is rolled back.
+    // Thrown with the plan, so that what an ANALYZE (or the fill) wrote is rolled back.
     await raw.begin(async (tx) => {
-      await tx.unsafe(`SET LOCAL plan_cache_mode = ${options.generic ? "force_generic_plan" : "auto"}`);
+      for (const [name, value] of Object.entries(settings)) await tx.unsafe(`SELECT set_config($1, $2, true)`, [name, value]);
       await tx.unsafe(`PREPARE planned AS ${text}`);
       const args = params.length === 0 ? "" : `(${params.map(literal).join(", ")})`;
+      if (options.thenFill) {
+        await tx.unsafe(`EXECUTE planned${args}`);
+        await options.thenFill({
+          rows: async <T>(query: SQL) => {
+            const filled = dialect.sqlToQuery(query);
+            return (await tx.unsafe(filled.sql, filled.params as postgres.ParameterOrJSON<never>[])) as unknown as T[];
+          },
+        });
+      }
       const how = options.analyze ? "(ANALYZE, BUFFERS) " : "";
       const rows = await tx.unsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN ${how}EXECUTE planned${args}`);
       throw new Rollback(rows.map((r) => r["QUERY PLAN"]).join("\n"));
@@ -53,15 +71,18 @@ export async function planOf(databaseUrl: string, run: (recorder: Executor) => P
 /**
  * Rows the scans of `relation` ("deliveries", or "deliveries q" for those
  * aliased q, q_1, …) read in an analyzed plan: those they returned
- * (rows × loops) and those their filters let go.
+ * (rows × loops) and those their filters let go; and, for a relation named
+ * without an alias, the index entries its bitmap index scans matched (an
+ * index is named after its table).
  */
 export function rowsReadFrom(plan: string, relation: string): number {
   const scan = new RegExp(`Scan(?: using \\S+)? on ${relation}(?:_\\d+)?\\b.*actual time=\\S+ rows=(\\d+) loops=(\\d+)`);
+  const bitmap = relation.includes(" ") ? null : new RegExp(`Bitmap Index Scan on ${relation}_\\w+ .*actual time=\\S+ rows=(\\d+) loops=(\\d+)`);
   let onTable = false;
   let read = 0;
   for (const line of plan.split("\n")) {
     if (/Scan/.test(line)) {
-      const hit = scan.exec(line);
+      const hit = scan.exec(line) ?? bitmap?.exec(line) ?? null;
       onTable = hit !== null;
       if (hit) read += Number(hit[1]) * Number(hit[2]);
     }
@@ -75,4 +96,10 @@ class Rollback extends Error {
   constructor(readonly plan: string) {
     super("rolled back");
   }
+}
+
+/** The settings a pool's connections asked for when they opened (their startup parameters), as planOf's `settings`. */
+export async function poolSettings(pool: Executor): Promise<Record<string, string>> {
+  const rows = await pool.rows<{ name: string; setting: string }>(sql`SELECT name, setting FROM pg_settings WHERE source = 'client'`);
+  return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
 }

@@ -33,18 +33,20 @@ function leasesIn(scope: RequeueScope): { from: SQL; where: SQL } | null {
     // each row read: a plan free to test it through the index of expiries
     // would, with a backlog of expired leases the statistics do not know of
     // (after an outage), read all of them to find a presence's few. OFFSET 0
-    // keeps the test out of the subquery's scan; the UPDATE tests the holder
-    // and the expiry again on the row as it is then, in a form no index serves.
-    const presences = jsonParam(scope.expiredOf);
+    // keeps the test out of the subquery's scan. Joined back to the table as
+    // a push is (below): matched by id in a list, a plan made while the
+    // statistics said no lease existed intersected that list with the index
+    // of every lease, reading all of them.
     return {
-      from: sql``,
-      where: sql`d.id = ANY (ARRAY(
-        SELECT x.id
-        FROM (SELECT jsonb_array_elements_text(${presences})::uuid AS id LIMIT ${batchLimit(scope.expiredOf.length)}) p
+      from: sql`FROM (
+        SELECT x.id, p.id AS "presenceId"
+        FROM (SELECT jsonb_array_elements_text(${jsonParam(scope.expiredOf)})::uuid AS id LIMIT ${batchLimit(scope.expiredOf.length)}) p
         CROSS JOIN LATERAL (
           SELECT id, lease_expires_at FROM deliveries WHERE lease_presence_id = p.id AND state = 'leased' OFFSET 0) x
-        WHERE x.lease_expires_at < now()))
-        AND d.lease_presence_id = ANY (${uuidArray(scope.expiredOf)}) AND (d.lease_expires_at < now()) IS TRUE`,
+        WHERE x.lease_expires_at < now()
+        OFFSET 0) l`,
+      // The expiry, tested again on the row as it is then, in a form no index serves.
+      where: sql`d.id = l.id AND d.lease_presence_id IS NOT DISTINCT FROM l."presenceId" AND (d.lease_expires_at < now()) IS TRUE`,
     };
   }
   if ("pushes" in scope) {
