@@ -88,19 +88,24 @@ function preparedExecutorOf(client: postgres.Sql | postgres.TransactionSql): Exe
 // Capped at 1 s, so the listener is back about a second after the database.
 const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2);
 
-// The main pool (sends, hellos, admin) plans each prepared statement once per
-// connection: its batch inputs carry LIMIT n and its lookups are index probes,
-// so the plan fits whatever the table sizes. The relaxed pool (claims, acks)
-// plans every call: those join the growing deliveries table, and a generic
-// plan made while statistics said it was empty kept scanning it whole
-// (relaxed-plans.test.ts). Told to plan index probes and nested loops alone,
-// such a plan still put the whole table on the outer side of a loop.
+// Both pools plan each prepared statement once per connection, and keep the
+// plan until Postgres invalidates it (an ANALYZE of a table it reads). Each
+// statement reaches its rows by index probes, written so that no plan of it
+// can do otherwise: batch inputs carry LIMIT n, rows updated are named by id
+// in a list rather than joined back to their table, and a sequential scan is
+// planned only where no index serves. A plan can be made while the
+// statistics say a table is empty (a quiet deployment's tables, pruned,
+// vacuumed and analyzed), where a scan costs nothing: planned then, the send
+// statement read every presence, delivery and message for each send, and an
+// ack, a claim and a requeue the whole deliveries table, until the next
+// ANALYZE (pool-plans.test.ts holds both pools' statements to this). Planned
+// at every call instead, the claims and acks cost as much in planning as in
+// execution, and met such statistics as badly.
 // Neither compiles a plan to machine code (JIT): the broker's statements read
 // few rows, and a compile costs tens of milliseconds, paid again at every run
 // of a statement whose estimate passes jit_above_cost (a housekeeping prune
 // over a large table did, every tick).
-const GENERIC_PLANS = { plan_cache_mode: "force_generic_plan", jit: "off" } as const;
-const CUSTOM_PLANS = { plan_cache_mode: "force_custom_plan", jit: "off" } as const;
+export const PLANNER_SETTINGS = { plan_cache_mode: "force_generic_plan", enable_seqscan: "off", jit: "off" } as const;
 
 // Work that certainly did nothing in the database runs once more, on another
 // connection: right after a restart the pool can hand it a connection opened
@@ -140,7 +145,7 @@ function connectPostgres(url: string, poolSize: number): Database {
     idle_timeout: 30,
     backoff: reconnectBackoff,
     onnotice: () => {},
-    connection: GENERIC_PLANS,
+    connection: PLANNER_SETTINGS,
   });
   // drizzle installs its type parsers on the clients, so both drivers return the same shapes.
   drizzlePostgres(client, { schema });
@@ -150,7 +155,7 @@ function connectPostgres(url: string, poolSize: number): Database {
     idle_timeout: 30,
     backoff: reconnectBackoff,
     onnotice: () => {},
-    connection: { ...CUSTOM_PLANS, synchronous_commit: "off" },
+    connection: { ...PLANNER_SETTINGS, synchronous_commit: "off" },
   });
   drizzlePostgres(relaxedClient, { schema });
   const probes = new Set<ReturnType<typeof setInterval>>();

@@ -1,4 +1,4 @@
-export { connect, type ConnectOptions, type Database, type Executor } from "./connect.ts";
+export { connect, PLANNER_SETTINGS, type ConnectOptions, type Database, type Executor } from "./connect.ts";
 export { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
 export { readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "./database-url.ts";
 export { DataDirLockedError, lockDataDir } from "./dir-lock.ts";

@@ -7,13 +7,13 @@
 // A generic plan is made at the statement's first run and kept: run once on
 // the tables as they are, then filled, it shows what a plan made on a new
 // deployment's empty tables reads once they are large.
-import type { Executor } from "@switchboard/db";
+import { PLANNER_SETTINGS, type Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 
 export interface PlanOptions {
-  /** Plan as the main pool does (force_generic_plan) rather than for these values. */
+  /** Plan as the broker's pools do (PLANNER_SETTINGS: once, generically) rather than for these values. */
   generic?: boolean;
   /** Run it (EXPLAIN ANALYZE, BUFFERS): the plan then says how many buffers it read and how often each node ran. */
   analyze?: boolean;
@@ -39,7 +39,7 @@ export async function planOf(databaseUrl: string, run: (recorder: Executor) => P
   const dialect = new PgDialect();
   const { sql: text, params } = dialect.sqlToQuery(statement);
   const raw = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  const settings = { plan_cache_mode: options.generic ? "force_generic_plan" : "auto", ...options.settings };
+  const settings = { ...(options.generic ? PLANNER_SETTINGS : { plan_cache_mode: "auto" }), ...options.settings };
   try {
     // Thrown with the plan, so that what an ANALYZE (or the fill) wrote is rolled back.
     await raw.begin(async (tx) => {
@@ -47,7 +47,10 @@ export async function planOf(databaseUrl: string, run: (recorder: Executor) => P
       await tx.unsafe(`PREPARE planned AS ${text}`);
       const args = params.length === 0 ? "" : `(${params.map(literal).join(", ")})`;
       if (options.thenFill) {
+        // Run to be planned, then undone, so that what it wrote cannot clash with the run explained.
+        await tx.unsafe("SAVEPOINT planned");
         await tx.unsafe(`EXECUTE planned${args}`);
+        await tx.unsafe("ROLLBACK TO SAVEPOINT planned");
         await options.thenFill({
           rows: async <T>(query: SQL) => {
             const filled = dialect.sqlToQuery(query);

@@ -12,12 +12,15 @@ export interface Ack {
 export async function ackDeliveries(db: Executor, acks: Ack[]): Promise<number> {
   if (acks.length === 0) return 0;
   // Locked in one order (message id) so concurrent ack batches cannot deadlock;
-  // each lookup is an index probe on (message_id, recipient_member_id).
+  // each lookup is an index probe on (message_id, recipient_member_id). The
+  // rows found are then updated by their ids: joined back to the table
+  // instead, a plan made while the statistics said it was empty read all of
+  // it for each ack (pool-plans.test.ts).
   const ordered = [...acks].sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
   const rows = await db.rows<{ id: string }>(sql`
     UPDATE deliveries d
     SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
-    FROM (
+    WHERE d.id = ANY (ARRAY(
       SELECT found.id
       FROM (
         SELECT * FROM jsonb_to_recordset(${jsonParam(ordered)}) AS a("memberId" uuid, "messageId" uuid)
@@ -28,9 +31,7 @@ export async function ackDeliveries(db: Executor, acks: Ack[]): Promise<number> 
         WHERE message_id = a."messageId" AND recipient_member_id = a."memberId" AND state IN ('queued', 'leased')
         LIMIT 1
         FOR UPDATE
-      ) found
-    ) hit
-    WHERE d.id = hit.id
+      ) found))
     RETURNING d.id`);
   return rows.length;
 }

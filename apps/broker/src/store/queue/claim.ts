@@ -45,26 +45,33 @@ function leaseFor(target: SQL, leaseSeconds: number): SQL {
         ${read(reads.urgent)}
       ) d
     ),
+    -- Each picked delivery's holder, by its id: the update reaches the rows
+    -- by their ids in a list and looks their holder up here. Joined to
+    -- picked instead, a plan made while the statistics said the table was
+    -- empty read all of it for each claim (pool-plans.test.ts).
+    holders AS (SELECT jsonb_object_agg(id::text, holder_id) AS of_delivery FROM picked),
     leased AS (
       UPDATE deliveries d
-      SET state = 'leased', lease_presence_id = picked.holder_id,
+      SET state = 'leased', lease_presence_id = ((SELECT of_delivery FROM holders) ->> d.id::text)::uuid,
           lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
           attempt = d.attempt + 1, delivered_at = coalesce(d.delivered_at, now())
-      FROM picked
-      WHERE d.id = picked.id
-      RETURNING d.id, d.message_id, d.recipient_member_id, d.attempt, picked.holder_id
+      WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
+      RETURNING d.id, d.message_id, d.recipient_member_id, d.attempt, d.lease_presence_id AS holder_id
     )
     -- LIMIT 1 keeps each lookup a lateral index probe: joined plainly, a
-    -- generic plan may hash the whole messages table on every claim.
+    -- generic plan may hash the whole messages table on every claim. The
+    -- sender's key is a probe of its own: joined, the order of the members'
+    -- key made a scan of the (sender, client id) index look as cheap.
     SELECT l.holder_id AS "presenceId", l.recipient_member_id AS "memberId", m.id AS "messageId",
            m.mesh_id AS "meshId", m.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
            m.priority, m.nonce, m.ciphertext, m.created_at AS "createdAt", m.reply_to AS "replyTo",
            l.attempt, l.id::float8 AS seq
     FROM leased l
     CROSS JOIN LATERAL (
-      SELECT msg.id, msg.mesh_id, s.pubkey, msg.target_spec, msg.priority, msg.nonce, msg.ciphertext,
+      SELECT msg.id, msg.mesh_id, (SELECT s.pubkey FROM members s WHERE s.id = msg.sender_member_id) AS pubkey,
+             msg.target_spec, msg.priority, msg.nonce, msg.ciphertext,
              ${isoTime("msg.created_at")} AS created_at, msg.reply_to
-      FROM messages msg JOIN members s ON s.id = msg.sender_member_id
+      FROM messages msg
       WHERE msg.id = l.message_id
       LIMIT 1
     ) m`;
@@ -84,7 +91,10 @@ export async function claimForPresences(
   if (requests.length === 0) return [];
   // The member's presences are a handful: said so by a literal LIMIT, Postgres
   // probes each by its key; assumed a hundred, it read every live presence of
-  // the instance for each member.
+  // the instance for each member. Each is probed by its id alone (OFFSET 0
+  // keeps the test of its connection out of the probe): with that test in
+  // it, or joined plainly, a plan made on statistics that said the table was
+  // empty read the live presences' index whole instead.
   const mostPresences = Math.max(...requests.map((r) => r.presences.length));
   const target = sql`
     SELECT w."memberId" AS member_id, p.room AS lim, p.id AS holder_id, p.status
@@ -95,7 +105,8 @@ export async function claimForPresences(
     CROSS JOIN LATERAL (
       SELECT pr.id, pr.status, x.room
       FROM (SELECT * FROM jsonb_to_recordset(w.presences) AS x(id uuid, room int) LIMIT ${batchLimit(mostPresences)}) x
-      JOIN presences pr ON pr.id = x.id AND pr.disconnected_at IS NULL
+      CROSS JOIN LATERAL (SELECT id, status, disconnected_at FROM presences WHERE id = x.id OFFSET 0) pr
+      WHERE pr.disconnected_at IS NULL
       ORDER BY (pr.status = 'idle') DESC, random()
       LIMIT 1
     ) p

@@ -22,10 +22,10 @@ export type RequeueScope =
 // condition again on a row another statement changed meanwhile): a lease that
 // ended and went to another holder while this statement waited for its row is
 // that holder's now, not this scope's.
-function leasesIn(scope: RequeueScope): { from: SQL; where: SQL } | null {
+function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
   if ("presences" in scope) {
     if (scope.presences.length === 0) return null;
-    return { from: sql``, where: sql`d.lease_presence_id = ANY (${uuidArray(scope.presences)})` };
+    return { with: sql``, where: sql`d.state = 'leased' AND d.lease_presence_id = ANY (${uuidArray(scope.presences)})` };
   }
   if ("expiredOf" in scope) {
     if (scope.expiredOf.length === 0) return null;
@@ -33,45 +33,51 @@ function leasesIn(scope: RequeueScope): { from: SQL; where: SQL } | null {
     // each row read: a plan free to test it through the index of expiries
     // would, with a backlog of expired leases the statistics do not know of
     // (after an outage), read all of them to find a presence's few. OFFSET 0
-    // keeps the test out of the subquery's scan. Joined back to the table as
-    // a push is (below): matched by id in a list, a plan made while the
-    // statistics said no lease existed intersected that list with the index
-    // of every lease, reading all of them.
-    return {
-      from: sql`FROM (
+    // keeps the test out of the subquery's scan. The UPDATE tests the expiry
+    // again on the row as it is then, in a form no index serves.
+    return heldLeases(
+      sql`
         SELECT x.id, p.id AS "presenceId"
         FROM (SELECT jsonb_array_elements_text(${jsonParam(scope.expiredOf)})::uuid AS id LIMIT ${batchLimit(scope.expiredOf.length)}) p
         CROSS JOIN LATERAL (
           SELECT id, lease_expires_at FROM deliveries WHERE lease_presence_id = p.id AND state = 'leased' OFFSET 0) x
-        WHERE x.lease_expires_at < now()
-        OFFSET 0) l`,
-      // The expiry, tested again on the row as it is then, in a form no index serves.
-      where: sql`d.id = l.id AND d.lease_presence_id IS NOT DISTINCT FROM l."presenceId" AND (d.lease_expires_at < now()) IS TRUE`,
-    };
+        WHERE x.lease_expires_at < now()`,
+      sql` AND (d.lease_expires_at < now()) IS TRUE`,
+    );
   }
   if ("pushes" in scope) {
     if (scope.pushes.length === 0) return null;
-    return {
-      from: sql`FROM (
-        SELECT x.id, l."presenceId"
-        FROM (SELECT * FROM jsonb_to_recordset(${jsonParam(scope.pushes)}) AS l("messageId" uuid, "memberId" uuid, "presenceId" uuid)
-              LIMIT ${batchLimit(scope.pushes.length)}) l
-        CROSS JOIN LATERAL (
-          SELECT id FROM deliveries WHERE message_id = l."messageId" AND recipient_member_id = l."memberId") x
-        OFFSET 0) l`,
-      // IS NOT DISTINCT FROM (the same for a leased row, whose holder is set)
-      // keeps the holder out of the probe: on the holder's index, each push
-      // read that presence's other leases too.
-      where: sql`d.id = l.id AND d.lease_presence_id IS NOT DISTINCT FROM l."presenceId"`,
-    };
+    return heldLeases(sql`
+      SELECT x.id, l."presenceId"
+      FROM (SELECT * FROM jsonb_to_recordset(${jsonParam(scope.pushes)}) AS l("messageId" uuid, "memberId" uuid, "presenceId" uuid)
+            LIMIT ${batchLimit(scope.pushes.length)}) l
+      CROSS JOIN LATERAL (
+        SELECT id FROM deliveries WHERE message_id = l."messageId" AND recipient_member_id = l."memberId" LIMIT 1) x`);
   }
   return {
-    from: sql``,
-    where: sql`d.lease_expires_at < now() AND d.id = ANY (ARRAY(
+    with: sql``,
+    where: sql`d.state = 'leased' AND d.lease_expires_at < now() AND d.id = ANY (ARRAY(
       SELECT id FROM deliveries
       WHERE state = 'leased' AND lease_expires_at < now()
       ORDER BY id LIMIT ${scope.expiredLeases.limit}
       FOR UPDATE SKIP LOCKED))`,
+  };
+}
+
+/**
+ * Leases named by `named` (id, "presenceId"): each reached by its id in a
+ * list and kept if that presence holds it still. Joined back to the table
+ * instead, a plan made while the statistics said it was empty read all of it
+ * for each lease (pool-plans.test.ts). The holder it has now is compared as
+ * one expression (none unless leased), so no index on leases serves the
+ * test: a plan free to use one intersected the list with every lease.
+ */
+function heldLeases(named: SQL, andAlso: SQL = sql``): { with: SQL; where: SQL } {
+  return {
+    with: sql`WITH named AS (${named})`,
+    where: sql`d.id = ANY (ARRAY(SELECT id FROM named))
+      AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END
+          IS NOT DISTINCT FROM ((SELECT jsonb_object_agg(id::text, "presenceId") FROM named) ->> d.id::text)::uuid${andAlso}`,
   };
 }
 
@@ -87,9 +93,9 @@ export async function requeue(db: Executor, scope: RequeueScope): Promise<string
       ? sql`, attempt = greatest(d.attempt - 1, 0), delivered_at = CASE WHEN d.attempt <= 1 THEN NULL ELSE d.delivered_at END`
       : sql``;
   const rows = await db.rows<{ memberId: string }>(sql`
+    ${which.with}
     UPDATE deliveries d SET state = 'queued', lease_presence_id = NULL, lease_expires_at = NULL${undoClaim}
-    ${which.from}
-    WHERE d.state = 'leased' AND ${which.where}
+    WHERE ${which.where}
     RETURNING d.recipient_member_id AS "memberId"`);
   return unique(rows.map((r) => r.memberId));
 }

@@ -1,0 +1,194 @@
+// The hot statements as their pools plan them, planned while the statistics
+// say the tables are empty and run once the tables are large. That happens:
+// a quiet deployment's tables, pruned, vacuumed and analyzed, are planned
+// again at the next statement, and the plan is kept until the next ANALYZE,
+// a minute or more into the traffic. Planned so, the send statement read
+// every presence, delivery and message for each send, and the claims, acks
+// and requeues the whole deliveries table (one push taken back: 90 million
+// index entries), even when they were planned at each call. Both pools now
+// plan sequential scans only where no index serves, and the statements name
+// the rows they update by id instead of joining them back to their table.
+// Each statement is planned with its pool's own settings, run once on the
+// empty tables, then run on 20,000 deliveries and 5,000 live presences: it
+// must read the rows it acts on and the index entries on the way to them.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { backendKind } from "@switchboard/testkit";
+import type { Executor } from "@switchboard/db";
+import { sql } from "drizzle-orm";
+import { ackDeliveries } from "../src/store/queue/ack.ts";
+import { claimForPresences } from "../src/store/queue/claim.ts";
+import { enqueueSends, type NewMessage } from "../src/store/queue/enqueue.ts";
+import { requeue } from "../src/store/queue/requeue.ts";
+import { planOf, poolSettings, rowsReadFrom } from "./support/plans.ts";
+import { useBackendDatabase } from "./support/scratch-db.ts";
+
+const scratch = useBackendDatabase();
+let meshId = "";
+let [sender, recipient, bystander] = ["", "", ""];
+const settings: Record<"main" | "relaxed", Record<string, string>> = { main: {}, relaxed: {} };
+const INSTANCE = "pool-plans";
+
+/**
+ * The rows a statement acts on, made by the fill after it was planned. New
+ * for each test: the fills before, rolled back, left their index entries.
+ */
+interface Targets {
+  holder: string;
+  toAck: string;
+  toClaim: string;
+  lapsed: string;
+  unpushed: string;
+}
+const newTargets = (): Targets => ({
+  holder: crypto.randomUUID(),
+  toAck: crypto.randomUUID(),
+  toClaim: crypto.randomUUID(),
+  lapsed: crypto.randomUUID(),
+  unpushed: crypto.randomUUID(),
+});
+const BULK = 5000;
+const FEW = 6;
+
+beforeAll(async () => {
+  const [mesh] = await scratch.db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('pool-plans', 'pool-plans') RETURNING id`);
+  meshId = mesh!.id;
+  const ids: string[] = [];
+  for (const name of ["sender", "recipient", "bystander"]) {
+    const [member] = await scratch.db.rows<{ id: string }>(sql`
+      INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}::uuid, ${name.padEnd(64, "k")}, ${name}) RETURNING id`);
+    ids.push(member!.id);
+  }
+  [sender, recipient, bystander] = ids as [string, string, string];
+  settings.main = await poolSettings(scratch.db);
+  settings.relaxed = await poolSettings(scratch.db.relaxed);
+  await scratch.db.rows(sql`ANALYZE webhooks`);
+});
+
+/** `count` messages to `to`, their deliveries in `state` (leased ones to `leasedTo`, ending in `leaseEnds`); one of them with the id `id` when given. */
+function deliveries(tx: Executor, to: string, count: number, state: string, options: { id?: string; leasedTo?: string; leaseEnds?: string } = {}) {
+  const leased = state === "leased";
+  return tx.rows(sql`
+    WITH m AS (
+      INSERT INTO messages (id, mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT CASE WHEN g = 1 AND ${options.id ?? null}::uuid IS NOT NULL THEN ${options.id ?? null}::uuid ELSE gen_random_uuid() END,
+             ${meshId}::uuid, ${sender}::uuid, 'k', 'next', 'n', 'c', now() + interval '1 day'
+      FROM generate_series(1, ${count}) g
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at, lease_presence_id, lease_expires_at, attempt)
+    SELECT id, ${to}::uuid, 'next', now() + interval '1 day', ${state},
+           CASE WHEN ${state} = 'acked' THEN now() END,
+           CASE WHEN ${leased} THEN ${options.leasedTo ?? null}::uuid END,
+           CASE WHEN ${leased} THEN now() + ${options.leaseEnds ?? "1 minute"}::interval END,
+           CASE WHEN ${state} = 'queued' THEN 0 ELSE 1 END
+    FROM m`);
+}
+
+/** What a deployment holds after a while: acknowledged history, another presence's leases, another member's queue; and the rows acted on. */
+async function fill(tx: Executor, { holder, toAck, toClaim, lapsed, unpushed }: Targets): Promise<void> {
+  await tx.rows(sql`
+    INSERT INTO presences (id, mesh_id, member_id, instance_id, session_id, display_name)
+    VALUES (${holder}::uuid, ${meshId}::uuid, ${recipient}::uuid, ${INSTANCE}, 'holder', 'recipient')`);
+  const [other] = await tx.rows<{ id: string }>(sql`
+    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+    VALUES (${meshId}::uuid, ${recipient}::uuid, ${INSTANCE}, 'other', 'recipient') RETURNING id`);
+  await tx.rows(sql`
+    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+    SELECT ${meshId}::uuid, ${bystander}::uuid, ${INSTANCE}, 'crowd-' || g, 'bystander' FROM generate_series(1, ${BULK}) g`);
+  await deliveries(tx, recipient, BULK, "acked");
+  await deliveries(tx, recipient, BULK, "leased", { leasedTo: other!.id, leaseEnds: "-1 second" });
+  await deliveries(tx, bystander, BULK, "queued");
+  await deliveries(tx, bystander, BULK, "acked");
+  await deliveries(tx, recipient, 1, "leased", { id: toAck, leasedTo: holder });
+  await deliveries(tx, recipient, 1, "queued", { id: toClaim });
+  await deliveries(tx, recipient, 1, "leased", { id: lapsed, leasedTo: holder, leaseEnds: "-1 second" });
+  await deliveries(tx, recipient, 1, "leased", { id: unpushed, leasedTo: holder });
+}
+
+/** A send of the statement's own: one message, direct to `to`. */
+function send(from: string, to: string, replyTo: string | null = null): NewMessage {
+  return { id: crypto.randomUUID(), meshId, senderId: from, clientId: null, targetSpec: to.padEnd(64, "k"), priority: "next", nonce: "n", ciphertext: "c", replyTo, ttlSeconds: 60, replyWaitSeconds: null };
+}
+
+const local = { instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: true };
+
+interface Case {
+  pool: "main" | "relaxed";
+  run: (db: Executor, t: Targets) => Promise<unknown>;
+  /** The node that writes, which must have written one row. */
+  writes: string;
+}
+
+const cases: Array<[string, Case]> = [
+  ["a send", { pool: "main", run: (db) => enqueueSends(db, [send(sender, "recipient")], local), writes: "Insert on deliveries" }],
+  ["a reply", { pool: "main", run: (db, t) => enqueueSends(db, [send(recipient, "sender", t.toAck)], local), writes: "Insert on deliveries" }],
+  ["an ack", { pool: "relaxed", run: (db, t) => ackDeliveries(db, [{ memberId: recipient, messageId: t.toAck }]), writes: "Update on deliveries d" }],
+  ["a claim", { pool: "relaxed", run: (db, t) => claimForPresences(db, [{ memberId: recipient, presences: [{ id: t.holder, room: 10 }] }], 30), writes: "Update on deliveries d_1" }],
+  ["the requeue of a presence's lapsed leases", { pool: "relaxed", run: (db, t) => requeue(db, { expiredOf: [t.holder] }), writes: "Update on deliveries d" }],
+  ["the requeue of a push never written", { pool: "relaxed", run: (db, t) => requeue(db, { pushes: [{ messageId: t.unpushed, memberId: recipient, presenceId: t.holder }] }), writes: "Update on deliveries d" }],
+];
+
+const TABLES = sql`deliveries, messages, presences`;
+const statistics = () =>
+  scratch.db.rows<{ relname: string; pages: boolean; reltuples: number }>(
+    sql`SELECT relname, relpages > 0 AS pages, reltuples FROM pg_class WHERE relname IN ('deliveries', 'messages', 'presences') ORDER BY relname`,
+  );
+
+// Two ways the statistics say "empty": vacuumed to no pages (a plan made then
+// sees the pages the table has when planned; kept, it sees none), or emptied
+// and vacuumed with the pages kept (autovacuum truncates only when it gets
+// the table's lock at once): a density of no rows per page, which no number
+// of pages changes, so that even a plan made at each call expects one row.
+// (vacuum_truncate is set for each, so that autovacuum cannot change one
+// into the other meanwhile.)
+const vacuumTruncate = async (on: boolean) => {
+  for (const table of ["deliveries", "messages", "presences"]) {
+    await scratch.db.rows(sql`ALTER TABLE ${sql.identifier(table)} SET (vacuum_truncate = ${sql.raw(String(on))})`);
+  }
+};
+const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean }]> = [
+  [
+    "vacuumed to no pages and analyzed",
+    {
+      prepare: async () => {
+        await vacuumTruncate(true);
+        // The rolled-back fills of the tests before are vacuumed away.
+        await scratch.db.rows(sql`VACUUM ANALYZE ${TABLES}`);
+      },
+      pages: false,
+    },
+  ],
+  [
+    "emptied, vacuumed with its pages kept, and analyzed",
+    {
+      prepare: async () => {
+        await vacuumTruncate(false);
+        await fill(scratch.db, newTargets());
+        await scratch.db.rows(sql`DELETE FROM deliveries`);
+        await scratch.db.rows(sql`DELETE FROM messages`);
+        await scratch.db.rows(sql`DELETE FROM presences`);
+        await scratch.db.rows(sql`VACUUM ANALYZE ${TABLES}`);
+      },
+      pages: true,
+    },
+  ],
+];
+
+describe.skipIf(backendKind !== "postgres").each(emptied)("planned on tables %s, run full", (_, { prepare, pages }) => {
+  test.each(cases)("%s reads its own rows", async (_, { pool, run, writes }) => {
+    await prepare();
+    expect(await statistics()).toEqual(["deliveries", "messages", "presences"].map((relname) => ({ relname, pages, reltuples: 0 })));
+    const targets = newTargets();
+    const plan = await planOf(scratch.backend.databaseUrl!, (db) => run(db, targets), {
+      settings: settings[pool],
+      analyze: true,
+      thenFill: (tx) => fill(tx, targets),
+    });
+    expect(plan).toMatch(new RegExp(`${writes}  \\(cost=\\S+ rows=\\d+ width=\\d+\\) \\(actual time=\\S+ rows=1 loops=1\\)`));
+    // Its own rows, the index entries its probes pass, the recipient's two
+    // presences: a handful of each table, not the thousands around them.
+    const over = ["deliveries", "presences", "messages", "members"]
+      .map((table) => ({ table, read: rowsReadFrom(plan, table) }))
+      .filter((r) => r.read > FEW);
+    expect({ over, plan: over.length > 0 ? plan : "" }).toEqual({ over: [], plan: "" });
+  });
+});
