@@ -5,8 +5,8 @@
 // its statement and answers no rows; the statement is then prepared and
 // EXPLAINed on a connection of its own, in a transaction rolled back after.
 // A generic plan is made at the statement's first run and kept: run once on
-// the tables as they are, then filled, it shows what a plan made on a new
-// deployment's empty tables reads once they are large.
+// the tables as they are, then filled, it shows what a plan made while the
+// tables were empty reads once they are large.
 import { PLANNER_SETTINGS, type Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
