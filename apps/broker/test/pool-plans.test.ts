@@ -5,9 +5,10 @@
 // a minute or more into the traffic. Planned so, the send statement read
 // every presence, delivery and message for each send, and the claims, acks
 // and requeues the whole deliveries table (one push taken back: 90 million
-// index entries), even when they were planned at each call. Both pools now
-// plan sequential scans only where no index serves, and the statements name
-// the rows they update by id instead of joining them back to their table.
+// index entries), even when they were planned at each call; the expiry
+// sweep ran for minutes. Both pools now plan sequential scans only where no
+// index serves, and the statements name the rows they update by id instead
+// of joining them back to their table.
 // Each statement is planned with its pool's own settings, run once on the
 // empty tables, then run on 20,000 deliveries and 5,000 live presences: it
 // must read the rows it acts on and the index entries on the way to them.
@@ -16,8 +17,9 @@ import { backendKind } from "@switchboard/testkit";
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { ackDeliveries } from "../src/store/queue/ack.ts";
-import { claimForPresences } from "../src/store/queue/claim.ts";
+import { claimForHolder, claimForPresences } from "../src/store/queue/claim.ts";
 import { enqueueSends, type NewMessage } from "../src/store/queue/enqueue.ts";
+import { expireDeliveries } from "../src/store/queue/expire.ts";
 import { requeue } from "../src/store/queue/requeue.ts";
 import { planOf, poolSettings, rowsReadFrom } from "./support/plans.ts";
 import { useBackendDatabase } from "./support/scratch-db.ts";
@@ -64,18 +66,29 @@ beforeAll(async () => {
   await scratch.db.rows(sql`ANALYZE webhooks`);
 });
 
-/** `count` messages to `to`, their deliveries in `state` (leased ones to `leasedTo`, ending in `leaseEnds`); one of them with the id `id` when given. */
-function deliveries(tx: Executor, to: string, count: number, state: string, options: { id?: string; leasedTo?: string; leaseEnds?: string } = {}) {
+/**
+ * `count` messages to `to`, their deliveries in `state` (leased ones to
+ * `leasedTo`, ending in `leaseEnds`), both expiring in `expiresIn` (a day);
+ * one of them with the id `id` when given.
+ */
+function deliveries(
+  tx: Executor,
+  to: string,
+  count: number,
+  state: string,
+  options: { id?: string; leasedTo?: string; leaseEnds?: string; expiresIn?: string } = {},
+) {
+  const expires = sql`now() + ${options.expiresIn ?? "1 day"}::interval`;
   const leased = state === "leased";
   return tx.rows(sql`
     WITH m AS (
       INSERT INTO messages (id, mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
       SELECT CASE WHEN g = 1 AND ${options.id ?? null}::uuid IS NOT NULL THEN ${options.id ?? null}::uuid ELSE gen_random_uuid() END,
-             ${meshId}::uuid, ${sender}::uuid, 'k', 'next', 'n', 'c', now() + interval '1 day'
+             ${meshId}::uuid, ${sender}::uuid, 'k', 'next', 'n', 'c', ${expires}
       FROM generate_series(1, ${count}) g
       RETURNING id)
     INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at, lease_presence_id, lease_expires_at, attempt)
-    SELECT id, ${to}::uuid, 'next', now() + interval '1 day', ${state},
+    SELECT id, ${to}::uuid, 'next', ${expires}, ${state},
            CASE WHEN ${state} = 'acked' THEN now() END,
            CASE WHEN ${leased} THEN ${options.leasedTo ?? null}::uuid END,
            CASE WHEN ${leased} THEN now() + ${options.leaseEnds ?? "1 minute"}::interval END,
@@ -83,7 +96,7 @@ function deliveries(tx: Executor, to: string, count: number, state: string, opti
     FROM m`);
 }
 
-/** What a deployment holds after a while: acknowledged history, another presence's leases, another member's queue; and the rows acted on. */
+/** What a deployment holds after a while: acknowledged history, another presence's leases, another member's queue; and the rows acted on (one message of it expired). */
 async function fill(tx: Executor, { holder, toAck, toClaim, lapsed, unpushed }: Targets): Promise<void> {
   await tx.rows(sql`
     INSERT INTO presences (id, mesh_id, member_id, instance_id, session_id, display_name)
@@ -102,6 +115,7 @@ async function fill(tx: Executor, { holder, toAck, toClaim, lapsed, unpushed }: 
   await deliveries(tx, recipient, 1, "queued", { id: toClaim });
   await deliveries(tx, recipient, 1, "leased", { id: lapsed, leasedTo: holder, leaseEnds: "-1 second" });
   await deliveries(tx, recipient, 1, "leased", { id: unpushed, leasedTo: holder });
+  await deliveries(tx, bystander, 1, "queued", { expiresIn: "-1 second" });
 }
 
 /** A send of the statement's own: one message, direct to `to`. */
@@ -124,6 +138,8 @@ const cases: Array<[string, Case]> = [
   ["an ack", { pool: "relaxed", run: (db, t) => ackDeliveries(db, [{ memberId: recipient, messageId: t.toAck }]), writes: "Update on deliveries d" }],
   ["a claim", { pool: "relaxed", run: (db, t) => claimForPresences(db, [{ memberId: recipient, presences: [{ id: t.holder, room: 10 }] }], 30), writes: "Update on deliveries d_1" }],
   ["the requeue of a presence's lapsed leases", { pool: "relaxed", run: (db, t) => requeue(db, { expiredOf: [t.holder] }), writes: "Update on deliveries d" }],
+  ["a webhook's claim", { pool: "main", run: (db) => claimForHolder(db, recipient, crypto.randomUUID(), 10, 30), writes: "Update on deliveries d_1" }],
+  ["the expiry of messages that outlived their time", { pool: "main", run: (db) => expireDeliveries(db, 1000), writes: "Update on deliveries d" }],
   ["the requeue of a push never written", { pool: "relaxed", run: (db, t) => requeue(db, { pushes: [{ messageId: t.unpushed, memberId: recipient, presenceId: t.holder }] }), writes: "Update on deliveries d" }],
 ];
 
