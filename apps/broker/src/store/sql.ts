@@ -33,6 +33,18 @@ export function batchLimit(n: number): SQL {
   return sql.raw(String(2 ** Math.ceil(Math.log2(Math.max(1, n)))));
 }
 
+/**
+ * The uuid `column` of the row of the relation `rows` (with an id column)
+ * whose id is the expression `id`. For an update that names its rows by id in
+ * a list (`id = ANY (ARRAY(…))`) rather than joining them back to their table
+ * (which a plan made while the statistics said the table was empty walked
+ * whole: pool-plans.test.ts), and needs a value of the batch for each row:
+ * the relation becomes one JSON object, built once, read by key per row.
+ */
+export function uuidById(rows: string, column: string, id: string): SQL {
+  return sql.raw(`((SELECT jsonb_object_agg(${rows}.id::text, ${rows}.${column}) FROM ${rows}) ->> ${id}::text)::uuid`);
+}
+
 export { UUID } from "@switchboard/protocol";
 
 export const unique = <T>(values: Iterable<T>): T[] => [...new Set(values)];

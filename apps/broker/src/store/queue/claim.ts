@@ -4,7 +4,7 @@
 // id. lease_presence_id carries either; it has no foreign key.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { batchLimit, isoTime, jsonParam } from "../sql.ts";
+import { batchLimit, isoTime, jsonParam, uuidById } from "../sql.ts";
 import { queueReads, receivesOnSockets, WEBHOOK_STATUS } from "./eligibility.ts";
 import type { LeasedDelivery } from "./types.ts";
 
@@ -45,14 +45,12 @@ function leaseFor(target: SQL, leaseSeconds: number): SQL {
         ${read(reads.urgent)}
       ) d
     ),
-    -- Each picked delivery's holder, by its id: the update reaches the rows
-    -- by their ids in a list and looks their holder up here. Joined to
-    -- picked instead, a plan made while the statistics said the table was
-    -- empty read all of it for each claim (pool-plans.test.ts).
-    holders AS (SELECT jsonb_object_agg(id::text, holder_id) AS of_delivery FROM picked),
+    -- The picked rows by their ids, each with its holder looked up by id
+    -- (uuidById): joined to picked, a plan made while the statistics said
+    -- the table was empty read all of it for each claim.
     leased AS (
       UPDATE deliveries d
-      SET state = 'leased', lease_presence_id = ((SELECT of_delivery FROM holders) ->> d.id::text)::uuid,
+      SET state = 'leased', lease_presence_id = ${uuidById("picked", "holder_id", "d.id")},
           lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
           attempt = d.attempt + 1, delivered_at = coalesce(d.delivered_at, now())
       WHERE d.id = ANY (ARRAY(SELECT id FROM picked))

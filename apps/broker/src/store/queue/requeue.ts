@@ -2,7 +2,7 @@
 // One UPDATE; only which leases it selects differs.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { batchLimit, jsonParam, unique, uuidArray } from "../sql.ts";
+import { batchLimit, jsonParam, unique, uuidArray, uuidById } from "../sql.ts";
 
 export type RequeueScope =
   /** Every lease held by these presences, or by these other holders (a webhook attempt, a waiting request): they ended. */
@@ -37,7 +37,7 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
     // again on the row as it is then, in a form no index serves.
     return heldLeases(
       sql`
-        SELECT x.id, p.id AS "presenceId"
+        SELECT x.id, p.id AS presence_id
         FROM (SELECT jsonb_array_elements_text(${jsonParam(scope.expiredOf)})::uuid AS id LIMIT ${batchLimit(scope.expiredOf.length)}) p
         CROSS JOIN LATERAL (
           SELECT id, lease_expires_at FROM deliveries WHERE lease_presence_id = p.id AND state = 'leased' OFFSET 0) x
@@ -48,7 +48,7 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
   if ("pushes" in scope) {
     if (scope.pushes.length === 0) return null;
     return heldLeases(sql`
-      SELECT x.id, l."presenceId"
+      SELECT x.id, l."presenceId" AS presence_id
       FROM (SELECT * FROM jsonb_to_recordset(${jsonParam(scope.pushes)}) AS l("messageId" uuid, "memberId" uuid, "presenceId" uuid)
             LIMIT ${batchLimit(scope.pushes.length)}) l
       CROSS JOIN LATERAL (
@@ -65,19 +65,18 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
 }
 
 /**
- * Leases named by `named` (id, "presenceId"): each reached by its id in a
- * list and kept if that presence holds it still. Joined back to the table
- * instead, a plan made while the statistics said it was empty read all of it
- * for each lease (pool-plans.test.ts). The holder it has now is compared as
- * one expression (none unless leased), so no index on leases serves the
- * test: a plan free to use one intersected the list with every lease.
+ * Leases named by `named` (id, presence_id): each reached by its id in a list
+ * and kept if that presence holds it still (uuidById). The holder it has now
+ * is compared as one expression (none unless leased), so no index on leases
+ * serves the test: a plan free to use one intersected the list with every
+ * lease.
  */
 function heldLeases(named: SQL, andAlso: SQL = sql``): { with: SQL; where: SQL } {
   return {
     with: sql`WITH named AS (${named})`,
     where: sql`d.id = ANY (ARRAY(SELECT id FROM named))
       AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END
-          IS NOT DISTINCT FROM ((SELECT jsonb_object_agg(id::text, "presenceId") FROM named) ->> d.id::text)::uuid${andAlso}`,
+          IS NOT DISTINCT FROM ${uuidById("named", "presence_id", "d.id")}${andAlso}`,
   };
 }
 
