@@ -106,9 +106,15 @@ export const presences = pgTable(
     disconnectedAt: tstz("disconnected_at"),
   },
   (t) => [
-    index("presences_live_mesh_idx").on(t.meshId).where(sql`disconnected_at IS NULL`),
+    // "mesh_id IS NOT NULL" (true of every row) keeps an index for the
+    // statements that name its column: any test of the column implies it,
+    // while a plain "disconnected_at IS NULL" does not, so a probe of a
+    // member's live presences cannot be planned as a walk of every live
+    // presence through this index, which a plan made while the statistics
+    // say the table is empty costs the same as the probe.
+    index("presences_live_mesh_idx").on(t.meshId).where(sql`disconnected_at IS NULL AND mesh_id IS NOT NULL`),
     index("presences_live_member_idx").on(t.memberId).where(sql`disconnected_at IS NULL`),
-    index("presences_live_instance_idx").on(t.instanceId).where(sql`disconnected_at IS NULL`),
+    index("presences_live_instance_idx").on(t.instanceId).where(sql`disconnected_at IS NULL AND instance_id IS NOT NULL`),
     uniqueIndex("presences_live_session_key")
       .on(t.memberId, t.sessionId)
       .where(sql`disconnected_at IS NULL`),
@@ -197,9 +203,13 @@ export const deliveries = pgTable(
     index("deliveries_queued_now_idx")
       .on(t.recipientMemberId, t.id)
       .where(sql`state = 'queued' AND priority = 'now'`),
+    // For the statements that test lease_expires_at, as presences_live_mesh_idx
+    // is for those that test mesh_id: a probe of one presence's leases is not
+    // planned as a walk of every lease through it. Every leased delivery has
+    // a lease end.
     index("deliveries_leased_idx")
       .on(t.leaseExpiresAt)
-      .where(sql`state = 'leased'`),
+      .where(sql`state = 'leased' AND lease_expires_at IS NOT NULL`),
     index("deliveries_lease_presence_idx")
       .on(t.leasePresenceId)
       .where(sql`state = 'leased'`),

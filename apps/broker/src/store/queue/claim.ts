@@ -126,16 +126,27 @@ export async function claimForHolder(
   return db.rows<LeasedDelivery>(leaseFor(target, leaseSeconds));
 }
 
-/** Members with queued deliveries and a live presence on this instance that receives on sockets: the catch-up after missed wake-ups. */
+/**
+ * Members with queued deliveries and a live presence on this instance that
+ * receives on sockets: the catch-up after missed wake-ups. The instance's
+ * live presences are read by its index alone (OFFSET 0 keeps the rest of the
+ * statement out of that read), and each member's queue and webhook probed
+ * once, not once per presence: the queue's by a subquery run for its member
+ * (OFFSET 0 again), which a semi-join, planned while the statistics said the
+ * table was empty, replaced by a walk of every queued delivery.
+ */
 export async function membersWithQueuedWork(db: Executor, instanceId: string): Promise<string[]> {
   const rows = await db.rows<{ memberId: string }>(sql`
-    SELECT DISTINCT p.member_id AS "memberId"
-    FROM presences p
-    WHERE p.instance_id = ${instanceId} AND p.disconnected_at IS NULL
-      AND ${receivesOnSockets(sql`p.member_id`)}
+    SELECT m.member_id AS "memberId"
+    FROM (
+      SELECT DISTINCT p.member_id
+      FROM (SELECT member_id FROM presences WHERE instance_id = ${instanceId} AND disconnected_at IS NULL OFFSET 0) p
+    ) m
+    WHERE ${receivesOnSockets(sql`m.member_id`)}
       AND EXISTS (
         SELECT 1 FROM deliveries d
-        WHERE d.recipient_member_id = p.member_id AND d.state = 'queued' AND d.expires_at > now()
+        WHERE d.recipient_member_id = m.member_id AND d.state = 'queued' AND d.expires_at > now()
+        OFFSET 0
       )`);
   return rows.map((r) => r.memberId);
 }

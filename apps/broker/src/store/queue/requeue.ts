@@ -54,12 +54,15 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
       CROSS JOIN LATERAL (
         SELECT id FROM deliveries WHERE message_id = l."messageId" AND recipient_member_id = l."memberId" LIMIT 1) x`);
   }
+  // The longest lapsed first, in the order of the index of expiries: in the
+  // order of their ids, a plan made while the statistics said the table was
+  // empty walked the primary key, every delivery, to find them.
   return {
     with: sql``,
     where: sql`d.state = 'leased' AND d.lease_expires_at < now() AND d.id = ANY (ARRAY(
       SELECT id FROM deliveries
       WHERE state = 'leased' AND lease_expires_at < now()
-      ORDER BY id LIMIT ${scope.expiredLeases.limit}
+      ORDER BY lease_expires_at LIMIT ${scope.expiredLeases.limit}
       FOR UPDATE SKIP LOCKED))`,
   };
 }
