@@ -21,6 +21,8 @@ import { claimForHolder, claimForPresences, membersWithQueuedWork } from "../src
 import { enqueueSends, type NewMessage } from "../src/store/queue/enqueue.ts";
 import { expireDeliveries } from "../src/store/queue/expire.ts";
 import { requeue } from "../src/store/queue/requeue.ts";
+import { endedPresences, settledPresencesOfInstance } from "../src/store/presences.ts";
+import { findPresenceForSignal } from "../src/store/status.ts";
 import { planOf, poolSettings, rowsReadFrom } from "./support/plans.ts";
 import { useBackendDatabase } from "./support/scratch-db.ts";
 
@@ -158,6 +160,10 @@ const cases: Array<[string, Case]> = [
   ["the lease sweep", { pool: "main", run: (db) => requeue(db, { expiredLeases: { limit: 10_000 } }), reads: { table: "deliveries", atMost: 2 * (BULK + FEW) } }],
   // Every live presence of the instance, by design; not the next instance's.
   ["the catch-up of the instance's members with queued work", { pool: "main", run: (db) => membersWithQueuedWork(db, INSTANCE), reads: { table: "presences", atMost: BULK + FEW } }],
+  ["the catch-up's look for presences whose session another took over", { pool: "main", run: (db, t) => endedPresences(db, [t.holder]) }],
+  // Every live presence of the instance, by design; not the next instance's.
+  ["the catch-up's look for the instance's presences without a socket", { pool: "main", run: (db) => settledPresencesOfInstance(db, INSTANCE, 0), reads: { table: "presences", atMost: BULK + FEW } }],
+  ["a hook's look for the presence its signal is about", { pool: "main", run: (db) => findPresenceForSignal(db, recipient, { sessionId: "holder", pid: null, cwd: "/" }) }],
 ];
 
 const TABLES = sql`deliveries, messages, presences`;
