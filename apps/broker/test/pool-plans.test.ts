@@ -21,7 +21,8 @@ import { claimForHolder, claimForPresences, membersWithQueuedWork } from "../src
 import { enqueueSends, type NewMessage } from "../src/store/queue/enqueue.ts";
 import { expireDeliveries } from "../src/store/queue/expire.ts";
 import { requeue } from "../src/store/queue/requeue.ts";
-import { endedPresences, settledPresencesOfInstance } from "../src/store/presences.ts";
+import { resolveHellos, type HelloRequest } from "../src/store/hello.ts";
+import { endedPresences, endSessions, settledPresencesOfInstance } from "../src/store/presences.ts";
 import { findPresenceForSignal } from "../src/store/status.ts";
 import { planOf, poolSettings, rowsReadFrom } from "./support/plans.ts";
 import { useBackendDatabase } from "./support/scratch-db.ts";
@@ -134,6 +135,11 @@ function send(from: string, to: string, replyTo: string | null = null): NewMessa
   return { id: crypto.randomUUID(), meshId, senderId: from, clientId: null, targetSpec: to.padEnd(64, "k"), priority: "next", nonce: "n", ciphertext: "c", replyTo, ttlSeconds: 60, replyWaitSeconds: null };
 }
 
+/** A signed hello of the member named `name`, for its session `sessionId`. */
+function hello(name: string, sessionId: string): HelloRequest {
+  return { idx: 0, meshRef: meshId, pubkey: name.padEnd(64, "k"), sessionId, pid: null, cwd: null, timestamp: Date.now(), signature: crypto.randomUUID(), claimMesh: null };
+}
+
 const local = { instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: true };
 
 interface Case {
@@ -163,6 +169,8 @@ const cases: Array<[string, Case]> = [
   ["the catch-up's look for presences whose session another took over", { pool: "main", run: (db, t) => endedPresences(db, [t.holder]) }],
   // Every live presence of the instance, by design; not the next instance's.
   ["the catch-up's look for the instance's presences without a socket", { pool: "main", run: (db) => settledPresencesOfInstance(db, INSTANCE, 0), reads: { table: "presences", atMost: BULK + FEW } }],
+  ["a hello's check against the directory and its session's last status", { pool: "main", run: (db) => resolveHellos(db, [hello("recipient", "holder")], 60_000, 120_000) }],
+  ["a hello's end of the presence its session had", { pool: "main", run: (db) => endSessions(db, [{ memberId: recipient, sessionId: "holder" }]), writes: "Update on presences p" }],
   ["a hook's look for the presence its signal is about", { pool: "main", run: (db) => findPresenceForSignal(db, recipient, { sessionId: "holder", pid: null, cwd: "/" }) }],
 ];
 
@@ -234,11 +242,11 @@ describe.skipIf(backendKind !== "postgres").each(emptied)("planned on tables %s,
 });
 
 // The ties such plans break by the indexes' sizes alone: a probe of one
-// member's live presences, or of one presence's leases, against a walk of
-// every live presence or lease through an index of another column. Those
-// indexes serve only statements that test their column; here the indexes a
-// probe should take are dropped (in a transaction rolled back), and what is
-// left must not be one of them.
+// member's, instance's or mesh's live presences, or of one presence's
+// leases, against a walk of every live presence or lease through an index of
+// another column. Those indexes serve only statements that test their
+// column; here the indexes a probe should take are dropped (in a transaction
+// rolled back), and what is left must not be one of them.
 const probes: Array<[string, { dropped: string[]; probe: string; mustNotUse: string[] }]> = [
   [
     "a member's live presences",
@@ -246,6 +254,22 @@ const probes: Array<[string, { dropped: string[]; probe: string; mustNotUse: str
       dropped: ["presences_live_member_idx", "presences_live_session_key", "presences_session_idx"],
       probe: "SELECT id FROM presences WHERE member_id = gen_random_uuid() AND disconnected_at IS NULL",
       mustNotUse: ["presences_live_instance_idx", "presences_live_mesh_idx"],
+    },
+  ],
+  [
+    "the live presences of an instance",
+    {
+      dropped: ["presences_live_instance_idx"],
+      probe: "SELECT id FROM presences WHERE instance_id = 'next' AND disconnected_at IS NULL",
+      mustNotUse: ["presences_live_member_idx", "presences_live_session_key", "presences_live_mesh_idx"],
+    },
+  ],
+  [
+    "the live presences of a mesh",
+    {
+      dropped: ["presences_live_mesh_idx"],
+      probe: "SELECT id FROM presences WHERE mesh_id = gen_random_uuid() AND disconnected_at IS NULL",
+      mustNotUse: ["presences_live_member_idx", "presences_live_session_key", "presences_live_instance_idx"],
     },
   ],
   [

@@ -106,18 +106,19 @@ export const presences = pgTable(
     disconnectedAt: tstz("disconnected_at"),
   },
   (t) => [
-    // "mesh_id IS NOT NULL" (true of every row) keeps an index for the
-    // statements that name its column: any test of the column implies it,
-    // while a plain "disconnected_at IS NULL" does not, so a probe of a
-    // member's live presences cannot be planned as a walk of every live
-    // presence through this index, which a plan made while the statistics
-    // say the table is empty costs the same as the probe.
+    // Each index of live presences holds only rows whose leading column IS
+    // NOT NULL (true of every row): any test of that column implies it,
+    // while a plain "disconnected_at IS NULL" does not, so a statement that
+    // probes one column cannot be planned as a walk of every live presence
+    // through the index of another, which a plan made while the statistics
+    // say the table is empty costs the same as the probe. A walk of all live
+    // presences names member_id to take its index.
     index("presences_live_mesh_idx").on(t.meshId).where(sql`disconnected_at IS NULL AND mesh_id IS NOT NULL`),
-    index("presences_live_member_idx").on(t.memberId).where(sql`disconnected_at IS NULL`),
+    index("presences_live_member_idx").on(t.memberId).where(sql`disconnected_at IS NULL AND member_id IS NOT NULL`),
     index("presences_live_instance_idx").on(t.instanceId).where(sql`disconnected_at IS NULL AND instance_id IS NOT NULL`),
     uniqueIndex("presences_live_session_key")
       .on(t.memberId, t.sessionId)
-      .where(sql`disconnected_at IS NULL`),
+      .where(sql`disconnected_at IS NULL AND member_id IS NOT NULL`),
     index("presences_gone_idx").on(t.disconnectedAt).where(sql`disconnected_at IS NOT NULL`),
     // A session's latest presence, live or gone: a reconnect keeps its status.
     index("presences_session_idx").on(t.memberId, t.sessionId, t.connectedAt),
@@ -203,8 +204,8 @@ export const deliveries = pgTable(
     index("deliveries_queued_now_idx")
       .on(t.recipientMemberId, t.id)
       .where(sql`state = 'queued' AND priority = 'now'`),
-    // For the statements that test lease_expires_at, as presences_live_mesh_idx
-    // is for those that test mesh_id: a probe of one presence's leases is not
+    // For the statements that test lease_expires_at, as the indexes of live
+    // presences are for those that test their column: a probe of one presence's leases is not
     // planned as a walk of every lease through it. Every leased delivery has
     // a lease end.
     index("deliveries_leased_idx")

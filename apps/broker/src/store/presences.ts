@@ -38,13 +38,24 @@ export interface EndedSession extends PresenceRef {
   ageMs: number;
 }
 
-/** Ends the live presences of these members' sessions, if any; returns them. */
+/**
+ * Ends the live presences of these members' sessions, if any; returns them.
+ * Each session's is probed by (member, session) and updated by its id: joined
+ * to the sessions, a plan made while the statistics said the table was empty
+ * hashed every presence, live or gone.
+ */
 export async function endSessions(tx: Executor, sessions: Array<{ memberId: string; sessionId: string }>): Promise<EndedSession[]> {
   if (sessions.length === 0) return [];
   return tx.rows<EndedSession>(sql`
     UPDATE presences p SET disconnected_at = now()
-    FROM jsonb_to_recordset(${jsonParam(sessions)}) AS s("memberId" uuid, "sessionId" text)
-    WHERE p.member_id = s."memberId" AND p.session_id = s."sessionId" AND p.disconnected_at IS NULL
+    WHERE p.disconnected_at IS NULL AND p.id = ANY (ARRAY(
+      SELECT live.id
+      FROM (SELECT * FROM jsonb_to_recordset(${jsonParam(sessions)}) AS s("memberId" uuid, "sessionId" text)
+            LIMIT ${batchLimit(sessions.length)}) s
+      CROSS JOIN LATERAL (
+        SELECT id FROM presences
+        WHERE member_id = s."memberId" AND session_id = s."sessionId" AND disconnected_at IS NULL
+        OFFSET 0) live))
     RETURNING p.id, p.instance_id AS "instanceId", p.member_id AS "memberId", p.session_id AS "sessionId",
               p.status, p.status_source AS "statusSource",
               ${ageMs("p.status_updated_at")} AS "ageMs"`);
