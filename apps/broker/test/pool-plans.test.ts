@@ -8,10 +8,13 @@
 // index entries), even when they were planned at each call; the expiry
 // sweep ran for minutes. Both pools now plan sequential scans only where no
 // index serves, and the statements name the rows they update by id instead
-// of joining them back to their table.
+// of joining them back to their table; an index of live presences, leases
+// or deliveries serves only the statements that test its leading column.
 // Each statement is planned with its pool's own settings, run once on the
-// empty tables, then run on 20,000 deliveries and 5,000 live presences: it
-// must read the rows it acts on and the index entries on the way to them.
+// empty tables, then run on 20,000 deliveries and 5,000 live presences on
+// its instance (and 5,000 of another mesh on another): it must read the rows
+// it acts on and the index entries on the way to them, or, for a sweep that
+// reads its instance's or mesh's rows by design, no more than those.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { backendKind } from "@switchboard/testkit";
 import type { Executor } from "@switchboard/db";
@@ -22,7 +25,7 @@ import { enqueueSends, type NewMessage } from "../src/store/queue/enqueue.ts";
 import { expireDeliveries } from "../src/store/queue/expire.ts";
 import { requeue } from "../src/store/queue/requeue.ts";
 import { resolveHellos, type HelloRequest } from "../src/store/hello.ts";
-import { endedPresences, endSessions, settledPresencesOfInstance } from "../src/store/presences.ts";
+import { endedPresences, endSessions, insertPresencesWithinCap, settledPresencesOfInstance } from "../src/store/presences.ts";
 import { findPresenceForSignal } from "../src/store/status.ts";
 import { planOf, poolSettings, rowsReadFrom } from "./support/plans.ts";
 import { useBackendDatabase } from "./support/scratch-db.ts";
@@ -30,6 +33,8 @@ import { useBackendDatabase } from "./support/scratch-db.ts";
 const scratch = useBackendDatabase();
 let meshId = "";
 let [sender, recipient, bystander] = ["", "", ""];
+/** A member of another mesh, whose presences are on another instance. */
+let [otherMeshId, stranger] = ["", ""];
 const settings: Record<"main" | "relaxed", Record<string, string>> = { main: {}, relaxed: {} };
 const INSTANCE = "pool-plans";
 const ELSEWHERE = "pool-plans-next";
@@ -65,6 +70,11 @@ beforeAll(async () => {
     ids.push(member!.id);
   }
   [sender, recipient, bystander] = ids as [string, string, string];
+  const [otherMesh] = await scratch.db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('pool-plans-next', 'pool-plans-next') RETURNING id`);
+  otherMeshId = otherMesh!.id;
+  const [member] = await scratch.db.rows<{ id: string }>(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${otherMeshId}::uuid, ${"stranger".padEnd(64, "k")}, 'stranger') RETURNING id`);
+  stranger = member!.id;
   settings.main = await poolSettings(scratch.db);
   settings.relaxed = await poolSettings(scratch.db.relaxed);
   await scratch.db.rows(sql`ANALYZE webhooks`);
@@ -103,8 +113,8 @@ function deliveries(
 /**
  * What a deployment holds after a while: acknowledged history, another
  * presence's leases, another member's queue, a crowd of presences on this
- * instance and another on the next; and the rows acted on (one message of
- * it expired).
+ * instance and another, of another mesh, on the next; and the rows acted on
+ * (one message of it expired).
  */
 async function fill(tx: Executor, { holder, toAck, toClaim, lapsed, unpushed }: Targets): Promise<void> {
   await tx.rows(sql`
@@ -118,7 +128,7 @@ async function fill(tx: Executor, { holder, toAck, toClaim, lapsed, unpushed }: 
     SELECT ${meshId}::uuid, ${bystander}::uuid, ${INSTANCE}, 'crowd-' || g, 'bystander' FROM generate_series(1, ${BULK}) g`);
   await tx.rows(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
-    SELECT ${meshId}::uuid, ${bystander}::uuid, ${ELSEWHERE}, 'far-' || g, 'bystander' FROM generate_series(1, ${BULK}) g`);
+    SELECT ${otherMeshId}::uuid, ${stranger}::uuid, ${ELSEWHERE}, 'far-' || g, 'stranger' FROM generate_series(1, ${BULK}) g`);
   await deliveries(tx, recipient, BULK, "acked");
   await deliveries(tx, recipient, BULK, "leased", { leasedTo: other!.id, leaseEnds: "-1 second" });
   await deliveries(tx, bystander, BULK, "queued");
@@ -138,6 +148,14 @@ function send(from: string, to: string, replyTo: string | null = null): NewMessa
 /** A signed hello of the member named `name`, for its session `sessionId`. */
 function hello(name: string, sessionId: string): HelloRequest {
   return { idx: 0, meshRef: meshId, pubkey: name.padEnd(64, "k"), sessionId, pid: null, cwd: null, timestamp: Date.now(), signature: crypto.randomUUID(), claimMesh: null };
+}
+
+/** A presence of the recipient's that a hello admits on this instance. */
+function newPresence() {
+  return {
+    id: crypto.randomUUID(), meshId, memberId: recipient, instanceId: INSTANCE, sessionId: "new", pid: null, cwd: null,
+    displayName: "recipient", status: "idle" as const, statusSource: "manual" as const, statusAgeMs: null, replaced: null,
+  };
 }
 
 const local = { instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: true };
@@ -170,6 +188,8 @@ const cases: Array<[string, Case]> = [
   // Every live presence of the instance, by design; not the next instance's.
   ["the catch-up's look for the instance's presences without a socket", { pool: "main", run: (db) => settledPresencesOfInstance(db, INSTANCE, 0), reads: { table: "presences", atMost: BULK + FEW } }],
   ["a hello's check against the directory and its session's last status", { pool: "main", run: (db) => resolveHellos(db, [hello("recipient", "holder")], 60_000, 120_000) }],
+  // Every live presence of the hello's mesh, by design (its cap); not the other mesh's.
+  ["a hello's count of its mesh's live presences, and its insert", { pool: "main", run: (db) => insertPresencesWithinCap(db, [newPresence()], 100_000), writes: "Insert on presences", reads: { table: "presences", atMost: BULK + FEW } }],
   ["a hello's end of the presence its session had", { pool: "main", run: (db) => endSessions(db, [{ memberId: recipient, sessionId: "holder" }]), writes: "Update on presences p" }],
   ["a hook's look for the presence its signal is about", { pool: "main", run: (db) => findPresenceForSignal(db, recipient, { sessionId: "holder", pid: null, cwd: "/" }) }],
 ];
@@ -242,24 +262,26 @@ describe.skipIf(backendKind !== "postgres").each(emptied)("planned on tables %s,
 });
 
 // The ties such plans break by the indexes' sizes alone: a probe of one
-// member's, instance's or mesh's live presences, or of one presence's
-// leases, against a walk of every live presence or lease through an index of
-// another column. Those indexes serve only statements that test their
-// column; here the indexes a probe should take are dropped (in a transaction
-// rolled back), and what is left must not be one of them.
+// member's, instance's or mesh's live presences, of a member's queue or of
+// one presence's leases, against a walk of every live presence, delivery or
+// lease through an index of another column. Those indexes serve only
+// statements that test their leading column; here the indexes a probe
+// should take (and the primary key, where a walk of it would win) are
+// dropped, in a transaction rolled back, and what is left must not be one of
+// them.
 const probes: Array<[string, { dropped: string[]; probe: string; mustNotUse: string[] }]> = [
   [
     "a member's live presences",
     {
-      dropped: ["presences_live_member_idx", "presences_live_session_key", "presences_session_idx"],
-      probe: "SELECT id FROM presences WHERE member_id = gen_random_uuid() AND disconnected_at IS NULL",
+      dropped: ["DROP INDEX presences_live_member_idx", "DROP INDEX presences_live_session_key", "DROP INDEX presences_session_idx"],
+      probe: "SELECT id FROM presences WHERE member_id = '00000000-0000-4000-8000-000000000000' AND disconnected_at IS NULL",
       mustNotUse: ["presences_live_instance_idx", "presences_live_mesh_idx"],
     },
   ],
   [
     "the live presences of an instance",
     {
-      dropped: ["presences_live_instance_idx"],
+      dropped: ["DROP INDEX presences_live_instance_idx"],
       probe: "SELECT id FROM presences WHERE instance_id = 'next' AND disconnected_at IS NULL",
       mustNotUse: ["presences_live_member_idx", "presences_live_session_key", "presences_live_mesh_idx"],
     },
@@ -267,27 +289,35 @@ const probes: Array<[string, { dropped: string[]; probe: string; mustNotUse: str
   [
     "the live presences of a mesh",
     {
-      dropped: ["presences_live_mesh_idx"],
-      probe: "SELECT id FROM presences WHERE mesh_id = gen_random_uuid() AND disconnected_at IS NULL",
+      dropped: ["DROP INDEX presences_live_mesh_idx"],
+      probe: "SELECT id FROM presences WHERE mesh_id = '00000000-0000-4000-8000-000000000000' AND disconnected_at IS NULL",
       mustNotUse: ["presences_live_member_idx", "presences_live_session_key", "presences_live_instance_idx"],
+    },
+  ],
+  [
+    "a member's queued deliveries",
+    {
+      dropped: ["DROP INDEX deliveries_queued_idx", "DROP INDEX deliveries_queued_now_idx", "ALTER TABLE deliveries DROP CONSTRAINT deliveries_pkey"],
+      probe: "SELECT id FROM deliveries WHERE recipient_member_id = '00000000-0000-4000-8000-000000000000' AND state = 'queued'",
+      mustNotUse: ["deliveries_message_recipient_key"],
     },
   ],
   [
     "a presence's leases",
     {
-      dropped: ["deliveries_lease_presence_idx"],
-      probe: "SELECT id FROM deliveries WHERE lease_presence_id = gen_random_uuid() AND state = 'leased'",
+      dropped: ["DROP INDEX deliveries_lease_presence_idx"],
+      probe: "SELECT id FROM deliveries WHERE lease_presence_id = '00000000-0000-4000-8000-000000000000' AND state = 'leased'",
       mustNotUse: ["deliveries_leased_idx"],
     },
   ],
 ];
 
-describe.skipIf(backendKind !== "postgres")("an index of live presences or of leases by another column", () => {
+describe.skipIf(backendKind !== "postgres")("an index of live presences, deliveries or leases by another column", () => {
   test.each(probes)("is not walked for %s", async (_, { dropped, probe, mustNotUse }) => {
     const plan = await scratch.db
       .transaction(async (tx) => {
         await tx.rows(sql`SELECT set_config('enable_seqscan', 'off', true)`);
-        for (const index of dropped) await tx.rows(sql`DROP INDEX ${sql.identifier(index)}`);
+        for (const statement of dropped) await tx.rows(sql.raw(statement));
         const rows = await tx.rows<{ "QUERY PLAN": string }>(sql`EXPLAIN ${sql.raw(probe)}`);
         throw Object.assign(new Error("rolled back"), { plan: rows.map((r) => r["QUERY PLAN"]).join("\n") });
       })

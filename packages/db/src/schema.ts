@@ -195,7 +195,13 @@ export const deliveries = pgTable(
     ackedAt: tstz("acked_at"),
   },
   (t) => [
-    uniqueIndex("deliveries_message_recipient_key").on(t.messageId, t.recipientMemberId),
+    // "message_id IS NOT NULL" (true of every row) keeps this key for the
+    // statements that name a message, as the indexes of live presences are
+    // kept for theirs: a probe of one member's queue could otherwise be
+    // planned as a walk of the whole key testing its second column.
+    uniqueIndex("deliveries_message_recipient_key")
+      .on(t.messageId, t.recipientMemberId)
+      .where(sql`message_id IS NOT NULL`),
     index("deliveries_queued_idx")
       .on(t.recipientMemberId, t.id)
       .where(sql`state = 'queued'`),
@@ -205,9 +211,9 @@ export const deliveries = pgTable(
       .on(t.recipientMemberId, t.id)
       .where(sql`state = 'queued' AND priority = 'now'`),
     // For the statements that test lease_expires_at, as the indexes of live
-    // presences are for those that test their column: a probe of one presence's leases is not
-    // planned as a walk of every lease through it. Every leased delivery has
-    // a lease end.
+    // presences are for those that test their column: a probe of one
+    // presence's leases is not planned as a walk of every lease through it.
+    // Every leased delivery has a lease end.
     index("deliveries_leased_idx")
       .on(t.leaseExpiresAt)
       .where(sql`state = 'leased' AND lease_expires_at IS NOT NULL`),

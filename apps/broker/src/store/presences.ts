@@ -79,10 +79,13 @@ export async function insertPresencesWithinCap(
         AS q(ord int, id uuid, "meshId" uuid, "memberId" uuid, "instanceId" text, "sessionId" text, pid int, cwd text,
              "displayName" text, status text, "statusSource" text, "statusAgeMs" float8, replaced uuid)
     ),
+    -- Each mesh's live presences counted by a subquery run for that mesh: as
+    -- a join of the meshes to presences, a plan made while the statistics
+    -- said the table was empty walked every live presence of every mesh.
     live AS (
-      SELECT p.mesh_id, count(*) AS n FROM presences p
-      WHERE p.mesh_id IN (SELECT "meshId" FROM q) AND p.disconnected_at IS NULL
-      GROUP BY p.mesh_id
+      SELECT m."meshId" AS mesh_id,
+             (SELECT count(*) FROM presences p WHERE p.mesh_id = m."meshId" AND p.disconnected_at IS NULL) AS n
+      FROM (SELECT DISTINCT "meshId" FROM q) m
     ),
     inserted AS (
       INSERT INTO presences (id, mesh_id, member_id, instance_id, session_id, pid, cwd, display_name,

@@ -74,18 +74,20 @@ export async function planOf(databaseUrl: string, run: (recorder: Executor) => P
 /**
  * Rows the scans of `relation` ("deliveries", or "deliveries q" for those
  * aliased q, q_1, …) read in an analyzed plan: those they returned
- * (rows × loops) and those their filters let go; and, for a relation named
- * without an alias, the index entries its bitmap index scans matched (an
- * index is named after its table).
+ * (rows × loops) and those their filters let go. For a relation named
+ * without an alias, a bitmap scan counts the index entries its bitmap index
+ * scans matched (an index is named after its table), each a row it fetched,
+ * and not those rows again.
  */
 export function rowsReadFrom(plan: string, relation: string): number {
   const scan = new RegExp(`Scan(?: using \\S+)? on ${relation}(?:_\\d+)?\\b.*actual time=\\S+ rows=(\\d+) loops=(\\d+)`);
   const bitmap = relation.includes(" ") ? null : new RegExp(`Bitmap Index Scan on ${relation}_\\w+ .*actual time=\\S+ rows=(\\d+) loops=(\\d+)`);
+  const bitmapHeap = relation.includes(" ") ? null : new RegExp(`Bitmap Heap Scan on ${relation}(?:_\\d+)?\\b`);
   let onTable = false;
   let read = 0;
   for (const line of plan.split("\n")) {
     if (/Scan/.test(line)) {
-      const hit = scan.exec(line) ?? bitmap?.exec(line) ?? null;
+      const hit = bitmapHeap?.test(line) ? null : (scan.exec(line) ?? bitmap?.exec(line) ?? null);
       onTable = hit !== null;
       if (hit) read += Number(hit[1]) * Number(hit[2]);
     }

@@ -1,0 +1,2 @@
+DROP INDEX "deliveries_message_recipient_key";--> statement-breakpoint
+CREATE UNIQUE INDEX "deliveries_message_recipient_key" ON "deliveries" USING btree ("message_id","recipient_member_id") WHERE message_id IS NOT NULL;
