@@ -56,10 +56,12 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
   }
   // The longest lapsed first, in the order of the index of expiries: in the
   // order of their ids, a plan made while the statistics said the table was
-  // empty walked the primary key, every delivery, to find them.
+  // empty walked the primary key, every delivery, to find them. The update
+  // tests the lapse again as one expression, so no index of leases serves
+  // that test: with it, such a plan intersected the ids with every lease.
   return {
     with: sql``,
-    where: sql`d.state = 'leased' AND d.lease_expires_at < now() AND d.id = ANY (ARRAY(
+    where: sql`(CASE WHEN d.state = 'leased' THEN d.lease_expires_at < now() END) IS TRUE AND d.id = ANY (ARRAY(
       SELECT id FROM deliveries
       WHERE state = 'leased' AND lease_expires_at < now()
       ORDER BY lease_expires_at LIMIT ${scope.expiredLeases.limit}
