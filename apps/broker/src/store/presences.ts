@@ -6,7 +6,7 @@ import type { Priority, Status, StatusSource } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
 import { receivable, receivesOnSockets } from "./queue/eligibility.ts";
 import { requeue } from "./queue/requeue.ts";
-import { ageMs, batchLimit, isoTime, jsonParam, unique, uuidArray } from "./sql.ts";
+import { ageMs, batchLimit, isoTime, jsonParam, unique, uuidArray, uuidRows } from "./sql.ts";
 
 export interface NewPresence {
   id: string;
@@ -184,7 +184,7 @@ export interface EndedPresence {
  * session another presence took over: their close may have travelled by a
  * wake-up that was missed. A presence ended without a successor (its instance
  * was reaped) is not listed; the instance's lease check handles that. Each
- * presence is probed by its id alone (OFFSET 0): as `id = ANY (…)`, a plan
+ * presence is probed by its id alone (uuidRows): as `id = ANY (…)`, a plan
  * made while the statistics said the table was empty walked every presence,
  * live or gone, through the index of sessions.
  */
@@ -192,7 +192,7 @@ export async function endedPresences(db: Executor, presenceIds: string[]): Promi
   if (presenceIds.length === 0) return [];
   return db.rows<EndedPresence>(sql`
     SELECT p.id AS "presenceId", CASE WHEN m.revoked_at IS NOT NULL THEN 'revoked' ELSE 'replaced' END AS reason
-    FROM (SELECT jsonb_array_elements_text(${jsonParam(presenceIds)})::uuid AS id LIMIT ${batchLimit(presenceIds.length)}) x
+    FROM ${uuidRows(presenceIds)} x
     CROSS JOIN LATERAL (SELECT id, member_id, session_id FROM presences WHERE id = x.id OFFSET 0) p
     JOIN members m ON m.id = p.member_id
     WHERE m.revoked_at IS NOT NULL OR EXISTS (

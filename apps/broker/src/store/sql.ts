@@ -11,6 +11,16 @@ export function uuidArray(ids: readonly string[]): SQL {
   return sql`ARRAY(SELECT jsonb_array_elements_text(${jsonParam(ids)})::uuid)`;
 }
 
+/**
+ * The same ids as a relation (id), said by a literal LIMIT to hold few rows,
+ * to drive a lateral probe of each by its key (`… CROSS JOIN LATERAL (… WHERE
+ * id = x.id OFFSET 0)`): as `id = ANY (…)`, a plan made while the statistics
+ * said the table was empty could walk another index whole instead.
+ */
+export function uuidRows(ids: readonly string[]): SQL {
+  return sql`(SELECT jsonb_array_elements_text(${jsonParam(ids)})::uuid AS id LIMIT ${batchLimit(ids.length)})`;
+}
+
 /** ISO-8601 UTC text of a timestamptz column, the same on both drivers. */
 export function isoTime(column: string): SQL {
   return sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);

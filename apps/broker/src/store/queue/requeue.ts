@@ -2,7 +2,7 @@
 // One UPDATE; only which leases it selects differs.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { batchLimit, jsonParam, unique, uuidArray, uuidById } from "../sql.ts";
+import { batchLimit, jsonParam, unique, uuidArray, uuidById, uuidRows } from "../sql.ts";
 
 export type RequeueScope =
   /** Every lease held by these presences, or by these other holders (a webhook attempt, a waiting request): they ended. */
@@ -38,7 +38,7 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
     return heldLeases(
       sql`
         SELECT x.id, p.id AS presence_id
-        FROM (SELECT jsonb_array_elements_text(${jsonParam(scope.expiredOf)})::uuid AS id LIMIT ${batchLimit(scope.expiredOf.length)}) p
+        FROM ${uuidRows(scope.expiredOf)} p
         CROSS JOIN LATERAL (
           SELECT id, lease_expires_at FROM deliveries WHERE lease_presence_id = p.id AND state = 'leased' OFFSET 0) x
         WHERE x.lease_expires_at < now()`,
