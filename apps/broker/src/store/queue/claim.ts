@@ -131,9 +131,11 @@ export async function claimForHolder(
  * receives on sockets: the catch-up after missed wake-ups. The instance's
  * live presences are read by its index alone (OFFSET 0 keeps the rest of the
  * statement out of that read), and each member's queue and webhook probed
- * once, not once per presence: the queue's by a subquery run for its member
- * (OFFSET 0 again), which a semi-join, planned while the statistics said the
- * table was empty, replaced by a walk of every queued delivery.
+ * once, not once per presence: the queue's by a scalar subquery run for its
+ * member that takes its oldest queued delivery (as EXISTS, a semi-join
+ * planned while the statistics said the table was empty walked every queued
+ * delivery, and a bitmap scan, which cannot stop at the first, read all of
+ * the member's).
  */
 export async function membersWithQueuedWork(db: Executor, instanceId: string): Promise<string[]> {
   const rows = await db.rows<{ memberId: string }>(sql`
@@ -143,11 +145,11 @@ export async function membersWithQueuedWork(db: Executor, instanceId: string): P
       FROM (SELECT member_id FROM presences WHERE instance_id = ${instanceId} AND disconnected_at IS NULL OFFSET 0) p
     ) m
     WHERE ${receivesOnSockets(sql`m.member_id`)}
-      AND EXISTS (
-        SELECT 1 FROM deliveries d
+      AND (
+        SELECT d.id FROM deliveries d
         WHERE d.recipient_member_id = m.member_id AND d.state = 'queued' AND d.expires_at > now()
-        OFFSET 0
-      )`);
+        ORDER BY d.id LIMIT 1
+      ) IS NOT NULL`);
   return rows.map((r) => r.memberId);
 }
 
