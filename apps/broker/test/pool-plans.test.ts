@@ -19,9 +19,10 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { backendKind } from "@switchboard/testkit";
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
-import { ackDeliveries } from "../src/store/queue/ack.ts";
+import { ackDeliveries, ackHeldBy } from "../src/store/queue/ack.ts";
 import { claimForHolder, claimForPresences, membersWithQueuedWork } from "../src/store/queue/claim.ts";
 import { enqueueSends, type NewMessage } from "../src/store/queue/enqueue.ts";
+import { dropUndelivered } from "../src/store/queue/drop.ts";
 import { expireDeliveries } from "../src/store/queue/expire.ts";
 import { requeue } from "../src/store/queue/requeue.ts";
 import { resolveHellos, type HelloRequest } from "../src/store/hello.ts";
@@ -180,6 +181,11 @@ const cases: Array<[string, Case]> = [
   ["a webhook's claim", { pool: "main", run: (db) => claimForHolder(db, recipient, crypto.randomUUID(), 10, 30), writes: "Update on deliveries d_1" }],
   ["the expiry of messages that outlived their time", { pool: "main", run: (db) => expireDeliveries(db, 1000), writes: "Update on deliveries d" }],
   ["the requeue of a push never written", { pool: "relaxed", run: (db, t) => requeue(db, { pushes: [{ messageId: t.unpushed, memberId: recipient, presenceId: t.holder }] }), writes: "Update on deliveries d" }],
+  // The holder's three leases, each read to be found, locked in order and changed.
+  ["the requeue of a presence's leases (its close)", { pool: "main", run: (db, t) => requeue(db, { presences: [t.holder] }), reads: { table: "deliveries", atMost: 3 * 3 } }],
+  ["a webhook attempt's ack of the leases it held", { pool: "main", run: (db, t) => ackHeldBy(db, t.holder), reads: { table: "deliveries", atMost: 3 * 3 } }],
+  // Every delivery the member is owed (its other presence's leases, mostly), found, locked and deleted, by design; not the others'.
+  ["a revocation's drop of what its member is owed", { pool: "main", run: (db) => dropUndelivered(db, recipient), reads: { table: "deliveries", atMost: 3 * (BULK + FEW) } }],
   // Every lapsed lease (the other presence's), and each again to update it, by design; not every delivery.
   ["the lease sweep", { pool: "main", run: (db) => requeue(db, { expiredLeases: { limit: 10_000 } }), reads: { table: "deliveries", atMost: 2 * (BULK + FEW) } }],
   // Every live presence of the instance, by design; not the next instance's.

@@ -2,6 +2,7 @@
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { jsonParam } from "../sql.ts";
+import { inLockOrder, lockedInOrder } from "./lock-order.ts";
 
 export interface Ack {
   memberId: string;
@@ -11,12 +12,12 @@ export interface Ack {
 /** Returns how many deliveries changed; acks of unknown or already acked deliveries change nothing. */
 export async function ackDeliveries(db: Executor, acks: Ack[]): Promise<number> {
   if (acks.length === 0) return 0;
-  // Locked in one order (message id) so concurrent ack batches cannot deadlock;
-  // each lookup is an index probe on (message_id, recipient_member_id). The
-  // rows found are then updated by their ids: joined back to the table
-  // instead, a plan made while the statistics said it was empty read all of
-  // it for each ack (pool-plans.test.ts).
-  const ordered = [...acks].sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
+  // Locked in the one order (lock-order.ts), each by an index probe on
+  // (message_id, recipient_member_id), so an ack cannot deadlock with
+  // another ack, a requeue or a drop. The rows found are then updated by
+  // their ids: joined back to the table instead, a plan made while the
+  // statistics said it was empty read all of it for each ack (pool-plans.test.ts).
+  const ordered = inLockOrder(acks);
   const rows = await db.rows<{ id: string }>(sql`
     UPDATE deliveries d
     SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
@@ -38,9 +39,11 @@ export async function ackDeliveries(db: Executor, acks: Ack[]): Promise<number> 
 
 /** Every delivery leased to this holder (a webhook attempt whose request succeeded) → acked; returns how many. */
 export async function ackHeldBy(db: Executor, holderId: string): Promise<number> {
+  // The holder is tested again on each locked row, as one expression no index serves.
   const rows = await db.rows<{ id: string }>(sql`
-    UPDATE deliveries SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
-    WHERE state = 'leased' AND lease_presence_id = ${holderId}::uuid
-    RETURNING id`);
+    UPDATE deliveries d SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
+    WHERE d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM deliveries WHERE state = 'leased' AND lease_presence_id = ${holderId}::uuid)`)})
+      AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END = ${holderId}::uuid
+    RETURNING d.id`);
   return rows.length;
 }

@@ -2,6 +2,7 @@
 // never be able to receive them.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
+import { lockedInOrder } from "./lock-order.ts";
 
 /**
  * Deletes the queued and leased deliveries of the recipients `recipient` (a
@@ -16,9 +17,11 @@ async function dropOwedTo(db: Executor, recipient: SQL): Promise<number> {
       UNION ALL
       SELECT d.id FROM deliveries d WHERE ${recipient} AND d.state = 'leased'
     ),
-    -- The state again: a row acknowledged meanwhile is read anew here, and stays.
+    -- Locked in the one order (lock-order.ts), then the state again: a row
+    -- acknowledged meanwhile is read anew here, and stays.
     dropped AS (
-      DELETE FROM deliveries d USING owed WHERE d.id = owed.id AND d.state IN ('queued', 'leased')
+      DELETE FROM deliveries d
+      WHERE d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM owed)`)}) AND d.state IN ('queued', 'leased')
       RETURNING 1
     )
     SELECT count(*)::int AS n FROM dropped`);

@@ -3,6 +3,7 @@
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { batchLimit, jsonParam, unique, uuidArray, uuidById, uuidRows } from "../sql.ts";
+import { lockedInOrder } from "./lock-order.ts";
 
 export type RequeueScope =
   /** Every lease held by these presences, or by these other holders (a webhook attempt, a waiting request): they ended. */
@@ -21,11 +22,18 @@ export type RequeueScope =
 // The holder is matched on the row as it is when updated (Postgres checks the
 // condition again on a row another statement changed meanwhile): a lease that
 // ended and went to another holder while this statement waited for its row is
-// that holder's now, not this scope's.
+// that holder's now, not this scope's. A scope that may wait for rows locks
+// them first, in the one order (lock-order.ts); the lapsed leases of every
+// holder are taken skipping the rows others hold, and never wait.
 function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
   if ("presences" in scope) {
     if (scope.presences.length === 0) return null;
-    return { with: sql``, where: sql`d.state = 'leased' AND d.lease_presence_id = ANY (${uuidArray(scope.presences)})` };
+    const holders = uuidArray(scope.presences);
+    return {
+      with: sql``,
+      where: sql`d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM deliveries WHERE state = 'leased' AND lease_presence_id = ANY (${holders}))`)})
+        AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END = ANY (${holders})`,
+    };
   }
   if ("expiredOf" in scope) {
     if (scope.expiredOf.length === 0) return null;
@@ -70,8 +78,8 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
 }
 
 /**
- * Leases named by `named` (id, presence_id): each reached by its id in a list
- * and kept if that presence holds it still (uuidById). The holder it has now
+ * Leases named by `named` (id, presence_id): each reached by its id in a list,
+ * locked, and kept if that presence holds it still (uuidById). The holder it has now
  * is compared as one expression (none unless leased), so no index on leases
  * serves the test: a plan free to use one intersected the list with every
  * lease.
@@ -79,7 +87,7 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
 function heldLeases(named: SQL, andAlso: SQL = sql``): { with: SQL; where: SQL } {
   return {
     with: sql`WITH named AS (${named})`,
-    where: sql`d.id = ANY (ARRAY(SELECT id FROM named))
+    where: sql`d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM named)`)})
       AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END
           IS NOT DISTINCT FROM ${uuidById("named", "presence_id", "d.id")}${andAlso}`,
   };

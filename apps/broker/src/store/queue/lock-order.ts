@@ -1,0 +1,35 @@
+// One order in which every statement that waits for deliveries' row locks
+// takes them: (message id, recipient), the key an ack finds its rows by. Two
+// statements that lock the same rows in different orders can each hold a row
+// the other waits for, and Postgres then aborts one of them a second later
+// (deadlock_timeout): an ack against a requeue of the same leases, or against
+// a revocation's drop. Statements that skip locked rows (claims, sweeps,
+// prunes) never wait, and may take them in any order.
+import { sql, type SQL } from "drizzle-orm";
+
+/**
+ * The deliveries whose ids the array `ids` holds, locked in the one order, as
+ * an array of their ids: for `WHERE d.id = ANY (…)` of the statement that
+ * changes them, which then tests on each locked row whether it is still one
+ * to change. The sort is made before the locks (Postgres locks a SELECT's
+ * rows after its ORDER BY).
+ */
+export function lockedInOrder(ids: SQL): SQL {
+  return sql`ARRAY(
+    SELECT l.id FROM deliveries l WHERE l.id = ANY (${ids})
+    ORDER BY l.message_id, l.recipient_member_id
+    FOR UPDATE)`;
+}
+
+/**
+ * The same order for deliveries named by (message id, member id) in the
+ * broker, as Postgres orders uuids (their bytes; a uuid's text, lowercased,
+ * compares alike).
+ */
+export function inLockOrder<T extends { messageId: string; memberId: string }>(named: readonly T[]): T[] {
+  const key = (d: T) => `${d.messageId.toLowerCase()} ${d.memberId.toLowerCase()}`;
+  return named
+    .map((d) => ({ d, k: key(d) }))
+    .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
+    .map(({ d }) => d);
+}
