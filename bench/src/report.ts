@@ -60,8 +60,8 @@ export function floorRatios(run: SwitchboardRun, floor: FloorReport | undefined)
   return out;
 }
 
-/** Switchboard ÷ JetStream on the same workload. */
-export function jetStreamRatios(ours: LoadResult, theirs: LoadResult): Ratio[] {
+/** One run's figures over another's on the same workload: Switchboard ÷ JetStream, or many instances ÷ one. */
+export function loadRatios(ours: LoadResult, theirs: LoadResult): Ratio[] {
   const out = [
     ratio("send→push", "send→push p50", ours.sendToPush.p50, theirs.sendToPush.p50),
     ratio("send→push", "send→push p99", ours.sendToPush.p99, theirs.sendToPush.p99),

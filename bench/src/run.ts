@@ -18,7 +18,7 @@ import {
   costCell,
   floorRatios,
   floorTable,
-  jetStreamRatios,
+  loadRatios,
   jetStreamSettingsLines,
   profileTable,
   type Ratio,
@@ -35,6 +35,12 @@ export interface ScenarioReport {
   floor?: FloorReport;
   switchboard: SwitchboardRun;
   ratios: Ratio[];
+  /**
+   * For a scenario over several instances: the same load against one
+   * instance on the same Postgres, run just before, and the several's
+   * figures over the one's.
+   */
+  oneInstance?: { run: SwitchboardRun; ratios: Ratio[] };
 }
 
 export interface FloorOnlyReport {
@@ -92,8 +98,18 @@ export async function runScenarioReport(name: string, size: Size, options: { flo
   const work = async (serverUrl: string | null, context: RunContext): Promise<ScenarioReport> => {
     const meshes = await identities(scenario);
     const floor = options.floor === false ? undefined : await runFloor({ serverUrl, meshes, workload: scenario.workload, size });
+    const one = scenario.instances > 1 ? await runSwitchboard({ scenario, serverUrl, meshes, instances: 1, size }) : undefined;
     const switchboard = await runSwitchboard({ scenario, serverUrl, meshes, instances: scenario.instances, size });
-    return { kind: "scenario", context, scenario: name, description: scenario.description, floor, switchboard, ratios: floorRatios(switchboard, floor) };
+    return {
+      kind: "scenario",
+      context,
+      scenario: name,
+      description: scenario.description,
+      floor,
+      switchboard,
+      ratios: floorRatios(switchboard, floor),
+      ...(one ? { oneInstance: { run: one, ratios: loadRatios(switchboard.load, one.load) } } : {}),
+    };
   };
   if (scenario.embedded) {
     return work(null, { command: commandOf(name, size), size, commit: commit(), machine: machine(), database: "embedded (PGlite)" });
@@ -139,12 +155,12 @@ export async function runJetStreamComparison(size: Size, names: string[] = ["lat
         );
     const ratios = jetstream.map((js) => ({
       name: `Switchboard ÷ JetStream (${js.settings.variant})`,
-      ratios: jetStreamRatios(scenario.switchboard.load, js.load),
+      ratios: loadRatios(scenario.switchboard.load, js.load),
     }));
     if (switchboardFsyncOff) {
       ratios.push({
         name: "Switchboard fsync off ÷ JetStream (default): both ack before fsync",
-        ratios: jetStreamRatios(switchboardFsyncOff.load, jetstream[0]!.load),
+        ratios: loadRatios(switchboardFsyncOff.load, jetstream[0]!.load),
       });
     }
     comparisons.push({ scenario, jetstream, ...(switchboardFsyncOff ? { switchboardFsyncOff } : {}), ratios });
@@ -184,9 +200,24 @@ export function markdown(report: Report): string {
   } else if (report.kind === "scenario") {
     out.push(`**${report.scenario}**: ${report.description}.`, "");
     if (report.floor) out.push(floorTable(report.floor), "");
+    const one = report.oneInstance;
+    const instances = report.switchboard.instances;
     out.push(
-      comparisonTable(report.floor, [{ name: "Switchboard", load: report.switchboard.load }], [{ name: "Switchboard ÷ floor", ratios: report.ratios }]),
+      comparisonTable(
+        report.floor,
+        one
+          ? [
+              { name: `Switchboard, ${instances} instances`, load: report.switchboard.load },
+              { name: "Switchboard, 1 instance", load: one.run.load },
+            ]
+          : [{ name: "Switchboard", load: report.switchboard.load }],
+        [
+          { name: "Switchboard ÷ floor", ratios: report.ratios },
+          ...(one ? [{ name: `${instances} instances ÷ 1`, ratios: one.ratios }] : []),
+        ],
+      ),
       "",
+      ...(one ? ["1 instance:", "", ...runDetails(one.run), `${instances} instances:`, ""] : []),
       ...runDetails(report.switchboard),
     );
   } else if (report.kind === "jetstream") {

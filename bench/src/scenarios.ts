@@ -57,7 +57,7 @@ export function scenarios(size: Size): Record<string, Scenario> {
   const latency = (instances: number): Scenario => ({
     name: instances === 1 ? "latency" : "cross-instance",
     description: `${smoke ? 10 : 100} peers in one mesh, direct messages at ${smoke ? 100 : 1000} msg/s for ${smoke ? 1 : 30} s` +
-      (instances > 1 ? `, over ${instances} instances` : ""),
+      (instances > 1 ? `, over ${instances} instances, and over one just before on the same Postgres` : ""),
     instances,
     meshes: 1,
     membersPerMesh: smoke ? 10 : 100,

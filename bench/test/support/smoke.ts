@@ -74,6 +74,12 @@ async function checkScenario(name: string): Promise<void> {
   else if (relay!.kind === "connect") expect(relay!.connect?.peers).toBe(load.connect?.peers);
   else expectComplete(relay!);
   expectMeasured(report.ratios);
+  // Over several instances, the same load over one as well, and the ratio of the two.
+  if (scenario.instances > 1) {
+    expect(report.oneInstance?.run.brokers.length).toBe(1);
+    expectComplete(report.oneInstance!.run.load);
+    expectMeasured(report.oneInstance!.ratios);
+  } else expect(report.oneInstance).toBeUndefined();
 }
 
 async function checkFloor(): Promise<void> {
