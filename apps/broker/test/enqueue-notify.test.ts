@@ -1,49 +1,87 @@
-// The send statement's notice to the other instances stays under Postgres's
-// 8000-byte payload limit however many meshes one batch touches: past it the
-// statement failed, and a multi-tenant burst was written a send at a time.
+// The send statement's notices to the other instances. They stay under
+// Postgres's 8000-byte payload limit however many meshes one batch touches:
+// past it the statement failed, and a multi-tenant burst was written a send
+// at a time. And a delivery to a presence on another instance is written
+// leased to it and named to that instance, while the notice stays small.
 import { expect, test } from "bun:test";
-import { connect, migrate, type Database } from "@switchboard/db";
-import { freshBackend, waitUntil } from "@switchboard/testkit";
+import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { BUS_CHANNEL } from "../src/store/notify.ts";
+import { BUS_CHANNEL, MAX_NOTIFIED_PUSHES } from "../src/store/notify.ts";
 import { enqueueSends, type NewMessage } from "../src/store/queue/index.ts";
-import { newMessage } from "./support/scratch-db.ts";
+import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
+
+const scratch = useBackendDatabase();
+const one = async <T>(query: ReturnType<typeof sql>) => (await scratch.db.rows<T>(query))[0]!;
+const holders = { instanceId: "enqueue-notify", unavailable: [], leaseSeconds: 30, notify: true };
+
+/** The notices heard while `work` runs, as the other instances' listener reads them. */
+async function heardDuring<T>(work: () => Promise<T>, until: (heard: string[]) => boolean): Promise<{ result: T; heard: string[] }> {
+  const heard: string[] = [];
+  const unlisten = await scratch.db.listen(BUS_CHANNEL, (payload) => heard.push(payload));
+  try {
+    const result = await work();
+    await waitUntil(() => until(heard) || undefined, 5000, "the notices");
+    return { result, heard };
+  } finally {
+    await unlisten();
+  }
+}
+
+const member = (meshId: string, name: string) =>
+  one<{ id: string; pubkey: string }>(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}, ${crypto.randomUUID()}, ${name}) RETURNING id, pubkey`);
 
 test("a batch of sends into 300 meshes, each to an offline member, is written in one statement; its notices name every mesh", async () => {
-  const backend = await freshBackend();
-  let db: Database | undefined;
-  try {
-    db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
-    await migrate(db);
-    const one = async <T>(query: ReturnType<typeof sql>) => (await db!.rows<T>(query))[0]!;
-    const messages: NewMessage[] = [];
-    for (let i = 0; i < 300; i++) {
-      const slug = `m-${crypto.randomUUID()}`;
-      const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
-      const member = (name: string) =>
-        one<{ id: string; pubkey: string }>(sql`
-          INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${mesh.id}, ${crypto.randomUUID()}, ${name}) RETURNING id, pubkey`);
-      const sender = await member("sender");
-      const recipient = await member("recipient");
-      messages.push(newMessage(mesh.id, sender.id, recipient.pubkey));
-    }
-    // The notices are read back as the other instances' listener would.
-    const heard: string[] = [];
-    const unlisten = await db.listen(BUS_CHANNEL, (payload) => heard.push(payload));
-    try {
-      const holders = { instanceId: "enqueue-notify", unavailable: [], leaseSeconds: 30, notify: true };
-      const written = await enqueueSends(db, messages, holders);
-      expect(written.filter((w) => w.inserted)).toHaveLength(300);
-      // Three notices of at most 100 meshes each.
-      expect(written[0]!.notified).toBe(3);
-      const meshes = () => heard.flatMap((p) => (JSON.parse(p) as { meshes?: string[] }).meshes ?? []);
-      await waitUntil(() => meshes().length >= 300, 5000, "the notices of 300 meshes");
-      expect(new Set(meshes())).toEqual(new Set(messages.map((m) => m.meshId)));
-    } finally {
-      await unlisten();
-    }
-  } finally {
-    await db?.close();
-    await backend.dispose();
+  const messages: NewMessage[] = [];
+  for (let i = 0; i < 300; i++) {
+    const slug = `m-${crypto.randomUUID()}`;
+    const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`);
+    const sender = await member(mesh.id, "sender");
+    const recipient = await member(mesh.id, "recipient");
+    messages.push(newMessage(mesh.id, sender.id, recipient.pubkey));
   }
+  const meshes = (heard: string[]) => heard.flatMap((p) => (JSON.parse(p) as { meshes?: string[] }).meshes ?? []);
+  const { result: written, heard } = await heardDuring(() => enqueueSends(scratch.db, messages, holders), (h) => meshes(h).length >= 300);
+  expect(written.filter((w) => w.inserted)).toHaveLength(300);
+  // Three notices of at most 100 meshes each.
+  expect(written[0]!.notified).toBe(3);
+  expect(new Set(meshes(heard))).toEqual(new Set(messages.map((m) => m.meshId)));
+});
+
+test(`deliveries to presences on another instance are written leased to them and named to it, up to ${MAX_NOTIFIED_PUSHES} a statement`, async () => {
+  const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('elsewhere', 'elsewhere') RETURNING id`);
+  const sender = await member(mesh.id, "sender");
+  const recipients: Array<{ id: string; pubkey: string; presence: string }> = [];
+  for (let i = 0; i < 5 + MAX_NOTIFIED_PUSHES + 1; i++) {
+    const r = await member(mesh.id, `r${i}`);
+    const p = await one<{ id: string }>(sql`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+      VALUES (${mesh.id}, ${r.id}, 'another-instance', ${`s${i}`}, 'r') RETURNING id`);
+    recipients.push({ ...r, presence: p.id });
+  }
+  type Leased = { leased?: { instance: string; pushes: Array<[string, number]> }; members?: string[] };
+  const parsed = (heard: string[]) => heard.map((p) => JSON.parse(p) as Leased);
+
+  const few = recipients.slice(0, 5);
+  const { result: written, heard } = await heardDuring(
+    () => enqueueSends(scratch.db, few.map((r) => newMessage(mesh.id, sender.id, r.pubkey)), holders),
+    (h) => h.length >= 1,
+  );
+  expect(written.map((w) => JSON.parse(w.leasedElsewhere))).toEqual(few.map((r) => [r.id]));
+  expect(written.map((w) => w.leased)).toEqual(few.map(() => "[]"));
+  const rows = await scratch.db.rows<{ id: number; holder: string; state: string; attempt: number }>(sql`
+    SELECT id::float8 AS id, lease_presence_id::text AS holder, state, attempt FROM deliveries
+    WHERE recipient_member_id = ANY (ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(few.map((r) => r.id))}::jsonb)::uuid))
+    ORDER BY id`);
+  expect(rows.map((r) => [r.holder, r.state, r.attempt])).toEqual(few.map((r) => [r.presence, "leased", 1]));
+  expect(parsed(heard)).toEqual([{ leased: { instance: "another-instance", pushes: rows.map((r) => [r.holder, r.id]) } }]);
+
+  // More deliveries than a notice may name: none is leased elsewhere, all are queued and announced by member.
+  const many = recipients.slice(5);
+  const { result: queued, heard: announced } = await heardDuring(
+    () => enqueueSends(scratch.db, many.map((r) => newMessage(mesh.id, sender.id, r.pubkey)), holders),
+    (h) => h.length >= 1,
+  );
+  expect(queued.every((w) => w.inserted && w.leasedElsewhere === "[]")).toBe(true);
+  expect(parsed(announced).map((n) => new Set(n.members))).toEqual([new Set(many.map((r) => r.id))]);
 });

@@ -275,6 +275,10 @@ export class SendService {
     // news for the queue's consumers, here and on the other instances.
     const leased = enqueued.flatMap((e) => leasedDeliveries(items[e.idx]!, e));
     const direct = new Set(leased.map((d) => `${d.messageId} ${d.memberId}`));
+    // Those leased to a presence elsewhere are its instance's to push (the statement's notice named them).
+    for (const e of enqueued) {
+      for (const member of JSON.parse(e.leasedElsewhere) as string[]) direct.add(`${messages[e.idx]!.id} ${member}`);
+    }
     void this.pushes.handLeased(leased).catch((error: unknown) => this.log.error({ err: error }, "push of leased deliveries failed"));
     const queued = new Set<string>();
     for (const w of written) {

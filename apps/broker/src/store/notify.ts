@@ -17,3 +17,9 @@ export const MAX_NOTIFIED_MEMBERS = 150;
 
 /** Entries of any other list (mesh ids, presence changes) one payload may carry: each under 80 bytes. */
 export const MAX_NOTIFIED_ENTRIES = 100;
+
+/**
+ * Deliveries one send statement may lease to presences on other instances,
+ * each named in its notice by presence and delivery id (about 50 bytes).
+ */
+export const MAX_NOTIFIED_PUSHES = 100;

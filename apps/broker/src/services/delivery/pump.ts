@@ -81,9 +81,10 @@ export class DeliveryPump {
   }
 
   /**
-   * Pushes deliveries a send wrote already leased to local presences. A claim
-   * round under way may hold older deliveries of the same recipients; they
-   * go out first, so per-sender order holds.
+   * Pushes deliveries a send wrote already leased to local presences (here,
+   * or on another instance: LeasedElsewhere). A claim round under way may
+   * hold older deliveries of the same recipients; they go out first, so
+   * per-sender order holds.
    */
   async handLeased(leased: LeasedDelivery[]): Promise<void> {
     if (leased.length === 0) return;

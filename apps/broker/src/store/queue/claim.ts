@@ -1,7 +1,8 @@
 // Claim: queued → leased. One statement leases work to many recipients. The
 // consumers differ only in whom they lease to: a socket claim picks one of a
 // member's presences, a holder claim (a webhook attempt) names its own lease
-// id. lease_presence_id carries either; it has no foreign key.
+// id. lease_presence_id carries either; it has no foreign key. (readLeases
+// reads, with their messages, deliveries another instance's send leased.)
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { batchLimit, isoTime, jsonParam, uuidById } from "../sql.ts";
@@ -56,23 +57,56 @@ function leaseFor(target: SQL, leaseSeconds: number): SQL {
       WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
       RETURNING d.id, d.message_id, d.recipient_member_id, d.attempt, d.lease_presence_id AS holder_id
     )
-    -- LIMIT 1 keeps each lookup a lateral index probe: joined plainly, a
-    -- generic plan may hash the whole messages table on every claim. The
-    -- sender's key is a probe of its own: joined, the order of the members'
-    -- key made a scan of the (sender, client id) index look as cheap.
-    SELECT l.holder_id AS "presenceId", l.recipient_member_id AS "memberId", m.id AS "messageId",
-           m.mesh_id AS "meshId", m.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
-           m.priority, m.nonce, m.ciphertext, m.created_at AS "createdAt", m.reply_to AS "replyTo",
+    SELECT l.holder_id AS "presenceId", l.recipient_member_id AS "memberId", ${OWED_COLUMNS},
            l.attempt, l.id::float8 AS seq
     FROM leased l
-    CROSS JOIN LATERAL (
+    ${messageOf("l")}`;
+}
+
+/** The columns of an OwedMessage, from messageOf's `m`. */
+const OWED_COLUMNS = sql.raw(`m.id AS "messageId",
+           m.mesh_id AS "meshId", m.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
+           m.priority, m.nonce, m.ciphertext, m.created_at AS "createdAt", m.reply_to AS "replyTo"`);
+
+/**
+ * The message of the delivery row `d` (its message_id) as `m`, with its
+ * sender's key. LIMIT 1 keeps each lookup a lateral index probe: joined
+ * plainly, a generic plan may hash the whole messages table on every claim.
+ * The sender's key is a probe of its own: joined, the order of the members'
+ * key made a scan of the (sender, client id) index look as cheap.
+ */
+function messageOf(d: string): SQL {
+  return sql`CROSS JOIN LATERAL (
       SELECT msg.id, msg.mesh_id, (SELECT s.pubkey FROM members s WHERE s.id = msg.sender_member_id) AS pubkey,
              msg.target_spec, msg.priority, msg.nonce, msg.ciphertext,
              ${isoTime("msg.created_at")} AS created_at, msg.reply_to
       FROM messages msg
-      WHERE msg.id = l.message_id
+      WHERE msg.id = ${sql.raw(d)}.message_id
       LIMIT 1
     ) m`;
+}
+
+/**
+ * Deliveries a send statement of another instance leased to presences here,
+ * named in its notice (presence, delivery id), with their messages: those
+ * still leased to the presence named. It writes nothing: the lease is the
+ * send's, so the push needs no claim and no commit. Each delivery is probed
+ * by its id (OFFSET 0 keeps the tests of its lease out of the probe).
+ */
+export async function readLeases(db: Executor, pushes: Array<{ presenceId: string; seq: number }>): Promise<LeasedDelivery[]> {
+  if (pushes.length === 0) return [];
+  return db.rows<LeasedDelivery>(sql`
+    SELECT l.lease_presence_id AS "presenceId", l.recipient_member_id AS "memberId", ${OWED_COLUMNS},
+           l.attempt, l.id::float8 AS seq
+    FROM (
+      SELECT * FROM jsonb_to_recordset(${jsonParam(pushes)}) AS x("presenceId" uuid, seq bigint)
+      LIMIT ${batchLimit(pushes.length)}
+    ) x
+    CROSS JOIN LATERAL (
+      SELECT id, message_id, recipient_member_id, lease_presence_id, attempt, state FROM deliveries WHERE id = x.seq OFFSET 0
+    ) l
+    ${messageOf("l")}
+    WHERE l.state = 'leased' AND l.lease_presence_id = x."presenceId"`);
 }
 
 // Per member it picks one of the given presences (an idle one first, as it

@@ -1,9 +1,11 @@
 // Enqueue: a batch of sends becomes messages and their deliveries, in one
 // statement, so one commit (and one round trip) makes every message and
 // delivery of the batch durable together. A delivery whose recipient has a
-// presence on the sending instance that may take it now is written already
-// leased to that presence, so its push needs no claim; one that would
-// overtake older queued work it could also take stays queued. A reply to a
+// presence that may take it now is written already leased to that presence,
+// so its push needs no claim: one on the sending instance (but those it
+// knows cannot take pushes now), else one on another instance, which the
+// statement's NOTIFY names it to; one that would overtake older queued work
+// it could also take stays queued. A reply to a
 // message whose sender is waiting for it (reply_wait_until still ahead) is
 // written leased to that message's id until then instead, so only the
 // waiting request takes it (reply.ts takeReplies); the lease sweeper or the
@@ -11,7 +13,7 @@
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
 import { sql, type SQL } from "drizzle-orm";
-import { BUS_CHANNEL, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
+import { BUS_CHANNEL, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS, MAX_NOTIFIED_PUSHES } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
 import { queueReads, receivable, receivesOnSockets } from "./eligibility.ts";
@@ -44,8 +46,10 @@ export interface EnqueuedSend {
   priorRecipients: number;
   /** JSON array of the recipients' member ids. */
   recipients: string;
-  /** JSON array of the deliveries written leased to presences: [{memberId, presenceId, seq}]. */
+  /** JSON array of the deliveries written leased to presences of this instance: [{memberId, presenceId, seq}]. */
   leased: string;
+  /** JSON array of the recipients whose deliveries were written leased to a presence on another instance. */
+  leasedElsewhere: string;
   /** When the messages were stored (ISO-8601 UTC), the same for the whole batch. */
   createdAt: string;
   /** How many notices the statement sent the other instances (selected so that the notifying CTE runs). */
@@ -59,9 +63,10 @@ export interface LocalHolders {
   unavailable: string[];
   leaseSeconds: number;
   /**
-   * Whether to tell the other instances of the deliveries written queued, by
-   * a NOTIFY in this very statement (it goes out with its commit: no second
-   * round trip, no second commit).
+   * Whether to tell the other instances of the deliveries written queued,
+   * and of those written leased to their presences, by a NOTIFY in this very
+   * statement (it goes out with its commit: no second round trip, no second
+   * commit). Without it nothing is leased to another instance's presences.
    */
   notify: boolean;
 }
@@ -118,6 +123,11 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       SELECT r.* FROM routed r
       WHERE r.known AND (SELECT s.revoked_at IS NULL FROM members s WHERE s.id = r."senderId")
     ),
+    -- Leases to presences on other instances only while the notice that names
+    -- each of them (by presence and delivery) stays small.
+    elsewhere AS (
+      SELECT ${holders.notify} AND count(*) <= ${MAX_NOTIFIED_PUSHES} AS allowed FROM recipients
+    ),
     inserted AS (
       INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext,
                             reply_to, expires_at, reply_wait_until)
@@ -134,21 +144,23 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
     -- MATERIALIZED: inlined into the join below, these probes ran again for
     -- every recipient of a send to many (a broadcast to 200: 40,000 of them).
     direct AS MATERIALIZED (
-      SELECT r.idx, r.member_id, p.id AS presence_id
+      SELECT r.idx, r.member_id, p.id AS presence_id, p.instance_id
       FROM recipients r
       -- The member's live presences by the member's index alone (OFFSET 0
       -- keeps the instance's test out of the probe): planned on a presences
       -- table not analyzed yet, the probe took the index of the instance's
-      -- live presences and read all of them for each delivery.
+      -- live presences and read all of them for each delivery. An idle one
+      -- first, as a claim picks; of those, one here.
       CROSS JOIN LATERAL (
-        SELECT p.id, p.status FROM (
+        SELECT p.id, p.status, p.instance_id FROM (
           SELECT live.id, live.status, live.instance_id FROM presences live
           WHERE live.member_id = r.member_id AND live.disconnected_at IS NULL
           OFFSET 0
         ) p
-        WHERE p.instance_id = ${holders.instanceId} AND p.id <> ALL (${uuidArray(holders.unavailable)})
+        WHERE (CASE WHEN p.instance_id = ${holders.instanceId} THEN p.id <> ALL (${uuidArray(holders.unavailable)})
+                    ELSE (SELECT allowed FROM elsewhere) END)
           AND ${receivable(sql`p.status`, sql`r.priority`)}
-        ORDER BY (p.status = 'idle') DESC, p.id
+        ORDER BY (p.status = 'idle') DESC, (p.instance_id = ${holders.instanceId}) DESC, p.id
         LIMIT 1
       ) p
       -- Older work it may take, by the presence's status: any queued
@@ -200,6 +212,17 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
     queued_members AS (
       SELECT count(DISTINCT recipient_member_id) AS n, json_agg(DISTINCT recipient_member_id) AS ids FROM queued_work
     ),
+    -- Deliveries leased to presences on other instances, for the notice that
+    -- names them to their instance (services/bus.ts): at most
+    -- MAX_NOTIFIED_PUSHES (elsewhere). A presence is its instance's alone.
+    remote_holders AS (
+      SELECT DISTINCT presence_id, instance_id FROM direct WHERE instance_id <> ${holders.instanceId}
+    ),
+    leased_elsewhere AS (
+      SELECT e.id, e.message_id, e.recipient_member_id, e.lease_presence_id, h.instance_id
+      FROM enqueued e JOIN remote_holders h ON h.presence_id = e.lease_presence_id
+      WHERE e.attempt = 1
+    ),
     notices AS (
       SELECT json_build_object('members', ids)::text AS payload
       FROM queued_members WHERE n BETWEEN 1 AND ${MAX_NOTIFIED_MEMBERS}
@@ -208,6 +231,11 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       FROM (SELECT d."meshId", row_number() OVER (ORDER BY d."meshId") AS n FROM (SELECT DISTINCT "meshId" FROM queued_work) d) m
       WHERE (SELECT n FROM queued_members) > ${MAX_NOTIFIED_MEMBERS}
       GROUP BY (m.n - 1) / ${MAX_NOTIFIED_ENTRIES}
+      UNION ALL
+      SELECT json_build_object('leased', json_build_object(
+               'instance', instance_id, 'pushes', json_agg(json_build_array(lease_presence_id, id::float8) ORDER BY id)))::text
+      FROM leased_elsewhere
+      GROUP BY instance_id
     ),
     notified AS (
       SELECT pg_notify(${BUS_CHANNEL}, payload) FROM notices
@@ -221,13 +249,17 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       SELECT e.message_id,
              json_agg(${leasedPush("e")}) AS pushes
       FROM enqueued e
-      WHERE e.attempt = 1
+      WHERE e.attempt = 1 AND e.lease_presence_id NOT IN (SELECT presence_id FROM remote_holders)
       GROUP BY e.message_id
+    ),
+    elsewhere_lists AS (
+      SELECT message_id, json_agg(recipient_member_id) AS ids FROM leased_elsewhere GROUP BY message_id
     )
     SELECT r.idx, r.known, w.id IS NOT NULL AS "senderLive", i.id IS NOT NULL AS inserted, prior.id AS "priorId",
            coalesce((SELECT count(*) FROM deliveries d WHERE d.message_id = prior.id), 0)::int AS "priorRecipients",
            coalesce(rl.ids, '[]')::text AS recipients,
            coalesce(ll.pushes, '[]')::text AS leased,
+           coalesce(el.ids, '[]')::text AS "leasedElsewhere",
            ${isoTime("now()")} AS "createdAt",
            (SELECT count(*) FROM notified)::int AS notified
     FROM routed r
@@ -235,6 +267,7 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
     LEFT JOIN inserted i ON i.id = r.id
     LEFT JOIN recipient_lists rl ON rl.idx = r.idx
     LEFT JOIN leased_lists ll ON ll.message_id = i.id
+    LEFT JOIN elsewhere_lists el ON el.message_id = i.id
     -- A lateral probe of the (sender, client id) index: a plain join could
     -- hash the whole messages table under a generic plan.
     LEFT JOIN LATERAL (

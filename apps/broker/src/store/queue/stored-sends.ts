@@ -24,6 +24,8 @@ export async function storedSends(db: Executor, messages: NewMessage[], instance
             WHERE d.message_id = m.id AND d.state = 'leased' AND p.instance_id = ${instanceId}
               -- Leased by that statement (in its transaction: its now()), not by a claim since.
               AND d.attempt = 1 AND d.delivered_at = m.created_at)::text AS leased,
+           -- Those leased elsewhere count as queued: a look for them here finds nothing.
+           '[]' AS "leasedElsewhere",
            ${isoTime("m.created_at")} AS "createdAt", 0 AS notified
     FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ id: m.id, idx })))}) AS q(idx int, id uuid)
     JOIN messages m ON m.id = q.id

@@ -1,0 +1,110 @@
+// A send statement leases a delivery to its recipient's presence on another
+// instance too, and names it in its NOTIFY; that instance reads it and pushes
+// it, with no claim (store/queue/enqueue.ts, delivery/leased-elsewhere.ts).
+// On two instances sharing a Postgres server: such deliveries are leased by
+// the send's own transaction, go out in their order, respect the push
+// window, and one leased to a presence its instance no longer holds goes back
+// to the queue at once, not when its lease runs out.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { backendKind, setupMesh, TestPeer, useTestBrokerPair, type Frame, type SetupMember, type TestBroker } from "@switchboard/testkit";
+import postgres from "postgres";
+
+// Long enough that a lease left to run out would outlast every wait below.
+const LEASE_SECONDS = 600;
+const WINDOW = 512;
+
+describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on another instance (needs DATABASE_URL)", () => {
+  const pair = useTestBrokerPair({ LEASE_SECONDS: String(LEASE_SECONDS), SEND_RATE_LIMIT_PER_MIN: "100000" });
+  let db: postgres.Sql;
+  const peers: TestPeer[] = [];
+  beforeAll(() => {
+    db = postgres(pair.a.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+  });
+  afterAll(async () => {
+    await Promise.all(peers.map((p) => p.close()));
+    await db?.end();
+  });
+
+  async function connect(broker: TestBroker, member: SetupMember, meshId: string, autoAck: boolean): Promise<TestPeer> {
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, autoAck });
+    peers.push(peer);
+    return peer;
+  }
+
+  /** A sender on a and a recipient on b, in a mesh of their own. */
+  async function senderAndRecipient(autoAck: boolean) {
+    const { mesh, members } = await setupMesh(pair.a.admin, { members: ["sender", "recipient"] });
+    const [senderM, recipientM] = members as [SetupMember, SetupMember];
+    const sender = await connect(pair.a, senderM, mesh.id, false);
+    const recipient = await connect(pair.b, recipientM, mesh.id, autoAck);
+    return { mesh, senderM, recipientM, sender, recipient };
+  }
+
+  /** Sends `count` messages at once (each frame waits for none of the acks); their ids in send order. */
+  async function burst(sender: TestPeer, to: string, count: number): Promise<string[]> {
+    const acks = await Promise.all(Array.from({ length: count }, () => sender.send(to)));
+    return acks.map((a) => {
+      expect(a).toMatchObject({ type: "ack", queued: true, recipients: 1 });
+      return String(a.messageId);
+    });
+  }
+
+  const ids = (pushes: Frame[]) => pushes.map((p) => String(p.messageId));
+
+  test("sends to a peer on the other instance are leased by their own statements, and pushed", async () => {
+    const { sender, recipientM, recipient } = await senderAndRecipient(true);
+    const sent: string[] = [];
+    for (let i = 0; i < 20; i++) sent.push(...(await burst(sender, recipientM.pubkey, 1)));
+    expect(ids(await recipient.waitForPushes(20, 30_000))).toEqual(sent);
+    // Leased in the transaction that wrote them (its now() is the message's
+    // created_at); a claim would have leased them in one of its own.
+    const [row] = await db<Array<{ bySend: number; all: number }>>`
+      SELECT count(*) FILTER (WHERE d.delivered_at = m.created_at)::int AS "bySend", count(*)::int AS all
+      FROM deliveries d JOIN messages m ON m.id = d.message_id
+      WHERE d.message_id = ANY (${sent}::uuid[])`;
+    expect(row).toEqual({ bySend: 20, all: 20 });
+  });
+
+  test("a burst, partly leased by the sends and partly claimed (a batch past the notice's bound, or behind queued work), goes out in order, once", async () => {
+    const { sender, recipientM, recipient } = await senderAndRecipient(true);
+    const sent = await burst(sender, recipientM.pubkey, 600);
+    const pushed = ids(await recipient.waitForPushes(600, 30_000));
+    expect(pushed).toEqual(sent);
+    await Bun.sleep(300);
+    expect(recipient.pushes().length).toBe(600);
+  });
+
+  test("past the push window the rest waits in the queue, and follows in order once the window is acked", async () => {
+    const { sender, recipientM, recipient } = await senderAndRecipient(false);
+    const sent = await burst(sender, recipientM.pubkey, WINDOW + 88);
+    const first = await recipient.waitForPushes(WINDOW, 30_000);
+    expect(ids(first)).toEqual(sent.slice(0, WINDOW));
+    // Nothing past the window (a marker from the sender's side would be the 513th).
+    await Bun.sleep(500);
+    expect(recipient.pushes().length).toBe(WINDOW);
+    recipient.ack(sent.slice(0, WINDOW));
+    const all = await recipient.waitForPushes(WINDOW + 88, 30_000);
+    expect(ids(all)).toEqual(sent);
+  });
+
+  test("a delivery leased to a presence its instance does not hold goes back to the queue at once", async () => {
+    const { mesh, members } = await setupMesh(pair.a.admin, { members: ["sender", "recipient"] });
+    const [senderM, recipientM] = members as [SetupMember, SetupMember];
+    const sender = await connect(pair.a, senderM, mesh.id, false);
+    // A live presence row of the recipient on b with no socket there: what b
+    // has once a socket closed and before its end is written.
+    const health = (await (await fetch(`${pair.b.url}/health`)).json()) as { instanceId: string };
+    await db`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+      VALUES (${mesh.id}, ${recipientM.id}, ${health.instanceId}, 'socketless', 'recipient')`;
+    const [id] = await burst(sender, recipientM.pubkey, 1);
+    // b hands it back: queued again, not leased until the lease runs out.
+    let state = "";
+    for (const until = Date.now() + 15_000; Date.now() < until && state !== "queued"; await Bun.sleep(50)) {
+      [{ state = "" } = {}] = await db<Array<{ state: string }>>`SELECT state FROM deliveries WHERE message_id = ${id!}`;
+    }
+    expect(state).toBe("queued");
+    const recipient = await connect(pair.a, recipientM, mesh.id, true);
+    expect(await recipient.nextFrame((f) => f.type === "push" && f.messageId === id, 15_000)).toMatchObject({ senderPubkey: senderM.pubkey });
+  });
+});
