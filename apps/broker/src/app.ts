@@ -17,7 +17,6 @@ import { ChannelService } from "./services/channels.ts";
 import { ConnectionGate } from "./services/connection-gate.ts";
 import { DashboardService } from "./services/dashboard.ts";
 import { watchDbHealth } from "./services/db-health.ts";
-import { LeasedElsewhere } from "./services/delivery/leased-elsewhere.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
 import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
@@ -136,7 +135,6 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const bus = new InstanceBus(db, log);
   const queuedWork = new QueuedWork();
   const pump = new DeliveryPump(db, presences, bus, metrics, log, { leaseSeconds: timing.leaseSeconds, clock });
-  const leasedElsewhere = new LeasedElsewhere(db, pump, log);
   queuedWork.subscribe({
     members: (ids) => pump.schedule(ids),
     meshes: (ids) => pump.schedule(ids.flatMap((meshId) => presences.membersOfMesh(meshId))),
@@ -239,7 +237,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     queuedWork: (members) => queuedWork.forMembers(members),
     queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
     leased: (to, pushes) => {
-      if (to === instanceId) leasedElsewhere.take(pushes);
+      if (to === instanceId) pump.leasedHere(pushes);
     },
     replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
     revoked: (memberId) => {
@@ -359,8 +357,6 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       // With the database away these cannot be written: the others reap this
       // instance's lease instead, and the stop goes on to close the port.
       await bestEffort("unlisten", unsubscribe(), until);
-      // Deliveries another instance leased here and not pushed are redelivered when their leases run out.
-      await bestEffort("deliveries leased elsewhere", leasedElsewhere.stop(), until);
       // Acks not committed leave their pushes to be redelivered.
       await bestEffort("delivery pump", pump.stop(), until);
       // A sweep stuck on a lock is not waited for long: closing the pool ends it, and sweeps are idempotent.

@@ -18,8 +18,12 @@ export const MAX_NOTIFIED_MEMBERS = 150;
 /** Entries of any other list (mesh ids, presence changes) one payload may carry: each under 80 bytes. */
 export const MAX_NOTIFIED_ENTRIES = 100;
 
-/**
- * Deliveries one send statement may lease to presences on other instances,
- * each named in its notice by presence and delivery id (about 50 bytes).
- */
+/** Deliveries leased to presences of another instance one notice names, by presence and delivery id (about 50 bytes each). */
 export const MAX_NOTIFIED_PUSHES = 100;
+
+/**
+ * Deliveries one send statement may lease to presences on other instances:
+ * past it, none are (a broadcast to a large mesh is queued and claimed), so
+ * a statement sends at most ten notices of them.
+ */
+export const MAX_LEASED_ELSEWHERE = 1000;

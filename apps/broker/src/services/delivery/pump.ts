@@ -13,6 +13,7 @@ import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
 import { AckCommits } from "./acks.ts";
 import { HandedBack } from "./handed-back.ts";
+import { LeasedElsewhere } from "./leased-elsewhere.ts";
 import type { AckedIds } from "./push-window.ts";
 
 const MAX_MEMBERS_PER_CLAIM = 500;
@@ -37,6 +38,7 @@ export class DeliveryPump {
   private stopped = false;
   private readonly acks: AckCommits;
   private readonly handedBack = new HandedBack();
+  private readonly leasedElsewhere: LeasedElsewhere;
 
   constructor(
     private readonly db: Database,
@@ -47,6 +49,7 @@ export class DeliveryPump {
     private readonly options: PumpOptions,
   ) {
     this.acks = new AckCommits(db);
+    this.leasedElsewhere = new LeasedElsewhere(db, log);
   }
 
   /** Members whose queue may hold something their local presences can take now. */
@@ -58,6 +61,17 @@ export class DeliveryPump {
       else this.handedBack.forget(id);
     }
     if (this.due.size > 0) this.running ??= this.loop();
+  }
+
+  /**
+   * Deliveries a send statement of another instance leased to presences
+   * here, as its notice names them: pushed with no claim, at the start of the
+   * next round, as a send's own leases are (leased-elsewhere.ts).
+   */
+  leasedHere(pushes: Array<[presenceId: string, seq: number]>): void {
+    if (this.stopped || pushes.length === 0) return;
+    this.leasedElsewhere.take(pushes);
+    this.running ??= this.loop();
   }
 
   /** Acks read from the presence's socket, as its window split them (PushWindow.split). */
@@ -81,10 +95,9 @@ export class DeliveryPump {
   }
 
   /**
-   * Pushes deliveries a send wrote already leased to local presences (here,
-   * or on another instance: LeasedElsewhere). A claim round under way may
-   * hold older deliveries of the same recipients; they go out first, so
-   * per-sender order holds.
+   * Pushes deliveries a send wrote already leased to local presences. A claim
+   * round under way may hold older deliveries of the same recipients; they
+   * go out first, so per-sender order holds.
    */
   async handLeased(leased: LeasedDelivery[]): Promise<void> {
     if (leased.length === 0) return;
@@ -137,7 +150,15 @@ export class DeliveryPump {
 
   private async loop(): Promise<void> {
     try {
-      while (this.due.size > 0 && !this.stopped) {
+      while ((this.due.size > 0 || this.leasedElsewhere.pending) && !this.stopped) {
+        // Leased by sends elsewhere before the news of what this round claims came.
+        if (this.leasedElsewhere.pending) {
+          const round = (async () => this.hand(await this.leasedElsewhere.read(), null))();
+          this.round = round;
+          await round;
+          this.round = null;
+          continue;
+        }
         const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
         for (const m of members) this.due.delete(m);
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
@@ -178,7 +199,7 @@ export class DeliveryPump {
       }
     } finally {
       this.running = null;
-      if (this.due.size > 0 && !this.stopped) this.running = this.loop();
+      if ((this.due.size > 0 || this.leasedElsewhere.pending) && !this.stopped) this.running = this.loop();
     }
   }
 

@@ -13,7 +13,7 @@
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
 import { sql, type SQL } from "drizzle-orm";
-import { BUS_CHANNEL, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS, MAX_NOTIFIED_PUSHES } from "../notify.ts";
+import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS, MAX_NOTIFIED_PUSHES } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
 import { queueReads, receivable, receivesOnSockets } from "./eligibility.ts";
@@ -123,10 +123,10 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       SELECT r.* FROM routed r
       WHERE r.known AND (SELECT s.revoked_at IS NULL FROM members s WHERE s.id = r."senderId")
     ),
-    -- Leases to presences on other instances only while the notice that names
-    -- each of them (by presence and delivery) stays small.
+    -- Leases to presences on other instances only while the notices that name
+    -- each of them (by presence and delivery) stay few.
     elsewhere AS (
-      SELECT ${holders.notify} AND count(*) <= ${MAX_NOTIFIED_PUSHES} AS allowed FROM recipients
+      SELECT ${holders.notify} AND count(*) <= ${MAX_LEASED_ELSEWHERE} AS allowed FROM recipients
     ),
     inserted AS (
       INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext,
@@ -212,9 +212,10 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
     queued_members AS (
       SELECT count(DISTINCT recipient_member_id) AS n, json_agg(DISTINCT recipient_member_id) AS ids FROM queued_work
     ),
-    -- Deliveries leased to presences on other instances, for the notice that
-    -- names them to their instance (services/bus.ts): at most
-    -- MAX_NOTIFIED_PUSHES (elsewhere). A presence is its instance's alone.
+    -- Deliveries leased to presences on other instances, for the notices that
+    -- name them to their instance (services/bus.ts), MAX_NOTIFIED_PUSHES to
+    -- a notice, in the order of their ids: an instance pushes them in the
+    -- order its notices come. A presence is its instance's alone.
     remote_holders AS (
       SELECT DISTINCT presence_id, instance_id FROM direct WHERE instance_id <> ${holders.instanceId}
     ),
@@ -232,10 +233,12 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       WHERE (SELECT n FROM queued_members) > ${MAX_NOTIFIED_MEMBERS}
       GROUP BY (m.n - 1) / ${MAX_NOTIFIED_ENTRIES}
       UNION ALL
-      SELECT json_build_object('leased', json_build_object(
-               'instance', instance_id, 'pushes', json_agg(json_build_array(lease_presence_id, id::float8) ORDER BY id)))::text
-      FROM leased_elsewhere
-      GROUP BY instance_id
+      (SELECT json_build_object('leased', json_build_object(
+                'instance', instance_id, 'pushes', json_agg(json_build_array(lease_presence_id, id::float8) ORDER BY id)))::text
+       FROM (SELECT *, (row_number() OVER (PARTITION BY instance_id ORDER BY id) - 1) / ${MAX_NOTIFIED_PUSHES} AS part
+             FROM leased_elsewhere) x
+       GROUP BY instance_id, part
+       ORDER BY instance_id, part)
     ),
     notified AS (
       SELECT pg_notify(${BUS_CHANNEL}, payload) FROM notices
