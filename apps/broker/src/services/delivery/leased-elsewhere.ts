@@ -1,10 +1,12 @@
 // Deliveries a send statement of another instance leased to presences here,
-// which its notice names (services/bus.ts): kept in the order the notices
-// came, and read with their messages when the pump gets to them — no write,
-// no commit. The pump reads them at the start of its next round, before it
-// claims for anything a later notice announced, so a sender's later message
-// that went through the queue never goes out before its earlier one that was
-// leased by its send.
+// which its notice names (services/bus.ts): read with their messages as soon
+// as the notice comes — no write, no commit — and handed to the pump, which
+// pushes them as a send's own leases, and hands back at once what a
+// presence cannot take now or is no longer here to take. Notices are read
+// one batch after another, so the deliveries of later sends never go out
+// before those of earlier ones; and the pump's claims wait for what notices
+// named before they began (settled), so a sender's later message that went
+// through the queue does not go out before its earlier one leased by its send.
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../../log.ts";
 import { readLeases, type LeasedDelivery } from "../../store/queue/index.ts";
@@ -16,34 +18,64 @@ const MAX_PER_READ = 500;
 export class LeasedElsewhere {
   /** Named by notices, in the order they came. */
   private readonly named: Array<{ presenceId: string; seq: number }> = [];
+  private reading: Promise<void> | null = null;
+  private stopped = false;
+  /** How many were ever named, and how many of those are handed out (or left to their leases). */
+  private taken = 0;
+  private done = 0;
+  private readonly waiting: Array<{ upTo: number; resolve: () => void }> = [];
 
   constructor(
     private readonly db: Database,
+    private readonly hand: (leased: LeasedDelivery[]) => Promise<void>,
     private readonly log: Logger,
   ) {}
 
   /** A notice's deliveries, as [presence id, delivery id]. */
   take(pushes: Array<[presenceId: string, seq: number]>): void {
+    if (this.stopped) return;
     for (const [presenceId, seq] of pushes) this.named.push({ presenceId, seq });
+    this.taken += pushes.length;
+    this.reading ??= this.read();
   }
 
-  get pending(): boolean {
-    return this.named.length > 0;
+  /** Resolves once everything named so far is handed out (or left to its lease); what comes later is not waited for. */
+  settled(): Promise<void> {
+    if (this.done >= this.taken) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push({ upTo: this.taken, resolve }));
   }
 
-  /**
-   * The oldest named deliveries that are still leased to the presence named
-   * (one that ended gave its leases back to the queue). On a failure they
-   * are left to their leases, which run out.
-   */
-  async read(): Promise<LeasedDelivery[]> {
-    const named = this.named.splice(0, MAX_PER_READ);
-    if (named.length === 0) return [];
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.reading;
+  }
+
+  private finished(count: number): void {
+    this.done += count;
+    for (const w of this.waiting.filter((w) => w.upTo <= this.done)) {
+      this.waiting.splice(this.waiting.indexOf(w), 1);
+      w.resolve();
+    }
+  }
+
+  private async read(): Promise<void> {
     try {
-      return await retryTransient(() => readLeases(this.db.relaxed, named));
-    } catch (error) {
-      this.log.warn({ err: error, deliveries: named.length }, "reading deliveries leased by another instance failed; their leases will run out");
-      return [];
+      while (this.named.length > 0 && !this.stopped) {
+        const named = this.named.splice(0, MAX_PER_READ);
+        try {
+          // Those no longer leased to the presence named (it ended, and they
+          // went back to the queue) are not read.
+          await this.hand(await retryTransient(() => readLeases(this.db.relaxed, named)));
+        } catch (error) {
+          this.log.warn({ err: error, deliveries: named.length }, "pushing deliveries leased by another instance failed; their leases will run out");
+        } finally {
+          this.finished(named.length);
+        }
+      }
+    } finally {
+      this.reading = null;
+      // Stopped: nothing named is waited for any more.
+      if (this.stopped) this.finished(this.taken - this.done);
     }
   }
 }

@@ -49,7 +49,7 @@ export class DeliveryPump {
     private readonly options: PumpOptions,
   ) {
     this.acks = new AckCommits(db);
-    this.leasedElsewhere = new LeasedElsewhere(db, log);
+    this.leasedElsewhere = new LeasedElsewhere(db, (leased) => this.handLeased(leased), log);
   }
 
   /** Members whose queue may hold something their local presences can take now. */
@@ -65,13 +65,12 @@ export class DeliveryPump {
 
   /**
    * Deliveries a send statement of another instance leased to presences
-   * here, as its notice names them: pushed with no claim, at the start of the
-   * next round, as a send's own leases are (leased-elsewhere.ts).
+   * here, as its notice names them: read and pushed with no claim, as a
+   * send's own leases are (leased-elsewhere.ts).
    */
   leasedHere(pushes: Array<[presenceId: string, seq: number]>): void {
     if (this.stopped || pushes.length === 0) return;
     this.leasedElsewhere.take(pushes);
-    this.running ??= this.loop();
   }
 
   /** Acks read from the presence's socket, as its window split them (PushWindow.split). */
@@ -117,6 +116,7 @@ export class DeliveryPump {
     for (const timer of this.reopening.values()) clearTimeout(timer);
     this.reopening.clear();
     await this.running;
+    await this.leasedElsewhere.stop();
     await this.acks.drain();
   }
 
@@ -150,15 +150,11 @@ export class DeliveryPump {
 
   private async loop(): Promise<void> {
     try {
-      while ((this.due.size > 0 || this.leasedElsewhere.pending) && !this.stopped) {
-        // Leased by sends elsewhere before the news of what this round claims came.
-        if (this.leasedElsewhere.pending) {
-          const round = (async () => this.hand(await this.leasedElsewhere.read(), null))();
-          this.round = round;
-          await round;
-          this.round = null;
-          continue;
-        }
+      while (this.due.size > 0 && !this.stopped) {
+        // Deliveries sends elsewhere leased here before the news of what this
+        // round claims came go out first: a sender's earlier message may be
+        // among them.
+        await this.leasedElsewhere.settled();
         const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
         for (const m of members) this.due.delete(m);
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
@@ -199,7 +195,7 @@ export class DeliveryPump {
       }
     } finally {
       this.running = null;
-      if ((this.due.size > 0 || this.leasedElsewhere.pending) && !this.stopped) this.running = this.loop();
+      if (this.due.size > 0 && !this.stopped) this.running = this.loop();
     }
   }
 
