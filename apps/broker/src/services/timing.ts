@@ -19,7 +19,7 @@ export interface Timing {
   pendingSignalSeconds: number;
   /** Broker instances renew a lease row; past it they are reaped. */
   instanceLeaseSeconds: number;
-  /** The longest a missed cross-instance wake-up delays work. */
+  /** The longest a missed cross-instance wake-up delays queued work. */
   catchUpIntervalMs: number;
   /** Lease expiry and the status TTL. */
   sweepIntervalMs: number;
