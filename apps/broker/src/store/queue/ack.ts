@@ -1,8 +1,8 @@
 // Ack: leased (or still queued, for an ack racing a requeue) → acked.
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
-import { jsonParam } from "../sql.ts";
-import { inLockOrder, lockedInOrder } from "./lock-order.ts";
+import { jsonParam, uuidArray } from "../sql.ts";
+import { inLockOrder, leasesHeldBy } from "./lock-order.ts";
 
 export interface Ack {
   memberId: string;
@@ -39,11 +39,9 @@ export async function ackDeliveries(db: Executor, acks: Ack[]): Promise<number> 
 
 /** Every delivery leased to this holder (a webhook attempt whose request succeeded) → acked; returns how many. */
 export async function ackHeldBy(db: Executor, holderId: string): Promise<number> {
-  // The holder is tested again on each locked row, as one expression no index serves.
   const rows = await db.rows<{ id: string }>(sql`
     UPDATE deliveries d SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
-    WHERE d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM deliveries WHERE state = 'leased' AND lease_presence_id = ${holderId}::uuid)`)})
-      AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END = ${holderId}::uuid
+    WHERE ${leasesHeldBy(uuidArray([holderId]))}
     RETURNING d.id`);
   return rows.length;
 }

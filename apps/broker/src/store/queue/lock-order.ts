@@ -22,6 +22,17 @@ export function lockedInOrder(ids: SQL): SQL {
 }
 
 /**
+ * For the WHERE of a statement that changes the deliveries `d` leased to any
+ * of `holders` (a uuid[] expression): they are locked in the one order,
+ * then the holder is tested again on each locked row, as one expression no
+ * index serves (a lease may have ended or moved while the statement waited).
+ */
+export function leasesHeldBy(holders: SQL): SQL {
+  return sql`d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM deliveries WHERE state = 'leased' AND lease_presence_id = ANY (${holders}))`)})
+    AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END = ANY (${holders})`;
+}
+
+/**
  * The same order for deliveries named by (message id, member id) in the
  * broker, as Postgres orders uuids (their bytes; a uuid's text, lowercased,
  * compares alike).

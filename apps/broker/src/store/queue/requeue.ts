@@ -3,7 +3,7 @@
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { batchLimit, jsonParam, unique, uuidArray, uuidById, uuidRows } from "../sql.ts";
-import { lockedInOrder } from "./lock-order.ts";
+import { leasesHeldBy, lockedInOrder } from "./lock-order.ts";
 
 export type RequeueScope =
   /** Every lease held by these presences, or by these other holders (a webhook attempt, a waiting request): they ended. */
@@ -28,12 +28,7 @@ export type RequeueScope =
 function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
   if ("presences" in scope) {
     if (scope.presences.length === 0) return null;
-    const holders = uuidArray(scope.presences);
-    return {
-      with: sql``,
-      where: sql`d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM deliveries WHERE state = 'leased' AND lease_presence_id = ANY (${holders}))`)})
-        AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END = ANY (${holders})`,
-    };
+    return { with: sql``, where: leasesHeldBy(uuidArray(scope.presences)) };
   }
   if ("expiredOf" in scope) {
     if (scope.expiredOf.length === 0) return null;
