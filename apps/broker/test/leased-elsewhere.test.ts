@@ -6,7 +6,17 @@
 // window, and one leased to a presence its instance no longer holds goes back
 // to the queue at once, not when its lease runs out.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { backendKind, setupMesh, TestPeer, useTestBrokerPair, type Frame, type SetupMember, type TestBroker } from "@switchboard/testkit";
+import {
+  backendKind,
+  pushesBeforeMarker,
+  setupMesh,
+  TestPeer,
+  useTestBrokerPair,
+  waitUntil,
+  type Frame,
+  type SetupMember,
+  type TestBroker,
+} from "@switchboard/testkit";
 import postgres from "postgres";
 
 // Long enough that a lease left to run out would outlast every wait below.
@@ -51,6 +61,13 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
 
   const ids = (pushes: Frame[]) => pushes.map((p) => String(p.messageId));
 
+  /** How many of these messages' deliveries are in each state. */
+  async function statesOf(messageIds: string[]): Promise<Record<string, number>> {
+    const rows = await db<Array<{ state: string; n: number }>>`
+      SELECT state, count(*)::int AS n FROM deliveries WHERE message_id = ANY (${messageIds}::uuid[]) GROUP BY state`;
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
   test("sends to a peer on the other instance are leased by their own statements, and pushed", async () => {
     const { sender, recipientM, recipient } = await senderAndRecipient(true);
     const sent: string[] = [];
@@ -70,8 +87,8 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
     const sent = await burst(sender, recipientM.pubkey, 600);
     const pushed = ids(await recipient.waitForPushes(600, 30_000));
     expect(pushed).toEqual(sent);
-    await Bun.sleep(300);
-    expect(recipient.pushes().length).toBe(600);
+    // Nothing more before a message sent after them all.
+    expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual(sent);
   });
 
   test("a direct message and a broadcast right behind it, both to a peer on the other instance, arrive in that order", async () => {
@@ -92,8 +109,13 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
     const sent = await burst(sender, recipientM.pubkey, WINDOW + 88);
     const first = await recipient.waitForPushes(WINDOW, 30_000);
     expect(ids(first)).toEqual(sent.slice(0, WINDOW));
-    // Nothing past the window (a marker from the sender's side would be the 513th).
-    await Bun.sleep(500);
+    // Nothing past the window, once the queue's rows have settled at a full
+    // window leased (what a send leased past it went back to the queue).
+    await waitUntil(
+      async () => Bun.deepEquals(await statesOf(sent), { leased: WINDOW, queued: 88 }) || undefined,
+      30_000,
+      "a full window leased, the rest queued",
+    );
     expect(recipient.pushes().length).toBe(WINDOW);
     recipient.ack(sent.slice(0, WINDOW));
     const all = await recipient.waitForPushes(WINDOW + 88, 30_000);
@@ -112,11 +134,7 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
       VALUES (${mesh.id}, ${recipientM.id}, ${health.instanceId}, 'socketless', 'recipient')`;
     const [id] = await burst(sender, recipientM.pubkey, 1);
     // b hands it back: queued again, not leased until the lease runs out.
-    let state = "";
-    for (const until = Date.now() + 15_000; Date.now() < until && state !== "queued"; await Bun.sleep(50)) {
-      [{ state = "" } = {}] = await db<Array<{ state: string }>>`SELECT state FROM deliveries WHERE message_id = ${id!}`;
-    }
-    expect(state).toBe("queued");
+    await waitUntil(async () => (await statesOf([id!])).queued === 1 || undefined, 15_000, "the delivery back in the queue");
     const recipient = await connect(pair.a, recipientM, mesh.id, true);
     expect(await recipient.nextFrame((f) => f.type === "push" && f.messageId === id, 15_000)).toMatchObject({ senderPubkey: senderM.pubkey });
   });
