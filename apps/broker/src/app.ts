@@ -247,6 +247,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     presence: (changes, from) => presenceEvents.received(changes, from),
     // Everything local may have missed news: every consumer looks again.
     resubscribed: () => {
+      pump.recoverMissedLeases();
       queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId)));
       waiters.wakeAll();
     },

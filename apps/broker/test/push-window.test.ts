@@ -49,6 +49,28 @@ describe("PushWindow", () => {
     expect(window.split(["a", "b"])).toEqual({ awaited: ["b"], late: ["a"] });
   });
 
+  test("acks not committed after all: their pushes await their acks again, each lease running out when it would have", () => {
+    const { window, advance } = windowOf(4);
+    window.opened("a");
+    advance(3_000);
+    window.opened("b");
+    advance(3_000);
+    window.opened("c");
+    const settled = window.settled(["a", "c", "never-pushed"]);
+    expect(settled).toEqual([["a", START + 10_000], ["c", START + 16_000]]);
+    expect(window.room()).toBe(3);
+    window.unsettled(settled);
+    expect(["a", "b", "c", "never-pushed"].map((id) => window.holds(id))).toEqual([true, true, true, false]);
+    expect(window.room()).toBe(1);
+    // In the order they end: a's first, then b's, then c's.
+    advance(4_000);
+    expect(window.lapseMark()).toBe(1);
+    expect(window.holds("a")).toBe(false);
+    advance(3_000);
+    expect(window.lapseMark()).toBe(2);
+    expect(window.nextOpening()).toBe(START + 16_000);
+  });
+
   test("an ack makes room; acking an id twice or one never pushed changes nothing", () => {
     const { window } = windowOf(2);
     window.opened("a");

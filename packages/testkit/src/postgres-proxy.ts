@@ -71,6 +71,8 @@ export interface PostgresProxy {
   stallOpen(): void;
   /** Ends a stall: what was sent meanwhile passes on, and the connections accepted meanwhile are served. */
   resume(): void;
+  /** The local ports of the proxy's open connections to the server: the client_port of their backends in pg_stat_activity. */
+  upstreamPorts(): number[];
   close(): Promise<void>;
 }
 
@@ -93,6 +95,7 @@ export async function startPostgresProxy(server: { host: string; port: number })
   const ends: Buffer[] = [];
   let terminated = 0;
   const sockets = new Set<Socket>();
+  const upstreams = new Set<Socket>();
   let toRefuse = 0;
   let refused = 0;
   let stalled = false;
@@ -117,6 +120,8 @@ export async function startPostgresProxy(server: { host: string; port: number })
       return;
     }
     const upstream = connect(server.port, server.host);
+    upstreams.add(upstream);
+    upstream.on("close", () => upstreams.delete(upstream));
     const state = { buffer: Buffer.alloc(0), ready: false };
     // Set once a marked query went upstream: the server's answer is read, not forwarded.
     let withheld: { buffer: Buffer; ready: boolean } | null = null;
@@ -205,6 +210,9 @@ export async function startPostgresProxy(server: { host: string; port: number })
       stalled = false;
       for (const s of sockets) s.resume();
       for (const client of held.splice(0)) if (!client.destroyed) serve(client);
+    },
+    upstreamPorts() {
+      return [...upstreams].map((s) => s.localPort).filter((port) => port !== undefined);
     },
     async close() {
       for (const s of [...sockets, ...held]) s.destroy();

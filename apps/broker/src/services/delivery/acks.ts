@@ -60,6 +60,11 @@ export class AckCommits {
     ]);
   }
 
+  /** Resolves once the acks of awaited pushes applied so far are committed. */
+  async drainAwaited(): Promise<void> {
+    await this.awaited.drain();
+  }
+
   async drain(): Promise<void> {
     await Promise.all([this.awaited.drain(), this.late.drain()]);
   }

@@ -14,7 +14,9 @@ import type { Clock } from "../timing.ts";
 import { AckCommits } from "./acks.ts";
 import { HandedBack } from "./handed-back.ts";
 import { LeasedElsewhere } from "./leased-elsewhere.ts";
+import { leasesNotPushed, RecoveredLeases } from "./missed-leases.ts";
 import type { AckedIds } from "./push-window.ts";
+import { Rounds } from "./rounds.ts";
 
 const MAX_MEMBERS_PER_CLAIM = 500;
 // A claim reads its rows' ciphertexts into memory and serializes them as
@@ -33,12 +35,14 @@ export class DeliveryPump {
   /** Members whose presences' windows are full: looked at again when the first lease in them runs out. */
   private readonly reopening = new Map<string, Timer>();
   private running: Promise<void> | null = null;
-  /** The claim-and-hand round under way, if any: leases written by a send wait for it (see handLeased). */
-  private round: Promise<void> | null = null;
+  private readonly rounds = new Rounds();
+  /** The recovery after the bus listened again, and those asked for behind it. */
+  private recovery: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly acks: AckCommits;
   private readonly handedBack = new HandedBack();
   private readonly leasedElsewhere: LeasedElsewhere;
+  private readonly recovered: RecoveredLeases;
 
   constructor(
     private readonly db: Database,
@@ -50,6 +54,7 @@ export class DeliveryPump {
   ) {
     this.acks = new AckCommits(db);
     this.leasedElsewhere = new LeasedElsewhere(db, (leased) => this.handLeased(leased), log);
+    this.recovered = new RecoveredLeases(options.leaseSeconds * 1000, options.clock);
   }
 
   /** Members whose queue may hold something their local presences can take now. */
@@ -73,13 +78,29 @@ export class DeliveryPump {
     this.leasedElsewhere.take(pushes);
   }
 
+  /**
+   * The bus listens again after a gap: notices naming deliveries leased to
+   * presences here may have been lost meanwhile. Those no presence here
+   * pushed are pushed now (missed-leases.ts), before the claims that follow.
+   */
+  recoverMissedLeases(): void {
+    if (this.stopped) return;
+    this.recovery = this.recovery.then(() => this.recover());
+  }
+
   /** Acks read from the presence's socket, as its window split them (PushWindow.split). */
   async ack(presence: LocalPresence, { awaited, late }: AckedIds): Promise<void> {
     // A frame whose ids were all refused: nothing to apply, no claim to schedule.
     if (awaited.length + late.length === 0) return;
     const wasFull = presence.window.room() <= 0;
-    presence.window.settled([...awaited, ...late]);
-    await this.acks.apply(presence.memberId, awaited, late);
+    const settled = presence.window.settled([...awaited, ...late]);
+    try {
+      await this.acks.apply(presence.memberId, awaited, late);
+    } catch (error) {
+      // Not acked: the pushes still await their acks (a recovery must not take them for leases never pushed).
+      presence.window.unsettled(settled);
+      throw error;
+    }
     // Only a full window held deliveries back in the queue (a send leases to
     // a presence with room directly); otherwise a claim would find nothing.
     if (wasFull) this.schedule([presence.memberId]);
@@ -100,8 +121,8 @@ export class DeliveryPump {
    */
   async handLeased(leased: LeasedDelivery[]): Promise<void> {
     if (leased.length === 0) return;
-    while (this.round) await this.round;
-    await this.hand(leased, null);
+    while (this.rounds.underWay) await this.rounds.underWay;
+    await this.hand(this.recovered.notRecovered(leased), null);
   }
 
   /** The presence's socket caught up with its buffer: it may take pushes again. */
@@ -116,6 +137,7 @@ export class DeliveryPump {
     for (const timer of this.reopening.values()) clearTimeout(timer);
     this.reopening.clear();
     await this.running;
+    await this.recovery;
     await this.leasedElsewhere.stop();
     await this.acks.drain();
   }
@@ -152,9 +174,10 @@ export class DeliveryPump {
     try {
       while (this.due.size > 0 && !this.stopped) {
         // Deliveries sends elsewhere leased here before the news of what this
-        // round claims came go out first: a sender's earlier message may be
-        // among them.
+        // round claims came go out first, and so do those a recovery under
+        // way finds: a sender's earlier message may be among them.
         await this.leasedElsewhere.settled();
+        await this.recovery;
         const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
         for (const m of members) this.due.delete(m);
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
@@ -164,8 +187,9 @@ export class DeliveryPump {
           .map((presence) => ({ presence, mark: presence.window.lapseMark() }));
         let leased: LeasedDelivery[] = [];
         let claimed = true;
-        const claimStart = this.handedBack.clock;
-        const round = (async () => {
+        let claimStart = 0;
+        await this.rounds.run(async () => {
+          claimStart = this.handedBack.clock;
           try {
             await this.takeBackLapsed(lapsed);
             leased = await retryTransient(() => claimForPresences(this.db.relaxed, requests, this.options.leaseSeconds));
@@ -176,10 +200,7 @@ export class DeliveryPump {
             return;
           }
           await this.hand(leased, claimStart);
-        })();
-        this.round = round;
-        await round;
-        this.round = null;
+        });
         if (!claimed) return;
         // A claim that filled a presence's room may have left more behind.
         const taken = new Map<string, number>();
@@ -197,6 +218,21 @@ export class DeliveryPump {
       this.running = null;
       if (this.due.size > 0 && !this.stopped) this.running = this.loop();
     }
+  }
+
+  private async recover(): Promise<void> {
+    if (this.stopped || this.presences.all().length === 0) return;
+    await this.leasedElsewhere.settled();
+    await this.rounds.run(async () => {
+      try {
+        const leased = await leasesNotPushed(this.db, this.presences.all(), () => this.acks.drainAwaited());
+        this.recovered.add(leased);
+        await this.hand(leased, null);
+        this.log.info({ deliveries: leased.length }, "looked for deliveries leased here whose notices were missed");
+      } catch (error) {
+        this.log.warn({ err: error }, "looking for deliveries leased here failed; their leases will run out");
+      }
+    });
   }
 
   // Pushes whose lease ran out go back to the queue before these presences

@@ -81,6 +81,11 @@ export class PushWindow {
     return first.done ? null : first.value;
   }
 
+  /** Whether a push of this message went out here and awaits its ack (one whose lease ran out may be counted as lapsed already). */
+  holds(messageId: string): boolean {
+    return this.leases.has(messageId);
+  }
+
   opened(messageId: string): void {
     this.leases.delete(messageId);
     this.leases.set(messageId, this.clock() + this.leaseMs);
@@ -102,7 +107,21 @@ export class PushWindow {
     return { awaited: [...awaited], late };
   }
 
-  settled(messageIds: Iterable<string>): void {
-    for (const id of messageIds) this.leases.delete(id);
+  /** Their acks were read: they no longer count. Returns what they were, for unsettled. */
+  settled(messageIds: Iterable<string>): Array<[messageId: string, leaseEnd: number]> {
+    const removed: Array<[string, number]> = [];
+    for (const id of messageIds) {
+      const leaseEnd = this.leases.get(id);
+      if (leaseEnd !== undefined && this.leases.delete(id)) removed.push([id, leaseEnd]);
+    }
+    return removed;
+  }
+
+  /** Acks that were not committed after all: those pushes await their acks again, with the leases they had. */
+  unsettled(pushes: Array<[messageId: string, leaseEnd: number]>): void {
+    if (pushes.length === 0) return;
+    const all = [...this.leases, ...pushes.filter(([id]) => !this.leases.has(id))].sort((a, b) => a[1] - b[1]);
+    this.leases.clear();
+    for (const [id, leaseEnd] of all) this.leases.set(id, leaseEnd);
   }
 }

@@ -2,10 +2,11 @@
 // consumers differ only in whom they lease to: a socket claim picks one of a
 // member's presences, a holder claim (a webhook attempt) names its own lease
 // id. lease_presence_id carries either; it has no foreign key. (readLeases
-// reads, with their messages, deliveries another instance's send leased.)
+// reads, with their messages, deliveries another instance's send leased;
+// leasesOf lists a presence's leases.)
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { batchLimit, isoTime, jsonParam, uuidById } from "../sql.ts";
+import { batchLimit, isoTime, jsonParam, uuidById, uuidRows } from "../sql.ts";
 import { queueReads, receivesOnSockets, WEBHOOK_STATUS } from "./eligibility.ts";
 import type { LeasedDelivery } from "./types.ts";
 
@@ -107,6 +108,24 @@ export async function readLeases(db: Executor, pushes: Array<{ presenceId: strin
     ) l
     ${messageOf("l")}
     WHERE l.state = 'leased' AND l.lease_presence_id = x."presenceId"`);
+}
+
+/**
+ * The deliveries leased to these presences whose lease is still running, by
+ * delivery and message id: for their instance to find those it never heard
+ * of (services/delivery/missed-leases.ts). Each presence's leases are read by
+ * their holder's index (OFFSET 0 keeps the test of the lease's end out of
+ * the probe, as requeue's lapsed leases do).
+ */
+export async function leasesOf(db: Executor, presenceIds: string[]): Promise<Array<{ presenceId: string; seq: number; messageId: string }>> {
+  if (presenceIds.length === 0) return [];
+  return db.rows(sql`
+    SELECT p.id AS "presenceId", l.id::float8 AS seq, l.message_id AS "messageId"
+    FROM ${uuidRows(presenceIds)} p
+    CROSS JOIN LATERAL (
+      SELECT id, message_id, lease_expires_at FROM deliveries WHERE lease_presence_id = p.id AND state = 'leased' OFFSET 0
+    ) l
+    WHERE l.lease_expires_at > now()`);
 }
 
 // Per member it picks one of the given presences (an idle one first, as it

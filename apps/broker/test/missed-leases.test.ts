@@ -1,0 +1,121 @@
+// A send statement leases a delivery to its recipient's presence on another
+// instance and names it in its NOTIFY; that notice is its only news. Here the
+// recipient's instance loses it: its connections to Postgres pass through
+// the test proxy, which holds them still while the server ends them, so the
+// notice goes out while that instance listens on no connection. Once the bus
+// listens again, the delivery is pushed at once, not when its 600 s lease
+// runs out (services/delivery/missed-leases.ts); pushes the recipient
+// already has, its ack of them failed or not, are not pushed again.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { backendKind, PeerPool, pushesBeforeMarker, setupMesh, TestBroker, waitUntil, type Frame, type SetupMember } from "@switchboard/testkit";
+import postgres from "postgres";
+import { brokerBehindProxy, type BrokerBehindProxy } from "./support/behind-proxy.ts";
+
+const ENV = { LEASE_SECONDS: "600" };
+const RECOVERED = "looked for deliveries leased here whose notices were missed";
+
+describe.skipIf(backendKind !== "postgres")("a notice lost while the bus was away (needs DATABASE_URL)", () => {
+  /** The recipients' instance, behind the proxy. */
+  let behind: BrokerBehindProxy;
+  /** The senders' instance, connected to the server itself. */
+  let front: TestBroker;
+  let db: postgres.Sql;
+  const peers = new PeerPool();
+  beforeAll(async () => {
+    behind = await brokerBehindProxy(ENV);
+    front = await TestBroker.start(ENV, { backend: behind.backend });
+    db = postgres(behind.databaseUrl, { max: 1, onnotice: () => {} });
+  });
+  afterAll(async () => {
+    await peers.closeAll();
+    await db?.end();
+    await front?.dispose();
+    await behind?.dispose();
+  });
+
+  const ids = (pushes: Frame[]) => pushes.map((p) => String(p.messageId));
+
+  async function senderAndRecipient(autoAck: boolean) {
+    const { mesh, members } = await setupMesh(front.admin, { members: ["sender", "recipient"] });
+    const [senderM, recipientM] = members as [SetupMember, SetupMember];
+    const sender = await peers.connect(front.wsUrl, senderM, mesh.id);
+    const recipient = await peers.connect(behind.broker.wsUrl, recipientM, mesh.id, { autoAck });
+    return { sender, recipient, recipientKey: recipientM.pubkey };
+  }
+
+  async function send(sender: Awaited<ReturnType<typeof senderAndRecipient>>["sender"], to: string): Promise<string> {
+    const ack = await sender.send(to);
+    expect(ack).toMatchObject({ type: "ack", queued: true, recipients: 1 });
+    return String(ack.messageId);
+  }
+
+  /**
+   * The server ends the recipients' instance's connections while the proxy
+   * holds them still: that instance hears nothing, and connects again only
+   * once `whileAway` is done.
+   */
+  async function busAway(whileAway: () => Promise<void>): Promise<void> {
+    const ports = behind.proxy.upstreamPorts();
+    behind.proxy.stall();
+    try {
+      const ended = await db<Array<{ ended: boolean }>>`
+        SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE client_port = ANY (${ports}::int[])`;
+      // Its listening connection among them.
+      expect(ended.length).toBeGreaterThanOrEqual(2);
+      await whileAway();
+    } finally {
+      behind.proxy.resume();
+    }
+  }
+
+  const recoveries = () => behind.broker.process.logs.filter((l) => l.msg === RECOVERED);
+
+  test("a delivery whose notice was lost is pushed once the bus listens again, once", async () => {
+    const { sender, recipient, recipientKey } = await senderAndRecipient(true);
+    const first = await send(sender, recipientKey);
+    await recipient.waitForPushes(1, 15_000);
+    const before = recoveries().length;
+    let lost = "";
+    await busAway(async () => {
+      lost = await send(sender, recipientKey);
+      // Leased by the send itself to the recipient's one presence, on the other instance.
+      const [row] = await db<Array<{ state: string; held: boolean }>>`
+        SELECT state, lease_presence_id IS NOT NULL AS held FROM deliveries WHERE message_id = ${lost}::uuid`;
+      expect(row).toEqual({ state: "leased", held: true });
+    });
+    expect(ids(await recipient.waitForPushes(2, 30_000))).toEqual([first, lost]);
+    await waitUntil(() => recoveries().length > before || undefined, 15_000, "the recovery's log");
+    expect(recoveries().slice(before)).toContainEqual(expect.objectContaining({ deliveries: 1 }));
+    expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual([first, lost]);
+  });
+
+  test("pushes awaiting their ack when the bus comes back are not pushed again", async () => {
+    const { sender, recipient, recipientKey } = await senderAndRecipient(false);
+    const sent = [await send(sender, recipientKey), await send(sender, recipientKey), await send(sender, recipientKey)];
+    expect(ids(await recipient.waitForPushes(3, 15_000))).toEqual(sent);
+    const before = recoveries().length;
+    await busAway(async () => {});
+    await waitUntil(() => recoveries().length > before || undefined, 30_000, "the recovery's log");
+    expect(recoveries().slice(before)).toEqual([expect.objectContaining({ deliveries: 0 })]);
+    recipient.ack(sent);
+    expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual(sent);
+  });
+
+  test("a push whose ack failed still awaits its ack: the bus coming back does not push it again", async () => {
+    const { sender, recipient, recipientKey } = await senderAndRecipient(false);
+    const id = await send(sender, recipientKey);
+    await recipient.waitForPushes(1, 15_000);
+    // The ack's statement carries the message id: its connection ends before the server sees it.
+    behind.proxy.terminateOn(id);
+    const failures = recipient.frames.filter((f) => f.type === "error").length;
+    recipient.ack([id]);
+    await waitUntil(() => recipient.frames.filter((f) => f.type === "error").length > failures || undefined, 15_000, "the ack refused");
+    expect(recipient.frames.filter((f) => f.type === "error").at(-1)).toMatchObject({ code: "internal" });
+    const before = recoveries().length;
+    await busAway(async () => {});
+    await waitUntil(() => recoveries().length > before || undefined, 30_000, "the recovery's log");
+    expect(recoveries().slice(before)).toEqual([expect.objectContaining({ deliveries: 0 })]);
+    recipient.ack([id]);
+    expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual([id]);
+  });
+});
