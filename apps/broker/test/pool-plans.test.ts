@@ -20,7 +20,7 @@ import { backendKind } from "@switchboard/testkit";
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { ackDeliveries, ackHeldBy } from "../src/store/queue/ack.ts";
-import { claimForHolder, claimForPresences, leasesOf, membersWithQueuedWork, readLeases } from "../src/store/queue/claim.ts";
+import { claimForHolder, claimForPresences, leasesOf, membersWithQueuedWork, readLeases, renewLeases } from "../src/store/queue/claim.ts";
 import { enqueueSends, type NewMessage } from "../src/store/queue/enqueue.ts";
 import { dropUndelivered } from "../src/store/queue/drop.ts";
 import { expireDeliveries } from "../src/store/queue/expire.ts";
@@ -181,6 +181,7 @@ const cases: Array<[string, Case]> = [
   ["the read of a delivery another instance's send leased to a presence here", { pool: "relaxed", run: (db, t) => readLeases(db, [{ presenceId: t.holder, seq: 1 }]) }],
   // The holder's three leases; not the other presence's.
   ["the list of a presence's leases, for a recovery after the bus was away", { pool: "relaxed", run: (db, t) => leasesOf(db, [t.holder]), reads: { table: "deliveries", atMost: 3 } }],
+  ["the renewal of leases whose notice was missed", { pool: "relaxed", run: (db, t) => renewLeases(db, [{ presenceId: t.holder, seq: 1 }], 30) }],
   ["a webhook's claim", { pool: "main", run: (db) => claimForHolder(db, recipient, crypto.randomUUID(), 10, 30), writes: "Update on deliveries d_1" }],
   ["the expiry of messages that outlived their time", { pool: "main", run: (db) => expireDeliveries(db, 1000), writes: "Update on deliveries d" }],
   ["the requeue of a push never written", { pool: "relaxed", run: (db, t) => requeue(db, { pushes: [{ messageId: t.unpushed, memberId: recipient, presenceId: t.holder }] }), writes: "Update on deliveries d" }],

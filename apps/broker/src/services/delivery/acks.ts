@@ -27,6 +27,8 @@ export class AckCommits {
   private readonly late: GroupCommit<AckFrame, void>;
   /** When the last late commit may be followed by the next (performance.now()). */
   private lateResumesAt = 0;
+  /** Commits of awaited acks under way. */
+  private readonly awaitedUnderWay = new Set<Promise<void>>();
 
   constructor(db: Database) {
     const write = async (frames: AckFrame[]) => {
@@ -54,15 +56,18 @@ export class AckCommits {
 
   /** Resolves once both kinds of ids are committed. */
   async apply(memberId: string, awaited: string[], late: string[]): Promise<void> {
-    await Promise.all([
-      awaited.length > 0 ? this.awaited.submit({ memberId, messageIds: awaited }) : undefined,
-      late.length > 0 ? this.late.submit({ memberId, messageIds: late }) : undefined,
-    ]);
+    const written = awaited.length > 0 ? this.awaited.submit({ memberId, messageIds: awaited }) : undefined;
+    if (written) {
+      this.awaitedUnderWay.add(written);
+      const ended = () => void this.awaitedUnderWay.delete(written);
+      written.then(ended, ended);
+    }
+    await Promise.all([written, late.length > 0 ? this.late.submit({ memberId, messageIds: late }) : undefined]);
   }
 
-  /** Resolves once the acks of awaited pushes applied so far are committed. */
-  async drainAwaited(): Promise<void> {
-    await this.awaited.drain();
+  /** Resolves once the acks of awaited pushes applied before this call are written, or failed. */
+  async awaitedSoFar(): Promise<void> {
+    await Promise.allSettled([...this.awaitedUnderWay]);
   }
 
   async drain(): Promise<void> {

@@ -7,6 +7,8 @@
 // before those of earlier ones; and the pump's claims wait for what notices
 // named before they began (settled), so a sender's later message that went
 // through the queue does not go out before its earlier one leased by its send.
+// After the bus listened again, what notices name from then on (newer sends)
+// waits for the recovery of what was missed meanwhile (holdLaterUntil).
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../../log.ts";
 import { readLeases, type LeasedDelivery } from "../../store/queue/index.ts";
@@ -24,6 +26,8 @@ export class LeasedElsewhere {
   private taken = 0;
   private done = 0;
   private readonly waiting: Array<{ upTo: number; resolve: () => void }> = [];
+  /** Named from the at-th on, deliveries are read only once gate resolves. */
+  private readonly gates: Array<{ at: number; gate: Promise<void> }> = [];
 
   constructor(
     private readonly db: Database,
@@ -45,6 +49,11 @@ export class LeasedElsewhere {
     return new Promise((resolve) => this.waiting.push({ upTo: this.taken, resolve }));
   }
 
+  /** What notices name from now on is read only once `gate` resolves; what they named so far is not held. */
+  holdLaterUntil(gate: Promise<void>): void {
+    if (!this.stopped) this.gates.push({ at: this.taken, gate });
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     await this.reading;
@@ -61,7 +70,14 @@ export class LeasedElsewhere {
   private async read(): Promise<void> {
     try {
       while (this.named.length > 0 && !this.stopped) {
-        const named = this.named.splice(0, MAX_PER_READ);
+        const next = this.taken - this.named.length;
+        const gate = this.gates[0];
+        if (gate !== undefined && gate.at <= next) {
+          this.gates.shift();
+          await gate.gate;
+          continue;
+        }
+        const named = this.named.splice(0, Math.min(MAX_PER_READ, gate === undefined ? MAX_PER_READ : gate.at - next));
         try {
           // Those no longer leased to the presence named (it ended, and they
           // went back to the queue) are not read.

@@ -14,7 +14,7 @@ import type { Clock } from "../timing.ts";
 import { AckCommits } from "./acks.ts";
 import { HandedBack } from "./handed-back.ts";
 import { LeasedElsewhere } from "./leased-elsewhere.ts";
-import { leasesNotPushed, RecoveredLeases } from "./missed-leases.ts";
+import { MissedLeases } from "./missed-leases.ts";
 import type { AckedIds } from "./push-window.ts";
 import { Rounds } from "./rounds.ts";
 
@@ -42,7 +42,7 @@ export class DeliveryPump {
   private readonly acks: AckCommits;
   private readonly handedBack = new HandedBack();
   private readonly leasedElsewhere: LeasedElsewhere;
-  private readonly recovered: RecoveredLeases;
+  private readonly missed: MissedLeases;
 
   constructor(
     private readonly db: Database,
@@ -54,7 +54,16 @@ export class DeliveryPump {
   ) {
     this.acks = new AckCommits(db);
     this.leasedElsewhere = new LeasedElsewhere(db, (leased) => this.handLeased(leased), log);
-    this.recovered = new RecoveredLeases(options.leaseSeconds * 1000, options.clock);
+    this.missed = new MissedLeases({
+      db,
+      presences,
+      acks: this.acks,
+      hand: (leased) => this.hand(leased, null),
+      log,
+      leaseSeconds: options.leaseSeconds,
+      clock: options.clock,
+      perRead: MAX_PUSHES_PER_CLAIM,
+    });
   }
 
   /** Members whose queue may hold something their local presences can take now. */
@@ -85,7 +94,11 @@ export class DeliveryPump {
    */
   recoverMissedLeases(): void {
     if (this.stopped) return;
-    this.recovery = this.recovery.then(() => this.recover());
+    // What notices named before now (older sends) goes out first; what they
+    // name from now on (newer sends) waits for the recovery.
+    const before = this.leasedElsewhere.settled();
+    this.recovery = this.recovery.then(() => before).then(() => this.recover());
+    this.leasedElsewhere.holdLaterUntil(this.recovery);
   }
 
   /** Acks read from the presence's socket, as its window split them (PushWindow.split). */
@@ -115,14 +128,14 @@ export class DeliveryPump {
   }
 
   /**
-   * Pushes deliveries a send wrote already leased to local presences. A claim
-   * round under way may hold older deliveries of the same recipients; they
-   * go out first, so per-sender order holds.
+   * Pushes deliveries a send wrote already leased to local presences. A round
+   * under way (a claim, a recovery) may hold older deliveries of the same
+   * recipients; they go out first, so per-sender order holds.
    */
   async handLeased(leased: LeasedDelivery[]): Promise<void> {
     if (leased.length === 0) return;
     while (this.rounds.underWay) await this.rounds.underWay;
-    await this.hand(this.recovered.notRecovered(leased), null);
+    await this.hand(this.missed.notRecovered(leased), null);
   }
 
   /** The presence's socket caught up with its buffer: it may take pushes again. */
@@ -176,8 +189,8 @@ export class DeliveryPump {
         // Deliveries sends elsewhere leased here before the news of what this
         // round claims came go out first, and so do those a recovery under
         // way finds: a sender's earlier message may be among them.
-        await this.leasedElsewhere.settled();
         await this.recovery;
+        await this.leasedElsewhere.settled();
         const members = [...this.due].slice(0, MAX_MEMBERS_PER_CLAIM);
         for (const m of members) this.due.delete(m);
         const requests = members.map((m) => this.claimRequest(m)).filter((r) => r !== null);
@@ -222,17 +235,7 @@ export class DeliveryPump {
 
   private async recover(): Promise<void> {
     if (this.stopped || this.presences.all().length === 0) return;
-    await this.leasedElsewhere.settled();
-    await this.rounds.run(async () => {
-      try {
-        const leased = await leasesNotPushed(this.db, this.presences.all(), () => this.acks.drainAwaited());
-        this.recovered.add(leased);
-        await this.hand(leased, null);
-        this.log.info({ deliveries: leased.length }, "looked for deliveries leased here whose notices were missed");
-      } catch (error) {
-        this.log.warn({ err: error }, "looking for deliveries leased here failed; their leases will run out");
-      }
-    });
+    await this.rounds.run(() => this.missed.recover(() => this.stopped));
   }
 
   // Pushes whose lease ran out go back to the queue before these presences

@@ -3,11 +3,13 @@
 // member's presences, a holder claim (a webhook attempt) names its own lease
 // id. lease_presence_id carries either; it has no foreign key. (readLeases
 // reads, with their messages, deliveries another instance's send leased;
-// leasesOf lists a presence's leases.)
+// leasesOf lists a presence's leases, and renewLeases renews those whose
+// notice was missed.)
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { batchLimit, isoTime, jsonParam, uuidById, uuidRows } from "../sql.ts";
 import { queueReads, receivesOnSockets, WEBHOOK_STATUS } from "./eligibility.ts";
+import { heldLeases } from "./lock-order.ts";
 import type { LeasedDelivery } from "./types.ts";
 
 export interface ClaimRequest {
@@ -126,6 +128,36 @@ export async function leasesOf(db: Executor, presenceIds: string[]): Promise<Arr
       SELECT id, message_id, lease_expires_at FROM deliveries WHERE lease_presence_id = p.id AND state = 'leased' OFFSET 0
     ) l
     WHERE l.lease_expires_at > now()`);
+}
+
+/**
+ * As readLeases, for deliveries leased to presences here whose notice was
+ * missed: each lease still held by the presence named is renewed for
+ * `leaseSeconds` from now, as a claim's is, since its push goes out only
+ * now (the window here counts its lease from the push). The rows are
+ * locked in the one order (lock-order.ts).
+ */
+export async function renewLeases(
+  db: Executor,
+  pushes: Array<{ presenceId: string; seq: number }>,
+  leaseSeconds: number,
+): Promise<LeasedDelivery[]> {
+  if (pushes.length === 0) return [];
+  const held = heldLeases(sql`
+    SELECT x.seq AS id, x."presenceId" AS presence_id
+    FROM jsonb_to_recordset(${jsonParam(pushes)}) AS x("presenceId" uuid, seq bigint)
+    LIMIT ${batchLimit(pushes.length)}`);
+  return db.rows<LeasedDelivery>(sql`
+    ${held.with},
+    renewed AS (
+      UPDATE deliveries d SET lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
+      WHERE ${held.where}
+      RETURNING d.id, d.message_id, d.recipient_member_id, d.lease_presence_id, d.attempt
+    )
+    SELECT r.lease_presence_id AS "presenceId", r.recipient_member_id AS "memberId", ${OWED_COLUMNS},
+           r.attempt, r.id::float8 AS seq
+    FROM renewed r
+    ${messageOf("r")}`);
 }
 
 // Per member it picks one of the given presences (an idle one first, as it

@@ -6,6 +6,7 @@
 // a revocation's drop. Statements that skip locked rows (claims, sweeps,
 // prunes) never wait, and may take them in any order.
 import { sql, type SQL } from "drizzle-orm";
+import { uuidById } from "../sql.ts";
 
 /**
  * The deliveries whose ids the array `ids` holds, locked in the one order, as
@@ -30,6 +31,22 @@ export function lockedInOrder(ids: SQL): SQL {
 export function leasesHeldBy(holders: SQL): SQL {
   return sql`d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM deliveries WHERE state = 'leased' AND lease_presence_id = ANY (${holders}))`)})
     AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END = ANY (${holders})`;
+}
+
+/**
+ * Leases named by `named` (id, presence_id): each reached by its id in a list,
+ * locked, and kept if that presence holds it still (uuidById). The holder it has now
+ * is compared as one expression (none unless leased), so no index on leases
+ * serves the test: a plan free to use one intersected the list with every
+ * lease.
+ */
+export function heldLeases(named: SQL, andAlso: SQL = sql``): { with: SQL; where: SQL } {
+  return {
+    with: sql`WITH named AS (${named})`,
+    where: sql`d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM named)`)})
+      AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END
+          IS NOT DISTINCT FROM ${uuidById("named", "presence_id", "d.id")}${andAlso}`,
+  };
 }
 
 /**

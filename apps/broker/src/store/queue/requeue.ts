@@ -2,8 +2,8 @@
 // One UPDATE; only which leases it selects differs.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { batchLimit, jsonParam, unique, uuidArray, uuidById, uuidRows } from "../sql.ts";
-import { leasesHeldBy, lockedInOrder } from "./lock-order.ts";
+import { batchLimit, jsonParam, unique, uuidArray, uuidRows } from "../sql.ts";
+import { heldLeases, leasesHeldBy } from "./lock-order.ts";
 
 export type RequeueScope =
   /** Every lease held by these presences, or by these other holders (a webhook attempt, a waiting request): they ended. */
@@ -69,22 +69,6 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
       WHERE state = 'leased' AND lease_expires_at < now()
       ORDER BY lease_expires_at LIMIT ${scope.expiredLeases.limit}
       FOR UPDATE SKIP LOCKED))`,
-  };
-}
-
-/**
- * Leases named by `named` (id, presence_id): each reached by its id in a list,
- * locked, and kept if that presence holds it still (uuidById). The holder it has now
- * is compared as one expression (none unless leased), so no index on leases
- * serves the test: a plan free to use one intersected the list with every
- * lease.
- */
-function heldLeases(named: SQL, andAlso: SQL = sql``): { with: SQL; where: SQL } {
-  return {
-    with: sql`WITH named AS (${named})`,
-    where: sql`d.id = ANY (${lockedInOrder(sql`ARRAY(SELECT id FROM named)`)})
-      AND CASE WHEN d.state = 'leased' THEN d.lease_presence_id END
-          IS NOT DISTINCT FROM ${uuidById("named", "presence_id", "d.id")}${andAlso}`,
   };
 }
 
