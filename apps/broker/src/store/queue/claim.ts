@@ -219,8 +219,12 @@ export async function claimForHolder(
  * once, not once per presence: the queue's by a scalar subquery run for its
  * member that takes its oldest queued delivery (as EXISTS, a semi-join
  * planned while the statistics said the table was empty walked every queued
- * delivery, and a bitmap scan, which cannot stop at the first, read all of
- * the member's).
+ * delivery). It reads the queue's index alone, expired or not: with the
+ * expiry tested on each row, a bitmap scan of the index, which cannot stop
+ * at the first, cost as little as a walk of it in order, and read all of
+ * the member's. A member whose queued deliveries have all expired is then
+ * looked at, in vain, until the expiry sweep marks them (the housekeeping
+ * interval).
  */
 export async function membersWithQueuedWork(db: Executor, instanceId: string): Promise<string[]> {
   const rows = await db.rows<{ memberId: string }>(sql`
@@ -232,7 +236,7 @@ export async function membersWithQueuedWork(db: Executor, instanceId: string): P
     WHERE ${receivesOnSockets(sql`m.member_id`)}
       AND (
         SELECT d.id FROM deliveries d
-        WHERE d.recipient_member_id = m.member_id AND d.state = 'queued' AND d.expires_at > now()
+        WHERE d.recipient_member_id = m.member_id AND d.state = 'queued'
         ORDER BY d.id LIMIT 1
       ) IS NOT NULL`);
   return rows.map((r) => r.memberId);
