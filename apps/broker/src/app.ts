@@ -239,9 +239,6 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     leased: (to, pushes) => {
       if (to === instanceId) pump.leasedHere(pushes);
     },
-    leasedUnnamed: (to) => {
-      if (to.includes(instanceId)) pump.lookForLeases();
-    },
     replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
     revoked: (memberId) => {
       apiSenders.forget(memberId);
@@ -250,7 +247,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     presence: (changes, from) => presenceEvents.received(changes, from),
     // Everything local may have missed news: every consumer looks again.
     resubscribed: () => {
-      pump.lookForLeases();
+      pump.recoverMissedLeases();
       queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId)));
       waiters.wakeAll();
     },

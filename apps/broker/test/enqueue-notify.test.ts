@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { BUS_CHANNEL, MAX_NAMED_ELSEWHERE, MAX_NOTIFIED_PUSHES } from "../src/store/notify.ts";
+import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_PUSHES } from "../src/store/notify.ts";
 import { enqueueSends, type NewMessage } from "../src/store/queue/index.ts";
 import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
 
@@ -48,19 +48,19 @@ test("a batch of sends into 300 meshes, each to an offline member, is written in
   expect(new Set(meshes(heard))).toEqual(new Set(messages.map((m) => m.meshId)));
 });
 
-test(`deliveries to presences on another instance are written leased to them and named to it, ${MAX_NOTIFIED_PUSHES} to a notice, in order; past ${MAX_NAMED_ELSEWHERE} in a statement, it is told to look for them`, async () => {
+test(`deliveries to presences on another instance are written leased to them and named to it, ${MAX_NOTIFIED_PUSHES} to a notice, in order; none past ${MAX_LEASED_ELSEWHERE} a statement`, async () => {
   const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('elsewhere', 'elsewhere') RETURNING id`);
   const sender = await member(mesh.id, "sender");
   // Members, each with a live presence on another instance (its session named by the member's key).
   const recipients = await scratch.db.rows<{ id: string; pubkey: string; presence: string }>(sql`
     WITH m AS (
       INSERT INTO members (mesh_id, pubkey, display_name)
-      SELECT ${mesh.id}::uuid, md5(random()::text) || g, 'r' || g FROM generate_series(1, ${5 + 250 + MAX_NAMED_ELSEWHERE + 1}) g
+      SELECT ${mesh.id}::uuid, md5(random()::text) || g, 'r' || g FROM generate_series(1, ${5 + 250 + MAX_LEASED_ELSEWHERE + 1}) g
       RETURNING id, pubkey)
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
     SELECT ${mesh.id}::uuid, m.id, 'another-instance', m.pubkey, 'r' FROM m
     RETURNING member_id::text AS id, session_id AS pubkey, id::text AS presence`);
-  type Notice = { leased?: { instance: string; pushes: Array<[string, number]> }; leasedUnnamed?: string[]; members?: string[] };
+  type Notice = { leased?: { instance: string; pushes: Array<[string, number]> }; members?: string[] };
   const parsed = (heard: string[]) => heard.map((p) => JSON.parse(p) as Notice);
   const send = (to: typeof recipients, notices: number) =>
     heardDuring(() => enqueueSends(scratch.db, to.map((r) => newMessage(mesh.id, sender.id, r.pubkey)), holders), (h) => h.length >= notices);
@@ -86,12 +86,10 @@ test(`deliveries to presences on another instance are written leased to them and
   expect(parsed(inParts).map((n) => n.leased?.pushes.length)).toEqual([100, 100, 50]);
   expect(parsed(inParts).flatMap((n) => n.leased?.pushes ?? [])).toEqual(leased.map((r) => [r.holder, r.id]));
 
-  // More deliveries to one instance than a statement names: all are leased
-  // all the same, and one notice tells that instance to look for them.
+  // More deliveries than a statement may lease elsewhere: none is, all are queued and announced by member.
   const many = recipients.slice(255);
-  const { result: unnamed, heard: told } = await send(many, 1);
-  expect(unnamed.map((w) => JSON.parse(w.leasedElsewhere))).toEqual(many.map((r) => [r.id]));
-  expect((await leasesOf(many)).map((r) => [r.holder, r.state])).toEqual(many.map((r) => [r.presence, "leased"]));
-  expect(parsed(told)).toEqual([{ leasedUnnamed: ["another-instance"] }]);
-  expect(unnamed[0]!.notified).toBe(1);
+  const { result: queued, heard: announced } = await send(many, 1);
+  expect(queued.every((w) => w.inserted && w.leasedElsewhere === "[]")).toBe(true);
+  expect(parsed(announced).every((n) => n.leased === undefined)).toBe(true);
+  expect((await leasesOf(many)).every((r) => r.state === "queued")).toBe(true);
 });

@@ -12,7 +12,7 @@ import postgres from "postgres";
 import { brokerBehindProxy, type BrokerBehindProxy } from "./support/behind-proxy.ts";
 
 const ENV = { LEASE_SECONDS: "600" };
-const RECOVERED = "looked for deliveries leased here that no notice named";
+const RECOVERED = "looked for deliveries leased here whose notices were missed";
 
 describe.skipIf(backendKind !== "postgres")("a notice lost while the bus was away (needs DATABASE_URL)", () => {
   /** The recipients' instance, behind the proxy. */

@@ -15,8 +15,6 @@ const busMessage = z.object({
   meshes: z.array(z.string()).optional(),
   /** Deliveries a send statement leased to presences of this instance, as [presence id, delivery id]: to be pushed without a claim. */
   leased: z.object({ instance: z.string(), pushes: z.array(z.tuple([z.string(), z.number()])) }).optional(),
-  /** Instances a send statement leased more deliveries to than a notice names: each looks for its presences' leases no notice named. */
-  leasedUnnamed: z.array(z.string()).optional(),
   /** These presences ended elsewhere; the instance holding the socket closes it. */
   close: z.array(z.object({ presenceId: z.string(), reason: z.enum(["replaced"]) })).optional(),
   /** These members were revoked; every instance closes their sockets. */
@@ -32,7 +30,6 @@ export interface BusHandlers {
   queuedWork(memberIds: string[]): void;
   queuedWorkInMeshes(meshIds: string[]): void;
   leased(instanceId: string, pushes: Array<[presenceId: string, seq: number]>): void;
-  leasedUnnamed(instanceIds: string[]): void;
   replaced(presenceId: string): void;
   revoked(memberId: string): void;
   presence(changes: Array<{ presenceId: string; event: (typeof PRESENCE_EVENTS)[number] }>, from: string): void;
@@ -104,7 +101,6 @@ export class InstanceBus {
         if (message.members) handlers.queuedWork(message.members);
         if (message.meshes) handlers.queuedWorkInMeshes(message.meshes);
         if (message.leased) handlers.leased(message.leased.instance, message.leased.pushes);
-        if (message.leasedUnnamed) handlers.leasedUnnamed(message.leasedUnnamed);
         for (const c of message.close ?? []) handlers.replaced(c.presenceId);
         for (const m of message.revoked ?? []) handlers.revoked(m);
         if (message.presence) handlers.presence(message.presence.map((p) => ({ presenceId: p.id, event: p.event })), message.from ?? "");

@@ -22,9 +22,8 @@ export const MAX_NOTIFIED_ENTRIES = 100;
 export const MAX_NOTIFIED_PUSHES = 100;
 
 /**
- * Deliveries one send statement names to one other instance (in ten notices
- * at most): past it, a single notice tells that instance to look for the
- * leases of its presences that no notice named (a broadcast to a large
- * mesh; services/delivery/missed-leases.ts).
+ * Deliveries one send statement may lease to presences on other instances:
+ * past it, none are (a broadcast to a large mesh is queued and claimed), so
+ * a statement sends at most ten notices of them.
  */
-export const MAX_NAMED_ELSEWHERE = 1000;
+export const MAX_LEASED_ELSEWHERE = 1000;

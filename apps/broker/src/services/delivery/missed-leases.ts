@@ -3,9 +3,7 @@
 // named deliveries a send elsewhere leased to presences here was their only
 // news: they are leased, not queued, so the catch-up does not find them, and
 // they would wait for their lease to run out. Once the bus listens again the
-// pump looks for them; so it does when a send statement leased it more
-// deliveries than its notices name (MAX_NAMED_ELSEWHERE), which one notice
-// says instead. It looks as one round (rounds.ts): it lists the leases of its
+// pump recovers them, as one round (rounds.ts): it lists the leases of its
 // presences, keeps those no window holds, waits for the acks read so far to
 // be written (a push acked meanwhile has left its window, and its row is
 // then no longer leased), renews those still leased and pushes them, each
@@ -56,9 +54,9 @@ export class MissedLeases {
         await this.deps.hand(leased);
         handed += leased.length;
       }
-      log.info({ leases: listed, deliveries: handed }, "looked for deliveries leased here that no notice named");
+      log.info({ leases: listed, deliveries: handed }, "looked for deliveries leased here whose notices were missed");
     } catch (error) {
-      log.warn({ err: error }, "looking for deliveries leased here that no notice named failed; their leases will run out");
+      log.warn({ err: error }, "looking for deliveries leased here failed; their leases will run out");
     }
   }
 

@@ -88,13 +88,11 @@ export class DeliveryPump {
   }
 
   /**
-   * Deliveries leased to presences here that no notice named: a send
-   * statement leased more than a notice names, or the bus listens again
-   * after a gap, in which notices may have been lost. Those no presence
-   * here pushed are pushed now (missed-leases.ts), before the claims that
-   * follow.
+   * The bus listens again after a gap: notices naming deliveries leased to
+   * presences here may have been lost meanwhile. Those no presence here
+   * pushed are pushed now (missed-leases.ts), before the claims that follow.
    */
-  lookForLeases(): void {
+  recoverMissedLeases(): void {
     if (this.stopped) return;
     // What notices named before now (older sends) goes out first; what they
     // name from now on (newer sends) waits for the recovery.

@@ -4,8 +4,7 @@
 // presence that may take it now is written already leased to that presence,
 // so its push needs no claim: one on the sending instance (but those it
 // knows cannot take pushes now), else one on another instance, which the
-// statement's NOTIFY names it to (or, past MAX_NAMED_ELSEWHERE deliveries,
-// tells to look for it); one that would overtake older queued work
+// statement's NOTIFY names it to; one that would overtake older queued work
 // it could also take stays queued. A reply to a
 // message whose sender is waiting for it (reply_wait_until still ahead) is
 // written leased to that message's id until then instead, so only the
@@ -14,7 +13,7 @@
 import type { Executor } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
 import { sql, type SQL } from "drizzle-orm";
-import { BUS_CHANNEL, MAX_NAMED_ELSEWHERE, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS, MAX_NOTIFIED_PUSHES } from "../notify.ts";
+import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS, MAX_NOTIFIED_PUSHES } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
 import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
 import { queueReads, receivable, receivesOnSockets } from "./eligibility.ts";
@@ -124,6 +123,11 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       SELECT r.* FROM routed r
       WHERE r.known AND (SELECT s.revoked_at IS NULL FROM members s WHERE s.id = r."senderId")
     ),
+    -- Leases to presences on other instances only while the notices that name
+    -- each of them (by presence and delivery) stay few.
+    elsewhere AS (
+      SELECT ${holders.notify} AND count(*) <= ${MAX_LEASED_ELSEWHERE} AS allowed FROM recipients
+    ),
     inserted AS (
       INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext,
                             reply_to, expires_at, reply_wait_until)
@@ -154,7 +158,7 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
           OFFSET 0
         ) p
         WHERE (CASE WHEN p.instance_id = ${holders.instanceId} THEN p.id <> ALL (${uuidArray(holders.unavailable)})
-                    ELSE ${holders.notify} END)
+                    ELSE (SELECT allowed FROM elsewhere) END)
           AND ${receivable(sql`p.status`, sql`r.priority`)}
         ORDER BY (p.status = 'idle') DESC, (p.instance_id = ${holders.instanceId}) DESC, p.id
         LIMIT 1
@@ -211,9 +215,7 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
     -- Deliveries leased to presences on other instances, for the notices that
     -- name them to their instance (services/bus.ts), MAX_NOTIFIED_PUSHES to
     -- a notice, in the order of their ids: an instance pushes them in the
-    -- order its notices come. Past MAX_NAMED_ELSEWHERE for one instance, one
-    -- notice tells it to look for them instead. A presence is its instance's
-    -- alone.
+    -- order its notices come. A presence is its instance's alone.
     remote_holders AS (
       SELECT DISTINCT presence_id, instance_id FROM direct WHERE instance_id <> ${holders.instanceId}
     ),
@@ -233,16 +235,10 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       UNION ALL
       (SELECT json_build_object('leased', json_build_object(
                 'instance', instance_id, 'pushes', json_agg(json_build_array(lease_presence_id, id::float8) ORDER BY id)))::text
-       FROM (SELECT *, (row_number() OVER (PARTITION BY instance_id ORDER BY id) - 1) / ${MAX_NOTIFIED_PUSHES} AS part,
-                    count(*) OVER (PARTITION BY instance_id) AS n
+       FROM (SELECT *, (row_number() OVER (PARTITION BY instance_id ORDER BY id) - 1) / ${MAX_NOTIFIED_PUSHES} AS part
              FROM leased_elsewhere) x
-       WHERE n <= ${MAX_NAMED_ELSEWHERE}
        GROUP BY instance_id, part
        ORDER BY instance_id, part)
-      UNION ALL
-      SELECT json_build_object('leasedUnnamed', json_agg(instance_id ORDER BY instance_id))::text
-      FROM (SELECT instance_id FROM leased_elsewhere GROUP BY instance_id HAVING count(*) > ${MAX_NAMED_ELSEWHERE}) u
-      HAVING count(*) > 0
     ),
     notified AS (
       SELECT pg_notify(${BUS_CHANNEL}, payload) FROM notices
