@@ -102,8 +102,9 @@ describe.skipIf(backendKind !== "postgres")("a notice lost while the bus was awa
     const before = recoveries().length;
     await busAway(async () => {});
     await waitUntil(() => recoveries().length > before || undefined, 30_000, "the recovery's log");
-    // Listed, and left alone.
-    expect(recoveries().slice(before)).toEqual([expect.objectContaining({ leases: 3, deliveries: 0 })]);
+    // Listed, and left alone (by every recovery, should the bus have come back more than once).
+    expect(recoveries().slice(before).some((l) => l.leases === 3)).toBe(true);
+    expect(recoveries().slice(before).every((l) => l.deliveries === 0)).toBe(true);
     recipient.ack(sent);
     expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual(sent);
   });
@@ -121,7 +122,8 @@ describe.skipIf(backendKind !== "postgres")("a notice lost while the bus was awa
     const before = recoveries().length;
     await busAway(async () => {});
     await waitUntil(() => recoveries().length > before || undefined, 30_000, "the recovery's log");
-    expect(recoveries().slice(before)).toEqual([expect.objectContaining({ leases: 1, deliveries: 0 })]);
+    expect(recoveries().slice(before).some((l) => l.leases === 1)).toBe(true);
+    expect(recoveries().slice(before).every((l) => l.deliveries === 0)).toBe(true);
     recipient.ack([id]);
     expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual([id]);
   });

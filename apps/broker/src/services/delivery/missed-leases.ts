@@ -69,16 +69,18 @@ export class MissedLeases {
 
   /**
    * The leases of the presences here none of them pushed: how many leases
-   * were listed, and those their windows do not hold. Presences with a push
-   * whose lease ran out are left out: their window no longer tells such a
-   * push from one never sent, and the pump takes it back.
+   * were listed, and those their windows do not hold, in queue order (they
+   * go out in parts, each after the one before). A push whose lease ran out
+   * has left its window too, but its row's lease, taken before the push,
+   * ended before the window's, and leasesOf leaves it out. A presence with
+   * such a push gives what it is handed back to the queue (pump.hand).
    */
   private async leasesNotPushed(): Promise<{ listed: number; notPushed: Array<{ presenceId: string; seq: number }> }> {
     const open = new Map<string, LocalPresence>();
-    for (const p of this.deps.presences.all()) if (!p.ended && !p.window.lapsed()) open.set(p.presenceId, p);
+    for (const p of this.deps.presences.all()) if (!p.ended) open.set(p.presenceId, p);
     if (open.size === 0) return { listed: 0, notPushed: [] };
     const held = await retryTransient(() => leasesOf(this.deps.db.relaxed, [...open.keys()]));
-    const notPushed = held.filter((l) => open.get(l.presenceId)?.window.holds(l.messageId) === false);
+    const notPushed = held.filter((l) => open.get(l.presenceId)?.window.holds(l.messageId) === false).sort((a, b) => a.seq - b.seq);
     return { listed: held.length, notPushed: notPushed.map(({ presenceId, seq }) => ({ presenceId, seq })) };
   }
 
