@@ -81,7 +81,7 @@ export class MissedLeases {
     if (open.size === 0) return { listed: 0, notPushed: [] };
     const held = await retryTransient(() => leasesOf(this.deps.db.relaxed, [...open.keys()]));
     const notPushed = held.filter((l) => open.get(l.presenceId)?.window.holds(l.messageId) === false).sort((a, b) => a.seq - b.seq);
-    return { listed: held.length, notPushed: notPushed.map(({ presenceId, seq }) => ({ presenceId, seq })) };
+    return { listed: held.length, notPushed };
   }
 
   private remember(leased: LeasedDelivery[]): void {
