@@ -131,12 +131,13 @@ export const messages = pgTable(
   "messages",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    meshId: uuid("mesh_id")
-      .notNull()
-      .references(() => meshes.id, { onDelete: "cascade" }),
-    senderMemberId: uuid("sender_member_id")
-      .notNull()
-      .references(() => members.id, { onDelete: "cascade" }),
+    // No foreign keys to meshes or members here or in deliveries: the send
+    // statement proves both (it routes from members and tests the sender),
+    // neither is ever deleted (a member is revoked), and a key's check locks
+    // the parent row until commit: concurrent sends into one mesh wrote a
+    // multixact for its row and for their members' (docs/scaling.md).
+    meshId: uuid("mesh_id").notNull(),
+    senderMemberId: uuid("sender_member_id").notNull(),
     clientId: text("client_id"),
     targetSpec: text("target_spec").notNull(),
     priority: text("priority").notNull(),
@@ -178,12 +179,12 @@ export const deliveries = pgTable(
   {
     // The sequence doubles as the FIFO order of a recipient's queue.
     id: bigserial("id", { mode: "number" }).primaryKey(),
+    // Kept, unlike the member's: the prune deletes deliveries by its cascade,
+    // and its check locks a message row only the writing statement touches.
     messageId: uuid("message_id")
       .notNull()
       .references(() => messages.id, { onDelete: "cascade" }),
-    recipientMemberId: uuid("recipient_member_id")
-      .notNull()
-      .references(() => members.id, { onDelete: "cascade" }),
+    recipientMemberId: uuid("recipient_member_id").notNull(),
     priority: text("priority").notNull(),
     state: text("state").notNull().default("queued"),
     leasePresenceId: uuid("lease_presence_id"),
