@@ -266,6 +266,10 @@ if (import.meta.main) {
     await (await import("./robust.ts")).main(size, positionals[1]);
     process.exit(0);
   }
+  if (positionals[0] === "statement") {
+    await (await import("./statement.ts")).main(size);
+    process.exit(0);
+  }
   if (positionals[0] === "http" || positionals[0] === "webhook") {
     await (await import("./http-run.ts")).main(positionals[0], size);
     process.exit(0);

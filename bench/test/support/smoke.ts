@@ -1,5 +1,6 @@
 // The benchmark smoke runs: a tiny run of every scenario, of the floor, of
-// the JetStream comparison and of the scaling run, so the harness cannot rot.
+// the JetStream comparison, of the scaling run and of the statement costs, so
+// the harness cannot rot.
 // Figures are not judged here (that is the benchmark's job); completeness is:
 // everything sent arrives, once, and every ratio has both of its sides.
 //
@@ -12,6 +13,7 @@ import type { LoadResult } from "../../src/plan.ts";
 import type { Ratio } from "../../src/report.ts";
 import { runFloorReport, runJetStreamComparison, runScaling, runScenarioReport } from "../../src/run.ts";
 import { scenarios } from "../../src/scenarios.ts";
+import { runStatementReport, STATEMENT_SHAPE } from "../../src/statement.ts";
 
 const haveNats = natsServerBinary() !== null;
 if (!haveNats && process.env.CI) throw new Error("CI must provide nats-server (the JetStream comparison)");
@@ -22,7 +24,7 @@ export const SMOKE_GROUPS: Record<string, string[]> = {
   scaling: ["scaling", "embedded-latency"],
   throughput: ["throughput", "embedded-throughput"],
   fanout: ["fanout", "cross-instance"],
-  floor: ["floor", "connections", "held"],
+  floor: ["floor", "connections", "held", "statement"],
 };
 
 /** Every acked message reached each of its recipients exactly once. */
@@ -131,8 +133,22 @@ async function checkScaling(): Promise<void> {
   }
 }
 
+async function checkStatement(): Promise<void> {
+  const report = await runStatementReport("smoke");
+  const { rounds, calls } = STATEMENT_SHAPE.smoke;
+  expect(report.cases.length).toBe(7);
+  for (const c of report.cases) {
+    expect(c.wallMs.count).toBe(rounds * calls);
+    expect(c.wallMs.p50).toBeGreaterThan(0);
+    expect(c.clientCpuMs).toBeGreaterThan(0);
+  }
+  // Batches of 1, 3 and 10 sends, each send one delivery.
+  expect(report.deliveries.expected).toBe(rounds * calls * 14);
+  expect(report.deliveries.written).toBe(report.deliveries.expected);
+}
+
 /** The runs besides the scenarios. */
-const OTHER_RUNS: Record<string, () => Promise<void>> = { floor: checkFloor, jetstream: checkJetStream, scaling: checkScaling };
+const OTHER_RUNS: Record<string, () => Promise<void>> = { floor: checkFloor, jetstream: checkJetStream, scaling: checkScaling, statement: checkStatement };
 
 /** Every run of the benchmark's smoke size: the groups together must take each once. */
 export const allSmokeRuns = (): string[] => [...Object.keys(scenarios("smoke")), ...Object.keys(OTHER_RUNS)];

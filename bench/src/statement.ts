@@ -1,0 +1,220 @@
+// `bun run bench statement`: what the broker's send statement costs, beside
+// the simplest statements on the same connection in the same run. On a
+// throwaway Postgres (fsync on), through the broker's own pool (prepared
+// statements, generic plans): a bare round trip, a single-row commit (the
+// floor's), one statement writing a message and its delivery leased to the
+// recipient's presence and nothing else, and the send statement itself with
+// no sends and with batches of 1, 3 and 10 direct sends to members whose
+// presence is on this instance. The cases take turns, a round of each at a
+// time, so the machine's drift falls on all of them alike. The send
+// statement is imported from the broker's store: it is what is measured.
+import { connect, migrate, type Database } from "@switchboard/db";
+import { startPostgresCluster } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { enqueueSends, prepareEnqueue, type LocalHolders, type NewMessage } from "../../apps/broker/src/store/queue/index.ts";
+import { commit, machine, postgresVersion } from "./machine.ts";
+import { contextLines, table, type RunContext } from "./report.ts";
+import { onDisk, type Size } from "./scenarios.ts";
+import { summarize, type Summary } from "./stats.ts";
+
+const MEMBERS = 100;
+const HOLDERS: LocalHolders = { instanceId: "bench-statement", unavailable: [], leaseSeconds: 30, notify: true };
+export const STATEMENT_SHAPE: Record<Size, { rounds: number; calls: number }> = { full: { rounds: 5, calls: 200 }, smoke: { rounds: 1, calls: 10 } };
+/** The nonce of the send statement's messages, which tells their deliveries from the bare statement's. */
+const SEND_NONCE = "s".repeat(32);
+
+export interface StatementCase {
+  name: string;
+  /** Messages each call writes. */
+  messages: number;
+  wallMs: Summary;
+  /** The benchmark process's own CPU per call (building the statement, the driver, parsing the answer). */
+  clientCpuMs: number;
+}
+
+export interface StatementReport {
+  kind: "statement";
+  context: RunContext;
+  description: string;
+  cases: StatementCase[];
+  /** Rows the send statement wrote, against the deliveries its sends asked for. */
+  deliveries: { written: number; expected: number };
+}
+
+interface Member {
+  id: string;
+  pubkey: string;
+}
+
+async function seed(db: Database): Promise<{ meshId: string; members: Member[] }> {
+  const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('bench-statement', 'bench') RETURNING id`);
+  const members = await db.rows<Member>(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name)
+    SELECT ${mesh!.id}::uuid, md5('bench-statement-' || g), 'm' || g FROM generate_series(1, ${MEMBERS}) g
+    RETURNING id, pubkey`);
+  await db.rows(sql`
+    INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+    SELECT mesh_id, id, ${HOLDERS.instanceId}, 'bench-' || id, display_name FROM members WHERE mesh_id = ${mesh!.id}`);
+  await db.rows(sql`CREATE TABLE bench_commits (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`);
+  await db.rows(sql`ANALYZE`);
+  return { meshId: mesh!.id, members };
+}
+
+function sendsOf(meshId: string, members: Member[], count: number): NewMessage[] {
+  return Array.from({ length: count }, (_, i) => {
+    const sender = members[(Math.random() * members.length) | 0]!;
+    const recipient = members[(members.indexOf(sender) + 1 + i) % members.length]!;
+    return {
+      id: crypto.randomUUID(),
+      meshId,
+      senderId: sender.id,
+      clientId: crypto.randomUUID(),
+      targetSpec: recipient.pubkey,
+      priority: "next",
+      nonce: SEND_NONCE,
+      ciphertext: "c".repeat(200),
+      replyTo: null,
+      ttlSeconds: 3600,
+      replyWaitSeconds: null,
+    };
+  });
+}
+
+/** A message and its delivery, leased to the recipient's presence, in one statement: the same rows as a send of one, without its routing and checks. */
+function bareWrite(db: Database, meshId: string, members: Member[]): Promise<unknown> {
+  const sender = members[(Math.random() * members.length) | 0]!;
+  const recipient = members[(members.indexOf(sender) + 1) % members.length]!;
+  const message = { id: crypto.randomUUID(), senderId: sender.id, recipientId: recipient.id, clientId: crypto.randomUUID(), targetSpec: recipient.pubkey };
+  return db.rows(sql`
+    WITH m AS (
+      INSERT INTO messages (id, mesh_id, sender_member_id, client_id, target_spec, priority, nonce, ciphertext, expires_at)
+      VALUES (${message.id}, ${meshId}, ${message.senderId}, ${message.clientId}, ${message.targetSpec}, 'next',
+              ${"n".repeat(32)}, ${"c".repeat(200)}, now() + interval '1 hour')
+      RETURNING id
+    )
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt, delivered_at)
+    SELECT m.id, ${message.recipientId}, 'next', now() + interval '1 hour', 'leased',
+           (SELECT p.id FROM presences p WHERE p.member_id = ${message.recipientId} AND p.disconnected_at IS NULL LIMIT 1),
+           now() + interval '30 seconds', 1, now()
+    FROM m
+    RETURNING id`);
+}
+
+async function runStatementCosts(databaseUrl: string, size: Size): Promise<Omit<StatementReport, "kind" | "context" | "description">> {
+  const db = await connect({ databaseUrl, dataDir: "" });
+  try {
+    await migrate(db);
+    const { meshId, members } = await seed(db);
+    let expected = 0;
+    const send = (count: number) => async () => {
+      expected += count;
+      const written = await enqueueSends(db, sendsOf(meshId, members, count), HOLDERS);
+      if (written.some((w) => !w.inserted)) throw new Error("a send of the benchmark was not written");
+    };
+    const cases: Array<{ name: string; messages: number; call: () => Promise<unknown> }> = [
+      { name: "round trip (SELECT 1)", messages: 0, call: () => db.rows(sql`SELECT 1`) },
+      { name: "single-row insert and commit", messages: 0, call: () => db.rows(sql`INSERT INTO bench_commits DEFAULT VALUES`) },
+      { name: "a message and its delivery, bare", messages: 1, call: () => bareWrite(db, meshId, members) },
+      { name: "send statement, no sends", messages: 0, call: () => prepareEnqueue(db, HOLDERS, 1) },
+      { name: "send statement, 1 send", messages: 1, call: send(1) },
+      { name: "send statement, 3 sends", messages: 3, call: send(3) },
+      { name: "send statement, 10 sends", messages: 10, call: send(10) },
+    ];
+    // Every statement planned and cached on the connection before anything counts.
+    for (const c of cases) await c.call();
+    expected = 0;
+    const before = await deliveriesBySends(db);
+    const samples = cases.map(() => ({ wall: [] as number[], cpuMicros: 0 }));
+    const { rounds, calls } = STATEMENT_SHAPE[size];
+    for (let round = 0; round < rounds; round++) {
+      for (const [i, c] of cases.entries()) {
+        const cpuBefore = process.cpuUsage();
+        for (let k = 0; k < calls; k++) {
+          const start = performance.now();
+          await c.call();
+          samples[i]!.wall.push(performance.now() - start);
+        }
+        const cpu = process.cpuUsage(cpuBefore);
+        samples[i]!.cpuMicros += cpu.user + cpu.system;
+      }
+    }
+    return {
+      cases: cases.map((c, i) => ({
+        name: c.name,
+        messages: c.messages,
+        wallMs: summarize(samples[i]!.wall),
+        clientCpuMs: samples[i]!.cpuMicros / 1000 / samples[i]!.wall.length,
+      })),
+      deliveries: { written: (await deliveriesBySends(db)) - before, expected },
+    };
+  } finally {
+    await db.close();
+  }
+}
+
+/** Deliveries written by the send statement. */
+async function deliveriesBySends(db: Database): Promise<number> {
+  const [row] = await db.rows<{ n: number }>(sql`
+    SELECT count(*)::int AS n FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE m.nonce = ${SEND_NONCE}`);
+  return row!.n;
+}
+
+export function statementMarkdown(report: StatementReport): string {
+  const base = (name: string) => report.cases.find((c) => c.name === name)!.wallMs.p50;
+  const bare = base("a message and its delivery, bare");
+  const trip = base("round trip (SELECT 1)");
+  const f = (v: number, digits = 3) => v.toLocaleString("en-US", { maximumFractionDigits: digits });
+  const rows = report.cases.map((c) => [
+    c.name,
+    `${f(c.wallMs.p50)} / ${f(c.wallMs.p99)}`,
+    f(c.clientCpuMs),
+    `${f(c.wallMs.p50 / trip, 2)}×`,
+    `${f(c.wallMs.p50 / bare, 2)}×`,
+  ]);
+  return [
+    contextLines(report.context),
+    "",
+    `**statement**: ${report.description}.`,
+    "",
+    table(["statement", "p50 / p99 (ms)", "client CPU per call (ms)", "p50 ÷ round trip", "p50 ÷ bare message and delivery"], rows),
+    "",
+    `Deliveries the send statements wrote: ${report.deliveries.written} of ${report.deliveries.expected}.`,
+  ].join("\n");
+}
+
+export async function runStatementReport(size: Size): Promise<StatementReport> {
+  const cluster = await startPostgresCluster({ fsync: true, onDisk: onDisk(size) });
+  try {
+    const { rounds, calls } = STATEMENT_SHAPE[size];
+    return {
+      kind: "statement",
+      context: {
+        command: `bun run bench statement${size === "smoke" ? " --smoke" : ""}`,
+        size,
+        commit: commit(),
+        machine: machine(),
+        database: `Postgres ${await postgresVersion(cluster.url())}, fsync on`,
+      },
+      description:
+        `one connection of the broker's pool, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
+        `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance`,
+      ...(await runStatementCosts(cluster.url(), size)),
+    };
+  } finally {
+    await cluster.destroy();
+  }
+}
+
+export async function main(size: Size): Promise<void> {
+  const report = await runStatementReport(size);
+  const outDir = join(import.meta.dir, "..", "out");
+  mkdirSync(outDir, { recursive: true });
+  const base = join(outDir, `statement-${size}-${new Date().toISOString().replaceAll(":", "-")}`);
+  const md = statementMarkdown(report);
+  await Bun.write(`${base}.json`, JSON.stringify(report, null, 2));
+  await Bun.write(`${base}.md`, md);
+  console.log(md);
+  console.log(`\nwritten to ${base}.json and .md`);
+}
