@@ -136,14 +136,14 @@ async function checkScaling(): Promise<void> {
 async function checkStatement(): Promise<void> {
   const report = await runStatementReport("smoke");
   const { rounds, calls } = STATEMENT_SHAPE.smoke;
-  expect(report.cases.length).toBe(7);
+  expect(report.cases.length).toBe(9);
   for (const c of report.cases) {
     expect(c.wallMs.count).toBe(rounds * calls);
     expect(c.wallMs.p50).toBeGreaterThan(0);
     expect(c.clientCpuMs).toBeGreaterThan(0);
   }
-  // Batches of 1, 3 and 10 sends, each send one delivery.
-  expect(report.deliveries.expected).toBe(rounds * calls * 14);
+  // Batches of 1, 3, 10 and 100 sends, each send one delivery.
+  expect(report.deliveries.expected).toBe(rounds * calls * 114);
   expect(report.deliveries.written).toBe(report.deliveries.expected);
 }
 
