@@ -1,7 +1,7 @@
-// A send statement locks no row of its mesh or its members. With foreign
-// keys from messages and deliveries to them, every inserted row's check took
-// a key-share lock on its parent: sends of several instances into one mesh
-// then queued on the mesh's row, and each wrote a multixact for it.
+// A send statement locks no row it does not write. With foreign keys from
+// messages and deliveries, every inserted row's check took a key-share lock
+// on its parent: sends of several instances into one mesh each wrote a
+// multixact for the mesh's row, and every delivery locked its own message.
 import { expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { enqueueSends } from "../src/store/queue/index.ts";
@@ -19,7 +19,7 @@ const lockMarks = (meshId: string) =>
     SELECT id, xmax::text FROM members WHERE mesh_id = ${meshId}
     ORDER BY id`);
 
-test("a send to a member connected here and to one offline leaves the rows of its mesh and members unlocked", async () => {
+test("a send to a member connected here and to one offline leaves the rows of its mesh and members, and its own messages, unlocked", async () => {
   const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('row-locks', 'row-locks') RETURNING id`);
   const member = (name: string) =>
     one<{ id: string; pubkey: string }>(sql`
@@ -44,4 +44,6 @@ test("a send to a member connected here and to one offline leaves the rows of it
     WHERE m.sender_member_id = ${sender.id} ORDER BY d.state`);
   expect(states.map((s) => s.state)).toEqual(["leased", "queued"]);
   expect(await lockMarks(mesh.id)).toEqual(before);
+  const messages = await scratch.db.rows<{ xmax: string }>(sql`SELECT xmax::text FROM messages WHERE sender_member_id = ${sender.id}`);
+  expect(messages.map((m) => m.xmax)).toEqual(["0", "0"]);
 });

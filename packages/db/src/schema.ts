@@ -131,11 +131,12 @@ export const messages = pgTable(
   "messages",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    // No foreign keys to meshes or members here or in deliveries: the send
-    // statement proves both (it routes from members and tests the sender),
-    // neither is ever deleted (a member is revoked), and a key's check locks
-    // the parent row until commit: concurrent sends into one mesh wrote a
-    // multixact for its row and for their members' (docs/scaling.md).
+    // No foreign keys here or in deliveries: the send statement proves every
+    // one (it routes from members, tests the sender, and writes a message
+    // with its deliveries), meshes and members are never deleted (a member is
+    // revoked), and the prune deletes a message's deliveries itself. A key's
+    // check cost a probe and a row lock per inserted row, and the locks made
+    // concurrent sends into one mesh write multixacts (docs/scaling.md).
     meshId: uuid("mesh_id").notNull(),
     senderMemberId: uuid("sender_member_id").notNull(),
     clientId: text("client_id"),
@@ -179,11 +180,7 @@ export const deliveries = pgTable(
   {
     // The sequence doubles as the FIFO order of a recipient's queue.
     id: bigserial("id", { mode: "number" }).primaryKey(),
-    // Kept, unlike the member's: the prune deletes deliveries by its cascade,
-    // and its check locks a message row only the writing statement touches.
-    messageId: uuid("message_id")
-      .notNull()
-      .references(() => messages.id, { onDelete: "cascade" }),
+    messageId: uuid("message_id").notNull(),
     recipientMemberId: uuid("recipient_member_id").notNull(),
     priority: text("priority").notNull(),
     state: text("state").notNull().default("queued"),

@@ -1,5 +1,6 @@
-// Prune: messages leave the database with their deliveries (ON DELETE
-// CASCADE) once nobody can still receive them and the retention has passed.
+// Prune: messages leave the database with their deliveries (deleted in the
+// same statement: there is no foreign key to cascade, schema.ts) once nobody
+// can still receive them and the retention has passed.
 // Until then a retried send with the same id is still recognised, and the
 // delivery states stay visible. A channel message is also channel history:
 // it stays, acknowledged or expired, until it is older than the history
@@ -39,9 +40,18 @@ export async function pruneMessages(db: Executor, retention: Retention, limit: n
     WITH direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, retention, limit)}),
     channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, retention, limit)}),
     -- = ANY of an array: an IN of the subquery is planned as a hash join
-    -- over the whole table under a generic plan.
+    -- over the whole table under a generic plan. (The cast makes the
+    -- subquery one array value, not a set of rows for ANY to compare with.)
+    ids AS MATERIALIZED (
+      SELECT ARRAY(SELECT id FROM direct UNION ALL SELECT id FROM channel) AS ids
+    ),
+    -- Deliveries are written only with their message (enqueue.ts), so none
+    -- can join these once their messages are locked.
+    gone_deliveries AS (
+      DELETE FROM deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
+    ),
     gone AS (
-      DELETE FROM messages WHERE id = ANY (ARRAY(SELECT id FROM direct UNION ALL SELECT id FROM channel))
+      DELETE FROM messages WHERE id = ANY ((SELECT ids FROM ids)::uuid[])
       RETURNING 1
     )
     SELECT count(*)::int AS n FROM gone`);
