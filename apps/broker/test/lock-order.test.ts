@@ -51,7 +51,7 @@ describe.skipIf(backendKind !== "postgres")("one lock order for a member's deliv
   });
 
   test.each(Object.keys(rivals))("an ack and a %s do not deadlock", async (name) => {
-    await other`TRUNCATE meshes CASCADE`;
+    await other`TRUNCATE meshes, messages, deliveries CASCADE`;
     const [row] = await other<Array<{ member: string; holder: string }>>`
       WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('lock-order', 'lock-order') RETURNING id)
       INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k', 'n' FROM mesh
