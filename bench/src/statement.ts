@@ -63,10 +63,15 @@ async function seed(db: Database): Promise<{ meshId: string; members: Member[] }
   return { meshId: mesh!.id, members };
 }
 
+/** A random sender, and the i-th member after it as the recipient: a batch's sends go to different members. */
+function pairOf(members: Member[], i: number): { sender: Member; recipient: Member } {
+  const s = (Math.random() * members.length) | 0;
+  return { sender: members[s]!, recipient: members[(s + 1 + i) % members.length]! };
+}
+
 function sendsOf(meshId: string, members: Member[], count: number): NewMessage[] {
   return Array.from({ length: count }, (_, i) => {
-    const sender = members[(Math.random() * members.length) | 0]!;
-    const recipient = members[(members.indexOf(sender) + 1 + i) % members.length]!;
+    const { sender, recipient } = pairOf(members, i);
     return {
       id: crypto.randomUUID(),
       meshId,
@@ -90,8 +95,7 @@ function sendsOf(meshId: string, members: Member[], count: number): NewMessage[]
  */
 function bareWrite(db: Database, meshId: string, members: Member[], count: number): Promise<unknown> {
   const rows = Array.from({ length: count }, (_, i) => {
-    const sender = members[(Math.random() * members.length) | 0]!;
-    const recipient = members[(members.indexOf(sender) + 1 + i) % members.length]!;
+    const { sender, recipient } = pairOf(members, i);
     return { id: crypto.randomUUID(), senderId: sender.id, recipientId: recipient.id, clientId: crypto.randomUUID(), targetSpec: recipient.pubkey };
   });
   return db.rows(sql`
@@ -118,26 +122,23 @@ async function runStatementCosts(databaseUrl: string, size: Size): Promise<Omit<
   try {
     await migrate(db);
     const { meshId, members } = await seed(db);
-    let expected = 0;
     const send = (count: number) => async () => {
-      expected += count;
       const written = await enqueueSends(db, sendsOf(meshId, members, count), HOLDERS);
       if (written.some((w) => !w.inserted)) throw new Error("a send of the benchmark was not written");
     };
-    const cases: Array<{ name: string; messages: number; call: () => Promise<unknown> }> = [
+    const cases: Array<{ name: string; messages: number; sends?: true; call: () => Promise<unknown> }> = [
       { name: "round trip (SELECT 1)", messages: 0, call: () => db.rows(sql`SELECT 1`) },
       { name: "single-row insert and commit", messages: 0, call: () => db.rows(sql`INSERT INTO bench_commits DEFAULT VALUES`) },
       { name: "a message and its delivery, bare", messages: 1, call: () => bareWrite(db, meshId, members, 1) },
       { name: "100 messages and their deliveries, bare", messages: 100, call: () => bareWrite(db, meshId, members, 100) },
       { name: "send statement, no sends", messages: 0, call: () => prepareEnqueue(db, HOLDERS, 1) },
-      { name: "send statement, 1 send", messages: 1, call: send(1) },
-      { name: "send statement, 3 sends", messages: 3, call: send(3) },
-      { name: "send statement, 10 sends", messages: 10, call: send(10) },
-      { name: "send statement, 100 sends", messages: 100, call: send(100) },
+      { name: "send statement, 1 send", messages: 1, sends: true, call: send(1) },
+      { name: "send statement, 3 sends", messages: 3, sends: true, call: send(3) },
+      { name: "send statement, 10 sends", messages: 10, sends: true, call: send(10) },
+      { name: "send statement, 100 sends", messages: 100, sends: true, call: send(100) },
     ];
     // Every statement planned and cached on the connection before anything counts.
     for (const c of cases) await c.call();
-    expected = 0;
     const before = await deliveriesBySends(db);
     const samples = cases.map(() => ({ wall: [] as number[], cpuMicros: 0 }));
     const { rounds, calls } = STATEMENT_SHAPE[size];
@@ -160,7 +161,10 @@ async function runStatementCosts(databaseUrl: string, size: Size): Promise<Omit<
         wallMs: summarize(samples[i]!.wall),
         clientCpuMs: samples[i]!.cpuMicros / 1000 / samples[i]!.wall.length,
       })),
-      deliveries: { written: (await deliveriesBySends(db)) - before, expected },
+      deliveries: {
+        written: (await deliveriesBySends(db)) - before,
+        expected: rounds * calls * cases.reduce((n, c) => n + (c.sends ? c.messages : 0), 0),
+      },
     };
   } finally {
     await db.close();

@@ -112,7 +112,9 @@ export class PushWindow {
     const removed: Array<[string, number]> = [];
     for (const id of messageIds) {
       const leaseEnd = this.leases.get(id);
-      if (leaseEnd !== undefined && this.leases.delete(id)) removed.push([id, leaseEnd]);
+      if (leaseEnd === undefined) continue;
+      this.leases.delete(id);
+      removed.push([id, leaseEnd]);
     }
     return removed;
   }
