@@ -8,6 +8,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 // to half an hour (a next or low message held while its recipient worked).
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
+// Sends per batch: one alone on a quiet instance, up to MAX_SENDS_PER_COMMIT.
+const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
 // Default metrics that are gauges named like counters: promtool's lint
 // rejects them, and their per-type siblings (nodejs_active_handles, …) stay.
 const MISNAMED_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
@@ -97,6 +100,20 @@ export function createMetrics() {
       name: "broker_send_commit_seconds",
       help: "From a durable send's arrival to the commit of its message and deliveries (what the sender waits for its ack)",
       buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    // The send lane's own time: rate(sum) near 1 means sends queue behind
+    // one another's statements, whatever the database's CPU says.
+    sendBatchSeconds: new Histogram({
+      name: "broker_send_batch_seconds",
+      help: "Time the instance spends writing one batch of sends (its statement and commit, and writing them one by one if it fails)",
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    sendBatchSize: new Histogram({
+      name: "broker_send_batch_size",
+      help: "Sends written together in one batch",
+      buckets: BATCH_SIZE_BUCKETS,
       registers: [registry],
     }),
     pushLatencySeconds: new Histogram({

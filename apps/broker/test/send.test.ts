@@ -509,6 +509,33 @@ describe("send and push", () => {
       "broker_messages_rejected_total{reason=rate_limited}": 0,
     });
   });
+
+  test("metrics: each batch of sends is observed with its size and its time", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    await connect(broker, m.id, b);
+    const keys = ["broker_send_batch_size_sum", "broker_send_batch_size_count", "broker_send_batch_seconds_count", "broker_send_batch_seconds_sum"];
+    const before = await scrape(broker.url);
+    for (const k of keys) expect(before.has(k)).toBe(true);
+
+    const replies = await sendMany(sender, [
+      ...Array.from({ length: 12 }, () => sendFrame(b.pubkey)),
+      sendFrame(b.pubkey, { ephemeral: true }),
+      { type: "send", targetSpec: b.pubkey, nonce: "n" },
+      sendFrame(hex(32)),
+    ]);
+    expect(replies.map((r) => r.code ?? r.type)).toEqual([...Array<string>(13).fill("ack"), "invalid", "unknown_target"]);
+
+    // The statement routes: a pubkey outside the mesh is in its batch; an
+    // ephemeral send and a frame refused before routing are not.
+    const d = deltas(before, await scrape(broker.url), keys);
+    expect(d.broker_send_batch_size_sum).toBe(13);
+    expect(d.broker_send_batch_size_count).toBeGreaterThanOrEqual(1);
+    expect(d.broker_send_batch_size_count).toBeLessThanOrEqual(13);
+    expect(d.broker_send_batch_seconds_count).toBe(d.broker_send_batch_size_count!);
+    expect(d.broker_send_batch_seconds_sum).toBeGreaterThan(0);
+  });
 });
 
 describe("send rate limit", () => {

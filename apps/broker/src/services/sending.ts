@@ -103,7 +103,7 @@ export class SendService {
     private readonly options: SendingOptions,
   ) {
     this.limiter = new RateLimiter(options.sendRateLimitPerMin);
-    this.commits = createGroupCommit<Pending, Written>((items) => this.commitIsolating(items), MAX_SENDS_PER_COMMIT, {
+    this.commits = createGroupCommit<Pending, Written>((items) => this.commitBatch(items), MAX_SENDS_PER_COMMIT, {
       // Per sender in order: its sends are committed in the order it sent them.
       keyOf: (p) => p.message.senderId,
       weightOf: (p) => sendBytes(p.message),
@@ -174,6 +174,16 @@ export class SendService {
   // later send could commit (and be pushed) before its earlier one. Each send
   // is written at most twice: a lone send that failed once more (`again`)
   // gets its error.
+  private async commitBatch(items: Pending[]): Promise<Written[]> {
+    const started = performance.now();
+    try {
+      return await this.commitIsolating(items);
+    } finally {
+      this.metrics.sendBatchSize.observe(items.length);
+      this.metrics.sendBatchSeconds.observe((performance.now() - started) / 1000);
+    }
+  }
+
   private async commitIsolating(items: Pending[], again = false, maybeStored = false): Promise<Written[]> {
     const messages = items.map((i) => i.message);
     let enqueued: EnqueuedSend[];
