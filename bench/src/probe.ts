@@ -3,6 +3,7 @@
 // Postgres, load generator, …) and what Postgres's active backends wait on.
 import { readdirSync, readFileSync } from "node:fs";
 import postgres from "postgres";
+import type { CounterSource } from "./counters.ts";
 
 const TICKS_PER_SECOND = 100;
 
@@ -92,6 +93,8 @@ interface Sample {
   cpu: Record<string, number>;
   /** Active backends (other than the sampler) per wait event; "CPU" when not waiting. */
   waits: Record<string, number>;
+  /** Cumulative values of the tracked counters (trackCounters). */
+  counters: Record<string, number>;
 }
 
 export interface ProfileWindow {
@@ -99,6 +102,8 @@ export interface ProfileWindow {
   cpuPercent: Record<string, number>;
   /** Average active Postgres backends by wait event over the window. */
   activeBackends: Record<string, number>;
+  /** Each tracked counter's increase per second over the window. */
+  perSecond: Record<string, number>;
 }
 
 export class Profiler {
@@ -108,6 +113,7 @@ export class Profiler {
   private timer: Timer | null = null;
   private sampling: Promise<void> | null = null;
   private readonly sql: postgres.Sql | null;
+  private readonly counterSources: CounterSource[] = [];
 
   constructor(databaseUrl: string | null, private readonly intervalMs = 250) {
     this.sql = databaseUrl ? postgres(databaseUrl, { max: 1, onnotice: () => {} }) : null;
@@ -116,6 +122,11 @@ export class Profiler {
   /** Tracks a part: a process alone, or with its descendants (Postgres). */
   track(name: string, pid: number, withChildren = false): void {
     this.parts.set(name, () => (withChildren ? treeCpuSeconds(pid) : (readStat(pid)?.own ?? 0)));
+  }
+
+  /** Samples a source of cumulative counters with the rest; a read that fails leaves that sample without them. */
+  trackCounters(source: CounterSource): void {
+    this.counterSources.push(source);
   }
 
   start(): void {
@@ -137,7 +148,10 @@ export class Profiler {
         GROUP BY 1`.catch(() => []);
       for (const r of rows) waits[r.wait] = r.n;
     }
-    this.samples.push({ at, cpu, waits });
+    const counters: Record<string, number> = {};
+    const reads = await Promise.all(this.counterSources.map((c) => c.read().catch(() => ({}))));
+    for (const values of reads) Object.assign(counters, values);
+    this.samples.push({ at, cpu, waits, counters });
   }
 
   /** The profile between two wall-clock times (ms since the epoch). */
@@ -146,16 +160,25 @@ export class Profiler {
     const first = inside[0];
     const last = inside[inside.length - 1];
     const cpuPercent: Record<string, number> = {};
+    const perSecond: Record<string, number> = {};
     if (first && last && last.at > first.at) {
+      const seconds = (last.at - first.at) / 1000;
       for (const name of Object.keys(last.cpu)) {
         const used = (last.cpu[name] ?? 0) - (first.cpu[name] ?? 0);
-        cpuPercent[name] = Math.round((used / ((last.at - first.at) / 1000)) * 1000) / 10;
+        cpuPercent[name] = Math.round((used / seconds) * 1000) / 10;
+      }
+      // From the first and last samples that read each counter.
+      const keys = new Set(inside.flatMap((s) => Object.keys(s.counters)));
+      for (const key of keys) {
+        const read = inside.filter((s) => key in s.counters);
+        const [a, b] = [read[0]!, read[read.length - 1]!];
+        if (b.at > a.at) perSecond[key] = (b.counters[key]! - a.counters[key]!) / ((b.at - a.at) / 1000);
       }
     }
     const activeBackends: Record<string, number> = {};
     for (const s of inside) for (const [w, n] of Object.entries(s.waits)) activeBackends[w] = (activeBackends[w] ?? 0) + n;
     for (const w of Object.keys(activeBackends)) activeBackends[w] = Math.round((activeBackends[w]! / inside.length) * 100) / 100;
-    return { cpuPercent, activeBackends };
+    return { cpuPercent, activeBackends, perSecond };
   }
 
   async stop(): Promise<void> {
@@ -163,5 +186,6 @@ export class Profiler {
     this.timer = null;
     await this.sampling;
     await this.sql?.end();
+    await Promise.all(this.counterSources.splice(0).map((c) => c.close?.()));
   }
 }

@@ -4,7 +4,9 @@ import type { FloorReport } from "./floor/index.ts";
 import type { RowsResult } from "./floor/rows.ts";
 import type { JetStreamReport } from "./jetstream/index.ts";
 import type { DatabaseCost, Machine } from "./machine.ts";
+import { laneKeys, STATEMENT_KEYS } from "./counters.ts";
 import type { LoadResult } from "./plan.ts";
+import type { ProfileWindow } from "./probe.ts";
 import type { SwitchboardRun } from "./switchboard.ts";
 
 export interface RunContext {
@@ -184,6 +186,25 @@ export function jetStreamSettingsLines(reports: JetStreamReport[]): string {
 }
 
 /** Where the CPU went and what Postgres waited on, per step of a rising rate (or the whole run). */
+/**
+ * The send lanes of a window: how busy each broker's was (seconds writing
+ * batches per second), sends per batch, and Postgres's execution time per
+ * message sent, the send statement's and all statements'.
+ */
+function laneCells(p: ProfileWindow, brokers: number): string[] {
+  const per = p.perSecond;
+  const lanes = Array.from({ length: brokers }, (_, i) => laneKeys(`broker-${i + 1}`));
+  const busy = lanes.map((k) => n(per[k.seconds], 2)).join(", ");
+  const sends = lanes.reduce((sum, k) => sum + (per[k.sends] ?? 0), 0);
+  const batches = lanes.reduce((sum, k) => sum + (per[k.batches] ?? 0), 0);
+  const perMessage = (key: string) => (sends > 0 && per[key] !== undefined ? (per[key]! * 1000) / sends : undefined);
+  return [
+    busy,
+    batches > 0 ? n(sends / batches, 1) : "—",
+    `${n(perMessage(STATEMENT_KEYS.send), 3)} / ${n(perMessage(STATEMENT_KEYS.all), 3)}`,
+  ];
+}
+
 export function profileTable(run: SwitchboardRun): string {
   const windows = run.stepProfiles && run.load.steps
     ? run.load.steps.map((s, i) => ({ label: `${n(s.rate, 0)} msg/s`, p: run.stepProfiles![i]!, s }))
@@ -198,8 +219,25 @@ export function profileTable(run: SwitchboardRun): string {
       .slice(0, 4)
       .map(([w, v]) => `${w} ${n(v, 2)}`)
       .join(", ");
-    return [label, s ? `${n(s.sendToPush.p50, 1)} / ${n(s.sendToPush.p99, 1)}` : "", ...parts.map((k) => `${n(p.cpuPercent[k], 0)} %`), waits];
+    return [
+      label,
+      s ? `${n(s.sendToPush.p50, 1)} / ${n(s.sendToPush.p99, 1)}` : "",
+      ...parts.map((k) => `${n(p.cpuPercent[k], 0)} %`),
+      waits,
+      ...laneCells(p, run.brokers.length),
+    ];
   });
   const name = (k: string) => (k === "machine" ? "whole machine CPU" : `${k} CPU`);
-  return table(["load", "send→push p50 / p99 (ms)", ...parts.map(name), "Postgres active backends (avg) by wait"], rows);
+  return table(
+    [
+      "load",
+      "send→push p50 / p99 (ms)",
+      ...parts.map(name),
+      "Postgres active backends (avg) by wait",
+      "send lane busy (s/s, per instance)",
+      "sends per batch",
+      "Postgres execution per message: send statement / all (ms)",
+    ],
+    rows,
+  );
 }

@@ -8,6 +8,7 @@ import { startPostgresCluster, type PostgresCluster } from "@switchboard/testkit
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { statementStatsSettings } from "./counters.ts";
 import { runFloor, type FloorReport } from "./floor/index.ts";
 import { runJetStream, type JetStreamReport } from "./jetstream/index.ts";
 import { natsServerBinary, natsServerVersion, supportsSyncAlways } from "./jetstream/server.ts";
@@ -82,7 +83,7 @@ function scenarioOf(name: string, size: Size): Scenario {
 }
 
 async function withCluster<T>(fsync: boolean, work: (cluster: PostgresCluster, context: RunContext) => Promise<T>, command: string, size: Size): Promise<T> {
-  const cluster = await startPostgresCluster({ fsync, onDisk: onDisk(size) });
+  const cluster = await startPostgresCluster({ fsync, onDisk: onDisk(size), settings: statementStatsSettings() });
   try {
     const database = `Postgres ${await postgresVersion(cluster.url())}, fsync ${fsync ? "on" : "off"}`;
     return await work(cluster, { command, size, commit: commit(), machine: machine(), database });

@@ -15,6 +15,7 @@ import postgres from "postgres";
 import { runLoad } from "./load.ts";
 import { databaseCost, databaseCounters, type DatabaseCost } from "./machine.ts";
 import type { LoadResult, PlanMesh } from "./plan.ts";
+import { sendLaneCounters, statementCounters } from "./counters.ts";
 import { cpuPercent, postmasterPid, Profiler, sampleProcess, type ProcessSample, type ProfileWindow } from "./probe.ts";
 import { onDisk, type Scenario, type Size } from "./scenarios.ts";
 
@@ -110,7 +111,12 @@ export async function runSwitchboard(options: {
     const databaseUrl = backend.databaseUrl ?? null;
     profiler = new Profiler(databaseUrl);
     brokers.forEach((b, i) => profiler!.track(`broker-${i + 1}`, b.pid));
-    if (databaseUrl) profiler.track("postgres", await postmasterPid(databaseUrl), true);
+    brokers.forEach((b, i) => profiler!.trackCounters(sendLaneCounters(`broker-${i + 1}`, b.url)));
+    if (databaseUrl) {
+      profiler.track("postgres", await postmasterPid(databaseUrl), true);
+      const statements = await statementCounters(databaseUrl);
+      if (statements) profiler.trackCounters(statements);
+    }
     const countersBefore = databaseUrl ? await databaseCounters(databaseUrl) : null;
     profiler.start();
 

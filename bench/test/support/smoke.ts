@@ -8,6 +8,7 @@
 // groups below), which the test run's workers take side by side.
 import { describe, expect, test } from "bun:test";
 import { ownPostgresTestsRun } from "@switchboard/testkit";
+import { laneKeys, statementStatsSettings, STATEMENT_KEYS } from "../../src/counters.ts";
 import { natsServerBinary } from "../../src/jetstream/server.ts";
 import type { LoadResult } from "../../src/plan.ts";
 import type { Ratio } from "../../src/report.ts";
@@ -69,6 +70,17 @@ async function checkScenario(name: string): Promise<void> {
     expect(report.floor?.commitMs?.count).toBe(50);
   }
   if (name === "held") expect(load.held?.messages).toBe(500);
+  // The profile read the send lane of each broker and, on a server with
+  // pg_stat_statements, the statements' execution.
+  if (load.kind !== "connect") {
+    const per = report.switchboard.profile.perSecond;
+    expect(per[laneKeys("broker-1").sends]).toBeGreaterThan(0);
+    expect(per[laneKeys("broker-1").seconds]).toBeGreaterThan(0);
+    if (!scenario.embedded && statementStatsSettings().shared_preload_libraries) {
+      expect(per[STATEMENT_KEYS.send]).toBeGreaterThan(0);
+      expect(per[STATEMENT_KEYS.all]).toBeGreaterThan(per[STATEMENT_KEYS.send]!);
+    }
+  }
   if (name === "throughput") expect(load.steps?.length).toBeGreaterThan(0);
   // Every scenario's workload is also run through the relay, held messages excepted.
   const relay = report.floor!.relay;
