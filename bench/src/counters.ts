@@ -20,24 +20,38 @@ export function statementStatsSettings(): Record<string, string> {
   return lib && existsSync(join(lib, "pg_stat_statements.so")) ? { shared_preload_libraries: "pg_stat_statements" } : {};
 }
 
-/** Keys of a broker's send-lane counters, by the broker's name in the profile. */
+/** Keys of a broker's counters, by the broker's name in the profile. */
 export const laneKeys = (broker: string) => ({
   seconds: `${broker} send batch seconds`,
   sends: `${broker} sends in batches`,
   batches: `${broker} send batches`,
+  delay: `${broker} event-loop delay seconds`,
 });
 
-/** A broker's send lane: seconds spent writing batches, sends written, batches (broker_send_batch_*). */
+/**
+ * A broker's send lane (broker_send_batch_*: seconds spent writing batches,
+ * sends written, batches) and its event loop's mean delay. That mean is of
+ * the delays since the scrape before (each scrape starts it again), so it
+ * is summed here weighted by the time between reads: its increase per
+ * second over a window is the window's mean delay.
+ */
 export function sendLaneCounters(broker: string, baseUrl: string): CounterSource {
   const keys = laneKeys(broker);
+  let delay = { total: 0, readAt: 0 };
   return {
     async read() {
       const families = parsePrometheusText(await (await fetch(`${baseUrl}/metrics`)).text());
-      const sample = (family: string, name: string) => families.get(family)?.samples.find((s) => s.name === name)?.value;
+      const now = performance.now();
+      const sample = (family: string, name = family) => families.get(family)?.samples.find((s) => s.name === name)?.value;
+      const mean = sample("nodejs_eventloop_lag_mean_seconds");
+      if (mean !== undefined && Number.isFinite(mean) && delay.readAt > 0) {
+        delay = { total: delay.total + mean * ((now - delay.readAt) / 1000), readAt: now };
+      } else delay = { ...delay, readAt: now };
       const values = {
         [keys.seconds]: sample("broker_send_batch_seconds", "broker_send_batch_seconds_sum"),
         [keys.sends]: sample("broker_send_batch_size", "broker_send_batch_size_sum"),
         [keys.batches]: sample("broker_send_batch_size", "broker_send_batch_size_count"),
+        [keys.delay]: delay.total,
       };
       return Object.fromEntries(Object.entries(values).filter((e): e is [string, number] => e[1] !== undefined));
     },

@@ -188,18 +188,21 @@ export function jetStreamSettingsLines(reports: JetStreamReport[]): string {
 /** Where the CPU went and what Postgres waited on, per step of a rising rate (or the whole run). */
 /**
  * The send lanes of a window: how busy each broker's was (seconds writing
- * batches per second), sends per batch, and Postgres's execution time per
- * message sent, the send statement's and all statements'.
+ * batches per second), each broker's mean event-loop delay, sends per
+ * batch, and Postgres's execution time per message sent, the send
+ * statement's and all statements'.
  */
 function laneCells(p: ProfileWindow, brokers: number): string[] {
   const per = p.perSecond;
   const lanes = Array.from({ length: brokers }, (_, i) => laneKeys(`broker-${i + 1}`));
   const busy = lanes.map((k) => n(per[k.seconds], 2)).join(", ");
+  const delay = lanes.map((k) => n(per[k.delay] === undefined ? undefined : per[k.delay]! * 1000, 2)).join(", ");
   const sends = lanes.reduce((sum, k) => sum + (per[k.sends] ?? 0), 0);
   const batches = lanes.reduce((sum, k) => sum + (per[k.batches] ?? 0), 0);
   const perMessage = (key: string) => (sends > 0 && per[key] !== undefined ? (per[key]! * 1000) / sends : undefined);
   return [
     busy,
+    delay,
     batches > 0 ? n(sends / batches, 1) : "—",
     `${n(perMessage(STATEMENT_KEYS.send), 3)} / ${n(perMessage(STATEMENT_KEYS.all), 3)}`,
   ];
@@ -235,6 +238,7 @@ export function profileTable(run: SwitchboardRun): string {
       ...parts.map(name),
       "Postgres active backends (avg) by wait",
       "send lane busy (s/s, per instance)",
+      "event-loop delay, mean (ms, per instance)",
       "sends per batch",
       "Postgres execution per message: send statement / all (ms)",
     ],

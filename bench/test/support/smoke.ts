@@ -70,12 +70,13 @@ async function checkScenario(name: string): Promise<void> {
     expect(report.floor?.commitMs?.count).toBe(50);
   }
   if (name === "held") expect(load.held?.messages).toBe(500);
-  // The profile read the send lane of each broker and, on a server with
+  // The profile read the send lane and event loop of each broker and, on a server with
   // pg_stat_statements, the statements' execution.
   if (load.kind !== "connect") {
     const per = report.switchboard.profile.perSecond;
     expect(per[laneKeys("broker-1").sends]).toBeGreaterThan(0);
     expect(per[laneKeys("broker-1").seconds]).toBeGreaterThan(0);
+    expect(per[laneKeys("broker-1").delay]).toBeGreaterThan(0);
     if (!scenario.embedded && statementStatsSettings().shared_preload_libraries) {
       expect(per[STATEMENT_KEYS.send]).toBeGreaterThan(0);
       expect(per[STATEMENT_KEYS.all]).toBeGreaterThan(per[STATEMENT_KEYS.send]!);
