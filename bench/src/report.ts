@@ -1,10 +1,10 @@
 // Reports: the figures of a run, its ratios to the floor and to JetStream,
 // and the same as Markdown tables (what bench/RESULTS.md is made of).
+import { laneKeys, STATEMENT_KEYS } from "./counters.ts";
 import type { FloorReport } from "./floor/index.ts";
 import type { RowsResult } from "./floor/rows.ts";
 import type { JetStreamReport } from "./jetstream/index.ts";
 import type { DatabaseCost, Machine } from "./machine.ts";
-import { laneKeys, STATEMENT_KEYS } from "./counters.ts";
 import type { LoadResult } from "./plan.ts";
 import type { ProfileWindow } from "./probe.ts";
 import type { SwitchboardRun } from "./switchboard.ts";
@@ -185,7 +185,6 @@ export function jetStreamSettingsLines(reports: JetStreamReport[]): string {
     .join("\n");
 }
 
-/** Where the CPU went and what Postgres waited on, per step of a rising rate (or the whole run). */
 /**
  * The send lanes of a window: how busy each broker's was (seconds writing
  * batches per second), each broker's mean event-loop delay, sends per
@@ -208,6 +207,7 @@ function laneCells(p: ProfileWindow, brokers: number): string[] {
   ];
 }
 
+/** Where the CPU went, what Postgres waited on and how busy the send lanes were, per step of a rising rate (or the whole run). */
 export function profileTable(run: SwitchboardRun): string {
   const windows = run.stepProfiles && run.load.steps
     ? run.load.steps.map((s, i) => ({ label: `${n(s.rate, 0)} msg/s`, p: run.stepProfiles![i]!, s }))

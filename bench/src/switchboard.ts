@@ -12,10 +12,10 @@ import {
 import { generateKeypair } from "@switchboard/protocol";
 import { join } from "node:path";
 import postgres from "postgres";
+import { sendLaneCounters, statementCounters } from "./counters.ts";
 import { runLoad } from "./load.ts";
 import { databaseCost, databaseCounters, type DatabaseCost } from "./machine.ts";
 import type { LoadResult, PlanMesh } from "./plan.ts";
-import { sendLaneCounters, statementCounters } from "./counters.ts";
 import { cpuPercent, postmasterPid, Profiler, sampleProcess, type ProcessSample, type ProfileWindow } from "./probe.ts";
 import { onDisk, type Scenario, type Size } from "./scenarios.ts";
 

@@ -165,15 +165,8 @@ export class SendService {
     return { ok: true, messageId: written.messageId, recipients: written.recipients, duplicate: written.duplicate, queued: true };
   }
 
-  // One send the database refuses must not fail the others of its batch:
-  // after a failed batch each send is written alone, and only the culprit
-  // fails. A batch is written again only when its statement failed and
-  // stored nothing (storedDespite), and a message keeps its id when written
-  // again, so nothing can be stored twice. The sends go one after another,
-  // in their order: written side by side on several connections, a sender's
-  // later send could commit (and be pushed) before its earlier one. Each send
-  // is written at most twice: a lone send that failed once more (`again`)
-  // gets its error.
+  // A batch's time and size are the send lane's own metrics: its time, summed,
+  // is how busy the lane is.
   private async commitBatch(items: Pending[]): Promise<Written[]> {
     const started = performance.now();
     try {
@@ -184,6 +177,15 @@ export class SendService {
     }
   }
 
+  // One send the database refuses must not fail the others of its batch:
+  // after a failed batch each send is written alone, and only the culprit
+  // fails. A batch is written again only when its statement failed and
+  // stored nothing (storedDespite), and a message keeps its id when written
+  // again, so nothing can be stored twice. The sends go one after another,
+  // in their order: written side by side on several connections, a sender's
+  // later send could commit (and be pushed) before its earlier one. Each send
+  // is written at most twice: a lone send that failed once more (`again`)
+  // gets its error.
   private async commitIsolating(items: Pending[], again = false, maybeStored = false): Promise<Written[]> {
     const messages = items.map((i) => i.message);
     let enqueued: EnqueuedSend[];
