@@ -1,7 +1,8 @@
 // Counters a profile samples beside CPU: how busy each broker's send lane is
-// (its /metrics), and how long Postgres executed the run's statements
-// (pg_stat_statements, where the server preloads it). The profile reports
-// each as its increase per second over a window.
+// and how long its event loop is delayed (its /metrics), and how long
+// Postgres executed the run's statements (pg_stat_statements, where the
+// server preloads it). The profile reports each as its increase per second
+// over a window.
 import { findPgBin, parsePrometheusText } from "@switchboard/testkit";
 import { existsSync, realpathSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -37,21 +38,21 @@ export const laneKeys = (broker: string) => ({
  */
 export function sendLaneCounters(broker: string, baseUrl: string): CounterSource {
   const keys = laneKeys(broker);
-  let delay = { total: 0, readAt: 0 };
+  let delaySeconds = 0;
+  let lastRead: number | null = null;
   return {
     async read() {
       const families = parsePrometheusText(await (await fetch(`${baseUrl}/metrics`)).text());
       const now = performance.now();
       const sample = (family: string, name = family) => families.get(family)?.samples.find((s) => s.name === name)?.value;
       const mean = sample("nodejs_eventloop_lag_mean_seconds");
-      if (mean !== undefined && Number.isFinite(mean) && delay.readAt > 0) {
-        delay = { total: delay.total + mean * ((now - delay.readAt) / 1000), readAt: now };
-      } else delay = { ...delay, readAt: now };
+      if (lastRead !== null && mean !== undefined && Number.isFinite(mean)) delaySeconds += mean * ((now - lastRead) / 1000);
+      lastRead = now;
       const values = {
         [keys.seconds]: sample("broker_send_batch_seconds", "broker_send_batch_seconds_sum"),
         [keys.sends]: sample("broker_send_batch_size", "broker_send_batch_size_sum"),
         [keys.batches]: sample("broker_send_batch_size", "broker_send_batch_size_count"),
-        [keys.delay]: delay.total,
+        [keys.delay]: delaySeconds,
       };
       return Object.fromEntries(Object.entries(values).filter((e): e is [string, number] => e[1] !== undefined));
     },

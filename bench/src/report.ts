@@ -195,7 +195,7 @@ function laneCells(p: ProfileWindow, brokers: number): string[] {
   const per = p.perSecond;
   const lanes = Array.from({ length: brokers }, (_, i) => laneKeys(`broker-${i + 1}`));
   const busy = lanes.map((k) => n(per[k.seconds], 2)).join(", ");
-  const delay = lanes.map((k) => n(per[k.delay] === undefined ? undefined : per[k.delay]! * 1000, 2)).join(", ");
+  const delay = lanes.map((k) => n((per[k.delay] ?? Number.NaN) * 1000, 2)).join(", ");
   const sends = lanes.reduce((sum, k) => sum + (per[k.sends] ?? 0), 0);
   const batches = lanes.reduce((sum, k) => sum + (per[k.batches] ?? 0), 0);
   const perMessage = (key: string) => (sends > 0 && per[key] !== undefined ? (per[key]! * 1000) / sends : undefined);

@@ -102,8 +102,9 @@ export function createMetrics() {
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
-    // The send lane's own time: rate(sum) near 1 means sends queue behind
-    // one another's statements, whatever the database's CPU says.
+    // The send lane's own time: rate(sum) near 1 means each send waits for
+    // the batch under way (group commit at work under steady traffic);
+    // overload shows in the batch size growing toward its limit.
     sendBatchSeconds: new Histogram({
       name: "broker_send_batch_seconds",
       help: "Time the instance spends writing one batch of sends (its statement and commit, and writing them one by one if it fails)",
