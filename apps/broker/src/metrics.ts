@@ -2,6 +2,7 @@
 // them before the first event. Labelled series are created at zero for the
 // label values the broker knows of.
 import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema, UPGRADE_REFUSAL_CODES, WEBHOOK_OUTCOMES } from "@switchboard/protocol";
+import { readdir } from "node:fs/promises";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 // Seconds, from well under a millisecond (a group commit on a quiet server)
@@ -17,7 +18,10 @@ const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 // - the heap-space gauges: under Bun, v8.getHeapSpaceStatistics walks the
 //   whole heap, about 40 ms with 300,000 live objects, and every scrape would
 //   stall the event loop that long. nodejs_heap_size_* stay: they come from
-//   process.memoryUsage(), which costs microseconds.
+//   process.memoryUsage(), which costs microseconds;
+// - process_open_fds, read by a synchronous listing of /proc/self/fd: about
+//   12 ms with 10,000 sockets open. openFileDescriptors() lists it off the
+//   event loop instead.
 const LEFT_OUT_DEFAULTS = [
   "nodejs_active_handles_total",
   "nodejs_active_requests_total",
@@ -25,7 +29,24 @@ const LEFT_OUT_DEFAULTS = [
   "nodejs_heap_space_size_total_bytes",
   "nodejs_heap_space_size_used_bytes",
   "nodejs_heap_space_size_available_bytes",
+  "process_open_fds",
 ];
+
+// prom-client's process_open_fds, its name, help and meaning kept (Linux
+// only, as prom-client's); the count leaves out the descriptor of the
+// listing itself.
+function openFileDescriptors(registry: Registry): void {
+  if (process.platform !== "linux") return;
+  new Gauge({
+    name: "process_open_fds",
+    help: "Number of open file descriptors.",
+    registers: [registry],
+    async collect() {
+      const fds = await readdir("/proc/self/fd").catch(() => null);
+      if (fds) this.set(fds.length - 1);
+    },
+  });
+}
 
 export function createMetrics() {
   const registry = new Registry();
@@ -33,6 +54,7 @@ export function createMetrics() {
   // timer every 10 ms cost an idle broker about 1 % of a core by itself.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
   for (const name of LEFT_OUT_DEFAULTS) registry.removeSingleMetric(name);
+  openFileDescriptors(registry);
   const metrics = {
     registry,
     connectionsActive: new Gauge({
