@@ -271,6 +271,10 @@ if (import.meta.main) {
     await (await import("./statement.ts")).main(size);
     process.exit(0);
   }
+  if (positionals[0] === "presences") {
+    await (await import("./presences.ts")).main(size);
+    process.exit(0);
+  }
   if (positionals[0] === "http" || positionals[0] === "webhook") {
     await (await import("./http-run.ts")).main(positionals[0], size);
     process.exit(0);

@@ -28,6 +28,7 @@ interface Stage {
   /** The recipient's presence; `second` is another of the same member on the same instance, live when asked for. */
   presence: LocalPresence;
   second: LocalPresence;
+  presences: LocalPresences;
   /** Message ids in the order the sockets took them (either presence's). */
   taken: string[];
   /** The attempt each push a socket took carried, by message id. */
@@ -119,7 +120,7 @@ async function stage(windowSize: number, options: { second?: boolean; leaseSecon
     }
     return leased;
   };
-  return { pump, presence, second, taken, attempts, script, send };
+  return { pump, presence, second, presences, taken, attempts, script, send };
 }
 
 /** Acks every push the socket took, as a reader would, until it took `ids`. */
@@ -230,6 +231,66 @@ describe.skipIf(backendKind !== "postgres")("a lease that runs out while the pum
     // No lease sweep runs here: only the pump can take b back.
     await waitUntil(() => s.taken.length >= 4, 10_000, "b pushed again");
     expect(s.taken).toEqual([a.messageId, b.messageId, a.messageId, b.messageId]);
+    await s.pump.stop();
+  });
+});
+
+// Every batch of sends asks the pump which presences here it must not lease
+// to; only those a push engaged are looked at (delivery/unavailable.ts).
+describe("the presences a send must not lease to", () => {
+  test("one whose window is full, until its pushes are acked", async () => {
+    const s = await stage(2);
+    const [a, b] = (await s.send(2)) as [LeasedDelivery, LeasedDelivery];
+    expect(s.pump.unavailable()).toEqual([]);
+    await s.pump.handLeased([a]);
+    expect(s.pump.unavailable()).toEqual([]);
+    await s.pump.handLeased([b]);
+    expect(s.pump.unavailable()).toEqual([s.presence.presenceId]);
+    await s.pump.ack(s.presence, s.presence.window.split([a.messageId]));
+    expect(s.pump.unavailable()).toEqual([]);
+    await s.pump.ack(s.presence, s.presence.window.split([b.messageId]));
+    expect(s.pump.unavailable()).toEqual([]);
+    // Found at rest, it is not looked at again until a push engages it.
+    expect(s.presences.engaged()).toEqual([]);
+    await s.pump.stop();
+  });
+
+  test("one whose socket backs up, until it drains", async () => {
+    const s = await stage(512);
+    const [a] = (await s.send(1)) as [LeasedDelivery];
+    s.script.push("congested");
+    await s.pump.handLeased([a]);
+    expect(s.pump.unavailable()).toEqual([s.presence.presenceId]);
+    s.pump.drained(s.presence);
+    expect(s.pump.unavailable()).toEqual([]);
+    await s.pump.stop();
+  });
+
+  test("every presence of a member whose push went back to the queue, until a claim took it again", async () => {
+    const s = await stage(512, { second: true });
+    const [a] = (await s.send(1)) as [LeasedDelivery];
+    s.script.push("dropped");
+    await s.pump.handLeased([a]);
+    // The claim that takes it again has not answered yet.
+    expect(s.pump.unavailable().sort()).toEqual([s.presence.presenceId, s.second.presenceId].sort());
+    // It leases it to the other presence, whose socket takes it; the first stays backed up.
+    await waitUntil(() => s.taken.includes(a.messageId), 10_000, "a pushed to the other presence");
+    await waitUntil(() => s.pump.unavailable().length === 1, 10_000, "the member's pushes all out again");
+    expect(s.pump.unavailable()).toEqual([s.presence.presenceId]);
+    await s.pump.stop();
+  });
+
+  test("one holding a push whose lease ran out, until the queue took it back (LEASE_SECONDS=1)", async () => {
+    const s = await stage(3, { leaseSeconds: 1 });
+    const [a] = (await s.send(1)) as [LeasedDelivery];
+    await s.pump.handLeased([a]);
+    expect(s.pump.unavailable()).toEqual([]);
+    await Bun.sleep(1100);
+    expect(s.pump.unavailable()).toEqual([s.presence.presenceId]);
+    // The pump takes it back and pushes it again.
+    s.pump.schedule([s.presence.memberId]);
+    await waitUntil(() => s.taken.length >= 2, 10_000, "a pushed again");
+    expect(s.pump.unavailable()).toEqual([]);
     await s.pump.stop();
   });
 });

@@ -1,6 +1,7 @@
 // The benchmark smoke runs: a tiny run of every scenario, of the floor, of
-// the JetStream comparison, of the scaling run and of the statement costs, so
-// the harness cannot rot.
+// the JetStream comparison, of the scaling run, of the statement costs and of
+// the question of the presences a send must not lease to, so the harness
+// cannot rot.
 // Figures are not judged here (that is the benchmark's job); completeness is:
 // everything sent arrives, once, and every ratio has both of its sides.
 //
@@ -14,6 +15,7 @@ import type { LoadResult } from "../../src/plan.ts";
 import type { Ratio } from "../../src/report.ts";
 import { runFloorReport, runJetStreamComparison, runScaling, runScenarioReport } from "../../src/run.ts";
 import { scenarios } from "../../src/scenarios.ts";
+import { PRESENCES_SHAPE, runPresencesReport } from "../../src/presences.ts";
 import { runStatementReport, STATEMENT_SHAPE } from "../../src/statement.ts";
 
 const haveNats = natsServerBinary() !== null;
@@ -25,7 +27,7 @@ export const SMOKE_GROUPS: Record<string, string[]> = {
   scaling: ["scaling", "embedded-latency"],
   throughput: ["throughput", "embedded-throughput"],
   fanout: ["fanout", "cross-instance"],
-  floor: ["floor", "connections", "held", "statement"],
+  floor: ["floor", "connections", "held", "statement", "presences"],
 };
 
 /** Every acked message reached each of its recipients exactly once. */
@@ -160,8 +162,25 @@ async function checkStatement(): Promise<void> {
   expect(report.deliveries.written).toBe(report.deliveries.expected);
 }
 
+async function checkPresences(): Promise<void> {
+  const report = runPresencesReport("smoke");
+  // A few engaged and half engaged, for each count of presences.
+  expect(report.cases.map((c) => c.presences)).toEqual(PRESENCES_SHAPE.smoke.counts.flatMap((n) => [n, n]));
+  for (const c of report.cases) {
+    expect(c.agreed).toBe(true);
+    expect(c.scanUs).toBeGreaterThan(0);
+    expect(c.engagedOnlyUs).toBeGreaterThan(0);
+  }
+}
+
 /** The runs besides the scenarios. */
-const OTHER_RUNS: Record<string, () => Promise<void>> = { floor: checkFloor, jetstream: checkJetStream, scaling: checkScaling, statement: checkStatement };
+const OTHER_RUNS: Record<string, () => Promise<void>> = {
+  floor: checkFloor,
+  jetstream: checkJetStream,
+  scaling: checkScaling,
+  statement: checkStatement,
+  presences: checkPresences,
+};
 
 /** Every run of the benchmark's smoke size: the groups together must take each once. */
 export const allSmokeRuns = (): string[] => [...Object.keys(scenarios("smoke")), ...Object.keys(OTHER_RUNS)];

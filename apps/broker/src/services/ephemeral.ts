@@ -5,7 +5,7 @@ import type { Database } from "@switchboard/db";
 import { presencesReceiving } from "../store/presences.ts";
 import type { NewMessage } from "../store/queue/index.ts";
 import { routeSend } from "../store/routing.ts";
-import { markCongested, takesPushes, type LocalPresences } from "./local-presences.ts";
+import { takesPushes, type LocalPresences } from "./local-presences.ts";
 import type { Clock } from "./timing.ts";
 
 /** How many recipients a socket took it for (one push per recipient); null when the target is unknown. */
@@ -35,7 +35,7 @@ export async function pushEphemeral(
     for (const p of presences.ofMember(memberId)) {
       if (!takesPushes(p) || !receiving.has(p.presenceId)) continue;
       const result = p.link.push(message, 1);
-      if (result !== "sent") markCongested(p, clock());
+      if (result !== "sent") presences.markCongested(p, clock());
       if (result === "dropped") continue;
       delivered++;
       break;

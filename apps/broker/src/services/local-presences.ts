@@ -50,11 +50,6 @@ export interface LocalPresence {
   readonly tokenExpiresAt?: number;
 }
 
-/** A presence whose socket is backing up gets no pushes until it drains. */
-export function markCongested(presence: LocalPresence, now: number): void {
-  presence.congestedSince ??= now;
-}
-
 /** Whether anything may be pushed to the presence now, its push window aside. */
 export const takesPushes = (presence: LocalPresence): boolean => !presence.ended && presence.congestedSince === null;
 
@@ -65,6 +60,13 @@ export class LocalPresences {
   private readonly byPresence = new Map<string, LocalPresence>();
   private readonly byMember = new Map<string, Set<LocalPresence>>();
   private readonly bySession = new Map<string, Set<LocalPresence>>();
+  /**
+   * Presences a push made engaged (pushes awaiting acks, or a socket backing
+   * up) since they were last found at rest: the only ones that may not take
+   * a push now, their member's pushes handed back aside
+   * (delivery/unavailable.ts).
+   */
+  private readonly engagedSet = new Set<LocalPresence>();
 
   add(presence: LocalPresence): void {
     this.byPresence.set(presence.presenceId, presence);
@@ -74,6 +76,7 @@ export class LocalPresences {
 
   remove(presence: LocalPresence): void {
     presence.ended = true;
+    this.engagedSet.delete(presence);
     this.byPresence.delete(presence.presenceId);
     deleteFrom(this.byMember, presence.memberId, presence);
     deleteFrom(this.bySession, sessionKey(presence.pubkey, presence.sessionId), presence);
@@ -101,6 +104,26 @@ export class LocalPresences {
 
   all(): LocalPresence[] {
     return [...this.byPresence.values()];
+  }
+
+  /** A push opened in the presence's window, or pushes awaiting acks came back to it. */
+  engage(presence: LocalPresence): void {
+    if (this.byPresence.get(presence.presenceId) === presence) this.engagedSet.add(presence);
+  }
+
+  /** A presence whose socket is backing up gets no pushes until it drains. */
+  markCongested(presence: LocalPresence, now: number): void {
+    presence.congestedSince ??= now;
+    this.engage(presence);
+  }
+
+  engaged(): LocalPresence[] {
+    return [...this.engagedSet];
+  }
+
+  /** The presence takes pushes and its window is idle: nothing keeps a push out until it is engaged again. */
+  atRest(presence: LocalPresence): void {
+    this.engagedSet.delete(presence);
   }
 
   /** Presences whose sockets have been backed up since before `since` (ms). */

@@ -33,9 +33,9 @@ export class HandedBack {
     return claimStart === null || r.inFlight > 0 || claimStart < r.endedAt;
   }
 
-  /** Whether the presence's member has pushes handed back that no claim has taken again yet. */
-  has(presence: LocalPresence): boolean {
-    return this.returned.has(presence.memberId);
+  /** The members with pushes handed back that no claim has taken again yet. */
+  members(): string[] {
+    return [...this.returned.keys()];
   }
 
   /** Runs the requeue of pushes to these members handed back; they are held until a claim after it took them. */

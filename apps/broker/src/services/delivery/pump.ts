@@ -7,7 +7,7 @@ import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { claimForPresences, requeue, type ClaimRequest, type LeasedDelivery } from "../../store/queue/index.ts";
 import { unique } from "../../store/sql.ts";
-import { markCongested, takesPushes, type LocalPresence, type LocalPresences } from "../local-presences.ts";
+import { takesPushes, type LocalPresence, type LocalPresences } from "../local-presences.ts";
 import { queuedWork, type InstanceBus } from "../bus.ts";
 import { retryTransient } from "../retry.ts";
 import type { Clock } from "../timing.ts";
@@ -17,6 +17,7 @@ import { LeasedElsewhere } from "./leased-elsewhere.ts";
 import { MissedLeases } from "./missed-leases.ts";
 import type { AckedIds } from "./push-window.ts";
 import { Rounds } from "./rounds.ts";
+import { unavailablePresences } from "./unavailable.ts";
 
 const MAX_MEMBERS_PER_CLAIM = 500;
 // A claim reads its rows' ciphertexts into memory and serializes them as
@@ -112,6 +113,7 @@ export class DeliveryPump {
     } catch (error) {
       // Not acked: the pushes still await their acks (a recovery must not take them for leases never pushed).
       presence.window.unsettled(settled);
+      this.presences.engage(presence);
       throw error;
     }
     // Only a full window held deliveries back in the queue (a send leases to
@@ -121,10 +123,7 @@ export class DeliveryPump {
 
   /** This instance's presences that cannot take pushes now: a send must not lease to them. */
   unavailable(): string[] {
-    return this.presences
-      .all()
-      .filter((p) => !takesPushes(p) || p.window.room() <= 0 || p.window.lapsed() || this.handedBack.has(p))
-      .map((p) => p.presenceId);
+    return unavailablePresences(this.presences, this.handedBack);
   }
 
   /**
@@ -287,16 +286,17 @@ export class DeliveryPump {
       }
       const result = presence.link.push(d, d.attempt);
       if (result === "dropped") {
-        markCongested(presence, now);
+        this.presences.markCongested(presence, now);
         stopped.add(d.presenceId);
         unwritten.push(d);
         continue;
       }
       presence.window.opened(d.messageId);
+      this.presences.engage(presence);
       if (d.attempt === 1) this.metrics.pushLatencySeconds.observe(Math.max(0, now - Date.parse(d.createdAt)) / 1000);
       else this.metrics.redeliveries.inc();
       if (result === "congested") {
-        markCongested(presence, now);
+        this.presences.markCongested(presence, now);
         stopped.add(d.presenceId);
       }
     }

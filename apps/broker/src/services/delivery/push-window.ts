@@ -69,6 +69,15 @@ export class PushWindow {
     this.takenBack = Math.max(this.takenBack, mark);
   }
 
+  /**
+   * Nothing pushed here awaits its ack and no lapsed lease is left for the
+   * queue to take back: the window keeps no push out, and cannot start to
+   * until a push opens in it again.
+   */
+  idle(): boolean {
+    return this.outstanding() === 0 && this.lapses <= this.takenBack;
+  }
+
   /** How many more pushes may go out now. */
   room(): number {
     return Math.max(0, this.capacity - this.outstanding());
