@@ -215,11 +215,14 @@ const statistics = () =>
 // and vacuumed with the pages kept (autovacuum truncates only when it gets
 // the table's lock at once): a density of no rows per page, which no number
 // of pages changes, so that even a plan made at each call expects one row.
-// (vacuum_truncate is set for each, so that autovacuum cannot change one
-// into the other meanwhile.)
+// (vacuum_truncate is set for each, and autovacuum kept off these tables,
+// so that it cannot change one into the other meanwhile, nor hold a table's
+// lock while the test's own VACUUM would truncate it.)
 const vacuumTruncate = async (on: boolean) => {
   for (const table of ["deliveries", "messages", "presences"]) {
-    await scratch.db.rows(sql`ALTER TABLE ${sql.identifier(table)} SET (vacuum_truncate = ${sql.raw(String(on))})`);
+    await scratch.db.rows(
+      sql`ALTER TABLE ${sql.identifier(table)} SET (vacuum_truncate = ${sql.raw(String(on))}, autovacuum_enabled = false)`,
+    );
   }
 };
 const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean }]> = [
@@ -229,15 +232,17 @@ const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean 
       prepare: async () => {
         await vacuumTruncate(true);
         // The rolled-back fills of the tests before are vacuumed away. A
-        // VACUUM gives up truncating a table when another session (an
-        // autovacuum) holds a lock on it for seconds, or keeps its dead rows
-        // visible: it is run again until none has pages, a few times at most
-        // (the test then says which kept them).
-        for (let attempt = 0; attempt < 5; attempt++) {
+        // VACUUM gives up truncating a table when another session holds a
+        // lock on it, or keeps its dead rows visible: on a machine busy with
+        // the whole test run that lasted seconds. It is run again until
+        // none has pages, for 15 s at most (the test then says which kept
+        // them).
+        const deadline = Date.now() + 15_000;
+        do {
           await scratch.db.rows(sql`VACUUM ANALYZE ${TABLES}`);
           if ((await statistics()).every((t) => !t.pages)) break;
           await Bun.sleep(200);
-        }
+        } while (Date.now() < deadline);
       },
       pages: false,
     },
