@@ -4,10 +4,10 @@
 // socket counterpart from the same run; the report states the ratios.
 import { generateKeypair } from "@switchboard/protocol";
 import { AdminClient, postgresBackend, spawnBroker, startPostgresCluster, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
-import { mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import type { HttpPlan, HttpPlanMember, PathFigures } from "./http-load.ts";
+import { writeReport } from "./out.ts";
 import { cpuPercent, sampleProcess } from "./probe.ts";
 import { onDisk, type Size } from "./scenarios.ts";
 import type { Summary } from "./stats.ts";
@@ -155,10 +155,5 @@ export async function runHttpScenario(name: string, size: Size): Promise<HttpBen
 
 /** `bun run bench http|webhook [--smoke]`: runs, prints, and writes the report to bench/out/. */
 export async function main(name: string, size: Size): Promise<void> {
-  const report = await runHttpScenario(name, size);
-  mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
-  const path = join(import.meta.dir, "..", "out", `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);
-  await Bun.write(path, JSON.stringify(report, null, 2));
-  console.log(JSON.stringify(report, null, 2));
-  console.log(`written to ${path}`);
+  await writeReport(name, size, await runHttpScenario(name, size));
 }

@@ -6,15 +6,15 @@
 // acks), as at 1,000 msg/s where acks come within milliseconds, or half of
 // them, as under a backlog. One process, no database; the two ways take
 // turns, a round of each at a time, so the machine's drift falls on both.
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { HandedBack } from "../../apps/broker/src/services/delivery/handed-back.ts";
 import { PushWindow } from "../../apps/broker/src/services/delivery/push-window.ts";
 import { unavailablePresences } from "../../apps/broker/src/services/delivery/unavailable.ts";
 import { LocalPresences, takesPushes, type LocalPresence } from "../../apps/broker/src/services/local-presences.ts";
 import { commit, machine } from "./machine.ts";
+import { writeReport } from "./out.ts";
 import { contextLines, table, type RunContext } from "./report.ts";
 import type { Size } from "./scenarios.ts";
+import { summarize } from "./stats.ts";
 
 // The broker's own window size and lease (app.ts, LEASE_SECONDS's default).
 const PUSH_WINDOW = 512;
@@ -73,8 +73,6 @@ function microsPerCall(ask: () => string[], calls: number): number {
   return ((performance.now() - started) * 1000) / calls;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
 function measure(count: number, engaged: number, size: Size): PresencesCase {
   const { rounds, calls } = PRESENCES_SHAPE[size];
   const presences = new LocalPresences();
@@ -95,7 +93,7 @@ function measure(count: number, engaged: number, size: Size): PresencesCase {
     scan.push(microsPerCall(() => scanEvery(presences, handedBack), calls));
     engagedOnly.push(microsPerCall(() => unavailablePresences(presences, handedBack), calls));
   }
-  return { presences: count, engaged, scanUs: median(scan), engagedOnlyUs: median(engagedOnly), agreed };
+  return { presences: count, engaged, scanUs: summarize(scan).p50, engagedOnlyUs: summarize(engagedOnly).p50, agreed };
 }
 
 export function runPresencesReport(size: Size): PresencesReport {
@@ -140,12 +138,5 @@ export function presencesMarkdown(report: PresencesReport): string {
 
 export async function main(size: Size): Promise<void> {
   const report = runPresencesReport(size);
-  const outDir = join(import.meta.dir, "..", "out");
-  mkdirSync(outDir, { recursive: true });
-  const base = join(outDir, `presences-${size}-${new Date().toISOString().replaceAll(":", "-")}`);
-  const md = presencesMarkdown(report);
-  await Bun.write(`${base}.json`, JSON.stringify(report, null, 2));
-  await Bun.write(`${base}.md`, md);
-  console.log(md);
-  console.log(`\nwritten to ${base}.json and .md`);
+  await writeReport("presences", size, report, presencesMarkdown(report));
 }

@@ -5,9 +5,8 @@
 // the same drivers (apps/broker/test/pressure.test.ts,
 // pressure-writer.test.ts, fuzz.test.ts, bench/test/robust.test.ts).
 import { freePort, fuzzBroker, setupMesh, type FuzzReport, type SetupMember } from "@switchboard/testkit";
-import { mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
+import { writeReport } from "./out.ts";
 import { floods, type FloodsReport } from "./robust-floods.ts";
 import { runFaults, type FaultsReport } from "./robust-faults.ts";
 import { slowConsumer, type SlowConsumerReport } from "./robust-slow.ts";
@@ -92,10 +91,5 @@ export async function runRobust(size: Size, steps = new Steps()): Promise<Robust
 export async function main(size: Size, part?: string): Promise<void> {
   if (part !== undefined && part !== "floods") throw new Error(`robust has one part to run alone, floods (got ${part})`);
   const report = part === "floods" ? { size, machine: machine(), floods: await floods(size, new Steps()) } : await runRobust(size);
-  mkdirSync(join(import.meta.dir, "..", "out"), { recursive: true });
-  const name = part === "floods" ? "robust-floods" : "robust";
-  const path = join(import.meta.dir, "..", "out", `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}.json`);
-  await Bun.write(path, JSON.stringify(report, null, 2));
-  console.log(JSON.stringify(report, null, 2));
-  console.log(`written to ${path}`);
+  await writeReport(part === "floods" ? "robust-floods" : "robust", size, report);
 }

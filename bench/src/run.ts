@@ -5,14 +5,13 @@
 // one Postgres; `floor` measures the floor alone. Prints Markdown tables and
 // writes the report as JSON and Markdown to bench/out/.
 import { startPostgresCluster, type PostgresCluster } from "@switchboard/testkit";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { statementStatsSettings } from "./counters.ts";
 import { runFloor, type FloorReport } from "./floor/index.ts";
 import { runJetStream, type JetStreamReport } from "./jetstream/index.ts";
 import { natsServerBinary, natsServerVersion, supportsSyncAlways } from "./jetstream/server.ts";
 import { commit, machine, postgresVersion } from "./machine.ts";
+import { writeReport } from "./out.ts";
 import {
   comparisonTable,
   contextLines,
@@ -284,15 +283,8 @@ if (import.meta.main) {
     positionals[0] === "jetstream"
       ? [["jetstream", positionals.slice(1)]]
       : (positionals.length > 0 ? positionals : Object.keys(scenarios(size))).map((n) => [n, []]);
-  const outDir = join(import.meta.dir, "..", "out");
-  mkdirSync(outDir, { recursive: true });
   for (const [name, rest] of jobs) {
     const report = await runNamed(name, rest, size);
-    const base = join(outDir, `${name}-${size}-${new Date().toISOString().replaceAll(":", "-")}`);
-    const md = markdown(report);
-    await Bun.write(`${base}.json`, JSON.stringify(report, null, 2));
-    await Bun.write(`${base}.md`, md);
-    console.log(md);
-    console.log(`\nwritten to ${base}.json and .md`);
+    await writeReport(name, size, report, markdown(report));
   }
 }

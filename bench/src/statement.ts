@@ -12,10 +12,9 @@
 import { connect, migrate, type Database } from "@switchboard/db";
 import { startPostgresCluster } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { enqueueSends, prepareEnqueue, type LocalHolders, type NewMessage } from "../../apps/broker/src/store/queue/index.ts";
 import { commit, machine, postgresVersion } from "./machine.ts";
+import { writeReport } from "./out.ts";
 import { contextLines, table, type RunContext } from "./report.ts";
 import { onDisk, type Size } from "./scenarios.ts";
 import { summarize, type Summary } from "./stats.ts";
@@ -227,12 +226,5 @@ export async function runStatementReport(size: Size): Promise<StatementReport> {
 
 export async function main(size: Size): Promise<void> {
   const report = await runStatementReport(size);
-  const outDir = join(import.meta.dir, "..", "out");
-  mkdirSync(outDir, { recursive: true });
-  const base = join(outDir, `statement-${size}-${new Date().toISOString().replaceAll(":", "-")}`);
-  const md = statementMarkdown(report);
-  await Bun.write(`${base}.json`, JSON.stringify(report, null, 2));
-  await Bun.write(`${base}.md`, md);
-  console.log(md);
-  console.log(`\nwritten to ${base}.json and .md`);
+  await writeReport("statement", size, report, statementMarkdown(report));
 }
