@@ -2,13 +2,12 @@
 // that do not take pushes now (a socket backing up), whose push window is
 // full or holds a lapsed lease the queue has not taken back, and those of a
 // member whose pushes are on their way back to the queue (handed-back.ts).
-// Every batch of sends asks; a scan of every presence for it cost about
-// 0.4 ms a batch with 10,000 presences connected (`bun run bench
-// presences`), 150 times what the engaged ones cost when a few are, as at
-// 1,000 msg/s. Only an engaged presence can be
-// one of the first three (local-presences.ts), so only those are looked at,
-// and each found at rest leaves the engaged set until a push engages it
-// again.
+// Every batch of sends asks. A scan of every presence cost about 0.4 ms a
+// batch with 10,000 presences connected (`bun run bench presences`), 150
+// times what the engaged ones cost when a few are, as at 1,000 msg/s. Only
+// an engaged presence can be one of the first three (local-presences.ts),
+// so only those are looked at, and each found at rest leaves the engaged
+// set until a push engages it again.
 import { takesPushes, type LocalPresences } from "../local-presences.ts";
 import type { HandedBack } from "./handed-back.ts";
 
