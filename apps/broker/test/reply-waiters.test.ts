@@ -6,9 +6,9 @@
 // under endless news, two waits on one request take a reply each, a failed
 // look ends the wait with its error.
 import { describe, expect, test } from "bun:test";
-import type { Database } from "@switchboard/db";
+import type { Database, Statement } from "@switchboard/db";
 import { waitUntil } from "@switchboard/testkit";
-import { sql, type SQL } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { InstanceBus } from "../src/services/bus.ts";
 import { QueuedWork } from "../src/services/queued-work.ts";
@@ -117,7 +117,7 @@ describe("ReplyWaiters", () => {
     let looked = 0;
     const counted: Database = {
       ...scratch.db,
-      rows: async <T>(query: SQL) => {
+      rows: async <T>(query: Statement) => {
         try {
           return await scratch.db.rows<T>(query);
         } finally {

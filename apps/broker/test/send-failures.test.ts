@@ -5,9 +5,8 @@
 // `internal` (it may be stored: send it again with the same id); one whose
 // connection could not even be opened is `unavailable` (nothing was stored).
 import { describe, expect, test } from "bun:test";
-import type { Database } from "@switchboard/db";
-import { sql, type SQL } from "drizzle-orm";
-import { PgDialect } from "drizzle-orm/pg-core";
+import { toQuery, type Database, type Statement } from "@switchboard/db";
+import { sql } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
 import { InstanceBus } from "../src/services/bus.ts";
@@ -17,7 +16,6 @@ import { SendService } from "../src/services/sending.ts";
 import { useScratchDatabase } from "./support/scratch-db.ts";
 
 const scratch = useScratchDatabase("send-failures");
-const dialect = new PgDialect();
 const lost = (code: string) => Object.assign(new Error(`connection failed (${code})`), { code });
 
 /** The send statement fails with each code in turn (the last one from then on); the lookup of what it stored cannot connect. */
@@ -25,8 +23,8 @@ function failingSends(db: Database, codes: string[]): Database {
   let sends = 0;
   return {
     ...db,
-    rows: <T>(query: SQL) => {
-      const text = dialect.sqlToQuery(query).sql;
+    rows: <T>(query: Statement) => {
+      const text = toQuery(query).sql;
       if (text.includes("INSERT INTO messages")) return Promise.reject(lost(codes[Math.min(sends++, codes.length - 1)]!));
       if (text.includes("JOIN messages m ON m.id = q.id")) return Promise.reject(lost("ECONNREFUSED"));
       return db.rows<T>(query);

@@ -2,8 +2,6 @@
 // PGlite (Postgres in WebAssembly) in DATA_DIR otherwise. Both run drizzle's
 // `sql` queries and return rows of the same shapes.
 import { PGlite, types, type Transaction } from "@electric-sql/pglite";
-import type { SQL } from "drizzle-orm";
-import { PgDialect } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -12,10 +10,11 @@ import { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-
 import { lockDataDir } from "./dir-lock.ts";
 import { loadTemplate } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
+import { toQuery, type Statement } from "./statement.ts";
 
 /** Something that runs SQL: the database itself or an open transaction. */
 export interface Executor {
-  rows<T>(query: SQL): Promise<T[]>;
+  rows<T>(query: Statement): Promise<T[]>;
 }
 
 export interface Database extends Executor {
@@ -48,8 +47,6 @@ export interface ConnectOptions {
   poolSize?: number;
 }
 
-const dialect = new PgDialect();
-
 // Dates, times and intervals come back as Postgres prints them, as drizzle has
 // postgres.js return them. drizzle's own PGlite driver passes these parsers with
 // every query, which costs PGlite about as much CPU again as a small query;
@@ -62,8 +59,8 @@ const PGLITE_PARSERS = Object.fromEntries(
 
 function pgliteExecutorOf(client: PGlite | Transaction): Executor {
   return {
-    async rows<T>(query: SQL): Promise<T[]> {
-      const { sql: text, params } = dialect.sqlToQuery(query);
+    async rows<T>(query: Statement): Promise<T[]> {
+      const { sql: text, params } = toQuery(query);
       return (await client.query<T>(text, params)).rows;
     },
   };
@@ -74,8 +71,8 @@ function pgliteExecutorOf(client: PGlite | Transaction): Executor {
 // (cached per connection by postgres.js) they are planned once.
 function preparedExecutorOf(client: postgres.Sql | postgres.TransactionSql): Executor {
   return {
-    async rows<T>(query: SQL): Promise<T[]> {
-      const { sql: text, params } = dialect.sqlToQuery(query);
+    async rows<T>(query: Statement): Promise<T[]> {
+      const { sql: text, params } = toQuery(query);
       return (await client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })) as unknown as T[];
     },
   };

@@ -4,3 +4,4 @@ export { readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "./database-url.ts"
 export { DataDirLockedError, lockDataDir } from "./dir-lock.ts";
 export { loadMigrations, migrate, type Migration } from "./migrate.ts";
 export * as schema from "./schema.ts";
+export { shapedStatement, toQuery, type Slot, type Statement } from "./statement.ts";

@@ -1,14 +1,24 @@
 // Small pieces of SQL the store modules share.
-import { sql, type SQL } from "drizzle-orm";
+import { sql, type Placeholder, type SQL } from "drizzle-orm";
 
 /** A JSON value bound as one text parameter; drizzle would expand a JS array into a list. */
 export function jsonParam(value: unknown): SQL {
-  return sql`${JSON.stringify(value)}::text::jsonb`;
+  return jsonText(JSON.stringify(value));
+}
+
+/** JSON text, or a placeholder a shaped statement binds to JSON text (JSON.stringify), as jsonb. */
+export function jsonText(text: string | Placeholder): SQL {
+  return sql`${text}::text::jsonb`;
 }
 
 /** A JSON array of uuids bound as one parameter, as a uuid[] the planner can probe an index with. */
 export function uuidArray(ids: readonly string[]): SQL {
-  return sql`ARRAY(SELECT jsonb_array_elements_text(${jsonParam(ids)})::uuid)`;
+  return uuidArrayOf(jsonParam(ids));
+}
+
+/** As uuidArray, of a jsonb array of uuids. */
+export function uuidArrayOf(json: SQL): SQL {
+  return sql`ARRAY(SELECT jsonb_array_elements_text(${json})::uuid)`;
 }
 
 /**
@@ -40,7 +50,12 @@ export function ageMs(column: string): SQL {
  * hashes (and rounding keeps the prepared variants of a statement to a dozen).
  */
 export function batchLimit(n: number): SQL {
-  return sql.raw(String(2 ** Math.ceil(Math.log2(Math.max(1, n)))));
+  return sql.raw(String(batchShape(n)));
+}
+
+/** The power of two batchLimit rounds n up to: the shape of a shaped batch statement (shapedStatement). */
+export function batchShape(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 }
 
 /**

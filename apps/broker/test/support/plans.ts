@@ -7,9 +7,8 @@
 // A generic plan is made at the statement's first run and kept: run once on
 // the tables as they are, then filled, it shows what a plan made while the
 // tables were empty reads once they are large.
-import { PLANNER_SETTINGS, type Executor } from "@switchboard/db";
-import { sql, type SQL } from "drizzle-orm";
-import { PgDialect } from "drizzle-orm/pg-core";
+import { PLANNER_SETTINGS, toQuery, type Executor, type Statement } from "@switchboard/db";
+import { sql } from "drizzle-orm";
 import postgres from "postgres";
 
 export interface PlanOptions {
@@ -33,11 +32,10 @@ function literal(value: unknown): string {
 
 /** The plan of the last statement `run` makes, as text. */
 export async function planOf(databaseUrl: string, run: (recorder: Executor) => Promise<unknown>, options: PlanOptions = {}): Promise<string> {
-  let statement: SQL | undefined;
-  await run({ rows: async (query: SQL) => ((statement = query), []) });
+  let statement: Statement | undefined;
+  await run({ rows: async (query: Statement) => ((statement = query), []) });
   if (statement === undefined) throw new Error("the function ran no statement");
-  const dialect = new PgDialect();
-  const { sql: text, params } = dialect.sqlToQuery(statement);
+  const { sql: text, params } = toQuery(statement);
   const raw = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   const settings = { ...(options.generic ? PLANNER_SETTINGS : { plan_cache_mode: "auto" }), ...options.settings };
   try {
@@ -52,8 +50,8 @@ export async function planOf(databaseUrl: string, run: (recorder: Executor) => P
         await tx.unsafe(`EXECUTE planned${args}`);
         await tx.unsafe("ROLLBACK TO SAVEPOINT planned");
         await options.thenFill({
-          rows: async <T>(query: SQL) => {
-            const filled = dialect.sqlToQuery(query);
+          rows: async <T>(query: Statement) => {
+            const filled = toQuery(query);
             return (await tx.unsafe(filled.sql, filled.params as postgres.ParameterOrJSON<never>[])) as unknown as T[];
           },
         });

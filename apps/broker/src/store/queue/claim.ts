@@ -5,9 +5,9 @@
 // reads, with their messages, deliveries another instance's send leased;
 // leasesOf lists a presence's leases, and renewLeases renews those whose
 // notice was missed.)
-import type { Executor } from "@switchboard/db";
+import { shapedStatement, type Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { batchLimit, isoTime, jsonParam, uuidById, uuidRows } from "../sql.ts";
+import { batchLimit, batchShape, isoTime, jsonParam, jsonText, uuidById, uuidRows } from "../sql.ts";
 import { queueReads, receivesOnSockets, WEBHOOK_STATUS } from "./eligibility.ts";
 import { heldLeases } from "./lock-order.ts";
 import type { LeasedDelivery } from "./types.ts";
@@ -98,19 +98,23 @@ function messageOf(d: string): SQL {
  */
 export async function readLeases(db: Executor, pushes: Array<{ presenceId: string; seq: number }>): Promise<LeasedDelivery[]> {
   if (pushes.length === 0) return [];
-  return db.rows<LeasedDelivery>(sql`
+  return db.rows<LeasedDelivery>(readLeasesStatement({ pushes: JSON.stringify(pushes) }, batchShape(pushes.length)));
+}
+
+const readLeasesStatement = shapedStatement<{ pushes: string }, number>(
+  (slot, batchSize) => sql`
     SELECT l.lease_presence_id AS "presenceId", l.recipient_member_id AS "memberId", ${OWED_COLUMNS},
            l.attempt, l.id::float8 AS seq
     FROM (
-      SELECT * FROM jsonb_to_recordset(${jsonParam(pushes)}) AS x("presenceId" uuid, seq bigint)
-      LIMIT ${batchLimit(pushes.length)}
+      SELECT * FROM jsonb_to_recordset(${jsonText(slot("pushes"))}) AS x("presenceId" uuid, seq bigint)
+      LIMIT ${batchLimit(batchSize)}
     ) x
     CROSS JOIN LATERAL (
       SELECT id, message_id, recipient_member_id, lease_presence_id, attempt, state FROM deliveries WHERE id = x.seq OFFSET 0
     ) l
     ${messageOf("l")}
-    WHERE l.state = 'leased' AND l.lease_presence_id = x."presenceId"`);
-}
+    WHERE l.state = 'leased' AND l.lease_presence_id = x."presenceId"`,
+);
 
 /**
  * The deliveries leased to these presences whose lease is still running, by

@@ -10,12 +10,12 @@
 // written leased to that message's id until then instead, so only the
 // waiting request takes it (reply.ts takeReplies); the lease sweeper or the
 // waiter's end returns it to the queue.
-import type { Executor } from "@switchboard/db";
+import { shapedStatement, type Executor, type Slot } from "@switchboard/db";
 import type { Priority } from "@switchboard/protocol";
 import { sql, type SQL } from "drizzle-orm";
 import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_ENTRIES, MAX_NOTIFIED_MEMBERS, MAX_NOTIFIED_PUSHES } from "../notify.ts";
 import { ROUTE_CTES } from "../routing.ts";
-import { batchLimit, isoTime, jsonParam, uuidArray } from "../sql.ts";
+import { batchLimit, batchShape, isoTime, jsonText, uuidArrayOf } from "../sql.ts";
 import { queueReads, receivable, receivesOnSockets } from "./eligibility.ts";
 
 export interface NewMessage {
@@ -77,7 +77,7 @@ export const leasedPush = (d: string): SQL =>
 
 export async function enqueueSends(db: Executor, messages: NewMessage[], holders: LocalHolders): Promise<EnqueuedSend[]> {
   if (messages.length === 0) return [];
-  return db.rows<EnqueuedSend>(enqueueStatement(messages, holders, messages.length));
+  return db.rows<EnqueuedSend>(bindSends(messages, holders, messages.length));
 }
 
 /**
@@ -88,8 +88,31 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
  * statement of its own (batchLimit).
  */
 export async function prepareEnqueue(db: Executor, holders: LocalHolders, batchSize: number): Promise<void> {
-  await db.rows(enqueueStatement([], holders, batchSize));
+  await db.rows(bindSends([], holders, batchSize));
 }
+
+/** What a send statement binds at each call. */
+interface SendValues {
+  /** JSON text: the sends, each with its index in the batch. */
+  messages: string;
+  instanceId: string;
+  /** JSON text: LocalHolders.unavailable. */
+  unavailable: string;
+  leaseSeconds: number;
+  notify: boolean;
+}
+
+const bindSends = (messages: NewMessage[], holders: LocalHolders, batchSize: number) =>
+  sendStatement(
+    {
+      messages: JSON.stringify(messages.map((m, idx) => ({ ...m, idx }))),
+      instanceId: holders.instanceId,
+      unavailable: JSON.stringify(holders.unavailable),
+      leaseSeconds: holders.leaseSeconds,
+      notify: holders.notify,
+    },
+    batchShape(batchSize),
+  );
 
 // Data-modifying CTEs run to completion whether or not the final SELECT reads
 // them. (No audit row per send: the messages table itself is that record.)
@@ -101,7 +124,10 @@ export async function prepareEnqueue(db: Executor, holders: LocalHolders, batchS
 // not so few that it joins this statement's own CTEs by nested loops. Lists
 // per send are aggregated once and joined by key rather than looked up by a
 // subquery per send, which would scan a CTE whole for every send.
-function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSize: number): SQL {
+const sendStatement = shapedStatement<SendValues, number>((slot, batchSize) => sendSql(slot, batchSize));
+
+function sendSql(slot: Slot<SendValues>, batchSize: number): SQL {
+  const holders = { instanceId: slot("instanceId"), notify: slot("notify"), leaseSeconds: slot("leaseSeconds") };
   const olderWork = queueReads(sql`p.status`, sql`d.priority`);
   const noneQueued = (gate: SQL) => sql`NOT EXISTS (
         SELECT 1 FROM deliveries d
@@ -110,7 +136,7 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
       )`;
   return sql`
     WITH q AS (
-      SELECT * FROM jsonb_to_recordset(${jsonParam(messages.map((m, idx) => ({ ...m, idx })))})
+      SELECT * FROM jsonb_to_recordset(${jsonText(slot("messages"))})
         AS q(idx int, id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text,
              priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int, "replyWaitSeconds" int)
       LIMIT ${batchLimit(batchSize)}
@@ -157,7 +183,7 @@ function enqueueStatement(messages: NewMessage[], holders: LocalHolders, batchSi
           WHERE live.member_id = r.member_id AND live.disconnected_at IS NULL
           OFFSET 0
         ) p
-        WHERE (CASE WHEN p.instance_id = ${holders.instanceId} THEN p.id <> ALL (${uuidArray(holders.unavailable)})
+        WHERE (CASE WHEN p.instance_id = ${holders.instanceId} THEN p.id <> ALL (${uuidArrayOf(jsonText(slot("unavailable")))})
                     ELSE (SELECT allowed FROM elsewhere) END)
           AND ${receivable(sql`p.status`, sql`r.priority`)}
         ORDER BY (p.status = 'idle') DESC, (p.instance_id = ${holders.instanceId}) DESC, p.id
