@@ -5,7 +5,7 @@
 // came back. The broker's tests cannot time a socket's drain or an ack to
 // fall between two hand-outs; here the test decides what each push meets.
 import { describe, expect, test } from "bun:test";
-import type { Database } from "@switchboard/db";
+import { toQuery, type Database, type Statement } from "@switchboard/db";
 import { backendKind, waitUntil } from "@switchboard/testkit";
 import postgres from "postgres";
 import { sql } from "drizzle-orm";
@@ -276,6 +276,39 @@ describe("the presences a send must not lease to", () => {
     // It leases it to the other presence, whose socket takes it; the first stays backed up.
     await waitUntil(() => s.taken.includes(a.messageId), 10_000, "a pushed to the other presence");
     await waitUntil(() => s.pump.unavailable().length === 1, 10_000, "the member's pushes all out again");
+    expect(s.pump.unavailable()).toEqual([s.presence.presenceId]);
+    await s.pump.stop();
+  });
+
+  test("one whose window was full again when its ack's statement failed, found at rest while it ran", async () => {
+    // The ack's statement waits for the test, then fails as a lost database would.
+    let acking = false;
+    let fail = () => {};
+    const failed = new Promise<void>((resolve) => (fail = resolve));
+    const failingAcks: Database = {
+      ...scratch.db,
+      relaxed: {
+        rows: async <T>(query: Statement): Promise<T[]> => {
+          if (!toQuery(query).sql.includes("SET state = 'acked'")) return scratch.db.relaxed.rows<T>(query);
+          acking = true;
+          await failed;
+          throw Object.assign(new Error("connection lost"), { code: "ECONNRESET" });
+        },
+      },
+    };
+    const s = await stage(1, { db: failingAcks });
+    const [a] = (await s.send(1)) as [LeasedDelivery];
+    await s.pump.handLeased([a]);
+    expect(s.pump.unavailable()).toEqual([s.presence.presenceId]);
+    const ack = s.pump.ack(s.presence, s.presence.window.split([a.messageId]));
+    await waitUntil(() => acking || undefined, 10_000, "the ack's statement");
+    // Its window is empty while the ack is written: at rest, it leaves the engaged set.
+    expect(s.pump.unavailable()).toEqual([]);
+    expect(s.presences.engaged()).toEqual([]);
+    fail();
+    expect(await ack.then(() => "acked", () => "failed")).toBe("failed");
+    // The push awaits its ack again, and fills the window.
+    expect(s.presence.window.room()).toBe(0);
     expect(s.pump.unavailable()).toEqual([s.presence.presenceId]);
     await s.pump.stop();
   });
