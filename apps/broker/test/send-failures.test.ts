@@ -1,5 +1,5 @@
 // What a send answers when its statement fails and the database cannot be
-// asked whether it was stored (services/sending.ts), against a real database
+// asked whether it was stored (services/send-commits.ts), against a real database
 // behind an executor that fails the send's statements as a lost database
 // would. A statement that may have reached the database is answered
 // `internal` (it may be stored: send it again with the same id); one whose

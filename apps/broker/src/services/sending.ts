@@ -1,43 +1,22 @@
-// Sends. Durable sends are group-committed: the messages and deliveries of
-// every send in a batch are written in one statement, and each sender gets
-// its answer only after that commit. Ephemeral sends are never stored
-// (ephemeral.ts).
-import { errorCode, isConnectionLost, neverReachedDatabase, type Database } from "@switchboard/db";
+// Sends: the checks a send must pass (role, size, rate), then its write.
+// Durable sends are group-committed (send-commits.ts); ephemeral sends are
+// never stored (ephemeral.ts).
+import type { Database } from "@switchboard/db";
 import type { SendFrame } from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import {
-  enqueueSends,
-  findSendsByClientId,
-  storedSends,
-  type EnqueuedSend,
-  type LeasedDelivery,
-  type NewMessage,
-} from "../store/queue/index.ts";
+import type { NewMessage } from "../store/queue/index.ts";
 import type { InstanceBus } from "./bus.ts";
-import { createGroupCommit } from "./group-commit.ts";
 import { pushEphemeral } from "./ephemeral.ts";
 import type { LocalPresence, LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { QueuedWork } from "./queued-work.ts";
-import { retryTransient } from "./retry.ts";
+import { SendCommits, sendBytes, unknownTarget, type CommitRefusalCode, type LocalPushes } from "./send-commits.ts";
 import type { Clock } from "./timing.ts";
 
 // Room for the fields a push adds around nonce and ciphertext.
 export const PUSH_OVERHEAD_BYTES = 512;
-const MAX_SENDS_PER_COMMIT = 500;
-const UNIQUE_VIOLATION = "23505";
-// What one send statement writes at most (a single larger message goes
-// alone). A statement writing megabytes of one sender's flood would hold
-// every other sender's send behind it; the flood's sends past this wait for
-// the next batch, while other senders' sends still join this one; and while
-// a statement carries 32 KB or more of one sender's, the others' sends are
-// written in a second statement beside it rather than behind it.
-const MAX_SEND_BATCH_BYTES = 128 * 1024;
-
-const sendBytes = (m: { nonce: string; ciphertext: string; targetSpec: string }) =>
-  Buffer.byteLength(m.nonce) + Buffer.byteLength(m.ciphertext) + m.targetSpec.length;
 
 export interface SendingOptions {
   maxMessageBytes: number;
@@ -48,19 +27,13 @@ export interface SendingOptions {
   clock: Clock;
 }
 
-/** What a send needs of the socket pump: where not to lease, and where to push what it leased. */
-export interface LocalPushes {
-  unavailable(): string[];
-  handLeased(leased: LeasedDelivery[]): Promise<void>;
-}
-
 /** Who sends: a member of a mesh, with or without a socket. */
 export type Sender = Pick<LocalPresence, "memberId" | "meshId" | "pubkey" | "role">;
 
 export type SendRequest = Omit<SendFrame, "type" | "reqId">;
 
-/** `unavailable`: the database could not be reached and nothing was stored; `internal`: it may have been. */
-export type SendRefusalCode = "forbidden" | "too_large" | "rate_limited" | "unknown_target" | "unavailable" | "internal";
+/** CommitRefusalCode's, and the checks' before any write. */
+export type SendRefusalCode = CommitRefusalCode | "too_large" | "rate_limited";
 
 export type SendOutcome =
   | { ok: true; messageId: string; recipients: number; duplicate: boolean; queued: boolean }
@@ -71,45 +44,22 @@ export interface SendExtras {
   replyWaitSeconds?: number;
 }
 
-/** A send in the group commit: the message to store, and its sender's key for pushes leased at once. */
-interface Pending {
-  message: NewMessage;
-  senderPubkey: string;
-}
-
-type Written = { ok: true; messageId: string; recipients: number; duplicate: boolean; recipientIds: string[] } | Refusal<SendRefusalCode>;
-
-/** Sends with the same key are one message (null client ids never collide). */
-const keyOf = (m: NewMessage) => (m.clientId === null ? m.id : `${m.senderId} ${m.clientId}`);
-
-const unknownTarget = (targetSpec: string) =>
-  refuse(
-    "unknown_target",
-    targetSpec.startsWith("#") ? `no channel ${targetSpec} in this mesh` : "no member with that pubkey in this mesh",
-  );
-
 export class SendService {
   private readonly limiter: RateLimiter;
-  private readonly commits;
+  private readonly commits: SendCommits;
 
   constructor(
     private readonly db: Database,
     private readonly presences: LocalPresences,
-    private readonly pushes: LocalPushes,
-    private readonly queuedWork: QueuedWork,
-    private readonly bus: InstanceBus,
+    pushes: LocalPushes,
+    queuedWork: QueuedWork,
+    bus: InstanceBus,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly options: SendingOptions,
   ) {
     this.limiter = new RateLimiter(options.sendRateLimitPerMin);
-    this.commits = createGroupCommit<Pending, Written>((items) => this.commitBatch(items), MAX_SENDS_PER_COMMIT, {
-      // Per sender in order: its sends are committed in the order it sent them.
-      keyOf: (p) => p.message.senderId,
-      weightOf: (p) => sendBytes(p.message),
-      max: MAX_SEND_BATCH_BYTES,
-      lanes: { max: 2, heavy: MAX_SEND_BATCH_BYTES / 4 },
-    });
+    this.commits = new SendCommits(db, pushes, queuedWork, bus, metrics, log, options);
   }
 
   prune(): void {
@@ -164,160 +114,4 @@ export class SendService {
     if (!written.ok) return written;
     return { ok: true, messageId: written.messageId, recipients: written.recipients, duplicate: written.duplicate, queued: true };
   }
-
-  // A batch's time and size are the send lane's own metrics: its time, summed,
-  // is how busy the lane is.
-  private async commitBatch(items: Pending[]): Promise<Written[]> {
-    const started = performance.now();
-    try {
-      return await this.commitIsolating(items);
-    } finally {
-      this.metrics.sendBatchSize.observe(items.length);
-      this.metrics.sendBatchSeconds.observe((performance.now() - started) / 1000);
-    }
-  }
-
-  // One send the database refuses must not fail the others of its batch:
-  // after a failed batch each send is written alone, and only the culprit
-  // fails. A batch is written again only when its statement failed and
-  // stored nothing (storedDespite), and a message keeps its id when written
-  // again, so nothing can be stored twice. The sends go one after another,
-  // in their order: written side by side on several connections, a sender's
-  // later send could commit (and be pushed) before its earlier one. Each send
-  // is written at most twice: a lone send that failed once more (`again`)
-  // gets its error.
-  private async commitIsolating(items: Pending[], again = false, maybeStored = false): Promise<Written[]> {
-    const messages = items.map((i) => i.message);
-    let enqueued: EnqueuedSend[];
-    try {
-      const holders = {
-        instanceId: this.options.instanceId,
-        unavailable: this.pushes.unavailable(),
-        leaseSeconds: this.options.leaseSeconds,
-        notify: this.bus.crossInstance,
-      };
-      enqueued = await retryTransient(() => enqueueSends(this.db, messages, holders));
-    } catch (error) {
-      // A statement may have committed all the same when its connection was
-      // lost after it was sent (or, written again, it met its own first
-      // copy's id); one whose connection never opened stored nothing, and is
-      // not looked up.
-      const reached = (isConnectionLost(error) && !neverReachedDatabase(error)) || errorCode(error) === UNIQUE_VIOLATION;
-      const stored = reached ? await this.storedDespite(error, messages) : [];
-      if (stored.length > 0) return this.afterLostAnswer(items, stored);
-      // Stored or not is unknown once a statement may have reached the
-      // database (its lookup failed too): the caller must not take it for
-      // "nothing stored" and send again without its id.
-      const unknown = maybeStored || reached;
-      if (items.length === 1 && again) {
-        this.log.error({ err: error }, "send failed");
-        // Only a statement that never reached the database, this time or before, certainly stored nothing.
-        return [
-          !unknown && neverReachedDatabase(error)
-            ? refuse("unavailable", "the database is unreachable; nothing was stored")
-            : refuse("internal", "the broker could not store this message; it may have been stored: send it again with the same id"),
-        ];
-      }
-      // A commit still under way when the lookup ran holds the message's id:
-      // writing it again waits for that commit, fails on the id, and the
-      // lookup then finds it.
-      if (items.length === 1) this.log.warn({ err: error }, "send failed; writing it again");
-      else this.log.warn({ err: error, sends: items.length }, "send batch failed; writing its sends one by one");
-      const written: Written[] = [];
-      for (const item of items) written.push(...(await this.commitIsolating([item], true, unknown)));
-      return written;
-    }
-    return this.afterCommit(items, enqueued);
-  }
-
-  // The sends of a failed statement that may have committed (see
-  // commitIsolating) that are stored: answering them with an error would have
-  // a sender without an id send a stored message again.
-  private async storedDespite(error: unknown, messages: NewMessage[]): Promise<EnqueuedSend[]> {
-    const stored = await storedSends(this.db, messages, this.options.instanceId).catch((lookupError: unknown) => {
-      this.log.error({ err: lookupError }, "looking up the sends of a failed statement failed");
-      return [];
-    });
-    if (stored.length > 0) this.log.warn({ err: error, sends: messages.length, stored: stored.length }, "send statement failed after its commit");
-    return stored;
-  }
-
-  // The stored sends are answered and pushed as after any commit; the rest of
-  // the batch (unknown targets, retried ids, revoked senders) was not written,
-  // and each is written alone for its own answer.
-  private async afterLostAnswer(items: Pending[], stored: EnqueuedSend[]): Promise<Written[]> {
-    const answered = await this.afterCommit(items, stored);
-    const byIdx = new Map(stored.map((e, i) => [e.idx, answered[i]!]));
-    const written: Written[] = [];
-    for (const [idx, item] of items.entries()) written.push(byIdx.get(idx) ?? (await this.commitIsolating([item], true))[0]!);
-    return written;
-  }
-
-  // Past the commit, nothing may turn a stored message into an error reply.
-  private async afterCommit(items: Pending[], enqueued: EnqueuedSend[]): Promise<Written[]> {
-    const messages = items.map((i) => i.message);
-    const inserted = new Map<string, NewMessage>();
-    for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), messages[e.idx]!);
-    // A retry whose first copy another instance committed during this statement.
-    const late = enqueued.filter((e) => e.known && e.senderLive && !e.inserted && !e.priorId && !inserted.has(keyOf(messages[e.idx]!)));
-    const found = await findSendsByClientId(
-      this.db,
-      late.map((e) => ({ senderId: messages[e.idx]!.senderId, clientId: messages[e.idx]!.clientId! })),
-    ).catch((error: unknown) => {
-      this.log.error({ err: error }, "looking up retried sends failed");
-      return [];
-    });
-
-    const written = enqueued.map((e): Written => {
-      const m = messages[e.idx]!;
-      if (!e.known) return unknownTarget(m.targetSpec);
-      if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
-      const recipientIds = JSON.parse(e.recipients) as string[];
-      if (e.inserted) return { ok: true, messageId: m.id, recipients: recipientIds.length, duplicate: false, recipientIds };
-      if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, duplicate: true, recipientIds: [] };
-      const sibling = inserted.get(keyOf(m));
-      if (sibling) return { ok: true, messageId: sibling.id, recipients: recipientIds.length, duplicate: true, recipientIds: [] };
-      const stored = found.find((s) => s.senderId === m.senderId && s.clientId === m.clientId);
-      if (stored) return { ok: true, messageId: stored.messageId, recipients: stored.recipients, duplicate: true, recipientIds: [] };
-      // Not written by this statement: the sender's retry will find the stored one.
-      return refuse("internal", "the broker could not confirm this retried send; send it again");
-    });
-
-    // Deliveries written leased to presences here go out now; the rest are
-    // news for the queue's consumers, here and on the other instances.
-    const leased = enqueued.flatMap((e) => leasedDeliveries(items[e.idx]!, e));
-    const direct = new Set(leased.map((d) => `${d.messageId} ${d.memberId}`));
-    // Those leased to a presence elsewhere are its instance's to push (the statement's notice named them).
-    for (const e of enqueued) {
-      for (const member of JSON.parse(e.leasedElsewhere) as string[]) direct.add(`${messages[e.idx]!.id} ${member}`);
-    }
-    void this.pushes.handLeased(leased).catch((error: unknown) => this.log.error({ err: error }, "push of leased deliveries failed"));
-    const queued = new Set<string>();
-    for (const w of written) {
-      if (!w.ok) continue;
-      for (const member of w.recipientIds) if (!direct.has(`${w.messageId} ${member}`)) queued.add(member);
-    }
-    // The other instances were told by the statement itself (see enqueueSends).
-    this.queuedWork.forMembers(queued);
-    return written;
-  }
-}
-
-function leasedDeliveries({ message, senderPubkey }: Pending, e: EnqueuedSend): LeasedDelivery[] {
-  const rows = JSON.parse(e.leased) as Array<{ memberId: string; presenceId: string; seq: number }>;
-  return rows.map((row) => ({
-    messageId: message.id,
-    meshId: message.meshId,
-    senderPubkey,
-    targetSpec: message.targetSpec,
-    priority: message.priority,
-    nonce: message.nonce,
-    ciphertext: message.ciphertext,
-    createdAt: e.createdAt,
-    replyTo: message.replyTo,
-    presenceId: row.presenceId,
-    memberId: row.memberId,
-    attempt: 1,
-    seq: row.seq,
-  }));
 }
