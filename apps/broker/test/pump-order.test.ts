@@ -235,6 +235,38 @@ describe.skipIf(backendKind !== "postgres")("a lease that runs out while the pum
   });
 });
 
+/**
+ * The scratch database, but for acks: an ack's statement waits until `fail`
+ * is called, then fails as on a lost connection. `acking` is set once one
+ * waits; `listed` once a recovery has listed the presences' leases.
+ */
+function heldAcks() {
+  let fail = () => {};
+  const failed = new Promise<void>((resolve) => (fail = resolve));
+  const held = {
+    acking: false,
+    listed: false,
+    fail: () => fail(),
+    db: {
+      ...scratch.db,
+      relaxed: {
+        rows: async <T>(query: Statement): Promise<T[]> => {
+          const text = toQuery(query).sql;
+          if (text.includes("SET state = 'acked'")) {
+            held.acking = true;
+            await failed;
+            throw Object.assign(new Error("connection lost"), { code: "ECONNRESET" });
+          }
+          const rows = await scratch.db.relaxed.rows<T>(query);
+          if (text.includes("l.lease_expires_at > now()")) held.listed = true;
+          return rows;
+        },
+      },
+    } satisfies Database,
+  };
+  return held;
+}
+
 // Every batch of sends asks the pump which presences here it must not lease
 // to; only those a push engaged are looked at (delivery/unavailable.ts).
 describe("the presences a send must not lease to", () => {
@@ -281,31 +313,17 @@ describe("the presences a send must not lease to", () => {
   });
 
   test("one whose window was full again when its ack's statement failed, found at rest while it ran", async () => {
-    // The ack's statement waits for the test, then fails as a lost database would.
-    let acking = false;
-    let fail = () => {};
-    const failed = new Promise<void>((resolve) => (fail = resolve));
-    const failingAcks: Database = {
-      ...scratch.db,
-      relaxed: {
-        rows: async <T>(query: Statement): Promise<T[]> => {
-          if (!toQuery(query).sql.includes("SET state = 'acked'")) return scratch.db.relaxed.rows<T>(query);
-          acking = true;
-          await failed;
-          throw Object.assign(new Error("connection lost"), { code: "ECONNRESET" });
-        },
-      },
-    };
-    const s = await stage(1, { db: failingAcks });
+    const acks = heldAcks();
+    const s = await stage(1, { db: acks.db });
     const [a] = (await s.send(1)) as [LeasedDelivery];
     await s.pump.handLeased([a]);
     expect(s.pump.unavailable()).toEqual([s.presence.presenceId]);
     const ack = s.pump.ack(s.presence, s.presence.window.split([a.messageId]));
-    await waitUntil(() => acking || undefined, 10_000, "the ack's statement");
+    await waitUntil(() => acks.acking || undefined, 10_000, "the ack's statement");
     // Its window is empty while the ack is written: at rest, it leaves the engaged set.
     expect(s.pump.unavailable()).toEqual([]);
     expect(s.presences.engaged()).toEqual([]);
-    fail();
+    acks.fail();
     expect(await ack.then(() => "acked", () => "failed")).toBe("failed");
     // The push awaits its ack again, and fills the window.
     expect(s.presence.window.room()).toBe(0);
@@ -325,5 +343,29 @@ describe("the presences a send must not lease to", () => {
     await waitUntil(() => s.taken.length >= 2, 10_000, "a pushed again");
     expect(s.pump.unavailable()).toEqual([]);
     await s.pump.stop();
+  });
+});
+
+// After the bus listened again, the pump recovers the leases whose notices
+// it may have missed (delivery/missed-leases.ts); a push whose ack is being
+// written has left its window, and comes back to it if the ack fails.
+describe("a recovery of missed leases while an ack is written", () => {
+  test("one it listed while its ack was written is not pushed again when the ack fails", async () => {
+    const acks = heldAcks();
+    const s = await stage(2, { db: acks.db });
+    const [a] = (await s.send(1)) as [LeasedDelivery];
+    await s.pump.handLeased([a]);
+    const ack = s.pump.ack(s.presence, s.presence.window.split([a.messageId]));
+    await waitUntil(() => acks.acking || undefined, 10_000, "the ack's statement");
+    // The bus listened again: the recovery lists the lease, which no window holds while its ack is written.
+    s.pump.recoverMissedLeases();
+    await waitUntil(() => acks.listed || undefined, 10_000, "the recovery's list of leases");
+    expect(s.presence.window.holds(a.messageId)).toBe(false);
+    acks.fail();
+    expect(await ack.then(() => "acked", () => "failed")).toBe("failed");
+    // The push is back in its window; the recovery, done once the pump stops, leaves it there.
+    expect(s.presence.window.holds(a.messageId)).toBe(true);
+    await s.pump.stop();
+    expect(s.taken).toEqual([a.messageId]);
   });
 });
