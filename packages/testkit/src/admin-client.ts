@@ -37,11 +37,23 @@ export class AdminError extends Error {
 
 const seg = (s: string) => encodeURIComponent(s);
 
+/**
+ * How long one request may take, answer and body. A broker that never
+ * answers (its handler stuck, a database stall) then fails the test's call
+ * with the request named, not the whole test at its own timeout with
+ * nothing said.
+ */
+const REQUEST_TIMEOUT_MS = 60_000;
+
 export class AdminClient {
   readonly baseUrl: string;
   readonly token: string;
 
-  constructor(baseUrl: string, token: string) {
+  constructor(
+    baseUrl: string,
+    token: string,
+    private readonly timeoutMs = REQUEST_TIMEOUT_MS,
+  ) {
     this.baseUrl = baseUrl.replace(/\/+$/, "");
     this.token = token;
   }
@@ -51,7 +63,7 @@ export class AdminClient {
    * tests), anything else as JSON. token: undefined → the client's token, null → no
    * Authorization header, a string → that bearer token.
    */
-  raw(method: string, path: string, body?: unknown, token?: string | null): Promise<Response> {
+  async raw(method: string, path: string, body?: unknown, token?: string | null): Promise<Response> {
     const headers: Record<string, string> = {};
     const bearer = token === undefined ? this.token : token;
     if (bearer !== null) headers.authorization = `Bearer ${bearer}`;
@@ -63,7 +75,13 @@ export class AdminClient {
     // A connection per request: one kept alive across a long test can be
     // closed by the broker's idle timeout just as the next request goes out
     // on it, which then fails with ECONNRESET.
-    return fetch(`${this.baseUrl}${path}`, { method, headers, body: payload, keepalive: false });
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    try {
+      return await fetch(`${this.baseUrl}${path}`, { method, headers, body: payload, keepalive: false, signal });
+    } catch (error) {
+      if (signal.aborted) throw new Error(`${method} ${path}: no answer within ${this.timeoutMs} ms`, { cause: error });
+      throw error;
+    }
   }
 
   private async call(method: string, path: string, body?: unknown): Promise<unknown> {
