@@ -32,7 +32,7 @@ export type Sender = Pick<LocalPresence, "memberId" | "meshId" | "pubkey" | "rol
 
 export type SendRequest = Omit<SendFrame, "type" | "reqId">;
 
-/** CommitRefusalCode's, and the checks' before any write. */
+/** The commit's refusals (CommitRefusalCode), and those of the checks before it. */
 export type SendRefusalCode = CommitRefusalCode | "too_large" | "rate_limited";
 
 export type SendOutcome =
