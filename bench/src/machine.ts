@@ -2,6 +2,8 @@
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import type { RunContext } from "./report.ts";
+import type { Size } from "./scenarios.ts";
 
 export interface Machine {
   cpus: number;
@@ -80,4 +82,12 @@ export async function postgresVersion(serverUrl: string): Promise<string> {
   } finally {
     await sql.end();
   }
+}
+
+/** The command that runs it again: `args` as given to `bun run bench`. */
+export const benchCommand = (args: string, size: Size) => `bun run bench ${args}${size === "smoke" ? " --smoke" : ""}`;
+
+/** A run's context: the command that runs it again, the commit, the machine and the database. */
+export function runContext(args: string, size: Size, database: string): RunContext {
+  return { command: benchCommand(args, size), size, commit: commit(), machine: machine(), database };
 }

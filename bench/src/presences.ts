@@ -10,7 +10,7 @@ import { HandedBack } from "../../apps/broker/src/services/delivery/handed-back.
 import { PushWindow } from "../../apps/broker/src/services/delivery/push-window.ts";
 import { unavailablePresences } from "../../apps/broker/src/services/delivery/unavailable.ts";
 import { LocalPresences, takesPushes, type LocalPresence } from "../../apps/broker/src/services/local-presences.ts";
-import { commit, machine } from "./machine.ts";
+import { runContext } from "./machine.ts";
 import { writeReport } from "./out.ts";
 import { contextLines, table, type RunContext } from "./report.ts";
 import type { Size } from "./scenarios.ts";
@@ -105,13 +105,7 @@ export function runPresencesReport(size: Size): PresencesReport {
   }
   return {
     kind: "presences",
-    context: {
-      command: `bun run bench presences${size === "smoke" ? " --smoke" : ""}`,
-      size,
-      commit: commit(),
-      machine: machine(),
-      database: "none",
-    },
+    context: runContext("presences", size, "none"),
     description: `${rounds} rounds of ${calls} calls of each way in turn, push windows of ${PUSH_WINDOW}`,
     cases,
   };

@@ -10,7 +10,7 @@ import { statementStatsSettings } from "./counters.ts";
 import { runFloor, type FloorReport } from "./floor/index.ts";
 import { runJetStream, type JetStreamReport } from "./jetstream/index.ts";
 import { natsServerBinary, natsServerVersion, supportsSyncAlways } from "./jetstream/server.ts";
-import { commit, machine, postgresVersion } from "./machine.ts";
+import { benchCommand, postgresVersion, runContext } from "./machine.ts";
 import { writeReport } from "./out.ts";
 import {
   comparisonTable,
@@ -81,17 +81,15 @@ function scenarioOf(name: string, size: Size): Scenario {
   return scenario;
 }
 
-async function withCluster<T>(fsync: boolean, work: (cluster: PostgresCluster, context: RunContext) => Promise<T>, command: string, size: Size): Promise<T> {
+async function withCluster<T>(fsync: boolean, work: (cluster: PostgresCluster, context: RunContext) => Promise<T>, args: string, size: Size): Promise<T> {
   const cluster = await startPostgresCluster({ fsync, onDisk: onDisk(size), settings: statementStatsSettings() });
   try {
     const database = `Postgres ${await postgresVersion(cluster.url())}, fsync ${fsync ? "on" : "off"}`;
-    return await work(cluster, { command, size, commit: commit(), machine: machine(), database });
+    return await work(cluster, runContext(args, size, database));
   } finally {
     await cluster.destroy();
   }
 }
-
-const commandOf = (args: string, size: Size) => `bun run bench ${args}${size === "smoke" ? " --smoke" : ""}`;
 
 export async function runScenarioReport(name: string, size: Size, options: { floor?: boolean } = {}): Promise<ScenarioReport> {
   const scenario = scenarioOf(name, size);
@@ -112,9 +110,9 @@ export async function runScenarioReport(name: string, size: Size, options: { flo
     };
   };
   if (scenario.embedded) {
-    return work(null, { command: commandOf(name, size), size, commit: commit(), machine: machine(), database: "embedded (PGlite)" });
+    return work(null, runContext(name, size, "embedded (PGlite)"));
   }
-  return withCluster(true, (cluster, context) => work(cluster.url(), context), commandOf(name, size), size);
+  return withCluster(true, (cluster, context) => work(cluster.url(), context), name, size);
 }
 
 export async function runFloorReport(size: Size): Promise<FloorOnlyReport> {
@@ -127,7 +125,7 @@ export async function runFloorReport(size: Size): Promise<FloorOnlyReport> {
       description: `the floor under the latency scenario's load: ${scenario.description}`,
       floor: await runFloor({ serverUrl: cluster.url(), meshes: await identities(scenario), workload: scenario.workload, size }),
     }),
-    commandOf("floor", size),
+    "floor",
     size,
   );
 }
@@ -140,7 +138,7 @@ export async function runJetStreamComparison(size: Size, names: string[] = ["lat
   let context: RunContext | undefined;
   for (const name of names) {
     const scenario = await runScenarioReport(name, size);
-    context ??= { ...scenario.context, command: commandOf(["jetstream", ...names].join(" "), size) };
+    context ??= { ...scenario.context, command: benchCommand(["jetstream", ...names].join(" "), size) };
     const definition = scenarioOf(name, size);
     const same = { workload: definition.workload, peers: definition.membersPerMesh };
     const jetstream = [await runJetStream({ ...same, variant: "default" })];
@@ -150,7 +148,7 @@ export async function runJetStreamComparison(size: Size, names: string[] = ["lat
       : await withCluster(
           false,
           async (cluster) => runSwitchboard({ scenario: definition, serverUrl: cluster.url(), meshes: await identities(definition), instances: 1, size }),
-          commandOf(`jetstream ${name}`, size),
+          `jetstream ${name}`,
           size,
         );
     const ratios = jetstream.map((js) => ({
@@ -182,7 +180,7 @@ export async function runScaling(size: Size): Promise<ScalingReport> {
       }
       return { kind: "scaling", context, description: scenario.description, floor, runs };
     },
-    commandOf("scaling", size),
+    "scaling",
     size,
   );
 }

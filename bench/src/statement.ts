@@ -13,7 +13,7 @@ import { connect, migrate, type Database } from "@switchboard/db";
 import { startPostgresCluster } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { enqueueSends, prepareEnqueue, type LocalHolders, type NewMessage } from "../../apps/broker/src/store/queue/index.ts";
-import { commit, machine, postgresVersion } from "./machine.ts";
+import { postgresVersion, runContext } from "./machine.ts";
 import { writeReport } from "./out.ts";
 import { contextLines, table, type RunContext } from "./report.ts";
 import { onDisk, type Size } from "./scenarios.ts";
@@ -207,13 +207,7 @@ export async function runStatementReport(size: Size): Promise<StatementReport> {
     const { rounds, calls } = STATEMENT_SHAPE[size];
     return {
       kind: "statement",
-      context: {
-        command: `bun run bench statement${size === "smoke" ? " --smoke" : ""}`,
-        size,
-        commit: commit(),
-        machine: machine(),
-        database: `Postgres ${await postgresVersion(cluster.url())}, fsync on`,
-      },
+      context: runContext("statement", size, `Postgres ${await postgresVersion(cluster.url())}, fsync on`),
       description:
         `one connection of the broker's pool, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
         `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance`,
