@@ -4,9 +4,9 @@
 // socket counterpart from the same run; the report states the ratios.
 import { generateKeypair } from "@switchboard/protocol";
 import { AdminClient, postgresBackend, spawnBroker, startPostgresCluster, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
-import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import type { HttpPlan, HttpPlanMember, PathFigures } from "./http-load.ts";
+import { machine, type Machine } from "./machine.ts";
 import { writeReport } from "./out.ts";
 import { cpuPercent, sampleProcess } from "./probe.ts";
 import { onDisk, type Size } from "./scenarios.ts";
@@ -52,7 +52,7 @@ export interface HttpBenchReport {
   scenario: string;
   description: string;
   size: Size;
-  machine: { cpus: number; cpuModel: string; memoryGiB: number; bun: string };
+  machine: Machine;
   result: Record<string, unknown>;
   /** HTTP or webhook figure ÷ the socket figure of the same run. */
   ratios: Record<string, number>;
@@ -141,7 +141,7 @@ export async function runHttpScenario(name: string, size: Size): Promise<HttpBen
       scenario: name,
       description: scenario.description(shape),
       size,
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version },
+      machine: machine(),
       result,
       ratios: ratiosOf(scenario.kind, result),
       broker: { rssBeforeBytes: before.rssBytes, rssAfterBytes: after.rssBytes, cpuPercent: cpuPercent(before, after) },

@@ -5,7 +5,7 @@
 // the same drivers (apps/broker/test/pressure.test.ts,
 // pressure-writer.test.ts, fuzz.test.ts, bench/test/robust.test.ts).
 import { freePort, fuzzBroker, setupMesh, type FuzzReport, type SetupMember } from "@switchboard/testkit";
-import { cpus, totalmem } from "node:os";
+import { machine, type Machine } from "./machine.ts";
 import { writeReport } from "./out.ts";
 import { floods, type FloodsReport } from "./robust-floods.ts";
 import { runFaults, type FaultsReport } from "./robust-faults.ts";
@@ -57,14 +57,12 @@ async function fuzz(size: Size): Promise<FuzzReport> {
 
 export interface RobustReport {
   size: Size;
-  machine: { cpus: number; cpuModel: string; memoryGiB: number; bun: string };
+  machine: Machine;
   slowConsumer: SlowConsumerReport;
   floods: FloodsReport;
   fuzz: Omit<FuzzReport, "unanswered"> & { unanswered: number; firstUnanswered: FuzzReport["unanswered"] };
   faults: FaultsReport;
 }
-
-const machine = () => ({ cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version });
 
 /** steps: marked as the run goes, for whoever cuts it short to say where it was. */
 export async function runRobust(size: Size, steps = new Steps()): Promise<RobustReport> {
