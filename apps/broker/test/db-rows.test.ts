@@ -2,7 +2,7 @@
 // written once for postgres.js and PGlite. Dates, times and intervals stay the
 // text Postgres prints (the embedded driver installs its parsers once on the
 // client rather than passing them with every query).
-import { connect, errorCode, type Database } from "@switchboard/db";
+import { connect, errorCode, PLANNER_SETTINGS, type Database } from "@switchboard/db";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { backendKind, freshBackend, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
@@ -71,6 +71,31 @@ test.skipIf(backendKind !== "embedded")("the embedded database starts with 32 MB
     { name: "search_path", setting: "public", unit: null },
     { name: "shared_buffers", setting: "4096", unit: "8kB" },
   ]);
+});
+
+test("values bound to a statement come back as the same types from both drivers", async () => {
+  const bound = sql`SELECT ${"a"}::text AS label, ${7}::int AS n, ${true}::boolean AS yes, ${null}::text AS none,
+    ${"00000000-0000-0000-0000-000000000002"}::uuid AS id, ${JSON.stringify({ b: [1] })}::text::jsonb AS doc,
+    ${JSON.stringify(["00000000-0000-0000-0000-000000000003"])}::text::jsonb ->> 0 AS first`;
+  const expected = { label: "a", n: 7, yes: true, none: null, id: "00000000-0000-0000-0000-000000000002", doc: { b: [1] }, first: "00000000-0000-0000-0000-000000000003" };
+  expect(await db.rows(bound)).toEqual([expected]);
+  expect(await db.rows(bound)).toEqual([expected]);
+});
+
+// The embedded database plans as the pools do: each statement prepared once
+// (not parsed and planned at every call, as PGlite's query() does), with a
+// generic plan kept, under the same planner settings.
+test.skipIf(backendKind !== "embedded")("the embedded database prepares each statement once and keeps its generic plan, under the pools' planner settings", async () => {
+  const settings = await db.rows<{ name: string; setting: string }>(
+    sql`SELECT name, setting FROM pg_settings WHERE name IN ('enable_seqscan', 'jit', 'plan_cache_mode')`,
+  );
+  expect(Object.fromEntries(settings.map((s) => [s.name, s.setting]))).toEqual(PLANNER_SETTINGS);
+
+  const probe = sql`SELECT count(*)::int AS n FROM pg_class WHERE relname = ${"probe-of-plans"}`;
+  for (let i = 0; i < 3; i++) await db.rows(probe);
+  const plans = await db.rows<{ generic: number; custom: number }>(sql`
+    SELECT generic_plans::int AS generic, custom_plans::int AS custom FROM pg_prepared_statements WHERE statement LIKE ${"%FROM pg_class WHERE relname = $1"}`);
+  expect(plans).toEqual([{ generic: 3, custom: 0 }]);
 });
 
 test.skipIf(backendKind !== "postgres")("neither pool compiles plans (JIT), and the relaxed one commits without waiting for the WAL flush", async () => {

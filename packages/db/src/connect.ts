@@ -8,6 +8,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
 import { lockDataDir } from "./dir-lock.ts";
+import { EmbeddedStatements } from "./embedded-statements.ts";
 import { loadTemplate } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
 import { toQuery, type Statement } from "./statement.ts";
@@ -57,11 +58,22 @@ const PGLITE_PARSERS = Object.fromEntries(
   [types.TIMESTAMP, types.TIMESTAMPTZ, types.INTERVAL, types.DATE, ...Object.values(ARRAY_OIDS)].map((oid) => [oid, asText]),
 );
 
-function pgliteExecutorOf(client: PGlite | Transaction): Executor {
+function pgliteExecutorOf(statements: EmbeddedStatements): Executor {
+  return {
+    rows<T>(query: Statement): Promise<T[]> {
+      const { sql: text, params } = toQuery(query);
+      return statements.rows<T>(text, params);
+    },
+  };
+}
+
+// A transaction's statements go through PGlite's own transaction object,
+// which keeps its state (ended, rolled back) and runs them unnamed.
+function pgliteTransactionExecutorOf(tx: Transaction): Executor {
   return {
     async rows<T>(query: Statement): Promise<T[]> {
       const { sql: text, params } = toQuery(query);
-      return (await client.query<T>(text, params)).rows;
+      return (await tx.query<T>(text, params)).rows;
     },
   };
 }
@@ -205,7 +217,14 @@ function connectPostgres(url: string, poolSize: number): Database {
 // of 128 MB an idle embedded broker held about 290 MB of memory (180 MB at 32
 // MB) and each start cost an eighth more CPU. 32 MB (4,096 pages) holds a
 // mesh's hot rows; older pages come from the operating system's file cache.
-const EMBEDDED_START_PARAMS = [...PGlite.defaultStartParams, "-c", "shared_buffers=32MB"];
+// Its statements are planned as the pools' are (PLANNER_SETTINGS): prepared
+// once (embedded-statements.ts), with a generic plan kept for every call.
+const EMBEDDED_START_PARAMS = [
+  ...PGlite.defaultStartParams,
+  "-c",
+  "shared_buffers=32MB",
+  ...Object.entries(PLANNER_SETTINGS).flatMap(([name, value]) => ["-c", `${name}=${value}`]),
+];
 
 async function connectEmbedded(dataDir: string): Promise<Database> {
   const release = lockDataDir(dataDir);
@@ -216,13 +235,13 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
     const client = await PGlite.create(pgdata, { startParams: EMBEDDED_START_PARAMS, ...(template ? { loadDataDir: template } : {}) });
     // Set after create: starting, PGlite sets the parsers of every array type, over any it was given.
     Object.assign(client.parsers, PGLITE_PARSERS);
-    const executor = pgliteExecutorOf(client);
+    const executor = pgliteExecutorOf(new EmbeddedStatements(client));
     return {
       kind: "embedded",
       // One connection: relaxed statements share it.
       relaxed: executor,
       ...executor,
-      transaction: (work) => client.transaction((tx) => work(pgliteExecutorOf(tx))),
+      transaction: (work) => client.transaction((tx) => work(pgliteTransactionExecutorOf(tx))),
       closeSilentConnectionsAfter: () => {},
       async listen(channel, onNotify, onListen) {
         const unlisten = await client.listen(channel, onNotify);
