@@ -264,8 +264,8 @@ if (import.meta.main) {
     await (await import("./robust.ts")).main(size, positionals[1]);
     process.exit(0);
   }
-  if (positionals[0] === "statement") {
-    await (await import("./statement.ts")).main(size);
+  if (positionals[0] === "statement" || positionals[0] === "embedded-statement") {
+    await (await import("./statement.ts")).main(size, positionals[0] === "statement" ? "postgres" : "embedded");
     process.exit(0);
   }
   if (positionals[0] === "presences") {

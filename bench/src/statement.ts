@@ -1,7 +1,8 @@
 // `bun run bench statement`: what the broker's send statement costs, beside
 // the simplest statements on the same connection in the same run. On a
 // throwaway Postgres (fsync on), through the broker's own pool (prepared
-// statements, generic plans): a bare round trip, a single-row commit (the
+// statements, generic plans), or with `embedded-statement` on a throwaway
+// embedded database (PGlite, as the broker runs it): a bare round trip, a single-row commit (the
 // floor's), one statement writing messages and their deliveries leased to
 // the recipients' presences and nothing else (1 and 100 at a time), and the
 // send statement itself with no sends and with batches of 1, 3, 10 and 100
@@ -9,9 +10,12 @@
 // take turns, a round of each at a time, so the machine's drift falls on all
 // of them alike. The send statement is imported from the broker's store: it
 // is what is measured.
-import { connect, migrate, type Database } from "@switchboard/db";
+import { connect, migrate, type ConnectOptions, type Database } from "@switchboard/db";
 import { startPostgresCluster } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { enqueueSends, prepareEnqueue, type LocalHolders, type NewMessage } from "../../apps/broker/src/store/queue/index.ts";
 import { postgresVersion, runContext } from "./machine.ts";
 import { writeReport } from "./out.ts";
@@ -116,8 +120,8 @@ function bareWrite(db: Database, meshId: string, members: Member[], count: numbe
     RETURNING id`);
 }
 
-async function runStatementCosts(databaseUrl: string, size: Size): Promise<Omit<StatementReport, "kind" | "context" | "description">> {
-  const db = await connect({ databaseUrl, dataDir: "" });
+async function runStatementCosts(database: ConnectOptions, size: Size): Promise<Omit<StatementReport, "kind" | "context" | "description">> {
+  const db = await connect(database);
   try {
     await migrate(db);
     const { meshId, members } = await seed(db);
@@ -201,24 +205,47 @@ export function statementMarkdown(report: StatementReport): string {
   ].join("\n");
 }
 
-export async function runStatementReport(size: Size): Promise<StatementReport> {
+const describe = (size: Size) => {
+  const { rounds, calls } = STATEMENT_SHAPE[size];
+  return (
+    `one connection of the broker's pool, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
+    `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance`
+  );
+};
+
+export type StatementBackend = "postgres" | "embedded";
+
+const benchName = (backend: StatementBackend) => (backend === "embedded" ? "embedded-statement" : "statement");
+
+export async function runStatementReport(size: Size, backend: StatementBackend = "postgres"): Promise<StatementReport> {
+  const name = benchName(backend);
+  if (backend === "embedded") {
+    const dataDir = mkdtempSync(join(tmpdir(), "switchboard-statement-"));
+    try {
+      return {
+        kind: "statement",
+        context: runContext(name, size, "embedded (PGlite)"),
+        description: describe(size).replace("one connection of the broker's pool", "the embedded database"),
+        ...(await runStatementCosts({ dataDir }, size)),
+      };
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }
   const cluster = await startPostgresCluster({ fsync: true, onDisk: onDisk(size) });
   try {
-    const { rounds, calls } = STATEMENT_SHAPE[size];
     return {
       kind: "statement",
-      context: runContext("statement", size, `Postgres ${await postgresVersion(cluster.url())}, fsync on`),
-      description:
-        `one connection of the broker's pool, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
-        `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance`,
-      ...(await runStatementCosts(cluster.url(), size)),
+      context: runContext(name, size, `Postgres ${await postgresVersion(cluster.url())}, fsync on`),
+      description: describe(size),
+      ...(await runStatementCosts({ databaseUrl: cluster.url(), dataDir: "" }, size)),
     };
   } finally {
     await cluster.destroy();
   }
 }
 
-export async function main(size: Size): Promise<void> {
-  const report = await runStatementReport(size);
-  await writeReport("statement", size, report, statementMarkdown(report));
+export async function main(size: Size, backend: StatementBackend): Promise<void> {
+  const report = await runStatementReport(size, backend);
+  await writeReport(benchName(backend), size, report, statementMarkdown(report));
 }

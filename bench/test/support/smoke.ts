@@ -16,7 +16,7 @@ import type { Ratio } from "../../src/report.ts";
 import { runFloorReport, runJetStreamComparison, runScaling, runScenarioReport } from "../../src/run.ts";
 import { scenarios } from "../../src/scenarios.ts";
 import { PRESENCES_SHAPE, runPresencesReport } from "../../src/presences.ts";
-import { runStatementReport, STATEMENT_SHAPE } from "../../src/statement.ts";
+import { runStatementReport, STATEMENT_SHAPE, type StatementBackend } from "../../src/statement.ts";
 
 const haveNats = natsServerBinary() !== null;
 if (!haveNats && process.env.CI) throw new Error("CI must provide nats-server (the JetStream comparison)");
@@ -27,7 +27,7 @@ export const SMOKE_GROUPS: Record<string, string[]> = {
   scaling: ["scaling", "embedded-latency"],
   throughput: ["throughput", "embedded-throughput"],
   fanout: ["fanout", "cross-instance"],
-  floor: ["floor", "connections", "held", "statement", "presences"],
+  floor: ["floor", "connections", "held", "statement", "embedded-statement", "presences"],
 };
 
 /** Every acked message reached each of its recipients exactly once. */
@@ -148,8 +148,8 @@ async function checkScaling(): Promise<void> {
   }
 }
 
-async function checkStatement(): Promise<void> {
-  const report = await runStatementReport("smoke");
+async function checkStatement(backend: StatementBackend): Promise<void> {
+  const report = await runStatementReport("smoke", backend);
   const { rounds, calls } = STATEMENT_SHAPE.smoke;
   expect(report.cases.length).toBe(9);
   for (const c of report.cases) {
@@ -178,7 +178,8 @@ const OTHER_RUNS: Record<string, () => Promise<void>> = {
   floor: checkFloor,
   jetstream: checkJetStream,
   scaling: checkScaling,
-  statement: checkStatement,
+  statement: () => checkStatement("postgres"),
+  "embedded-statement": () => checkStatement("embedded"),
   presences: checkPresences,
 };
 
