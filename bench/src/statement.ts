@@ -2,8 +2,8 @@
 // the simplest statements on the same connection in the same run. On a
 // throwaway Postgres (fsync on), through the broker's own pool (prepared
 // statements, generic plans), or with `embedded-statement` on a throwaway
-// embedded database (PGlite, as the broker runs it): a bare round trip, a single-row commit (the
-// floor's), one statement writing messages and their deliveries leased to
+// embedded database (PGlite, as the broker runs it): a bare round trip, a
+// single-row commit (the floor's), one statement writing messages and their deliveries leased to
 // the recipients' presences and nothing else (1 and 100 at a time), and the
 // send statement itself with no sends and with batches of 1, 3, 10 and 100
 // direct sends to members whose presence is on this instance. The cases
@@ -205,10 +205,10 @@ export function statementMarkdown(report: StatementReport): string {
   ].join("\n");
 }
 
-const describe = (size: Size) => {
+const describe = (size: Size, on: string) => {
   const { rounds, calls } = STATEMENT_SHAPE[size];
   return (
-    `one connection of the broker's pool, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
+    `${on}, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
     `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance`
   );
 };
@@ -225,7 +225,7 @@ export async function runStatementReport(size: Size, backend: StatementBackend =
       return {
         kind: "statement",
         context: runContext(name, size, "embedded (PGlite)"),
-        description: describe(size).replace("one connection of the broker's pool", "the embedded database"),
+        description: describe(size, "the embedded database"),
         ...(await runStatementCosts({ dataDir }, size)),
       };
     } finally {
@@ -237,7 +237,7 @@ export async function runStatementReport(size: Size, backend: StatementBackend =
     return {
       kind: "statement",
       context: runContext(name, size, `Postgres ${await postgresVersion(cluster.url())}, fsync on`),
-      description: describe(size),
+      description: describe(size, "one connection of the broker's pool"),
       ...(await runStatementCosts({ databaseUrl: cluster.url(), dataDir: "" }, size)),
     };
   } finally {

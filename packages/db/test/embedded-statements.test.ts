@@ -1,6 +1,7 @@
 // PGlite statements as named prepared statements: parsed once per text, run
 // under the same locks as PGlite's own query(), and a text the backend
-// refuses is not kept. On a PGlite in memory, started from the template.
+// refuses is not kept, and the notifications they raise reach listeners. On a
+// PGlite in memory, started from the template.
 import { PGlite } from "@electric-sql/pglite";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { errorCode } from "../src/connection-errors.ts";
@@ -80,4 +81,14 @@ test("past its limit of texts, a new text runs unnamed and is not kept", async (
   for (const [i, text] of texts.entries()) expect(await statements.rows(text, [i])).toEqual([{ n: i + 10 * (i + 1) }]);
   const kept = await preparedTexts();
   expect(texts.map((t) => kept.has(t))).toEqual([true, true, false]);
+});
+
+test("a notification raised by a statement reaches the client's listeners", async () => {
+  const statements = new EmbeddedStatements(client);
+  let heard!: (payload: string) => void;
+  const payload = new Promise<string>((resolve) => (heard = resolve));
+  const unlisten = await client.listen("embedded_statements_probe", (p) => heard(p));
+  await statements.rows("SELECT pg_notify('embedded_statements_probe', $1)", ["named"]);
+  expect(await payload).toBe("named");
+  await unlisten();
 });
