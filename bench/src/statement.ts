@@ -40,6 +40,8 @@ export interface StatementCase {
 
 export interface StatementReport {
   kind: "statement";
+  /** The run's name: `statement` on Postgres, `embedded-statement` on PGlite. */
+  name: string;
   context: RunContext;
   description: string;
   cases: StatementCase[];
@@ -120,7 +122,7 @@ function bareWrite(db: Database, meshId: string, members: Member[], count: numbe
     RETURNING id`);
 }
 
-async function runStatementCosts(database: ConnectOptions, size: Size): Promise<Omit<StatementReport, "kind" | "context" | "description">> {
+async function runStatementCosts(database: ConnectOptions, size: Size): Promise<Omit<StatementReport, "kind" | "name" | "context" | "description">> {
   const db = await connect(database);
   try {
     await migrate(db);
@@ -197,7 +199,7 @@ export function statementMarkdown(report: StatementReport): string {
   return [
     contextLines(report.context),
     "",
-    `**statement**: ${report.description}.`,
+    `**${report.name}**: ${report.description}.`,
     "",
     table(["statement", "p50 / p99 (ms)", "client CPU per call (ms)", "p50 per message (ms)", "p50 ÷ round trip", "p50 ÷ bare message and delivery"], rows),
     "",
@@ -224,6 +226,7 @@ export async function runStatementReport(size: Size, backend: StatementBackend =
     try {
       return {
         kind: "statement",
+        name,
         context: runContext(name, size, "embedded (PGlite)"),
         description: describe(size, "the embedded database"),
         ...(await runStatementCosts({ dataDir }, size)),
@@ -236,6 +239,7 @@ export async function runStatementReport(size: Size, backend: StatementBackend =
   try {
     return {
       kind: "statement",
+      name,
       context: runContext(name, size, `Postgres ${await postgresVersion(cluster.url())}, fsync on`),
       description: describe(size, "one connection of the broker's pool"),
       ...(await runStatementCosts({ databaseUrl: cluster.url(), dataDir: "" }, size)),
@@ -247,5 +251,5 @@ export async function runStatementReport(size: Size, backend: StatementBackend =
 
 export async function main(size: Size, backend: StatementBackend): Promise<void> {
   const report = await runStatementReport(size, backend);
-  await writeReport(benchName(backend), size, report, statementMarkdown(report));
+  await writeReport(report.name, size, report, statementMarkdown(report));
 }
