@@ -1,5 +1,5 @@
 // Named prepared statements on PGlite. Its query() parses and plans the
-// statement at every call, in five calls into the WebAssembly backend; the
+// statement at every call, in six calls into the WebAssembly backend; the
 // send statement of one send took 6–10 ms that way, and the embedded broker's
 // one thread spent most of its time planning. Here each statement text is
 // parsed once, as a named statement the backend keeps with its plan (as
