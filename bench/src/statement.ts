@@ -3,13 +3,13 @@
 // throwaway Postgres (fsync on), through the broker's own pool (prepared
 // statements, generic plans), or with `embedded-statement` on a throwaway
 // embedded database (PGlite, as the broker runs it): a bare round trip, a
-// single-row commit (the floor's), one statement writing messages and their deliveries leased to
-// the recipients' presences and nothing else (1 and 100 at a time), and the
-// send statement itself with no sends and with batches of 1, 3, 10 and 100
-// direct sends to members whose presence is on this instance. The cases
-// take turns, a round of each at a time, so the machine's drift falls on all
-// of them alike. The send statement is imported from the broker's store: it
-// is what is measured.
+// single-row commit (the floor's), one statement writing messages and their
+// deliveries leased to the recipients' presences and nothing else (1 and 100
+// at a time), and the send statement itself with no sends and with batches
+// of 1, 3, 10 and 100 direct sends to members whose presence is on this
+// instance. The cases take turns, a round of each at a time, so the
+// machine's drift falls on all of them alike. The send statement is imported
+// from the broker's store: it is what is measured.
 import { connect, migrate, type ConnectOptions, type Database } from "@switchboard/db";
 import { startPostgresCluster } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
