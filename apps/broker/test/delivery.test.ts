@@ -32,6 +32,17 @@ const pushesOf = (peer: TestPeer, messageId: unknown): Frame[] => peer.pushes().
 const attempt = (peer: TestPeer, messageId: unknown, n: number): Promise<Frame> =>
   peer.nextFrame((f) => f.type === "push" && f.messageId === messageId && f.attempt === n, (LEASE_SECONDS + 10) * 1000);
 
+/** Waits for every message sent (each sender's ids, in send order) to reach the recipient; each sender's arrived in that order. */
+async function expectEachInSendOrder(recipient: TestPeer, sent: string[][]): Promise<void> {
+  const total = sent.flat().length;
+  await waitUntil(() => new Set(firstArrivals(recipient.pushes())).size >= total, 60_000, `${total} distinct pushes`);
+  const arrived = firstArrivals(recipient.pushes());
+  for (const ids of sent) {
+    const mine = new Set(ids);
+    expect(arrived.filter((id) => mine.has(id))).toEqual(ids);
+  }
+}
+
 describe(`leases (LEASE_SECONDS=${LEASE_SECONDS}, CATCH_UP_INTERVAL_MS=${CATCH_UP_INTERVAL_MS}, SWEEP_INTERVAL_MS=${SWEEP_INTERVAL_MS})`, () => {
   const broker = useTestBroker({
     LEASE_SECONDS: String(LEASE_SECONDS),
@@ -176,13 +187,19 @@ describe("order, sharing and reconnects (LEASE_SECONDS=30)", () => {
       sendMany(senders[1]!, Array.from({ length: 30 }, (_, i) => large("b2", i))),
       sendMany(senders[2]!, Array.from({ length: 60 }, (_, i) => sendFrame(r.pubkey, { ciphertext: `s-${i}` }))),
     ]);
-    const sent = acks.map((list) => list.map((x) => str(x.messageId)));
-    await waitUntil(() => new Set(firstArrivals(recipient.pushes())).size >= 120, 60_000, "120 distinct pushes");
-    const arrived = firstArrivals(recipient.pushes());
-    for (const ids of sent) {
-      const mine = new Set(ids);
-      expect(arrived.filter((id) => mine.has(id))).toEqual(ids);
-    }
+    await expectEachInSendOrder(recipient, acks.map((list) => list.map((x) => str(x.messageId))));
+  });
+
+  test("FIFO under a backlog: 20 senders' 30 sends each at once, more than one send statement takes, arrive in each sender's order", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: [...Array.from({ length: 20 }, (_, i) => `sender-${i}`), "recipient"] });
+    const r = members.at(-1)!;
+    const recipient = await connect(broker, mesh.id, r, { autoAck: true });
+    const senders = await Promise.all(members.slice(0, -1).map((m) => connect(broker, mesh.id, m)));
+    // 600 sends at once: on Postgres, past the send backlog, the senders are split over two statements side by side.
+    const acks = await Promise.all(
+      senders.map((s, k) => sendMany(s, Array.from({ length: 30 }, (_, i) => sendFrame(r.pubkey, { ciphertext: `${k}-${i}` })))),
+    );
+    await expectEachInSendOrder(recipient, acks.map((list) => list.map((x) => str(x.messageId))));
   });
 
   test("two presences of one member: each of 300 messages is pushed to exactly one of them, and all arrive", async () => {

@@ -244,6 +244,53 @@ describe("createGroupCommit", () => {
       await expectDrainAfterBoth(commit, finish, ["X", "Y"]);
     });
   });
+  describe("two lanes for a backlog (items: sender:size; a backlog from 6 waiting)", () => {
+    const weight = {
+      keyOf: (item: string) => item.split(":")[0]!,
+      weightOf: (item: string) => Number(item.split(":")[1]),
+      max: 100,
+      lanes: { max: 2, heavy: 1000, backlog: 6 },
+    };
+    const keysOf = (batch: string[]) => new Set(batch.map((item) => item.split(":")[0]));
+
+    test("a backlog is split by sender into two flushes side by side, each sender's items in one of them, in order", async () => {
+      const { batches, finish, flush } = manualFlush<string>();
+      const commit = createGroupCommit(flush, 100, weight);
+      const first = commit.submit("a:1");
+      const items = ["s1:1", "s2:1", "s3:1", "s4:1", "s1:2", "s2:2", "s3:2", "s4:2"];
+      const all = items.map((item) => commit.submit(item));
+      expect(batches).toEqual([["a:1"]]);
+      finish[0]!(["A"]);
+      await settle();
+      // Both flushes were taken before either finished.
+      expect(batches.length).toBe(3);
+      const [one, two] = [batches[1]!, batches[2]!];
+      expect(one.length).toBeGreaterThan(0);
+      expect(two.length).toBeGreaterThan(0);
+      expect([...keysOf(one)].filter((key) => keysOf(two).has(key))).toEqual([]);
+      expect([...one, ...two].sort()).toEqual([...items].sort());
+      for (const batch of [one, two]) {
+        for (const key of keysOf(batch)) expect(batch.filter((item) => item.startsWith(`${key}:`))).toEqual([`${key}:1`, `${key}:2`]);
+      }
+      finish[2]!(two.map((item) => item.toUpperCase()));
+      finish[1]!(one.map((item) => item.toUpperCase()));
+      expect(await Promise.all([first, ...all])).toEqual(["A", ...items.map((item) => item.toUpperCase())]);
+      await commit.drain();
+    });
+
+    test("short of the backlog, one flush at a time takes every sender", async () => {
+      const { batches, finish, flush } = manualFlush<string>();
+      const commit = createGroupCommit(flush, 100, weight);
+      const first = commit.submit("a:1");
+      const items = ["s1:1", "s2:1", "s3:1", "s4:1", "s1:2"];
+      const all = items.map((item) => commit.submit(item));
+      finish[0]!(["A"]);
+      await settle();
+      expect(batches).toEqual([["a:1"], items]);
+      finish[1]!(items.map((item) => item.toUpperCase()));
+      expect(await Promise.all([first, ...all])).toEqual(["A", ...items.map((item) => item.toUpperCase())]);
+    });
+  });
 });
 
 /** An error as postgres.js raises it (code on the error) or as drizzle wraps it (code on its cause). */

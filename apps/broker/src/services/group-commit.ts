@@ -10,8 +10,9 @@ export interface GroupCommit<I, O> {
 
 interface Pending<I, O> {
   item: I;
-  /** Its key and weight (see BatchWeight), worked out once when submitted. */
+  /** Its key, its key's half (see BatchWeight.lanes.backlog) and its weight, worked out once when submitted. */
   key: string;
+  half: number;
   weight: number;
   resolve: (value: O) => void;
   reject: (error: unknown) => void;
@@ -35,12 +36,35 @@ export interface BatchWeight<I> {
    * key's heavy statements no longer hold every other key behind them.
    * Batches of many light keys stay one flush at a time: more, smaller
    * commits cost more than they save when the database is the bottleneck.
+   *
+   * `backlog`: at least this many items waiting as a flush takes its batch
+   * mean one flush at a time no longer keeps up. That flush then takes the
+   * keys of one half only (split by a hash of the key; the half of the
+   * oldest item it may take), and counts as heavy, so the other half's keys
+   * go in a flush beside it. Each key is still in one flush at a time.
    */
-  lanes?: { max: number; heavy: number };
+  lanes?: { max: number; heavy: number; backlog?: number };
 }
 
-/** The next batch: the first items in queue order that fit, each key's in order, none of a key being flushed. */
-function takeBatch<I, O>(queue: Pending<I, O>[], maxBatch: number, weight: BatchWeight<I> | undefined, flushing: Set<string>) {
+/** 0 or 1 by a hash of the key: which half of the keys it falls in when a backlog splits them. */
+function halfOf(key: string): number {
+  let hash = 0;
+  for (let i = 0; i < key.length; i++) hash = (hash * 31 + key.charCodeAt(i)) | 0;
+  return hash & 1;
+}
+
+/**
+ * The next batch: the first items in queue order that fit, each key's in
+ * order, none of a key being flushed, and with `half` set, only the keys of
+ * that half.
+ */
+function takeBatch<I, O>(
+  queue: Pending<I, O>[],
+  maxBatch: number,
+  weight: BatchWeight<I> | undefined,
+  flushing: Set<string>,
+  half?: number,
+) {
   if (!weight) return { batch: queue.slice(0, maxBatch), rest: queue.slice(maxBatch) };
   const batch: Pending<I, O>[] = [];
   const rest: Pending<I, O>[] = [];
@@ -48,6 +72,10 @@ function takeBatch<I, O>(queue: Pending<I, O>[], maxBatch: number, weight: Batch
   let total = 0;
   for (const [i, p] of queue.entries()) {
     if (batch.length >= maxBatch) return { batch, rest: rest.concat(queue.slice(i)) };
+    if (half !== undefined && p.half !== half) {
+      rest.push(p);
+      continue;
+    }
     if (heldBack.has(p.key) || (batch.length > 0 && total + p.weight > weight.max)) {
       heldBack.add(p.key);
       rest.push(p);
@@ -90,12 +118,14 @@ export function createGroupCommit<I, O>(
     try {
       for (;;) {
         if (running > allowed()) return;
-        const { batch, rest } = takeBatch(queue, maxBatch, weight, flushing);
+        const backlog = lanes?.backlog !== undefined && queue.length >= lanes.backlog;
+        const half = backlog ? queue.find((p) => !flushing.has(p.key))?.half : undefined;
+        const { batch, rest } = takeBatch(queue, maxBatch, weight, flushing, half);
         if (batch.length === 0) return;
         queue = rest;
         const keys = new Set(batch.map((p) => p.key));
         for (const key of keys) flushing.add(key);
-        const heavy = lanes !== undefined && heaviestKey(batch) >= lanes.heavy;
+        const heavy = lanes !== undefined && (half !== undefined || heaviestKey(batch) >= lanes.heavy);
         if (heavy) heavyFlushes++;
         if (heavy && queue.length > 0 && running < allowed()) void lane();
         try {
@@ -126,7 +156,9 @@ export function createGroupCommit<I, O>(
   return {
     submit(item) {
       return new Promise<O>((resolve, reject) => {
-        queue.push({ item, key: weight?.keyOf(item) ?? "", weight: weight?.weightOf(item) ?? 0, resolve, reject });
+        const key = weight?.keyOf(item) ?? "";
+        const half = weight?.lanes?.backlog === undefined ? 0 : halfOf(key);
+        queue.push({ item, key, half, weight: weight?.weightOf(item) ?? 0, resolve, reject });
         if (running < allowed()) void lane();
       });
     },

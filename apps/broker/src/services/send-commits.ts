@@ -30,6 +30,11 @@ const UNIQUE_VIOLATION = "23505";
 // a statement carries 32 KB or more of one sender's, the others' sends are
 // written in a second statement beside it rather than behind it.
 const MAX_SEND_BATCH_BYTES = 128 * 1024;
+// Sends waiting as a statement is taken, past which one statement at a time
+// falls behind: the senders are split in two halves, written side by side
+// on two connections (measured in bench/RESULTS.md, "A second send statement
+// for a backlog").
+const SEND_BACKLOG = 100;
 
 export const sendBytes = (m: { nonce: string; ciphertext: string; targetSpec: string }) =>
   Buffer.byteLength(m.nonce) + Buffer.byteLength(m.ciphertext) + m.targetSpec.length;
@@ -84,7 +89,9 @@ export class SendCommits {
       keyOf: (p) => p.message.senderId,
       weightOf: (p) => sendBytes(p.message),
       max: MAX_SEND_BATCH_BYTES,
-      lanes: { max: 2, heavy: MAX_SEND_BATCH_BYTES / 4 },
+      // The embedded database runs one statement at a time: a backlog split
+      // there would only add statements and commits.
+      lanes: { max: 2, heavy: MAX_SEND_BATCH_BYTES / 4, backlog: db.kind === "postgres" ? SEND_BACKLOG : undefined },
     });
   }
 
