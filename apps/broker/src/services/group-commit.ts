@@ -1,7 +1,8 @@
 // Group commit. Items submitted while a flush is running wait and go out
 // together in the next one: one transaction for many sends, claims or acks.
 // At low load a batch is a single item and nothing waits for a timer.
-// Beside a flush heavy with one key's items, another may run (see lanes).
+// Beside a flush heavy with one key's items, or one that took half the keys of
+// a backlog, another may run (see lanes).
 export interface GroupCommit<I, O> {
   submit(item: I): Promise<O>;
   /** Resolves once everything submitted so far has been flushed. */
