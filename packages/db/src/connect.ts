@@ -1,20 +1,81 @@
 // One connect() for both backends: postgres.js when DATABASE_URL is set,
-// PGlite (Postgres in WebAssembly) in DATA_DIR otherwise (embedded.ts). Both run drizzle's
+// PGlite (Postgres in WebAssembly) in DATA_DIR otherwise. Both run drizzle's
 // `sql` queries and return rows of the same shapes.
+import { PGlite, types, type Transaction } from "@electric-sql/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import postgres from "postgres";
 import { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
-import type { Database, Executor } from "./database.ts";
-import { connectEmbedded } from "./embedded.ts";
-import { PLANNER_SETTINGS } from "./planner-settings.ts";
+import { lockDataDir } from "./dir-lock.ts";
+import { EmbeddedStatements } from "./embedded-statements.ts";
+import { loadTemplate } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
 import { toQuery, type Statement } from "./statement.ts";
+
+/** Something that runs SQL: the database itself or an open transaction. */
+export interface Executor {
+  rows<T>(query: Statement): Promise<T[]>;
+}
+
+export interface Database extends Executor {
+  readonly kind: "postgres" | "embedded";
+  /**
+   * Runs statements whose commit does not wait for the WAL to reach disk
+   * (synchronous_commit off). Only for writes whose loss in a crash is
+   * harmless: a lease or an ack that is lost only causes a redelivery.
+   */
+  readonly relaxed: Executor;
+  transaction<T>(work: (tx: Executor) => Promise<T>): Promise<T>;
+  /**
+   * From now on a connection that owes answers and hears nothing from the
+   * server for `seconds` is closed as lost, and the pool's idle ones with
+   * it (a failover or a partition leaves them open, silent, for as long as
+   * TCP takes to give up: many minutes). Set once migrations are done: one
+   * may run, or wait for another instance's, for longer. PGlite, in this
+   * process, has no connections to lose.
+   */
+  closeSilentConnectionsAfter(seconds: number): void;
+  /** Subscribes on the dedicated listening connection; onListen runs after every (re)subscribe. */
+  listen(channel: string, onNotify: (payload: string) => void, onListen?: () => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
 
 export interface ConnectOptions {
   databaseUrl?: string | undefined;
   dataDir: string;
   /** Connections in the postgres.js pool. */
   poolSize?: number;
+}
+
+// Dates, times and intervals come back as Postgres prints them, as drizzle has
+// postgres.js return them. drizzle's own PGlite driver passes these parsers with
+// every query, which costs PGlite about as much CPU again as a small query;
+// installed once on the client, they cost nothing per query.
+const asText = (value: string) => value;
+const ARRAY_OIDS = { numeric: 1231, timestamp: 1115, timestamptz: 1185, interval: 1187, date: 1182 };
+const PGLITE_PARSERS = Object.fromEntries(
+  [types.TIMESTAMP, types.TIMESTAMPTZ, types.INTERVAL, types.DATE, ...Object.values(ARRAY_OIDS)].map((oid) => [oid, asText]),
+);
+
+function pgliteExecutorOf(statements: EmbeddedStatements): Executor {
+  return {
+    rows<T>(query: Statement): Promise<T[]> {
+      const { sql: text, params } = toQuery(query);
+      return statements.rows<T>(text, params);
+    },
+  };
+}
+
+// A transaction's statements go through PGlite's own transaction object,
+// which keeps its state (ended, rolled back) and runs them unnamed.
+function pgliteTransactionExecutorOf(tx: Transaction): Executor {
+  return {
+    async rows<T>(query: Statement): Promise<T[]> {
+      const { sql: text, params } = toQuery(query);
+      return (await tx.query<T>(text, params)).rows;
+    },
+  };
 }
 
 // drizzle runs raw SQL unprepared, so Postgres would parse and plan the
@@ -36,6 +97,24 @@ function preparedExecutorOf(client: postgres.Sql | postgres.TransactionSql): Exe
 // Capped at 1 s, so the listener is back about a second after the database.
 const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2);
 
+// Both pools plan each prepared statement once per connection, and keep the
+// plan until Postgres invalidates it (an ANALYZE of a table it reads). Each
+// statement reaches its rows by index probes, written so that no plan of it
+// can do otherwise: batch inputs carry LIMIT n, rows updated are named by id
+// in a list rather than joined back to their table, and a sequential scan is
+// planned only where no index serves. A plan can be made while the
+// statistics say a table is empty (a quiet deployment's tables, pruned,
+// vacuumed and analyzed), where a scan costs nothing: planned then, the send
+// statement read every presence, delivery and message for each send, and an
+// ack, a claim and a requeue the whole deliveries table, until the next
+// ANALYZE (pool-plans.test.ts holds both pools' statements to this). Planned
+// at every call instead, the claims and acks cost as much in planning as in
+// execution, and met such statistics as badly.
+// Neither compiles a plan to machine code (JIT): the broker's statements read
+// few rows, and a compile costs tens of milliseconds, paid again at every run
+// of a statement whose estimate passes jit_above_cost (a housekeeping prune
+// over a large table did, every tick).
+export const PLANNER_SETTINGS = { plan_cache_mode: "force_generic_plan", enable_seqscan: "off", jit: "off" } as const;
 
 // Work that certainly did nothing in the database runs once more, on another
 // connection: right after a restart the pool can hand it a connection opened
@@ -132,6 +211,55 @@ function connectPostgres(url: string, poolSize: number): Database {
       await Promise.all([client.end({ timeout: 1 }), relaxedClient.end({ timeout: 1 })]);
     },
   };
+}
+
+// PGlite touches all of its shared buffers as it starts: at Postgres's default
+// of 128 MB an idle embedded broker held about 290 MB of memory (180 MB at 32
+// MB) and each start cost an eighth more CPU. 32 MB (4,096 pages) holds a
+// mesh's hot rows; older pages come from the operating system's file cache.
+// Its statements are planned as the pools' are (PLANNER_SETTINGS): prepared
+// once (embedded-statements.ts), with a generic plan kept for every call.
+const EMBEDDED_START_PARAMS = [
+  ...PGlite.defaultStartParams,
+  "-c",
+  "shared_buffers=32MB",
+  ...Object.entries(PLANNER_SETTINGS).flatMap(([name, value]) => ["-c", `${name}=${value}`]),
+];
+
+async function connectEmbedded(dataDir: string): Promise<Database> {
+  const release = lockDataDir(dataDir);
+  try {
+    const pgdata = join(dataDir, "pgdata");
+    const fresh = !existsSync(join(pgdata, "PG_VERSION"));
+    const template = fresh ? await loadTemplate() : undefined;
+    const client = await PGlite.create(pgdata, { startParams: EMBEDDED_START_PARAMS, ...(template ? { loadDataDir: template } : {}) });
+    // Set after create: starting, PGlite sets the parsers of every array type, over any it was given.
+    Object.assign(client.parsers, PGLITE_PARSERS);
+    const executor = pgliteExecutorOf(new EmbeddedStatements(client));
+    return {
+      kind: "embedded",
+      // One connection: relaxed statements share it.
+      relaxed: executor,
+      ...executor,
+      transaction: (work) => client.transaction((tx) => work(pgliteTransactionExecutorOf(tx))),
+      closeSilentConnectionsAfter: () => {},
+      async listen(channel, onNotify, onListen) {
+        const unlisten = await client.listen(channel, onNotify);
+        onListen?.();
+        return unlisten;
+      },
+      async close() {
+        try {
+          await client.close();
+        } finally {
+          release();
+        }
+      },
+    };
+  } catch (error) {
+    release();
+    throw error;
+  }
 }
 
 export async function connect(options: ConnectOptions): Promise<Database> {

@@ -4,7 +4,7 @@
 import { sql } from "drizzle-orm";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Database } from "./database.ts";
+import type { Database } from "./connect.ts";
 
 const MIGRATIONS_DIR = join(import.meta.dir, "..", "drizzle");
 // Any constant works; it only has to be the same for every instance.
