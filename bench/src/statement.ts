@@ -7,7 +7,8 @@
 // deliveries leased to the recipients' presences and nothing else (1 and 100
 // at a time), and the send statement itself with no sends and with batches
 // of 1, 3, 10 and 100 direct sends to members whose presence is on this
-// instance. The cases take turns, a round of each at a time, so the
+// instance, and the direct send statement (store/queue/enqueue-direct.ts),
+// which the broker writes such batches with, likewise. The cases take turns, a round of each at a time, so the
 // machine's drift falls on all of them alike. The send statement is imported
 // from the broker's store: it is what is measured.
 import { connect, migrate, type ConnectOptions, type Database } from "@switchboard/db";
@@ -16,7 +17,7 @@ import { sql } from "drizzle-orm";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { enqueueSends, prepareEnqueue, type LocalHolders, type NewMessage } from "../../apps/broker/src/store/queue/index.ts";
+import { enqueueSends, prepareEnqueue, writtenDirectly, type LocalHolders, type NewMessage } from "../../apps/broker/src/store/queue/index.ts";
 import { postgresVersion, runContext } from "./machine.ts";
 import { writeReport } from "./out.ts";
 import { contextLines, table, type RunContext } from "./report.ts";
@@ -58,7 +59,7 @@ async function seed(db: Database): Promise<{ meshId: string; members: Member[] }
   const [mesh] = await db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('bench-statement', 'bench') RETURNING id`);
   const members = await db.rows<Member>(sql`
     INSERT INTO members (mesh_id, pubkey, display_name)
-    SELECT ${mesh!.id}::uuid, md5('bench-statement-' || g), 'm' || g FROM generate_series(1, ${MEMBERS}) g
+    SELECT ${mesh!.id}::uuid, md5('bench-statement-' || g) || md5('key-' || g), 'm' || g FROM generate_series(1, ${MEMBERS}) g
     RETURNING id, pubkey`);
   await db.rows(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
@@ -127,20 +128,24 @@ async function runStatementCosts(database: ConnectOptions, size: Size): Promise<
   try {
     await migrate(db);
     const { meshId, members } = await seed(db);
-    const send = (count: number) => async () => {
-      const written = await enqueueSends(db, sendsOf(meshId, members, count), HOLDERS);
+    const send = (count: number, recipientsHere: boolean) => async () => {
+      const sends = sendsOf(meshId, members, count);
+      const holders = { ...HOLDERS, recipientsHere };
+      if (writtenDirectly(sends, holders) !== recipientsHere) throw new Error("a batch of the benchmark went to the other send statement");
+      const written = await enqueueSends(db, sends, holders);
       if (written.some((w) => !w.inserted)) throw new Error("a send of the benchmark was not written");
     };
+    const sendCases = (name: string, recipientsHere: boolean) => [
+      { name: `${name}, no sends`, messages: 0, call: () => prepareEnqueue(db, { ...HOLDERS, recipientsHere }, 1) },
+      ...[1, 3, 10, 100].map((n) => ({ name: `${name}, ${n} send${n > 1 ? "s" : ""}`, messages: n, sends: true as const, call: send(n, recipientsHere) })),
+    ];
     const cases: Array<{ name: string; messages: number; sends?: true; call: () => Promise<unknown> }> = [
       { name: "round trip (SELECT 1)", messages: 0, call: () => db.rows(sql`SELECT 1`) },
       { name: "single-row insert and commit", messages: 0, call: () => db.rows(sql`INSERT INTO bench_commits DEFAULT VALUES`) },
       { name: "a message and its delivery, bare", messages: 1, call: () => bareWrite(db, meshId, members, 1) },
       { name: "100 messages and their deliveries, bare", messages: 100, call: () => bareWrite(db, meshId, members, 100) },
-      { name: "send statement, no sends", messages: 0, call: () => prepareEnqueue(db, HOLDERS, 1) },
-      { name: "send statement, 1 send", messages: 1, sends: true, call: send(1) },
-      { name: "send statement, 3 sends", messages: 3, sends: true, call: send(3) },
-      { name: "send statement, 10 sends", messages: 10, sends: true, call: send(10) },
-      { name: "send statement, 100 sends", messages: 100, sends: true, call: send(100) },
+      ...sendCases("send statement", false),
+      ...sendCases("direct send statement", true),
     ];
     // Every statement planned and cached on the connection before anything counts.
     for (const c of cases) await c.call();
@@ -211,7 +216,7 @@ const describe = (size: Size, on: string) => {
   const { rounds, calls } = STATEMENT_SHAPE[size];
   return (
     `${on}, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
-    `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance`
+    `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance, written by the send statement and by the direct one`
   );
 };
 

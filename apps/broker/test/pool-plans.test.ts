@@ -58,6 +58,8 @@ const newTargets = (): Targets => ({
   lapsed: crypto.randomUUID(),
   unpushed: crypto.randomUUID(),
 });
+/** A member's pubkey, from its name: 64 hex digits, as a send names it. */
+const pubkeyOf = (name: string) => Buffer.from(name).toString("hex").padEnd(64, "0");
 const BULK = 5000;
 const FEW = 6;
 
@@ -67,14 +69,14 @@ beforeAll(async () => {
   const ids: string[] = [];
   for (const name of ["sender", "recipient", "bystander"]) {
     const [member] = await scratch.db.rows<{ id: string }>(sql`
-      INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}::uuid, ${name.padEnd(64, "k")}, ${name}) RETURNING id`);
+      INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${meshId}::uuid, ${pubkeyOf(name)}, ${name}) RETURNING id`);
     ids.push(member!.id);
   }
   [sender, recipient, bystander] = ids as [string, string, string];
   const [otherMesh] = await scratch.db.rows<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('pool-plans-next', 'pool-plans-next') RETURNING id`);
   otherMeshId = otherMesh!.id;
   const [member] = await scratch.db.rows<{ id: string }>(sql`
-    INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${otherMeshId}::uuid, ${"stranger".padEnd(64, "k")}, 'stranger') RETURNING id`);
+    INSERT INTO members (mesh_id, pubkey, display_name) VALUES (${otherMeshId}::uuid, ${pubkeyOf("stranger")}, 'stranger') RETURNING id`);
   stranger = member!.id;
   settings.main = await poolSettings(scratch.db);
   settings.relaxed = await poolSettings(scratch.db.relaxed);
@@ -143,12 +145,12 @@ async function fill(tx: Executor, { holder, toAck, toClaim, lapsed, unpushed }: 
 
 /** A send of the statement's own: one message, direct to `to`. */
 function send(from: string, to: string, replyTo: string | null = null): NewMessage {
-  return { id: crypto.randomUUID(), meshId, senderId: from, clientId: null, targetSpec: to.padEnd(64, "k"), priority: "next", nonce: "n", ciphertext: "c", replyTo, ttlSeconds: 60, replyWaitSeconds: null };
+  return { id: crypto.randomUUID(), meshId, senderId: from, clientId: null, targetSpec: pubkeyOf(to), priority: "next", nonce: "n", ciphertext: "c", replyTo, ttlSeconds: 60, replyWaitSeconds: null };
 }
 
 /** A signed hello of the member named `name`, for its session `sessionId`. */
 function hello(name: string, sessionId: string): HelloRequest {
-  return { idx: 0, meshRef: meshId, pubkey: name.padEnd(64, "k"), sessionId, pid: null, cwd: null, timestamp: Date.now(), signature: crypto.randomUUID(), claimMesh: null };
+  return { idx: 0, meshRef: meshId, pubkey: pubkeyOf(name), sessionId, pid: null, cwd: null, timestamp: Date.now(), signature: crypto.randomUUID(), claimMesh: null };
 }
 
 /** A presence of the recipient's that a hello admits on this instance. */
@@ -160,6 +162,8 @@ function newPresence() {
 }
 
 const local = { instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: true };
+/** The same holders, saying every recipient has a presence here: a batch of direct sends goes to the direct statement. */
+const direct = { ...local, recipientsHere: true };
 
 interface Case {
   pool: "main" | "relaxed";
@@ -175,6 +179,8 @@ type Table = "deliveries" | "presences" | "messages" | "members";
 const cases: Array<[string, Case]> = [
   ["a send", { pool: "main", run: (db) => enqueueSends(db, [send(sender, "recipient")], local), writes: "Insert on deliveries" }],
   ["a reply", { pool: "main", run: (db, t) => enqueueSends(db, [send(recipient, "sender", t.toAck)], local), writes: "Insert on deliveries" }],
+  ["a send by the direct statement", { pool: "main", run: (db) => enqueueSends(db, [send(sender, "recipient")], direct), writes: "Insert on deliveries" }],
+  ["a reply by the direct statement", { pool: "main", run: (db, t) => enqueueSends(db, [send(recipient, "sender", t.toAck)], direct), writes: "Insert on deliveries" }],
   ["an ack", { pool: "relaxed", run: (db, t) => ackDeliveries(db, [{ memberId: recipient, messageId: t.toAck }]), writes: "Update on deliveries d" }],
   ["a claim", { pool: "relaxed", run: (db, t) => claimForPresences(db, [{ memberId: recipient, presences: [{ id: t.holder, room: 10 }] }], 30), writes: "Update on deliveries d_1" }],
   ["the requeue of a presence's lapsed leases", { pool: "relaxed", run: (db, t) => requeue(db, { expiredOf: [t.holder] }), writes: "Update on deliveries d" }],

@@ -42,7 +42,7 @@ async function sendThrough(db: Database) {
   const sending = new SendService(
     db,
     new LocalPresences(),
-    { unavailable: () => [], handLeased: async () => {} },
+    { holds: () => false, unavailable: () => [], handLeased: async () => {} },
     new QueuedWork(),
     new InstanceBus(scratch.db, log),
     createMetrics(),

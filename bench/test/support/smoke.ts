@@ -156,14 +156,14 @@ async function checkScaling(): Promise<void> {
 async function checkStatement(backend: StatementBackend): Promise<void> {
   const report = await runStatementReport("smoke", backend);
   const { rounds, calls } = STATEMENT_SHAPE.smoke;
-  expect(report.cases.length).toBe(9);
+  expect(report.cases.length).toBe(14);
   for (const c of report.cases) {
     expect(c.wallMs.count).toBe(rounds * calls);
     expect(c.wallMs.p50).toBeGreaterThan(0);
     expect(c.clientCpuMs).toBeGreaterThan(0);
   }
-  // Batches of 1, 3, 10 and 100 sends, each send one delivery.
-  expect(report.deliveries.expected).toBe(rounds * calls * 114);
+  // Batches of 1, 3, 10 and 100 sends by each send statement, each send one delivery.
+  expect(report.deliveries.expected).toBe(rounds * calls * 2 * 114);
   expect(report.deliveries.written).toBe(report.deliveries.expected);
 }
 

@@ -56,10 +56,14 @@ export const takesPushes = (presence: LocalPresence): boolean => !presence.ended
 /** A session: a pubkey's session id (in whichever mesh). */
 export const sessionKey = (pubkey: string, sessionId: string) => `${pubkey}\n${sessionId}`;
 
+/** A member: its mesh and pubkey, as a send names it. */
+const memberKey = (meshId: string, pubkey: string) => `${meshId}\n${pubkey}`;
+
 export class LocalPresences {
   private readonly byPresence = new Map<string, LocalPresence>();
   private readonly byMember = new Map<string, Set<LocalPresence>>();
   private readonly bySession = new Map<string, Set<LocalPresence>>();
+  private readonly byMemberKey = new Map<string, Set<LocalPresence>>();
   /**
    * Presences a push made engaged (pushes awaiting acks, or a socket backing
    * up) since they were last found at rest: the only ones that may not take
@@ -72,6 +76,7 @@ export class LocalPresences {
     this.byPresence.set(presence.presenceId, presence);
     addTo(this.byMember, presence.memberId, presence);
     addTo(this.bySession, sessionKey(presence.pubkey, presence.sessionId), presence);
+    addTo(this.byMemberKey, memberKey(presence.meshId, presence.pubkey), presence);
   }
 
   remove(presence: LocalPresence): void {
@@ -80,6 +85,7 @@ export class LocalPresences {
     this.byPresence.delete(presence.presenceId);
     deleteFrom(this.byMember, presence.memberId, presence);
     deleteFrom(this.bySession, sessionKey(presence.pubkey, presence.sessionId), presence);
+    deleteFrom(this.byMemberKey, memberKey(presence.meshId, presence.pubkey), presence);
   }
 
   get(presenceId: string): LocalPresence | undefined {
@@ -100,6 +106,11 @@ export class LocalPresences {
 
   hasMember(memberId: string): boolean {
     return this.byMember.has(memberId);
+  }
+
+  /** Whether a presence of the mesh's member with that pubkey is here. */
+  holds(meshId: string, pubkey: string): boolean {
+    return this.byMemberKey.has(memberKey(meshId, pubkey));
   }
 
   all(): LocalPresence[] {

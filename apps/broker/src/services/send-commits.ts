@@ -39,8 +39,9 @@ const SEND_BACKLOG = 100;
 export const sendBytes = (m: { nonce: string; ciphertext: string; targetSpec: string }) =>
   Buffer.byteLength(m.nonce) + Buffer.byteLength(m.ciphertext) + m.targetSpec.length;
 
-/** What a send needs of the socket pump: where not to lease, and where to push what it leased. */
+/** What a send needs of the socket pump: whom it holds, where not to lease, and where to push what it leased. */
 export interface LocalPushes {
+  holds(meshId: string, pubkey: string): boolean;
   unavailable(): string[];
   handLeased(leased: LeasedDelivery[]): Promise<void>;
 }
@@ -130,6 +131,8 @@ export class SendCommits {
         unavailable: this.pushes.unavailable(),
         leaseSeconds: this.options.leaseSeconds,
         notify: this.bus.crossInstance,
+        // Alone on its database the instance holds every presence there is.
+        recipientsHere: !this.bus.crossInstance || items.every((i) => this.pushes.holds(i.message.meshId, i.message.targetSpec)),
       };
       enqueued = await retryTransient(() => enqueueSends(this.db, messages, holders));
     } catch (error) {

@@ -1,6 +1,6 @@
 // A starting instance readies its pool before it takes traffic: every
-// connection opened, and the send statement planned on each for the small
-// batches a light load writes. Otherwise the first sends after a start (a
+// connection opened, and both send statements (the direct one and the one
+// for any batch) planned on each for the small batches a light load writes. Otherwise the first sends after a start (a
 // restart under load brings every peer back at once) each meet a connection
 // still to open or a statement still to plan — milliseconds of planning, per
 // connection and per batch size — and the sends behind them queue: the
@@ -31,7 +31,9 @@ export async function warmUp(db: Database, options: WarmUpOptions, log: Logger):
   // the next is asked for, so the pool opens a connection for each.
   const rounds = (async () => {
     for (const size of WARMED_BATCH_SIZES) {
-      await Promise.all(Array.from({ length: options.connections }, () => prepareEnqueue(db, holders, size)));
+      for (const recipientsHere of [false, true]) {
+        await Promise.all(Array.from({ length: options.connections }, () => prepareEnqueue(db, { ...holders, recipientsHere }, size)));
+      }
     }
     return "done" as const;
   })().catch((error: unknown) => {

@@ -121,6 +121,11 @@ export class DeliveryPump {
     if (wasFull) this.schedule([presence.memberId]);
   }
 
+  /** Whether a presence of the mesh's member with that pubkey is on this instance. */
+  holds(meshId: string, pubkey: string): boolean {
+    return this.presences.holds(meshId, pubkey);
+  }
+
   /** This instance's presences that cannot take pushes now: a send must not lease to them. */
   unavailable(): string[] {
     return unavailablePresences(this.presences, this.handedBack);

@@ -4,7 +4,8 @@
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { isoTime, jsonParam } from "../sql.ts";
-import { leasedPush, type EnqueuedSend, type NewMessage } from "./enqueue.ts";
+import type { EnqueuedSend, NewMessage } from "./enqueue.ts";
+import { leasedPush } from "./send-parts.ts";
 
 /**
  * The sends of a batch whose statement failed that are stored all the same:

@@ -1,0 +1,57 @@
+// The direct send statement: a batch of sends each to one member by pubkey,
+// written as the send statement (enqueue.ts) writes it but for deliveries
+// another instance's presence would take, which it writes queued rather than
+// leased there. So it routes by the (mesh, pubkey) index alone, and its one
+// notice names the members whose deliveries it queued: a plan of 64 nodes
+// against 114, whose executor start and end are most of a small batch's time
+// in Postgres (bench/RESULTS.md, "A send statement for direct sends"). The
+// instance writes a batch with it when it holds a presence of every
+// recipient, so the leases it gives up elsewhere are rare.
+import { shapedStatement, type Slot } from "@switchboard/db";
+import { sql, type SQL } from "drizzle-orm";
+import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
+import { directCte, enqueuedCte, leasedPush, sendAnswers, sendsCte, WRITTEN_CTES, type SendValues } from "./send-parts.ts";
+
+/** The most sends it writes at once: a send has at most one recipient, so its notice names at most this many members. */
+export const MAX_DIRECT_BATCH = 2 ** Math.floor(Math.log2(MAX_NOTIFIED_MEMBERS));
+
+export const directSendStatement = shapedStatement<SendValues, number>((slot, batchSize) => directSendSql(slot, batchSize));
+
+// A member's pubkey is unique in its mesh, so each send has at most one
+// recipient, one delivery and one lease, and its answer's lists are read by
+// joins rather than aggregated. A presence elsewhere is still picked as the
+// send statement picks it (an idle one first), so the same presence is
+// chosen; only the lease to it is not written.
+function directSendSql(slot: Slot<SendValues>, batchSize: number): SQL {
+  const notify = slot("notify");
+  return sql`
+    WITH ${sendsCte(slot, batchSize)},
+    recipients AS (
+      SELECT q.idx, mb.id AS member_id, q.priority
+      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL
+    ),
+    routed AS (
+      SELECT q.*, EXISTS (
+          SELECT 1 FROM members mb
+          WHERE mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL
+        ) AS known
+      FROM q
+    ),
+    ${WRITTEN_CTES},
+    ${directCte(slot, sql`${notify}`)},
+    ${enqueuedCte(slot, sql`dl.instance_id = ${slot("instanceId")}`)},
+    -- Queued, or held for a waiting request (attempt 0): the other instances
+    -- must hear of it, as queuedWork in services/bus.ts says it.
+    notified AS (
+      SELECT pg_notify(${BUS_CHANNEL}, json_build_object('members', json_agg(DISTINCT recipient_member_id))::text)
+      FROM enqueued WHERE ${notify} AND attempt = 0
+      HAVING count(*) > 0
+    )
+    ${sendAnswers(
+      sql`CASE WHEN rc.member_id IS NULL THEN '[]' ELSE json_build_array(rc.member_id)::text END AS recipients,
+           CASE WHEN e.attempt = 1 THEN json_build_array(${leasedPush("e")}) ELSE '[]' END::text AS leased,
+           '[]' AS "leasedElsewhere"`,
+      sql`LEFT JOIN recipients rc ON rc.idx = r.idx
+    LEFT JOIN enqueued e ON e.message_id = i.id`,
+    )}`;
+}
