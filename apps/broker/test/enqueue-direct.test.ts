@@ -5,12 +5,16 @@
 // statement, into a mesh of its own: a recipient connected here and idle,
 // one offline, one connected only elsewhere, one here but backed up, one
 // busy (a `next` and a `now` to it), one with older queued work, an unknown
-// pubkey, a revoked sender, a request its sender waits on, then a retry and
-// the reply to that request.
+// pubkey, a revoked sender and a revoked recipient, a request its sender
+// waits on, one backed up here but idle elsewhere, one with a webhook, a
+// send to oneself and one client id twice; then a retry and the reply to
+// that request. Each statement's answers and rows are checked, and the two
+// are compared row by row, their members' ids read as names.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { BUS_CHANNEL } from "../src/store/notify.ts";
+import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE } from "../src/store/notify.ts";
+import { MAX_DIRECT_BATCH } from "../src/store/queue/enqueue-direct.ts";
 import { enqueueSends, writtenDirectly, type EnqueuedSend, type LocalHolders, type NewMessage } from "../src/store/queue/index.ts";
 import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
 
@@ -54,6 +58,11 @@ async function write(messages: NewMessage[], holders: LocalHolders, notices: num
 
 const leasedList = (w: EnqueuedSend) => JSON.parse(w.leased) as Array<{ memberId: string; presenceId: string }>;
 
+/** Each statement's first batch, its ids read as the names of its members, presences and messages. */
+const summaries = new Map<boolean, unknown[]>();
+/** The sends only the send statement leases elsewhere. */
+const LEASED_ELSEWHERE_BY_SEND_STATEMENT = [2, 11];
+
 describe.each([
   ["the send statement", false],
   ["the direct statement", true],
@@ -76,6 +85,13 @@ describe.each([
     m.behind = await member(meshId, "behind", { instance: INSTANCE, status: "idle" });
     m.revoked = await member(meshId, "revoked");
     await scratch.db.rows(sql`UPDATE members SET revoked_at = now() WHERE id = ${m.revoked.id}::uuid`);
+    // Backed up here, idle on the next instance.
+    m.split = await member(meshId, "split", { instance: INSTANCE, status: "idle" });
+    const splitElsewhere = await one<{ id: string }>(sql`
+      INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
+      VALUES (${meshId}::uuid, ${m.split.id}::uuid, ${ELSEWHERE}, 'split-next', 'split') RETURNING id`);
+    m.hooked = await member(meshId, "hooked", { instance: INSTANCE, status: "idle" });
+    await scratch.db.rows(sql`INSERT INTO webhooks (member_id, url, secret) VALUES (${m.hooked.id}::uuid, 'https://example.invalid/hook', 's')`);
     // Older work queued for `behind`: a new send must not overtake it.
     await enqueueSends(scratch.db, [newMessage(meshId, m.sender.id, m.behind.pubkey)], { ...holders([m.behind.presence]), notify: false });
 
@@ -92,9 +108,35 @@ describe.each([
       send(m.revoked!, m.here!.pubkey),
       // A request whose sender waits for the reply.
       send(m.here!, m.offline!.pubkey, { replyWaitSeconds: 60 }),
+      send(m.sender!, m.revoked!.pubkey),
+      send(m.sender!, m.split!.pubkey),
+      send(m.sender!, m.hooked!.pubkey),
+      send(m.here!, m.here!.pubkey),
+      send(m.sender!, m.offline!.pubkey, { clientId: "twin" }),
+      send(m.sender!, m.offline!.pubkey, { clientId: "twin" }),
     ];
     expect(writtenDirectly(batch, holders())).toBe(recipientsHere);
-    first = await write(batch, holders([m.backedUp.presence]), recipientsHere ? 1 : 2);
+    first = await write(batch, holders([m.backedUp.presence, m.split.presence]), recipientsHere ? 1 : 2);
+
+    const names = new Map<string, string>([[splitElsewhere.id, "split's presence elsewhere"]]);
+    for (const [name, x] of Object.entries(m)) names.set(x.id, name).set(x.presence, `${name}'s presence`);
+    for (const [i, sent] of batch.entries()) names.set(sent.id, `send ${i}`);
+    const named = (id: string | null) => (id === null ? null : (names.get(id) ?? id));
+    summaries.set(
+      recipientsHere,
+      first.written.map((w, i) => ({
+        idx: w.idx,
+        known: w.known,
+        senderLive: w.senderLive,
+        inserted: w.inserted,
+        prior: named(w.priorId),
+        priorRecipients: w.priorRecipients,
+        recipients: (JSON.parse(w.recipients) as string[]).map(named),
+        leased: leasedList(w).map((l) => [named(l.memberId), named(l.presenceId)]),
+        leasedElsewhere: (JSON.parse(w.leasedElsewhere) as string[]).map(named),
+        deliveries: first.delivery(i).map((d) => ({ ...d, holder: named(d.holder) })),
+      })),
+    );
   });
 
   test("a recipient idle here gets its delivery leased to its presence, to push at once", () => {
@@ -103,34 +145,48 @@ describe.each([
     expect(first.delivery(0)).toEqual([{ state: "leased", holder: m.here!.presence, attempt: 1 }]);
   });
 
-  test("one offline, one backed up here, one busy with a `next`, one with older work: queued, and named in the notice", () => {
-    for (const i of [1, 3, 4, 6]) {
-      expect(first.written[i]).toMatchObject({ inserted: true, leased: "[]", leasedElsewhere: "[]" });
+  test("one offline, one backed up here, one busy with a `next`, one with older work, one with a webhook: queued, and named in the notice", () => {
+    for (const i of [1, 3, 4, 6, 12]) {
+      expect(first.written[i]).toMatchObject({ known: true, inserted: true, leased: "[]", leasedElsewhere: "[]" });
       expect(first.delivery(i)).toEqual([{ state: "queued", holder: null, attempt: 0 }]);
     }
     const named = first.heard.flatMap((n) => (n.members as string[] | undefined) ?? []);
-    const queued = [m.offline!.id, m.backedUp!.id, m.busy!.id, m.behind!.id];
-    expect(new Set(named)).toEqual(new Set(recipientsHere ? [...queued, m.elsewhere!.id] : queued));
+    const queued = [m.offline!.id, m.backedUp!.id, m.busy!.id, m.behind!.id, m.hooked!.id];
+    expect(named.sort()).toEqual((recipientsHere ? [...queued, m.elsewhere!.id, m.split!.id] : queued).sort());
+  });
+
+  test("a send to oneself is leased to one's own presence; a client id twice in one batch is written once", () => {
+    expect(first.delivery(13)).toEqual([{ state: "leased", holder: m.here!.presence, attempt: 1 }]);
+    expect(first.written[14]).toMatchObject({ inserted: true, recipients: JSON.stringify([m.offline!.id]) });
+    expect(first.written[15]).toMatchObject({ known: true, senderLive: true, inserted: false, priorId: null, recipients: JSON.stringify([m.offline!.id]) });
+    expect(first.delivery(15)).toEqual([]);
   });
 
   test("a busy recipient's `now` is leased to it", () => {
     expect(first.delivery(5)).toEqual([{ state: "leased", holder: m.busy!.presence, attempt: 1 }]);
   });
 
-  test("a recipient connected only elsewhere: leased there by the send statement, queued by the direct one", () => {
-    const elsewhere = m.elsewhere!;
-    if (recipientsHere) {
-      expect(first.written[2]).toMatchObject({ inserted: true, leased: "[]", leasedElsewhere: "[]" });
-      expect(first.delivery(2)).toEqual([{ state: "queued", holder: null, attempt: 0 }]);
-      return;
+  test("a recipient connected only elsewhere, or backed up here and idle elsewhere: leased there by the send statement, queued by the direct one", async () => {
+    const [split] = await scratch.db.rows<{ id: string }>(sql`
+      SELECT id FROM presences WHERE member_id = ${m.split!.id}::uuid AND instance_id = ${ELSEWHERE}`);
+    for (const [i, recipient, presence] of [[2, m.elsewhere!.id, m.elsewhere!.presence], [11, m.split!.id, split!.id]] as const) {
+      if (recipientsHere) {
+        expect(first.written[i]).toMatchObject({ inserted: true, leased: "[]", leasedElsewhere: "[]" });
+        expect(first.delivery(i)).toEqual([{ state: "queued", holder: null, attempt: 0 }]);
+        continue;
+      }
+      expect(JSON.parse(first.written[i]!.leasedElsewhere)).toEqual([recipient]);
+      expect(first.delivery(i)).toEqual([{ state: "leased", holder: presence, attempt: 1 }]);
     }
-    expect(JSON.parse(first.written[2]!.leasedElsewhere)).toEqual([elsewhere.id]);
-    expect(first.delivery(2)).toEqual([{ state: "leased", holder: elsewhere.presence, attempt: 1 }]);
-    expect(first.heard.find((n) => n.leased)).toMatchObject({ leased: { instance: ELSEWHERE } });
+    const notice = first.heard.find((n) => n.leased) as { leased: { instance: string; pushes: Array<[string, number]> } } | undefined;
+    if (recipientsHere) expect(notice).toBeUndefined();
+    else expect(notice?.leased.pushes.map(([presence]) => presence).sort()).toEqual([m.elsewhere!.presence, split!.id].sort());
   });
 
-  test("an unknown pubkey and a revoked sender write nothing", () => {
+  test("an unknown pubkey, a revoked recipient and a revoked sender write nothing", () => {
     expect(first.written[7]).toMatchObject({ known: false, inserted: false, recipients: "[]" });
+    expect(first.written[10]).toMatchObject({ known: false, inserted: false, recipients: "[]" });
+    expect(first.delivery(10)).toEqual([]);
     expect(first.written[8]).toMatchObject({ known: true, senderLive: false, inserted: false });
     expect(first.delivery(7)).toEqual([]);
     expect(first.delivery(8)).toEqual([]);
@@ -149,7 +205,20 @@ describe.each([
   });
 });
 
+test("the two statements' answers and rows agree, but for the sends the send statement leases elsewhere", () => {
+  const [send, direct] = [summaries.get(false), summaries.get(true)];
+  expect(send).toHaveLength(16);
+  const others = (rows: unknown[] | undefined) => rows?.filter((_, i) => !LEASED_ELSEWHERE_BY_SEND_STATEMENT.includes(i));
+  expect(others(direct)).toEqual(others(send));
+  for (const i of LEASED_ELSEWHERE_BY_SEND_STATEMENT) {
+    expect(direct![i]).toMatchObject({ ...(send![i] as object), leasedElsewhere: [], deliveries: [{ state: "queued", holder: null, attempt: 0 }] });
+  }
+});
+
 test("only a batch of sends each to a pubkey, at most 128, the instance says it holds, is written directly", () => {
+  // The direct statement may pick a presence elsewhere whenever it notifies:
+  // the send statement too, while its recipients number at most this.
+  expect(MAX_DIRECT_BATCH).toBeLessThanOrEqual(MAX_LEASED_ELSEWHERE);
   const send = (targetSpec: string) => newMessage(crypto.randomUUID(), crypto.randomUUID(), targetSpec);
   const holders = (recipientsHere?: boolean): LocalHolders => ({ instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: true, recipientsHere });
   const direct = Array.from({ length: 128 }, () => send(pubkey()));

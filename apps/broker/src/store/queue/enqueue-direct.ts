@@ -21,7 +21,10 @@ export const directSendStatement = shapedStatement<SendValues, number>((slot, ba
 // recipient, one delivery and one lease, and its answer's lists are read by
 // joins rather than aggregated. A presence elsewhere is still picked as the
 // send statement picks it (an idle one first), so the same presence is
-// chosen; only the lease to it is not written.
+// chosen; only the lease to it is not written. The send statement allows
+// one elsewhere while it notifies and its recipients number at most
+// MAX_LEASED_ELSEWHERE, which a direct batch never passes
+// (enqueue-direct.test.ts holds the two bounds together).
 function directSendSql(slot: Slot<SendValues>, batchSize: number): SQL {
   const notify = slot("notify");
   return sql`
