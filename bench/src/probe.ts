@@ -154,6 +154,14 @@ export class Profiler {
     this.samples.push({ at, cpu, waits, counters });
   }
 
+  /** Samples once more now, after any sample under way: a window may then end with it. */
+  async sampleNow(): Promise<void> {
+    while (this.sampling) await this.sampling;
+    const sampling = this.sample().finally(() => (this.sampling = null));
+    this.sampling = sampling;
+    await sampling;
+  }
+
   /** The profile between two wall-clock times (ms since the epoch). */
   window(from: number, to: number): ProfileWindow {
     const inside = this.samples.filter((s) => s.at >= from && s.at <= to);

@@ -132,6 +132,11 @@ export async function runSwitchboard(options: {
       },
     );
     const after = brokers.map((b) => sampleProcess(b.pid));
+    // The run's profile ends with a sample of its own: a broker stalled
+    // through the periodic samples of a short run (its reads of /metrics wait
+    // for it) would otherwise be read once in the window, or not at all.
+    await profiler.sampleNow();
+    const profiledTo = Date.now();
     await profiler.stop();
     // The embedded database is locked by its broker; its rows are not counted.
     const rows = databaseUrl ? await rowsLeft(databaseUrl) : {};
@@ -147,7 +152,7 @@ export async function runSwitchboard(options: {
       load,
       profile: connecting
         ? profiler.window(load.connect!.startedAt, load.connect!.startedAt + load.connect!.seconds * 1000)
-        : profiler.window(load.startedAt, load.endedAt),
+        : profiler.window(load.startedAt, profiledTo),
       ...(load.steps ? { stepProfiles: load.steps.map((s) => profiler!.window(s.startedAt, s.endedAt)) } : {}),
       brokers: brokers.map((_, i) => ({
         rssBeforeBytes: before[i]!.rssBytes,

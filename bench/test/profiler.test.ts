@@ -1,0 +1,33 @@
+// A run's profile ends with a sample of its own (bench/src/switchboard.ts):
+// Profiler.sampleNow waits for a sample under way, whose read of a stalled
+// broker's /metrics may hang, then takes one more. So a window that ends
+// after it holds two readings of each counter, and its rate per second.
+import { expect, test } from "bun:test";
+import type { CounterSource } from "../src/counters.ts";
+import { Profiler } from "../src/probe.ts";
+
+test("sampleNow waits for the sample under way, then takes one of its own", async () => {
+  let release = () => {};
+  let reads = 0;
+  const stalled: CounterSource = {
+    read: () => {
+      reads++;
+      if (reads === 1) return new Promise((resolve) => (release = () => resolve({ sends: 10 })));
+      return Promise.resolve({ sends: 30 });
+    },
+  };
+  // Periodic samples would come only after a minute: each sample here is one the test asked for.
+  const profiler = new Profiler(null, 60_000);
+  profiler.trackCounters(stalled);
+  const from = Date.now();
+  const first = profiler.sampleNow();
+  const second = profiler.sampleNow();
+  await Bun.sleep(20);
+  expect(reads).toBe(1);
+  release();
+  await Promise.all([first, second]);
+  await profiler.stop();
+  expect(reads).toBe(2);
+  const window = profiler.window(from, Date.now());
+  expect(window.perSecond.sends).toBeGreaterThan(0);
+});
