@@ -1,10 +1,11 @@
 // A starting instance readies its pool before it takes traffic: every
 // connection opened, and both send statements (the direct one and the one
-// for any batch) planned on each for the small batches a light load writes. Otherwise the first sends after a start (a
-// restart under load brings every peer back at once) each meet a connection
-// still to open or a statement still to plan — milliseconds of planning, per
-// connection and per batch size — and the sends behind them queue: the
-// latency bench's first second ran at several times its steady p50.
+// for any batch) planned on each for the small batches a light load
+// writes. Otherwise the first sends after a start (a restart under load
+// brings every peer back at once) each meet a connection still to open or
+// a statement still to plan — milliseconds of planning, per connection and
+// per batch size — and the sends behind them queue: the latency bench's
+// first second ran at several times its steady p50.
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import { prepareEnqueue } from "../store/queue/index.ts";

@@ -6,6 +6,14 @@ import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { jsonParam } from "./sql.ts";
 
+// A pubkey: one probe of the (mesh, pubkey) index, not a scan of the mesh.
+const PUBKEY_RECIPIENT = `
+      SELECT q.idx, mb.id AS member_id, q.priority
+      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL`;
+const PUBKEY_KNOWN = `EXISTS (
+          SELECT 1 FROM members mb
+          WHERE mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL)`;
+
 /**
  * Given a CTE `q` of sends (idx, "meshId", "senderId", "targetSpec", priority),
  * the CTEs `recipients` (idx, member_id, priority) and `routed` (q's columns
@@ -14,10 +22,7 @@ import { jsonParam } from "./sql.ts";
  * the ephemeral lookup both route with these.
  */
 export const ROUTE_CTES = sql.raw(`
-    recipients AS (
-      -- A pubkey: one probe of the (mesh, pubkey) index, not a scan of the mesh.
-      SELECT q.idx, mb.id AS member_id, q.priority
-      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL
+    recipients AS (${PUBKEY_RECIPIENT}
       WHERE q."targetSpec" <> '*' AND q."targetSpec" NOT LIKE 'tag:%' AND q."targetSpec" NOT LIKE '#%'
       UNION ALL
       SELECT q.idx, mb.id AS member_id, q.priority
@@ -35,15 +40,22 @@ export const ROUTE_CTES = sql.raw(`
     ),
     routed AS (
       SELECT q.*, CASE
-        WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN EXISTS (
-          SELECT 1 FROM members mb
-          WHERE mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL)
+        WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN ${PUBKEY_KNOWN}
         -- Joined by a member not revoked: a revoked member's channels are as unknown as its pubkey.
         WHEN q."targetSpec" LIKE '#%' THEN EXISTS (
           SELECT 1 FROM channel_members c JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
           WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec")
         ELSE true
       END AS known
+      FROM q
+    )`);
+
+/** The same CTEs for sends whose every target spec is a pubkey: its arm of each alone. */
+export const PUBKEY_ROUTE_CTES = sql.raw(`
+    recipients AS (${PUBKEY_RECIPIENT}
+    ),
+    routed AS (
+      SELECT q.*, ${PUBKEY_KNOWN} AS known
       FROM q
     )`);
 

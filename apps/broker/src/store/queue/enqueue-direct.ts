@@ -10,6 +10,7 @@
 import { shapedStatement, type Slot } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
+import { PUBKEY_ROUTE_CTES } from "../routing.ts";
 import { directCte, enqueuedCte, leasedPush, sendAnswers, sendsCte, WRITTEN_CTES, type SendValues } from "./send-parts.ts";
 
 /** The most sends it writes at once: a send has at most one recipient, so its notice names at most this many members. */
@@ -29,17 +30,7 @@ function directSendSql(slot: Slot<SendValues>, batchSize: number): SQL {
   const notify = slot("notify");
   return sql`
     WITH ${sendsCte(slot, batchSize)},
-    recipients AS (
-      SELECT q.idx, mb.id AS member_id, q.priority
-      FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL
-    ),
-    routed AS (
-      SELECT q.*, EXISTS (
-          SELECT 1 FROM members mb
-          WHERE mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL
-        ) AS known
-      FROM q
-    ),
+    ${PUBKEY_ROUTE_CTES},
     ${WRITTEN_CTES},
     ${directCte(slot, sql`${notify}`)},
     ${enqueuedCte(slot, sql`dl.instance_id = ${slot("instanceId")}`)},

@@ -75,17 +75,20 @@ export interface LocalHolders {
   /**
    * Whether the instance holds a presence of every send's recipient. A batch
    * of sends each to one member by pubkey is then written by the direct
-   * statement (enqueue-direct.ts), whose plan has 64 nodes against 114. Said wrongly,
-   * nothing is lost: a delivery another instance's presence would take is
+   * statement (enqueue-direct.ts), whose plan has 64 nodes against 114.
+   * Said wrongly, nothing is lost: a delivery another instance's presence would take is
    * written queued and named to the instances, as a send to someone offline.
    * Unsaid, the batch is written by the send statement.
    */
   recipientsHere?: boolean;
 }
 
-/** Whether the batch is written by the direct statement (see LocalHolders.recipientsHere). */
+/** Whether a batch of that size may be written by the direct statement (see LocalHolders.recipientsHere). */
+const directFits = (holders: LocalHolders, batchSize: number): boolean => holders.recipientsHere === true && batchSize <= MAX_DIRECT_BATCH;
+
+/** Whether the batch is written by the direct statement: it fits, and each send names a pubkey. */
 export const writtenDirectly = (messages: readonly NewMessage[], holders: LocalHolders): boolean =>
-  holders.recipientsHere === true && messages.length <= MAX_DIRECT_BATCH && messages.every((m) => PUBKEY.test(m.targetSpec));
+  directFits(holders, messages.length) && messages.every((m) => PUBKEY.test(m.targetSpec));
 
 export async function enqueueSends(db: Executor, messages: NewMessage[], holders: LocalHolders): Promise<EnqueuedSend[]> {
   if (messages.length === 0) return [];
@@ -102,8 +105,8 @@ export async function enqueueSends(db: Executor, messages: NewMessage[], holders
  * next power of two is a statement of its own (batchLimit).
  */
 export async function prepareEnqueue(db: Executor, holders: LocalHolders, batchSize: number): Promise<void> {
-  const direct = holders.recipientsHere === true && batchSize <= MAX_DIRECT_BATCH;
-  await db.rows((direct ? directSendStatement : sendStatement)(sendValues([], holders), batchShape(batchSize)));
+  const statement = directFits(holders, batchSize) ? directSendStatement : sendStatement;
+  await db.rows(statement(sendValues([], holders), batchShape(batchSize)));
 }
 
 const sendValues = (messages: NewMessage[], holders: LocalHolders): SendValues => ({
