@@ -86,12 +86,12 @@ function measure(count: number, engaged: number, size: Size): PresencesCase {
     presences.engage(p);
   }
   const sorted = (ids: string[]) => [...ids].sort().join();
-  const agreed = sorted(scanEvery(presences, handedBack)) === sorted(unavailablePresences(presences, handedBack));
+  const agreed = sorted(scanEvery(presences, handedBack)) === sorted(unavailablePresences(presences, handedBack, []));
   const scan: number[] = [];
   const engagedOnly: number[] = [];
   for (let r = 0; r < rounds; r++) {
     scan.push(microsPerCall(() => scanEvery(presences, handedBack), calls));
-    engagedOnly.push(microsPerCall(() => unavailablePresences(presences, handedBack), calls));
+    engagedOnly.push(microsPerCall(() => unavailablePresences(presences, handedBack, []), calls));
   }
   return { presences: count, engaged, scanUs: summarize(scan).p50, engagedOnlyUs: summarize(engagedOnly).p50, agreed };
 }

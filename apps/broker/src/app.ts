@@ -141,7 +141,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   });
   const presenceEvents = new PresenceEvents(db, bus, instanceId, metrics, log);
   const tokenExpiry = new TokenExpiry(clock);
-  const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId, presenceEvents, tokenExpiry);
+  const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId, presenceEvents, tokenExpiry, pump);
   const status = new StatusService(db, bus, timing, presenceEvents, (member) => queuedWork.forMembers([member]));
   const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock }, presenceEvents, () =>
     lifecycle.endAll("lease_lost"),

@@ -17,7 +17,7 @@ import {
   waitUntil,
   type SetupMember,
 } from "@switchboard/testkit";
-import { peersOfEachTest, queryPostgres, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
+import { firstArrivals, peersOfEachTest, queryPostgres, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
 
 const { connect } = peersOfEachTest();
 
@@ -37,6 +37,11 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
       broker.backend,
       (sql) => sql<{ state: string }[]>`SELECT DISTINCT state FROM deliveries WHERE message_id = ANY (${messageIds}::uuid[])`,
     );
+
+  const pushesUnwritten = async () => {
+    const text = await (await fetch(`${broker.url}/metrics`)).text();
+    return Number(/^broker_pushes_unwritten_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+  };
 
   /** A recipient's session `sessionId` holding the leases of 20 messages pushed to it. */
   async function twentyLeased(sessionId: string) {
@@ -67,6 +72,25 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
     });
     expect(await pushesBeforeMarker(sender, second)).toEqual([]);
     expect(await statesOf(acks.map((x) => str(x.messageId)))).toEqual([{ state: "acked" }]);
+  });
+
+  test("a message sent while a closed session's leases wait to go back does not overtake them: the member's next session gets them first", async () => {
+    const { mesh, b, sender, first, acks } = await twentyLeased("first");
+    const unwrittenBefore = await pushesUnwritten();
+    let second: Awaited<ReturnType<typeof connect>> | undefined;
+    let marker = "";
+    await withSlowJoins(broker.backend, 2, async () => {
+      // Its leases go back only after the join it read: two seconds from now.
+      first.sendFrame({ type: "join", channel: "#slow" });
+      await first.close();
+      second = await connect(broker, mesh.id, b, { sessionId: "second" });
+      const ack = await sender.request(sendFrame(b.pubkey));
+      marker = str(ack.messageId);
+    });
+    await waitUntil(() => firstArrivals(second!.pushes()).length === 21, 30_000, "all 21 messages at the next session");
+    expect(firstArrivals(second!.pushes())).toEqual([...acks.map((x) => str(x.messageId)), marker]);
+    // The later message waited in the queue: no claim leased it meanwhile only to hand it back, over and over.
+    expect((await pushesUnwritten()) - unwrittenBefore).toBe(0);
   });
 
   // The first socket holds its acks behind a slow join as the same session

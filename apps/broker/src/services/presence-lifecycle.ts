@@ -22,6 +22,12 @@ import type { TokenExpiry } from "./token-expiry.ts";
 
 type PresenceRow = Pick<LocalPresence, "presenceId" | "memberId" | "meshId">;
 
+/** The pushes of this instance (DeliveryPump). */
+export interface EndingPushes {
+  /** Runs `work`, which ends a presence's row and takes its leases back; the member's other presences get nothing ahead of them. */
+  presenceEnding<T>(presence: PresenceRow, work: () => Promise<T>): Promise<T>;
+}
+
 // The frames a closing socket read are a connection's in-flight bound at most
 // (acks and sends each commit in a group commit, a few milliseconds apiece);
 // a database too slow for them in this time delays every end by no more.
@@ -50,6 +56,7 @@ export class PresenceLifecycle {
     private readonly instanceId: string,
     private readonly events: PresenceEvents,
     private readonly tokenExpiry: TokenExpiry,
+    private readonly pushes: EndingPushes,
   ) {}
 
   /**
@@ -103,13 +110,21 @@ export class PresenceLifecycle {
     this.events.unsubscribe(presence.presenceId);
   }
 
-  /** Ends a presence in the database (requeueing its leases), once `first` settled; its socket is gone or going. */
+  /**
+   * Ends a presence in the database (requeueing its leases), once `first`
+   * settled; its socket is gone or going. From now until its leases are back
+   * in the queue, a message for the member must not be leased to its other
+   * presences directly: it would overtake them.
+   */
   async disconnect(presence: PresenceRow, detail: string, first: Promise<void> = Promise.resolve()): Promise<void> {
     this.ending.add(presence.presenceId);
     try {
-      await settleWithin(first, FRAMES_READ_WAIT_MS, () => undefined);
-      await this.writeDisconnect(presence, detail);
+      const woken = await this.pushes.presenceEnding(presence, async () => {
+        await settleWithin(first, FRAMES_READ_WAIT_MS, () => undefined);
+        return this.writeDisconnect(presence, detail);
+      });
       this.unfinished.delete(presence.presenceId);
+      this.queuedWork.forMembers(woken);
     } catch (error) {
       const { presenceId, memberId, meshId } = presence;
       this.unfinished.set(presenceId, { presence: { presenceId, memberId, meshId }, detail });
@@ -129,7 +144,8 @@ export class PresenceLifecycle {
     for (const { presence, detail } of [...this.unfinished.values()]) await this.disconnect(presence, detail);
   }
 
-  private async writeDisconnect(presence: PresenceRow, detail: string): Promise<void> {
+  /** Returns the members whose leases went back to the queue. */
+  private async writeDisconnect(presence: PresenceRow, detail: string): Promise<string[]> {
     const members = await retryTransient(() =>
       this.db.transaction(async (tx) => {
         const woken = await disconnectPresences(tx, [presence.presenceId]);
@@ -148,7 +164,7 @@ export class PresenceLifecycle {
       }),
     );
     this.events.deliver([{ presenceId: presence.presenceId, event: "left" }]);
-    this.queuedWork.forMembers(members);
+    return members;
   }
 
   /** Ends the socket of a presence on this instance, if it is here. */

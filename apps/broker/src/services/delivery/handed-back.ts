@@ -6,7 +6,11 @@
 // opens), or one a claim that started before they were back took from
 // behind them. Only a claim that started once they were back leases from the
 // queue's head; once such a claim found less than the presence it chose had
-// room for, nothing the member may take is left behind.
+// room for, nothing the member may take is left behind. The leases of a
+// presence whose socket closed are on their way back from the close until
+// its end is written (presence-lifecycle.ts): a wait for the frames it read,
+// then the statement that requeues them. No claim for the member runs while
+// pushes are on their way back: it would only hand back what it took.
 import type { LocalPresence } from "../local-presences.ts";
 
 interface Returned {
@@ -31,6 +35,11 @@ export class HandedBack {
     const r = this.returned.get(presence.memberId);
     if (r === undefined) return false;
     return claimStart === null || r.inFlight > 0 || claimStart < r.endedAt;
+  }
+
+  /** Whether a requeue of the member's pushes is under way. */
+  returning(memberId: string): boolean {
+    return (this.returned.get(memberId)?.inFlight ?? 0) > 0;
   }
 
   /** The members with pushes handed back that no claim has taken again yet. */

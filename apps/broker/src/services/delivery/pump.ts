@@ -42,6 +42,8 @@ export class DeliveryPump {
   private stopped = false;
   private readonly acks: AckCommits;
   private readonly handedBack = new HandedBack();
+  /** Presences whose sockets closed, until their rows are ended (presenceEnding). */
+  private readonly ending = new Set<string>();
   private readonly leasedElsewhere: LeasedElsewhere;
   private readonly missed: MissedLeases;
 
@@ -121,6 +123,22 @@ export class DeliveryPump {
     if (wasFull) this.schedule([presence.memberId]);
   }
 
+  /**
+   * A presence here ended: `work` ends its row and takes its leases back.
+   * Until it has, sends lease nothing to it (its row is live), and nothing is
+   * pushed to its member's other presences ahead of those leases
+   * (handed-back.ts); then they are claimed.
+   */
+  async presenceEnding<T>(presence: { presenceId: string; memberId: string }, work: () => Promise<T>): Promise<T> {
+    this.ending.add(presence.presenceId);
+    try {
+      return await this.handedBack.requeue([presence.memberId], work);
+    } finally {
+      this.ending.delete(presence.presenceId);
+      this.schedule([presence.memberId]);
+    }
+  }
+
   /** Whether a presence of the mesh's member with that pubkey is on this instance. */
   holds(meshId: string, pubkey: string): boolean {
     return this.presences.holds(meshId, pubkey);
@@ -128,7 +146,7 @@ export class DeliveryPump {
 
   /** This instance's presences that cannot take pushes now: a send must not lease to them. */
   unavailable(): string[] {
-    return unavailablePresences(this.presences, this.handedBack);
+    return unavailablePresences(this.presences, this.handedBack, this.ending);
   }
 
   /**
@@ -165,6 +183,9 @@ export class DeliveryPump {
   // the queue takes such a push back about then, and nothing else would
   // announce it to this member's presences.
   private claimRequest(memberId: string): ClaimRequest | null {
+    // Its pushes are on their way back: whatever this claim leased would go
+    // back too. The end of their requeue schedules the member again.
+    if (this.handedBack.returning(memberId)) return null;
     const open = this.presences.ofMember(memberId).filter(takesPushes);
     const presences = open
       .map((p) => ({ id: p.presenceId, room: Math.min(p.window.room(), MAX_PUSHES_PER_CLAIM) }))
@@ -314,10 +335,12 @@ export class DeliveryPump {
     } catch (error) {
       this.log.warn({ err: error }, "requeue failed; the lease sweeper will requeue");
       return;
+    } finally {
+      // Another presence of the same member may take them now (claims for
+      // these members waited for the requeue to end).
+      this.schedule(members);
     }
-    // Another presence of the same member may take them now, here or
-    // elsewhere. Not awaited: a claim round must not wait for the notice.
-    this.schedule(members);
+    // Elsewhere too. Not awaited: a claim round must not wait for the notice.
     void this.bus.publish(this.db, queuedWork(members, [])).catch((error: unknown) => {
       this.log.warn({ err: error }, "announcing requeued pushes failed; the catch-up will find them");
     });
