@@ -29,6 +29,15 @@ describe("embedded default", () => {
     expect((await fetch(`${first.url}/health`)).status).toBe(200);
   });
 
+  test("before it listens, an embedded broker has run both send statements on its one connection (the first sends after a start meet no cold statement)", async () => {
+    backend = embeddedBackend({ withSchema: true });
+    const broker = await spawnBroker(backend.env);
+    started.push(broker);
+    const warmed = broker.logs.findIndex((l) => l.msg === "pool warmed" && l.connections === 1);
+    expect(warmed).toBeGreaterThanOrEqual(0);
+    expect(warmed).toBeLessThan(broker.logs.findIndex((l) => l.msg === "broker listening"));
+  });
+
   test("a lock naming this very pid is a leftover (a restarted container's broker is pid 1 each time) and is taken over", () => {
     const dir = mkdtempSync(join(tmpdir(), "switchboard-lock-"));
     try {
