@@ -2,9 +2,10 @@
 // sweep far away, a message sent on one instance still reaches a recipient
 // on another at once, whether the send named it directly or by broadcast to
 // more members than one notification lists by id, or a push handed back to
-// the queue makes it claimable again; and a session's replacement tells the
+// the queue makes it claimable again; a session's replacement tells the
 // instance holding the old socket, but only for a hello whose socket is still
-// there.
+// there, and takes that socket's leases back itself, so nothing sent after it
+// overtakes them.
 import { afterEach, describe, expect, test } from "bun:test";
 import {
   backendKind,
@@ -17,7 +18,7 @@ import {
   waitUntil,
   type SetupMember,
 } from "@switchboard/testkit";
-import { scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
+import { firstArrivals, scrape, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
@@ -130,5 +131,31 @@ describe.skipIf(backendKind !== "postgres")("notifications between instances (CA
     } finally {
       await wake();
     }
+  });
+
+  test("a session back on B while its socket on A holds 20 leases: messages sent right after its hello, from either instance, come after those 20", async () => {
+    const { a, b } = pair;
+    const { mesh, members } = await setupMesh(a.admin, { members: 3 });
+    const [onA, onB, recipient] = members as [SetupMember, SetupMember, SetupMember];
+    const sessionId = crypto.randomUUID();
+    const fromA = await pool.connect(a.wsUrl, onA, mesh.id);
+    const fromB = await pool.connect(b.wsUrl, onB, mesh.id);
+    // Acks none: the 20 stay leased to its socket on A, which stays open.
+    const first = await pool.connect(a.wsUrl, recipient, mesh.id, { sessionId });
+    const acks = await sendMany(fromA, Array.from({ length: 20 }, () => sendFrame(recipient.pubkey)));
+    await first.waitForPushes(20);
+
+    // A ends its socket only after the frames it read: a join held 2 s. The
+    // hello on B takes the leases back itself, and sends right after it
+    // find them queued; left to A, they would still be leased to its socket.
+    const { second, markers } = await withSlowJoins(a.backend, 2, async () => {
+      first.sendFrame({ type: "join", channel: "#slow" });
+      const second = await pool.connect(b.wsUrl, recipient, mesh.id, { sessionId });
+      // B's presence is the recipient's only one: a send on B leases to it directly unless older work waits.
+      const markers = [await fromB.request(sendFrame(recipient.pubkey)), await fromA.request(sendFrame(recipient.pubkey))];
+      return { second, markers };
+    });
+    await waitUntil(() => firstArrivals(second.pushes()).length === 22, 20_000, "all 22 messages on B");
+    expect(firstArrivals(second.pushes())).toEqual([...acks, ...markers].map((x) => str(x.messageId)));
   });
 });
