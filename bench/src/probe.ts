@@ -95,6 +95,8 @@ interface Sample {
   waits: Record<string, number>;
   /** Cumulative values of the tracked counters (trackCounters). */
   counters: Record<string, number>;
+  /** When the counters' reads answered: a busy broker answers its /metrics late, with values of then. */
+  countersAt: number;
 }
 
 export interface ProfileWindow {
@@ -151,7 +153,7 @@ export class Profiler {
     const counters: Record<string, number> = {};
     const reads = await Promise.all(this.counterSources.map((c) => c.read().catch(() => ({}))));
     for (const values of reads) Object.assign(counters, values);
-    this.samples.push({ at, cpu, waits, counters });
+    this.samples.push({ at, cpu, waits, counters, countersAt: performance.timeOrigin + performance.now() });
   }
 
   /** Samples once more now, after any sample under way: a window may then end with it. */
@@ -175,12 +177,16 @@ export class Profiler {
         const used = (last.cpu[name] ?? 0) - (first.cpu[name] ?? 0);
         cpuPercent[name] = Math.round((used / seconds) * 1000) / 10;
       }
-      // From the first and last samples that read each counter.
+      // From the last reading of each counter known before the window (a
+      // broker stalled through the window's start answers its first samples
+      // only after the work they were to precede), or else the first inside,
+      // to the last inside, over the time between their answers.
       const keys = new Set(inside.flatMap((s) => Object.keys(s.counters)));
       for (const key of keys) {
         const read = inside.filter((s) => key in s.counters);
-        const [a, b] = [read[0]!, read[read.length - 1]!];
-        if (b.at > a.at) perSecond[key] = (b.counters[key]! - a.counters[key]!) / ((b.at - a.at) / 1000);
+        const before = this.samples.filter((s) => key in s.counters && s.countersAt <= from).at(-1);
+        const [a, b] = [before ?? read[0]!, read[read.length - 1]!];
+        if (b.countersAt > a.countersAt) perSecond[key] = (b.counters[key]! - a.counters[key]!) / ((b.countersAt - a.countersAt) / 1000);
       }
     }
     const activeBackends: Record<string, number> = {};

@@ -119,6 +119,9 @@ export async function runSwitchboard(options: {
     }
     const countersBefore = databaseUrl ? await databaseCounters(databaseUrl) : null;
     profiler.start();
+    // And begins with one: every window of the load then has a reading of
+    // each counter answered before it (Profiler.window).
+    await profiler.sampleNow();
 
     const before = brokers.map((b) => sampleProcess(b.pid));
     let connected: ProcessSample[] = before;

@@ -2,6 +2,9 @@
 // Profiler.sampleNow waits for a sample under way, whose read of a stalled
 // broker's /metrics may hang, then takes one more. So a window that ends
 // after it holds two readings of each counter, and its rate per second.
+// And a counter's reading is placed at the time it was answered: a window
+// whose first samples a stalled broker answered only after the window's work
+// counts from the reading answered before the window.
 import { expect, test } from "bun:test";
 import type { CounterSource } from "../src/counters.ts";
 import { Profiler } from "../src/probe.ts";
@@ -28,6 +31,33 @@ test("sampleNow waits for the sample under way, then takes one of its own", asyn
   await Promise.all([first, second]);
   await profiler.stop();
   expect(reads).toBe(2);
+  const window = profiler.window(from, Date.now());
+  expect(window.perSecond.sends).toBeGreaterThan(0);
+});
+
+test("a broker stalled through a window's start: its counters count from the reading answered before the window, not from a late one inside it", async () => {
+  let sends = 0;
+  let release = () => {};
+  let stall = false;
+  const broker: CounterSource = {
+    read: () => (stall ? new Promise((resolve) => (release = () => resolve({ sends }))) : Promise.resolve({ sends })),
+  };
+  const profiler = new Profiler(null, 60_000);
+  profiler.trackCounters(broker);
+  await profiler.sampleNow();
+  await Bun.sleep(5);
+  const from = Date.now();
+  // Asked inside the window, answered only once the window's work is done.
+  stall = true;
+  const late = profiler.sampleNow();
+  await Bun.sleep(5);
+  sends = 30;
+  release();
+  await late;
+  stall = false;
+  await Bun.sleep(5);
+  await profiler.sampleNow();
+  await profiler.stop();
   const window = profiler.window(from, Date.now());
   expect(window.perSecond.sends).toBeGreaterThan(0);
 });
