@@ -17,7 +17,7 @@ import {
   waitUntil,
   type SetupMember,
 } from "@switchboard/testkit";
-import { firstArrivals, peersOfEachTest, queryPostgres, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
+import { firstArrivals, peersOfEachTest, pushesUnwritten, queryPostgres, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
 
 const { connect } = peersOfEachTest();
 
@@ -37,11 +37,6 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
       broker.backend,
       (sql) => sql<{ state: string }[]>`SELECT DISTINCT state FROM deliveries WHERE message_id = ANY (${messageIds}::uuid[])`,
     );
-
-  const pushesUnwritten = async () => {
-    const text = await (await fetch(`${broker.url}/metrics`)).text();
-    return Number(/^broker_pushes_unwritten_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
-  };
 
   /** A recipient's session `sessionId` holding the leases of 20 messages pushed to it. */
   async function twentyLeased(sessionId: string) {
@@ -76,7 +71,7 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
 
   test("a message sent while a closed session's leases wait to go back does not overtake them: the member's next session gets them first", async () => {
     const { mesh, b, sender, first, acks } = await twentyLeased("first");
-    const unwrittenBefore = await pushesUnwritten();
+    const unwrittenBefore = await pushesUnwritten(broker.url);
     let second: Awaited<ReturnType<typeof connect>> | undefined;
     let marker = "";
     await withSlowJoins(broker.backend, 2, async () => {
@@ -90,7 +85,7 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
     await waitUntil(() => firstArrivals(second!.pushes()).length === 21, 30_000, "all 21 messages at the next session");
     expect(firstArrivals(second!.pushes())).toEqual([...acks.map((x) => str(x.messageId)), marker]);
     // The later message waited in the queue: no claim leased it meanwhile only to hand it back, over and over.
-    expect((await pushesUnwritten()) - unwrittenBefore).toBe(0);
+    expect((await pushesUnwritten(broker.url)) - unwrittenBefore).toBe(0);
   });
 
   // The first socket holds its acks behind a slow join as the same session

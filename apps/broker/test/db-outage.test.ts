@@ -1,5 +1,7 @@
 // /health follows a real Postgres going away and coming back (and the admin
 // API answers 503 meanwhile); the broker neither exits nor needs a restart.
+// A socket that closed meanwhile is ended once it is back, and until then
+// nothing is leased to it.
 import { afterAll, describe, expect, test } from "bun:test";
 import {
   AdminError,
@@ -7,10 +9,12 @@ import {
   rawPresence,
   setupMesh,
   startBrokerOnOwnPostgres,
+  TestPeer,
   waitUntil,
   type BrokerOnOwnPostgres,
   type SetupMember,
 } from "@switchboard/testkit";
+import { pushesUnwritten, queryPostgres, sendFrame, str } from "./support/messaging.ts";
 
 let own: BrokerOnOwnPostgres | undefined;
 afterAll(() => own?.dispose());
@@ -24,6 +28,16 @@ async function healthStatusBecomes(url: string, status: number, timeoutMs: numbe
     await Bun.sleep(200);
   }
   return last;
+}
+
+/** Postgres stopped, the peer's socket closed (its end cannot be written), Postgres back. */
+async function closeWhileAway({ cluster, broker }: BrokerOnOwnPostgres, peer: { destroy(): void }): Promise<void> {
+  await cluster.stop();
+  expect(await healthStatusBecomes(broker.url, 503, 15_000)).toBe(503);
+  peer.destroy();
+  await broker.process.waitForLog("disconnect failed");
+  await cluster.start();
+  expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);
 }
 
 describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
@@ -82,17 +96,12 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
   test("a socket that closed while Postgres was away is ended in the database once it is back", async () => {
     const mine = await startBrokerOnOwnPostgres();
     try {
-      const { cluster, broker } = mine;
+      const { broker } = mine;
       const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
       const peer = await rawPresence(broker.wsUrl, mesh.id, (members[0] as SetupMember).identity);
       expect(await broker.admin.peers(mesh.id)).toHaveLength(1);
 
-      await cluster.stop();
-      expect(await healthStatusBecomes(broker.url, 503, 15_000)).toBe(503);
-      peer.destroy();
-      await broker.process.waitForLog("disconnect failed");
-      await cluster.start();
-      expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);
+      await closeWhileAway(mine, peer);
       // Left as it was, the row would stay live, listed and counted, until the instance stopped.
       // Right after the outage the admin API may still answer 503 unavailable
       // a moment (a connection of the broker's pool met the restart): asked again.
@@ -105,6 +114,32 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
           },
         );
       await waitUntil(async () => (await livePeers()) === 0, 20_000, "the presence ended in the database");
+    } finally {
+      await mine.dispose();
+    }
+  });
+
+  test("until then (CATCH_UP_INTERVAL_MS=600000), a message for its member is queued, not leased to the socket that is gone", async () => {
+    const mine = await startBrokerOnOwnPostgres({ CATCH_UP_INTERVAL_MS: "600000" });
+    try {
+      const { broker } = mine;
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+      const [sender, recipient] = members as [SetupMember, SetupMember];
+      const peer = await rawPresence(broker.wsUrl, mesh.id, recipient.identity);
+      await closeWhileAway(mine, peer);
+
+      const unwrittenBefore = await pushesUnwritten(broker.url);
+      const from = await TestPeer.connect(broker.wsUrl, { identity: sender.identity, meshId: mesh.id });
+      try {
+        const ack = await from.request(sendFrame(recipient.pubkey));
+        // Queued either way once any push of it went back: then count.
+        const state = () =>
+          queryPostgres(broker.backend, (sql) => sql<{ state: string }[]>`SELECT state FROM deliveries WHERE message_id = ${str(ack.messageId)}::uuid`);
+        await waitUntil(async () => (await state())?.[0]?.state === "queued", 10_000, "the delivery queued");
+        expect((await pushesUnwritten(broker.url)) - unwrittenBefore).toBe(0);
+      } finally {
+        await from.close();
+      }
     } finally {
       await mine.dispose();
     }

@@ -117,6 +117,11 @@ export async function withSlowJoins<T>(backend: TestBackend, seconds: number, du
   }
 }
 
+/** The broker's count of pushes it could not write and handed back to the queue. */
+export async function pushesUnwritten(brokerUrl: string): Promise<number> {
+  return (await scrape(brokerUrl)).get("broker_pushes_unwritten_total") ?? Number.NaN;
+}
+
 export function firstArrivals(pushes: Frame[]): string[] {
   const seen = new Set<string>();
   const order: string[] = [];

@@ -127,14 +127,19 @@ export class DeliveryPump {
    * A presence here ended: `work` ends its row and takes its leases back.
    * Until it has, sends lease nothing to it (its row is live), and nothing is
    * pushed to its member's other presences ahead of those leases
-   * (handed-back.ts); then they are claimed.
+   * (handed-back.ts); then they are claimed. A `work` that failed leaves the
+   * row live until a later one for the same presence succeeds, and sends
+   * lease nothing to it meanwhile.
    */
   async presenceEnding<T>(presence: { presenceId: string; memberId: string }, work: () => Promise<T>): Promise<T> {
     this.ending.add(presence.presenceId);
+    let ended = false;
     try {
-      return await this.handedBack.requeue([presence.memberId], work);
+      const result = await this.handedBack.requeue([presence.memberId], work);
+      ended = true;
+      return result;
     } finally {
-      this.ending.delete(presence.presenceId);
+      if (ended) this.ending.delete(presence.presenceId);
       this.schedule([presence.memberId]);
     }
   }
