@@ -30,6 +30,7 @@ import { endedPresences, endSessions, insertPresencesWithinCap, settledPresences
 import { findPresenceForSignal } from "../src/store/status.ts";
 import { planOf, poolSettings, rowsReadFrom } from "./support/plans.ts";
 import { useBackendDatabase } from "./support/scratch-db.ts";
+import { tableStatistics, vacuumToNoPages } from "./support/vacuum.ts";
 
 const scratch = useBackendDatabase();
 let meshId = "";
@@ -210,11 +211,8 @@ const cases: Array<[string, Case]> = [
   ["a hook's look for the presence its signal is about", { pool: "main", run: (db) => findPresenceForSignal(db, recipient, { sessionId: "holder", pid: null, cwd: "/" }) }],
 ];
 
-const TABLES = sql`deliveries, messages, presences`;
-const statistics = () =>
-  scratch.db.rows<{ relname: string; pages: boolean; reltuples: number }>(
-    sql`SELECT relname, relpages > 0 AS pages, reltuples FROM pg_class WHERE relname IN ('deliveries', 'messages', 'presences') ORDER BY relname`,
-  );
+const EMPTIED = ["deliveries", "messages", "presences"] as const;
+const statistics = () => tableStatistics(scratch.db, EMPTIED);
 
 // Two ways the statistics say "empty": vacuumed to no pages (a plan made then
 // sees the pages the table has when planned; kept, it sees none), or emptied
@@ -225,7 +223,7 @@ const statistics = () =>
 // so that it cannot change one into the other meanwhile, nor hold a table's
 // lock while the test's own VACUUM would truncate it.)
 const vacuumTruncate = async (on: boolean) => {
-  for (const table of ["deliveries", "messages", "presences"]) {
+  for (const table of EMPTIED) {
     await scratch.db.rows(
       sql`ALTER TABLE ${sql.identifier(table)} SET (vacuum_truncate = ${sql.raw(String(on))}, autovacuum_enabled = false)`,
     );
@@ -237,18 +235,9 @@ const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean 
     {
       prepare: async () => {
         await vacuumTruncate(true);
-        // The rolled-back fills of the tests before are vacuumed away. A
-        // VACUUM gives up truncating a table when another session holds a
-        // lock on it, or keeps its dead rows visible: on a machine busy with
-        // the whole test run that lasted seconds. It is run again until
-        // none has pages, for 15 s at most (the test then says which kept
-        // them).
-        const deadline = Date.now() + 15_000;
-        do {
-          await scratch.db.rows(sql`VACUUM ANALYZE ${TABLES}`);
-          if ((await statistics()).every((t) => !t.pages)) break;
-          await Bun.sleep(200);
-        } while (Date.now() < deadline);
+        // The rolled-back fills of the tests before are vacuumed away (the
+        // test then says which table kept pages).
+        await vacuumToNoPages(scratch.db, EMPTIED);
       },
       pages: false,
     },
@@ -262,7 +251,7 @@ const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean 
         await scratch.db.rows(sql`DELETE FROM deliveries`);
         await scratch.db.rows(sql`DELETE FROM messages`);
         await scratch.db.rows(sql`DELETE FROM presences`);
-        await scratch.db.rows(sql`VACUUM ANALYZE ${TABLES}`);
+        await scratch.db.rows(sql`VACUUM ANALYZE deliveries, messages, presences`);
       },
       pages: true,
     },
@@ -272,7 +261,7 @@ const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean 
 describe.skipIf(backendKind !== "postgres").each(emptied)("planned on tables %s, run full", (_, { prepare, pages }) => {
   test.each(cases)("%s reads its own rows", async (_, { pool, run, writes, reads }) => {
     await prepare();
-    expect(await statistics()).toEqual(["deliveries", "messages", "presences"].map((relname) => ({ relname, pages, reltuples: 0 })));
+    expect(await statistics()).toEqual(EMPTIED.map((relname) => ({ relname, pages, reltuples: 0 })));
     const targets = newTargets();
     const plan = await planOf(scratch.backend.databaseUrl!, (db) => run(db, targets), {
       settings: settings[pool],
