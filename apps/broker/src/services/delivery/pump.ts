@@ -133,13 +133,11 @@ export class DeliveryPump {
    */
   async presenceEnding<T>(presence: { presenceId: string; memberId: string }, work: () => Promise<T>): Promise<T> {
     this.ending.add(presence.presenceId);
-    let ended = false;
     try {
       const result = await this.handedBack.requeue([presence.memberId], work);
-      ended = true;
+      this.ending.delete(presence.presenceId);
       return result;
     } finally {
-      if (ended) this.ending.delete(presence.presenceId);
       this.schedule([presence.memberId]);
     }
   }
