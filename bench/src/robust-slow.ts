@@ -77,7 +77,9 @@ async function whyNotPushed(s: Stage, sent: string[], pushed: Set<string>): Prom
   try {
     const states = await sql<Array<{ state: string; attempt: number; leased_to_live: boolean; n: number }>>`
       SELECT d.state, d.attempt, (p.id IS NOT NULL AND p.disconnected_at IS NULL) AS leased_to_live, count(*)::int AS n
-      FROM deliveries d LEFT JOIN presences p ON p.id = d.lease_presence_id
+      FROM (SELECT message_id, state, attempt, lease_presence_id FROM deliveries
+            UNION ALL SELECT message_id, 'acked', attempt, NULL FROM acked_deliveries) d
+      LEFT JOIN presences p ON p.id = d.lease_presence_id
       WHERE d.message_id = ANY(${missing}::uuid[])
       GROUP BY 1, 2, 3`;
     return [

@@ -72,13 +72,13 @@ async function rowsLeft(databaseUrl: string): Promise<Record<string, number>> {
     for (const until = Date.now() + 30_000; Date.now() < until; await Bun.sleep(200)) {
       const [left] = await sql<Array<{ live: number; unacked: number }>>`
         SELECT (SELECT count(*)::int FROM presences WHERE disconnected_at IS NULL) AS live,
-               (SELECT count(*)::int FROM deliveries WHERE state <> 'acked') AS unacked`;
+               (SELECT count(*)::int FROM deliveries) AS unacked`;
       if (left?.live === 0 && left.unacked === 0) break;
     }
     const [row] = await sql<Array<Record<string, number>>>`
       SELECT (SELECT count(*)::int FROM messages) AS messages,
-             (SELECT count(*)::int FROM deliveries) AS deliveries,
-             (SELECT count(*)::int FROM deliveries WHERE state <> 'acked') AS deliveries_unacked,
+             (SELECT count(*)::int FROM deliveries) + (SELECT count(*)::int FROM acked_deliveries) AS deliveries,
+             (SELECT count(*)::int FROM deliveries) AS deliveries_unacked,
              (SELECT count(*)::int FROM presences WHERE disconnected_at IS NULL) AS presences_live,
              (SELECT count(*)::int FROM presences) AS presences,
              (SELECT count(*)::int FROM hello_replays) AS hello_replays,

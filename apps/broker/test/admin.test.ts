@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { connect, type Database } from "@switchboard/db";
 import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
 import { newIdentity, TestPeer, useTestBroker, type TestIdentity } from "@switchboard/testkit";
+import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
 import { ISO, UUID } from "./support/messaging.ts";
 import { sql } from "drizzle-orm";
 import { createHash, randomBytes } from "node:crypto";
@@ -246,9 +247,10 @@ describe("admin API", () => {
           FROM generate_series(1, 3) g RETURNING id, ciphertext
         )
         INSERT INTO deliveries (message_id, recipient_member_id, priority, state, lease_presence_id, lease_expires_at, expires_at)
-        SELECT id, ${victim.id}::uuid, 'next', (ARRAY['queued', 'leased', 'acked'])[right(ciphertext, 1)::int],
+        SELECT id, ${victim.id}::uuid, 'next', (ARRAY['queued', 'leased', 'leased'])[right(ciphertext, 1)::int],
                gen_random_uuid(), now() + interval '1 hour', now() + interval '1 hour'
         FROM msgs`);
+      await db.rows(ackByHand(sql`d.message_id = (SELECT id FROM messages WHERE ciphertext = 'c3' AND sender_member_id = ${other.id}::uuid)`));
     });
 
     const victimPeer = await TestPeer.connect(broker.wsUrl, { identity: victimId, meshId: mesh.slug, pid: 4242, cwd: "/work" });
@@ -305,7 +307,7 @@ describe("admin API", () => {
       );
       expect(presences?.n).toBe(0);
       const left = await db.rows<{ state: string }>(
-        sql`SELECT state FROM deliveries WHERE recipient_member_id = ${victim.id}::uuid`,
+        sql`SELECT state FROM ${sql.raw(EVERY_DELIVERY)} d WHERE recipient_member_id = ${victim.id}::uuid`,
       );
       expect(left).toEqual([{ state: "acked" }]);
       const audit = await db.rows<{ meshId: string; meta: string }>(sql`

@@ -17,6 +17,7 @@ import {
   waitUntil,
   type SetupMember,
 } from "@switchboard/testkit";
+import { EVERY_DELIVERY } from "./support/acked.ts";
 import { firstArrivals, peersOfEachTest, pushesUnwritten, queryPostgres, sendFrame, sendMany, str, withSlowJoins } from "./support/messaging.ts";
 
 const { connect } = peersOfEachTest();
@@ -35,7 +36,7 @@ describe.skipIf(backendKind !== "postgres")("a session closing with leases held 
   const statesOf = (messageIds: string[]) =>
     queryPostgres(
       broker.backend,
-      (sql) => sql<{ state: string }[]>`SELECT DISTINCT state FROM deliveries WHERE message_id = ANY (${messageIds}::uuid[])`,
+      (sql) => sql<{ state: string }[]>`SELECT DISTINCT state FROM ${sql.unsafe(EVERY_DELIVERY)} d WHERE message_id = ANY (${messageIds}::uuid[])`,
     );
 
   /** A recipient's session `sessionId` holding the leases of 20 messages pushed to it. */

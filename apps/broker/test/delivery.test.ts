@@ -15,6 +15,7 @@ import {
   type Frame,
   type SetupMember,
 } from "@switchboard/testkit";
+import { EVERY_DELIVERY } from "./support/acked.ts";
 import { firstArrivals, peersOfEachTest, queryPostgres, scrape, sendFrame, sendMany, str } from "./support/messaging.ts";
 
 const LEASE_SECONDS = 1;
@@ -282,10 +283,10 @@ describe("acks a peer wrote just before it closed (HOUSEKEEPING_INTERVAL_MS=100)
       CREATE TABLE ack_statements (at timestamptz NOT NULL DEFAULT now());
       CREATE FUNCTION count_ack_statement() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF EXISTS (SELECT 1 FROM changed WHERE state = 'acked') THEN INSERT INTO ack_statements DEFAULT VALUES; END IF;
+        IF EXISTS (SELECT 1 FROM acked) THEN INSERT INTO ack_statements DEFAULT VALUES; END IF;
         RETURN NULL;
       END $$;
-      CREATE TRIGGER count_ack_statement AFTER UPDATE ON deliveries REFERENCING NEW TABLE AS changed
+      CREATE TRIGGER count_ack_statement AFTER INSERT ON acked_deliveries REFERENCING NEW TABLE AS acked
         FOR EACH STATEMENT EXECUTE FUNCTION count_ack_statement();`));
     try {
       await ackThenClose();
@@ -294,7 +295,7 @@ describe("acks a peer wrote just before it closed (HOUSEKEEPING_INTERVAL_MS=100)
       expect(row?.n).toBeLessThanOrEqual(30);
     } finally {
       await queryPostgres(broker.backend, (sql) => sql.unsafe(`
-        DROP TRIGGER count_ack_statement ON deliveries; DROP FUNCTION count_ack_statement(); DROP TABLE ack_statements;`));
+        DROP TRIGGER count_ack_statement ON acked_deliveries; DROP FUNCTION count_ack_statement(); DROP TABLE ack_statements;`));
     }
   });
 });
@@ -317,7 +318,7 @@ describe("the push window bounds pushes a send leases at once (LEASE_SECONDS=360
       if (backendKind !== "postgres") return;
       await waitUntil(async () => {
         const rows = await queryPostgres(broker.backend, (sql) => sql<{ state: string; n: number }[]>`
-          SELECT state, count(*)::int AS n FROM deliveries WHERE message_id = ANY (${sent}::uuid[]) GROUP BY state`);
+          SELECT state, count(*)::int AS n FROM ${sql.unsafe(EVERY_DELIVERY)} d WHERE message_id = ANY (${sent}::uuid[]) GROUP BY state`);
         return Bun.deepEquals(Object.fromEntries(rows!.map((r) => [r.state, r.n])), expected);
       }, 30_000, `the queue at ${JSON.stringify(expected)}`);
     };

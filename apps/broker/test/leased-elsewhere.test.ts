@@ -18,6 +18,7 @@ import {
   type TestBroker,
 } from "@switchboard/testkit";
 import postgres from "postgres";
+import { EVERY_DELIVERY } from "./support/acked.ts";
 
 // Long enough that a lease left to run out would outlast every wait below.
 const LEASE_SECONDS = 600;
@@ -64,7 +65,7 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
   /** How many of these messages' deliveries are in each state. */
   async function statesOf(messageIds: string[]): Promise<Record<string, number>> {
     const rows = await db<Array<{ state: string; n: number }>>`
-      SELECT state, count(*)::int AS n FROM deliveries WHERE message_id = ANY (${messageIds}::uuid[]) GROUP BY state`;
+      SELECT state, count(*)::int AS n FROM ${db.unsafe(EVERY_DELIVERY)} d WHERE message_id = ANY (${messageIds}::uuid[]) GROUP BY state`;
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
@@ -77,7 +78,7 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
     // created_at); a claim would have leased them in one of its own.
     const [row] = await db<Array<{ bySend: number; all: number }>>`
       SELECT count(*) FILTER (WHERE d.delivered_at = m.created_at)::int AS "bySend", count(*)::int AS all
-      FROM deliveries d JOIN messages m ON m.id = d.message_id
+      FROM ${db.unsafe(EVERY_DELIVERY)} d JOIN messages m ON m.id = d.message_id
       WHERE d.message_id = ANY (${sent}::uuid[])`;
     expect(row).toEqual({ bySend: 20, all: 20 });
   });

@@ -6,6 +6,9 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import { ackDeliveries } from "../src/store/queue/ack.ts";
+import { messageState } from "../src/store/queue/inspect.ts";
+import { takenReply } from "../src/store/queue/reply.ts";
 
 const open: Array<Database | TestBackend> = [];
 afterEach(async () => {
@@ -91,6 +94,53 @@ describe("migrations", () => {
     expect(tables.map((t) => t.name)).toEqual(
       expect.arrayContaining(["meshes", "members", "tokens", "presences", "messages", "deliveries", "audit_log"]),
     );
+  });
+
+  test("a delivery acknowledged in place (before 0010, or by an instance from before it) reads as acknowledged beside one an ack moved", async () => {
+    const { connectOnce } = await fresh();
+    const db = await connectOnce();
+    const all = loadMigrations();
+    const before = all.findIndex((m) => m.tag === "0010_acked_deliveries");
+    expect(before).toBeGreaterThan(0);
+    await migrate(db, all.slice(0, before));
+    const [ids] = await db.rows<{ meshId: string; memberId: string; requestId: string }>(sql`
+      WITH mesh AS (INSERT INTO meshes (slug, name) VALUES ('m', 'm') RETURNING id),
+      member AS (INSERT INTO members (mesh_id, pubkey, display_name) SELECT id, 'k', 'a' FROM mesh RETURNING id, mesh_id),
+      request AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+        SELECT mesh_id, id, 'k', 'next', 'n', 'request', now() + interval '1 day' FROM member RETURNING id)
+      SELECT member.mesh_id AS "meshId", member.id AS "memberId", request.id AS "requestId" FROM member, request`);
+    // Two replies to the request, owed to its sender: one acked as an instance from before 0010 acks.
+    const reply = async (ciphertext: string) => {
+      const [row] = await db.rows<{ id: string }>(sql`
+        WITH m AS (
+          INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, reply_to, expires_at)
+          VALUES (${ids!.meshId}::uuid, ${ids!.memberId}::uuid, 'k', 'next', 'n', ${ciphertext}, ${ids!.requestId}::uuid, now() + interval '1 day')
+          RETURNING id)
+        INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt, delivered_at)
+        SELECT id, ${ids!.memberId}::uuid, 'next', now() + interval '1 day', 'leased', gen_random_uuid(), now() + interval '1 minute', 1, now() FROM m
+        RETURNING message_id AS id`);
+      return row!.id;
+    };
+    const inPlace = await reply("in place");
+    await db.rows(sql`
+      UPDATE deliveries SET state = 'acked', acked_at = now(), lease_presence_id = NULL, lease_expires_at = NULL
+      WHERE message_id = ${inPlace}::uuid`);
+    expect(await migrate(db, all)).toEqual(all.slice(before).map((m) => m.tag));
+    const moved = await reply("moved");
+    expect(await ackDeliveries(db, [{ memberId: ids!.memberId, messageId: moved }])).toBe(1);
+    // Neither is acknowledged again; both read as acknowledged, with their times.
+    expect(await ackDeliveries(db, [{ memberId: ids!.memberId, messageId: inPlace }])).toBe(0);
+    for (const id of [inPlace, moved]) {
+      expect((await messageState(db, id))?.recipients).toEqual([
+        { pubkey: "k", state: "acked", attempt: 1, deliveredAt: expect.any(String), ackedAt: expect.any(String) },
+      ]);
+    }
+    // The first reply the sender took is the one acknowledged in place (the older).
+    expect((await takenReply(db, ids!.requestId, ids!.memberId))?.messageId).toBe(inPlace);
+    const [tables] = await db.rows<{ inPlace: number; moved: number }>(sql`
+      SELECT (SELECT count(*)::int FROM deliveries WHERE state = 'acked') AS "inPlace", (SELECT count(*)::int FROM acked_deliveries) AS moved`);
+    expect(tables).toEqual({ inPlace: 1, moved: 1 });
   });
 
   test("two migrators starting together apply each migration once", async () => {

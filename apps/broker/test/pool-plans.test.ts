@@ -28,6 +28,7 @@ import { requeue } from "../src/store/queue/requeue.ts";
 import { resolveHellos, type HelloRequest } from "../src/store/hello.ts";
 import { endedPresences, endSessions, insertPresencesWithinCap, settledPresencesOfInstance } from "../src/store/presences.ts";
 import { findPresenceForSignal } from "../src/store/status.ts";
+import { ackByHand } from "./support/acked.ts";
 import { planOf, poolSettings, rowsReadFrom } from "./support/plans.ts";
 import { useBackendDatabase } from "./support/scratch-db.ts";
 import { tableStatistics, vacuumToNoPages } from "./support/vacuum.ts";
@@ -89,7 +90,7 @@ beforeAll(async () => {
  * `leasedTo`, ending in `leaseEnds`), both expiring in `expiresIn` (a day);
  * one of them with the id `id` when given.
  */
-function deliveries(
+async function deliveries(
   tx: Executor,
   to: string,
   count: number,
@@ -97,21 +98,23 @@ function deliveries(
   options: { id?: string; leasedTo?: string; leaseEnds?: string; expiresIn?: string } = {},
 ) {
   const expires = sql`now() + ${options.expiresIn ?? "1 day"}::interval`;
-  const leased = state === "leased";
-  return tx.rows(sql`
+  // Acknowledged ones are written leased to a holder of their own, then moved as an ack moves them.
+  const acking = crypto.randomUUID();
+  const leased = state === "leased" || state === "acked";
+  await tx.rows(sql`
     WITH m AS (
       INSERT INTO messages (id, mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
       SELECT CASE WHEN g = 1 AND ${options.id ?? null}::uuid IS NOT NULL THEN ${options.id ?? null}::uuid ELSE gen_random_uuid() END,
              ${meshId}::uuid, ${sender}::uuid, 'k', 'next', 'n', 'c', ${expires}
       FROM generate_series(1, ${count}) g
       RETURNING id)
-    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at, lease_presence_id, lease_expires_at, attempt)
-    SELECT id, ${to}::uuid, 'next', ${expires}, ${state},
-           CASE WHEN ${state} = 'acked' THEN now() END,
-           CASE WHEN ${leased} THEN ${options.leasedTo ?? null}::uuid END,
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
+    SELECT id, ${to}::uuid, 'next', ${expires}, ${leased ? "leased" : state},
+           CASE WHEN ${leased} THEN ${state === "acked" ? acking : (options.leasedTo ?? null)}::uuid END,
            CASE WHEN ${leased} THEN now() + ${options.leaseEnds ?? "1 minute"}::interval END,
            CASE WHEN ${state} = 'queued' THEN 0 ELSE 1 END
     FROM m`);
+  if (state === "acked") await tx.rows(ackByHand(sql`d.lease_presence_id = ${acking}::uuid`));
 }
 
 /**
@@ -175,14 +178,14 @@ interface Case {
   reads?: { table: Table; atMost: number };
 }
 
-type Table = "deliveries" | "presences" | "messages" | "members";
+type Table = "deliveries" | "acked_deliveries" | "presences" | "messages" | "members";
 
 const cases: Array<[string, Case]> = [
   ["a send", { pool: "main", run: (db) => enqueueSends(db, [send(sender, "recipient")], local), writes: "Insert on deliveries" }],
   ["a reply", { pool: "main", run: (db, t) => enqueueSends(db, [send(recipient, "sender", t.toAck)], local), writes: "Insert on deliveries" }],
   ["a send by the direct statement", { pool: "main", run: (db) => enqueueSends(db, [send(sender, "recipient")], direct), writes: "Insert on deliveries" }],
   ["a reply by the direct statement", { pool: "main", run: (db, t) => enqueueSends(db, [send(recipient, "sender", t.toAck)], direct), writes: "Insert on deliveries" }],
-  ["an ack", { pool: "relaxed", run: (db, t) => ackDeliveries(db, [{ memberId: recipient, messageId: t.toAck }]), writes: "Update on deliveries d" }],
+  ["an ack", { pool: "relaxed", run: (db, t) => ackDeliveries(db, [{ memberId: recipient, messageId: t.toAck }]), writes: "Delete on deliveries d" }],
   ["a claim", { pool: "relaxed", run: (db, t) => claimForPresences(db, [{ memberId: recipient, presences: [{ id: t.holder, room: 10 }] }], 30), writes: "Update on deliveries d_1" }],
   ["the requeue of a presence's lapsed leases", { pool: "relaxed", run: (db, t) => requeue(db, { expiredOf: [t.holder] }), writes: "Update on deliveries d" }],
   ["the read of a delivery another instance's send leased to a presence here", { pool: "relaxed", run: (db, t) => readLeases(db, [{ presenceId: t.holder, seq: 1 }]) }],
@@ -211,7 +214,7 @@ const cases: Array<[string, Case]> = [
   ["a hook's look for the presence its signal is about", { pool: "main", run: (db) => findPresenceForSignal(db, recipient, { sessionId: "holder", pid: null, cwd: "/" }) }],
 ];
 
-const EMPTIED = ["deliveries", "messages", "presences"] as const;
+const EMPTIED = ["acked_deliveries", "deliveries", "messages", "presences"] as const;
 const statistics = () => tableStatistics(scratch.db, EMPTIED);
 
 // Two ways the statistics say "empty": vacuumed to no pages (a plan made then
@@ -248,10 +251,8 @@ const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean 
       prepare: async () => {
         await vacuumTruncate(false);
         await fill(scratch.db, newTargets());
-        await scratch.db.rows(sql`DELETE FROM deliveries`);
-        await scratch.db.rows(sql`DELETE FROM messages`);
-        await scratch.db.rows(sql`DELETE FROM presences`);
-        await scratch.db.rows(sql`VACUUM ANALYZE deliveries, messages, presences`);
+        for (const table of EMPTIED) await scratch.db.rows(sql`DELETE FROM ${sql.identifier(table)}`);
+        await scratch.db.rows(sql`VACUUM ANALYZE deliveries, acked_deliveries, messages, presences`);
       },
       pages: true,
     },
@@ -271,7 +272,7 @@ describe.skipIf(backendKind !== "postgres").each(emptied)("planned on tables %s,
     if (writes) expect(plan).toMatch(new RegExp(`${writes}  \\(cost=\\S+ rows=\\d+ width=\\d+\\) \\(actual time=\\S+ rows=1 loops=1\\)`));
     // Its own rows, the index entries its probes pass, the recipient's two
     // presences: a handful of each table, not the thousands around them.
-    const tables: Table[] = ["deliveries", "presences", "messages", "members"];
+    const tables: Table[] = ["deliveries", "acked_deliveries", "presences", "messages", "members"];
     const over = tables
       .map((table) => ({ table, read: rowsReadFrom(plan, table) }))
       .filter((r) => r.read > (r.table === reads?.table ? reads.atMost : FEW));

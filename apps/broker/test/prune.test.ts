@@ -12,6 +12,7 @@ import { pruneAuditLog, pruneGonePresences } from "../src/store/housekeeping.ts"
 import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
+import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
 import { planOf } from "./support/plans.ts";
 import { settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
 
@@ -28,7 +29,8 @@ async function message(target: string, ageSeconds: number, expiresInSeconds: num
   if (state !== null) {
     await t.db.rows(sql`
       INSERT INTO deliveries (message_id, recipient_member_id, priority, state, expires_at)
-      VALUES (${m!.id}::uuid, ${t.memberId}::uuid, 'now', ${state}, now() + make_interval(secs => ${expiresInSeconds}))`);
+      VALUES (${m!.id}::uuid, ${t.memberId}::uuid, 'now', ${state === "acked" ? "leased" : state}, now() + make_interval(secs => ${expiresInSeconds}))`);
+    if (state === "acked") await t.db.rows(ackByHand(sql`d.message_id = ${m!.id}::uuid`));
   }
   return m!.id;
 }
@@ -54,10 +56,12 @@ describe("pruneMessages", () => {
     const left = new Set((await t.db.rows<{ id: string }>(sql`SELECT id FROM messages`)).map((r) => r.id));
     const gone = Object.fromEntries(Object.entries(cases).map(([name, [id]]) => [name, !left.has(id)]));
     expect(gone).toEqual(Object.fromEntries(Object.entries(cases).map(([name, [, goes]]) => [name, goes])));
-    // Their deliveries went with them.
+    // Their deliveries went with them, owed and acknowledged.
     const [orphans] = await t.db.rows<{ n: number }>(sql`
-      SELECT count(*)::int AS n FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id)`);
+      SELECT count(*)::int AS n FROM ${sql.raw(EVERY_DELIVERY)} d WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id)`);
     expect(orphans!.n).toBe(0);
+    const [acked] = await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM acked_deliveries`);
+    expect(acked!.n).toBe(2);
   });
 
   test.skipIf(backendKind !== "postgres")("a tick reads the prunable rows through the created_at indexes, not the whole table (generic plan)", async () => {
@@ -123,7 +127,7 @@ describe("pruneAuditLog", () => {
 });
 
 describe.skipIf(backendKind !== "postgres")("queueDepth", () => {
-  test("counts the queue through its partial indexes, not the acknowledged deliveries kept for the retention", async () => {
+  test("counts the queue through its partial indexes, not the expired deliveries kept for the retention", async () => {
     await settledDeliveries(t.db, t, 30_000, "depth");
     await t.db.rows(sql`ANALYZE deliveries`);
     const before = await queueDepth(t.db);
@@ -146,16 +150,20 @@ describe("dropUndeliveredOfRevoked", () => {
     const recent = await member("revoked a minute ago", "1 minute");
     const long = await member("revoked two hours ago", "2 hours");
     const live = await member("live", null);
-    const owe = (recipient: string, state: string) => t.db.rows(sql`
-      WITH m AS (
-        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        VALUES (${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'revoked', now() + interval '1 day') RETURNING id)
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state)
-      SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${state} FROM m`);
+    const owe = async (recipient: string, state: string) => {
+      const [d] = await t.db.rows<{ id: string }>(sql`
+        WITH m AS (
+          INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+          VALUES (${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'revoked', now() + interval '1 day') RETURNING id)
+        INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state)
+        SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${state === "acked" ? "leased" : state} FROM m
+        RETURNING id`);
+      if (state === "acked") await t.db.rows(ackByHand(sql`d.id = ${d!.id}`));
+    };
     for (const recipient of [recent, long, live]) for (const state of ["queued", "leased", "acked"]) await owe(recipient, state);
     expect(await dropUndeliveredOfRevoked(t.db, 3600)).toBe(2);
     const left = await t.db.rows<{ name: string; state: string }>(sql`
-      SELECT mb.display_name AS name, d.state FROM deliveries d JOIN members mb ON mb.id = d.recipient_member_id
+      SELECT mb.display_name AS name, d.state FROM ${sql.raw(EVERY_DELIVERY)} d JOIN members mb ON mb.id = d.recipient_member_id
       JOIN messages m ON m.id = d.message_id WHERE m.ciphertext = 'revoked' ORDER BY 1, 2`);
     expect(left.map((r) => `${r.name}: ${r.state}`)).toEqual([
       "live: acked",

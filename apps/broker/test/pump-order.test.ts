@@ -252,7 +252,7 @@ function heldAcks() {
       relaxed: {
         rows: async <T>(query: Statement): Promise<T[]> => {
           const text = toQuery(query).sql;
-          if (text.includes("SET state = 'acked'")) {
+          if (text.includes("INSERT INTO acked_deliveries")) {
             held.acking = true;
             await failed;
             throw Object.assign(new Error("connection lost"), { code: "ECONNRESET" });

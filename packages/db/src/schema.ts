@@ -3,6 +3,7 @@
 // against these names.
 import { sql } from "drizzle-orm";
 import {
+  bigint,
   bigserial,
   check,
   index,
@@ -190,6 +191,10 @@ export const deliveries = pgTable(
     createdAt: createdAt(),
     expiresAt: tstz("expires_at").notNull(),
     deliveredAt: tstz("delivered_at"),
+    // Written only by instances from before migration 0010, whose acks mark
+    // the row 'acked' in place; since then an ack moves it to
+    // acked_deliveries. Kept so such an instance works on beside new ones
+    // through a rolling upgrade (docs/deploy.md).
     ackedAt: tstz("acked_at"),
   },
   (t) => [
@@ -221,6 +226,29 @@ export const deliveries = pgTable(
     oneOf("deliveries_priority_check", "priority", PRIORITIES),
     oneOf("deliveries_state_check", "state", ["queued", "leased", "acked", "expired"]),
   ],
+);
+
+// Deliveries acknowledged: an ack moves its row here, kept for the settled
+// retention with its message. Every index of deliveries but its two keys has
+// the state in its condition, so an ack updated in place could never be a HOT
+// update: it wrote a new row version and two index entries, and its dead
+// version stayed in the live queue's pages and indexes until a vacuum. Moved,
+// it writes one entry here and leaves deliveries holding only what is owed.
+export const ackedDeliveries = pgTable(
+  "acked_deliveries",
+  {
+    // The id it had in deliveries: the order of a message's recipients.
+    id: bigint("id", { mode: "number" }).notNull(),
+    messageId: uuid("message_id").notNull(),
+    recipientMemberId: uuid("recipient_member_id").notNull(),
+    priority: text("priority").notNull(),
+    attempt: integer("attempt").notNull(),
+    createdAt: tstz("created_at").notNull(),
+    expiresAt: tstz("expires_at").notNull(),
+    deliveredAt: tstz("delivered_at"),
+    ackedAt: tstz("acked_at").notNull(),
+  },
+  (t) => [uniqueIndex("acked_deliveries_message_recipient_key").on(t.messageId, t.recipientMemberId)],
 );
 
 export const channels = pgTable(

@@ -115,17 +115,18 @@ export function useMeshDatabase(slug: string): {
 }
 
 /**
- * `count` messages from the member to itself, each with its delivery
- * acknowledged: what the retention keeps for an hour, which a statement
+ * `count` messages from the member to itself, each with its delivery expired
+ * unacknowledged: what deliveries keeps for the retention beside what is
+ * owed (acknowledged ones move to acked_deliveries), which a statement
  * reading the queue must not read.
  */
 export async function settledDeliveries(db: Database, ids: { meshId: string; memberId: string }, count: number, ciphertext = "c"): Promise<void> {
   await db.rows(sql`
     WITH m AS (
       INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-      SELECT ${ids.meshId}::uuid, ${ids.memberId}::uuid, 'k', 'now', 'n', ${ciphertext}, now() + interval '1 day'
+      SELECT ${ids.meshId}::uuid, ${ids.memberId}::uuid, 'k', 'now', 'n', ${ciphertext}, now() - interval '1 minute'
       FROM generate_series(1, ${count})
       RETURNING id)
-    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
-    SELECT id, ${ids.memberId}::uuid, 'now', now() + interval '1 day', 'acked', now() FROM m`);
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state)
+    SELECT id, ${ids.memberId}::uuid, 'now', now() - interval '1 minute', 'expired' FROM m`);
 }

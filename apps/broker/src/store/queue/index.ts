@@ -2,7 +2,7 @@
 //   enqueue  (none)   → queued      enqueueSends
 //   claim    queued   → leased      claimForPresences (sockets), claimForHolder (webhooks)
 //   hold     (none)   → leased      enqueueSends, for a reply a waiting HTTP sender is owed (reply.ts)
-//   ack      leased   → acked       ackDeliveries, ackHeldBy (webhooks), takeReplies (waiting HTTP senders)
+//   ack      leased   → acked       ackDeliveries, ackHeldBy (webhooks), takeReplies (waiting HTTP senders): moved to acked_deliveries
 //   requeue  leased   → queued      requeue (presence or holder ended, push not written, lease ran out), endReplyWait
 //   expire   queued   → expired     expireDeliveries
 //   drop     queued|leased → gone   dropUndelivered (recipient revoked), dropUndeliveredOfRevoked (sends under way then)

@@ -4,6 +4,7 @@
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { isoTime } from "../sql.ts";
+import { deliveriesOfMessage } from "./message-deliveries.ts";
 import type { DeliveryState } from "./types.ts";
 
 export interface RecipientState {
@@ -33,8 +34,7 @@ export async function messageState(db: Executor, messageId: string): Promise<Mes
                'attempt', d.attempt,
                'deliveredAt', ${isoTime("d.delivered_at")},
                'ackedAt', ${isoTime("d.acked_at")}) ORDER BY d.id)
-             FROM deliveries d JOIN members r ON r.id = d.recipient_member_id
-             WHERE d.message_id = m.id), '[]')::text AS recipients
+             FROM ${deliveriesOfMessage(sql`m.id`)} d JOIN members r ON r.id = d.recipient_member_id), '[]')::text AS recipients
     FROM messages m WHERE m.id = ${messageId}::uuid`);
   const row = rows[0];
   if (!row) return null;

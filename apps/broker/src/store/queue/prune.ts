@@ -1,6 +1,7 @@
-// Prune: messages leave the database with their deliveries (deleted in the
-// same statement: there is no foreign key to cascade, schema.ts) once nobody
-// can still receive them and the retention has passed.
+// Prune: messages leave the database with their deliveries, owed and
+// acknowledged (deleted in the same statement: there is no foreign key to
+// cascade, schema.ts) once nobody can still receive them and the retention
+// has passed.
 // Until then a retried send with the same id is still recognised, and the
 // delivery states stay visible. A channel message is also channel history:
 // it stays, acknowledged or expired, until it is older than the history
@@ -49,6 +50,9 @@ export async function pruneMessages(db: Executor, retention: Retention, limit: n
     -- can join these once their messages are locked.
     gone_deliveries AS (
       DELETE FROM deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
+    ),
+    gone_acked AS (
+      DELETE FROM acked_deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
     ),
     gone AS (
       DELETE FROM messages WHERE id = ANY ((SELECT ids FROM ids)::uuid[])

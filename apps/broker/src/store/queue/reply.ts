@@ -6,6 +6,8 @@
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { isoTime, jsonParam } from "../sql.ts";
+import { movedToAcked } from "./ack.ts";
+import { deliveriesOfMessage } from "./message-deliveries.ts";
 import { requeue } from "./requeue.ts";
 import type { OwedMessage } from "./types.ts";
 
@@ -58,13 +60,7 @@ export async function takeReplies(
         FOR UPDATE OF d SKIP LOCKED
       ) h
     ),
-    taken AS (
-      UPDATE deliveries d
-      SET state = 'acked', acked_at = now(), delivered_at = coalesce(d.delivered_at, now()),
-          attempt = d.attempt + 1, lease_presence_id = NULL, lease_expires_at = NULL
-      FROM hit WHERE d.id = hit.id
-      RETURNING d.id, d.message_id, d.attempt
-    )
+    ${movedToAcked("taken", sql`d.id = ANY (ARRAY(SELECT id FROM hit))`, "taken")}
     SELECT ${replyColumns(sql`t.attempt`)}
     FROM taken t JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id
     -- Queue order: a request's first reply goes to its first waiter.
@@ -80,9 +76,9 @@ export async function takenReply(db: Executor, requestId: string, memberId: stri
   const rows = await db.rows<TakenReply>(sql`
     SELECT ${replyColumns(sql`d.attempt`)}
     FROM messages m
-    JOIN deliveries d ON d.message_id = m.id AND d.recipient_member_id = ${memberId}::uuid
+    CROSS JOIN LATERAL ${deliveriesOfMessage(sql`m.id`)} d
     JOIN members s ON s.id = m.sender_member_id
-    WHERE m.reply_to = ${requestId}::uuid AND d.state = 'acked'
+    WHERE m.reply_to = ${requestId}::uuid AND d.recipient_member_id = ${memberId}::uuid AND d.state = 'acked'
     ORDER BY d.id
     LIMIT 1`);
   return rows[0] ?? null;

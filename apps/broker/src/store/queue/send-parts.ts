@@ -7,6 +7,7 @@ import type { Slot } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { batchLimit, isoTime, jsonText, uuidArrayOf } from "../sql.ts";
 import { queueReads, receivable, receivesOnSockets } from "./eligibility.ts";
+import { deliveryCount } from "./message-deliveries.ts";
 
 /** What a send statement binds at each call. */
 export interface SendValues {
@@ -152,7 +153,7 @@ export function enqueuedCte(slot: Slot<SendValues>, leases: SQL): SQL {
 export function sendAnswers(lists: SQL, joins: SQL): SQL {
   return sql`
     SELECT r.idx, r.known, w.id IS NOT NULL AS "senderLive", i.id IS NOT NULL AS inserted, prior.id AS "priorId",
-           coalesce((SELECT count(*) FROM deliveries d WHERE d.message_id = prior.id), 0)::int AS "priorRecipients",
+           CASE WHEN prior.id IS NULL THEN 0 ELSE ${deliveryCount(sql`prior.id`)} END AS "priorRecipients",
            ${lists},
            ${isoTime("now()")} AS "createdAt",
            (SELECT count(*) FROM notified)::int AS notified

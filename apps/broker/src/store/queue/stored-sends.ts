@@ -5,6 +5,7 @@ import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { isoTime, jsonParam } from "../sql.ts";
 import type { EnqueuedSend, NewMessage } from "./enqueue.ts";
+import { deliveriesOfMessage, deliveryCount } from "./message-deliveries.ts";
 import { leasedPush } from "./send-parts.ts";
 
 /**
@@ -18,8 +19,7 @@ export async function storedSends(db: Executor, messages: NewMessage[], instance
   if (messages.length === 0) return [];
   return db.rows<EnqueuedSend>(sql`
     SELECT q.idx, true AS known, true AS "senderLive", true AS inserted, NULL AS "priorId", 0 AS "priorRecipients",
-           (SELECT coalesce(json_agg(d.recipient_member_id), '[]') FROM deliveries d
-            WHERE d.message_id = m.id)::text AS recipients,
+           (SELECT coalesce(json_agg(d.recipient_member_id), '[]') FROM ${deliveriesOfMessage(sql`m.id`)} d)::text AS recipients,
            (SELECT coalesce(json_agg(${leasedPush("d")}), '[]')
             FROM deliveries d JOIN presences p ON p.id = d.lease_presence_id
             WHERE d.message_id = m.id AND d.state = 'leased' AND p.instance_id = ${instanceId}
@@ -48,7 +48,7 @@ export async function findSendsByClientId(
   if (keys.length === 0) return [];
   return db.rows<StoredSend>(sql`
     SELECT m.sender_member_id AS "senderId", m.client_id AS "clientId", m.id AS "messageId",
-           (SELECT count(*) FROM deliveries d WHERE d.message_id = m.id)::int AS recipients
+           ${deliveryCount(sql`m.id`)} AS recipients
     FROM messages m
     JOIN jsonb_to_recordset(${jsonParam(keys)}) AS k("senderId" uuid, "clientId" text)
       ON m.sender_member_id = k."senderId" AND m.client_id = k."clientId"`);
