@@ -244,11 +244,13 @@ describe("admin API", () => {
         WITH msgs AS (
           INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
           SELECT ${mesh.id}::uuid, ${other.id}::uuid, ${victim.pubkey}, 'next', 'n', 'c' || g, now() + interval '1 hour'
-          FROM generate_series(1, 3) g RETURNING id, ciphertext
+          FROM generate_series(1, 4) g RETURNING id, ciphertext
         )
-        INSERT INTO deliveries (message_id, recipient_member_id, priority, state, lease_presence_id, lease_expires_at, expires_at)
-        SELECT id, ${victim.id}::uuid, 'next', (ARRAY['queued', 'leased', 'leased'])[right(ciphertext, 1)::int],
-               gen_random_uuid(), now() + interval '1 hour', now() + interval '1 hour'
+        INSERT INTO deliveries (message_id, recipient_member_id, priority, state, lease_presence_id, lease_expires_at, expires_at, acked_at)
+        SELECT id, ${victim.id}::uuid, 'next', (ARRAY['queued', 'leased', 'leased', 'acked'])[right(ciphertext, 1)::int],
+               gen_random_uuid(), now() + interval '1 hour', now() + interval '1 hour',
+               -- c4 as an instance from before migration 0010 acks, in place
+               CASE WHEN ciphertext = 'c4' THEN now() END
         FROM msgs`);
       await db.rows(ackByHand(sql`d.message_id = (SELECT id FROM messages WHERE ciphertext = 'c3' AND sender_member_id = ${other.id}::uuid)`));
     });
@@ -309,7 +311,7 @@ describe("admin API", () => {
       const left = await db.rows<{ state: string }>(
         sql`SELECT state FROM ${sql.raw(EVERY_DELIVERY)} d WHERE recipient_member_id = ${victim.id}::uuid`,
       );
-      expect(left).toEqual([{ state: "acked" }]);
+      expect(left).toEqual([{ state: "acked" }, { state: "acked" }]);
       const audit = await db.rows<{ meshId: string; meta: string }>(sql`
         SELECT mesh_id::text AS "meshId", meta::text AS meta FROM audit_log
         WHERE member_id = ${victim.id}::uuid AND event = 'revoke'`);

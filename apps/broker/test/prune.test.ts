@@ -6,9 +6,10 @@
 // the generic plan the broker's pool uses — that a tick reaches them through
 // the created_at indexes instead of reading the whole messages table.
 import { describe, expect, test } from "bun:test";
-import { backendKind } from "@switchboard/testkit";
+import { backendKind, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { pruneAuditLog, pruneGonePresences } from "../src/store/housekeeping.ts";
+import { ackDeliveries } from "../src/store/queue/ack.ts";
 import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { pruneMessages } from "../src/store/queue/prune.ts";
@@ -64,6 +65,35 @@ describe("pruneMessages", () => {
     expect(acked!.n).toBe(2);
   });
 
+  test.skipIf(backendKind !== "postgres")("an ack that moves a delivery while the prune waits for its row leaves nothing behind once the message goes", async () => {
+    // Expired two hours ago: prunable though its delivery is still leased.
+    const id = await message("k", 4 * 3600, -2 * 3600, "leased");
+    let moved = () => {};
+    let release = () => {};
+    const movedNow = new Promise<void>((resolve) => (moved = resolve));
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const ack = t.db.transaction(async (tx) => {
+      expect(await ackDeliveries(tx, [{ memberId: t.memberId, messageId: id }])).toBe(1);
+      moved();
+      await held;
+    });
+    await movedNow;
+    const prune = pruneMessages(t.db, RETENTION, 5000);
+    await waitUntil(
+      async () => ((await t.db.rows<{ n: number }>(sql`
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`))[0]!.n === 1) || undefined,
+      10_000,
+      "the prune to wait for the ack's row",
+    );
+    release();
+    await ack;
+    await prune;
+    const [left] = await t.db.rows<{ messages: number; acked: number }>(sql`
+      SELECT (SELECT count(*)::int FROM messages WHERE id = ${id}::uuid) AS messages,
+             (SELECT count(*)::int FROM acked_deliveries WHERE message_id = ${id}::uuid) AS acked`);
+    expect(left).toEqual({ messages: 0, acked: 0 });
+  });
+
   test.skipIf(backendKind !== "postgres")("a tick reads the prunable rows through the created_at indexes, not the whole table (generic plan)", async () => {
     // 40,000 young messages, none prunable: a scan would read them all every tick.
     await t.db.rows(sql`
@@ -71,7 +101,9 @@ describe("pruneMessages", () => {
       SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, CASE WHEN g % 2 = 0 THEN 'k' ELSE '#room' END, 'now', 'n', 'c', now() + interval '1 day'
       FROM generate_series(1, 40000) g`);
     await t.db.rows(sql`ANALYZE messages`);
-    const plan = await planOf(t.backend.databaseUrl!, (recorder) => pruneMessages(recorder, RETENTION, 5000), { generic: true });
+    const plan = await planOf(t.backend.databaseUrl!, (recorder) => pruneMessages({ transaction: (work) => work(recorder) }, RETENTION, 5000), {
+      generic: true,
+    });
     expect(plan).toContain("messages_direct_created_idx");
     expect(plan).toContain("messages_channel_created_idx");
     expect(plan).not.toMatch(/Seq Scan on messages/);
@@ -155,21 +187,27 @@ describe("dropUndeliveredOfRevoked", () => {
         WITH m AS (
           INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
           VALUES (${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'revoked', now() + interval '1 day') RETURNING id)
-        INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state)
-        SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${state === "acked" ? "leased" : state} FROM m
+        INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
+        SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${{ acked: "leased", "acked in place": "acked" }[state] ?? state},
+               CASE WHEN ${state} = 'acked in place' THEN now() END
+        FROM m
         RETURNING id`);
       if (state === "acked") await t.db.rows(ackByHand(sql`d.id = ${d!.id}`));
     };
-    for (const recipient of [recent, long, live]) for (const state of ["queued", "leased", "acked"]) await owe(recipient, state);
+    // "acked in place": as an instance from before migration 0010 acks, in deliveries.
+    for (const recipient of [recent, long, live]) for (const state of ["queued", "leased", "acked", "acked in place"]) await owe(recipient, state);
     expect(await dropUndeliveredOfRevoked(t.db, 3600)).toBe(2);
     const left = await t.db.rows<{ name: string; state: string }>(sql`
       SELECT mb.display_name AS name, d.state FROM ${sql.raw(EVERY_DELIVERY)} d JOIN members mb ON mb.id = d.recipient_member_id
       JOIN messages m ON m.id = d.message_id WHERE m.ciphertext = 'revoked' ORDER BY 1, 2`);
     expect(left.map((r) => `${r.name}: ${r.state}`)).toEqual([
       "live: acked",
+      "live: acked",
       "live: leased",
       "live: queued",
       "revoked a minute ago: acked",
+      "revoked a minute ago: acked",
+      "revoked two hours ago: acked",
       "revoked two hours ago: acked",
       "revoked two hours ago: leased",
       "revoked two hours ago: queued",

@@ -1,13 +1,14 @@
 // Prune: messages leave the database with their deliveries, owed and
-// acknowledged (deleted in the same statement: there is no foreign key to
+// acknowledged (deleted in the same transaction: there is no foreign key to
 // cascade, schema.ts) once nobody can still receive them and the retention
 // has passed.
 // Until then a retried send with the same id is still recognised, and the
 // delivery states stay visible. A channel message is also channel history:
 // it stays, acknowledged or expired, until it is older than the history
 // retention (HISTORY_RETENTION_SECONDS).
-import type { Executor } from "@switchboard/db";
+import type { Database } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
+import { uuidArray } from "../sql.ts";
 
 export interface Retention {
   /** How long a settled (or expired) message is kept, so a retried send stays idempotent. */
@@ -34,30 +35,45 @@ const prunable = (kind: SQL, keptSeconds: number, retention: Retention, limit: n
   LIMIT ${limit}
   FOR UPDATE SKIP LOCKED`;
 
-/** Messages past their retention, at most `limit` direct and `limit` channel ones; returns how many went. */
-export async function pruneMessages(db: Executor, retention: Retention, limit: number): Promise<number> {
+/**
+ * Messages past their retention, at most `limit` direct and `limit` channel
+ * ones; returns how many went. Two statements in one transaction: the first
+ * locks the messages and deletes their deliveries, the second their
+ * acknowledged deliveries and the messages. An ack under way moves a
+ * delivery without locking its message: the first statement's delete waits
+ * for that ack to commit (and then finds the row gone), and only a later
+ * statement's snapshot sees the row the ack wrote to acked_deliveries. In
+ * one statement it was left behind with no message.
+ */
+export async function pruneMessages(db: Pick<Database, "transaction">, retention: Retention, limit: number): Promise<number> {
   const channelKept = Math.max(retention.settledSeconds, retention.historySeconds);
-  const rows = await db.rows<{ n: number }>(sql`
-    WITH direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, retention, limit)}),
-    channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, retention, limit)}),
-    -- = ANY of an array: an IN of the subquery is planned as a hash join
-    -- over the whole table under a generic plan. (The cast makes the
-    -- subquery one array value, not a set of rows for ANY to compare with.)
-    ids AS MATERIALIZED (
-      SELECT ARRAY(SELECT id FROM direct UNION ALL SELECT id FROM channel) AS ids
-    ),
-    -- Deliveries are written only with their message (enqueue.ts), so none
-    -- can join these once their messages are locked.
-    gone_deliveries AS (
-      DELETE FROM deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
-    ),
-    gone_acked AS (
-      DELETE FROM acked_deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
-    ),
-    gone AS (
-      DELETE FROM messages WHERE id = ANY ((SELECT ids FROM ids)::uuid[])
-      RETURNING 1
-    )
-    SELECT count(*)::int AS n FROM gone`);
-  return rows[0]?.n ?? 0;
+  return db.transaction(async (tx) => {
+    const [locked] = await tx.rows<{ ids: string[] }>(sql`
+      WITH direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, retention, limit)}),
+      channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, retention, limit)}),
+      -- = ANY of an array: an IN of the subquery is planned as a hash join
+      -- over the whole table under a generic plan. (The cast makes the
+      -- subquery one array value, not a set of rows for ANY to compare with.)
+      ids AS MATERIALIZED (
+        SELECT ARRAY(SELECT id FROM direct UNION ALL SELECT id FROM channel) AS ids
+      ),
+      -- Deliveries are written only with their message (enqueue.ts), so none
+      -- can join these once their messages are locked.
+      gone_deliveries AS (
+        DELETE FROM deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
+      )
+      SELECT ids::text[] AS ids FROM ids`);
+    const ids = locked?.ids ?? [];
+    if (ids.length === 0) return 0;
+    const rows = await tx.rows<{ n: number }>(sql`
+      WITH gone_acked AS (
+        DELETE FROM acked_deliveries WHERE message_id = ANY (${uuidArray(ids)})
+      ),
+      gone AS (
+        DELETE FROM messages WHERE id = ANY (${uuidArray(ids)})
+        RETURNING 1
+      )
+      SELECT count(*)::int AS n FROM gone`);
+    return rows[0]?.n ?? 0;
+  });
 }
