@@ -252,7 +252,7 @@ const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean 
         await vacuumTruncate(false);
         await fill(scratch.db, newTargets());
         for (const table of EMPTIED) await scratch.db.rows(sql`DELETE FROM ${sql.identifier(table)}`);
-        await scratch.db.rows(sql`VACUUM ANALYZE deliveries, acked_deliveries, messages, presences`);
+        await scratch.db.rows(sql`VACUUM ANALYZE ${sql.join(EMPTIED.map((table) => sql.identifier(table)), sql`, `)}`);
       },
       pages: true,
     },

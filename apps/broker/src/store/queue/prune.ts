@@ -66,11 +66,12 @@ export async function pruneMessages(db: Pick<Database, "transaction">, retention
     const ids = locked?.ids ?? [];
     if (ids.length === 0) return 0;
     const rows = await tx.rows<{ n: number }>(sql`
-      WITH gone_acked AS (
-        DELETE FROM acked_deliveries WHERE message_id = ANY (${uuidArray(ids)})
+      WITH ids AS MATERIALIZED (SELECT ${uuidArray(ids)} AS ids),
+      gone_acked AS (
+        DELETE FROM acked_deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
       ),
       gone AS (
-        DELETE FROM messages WHERE id = ANY (${uuidArray(ids)})
+        DELETE FROM messages WHERE id = ANY ((SELECT ids FROM ids)::uuid[])
         RETURNING 1
       )
       SELECT count(*)::int AS n FROM gone`);
