@@ -8,16 +8,25 @@
 // at a time), and the send statement itself with no sends and with batches
 // of 1, 3, 10 and 100 direct sends to members whose presence is on this
 // instance, and the direct send statement (store/queue/enqueue-direct.ts),
-// which the broker writes such batches with, likewise. The cases take turns, a round of each at a time, so the
-// machine's drift falls on all of them alike. The send statement is imported
-// from the broker's store: it is what is measured.
+// which the broker writes such batches with, likewise; and the expiry sweep
+// with nothing to expire among messages expired and swept before. The cases
+// take turns, a round of each at a time, so the machine's drift falls on all
+// of them alike. The statements are imported from the broker's store: they
+// are what is measured.
 import { connect, migrate, type ConnectOptions, type Database } from "@switchboard/db";
 import { startPostgresCluster } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { enqueueSends, prepareEnqueue, writtenDirectly, type LocalHolders, type NewMessage } from "../../apps/broker/src/store/queue/index.ts";
+import {
+  enqueueSends,
+  expireDeliveries,
+  prepareEnqueue,
+  writtenDirectly,
+  type LocalHolders,
+  type NewMessage,
+} from "../../apps/broker/src/store/queue/index.ts";
 import { postgresVersion, runContext } from "./machine.ts";
 import { writeReport } from "./out.ts";
 import { contextLines, table, type RunContext } from "./report.ts";
@@ -25,6 +34,8 @@ import { onDisk, type Size } from "./scenarios.ts";
 import { summarize, type Summary } from "./stats.ts";
 
 const MEMBERS = 100;
+/** Messages expired and swept before the run, kept as the prune keeps them. */
+const SWEPT = 10_000;
 const HOLDERS: LocalHolders = { instanceId: "bench-statement", unavailable: [], leaseSeconds: 30, notify: true };
 export const STATEMENT_SHAPE: Record<Size, { rounds: number; calls: number }> = { full: { rounds: 5, calls: 200 }, smoke: { rounds: 1, calls: 10 } };
 /** The nonce of the send statement's messages, which tells their deliveries from the bare statement's. */
@@ -64,6 +75,17 @@ async function seed(db: Database): Promise<{ meshId: string; members: Member[] }
   await db.rows(sql`
     INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
     SELECT mesh_id, id, ${HOLDERS.instanceId}, 'bench-' || id, display_name FROM members WHERE mesh_id = ${mesh!.id}`);
+  // Messages past their time whose deliveries an earlier sweep expired, as a
+  // short per-send TTL leaves them until the prune: what a sweep with
+  // nothing to expire passes on its way.
+  await db.rows(sql`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT ${mesh!.id}::uuid, ${members[0]!.id}::uuid, ${members[1]!.pubkey}, 'next', 'n', 'c', now() - interval '1 minute'
+      FROM generate_series(1, ${SWEPT}) g
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state)
+    SELECT id, ${members[1]!.id}::uuid, 'next', now() - interval '1 minute', 'expired' FROM m`);
   await db.rows(sql`CREATE TABLE bench_commits (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`);
   await db.rows(sql`ANALYZE`);
   return { meshId: mesh!.id, members };
@@ -146,6 +168,13 @@ async function runStatementCosts(database: ConnectOptions, size: Size): Promise<
       { name: "100 messages and their deliveries, bare", messages: 100, call: () => bareWrite(db, meshId, members, 100) },
       ...sendCases("send statement", false),
       ...sendCases("direct send statement", true),
+      {
+        name: `expiry sweep, nothing to expire, ${SWEPT.toLocaleString("en-US")} messages expired and swept before`,
+        messages: 0,
+        call: async () => {
+          if ((await expireDeliveries(db, 1000)) !== 0) throw new Error("the benchmark's expiry sweep found a delivery to expire");
+        },
+      },
     ];
     // Every statement planned and cached on the connection before anything counts.
     for (const c of cases) await c.call();
@@ -216,7 +245,8 @@ const describe = (size: Size, on: string) => {
   const { rounds, calls } = STATEMENT_SHAPE[size];
   return (
     `${on}, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
-    `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance, written by the send statement and by the direct one`
+    `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance, written by the send statement and by the direct one; ` +
+    `the expiry sweep runs among ${SWEPT.toLocaleString("en-US")} messages whose deliveries expired before`
   );
 };
 

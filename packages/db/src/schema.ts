@@ -156,7 +156,6 @@ export const messages = pgTable(
   },
   (t) => [
     uniqueIndex("messages_sender_client_key").on(t.senderMemberId, t.clientId),
-    index("messages_expires_idx").on(t.expiresAt),
     index("messages_reply_to_idx")
       .on(t.replyTo)
       .where(sql`reply_to IS NOT NULL`),
@@ -213,6 +212,15 @@ export const deliveries = pgTable(
     index("deliveries_queued_now_idx")
       .on(t.recipientMemberId, t.id)
       .where(sql`state = 'queued' AND priority = 'now'`),
+    // The expiry sweep's way to what it expires (queue/expire.ts): queued
+    // deliveries by their expiry. A message's own expiry led it back to every
+    // message past its time, swept or not, on every tick until the prune
+    // removed them (an hour for a short per-send TTL). "expires_at IS NOT
+    // NULL" (true of every row) keeps it for the statements that test that
+    // column, as for the index of lease ends below.
+    index("deliveries_queued_expires_idx")
+      .on(t.expiresAt)
+      .where(sql`state = 'queued' AND expires_at IS NOT NULL`),
     // For the statements that test lease_expires_at, as the indexes of live
     // presences are for those that test their column: a probe of one
     // presence's leases is not planned as a walk of every lease through it.

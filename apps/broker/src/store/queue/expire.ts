@@ -5,27 +5,24 @@ import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 
 /**
- * Returns how many deliveries expired. Messages are found by their expiry
- * index, and each one's deliveries by the index of (message, recipient);
- * the rows found are then updated by their ids. Joined, a plan made while
- * the statistics said the tables were empty walked every delivery, and for
- * each every message and delivery again: minutes for one sweep of 20,000
- * deliveries (pool-plans.test.ts). The state is tested in a form no index's
- * condition matches: as `state = 'queued'`, the index of the queue matched,
- * and a plan made so walked all of the queue for each message.
+ * Returns how many deliveries expired, the longest past their time first.
+ * They are found by the index of queued deliveries by expiry (schema.ts),
+ * which holds nothing a sweep expired already, and in its order: without
+ * it, a plan made while the statistics said the table was empty walked a
+ * member's queue index, every queued delivery (pool-plans.test.ts). They are
+ * updated by their ids: joined, such a plan walked every delivery for each.
+ * Starting from the messages past their time instead read each of them
+ * again on every tick until the prune removed it.
  */
 export async function expireDeliveries(db: Executor, limit: number): Promise<number> {
   const rows = await db.rows<{ n: number }>(sql`
     WITH expired AS (
       UPDATE deliveries d SET state = 'expired'
       WHERE d.id = ANY (ARRAY(
-        SELECT q.id
-        FROM (SELECT id FROM messages WHERE expires_at < now() OFFSET 0) m
-        CROSS JOIN LATERAL (
-          SELECT id FROM deliveries
-          WHERE message_id = m.id AND CASE WHEN state = 'queued' THEN true ELSE false END
-          FOR UPDATE SKIP LOCKED) q
-        LIMIT ${limit}))
+        SELECT id FROM deliveries
+        WHERE state = 'queued' AND expires_at < now()
+        ORDER BY expires_at LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED))
       RETURNING 1
     )
     SELECT count(*)::int AS n FROM expired`);
