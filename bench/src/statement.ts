@@ -8,11 +8,12 @@
 // at a time), and the send statement itself with no sends and with batches
 // of 1, 3, 10 and 100 direct sends to members whose presence is on this
 // instance, and the direct send statement (store/queue/enqueue-direct.ts),
-// which the broker writes such batches with, likewise; and the expiry sweep
-// with nothing to expire among messages expired and swept before. The cases
-// take turns, a round of each at a time, so the machine's drift falls on all
-// of them alike. The statements are imported from the broker's store: they
-// are what is measured.
+// which the broker writes such batches with, likewise; and two housekeeping
+// statements with nothing to do: the expiry sweep among messages expired and
+// swept before, the prune among messages past the retention still owed. The
+// cases take turns, a round of each at a time, so the machine's drift falls
+// on all of them alike. The statements are imported from the broker's store:
+// they are what is measured.
 import { connect, migrate, type ConnectOptions, type Database } from "@switchboard/db";
 import { startPostgresCluster } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
@@ -23,9 +24,11 @@ import {
   enqueueSends,
   expireDeliveries,
   prepareEnqueue,
+  pruneMessages,
   writtenDirectly,
   type LocalHolders,
   type NewMessage,
+  type Retention,
 } from "../../apps/broker/src/store/queue/index.ts";
 import { postgresVersion, runContext } from "./machine.ts";
 import { writeReport } from "./out.ts";
@@ -36,6 +39,9 @@ import { summarize, type Summary } from "./stats.ts";
 const MEMBERS = 100;
 /** Messages expired and swept before the run, kept as the prune keeps them. */
 const SWEPT = 10_000;
+/** Messages older than the settled retention, still owed to a member who is away. */
+const OWED = 10_000;
+const RETENTION: Retention = { settledSeconds: 3600, historySeconds: 7 * 86_400 };
 const HOLDERS: LocalHolders = { instanceId: "bench-statement", unavailable: [], leaseSeconds: 30, notify: true };
 export const STATEMENT_SHAPE: Record<Size, { rounds: number; calls: number }> = { full: { rounds: 5, calls: 200 }, smoke: { rounds: 1, calls: 10 } };
 /** The nonce of the send statement's messages, which tells their deliveries from the bare statement's. */
@@ -86,6 +92,19 @@ async function seed(db: Database): Promise<{ meshId: string; members: Member[] }
       RETURNING id)
     INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state)
     SELECT id, ${members[1]!.id}::uuid, 'next', now() - interval '1 minute', 'expired' FROM m`);
+  // A member away for hours, its backlog older than the settled retention:
+  // what the prune reads past on its way to what it may remove.
+  const [away] = await db.rows<Member>(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name)
+    VALUES (${mesh!.id}::uuid, md5('bench-statement-away') || md5('away'), 'away') RETURNING id, pubkey`);
+  await db.rows(sql`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, created_at, expires_at)
+      SELECT ${mesh!.id}::uuid, ${members[0]!.id}::uuid, ${away!.pubkey}, 'next', 'n', 'c', now() - interval '2 hours', now() + interval '7 days'
+      FROM generate_series(1, ${OWED}) g
+      RETURNING id, created_at, expires_at)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, created_at, expires_at, state)
+    SELECT id, ${away!.id}::uuid, 'next', created_at, expires_at, 'queued' FROM m`);
   await db.rows(sql`CREATE TABLE bench_commits (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`);
   await db.rows(sql`ANALYZE`);
   return { meshId: mesh!.id, members };
@@ -175,6 +194,13 @@ async function runStatementCosts(database: ConnectOptions, size: Size): Promise<
           if ((await expireDeliveries(db, 1000)) !== 0) throw new Error("the benchmark's expiry sweep found a delivery to expire");
         },
       },
+      {
+        name: `prune, nothing to remove, ${OWED.toLocaleString("en-US")} messages past the retention still owed`,
+        messages: 0,
+        call: async () => {
+          if ((await pruneMessages(db, RETENTION, 5000)) !== 0) throw new Error("the benchmark's prune found a message to remove");
+        },
+      },
     ];
     // Every statement planned and cached on the connection before anything counts.
     for (const c of cases) await c.call();
@@ -246,7 +272,8 @@ const describe = (size: Size, on: string) => {
   return (
     `${on}, ${rounds} rounds of ${calls} calls of each statement in turn; ` +
     `sends are direct, to members of one mesh of ${MEMBERS} whose presences are on this instance, written by the send statement and by the direct one; ` +
-    `the expiry sweep runs among ${SWEPT.toLocaleString("en-US")} messages whose deliveries expired before`
+    `the expiry sweep runs among ${SWEPT.toLocaleString("en-US")} messages whose deliveries expired before, ` +
+    `the prune (with BATCH 5,000, a settled retention of 1 h) among ${OWED.toLocaleString("en-US")} messages 2 h old still owed to a member away`
   );
 };
 
