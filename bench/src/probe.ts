@@ -121,9 +121,18 @@ export class Profiler {
     this.sql = databaseUrl ? postgres(databaseUrl, { max: 1, onnotice: () => {} }) : null;
   }
 
-  /** Tracks a part: a process alone, or with its descendants (Postgres). */
+  /**
+   * Tracks a part: a process alone, or with its descendants (Postgres). A
+   * process gone keeps the CPU it had used when last read: read as none, the
+   * load generator, which exits before a run's last sample, came out at -1 %.
+   */
   track(name: string, pid: number, withChildren = false): void {
-    this.parts.set(name, () => (withChildren ? treeCpuSeconds(pid) : (readStat(pid)?.own ?? 0)));
+    let last = 0;
+    this.parts.set(name, () => {
+      const stat = readStat(pid);
+      if (stat !== null) last = withChildren ? treeCpuSeconds(pid) : stat.own;
+      return last;
+    });
   }
 
   /** Samples a source of cumulative counters with the rest; a read that fails leaves that sample without them. */

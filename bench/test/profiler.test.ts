@@ -4,7 +4,8 @@
 // after it holds two readings of each counter, and its rate per second.
 // And a counter's reading is placed at the time it was answered: a window
 // whose first samples a stalled broker answered only after the window's work
-// counts from the reading answered before the window.
+// counts from the reading answered before the window. A process that exits
+// before the window's last sample (the load generator) keeps the CPU it used.
 import { expect, test } from "bun:test";
 import type { CounterSource } from "../src/counters.ts";
 import { Profiler } from "../src/probe.ts";
@@ -60,4 +61,24 @@ test("a broker stalled through a window's start: its counters count from the rea
   await profiler.stop();
   const window = profiler.window(from, Date.now());
   expect(window.perSecond.sends).toBeGreaterThan(0);
+});
+
+test("a process that exits before the window's last sample keeps the CPU it used", async () => {
+  // Busy for 200 ms, says so, then waits for its input to end before it exits.
+  const child = Bun.spawn(
+    ["bun", "-e", "const end = performance.now() + 200; while (performance.now() < end); console.log('busy'); await Bun.stdin.text();"],
+    { stdin: "pipe", stdout: "pipe" },
+  );
+  const profiler = new Profiler(null, 60_000);
+  profiler.track("child", child.pid);
+  const from = Date.now();
+  await profiler.sampleNow();
+  const reader = child.stdout.getReader();
+  await reader.read();
+  await profiler.sampleNow();
+  await child.stdin.end();
+  await child.exited;
+  await profiler.sampleNow();
+  await profiler.stop();
+  expect(profiler.window(from, Date.now()).cpuPercent.child).toBeGreaterThan(0);
 });
