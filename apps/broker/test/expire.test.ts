@@ -35,7 +35,8 @@ const statesOf = async (messageIds: string[]) => {
 
 describe("the expiry sweep", () => {
   test("expires queued deliveries past their time, the longest past first, at most its limit a sweep, and nothing else", async () => {
-    const due = [await delivery("queued", "-3 minutes"), await delivery("queued", "-2 minutes"), await delivery("queued", "-1 minute")];
+    // Written the latest past first: in the order of their ids, a sweep would take the wrong two.
+    const due = [await delivery("queued", "-1 minute"), await delivery("queued", "-2 minutes"), await delivery("queued", "-3 minutes")];
     const others = [
       await delivery("queued", "1 day"),
       // Past its time but leased: it expires once its lease ends and it is queued again.
@@ -43,7 +44,7 @@ describe("the expiry sweep", () => {
       await delivery("expired", "-5 minutes"),
     ];
     expect(await expireDeliveries(t.db, 2)).toBe(2);
-    expect(await statesOf(due)).toEqual(["expired", "expired", "queued"]);
+    expect(await statesOf(due)).toEqual(["queued", "expired", "expired"]);
     expect(await expireDeliveries(t.db, 10)).toBe(1);
     expect(await expireDeliveries(t.db, 10)).toBe(0);
     expect(await statesOf(due)).toEqual(["expired", "expired", "expired"]);
