@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
-import { backendKind, freshBackend, spawnRaw, type TestBackend } from "@switchboard/testkit";
+import { backendKind, freshBackend, spawnRaw, waitUntil, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -141,6 +141,54 @@ describe("migrations", () => {
     const [tables] = await db.rows<{ inPlace: number; moved: number }>(sql`
       SELECT (SELECT count(*)::int FROM deliveries WHERE state = 'acked') AS "inPlace", (SELECT count(*)::int FROM acked_deliveries) AS moved`);
     expect(tables).toEqual({ inPlace: 1, moved: 1 });
+  });
+
+  // The pending migrations run in one transaction, so a lock one takes is
+  // held until the last is done: 0011 builds its index on deliveries first
+  // and drops the one on messages last, or every statement on messages of
+  // the instances still running would wait through the build.
+  test.skipIf(backendKind !== "postgres")("0011 does not lock messages while it waits to build its index on deliveries (needs DATABASE_URL)", async () => {
+    const { backend, connectOnce } = await fresh();
+    const db = await connectOnce();
+    const all = loadMigrations();
+    const at = all.findIndex((m) => m.tag === "0011_queued_expiry_index");
+    expect(at).toBeGreaterThan(0);
+    await migrate(db, all.slice(0, at));
+    const writer = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    const observer = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    // A write to deliveries under way, as an instance's send: the build waits for its commit.
+    let commit = () => {};
+    const committed = new Promise<void>((resolve) => (commit = resolve));
+    try {
+      let writing = () => {};
+      const written = new Promise<void>((resolve) => (writing = resolve));
+      const write = writer.begin(async (tx) => {
+        await tx`LOCK TABLE deliveries IN ROW EXCLUSIVE MODE`;
+        writing();
+        await committed;
+      });
+      await written;
+      const migrating = migrate(db, all);
+      await waitUntil(
+        async () =>
+          (await observer<Array<{ n: number }>>`SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'CREATE INDEX%'`)[0]!.n > 0,
+        30_000,
+        "the index build waiting for the write",
+      );
+      const [held] = await observer<Array<{ n: number }>>`
+        SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+        WHERE c.relname = 'messages' AND l.mode = 'AccessExclusiveLock'`;
+      expect(held!.n).toBe(0);
+      commit();
+      await write;
+      expect(await migrating).toEqual(["0011_queued_expiry_index", ...all.slice(at + 1).map((m) => m.tag)]);
+    } finally {
+      // Ends the write (and so the migration) when the test failed before it did.
+      commit();
+      await writer.end();
+      await observer.end();
+    }
   });
 
   test("two migrators starting together apply each migration once", async () => {
