@@ -12,9 +12,10 @@ import { pruneAuditLog, pruneGonePresences } from "../src/store/housekeeping.ts"
 import { ackDeliveries } from "../src/store/queue/ack.ts";
 import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
-import { pruneMessages } from "../src/store/queue/prune.ts";
+import { PruneWalk } from "../src/services/prune-walk.ts";
+import { FROM_THE_OLDEST, pruneMessages, type PruneFrom } from "../src/store/queue/prune.ts";
 import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
-import { planOf } from "./support/plans.ts";
+import { planOf, rowsReadFrom } from "./support/plans.ts";
 import { settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
 
 const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
@@ -36,6 +37,13 @@ async function message(target: string, ageSeconds: number, expiresInSeconds: num
   return m!.id;
 }
 
+/** No messages and no deliveries: a test that counts what a walk reads or takes starts from none (the file's tests share a database). */
+async function noMessages(): Promise<void> {
+  await t.db.rows(sql`DELETE FROM deliveries`);
+  await t.db.rows(sql`DELETE FROM acked_deliveries`);
+  await t.db.rows(sql`DELETE FROM messages`);
+}
+
 describe("pruneMessages", () => {
   test("direct messages go after the settled retention, channel ones after the history retention; owed ones stay until they expired that long ago", async () => {
     const HOUR = 3600;
@@ -53,7 +61,7 @@ describe("pruneMessages", () => {
       "channel, still queued, 2 days old": [await message("#room", 2 * DAY, DAY, "queued"), false],
       "channel, queued but expired 2 h ago, 2 days old": [await message("#room", 2 * DAY, -2 * HOUR, "queued"), true],
     } as const;
-    expect(await pruneMessages(t.db, RETENTION, 5000)).toBe(Object.values(cases).filter(([, gone]) => gone).length);
+    expect((await pruneMessages(t.db, RETENTION, 5000)).removed).toBe(Object.values(cases).filter(([, gone]) => gone).length);
     const left = new Set((await t.db.rows<{ id: string }>(sql`SELECT id FROM messages`)).map((r) => r.id));
     const gone = Object.fromEntries(Object.entries(cases).map(([name, [id]]) => [name, !left.has(id)]));
     expect(gone).toEqual(Object.fromEntries(Object.entries(cases).map(([name, [, goes]]) => [name, goes])));
@@ -63,6 +71,45 @@ describe("pruneMessages", () => {
     expect(orphans!.n).toBe(0);
     const [acked] = await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM acked_deliveries`);
     expect(acked!.n).toBe(2);
+  });
+
+  test("a walk from where the last ended passes what that one passed while owed, and takes what passed its retention since", async () => {
+    await noMessages();
+    const HOUR = 3600;
+    const owed = await message("k", 2 * HOUR, 86_400, "queued");
+    const owedChannel = await message("#room", 2 * 86_400, 86_400, "queued");
+    const first = await pruneMessages(t.db, RETENTION, 5000);
+    expect(first.removed).toBe(0);
+    expect(first.next.direct).not.toBeNull();
+    expect(first.next.channel).not.toBeNull();
+    await t.db.rows(ackByHand(sql`d.message_id IN (${owed}::uuid, ${owedChannel}::uuid)`));
+    // Settled now, but behind the walk: left for a walk from the oldest.
+    const second = await pruneMessages(t.db, RETENTION, 5000, first.next);
+    expect(second.removed).toBe(0);
+    // Sent 58.5 and 59 minutes ago (direct) and 23.5 h ago (channel): past
+    // retentions shorter by two minutes and an hour, after the first walk's
+    // cutoffs, so a walk from there under them takes what is settled.
+    await message("k", 58.5 * 60, 86_400, "acked");
+    const stillOwed = await message("k", 59 * 60, 86_400, "leased");
+    await message("#room", 23.5 * HOUR, 86_400, "expired");
+    const shorter = { settledSeconds: HOUR - 120, historySeconds: 86_400 - HOUR };
+    const third = await pruneMessages(t.db, shorter, 5000, second.next);
+    expect(third.removed).toBe(2);
+    const left = async () => new Set((await t.db.rows<{ id: string }>(sql`SELECT id FROM messages`)).map((r) => r.id));
+    expect(await left()).toEqual(new Set([owed, owedChannel, stillOwed]));
+    expect((await pruneMessages(t.db, shorter, 5000, FROM_THE_OLDEST)).removed).toBe(2);
+    expect(await left()).toEqual(new Set([stillOwed]));
+  });
+
+  test("a walk that took its limit starts the next one where it started", async () => {
+    await noMessages();
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push(await message("k", 2 * 3600 + i, 86_400, "acked"));
+    const from = { direct: "2000-01-01 00:00:00+00", channel: null };
+    const first = await pruneMessages(t.db, RETENTION, 2, from);
+    expect(first).toMatchObject({ removed: 2, next: { direct: from.direct } });
+    expect(first.next.channel).not.toBeNull();
+    expect((await pruneMessages(t.db, RETENTION, 2, first.next)).removed).toBe(1);
   });
 
   test.skipIf(backendKind !== "postgres")("an ack that moves a delivery while the prune waits for its row leaves nothing behind once the message goes", async () => {
@@ -109,6 +156,65 @@ describe("pruneMessages", () => {
     expect(plan).not.toMatch(/Seq Scan on messages/);
     // An owed delivery is looked up per message read, not hashed from the whole table.
     expect(plan).not.toMatch(/Seq Scan on deliveries/);
+  });
+
+  test.skipIf(backendKind !== "postgres")("a walk from where the last ended does not read the messages that one passed while owed (generic plan)", async () => {
+    await noMessages();
+    const OWED = 10_000;
+    await t.db.rows(sql`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, created_at, expires_at)
+        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, CASE WHEN g % 2 = 0 THEN 'k' ELSE '#room' END, 'now', 'n', 'c',
+               now() - interval '3 days', now() + interval '4 days'
+        FROM generate_series(1, ${OWED}) g
+        RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
+      SELECT id, ${t.memberId}::uuid, 'now', now() + interval '4 days' FROM m`);
+    await t.db.rows(sql`ANALYZE messages`);
+    const first = await pruneMessages(t.db, RETENTION, 5000);
+    expect(first.removed).toBe(0);
+    const read = async (from: PruneFrom) =>
+      rowsReadFrom(
+        await planOf(t.backend.databaseUrl!, (recorder) => pruneMessages({ transaction: (work) => work(recorder) }, RETENTION, 5000, from), {
+          generic: true,
+          analyze: true,
+        }),
+        "messages m",
+      );
+    expect(await read(FROM_THE_OLDEST)).toBe(OWED);
+    expect(await read(first.next)).toBe(0);
+  });
+});
+
+describe("PruneWalk", () => {
+  const prune = (from: PruneFrom) => pruneMessages(t.db, RETENTION, 5000, from);
+
+  /** A walk (from the oldest every minute) whose first tick, at 0 ms, passed a message then owed and settled since; and its clock. */
+  async function pastASettledMessage(): Promise<{ walk: PruneWalk; clock: { now: number } }> {
+    await noMessages();
+    const clock = { now: 0 };
+    const walk = new PruneWalk(60_000, () => clock.now);
+    const owed = await message("k", 2 * 3600, 86_400, "queued");
+    expect(await walk.tick(prune)).toBe(0);
+    await t.db.rows(ackByHand(sql`d.message_id = ${owed}::uuid`));
+    return { walk, clock };
+  }
+
+  test("each tick starts where the last ended, and from the oldest message once the interval has passed", async () => {
+    const { walk, clock } = await pastASettledMessage();
+    clock.now = 59_999;
+    expect(await walk.tick(prune)).toBe(0);
+    clock.now = 60_000;
+    expect(await walk.tick(prune)).toBe(1);
+  });
+
+  test("a prune that fails leaves the place where it was", async () => {
+    const { walk, clock } = await pastASettledMessage();
+    clock.now = 60_000;
+    // Due from the oldest, and failed: the next tick is still due from the oldest.
+    await expect(walk.tick(() => Promise.reject(new Error("connection lost")))).rejects.toThrow("connection lost");
+    clock.now = 60_001;
+    expect(await walk.tick(prune)).toBe(1);
   });
 });
 

@@ -23,6 +23,7 @@ import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { InstanceLease } from "./instance-lease.ts";
 import type { PresenceEvents } from "./presence-events.ts";
 import { Periodic } from "./periodic.ts";
+import { PruneWalk } from "./prune-walk.ts";
 import type { PresenceLifecycle } from "./presence-lifecycle.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import { ADMISSION_TIMEOUT_FACTOR, type Clock, type Timing } from "./timing.ts";
@@ -30,6 +31,12 @@ import { ADMISSION_TIMEOUT_FACTOR, type Clock, type Timing } from "./timing.ts";
 const HOUR = 3600;
 const DAY = 24 * HOUR;
 const BATCH = 5000;
+/**
+ * How often the prune walks from the oldest message rather than from where
+ * its last walk ended (or every settled retention, if shorter): a message
+ * passed while still owed goes at most this long after it could.
+ */
+const PRUNE_FROM_THE_OLDEST_MS = 10 * 60 * 1000;
 
 export interface SweeperDeps {
   db: Database;
@@ -48,9 +55,12 @@ export interface SweeperDeps {
 
 export class Sweepers {
   private readonly periodic: Periodic;
+  private readonly pruneWalk: PruneWalk;
 
   constructor(private readonly deps: SweeperDeps) {
     this.periodic = new Periodic((error, sweeper) => deps.log.warn({ err: error, sweeper }, "sweep failed"));
+    const fromTheOldestEveryMs = Math.min(PRUNE_FROM_THE_OLDEST_MS, deps.timing.settledRetentionSeconds * 1000);
+    this.pruneWalk = new PruneWalk(fromTheOldestEveryMs, deps.clock);
   }
 
   start(): void {
@@ -105,7 +115,7 @@ export class Sweepers {
     const dropped = await dropUndeliveredOfRevoked(db, HOUR);
     if (dropped > 0) this.deps.log.info({ deliveries: dropped }, "deliveries of revoked members dropped");
     const retention = { settledSeconds: timing.settledRetentionSeconds, historySeconds: timing.historyRetentionSeconds };
-    await pruneMessages(db, retention, BATCH);
+    await this.pruneWalk.tick((from) => pruneMessages(db, retention, BATCH, from));
     await pruneHelloReplays(db);
     await prunePendingSignals(db);
     await pruneGonePresences(db, DAY, BATCH);

@@ -17,40 +17,74 @@ export interface Retention {
   historySeconds: number;
 }
 
-// The oldest messages of one kind past `keptSeconds`, through that kind's
-// created_at index (schema.ts), so a tick reads the messages past their
-// retention, not the table: those no recipient still owes an ack for, or
-// expired longer than the settled retention ago, go. (Those still owed are
-// read again each tick until they go: an offline member's backlog.) Rows
-// another instance's prune holds are skipped, not waited for. The owed check
-// is one probe of the message's deliveries per message read (OFFSET 0 keeps
-// it so): under a generic plan Postgres would otherwise hash every owed
-// delivery of the table, reading all of them, on every tick.
-const prunable = (kind: SQL, keptSeconds: number, retention: Retention, limit: number): SQL => sql`
+/** Where each kind's walk starts: the created_at an earlier walk reached, or null for the oldest message. */
+export interface PruneFrom {
+  direct: string | null;
+  channel: string | null;
+}
+
+/** Walks from the oldest message of each kind. */
+export const FROM_THE_OLDEST: PruneFrom = { direct: null, channel: null };
+
+export interface Pruned {
+  removed: number;
+  /** Where the next walks may start: each walk that took fewer than its limit read every message up to its cutoff. */
+  next: PruneFrom;
+}
+
+// The oldest messages of one kind past `keptSeconds` and created at or after
+// `from`, through that kind's created_at index (schema.ts), so a tick reads
+// the messages past their retention, not the table: those no recipient still
+// owes an ack for, or expired longer than the settled retention ago, go.
+// Those still owed stay behind a walk that passed them (an offline member's
+// backlog, kept for its TTL): a tick that starts where the last one ended
+// does not read them again, a walk from the oldest does. Rows another
+// instance's prune holds are skipped, not waited for. The owed check is one
+// probe of the message's deliveries per message read (OFFSET 0 keeps it so):
+// under a generic plan Postgres would otherwise hash every owed delivery of
+// the table, reading all of them, on every tick.
+const prunable = (kind: SQL, keptSeconds: number, from: string | null, retention: Retention, limit: number): SQL => sql`
   SELECT m.id FROM messages m
   WHERE ${kind} AND m.created_at < now() - make_interval(secs => ${keptSeconds})
+    AND m.created_at >= coalesce(${from}::timestamptz, '-infinity')
     AND (m.expires_at < now() - make_interval(secs => ${retention.settledSeconds})
          OR NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('queued', 'leased') OFFSET 0))
   ORDER BY m.created_at
   LIMIT ${limit}
   FOR UPDATE SKIP LOCKED`;
 
+interface Walked {
+  ids: string[];
+  direct_taken: number;
+  channel_taken: number;
+  direct_cutoff: string;
+  channel_cutoff: string;
+}
+
 /**
  * Messages past their retention, at most `limit` direct and `limit` channel
- * ones; returns how many went. Two statements in one transaction: the first
- * locks the messages and deletes their deliveries, the second their
- * acknowledged deliveries and the messages. An ack under way moves a
- * delivery without locking its message: the first statement's delete waits
- * for that ack to commit (and then finds the row gone), and only a later
- * statement's snapshot sees the row the ack wrote to acked_deliveries. In
- * one statement it was left behind with no message.
+ * ones, each kind walked from where `from` says; returns how many went and
+ * where the next walks may start. A message passed while owed is left to a
+ * later walk from the oldest (FROM_THE_OLDEST), which the caller makes now
+ * and then. Two statements in one transaction: the first locks the messages
+ * and deletes their deliveries, the second their acknowledged deliveries and
+ * the messages. An ack under way moves a delivery without locking its
+ * message: the first statement's delete waits for that ack to commit (and
+ * then finds the row gone), and only a later statement's snapshot sees the
+ * row the ack wrote to acked_deliveries. In one statement it was left behind
+ * with no message.
  */
-export async function pruneMessages(db: Pick<Database, "transaction">, retention: Retention, limit: number): Promise<number> {
+export async function pruneMessages(
+  db: Pick<Database, "transaction">,
+  retention: Retention,
+  limit: number,
+  from: PruneFrom = FROM_THE_OLDEST,
+): Promise<Pruned> {
   const channelKept = Math.max(retention.settledSeconds, retention.historySeconds);
   return db.transaction(async (tx) => {
-    const [locked] = await tx.rows<{ ids: string[] }>(sql`
-      WITH direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, retention, limit)}),
-      channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, retention, limit)}),
+    const [walked] = await tx.rows<Walked>(sql`
+      WITH direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, from.direct, retention, limit)}),
+      channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, from.channel, retention, limit)}),
       -- = ANY of an array: an IN of the subquery is planned as a hash join
       -- over the whole table under a generic plan. (The cast makes the
       -- subquery one array value, not a set of rows for ANY to compare with.)
@@ -62,11 +96,21 @@ export async function pruneMessages(db: Pick<Database, "transaction">, retention
       gone_deliveries AS (
         DELETE FROM deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
       )
-      SELECT ids::text[] AS ids FROM ids`);
-    const ids = locked?.ids ?? [];
-    if (ids.length === 0) return 0;
+      SELECT ids::text[] AS ids,
+             (SELECT count(*) FROM direct)::int AS direct_taken,
+             (SELECT count(*) FROM channel)::int AS channel_taken,
+             (now() - make_interval(secs => ${retention.settledSeconds}))::text AS direct_cutoff,
+             (now() - make_interval(secs => ${channelKept}))::text AS channel_cutoff
+      FROM ids`);
+    if (walked === undefined) return { removed: 0, next: from };
+    // A walk that took its limit may have stopped short of its cutoff.
+    const next: PruneFrom = {
+      direct: walked.direct_taken < limit ? walked.direct_cutoff : from.direct,
+      channel: walked.channel_taken < limit ? walked.channel_cutoff : from.channel,
+    };
+    if (walked.ids.length === 0) return { removed: 0, next };
     const rows = await tx.rows<{ n: number }>(sql`
-      WITH ids AS MATERIALIZED (SELECT ${uuidArray(ids)} AS ids),
+      WITH ids AS MATERIALIZED (SELECT ${uuidArray(walked.ids)} AS ids),
       gone_acked AS (
         DELETE FROM acked_deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
       ),
@@ -75,6 +119,6 @@ export async function pruneMessages(db: Pick<Database, "transaction">, retention
         RETURNING 1
       )
       SELECT count(*)::int AS n FROM gone`);
-    return rows[0]?.n ?? 0;
+    return { removed: rows[0]?.n ?? 0, next };
   });
 }
