@@ -9,6 +9,7 @@ import {
   pruneHelloReplays,
   prunePendingSignals,
   pruneStoppedInstances,
+  vacuumTables,
 } from "../store/housekeeping.ts";
 import {
   dropUndeliveredOfRevoked,
@@ -121,6 +122,10 @@ export class Sweepers {
     await pruneGonePresences(db, DAY, BATCH);
     await pruneStoppedInstances(db, DAY);
     await pruneAuditLog(db, 30 * DAY);
+    // Postgres's autovacuum does this on its own; the embedded database has none.
+    if (db.kind === "embedded") {
+      this.deps.log.debug({ tables: await vacuumTables(db) }, "tables vacuumed");
+    }
     this.deps.onHousekeeping();
   }
 }
