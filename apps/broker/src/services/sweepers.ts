@@ -38,6 +38,14 @@ const BATCH = 5000;
  * passed while still owed goes at most this long after it could.
  */
 const PRUNE_FROM_THE_OLDEST_MS = 10 * 60 * 1000;
+/**
+ * Housekeeping ticks from one vacuum of the embedded database to the next: a
+ * minute at the default interval, autovacuum's own pause between rounds. Each
+ * vacuum takes the broker's thread (13–14 ms for the rows of 6,000 messages
+ * sent and acknowledged), and leaves the statements on the tables it changed
+ * to be planned again.
+ */
+const VACUUM_EVERY_TICKS = 6;
 
 export interface SweeperDeps {
   db: Database;
@@ -57,6 +65,7 @@ export interface SweeperDeps {
 export class Sweepers {
   private readonly periodic: Periodic;
   private readonly pruneWalk: PruneWalk;
+  private housekeepingTicks = 0;
 
   constructor(private readonly deps: SweeperDeps) {
     this.periodic = new Periodic((error, sweeper) => deps.log.warn({ err: error, sweeper }, "sweep failed"));
@@ -123,8 +132,10 @@ export class Sweepers {
     await pruneStoppedInstances(db, DAY);
     await pruneAuditLog(db, 30 * DAY);
     // Postgres's autovacuum does this on its own; the embedded database has none.
-    if (db.kind === "embedded") {
-      this.deps.log.debug({ tables: await vacuumTables(db) }, "tables vacuumed");
+    if (db.kind === "embedded" && this.housekeepingTicks++ % VACUUM_EVERY_TICKS === 0) {
+      const started = performance.now();
+      const tables = await vacuumTables(db);
+      this.deps.log.debug({ tables, ms: Math.round(performance.now() - started) }, "tables vacuumed");
     }
     this.deps.onHousekeeping();
   }
