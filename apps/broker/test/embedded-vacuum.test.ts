@@ -1,11 +1,11 @@
 // The embedded database runs no autovacuum: the broker's housekeeping
-// vacuums its tables (store/housekeeping.ts, vacuumTables). On an embedded
+// vacuums the tables that grew (store/housekeeping.ts, vacuumGrownTables). On an embedded
 // database whatever backend the run is on: it is the default a newcomer gets.
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect, type Database } from "@switchboard/db";
 import { embeddedBackend, spawnBroker, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { vacuumTables } from "../src/store/housekeeping.ts";
+import { vacuumGrownTables } from "../src/store/housekeeping.ts";
 import { meshWithMember } from "./support/scratch-db.ts";
 
 let backend: TestBackend | undefined;
@@ -48,7 +48,7 @@ const pages = async (on: Database): Promise<Pages> =>
              (pg_relation_size('messages') / 8192)::int AS messages`)
   )[0]!;
 
-describe("vacuumTables on the embedded database", () => {
+describe("vacuumGrownTables on the embedded database", () => {
   test("tables churned by traffic keep about the size of one round's rows, not of every row they ever held", async () => {
     backend = embeddedBackend({ withSchema: true });
     db = await connect({ databaseUrl: "", dataDir: backend.dataDir! });
@@ -58,7 +58,9 @@ describe("vacuumTables on the embedded database", () => {
       await traffic(db, ids);
       // Measured before the vacuum: what the round's rows took, in pages reused or new.
       after.push(await pages(db));
-      expect(await vacuumTables(db)).toEqual(expect.arrayContaining(["acked_deliveries", "deliveries", "messages"]));
+      expect(await vacuumGrownTables(db)).toEqual(expect.arrayContaining(["acked_deliveries", "deliveries", "messages"]));
+      // Nothing grew since: nothing to vacuum, nor any statement to plan again for it.
+      expect(await vacuumGrownTables(db)).toEqual([]);
     }
     // Unvacuumed, each round adds as many pages again: 20 times the first round's by the last.
     const [first] = after;
@@ -71,11 +73,16 @@ describe("vacuumTables on the embedded database", () => {
 });
 
 describe("an embedded broker's housekeeping", () => {
-  test("vacuums the tables every tick", async () => {
+  test("vacuums the tables that grew", async () => {
     backend = embeddedBackend({ withSchema: true });
+    // Rows of traffic the broker finds as it starts, never vacuumed.
+    db = await connect({ databaseUrl: "", dataDir: backend.dataDir! });
+    await traffic(db, await meshWithMember(db, "vacuum"));
+    await db.close();
+    db = undefined;
     const broker = await spawnBroker({ ...backend.env, HOUSEKEEPING_INTERVAL_MS: "100", LOG_LEVEL: "debug" });
     started.push(broker);
     const line = await broker.waitForLog("tables vacuumed", 30_000);
-    expect(line.tables).toEqual(expect.arrayContaining(["acked_deliveries", "deliveries", "messages", "presences"]));
+    expect(line.tables).toEqual(expect.arrayContaining(["acked_deliveries", "deliveries", "messages"]));
   });
 });

@@ -9,7 +9,7 @@ import {
   pruneHelloReplays,
   prunePendingSignals,
   pruneStoppedInstances,
-  vacuumTables,
+  vacuumGrownTables,
 } from "../store/housekeeping.ts";
 import {
   dropUndeliveredOfRevoked,
@@ -134,8 +134,8 @@ export class Sweepers {
     // Postgres's autovacuum does this on its own; the embedded database has none.
     if (db.kind === "embedded" && this.housekeepingTicks++ % VACUUM_EVERY_TICKS === 0) {
       const started = performance.now();
-      const tables = await vacuumTables(db);
-      this.deps.log.debug({ tables, ms: Math.round(performance.now() - started) }, "tables vacuumed");
+      const tables = await vacuumGrownTables(db);
+      if (tables.length > 0) this.deps.log.debug({ tables, ms: Math.round(performance.now() - started) }, "tables vacuumed");
     }
     this.deps.onHousekeeping();
   }
