@@ -46,6 +46,7 @@ async function noMessages(): Promise<void> {
 
 describe("pruneMessages", () => {
   test("direct messages go after the settled retention, channel ones after the history retention; owed ones stay until they expired that long ago", async () => {
+    await noMessages();
     const HOUR = 3600;
     const DAY = 86_400;
     const cases = {

@@ -9,7 +9,7 @@ import {
   pruneHelloReplays,
   prunePendingSignals,
   pruneStoppedInstances,
-  vacuumGrownTables,
+  vacuumTables,
 } from "../store/housekeeping.ts";
 import {
   dropUndeliveredOfRevoked,
@@ -39,13 +39,13 @@ const BATCH = 5000;
  */
 const PRUNE_FROM_THE_OLDEST_MS = 10 * 60 * 1000;
 /**
- * Housekeeping ticks from one vacuum of the embedded database to the next: a
- * minute at the default interval, autovacuum's own pause between rounds. Each
+ * Housekeeping intervals from one vacuum of the embedded database to the
+ * next: a minute by default, autovacuum's own pause between rounds. Each
  * vacuum takes the broker's thread (13–14 ms for the rows of 6,000 messages
  * sent and acknowledged), and leaves the statements on the tables it changed
  * to be planned again.
  */
-const VACUUM_EVERY_TICKS = 6;
+const VACUUM_INTERVALS = 6;
 
 export interface SweeperDeps {
   db: Database;
@@ -65,12 +65,12 @@ export interface SweeperDeps {
 export class Sweepers {
   private readonly periodic: Periodic;
   private readonly pruneWalk: PruneWalk;
-  private housekeepingTicks = 0;
 
   constructor(private readonly deps: SweeperDeps) {
     this.periodic = new Periodic((error, sweeper) => deps.log.warn({ err: error, sweeper }, "sweep failed"));
     const fromTheOldestEveryMs = Math.min(PRUNE_FROM_THE_OLDEST_MS, deps.timing.settledRetentionSeconds * 1000);
-    this.pruneWalk = new PruneWalk(fromTheOldestEveryMs, deps.clock);
+    // A clock that never steps back: a wall clock set back would hold off the walks from the oldest.
+    this.pruneWalk = new PruneWalk(fromTheOldestEveryMs, () => performance.now());
   }
 
   start(): void {
@@ -90,6 +90,8 @@ export class Sweepers {
     this.periodic.every("instance-lease", leaseTick, () => lease.renew());
     this.periodic.every("reap", leaseTick, async () => queuedWork.forMembers(await lease.reap()));
     this.periodic.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
+    // Postgres's autovacuum does this on its own; the embedded database has none.
+    if (db.kind === "embedded") this.periodic.every("vacuum", timing.housekeepingIntervalMs * VACUUM_INTERVALS, () => this.vacuum());
     // At once too: a fresh instance would report an empty queue until its first tick.
     this.periodic.every("queue-depth", timing.housekeepingIntervalMs, async () => metrics.queueDepth.set(await queueDepth(db)), { now: true });
   }
@@ -117,6 +119,12 @@ export class Sweepers {
     events.deliver(changes);
   }
 
+  private async vacuum(): Promise<void> {
+    const started = performance.now();
+    const tables = await vacuumTables(this.deps.db);
+    this.deps.log.debug({ tables, ms: Math.round(performance.now() - started) }, "tables vacuumed");
+  }
+
   private async housekeeping(): Promise<void> {
     const { db, timing, metrics } = this.deps;
     metrics.messagesExpired.inc(await expireDeliveries(db, BATCH));
@@ -131,12 +139,6 @@ export class Sweepers {
     await pruneGonePresences(db, DAY, BATCH);
     await pruneStoppedInstances(db, DAY);
     await pruneAuditLog(db, 30 * DAY);
-    // Postgres's autovacuum does this on its own; the embedded database has none.
-    if (db.kind === "embedded" && this.housekeepingTicks++ % VACUUM_EVERY_TICKS === 0) {
-      const started = performance.now();
-      const tables = await vacuumGrownTables(db);
-      if (tables.length > 0) this.deps.log.debug({ tables, ms: Math.round(performance.now() - started) }, "tables vacuumed");
-    }
     this.deps.onHousekeeping();
   }
 }

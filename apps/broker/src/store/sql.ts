@@ -36,6 +36,11 @@ export function isoTime(column: string): SQL {
   return sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
 }
 
+/** ISO-8601 UTC text of a timestamptz expression to the microsecond: read back as a timestamptz, the same instant whatever the session's DateStyle and TimeZone. */
+export function isoInstant(expression: SQL): SQL {
+  return sql`to_char((${expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+}
+
 /** Milliseconds from a timestamp column to the statement's now(), as float8. */
 export function ageMs(column: string): SQL {
   return sql.raw(`(extract(epoch FROM now() - ${column}) * 1000)::float8`);

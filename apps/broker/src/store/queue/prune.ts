@@ -8,7 +8,7 @@
 // retention (HISTORY_RETENTION_SECONDS).
 import type { Database } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { uuidArray } from "../sql.ts";
+import { isoInstant, uuidArray } from "../sql.ts";
 
 export interface Retention {
   /** How long a settled (or expired) message is kept, so a retried send stays idempotent. */
@@ -55,10 +55,10 @@ const prunable = (kind: SQL, keptSeconds: number, from: string | null, retention
 
 interface Walked {
   ids: string[];
-  direct_taken: number;
-  channel_taken: number;
-  direct_cutoff: string;
-  channel_cutoff: string;
+  directTaken: number;
+  channelTaken: number;
+  directCutoff: string;
+  channelCutoff: string;
 }
 
 /**
@@ -97,16 +97,17 @@ export async function pruneMessages(
         DELETE FROM deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
       )
       SELECT ids::text[] AS ids,
-             (SELECT count(*) FROM direct)::int AS direct_taken,
-             (SELECT count(*) FROM channel)::int AS channel_taken,
-             (now() - make_interval(secs => ${retention.settledSeconds}))::text AS direct_cutoff,
-             (now() - make_interval(secs => ${channelKept}))::text AS channel_cutoff
+             (SELECT count(*) FROM direct)::int AS "directTaken",
+             (SELECT count(*) FROM channel)::int AS "channelTaken",
+             ${isoInstant(sql`now() - make_interval(secs => ${retention.settledSeconds})`)} AS "directCutoff",
+             ${isoInstant(sql`now() - make_interval(secs => ${channelKept})`)} AS "channelCutoff"
       FROM ids`);
+    // No row only from an executor that answers none (the plan tests' recorder): ids makes one.
     if (walked === undefined) return { removed: 0, next: from };
     // A walk that took its limit may have stopped short of its cutoff.
     const next: PruneFrom = {
-      direct: walked.direct_taken < limit ? walked.direct_cutoff : from.direct,
-      channel: walked.channel_taken < limit ? walked.channel_cutoff : from.channel,
+      direct: walked.directTaken < limit ? walked.directCutoff : from.direct,
+      channel: walked.channelTaken < limit ? walked.channelCutoff : from.channel,
     };
     if (walked.ids.length === 0) return { removed: 0, next };
     const rows = await tx.rows<{ n: number }>(sql`
