@@ -12,10 +12,10 @@
 // statements with nothing to do: the expiry sweep among messages expired and
 // swept before, the prune among messages past the retention still owed (from
 // the oldest message, as a fresh instance and every tenth minute's walk go,
-// and from where the last ended, as the ticks between go). The
-// cases take turns, a round of each at a time, so the machine's drift falls
-// on all of them alike. The statements are imported from the broker's store:
-// they are what is measured.
+// and from where the last ended, as the ticks between go). The cases take
+// turns, a round of each at a time, so the machine's drift falls on all of
+// them alike. The statements are imported from the broker's store: they are
+// what is measured.
 import { connect, migrate, type ConnectOptions, type Database } from "@switchboard/db";
 import { startPostgresCluster } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";

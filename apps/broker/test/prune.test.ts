@@ -104,8 +104,7 @@ describe("pruneMessages", () => {
 
   test("a walk that took its limit starts the next one where it started", async () => {
     await noMessages();
-    const ids = [];
-    for (let i = 0; i < 3; i++) ids.push(await message("k", 2 * 3600 + i, 86_400, "acked"));
+    for (let i = 0; i < 3; i++) await message("k", 2 * 3600 + i, 86_400, "acked");
     const from = { direct: "2000-01-01 00:00:00+00", channel: null };
     const first = await pruneMessages(t.db, RETENTION, 2, from);
     expect(first).toMatchObject({ removed: 2, next: { direct: from.direct } });
