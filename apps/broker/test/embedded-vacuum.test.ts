@@ -80,13 +80,43 @@ describe("vacuumTables on the embedded database", () => {
   });
 });
 
+describe("what vacuumTables vacuums", () => {
+  test("nothing on a database idle since the last vacuum; a table with dead rows, and only it", async () => {
+    backend = embeddedBackend({ withSchema: true });
+    db = await connect({ databaseUrl: "", dataDir: backend.dataDir! });
+    const ids = await meshWithMember(db, "vacuum");
+    await traffic(db, ids, 300);
+    expect(await vacuumTables(db)).toEqual(expect.arrayContaining(["deliveries", "messages"]));
+    expect(await vacuumTables(db)).toEqual([]);
+    // The counts of dead rows are read as they are now, not as last flushed.
+    await db.rows(sql`INSERT INTO hello_replays (signature, expires_at) VALUES ('k', now())`);
+    await db.rows(sql`DELETE FROM hello_replays`);
+    expect(await vacuumTables(db)).toEqual(["hello_replays"]);
+  });
+
+  test("tables past the freeze age are frozen, the catalogs' too, so the database's oldest transaction moves on", async () => {
+    backend = embeddedBackend({ withSchema: true });
+    db = await connect({ databaseUrl: "", dataDir: backend.dataDir! });
+    const ids = await meshWithMember(db, "vacuum");
+    // A hundred and twenty transactions, each of one statement.
+    for (let i = 0; i < 30; i++) await traffic(db, ids, 1);
+    const freezeAge = 10;
+    expect(await vacuumTables(db, freezeAge)).toEqual(expect.arrayContaining(["pg_catalog.pg_class", "pg_catalog.pg_attribute", "deliveries"]));
+    const [ages] = await db.rows<{ database: number; oldestTable: number }>(sql`
+      SELECT (SELECT age(datfrozenxid) FROM pg_database WHERE datname = current_database()) AS database,
+             (SELECT max(age(relfrozenxid)) FROM pg_class WHERE relkind IN ('r', 't') AND relpersistence = 'p') AS "oldestTable"`);
+    expect(ages!.database).toBeLessThanOrEqual(freezeAge);
+    expect(ages!.oldestTable).toBeLessThanOrEqual(freezeAge);
+  });
+});
+
 describe("an embedded broker", () => {
   test("vacuums its tables every six housekeeping intervals", async () => {
     backend = embeddedBackend({ withSchema: true });
     const broker = await spawnBroker({ ...backend.env, HOUSEKEEPING_INTERVAL_MS: "100", LOG_LEVEL: "debug" });
     started.push(broker);
     const first = await broker.waitForLog("tables vacuumed", 30_000);
-    expect(first.tables).toEqual(expect.arrayContaining(["acked_deliveries", "deliveries", "messages", "presences"]));
+    expect(first.tables).toBeArray();
     // And again: on a timer, not once.
     await broker.waitForLog("tables vacuumed", 30_000, (line) => line.time !== first.time);
   });

@@ -46,24 +46,39 @@ export async function pruneAuditLog(db: Executor, retentionSeconds: number): Pro
 }
 
 /**
- * Vacuums every table of the database (the broker's and its migrations');
- * returns their names. For the embedded database, which runs no autovacuum
- * (it has no background workers): without it, the space of every row a send,
- * claim, ack or prune removed stays unusable, and the tables' files grow for
- * as long as the broker runs. Every table, every time: PGlite's counts of
- * dead rows, which autovacuum goes by, lag its writes (they are flushed now
- * and then), and a table's file measured against the pages its last vacuum
- * left misses a table that keeps live rows, whose file then grows by what it
- * takes between vacuums, a little more each time. (All of them with
- * nothing to reclaim take 10–12 ms.) One table a statement, so the texts the
+ * Vacuums the tables that need it, the catalogs' too, and returns their
+ * names. For the embedded database, which runs no autovacuum (it has no
+ * background workers): without it, the space of every row a send, claim,
+ * ack or prune removed stays unusable and the files grow for as long as the
+ * broker runs, and the rows no vacuum froze would, some two billion
+ * transactions on, read as written in the future — the catalogs' rows that
+ * name the broker's tables among them.
+ *
+ * A table needs a vacuum when it has dead rows (PGlite's counts lag its
+ * writes until flushed; flushed first, they are current), and is frozen
+ * whole when its oldest unfrozen transaction is older than `freezeAge`
+ * transactions (the database's `autovacuum_freeze_max_age` unless given:
+ * autovacuum's rule; a frozen table's age starts again from nought). An
+ * idle database so vacuums nothing. One table a statement, so the texts the
  * embedded database keeps prepared stay one per table; not in a
  * transaction, where VACUUM cannot run.
  */
-export async function vacuumTables(db: Executor): Promise<string[]> {
-  const tables = await db.rows<{ schema: string; name: string }>(sql`
-    SELECT schemaname AS schema, tablename AS name FROM pg_tables
-    WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
-    ORDER BY schemaname, tablename`);
-  for (const { schema, name } of tables) await db.rows(sql`VACUUM ${sql.identifier(schema)}.${sql.identifier(name)}`);
+export async function vacuumTables(db: Executor, freezeAge?: number): Promise<string[]> {
+  await db.rows(sql`SELECT pg_stat_force_next_flush()`);
+  // TOAST tables by their age too: a vacuum of their table that skipped
+  // their pages leaves their oldest transaction where it was.
+  const tables = await db.rows<{ schema: string; name: string; freeze: boolean }>(sql`
+    WITH setting AS (
+      SELECT coalesce(${freezeAge ?? null}::int, current_setting('autovacuum_freeze_max_age')::int) AS freeze_age)
+    SELECT n.nspname AS schema, c.relname AS name, age(c.relfrozenxid) > s.freeze_age AS "freeze"
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN setting s
+    WHERE c.relpersistence = 'p'
+      AND (c.relkind = 'r' AND pg_stat_get_dead_tuples(c.oid) > 0
+           OR c.relkind IN ('r', 't') AND age(c.relfrozenxid) > s.freeze_age)
+    ORDER BY schema, name`);
+  for (const { schema, name, freeze } of tables) {
+    const table = sql`${sql.identifier(schema)}.${sql.identifier(name)}`;
+    await db.rows(freeze ? sql`VACUUM (FREEZE) ${table}` : sql`VACUUM ${table}`);
+  }
   return tables.map(({ schema, name }) => (schema === "public" ? name : `${schema}.${name}`));
 }
