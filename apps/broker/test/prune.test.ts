@@ -102,14 +102,26 @@ describe("pruneMessages", () => {
     expect(await left()).toEqual(new Set([stillOwed]));
   });
 
-  test("a walk that took its limit starts the next one where it started", async () => {
+  test("a walk that took its limit starts the next one at the last message it took, not again behind it", async () => {
     await noMessages();
-    for (let i = 0; i < 3; i++) await message("k", 2 * 3600 + i, 86_400, "acked");
-    const from = { direct: "2000-01-01 00:00:00+00", channel: null };
-    const first = await pruneMessages(t.db, RETENTION, 2, from);
-    expect(first).toMatchObject({ removed: 2, next: { direct: from.direct } });
+    const owed = await message("k", 2 * 3600 + 10, 86_400, "queued");
+    await message("k", 2 * 3600 + 5, 86_400, "acked");
+    const lastTaken = await message("k", 2 * 3600 + 4, 86_400, "acked");
+    await message("k", 2 * 3600 + 3, 86_400, "acked");
+    const [last] = await t.db.rows<{ at: string }>(sql`
+      SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at FROM messages WHERE id = ${lastTaken}::uuid`);
+    const first = await pruneMessages(t.db, RETENTION, 2, FROM_THE_OLDEST);
+    expect(first).toMatchObject({ removed: 2, next: { direct: last!.at } });
+    // Fewer than the limit among channel messages: to its cutoff.
     expect(first.next.channel).not.toBeNull();
-    expect((await pruneMessages(t.db, RETENTION, 2, first.next)).removed).toBe(1);
+    // The owed message, settled now, is behind that walk: the next one
+    // takes what follows, and only a walk from the oldest takes it.
+    await t.db.rows(ackByHand(sql`d.message_id = ${owed}::uuid`));
+    const second = await pruneMessages(t.db, RETENTION, 2, first.next);
+    expect(second.removed).toBe(1);
+    const left = async () => new Set((await t.db.rows<{ id: string }>(sql`SELECT id FROM messages`)).map((r) => r.id));
+    expect(await left()).toEqual(new Set([owed]));
+    expect((await pruneMessages(t.db, RETENTION, 2, FROM_THE_OLDEST)).removed).toBe(1);
   });
 
   test.skipIf(backendKind !== "postgres")("an ack that moves a delivery while the prune waits for its row leaves nothing behind once the message goes", async () => {

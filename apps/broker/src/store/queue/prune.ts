@@ -28,7 +28,7 @@ export const FROM_THE_OLDEST: PruneFrom = { direct: null, channel: null };
 
 export interface Pruned {
   removed: number;
-  /** Where the next walks may start: each walk that took fewer than its limit read every message up to its cutoff. */
+  /** Where the next walks may start: each walk's cutoff, or the last message it took when it took its limit. */
   next: PruneFrom;
 }
 
@@ -44,7 +44,7 @@ export interface Pruned {
 // under a generic plan Postgres would otherwise hash every owed delivery of
 // the table, reading all of them, on every tick.
 const prunable = (kind: SQL, keptSeconds: number, from: string | null, retention: Retention, limit: number): SQL => sql`
-  SELECT m.id FROM messages m
+  SELECT m.id, m.created_at FROM messages m
   WHERE ${kind} AND m.created_at < now() - make_interval(secs => ${keptSeconds})
     AND m.created_at >= coalesce(${from}::timestamptz, '-infinity')
     AND (m.expires_at < now() - make_interval(secs => ${retention.settledSeconds})
@@ -53,12 +53,17 @@ const prunable = (kind: SQL, keptSeconds: number, from: string | null, retention
   LIMIT ${limit}
   FOR UPDATE SKIP LOCKED`;
 
+// How far a walk read: to its cutoff when it took fewer than its limit;
+// else to the last message it took, at which the next walk starts again
+// (`>=`: those created at that same instant that it did not take).
+const walkedTo = (walk: SQL, keptSeconds: number, limit: number): SQL => sql`
+  CASE WHEN (SELECT count(*) FROM ${walk}) < ${limit} THEN now() - make_interval(secs => ${keptSeconds})
+       ELSE (SELECT max(created_at) FROM ${walk}) END`;
+
 interface Walked {
   ids: string[];
-  directTaken: number;
-  channelTaken: number;
-  directCutoff: string;
-  channelCutoff: string;
+  directNext: string;
+  channelNext: string;
 }
 
 /**
@@ -97,18 +102,12 @@ export async function pruneMessages(
         DELETE FROM deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
       )
       SELECT ids::text[] AS ids,
-             (SELECT count(*) FROM direct)::int AS "directTaken",
-             (SELECT count(*) FROM channel)::int AS "channelTaken",
-             ${isoInstant(sql`now() - make_interval(secs => ${retention.settledSeconds})`)} AS "directCutoff",
-             ${isoInstant(sql`now() - make_interval(secs => ${channelKept})`)} AS "channelCutoff"
+             ${isoInstant(walkedTo(sql`direct`, retention.settledSeconds, limit))} AS "directNext",
+             ${isoInstant(walkedTo(sql`channel`, channelKept, limit))} AS "channelNext"
       FROM ids`);
     // No row only from an executor that answers none (the plan tests' recorder): ids makes one.
     if (walked === undefined) return { removed: 0, next: from };
-    // A walk that took its limit may have stopped short of its cutoff.
-    const next: PruneFrom = {
-      direct: walked.directTaken < limit ? walked.directCutoff : from.direct,
-      channel: walked.channelTaken < limit ? walked.channelCutoff : from.channel,
-    };
+    const next: PruneFrom = { direct: walked.directNext, channel: walked.channelNext };
     if (walked.ids.length === 0) return { removed: 0, next };
     const rows = await tx.rows<{ n: number }>(sql`
       WITH ids AS MATERIALIZED (SELECT ${uuidArray(walked.ids)} AS ids),
