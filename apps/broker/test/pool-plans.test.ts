@@ -14,7 +14,9 @@
 // empty tables, then run on 25,000 deliveries and 5,000 live presences on
 // its instance (and 5,000 of another mesh on another): it must read the rows
 // it acts on and the index entries on the way to them, or, for a sweep that
-// reads its instance's or mesh's rows by design, no more than those.
+// reads its instance's or mesh's rows by design, no more than those. On the
+// embedded database too (PGlite's Postgres 18, with the settings its broker
+// opens it with), whose tables a vacuum of the broker's leaves so as well.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { backendKind } from "@switchboard/testkit";
 import type { Executor } from "@switchboard/db";
@@ -179,6 +181,8 @@ interface Case {
   writes?: string;
   /** A table read more than FEW rows of by design, and its bound. */
   reads?: { table: Table; atMost: number };
+  /** Why the case is held to its bound on a Postgres server only. */
+  postgresOnly?: string;
 }
 
 type Table = "deliveries" | "acked_deliveries" | "presences" | "messages" | "members";
@@ -202,7 +206,20 @@ const cases: Array<[string, Case]> = [
   ["the requeue of a presence's leases (its close)", { pool: "main", run: (db, t) => requeue(db, { presences: [t.holder] }), reads: { table: "deliveries", atMost: 3 * 3 } }],
   ["a webhook attempt's ack of the leases it held", { pool: "main", run: (db, t) => ackHeldBy(db, t.holder), reads: { table: "deliveries", atMost: 3 * 3 } }],
   // Every delivery the member is owed (its other presence's leases, mostly), found, locked and deleted, by design; not the others'.
-  ["a revocation's drop of what its member is owed", { pool: "main", run: (db) => dropUndelivered(db, recipient), reads: { table: "deliveries", atMost: 3 * (BULK + FEW) } }],
+  [
+    "a revocation's drop of what its member is owed",
+    {
+      pool: "main",
+      run: (db) => dropUndelivered(db, recipient),
+      reads: { table: "deliveries", atMost: 3 * (BULK + FEW) },
+      // Its leases are found through the index of every lease, which also
+      // holds the entries of the fill's 10,000 acknowledged deliveries until
+      // a vacuum. Postgres 15 walks it with an index scan, whose count leaves
+      // out the entries of rows gone; the embedded Postgres 18 with a bitmap
+      // scan, whose count is of every entry it matched.
+      postgresOnly: "a bitmap scan of the lease index counts the entries of deleted rows",
+    },
+  ],
   // Every lapsed lease (the other presence's), and each again to update it, by design; not every delivery.
   ["the lease sweep", { pool: "main", run: (db) => requeue(db, { expiredLeases: { limit: 10_000 } }), reads: { table: "deliveries", atMost: 2 * (BULK + FEW) } }],
   // Every live presence of the instance, by design; not the next instance's.
@@ -262,17 +279,20 @@ const emptied: Array<[string, { prepare: () => Promise<unknown>; pages: boolean 
   ],
 ];
 
-describe.skipIf(backendKind !== "postgres").each(emptied)("planned on tables %s, run full", (_, { prepare, pages }) => {
-  test.each(cases)("%s reads its own rows", async (_, { pool, run, writes, reads }) => {
+// On the embedded database, each case but those held to their bound on a Postgres server only.
+const casesHere = cases.filter(([, c]) => backendKind === "postgres" || c.postgresOnly === undefined);
+
+describe.each(emptied)("planned on tables %s, run full", (_, { prepare, pages }) => {
+  test.each(casesHere)("%s reads its own rows", async (_, { pool, run, writes, reads }) => {
     await prepare();
     expect(await statistics()).toEqual(EMPTIED.map((relname) => ({ relname, pages, reltuples: 0 })));
     const targets = newTargets();
-    const plan = await planOf(scratch.backend.databaseUrl!, (db) => run(db, targets), {
+    const plan = await planOf(scratch.backend.databaseUrl ?? scratch.db, (db) => run(db, targets), {
       settings: settings[pool],
       analyze: true,
       thenFill: (tx) => fill(tx, targets),
     });
-    if (writes) expect(plan).toMatch(new RegExp(`${writes}  \\(cost=\\S+ rows=\\d+ width=\\d+\\) \\(actual time=\\S+ rows=1 loops=1\\)`));
+    if (writes) expect(plan).toMatch(new RegExp(`${writes}  \\(cost=\\S+ rows=\\d+ width=\\d+\\) \\(actual time=\\S+ rows=1(?:\\.00)? loops=1\\)`));
     // Its own rows, the index entries its probes pass, the recipient's two
     // presences: a handful of each table, not the thousands around them.
     const tables: Table[] = ["deliveries", "acked_deliveries", "presences", "messages", "members"];

@@ -3,11 +3,12 @@
 // of a statement with bound values plans for those values, whatever
 // plan_cache_mode says). The function runs against an executor that records
 // its statement and answers no rows; the statement is then prepared and
-// EXPLAINed on a connection of its own, in a transaction rolled back after.
+// EXPLAINed on a connection of its own (or the embedded database's one), in
+// a transaction rolled back after.
 // A generic plan is made at the statement's first run and kept: run once on
 // the tables as they are, then filled, it shows what a plan made while the
 // tables were empty reads once they are large.
-import { PLANNER_SETTINGS, toQuery, type Executor, type Statement } from "@switchboard/db";
+import { PLANNER_SETTINGS, toQuery, type Database, type Executor, type Statement } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
 
@@ -30,44 +31,74 @@ function literal(value: unknown): string {
   throw new Error(`planOf: a parameter of type ${typeof value} has no literal here`);
 }
 
-/** The plan of the last statement `run` makes, as text. */
-export async function planOf(databaseUrl: string, run: (recorder: Executor) => Promise<unknown>, options: PlanOptions = {}): Promise<string> {
+/**
+ * The plan of the last statement `run` makes, as text: on a Postgres server
+ * (its URL), on a connection of its own; on an embedded database, on its
+ * one connection, whose own settings are the embedded broker's.
+ */
+export async function planOf(
+  on: string | Database,
+  run: (recorder: Executor) => Promise<unknown>,
+  options: PlanOptions = {},
+): Promise<string> {
   let statement: Statement | undefined;
   await run({ rows: async (query: Statement) => ((statement = query), []) });
   if (statement === undefined) throw new Error("the function ran no statement");
   const { sql: text, params } = toQuery(statement);
-  const raw = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   const settings = { ...(options.generic ? PLANNER_SETTINGS : { plan_cache_mode: "auto" }), ...options.settings };
+  const args = params.length === 0 ? "" : `(${params.map(literal).join(", ")})`;
+  // Thrown with the plan, so that what an ANALYZE (or the fill) wrote is rolled back.
+  const explain = async (tx: Executor): Promise<never> => {
+    const unsafe = <T>(query: string) => tx.rows<T>(sql.raw(query));
+    for (const [name, value] of Object.entries(settings)) await tx.rows(sql`SELECT set_config(${name}, ${value}, true)`);
+    await unsafe(`PREPARE planned AS ${text}`);
+    if (options.thenFill) {
+      // Run to be planned, then undone, so that what it wrote cannot clash with the run explained.
+      await unsafe("SAVEPOINT planned");
+      await unsafe(`EXECUTE planned${args}`);
+      await unsafe("ROLLBACK TO SAVEPOINT planned");
+      await options.thenFill(tx);
+    }
+    const how = options.analyze ? "(ANALYZE, BUFFERS) " : "";
+    const rows = await unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${how}EXECUTE planned${args}`);
+    throw new Rollback(rows.map((r) => r["QUERY PLAN"]).join("\n"));
+  };
   try {
-    // Thrown with the plan, so that what an ANALYZE (or the fill) wrote is rolled back.
-    await raw.begin(async (tx) => {
-      for (const [name, value] of Object.entries(settings)) await tx.unsafe(`SELECT set_config($1, $2, true)`, [name, value]);
-      await tx.unsafe(`PREPARE planned AS ${text}`);
-      const args = params.length === 0 ? "" : `(${params.map(literal).join(", ")})`;
-      if (options.thenFill) {
-        // Run to be planned, then undone, so that what it wrote cannot clash with the run explained.
-        await tx.unsafe("SAVEPOINT planned");
-        await tx.unsafe(`EXECUTE planned${args}`);
-        await tx.unsafe("ROLLBACK TO SAVEPOINT planned");
-        await options.thenFill({
-          rows: async <T>(query: Statement) => {
-            const filled = toQuery(query);
-            return (await tx.unsafe(filled.sql, filled.params as postgres.ParameterOrJSON<never>[])) as unknown as T[];
-          },
-        });
+    if (typeof on !== "string") {
+      // A prepared statement outlives the transaction it was prepared in, and this session is the database's.
+      try {
+        await on.transaction(explain);
+      } finally {
+        const [prepared] = await on.rows(sql`SELECT 1 FROM pg_prepared_statements WHERE name = 'planned'`);
+        if (prepared) await on.rows(sql`DEALLOCATE planned`);
       }
-      const how = options.analyze ? "(ANALYZE, BUFFERS) " : "";
-      const rows = await tx.unsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN ${how}EXECUTE planned${args}`);
-      throw new Rollback(rows.map((r) => r["QUERY PLAN"]).join("\n"));
-    });
+    } else {
+      const raw = postgres(on, { max: 1, onnotice: () => {} });
+      try {
+        await raw.begin((tx) =>
+          explain({
+            rows: async <T>(query: Statement) => {
+              const q = toQuery(query);
+              return (await tx.unsafe(q.sql, q.params as postgres.ParameterOrJSON<never>[])) as unknown as T[];
+            },
+          }),
+        );
+      } finally {
+        await raw.end();
+      }
+    }
     throw new Error("unreachable: the transaction always rolls back");
   } catch (error) {
     if (error instanceof Rollback) return error.plan;
     throw error;
-  } finally {
-    await raw.end();
   }
 }
+
+/**
+ * A row count in an analyzed plan: whole before Postgres 18, with two
+ * decimals since (the embedded database's), an average over the loops.
+ */
+export const COUNT = String.raw`\d+(?:\.\d+)?`;
 
 /**
  * Rows the scans of `relation` ("deliveries", or "deliveries q" for those
@@ -78,8 +109,8 @@ export async function planOf(databaseUrl: string, run: (recorder: Executor) => P
  * and not those rows again.
  */
 export function rowsReadFrom(plan: string, relation: string): number {
-  const scan = new RegExp(`Scan(?: using \\S+)? on ${relation}(?:_\\d+)?\\b.*actual time=\\S+ rows=(\\d+) loops=(\\d+)`);
-  const bitmap = relation.includes(" ") ? null : new RegExp(`Bitmap Index Scan on ${relation}_\\w+ .*actual time=\\S+ rows=(\\d+) loops=(\\d+)`);
+  const scan = new RegExp(`Scan(?: using \\S+)? on ${relation}(?:_\\d+)?\\b.*actual time=\\S+ rows=(${COUNT}) loops=(\\d+)`);
+  const bitmap = relation.includes(" ") ? null : new RegExp(`Bitmap Index Scan on ${relation}_\\w+ .*actual time=\\S+ rows=(${COUNT}) loops=(\\d+)`);
   const bitmapHeap = relation.includes(" ") ? null : new RegExp(`Bitmap Heap Scan on ${relation}(?:_\\d+)?\\b`);
   let onTable = false;
   let read = 0;
@@ -89,7 +120,7 @@ export function rowsReadFrom(plan: string, relation: string): number {
       onTable = hit !== null;
       if (hit) read += Number(hit[1]) * Number(hit[2]);
     }
-    const removed = /Rows Removed by Filter: (\d+)/.exec(line);
+    const removed = new RegExp(`Rows Removed by Filter: (${COUNT})`).exec(line);
     if (removed && onTable) read += Number(removed[1]);
   }
   return read;
