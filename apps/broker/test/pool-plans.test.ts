@@ -354,7 +354,7 @@ const probes: Array<[string, { dropped: string[]; probe: string; mustNotUse: str
   ],
 ];
 
-describe.skipIf(backendKind !== "postgres")("an index of live presences, deliveries or leases by another column", () => {
+describe("an index of live presences, deliveries or leases by another column", () => {
   test.each(probes)("is not walked for %s", async (_, { dropped, probe, mustNotUse }) => {
     const plan = await scratch.db
       .transaction(async (tx) => {

@@ -2,9 +2,10 @@
 // presences a batch at a time (store/housekeeping.ts), the queue depth
 // counted from the queue alone (store/queue/claim.ts), and what recently
 // revoked members were still owed dropped (store/queue/drop.ts), against a
-// real database: which messages go and which stay, and — on Postgres, with
-// the generic plan the broker's pool uses — that a tick reaches them through
-// the created_at indexes instead of reading the whole messages table.
+// real database: which messages go and which stay, and — with the generic
+// plan the broker's pool (or its embedded database) uses — that a tick
+// reaches them through the created_at indexes instead of reading the whole
+// messages table.
 import { describe, expect, test } from "bun:test";
 import { backendKind, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
@@ -153,14 +154,14 @@ describe("pruneMessages", () => {
     expect(left).toEqual({ messages: 0, acked: 0 });
   });
 
-  test.skipIf(backendKind !== "postgres")("a tick reads the prunable rows through the created_at indexes, not the whole table (generic plan)", async () => {
+  test("a tick reads the prunable rows through the created_at indexes, not the whole table (generic plan)", async () => {
     // 40,000 young messages, none prunable: a scan would read them all every tick.
     await t.db.rows(sql`
       INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
       SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, CASE WHEN g % 2 = 0 THEN 'k' ELSE '#room' END, 'now', 'n', 'c', now() + interval '1 day'
       FROM generate_series(1, 40000) g`);
     await t.db.rows(sql`ANALYZE messages`);
-    const plan = await planOf(t.backend.databaseUrl!, (recorder) => pruneMessages({ transaction: (work) => work(recorder) }, RETENTION, 5000), {
+    const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => pruneMessages({ transaction: (work) => work(recorder) }, RETENTION, 5000), {
       generic: true,
     });
     expect(plan).toContain("messages_direct_created_idx");
@@ -170,7 +171,7 @@ describe("pruneMessages", () => {
     expect(plan).not.toMatch(/Seq Scan on deliveries/);
   });
 
-  test.skipIf(backendKind !== "postgres")("a walk from where the last ended does not read the messages that one passed while owed (generic plan)", async () => {
+  test("a walk from where the last ended does not read the messages that one passed while owed (generic plan)", async () => {
     await noMessages();
     const OWED = 10_000;
     await t.db.rows(sql`
@@ -187,7 +188,7 @@ describe("pruneMessages", () => {
     expect(first.removed).toBe(0);
     const read = async (from: PruneFrom) =>
       rowsReadFrom(
-        await planOf(t.backend.databaseUrl!, (recorder) => pruneMessages({ transaction: (work) => work(recorder) }, RETENTION, 5000, from), {
+        await planOf(t.backend.databaseUrl ?? t.db, (recorder) => pruneMessages({ transaction: (work) => work(recorder) }, RETENTION, 5000, from), {
           generic: true,
           analyze: true,
         }),
@@ -246,12 +247,12 @@ describe("pruneGonePresences", () => {
     expect(await left()).toBe(2400);
   });
 
-  test.skipIf(backendKind !== "postgres")("a tick reads what it prunes through the index on disconnected_at, not the whole table (generic plan)", async () => {
+  test("a tick reads what it prunes through the index on disconnected_at, not the whole table (generic plan)", async () => {
     await t.db.rows(sql`
       INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name, disconnected_at)
       SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'recent', 's' || g, 'n', now() - interval '1 hour' FROM generate_series(1, 40000) g`);
     await t.db.rows(sql`ANALYZE presences`);
-    const plan = await planOf(t.backend.databaseUrl!, (recorder) => pruneGonePresences(recorder, 86_400, 1000), { generic: true });
+    const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => pruneGonePresences(recorder, 86_400, 1000), { generic: true });
     expect(plan).toContain("presences_gone_idx");
     expect(plan).not.toMatch(/Seq Scan on presences/);
   });
@@ -267,16 +268,16 @@ describe("pruneAuditLog", () => {
     expect(left.map((r) => r.day)).toEqual(Array.from({ length: 29 }, (_, i) => i + 1));
   });
 
-  test.skipIf(backendKind !== "postgres")("a tick reads what it prunes through the index on at, not the whole table (generic plan)", async () => {
+  test("a tick reads what it prunes through the index on at, not the whole table (generic plan)", async () => {
     await t.db.rows(sql`INSERT INTO audit_log (event) SELECT 'recent' FROM generate_series(1, 40000)`);
     await t.db.rows(sql`ANALYZE audit_log`);
-    const plan = await planOf(t.backend.databaseUrl!, (recorder) => pruneAuditLog(recorder, 30 * 86_400), { generic: true });
+    const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => pruneAuditLog(recorder, 30 * 86_400), { generic: true });
     expect(plan).toContain("audit_log_at_idx");
     expect(plan).not.toMatch(/Seq Scan on audit_log/);
   });
 });
 
-describe.skipIf(backendKind !== "postgres")("queueDepth", () => {
+describe("queueDepth", () => {
   test("counts the queue through its partial indexes, not the expired deliveries kept for the retention", async () => {
     await settledDeliveries(t.db, t, 30_000, "depth");
     await t.db.rows(sql`ANALYZE deliveries`);
@@ -284,7 +285,7 @@ describe.skipIf(backendKind !== "postgres")("queueDepth", () => {
     await message("k", 0, 3600, "queued");
     await message("k", 0, 3600, "leased");
     expect(await queueDepth(t.db)).toBe(before + 2);
-    expect(await planOf(t.backend.databaseUrl!, (recorder) => queueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
+    expect(await planOf(t.backend.databaseUrl ?? t.db, (recorder) => queueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
   });
 });
 
@@ -332,11 +333,11 @@ describe("dropUndeliveredOfRevoked", () => {
     ]);
   });
 
-  test.skipIf(backendKind !== "postgres")("after a revocation, the tick reaches the owed deliveries through the queue's partial indexes (generic plan)", async () => {
+  test("after a revocation, the tick reaches the owed deliveries through the queue's partial indexes (generic plan)", async () => {
     await t.db.rows(sql`UPDATE members SET revoked_at = now() WHERE id = ${t.memberId}::uuid`);
     await settledDeliveries(t.db, t, 30_000, "settled");
     await t.db.rows(sql`ANALYZE`);
-    const plan = await planOf(t.backend.databaseUrl!, (recorder) => dropUndeliveredOfRevoked(recorder, 3600), { generic: true });
+    const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => dropUndeliveredOfRevoked(recorder, 3600), { generic: true });
     expect(plan).not.toMatch(/Seq Scan on deliveries/);
   });
 });
