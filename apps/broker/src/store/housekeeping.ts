@@ -66,13 +66,14 @@ export async function pruneAuditLog(db: Executor, retentionSeconds: number): Pro
 export async function vacuumTables(db: Executor, freezeAge?: number): Promise<string[]> {
   await db.rows(sql`SELECT pg_stat_force_next_flush()`);
   // TOAST tables by their age too: a vacuum of their table that skipped
-  // their pages leaves their oldest transaction where it was.
+  // their pages leaves their oldest transaction where it was. (Temporary
+  // tables are their own session's to vacuum.)
   const tables = await db.rows<{ schema: string; name: string; freeze: boolean }>(sql`
     WITH setting AS (
       SELECT coalesce(${freezeAge ?? null}::int, current_setting('autovacuum_freeze_max_age')::int) AS freeze_age)
     SELECT n.nspname AS schema, c.relname AS name, age(c.relfrozenxid) > s.freeze_age AS "freeze"
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN setting s
-    WHERE c.relpersistence = 'p'
+    WHERE c.relpersistence <> 't'
       AND (c.relkind = 'r' AND pg_stat_get_dead_tuples(c.oid) > 0
            OR c.relkind IN ('r', 't') AND age(c.relfrozenxid) > s.freeze_age)
     ORDER BY schema, name`);
