@@ -9,7 +9,8 @@
 // Prints the result as one JSON line on stdout. (Over 300 lines: each of the
 // measurements above is one function here, beside its socket counterpart.)
 import { HttpSender, SwitchboardClient } from "@switchboard/client";
-import { BenchPeer, now, readStamp, type BenchIdentity, type Stamp } from "./peer.ts";
+import { now } from "./clock.ts";
+import { BenchPeer, readStamp, type BenchIdentity, type Stamp } from "./peer.ts";
 import { summarize, type Summary } from "./stats.ts";
 
 export interface HttpPlanMember {

@@ -2,7 +2,8 @@
 // Prints {"event":"connected"} once its peers are in, then the result as one
 // JSON line on stdout.
 import { JetStreamPeer } from "./jetstream/peer.ts";
-import { BenchPeer, now, type LoadPeer, type PeerHooks } from "./peer.ts";
+import { now } from "./clock.ts";
+import { BenchPeer, type LoadPeer, type PeerHooks } from "./peer.ts";
 import type { ClosedWorkload, Counts, HeldWorkload, LoadResult, Plan, RateWorkload, StepResult, System } from "./plan.ts";
 import { summarize } from "./stats.ts";
 

@@ -1,6 +1,7 @@
 // A lean load-generator peer: signed hello, sends stamped with their send
 // time, pushes acked at once (or on demand) and timed against that stamp.
 import { signHello } from "@switchboard/protocol";
+import { now } from "./clock.ts";
 
 export interface BenchIdentity {
   secretKey: string;
@@ -8,13 +9,9 @@ export interface BenchIdentity {
 }
 
 export interface Stamp {
-  /** performance.timeOrigin + performance.now() at send, in ms. */
+  /** The send time, on the bench's clock (clock.ts). */
   t: number;
   id: string;
-}
-
-export function now(): number {
-  return performance.timeOrigin + performance.now();
 }
 
 /** A fresh stamp and the payload that carries it: what a bench message holds, whatever the system. */

@@ -3,6 +3,7 @@
 // Postgres, load generator, …) and what Postgres's active backends wait on.
 import { readdirSync, readFileSync } from "node:fs";
 import postgres from "postgres";
+import { now } from "./clock.ts";
 import type { CounterSource } from "./counters.ts";
 
 const TICKS_PER_SECOND = 100;
@@ -147,7 +148,7 @@ export class Profiler {
   }
 
   private async sample(): Promise<void> {
-    const at = Date.now();
+    const at = now();
     const cpu: Record<string, number> = {};
     for (const [name, read] of this.parts) cpu[name] = read();
     const waits: Record<string, number> = {};
@@ -162,7 +163,7 @@ export class Profiler {
     const counters: Record<string, number> = {};
     const reads = await Promise.all(this.counterSources.map((c) => c.read().catch(() => ({}))));
     for (const values of reads) Object.assign(counters, values);
-    this.samples.push({ at, cpu, waits, counters, countersAt: performance.timeOrigin + performance.now() });
+    this.samples.push({ at, cpu, waits, counters, countersAt: now() });
   }
 
   /** Samples once more now, after any sample under way: a window may then end with it. */
@@ -173,7 +174,7 @@ export class Profiler {
     await sampling;
   }
 
-  /** The profile between two wall-clock times (ms since the epoch). */
+  /** The profile between two times on the bench's clock (clock.ts). */
   window(from: number, to: number): ProfileWindow {
     const inside = this.samples.filter((s) => s.at >= from && s.at <= to);
     const first = inside[0];

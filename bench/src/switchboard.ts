@@ -12,6 +12,7 @@ import {
 import { generateKeypair } from "@switchboard/protocol";
 import { join } from "node:path";
 import postgres from "postgres";
+import { now } from "./clock.ts";
 import { sendLaneCounters, statementCounters } from "./counters.ts";
 import { runLoad } from "./load.ts";
 import { databaseCost, databaseCounters, type DatabaseCost } from "./machine.ts";
@@ -139,7 +140,7 @@ export async function runSwitchboard(options: {
     // through the periodic samples of a short run (its reads of /metrics wait
     // for it) would otherwise be read once in the window, or not at all.
     await profiler.sampleNow();
-    const profiledTo = Date.now();
+    const profiledTo = now();
     await profiler.stop();
     // The embedded database is locked by its broker; its rows are not counted.
     const rows = databaseUrl ? await rowsLeft(databaseUrl) : {};

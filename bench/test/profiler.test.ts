@@ -6,7 +6,10 @@
 // whose first samples a stalled broker answered only after the window's work
 // counts from the reading answered before the window. A process that exits
 // before the window's last sample (the load generator) keeps the CPU it used.
+// A window and its samples are read on one clock (clock.ts), which a step of
+// the wall clock does not move.
 import { expect, test } from "bun:test";
+import { now } from "../src/clock.ts";
 import type { CounterSource } from "../src/counters.ts";
 import { Profiler } from "../src/probe.ts";
 
@@ -23,7 +26,7 @@ test("sampleNow waits for the sample under way, then takes one of its own", asyn
   // Periodic samples would come only after a minute: each sample here is one the test asked for.
   const profiler = new Profiler(null, 60_000);
   profiler.trackCounters(stalled);
-  const from = Date.now();
+  const from = now();
   const first = profiler.sampleNow();
   const second = profiler.sampleNow();
   await Bun.sleep(20);
@@ -32,7 +35,7 @@ test("sampleNow waits for the sample under way, then takes one of its own", asyn
   await Promise.all([first, second]);
   await profiler.stop();
   expect(reads).toBe(2);
-  const window = profiler.window(from, Date.now());
+  const window = profiler.window(from, now());
   expect(window.perSecond.sends).toBeGreaterThan(0);
 });
 
@@ -47,7 +50,7 @@ test("a broker stalled through a window's start: its counters count from the rea
   profiler.trackCounters(broker);
   await profiler.sampleNow();
   await Bun.sleep(5);
-  const from = Date.now();
+  const from = now();
   // Asked inside the window, answered only once the window's work is done.
   stall = true;
   const late = profiler.sampleNow();
@@ -59,8 +62,29 @@ test("a broker stalled through a window's start: its counters count from the rea
   await Bun.sleep(5);
   await profiler.sampleNow();
   await profiler.stop();
-  const window = profiler.window(from, Date.now());
+  const window = profiler.window(from, now());
   expect(window.perSecond.sends).toBeGreaterThan(0);
+});
+
+test("a step back of the wall clock during a window leaves the window's samples in it", async () => {
+  let sends = 0;
+  const broker: CounterSource = { read: () => Promise.resolve({ sends }) };
+  const profiler = new Profiler(null, 60_000);
+  profiler.trackCounters(broker);
+  const wallClock = Date.now;
+  try {
+    const from = now();
+    await profiler.sampleNow();
+    // A time daemon sets the clock a minute back.
+    Date.now = () => wallClock() - 60_000;
+    await Bun.sleep(5);
+    sends = 30;
+    await profiler.sampleNow();
+    await profiler.stop();
+    expect(profiler.window(from, now()).perSecond.sends).toBeGreaterThan(0);
+  } finally {
+    Date.now = wallClock;
+  }
 });
 
 test("a process that exits before the window's last sample keeps the CPU it used", async () => {
@@ -71,7 +95,7 @@ test("a process that exits before the window's last sample keeps the CPU it used
   );
   const profiler = new Profiler(null, 60_000);
   profiler.track("child", child.pid);
-  const from = Date.now();
+  const from = now();
   await profiler.sampleNow();
   const reader = child.stdout.getReader();
   await reader.read();
@@ -80,5 +104,5 @@ test("a process that exits before the window's last sample keeps the CPU it used
   await child.exited;
   await profiler.sampleNow();
   await profiler.stop();
-  expect(profiler.window(from, Date.now()).cpuPercent.child).toBeGreaterThan(0);
+  expect(profiler.window(from, now()).cpuPercent.child).toBeGreaterThan(0);
 });

@@ -2,7 +2,8 @@
 // subject (msgID = the send's id, so a retry is de-duplicated as ours is) and
 // consumes its own durable pull consumer, acking each message explicitly.
 import { connect, type ConsumerMessages, type JetStreamClient, type NatsConnection } from "nats";
-import { now, readStamp, stamped, type LoadPeer, type PeerHooks, type Stamp } from "../peer.ts";
+import { now } from "../clock.ts";
+import { readStamp, stamped, type LoadPeer, type PeerHooks, type Stamp } from "../peer.ts";
 
 /** Messages the consumer's client buffers ahead: the broker's push window per presence. */
 const PULL_BATCH = 512;
