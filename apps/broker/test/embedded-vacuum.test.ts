@@ -46,6 +46,14 @@ async function traffic(on: Database, ids: { meshId: string; memberId: string }, 
     DELETE FROM messages WHERE id IN (SELECT message_id FROM gone)`);
 }
 
+/** A fresh embedded database with the schema, and a mesh of one member in it. */
+async function freshDatabase(): Promise<{ db: Database; ids: { meshId: string; memberId: string } }> {
+  backend = embeddedBackend({ withSchema: true });
+  const opened = await connect({ databaseUrl: "", dataDir: backend.dataDir! });
+  db = opened;
+  return { db: opened, ids: await meshWithMember(opened, "vacuum") };
+}
+
 type Pages = Record<"deliveries" | "messages", number>;
 
 const pages = async (on: Database): Promise<Pages> =>
@@ -56,9 +64,7 @@ const pages = async (on: Database): Promise<Pages> =>
 
 describe("vacuumTables on the embedded database", () => {
   test("tables that keep a backlog through traffic keep their size, vacuumed every sixth round", async () => {
-    backend = embeddedBackend({ withSchema: true });
-    db = await connect({ databaseUrl: "", dataDir: backend.dataDir! });
-    const ids = await meshWithMember(db, "vacuum");
+    const { db, ids } = await freshDatabase();
     // A backlog of 2,000 owed, then rounds of 300 sent and 300 settled.
     await traffic(db, ids, 2300);
     const after: Pages[] = [];
@@ -82,9 +88,7 @@ describe("vacuumTables on the embedded database", () => {
 
 describe("what vacuumTables vacuums", () => {
   test("nothing on a database idle since the last vacuum; a table with dead rows, and only it", async () => {
-    backend = embeddedBackend({ withSchema: true });
-    db = await connect({ databaseUrl: "", dataDir: backend.dataDir! });
-    const ids = await meshWithMember(db, "vacuum");
+    const { db, ids } = await freshDatabase();
     await traffic(db, ids, 300);
     expect(await vacuumTables(db)).toEqual(expect.arrayContaining(["deliveries", "messages"]));
     expect(await vacuumTables(db)).toEqual([]);
@@ -95,9 +99,7 @@ describe("what vacuumTables vacuums", () => {
   });
 
   test("tables past the freeze age are frozen, the catalogs' too, so the database's oldest transaction moves on", async () => {
-    backend = embeddedBackend({ withSchema: true });
-    db = await connect({ databaseUrl: "", dataDir: backend.dataDir! });
-    const ids = await meshWithMember(db, "vacuum");
+    const { db, ids } = await freshDatabase();
     // A hundred and twenty transactions, each of one statement.
     for (let i = 0; i < 30; i++) await traffic(db, ids, 1);
     const freezeAge = 10;
