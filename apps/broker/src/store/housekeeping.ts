@@ -58,16 +58,20 @@ export async function pruneAuditLog(db: Executor, retentionSeconds: number): Pro
  * writes until flushed; flushed first, they are current), and is frozen
  * whole when its oldest unfrozen transaction is older than `freezeAge`
  * transactions (the database's `autovacuum_freeze_max_age` unless given:
- * autovacuum's rule; a frozen table's age starts again from nought). An
- * idle database so vacuums nothing. One table a statement, so the texts the
- * embedded database keeps prepared stay one per table; not in a
+ * autovacuum's rule; a frozen table's age starts again from nought). The
+ * counts start from nought each time the database is opened, so each of
+ * the broker's tables is vacuumed once in a process whatever its counts:
+ * dead rows left by the last one are then reclaimed too. After that, an
+ * idle database is vacuumed nothing. One table a statement, so the texts
+ * the embedded database keeps prepared stay one per table; not in a
  * transaction, where VACUUM cannot run.
  */
 export async function vacuumTables(db: Executor, freezeAge?: number): Promise<string[]> {
   await db.rows(sql`SELECT pg_stat_force_next_flush()`);
-  // TOAST tables by their age too: a vacuum of their table that skipped
-  // their pages leaves their oldest transaction where it was. (Temporary
-  // tables are their own session's to vacuum.)
+  // TOAST tables by their age too, unless their table is frozen now (which
+  // freezes them with it): a vacuum of their table that skipped their pages
+  // leaves their oldest transaction where it was. (Temporary tables are
+  // their own session's to vacuum.)
   const tables = await db.rows<{ schema: string; name: string; freeze: boolean }>(sql`
     WITH setting AS (
       SELECT coalesce(${freezeAge ?? null}::int, current_setting('autovacuum_freeze_max_age')::int) AS freeze_age)
@@ -75,7 +79,11 @@ export async function vacuumTables(db: Executor, freezeAge?: number): Promise<st
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN setting s
     WHERE c.relpersistence <> 't'
       AND (c.relkind = 'r' AND pg_stat_get_dead_tuples(c.oid) > 0
-           OR c.relkind IN ('r', 't') AND age(c.relfrozenxid) > s.freeze_age)
+           OR c.relkind = 'r' AND pg_stat_get_last_vacuum_time(c.oid) IS NULL
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           OR c.relkind = 'r' AND age(c.relfrozenxid) > s.freeze_age
+           OR c.relkind = 't' AND age(c.relfrozenxid) > s.freeze_age
+              AND NOT EXISTS (SELECT 1 FROM pg_class o WHERE o.reltoastrelid = c.oid AND age(o.relfrozenxid) > s.freeze_age))
     ORDER BY schema, name`);
   for (const { schema, name, freeze } of tables) {
     const table = sql`${sql.identifier(schema)}.${sql.identifier(name)}`;

@@ -39,7 +39,9 @@ export interface Pruned {
 // Those still owed stay behind a walk that passed them (an offline member's
 // backlog, kept for its TTL): a tick that starts where the last one ended
 // does not read them again, a walk from the oldest does. Rows another
-// instance's prune holds are skipped, not waited for. The owed check is one
+// transaction holds (another instance's prune, a request's reply wait set
+// or ended, queue/reply.ts) are skipped, not waited for: the walk from the oldest
+// finds them. The owed check is one
 // probe of the message's deliveries per message read (OFFSET 0 keeps it so):
 // under a generic plan Postgres would otherwise hash every owed delivery of
 // the table, reading all of them, on every tick.
