@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { requeue } from "../src/store/queue/requeue.ts";
-import { planOf } from "./support/plans.ts";
+import { planOf, rowsRemoved } from "./support/plans.ts";
 import { settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
 
 const t = useMeshDatabase("requeue");
@@ -85,7 +85,7 @@ describe("requeue", () => {
     const pushes = window.slice(0, 200).map((messageId) => ({ messageId, memberId: t.memberId, presenceId: full }));
     for (const scope of [{ presences: [full] }, { pushes }, { expiredLeases: { limit: 10_000 } }, { expiredOf: [full] }]) {
       const plan = await planOf(on, (recorder) => requeue(recorder, scope), { generic: true, analyze: true });
-      const reread = [...plan.matchAll(/Rows Removed by (?:Join )?Filter: (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+      const reread = rowsRemoved(plan);
       expect({ scope: Object.keys(scope)[0], reread }).toEqual({ scope: Object.keys(scope)[0], reread: 0 });
       expect(plan).not.toMatch(/Seq Scan on deliveries/);
     }
@@ -100,7 +100,7 @@ describe("requeue", () => {
     // Ran out since the statistics were taken: an outage's backlog, say.
     await t.db.rows(sql`UPDATE deliveries SET lease_expires_at = now() - interval '1 second' WHERE state = 'leased'`);
     const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => requeue(recorder, { expiredOf: [lapsing] }), { generic: true, analyze: true });
-    const reread = [...plan.matchAll(/Rows Removed by (?:Join )?Filter: (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    const reread = rowsRemoved(plan);
     expect(reread).toBe(0);
     expect(plan).not.toMatch(/deliveries_leased_idx|Seq Scan on deliveries|Hash/);
     expect(plan).toMatch(/^Update on deliveries d .* rows=3(?:\.00)? loops=1\)$/m);

@@ -102,8 +102,8 @@ export const COUNT = String.raw`\d+(?:\.\d+)?`;
 
 /**
  * Rows the scans of `relation` ("deliveries", or "deliveries q" for those
- * aliased q, q_1, …) read in an analyzed plan: those they returned
- * (rows × loops) and those their filters let go. For a relation named
+ * aliased q, q_1, …) read in an analyzed plan: those they returned and those
+ * their filters let go (each an average over the scan's loops, so × loops). For a relation named
  * without an alias, a bitmap scan counts the index entries its bitmap index
  * scans matched (an index is named after its table), each a row it fetched,
  * and not those rows again.
@@ -113,17 +113,38 @@ export function rowsReadFrom(plan: string, relation: string): number {
   const bitmap = relation.includes(" ") ? null : new RegExp(`Bitmap Index Scan on ${relation}_\\w+ .*actual time=\\S+ rows=(${COUNT}) loops=(\\d+)`);
   const bitmapHeap = relation.includes(" ") ? null : new RegExp(`Bitmap Heap Scan on ${relation}(?:_\\d+)?\\b`);
   let onTable = false;
+  let loops = 1;
   let read = 0;
   for (const line of plan.split("\n")) {
     if (/Scan/.test(line)) {
       const hit = bitmapHeap?.test(line) ? null : (scan.exec(line) ?? bitmap?.exec(line) ?? null);
       onTable = hit !== null;
-      if (hit) read += Number(hit[1]) * Number(hit[2]);
+      if (hit) {
+        loops = Number(hit[2]);
+        read += Number(hit[1]) * loops;
+      }
     }
     const removed = new RegExp(`Rows Removed by Filter: (${COUNT})`).exec(line);
-    if (removed && onTable) read += Number(removed[1]);
+    if (removed && onTable) read += Number(removed[1]) * loops;
   }
   return read;
+}
+
+/**
+ * Rows the filters and join filters of an analyzed plan let go, in all. A
+ * node's count is an average over its loops, rounded: a few rows over many
+ * loops may read as none.
+ */
+export function rowsRemoved(plan: string): number {
+  let loops = 1;
+  let removed = 0;
+  for (const line of plan.split("\n")) {
+    const node = /actual time=\S+ rows=\S+ loops=(\d+)/.exec(line);
+    if (node) loops = Number(node[1]);
+    const filtered = new RegExp(`Rows Removed by (?:Join )?Filter: (${COUNT})`).exec(line);
+    if (filtered) removed += Number(filtered[1]) * loops;
+  }
+  return removed;
 }
 
 class Rollback extends Error {
