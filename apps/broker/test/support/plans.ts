@@ -103,10 +103,10 @@ export const COUNT = String.raw`\d+(?:\.\d+)?`;
 /**
  * Rows the scans of `relation` ("deliveries", or "deliveries q" for those
  * aliased q, q_1, …) read in an analyzed plan: those they returned and those
- * their filters let go (each an average over the scan's loops, so × loops). For a relation named
- * without an alias, a bitmap scan counts the index entries its bitmap index
- * scans matched (an index is named after its table), each a row it fetched,
- * and not those rows again.
+ * their filters let go (each printed as an average over the scan's loops).
+ * For a relation named without an alias, a bitmap scan counts the index
+ * entries its bitmap index scans matched (an index is named after its
+ * table), each a row it fetched, and not those rows again.
  */
 export function rowsReadFrom(plan: string, relation: string): number {
   const scan = new RegExp(`Scan(?: using \\S+)? on ${relation}(?:_\\d+)?\\b.*actual time=\\S+ rows=(${COUNT}) loops=(\\d+)`);
