@@ -125,6 +125,16 @@ describe("pruneMessages", () => {
     expect((await pruneMessages(t.db, RETENTION, 2, FROM_THE_OLDEST)).removed).toBe(1);
   });
 
+  test("a walk that took its limit among messages of one instant leaves the rest of that instant to the next", async () => {
+    await noMessages();
+    for (let i = 0; i < 3; i++) await message("k", 2 * 3600, 86_400, "acked");
+    // Three messages of one instant: the walk stops after two of them.
+    await t.db.rows(sql`UPDATE messages SET created_at = date_trunc('second', now()) - interval '2 hours'`);
+    const first = await pruneMessages(t.db, RETENTION, 2, FROM_THE_OLDEST);
+    expect(first.removed).toBe(2);
+    expect((await pruneMessages(t.db, RETENTION, 2, first.next)).removed).toBe(1);
+  });
+
   test.skipIf(backendKind !== "postgres")("an ack that moves a delivery while the prune waits for its row leaves nothing behind once the message goes", async () => {
     // Expired two hours ago: prunable though its delivery is still leased.
     const id = await message("k", 4 * 3600, -2 * 3600, "leased");
