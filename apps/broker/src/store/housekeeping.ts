@@ -78,10 +78,9 @@ export async function vacuumTables(db: Executor, freezeAge?: number): Promise<st
     SELECT n.nspname AS schema, c.relname AS name, age(c.relfrozenxid) > s.freeze_age AS "freeze"
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN setting s
     WHERE c.relpersistence <> 't'
-      AND (c.relkind = 'r' AND pg_stat_get_dead_tuples(c.oid) > 0
-           OR c.relkind = 'r' AND pg_stat_get_last_vacuum_time(c.oid) IS NULL
-              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-           OR c.relkind = 'r' AND age(c.relfrozenxid) > s.freeze_age
+      AND (c.relkind = 'r' AND (pg_stat_get_dead_tuples(c.oid) > 0
+                                OR pg_stat_get_last_vacuum_time(c.oid) IS NULL AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                                OR age(c.relfrozenxid) > s.freeze_age)
            OR c.relkind = 't' AND age(c.relfrozenxid) > s.freeze_age
               AND NOT EXISTS (SELECT 1 FROM pg_class o WHERE o.reltoastrelid = c.oid AND age(o.relfrozenxid) > s.freeze_age))
     ORDER BY schema, name`);

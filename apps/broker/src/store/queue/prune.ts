@@ -40,11 +40,11 @@ export interface Pruned {
 // backlog, kept for its TTL): a tick that starts where the last one ended
 // does not read them again, a walk from the oldest does. Rows another
 // transaction holds (another instance's prune, a request's reply wait set
-// or ended, queue/reply.ts) are skipped, not waited for: the walk from the oldest
-// finds them. The owed check is one
-// probe of the message's deliveries per message read (OFFSET 0 keeps it so):
-// under a generic plan Postgres would otherwise hash every owed delivery of
-// the table, reading all of them, on every tick.
+// or ended, queue/reply.ts) are skipped, not waited for: the walk from the
+// oldest finds them. The owed check is one probe of the message's
+// deliveries per message read (OFFSET 0 keeps it so): under a generic plan
+// Postgres would otherwise hash every owed delivery of the table, reading
+// all of them, on every tick.
 const prunable = (kind: SQL, keptSeconds: number, from: string | null, retention: Retention, limit: number): SQL => sql`
   SELECT m.id, m.created_at FROM messages m
   WHERE ${kind} AND m.created_at < now() - make_interval(secs => ${keptSeconds})
