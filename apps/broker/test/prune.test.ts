@@ -15,6 +15,7 @@ import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { PruneWalk } from "../src/services/prune-walk.ts";
 import { FROM_THE_OLDEST, pruneMessages, type PruneFrom } from "../src/store/queue/prune.ts";
+import { isoInstant } from "../src/store/sql.ts";
 import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
 import { planOf, rowsReadFrom } from "./support/plans.ts";
 import { settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
@@ -109,8 +110,7 @@ describe("pruneMessages", () => {
     await message("k", 2 * 3600 + 5, 86_400, "acked");
     const lastTaken = await message("k", 2 * 3600 + 4, 86_400, "acked");
     await message("k", 2 * 3600 + 3, 86_400, "acked");
-    const [last] = await t.db.rows<{ at: string }>(sql`
-      SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at FROM messages WHERE id = ${lastTaken}::uuid`);
+    const [last] = await t.db.rows<{ at: string }>(sql`SELECT ${isoInstant(sql`created_at`)} AS at FROM messages WHERE id = ${lastTaken}::uuid`);
     const first = await pruneMessages(t.db, RETENTION, 2, FROM_THE_OLDEST);
     expect(first).toMatchObject({ removed: 2, next: { direct: last!.at } });
     // Fewer than the limit among channel messages: to its cutoff.
