@@ -14,6 +14,7 @@ import { ackDeliveries } from "../src/store/queue/ack.ts";
 import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { PruneWalk } from "../src/services/prune-walk.ts";
+import { requeue } from "../src/store/queue/requeue.ts";
 import { FROM_THE_OLDEST, pruneMessages, type PruneFrom } from "../src/store/queue/prune.ts";
 import { isoInstant } from "../src/store/sql.ts";
 import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
@@ -300,47 +301,52 @@ describe("queueDepth", () => {
 });
 
 describe("dropUndeliveredOfRevoked", () => {
-  test("drops what members revoked within the window are still owed; their acknowledged deliveries and others' stay", async () => {
-    const member = async (name: string, revokedAgo: string | null) =>
-      (
-        await t.db.rows<{ id: string }>(sql`
-          INSERT INTO members (mesh_id, pubkey, display_name, revoked_at)
-          VALUES (${t.meshId}::uuid, ${crypto.randomUUID()}, ${name}, now() - ${revokedAgo}::interval)
-          RETURNING id`)
-      )[0]!.id;
+  const member = async (name: string, revokedAgo: string | null) =>
+    (
+      await t.db.rows<{ id: string }>(sql`
+        INSERT INTO members (mesh_id, pubkey, display_name, revoked_at)
+        VALUES (${t.meshId}::uuid, ${crypto.randomUUID()}, ${name}, now() - ${revokedAgo}::interval)
+        RETURNING id`)
+    )[0]!.id;
+
+  /** `count` deliveries to `recipient` in `state`; leased ones held by a presence of none, for 30 s. */
+  const owe = async (recipient: string, state: string, count = 1, ciphertext = "revoked") => {
+    const ids = await t.db.rows<{ id: string }>(sql`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', ${ciphertext}, now() + interval '1 day'
+        FROM generate_series(1, ${count}) RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at, lease_presence_id, lease_expires_at)
+      SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${{ acked: "leased", "acked in place": "acked" }[state] ?? state},
+             CASE WHEN ${state} = 'acked in place' THEN now() END,
+             CASE WHEN ${state} IN ('leased', 'acked') THEN gen_random_uuid() END,
+             CASE WHEN ${state} IN ('leased', 'acked') THEN now() + interval '30 seconds' END
+      FROM m
+      RETURNING id`);
+    if (state === "acked") await t.db.rows(ackByHand(sql`d.id = ANY (${`{${ids.map((d) => d.id).join(",")}}`}::bigint[])`));
+  };
+
+  test("drops what members revoked within the window have queued; a lease comes back to the queue at its end and is dropped then; acknowledged deliveries and others' stay", async () => {
     const recent = await member("revoked a minute ago", "1 minute");
     const long = await member("revoked two hours ago", "2 hours");
     const live = await member("live", null);
-    const owe = async (recipient: string, state: string) => {
-      const [d] = await t.db.rows<{ id: string }>(sql`
-        WITH m AS (
-          INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-          VALUES (${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'revoked', now() + interval '1 day') RETURNING id)
-        INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, acked_at)
-        SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${{ acked: "leased", "acked in place": "acked" }[state] ?? state},
-               CASE WHEN ${state} = 'acked in place' THEN now() END
-        FROM m
-        RETURNING id`);
-      if (state === "acked") await t.db.rows(ackByHand(sql`d.id = ${d!.id}`));
-    };
     // "acked in place": as an instance from before migration 0010 acks, in deliveries.
     for (const recipient of [recent, long, live]) for (const state of ["queued", "leased", "acked", "acked in place"]) await owe(recipient, state);
-    expect(await dropUndeliveredOfRevoked(t.db, 3600)).toBe(2);
-    const left = await t.db.rows<{ name: string; state: string }>(sql`
-      SELECT mb.display_name AS name, d.state FROM ${sql.raw(EVERY_DELIVERY)} d JOIN members mb ON mb.id = d.recipient_member_id
-      JOIN messages m ON m.id = d.message_id WHERE m.ciphertext = 'revoked' ORDER BY 1, 2`);
-    expect(left.map((r) => `${r.name}: ${r.state}`)).toEqual([
-      "live: acked",
-      "live: acked",
-      "live: leased",
-      "live: queued",
-      "revoked a minute ago: acked",
-      "revoked a minute ago: acked",
-      "revoked two hours ago: acked",
-      "revoked two hours ago: acked",
-      "revoked two hours ago: leased",
-      "revoked two hours ago: queued",
-    ]);
+    const left = async () =>
+      (
+        await t.db.rows<{ name: string; state: string }>(sql`
+          SELECT mb.display_name AS name, d.state FROM ${sql.raw(EVERY_DELIVERY)} d JOIN members mb ON mb.id = d.recipient_member_id
+          JOIN messages m ON m.id = d.message_id WHERE m.ciphertext = 'revoked' ORDER BY 1, 2`)
+      ).map((r) => `${r.name}: ${r.state}`);
+    const others = ["live: acked", "live: acked", "live: leased", "live: queued"];
+    const revokedLong = ["revoked two hours ago: acked", "revoked two hours ago: acked", "revoked two hours ago: leased", "revoked two hours ago: queued"];
+    expect(await dropUndeliveredOfRevoked(t.db, 3600)).toBe(1);
+    expect(await left()).toEqual([...others, "revoked a minute ago: acked", "revoked a minute ago: acked", "revoked a minute ago: leased", ...revokedLong]);
+    // The lease runs out, and the sweep puts it back in the queue.
+    await t.db.rows(sql`UPDATE deliveries SET lease_expires_at = now() - interval '1 second' WHERE recipient_member_id = ${recent}::uuid AND state = 'leased'`);
+    expect(await requeue(t.db, { expiredLeases: { limit: 10 } })).toEqual([recent]);
+    expect(await dropUndeliveredOfRevoked(t.db, 3600)).toBe(1);
+    expect(await left()).toEqual([...others, "revoked a minute ago: acked", "revoked a minute ago: acked", ...revokedLong]);
   });
 
   test("after a revocation, the tick reaches the owed deliveries through the queue's partial indexes (generic plan)", async () => {
@@ -349,5 +355,17 @@ describe("dropUndeliveredOfRevoked", () => {
     await t.db.rows(sql`ANALYZE`);
     const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => dropUndeliveredOfRevoked(recorder, 3600), { generic: true });
     expect(plan).not.toMatch(/Seq Scan on deliveries/);
+  });
+
+  test("the tick reads a revoked member's queued deliveries, not every lease (generic plan, analyzed)", async () => {
+    const revoked = await member("revoked with leases all around", "1 minute");
+    const live = await member("live with many leases", null);
+    await owe(revoked, "queued", 3, "few");
+    await owe(live, "leased", 10_000, "many");
+    await t.db.rows(sql`ANALYZE`);
+    const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => dropUndeliveredOfRevoked(recorder, 3600), { generic: true, analyze: true });
+    expect(plan).toMatch(/Delete on deliveries/);
+    expect(rowsReadFrom(plan, "deliveries")).toBeGreaterThanOrEqual(3);
+    expect(rowsReadFrom(plan, "deliveries")).toBeLessThan(100);
   });
 });

@@ -5,7 +5,7 @@
 //   ack      leased   → acked       ackDeliveries, ackHeldBy (webhooks), takeReplies (waiting HTTP senders): moved to acked_deliveries
 //   requeue  leased   → queued      requeue (presence or holder ended, push not written, lease ran out), endReplyWait
 //   expire   queued   → expired     expireDeliveries
-//   drop     queued|leased → gone   dropUndelivered (recipient revoked), dropUndeliveredOfRevoked (sends under way then)
+//   drop     queued|leased → gone   dropUndelivered (recipient revoked), dropUndeliveredOfRevoked (queued by sends under way then)
 //   prune    settled  → gone        pruneMessages
 export * from "./ack.ts";
 export * from "./claim.ts";
