@@ -181,6 +181,46 @@ describe("a reader that stops reading (SOCKET_BUFFER_BYTES=262144, LEASE_SECONDS
   });
 });
 
+describe("a reader backed up by replies alone (SOCKET_BUFFER_BYTES=67108864, STALLED_PRESENCE_SECONDS=2)", () => {
+  const broker = useTestBroker({
+    SOCKET_BUFFER_BYTES: "67108864",
+    STALLED_PRESENCE_SECONDS: "2",
+    SWEEP_INTERVAL_MS: "200",
+    CONTROL_RATE_LIMIT_PER_MIN: "100000",
+    SEND_RATE_LIMIT_PER_MIN: "100000",
+  });
+
+  test("history pages it does not read mark it backed up, and it is closed with 1013 after STALLED_PRESENCE_SECONDS", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["a"] });
+    const [a] = members as [SetupMember];
+    // Channel messages of the reader's own member: none is pushed to it.
+    const writer = await pool.connect(broker.wsUrl, a, mesh.id);
+    await writer.request({ type: "join", channel: "#big" });
+    await sendMany(writer, Array.from({ length: 20 }, () => sendFrame("#big", { ciphertext: body(60_000) })), 60_000);
+    const reader = await rawPresence(broker, mesh.id, a);
+    reader.pause();
+    const congested = async () => ((await scrape(broker.url)).get("broker_presences_congested") ?? 0) > 0;
+    // Pages of about a megabyte, one at a time, until the socket holds one
+    // unsent: the kernel's buffers take the first few. Its buffer is large
+    // enough that none is dropped (a dropped reply closes it at once).
+    let asked = 0;
+    for (; asked < 40 && !(await congested()); asked++) {
+      reader.sendJson({ type: "history", target: "#big", limit: 200, reqId: `h-${asked}` });
+      await Bun.sleep(100);
+    }
+    expect(await congested()).toBe(true);
+    await waitUntil(
+      async () => ((await broker.admin.peers(mesh.id)).length === 1 ? true : undefined),
+      30_000,
+      `the reader's presence to end (after ${asked} pages asked)`,
+    );
+    reader.resume();
+    await reader.waitFor(() => reader.close ?? undefined, 30_000, "the close frame");
+    expect(reader.close).toEqual({ code: 1013, reason: "stalled" });
+    reader.destroy();
+  });
+});
+
 describe("presence events to a reader that stopped reading (SOCKET_BUFFER_BYTES=65536)", () => {
   const broker = useTestBroker({
     SOCKET_BUFFER_BYTES: "65536",

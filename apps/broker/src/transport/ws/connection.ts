@@ -28,11 +28,17 @@ export function newConnection(address: string, limits: InflightLimits, budget: I
 }
 
 // A reply the socket drops (its buffer is full) cannot be taken back: the
-// peer would wait for it forever, so the connection ends as stalled.
+// peer would wait for it forever, so the connection ends as stalled. One it
+// buffers marks the presence backed up, as a push would: it takes no pushes
+// until the socket drains, and is closed as stalled if it never does (a peer
+// that asks for history and stops reading held its pages for good).
 export function reply(ws: Socket, frame: Reply, reqId?: string): void {
-  if (ws.send(encode(frame, reqId)) === 0 && !ws.data.closed) {
+  const status = ws.send(encode(frame, reqId));
+  if (status === 0 && !ws.data.closed) {
     const { code, reason } = END_CLOSE.stalled;
     ws.close(code, reason);
+  } else if (status === -1 && ws.data.presence) {
+    ws.data.presence.congestedSince ??= Date.now();
   }
 }
 
