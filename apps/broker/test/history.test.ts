@@ -16,6 +16,7 @@ import {
   type TestPeer,
 } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
+import { HISTORY_PAGE_BYTES } from "@switchboard/protocol";
 import { historyQuery } from "../src/store/history.ts";
 import { sendMany, str } from "./support/messaging.ts";
 
@@ -87,6 +88,48 @@ describe("channel history", () => {
     expect(ids(await history(w, { target: "#log", before: crypto.randomUUID() }))).toEqual([]);
     expect(await history(w, { target: "#log", limit: 0 })).toMatchObject({ type: "error", code: "invalid" });
     expect(await history(w, { target: "log" })).toMatchObject({ type: "error", code: "invalid" });
+  });
+
+  test("more: whether older messages are left, at the limit and before it", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["writer"] });
+    const w = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
+    await w.request({ type: "join", channel: "#few" });
+    const sent = await sendTexts(w, "#few", ["a", "b", "c"]);
+    expect(await history(w, { target: "#few", limit: 2 })).toMatchObject({ more: true });
+    expect(await history(w, { target: "#few", limit: 3 })).toMatchObject({ more: false });
+    expect(await history(w, { target: "#few", limit: 2, before: sent[2] })).toMatchObject({ more: false });
+    expect(await history(w, { target: "#few", before: sent[0] })).toMatchObject({ messages: [], more: false });
+  });
+
+  test(`a page of large messages ends before its content passes HISTORY_PAGE_BYTES (${HISTORY_PAGE_BYTES}); walked back by before, the pages hold them all`, async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["writer"] });
+    const w = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
+    await w.request({ type: "join", channel: "#big" });
+    const size = 60_000;
+    const acks = await sendMany(
+      w,
+      Array.from({ length: 40 }, (_, i) => ({ type: "send", targetSpec: "#big", nonce: "plain", ciphertext: String(i % 10).repeat(size) })),
+    );
+    const sent = acks.map((a) => str(a.messageId));
+    const content = (m: Frame) => str(m.nonce).length + str(m.ciphertext).length;
+    const perPage = Math.floor(HISTORY_PAGE_BYTES / (size + "plain".length));
+    const walked: string[] = [];
+    const pages: Array<{ count: number; more: unknown }> = [];
+    let before: string | undefined;
+    do {
+      const page = await history(w, { target: "#big", limit: 200, ...(before ? { before } : {}) });
+      const messages = page.messages as Frame[];
+      expect(messages.reduce((sum, m) => sum + content(m), 0)).toBeLessThanOrEqual(HISTORY_PAGE_BYTES);
+      pages.push({ count: messages.length, more: page.more });
+      walked.unshift(...ids(page));
+      before = ids(page)[0];
+    } while (pages.at(-1)!.more === true);
+    expect(pages).toEqual([
+      { count: perPage, more: true },
+      { count: perPage, more: true },
+      { count: 40 - 2 * perPage, more: false },
+    ]);
+    expect(walked).toEqual(sent);
   });
 });
 
@@ -167,7 +210,7 @@ describe("history plan", () => {
       const [middle] = await db.rows<{ id: string }>(sql`
         SELECT id::text FROM messages WHERE target_spec = '#c7' ORDER BY seq OFFSET 300 LIMIT 1`);
       for (const before of [null, middle!.id]) {
-        const query = historyQuery({ meshId: mesh!.id, channel: "#c7", before, limit: 50, retentionSeconds: 3600 });
+        const query = historyQuery({ meshId: mesh!.id, channel: "#c7", before, limit: 50, maxBytes: HISTORY_PAGE_BYTES, retentionSeconds: 3600 });
         const [row] = await db.rows<{ "QUERY PLAN": unknown }>(sql`EXPLAIN (FORMAT JSON) ${query}`);
         const raw = row!["QUERY PLAN"];
         const plan = (typeof raw === "string" ? JSON.parse(raw) : raw) as Array<{ Plan: Record<string, unknown> }>;

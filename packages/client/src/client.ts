@@ -231,7 +231,7 @@ export class SwitchboardClient {
     if (opts.before !== undefined) frame.before = opts.before;
     if (opts.limit !== undefined) frame.limit = opts.limit;
     const reply = await this.call(frame, "history");
-    return historyPage(reply.messages, opts.limit, this.inbox, (error) => this.events.emit("error", error));
+    return historyPage(reply.messages, reply.more, opts.limit, this.inbox, (error) => this.events.emit("error", error));
   }
 
   /**

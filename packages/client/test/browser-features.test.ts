@@ -1,5 +1,6 @@
 // The SDK's browser features against a real broker, run in Bun: JWT connect
-// with a token source (asked again after 4001), history pages, the presence
+// with a token source (asked again after 4001), history pages (cut by size
+// too), the presence
 // roster, typing indicators and connectionState. The same code runs in
 // Chromium in apps/chat-demo/test.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -88,6 +89,25 @@ describe("browser features of the SDK", () => {
     await ann.client.close();
     await waitUntil(() => ben.client.presences.length === 1, 5000, "ann leaving");
     expect(ann.states.at(-1)).toBe("closed");
+  });
+
+  test("history of large messages: the broker ends its pages by size, and before walks back to the start", async () => {
+    const ann = await browserClient("ann");
+    await ann.client.join("attic");
+    const sent: string[] = [];
+    // Each about 60 KB sealed: the broker's pages end near a megabyte, well short of the limit.
+    for (let i = 0; i < 20; i++) sent.push((await ann.client.send("#attic", { text: `${i}`.padEnd(45_000, ".") })).messageId);
+    const walked: string[] = [];
+    let before: string | undefined;
+    let pages = 0;
+    do {
+      const page = await ann.client.history("attic", { limit: 200, ...(before === undefined ? {} : { before }) });
+      walked.unshift(...page.messages.map((m) => m.messageId));
+      before = page.before ?? undefined;
+      pages++;
+    } while (before !== undefined && pages < 10);
+    expect(pages).toBe(2);
+    expect(walked).toEqual(sent);
   });
 
   test("a token that expires: close 4001, the token source is asked again, nothing sent meanwhile is lost", async () => {

@@ -99,6 +99,12 @@ export const unsubscribeFrame = z.object({ type: z.literal("unsubscribe"), reqId
 /** History pages hold at most this many messages; a larger `limit` is clamped. */
 export const HISTORY_MAX_LIMIT = 200;
 export const HISTORY_DEFAULT_LIMIT = 50;
+/**
+ * A page also ends before the message that would take its content (nonce and
+ * ciphertext) past this many bytes, its first message always included; the
+ * reply's `more` says older messages are left.
+ */
+export const HISTORY_PAGE_BYTES = 1_048_576;
 export const historyFrame = z.object({
   type: z.literal("history"),
   reqId,

@@ -94,12 +94,17 @@ export const presenceEventFrame = z.object({
   status: statusSchema,
 });
 
-/** A channel's stored messages, oldest first; `attempt` is 0 (history is not a delivery). */
+/**
+ * A channel's stored messages, oldest first; `attempt` is 0 (history is not a
+ * delivery). `more`: older retained messages are left for the page before
+ * this one (absent from brokers before it, whose pages end at `limit` alone).
+ */
 export const historyReplyFrame = z.object({
   type: z.literal("history"),
   reqId,
   target: z.string(),
   messages: z.array(pushFrame),
+  more: z.boolean().optional(),
 });
 
 export const pongFrame = z.object({ type: z.literal("pong"), reqId, serverTime: z.number() });

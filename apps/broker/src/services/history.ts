@@ -1,7 +1,7 @@
 // Channel history for hydration (docs/protocol.md "history"): any current
 // member of a channel reads its retained messages, oldest first.
 import type { Database } from "@switchboard/db";
-import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT } from "@switchboard/protocol";
+import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, HISTORY_PAGE_BYTES } from "@switchboard/protocol";
 import { historyPage, isChannelMember } from "../store/history.ts";
 import type { OwedMessage } from "../store/queue/types.ts";
 import { refuse, type Refusal } from "./outcome.ts";
@@ -12,7 +12,7 @@ export interface HistoryRequest {
   limit?: number | undefined;
 }
 
-export type HistoryOutcome = { ok: true; messages: OwedMessage[] } | Refusal<"forbidden">;
+export type HistoryOutcome = { ok: true; messages: OwedMessage[]; more: boolean } | Refusal<"forbidden">;
 
 export class HistoryService {
   constructor(
@@ -25,13 +25,14 @@ export class HistoryService {
     if (!(await isChannelMember(this.db, reader.meshId, request.channel, reader.memberId))) {
       return refuse("forbidden", `join ${request.channel} to read its history`);
     }
-    const newestFirst = await historyPage(this.db, {
+    const page = await historyPage(this.db, {
       meshId: reader.meshId,
       channel: request.channel,
       before: request.before ?? null,
       limit: Math.min(request.limit ?? HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT),
+      maxBytes: HISTORY_PAGE_BYTES,
       retentionSeconds: this.retentionSeconds,
     });
-    return { ok: true, messages: newestFirst.reverse() };
+    return { ok: true, messages: page.messages.reverse(), more: page.more };
   }
 }

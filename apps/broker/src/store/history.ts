@@ -14,11 +14,30 @@ export interface HistoryPage {
   /** Only messages older than this one; it must be a message of the same channel. */
   before: string | null;
   limit: number;
+  /**
+   * The page ends before the message that would take its content (nonce
+   * and ciphertext) past this many bytes; its first message is always in it.
+   */
+  maxBytes: number;
   /** Messages older than this many seconds are not history any more. */
   retentionSeconds: number;
 }
 
-/** The statement of one page, newest first (the service reverses it). Exported for its plan. */
+export interface HistoryRows {
+  /** Newest first (the service reverses them). */
+  messages: OwedMessage[];
+  /** Whether older retained messages are left for another page. */
+  more: boolean;
+}
+
+/**
+ * The statement of one page, newest first: one more row than the limit is
+ * read, each with the content bytes up to it, and those past the limit or
+ * the byte budget are left out (only their existence is answered, `more`).
+ * The page is cut here, not in the broker: a page of 200 large messages,
+ * read and encoded whole, held the broker's thread for a third of a second.
+ * Exported for its plan.
+ */
 export function historyQuery(page: HistoryPage): SQL {
   const older =
     page.before === null
@@ -26,19 +45,30 @@ export function historyQuery(page: HistoryPage): SQL {
       : sql`AND m.seq < (SELECT b.seq FROM messages b
             WHERE b.id = ${page.before}::uuid AND b.mesh_id = ${page.meshId}::uuid AND b.target_spec = ${page.channel})`;
   return sql`
-    SELECT m.id::text AS "messageId", m.mesh_id::text AS "meshId", s.pubkey AS "senderPubkey",
-           m.target_spec AS "targetSpec", m.priority, m.nonce, m.ciphertext,
-           ${isoTime("m.created_at")} AS "createdAt", m.reply_to::text AS "replyTo"
-    FROM messages m JOIN members s ON s.id = m.sender_member_id
-    WHERE m.mesh_id = ${page.meshId}::uuid AND m.target_spec = ${page.channel} AND m.target_spec LIKE '#%'
-      AND m.created_at > now() - make_interval(secs => ${page.retentionSeconds})
-      ${older}
-    ORDER BY m.seq DESC
-    LIMIT ${page.limit}`;
+    WITH read AS (
+      SELECT m.id, m.mesh_id, m.sender_member_id, m.target_spec, m.priority, m.nonce, m.ciphertext, m.created_at, m.reply_to,
+             row_number() OVER newest AS n,
+             sum(octet_length(m.nonce) + octet_length(m.ciphertext)) OVER newest AS upto
+      FROM messages m
+      WHERE m.mesh_id = ${page.meshId}::uuid AND m.target_spec = ${page.channel} AND m.target_spec LIKE '#%'
+        AND m.created_at > now() - make_interval(secs => ${page.retentionSeconds})
+        ${older}
+      WINDOW newest AS (ORDER BY m.seq DESC ROWS UNBOUNDED PRECEDING)
+      ORDER BY m.seq DESC
+      LIMIT ${page.limit + 1}
+    )
+    SELECT r.id::text AS "messageId", r.mesh_id::text AS "meshId", s.pubkey AS "senderPubkey",
+           r.target_spec AS "targetSpec", r.priority, r.nonce, r.ciphertext,
+           ${isoTime("r.created_at")} AS "createdAt", r.reply_to::text AS "replyTo",
+           count(*) OVER () < (SELECT count(*) FROM read) AS more
+    FROM read r JOIN members s ON s.id = r.sender_member_id
+    WHERE r.n <= ${page.limit} AND (r.n = 1 OR r.upto <= ${page.maxBytes})
+    ORDER BY r.n`;
 }
 
-export function historyPage(db: Executor, page: HistoryPage): Promise<OwedMessage[]> {
-  return db.rows<OwedMessage>(historyQuery(page));
+export async function historyPage(db: Executor, page: HistoryPage): Promise<HistoryRows> {
+  const rows = await db.rows<OwedMessage & { more: boolean }>(historyQuery(page));
+  return { messages: rows.map(({ more: _, ...message }) => message), more: rows[0]?.more ?? false };
 }
 
 export async function isChannelMember(db: Executor, meshId: string, channel: string, memberId: string): Promise<boolean> {

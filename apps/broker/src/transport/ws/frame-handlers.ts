@@ -106,7 +106,7 @@ export function frameHandlers(deps: FrameDeps): FrameHandlers {
     history: async (presence, frame) => {
       const outcome = await deps.history.read(presence, { channel: frame.target, before: frame.before, limit: frame.limit });
       if (!outcome.ok) return { type: "error", code: outcome.code, message: outcome.message };
-      return { type: "history", target: frame.target, messages: outcome.messages.map((m) => pushFrame(m, 0)) };
+      return { type: "history", target: frame.target, messages: outcome.messages.map((m) => pushFrame(m, 0)), more: outcome.more };
     },
   };
 }
