@@ -380,6 +380,19 @@ describe("an endpoint set during a failing attempt (WEBHOOK_TIMEOUT_MS=30000)", 
     expect((await stateBecomes(mesh.id, hook, (s) => s.queued === 0, "the message acknowledged")).failures).toBe(0);
   });
 
+  test("the same endpoint set again during its first attempt starts afresh: that attempt's failure is not counted", async () => {
+    const gate = putDuringAttempt();
+    // Its url, secret and failures (none) read as before the PUT: only when it became due tells.
+    const r = await receiver((_, index) => (index === 0 ? { status: 500, until: gate.returned } : { status: 200 }));
+    const { mesh, hook, senderPeer } = await webhookMesh(r);
+    await sendMany(senderPeer, [sendFrame(hook.pubkey)]);
+    await r.waitFor((reqs) => reqs.length === 1, 15_000, "the first request");
+    await gate.put(mesh.id, hook, `${r.url}/events`);
+    await r.waitFor((reqs) => reqs.length === 2, 15_000, "the request after the endpoint was set again");
+    expect(r.requests[1]!.headers.get("x-switchboard-attempt")).toBe("1");
+    expect((await stateBecomes(mesh.id, hook, (s) => s.queued === 0, "the message acknowledged")).failures).toBe(0);
+  });
+
   test("the same endpoint set again starts afresh too: its failures are not counted on", async () => {
     const gate = putDuringAttempt();
     // Two quick failures, a third answered once the endpoint was set again, then success.

@@ -21,12 +21,17 @@ export interface WebhookView {
   nextAttemptAt: string | null;
 }
 
-/** Sets url and secret; a changed endpoint starts afresh (no failures, due now). */
+/**
+ * Sets url and secret and starts afresh (no failures, due now). Due from the
+ * moment the row is written, not from this transaction's start: an attempt
+ * under way tells from that the endpoint was set after it was taken
+ * (recordAttempt), even where url, secret and failures read as before.
+ */
 export async function upsertWebhook(db: Executor, memberId: string, url: string, secret: string): Promise<void> {
   await db.rows(sql`
     INSERT INTO webhooks (member_id, url, secret) VALUES (${memberId}::uuid, ${url}, ${secret})
     ON CONFLICT (member_id) DO UPDATE
-    SET url = excluded.url, secret = excluded.secret, failures = 0, next_attempt_at = now()`);
+    SET url = excluded.url, secret = excluded.secret, failures = 0, next_attempt_at = clock_timestamp()`);
 }
 
 export async function webhookView(db: Executor, memberId: string): Promise<WebhookView | null> {
@@ -57,6 +62,8 @@ export interface TakenWebhook {
   failures: number;
   /** The holder of the lease this one replaces (an attempt whose instance died), if any. */
   previousHolder: string | null;
+  /** When it was taken (the database's text, to the microsecond): the endpoint was due then. */
+  takenAt: string;
 }
 
 /** Leases the member's webhook to `holderId` when it is due and no live attempt holds it. */
@@ -70,7 +77,7 @@ export async function takeWebhook(tx: Executor, memberId: string, holderId: stri
     )
     UPDATE webhooks w SET lease_holder = ${holderId}, lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
     FROM free WHERE w.member_id = free.member_id
-    RETURNING w.url, w.secret, w.failures, free.lease_holder AS "previousHolder"`);
+    RETURNING w.url, w.secret, w.failures, free.lease_holder AS "previousHolder", now()::text AS "takenAt"`);
   return rows[0] ?? null;
 }
 
@@ -83,10 +90,11 @@ export async function releaseWebhook(tx: Executor, memberId: string, holderId: s
 
 export interface AttemptRecord {
   startedAt: number;
-  /** The endpoint the attempt was made to, and its failures then. */
+  /** The endpoint the attempt was made to, its failures then, and when it was taken (TakenWebhook). */
   url: string;
   secret: string;
   failures: number;
+  takenAt: string;
   outcome: WebhookOutcome;
   status: number | null;
   /** After a failure: seconds until the next attempt. */
@@ -97,13 +105,15 @@ export interface AttemptRecord {
  * Records an attempt's end and gives the lease back: a success resets the
  * failures and leaves the member due, a failure counts and pushes the next
  * attempt back — unless the endpoint was set anew while the attempt was
- * under way (its url, secret or failures are not what the attempt started
- * with): it starts afresh, due now, whatever the attempt met. Only while
- * this holder still holds the lease. Returns whether a failure was counted.
+ * under way (it became due after the attempt took it; or, as a broker from
+ * before that rule sets it, its url, secret or failures are not what the
+ * attempt started with): it starts afresh, due now, whatever the attempt
+ * met. Only while this holder still holds the lease. Returns whether a
+ * failure was counted.
  */
 export async function recordAttempt(tx: Executor, memberId: string, holderId: string, a: AttemptRecord): Promise<boolean> {
   const ok = a.outcome === "ok";
-  const unchanged = sql`(url = ${a.url} AND secret = ${a.secret} AND failures = ${a.failures}::int)`;
+  const unchanged = sql`(next_attempt_at <= ${a.takenAt}::timestamptz AND url = ${a.url} AND secret = ${a.secret} AND failures = ${a.failures}::int)`;
   const rows = await tx.rows<{ counted: boolean }>(sql`
     UPDATE webhooks
     SET failures = CASE WHEN ${ok}::boolean THEN 0 WHEN ${unchanged} THEN failures + 1 ELSE failures END,

@@ -220,7 +220,7 @@ export class WebhookDispatcher implements QueueConsumer {
       this.db.transaction(async (tx) => {
         if (ok) await ackHeldBy(tx, holder);
         else await requeue(tx, { presences: [holder] });
-        const endpoint = { url: webhook.url, secret: webhook.secret, failures: webhook.failures };
+        const endpoint = { url: webhook.url, secret: webhook.secret, failures: webhook.failures, takenAt: webhook.takenAt };
         return recordAttempt(tx, memberId, holder, { startedAt, ...endpoint, ...result, retryInSeconds: delayMs / 1000 });
       }),
     );
