@@ -12,6 +12,7 @@ import {
   startBrokerOnOwnPostgres,
   useTestBroker,
   useTestBrokerPair,
+  waitUntil,
   type BrokerOnOwnPostgres,
   type SetupMember,
 } from "@switchboard/testkit";
@@ -419,6 +420,49 @@ describe("HTTP messaging API", () => {
     expect((await first).body.reply).toBeNull();
     const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
     expect((await second).body).toMatchObject({ duplicate: true, reply: { messageId: reply.messageId } });
+    // The socket never got it: a later message is the first thing it sees.
+    const marker = await runnerPeer.send(app.pubkey);
+    expect((await appPeer.waitForPushes(1)).map((p) => p.messageId)).toEqual([marker.messageId]);
+  });
+
+  /** Until `count` waits on the request have placed their holds and wait. */
+  const waitsStarted = (requestId: string, count: number) =>
+    waitUntil(
+      () => broker.process.logs.filter((l) => l.msg === "reply wait started" && l.requestId === requestId).length >= count || undefined,
+      10_000,
+      `${count} waits on ${requestId}`,
+    );
+
+  test("two waits on one key at once and one reply: both answer with it", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    // The first caller's connection stays open (a proxy that did not pass its abort on) while it retries.
+    const first = post(tokens[0]!, httpBody(runner.pubkey), { key: "both", wait: 30 });
+    const runnerPeer = await connect(mesh.id, runner);
+    const [command] = await runnerPeer.waitForPushes(1);
+    const second = post(tokens[0]!, httpBody(runner.pubkey), { key: "both", wait: 30 });
+    await waitsStarted(str(command!.messageId), 2);
+    const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
+    const answers = await Promise.all([first, second]);
+    expect(answers.map((a) => a.body.reply?.messageId)).toEqual([reply.messageId, reply.messageId]);
+  });
+
+  test("two waits on one key: the one holding longer going away does not release the reply the other still waits for", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const appPeer = await connect(mesh.id, app);
+    const gone = new AbortController();
+    const longer = post(tokens[0]!, httpBody(runner.pubkey), { key: "longer", wait: 30, signal: gone.signal }).catch((error: unknown) => error);
+    const runnerPeer = await connect(mesh.id, runner);
+    const [command] = await runnerPeer.waitForPushes(1);
+    const shorter = post(tokens[0]!, httpBody(runner.pubkey), { key: "longer", wait: 15 });
+    // The shorter wait's hold is placed (it waits), then the longer one's caller goes away.
+    await waitsStarted(str(command!.messageId), 2);
+    gone.abort();
+    expect(await longer).toBeInstanceOf(Error);
+    await broker.process.waitForLog("reply wait ended", 10_000, (l) => l.requestId === command!.messageId && l.ended === "aborted");
+    const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
+    expect((await shorter).body).toMatchObject({ duplicate: true, reply: { messageId: reply.messageId } });
     // The socket never got it: a later message is the first thing it sees.
     const marker = await runnerPeer.send(app.pubkey);
     expect((await appPeer.waitForPushes(1)).map((p) => p.messageId)).toEqual([marker.messageId]);

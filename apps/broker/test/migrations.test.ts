@@ -8,7 +8,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { ackDeliveries } from "../src/store/queue/ack.ts";
 import { messageState } from "../src/store/queue/inspect.ts";
-import { takenReply } from "../src/store/queue/reply.ts";
+import { takeReplies } from "../src/store/queue/reply.ts";
 
 const open: Array<Database | TestBackend> = [];
 afterEach(async () => {
@@ -137,7 +137,7 @@ describe("migrations", () => {
       ]);
     }
     // The first reply the sender took is the one acknowledged in place (the older).
-    expect((await takenReply(db, ids!.requestId, ids!.memberId))?.messageId).toBe(inPlace);
+    expect((await takeReplies(db, ids!.memberId, [ids!.requestId])).map((r) => r.messageId)).toEqual([inPlace]);
     const [tables] = await db.rows<{ inPlace: number; moved: number }>(sql`
       SELECT (SELECT count(*)::int FROM deliveries WHERE state = 'acked') AS "inPlace", (SELECT count(*)::int FROM acked_deliveries) AS moved`);
     expect(tables).toEqual({ inPlace: 1, moved: 1 });

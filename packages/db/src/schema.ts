@@ -149,6 +149,9 @@ export const messages = pgTable(
     // Set while an HTTP sender waits for a reply (?wait=S): a reply to it is
     // held for that waiter until then, instead of going to a socket or webhook.
     replyWaitUntil: tstz("reply_wait_until"),
+    // How many waits hold them (retries with one key may wait together): the
+    // hold is released when the last ends. Null outside a hold.
+    replyWaits: integer("reply_waits"),
     // Insertion order, for channel history: created_at is shared by a batch.
     seq: bigserial("seq", { mode: "number" }).notNull(),
     createdAt: createdAt(),

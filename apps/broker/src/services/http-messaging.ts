@@ -4,7 +4,7 @@
 // read what became of its messages.
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
-import { holdReplies, messageState, takenReply, type MessageState, type TakenReply } from "../store/queue/index.ts";
+import { holdReplies, messageState, type MessageState, type TakenReply } from "../store/queue/index.ts";
 import { UUID } from "../store/sql.ts";
 import type { ApiSender } from "../store/directory.ts";
 import type { ApiSenders } from "./api-senders.ts";
@@ -66,15 +66,11 @@ export class HttpMessaging {
       // without a reply, never as an error a caller would retry without its
       // key (a second message). The same key with ?wait waits again.
       try {
-        // A retry: the first wait may have returned the reply in a response
-        // its caller never read (the reply is acked then); it is the answer.
-        if (sent.duplicate) {
-          const earlier = await retryTransient(() => takenReply(this.db, sent.messageId, sender.memberId));
-          if (earlier) return { ...sent, waited: true, reply: earlier };
-        }
         // The send held the replies already (a retried send waits for the first
-        // message's reply, held since then); this names this wait's own hold, so
-        // that its end does not release another wait's.
+        // message's reply, held since then); this counts this wait among the
+        // hold's, so that its end does not release another wait's. A retry
+        // whose reply an earlier wait returned (in a response its caller may
+        // never have read) gets it from its first look.
         const heldUntil = await retryTransient(() => holdReplies(this.db, sent.messageId, sender.memberId, holdSeconds));
         const reply = await this.waiters.wait({
           requestId: sent.messageId,

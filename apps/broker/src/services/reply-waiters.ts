@@ -41,7 +41,7 @@ export interface ReplyWait {
   memberId: string;
   meshId: string;
   deadline: number;
-  /** When this wait's hold on the replies ends (holdReplies): its end releases them only if no later wait holds them. Null: unknown, its end releases them. */
+  /** When this wait's hold on the replies ends (holdReplies): its end counts only while that is ahead. Null: it holds none. */
   heldUntil: string | null;
   /** Aborted when the caller went away: the wait ends and the reply stays queued. */
   signal: AbortSignal;
@@ -129,6 +129,7 @@ export class ReplyWaiters implements QueueConsumer {
     req.signal.addEventListener("abort", onAbort);
     this.add(waiter);
     let ended: "reply" | "deadline" | "aborted" | "stopping" | "failed" = "deadline";
+    this.log.debug({ requestId: req.requestId }, "reply wait started");
     try {
       // Registered before the first look: a reply committed after it is news.
       this.look(req.memberId);
@@ -164,10 +165,12 @@ export class ReplyWaiters implements QueueConsumer {
   }
 
   /**
-   * Takes replies for the waiting requests of the member that have none yet
-   * — as many for a request as it has waiters — in one statement; one look
-   * at a time per member, and news during a look makes it look once more.
-   * A look that fails ends the waits it was for, with its error.
+   * Takes the first reply of each of the member's waiting requests that have
+   * none yet, in one statement, and answers every wait on the request with
+   * it: those that came while the statement ran too (they may have missed
+   * it: a reply it took is no longer one to take). One look at a time per
+   * member, and news during a look makes it look once more. A look that
+   * fails ends the waits it was for, with its error.
    */
   private look(memberId: string): void {
     const running = this.looks.get(memberId);
@@ -183,25 +186,19 @@ export class ReplyWaiters implements QueueConsumer {
   private async lookWhileNews(memberId: string, look: Look): Promise<void> {
     while (look.again) {
       look.again = false;
-      const waiting = [...(this.byMember.get(memberId) ?? [])].filter((w) => w.found === null && w.failed === null);
+      const waiting = this.unanswered(memberId);
       if (waiting.length === 0) break;
-      // Each request's waits in the order they came: its replies, in queue order, go to them in turn.
-      const byRequest = new Map<string, Waiter[]>();
-      for (const w of waiting) {
-        const waits = byRequest.get(w.requestId);
-        if (waits) waits.push(w);
-        else byRequest.set(w.requestId, [w]);
-      }
       let settled = () => {};
       const looking = new Promise<void>((resolve) => (settled = resolve));
       for (const w of waiting) w.looking = looking;
       try {
-        const wanted = [...byRequest].map(([requestId, waits]) => ({ requestId, count: waits.length }));
-        for (const reply of await retryTransient(() => takeReplies(this.db, memberId, wanted))) {
-          const waiter = reply.replyTo === null ? undefined : byRequest.get(reply.replyTo)?.shift();
-          if (!waiter) continue;
-          waiter.found = reply;
-          waiter.wake();
+        const requestIds = [...new Set(waiting.map((w) => w.requestId))];
+        for (const reply of await retryTransient(() => takeReplies(this.db, memberId, requestIds))) {
+          for (const w of this.unanswered(memberId)) {
+            if (w.requestId !== reply.replyTo) continue;
+            w.found = reply;
+            w.wake();
+          }
         }
       } catch (error) {
         this.log.warn({ err: error, memberId }, "looking for replies failed");
@@ -214,6 +211,10 @@ export class ReplyWaiters implements QueueConsumer {
       }
     }
     this.looks.delete(memberId);
+  }
+
+  private unanswered(memberId: string): Waiter[] {
+    return [...(this.byMember.get(memberId) ?? [])].filter((w) => w.found === null && w.failed === null);
   }
 
   private until(ms: number, onWake: (fn: () => void) => void): Promise<void> {

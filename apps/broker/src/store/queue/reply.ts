@@ -1,8 +1,8 @@
 // Replies for a waiting HTTP sender (docs/http.md, "?wait"). While a
 // message's reply_wait_until is ahead, replies to it owed to its sender are
-// written leased to the message's own id (enqueue.ts): the waiting request
-// takes one (leased or queued → acked), and when it returns, the wait ends
-// and what it did not take goes back to the queue.
+// written leased to the message's own id (enqueue.ts): the waiting requests
+// take the first (leased or queued → acked), and when the last of them
+// returns, what they did not take goes back to the queue.
 import type { Executor } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { isoTime, jsonParam } from "../sql.ts";
@@ -22,78 +22,81 @@ const replyColumns = (attempt: SQL) => sql`
 
 /**
  * Holds replies to `requestId` owed to its sender for `seconds` more, or
- * longer if another wait holds them longer. Returns when this hold ends (the
- * database's text, to the microsecond), which endReplyWait needs; null when
- * the sender has no such message.
+ * longer if another wait holds them longer, and counts this wait among those
+ * holding them (a hold that had run out counts from none). Returns when this
+ * hold ends (the database's text, to the microsecond), which endReplyWait
+ * needs; null when the sender has no such message.
  */
 export async function holdReplies(db: Executor, requestId: string, senderId: string, seconds: number): Promise<string | null> {
   const rows = await db.rows<{ until: string }>(sql`
-    UPDATE messages SET reply_wait_until = greatest(reply_wait_until, now() + make_interval(secs => ${seconds}))
+    UPDATE messages
+    SET reply_waits = CASE WHEN reply_wait_until > now() THEN coalesce(reply_waits, 0) + 1 ELSE 1 END,
+        reply_wait_until = greatest(reply_wait_until, now() + make_interval(secs => ${seconds}))
     WHERE id = ${requestId}::uuid AND sender_member_id = ${senderId}::uuid
     RETURNING (now() + make_interval(secs => ${seconds}))::text AS until`);
   return rows[0]?.until ?? null;
 }
 
 /**
- * For each request, its `count` oldest replies owed to `memberId` that are
- * held for its waiters or still queued (as many as it has waiters),
- * acknowledged in the same statement: one statement for all of a member's
- * waiting requests. Replies are found through the reply_to index; each is
- * one index probe of deliveries.
+ * For each of the member's waiting requests, its first reply owed to the
+ * member: one acknowledged already (an earlier wait on the request returned
+ * it, in a response its caller may never have read; or the member's sockets
+ * took it once no wait held it), else the oldest held for the waits or still
+ * queued, acknowledged in this statement. Every wait on a request (retries
+ * with its key) answers with that one reply. One statement for all of a
+ * member's waiting requests; each reply found through the reply_to index,
+ * each delivery by an index probe.
  */
-export async function takeReplies(
-  db: Executor,
-  memberId: string,
-  requests: ReadonlyArray<{ requestId: string; count: number }>,
-): Promise<TakenReply[]> {
-  if (requests.length === 0) return [];
+export async function takeReplies(db: Executor, memberId: string, requestIds: readonly string[]): Promise<TakenReply[]> {
+  if (requestIds.length === 0) return [];
   return db.rows<TakenReply>(sql`
-    WITH hit AS (
-      SELECT h.id FROM jsonb_to_recordset(${jsonParam(requests)}) AS q("requestId" uuid, count int)
+    WITH q AS (
+      SELECT "requestId" FROM jsonb_to_recordset(${jsonParam(requestIds.map((requestId) => ({ requestId })))}) AS q("requestId" uuid)
+    ),
+    earlier AS (
+      SELECT e.id, e.message_id, e.attempt, q."requestId" FROM q
+      CROSS JOIN LATERAL (
+        SELECT d.id, r.id AS message_id, d.attempt FROM messages r
+        CROSS JOIN LATERAL ${deliveriesOfMessage(sql`r.id`)} d
+        WHERE r.reply_to = q."requestId" AND d.recipient_member_id = ${memberId}::uuid AND d.state = 'acked'
+        ORDER BY d.id
+        LIMIT 1
+      ) e
+    ),
+    hit AS (
+      SELECT h.id FROM q
       CROSS JOIN LATERAL (
         SELECT d.id FROM messages r
         JOIN deliveries d ON d.message_id = r.id AND d.recipient_member_id = ${memberId}::uuid
         WHERE r.reply_to = q."requestId" AND d.expires_at > now()
           AND (d.state = 'queued' OR (d.state = 'leased' AND d.lease_presence_id = q."requestId"))
         ORDER BY d.id
-        LIMIT q.count
+        LIMIT 1
         FOR UPDATE OF d SKIP LOCKED
       ) h
+      WHERE q."requestId" NOT IN (SELECT "requestId" FROM earlier)
     ),
     ${movedToAcked("taken", sql`d.id = ANY (ARRAY(SELECT id FROM hit))`, "taken")}
     SELECT ${replyColumns(sql`t.attempt`)}
-    FROM taken t JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id
-    -- Queue order: a request's first reply goes to its first waiter.
-    ORDER BY t.id`);
+    FROM (SELECT id, message_id, attempt FROM taken UNION ALL SELECT id, message_id, attempt FROM earlier) t
+    JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id`);
 }
 
 /**
- * The first reply to `requestId` owed to `memberId` that was acknowledged
- * already: returned by an earlier wait (whose response its caller may never
- * have read), or taken by a socket once no wait held it.
- */
-export async function takenReply(db: Executor, requestId: string, memberId: string): Promise<TakenReply | null> {
-  const rows = await db.rows<TakenReply>(sql`
-    SELECT ${replyColumns(sql`d.attempt`)}
-    FROM messages m
-    CROSS JOIN LATERAL ${deliveriesOfMessage(sql`m.id`)} d
-    JOIN members s ON s.id = m.sender_member_id
-    WHERE m.reply_to = ${requestId}::uuid AND d.recipient_member_id = ${memberId}::uuid AND d.state = 'acked'
-    ORDER BY d.id
-    LIMIT 1`);
-  return rows[0] ?? null;
-}
-
-/**
- * A waiter is gone: unless another wait (a retry with the same key) holds the
- * replies past `heldUntil`, the waiter's own hold (null: unknown), later
- * replies are queued as usual and held ones go back to the queue. Returns
- * their recipients.
+ * A wait on `requestId` ended: it no longer counts among those holding the
+ * replies, and when it was the last (or the count is unknown: a hold placed
+ * by a broker from before it), later replies are queued as usual and held
+ * ones go back to the queue. Nothing when its own hold (`heldUntil`; null:
+ * none) has run out: a hold placed since then counts its waits afresh.
+ * Returns the recipients of what went back.
  */
 export async function endReplyWait(tx: Executor, requestId: string, heldUntil: string | null): Promise<string[]> {
-  const ended = await tx.rows(sql`
-    UPDATE messages SET reply_wait_until = NULL
-    WHERE id = ${requestId}::uuid AND (${heldUntil}::timestamptz IS NULL OR reply_wait_until <= ${heldUntil}::timestamptz)
-    RETURNING id`);
-  return ended.length === 0 ? [] : requeue(tx, { presences: [requestId] });
+  const last = sql`coalesce(reply_waits, 1) <= 1`;
+  const ended = await tx.rows<{ released: boolean }>(sql`
+    UPDATE messages
+    SET reply_waits = CASE WHEN ${last} THEN NULL ELSE reply_waits - 1 END,
+        reply_wait_until = CASE WHEN ${last} THEN NULL ELSE reply_wait_until END
+    WHERE id = ${requestId}::uuid AND ${heldUntil}::timestamptz > now() AND reply_wait_until >= ${heldUntil}::timestamptz
+    RETURNING reply_wait_until IS NULL AS released`);
+  return ended[0]?.released === true ? requeue(tx, { presences: [requestId] }) : [];
 }
