@@ -188,7 +188,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const waiters = new ReplyWaiters(db, queuedWork, bus, log, { maxWaiters: config.MAX_REPLY_WAITERS, clock });
   queuedWork.subscribe(waiters);
   const messaging = new HttpMessaging(db, apiSenders, sending, waiters, clock, log);
-  const dispatcher = new WebhookDispatcher(db, bus, createWebhookPoster(`switchboard/${VERSION}`), metrics, log, {
+  const dispatcher = new WebhookDispatcher(db, bus, queuedWork, createWebhookPoster(`switchboard/${VERSION}`), metrics, log, {
     timeoutMs: timing.webhookTimeoutMs,
     backoff: { minMs: timing.webhookBackoffMinMs, maxMs: timing.webhookBackoffMaxMs },
     leaseSeconds: timing.leaseSeconds,

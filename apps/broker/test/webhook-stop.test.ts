@@ -10,6 +10,7 @@ import { sql } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
 import { InstanceBus } from "../src/services/bus.ts";
+import { QueuedWork } from "../src/services/queued-work.ts";
 import { WebhookDispatcher, type WebhookPoster, type WebhookRequest } from "../src/services/webhooks/dispatcher.ts";
 import { useScratchDatabase } from "./support/scratch-db.ts";
 
@@ -50,7 +51,7 @@ describe("WebhookDispatcher.stop", () => {
     };
     const counted: Database = { ...db, rows: (q) => (note(), db.rows(q)), transaction: (work) => (note(), db.transaction(work)) };
     const log = createLogger("silent", {});
-    const dispatcher = new WebhookDispatcher(counted, new InstanceBus(db, log), poster, createMetrics(), log, {
+    const dispatcher = new WebhookDispatcher(counted, new InstanceBus(db, log), new QueuedWork(), poster, createMetrics(), log, {
       timeoutMs: 10_000,
       backoff: { minMs: 100, maxMs: 1000 },
       leaseSeconds: 30,

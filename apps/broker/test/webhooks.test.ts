@@ -408,6 +408,25 @@ describe("an endpoint set during a failing attempt (WEBHOOK_TIMEOUT_MS=30000)", 
   });
 });
 
+// No catch-up within the test: what reaches a socket was announced.
+describe("a webhook deleted during a failing attempt (CATCH_UP_INTERVAL_MS=600000)", () => {
+  const broker = useTestBroker({ WEBHOOK_ALLOW_PRIVATE: "true", ...TIMING, WEBHOOK_TIMEOUT_MS: "30000", CATCH_UP_INTERVAL_MS: "600000" });
+  const { webhookMesh } = webhookApi(broker);
+
+  test("the batch the attempt gives back goes to the member's socket at once", async () => {
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    const r = await receiver(() => ({ status: 500, until: answered }));
+    const { mesh, hook, senderPeer } = await webhookMesh(r);
+    const hookPeer = await pool.connect(broker.wsUrl, hook, mesh.id);
+    const sent = str((await senderPeer.send(hook.pubkey)).messageId);
+    await r.waitFor((reqs) => reqs.length === 1, 15_000, "the attempt");
+    expect((await broker.admin.raw("DELETE", path(mesh.id, hook))).status).toBe(200);
+    answer();
+    expect((await hookPeer.waitForPushes(1, 10_000)).map((p) => p.messageId)).toEqual([sent]);
+  });
+});
+
 describe("webhook targets with the default WEBHOOK_ALLOW_PRIVATE=false", () => {
   const broker = useTestBroker();
 

@@ -109,9 +109,10 @@ export interface AttemptRecord {
  * before that rule sets it, its url, secret or failures are not what the
  * attempt started with): it starts afresh, due now, whatever the attempt
  * met. Only while this holder still holds the lease. Returns whether a
- * failure was counted.
+ * failure was counted; null when the member has no webhook this holder
+ * holds (it was deleted meanwhile).
  */
-export async function recordAttempt(tx: Executor, memberId: string, holderId: string, a: AttemptRecord): Promise<boolean> {
+export async function recordAttempt(tx: Executor, memberId: string, holderId: string, a: AttemptRecord): Promise<boolean | null> {
   const ok = a.outcome === "ok";
   const unchanged = sql`(next_attempt_at <= ${a.takenAt}::timestamptz AND url = ${a.url} AND secret = ${a.secret} AND failures = ${a.failures}::int)`;
   const rows = await tx.rows<{ counted: boolean }>(sql`
@@ -126,7 +127,7 @@ export async function recordAttempt(tx: Executor, memberId: string, holderId: st
     WHERE member_id = ${memberId}::uuid AND lease_holder = ${holderId}
     -- RETURNING sees the row as updated: a counted failure is one more than the attempt started with.
     RETURNING NOT ${ok}::boolean AND url = ${a.url} AND secret = ${a.secret} AND failures = ${a.failures + 1}::int AS counted`);
-  return rows[0]?.counted ?? false;
+  return rows[0]?.counted ?? null;
 }
 
 export interface WebhookMember {

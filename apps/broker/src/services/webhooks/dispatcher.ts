@@ -20,7 +20,7 @@ import {
   type WebhookOutcome,
 } from "../../store/webhooks.ts";
 import { queuedWork, type InstanceBus } from "../bus.ts";
-import type { QueueConsumer } from "../queued-work.ts";
+import type { QueueConsumer, QueuedWork } from "../queued-work.ts";
 import { retryTransient } from "../retry.ts";
 import { Periodic } from "../periodic.ts";
 import type { Clock } from "../timing.ts";
@@ -85,6 +85,8 @@ export class WebhookDispatcher implements QueueConsumer {
   constructor(
     private readonly db: Database,
     private readonly bus: InstanceBus,
+    /** This instance's consumers of queued work (its sockets), told what a deleted webhook gave back. */
+    private readonly news: QueuedWork,
     private readonly poster: WebhookPoster,
     private readonly metrics: Metrics,
     private readonly log: Logger,
@@ -216,14 +218,19 @@ export class WebhookDispatcher implements QueueConsumer {
     const ok = result.outcome === "ok";
     const failures = ok ? 0 : webhook.failures + 1;
     const delayMs = ok ? 0 : retryDelayMs(failures, this.options.backoff);
-    const counted = await retryTransient(() =>
+    const recorded = await retryTransient(() =>
       this.db.transaction(async (tx) => {
         if (ok) await ackHeldBy(tx, holder);
         else await requeue(tx, { presences: [holder] });
         const endpoint = { url: webhook.url, secret: webhook.secret, failures: webhook.failures, takenAt: webhook.takenAt };
-        return recordAttempt(tx, memberId, holder, { startedAt, ...endpoint, ...result, retryInSeconds: delayMs / 1000 });
+        const counted = await recordAttempt(tx, memberId, holder, { startedAt, ...endpoint, ...result, retryInSeconds: delayMs / 1000 });
+        // The webhook was deleted during the attempt: the batch it gave back is the member's sockets' now.
+        if (counted === null && !ok) await this.bus.publish(tx, queuedWork([memberId], []));
+        return counted;
       }),
     );
+    if (recorded === null && !ok) this.news.forMembers([memberId]);
+    const counted = recorded === true;
     this.log.info(
       { memberId, outcome: result.outcome, status: result.status, messages: batch.length, attempt: webhook.failures + 1, retryInMs: counted ? delayMs : null },
       "webhook",
