@@ -360,6 +360,34 @@ describe("send and push", () => {
     expect((await huge.closed).code).toBe(1009);
   });
 
+  test("too_large counts nonce, ciphertext and target as the push's JSON carries them, escapes included", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const recipient = await connect(broker, m.id, b);
+    // 586 control characters (6 bytes each in JSON) and a quote (2): with "x",
+    // the nonce and the target, exactly what a push has room for, though far
+    // fewer bytes before escaping.
+    const room = MAX_MESSAGE_BYTES - 512 - "n".length - b.pubkey.length;
+    const fits = `${"\u0001".repeat(586)}"x`;
+    expect(Buffer.byteLength(JSON.stringify(fits)) - 2).toBe(room);
+    const frame = { type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: fits, id: "fits" };
+
+    const ack = await sender.request(frame);
+    expect(ack).toMatchObject({ type: "ack", recipients: 1 });
+    const [push] = await recipient.waitForPushes(1);
+    expect(push).toMatchObject({ messageId: ack.messageId, ciphertext: fits });
+    expect(Buffer.byteLength(JSON.stringify(push))).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    recipient.ack([str(ack.messageId)]);
+
+    // One byte more would not fit the push, though its send frame is well under MAX_MESSAGE_BYTES.
+    const over = { ...frame, ciphertext: `${fits}x`, id: "over" };
+    expect(Buffer.byteLength(JSON.stringify(over))).toBeLessThan(MAX_MESSAGE_BYTES - 100);
+    expect(await sender.request(over)).toMatchObject({ type: "error", code: "too_large", id: "over" });
+    await expectAlive(sender);
+    expect((await pushesBeforeMarker(sender, recipient)).map((p) => p.messageId)).toEqual([ack.messageId]);
+  });
+
   test("invalid sends get invalid with the send's id, and the socket stays open", async () => {
     const { mesh: m, members } = await mesh(2);
     const [a, b] = members as [SetupMember, SetupMember];

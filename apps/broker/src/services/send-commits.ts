@@ -36,7 +36,7 @@ const MAX_SEND_BATCH_BYTES = 128 * 1024;
 // for a backlog").
 const SEND_BACKLOG = 100;
 
-export const sendBytes = (m: { nonce: string; ciphertext: string; targetSpec: string }) =>
+const sendBytes = (m: { nonce: string; ciphertext: string; targetSpec: string }) =>
   Buffer.byteLength(m.nonce) + Buffer.byteLength(m.ciphertext) + m.targetSpec.length;
 
 /** What a send needs of the socket pump: whom it holds, where not to lease, and where to push what it leased. */

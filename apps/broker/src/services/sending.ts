@@ -12,11 +12,17 @@ import type { LocalPresence, LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { QueuedWork } from "./queued-work.ts";
-import { SendCommits, sendBytes, unknownTarget, type CommitRefusalCode, type LocalPushes } from "./send-commits.ts";
+import { SendCommits, unknownTarget, type CommitRefusalCode, type LocalPushes } from "./send-commits.ts";
 import type { Clock } from "./timing.ts";
 
 // Room for the fields a push adds around nonce and ciphertext.
 export const PUSH_OVERHEAD_BYTES = 512;
+
+// What a string takes in the push frame, whose JSON escapes it (U+0001 is 6
+// bytes there, a newline or a quote 2): encoding the field alone is exact and
+// spares encoding the whole frame; its quotes are the overhead's.
+const jsonBytes = (value: string) => Buffer.byteLength(JSON.stringify(value)) - 2;
+const pushBytes = (m: SendRequest) => jsonBytes(m.nonce) + jsonBytes(m.ciphertext) + jsonBytes(m.targetSpec);
 
 export interface SendingOptions {
   maxMessageBytes: number;
@@ -82,10 +88,10 @@ export class SendService {
 
   private async decide(sender: Sender, request: SendRequest, extras: SendExtras): Promise<SendOutcome> {
     if (sender.role === "observer") return refuse("forbidden", "observers may not send");
-    const bytes = sendBytes(request);
+    const bytes = pushBytes(request);
     const allowed = this.options.maxMessageBytes - PUSH_OVERHEAD_BYTES;
     if (bytes > allowed) {
-      return refuse("too_large", `nonce, ciphertext and target are ${bytes} bytes; at most ${allowed} fit a push (MAX_MESSAGE_BYTES less ${PUSH_OVERHEAD_BYTES})`);
+      return refuse("too_large", `nonce, ciphertext and target are ${bytes} bytes in a push's JSON; at most ${allowed} fit (MAX_MESSAGE_BYTES less ${PUSH_OVERHEAD_BYTES})`);
     }
     if (!this.limiter.allow(sender.memberId, this.options.clock())) {
       const retryAfterSeconds = Math.max(1, Math.ceil(this.limiter.retryAfterMs(sender.memberId, this.options.clock()) / 1000));
