@@ -300,10 +300,10 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       cors: new CorsPolicy(config.CORS_ORIGINS),
       routes: [
         opsRoutes({ build, dbHealth, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
-        adminRoutes({ admin, access: { adminToken, dbHealth } }),
+        adminRoutes({ admin, access: { adminToken, dbHealth }, log }),
         hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
         messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
-        webhookRoutes({ webhooks, access: { adminToken, dbHealth } }),
+        webhookRoutes({ webhooks, access: { adminToken, dbHealth }, log }),
         dashboardRoutes({
           dashboard,
           presenceEvents,

@@ -16,7 +16,7 @@ import {
   type BrokerOnOwnPostgres,
   type SetupMember,
 } from "@switchboard/testkit";
-import { httpBody, messageStatus, postMessage, type ErrorBody } from "./support/http-api.ts";
+import { httpBody, messageStatus, postCutShort, postMessage, type ErrorBody } from "./support/http-api.ts";
 import { deltas, ISO, queryPostgres, scrape, str, UUID } from "./support/messaging.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
@@ -356,6 +356,24 @@ describe("HTTP messaging API", () => {
     } finally {
       await queryPostgres(broker.backend, (sql) => sql.unsafe(`DROP TRIGGER refuse_hold ON messages; DROP FUNCTION refuse_hold();`));
     }
+  });
+
+  test("a client that goes away mid-body is logged at debug, not as a failure, on each route that reads a body", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const hookToken = await broker.admin.createHookToken(mesh.id, members[1]!.id);
+    const from = broker.process.logs.length;
+    const posts: Array<[string, string]> = [
+      ["/v1/messages", tokens[0]!],
+      ["/hook/set-status", hookToken],
+      ["/v1/meshes", broker.adminToken],
+    ];
+    for (const [path, token] of posts) {
+      await postCutShort(broker.url, path, token);
+      const line = await broker.process.waitForLog("client went away mid-body", 10_000, (l) => l.path === path);
+      expect(line).toMatchObject({ level: 20, method: "POST" });
+    }
+    // Nothing at error level, which goes to error reporting (it was "http send failed").
+    expect(broker.process.logs.slice(from).filter((l) => (l.level ?? 0) >= 50)).toEqual([]);
   });
 
   test("a caller that disconnects while waiting leaves the reply queued for its member, not lost", async () => {

@@ -1,5 +1,8 @@
 // Helpers for the HTTP messaging API tests: one POST /v1/messages or GET
-// /v1/messages/:id with its answer untouched, and a body to send.
+// /v1/messages/:id with its answer untouched, a body to send, and a POST
+// whose client leaves before its body's end.
+import { connect } from "node:net";
+
 export interface Answer<T = Record<string, unknown>> {
   status: number;
   headers: Headers;
@@ -51,4 +54,18 @@ export function httpBody(targetSpec: string, fields: Record<string, unknown> = {
     ciphertext: Buffer.from(JSON.stringify({ n: crypto.randomUUID() })).toString("base64"),
     ...fields,
   };
+}
+
+/** A POST to path that declares 1000 bytes of body, writes a few and closes its connection. */
+export async function postCutShort(baseUrl: string, path: string, token: string): Promise<void> {
+  const url = new URL(baseUrl);
+  const socket = connect(Number(url.port), url.hostname);
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  const head = `POST ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n`;
+  // Written out before the close, so the broker has the request and part of its body.
+  await new Promise<void>((resolve) => socket.write(`${head}{"cut":`, () => resolve()));
+  socket.destroy();
 }

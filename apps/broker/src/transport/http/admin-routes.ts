@@ -4,6 +4,7 @@
 import { addMemberBody, createMeshBody, createTokenBody } from "@switchboard/protocol";
 import type { BunRequest, Server } from "bun";
 import type { z } from "zod";
+import type { Logger } from "../../log.ts";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
@@ -20,8 +21,8 @@ class BodyTooLarge extends Error {}
 // Admin bodies are a few hundred bytes; anything near this is a mistake.
 const ADMIN_BODY_MAX_BYTES = 64 * 1024;
 
-export async function parseBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
-  const text = await readBodyCapped(req, ADMIN_BODY_MAX_BYTES);
+export async function parseBody<T>(req: Request, schema: z.ZodType<T>, log: Logger): Promise<T> {
+  const text = await readBodyCapped(req, ADMIN_BODY_MAX_BYTES, log);
   if (text === null) throw new BodyTooLarge(`the body is larger than ${ADMIN_BODY_MAX_BYTES} bytes`);
   let raw: unknown;
   try {
@@ -70,14 +71,14 @@ export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess
   };
 }
 
-export function adminRoutes({ admin, access }: { admin: AdminService; access: AdminAccess }) {
+export function adminRoutes({ admin, access, log }: { admin: AdminService; access: AdminAccess; log: Logger }) {
   return {
     "/v1/meshes": endpoint<"/v1/meshes">(access, {
-      POST: async (req) => json(201, await admin.createMesh(await parseBody(req, createMeshBody))),
+      POST: async (req) => json(201, await admin.createMesh(await parseBody(req, createMeshBody, log))),
       GET: async () => json(200, { meshes: await admin.listMeshes() }),
     }),
     "/v1/meshes/:mesh/members": endpoint<"/v1/meshes/:mesh/members">(access, {
-      POST: async (req) => json(201, await admin.addMember(req.params.mesh, await parseBody(req, addMemberBody))),
+      POST: async (req) => json(201, await admin.addMember(req.params.mesh, await parseBody(req, addMemberBody, log))),
       GET: async (req) => json(200, { members: await admin.listMembers(req.params.mesh) }),
     }),
     "/v1/meshes/:mesh/members/:member": endpoint<"/v1/meshes/:mesh/members/:member">(access, {
@@ -85,7 +86,7 @@ export function adminRoutes({ admin, access }: { admin: AdminService; access: Ad
     }),
     "/v1/meshes/:mesh/members/:member/tokens": endpoint<"/v1/meshes/:mesh/members/:member/tokens">(access, {
       POST: async (req) => {
-        const body = await parseBody(req, createTokenBody);
+        const body = await parseBody(req, createTokenBody, log);
         const issued = await admin.issueToken(req.params.mesh, req.params.member, body.kind);
         // The token is shown this once; keep it out of every cache.
         return json(201, issued, { "cache-control": "no-store" });

@@ -47,7 +47,7 @@ export function hookRoutes(deps: {
       return failed(error);
     }
     if (caller === null) return fail("unauthorized", "unknown or revoked hook token");
-    const raw = await readBodyCapped(req, maxMessageBytes);
+    const raw = await readBodyCapped(req, maxMessageBytes, log);
     if (raw === null) return fail("too_large", `the body is larger than ${maxMessageBytes} bytes`);
     let parsedJson: unknown;
     try {

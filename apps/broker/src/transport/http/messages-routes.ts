@@ -16,7 +16,7 @@ import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-messaging.ts";
 import { settleWithin } from "../../services/timing.ts";
 import { issueText, pushFrame } from "../ws/wire.ts";
-import { ANSWER_DEADLINE_MS, apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
 
 export interface MessagesRouteDeps {
   messaging: HttpMessaging;
@@ -52,6 +52,8 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
   const { messaging, dbHealth, metrics, log, adminToken, maxMessageBytes } = deps;
 
   const failed = (error: unknown, what: string): Response => {
+    // Logged at debug by readBodyCapped; the client is gone, so no answer is heard.
+    if (error instanceof ClientGone) throw error;
     if (isDbUnavailable(error, dbHealth)) return dbUnavailable();
     log.error({ err: error }, what);
     return apiError("internal", "internal error");
@@ -72,7 +74,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
       metrics.messagesRejected.labels("invalid").inc();
       return apiError("invalid", error.message);
     }
-    const raw = await readBodyCapped(req, maxMessageBytes);
+    const raw = await readBodyCapped(req, maxMessageBytes, log);
     if (raw === null) {
       metrics.messagesRejected.labels("too_large").inc();
       return apiError("too_large", `the body is larger than MAX_MESSAGE_BYTES (${maxMessageBytes})`);

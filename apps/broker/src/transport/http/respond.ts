@@ -1,6 +1,7 @@
 // JSON responses and bearer-token checks shared by the HTTP routes.
 import { isStorable } from "@switchboard/protocol";
 import { timingSafeEqual } from "node:crypto";
+import type { Logger } from "../../log.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
 
 export function json(status: number, body: unknown, headers?: Record<string, string>): Response {
@@ -49,10 +50,19 @@ export function sameSecret(given: string | null, expected: string): boolean {
 }
 
 /**
- * The body as text, or null once it passes maxBytes: reading stops there, so
- * an oversized body (declared or streamed) costs no more than the cap.
+ * The client closed its connection before its body's end: no fault of the
+ * broker's, and nobody is left to answer. Bun drops the rejection of a
+ * request whose client is gone, answering nothing and calling no error handler.
  */
-export async function readBodyCapped(req: Request, maxBytes: number): Promise<string | null> {
+export class ClientGone extends Error {}
+
+/**
+ * The body as text, or null once it passes maxBytes: reading stops there, so
+ * an oversized body (declared or streamed) costs no more than the cap. A
+ * client that leaves before the body's end is logged at debug, here for every
+ * route, and ends the request with ClientGone.
+ */
+export async function readBodyCapped(req: Request, maxBytes: number, log: Logger): Promise<string | null> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > maxBytes) return null;
   if (!req.body) return "";
@@ -60,7 +70,11 @@ export async function readBodyCapped(req: Request, maxBytes: number): Promise<st
   let size = 0;
   const reader = req.body.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await reader.read().catch((error: unknown) => {
+      if (!req.signal.aborted) throw error;
+      log.debug({ method: req.method, path: new URL(req.url).pathname, read: size }, "client went away mid-body");
+      throw new ClientGone("the client went away while its body was read", { cause: error });
+    });
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
