@@ -193,12 +193,13 @@ export class ReplyWaiters implements QueueConsumer {
       for (const w of waiting) w.looking = looking;
       try {
         const requestIds = [...new Set(waiting.map((w) => w.requestId))];
-        for (const reply of await retryTransient(() => takeReplies(this.db, memberId, requestIds))) {
-          for (const w of this.unanswered(memberId)) {
-            if (w.requestId !== reply.replyTo) continue;
-            w.found = reply;
-            w.wake();
-          }
+        const replies = await retryTransient(() => takeReplies(this.db, memberId, requestIds));
+        const byRequest = new Map(replies.map((reply) => [reply.replyTo, reply]));
+        for (const w of this.unanswered(memberId)) {
+          const reply = byRequest.get(w.requestId);
+          if (reply === undefined) continue;
+          w.found = reply;
+          w.wake();
         }
       } catch (error) {
         this.log.warn({ err: error, memberId }, "looking for replies failed");
