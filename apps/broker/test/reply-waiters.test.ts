@@ -141,6 +141,23 @@ describe("ReplyWaiters", () => {
     expect(left?.state).toBe("queued");
   });
 
+  test("a wait whose deadline passes while the look under way takes its reply answers with it (the reply is acked)", async () => {
+    // Every statement takes 300 ms more; the wait's deadline is 100 ms.
+    const slow: Database = {
+      ...scratch.db,
+      rows: async <T>(query: Statement) => {
+        const rows = await scratch.db.rows<T>(query);
+        await Bun.sleep(300);
+        return rows;
+      },
+    };
+    const { waiters } = waitersOn(slow);
+    const setup = await meshOfTwo(scratch.db);
+    const [request] = await requestsOf(scratch.db, setup, 1);
+    await reply(scratch.db, setup, request!.id, "in time");
+    expect((await waitFor(waiters, setup, request!.id, 100))?.ciphertext).toBe("in time");
+  });
+
   test("a look that fails ends its waits with the error, at once (the caller answers without a reply)", async () => {
     const failing: Database = { ...scratch.db, rows: () => Promise.reject(new Error("the database went away")) };
     const { waiters } = waitersOn(failing);

@@ -195,7 +195,10 @@ export class ReplyWaiters implements QueueConsumer {
         const requestIds = [...new Set(waiting.map((w) => w.requestId))];
         const replies = await retryTransient(() => takeReplies(this.db, memberId, requestIds));
         const byRequest = new Map(replies.map((reply) => [reply.replyTo, reply]));
-        for (const w of this.unanswered(memberId)) {
+        // The waits it looked for, those that ended meanwhile included (theirs
+        // is acked now: it is their answer), and those that came since.
+        for (const w of new Set([...waiting, ...this.unanswered(memberId)])) {
+          if (w.found !== null || w.failed !== null) continue;
           const reply = byRequest.get(w.requestId);
           if (reply === undefined) continue;
           w.found = reply;
