@@ -190,9 +190,9 @@ describe("a reader backed up by replies alone (SOCKET_BUFFER_BYTES=67108864, STA
     SEND_RATE_LIMIT_PER_MIN: "100000",
   });
 
-  test("history pages it does not read mark it backed up, and it is closed with 1013 after STALLED_PRESENCE_SECONDS", async () => {
-    const { mesh, members } = await setupMesh(broker.admin, { members: ["a"] });
-    const [a] = members as [SetupMember];
+  test("history pages it does not read mark it backed up: a send passes it over, and it is closed with 1013 after STALLED_PRESENCE_SECONDS", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["a", "b"] });
+    const [a, b] = members as [SetupMember, SetupMember];
     // Channel messages of the reader's own member: none is pushed to it.
     const writer = await pool.connect(broker.wsUrl, a, mesh.id);
     await writer.request({ type: "join", channel: "#big" });
@@ -209,8 +209,15 @@ describe("a reader backed up by replies alone (SOCKET_BUFFER_BYTES=67108864, STA
       await Bun.sleep(100);
     }
     expect(await congested()).toBe(true);
+    // Backed up, it is passed over by a send as by a claim: a message to its
+    // member, which has no other socket now, stays queued.
+    await writer.close();
+    const other = await pool.connect(broker.wsUrl, b, mesh.id);
+    const direct = str((await other.send(a.pubkey)).messageId);
+    const status = await broker.admin.raw("GET", `/v1/messages/${direct}`);
+    expect(((await status.json()) as { recipients: Array<{ state: string }> }).recipients.map((r) => r.state)).toEqual(["queued"]);
     await waitUntil(
-      async () => ((await broker.admin.peers(mesh.id)).length === 1 ? true : undefined),
+      async () => ((await broker.admin.peers(mesh.id)).some((p) => p.pubkey === a.pubkey) ? undefined : true),
       30_000,
       `the reader's presence to end (after ${asked} pages asked)`,
     );

@@ -180,6 +180,11 @@ export class PresenceLifecycle {
     for (const p of this.presences.ofMember(memberId)) p.link.end(reason);
   }
 
+  /** A reply the presence's socket could not write at once: it is backed up, as by a push. */
+  backedUp(presence: LocalPresence, now: number): void {
+    this.presences.markCongested(presence, now);
+  }
+
   /**
    * Ends presences whose sockets have been backed up longer than stalledMs:
    * their leases requeue, in order. Returns how many are backed up now.

@@ -100,6 +100,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
     ...(admitted.tokenExpiresAt === null ? {} : { tokenExpiresAt: admitted.tokenExpiresAt }),
   };
   ws.data.presence = presence;
+  ws.data.backedUp = () => deps.lifecycle.backedUp(presence, deps.clock());
   deps.metrics.connectionsTotal.inc();
   deps.metrics.connectionsActive.inc();
   reply(

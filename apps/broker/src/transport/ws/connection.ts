@@ -18,6 +18,8 @@ export interface Connection {
   helloTimer?: Timer;
   /** Set once the hello was admitted. */
   presence?: LocalPresence;
+  /** Set with presence: marks it backed up, so that neither claims nor sends lease to it until the socket drains. */
+  backedUp?: () => void;
   closed: boolean;
 }
 
@@ -37,8 +39,8 @@ export function reply(ws: Socket, frame: Reply, reqId?: string): void {
   if (status === 0 && !ws.data.closed) {
     const { code, reason } = END_CLOSE.stalled;
     ws.close(code, reason);
-  } else if (status === -1 && ws.data.presence) {
-    ws.data.presence.congestedSince ??= Date.now();
+  } else if (status === -1) {
+    ws.data.backedUp?.();
   }
 }
 
