@@ -131,7 +131,7 @@ export class Sweepers {
     // Sends in flight as a member was revoked take milliseconds, and what
     // they leased comes back to the queue within the longest lease (a
     // webhook attempt's is at most LEASE_SECONDS or 605 s, a reply wait's
-    // 60 s): an hour past LEASE_SECONDS covers them with room to spare, and
+    // 65 s): an hour past LEASE_SECONDS covers them with room to spare, and
     // restarts in between.
     const dropped = await dropUndeliveredOfRevoked(db, HOUR + timing.leaseSeconds);
     if (dropped > 0) this.deps.log.info({ deliveries: dropped }, "deliveries of revoked members dropped");

@@ -110,7 +110,7 @@ export interface AttemptRecord {
  * attempt started with): it starts afresh, due now, whatever the attempt
  * met. Only while this holder still holds the lease. Returns whether a
  * failure was counted; null when the member has no webhook this holder
- * holds (it was deleted meanwhile).
+ * holds (it was deleted meanwhile, or the lease ran out and moved on).
  */
 export async function recordAttempt(tx: Executor, memberId: string, holderId: string, a: AttemptRecord): Promise<boolean | null> {
   const ok = a.outcome === "ok";

@@ -224,7 +224,8 @@ export class WebhookDispatcher implements QueueConsumer {
         else await requeue(tx, { presences: [holder] });
         const endpoint = { url: webhook.url, secret: webhook.secret, failures: webhook.failures, takenAt: webhook.takenAt };
         const counted = await recordAttempt(tx, memberId, holder, { startedAt, ...endpoint, ...result, retryInSeconds: delayMs / 1000 });
-        // The webhook was deleted during the attempt: the batch it gave back is the member's sockets' now.
+        // The webhook was deleted during the attempt (or its lease moved on: one
+        // announcement too many): the batch it gave back is the member's sockets' now.
         if (counted === null && !ok) await this.bus.publish(tx, queuedWork([memberId], []));
         return counted;
       }),
