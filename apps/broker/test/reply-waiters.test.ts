@@ -7,13 +7,14 @@
 // look ends the wait with its error.
 import { describe, expect, test } from "bun:test";
 import type { Database, Statement } from "@switchboard/db";
-import { waitUntil } from "@switchboard/testkit";
+import { backendKind, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { InstanceBus } from "../src/services/bus.ts";
 import { QueuedWork } from "../src/services/queued-work.ts";
 import { ReplyWaiters } from "../src/services/reply-waiters.ts";
-import { useScratchDatabase } from "./support/scratch-db.ts";
+import { holdReplies } from "../src/store/queue/reply.ts";
+import { useBackendDatabase, useScratchDatabase } from "./support/scratch-db.ts";
 
 const scratch = useScratchDatabase("reply-waiters");
 
@@ -165,5 +166,50 @@ describe("ReplyWaiters", () => {
     const [request] = await requestsOf(scratch.db, setup, 1);
     // At its deadline it would answer null: it throws instead.
     await expect(waitFor(waiters, setup, request!.id, 30_000)).rejects.toThrow("the database went away");
+  });
+});
+
+// Two instances on one server: the second's look ran before the first took
+// the reply (or beside it, unable to see the take), and no news of the reply
+// itself comes again.
+describe.skipIf(backendKind === "embedded")("ReplyWaiters on two instances (needs DATABASE_URL)", () => {
+  const server = useBackendDatabase();
+
+  function instance() {
+    const log = createLogger("silent", {});
+    const bus = new InstanceBus(server.db, log);
+    const queuedWork = new QueuedWork();
+    const waiters = new ReplyWaiters(server.db, queuedWork, bus, log, { maxWaiters: 100, clock: Date.now });
+    queuedWork.subscribe(waiters);
+    return { waiters, queuedWork, bus };
+  }
+
+  test("a reply taken on one for a request waited on on both: the other is told, and its wait answers with it", async () => {
+    const here = instance();
+    const elsewhere = instance();
+    const unsubscribe = await elsewhere.bus.subscribe({
+      queuedWork: (members) => elsewhere.queuedWork.forMembers(members),
+      queuedWorkInMeshes: () => {},
+      leased: () => {},
+      replaced: () => {},
+      revoked: () => {},
+      presence: () => {},
+      resubscribed: () => {},
+    });
+    try {
+      const setup = await meshOfTwo(server.db);
+      const [request] = await requestsOf(server.db, setup, 1);
+      // Both waits hold the replies, as their sends did.
+      for (let i = 0; i < 2; i++) await holdReplies(server.db, request!.id, setup.asker, 30);
+      const there = waitFor(elsewhere.waiters, setup, request!.id, 10_000);
+      const local = waitFor(here.waiters, setup, request!.id, 10_000);
+      await reply(server.db, setup, request!.id, "shared");
+      // News of the reply reaches this instance only.
+      here.queuedWork.forMembers([setup.asker]);
+      expect((await local)?.ciphertext).toBe("shared");
+      expect((await there)?.ciphertext).toBe("shared");
+    } finally {
+      await unsubscribe();
+    }
   });
 });

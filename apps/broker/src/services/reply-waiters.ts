@@ -204,6 +204,12 @@ export class ReplyWaiters implements QueueConsumer {
           w.found = reply;
           w.wake();
         }
+        // Waits on the same requests elsewhere look again, and find what was taken here.
+        if (replies.some((r) => r.sharedHold)) {
+          await this.bus.publish(this.db, queuedWork([memberId], [])).catch((error: unknown) => {
+            this.log.warn({ err: error, memberId }, "a shared reply's wake-up not published; waits elsewhere answer at their deadline");
+          });
+        }
       } catch (error) {
         this.log.warn({ err: error, memberId }, "looking for replies failed");
         for (const w of waiting) {

@@ -15,6 +15,16 @@ export interface TakenReply extends OwedMessage {
   attempt: number;
 }
 
+/** A reply a look found for a waiting request. */
+export interface FoundReply extends TakenReply {
+  /**
+   * Taken by this look while more than one wait holds the request's replies:
+   * a wait on another instance whose look ran beside this one could not see
+   * the take, and learns of it only if told.
+   */
+  sharedHold: boolean;
+}
+
 /** A reply as TakenReply's fields, from its message `m` and sender `s`. */
 const replyColumns = (attempt: SQL) => sql`
   m.id AS "messageId", m.mesh_id AS "meshId", s.pubkey AS "senderPubkey", m.target_spec AS "targetSpec",
@@ -47,9 +57,9 @@ export async function holdReplies(db: Executor, requestId: string, senderId: str
  * member's waiting requests; each reply found through the reply_to index,
  * each delivery by an index probe.
  */
-export async function takeReplies(db: Executor, memberId: string, requestIds: readonly string[]): Promise<TakenReply[]> {
+export async function takeReplies(db: Executor, memberId: string, requestIds: readonly string[]): Promise<FoundReply[]> {
   if (requestIds.length === 0) return [];
-  return db.rows<TakenReply>(sql`
+  return db.rows<FoundReply>(sql`
     WITH q AS (
       SELECT "requestId" FROM jsonb_to_recordset(${jsonParam(requestIds.map((requestId) => ({ requestId })))}) AS q("requestId" uuid)
     ),
@@ -77,8 +87,9 @@ export async function takeReplies(db: Executor, memberId: string, requestIds: re
       WHERE q."requestId" NOT IN (SELECT "requestId" FROM earlier)
     ),
     ${movedToAcked("taken", sql`d.id = ANY (ARRAY(SELECT id FROM hit))`, "taken")}
-    SELECT ${replyColumns(sql`t.attempt`)}
-    FROM (SELECT id, message_id, attempt FROM taken UNION ALL SELECT id, message_id, attempt FROM earlier) t
+    SELECT ${replyColumns(sql`t.attempt`)},
+           t.fresh AND coalesce((SELECT req.reply_waits FROM messages req WHERE req.id = m.reply_to), 0) > 1 AS "sharedHold"
+    FROM (SELECT id, message_id, attempt, true AS fresh FROM taken UNION ALL SELECT id, message_id, attempt, false FROM earlier) t
     JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id`);
 }
 
