@@ -88,6 +88,8 @@ export function rooms(db: Executor): Promise<RoomRow[]> {
            count(p.id)::int AS connections
     FROM channel_members c
     JOIN meshes m ON m.id = c.mesh_id
+    -- A revoked member's rows stay, but routing delivers nothing to it.
+    JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
     LEFT JOIN presences p ON p.member_id = c.member_id AND p.disconnected_at IS NULL
     GROUP BY c.mesh_id, m.slug, c.channel
     ORDER BY connections DESC, m.slug, c.channel`);
