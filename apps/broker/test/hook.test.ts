@@ -358,8 +358,8 @@ describe.skipIf(backendKind !== "postgres")("hooks racing a hello held behind it
 
   /**
    * Connects while the mesh's row is held from outside: the hello reads the
-   * session's status and kept signals, then waits for the mesh; `meanwhile`
-   * runs then, and the hello goes on once it is done.
+   * session's last status, then waits for the mesh; `meanwhile` runs then,
+   * and the hello goes on once it is done.
    */
   async function connectBehindMeshLock(meshId: string, connecting: () => Promise<TestPeer>, meanwhile: () => Promise<void>): Promise<TestPeer> {
     const held = await sql.begin(async (tx) => {
@@ -391,9 +391,9 @@ describe.skipIf(backendKind !== "postgres")("hooks racing a hello held behind it
     expect((await statusSeenBy(replacing, sessionId))?.status).toBe("idle");
   });
 
-  /** A presence of a new session whose hello did not see the UserPromptSubmit hook kept meanwhile. */
-  async function connectMissingASignal(sessionId: string) {
+  test("a signal kept while the hello waits for its mesh is the new presence's status", async () => {
     const { mesh, member, token, cwd } = await memberWithToken(env);
+    const sessionId = `behind-${crypto.randomUUID()}`;
     const peer = await connectBehindMeshLock(
       mesh.id,
       () => connect(env, member, mesh.id, { sessionId, cwd }),
@@ -402,6 +402,29 @@ describe.skipIf(backendKind !== "postgres")("hooks racing a hello held behind it
         expect(working).toEqual({ status: 200, body: { ok: true, pending: true } });
       },
     );
+    expect(peer.helloAck?.status).toBe("working");
+    expect(await kept(sessionId)).toBe(0);
+  });
+
+  /**
+   * A presence of a new session whose hello did not see the UserPromptSubmit
+   * hook kept meanwhile: it came after the hello took the kept signals, while
+   * its insert was held.
+   */
+  async function connectMissingASignal(sessionId: string) {
+    const { mesh, member, token, cwd } = await memberWithToken(env);
+    const databaseUrl = env.backend.databaseUrl!;
+    const hold = await holdOnInsert(databaseUrl, { presenceSession: sessionId });
+    let connecting: Promise<TestPeer> | undefined;
+    try {
+      connecting = connect(env, member, mesh.id, { sessionId, cwd });
+      await waitUntil(() => someoneHeld(databaseUrl), 10_000, "the hello's insert held");
+      const working = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
+      expect(working).toEqual({ status: 200, body: { ok: true, pending: true } });
+    } finally {
+      await hold.release();
+    }
+    const peer = await connecting;
     expect(peer.helloAck?.status).toBe("idle");
     return { mesh, member, token, cwd, peer };
   }

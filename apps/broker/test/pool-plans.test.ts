@@ -27,7 +27,7 @@ import { enqueueSends, type NewMessage } from "../src/store/queue/enqueue.ts";
 import { dropUndelivered } from "../src/store/queue/drop.ts";
 import { expireDeliveries } from "../src/store/queue/expire.ts";
 import { requeue } from "../src/store/queue/requeue.ts";
-import { resolveHellos, type HelloRequest } from "../src/store/hello.ts";
+import { resolveHellos, takePendingSignals, type HelloRequest } from "../src/store/hello.ts";
 import { endedPresences, endSessions, insertPresencesWithinCap, settledPresencesOfInstance } from "../src/store/presences.ts";
 import { findPresenceForSignal } from "../src/store/status.ts";
 import { ackByHand } from "./support/acked.ts";
@@ -229,6 +229,7 @@ const cases: Array<[string, Case]> = [
   // Every live presence of the instance, by design; not the next instance's.
   ["the catch-up's look for the instance's presences without a socket", { pool: "main", run: (db) => settledPresencesOfInstance(db, INSTANCE, 0), reads: { table: "presences", atMost: BULK + FEW } }],
   ["a hello's check against the directory and its session's last status", { pool: "main", run: (db) => resolveHellos(db, [hello("recipient", "holder")], 60_000, 120_000) }],
+  ["a hello's take of the hook signals kept for its session", { pool: "main", run: (db) => takePendingSignals(db, [{ idx: 0, memberId: recipient, sessionId: "holder", pid: null, cwd: "/" }]) }],
   // Every live presence of the hello's mesh, by design (its cap); not the other mesh's.
   ["a hello's count of its mesh's live presences, and its insert", { pool: "main", run: (db) => insertPresencesWithinCap(db, [newPresence()], 100_000), writes: "Insert on presences", reads: { table: "presences", atMost: BULK + FEW } }],
   ["a hello's end of the presence its session had", { pool: "main", run: (db) => endSessions(db, [{ memberId: recipient, sessionId: "holder" }]), writes: "Update on presences p" }],

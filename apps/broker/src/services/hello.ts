@@ -6,7 +6,7 @@
 // storm of connections costs a few statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
-import { enrolVouched, lockMeshes, resolveHellos, restorePendingSignal, type HelloRequest } from "../store/hello.ts";
+import { enrolVouched, lockMeshes, resolveHellos, restorePendingSignal, takePendingSignals, type HelloRequest } from "../store/hello.ts";
 import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
@@ -154,7 +154,8 @@ export class HelloService {
       claimMesh: checked[idx]!.claims?.mesh ?? null,
     }));
     const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
-    const statuses = resolved.map((r) => initialStatus(r.pending, r.previous));
+    // Settled for the admitted ones once their meshes are locked (below).
+    const statuses = resolved.map((r) => initialStatus(null, r.previous));
     const outcomes: HelloOutcome[] = resolved.map((r) => {
       if (r.verdict === "timestamp_skew") return refuse("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
       if (r.verdict === "unauthorized") {
@@ -181,6 +182,15 @@ export class HelloService {
     if (passing.length === 0) return { outcomes, changes: [] };
 
     await lockMeshes(tx, [...new Set(passing.map((p) => p.presence.meshId))]);
+    // Taken before the sessions' presences are locked, in the order a hook's
+    // own look at a kept signal locks the two.
+    const pending = await takePendingSignals(
+      tx,
+      passing.map(({ idx, presence }) => {
+        const h = hellos[idx]!;
+        return { idx, memberId: presence.memberId, sessionId: h.sessionId, pid: h.pid ?? null, cwd: h.cwd ?? null };
+      }),
+    );
     const ended = await endSessions(
       tx,
       passing.map(({ idx, presence }) => ({ memberId: presence.memberId, sessionId: hellos[idx]!.sessionId })),
@@ -192,11 +202,12 @@ export class HelloService {
     }
     for (const p of passing) {
       const e = ended.find((x) => x.memberId === p.presence.memberId && x.sessionId === hellos[p.idx]!.sessionId);
-      if (!e) continue;
-      p.presence.replaced = { id: e.id, instanceId: e.instanceId };
-      // Read under the row's lock, after any hook that changed it while this
-      // batch waited for its meshes: newer than the status resolveHellos saw.
-      statuses[p.idx] = initialStatus(resolved[p.idx]!.pending, { status: e.status, source: e.statusSource, ageMs: e.ageMs });
+      if (e) p.presence.replaced = { id: e.id, instanceId: e.instanceId };
+      // A replaced presence's status is read under its row's lock, after any
+      // hook that changed it while this batch waited for its meshes: newer
+      // than the status resolveHellos saw.
+      const previous = e ? { status: e.status, source: e.statusSource, ageMs: e.ageMs } : resolved[p.idx]!.previous;
+      statuses[p.idx] = initialStatus(pending.get(p.idx) ?? null, previous);
       p.presence.status = statuses[p.idx]!.status;
     }
 
@@ -226,8 +237,8 @@ export class HelloService {
       if (inserted.has(p.presence.presenceId)) continue;
       outcomes[p.idx] = refuse("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
       // The hook signal this hello took waits again for the next try.
-      const pending = resolved[p.idx]!.pending;
-      if (pending !== null) await restorePendingSignal(tx, p.presence.memberId, pending);
+      const signal = pending.get(p.idx);
+      if (signal !== undefined) await restorePendingSignal(tx, p.presence.memberId, signal);
     }
     // A replaced session is told as left before its successor joins.
     const changes: PresenceChange[] = [

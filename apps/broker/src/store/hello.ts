@@ -54,8 +54,6 @@ export interface ResolvedHello {
   memberId: string | null;
   displayName: string | null;
   role: "member" | "observer" | null;
-  /** The newest hook signal that waited for this presence (taken: it is gone from the table). */
-  pending: PendingSignal | null;
   /** The status of the session's latest presence, live or gone (a reconnect's predecessor); null for a new session. */
   previous: { status: "idle" | "working" | "dnd"; source: "manual" | "hook" | "jsonl"; ageMs: number } | null;
 }
@@ -87,10 +85,9 @@ export async function enrolVouched(tx: Executor, vouched: VouchedPubkey[]): Prom
  * Checks each hello against the database's clock (the one clock all
  * instances share) and the directory, records the signatures of those that
  * pass in the replay guard (kept until their own timestamp plus keepMs, when
- * the clock window refuses them anyway), and takes the hook signals waiting
- * for them (the newest one wins). A JWT hello has no clock window and no
- * replay guard (its token was checked before); it must name the mesh of its
- * token's `mesh` claim.
+ * the clock window refuses them anyway). A JWT hello has no clock window and
+ * no replay guard (its token was checked before); it must name the mesh of
+ * its token's `mesh` claim.
  */
 export async function resolveHellos(
   tx: Executor,
@@ -132,16 +129,6 @@ export async function resolveHellos(
       SELECT f.* FROM found f JOIN recorded r ON r.signature = f.signature
       UNION ALL
       SELECT f.* FROM found f WHERE f.signature IS NULL AND f.member_id IS NOT NULL AND NOT f.barred
-    ),
-    taken AS (
-      DELETE FROM pending_hook_statuses ph
-      USING admitted a
-      WHERE ph.member_id = a.member_id AND ph.expires_at > now()
-        AND ${pendingSignalMatches("ph", { sessionId: sql`a."sessionId"`, pid: sql`a.pid`, cwd: sql`a.cwd` })}
-      RETURNING a.idx, ph.id,
-                jsonb_build_object('status', ph.status, 'sessionId', ph.session_id, 'pid', ph.pid, 'cwd', ph.cwd,
-                                   'expiresAt', ${isoTime("ph.expires_at")},
-                                   'ageMs', ${ageMs("ph.created_at")}) AS signal
     )
     SELECT f.idx,
            CASE WHEN f.skewed THEN 'timestamp_skew'
@@ -149,7 +136,6 @@ export async function resolveHellos(
                 WHEN a.idx IS NULL THEN 'replayed'
                 ELSE 'ok' END AS verdict,
            f.mesh_id AS "meshId", f.member_id AS "memberId", f.display_name AS "displayName", f.role,
-           (SELECT t.signal FROM taken t WHERE t.idx = f.idx ORDER BY t.id DESC LIMIT 1) AS pending,
            CASE WHEN prev.status IS NULL THEN NULL
                 ELSE jsonb_build_object('status', prev.status, 'source', prev.status_source,
                                        'ageMs', ${ageMs("prev.status_updated_at")}) END AS previous
@@ -162,6 +148,45 @@ export async function resolveHellos(
       LIMIT 1
     ) prev ON true
     ORDER BY f.idx`);
+}
+
+/** An admitted hello, as a kept hook signal is matched against it. */
+export interface SignalTaker {
+  idx: number;
+  memberId: string;
+  sessionId: string;
+  pid: number | null;
+  cwd: string | null;
+}
+
+/**
+ * Takes the hook signals kept for the hellos' sessions (pendingSignalMatches):
+ * for each hello the newest, by its idx; the others that matched it are gone
+ * too. Run once the hellos' meshes are locked, however long that took: a
+ * signal the hook kept meanwhile (it found no presence yet) is committed by
+ * then and seen here. One kept after this statement, the hook's own looks
+ * again (services/status) find once this transaction has committed.
+ */
+export async function takePendingSignals(tx: Executor, takers: SignalTaker[]): Promise<Map<number, PendingSignal>> {
+  if (takers.length === 0) return new Map();
+  const rows = await tx.rows<{ idx: number; signal: PendingSignal }>(sql`
+    WITH a AS (
+      SELECT * FROM jsonb_to_recordset(${jsonParam(takers)})
+        AS a(idx int, "memberId" uuid, "sessionId" text, pid int, cwd text)
+      LIMIT ${takers.length}
+    ),
+    taken AS (
+      DELETE FROM pending_hook_statuses ph
+      USING a
+      WHERE ph.member_id = a."memberId" AND ph.expires_at > now()
+        AND ${pendingSignalMatches("ph", { sessionId: sql`a."sessionId"`, pid: sql`a.pid`, cwd: sql`a.cwd` })}
+      RETURNING a.idx, ph.id,
+                jsonb_build_object('status', ph.status, 'sessionId', ph.session_id, 'pid', ph.pid, 'cwd', ph.cwd,
+                                   'expiresAt', ${isoTime("ph.expires_at")},
+                                   'ageMs', ${ageMs("ph.created_at")}) AS signal
+    )
+    SELECT DISTINCT ON (idx) idx, signal FROM taken ORDER BY idx, id DESC`);
+  return new Map(rows.map((r) => [r.idx, r.signal]));
 }
 
 /** Puts back a signal a hello took but was then refused (capacity): it waits for the next try, until it would have expired. */
