@@ -1,6 +1,6 @@
 // PROTOCOL.md §1 "hello": admitting a peer and every way of refusing one,
 // against a real broker process over real sockets.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   backendKind,
   buildHello,
@@ -18,6 +18,7 @@ import {
   type Frame,
   type SetupMember,
 } from "@switchboard/testkit";
+import postgres from "postgres";
 import { UUID } from "./support/messaging.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
@@ -377,6 +378,41 @@ async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs 
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
+
+describe.skipIf(backendKind !== "postgres")("a hello racing its member's revocation (needs DATABASE_URL)", () => {
+  let sql: postgres.Sql;
+  beforeAll(() => {
+    sql = postgres(broker.backend.databaseUrl!, { max: 2, onnotice: () => {} });
+  });
+  afterAll(() => sql?.end());
+  const lockWaiters = async () =>
+    (await sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)[0]!.n;
+
+  test("a revocation made while the hello waits for its mesh leaves the member no live presence once it has answered", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const member = members[0]!;
+    let answered = false;
+    const { hello, revocation } = await sql.begin(async (tx) => {
+      await tx`SELECT id FROM meshes WHERE id = ${mesh.id} FOR UPDATE`;
+      const hello = TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId: mesh.id }).then(
+        (peer) => peer,
+        (error: unknown) => error,
+      );
+      await waitUntil(async () => (await lockWaiters()) >= 1, "the hello waiting for its mesh");
+      const revocation = broker.admin.revokeMember(mesh.id, member.id).then(() => (answered = true));
+      // A revocation that takes no lock a hello takes answers at once.
+      await waitUntil(async () => answered || (await lockWaiters()) >= 2, "the revocation answered, or waiting for the mesh");
+      return { hello, revocation };
+    });
+    await revocation;
+    const outcome = await hello;
+    const [live] = await sql`SELECT count(*)::int AS n FROM presences WHERE member_id = ${member.id} AND disconnected_at IS NULL`;
+    expect(live!.n).toBe(0);
+    // Admitted before the revocation, it is closed as revoked; else refused.
+    if (outcome instanceof TestPeer) expect((await closedWithin(outcome)).code).toBe(4002);
+    else expect(outcome instanceof PeerError ? outcome.code : outcome).toBe("unauthorized");
+  });
+});
 
 describe(`hello timeout (HELLO_TIMEOUT_MS=${HELLO_TIMEOUT_MS})`, () => {
   // Its own broker: a short timeout would race the other tests' sockets that open before their hello.

@@ -6,7 +6,7 @@
 // storm of connections costs a few statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
-import { enrolVouched, lockMeshes, resolveHellos, restorePendingSignal, takePendingSignals, type HelloRequest } from "../store/hello.ts";
+import { enrolVouched, lockMeshes, resolveHellos, restorePendingSignal, revokedAmong, takePendingSignals, type HelloRequest } from "../store/hello.ts";
 import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
@@ -154,13 +154,13 @@ export class HelloService {
       claimMesh: checked[idx]!.claims?.mesh ?? null,
     }));
     const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
+    const unauthorized = (idx: number) =>
+      refuse("unauthorized", checked[idx]!.claims ? "the token's mesh or pubkey is not admitted there" : "not a member of that mesh");
     // Settled for the admitted ones once their meshes are locked (below).
     const statuses = resolved.map((r) => initialStatus(null, r.previous));
     const outcomes: HelloOutcome[] = resolved.map((r) => {
       if (r.verdict === "timestamp_skew") return refuse("timestamp_skew", "timestamp is more than 60 s away from the broker's clock");
-      if (r.verdict === "unauthorized") {
-        return refuse("unauthorized", checked[r.idx]!.claims ? "the token's mesh or pubkey is not admitted there" : "not a member of that mesh");
-      }
+      if (r.verdict === "unauthorized") return unauthorized(r.idx);
       if (r.verdict === "replayed") return refuse("replayed", "this hello was already used");
       const h = hellos[r.idx]!;
       return {
@@ -178,10 +178,14 @@ export class HelloService {
         },
       };
     });
-    const passing = outcomes.flatMap((o, idx) => (o.ok ? [{ idx, presence: o.presence }] : []));
-    if (passing.length === 0) return { outcomes, changes: [] };
+    const resolving = outcomes.flatMap((o, idx) => (o.ok ? [{ idx, presence: o.presence }] : []));
+    if (resolving.length === 0) return { outcomes, changes: [] };
 
-    await lockMeshes(tx, [...new Set(passing.map((p) => p.presence.meshId))]);
+    await lockMeshes(tx, [...new Set(resolving.map((p) => p.presence.meshId))]);
+    const revoked = await revokedAmong(tx, [...new Set(resolving.map((p) => p.presence.memberId))]);
+    for (const p of resolving) if (revoked.has(p.presence.memberId)) outcomes[p.idx] = unauthorized(p.idx);
+    const passing = resolving.filter((p) => !revoked.has(p.presence.memberId));
+    if (passing.length === 0) return { outcomes, changes: [] };
     // Taken before the sessions' presences are locked, in the order a hook's
     // own look at a kept signal locks the two.
     const pending = await takePendingSignals(

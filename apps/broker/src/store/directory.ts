@@ -79,6 +79,11 @@ export interface Revocation {
  * concurrent revocations exactly one does the work.
  */
 export async function revokeMember(tx: Executor, meshId: string, memberId: string): Promise<Revocation> {
+  // The mesh's row first, in a mode a hello's admission waits for
+  // (hello.ts lockMeshes) and waits for in turn: a hello admitted first has
+  // its presence committed for this revocation to end, and one still waiting
+  // reads the revocation once it has the lock.
+  await tx.rows(sql`SELECT id FROM meshes WHERE id = ${meshId}::uuid FOR SHARE`);
   const [first] = await tx.rows<{ revokedAt: string }>(sql`
     UPDATE members SET revoked_at = now()
     WHERE id = ${memberId}::uuid AND mesh_id = ${meshId}::uuid AND revoked_at IS NULL

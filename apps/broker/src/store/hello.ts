@@ -197,6 +197,18 @@ export async function restorePendingSignal(tx: Executor, memberId: string, signa
             now() - make_interval(secs => ${signal.ageMs / 1000}), ${signal.expiresAt}::timestamptz)`);
 }
 
+/**
+ * Of these members, those revoked. Read once the hellos' meshes are locked: a
+ * revocation locks its mesh too (directory.ts revokeMember), so one that
+ * committed while the hellos waited is seen here.
+ */
+export async function revokedAmong(tx: Executor, memberIds: string[]): Promise<Set<string>> {
+  if (memberIds.length === 0) return new Set();
+  const rows = await tx.rows<{ id: string }>(sql`
+    SELECT id::text AS id FROM members WHERE id = ANY (${uuidArray(memberIds)}) AND revoked_at IS NOT NULL`);
+  return new Set(rows.map((r) => r.id));
+}
+
 /** Serialises hellos into the same meshes, so capacity counts are exact across instances. Locked in id order. */
 export async function lockMeshes(tx: Executor, meshIds: string[]): Promise<void> {
   if (meshIds.length === 0) return;
