@@ -37,7 +37,7 @@ import type {
   TypingInfo,
   UnreadableMessage,
 } from "./types.ts";
-import { describeUnreadable, frameBytes, type ReplyFrame, type ServerFrame } from "./wire.ts";
+import { describeUnreadable, frameBytes, type PushFrame, type ReplyFrame, type ServerFrame } from "./wire.ts";
 
 type State = ConnectionState;
 type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
@@ -71,6 +71,13 @@ export class SwitchboardClient {
   /** Set once close() began: pushes arriving from then on are left to the broker (not handed over, not acked). */
   private closing: Promise<void> | null = null;
   private readonly events = new Emitter<ClientEvents>();
+  /**
+   * Pushes that came while nothing listened for messages (an application
+   * that awaits something between connect() and on("message")), by id (a
+   * redelivery replaces its first copy): neither acked nor recorded, handed
+   * to the first listener.
+   */
+  private unheard = new Map<string, PushFrame>();
   private readonly outbox = new Outbox();
   private readonly acks: AckBatcher;
   private readonly inbox: Inbox;
@@ -149,7 +156,16 @@ export class SwitchboardClient {
   on(event: "close", fn: (info: CloseInfo) => void): () => void;
   on(event: "error", fn: (e: SwitchboardError) => void): () => void;
   on<K extends keyof ClientEvents>(event: K, fn: (...args: ClientEvents[K]) => void): () => void {
-    return this.events.on(event, fn);
+    const off = this.events.on(event, fn);
+    // After the caller has its unsubscribe function.
+    if ((event === "message" || event === "unreadable") && this.unheard.size > 0) queueMicrotask(() => this.handOverUnheard());
+    return off;
+  }
+
+  private handOverUnheard(): void {
+    const frames = [...this.unheard.values()];
+    this.unheard.clear();
+    for (const frame of frames) this.onFrame(frame);
   }
 
   send(target: string, payload: unknown, opts: SendOptions = {}): Promise<SendResult> {
@@ -423,6 +439,10 @@ export class SwitchboardClient {
       // Closing: the acks are being written for the last time, so a message
       // handed over now would come again to the next connection.
       if (this.closing !== null) return;
+      if (!this.events.has("message") && !this.events.has("unreadable")) {
+        this.unheard.set(frame.messageId, frame);
+        return;
+      }
       const result = this.inbox.receive(frame);
       if (result.kind === "message") this.deliver(result.message);
       else if (result.kind === "unreadable") {
@@ -563,6 +583,8 @@ export class SwitchboardClient {
     // close() closes the socket itself; every other path gets here without one.
     this.connection = null;
     this.acks.dispose();
+    // Never acked: the broker gives them to the member's next connection.
+    this.unheard.clear();
     this.outbox.failAll(error);
     this.replies.failAll(error);
   }

@@ -19,6 +19,11 @@ export class Emitter<Events extends { [K in keyof Events]: unknown[] } & { error
     };
   }
 
+  /** Whether anything listens for `event`. */
+  has(event: keyof Events): boolean {
+    return (this.listeners.get(event)?.size ?? 0) > 0;
+  }
+
   emit<K extends keyof Events>(event: K, ...args: Events[K]): void {
     const set = this.listeners.get(event);
     if (!set) return;

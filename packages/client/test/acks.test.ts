@@ -137,6 +137,7 @@ test('acks: "auto" (the default) needs no ack() and ack() changes nothing', asyn
   const b = await client(mesh.id, bob, { WebSocket: control.WebSocket });
   let opens = 0;
   b.on("open", () => opens++);
+  b.on("message", () => {});
   const a = await client(mesh.id, alice);
   const first = await a.send(bob.pubkey, "first");
   await waitUntil(() => pushesOf(frames, first.messageId).length === 1, 10_000, "the first message");

@@ -383,6 +383,26 @@ describe("SwitchboardClient", () => {
     expect(got.messages.map((m) => m.payload)).toEqual(["once"]);
   });
 
+  test("pushes that arrive before the application listens for messages wait for its first listener, unacknowledged till then", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice);
+    for (const text of ["one", "two", "three"]) await a.send(bob.pubkey, text);
+    const frames: RawFrame[] = [];
+    const sentByB: RawFrame[] = [];
+    const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames, sentByB), ackDelayMs: 0 });
+    // Something awaited between connect() and on("message").
+    await waitUntil(() => frames.filter((f) => f.type === "push").length >= 3, 10_000, "the queued pushes");
+    await b.ping();
+    expect(sentByB.filter((f) => f.type === "client_ack")).toEqual([]);
+    const got: unknown[] = [];
+    b.on("message", (m) => got.push(m.payload));
+    await waitUntil(() => got.length >= 3, 10_000, "the messages handed over");
+    const acked = () => new Set(sentByB.flatMap((f) => (f.type === "client_ack" ? (f.messageIds as string[]) : [])));
+    await waitUntil(() => acked().size >= 3, 10_000, "their acks");
+    expect(got).toEqual(["one", "two", "three"]);
+  });
+
   test("a send retried with the same id is answered duplicate and delivered once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
