@@ -12,6 +12,7 @@ import {
   settledPresencesOfInstance,
 } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
+import { createGroupCommit, type GroupCommit } from "./group-commit.ts";
 import { addTo, deleteFrom } from "./keyed-sets.ts";
 import { sessionKey, type EndReason, type LocalPresence, type LocalPresences } from "./local-presences.ts";
 import type { PresenceEvents } from "./presence-events.ts";
@@ -33,6 +34,16 @@ export interface EndingPushes {
 // a database too slow for them in this time delays every end by no more.
 const FRAMES_READ_WAIT_MS = 5_000;
 
+// Ends written in one transaction. Sockets close together by the hundred (a
+// replaced instance's sessions, a network blip): one transaction each would
+// queue them all on the pool, and every statement of this instance behind them.
+const MAX_ENDS_PER_COMMIT = 256;
+
+interface Ending {
+  presence: PresenceRow;
+  detail: string;
+}
+
 export class PresenceLifecycle {
   /**
    * Ends the database did not take (it was away): their rows would stay live
@@ -46,6 +57,8 @@ export class PresenceLifecycle {
   private stopping = false;
   /** By session (sessionKey): the frames read by its sockets that closed, until their ends are written. */
   private readonly closing = new Map<string, Set<Promise<void>>>();
+  /** Each end's result: its member, if its leases went back to the queue. */
+  private readonly ends: GroupCommit<Ending, string[]>;
 
   constructor(
     private readonly db: Database,
@@ -57,7 +70,9 @@ export class PresenceLifecycle {
     private readonly events: PresenceEvents,
     private readonly tokenExpiry: TokenExpiry,
     private readonly pushes: EndingPushes,
-  ) {}
+  ) {
+    this.ends = createGroupCommit((batch) => this.writeDisconnects(batch), MAX_ENDS_PER_COMMIT);
+  }
 
   /**
    * A hello of a session that has a socket here, open or closing, is about to
@@ -121,7 +136,7 @@ export class PresenceLifecycle {
     try {
       const woken = await this.pushes.presenceEnding(presence, async () => {
         await settleWithin(first, FRAMES_READ_WAIT_MS, () => undefined);
-        return this.writeDisconnect(presence, detail);
+        return this.ends.submit({ presence, detail });
       });
       this.unfinished.delete(presence.presenceId);
       this.queuedWork.forMembers(woken);
@@ -141,30 +156,35 @@ export class PresenceLifecycle {
 
   /** The catch-up for ends the database did not take: each is written again until it is. */
   async finishDisconnects(): Promise<void> {
-    for (const { presence, detail } of [...this.unfinished.values()]) await this.disconnect(presence, detail);
+    await Promise.all([...this.unfinished.values()].map(({ presence, detail }) => this.disconnect(presence, detail)));
   }
 
-  /** Returns the members whose leases went back to the queue. */
-  private async writeDisconnect(presence: PresenceRow, detail: string): Promise<string[]> {
-    const members = await retryTransient(() =>
+  /** Returns, for each end, its member if its leases went back to the queue. */
+  private async writeDisconnects(batch: Ending[]): Promise<string[][]> {
+    const left = batch.map(({ presence }) => ({ presenceId: presence.presenceId, event: "left" as const }));
+    const woken = await retryTransient(() =>
       this.db.transaction(async (tx) => {
-        const woken = await disconnectPresences(tx, [presence.presenceId]);
-        await writeAudit(tx, [
-          {
+        const members = new Set(await disconnectPresences(tx, batch.map(({ presence }) => presence.presenceId)));
+        await writeAudit(
+          tx,
+          batch.map(({ presence, detail }) => ({
             event: "disconnect",
             meshId: presence.meshId,
             memberId: presence.memberId,
             meta: { presenceId: presence.presenceId, instanceId: this.instanceId, reason: detail },
-          },
-        ]);
-        // The member's other presences, here or elsewhere, may take over its leases.
-        if (woken.length > 0) await this.bus.publish(tx, queuedWork(woken, [presence.meshId]));
-        await this.events.announce(tx, [{ presenceId: presence.presenceId, event: "left" }]);
-        return woken;
+          })),
+        );
+        // The members' other presences, here or elsewhere, may take over their leases.
+        if (members.size > 0) {
+          const meshes = batch.filter(({ presence }) => members.has(presence.memberId)).map(({ presence }) => presence.meshId);
+          await this.bus.publish(tx, queuedWork([...members], meshes));
+        }
+        await this.events.announce(tx, left);
+        return members;
       }),
     );
-    this.events.deliver([{ presenceId: presence.presenceId, event: "left" }]);
-    return members;
+    this.events.deliver(left);
+    return batch.map(({ presence }) => (woken.has(presence.memberId) ? [presence.memberId] : []));
   }
 
   /** Ends the socket of a presence on this instance, if it is here. */
@@ -222,11 +242,10 @@ export class PresenceLifecycle {
     const retried = [...this.unfinished.keys()].filter((id) => !this.ending.has(id)).length;
     const accounted = this.presences.size + this.ending.size + retried;
     if ((await countLivePresencesOfInstance(this.db, this.instanceId)) <= accounted) return;
-    for (const row of await settledPresencesOfInstance(this.db, this.instanceId, minAgeSeconds)) {
-      if (this.stopping) return;
-      if (this.presences.get(row.presenceId) || this.unfinished.has(row.presenceId) || this.ending.has(row.presenceId)) continue;
-      this.log.warn({ presenceId: row.presenceId }, "ending a presence no socket holds");
-      await this.disconnect(row, "no socket");
-    }
+    const rows = await settledPresencesOfInstance(this.db, this.instanceId, minAgeSeconds);
+    if (this.stopping) return;
+    const socketless = rows.filter((row) => !this.presences.get(row.presenceId) && !this.unfinished.has(row.presenceId) && !this.ending.has(row.presenceId));
+    for (const row of socketless) this.log.warn({ presenceId: row.presenceId }, "ending a presence no socket holds");
+    await Promise.all(socketless.map((row) => this.disconnect(row, "no socket")));
   }
 }
