@@ -113,19 +113,19 @@ describe("initialStatus", () => {
     expect(initialStatus(kept("idle"), null)).toEqual({ status: "idle", source: "hook", ageMs: 0 });
   });
 
-  test("a reconnect keeps its session's dnd over anything, and its working (with its age) unless a hook signal waited", () => {
+  test("a reconnect keeps its session's dnd over anything, and its working or idle (with source and age) unless a hook signal waited", () => {
     const dnd = { status: "dnd", source: "manual", ageMs: 90_000 } as const;
     const working = { status: "working", source: "hook", ageMs: 1500 } as const;
     expect(initialStatus(null, dnd)).toEqual(dnd);
     expect(initialStatus(kept("idle"), dnd)).toEqual(dnd);
     expect(initialStatus(null, working)).toEqual(working);
     expect(initialStatus(kept("idle"), working)).toEqual({ status: "idle", source: "hook", ageMs: 0 });
-    expect(initialStatus(null, { status: "idle", source: "hook", ageMs: 10 })).toEqual({ status: "idle", source: "manual", ageMs: null });
+    expect(initialStatus(null, { status: "idle", source: "hook", ageMs: 10 })).toEqual({ status: "idle", source: "hook", ageMs: 10 });
   });
 
   test("a status the session was given after the signal was kept wins over the signal", () => {
     const stopped = { status: "idle", source: "hook", ageMs: 200 } as const;
-    expect(initialStatus(kept("working", 900), stopped)).toEqual({ status: "idle", source: "manual", ageMs: null });
+    expect(initialStatus(kept("working", 900), stopped)).toEqual(stopped);
     expect(initialStatus(kept("working", 900), { status: "working", source: "hook", ageMs: 100 })).toEqual({ status: "working", source: "hook", ageMs: 100 });
     // Kept after the status was set: the signal is the newer.
     expect(initialStatus(kept("working", 100), stopped)).toEqual({ status: "working", source: "hook", ageMs: 0 });

@@ -192,6 +192,16 @@ describe(`status sources within the window (HOOK_FRESH_WINDOW_SECONDS=${LONG_WIN
     expect(await setStatus(receiver, "idle", "jsonl")).toEqual({ type: "status", status: "working", statusSource: "hook" });
   });
 
+  test("a reconnect keeps a fresh hook idle as a hook status: a jsonl working does not overwrite it", async () => {
+    const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
+    const token = await env.admin.createHookToken(mesh.id, receiverMember.id);
+    expect((await postHook(env.url, { token, body: { cwd, status: "idle", session_id: sessionId } })).status).toBe(200);
+    await receiver.close();
+    const again = await connect(env, receiverMember, mesh.id, { sessionId, cwd, pid: 4100 });
+    expect(await setStatus(again, "working", "jsonl")).toEqual({ type: "status", status: "idle", statusSource: "hook" });
+    expect(await statusSeenBy(sender, sessionId)).toEqual({ status: "idle", statusSource: "hook" });
+  });
+
   test("a manual dnd always applies, even over a fresh hook status", async () => {
     const { mesh, sender, receiver, receiverMember, sessionId, cwd } = await senderAndReceiver(env);
     const token = await env.admin.createHookToken(mesh.id, receiverMember.id);

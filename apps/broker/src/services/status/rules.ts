@@ -49,11 +49,12 @@ export const setAfter = (status: { ageMs: number }, signal: { ageMs: number }): 
 /**
  * A connecting presence keeps its session's dnd, takes a hook signal that
  * waited for it (unless its session's status was set after the signal was
- * kept: that is newer), else keeps its session's working (its age kept, so
- * the status TTL still ends it), else starts idle by default. A session is
- * its member and session id: a reconnect (a new socket, a restarted broker)
- * is the same session, and its status must not fall back to idle and let
- * held messages through.
+ * kept: that is newer), else keeps its session's status with its source and
+ * age (so the status TTL still ends a working, and a lower source may not
+ * overwrite a fresh one), else starts idle by default. A session is its
+ * member and session id: a reconnect (a new socket, a restarted broker) is
+ * the same session, and its status must not fall back to idle and let held
+ * messages through, nor to the default, which any signal overrides.
  */
 export function initialStatus(
   pendingSignal: { status: "idle" | "working"; ageMs: number } | null,
@@ -62,7 +63,7 @@ export function initialStatus(
   if (previous?.status === "dnd") return previous;
   const newer = previous !== null && pendingSignal !== null && setAfter(previous, pendingSignal);
   if (pendingSignal !== null && !newer) return { status: pendingSignal.status, source: "hook", ageMs: 0 };
-  if (previous?.status === "working") return previous;
+  if (previous !== null) return previous;
   return { status: "idle", source: "manual", ageMs: null };
 }
 
