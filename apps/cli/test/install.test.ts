@@ -3,7 +3,7 @@
 // that other servers, hooks and keys are left byte for byte, and that
 // uninstall takes back exactly what install added.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CliHome, cliOk, lines, runCli } from "./support/cli.ts";
 import { installedHook, runHook } from "./support/mcp.ts";
@@ -217,6 +217,66 @@ describe("project scope", () => {
     const replaced = write(mcpFile, JSON.stringify({ mcpServers: { switchboard: { command: "my-newer-thing", args: [] } } }, null, 2));
     expect(await cliOk(home, ["uninstall"], { cwd: dir })).toStartWith("removed 4 hook(s), no MCP server");
     expect(readFileSync(mcpFile, "utf8")).toBe(replaced);
+  });
+
+  test("moved after its install, or its record lost: uninstall there takes out our server and hooks and the files that held only them", async () => {
+    const from = project("moved-from");
+    await cliOk(home, installArgs(), { cwd: from });
+    const oldToken = tokenFileOf(join(from, ".claude", "settings.local.json"));
+    const oldRecord = oldToken.replace(/\.token$/, ".install.json");
+    const dir = home.path("projects", "moved-to");
+    renameSync(from, dir);
+    const moved = await runCli(home, ["uninstall"], { cwd: dir });
+    expect(moved.code).toBe(0);
+    expect(moved.stdout).toStartWith('removed 4 hook(s), the MCP server "switchboard"');
+    expect(readdirSync(dir)).toEqual([]);
+    // The install made for the old directory may still serve a copy of it: its files stay, and the user hears of them.
+    expect([existsSync(oldToken), existsSync(oldRecord)]).toEqual([true, true]);
+    expect(lines(moved.stderr)).toEqual([
+      `switchboard: warning: the hooks taken out were installed for another directory (this project was moved or copied from there); left as they are: ${oldToken}, ${oldRecord} (run \`switchboard uninstall\` in that directory, or remove them by hand if it is gone)`,
+    ]);
+    rmSync(oldToken);
+    rmSync(oldRecord);
+
+    await cliOk(home, installArgs(), { cwd: dir });
+    const token = tokenFileOf(join(dir, ".claude", "settings.local.json"));
+    rmSync(token.replace(/\.token$/, ".install.json"));
+    const lost = await runCli(home, ["uninstall"], { cwd: dir });
+    expect(lost).toEqual({ code: 0, stdout: expect.stringMatching(/^removed 4 hook\(s\), the MCP server "switchboard", /), stderr: "" });
+    expect(readdirSync(dir)).toEqual([]);
+    expect(existsSync(token)).toBe(false);
+  });
+
+  test("installed again where an earlier install's server and hooks are (moved, record lost), it does not take them for the user's", async () => {
+    const from = project("moved-again-from");
+    const mcpBefore = write(join(from, ".mcp.json"), MCP_JSON);
+    const settingsBefore = write(join(from, ".claude", "settings.local.json"), SETTINGS_LOCAL);
+    await cliOk(home, installArgs(), { cwd: from });
+    const oldToken = tokenFileOf(join(from, ".claude", "settings.local.json"));
+    const dir = home.path("projects", "moved-again-to");
+    renameSync(from, dir);
+    // What the user added to our entry stays ours to keep, as in any install run again.
+    const mcpFile = join(dir, ".mcp.json");
+    const tuned = readJson(mcpFile) as { mcpServers: { switchboard: Record<string, unknown> } };
+    tuned.mcpServers.switchboard.env = { LOG_LEVEL: "debug" };
+    writeFileSync(mcpFile, JSON.stringify(tuned, null, 4));
+    const installed = await runCli(home, installArgs(), { cwd: dir });
+    expect(installed.code).toBe(0);
+    expect(lines(installed.stderr)).toEqual([expect.stringContaining(`the hooks replaced were installed for another directory (this project was moved or copied from there); left as they are: ${oldToken}`)]);
+    expect((readJson(mcpFile) as { mcpServers: { switchboard: { env?: unknown } } }).mcpServers.switchboard.env).toEqual({ LOG_LEVEL: "debug" });
+    expect(await cliOk(home, ["uninstall"], { cwd: dir })).toStartWith('removed 4 hook(s), the MCP server "switchboard", ');
+    expect(readFileSync(mcpFile, "utf8")).toBe(mcpBefore);
+    expect(readFileSync(join(dir, ".claude", "settings.local.json"), "utf8")).toBe(settingsBefore);
+    rmSync(oldToken);
+    rmSync(oldToken.replace(/\.token$/, ".install.json"));
+
+    // In a project that held nothing else, the files and the directory it made go too.
+    const empty = project("lost-record-again");
+    await cliOk(home, installArgs(), { cwd: empty });
+    rmSync(tokenFileOf(join(empty, ".claude", "settings.local.json")).replace(/\.token$/, ".install.json"));
+    await cliOk(home, installArgs(), { cwd: empty });
+    await cliOk(home, ["uninstall"], { cwd: empty });
+    expect(readdirSync(empty)).toEqual([]);
   });
 
   test("empty objects that were there before install are there after uninstall", async () => {

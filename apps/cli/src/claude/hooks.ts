@@ -39,8 +39,26 @@ export function hookCommand(self: { command: string; args: string[] }, url: stri
   ].join(" ");
 }
 
-function isOurs(hook: Json): boolean {
+/** The token file a command of hookCommand's reads. */
+export function tokenFileOf(command: string): string | undefined {
+  const quoted = /'--token-file' '((?:[^']|'\\'')*)'/.exec(command)?.[1];
+  return quoted?.replaceAll("'\\''", "'");
+}
+
+function isOurs(hook: Json): hook is JsonObject & { command: string } {
   return isObject(hook) && typeof hook.command === "string" && hook.command.includes(HOOK_MARKER);
+}
+
+/** The token files our entries read, each once: ones installed for another directory read that one's. */
+export function ourTokenFiles(settings: JsonObject): string[] {
+  const hooks = settings.hooks;
+  if (!isObject(hooks)) return [];
+  const files = Object.values(hooks)
+    .flatMap((groups) => (Array.isArray(groups) ? groups : []))
+    .flatMap((group) => (isObject(group) && Array.isArray(group.hooks) ? group.hooks : []))
+    .filter(isOurs)
+    .map((hook) => tokenFileOf(hook.command));
+  return [...new Set(files.filter((file) => file !== undefined))];
 }
 
 function hooksObject(settings: JsonObject, path: string): JsonObject | undefined {

@@ -4,14 +4,17 @@
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { CliError } from "../errors.ts";
-import { isEmptyObject, readJsonFile, writeAtomically, writeJsonFile, type JsonFile } from "../json-file.ts";
-import { hookCommand, hookContainers, installOurHooks, removeOurHooks } from "./hooks.ts";
-import type { Layout } from "./layout.ts";
-import { removeOurServer, serverContainers, setOurServer, type StdioServer } from "./mcp-config.ts";
+import { isEmptyObject, readJsonFile, writeAtomically, writeJsonFile, type Json, type JsonFile, type JsonObject } from "../json-file.ts";
+import { hookCommand, hookContainers, installOurHooks, ourTokenFiles, removeOurHooks } from "./hooks.ts";
+import { recordFileOf, type Layout } from "./layout.ts";
+import { isOurServer, isWritten, removeOurServer, serverContainers, setOurServer, stdioServer, type StdioServer } from "./mcp-config.ts";
+
+/** How this command starts itself (self.ts): what our entries run. */
+type Self = { command: string; args: string[] };
 
 export interface InstallInput {
   layout: Layout;
-  self: { command: string; args: string[] };
+  self: Self;
   /** The broker's HTTP base URL, for the hooks. */
   hookUrl: string;
   token: string;
@@ -34,13 +37,6 @@ interface InstallRecord {
 
 const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((p): p is string => typeof p === "string") : []);
 
-function stdioServer(value: unknown): StdioServer | undefined {
-  if (typeof value !== "object" || value === null) return undefined;
-  const { command, args } = value as { command?: unknown; args?: unknown };
-  if (typeof command !== "string" || !Array.isArray(args) || !args.every((a) => typeof a === "string")) return undefined;
-  return { type: "stdio", command, args };
-}
-
 function readRecord(path: string): InstallRecord | null {
   if (!existsSync(path)) return null;
   try {
@@ -54,6 +50,54 @@ function readRecord(path: string): InstallRecord | null {
   } catch {
     throw new CliError(`${path} is not a record this command wrote; remove it by hand`);
   }
+}
+
+/** A copy of a file's value without our entries, and whether it had any. */
+function bare(file: JsonFile, strip: (value: JsonObject) => boolean): { file: JsonFile; value: JsonObject; hadOurs: boolean } {
+  const value = structuredClone(file.value);
+  return { file, value, hadOurs: strip(value) };
+}
+
+/**
+ * What the files themselves tell of an earlier install when no record does
+ * (it was lost, or the project moved from the directory it was made for):
+ * our entries are not the user's, so what was there before is the files
+ * without them; a file that holds nothing but them was created by install,
+ * and so was the settings directory when that file is all it holds.
+ */
+function evidence(
+  layout: Layout,
+  settings: JsonFile | undefined,
+  mcp: JsonFile | undefined,
+  self: Self,
+): Pick<InstallRecord, "created" | "preexisting"> {
+  const hooks = settings && bare(settings, (value) => removeOurHooks(value, settings.path) > 0);
+  const ours = { isOurs: (entry: Json | undefined) => isOurServer(entry, self), replaced: undefined, preexisting: [] };
+  const server = mcp && bare(mcp, (value) => removeOurServer(value, ours));
+  const files = [hooks, server].flatMap((b) => (b && b.file.existed && b.hadOurs && isEmptyObject(b.value) ? [b.file.path] : []));
+  const dir = dirname(layout.settingsFile);
+  return {
+    created: files.includes(layout.settingsFile) && readdirSync(dir).length === 1 ? [dir, ...files] : files,
+    preexisting: [...hookContainers(hooks?.value ?? {}), ...serverContainers(server?.value ?? {})],
+  };
+}
+
+/**
+ * Our hooks that read another install's token file were made for another
+ * directory (this project was moved or copied from there). That install may
+ * still be in use: its token file and record stay, and the user is told so.
+ */
+function strayInstalls(settings: JsonObject, layout: Layout, verb: string): string[] {
+  return ourTokenFiles(settings)
+    .filter((file) => file !== layout.tokenFile)
+    .flatMap((file) => {
+      const left = [file, recordFileOf(file)].filter((path) => existsSync(path));
+      if (left.length === 0) return [];
+      return [
+        `the hooks ${verb} were installed for another directory (this project was moved or copied from there); ` +
+          `left as they are: ${left.join(", ")} (run \`switchboard uninstall\` in that directory, or remove them by hand if it is gone)`,
+      ];
+    });
 }
 
 /** mkdir -p that notes each directory it made. */
@@ -77,23 +121,24 @@ function writeSecret(path: string, text: string, created: Created): void {
 }
 
 export interface InstallReport {
-  /** Files left as they are, and why: only ever ones read to take out what earlier versions wrote. */
+  /** Files left as they are, and why: ones read to take out what earlier versions wrote, and another install's token file and record. */
   warnings: string[];
 }
 
 export function install(input: InstallInput): InstallReport {
-  const { layout } = input;
+  const { layout, self } = input;
   const record = readRecord(layout.recordFile);
-  const created = record?.created ?? [];
   // Every file is read and changed in memory first: one that cannot be read stops the install before anything is written.
   const settings = readJsonFile(layout.settingsFile);
   const mcp = readJsonFile(layout.mcpFile);
-  const preexisting = record?.preexisting ?? [...hookContainers(settings.value), ...serverContainers(mcp.value)];
-  installOurHooks(settings.value, settings.path, hookCommand(input.self, input.hookUrl, layout.tokenFile), preexisting);
-  const server: StdioServer = { type: "stdio", command: input.self.command, args: [...input.self.args, ...input.mcpArgs] };
-  const before = setOurServer(mcp.value, mcp.path, server, record !== null);
-  // Installed again, the entry there is our own: what the first install replaced stays the one to put back.
-  const replacedServer = record === null ? before : record.replacedServer;
+  const { created, preexisting } = record ?? evidence(layout, settings, mcp, self);
+  const stray = strayInstalls(settings.value, layout, "replaced");
+  installOurHooks(settings.value, settings.path, hookCommand(self, input.hookUrl, layout.tokenFile), preexisting);
+  const server: StdioServer = { type: "stdio", command: self.command, args: [...self.args, ...input.mcpArgs] };
+  const before = setOurServer(mcp.value, mcp.path, server, (entry) => record !== null || isOurServer(entry, self));
+  // Installed again, the entry there is our own: what the first install replaced stays the one to put back,
+  // and an entry of ours found without a record replaced nothing of the user's.
+  const replacedServer = record !== null ? record.replacedServer : isOurServer(before, self) ? undefined : before;
   const legacy = legacyCleanup(layout);
 
   ensureDir(layout.tokenDir, created, 0o700);
@@ -104,7 +149,7 @@ export function install(input: InstallInput): InstallReport {
   if (!created.includes(layout.recordFile)) created.push(layout.recordFile);
   const newRecord = { scope: layout.scope, created, replacedServer, server, preexisting };
   writeAtomically(layout.recordFile, `${JSON.stringify(newRecord, null, 2)}\n`, 0o600);
-  return { warnings: legacy.warnings };
+  return { warnings: [...stray, ...legacy.warnings] };
 }
 
 interface LegacyCleanup {
@@ -143,24 +188,26 @@ export interface UninstallReport {
   warnings: string[];
 }
 
-export function uninstall(layout: Layout): UninstallReport {
+export function uninstall(layout: Layout, self: Self): UninstallReport {
   const record = readRecord(layout.recordFile);
-  const created = record?.created ?? [];
-  const preexisting = record?.preexisting ?? [];
   // As in install, every file is read and changed in memory before anything is written.
   const settings = existsSync(layout.settingsFile) ? readJsonFile(layout.settingsFile) : undefined;
-  const hooksRemoved = settings ? removeOurHooks(settings.value, settings.path, preexisting) : 0;
   const mcp = existsSync(layout.mcpFile) ? readJsonFile(layout.mcpFile) : undefined;
-  // Without a record there is no server of ours: an entry of that name is someone else's.
-  const serverRemoved =
-    mcp !== undefined && record !== null && removeOurServer(mcp.value, { written: record.server, replaced: record.replacedServer, preexisting });
+  const { created, preexisting } = record ?? evidence(layout, settings, mcp, self);
+  const stray = settings ? strayInstalls(settings.value, layout, "taken out") : [];
+  const hooksRemoved = settings ? removeOurHooks(settings.value, settings.path, preexisting) : 0;
+  // Without a record, an entry of our name is ours when it runs this command's mcp; anything else there is someone else's.
+  const isOurs = (entry: Json | undefined) => (record === null ? isOurServer(entry, self) : isWritten(entry, record.server));
+  // A record written where an earlier install's entry already was may name that entry as the one to put back: it is not the user's.
+  const replaced = record === null || isOurServer(record.replacedServer, self) ? undefined : record.replacedServer;
+  const serverRemoved = mcp !== undefined && removeOurServer(mcp.value, { isOurs, replaced, preexisting });
   const legacy = legacyCleanup(layout);
   const report: UninstallReport = {
     hooksRemoved: hooksRemoved + legacy.removed,
     serverRemoved,
-    serverRestored: serverRemoved && record?.replacedServer !== undefined,
+    serverRestored: serverRemoved && replaced !== undefined,
     removedFiles: [],
-    warnings: legacy.warnings,
+    warnings: [...stray, ...legacy.warnings],
   };
   const settle = (file: JsonFile) => {
     if (created.includes(file.path) && isEmptyObject(file.value)) {

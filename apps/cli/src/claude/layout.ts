@@ -24,17 +24,23 @@ export interface Layout {
   recordFile: string;
 }
 
+/** The record of an install, beside its token file. */
+export function recordFileOf(tokenFile: string): string {
+  return tokenFile.replace(/\.token$/, ".install.json");
+}
+
 export function layoutFor(scope: Scope, projectDir: string = process.cwd()): Layout {
   const tokenDir = join(configDir(), "hooks");
   if (scope === "user") {
+    const tokenFile = join(tokenDir, "user.token");
     return {
       scope,
       mcpFile: join(homeDir(), ".claude.json"),
       settingsFile: join(homeDir(), ".claude", "settings.json"),
       legacySettingsFile: undefined,
       tokenDir,
-      tokenFile: join(tokenDir, "user.token"),
-      recordFile: join(tokenDir, "user.install.json"),
+      tokenFile,
+      recordFile: recordFileOf(tokenFile),
     };
   }
   // One token per project directory: two projects may act as two members.
@@ -42,13 +48,14 @@ export function layoutFor(scope: Scope, projectDir: string = process.cwd()): Lay
   const id = `project-${createHash("sha256").update(real).digest("hex").slice(0, 16)}`;
   // In the home directory that file is the user's settings, where a user-scope install's hooks live.
   const atHome = existsSync(homeDir()) && real === realpathSync(homeDir());
+  const tokenFile = join(tokenDir, `${id}.token`);
   return {
     scope,
     mcpFile: join(projectDir, ".mcp.json"),
     settingsFile: join(projectDir, ".claude", "settings.local.json"),
     legacySettingsFile: atHome ? undefined : join(projectDir, ".claude", "settings.json"),
     tokenDir,
-    tokenFile: join(tokenDir, `${id}.token`),
-    recordFile: join(tokenDir, `${id}.install.json`),
+    tokenFile,
+    recordFile: recordFileOf(tokenFile),
   };
 }

@@ -11,16 +11,34 @@ export interface StdioServer {
   args: string[];
 }
 
+/** A stdio server entry's command and args, when it has them. */
+export function stdioServer(value: unknown): StdioServer | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { command, args } = value as { command?: unknown; args?: unknown };
+  if (typeof command !== "string" || !Array.isArray(args) || !args.every((a) => typeof a === "string")) return undefined;
+  return { type: "stdio", command, args };
+}
+
+/**
+ * An entry that runs this command's `mcp`, as install writes it: ours by its
+ * content even where no record says so (the project moved, the record was lost).
+ */
+export function isOurServer(value: unknown, self: { command: string; args: string[] }): boolean {
+  const entry = stdioServer(value);
+  if (entry === undefined || entry.command !== self.command) return false;
+  return [...self.args, "mcp"].every((arg, i) => entry.args[i] === arg);
+}
+
 /**
  * Registers our server; returns the entry of that name it replaced, if there
  * was one. An entry of ours from an earlier install keeps what the user added
  * to it (`env`, `timeout`, …); only type, command and args are ours to set.
  */
-export function setOurServer(config: JsonObject, path: string, server: StdioServer, ours: boolean): unknown {
+export function setOurServer(config: JsonObject, path: string, server: StdioServer, ours: (entry: Json) => boolean): Json | undefined {
   const servers = config.mcpServers ?? (config.mcpServers = {});
   if (!isObject(servers)) throw new CliError(`${path}: "mcpServers" is not an object; not touching it`);
   const before = servers[SERVER_NAME];
-  servers[SERVER_NAME] = ours && isObject(before) ? { ...before, ...server } : { ...server };
+  servers[SERVER_NAME] = isObject(before) && ours(before) ? { ...before, ...server } : { ...server };
   return before;
 }
 
@@ -30,30 +48,34 @@ export function serverContainers(config: JsonObject): string[] {
 }
 
 export interface OurServer {
-  /** The entry install last wrote; undefined in a record of an earlier version, which did not note it. */
-  written: StdioServer | undefined;
+  /** Whether the entry of our name is still ours to take out. */
+  isOurs: (entry: Json | undefined) => boolean;
   /** The entry of our name the first install replaced, to be put back. */
   replaced: unknown;
   /** Containers found before the first install (serverContainers). */
   preexisting: readonly string[];
 }
 
-/** The entry is still the one install wrote: its command and args (type aside) are ours; the rest the user may have added. */
-function isWritten(entry: Json | undefined, written: StdioServer | undefined): boolean {
+/**
+ * The entry is still the one install wrote (`written`, from its record; a
+ * record of an earlier version did not note it): its command and args (type
+ * aside) are ours; the rest the user may have added.
+ */
+export function isWritten(entry: Json | undefined, written: StdioServer | undefined): boolean {
   if (written === undefined) return true;
   return isObject(entry) && entry.command === written.command && JSON.stringify(entry.args) === JSON.stringify(written.args);
 }
 
 /**
- * Removes the server install wrote, or puts back the entry of that name it
+ * Removes our server, or puts back the entry of that name the install
  * replaced; an mcpServers object that only held it goes too, unless it was
- * there before. An entry the user has since replaced is theirs and stays.
- * True when something changed.
+ * there before. An entry that is not ours (the user's, or one they put in its
+ * place since) stays. True when something changed.
  */
 export function removeOurServer(config: JsonObject, ours: OurServer): boolean {
   const servers = config.mcpServers;
   if (!isObject(servers) || !Object.hasOwn(servers, SERVER_NAME)) return false;
-  if (!isWritten(servers[SERVER_NAME], ours.written)) return false;
+  if (!ours.isOurs(servers[SERVER_NAME])) return false;
   if (ours.replaced !== undefined) {
     servers[SERVER_NAME] = ours.replaced as JsonObject;
     return true;

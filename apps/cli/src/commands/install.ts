@@ -85,7 +85,7 @@ export const uninstallCommand: Command = {
   async run(ctx) {
     operands(ctx, []);
     const layout = layoutFor(ctx.args.oneOf("scope", SCOPES) ?? "project");
-    const report = uninstall(layout);
+    const report = uninstall(layout, selfCommand());
     await warn(report.warnings);
     if (ctx.json) return void (await outJson({ scope: layout.scope, ...report }));
     const what = [
