@@ -54,6 +54,14 @@ export class Args {
     return n;
   }
 
+  /** A string option of 1 to `max` characters, or undefined when absent. */
+  boundedString(name: string, max: number): string | undefined {
+    const raw = this.string(name);
+    if (raw === undefined) return undefined;
+    if (raw.length < 1 || raw.length > max) throw new UsageError(`--${name} must be 1 to ${max} characters, not ${raw.length}`);
+    return raw;
+  }
+
   /** An option restricted to a set of words. */
   oneOf<T extends string>(name: string, allowed: readonly T[]): T | undefined {
     const raw = this.string(name);

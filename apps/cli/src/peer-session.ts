@@ -1,7 +1,7 @@
 // What the peer commands do over the SDK. Loaded only by those commands, so
 // the admin and hook commands start without the SDK and its crypto.
 import { SwitchboardClient, type Message, type SendResult } from "@switchboard/client";
-import { PUBKEY, prioritySchema, targetSpecSchema } from "@switchboard/protocol";
+import { MAX_SESSION_ID_LENGTH, PUBKEY, prioritySchema, targetSpecSchema } from "@switchboard/protocol";
 import { randomUUID } from "node:crypto";
 import { AdminApi } from "./admin-api.ts";
 import { operands, type Context } from "./command.ts";
@@ -44,7 +44,7 @@ async function connect(ctx: Context, options: { sessionId: string; reconnect: bo
  * presence, its MCP server's (close 4000, which ends that server's link).
  */
 function ownSession(ctx: Context): string {
-  return ctx.args.string("session") ?? `cli-${randomUUID()}`;
+  return ctx.args.boundedString("session", MAX_SESSION_ID_LENGTH) ?? `cli-${randomUUID()}`;
 }
 
 function payloadText(payload: unknown): string {

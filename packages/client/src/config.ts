@@ -1,5 +1,5 @@
 // ClientOptions with every default applied and checked once.
-import { publicKeyOf } from "@switchboard/protocol";
+import { MAX_SESSION_ID_LENGTH, publicKeyOf } from "@switchboard/protocol";
 import { resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
 import { SwitchboardError } from "./errors.ts";
 import type { ClientOptions, TokenSource } from "./types.ts";
@@ -57,7 +57,9 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   const secretKey = options.secretKey.toLowerCase();
   if (!options.meshId) throw new SwitchboardError("invalid", "meshId is required");
   const sessionId = options.sessionId ?? defaultSessionId();
-  if (sessionId.length < 1 || sessionId.length > 128) throw new SwitchboardError("invalid", "sessionId: 1 to 128 characters");
+  if (sessionId.length < 1 || sessionId.length > MAX_SESSION_ID_LENGTH) {
+    throw new SwitchboardError("invalid", `sessionId: 1 to ${MAX_SESSION_ID_LENGTH} characters`);
+  }
   const pid = options.pid ?? nodeProcess?.ppid;
   const ackDelayMs = options.ackDelayMs ?? 50;
   if (!(ackDelayMs >= 0)) throw new SwitchboardError("invalid", "ackDelayMs must be ≥ 0");

@@ -7,6 +7,8 @@ export const PUBKEY = /^[0-9a-f]{64}$/;
 export const SIGNATURE = /^[0-9a-f]{128}$/;
 export const CHANNEL = /^#[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const TAG = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+/** A session id (Claude Code's, or one a peer picks) is 1 to this many characters, wherever it is given. */
+export const MAX_SESSION_ID_LENGTH = 128;
 
 export const statusSchema = z.enum(["idle", "working", "dnd"]);
 export type Status = z.infer<typeof statusSchema>;
@@ -36,7 +38,7 @@ const helloFields = {
   reqId,
   meshId: storable(z.string().min(1).max(128)),
   pubkey,
-  sessionId: storable(z.string().min(1).max(128)),
+  sessionId: storable(z.string().min(1).max(MAX_SESSION_ID_LENGTH)),
   pid: z.number().int().positive().max(2_147_483_647).optional(),
   cwd: storable(z.string().min(1).max(4096)).optional(),
   displayName: storable(z.string().min(1).max(128)).optional(),

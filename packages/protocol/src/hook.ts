@@ -1,7 +1,7 @@
 // The body of POST /hook/set-status: either an explicit status, or Claude
 // Code's own hook input piped unchanged (its other fields are ignored).
 import { z } from "zod";
-import { storable } from "./frames.ts";
+import { MAX_SESSION_ID_LENGTH, storable } from "./frames.ts";
 
 export const HOOK_EVENT_STATUS = {
   UserPromptSubmit: "working",
@@ -32,7 +32,7 @@ export const hookBody = z
     cwd: storable(z.string().min(1).max(4096)),
     status: z.enum(["idle", "working"]).optional(),
     pid: z.number().int().positive().max(2_147_483_647).optional(),
-    session_id: storable(z.string().min(1).max(128)).optional(),
+    session_id: storable(z.string().min(1).max(MAX_SESSION_ID_LENGTH)).optional(),
     hook_event_name: z.string().max(64).optional(),
   })
   .refine((b) => b.status !== undefined || hookEventName.safeParse(b.hook_event_name).success, {

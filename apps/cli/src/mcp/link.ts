@@ -8,6 +8,11 @@ import type { Logger } from "./log.ts";
 
 const RECONNECT = { minDelayMs: 250, maxDelayMs: 5000 };
 
+/** No retry can fix these: the broker's final hello refusals, and options the SDK refuses before it connects (`invalid`). */
+function isFinal(code: string): boolean {
+  return isFinalHelloCode(code) || code === "invalid";
+}
+
 export class BrokerLink {
   private current: SwitchboardClient | null = null;
   private failure: ToolError | null = null;
@@ -36,12 +41,13 @@ export class BrokerLink {
         return;
       } catch (error) {
         const code = error instanceof SwitchboardError ? error.code : "unreachable";
-        if (isFinalHelloCode(code)) {
-          this.failure = new ToolError(code, `the broker refused this member: ${(error as Error).message}`);
-          this.log.error({ code }, "mcp hello refused");
+        if (isFinal(code)) {
+          const why = code === "invalid" ? "this server's connection options are not valid" : "the broker refused this member";
+          this.failure = new ToolError(code, `${why}: ${(error as Error).message}`);
+          this.log.error({ code, err: error }, "mcp hello refused");
           return;
         }
-        this.log.warn({ code, attempt }, "mcp connect failed");
+        this.log.warn({ code, attempt, err: error }, "mcp connect failed");
         await this.pause(backoffDelay(attempt, RECONNECT));
       }
     }

@@ -4,6 +4,7 @@
 // notifications/claude/channel notification, and only then acknowledged to
 // the broker. stdout is the MCP stream; everything else goes to stderr.
 import type { Message, SwitchboardClient, UnreadableMessage } from "@switchboard/client";
+import { MAX_SESSION_ID_LENGTH } from "@switchboard/protocol";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
@@ -38,6 +39,9 @@ function optionalEnv(name: string): string | undefined {
 }
 
 export async function runMcp(ctx: Context): Promise<number> {
+  // A session id the broker cannot take is a usage error, not a server that never connects.
+  const sessionOption = ctx.args.boundedString("session", MAX_SESSION_ID_LENGTH);
+  const ackDelayMs = ctx.args.positiveInt("ack-delay-ms");
   // Nothing but the protocol may reach stdout, not even a stray console.log.
   console.log = console.error;
   console.info = console.error;
@@ -45,8 +49,7 @@ export async function runMcp(ctx: Context): Promise<number> {
   const config = ctx.config();
   const meshId = requireMesh(config);
   const key = await readKeyFile(config.keyFile);
-  const ackDelayMs = ctx.args.positiveInt("ack-delay-ms");
-  const sessionId = ctx.args.string("session") ?? optionalEnv("CLAUDE_CODE_SESSION_ID") ?? randomUUID();
+  const sessionId = sessionOption ?? optionalEnv("CLAUDE_CODE_SESSION_ID") ?? randomUUID();
   const cwd = optionalEnv("CLAUDE_PROJECT_DIR") ?? process.cwd();
 
   const server = new Server(
