@@ -336,6 +336,22 @@ describe("project scope", () => {
     expect(existsSync(tokenFile)).toBe(true);
   });
 
+  test("an event's hooks that are not a list, null included, are refused and change nothing", async () => {
+    const dir = project("not-a-list");
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    for (const value of [null, "echo done", {}]) {
+      const before = write(settingsFile, `${JSON.stringify({ hooks: { Stop: value } }, null, 2)}\n`);
+      const result = await runCli(home, installArgs(), { cwd: dir });
+      expect({ value, code: result.code, stderr: lines(result.stderr) }).toEqual({
+        value,
+        code: 1,
+        stderr: [`switchboard: ${settingsFile}: "hooks.Stop" is not a list; not touching it`],
+      });
+      expect(readFileSync(settingsFile, "utf8")).toBe(before);
+      expect(readdirSync(dir)).toEqual([".claude"]);
+    }
+  });
+
   test("refusals change nothing: settings that are not JSON, no token, no key file", async () => {
     const dir = project("refusals");
     const hooksDir = home.path(".config", "switchboard", "hooks");

@@ -113,7 +113,8 @@ export function installOurHooks(settings: JsonObject, path: string, command: str
   removeOurHooks(settings, path, preexisting);
   const hooks = hooksObject(settings, path) ?? (settings.hooks = {});
   for (const { event, matcher } of HOOK_EVENTS) {
-    const groups = hooks[event] ?? (hooks[event] = []);
+    // Only an absent event gets a list: null is a value that is not one, like any other.
+    const groups = Object.hasOwn(hooks, event) ? hooks[event] : (hooks[event] = []);
     if (!Array.isArray(groups)) throw new CliError(`${path}: "hooks.${event}" is not a list; not touching it`);
     const entry = { type: "command", command, timeout: HOOK_TIMEOUT_SECONDS };
     groups.push(matcher === undefined ? { hooks: [entry] } : { matcher, hooks: [entry] });
