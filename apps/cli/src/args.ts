@@ -54,6 +54,15 @@ export class Args {
     return n;
   }
 
+  /** A whole number option of 0 or more, or undefined when absent. */
+  nonNegativeInt(name: string): number | undefined {
+    const raw = this.string(name);
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a whole number of 0 or more, not "${raw}"`);
+    return n;
+  }
+
   /** A string option of 1 to `max` characters, or undefined when absent. */
   boundedString(name: string, max: number): string | undefined {
     const raw = this.string(name);
@@ -97,18 +106,19 @@ export function parseCommandArgs(argv: string[], options: OptionSpecs): Args {
 /**
  * The positional words of argv without knowing the command yet: every
  * option any command takes is declared, so option values are never
- * mistaken for command words. Unknown options are left to the strict parse.
+ * mistaken for command words. An option no command takes is refused here;
+ * one the command found does not take is left to the strict parse.
  */
 export function leadingWords(argv: string[], allOptions: OptionSpecs): string[] {
+  const options = { ...allOptions, ...GLOBAL_OPTIONS };
+  let parsed;
   try {
-    const { positionals } = parseArgs({
-      args: argv,
-      options: { ...allOptions, ...GLOBAL_OPTIONS },
-      allowPositionals: true,
-      strict: false,
-    });
-    return positionals;
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: false, tokens: true });
   } catch (error) {
     parseError(error);
   }
+  // An option no command takes would be read as a flag, and the word after it as a command word.
+  const unknown = parsed.tokens.find((t) => t.kind === "option" && !Object.hasOwn(options, t.name));
+  if (unknown?.kind === "option") throw new UsageError(`Unknown option '${unknown.rawName}'`);
+  return parsed.positionals;
 }

@@ -212,7 +212,9 @@ export async function runSend(ctx: Context): Promise<void> {
   if ((target.startsWith("#") || target.startsWith("tag:")) && !targetSpecSchema.safeParse(target).success) {
     throw new UsageError(`"${target}" is not a valid #channel or tag:name`);
   }
-  const text = words.length === 1 && words[0] === "-" ? await readStdin() : words.join(" ");
+  const fromStdin = words.length === 1 && words[0] === "-";
+  const text = fromStdin ? await readStdin() : words.join(" ");
+  if (text === "") throw new UsageError(fromStdin ? "nothing to send: standard input was empty" : "<text> is empty");
   if (ctx.args.flag("http")) return (await import("./http-send.ts")).runHttpSend(ctx, target, text);
   // Without --http the key file says who sends: a token given would be ignored.
   for (const option of ["wait", "token"]) {

@@ -214,11 +214,14 @@ describe("usage errors exit 2 with one line", () => {
     [["mesh", "create"], /missing <slug>/],
     [["mesh", "create", "a", "b"], /unexpected argument "b"/],
     [["mesh", "list", "--bogus"], /Unknown option '--bogus'/],
+    // Before the command is known: the word after it is not taken for the command.
+    [["--bogus", "x", "mesh", "list"], /Unknown option '--bogus'/],
     [["member", "add", "demo", "not-a-key", "--name", "x"], /<pubkey> must be 64 lowercase hex/],
     [["member", "add", "demo", "a".repeat(64)], /--name N is required/],
     [["member", "add", "demo", "a".repeat(64), "--name", "x", "--role", "boss"], /--role must be one of member, observer/],
     [["listen", "--count", "0", "--mesh", "demo"], /--count must be a positive integer/],
     [["send", "--mesh", "demo", "*"], /missing <text>/],
+    [["send", "--mesh", "demo", "*", ""], /<text> is empty/],
     [["send", "--mesh", "demo", "*", "hi", "--priority", "urgent"], /--priority must be one of now, next, low/],
     [["status", "--mesh", "demo", "asleep"], /<status> must be one of idle, working, dnd/],
     [["hook", "install"], /--token T is required/],
@@ -233,6 +236,11 @@ describe("usage errors exit 2 with one line", () => {
       expectOneLineError(await runCli(home, args, { env: { SWITCHBOARD_URL: "http://127.0.0.1:9" } }), 2, pattern);
     });
   }
+
+  test("switchboard send --mesh demo * - with nothing on standard input", async () => {
+    const result = await runCli(home, ["send", "--mesh", "demo", "*", "-"], { env: { SWITCHBOARD_URL: "http://127.0.0.1:9" }, stdin: "" });
+    expectOneLineError(result, 2, /nothing to send: standard input was empty/);
+  });
 
   test("a missing admin token is a usage error naming the three ways to give one", async () => {
     expectOneLineError(await runCli(home, ["mesh", "list"]), 2, /--admin-token.*SWITCHBOARD_ADMIN_TOKEN.*adminToken/);

@@ -411,6 +411,29 @@ test("user scope: uninstall without an install leaves a server named switchboard
   }
 });
 
+test("an install beside one of the other scope warns that each hook event would be posted twice", async () => {
+  const userHome = new CliHome();
+  try {
+    const key = userHome.path("k.json");
+    writeFileSync(key, JSON.stringify({ secretKey: "44".repeat(32) }), { mode: 0o600 });
+    const args = ["--url", URL_, "--mesh", "demo", "--key", key, "--token", TOKEN];
+    const dir = userHome.path("work");
+    mkdirSync(dir);
+    const alone = await runCli(userHome, ["install", ...args], { cwd: dir });
+    expect(alone).toMatchObject({ code: 0, stderr: "" });
+    const user = await runCli(userHome, ["install", "--scope", "user", ...args], { cwd: dir });
+    expect(user.code).toBe(0);
+    expect(user.stderr).toContain(`${join(dir, ".claude", "settings.local.json")} holds the hooks of a project-scope install too`);
+    const project = await runCli(userHome, ["install", ...args], { cwd: dir });
+    expect(project.code).toBe(0);
+    expect(project.stderr).toContain(`${userHome.path(".claude", "settings.json")} holds the hooks of a user-scope install too`);
+    await cliOk(userHome, ["uninstall", "--scope", "user"], { cwd: dir });
+    expect(await runCli(userHome, ["install", ...args], { cwd: dir })).toMatchObject({ code: 0, stderr: "" });
+  } finally {
+    userHome.dispose();
+  }
+});
+
 test("a project install and uninstall run from the home directory leave the user-scope hooks alone", async () => {
   const userHome = new CliHome();
   try {

@@ -61,6 +61,15 @@ export function ourTokenFiles(settings: JsonObject): string[] {
   return [...new Set(files.filter((file) => file !== undefined))];
 }
 
+/** Whether the settings hold any hook of ours. */
+export function hasOurHooks(settings: JsonObject): boolean {
+  const hooks = settings.hooks;
+  if (!isObject(hooks)) return false;
+  return Object.values(hooks)
+    .flatMap((groups) => (Array.isArray(groups) ? groups : []))
+    .some((group) => isObject(group) && Array.isArray(group.hooks) && group.hooks.some(isOurs));
+}
+
 function hooksObject(settings: JsonObject, path: string): JsonObject | undefined {
   const hooks = settings.hooks;
   if (hooks === undefined) return undefined;

@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync,
 import { dirname } from "node:path";
 import { CliError } from "../errors.ts";
 import { isEmptyObject, readJsonFile, writeAtomically, writeJsonFile, type Json, type JsonFile, type JsonObject } from "../json-file.ts";
-import { hookCommand, hookContainers, installOurHooks, ourTokenFiles, removeOurHooks } from "./hooks.ts";
+import { hasOurHooks, hookCommand, hookContainers, installOurHooks, ourTokenFiles, removeOurHooks } from "./hooks.ts";
 import { recordFileOf, type Layout } from "./layout.ts";
 import { isOurServer, isWritten, removeOurServer, serverContainers, setOurServer, stdioServer, type StdioServer } from "./mcp-config.ts";
 
@@ -150,6 +150,19 @@ export function install(input: InstallInput): InstallReport {
   const newRecord = { scope: layout.scope, created, replacedServer, server, preexisting };
   writeAtomically(layout.recordFile, `${JSON.stringify(newRecord, null, 2)}\n`, 0o600);
   return { warnings: [...stray, ...legacy.warnings] };
+}
+
+/**
+ * Whether a settings file (another scope's) holds hooks of ours. One that
+ * cannot be read is not this install's to judge: it says no.
+ */
+export function holdsOurHooks(settingsFile: string): boolean {
+  if (!existsSync(settingsFile)) return false;
+  try {
+    return hasOurHooks(readJsonFile(settingsFile).value);
+  } catch {
+    return false;
+  }
 }
 
 interface LegacyCleanup {

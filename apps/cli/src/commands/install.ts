@@ -3,7 +3,7 @@
 import type { Command } from "../command.ts";
 import { operands } from "../command.ts";
 import { httpBase, requireMesh } from "../config.ts";
-import { install, uninstall } from "../claude/install.ts";
+import { holdsOurHooks, install, uninstall } from "../claude/install.ts";
 import { HOOK_EVENTS } from "../claude/hooks.ts";
 import { layoutFor, SCOPES } from "../claude/layout.ts";
 import { UsageError } from "../errors.ts";
@@ -51,6 +51,14 @@ export const installCommand: Command = {
       ...(explicitConfig !== undefined ? ["--config", config.configFile] : []),
     ];
     const { warnings } = install({ layout, self: selfCommand(), hookUrl: httpBase(config.url), token, mcpArgs });
+    // Claude Code runs the hooks of both scopes: each event would be posted twice, with two installs' tokens.
+    const other = layoutFor(layout.scope === "user" ? "project" : "user");
+    if (holdsOurHooks(other.settingsFile)) {
+      warnings.push(
+        `${other.settingsFile} holds the hooks of a ${other.scope}-scope install too: Claude Code runs both, so each hook event ` +
+          `is posted twice, with each install's token; keep one (\`switchboard uninstall --scope ${other.scope}\` takes the other out)`,
+      );
+    }
     await warn(warnings);
     if (ctx.json) {
       return void (await outJson({

@@ -41,7 +41,7 @@ function optionalEnv(name: string): string | undefined {
 export async function runMcp(ctx: Context): Promise<number> {
   // A session id the broker cannot take is a usage error, not a server that never connects.
   const sessionOption = ctx.args.boundedString("session", MAX_SESSION_ID_LENGTH);
-  const ackDelayMs = ctx.args.positiveInt("ack-delay-ms");
+  const ackDelayMs = ctx.args.nonNegativeInt("ack-delay-ms");
   // Nothing but the protocol may reach stdout, not even a stray console.log.
   console.log = console.error;
   console.info = console.error;

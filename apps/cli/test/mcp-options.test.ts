@@ -1,8 +1,9 @@
-// The session id of `switchboard mcp`: one the broker cannot take (empty, or
-// over its 128 characters) is a usage error before the server starts, not a
-// server that retries for ever with every tool answering `unavailable`; one
-// that gets past the command line all the same (from the environment) ends
-// the connecting at once, and every failed connect says why in the log.
+// The options of `switchboard mcp`. A session id the broker cannot take
+// (empty, or over its 128 characters) is a usage error before the server
+// starts, not a server that retries for ever with every tool answering
+// `unavailable`; one that gets past the command line all the same (from the
+// environment) ends the connecting at once, and every failed connect says why
+// in the log. `--ack-delay-ms` takes 0 (ack at once), as the SDK does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { MAX_SESSION_ID_LENGTH } from "@switchboard/protocol";
 import { freePort, setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
@@ -72,4 +73,13 @@ test("a connect that fails and is retried logs the error it failed with", async 
   const session = await start(`http://127.0.0.1:${await freePort()}`, ["--session", "down"]);
   const failed = await session.logs.wait((l) => l.msg === "mcp connect failed", 10_000, "mcp connect failed log line");
   expect(failed).toMatchObject({ code: expect.any(String), attempt: 0, err: { message: expect.any(String) } });
+});
+
+test("--ack-delay-ms 0 acks at once and connects; one that is not a whole number is a usage error", async () => {
+  const session = await start(broker.url, ["--session", "no-delay", "--ack-delay-ms", "0"]);
+  await session.connected();
+  for (const value of ["-1", "1.5", "soon"]) {
+    const result = await runCli(home, ["mcp", "--url", broker.url, "--mesh", meshSlug, "--key", keyFile, `--ack-delay-ms=${value}`], { timeoutMs: 10_000 });
+    expect(result).toEqual({ code: 2, stdout: "", stderr: `switchboard: --ack-delay-ms must be a whole number of 0 or more, not "${value}"\n` });
+  }
 });
