@@ -319,27 +319,35 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
   });
 });
 
+/**
+ * A presence of a new session whose hello did not see the UserPromptSubmit
+ * hook kept meanwhile: the hello's insert is held, after it took the kept
+ * signals and before it commits, until the hook has been answered.
+ */
+async function connectMissingASignal(env: TestBroker, sessionId: string) {
+  const { mesh, member, token, cwd } = await memberWithToken(env);
+  const databaseUrl = env.backend.databaseUrl!;
+  const hold = await holdOnInsert(databaseUrl, { presenceSession: sessionId });
+  let connecting: Promise<TestPeer> | undefined;
+  try {
+    connecting = connect(env, member, mesh.id, { sessionId, cwd });
+    await waitUntil(() => someoneHeld(databaseUrl), 10_000, "the hello's insert held");
+    const working = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
+    expect(working).toEqual({ status: 200, body: { ok: true, pending: true } });
+  } finally {
+    await hold.release();
+  }
+  const peer = await connecting;
+  expect(peer.helloAck?.status).toBe("idle");
+  return { mesh, member, token, cwd, peer };
+}
+
 describe.skipIf(backendKind !== "postgres")("a hook racing its session's hello (needs DATABASE_URL)", () => {
   const env = useTestBroker();
 
   test("a signal kept while the hello's statement ran reaches its presence once the hello is in", async () => {
-    const { mesh, member, token, cwd } = await memberWithToken(env);
     const sessionId = `slow-${crypto.randomUUID()}`;
-    const databaseUrl = env.backend.databaseUrl!;
-    // The hello's statement is held after it looked for kept signals, before
-    // it commits, until the hook has been answered.
-    const hold = await holdOnInsert(databaseUrl, { presenceSession: sessionId });
-    let connecting: ReturnType<typeof connect> | undefined;
-    try {
-      connecting = connect(env, member, mesh.id, { sessionId, cwd });
-      await waitUntil(() => someoneHeld(databaseUrl), 10_000, "the hello's statement held");
-      const answer = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
-      expect(answer).toEqual({ status: 200, body: { ok: true, pending: true } });
-    } finally {
-      await hold.release();
-    }
-    const peer = await connecting;
-    expect(peer.helloAck?.status).toBe("idle");
+    const { peer } = await connectMissingASignal(env, sessionId);
     await waitUntil(async () => (await statusSeenBy(peer, sessionId))?.status === "working", 10_000, "the kept signal applied");
   });
 });
@@ -406,32 +414,9 @@ describe.skipIf(backendKind !== "postgres")("hooks racing a hello held behind it
     expect(await kept(sessionId)).toBe(0);
   });
 
-  /**
-   * A presence of a new session whose hello did not see the UserPromptSubmit
-   * hook kept meanwhile: it came after the hello took the kept signals, while
-   * its insert was held.
-   */
-  async function connectMissingASignal(sessionId: string) {
-    const { mesh, member, token, cwd } = await memberWithToken(env);
-    const databaseUrl = env.backend.databaseUrl!;
-    const hold = await holdOnInsert(databaseUrl, { presenceSession: sessionId });
-    let connecting: Promise<TestPeer> | undefined;
-    try {
-      connecting = connect(env, member, mesh.id, { sessionId, cwd });
-      await waitUntil(() => someoneHeld(databaseUrl), 10_000, "the hello's insert held");
-      const working = await postHook(env.url, { token, body: claudeHookInput("UserPromptSubmit", sessionId, cwd) });
-      expect(working).toEqual({ status: 200, body: { ok: true, pending: true } });
-    } finally {
-      await hold.release();
-    }
-    const peer = await connecting;
-    expect(peer.helloAck?.status).toBe("idle");
-    return { mesh, member, token, cwd, peer };
-  }
-
   test("a kept signal looked at again as its presence ends stays kept, for the session's next presence", async () => {
     const sessionId = `ending-${crypto.randomUUID()}`;
-    const { mesh, member, cwd, peer } = await connectMissingASignal(sessionId);
+    const { mesh, member, cwd, peer } = await connectMissingASignal(env, sessionId);
     const presenceId = String(peer.helloAck?.presenceId);
     // The presence's row held while the signal is looked at again (after 1 s); it ends meanwhile.
     await sql.begin(async (tx) => {
@@ -446,7 +431,7 @@ describe.skipIf(backendKind !== "postgres")("hooks racing a hello held behind it
 
   test("a signal kept while the hello waited, looked at again after a later hook, is spent rather than applied over it", async () => {
     const sessionId = `late-${crypto.randomUUID()}`;
-    const { token, cwd, peer } = await connectMissingASignal(sessionId);
+    const { token, cwd, peer } = await connectMissingASignal(env, sessionId);
     // The turn ends before the kept signal is looked at again (after 1 s).
     expect((await postHook(env.url, { token, body: claudeHookInput("Stop", sessionId, cwd) })).status).toBe(200);
     await waitUntil(async () => (await kept(sessionId)) === 0, 10_000, "the kept signal looked at again");
