@@ -12,22 +12,26 @@ export class SwitchboardError extends Error {
    * may have stored it; sending again with this `id` cannot store it twice.
    */
   readonly sendId: string | undefined;
+  /** On a failure answered over HTTP (HttpSender): the answer's status, whoever gave it (the broker or a proxy). */
+  readonly httpStatus: number | undefined;
 
-  constructor(code: string, message?: string, options?: { cause?: unknown; sendId?: string }) {
+  constructor(code: string, message?: string, options?: { cause?: unknown; sendId?: string; httpStatus?: number }) {
     super(message ?? code, options);
     this.name = "SwitchboardError";
     this.code = code;
     this.sendId = options?.sendId;
+    this.httpStatus = options?.httpStatus;
   }
 }
 
 /**
  * The codes of a failed send that say nothing of whether the broker stored
  * it, on a socket and over HTTP: `internal` too, which a database lost
- * mid-commit can leave undecided, and on a socket `protocol`, an answer the
- * SDK could not read. Sending again with the same id is safe whatever happened.
+ * mid-commit can leave undecided, and `protocol`, an answer the SDK could not
+ * read (over HTTP, a body that is not the broker's, 2xx or not). Sending
+ * again with the same id is safe whatever happened.
  */
 export const UNDECIDED_CODES = {
   socket: new Set(["timeout", "unavailable", "closed", "internal", "protocol"]),
-  http: new Set(["timeout", "unreachable", "internal"]),
+  http: new Set(["timeout", "unreachable", "internal", "protocol"]),
 } as const;

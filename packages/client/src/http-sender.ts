@@ -6,9 +6,10 @@ import {
   IDEMPOTENCY_KEY_HEADER,
   MAX_IDEMPOTENCY_KEY_LENGTH,
   MAX_WAIT_SECONDS,
+  httpSendReply,
+  messageStatusView,
   publicKeyOf,
   targetSpecSchema,
-  type HttpSendReply,
   type MessageStatusView,
   type Priority,
   type PushFrame,
@@ -16,6 +17,7 @@ import {
 import { open, PLAIN_NONCE, seal, type Envelope } from "./envelope.ts";
 import { checkTimeout } from "./config.ts";
 import { SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
+import { answerOf, failureOf, isTimeout } from "./http-answer.ts";
 import { describePush } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
 import type { Message, UnreadableMessage } from "./types.ts";
@@ -132,8 +134,9 @@ export class HttpSender {
 
   /** What became of a message this member sent. */
   async status(messageId: string): Promise<MessageStatusView> {
-    const res = await this.call("GET", `/v1/messages/${encodeURIComponent(messageId)}`, undefined, {}, this.timeoutMs());
-    return (await res.json()) as MessageStatusView;
+    const path = `/v1/messages/${encodeURIComponent(messageId)}`;
+    const res = await this.call("GET", path, undefined, {}, this.timeoutMs());
+    return answerOf(res, messageStatusView, `GET ${path}`);
   }
 
   /** A pushed message (a reply, or one of a webhook's push_batch) as the application sees it. */
@@ -186,17 +189,17 @@ export class HttpSender {
     const path = wait === undefined ? "/v1/messages" : `/v1/messages?wait=${wait}`;
     // The broker answers by the end of the wait; the margin covers the commit and the network.
     const timeoutMs = wait === undefined ? this.timeoutMs() : wait * 1000 + this.timeoutMs();
-    const res = await this.call("POST", path, body, { [IDEMPOTENCY_KEY_HEADER]: idempotencyKey }, timeoutMs).catch((error: unknown) => {
-      // No verdict (the request may have been applied): the key sends it again at most once.
-      if (error instanceof SwitchboardError && UNDECIDED_CODES.http.has(error.code)) {
-        throw new SwitchboardError(error.code, error.message, { cause: error, sendId: idempotencyKey });
-      }
-      throw error;
-    });
-    // Stored (a 2xx), but the answer is unreadable: sent again with its key, it is answered as the duplicate it is.
-    const answer = (await res.json().catch((error: unknown) => {
-      throw new SwitchboardError("protocol", `POST ${path} → HTTP ${res.status} with a body that is not JSON`, { cause: error, sendId: idempotencyKey });
-    })) as HttpSendReply;
+    const answer = await this.call("POST", path, body, { [IDEMPOTENCY_KEY_HEADER]: idempotencyKey }, timeoutMs)
+      // A 2xx that is not the broker's send answer (a proxy's page, `{}`) is no proof of a send.
+      .then((res) => answerOf(res, httpSendReply, `POST ${path}`))
+      .catch((error: unknown) => {
+        // No verdict (the request may have been applied, or its answer said so
+        // unreadably): the key sends it again at most once.
+        if (error instanceof SwitchboardError && UNDECIDED_CODES.http.has(error.code)) {
+          throw new SwitchboardError(error.code, error.message, { cause: error, sendId: idempotencyKey, httpStatus: error.httpStatus });
+        }
+        throw error;
+      });
     return {
       result: { idempotencyKey, messageId: answer.messageId, recipients: answer.recipients, duplicate: answer.duplicate === true },
       reply: answer.reply,
@@ -217,23 +220,9 @@ export class HttpSender {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
-      const timedOut = error instanceof DOMException && error.name === "TimeoutError";
-      throw new SwitchboardError(timedOut ? "timeout" : "unreachable", `${method} ${path}: ${String(error)}`, { cause: error });
+      throw new SwitchboardError(isTimeout(error) ? "timeout" : "unreachable", `${method} ${path}: ${String(error)}`, { cause: error });
     }
     if (res.ok) return res;
-    const text = await res.text();
-    // Not the broker's answer (a proxy's 502 or 504 page): whether the broker
-    // got the request is unknown, as when it cannot be reached at all.
-    let code = res.status >= 500 ? "unreachable" : "protocol";
-    let message = `${method} ${path} → HTTP ${res.status}`;
-    try {
-      const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-      if (typeof parsed.error?.code === "string") code = parsed.error.code;
-      if (typeof parsed.error?.message === "string") message = parsed.error.message;
-    } catch {
-      // not the API's error shape: keep the status line
-    }
-    const retryAfter = res.headers.get("retry-after");
-    throw new SwitchboardError(code, retryAfter === null ? message : `${message} (retry after ${retryAfter} s)`);
+    throw await failureOf(res, `${method} ${path}`);
   }
 }

@@ -24,7 +24,7 @@ import {
 } from "@switchboard/testkit";
 import type { Subprocess } from "bun";
 import { join } from "node:path";
-import { HttpSender, verifyWebhook, type SwitchboardError } from "../src/index.ts";
+import { HttpSender, SwitchboardError, verifyWebhook } from "../src/index.ts";
 import { failureWhileStopped } from "./support.ts";
 
 const SECRET = "app-webhook-secret-0123456789";
@@ -76,6 +76,40 @@ class RunnerProcess {
     await this.proc.exited;
     clearTimeout(timer);
   }
+}
+
+interface RawAnswer {
+  /** The bytes written back, status line to body. */
+  raw: string;
+  /** Then: close the connection, or leave it open with nothing more (a body that stalls). */
+  then: "end" | "stall";
+}
+
+function rawResponse(status: number, contentType: string, body: string): string {
+  const length = new TextEncoder().encode(body).length;
+  return `HTTP/1.1 ${status} Status\r\nContent-Type: ${contentType}\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/** A loopback HTTP server speaking raw bytes, so it can cut or stall a body: each connection gets the next answer. */
+function rawHttpServer(answers: RawAnswer[]): { url: string; stop(): void } {
+  const server = Bun.listen<{ answered: boolean }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        socket.data = { answered: false };
+      },
+      data(socket) {
+        if (socket.data.answered) return;
+        socket.data.answered = true;
+        const answer = answers.shift();
+        if (answer === undefined) return void socket.end();
+        socket.write(answer.raw);
+        if (answer.then === "end") socket.end();
+      },
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
 }
 
 const runners: RunnerProcess[] = [];
@@ -207,6 +241,62 @@ describe("command routing: a web app commands a runner over HTTP", () => {
       }
     } finally {
       await proxy.stop(true);
+    }
+  });
+
+  test("every answer that is not the broker's (cut off, too slow, not JSON, JSON of another shape, 2xx or not) is a SwitchboardError with its HTTP status", async () => {
+    const html = "<html><body>proxy</body></html>";
+    const answers: RawAnswer[] = [
+      { raw: rawResponse(502, "text/html", html), then: "end" },
+      // 2xx, but no send answer: no messageId, so no proof the broker stored anything.
+      { raw: rawResponse(200, "application/json", "{}"), then: "end" },
+      { raw: rawResponse(201, "application/json", "null"), then: "end" },
+      { raw: rawResponse(201, "application/json", '{"messageId":"m-1","queued":true,"recipients":"two"}'), then: "end" },
+      { raw: rawResponse(201, "text/html", html), then: "end" },
+      // JSON, but not the API's error body (the hook route's shape).
+      { raw: rawResponse(400, "application/json", '{"ok":false,"error":"bad"}'), then: "end" },
+      // Bodies cut off by a dropped connection, or stalled past the timeout.
+      { raw: rawResponse(503, "text/html", html).slice(0, -10), then: "end" },
+      { raw: rawResponse(504, "text/html", html).slice(0, -10), then: "stall" },
+      { raw: rawResponse(201, "application/json", '{"messageId":"m-2","queued":true,"recipients":1}').slice(0, -10), then: "stall" },
+      // The broker's own refusal keeps its code, and has a verdict: nothing to send again.
+      { raw: rawResponse(429, "application/json", '{"error":{"code":"rate_limited","message":"slow down"}}'), then: "end" },
+    ];
+    const server = rawHttpServer(answers);
+    try {
+      const sender = await HttpSender.create({ url: server.url, token: "sba_token", timeoutMs: 500 });
+      const outcomes = [];
+      for (let i = 0, count = answers.length; i < count; i++) {
+        const failure = await sender.send("a".repeat(64), "hi", { idempotencyKey: `key-${i}` }).then(
+          (result) => result,
+          (error: unknown) => error,
+        );
+        outcomes.push(failure instanceof SwitchboardError ? { code: failure.code, sendId: failure.sendId, httpStatus: failure.httpStatus } : failure);
+      }
+      expect(outcomes).toEqual([
+        { code: "unreachable", sendId: "key-0", httpStatus: 502 },
+        { code: "protocol", sendId: "key-1", httpStatus: 200 },
+        { code: "protocol", sendId: "key-2", httpStatus: 201 },
+        { code: "protocol", sendId: "key-3", httpStatus: 201 },
+        { code: "protocol", sendId: "key-4", httpStatus: 201 },
+        { code: "protocol", sendId: "key-5", httpStatus: 400 },
+        { code: "unreachable", sendId: "key-6", httpStatus: 503 },
+        { code: "timeout", sendId: "key-7", httpStatus: 504 },
+        { code: "timeout", sendId: "key-8", httpStatus: 201 },
+        { code: "rate_limited", sendId: undefined, httpStatus: 429 },
+      ]);
+      // status() reads its answer the same way.
+      for (const [contentType, body] of [["text/html", html], ["application/json", '{"messageId":"m-3"}']] as const) {
+        answers.push({ raw: rawResponse(200, contentType, body), then: "end" });
+        const failure = await sender.status("m-3").then(
+          (view) => view,
+          (error: unknown) => error,
+        );
+        expect(failure).toBeInstanceOf(SwitchboardError);
+        expect(failure).toMatchObject({ code: "protocol", httpStatus: 200 });
+      }
+    } finally {
+      server.stop();
     }
   });
 

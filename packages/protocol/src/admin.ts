@@ -56,6 +56,6 @@ export interface PresenceView {
   instanceId: string;
 }
 
-export interface AdminError {
-  error: { code: string; message: string };
-}
+/** The error body of every /v1 route (and what a client reading one checks it against). */
+export const apiErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+export type AdminError = z.infer<typeof apiErrorBody>;

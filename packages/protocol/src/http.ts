@@ -2,7 +2,7 @@
 // headers and replies, shared by the broker and the SDK.
 import { z } from "zod";
 import { PUBKEY, sendFrame, storable } from "./frames.ts";
-import { pushFrame, type PushFrame } from "./server-frames.ts";
+import { pushFrame } from "./server-frames.ts";
 
 /** Request header carrying a send's idempotency key (the socket send's `id`). */
 export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
@@ -27,30 +27,38 @@ export const httpSendBody = sendFrame.pick({ targetSpec: true, priority: true, n
 });
 export type HttpSendBody = z.infer<typeof httpSendBody>;
 
-/** 201 (or 200 with duplicate) answering POST /v1/messages; `reply` only when the request asked to wait. */
-export interface HttpSendReply {
-  messageId: string;
-  queued: true;
-  recipients: number;
-  duplicate?: true;
-  reply?: PushFrame | null;
-}
+/**
+ * 201 (or 200 with duplicate) answering POST /v1/messages; `reply` only when
+ * the request asked to wait. Unknown fields are ignored, so a broker may add some.
+ */
+export const httpSendReply = z.object({
+  messageId: z.string().min(1),
+  queued: z.literal(true),
+  recipients: z.number().int().nonnegative(),
+  duplicate: z.literal(true).optional(),
+  reply: pushFrame.nullable().optional(),
+});
+export type HttpSendReply = z.infer<typeof httpSendReply>;
 
-export type DeliveryStateView = "queued" | "leased" | "acked" | "expired";
+export const DELIVERY_STATES = ["queued", "leased", "acked", "expired"] as const;
+export type DeliveryStateView = (typeof DELIVERY_STATES)[number];
 
 /** GET /v1/messages/:messageId */
-export interface MessageStatusView {
-  messageId: string;
-  createdAt: string;
-  expiresAt: string;
-  recipients: Array<{
-    pubkey: string;
-    state: DeliveryStateView;
-    attempt: number;
-    deliveredAt: string | null;
-    ackedAt: string | null;
-  }>;
-}
+export const messageStatusView = z.object({
+  messageId: z.string().min(1),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+  recipients: z.array(
+    z.object({
+      pubkey: z.string(),
+      state: z.enum(DELIVERY_STATES),
+      attempt: z.number().int(),
+      deliveredAt: z.string().nullable(),
+      ackedAt: z.string().nullable(),
+    }),
+  ),
+});
+export type MessageStatusView = z.infer<typeof messageStatusView>;
 
 // Webhook recipients.
 
