@@ -212,7 +212,7 @@ export class SwitchboardClient {
     } catch (error) {
       return Promise.reject(error);
     }
-    const id = crypto.randomUUID();
+    const id = opts.id ?? crypto.randomUUID();
     const sendOpts: SendOptions = { id, ...(opts.priority === undefined ? {} : { priority: opts.priority }) };
     return this.replies.request((withdraw) => this.sendWithin(target, payload, sendOpts, withdraw), id, timeoutMs);
   }

@@ -100,6 +100,8 @@ export interface RequestOptions {
   /** Default 30000. */
   timeoutMs?: number;
   priority?: Priority;
+  /** The send's idempotency key, as send()'s; default a random uuid. Again with the same id, the request is the same message, awaiting its reply. */
+  id?: string;
 }
 
 export interface ReplyOptions {

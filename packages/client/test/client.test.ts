@@ -357,6 +357,41 @@ describe("SwitchboardClient", () => {
     await expect(a.request(carol.pubkey, { q: 1 }, { timeoutMs: 300 })).rejects.toMatchObject({ code: "timeout" });
   });
 
+  test("a request made again with its id after an undecided first is the same message: delivered once, the retry gets its reply", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const frames: RawFrame[] = [];
+    const a = await connect(mesh.id, alice, { WebSocket: recordingWebSocket(frames) });
+    // Written, but the broker is stopped: the request times out with no verdict (bob is offline anyway).
+    const failure = await failureWhileStopped(broker.process.pid, () => a.request(bob.pubkey, { q: "once" }, { id: "req-1", timeoutMs: 300 }));
+    expect(failure).toMatchObject({ code: "timeout" });
+    // Frames are answered in order: by the pong, the broker has handled the first send.
+    await pingAnswered(a);
+    const retry = a.request(bob.pubkey, { q: "once" }, { id: "req-1", timeoutMs: 20_000 });
+    const b = await connect(mesh.id, bob);
+    const asked: string[] = [];
+    b.on("message", (m) => {
+      asked.push(m.messageId);
+      if ((m.payload as { q?: string }).q !== undefined) void b.reply(m, { a: "done" });
+    });
+    const answer = await retry;
+    const requested = answer.replyTo ?? "(no replyTo)";
+    // A later message from the same sender comes after any second copy of the request.
+    const marker = await a.send(bob.pubkey, { marker: true });
+    await waitUntil(() => asked.includes(marker.messageId), 10_000, "the marker");
+    const acks = frames.filter((f) => f.type === "ack" && f.id === "req-1").map((f) => [f.messageId, f.duplicate === true]);
+    expect({ sendId: (failure as SwitchboardError).sendId, payload: answer.payload, acks, asked }).toEqual({
+      sendId: "req-1",
+      payload: { a: "done" },
+      // The first send's late ack (its caller gone), then the retry's: the same message.
+      acks: [
+        [requested, false],
+        [requested, true],
+      ],
+      asked: [requested, marker.messageId],
+    });
+  });
+
   test("a push delivered twice (ack later than the lease) reaches the application once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "prober", "probe"] });
     const [alice, bob, proberMember, probeMember] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
