@@ -2,7 +2,9 @@
 // subscription belongs to a socket, so after every reconnect the feed
 // subscribes again; the broker's fresh snapshot ends where the pong of a
 // ping sent behind the subscribe arrives (frames are answered in order),
-// and the presences it no longer lists left while the socket was down.
+// and the presences it no longer lists left while the socket was down. Only
+// the latest renewal concludes: an earlier one whose socket dropped got its
+// pong on a later socket, after a snapshot that was cut off.
 import type { PresenceEvent, PresenceInfo } from "./types.ts";
 
 export interface FeedLink {
@@ -14,7 +16,8 @@ export interface FeedLink {
 
 export class PresenceFeed {
   private readonly live = new Map<string, PresenceInfo>();
-  private stale: Set<string> | null = null;
+  /** Of the latest renewal: what the application was last told that its snapshot has not listed yet. */
+  private unlisted: Set<string> | null = null;
   private wanted = false;
 
   constructor(private readonly link: FeedLink) {}
@@ -32,7 +35,7 @@ export class PresenceFeed {
     this.wanted = false;
     await this.link.request({ type: "unsubscribe", events: ["presence"] });
     this.live.clear();
-    this.stale = null;
+    this.unlisted = null;
   }
 
   /** After a reconnect: subscribes on the new socket if the application had. */
@@ -43,7 +46,7 @@ export class PresenceFeed {
   /** An event from the broker; emitted unless it only repeats what is known (a snapshot after a reconnect). */
   receive(event: PresenceEvent): void {
     const { event: kind, ...info } = event;
-    this.stale?.delete(info.presenceId);
+    this.unlisted?.delete(info.presenceId);
     if (kind === "left") {
       if (this.live.delete(info.presenceId)) this.link.emit(event);
       return;
@@ -54,12 +57,14 @@ export class PresenceFeed {
   }
 
   private async renew(): Promise<void> {
-    this.stale = new Set(this.live.keys());
+    const unlisted = new Set(this.live.keys());
+    this.unlisted = unlisted;
     await this.link.request({ type: "subscribe", events: ["presence"] });
     await this.link.ping();
-    const gone = [...(this.stale ?? [])];
-    this.stale = null;
-    for (const id of gone) {
+    // Superseded (a reconnect renewed again, or unsubscribed): the newer one decides.
+    if (this.unlisted !== unlisted) return;
+    this.unlisted = null;
+    for (const id of unlisted) {
       const info = this.live.get(id);
       this.live.delete(id);
       if (info) this.link.emit({ ...info, event: "left" });

@@ -25,6 +25,7 @@ import {
   watchTranscriptStatus,
   type ClientOptions,
   type ConnectionState,
+  type PresenceEvent,
 } from "../src/index.ts";
 import {
   collect,
@@ -390,6 +391,30 @@ describe("SwitchboardClient", () => {
       ],
       asked: [requested, marker.messageId],
     });
+  });
+
+  test("a presence renewal whose socket drops between its subscribe's ack and its pong reports no presence that stayed as left and joined again", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const b = await connect(mesh.id, bob);
+    await a.subscribePresence();
+    await waitUntil(() => a.presences.some((p) => p.presenceId === b.presenceId), 5000, "bob's presence");
+    const events: PresenceEvent[] = [];
+    a.on("presence", (e) => events.push(e));
+    let reconnects = 0;
+    a.on("reconnect", () => reconnects++);
+    // The renewal after this drop loses its socket as its subscribe is acked:
+    // its ping goes out on the next socket, behind that one's own renewal.
+    control.dropAfter = (text) => text.includes('"subscribed":["presence"]');
+    control.sockets.at(-1)!.close(3000, "test drop");
+    await waitUntil(() => reconnects === 2, 20_000, "two reconnects");
+    // Frames are answered in order: by this pong, both renewals have had theirs.
+    await pingAnswered(a);
+    expect(control.dropAfter).toBeNull();
+    expect(events.filter((e) => e.pubkey === bob.pubkey)).toEqual([]);
+    expect(a.presences.map((p) => p.presenceId).sort()).toEqual([a.presenceId, b.presenceId].sort());
   });
 
   test("a push delivered twice (ack later than the lease) reaches the application once", async () => {

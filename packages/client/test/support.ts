@@ -58,6 +58,8 @@ export function controllableWebSocket(): {
   hideFrameLimit: boolean;
   /** While set, a hello is written only once this settles (a reconnect held open at its hello). */
   holdHellos: Promise<void> | null;
+  /** Once: the socket that receives a frame this matches is closed right after the SDK has had it (then it is null again). */
+  dropAfter: ((text: string) => boolean) | null;
   sent: RawFrame[];
 } {
   const control = {
@@ -67,6 +69,7 @@ export function controllableWebSocket(): {
     spoilHello: false,
     hideFrameLimit: false,
     holdHellos: null as Promise<void> | null,
+    dropAfter: null as ((text: string) => boolean) | null,
     sent: [] as RawFrame[],
   };
   control.WebSocket = class ControllableWebSocket extends WebSocket {
@@ -81,9 +84,16 @@ export function controllableWebSocket(): {
       super.addEventListener(
         "message",
         (event: MessageEvent) => {
-          if (!control.hideFrameLimit || typeof event.data !== "string" || !event.data.includes('"type":"hello_ack"')) return deliver(event);
-          const { maxMessageBytes: _, ...ack } = JSON.parse(event.data) as Record<string, unknown>;
-          deliver(new MessageEvent("message", { data: JSON.stringify(ack) }));
+          const text = typeof event.data === "string" ? event.data : "";
+          if (control.hideFrameLimit && text.includes('"type":"hello_ack"')) {
+            const { maxMessageBytes: _, ...ack } = JSON.parse(text) as Record<string, unknown>;
+            deliver(new MessageEvent("message", { data: JSON.stringify(ack) }));
+          } else deliver(event);
+          // Before the SDK's code awaiting that frame goes on: what it writes next finds the socket closing.
+          if (control.dropAfter?.(text)) {
+            control.dropAfter = null;
+            this.close(3000, "test drop");
+          }
         },
         options,
       );
