@@ -44,6 +44,12 @@ interface Ending {
   detail: string;
 }
 
+/** Waits for every one, then fails with the first failure: a run of ends is over only once none is in flight. */
+async function settledAll(ends: Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(ends)).find((outcome) => outcome.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
 export class PresenceLifecycle {
   /**
    * Ends the database did not take (it was away): their rows would stay live
@@ -132,6 +138,9 @@ export class PresenceLifecycle {
    * presences directly: it would overtake them.
    */
   async disconnect(presence: PresenceRow, detail: string, first: Promise<void> = Promise.resolve()): Promise<void> {
+    // Being written already (a catch-up run ended by another end's failure
+    // left it in flight): a second write would say it left twice.
+    if (this.ending.has(presence.presenceId)) return;
     this.ending.add(presence.presenceId);
     try {
       const woken = await this.pushes.presenceEnding(presence, async () => {
@@ -156,7 +165,7 @@ export class PresenceLifecycle {
 
   /** The catch-up for ends the database did not take: each is written again until it is. */
   async finishDisconnects(): Promise<void> {
-    await Promise.all([...this.unfinished.values()].map(({ presence, detail }) => this.disconnect(presence, detail)));
+    await settledAll([...this.unfinished.values()].map(({ presence, detail }) => this.disconnect(presence, detail)));
   }
 
   /** Returns, for each end, its member if its leases went back to the queue. */
@@ -246,6 +255,6 @@ export class PresenceLifecycle {
     if (this.stopping) return;
     const socketless = rows.filter((row) => !this.presences.get(row.presenceId) && !this.unfinished.has(row.presenceId) && !this.ending.has(row.presenceId));
     for (const row of socketless) this.log.warn({ presenceId: row.presenceId }, "ending a presence no socket holds");
-    await Promise.all(socketless.map((row) => this.disconnect(row, "no socket")));
+    await settledAll(socketless.map((row) => this.disconnect(row, "no socket")));
   }
 }

@@ -95,10 +95,13 @@ export async function revokeMember(tx: Executor, meshId: string, memberId: strin
     return { revokedAt: earlier.revokedAt, changed: false, presencesClosed: [] };
   }
   // The presences before their deliveries: the order a close and a replacing
-  // hello take them in (disconnectPresences), so none of them can deadlock.
+  // hello take them in (disconnectPresences), so none of them can deadlock;
+  // the presences in the order of their ids, as a batch of ends takes them.
   const closed = await tx.rows<{ id: string }>(sql`
     UPDATE presences SET disconnected_at = now()
-    WHERE member_id = ${memberId}::uuid AND disconnected_at IS NULL RETURNING id::text AS id`);
+    WHERE id = ANY (ARRAY(
+      SELECT id FROM presences WHERE member_id = ${memberId}::uuid AND disconnected_at IS NULL ORDER BY id FOR UPDATE))
+    RETURNING id::text AS id`);
   const deliveriesDropped = await dropUndelivered(tx, memberId);
   await tx.rows(sql`
     WITH tokens_revoked AS (

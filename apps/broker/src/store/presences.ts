@@ -113,10 +113,12 @@ export async function insertPresencesWithinCap(
 export async function disconnectPresences(tx: Executor, presenceIds: string[]): Promise<string[]> {
   if (presenceIds.length === 0) return [];
   // The presence rows first, then their leases: the order a hello replacing
-  // a session takes them in (endSessions), so the two cannot deadlock.
+  // a session takes them in (endSessions), so the two cannot deadlock. The
+  // rows in the order of their ids, as every statement locking more than one
+  // presence takes them (the TTL sweep, a revocation).
   const rows = await tx.rows<{ memberId: string }>(sql`
     UPDATE presences SET disconnected_at = coalesce(disconnected_at, now())
-    WHERE id = ANY (${uuidArray(presenceIds)})
+    WHERE id = ANY (ARRAY(SELECT id FROM presences WHERE id = ANY (${uuidArray(presenceIds)}) ORDER BY id FOR UPDATE))
     RETURNING member_id AS "memberId"`);
   await requeue(tx, { presences: presenceIds });
   return unique(rows.map((r) => r.memberId));

@@ -36,12 +36,18 @@ export async function writePresenceStatus(tx: Executor, presenceId: string, stat
  * jsonl). Returns them and their members. It reads every live presence;
  * `member_id IS NOT NULL` (true of every row) lets it walk them through the
  * live presences' index by member (schema.ts), rather than every presence.
+ * The rows are locked in the order of their ids, as a batch of presence ends
+ * takes them, and a row locked already is left to the next sweep: either
+ * way the two cannot deadlock.
  */
 export async function expireWorkingStatus(db: Executor, ttlSeconds: number): Promise<{ memberIds: string[]; presenceIds: string[] }> {
   const rows = await db.rows<{ memberId: string; presenceId: string }>(sql`
     UPDATE presences SET status = 'idle', status_source = 'jsonl', status_updated_at = now()
-    WHERE disconnected_at IS NULL AND member_id IS NOT NULL AND status = 'working'
-      AND status_updated_at < now() - make_interval(secs => ${ttlSeconds})
+    WHERE id = ANY (ARRAY(
+      SELECT id FROM presences
+      WHERE disconnected_at IS NULL AND member_id IS NOT NULL AND status = 'working'
+        AND status_updated_at < now() - make_interval(secs => ${ttlSeconds})
+      ORDER BY id FOR UPDATE SKIP LOCKED))
     RETURNING member_id AS "memberId", id::text AS "presenceId"`);
   return { memberIds: unique(rows.map((r) => r.memberId)), presenceIds: rows.map((r) => r.presenceId) };
 }
