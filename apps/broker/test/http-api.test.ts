@@ -109,11 +109,19 @@ describe("HTTP messaging API", () => {
     expect(overHttp.status).toBe(200);
     expect(overHttp.body.messageId).toBe(str(socketFirst.messageId));
 
-    // The runner gets each message once: the two, then a marker sent after them.
+    // A key of non-ASCII text goes as its UTF-8 bytes (a header carries a
+    // byte per character): the same key as that text on a socket.
+    const socketText = await appSocket.send(runner.pubkey, { id: "ключ-1" });
+    const overHttpText = await post(token, httpBody(runner.pubkey), { key: Buffer.from("ключ-1", "utf8").toString("latin1") });
+    expect(overHttpText).toMatchObject({ status: 200, body: { messageId: str(socketText.messageId), duplicate: true } });
+    const notUtf8 = await post<ErrorBody>(token, httpBody(runner.pubkey), { key: "caf\u00e9" });
+    expect(notUtf8).toMatchObject({ status: 400, body: { error: { code: "invalid", message: "Idempotency-Key must be text in UTF-8" } } });
+
+    // The runner gets each message once: the three, then a marker sent after them.
     const peer = await connect(mesh.id, runner);
     const marker = await post(token, httpBody(runner.pubkey));
-    const pushes = await peer.waitForPushes(3);
-    expect(pushes.map((p) => p.messageId)).toEqual([first.body.messageId, socketFirst.messageId, marker.body.messageId]);
+    const pushes = await peer.waitForPushes(4);
+    expect(pushes.map((p) => p.messageId)).toEqual([first.body.messageId, socketFirst.messageId, socketText.messageId, marker.body.messageId]);
   });
 
   test("401 without a token, with an unknown one, with a hook token, with a revoked member's token", async () => {

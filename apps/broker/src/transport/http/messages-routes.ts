@@ -31,9 +31,23 @@ const WAIT = /^[0-9]{1,2}$/;
 
 class Invalid extends Error {}
 
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The key as text. A header value comes as one character a byte (Latin-1);
+ * a key of non-ASCII text is written as UTF-8 (as a socket frame carries
+ * it), and is read back as that text, so the same key over HTTP and on a
+ * socket is one message.
+ */
 function idempotencyKey(req: Request): string | undefined {
-  const key = req.headers.get(IDEMPOTENCY_KEY_HEADER);
-  if (key === null) return undefined;
+  const header = req.headers.get(IDEMPOTENCY_KEY_HEADER);
+  if (header === null) return undefined;
+  let key: string;
+  try {
+    key = UTF8.decode(Buffer.from(header, "latin1"));
+  } catch {
+    throw new Invalid("Idempotency-Key must be text in UTF-8");
+  }
   if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw new Invalid(`Idempotency-Key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
   }
@@ -110,6 +124,11 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
         return apiError("rate_limited", outcome.message, { "retry-after": String(outcome.retryAfterSeconds ?? 1) });
       }
       if (outcome.code === "unavailable") return apiError("unavailable", outcome.message, { "retry-after": "1" });
+      // The socket's words name its `id`; here the key is a header, and without one a retry is a second message.
+      if (outcome.code === "internal") {
+        const retry = id === undefined ? "a retry without an Idempotency-Key may store it twice" : "send it again with the same Idempotency-Key";
+        return apiError("internal", `the broker could not store this message; it may have been stored: ${retry}`);
+      }
       return apiError(outcome.code, outcome.message);
     }
     const reply: HttpSendReply = {
