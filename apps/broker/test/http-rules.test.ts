@@ -55,10 +55,18 @@ describe("webhook targets", () => {
     "::10.0.0.1",
     "::8.8.8.8",
     "fec0::1",
+    // Teredo, whose client address (inverted) is 127.0.0.1; IPv4-translated; discard; documentation.
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",
+    "::ffff:0:7f00:1",
+    "100::1",
+    "2001:db8::1",
+    "192.0.2.1",
+    "198.51.100.7",
+    "203.0.113.9",
     "not an address",
   ])("%s is internal", (address) => expect(isInternalAddress(address)).toBe(true));
 
-  test.each(["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"])("%s is public", (address) =>
+  test.each(["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1", "2001:0:4136:e378:8000:63bf:f7f7:f7f7"])("%s is public", (address) =>
     expect(isInternalAddress(address)).toBe(false),
   );
 

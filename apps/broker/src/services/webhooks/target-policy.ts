@@ -17,8 +17,13 @@ for (const [net, bits] of [
   ["169.254.0.0", 16],
   ["172.16.0.0", 12],
   ["192.0.0.0", 24],
+  // Documentation (TEST-NET-1 to 3) and the old 6to4 relay: no one's webhook lives there.
+  ["192.0.2.0", 24],
+  ["192.88.99.0", 24],
   ["192.168.0.0", 16],
   ["198.18.0.0", 15],
+  ["198.51.100.0", 24],
+  ["203.0.113.0", 24],
   ["224.0.0.0", 4],
   ["240.0.0.0", 4],
 ] as const) {
@@ -27,6 +32,10 @@ for (const [net, bits] of [
 for (const [net, bits] of [
   ["::", 96],
   ["::1", 128],
+  // IPv4-translated (SIIT), the discard prefix and documentation.
+  ["::ffff:0:0:0", 96],
+  ["100::", 64],
+  ["2001:db8::", 32],
   ["64:ff9b:1::", 48],
   ["fc00::", 7],
   ["fe80::", 10],
@@ -37,14 +46,16 @@ for (const [net, bits] of [
 }
 
 // Prefixes whose addresses carry an IPv4 address a gateway reaches for them:
-// NAT64's well-known 64:ff9b::/96 (the last 32 bits) and 6to4's 2002::/16
-// (the 32 bits after the prefix). Internal when that IPv4 address is.
+// NAT64's well-known 64:ff9b::/96 (the last 32 bits), 6to4's 2002::/16 (the
+// 32 bits after the prefix) and Teredo's 2001::/32 (the last 32 bits, each
+// inverted). Internal when that IPv4 address is.
 function embeddedIPv4(address: string): string | null {
   const g = ipv6Groups(address);
   if (g === null) return null;
   const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
   if (g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0)) return v4(g[6]!, g[7]!);
   if (g[0] === 0x2002) return v4(g[1]!, g[2]!);
+  if (g[0] === 0x2001 && g[1] === 0) return v4(g[6]! ^ 0xffff, g[7]! ^ 0xffff);
   return null;
 }
 
