@@ -433,6 +433,28 @@ describe("HTTP messaging API", () => {
     expect(retried.body).toMatchObject({ messageId: first.body.messageId, duplicate: true, reply: { messageId: reply.messageId } });
   });
 
+  test("a retried send with the same key and ?wait gets the reply pushed to its member's socket, not acknowledged there yet", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const first = await post(tokens[0]!, httpBody(runner.pubkey), { key: "retry-pushed", wait: 1 });
+    expect(first.body.reply).toBeNull();
+    await broker.process.waitForLog("reply wait ended", 10_000, (l) => l.requestId === first.body.messageId);
+    // No wait holds the reply now: it goes to the member's socket, which does not ack it.
+    const appPeer = await connect(mesh.id, app);
+    const runnerPeer = await connect(mesh.id, runner);
+    const [command] = await runnerPeer.waitForPushes(1);
+    const reply = await runnerPeer.send(app.pubkey, { replyTo: str(command!.messageId) });
+    expect(await appPeer.waitForPushes(1)).toMatchObject([{ messageId: reply.messageId }]);
+    // Nothing tells the wait of that socket's ack, if one ever comes: it must find the reply as it is.
+    const retried = await post(tokens[0]!, httpBody(runner.pubkey), { key: "retry-pushed", wait: 10 });
+    expect(retried.status).toBe(200);
+    expect(retried.body).toMatchObject({ messageId: first.body.messageId, duplicate: true, reply: { messageId: reply.messageId } });
+    // The socket's ack afterwards is taken like any ack of a message acknowledged already.
+    appPeer.ack([str(reply.messageId)]);
+    expect(await appPeer.request({ type: "ping" })).toMatchObject({ type: "pong" });
+    expect(appPeer.frames.filter((f) => f.type === "error")).toEqual([]);
+  });
+
   test("two waits on one key: the first ending does not release the reply the second still waits for", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     const [app, runner] = members as [SetupMember, SetupMember];

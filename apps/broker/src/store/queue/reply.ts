@@ -51,8 +51,12 @@ export async function holdReplies(db: Executor, requestId: string, senderId: str
  * For each of the member's waiting requests, its first reply owed to the
  * member: one acknowledged already (an earlier wait on the request returned
  * it, in a response its caller may never have read; or the member's sockets
- * took it once no wait held it), else the oldest held for the waits or still
- * queued, acknowledged in this statement. Every wait on a request (retries
+ * took it once no wait held it), else the oldest held for the waits, still
+ * queued, or pushed to another of the member's consumers (a socket, a
+ * webhook request) that has not acknowledged it yet: acknowledged in this
+ * statement (that consumer's ack then changes nothing). A retry's wait
+ * would otherwise see that reply only once acknowledged, and no news of an
+ * ack wakes it. Every wait on a request (retries
  * with its key) answers with that one reply. One statement for all of a
  * member's waiting requests; each reply found through the reply_to index,
  * each delivery by an index probe.
@@ -79,7 +83,7 @@ export async function takeReplies(db: Executor, memberId: string, requestIds: re
         SELECT d.id FROM messages r
         JOIN deliveries d ON d.message_id = r.id AND d.recipient_member_id = ${memberId}::uuid
         WHERE r.reply_to = q."requestId" AND d.expires_at > now()
-          AND (d.state = 'queued' OR (d.state = 'leased' AND d.lease_presence_id = q."requestId"))
+          AND d.state IN ('queued', 'leased')
         ORDER BY d.id
         LIMIT 1
         FOR UPDATE OF d SKIP LOCKED
