@@ -279,6 +279,23 @@ describe("project scope", () => {
     expect(readdirSync(empty)).toEqual([]);
   });
 
+  test("a server entry the user wrote by hand that runs this command's mcp, with no hooks of ours beside it, is theirs: put back by uninstall", async () => {
+    // The command and arguments an install writes, from an install elsewhere.
+    const probe = project("hand-written-probe");
+    await cliOk(home, installArgs(), { cwd: probe });
+    const ours = (readJson(join(probe, ".mcp.json")) as { mcpServers: { switchboard: { command: string; args: string[] } } }).mcpServers.switchboard;
+    await cliOk(home, ["uninstall"], { cwd: probe });
+
+    const dir = project("hand-written");
+    const self = ours.args.slice(0, ours.args.indexOf("mcp") + 1);
+    const theirs = { command: ours.command, args: [...self, "--mesh", "my-other-mesh", "--key", "/keys/mine.json"], env: { X: "1" } };
+    const mcpBefore = write(join(dir, ".mcp.json"), `${JSON.stringify({ mcpServers: { switchboard: theirs } }, null, 2)}\n`);
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect((readJson(join(dir, ".mcp.json")) as { mcpServers: { switchboard: { args: string[] } } }).mcpServers.switchboard.args).toContain("demo");
+    expect(await cliOk(home, ["uninstall"], { cwd: dir })).toContain("the one it had replaced is back");
+    expect(readFileSync(join(dir, ".mcp.json"), "utf8")).toBe(mcpBefore);
+  });
+
   test("empty objects that were there before install are there after uninstall", async () => {
     const dir = project("empty-objects");
     const mcpFile = join(dir, ".mcp.json");

@@ -59,6 +59,16 @@ function bare(file: JsonFile, strip: (value: JsonObject) => boolean): { file: Js
 }
 
 /**
+ * Without a record, whether an entry of our server's name is ours: it runs
+ * this command's mcp, and the settings beside it hold our hooks (install
+ * writes both). Such an entry alone is the user's own, written by hand.
+ */
+function ourServerWithoutRecord(self: Self, settings: JsonFile | undefined): (entry: Json | undefined) => boolean {
+  const hooksHere = settings !== undefined && hasOurHooks(settings.value);
+  return (entry) => hooksHere && isOurServer(entry, self);
+}
+
+/**
  * What the files themselves tell of an earlier install when no record does
  * (it was lost, or the project moved from the directory it was made for):
  * our entries are not the user's, so what was there before is the files
@@ -71,8 +81,8 @@ function evidence(
   mcp: JsonFile | undefined,
   self: Self,
 ): Pick<InstallRecord, "created" | "preexisting"> {
+  const ours = { isOurs: ourServerWithoutRecord(self, settings), replaced: undefined, preexisting: [] };
   const hooks = settings && bare(settings, (value) => removeOurHooks(value, settings.path) > 0);
-  const ours = { isOurs: (entry: Json | undefined) => isOurServer(entry, self), replaced: undefined, preexisting: [] };
   const server = mcp && bare(mcp, (value) => removeOurServer(value, ours));
   const files = [hooks, server].flatMap((b) => (b && b.file.existed && b.hadOurs && isEmptyObject(b.value) ? [b.file.path] : []));
   const dir = dirname(layout.settingsFile);
@@ -132,13 +142,14 @@ export function install(input: InstallInput): InstallReport {
   const settings = readJsonFile(layout.settingsFile);
   const mcp = readJsonFile(layout.mcpFile);
   const { created, preexisting } = record ?? evidence(layout, settings, mcp, self);
+  const ourServer = ourServerWithoutRecord(self, settings);
   const stray = strayInstalls(settings.value, layout, "replaced");
   installOurHooks(settings.value, settings.path, hookCommand(self, input.hookUrl, layout.tokenFile), preexisting);
   const server: StdioServer = { type: "stdio", command: self.command, args: [...self.args, ...input.mcpArgs] };
-  const before = setOurServer(mcp.value, mcp.path, server, (entry) => record !== null || isOurServer(entry, self));
+  const before = setOurServer(mcp.value, mcp.path, server, (entry) => record !== null || ourServer(entry));
   // Installed again, the entry there is our own: what the first install replaced stays the one to put back,
   // and an entry of ours found without a record replaced nothing of the user's.
-  const replacedServer = record !== null ? record.replacedServer : isOurServer(before, self) ? undefined : before;
+  const replacedServer = record !== null ? record.replacedServer : ourServer(before) ? undefined : before;
   const legacy = legacyCleanup(layout);
 
   ensureDir(layout.tokenDir, created, 0o700);
@@ -207,12 +218,12 @@ export function uninstall(layout: Layout, self: Self): UninstallReport {
   const settings = existsSync(layout.settingsFile) ? readJsonFile(layout.settingsFile) : undefined;
   const mcp = existsSync(layout.mcpFile) ? readJsonFile(layout.mcpFile) : undefined;
   const { created, preexisting } = record ?? evidence(layout, settings, mcp, self);
+  const ourServer = ourServerWithoutRecord(self, settings);
   const stray = settings ? strayInstalls(settings.value, layout, "taken out") : [];
   const hooksRemoved = settings ? removeOurHooks(settings.value, settings.path, preexisting) : 0;
-  // Without a record, an entry of our name is ours when it runs this command's mcp; anything else there is someone else's.
-  const isOurs = (entry: Json | undefined) => (record === null ? isOurServer(entry, self) : isWritten(entry, record.server));
-  // A record written where an earlier install's entry already was may name that entry as the one to put back: it is not the user's.
-  const replaced = record === null || isOurServer(record.replacedServer, self) ? undefined : record.replacedServer;
+  const isOurs = (entry: Json | undefined) => (record === null ? ourServer(entry) : isWritten(entry, record.server));
+  // What the record says the first install replaced goes back, even an entry that runs this command: the user may have written it.
+  const replaced = record?.replacedServer;
   const serverRemoved = mcp !== undefined && removeOurServer(mcp.value, { isOurs, replaced, preexisting });
   const legacy = legacyCleanup(layout);
   const report: UninstallReport = {
