@@ -2,10 +2,10 @@
 // it is being written (a catch-up run over ends the database did not take,
 // while an earlier run's are still in flight) is written once. And the
 // statements that lock more than one presence row (a batch of ends, the
-// status TTL sweep, a revocation) take them in one order, so none of them
-// deadlocks with another: rows locked in another order (the sweep walked
-// the live presences' index by member) had one of two aborted as a deadlock
-// after deadlock_timeout.
+// status TTL sweep, a revocation, a hello replacing sessions) take them in
+// one order, so none of them deadlocks with another: rows locked in another
+// order (a walk of an index by member or session, or of the table) had one
+// of two aborted as a deadlock after deadlock_timeout.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { backendKind, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
@@ -19,7 +19,7 @@ import { PresenceLifecycle } from "../src/services/presence-lifecycle.ts";
 import { QueuedWork } from "../src/services/queued-work.ts";
 import { TokenExpiry } from "../src/services/token-expiry.ts";
 import { revokeMember } from "../src/store/directory.ts";
-import { disconnectPresences } from "../src/store/presences.ts";
+import { disconnectPresences, endSessions } from "../src/store/presences.ts";
 import { expireWorkingStatus } from "../src/store/status.ts";
 import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
 
@@ -68,6 +68,8 @@ type Rival = (setup: { meshId: string; memberId: string }) => Promise<unknown>;
 const rivals: Record<string, Rival> = {
   "status TTL sweep": () => expireWorkingStatus(scratch.db, 60),
   revocation: ({ meshId, memberId }) => scratch.db.transaction((tx) => revokeMember(tx, meshId, memberId)),
+  "hello replacing the sessions": ({ memberId }) =>
+    scratch.db.transaction((tx) => endSessions(tx, IDS.map((_, i) => ({ memberId, sessionId: `session-${i + 1}` })))),
 };
 
 describe.skipIf(backendKind !== "postgres")("one lock order for presence rows", () => {

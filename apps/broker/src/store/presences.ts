@@ -46,16 +46,19 @@ export interface EndedSession extends PresenceRef {
  */
 export async function endSessions(tx: Executor, sessions: Array<{ memberId: string; sessionId: string }>): Promise<EndedSession[]> {
   if (sessions.length === 0) return [];
+  // Locked in the order of their ids, as every statement that locks more than one presence.
   return tx.rows<EndedSession>(sql`
     UPDATE presences p SET disconnected_at = now()
     WHERE p.disconnected_at IS NULL AND p.id = ANY (ARRAY(
-      SELECT live.id
-      FROM (SELECT * FROM jsonb_to_recordset(${jsonParam(sessions)}) AS s("memberId" uuid, "sessionId" text)
-            LIMIT ${batchLimit(sessions.length)}) s
-      CROSS JOIN LATERAL (
-        SELECT id FROM presences
-        WHERE member_id = s."memberId" AND session_id = s."sessionId" AND disconnected_at IS NULL
-        OFFSET 0) live))
+      SELECT id FROM presences WHERE id = ANY (ARRAY(
+        SELECT live.id
+        FROM (SELECT * FROM jsonb_to_recordset(${jsonParam(sessions)}) AS s("memberId" uuid, "sessionId" text)
+              LIMIT ${batchLimit(sessions.length)}) s
+        CROSS JOIN LATERAL (
+          SELECT id FROM presences
+          WHERE member_id = s."memberId" AND session_id = s."sessionId" AND disconnected_at IS NULL
+          OFFSET 0) live))
+      ORDER BY id FOR UPDATE))
     RETURNING p.id, p.instance_id AS "instanceId", p.member_id AS "memberId", p.session_id AS "sessionId",
               p.status, p.status_source AS "statusSource",
               ${ageMs("p.status_updated_at")} AS "ageMs"`);
