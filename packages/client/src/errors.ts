@@ -14,13 +14,16 @@ export class SwitchboardError extends Error {
   readonly sendId: string | undefined;
   /** On a failure answered over HTTP (HttpSender): the answer's status, whoever gave it (the broker or a proxy). */
   readonly httpStatus: number | undefined;
+  /** On a failure answered over HTTP with `Retry-After` in seconds (`rate_limited`, `unavailable`): how long to wait before trying again. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: string, message?: string, options?: { cause?: unknown; sendId?: string; httpStatus?: number }) {
+  constructor(code: string, message?: string, options?: { cause?: unknown; sendId?: string; httpStatus?: number; retryAfterSeconds?: number }) {
     super(message ?? code, options);
     this.name = "SwitchboardError";
     this.code = code;
     this.sendId = options?.sendId;
     this.httpStatus = options?.httpStatus;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 

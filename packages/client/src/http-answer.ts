@@ -29,10 +29,13 @@ export async function failureOf(res: Response, what: string): Promise<Switchboar
   const parsed = body === NOT_JSON ? null : apiErrorBody.safeParse(body);
   const retryAfter = res.headers.get("retry-after");
   const after = retryAfter === null ? "" : ` (retry after ${retryAfter} s)`;
-  if (parsed?.success) return new SwitchboardError(parsed.data.error.code, `${parsed.data.error.message}${after}`, { httpStatus: res.status });
+  // Seconds only: the HTTP date form is not one the broker sends.
+  const seconds = retryAfter !== null && /^\d+$/.test(retryAfter) ? Number(retryAfter) : undefined;
+  const options = { httpStatus: res.status, ...(seconds === undefined ? {} : { retryAfterSeconds: seconds }) };
+  if (parsed?.success) return new SwitchboardError(parsed.data.error.code, `${parsed.data.error.message}${after}`, options);
   // Not the broker's answer (a proxy's 502 or 504 page): whether the broker
   // got the request is unknown, as when it cannot be reached at all.
-  return new SwitchboardError(res.status >= 500 ? "unreachable" : "protocol", `${what} → HTTP ${res.status}${after}`, { httpStatus: res.status });
+  return new SwitchboardError(res.status >= 500 ? "unreachable" : "protocol", `${what} → HTTP ${res.status}${after}`, options);
 }
 
 /** The body parsed, or NOT_JSON; reading it fails as the request would (its timeout covers the body, the connection may drop). */

@@ -196,7 +196,12 @@ export class HttpSender {
         // No verdict (the request may have been applied, or its answer said so
         // unreadably): the key sends it again at most once.
         if (error instanceof SwitchboardError && UNDECIDED_CODES.http.has(error.code)) {
-          throw new SwitchboardError(error.code, error.message, { cause: error, sendId: idempotencyKey, httpStatus: error.httpStatus });
+          throw new SwitchboardError(error.code, error.message, {
+            cause: error,
+            sendId: idempotencyKey,
+            httpStatus: error.httpStatus,
+            ...(error.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: error.retryAfterSeconds }),
+          });
         }
         throw error;
       });

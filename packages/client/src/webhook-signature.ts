@@ -10,8 +10,16 @@ import {
 } from "@switchboard/protocol";
 import { SwitchboardError } from "./errors.ts";
 
-/** Headers as fetch (Headers), Node (IncomingHttpHeaders) or a plain object gives them. */
-export type HeaderSource = Headers | Record<string, string | string[] | undefined>;
+/**
+ * Headers as fetch (Headers, or any object with its `get`, such as another
+ * library's or another realm's Headers), Node (IncomingHttpHeaders) or a
+ * plain object gives them.
+ */
+export type HeaderSource = HeaderGetter | Record<string, string | string[] | undefined>;
+type HeaderGetter = { get(name: string): string | null };
+
+// A plain object's header named "get" is a string, never a function.
+const hasGetter = (headers: HeaderSource): headers is HeaderGetter => typeof (headers as Partial<HeaderGetter>).get === "function";
 
 export interface VerifyOptions {
   /** How far the signed timestamp may be from now, in seconds; default 300. */
@@ -21,7 +29,7 @@ export interface VerifyOptions {
 }
 
 function header(headers: HeaderSource, name: string): string | null {
-  if (headers instanceof Headers) return headers.get(name);
+  if (hasGetter(headers)) return headers.get(name);
   const key = Object.keys(headers).find((k) => k.toLowerCase() === name);
   const value = key === undefined ? undefined : headers[key];
   return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);

@@ -336,6 +336,26 @@ describe("command routing: a web app commands a runner over HTTP", () => {
   });
 });
 
+describe("a sender past its rate limit (SEND_RATE_LIMIT_PER_MIN=2)", () => {
+  const broker = useTestBroker({ SEND_RATE_LIMIT_PER_MIN: "2" });
+
+  test("is refused rate_limited with the broker's Retry-After as a number of seconds, and no key to send again with", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    const sender = await appSender(broker.admin, broker.url, mesh.id, app);
+    for (let i = 0; i < 2; i++) await sender.send(runnerMember.pubkey, { n: i });
+    const failure = await sender.send(runnerMember.pubkey, { n: 2 }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(SwitchboardError);
+    const { code, httpStatus, sendId, retryAfterSeconds } = failure as SwitchboardError;
+    expect({ code, httpStatus, sendId }).toEqual({ code: "rate_limited", httpStatus: 429, sendId: undefined });
+    expect(retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect((failure as SwitchboardError).message).toEndWith(`(retry after ${retryAfterSeconds} s)`);
+  });
+});
+
 // Every request the endpoint got, and how it answered: a web app processes
 // what it answers with a 2xx (late or not), and de-duplicates by messageId.
 interface Delivery {

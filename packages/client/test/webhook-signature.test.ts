@@ -35,6 +35,20 @@ describe("verifyWebhook", () => {
     expect(batch.messages.length).toBe(1);
   });
 
+  test("takes any headers object with a get, such as another library's Headers class", async () => {
+    class OtherHeaders {
+      readonly #byName = new Map<string, string>();
+      constructor(init: Record<string, string>) {
+        for (const [name, value] of Object.entries(init)) this.#byName.set(name.toLowerCase(), value);
+      }
+      get(name: string): string | null {
+        return this.#byName.get(name.toLowerCase()) ?? null;
+      }
+    }
+    const batch = await verifyWebhook(SECRET, new OtherHeaders({ "X-Switchboard-Signature": HEADER }), BODY, { now: NOW });
+    expect(batch.messages.length).toBe(1);
+  });
+
   test("accepts a header with several v1 signatures when one matches", async () => {
     const headers = { "X-Switchboard-Signature": `t=${T},v1=${"0".repeat(64)},v1=${V1}` };
     expect(await codeOf(verifyWebhook(SECRET, headers, BODY, { now: NOW }))).toBe("verified");
