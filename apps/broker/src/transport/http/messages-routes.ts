@@ -54,6 +54,16 @@ function idempotencyKey(req: Request): string | undefined {
   return key;
 }
 
+/**
+ * A send whose outcome is unknown (docs/http.md): it may be stored. The
+ * socket's words name its `id`; here the key is a header, and without one a
+ * retry is a second message.
+ */
+function undecidedSend(why: string, keyed: boolean): Response {
+  const retry = keyed ? "send it again with the same Idempotency-Key" : "a retry without an Idempotency-Key may store it twice";
+  return apiError("internal", `${why}; the message may have been stored: ${retry}`);
+}
+
 function waitSeconds(req: Request): number | undefined {
   const raw = new URL(req.url).searchParams.get("wait");
   if (raw === null) return undefined;
@@ -124,11 +134,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
         return apiError("rate_limited", outcome.message, { "retry-after": String(outcome.retryAfterSeconds ?? 1) });
       }
       if (outcome.code === "unavailable") return apiError("unavailable", outcome.message, { "retry-after": "1" });
-      // The socket's words name its `id`; here the key is a header, and without one a retry is a second message.
-      if (outcome.code === "internal") {
-        const retry = id === undefined ? "a retry without an Idempotency-Key may store it twice" : "send it again with the same Idempotency-Key";
-        return apiError("internal", `the broker could not store this message; it may have been stored: ${retry}`);
-      }
+      if (outcome.code === "internal") return undecidedSend("the broker could not store this message", id !== undefined);
       return apiError(outcome.code, outcome.message);
     }
     const reply: HttpSendReply = {
@@ -157,13 +163,9 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
     return json(200, view);
   }
 
-  // A send the database has not answered for may yet be stored: the answer
-  // for a send whose outcome is unknown (docs/http.md), not a 503.
-  const lateSend = () =>
-    apiError(
-      "internal",
-      `the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s; the message may have been stored: send it again with the same Idempotency-Key`,
-    );
+  // A send the database has not answered for may yet be stored: not a 503.
+  const lateSend = (req: Request) => () =>
+    undecidedSend(`the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s`, req.headers.has(IDEMPOTENCY_KEY_HEADER));
   const lateRead = () =>
     apiError("unavailable", `the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s`, { "retry-after": "1" });
   // A ?wait send may take its wait on top; a bad one is refused long before.
@@ -178,7 +180,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
   return {
     "/v1/messages": {
       POST: (req: Request) =>
-        settleWithin(send(req).catch((error: unknown) => failed(error, "http send failed")), sendDeadline(req), lateSend),
+        settleWithin(send(req).catch((error: unknown) => failed(error, "http send failed")), sendDeadline(req), lateSend(req)),
     },
     "/v1/messages/:messageId": {
       GET: (req: BunRequest<"/v1/messages/:messageId">) =>
