@@ -45,21 +45,19 @@ export class Args {
 
   /** A positive integer option, or undefined when absent. */
   positiveInt(name: string): number | undefined {
-    const raw = this.string(name);
-    if (raw === undefined) return undefined;
-    const n = Number(raw);
-    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) {
-      throw new UsageError(`--${name} must be a positive integer, not "${raw}"`);
-    }
-    return n;
+    return this.wholeNumber(name, 1, "a positive integer");
   }
 
   /** A whole number option of 0 or more, or undefined when absent. */
   nonNegativeInt(name: string): number | undefined {
+    return this.wholeNumber(name, 0, "a whole number of 0 or more");
+  }
+
+  private wholeNumber(name: string, min: number, what: string): number | undefined {
     const raw = this.string(name);
     if (raw === undefined) return undefined;
     const n = Number(raw);
-    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a whole number of 0 or more, not "${raw}"`);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be ${what}, not "${raw}"`);
     return n;
   }
 

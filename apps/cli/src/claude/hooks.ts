@@ -49,25 +49,25 @@ function isOurs(hook: Json): hook is JsonObject & { command: string } {
   return isObject(hook) && typeof hook.command === "string" && hook.command.includes(HOOK_MARKER);
 }
 
-/** The token files our entries read, each once: ones installed for another directory read that one's. */
-export function ourTokenFiles(settings: JsonObject): string[] {
+/** Our hook entries in the settings, in every event's groups. */
+function ourEntries(settings: JsonObject): Array<JsonObject & { command: string }> {
   const hooks = settings.hooks;
   if (!isObject(hooks)) return [];
-  const files = Object.values(hooks)
+  return Object.values(hooks)
     .flatMap((groups) => (Array.isArray(groups) ? groups : []))
     .flatMap((group) => (isObject(group) && Array.isArray(group.hooks) ? group.hooks : []))
-    .filter(isOurs)
-    .map((hook) => tokenFileOf(hook.command));
+    .filter(isOurs);
+}
+
+/** The token files our entries read, each once: ones installed for another directory read that one's. */
+export function ourTokenFiles(settings: JsonObject): string[] {
+  const files = ourEntries(settings).map((hook) => tokenFileOf(hook.command));
   return [...new Set(files.filter((file) => file !== undefined))];
 }
 
 /** Whether the settings hold any hook of ours. */
 export function hasOurHooks(settings: JsonObject): boolean {
-  const hooks = settings.hooks;
-  if (!isObject(hooks)) return false;
-  return Object.values(hooks)
-    .flatMap((groups) => (Array.isArray(groups) ? groups : []))
-    .some((group) => isObject(group) && Array.isArray(group.hooks) && group.hooks.some(isOurs));
+  return ourEntries(settings).length > 0;
 }
 
 function hooksObject(settings: JsonObject, path: string): JsonObject | undefined {
