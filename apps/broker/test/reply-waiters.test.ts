@@ -159,6 +159,78 @@ describe("ReplyWaiters", () => {
     expect((await waitFor(waiters, setup, request!.id, 100))?.ciphertext).toBe("in time");
   });
 
+  /** Looks that wait for release() before they run; started resolves at the first. */
+  function gatedLooks() {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let began = () => {};
+    const started = new Promise<void>((resolve) => (began = resolve));
+    const db: Database = {
+      ...scratch.db,
+      rows: async <T>(query: Statement) => {
+        began();
+        await gate;
+        return scratch.db.rows<T>(query);
+      },
+    };
+    return { db, started, release };
+  }
+
+  const replyState = async (setup: Setup, text: string) =>
+    scratch.db.rows<{ state: string }>(sql`
+      SELECT d.state FROM messages m CROSS JOIN LATERAL (
+        SELECT state FROM deliveries WHERE message_id = m.id AND recipient_member_id = ${setup.asker}::uuid
+        UNION ALL SELECT 'acked' FROM acked_deliveries WHERE message_id = m.id AND recipient_member_id = ${setup.asker}::uuid) d
+      WHERE m.ciphertext = ${text}`);
+
+  test("a caller that goes away while the look under way takes its reply: the reply goes back to the member's queue, with news of it", async () => {
+    const looks = gatedLooks();
+    const { waiters, queuedWork } = waitersOn(looks.db);
+    const news: string[] = [];
+    queuedWork.subscribe({ members: (ids) => news.push(...ids), meshes: () => {} });
+    const setup = await meshOfTwo(scratch.db);
+    const [request] = await requestsOf(scratch.db, setup, 1);
+    await reply(scratch.db, setup, request!.id, "for a caller gone");
+    const caller = new AbortController();
+    const answer = waiters.wait({
+      requestId: request!.id,
+      memberId: setup.asker,
+      meshId: setup.mesh,
+      deadline: Date.now() + 30_000,
+      heldUntil: null,
+      signal: caller.signal,
+    });
+    await looks.started;
+    caller.abort();
+    looks.release();
+    // Answered, it would go into a closed connection, acked: lost.
+    expect(await answer).toBeNull();
+    expect(await replyState(setup, "for a caller gone")).toEqual([{ state: "queued" }]);
+    expect(news).toContain(setup.asker);
+  });
+
+  test("a caller that goes away while the look takes a reply another wait on the request holds too: that wait answers with it, and it stays acked", async () => {
+    const looks = gatedLooks();
+    const { waiters } = waitersOn(looks.db);
+    const setup = await meshOfTwo(scratch.db);
+    const [request] = await requestsOf(scratch.db, setup, 1);
+    // Two waits hold the replies (a retry with the key beside the first).
+    for (let i = 0; i < 2; i++) await holdReplies(scratch.db, request!.id, setup.asker, 30);
+    await reply(scratch.db, setup, request!.id, "for the retry");
+    const caller = new AbortController();
+    const wait = (signal: AbortSignal) =>
+      waiters.wait({ requestId: request!.id, memberId: setup.asker, meshId: setup.mesh, deadline: Date.now() + 30_000, heldUntil: null, signal });
+    const gone = wait(caller.signal);
+    await looks.started;
+    const retry = wait(new AbortController().signal);
+    caller.abort();
+    looks.release();
+    expect((await retry)?.ciphertext).toBe("for the retry");
+    await gone;
+    // Back in the queue as well, it would reach the member a second time.
+    expect(await replyState(setup, "for the retry")).toEqual([{ state: "acked" }]);
+  });
+
   test("a look that fails ends its waits with the error, at once (the caller answers without a reply)", async () => {
     const failing: Database = { ...scratch.db, rows: () => Promise.reject(new Error("the database went away")) };
     const { waiters } = waitersOn(failing);

@@ -9,7 +9,7 @@
 // duplicate.
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
-import { endReplyWait, takeReplies, type TakenReply } from "../store/queue/index.ts";
+import { endReplyWait, returnTakenReply, takeReplies, type FoundReply, type TakenReply } from "../store/queue/index.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { QueueConsumer, QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
@@ -20,7 +20,7 @@ interface Waiter {
   memberId: string;
   meshId: string;
   /** Set by a look that took this request's reply. */
-  found: TakenReply | null;
+  found: FoundReply | null;
   /** Set by a look that failed: the wait ends with it. */
   failed: unknown;
   /** The statement under way that looks for this waiter's reply, if any. */
@@ -128,7 +128,7 @@ export class ReplyWaiters implements QueueConsumer {
     const onAbort = () => waiter.wake();
     req.signal.addEventListener("abort", onAbort);
     this.add(waiter);
-    let ended: "reply" | "deadline" | "aborted" | "stopping" | "failed" = "deadline";
+    let ended: "reply" | "returned" | "deadline" | "aborted" | "stopping" | "failed" = "deadline";
     this.log.debug({ requestId: req.requestId }, "reply wait started");
     try {
       // Registered before the first look: a reply committed after it is news.
@@ -149,17 +149,30 @@ export class ReplyWaiters implements QueueConsumer {
       this.remove(waiter);
     }
     try {
-      // The statement under way for this waiter may have taken its reply
-      // (acked): it is this wait's answer, not lost. Later ones leave it out.
-      await waiter.looking;
-      if (waiter.found !== null) ended = "reply";
-      else if (waiter.failed !== null) {
-        ended = "failed";
-        throw waiter.failed;
+      let reply: FoundReply | null;
+      try {
+        // The statement under way for this waiter may have taken its reply
+        // (acked): it is this wait's answer, not lost. Later ones leave it out.
+        await waiter.looking;
+        reply = waiter.found;
+        if (reply !== null) ended = "reply";
+        else if (waiter.failed !== null) {
+          ended = "failed";
+          throw waiter.failed;
+        }
+      } finally {
+        await this.end(req.requestId, req.heldUntil);
       }
-      return waiter.found;
+      // Taken for a caller that went away meanwhile (checked last, after every
+      // wait here): answered, it would be lost in a closed connection. One that
+      // other waits on the request hold too is theirs to answer with.
+      if (reply !== null && reply.takenNow && !reply.sharedHold && req.signal.aborted) {
+        ended = "returned";
+        await this.giveBack(reply.messageId, req.memberId);
+        return null;
+      }
+      return reply;
     } finally {
-      await this.end(req.requestId, req.heldUntil);
       this.log.debug({ requestId: req.requestId, ended }, "reply wait ended");
     }
   }
@@ -252,6 +265,22 @@ export class ReplyWaiters implements QueueConsumer {
       this.queuedWork.forMembers(members);
     } catch (error) {
       this.log.warn({ err: error, requestId }, "ending a reply wait failed; held replies return when their hold runs out");
+    }
+  }
+
+  // Back to the member's queue, and news of it for its consumers here and elsewhere.
+  private async giveBack(replyId: string, memberId: string): Promise<void> {
+    try {
+      const members = await retryTransient(() =>
+        this.db.transaction(async (tx) => {
+          const back = await returnTakenReply(tx, replyId, memberId);
+          if (back.length > 0) await this.bus.publish(tx, queuedWork(back, []));
+          return back;
+        }),
+      );
+      this.queuedWork.forMembers(members);
+    } catch (error) {
+      this.log.error({ err: error, replyId, memberId }, "a reply taken for a caller that went away could not go back to the queue");
     }
   }
 

@@ -4,6 +4,7 @@
 //   hold     (none)   → leased      enqueueSends, for a reply a waiting HTTP sender is owed (reply.ts)
 //   ack      leased   → acked       ackDeliveries, ackHeldBy (webhooks), takeReplies (waiting HTTP senders): moved to acked_deliveries
 //   requeue  leased   → queued      requeue (presence or holder ended, push not written, lease ran out), endReplyWait
+//   return   acked    → queued      returnTakenReply (taken for a waiting HTTP sender that went away before its answer)
 //   expire   queued   → expired     expireDeliveries
 //   drop     queued|leased → gone   dropUndelivered (recipient revoked), dropUndeliveredOfRevoked (queued by sends under way then)
 //   prune    settled  → gone        pruneMessages

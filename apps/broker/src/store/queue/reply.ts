@@ -23,6 +23,8 @@ export interface FoundReply extends TakenReply {
    * the take, and learns of it only if told.
    */
   sharedHold: boolean;
+  /** Acknowledged by this look (not found acknowledged already). */
+  takenNow: boolean;
 }
 
 /** A reply as TakenReply's fields, from its message `m` and sender `s`. */
@@ -92,9 +94,27 @@ export async function takeReplies(db: Executor, memberId: string, requestIds: re
     ),
     ${movedToAcked("taken", sql`d.id = ANY (ARRAY(SELECT id FROM hit))`, "taken")}
     SELECT ${replyColumns(sql`t.attempt`)},
-           t.fresh AND coalesce((SELECT req.reply_waits FROM messages req WHERE req.id = m.reply_to), 0) > 1 AS "sharedHold"
+           t.fresh AND coalesce((SELECT req.reply_waits FROM messages req WHERE req.id = m.reply_to), 0) > 1 AS "sharedHold",
+           t.fresh AS "takenNow"
     FROM (SELECT id, message_id, attempt, true AS fresh FROM taken UNION ALL SELECT id, message_id, attempt, false FROM earlier) t
     JOIN messages m ON m.id = t.message_id JOIN members s ON s.id = m.sender_member_id`);
+}
+
+/**
+ * A reply takeReplies acknowledged for a wait whose caller went away before
+ * it was answered goes back to the member's queue (acked → queued), as if
+ * never taken. Returns its recipient when it went back.
+ */
+export async function returnTakenReply(tx: Executor, replyId: string, memberId: string): Promise<string[]> {
+  const back = await tx.rows<{ memberId: string }>(sql`
+    WITH taken AS (
+      DELETE FROM acked_deliveries WHERE message_id = ${replyId}::uuid AND recipient_member_id = ${memberId}::uuid
+      RETURNING id, message_id, recipient_member_id, priority, attempt, created_at, expires_at, delivered_at
+    )
+    INSERT INTO deliveries (id, message_id, recipient_member_id, priority, state, attempt, created_at, expires_at, delivered_at)
+    SELECT id, message_id, recipient_member_id, priority, 'queued', attempt, created_at, expires_at, delivered_at FROM taken
+    RETURNING recipient_member_id AS "memberId"`);
+  return back.map((row) => row.memberId);
 }
 
 /**
