@@ -1,22 +1,24 @@
 // The peer SDK's client: one logical session over successive sockets. The
-// socket, reconnect policy, outbox, inbox and envelope live in their own
-// modules; this class wires them together and keeps the state machine.
+// socket, the reconnects, the calls awaiting answers, the inbox and the
+// envelope live in their own modules; this class wires them together and
+// keeps the state machine.
 // (Over 300 lines: it is the SDK's one public surface — every call a peer can
 // make is a short method here, delegating to those modules.)
 import { clientAckFrame, targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
-import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "./backoff.ts";
+import { isFinalCloseCode } from "./backoff.ts";
+import { Calls } from "./calls.ts";
 import { checkTimeout, resolveConfig, type ClientConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
-import { SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
+import { asError, SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
 import { buildHello } from "./hello.ts";
 import { historyPage } from "./history.ts";
 import { Inbox } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
-import { Outbox } from "./outbox.ts";
 import { ReplyWaiters } from "./replies.ts";
 import { PresenceFeed } from "./presence-feed.ts";
+import { Reconnector } from "./reconnect.ts";
 import { TypingTracker, typingOf, typingPayload } from "./typing.ts";
 import type {
   ClientEvents,
@@ -37,16 +39,10 @@ import type {
   TypingInfo,
   UnreadableMessage,
 } from "./types.ts";
-import { describeUnreadable, frameBytes, type PushFrame, type ReplyFrame, type ServerFrame } from "./wire.ts";
+import { describeUnreadable, type PushFrame, type ServerFrame } from "./wire.ts";
 
 type State = ConnectionState;
-type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
 
-const asError = (error: unknown, code = "closed"): SwitchboardError =>
-  error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error), { cause: error });
-
-/** A socket that stayed open this long after its hello starts the reconnect backoff over when it closes. */
-const STABLE_AFTER_MS = 10_000;
 /** How long close() waits for the broker to have the last acks. */
 const CLOSE_FLUSH_MS = 2000;
 
@@ -54,18 +50,11 @@ export class SwitchboardClient {
   readonly publicKey: string;
   private currentPresenceId = "";
   private currentMemberId = "";
-  /** The largest frame the broker takes on the current socket (from its hello_ack); unknown before the first. */
-  private maxFrameBytes: number | undefined;
   private state: State = "connecting";
   private connection: Connection | null = null;
   private generation = 0;
   private connectedOnce = false;
-  /** When the current socket's hello was accepted. */
-  private openedAt = 0;
-  /** Sockets in a row that closed within STABLE_AFTER_MS of their hello: the backoff goes on from there. */
-  private shortLived = 0;
   private lastHelloTimestamp = 0;
-  private cancelPause: (() => void) | null = null;
   /** The connect attempt under way: close() cuts it short, so no hello of it lands after the close. */
   private attempt: AbortController | null = null;
   /** Set once close() began: pushes arriving from then on are left to the broker (not handed over, not acked). */
@@ -78,13 +67,14 @@ export class SwitchboardClient {
    * to the first listener.
    */
   private unheard = new Map<string, PushFrame>();
-  private readonly outbox = new Outbox();
+  private readonly calls: Calls;
+  private readonly reconnector: Reconnector;
   private readonly acks: AckBatcher;
   private readonly inbox: Inbox;
   private readonly keys: KeyRing;
   private readonly replies: ReplyWaiters;
   private readonly presenceFeed = new PresenceFeed({
-    request: (frame) => this.call(frame, "ack"),
+    request: (frame) => this.calls.make(frame, "ack"),
     ping: () => this.ping(),
     emit: (event) => this.events.emit("presence", event),
   });
@@ -99,6 +89,21 @@ export class SwitchboardClient {
     this.keys = new KeyRing(config.secretKey, config.publicKey, config.channelKeys);
     this.inbox = new Inbox(this.keys, this.acks, config.acks);
     this.replies = new ReplyWaiters((fn) => this.on("message", fn));
+    this.calls = new Calls(
+      { state: () => this.state, connection: () => this.connection },
+      { requestTimeoutMs: config.requestTimeoutMs, offline: config.offline },
+    );
+    this.reconnector = new Reconnector(config.reconnect, {
+      attempt: () => this.establish(),
+      ended: () => this.isClosed(),
+      retrying: () => this.setState("reconnecting"),
+      gaveUp: (final) => {
+        // Ended before the events, as for a final close code.
+        this.shutdown(final);
+        this.events.emit("error", final);
+        this.events.emit("close", { code: 1006, reason: final.code, willReconnect: false });
+      },
+    });
   }
 
   /** Resolves after the first hello_ack; rejects with SwitchboardError(code) on a refused hello. */
@@ -120,7 +125,7 @@ export class SwitchboardClient {
    */
   static async start(options: ClientOptions): Promise<SwitchboardClient> {
     const client = new SwitchboardClient(await resolveConfig(options));
-    void client.reconnectLoop(true);
+    client.reconnector.start();
     return client;
   }
 
@@ -184,7 +189,7 @@ export class SwitchboardClient {
     if (opts.ttlSeconds !== undefined) frame.ttlSeconds = opts.ttlSeconds;
     if (opts.replyTo !== undefined) frame.replyTo = opts.replyTo;
     if (opts.ephemeral !== undefined) frame.ephemeral = opts.ephemeral;
-    const ack = await this.call(frame, "ack", withdraw).catch((error: unknown) => {
+    const ack = await this.calls.make(frame, "ack", withdraw).catch((error: unknown) => {
       // No verdict: the caller needs the id to send it again without a second
       // copy (not for an ephemeral send: the broker does not look its id up).
       if (error instanceof SwitchboardError && UNDECIDED_CODES.socket.has(error.code) && opts.ephemeral !== true) {
@@ -224,20 +229,20 @@ export class SwitchboardClient {
   }
 
   async setStatus(status: "idle" | "working" | "dnd", source: "manual" | "jsonl" = "manual"): Promise<StatusInfo> {
-    const reply = await this.call({ type: "set_status", status, source }, "status");
+    const reply = await this.calls.make({ type: "set_status", status, source }, "status");
     return { status: reply.status, statusSource: reply.statusSource };
   }
 
   async join(channel: string): Promise<void> {
-    await this.call({ type: "join", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
+    await this.calls.make({ type: "join", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
   }
 
   async leave(channel: string): Promise<void> {
-    await this.call({ type: "leave", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
+    await this.calls.make({ type: "leave", channel: channel.startsWith("#") ? channel : `#${channel}` }, "ack");
   }
 
   async listPeers(): Promise<PeerInfo[]> {
-    return (await this.call({ type: "list_peers" }, "peers")).peers;
+    return (await this.calls.make({ type: "list_peers" }, "peers")).peers;
   }
 
   /** A page of a joined channel's stored messages, oldest first (hydration after a load or a reconnect). */
@@ -246,7 +251,7 @@ export class SwitchboardClient {
     const frame: Record<string, unknown> = { type: "history", target };
     if (opts.before !== undefined) frame.before = opts.before;
     if (opts.limit !== undefined) frame.limit = opts.limit;
-    const reply = await this.call(frame, "history");
+    const reply = await this.calls.make(frame, "history");
     return historyPage(reply.messages, reply.more, opts.limit, this.inbox, (error) => this.events.emit("error", error));
   }
 
@@ -269,7 +274,7 @@ export class SwitchboardClient {
 
   /** The broker's clock (ms since the epoch). */
   async ping(): Promise<number> {
-    return (await this.call({ type: "ping" }, "pong")).serverTime;
+    return (await this.calls.make({ type: "ping" }, "pong")).serverTime;
   }
 
   /**
@@ -322,44 +327,6 @@ export class SwitchboardClient {
 
   // ——— internals ———
 
-  /** Queues a frame awaiting its reply; written now when open, else after the next hello. */
-  private call<T extends ReplyFrame["type"]>(frame: Record<string, unknown>, expected: T, withdraw?: AbortSignal): Promise<ReplyOf<T>> {
-    if (this.state === "closed") return Promise.reject(new SwitchboardError("closed", "the client is closed"));
-    if (this.state !== "open" && this.config.offline === "fail") {
-      return Promise.reject(new SwitchboardError("unavailable", "not connected to the broker (reconnecting)"));
-    }
-    const reqId = `c-${crypto.randomUUID()}`;
-    return new Promise<ReplyOf<T>>((resolve, reject) => {
-      const limit = this.config.requestTimeoutMs;
-      // Given up on before the broker answered: out of the outbox, never written again.
-      const giveUp = (message: string) => {
-        if (this.outbox.take(reqId)) entry.reject(new SwitchboardError("timeout", message));
-      };
-      const timer = limit === undefined ? undefined : setTimeout(() => giveUp(`no answer from the broker within ${limit} ms`), limit);
-      const entry = {
-        reqId,
-        text: JSON.stringify({ ...frame, reqId }),
-        writtenOn: 0,
-        once: frame.ephemeral === true,
-        reject: (error: Error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-        resolve: (reply: ReplyFrame) => {
-          clearTimeout(timer);
-          if (reply.type === "error") reject(new SwitchboardError(reply.code, reply.message));
-          else if (reply.type === expected) resolve(reply as ReplyOf<T>);
-          else reject(new SwitchboardError("protocol", `expected a ${expected} reply, got ${reply.type}`));
-        },
-      };
-      const refused = this.state === "open" ? this.oversized(entry.text) : null;
-      if (refused) return entry.reject(refused);
-      this.outbox.add(entry);
-      withdraw?.addEventListener("abort", () => giveUp("withdrawn before the broker answered"), { once: true });
-      if (this.state === "open" && this.connection?.send(entry.text)) entry.writtenOn = this.connection.generation;
-    });
-  }
-
   private async establish(): Promise<void> {
     const generation = ++this.generation;
     const attempt = new AbortController();
@@ -392,18 +359,11 @@ export class SwitchboardClient {
     }
     this.connection = connection;
     this.acks.connected(ack.maxMessageBytes);
-    this.openedAt = Date.now();
+    this.reconnector.opened();
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;
-    this.maxFrameBytes = ack.maxMessageBytes;
-    // Everything unanswered goes out again, in the order it was made, before
-    // the state says open: a call made by a listener of that change comes after.
-    for (const entry of this.outbox.inOrder()) {
-      const refused = this.oversized(entry.text);
-      if (refused) {
-        if (this.outbox.take(entry.reqId)) entry.reject(refused);
-      } else if (connection.send(entry.text)) entry.writtenOn = generation;
-    }
+    // Before the state says open: a call made by a listener of that change comes after.
+    this.calls.reopened(connection, ack.maxMessageBytes);
     this.setState("open");
     this.acks.flush();
     const reconnected = this.connectedOnce;
@@ -412,20 +372,6 @@ export class SwitchboardClient {
     if (reconnected) this.presenceFeed.reconnected().catch((error: unknown) => this.events.emit("error", asError(error)));
     this.events.emit("open");
     if (reconnected) this.events.emit("reconnect");
-  }
-
-  /**
-   * A frame over the broker's limit is refused here: written, it would close
-   * the socket (1009) and every call on it would wait for the reconnect.
-   */
-  private oversized(text: string): SwitchboardError | null {
-    if (this.maxFrameBytes === undefined) return null;
-    const bytes = frameBytes(text);
-    if (bytes <= this.maxFrameBytes) return null;
-    return new SwitchboardError(
-      "too_large",
-      `the frame is ${bytes} bytes, over the broker's limit of ${this.maxFrameBytes} (MAX_MESSAGE_BYTES); send less`,
-    );
   }
 
   private setState(state: State): void {
@@ -460,11 +406,11 @@ export class SwitchboardClient {
     // The close 4001 right behind it reconnects with a fresh token.
     if (frame.type === "error" && frame.code === "expired" && frame.reqId === undefined) return;
     if (frame.type === "status") this.events.emit("status", { status: frame.status, statusSource: frame.statusSource });
-    const entry = frame.reqId === undefined ? undefined : this.outbox.take(frame.reqId);
-    if (entry) entry.resolve(frame);
     // An error with a reqId and no call is the late answer to one given up
     // on (timed out, withdrawn), whose caller heard already: not news.
-    else if (frame.type === "error" && frame.reqId === undefined) this.events.emit("error", new SwitchboardError(frame.code, frame.message));
+    if (!this.calls.answer(frame) && frame.type === "error" && frame.reqId === undefined) {
+      this.events.emit("error", new SwitchboardError(frame.code, frame.message));
+    }
   }
 
   /**
@@ -474,8 +420,7 @@ export class SwitchboardClient {
   private onInvalidFrame(data: unknown): void {
     const { reqId, what } = describeUnreadable(data);
     const error = new SwitchboardError("protocol", `the broker sent a frame the SDK cannot read (${what})`);
-    const entry = reqId === undefined ? undefined : this.outbox.take(reqId);
-    if (entry) entry.reject(error);
+    this.calls.fail(reqId, error);
     this.events.emit("error", error);
   }
 
@@ -490,22 +435,15 @@ export class SwitchboardClient {
   private onSocketClosed(generation: number, code: number, reason: string): void {
     if (generation !== this.generation || this.state === "closed") return;
     this.connection = null;
-    if (code === 1009) {
-      // The broker refused a frame as too large; re-sending it would loop
-      // forever. The largest written is the likeliest: a call (rejected), or
-      // a frame of acks (later ones are made smaller).
-      const culprit = this.outbox.largestWrittenOn(generation);
-      if (this.acks.largestWritten > (culprit?.text.length ?? 0)) this.acks.frameTooLarge();
-      else if (culprit && this.outbox.take(culprit.reqId)) culprit.reject(new SwitchboardError("too_large", "the broker closed the socket: frame too large"));
+    // The broker refused a frame as too large; re-sending it would loop
+    // forever. The largest written is the likeliest: a call (rejected), or a
+    // frame of acks (later ones are made smaller).
+    if (code === 1009 && !this.calls.blameLargestOver(generation, this.acks.largestWritten) && this.acks.largestWritten > 0) {
+      this.acks.frameTooLarge();
     }
-    // An ephemeral send it carried may have been delivered: the broker keeps
-    // no id to tell a second copy from a new message, so it is not written again.
-    for (const entry of this.outbox.takeWrittenOnce(generation)) {
-      entry.reject(new SwitchboardError("unavailable", "the connection dropped before the broker answered this ephemeral send; it is not written again"));
-    }
+    this.calls.dropped(generation);
     // Closing already (close() waits for its last acks): no reconnect.
-    const willReconnect =
-      this.closing === null && !isFinalCloseCode(code) && this.config.reconnect !== null && this.config.reconnect.maxAttempts > 0;
+    const willReconnect = this.closing === null && !isFinalCloseCode(code) && this.reconnector.enabled;
     if (!willReconnect) {
       // Ended before the event: a close() from a listener finds the client
       // closed, and neither fails the calls with its own code nor says so twice.
@@ -520,41 +458,9 @@ export class SwitchboardClient {
     this.setState("reconnecting");
     if (this.config.offline === "fail") {
       // Whether the broker applied them is unknown: the caller decides, nothing is re-sent behind its back.
-      this.outbox.failAll(new SwitchboardError("unavailable", `the connection dropped before the broker answered (${code})`));
+      this.calls.failAll(new SwitchboardError("unavailable", `the connection dropped before the broker answered (${code})`));
     }
-    // A broker that accepts the hello and closes soon after must not be
-    // retried at the shortest delay forever: such sockets count as failed attempts.
-    const backedOff = Date.now() - this.openedAt < STABLE_AFTER_MS ? this.shortLived++ : (this.shortLived = 0);
-    void this.reconnectLoop(false, backedOff);
-  }
-
-  /**
-   * `immediate`: the first attempt does not wait (a client started in the
-   * background). `backedOff`: failed attempts before this loop, for the delays.
-   */
-  private async reconnectLoop(immediate: boolean, backedOff = 0): Promise<void> {
-    const policy = this.config.reconnect ?? { maxAttempts: 1, minDelayMs: 0, maxDelayMs: 0 };
-    let last: SwitchboardError | undefined;
-    for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
-      if (attempt > 0) this.setState("reconnecting");
-      // A listener of that state may have closed the client: no wait, whose timer would outlive it.
-      if (this.isClosed()) return;
-      await this.pause(immediate && attempt === 0 ? 0 : backoffDelay(backedOff + (immediate ? attempt - 1 : attempt), policy));
-      if (this.isClosed()) return;
-      try {
-        await this.establish();
-        return;
-      } catch (error) {
-        if (this.isClosed()) return;
-        last = asError(error);
-        if (isFinalHelloCode(last.code)) break;
-      }
-    }
-    const final = last && isFinalHelloCode(last.code) ? last : new SwitchboardError("closed", `gave up reconnecting: ${last?.message ?? "no attempts"}`);
-    // Ended before the events, as for a final close code.
-    this.shutdown(final);
-    this.events.emit("error", final);
-    this.events.emit("close", { code: 1006, reason: final.code, willReconnect: false });
+    this.reconnector.closed();
   }
 
   // A method, so TypeScript does not keep a narrowing of `state` across awaits.
@@ -562,30 +468,18 @@ export class SwitchboardClient {
     return this.state === "closed";
   }
 
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.cancelPause = done;
-    });
-  }
-
   /** Final: no more sockets; everything pending fails with error. */
   private shutdown(error: SwitchboardError): void {
     if (this.state === "closed") return;
     this.setState("closed");
     this.typingTracker.dispose();
-    this.cancelPause?.();
-    this.cancelPause = null;
+    this.reconnector.cancel();
     // close() closes the socket itself; every other path gets here without one.
     this.connection = null;
     this.acks.dispose();
     // Never acked: the broker gives them to the member's next connection.
     this.unheard.clear();
-    this.outbox.failAll(error);
+    this.calls.failAll(error);
     this.replies.failAll(error);
   }
 }

@@ -38,3 +38,7 @@ export const UNDECIDED_CODES = {
   socket: new Set(["timeout", "unavailable", "closed", "internal", "protocol"]),
   http: new Set(["timeout", "unreachable", "internal", "protocol"]),
 } as const;
+
+/** Any failure as a SwitchboardError (`code` for what is not one yet). */
+export const asError = (error: unknown, code = "closed"): SwitchboardError =>
+  error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error), { cause: error });
