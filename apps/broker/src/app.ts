@@ -184,6 +184,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       apiSenders.forget(memberId);
       void lifecycle.revoked(memberId);
     },
+    bus,
+    onTokenRevoked: (tokenId) => apiSenders.forgetToken(tokenId),
   });
   const waiters = new ReplyWaiters(db, queuedWork, bus, log, { maxWaiters: config.MAX_REPLY_WAITERS, clock });
   queuedWork.subscribe(waiters);
@@ -244,6 +246,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       apiSenders.forget(memberId);
       lifecycle.endMember(memberId, "revoked");
     },
+    tokenRevoked: (tokenId) => apiSenders.forgetToken(tokenId),
     presence: (changes, from) => presenceEvents.received(changes, from),
     // Everything local may have missed news: every consumer looks again.
     resubscribed: () => {

@@ -3,10 +3,11 @@
 // on the embedded backend with the broker stopped (one process per DATA_DIR).
 import { describe, expect, test } from "bun:test";
 import { connect, type Database } from "@switchboard/db";
-import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
+import type { MemberView, MeshView, PresenceView, TokenView } from "@switchboard/protocol";
 import { newIdentity, TestPeer, useTestBroker, type TestIdentity } from "@switchboard/testkit";
 import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
 import { ISO, UUID } from "./support/messaging.ts";
+import { expectHookError, postHook } from "./support/status.ts";
 import { sql } from "drizzle-orm";
 import { createHash, randomBytes } from "node:crypto";
 import { findMemberByTokenHash } from "../src/store/directory.ts";
@@ -65,6 +66,8 @@ describe("admin API", () => {
       ["POST", "/v1/meshes/x/members"],
       ["DELETE", "/v1/meshes/x/members/y"],
       ["POST", "/v1/meshes/x/members/y/tokens"],
+      ["GET", "/v1/meshes/x/members/y/tokens"],
+      ["DELETE", `/v1/meshes/x/members/y/tokens/${crypto.randomUUID()}`],
       ["GET", "/v1/meshes/x/peers"],
     ];
     for (const [method, path] of routes) {
@@ -200,7 +203,7 @@ describe("admin API", () => {
     const second = await api<{ token: string }>("POST", `/v1/meshes/${mesh.id}/members/${member.pubkey}/tokens`, { kind: "hook" });
     for (const res of [first, second]) {
       expect(res.status).toBe(201);
-      expect(Object.keys(res.body)).toEqual(["token"]);
+      expect(Object.keys(res.body).sort()).toEqual(["createdAt", "id", "kind", "revokedAt", "token"]);
       expect(res.body.token).toMatch(/^sbh_[A-Za-z0-9_-]{43}$/);
       expect(res.headers.get("cache-control")).toBe("no-store");
     }
@@ -222,6 +225,51 @@ describe("admin API", () => {
       expect(rows.every((r) => r.kind === "hook" && r.revoked_at === null)).toBe(true);
       expect(await findMemberByTokenHash(db, sha256(first.body.token), "hook")).toEqual({ memberId: member.id, meshId: mesh.id });
       expect(await findMemberByTokenHash(db, sha256("sbh_not-a-token"), "hook")).toBeNull();
+    });
+  });
+
+  test("a member's tokens are listed without their secrets and revoked one at a time, once, with an audit row", async () => {
+    const mesh = await newMesh();
+    const member = await newMember(mesh.slug, "Tokened");
+    const other = await newMember(mesh.slug, "Other");
+    const tokensPath = (ref: string) => `/v1/meshes/${mesh.slug}/members/${ref}/tokens`;
+    type Issued = TokenView & { token: string };
+    const hook = (await api<Issued>("POST", tokensPath(member.id), { kind: "hook" })).body;
+    const kept = (await api<Issued>("POST", tokensPath(member.id), { kind: "hook" })).body;
+    expect(hook).toEqual({ token: expect.stringMatching(/^sbh_/), id: expect.stringMatching(UUID), kind: "hook", createdAt: expect.stringMatching(ISO), revokedAt: null });
+    const hookAnswer = (token: string) => postHook(broker.url, { token, body: { cwd: "/nowhere", status: "idle" } });
+    expect((await hookAnswer(hook.token)).status).not.toBe(401);
+
+    const revoked = await api<TokenView>("DELETE", `${tokensPath(member.pubkey)}/${hook.id.toUpperCase()}`);
+    expect(revoked.status).toBe(200);
+    expect(revoked.body).toEqual({ id: hook.id, kind: "hook", createdAt: hook.createdAt, revokedAt: expect.stringMatching(ISO) });
+    expectHookError(await hookAnswer(hook.token), 401);
+    // Its sibling and its member are untouched.
+    expect((await hookAnswer(kept.token)).status).not.toBe(401);
+    const members = await api<{ members: MemberView[] }>("GET", `/v1/meshes/${mesh.id}/members`);
+    expect(members.body.members.find((m) => m.id === member.id)?.revokedAt).toBeNull();
+    // Again: the first revocation's time.
+    expect((await api<TokenView>("DELETE", `${tokensPath(member.id)}/${hook.id}`)).body).toEqual(revoked.body);
+
+    const listed = await api<{ tokens: TokenView[] }>("GET", tokensPath(member.id));
+    expect(listed.status).toBe(200);
+    expect(listed.body.tokens).toEqual([revoked.body, { id: kept.id, kind: "hook", createdAt: kept.createdAt, revokedAt: null }]);
+    expect((await api<{ tokens: TokenView[] }>("GET", tokensPath(other.id))).body.tokens).toEqual([]);
+
+    // A token is found only under its own member, by its id.
+    for (const path of [`${tokensPath(other.id)}/${kept.id}`, `${tokensPath(member.id)}/${crypto.randomUUID()}`, `${tokensPath(member.id)}/${kept.token}`]) {
+      const missing = await api<ErrorBody>("DELETE", path);
+      expect({ status: missing.status, code: missing.body.error.code }).toEqual({ status: 404, code: "not_found" });
+    }
+    expect((await api("GET", tokensPath(crypto.randomUUID()))).status).toBe(404);
+    expect((await hookAnswer(kept.token)).status).not.toBe(401);
+
+    await withDatabase(async (db) => {
+      const audit = await db.rows<{ meshId: string; meta: string }>(sql`
+        SELECT mesh_id::text AS "meshId", meta::text AS meta FROM audit_log WHERE member_id = ${member.id}::uuid AND event = 'revoke'`);
+      expect(audit.map((a) => ({ meshId: a.meshId, meta: JSON.parse(a.meta) as unknown }))).toEqual([
+        { meshId: mesh.id, meta: { tokenId: hook.id, kind: "hook" } },
+      ]);
     });
   });
 

@@ -173,6 +173,18 @@ describe("HTTP messaging API", () => {
     expectError(await messageStatus(broker.url, tokens[0]!, crypto.randomUUID()), 401, "unauthorized");
   });
 
+  test("a token that was just used is refused at once when it alone is revoked; the member's other token still sends", async () => {
+    const { mesh, members } = await meshWithTokens(2, 0);
+    const [sender, target] = members as [SetupMember, SetupMember];
+    const doomed = await broker.admin.issueToken(mesh.id, sender.id, "api");
+    const kept = await broker.admin.createApiToken(mesh.id, sender.id);
+    expect((await post(doomed.token, httpBody(target.pubkey))).status).toBe(201);
+    await broker.admin.revokeToken(mesh.id, sender.id, doomed.id);
+    expectError(await post(doomed.token, httpBody(target.pubkey)), 401, "unauthorized");
+    expectError(await messageStatus(broker.url, doomed.token, crypto.randomUUID()), 401, "unauthorized");
+    expect((await post(kept, httpBody(target.pubkey))).status).toBe(201);
+  });
+
   test("400 invalid: not JSON, a bad field, ephemeral, an Idempotency-Key over 64 characters, a wait outside 1–60", async () => {
     const { members, tokens } = await meshWithTokens(2);
     const token = tokens[0]!;
@@ -603,6 +615,23 @@ describe.skipIf(backendKind !== "postgres")("HTTP messaging over two instances (
       expect(status).toBe(403);
     }
     expect(status).toBe(401);
+  });
+
+  test("a token revoked on one instance is refused on the other once the revocation's notice came, not when its memory of it runs out", async () => {
+    const { a, b } = pair;
+    const { mesh, members } = await setupMesh(a.admin, { members: 3 });
+    const [sender, target, sentinel] = members as [SetupMember, SetupMember, SetupMember];
+    const issued = await a.admin.issueToken(mesh.id, sender.id, "api");
+    // b remembers the token's member from here on.
+    expect((await postMessage(b.url, issued.token, httpBody(target.pubkey))).status).toBe(201);
+    const onB = await pool.connect(b.wsUrl, sentinel, mesh.id);
+    await a.admin.revokeToken(mesh.id, sender.id, issued.id);
+    // Notices reach b in the order of their commits: once the later
+    // revocation has closed the sentinel's socket there, b heard of the token's.
+    await a.admin.revokeMember(mesh.id, sentinel.id);
+    expect((await onB.closed).code).toBe(4002);
+    const refused = await postMessage<ErrorBody>(b.url, issued.token, httpBody(target.pubkey));
+    expect({ status: refused.status, code: refused.body.error.code }).toEqual({ status: 401, code: "unauthorized" });
   });
 });
 

@@ -265,6 +265,7 @@ describe.skipIf(backendKind === "embedded")("ReplyWaiters on two instances (need
       leased: () => {},
       replaced: () => {},
       revoked: () => {},
+      tokenRevoked: () => {},
       presence: () => {},
       resubscribed: () => {},
     });

@@ -1,6 +1,16 @@
 // The broker's admin HTTP API (docs/protocol.md, "Admin API"): one typed call per route.
 // A non-2xx answer becomes a CliError carrying the broker's own message.
-import { PUBKEY, UUID, type MemberView, type MeshView, type PresenceView, type WebhookStateView } from "@switchboard/protocol";
+import {
+  PUBKEY,
+  UUID,
+  type IssuedToken,
+  type MemberView,
+  type MeshView,
+  type PresenceView,
+  type RevokedToken,
+  type TokenView,
+  type WebhookStateView,
+} from "@switchboard/protocol";
 import { httpBase } from "./config.ts";
 import { CliError, REQUEST_TIMEOUT_MS } from "./errors.ts";
 
@@ -77,8 +87,16 @@ export class AdminApi {
     return this.call("DELETE", `/v1/meshes/${seg(mesh)}/members/${seg(member)}`);
   }
 
-  createToken(mesh: string, member: string, kind: "hook" | "api"): Promise<{ token: string }> {
+  createToken(mesh: string, member: string, kind: "hook" | "api"): Promise<IssuedToken> {
     return this.call("POST", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`, { kind });
+  }
+
+  async listTokens(mesh: string, member: string): Promise<TokenView[]> {
+    return (await this.call<{ tokens: TokenView[] }>("GET", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`)).tokens;
+  }
+
+  revokeToken(mesh: string, member: string, tokenId: string): Promise<RevokedToken> {
+    return this.call("DELETE", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens/${seg(tokenId)}`);
   }
 
   setWebhook(mesh: string, member: string, body: { url: string; secret: string }): Promise<WebhookStateView> {

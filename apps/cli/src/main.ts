@@ -4,7 +4,7 @@
 // and turns failures into one line on stderr and an exit code.
 import { leadingWords, parseCommandArgs, type OptionSpecs } from "./args.ts";
 import { makeContext, type Command } from "./command.ts";
-import { meshCreate, meshList, memberAdd, memberList, memberRevoke, peers, tokenCreate } from "./commands/admin.ts";
+import { meshCreate, meshList, memberAdd, memberList, memberRevoke, peers, tokenCreate, tokenList, tokenRevoke } from "./commands/admin.ts";
 import { hookForward } from "./commands/hook.ts";
 import { hookInstall, hookUninstall, installCommand, uninstallCommand } from "./commands/install.ts";
 import { keygen } from "./commands/keygen.ts";
@@ -24,6 +24,8 @@ const COMMANDS: Command[] = [
   memberRevoke,
   memberList,
   tokenCreate,
+  tokenList,
+  tokenRevoke,
   peers,
   listen,
   send,

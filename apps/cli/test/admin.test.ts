@@ -1,7 +1,7 @@
 // keygen, the admin commands, configuration precedence and usage errors of
 // the switchboard CLI, run as a child process against a real broker.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { MemberView, MeshView } from "@switchboard/protocol";
+import type { IssuedToken, MemberView, MeshView, TokenView } from "@switchboard/protocol";
 import { randomSlug, useTestBroker } from "@switchboard/testkit";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -118,6 +118,47 @@ describe("admin commands", () => {
 
     expect(JSON.parse(await ok(["peers", slug, "--json"]))).toEqual([]);
     expect(lines(await ok(["peers", slug]))).toEqual([expect.stringMatching(/^NAME\s+KEY\s+SESSION\s+STATUS\s+SOURCE\s+PID\s+CWD\s+CONNECTED$/)]);
+  });
+
+  test("token create --json gives the id; token list shows no secret; token revoke ends one token, not its member", async () => {
+    const slug = randomSlug();
+    await ok(["mesh", "create", slug]);
+    const key = (await ok(["keygen", "--out", home.path(`${slug}-carol.json`)])).trim();
+    await ok(["member", "add", slug, key, "--name", "carol"]);
+    const doomed = JSON.parse(await ok(["token", "create", slug, "carol", "--json"])) as IssuedToken;
+    expect(doomed).toEqual({ token: expect.stringMatching(/^sbh_/), id: expect.any(String), kind: "hook", createdAt: expect.any(String), revokedAt: null });
+    const kept = (await ok(["token", "create", slug, "carol", "--kind", "api"])).trim();
+    const postHook = (token: string) =>
+      fetch(`${broker.url}/hook/set-status`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ cwd: "/nowhere", status: "working" }),
+      });
+    expect((await postHook(doomed.token)).status).toBe(200);
+
+    const listed = JSON.parse(await ok(["token", "list", slug, "carol", "--json"])) as TokenView[];
+    expect(listed.map((t) => [t.kind, t.revokedAt])).toEqual([
+      ["hook", null],
+      ["api", null],
+    ]);
+    const listing = await ok(["token", "list", slug, key]);
+    expect(listing).not.toContain(doomed.token);
+    expect(listing).not.toContain(kept);
+    expect(lines(listing)[0]).toMatch(/^ID\s+KIND\s+CREATED\s+STATE$/);
+    expect(lines(listing)[1]).toMatch(new RegExp(`^${doomed.id}\\s+hook\\s+\\S+\\s+active$`));
+
+    expect((await ok(["token", "revoke", slug, "carol", doomed.id])).trim()).toMatch(new RegExp(`^revoked hook token ${doomed.id} at \\S+$`));
+    expect((await postHook(doomed.token)).status).toBe(401);
+    const after = JSON.parse(await ok(["token", "list", slug, "carol", "--json"])) as TokenView[];
+    expect(after.map((t) => [t.id, t.revokedAt === null])).toEqual([
+      [doomed.id, false],
+      [listed[1]!.id, true],
+    ]);
+    const members = JSON.parse(await ok(["member", "list", slug, "--json"])) as MemberView[];
+    expect(members[0]?.revokedAt).toBeNull();
+
+    expectOneLineError(await cli(["token", "revoke", slug, "carol", "sbh_not-an-id"]), 2, /<token-id> is a token's id/);
+    expectOneLineError(await cli(["token", "revoke", slug, "carol", crypto.randomUUID()]), 1, /no token .* \(not_found\)/);
   });
 
   test("an unknown mesh is one error line and exit 1", async () => {

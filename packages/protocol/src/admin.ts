@@ -42,6 +42,24 @@ export interface MemberView {
   revokedAt: string | null;
 }
 
+/** A token as the admin API lists it: never its secret, which only its issue shows. */
+export interface TokenView {
+  id: string;
+  kind: "hook" | "api";
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+/** A token as its revocation answers it. */
+export interface RevokedToken extends TokenView {
+  revokedAt: string;
+}
+
+/** The answer to a token's issue: the secret, shown this once, and the id that revokes it. */
+export interface IssuedToken extends TokenView {
+  token: string;
+}
+
 export interface PresenceView {
   presenceId: string;
   memberId: string;

@@ -1,6 +1,6 @@
 // The broker's admin HTTP API (/v1, bearer ADMIN_TOKEN) for tests: typed
 // helpers that throw on any non-2xx answer, plus raw() for testing errors.
-import type { PresenceView } from "@switchboard/protocol";
+import type { IssuedToken, PresenceView, RevokedToken, TokenView } from "@switchboard/protocol";
 import { newIdentity, type TestIdentity } from "./peer.ts";
 
 export interface MeshInfo {
@@ -110,18 +110,28 @@ export class AdminClient {
     await this.call("DELETE", `/v1/meshes/${seg(mesh)}/members/${seg(member)}`);
   }
 
-  async createHookToken(mesh: string, member: string): Promise<string> {
-    const answer = await this.call("POST", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`, { kind: "hook" });
+  /** POST …/tokens: the token (shown once) with its id. */
+  async issueToken(mesh: string, member: string, kind: "hook" | "api"): Promise<IssuedToken> {
+    const answer = await this.call("POST", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`, { kind });
     const token = (answer as { token?: unknown } | undefined)?.token;
     if (typeof token !== "string") throw new Error(`token answer without a token: ${JSON.stringify(answer)}`);
-    return token;
+    return answer as IssuedToken;
+  }
+
+  async createHookToken(mesh: string, member: string): Promise<string> {
+    return (await this.issueToken(mesh, member, "hook")).token;
   }
 
   async createApiToken(mesh: string, member: string): Promise<string> {
-    const answer = await this.call("POST", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`, { kind: "api" });
-    const token = (answer as { token?: unknown } | undefined)?.token;
-    if (typeof token !== "string") throw new Error(`token answer without a token: ${JSON.stringify(answer)}`);
-    return token;
+    return (await this.issueToken(mesh, member, "api")).token;
+  }
+
+  async listTokens(mesh: string, member: string): Promise<TokenView[]> {
+    return ((await this.call("GET", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens`)) as { tokens: TokenView[] }).tokens;
+  }
+
+  async revokeToken(mesh: string, member: string, tokenId: string): Promise<RevokedToken> {
+    return (await this.call("DELETE", `/v1/meshes/${seg(mesh)}/members/${seg(member)}/tokens/${seg(tokenId)}`)) as RevokedToken;
   }
 
   /** PUT …/webhook; answers the webhook's state. */

@@ -1,8 +1,17 @@
-// The admin operations behind /v1: enrol meshes and members, issue hook and
-// API tokens, revoke members, list live peers. Failures the caller can act on are
+// The admin operations behind /v1: enrol meshes and members, issue, list and
+// revoke hook and API tokens, revoke members, list live peers. Failures the caller can act on are
 // thrown as RefusedError with a stable code; the transport maps codes to statuses.
 import type { Database } from "@switchboard/db";
-import type { AddMemberBody, CreateMeshBody, MemberView, MeshView, PresenceView } from "@switchboard/protocol";
+import type {
+  AddMemberBody,
+  CreateMeshBody,
+  IssuedToken,
+  MemberView,
+  MeshView,
+  PresenceView,
+  RevokedToken,
+  TokenView,
+} from "@switchboard/protocol";
 import type { Logger } from "../log.ts";
 import {
   findMember,
@@ -13,9 +22,12 @@ import {
   listLivePeers,
   listMembers,
   listMeshes,
+  listTokens,
   revokeMember,
+  revokeToken,
 } from "../store/directory.ts";
 import { UUID } from "../store/sql.ts";
+import type { InstanceBus } from "./bus.ts";
 import { refuse, RefusedError } from "./outcome.ts";
 import { leftEvents, type PresenceEvents } from "./presence-events.ts";
 import { retryTransient } from "./retry.ts";
@@ -32,9 +44,13 @@ export interface AdminDeps {
   events: PresenceEvents;
   /** Runs after a revocation committed, so this instance can close the member's sockets (4002). */
   onRevoked: (memberId: string) => void;
+  /** Tells the other instances of a token's revocation, with its commit. */
+  bus: InstanceBus;
+  /** Runs after a token's revocation committed, so this instance forgets it. */
+  onTokenRevoked: (tokenId: string) => void;
 }
 
-export function createAdminService({ db, log, events, onRevoked }: AdminDeps) {
+export function createAdminService({ db, log, events, onRevoked, bus, onTokenRevoked }: AdminDeps) {
   const mesh = async (ref: string): Promise<MeshView> => {
     const found = await findMesh(db, ref, UUID.test(ref));
     if (found === null) throw fail("not_found", `no mesh ${ref}`);
@@ -104,15 +120,37 @@ export function createAdminService({ db, log, events, onRevoked }: AdminDeps) {
       return { id: found.member.id, revokedAt };
     },
 
-    async issueToken(meshRef: string, memberRef: string, kind: TokenKind): Promise<{ token: string }> {
+    async issueToken(meshRef: string, memberRef: string, kind: TokenKind): Promise<IssuedToken> {
       const found = await member(meshRef, memberRef);
       if (found.member.revokedAt !== null) {
         throw fail("conflict", `member ${memberRef} is revoked`);
       }
       const token = newToken(kind);
-      await insertToken(db, found.member.id, kind, hashToken(token));
-      log.info({ meshId: found.mesh.id, memberId: found.member.id, kind }, "admin token issued");
-      return { token };
+      const issued = await insertToken(db, found.member.id, kind, hashToken(token));
+      log.info({ meshId: found.mesh.id, memberId: found.member.id, tokenId: issued.id, kind }, "admin token issued");
+      return { token, ...issued };
+    },
+
+    async listTokens(meshRef: string, memberRef: string): Promise<TokenView[]> {
+      return listTokens(db, (await member(meshRef, memberRef)).member.id);
+    },
+
+    /** Revokes one token of the member; a second revocation answers with the first's time. */
+    async revokeToken(meshRef: string, memberRef: string, tokenId: string): Promise<RevokedToken> {
+      const found = await member(meshRef, memberRef);
+      const unknown = () => fail("not_found", `no token ${tokenId} of member ${memberRef}`);
+      if (!UUID.test(tokenId)) throw unknown();
+      const revocation = await retryTransient(() =>
+        db.transaction(async (tx) => {
+          const done = await revokeToken(tx, found.mesh.id, found.member.id, tokenId);
+          if (done?.changed) await bus.publish(tx, { revokedTokens: [done.token.id] });
+          return done;
+        }),
+      );
+      if (revocation === null) throw unknown();
+      if (revocation.changed) log.info({ meshId: found.mesh.id, memberId: found.member.id, tokenId, kind: revocation.token.kind }, "admin token revoked");
+      onTokenRevoked(revocation.token.id);
+      return revocation.token;
     },
 
     /** The member of a mesh named by id or pubkey; not_found otherwise. */

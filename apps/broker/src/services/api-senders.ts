@@ -1,8 +1,8 @@
 // API tokens → the member each acts as, remembered for a few seconds, so an
-// HTTP send costs no lookup of its own. A revocation forgets the member at
-// once, here and (over the bus) on every instance; the time limit bounds
-// what a missed notice can leave, and the statement that writes a send
-// refuses a revoked sender whatever this says.
+// HTTP send costs no lookup of its own. A revocation (of the member or of
+// one token) forgets it at once, here and (over the bus) on every instance;
+// the time limit bounds what a missed notice can leave, and the statement
+// that writes a send refuses a revoked member whatever this says.
 import type { Database } from "@switchboard/db";
 import { findApiSender, type ApiSender } from "../store/directory.ts";
 import type { Clock } from "./timing.ts";
@@ -45,5 +45,11 @@ export class ApiSenders {
   forget(memberId: string): void {
     this.forgotten++;
     for (const [hash, entry] of this.byHash) if (entry.sender.memberId === memberId) this.byHash.delete(hash);
+  }
+
+  /** One token was revoked: it may not be taken from memory again. */
+  forgetToken(tokenId: string): void {
+    this.forgotten++;
+    for (const [hash, entry] of this.byHash) if (entry.sender.tokenId === tokenId) this.byHash.delete(hash);
   }
 }

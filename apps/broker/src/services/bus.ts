@@ -19,6 +19,8 @@ const busMessage = z.object({
   close: z.array(z.object({ presenceId: z.string(), reason: z.enum(["replaced"]) })).optional(),
   /** These members were revoked; every instance closes their sockets. */
   revoked: z.array(z.string()).optional(),
+  /** These tokens (ids) were revoked; every instance forgets them. */
+  revokedTokens: z.array(z.string()).optional(),
   /** Presences that joined, left or changed status; instances with subscribers read their rows. */
   presence: z.array(z.object({ id: z.string(), event: z.enum(PRESENCE_EVENTS) })).optional(),
   /** The instance that published (presence events skip their own). */
@@ -32,6 +34,7 @@ export interface BusHandlers {
   leased(instanceId: string, pushes: Array<[presenceId: string, seq: number]>): void;
   replaced(presenceId: string): void;
   revoked(memberId: string): void;
+  tokenRevoked(tokenId: string): void;
   presence(changes: Array<{ presenceId: string; event: (typeof PRESENCE_EVENTS)[number] }>, from: string): void;
   /** After (re)subscribing: notifications may have been missed meanwhile. */
   resubscribed(): void;
@@ -64,6 +67,7 @@ function withinPayloadLimit(message: BusMessage): BusMessage[] {
     ...chunked(message.meshes).map((meshes) => ({ ...from, meshes })),
     ...chunked(message.close).map((close) => ({ ...from, close })),
     ...chunked(message.revoked).map((revoked) => ({ ...from, revoked })),
+    ...chunked(message.revokedTokens).map((revokedTokens) => ({ ...from, revokedTokens })),
     ...chunked(message.presence).map((presence) => ({ ...from, presence })),
   ];
   return parts.length <= 1 ? [message] : parts;
@@ -103,6 +107,7 @@ export class InstanceBus {
         if (message.leased) handlers.leased(message.leased.instance, message.leased.pushes);
         for (const c of message.close ?? []) handlers.replaced(c.presenceId);
         for (const m of message.revoked ?? []) handlers.revoked(m);
+        for (const t of message.revokedTokens ?? []) handlers.tokenRevoked(t);
         if (message.presence) handlers.presence(message.presence.map((p) => ({ presenceId: p.id, event: p.event })), message.from ?? "");
       },
       () => handlers.resubscribed(),

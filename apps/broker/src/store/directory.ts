@@ -3,7 +3,7 @@
 // Times leave the database as ISO strings and numbers as int, so that
 // postgres.js and PGlite hand back the same shapes.
 import type { Executor } from "@switchboard/db";
-import type { MemberView, MeshView, PresenceView } from "@switchboard/protocol";
+import type { MemberView, MeshView, PresenceView, RevokedToken, TokenView } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
 import { dropUndelivered } from "./queue/drop.ts";
 import { isoTime, jsonParam } from "./sql.ts";
@@ -116,10 +116,47 @@ export async function revokeMember(tx: Executor, meshId: string, memberId: strin
   return { revokedAt: first.revokedAt, changed: true, presencesClosed: closed.map((p) => p.id) };
 }
 
+const TOKEN_COLUMNS = sql`id::text AS "id", kind, ${isoTime("created_at")} AS "createdAt", ${isoTime("revoked_at")} AS "revokedAt"`;
+
 /** Only the hash is stored: the token itself is shown once, to the caller. */
-export async function insertToken(db: Executor, memberId: string, kind: string, tokenHash: string): Promise<void> {
-  await db.rows(sql`
-    INSERT INTO tokens (member_id, kind, token_hash) VALUES (${memberId}::uuid, ${kind}, ${tokenHash})`);
+export async function insertToken(db: Executor, memberId: string, kind: TokenView["kind"], tokenHash: string): Promise<TokenView> {
+  const [row] = await db.rows<TokenView>(sql`
+    INSERT INTO tokens (member_id, kind, token_hash) VALUES (${memberId}::uuid, ${kind}, ${tokenHash})
+    RETURNING ${TOKEN_COLUMNS}`);
+  return row!;
+}
+
+/** A member's tokens, revoked ones included, oldest first. */
+export function listTokens(db: Executor, memberId: string): Promise<TokenView[]> {
+  return db.rows<TokenView>(sql`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE member_id = ${memberId}::uuid ORDER BY created_at, id`);
+}
+
+/**
+ * Revokes one of a member's tokens (its audit row in the same statement);
+ * one revoked already keeps its time (`changed` false). Null when the member
+ * has no such token.
+ */
+export async function revokeToken(
+  tx: Executor,
+  meshId: string,
+  memberId: string,
+  tokenId: string,
+): Promise<{ token: RevokedToken; changed: boolean } | null> {
+  const [revoked] = await tx.rows<RevokedToken>(sql`
+    WITH revoked AS (
+      UPDATE tokens SET revoked_at = now()
+      WHERE id = ${tokenId}::uuid AND member_id = ${memberId}::uuid AND revoked_at IS NULL
+      RETURNING ${TOKEN_COLUMNS}
+    ),
+    audited AS (
+      INSERT INTO audit_log (event, mesh_id, member_id, meta)
+      SELECT 'revoke', ${meshId}::uuid, ${memberId}::uuid, jsonb_build_object('tokenId', id, 'kind', kind) FROM revoked
+    )
+    SELECT * FROM revoked`);
+  if (revoked !== undefined) return { token: revoked, changed: true };
+  const [earlier] = await tx.rows<RevokedToken>(sql`
+    SELECT ${TOKEN_COLUMNS} FROM tokens WHERE id = ${tokenId}::uuid AND member_id = ${memberId}::uuid AND revoked_at IS NOT NULL`);
+  return earlier === undefined ? null : { token: earlier, changed: false };
 }
 
 /** The member a token of this kind belongs to, if neither the token nor the member is revoked. */
@@ -136,6 +173,8 @@ export async function findMemberByTokenHash(
 }
 
 export interface ApiSender {
+  /** The API token it was found by. */
+  tokenId: string;
   memberId: string;
   meshId: string;
   meshSlug: string;
@@ -146,7 +185,7 @@ export interface ApiSender {
 /** The member an API token acts as, if neither the token nor the member is revoked. */
 export async function findApiSender(db: Executor, tokenHash: string): Promise<ApiSender | null> {
   const rows = await db.rows<ApiSender>(sql`
-    SELECT m.id::text AS "memberId", m.mesh_id::text AS "meshId", ms.slug AS "meshSlug", m.pubkey, m.role
+    SELECT t.id::text AS "tokenId", m.id::text AS "memberId", m.mesh_id::text AS "meshId", ms.slug AS "meshSlug", m.pubkey, m.role
     FROM tokens t JOIN members m ON m.id = t.member_id JOIN meshes ms ON ms.id = m.mesh_id
     WHERE t.token_hash = ${tokenHash} AND t.kind = 'api' AND t.revoked_at IS NULL AND m.revoked_at IS NULL`);
   return rows[0] ?? null;

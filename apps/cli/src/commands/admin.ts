@@ -1,5 +1,5 @@
-// Admin commands over the HTTP admin API: meshes, members, hook tokens, peers.
-import { PUBKEY } from "@switchboard/protocol";
+// Admin commands over the HTTP admin API: meshes, members, tokens, peers.
+import { PUBKEY, UUID } from "@switchboard/protocol";
 import { AdminApi } from "../admin-api.ts";
 import type { Command, Context } from "../command.ts";
 import { operands } from "../command.ts";
@@ -105,9 +105,40 @@ export const tokenCreate: Command = {
     const [mesh = "", ref = ""] = operands(ctx, ["mesh", "member"]);
     const kind = ctx.args.oneOf("kind", ["hook", "api"] as const) ?? "hook";
     const client = api(ctx);
-    const { token } = await client.createToken(mesh, await client.memberRef(mesh, ref), kind);
-    if (ctx.json) await outJson({ token });
-    else await out(token);
+    const issued = await client.createToken(mesh, await client.memberRef(mesh, ref), kind);
+    // Printed alone, for $(…); its id is in --json and in `token list`.
+    if (ctx.json) await outJson(issued);
+    else await out(issued.token);
+  },
+};
+
+export const tokenList: Command = {
+  words: ["token", "list"],
+  usage: "<mesh> <member>",
+  summary: "list a member's tokens (never their secrets), revoked ones too",
+  options: {},
+  async run(ctx) {
+    const [mesh = "", ref = ""] = operands(ctx, ["mesh", "member"]);
+    const client = api(ctx);
+    const tokens = await client.listTokens(mesh, await client.memberRef(mesh, ref));
+    if (ctx.json) return void (await outJson(tokens));
+    const rows = tokens.map((t) => [t.id, t.kind, t.createdAt, t.revokedAt === null ? "active" : `revoked ${t.revokedAt}`]);
+    await out(table(["ID", "KIND", "CREATED", "STATE"], rows));
+  },
+};
+
+export const tokenRevoke: Command = {
+  words: ["token", "revoke"],
+  usage: "<mesh> <member> <token-id>",
+  summary: "revoke one of a member's tokens (its id from `token list`); the member and its other tokens stay",
+  options: {},
+  async run(ctx) {
+    const [mesh = "", ref = "", id = ""] = operands(ctx, ["mesh", "member", "token-id"]);
+    if (!UUID.test(id)) throw new UsageError(`<token-id> is a token's id from \`switchboard token list\`, not "${id}"`);
+    const client = api(ctx);
+    const revoked = await client.revokeToken(mesh, await client.memberRef(mesh, ref), id);
+    if (ctx.json) await outJson(revoked);
+    else await out(`revoked ${revoked.kind} token ${revoked.id} at ${revoked.revokedAt}`);
   },
 };
 

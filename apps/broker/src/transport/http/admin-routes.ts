@@ -91,6 +91,10 @@ export function adminRoutes({ admin, access, log }: { admin: AdminService; acces
         // The token is shown this once; keep it out of every cache.
         return json(201, issued, { "cache-control": "no-store" });
       },
+      GET: async (req) => json(200, { tokens: await admin.listTokens(req.params.mesh, req.params.member) }),
+    }),
+    "/v1/meshes/:mesh/members/:member/tokens/:token": endpoint<"/v1/meshes/:mesh/members/:member/tokens/:token">(access, {
+      DELETE: async (req) => json(200, await admin.revokeToken(req.params.mesh, req.params.member, req.params.token)),
     }),
     "/v1/meshes/:mesh/peers": endpoint<"/v1/meshes/:mesh/peers">(access, {
       GET: async (req) => json(200, { peers: await admin.livePeers(req.params.mesh) }),
