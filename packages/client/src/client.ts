@@ -13,6 +13,7 @@ import { Connection } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
 import { asError, SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
 import { buildHello } from "./hello.ts";
+import { Heartbeat } from "./heartbeat.ts";
 import { historyPage } from "./history.ts";
 import { Inbox } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
@@ -69,6 +70,7 @@ export class SwitchboardClient {
   private unheard = new Map<string, PushFrame>();
   private readonly calls: Calls;
   private readonly reconnector: Reconnector;
+  private readonly heartbeat: Heartbeat | null;
   private readonly acks: AckBatcher;
   private readonly inbox: Inbox;
   private readonly keys: KeyRing;
@@ -93,6 +95,13 @@ export class SwitchboardClient {
       { state: () => this.state, connection: () => this.connection },
       { requestTimeoutMs: config.requestTimeoutMs, offline: config.offline },
     );
+    this.heartbeat =
+      config.heartbeatMs === 0
+        ? null
+        : new Heartbeat(config.heartbeatMs, {
+            ping: () => this.ping(),
+            silent: (quietMs) => this.connection?.abandon(1006, `nothing from the broker for ${quietMs} ms, a ping's wait included`),
+          });
     this.reconnector = new Reconnector(config.reconnect, {
       attempt: () => this.establish(),
       ended: () => this.isClosed(),
@@ -364,6 +373,7 @@ export class SwitchboardClient {
     this.currentMemberId = ack.memberId;
     // Before the state says open: a call made by a listener of that change comes after.
     this.calls.reopened(connection, ack.maxMessageBytes);
+    this.heartbeat?.start();
     this.setState("open");
     this.acks.flush();
     const reconnected = this.connectedOnce;
@@ -381,6 +391,7 @@ export class SwitchboardClient {
   }
 
   private onFrame(frame: ServerFrame): void {
+    this.heartbeat?.heard();
     if (frame.type === "push") {
       // Closing: the acks are being written for the last time, so a message
       // handed over now would come again to the next connection.
@@ -418,6 +429,7 @@ export class SwitchboardClient {
    * call, which would otherwise wait for an answer that already came.
    */
   private onInvalidFrame(data: unknown): void {
+    this.heartbeat?.heard();
     const { reqId, what } = describeUnreadable(data);
     const error = new SwitchboardError("protocol", `the broker sent a frame the SDK cannot read (${what})`);
     this.calls.fail(reqId, error);
@@ -435,6 +447,7 @@ export class SwitchboardClient {
   private onSocketClosed(generation: number, code: number, reason: string): void {
     if (generation !== this.generation || this.state === "closed") return;
     this.connection = null;
+    this.heartbeat?.stop();
     // The broker refused a frame as too large; re-sending it would loop
     // forever. The largest written is the likeliest: a call (rejected), or a
     // frame of acks (later ones are made smaller).
@@ -474,6 +487,7 @@ export class SwitchboardClient {
     this.setState("closed");
     this.typingTracker.dispose();
     this.reconnector.cancel();
+    this.heartbeat?.stop();
     // close() closes the socket itself; every other path gets here without one.
     this.connection = null;
     this.acks.dispose();

@@ -22,6 +22,8 @@ export interface ClientConfig {
   channelKeys: Record<string, string>;
   WebSocket: typeof WebSocket;
   connectTimeoutMs: number;
+  /** 0: no heartbeat. */
+  heartbeatMs: number;
   /** Set: JWT hellos with the token it returns; unset: signed hellos. */
   token: TokenSource | undefined;
 }
@@ -37,6 +39,9 @@ const nodeProcess = (globalThis as { process?: ProcessLike }).process;
 export function defaultSessionId(env: Record<string, string | undefined> = nodeProcess?.env ?? {}): string {
   return env.CLAUDE_SESSION_ID || env.CLAUDE_CODE_SESSION_ID || crypto.randomUUID();
 }
+
+/** How long a socket may stay quiet before a ping asks the broker, and that ping may wait (ClientOptions.heartbeatMs). */
+export const DEFAULT_HEARTBEAT_MS = 15_000;
 
 /** The longest delay a timer keeps: a longer one fires at once (so a timeout of a month would fail every call). */
 const MAX_TIMEOUT_MS = 2_147_483_647;
@@ -67,6 +72,8 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   if (requestTimeoutMs !== undefined) checkTimeout(requestTimeoutMs, "requestTimeoutMs");
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
   checkTimeout(connectTimeoutMs, "connectTimeoutMs");
+  const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  if (heartbeatMs !== 0) checkTimeout(heartbeatMs, "heartbeatMs (or 0, no heartbeat)");
   // From JavaScript any string gets here: a misspelt "manual" would ack every message unseen.
   const acks = oneOf(options.acks ?? "auto", ["auto", "manual"] as const, "acks");
   const offline = oneOf(options.offline ?? "queue", ["queue", "fail"] as const, "offline");
@@ -88,6 +95,7 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     channelKeys: options.channelKeys ?? {},
     WebSocket: options.WebSocket ?? globalThis.WebSocket,
     connectTimeoutMs,
+    heartbeatMs,
     token: options.token,
   };
 }

@@ -28,6 +28,9 @@ const helloCodes: ReadonlySet<string> = new Set(HELLO_ERROR_CODES);
 export class Connection {
   private closeWaiters: Array<() => void> = [];
   private isClosed = false;
+  /** Given up by abandon(): its close, whenever it comes, is not reported again. */
+  private abandoned = false;
+  private onClose: ((code: number, reason: string) => void) | null = null;
 
   private constructor(
     private readonly ws: WebSocket,
@@ -77,6 +80,7 @@ export class Connection {
         if (state !== "hello" || !frame) return;
         if (frame.type === "hello_ack") {
           state = "ready";
+          connection.onClose = params.handlers.onClose;
           clearTimeout(timer);
           resolve({ connection, ack: frame });
         } else if (frame.type === "error") {
@@ -87,6 +91,7 @@ export class Connection {
         }
       });
       ws.addEventListener("close", (event) => {
+        if (connection.abandoned) return;
         connection.isClosed = true;
         for (const wake of connection.closeWaiters.splice(0)) wake();
         if (state === "ready") {
@@ -111,6 +116,20 @@ export class Connection {
     if (this.isClosed || this.ws.readyState !== this.ws.OPEN) return false;
     this.ws.send(text);
     return true;
+  }
+
+  /**
+   * Gives the socket up at once, as closed with `code` and `reason`: its
+   * close handshake may never complete (the network it went over is silent),
+   * so nothing waits for it, and its close event is not reported again.
+   */
+  abandon(code: number, reason: string): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.abandoned = true;
+    for (const wake of this.closeWaiters.splice(0)) wake();
+    if (this.ws.readyState === this.ws.CONNECTING || this.ws.readyState === this.ws.OPEN) this.ws.close();
+    this.onClose?.(code, reason);
   }
 
   /** Closes and waits for the close event (at most waitMs). */

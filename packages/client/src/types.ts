@@ -57,6 +57,12 @@ export interface ClientOptions {
   WebSocket?: typeof WebSocket;
   /** For the socket to open and the hello to be answered; default 10000. */
   connectTimeoutMs?: number;
+  /**
+   * After this many ms with nothing from the broker the client pings it, and
+   * after as many again without an answer gives the socket up as silent
+   * (closed 1006) and reconnects; default 15000, 0 turns it off.
+   */
+  heartbeatMs?: number;
   /** JWT hellos (browsers): the broker checks the token instead of a signature; secretKey stays for encryption. */
   token?: TokenSource;
 }

@@ -263,10 +263,19 @@ test("brokerWsUrl", () => {
 
 test("timeouts a timer cannot keep (over 2^31 - 1 ms), and acks or offline modes that do not exist, are refused as invalid", async () => {
   const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
-  for (const bad of [{ requestTimeoutMs: 3e9 }, { requestTimeoutMs: Infinity }, { connectTimeoutMs: 2 ** 31 }, { connectTimeoutMs: 0 }]) {
+  for (const bad of [
+    { requestTimeoutMs: 3e9 },
+    { requestTimeoutMs: Infinity },
+    { connectTimeoutMs: 2 ** 31 },
+    { connectTimeoutMs: 0 },
+    { heartbeatMs: -1 },
+    { heartbeatMs: 2 ** 31 },
+    { heartbeatMs: Number.NaN },
+  ]) {
     expect(await resolveConfig({ ...base, ...bad }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
   }
   expect((await resolveConfig({ ...base, requestTimeoutMs: 2 ** 31 - 1 })).requestTimeoutMs).toBe(2 ** 31 - 1);
+  expect((await resolveConfig({ ...base, heartbeatMs: 0 })).heartbeatMs).toBe(0);
   // Options a JavaScript caller may misspell are refused, not taken for the default.
   for (const bad of [{ acks: "manul" }, { offline: "drop" }]) {
     expect(await resolveConfig({ ...base, ...(bad as object) }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });

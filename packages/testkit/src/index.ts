@@ -6,6 +6,7 @@ export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
 export * from "./postgres-proxy.ts";
+export * from "./tcp-proxy.ts";
 export * from "./prometheus.ts";
 export * from "./raw-socket.ts";
 export * from "./fuzz.ts";

@@ -1,22 +1,12 @@
 // The session's presence on the mesh: connects in the background (the broker
 // may be down when Claude Code starts the server), keeps retrying until a
 // hello is accepted, and then leaves reconnects to the SDK. Tools ask it for
-// the client and get "unavailable" at once while there is none. It pings the
-// broker now and then: a socket the broker dropped without the close reaching
-// this end (a laptop that slept, a NAT that forgot the connection) would
-// otherwise look open for good while its messages wait at the broker.
+// the client and get "unavailable" at once while there is none.
 import { backoffDelay, isFinalHelloCode, SwitchboardClient, SwitchboardError, type ClientOptions } from "@switchboard/client";
 import { ToolError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 
 const RECONNECT = { minDelayMs: 250, maxDelayMs: 5000 };
-/**
- * How long the link waits between pings. A ping written on a socket the
- * broker no longer has closes it (the SDK reconnects); one that goes
- * unanswered for the client's request timeout means a silent network: the
- * link connects anew.
- */
-export const HEARTBEAT_MS = 15_000;
 
 /** No retry can fix these: the broker's final hello refusals, and options the SDK refuses before it connects (`invalid`). */
 function isFinal(code: string): boolean {
@@ -28,7 +18,6 @@ export class BrokerLink {
   private failure: ToolError | null = null;
   private stopped = false;
   private wake: (() => void) | null = null;
-  private heartbeat: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly options: ClientOptions,
@@ -47,7 +36,6 @@ export class BrokerLink {
         }
         this.current = client;
         this.watch(client);
-        this.beatLater(client);
         this.log.info({ presence_id: client.presenceId, session_id: this.options.sessionId }, "mcp connected");
         this.onClient(client);
         return;
@@ -75,36 +63,13 @@ export class BrokerLink {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.heartbeat);
     this.wake?.();
     await this.current?.close().catch(() => {});
   }
 
-  private beatLater(client: SwitchboardClient): void {
-    this.heartbeat = setTimeout(() => void this.beat(client), HEARTBEAT_MS);
-  }
-
-  private async beat(client: SwitchboardClient): Promise<void> {
-    if (this.stopped || this.current !== client || this.failure) return;
-    // While reconnecting (or ended) there is nothing to probe: the ping fails at once, unwritten.
-    const silent = await client.ping().then(
-      () => false,
-      (error: unknown) => error instanceof SwitchboardError && error.code === "timeout",
-    );
-    if (this.stopped || this.current !== client) return;
-    if (!silent) return this.beatLater(client);
-    this.log.warn({ presence_id: client.presenceId }, "mcp connection silent; connecting anew");
-    // Messages it handed over and that were not acked come again on the new
-    // connection; the session's inbox knows them and notifies none twice.
-    this.current = null;
-    await client.close().catch(() => {});
-    await this.start();
-  }
-
   private watch(client: SwitchboardClient): void {
     client.on("close", (info) => {
-      // A client given up for a silent one is closed here, not by the broker.
-      if (this.stopped || this.current !== client) return;
+      if (this.stopped) return;
       this.log.warn({ code: info.code, reason: info.reason, reconnecting: info.willReconnect }, "mcp disconnected");
       if (!info.willReconnect) {
         const code = info.code === 4000 ? "replaced" : info.code === 4002 ? "revoked" : "closed";
