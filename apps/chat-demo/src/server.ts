@@ -54,8 +54,9 @@ export async function startDemo(options: DemoOptions) {
       "/config.json": () => Response.json({ brokerUrl: options.brokerUrl, mesh: options.mesh }),
       "/token": {
         POST: async (req) => {
-          const request = parseTokenRequest(await req.json().catch(() => null));
-          if (request === null) return Response.json({ error: "expected {pubkey, name}" }, { status: 400 });
+          const parsed = parseTokenRequest(await req.json().catch(() => null));
+          if (!parsed.ok) return Response.json({ error: parsed.error }, { status: 400 });
+          const { request } = parsed;
           remember(request.pubkey, request.name);
           return Response.json({ token: await issueToken(options.jwtSecret, options.mesh, request, options.tokenSeconds) });
         },

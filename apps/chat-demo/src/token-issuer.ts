@@ -2,6 +2,7 @@
 // JWT for the pubkey a page generated. A real backend would first check who
 // the user is (its session cookie) and take the name from its own records.
 import { SignJWT } from "jose";
+import { nameProblem } from "./name-rule.ts";
 
 export interface TokenRequest {
   pubkey: string;
@@ -10,12 +11,16 @@ export interface TokenRequest {
 
 const PUBKEY = /^[0-9a-f]{64}$/;
 
-export function parseTokenRequest(body: unknown): TokenRequest | null {
-  if (typeof body !== "object" || body === null) return null;
+/** The request, or what is wrong with it. */
+export function parseTokenRequest(body: unknown): { ok: true; request: TokenRequest } | { ok: false; error: string } {
+  const expected = { ok: false, error: "expected {pubkey, name}" } as const;
+  if (typeof body !== "object" || body === null) return expected;
   const { pubkey, name } = body as Record<string, unknown>;
-  if (typeof pubkey !== "string" || !PUBKEY.test(pubkey)) return null;
-  if (typeof name !== "string" || name.trim() === "" || name.length > 64) return null;
-  return { pubkey, name: name.trim() };
+  if (typeof pubkey !== "string" || !PUBKEY.test(pubkey) || typeof name !== "string") return expected;
+  const trimmed = name.trim();
+  const problem = nameProblem(trimmed);
+  if (problem !== null) return { ok: false, error: `name: ${problem}` };
+  return { ok: true, request: { pubkey, name: trimmed } };
 }
 
 export function issueToken(secret: string, mesh: string, request: TokenRequest, lifetimeSeconds: number): Promise<string> {

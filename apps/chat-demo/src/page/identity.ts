@@ -1,6 +1,7 @@
 // Who this tab is: its key and session (kept in sessionStorage, held by a
 // Web Lock so a copied tab makes its own) and its display name.
 import { generateKeypair } from "@switchboard/client";
+import { nameProblem } from "../name-rule.ts";
 import { $ } from "./dom.ts";
 
 /**
@@ -61,10 +62,6 @@ export function startAfresh(): boolean {
   location.reload();
   return true;
 }
-
-/** What is wrong with a name, as the demo's backend would refuse it; null for a good one. */
-const nameProblem = (name: string): string | null =>
-  name === "" ? "a name needs a letter or two" : name.length > 64 ? "a name has at most 64 characters" : null;
 
 export function askName(): Promise<string> {
   // Per tab, as the key is: a second window asks for its own name.
