@@ -4,6 +4,7 @@
 // directly (the broker's CORS_ORIGINS must list this server's origin).
 import { buildBrowserBundle } from "@switchboard/client/build-browser";
 import { join } from "node:path";
+import { demoSettings, SettingsError } from "./settings.ts";
 import { issueToken, parseTokenRequest } from "./token-issuer.ts";
 
 export interface DemoOptions {
@@ -72,18 +73,14 @@ export async function startDemo(options: DemoOptions) {
 }
 
 if (import.meta.main) {
-  const env = process.env;
-  if (!env.JWT_SECRET) {
-    console.error("JWT_SECRET is required (the broker's, at least 32 characters)");
+  let options: DemoOptions;
+  try {
+    options = demoSettings(process.env);
+  } catch (error) {
+    if (!(error instanceof SettingsError)) throw error;
+    console.error(error.message);
     process.exit(78);
   }
-  const demo = await startDemo({
-    port: Number(env.DEMO_PORT ?? 7901),
-    hostname: env.DEMO_HOST ?? "127.0.0.1",
-    brokerUrl: env.SWITCHBOARD_URL ?? "http://127.0.0.1:7900",
-    jwtSecret: env.JWT_SECRET,
-    mesh: env.DEMO_MESH ?? "demo",
-    tokenSeconds: Number(env.DEMO_TOKEN_SECONDS ?? 3600),
-  });
+  const demo = await startDemo(options);
   console.log(`chat demo on ${demo.url} (browser SDK ${(demo.sdkBytes / 1024).toFixed(1)} KiB)`);
 }

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { generateKeypair, SwitchboardClient } from "@switchboard/client";
 import { useTestBroker } from "@switchboard/testkit";
+import { join } from "node:path";
 import { startDemo } from "../src/server.ts";
 
 const JWT_SECRET = "jwt-secret-for-the-demo-server-0123456789";
@@ -40,6 +41,33 @@ describe("chat demo server", () => {
       expect((await client.listPeers()).find((p) => p.pubkey === publicKey)?.displayName).toBe("ann");
     } finally {
       await client.close();
+    }
+  });
+
+  test("a bad setting stops the server at start with a message naming the variable, not a server whose every token fails", async () => {
+    const server = join(import.meta.dir, "..", "src", "server.ts");
+    const good = { JWT_SECRET, DEMO_PORT: "0", DEMO_HOST: "127.0.0.1" };
+    const bad: Array<[string, Record<string, string>]> = [
+      ["DEMO_TOKEN_SECONDS", { DEMO_TOKEN_SECONDS: "an hour" }],
+      ["DEMO_TOKEN_SECONDS", { DEMO_TOKEN_SECONDS: "0" }],
+      ["DEMO_PORT", { DEMO_PORT: "http" }],
+      ["JWT_SECRET", { JWT_SECRET: "too-short-for-the-broker" }],
+      ["JWT_SECRET", { JWT_SECRET: `${JWT_SECRET}\n` }],
+      ["SWITCHBOARD_URL", { SWITCHBOARD_URL: "127.0.0.1:7900" }],
+    ];
+    const outcomes = await Promise.all(
+      bad.map(async ([variable, env]) => {
+        const child = Bun.spawn(["bun", server], { env: { PATH: process.env.PATH ?? "", ...good, ...env }, stdout: "pipe", stderr: "pipe" });
+        // A server that started instead is stopped here: the test reads that as the failure it is.
+        const started = setTimeout(() => child.kill(), 20_000);
+        const code = await child.exited;
+        clearTimeout(started);
+        return { variable, code, stderr: await new Response(child.stderr).text() };
+      }),
+    );
+    for (const { variable, code, stderr } of outcomes) {
+      expect({ variable, code }).toEqual({ variable, code: 78 });
+      expect(stderr).toStartWith(`${variable}:`);
     }
   });
 });
