@@ -80,14 +80,17 @@ const NO_KEY = new Uint8Array();
 
 export class HttpSender {
   private readonly base: string;
-  private readonly fetch: typeof fetch;
+  private readonly fetch: (input: string, init: RequestInit) => Promise<Response>;
 
   private constructor(
     private readonly options: HttpSenderOptions,
     private readonly keys: KeyRing | null,
   ) {
     this.base = options.url.replace(/\/+$/, "");
-    this.fetch = options.fetch ?? globalThis.fetch;
+    // Called as a plain function: a browser's fetch (the global, or window.fetch
+    // given as the option) throws "Illegal invocation" when called as a method of this sender.
+    const fetchFn = options.fetch ?? globalThis.fetch;
+    this.fetch = (input, init) => fetchFn(input, init);
   }
 
   static async create(options: HttpSenderOptions): Promise<HttpSender> {

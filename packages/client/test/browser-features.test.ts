@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { useTestBroker, waitUntil } from "@switchboard/testkit";
 import { SignJWT } from "jose";
-import { generateKeypair, SwitchboardClient, type ConnectionState, type TypingInfo } from "../src/index.ts";
+import { generateKeypair, HttpSender, SwitchboardClient, type ConnectionState, type TypingInfo } from "../src/index.ts";
 
 const JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef";
 
@@ -174,5 +174,31 @@ describe("browser features of the SDK", () => {
     expect(closes).toEqual([]);
     expect(again.connectionState).toBe("open");
     expect(gone.connectionState).toBe("closed");
+  });
+
+  test("HttpSender in a page: it calls fetch as a function, as a browser's fetch demands (called as a method of another object it throws)", async () => {
+    const ann = await browserClient("ann");
+    const member = (await broker.admin.addMember(meshId, { pubkey: (await generateKeypair()).publicKey, displayName: "web-app" })).id;
+    const token = await broker.admin.createApiToken(meshId, member);
+    const received: unknown[] = [];
+    ann.client.on("message", (m) => received.push(m.payload));
+    // A browser's fetch is an operation of the window: called with another
+    // object as this, it throws "Illegal invocation". Bun's does not check.
+    const platformFetch = globalThis.fetch;
+    const windowFetch = function (this: unknown, input: string | URL | Request, init?: RequestInit) {
+      if (this !== undefined && this !== globalThis) return Promise.reject(new TypeError("Failed to execute 'fetch' on 'Window': Illegal invocation"));
+      return platformFetch(input, init);
+    };
+    globalThis.fetch = Object.assign(windowFetch, { preconnect: platformFetch.preconnect });
+    try {
+      for (const sender of [await HttpSender.create({ url: broker.url, token }), await HttpSender.create({ url: broker.url, token, fetch: globalThis.fetch })]) {
+        const sent = await sender.send(ann.client.publicKey, { text: "from the page" }, { encrypt: false });
+        expect(sent.duplicate).toBe(false);
+      }
+    } finally {
+      globalThis.fetch = platformFetch;
+    }
+    await waitUntil(() => received.length === 2, 5000, "both messages");
+    expect(received).toEqual([{ text: "from the page" }, { text: "from the page" }]);
   });
 });
