@@ -283,6 +283,19 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     await page.waitForSelector("#board:not([hidden])", WAIT);
   });
 
+  test("a token pasted with a character no HTTP header carries (curly quotes) is refused as such, not taken for a broker that cannot be reached", async () => {
+    const page = await (await newContext()).newPage();
+    await page.goto(`${stage.broker.url}/dashboard`);
+    await page.fill("#token", `\u201c${ADMIN_TOKEN}\u201d`);
+    await page.press("#token", "Enter");
+    await page.waitForFunction(`document.getElementById("login-error").textContent !== ""`, undefined, WAIT);
+    expect({
+      error: await page.textContent("#login-error"),
+      kept: await page.evaluate("sessionStorage.getItem('switchboard.adminToken')"),
+      forget: await visible(page, "#logout"),
+    }).toEqual({ error: "the token holds a character no HTTP header can carry (“), so it cannot be the admin token", kept: null, forget: false });
+  });
+
   test("a member who joins while the members are being listed again stays shown with its presence", async () => {
     const page = await (await newContext()).newPage();
     await dashboard(page);

@@ -24,10 +24,32 @@ const el = (tag: string, attrs: Record<string, string> = {}, ...children: Array<
   return node;
 };
 
-class Unauthorized extends Error {}
+/** A token to go back to the form for, saying why. */
+class Unauthorized extends Error {
+  constructor(message = "the token was refused") {
+    super(message);
+  }
+}
+
+/**
+ * The token's header. One with a character no header carries (a curly quote
+ * pasted with it) makes fetch throw a TypeError, which would pass for a
+ * broker that cannot be reached and be tried again forever.
+ */
+function authorization(): { authorization: string } {
+  const token = sessionStorage.getItem(TOKEN_KEY) ?? "";
+  const headers = { authorization: `Bearer ${token}` };
+  try {
+    new Headers(headers);
+  } catch {
+    const odd = [...token].find((c) => (c.codePointAt(0) ?? 0) > 0xff || "\0\r\n".includes(c)) ?? "";
+    throw new Unauthorized(`the token holds a character no HTTP header can carry (${odd}), so it cannot be the admin token`);
+  }
+  return headers;
+}
 
 async function api<T>(path: string, signal?: AbortSignal): Promise<T> {
-  const res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` }, ...(signal ? { signal } : {}) });
+  const res = await fetch(path, { headers: authorization(), ...(signal ? { signal } : {}) });
   if (res.status === 401) throw new Unauthorized();
   if (!res.ok) {
     const said = ((await res.json().catch(() => null)) as { error?: { message?: string } } | null)?.error?.message;
@@ -117,10 +139,7 @@ async function follow(meshId: string, abort: AbortController): Promise<void> {
       if (abort.signal.aborted) return;
       members = listed.map((m) => ({ ...m, presences: [] }));
       renderMembers();
-      const res = await fetch(`/v1/admin/meshes/${meshId}/presence-events`, {
-        headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` },
-        signal: abort.signal,
-      });
+      const res = await fetch(`/v1/admin/meshes/${meshId}/presence-events`, { headers: authorization(), signal: abort.signal });
       if (!res.ok || !res.body) throw new Error(`the presence stream answered ${res.status}`);
       $("live").textContent = "● live";
       health("stream", null);
@@ -140,7 +159,7 @@ async function follow(meshId: string, abort: AbortController): Promise<void> {
       }
     } catch (error) {
       if (abort.signal.aborted) return;
-      if (error instanceof Unauthorized) return showLogin("the token was refused");
+      if (error instanceof Unauthorized) return showLogin(error.message);
       health("stream", why(error));
     }
     if (abort.signal.aborted) return;
@@ -269,7 +288,7 @@ async function open(): Promise<void> {
     await refresh();
   } catch (error) {
     if (error instanceof Outdated) return;
-    if (error instanceof Unauthorized) return showLogin("the token was refused");
+    if (error instanceof Unauthorized) return showLogin(error.message);
     // The broker or its database is away: the token may well be right, so it is kept and tried again.
     showLogin(`the broker did not answer (${why(error)}); trying again in ${REFRESH_MS / 1000} s`, true);
     retry = setTimeout(() => void open(), REFRESH_MS);
@@ -284,7 +303,7 @@ async function open(): Promise<void> {
         () => health("overview", null),
         (error: unknown) => {
           if (error instanceof Outdated) return;
-          if (error instanceof Unauthorized) showLogin("the token was refused");
+          if (error instanceof Unauthorized) showLogin(error.message);
           else health("overview", why(error));
         },
       ),
