@@ -45,6 +45,18 @@ describe.skipIf(!enabled)("chat page lines", () => {
     expect((await texts(page)).filter((t) => t.trim() === "")).toEqual([]);
   });
 
+  test("a message waits an hour at most for a tab that is gone (every tab is a member of its own), not the broker's week; the history keeps it", async () => {
+    const page = await openChat(await newContext(), "gus", "random");
+    const gone = await openChat(await newContext(), "hal", "random");
+    await gone.context().close();
+    await say(page, "for whoever is still here");
+    const messageId = await page.getAttribute(`#messages li[data-state="sent"]:has-text("for whoever is still here")`, "data-id");
+    const status = (await (await stage.admin.raw("GET", `/v1/messages/${messageId}`)).json()) as { createdAt: string; expiresAt: string };
+    expect(Date.parse(status.expiresAt) - Date.parse(status.createdAt)).toBe(3600_000);
+    const late = await openChat(await newContext(), "ida", "random");
+    await shows(late, "for whoever is still here");
+  });
+
   test("a message sent while the broker is away shows as pending until the broker has it; a send refused shows failed with its text back in the box", async () => {
     const page = await openChat(await newContext(), "bea", "support");
     const other = await openChat(await newContext(), "cy", "support");

@@ -14,6 +14,13 @@ import { cutShort, inShownOrder, isUnsent, latestTime, shownPayload, type Line }
 const ROOMS = ["lobby", "support", "random"];
 const DEFAULT_ROOM = `#${ROOMS[0]}`;
 const TYPING_REPEAT_MS = 3000;
+/**
+ * How long a message waits for a member that is not connected. Every tab is
+ * a member of its own, and one closed for good would hold it for the
+ * broker's MESSAGE_TTL_SECONDS (a week) in every room it joined; a tab back
+ * later reads what it missed from the history, which keeps it regardless.
+ */
+const MESSAGE_TTL_SECONDS = 3600;
 /** Keys named per request to the page's backend (it answers at most 200). */
 const NAMES_PER_ASK = 100;
 /** Connection attempts failed in a row before the page says what may be wrong. */
@@ -329,7 +336,7 @@ async function main(): Promise<void> {
     const line = addPending(target, text);
     toEnd = true;
     render();
-    client.send(target, { text }).then(
+    client.send(target, { text }, { ttlSeconds: MESSAGE_TTL_SECONDS }).then(
       (sent) => {
         confirm(target, line, sent.messageId);
         render();
