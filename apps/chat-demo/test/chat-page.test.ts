@@ -45,6 +45,23 @@ describe.skipIf(!enabled)("chat page lines", () => {
     expect((await texts(page)).filter((t) => t.trim() === "")).toEqual([]);
   });
 
+  test("a token the page's backend does not give is what the header says, however often asked; not a broker that may be down", async () => {
+    const page = await (await newContext()).newPage();
+    let asked = 0;
+    await page.route("**/token", (route) => {
+      asked++;
+      return route.fulfill({ status: 403, contentType: "application/json", body: '{"error":"that key is not yours"}' });
+    });
+    await page.goto(`${stage.demo.url}/?name=pia#lobby`);
+    // More tries than the page makes before it blames the broker.
+    for (let i = 0; i < 200 && asked < 5; i++) await page.waitForTimeout(100);
+    expect(asked).toBeGreaterThanOrEqual(5);
+    expect(await page.textContent("#problem")).toBe("the page's backend gave no token (403 that key is not yours)");
+    await page.unroute("**/token");
+    await inRoom(page, "lobby");
+    expect(await page.textContent("#problem")).toBe("");
+  });
+
   test("a message waits an hour at most for a tab that is gone (every tab is a member of its own), not the broker's week; the history keeps it", async () => {
     const page = await openChat(await newContext(), "gus", "random");
     const gone = await openChat(await newContext(), "hal", "random");

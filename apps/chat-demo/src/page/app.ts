@@ -56,8 +56,14 @@ async function main(): Promise<void> {
   const name = await askName();
   $("me").textContent = name;
   $("who").hidden = false;
-  /** Asked for a token once per connection attempt: the attempts since the last open, the one under way included. */
-  let triesSinceOpen = 0;
+  /**
+   * Attempts since the last open that had a token and still did not open:
+   * the broker failed them. One the page's backend gave no token for never
+   * reached the broker, and says so itself.
+   */
+  let brokerFailures = 0;
+  /** Whether the attempt under way got its token (the token source is asked once per attempt). */
+  let tokenGiven = false;
   const client = await SwitchboardClient.start({
     url: config.brokerUrl,
     meshId: config.mesh,
@@ -67,11 +73,22 @@ async function main(): Promise<void> {
     reconnect: { minDelayMs: 300, maxDelayMs: 5000 },
     // The page's backend vouches for this tab's key; asked again on every reconnect.
     token: async ({ publicKey }) => {
-      triesSinceOpen++;
-      if (triesSinceOpen > HINT_AFTER_FAILED_TRIES) tell(unreachableHint(config.brokerUrl, triesSinceOpen - 1));
-      const res = await fetch("/token", { method: "POST", body: JSON.stringify({ pubkey: publicKey, name }) });
+      if (tokenGiven && ++brokerFailures >= HINT_AFTER_FAILED_TRIES) tell(unreachableHint(config.brokerUrl, brokerFailures));
+      tokenGiven = false;
+      let res: Response;
+      try {
+        res = await fetch("/token", { method: "POST", body: JSON.stringify({ pubkey: publicKey, name }) });
+      } catch (error) {
+        tell(`the page's backend did not answer: ${messageOf(error)}`);
+        throw error;
+      }
       const body = (await res.json().catch(() => ({}))) as { token?: string; error?: string };
-      if (!res.ok || body.token === undefined) throw new Error(`the page's backend gave no token (${res.status} ${body.error ?? ""})`.trim());
+      if (!res.ok || body.token === undefined) {
+        const why = `the page's backend gave no token (${`${res.status} ${body.error ?? ""}`.trim()})`;
+        tell(why);
+        throw new Error(why);
+      }
+      tokenGiven = true;
       return body.token;
     },
   });
@@ -272,7 +289,8 @@ async function main(): Promise<void> {
   client.on("connectionState", (state) => {
     showState(state);
     if (state === "open") {
-      triesSinceOpen = 0;
+      brokerFailures = 0;
+      tokenGiven = false;
       tell("");
     }
     render();
