@@ -245,6 +245,22 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     expect(contrasts.filter((c) => c < 4.5)).toEqual([]);
   });
 
+  test("the chart is drawn by the broker's clock: a tab's clock an hour behind or ahead still shows the last ten minutes inside the chart", async () => {
+    for (const offset of [-3_600_000, 3_600_000]) {
+      const context = await newContext();
+      await context.clock.install({ time: Date.now() + offset });
+      const page = await context.newPage();
+      await dashboard(page);
+      // Two samples make a line (the broker samples every HOUSEKEEPING_INTERVAL_MS, 1 s here).
+      const points = `[...document.querySelectorAll("#chart polyline")].flatMap((l) => l.getAttribute("points").split(" ").filter((p) => p !== "").map((p) => Number(p.split(",")[0])))`;
+      await page.waitForFunction(`${points}.length >= 4`, undefined, WAIT);
+      const xs = (await page.evaluate(points)) as number[];
+      const [left, right] = (await page.evaluate(`(() => { const [x, , w] = document.querySelector("#chart svg").getAttribute("viewBox").split(" ").map(Number); return [x, x + w]; })()`)) as [number, number];
+      expect({ offset, outside: xs.filter((x) => !(x >= left && x <= right)) }).toEqual({ offset, outside: [] });
+      await context.close();
+    }
+  });
+
   test("Forget token: back to the form with the token and the data gone, and nothing more is asked of the broker", async () => {
     const page = await (await newContext()).newPage();
     await dashboard(page);

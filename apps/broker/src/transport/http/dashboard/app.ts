@@ -179,8 +179,9 @@ function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["dept
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("width", "100%");
-  const now = Date.now();
-  const x = (at: string) => pad + ((W - 2 * pad) * (600_000 - (now - Date.parse(at)))) / 600_000;
+  // The window ends at the broker's latest sample, not at this tab's clock, which may be off by any amount.
+  const end = Math.max(...[...sends, ...depth].map((s) => Date.parse(s.at)));
+  const x = (at: string) => pad + ((W - 2 * pad) * (600_000 - (end - Date.parse(at)))) / 600_000;
   const line = (points: Array<[number, number]>, max: number, color: string, label: string, row: number) => {
     const path = document.createElementNS(ns, "polyline");
     path.setAttribute("fill", "none");
