@@ -62,6 +62,21 @@ describe.skipIf(!enabled)("chat page lines", () => {
     expect(await page.textContent("#problem")).toBe("");
   });
 
+  test("typing follows the room: typed on in another room it shows there at once, and stops in the room left", async () => {
+    const ann = await openChat(await newContext(), "ann", "lobby");
+    const cat = await openChat(await newContext(), "cat", "lobby");
+    const bob = await openChat(await newContext(), "bob", "support");
+    const typing = (who: string) => `document.getElementById("typing").textContent === ${JSON.stringify(who)}`;
+    await ann.type("#text", "hel");
+    await cat.waitForFunction(typing("ann is typing…"), undefined, WAIT);
+    await ann.click('#rooms button[data-room="support"]');
+    await inRoom(ann, "support");
+    await ann.type("#text", "lo");
+    await bob.waitForFunction(typing("ann is typing…"), undefined, WAIT);
+    // Well before the 6 s a typing that is not repeated lasts.
+    await cat.waitForFunction(typing(""), undefined, { timeout: 3000 });
+  });
+
   test("a message waits an hour at most for a tab that is gone (every tab is a member of its own), not the broker's week; the history keeps it", async () => {
     const page = await openChat(await newContext(), "gus", "random");
     const gone = await openChat(await newContext(), "hal", "random");

@@ -251,7 +251,17 @@ async function main(): Promise<void> {
     for (const message of pages.flat()) add(message);
   };
 
+  /** The room this tab last said it types in, and when: said again every TYPING_REPEAT_MS while typing goes on there. */
+  let typingIn: { room: string; at: number } | null = null;
+  /** Tells the room typed in that this tab stopped: a message went out, or another room was opened. */
+  const stopTyping = () => {
+    if (typingIn === null) return;
+    void client.setTyping(typingIn.room, false).catch(() => {});
+    typingIn = null;
+  };
+
   const open = async (target: string) => {
+    if (typingIn !== null && typingIn.room !== target) stopTyping();
     room = target;
     delete $("chat").dataset.joined;
     if (location.hash !== target) location.hash = target.slice(1);
@@ -336,10 +346,9 @@ async function main(): Promise<void> {
   // Whatever was said while the socket was down is in the history.
   client.on("reconnect", () => void hydrate(room).then(render, (error: unknown) => tellUnlessClosed(`could not read ${room} again`, error)));
 
-  let lastTyping = 0;
   $("text").addEventListener("input", () => {
-    if (Date.now() - lastTyping < TYPING_REPEAT_MS) return;
-    lastTyping = Date.now();
+    if (typingIn?.room === room && Date.now() - typingIn.at < TYPING_REPEAT_MS) return;
+    typingIn = { room, at: Date.now() };
     void client.setTyping(room, true).catch(() => {});
   });
   $("compose").addEventListener("submit", (event) => {
@@ -348,9 +357,8 @@ async function main(): Promise<void> {
     const text = input.value.trim();
     if (text === "") return;
     input.value = "";
-    lastTyping = 0;
     const target = room;
-    void client.setTyping(target, false).catch(() => {});
+    stopTyping();
     const line = addPending(target, text);
     toEnd = true;
     render();
