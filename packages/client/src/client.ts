@@ -396,7 +396,7 @@ export class SwitchboardClient {
       // Closing: the acks are being written for the last time, so a message
       // handed over now would come again to the next connection.
       if (this.closing !== null) return;
-      if (!this.events.has("message") && !this.events.has("unreadable")) {
+      if (!this.events.has("message") && !this.events.has("unreadable") && !this.isHeardTyping(frame)) {
         this.unheard.set(frame.messageId, frame);
         return;
       }
@@ -422,6 +422,13 @@ export class SwitchboardClient {
     if (!this.calls.answer(frame) && frame.type === "error" && frame.reqId === undefined) {
       this.events.emit("error", new SwitchboardError(frame.code, frame.message));
     }
+  }
+
+  /** A typing signal with a "typing" listener: heard, though nothing listens for messages. */
+  private isHeardTyping(frame: PushFrame): boolean {
+    if (!this.events.has("typing") || !frame.targetSpec.startsWith("#")) return false;
+    const opened = this.inbox.open(frame);
+    return opened.kind === "message" && typingOf(opened.message) !== null;
   }
 
   /**

@@ -176,6 +176,23 @@ describe("browser features of the SDK", () => {
     expect(gone.connectionState).toBe("closed");
   });
 
+  test("a page that listens for typing and not for messages hears the typing; the messages wait for a message listener, unacked", async () => {
+    const ann = await browserClient("ann");
+    const ben = await browserClient("ben");
+    await ann.client.join("nook");
+    await ben.client.join("nook");
+    const typing: TypingInfo[] = [];
+    ben.client.on("typing", (t) => typing.push(t));
+    await ann.client.send("#nook", { text: "before anyone listened" });
+    await ann.client.setTyping("nook");
+    await waitUntil(() => typing.length === 1, 5000, "the typing");
+    expect(typing).toEqual([{ channel: "#nook", senderPubkey: ann.client.publicKey, typing: true }]);
+    const messages: unknown[] = [];
+    ben.client.on("message", (m) => messages.push(m.payload));
+    await waitUntil(() => messages.length === 1, 5000, "the message kept for the listener");
+    expect(messages).toEqual([{ text: "before anyone listened" }]);
+  });
+
   test("HttpSender in a page: it calls fetch as a function, as a browser's fetch demands (called as a method of another object it throws)", async () => {
     const ann = await browserClient("ann");
     const member = (await broker.admin.addMember(meshId, { pubkey: (await generateKeypair()).publicKey, displayName: "web-app" })).id;
