@@ -131,6 +131,19 @@ describe.skipIf(!enabled)("chat page lines", () => {
     expect(await storedKey(page)).not.toBe(key);
   });
 
+  test("a page closed for good shows nobody typing: a typing it heard does not stay on it for ever", async () => {
+    const page = await openChat(await newContext(), "uli", "support");
+    const other = await openChat(await newContext(), "vic", "support");
+    await other.type("#text", "wait");
+    await page.waitForFunction(`document.getElementById("typing").textContent === "vic is typing…"`, undefined, WAIT);
+    const pubkey = await page.getAttribute(`#online li:has-text("uli")`, "data-pubkey");
+    await stage.admin.revokeMember(stage.mesh.id, pubkey!);
+    await page.waitForSelector('#connection[data-state="closed"]', WAIT);
+    // Past the 6 s a typing that is not repeated lasts.
+    await page.waitForTimeout(7000);
+    expect(await page.textContent("#typing")).toBe("");
+  });
+
   test("the list keeps where the reader scrolled to through typing and others' messages, and goes to the end for the reader's own", async () => {
     const page = await openChat(await newContext({ viewport: { width: 900, height: 420 } }), "dee", "random");
     const { client } = await programPeer("random");

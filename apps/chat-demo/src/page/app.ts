@@ -308,6 +308,9 @@ async function main(): Promise<void> {
   client.on("error", (error) => tell(error.message));
   const closedForGood = (info: CloseInfo) => {
     $("online").replaceChildren();
+    // A closed client tells of no more typing, not even its end: nobody is known to type now.
+    typers.clear();
+    render();
     const why = `closed for good (${info.code}${info.reason ? ` ${info.reason}` : ""})`;
     if (refusesMember(info)) {
       // The broker will not take this key again: a reload makes a new one.
