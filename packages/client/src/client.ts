@@ -276,8 +276,13 @@ export class SwitchboardClient {
     return this.presenceFeed.unsubscribe();
   }
 
-  /** Tells a channel's members this one is typing (or stopped); repeat it every few seconds while typing. */
+  /**
+   * Tells a channel's members this one is typing (or stopped); repeat it
+   * every few seconds while typing. Said while not connected it is dropped:
+   * written after the reconnect, it would show a typing long past.
+   */
   async setTyping(channel: string, typing = true): Promise<void> {
+    if (this.state !== "open") return;
     await this.send(channel.startsWith("#") ? channel : `#${channel}`, typingPayload(typing), { ephemeral: true });
   }
 

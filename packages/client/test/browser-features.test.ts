@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { useTestBroker, waitUntil } from "@switchboard/testkit";
 import { SignJWT } from "jose";
 import { generateKeypair, HttpSender, SwitchboardClient, type ConnectionState, type TypingInfo } from "../src/index.ts";
+import { controllableWebSocket } from "./support.ts";
 
 const JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef";
 
@@ -33,7 +34,7 @@ function tokenSource(name: string, lifetimeSeconds = 3600) {
   return { source, issued };
 }
 
-async function browserClient(name: string, lifetimeSeconds?: number) {
+async function browserClient(name: string, lifetimeSeconds?: number, WebSocketClass?: typeof WebSocket) {
   const { secretKey } = await generateKeypair();
   const tokens = tokenSource(name, lifetimeSeconds);
   const states: ConnectionState[] = [];
@@ -44,6 +45,7 @@ async function browserClient(name: string, lifetimeSeconds?: number) {
     token: tokens.source,
     displayName: name,
     reconnect: { minDelayMs: 50, maxDelayMs: 200 },
+    ...(WebSocketClass === undefined ? {} : { WebSocket: WebSocketClass }),
   });
   client.on("connectionState", (s) => states.push(s));
   clients.push(client);
@@ -191,6 +193,32 @@ describe("browser features of the SDK", () => {
     ben.client.on("message", (m) => messages.push(m.payload));
     await waitUntil(() => messages.length === 1, 5000, "the message kept for the listener");
     expect(messages).toEqual([{ text: "before anyone listened" }]);
+  });
+
+  test("typing said while the socket is down is not written after the reconnect: it would show a typing long past", async () => {
+    const control = controllableWebSocket();
+    const ann = await browserClient("ann", undefined, control.WebSocket);
+    const ben = await browserClient("ben");
+    await waitUntil(() => ann.client.connected && ben.client.connected, 5000, "both connected");
+    await ann.client.join("den");
+    await ben.client.join("den");
+    const typing: TypingInfo[] = [];
+    const messages: unknown[] = [];
+    ben.client.on("typing", (t) => typing.push(t));
+    ben.client.on("message", (m) => messages.push(m.payload));
+    let release = () => {};
+    control.holdHellos = new Promise<void>((resolve) => (release = resolve));
+    control.sockets.at(-1)!.close();
+    await waitUntil(() => ann.client.connectionState === "reconnecting", 5000, "ann reconnecting");
+    // Not awaited: written once reconnected, it would settle only then.
+    const said = ann.client.setTyping("den");
+    release();
+    control.holdHellos = null;
+    await waitUntil(() => ann.client.connected, 5000, "ann back");
+    await said;
+    await ann.client.send("#den", { text: "back" });
+    await waitUntil(() => messages.length === 1, 5000, "the message after the reconnect");
+    expect(typing).toEqual([]);
   });
 
   test("HttpSender in a page: it calls fetch as a function, as a browser's fetch demands (called as a method of another object it throws)", async () => {
