@@ -7,7 +7,7 @@
 // most `maxWaiters` wait on an instance at a time; past that a send that asks
 // to wait is refused before it is stored, so the caller can retry without a
 // duplicate.
-import type { Database } from "@switchboard/db";
+import type { Database, Executor } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import { endReplyWait, returnTakenReply, takeReplies, type FoundReply, type TakenReply } from "../store/queue/index.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
@@ -254,34 +254,27 @@ export class ReplyWaiters implements QueueConsumer {
   // Replies held for this request and not taken go to the member's other
   // consumers now, not when the hold runs out.
   private async end(requestId: string, heldUntil: string | null): Promise<void> {
-    try {
-      const members = await retryTransient(() =>
-        this.db.transaction(async (tx) => {
-          const requeued = await endReplyWait(tx, requestId, heldUntil);
-          if (requeued.length > 0) await this.bus.publish(tx, queuedWork(requeued, []));
-          return requeued;
-        }),
-      );
-      this.queuedWork.forMembers(members);
-    } catch (error) {
+    await this.queueAgain((tx) => endReplyWait(tx, requestId, heldUntil)).catch((error: unknown) => {
       this.log.warn({ err: error, requestId }, "ending a reply wait failed; held replies return when their hold runs out");
-    }
+    });
   }
 
-  // Back to the member's queue, and news of it for its consumers here and elsewhere.
   private async giveBack(replyId: string, memberId: string): Promise<void> {
-    try {
-      const members = await retryTransient(() =>
-        this.db.transaction(async (tx) => {
-          const back = await returnTakenReply(tx, replyId, memberId);
-          if (back.length > 0) await this.bus.publish(tx, queuedWork(back, []));
-          return back;
-        }),
-      );
-      this.queuedWork.forMembers(members);
-    } catch (error) {
+    await this.queueAgain((tx) => returnTakenReply(tx, replyId, memberId)).catch((error: unknown) => {
       this.log.error({ err: error, replyId, memberId }, "a reply taken for a caller that went away could not go back to the queue");
-    }
+    });
+  }
+
+  /** Puts deliveries back in their members' queues, with news of them for the consumers here and on the other instances. */
+  private async queueAgain(write: (tx: Executor) => Promise<string[]>): Promise<void> {
+    const members = await retryTransient(() =>
+      this.db.transaction(async (tx) => {
+        const back = await write(tx);
+        if (back.length > 0) await this.bus.publish(tx, queuedWork(back, []));
+        return back;
+      }),
+    );
+    this.queuedWork.forMembers(members);
   }
 
   private add(w: Waiter): void {
