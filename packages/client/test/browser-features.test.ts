@@ -223,6 +223,8 @@ describe("browser features of the SDK", () => {
 
   test("HttpSender in a page: it calls fetch as a function, as a browser's fetch demands (called as a method of another object it throws)", async () => {
     const ann = await browserClient("ann");
+    // Its JWT hello enrolls it: before that the broker knows no member with its key.
+    await waitUntil(() => ann.client.connected, 5000, "ann connected");
     const member = (await broker.admin.addMember(meshId, { pubkey: (await generateKeypair()).publicKey, displayName: "web-app" })).id;
     const token = await broker.admin.createApiToken(meshId, member);
     const received: unknown[] = [];
