@@ -59,8 +59,8 @@ function waitersOn(db: Database) {
   return { waiters, queuedWork };
 }
 
-const waitFor = (waiters: ReplyWaiters, setup: Setup, requestId: string, ms: number) =>
-  waiters.wait({ requestId, memberId: setup.asker, meshId: setup.mesh, deadline: Date.now() + ms, heldUntil: null, signal: new AbortController().signal });
+const waitFor = (waiters: ReplyWaiters, setup: Setup, requestId: string, ms: number, signal = new AbortController().signal) =>
+  waiters.wait({ requestId, memberId: setup.asker, meshId: setup.mesh, deadline: Date.now() + ms, heldUntil: null, signal });
 
 describe("ReplyWaiters", () => {
   test("20 requests of one member, their 20 replies one after another: each request gets its own, in one statement per news", async () => {
@@ -91,14 +91,7 @@ describe("ReplyWaiters", () => {
     const [short, long] = await requestsOf(scratch.db, setup, 2);
     // A second wait of the member keeps its looks going.
     const stopLong = new AbortController();
-    const longWait = waiters.wait({
-      requestId: long!.id,
-      memberId: setup.asker,
-      meshId: setup.mesh,
-      deadline: Date.now() + 10_000,
-      heldUntil: null,
-      signal: stopLong.signal,
-    });
+    const longWait = waitFor(waiters, setup, long!.id, 10_000, stopLong.signal);
     // News until the short wait has answered: a wait that waited for the news to stop never would (the test times out).
     let news = true;
     const newsFor = (async () => {
@@ -192,14 +185,7 @@ describe("ReplyWaiters", () => {
     const [request] = await requestsOf(scratch.db, setup, 1);
     await reply(scratch.db, setup, request!.id, "for a caller gone");
     const caller = new AbortController();
-    const answer = waiters.wait({
-      requestId: request!.id,
-      memberId: setup.asker,
-      meshId: setup.mesh,
-      deadline: Date.now() + 30_000,
-      heldUntil: null,
-      signal: caller.signal,
-    });
+    const answer = waitFor(waiters, setup, request!.id, 30_000, caller.signal);
     await looks.started;
     caller.abort();
     looks.release();
@@ -218,11 +204,9 @@ describe("ReplyWaiters", () => {
     for (let i = 0; i < 2; i++) await holdReplies(scratch.db, request!.id, setup.asker, 30);
     await reply(scratch.db, setup, request!.id, "for the retry");
     const caller = new AbortController();
-    const wait = (signal: AbortSignal) =>
-      waiters.wait({ requestId: request!.id, memberId: setup.asker, meshId: setup.mesh, deadline: Date.now() + 30_000, heldUntil: null, signal });
-    const gone = wait(caller.signal);
+    const gone = waitFor(waiters, setup, request!.id, 30_000, caller.signal);
     await looks.started;
-    const retry = wait(new AbortController().signal);
+    const retry = waitFor(waiters, setup, request!.id, 30_000);
     caller.abort();
     looks.release();
     expect((await retry)?.ciphertext).toBe("for the retry");

@@ -93,15 +93,18 @@ export class Calls {
 
   /** Settles the call `reply` answers; false when none waits for it (given up on, or not a call's). */
   answer(reply: ReplyFrame): boolean {
-    const entry = reply.reqId === undefined ? undefined : this.outbox.take(reply.reqId);
+    const entry = this.take(reply.reqId);
     entry?.resolve(reply);
     return entry !== undefined;
   }
 
   /** Fails the call `reqId` (an answer the SDK cannot read), if one waits. */
   fail(reqId: string | undefined, error: SwitchboardError): void {
-    const entry = reqId === undefined ? undefined : this.outbox.take(reqId);
-    entry?.reject(error);
+    this.take(reqId)?.reject(error);
+  }
+
+  private take(reqId: string | undefined) {
+    return reqId === undefined ? undefined : this.outbox.take(reqId);
   }
 
   /**

@@ -1,6 +1,7 @@
 // The admin operations behind /v1: enrol meshes and members, issue, list and
-// revoke hook and API tokens, revoke members, list live peers. Failures the caller can act on are
-// thrown as RefusedError with a stable code; the transport maps codes to statuses.
+// revoke hook and API tokens, revoke members, list live peers. Failures the
+// caller can act on are thrown as RefusedError with a stable code; the
+// transport maps codes to statuses.
 import type { Database } from "@switchboard/db";
 import type {
   AddMemberBody,

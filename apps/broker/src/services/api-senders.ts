@@ -43,13 +43,16 @@ export class ApiSenders {
 
   /** The member was revoked: none of its tokens may be taken from memory again. */
   forget(memberId: string): void {
-    this.forgotten++;
-    for (const [hash, entry] of this.byHash) if (entry.sender.memberId === memberId) this.byHash.delete(hash);
+    this.forgetWhere((sender) => sender.memberId === memberId);
   }
 
   /** One token was revoked: it may not be taken from memory again. */
   forgetToken(tokenId: string): void {
+    this.forgetWhere((sender) => sender.tokenId === tokenId);
+  }
+
+  private forgetWhere(revoked: (sender: ApiSender) => boolean): void {
     this.forgotten++;
-    for (const [hash, entry] of this.byHash) if (entry.sender.tokenId === tokenId) this.byHash.delete(hash);
+    for (const [hash, entry] of this.byHash) if (revoked(entry.sender)) this.byHash.delete(hash);
   }
 }
