@@ -28,17 +28,12 @@ export interface ClientConfig {
   token: TokenSource | undefined;
 }
 
-// A browser has no process: no environment, parent pid or working directory.
+// A browser has no process: no parent pid or working directory.
 interface ProcessLike {
-  env: Record<string, string | undefined>;
   ppid: number;
   cwd(): string;
 }
 const nodeProcess = (globalThis as { process?: ProcessLike }).process;
-
-export function defaultSessionId(env: Record<string, string | undefined> = nodeProcess?.env ?? {}): string {
-  return env.CLAUDE_SESSION_ID || env.CLAUDE_CODE_SESSION_ID || crypto.randomUUID();
-}
 
 /** How long a socket may stay quiet before a ping asks the broker, and that ping may wait (ClientOptions.heartbeatMs). */
 export const DEFAULT_HEARTBEAT_MS = 15_000;
@@ -61,7 +56,10 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
   const secretKey = options.secretKey.toLowerCase();
   if (!options.meshId) throw new SwitchboardError("invalid", "meshId is required");
-  const sessionId = options.sessionId ?? defaultSessionId();
+  // Never the ambient CLAUDE_CODE_SESSION_ID: a program run from a Claude
+  // Code session with its member's key would replace (4000) that session's
+  // own presence, its MCP server's.
+  const sessionId = options.sessionId ?? crypto.randomUUID();
   if (sessionId.length < 1 || sessionId.length > MAX_SESSION_ID_LENGTH) {
     throw new SwitchboardError("invalid", `sessionId: 1 to ${MAX_SESSION_ID_LENGTH} characters`);
   }

@@ -26,7 +26,7 @@ export interface ClientOptions {
   meshId: string;
   /** 64 hex ed25519 seed. */
   secretKey: string;
-  /** Default: CLAUDE_SESSION_ID / CLAUDE_CODE_SESSION_ID from the environment, else a random uuid. */
+  /** Default: a random uuid, per client. To stand for a Claude Code session, pass its CLAUDE_CODE_SESSION_ID. */
   sessionId?: string;
   /** Default process.ppid (the Claude Code process that launched this peer). */
   pid?: number;

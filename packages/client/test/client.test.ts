@@ -675,6 +675,27 @@ describe("connect and final closes", () => {
     expect(await second.ping()).toBeGreaterThan(0);
   });
 
+  test("a client without a sessionId, run inside a Claude Code session, takes a session of its own: the session's presence stays", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const alice = members[0]!;
+    // Standing in for the session's MCP server: alice's presence under Claude Code's session id.
+    const session = await connect(mesh.id, alice, { sessionId: "claude-session-1" });
+    const got = collect(session);
+    const before = process.env.CLAUDE_CODE_SESSION_ID;
+    process.env.CLAUDE_CODE_SESSION_ID = "claude-session-1";
+    try {
+      await connect(mesh.id, alice);
+    } finally {
+      if (before === undefined) delete process.env.CLAUDE_CODE_SESSION_ID;
+      else process.env.CLAUDE_CODE_SESSION_ID = before;
+    }
+    const presences = (await broker.admin.peers(mesh.id)).filter((p) => p.pubkey === alice.pubkey);
+    expect(presences).toHaveLength(2);
+    expect(presences.map((p) => p.sessionId)).toContain("claude-session-1");
+    expect(await session.ping()).toBeGreaterThan(0);
+    expect(got.closes).toEqual([]);
+  });
+
   test("close() called by a close listener while a reconnect is due ends the client: no reconnect, one close event of its own, pending calls fail closed", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
