@@ -58,7 +58,7 @@ const TOOLS = {
         .max(128)
         .optional()
         .describe(
-          "Only to send again a message whose send failed after it was written (timeout, unavailable, closed or internal): the send_id that error named, so it is stored at most once",
+          "Only to send again a message whose failed send named a send_id (it may have been stored): that send_id, so it is stored at most once",
         ),
     }),
     async run(args, ctx) {
