@@ -39,9 +39,9 @@ async function connect(ctx: Context, options: { sessionId: string; reconnect: bo
 }
 
 /**
- * A command gets a session of its own unless --session names one: reusing
- * the ambient Claude Code session id would replace that session's live
- * presence, its MCP server's (close 4000, which ends that server's link).
+ * A command gets a session of its own unless --session names one, as every
+ * SDK client does, named `cli-…` so a peers listing tells a command's
+ * presence from a Claude Code session's.
  */
 function ownSession(ctx: Context): string {
   return ctx.args.boundedString("session", MAX_SESSION_ID_LENGTH) ?? `cli-${randomUUID()}`;
