@@ -306,7 +306,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
         adminRoutes({ admin, access: { adminToken, dbHealth }, log }),
         hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
         messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
-        webhookRoutes({ webhooks, access: { adminToken, dbHealth }, log }),
+        webhookRoutes({ webhooks, access: { adminToken, dbHealth }, log, lookupTimeoutMs: config.WEBHOOK_TIMEOUT_MS }),
         dashboardRoutes({
           dashboard,
           presenceEvents,

@@ -10,7 +10,7 @@ import { queuedWork, type InstanceBus } from "../bus.ts";
 import { refuse, RefusedError } from "../outcome.ts";
 import type { QueuedWork } from "../queued-work.ts";
 import type { WebhookDispatcher } from "./dispatcher.ts";
-import { refusedTarget } from "./target-policy.ts";
+import { refusedTarget, type Resolve } from "./target-policy.ts";
 
 export type WebhookRefusalCode = "not_found" | "conflict" | "invalid";
 
@@ -26,9 +26,11 @@ export interface WebhookAdminDeps {
   allowPrivate: boolean;
   /** For the target's name to resolve (WEBHOOK_TIMEOUT_MS). */
   lookupTimeoutMs: number;
+  /** The target's name lookup: the system's resolver unless a test gives its own. */
+  resolve?: Resolve;
 }
 
-export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bus, log, allowPrivate, lookupTimeoutMs }: WebhookAdminDeps) {
+export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bus, log, allowPrivate, lookupTimeoutMs, resolve }: WebhookAdminDeps) {
   const view = async (memberId: string, memberRef: string): Promise<WebhookView> => {
     const found = await webhookView(db, memberId);
     if (found === null) throw fail("not_found", `member ${memberRef} has no webhook`);
@@ -39,7 +41,7 @@ export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bu
     async set(meshRef: string, memberRef: string, body: WebhookBody): Promise<WebhookView> {
       const { mesh, member } = await admin.resolveMember(meshRef, memberRef);
       if (member.revokedAt !== null) throw fail("conflict", `member ${memberRef} is revoked`);
-      const refused = await refusedTarget(body.url, allowPrivate, lookupTimeoutMs);
+      const refused = await refusedTarget(body.url, allowPrivate, lookupTimeoutMs, resolve);
       if (refused !== null) throw fail("invalid", `url: ${refused}`);
       await upsertWebhook(db, member.id, body.url, body.secret);
       log.info({ meshId: mesh.id, memberId: member.id, host: new URL(body.url).host }, "admin webhook set");

@@ -43,13 +43,23 @@ export interface AdminAccess {
   dbHealth: DbHealth;
 }
 
-const late = () =>
-  apiError("unavailable", `the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s; a change asked for may still be applied`, {
+const late = (deadlineMs: number) => () =>
+  apiError("unavailable", `the database did not answer within ${deadlineMs / 1000} s; a change asked for may still be applied`, {
     "retry-after": "1",
   });
 
-export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess, handlers: Partial<Record<Method, Handler<P>>>) {
+/**
+ * The routes of one path, each method answered within ANSWER_DEADLINE_MS, or
+ * within its own deadline in `deadlinesMs` when its handler waits for more
+ * than the database (a webhook target's name lookup).
+ */
+export function endpoint<P extends string>(
+  { adminToken, dbHealth }: AdminAccess,
+  handlers: Partial<Record<Method, Handler<P>>>,
+  deadlinesMs: Partial<Record<Method, number>> = {},
+) {
   const byMethod = new Map<string, Handler<P>>(Object.entries(handlers));
+  const deadlines = new Map<string, number>(Object.entries(deadlinesMs));
   const allow = [...byMethod.keys()].join(", ");
   return async (req: BunRequest<P>, server: Server<unknown>): Promise<Response> => {
     if (!sameSecret(bearerToken(req), adminToken)) {
@@ -60,7 +70,8 @@ export function endpoint<P extends string>({ adminToken, dbHealth }: AdminAccess
     const nothing = unnamable(req.params);
     if (nothing) return nothing;
     try {
-      return await settleWithin(handler(req, server), ANSWER_DEADLINE_MS, late);
+      const deadlineMs = deadlines.get(req.method) ?? ANSWER_DEADLINE_MS;
+      return await settleWithin(handler(req, server), deadlineMs, late(deadlineMs));
     } catch (error) {
       if (error instanceof InvalidBody) return apiError("invalid", error.message);
       if (error instanceof BodyTooLarge) return apiError("too_large", error.message);
