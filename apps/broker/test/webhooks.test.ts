@@ -271,6 +271,9 @@ describe("webhook recipients", () => {
     await stateBecomes(mesh.id, hook, (s) => s.lastOutcome === "timeout", "a timeout");
     await r.stop();
     await stateBecomes(mesh.id, hook, (s) => s.lastOutcome === "network", "a refused connection");
+    // The log says why, by the system's code alone (docs/http.md, Metrics).
+    const failed = await broker.process.waitForLog("webhook", 15_000, (l) => l.memberId === hook.id && l.outcome === "network");
+    expect(failed).toMatchObject({ status: null, cause: "ECONNREFUSED" });
     slow = false;
     r.listen();
     await stateBecomes(mesh.id, hook, (s) => s.lastOutcome === "ok" && s.queued === 0, "delivery once it listens again");

@@ -45,6 +45,8 @@ export interface WebhookResult {
   outcome: WebhookOutcome;
   /** The HTTP status, when there was an answer. */
   status: number | null;
+  /** Why a `network` failure failed, for the log: the system's code (ECONNREFUSED, ENOTFOUND, a TLS error's), never the URL. */
+  cause?: string;
 }
 
 /** The outbound request, implemented by the transport. */
@@ -233,7 +235,15 @@ export class WebhookDispatcher implements QueueConsumer {
     if (recorded === null && !ok) this.news.forMembers([memberId]);
     const counted = recorded === true;
     this.log.info(
-      { memberId, outcome: result.outcome, status: result.status, messages: batch.length, attempt: webhook.failures + 1, retryInMs: counted ? delayMs : null },
+      {
+        memberId,
+        outcome: result.outcome,
+        status: result.status,
+        ...(result.cause === undefined ? {} : { cause: result.cause }),
+        messages: batch.length,
+        attempt: webhook.failures + 1,
+        retryInMs: counted ? delayMs : null,
+      },
       "webhook",
     );
     // A success, or a failure of an endpoint set anew meanwhile (the new one is due now).
@@ -252,7 +262,7 @@ export class WebhookDispatcher implements QueueConsumer {
     if (refused !== null) {
       // The host only: a URL's user info, path or query may carry a credential.
       this.log.warn({ memberId, host: URL.canParse(request.url) ? new URL(request.url).host : null, reason: refused }, "webhook target refused");
-      return { outcome: "network", status: null };
+      return { outcome: "network", status: null, cause: "target refused" };
     }
     const left = this.options.timeoutMs - (this.options.clock() - started);
     if (left <= 0) return { outcome: "timeout", status: null };

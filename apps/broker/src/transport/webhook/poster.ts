@@ -36,9 +36,22 @@ export function createWebhookPoster(userAgent: string): WebhookPoster {
         // Only the status counts; the body is not read.
         await res.body?.cancel().catch(() => {});
         return { outcome: res.status >= 200 && res.status < 300 ? "ok" : "http_error", status: res.status };
-      } catch {
-        return { outcome: timeout.aborted ? "timeout" : "network", status: null };
+      } catch (error) {
+        if (timeout.aborted) return { outcome: "timeout", status: null };
+        return { outcome: "network", status: null, cause: networkCause(error) };
       }
     },
   };
+}
+
+/**
+ * A failed fetch's code (ECONNREFUSED, ENOTFOUND, a TLS error's), else its
+ * name: never its message or path, which may carry the URL's credentials.
+ */
+function networkCause(error: unknown): string {
+  if (error instanceof Error) {
+    const code: unknown = (error as { code?: unknown }).code;
+    return typeof code === "string" ? code : error.name;
+  }
+  return "unknown";
 }
