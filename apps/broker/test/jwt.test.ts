@@ -3,6 +3,7 @@
 // against a real broker process over real sockets.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
+  backendKind,
   newIdentity,
   PeerError,
   PeerPool,
@@ -12,6 +13,7 @@ import {
   type TestIdentity,
 } from "@switchboard/testkit";
 import { SignJWT, type JWTPayload } from "jose";
+import postgres from "postgres";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { deltas, scrape } from "./support/messaging.ts";
 
@@ -199,6 +201,23 @@ describe("CORS_ORIGINS", () => {
       expect(other.headers.get("access-control-allow-origin")).toBeNull();
       const otherPreflight = await fetch(`${broker.url}/v1/meshes`, { method: "OPTIONS", headers: { origin } });
       expect(otherPreflight.headers.get("access-control-allow-origin")).toBeNull();
+    }
+  });
+
+  // A failure no route expects, made by taking a table away under the broker (a
+  // Postgres server's, which this test can reach): Bun.serve's own error handler
+  // answered it without the CORS headers, so the page read a network error.
+  test.skipIf(backendKind !== "postgres")("a route that fails unexpectedly answers 500 internal with the CORS headers, logged as request failed", async () => {
+    const db = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    await db`ALTER TABLE meshes RENAME TO meshes_taken_away`;
+    try {
+      const res = await fetch(`${broker.url}/v1/meshes`, { headers: { origin: ALLOWED_ORIGIN, authorization: `Bearer ${broker.adminToken}` } });
+      expect([res.status, res.headers.get("access-control-allow-origin")]).toEqual([500, ALLOWED_ORIGIN]);
+      expect(await res.json()).toEqual({ error: { code: "internal", message: "internal error" } });
+      expect(await broker.process.waitForLog("request failed")).toMatchObject({ level: 50 });
+    } finally {
+      await db`ALTER TABLE meshes_taken_away RENAME TO meshes`;
+      await db.end();
     }
   });
 

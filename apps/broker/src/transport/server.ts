@@ -10,6 +10,7 @@ import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
 import type { CorsPolicy } from "./http/cors.ts";
 import { answerOtherMethods } from "./http/methods.ts";
 import { apiError } from "./http/respond.ts";
+import { answerFailures } from "./http/route-failures.ts";
 import type { Connection } from "./ws/connection.ts";
 import type { createWsHandler } from "./ws/handler.ts";
 
@@ -54,10 +55,14 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
     metrics.connectionsRejected.labels(code).inc();
     return apiError(code, message);
   };
+  const failed = (error: unknown): Response => {
+    log.error({ err: error }, "request failed");
+    return apiError("internal", "internal error");
+  };
   const all: Serve.Options<Connection> = {
     port,
     hostname,
-    routes: Object.assign({}, cors.wrapRoutes(answerOtherMethods(Object.assign({}, ...routes))), {
+    routes: Object.assign({}, cors.wrapRoutes(answerOtherMethods(answerFailures(Object.assign({}, ...routes), failed))), {
       "/ws": (req: Request, srv: Server<Connection>) => {
         // A browser always names the page's origin; with CORS_ORIGINS set, only listed pages may connect.
         if (!cors.allowsSocket(req.headers.get("origin"))) return refuseSocket("forbidden", "this origin may not open a socket here");
@@ -75,10 +80,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
     }),
     fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("not_found", `no route ${req.method} ${new URL(req.url).pathname}`)),
     websocket: ws.handlers,
-    error: (error) => {
-      log.error({ err: error }, "request failed");
-      return apiError("internal", "internal error");
-    },
+    error: failed,
   };
   if (!starting) return Bun.serve<Connection>(all);
   starting.reload(all);
