@@ -16,6 +16,7 @@ import {
   setupMesh,
   sleepOnInsert,
   waitUntil,
+  WebhookReceiver,
 } from "@switchboard/testkit";
 import postgres from "postgres";
 import { brokerBehindProxy } from "./support/behind-proxy.ts";
@@ -115,6 +116,40 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       // The database went away under it: a warning, not an error (the level an operator is paged for).
       expect(broker.process.logs.filter((l) => l.msg === "ws frame failed").map((l) => l.level)).toEqual([40]);
     } finally {
+      await dispose();
+    }
+  });
+  test("a webhook attempt whose connection the server ends is a warning, not an error; the next attempt delivers", async () => {
+    const { broker, proxy, dispose } = await brokerBehindProxy({
+      WEBHOOK_ALLOW_PRIVATE: "true",
+      WEBHOOK_BACKOFF_MIN_MS: "200",
+      WEBHOOK_BACKOFF_MAX_MS: "200",
+      WEBHOOK_TIMEOUT_MS: "1000",
+      LEASE_SECONDS: "2",
+      CATCH_UP_INTERVAL_MS: "300",
+    });
+    let failing = true;
+    const receiver = await WebhookReceiver.start(() => ({ status: failing ? 500 : 200 }));
+    const peers = new PeerPool();
+    try {
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+      const [sender, hook] = members as [(typeof members)[0], (typeof members)[0]];
+      await broker.admin.setWebhook(mesh.id, hook.id, `${receiver.url}/events`, "webhook-secret-0123456789");
+      const peer = await peers.connect(broker.wsUrl, sender, mesh.id);
+      await sendMany(peer, [sendFrame(hook.pubkey)]);
+      await receiver.waitFor((r) => r.length >= 1, 15_000, "a first, failing request");
+      // The next statement of an attempt (the one under way records its end, or
+      // the retry takes the webhook) names the member: its connection is ended
+      // under it. Whatever it held is taken over once its lease runs out (6 s).
+      proxy.terminateOn(hook.id);
+      const line = await broker.process.waitForLog("webhook attempt failed", 15_000);
+      expect({ level: line.level, terminated: proxy.terminated }).toEqual({ level: 40, terminated: 1 });
+      failing = false;
+      await waitUntil(() => broker.process.logs.some((l) => l.msg === "webhook" && l.outcome === "ok"), 30_000, "a delivered request");
+      expect(broker.process.logs.filter((l) => (l.level ?? 0) >= 50)).toEqual([]);
+    } finally {
+      await peers.closeAll();
+      await receiver.stop();
       await dispose();
     }
   });

@@ -6,7 +6,7 @@
 // POSTed. A 2xx acks them all; anything else puts them back at the head of
 // the queue and pushes the next attempt back (backoff.ts). A timer finds the
 // webhooks whose retry is due or whose news was missed.
-import type { Database } from "@switchboard/db";
+import { isConnectionLost, type Database } from "@switchboard/db";
 import { MAX_WEBHOOK_BATCH } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
@@ -171,7 +171,8 @@ export class WebhookDispatcher implements QueueConsumer {
       this.due.delete(memberId);
       this.inFlight.add(memberId);
       const run: Promise<void> = this.attempt(memberId)
-        .catch((error) => this.log.error({ err: error, memberId }, "webhook attempt failed"))
+        // The database went away under it: a warning, as elsewhere (the lease runs out and the next attempt takes over).
+        .catch((error) => this.log[isConnectionLost(error) ? "warn" : "error"]({ err: error, memberId }, "webhook attempt failed"))
         .finally(() => {
           this.attempts.delete(run);
           this.inFlight.delete(memberId);
