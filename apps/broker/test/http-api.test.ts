@@ -191,7 +191,12 @@ describe("HTTP messaging API", () => {
     const to = members[1]!.pubkey;
     expectError(await post(token, "{not json"), 400, "invalid");
     expectError(await post(token, { targetSpec: to, ciphertext: "x" }), 400, "invalid");
-    expectError(await post(token, httpBody("not-a-target")), 400, "invalid");
+    // A target none of whose forms fit, or none at all, is told what the forms are.
+    const forms = "a pubkey (64 lowercase hex characters), *, #channel or tag:name";
+    const badTarget = await post(token, httpBody("not-a-target"));
+    expect(badTarget).toMatchObject({ status: 400, body: { error: { code: "invalid", message: `targetSpec: expected ${forms}` } } });
+    const { targetSpec: _none, ...untargeted } = httpBody(to);
+    expect(await post(token, untargeted)).toMatchObject({ status: 400, body: { error: { code: "invalid", message: `targetSpec: required: ${forms}` } } });
     expectError(await post(token, httpBody(to, { priority: "urgent" })), 400, "invalid");
     expectError(await post(token, httpBody(to, { replyTo: "not-a-uuid" })), 400, "invalid");
     expectError(await post(token, httpBody(to, { ephemeral: true })), 400, "invalid");

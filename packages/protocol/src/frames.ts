@@ -21,12 +21,12 @@ const reqId = z.string().min(1).max(64).optional();
 const pubkey = z.string().regex(PUBKEY, { error: "expected 64 lowercase hex characters" });
 const channel = z.string().regex(CHANNEL, { error: "expected #name (letters, digits, . _ -; at most 64)" });
 
-export const targetSpecSchema = z.union([
-  pubkey,
-  z.literal("*"),
-  channel,
-  z.string().regex(new RegExp(`^tag:${TAG.source.slice(1, -1)}$`), { error: "expected tag:name" }),
-]);
+const TARGET_FORMS = "a pubkey (64 lowercase hex characters), *, #channel or tag:name";
+// Named in full: zod's own text for a union none of whose forms fit is "Invalid input".
+export const targetSpecSchema = z.union(
+  [pubkey, z.literal("*"), channel, z.string().regex(new RegExp(`^tag:${TAG.source.slice(1, -1)}$`), { error: "expected tag:name" })],
+  { error: (issue) => (issue.input === undefined ? `required: ${TARGET_FORMS}` : `expected ${TARGET_FORMS}`) },
+);
 
 // Postgres text holds neither NUL nor unpaired surrogates (it stores UTF-8): such a
 // string would fail the whole group-committed batch, so it is refused at the edge.
