@@ -38,13 +38,17 @@ test("a socket gone silent is given up (close 1006) and reconnected with its ses
   const sent = await sender.send(alice.pubkey, { nonce: "plain", ciphertext: Buffer.from(JSON.stringify("while silent")).toString("base64") });
   await waitUntil(() => seen.messages.length > 0 || undefined, 30_000, "the message sent while the socket was silent");
   expect(seen.messages.map((m) => [m.messageId, m.payload])).toEqual([[sent.messageId, "while silent"]]);
-  expect(seen.closes).toEqual([{ code: 1006, reason: expect.stringContaining("nothing from the broker"), willReconnect: true }]);
-  expect(seen.reconnects).toBe(1);
+  // The silent socket's close first. A busy machine may keep the new socket's
+  // pong past the heartbeat too: it is given up and replaced the same way.
+  const heartbeatClose = { code: 1006, reason: expect.stringContaining("nothing from the broker"), willReconnect: true };
+  // Calls go out on the new socket; once one is answered, every close was followed by its reconnect.
+  expect(await a.ping()).toBeGreaterThan(0);
+  expect(seen.closes.length).toBeGreaterThanOrEqual(1);
+  expect(seen.closes).toEqual(seen.closes.map(() => heartbeatClose));
+  expect(seen.reconnects).toBe(seen.closes.length);
   // The same session: the new hello replaced the silent socket's presence.
   const presences = (await broker.admin.peers(mesh.id)).filter((p) => p.memberId === alice.id);
   expect(presences.map((p) => p.presenceId)).toEqual([a.presenceId]);
-  // Calls go out on the new socket.
-  expect(await a.ping()).toBeGreaterThan(0);
 });
 
 test("a quiet socket that answers its pings is kept", async () => {
