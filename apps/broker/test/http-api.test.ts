@@ -202,6 +202,7 @@ describe("HTTP messaging API", () => {
     expectError(await post(token, httpBody(to, { ephemeral: true })), 400, "invalid");
     expectError(await post(token, httpBody(to), { key: "k".repeat(65) }), 400, "invalid");
     for (const wait of ["0", "61", "abc", "1.5", "-1", ""]) expectError(await post(token, httpBody(to), { wait }), 400, "invalid");
+    expect(await post(token, httpBody(to), { wait: "2&wait=20" })).toMatchObject({ status: 400, body: { error: { code: "invalid", message: "wait must be given once" } } });
     // Refused headers and query count as rejected sends, as refused bodies do.
     const INVALID = "broker_messages_rejected_total{reason=invalid}";
     const before = await scrape(broker.url);

@@ -65,8 +65,11 @@ function undecidedSend(why: string, keyed: boolean): Response {
 }
 
 function waitSeconds(req: Request): number | undefined {
-  const raw = new URL(req.url).searchParams.get("wait");
-  if (raw === null) return undefined;
+  const given = new URL(req.url).searchParams.getAll("wait");
+  // Two values are not one wait: which the caller meant is not ours to pick.
+  if (given.length > 1) throw new Invalid("wait must be given once");
+  const raw = given[0];
+  if (raw === undefined) return undefined;
   const n = Number(raw);
   if (!WAIT.test(raw) || n < 1 || n > MAX_WAIT_SECONDS) throw new Invalid(`wait must be a whole number of seconds from 1 to ${MAX_WAIT_SECONDS}`);
   return n;
