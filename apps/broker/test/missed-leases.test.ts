@@ -13,6 +13,8 @@ import { brokerBehindProxy, type BrokerBehindProxy } from "./support/behind-prox
 
 const ENV = { LEASE_SECONDS: "600" };
 const RECOVERED = "looked for deliveries leased here whose notices were missed";
+/** Text of the recovery's read (store/queue/claim.ts, leasesOf), sent as a new connection prepares it. */
+const LEASES_READ = "SELECT id, message_id, lease_expires_at FROM deliveries";
 
 describe.skipIf(backendKind !== "postgres")("a notice lost while the bus was away (needs DATABASE_URL)", () => {
   /** The recipients' instance, behind the proxy. */
@@ -107,6 +109,29 @@ describe.skipIf(backendKind !== "postgres")("a notice lost while the bus was awa
     expect(recoveries().slice(before).every((l) => l.deliveries === 0)).toBe(true);
     recipient.ack(sent);
     expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual(sent);
+  });
+
+  // A restart of the server ends the pool's connections with the listener's;
+  // the pool learns of each as its socket closes, and the recovery may send
+  // its read on one it has not heard of yet. Its read and renewal change
+  // nothing when run again, so they run again on another connection.
+  test("a recovery whose read meets a connection the server ended reads again, and pushes the delivery it missed", async () => {
+    const { sender, recipient, recipientKey } = await senderAndRecipient(true);
+    const first = await send(sender, recipientKey);
+    await recipient.waitForPushes(1, 15_000);
+    const before = recoveries().length;
+    const terminated = behind.proxy.terminated;
+    // Only the recovery's read of the leases held here carries this text.
+    behind.proxy.terminateOn(LEASES_READ);
+    let lost = "";
+    await busAway(async () => {
+      lost = await send(sender, recipientKey);
+    });
+    expect(ids(await recipient.waitForPushes(2, 30_000))).toEqual([first, lost]);
+    await waitUntil(() => recoveries().length > before || undefined, 15_000, "the recovery's log");
+    expect(behind.proxy.terminated).toBe(terminated + 1);
+    expect(recoveries().slice(before).some((l) => Number(l.deliveries) >= 1)).toBe(true);
+    expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual([first, lost]);
   });
 
   test("a push whose ack failed still awaits its ack: the bus coming back does not push it again", async () => {

@@ -16,7 +16,7 @@ import type { Database } from "@switchboard/db";
 import type { Logger } from "../../log.ts";
 import { leasesOf, renewLeases, type LeasedDelivery } from "../../store/queue/index.ts";
 import type { LocalPresence, LocalPresences } from "../local-presences.ts";
-import { retryTransient } from "../retry.ts";
+import { retryRepeatable } from "../retry.ts";
 import type { Clock } from "../timing.ts";
 import type { AckCommits } from "./acks.ts";
 
@@ -48,7 +48,7 @@ export class MissedLeases {
       let handed = 0;
       for (let i = 0; i < notPushed.length && !stopped(); i += perRead) {
         const part = notPushed.slice(i, i + perRead);
-        const renewed = await retryTransient(() => renewLeases(db.relaxed, part, leaseSeconds));
+        const renewed = await retryRepeatable(() => renewLeases(db.relaxed, part, leaseSeconds));
         const leased = renewed.filter((d) => this.deps.presences.get(d.presenceId)?.window.holds(d.messageId) !== true);
         this.remember(leased);
         await this.deps.hand(leased);
@@ -79,7 +79,7 @@ export class MissedLeases {
     const open = new Map<string, LocalPresence>();
     for (const p of this.deps.presences.all()) if (!p.ended) open.set(p.presenceId, p);
     if (open.size === 0) return { listed: 0, notPushed: [] };
-    const held = await retryTransient(() => leasesOf(this.deps.db.relaxed, [...open.keys()]));
+    const held = await retryRepeatable(() => leasesOf(this.deps.db.relaxed, [...open.keys()]));
     const notPushed = held.filter((l) => open.get(l.presenceId)?.window.holds(l.messageId) === false).sort((a, b) => a.seq - b.seq);
     return { listed: held.length, notPushed };
   }
