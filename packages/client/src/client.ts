@@ -90,7 +90,7 @@ export class SwitchboardClient {
     });
     this.keys = new KeyRing(config.secretKey, config.publicKey, config.channelKeys);
     this.inbox = new Inbox(this.keys, this.acks, config.acks);
-    this.replies = new ReplyWaiters((fn) => this.on("message", fn));
+    this.replies = new ReplyWaiters((messageId) => this.handOverReplies(messageId));
     this.calls = new Calls(
       { state: () => this.state, connection: () => this.connection },
       { requestTimeoutMs: config.requestTimeoutMs, offline: config.offline },
@@ -180,6 +180,15 @@ export class SwitchboardClient {
     const frames = [...this.unheard.values()];
     this.unheard.clear();
     for (const frame of frames) this.onFrame(frame);
+  }
+
+  /** A request's send was answered: its reply, if it came already and waits for a listener, goes to the request. */
+  private handOverReplies(messageId: string): void {
+    for (const [id, frame] of [...this.unheard]) {
+      if (frame.replyTo !== messageId) continue;
+      this.unheard.delete(id);
+      this.onFrame(frame);
+    }
   }
 
   send(target: string, payload: unknown, opts: SendOptions = {}): Promise<SendResult> {
@@ -401,7 +410,9 @@ export class SwitchboardClient {
       // Closing: the acks are being written for the last time, so a message
       // handed over now would come again to the next connection.
       if (this.closing !== null) return;
-      if (!this.events.has("message") && !this.events.has("unreadable") && !this.isHeardTyping(frame)) {
+      // A waiting request takes its reply, and only that: any other message waits for the application.
+      const heard = this.events.has("message") || this.events.has("unreadable") || this.replies.awaits(frame.replyTo) || this.isHeardTyping(frame);
+      if (!heard) {
         this.unheard.set(frame.messageId, frame);
         return;
       }
@@ -450,7 +461,10 @@ export class SwitchboardClient {
 
   private deliver(message: Message): void {
     const typing = message.targetSpec.startsWith("#") ? typingOf(message) : null;
-    if (typing === null) return this.events.emit("message", message);
+    if (typing === null) {
+      this.replies.receive(message);
+      return this.events.emit("message", message);
+    }
     this.typingTracker.receive(message.targetSpec, message.senderPubkey, typing);
     // Handled here, never by the application: settled as well in manual mode.
     if (this.config.acks === "manual") this.inbox.ack(message.messageId);

@@ -1,15 +1,42 @@
 // request(): a send whose answer is the first message carrying its messageId
 // as replyTo. Replies are watched from before the send goes out, since one
-// could in principle arrive before the send's ack.
+// could in principle arrive before the send's ack. The client hands every
+// message it delivers to receive(); a waiting request is no listener of
+// `message` events, so the other messages that come meanwhile wait for the
+// application's own listener instead of going to nobody.
 import { SwitchboardError } from "./errors.ts";
 import type { Message, SendResult } from "./types.ts";
 
-type Subscribe = (fn: (m: Message) => void) => () => void;
+interface Waiter {
+  /** The send's messageId, once the broker answered it. */
+  messageId: string | null;
+  /** Replies that came before the send's answer. */
+  early: Message[];
+  settle(message: Message): void;
+}
 
 export class ReplyWaiters {
   private readonly failers = new Set<(error: SwitchboardError) => void>();
+  private readonly waiters = new Set<Waiter>();
 
-  constructor(private readonly subscribe: Subscribe) {}
+  /** `sent`: a request's send was answered with messageId; a reply held back for a listener may be handed over now. */
+  constructor(private readonly sent: (messageId: string) => void) {}
+
+  /** Whether a waiting request takes the message answering `replyTo`. */
+  awaits(replyTo: string | null): boolean {
+    if (replyTo === null) return false;
+    for (const w of this.waiters) if (w.messageId === replyTo) return true;
+    return false;
+  }
+
+  /** A message delivered by the client: the reply of the request it answers, if one waits. */
+  receive(m: Message): void {
+    if (m.replyTo === null) return;
+    for (const w of [...this.waiters]) {
+      if (w.messageId === null) w.early.push(m);
+      else if (w.messageId === m.replyTo) w.settle(m);
+    }
+  }
 
   /**
    * `send` is given a signal aborted at the timeout: a send still unanswered
@@ -19,10 +46,16 @@ export class ReplyWaiters {
   request(send: (withdraw: AbortSignal) => Promise<SendResult>, sendId: string, timeoutMs: number): Promise<Message> {
     return new Promise<Message>((resolve, reject) => {
       const withdraw = new AbortController();
-      let messageId: string | null = null;
-      const early: Message[] = [];
+      const waiter: Waiter = {
+        messageId: null,
+        early: [],
+        settle: (m) => {
+          finish();
+          resolve(m);
+        },
+      };
       const finish = () => {
-        unsubscribe();
+        this.waiters.delete(waiter);
         clearTimeout(timer);
         this.failers.delete(fail);
       };
@@ -30,16 +63,9 @@ export class ReplyWaiters {
         finish();
         reject(error);
       };
-      const unsubscribe = this.subscribe((m) => {
-        if (m.replyTo === null) return;
-        if (messageId === null) early.push(m);
-        else if (m.replyTo === messageId) {
-          finish();
-          resolve(m);
-        }
-      });
+      this.waiters.add(waiter);
       const timer = setTimeout(() => {
-        const unanswered = messageId === null;
+        const unanswered = waiter.messageId === null;
         if (unanswered) withdraw.abort();
         fail(
           unanswered
@@ -50,13 +76,12 @@ export class ReplyWaiters {
       this.failers.add(fail);
       send(withdraw.signal).then(
         (result) => {
-          messageId = result.messageId;
-          const hit = early.find((m) => m.replyTo === messageId);
-          early.length = 0;
-          if (hit) {
-            finish();
-            resolve(hit);
-          }
+          if (!this.waiters.has(waiter)) return;
+          waiter.messageId = result.messageId;
+          const hit = waiter.early.find((m) => m.replyTo === result.messageId);
+          waiter.early.length = 0;
+          if (hit) waiter.settle(hit);
+          else this.sent(result.messageId);
         },
         // The send's own error (invalid, too_large, …): the SDK throws only
         // its own, and anything else goes on as it is, not disguised as closed.

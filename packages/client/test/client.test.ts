@@ -465,6 +465,26 @@ describe("SwitchboardClient", () => {
     expect(got).toEqual(["one", "two", "three"]);
   });
 
+  test("a message that arrives while only a request() waits (no message listener) is not its reply: it waits, unacked, for the application's listener", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const b = await connect(mesh.id, bob);
+    b.on("message", (m) => {
+      if ((m.payload as { q?: number }).q === undefined) return;
+      // Another message first: per sender order it reaches alice while her request waits.
+      void b.send(alice.pubkey, "unrelated").then(() => b.reply(m, { a: 1 }));
+    });
+    const a = await connect(mesh.id, alice);
+    // Alice listens for nothing but the request's reply.
+    const answer = await a.request(bob.pubkey, { q: 1 }, { timeoutMs: 10_000 });
+    expect(answer.payload).toEqual({ a: 1 });
+    const got: unknown[] = [];
+    a.on("message", (m) => got.push(m.payload));
+    await b.send(alice.pubkey, "marker");
+    await waitUntil(() => got.includes("marker"), 10_000, "the marker");
+    expect(got).toEqual(["unrelated", "marker"]);
+  });
+
   test("a send retried with the same id is answered duplicate and delivered once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
