@@ -393,7 +393,12 @@ export class SwitchboardClient {
     const reconnected = this.connectedOnce;
     this.connectedOnce = true;
     // Subscriptions belong to a socket: a new one subscribes again.
-    if (reconnected) this.presenceFeed.reconnected().catch((error: unknown) => this.events.emit("error", asError(error)));
+    // A client closed meanwhile failed the renewal itself: nothing to report after its close.
+    if (reconnected) {
+      this.presenceFeed.reconnected().catch((error: unknown) => {
+        if (!this.isClosed() && this.closing === null) this.events.emit("error", asError(error));
+      });
+    }
     this.events.emit("open");
     if (reconnected) this.events.emit("reconnect");
   }

@@ -419,6 +419,25 @@ describe("SwitchboardClient", () => {
     expect(events.filter((e) => e.pubkey === bob.pubkey)).toEqual([]);
   });
 
+  test("a client closed while its presence renewal after a reconnect is under way emits no error after its close", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket });
+    await a.subscribePresence();
+    const got = collect(a);
+    const events: string[] = [];
+    a.on("close", (c) => events.push(`close ${c.willReconnect}`));
+    a.on("error", (e) => events.push(`error ${e.code}`));
+    // Closed as soon as the new socket's hello is accepted: the renewal's subscribe is unanswered then.
+    a.on("reconnect", () => void a.close());
+    control.sockets.at(-1)?.close();
+    await waitUntil(() => a.connectionState === "closed", 10_000, "the close");
+    await a.close();
+    await Bun.sleep(50);
+    expect(got.errors).toEqual([]);
+    expect(events).toEqual(["close true", "close false"]);
+  });
+
   test("a push delivered twice (ack later than the lease) reaches the application once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "prober", "probe"] });
     const [alice, bob, proberMember, probeMember] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
