@@ -415,9 +415,7 @@ export class SwitchboardClient {
       // Closing: the acks are being written for the last time, so a message
       // handed over now would come again to the next connection.
       if (this.closing !== null) return;
-      // A waiting request takes its reply, and only that: any other message waits for the application.
-      const heard = this.events.has("message") || this.events.has("unreadable") || this.replies.awaits(frame.replyTo) || this.isHeardTyping(frame);
-      if (!heard) {
+      if (!this.isHeard(frame)) {
         this.unheard.set(frame.messageId, frame);
         return;
       }
@@ -445,11 +443,20 @@ export class SwitchboardClient {
     }
   }
 
-  /** A typing signal with a "typing" listener: heard, though nothing listens for messages. */
-  private isHeardTyping(frame: PushFrame): boolean {
-    if (!this.events.has("typing") || !frame.targetSpec.startsWith("#")) return false;
+  /**
+   * Whether something takes this push now: a message listener; a waiting
+   * request, its reply; an unreadable listener, a push that does not open;
+   * a typing listener, a typing signal. Anything else waits, unacked, for a
+   * listener of its kind (a message that opens, for a message listener).
+   */
+  private isHeard(frame: PushFrame): boolean {
+    if (this.events.has("message") || this.replies.awaits(frame.replyTo)) return true;
+    const forUnreadable = this.events.has("unreadable");
+    const forTyping = this.events.has("typing") && frame.targetSpec.startsWith("#");
+    if (!forUnreadable && !forTyping) return false;
     const opened = this.inbox.open(frame);
-    return opened.kind === "message" && typingOf(opened.message) !== null;
+    if (opened.kind === "unreadable") return forUnreadable;
+    return forTyping && typingOf(opened.message) !== null;
   }
 
   /**

@@ -504,6 +504,26 @@ describe("SwitchboardClient", () => {
     expect(got).toEqual(["unrelated", "marker"]);
   });
 
+  test("a message that opens waits for a message listener, not for an unreadable one: an application that listens for unreadable first loses none", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const frames: RawFrame[] = [];
+    const sentByB: RawFrame[] = [];
+    const b = await connect(mesh.id, bob, { WebSocket: recordingWebSocket(frames, sentByB), ackDelayMs: 0 });
+    const unreadable: string[] = [];
+    b.on("unreadable", (u) => unreadable.push(u.messageId));
+    const a = await connect(mesh.id, alice);
+    const sent = await a.send(bob.pubkey, "readable");
+    // Something awaited before on("message"): the push comes meanwhile.
+    await waitUntil(() => pushesOf(frames, sent.messageId).length >= 1, 10_000, "the push");
+    await b.ping();
+    expect(sentByB.filter((f) => f.type === "client_ack")).toEqual([]);
+    const got: unknown[] = [];
+    b.on("message", (m) => got.push(m.payload));
+    await waitUntil(() => got.length >= 1, 10_000, "the message handed over");
+    expect({ got, unreadable }).toEqual({ got: ["readable"], unreadable: [] });
+  });
+
   test("a send retried with the same id is answered duplicate and delivered once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
