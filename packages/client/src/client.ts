@@ -503,10 +503,14 @@ export class SwitchboardClient {
       this.events.emit("close", { code, reason, willReconnect });
       return;
     }
+    // No longer open while the close is told: a listener finds the client not
+    // connected, and a call it makes waits for the next socket (a typing is
+    // dropped). Its connectionState event still comes after the close event.
+    this.state = "reconnecting";
     this.events.emit("close", { code, reason, willReconnect });
     // A listener may have called close(): that ends the client, nothing reconnects.
     if (this.isClosed() || this.closing !== null) return;
-    this.setState("reconnecting");
+    this.events.emit("connectionState", "reconnecting");
     if (this.config.offline === "fail") {
       // Whether the broker applied them is unknown: the caller decides, nothing is re-sent behind its back.
       this.calls.failAll(new SwitchboardError("unavailable", `the connection dropped before the broker answered (${code})`));

@@ -438,6 +438,27 @@ describe("SwitchboardClient", () => {
     expect(events).toEqual(["close true", "close false"]);
   });
 
+  test("in a close listener of a socket that dropped the client is not connected: a typing said there is not written after the reconnect", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket });
+    await a.join("room");
+    const seen: Array<{ connected: boolean; state: ConnectionState }> = [];
+    a.on("close", (c) => {
+      if (!c.willReconnect) return;
+      seen.push({ connected: a.connected, state: a.connectionState });
+      void a.setTyping("room");
+    });
+    let reconnected = false;
+    a.on("reconnect", () => (reconnected = true));
+    const before = control.sent.length;
+    control.sockets.at(-1)?.close();
+    await waitUntil(() => reconnected, 10_000, "the reconnect");
+    await a.ping();
+    expect(seen).toEqual([{ connected: false, state: "reconnecting" }]);
+    expect(control.sent.slice(before).filter((f) => f.type === "send")).toEqual([]);
+  });
+
   test("a push delivered twice (ack later than the lease) reaches the application once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "prober", "probe"] });
     const [alice, bob, proberMember, probeMember] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
