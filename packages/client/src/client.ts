@@ -410,6 +410,9 @@ export class SwitchboardClient {
   }
 
   private onFrame(frame: ServerFrame): void {
+    // Ended (close() waits for its socket's close handshake): every call has
+    // failed already, and no event comes after the end.
+    if (this.isClosed()) return;
     this.heartbeat?.heard();
     if (frame.type === "push") {
       // Closing: the acks are being written for the last time, so a message
@@ -464,6 +467,7 @@ export class SwitchboardClient {
    * call, which would otherwise wait for an answer that already came.
    */
   private onInvalidFrame(data: unknown): void {
+    if (this.isClosed()) return;
     this.heartbeat?.heard();
     const { reqId, what } = describeUnreadable(data);
     const error = new SwitchboardError("protocol", `the broker sent a frame the SDK cannot read (${what})`);

@@ -223,6 +223,32 @@ describe("SwitchboardClient", () => {
     expect([...firstIds, ...nextIds].sort()).toEqual([before.messageId, ...during, marker.messageId].sort());
   });
 
+  test("frames that arrive while close() waits for its socket to close emit no event: a presence event there is not told after the client ended", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    let letClose = () => {};
+    const gate = new Promise<void>((resolve) => (letClose = resolve));
+    // Its close handshake starts only once the gate opens: frames the broker sends meanwhile still come.
+    const SlowClose = class extends WebSocket {
+      override close(code?: number, reason?: string): void {
+        void gate.then(() => super.close(code, reason));
+      }
+    } as typeof WebSocket;
+    const a = await connect(mesh.id, alice, { WebSocket: SlowClose });
+    await a.subscribePresence();
+    const told: string[] = [];
+    a.on("presence", (e) => told.push(`${e.event} ${e.pubkey === bob.pubkey ? "bob" : "alice"}`));
+    const closing = a.close();
+    await waitUntil(() => a.connectionState === "closed", 5000, "the client ended");
+    const b = await connect(mesh.id, bob);
+    // Frames are answered in order: by bob's pong, alice's socket has been sent his joined event.
+    await b.ping();
+    await Bun.sleep(100);
+    letClose();
+    await closing;
+    expect(told).toEqual([]);
+  });
+
   test("a socket that drops while close() waits for its last acks ends the client: no reconnect, no error, one close event", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
