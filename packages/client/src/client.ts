@@ -425,6 +425,10 @@ export class SwitchboardClient {
       const result = this.inbox.receive(frame);
       if (result.kind === "message") this.deliver(result.message);
       else if (result.kind === "unreadable") {
+        // Manual acks, and the application is not told its id: it could never
+        // ack it, and held it would come back every lease and take up one of
+        // the pushes the broker lets be outstanding, for good.
+        if (this.config.acks === "manual" && !this.events.has("unreadable")) this.inbox.ack(result.unreadable.messageId);
         this.events.emit("unreadable", result.unreadable);
         this.events.emit("error", result.unreadable.error);
       }

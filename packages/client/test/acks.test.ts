@@ -174,6 +174,25 @@ test("a push that does not open is handed over as unreadable, with its sender, t
   expect(errors.map((e) => e.code)).toEqual(["decrypt_failed"]);
 });
 
+test('acks: "manual" — an unreadable push with no unreadable listener (the application is never told its id) is acked by the SDK, not held for good', async () => {
+  const { mesh, alice, bob } = await pair();
+  const frames: RawFrame[] = [];
+  const acked: string[] = [];
+  const control = recordingControllable(frames, acked);
+  const b = await client(mesh.id, bob, { acks: "manual", ackDelayMs: 0, WebSocket: control.WebSocket });
+  const seen: Message[] = [];
+  const errors: string[] = [];
+  b.on("message", (m) => seen.push(m));
+  b.on("error", (e) => errors.push(e.code));
+  const raw = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id });
+  cleanup.push(() => raw.close());
+  const bad = await raw.send(bob.pubkey, { nonce: "x1:AAAA", ciphertext: "bm90IGEgcmVhbCBjaXBoZXJ0ZXh0", priority: "now" });
+  await waitUntil(() => errors.length > 0, 10_000, "the unreadable message reported");
+  // Held unacked, it would come back every lease and take one of the broker's outstanding pushes for good.
+  await ackApplied(b, acked, String(bad.messageId));
+  expect({ seen, errors }).toEqual({ seen: [], errors: ["decrypt_failed"] });
+});
+
 test('offline: "fail" rejects calls at once with "unavailable" while the broker is down, and works again after the reconnect', async () => {
   const { mesh, alice, bob } = await pair();
   const a = await client(mesh.id, alice, { offline: "fail" });
