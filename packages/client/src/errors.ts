@@ -30,12 +30,13 @@ export class SwitchboardError extends Error {
 /**
  * The codes of a failed send that say nothing of whether the broker stored
  * it, on a socket and over HTTP: `internal` too, which a database lost
- * mid-commit can leave undecided, and `protocol`, an answer the SDK could not
- * read (over HTTP, a body that is not the broker's, 2xx or not). Sending
- * again with the same id is safe whatever happened.
+ * mid-commit can leave undecided, `protocol`, an answer the SDK could not
+ * read (over HTTP, a body that is not the broker's, 2xx or not), and on a
+ * socket `replaced` and `revoked`, the close that ended the client before
+ * the answer came. Sending again with the same id is safe whatever happened.
  */
 export const UNDECIDED_CODES = {
-  socket: new Set(["timeout", "unavailable", "closed", "internal", "protocol"]),
+  socket: new Set(["timeout", "unavailable", "closed", "internal", "protocol", "replaced", "revoked"]),
   http: new Set(["timeout", "unreachable", "internal", "protocol"]),
 } as const;
 

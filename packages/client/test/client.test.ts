@@ -781,6 +781,39 @@ describe("connect and final closes", () => {
     expect(await second.ping()).toBeGreaterThan(0);
   });
 
+  test("a send whose socket is replaced (4000) before its answer names its id: sent again with it, the broker stores it once", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    // The broker's answers to sends never reach the SDK: the send is stored, its caller not told.
+    const NoSendAcks = class extends WebSocket {
+      override addEventListener(type: string, listener: Parameters<WebSocket["addEventListener"]>[1], options?: boolean | AddEventListenerOptions): void {
+        if (type !== "message" || listener === null) return super.addEventListener(type, listener, options);
+        const deliver = (event: Event) => (typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event));
+        super.addEventListener(
+          "message",
+          (event: MessageEvent) => {
+            if (typeof event.data === "string" && event.data.includes('"type":"ack"') && event.data.includes('"messageId"')) return;
+            deliver(event);
+          },
+          options,
+        );
+      }
+    } as typeof WebSocket;
+    const first = await connect(mesh.id, alice, { sessionId: "taken-over", WebSocket: NoSendAcks });
+    const sending = first.send(bob.pubkey, "once").then(
+      () => null,
+      (error: unknown) => error,
+    );
+    // Frames are answered in order: by the pong, the send is stored.
+    await first.ping();
+    const second = await connect(mesh.id, alice, { sessionId: "taken-over" });
+    const failure = (await sending) as SwitchboardError;
+    const { code, sendId } = failure;
+    expect({ code, sendId: typeof sendId }).toEqual({ code: "replaced", sendId: "string" });
+    const again = await second.send(bob.pubkey, "once", { id: sendId! });
+    expect(again.duplicate).toBe(true);
+  });
+
   test("a client without a sessionId, run inside a Claude Code session, takes a session of its own: the session's presence stays", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
     const alice = members[0]!;
