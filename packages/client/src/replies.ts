@@ -4,7 +4,7 @@
 // message it delivers to receive(); a waiting request is no listener of
 // `message` events, so the other messages that come meanwhile wait for the
 // application's own listener instead of going to nobody.
-import { SwitchboardError } from "./errors.ts";
+import { SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
 import type { Message, SendResult } from "./types.ts";
 
 interface Waiter {
@@ -57,7 +57,7 @@ export class ReplyWaiters {
       const finish = () => {
         this.waiters.delete(waiter);
         clearTimeout(timer);
-        this.failers.delete(fail);
+        this.failers.delete(failOnEnd);
       };
       const fail = (error: unknown) => {
         finish();
@@ -73,7 +73,15 @@ export class ReplyWaiters {
             : new SwitchboardError("timeout", `no reply within ${timeoutMs} ms`),
         );
       }, timeoutMs);
-      this.failers.add(fail);
+      // The client ended: a send it had not had answered may be stored, so
+      // the error names its id, as the send's own would.
+      const failOnEnd = (error: SwitchboardError) =>
+        fail(
+          waiter.messageId === null && UNDECIDED_CODES.socket.has(error.code) && error.sendId === undefined
+            ? new SwitchboardError(error.code, error.message, { cause: error, sendId })
+            : error,
+        );
+      this.failers.add(failOnEnd);
       send(withdraw.signal).then(
         (result) => {
           if (!this.waiters.has(waiter)) return;

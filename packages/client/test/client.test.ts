@@ -32,6 +32,7 @@ import {
   controllableWebSocket,
   failureWhileStopped,
   fakeBroker,
+  noSendAcksWebSocket,
   pingAnswered,
   pushesOf,
   recordingWebSocket,
@@ -785,20 +786,7 @@ describe("connect and final closes", () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
     // The broker's answers to sends never reach the SDK: the send is stored, its caller not told.
-    const NoSendAcks = class extends WebSocket {
-      override addEventListener(type: string, listener: Parameters<WebSocket["addEventListener"]>[1], options?: boolean | AddEventListenerOptions): void {
-        if (type !== "message" || listener === null) return super.addEventListener(type, listener, options);
-        const deliver = (event: Event) => (typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event));
-        super.addEventListener(
-          "message",
-          (event: MessageEvent) => {
-            if (typeof event.data === "string" && event.data.includes('"type":"ack"') && event.data.includes('"messageId"')) return;
-            deliver(event);
-          },
-          options,
-        );
-      }
-    } as typeof WebSocket;
+    const NoSendAcks = noSendAcksWebSocket();
     const first = await connect(mesh.id, alice, { sessionId: "taken-over", WebSocket: NoSendAcks });
     const sending = first.send(bob.pubkey, "once").then(
       () => null,
@@ -812,6 +800,31 @@ describe("connect and final closes", () => {
     expect({ code, sendId: typeof sendId }).toEqual({ code: "replaced", sendId: "string" });
     const again = await second.send(bob.pubkey, "once", { id: sendId! });
     expect(again.duplicate).toBe(true);
+  });
+
+  test("a request whose send is unanswered when the client closes names its id: made again with it, it is the same message and gets its reply", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const first = await connect(mesh.id, alice, { WebSocket: noSendAcksWebSocket() });
+    const asking = first.request(bob.pubkey, { q: 1 }, { timeoutMs: 20_000 }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    // Frames are answered in order: by the pong, the request's send is stored.
+    await first.ping();
+    await first.close();
+    const { code, sendId } = (await asking) as SwitchboardError;
+    expect({ code, sendId: typeof sendId }).toEqual({ code: "closed", sendId: "string" });
+    const b = await connect(mesh.id, bob);
+    const asked: string[] = [];
+    b.on("message", (m) => {
+      asked.push(m.messageId);
+      void b.reply(m, { a: 1 });
+    });
+    const again = await connect(mesh.id, alice);
+    const answer = await again.request(bob.pubkey, { q: 1 }, { id: sendId!, timeoutMs: 20_000 });
+    expect(answer.payload).toEqual({ a: 1 });
+    expect(asked).toEqual([answer.replyTo ?? "(no replyTo)"]);
   });
 
   test("a client without a sessionId, run inside a Claude Code session, takes a session of its own: the session's presence stays", async () => {

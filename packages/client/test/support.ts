@@ -183,3 +183,21 @@ export function fakeBroker(answer: (frame: RawFrame) => RawFrame | null): { url:
   });
   return { url: `ws://127.0.0.1:${server.port}/ws`, stop: () => server.stop(true) };
 }
+
+/** A WebSocket class that never hands the SDK the broker's answers to sends (acks with a messageId): the sends are stored, their callers not told. */
+export function noSendAcksWebSocket(): typeof WebSocket {
+  return class NoSendAcksWebSocket extends WebSocket {
+    override addEventListener(type: string, listener: Parameters<WebSocket["addEventListener"]>[1], options?: boolean | AddEventListenerOptions): void {
+      if (type !== "message" || listener === null) return super.addEventListener(type, listener, options);
+      const deliver = (event: Event) => (typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event));
+      super.addEventListener(
+        "message",
+        (event: MessageEvent) => {
+          if (typeof event.data === "string" && event.data.includes('"type":"ack"') && event.data.includes('"messageId"')) return;
+          deliver(event);
+        },
+        options,
+      );
+    }
+  } as typeof WebSocket;
+}
