@@ -32,11 +32,13 @@ export class SwitchboardError extends Error {
  * it, on a socket and over HTTP: `internal` too, which a database lost
  * mid-commit can leave undecided, `protocol`, an answer the SDK could not
  * read (over HTTP, a body that is not the broker's, 2xx or not), and on a
- * socket `replaced` and `revoked`, the close that ended the client before
- * the answer came. Sending again with the same id is safe whatever happened.
+ * socket the codes that end the client before the answer came: `replaced`
+ * and `revoked` (its close), and the hello refusals no reconnect retries
+ * (the broker answers no send with those). Sending again with the same id is
+ * safe whatever happened.
  */
 export const UNDECIDED_CODES = {
-  socket: new Set(["timeout", "unavailable", "closed", "internal", "protocol", "replaced", "revoked"]),
+  socket: new Set(["timeout", "unavailable", "closed", "internal", "protocol", "replaced", "revoked", "unauthorized", "bad_signature", "malformed"]),
   http: new Set(["timeout", "unreachable", "internal", "protocol"]),
 } as const;
 

@@ -680,6 +680,23 @@ describe("connect and final closes", () => {
     expect(control.hellos - hellosBefore).toBe(1);
   });
 
+  test("a send written on a socket that dropped, whose reconnect is refused for good, names its id: the broker may have stored it", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const sending = a.send(bob.pubkey, "in flight").then(
+      () => null,
+      (error: unknown) => error,
+    );
+    // Written, then the socket drops before its answer can come; the reconnect's hello is refused.
+    expect(control.sent.filter((f) => f.type === "send")).toHaveLength(1);
+    control.spoilHello = true;
+    control.sockets.at(-1)!.close(3000, "test drop");
+    const { code, sendId } = (await sending) as SwitchboardError;
+    expect({ code, sendId: typeof sendId }).toEqual({ code: "bad_signature", sendId: "string" });
+  });
+
   test("after a reconnect, queued calls go out before one a connectionState listener makes, each once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
