@@ -28,6 +28,8 @@ export class Emitter<Events extends { [K in keyof Events]: unknown[] } & { error
     const set = this.listeners.get(event);
     if (!set) return;
     for (const fn of [...set]) {
+      // Removed by a listener before it meanwhile: it has stopped listening.
+      if (!set.has(fn)) continue;
       try {
         (fn as unknown as Listener<Events[K]>)(...args);
       } catch (error) {

@@ -572,6 +572,24 @@ describe("SwitchboardClient", () => {
     expect({ got, unreadable }).toEqual({ got: ["readable"], unreadable: [] });
   });
 
+  test("a listener removed by another listener of the same event is not called for the event under way", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const b = await connect(mesh.id, bob);
+    const heard: string[] = [];
+    let offSecond = () => {};
+    b.on("message", (m) => {
+      heard.push(`first ${String(m.payload)}`);
+      offSecond();
+    });
+    offSecond = b.on("message", (m) => heard.push(`second ${String(m.payload)}`));
+    const a = await connect(mesh.id, alice);
+    await a.send(bob.pubkey, "one");
+    await a.send(bob.pubkey, "two");
+    await waitUntil(() => heard.includes("first two"), 10_000, "both messages");
+    expect(heard).toEqual(["first one", "first two"]);
+  });
+
   test("a send retried with the same id is answered duplicate and delivered once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
