@@ -355,7 +355,8 @@ export class SwitchboardClient {
     const attempt = new AbortController();
     this.attempt = attempt;
     // A fresh timestamp on every attempt, never repeated: the same signature twice would be refused as a replay.
-    const timestamp = Math.max(Date.now(), this.lastHelloTimestamp + 1);
+    const floor = this.lastHelloTimestamp;
+    const timestamp = Math.max(Date.now(), floor + 1);
     this.lastHelloTimestamp = timestamp;
     const hello = await buildHello(this.config, timestamp, attempt.signal);
     // Closed while the hello was made (a token source may take a while): a
@@ -373,9 +374,19 @@ export class SwitchboardClient {
         onInvalidFrame: (data) => this.onInvalidFrame(data),
         onClose: (code, reason) => this.onSocketClosed(generation, code, reason),
       },
-    }).finally(() => {
-      if (this.attempt === attempt) this.attempt = null;
-    });
+    })
+      .catch((error: unknown) => {
+        // Refused for its clock, this hello was recorded nowhere: the next one
+        // need not come after it. Else a clock that was far ahead would keep
+        // every later hello as far ahead, refused, after it was set right.
+        if (error instanceof SwitchboardError && error.code === "timestamp_skew" && this.lastHelloTimestamp === timestamp) {
+          this.lastHelloTimestamp = floor;
+        }
+        throw error;
+      })
+      .finally(() => {
+        if (this.attempt === attempt) this.attempt = null;
+      });
     if (this.isClosed() || this.closing !== null) {
       await connection.close(1000, "client closed");
       throw new SwitchboardError("closed", "the client was closed while connecting");

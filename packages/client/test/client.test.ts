@@ -715,6 +715,28 @@ describe("connect and final closes", () => {
     expect({ code, sendId: typeof sendId }).toEqual({ code: "bad_signature", sendId: "string" });
   });
 
+  test("hellos refused for a clock far ahead do not hold later ones ahead: once the clock is right the client reconnects", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket, heartbeatMs: 0 });
+    const realNow = Date.now.bind(Date);
+    let offset = 0;
+    const clock = spyOn(Date, "now").mockImplementation(() => realNow() + offset);
+    try {
+      // Two hours ahead: every hello is refused timestamp_skew (no retry can fix the clock).
+      offset = 2 * 3600 * 1000;
+      const hellosBefore = control.hellos;
+      control.sockets.at(-1)!.close(3000, "test drop");
+      await waitUntil(() => control.hellos >= hellosBefore + 3, 10_000, "refused reconnects");
+      expect(a.connected).toBe(false);
+      // The clock is set right: the next hello must carry the right time, not one after the refused ones.
+      offset = 0;
+      await waitUntil(() => a.connected, 10_000, "the reconnect once the clock is right");
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   test("after a reconnect, queued calls go out before one a connectionState listener makes, each once", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
