@@ -8,6 +8,9 @@ export interface ReconnectPolicy {
   maxDelayMs: number;
 }
 
+/** The longest delay a timer keeps: a longer one fires at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 export const DEFAULT_RECONNECT: ReconnectPolicy = { maxAttempts: Number.POSITIVE_INFINITY, minDelayMs: 1000, maxDelayMs: 30_000 };
 
 /**
@@ -27,8 +30,11 @@ export function backoffDelay(
 export function resolvePolicy(option: Partial<ReconnectPolicy> | false | undefined): ReconnectPolicy | null {
   if (option === false) return null;
   const policy = { ...DEFAULT_RECONNECT, ...stripUndefined(option ?? {}) };
-  if (!(policy.minDelayMs >= 0) || !(policy.maxDelayMs >= policy.minDelayMs) || !(policy.maxAttempts >= 0)) {
-    throw new SwitchboardError("invalid", "reconnect: need 0 ≤ minDelayMs ≤ maxDelayMs and maxAttempts ≥ 0");
+  // A minDelayMs of 0 never grows: every attempt would follow the last at
+  // once, a tight loop against a broker that is down. A delay past the
+  // longest a timer keeps would fire at once, the same loop.
+  if (!(policy.minDelayMs >= 1) || !(policy.maxDelayMs >= policy.minDelayMs) || !(policy.maxDelayMs <= MAX_TIMER_MS) || !(policy.maxAttempts >= 0)) {
+    throw new SwitchboardError("invalid", `reconnect: need 1 ≤ minDelayMs ≤ maxDelayMs ≤ ${MAX_TIMER_MS} and maxAttempts ≥ 0`);
   }
   return policy;
 }

@@ -1,6 +1,6 @@
 // ClientOptions with every default applied and checked once.
 import { MAX_SESSION_ID_LENGTH, publicKeyOf } from "@switchboard/protocol";
-import { resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
+import { MAX_TIMER_MS, resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
 import { SwitchboardError } from "./errors.ts";
 import type { ClientOptions, TokenSource } from "./types.ts";
 import { brokerWsUrl } from "./url.ts";
@@ -38,12 +38,9 @@ const nodeProcess = (globalThis as { process?: ProcessLike }).process;
 /** How long a socket may stay quiet before a ping asks the broker, and that ping may wait (ClientOptions.heartbeatMs). */
 export const DEFAULT_HEARTBEAT_MS = 15_000;
 
-/** The longest delay a timer keeps: a longer one fires at once (so a timeout of a month would fail every call). */
-const MAX_TIMEOUT_MS = 2_147_483_647;
-
-/** A timeout in ms: more than 0, at most MAX_TIMEOUT_MS. */
+/** A timeout in ms: more than 0, at most MAX_TIMER_MS. */
 export function checkTimeout(ms: number, name: string): void {
-  if (!(ms > 0 && ms <= MAX_TIMEOUT_MS)) throw new SwitchboardError("invalid", `${name} must be > 0 and at most ${MAX_TIMEOUT_MS} ms`);
+  if (!(ms > 0 && ms <= MAX_TIMER_MS)) throw new SwitchboardError("invalid", `${name} must be > 0 and at most ${MAX_TIMER_MS} ms`);
 }
 
 function oneOf<T extends string>(value: string, allowed: readonly T[], name: string): T {
@@ -75,6 +72,11 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   // From JavaScript any string gets here: a misspelt "manual" would ack every message unseen.
   const acks = oneOf(options.acks ?? "auto", ["auto", "manual"] as const, "acks");
   const offline = oneOf(options.offline ?? "queue", ["queue", "fail"] as const, "offline");
+  // A runtime without one (Node before 22) would fail every attempt as unreachable, and retry for good.
+  const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: typeof WebSocket }).WebSocket;
+  if (typeof WebSocketClass !== "function") {
+    throw new SwitchboardError("invalid", "no WebSocket in this runtime: pass options.WebSocket (the ws package's class, say)");
+  }
   return {
     url: brokerWsUrl(options.url),
     meshId: options.meshId,
@@ -91,7 +93,7 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     offline,
     requestTimeoutMs,
     channelKeys: options.channelKeys ?? {},
-    WebSocket: options.WebSocket ?? globalThis.WebSocket,
+    WebSocket: WebSocketClass,
     connectTimeoutMs,
     heartbeatMs,
     token: options.token,

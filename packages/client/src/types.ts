@@ -53,7 +53,7 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** "#name" | "*" | "tag:x" → 64-hex 32-byte key for non-direct messages; "*" also serves targets without their own key. */
   channelKeys?: Record<string, string>;
-  /** Injectable for tests. */
+  /** The WebSocket class; default the runtime's own. One without (Node before 22) passes one, the ws package's say. */
   WebSocket?: typeof WebSocket;
   /** For the socket to open and the hello to be answered; default 10000. */
   connectTimeoutMs?: number;

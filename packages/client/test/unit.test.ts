@@ -253,6 +253,18 @@ describe("AckBatcher", () => {
   });
 });
 
+test("a runtime without WebSocket, and no class given, is refused as invalid, not retried as unreachable", async () => {
+  const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
+  const own = globalThis.WebSocket;
+  Reflect.deleteProperty(globalThis, "WebSocket");
+  try {
+    expect(await resolveConfig(base).catch((error: unknown) => error)).toMatchObject({ code: "invalid", message: expect.stringContaining("options.WebSocket") });
+    expect((await resolveConfig({ ...base, WebSocket: own })).WebSocket).toBe(own);
+  } finally {
+    globalThis.WebSocket = own;
+  }
+});
+
 test("brokerWsUrl", () => {
   expect(brokerWsUrl("ws://127.0.0.1:7900/ws")).toBe("ws://127.0.0.1:7900/ws");
   expect(brokerWsUrl("http://127.0.0.1:7900")).toBe("ws://127.0.0.1:7900/ws");
@@ -276,6 +288,11 @@ test("timeouts a timer cannot keep (over 2^31 - 1 ms), and acks or offline modes
   }
   expect((await resolveConfig({ ...base, requestTimeoutMs: 2 ** 31 - 1 })).requestTimeoutMs).toBe(2 ** 31 - 1);
   expect((await resolveConfig({ ...base, heartbeatMs: 0 })).heartbeatMs).toBe(0);
+  // A reconnect policy that would retry in a tight loop: a delay that never grows, or one no timer keeps.
+  for (const reconnect of [{ minDelayMs: 0 }, { minDelayMs: 0, maxDelayMs: 0 }, { maxDelayMs: 2 ** 31 }, { minDelayMs: 100, maxDelayMs: 50 }]) {
+    expect(await resolveConfig({ ...base, reconnect }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
+  }
+  expect((await resolveConfig({ ...base, reconnect: { minDelayMs: 1, maxDelayMs: 2 ** 31 - 1 } })).reconnect).toMatchObject({ minDelayMs: 1, maxDelayMs: 2 ** 31 - 1 });
   // Options a JavaScript caller may misspell are refused, not taken for the default.
   for (const bad of [{ acks: "manul" }, { offline: "drop" }]) {
     expect(await resolveConfig({ ...base, ...(bad as object) }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
