@@ -400,6 +400,8 @@ export class SwitchboardClient {
     this.calls.reopened(connection, ack.maxMessageBytes);
     this.heartbeat?.start();
     this.setState("open");
+    // A listener of that change called close(): the client is ending, and tells of no opening.
+    if (this.closing !== null || this.isClosed()) return;
     this.acks.flush();
     const reconnected = this.connectedOnce;
     this.connectedOnce = true;

@@ -465,6 +465,25 @@ describe("SwitchboardClient", () => {
     expect(events).toEqual(["close true", "close false"]);
   });
 
+  test("a client closed by a connectionState listener as a reconnect opens tells of no open or reconnect after it", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, members[0]!, { WebSocket: control.WebSocket });
+    const events: string[] = [];
+    const closing: Array<Promise<void>> = [];
+    a.on("connectionState", (state) => {
+      events.push(`state ${state}`);
+      if (state === "open") closing.push(a.close());
+    });
+    a.on("open", () => events.push("open"));
+    a.on("reconnect", () => events.push("reconnect"));
+    a.on("close", () => events.push("close"));
+    control.sockets.at(-1)?.close();
+    await waitUntil(() => closing.length > 0 || undefined, 10_000, "the reconnect");
+    await Promise.all(closing);
+    expect(events).toEqual(["close", "state reconnecting", "state open", "state closed", "close"]);
+  });
+
   test("in a close listener of a socket that dropped the client is not connected: a typing said there is not written after the reconnect", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
     const control = controllableWebSocket();
