@@ -442,6 +442,7 @@ export class SwitchboardClient {
         // ack it, and held it would come back every lease and take up one of
         // the pushes the broker lets be outstanding, for good.
         if (this.config.acks === "manual" && !this.events.has("unreadable")) this.inbox.ack(result.unreadable.messageId);
+        this.replies.receive(result.unreadable);
         this.events.emit("unreadable", result.unreadable);
         this.events.emit("error", result.unreadable.error);
       }

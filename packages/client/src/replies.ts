@@ -5,14 +5,17 @@
 // `message` events, so the other messages that come meanwhile wait for the
 // application's own listener instead of going to nobody.
 import { SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
-import type { Message, SendResult } from "./types.ts";
+import type { Message, SendResult, UnreadableMessage } from "./types.ts";
+
+/** A reply as the client had it: opened, or one whose envelope did not open (it fails the request). */
+type Reply = Message | UnreadableMessage;
 
 interface Waiter {
   /** The send's messageId, once the broker answered it. */
   messageId: string | null;
   /** Replies that came before the send's answer. */
-  early: Message[];
-  settle(message: Message): void;
+  early: Reply[];
+  settle(reply: Reply): void;
 }
 
 export class ReplyWaiters {
@@ -29,8 +32,8 @@ export class ReplyWaiters {
     return false;
   }
 
-  /** A message delivered by the client: the reply of the request it answers, if one waits. */
-  receive(m: Message): void {
+  /** A message delivered by the client, or one that did not open: the reply of the request it answers, if one waits. */
+  receive(m: Reply): void {
     if (m.replyTo === null) return;
     for (const w of [...this.waiters]) {
       if (w.messageId === null) w.early.push(m);
@@ -49,9 +52,11 @@ export class ReplyWaiters {
       const waiter: Waiter = {
         messageId: null,
         early: [],
-        settle: (m) => {
+        // A reply the client cannot open is no answer to wait on: its error ends the request.
+        settle: (reply) => {
           finish();
-          resolve(m);
+          if ("payload" in reply) resolve(reply);
+          else reject(reply.error);
         },
       };
       const finish = () => {

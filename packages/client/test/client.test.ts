@@ -11,6 +11,7 @@ import {
   TestPeer,
   useTestBroker,
   waitUntil,
+  within,
   type SetupMember,
 } from "@switchboard/testkit";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -383,6 +384,29 @@ describe("SwitchboardClient", () => {
     expect(twice.map((m) => m.payload)).toEqual([{ a: 2 }, { a: 4 }]);
     // carol never answers.
     await expect(a.request(carol.pubkey, { q: 1 }, { timeoutMs: 300 })).rejects.toMatchObject({ code: "timeout" });
+  });
+
+  test("a request whose reply does not open fails with that reply's error at once, not with a timeout", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const a = await connect(mesh.id, alice);
+    const got = collect(a);
+    const responder = await rawPeer(mesh.id, bob);
+    const asking = a.request(bob.pubkey, { q: 1 }, { timeoutMs: 60_000 }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    const [question] = await responder.waitForPushes(1, 10_000);
+    const forged = await responder.send(alice.pubkey, {
+      replyTo: String(question!.messageId),
+      nonce: `x1:${Buffer.alloc(24).toString("base64")}`,
+      ciphertext: Buffer.alloc(40).toString("base64"),
+    });
+    const failure = await within(asking, 10_000, "the request's end");
+    expect(failure).toBeInstanceOf(SwitchboardError);
+    expect(failure).toMatchObject({ code: "decrypt_failed", message: expect.stringContaining(String(forged.messageId)) });
+    // Reported as every push that does not open is, too.
+    expect(got.errors.map((e) => e.code)).toEqual(["decrypt_failed"]);
   });
 
   test("a request made again with its id after an undecided first is the same message: delivered once, the retry gets its reply", async () => {
