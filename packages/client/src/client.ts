@@ -497,7 +497,8 @@ export class SwitchboardClient {
     const typing = message.targetSpec.startsWith("#") ? typingOf(message) : null;
     if (typing === null) {
       this.replies.receive(message);
-      return this.events.emit("message", message);
+      if (!this.events.emit("message", message) && this.config.acks === "manual") this.inbox.release(message.messageId);
+      return;
     }
     this.typingTracker.receive(message.targetSpec, message.senderPubkey, typing);
     // Handled here, never by the application: settled as well in manual mode.

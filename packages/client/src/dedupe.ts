@@ -23,6 +23,11 @@ export class RecentIds {
     return true;
   }
 
+  /** Forgets id: seen again, it is new. */
+  delete(id: string): void {
+    this.ids.delete(id);
+  }
+
   get size(): number {
     return this.ids.size;
   }

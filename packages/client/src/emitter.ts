@@ -24,19 +24,23 @@ export class Emitter<Events extends { [K in keyof Events]: unknown[] } & { error
     return (this.listeners.get(event)?.size ?? 0) > 0;
   }
 
-  emit<K extends keyof Events>(event: K, ...args: Events[K]): void {
+  /** Calls every listener of `event`; false when one of them threw. */
+  emit<K extends keyof Events>(event: K, ...args: Events[K]): boolean {
     const set = this.listeners.get(event);
-    if (!set) return;
+    if (!set) return true;
+    let returned = true;
     for (const fn of [...set]) {
       // Removed by a listener before it meanwhile: it has stopped listening.
       if (!set.has(fn)) continue;
       try {
         (fn as unknown as Listener<Events[K]>)(...args);
       } catch (error) {
+        returned = false;
         if (event === "error") continue;
         const wrapped = new SwitchboardError("listener_error", `a "${String(event)}" listener threw`, { cause: error });
-        (this.emit as (e: "error", err: SwitchboardError) => void)("error", wrapped);
+        (this.emit as (e: "error", err: SwitchboardError) => boolean)("error", wrapped);
       }
     }
+    return returned;
   }
 }

@@ -56,6 +56,18 @@ export class Inbox {
     return { kind: "message", message: { ...known, payload } };
   }
 
+  /**
+   * Manual mode: the application failed to take this message (its listener
+   * threw) and will not ack it. Forgotten, it is handed over again when the
+   * broker pushes it again (after its lease, or to the next socket); held, it
+   * would be a duplicate for good and keep one of the broker's outstanding
+   * pushes. An ack given meanwhile stands.
+   */
+  release(messageId: string): void {
+    if (!this.unacked.delete(messageId)) return;
+    this.recent.delete(messageId);
+  }
+
   /** Manual mode: the application handled this message; the broker may forget it. */
   ack(messageId: string): void {
     this.unacked.delete(messageId);

@@ -104,6 +104,28 @@ test('acks: "manual" — a message the application has not acked is pushed again
   expect(seen.map((m) => m.payload)).toEqual(["first", "second"]);
 });
 
+test('acks: "manual" — a message whose listener threw is handed over again when the broker pushes it again, not held as a duplicate for good', async () => {
+  const { mesh, alice, bob } = await pair();
+  const control = controllableWebSocket();
+  const b = await client(mesh.id, bob, { acks: "manual", WebSocket: control.WebSocket });
+  const seen: string[] = [];
+  const errors: string[] = [];
+  b.on("error", (e) => errors.push(e.code));
+  b.on("message", (m) => {
+    seen.push(m.messageId);
+    if (seen.length === 1) throw new Error("not now");
+    b.ack(m.messageId);
+  });
+  const a = await client(mesh.id, alice);
+  const sent = await a.send(bob.pubkey, "once more");
+  await waitUntil(() => seen.length === 1 || undefined, 10_000, "the first hand-over");
+  // Not acked: dropping the socket makes the broker push it again on the next one.
+  control.sockets.at(-1)?.close();
+  await waitUntil(() => seen.length === 2 || undefined, 10_000, "the message handed over again");
+  expect(seen).toEqual([sent.messageId, sent.messageId]);
+  expect(errors).toEqual(["listener_error"]);
+});
+
 test('acks: "manual" — an id that is not a message id is refused at once, and the acks given with it still reach the broker', async () => {
   const { a, b, bob, frames, acked, control, seen, opens } = await manualAcks();
   const first = await a.send(bob.pubkey, "first");
