@@ -55,6 +55,7 @@ export class Calls {
         text: JSON.stringify({ ...frame, reqId }),
         writtenOn: 0,
         once: frame.ephemeral === true,
+        ...(frame.type === "send" && frame.ephemeral !== true && typeof frame.id === "string" ? { sendId: frame.id } : {}),
         reject: (error: Error) => {
           clearTimeout(timer);
           reject(error);
@@ -86,7 +87,7 @@ export class Calls {
     for (const entry of this.outbox.inOrder()) {
       const refused = this.oversized(entry.text);
       if (refused) {
-        if (this.outbox.take(entry.reqId)) entry.reject(refused);
+        if (this.outbox.take(entry.reqId)) entry.reject(entry.writtenOn !== 0 ? mayBeStored(refused, entry.sendId) : refused);
       } else if (connection.send(entry.text)) entry.writtenOn = connection.generation;
     }
   }
@@ -148,4 +149,14 @@ export class Calls {
       `the frame is ${bytes} bytes, over the broker's limit of ${this.maxFrameBytes} (MAX_MESSAGE_BYTES); send less`,
     );
   }
+}
+
+/**
+ * A send written on an earlier socket, refused only by the next one's smaller
+ * limit: the broker may have stored it, so the error names its id, as an
+ * undecided send's does.
+ */
+function mayBeStored(refused: SwitchboardError, sendId: string | undefined): SwitchboardError {
+  if (sendId === undefined) return refused;
+  return new SwitchboardError(refused.code, `${refused.message}; it was written on a socket that dropped before its answer, and may be stored`, { sendId });
 }

@@ -17,6 +17,8 @@ export interface OutboxEntry {
    * to recognize it again, so a second write could deliver a second copy.
    */
   readonly once?: boolean;
+  /** A durable send's id: the broker may have stored it once it was written. */
+  readonly sendId?: string;
   resolve(reply: ReplyFrame): void;
   reject(error: Error): void;
 }

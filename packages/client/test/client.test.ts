@@ -1036,6 +1036,51 @@ describe("connect and final closes", () => {
   });
 });
 
+describe("a broker whose limit shrinks across a reconnect", () => {
+  test("a send written on the socket that dropped, too large for the next one, names its id: the broker may have stored it", async () => {
+    let sockets = 0;
+    const server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (req, srv) => (srv.upgrade(req, { data: { n: ++sockets } }) ? undefined : new Response("WebSocket only", { status: 426 })),
+      websocket: {
+        data: {} as { n: number },
+        message(ws, data) {
+          const frame = JSON.parse(String(data)) as RawFrame;
+          if (frame.type === "hello") {
+            const maxMessageBytes = ws.data.n === 1 ? 65_536 : 64;
+            ws.send(JSON.stringify({ type: "hello_ack", presenceId: crypto.randomUUID(), memberId: "m1", meshId: "m", displayName: "x", status: "idle", serverTime: Date.now(), maxMessageBytes }));
+          } else if (frame.type === "send") {
+            // The first socket takes the send and drops before its answer.
+            ws.close(1011, "gone");
+          }
+        },
+      },
+    });
+    try {
+      const me = await newIdentity();
+      const client = await SwitchboardClient.connect({
+        url: `ws://127.0.0.1:${server.port}/ws`,
+        meshId: "m",
+        secretKey: me.secretKey,
+        reconnect: { minDelayMs: 10, maxDelayMs: 20 },
+      });
+      clients.push(client);
+      const id = crypto.randomUUID();
+      const failure = await within(client.send("*", "a message longer than the next socket takes", { id }).catch((error: unknown) => error), 10_000, "the send's end");
+      expect(failure).toMatchObject({ code: "too_large", sendId: id });
+      expect(sockets).toBe(2);
+      // One never written is refused at once, with no id: nothing was stored.
+      const fresh = await client.send("*", "a message longer than the next socket takes").catch((error: unknown) => error);
+      expect(fresh).toMatchObject({ code: "too_large" });
+      expect((fresh as SwitchboardError).sendId).toBeUndefined();
+    } finally {
+      await Promise.all(clients.splice(0).map((c) => c.close()));
+      await server.stop(true);
+    }
+  });
+});
+
 describe("a broker newer than the SDK", () => {
   test("an answer the SDK cannot read (an error code it does not know) fails its call with protocol, and is reported; a send's names its id", async () => {
     let pings = 0;
