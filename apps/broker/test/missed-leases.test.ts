@@ -15,6 +15,8 @@ const ENV = { LEASE_SECONDS: "600" };
 const RECOVERED = "looked for deliveries leased here whose notices were missed";
 /** Text of the recovery's read (store/queue/claim.ts, leasesOf), sent as a new connection prepares it. */
 const LEASES_READ = "SELECT id, message_id, lease_expires_at FROM deliveries";
+/** Text of the read a notice's deliveries take (store/queue/claim.ts, readLeases). */
+const NOTICE_READ = "SELECT id, message_id, recipient_member_id, lease_presence_id, attempt, state FROM deliveries";
 
 describe.skipIf(backendKind !== "postgres")("a notice lost while the bus was away (needs DATABASE_URL)", () => {
   /** The recipients' instance, behind the proxy. */
@@ -132,6 +134,22 @@ describe.skipIf(backendKind !== "postgres")("a notice lost while the bus was awa
     expect(behind.proxy.terminated).toBe(terminated + 1);
     expect(recoveries().slice(before).some((l) => Number(l.deliveries) >= 1)).toBe(true);
     expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual([first, lost]);
+  });
+
+  test("a notice whose read meets a connection the server ended reads again: its delivery is pushed, not left to its lease", async () => {
+    const { sender, recipient, recipientKey } = await senderAndRecipient(true);
+    const first = await send(sender, recipientKey);
+    await recipient.waitForPushes(1, 15_000);
+    // Every connection is new once the bus is back: the first read of a notice's deliveries prepares its text on one.
+    const before = recoveries().length;
+    await busAway(async () => {});
+    await waitUntil(() => recoveries().length > before || undefined, 30_000, "the recovery's log");
+    const terminated = behind.proxy.terminated;
+    behind.proxy.terminateOn(NOTICE_READ);
+    const next = await send(sender, recipientKey);
+    expect(ids(await recipient.waitForPushes(2, 30_000))).toEqual([first, next]);
+    expect(behind.proxy.terminated).toBe(terminated + 1);
+    expect(ids(await pushesBeforeMarker(sender, recipient))).toEqual([first, next]);
   });
 
   test("a push whose ack failed still awaits its ack: the bus coming back does not push it again", async () => {

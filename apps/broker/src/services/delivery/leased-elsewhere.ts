@@ -12,7 +12,7 @@
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../../log.ts";
 import { readLeases, type LeasedDelivery } from "../../store/queue/index.ts";
-import { retryTransient } from "../retry.ts";
+import { retryRepeatable } from "../retry.ts";
 
 /** Deliveries read in one statement. */
 const MAX_PER_READ = 500;
@@ -81,7 +81,7 @@ export class LeasedElsewhere {
         try {
           // Those no longer leased to the presence named (it ended, and they
           // went back to the queue) are not read.
-          await this.hand(await retryTransient(() => readLeases(this.db.relaxed, named)));
+          await this.hand(await retryRepeatable(() => readLeases(this.db.relaxed, named)));
         } catch (error) {
           this.log.warn({ err: error, deliveries: named.length }, "pushing deliveries leased by another instance failed; their leases will run out");
         } finally {
