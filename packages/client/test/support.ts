@@ -142,22 +142,26 @@ export async function pingAnswered(client: SwitchboardClient): Promise<number> {
   return waitUntil(() => client.ping().catch(unlessTimeout), 15_000, "a ping answered in time");
 }
 
-/** A WebSocket class whose `pong` frames reach the SDK only delayMs after they came: a close()'s last acks stay unconfirmed that long. */
-export function slowPongWebSocket(delayMs: number): typeof WebSocket {
-  return class SlowPongWebSocket extends WebSocket {
+/**
+ * A WebSocket class whose incoming frames pass `route` before the SDK has
+ * them: it calls `deliver` now, later, or never.
+ */
+function routingWebSocket(route: (data: unknown, deliver: () => void) => void): typeof WebSocket {
+  return class RoutingWebSocket extends WebSocket {
     override addEventListener(type: string, listener: Parameters<WebSocket["addEventListener"]>[1], options?: boolean | AddEventListenerOptions): void {
       if (type !== "message" || listener === null) return super.addEventListener(type, listener, options);
       const deliver = (event: Event) => (typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event));
-      super.addEventListener(
-        "message",
-        (event: MessageEvent) => {
-          if (typeof event.data === "string" && event.data.includes('"type":"pong"')) setTimeout(() => deliver(event), delayMs);
-          else deliver(event);
-        },
-        options,
-      );
+      super.addEventListener("message", (event: MessageEvent) => route(event.data, () => deliver(event)), options);
     }
   } as typeof WebSocket;
+}
+
+/** A WebSocket class whose `pong` frames reach the SDK only delayMs after they came: a close()'s last acks stay unconfirmed that long. */
+export function slowPongWebSocket(delayMs: number): typeof WebSocket {
+  return routingWebSocket((data, deliver) => {
+    if (typeof data === "string" && data.includes('"type":"pong"')) setTimeout(deliver, delayMs);
+    else deliver();
+  });
 }
 
 /**
@@ -186,18 +190,8 @@ export function fakeBroker(answer: (frame: RawFrame) => RawFrame | null): { url:
 
 /** A WebSocket class that never hands the SDK the broker's answers to sends (acks with a messageId): the sends are stored, their callers not told. */
 export function noSendAcksWebSocket(): typeof WebSocket {
-  return class NoSendAcksWebSocket extends WebSocket {
-    override addEventListener(type: string, listener: Parameters<WebSocket["addEventListener"]>[1], options?: boolean | AddEventListenerOptions): void {
-      if (type !== "message" || listener === null) return super.addEventListener(type, listener, options);
-      const deliver = (event: Event) => (typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event));
-      super.addEventListener(
-        "message",
-        (event: MessageEvent) => {
-          if (typeof event.data === "string" && event.data.includes('"type":"ack"') && event.data.includes('"messageId"')) return;
-          deliver(event);
-        },
-        options,
-      );
-    }
-  } as typeof WebSocket;
+  return routingWebSocket((data, deliver) => {
+    if (typeof data === "string" && data.includes('"type":"ack"') && data.includes('"messageId"')) return;
+    deliver();
+  });
 }
