@@ -8,7 +8,7 @@ import type { Logger } from "../../log.ts";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
-import { settleWithin } from "../../services/timing.ts";
+import { answerWithin } from "./answer-deadline.ts";
 import { methodNotAllowed } from "./methods.ts";
 import { ANSWER_DEADLINE_MS, apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
 
@@ -71,7 +71,7 @@ export function endpoint<P extends string>(
     if (nothing) return nothing;
     try {
       const deadlineMs = deadlines.get(req.method) ?? ANSWER_DEADLINE_MS;
-      return await settleWithin(handler(req, server), deadlineMs, late(deadlineMs));
+      return await answerWithin(req, () => handler(req, server), deadlineMs, late(deadlineMs));
     } catch (error) {
       if (error instanceof InvalidBody) return apiError("invalid", error.message);
       if (error instanceof BodyTooLarge) return apiError("too_large", error.message);

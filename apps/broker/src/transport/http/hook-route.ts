@@ -5,8 +5,8 @@ import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import type { HookCaller, HookService } from "../../services/hooks.ts";
-import { settleWithin } from "../../services/timing.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
+import { answerWithin } from "./answer-deadline.ts";
 import { ANSWER_DEADLINE_MS, bearerToken, json, readBodyCapped } from "./respond.ts";
 
 const fail = (code: ErrorCode, message: string) => json(HTTP_STATUS[code], { ok: false, error: code, message } satisfies HookReply);
@@ -72,7 +72,7 @@ export function hookRoutes(deps: {
   const late = () => fail("unavailable", `the database did not answer within ${ANSWER_DEADLINE_MS / 1000} s; the status may still be applied`);
   return {
     "/hook/set-status": {
-      POST: (req: Request) => settleWithin(handle(req), ANSWER_DEADLINE_MS, late),
+      POST: (req: Request) => answerWithin(req, () => handle(req), ANSWER_DEADLINE_MS, late),
     },
   };
 }

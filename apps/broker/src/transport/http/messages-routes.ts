@@ -14,8 +14,8 @@ import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-messaging.ts";
-import { settleWithin } from "../../services/timing.ts";
 import { issueText, pushFrame } from "../ws/wire.ts";
+import { answerWithin } from "./answer-deadline.ts";
 import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
 
 export interface MessagesRouteDeps {
@@ -183,11 +183,11 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
   return {
     "/v1/messages": {
       POST: (req: Request) =>
-        settleWithin(send(req).catch((error: unknown) => failed(error, "http send failed")), sendDeadline(req), lateSend(req)),
+        answerWithin(req, () => send(req).catch((error: unknown) => failed(error, "http send failed")), sendDeadline(req), lateSend(req)),
     },
     "/v1/messages/:messageId": {
       GET: (req: BunRequest<"/v1/messages/:messageId">) =>
-        settleWithin(status(req).catch((error: unknown) => failed(error, "message status failed")), ANSWER_DEADLINE_MS, lateRead),
+        answerWithin(req, () => status(req).catch((error: unknown) => failed(error, "message status failed")), ANSWER_DEADLINE_MS, lateRead),
     },
   };
 }

@@ -3,6 +3,7 @@ import { isStorable } from "@switchboard/protocol";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "../../log.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
+import { outsideDeadline } from "./answer-deadline.ts";
 
 export function json(status: number, body: unknown, headers?: Record<string, string>): Response {
   return Response.json(body, { status, headers });
@@ -60,9 +61,14 @@ export class ClientGone extends Error {}
  * The body as text, or null once it passes maxBytes: reading stops there, so
  * an oversized body (declared or streamed) costs no more than the cap. A
  * client that leaves before the body's end is logged at debug, here for every
- * route, and ends the request with ClientGone.
+ * route, and ends the request with ClientGone. Its time does not count
+ * against the request's answer deadline (answer-deadline.ts).
  */
-export async function readBodyCapped(req: Request, maxBytes: number, log: Logger): Promise<string | null> {
+export function readBodyCapped(req: Request, maxBytes: number, log: Logger): Promise<string | null> {
+  return outsideDeadline(req, () => readCapped(req, maxBytes, log));
+}
+
+async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<string | null> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > maxBytes) return null;
   if (!req.body) return "";
