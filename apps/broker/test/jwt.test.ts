@@ -196,9 +196,13 @@ describe("CORS_ORIGINS", () => {
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get("access-control-allow-origin")).toBe(ALLOWED_ORIGIN);
     expect(preflight.headers.get("access-control-allow-headers")).toContain("authorization");
-    for (const origin of ["http://evil.example.test", "null"]) {
-      const other = await fetch(`${broker.url}/health`, { headers: { origin } });
+    expect(listed.headers.get("vary")).toContain("Origin");
+    for (const origin of ["http://evil.example.test", "null", null]) {
+      const other = await fetch(`${broker.url}/health`, { headers: origin === null ? {} : { origin } });
       expect(other.headers.get("access-control-allow-origin")).toBeNull();
+      // A cache keeps this answer apart from a listed origin's.
+      expect(other.headers.get("vary")).toContain("Origin");
+      if (origin === null) continue;
       const otherPreflight = await fetch(`${broker.url}/v1/meshes`, { method: "OPTIONS", headers: { origin } });
       expect(otherPreflight.headers.get("access-control-allow-origin")).toBeNull();
     }

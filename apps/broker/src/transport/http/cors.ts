@@ -1,6 +1,7 @@
 // CORS_ORIGINS (docs/browser.md): every HTTP route answers the listed
 // origins with Access-Control-Allow-Origin (the origin echoed, never *) and
-// answers their preflight; other origins get no CORS header at all. A
+// answers their preflight; other origins get no CORS header at all (every
+// answer says it varies by Origin). A
 // WebSocket upgrade from an unlisted origin is refused (server.ts).
 import { apiError } from "./respond.ts";
 
@@ -47,13 +48,17 @@ export class CorsPolicy {
     });
   }
 
-  /** The response, with the CORS headers for a listed origin. */
+  /**
+   * The response, with the CORS headers for a listed origin. Every answer
+   * varies by Origin, a listed one's or not: a cache that kept the answer to
+   * an unlisted origin (no CORS header) must not hand it to a listed one.
+   */
   decorate(req: Request, res: Response): Response {
+    res.headers.append("vary", "Origin");
     const origin = this.listed(req);
     if (origin === null) return res;
     res.headers.set("access-control-allow-origin", origin);
     res.headers.set("access-control-expose-headers", "retry-after");
-    res.headers.append("vary", "Origin");
     return res;
   }
 
