@@ -90,30 +90,45 @@ export async function inferStatusFromTranscript(
 }
 
 export interface StatusSink {
-  setStatus(status: TranscriptStatus, source: "jsonl"): Promise<unknown>;
+  /** Resolves with the status in effect after it (the broker's answer), as SwitchboardClient.setStatus does. */
+  setStatus(status: TranscriptStatus, source: "jsonl"): Promise<{ status: string }>;
 }
+
+/** How long a status the broker did not apply (a fresher hook or manual one outranked it) waits before it is reported again. */
+const OUTRANKED_RETRY_MS = 30_000;
 
 /**
  * Polls the transcript every intervalMs (default 2000) and reports each change
- * with source "jsonl" (the broker ranks it below hooks and manual status).
- * Returns a stop function.
+ * with source "jsonl" (the broker ranks it below hooks and manual status). A
+ * report the broker did not apply is made again every `outrankedRetryMs`
+ * while the transcript says so: a higher-ranked status outranks it only for
+ * a while. Returns a stop function.
  */
 export function watchTranscriptStatus(
   client: StatusSink,
   cwd: string,
-  opts: { intervalMs?: number; home?: string; idleAfterMs?: number } = {},
+  opts: { intervalMs?: number; home?: string; idleAfterMs?: number; outrankedRetryMs?: number } = {},
 ): () => void {
   let stopped = false;
+  /** The last status the broker applied from here. */
   let reported: TranscriptStatus | null = null;
+  /** The last one it did not, and when. */
+  let outranked: { status: TranscriptStatus; at: number } | null = null;
   let busy = false;
   const tick = async () => {
     if (busy || stopped) return;
     busy = true;
     try {
       const status = await inferStatusFromTranscript(cwd, { home: opts.home, idleAfterMs: opts.idleAfterMs });
-      if (status !== null && status !== reported && !stopped) {
-        await client.setStatus(status, "jsonl");
-        reported = status;
+      const waiting = outranked?.status === status && Date.now() - outranked.at < (opts.outrankedRetryMs ?? OUTRANKED_RETRY_MS);
+      if (status !== null && status !== reported && !waiting && !stopped) {
+        const answer = await client.setStatus(status, "jsonl");
+        if (answer.status === status) {
+          reported = status;
+          outranked = null;
+        } else {
+          outranked = { status, at: Date.now() };
+        }
       }
     } catch {
       // Not reported: the next tick tries again.

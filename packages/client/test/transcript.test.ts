@@ -95,6 +95,34 @@ describe("transcript status", () => {
     await anotherWatcherSeesChanges(3);
     expect(calls).toHaveLength(2);
   });
+
+  test("watchTranscriptStatus reports again, after outrankedRetryMs, a status the broker did not apply", async () => {
+    const { cwd, dir } = project();
+    writeFileSync(join(dir, "s.jsonl"), userLine);
+    const calls: Array<[string, string]> = [];
+    // A fresher hook status outranks the first report; the broker answers with the status in effect.
+    let outranked = true;
+    const sink = {
+      setStatus: async (status: "idle" | "working", source: "jsonl") => {
+        calls.push([status, source]);
+        return { status: outranked ? "idle" : status };
+      },
+    };
+    const stop = watchTranscriptStatus(sink, cwd, { home, intervalMs: WATCH_INTERVAL_MS, outrankedRetryMs: 200 });
+    try {
+      await waitUntil(() => calls.length >= 1, 5000, "the first report");
+      outranked = false;
+      await waitUntil(() => calls.length >= 2, 5000, "the report made again");
+      await anotherWatcherSeesChanges(3);
+      // Applied the second time: not made again.
+      expect(calls).toEqual([
+        ["working", "jsonl"],
+        ["working", "jsonl"],
+      ]);
+    } finally {
+      stop();
+    }
+  });
 });
 
 const WATCH_INTERVAL_MS = 30;
