@@ -2,14 +2,18 @@
 // (ANSWER_DEADLINE_MS) is answered by what the broker made of it: the
 // deadline bounds the wait on the database, and reading the body does not
 // count against it (transport/http/answer-deadline.ts). Before, such a send
-// was answered as undecided (500), and an admin call or a hook as 503, each
-// blaming a database that had not yet been asked.
+// was answered as undecided (500), and a hook as 503, each blaming a
+// database that had not yet been asked. Bun ends a request whose body comes
+// slower than 16 KiB/s past its idle timeout (10 s), so the bodies here are
+// large and steady: 2 MiB over 12 s. (An admin body, at most 64 KiB, cannot
+// take that long; the admin routes count their deadline the same way.)
 import { afterAll, describe, expect, test } from "bun:test";
 import { setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
 import { ANSWER_DEADLINE_MS } from "../src/transport/http/respond.ts";
 import { statusSeenBy } from "./support/status.ts";
 
-const broker = useTestBroker();
+const BODY_BYTES = 2 * 1024 * 1024;
+const broker = useTestBroker({ MAX_MESSAGE_BYTES: String(2 * BODY_BYTES) });
 const peers: TestPeer[] = [];
 afterAll(async () => {
   for (const peer of peers) await peer.close();
@@ -35,13 +39,13 @@ async function slowPost(path: string, token: string, body: unknown): Promise<{ s
   const res = await fetch(`${broker.url}${path}`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: slowBody(JSON.stringify(body), ANSWER_DEADLINE_MS + 1500),
+    body: slowBody(JSON.stringify(body), ANSWER_DEADLINE_MS + 4000),
   });
   return { status: res.status, body: await res.json() };
 }
 
 describe("a body slower than the answer deadline", () => {
-  test("a send, an admin call and a hook each get their own answer, not the deadline's", async () => {
+  test("a send and a hook each get their own answer, not the deadline's", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "agent"] });
     const [app, agent] = members as [SetupMember, SetupMember];
     const cwd = `/home/dev/${mesh.slug}`;
@@ -49,13 +53,11 @@ describe("a body slower than the answer deadline", () => {
     peers.push(peer);
     const apiToken = await broker.admin.createApiToken(mesh.id, app.id);
     const hookToken = await broker.admin.createHookToken(mesh.id, agent.id);
-    const [sent, added, hooked] = await Promise.all([
-      slowPost("/v1/messages", apiToken, { targetSpec: agent.pubkey, nonce: "plain", ciphertext: Buffer.from("slow").toString("base64") }),
-      slowPost(`/v1/meshes/${mesh.id}/members`, broker.admin.token, { pubkey: "ab".repeat(32), displayName: "late" }),
-      slowPost("/hook/set-status", hookToken, { cwd, session_id: peer.sessionId, status: "working" }),
+    const [sent, hooked] = await Promise.all([
+      slowPost("/v1/messages", apiToken, { targetSpec: agent.pubkey, nonce: "plain", ciphertext: Buffer.alloc((BODY_BYTES * 3) / 4).toString("base64") }),
+      slowPost("/hook/set-status", hookToken, { cwd, session_id: peer.sessionId, status: "working", pad: "x".repeat(BODY_BYTES) }),
     ]);
     expect(sent).toMatchObject({ status: 201, body: { queued: true, recipients: 1 } });
-    expect(added).toMatchObject({ status: 201, body: { displayName: "late" } });
     expect(hooked).toMatchObject({ status: 200, body: { ok: true } });
     const [push] = await peer.waitForPushes(1);
     expect(push?.messageId).toBe((sent.body as { messageId: string }).messageId);
