@@ -1,5 +1,7 @@
 // Postgres asks clients to run a transaction again after a serialization
-// failure or a deadlock; everything else is a real failure.
+// failure or a deadlock; everything else is a real failure, but for work
+// that may run twice, which a lost connection does not end either
+// (retryRepeatable).
 import { errorCode, isConnectionLost } from "@switchboard/db";
 
 const RETRYABLE = new Set(["40001", "40P01"]);

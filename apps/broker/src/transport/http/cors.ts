@@ -1,8 +1,8 @@
 // CORS_ORIGINS (docs/browser.md): every HTTP route answers the listed
 // origins with Access-Control-Allow-Origin (the origin echoed, never *) and
 // answers their preflight; other origins get no CORS header at all (every
-// answer says it varies by Origin). A
-// WebSocket upgrade from an unlisted origin is refused (server.ts).
+// answer says it varies by Origin). A WebSocket upgrade from an unlisted
+// origin is refused (server.ts).
 import { apiError } from "./respond.ts";
 
 type Handler = (req: Request, server: unknown) => Response | undefined | Promise<Response | undefined>;
