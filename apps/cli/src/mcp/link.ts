@@ -2,7 +2,7 @@
 // may be down when Claude Code starts the server), keeps retrying until a
 // hello is accepted, and then leaves reconnects to the SDK. Tools ask it for
 // the client and get "unavailable" at once while there is none.
-import { backoffDelay, isFinalHelloCode, SwitchboardClient, SwitchboardError, type ClientOptions } from "@switchboard/client";
+import { backoffDelay, isFinalHelloCode, SwitchboardClient, SwitchboardError, type ClientOptions, type CloseInfo } from "@switchboard/client";
 import { ToolError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 
@@ -11,6 +11,20 @@ const RECONNECT = { minDelayMs: 250, maxDelayMs: 5000 };
 /** No retry can fix these: the broker's final hello refusals, and options the SDK refuses before it connects (`invalid`). */
 function isFinal(code: string): boolean {
   return isFinalHelloCode(code) || code === "invalid";
+}
+
+/**
+ * Why the client ended for good. A reconnect whose hello was refused for
+ * good (the member revoked or the mesh gone while the socket was down) ends
+ * with 1006 and the refusal's code as reason: named as the first hello's
+ * refusal is, not as a session the broker closed.
+ */
+function endedBy(info: CloseInfo): ToolError {
+  if (info.code === 1006 && isFinalHelloCode(info.reason)) {
+    return new ToolError(info.reason, `the broker refused this member when reconnecting (${info.reason}); restart the server once that is mended`);
+  }
+  const code = info.code === 4000 ? "replaced" : info.code === 4002 ? "revoked" : "closed";
+  return new ToolError(code, `the broker ended this session (${info.code} ${info.reason})`);
 }
 
 export class BrokerLink {
@@ -71,10 +85,7 @@ export class BrokerLink {
     client.on("close", (info) => {
       if (this.stopped) return;
       this.log.warn({ code: info.code, reason: info.reason, reconnecting: info.willReconnect }, "mcp disconnected");
-      if (!info.willReconnect) {
-        const code = info.code === 4000 ? "replaced" : info.code === 4002 ? "revoked" : "closed";
-        this.failure = new ToolError(code, `the broker ended this session (${info.code} ${info.reason})`);
-      }
+      if (!info.willReconnect) this.failure = endedBy(info);
     });
     client.on("reconnect", () => this.log.info({ presence_id: client.presenceId }, "mcp reconnected"));
   }
