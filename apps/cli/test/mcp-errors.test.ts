@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { SwitchboardError } from "@switchboard/client";
 import { toolErrorOf } from "../src/mcp/errors.ts";
-import { failure } from "../src/mcp/tools.ts";
+import { callTool, failure, toolList, type ToolContext } from "../src/mcp/tools.ts";
 
 test("a send that timed out names its id in the text and the structured error; other errors do not", () => {
   const timedOut = failure(toolErrorOf(new SwitchboardError("timeout", "no answer from the broker within 15000 ms", { sendId: "send-1" })));
@@ -14,4 +14,17 @@ test("a send that timed out names its id in the text and the structured error; o
   const refused = failure(toolErrorOf(new SwitchboardError("unknown_target", "no member named carol")));
   expect(refused.structuredContent).toEqual({ error: { code: "unknown_target", message: "no member named carol" } });
   expect(refused.content).toEqual([{ type: "text", text: "unknown_target: no member named carol" }]);
+});
+
+test("a reply_to that is not a message id is refused as invalid, naming reply_to (not the SDK's replyTo), before anything is sent", async () => {
+  // The arguments are refused before the context is used: a context that would fail any use shows none happened.
+  const unused = (): never => {
+    throw new Error("the tool ran");
+  };
+  const ctx = { client: unused, directory: { resolve: unused }, inbox: { take: unused } } as unknown as ToolContext;
+  const bad = await callTool("send_message", { to: "bob", text: "hi", reply_to: "msg-1" }, ctx);
+  expect(bad.isError).toBe(true);
+  expect(bad.structuredContent).toEqual({ error: { code: "invalid", message: "reply_to: a message_id as received (a UUID)" } });
+  const schema = toolList().find((t) => t.name === "send_message")?.inputSchema as { properties: Record<string, unknown> };
+  expect(schema.properties.reply_to).toMatchObject({ type: "string", format: "uuid" });
 });

@@ -51,7 +51,8 @@ const TOOLS = {
       priority: prioritySchema
         .optional()
         .describe("now: delivered even while the recipient is busy; next (default): at the end of its turn; low: when idle"),
-      reply_to: z.string().min(1).max(128).optional().describe("message_id of the message this answers"),
+      // Checked here, so a wrong one is named as the argument the model passed (the SDK would name its own replyTo).
+      reply_to: z.uuid({ error: "a message_id as received (a UUID)" }).optional().describe("message_id of the message this answers"),
       id: z
         .string()
         .min(1)
