@@ -5,7 +5,7 @@
 // the order they were made.
 import type { ConnectionState } from "./types.ts";
 import type { Connection } from "./connection.ts";
-import { SwitchboardError } from "./errors.ts";
+import { namingSend, SwitchboardError } from "./errors.ts";
 import { Outbox } from "./outbox.ts";
 import { frameBytes, type ReplyFrame } from "./wire.ts";
 
@@ -87,7 +87,10 @@ export class Calls {
     for (const entry of this.outbox.inOrder()) {
       const refused = this.oversized(entry.text);
       if (refused) {
-        if (this.outbox.take(entry.reqId)) entry.reject(entry.writtenOn !== 0 ? mayBeStored(refused, entry.sendId) : refused);
+        if (!this.outbox.take(entry.reqId)) continue;
+        // Written on an earlier socket, refused only by this one's smaller limit: the broker may have stored it.
+        const { sendId } = entry;
+        entry.reject(entry.writtenOn !== 0 && sendId !== undefined ? namingSend(refused, sendId, "it was written on a socket that dropped before its answer, and may be stored") : refused);
       } else if (connection.send(entry.text)) entry.writtenOn = connection.generation;
     }
   }
@@ -149,14 +152,4 @@ export class Calls {
       `the frame is ${bytes} bytes, over the broker's limit of ${this.maxFrameBytes} (MAX_MESSAGE_BYTES); send less`,
     );
   }
-}
-
-/**
- * A send written on an earlier socket, refused only by the next one's smaller
- * limit: the broker may have stored it, so the error names its id, as an
- * undecided send's does.
- */
-function mayBeStored(refused: SwitchboardError, sendId: string | undefined): SwitchboardError {
-  if (sendId === undefined) return refused;
-  return new SwitchboardError(refused.code, `${refused.message}; it was written on a socket that dropped before its answer, and may be stored`, { sendId });
 }

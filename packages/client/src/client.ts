@@ -11,7 +11,7 @@ import { Calls } from "./calls.ts";
 import { checkTimeout, resolveConfig, type ClientConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
-import { asError, SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
+import { asError, namingSend, SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
 import { buildHello } from "./hello.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { historyPage } from "./history.ts";
@@ -211,7 +211,7 @@ export class SwitchboardClient {
       // No verdict: the caller needs the id to send it again without a second
       // copy (not for an ephemeral send: the broker does not look its id up).
       if (error instanceof SwitchboardError && UNDECIDED_CODES.socket.has(error.code) && opts.ephemeral !== true) {
-        throw new SwitchboardError(error.code, error.message, { cause: error, sendId: id });
+        throw namingSend(error, id);
       }
       throw error;
     });
@@ -361,7 +361,7 @@ export class SwitchboardClient {
     const hello = await buildHello(this.config, timestamp, attempt.signal);
     // Closed while the hello was made (a token source may take a while): a
     // hello sent now could replace a session the application opened since.
-    if (this.isClosed() || this.closing !== null) throw new SwitchboardError("closed", "the client was closed while connecting");
+    if (this.ending()) throw new SwitchboardError("closed", "the client was closed while connecting");
     const { connection, ack } = await Connection.open({
       url: this.config.url,
       WebSocket: this.config.WebSocket,
@@ -387,7 +387,7 @@ export class SwitchboardClient {
       .finally(() => {
         if (this.attempt === attempt) this.attempt = null;
       });
-    if (this.isClosed() || this.closing !== null) {
+    if (this.ending()) {
       await connection.close(1000, "client closed");
       throw new SwitchboardError("closed", "the client was closed while connecting");
     }
@@ -401,7 +401,7 @@ export class SwitchboardClient {
     this.heartbeat?.start();
     this.setState("open");
     // A listener of that change called close(): the client is ending, and tells of no opening.
-    if (this.closing !== null || this.isClosed()) return;
+    if (this.ending()) return;
     this.acks.flush();
     const reconnected = this.connectedOnce;
     this.connectedOnce = true;
@@ -409,7 +409,7 @@ export class SwitchboardClient {
     // A client closed meanwhile failed the renewal itself: nothing to report after its close.
     if (reconnected) {
       this.presenceFeed.reconnected().catch((error: unknown) => {
-        if (!this.isClosed() && this.closing === null) this.events.emit("error", asError(error));
+        if (!this.ending()) this.events.emit("error", asError(error));
       });
     }
     this.events.emit("open");
@@ -532,7 +532,7 @@ export class SwitchboardClient {
     this.state = "reconnecting";
     this.events.emit("close", { code, reason, willReconnect });
     // A listener may have called close(): that ends the client, nothing reconnects.
-    if (this.isClosed() || this.closing !== null) return;
+    if (this.ending()) return;
     this.events.emit("connectionState", "reconnecting");
     if (this.config.offline === "fail") {
       // Whether the broker applied them is unknown: the caller decides, nothing is re-sent behind its back.
@@ -544,6 +544,11 @@ export class SwitchboardClient {
   // A method, so TypeScript does not keep a narrowing of `state` across awaits.
   private isClosed(): boolean {
     return this.state === "closed";
+  }
+
+  /** Ended, or close() under way: nothing new starts, and no event tells of it. */
+  private ending(): boolean {
+    return this.isClosed() || this.closing !== null;
   }
 
   /** Final: no more sockets; everything pending fails with error. */

@@ -27,6 +27,11 @@ export class SwitchboardError extends Error {
   }
 }
 
+/** The same failure, naming the send's id: the broker may have stored it (`note` says why, where the code does not). */
+export function namingSend(error: SwitchboardError, sendId: string, note?: string): SwitchboardError {
+  return new SwitchboardError(error.code, note === undefined ? error.message : `${error.message}; ${note}`, { cause: error, sendId });
+}
+
 /**
  * The codes of a failed send that say nothing of whether the broker stored
  * it, on a socket and over HTTP: `internal` too, which a database lost

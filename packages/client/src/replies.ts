@@ -4,7 +4,7 @@
 // message it delivers to receive(); a waiting request is no listener of
 // `message` events, so the other messages that come meanwhile wait for the
 // application's own listener instead of going to nobody.
-import { SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
+import { namingSend, SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
 import type { Message, SendResult, UnreadableMessage } from "./types.ts";
 
 /** A reply as the client had it: opened, or one whose envelope did not open (it fails the request). */
@@ -83,7 +83,7 @@ export class ReplyWaiters {
       const failOnEnd = (error: SwitchboardError) =>
         fail(
           waiter.messageId === null && UNDECIDED_CODES.socket.has(error.code) && error.sendId === undefined
-            ? new SwitchboardError(error.code, error.message, { cause: error, sendId })
+            ? namingSend(error, sendId)
             : error,
         );
       this.failers.add(failOnEnd);

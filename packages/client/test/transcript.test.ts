@@ -102,13 +102,7 @@ describe("transcript status", () => {
     const calls: Array<[string, string]> = [];
     // A fresher hook status outranks the first report; the broker answers with the status in effect.
     let outranked = true;
-    const sink = {
-      setStatus: async (status: "idle" | "working", source: "jsonl") => {
-        calls.push([status, source]);
-        return { status: outranked ? "idle" : status };
-      },
-    };
-    const stop = watchTranscriptStatus(sink, cwd, { home, intervalMs: WATCH_INTERVAL_MS, outrankedRetryMs: 200 });
+    const stop = watchTranscriptStatus(recorder(calls, (status) => (outranked ? "idle" : status)), cwd, { home, intervalMs: WATCH_INTERVAL_MS, outrankedRetryMs: 200 });
     try {
       await waitUntil(() => calls.length >= 1, 5000, "the first report");
       outranked = false;
@@ -127,12 +121,12 @@ describe("transcript status", () => {
 
 const WATCH_INTERVAL_MS = 30;
 
-/** A status sink that records each report. */
-function recorder(calls: Array<[string, string]>) {
+/** A status sink that records each report, and answers with the status in effect after it (by default the one reported). */
+function recorder(calls: Array<[string, string]>, inEffect: (status: "idle" | "working") => string = (status) => status) {
   return {
     setStatus: async (status: "idle" | "working", source: "jsonl") => {
       calls.push([status, source]);
-      return { status, statusSource: source };
+      return { status: inEffect(status), statusSource: source };
     },
   };
 }
