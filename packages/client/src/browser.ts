@@ -20,6 +20,7 @@ export type {
   ClientEvents,
   ClientOptions,
   CloseInfo,
+  ConnectFailure,
   ConnectionState,
   HistoryOptions,
   HistoryPage,

@@ -25,6 +25,7 @@ import type {
   ClientEvents,
   ClientOptions,
   CloseInfo,
+  ConnectFailure,
   ConnectionState,
   HistoryOptions,
   HistoryPage,
@@ -106,6 +107,7 @@ export class SwitchboardClient {
       attempt: () => this.establish(),
       ended: () => this.isClosed(),
       retrying: () => this.setState("reconnecting"),
+      failed: (error, attempt, willRetry) => this.events.emit("connectFailed", { error, attempt, willRetry }),
       gaveUp: (final) => {
         // Ended before the events, as for a final close code.
         this.shutdown(final);
@@ -168,6 +170,7 @@ export class SwitchboardClient {
   on(event: "status", fn: (s: StatusInfo) => void): () => void;
   on(event: "open" | "reconnect", fn: () => void): () => void;
   on(event: "close", fn: (info: CloseInfo) => void): () => void;
+  on(event: "connectFailed", fn: (failure: ConnectFailure) => void): () => void;
   on(event: "error", fn: (e: SwitchboardError) => void): () => void;
   on<K extends keyof ClientEvents>(event: K, fn: (...args: ClientEvents[K]) => void): () => void {
     const off = this.events.on(event, fn);

@@ -16,6 +16,8 @@ export interface ReconnectHooks {
   ended(): boolean;
   /** Before each attempt after the first of a run. */
   retrying(): void;
+  /** An attempt failed; `willRetry` false when it was the run's last (gaveUp follows). */
+  failed(error: SwitchboardError, attempt: number, willRetry: boolean): void;
   /** Attempts ran out, or a refusal no retry can fix: the client ends with `final`. */
   gaveUp(final: SwitchboardError): void;
 }
@@ -79,7 +81,11 @@ export class Reconnector {
       } catch (error) {
         if (this.hooks.ended()) return;
         last = asError(error);
-        if (isFinalHelloCode(last.code)) break;
+        const final = isFinalHelloCode(last.code) || attempt + 1 >= policy.maxAttempts;
+        this.hooks.failed(last, attempt + 1, !final);
+        // A listener of that failure may have closed the client.
+        if (this.hooks.ended()) return;
+        if (final) break;
       }
     }
     this.hooks.gaveUp(

@@ -127,6 +127,15 @@ export interface CloseInfo {
   willReconnect: boolean;
 }
 
+/** A connect attempt of a background run (`start()`, reconnects) that failed. */
+export interface ConnectFailure {
+  error: SwitchboardError;
+  /** 1 for the run's first attempt. */
+  attempt: number;
+  /** false when it was the last: the client ends (`error`, then `close`). */
+  willRetry: boolean;
+}
+
 export interface PeerInfo {
   pubkey: string;
   displayName: string;
@@ -177,5 +186,6 @@ export interface ClientEvents {
   open: [];
   reconnect: [];
   close: [CloseInfo];
+  connectFailed: [ConnectFailure];
   error: [SwitchboardError];
 }

@@ -306,6 +306,44 @@ test("timeouts a timer cannot keep (over 2^31 - 1 ms), and acks or offline modes
   }
 });
 
+describe("a background connect's failed attempts", () => {
+  const started = async (reconnect: { maxAttempts: number; minDelayMs: number; maxDelayMs: number }) =>
+    SwitchboardClient.start({ url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey, reconnect, connectTimeoutMs: 2_000 });
+
+  test("each is told with its error and whether another follows; then the client gives up with error and close", async () => {
+    const client = await started({ maxAttempts: 3, minDelayMs: 1, maxDelayMs: 5 });
+    const seen: string[] = [];
+    client.on("connectFailed", (f) => void seen.push(`failed ${f.attempt} ${f.error.code} retry=${f.willRetry}`));
+    client.on("error", (e) => void seen.push(`error ${e.code}`));
+    client.on("close", (c) => void seen.push(`close willReconnect=${c.willReconnect}`));
+    await waitUntil(() => seen.some((s) => s.startsWith("close")) || undefined, 30_000, "the client to give up");
+    expect(seen).toEqual([
+      "failed 1 unreachable retry=true",
+      "failed 2 unreachable retry=true",
+      "failed 3 unreachable retry=false",
+      "error closed",
+      "close willReconnect=false",
+    ]);
+  });
+
+  test("a listener that closes the client on a failure stops the attempts there, the last one included: no error of giving up after it", async () => {
+    for (const closeOn of [1, 2]) {
+      const client = await started({ maxAttempts: 2, minDelayMs: 1, maxDelayMs: 5 });
+      const seen: string[] = [];
+      client.on("connectFailed", (f) => {
+        seen.push(`failed ${f.attempt}`);
+        if (f.attempt === closeOn) void client.close();
+      });
+      client.on("error", (e) => void seen.push(`error ${e.code}`));
+      client.on("close", (c) => void seen.push(`close willReconnect=${c.willReconnect}`));
+      await waitUntil(() => seen.some((s) => s.startsWith("close")) || undefined, 30_000, "the client to close");
+      // A further attempt, or the giving up, would follow within the 5 ms delay and a refused connect.
+      await Bun.sleep(300);
+      expect(seen).toEqual([...Array.from({ length: closeOn }, (_, i) => `failed ${i + 1}`), "close willReconnect=false"]);
+    }
+  });
+});
+
 describe("buildHello with a token source", () => {
   const config = async (token: () => Promise<string>) =>
     resolveConfig({ url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey, token, connectTimeoutMs: 100 });
