@@ -190,7 +190,7 @@ describe("HTTP messaging API", () => {
     const token = tokens[0]!;
     const to = members[1]!.pubkey;
     expectError(await post(token, "{not json"), 400, "invalid");
-    expectError(await post(token, { targetSpec: to, ciphertext: "x" }), 400, "invalid");
+    expect(await post(token, { targetSpec: to, ciphertext: "x" })).toMatchObject({ status: 400, body: { error: { code: "invalid", message: "nonce: required" } } });
     // A target none of whose forms fit, or none at all, is told what the forms are.
     const forms = "a pubkey (64 lowercase hex characters), *, #channel or tag:name";
     const badTarget = await post(token, httpBody("not-a-target"));

@@ -159,6 +159,11 @@ describe("session frames", () => {
       expect({ frame, type: error.type, code: error.code }).toEqual({ frame, type: "error", code: "invalid" });
       expect(typeof error.message).toBe("string");
     }
+    // A missing field is named as required, each field at fault in one answer.
+    expect(await a!.request({ type: "send", targetSpec: "*", ciphertext: 1 })).toMatchObject({
+      code: "invalid",
+      message: "nonce: required; ciphertext: Invalid input: expected string, received number",
+    });
     // Frames that are not objects at all, without a reqId to answer on.
     for (const text of ["not json", "[]", "null", "42", '"ping"']) {
       a!.sendRaw(text);

@@ -1,7 +1,7 @@
 // JWT hellos (docs/browser.md): a web app's backend vouches for a browser's
 // pubkey with a token signed by JWT_SECRET (HS256) or the private half of
 // JWT_PUBLIC_KEY (RS256 or EdDSA). Only the configured algorithms verify.
-import { PUBKEY, TAG, storable } from "@switchboard/protocol";
+import { issueText, PUBKEY, TAG, storable } from "@switchboard/protocol";
 import { errors, importSPKI, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { z } from "zod";
 import type { JwtKeyAlgorithm } from "../config.ts";
@@ -76,7 +76,7 @@ export class JwtVerifier {
       return unauthorized("the token does not verify");
     }
     const claims = claimsSchema.safeParse(payload);
-    if (!claims.success) return unauthorized(`the token's claims are not usable: ${claims.error.issues[0]?.path.join(".") ?? "claims"}`);
+    if (!claims.success) return unauthorized(`the token's claims are not usable: ${issueText(claims.error, payload, "claims")}`);
     const { aud } = claims.data;
     if (aud !== undefined && !(Array.isArray(aud) ? aud : [aud]).includes(JWT_AUDIENCE)) {
       return unauthorized(`the token's audience does not include ${JWT_AUDIENCE}`);

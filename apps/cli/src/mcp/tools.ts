@@ -2,7 +2,7 @@
 // integration contract; every result carries its data as text and as
 // structuredContent, and every failure is an isError result with a code.
 import type { SwitchboardClient } from "@switchboard/client";
-import { CHANNEL, prioritySchema } from "@switchboard/protocol";
+import { CHANNEL, issueText, prioritySchema } from "@switchboard/protocol";
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import type { PeerDirectory } from "./directory.ts";
@@ -152,11 +152,9 @@ export function failure({ code, message, sendId }: ToolError): CallToolResult {
 export async function callTool(name: string, args: unknown, ctx: ToolContext): Promise<CallToolResult> {
   if (!Object.hasOwn(TOOLS, name)) return failure(new ToolError("unknown_tool", `no tool named "${name}"`));
   const spec = TOOLS[name as ToolName] as ToolSpec<z.ZodObject>;
-  const parsed = spec.input.safeParse(args ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return failure(new ToolError("invalid", `${issue?.path.join(".") || "arguments"}: ${issue?.message ?? "invalid"}`));
-  }
+  const given = args ?? {};
+  const parsed = spec.input.safeParse(given);
+  if (!parsed.success) return failure(new ToolError("invalid", issueText(parsed.error, given, "arguments")));
   try {
     return result(await spec.run(parsed.data, ctx));
   } catch (error) {

@@ -1,7 +1,7 @@
 // The admin API (/v1, bearer ADMIN_TOKEN) as Bun.serve routes. Each path is
 // one handler that checks the token, then dispatches on the method, so a
 // known path with an unknown method gets a JSON 405 instead of the 404 fallback.
-import { addMemberBody, createMeshBody, createTokenBody } from "@switchboard/protocol";
+import { addMemberBody, createMeshBody, createTokenBody, issueText } from "@switchboard/protocol";
 import type { BunRequest, Server } from "bun";
 import type { z } from "zod";
 import type { Logger } from "../../log.ts";
@@ -32,9 +32,7 @@ export async function parseBody<T>(req: Request, schema: z.ZodType<T>, log: Logg
   }
   const parsed = schema.safeParse(raw);
   if (parsed.success) return parsed.data;
-  throw new InvalidBody(
-    parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; "),
-  );
+  throw new InvalidBody(issueText(parsed.error, raw, "body"));
 }
 
 /** Who may call the admin API, and how a failed call tells a database outage (503) from a fault (500). */

@@ -1,6 +1,6 @@
 // POST /hook/set-status: Claude Code hook scripts pipe their input here.
 // Errors keep the contract's shape {"ok":false,"error":<code>} (docs/protocol.md).
-import { HOOK_PID_HEADER, hookBody, type HookReply } from "@switchboard/protocol";
+import { HOOK_PID_HEADER, hookBody, issueText, type HookReply } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
@@ -57,8 +57,7 @@ export function hookRoutes(deps: {
     }
     const body = hookBody.safeParse(parsedJson);
     if (!body.success) {
-      const issue = body.error.issues[0];
-      return fail("invalid", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "bad body"}`);
+      return fail("invalid", issueText(body.error, parsedJson, "body"));
     }
     try {
       const outcome = await hooks.handle(caller, body.data, headerPid(req));

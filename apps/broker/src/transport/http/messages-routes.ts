@@ -4,6 +4,7 @@
 import {
   httpSendBody,
   IDEMPOTENCY_KEY_HEADER,
+  issueText,
   MAX_IDEMPOTENCY_KEY_LENGTH,
   MAX_WAIT_SECONDS,
   type HttpSendReply,
@@ -14,7 +15,7 @@ import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-messaging.ts";
-import { issueText, pushFrame } from "../ws/wire.ts";
+import { pushFrame } from "../ws/wire.ts";
 import { answerWithin } from "./answer-deadline.ts";
 import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
 
@@ -116,7 +117,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
     const body = httpSendBody.safeParse(parsedJson);
     if (!body.success) {
       metrics.messagesRejected.labels("invalid").inc();
-      return apiError("invalid", issueText(body.error));
+      return apiError("invalid", issueText(body.error, parsedJson, "body"));
     }
     const { ephemeral: _durable, mesh, senderPubkey, ...fields } = body.data;
     if (mesh !== undefined && !namesMesh(mesh, sender)) {

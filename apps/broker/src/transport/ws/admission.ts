@@ -1,6 +1,6 @@
 // The first frame of a connection: it must be a hello, and an admitted hello
 // makes the connection a presence. Refusals close with 1008 and the code.
-import { CLOSE_CODES, helloSchemaFor, type HelloErrorCode } from "@switchboard/protocol";
+import { CLOSE_CODES, helloSchemaFor, issueText, type HelloErrorCode } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { PushWindow } from "../../services/delivery/push-window.ts";
@@ -11,7 +11,7 @@ import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
 import { ADMISSION_TIMEOUT_FACTOR, type Clock } from "../../services/timing.ts";
 import { HELLO_REFUSED_CLOSE } from "../errors.ts";
 import { reply, socketLink, type Socket } from "./connection.ts";
-import { issueText, reqIdOf, type JsonObject } from "./wire.ts";
+import { reqIdOf, type JsonObject } from "./wire.ts";
 
 export interface AdmissionDeps {
   hello: HelloService;
@@ -49,7 +49,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
   const reqId = reqIdOf(raw);
   if (raw.type !== "hello") return refuseHello(deps, ws, "no_hello", "the first frame must be a hello", reqId);
   const frame = helloSchemaFor(raw).safeParse(raw);
-  if (!frame.success) return refuseHello(deps, ws, "malformed", issueText(frame.error), reqId);
+  if (!frame.success) return refuseHello(deps, ws, "malformed", issueText(frame.error, raw, "frame"), reqId);
 
   // The hello came in time: its admission (a reconnect storm's queue, a
   // locked mesh) is not refused as hello_timeout. It has twice that long of

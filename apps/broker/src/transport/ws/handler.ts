@@ -1,7 +1,7 @@
 // The /ws endpoint's socket lifecycle: open (hello timer), message (the
 // connection's frame pipeline: admission first, then the frame table), drain
 // (backpressure cleared), close (the presence ends).
-import { sessionFrame, CLOSE_CODES } from "@switchboard/protocol";
+import { issueText, sessionFrame, CLOSE_CODES } from "@switchboard/protocol";
 import type { WebSocketHandler } from "bun";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
@@ -15,7 +15,7 @@ import { newConnection, reply, type Connection, type Socket } from "./connection
 import { dispatch, frameHandlers, overlaps, type FrameDeps } from "./frame-handlers.ts";
 import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts";
 import { isRefusal } from "./refusals.ts";
-import { decodeFrame, issueText, reqIdOf, type JsonObject, type Reply } from "./wire.ts";
+import { decodeFrame, reqIdOf, type JsonObject, type Reply } from "./wire.ts";
 
 export interface WsDeps extends AdmissionDeps, FrameDeps {
   log: Logger;
@@ -63,7 +63,7 @@ export function createWsHandler(deps: WsDeps) {
     const reqId = reqIdOf(raw);
     const parsed = sessionFrame.safeParse(raw);
     if (!parsed.success) {
-      const message = raw.type === "hello" ? "hello was already accepted on this connection" : issueText(parsed.error);
+      const message = raw.type === "hello" ? "hello was already accepted on this connection" : issueText(parsed.error, raw, "frame");
       if (raw.type === "send") metrics.messagesRejected.labels("invalid").inc();
       const id = raw.type === "send" && typeof raw.id === "string" ? { id: raw.id } : {};
       return answer(ws, { type: "error", code: "invalid", message, ...id }, reqId);

@@ -23,13 +23,6 @@ export function reqIdOf(frame: JsonObject): string | undefined {
   return typeof frame.reqId === "string" ? frame.reqId.slice(0, 64) : undefined;
 }
 
-/** The first validation issue, as "path: message". */
-export function issueText(error: { issues: Array<{ path: PropertyKey[]; message: string }> }): string {
-  const issue = error.issues[0];
-  if (!issue) return "invalid frame";
-  return issue.path.length > 0 ? `${issue.path.map(String).join(".")}: ${issue.message}` : issue.message;
-}
-
 export function encode(frame: Reply, reqId: string | undefined): string {
   return JSON.stringify(reqId === undefined ? frame : { ...frame, reqId });
 }
