@@ -560,6 +560,39 @@ describe.skipIf(backendKind !== "postgres")("webhooks over two instances (needs 
       await a.dispose();
     }
   });
+
+  test("deleted and set again on another instance while a request is under way: the new endpoint waits for it, then gets its batch before newer messages", async () => {
+    // A's request is held far longer than B may take to start on a busy machine: only the test's answer ends it.
+    const env = { WEBHOOK_ALLOW_PRIVATE: "true", ...TIMING, WEBHOOK_TIMEOUT_MS: "120000" };
+    const a = await TestBroker.start(env);
+    let b: TestBroker | undefined;
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    try {
+      const old = await receiver(() => ({ status: 500, until: answered }));
+      const fresh = await receiver(() => ({ status: 200 }));
+      const { mesh, members } = await setupMesh(a.admin, { members: 2 });
+      const [sender, hook] = members as [SetupMember, SetupMember];
+      await a.admin.setWebhook(mesh.id, hook.id, old.url, SECRET);
+      const [first] = await sendMany(await pool.connect(a.wsUrl, sender, mesh.id), [sendFrame(hook.pubkey)]);
+      await old.waitFor((reqs) => reqs.length === 1, 15_000, "A's request");
+      b = await TestBroker.start(env, { backend: a.backend });
+      expect((await b.admin.raw("DELETE", path(mesh.id, hook))).status).toBe(200);
+      expect((await b.admin.raw("PUT", path(mesh.id, hook), { url: fresh.url, secret: SECRET })).status).toBe(200);
+      const [newer] = await sendMany(await pool.connect(b.wsUrl, sender, mesh.id), [sendFrame(hook.pubkey)]);
+      // Time for the request B must not make yet (it made it at once, before the new row took the old request's lease).
+      await Bun.sleep(1_000);
+      expect(fresh.requests).toHaveLength(0);
+      answer();
+      await fresh.waitFor((reqs) => reqs.flatMap(idsOf).length >= 2, 15_000, "both messages at the new endpoint");
+      expect(fresh.requests.flatMap(idsOf)).toEqual([str(first!.messageId), str(newer!.messageId)]);
+      expect(fresh.requests[0]!.headers.get("x-switchboard-attempt")).toBe("1");
+    } finally {
+      answer();
+      await b?.dispose();
+      await a.dispose();
+    }
+  });
 });
 
 describe("the queue gauges of an instance that just started (HOUSEKEEPING_INTERVAL_MS=3600000)", () => {

@@ -26,10 +26,28 @@ export interface WebhookView {
  * moment the row is written, not from this transaction's start: an attempt
  * under way tells from that the endpoint was set after it was taken
  * (recordAttempt), even where url, secret and failures read as before.
+ *
+ * A webhook deleted while its request was under way took that request's
+ * lease with its row. A new row takes the lease over from the deliveries
+ * that request holds (leased to no presence), so the new endpoint waits for
+ * it as for an endpoint set anew: otherwise it could be sent newer messages
+ * meanwhile, and the batch that request gives back would follow them. One
+ * of those deliveries is locked, to wait for the request's end being
+ * written: that gives back or acks them all in one transaction.
  */
 export async function upsertWebhook(db: Executor, memberId: string, url: string, secret: string): Promise<void> {
   await db.rows(sql`
-    INSERT INTO webhooks (member_id, url, secret) VALUES (${memberId}::uuid, ${url}, ${secret})
+    WITH in_flight AS (
+      SELECT d.lease_presence_id AS holder, d.lease_expires_at AS expires
+      FROM deliveries d
+      WHERE d.recipient_member_id = ${memberId}::uuid AND d.state = 'leased' AND d.lease_expires_at > now()
+        AND NOT EXISTS (SELECT 1 FROM presences p WHERE p.id = d.lease_presence_id)
+        AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.member_id = ${memberId}::uuid)
+      LIMIT 1
+      FOR SHARE OF d
+    )
+    INSERT INTO webhooks (member_id, url, secret, lease_holder, lease_expires_at)
+    VALUES (${memberId}::uuid, ${url}, ${secret}, (SELECT holder::text FROM in_flight), (SELECT expires FROM in_flight))
     ON CONFLICT (member_id) DO UPDATE
     SET url = excluded.url, secret = excluded.secret, failures = 0, next_attempt_at = clock_timestamp()`);
 }
