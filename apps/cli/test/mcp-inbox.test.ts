@@ -52,12 +52,55 @@ test("estimateTokens: a token per character beyond ASCII, one per 2.5 ASCII char
   expect(estimateTokens("😀")).toBe(2);
 });
 
-test("one message larger than a page still comes, alone", () => {
+/** Takes pages until none is left, checking each against Claude Code's limits; the entries in the order handed over. */
+function takeAll(inbox: SessionInbox): InboxEntry[] {
+  const taken: InboxEntry[] = [];
+  for (let more = 1; more > 0; ) {
+    const page = inbox.take();
+    const json = page.messages.map((m) => JSON.stringify(m));
+    expect(json.join("").length).toBeLessThanOrEqual(PAGE_CHARS);
+    expect(estimateTokens(json.join(""))).toBeLessThanOrEqual(PAGE_TOKENS);
+    expect(page.messages.length).toBeGreaterThan(0);
+    taken.push(...page.messages);
+    more = page.more;
+  }
+  return taken;
+}
+
+test("one message larger than a page comes in parts over successive calls, each within a page, marked part i of n, nothing lost", () => {
+  // ASCII, text beyond ASCII (a token a character), astral characters (never cut in two), and characters JSON escapes at six times their length.
+  const texts = ["y".repeat(PAGE_CHARS * 2 + 7), "漢字".repeat(PAGE_TOKENS), `a😀"\\n`.repeat(PAGE_CHARS), "\u0001".repeat(PAGE_CHARS)];
+  for (const text of texts) {
+    const inbox = new SessionInbox();
+    inbox.add(entry(0));
+    inbox.add(entry(1, text));
+    inbox.add(entry(2));
+    const taken = takeAll(inbox);
+    expect(taken[0]).toEqual(entry(0));
+    expect(taken.at(-1)).toEqual(entry(2));
+    const parts = taken.slice(1, -1);
+    expect(parts.length).toBeGreaterThan(1);
+    parts.forEach((p, i) => {
+      expect({ ...p, text: "" }).toEqual({ ...entry(1, ""), part: i + 1, parts: parts.length });
+      expect(p.text.isWellFormed()).toBe(true);
+    });
+    expect(parts.map((p) => p.text).join("")).toBe(text);
+  }
+});
+
+test("a message in parts is kept whole while the inbox overflows: only whole messages are dropped", () => {
   const inbox = new SessionInbox();
-  inbox.add(entry(1, "y".repeat(PAGE_CHARS * 2)));
-  inbox.add(entry(2));
-  expect(inbox.take()).toMatchObject({ messages: [{ message_id: "m-1" }], more: 1 });
-  expect(inbox.take()).toMatchObject({ messages: [{ message_id: "m-2" }], more: 0 });
+  const text = "z".repeat(PAGE_CHARS * 3);
+  inbox.add(entry(0, text));
+  const [first] = inbox.take().messages;
+  expect(first).toMatchObject({ message_id: "m-0", part: 1 });
+  const parts = first?.parts ?? 0;
+  for (let i = 1; i <= MAX_ENTRIES + 1; i++) inbox.add(entry(i));
+  const rest = takeAll(inbox);
+  const later = rest.slice(0, parts - 1);
+  expect(later.map((m) => [m.message_id, m.part])).toEqual(Array.from({ length: parts - 1 }, (_, i) => ["m-0", i + 2]));
+  expect(first?.text + later.map((m) => m.text).join("")).toBe(text);
+  expect(rest.slice(parts - 1).map((m) => m.message_id)).toEqual(Array.from({ length: MAX_ENTRIES }, (_, i) => `m-${i + 2}`));
 });
 
 test("a session that never calls keeps the newest MAX_ENTRIES and says how many went", () => {

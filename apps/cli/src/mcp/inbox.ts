@@ -2,7 +2,8 @@
 // A message id is taken in once: a redelivery after a reconnect is not listed twice.
 // Bounded twice: one call hands over at most a page (a result past the
 // client's output limits would be refused or moved aside, and its messages
-// are acked already), and
+// are acked already; a message longer than a page comes in parts over
+// successive calls), and
 // a session that never calls keeps only the newest entries, counting the rest.
 export interface InboxEntry {
   message_id: string;
@@ -16,6 +17,9 @@ export interface InboxEntry {
   created_at: string;
   /** Set when the message could not be read (e.g. "decrypt_failed"). */
   error?: string;
+  /** Set on a message too long for one page: its text is this part (from 1) of `parts`, each with the same message_id. */
+  part?: number;
+  parts?: number;
 }
 
 const REMEMBERED_IDS = 10_000;
@@ -46,14 +50,56 @@ export function estimateTokens(text: string): number {
 
 export interface InboxPage {
   messages: InboxEntry[];
-  /** Entries left for the next call. */
+  /** Entries left for the next call (each part of a message counts as one). */
   more: number;
   /** Entries that went unread since the last call because the inbox was full. */
   dropped: number;
 }
 
+const fitsPage = (json: string) => json.length <= PAGE_CHARS && estimateTokens(json) <= PAGE_TOKENS;
+
+/**
+ * A message too long for one page as parts that each fit one, the text cut
+ * between code points. A part's size is counted as JSON escapes it: a quote
+ * or control character takes more room than it looks.
+ */
+function partsOf(entry: InboxEntry): InboxEntry[] {
+  // Room for a part's text beside the rest of the entry, part numbers written at their longest.
+  const frame = JSON.stringify({ ...entry, text: "", part: Number.MAX_SAFE_INTEGER, parts: Number.MAX_SAFE_INTEGER });
+  const roomChars = PAGE_CHARS - frame.length;
+  const roomTokens = PAGE_TOKENS - estimateTokens(frame);
+  const texts: string[] = [];
+  const { text } = entry;
+  let start = 0;
+  let chars = 0;
+  let wide = 0;
+  for (let i = 0; i < text.length; ) {
+    const width = (text.codePointAt(i) ?? 0) > 0xffff ? 2 : 1;
+    const escaped = JSON.stringify(text.slice(i, i + width)).slice(1, -1);
+    let escapedWide = 0;
+    for (let j = 0; j < escaped.length; j++) if (escaped.charCodeAt(j) > 0x7f) escapedWide++;
+    const nextChars = chars + escaped.length;
+    const nextWide = wide + escapedWide;
+    // Each part holds at least one code point, so the cutting always ends.
+    if (i > start && (nextChars > roomChars || nextWide + (nextChars - nextWide) / 2.5 > roomTokens)) {
+      texts.push(text.slice(start, i));
+      start = i;
+      chars = escaped.length;
+      wide = escapedWide;
+    } else {
+      chars = nextChars;
+      wide = nextWide;
+    }
+    i += width;
+  }
+  texts.push(text.slice(start));
+  return texts.map((part, i) => ({ ...entry, text: part, part: i + 1, parts: texts.length }));
+}
+
 export class SessionInbox {
   private entries: InboxEntry[] = [];
+  /** The parts not yet handed over of a message too long for one page (taken out of entries, so never dropped). */
+  private parts: InboxEntry[] = [];
   private readonly seen = new Set<string>();
   private dropped = 0;
 
@@ -73,22 +119,33 @@ export class SessionInbox {
     return true;
   }
 
-  /** The oldest entries, up to PAGE_CHARS of JSON and PAGE_TOKENS (at least one); the rest stays for the next call. */
+  /**
+   * The oldest entries, up to PAGE_CHARS of JSON and PAGE_TOKENS; the rest
+   * stays for the next call. A message longer than a page is cut into parts
+   * when it comes first, and handed over a part at a time.
+   */
   take(): InboxPage {
+    const head = this.entries[0];
+    if (this.parts.length === 0 && head !== undefined && !fitsPage(JSON.stringify(head))) {
+      this.entries.shift();
+      this.parts = partsOf(head);
+    }
+    const messages: InboxEntry[] = [];
     let chars = 0;
     let tokens = 0;
-    let count = 0;
-    for (const entry of this.entries) {
-      const json = JSON.stringify(entry);
-      const cost = estimateTokens(json);
-      if (count > 0 && (chars + json.length > PAGE_CHARS || tokens + cost > PAGE_TOKENS)) break;
-      chars += json.length;
-      tokens += cost;
-      count++;
+    fill: for (const queue of [this.parts, this.entries]) {
+      for (let next = queue[0]; next !== undefined; next = queue[0]) {
+        const json = JSON.stringify(next);
+        const cost = estimateTokens(json);
+        if (chars + json.length > PAGE_CHARS || tokens + cost > PAGE_TOKENS) break fill;
+        chars += json.length;
+        tokens += cost;
+        messages.push(next);
+        queue.shift();
+      }
     }
-    const messages = this.entries.splice(0, count);
     const dropped = this.dropped;
     this.dropped = 0;
-    return { messages, more: this.entries.length, dropped };
+    return { messages, more: this.parts.length + this.entries.length, dropped };
   }
 }

@@ -76,7 +76,8 @@ const TOOLS = {
   check_messages: tool({
     description:
       "The messages received since the last call (whether or not they were already shown to you as channel notifications), oldest first; clears that list. " +
-      "A long list comes a page at a time: `more` says how many are left for the next call.",
+      "A long list comes a page at a time: `more` says how many are left for the next call. " +
+      "A message too long for one page comes in parts over successive calls, each with its message_id and `part` of `parts` (from 1): join their texts.",
     input: z.object({}),
     async run(_args, ctx) {
       const { messages, more, dropped } = ctx.inbox.take();
