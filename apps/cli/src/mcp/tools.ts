@@ -47,7 +47,8 @@ const TOOLS = {
       "To answer a message, pass its message_id as reply_to.",
     input: z.object({
       to: z.string().min(1).describe("A member's display name or 64-hex pubkey, *, #channel or tag:name"),
-      text: z.string().describe("The message"),
+      // An empty message would reach its recipients as nothing to read.
+      text: z.string().min(1, { error: "must not be empty: give the message to send" }).describe("The message"),
       priority: prioritySchema
         .optional()
         .describe("now: delivered even while the recipient is busy; next (default): at the end of its turn; low: when idle"),
