@@ -10,11 +10,12 @@ import { httpBase, requireMesh, type Config } from "./config.ts";
 import { CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, sentLine, shortKey } from "./output.ts";
-import { isBrokerTarget } from "./target.ts";
+import { brokerTarget } from "./target.ts";
 
 /** A target as the broker takes it; a member's name only through the admin API. */
 async function resolveTarget(config: Config, target: string): Promise<string> {
-  if (isBrokerTarget(target)) return target;
+  const spec = brokerTarget(target);
+  if (spec !== undefined) return spec;
   if (config.adminToken === undefined) {
     throw new UsageError(`with --http, name the target by pubkey, *, #channel or tag:name ("${target}" needs an admin token to look up)`);
   }

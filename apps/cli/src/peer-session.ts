@@ -9,7 +9,7 @@ import { requireMesh } from "./config.ts";
 import { brokerError, CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { isClosedPipe, oneLine, out, outJson, sentLine, shortKey } from "./output.ts";
-import { isBrokerTarget } from "./target.ts";
+import { brokerTarget } from "./target.ts";
 
 const STATUSES = ["idle", "working", "dnd"] as const;
 type Status = (typeof STATUSES)[number];
@@ -182,7 +182,8 @@ function printer(ctx: Context, client: SwitchboardClient): (m: Message) => Promi
  * two of them share is refused as member revoke and token create refuse it.
  */
 async function resolveTarget(ctx: Context, client: SwitchboardClient, target: string): Promise<string> {
-  if (isBrokerTarget(target)) return target;
+  const spec = brokerTarget(target);
+  if (spec !== undefined) return spec;
   const config = ctx.config();
   const mesh = requireMesh(config);
   const named =

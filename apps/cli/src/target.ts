@@ -3,6 +3,12 @@
 // whose error names what is wrong with it.
 import { PUBKEY } from "@switchboard/protocol";
 
-export function isBrokerTarget(target: string): boolean {
-  return PUBKEY.test(target) || target === "*" || target.startsWith("#") || target.startsWith("tag:");
+// The protocol writes a pubkey in lowercase hex; the same key in capitals is
+// that key (hex names the same bytes either way), not a member's name.
+const PUBKEY_ANY_CASE = new RegExp(PUBKEY.source, "i");
+
+/** The target as the broker takes it (a pubkey in lowercase), or undefined for a member's display name. */
+export function brokerTarget(target: string): string | undefined {
+  if (PUBKEY_ANY_CASE.test(target)) return target.toLowerCase();
+  return target === "*" || target.startsWith("#") || target.startsWith("tag:") ? target : undefined;
 }

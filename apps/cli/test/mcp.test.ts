@@ -176,6 +176,13 @@ describe("two sessions, alice and bob", () => {
     expect(noTool).toMatchObject({ isError: true, data: { error: { code: "unknown_tool" } } });
   });
 
+  test("a pubkey written in capitals is that pubkey (sent to it, in lowercase), not a display name", async () => {
+    const sent = await a.ok("send_message", { to: members.bob!.pubkey.toUpperCase(), text: "to the key in capitals" });
+    expect(sent).toEqual({ message_id: expect.any(String), recipients: 1, target: members.bob!.pubkey });
+    const note = await b.note(hasText("to the key in capitals"), "the message sent to the key in capitals");
+    expect(note.meta).toMatchObject({ from: "alice", target: members.bob!.pubkey, message_id: sent.message_id as string });
+  });
+
   test("hooks: next is held while bob works, now is not; Stop, StopFailure and the idle prompt each release what was held", async () => {
     const bob = projects.bob!;
     const releases: Record<string, number> = {};

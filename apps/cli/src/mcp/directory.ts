@@ -5,7 +5,7 @@
 import type { PeerInfo, SwitchboardClient } from "@switchboard/client";
 import { targetSpecSchema } from "@switchboard/protocol";
 import { shortKey } from "../output.ts";
-import { isBrokerTarget } from "../target.ts";
+import { brokerTarget } from "../target.ts";
 import { ToolError } from "./errors.ts";
 
 export interface KnownMember {
@@ -44,11 +44,12 @@ export class PeerDirectory {
     return short;
   }
 
-  /** A target spec the broker takes: a pubkey, *, #channel and tag:x as given; anything else is a display name. */
+  /** A target spec the broker takes: a pubkey (in lowercase), *, #channel and tag:x as given; anything else is a display name. */
   async resolve(to: string): Promise<string> {
-    if (isBrokerTarget(to)) {
-      if (!targetSpecSchema.safeParse(to).success) throw new ToolError("invalid", `"${to}" is not a valid target`);
-      return to;
+    const spec = brokerTarget(to);
+    if (spec !== undefined) {
+      if (!targetSpecSchema.safeParse(spec).success) throw new ToolError("invalid", `"${to}" is not a valid target`);
+      return spec;
     }
     const candidates = new Set<string>();
     // The admin API knows every member, online or not; without it (or when it fails) the live list and names seen so far.
