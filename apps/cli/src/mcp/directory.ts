@@ -13,8 +13,20 @@ export interface KnownMember {
   displayName: string;
 }
 
+/**
+ * How long a sender the lists did not name goes unnamed before they are
+ * asked again: each asking spends a control frame of the member's rate limit
+ * (a minute's worth), and a sender that is never online (an HTTP bot) would
+ * otherwise cost one for every message.
+ */
+const MISS_MS = 60_000;
+/** Unnamed senders remembered so; past it the one asked about longest ago is forgotten. */
+const REMEMBERED_MISSES = 1_000;
+
 export class PeerDirectory {
   private readonly names = new Map<string, string>();
+  /** Senders the lists did not name, with when they were asked. */
+  private readonly misses = new Map<string, number>();
   /** Senders shown by their key's first 8 hex digits, by those digits. */
   private readonly unnamed = new Map<string, string>();
 
@@ -32,11 +44,23 @@ export class PeerDirectory {
 
   /**
    * The sender's display name, else the first 8 hex digits of its key
-   * (remembered, so that a reply addressed to that name finds the key).
+   * (remembered, so that a reply addressed to that name finds the key). The
+   * lists are asked about a sender they did not name once per MISS_MS; a
+   * list asked meanwhile (list_peers, a send by name) that names it names it.
    */
   async nameOf(pubkey: string): Promise<string> {
-    if (!this.names.has(pubkey)) await this.livePeers().catch(() => []);
-    if (!this.names.has(pubkey)) await this.allMembers().catch(() => []);
+    const asked = this.misses.get(pubkey);
+    const now = Date.now();
+    if (!this.names.has(pubkey) && (asked === undefined || now - asked >= MISS_MS)) {
+      await this.livePeers().catch(() => []);
+      if (!this.names.has(pubkey)) await this.allMembers().catch(() => []);
+      this.misses.delete(pubkey);
+      if (!this.names.has(pubkey)) {
+        this.misses.set(pubkey, now);
+        const oldest = this.misses.keys().next();
+        if (this.misses.size > REMEMBERED_MISSES && !oldest.done) this.misses.delete(oldest.value);
+      }
+    }
     const name = this.names.get(pubkey);
     if (name !== undefined) return name;
     const short = shortKey(pubkey);
