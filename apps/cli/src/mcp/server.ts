@@ -101,6 +101,9 @@ export async function runMcp(ctx: Context): Promise<number> {
   async function deliverOne(client: SwitchboardClient, m: Message | UnreadableMessage): Promise<void> {
     if (stopped) return;
     const entry = entryOf(m, await directory.nameOf(m.senderPubkey));
+    // Taken in before the write, safely: a write that does not finish (stdout
+    // gone, and so the server stopping, taking no more pushes) leaves the
+    // message unacked for the member's next session, whose inbox is its own.
     if (inbox.add(entry)) {
       await server.notification(notificationOf(entry));
       log.info({ message_id: m.messageId, error: entry.error }, "mcp notified");
