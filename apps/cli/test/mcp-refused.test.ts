@@ -31,6 +31,8 @@ test("a hello refused on reconnecting (member revoked meanwhile): tools answer u
     const within = 2 * DEFAULT_HEARTBEAT_MS + 20_000;
     const gone = await session.logs.wait((l) => l.msg === "mcp disconnected" && l.reconnecting === false, within, "the final disconnect");
     expect(gone).toMatchObject({ reason: "unauthorized" });
+    // The attempt itself is in the log with its reason, before the end it led to.
+    expect(session.logs.items.find((l) => l.msg === "mcp reconnect failed" && l.retrying === false)).toMatchObject({ code: "unauthorized" });
     const result = await session.call("list_peers");
     expect(result.isError).toBe(true);
     expect(result.data).toEqual({ error: { code: "unauthorized", message: expect.stringContaining("refused this member") } });

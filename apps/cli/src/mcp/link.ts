@@ -87,6 +87,10 @@ export class BrokerLink {
       this.log.warn({ code: info.code, reason: info.reason, reconnecting: info.willReconnect }, "mcp disconnected");
       if (!info.willReconnect) this.failure = endedBy(info);
     });
+    // Each failed reconnect with its reason: a broker down, a token refused, the member revoked.
+    client.on("connectFailed", (f) => {
+      if (!this.stopped) this.log.warn({ code: f.error.code, attempt: f.attempt, retrying: f.willRetry, err: f.error }, "mcp reconnect failed");
+    });
     client.on("reconnect", () => this.log.info({ presence_id: client.presenceId }, "mcp reconnected"));
   }
 
