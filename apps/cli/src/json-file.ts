@@ -2,7 +2,7 @@
 // .mcp.json, ~/.claude.json): read, changed in place, written back in the
 // file's own indentation through a temp file and a rename, so a reader sees
 // the old file or the new one and nothing but our change differs.
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
@@ -55,5 +55,7 @@ export function writeAtomically(path: string, text: string, mode = 0o600): void 
   const keep = existsSync(target) ? statSync(target).mode & 0o777 : mode;
   const tmp = join(dirname(target), `.${basename(target)}.switchboard-${process.pid}.tmp`);
   writeFileSync(tmp, text, { mode: keep });
+  // The mode given to writeFileSync passes through the umask (and a stale temp file keeps its own): set it outright.
+  chmodSync(tmp, keep);
   renameSync(tmp, target);
 }

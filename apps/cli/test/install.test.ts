@@ -3,7 +3,7 @@
 // that other servers, hooks and keys are left byte for byte, and that
 // uninstall takes back exactly what install added.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CliHome, cliOk, lines, runCli } from "./support/cli.ts";
 import { installedHook, runHook } from "./support/mcp.ts";
@@ -336,6 +336,35 @@ describe("project scope", () => {
     expect(existsSync(tokenFile)).toBe(false);
     // Nothing is left behind for a later uninstall to trip over.
     expect((await runCli(home, ["uninstall"], { cwd: dir })).code).toBe(0);
+  });
+
+  test("a settings file reached through a symlink is written through it, and files keep their mode whatever the umask", async () => {
+    const dir = project("modes");
+    const mcpFile = join(dir, ".mcp.json");
+    const mcpBefore = write(mcpFile, MCP_JSON);
+    chmodSync(mcpFile, 0o640);
+    // Dotfiles kept elsewhere, linked in: the link stays and its target is what changes.
+    const target = home.path("dotfiles", "modes-settings.local.json");
+    const settingsBefore = write(target, SETTINGS_LOCAL);
+    chmodSync(target, 0o664);
+    mkdirSync(join(dir, ".claude"));
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    symlinkSync(target, settingsFile);
+    // A umask that clears more than the files' modes do: a mode kept is not one the umask happened to allow.
+    const underUmask = async (args: string[]) => {
+      const proc = Bun.spawn(["sh", "-c", 'umask 077 && exec "$0" "$@"', "bun", CLI_MAIN, ...args], { cwd: dir, env: home.env(), stdout: "pipe", stderr: "pipe" });
+      const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+      expect({ args, code, stderr }).toEqual({ args, code: 0, stderr: "" });
+    };
+    await underUmask(installArgs());
+    expect(lstatSync(settingsFile).isSymbolicLink()).toBe(true);
+    expect(readJson(target).hooks?.Stop).toHaveLength(2);
+    expect({ mcp: statSync(mcpFile).mode & 0o777, settings: statSync(target).mode & 0o777 }).toEqual({ mcp: 0o640, settings: 0o664 });
+    await underUmask(["uninstall"]);
+    expect(lstatSync(settingsFile).isSymbolicLink()).toBe(true);
+    expect(readFileSync(target, "utf8")).toBe(settingsBefore);
+    expect(readFileSync(mcpFile, "utf8")).toBe(mcpBefore);
+    expect({ mcp: statSync(mcpFile).mode & 0o777, settings: statSync(target).mode & 0o777 }).toEqual({ mcp: 0o640, settings: 0o664 });
   });
 
   test("an uninstall that cannot read a file it has to change changes nothing", async () => {
