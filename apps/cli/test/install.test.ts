@@ -445,6 +445,29 @@ test("user scope: ~/.claude.json and ~/.claude/settings.json, other keys kept; u
   }
 });
 
+test("user scope with CLAUDE_CONFIG_DIR: the files Claude Code reads there, not ~/.claude.json and ~/.claude/settings.json", async () => {
+  const userHome = new CliHome();
+  try {
+    const configDir = userHome.path("claude-work");
+    const claudeJson = join(configDir, ".claude.json");
+    const original = write(claudeJson, `${JSON.stringify({ numStartups: 3, mcpServers: {} }, null, 2)}\n`);
+    const userSettings = write(join(configDir, "settings.json"), `${JSON.stringify({ theme: "dark" }, null, 2)}\n`);
+    const key = userHome.path("k.json");
+    writeFileSync(key, JSON.stringify({ secretKey: "55".repeat(32) }), { mode: 0o600 });
+    const env = { CLAUDE_CONFIG_DIR: configDir };
+    const printed = await cliOk(userHome, ["install", "--scope", "user", "--url", URL_, "--mesh", "demo", "--key", key, "--token", TOKEN], { env });
+    expect(printed).toContain(`  hooks (UserPromptSubmit, Stop, StopFailure, Notification idle_prompt)  ${join(configDir, "settings.json")}`);
+    expect(Object.keys((readJson(claudeJson) as { mcpServers: Record<string, unknown> }).mcpServers)).toEqual(["switchboard"]);
+    expect(Object.keys(readJson(join(configDir, "settings.json")).hooks ?? {}).sort()).toEqual([...EVENTS].sort());
+    expect([existsSync(userHome.path(".claude.json")), existsSync(userHome.path(".claude"))]).toEqual([false, false]);
+    await cliOk(userHome, ["uninstall", "--scope", "user"], { env });
+    expect(readFileSync(claudeJson, "utf8")).toBe(original);
+    expect(readFileSync(join(configDir, "settings.json"), "utf8")).toBe(userSettings);
+  } finally {
+    userHome.dispose();
+  }
+});
+
 test("user scope: uninstall without an install leaves a server named switchboard in ~/.claude.json", async () => {
   const userHome = new CliHome();
   try {

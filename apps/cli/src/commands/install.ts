@@ -25,7 +25,7 @@ export const installCommand: Command = {
   usage: "--mesh M --token T [--key FILE] [--scope project|user]",
   summary:
     "set up Claude Code: the MCP server (project: ./.mcp.json, user: ~/.claude.json), the status hooks " +
-    "(project: ./.claude/settings.local.json, user: ~/.claude/settings.json) and the hook token (a 0600 file under ~/.config/switchboard)",
+    "(project: ./.claude/settings.local.json, user: ~/.claude/settings.json; both user files in $CLAUDE_CONFIG_DIR when set) and the hook token (a 0600 file under ~/.config/switchboard)",
   options: { ...scopeOption, mesh: { type: "string" }, token: { type: "string" } },
   async run(ctx) {
     operands(ctx, []);
