@@ -9,6 +9,9 @@ import { z } from "zod";
 
 export const FORWARD_DEADLINE_MS = 5000;
 
+/** Characters of an answer the outcome quotes: the broker's own answers are shorter; a proxy's error page need not be. */
+const ANSWER_SHOWN = 500;
+
 const claudeHookInput = z.looseObject({
   session_id: z.string().min(1).optional(),
   cwd: z.string().min(1),
@@ -49,5 +52,6 @@ export async function forwardHook(options: ForwardOptions): Promise<string> {
     body: JSON.stringify(body),
     signal: options.signal,
   });
-  return `${res.status} ${await res.text()}`;
+  const text = await res.text();
+  return `${res.status} ${text.length > ANSWER_SHOWN ? `${text.slice(0, ANSWER_SHOWN)}… (${text.length} characters)` : text}`;
 }

@@ -530,6 +530,8 @@ describe("the installed hook command", () => {
     body: unknown;
   }
   const captured: Captured[] = [];
+  // What a proxy in front of a broker that is down may answer: lines, a terminal escape, and more text than a line should carry.
+  const ERROR_PAGE = `<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\x1b[2J${"<p>upstream</p>\n".repeat(500)}</body>\n</html>\n`;
   let server: ReturnType<typeof Bun.serve>;
   let settingsFile: string;
   let tokenFile: string;
@@ -541,6 +543,7 @@ describe("the installed hook command", () => {
       async fetch(req) {
         const url = new URL(req.url);
         if (url.pathname === "/slow/hook/set-status") return new Promise<Response>(() => {});
+        if (url.pathname === "/page/hook/set-status") return new Response(ERROR_PAGE, { status: 502, headers: { "content-type": "text/html" } });
         captured.push({ path: url.pathname, headers: Object.fromEntries(req.headers), body: await req.json() });
         return Response.json({ ok: true, presence_id: "p" });
       },
@@ -600,5 +603,13 @@ describe("the installed hook command", () => {
     const byHand = await runCli(home, ["hook", "forward", "--url", "http://127.0.0.1:9", "--token-file", tokenFile], { stdin: JSON.stringify(input("Stop")) });
     expect(byHand.code).toBe(0);
     expect(lines(byHand.stderr)).toEqual([expect.stringMatching(/^switchboard hook: /)]);
+  });
+
+  test("run by hand, the forwarder says what a server answered on one short line of stderr, whatever the body", async () => {
+    const page = await runCli(home, ["hook", "forward", "--url", `${server.url.origin}/page`, "--token-file", tokenFile], { stdin: JSON.stringify(input("Stop")) });
+    expect(page.code).toBe(0);
+    expect(page.stdout).toBe("");
+    expect(lines(page.stderr)).toEqual([expect.stringMatching(/^switchboard hook: 502 <html>\\n<head><title>502 Bad Gateway<\/title><\/head>\\n<body>\\u\{1b\}\[2J<p>upstream/)]);
+    expect(page.stderr.length).toBeLessThan(600);
   });
 });

@@ -2,7 +2,7 @@
 import type { Command } from "../command.ts";
 import { httpBase } from "../config.ts";
 import { FORWARD_DEADLINE_MS, forwardHook } from "../hook-forward.ts";
-import { err } from "../output.ts";
+import { err, oneLine } from "../output.ts";
 
 export const hookForward: Command = {
   words: ["hook", "forward"],
@@ -29,9 +29,10 @@ export const hookForward: Command = {
         input,
         signal,
       });
-      await err(`switchboard hook: ${outcome}`);
+      // One line, safe for a terminal: the outcome quotes what the server answered.
+      await err(`switchboard hook: ${oneLine(outcome)}`);
     } catch (error) {
-      await err(`switchboard hook: ${error instanceof Error ? error.message : String(error)}`);
+      await err(`switchboard hook: ${oneLine(error instanceof Error ? error.message : String(error))}`);
     }
     return 0;
   },
