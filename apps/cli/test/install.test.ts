@@ -141,6 +141,23 @@ describe("project scope", () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  test("installed again after Claude Code and the user added to its files, only what is ours may change: nothing moves", async () => {
+    const dir = project("added-since");
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    await cliOk(home, installArgs(), { cwd: dir });
+    // What a session writes there (the approval of the project's server), and hooks the user added after ours.
+    const settings = readJson(settingsFile) as Record<string, unknown> & { hooks: Hooks };
+    settings.hooks.Stop?.push({ hooks: [{ type: "command", command: "notify-send done" }] });
+    settings.hooks.PreToolUse = [{ matcher: "Bash", hooks: [{ type: "command", command: "~/.claude/validate-bash.sh" }] }];
+    settings.enabledMcpjsonServers = ["switchboard"];
+    const before = write(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect(readFileSync(settingsFile, "utf8")).toBe(before);
+    // A new URL changes our entries, in their places.
+    await cliOk(home, installArgs("--url", "http://127.0.0.1:7912"), { cwd: dir });
+    expect(readFileSync(settingsFile, "utf8")).toBe(before.replaceAll(`'${URL_}'`, "'http://127.0.0.1:7912'"));
+  });
+
   test("`hook install` / `hook uninstall` are the same commands", async () => {
     const dir = project("alias");
     await cliOk(home, ["hook", ...installArgs()], { cwd: dir });

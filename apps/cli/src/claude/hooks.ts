@@ -117,15 +117,30 @@ export function removeOurHooks(settings: JsonObject, path: string, preexisting: 
   return removed;
 }
 
-/** Our one entry per event, replacing any earlier one (so a new token file or URL wins). */
+/** The index of the first group of an event's list that holds an entry of ours. */
+function ourGroupIndex(settings: JsonObject, event: string): number | undefined {
+  const groups = isObject(settings.hooks) ? settings.hooks[event] : undefined;
+  if (!Array.isArray(groups)) return undefined;
+  const index = groups.findIndex((group) => isObject(group) && Array.isArray(group.hooks) && group.hooks.some(isOurs));
+  return index < 0 ? undefined : index;
+}
+
+/**
+ * Our one entry per event, replacing any earlier one (so a new token file or
+ * URL wins) in its place: installed again, the file changes only where our
+ * entries do, whatever was added around them since.
+ */
 export function installOurHooks(settings: JsonObject, path: string, command: string, preexisting: readonly string[]): void {
-  removeOurHooks(settings, path, preexisting);
+  const places = new Map(HOOK_EVENTS.map(({ event }) => [event, ourGroupIndex(settings, event)]));
+  // The hooks object and our events' lists get our entries back at once: taken out and added anew, they would move to the end.
+  removeOurHooks(settings, path, [...preexisting, "hooks", ...HOOK_EVENTS.map(({ event }) => `hooks.${event}`)]);
   const hooks = hooksObject(settings, path) ?? (settings.hooks = {});
   for (const { event, matcher } of HOOK_EVENTS) {
     // Only an absent event gets a list: null is a value that is not one, like any other.
     const groups = Object.hasOwn(hooks, event) ? hooks[event] : (hooks[event] = []);
     if (!Array.isArray(groups)) throw new CliError(`${path}: "hooks.${event}" is not a list; not touching it`);
     const entry = { type: "command", command, timeout: HOOK_TIMEOUT_SECONDS };
-    groups.push(matcher === undefined ? { hooks: [entry] } : { matcher, hooks: [entry] });
+    // Groups before the first that held ours were not touched by the removal: that index is still our place.
+    groups.splice(places.get(event) ?? groups.length, 0, matcher === undefined ? { hooks: [entry] } : { matcher, hooks: [entry] });
   }
 }
