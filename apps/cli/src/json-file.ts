@@ -31,7 +31,9 @@ export function readJsonFile(path: string): JsonFile {
     throw new CliError(`${path} is not valid JSON (${error instanceof Error ? error.message : String(error)}); not touching it`);
   }
   if (!isObject(parsed)) throw new CliError(`${path} does not hold a JSON object; not touching it`);
-  const indent = /^([ \t]+)"/m.exec(text)?.[1] ?? "  ";
+  // A file on one line (written by a tool, compact) stays on one line; `{}` says nothing of a layout.
+  const oneLine = !text.trim().includes("\n") && !isEmptyObject(parsed);
+  const indent = /^([ \t]+)"/m.exec(text)?.[1] ?? (oneLine ? "" : "  ");
   return { path, existed: true, value: parsed, indent, finalNewline: text.endsWith("\n") };
 }
 

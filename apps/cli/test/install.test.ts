@@ -158,6 +158,22 @@ describe("project scope", () => {
     expect(readFileSync(settingsFile, "utf8")).toBe(before.replaceAll(`'${URL_}'`, "'http://127.0.0.1:7912'"));
   });
 
+  test("files written on one line stay on one line, and uninstall gives them back byte for byte", async () => {
+    const dir = project("one-line");
+    const mcpFile = join(dir, ".mcp.json");
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    const mcpBefore = write(mcpFile, JSON.stringify(JSON.parse(MCP_JSON)));
+    const settingsBefore = write(settingsFile, `${JSON.stringify(JSON.parse(SETTINGS_LOCAL))}\n`);
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect(lines(readFileSync(mcpFile, "utf8"))).toHaveLength(1);
+    expect(lines(readFileSync(settingsFile, "utf8"))).toHaveLength(1);
+    expect(Object.keys(readJson(mcpFile).mcpServers as object)).toEqual(["docs", "switchboard"]);
+    expect(installedHook(settingsFile, "Stop")).toEndWith("# switchboard-hook");
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(readFileSync(mcpFile, "utf8")).toBe(mcpBefore);
+    expect(readFileSync(settingsFile, "utf8")).toBe(settingsBefore);
+  });
+
   test("`hook install` / `hook uninstall` are the same commands", async () => {
     const dir = project("alias");
     await cliOk(home, ["hook", ...installArgs()], { cwd: dir });
