@@ -268,6 +268,10 @@ if (import.meta.main) {
     await (await import("./statement.ts")).main(size, positionals[0] === "statement" ? "postgres" : "embedded");
     process.exit(0);
   }
+  if (positionals[0] === "hook") {
+    await (await import("./hook.ts")).main(size);
+    process.exit(0);
+  }
   if (positionals[0] === "presences") {
     await (await import("./presences.ts")).main(size);
     process.exit(0);

@@ -1,5 +1,5 @@
 // The two ways a command fails: a usage error (exit 2) or anything else (exit 1).
-import { SwitchboardError } from "@switchboard/client";
+// No SDK here (broker-errors.ts): `hook forward` (hook-entry.ts) loads this.
 
 export class UsageError extends Error {}
 
@@ -7,22 +7,3 @@ export class CliError extends Error {}
 
 /** How long a request to the broker may take, over HTTP or a socket, before the command fails. */
 export const REQUEST_TIMEOUT_MS = 15_000;
-
-/** A failed call to the broker, on one line: what failed, the code, why. */
-export function brokerError(what: string, error: unknown): CliError {
-  if (!(error instanceof SwitchboardError)) return new CliError(`${what}: ${error instanceof Error ? error.message : String(error)}`);
-  const detail = error.message && error.message !== error.code ? `: ${error.message}` : "";
-  return new CliError(`${what}: ${error.code}${detail}`);
-}
-
-/**
- * A failed send, on one line. One that may have been stored (the answer
- * never came) names the id it was written with: sent again with `--id`, it
- * cannot become a second message.
- */
-export function sendFailed(error: unknown): CliError {
-  const failed = brokerError("send failed", error);
-  const sendId = error instanceof SwitchboardError ? error.sendId : undefined;
-  if (sendId === undefined) return failed;
-  return new CliError(`${failed.message} (it may have been stored: to send it again, add --id ${sendId})`);
-}

@@ -3,21 +3,33 @@
 // notification's type — never the prompt or anything else of the session,
 // POSTed to /hook/set-status with the token from its 0600 file and Claude
 // Code's pid. Bounded in time; it reports what went wrong but never fails.
-import { HOOK_PID_HEADER } from "@switchboard/protocol";
+import { HOOK_PID_HEADER } from "@switchboard/protocol/hook-header";
 import { readFileSync } from "node:fs";
-import { z } from "zod";
 
 export const FORWARD_DEADLINE_MS = 5000;
 
 /** Characters of an answer the outcome quotes: the broker's own answers are shorter; a proxy's error page need not be. */
 const ANSWER_SHOWN = 500;
 
-const claudeHookInput = z.looseObject({
-  session_id: z.string().min(1).optional(),
-  cwd: z.string().min(1),
-  hook_event_name: z.string().min(1),
-  notification_type: z.string().optional(),
-});
+interface ClaudeHookInput {
+  session_id?: string;
+  cwd: string;
+  hook_event_name: string;
+  notification_type?: string;
+}
+
+// Read by hand, not with a zod schema: Claude Code waits for this on every
+// prompt and turn end, and loading zod was most of its time. Its input is
+// Claude Code's, not a frame of ours; the broker checks what it is sent.
+function claudeHookInput(json: unknown): ClaudeHookInput | null {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return null;
+  const { session_id, cwd, hook_event_name, notification_type } = json as Record<string, unknown>;
+  const text = (v: unknown): v is string => typeof v === "string" && v !== "";
+  if (!text(cwd) || !text(hook_event_name)) return null;
+  if (session_id !== undefined && !text(session_id)) return null;
+  if (notification_type !== undefined && typeof notification_type !== "string") return null;
+  return { cwd, hook_event_name, ...(session_id === undefined ? {} : { session_id }), ...(notification_type === undefined ? {} : { notification_type }) };
+}
 
 export interface ForwardOptions {
   url: string;
@@ -35,9 +47,9 @@ export async function forwardHook(options: ForwardOptions): Promise<string> {
   } catch {
     return "skipped: the hook input is not JSON";
   }
-  const parsed = claudeHookInput.safeParse(json);
-  if (!parsed.success) return "skipped: the hook input has no cwd or hook_event_name";
-  const { session_id, cwd, hook_event_name, notification_type } = parsed.data;
+  const parsed = claudeHookInput(json);
+  if (parsed === null) return "skipped: the hook input has no cwd or hook_event_name";
+  const { session_id, cwd, hook_event_name, notification_type } = parsed;
   // Only the idle prompt means the turn is over; a permission prompt comes mid-turn.
   if (hook_event_name === "Notification" && notification_type !== undefined && notification_type !== "idle_prompt") {
     return `skipped: notification ${notification_type}`;

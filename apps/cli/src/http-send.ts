@@ -7,7 +7,8 @@ import { IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_LENGTH, MAX_WAIT_SECONDS, priority
 import { AdminApi } from "./admin-api.ts";
 import type { Context } from "./command.ts";
 import { httpBase, requireMesh, type Config } from "./config.ts";
-import { CliError, REQUEST_TIMEOUT_MS, sendFailed, UsageError } from "./errors.ts";
+import { sendFailed } from "./broker-errors.ts";
+import { CliError, REQUEST_TIMEOUT_MS, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
 import { oneLine, out, outJson, sentLine, shortKey } from "./output.ts";
 import { brokerTarget } from "./target.ts";

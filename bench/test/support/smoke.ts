@@ -15,6 +15,7 @@ import type { LoadResult } from "../../src/plan.ts";
 import type { Ratio } from "../../src/report.ts";
 import { runFloorReport, runJetStreamComparison, runScaling, runScenarioReport } from "../../src/run.ts";
 import { scenarios } from "../../src/scenarios.ts";
+import { HOOK_SHAPE, runHookReport } from "../../src/hook.ts";
 import { PRESENCES_SHAPE, runPresencesReport } from "../../src/presences.ts";
 import { runStatementReport, STATEMENT_SHAPE, type StatementBackend } from "../../src/statement.ts";
 
@@ -27,7 +28,7 @@ export const SMOKE_GROUPS: Record<string, string[]> = {
   scaling: ["scaling", "embedded-latency"],
   throughput: ["throughput", "embedded-throughput"],
   fanout: ["fanout", "cross-instance"],
-  floor: ["floor", "connections", "held", "statement", "embedded-statement", "presences"],
+  floor: ["floor", "connections", "held", "statement", "embedded-statement", "presences", "hook"],
 };
 
 /** Every acked message reached each of its recipients exactly once. */
@@ -179,6 +180,14 @@ async function checkPresences(): Promise<void> {
   }
 }
 
+async function checkHook(): Promise<void> {
+  // Each run of each case did its job, or the report would not have come: the hook's answered 200.
+  const report = await runHookReport("smoke");
+  const { rounds, calls } = HOOK_SHAPE.smoke;
+  expect(report.cases.map((c) => c.wallMs.count)).toEqual([rounds * calls, rounds * calls, rounds * calls]);
+  for (const c of report.cases) expect(c.ratio).toBeGreaterThan(0);
+}
+
 /** The runs besides the scenarios. */
 const OTHER_RUNS: Record<string, () => Promise<void>> = {
   floor: checkFloor,
@@ -187,6 +196,7 @@ const OTHER_RUNS: Record<string, () => Promise<void>> = {
   statement: () => checkStatement("postgres"),
   "embedded-statement": () => checkStatement("embedded"),
   presences: checkPresences,
+  hook: checkHook,
 };
 
 /** Every run of the benchmark's smoke size: the groups together must take each once. */

@@ -24,8 +24,7 @@ const HOOK_EVENT_NAMES = Object.keys(HOOK_EVENT_STATUS) as [HookEventName, ...Ho
  */
 export const hookEventName = z.enum(HOOK_EVENT_NAMES);
 
-/** Header a hook command may use to pass its parent's pid ($PPID). */
-export const HOOK_PID_HEADER = "x-switchboard-pid";
+export { HOOK_PID_HEADER } from "./hook-header.ts";
 
 export const hookBody = z
   .looseObject({
