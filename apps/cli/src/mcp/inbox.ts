@@ -72,24 +72,21 @@ function partsOf(entry: InboxEntry): InboxEntry[] {
   const { text } = entry;
   let start = 0;
   let chars = 0;
-  let wide = 0;
+  let tokens = 0;
   for (let i = 0; i < text.length; ) {
     const width = (text.codePointAt(i) ?? 0) > 0xffff ? 2 : 1;
     const escaped = JSON.stringify(text.slice(i, i + width)).slice(1, -1);
-    let escapedWide = 0;
-    for (let j = 0; j < escaped.length; j++) if (escaped.charCodeAt(j) > 0x7f) escapedWide++;
-    const nextChars = chars + escaped.length;
-    const nextWide = wide + escapedWide;
+    // estimateTokens adds up over pieces: the part's cost is the sum of its code points'.
+    const cost = estimateTokens(escaped);
     // Each part holds at least one code point, so the cutting always ends.
-    if (i > start && (nextChars > roomChars || nextWide + (nextChars - nextWide) / 2.5 > roomTokens)) {
+    if (i > start && (chars + escaped.length > roomChars || tokens + cost > roomTokens)) {
       texts.push(text.slice(start, i));
       start = i;
-      chars = escaped.length;
-      wide = escapedWide;
-    } else {
-      chars = nextChars;
-      wide = nextWide;
+      chars = 0;
+      tokens = 0;
     }
+    chars += escaped.length;
+    tokens += cost;
     i += width;
   }
   texts.push(text.slice(start));
