@@ -5,6 +5,7 @@
 import { HELLO_ERROR_CODES } from "@switchboard/protocol";
 import { SwitchboardError } from "./errors.ts";
 import { parseServerFrame, type HelloAckFrame, type ServerFrame } from "./wire.ts";
+import { pathHint } from "./url.ts";
 
 export interface ConnectionHandlers {
   onFrame(frame: ServerFrame): void;
@@ -99,7 +100,7 @@ export class Connection {
           return;
         }
         if (state === "opening") {
-          fail(new SwitchboardError("unreachable", `cannot connect to ${params.url} (${event.code})`));
+          fail(new SwitchboardError("unreachable", `cannot connect to ${params.url} (${event.code})${pathHint(params.url)}`));
         } else if (helloCodes.has(event.reason)) {
           fail(new SwitchboardError(event.reason, `hello refused: ${event.reason}`));
         } else {

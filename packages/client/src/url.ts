@@ -16,3 +16,18 @@ export function brokerWsUrl(input: string): string {
   if (!url.pathname.endsWith("/ws")) url.pathname = `${url.pathname.replace(/\/+$/, "")}/ws`;
   return url.toString();
 }
+
+/**
+ * Why a socket that never opened may have failed, when its URL is not the
+ * broker's WebSocket path: the broker answers other paths with a 404 that a
+ * WebSocket cannot show.
+ */
+export function pathHint(wsUrl: string): string {
+  let path: string;
+  try {
+    path = new URL(wsUrl).pathname;
+  } catch {
+    return "";
+  }
+  return path.endsWith("/ws") ? "" : `; the broker takes WebSockets on /ws, and this URL's path is ${path}`;
+}

@@ -710,7 +710,16 @@ describe("connect and final closes", () => {
     const me = await newIdentity();
     await expect(
       SwitchboardClient.connect({ url: "ws://127.0.0.1:1/ws", meshId: "m", secretKey: me.secretKey }),
-    ).rejects.toMatchObject({ code: "unreachable" });
+    ).rejects.toMatchObject({ code: "unreachable", message: "cannot connect to ws://127.0.0.1:1/ws (1006)" });
+  });
+
+  test("a ws:// URL without the /ws path is refused as unreachable, saying where the broker takes WebSockets", async () => {
+    const me = await newIdentity();
+    const root = broker.wsUrl.replace(/\/ws$/, "");
+    await expect(SwitchboardClient.connect({ url: root, meshId: "m", secretKey: me.secretKey })).rejects.toMatchObject({
+      code: "unreachable",
+      message: expect.stringMatching(/; the broker takes WebSockets on \/ws, and this URL's path is \/$/),
+    });
   });
 
   test("a dropped socket reconnects with the same session; a refused hello on reconnect is final", async () => {
