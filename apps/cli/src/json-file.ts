@@ -2,7 +2,8 @@
 // .mcp.json, ~/.claude.json): read, changed in place, written back in the
 // file's own indentation through a temp file and a rename, so a reader sees
 // the old file or the new one and nothing but our change differs.
-import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, fchmodSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
@@ -55,9 +56,24 @@ export function writeAtomically(path: string, text: string, mode = 0o600): void 
   const target = existsSync(path) ? realpathSync(path) : path;
   mkdirSync(dirname(target), { recursive: true });
   const keep = existsSync(target) ? statSync(target).mode & 0o777 : mode;
-  const tmp = join(dirname(target), `.${basename(target)}.switchboard-${process.pid}.tmp`);
-  writeFileSync(tmp, text, { mode: keep });
-  // The mode given to writeFileSync passes through the umask (and a stale temp file keeps its own): set it outright.
-  chmodSync(tmp, keep);
-  renameSync(tmp, target);
+  // Others may write to that directory: a name they cannot guess, created only if nothing (a planted symlink) is there.
+  const tmp = join(dirname(target), `.${basename(target)}.switchboard-${randomBytes(8).toString("hex")}.tmp`);
+  const fd = openSync(tmp, "wx", 0o600);
+  try {
+    fill(fd, text, keep);
+    renameSync(tmp, target);
+  } catch (error) {
+    rmSync(tmp, { force: true });
+    throw error;
+  }
+}
+
+/** Writes and closes a new file; the mode given to openSync went through the umask, so it is set outright. */
+function fill(fd: number, text: string, mode: number): void {
+  try {
+    writeFileSync(fd, text);
+    fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
 }
