@@ -48,19 +48,26 @@ export function writeJsonFile(file: JsonFile): void {
   writeAtomically(file.path, text);
 }
 
+export interface FileMode {
+  /** The mode of a file written anew. */
+  mode: number;
+  /** An existing file gets `mode` too instead of keeping its own: a secret is 0600 whatever it was made. */
+  force?: boolean;
+}
+
 /**
  * Temp file + rename. A symlink is written through to its target. An existing
- * file keeps its mode; a new one gets `mode` (0600 unless told otherwise).
+ * file keeps its mode unless told to force it; a new one gets `mode`.
  */
-export function writeAtomically(path: string, text: string, mode = 0o600): void {
+export function writeAtomically(path: string, text: string, { mode, force = false }: FileMode = { mode: 0o600 }): void {
   const target = existsSync(path) ? realpathSync(path) : path;
   mkdirSync(dirname(target), { recursive: true });
-  const keep = existsSync(target) ? statSync(target).mode & 0o777 : mode;
+  const finalMode = !force && existsSync(target) ? statSync(target).mode & 0o777 : mode;
   // Others may write to that directory: a name they cannot guess, created only if nothing (a planted symlink) is there.
   const tmp = join(dirname(target), `.${basename(target)}.switchboard-${randomBytes(8).toString("hex")}.tmp`);
   const fd = openSync(tmp, "wx", 0o600);
   try {
-    fill(fd, text, keep);
+    fill(fd, text, finalMode);
     renameSync(tmp, target);
   } catch (error) {
     rmSync(tmp, { force: true });

@@ -400,6 +400,16 @@ describe("project scope", () => {
     expect({ mcp: statSync(mcpFile).mode & 0o777, settings: statSync(target).mode & 0o777 }).toEqual({ mcp: 0o640, settings: 0o664 });
   });
 
+  test("a token file made readable to others is 0600 again once installed over", async () => {
+    const dir = project("token-mode");
+    await cliOk(home, installArgs(), { cwd: dir });
+    const tokenFile = tokenFileOf(join(dir, ".claude", "settings.local.json"));
+    chmodSync(tokenFile, 0o644);
+    await cliOk(home, installArgs("--token", "sbh_install_test_token_renewed"), { cwd: dir });
+    expect({ mode: statSync(tokenFile).mode & 0o777, text: readFileSync(tokenFile, "utf8") }).toEqual({ mode: 0o600, text: "sbh_install_test_token_renewed\n" });
+    await cliOk(home, ["uninstall"], { cwd: dir });
+  });
+
   test("an uninstall that cannot read a file it has to change changes nothing", async () => {
     const dir = project("broken-mcp");
     await cliOk(home, installArgs(), { cwd: dir });

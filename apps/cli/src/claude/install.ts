@@ -1,7 +1,7 @@
 // install / uninstall for Claude Code: the MCP server registration, the status
 // hooks, the hook token file, and a record of the files and directories the
 // install created, so uninstall takes back exactly what it added.
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { CliError } from "../errors.ts";
 import { isEmptyObject, readJsonFile, writeAtomically, writeJsonFile, type Json, type JsonFile, type JsonObject } from "../json-file.ts";
@@ -126,8 +126,7 @@ function writeNoting(file: JsonFile, created: Created): void {
 
 function writeSecret(path: string, text: string, created: Created): void {
   if (!existsSync(path) && !created.includes(path)) created.push(path);
-  writeAtomically(path, text, 0o600);
-  chmodSync(path, 0o600);
+  writeAtomically(path, text, { mode: 0o600, force: true });
 }
 
 export interface InstallReport {
@@ -159,7 +158,7 @@ export function install(input: InstallInput): InstallReport {
   if (legacy.file) writeJsonFile(legacy.file);
   if (!created.includes(layout.recordFile)) created.push(layout.recordFile);
   const newRecord = { scope: layout.scope, created, replacedServer, server, preexisting };
-  writeAtomically(layout.recordFile, `${JSON.stringify(newRecord, null, 2)}\n`, 0o600);
+  writeAtomically(layout.recordFile, `${JSON.stringify(newRecord, null, 2)}\n`, { mode: 0o600 });
   return { warnings: [...stray, ...legacy.warnings] };
 }
 
