@@ -3,8 +3,8 @@
 // file's own indentation through a temp file and a rename, so a reader sees
 // the old file or the new one and nothing but our change differs.
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, fchmodSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { closeSync, existsSync, fchmodSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { CliError } from "./errors.ts";
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -22,7 +22,8 @@ export interface JsonFile {
 
 export function readJsonFile(path: string): JsonFile {
   const fresh: JsonFile = { path, existed: false, value: {}, indent: "  ", finalNewline: true };
-  if (!existsSync(path)) return fresh;
+  // Its links are followed here too: a loop is refused before anything is written.
+  if (!existsSync(linkTarget(path))) return fresh;
   const text = readFileSync(path, "utf8");
   if (text.trim() === "") return { ...fresh, existed: true };
   let parsed: Json;
@@ -55,12 +56,30 @@ export interface FileMode {
   force?: boolean;
 }
 
+/** Symlinks followed in a row at most, as the kernel does (ELOOP). */
+const MAX_LINKS = 40;
+
+/**
+ * The file that writing `path` changes: its chain of symlinks followed, to a
+ * target that need not exist yet (a dangling link is written through, and
+ * stays a link).
+ */
+export function linkTarget(path: string): string {
+  let current = path;
+  for (let hops = 0; lstatSync(current, { throwIfNoEntry: false })?.isSymbolicLink(); hops++) {
+    if (hops === MAX_LINKS) throw new CliError(`${path}: more than ${MAX_LINKS} symlinks in a row (a loop?); not touching it`);
+    // A relative link is read from the directory it is in, through that directory's own links.
+    current = resolve(realpathSync(dirname(current)), readlinkSync(current));
+  }
+  return current;
+}
+
 /**
  * Temp file + rename. A symlink is written through to its target. An existing
  * file keeps its mode unless told to force it; a new one gets `mode`.
  */
 export function writeAtomically(path: string, text: string, { mode, force = false }: FileMode = { mode: 0o600 }): void {
-  const target = existsSync(path) ? realpathSync(path) : path;
+  const target = linkTarget(path);
   mkdirSync(dirname(target), { recursive: true });
   const finalMode = !force && existsSync(target) ? statSync(target).mode & 0o777 : mode;
   // Others may write to that directory: a name they cannot guess, created only if nothing (a planted symlink) is there.

@@ -400,6 +400,55 @@ describe("project scope", () => {
     expect({ mcp: statSync(mcpFile).mode & 0o777, settings: statSync(target).mode & 0o777 }).toEqual({ mcp: 0o640, settings: 0o664 });
   });
 
+  test("files that are symlinks to files not there yet are created through them; uninstall removes what install created and leaves the links", async () => {
+    const dir = project("dangling");
+    // Relative, read from the link's directory (not the working one), to a directory not there yet.
+    const settingsTarget = home.path("projects", "dangling-dotfiles", "settings.local.json");
+    mkdirSync(join(dir, ".claude"));
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    symlinkSync(join("..", "..", "dangling-dotfiles", "settings.local.json"), settingsFile);
+    // Two links in a row.
+    const mcpTarget = home.path("links", "mcp.json");
+    mkdirSync(home.path("links"));
+    symlinkSync("mcp.json", home.path("links", "mcp-link"));
+    const mcpFile = join(dir, ".mcp.json");
+    symlinkSync(home.path("links", "mcp-link"), mcpFile);
+    const links = () => [lstatSync(settingsFile).isSymbolicLink(), lstatSync(mcpFile).isSymbolicLink(), lstatSync(home.path("links", "mcp-link")).isSymbolicLink()];
+
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect(links()).toEqual([true, true, true]);
+    expect(Object.keys(readJson(settingsTarget).hooks ?? {}).sort()).toEqual([...EVENTS].sort());
+    expect(Object.keys(readJson(mcpTarget).mcpServers as object)).toEqual(["switchboard"]);
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect(links()).toEqual([true, true, true]);
+
+    expect(await cliOk(home, ["uninstall"], { cwd: dir })).toStartWith('removed 4 hook(s), the MCP server "switchboard"');
+    expect(links()).toEqual([true, true, true]);
+    expect([existsSync(settingsTarget), existsSync(home.path("projects", "dangling-dotfiles")), existsSync(mcpTarget)]).toEqual([false, false, false]);
+    expect(readdirSync(dir).sort()).toEqual([".claude", ".mcp.json"]);
+    expect(readdirSync(home.path("links"))).toEqual(["mcp-link"]);
+
+    // Its record lost, uninstall takes the targets that hold only our entries for the files install created, not the links.
+    await cliOk(home, installArgs(), { cwd: dir });
+    rmSync(tokenFileOf(settingsFile).replace(/\.token$/, ".install.json"));
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(links()).toEqual([true, true, true]);
+    expect([existsSync(settingsTarget), existsSync(mcpTarget)]).toEqual([false, false]);
+  });
+
+  test("a loop of symlinks is refused before anything is written", async () => {
+    const dir = project("link-loop");
+    const mcpFile = join(dir, ".mcp.json");
+    symlinkSync(".mcp.json", mcpFile);
+    const result = await runCli(home, installArgs(), { cwd: dir });
+    expect({ code: result.code, stderr: lines(result.stderr) }).toEqual({
+      code: 1,
+      stderr: [`switchboard: ${mcpFile}: more than 40 symlinks in a row (a loop?); not touching it`],
+    });
+    expect(lstatSync(mcpFile).isSymbolicLink()).toBe(true);
+    expect(readdirSync(dir)).toEqual([".mcp.json"]);
+  });
+
   test("a token file made readable to others is 0600 again once installed over", async () => {
     const dir = project("token-mode");
     await cliOk(home, installArgs(), { cwd: dir });

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { CliError } from "../errors.ts";
-import { isEmptyObject, readJsonFile, writeAtomically, writeJsonFile, type Json, type JsonFile, type JsonObject } from "../json-file.ts";
+import { isEmptyObject, linkTarget, readJsonFile, writeAtomically, writeJsonFile, type Json, type JsonFile, type JsonObject } from "../json-file.ts";
 import { hasOurHooks, hookCommand, hookContainers, installOurHooks, ourTokenFiles, removeOurHooks } from "./hooks.ts";
 import { recordFileOf, type Layout } from "./layout.ts";
 import { isOurServer, isWritten, removeOurServer, serverContainers, setOurServer, stdioServer, type StdioServer } from "./mcp-config.ts";
@@ -22,7 +22,7 @@ export interface InstallInput {
   mcpArgs: string[];
 }
 
-/** Paths the install created, oldest first; uninstall removes them newest first. */
+/** Paths the install created, oldest first; uninstall removes them newest first. A file reached through a symlink is noted as its target. */
 type Created = string[];
 
 interface InstallRecord {
@@ -84,7 +84,7 @@ function evidence(
   const ours = { isOurs: ourServerWithoutRecord(self, settings), replaced: undefined, preexisting: [] };
   const hooks = settings && bare(settings, (value) => removeOurHooks(value, settings.path) > 0);
   const server = mcp && bare(mcp, (value) => removeOurServer(value, ours));
-  const files = [hooks, server].flatMap((b) => (b && b.file.existed && b.hadOurs && isEmptyObject(b.value) ? [b.file.path] : []));
+  const files = [hooks, server].flatMap((b) => (b && b.file.existed && b.hadOurs && isEmptyObject(b.value) ? [linkTarget(b.file.path)] : []));
   const dir = dirname(layout.settingsFile);
   return {
     created: files.includes(layout.settingsFile) && readdirSync(dir).length === 1 ? [dir, ...files] : files,
@@ -118,9 +118,11 @@ function ensureDir(dir: string, created: Created, mode?: number): void {
   created.push(dir);
 }
 
+/** Through a symlink the file install creates is the link's target, and the directories it made for it: the user's link stays theirs. */
 function writeNoting(file: JsonFile, created: Created): void {
-  ensureDir(dirname(file.path), created);
-  if (!file.existed && !created.includes(file.path)) created.push(file.path);
+  const target = linkTarget(file.path);
+  ensureDir(dirname(target), created);
+  if (!file.existed && !created.includes(target)) created.push(target);
   writeJsonFile(file);
 }
 
@@ -232,15 +234,18 @@ export function uninstall(layout: Layout, self: Self): UninstallReport {
     removedFiles: [],
     warnings: [...stray, ...legacy.warnings],
   };
+  const createdFile = (file: JsonFile) => created.includes(linkTarget(file.path));
   const settle = (file: JsonFile) => {
-    if (created.includes(file.path) && isEmptyObject(file.value)) {
-      unlinkSync(file.path);
-      report.removedFiles.push(file.path);
+    // The file install created, not a symlink of the user's that leads to it.
+    const target = linkTarget(file.path);
+    if (created.includes(target) && isEmptyObject(file.value)) {
+      unlinkSync(target);
+      report.removedFiles.push(target);
     } else writeJsonFile(file);
   };
 
-  if (settings && (hooksRemoved > 0 || created.includes(settings.path))) settle(settings);
-  if (mcp && (serverRemoved || created.includes(mcp.path))) settle(mcp);
+  if (settings && (hooksRemoved > 0 || createdFile(settings))) settle(settings);
+  if (mcp && (serverRemoved || createdFile(mcp))) settle(mcp);
   if (legacy.file) writeJsonFile(legacy.file);
   for (const path of [layout.tokenFile, layout.recordFile]) {
     if (existsSync(path)) {
