@@ -211,6 +211,30 @@ describe("project scope", () => {
     expect(existsSync(mcpFile)).toBe(false);
   });
 
+  test("installed again over our entry made a remote one, the stdio entry keeps what the user added but no key of a remote server", async () => {
+    const dir = project("made-remote");
+    const mcpFile = join(dir, ".mcp.json");
+    await cliOk(home, installArgs(), { cwd: dir });
+    const first = readJson(mcpFile) as { mcpServers: { switchboard: Record<string, unknown> } };
+    first.mcpServers.switchboard = {
+      ...first.mcpServers.switchboard,
+      type: "http",
+      url: "https://example.test/mcp",
+      headers: { Authorization: "Bearer x" },
+      headersHelper: "~/bin/mcp-headers",
+      oauth: { clientId: "abc", callbackPort: 8080 },
+      env: { LOG_LEVEL: "debug" },
+      timeout: 30_000,
+    };
+    writeFileSync(mcpFile, JSON.stringify(first, null, 2));
+    await cliOk(home, installArgs(), { cwd: dir });
+    const entry = (readJson(mcpFile) as { mcpServers: { switchboard: Record<string, unknown> } }).mcpServers.switchboard;
+    expect(Object.keys(entry).sort()).toEqual(["args", "command", "env", "timeout", "type"]);
+    expect(entry).toMatchObject({ type: "stdio", env: { LOG_LEVEL: "debug" }, timeout: 30_000 });
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect(existsSync(mcpFile)).toBe(false);
+  });
+
   test("hooks an earlier version wrote into the shared .claude/settings.json, token inline, are taken out", async () => {
     const dir = project("legacy");
     const shared = join(dir, ".claude", "settings.json");

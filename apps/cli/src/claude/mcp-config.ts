@@ -29,16 +29,23 @@ export function isOurServer(value: unknown, self: { command: string; args: strin
   return [...self.args, "mcp"].every((arg, i) => entry.args[i] === arg);
 }
 
+/** Keys Claude Code reads only from a remote (http, sse) server entry: a stdio entry has no use for them. */
+const REMOTE_ONLY = new Set(["url", "headers", "headersHelper", "oauth"]);
+
+/** What of an entry may stay in a stdio one: all but a remote server's own keys. */
+const stdioKeys = (entry: JsonObject): JsonObject => Object.fromEntries(Object.entries(entry).filter(([key]) => !REMOTE_ONLY.has(key)));
+
 /**
  * Registers our server; returns the entry of that name it replaced, if there
  * was one. An entry of ours from an earlier install keeps what the user added
- * to it (`env`, `timeout`, …); only type, command and args are ours to set.
+ * to it (`env`, `timeout`, …) but not the keys of a remote server (it may have
+ * been made one since); only type, command and args are ours to set.
  */
 export function setOurServer(config: JsonObject, path: string, server: StdioServer, ours: (entry: Json) => boolean): Json | undefined {
   const servers = config.mcpServers ?? (config.mcpServers = {});
   if (!isObject(servers)) throw new CliError(`${path}: "mcpServers" is not an object; not touching it`);
   const before = servers[SERVER_NAME];
-  servers[SERVER_NAME] = isObject(before) && ours(before) ? { ...before, ...server } : { ...server };
+  servers[SERVER_NAME] = isObject(before) && ours(before) ? { ...stdioKeys(before), ...server } : { ...server };
   return before;
 }
 
