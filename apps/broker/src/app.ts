@@ -187,7 +187,11 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     bus,
     onTokenRevoked: (tokenId) => apiSenders.forgetToken(tokenId),
   });
-  const waiters = new ReplyWaiters(db, queuedWork, bus, log, { maxWaiters: config.MAX_REPLY_WAITERS, clock });
+  const waiters = new ReplyWaiters(db, queuedWork, bus, log, {
+    maxWaiters: config.MAX_REPLY_WAITERS,
+    maxWaitersPerMember: config.MAX_REPLY_WAITERS_PER_MEMBER,
+    clock,
+  });
   queuedWork.subscribe(waiters);
   const messaging = new HttpMessaging(db, apiSenders, sending, waiters, clock, log);
   const dispatcher = new WebhookDispatcher(db, bus, queuedWork, createWebhookPoster(`switchboard/${VERSION}`), metrics, log, {

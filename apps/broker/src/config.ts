@@ -129,6 +129,8 @@ export const configSchema = z.object({
   WEBHOOK_ALLOW_PRIVATE: flag(false),
   // Requests waiting for a reply (POST /v1/messages?wait=S) on one instance.
   MAX_REPLY_WAITERS: int(1, 1_000_000, 1000),
+  // The same for one member: one token must not take every wait of the instance.
+  MAX_REPLY_WAITERS_PER_MEMBER: int(1, 1_000_000, 200),
   // On SIGTERM, how long the instance keeps serving while /health/ready says
   // draining, so a proxy's health check sees it before the port closes. Within
   // the 9 s the shutdown has, hence at most 5 s.

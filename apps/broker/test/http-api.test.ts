@@ -1,7 +1,7 @@
 // PROTOCOL.md §7 against a real broker: API tokens, POST /v1/messages with
 // Idempotency-Key (one namespace with the socket's id), every error code,
 // ?wait=S request/reply (woken by the reply's commit, acked on return, left
-// queued when the caller goes away, bounded per instance), and
+// queued when the caller goes away, bounded per instance and per member), and
 // GET /v1/messages/:id.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import {
@@ -601,6 +601,39 @@ describe("HTTP messaging API", () => {
       state = (await messageStatus<StatusBody>(broker.url, tokens[0]!, sent.body.messageId)).body.recipients[0]!.state;
     }
     expect(state).toBe("expired");
+  });
+});
+
+describe("reply waits shared out among members (MAX_REPLY_WAITERS=4, MAX_REPLY_WAITERS_PER_MEMBER=2)", () => {
+  const broker = useTestBroker({ MAX_REPLY_WAITERS: "4", MAX_REPLY_WAITERS_PER_MEMBER: "2" });
+
+  test("one member's waits past its share are refused with 503 before anything is stored; another member's wait is still served", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 3 });
+    const [app, other, runner] = members as [SetupMember, SetupMember, SetupMember];
+    const [appToken, otherToken] = await Promise.all([app, other].map((m) => broker.admin.createApiToken(mesh.id, m.id)));
+    const runnerPeer = await pool.connect(broker.wsUrl, runner, mesh.id);
+    // As many waits as the instance holds, from one member: each is either
+    // refused at once or stored, and so pushed to the runner while it waits.
+    const waits = Array.from({ length: 4 }, (_, i) => postMessage<SendReply>(broker.url, appToken!, httpBody(runner.pubkey), { wait: 30, key: `share-${i}` }));
+    const answered: Array<Awaited<(typeof waits)[number]>> = [];
+    for (const w of waits) void w.then((a) => answered.push(a));
+    await waitUntil(() => answered.length + runnerPeer.pushes().length === 4, 15_000, "each wait refused or stored");
+
+    const theirs = await postMessage<SendReply>(broker.url, otherToken!, httpBody(runner.pubkey), { wait: 1 });
+    expect({ status: theirs.status, reply: theirs.body.reply }).toEqual({ status: 201, reply: null });
+    expect(answered.map((a) => [a.status, (a.body as unknown as ErrorBody).error?.code, a.headers.get("retry-after")])).toEqual([
+      [503, "unavailable", "1"],
+      [503, "unavailable", "1"],
+    ]);
+
+    // The two held ones get their replies; the refused keys were never stored.
+    const held = runnerPeer.pushes().filter((p) => p.senderPubkey === app.pubkey);
+    expect(held).toHaveLength(2);
+    for (const push of held) await runnerPeer.send(app.pubkey, { replyTo: str(push.messageId) });
+    const returned = await Promise.all(waits);
+    expect(returned.filter((a) => a.status === 201).map((a) => a.body.reply?.replyTo).sort()).toEqual(held.map((p) => str(p.messageId)).sort());
+    const keys = returned.flatMap((a, i) => (a.status === 503 ? [`share-${i}`] : []));
+    for (const key of keys) expect((await postMessage(broker.url, appToken!, httpBody(runner.pubkey), { key })).status).toBe(201);
   });
 });
 

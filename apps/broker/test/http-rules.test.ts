@@ -124,6 +124,7 @@ describe("configuration of HTTP and webhooks", () => {
     expect(loadConfig({})).toMatchObject({
       WEBHOOK_ALLOW_PRIVATE: false,
       MAX_REPLY_WAITERS: 1000,
+      MAX_REPLY_WAITERS_PER_MEMBER: 200,
       WEBHOOK_TIMEOUT_MS: 10_000,
       WEBHOOK_BACKOFF_MIN_MS: 1000,
       WEBHOOK_BACKOFF_MAX_MS: 300_000,
@@ -134,6 +135,7 @@ describe("configuration of HTTP and webhooks", () => {
   test.each([
     ["WEBHOOK_ALLOW_PRIVATE", "yes"],
     ["MAX_REPLY_WAITERS", "0"],
+    ["MAX_REPLY_WAITERS_PER_MEMBER", "0"],
     ["WEBHOOK_TIMEOUT_MS", "fast"],
     ["WEBHOOK_BACKOFF_MIN_MS", "-1"],
   ])("a bad %s stops the start naming it", (name, value) => {

@@ -54,7 +54,7 @@ async function reply(db: Database, { mesh, asker, answerer }: Setup, requestId: 
 function waitersOn(db: Database) {
   const log = createLogger("silent", {});
   const queuedWork = new QueuedWork();
-  const waiters = new ReplyWaiters(db, queuedWork, new InstanceBus(scratch.db, log), log, { maxWaiters: 100, clock: Date.now });
+  const waiters = new ReplyWaiters(db, queuedWork, new InstanceBus(scratch.db, log), log, { maxWaiters: 100, maxWaitersPerMember: 100, clock: Date.now });
   queuedWork.subscribe(waiters);
   return { waiters, queuedWork };
 }
@@ -235,7 +235,7 @@ describe.skipIf(backendKind === "embedded")("ReplyWaiters on two instances (need
     const log = createLogger("silent", {});
     const bus = new InstanceBus(server.db, log);
     const queuedWork = new QueuedWork();
-    const waiters = new ReplyWaiters(server.db, queuedWork, bus, log, { maxWaiters: 100, clock: Date.now });
+    const waiters = new ReplyWaiters(server.db, queuedWork, bus, log, { maxWaiters: 100, maxWaitersPerMember: 100, clock: Date.now });
     queuedWork.subscribe(waiters);
     return { waiters, queuedWork, bus };
   }

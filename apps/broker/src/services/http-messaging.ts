@@ -54,9 +54,10 @@ export class HttpMessaging {
       return sent.ok ? { ...sent, waited: false, reply: null } : sent;
     }
     // Refused before anything is stored, so a retry makes no duplicate.
-    const full = this.waiters.reserve();
+    const full = this.waiters.reserve(sender.memberId);
     if (full === "stopping") return refuse("unavailable", "this instance is stopping; send again (another instance takes it)");
     if (full === "full") return refuse("unavailable", "too many requests are waiting for replies on this instance; retry shortly");
+    if (full === "member_full") return refuse("unavailable", "too many of this member's requests are waiting for replies on this instance; retry shortly");
     try {
       const deadline = this.clock() + waitSeconds * 1000;
       const holdSeconds = waitSeconds + HOLD_GRACE_SECONDS;
@@ -86,7 +87,7 @@ export class HttpMessaging {
         return { ...sent, waited: false, reply: null };
       }
     } finally {
-      this.waiters.release();
+      this.waiters.release(sender.memberId);
     }
   }
 

@@ -4,9 +4,10 @@
 // another instance over the bus — one statement takes a reply for each of the
 // member's waiting requests, so a backend with many requests waiting on one
 // token costs one statement per news, not one per request. Never polls. At
-// most `maxWaiters` wait on an instance at a time; past that a send that asks
-// to wait is refused before it is stored, so the caller can retry without a
-// duplicate.
+// most `maxWaiters` wait on an instance at a time, and at most
+// `maxWaitersPerMember` of one member, so one token cannot take every wait
+// of the instance from the others; past either a send that asks to wait is
+// refused before it is stored, so the caller can retry without a duplicate.
 import type { Database, Executor } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import { endReplyWait, returnTakenReply, takeReplies, type FoundReply, type TakenReply } from "../store/queue/index.ts";
@@ -34,7 +35,7 @@ interface Look {
 }
 
 /** Why a wait cannot start now. */
-export type WaitRefusal = "full" | "stopping";
+export type WaitRefusal = "full" | "member_full" | "stopping";
 
 export interface ReplyWait {
   requestId: string;
@@ -50,6 +51,8 @@ export interface ReplyWait {
 export class ReplyWaiters implements QueueConsumer {
   private readonly byMember = new Map<string, Set<Waiter>>();
   private reserved = 0;
+  /** Reserved slots by member; a member with none has no entry. */
+  private readonly reservedBy = new Map<string, number>();
   private stopping = false;
   private readonly active = new Set<Promise<unknown>>();
   private readonly looks = new Map<string, Look>();
@@ -59,19 +62,25 @@ export class ReplyWaiters implements QueueConsumer {
     private readonly queuedWork: QueuedWork,
     private readonly bus: InstanceBus,
     private readonly log: Logger,
-    private readonly options: { maxWaiters: number; clock: Clock },
+    private readonly options: { maxWaiters: number; maxWaitersPerMember: number; clock: Clock },
   ) {}
 
-  /** A slot for one more waiter (null), or why there is none; release() it after wait(). */
-  reserve(): WaitRefusal | null {
+  /** A slot for one more waiter of the member (null), or why there is none; release() it after wait(). */
+  reserve(memberId: string): WaitRefusal | null {
     if (this.stopping) return "stopping";
+    const mine = this.reservedBy.get(memberId) ?? 0;
+    if (mine >= this.options.maxWaitersPerMember) return "member_full";
     if (this.reserved >= this.options.maxWaiters) return "full";
     this.reserved++;
+    this.reservedBy.set(memberId, mine + 1);
     return null;
   }
 
-  release(): void {
+  release(memberId: string): void {
     this.reserved = Math.max(0, this.reserved - 1);
+    const mine = (this.reservedBy.get(memberId) ?? 1) - 1;
+    if (mine <= 0) this.reservedBy.delete(memberId);
+    else this.reservedBy.set(memberId, mine);
   }
 
   members(memberIds: readonly string[]): void {
