@@ -147,7 +147,10 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     lifecycle.endAll("lease_lost"),
   );
   const jwt = await JwtVerifier.create({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY });
-  const hello = new HelloService(db, bus, jwt, presenceEvents, instanceId, config.MAX_CONNECTIONS_PER_MESH);
+  const hello = new HelloService(db, bus, jwt, presenceEvents, instanceId, {
+    perMesh: config.MAX_CONNECTIONS_PER_MESH,
+    perMember: config.MAX_CONNECTIONS_PER_MEMBER,
+  });
   const history = new HistoryService(db, timing.historyRetentionSeconds);
   const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,

@@ -85,6 +85,8 @@ export const configSchema = z.object({
   STATUS_TTL_SECONDS: positive(60),
   HOOK_FRESH_WINDOW_SECONDS: positive(30),
   MAX_CONNECTIONS_PER_MESH: positive(100),
+  // One member's share of them: one key or one browser token must not take the whole mesh.
+  MAX_CONNECTIONS_PER_MEMBER: positive(50),
   MAX_MESSAGE_BYTES: int(1024, 16 * 1024 * 1024, 65536),
   HOOK_RATE_LIMIT_PER_MIN: positive(30),
   SEND_RATE_LIMIT_PER_MIN: positive(6000),

@@ -71,6 +71,44 @@ describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
   });
 });
 
+describe("one member's share of a mesh (MAX_CONNECTIONS_PER_MEMBER=3, MAX_CONNECTIONS_PER_MESH=5)", () => {
+  const broker = useTestBroker({ MAX_CONNECTIONS_PER_MEMBER: "3", MAX_CONNECTIONS_PER_MESH: "5" });
+  const refusal = (a: PromiseSettledResult<TestPeer>) =>
+    a.status === "rejected" ? { code: (a.reason as PeerError).code, message: (a.reason as PeerError).frame?.message } : "admitted";
+
+  test("five hellos of one member and two of another, together: three and two get in; the refused ones take no place in the mesh", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [greedy, other] = members as [SetupMember, SetupMember];
+    const attempts = await Promise.allSettled([
+      ...Array.from({ length: 5 }, (_, i) => TestPeer.connect(broker.wsUrl, { identity: greedy.identity, meshId: mesh.id, sessionId: `g${i}` })),
+      ...Array.from({ length: 2 }, (_, i) => TestPeer.connect(broker.wsUrl, { identity: other.identity, meshId: mesh.id, sessionId: `o${i}` })),
+    ]);
+    const greedyAnswers = attempts.slice(0, 5).map(refusal);
+    expect(greedyAnswers.filter((a) => a === "admitted")).toHaveLength(3);
+    expect(greedyAnswers.filter((a) => a !== "admitted")).toEqual([
+      { code: "capacity", message: "this member has 3 live connections already" },
+      { code: "capacity", message: "this member has 3 live connections already" },
+    ]);
+    expect(attempts.slice(5).map(refusal)).toEqual(["admitted", "admitted"]);
+    const live = await broker.admin.peers(mesh.id);
+    expect(live.filter((p) => p.pubkey === greedy.pubkey)).toHaveLength(3);
+    expect(live).toHaveLength(5);
+
+    // At its cap, a hello replacing one of its own sessions still gets in; a new session does once one has ended.
+    const admitted = attempts.flatMap((a, i) => (a.status === "fulfilled" && i < 5 ? [a.value] : []));
+    const kept = live.find((p) => p.pubkey === greedy.pubkey)!.sessionId;
+    const replacing = await TestPeer.connect(broker.wsUrl, { identity: greedy.identity, meshId: mesh.id, sessionId: kept });
+    await expect(TestPeer.connect(broker.wsUrl, { identity: greedy.identity, meshId: mesh.id, sessionId: "later" })).rejects.toMatchObject({ code: "capacity" });
+    const gone = admitted.find((p) => p.helloAck?.presenceId !== live.find((l) => l.sessionId === kept)!.presenceId)!;
+    await gone.close();
+    await waitUntil(async () => (await broker.admin.peers(mesh.id)).length === 4, 10_000, "the closed session to end");
+    const later = await TestPeer.connect(broker.wsUrl, { identity: greedy.identity, meshId: mesh.id, sessionId: "later" });
+    expect((await broker.admin.peers(mesh.id)).filter((p) => p.pubkey === greedy.pubkey)).toHaveLength(3);
+    for (const p of [...admitted, replacing, later]) await p.close();
+    for (const a of attempts.slice(5)) if (a.status === "fulfilled") await a.value.close();
+  });
+});
+
 // Long enough that on a busy machine the hello is read, and its admission
 // seen waiting, well within the timeout; the test then waits past it.
 const HELLO_TIMEOUT_MS = 3000;

@@ -231,7 +231,7 @@ const cases: Array<[string, Case]> = [
   ["a hello's check against the directory and its session's last status", { pool: "main", run: (db) => resolveHellos(db, [hello("recipient", "holder")], 60_000, 120_000) }],
   ["a hello's take of the hook signals kept for its session", { pool: "main", run: (db) => takePendingSignals(db, [{ idx: 0, memberId: recipient, sessionId: "holder", pid: null, cwd: "/" }]) }],
   // Every live presence of the hello's mesh, by design (its cap); not the other mesh's.
-  ["a hello's count of its mesh's live presences, and its insert", { pool: "main", run: (db) => insertPresencesWithinCap(db, [newPresence()], 100_000), writes: "Insert on presences", reads: { table: "presences", atMost: BULK + FEW } }],
+  ["a hello's counts of its member's and its mesh's live presences, and its insert", { pool: "main", run: (db) => insertPresencesWithinCap(db, [newPresence()], { perMesh: 100_000, perMember: 100_000 }), writes: "Insert on presences", reads: { table: "presences", atMost: BULK + FEW } }],
   ["a hello's end of the presence its session had", { pool: "main", run: (db) => endSessions(db, [{ memberId: recipient, sessionId: "holder" }]), writes: "Update on presences p" }],
   ["a hook's look for the presence its signal is about", { pool: "main", run: (db) => findPresenceForSignal(db, recipient, { sessionId: "holder", pid: null, cwd: "/" }) }],
 ];

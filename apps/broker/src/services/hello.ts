@@ -1,13 +1,14 @@
 // Admitting peers: their credential (a signature with clock window and
 // replay guard, or a JWT that may enrol its pubkey), membership, session
-// replacement and mesh capacity. Hellos are group-committed: signatures and
-// tokens are checked as they come, and the hellos that arrive while a batch
-// is being admitted are admitted together in the next transaction, so a
-// storm of connections costs a few statements per batch, not per hello.
+// replacement, and the caps on live presences per member and per mesh.
+// Hellos are group-committed: signatures and tokens are checked as they come,
+// and the hellos that arrive while a batch is being admitted are admitted
+// together in the next transaction, so a storm of connections costs a few
+// statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
 import { enrolVouched, lockMeshes, resolveHellos, restorePendingSignal, revokedAmong, takePendingSignals, type HelloRequest } from "../store/hello.ts";
-import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceRef } from "../store/presences.ts";
+import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceCaps, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import type { JwtClaims, JwtVerifier } from "./jwt.ts";
@@ -72,7 +73,7 @@ export class HelloService {
     private readonly jwt: JwtVerifier,
     private readonly events: PresenceEvents,
     private readonly instanceId: string,
-    private readonly maxConnectionsPerMesh: number,
+    private readonly caps: PresenceCaps,
   ) {
     this.commits = createGroupCommit<CheckedHello, Admitted>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
@@ -215,7 +216,7 @@ export class HelloService {
       p.presence.status = statuses[p.idx]!.status;
     }
 
-    const inserted = await insertPresencesWithinCap(
+    const { inserted, memberFull } = await insertPresencesWithinCap(
       tx,
       passing.map(({ idx, presence }) => {
         const h = hellos[idx]!;
@@ -235,11 +236,13 @@ export class HelloService {
           replaced: presence.replaced?.id ?? null,
         };
       }),
-      this.maxConnectionsPerMesh,
+      this.caps,
     );
     for (const p of passing) {
       if (inserted.has(p.presence.presenceId)) continue;
-      outcomes[p.idx] = refuse("capacity", `the mesh has ${this.maxConnectionsPerMesh} live connections already`);
+      outcomes[p.idx] = memberFull.has(p.presence.presenceId)
+        ? refuse("capacity", `this member has ${this.caps.perMember} live connections already`)
+        : refuse("capacity", `the mesh has ${this.caps.perMesh} live connections already`);
       // The hook signal this hello took waits again for the next try.
       const signal = pending.get(p.idx);
       if (signal !== undefined) await restorePendingSignal(tx, p.presence.memberId, signal);

@@ -64,41 +64,64 @@ export async function endSessions(tx: Executor, sessions: Array<{ memberId: stri
               ${ageMs("p.status_updated_at")} AS "ageMs"`);
 }
 
-// Inserts new presences only while their mesh stays under its cap, and
-// writes their audit rows, in one statement. The caller holds the meshes' row
-// locks, so the counts are exact. Presences that replace one (whose slot the
-// caller freed) come first, the others in the order given. Returns the ids of
-// the presences inserted; a missing one found its mesh full.
+/** How many live presences a mesh, and one member, may have. */
+export interface PresenceCaps {
+  perMesh: number;
+  perMember: number;
+}
+
+/** The presences inserted, and of the others those refused because their member was at its cap (the rest found the mesh full). */
+export interface CappedInsert {
+  inserted: Set<string>;
+  memberFull: Set<string>;
+}
+
+// Inserts new presences only while their member and their mesh stay under
+// their caps, and writes their audit rows, in one statement. The caller holds
+// the meshes' row locks (a member's presences are its mesh's), so the counts
+// are exact. Presences that replace one (whose slot the caller freed) come
+// first, the others in the order given; one refused by its member's cap takes
+// no place under the mesh's.
 export async function insertPresencesWithinCap(
   tx: Executor,
   presences: Array<NewPresence & { replaced: string | null }>,
-  maxLive: number,
-): Promise<Set<string>> {
-  if (presences.length === 0) return new Set();
-  const rows = await tx.rows<{ id: string }>(sql`
+  caps: PresenceCaps,
+): Promise<CappedInsert> {
+  if (presences.length === 0) return { inserted: new Set(), memberFull: new Set() };
+  const rows = await tx.rows<{ id: string; memberFull: boolean }>(sql`
     WITH q AS (
-      SELECT q.*, row_number() OVER (PARTITION BY q."meshId" ORDER BY (q.replaced IS NULL), q.ord) AS rank
+      SELECT q.*, row_number() OVER (PARTITION BY q."memberId" ORDER BY (q.replaced IS NULL), q.ord) AS member_rank
       FROM jsonb_to_recordset(${jsonParam(presences.map((p, ord) => ({ ...p, ord })))})
         AS q(ord int, id uuid, "meshId" uuid, "memberId" uuid, "instanceId" text, "sessionId" text, pid int, cwd text,
              "displayName" text, status text, "statusSource" text, "statusAgeMs" float8, replaced uuid)
     ),
-    -- Each mesh's live presences counted by a subquery run for that mesh: as
-    -- a join of the meshes to presences, a plan made while the statistics
-    -- said the table was empty walked every live presence of every mesh.
-    live AS (
+    -- Live presences counted by a subquery run for each member and each
+    -- mesh: as a join to presences, a plan made while the statistics said the
+    -- table was empty walked every live presence of every mesh.
+    member_live AS (
+      SELECT m."memberId" AS member_id,
+             (SELECT count(*) FROM presences p WHERE p.member_id = m."memberId" AND p.disconnected_at IS NULL) AS n
+      FROM (SELECT DISTINCT "memberId" FROM q) m
+    ),
+    within_member AS (
+      SELECT q.*, row_number() OVER (PARTITION BY q."meshId" ORDER BY (q.replaced IS NULL), q.ord) AS mesh_rank
+      FROM q LEFT JOIN member_live ml ON ml.member_id = q."memberId"
+      WHERE coalesce(ml.n, 0) + q.member_rank <= ${caps.perMember}
+    ),
+    mesh_live AS (
       SELECT m."meshId" AS mesh_id,
              (SELECT count(*) FROM presences p WHERE p.mesh_id = m."meshId" AND p.disconnected_at IS NULL) AS n
-      FROM (SELECT DISTINCT "meshId" FROM q) m
+      FROM (SELECT DISTINCT "meshId" FROM within_member) m
     ),
     inserted AS (
       INSERT INTO presences (id, mesh_id, member_id, instance_id, session_id, pid, cwd, display_name,
                              status, status_source, status_updated_at)
-      SELECT q.id, q."meshId", q."memberId", q."instanceId", q."sessionId", q.pid, q.cwd, q."displayName",
-             q.status, q."statusSource",
-             CASE WHEN q."statusAgeMs" IS NULL THEN to_timestamp(0) ELSE now() - make_interval(secs => q."statusAgeMs" / 1000) END
-      FROM q LEFT JOIN live l ON l.mesh_id = q."meshId"
-      WHERE coalesce(l.n, 0) + q.rank <= ${maxLive}
-      ORDER BY q.ord
+      SELECT w.id, w."meshId", w."memberId", w."instanceId", w."sessionId", w.pid, w.cwd, w."displayName",
+             w.status, w."statusSource",
+             CASE WHEN w."statusAgeMs" IS NULL THEN to_timestamp(0) ELSE now() - make_interval(secs => w."statusAgeMs" / 1000) END
+      FROM within_member w LEFT JOIN mesh_live l ON l.mesh_id = w."meshId"
+      WHERE coalesce(l.n, 0) + w.mesh_rank <= ${caps.perMesh}
+      ORDER BY w.ord
       RETURNING id, mesh_id, member_id
     ),
     audited AS (
@@ -108,8 +131,13 @@ export async function insertPresencesWithinCap(
                                 'replaced', q.replaced)
       FROM inserted i JOIN q ON q.id = i.id
     )
-    SELECT id FROM inserted`);
-  return new Set(rows.map((r) => r.id));
+    SELECT id, false AS "memberFull" FROM inserted
+    UNION ALL
+    SELECT id, true FROM q WHERE id NOT IN (SELECT id FROM within_member)`);
+  return {
+    inserted: new Set(rows.filter((r) => !r.memberFull).map((r) => r.id)),
+    memberFull: new Set(rows.filter((r) => r.memberFull).map((r) => r.id)),
+  };
 }
 
 /** Marks presences gone and puts what was leased to them back in the queue; returns their members. */
