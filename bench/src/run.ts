@@ -257,28 +257,47 @@ async function runNamed(name: string, rest: string[], size: Size): Promise<Repor
   return runScenarioReport(name, size);
 }
 
-if (import.meta.main) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { smoke: { type: "boolean" } } });
+/** The names a run takes besides the scenarios. */
+const OTHER_RUNS = ["floor", "jetstream", "scaling", "statement", "embedded-statement", "hook", "presences", "robust", "http", "webhook"];
+
+function usage(): string {
+  return `usage: bun run bench [--smoke] [name …]; a name is a scenario (${Object.keys(scenarios("full")).join(", ")}; none runs them all) or one of ${OTHER_RUNS.join(", ")} (README.md, Benchmarks)`;
+}
+
+async function main(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { smoke: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    console.log(usage());
+    return;
+  }
   const size: Size = values.smoke ? "smoke" : "full";
+  const isScenario = (n: string) => n in scenarios(size);
+  const [first, ...more] = positionals;
+  // After robust its one part; after jetstream scenarios.
+  const unknown = [
+    ...(first === undefined || isScenario(first) || OTHER_RUNS.includes(first) ? [] : [first]),
+    ...(first === "robust" ? more.filter((n) => n !== "floods") : more.filter((n) => !isScenario(n) && (first === "jetstream" || !OTHER_RUNS.includes(n)))),
+  ];
+  if (unknown.length > 0) throw new UsageError(`unknown name ${unknown.join(", ")}`);
   if (positionals[0] === "robust") {
     await (await import("./robust.ts")).main(size, positionals[1]);
-    process.exit(0);
+    return;
   }
   if (positionals[0] === "statement" || positionals[0] === "embedded-statement") {
     await (await import("./statement.ts")).main(size, positionals[0] === "statement" ? "postgres" : "embedded");
-    process.exit(0);
+    return;
   }
   if (positionals[0] === "hook") {
     await (await import("./hook.ts")).main(size);
-    process.exit(0);
+    return;
   }
   if (positionals[0] === "presences") {
     await (await import("./presences.ts")).main(size);
-    process.exit(0);
+    return;
   }
   if (positionals[0] === "http" || positionals[0] === "webhook") {
     await (await import("./http-run.ts")).main(positionals[0], size);
-    process.exit(0);
+    return;
   }
   // `jetstream` takes the scenario names after it; any other name stands alone.
   const jobs: Array<[string, string[]]> =
@@ -288,5 +307,20 @@ if (import.meta.main) {
   for (const [name, rest] of jobs) {
     const report = await runNamed(name, rest, size);
     await writeReport(name, size, report, markdown(report));
+  }
+}
+
+class UsageError extends Error {}
+
+if (import.meta.main) {
+  try {
+    await main(process.argv.slice(2));
+    process.exit(0);
+  } catch (error) {
+    // A wrong name or option is the caller's: one line and the usage, not a stack.
+    const theirs = error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"));
+    if (!theirs) throw error;
+    console.error(`bench: ${error.message}\n${usage()}`);
+    process.exit(2);
   }
 }
