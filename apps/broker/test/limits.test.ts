@@ -265,6 +265,20 @@ describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HEL
     for (const ws of open) ws.destroy();
   });
 
+  test("a proxy that writes the client's address with its port, or no address: the client counts as what the proxy wrote, whatever it put left of it", async () => {
+    // The last: an entry that is no address (an obfuscated one) is the client as the proxy wrote it.
+    for (const spelled of [(port: number) => `198.51.100.21:${port}`, (port: number) => `[2001:db8:21::1]:${port}`, () => "unknown"]) {
+      // Each socket's header starts with an address of the client's choosing.
+      const from = (i: number) => ({ "x-forwarded-for": `192.0.2.${i}, ${spelled(40000 + i)}` });
+      const open = await Promise.all([1, 2, 3].map((i) => RawWebSocket.open(broker.wsUrl, from(i))));
+      expect(await refusedStatus(from(4))).toBe(503);
+      // Another client behind the same proxy, with the same made-up entry, is counted apart.
+      expect(await refusedStatus({ "x-forwarded-for": "192.0.2.4, 198.51.100.22:40004" })).toBe(101);
+      for (const ws of open) ws.destroy();
+      await Promise.all(open.map((ws) => ws.ended));
+    }
+  });
+
   test("an address whose hellos keep failing is turned away with 429, counted as rate_limited; others are not", async () => {
     const from = { "x-forwarded-for": "203.0.113.9" };
     for (let i = 0; i < 2; i++) {
