@@ -264,10 +264,13 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     ];
     const server = rawHttpServer(answers);
     try {
-      const sender = await HttpSender.create({ url: server.url, token: "sba_token", timeoutMs: 500 });
+      // A stalled answer is waited for 2 s; any other as long as a loaded machine may take to write it.
+      const sender = await HttpSender.create({ url: server.url, token: "sba_token", timeoutMs: 60_000 });
+      const stalled = await HttpSender.create({ url: server.url, token: "sba_token", timeoutMs: 2000 });
       const outcomes = [];
       for (let i = 0, count = answers.length; i < count; i++) {
-        const failure = await sender.send("a".repeat(64), "hi", { idempotencyKey: `key-${i}` }).then(
+        const by = answers[0]?.then === "stall" ? stalled : sender; // the server takes its answers off the front
+        const failure = await by.send("a".repeat(64), "hi", { idempotencyKey: `key-${i}` }).then(
           (result) => result,
           (error: unknown) => error,
         );
