@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { IssuedToken, MemberView, MeshView, TokenView } from "@switchboard/protocol";
 import { randomSlug, useTestBroker } from "@switchboard/testkit";
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CliHome, cliOk, lines, runCli } from "./support/cli.ts";
 
@@ -51,6 +51,15 @@ describe("keygen", () => {
     expect(replaced).toMatch(HEX64);
     expect(replaced).not.toBe(publicKey);
     expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  test("--force where the file cannot go fails in one line and leaves no copy of the secret key beside it", async () => {
+    const dir = home.path("keys-blocked");
+    // A directory where the key file should go: the rename onto it fails.
+    mkdirSync(join(dir, "key.json"), { recursive: true });
+    const result = await cli(["keygen", "--out", join(dir, "key.json"), "--force"]);
+    expect(readdirSync(dir)).toEqual(["key.json"]);
+    expectOneLineError(result, 1, /cannot write key file .*key\.json: /);
   });
 
   test("defaults to ~/.config/switchboard/key.json, and --json says where", async () => {
