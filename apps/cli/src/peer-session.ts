@@ -217,7 +217,11 @@ export async function runSend(ctx: Context): Promise<void> {
   const fromStdin = words.length === 1 && words[0] === "-";
   const text = fromStdin ? await readStdin() : words.join(" ");
   if (text === "") throw new UsageError(fromStdin ? "nothing to send: standard input was empty" : "<text> is empty");
-  if (ctx.args.flag("http")) return (await import("./http-send.ts")).runHttpSend(ctx, target, text);
+  if (ctx.args.flag("http")) {
+    // An HTTP send is no presence on the mesh: a session named for it would be ignored.
+    if (ctx.args.string("session") !== undefined) throw new UsageError("--session cannot go with --http: a send over HTTP has no session");
+    return (await import("./http-send.ts")).runHttpSend(ctx, target, text);
+  }
   // Without --http the key file says who sends: a token given would be ignored.
   for (const option of ["wait", "token"]) {
     if (ctx.args.string(option) !== undefined) throw new UsageError(`--${option} needs --http`);

@@ -278,6 +278,8 @@ describe("usage errors exit 2 with one line", () => {
     [["hook", "install", "--token", "t", "--scope", "global"], /--scope must be one of project, user/],
     [["send", "*", "hi"], /no mesh: pass --mesh M, set SWITCHBOARD_MESH or put "mesh" in /],
     [["send", "--mesh", "demo", "*", "hi", "--token", "sba_x"], /--token needs --http/],
+    // An HTTP send is no presence: a session named for it would be ignored.
+    [["send", "--mesh", "demo", "*", "hi", "--http", "--token", "sba_x", "--session", "s1"], /--session cannot go with --http/],
     [["install", "--mesh", "demo", "--token", ""], /--token is empty/],
   ];
   for (const [args, pattern] of cases) {
