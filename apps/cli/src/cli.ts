@@ -17,7 +17,8 @@ import { UsageError } from "./errors.ts";
 import { out } from "./output.ts";
 import { report } from "./report.ts";
 
-const COMMANDS: Command[] = [
+/** Every command, in the order help lists them. */
+export const COMMANDS: Command[] = [
   keygen,
   meshCreate,
   meshList,

@@ -16,7 +16,7 @@ export const listen: Command = {
 
 export const send: Command = {
   words: ["send"],
-  usage: "--mesh M <target> <text|-> [--priority now|next|low] [--id ID] [--ttl SECONDS] [--http --token T [--wait S]]",
+  usage: "--mesh M <target> <text|-> [--priority now|next|low] [--id ID] [--ttl SECONDS] [--session S] [--http --token T [--wait S]]",
   summary:
     "send a text (- reads stdin) to a pubkey, *, #channel, tag:x or a member name; waits for the ack. " +
     "--http sends over the HTTP API with an API token (env SWITCHBOARD_API_TOKEN), --wait S also waits for the reply",
@@ -35,7 +35,7 @@ export const send: Command = {
 
 export const status: Command = {
   words: ["status"],
-  usage: "--mesh M idle|working|dnd",
+  usage: "--mesh M idle|working|dnd [--session S]",
   summary: "set the status of this command's own presence (it ends when the command exits) and print it",
   options: { mesh: { type: "string" }, session: { type: "string" } },
   run: async (ctx) => (await session()).runStatus(ctx),
