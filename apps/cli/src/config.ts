@@ -128,5 +128,17 @@ export function requireAdminToken(config: Config): string {
       `no admin token: pass --admin-token, set SWITCHBOARD_ADMIN_TOKEN or put "adminToken" in ${config.configFile}`,
     );
   }
-  return config.adminToken;
+  return headerToken(config.adminToken, "the admin token (--admin-token, SWITCHBOARD_ADMIN_TOKEN or \"adminToken\")");
+}
+
+/**
+ * A token as an Authorization header can carry it. One with whitespace or a
+ * control character (the CR of `$(cat token.txt)` from a file with CRLF line
+ * ends, say) would fail in fetch, as if the broker were unreachable.
+ */
+export function headerToken(token: string, what: string): string {
+  if (!/^[^\s\u0000-\u001f\u007f]+$/.test(token)) {
+    throw new UsageError(`${what} holds whitespace or a control character (a line end from a file?), which no Authorization header can carry`);
+  }
+  return token;
 }

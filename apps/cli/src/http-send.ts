@@ -6,7 +6,7 @@ import { HttpSender, type HttpRequestResult, type HttpSendResult } from "@switch
 import { IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_LENGTH, MAX_WAIT_SECONDS, prioritySchema } from "@switchboard/protocol";
 import { AdminApi } from "./admin-api.ts";
 import type { Context } from "./command.ts";
-import { httpBase, requireMesh, type Config } from "./config.ts";
+import { headerToken, httpBase, requireMesh, type Config } from "./config.ts";
 import { sendFailed } from "./broker-errors.ts";
 import { CliError, REQUEST_TIMEOUT_MS, UsageError } from "./errors.ts";
 import { readKeyFile } from "./keyfile.ts";
@@ -30,6 +30,7 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   const config = ctx.config();
   const token = ctx.args.string("token") ?? process.env.SWITCHBOARD_API_TOKEN;
   if (token === undefined || token === "") throw new UsageError("--http needs an API token: --token T or env SWITCHBOARD_API_TOKEN");
+  headerToken(token, "the API token (--token or SWITCHBOARD_API_TOKEN)");
   const wait = ctx.args.positiveInt("wait");
   if (wait !== undefined && wait > MAX_WAIT_SECONDS) throw new UsageError(`--wait must be at most ${MAX_WAIT_SECONDS} seconds, not ${wait}`);
   const priority = ctx.args.oneOf("priority", prioritySchema.options);
