@@ -117,6 +117,16 @@ export function leadingWords(argv: string[], allOptions: OptionSpecs): string[] 
   }
   // An option no command takes would be read as a flag, and the word after it as a command word.
   const unknown = parsed.tokens.find((t) => t.kind === "option" && !Object.hasOwn(options, t.name));
-  if (unknown?.kind === "option") throw new UsageError(`Unknown option '${unknown.rawName}'`);
+  if (unknown?.kind === "option") throw new UsageError(`Unknown option '${unknown.rawName}'${dashHint(argv[unknown.index])}`);
   return parsed.positionals;
+}
+
+/**
+ * For an argument that is no option's shape (a text "-5 degrees", a name
+ * "-x"), how to pass it: parseArgs' own advice to use "--" is left out of
+ * its messages (parseError), and a text starting with "-" needs it.
+ */
+function dashHint(arg: string | undefined): string {
+  if (arg === undefined || /^--[a-z][a-z0-9-]*(=.*)?$/i.test(arg)) return "";
+  return ` (to pass ${JSON.stringify(arg)} as an argument, put it after --)`;
 }

@@ -266,6 +266,9 @@ describe("usage errors exit 2 with one line", () => {
     [["mesh", "list", "--bogus"], /Unknown option '--bogus'/],
     // Before the command is known: the word after it is not taken for the command.
     [["--bogus", "x", "mesh", "list"], /Unknown option '--bogus'/],
+    // A text that starts with "-" is read as options; the line says how to send it.
+    [["send", "--mesh", "demo", "*", "-5 degrees"], /Unknown option '-5' \(to pass "-5 degrees" as an argument, put it after --\)/],
+    [["send", "--mesh", "demo", "*", "--not an option"], /Unknown option '--not an option' \(to pass "--not an option" as an argument, put it after --\)/],
     [["member", "add", "demo", "not-a-key", "--name", "x"], /<pubkey> must be 64 lowercase hex/],
     [["member", "add", "demo", "a".repeat(64)], /--name N is required/],
     [["member", "add", "demo", "a".repeat(64), "--name", "x", "--role", "boss"], /--role must be one of member, observer/],
