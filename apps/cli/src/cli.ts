@@ -44,14 +44,17 @@ export const COMMANDS: Command[] = [
   version,
 ];
 
+/** `help` itself, which main() answers before any command is looked up. */
+const HELP = { usage: "[command]", summary: "this text, or one command's" };
+
 function helpText(): string {
   return [
     "usage: switchboard <command> [options]",
     "",
     "commands:",
     ...COMMANDS.flatMap((c) => [`  ${c.words.join(" ")} ${c.usage}`.trimEnd(), `      ${c.summary}`]),
-    "  help [command]",
-    "      this text, or one command's",
+    `  help ${HELP.usage}`,
+    `      ${HELP.summary}`,
     "",
     "options of every command:",
     `  --url U           broker URL (env SWITCHBOARD_URL, config "url"; default ${DEFAULT_URL})`,
@@ -71,6 +74,7 @@ function commandHelp(c: Command): string {
 
 /** One command's help, or every command of a group's (`help mesh`). */
 function topicHelp(topic: string[]): string {
+  if (topic.length === 1 && topic[0] === "help") return `usage: switchboard help ${HELP.usage}\n  ${HELP.summary}`;
   const group = COMMANDS.filter((c) => c.words[0] === topic[0]);
   if (topic.length === 1 && group.length > 1) return group.map(commandHelp).join("\n");
   return commandHelp(findCommand(topic));

@@ -325,6 +325,15 @@ describe("usage errors exit 2 with one line", () => {
     }
   });
 
+  test("help help says what help takes, as every command's help does", async () => {
+    const result = await runCli(home, ["help", "help"]);
+    expect({ code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
+      code: 0,
+      stdout: "usage: switchboard help [command]\n  this text, or one command's\n",
+      stderr: "",
+    });
+  });
+
   test("version and --version print the package's version; --json as an object; anything more is a usage error", async () => {
     const { version } = (await Bun.file(join(import.meta.dir, "..", "package.json")).json()) as { version: string };
     for (const args of [["version"], ["--version"]]) {
