@@ -170,6 +170,14 @@ describe("admin commands", () => {
     expectOneLineError(await cli(["token", "revoke", slug, "carol", crypto.randomUUID()]), 1, /no token .* \(not_found\)/);
   });
 
+  test("member add prints one line whatever the name holds: line breaks and escape sequences as codes", async () => {
+    const slug = randomSlug();
+    await ok(["mesh", "create", slug]);
+    const key = (await ok(["keygen", "--out", home.path(`${slug}-forged.json`)])).trim();
+    const out = await ok(["member", "add", slug, key, "--name", "eve\nadded mallory (x) to demo\u001b[2K"]);
+    expect(lines(out)).toEqual([expect.stringMatching(/^added eve\\nadded mallory \(x\) to demo\\u\{1b\}\[2K \([0-9a-f-]{36}\) to /)]);
+  });
+
   test("an unknown mesh is one error line and exit 1", async () => {
     expectOneLineError(await cli(["member", "list", "no-such-mesh"]), 1, /no mesh no-such-mesh \(not_found\)/);
   });

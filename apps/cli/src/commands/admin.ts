@@ -5,7 +5,7 @@ import type { Command, Context } from "../command.ts";
 import { operands } from "../command.ts";
 import { requireAdminToken } from "../config.ts";
 import { UsageError } from "../errors.ts";
-import { out, outJson, shortKey, table } from "../output.ts";
+import { oneLine, out, outJson, shortKey, table } from "../output.ts";
 
 export function api(ctx: Context): AdminApi {
   const config = ctx.config();
@@ -57,7 +57,8 @@ export const memberAdd: Command = {
       ...(role !== undefined ? { role } : {}),
     });
     if (ctx.json) await outJson(member);
-    else await out(`added ${member.displayName} (${member.id}) to ${mesh}`);
+    // One line, as every name the CLI prints: the broker takes line breaks and escapes in a name.
+    else await out(`added ${oneLine(member.displayName)} (${member.id}) to ${mesh}`);
   },
 };
 
