@@ -45,7 +45,8 @@ export function expandPath(path: string, from = process.cwd()): string {
   return resolve(from, path);
 }
 
-function env(name: string): string | undefined {
+/** An environment variable; an empty one counts as unset. */
+export function env(name: string): string | undefined {
   const value = process.env[name];
   return value === undefined || value === "" ? undefined : value;
 }

@@ -308,6 +308,12 @@ describe("usage errors exit 2 with one line", () => {
     expectOneLineError(result, 2, /nothing to send: standard input was empty/);
   });
 
+  test("webhook set with SWITCHBOARD_WEBHOOK_SECRET empty asks for a secret, as with it unset", async () => {
+    const env = { SWITCHBOARD_URL: "http://127.0.0.1:9", SWITCHBOARD_WEBHOOK_SECRET: "" };
+    const result = await runCli(home, ["webhook", "set", "demo", "app", "https://app.example.com/hook"], { env });
+    expectOneLineError(result, 2, /--secret S \(or env SWITCHBOARD_WEBHOOK_SECRET\) is required/);
+  });
+
   test("a missing admin token is a usage error naming the three ways to give one", async () => {
     expectOneLineError(await runCli(home, ["mesh", "list"]), 2, /--admin-token.*SWITCHBOARD_ADMIN_TOKEN.*adminToken/);
   });

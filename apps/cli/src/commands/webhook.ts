@@ -3,6 +3,7 @@
 import type { WebhookStateView } from "@switchboard/protocol";
 import type { Command, Context } from "../command.ts";
 import { operands } from "../command.ts";
+import { env } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { out, outJson, table } from "../output.ts";
 import { api } from "./admin.ts";
@@ -32,7 +33,7 @@ export const webhookSet: Command = {
   summary: "deliver a member's messages to an http(s) URL, signed with the secret (at least 16 characters)",
   options: { secret: { type: "string" } },
   async run(ctx) {
-    const secret = ctx.args.string("secret") ?? process.env.SWITCHBOARD_WEBHOOK_SECRET;
+    const secret = ctx.args.string("secret") ?? env("SWITCHBOARD_WEBHOOK_SECRET");
     if (secret === undefined) throw new UsageError("--secret S (or env SWITCHBOARD_WEBHOOK_SECRET) is required");
     const { mesh, member, rest } = await target(ctx, ["mesh", "member", "url"]);
     await show(ctx, await api(ctx).setWebhook(mesh, member, { url: rest[0] ?? "", secret }), `webhook set for ${member}`);
