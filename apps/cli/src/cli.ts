@@ -95,9 +95,12 @@ function findCommand(words: string[]): Command {
 
 async function main(given: string[]): Promise<number> {
   const allOptions: OptionSpecs = Object.assign({}, ...COMMANDS.map((c) => c.options));
-  // `--version` before any command word is the version command (its other options kept), as with most command lines.
+  // `--version` without a command is the version command (its other options and words kept, so
+  // `--version extra` is refused as `version extra` is), as with most command lines.
   const rest = given.filter((a) => a !== "--version");
-  const argv = rest.length < given.length && leadingWords(rest, allOptions).length === 0 ? ["version", ...rest] : given;
+  const first = rest.length < given.length ? leadingWords(rest, allOptions)[0] : undefined;
+  const versionAsked = rest.length < given.length && !COMMANDS.some((c) => c.words[0] === first);
+  const argv = versionAsked ? ["version", ...rest] : given;
   const words = leadingWords(argv, allOptions);
   if (words[0] === "help" || (words.length === 0 && argv.some((a) => a === "--help" || a === "-h"))) {
     const topic = words[0] === "help" ? words.slice(1) : [];

@@ -357,6 +357,8 @@ describe("usage errors exit 2 with one line", () => {
     for (const args of [["version", "--json"], ["--version", "--json"]]) {
       expect(JSON.parse((await runCli(home, args)).stdout)).toEqual({ version });
     }
-    expectOneLineError(await runCli(home, ["version", "extra"]), 2, /unexpected argument "extra"/);
+    for (const args of [["version", "extra"], ["--version", "extra"]]) {
+      expectOneLineError(await runCli(home, args), 2, /unexpected argument "extra"/);
+    }
   });
 });
