@@ -85,6 +85,8 @@ function checkUrl(url: string): string {
   if (!["http:", "https:", "ws:", "wss:"].includes(parsed.protocol)) {
     throw new UsageError(`broker URL "${url}" must be http(s):// or ws(s)://`);
   }
+  // Routes (/v1/…, /ws, /hook/set-status) are added to its path: behind a query or fragment they would be lost.
+  if (/[?#]/.test(url)) throw new UsageError(`broker URL "${url}" must have no query or fragment`);
   return url.replace(/\/+$/, "");
 }
 

@@ -292,6 +292,9 @@ describe("usage errors exit 2 with one line", () => {
     // An HTTP send is no presence: a session named for it would be ignored.
     [["send", "--mesh", "demo", "*", "hi", "--http", "--token", "sba_x", "--session", "s1"], /--session cannot go with --http/],
     [["install", "--mesh", "demo", "--token", ""], /--token is empty/],
+    // Routes are added to the URL's path: a query or fragment before them would swallow them.
+    [["mesh", "list", "--url", "http://127.0.0.1:9/?x=1"], /broker URL "http:\/\/127\.0\.0\.1:9\/\?x=1" must have no query or fragment/],
+    [["mesh", "list", "--url", "http://127.0.0.1:9#top"], /broker URL .* must have no query or fragment/],
     // A token from a file with CRLF line ends: no header carries it, and the broker was never asked.
     [["mesh", "list", "--admin-token", "change-me-0123456789\r"], /the admin token .* holds whitespace or a control character/],
     [["send", "--mesh", "demo", "*", "hi", "--http", "--token", "sba_x\r"], /the API token .* holds whitespace or a control character/],
