@@ -77,7 +77,9 @@ function topicHelp(topic: string[]): string {
   if (topic.length === 1 && topic[0] === "help") return `usage: switchboard help ${HELP.usage}\n  ${HELP.summary}`;
   const group = COMMANDS.filter((c) => c.words[0] === topic[0]);
   if (topic.length === 1 && group.length > 1) return group.map(commandHelp).join("\n");
-  return commandHelp(findCommand(topic));
+  const command = findCommand(topic);
+  if (topic.length > command.words.length) throw new UsageError(`unexpected argument "${topic[command.words.length]}"`);
+  return commandHelp(command);
 }
 
 function findCommand(words: string[]): Command {

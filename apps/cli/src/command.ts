@@ -40,5 +40,8 @@ export function operands(ctx: Context, names: string[]): string[] {
   if (given.length > names.length) {
     throw new UsageError(`unexpected argument "${given[names.length]}"`);
   }
+  // An empty one ("$SLUG" unset, say) is refused here, not sent for the broker to refuse by its field's name.
+  const empty = given.findIndex((g) => g === "");
+  if (empty >= 0) throw new UsageError(`<${names[empty]}> is empty`);
   return given;
 }

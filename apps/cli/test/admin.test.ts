@@ -271,6 +271,11 @@ describe("usage errors exit 2 with one line", () => {
     [["mesh"], /mesh needs a subcommand: create, list/],
     [["mesh", "create"], /missing <slug>/],
     [["mesh", "create", "a", "b"], /unexpected argument "b"/],
+    // An empty operand or name ("$SLUG" unset) is the caller's, not for the broker to refuse by its field's name.
+    [["mesh", "create", ""], /<slug> is empty/],
+    [["member", "add", "demo", "a".repeat(64), "--name", ""], /--name is empty/],
+    [["webhook", "set"], /missing <mesh> <member> <url>/],
+    [["help", "send", "extra"], /unexpected argument "extra"/],
     [["mesh", "list", "--bogus"], /Unknown option '--bogus'/],
     // Before the command is known: the word after it is not taken for the command.
     [["--bogus", "x", "mesh", "list"], /Unknown option '--bogus'/],

@@ -48,6 +48,7 @@ export const memberAdd: Command = {
     if (!PUBKEY.test(pubkey)) throw new UsageError(`<pubkey> must be 64 lowercase hex characters, not "${pubkey}"`);
     const displayName = ctx.args.string("name");
     if (displayName === undefined) throw new UsageError("--name N is required");
+    if (displayName === "") throw new UsageError("--name is empty");
     const role = ctx.args.oneOf("role", ["member", "observer"] as const);
     const tags = ctx.args.strings("tag");
     const member = await api(ctx).addMember(mesh, {

@@ -33,9 +33,12 @@ export const webhookSet: Command = {
   summary: "deliver a member's messages to an http(s) URL, signed with the secret (at least 16 characters)",
   options: { secret: { type: "string" } },
   async run(ctx) {
+    const names = ["mesh", "member", "url"];
+    // Missing operands are told first, as by every command, before the secret they would be set with.
+    operands(ctx, names);
     const secret = ctx.args.string("secret") ?? env("SWITCHBOARD_WEBHOOK_SECRET");
     if (secret === undefined) throw new UsageError("--secret S (or env SWITCHBOARD_WEBHOOK_SECRET) is required");
-    const { mesh, member, rest } = await target(ctx, ["mesh", "member", "url"]);
+    const { mesh, member, rest } = await target(ctx, names);
     await show(ctx, await api(ctx).setWebhook(mesh, member, { url: rest[0] ?? "", secret }), `webhook set for ${member}`);
   },
 };
