@@ -240,9 +240,12 @@ export class HelloService {
     );
     for (const p of passing) {
       if (inserted.has(p.presence.presenceId)) continue;
-      outcomes[p.idx] = memberFull.has(p.presence.presenceId)
-        ? refuse("capacity", `this member has ${this.caps.perMember} live connections already`)
-        : refuse("capacity", `the mesh has ${this.caps.perMesh} live connections already`);
+      outcomes[p.idx] = refuse(
+        "capacity",
+        memberFull.has(p.presence.presenceId)
+          ? `this member has ${this.caps.perMember} live connections already`
+          : `the mesh has ${this.caps.perMesh} live connections already`,
+      );
       // The hook signal this hello took waits again for the next try.
       const signal = pending.get(p.idx);
       if (signal !== undefined) await restorePendingSignal(tx, p.presence.memberId, signal);

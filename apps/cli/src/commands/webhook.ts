@@ -21,9 +21,8 @@ async function show(ctx: Context, state: WebhookStateView, headline: string): Pr
   await out(`${headline}\n${table(["FIELD", "VALUE"], rows)}`);
 }
 
-/** The mesh and the member's id, from the operands. */
-async function target(ctx: Context, names: string[]): Promise<{ mesh: string; member: string; rest: string[] }> {
-  const [mesh = "", ref = "", ...rest] = operands(ctx, names);
+/** The mesh and the member's id, from the checked operands. */
+async function target(ctx: Context, [mesh = "", ref = "", ...rest]: string[]): Promise<{ mesh: string; member: string; rest: string[] }> {
   return { mesh, member: await api(ctx).memberRef(mesh, ref), rest };
 }
 
@@ -33,12 +32,11 @@ export const webhookSet: Command = {
   summary: "deliver a member's messages to an http(s) URL, signed with the secret (at least 16 characters)",
   options: { secret: { type: "string" } },
   async run(ctx) {
-    const names = ["mesh", "member", "url"];
     // Missing operands are told first, as by every command, before the secret they would be set with.
-    operands(ctx, names);
+    const given = operands(ctx, ["mesh", "member", "url"]);
     const secret = ctx.args.string("secret") ?? env("SWITCHBOARD_WEBHOOK_SECRET");
     if (secret === undefined) throw new UsageError("--secret S (or env SWITCHBOARD_WEBHOOK_SECRET) is required");
-    const { mesh, member, rest } = await target(ctx, names);
+    const { mesh, member, rest } = await target(ctx, given);
     await show(ctx, await api(ctx).setWebhook(mesh, member, { url: rest[0] ?? "", secret }), `webhook set for ${member}`);
   },
 };
@@ -49,7 +47,7 @@ export const webhookGet: Command = {
   summary: "show a member's webhook: url, queued count, last attempt and outcome, next attempt",
   options: {},
   async run(ctx) {
-    const { mesh, member } = await target(ctx, ["mesh", "member"]);
+    const { mesh, member } = await target(ctx, operands(ctx, ["mesh", "member"]));
     await show(ctx, await api(ctx).getWebhook(mesh, member), `webhook of ${member}`);
   },
 };
@@ -60,7 +58,7 @@ export const webhookDelete: Command = {
   summary: "turn a webhook member back into a socket member (its queue stays)",
   options: {},
   async run(ctx) {
-    const { mesh, member } = await target(ctx, ["mesh", "member"]);
+    const { mesh, member } = await target(ctx, operands(ctx, ["mesh", "member"]));
     await show(ctx, await api(ctx).deleteWebhook(mesh, member), `webhook of ${member} deleted; its queue goes to its sockets`);
   },
 };
