@@ -77,6 +77,9 @@ async function stage(windowSize: number, options: { second?: boolean; leaseSecon
           }
           return result;
         },
+        pushEphemeral() {
+          throw new Error("the pump pushes no ephemeral message");
+        },
         presenceEvent() {},
         end() {},
         framesRead: async () => {},

@@ -90,6 +90,8 @@ describe("send and push", () => {
       attempt: 1,
     });
     expect(str(push.createdAt)).toMatch(ISO);
+    // Only an ephemeral send's push is marked.
+    expect(push).not.toHaveProperty("ephemeral");
     expect(Math.abs(Date.parse(str(push.createdAt)) - Date.now())).toBeLessThan(60_000);
     // A push without replyTo carries null, not a missing field.
     const plain = await sender.send(b.pubkey);
@@ -304,6 +306,7 @@ describe("send and push", () => {
       priority: "next",
       ciphertext: "fleeting",
       attempt: 1,
+      ephemeral: true,
     });
     idle.ack([str(ack.messageId)]);
 

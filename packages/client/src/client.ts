@@ -47,6 +47,8 @@ type State = ConnectionState;
 
 /** How long close() waits for the broker to have the last acks. */
 const CLOSE_FLUSH_MS = 2000;
+/** Ephemeral pushes kept for a listener that has not come yet (see holdUnheard). */
+export const UNHEARD_EPHEMERAL = 1000;
 
 export class SwitchboardClient {
   readonly publicKey: string;
@@ -177,6 +179,25 @@ export class SwitchboardClient {
     // After the caller has its unsubscribe function.
     if ((event === "message" || event === "unreadable") && this.unheard.size > 0) queueMicrotask(() => this.handOverUnheard());
     return off;
+  }
+
+  /**
+   * Durable pushes held unheard are bounded by what the broker lets be
+   * outstanding unacked; ephemeral ones it does not count, so of those only
+   * the newest UNHEARD_EPHEMERAL wait (a client that only sends would
+   * otherwise keep every one it is sent, for good).
+   */
+  private holdUnheard(frame: PushFrame): void {
+    this.unheard.set(frame.messageId, frame);
+    if (frame.ephemeral !== true) return;
+    let held = 0;
+    let oldest: string | undefined;
+    for (const [id, f] of this.unheard) {
+      if (f.ephemeral !== true) continue;
+      oldest ??= id;
+      held++;
+    }
+    if (held > UNHEARD_EPHEMERAL && oldest !== undefined) this.unheard.delete(oldest);
   }
 
   private handOverUnheard(): void {
@@ -435,7 +456,7 @@ export class SwitchboardClient {
       // handed over now would come again to the next connection.
       if (this.closing !== null) return;
       if (!this.isHeard(frame)) {
-        this.unheard.set(frame.messageId, frame);
+        this.holdUnheard(frame);
         return;
       }
       const result = this.inbox.receive(frame);

@@ -2,7 +2,9 @@
 // opened; one that does not open is reported as unreadable, never as a
 // message. In "auto" mode every push is acked on receipt; in "manual" mode a
 // push is acked when the application says it handled it (ack()), and a
-// duplicate is acked again only if the application already had.
+// duplicate is acked again only if the application already had. An
+// ephemeral send's push has no delivery behind it: it is never acked and
+// never comes again, so it takes no place among the recent ids either.
 import type { AckBatcher } from "./acks.ts";
 import { RecentIds } from "./dedupe.ts";
 import { SwitchboardError } from "./errors.ts";
@@ -18,6 +20,8 @@ export type InboxResult =
 export class Inbox {
   /** Handed to the application in manual mode and not acked yet. */
   private readonly unacked = new Set<string>();
+  /** Manual mode: ephemeral messages handed over lately, whose ack() sends nothing. */
+  private readonly ephemeral = new RecentIds(1_000);
 
   constructor(
     private readonly keys: KeyRing,
@@ -28,6 +32,10 @@ export class Inbox {
 
   receive(push: PushFrame): InboxResult {
     const id = push.messageId;
+    if (push.ephemeral === true) {
+      if (this.mode === "manual") this.ephemeral.add(id);
+      return this.open(push);
+    }
     if (this.mode === "auto") this.acks.add(id);
     // A message the application still holds stays a duplicate however long
     // it holds it, after the window of recent ids has moved past it.
@@ -70,6 +78,7 @@ export class Inbox {
 
   /** Manual mode: the application handled this message; the broker may forget it. */
   ack(messageId: string): void {
+    if (this.ephemeral.has(messageId)) return this.ephemeral.delete(messageId);
     this.unacked.delete(messageId);
     this.acks.add(messageId);
   }
@@ -85,5 +94,6 @@ export function describePush(push: PushFrame): Omit<Message, "payload"> {
     createdAt: push.createdAt,
     replyTo: push.replyTo,
     encrypted: push.nonce !== "plain",
+    ephemeral: push.ephemeral === true,
   };
 }

@@ -76,6 +76,8 @@ export interface Message {
   createdAt: string;
   replyTo: string | null;
   encrypted: boolean;
+  /** Sent ephemeral: never stored, so it needs no ack and never comes again. */
+  ephemeral: boolean;
   /** The JSON value the sender passed. */
   payload: unknown;
 }

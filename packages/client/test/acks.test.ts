@@ -5,6 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { freePort, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { HttpSender, SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
+import { UNHEARD_EPHEMERAL } from "../src/client.ts";
 import { controllableWebSocket, failureWhileStopped, pingAnswered, pushesOf, type RawFrame } from "./support.ts";
 
 // A fixed port: one test stops the broker and starts it again where the clients look for it.
@@ -171,6 +172,51 @@ test('acks: "auto" (the default) needs no ack() and ack() changes nothing', asyn
   await waitUntil(() => pushesOf(frames, second.messageId).length === 1, 10_000, "the second message");
   expect(pushesOf(frames, first.messageId)).toHaveLength(1);
   expect(acked.filter((id) => id === first.messageId)).toHaveLength(1);
+});
+
+test("an ephemeral push is handed over marked ephemeral and never acked, in either mode; manual ack() of it writes nothing", async () => {
+  for (const acks of ["auto", "manual"] as const) {
+    const { mesh, alice, bob } = await pair();
+    const frames: RawFrame[] = [];
+    const acked: string[] = [];
+    const control = recordingControllable(frames, acked);
+    const b = await client(mesh.id, bob, { acks, WebSocket: control.WebSocket });
+    const seen: Message[] = [];
+    b.on("message", (m) => {
+      seen.push(m);
+      if (acks === "manual") b.ack(m.messageId);
+    });
+    const a = await client(mesh.id, alice);
+    const fleeting = await a.send(bob.pubkey, "fleeting", { ephemeral: true });
+    expect(fleeting).toMatchObject({ queued: false, recipients: 1 });
+    const kept = await a.send(bob.pubkey, "kept");
+    // Acks go out in the order their pushes came: one of the ephemeral push would be in this frame or before it.
+    await ackApplied(b, acked, kept.messageId);
+    expect(seen.map((m) => [m.payload, m.ephemeral])).toEqual([
+      ["fleeting", true],
+      ["kept", false],
+    ]);
+    expect(acked).toEqual([kept.messageId]);
+  }
+});
+
+test("ephemeral pushes that come while nothing listens wait for a listener, the newest UNHEARD_EPHEMERAL of them; every durable one waits", async () => {
+  const { mesh, alice, bob } = await pair();
+  const frames: RawFrame[] = [];
+  const control = recordingControllable(frames);
+  const b = await client(mesh.id, bob, { WebSocket: control.WebSocket });
+  const a = await client(mesh.id, alice);
+  const before = await a.send(bob.pubkey, "durable before");
+  const count = UNHEARD_EPHEMERAL + 50;
+  for (let i = 0; i < count; i++) await a.send(bob.pubkey, i, { ephemeral: true });
+  const after = await a.send(bob.pubkey, "durable after");
+  await waitUntil(() => pushesOf(frames).length === count + 2, 30_000, "every push at bob's socket");
+  const seen: Message[] = [];
+  b.on("message", (m) => seen.push(m));
+  await waitUntil(() => seen.some((m) => m.messageId === after.messageId), 10_000, "the held pushes handed over");
+  const durable = seen.filter((m) => !m.ephemeral).map((m) => m.messageId);
+  expect(durable.sort()).toEqual([before.messageId, after.messageId].sort());
+  expect(seen.filter((m) => m.ephemeral).map((m) => m.payload)).toEqual(Array.from({ length: UNHEARD_EPHEMERAL }, (_, i) => i + 50));
 });
 
 test("a push that does not open is handed over as unreadable, with its sender, target and id", async () => {

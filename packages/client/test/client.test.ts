@@ -102,6 +102,7 @@ describe("SwitchboardClient", () => {
       createdAt: expect.any(String),
       replyTo: null,
       encrypted: true,
+      ephemeral: false,
       payload,
     });
     expect(got.errors).toEqual([]);

@@ -61,6 +61,8 @@ export const pushFrame = z.object({
   createdAt: z.string(),
   replyTo: z.string().nullable(),
   attempt: z.number().int(),
+  /** Only on the push of an ephemeral send: it has no delivery, so nothing to ack and it never comes again. */
+  ephemeral: z.literal(true).optional(),
 });
 
 export const statusReplyFrame = z.object({

@@ -34,7 +34,7 @@ export async function pushEphemeral(
   for (const memberId of route.recipientIds) {
     for (const p of presences.ofMember(memberId)) {
       if (!takesPushes(p) || !receiving.has(p.presenceId)) continue;
-      const result = p.link.push(message, 1);
+      const result = p.link.pushEphemeral(message);
       if (result !== "sent") presences.markCongested(p, clock());
       if (result === "dropped") continue;
       delivered++;

@@ -24,6 +24,8 @@ export type EndReason = "replaced" | "revoked" | "lease_lost" | "shutdown" | "st
 
 export interface PresenceLink {
   push(message: OwedMessage, attempt: number): PushResult;
+  /** An ephemeral send's message: no delivery stands behind it. */
+  pushEphemeral(message: OwedMessage): PushResult;
   /** A presence event of the presence's mesh, for a subscribed socket. */
   presenceEvent(event: PresenceEventView): void;
   end(reason: EndReason): void;

@@ -5,7 +5,7 @@ import type { EndReason, LocalPresence, PresenceLink, PushResult } from "../../s
 import { END_CLOSE } from "../errors.ts";
 import { FramePipeline, type InflightBudget, type InflightLimits } from "./pipeline.ts";
 import { RefusalCount } from "./refusals.ts";
-import { encode, pushFrame, type Reply } from "./wire.ts";
+import { encode, ephemeralPushFrame, pushFrame, type Reply } from "./wire.ts";
 
 export interface Connection {
   readonly id: string;
@@ -51,6 +51,7 @@ const resultOf = (status: number): PushResult => (status > 0 ? "sent" : status =
 export function socketLink(ws: Socket): PresenceLink {
   return {
     push: (message, attempt) => (ws.data.closed ? "dropped" : resultOf(ws.send(JSON.stringify(pushFrame(message, attempt))))),
+    pushEphemeral: (message) => (ws.data.closed ? "dropped" : resultOf(ws.send(JSON.stringify(ephemeralPushFrame(message))))),
     // An event the socket drops would leave its subscriber's picture wrong
     // for good (a `left` never told): the connection ends as stalled, and the
     // peer's next socket subscribes again from a fresh snapshot.

@@ -42,3 +42,6 @@ export function pushFrame(message: OwedMessage, attempt: number): PushFrame {
     attempt,
   };
 }
+
+/** An ephemeral send's push: marked, so the peer neither acks it nor keeps its id against a redelivery. */
+export const ephemeralPushFrame = (message: OwedMessage): PushFrame => ({ ...pushFrame(message, 1), ephemeral: true });
