@@ -1,7 +1,7 @@
 // The peer SDK's client: one logical session over successive sockets. The
-// socket, the reconnects, the calls awaiting answers, the inbox and the
-// envelope live in their own modules; this class wires them together and
-// keeps the state machine.
+// socket, the reconnects, the calls awaiting answers, the inbox, the handing
+// over of pushes and the envelope live in their own modules; this class
+// wires them together and keeps the state machine.
 // (Over 300 lines: it is the SDK's one public surface — every call a peer can
 // make is a short method here, delegating to those modules.)
 import { clientAckFrame, targetSpecSchema } from "@switchboard/protocol";
@@ -19,8 +19,9 @@ import { Inbox } from "./inbox.ts";
 import { KeyRing } from "./keys.ts";
 import { ReplyWaiters } from "./replies.ts";
 import { PresenceFeed } from "./presence-feed.ts";
+import { PushReceiver } from "./receiver.ts";
 import { Reconnector } from "./reconnect.ts";
-import { TypingTracker, typingOf, typingPayload } from "./typing.ts";
+import { TypingTracker, typingPayload } from "./typing.ts";
 import type {
   ClientEvents,
   ClientOptions,
@@ -41,14 +42,12 @@ import type {
   TypingInfo,
   UnreadableMessage,
 } from "./types.ts";
-import { describeUnreadable, type PushFrame, type ServerFrame } from "./wire.ts";
+import { describeUnreadable, type ServerFrame } from "./wire.ts";
 
 type State = ConnectionState;
 
 /** How long close() waits for the broker to have the last acks. */
 const CLOSE_FLUSH_MS = 2000;
-/** Ephemeral pushes kept for a listener that has not come yet (see holdUnheard). */
-export const UNHEARD_EPHEMERAL = 1000;
 
 export class SwitchboardClient {
   readonly publicKey: string;
@@ -64,13 +63,6 @@ export class SwitchboardClient {
   /** Set once close() began: pushes arriving from then on are left to the broker (not handed over, not acked). */
   private closing: Promise<void> | null = null;
   private readonly events = new Emitter<ClientEvents>();
-  /**
-   * Pushes that came while nothing listened for messages (an application
-   * that awaits something between connect() and on("message")), by id (a
-   * redelivery replaces its first copy): neither acked nor recorded, handed
-   * to the first listener.
-   */
-  private unheard = new Map<string, PushFrame>();
   private readonly calls: Calls;
   private readonly reconnector: Reconnector;
   private readonly heartbeat: Heartbeat | null;
@@ -78,6 +70,7 @@ export class SwitchboardClient {
   private readonly inbox: Inbox;
   private readonly keys: KeyRing;
   private readonly replies: ReplyWaiters;
+  private readonly receiver: PushReceiver;
   private readonly presenceFeed = new PresenceFeed({
     request: (frame) => this.calls.make(frame, "ack"),
     ping: () => this.ping(),
@@ -93,7 +86,17 @@ export class SwitchboardClient {
     });
     this.keys = new KeyRing(config.secretKey, config.publicKey, config.channelKeys);
     this.inbox = new Inbox(this.keys, this.acks, config.acks);
-    this.replies = new ReplyWaiters((messageId) => this.handOverReplies(messageId));
+    this.replies = new ReplyWaiters((messageId) => this.receiver.requestSent(messageId));
+    this.receiver = new PushReceiver({
+      events: this.events,
+      inbox: this.inbox,
+      replies: this.replies,
+      typing: this.typingTracker,
+      acks: config.acks,
+      // Closing: the acks are being written for the last time, so a message
+      // handed over now would come again to the next connection.
+      accepting: () => this.closing === null && !this.isClosed(),
+    });
     this.calls = new Calls(
       { state: () => this.state, connection: () => this.connection },
       { requestTimeoutMs: config.requestTimeoutMs, offline: config.offline },
@@ -176,43 +179,8 @@ export class SwitchboardClient {
   on(event: "error", fn: (e: SwitchboardError) => void): () => void;
   on<K extends keyof ClientEvents>(event: K, fn: (...args: ClientEvents[K]) => void): () => void {
     const off = this.events.on(event, fn);
-    // After the caller has its unsubscribe function.
-    if ((event === "message" || event === "unreadable") && this.unheard.size > 0) queueMicrotask(() => this.handOverUnheard());
+    if (event === "message" || event === "unreadable") this.receiver.listenerAdded();
     return off;
-  }
-
-  /**
-   * Durable pushes held unheard are bounded by what the broker lets be
-   * outstanding unacked; ephemeral ones it does not count, so of those only
-   * the newest UNHEARD_EPHEMERAL wait (a client that only sends would
-   * otherwise keep every one it is sent, for good).
-   */
-  private holdUnheard(frame: PushFrame): void {
-    this.unheard.set(frame.messageId, frame);
-    if (frame.ephemeral !== true) return;
-    let held = 0;
-    let oldest: string | undefined;
-    for (const [id, f] of this.unheard) {
-      if (f.ephemeral !== true) continue;
-      oldest ??= id;
-      held++;
-    }
-    if (held > UNHEARD_EPHEMERAL && oldest !== undefined) this.unheard.delete(oldest);
-  }
-
-  private handOverUnheard(): void {
-    const frames = [...this.unheard.values()];
-    this.unheard.clear();
-    for (const frame of frames) this.onFrame(frame);
-  }
-
-  /** A request's send was answered: its reply, if it came already and waits for a listener, goes to the request. */
-  private handOverReplies(messageId: string): void {
-    for (const [id, frame] of [...this.unheard]) {
-      if (frame.replyTo !== messageId) continue;
-      this.unheard.delete(id);
-      this.onFrame(frame);
-    }
   }
 
   send(target: string, payload: unknown, opts: SendOptions = {}): Promise<SendResult> {
@@ -451,27 +419,7 @@ export class SwitchboardClient {
     // failed already, and no event comes after the end.
     if (this.isClosed()) return;
     this.heartbeat?.heard();
-    if (frame.type === "push") {
-      // Closing: the acks are being written for the last time, so a message
-      // handed over now would come again to the next connection.
-      if (this.closing !== null) return;
-      if (!this.isHeard(frame)) {
-        this.holdUnheard(frame);
-        return;
-      }
-      const result = this.inbox.receive(frame);
-      if (result.kind === "message") this.deliver(result.message);
-      else if (result.kind === "unreadable") {
-        // Manual acks, and the application is not told its id: it could never
-        // ack it, and held it would come back every lease and take up one of
-        // the pushes the broker lets be outstanding, for good.
-        if (this.config.acks === "manual" && !this.events.has("unreadable")) this.inbox.ack(result.unreadable.messageId);
-        this.replies.receive(result.unreadable);
-        this.events.emit("unreadable", result.unreadable);
-        this.events.emit("error", result.unreadable.error);
-      }
-      return;
-    }
+    if (frame.type === "push") return this.receiver.receive(frame);
     if (frame.type === "presence") {
       const { type: _, ...event } = frame;
       this.presenceFeed.receive(event);
@@ -489,22 +437,6 @@ export class SwitchboardClient {
   }
 
   /**
-   * Whether something takes this push now: a message listener; a waiting
-   * request, its reply; an unreadable listener, a push that does not open;
-   * a typing listener, a typing signal. Anything else waits, unacked, for a
-   * listener of its kind (a message that opens, for a message listener).
-   */
-  private isHeard(frame: PushFrame): boolean {
-    if (this.events.has("message") || this.replies.awaits(frame.replyTo)) return true;
-    const forUnreadable = this.events.has("unreadable");
-    const forTyping = this.events.has("typing") && frame.targetSpec.startsWith("#");
-    if (!forUnreadable && !forTyping) return false;
-    const opened = this.inbox.open(frame);
-    if (opened.kind === "unreadable") return forUnreadable;
-    return forTyping && typingOf(opened.message) !== null;
-  }
-
-  /**
    * A frame the schemas refuse is reported; one answering a call fails that
    * call, which would otherwise wait for an answer that already came.
    */
@@ -515,18 +447,6 @@ export class SwitchboardClient {
     const error = new SwitchboardError("protocol", `the broker sent a frame the SDK cannot read (${what})`);
     this.calls.fail(reqId, error);
     this.events.emit("error", error);
-  }
-
-  private deliver(message: Message): void {
-    const typing = message.targetSpec.startsWith("#") ? typingOf(message) : null;
-    if (typing === null) {
-      this.replies.receive(message);
-      if (!this.events.emit("message", message) && this.config.acks === "manual") this.inbox.release(message.messageId);
-      return;
-    }
-    this.typingTracker.receive(message.targetSpec, message.senderPubkey, typing);
-    // Handled here, never by the application: settled as well in manual mode.
-    if (this.config.acks === "manual") this.inbox.ack(message.messageId);
   }
 
   private onSocketClosed(generation: number, code: number, reason: string): void {
@@ -585,8 +505,7 @@ export class SwitchboardClient {
     // close() closes the socket itself; every other path gets here without one.
     this.connection = null;
     this.acks.dispose();
-    // Never acked: the broker gives them to the member's next connection.
-    this.unheard.clear();
+    this.receiver.clear();
     this.calls.failAll(error);
     this.replies.failAll(error);
   }

@@ -5,7 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { freePort, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { HttpSender, SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
-import { UNHEARD_EPHEMERAL } from "../src/client.ts";
+import { UNHEARD_EPHEMERAL } from "../src/receiver.ts";
 import { controllableWebSocket, failureWhileStopped, pingAnswered, pushesOf, type RawFrame } from "./support.ts";
 
 // A fixed port: one test stops the broker and starts it again where the clients look for it.
