@@ -1,7 +1,7 @@
 // What the peer commands do over the SDK. Loaded only by those commands, so
 // the admin and hook commands start without the SDK and its crypto.
 import { SwitchboardClient, type Message, type SendResult } from "@switchboard/client";
-import { MAX_SESSION_ID_LENGTH, PUBKEY, prioritySchema, targetSpecSchema } from "@switchboard/protocol";
+import { MAX_SEND_ID_LENGTH, MAX_SESSION_ID_LENGTH, PUBKEY, sendFrame, prioritySchema, targetSpecSchema } from "@switchboard/protocol";
 import { randomUUID } from "node:crypto";
 import { AdminApi } from "./admin-api.ts";
 import { operands, type Context } from "./command.ts";
@@ -226,6 +226,8 @@ export async function runSend(ctx: Context): Promise<void> {
   for (const option of ["wait", "token"]) {
     if (ctx.args.string(option) !== undefined) throw new UsageError(`--${option} needs --http`);
   }
+  // Checked here, as over HTTP: the broker would refuse it only after the connect, as a send it could not read.
+  if (id !== undefined && !sendFrame.shape.id.safeParse(id).success) throw new UsageError(`--id must be 1 to ${MAX_SEND_ID_LENGTH} characters`);
 
   const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: false });
   try {

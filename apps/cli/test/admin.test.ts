@@ -289,6 +289,8 @@ describe("usage errors exit 2 with one line", () => {
     [["send", "--mesh", "demo", "*"], /missing <text>/],
     [["send", "--mesh", "demo", "*", ""], /<text> is empty/],
     [["send", "--mesh", "demo", "*", "hi", "--priority", "urgent"], /--priority must be one of now, next, low/],
+    [["send", "--mesh", "demo", "*", "hi", "--id", ""], /--id must be 1 to 128 characters/],
+    [["send", "--mesh", "demo", "*", "hi", "--id", "k".repeat(129)], /--id must be 1 to 128 characters/],
     [["status", "--mesh", "demo", "asleep"], /<status> must be one of idle, working, dnd/],
     [["hook", "install"], /--token T is required/],
     [["hook", "install", "--token", "t", "--scope", "global"], /--scope must be one of project, user/],

@@ -9,6 +9,8 @@ export const CHANNEL = /^#[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const TAG = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 /** A session id (Claude Code's, or one a peer picks) is 1 to this many characters, wherever it is given. */
 export const MAX_SESSION_ID_LENGTH = 128;
+/** A send's own id (its idempotency key over a socket). */
+export const MAX_SEND_ID_LENGTH = 128;
 
 export const statusSchema = z.enum(["idle", "working", "dnd"]);
 export type Status = z.infer<typeof statusSchema>;
@@ -69,7 +71,7 @@ export const sendFrame = z.object({
   priority: prioritySchema.default("next"),
   nonce: storable(z.string().min(1)),
   ciphertext: storable(z.string()),
-  id: storable(z.string().min(1).max(128)).optional(),
+  id: storable(z.string().min(1).max(MAX_SEND_ID_LENGTH)).optional(),
   ttlSeconds: z.number().int().positive().max(31_536_000).optional(),
   replyTo: z.uuid().optional(),
   ephemeral: z.boolean().default(false),
