@@ -55,7 +55,6 @@ function payloadText(payload: unknown): string {
 /** How long a stop waits for the line under way: a stdout nobody reads would hold it forever. */
 const STOP_GRACE_MS = 2000;
 
-
 export async function runListen(ctx: Context): Promise<number> {
   operands(ctx, []);
   const limit = ctx.args.positiveInt("count");
@@ -71,7 +70,8 @@ export async function runListen(ctx: Context): Promise<number> {
   process.on("SIGTERM", signal);
   // A message is acked once printed: one past --count, or arriving as the
   // listener stops, stays queued for the member's next listener.
-  const client = await connect(ctx, { sessionId: ownSession(ctx), reconnect: true }).catch((error: unknown) => {
+  const sessionId = ownSession(ctx);
+  const client = await connect(ctx, { sessionId, reconnect: true }).catch((error: unknown) => {
     process.off("SIGINT", signal);
     process.off("SIGTERM", signal);
     throw error;
@@ -123,7 +123,9 @@ export async function runListen(ctx: Context): Promise<number> {
   });
   client.on("close", (info) => {
     if (info.willReconnect || stopping) return;
-    process.stderr.write(`switchboard: connection closed by the broker: ${info.reason || "no reason"} (${info.code})\n`);
+    // A replacement is another command of the same session (a status or send with its --session), not a fault of the broker's.
+    const why = info.code === 4000 ? `: another connection of this member took its session id (${oneLine(sessionId)})` : "";
+    process.stderr.write(`switchboard: connection closed by the broker: ${info.reason || "no reason"} (${info.code})${why}\n`);
     void stop(1);
   });
   // A message that does not open, say: worth a line, not the end of listening.

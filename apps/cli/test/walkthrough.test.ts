@@ -353,4 +353,16 @@ describe("peer commands", () => {
     expect(done.code).toBe(1);
     expect(lines(done.stderr)).toEqual([expect.stringMatching(/^switchboard: connection closed by the broker: revoked \(4002\)$/)]);
   });
+
+  test("a listener whose session another command takes over exits 1 with a line saying what replaced it", async () => {
+    const { mesh, alice, aliceKey } = await meshWithKeys();
+    const listener = background(["listen", "--mesh", mesh.slug, "--key", aliceKey, "--session", "desk"]);
+    await waitForPresence(mesh.id, alice.pubkey, "desk");
+    await cliOk(home, ["status", "--mesh", mesh.slug, "--key", aliceKey, "--session", "desk", "working"], { env });
+    const done = await listener.finished();
+    expect(done.code).toBe(1);
+    expect(lines(done.stderr)).toEqual([
+      "switchboard: connection closed by the broker: replaced (4000): another connection of this member took its session id (desk)",
+    ]);
+  });
 });
