@@ -1,7 +1,7 @@
 // Every environment variable of the contract, parsed once at start. A bad
 // value stops the start with one line that names the variable.
 import { createPublicKey } from "node:crypto";
-import { readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "@switchboard/db";
+import { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "@switchboard/db";
 import { z } from "zod";
 
 // Digits only: Number() would take " " as 0, "0x1F90" as 8080 and "7e3" as 7000.
@@ -23,7 +23,7 @@ const positive = (fallback: number) => int(1, 2_147_483_647, fallback);
 
 const databaseUrl = z
   .string()
-  .regex(/^postgres(ql)?:\/\/.+/, { error: "expected a postgres:// or postgresql:// URL" })
+  .refine(isPostgresUrl, { error: "expected a postgres:// or postgresql:// URL" })
   .refine(readableDatabaseUrl, { error: UNREADABLE_DATABASE_URL });
 
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { connect, loadMigrations, migrate, type Database } from "@switchboard/db";
-import { backendKind, freshBackend, spawnRaw, waitUntil, type TestBackend } from "@switchboard/testkit";
+import { connect, loadMigrations, lockDataDir, migrate, type Database } from "@switchboard/db";
+import { backendKind, freePort, freshBackend, spawnRaw, waitUntil, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -52,6 +52,54 @@ describe("migrations", () => {
     expect(code).toBe(78);
     expect(err).toContain("DATABASE_URL");
     expect(out + err).not.toContain("hunter2");
+  });
+
+  // What an operator running the command reads when it fails: one line that
+  // says what was used and why, never the driver's stack.
+  async function runMigrateCli(env: Record<string, string>) {
+    const cli = join(import.meta.dir, "..", "..", "..", "packages", "db", "src", "cli", "migrate.ts");
+    const proc = Bun.spawn(["bun", cli], { env: { PATH: process.env.PATH ?? "", ...env }, stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    return { out, err, code };
+  }
+
+  test("bun run db:migrate against a database that refuses connections says so in one line naming DATABASE_URL, without the password", async () => {
+    const port = await freePort();
+    const { out, err, code } = await runMigrateCli({ DATABASE_URL: `postgres://switchboard:hunter2-password@127.0.0.1:${port}/x` });
+    expect(code).toBe(1);
+    expect(err.trimEnd().split("\n")).toEqual([expect.stringContaining("DATABASE_URL")]);
+    expect(err).toContain("ECONNREFUSED");
+    expect(out + err).not.toContain("hunter2");
+  });
+
+  test.skipIf(backendKind !== "postgres")("bun run db:migrate on a database that does not exist says so in one line (needs DATABASE_URL)", async () => {
+    const { backend } = await fresh();
+    const url = new URL(backend.databaseUrl!);
+    url.pathname = "/no_such_database_here";
+    const { err, code } = await runMigrateCli({ DATABASE_URL: url.toString() });
+    expect(code).toBe(1);
+    expect(err.trimEnd().split("\n")).toEqual([expect.stringContaining('database "no_such_database_here" does not exist')]);
+  });
+
+  test("bun run db:migrate with a DATABASE_URL that is not postgres:// is refused naming the variable, as the broker refuses it", async () => {
+    const { err, code } = await runMigrateCli({ DATABASE_URL: "mysql://switchboard:hunter2-password@127.0.0.1/x" });
+    expect(code).toBe(78);
+    expect(err.trimEnd().split("\n")).toEqual([expect.stringContaining("DATABASE_URL")]);
+    expect(err).toContain("postgres://");
+    expect(err).not.toContain("hunter2");
+  });
+
+  test("bun run db:migrate on an embedded DATA_DIR a broker holds exits 75 with the lock's one line, as the broker does", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "switchboard-migrate-locked-"));
+    const release = lockDataDir(dataDir);
+    try {
+      const { err, code } = await runMigrateCli({ DATA_DIR: dataDir, HOME: dataDir });
+      expect(code).toBe(75);
+      expect(err.trimEnd().split("\n")).toEqual([expect.stringContaining(`DATA_DIR ${dataDir} is in use by another broker (pid ${process.pid}`)]);
+    } finally {
+      release();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   test.skipIf(backendKind !== "postgres")("a migration its database refuses is logged as db migration failed, not as an outage, and retried (needs DATABASE_URL)", async () => {

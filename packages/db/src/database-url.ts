@@ -1,3 +1,11 @@
+/**
+ * Whether the URL names Postgres. The driver reads any scheme as if it were
+ * postgres:// (mysql://host/db would be tried as a Postgres server there).
+ */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\/.+/.test(url);
+}
+
 /** Why such a URL is refused, without the URL (it may hold a password). */
 export const UNREADABLE_DATABASE_URL = "not a URL the database driver can read (a port above 65535 or not a number, a bad %-escape?)";
 
