@@ -1,5 +1,5 @@
 // Entry point: configuration, error tracking, logger, broker, signals.
-import { DataDirLockedError, isConnectionLost } from "@switchboard/db";
+import { DataDirLockedError, DataDirUnusableError, isConnectionLost } from "@switchboard/db";
 import { startBroker, type Broker } from "./app.ts";
 import { VERSION, resolveGitSha } from "./build-info.ts";
 import { ConfigError, SECRET_VARIABLES, loadConfig, type Config } from "./config.ts";
@@ -74,7 +74,7 @@ function startRefused(error: Error & { code: string }, status: number, fields: R
 const broker: Broker = await startBroker(config, log).catch(async (error: unknown) => {
   if (error instanceof DataDirLockedError) return startRefused(error, 75, { holderPid: error.holder.pid });
   if (error instanceof ListenError) return startRefused(error, 1);
-  if (error instanceof AdminTokenFileError) return startRefused(error, 78);
+  if (error instanceof AdminTokenFileError || error instanceof DataDirUnusableError) return startRefused(error, 78);
   log.fatal({ err: error }, "broker failed to start");
   return exit(1);
 });

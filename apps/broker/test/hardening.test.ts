@@ -3,7 +3,7 @@
 // read it or when it is a link, Postgres error fields that quote data never
 // logged, an unexpected exception ends the process (the supervisor restarts it).
 import { describe, expect, test } from "bun:test";
-import { brokerEnv, embeddedBackend, freePort, REPO_ROOT, spawnRaw, tempDir, waitUntil, type LogLine } from "@switchboard/testkit";
+import { brokerEnv, embeddedBackend, freePort, freshBackend, REPO_ROOT, spawnRaw, tempDir, waitUntil, type LogLine } from "@switchboard/testkit";
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, withoutPassword } from "../src/config.ts";
@@ -72,6 +72,29 @@ describe("log serializer", () => {
     expect(JSON.stringify(out)).not.toContain("c2VjcmV0");
     expect(out.code).toBe("23505");
     expect(out.message).toBe("duplicate key value violates unique constraint");
+  });
+});
+
+describe("a DATA_DIR the broker cannot use", () => {
+  // A file in its place stands for any directory that cannot be created or
+  // written (a volume mounted read-only, or owned by another user): the start
+  // stops with one line naming the variable. Embedded, the lock is taken
+  // there; on a server, the generated admin token is kept there.
+  test("stops the start with one line on stderr naming DATA_DIR, exit 78, not a stack trace", async () => {
+    const backend = await freshBackend();
+    const dir = tempDir("not-a-dir");
+    const file = join(dir, "data");
+    writeFileSync(file, "");
+    try {
+      const { code, stderr } = await startFailure({ ...backend.env, DATA_DIR: file });
+      expect(code).toBe(78);
+      const plain = stderr.split("\n").filter((line) => line !== "" && !line.startsWith("{"));
+      expect(plain).toEqual([expect.stringContaining(`DATA_DIR ${file}`)]);
+      expect(stderr).not.toContain("broker failed to start");
+    } finally {
+      await backend.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

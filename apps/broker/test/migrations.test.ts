@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { connect, loadMigrations, lockDataDir, migrate, type Database } from "@switchboard/db";
 import { backendKind, freePort, freshBackend, spawnRaw, waitUntil, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -99,6 +99,19 @@ describe("migrations", () => {
     } finally {
       release();
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test("bun run db:migrate on a DATA_DIR that cannot be a directory exits 78 with one line naming it, as the broker does", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-migrate-file-"));
+    const file = join(dir, "data");
+    writeFileSync(file, "");
+    try {
+      const { err, code } = await runMigrateCli({ DATA_DIR: file, HOME: dir });
+      expect(code).toBe(78);
+      expect(err.trimEnd().split("\n")).toEqual([expect.stringMatching(new RegExp(`^DATA_DIR ${file} cannot hold the embedded database: `))]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

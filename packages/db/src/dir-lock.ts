@@ -19,6 +19,18 @@ export class DataDirLockedError extends Error {
   }
 }
 
+/**
+ * DATA_DIR cannot be created, or written in: a file in its place, a volume
+ * mounted read-only or owned by another user. Waiting mends none of these.
+ */
+export class DataDirUnusableError extends Error {
+  readonly code = "data_dir_unusable";
+  constructor(dataDir: string, what: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`DATA_DIR ${dataDir} cannot hold ${what}: ${reason}; it must be a directory this process can create and write`, { cause });
+  }
+}
+
 interface LockHolder {
   pid: number;
   hostname: string;
@@ -57,9 +69,14 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Takes the lock or throws DataDirLockedError; returns the release function. */
+/** Takes the lock or throws DataDirLockedError (or DataDirUnusableError); returns the release function. */
 export function lockDataDir(dataDir: string): () => void {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const unusable = (error: unknown) => new DataDirUnusableError(dataDir, "the embedded database", error);
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw unusable(error);
+  }
   const path = join(dataDir, LOCK_FILE);
   const me: LockHolder = { pid: process.pid, hostname: hostname(), since: new Date().toISOString() };
   const content = JSON.stringify(me);
@@ -73,7 +90,7 @@ export function lockDataDir(dataDir: string): () => void {
         if (readHolder(path)?.pid === me.pid) unlinkSync(path);
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw unusable(error);
       const holder = readHolder(path);
       // A lock naming this very process is a leftover of an earlier one with
       // the same pid: a restarted container's broker is pid 1 every time.

@@ -1,7 +1,7 @@
 export { connect, PLANNER_SETTINGS, type ConnectOptions, type Database, type Executor } from "./connect.ts";
 export { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
 export { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "./database-url.ts";
-export { DataDirLockedError, lockDataDir } from "./dir-lock.ts";
+export { DataDirLockedError, DataDirUnusableError, lockDataDir } from "./dir-lock.ts";
 export { loadMigrations, migrate, type Migration } from "./migrate.ts";
 export * as schema from "./schema.ts";
 export { shapedStatement, toQuery, type Slot, type Statement } from "./statement.ts";

@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { DataDirUnusableError } from "@switchboard/db";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 
@@ -41,7 +42,12 @@ function readTokenFile(path: string, log: Logger): string {
 
 export function resolveAdminToken(config: Pick<Config, "ADMIN_TOKEN" | "DATA_DIR">, log: Logger): string {
   if (config.ADMIN_TOKEN !== undefined) return config.ADMIN_TOKEN;
-  mkdirSync(config.DATA_DIR, { recursive: true, mode: 0o700 });
+  const unusable = (error: unknown) => new DataDirUnusableError(config.DATA_DIR, "the generated admin token (or set ADMIN_TOKEN)", error);
+  try {
+    mkdirSync(config.DATA_DIR, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw unusable(error);
+  }
   const path = resolve(join(config.DATA_DIR, TOKEN_FILE));
   const token = randomBytes(32).toString("hex");
   // Brokers on DATABASE_URL may share a DATA_DIR and start together. The
@@ -60,7 +66,7 @@ export function resolveAdminToken(config: Pick<Config, "ADMIN_TOKEN" | "DATA_DIR
     linkSync(draft, path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "EEXIST") return readTokenFile(path, log);
-    throw error;
+    throw unusable(error);
   } finally {
     rmSync(draft, { force: true });
   }

@@ -2,7 +2,7 @@
 // embedded database in DATA_DIR when it is unset.
 import { connect } from "../connect.ts";
 import { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "../database-url.ts";
-import { DataDirLockedError } from "../dir-lock.ts";
+import { DataDirLockedError, DataDirUnusableError } from "../dir-lock.ts";
 import { migrate } from "../migrate.ts";
 
 // Empty counts as unset, as for the broker (compose files often pass "").
@@ -31,6 +31,10 @@ try {
   if (error instanceof DataDirLockedError) {
     console.error(error.message);
     process.exit(75);
+  }
+  if (error instanceof DataDirUnusableError) {
+    console.error(error.message);
+    process.exit(78);
   }
   // The driver's messages name the host, port or database, never the password.
   const reason = (error instanceof Error ? error.message : String(error)).replace(/\s+/g, " ");
