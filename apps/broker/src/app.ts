@@ -46,7 +46,7 @@ import { dashboardRoutes } from "./transport/http/dashboard-routes.ts";
 import { trustedProxies } from "./transport/http/client-address.ts";
 import { hookRoutes } from "./transport/http/hook-route.ts";
 import { messagesRoutes } from "./transport/http/messages-routes.ts";
-import { opsRoutes, readinessRoutes } from "./transport/http/ops-routes.ts";
+import { opsRoutes } from "./transport/http/ops-routes.ts";
 import { webhookRoutes } from "./transport/http/webhook-routes.ts";
 import { serve, serveStarting } from "./transport/server.ts";
 import { createWebhookPoster } from "./transport/webhook/poster.ts";
@@ -108,16 +108,26 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const instanceId = newInstanceId();
   const metrics = createMetrics();
   const readiness = new Readiness();
+  const build = { version: VERSION, gitSha: resolveGitSha(config.GIT_SHA), instanceId, startedAt: clock() };
   // The port opens as soon as the database is this process's (in embedded
-  // mode DATA_DIR is locked then), before migrations: /health/ready answers
+  // mode DATA_DIR is locked then), before migrations: /health answers 503
+  // saying whether the database answered the last attempt, /health/ready
   // 503 while they run and /metrics answers, everything else 503 until the
   // full routes replace these below.
+  let answered = false;
   let early: Server<Connection> | undefined;
   const listen = () =>
-    (early ??= serveStarting(config.BROKER_PORT, config.HOST, readinessRoutes(readiness, instanceId, metrics, config.METRICS_TOKEN)));
+    (early ??= serveStarting(
+      config.BROKER_PORT,
+      config.HOST,
+      opsRoutes({ build, serving: false, dbUp: () => answered, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
+    ));
   let db: Database;
   try {
-    db = await connectAndMigrate(config, log, listen, (up) => metrics.dbHealthy.set(up ? 1 : 0));
+    db = await connectAndMigrate(config, log, listen, (up) => {
+      answered = up;
+      metrics.dbHealthy.set(up ? 1 : 0);
+    });
   } catch (error) {
     await early?.stop(true);
     throw error;
@@ -129,7 +139,6 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   // After connecting: in embedded mode DATA_DIR is then locked to this process.
   const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
-  const build = { version: VERSION, gitSha: resolveGitSha(config.GIT_SHA), instanceId, startedAt: clock() };
 
   const presences = new LocalPresences();
   const bus = new InstanceBus(db, log);
@@ -309,7 +318,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       trusted: trustedProxies(config.TRUSTED_PROXIES),
       cors: new CorsPolicy(config.CORS_ORIGINS),
       routes: [
-        opsRoutes({ build, dbHealth, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
+        opsRoutes({ build, serving: true, dbUp: () => dbHealth.healthy, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
         adminRoutes({ admin, access: { adminToken, dbHealth }, log }),
         hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
         messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   backendKind,
   freePort,
+  freshBackend,
   ownPostgresTestsRun,
   setupMesh,
   spawnBroker,
@@ -18,6 +19,7 @@ import {
   type PostgresCluster,
   type SetupMember,
 } from "@switchboard/testkit";
+import { MIGRATION_LOCK_KEY } from "@switchboard/db";
 import postgres from "postgres";
 import { scrape } from "./support/messaging.ts";
 
@@ -132,6 +134,73 @@ describe.skipIf(backendKind !== "postgres")("draining beside another instance", 
     expect(a.process.exitCode).toBeNull();
     expect(await a.process.exited).toBe(0);
     await peer.close();
+  });
+});
+
+// /health (PROTOCOL.md §4) answers the contract's body from the moment the
+// port opens: while the instance starts 503 degraded, with db saying whether
+// its database has answered; 200 ok once it serves.
+describe("/health while the broker starts", () => {
+  interface Health {
+    status?: string;
+    db?: string;
+    version?: string;
+    gitSha?: string;
+    uptime?: number;
+    instanceId?: string;
+  }
+  const health = async (url: string) => {
+    const res = await fetch(`${url}/health`);
+    return { code: res.status, body: (await res.json()) as Health };
+  };
+  const contractBody = (status: string, db: string, instanceId: string) => ({
+    status,
+    db,
+    version: expect.any(String),
+    gitSha: expect.any(String),
+    uptime: expect.any(Number),
+    instanceId,
+  });
+
+  test("before its database answers: 503 degraded, db down, with the build and the instance", async () => {
+    const nowhere = await freePort();
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const proc = spawnRaw({ DATABASE_URL: `postgres://switchboard@127.0.0.1:${nowhere}/switchboard`, BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+    try {
+      const migrating = await readyBecomes(url, "migrating");
+      expect(migrating?.code).toBe(503);
+      expect(await health(url)).toEqual({ code: 503, body: contractBody("degraded", "down", migrating!.body.instanceId!) });
+    } finally {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+  });
+
+  test.skipIf(backendKind !== "postgres")("while its migrations wait (another instance's hold the lock): 503 degraded with db up, /health/ready migrating; then 200 ok (needs DATABASE_URL)", async () => {
+    const backend = await freshBackend();
+    cleanups.push(() => backend.dispose());
+    // The lock migrate() takes: an instance migrating elsewhere holds it.
+    const holder = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    cleanups.push(() => holder.end({ timeout: 1 }));
+    await holder`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const starting = spawnBroker({ ...backend.env, BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+    // Stopped even when an expectation below fails before the start is awaited.
+    cleanups.push(() => starting.then((broker) => broker.stop(), () => undefined));
+    const migrating = await readyBecomes(url, "migrating");
+    expect(migrating?.code).toBe(503);
+    const instanceId = migrating!.body.instanceId!;
+    // The migration waits on the lock, so the database has answered the ping before it.
+    await waitUntil(async () => (await dbHealthy(url)) === 1 || undefined, 20_000, "the database answered");
+    expect(await health(url)).toEqual({ code: 503, body: contractBody("degraded", "up", instanceId) });
+    expect((await ready(url))?.body.status).toBe("migrating");
+
+    await holder`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+    await starting;
+    expect((await readyBecomes(url, "ready"))?.code).toBe(200);
+    expect(await health(url)).toEqual({ code: 200, body: contractBody("ok", "up", instanceId) });
   });
 });
 

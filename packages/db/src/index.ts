@@ -2,6 +2,6 @@ export { connect, PLANNER_SETTINGS, type ConnectOptions, type Database, type Exe
 export { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
 export { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "./database-url.ts";
 export { DataDirLockedError, DataDirUnusableError, lockDataDir } from "./dir-lock.ts";
-export { loadMigrations, migrate, type Migration } from "./migrate.ts";
+export { loadMigrations, migrate, MIGRATION_LOCK_KEY, type Migration } from "./migrate.ts";
 export * as schema from "./schema.ts";
 export { shapedStatement, toQuery, type Slot, type Statement } from "./statement.ts";

@@ -8,7 +8,7 @@ import type { Database } from "./connect.ts";
 
 const MIGRATIONS_DIR = join(import.meta.dir, "..", "drizzle");
 // Any constant works; it only has to be the same for every instance.
-const MIGRATION_LOCK_KEY = 0x5b0a_7d01;
+export const MIGRATION_LOCK_KEY = 0x5b0a_7d01;
 
 interface JournalEntry {
   idx: number;

@@ -1,7 +1,6 @@
 // /health, /health/ready and /metrics: what load balancers, orchestrators and
 // Prometheus see.
 import type { Metrics } from "../../metrics.ts";
-import type { DbHealth } from "../../services/db-health.ts";
 import type { Readiness } from "../../services/readiness.ts";
 import { apiError, bearerToken, json, sameSecret } from "./respond.ts";
 
@@ -13,16 +12,42 @@ export interface BuildInfo {
 }
 
 /**
- * Served from the moment the port opens, before migrations: readiness (200
- * only while the instance takes work) and the metrics, so that Prometheus
- * sees an instance waiting for its database as up with broker_db_healthy 0.
+ * Served from the moment the port opens, before migrations (serving false),
+ * and once the instance serves, with the database's ping for dbUp: liveness
+ * in the contract's body (200 only while the instance serves and its
+ * database answers; while it starts 503, saying whether the database has
+ * answered yet), readiness (200 only while the instance takes work) and the
+ * metrics, so that Prometheus sees an instance waiting for its database as
+ * up with broker_db_healthy 0.
  */
-export function readinessRoutes(readiness: Readiness, instanceId: string, metrics: Metrics, metricsToken: string | undefined) {
+export function opsRoutes(deps: {
+  build: BuildInfo;
+  serving: boolean;
+  dbUp: () => boolean;
+  readiness: Readiness;
+  metrics: Metrics;
+  metricsToken?: string | undefined;
+}) {
+  const { build, serving, dbUp, readiness, metrics, metricsToken } = deps;
   return {
+    "/health": {
+      GET: () => {
+        const up = dbUp();
+        const ok = serving && up;
+        return json(ok ? 200 : 503, {
+          status: ok ? "ok" : "degraded",
+          db: up ? "up" : "down",
+          version: build.version,
+          gitSha: build.gitSha,
+          uptime: Math.floor((Date.now() - build.startedAt) / 1000),
+          instanceId: build.instanceId,
+        });
+      },
+    },
     "/health/ready": {
       GET: () => {
         const status = readiness.status;
-        return json(status === "ready" ? 200 : 503, { status, instanceId });
+        return json(status === "ready" ? 200 : 503, { status, instanceId: build.instanceId });
       },
     },
     "/metrics": {
@@ -32,32 +57,6 @@ export function readinessRoutes(readiness: Readiness, instanceId: string, metric
         }
         return new Response(await metrics.registry.metrics(), {
           headers: { "content-type": metrics.registry.contentType },
-        });
-      },
-    },
-  };
-}
-
-export function opsRoutes(deps: {
-  build: BuildInfo;
-  dbHealth: DbHealth;
-  readiness: Readiness;
-  metrics: Metrics;
-  metricsToken?: string | undefined;
-}) {
-  const { build, dbHealth, readiness, metrics, metricsToken } = deps;
-  return {
-    ...readinessRoutes(readiness, build.instanceId, metrics, metricsToken),
-    "/health": {
-      GET: () => {
-        const up = dbHealth.healthy;
-        return json(up ? 200 : 503, {
-          status: up ? "ok" : "degraded",
-          db: up ? "up" : "down",
-          version: build.version,
-          gitSha: build.gitSha,
-          uptime: Math.floor((Date.now() - build.startedAt) / 1000),
-          instanceId: build.instanceId,
         });
       },
     },
