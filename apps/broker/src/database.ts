@@ -37,7 +37,7 @@ export async function connectAndMigrate(
       await pingDatabase(db);
       answered = true;
       reached(true);
-      const applied = await migrate(db, migrations);
+      const applied = await migrate(db, migrations, (holderPid) => log.info({ holderPid }, "db migrations wait for the migration lock"));
       if (applied.length > 0) log.info({ applied }, "migrations applied");
       db.closeSilentConnectionsAfter(config.DB_ANSWER_TIMEOUT_SECONDS);
       return db;

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { connect, loadMigrations, lockDataDir, migrate, type Database } from "@switchboard/db";
+import { connect, loadMigrations, lockDataDir, migrate, MIGRATION_LOCK_KEY, type Database } from "@switchboard/db";
 import { backendKind, freePort, freshBackend, spawnRaw, waitUntil, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -139,6 +139,63 @@ describe("migrations", () => {
     }
     expect(messages.filter((m) => m === "db migration failed")).toHaveLength(2);
     expect(messages).not.toContain("db ping failed");
+  });
+
+  test.skipIf(backendKind !== "postgres")("a start whose migrations wait for another process's lock logs that it waits and for whom, then migrates once it is released (needs DATABASE_URL)", async () => {
+    const { backend } = await fresh();
+    const holder = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const [{ pid }] = await holder<[{ pid: number }]>`SELECT pg_backend_pid() AS pid, pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+      const proc = spawnRaw(backend.env);
+      const lines: Array<{ msg: string; holderPid?: number }> = [];
+      const reading = (async () => {
+        const decoder = new TextDecoder();
+        let pending = "";
+        for await (const chunk of proc.stderr) {
+          pending += decoder.decode(chunk, { stream: true });
+          const parts = pending.split("\n");
+          pending = parts.pop() ?? "";
+          for (const line of parts) lines.push(JSON.parse(line) as { msg: string; holderPid?: number });
+        }
+      })();
+      try {
+        const waiting = await waitUntil(() => lines.find((l) => l.msg === "db migrations wait for the migration lock"), 20_000, "the wait logged");
+        expect(waiting.holderPid).toBe(pid);
+        await holder`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+        await waitUntil(() => lines.find((l) => l.msg === "broker listening"), 30_000, "the broker listening");
+        expect(lines.filter((l) => l.msg === "migrations applied")).toHaveLength(1);
+      } finally {
+        proc.kill("SIGKILL");
+        await proc.exited;
+        await reading;
+      }
+    } finally {
+      await holder.end();
+    }
+  });
+
+  test.skipIf(backendKind !== "postgres")("bun run db:migrate waiting for another process's migration lock says so on stderr, then migrates once it is released (needs DATABASE_URL)", async () => {
+    const { backend } = await fresh();
+    const holder = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    try {
+      const [{ pid }] = await holder<[{ pid: number }]>`SELECT pg_backend_pid() AS pid, pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+      const cli = join(import.meta.dir, "..", "..", "..", "packages", "db", "src", "cli", "migrate.ts");
+      const proc = Bun.spawn(["bun", cli], { env: { PATH: process.env.PATH ?? "", DATABASE_URL: backend.databaseUrl! }, stdout: "pipe", stderr: "pipe" });
+      let err = "";
+      const reading = (async () => {
+        const decoder = new TextDecoder();
+        for await (const chunk of proc.stderr) err += decoder.decode(chunk, { stream: true });
+      })();
+      await waitUntil(() => err.includes("\n") || undefined, 20_000, "the wait said");
+      expect(err).toBe(`waiting for the migration lock, held by another process (Postgres backend pid ${pid})\n`);
+      await holder`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+      const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+      await reading;
+      expect(code).toBe(0);
+      expect(out).toStartWith("applied: ");
+    } finally {
+      await holder.end();
+    }
   });
 
   test("apply to an empty database, then re-apply as a no-op", async () => {

@@ -35,10 +35,27 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
     }));
 }
 
-/** Returns the tags it applied (empty when the schema was already current). */
-export async function migrate(db: Database, migrations = loadMigrations()): Promise<string[]> {
+/**
+ * Returns the tags it applied (empty when the schema was already current).
+ * When another process holds the lock, onWait hears of it (with that
+ * process's backend pid, when the server shows it) before the wait begins:
+ * the wait may be long, and says nothing otherwise.
+ */
+export async function migrate(
+  db: Database,
+  migrations = loadMigrations(),
+  onWait?: (holderPid: number | null) => void,
+): Promise<string[]> {
   return db.transaction(async (tx) => {
-    await tx.rows(sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    const [free] = await tx.rows<{ locked: boolean }>(sql`SELECT pg_try_advisory_xact_lock(${MIGRATION_LOCK_KEY}) AS locked`);
+    if (!free?.locked) {
+      // A key below 2^31 is held as classid 0, objid the key.
+      const [holder] = await tx.rows<{ pid: number }>(sql`
+        SELECT pid FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = ${MIGRATION_LOCK_KEY} AND objsubid = 1`);
+      onWait?.(holder?.pid ?? null);
+      await tx.rows(sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    }
     await tx.rows(sql`
       CREATE TABLE IF NOT EXISTS switchboard_migrations (
         tag text PRIMARY KEY,

@@ -21,7 +21,9 @@ if (databaseUrl !== undefined && !readableDatabaseUrl(databaseUrl)) {
 try {
   const db = await connect({ databaseUrl, dataDir });
   try {
-    const applied = await migrate(db);
+    const applied = await migrate(db, undefined, (holderPid) =>
+      console.error(`waiting for the migration lock, held by another process${holderPid === null ? "" : ` (Postgres backend pid ${holderPid})`}`),
+    );
     console.log(applied.length ? `applied: ${applied.join(", ")}` : "schema is current");
   } finally {
     await db.close();
