@@ -8,6 +8,9 @@ export function brokerWsUrl(input: string): string {
   } catch {
     throw new SwitchboardError("invalid", `not a URL: ${input}`);
   }
+  // A WebSocket refuses to open a URL with a fragment (even an empty one):
+  // every attempt would fail as if the broker were away, and be retried for good.
+  if (url.href.includes("#")) throw new SwitchboardError("invalid", `the broker URL must have no fragment: ${input}`);
   if (url.protocol === "ws:" || url.protocol === "wss:") return url.toString();
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new SwitchboardError("invalid", `expected a ws://, wss://, http:// or https:// URL, got ${input}`);

@@ -273,6 +273,18 @@ test("brokerWsUrl", () => {
   expect(() => brokerWsUrl("ftp://x")).toThrow();
 });
 
+test("a URL with a fragment, which no WebSocket can open, is refused as invalid by connect and start, not retried as unreachable", async () => {
+  const secretKey = (await generateKeypair()).secretKey;
+  for (const url of ["http://127.0.0.1:1/#top", "ws://127.0.0.1:1/ws#x", "https://sb.example.com/base#"]) {
+    for (const make of [SwitchboardClient.connect, SwitchboardClient.start]) {
+      const made = await make({ url, meshId: "m", secretKey, reconnect: { minDelayMs: 1, maxDelayMs: 1, maxAttempts: 3 } }).catch((error: unknown) => error);
+      expect(made).toMatchObject({ code: "invalid", message: `the broker URL must have no fragment: ${url}` });
+    }
+  }
+  // A query is kept: it may be what a proxy in front of the broker routes by.
+  expect(brokerWsUrl("http://h:1/?via=edge")).toBe("ws://h:1/ws?via=edge");
+});
+
 test("timeouts a timer cannot keep (over 2^31 - 1 ms), and acks or offline modes that do not exist, are refused as invalid", async () => {
   const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
   for (const bad of [
