@@ -78,6 +78,20 @@ export interface HttpRequestResult extends HttpSendResult {
 
 const NO_KEY = new Uint8Array();
 
+/** The broker's base URL, checked once: every request's route is added to its path. */
+function baseUrl(input: string): URL {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new SwitchboardError("invalid", `url: not a URL: ${input}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new SwitchboardError("invalid", `url: expected http(s)://, got ${input}`);
+  // Behind a query or fragment the route would be lost: every request would go to the base itself.
+  if (/[?#]/.test(url.href)) throw new SwitchboardError("invalid", `url: must have no query or fragment: ${input}`);
+  return url;
+}
+
 export class HttpSender {
   private readonly base: string;
   private readonly fetch: (input: string, init: RequestInit) => Promise<Response>;
@@ -85,8 +99,9 @@ export class HttpSender {
   private constructor(
     private readonly options: HttpSenderOptions,
     private readonly keys: KeyRing | null,
+    base: URL,
   ) {
-    this.base = options.url.replace(/\/+$/, "");
+    this.base = base.href.replace(/\/+$/, "");
     // Called as a plain function: a browser's fetch (the global, or window.fetch
     // given as the option) throws "Illegal invocation" when called as a method of this sender.
     const fetchFn = options.fetch ?? globalThis.fetch;
@@ -94,17 +109,17 @@ export class HttpSender {
   }
 
   static async create(options: HttpSenderOptions): Promise<HttpSender> {
-    if (!/^https?:\/\//.test(options.url)) throw new SwitchboardError("invalid", `url: expected http(s)://, got ${options.url}`);
+    const base = baseUrl(options.url);
     if (options.timeoutMs !== undefined) checkTimeout(options.timeoutMs, "timeoutMs");
     if (options.secretKey === undefined) {
       // Sealing for a channel needs the member's key (it is in the associated
       // data): keys given without it would be dropped and the messages go plain.
       if (Object.keys(options.channelKeys ?? {}).length > 0) throw new SwitchboardError("invalid", "channelKeys need the member's secretKey");
-      return new HttpSender(options, null);
+      return new HttpSender(options, null, base);
     }
     if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
     const secretKey = options.secretKey.toLowerCase();
-    return new HttpSender(options, new KeyRing(secretKey, await publicKeyOf(secretKey), options.channelKeys));
+    return new HttpSender(options, new KeyRing(secretKey, await publicKeyOf(secretKey), options.channelKeys), base);
   }
 
   /** The member's public key, when a secretKey was given. */
