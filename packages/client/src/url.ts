@@ -16,7 +16,9 @@ export function brokerWsUrl(input: string): string {
     throw new SwitchboardError("invalid", `expected a ws://, wss://, http:// or https:// URL, got ${input}`);
   }
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  if (!url.pathname.endsWith("/ws")) url.pathname = `${url.pathname.replace(/\/+$/, "")}/ws`;
+  // Trailing slashes first: http://host/ws/ names the broker's /ws, not /ws/ws.
+  const path = url.pathname.replace(/\/+$/, "");
+  url.pathname = path.endsWith("/ws") ? path : `${path}/ws`;
   return url.toString();
 }
 

@@ -723,6 +723,16 @@ describe("connect and final closes", () => {
     });
   });
 
+  test("an http(s) URL already naming /ws, with a trailing slash, is the broker's /ws: connect opens it", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const [alice] = members as [SetupMember];
+    for (const url of [`${broker.url}/ws/`, `${broker.url}/ws//`]) {
+      const client = await SwitchboardClient.connect({ url, meshId: mesh.id, secretKey: alice.identity.secretKey, reconnect: false });
+      expect(client.connected).toBe(true);
+      await client.close();
+    }
+  });
+
   test("a dropped socket reconnects with the same session; a refused hello on reconnect is final", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];

@@ -270,6 +270,8 @@ test("brokerWsUrl", () => {
   expect(brokerWsUrl("http://127.0.0.1:7900")).toBe("ws://127.0.0.1:7900/ws");
   expect(brokerWsUrl("https://sb.example.com/base/")).toBe("wss://sb.example.com/base/ws");
   expect(brokerWsUrl("http://h:1/ws")).toBe("ws://h:1/ws");
+  expect(brokerWsUrl("http://h:1/ws/")).toBe("ws://h:1/ws");
+  expect(brokerWsUrl("https://sb.example.com/base/ws//")).toBe("wss://sb.example.com/base/ws");
   expect(() => brokerWsUrl("ftp://x")).toThrow();
 });
 
