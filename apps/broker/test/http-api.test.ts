@@ -384,6 +384,28 @@ describe("HTTP messaging API", () => {
     }
   });
 
+  test("a body that is not UTF-8 is refused 400 invalid on each route that reads a body, and nothing of it is kept", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const hookToken = await broker.admin.createHookToken(mesh.id, members[1]!.id);
+    // Latin-1: its é is a byte no UTF-8 text has there; decoded anyway, it became U+FFFD and was stored so.
+    const latin1 = (value: unknown) => Buffer.from(JSON.stringify(value), "latin1");
+    const postBytes = (path: string, token: string, body: Uint8Array, headers: Record<string, string> = {}) =>
+      fetch(`${broker.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers }, body });
+    const NOT_UTF8 = "the body is not text in UTF-8";
+    const key = crypto.randomUUID();
+    const send = await postBytes("/v1/messages", tokens[0]!, latin1({ targetSpec: members[1]!.pubkey, nonce: "plain", ciphertext: "café" }), { "idempotency-key": key });
+    expect({ status: send.status, body: await send.json() }).toEqual({ status: 400, body: { error: { code: "invalid", message: NOT_UTF8 } } });
+    // Its key was not taken: the same key now stores a first message.
+    expect((await post(tokens[0]!, httpBody(members[1]!.pubkey), { key })).status).toBe(201);
+    const hook = await postBytes("/hook/set-status", hookToken, latin1({ status: "working", cwd: "/home/café" }));
+    expect({ status: hook.status, body: await hook.json() }).toEqual({ status: 400, body: { ok: false, error: "invalid", message: NOT_UTF8 } });
+    const slug = `latin-${crypto.randomUUID().slice(0, 8)}`;
+    const created = await postBytes("/v1/meshes", broker.adminToken, latin1({ slug, name: "Café" }));
+    expect({ status: created.status, body: await created.json() }).toEqual({ status: 400, body: { error: { code: "invalid", message: NOT_UTF8 } } });
+    // Nor was the mesh made: its slug is free.
+    expect((await postBytes("/v1/meshes", broker.adminToken, Buffer.from(JSON.stringify({ slug, name: "Café" })))).status).toBe(201);
+  });
+
   test("a client that goes away mid-body is logged at debug, not as a failure, on each route that reads a body", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     const hookToken = await broker.admin.createHookToken(mesh.id, members[1]!.id);

@@ -58,11 +58,25 @@ export function sameSecret(given: string | null, expected: string): boolean {
 export class ClientGone extends Error {}
 
 /**
- * The body as text, or null once it passes maxBytes: reading stops there, so
- * an oversized body (declared or streamed) costs no more than the cap. A
- * client that leaves before the body's end is logged at debug, here for every
- * route, and ends the request with ClientGone. Its time does not count
- * against the request's answer deadline (answer-deadline.ts).
+ * A body whose bytes are not UTF-8. Decoded anyway, each bad byte would
+ * become U+FFFD, and a message's ciphertext be stored altered.
+ */
+export class BodyNotUtf8 extends Error {
+  constructor() {
+    super("the body is not text in UTF-8");
+  }
+}
+
+// ignoreBOM: a leading byte order mark stays in the text, and JSON.parse refuses it (JSON has none).
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * The body as text (one that is not UTF-8 throws BodyNotUtf8), or null once
+ * it passes maxBytes: reading stops there, so an oversized body (declared or
+ * streamed) costs no more than the cap. A client that leaves before the
+ * body's end is logged at debug, here for every route, and ends the request
+ * with ClientGone. Its time does not count against the request's answer
+ * deadline (answer-deadline.ts).
  */
 export function readBodyCapped(req: Request, maxBytes: number, log: Logger): Promise<string | null> {
   return outsideDeadline(req, () => readCapped(req, maxBytes, log));
@@ -89,5 +103,9 @@ async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<
     }
     chunks.push(value);
   }
-  return Buffer.concat(chunks).toString("utf8");
+  try {
+    return UTF8.decode(Buffer.concat(chunks));
+  } catch {
+    throw new BodyNotUtf8();
+  }
 }
