@@ -4,6 +4,7 @@
 import { open, readdir, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { checkTimeout } from "./config.ts";
 
 export type TranscriptStatus = "idle" | "working";
 
@@ -102,13 +103,17 @@ const OUTRANKED_RETRY_MS = 30_000;
  * with source "jsonl" (the broker ranks it below hooks and manual status). A
  * report the broker did not apply is made again every `outrankedRetryMs`
  * while the transcript says so: a higher-ranked status outranks it only for
- * a while. Returns a stop function.
+ * a while. Returns a stop function. An intervalMs no timer keeps (not more
+ * than 0, or over 2^31 − 1) throws SwitchboardError("invalid").
  */
 export function watchTranscriptStatus(
   client: StatusSink,
   cwd: string,
   opts: { intervalMs?: number; home?: string; idleAfterMs?: number; outrankedRetryMs?: number } = {},
 ): () => void {
+  const intervalMs = opts.intervalMs ?? 2000;
+  // A timer fires at once for 0, a negative, NaN or a delay past its range: the disk would be polled without pause.
+  checkTimeout(intervalMs, "intervalMs");
   let stopped = false;
   /** The last status the broker applied from here. */
   let reported: TranscriptStatus | null = null;
@@ -137,7 +142,7 @@ export function watchTranscriptStatus(
     }
   };
   void tick();
-  const timer = setInterval(() => void tick(), opts.intervalMs ?? 2000);
+  const timer = setInterval(() => void tick(), intervalMs);
   return () => {
     stopped = true;
     clearInterval(timer);

@@ -96,6 +96,26 @@ describe("transcript status", () => {
     expect(calls).toHaveLength(2);
   });
 
+  test("watchTranscriptStatus refuses an intervalMs no timer keeps (not more than 0, or over 2^31 − 1 ms) as invalid, before polling", async () => {
+    const { cwd, dir } = project();
+    writeFileSync(join(dir, "s.jsonl"), userLine);
+    // 0 or less polled the disk without pause; a NaN or one past a timer's range, about every millisecond.
+    for (const intervalMs of [0, -1, Number.NaN, 2 ** 31]) {
+      const calls: Array<[string, string]> = [];
+      let stop: (() => void) | undefined;
+      let refused: unknown = null;
+      try {
+        stop = watchTranscriptStatus(recorder(calls), cwd, { home, intervalMs });
+      } catch (error) {
+        refused = error;
+      }
+      stop?.();
+      expect(refused).toMatchObject({ code: "invalid", message: `intervalMs must be > 0 and at most ${2 ** 31 - 1} ms` });
+      await Bun.sleep(50);
+      expect(calls).toEqual([]);
+    }
+  });
+
   test("watchTranscriptStatus reports again, after outrankedRetryMs, a status the broker did not apply", async () => {
     const { cwd, dir } = project();
     writeFileSync(join(dir, "s.jsonl"), userLine);
