@@ -4,7 +4,7 @@
 // wires them together and keeps the state machine.
 // (Over 300 lines: it is the SDK's one public surface — every call a peer can
 // make is a short method here, delegating to those modules.)
-import { clientAckFrame, targetSpecSchema } from "@switchboard/protocol";
+import { clientAckFrame, TARGET_FORMS, targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
 import { isFinalCloseCode } from "./backoff.ts";
 import { Calls } from "./calls.ts";
@@ -190,7 +190,7 @@ export class SwitchboardClient {
   /** A send; `withdraw` aborted while it is unanswered takes it out of the outbox (it is not written again). */
   private async sendWithin(target: string, payload: unknown, opts: SendOptions, withdraw?: AbortSignal): Promise<SendResult> {
     if (!targetSpecSchema.safeParse(target).success) {
-      throw new SwitchboardError("invalid", `not a target: ${target} (a 64-hex pubkey, *, #channel or tag:name)`);
+      throw new SwitchboardError("invalid", `not a target: ${target} (${TARGET_FORMS})`);
     }
     const id = opts.id ?? crypto.randomUUID();
     const envelope = this.keys.sealFor(target, payload, opts.encrypt);

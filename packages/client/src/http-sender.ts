@@ -9,6 +9,7 @@ import {
   httpSendReply,
   messageStatusView,
   publicKeyOf,
+  TARGET_FORMS,
   targetSpecSchema,
   type MessageStatusView,
   type Priority,
@@ -188,7 +189,7 @@ export class HttpSender {
     wait: number | undefined,
   ): Promise<{ result: HttpSendResult; reply: PushFrame | null | undefined }> {
     if (!targetSpecSchema.safeParse(target).success) {
-      throw new SwitchboardError("invalid", `not a target: ${target} (a 64-hex pubkey, *, #channel or tag:name)`);
+      throw new SwitchboardError("invalid", `not a target: ${target} (${TARGET_FORMS})`);
     }
     // A key no request can carry would fail every retry with it: refused before anything is sent.
     if (opts.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(opts.idempotencyKey)) {

@@ -201,6 +201,21 @@ describe("SwitchboardClient", () => {
     expect(a.connected).toBe(true);
   });
 
+  test("a target that is none is refused invalid by send, request and HttpSender naming the forms as the broker does: a pubkey in lowercase", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const control = controllableWebSocket();
+    const a = await connect(mesh.id, alice, { WebSocket: control.WebSocket });
+    const http = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, alice.id) });
+    // 64 hex characters, in capitals: the error said it wanted "a 64-hex pubkey", which this is.
+    const shouted = bob.pubkey.toUpperCase();
+    const refusal = { code: "invalid", message: `not a target: ${shouted} (a pubkey (64 lowercase hex characters), *, #channel or tag:name)` };
+    await expect(a.send(shouted, "hi")).rejects.toMatchObject(refusal);
+    await expect(a.request(shouted, "hi")).rejects.toMatchObject(refusal);
+    await expect(http.send(shouted, "hi")).rejects.toMatchObject(refusal);
+    expect(control.sent.filter((f) => f.type === "send")).toEqual([]);
+  });
+
   test("pushes arriving while close() waits for its last acks are left to the member's next connection, not handed over unacked", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];

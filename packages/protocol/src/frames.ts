@@ -23,7 +23,8 @@ const reqId = z.string().min(1).max(64).optional();
 const pubkey = z.string().regex(PUBKEY, { error: "expected 64 lowercase hex characters" });
 const channel = z.string().regex(CHANNEL, { error: "expected #name (letters, digits, . _ -; at most 64)" });
 
-const TARGET_FORMS = "a pubkey (64 lowercase hex characters), *, #channel or tag:name";
+/** What a targetSpec may be, as every refusal of one names it. */
+export const TARGET_FORMS = "a pubkey (64 lowercase hex characters), *, #channel or tag:name";
 // Named in full: zod's own text for a union none of whose forms fit is "Invalid input".
 export const targetSpecSchema = z.union(
   [pubkey, z.literal("*"), channel, z.string().regex(new RegExp(`^tag:${TAG.source.slice(1, -1)}$`), { error: "expected tag:name" })],
