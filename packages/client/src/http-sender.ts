@@ -101,6 +101,7 @@ export class HttpSender {
     private readonly options: HttpSenderOptions,
     private readonly keys: KeyRing | null,
     base: URL,
+    private readonly token: string,
   ) {
     this.base = base.href.replace(/\/+$/, "");
     // Called as a plain function: a browser's fetch (the global, or window.fetch
@@ -111,16 +112,27 @@ export class HttpSender {
 
   static async create(options: HttpSenderOptions): Promise<HttpSender> {
     const base = baseUrl(options.url);
+    // Around it, a line end read from a file with it is no part of it; inside,
+    // fetch would refuse the header, and every send fail as if the broker were away.
+    // (From JavaScript it may be missing altogether.)
+    const token = typeof options.token === "string" ? options.token.trim() : "";
+    if (token === "") throw new SwitchboardError("invalid", "token: an API token is required");
+    if (!/^[\u0021-\u007e\u00a1-\u00ff]+$/.test(token)) {
+      throw new SwitchboardError(
+        "invalid",
+        "token: holds whitespace, a control character or a character beyond Latin-1 (a copy cut short with …?), which no Authorization header carries",
+      );
+    }
     if (options.timeoutMs !== undefined) checkTimeout(options.timeoutMs, "timeoutMs");
     if (options.secretKey === undefined) {
       // Sealing for a channel needs the member's key (it is in the associated
       // data): keys given without it would be dropped and the messages go plain.
       if (Object.keys(options.channelKeys ?? {}).length > 0) throw new SwitchboardError("invalid", "channelKeys need the member's secretKey");
-      return new HttpSender(options, null, base);
+      return new HttpSender(options, null, base, token);
     }
     if (!/^[0-9a-fA-F]{64}$/.test(options.secretKey)) throw new SwitchboardError("invalid", "secretKey: expected 64 hex characters");
     const secretKey = options.secretKey.toLowerCase();
-    return new HttpSender(options, new KeyRing(secretKey, await publicKeyOf(secretKey), options.channelKeys), base);
+    return new HttpSender(options, new KeyRing(secretKey, await publicKeyOf(secretKey), options.channelKeys), base, token);
   }
 
   /** The member's public key, when a secretKey was given. */
@@ -236,7 +248,7 @@ export class HttpSender {
       res = await this.fetch(`${this.base}${path}`, {
         method,
         headers: {
-          authorization: `Bearer ${this.options.token}`,
+          authorization: `Bearer ${this.token}`,
           ...(body === undefined ? {} : { "content-type": "application/json" }),
           ...headers,
         },

@@ -168,6 +168,25 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     expect(await slashed.send(runnerMember.pubkey, "slashed")).toMatchObject({ recipients: 1, duplicate: false });
   });
 
+  test("a token no Authorization header carries is refused invalid at create, without echoing it; one with a line end around it sends", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    const token = await broker.admin.createApiToken(mesh.id, app.id);
+    // fetch refused such a header: the send failed as unreachable, naming a key as if it might be stored.
+    for (const bad of [`${token}…`, "sba_…", `sba_a\u0000b`, "sba_a b", `${token.slice(0, 10)}\r\n${token.slice(10)}`]) {
+      const made = await HttpSender.create({ url: broker.url, token: bad }).catch((error: unknown) => error);
+      expect(made).toMatchObject({ code: "invalid", message: "token: holds whitespace, a control character or a character beyond Latin-1 (a copy cut short with …?), which no Authorization header carries" });
+    }
+    // None (from JavaScript, not even a string) is refused as such, not thrown as a TypeError.
+    for (const none of ["", " \n", undefined]) {
+      const made = await HttpSender.create({ url: broker.url, token: none as unknown as string }).catch((error: unknown) => error);
+      expect(made).toMatchObject({ code: "invalid", message: "token: an API token is required" });
+    }
+    // Read from a file, with its line end: the line end is no part of the token.
+    const fromFile = await HttpSender.create({ url: broker.url, token: `${token}\r\n` });
+    expect(await fromFile.send(runnerMember.pubkey, "from a file")).toMatchObject({ recipients: 1, duplicate: false });
+  });
+
   test("a reply the sender cannot open comes back as unreadableReply, the send not failed", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
     const [app, runnerMember] = members as [SetupMember, SetupMember];
