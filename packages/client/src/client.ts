@@ -62,7 +62,8 @@ export class SwitchboardClient {
   private attempt: AbortController | null = null;
   /** Set once close() began: pushes arriving from then on are left to the broker (not handed over, not acked). */
   private closing: Promise<void> | null = null;
-  private readonly events = new Emitter<ClientEvents>();
+  // Ended, the client tells nothing after its own close, a listener's late rejection included.
+  private readonly events = new Emitter<ClientEvents>(() => this.isClosed());
   private readonly calls: Calls;
   private readonly reconnector: Reconnector;
   private readonly heartbeat: Heartbeat | null;

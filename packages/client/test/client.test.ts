@@ -201,6 +201,50 @@ describe("SwitchboardClient", () => {
     expect(a.connected).toBe(true);
   });
 
+  test("an async listener that rejects is reported as listener_error, as one that throws: no unhandled rejection ends the process", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+    const [alice, bob] = members as [SetupMember, SetupMember];
+    const b = await connect(mesh.id, bob);
+    const errors: SwitchboardError[] = [];
+    b.on("error", (e) => errors.push(e));
+    // The pattern of an application answering each message: its reply fails (a closed client, a refusal) after the listener returned.
+    b.on("message", async (m) => {
+      await Promise.resolve();
+      throw new Error(`could not answer ${String(m.payload)}`);
+    });
+    // An error listener that rejects is not reported again (that would loop), nor left unhandled.
+    b.on("error", async () => {
+      await Promise.resolve();
+      throw new Error("the error listener failed too");
+    });
+    const a = await connect(mesh.id, alice);
+    await a.send(bob.pubkey, "ping");
+    const reported = await waitUntil(() => errors.find((e) => e.code === "listener_error"), 10_000, "the rejection reported");
+    expect(reported.message).toBe('a "message" listener threw');
+    expect((reported.cause as Error).message).toBe("could not answer ping");
+    await pingAnswered(b);
+    expect(errors.map((e) => e.code)).toEqual(["listener_error"]);
+    // One that rejects once the client has ended tells nothing more: the client's own close was its last event.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let heard = false;
+    b.on("message", async (m) => {
+      if (m.payload !== "late") return;
+      heard = true;
+      await held;
+      throw new Error("rejected after the close");
+    });
+    const events: string[] = [];
+    b.on("close", () => events.push("close"));
+    b.on("error", (e) => events.push(e.code));
+    await a.send(bob.pubkey, "late");
+    await waitUntil(() => heard || undefined, 10_000, "the late message");
+    await b.close();
+    release();
+    await Bun.sleep(50);
+    expect(events.at(-1)).toBe("close");
+  });
+
   test("a target that is none is refused invalid by send, request and HttpSender naming the forms as the broker does: a pubkey in lowercase", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
     const [alice, bob] = members as [SetupMember, SetupMember];
