@@ -4,7 +4,7 @@
 // After the handshake every frame and the close go to the handlers.
 import { HELLO_ERROR_CODES } from "@switchboard/protocol";
 import { SwitchboardError } from "./errors.ts";
-import { parseServerFrame, type HelloAckFrame, type ServerFrame } from "./wire.ts";
+import { describeUnreadable, parseServerFrame, type HelloAckFrame, type ServerFrame } from "./wire.ts";
 import { pathHint } from "./url.ts";
 
 export interface ConnectionHandlers {
@@ -78,7 +78,13 @@ export class Connection {
           else params.handlers.onInvalidFrame(event.data);
           return;
         }
-        if (state !== "hello" || !frame) return;
+        if (state !== "hello") return;
+        if (!frame) {
+          // The answer to the hello came, in a shape this SDK does not know (a
+          // newer broker's): waiting on would end only in a timeout that hides it.
+          fail(new SwitchboardError("protocol", `the broker answered the hello with a frame the SDK cannot read (${describeUnreadable(event.data).what})`));
+          return;
+        }
         if (frame.type === "hello_ack") {
           state = "ready";
           connection.onClose = params.handlers.onClose;

@@ -1161,6 +1161,32 @@ describe("a broker whose limit shrinks across a reconnect", () => {
 });
 
 describe("a broker newer than the SDK", () => {
+  test("a hello answer the SDK cannot read fails the connect with protocol at once, naming what came, not a timeout", async () => {
+    const answers: RawFrame[] = [
+      { type: "hello_ack", presenceId: "p", memberId: "m", meshId: "m", displayName: "fake", status: "away", serverTime: Date.now() },
+      { type: "error", code: "from_a_newer_broker", message: "refused for a reason this SDK cannot name" },
+    ];
+    for (const [i, helloAnswer] of answers.entries()) {
+      const fake = fakeBroker(() => null, () => helloAnswer);
+      try {
+        const me = await newIdentity();
+        const started = Date.now();
+        const refused = await SwitchboardClient.connect({ url: fake.url, meshId: "m", secretKey: me.secretKey, reconnect: false, connectTimeoutMs: 5000 }).then(
+          async (client) => {
+            await client.close();
+            return null;
+          },
+          (error: unknown) => error,
+        );
+        const what = i === 0 ? "type hello_ack" : "type error, code from_a_newer_broker";
+        expect(refused).toMatchObject({ code: "protocol", message: `the broker answered the hello with a frame the SDK cannot read (${what})` });
+        expect(Date.now() - started).toBeLessThan(4000);
+      } finally {
+        await fake.stop();
+      }
+    }
+  });
+
   test("an answer the SDK cannot read (an error code it does not know) fails its call with protocol, and is reported; a send's names its id", async () => {
     let pings = 0;
     const fake = fakeBroker((frame) => {

@@ -166,10 +166,14 @@ export function slowPongWebSocket(delayMs: number): typeof WebSocket {
 
 /**
  * A WebSocket server standing in for a broker the SDK does not fully know (a
- * newer one): it accepts every hello, and answers every other frame with what
- * `answer` returns (null: no answer). Stop it after the test.
+ * newer one): it accepts every hello (with `helloAnswer`'s frame instead,
+ * when given), and answers every other frame with what `answer` returns
+ * (null: no answer). Stop it after the test.
  */
-export function fakeBroker(answer: (frame: RawFrame) => RawFrame | null): { url: string; stop(): Promise<void> } {
+export function fakeBroker(
+  answer: (frame: RawFrame) => RawFrame | null,
+  helloAnswer?: (hello: RawFrame) => RawFrame,
+): { url: string; stop(): Promise<void> } {
   const server = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
@@ -179,7 +183,7 @@ export function fakeBroker(answer: (frame: RawFrame) => RawFrame | null): { url:
         const frame = JSON.parse(String(data)) as RawFrame;
         const reply =
           frame.type === "hello"
-            ? { type: "hello_ack", presenceId: crypto.randomUUID(), memberId: "fake-member", meshId: String(frame.meshId), displayName: "fake", status: "idle", serverTime: Date.now() }
+            ? (helloAnswer?.(frame) ?? { type: "hello_ack", presenceId: crypto.randomUUID(), memberId: "fake-member", meshId: String(frame.meshId), displayName: "fake", status: "idle", serverTime: Date.now() })
             : answer(frame);
         if (reply) ws.send(JSON.stringify(reply));
       },
