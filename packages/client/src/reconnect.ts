@@ -29,7 +29,7 @@ export class Reconnector {
   private shortLived = 0;
   private cancelPause: (() => void) | null = null;
 
-  /** `policy` null: no reconnects (a started client still makes its one attempt). */
+  /** `policy` null, or maxAttempts 0: no reconnects (a started client still makes its one attempt). */
   constructor(
     private readonly policy: ReconnectPolicy | null,
     private readonly hooks: ReconnectHooks,
@@ -67,7 +67,9 @@ export class Reconnector {
    * attempts before this run, for the delays.
    */
   private async run(immediate: boolean, backedOff: number): Promise<void> {
-    const policy = this.policy ?? { maxAttempts: 1, minDelayMs: 0, maxDelayMs: 0 };
+    // Without reconnects (none, or maxAttempts 0) a started client still makes
+    // its one attempt: with none at all it would end before anyone listened.
+    const policy = this.enabled && this.policy !== null ? this.policy : { maxAttempts: 1, minDelayMs: 0, maxDelayMs: 0 };
     let last: SwitchboardError | undefined;
     for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
       if (attempt > 0) this.hooks.retrying();

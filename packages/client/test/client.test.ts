@@ -782,6 +782,23 @@ describe("connect and final closes", () => {
     });
   });
 
+  test("start() with reconnect { maxAttempts: 0 } makes its one attempt, as with reconnect: false, and does not retry a failed one", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+    const [alice] = members as [SetupMember];
+    // It made none: the client was closed before start() resolved, with no event to say so.
+    const client = await SwitchboardClient.start({ url: broker.url, meshId: mesh.id, secretKey: alice.identity.secretKey, reconnect: { maxAttempts: 0 } });
+    try {
+      await waitUntil(() => client.connected || undefined, 10_000, "the client's one attempt to connect");
+    } finally {
+      await client.close();
+    }
+    const failures: Array<{ code: string; willRetry: boolean }> = [];
+    const away = await SwitchboardClient.start({ url: "ws://127.0.0.1:1/ws", meshId: mesh.id, secretKey: alice.identity.secretKey, reconnect: { maxAttempts: 0 } });
+    away.on("connectFailed", (f) => failures.push({ code: f.error.code, willRetry: f.willRetry }));
+    await waitUntil(() => away.connectionState === "closed" || undefined, 10_000, "the one failed attempt");
+    expect(failures).toEqual([{ code: "unreachable", willRetry: false }]);
+  });
+
   test("an http(s) URL already naming /ws, with a trailing slash, is the broker's /ws: connect opens it", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
     const [alice] = members as [SetupMember];
