@@ -1,5 +1,5 @@
 // ClientOptions with every default applied and checked once.
-import { MAX_SESSION_ID_LENGTH, publicKeyOf } from "@switchboard/protocol";
+import { MAX_SESSION_ID_LENGTH, publicKeyOf, signedHelloFrame } from "@switchboard/protocol";
 import { MAX_TIMER_MS, resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
 import { SwitchboardError } from "./errors.ts";
 import type { ClientOptions, TokenSource } from "./types.ts";
@@ -60,6 +60,16 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   if (sessionId.length < 1 || sessionId.length > MAX_SESSION_ID_LENGTH) {
     throw new SwitchboardError("invalid", `sessionId: 1 to ${MAX_SESSION_ID_LENGTH} characters`);
   }
+  // Checked as the broker checks the hello: refused there, as malformed, it
+  // would end the client for good after its first attempt.
+  for (const field of ["meshId", "sessionId", "cwd", "displayName"] as const) {
+    const value = field === "sessionId" ? sessionId : options[field];
+    const checked = value === undefined ? null : signedHelloFrame.shape[field].safeParse(value);
+    if (checked && !checked.success) throw new SwitchboardError("invalid", `${field}: ${checked.error.issues[0]?.message ?? "not valid"}`);
+  }
+  // A working directory no hello can carry (longer than the broker takes) is left out rather than refused: the caller did not choose it.
+  const defaultCwd = nodeProcess?.cwd();
+  const cwd = options.cwd ?? (defaultCwd !== undefined && signedHelloFrame.shape.cwd.safeParse(defaultCwd).success ? defaultCwd : undefined);
   const pid = options.pid ?? nodeProcess?.ppid;
   const ackDelayMs = options.ackDelayMs ?? 50;
   if (!(ackDelayMs >= 0)) throw new SwitchboardError("invalid", "ackDelayMs must be ≥ 0");
@@ -85,7 +95,7 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     sessionId,
     // The broker wants a positive pid; some sandboxes report 0 for the parent.
     pid: pid !== undefined && Number.isInteger(pid) && pid > 0 ? pid : undefined,
-    cwd: options.cwd ?? nodeProcess?.cwd(),
+    cwd,
     displayName: options.displayName,
     reconnect: resolvePolicy(options.reconnect),
     ackDelayMs,

@@ -287,6 +287,22 @@ test("a URL with a fragment, which no WebSocket can open, is refused as invalid 
   expect(brokerWsUrl("http://h:1/?via=edge")).toBe("ws://h:1/ws?via=edge");
 });
 
+test("hello fields the broker would refuse as malformed (ending the client for good) are refused as invalid when the client is made", async () => {
+  const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
+  for (const [bad, field] of [
+    [{ displayName: "d".repeat(129) }, "displayName"],
+    [{ displayName: "" }, "displayName"],
+    [{ cwd: `/${"c".repeat(4096)}` }, "cwd"],
+    [{ cwd: "/tmp/\u0000x" }, "cwd"],
+    [{ meshId: "m".repeat(129) }, "meshId"],
+    [{ sessionId: "s\u0000" }, "sessionId"],
+  ] as const) {
+    expect(await resolveConfig({ ...base, ...bad }).catch((error: unknown) => error)).toMatchObject({ code: "invalid", message: expect.stringMatching(new RegExp(`^${field}: `)) });
+    expect(await SwitchboardClient.start({ ...base, ...bad }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
+  }
+  expect(await resolveConfig({ ...base, displayName: "d".repeat(128), cwd: "/work" })).toMatchObject({ displayName: "d".repeat(128), cwd: "/work" });
+});
+
 test("timeouts a timer cannot keep (over 2^31 - 1 ms), and acks or offline modes that do not exist, are refused as invalid", async () => {
   const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
   for (const bad of [
