@@ -63,6 +63,20 @@ describe("envelope", () => {
     expect(directKey(c.secretKey, c.publicKey, b.publicKey)).not.toEqual(ab);
   });
 
+  test("a send to 64 hex characters that are no ed25519 public key says so: no direct message to it can be sealed", async () => {
+    const a = await generateKeypair();
+    const client = await SwitchboardClient.start({ url: "http://127.0.0.1:1", meshId: "m", secretKey: a.secretKey, reconnect: false });
+    try {
+      const target = "f".repeat(64);
+      expect(await client.send(target, "x").catch((error: unknown) => error)).toMatchObject({
+        code: "invalid",
+        message: `${target} is no ed25519 public key (it names no point of the curve): no direct message to it can be sealed`,
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
   test("sealed payloads open only with the same key and associated data", () => {
     const key = crypto.getRandomValues(new Uint8Array(32));
     const ad = associatedData("aa".repeat(32), "#ops");
