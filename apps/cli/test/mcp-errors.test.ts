@@ -41,3 +41,19 @@ test("an empty text is refused as invalid, naming text, before anything is sent"
   const schema = toolList().find((t) => t.name === "send_message")?.inputSchema as { properties: Record<string, unknown> };
   expect(schema.properties.text).toMatchObject({ type: "string", minLength: 1 });
 });
+
+test("an argument no tool takes is refused as invalid, naming it and the tool's arguments, before anything is sent (the schema says additionalProperties: false)", async () => {
+  const unused = (): never => {
+    throw new Error("the tool ran");
+  };
+  const ctx = { client: unused, directory: { resolve: unused }, inbox: { take: unused } } as unknown as ToolContext;
+  // A camelCase reply_to would otherwise send the message as no answer, and a misspelled priority at "next".
+  const camel = await callTool("send_message", { to: "bob", text: "hi", replyTo: "00000000-0000-4000-8000-000000000000" }, ctx);
+  expect(camel.isError).toBe(true);
+  expect(camel.structuredContent).toEqual({
+    error: { code: "invalid", message: 'arguments: unknown argument "replyTo" (send_message takes to, text, priority, reply_to, id)' },
+  });
+  const extra = await callTool("check_messages", { all: true }, ctx);
+  expect(extra.structuredContent).toEqual({ error: { code: "invalid", message: 'arguments: unknown argument "all" (check_messages takes none)' } });
+  for (const tool of toolList()) expect(tool.inputSchema).toMatchObject({ additionalProperties: false });
+});

@@ -22,13 +22,29 @@ interface ToolSpec<S extends z.ZodObject> {
   run(args: z.infer<S>, ctx: ToolContext): Promise<Record<string, unknown>>;
 }
 
+/**
+ * A tool's arguments. A key the schema does not list is refused, as the
+ * advertised additionalProperties: false says, not dropped: a camelCase
+ * replyTo or a misspelled priority would otherwise change a send unseen.
+ */
+function argsOf<T extends z.core.$ZodLooseShape>(tool: string, shape: T) {
+  const takes = Object.keys(shape).join(", ") || "none";
+  return z.strictObject(shape, {
+    error: (issue) =>
+      issue.code === "unrecognized_keys"
+        ? `unknown argument${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => JSON.stringify(k)).join(", ")} (${tool} takes ${takes})`
+        : undefined,
+  });
+}
+
 const hashed = (channel: string) => (channel.startsWith("#") ? channel : `#${channel}`);
-const channelArg = z.object({
-  channel: z
-    .string()
-    .refine((c) => CHANNEL.test(hashed(c)), { error: "a channel name: letters, digits, . _ - (at most 64, not counting the #)" })
-    .describe('Channel name, with or without the leading "#"'),
-});
+const channelArg = (tool: string) =>
+  argsOf(tool, {
+    channel: z
+      .string()
+      .refine((c) => CHANNEL.test(hashed(c)), { error: "a channel name: letters, digits, . _ - (at most 64, not counting the #)" })
+      .describe('Channel name, with or without the leading "#"'),
+  });
 
 function tool<S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<S> {
   return spec;
@@ -45,7 +61,7 @@ const TOOLS = {
     description:
       "Send a text message to a member of the mesh (by display name or pubkey), to everyone (*), to a #channel or to tag:x. " +
       "To answer a message, pass its message_id as reply_to.",
-    input: z.object({
+    input: argsOf("send_message", {
       to: z.string().min(1).describe("A member's display name or 64-hex pubkey, *, #channel or tag:name"),
       // An empty message would reach its recipients as nothing to read.
       text: z.string().min(1, { error: "must not be empty: give the message to send" }).describe("The message"),
@@ -79,7 +95,7 @@ const TOOLS = {
       "The messages received since the last call (whether or not they were already shown to you as channel notifications), oldest first; clears that list. " +
       "A long list comes a page at a time: `more` says how many are left for the next call. " +
       "A message too long for one page comes in parts over successive calls, each with its message_id and `part` of `parts` (from 1): join their texts.",
-    input: z.object({}),
+    input: argsOf("check_messages", {}),
     async run(_args, ctx) {
       const { messages, more, dropped } = ctx.inbox.take();
       return { messages, ...(more > 0 ? { more } : {}), ...(dropped > 0 ? { dropped_oldest: dropped } : {}) };
@@ -87,7 +103,7 @@ const TOOLS = {
   }),
   list_peers: tool({
     description: "The members of the mesh that are online now, with their status (idle, working, dnd) and number of sessions.",
-    input: z.object({}),
+    input: argsOf("list_peers", {}),
     async run(_args, ctx) {
       const me = ctx.client().publicKey;
       const peers = await ctx.directory.livePeers();
@@ -104,7 +120,7 @@ const TOOLS = {
   }),
   set_status: tool({
     description: "Set this session's status: idle, working or dnd (do not disturb: only priority now reaches you until you set another).",
-    input: z.object({ status: z.enum(["idle", "working", "dnd"]) }),
+    input: argsOf("set_status", { status: z.enum(["idle", "working", "dnd"]) }),
     async run(args, ctx) {
       const result = await ctx.client().setStatus(args.status, "manual");
       return { status: result.status, status_source: result.statusSource };
@@ -112,7 +128,7 @@ const TOOLS = {
   }),
   join_channel: tool({
     description: "Join a #channel: messages sent to it reach this member from then on.",
-    input: channelArg,
+    input: channelArg("join_channel"),
     async run(args, ctx) {
       await ctx.client().join(hashed(args.channel));
       return { channel: hashed(args.channel), joined: true };
@@ -120,7 +136,7 @@ const TOOLS = {
   }),
   leave_channel: tool({
     description: "Leave a #channel.",
-    input: channelArg,
+    input: channelArg("leave_channel"),
     async run(args, ctx) {
       await ctx.client().leave(hashed(args.channel));
       return { channel: hashed(args.channel), joined: false };
