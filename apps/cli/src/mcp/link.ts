@@ -30,6 +30,7 @@ function endedBy(info: CloseInfo): ToolError {
 export class BrokerLink {
   private current: SwitchboardClient | null = null;
   private failure: ToolError | null = null;
+  private started = false;
   private stopped = false;
   private wake: (() => void) | null = null;
 
@@ -39,8 +40,14 @@ export class BrokerLink {
     private readonly onClient: (client: SwitchboardClient) => void,
   ) {}
 
-  /** Tries until connected (or refused for good, or stopped). */
+  /**
+   * Tries until connected (or refused for good, or stopped). Once: a second
+   * start (a client that sends notifications/initialized twice) would connect
+   * a second client of the same session id, which replaces the first.
+   */
   async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
         const client = await SwitchboardClient.connect({ ...this.options, reconnect: RECONNECT });
