@@ -235,8 +235,8 @@ describe("two sessions, alice and bob", () => {
         { display_name: "bob", pubkey: members.bob!.pubkey, status: expect.any(String), sessions: 1, you: false },
       ]),
     );
-    expect(await b.ok("set_status", { status: "dnd" })).toEqual({ status: "dnd", status_source: "manual" });
-    expect(await b.ok("set_status", { status: "idle" })).toEqual({ status: "idle", status_source: "manual" });
+    expect(await b.ok("set_status", { status: "dnd" })).toEqual({ status: "dnd", status_source: "manual", applied: true });
+    expect(await b.ok("set_status", { status: "idle" })).toEqual({ status: "idle", status_source: "manual", applied: true });
 
     expect(await b.ok("join_channel", { channel: "reviews" })).toEqual({ channel: "#reviews", joined: true });
     await a.ok("send_message", { to: "#reviews", text: "PR 12 is up" });

@@ -119,11 +119,21 @@ const TOOLS = {
     },
   }),
   set_status: tool({
-    description: "Set this session's status: idle, working or dnd (do not disturb: only priority now reaches you until you set another).",
+    description:
+      "Set this session's status: idle, working or dnd (do not disturb: only priority now reaches you until you set another). " +
+      "Claude Code's hooks set working when a turn starts and idle when it ends, and outrank idle and working set here for a while after; dnd always applies. " +
+      "`applied` says whether the session now has the status asked for.",
     input: argsOf("set_status", { status: z.enum(["idle", "working", "dnd"]) }),
     async run(args, ctx) {
       const result = await ctx.client().setStatus(args.status, "manual");
-      return { status: result.status, status_source: result.statusSource };
+      const data = { status: result.status, status_source: result.statusSource, applied: result.status === args.status };
+      if (data.applied) return data;
+      // The broker answers the status it kept, not a refusal: said in words, so it is not read as the one asked for.
+      const why =
+        result.statusSource === "hook"
+          ? "Claude Code's hooks set it (working when a turn starts, idle when it ends) and outrank set_status idle or working for a while after; dnd always applies"
+          : `the broker kept the one set by ${result.statusSource}`;
+      return { ...data, note: `the status stays ${result.status}: ${why}` };
     },
   }),
   join_channel: tool({
