@@ -31,6 +31,8 @@ export class BrokerLink {
   private current: SwitchboardClient | null = null;
   private failure: ToolError | null = null;
   private started = false;
+  /** Why the last connect or reconnect failed, for the tools to say while there is no connection. */
+  private lastFailure: SwitchboardError | null = null;
   private stopped = false;
   private wake: (() => void) | null = null;
 
@@ -56,12 +58,14 @@ export class BrokerLink {
           return;
         }
         this.current = client;
+        this.lastFailure = null;
         this.watch(client);
         this.log.info({ presence_id: client.presenceId, session_id: this.options.sessionId }, "mcp connected");
         this.onClient(client);
         return;
       } catch (error) {
         const code = error instanceof SwitchboardError ? error.code : "unreachable";
+        this.lastFailure = error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error));
         if (isFinal(code)) {
           const why = code === "invalid" ? "this server's connection options are not valid" : "the broker refused this member";
           this.failure = new ToolError(code, `${why}: ${(error as Error).message}`);
@@ -77,9 +81,14 @@ export class BrokerLink {
   client(): SwitchboardClient {
     if (this.failure) throw this.failure;
     const client = this.current;
-    if (client === null) throw new ToolError("unavailable", "not connected to the broker yet; retrying in the background");
-    if (!client.connected) throw new ToolError("unavailable", "the connection to the broker is down; reconnecting in the background");
+    if (client === null) throw new ToolError("unavailable", `not connected to the broker yet; retrying in the background${this.lastTry()}`);
+    if (!client.connected) throw new ToolError("unavailable", `the connection to the broker is down; reconnecting in the background${this.lastTry()}`);
     return client;
+  }
+
+  /** A broker that is not running, a URL that names none, a clock it refuses: the model can tell the user which. */
+  private lastTry(): string {
+    return this.lastFailure === null ? "" : ` (last try: ${this.lastFailure.code}: ${this.lastFailure.message})`;
   }
 
   async stop(): Promise<void> {
@@ -96,9 +105,13 @@ export class BrokerLink {
     });
     // Each failed reconnect with its reason: a broker down, a token refused, the member revoked.
     client.on("connectFailed", (f) => {
+      this.lastFailure = f.error;
       if (!this.stopped) this.log.warn({ code: f.error.code, attempt: f.attempt, retrying: f.willRetry, err: f.error }, "mcp reconnect failed");
     });
-    client.on("reconnect", () => this.log.info({ presence_id: client.presenceId }, "mcp reconnected"));
+    client.on("reconnect", () => {
+      this.lastFailure = null;
+      this.log.info({ presence_id: client.presenceId }, "mcp reconnected");
+    });
   }
 
   private pause(ms: number): Promise<void> {
