@@ -94,11 +94,25 @@ const TOOLS = {
     description:
       "The messages received since the last call (whether or not they were already shown to you as channel notifications), oldest first; clears that list. " +
       "A long list comes a page at a time: `more` says how many are left for the next call. " +
-      "A message too long for one page comes in parts over successive calls, each with its message_id and `part` of `parts` (from 1): join their texts.",
+      "A message too long for one page comes in parts over successive calls, each with its message_id and `part` of `parts` (from 1): join their texts. " +
+      "`connection` (code, message) is there while this session is not connected to the broker: nothing new arrives until it is.",
     input: argsOf("check_messages", {}),
     async run(_args, ctx) {
       const { messages, more, dropped } = ctx.inbox.take();
-      return { messages, ...(more > 0 ? { more } : {}), ...(dropped > 0 ? { dropped_oldest: dropped } : {}) };
+      // A session without channels learns of messages only here: an empty list while disconnected must not read as "nobody wrote".
+      let connection: { code: string; message: string } | undefined;
+      try {
+        ctx.client();
+      } catch (error) {
+        const { code, message } = toolErrorOf(error);
+        connection = { code, message };
+      }
+      return {
+        messages,
+        ...(more > 0 ? { more } : {}),
+        ...(dropped > 0 ? { dropped_oldest: dropped } : {}),
+        ...(connection === undefined ? {} : { connection }),
+      };
     },
   }),
   list_peers: tool({
