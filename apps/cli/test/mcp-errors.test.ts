@@ -29,7 +29,7 @@ test("a reply_to that is not a message id is refused as invalid, naming reply_to
   expect(schema.properties.reply_to).toMatchObject({ type: "string", format: "uuid" });
 });
 
-test("an empty text is refused as invalid, naming text, before anything is sent", async () => {
+test("an empty text, or whitespace alone, is refused as invalid, naming text, before anything is sent", async () => {
   const unused = (): never => {
     throw new Error("the tool ran");
   };
@@ -38,6 +38,8 @@ test("an empty text is refused as invalid, naming text, before anything is sent"
   expect(empty.isError).toBe(true);
   expect(empty.structuredContent).toEqual({ error: { code: "invalid", message: "text: must not be empty: give the message to send" } });
   expect(empty.content).toEqual([{ type: "text", text: "invalid: text: must not be empty: give the message to send" }]);
+  const blank = await callTool("send_message", { to: "bob", text: " \n\t " }, ctx);
+  expect(blank.structuredContent).toEqual({ error: { code: "invalid", message: "text: must not be empty: give the message to send" } });
   const schema = toolList().find((t) => t.name === "send_message")?.inputSchema as { properties: Record<string, unknown> };
   expect(schema.properties.text).toMatchObject({ type: "string", minLength: 1 });
 });

@@ -63,8 +63,12 @@ const TOOLS = {
       "To answer a message, pass its message_id as reply_to.",
     input: argsOf("send_message", {
       to: z.string().min(1).describe("A member's display name or 64-hex pubkey, *, #channel or tag:name"),
-      // An empty message would reach its recipients as nothing to read.
-      text: z.string().min(1, { error: "must not be empty: give the message to send" }).describe("The message"),
+      // An empty message (or whitespace alone) would reach its recipients as nothing to read.
+      text: z
+        .string()
+        .min(1, { error: "must not be empty: give the message to send", abort: true })
+        .regex(/\S/, { error: "must not be empty: give the message to send" })
+        .describe("The message"),
       priority: prioritySchema
         .optional()
         .describe("now: delivered even while the recipient is busy; next (default): at the end of its turn; low: when idle"),
