@@ -6,6 +6,7 @@ import {
   IDEMPOTENCY_KEY_HEADER,
   MAX_IDEMPOTENCY_KEY_LENGTH,
   MAX_WAIT_SECONDS,
+  httpSendBody,
   httpSendReply,
   messageStatusView,
   publicKeyOf,
@@ -124,6 +125,10 @@ export class HttpSender {
       );
     }
     if (options.timeoutMs !== undefined) checkTimeout(options.timeoutMs, "timeoutMs");
+    // One the broker refuses would fail every send, each as a 400 of its own.
+    if (options.mesh !== undefined && !httpSendBody.shape.mesh.safeParse(options.mesh).success) {
+      throw new SwitchboardError("invalid", "mesh: a mesh id or slug, 1 to 63 characters");
+    }
     if (options.secretKey === undefined) {
       // Sealing for a channel needs the member's key (it is in the associated
       // data): keys given without it would be dropped and the messages go plain.

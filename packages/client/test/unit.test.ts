@@ -317,6 +317,12 @@ test("hello fields the broker would refuse as malformed (ending the client for g
   expect(await resolveConfig({ ...base, displayName: "d".repeat(128), cwd: "/work" })).toMatchObject({ displayName: "d".repeat(128), cwd: "/work" });
 });
 
+test("an HttpSender mesh no send can name (empty, over 63 characters) is refused as invalid at create, not by the broker at every send", async () => {
+  for (const mesh of ["", "m".repeat(64)]) {
+    expect(await HttpSender.create({ url: "http://127.0.0.1:1", token: "sba_x", mesh }).catch((error: unknown) => error)).toMatchObject({ code: "invalid", message: expect.stringMatching(/^mesh: /) });
+  }
+});
+
 test("timeouts a timer cannot keep (over 2^31 - 1 ms), and acks or offline modes that do not exist, are refused as invalid", async () => {
   const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
   for (const bad of [
