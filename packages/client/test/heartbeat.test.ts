@@ -54,7 +54,8 @@ test("a socket gone silent is given up (close 1006) and reconnected with its ses
 test("a quiet socket that answers its pings is kept", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["carol"] });
   const sent: RawFrame[] = [];
-  const c = await client(members[0]!, mesh.id, { heartbeatMs: 100, WebSocket: recordingWebSocket([], sent) });
+  // Long enough that a pong is never late on a machine busy with the rest of the suite (at 100 ms one was, and the socket was given up).
+  const c = await client(members[0]!, mesh.id, { heartbeatMs: 1000, WebSocket: recordingWebSocket([], sent) });
   const seen = collect(c);
   await waitUntil(() => sent.filter((f) => f.type === "ping").length >= 3 || undefined, 30_000, "three heartbeat pings");
   expect(seen.closes).toEqual([]);
