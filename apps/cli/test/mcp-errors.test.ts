@@ -5,6 +5,14 @@ import { SwitchboardError } from "@switchboard/client";
 import { toolErrorOf } from "../src/mcp/errors.ts";
 import { callTool, failure, toolList, type ToolContext } from "../src/mcp/tools.ts";
 
+/** Arguments are refused before the context is used: a context that fails any use shows none happened. */
+function untouchedContext(): ToolContext {
+  const unused = (): never => {
+    throw new Error("the tool ran");
+  };
+  return { client: unused, directory: { resolve: unused }, inbox: { take: unused } } as unknown as ToolContext;
+}
+
 test("a send that timed out names its id in the text and the structured error; other errors do not", () => {
   const timedOut = failure(toolErrorOf(new SwitchboardError("timeout", "no answer from the broker within 15000 ms", { sendId: "send-1" })));
   expect(timedOut.isError).toBe(true);
@@ -17,11 +25,7 @@ test("a send that timed out names its id in the text and the structured error; o
 });
 
 test("a reply_to that is not a message id is refused as invalid, naming reply_to (not the SDK's replyTo), before anything is sent", async () => {
-  // The arguments are refused before the context is used: a context that would fail any use shows none happened.
-  const unused = (): never => {
-    throw new Error("the tool ran");
-  };
-  const ctx = { client: unused, directory: { resolve: unused }, inbox: { take: unused } } as unknown as ToolContext;
+  const ctx = untouchedContext();
   const bad = await callTool("send_message", { to: "bob", text: "hi", reply_to: "msg-1" }, ctx);
   expect(bad.isError).toBe(true);
   expect(bad.structuredContent).toEqual({ error: { code: "invalid", message: "reply_to: a message_id as received (a UUID)" } });
@@ -30,10 +34,7 @@ test("a reply_to that is not a message id is refused as invalid, naming reply_to
 });
 
 test("an empty text, or whitespace alone, is refused as invalid, naming text, before anything is sent", async () => {
-  const unused = (): never => {
-    throw new Error("the tool ran");
-  };
-  const ctx = { client: unused, directory: { resolve: unused }, inbox: { take: unused } } as unknown as ToolContext;
+  const ctx = untouchedContext();
   const empty = await callTool("send_message", { to: "bob", text: "" }, ctx);
   expect(empty.isError).toBe(true);
   expect(empty.structuredContent).toEqual({ error: { code: "invalid", message: "text: must not be empty: give the message to send" } });
@@ -45,10 +46,7 @@ test("an empty text, or whitespace alone, is refused as invalid, naming text, be
 });
 
 test("an argument no tool takes is refused as invalid, naming it and the tool's arguments, before anything is sent (the schema says additionalProperties: false)", async () => {
-  const unused = (): never => {
-    throw new Error("the tool ran");
-  };
-  const ctx = { client: unused, directory: { resolve: unused }, inbox: { take: unused } } as unknown as ToolContext;
+  const ctx = untouchedContext();
   // A camelCase reply_to would otherwise send the message as no answer, and a misspelled priority at "next".
   const camel = await callTool("send_message", { to: "bob", text: "hi", replyTo: "00000000-0000-4000-8000-000000000000" }, ctx);
   expect(camel.isError).toBe(true);
