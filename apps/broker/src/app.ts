@@ -237,6 +237,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     timing,
     clock,
     events: presenceEvents,
+    maxQueuedPerMember: config.MAX_QUEUED_PER_MEMBER,
     onHousekeeping: () => {
       hooks.prune();
       sending.prune();

@@ -108,6 +108,10 @@ export const configSchema = z.object({
   ACK_RATE_LIMIT_PER_MIN: positive(120_000),
   MAX_REFUSED_FRAMES_PER_MIN: positive(1000),
   MAX_CHANNELS_PER_MEMBER: positive(100),
+  // Deliveries a member has not taken, past which it is sent nothing more
+  // until it takes some: one member offline (or one sender in a loop) must
+  // not fill the database.
+  MAX_QUEUED_PER_MEMBER: positive(100_000),
   CONNECTION_INFLIGHT_FRAMES: int(8, 100_000, 256),
   CONNECTION_INFLIGHT_BYTES: int(65_536, 1_073_741_824, 4 * 1024 * 1024),
   INSTANCE_INFLIGHT_BYTES: int(1_048_576, 17_179_869_184, 256 * 1024 * 1024),

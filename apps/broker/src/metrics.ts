@@ -90,6 +90,11 @@ export function createMetrics() {
       help: "Deliveries not yet acknowledged by their recipient (all instances)",
       registers: [registry],
     }),
+    membersQueueFull: new Gauge({
+      name: "broker_members_queue_full",
+      help: "Members whose queue holds MAX_QUEUED_PER_MEMBER deliveries or more, sent nothing new until they take some (all instances)",
+      registers: [registry],
+    }),
     presencesCongested: new Gauge({
       name: "broker_presences_congested",
       help: "Presences on this instance whose socket is backed up (no pushes until it drains)",

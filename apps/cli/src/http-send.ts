@@ -76,7 +76,7 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
     return;
   }
   const dup = result.duplicate ? ", duplicate of an earlier send" : "";
-  await out(sentLine(result.messageId, result.recipients, `queued${dup}`));
+  await out(sentLine(result, `queued${dup}`));
   if (wait === undefined) return;
   if (unreadable !== null) throw unread();
   const reply = result.reply ?? null;

@@ -44,10 +44,15 @@ export function oneLine(text: string): string {
   return text.replace(CONTROLS, (c) => NAMED[c] ?? `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }
 
-/** The line a send prints; a send that matched nobody says so rather than "to 0 recipient(s)". */
-export function sentLine(messageId: string, recipients: number, how: string): string {
-  if (recipients === 0) return `sent ${messageId}, but no member receives it: nobody else matches the target (${how})`;
-  return `sent ${messageId} to ${recipients} recipient(s) (${how})`;
+/**
+ * The line a send prints; a send that matched nobody says so rather than "to
+ * 0 recipient(s)", and one that skipped members whose queue is full says how many.
+ */
+export function sentLine(sent: { messageId: string; recipients: number; fullQueues: number }, how: string): string {
+  const { messageId, recipients, fullQueues } = sent;
+  const skipped = fullQueues === 0 ? "" : `; not to ${fullQueues} member(s) whose queue is full (MAX_QUEUED_PER_MEMBER)`;
+  if (recipients === 0 && fullQueues === 0) return `sent ${messageId}, but no member receives it: nobody else matches the target (${how})`;
+  return `sent ${messageId} to ${recipients} recipient(s) (${how})${skipped}`;
 }
 
 export function shortKey(pubkey: string): string {

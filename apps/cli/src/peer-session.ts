@@ -248,7 +248,7 @@ export async function runSend(ctx: Context): Promise<void> {
     else {
       const how = result.queued ? "queued" : "not queued";
       const dup = result.duplicate ? ", duplicate of an earlier send" : "";
-      await out(sentLine(result.messageId, result.recipients, `${how}${dup}`));
+      await out(sentLine(result, `${how}${dup}`));
     }
   } finally {
     await client.close().catch(() => {});

@@ -1,7 +1,7 @@
 // What the CLI prints of what peers wrote: one line, and nothing a terminal
 // would act on (cursor moves, line erasing, its own commands, reordering).
 import { describe, expect, test } from "bun:test";
-import { oneLine, table } from "../src/output.ts";
+import { oneLine, sentLine, table } from "../src/output.ts";
 
 describe("oneLine", () => {
   test("line breaks and tabs as escapes, as before", () => {
@@ -29,5 +29,24 @@ describe("table", () => {
       "alice\\nbob  d75a9801  1234",
       "\\u{1b}[31mred         5678",
     ]);
+  });
+});
+
+describe("sentLine", () => {
+  const messageId = "0b0e4f2a-7c61-4d9e-9a43-2f1f3b7c9d10";
+  test("names the recipients, and the members skipped for a full queue when there were any", () => {
+    expect(sentLine({ messageId, recipients: 2, fullQueues: 0 }, "queued")).toBe(`sent ${messageId} to 2 recipient(s) (queued)`);
+    expect(sentLine({ messageId, recipients: 2, fullQueues: 1 }, "queued")).toBe(
+      `sent ${messageId} to 2 recipient(s) (queued); not to 1 member(s) whose queue is full (MAX_QUEUED_PER_MEMBER)`,
+    );
+  });
+
+  test("a send that matched nobody says so, but not when its every recipient was skipped for a full queue", () => {
+    expect(sentLine({ messageId, recipients: 0, fullQueues: 0 }, "queued")).toBe(
+      `sent ${messageId}, but no member receives it: nobody else matches the target (queued)`,
+    );
+    expect(sentLine({ messageId, recipients: 0, fullQueues: 3 }, "queued")).toBe(
+      `sent ${messageId} to 0 recipient(s) (queued); not to 3 member(s) whose queue is full (MAX_QUEUED_PER_MEMBER)`,
+    );
   });
 });

@@ -216,6 +216,7 @@ export class SwitchboardClient {
       messageId: ack.messageId,
       queued: ack.queued,
       recipients: ack.recipients,
+      fullQueues: ack.fullQueues ?? 0,
       duplicate: ack.duplicate === true,
     };
   }

@@ -64,6 +64,8 @@ export interface HttpSendResult {
   idempotencyKey: string;
   messageId: string;
   recipients: number;
+  /** Recipients of a channel, tag or `*` whose queue was full: the message is not theirs (0 when none was). */
+  fullQueues: number;
   duplicate: boolean;
 }
 
@@ -242,7 +244,7 @@ export class HttpSender {
         throw error;
       });
     return {
-      result: { idempotencyKey, messageId: answer.messageId, recipients: answer.recipients, duplicate: answer.duplicate === true },
+      result: { idempotencyKey, messageId: answer.messageId, recipients: answer.recipients, fullQueues: answer.fullQueues ?? 0, duplicate: answer.duplicate === true },
       reply: answer.reply,
     };
   }

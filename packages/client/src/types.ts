@@ -90,6 +90,8 @@ export interface SendResult {
   messageId: string;
   queued: boolean;
   recipients: number;
+  /** Recipients of a channel, tag or `*` whose queue was full: the message is not theirs (0 when none was). */
+  fullQueues: number;
   duplicate: boolean;
 }
 

@@ -48,9 +48,17 @@ export const members = pgTable(
     role: text("role").notNull().default("member"),
     createdAt: createdAt(),
     revokedAt: tstz("revoked_at"),
+    // Set while the member's queue holds MAX_QUEUED_PER_MEMBER deliveries or
+    // more, by a sweep (store/queue/full-queues.ts): the send statement reads
+    // it from the row it routes by, rather than counting a queue per send.
+    queueFullAt: tstz("queue_full_at"),
   },
   (t) => [
     uniqueIndex("members_mesh_pubkey_key").on(t.meshId, t.pubkey),
+    // Full queues are few: the sweep finds those to clear without reading every member.
+    index("members_queue_full_idx")
+      .on(t.queueFullAt)
+      .where(sql`queue_full_at IS NOT NULL`),
     // Revocations are few: housekeeping finds the recent ones without reading every member.
     index("members_revoked_idx")
       .on(t.revokedAt)

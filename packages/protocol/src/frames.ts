@@ -163,7 +163,7 @@ export type HelloErrorCode = (typeof HELLO_ERROR_CODES)[number];
 export const UPGRADE_REFUSAL_CODES = ["forbidden", "unavailable", "capacity", "rate_limited"] as const;
 export type UpgradeRefusalCode = (typeof UPGRADE_REFUSAL_CODES)[number];
 
-export const FRAME_ERROR_CODES = ["invalid", "too_large", "unknown_target", "rate_limited", "forbidden", "internal"] as const;
+export const FRAME_ERROR_CODES = ["invalid", "too_large", "unknown_target", "rate_limited", "forbidden", "queue_full", "internal"] as const;
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number];
 
 /** WebSocket close codes the broker uses, standard (1xxx) and its own (4xxx). */

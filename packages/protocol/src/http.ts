@@ -35,6 +35,8 @@ export const httpSendReply = z.object({
   messageId: z.string().min(1),
   queued: z.literal(true),
   recipients: z.number().int().nonnegative(),
+  /** As the socket's ack says it: recipients whose queue was full, who do not get the message. Only when some were. */
+  fullQueues: z.number().int().positive().optional(),
   duplicate: z.literal(true).optional(),
   reply: pushFrame.nullable().optional(),
 });

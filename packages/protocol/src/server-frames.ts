@@ -32,6 +32,8 @@ export const sendAckFrame = z.object({
   messageId: z.string().nullable(),
   queued: z.boolean(),
   recipients: z.number().int(),
+  /** Recipients of a channel, tag or * whose queue was full (MAX_QUEUED_PER_MEMBER): the message is not theirs. Only when some were. */
+  fullQueues: z.number().int().positive().optional(),
   duplicate: z.literal(true).optional(),
 });
 

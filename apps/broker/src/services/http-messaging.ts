@@ -23,7 +23,7 @@ export interface HttpSend {
 }
 
 export type HttpSendOutcome =
-  | { ok: true; messageId: string; recipients: number; duplicate: boolean; waited: boolean; reply: TakenReply | null }
+  | { ok: true; messageId: string; recipients: number; fullQueues: number; duplicate: boolean; waited: boolean; reply: TakenReply | null }
   | Exclude<SendOutcome, { ok: true }>;
 
 /** Who reads a message's status: its sender (by API token), or the admin. */

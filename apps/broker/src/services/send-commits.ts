@@ -58,10 +58,11 @@ export interface PendingSend {
 }
 
 /** `unavailable`: the database could not be reached and nothing was stored; `internal`: it may have been. */
-export type CommitRefusalCode = "forbidden" | "unknown_target" | "unavailable" | "internal";
+export type CommitRefusalCode = "forbidden" | "unknown_target" | "queue_full" | "unavailable" | "internal";
 
+/** `fullQueues`: recipients of a channel, tag or * whose queue was full, for whom nothing was written. */
 export type WrittenSend =
-  | { ok: true; messageId: string; recipients: number; duplicate: boolean; recipientIds: string[] }
+  | { ok: true; messageId: string; recipients: number; fullQueues: number; duplicate: boolean; recipientIds: string[] }
   | Refusal<CommitRefusalCode>;
 
 /** Sends with the same key are one message (null client ids never collide). */
@@ -71,6 +72,12 @@ export const unknownTarget = (targetSpec: string) =>
   refuse(
     "unknown_target",
     targetSpec.startsWith("#") ? `no channel ${targetSpec} in this mesh` : "no member with that pubkey in this mesh",
+  );
+
+const queueFull = () =>
+  refuse(
+    "queue_full",
+    "the recipient's queue is full (MAX_QUEUED_PER_MEMBER deliveries it has not taken); nothing was stored: send again once it has taken some",
   );
 
 export class SendCommits {
@@ -197,7 +204,9 @@ export class SendCommits {
     const inserted = new Map<string, NewMessage>();
     for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), messages[e.idx]!);
     // A retry whose first copy another instance committed during this statement.
-    const late = enqueued.filter((e) => e.known && e.senderLive && !e.inserted && !e.priorId && !inserted.has(keyOf(messages[e.idx]!)));
+    const late = enqueued.filter(
+      (e) => e.known && e.senderLive && !e.queueFull && !e.inserted && !e.priorId && !inserted.has(keyOf(messages[e.idx]!)),
+    );
     const found = await findSendsByClientId(
       this.db,
       late.map((e) => ({ senderId: messages[e.idx]!.senderId, clientId: messages[e.idx]!.clientId! })),
@@ -211,12 +220,16 @@ export class SendCommits {
       if (!e.known) return unknownTarget(m.targetSpec);
       if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
       const recipientIds = JSON.parse(e.recipients) as string[];
-      if (e.inserted) return { ok: true, messageId: m.id, recipients: recipientIds.length, duplicate: false, recipientIds };
-      if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, duplicate: true, recipientIds: [] };
+      const fullQueues = e.fullQueues;
+      if (e.inserted) return { ok: true, messageId: m.id, recipients: recipientIds.length, fullQueues, duplicate: false, recipientIds };
+      // Retries are answered as their first copy was, whatever the queues hold now.
+      const copy = { fullQueues: 0, duplicate: true, recipientIds: [] };
+      if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, ...copy };
+      if (e.queueFull) return queueFull();
       const sibling = inserted.get(keyOf(m));
-      if (sibling) return { ok: true, messageId: sibling.id, recipients: recipientIds.length, duplicate: true, recipientIds: [] };
+      if (sibling) return { ok: true, messageId: sibling.id, recipients: recipientIds.length, ...copy };
       const stored = found.find((s) => s.senderId === m.senderId && s.clientId === m.clientId);
-      if (stored) return { ok: true, messageId: stored.messageId, recipients: stored.recipients, duplicate: true, recipientIds: [] };
+      if (stored) return { ok: true, messageId: stored.messageId, recipients: stored.recipients, ...copy };
       // Not written by this statement: the sender's retry will find the stored one.
       return refuse("internal", "the broker could not confirm this retried send; send it again");
     });

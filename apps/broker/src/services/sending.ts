@@ -42,7 +42,7 @@ export type SendRequest = Omit<SendFrame, "type" | "reqId">;
 export type SendRefusalCode = CommitRefusalCode | "too_large" | "rate_limited";
 
 export type SendOutcome =
-  | { ok: true; messageId: string; recipients: number; duplicate: boolean; queued: boolean }
+  | { ok: true; messageId: string; recipients: number; fullQueues: number; duplicate: boolean; queued: boolean }
   | (Refusal<SendRefusalCode> & { retryAfterSeconds?: number });
 
 export interface SendExtras {
@@ -114,10 +114,11 @@ export class SendService {
       const delivered = await pushEphemeral(this.db, this.presences, this.options.clock, message, sender.pubkey);
       if (delivered === null) return unknownTarget(message.targetSpec);
       this.log.debug({ messageId: message.id, recipients: delivered }, "ephemeral send");
-      return { ok: true, messageId: message.id, recipients: delivered, duplicate: false, queued: false };
+      return { ok: true, messageId: message.id, recipients: delivered, fullQueues: 0, duplicate: false, queued: false };
     }
     const written = await this.commits.submit({ message, senderPubkey: sender.pubkey });
     if (!written.ok) return written;
-    return { ok: true, messageId: written.messageId, recipients: written.recipients, duplicate: written.duplicate, queued: true };
+    const { messageId, recipients, fullQueues, duplicate } = written;
+    return { ok: true, messageId, recipients, fullQueues, duplicate, queued: true };
   }
 }

@@ -14,6 +14,7 @@ import {
 import {
   dropUndeliveredOfRevoked,
   expireDeliveries,
+  markFullQueues,
   membersWithQueuedWork,
   pruneMessages,
   queueDepth,
@@ -58,6 +59,8 @@ export interface SweeperDeps {
   timing: Timing;
   clock: Clock;
   events: PresenceEvents;
+  /** A member with this many deliveries queued is sent nothing new (store/queue/full-queues.ts). */
+  maxQueuedPerMember: number;
   /** Pruning of in-memory state (rate limiter keys) along with the tables. */
   onHousekeeping: () => void;
 }
@@ -94,6 +97,7 @@ export class Sweepers {
     if (db.kind === "embedded") this.periodic.every("vacuum", timing.housekeepingIntervalMs * VACUUM_INTERVALS, () => this.vacuum());
     // At once too: a fresh instance would report an empty queue until its first tick.
     this.periodic.every("queue-depth", timing.housekeepingIntervalMs, async () => metrics.queueDepth.set(await queueDepth(db)), { now: true });
+    this.periodic.every("full-queues", timing.housekeepingIntervalMs, () => this.fullQueues(), { now: true });
   }
 
   /** No more sweeps; resolves when those under way are done. */
@@ -117,6 +121,14 @@ export class Sweepers {
     const changes = flipped.presenceIds.map((presenceId) => ({ presenceId, event: "status" as const }));
     await events.announce(db, changes);
     events.deliver(changes);
+  }
+
+  private async fullQueues(): Promise<void> {
+    const { db, metrics, log, maxQueuedPerMember } = this.deps;
+    const { filled, drained, full } = await markFullQueues(db, maxQueuedPerMember);
+    metrics.membersQueueFull.set(full);
+    for (const memberId of filled) log.warn({ memberId, maxQueued: maxQueuedPerMember }, "member queue full");
+    for (const memberId of drained) log.info({ memberId }, "member queue drained");
   }
 
   private async vacuum(): Promise<void> {

@@ -1,31 +1,35 @@
 // Who a send goes to. A send names its recipients by a target spec: a pubkey
 // → that member (the sender too, if it names itself); * → every other member;
 // #channel → the other members that joined it; tag:x → the other members
-// carrying x. Revoked members receive nothing.
+// carrying x. Revoked members receive nothing; members whose queue is full
+// (members.queue_full_at, store/queue/full-queues.ts) are routed to, and
+// marked so, for the send statement to write them nothing.
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { jsonParam } from "./sql.ts";
 
 // A pubkey: one probe of the (mesh, pubkey) index, not a scan of the mesh.
 const PUBKEY_RECIPIENT = `
-      SELECT q.idx, mb.id AS member_id, q.priority
+      SELECT q.idx, mb.id AS member_id, q.priority, mb.queue_full_at IS NOT NULL AS queue_full
       FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL`;
-const PUBKEY_KNOWN = `EXISTS (
-          SELECT 1 FROM members mb
+// One probe of the same index says both: null when no such member, else whether its queue is full.
+const PUBKEY_REACH = `(
+          SELECT mb.queue_full_at IS NOT NULL FROM members mb
           WHERE mb.mesh_id = q."meshId" AND mb.pubkey = q."targetSpec" AND mb.revoked_at IS NULL)`;
 
 /**
  * Given a CTE `q` of sends (idx, "meshId", "senderId", "targetSpec", priority),
- * the CTEs `recipients` (idx, member_id, priority) and `routed` (q's columns
- * and `known`: false for a pubkey outside the mesh or revoked, or a channel
- * that no member who is not revoked joined). The durable send statement and
+ * the CTEs `recipients` (idx, member_id, priority, queue_full) and `routed`
+ * (q's columns, `known`: false for a pubkey outside the mesh or revoked, or a
+ * channel that no member who is not revoked joined; and `queue_full`: the
+ * member a pubkey names has a full queue). The durable send statement and
  * the ephemeral lookup both route with these.
  */
 export const ROUTE_CTES = sql.raw(`
     recipients AS (${PUBKEY_RECIPIENT}
       WHERE q."targetSpec" <> '*' AND q."targetSpec" NOT LIKE 'tag:%' AND q."targetSpec" NOT LIKE '#%'
       UNION ALL
-      SELECT q.idx, mb.id AS member_id, q.priority
+      SELECT q.idx, mb.id AS member_id, q.priority, mb.queue_full_at IS NOT NULL
       FROM q JOIN members mb ON mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
       -- The first condition names the sends alone, so other sends never reach the members.
       WHERE (q."targetSpec" = '*' OR q."targetSpec" LIKE 'tag:%')
@@ -33,21 +37,25 @@ export const ROUTE_CTES = sql.raw(`
       UNION ALL
       -- A channel: its members by the channel's key, not every member of every
       -- mesh tested against the channel (a generic plan hashed both tables).
-      SELECT q.idx, mb.id AS member_id, q.priority
+      SELECT q.idx, mb.id AS member_id, q.priority, mb.queue_full_at IS NOT NULL
       FROM q JOIN channel_members c ON c.mesh_id = q."meshId" AND c.channel = q."targetSpec"
       JOIN members mb ON mb.id = c.member_id AND mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
       WHERE q."targetSpec" LIKE '#%'
     ),
+    -- reach: null for a target that names nothing, else whether a full queue holds the send back.
     routed AS (
-      SELECT q.*, CASE
-        WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN ${PUBKEY_KNOWN}
-        -- Joined by a member not revoked: a revoked member's channels are as unknown as its pubkey.
-        WHEN q."targetSpec" LIKE '#%' THEN EXISTS (
-          SELECT 1 FROM channel_members c JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
-          WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec")
-        ELSE true
-      END AS known
-      FROM q
+      SELECT x.*, x.reach IS NOT NULL AS known, coalesce(x.reach, false) AS queue_full FROM (
+        SELECT q.*, CASE
+          WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN ${PUBKEY_REACH}
+          -- Joined by a member not revoked: a revoked member's channels are as unknown as its pubkey.
+          WHEN q."targetSpec" LIKE '#%' THEN CASE WHEN EXISTS (
+            SELECT 1 FROM channel_members c JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
+            WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec") THEN false END
+          ELSE false
+        END AS reach
+        -- OFFSET 0: pulled up, the probe would run once for each of the two columns it makes.
+        FROM q OFFSET 0
+      ) x
     )`);
 
 /** The same CTEs for sends whose every target spec is a pubkey: its arm of each alone. */
@@ -55,8 +63,8 @@ export const PUBKEY_ROUTE_CTES = sql.raw(`
     recipients AS (${PUBKEY_RECIPIENT}
     ),
     routed AS (
-      SELECT q.*, ${PUBKEY_KNOWN} AS known
-      FROM q
+      SELECT x.*, x.reach IS NOT NULL AS known, coalesce(x.reach, false) AS queue_full
+      FROM (SELECT q.*, ${PUBKEY_REACH} AS reach FROM q OFFSET 0) x
     )`);
 
 export interface Route {

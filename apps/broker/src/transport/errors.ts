@@ -11,6 +11,8 @@ export const HTTP_STATUS = {
   unknown_target: 404,
   rate_limited: 429,
   forbidden: 403,
+  // The recipient takes no more for now: the sender should wait and send again, as after 429's other cause.
+  queue_full: 429,
   internal: 500,
   // Hello refusals; over HTTP only `unauthorized` occurs.
   malformed: 400,

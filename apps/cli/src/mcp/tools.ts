@@ -91,7 +91,14 @@ const TOOLS = {
         ...(args.id !== undefined ? { id: args.id } : {}),
       });
       // duplicate: this id was stored already (a resend): nothing new was sent.
-      return { message_id: result.messageId, recipients: result.recipients, target, ...(result.duplicate ? { duplicate: true } : {}) };
+      // full_queues: members of the target whose queue was full, who do not get it.
+      return {
+        message_id: result.messageId,
+        recipients: result.recipients,
+        target,
+        ...(result.fullQueues > 0 ? { full_queues: result.fullQueues } : {}),
+        ...(result.duplicate ? { duplicate: true } : {}),
+      };
     },
   }),
   check_messages: tool({

@@ -43,12 +43,16 @@ export interface EnqueuedSend {
   known: boolean;
   /** False when the sender was revoked before this statement: nothing was written. */
   senderLive: boolean;
+  /** True when the one member a pubkey names has a full queue: nothing was written. */
+  queueFull: boolean;
   inserted: boolean;
   /** For a retried client id: the message stored by an earlier statement. */
   priorId: string | null;
   priorRecipients: number;
-  /** JSON array of the recipients' member ids. */
+  /** JSON array of the recipients' member ids: those the message was written for. */
   recipients: string;
+  /** Recipients of a channel, tag or * whose queue was full: the message was not written for them. */
+  fullQueues: number;
   /** JSON array of the deliveries written leased to presences of this instance: [{memberId, presenceId, seq}]. */
   leased: string;
   /** JSON array of the recipients whose deliveries were written leased to a presence on another instance. */
@@ -186,7 +190,8 @@ function sendSql(slot: Slot<SendValues>, batchSize: number): SQL {
     -- Lists per send, aggregated once and joined by key: a subquery per send
     -- over these CTEs would scan them whole for every send of the batch.
     recipient_lists AS (
-      SELECT idx, json_agg(member_id) AS ids FROM recipients GROUP BY idx
+      SELECT idx, json_agg(member_id) FILTER (WHERE NOT queue_full) AS ids, count(*) FILTER (WHERE queue_full)::int AS skipped
+      FROM recipients GROUP BY idx
     ),
     leased_lists AS (
       SELECT e.message_id,
@@ -201,7 +206,8 @@ function sendSql(slot: Slot<SendValues>, batchSize: number): SQL {
     ${sendAnswers(
       sql`coalesce(rl.ids, '[]')::text AS recipients,
            coalesce(ll.pushes, '[]')::text AS leased,
-           coalesce(el.ids, '[]')::text AS "leasedElsewhere"`,
+           coalesce(el.ids, '[]')::text AS "leasedElsewhere",
+           coalesce(rl.skipped, 0) AS "fullQueues"`,
       sql`LEFT JOIN recipient_lists rl ON rl.idx = r.idx
     LEFT JOIN leased_lists ll ON ll.message_id = i.id
     LEFT JOIN elsewhere_lists el ON el.message_id = i.id`,

@@ -8,12 +8,14 @@
 //   expire   queued   → expired     expireDeliveries
 //   drop     queued|leased → gone   dropUndelivered (recipient revoked), dropUndeliveredOfRevoked (queued by sends under way then)
 //   prune    settled  → gone        pruneMessages
+// and the bound on a queue: markFullQueues (members whose queue is full get no new deliveries)
 export * from "./ack.ts";
 export * from "./claim.ts";
 export * from "./drop.ts";
 export * from "./eligibility.ts";
 export * from "./enqueue.ts";
 export * from "./expire.ts";
+export * from "./full-queues.ts";
 export * from "./inspect.ts";
 export * from "./prune.ts";
 export * from "./reply.ts";

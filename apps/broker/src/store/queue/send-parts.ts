@@ -39,7 +39,11 @@ export const sendsCte = (slot: Slot<SendValues>, batchSize: number): SQL => sql`
 // A retried client id inserts nothing (ON CONFLICT) and reports the message
 // an earlier statement stored; a repeat within this very batch sees no
 // prior row (one snapshot) and is matched to its sibling by the caller.
-/** The CTEs `writable` (the routed sends whose sender is not revoked) and `inserted` (their messages). */
+/**
+ * The CTEs `writable` (the routed sends whose sender is not revoked) and
+ * `inserted` (their messages, but for a send to one member whose queue is
+ * full: writable still, so a retry of one stored before is answered as such).
+ */
 export const WRITTEN_CTES = sql.raw(`
     -- The sender's test is a scalar probe, not EXISTS: planned as a semi-join
     -- on a members table not analyzed yet, it made the planner expect one
@@ -54,6 +58,7 @@ export const WRITTEN_CTES = sql.raw(`
       SELECT id, "meshId", "senderId", "clientId", "targetSpec", priority, nonce, ciphertext, "replyTo",
              now() + make_interval(secs => "ttlSeconds"), now() + make_interval(secs => "replyWaitSeconds")
       FROM writable
+      WHERE NOT queue_full
       ORDER BY idx
       ON CONFLICT (sender_member_id, client_id) DO NOTHING
       RETURNING id
@@ -103,13 +108,13 @@ export function directCte(slot: Slot<SendValues>, remote: SQL): SQL {
       -- session's held messages are not read. OFFSET 0 keeps each a probe
       -- run for its row, whose status test is then made before the probe
       -- (joined, the test was made on every row the probe read).
-      WHERE ${receivesOnSockets(sql`r.member_id`)} AND ${noneQueued(olderWork.every)} AND ${noneQueued(olderWork.urgent)}
+      WHERE NOT r.queue_full AND ${receivesOnSockets(sql`r.member_id`)} AND ${noneQueued(olderWork.every)} AND ${noneQueued(olderWork.urgent)}
     )`;
 }
 
 /**
  * The CTE `enqueued`: a delivery for each recipient of each message
- * inserted, leased to the presence `direct` picked for it where `leases`
+ * inserted whose queue is not full, leased to the presence `direct` picked for it where `leases`
  * (of `dl`, that row of direct) holds, or to the request a reply answers
  * while its sender waits; queued otherwise. attempt is 1 exactly for a
  * delivery leased to a presence.
@@ -128,7 +133,7 @@ export function enqueuedCte(slot: Slot<SendValues>, leases: SQL): SQL {
              CASE WHEN awaited.id IS NULL AND dl.presence_id IS NOT NULL THEN now() END
       FROM writable w
       JOIN inserted i ON i.id = w.id
-      JOIN recipients r ON r.idx = w.idx
+      JOIN recipients r ON r.idx = w.idx AND NOT r.queue_full
       LEFT JOIN direct dl ON dl.idx = w.idx AND dl.member_id = r.member_id AND ${leases}
       -- The request is found by its id alone, and its sender tested after
       -- (OFFSET 0 keeps that test out of the probe): planned on empty tables,
@@ -146,13 +151,14 @@ export function enqueuedCte(slot: Slot<SendValues>, leases: SQL): SQL {
 
 /**
  * The statement's answer, a row per send in the batch's order (EnqueuedSend):
- * `lists` are the JSON columns recipients, leased and leasedElsewhere, and
+ * `lists` are the JSON columns recipients, leased and leasedElsewhere and the
+ * count "fullQueues", and
  * `joins` the relations they read, joined to `routed r`, `writable w` and
  * `inserted i`; `notified` is the CTE whose rows are the notices sent.
  */
 export function sendAnswers(lists: SQL, joins: SQL): SQL {
   return sql`
-    SELECT r.idx, r.known, w.id IS NOT NULL AS "senderLive", i.id IS NOT NULL AS inserted, prior.id AS "priorId",
+    SELECT r.idx, r.known, w.id IS NOT NULL AS "senderLive", r.queue_full AS "queueFull", i.id IS NOT NULL AS inserted, prior.id AS "priorId",
            CASE WHEN prior.id IS NULL THEN 0 ELSE ${deliveryCount(sql`prior.id`)} END AS "priorRecipients",
            ${lists},
            ${isoTime("now()")} AS "createdAt",

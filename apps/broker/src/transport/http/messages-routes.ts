@@ -152,6 +152,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
       messageId: outcome.messageId,
       queued: true,
       recipients: outcome.recipients,
+      ...(outcome.fullQueues > 0 ? { fullQueues: outcome.fullQueues } : {}),
       ...(outcome.duplicate ? { duplicate: true as const } : {}),
       ...(outcome.waited ? { reply: outcome.reply === null ? null : pushFrame(outcome.reply, outcome.reply.attempt) } : {}),
     };

@@ -52,6 +52,7 @@ export function sendReply(outcome: SendOutcome, id: string | undefined): Reply {
     messageId: outcome.messageId,
     queued: outcome.queued,
     recipients: outcome.recipients,
+    ...(outcome.fullQueues > 0 ? { fullQueues: outcome.fullQueues } : {}),
     ...(outcome.duplicate ? { duplicate: true as const } : {}),
   };
 }

@@ -1,0 +1,88 @@
+// The sweep that marks full queues (store/queue/full-queues.ts), against a
+// real database: it counts what a member has queued, not what is leased,
+// expired or acknowledged; it marks a member at the bound and clears the
+// mark below it; it skips a member another transaction holds rather than waiting; and it
+// reads the queue through its index.
+import { beforeEach, describe, expect, test } from "bun:test";
+import { backendKind } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import { markFullQueues } from "../src/store/queue/full-queues.ts";
+import { meshWithMember, settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
+import { planOf } from "./support/plans.ts";
+
+const t = useMeshDatabase("full-queues");
+
+/** `count` deliveries to `memberId` in `state`. */
+async function deliveries(memberId: string, state: "queued" | "leased", count: number): Promise<void> {
+  await t.db.rows(sql`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'next', 'n', 'c', now() + interval '1 hour'
+      FROM generate_series(1, ${count})
+      RETURNING id, expires_at)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
+    SELECT id, ${memberId}::uuid, 'next', expires_at, ${state},
+           CASE WHEN ${state} = 'leased' THEN gen_random_uuid() END,
+           CASE WHEN ${state} = 'leased' THEN now() + interval '1 minute' END,
+           CASE WHEN ${state} = 'queued' THEN 0 ELSE 1 END
+    FROM m`);
+}
+
+const markOf = async (memberId: string) =>
+  (await t.db.rows<{ full: boolean }>(sql`SELECT queue_full_at IS NOT NULL AS full FROM members WHERE id = ${memberId}::uuid`))[0]?.full;
+
+const takeOne = (memberId: string) =>
+  t.db.rows(sql`
+    UPDATE deliveries SET state = 'leased', lease_presence_id = gen_random_uuid(), lease_expires_at = now() + interval '1 minute'
+    WHERE id = (SELECT min(id) FROM deliveries WHERE state = 'queued' AND recipient_member_id = ${memberId}::uuid)`);
+
+describe("markFullQueues", () => {
+  // Each test's members alone have queues: the sweep counts every member's.
+  beforeEach(async () => {
+    await t.db.rows(sql`DELETE FROM deliveries`);
+    await t.db.rows(sql`UPDATE members SET queue_full_at = NULL WHERE queue_full_at IS NOT NULL`);
+  });
+
+  test("marks a member whose queued deliveries reach the bound, counting nothing else, and clears it below", async () => {
+    const { memberId: member } = await meshWithMember(t.db, "fq-member");
+    // Leased, expired and settled deliveries are not its queue.
+    await deliveries(member, "leased", 5);
+    await settledDeliveries(t.db, { meshId: t.meshId, memberId: member }, 5);
+    await deliveries(member, "queued", 2);
+    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [], full: 0 });
+    expect(await markOf(member)).toBe(false);
+
+    await deliveries(member, "queued", 1);
+    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [member], drained: [], full: 1 });
+    expect(await markOf(member)).toBe(true);
+    // Marked already: nothing changes, it is still counted.
+    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [], full: 1 });
+
+    await takeOne(member);
+    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [member], full: 0 });
+    expect(await markOf(member)).toBe(false);
+  });
+
+  // The embedded database has one connection: a transaction holding a row holds every other statement too.
+  test.skipIf(backendKind !== "postgres")("skips a member another transaction holds instead of waiting for it", async () => {
+    const { memberId: held } = await meshWithMember(t.db, "fq-held");
+    const { memberId: free } = await meshWithMember(t.db, "fq-free");
+    await deliveries(held, "queued", 2);
+    await deliveries(free, "queued", 2);
+    const swept = await t.db.transaction(async (tx) => {
+      await tx.rows(sql`SELECT id FROM members WHERE id = ${held}::uuid FOR UPDATE`);
+      return markFullQueues(t.db, 2);
+    });
+    expect(swept.filled).toEqual([free]);
+    expect(await markOf(held)).toBe(false);
+    expect((await markFullQueues(t.db, 2)).filled).toEqual([held]);
+  });
+
+  test("counts the queue through its index, not the deliveries kept for the retention", async () => {
+    await settledDeliveries(t.db, t, 30_000, "full-queues");
+    await t.db.rows(sql`ANALYZE deliveries`);
+    const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => markFullQueues(recorder, 100));
+    expect(plan).toContain("deliveries_queued_idx");
+    expect(plan).not.toMatch(/Seq Scan on deliveries/);
+  });
+});

@@ -1,0 +1,2 @@
+ALTER TABLE "members" ADD COLUMN "queue_full_at" timestamp with time zone;--> statement-breakpoint
+CREATE INDEX "members_queue_full_idx" ON "members" USING btree ("queue_full_at") WHERE queue_full_at IS NOT NULL;
