@@ -3,7 +3,7 @@
 // starts, not a server that retries for ever with every tool answering
 // `unavailable`; one that gets past the command line all the same (from the
 // environment) ends the connecting at once, and every failed connect says why
-// in the log. `--ack-delay-ms` takes 0 (ack at once), as the SDK does.
+// in the log. `--ack-delay-ms` takes 0 (ack at once) to 10000, as the SDK does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { MAX_SESSION_ID_LENGTH } from "@switchboard/protocol";
 import { freePort, setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
@@ -82,4 +82,9 @@ test("--ack-delay-ms 0 acks at once and connects; one that is not a whole number
     const result = await runCli(home, ["mcp", "--url", broker.url, "--mesh", meshSlug, "--key", keyFile, `--ack-delay-ms=${value}`], { timeoutMs: 10_000 });
     expect(result).toEqual({ code: 2, stdout: "", stderr: `switchboard: --ack-delay-ms must be a whole number of 0 or more, not "${value}"\n` });
   }
+});
+
+test("--ack-delay-ms over the SDK's bound (acks held past the broker's lease) is a usage error, not a server that never connects", async () => {
+  const result = await runCli(home, ["mcp", "--url", broker.url, "--mesh", meshSlug, "--key", keyFile, "--ack-delay-ms", "10001"], { timeoutMs: 10_000 });
+  expect(result).toEqual({ code: 2, stdout: "", stderr: 'switchboard: --ack-delay-ms must be at most 10000 (a third of the broker\'s default lease), not "10001"\n' });
 });

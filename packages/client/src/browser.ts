@@ -5,7 +5,7 @@
 export { generateKeypair, publicKeyOf } from "@switchboard/protocol";
 export { backoffDelay, isFinalHelloCode, type ReconnectPolicy } from "./backoff.ts";
 export { SwitchboardClient } from "./client.ts";
-export { DEFAULT_HEARTBEAT_MS } from "./config.ts";
+export { DEFAULT_HEARTBEAT_MS, MAX_ACK_DELAY_MS } from "./config.ts";
 export { SwitchboardError } from "./errors.ts";
 export {
   HttpSender,

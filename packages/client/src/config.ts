@@ -38,6 +38,13 @@ const nodeProcess = (globalThis as { process?: ProcessLike }).process;
 /** How long a socket may stay quiet before a ping asks the broker, and that ping may wait (ClientOptions.heartbeatMs). */
 export const DEFAULT_HEARTBEAT_MS = 15_000;
 
+/**
+ * The longest ackDelayMs: a third of the broker's default lease (LEASE_SECONDS,
+ * 30 s). Acks held past the lease come too late: the broker has pushed every
+ * message again.
+ */
+export const MAX_ACK_DELAY_MS = 10_000;
+
 /** A timeout in ms: more than 0, at most MAX_TIMER_MS. */
 export function checkTimeout(ms: number, name: string): void {
   if (!(ms > 0 && ms <= MAX_TIMER_MS)) throw new SwitchboardError("invalid", `${name} must be > 0 and at most ${MAX_TIMER_MS} ms`);
@@ -72,7 +79,9 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   const cwd = options.cwd ?? (defaultCwd !== undefined && signedHelloFrame.shape.cwd.safeParse(defaultCwd).success ? defaultCwd : undefined);
   const pid = options.pid ?? nodeProcess?.ppid;
   const ackDelayMs = options.ackDelayMs ?? 50;
-  if (!(ackDelayMs >= 0)) throw new SwitchboardError("invalid", "ackDelayMs must be ≥ 0");
+  if (!(ackDelayMs >= 0 && ackDelayMs <= MAX_ACK_DELAY_MS)) {
+    throw new SwitchboardError("invalid", `ackDelayMs must be ≥ 0 and at most ${MAX_ACK_DELAY_MS} ms (a third of the broker's default lease of 30 s)`);
+  }
   const requestTimeoutMs = options.requestTimeoutMs;
   if (requestTimeoutMs !== undefined) checkTimeout(requestTimeoutMs, "requestTimeoutMs");
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;

@@ -34,7 +34,7 @@ export interface ClientOptions {
   cwd?: string;
   displayName?: string;
   reconnect?: ReconnectOptions | false;
-  /** Acks are batched; default 50. */
+  /** Acks are batched; default 50, at most MAX_ACK_DELAY_MS (10000: a third of the broker's default lease). */
   ackDelayMs?: number;
   /**
    * "auto" (default): every push is acknowledged on receipt. "manual": a push

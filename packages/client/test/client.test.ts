@@ -20,6 +20,7 @@ import { join } from "node:path";
 import * as backoff from "../src/backoff.ts";
 import {
   HttpSender,
+  MAX_ACK_DELAY_MS,
   SwitchboardClient,
   SwitchboardError,
   transcriptDir,
@@ -265,7 +266,7 @@ describe("SwitchboardClient", () => {
     const [alice, bob] = members as [SetupMember, SetupMember];
     const a = await connect(mesh.id, alice);
     // Acks wait for close(), whose proof that the broker has them comes 500 ms late.
-    const b = await connect(mesh.id, bob, { ackDelayMs: 60_000, WebSocket: slowPongWebSocket(500) });
+    const b = await connect(mesh.id, bob, { ackDelayMs: MAX_ACK_DELAY_MS, WebSocket: slowPongWebSocket(500) });
     const first = collect(b);
     const before = await a.send(bob.pubkey, { n: 0 });
     await waitUntil(() => first.messages.length === 1, 10_000, "bob's first message");
@@ -323,7 +324,7 @@ describe("SwitchboardClient", () => {
       }
     } as typeof WebSocket;
     const a = await connect(mesh.id, alice);
-    const b = await connect(mesh.id, bob, { ackDelayMs: 60_000, WebSocket: Recorded, reconnect: { maxAttempts: 2, minDelayMs: 10, maxDelayMs: 20 } });
+    const b = await connect(mesh.id, bob, { ackDelayMs: MAX_ACK_DELAY_MS, WebSocket: Recorded, reconnect: { maxAttempts: 2, minDelayMs: 10, maxDelayMs: 20 } });
     const events = collect(b);
     await a.send(bob.pubkey, "to ack at close");
     await waitUntil(() => events.messages.length === 1, 10_000, "bob's message");

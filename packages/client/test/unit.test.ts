@@ -10,7 +10,7 @@ import { Inbox } from "../src/inbox.ts";
 import { associatedData, directKey, open, seal } from "../src/envelope.ts";
 import { KeyRing } from "../src/keys.ts";
 import { brokerWsUrl } from "../src/url.ts";
-import { resolveConfig } from "../src/config.ts";
+import { MAX_ACK_DELAY_MS, resolveConfig } from "../src/config.ts";
 import { buildHello } from "../src/hello.ts";
 import { SwitchboardError } from "../src/errors.ts";
 import { SwitchboardClient } from "../src/client.ts";
@@ -354,6 +354,21 @@ test("timeouts a timer cannot keep (over 2^31 - 1 ms), and acks or offline modes
   } finally {
     await client.close();
   }
+});
+
+test("an ackDelayMs that is no delay, or holds acks past a third of the broker's default lease, is refused as invalid", async () => {
+  const base = { url: "http://127.0.0.1:1", meshId: "m", secretKey: (await generateKeypair()).secretKey };
+  // Past the lease (LEASE_SECONDS, default 30 s) the broker pushes every message again before its ack goes out.
+  for (const ackDelayMs of [-1, Number.NaN, Infinity, MAX_ACK_DELAY_MS + 1, 60_000]) {
+    expect(await resolveConfig({ ...base, ackDelayMs }).catch((error: unknown) => error)).toMatchObject({
+      code: "invalid",
+      message: `ackDelayMs must be ≥ 0 and at most ${MAX_ACK_DELAY_MS} ms (a third of the broker's default lease of 30 s)`,
+    });
+    expect(await SwitchboardClient.start({ ...base, ackDelayMs }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
+  }
+  expect(MAX_ACK_DELAY_MS).toBe(10_000);
+  expect((await resolveConfig({ ...base, ackDelayMs: 0 })).ackDelayMs).toBe(0);
+  expect((await resolveConfig({ ...base, ackDelayMs: MAX_ACK_DELAY_MS })).ackDelayMs).toBe(MAX_ACK_DELAY_MS);
 });
 
 describe("a background connect's failed attempts", () => {

@@ -3,7 +3,7 @@
 // receives is stored for check_messages and written as a
 // notifications/claude/channel notification, and only then acknowledged to
 // the broker. stdout is the MCP stream; everything else goes to stderr.
-import type { Message, SwitchboardClient, UnreadableMessage } from "@switchboard/client";
+import { MAX_ACK_DELAY_MS, type Message, type SwitchboardClient, type UnreadableMessage } from "@switchboard/client";
 import { MAX_SESSION_ID_LENGTH } from "@switchboard/protocol";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import { AdminApi } from "../admin-api.ts";
 import type { Context } from "../command.ts";
 import { requireMesh } from "../config.ts";
-import { REQUEST_TIMEOUT_MS } from "../errors.ts";
+import { REQUEST_TIMEOUT_MS, UsageError } from "../errors.ts";
 import { readKeyFile } from "../keyfile.ts";
 import { VERSION } from "../version.ts";
 import { entryOf, notificationOf } from "./channel.ts";
@@ -42,6 +42,10 @@ export async function runMcp(ctx: Context): Promise<number> {
   // A session id the broker cannot take is a usage error, not a server that never connects.
   const sessionOption = ctx.args.boundedString("session", MAX_SESSION_ID_LENGTH);
   const ackDelayMs = ctx.args.nonNegativeInt("ack-delay-ms");
+  // The SDK refuses a longer one, and the server would never connect.
+  if (ackDelayMs !== undefined && ackDelayMs > MAX_ACK_DELAY_MS) {
+    throw new UsageError(`--ack-delay-ms must be at most ${MAX_ACK_DELAY_MS} (a third of the broker's default lease), not "${ackDelayMs}"`);
+  }
   // Nothing but the protocol may reach stdout, not even a stray console.log.
   console.log = console.error;
   console.info = console.error;
