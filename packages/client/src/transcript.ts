@@ -103,8 +103,9 @@ const OUTRANKED_RETRY_MS = 30_000;
  * with source "jsonl" (the broker ranks it below hooks and manual status). A
  * report the broker did not apply is made again every `outrankedRetryMs`
  * while the transcript says so: a higher-ranked status outranks it only for
- * a while. Returns a stop function. An intervalMs no timer keeps (not more
- * than 0, or over 2^31 − 1) throws SwitchboardError("invalid").
+ * a while. Returns a stop function. An intervalMs, outrankedRetryMs or
+ * idleAfterMs no timer keeps (not more than 0, or over 2^31 − 1) throws
+ * SwitchboardError("invalid").
  */
 export function watchTranscriptStatus(
   client: StatusSink,
@@ -114,6 +115,11 @@ export function watchTranscriptStatus(
   const intervalMs = opts.intervalMs ?? 2000;
   // A timer fires at once for 0, a negative, NaN or a delay past its range: the disk would be polled without pause.
   checkTimeout(intervalMs, "intervalMs");
+  // Not timers, but compared with elapsed time: a NaN idleAfterMs never counts a transcript idle, a
+  // negative one always; a NaN or negative outrankedRetryMs reports again at every poll.
+  const outrankedRetryMs = opts.outrankedRetryMs ?? OUTRANKED_RETRY_MS;
+  checkTimeout(outrankedRetryMs, "outrankedRetryMs");
+  if (opts.idleAfterMs !== undefined) checkTimeout(opts.idleAfterMs, "idleAfterMs");
   let stopped = false;
   /** The last status the broker applied from here. */
   let reported: TranscriptStatus | null = null;
@@ -125,7 +131,7 @@ export function watchTranscriptStatus(
     busy = true;
     try {
       const status = await inferStatusFromTranscript(cwd, { home: opts.home, idleAfterMs: opts.idleAfterMs });
-      const waiting = outranked?.status === status && Date.now() - outranked.at < (opts.outrankedRetryMs ?? OUTRANKED_RETRY_MS);
+      const waiting = outranked?.status === status && Date.now() - outranked.at < outrankedRetryMs;
       if (status !== null && status !== reported && !waiting && !stopped) {
         const answer = await client.setStatus(status, "jsonl");
         if (answer.status === status) {

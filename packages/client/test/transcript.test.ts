@@ -116,6 +116,36 @@ describe("transcript status", () => {
     }
   });
 
+  test("watchTranscriptStatus refuses an outrankedRetryMs or idleAfterMs no timer keeps as invalid, as it refuses such an intervalMs, before polling", async () => {
+    const { cwd, dir } = project();
+    writeFileSync(join(dir, "s.jsonl"), userLine);
+    // A NaN idleAfterMs never counted a transcript as idle, a negative one always did; a NaN or
+    // negative outrankedRetryMs made a report the broker did not apply again at every poll.
+    for (const name of ["outrankedRetryMs", "idleAfterMs"] as const) {
+      for (const ms of [0, -1, Number.NaN, Infinity, 2 ** 31]) {
+        const calls: Array<[string, string]> = [];
+        let stop: (() => void) | undefined;
+        let refused: unknown = null;
+        try {
+          stop = watchTranscriptStatus(recorder(calls), cwd, { home, intervalMs: WATCH_INTERVAL_MS, [name]: ms });
+        } catch (error) {
+          refused = error;
+        }
+        stop?.();
+        expect(refused).toMatchObject({ code: "invalid", message: `${name} must be > 0 and at most ${2 ** 31 - 1} ms` });
+        await Bun.sleep(50);
+        expect(calls).toEqual([]);
+      }
+    }
+    const calls: Array<[string, string]> = [];
+    const stop = watchTranscriptStatus(recorder(calls), cwd, { home, intervalMs: WATCH_INTERVAL_MS, outrankedRetryMs: 2 ** 31 - 1, idleAfterMs: 1 });
+    try {
+      await waitUntil(() => calls.length >= 1, 5000, "the first report");
+    } finally {
+      stop();
+    }
+  });
+
   test("watchTranscriptStatus reports again, after outrankedRetryMs, a status the broker did not apply", async () => {
     const { cwd, dir } = project();
     writeFileSync(join(dir, "s.jsonl"), userLine);
