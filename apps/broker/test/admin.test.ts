@@ -28,7 +28,8 @@ async function api<T>(method: string, path: string, body?: unknown, token: strin
   return { status: res.status, body: (await res.json()) as T, headers: res.headers };
 }
 
-const pubkey = () => randomBytes(32).toString("hex");
+// A real key: about half of all random 32 bytes name no point of the curve, and are refused.
+const pubkey = async () => (await newIdentity()).publicKey;
 const slug = () => `m-${randomBytes(4).toString("hex")}`;
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
@@ -39,7 +40,7 @@ async function newMesh(): Promise<MeshView> {
 }
 
 async function newMember(mesh: string, displayName: string): Promise<MemberView> {
-  const res = await api<MemberView>("POST", `/v1/meshes/${mesh}/members`, { pubkey: pubkey(), displayName });
+  const res = await api<MemberView>("POST", `/v1/meshes/${mesh}/members`, { pubkey: await pubkey(), displayName });
   expect(res.status).toBe(201);
   return res.body;
 }
@@ -132,7 +133,7 @@ describe("admin API", () => {
 
   test("adds and lists members; 409 on a duplicate pubkey, 400 on bad bodies, 404 on unknown meshes", async () => {
     const mesh = await newMesh();
-    const key = pubkey();
+    const key = await pubkey();
     const body = { pubkey: key, displayName: "Ada", tags: ["backend", "team:core"], role: "observer" as const };
     const added = await api<MemberView>("POST", `/v1/meshes/${mesh.slug}/members`, body);
     expect(added.status).toBe(201);
@@ -151,16 +152,30 @@ describe("admin API", () => {
 
     const invalid = [
       { pubkey: key.toUpperCase(), displayName: "x" },
-      { pubkey: pubkey() },
-      { pubkey: pubkey(), displayName: "x", tags: ["has space"] },
-      { pubkey: pubkey(), displayName: "x", role: "admin" },
+      { pubkey: await pubkey() },
+      { pubkey: await pubkey(), displayName: "x", tags: ["has space"] },
+      { pubkey: await pubkey(), displayName: "x", role: "admin" },
     ];
     for (const b of invalid) {
       const res = await api<ErrorBody>("POST", `/v1/meshes/${mesh.id}/members`, b);
       expect({ status: res.status, code: res.body.error.code }).toEqual({ status: 400, code: "invalid" });
     }
-    const unknown = await api<ErrorBody>("POST", "/v1/meshes/no-such-mesh/members", { pubkey: pubkey(), displayName: "x" });
+    const unknown = await api<ErrorBody>("POST", "/v1/meshes/no-such-mesh/members", { pubkey: await pubkey(), displayName: "x" });
     expect(unknown.status).toBe(404);
+  });
+
+  test("a pubkey of 64 hex characters that names no point of the curve is refused 400 invalid: no hello could be signed, nor a message sealed, for it", async () => {
+    const mesh = await newMesh();
+    // y = 2 (no x fits), a random value found off the curve, and y ≥ p (not canonical).
+    for (const key of ["02" + "00".repeat(31), "e4d758b60af2c14ef008aafb43f35d787c1f7cd00adb3eda1d229d941f6005f9", "f".repeat(64)]) {
+      const res = await api<ErrorBody>("POST", `/v1/meshes/${mesh.id}/members`, { pubkey: key, displayName: "x" });
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 400,
+        body: { error: { code: "invalid", message: "pubkey: not an ed25519 public key (it names no point of the curve, so no key pair has it)" } },
+      });
+    }
+    const list = await api<{ members: MemberView[] }>("GET", `/v1/meshes/${mesh.id}/members`);
+    expect(list.body.members).toEqual([]);
   });
 
   test("a known path with an unknown method answers a JSON 405", async () => {
@@ -213,7 +228,7 @@ describe("admin API", () => {
 
     const bad = await api<ErrorBody>("POST", `/v1/meshes/${mesh.id}/members/${member.id}/tokens`, { kind: "admin" });
     expect(bad.status).toBe(400);
-    for (const ref of [crypto.randomUUID(), pubkey()]) {
+    for (const ref of [crypto.randomUUID(), await pubkey()]) {
       expect((await api("POST", `/v1/meshes/${mesh.id}/members/${ref}/tokens`, { kind: "hook" })).status).toBe(404);
     }
 

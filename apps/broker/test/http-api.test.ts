@@ -6,6 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import {
   backendKind,
+  newIdentity,
   ownPostgresTestsRun,
   PeerPool,
   setupMesh,
@@ -217,7 +218,7 @@ describe("HTTP messaging API", () => {
 
   test("403 forbidden for an observer's token; 404 unknown_target for a pubkey outside the mesh or an unknown channel", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
-    const observer = await broker.admin.addMember(mesh.id, { pubkey: "ab".repeat(32), displayName: "watcher", role: "observer" });
+    const observer = await broker.admin.addMember(mesh.id, { pubkey: (await newIdentity()).publicKey, displayName: "watcher", role: "observer" });
     const observerToken = await broker.admin.createApiToken(mesh.id, observer.id);
     expectError(await post(observerToken, httpBody(members[0]!.pubkey)), 403, "forbidden");
     expectError(await post(tokens[0]!, httpBody("cd".repeat(32))), 404, "unknown_target");

@@ -178,6 +178,17 @@ describe("admin commands", () => {
     expect(lines(out)).toEqual([expect.stringMatching(/^added eve\\nadded mallory \(x\) to demo\\u\{1b\}\[2K \([0-9a-f-]{36}\) to /)]);
   });
 
+  test("member add of 64 hex characters that are no ed25519 public key is refused with the broker's reason, and enrols nobody", async () => {
+    const slug = randomSlug();
+    await ok(["mesh", "create", slug]);
+    expectOneLineError(
+      await cli(["member", "add", slug, `02${"00".repeat(31)}`, "--name", "nobody"]),
+      1,
+      /pubkey: not an ed25519 public key \(it names no point of the curve, so no key pair has it\) \(invalid\)\n$/,
+    );
+    expect(JSON.parse(await ok(["member", "list", slug, "--json"]))).toEqual([]);
+  });
+
   test("an unknown mesh is one error line and exit 1", async () => {
     expectOneLineError(await cli(["member", "list", "no-such-mesh"]), 1, /no mesh no-such-mesh \(not_found\)/);
   });

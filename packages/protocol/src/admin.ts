@@ -1,5 +1,6 @@
 // Bodies of the admin API (/v1, bearer ADMIN_TOKEN).
 import { z } from "zod";
+import { isEd25519PublicKey } from "./curve.ts";
 import { PUBKEY, TAG, storable } from "./frames.ts";
 
 export const SLUG = /^[a-z0-9][a-z0-9-]{1,62}$/;
@@ -16,7 +17,11 @@ export const createMeshBody = z.strictObject({
 });
 
 export const addMemberBody = z.strictObject({
-  pubkey: z.string().regex(PUBKEY, { error: "expected 64 lowercase hex characters" }),
+  pubkey: z
+    .string()
+    .regex(PUBKEY, { error: "expected 64 lowercase hex characters", abort: true })
+    // Such a member could never pass a signed hello, and no message to it could be sealed.
+    .refine(isEd25519PublicKey, { error: "not an ed25519 public key (it names no point of the curve, so no key pair has it)" }),
   displayName: storable(z.string().min(1).max(128)),
   tags: z.array(z.string().regex(TAG, { error: "expected letters, digits, . _ : - (at most 64)" })).max(64).optional(),
   role: z.enum(["member", "observer"]).optional(),

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { helloSigningText, publicKeyOf, signHello, verifyText } from "../src/index.ts";
+import { addMemberBody, generateKeypair, helloSigningText, isEd25519PublicKey, publicKeyOf, signHello, verifyText } from "../src/index.ts";
 
 const SECRET = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 const PUBKEY = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
@@ -28,5 +28,35 @@ describe("hello signing", () => {
     expect(await verifyText(PUBKEY, SIGNATURE, text.replace("session-1", "session-2"))).toBe(false);
     expect(await verifyText("00".repeat(32), SIGNATURE, text)).toBe(false);
     expect(await verifyText(PUBKEY, "zz", text)).toBe(false);
+  });
+});
+
+describe("isEd25519PublicKey", () => {
+  test("every public key of a key pair is one; 64 hex characters that name no point of the curve are not", async () => {
+    expect(isEd25519PublicKey(PUBKEY)).toBe(true);
+    for (let i = 0; i < 50; i++) expect(isEd25519PublicKey((await generateKeypair()).publicKey)).toBe(true);
+    // The neutral point (y = 1) and y = 0 are points, of small order.
+    expect(isEd25519PublicKey("01" + "00".repeat(31))).toBe(true);
+    expect(isEd25519PublicKey("00".repeat(32))).toBe(true);
+    expect(isEd25519PublicKey(PUBKEY.toUpperCase())).toBe(true);
+    for (const notAPoint of [
+      "02" + "00".repeat(31), // y = 2: no x fits
+      "e4d758b60af2c14ef008aafb43f35d787c1f7cd00adb3eda1d229d941f6005f9",
+      "ed" + "ff".repeat(30) + "7f", // y = p: not canonical
+      "f".repeat(64), // y = 2^255 − 1 ≥ p
+      "01" + "00".repeat(30) + "80", // y = 1 with x odd: x is 0, which has no odd form
+      "ab".repeat(32),
+      "not hex",
+      PUBKEY.slice(2),
+    ]) {
+      expect(isEd25519PublicKey(notAPoint)).toBe(false);
+    }
+  });
+
+  test("an admin body's pubkey must be one, and one that is not 64 lowercase hex characters is told only that", () => {
+    const issues = (pubkey: string) => addMemberBody.safeParse({ pubkey, displayName: "x" }).error?.issues.map((i) => i.message);
+    expect(issues(PUBKEY)).toBeUndefined();
+    expect(issues("02" + "00".repeat(31))).toEqual(["not an ed25519 public key (it names no point of the curve, so no key pair has it)"]);
+    expect(issues(PUBKEY.toUpperCase())).toEqual(["expected 64 lowercase hex characters"]);
   });
 });
