@@ -61,7 +61,7 @@ function helpText(): string {
     '  --admin-token T   admin API token (env SWITCHBOARD_ADMIN_TOKEN, config "adminToken")',
     '  --key FILE        key file (env SWITCHBOARD_KEY, config "keyFile"; default ~/.config/switchboard/key.json)',
     "  --config FILE     config file (default ~/.config/switchboard/config.json)",
-    "  --json            machine-readable output, one JSON value per line",
+    "  --json            machine-readable output, one JSON value per line (not mcp, hook forward)",
     "  -h, --help        help",
     '--mesh M may also come from env SWITCHBOARD_MESH or config "mesh".',
     "exit codes: 0 ok, 1 failure, 2 usage error",

@@ -31,6 +31,11 @@ export function makeContext(args: Args, wordCount: number): Context {
   };
 }
 
+/** Refuses the global --json for a command whose output is for another program, not for reading: it would be ignored. */
+export function refuseJson(ctx: Context, command: string, why: string): void {
+  if (ctx.json) throw new UsageError(`--json is not an option of ${command}: ${why}`);
+}
+
 /** Exactly the named operands, in order. */
 export function operands(ctx: Context, names: string[]): string[] {
   const given = ctx.operands;

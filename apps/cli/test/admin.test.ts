@@ -309,6 +309,9 @@ describe("usage errors exit 2 with one line", () => {
     [["send", "--mesh", "demo", "*", "hi", "--token", "sba_x"], /--token needs --http/],
     // An HTTP send is no presence: a session named for it would be ignored.
     [["send", "--mesh", "demo", "*", "hi", "--http", "--token", "sba_x", "--session", "s1"], /--session cannot go with --http/],
+    // Their output is for Claude Code, not for reading: a --json there was ignored.
+    [["mcp", "--mesh", "demo", "--json"], /--json is not an option of mcp: its standard output is the MCP protocol\n$/],
+    [["hook", "forward", "--url", "http://127.0.0.1:9", "--token-file", "/nonexistent", "--json"], /--json is not an option of hook forward: it writes one line to stderr, for Claude Code's hook log\n$/],
     [["install", "--mesh", "demo", "--token", ""], /--token is empty/],
     // Routes are added to the URL's path: a query or fragment before them would swallow them.
     [["mesh", "list", "--url", "http://127.0.0.1:9/?x=1"], /broker URL "http:\/\/127\.0\.0\.1:9\/\?x=1" must have no query or fragment/],

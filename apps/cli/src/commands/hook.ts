@@ -1,5 +1,5 @@
 // hook forward: what the installed hooks run (see ../hook-forward.ts).
-import type { Command } from "../command.ts";
+import { refuseJson, type Command } from "../command.ts";
 import { httpBase } from "../config.ts";
 import { FORWARD_DEADLINE_MS, forwardHook } from "../hook-forward.ts";
 import { err, oneLine } from "../output.ts";
@@ -10,6 +10,8 @@ export const hookForward: Command = {
   summary: "send Claude Code's hook input (stdin) to the broker's /hook/set-status: what the installed hooks run; never fails",
   options: { "token-file": { type: "string" }, pid: { type: "string" } },
   async run(ctx) {
+    // A usage error, as an option it does not know is: no installed hook passes it.
+    refuseJson(ctx, "hook forward", "it writes one line to stderr, for Claude Code's hook log");
     // Never fails the hook: no config file is read, every problem is one line on stderr and exit 0.
     const signal = AbortSignal.timeout(FORWARD_DEADLINE_MS);
     try {

@@ -1,6 +1,6 @@
 // mcp: the MCP server Claude Code starts per session (see ../mcp/server.ts).
 import type { Command } from "../command.ts";
-import { operands } from "../command.ts";
+import { operands, refuseJson } from "../command.ts";
 
 export const mcp: Command = {
   words: ["mcp"],
@@ -9,6 +9,7 @@ export const mcp: Command = {
   options: { mesh: { type: "string" }, session: { type: "string" }, "ack-delay-ms": { type: "string" } },
   async run(ctx) {
     operands(ctx, []);
+    refuseJson(ctx, "mcp", "its standard output is the MCP protocol");
     return (await import("../mcp/server.ts")).runMcp(ctx);
   },
 };
