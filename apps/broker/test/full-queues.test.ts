@@ -2,12 +2,14 @@
 // real database: it counts what a member has queued, not what is leased,
 // expired or acknowledged; it marks a member at the bound and clears the
 // mark below it; it skips a member another transaction holds rather than waiting; and it
-// reads the queue through its index.
+// reads the queue through its index. And both send statements (the send
+// statement and the direct one) write a marked member nothing.
 import { beforeEach, describe, expect, test } from "bun:test";
 import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
+import { enqueueSends, writtenDirectly, type LocalHolders } from "../src/store/queue/enqueue.ts";
 import { markFullQueues } from "../src/store/queue/full-queues.ts";
-import { meshWithMember, settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
+import { meshWithMember, newMessage, settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
 import { planOf } from "./support/plans.ts";
 
 const t = useMeshDatabase("full-queues");
@@ -85,4 +87,40 @@ describe("markFullQueues", () => {
     expect(plan).toContain("deliveries_queued_idx");
     expect(plan).not.toMatch(/Seq Scan on deliveries/);
   });
+});
+
+describe("the send statements and a marked member", () => {
+  // Only each test's own member is marked.
+  beforeEach(async () => {
+    await t.db.rows(sql`UPDATE members SET queue_full_at = NULL WHERE queue_full_at IS NOT NULL`);
+  });
+
+  /** A member of the file's mesh with a pubkey a send can name, marked full or not; its id and pubkey. */
+  async function member(full: boolean): Promise<{ id: string; pubkey: string }> {
+    const pubkey = crypto.getRandomValues(new Uint8Array(32)).reduce((hex, b) => hex + b.toString(16).padStart(2, "0"), "");
+    const [row] = await t.db.rows<{ id: string }>(sql`
+      INSERT INTO members (mesh_id, pubkey, display_name, queue_full_at)
+      VALUES (${t.meshId}::uuid, ${pubkey}, 'm', CASE WHEN ${full} THEN now() END) RETURNING id`);
+    return { id: row!.id, pubkey };
+  }
+
+  for (const recipientsHere of [false, true]) {
+    test(`${recipientsHere ? "the direct" : "the"} send statement: nothing for the full member alone, the others' deliveries for many`, async () => {
+      const [full, open] = [await member(true), await member(false)];
+      const holders: LocalHolders = { instanceId: crypto.randomUUID(), unavailable: [], leaseSeconds: 30, notify: false, recipientsHere };
+      const toFull = newMessage(t.meshId, t.memberId, full.pubkey);
+      const toOpen = newMessage(t.meshId, t.memberId, open.pubkey);
+      expect(writtenDirectly([toFull, toOpen], holders)).toBe(recipientsHere);
+      const [a, b] = await enqueueSends(t.db, [toFull, toOpen], holders);
+      expect(a).toMatchObject({ known: true, senderLive: true, queueFull: true, inserted: false, fullQueues: 1 });
+      expect(b).toMatchObject({ known: true, senderLive: true, queueFull: false, inserted: true, recipients: JSON.stringify([open.id]) });
+
+      const [everyone] = await enqueueSends(t.db, [newMessage(t.meshId, t.memberId, "*")], holders);
+      expect(everyone).toMatchObject({ queueFull: false, inserted: true, fullQueues: 1 });
+      expect(JSON.parse(everyone!.recipients)).not.toContain(full.id);
+      expect(JSON.parse(everyone!.recipients)).toContain(open.id);
+      const written = await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM deliveries WHERE recipient_member_id = ${full.id}::uuid`);
+      expect(written[0]!.n).toBe(0);
+    });
+  }
 });

@@ -220,8 +220,7 @@ export class SendCommits {
       if (!e.known) return unknownTarget(m.targetSpec);
       if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
       const recipientIds = JSON.parse(e.recipients) as string[];
-      const fullQueues = e.fullQueues;
-      if (e.inserted) return { ok: true, messageId: m.id, recipients: recipientIds.length, fullQueues, duplicate: false, recipientIds };
+      if (e.inserted) return { ok: true, messageId: m.id, recipients: recipientIds.length, fullQueues: e.fullQueues, duplicate: false, recipientIds };
       // Retries are answered as their first copy was, whatever the queues hold now.
       const copy = { fullQueues: 0, duplicate: true, recipientIds: [] };
       if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, ...copy };

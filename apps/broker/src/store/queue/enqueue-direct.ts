@@ -45,7 +45,7 @@ function directSendSql(slot: Slot<SendValues>, batchSize: number): SQL {
       sql`CASE WHEN rc.member_id IS NULL THEN '[]' ELSE json_build_array(rc.member_id)::text END AS recipients,
            CASE WHEN e.attempt = 1 THEN json_build_array(${leasedPush("e")}) ELSE '[]' END::text AS leased,
            '[]' AS "leasedElsewhere",
-           0 AS "fullQueues"`,
+           CASE WHEN rc.queue_full THEN 1 ELSE 0 END AS "fullQueues"`,
       sql`LEFT JOIN recipients rc ON rc.idx = r.idx
     LEFT JOIN enqueued e ON e.message_id = i.id`,
     )}`;

@@ -51,7 +51,7 @@ export interface EnqueuedSend {
   priorRecipients: number;
   /** JSON array of the recipients' member ids: those the message was written for. */
   recipients: string;
-  /** Recipients of a channel, tag or * whose queue was full: the message was not written for them. */
+  /** Recipients whose queue was full: nothing was written for them (for a send to one member by pubkey, nothing at all: queueFull). */
   fullQueues: number;
   /** JSON array of the deliveries written leased to presences of this instance: [{memberId, presenceId, seq}]. */
   leased: string;
