@@ -171,6 +171,14 @@ describe("/health while the broker starts", () => {
       const migrating = await readyBecomes(url, "migrating");
       expect(migrating?.code).toBe(503);
       expect(await health(url)).toEqual({ code: 503, body: contractBody("degraded", "down", migrating!.body.instanceId!) });
+      // A method the route does not serve is the caller's mistake, as once the broker serves; any other path waits for the start.
+      const posted = await fetch(`${url}/health`, { method: "POST" });
+      expect({ code: posted.status, allow: posted.headers.get("allow"), body: await posted.json() }).toEqual({
+        code: 405,
+        allow: "GET, HEAD",
+        body: { error: { code: "method_not_allowed", message: "POST is not allowed here; use GET, HEAD" } },
+      });
+      expect((await fetch(`${url}/v1/meshes`)).status).toBe(503);
     } finally {
       proc.kill("SIGKILL");
       await proc.exited;

@@ -33,13 +33,16 @@ export class ListenError extends Error {
   readonly code = "listen_failed";
 }
 
-/** The port while the broker starts: the given routes answer, everything else 503 `unavailable`. */
+/**
+ * The port while the broker starts: the given routes answer (a method they
+ * do not serve 405, as once it serves), everything else 503 `unavailable`.
+ */
 export function serveStarting(port: number, hostname: string, routes: Routes): Server<Connection> {
   try {
     return Bun.serve<Connection>({
       port,
       hostname,
-      routes,
+      routes: answerOtherMethods(routes),
       fetch: () => apiError("unavailable", "the broker is starting"),
     });
   } catch (error) {
