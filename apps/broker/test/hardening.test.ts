@@ -3,7 +3,7 @@
 // read it or when it is a link, Postgres error fields that quote data never
 // logged, an unexpected exception ends the process (the supervisor restarts it).
 import { describe, expect, test } from "bun:test";
-import { brokerEnv, embeddedBackend, freePort, freshBackend, REPO_ROOT, spawnRaw, tempDir, waitUntil, type LogLine } from "@switchboard/testkit";
+import { brokerEnv, embeddedBackend, freePort, freshBackend, readLog, REPO_ROOT, spawnRaw, tempDir, waitUntil, type LogLine } from "@switchboard/testkit";
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, withoutPassword } from "../src/config.ts";
@@ -170,18 +170,8 @@ function brokerWithPreload(dir: string, source: string, env: Record<string, stri
     stdout: "ignore",
     stderr: "pipe",
   });
-  const lines: BrokerLog[] = [];
-  const read = (async () => {
-    const decoder = new TextDecoder();
-    let rest = "";
-    for await (const chunk of proc.stderr) {
-      rest += decoder.decode(chunk, { stream: true });
-      const complete = rest.split("\n");
-      rest = complete.pop() ?? "";
-      for (const line of complete) if (line.startsWith("{")) lines.push(JSON.parse(line) as BrokerLog);
-    }
-  })();
-  return { proc, lines, read };
+  const { lines, done: read } = readLog(proc.stderr);
+  return { proc, lines: lines as BrokerLog[], read };
 }
 
 /** Code that runs once the broker has its handler for `event` in place (a fixed delay raced its loading on a busy machine). */

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect, loadMigrations, lockDataDir, migrate, MIGRATION_LOCK_KEY, type Database } from "@switchboard/db";
-import { backendKind, freePort, freshBackend, spawnRaw, waitUntil, type TestBackend } from "@switchboard/testkit";
+import { backendKind, freePort, freshBackend, readLog, spawnRaw, waitUntil, type TestBackend } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -121,21 +121,18 @@ describe("migrations", () => {
     await squatter`CREATE TABLE meshes (squatter int)`;
     await squatter.end();
     const proc = spawnRaw(backend.env);
-    const messages: string[] = [];
+    const log = readLog(proc.stderr);
+    let messages: Array<string | undefined>;
     try {
-      const decoder = new TextDecoder();
-      let pending = "";
-      const until = Date.now() + 30_000;
-      for await (const chunk of proc.stderr) {
-        pending += decoder.decode(chunk, { stream: true });
-        const lines = pending.split("\n");
-        pending = lines.pop() ?? "";
-        for (const line of lines) messages.push((JSON.parse(line) as { msg: string }).msg);
-        if (messages.filter((m) => m === "db migration failed").length >= 2 || Date.now() > until) break;
-      }
+      // What it logged by its second failed attempt.
+      messages = await waitUntil(() => {
+        const now = log.lines.map((l) => l.msg);
+        return now.filter((m) => m === "db migration failed").length >= 2 && now;
+      }, 30_000, "two failed migrations logged");
     } finally {
       proc.kill("SIGKILL");
       await proc.exited;
+      await log.done;
     }
     expect(messages.filter((m) => m === "db migration failed")).toHaveLength(2);
     expect(messages).not.toContain("db ping failed");
@@ -147,17 +144,7 @@ describe("migrations", () => {
     try {
       const [{ pid }] = await holder<[{ pid: number }]>`SELECT pg_backend_pid() AS pid, pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
       const proc = spawnRaw(backend.env);
-      const lines: Array<{ msg: string; holderPid?: number }> = [];
-      const reading = (async () => {
-        const decoder = new TextDecoder();
-        let pending = "";
-        for await (const chunk of proc.stderr) {
-          pending += decoder.decode(chunk, { stream: true });
-          const parts = pending.split("\n");
-          pending = parts.pop() ?? "";
-          for (const line of parts) lines.push(JSON.parse(line) as { msg: string; holderPid?: number });
-        }
-      })();
+      const { lines, done: reading } = readLog(proc.stderr);
       try {
         const waiting = await waitUntil(() => lines.find((l) => l.msg === "db migrations wait for the migration lock"), 20_000, "the wait logged");
         expect(waiting.holderPid).toBe(pid);

@@ -43,33 +43,48 @@ export function spawnRaw(env: Record<string, string>): Subprocess<"ignore", "pip
   return Bun.spawn(["bun", ENTRY], { env: brokerEnv(env), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
 }
 
-export async function spawnBroker(env: Record<string, string>, options: { startTimeoutMs?: number } = {}): Promise<BrokerProcess> {
-  const proc = spawnRaw(env);
-  const logs: LogLine[] = [];
-  let raw = "";
-  const waiters = new Set<() => void>();
-
-  void (async () => {
+/**
+ * A broker's stderr read as its log: `lines` fills as they come (a line
+ * that is not JSON, such as a runtime's own message, is kept as its `msg`),
+ * `heard` is called with each chunk's text once its lines are in, and
+ * `done` settles when the stream ends.
+ */
+export function readLog(stream: ReadableStream<Uint8Array>, heard: (text: string) => void = () => {}): { lines: LogLine[]; done: Promise<void> } {
+  const lines: LogLine[] = [];
+  const done = (async () => {
     const decoder = new TextDecoder();
     let pending = "";
-    for await (const chunk of proc.stderr) {
+    for await (const chunk of stream) {
       const text = decoder.decode(chunk, { stream: true });
-      raw += text;
       pending += text;
       let nl: number;
       while ((nl = pending.indexOf("\n")) >= 0) {
         const line = pending.slice(0, nl);
         pending = pending.slice(nl + 1);
         try {
-          logs.push(JSON.parse(line) as LogLine);
+          lines.push(JSON.parse(line) as LogLine);
         } catch {
-          logs.push({ msg: line });
+          lines.push({ msg: line });
         }
       }
-      for (const wake of waiters) wake();
+      heard(text);
     }
-    for (const wake of waiters) wake();
   })();
+  return { lines, done };
+}
+
+export async function spawnBroker(env: Record<string, string>, options: { startTimeoutMs?: number } = {}): Promise<BrokerProcess> {
+  const proc = spawnRaw(env);
+  let raw = "";
+  const waiters = new Set<() => void>();
+  const wakeAll = () => {
+    for (const wake of waiters) wake();
+  };
+  const { lines: logs, done } = readLog(proc.stderr, (text) => {
+    raw += text;
+    wakeAll();
+  });
+  void done.then(wakeAll);
   void new Response(proc.stdout).text();
 
   let exitCode: number | null = null;
