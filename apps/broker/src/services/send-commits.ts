@@ -203,9 +203,12 @@ export class SendCommits {
     const messages = items.map((i) => i.message);
     const inserted = new Map<string, NewMessage>();
     for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), messages[e.idx]!);
-    // A retry whose first copy another instance committed during this statement.
+    // A retry whose first copy another instance committed during this statement;
+    // and one to a full queue, which the statement did not look for, whose first copy may be stored.
     const late = enqueued.filter(
-      (e) => e.known && e.senderLive && !e.queueFull && !e.inserted && !e.priorId && !inserted.has(keyOf(messages[e.idx]!)),
+      (e) =>
+        (e.known && e.senderLive && !e.inserted && !e.priorId && !inserted.has(keyOf(messages[e.idx]!))) ||
+        (e.queueFull && messages[e.idx]!.clientId !== null),
     );
     const found = await findSendsByClientId(
       this.db,
@@ -217,18 +220,19 @@ export class SendCommits {
 
     const written = enqueued.map((e): WrittenSend => {
       const m = messages[e.idx]!;
+      // Retries are answered as their first copy was, whatever the queues hold now.
+      const copy = { fullQueues: 0, duplicate: true, recipientIds: [] };
+      const stored = found.find((s) => s.senderId === m.senderId && s.clientId === m.clientId);
+      const storedCopy = stored && { ok: true as const, messageId: stored.messageId, recipients: stored.recipients, ...copy };
+      if (e.queueFull) return storedCopy ?? queueFull();
       if (!e.known) return unknownTarget(m.targetSpec);
       if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
       const recipientIds = JSON.parse(e.recipients) as string[];
       if (e.inserted) return { ok: true, messageId: m.id, recipients: recipientIds.length, fullQueues: e.fullQueues, duplicate: false, recipientIds };
-      // Retries are answered as their first copy was, whatever the queues hold now.
-      const copy = { fullQueues: 0, duplicate: true, recipientIds: [] };
       if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, ...copy };
-      if (e.queueFull) return queueFull();
       const sibling = inserted.get(keyOf(m));
       if (sibling) return { ok: true, messageId: sibling.id, recipients: recipientIds.length, ...copy };
-      const stored = found.find((s) => s.senderId === m.senderId && s.clientId === m.clientId);
-      if (stored) return { ok: true, messageId: stored.messageId, recipients: stored.recipients, ...copy };
+      if (storedCopy) return storedCopy;
       // Not written by this statement: the sender's retry will find the stored one.
       return refuse("internal", "the broker could not confirm this retried send; send it again");
     });

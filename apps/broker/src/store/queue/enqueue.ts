@@ -39,7 +39,7 @@ export interface NewMessage {
 
 export interface EnqueuedSend {
   idx: number;
-  /** False for a direct pubkey outside the mesh (or revoked) or a channel no unrevoked member joined: nothing was written. */
+  /** False for a direct pubkey outside the mesh (or revoked), a channel no unrevoked member joined, or a pubkey whose member's queue is full (queueFull): nothing was written. */
   known: boolean;
   /** False when the sender was revoked before this statement: nothing was written. */
   senderLive: boolean;

@@ -39,11 +39,7 @@ export const sendsCte = (slot: Slot<SendValues>, batchSize: number): SQL => sql`
 // A retried client id inserts nothing (ON CONFLICT) and reports the message
 // an earlier statement stored; a repeat within this very batch sees no
 // prior row (one snapshot) and is matched to its sibling by the caller.
-/**
- * The CTEs `writable` (the routed sends whose sender is not revoked) and
- * `inserted` (their messages, but for a send to one member whose queue is
- * full: writable still, so a retry of one stored before is answered as such).
- */
+/** The CTEs `writable` (the routed sends whose sender is not revoked) and `inserted` (their messages). */
 export const WRITTEN_CTES = sql.raw(`
     -- The sender's test is a scalar probe, not EXISTS: planned as a semi-join
     -- on a members table not analyzed yet, it made the planner expect one
@@ -58,7 +54,6 @@ export const WRITTEN_CTES = sql.raw(`
       SELECT id, "meshId", "senderId", "clientId", "targetSpec", priority, nonce, ciphertext, "replyTo",
              now() + make_interval(secs => "ttlSeconds"), now() + make_interval(secs => "replyWaitSeconds")
       FROM writable
-      WHERE NOT queue_full
       ORDER BY idx
       ON CONFLICT (sender_member_id, client_id) DO NOTHING
       RETURNING id
