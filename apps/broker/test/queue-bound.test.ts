@@ -36,6 +36,9 @@ describe("a member's queue bound", () => {
     expect(str(refusal.message)).toContain("MAX_QUEUED_PER_MEMBER");
     expect(await rejected()).toBe(rejectedBefore + 1);
 
+    // An ephemeral send stores nothing: a full queue does not hold it back (the member is offline: nobody took it).
+    expect(await peer.send(offline.pubkey, { ephemeral: true })).toMatchObject({ type: "ack", queued: false, recipients: 0 });
+
     // A retry of a send stored before is answered as stored, not refused.
     const retry = await peer.send(offline.pubkey, { id: "m-0" });
     expect(retry).toMatchObject({ type: "ack", messageId: stored[0]!.messageId, duplicate: true, recipients: 1 });

@@ -75,7 +75,7 @@ export interface Route {
   recipientIds: string[];
 }
 
-/** Routes one send without writing anything (an ephemeral send). */
+/** Routes one send without writing anything (an ephemeral send: a full queue does not hold it back, as nothing is queued). */
 export async function routeSend(
   db: Executor,
   send: { meshId: string; senderId: string; targetSpec: string; priority: string },
@@ -88,7 +88,7 @@ export async function routeSend(
       LIMIT 1
     ),
     ${ROUTE_CTES}
-    SELECT r.known, coalesce((SELECT json_agg(x.member_id) FROM recipients x), '[]')::text AS recipients
+    SELECT r.known OR r.queue_full AS known, coalesce((SELECT json_agg(x.member_id) FROM recipients x), '[]')::text AS recipients
     FROM routed r`);
   const row = rows[0];
   return { known: row?.known ?? false, recipientIds: row ? (JSON.parse(row.recipients) as string[]) : [] };
