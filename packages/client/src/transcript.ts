@@ -77,6 +77,8 @@ export async function inferStatusFromTranscript(
   cwd: string,
   opts: { home?: string; now?: number; idleAfterMs?: number } = {},
 ): Promise<TranscriptStatus | null> {
+  // A NaN would never count a transcript idle, a negative one always.
+  if (opts.idleAfterMs !== undefined) checkTimeout(opts.idleAfterMs, "idleAfterMs");
   const newest = await newestTranscript(transcriptDir(cwd, opts.home));
   if (!newest) return null;
   const now = opts.now ?? Date.now();

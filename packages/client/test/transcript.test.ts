@@ -57,6 +57,17 @@ describe("transcript status", () => {
     expect(await inferStatusFromTranscript(cwd, { home, now: Date.now() - 110_000 })).toBe("working");
   });
 
+  test("an idleAfterMs that is no span of time is refused invalid, not read as never or always idle", async () => {
+    const { cwd, dir } = project();
+    writeFileSync(join(dir, "a.jsonl"), userLine);
+    for (const idleAfterMs of [0, -1, Number.NaN, Infinity]) {
+      await expect(inferStatusFromTranscript(cwd, { home, idleAfterMs })).rejects.toMatchObject({
+        code: "invalid",
+        message: `idleAfterMs must be > 0 and at most ${2 ** 31 - 1} ms`,
+      });
+    }
+  });
+
   test("the newest transcript counts; an incomplete last line is ignored", async () => {
     const { cwd, dir } = project();
     writeFileSync(join(dir, "old.jsonl"), userLine);
