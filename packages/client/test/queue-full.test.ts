@@ -20,9 +20,12 @@ async function fullQueues(): Promise<number> {
 describe("a full queue, as the SDK reports it", () => {
   test("send and HttpSender.send: queue_full for the member alone, fullQueues for many", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 3 });
-    const [alice, offline] = members as [SetupMember, SetupMember, SetupMember];
+    const [alice, offline, online] = members as [SetupMember, SetupMember, SetupMember];
     const client = await SwitchboardClient.connect({ url: broker.url, meshId: mesh.id, secretKey: alice.identity.secretKey });
     clients.push(client);
+    // The third member takes what it is sent: a queue of its own would fill at this bound too.
+    const taker = await SwitchboardClient.connect({ url: broker.url, meshId: mesh.id, secretKey: online.identity.secretKey });
+    clients.push(taker);
     const http = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, alice.id) });
 
     expect(await client.send(offline.pubkey, { n: 1 })).toMatchObject({ recipients: 1, fullQueues: 0 });
