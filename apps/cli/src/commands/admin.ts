@@ -1,5 +1,5 @@
 // Admin commands over the HTTP admin API: meshes, members, tokens, peers.
-import { PUBKEY, UUID } from "@switchboard/protocol";
+import { isEd25519PublicKey, PUBKEY, UUID } from "@switchboard/protocol";
 import { AdminApi } from "../admin-api.ts";
 import type { Command, Context } from "../command.ts";
 import { operands } from "../command.ts";
@@ -46,6 +46,8 @@ export const memberAdd: Command = {
   async run(ctx) {
     const [mesh = "", pubkey = ""] = operands(ctx, ["mesh", "pubkey"]);
     if (!PUBKEY.test(pubkey)) throw new UsageError(`<pubkey> must be 64 lowercase hex characters, not "${pubkey}"`);
+    // A mistyped key is as likely to name no point as to name another key: the broker would refuse it, but it is the caller's to fix.
+    if (!isEd25519PublicKey(pubkey)) throw new UsageError(`<pubkey> ${pubkey} is not an ed25519 public key (it names no point of the curve)`);
     const displayName = ctx.args.string("name");
     if (displayName === undefined) throw new UsageError("--name N is required");
     if (displayName === "") throw new UsageError("--name is empty");
