@@ -59,7 +59,7 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
     ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
     ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
   };
-  let result: HttpSendResult & Partial<Pick<HttpRequestResult, "reply" | "unreadableReply">>;
+  let result: HttpSendResult & Partial<Pick<HttpRequestResult, "reply" | "unreadableReply" | "waitFailed">>;
   try {
     result = wait === undefined ? await sender.send(resolved, text, options) : await sender.request(resolved, text, { ...options, waitSeconds: wait });
   } catch (error) {
@@ -69,16 +69,21 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
   // A reply that could not be read fails the command, with --json or not.
   const unread = () =>
     new CliError(`the reply ${unreadable!.messageId} from ${shortKey(unreadable!.senderPubkey)} could not be read: ${unreadable!.error.message}`);
+  // Stored, but not waited for: the same --id with --wait waits for its reply.
+  const notWaited = () =>
+    new CliError(`the broker stored ${result.messageId} but could not wait for its reply; send it again with --id ${result.idempotencyKey} --wait ${wait} to wait for it`);
   if (ctx.json) {
     // An error's own fields: JSON.stringify of an Error keeps its code, not its message.
     await outJson(unreadable === null ? result : { ...result, unreadableReply: { ...unreadable, error: { code: unreadable.error.code, message: unreadable.error.message } } });
     if (unreadable !== null) throw unread();
+    if (result.waitFailed === true) throw notWaited();
     return;
   }
   const dup = result.duplicate ? ", duplicate of an earlier send" : "";
   await out(sentLine(result, `queued${dup}`));
   if (wait === undefined) return;
   if (unreadable !== null) throw unread();
+  if (result.waitFailed === true) throw notWaited();
   const reply = result.reply ?? null;
   if (reply === null) return out(`no reply within ${wait} s`);
   const payload = typeof reply.payload === "string" ? reply.payload : (JSON.stringify(reply.payload) ?? "null");

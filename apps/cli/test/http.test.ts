@@ -2,7 +2,17 @@
 // tokens, `send --http` (with --wait), `webhook set|get|delete`, as a child
 // process against a real broker and a real endpoint on loopback.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { freePort, PeerPool, randomSlug, setupMesh, useTestBroker, WebhookReceiver, type SetupMember } from "@switchboard/testkit";
+import {
+  backendKind,
+  failReplyHolds,
+  freePort,
+  PeerPool,
+  randomSlug,
+  setupMesh,
+  useTestBroker,
+  WebhookReceiver,
+  type SetupMember,
+} from "@switchboard/testkit";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { CliHome, cliOk, eventually, lines, runCli } from "./support/cli.ts";
@@ -203,6 +213,32 @@ describe("send --http --wait, a reply that cannot be read", () => {
       expect(stderr).toContain("could not be read");
       expect(stderr).not.toContain("\u001b");
     }
+  });
+});
+
+// The broker's wait failing once the message was stored (a trigger refuses
+// the hold of its replies, on a Postgres the test reaches beside the broker).
+describe.skipIf(backendKind !== "postgres")("send --http --wait whose wait failed once stored (needs DATABASE_URL)", () => {
+  test("fails the command naming the --id and --wait that wait for the reply, with --json too, rather than printing that none came", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { slug: randomSlug(), members: ["app", "runner"] });
+    const runner = members[1] as SetupMember;
+    const token = (await ok(["token", "create", mesh.slug, "app", "--kind", "api"])).trim();
+    const allowHolds = await failReplyHolds(broker.backend.databaseUrl!);
+    let human: Awaited<ReturnType<typeof cli>>;
+    let json: Awaited<ReturnType<typeof cli>>;
+    try {
+      human = await cli(["send", "--mesh", mesh.slug, "--http", "--token", token, "--wait", "2", "--id", "cmd-7", runner.pubkey, "deploy"]);
+      json = await cli(["send", "--mesh", mesh.slug, "--http", "--token", token, "--wait", "2", "--id", "cmd-8", runner.pubkey, "deploy", "--json"]);
+    } finally {
+      await allowHolds();
+    }
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/^sent [0-9a-f-]{36} to 1 recipient\(s\) \(queued\)\n$/);
+    expect(human.stderr).toMatch(/could not wait for its reply; send it again with --id cmd-7 --wait 2 to wait for it\n$/);
+    expect(human.stdout + human.stderr).not.toContain("no reply within");
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ idempotencyKey: "cmd-8", reply: null, waitFailed: true });
+    expect(json.stderr).toContain("--id cmd-8 --wait 2");
   });
 });
 

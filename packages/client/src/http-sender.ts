@@ -70,8 +70,15 @@ export interface HttpSendResult {
 }
 
 export interface HttpRequestResult extends HttpSendResult {
-  /** The first reply, opened (and acknowledged by the broker), or null when none came in time or it did not open. */
+  /** The first reply, opened (and acknowledged by the broker), or null when none came in time, it did not open, or the wait failed. */
   reply: Message | null;
+  /**
+   * True when the broker stored the message but could not wait for its reply
+   * (its database went away meanwhile): `request` again with the same
+   * `idempotencyKey` waits for it. False when it waited: a null `reply` then
+   * means none came in time.
+   */
+  waitFailed: boolean;
   /**
    * The first reply when its envelope did not open (sealed for a key this
    * sender lacks, or corrupt): what is known of it and why. The broker counts
@@ -160,13 +167,14 @@ export class HttpSender {
       throw new SwitchboardError("invalid", `waitSeconds: a whole number from 1 to ${MAX_WAIT_SECONDS}`);
     }
     const { result, reply } = await this.post(target, payload, opts, wait);
-    if (!reply) return { ...result, reply: null, unreadableReply: null };
+    // The broker leaves the reply out of its answer when the wait failed once the message was stored.
+    if (!reply) return { ...result, reply: null, unreadableReply: null, waitFailed: reply === undefined };
     try {
-      return { ...result, reply: this.open(reply), unreadableReply: null };
+      return { ...result, reply: this.open(reply), unreadableReply: null, waitFailed: false };
     } catch (error) {
       // The message is stored and the reply consumed: a throw here would lose both.
       const failure = error instanceof SwitchboardError ? error : new SwitchboardError("decrypt_failed", String(error), { cause: error });
-      return { ...result, reply: null, unreadableReply: { ...describePush(reply), error: failure } };
+      return { ...result, reply: null, unreadableReply: { ...describePush(reply), error: failure }, waitFailed: false };
     }
   }
 

@@ -8,6 +8,7 @@ import type { PushFrame } from "@switchboard/protocol";
 import {
   backendKind,
   failOnInsert,
+  failReplyHolds,
   freePort,
   pushesBeforeMarker,
   setupMesh,
@@ -370,6 +371,31 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     const marker = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "marker" }, { waitSeconds: 10 });
     expect(marker.reply?.payload).toEqual({ ok: true, echo: "marker" });
     expect(runner.commands().map((l) => l.messageId)).toEqual([first.messageId, marker.messageId]);
+  });
+});
+
+// The broker's answer leaves the reply out when its wait failed once the
+// message was stored (docs/http.md, "Stored, then failed"): a trigger that
+// refuses the hold of the replies makes it fail, on a Postgres the test can
+// reach beside the broker.
+describe.skipIf(backendKind !== "postgres")("a request whose wait failed once stored (needs DATABASE_URL)", () => {
+  const broker = useTestBroker();
+
+  test("request says waitFailed, not a reply that did not come; the same key waits again", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const sender = await appSender(broker.admin, broker.url, mesh.id, app);
+    const allowHolds = await failReplyHolds(broker.backend.databaseUrl!);
+    let failed;
+    try {
+      failed = await sender.request(runner.pubkey, { cmd: "deploy" }, { waitSeconds: 1, idempotencyKey: "deploy-1" });
+    } finally {
+      await allowHolds();
+    }
+    expect(failed).toMatchObject({ idempotencyKey: "deploy-1", duplicate: false, reply: null, unreadableReply: null, waitFailed: true });
+    // Waited this time: no reply came within the second.
+    const again = await sender.request(runner.pubkey, { cmd: "deploy" }, { waitSeconds: 1, idempotencyKey: "deploy-1" });
+    expect(again).toMatchObject({ messageId: failed.messageId, duplicate: true, reply: null, waitFailed: false });
   });
 });
 

@@ -3,7 +3,8 @@
 // lets it go) after inserting a presence of one session, or a message with
 // one ciphertext. The statement
 // has done its work by then (the presence ended the one it replaces, the
-// message is written) and has not committed. Or fails such a statement.
+// message is written) and has not committed. Or fails such a statement, or
+// the hold of a waiting request's replies.
 import postgres from "postgres";
 
 export type SlowInsert = { presenceSession: string } | { messageCiphertext: string };
@@ -52,11 +53,25 @@ export function failOnInsert(databaseUrl: string, what: SlowInsert): Promise<() 
   return onInsert(databaseUrl, what, `RAISE EXCEPTION 'refused by the test'`);
 }
 
-async function onInsert(databaseUrl: string, what: SlowInsert, action: string): Promise<() => Promise<void>> {
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  const name = `on_insert_${crypto.randomUUID().replaceAll("-", "")}`;
+/**
+ * Fails the statement that holds a message's replies for a request waiting
+ * for them (it counts the waits in messages.reply_waits): the wait of a
+ * `?wait` request, after its message was stored. The returned function takes
+ * the trigger away.
+ */
+export function failReplyHolds(databaseUrl: string): Promise<() => Promise<void>> {
+  return onChange(databaseUrl, "messages", "UPDATE", "NEW.reply_waits IS DISTINCT FROM OLD.reply_waits", `RAISE EXCEPTION 'refused by the test'`);
+}
+
+function onInsert(databaseUrl: string, what: SlowInsert, action: string): Promise<() => Promise<void>> {
   const [table, condition] =
     "presenceSession" in what ? ["presences", `NEW.session_id = '${what.presenceSession}'`] : ["messages", `NEW.ciphertext = '${what.messageCiphertext}'`];
+  return onChange(databaseUrl, table, "INSERT", condition, action);
+}
+
+async function onChange(databaseUrl: string, table: string, event: "INSERT" | "UPDATE", condition: string, action: string): Promise<() => Promise<void>> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const name = `on_${event.toLowerCase()}_${crypto.randomUUID().replaceAll("-", "")}`;
   try {
     await sql.unsafe(`
       CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -64,7 +79,7 @@ async function onInsert(databaseUrl: string, what: SlowInsert, action: string): 
         IF ${condition} THEN ${action}; END IF;
         RETURN NULL;
       END $$;
-      CREATE TRIGGER ${name} AFTER INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}();`);
+      CREATE TRIGGER ${name} AFTER ${event} ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}();`);
   } catch (error) {
     await sql.end();
     throw error;
