@@ -5,7 +5,7 @@
 // before is still answered as such; once the member takes its queue, it is
 // sent to again.
 import { describe, expect, test } from "bun:test";
-import { setupMesh, useTestBroker, waitUntil, type Frame, type SetupMember } from "@switchboard/testkit";
+import { backendKind, setupMesh, useTestBroker, useTestBrokerPair, waitUntil, type Frame, type SetupMember } from "@switchboard/testkit";
 import { httpBody, postMessage } from "./support/http-api.ts";
 import { peersOfEachTest, scrape, str } from "./support/messaging.ts";
 
@@ -72,5 +72,24 @@ describe("a member's queue bound", () => {
     expect(after).not.toHaveProperty("duplicate");
     const all = await taker.waitForPushes(MAX_QUEUED + 1);
     expect(all.map((p) => p.messageId)).toEqual([...taken.map((p) => p.messageId), after.messageId]);
+  });
+});
+
+// Two instances on one Postgres: the mark is the database's, so a send
+// through the other instance (written by the send statement, its recipient
+// held nowhere) is held back alike.
+describe.skipIf(backendKind !== "postgres")("a member's queue bound across instances (needs DATABASE_URL)", () => {
+  const pair = useTestBrokerPair({ MAX_QUEUED_PER_MEMBER: "1", HOUSEKEEPING_INTERVAL_MS: "100" });
+
+  test("a queue filled through one instance is full for sends through the other", async () => {
+    const { mesh, members } = await setupMesh(pair.a.admin, { members: 2 });
+    const [sender, offline] = members as [SetupMember, SetupMember];
+    const onA = await connect(pair.a, mesh.id, sender, { sessionId: "on-a" });
+    const onB = await connect(pair.b, mesh.id, sender, { sessionId: "on-b" });
+    expect(await onA.send(offline.pubkey, { id: "first" })).toMatchObject({ type: "ack", recipients: 1 });
+    await waitUntil(async () => (await scrape(pair.b.url)).get("broker_members_queue_full") === 1, 10_000, "instance b sees the queue full");
+    expect(await onB.send(offline.pubkey, { id: "second" })).toMatchObject({ type: "error", code: "queue_full", id: "second" });
+    // The first send's retry, through the other instance: its duplicate, not a refusal.
+    expect(await onB.send(offline.pubkey, { id: "first" })).toMatchObject({ type: "ack", duplicate: true, recipients: 1 });
   });
 });
