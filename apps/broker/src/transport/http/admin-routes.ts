@@ -10,7 +10,7 @@ import { RefusedError } from "../../services/outcome.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { answerWithin } from "./answer-deadline.ts";
 import { methodNotAllowed } from "./methods.ts";
-import { ANSWER_DEADLINE_MS, apiError, bearerToken, BodyNotUtf8, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
 type Handler<P extends string> = (req: BunRequest<P>, server: Server<unknown>) => Promise<Response>;
@@ -22,10 +22,8 @@ class BodyTooLarge extends Error {}
 const ADMIN_BODY_MAX_BYTES = 64 * 1024;
 
 export async function parseBody<T>(req: Request, schema: z.ZodType<T>, log: Logger): Promise<T> {
-  const text = await readBodyCapped(req, ADMIN_BODY_MAX_BYTES, log).catch((error: unknown) => {
-    throw error instanceof BodyNotUtf8 ? new InvalidBody(error.message) : error;
-  });
-  if (text === null) throw new BodyTooLarge(`the body is larger than ${ADMIN_BODY_MAX_BYTES} bytes`);
+  const text = await readBodyCapped(req, ADMIN_BODY_MAX_BYTES, log);
+  if (typeof text !== "string") throw text.code === "too_large" ? new BodyTooLarge(text.message) : new InvalidBody(text.message);
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -7,7 +7,7 @@ import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import type { HookCaller, HookService } from "../../services/hooks.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
 import { answerWithin } from "./answer-deadline.ts";
-import { ANSWER_DEADLINE_MS, bearerToken, BodyNotUtf8, json, readBodyCapped } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, bearerToken, json, readBodyCapped } from "./respond.ts";
 
 const fail = (code: ErrorCode, message: string) => json(HTTP_STATUS[code], { ok: false, error: code, message } satisfies HookReply);
 
@@ -47,14 +47,8 @@ export function hookRoutes(deps: {
       return failed(error);
     }
     if (caller === null) return fail("unauthorized", "unknown or revoked hook token");
-    let raw: string | null;
-    try {
-      raw = await readBodyCapped(req, maxMessageBytes, log);
-    } catch (error) {
-      if (error instanceof BodyNotUtf8) return fail("invalid", error.message);
-      throw error;
-    }
-    if (raw === null) return fail("too_large", `the body is larger than ${maxMessageBytes} bytes`);
+    const raw = await readBodyCapped(req, maxMessageBytes, log);
+    if (typeof raw !== "string") return fail(raw.code, raw.message);
     let parsedJson: unknown;
     try {
       parsedJson = JSON.parse(raw);

@@ -17,7 +17,7 @@ import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-messaging.ts";
 import { pushFrame } from "../ws/wire.ts";
 import { answerWithin } from "./answer-deadline.ts";
-import { ANSWER_DEADLINE_MS, apiError, bearerToken, BodyNotUtf8, ClientGone, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
 
 export interface MessagesRouteDeps {
   messaging: HttpMessaging;
@@ -102,17 +102,10 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
       metrics.messagesRejected.labels("invalid").inc();
       return apiError("invalid", error.message);
     }
-    let raw: string | null;
-    try {
-      raw = await readBodyCapped(req, maxMessageBytes, log);
-    } catch (error) {
-      if (!(error instanceof BodyNotUtf8)) throw error;
-      metrics.messagesRejected.labels("invalid").inc();
-      return apiError("invalid", error.message);
-    }
-    if (raw === null) {
-      metrics.messagesRejected.labels("too_large").inc();
-      return apiError("too_large", `the body is larger than MAX_MESSAGE_BYTES (${maxMessageBytes})`);
+    const raw = await readBodyCapped(req, maxMessageBytes, log, `MAX_MESSAGE_BYTES (${maxMessageBytes})`);
+    if (typeof raw !== "string") {
+      metrics.messagesRejected.labels(raw.code).inc();
+      return apiError(raw.code, raw.message);
     }
     let parsedJson: unknown;
     try {

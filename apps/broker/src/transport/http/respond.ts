@@ -57,35 +57,40 @@ export function sameSecret(given: string | null, expected: string): boolean {
  */
 export class ClientGone extends Error {}
 
-/**
- * A body whose bytes are not UTF-8. Decoded anyway, each bad byte would
- * become U+FFFD, and a message's ciphertext be stored altered.
- */
-export class BodyNotUtf8 extends Error {
-  constructor() {
-    super("the body is not text in UTF-8");
-  }
+/** A body a route does not read: past its cap, or not UTF-8 (decoded anyway, each bad byte would become U+FFFD, and a message's ciphertext be stored altered). */
+export interface BodyRefusal {
+  code: "too_large" | "invalid";
+  message: string;
 }
 
 // ignoreBOM: a leading byte order mark stays in the text, and JSON.parse refuses it (JSON has none).
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
- * The body as text (one that is not UTF-8 throws BodyNotUtf8), or null once
- * it passes maxBytes: reading stops there, so an oversized body (declared or
- * streamed) costs no more than the cap. A client that leaves before the
- * body's end is logged at debug, here for every route, and ends the request
- * with ClientGone. Its time does not count against the request's answer
- * deadline (answer-deadline.ts).
+ * The body as text, or the refusal of one that passes maxBytes (`limit` names
+ * it to the caller) or is not UTF-8: reading stops at the cap, so an
+ * oversized body (declared or streamed) costs no more than that. A client
+ * that leaves before the body's end is logged at debug, here for every
+ * route, and ends the request with ClientGone. Its time does not count
+ * against the request's answer deadline (answer-deadline.ts).
  */
-export function readBodyCapped(req: Request, maxBytes: number, log: Logger): Promise<string | null> {
-  return outsideDeadline(req, () => readCapped(req, maxBytes, log));
+export function readBodyCapped(req: Request, maxBytes: number, log: Logger, limit = `${maxBytes} bytes`): Promise<string | BodyRefusal> {
+  const tooLarge: BodyRefusal = { code: "too_large", message: `the body is larger than ${limit}` };
+  return outsideDeadline(req, async () => {
+    const bytes = await readCapped(req, maxBytes, log);
+    if (bytes === null) return tooLarge;
+    try {
+      return UTF8.decode(bytes);
+    } catch {
+      return { code: "invalid", message: "the body is not text in UTF-8" };
+    }
+  });
 }
 
-async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<string | null> {
+async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<Uint8Array | null> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > maxBytes) return null;
-  if (!req.body) return "";
+  if (!req.body) return new Uint8Array();
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = req.body.getReader();
@@ -103,9 +108,5 @@ async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<
     }
     chunks.push(value);
   }
-  try {
-    return UTF8.decode(Buffer.concat(chunks));
-  } catch {
-    throw new BodyNotUtf8();
-  }
+  return Buffer.concat(chunks);
 }
