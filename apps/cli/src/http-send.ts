@@ -66,24 +66,22 @@ export async function runHttpSend(ctx: Context, target: string, text: string): P
     throw sendFailed(error);
   }
   const unreadable = result.unreadableReply ?? null;
-  // A reply that could not be read fails the command, with --json or not.
-  const unread = () =>
-    new CliError(`the reply ${unreadable!.messageId} from ${shortKey(unreadable!.senderPubkey)} could not be read: ${unreadable!.error.message}`);
-  // Stored, but not waited for: the same --id with --wait waits for its reply.
-  const notWaited = () =>
-    new CliError(`the broker stored ${result.messageId} but could not wait for its reply; send it again with --id ${result.idempotencyKey} --wait ${wait} to wait for it`);
   if (ctx.json) {
     // An error's own fields: JSON.stringify of an Error keeps its code, not its message.
     await outJson(unreadable === null ? result : { ...result, unreadableReply: { ...unreadable, error: { code: unreadable.error.code, message: unreadable.error.message } } });
-    if (unreadable !== null) throw unread();
-    if (result.waitFailed === true) throw notWaited();
-    return;
+  } else {
+    const dup = result.duplicate ? ", duplicate of an earlier send" : "";
+    await out(sentLine(result, `queued${dup}`));
   }
-  const dup = result.duplicate ? ", duplicate of an earlier send" : "";
-  await out(sentLine(result, `queued${dup}`));
-  if (wait === undefined) return;
-  if (unreadable !== null) throw unread();
-  if (result.waitFailed === true) throw notWaited();
+  // A reply that could not be read fails the command, with --json or not.
+  if (unreadable !== null) {
+    throw new CliError(`the reply ${unreadable.messageId} from ${shortKey(unreadable.senderPubkey)} could not be read: ${unreadable.error.message}`);
+  }
+  // Stored, but not waited for: the same --id with --wait waits for its reply.
+  if (result.waitFailed === true) {
+    throw new CliError(`the broker stored ${result.messageId} but could not wait for its reply; send it again with --id ${result.idempotencyKey} --wait ${wait} to wait for it`);
+  }
+  if (ctx.json || wait === undefined) return;
   const reply = result.reply ?? null;
   if (reply === null) return out(`no reply within ${wait} s`);
   const payload = typeof reply.payload === "string" ? reply.payload : (JSON.stringify(reply.payload) ?? "null");
