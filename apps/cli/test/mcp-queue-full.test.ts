@@ -2,7 +2,7 @@
 // tool says `queue_full` for that member alone, and `full_queues` for a send
 // to many that skipped it, so the model knows who did not get it.
 import { afterAll, expect, test } from "bun:test";
-import { setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { gaugeOf, setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { writeFileSync } from "node:fs";
 import { CLI_ENTRY, CliHome } from "./support/cli.ts";
 import { McpSession } from "./support/mcp.ts";
@@ -10,8 +10,6 @@ import { McpSession } from "./support/mcp.ts";
 const broker = useTestBroker({ MAX_QUEUED_PER_MEMBER: "1", HOUSEKEEPING_INTERVAL_MS: "100" });
 const home = new CliHome();
 afterAll(() => home.dispose());
-
-const fullQueues = async () => /^broker_members_queue_full (\S+)$/m.exec(await (await fetch(`${broker.url}/metrics`)).text())?.[1];
 
 test("send_message: queue_full for a full member alone, full_queues for a send to many", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "carol"] });
@@ -25,7 +23,7 @@ test("send_message: queue_full for a full member alone, full_queues for a send t
   try {
     await session.connected();
     expect((await session.call("send_message", { to: bob.pubkey, text: "one" })).data).toMatchObject({ recipients: 1 });
-    await waitUntil(async () => (await fullQueues()) === "1", 10_000, "bob's queue marked full");
+    await waitUntil(async () => (await gaugeOf(broker.url, "broker_members_queue_full")) === 1, 10_000, "bob's queue marked full");
 
     const refused = await session.call("send_message", { to: bob.pubkey, text: "two" });
     expect(refused.isError).toBe(true);

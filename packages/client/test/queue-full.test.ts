@@ -2,7 +2,7 @@
 // a socket and over HTTP: a send to the full member alone fails `queue_full`,
 // a send to many resolves with how many full queues it skipped.
 import { afterEach, describe, expect, test } from "bun:test";
-import { setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { gaugeOf, setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { HttpSender, SwitchboardClient } from "../src/index.ts";
 
 const broker = useTestBroker({ MAX_QUEUED_PER_MEMBER: "1", HOUSEKEEPING_INTERVAL_MS: "100" });
@@ -10,12 +10,6 @@ const clients: SwitchboardClient[] = [];
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
 });
-
-/** broker_members_queue_full as the broker's /metrics says it now. */
-async function fullQueues(): Promise<number> {
-  const text = await (await fetch(`${broker.url}/metrics`)).text();
-  return Number(/^broker_members_queue_full (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
-}
 
 describe("a full queue, as the SDK reports it", () => {
   test("send and HttpSender.send: queue_full for the member alone, fullQueues for many", async () => {
@@ -29,7 +23,7 @@ describe("a full queue, as the SDK reports it", () => {
     const http = await HttpSender.create({ url: broker.url, token: await broker.admin.createApiToken(mesh.id, alice.id) });
 
     expect(await client.send(offline.pubkey, { n: 1 })).toMatchObject({ recipients: 1, fullQueues: 0 });
-    await waitUntil(async () => (await fullQueues()) === 1, 10_000, "the queue marked full");
+    await waitUntil(async () => (await gaugeOf(broker.url, "broker_members_queue_full")) === 1, 10_000, "the queue marked full");
 
     await expect(client.send(offline.pubkey, { n: 2 })).rejects.toMatchObject({ code: "queue_full" });
     expect(await client.send("*", { n: 3 }, { encrypt: false })).toMatchObject({ recipients: 1, fullQueues: 1, duplicate: false });

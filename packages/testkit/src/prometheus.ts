@@ -72,3 +72,10 @@ export function parsePrometheusText(text: string): Map<string, Family> {
   }
   return families;
 }
+
+/** The value of an unlabelled series (a gauge) on a broker's /metrics now; undefined when it has none. */
+export async function gaugeOf(baseUrl: string, name: string): Promise<number | undefined> {
+  const res = await fetch(`${baseUrl}/metrics`);
+  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+  return parsePrometheusText(await res.text()).get(name)?.samples.find((s) => Object.keys(s.labels).length === 0)?.value;
+}

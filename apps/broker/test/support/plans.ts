@@ -158,3 +158,8 @@ export async function poolSettings(pool: Executor): Promise<Record<string, strin
   const rows = await pool.rows<{ name: string; setting: string }>(sql`SELECT name, setting FROM pg_settings WHERE source = 'client'`);
   return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
 }
+
+/** The statement's own CTEs an analyzed plan scanned more than once, as "name ×loops": a join of them run as a nested loop. */
+export function cteRescans(plan: string): string[] {
+  return [...plan.matchAll(/CTE Scan on (\w+).*loops=(\d+)/g)].filter((m) => Number(m[2]) > 1).map((m) => `${m[1]} ×${m[2]}`);
+}
