@@ -1188,7 +1188,6 @@ describe("a broker newer than the SDK", () => {
       const fake = fakeBroker(() => null, () => helloAnswer);
       try {
         const me = await newIdentity();
-        const started = Date.now();
         const refused = await SwitchboardClient.connect({ url: fake.url, meshId: "m", secretKey: me.secretKey, reconnect: false, connectTimeoutMs: 5000 }).then(
           async (client) => {
             await client.close();
@@ -1197,8 +1196,8 @@ describe("a broker newer than the SDK", () => {
           (error: unknown) => error,
         );
         const what = i === 0 ? "type hello_ack" : "type error, code from_a_newer_broker";
+        // Waited out, the connect would fail with timeout (connectTimeoutMs), not protocol.
         expect(refused).toMatchObject({ code: "protocol", message: `the broker answered the hello with a frame the SDK cannot read (${what})` });
-        expect(Date.now() - started).toBeLessThan(4000);
       } finally {
         await fake.stop();
       }
