@@ -103,6 +103,7 @@ describe("hello", () => {
       status: "idle",
       serverTime: expect.any(Number),
       maxMessageBytes: MAX_MESSAGE_BYTES,
+      leaseSeconds: 30,
     });
     // The broker's clock, not some other number: same host, so within the hello's round trip plus slack.
     expect(ack.serverTime as number).toBeGreaterThanOrEqual(before - 5_000);

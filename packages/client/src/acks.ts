@@ -16,6 +16,8 @@ export class AckBatcher {
   private frameIds = MAX_FRAME_IDS;
   /** The broker's frame limit on this socket (its hello_ack), if it told it. */
   private maxFrameBytes: number | undefined;
+  /** delayMs, or a third of the broker's lease when its hello_ack told one that is shorter. */
+  private currentDelayMs: number;
   /** The largest frame written since connected(): its length and how many ids it held. */
   private largest = { length: 0, ids: 0 };
 
@@ -23,12 +25,14 @@ export class AckBatcher {
   constructor(
     private readonly delayMs: number,
     private readonly send: (messageIds: string[]) => number | null,
-  ) {}
+  ) {
+    this.currentDelayMs = delayMs;
+  }
 
   add(messageId: string): void {
     this.waiting.add(messageId);
     if (this.waiting.size >= Math.min(MAX_BATCH, this.frameIds)) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.delayMs);
+    else this.timer ??= setTimeout(() => this.flush(), this.currentDelayMs);
   }
 
   get pending(): number {
@@ -67,10 +71,16 @@ export class AckBatcher {
     return frames;
   }
 
-  /** A new socket, with the broker's frame limit if its hello_ack told it: what was written on the last one no longer matters. */
-  connected(maxFrameBytes?: number): void {
+  /**
+   * A new socket, with the broker's frame limit and lease if its hello_ack
+   * told them: what was written on the last one no longer matters. An ack held
+   * past the lease would come after the broker pushed the message again, so
+   * acks wait at most a third of it (as MAX_ACK_DELAY_MS is of the default).
+   */
+  connected(maxFrameBytes?: number, leaseSeconds?: number): void {
     this.largest = { length: 0, ids: 0 };
     this.maxFrameBytes = maxFrameBytes;
+    this.currentDelayMs = leaseSeconds === undefined ? this.delayMs : Math.min(this.delayMs, (leaseSeconds * 1000) / 3);
   }
 
   /** The length of the largest ack frame written on this socket (0: none). */

@@ -386,7 +386,7 @@ export class SwitchboardClient {
       throw new SwitchboardError("closed", "the client was closed while connecting");
     }
     this.connection = connection;
-    this.acks.connected(ack.maxMessageBytes);
+    this.acks.connected(ack.maxMessageBytes, ack.leaseSeconds);
     this.reconnector.opened();
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;

@@ -34,7 +34,7 @@ export interface ClientOptions {
   cwd?: string;
   displayName?: string;
   reconnect?: ReconnectOptions | false;
-  /** Acks are batched; default 50, at most MAX_ACK_DELAY_MS (10000: a third of the broker's default lease). */
+  /** Acks are batched; default 50, at most MAX_ACK_DELAY_MS (10000: a third of the broker's default lease), and at most a third of the lease a broker's hello_ack tells. */
   ackDelayMs?: number;
   /**
    * "auto" (default): every push is acknowledged on receipt. "manual": a push

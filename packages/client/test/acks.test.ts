@@ -357,3 +357,31 @@ describe.each([
     expect(tooLarge).toEqual([...closes]);
   });
 });
+
+test("a broker whose lease is shorter than three times ackDelayMs (its hello_ack tells it) gets each ack within a third of its lease, before it would push the message again", async () => {
+  const short = await TestBroker.start({ LEASE_SECONDS: "3" });
+  cleanup.push(() => short.dispose());
+  const { mesh, members } = await setupMesh(short.admin, { members: ["alice", "bob"] });
+  const [alice, bob] = members as [SetupMember, SetupMember];
+  const frames: RawFrame[] = [];
+  const acked: string[] = [];
+  const control = recordingControllable(frames, acked);
+  const b = await SwitchboardClient.connect({
+    url: short.url,
+    meshId: mesh.id,
+    secretKey: bob.identity.secretKey,
+    ackDelayMs: 10_000,
+    WebSocket: control.WebSocket,
+  });
+  cleanup.push(() => b.close());
+  b.on("message", () => {});
+  expect(frames.find((f) => f.type === "hello_ack")).toMatchObject({ leaseSeconds: 3 });
+  const a = await SwitchboardClient.connect({ url: short.url, meshId: mesh.id, secretKey: alice.identity.secretKey });
+  cleanup.push(() => a.close());
+
+  const sent = await a.send(bob.pubkey, "held no longer than the lease allows");
+  // Held for the 10 s asked, the ack would come after the 3 s lease ran out and the broker pushed the message again.
+  await waitUntil(() => acked.includes(sent.messageId), 20_000, "the ack");
+  await b.ping();
+  expect(pushesOf(frames, sent.messageId)).toHaveLength(1);
+});

@@ -22,6 +22,8 @@ export const helloAckFrame = z.object({
   serverTime: z.number(),
   /** The largest frame, in bytes, the broker takes on this socket (MAX_MESSAGE_BYTES); a larger one closes it with 1009. */
   maxMessageBytes: z.number().int().positive().optional(),
+  /** How long a push stays leased to this socket unacknowledged (LEASE_SECONDS) before the broker pushes it again. */
+  leaseSeconds: z.number().int().positive().optional(),
 });
 
 export const sendAckFrame = z.object({

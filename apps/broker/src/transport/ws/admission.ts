@@ -114,6 +114,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | n
       status: admitted.status,
       serverTime: deps.clock(),
       maxMessageBytes: deps.maxMessageBytes,
+      leaseSeconds: deps.pushWindow.leaseSeconds,
     },
     reqId,
   );
