@@ -135,6 +135,8 @@ describe("two sessions, alice and bob", () => {
       expect(byName[name]?.inputSchema).toMatchObject({ type: "object", properties: { channel: { type: "string" } }, required: ["channel"] });
     }
     for (const name of ["check_messages", "list_peers"]) expect(byName[name]?.inputSchema).toMatchObject({ type: "object", properties: {} });
+    // Its entries carry `encrypted` without the notification's warning: the description says what false means.
+    expect(byName.check_messages?.description).toContain("`encrypted: false` marks a message sent unencrypted");
     expect(a.client.getServerCapabilities()).toMatchObject({ tools: {}, experimental: { "claude/channel": {} } });
     expect(a.client.getInstructions()).toContain("send_message");
     expect(a.client.getInstructions()).toContain("reply_to");

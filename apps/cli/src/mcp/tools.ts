@@ -106,6 +106,7 @@ const TOOLS = {
       "The messages received since the last call (whether or not they were already shown to you as channel notifications), oldest first; clears that list. " +
       "A long list comes a page at a time: `more` says how many are left for the next call. " +
       "A message too long for one page comes in parts over successive calls, each with its message_id and `part` of `parts` (from 1): join their texts. " +
+      "`encrypted: false` marks a message sent unencrypted (to a channel, or over HTTP): only the broker vouches that it comes from `from`. " +
       "`connection` (code, message) is there while this session is not connected to the broker: nothing new arrives until it is.",
     input: argsOf("check_messages", {}),
     async run(_args, ctx) {
