@@ -1,8 +1,10 @@
 // The sweep that marks full queues (store/queue/full-queues.ts), against a
 // real database: it counts what a member has queued, not what is leased,
 // expired or acknowledged; it marks a member at the bound and clears the
-// mark below it; it skips a member another transaction holds rather than waiting; and it
-// reads the queue through its index. And both send statements (the send
+// mark below it; it skips a member another transaction holds rather than waiting; it
+// counts the queue's depth, every recipient's queued and leased deliveries
+// and nothing acknowledged or expired; and it reads the queue through its
+// indexes, not the expired deliveries kept for the retention. And both send statements (the send
 // statement and the direct one) write a marked member nothing, planned as
 // before the mark was read.
 import { beforeEach, describe, expect, test } from "bun:test";
@@ -10,24 +12,26 @@ import { backendKind } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { enqueueSends, writtenDirectly, type LocalHolders } from "../src/store/queue/enqueue.ts";
 import { markFullQueues } from "../src/store/queue/full-queues.ts";
+import { ackByHand } from "./support/acked.ts";
 import { meshWithMember, newMessage, settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
 import { cteRescans, planOf } from "./support/plans.ts";
 
 const t = useMeshDatabase("full-queues");
 
-/** `count` deliveries to `memberId` in `state`. */
-async function deliveries(memberId: string, state: "queued" | "leased", count: number): Promise<void> {
+/** `count` deliveries to `memberId` in `state` (acked: acknowledged in place, as before acks moved to acked_deliveries). */
+async function deliveries(memberId: string, state: "queued" | "leased" | "acked", count: number): Promise<void> {
   await t.db.rows(sql`
     WITH m AS (
       INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
       SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'next', 'n', 'c', now() + interval '1 hour'
       FROM generate_series(1, ${count})
       RETURNING id, expires_at)
-    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt, acked_at)
     SELECT id, ${memberId}::uuid, 'next', expires_at, ${state},
            CASE WHEN ${state} = 'leased' THEN gen_random_uuid() END,
            CASE WHEN ${state} = 'leased' THEN now() + interval '1 minute' END,
-           CASE WHEN ${state} = 'queued' THEN 0 ELSE 1 END
+           CASE WHEN ${state} = 'queued' THEN 0 ELSE 1 END,
+           CASE WHEN ${state} = 'acked' THEN now() END
     FROM m`);
 }
 
@@ -52,17 +56,19 @@ describe("markFullQueues", () => {
     await deliveries(member, "leased", 5);
     await settledDeliveries(t.db, { meshId: t.meshId, memberId: member }, 5);
     await deliveries(member, "queued", 2);
-    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [], full: 0 });
+    // The depth: its 5 leased and 2 queued.
+    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [], full: 0, depth: 7 });
     expect(await markOf(member)).toBe(false);
 
     await deliveries(member, "queued", 1);
-    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [member], drained: [], full: 1 });
+    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [member], drained: [], full: 1, depth: 8 });
     expect(await markOf(member)).toBe(true);
     // Marked already: nothing changes, it is still counted.
-    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [], full: 1 });
+    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [], full: 1, depth: 8 });
 
+    // Taken, the delivery leaves its queue and stays in the depth.
     await takeOne(member);
-    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [member], full: 0 });
+    expect(await markFullQueues(t.db, 3)).toEqual({ filled: [], drained: [member], full: 0, depth: 8 });
     expect(await markOf(member)).toBe(false);
   });
 
@@ -81,9 +87,30 @@ describe("markFullQueues", () => {
     expect((await markFullQueues(t.db, 2)).filled).toEqual([held]);
   });
 
-  test("counts the queue through its index, not the deliveries kept for the retention", async () => {
+  test("counts the depth: every recipient's queued and leased deliveries, nothing acknowledged or expired", async () => {
+    const { memberId: one } = await meshWithMember(t.db, "fq-depth-one");
+    const { memberId: other } = await meshWithMember(t.db, "fq-depth-other");
+    // Acknowledged both ways (moved to acked_deliveries, and in place), and expired.
+    await deliveries(one, "leased", 7);
+    await t.db.rows(ackByHand(sql`d.recipient_member_id = ${one}::uuid`));
+    await deliveries(other, "acked", 6);
+    await settledDeliveries(t.db, { meshId: t.meshId, memberId: other }, 8);
+    await deliveries(one, "queued", 3);
+    await deliveries(one, "leased", 2);
+    await deliveries(other, "queued", 4);
+    await deliveries(other, "leased", 1);
+    expect(await markFullQueues(t.db, 4)).toEqual({ filled: [other], drained: [], full: 1, depth: 10 });
+    // Nothing owed: a depth of 0, the acknowledged and expired still there.
+    await t.db.rows(sql`DELETE FROM deliveries WHERE state IN ('queued', 'leased')`);
+    expect(await markFullQueues(t.db, 4)).toEqual({ filled: [], drained: [other], full: 0, depth: 0 });
+  });
+
+  test("counts the queue through its indexes, not the deliveries kept for the retention", async () => {
     await settledDeliveries(t.db, t, 30_000, "full-queues");
     await t.db.rows(sql`ANALYZE deliveries`);
+    await deliveries(t.memberId, "queued", 1);
+    await deliveries(t.memberId, "leased", 1);
+    expect((await markFullQueues(t.db, 100)).depth).toBe(2);
     const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => markFullQueues(recorder, 100));
     expect(plan).toContain("deliveries_queued_idx");
     expect(plan).not.toMatch(/Seq Scan on deliveries/);

@@ -1,6 +1,5 @@
-// Pruning messages past their retention (store/queue/prune.ts), and gone
-// presences a batch at a time (store/housekeeping.ts), the queue depth
-// counted from the queue alone (store/queue/claim.ts), and what recently
+// Pruning messages past their retention (store/queue/prune.ts), gone
+// presences a batch at a time (store/housekeeping.ts), and what recently
 // revoked members were still owed dropped (store/queue/drop.ts), against a
 // real database: which messages go and which stay, and — with the generic
 // plan the broker's pool (or its embedded database) uses — that a tick
@@ -11,7 +10,6 @@ import { backendKind, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { pruneAuditLog, pruneGonePresences } from "../src/store/housekeeping.ts";
 import { ackDeliveries } from "../src/store/queue/ack.ts";
-import { queueDepth } from "../src/store/queue/claim.ts";
 import { dropUndeliveredOfRevoked } from "../src/store/queue/drop.ts";
 import { PruneWalk } from "../src/services/prune-walk.ts";
 import { requeue } from "../src/store/queue/requeue.ts";
@@ -285,18 +283,6 @@ describe("pruneAuditLog", () => {
     const plan = await planOf(t.backend.databaseUrl ?? t.db, (recorder) => pruneAuditLog(recorder, 30 * 86_400), { generic: true });
     expect(plan).toContain("audit_log_at_idx");
     expect(plan).not.toMatch(/Seq Scan on audit_log/);
-  });
-});
-
-describe("queueDepth", () => {
-  test("counts the queue through its partial indexes, not the expired deliveries kept for the retention", async () => {
-    await settledDeliveries(t.db, t, 30_000, "depth");
-    await t.db.rows(sql`ANALYZE deliveries`);
-    const before = await queueDepth(t.db);
-    await message("k", 0, 3600, "queued");
-    await message("k", 0, 3600, "leased");
-    expect(await queueDepth(t.db)).toBe(before + 2);
-    expect(await planOf(t.backend.databaseUrl ?? t.db, (recorder) => queueDepth(recorder))).not.toMatch(/Seq Scan on deliveries/);
   });
 });
 

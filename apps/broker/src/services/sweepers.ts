@@ -17,7 +17,6 @@ import {
   markFullQueues,
   membersWithQueuedWork,
   pruneMessages,
-  queueDepth,
   requeue,
 } from "../store/queue/index.ts";
 import { expireWorkingStatus } from "../store/status.ts";
@@ -77,7 +76,7 @@ export class Sweepers {
   }
 
   start(): void {
-    const { timing, queuedWork, db, lease, lifecycle, metrics } = this.deps;
+    const { timing, queuedWork, db, lease, lifecycle } = this.deps;
     this.periodic.every("leases-and-status", timing.sweepIntervalMs, () => this.leasesAndStatus());
     this.periodic.every("catch-up", timing.catchUpIntervalMs, async () => {
       queuedWork.forMembers(await membersWithQueuedWork(db, lease.id));
@@ -96,8 +95,7 @@ export class Sweepers {
     // Postgres's autovacuum does this on its own; the embedded database has none.
     if (db.kind === "embedded") this.periodic.every("vacuum", timing.housekeepingIntervalMs * VACUUM_INTERVALS, () => this.vacuum());
     // At once too: a fresh instance would report an empty queue until its first tick.
-    this.periodic.every("queue-depth", timing.housekeepingIntervalMs, async () => metrics.queueDepth.set(await queueDepth(db)), { now: true });
-    this.periodic.every("full-queues", timing.housekeepingIntervalMs, () => this.fullQueues(), { now: true });
+    this.periodic.every("queue-depth-and-full-queues", timing.housekeepingIntervalMs, () => this.queueDepthAndFullQueues(), { now: true });
   }
 
   /** No more sweeps; resolves when those under way are done. */
@@ -123,9 +121,11 @@ export class Sweepers {
     events.deliver(changes);
   }
 
-  private async fullQueues(): Promise<void> {
+  /** The queue's depth and its full queues, from one walk of the queue's index. */
+  private async queueDepthAndFullQueues(): Promise<void> {
     const { db, metrics, log, maxQueuedPerMember } = this.deps;
-    const { filled, drained, full } = await markFullQueues(db, maxQueuedPerMember);
+    const { filled, drained, full, depth } = await markFullQueues(db, maxQueuedPerMember);
+    metrics.queueDepth.set(depth);
     metrics.membersQueueFull.set(full);
     for (const memberId of filled) log.warn({ memberId, maxQueued: maxQueuedPerMember }, "member queue full");
     for (const memberId of drained) log.info({ memberId }, "member queue drained");

@@ -245,15 +245,3 @@ export async function membersWithQueuedWork(db: Executor, instanceId: string): P
       ) IS NOT NULL`);
   return rows.map((r) => r.memberId);
 }
-
-/**
- * Deliveries not yet acknowledged, over all recipients. Counted state by
- * state, each through its partial index, so the count reads the queue and
- * not the acknowledged deliveries kept for the retention.
- */
-export async function queueDepth(db: Executor): Promise<number> {
-  const rows = await db.rows<{ n: number }>(sql`
-    SELECT ((SELECT count(*) FROM deliveries WHERE state = 'queued')
-          + (SELECT count(*) FROM deliveries WHERE state = 'leased'))::int AS n`);
-  return rows[0]?.n ?? 0;
-}

@@ -8,7 +8,8 @@
 //   expire   queued   → expired     expireDeliveries
 //   drop     queued|leased → gone   dropUndelivered (recipient revoked), dropUndeliveredOfRevoked (queued by sends under way then)
 //   prune    settled  → gone        pruneMessages
-// and the bound on a queue: markFullQueues (members whose queue is full get no new deliveries)
+// and the bound on a queue: markFullQueues (members whose queue is full get no new deliveries),
+// which counts the queue's depth in the same walk
 export * from "./ack.ts";
 export * from "./claim.ts";
 export * from "./drop.ts";
