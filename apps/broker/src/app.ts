@@ -93,6 +93,7 @@ export function timingOf(config: Config): Timing {
     housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
     settledRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
     historyRetentionSeconds: config.HISTORY_RETENTION_SECONDS ?? config.MESSAGE_TTL_SECONDS,
+    historyMaxPerChannel: config.HISTORY_MAX_PER_CHANNEL,
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
     stalledPresenceSeconds: config.STALLED_PRESENCE_SECONDS,

@@ -165,6 +165,8 @@ export const configSchema = z.object({
   CORS_ORIGINS: origins.optional(),
   /** Unset: MESSAGE_TTL_SECONDS. */
   HISTORY_RETENTION_SECONDS: wholeNumber(1, 2_147_483_647).optional(),
+  /** Unset: no bound by count. Else a channel's settled messages beyond its newest this many are pruned after DELIVERED_RETENTION_SECONDS. */
+  HISTORY_MAX_PER_CHANNEL: wholeNumber(1, 2_147_483_647).optional(),
   DASHBOARD: flag(true),
 }).superRefine((c, ctx) => {
   if (c.WEBHOOK_BACKOFF_MIN_MS > c.WEBHOOK_BACKOFF_MAX_MS) {

@@ -61,6 +61,12 @@ describe("configuration", () => {
     ["CORS_ORIGINS", "https://app.example.com/path"],
     ["CORS_ORIGINS", "app.example.com"],
     ["HISTORY_RETENTION_SECONDS", "0"],
+    ["HISTORY_MAX_PER_CHANNEL", "0"],
+    ["HISTORY_MAX_PER_CHANNEL", "-5"],
+    ["HISTORY_MAX_PER_CHANNEL", "2.5"],
+    ["HISTORY_MAX_PER_CHANNEL", "1e3"],
+    ["HISTORY_MAX_PER_CHANNEL", "many"],
+    ["HISTORY_MAX_PER_CHANNEL", "2147483648"],
     ["DASHBOARD", "maybe"],
     ["SENTRY_DSN", "not a url"],
     ["SENTRY_DSN", "ftp://key@sentry.example.com/1"],
@@ -98,6 +104,13 @@ describe("configuration", () => {
     expect(config.DASHBOARD).toBe(false);
     expect(loadConfig({}).DASHBOARD).toBe(true);
     expect(loadConfig({}).HISTORY_RETENTION_SECONDS).toBeUndefined();
+  });
+
+  test("HISTORY_MAX_PER_CHANNEL: unset (or empty) is no bound by count; a whole number from 1 is the bound", () => {
+    expect(loadConfig({}).HISTORY_MAX_PER_CHANNEL).toBeUndefined();
+    expect(loadConfig({ HISTORY_MAX_PER_CHANNEL: "" }).HISTORY_MAX_PER_CHANNEL).toBeUndefined();
+    expect(loadConfig({ HISTORY_MAX_PER_CHANNEL: "1" }).HISTORY_MAX_PER_CHANNEL).toBe(1);
+    expect(loadConfig({ HISTORY_MAX_PER_CHANNEL: "10000" }).HISTORY_MAX_PER_CHANNEL).toBe(10000);
   });
 
   test.each([

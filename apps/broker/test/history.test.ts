@@ -14,6 +14,7 @@ import {
   type Frame,
   type SetupMember,
   type TestPeer,
+  waitUntil,
 } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { HISTORY_PAGE_BYTES } from "@switchboard/protocol";
@@ -179,6 +180,46 @@ describe("history retention", () => {
     } finally {
       await peers.closeAll();
       await retained.stop();
+      await own.dispose();
+    }
+  });
+});
+
+describe("history bound", () => {
+  test("with HISTORY_MAX_PER_CHANNEL, a channel's acknowledged messages beyond its newest N leave history once settled", async () => {
+    const own = await freshBackend();
+    const MAX = 3;
+    const bounded = await spawnBroker({
+      ...own.env,
+      ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      HISTORY_MAX_PER_CHANNEL: String(MAX),
+      // History is polled below until the prune has run.
+      CONTROL_RATE_LIMIT_PER_MIN: "100000",
+      DELIVERED_RETENTION_SECONDS: "1",
+      HOUSEKEEPING_INTERVAL_MS: "200",
+    });
+    const peers = new PeerPool();
+    try {
+      const { mesh, members } = await setupMesh(new AdminClient(bounded.url, TEST_ADMIN_TOKEN), { members: ["sender", "reader"] });
+      const [sender, reader] = members as [SetupMember, SetupMember];
+      const s = await peers.connect(bounded.wsUrl, sender, mesh.id);
+      const r = await peers.connect(bounded.wsUrl, reader, mesh.id, { autoAck: true });
+      await r.request({ type: "join", channel: "#capped" });
+      await s.request({ type: "join", channel: "#capped" });
+      const sent = await sendTexts(s, "#capped", Array.from({ length: 8 }, (_, i) => `m${i}`));
+      await r.waitForPushes(sent.length);
+      const kept = await waitUntil(
+        async () => {
+          const page = ids(await history(r, { target: "#capped" }));
+          return page.length <= MAX ? page : undefined;
+        },
+        60_000,
+        `#capped to keep at most ${MAX} messages`,
+      );
+      expect(kept).toEqual(sent.slice(-MAX));
+    } finally {
+      await peers.closeAll();
+      await bounded.stop();
       await own.dispose();
     }
   });

@@ -147,7 +147,11 @@ export class Sweepers {
     // restarts in between.
     const dropped = await dropUndeliveredOfRevoked(db, HOUR + timing.leaseSeconds);
     if (dropped > 0) this.deps.log.info({ deliveries: dropped }, "deliveries of revoked members dropped");
-    const retention = { settledSeconds: timing.settledRetentionSeconds, historySeconds: timing.historyRetentionSeconds };
+    const retention = {
+      settledSeconds: timing.settledRetentionSeconds,
+      historySeconds: timing.historyRetentionSeconds,
+      historyMaxPerChannel: timing.historyMaxPerChannel,
+    };
     await this.pruneWalk.tick((from) => pruneMessages(db, retention, BATCH, from));
     await pruneHelloReplays(db);
     await prunePendingSignals(db);

@@ -28,6 +28,8 @@ export interface Timing {
   settledRetentionSeconds: number;
   /** How long a channel message is kept for history, acknowledged or not. */
   historyRetentionSeconds: number;
+  /** Unset: no bound. Else a channel's settled messages beyond its newest this many go after the settled retention. */
+  historyMaxPerChannel: number | undefined;
   statusTtlSeconds: number;
   freshWindowMs: number;
   /** A presence whose socket stays backed up this long is closed (its leases requeue). */

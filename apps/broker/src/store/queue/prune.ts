@@ -5,26 +5,34 @@
 // Until then a retried send with the same id is still recognised, and the
 // delivery states stay visible. A channel message is also channel history:
 // it stays, acknowledged or expired, until it is older than the history
-// retention (HISTORY_RETENTION_SECONDS).
+// retention (HISTORY_RETENTION_SECONDS) — or, with a bound on history
+// (HISTORY_MAX_PER_CHANNEL), once it is beyond its channel's newest N and
+// settled as a direct message would be (history-bound.ts).
 import type { Database } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { isoInstant, uuidArray } from "../sql.ts";
+import { beyondTheBound, channelsPerTick, nextBoundedFrom, type ChannelKey } from "./history-bound.ts";
+import { settled } from "./settled.ts";
 
 export interface Retention {
   /** How long a settled (or expired) message is kept, so a retried send stays idempotent. */
   settledSeconds: number;
   /** How long a channel message is kept for history. */
   historySeconds: number;
+  /** Unset: no bound. Else a channel's settled messages beyond its newest this many go after the settled retention. */
+  historyMaxPerChannel?: number | undefined;
 }
 
 /** Where each kind's walk starts: the created_at an earlier walk reached, or null for the oldest message. */
 export interface PruneFrom {
   direct: string | null;
   channel: string | null;
+  /** The channel after which the walk of channels over the history bound starts, or null for the first. */
+  bounded: ChannelKey | null;
 }
 
-/** Walks from the oldest message of each kind. */
-export const FROM_THE_OLDEST: PruneFrom = { direct: null, channel: null };
+/** Walks from the oldest message of each kind, and from the first channel. */
+export const FROM_THE_OLDEST: PruneFrom = { direct: null, channel: null, bounded: null };
 
 export interface Pruned {
   removed: number;
@@ -34,23 +42,18 @@ export interface Pruned {
 
 // The oldest messages of one kind past `keptSeconds` and created at or after
 // `from`, through that kind's created_at index (schema.ts), so a tick reads
-// the messages past their retention, not the table: those no recipient still
-// owes an ack for, or expired longer than the settled retention ago, go.
-// Those still owed stay behind a walk that passed them (an offline member's
-// backlog, kept for its TTL): a tick that starts where the last one ended
-// does not read them again, a walk from the oldest does. Rows another
-// transaction holds (another instance's prune, a request's reply wait set
-// or ended, queue/reply.ts) are skipped, not waited for: the walk from the
-// oldest finds them. The owed check is one probe of the message's
-// deliveries per message read (OFFSET 0 keeps it so): under a generic plan
-// Postgres would otherwise hash every owed delivery of the table, reading
-// all of them, on every tick.
+// the messages past their retention, not the table: the settled ones go
+// (settled.ts). Those still owed stay behind a walk that passed them (an
+// offline member's backlog, kept for its TTL): a tick that starts where the
+// last one ended does not read them again, a walk from the oldest does.
+// Rows another transaction holds (another instance's prune, a request's
+// reply wait set or ended, queue/reply.ts) are skipped, not waited for: the
+// walk from the oldest finds them.
 const prunable = (kind: SQL, keptSeconds: number, from: string | null, retention: Retention, limit: number): SQL => sql`
   SELECT m.id, m.created_at FROM messages m
   WHERE ${kind} AND m.created_at < now() - make_interval(secs => ${keptSeconds})
     AND m.created_at >= coalesce(${from}::timestamptz, '-infinity')
-    AND (m.expires_at < now() - make_interval(secs => ${retention.settledSeconds})
-         OR NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('queued', 'leased') OFFSET 0))
+    AND ${settled(retention.settledSeconds)}
   ORDER BY m.created_at
   LIMIT ${limit}
   FOR UPDATE SKIP LOCKED`;
@@ -66,11 +69,16 @@ interface Walked {
   ids: string[];
   directNext: string;
   channelNext: string;
+  /** With a bound on history: how many messages beyond it were taken, and the last channel visited when the tick visited its number of them. */
+  boundedTaken?: number;
+  lastMesh?: string | null;
+  lastChannel?: string | null;
 }
 
 /**
  * Messages past their retention, at most `limit` direct and `limit` channel
- * ones, each kind walked from where `from` says; returns how many went and
+ * ones, each kind walked from where `from` says, and with a bound on history
+ * at most `limit` beyond it (history-bound.ts); returns how many went and
  * where the next walks may start. A message passed while owed is left to a
  * later walk from the oldest (FROM_THE_OLDEST), which the caller makes now
  * and then. Two statements in one transaction: the first locks the messages
@@ -88,15 +96,20 @@ export async function pruneMessages(
   from: PruneFrom = FROM_THE_OLDEST,
 ): Promise<Pruned> {
   const channelKept = Math.max(retention.settledSeconds, retention.historySeconds);
+  const bound = retention.historyMaxPerChannel;
+  // Without a bound the statement visits no channels (HISTORY_MAX_PER_CHANNEL unset, the default).
+  const visits = bound === undefined ? null : channelsPerTick(bound);
   return db.transaction(async (tx) => {
     const [walked] = await tx.rows<Walked>(sql`
-      WITH direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, from.direct, retention, limit)}),
+      WITH ${bound === undefined ? sql`` : sql`RECURSIVE`} direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, from.direct, retention, limit)}),
       channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, from.channel, retention, limit)}),
+      ${bound === undefined ? sql`` : sql`${beyondTheBound(bound, retention.settledSeconds, from.bounded, limit)},`}
       -- = ANY of an array: an IN of the subquery is planned as a hash join
       -- over the whole table under a generic plan. (The cast makes the
       -- subquery one array value, not a set of rows for ANY to compare with.)
+      -- A message past the history retention may be beyond the bound too: UNION takes it once.
       ids AS MATERIALIZED (
-        SELECT ARRAY(SELECT id FROM direct UNION ALL SELECT id FROM channel) AS ids
+        SELECT ARRAY(SELECT id FROM direct UNION ALL SELECT id FROM channel ${bound === undefined ? sql`` : sql`UNION SELECT id FROM bounded`}) AS ids
       ),
       -- Deliveries are written only with their message (enqueue.ts), so none
       -- can join these once their messages are locked.
@@ -106,10 +119,22 @@ export async function pruneMessages(
       SELECT ids::text[] AS ids,
              ${isoInstant(walkedTo(sql`direct`, retention.settledSeconds, limit))} AS "directNext",
              ${isoInstant(walkedTo(sql`channel`, channelKept, limit))} AS "channelNext"
+             ${
+               visits === null
+                 ? sql``
+                 : sql`, (SELECT count(*)::int FROM bounded) AS "boundedTaken",
+                       (SELECT v.mesh_id::text FROM visited v WHERE v.n = ${visits}) AS "lastMesh",
+                       (SELECT v.target_spec FROM visited v WHERE v.n = ${visits}) AS "lastChannel"`
+             }
       FROM ids`);
     // No row only from an executor that answers none (the plan tests' recorder): ids makes one.
     if (walked === undefined) return { removed: 0, next: from };
-    const next: PruneFrom = { direct: walked.directNext, channel: walked.channelNext };
+    const last = walked.lastMesh == null || walked.lastChannel == null ? null : { meshId: walked.lastMesh, channel: walked.lastChannel };
+    const next: PruneFrom = {
+      direct: walked.directNext,
+      channel: walked.channelNext,
+      bounded: nextBoundedFrom(from.bounded, walked.boundedTaken ?? 0, limit, last),
+    };
     if (walked.ids.length === 0) return { removed: 0, next };
     const rows = await tx.rows<{ n: number }>(sql`
       WITH ids AS MATERIALIZED (SELECT ${uuidArray(walked.ids)} AS ids),
