@@ -9,7 +9,8 @@
 import { describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { FROM_THE_OLDEST, pruneMessages, type Retention } from "../src/store/queue/prune.ts";
-import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
+import { EVERY_DELIVERY } from "./support/acked.ts";
+import { agedMessage, noMessages } from "./support/aged-messages.ts";
 import { planOf, rowsReadFrom } from "./support/plans.ts";
 import { meshWithMember, useMeshDatabase } from "./support/scratch-db.ts";
 
@@ -24,32 +25,14 @@ const t = useMeshDatabase("bound");
  * `expiresInSeconds` from now, with one delivery in `state` (or none); sent
  * after every message made before it (seq).
  */
-async function message(meshId: string, target: string, ageSeconds: number, state: string | null, expiresInSeconds = DAY): Promise<string> {
-  const [m] = await t.db.rows<{ id: string }>(sql`
-    INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, created_at, expires_at)
-    VALUES (${meshId}::uuid, ${t.memberId}::uuid, ${target}, 'now', 'n', 'c',
-            now() - make_interval(secs => ${ageSeconds}), now() + make_interval(secs => ${expiresInSeconds}))
-    RETURNING id`);
-  if (state !== null) {
-    await t.db.rows(sql`
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, state, expires_at)
-      VALUES (${m!.id}::uuid, ${t.memberId}::uuid, 'now', ${state === "acked" ? "leased" : state}, now() + make_interval(secs => ${expiresInSeconds}))`);
-    if (state === "acked") await t.db.rows(ackByHand(sql`d.message_id = ${m!.id}::uuid`));
-  }
-  return m!.id;
-}
-
-async function noMessages(): Promise<void> {
-  await t.db.rows(sql`DELETE FROM deliveries`);
-  await t.db.rows(sql`DELETE FROM acked_deliveries`);
-  await t.db.rows(sql`DELETE FROM messages`);
-}
+const message = (meshId: string, target: string, ageSeconds: number, state: string | null, expiresInSeconds = DAY): Promise<string> =>
+  agedMessage(t.db, { meshId, memberId: t.memberId }, target, ageSeconds, expiresInSeconds, state);
 
 const left = async () => new Set((await t.db.rows<{ id: string }>(sql`SELECT id::text FROM messages`)).map((r) => r.id));
 
 describe("the bound on a channel's history", () => {
   test("a channel keeps its newest N; beyond them the settled messages past the settled retention go with their deliveries, the others stay", async () => {
-    await noMessages();
+    await noMessages(t.db);
     const other = await meshWithMember(t.db, "bound-other");
     const room = t.meshId;
     // Oldest first: seq follows the order they are made in.
@@ -94,7 +77,7 @@ describe("the bound on a channel's history", () => {
   });
 
   test("a tick takes at most its limit beyond the bound, and the next starts at the same channels again", async () => {
-    await noMessages();
+    await noMessages(t.db);
     for (let i = 0; i < 5; i++) await message(t.meshId, "#busy", 2 * HOUR, "acked");
     const newest = await message(t.meshId, "#busy", 2 * HOUR, "acked");
     const first = await pruneMessages(t.db, bounded(1), 2, FROM_THE_OLDEST);
@@ -107,7 +90,7 @@ describe("the bound on a channel's history", () => {
   });
 
   test("a tick visits as many channels as the bound allows, and the next starts after the last it visited", async () => {
-    await noMessages();
+    await noMessages(t.db);
     // A bound of 50,000 reads at most 100,000 newest messages a tick: two channels.
     for (const name of ["#a", "#b", "#c"]) await message(t.meshId, name, 2 * HOUR, "acked");
     const first = await pruneMessages(t.db, bounded(50_000), 5000, FROM_THE_OLDEST);
@@ -117,7 +100,7 @@ describe("the bound on a channel's history", () => {
   });
 
   test("a tick reads the channels through their index, not the table, nor the messages sent within the settled retention (generic plan)", async () => {
-    await noMessages();
+    await noMessages(t.db);
     const CHANNELS = 4;
     const PER_CHANNEL = 50_000;
     const OLD = 10;

@@ -16,6 +16,7 @@ import { requeue } from "../src/store/queue/requeue.ts";
 import { FROM_THE_OLDEST, pruneMessages, type PruneFrom } from "../src/store/queue/prune.ts";
 import { isoInstant } from "../src/store/sql.ts";
 import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
+import { agedMessage, noMessages } from "./support/aged-messages.ts";
 import { planOf, rowsReadFrom } from "./support/plans.ts";
 import { settledDeliveries, useMeshDatabase } from "./support/scratch-db.ts";
 
@@ -23,31 +24,12 @@ const RETENTION = { settledSeconds: 3600, historySeconds: 86_400 };
 const t = useMeshDatabase("prune");
 
 /** A message created `ageSeconds` ago, expiring `expiresInSeconds` from now, with one delivery in `state` (or none). */
-async function message(target: string, ageSeconds: number, expiresInSeconds: number, state: string | null): Promise<string> {
-  const [m] = await t.db.rows<{ id: string }>(sql`
-    INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, created_at, expires_at)
-    VALUES (${t.meshId}::uuid, ${t.memberId}::uuid, ${target}, 'now', 'n', 'c',
-            now() - make_interval(secs => ${ageSeconds}), now() + make_interval(secs => ${expiresInSeconds}))
-    RETURNING id`);
-  if (state !== null) {
-    await t.db.rows(sql`
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, state, expires_at)
-      VALUES (${m!.id}::uuid, ${t.memberId}::uuid, 'now', ${state === "acked" ? "leased" : state}, now() + make_interval(secs => ${expiresInSeconds}))`);
-    if (state === "acked") await t.db.rows(ackByHand(sql`d.message_id = ${m!.id}::uuid`));
-  }
-  return m!.id;
-}
-
-/** No messages and no deliveries: a test that counts what a walk reads or takes starts from none (the file's tests share a database). */
-async function noMessages(): Promise<void> {
-  await t.db.rows(sql`DELETE FROM deliveries`);
-  await t.db.rows(sql`DELETE FROM acked_deliveries`);
-  await t.db.rows(sql`DELETE FROM messages`);
-}
+const message = (target: string, ageSeconds: number, expiresInSeconds: number, state: string | null): Promise<string> =>
+  agedMessage(t.db, t, target, ageSeconds, expiresInSeconds, state);
 
 describe("pruneMessages", () => {
   test("direct messages go after the settled retention, channel ones after the history retention; owed ones stay until they expired that long ago", async () => {
-    await noMessages();
+    await noMessages(t.db);
     const HOUR = 3600;
     const DAY = 86_400;
     const cases = {
@@ -76,7 +58,7 @@ describe("pruneMessages", () => {
   });
 
   test("a walk from where the last ended passes what that one passed while owed, and takes what passed its retention since", async () => {
-    await noMessages();
+    await noMessages(t.db);
     const HOUR = 3600;
     const owed = await message("k", 2 * HOUR, 86_400, "queued");
     const owedChannel = await message("#room", 2 * 86_400, 86_400, "queued");
@@ -104,7 +86,7 @@ describe("pruneMessages", () => {
   });
 
   test("a walk that took its limit starts the next one at the last message it took, not again behind it", async () => {
-    await noMessages();
+    await noMessages(t.db);
     const owed = await message("k", 2 * 3600 + 10, 86_400, "queued");
     await message("k", 2 * 3600 + 5, 86_400, "acked");
     const lastTaken = await message("k", 2 * 3600 + 4, 86_400, "acked");
@@ -125,7 +107,7 @@ describe("pruneMessages", () => {
   });
 
   test("a walk that took its limit among messages of one instant leaves the rest of that instant to the next", async () => {
-    await noMessages();
+    await noMessages(t.db);
     for (let i = 0; i < 3; i++) await message("k", 2 * 3600, 86_400, "acked");
     // Three messages of one instant: the walk stops after two of them.
     await t.db.rows(sql`UPDATE messages SET created_at = date_trunc('second', now()) - interval '2 hours'`);
@@ -181,7 +163,7 @@ describe("pruneMessages", () => {
   });
 
   test("a walk from where the last ended does not read the messages that one passed while owed (generic plan)", async () => {
-    await noMessages();
+    await noMessages(t.db);
     const OWED = 10_000;
     await t.db.rows(sql`
       WITH m AS (
@@ -213,7 +195,7 @@ describe("PruneWalk", () => {
 
   /** A walk (from the oldest every minute) whose first tick, at 0 ms, passed a message then owed and settled since; and its clock. */
   async function pastASettledMessage(): Promise<{ walk: PruneWalk; clock: { now: number } }> {
-    await noMessages();
+    await noMessages(t.db);
     const clock = { now: 0 };
     const walk = new PruneWalk(60_000, () => clock.now);
     const owed = await message("k", 2 * 3600, 86_400, "queued");
