@@ -125,6 +125,21 @@ describe("HTTP messaging API", () => {
     expect(pushes.map((p) => p.messageId)).toEqual([first.body.messageId, socketFirst.messageId, socketText.messageId, marker.body.messageId]);
   });
 
+  test("an Idempotency-Key is counted in characters, as a socket's id is: 64 beyond the BMP are a key, 65 are not", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const header = (text: string) => Buffer.from(text, "utf8").toString("latin1");
+    // Each is one character, and two UTF-16 code units.
+    const key = "\u{1F511}".repeat(64);
+    const appSocket = await connect(mesh.id, app);
+    const overSocket = await appSocket.send(runner.pubkey, { id: key });
+    expect(overSocket).toMatchObject({ type: "ack", queued: true });
+    const overHttp = await post(tokens[0]!, httpBody(runner.pubkey), { key: header(key) });
+    expect(overHttp).toMatchObject({ status: 200, body: { messageId: str(overSocket.messageId), duplicate: true } });
+    const tooLong = await post<ErrorBody>(tokens[0]!, httpBody(runner.pubkey), { key: header(`${key}\u{1F511}`) });
+    expect(tooLong).toMatchObject({ status: 400, body: { error: { code: "invalid", message: "Idempotency-Key must be 1 to 64 characters" } } });
+  });
+
   test("401 without a token, with an unknown one, with a hook token, with a revoked member's token", async () => {
     const { mesh, members, tokens } = await meshWithTokens(3, 2);
     const [, revoked, target] = members as [SetupMember, SetupMember, SetupMember];

@@ -49,7 +49,9 @@ function idempotencyKey(req: Request): string | undefined {
   } catch {
     throw new Invalid("Idempotency-Key must be text in UTF-8");
   }
-  if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+  // In characters, as the socket's id is counted: a character beyond the BMP is one, not two.
+  const characters = [...key].length;
+  if (characters === 0 || characters > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw new Invalid(`Idempotency-Key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
   }
   return key;
