@@ -206,7 +206,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     clock,
   });
   queuedWork.subscribe(waiters);
-  const messaging = new HttpMessaging(db, apiSenders, sending, waiters, clock, log);
+  const messaging = new HttpMessaging(db, apiSenders, sending, waiters, clock, metrics, log);
   const dispatcher = new WebhookDispatcher(db, bus, queuedWork, createWebhookPoster(`switchboard/${VERSION}`), metrics, log, {
     timeoutMs: timing.webhookTimeoutMs,
     backoff: { minMs: timing.webhookBackoffMinMs, maxMs: timing.webhookBackoffMaxMs },

@@ -578,9 +578,13 @@ describe("HTTP messaging API", () => {
     const waits = Array.from({ length: MAX_REPLY_WAITERS }, (_, i) => post(tokens[0]!, httpBody(runner.pubkey), { wait: 8, key: `w-${i}` }));
     const runnerPeer = await connect(mesh.id, runner);
     await runnerPeer.waitForPushes(MAX_REPLY_WAITERS);
+    const UNAVAILABLE = "broker_messages_rejected_total{reason=unavailable}";
+    const before = await scrape(broker.url);
     const refused = await post(tokens[0]!, httpBody(runner.pubkey), { wait: 3, key: "w-refused" });
     expectError(refused, 503, "unavailable");
     expect(refused.headers.get("retry-after")).toBe("1");
+    // A send refused, counted by its reason as every other refusal is.
+    expect(deltas(before, await scrape(broker.url), [UNAVAILABLE])).toEqual({ [UNAVAILABLE]: 1 });
     // Without waiting the same instant is fine; the refused key was never stored.
     const marker = await post(tokens[0]!, httpBody(runner.pubkey));
     expect(marker.status).toBe(201);

@@ -4,6 +4,7 @@
 // read what became of its messages.
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
 import { holdReplies, messageState, type MessageState, type TakenReply } from "../store/queue/index.ts";
 import { UUID } from "../store/sql.ts";
 import type { ApiSender } from "../store/directory.ts";
@@ -40,6 +41,7 @@ export class HttpMessaging {
     private readonly sending: SendService,
     private readonly waiters: ReplyWaiters,
     private readonly clock: Clock,
+    private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
 
@@ -55,9 +57,13 @@ export class HttpMessaging {
     }
     // Refused before anything is stored, so a retry makes no duplicate.
     const full = this.waiters.reserve(sender.memberId);
-    if (full === "stopping") return refuse("unavailable", "this instance is stopping; send again (another instance takes it)");
-    if (full === "full") return refuse("unavailable", "too many requests are waiting for replies on this instance; retry shortly");
-    if (full === "member_full") return refuse("unavailable", "too many of this member's requests are waiting for replies on this instance; retry shortly");
+    if (full !== null) {
+      // Refused before the send service, which counts the refusals it makes.
+      this.metrics.messagesRejected.labels("unavailable").inc();
+      if (full === "stopping") return refuse("unavailable", "this instance is stopping; send again (another instance takes it)");
+      if (full === "full") return refuse("unavailable", "too many requests are waiting for replies on this instance; retry shortly");
+      return refuse("unavailable", "too many of this member's requests are waiting for replies on this instance; retry shortly");
+    }
     try {
       const deadline = this.clock() + waitSeconds * 1000;
       const holdSeconds = waitSeconds + HOLD_GRACE_SECONDS;
