@@ -16,7 +16,8 @@ import { SwitchboardError } from "./errors.ts";
  * plain object gives them.
  */
 export type HeaderSource = HeaderGetter | Record<string, string | string[] | undefined>;
-type HeaderGetter = { get(name: string): string | null };
+// A Map's get, or Express's req.get, answers undefined for a missing header.
+type HeaderGetter = { get(name: string): string | null | undefined };
 
 // A plain object's header named "get" is a string, never a function.
 const hasGetter = (headers: HeaderSource): headers is HeaderGetter => typeof (headers as Partial<HeaderGetter>).get === "function";
@@ -29,7 +30,7 @@ export interface VerifyOptions {
 }
 
 function header(headers: HeaderSource, name: string): string | null {
-  if (hasGetter(headers)) return headers.get(name);
+  if (hasGetter(headers)) return headers.get(name) ?? null;
   const key = Object.keys(headers).find((k) => k.toLowerCase() === name);
   const value = key === undefined ? undefined : headers[key];
   return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);

@@ -49,6 +49,12 @@ describe("verifyWebhook", () => {
     expect(batch.messages.length).toBe(1);
   });
 
+  test("takes a get that answers undefined for a missing header (a Map, Express's req), refusing that as bad_signature", async () => {
+    const signed = new Map([["x-switchboard-signature", HEADER]]);
+    expect(await codeOf(verifyWebhook(SECRET, signed, BODY, { now: NOW }))).toBe("verified");
+    expect(await codeOf(verifyWebhook(SECRET, new Map<string, string>(), BODY, { now: NOW }))).toBe("bad_signature");
+  });
+
   test("accepts a header with several v1 signatures when one matches", async () => {
     const headers = { "X-Switchboard-Signature": `t=${T},v1=${"0".repeat(64)},v1=${V1}` };
     expect(await codeOf(verifyWebhook(SECRET, headers, BODY, { now: NOW }))).toBe("verified");
