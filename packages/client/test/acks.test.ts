@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { freePort, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { HttpSender, SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
 import { UNHEARD_EPHEMERAL } from "../src/receiver.ts";
-import { controllableWebSocket, failureWhileStopped, pingAnswered, pushesOf, type RawFrame } from "./support.ts";
+import { controllableWebSocket, failureWhileStopped, pingAnswered, pushesOf, recordingControllable, type RawFrame } from "./support.ts";
 
 // A fixed port: one test stops the broker and starts it again where the clients look for it.
 let broker: TestBroker;
@@ -35,28 +35,6 @@ async function client(meshId: string, member: SetupMember, options: Partial<Clie
   });
   cleanup.push(() => c.close());
   return c;
-}
-
-/** A controllable WebSocket class that also records every frame the SDK receives, and the acks it writes. */
-function recordingControllable(frames: RawFrame[], ackedIds: string[] = []) {
-  const control = controllableWebSocket();
-  const Base = control.WebSocket;
-  control.WebSocket = class extends Base {
-    constructor(url: string | URL) {
-      super(url);
-      this.addEventListener("message", (event) => {
-        if (typeof event.data === "string") frames.push(JSON.parse(event.data) as RawFrame);
-      });
-    }
-
-    override send(data: Parameters<WebSocket["send"]>[0]): void {
-      if (typeof data === "string" && data.includes('"type":"client_ack"')) {
-        ackedIds.push(...(JSON.parse(data) as { messageIds: string[] }).messageIds);
-      }
-      super.send(data);
-    }
-  } as typeof WebSocket;
-  return control;
 }
 
 /** Waits until the ack of messageId was written, then for a pong: frames are handled in order, so the broker applied it. */

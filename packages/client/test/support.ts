@@ -56,6 +56,8 @@ export function controllableWebSocket(): {
   spoilHello: boolean;
   /** The hello_ack reaches the SDK without maxMessageBytes, as from a broker that does not tell it. */
   hideFrameLimit: boolean;
+  /** The hello_ack reaches the SDK without leaseSeconds, as from a broker that does not tell it: acks wait their whole ackDelayMs. */
+  hideLease: boolean;
   /** While set, a hello is written only once this settles (a reconnect held open at its hello). */
   holdHellos: Promise<void> | null;
   /** Once: the socket that receives a frame this matches is closed right after the SDK has had it (then it is null again). */
@@ -68,6 +70,7 @@ export function controllableWebSocket(): {
     hellos: 0,
     spoilHello: false,
     hideFrameLimit: false,
+    hideLease: false,
     holdHellos: null as Promise<void> | null,
     dropAfter: null as ((text: string) => boolean) | null,
     sent: [] as RawFrame[],
@@ -85,8 +88,10 @@ export function controllableWebSocket(): {
         "message",
         (event: MessageEvent) => {
           const text = typeof event.data === "string" ? event.data : "";
-          if (control.hideFrameLimit && text.includes('"type":"hello_ack"')) {
-            const { maxMessageBytes: _, ...ack } = JSON.parse(text) as Record<string, unknown>;
+          if ((control.hideFrameLimit || control.hideLease) && text.includes('"type":"hello_ack"')) {
+            const ack = JSON.parse(text) as Record<string, unknown>;
+            if (control.hideFrameLimit) delete ack.maxMessageBytes;
+            if (control.hideLease) delete ack.leaseSeconds;
             deliver(new MessageEvent("message", { data: JSON.stringify(ack) }));
           } else deliver(event);
           // Before the SDK's code awaiting that frame goes on: what it writes next finds the socket closing.
@@ -113,6 +118,28 @@ export function controllableWebSocket(): {
       if (held === null) return super.send(data);
       // A socket closed meanwhile takes nothing: the SDK has seen its close.
       void held.then(() => (this.readyState === WebSocket.OPEN ? super.send(data) : undefined));
+    }
+  } as typeof WebSocket;
+  return control;
+}
+
+/** A controllable WebSocket class that also records every frame the SDK receives, and the acks it writes. */
+export function recordingControllable(frames: RawFrame[], ackedIds: string[] = []) {
+  const control = controllableWebSocket();
+  const Base = control.WebSocket;
+  control.WebSocket = class extends Base {
+    constructor(url: string | URL) {
+      super(url);
+      this.addEventListener("message", (event) => {
+        if (typeof event.data === "string") frames.push(JSON.parse(event.data) as RawFrame);
+      });
+    }
+
+    override send(data: Parameters<WebSocket["send"]>[0]): void {
+      if (typeof data === "string" && data.includes('"type":"client_ack"')) {
+        ackedIds.push(...(JSON.parse(data) as { messageIds: string[] }).messageIds);
+      }
+      super.send(data);
     }
   } as typeof WebSocket;
   return control;
