@@ -6,7 +6,8 @@ import { generateKeyPairSync } from "node:crypto";
 import { JwtVerifier } from "../src/services/jwt.ts";
 
 const SECRET = "jwt-secret-for-tests-0123456789abcdef";
-const PUBKEY = "ab".repeat(32);
+// An ed25519 public key (RFC 8032's first test vector): 64 hex characters that name no point are refused.
+const PUBKEY = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
 const claims = () => ({ mesh: "demo", pubkey: PUBKEY, exp: Math.floor(Date.now() / 1000) + 60 });
 const hs256 = () => new SignJWT(claims()).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(SECRET));
 
@@ -34,6 +35,7 @@ describe("JwtVerifier", () => {
     const key = new TextEncoder().encode(SECRET);
     const sign = (payload: Record<string, unknown>) => new SignJWT(payload).setProtectedHeader({ alg: "HS256" }).sign(key);
     expect(await verifier.verify(await sign({ ...claims(), pubkey: "AB".repeat(32) }))).toMatchObject({ code: "unauthorized" });
+    expect(await verifier.verify(await sign({ ...claims(), pubkey: "ab".repeat(32) }))).toMatchObject({ code: "unauthorized" });
     expect(await verifier.verify(await sign({ ...claims(), tags: ["bad tag"] }))).toMatchObject({ code: "unauthorized" });
     const now = Math.floor(Date.now() / 1000);
     expect((await verifier.verify(await sign({ ...claims(), exp: now - 10 }))).ok).toBe(true);

@@ -151,6 +151,20 @@ describe("JWT hello", () => {
     expect(members.members.map((m) => m.pubkey)).not.toContain(browser.publicKey);
   });
 
+  // The admin API refuses such a pubkey: no key pair has it, so no message could be sealed for it.
+  test("a token for 64 hex characters that name no ed25519 point is unauthorized; nothing is enrolled", async () => {
+    const mesh = await newMesh();
+    const notAKey = { ...(await newIdentity()), publicKey: "02" + "00".repeat(31) };
+    const refusal = await refusedWith(notAKey, mesh.id, await token({ mesh: mesh.id, pubkey: notAKey.publicKey }));
+    expect({ code: refusal.code, close: refusal.closeCode, message: refusal.frame?.message }).toEqual({
+      code: "unauthorized",
+      close: 1008,
+      message: expect.stringContaining("not an ed25519 public key"),
+    });
+    const members = (await broker.admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json())) as { members: Array<{ pubkey: string }> };
+    expect(members.members.map((m) => m.pubkey)).not.toContain(notAKey.publicKey);
+  });
+
   test("a revoked pubkey is not enrolled again", async () => {
     const mesh = await newMesh();
     const browser = await newIdentity();

@@ -1,7 +1,7 @@
 // JWT hellos (docs/browser.md): a web app's backend vouches for a browser's
 // pubkey with a token signed by JWT_SECRET (HS256) or the private half of
 // JWT_PUBLIC_KEY (RS256 or EdDSA). Only the configured algorithms verify.
-import { issueText, PUBKEY, TAG, storable } from "@switchboard/protocol";
+import { isEd25519PublicKey, issueText, PUBKEY, TAG, storable } from "@switchboard/protocol";
 import { errors, importSPKI, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { z } from "zod";
 import type { JwtKeyAlgorithm } from "../config.ts";
@@ -13,7 +13,11 @@ export const JWT_AUDIENCE = "switchboard";
 
 const claimsSchema = z.object({
   mesh: storable(z.string().min(1).max(128)),
-  pubkey: z.string().regex(PUBKEY),
+  // As the admin API does: a token may enrol its pubkey, and no message could be sealed for bytes that name no key.
+  pubkey: z
+    .string()
+    .regex(PUBKEY, { abort: true })
+    .refine(isEd25519PublicKey, { error: "not an ed25519 public key (it names no point of the curve, so no key pair has it)" }),
   exp: z.number(),
   name: storable(z.string().min(1).max(128)).optional(),
   tags: z.array(z.string().regex(TAG)).max(64).optional(),
