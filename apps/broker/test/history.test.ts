@@ -91,6 +91,18 @@ describe("channel history", () => {
     expect(await history(w, { target: "log" })).toMatchObject({ type: "error", code: "invalid" });
   });
 
+  test("a limit past the largest safe integer is clamped to 200 as well; a fraction is invalid", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["writer"] });
+    const w = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
+    await w.request({ type: "join", channel: "#big" });
+    const sent = await sendTexts(w, "#big", Array.from({ length: 201 }, (_, i) => `m${i}`));
+    for (const limit of [2 ** 53, 1e20, Number.MAX_VALUE]) {
+      const page = await history(w, { target: "#big", limit });
+      expect({ limit, type: page.type, ids: page.type === "history" ? ids(page) : page }).toEqual({ limit, type: "history", ids: sent.slice(-200) });
+    }
+    expect(await history(w, { target: "#big", limit: 1.5 })).toMatchObject({ type: "error", code: "invalid" });
+  });
+
   test("more: whether older messages are left, at the limit and before it", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["writer"] });
     const w = await pool.connect(broker.wsUrl, members[0]!, mesh.id);

@@ -115,7 +115,8 @@ export const historyFrame = z.object({
   reqId,
   target: channel,
   before: z.uuid().optional(),
-  limit: z.number().int().positive().optional(),
+  // Any whole number from 1: one past HISTORY_MAX_LIMIT is clamped, however large (zod's int() stops at 2^53 − 1).
+  limit: z.number().min(1).refine(Number.isInteger, { error: "expected a whole number" }).optional(),
 });
 
 /** Frames a peer may send once its hello was accepted. */
