@@ -117,11 +117,13 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   // full routes replace these below.
   let answered = false;
   let early: Server<Connection> | undefined;
+  const cors = new CorsPolicy(config.CORS_ORIGINS);
   const listen = () =>
     (early ??= serveStarting(
       config.BROKER_PORT,
       config.HOST,
       opsRoutes({ build, serving: false, dbUp: () => answered, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
+      cors,
     ));
   let db: Database;
   try {
@@ -318,7 +320,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       ws,
       gate,
       trusted: trustedProxies(config.TRUSTED_PROXIES),
-      cors: new CorsPolicy(config.CORS_ORIGINS),
+      cors,
       routes: [
         opsRoutes({ build, serving: true, dbUp: () => dbHealth.healthy, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
         adminRoutes({ admin, access: { adminToken, dbHealth }, log }),

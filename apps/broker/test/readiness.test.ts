@@ -185,6 +185,36 @@ describe("/health while the broker starts", () => {
     }
   });
 
+  // docs/browser.md: every HTTP route answers a listed origin so, a 503 of the start included, so a page can read it.
+  test("before its database answers, a listed origin gets its CORS headers and preflight, an unlisted one none", async () => {
+    const nowhere = await freePort();
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const origin = "http://app.example.test:3000";
+    const proc = spawnRaw({
+      DATABASE_URL: `postgres://switchboard@127.0.0.1:${nowhere}/switchboard`,
+      BROKER_PORT: String(port),
+      ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      CORS_ORIGINS: origin,
+    });
+    try {
+      expect((await readyBecomes(url, "migrating"))?.code).toBe(503);
+      const seen = async (path: string, init: RequestInit) => {
+        const res = await fetch(`${url}${path}`, init);
+        return { path, status: res.status, allow: res.headers.get("access-control-allow-origin"), vary: res.headers.get("vary") };
+      };
+      for (const path of ["/health", "/health/ready", "/v1/meshes"]) {
+        expect(await seen(path, { headers: { origin } })).toEqual({ path, status: 503, allow: origin, vary: "Origin" });
+        expect(await seen(path, { headers: { origin: "http://evil.example.test" } })).toEqual({ path, status: 503, allow: null, vary: "Origin" });
+      }
+      const preflight = { method: "OPTIONS", headers: { origin, "access-control-request-method": "POST" } };
+      expect(await seen("/v1/messages", preflight)).toEqual({ path: "/v1/messages", status: 204, allow: origin, vary: "Origin" });
+    } finally {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+  });
+
   test.skipIf(backendKind !== "postgres")("while its migrations wait (another instance's hold the lock): 503 degraded with db up, /health/ready migrating; then 200 ok (needs DATABASE_URL)", async () => {
     const backend = await freshBackend();
     cleanups.push(() => backend.dispose());

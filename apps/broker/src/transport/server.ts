@@ -35,15 +35,16 @@ export class ListenError extends Error {
 
 /**
  * The port while the broker starts: the given routes answer (a method they
- * do not serve 405, as once it serves), everything else 503 `unavailable`.
+ * do not serve 405, as once it serves), everything else 503 `unavailable`;
+ * listed origins get their CORS headers as later, so a page reads the 503.
  */
-export function serveStarting(port: number, hostname: string, routes: Routes): Server<Connection> {
+export function serveStarting(port: number, hostname: string, routes: Routes, cors: CorsPolicy): Server<Connection> {
   try {
     return Bun.serve<Connection>({
       port,
       hostname,
-      routes: answerOtherMethods(routes),
-      fetch: () => apiError("unavailable", "the broker is starting"),
+      routes: cors.wrapRoutes(answerOtherMethods(routes)),
+      fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("unavailable", "the broker is starting")),
     });
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
