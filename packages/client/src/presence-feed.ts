@@ -53,7 +53,9 @@ export class PresenceFeed {
     }
     const known = this.live.get(info.presenceId);
     this.live.set(info.presenceId, info);
-    if (known === undefined || known.status !== info.status) this.link.emit(event);
+    if (known === undefined) this.link.emit(event);
+    // A renewed snapshot lists as joined what the application knows already: its change is a status.
+    else if (known.status !== info.status) this.link.emit({ ...info, event: "status" });
   }
 
   private async renew(): Promise<void> {

@@ -195,6 +195,29 @@ describe("browser features of the SDK", () => {
     expect(messages).toEqual([{ text: "before anyone listened" }]);
   });
 
+  test("a presence whose status changed while the socket was down is told as status after the reconnect, not as joined again", async () => {
+    const control = controllableWebSocket();
+    const ben = await browserClient("ben", undefined, control.WebSocket);
+    const cat = await browserClient("cat");
+    await waitUntil(() => ben.client.connected && cat.client.connected, 5000, "both connected");
+    await ben.client.subscribePresence();
+    const catId = cat.client.presenceId;
+    await waitUntil(() => ben.client.presences.some((p) => p.presenceId === catId), 5000, "cat in the roster");
+    const seen: string[] = [];
+    ben.client.on("presence", (e) => {
+      if (e.presenceId === catId) seen.push(`${e.event} ${e.status}`);
+    });
+    let release = () => {};
+    control.holdHellos = new Promise<void>((resolve) => (release = resolve));
+    control.sockets.at(-1)!.close();
+    await waitUntil(() => ben.client.connectionState === "reconnecting", 5000, "ben reconnecting");
+    await cat.client.setStatus("working");
+    release();
+    control.holdHellos = null;
+    await waitUntil(() => ben.client.presences.find((p) => p.presenceId === catId)?.status === "working", 5000, "cat working in the roster");
+    expect(seen).toEqual(["status working"]);
+  });
+
   test("typing said while the socket is down is not written after the reconnect: it would show a typing long past", async () => {
     const control = controllableWebSocket();
     const ann = await browserClient("ann", undefined, control.WebSocket);
