@@ -1,6 +1,6 @@
 // Every environment variable of the contract, parsed once at start. A bad
 // value stops the start with one line that names the variable.
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "@switchboard/db";
 import { z } from "zod";
 
@@ -36,18 +36,27 @@ const secret = z
 
 export type JwtKeyAlgorithm = "RS256" | "EdDSA";
 
+const MIN_RSA_BITS = 2048;
+
 /** A PEM public key (literal "\n" escapes allowed, as env files write them) and the JWT algorithm it verifies. */
 const jwtPublicKey = z.string().transform((text, ctx) => {
   const pem = text.replaceAll("\\n", "\n");
-  let type: string | undefined;
+  let key: KeyObject | undefined;
   try {
-    type = createPublicKey(pem).asymmetricKeyType;
+    key = createPublicKey(pem);
   } catch {
-    type = undefined;
+    key = undefined;
   }
+  const type = key?.asymmetricKeyType;
   const alg: JwtKeyAlgorithm | null = type === "rsa" ? "RS256" : type === "ed25519" ? "EdDSA" : null;
   if (alg === null) {
     ctx.addIssue({ code: "custom", message: "expected a PEM public key, RSA (RS256) or Ed25519 (EdDSA)" });
+    return z.NEVER;
+  }
+  // jose verifies RS256 only with a modulus of 2048 bits or more: a shorter key would refuse every token.
+  const bits = key?.asymmetricKeyDetails?.modulusLength;
+  if (alg === "RS256" && bits !== undefined && bits < MIN_RSA_BITS) {
+    ctx.addIssue({ code: "custom", message: `an RSA key of ${bits} bits; RS256 needs ${MIN_RSA_BITS} or more` });
     return z.NEVER;
   }
   return { pem, alg };

@@ -1,6 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { spawnRaw } from "@switchboard/testkit";
 import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { loadConfig } from "../src/config.ts";
 
 describe("configuration", () => {
@@ -148,6 +151,24 @@ describe("configuration", () => {
     expect(code).toBe(78);
     expect(stderr).toContain("invalid environment variable DATABASE_URL");
     expect(stderr).not.toContain("hunter2");
+  });
+
+  // jose verifies RS256 only with keys of 2048 bits or more: a shorter one refused every token as not verifying.
+  test("an RSA JWT_PUBLIC_KEY under 2048 bits stops the start naming the variable; one of 2048 is taken", async () => {
+    const pemOf = (bits: number) =>
+      generateKeyPairSync("rsa", { modulusLength: bits }).publicKey.export({ type: "spki", format: "pem" }).toString();
+    const dataDir = mkdtempSync(join(tmpdir(), "sb-config-"));
+    const proc = spawnRaw({ JWT_PUBLIC_KEY: pemOf(1024), DATA_DIR: dataDir });
+    // A broker that takes the key serves on: it is stopped, not waited for.
+    const code = await Promise.race([proc.exited, Bun.sleep(30_000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    const stderr = await new Response(proc.stderr).text();
+    await proc.exited;
+    rmSync(dataDir, { recursive: true, force: true });
+    expect(code).toBe(78);
+    expect(stderr).toContain("invalid environment variable JWT_PUBLIC_KEY: an RSA key of 1024 bits; RS256 needs 2048 or more");
+    const pem = pemOf(2048);
+    expect(loadConfig({ JWT_PUBLIC_KEY: pem }).JWT_PUBLIC_KEY).toEqual({ pem, alg: "RS256" });
   });
 
   test("a bad value stops the process with a line naming the variable", async () => {
