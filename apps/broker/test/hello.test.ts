@@ -128,6 +128,15 @@ describe("hello", () => {
     await expectRawRefused(members[0]!, mesh.id, "[1,2,3]", "malformed");
   });
 
+  test("a binary hello whose bytes are not UTF-8 is refused as malformed, saying so", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id, hello: false });
+    pool.peers.push(peer);
+    peer.sendBinary(new Uint8Array([0x7b, 0xff, 0x7d]));
+    expect(await peer.nextFrame("error")).toEqual({ type: "error", code: "malformed", message: "the frame is not text in UTF-8" });
+    expect(await closedWithin(peer)).toEqual({ code: 1008, reason: "malformed" });
+  });
+
   test("a hello with bad fields is refused as malformed", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const identity = members[0]!.identity;

@@ -439,6 +439,27 @@ describe("send and push", () => {
     expect(await pushesBeforeMarker(px!, recipient)).toHaveLength(80);
   });
 
+  // The broker forwards nonce and ciphertext unchanged: a byte read as U+FFFD would be stored as that character instead.
+  test("a binary frame is read as UTF-8 text; one whose bytes are not UTF-8 is invalid and stores nothing, the socket open", async () => {
+    const { mesh: m, members } = await mesh(2);
+    const [a, b] = members as [SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const recipient = await connect(broker, m.id, b);
+    const bytesOf = (frame: object) => new TextEncoder().encode(JSON.stringify(frame));
+    const text = JSON.stringify(sendFrame(b.pubkey, { reqId: "bad-bytes", id: "bad-bytes", ciphertext: "a_b" }));
+    const spoiled = new TextEncoder().encode(text);
+    // The frame is ASCII up to there: the character's index is its byte's.
+    spoiled[text.indexOf("a_b") + 1] = 0xff;
+    sender.sendBinary(spoiled);
+    // Unread, it has no reqId to echo.
+    expect(await sender.nextFrame((f) => f.type === "error")).toEqual({ type: "error", code: "invalid", message: "the frame is not text in UTF-8" });
+    sender.sendBinary(bytesOf(sendFrame(b.pubkey, { reqId: "good-bytes", ciphertext: "é" })));
+    expect(await sender.nextFrame((f) => f.reqId === "good-bytes")).toMatchObject({ type: "ack" });
+    const [push] = await recipient.waitForPushes(1);
+    expect(push?.ciphertext).toBe("é");
+    expect(await storedBy(a.id)).toBe(backendKind === "postgres" ? 1 : null);
+  });
+
   test.skipIf(backendKind !== "postgres")("a batch the database refuses is written again a send at a time, in the sender's order", async () => {
     const { mesh: m, members } = await mesh(2);
     const [a, b] = members as [SetupMember, SetupMember];

@@ -236,6 +236,11 @@ export class TestPeer {
     this.ws.send(text);
   }
 
+  /** A binary frame of these bytes, as a client may write one. */
+  sendBinary(bytes: Uint8Array): void {
+    this.ws.send(bytes);
+  }
+
   /** Sends frame (with a fresh reqId unless it has one) and resolves with the first later frame carrying that reqId. */
   async request(frame: object, timeoutMs = 10_000): Promise<Frame> {
     const record = frame as Frame;

@@ -11,7 +11,7 @@ import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
 import { ADMISSION_TIMEOUT_FACTOR, type Clock } from "../../services/timing.ts";
 import { HELLO_REFUSED_CLOSE } from "../errors.ts";
 import { reply, socketLink, type Socket } from "./connection.ts";
-import { reqIdOf, type JsonObject } from "./wire.ts";
+import { reqIdOf, type DecodedFrame } from "./wire.ts";
 
 export interface AdmissionDeps {
   hello: HelloService;
@@ -44,8 +44,9 @@ export function refuseHello(
   ws.close(HELLO_REFUSED_CLOSE, code);
 }
 
-export async function admit(deps: AdmissionDeps, ws: Socket, raw: JsonObject | null): Promise<void> {
-  if (raw === null) return refuseHello(deps, ws, "malformed", "the frame is not a JSON object");
+export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFrame): Promise<void> {
+  if (!decoded.ok) return refuseHello(deps, ws, "malformed", decoded.message);
+  const raw = decoded.frame;
   const reqId = reqIdOf(raw);
   if (raw.type !== "hello") return refuseHello(deps, ws, "no_hello", "the first frame must be a hello", reqId);
   const frame = helloSchemaFor(raw).safeParse(raw);

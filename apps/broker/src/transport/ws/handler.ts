@@ -15,7 +15,7 @@ import { newConnection, reply, type Connection, type Socket } from "./connection
 import { dispatch, frameHandlers, overlaps, type FrameDeps } from "./frame-handlers.ts";
 import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts";
 import { isRefusal } from "./refusals.ts";
-import { decodeFrame, reqIdOf, type JsonObject, type Reply } from "./wire.ts";
+import { decodeFrame, reqIdOf, type DecodedFrame, type Reply } from "./wire.ts";
 
 export interface WsDeps extends AdmissionDeps, FrameDeps {
   log: Logger;
@@ -58,8 +58,9 @@ export function createWsHandler(deps: WsDeps) {
     ws.close(CLOSE_CODES.policy, frame.code);
   }
 
-  async function onSessionFrame(ws: Socket, presence: LocalPresence, raw: JsonObject | null, step: StepContext): Promise<void> {
-    if (raw === null) return answer(ws, { type: "error", code: "invalid", message: "the frame is not a JSON object" }, undefined);
+  async function onSessionFrame(ws: Socket, presence: LocalPresence, decoded: DecodedFrame, step: StepContext): Promise<void> {
+    if (!decoded.ok) return answer(ws, { type: "error", code: "invalid", message: decoded.message }, undefined);
+    const raw = decoded.frame;
     const reqId = reqIdOf(raw);
     const parsed = sessionFrame.safeParse(raw);
     if (!parsed.success) {
@@ -93,7 +94,8 @@ export function createWsHandler(deps: WsDeps) {
   // dropped, as nobody is left to answer (an unanswered send is sent again).
   function afterClose(presence: LocalPresence | undefined, raw: string | Buffer, step: StepContext): void {
     if (!presence) return;
-    const parsed = sessionFrame.safeParse(decodeFrame(raw));
+    const decoded = decodeFrame(raw);
+    const parsed = sessionFrame.safeParse(decoded.ok ? decoded.frame : null);
     if (!parsed.success || parsed.data.type !== "client_ack") return;
     // Handled as on an open socket: within the ack limit (closing is no way
     // around it), and overlapping, so the acks behind it join its commit

@@ -7,15 +7,29 @@ export type Reply = ServerFrame | Omit<ErrorFrame, "reqId">;
 
 export type JsonObject = Record<string, unknown>;
 
-/** The frame as a JSON object, or null when it is not one. */
-export function decodeFrame(raw: string | Buffer): JsonObject | null {
+/** A frame read as a JSON object, or why it is none (the refusal's message). */
+export type DecodedFrame = { ok: true; frame: JsonObject } | { ok: false; message: string };
+
+// A binary frame's bytes are read as the text they must be: a byte that is
+// not UTF-8 would otherwise become U+FFFD, and a ciphertext be stored altered.
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+export function decodeFrame(raw: string | Buffer): DecodedFrame {
+  let text: string;
+  try {
+    text = typeof raw === "string" ? raw : UTF8.decode(raw);
+  } catch {
+    return { ok: false, message: "the frame is not text in UTF-8" };
+  }
   let value: unknown;
   try {
-    value = JSON.parse(typeof raw === "string" ? raw : raw.toString("utf8"));
+    value = JSON.parse(text);
   } catch {
-    return null;
+    value = null;
   }
-  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as JsonObject) : null;
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? { ok: true, frame: value as JsonObject }
+    : { ok: false, message: "the frame is not a JSON object" };
 }
 
 /** The reqId to echo: a string, cut to the protocol's 64 characters. */
