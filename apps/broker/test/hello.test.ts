@@ -8,6 +8,7 @@ import {
   parsePrometheusText,
   PeerError,
   PeerPool,
+  RawWebSocket,
   setupMesh,
   sleepOnInsert,
   someoneSleeps,
@@ -135,6 +136,13 @@ describe("hello", () => {
     peer.sendBinary(new Uint8Array([0x7b, 0xff, 0x7d]));
     expect(await peer.nextFrame("error")).toEqual({ type: "error", code: "malformed", message: "the frame is not text in UTF-8" });
     expect(await closedWithin(peer)).toEqual({ code: 1008, reason: "malformed" });
+  });
+
+  test("a text frame whose bytes are not UTF-8 closes the socket with 1007, as the WebSocket protocol has it", async () => {
+    const raw = await RawWebSocket.open(broker.wsUrl);
+    raw.sendTextBytes(new Uint8Array([0x7b, 0xff, 0x7d]));
+    await raw.ended;
+    expect({ messages: raw.messages, close: raw.close }).toEqual({ messages: [], close: { code: 1007, reason: "Received invalid UTF-8" } });
   });
 
   test("a hello with bad fields is refused as malformed", async () => {

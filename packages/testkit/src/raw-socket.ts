@@ -100,6 +100,11 @@ export class RawWebSocket {
     this.sendFrame(OP_BINARY, Buffer.from(bytes));
   }
 
+  /** A text frame of these bytes as they are, UTF-8 or not (a browser never sends one that is not). */
+  sendTextBytes(bytes: Uint8Array): void {
+    this.sendFrame(OP_TEXT, Buffer.from(bytes));
+  }
+
   sendJson(value: unknown): void {
     this.sendText(JSON.stringify(value));
   }
