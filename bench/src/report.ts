@@ -119,6 +119,9 @@ export function floorTable(floor: FloorReport): string {
 
 export const costCell = (c: DatabaseCost) => `${n(c.commitsPerMessage, 2)}; ${n(c.rowWritesPerMessage, 2)}; ${n(c.walBytesPerMessage, 0)}`;
 
+/** The brokers' RSS grown over a connect, per connection (the `connections` target is at most 8 KB each). */
+export const rssPerConnectionLine = (bytes: number) => `Broker RSS grown per connection: ${n(bytes, 0)} bytes (${n(bytes / 1024, 1)} KiB).`;
+
 interface Column {
   name: string;
   load: LoadResult;

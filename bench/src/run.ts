@@ -21,6 +21,7 @@ import {
   loadRatios,
   jetStreamSettingsLines,
   profileTable,
+  rssPerConnectionLine,
   type Ratio,
   type RunContext,
 } from "./report.ts";
@@ -188,7 +189,8 @@ export async function runScaling(size: Size): Promise<ScalingReport> {
 /** Where a Switchboard run's time went: CPU per part and Postgres waits, and what it wrote per message. */
 function runDetails(run: SwitchboardRun): string[] {
   const cost = run.databaseCost ? [`Switchboard per ${run.costPer}: ${costCell(run.databaseCost)} (commits; row writes; WAL bytes).`, ""] : [];
-  return [profileTable(run), "", ...cost];
+  const memory = run.rssPerConnectionBytes === undefined ? [] : [rssPerConnectionLine(run.rssPerConnectionBytes), ""];
+  return [profileTable(run), "", ...cost, ...memory];
 }
 
 export function markdown(report: Report): string {

@@ -13,7 +13,7 @@ import { laneKeys, statementStatsSettings, STATEMENT_KEYS } from "../../src/coun
 import { natsServerBinary } from "../../src/jetstream/server.ts";
 import type { LoadResult } from "../../src/plan.ts";
 import type { Ratio } from "../../src/report.ts";
-import { runFloorReport, runJetStreamComparison, runScaling, runScenarioReport } from "../../src/run.ts";
+import { markdown, runFloorReport, runJetStreamComparison, runScaling, runScenarioReport } from "../../src/run.ts";
 import { scenarios } from "../../src/scenarios.ts";
 import { HOOK_SHAPE, runHookReport } from "../../src/hook.ts";
 import { PRESENCES_SHAPE, runPresencesReport } from "../../src/presences.ts";
@@ -64,6 +64,9 @@ async function checkScenario(name: string): Promise<void> {
   if (load.kind === "connect") {
     expect(load.counts.sent).toBe(0);
     expect(load.counts.errors).toEqual({});
+    // Its target is per connection too: the report says what each cost.
+    expect(report.switchboard.rssPerConnectionBytes).toBeNumber();
+    expect(markdown(report)).toContain("Broker RSS grown per connection: ");
   } else expectComplete(load);
   expect(load.connect?.peers).toBe(scenario.meshes * scenario.membersPerMesh);
   expect(report.switchboard.brokers.length).toBe(scenario.instances);
