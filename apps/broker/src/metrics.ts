@@ -9,6 +9,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 // to half an hour (a next or low message held while its recipient worked).
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
+// Reasons a send is refused for: the frames' error codes, and unavailable,
+// a send refused before anything was stored (its database unreachable, which
+// a socket is answered as internal; or over HTTP, the reply waits full).
+const SEND_REJECTION_REASONS = [...FRAME_ERROR_CODES, "unavailable"] as const;
+
 // Sends per batch: one alone on a quiet instance, up to MAX_SENDS_PER_COMMIT.
 const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
@@ -181,7 +186,7 @@ export function createMetrics() {
   };
   for (const p of prioritySchema.options) metrics.messagesRouted.labels(p).inc(0);
   for (const r of new Set([...HELLO_ERROR_CODES, ...UPGRADE_REFUSAL_CODES])) metrics.connectionsRejected.labels(r).inc(0);
-  for (const r of FRAME_ERROR_CODES) metrics.messagesRejected.labels(r).inc(0);
+  for (const r of SEND_REJECTION_REASONS) metrics.messagesRejected.labels(r).inc(0);
   for (const o of WEBHOOK_OUTCOMES) metrics.webhookRequests.labels(o).inc(0);
   return metrics;
 }

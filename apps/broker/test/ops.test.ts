@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { FRAME_ERROR_CODES } from "@switchboard/protocol";
 import { parsePrometheusText, useTestBroker } from "@switchboard/testkit";
 
 const METRICS_TOKEN = "metrics-secret-0123456789";
@@ -57,6 +58,16 @@ describe("operational endpoints", () => {
     expect(priorities?.sort()).toEqual(["low", "next", "now"]);
     expect(families.has("process_resident_memory_bytes")).toBe(true);
     expect(families.has("nodejs_eventloop_lag_p99_seconds")).toBe(true);
+  });
+
+  // A series born at its first increment hides that increment from rate()
+  // and increase(): an alert on a reason would miss the first refusals.
+  test("broker_messages_rejected_total has every reason it counts from zero, unavailable included", async () => {
+    const res = await fetch(`${broker.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    const samples = parsePrometheusText(await res.text()).get("broker_messages_rejected_total")?.samples ?? [];
+    const reasons = new Map(samples.map((s) => [s.labels.reason, s.value]));
+    // A send refused before anything was stored (its database unreachable, or the reply waits full) is counted as unavailable.
+    for (const reason of [...FRAME_ERROR_CODES, "unavailable"]) expect([reason, reasons.get(reason)]).toEqual([reason, 0]);
   });
 
   test("logs are one JSON object per line with the contract's event names", () => {
