@@ -24,6 +24,9 @@ export async function connectAndMigrate(
   // The database may still be starting (compose, a rebooted host): wait for it
   // instead of exiting. A locked embedded directory is final, though.
   // The port opening (onConnected) is final too: a port in use is no database outage.
+  // Once a ping failed, the one that answers says so, as the health ping does
+  // later: each `db ping failed` is followed by a `db healthy`.
+  let pingFailed = false;
   for (let attempt = 1; ; attempt++) {
     const db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
     try {
@@ -36,6 +39,8 @@ export async function connectAndMigrate(
     try {
       await pingDatabase(db);
       answered = true;
+      if (pingFailed) log.info("db healthy");
+      pingFailed = false;
       reached(true);
       const applied = await migrate(db, migrations, (holderPid) => log.info({ holderPid }, "db migrations wait for the migration lock"));
       if (applied.length > 0) log.info({ applied }, "migrations applied");
@@ -50,6 +55,7 @@ export async function connectAndMigrate(
       // but not under the outage's name.
       if (!answered) reached(false);
       const refused = answered && !isConnectionLost(error);
+      if (!refused) pingFailed = true;
       log.error({ err: error, attempt }, refused ? "db migration failed" : "db ping failed");
       await Bun.sleep(Math.min(1000 * attempt, 5000));
     }

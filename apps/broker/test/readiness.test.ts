@@ -277,6 +277,21 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     expect((await readyBecomes(url, "ready"))?.code).toBe(200);
   });
 
+  test("a start that met its database away logs db healthy once it answers, after the last db ping failed", async () => {
+    await cluster.stop();
+    const port = await freePort();
+    const starting = spawnBroker({ DATABASE_URL: cluster.url(), BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+    await readyBecomes(`http://127.0.0.1:${port}`, "migrating");
+    await waitUntil(async () => (await dbHealthy(`http://127.0.0.1:${port}`)) === 0 || undefined, 20_000, "a failed start attempt");
+    await cluster.start();
+    const broker = await starting;
+    cleanups.push(() => broker.stop());
+    const events = broker.logs.map((l) => l.msg);
+    expect(events).toContain("db ping failed");
+    expect(events.lastIndexOf("db ping failed")).toBeLessThan(events.indexOf("db healthy"));
+    expect(events.indexOf("db healthy")).toBeLessThan(events.indexOf("broker listening"));
+  });
+
   test("a migration the database refuses: the instance is up, its database up, and it waits at migrating", async () => {
     // A table of the schema's name and another shape: the first migration fails on it, the database answers.
     const name = `sb_refused_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
