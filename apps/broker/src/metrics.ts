@@ -107,7 +107,7 @@ export function createMetrics() {
     }),
     presenceSubscribers: new Gauge({
       name: "broker_presence_subscribers",
-      help: "Sockets on this instance subscribed to presence events",
+      help: "Subscribers to presence events on this instance: sockets, and dashboard presence streams",
       registers: [registry],
     }),
     pushesUnwritten: new Counter({
