@@ -42,7 +42,9 @@ ENV GIT_SHA=${GIT_SHA}
 USER bun
 EXPOSE 7900
 STOPSIGNAL SIGTERM
+# Where the broker listens: HOST when it names one address, loopback when it
+# listens on all of them (the default).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-  CMD bun -e "fetch('http://127.0.0.1:' + (process.env.BROKER_PORT || 7900) + '/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+  CMD bun -e "const h = process.env.HOST || '0.0.0.0'; const host = h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? '[' + h + ']' : h; fetch('http://' + host + ':' + (process.env.BROKER_PORT || 7900) + '/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
 # The entry file itself, not a package script: SIGTERM reaches the broker.
 CMD ["bun", "apps/broker/src/index.ts"]

@@ -148,6 +148,20 @@ describe("deploy/compose.yaml", () => {
     }
   });
 
+  test("the brokers' health check asks the address HOST names: a broker listening on 127.0.0.2 alone passes it", async () => {
+    const [, ...args] = brokers[0]![1].healthcheck?.test ?? [];
+    const port = await freePort();
+    const broker = spawnRaw({ DATABASE_URL: "postgres://switchboard@127.0.0.1:1/none", HOST: "127.0.0.2", BROKER_PORT: String(port) });
+    try {
+      await waitUntil(async () => (await fetch(`http://127.0.0.2:${port}/health`).then((r) => r.status, () => 0)) === 503 || undefined, 20_000, "/health answering 503");
+      const run = Bun.spawn(args, { env: { ...process.env, HOST: "127.0.0.2", BROKER_PORT: String(port) }, stdout: "ignore", stderr: "ignore" });
+      expect(await run.exited).toBe(0);
+    } finally {
+      broker.kill("SIGKILL");
+      await broker.exited;
+    }
+  });
+
   test("Prometheus scrapes every broker instance at its port, and only those", () => {
     const prometheus = compose.services.prometheus!;
     expect(prometheus.volumes).toContain("./prometheus:/etc/prometheus:ro");

@@ -117,6 +117,15 @@ describe.skipIf(!haveServer)("Dockerfile replay", () => {
     expect(container.output()).toContain('"msg":"shutdown complete"');
   });
 
+  test("its HEALTHCHECK asks the address HOST names: a broker listening on 127.0.0.2 alone passes it", async () => {
+    const container = startContainer(await build(DOCKERFILE), { ...(await runtimeEnv()), HOST: "127.0.0.2" });
+    try {
+      await container.healthy();
+    } finally {
+      expect(await container.stop(STOP_GRACE_MS)).toBe(0);
+    }
+  });
+
   test.each(contextCopiesOfFinalStage())("without `$line` the broker does not start", async ({ without }) => {
     const image = await build(without);
     const container = startContainer(image, await runtimeEnv());
