@@ -18,14 +18,16 @@ export interface JsonFile {
   value: JsonObject;
   indent: string;
   finalNewline: boolean;
+  /** What a file that held nothing but whitespace held: the text to give back when it is left empty. */
+  blank: string | undefined;
 }
 
 export function readJsonFile(path: string): JsonFile {
-  const fresh: JsonFile = { path, existed: false, value: {}, indent: "  ", finalNewline: true };
+  const fresh: JsonFile = { path, existed: false, value: {}, indent: "  ", finalNewline: true, blank: undefined };
   // Its links are followed here too: a loop is refused before anything is written.
   if (!existsSync(linkTarget(path))) return fresh;
   const text = readFileSync(path, "utf8");
-  if (text.trim() === "") return { ...fresh, existed: true };
+  if (text.trim() === "") return { ...fresh, existed: true, blank: text };
   let parsed: Json;
   try {
     parsed = JSON.parse(text) as Json;
@@ -36,7 +38,7 @@ export function readJsonFile(path: string): JsonFile {
   // A file on one line (written by a tool, compact) stays on one line; `{}` says nothing of a layout.
   const oneLine = !text.trim().includes("\n") && !isEmptyObject(parsed);
   const indent = /^([ \t]+)"/m.exec(text)?.[1] ?? (oneLine ? "" : "  ");
-  return { path, existed: true, value: parsed, indent, finalNewline: text.endsWith("\n") };
+  return { path, existed: true, value: parsed, indent, finalNewline: text.endsWith("\n"), blank: undefined };
 }
 
 export function isEmptyObject(value: JsonObject): boolean {

@@ -141,6 +141,21 @@ describe("project scope", () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  test("files that were there but blank (empty, or whitespace alone) are given back blank by uninstall, byte for byte", async () => {
+    const dir = project("blank-files");
+    const mcpFile = join(dir, ".mcp.json");
+    const settingsFile = join(dir, ".claude", "settings.local.json");
+    const before = { mcp: write(mcpFile, ""), settings: write(settingsFile, "\n  \n") };
+    chmodSync(mcpFile, 0o644);
+    await cliOk(home, installArgs(), { cwd: dir });
+    expect(Object.keys(readJson(settingsFile).hooks ?? {}).sort()).toEqual([...EVENTS].sort());
+    // Installed again, the files are no longer blank: what they held before the first install is still what comes back.
+    await cliOk(home, installArgs(), { cwd: dir });
+    await cliOk(home, ["uninstall"], { cwd: dir });
+    expect({ mcp: readFileSync(mcpFile, "utf8"), settings: readFileSync(settingsFile, "utf8") }).toEqual(before);
+    expect(statSync(mcpFile).mode & 0o777).toBe(0o644);
+  });
+
   test("installed again after Claude Code and the user added to its files, only what is ours may change: nothing moves", async () => {
     const dir = project("added-since");
     const settingsFile = join(dir, ".claude", "settings.local.json");

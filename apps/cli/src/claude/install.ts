@@ -33,9 +33,16 @@ interface InstallRecord {
   server: StdioServer | undefined;
   /** Objects and lists there before the first install (mcpServers, hooks, hooks.<event>): uninstall leaves them, empty or not. */
   preexisting: string[];
+  /** Files that held nothing but whitespace before the first install, by target, with that text: uninstall gives it back. */
+  blank: Record<string, string>;
 }
 
 const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((p): p is string => typeof p === "string") : []);
+
+const texts = (value: unknown): Record<string, string> =>
+  typeof value === "object" && value !== null
+    ? Object.fromEntries(Object.entries(value).filter((e): e is [string, string] => typeof e[1] === "string"))
+    : {};
 
 function readRecord(path: string): InstallRecord | null {
   if (!existsSync(path)) return null;
@@ -46,6 +53,7 @@ function readRecord(path: string): InstallRecord | null {
       replacedServer: parsed.replacedServer,
       server: stdioServer(parsed.server),
       preexisting: strings(parsed.preexisting),
+      blank: texts(parsed.blank),
     };
   } catch {
     throw new CliError(`${path} is not a record this command wrote; remove it by hand`);
@@ -126,6 +134,11 @@ function writeNoting(file: JsonFile, created: Created): void {
   writeJsonFile(file);
 }
 
+/** The files among these that held nothing but whitespace, by target, with their text. */
+function blankFiles(files: JsonFile[]): Record<string, string> {
+  return Object.fromEntries(files.flatMap((file) => (file.blank === undefined ? [] : [[linkTarget(file.path), file.blank]])));
+}
+
 function writeSecret(path: string, text: string, created: Created): void {
   if (!existsSync(path) && !created.includes(path)) created.push(path);
   writeAtomically(path, text, { mode: 0o600, force: true });
@@ -159,7 +172,9 @@ export function install(input: InstallInput): InstallReport {
   writeNoting(mcp, created);
   if (legacy.file) writeJsonFile(legacy.file);
   if (!created.includes(layout.recordFile)) created.push(layout.recordFile);
-  const newRecord = { scope: layout.scope, created, replacedServer, server, preexisting };
+  // Once written, the files are not blank: the record keeps what they held (blank now, the user emptied one since: that holds).
+  const blank = { ...record?.blank, ...blankFiles([settings, mcp]) };
+  const newRecord = { scope: layout.scope, created, replacedServer, server, preexisting, blank };
   writeAtomically(layout.recordFile, `${JSON.stringify(newRecord, null, 2)}\n`, { mode: 0o600 });
   return { warnings: [...stray, ...legacy.warnings] };
 }
@@ -238,10 +253,12 @@ export function uninstall(layout: Layout, self: Self): UninstallReport {
   const settle = (file: JsonFile) => {
     // The file install created, not a symlink of the user's that leads to it.
     const target = linkTarget(file.path);
+    const blank = record?.blank[target];
     if (created.includes(target) && isEmptyObject(file.value)) {
       unlinkSync(target);
       report.removedFiles.push(target);
-    } else writeJsonFile(file);
+    } else if (blank !== undefined && isEmptyObject(file.value)) writeAtomically(file.path, blank);
+    else writeJsonFile(file);
   };
 
   if (settings && (hooksRemoved > 0 || createdFile(settings))) settle(settings);
