@@ -58,3 +58,74 @@ test("SIGTERM ends a server stuck writing a notification nobody reads; nothing i
     await sender.close();
   }
 });
+
+test("stdin closed with messages waiting behind the notification under way: those are not notified after the stop, and the next session gets them", async () => {
+  const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
+  const [alice, bob] = members as [SetupMember, SetupMember];
+  const keyFile = home.path("alice-queued.json");
+  writeFileSync(keyFile, JSON.stringify(alice.identity), { mode: 0o600 });
+  // Waiting for alice before her server connects, they reach it in one burst: far more than a pipe holds.
+  const sender = await TestPeer.connect(broker.wsUrl, { identity: bob.identity, meshId: mesh.id });
+  const sent: string[] = [];
+  for (let i = 0; i < 16; i++) {
+    const ack = await sender.send(alice.pubkey, { nonce: "plain", ciphertext: Buffer.from(JSON.stringify(`${i}${"y".repeat(120_000)}`)).toString("base64") });
+    sent.push(String(ack.messageId));
+  }
+  const server = spawnCli(home, ["mcp", "--url", broker.url, "--mesh", mesh.slug, "--key", keyFile, "--session", "queued"]);
+  let stderr = "";
+  const reading = (async () => {
+    for await (const chunk of server.stderr) stderr += new TextDecoder().decode(chunk);
+  })();
+  const notified = () => stderr.split("\n").filter((line) => line.includes('"mcp notified"')).length;
+  try {
+    server.stdin.write(
+      `${JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "0" } } })}\n`,
+    );
+    expect(JSON.parse(await firstLine(server.stdout))).toMatchObject({ id: 1, result: { serverInfo: { name: "switchboard" } } });
+    server.stdin.write(`${JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" })}\n`);
+    // Nobody reads stdout: the server stalls on a write with the rest of the burst behind it.
+    await waitUntil(() => notified() >= 1, 15_000, "a first notification written");
+    let seen = -1;
+    await waitUntil(
+      async () => {
+        const now = notified();
+        if (now === seen) return true;
+        seen = now;
+        await Bun.sleep(500);
+        return false;
+      },
+      15_000,
+      "the server stalled on a write",
+    );
+
+    // Claude Code ends the server; what reaches the pipe from now on nobody shows the model.
+    server.stdin.end();
+    const out = server.stdout.getReader();
+    while (!(await out.read()).done);
+    const exited = await Promise.race([server.exited.then(() => "exited"), Bun.sleep(10_000).then(() => "still running")]);
+    expect(exited).toBe("exited");
+    await reading;
+
+    // The log is in the order things happened: after the stop, at most the notification under way was finished.
+    const log = stderr.split("\n");
+    const stopAt = log.findIndex((line) => line.includes('"mcp stopping"'));
+    const done = (lines: string[]) => lines.filter((line) => line.includes('"mcp notified"')).length;
+    const before = done(log.slice(0, stopAt));
+    expect({ stopped: stopAt >= 0, before: before < sent.length - 1, after: done(log.slice(stopAt)) <= 1 }).toEqual({ stopped: true, before: true, after: true });
+    const shown = before + done(log.slice(stopAt));
+
+    // Every message behind it goes to the member's next session.
+    const next = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id, sessionId: "queued-next" });
+    try {
+      const pushes = await next.waitForPushes(sent.length - shown, 15_000);
+      expect(pushes.map((p) => p.messageId)).toEqual(sent.slice(shown));
+    } finally {
+      await next.close();
+    }
+  } finally {
+    server.kill("SIGKILL");
+    await server.exited;
+    await reading;
+    await sender.close();
+  }
+});

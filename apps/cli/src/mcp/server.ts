@@ -87,7 +87,7 @@ export async function runMcp(ctx: Context): Promise<number> {
 
   /** Claude Code is ending the server: messages arriving now are left to the member's next session. */
   let stopping = false;
-  /** Past the stop's grace: nothing more is notified or acked. */
+  /** Past the stop's grace: not even the notification under way is acked. */
   let stopped = false;
   // Messages are handled one after the other, in arrival order.
   let chain: Promise<void> = Promise.resolve();
@@ -103,8 +103,12 @@ export async function runMcp(ctx: Context): Promise<number> {
     client.on("unreadable", deliver);
   }
   async function deliverOne(client: SwitchboardClient, m: Message | UnreadableMessage): Promise<void> {
-    if (stopped) return;
-    const entry = entryOf(m, await directory.nameOf(m.senderPubkey));
+    // Once Claude Code ends the server it shows nothing more: only the notification under way is finished;
+    // those behind it stay unacked, for the member's next session.
+    if (stopping) return;
+    const from = await directory.nameOf(m.senderPubkey);
+    if (stopping) return;
+    const entry = entryOf(m, from);
     // Taken in before the write, safely: a write that does not finish (stdout
     // gone, and so the server stopping, taking no more pushes) leaves the
     // message unacked for the member's next session, whose inbox is its own.
