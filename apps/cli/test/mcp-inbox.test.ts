@@ -88,6 +88,23 @@ test("one message larger than a page comes in parts over successive calls, each 
   }
 });
 
+test("`more` counts each part of a message that will come in parts, before its cutting as after: each call hands over as many as it said fewer", () => {
+  const inbox = new SessionInbox();
+  const big = "w".repeat(PAGE_CHARS * 2 + 3);
+  inbox.add(entry(0, "x".repeat(PAGE_CHARS / 2)));
+  inbox.add(entry(1, big));
+  inbox.add(entry(2, big));
+  inbox.add(entry(3));
+  const counts: Array<{ handed: number; more: number }> = [];
+  for (let more = 1; more > 0; ) {
+    const page = inbox.take();
+    counts.push({ handed: page.messages.length, more: page.more });
+    more = page.more;
+  }
+  const total = counts.reduce((n, c) => n + c.handed, 0);
+  expect(counts.map((c, i) => total - counts.slice(0, i + 1).reduce((n, d) => n + d.handed, 0))).toEqual(counts.map((c) => c.more));
+});
+
 test("a message in parts is kept whole while the inbox overflows: only whole messages are dropped", () => {
   const inbox = new SessionInbox();
   const text = "z".repeat(PAGE_CHARS * 3);

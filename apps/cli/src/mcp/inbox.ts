@@ -50,7 +50,7 @@ export function estimateTokens(text: string): number {
 
 export interface InboxPage {
   messages: InboxEntry[];
-  /** Entries left for the next call (each part of a message counts as one). */
+  /** Entries left for the next calls (each part of a message counts as one, cut yet or not). */
   more: number;
   /** Entries that went unread since the last call because the inbox was full. */
   dropped: number;
@@ -98,6 +98,8 @@ export class SessionInbox {
   /** The parts not yet handed over of a message too long for one page (taken out of entries, so never dropped). */
   private parts: InboxEntry[] = [];
   private readonly seen = new Set<string>();
+  /** How many entries each stored message comes as (its parts, when too long for a page): `more` counts them before its cutting too. */
+  private readonly pieces = new WeakMap<InboxEntry, number>();
   private dropped = 0;
 
   /** Stores the entry; false when that message id was taken in before. */
@@ -109,6 +111,7 @@ export class SessionInbox {
       if (!oldest.done) this.seen.delete(oldest.value);
     }
     this.entries.push(entry);
+    if (!fitsPage(JSON.stringify(entry))) this.pieces.set(entry, partsOf(entry).length);
     if (this.entries.length > MAX_ENTRIES) {
       this.entries.shift();
       this.dropped++;
@@ -143,6 +146,7 @@ export class SessionInbox {
     }
     const dropped = this.dropped;
     this.dropped = 0;
-    return { messages, more: this.parts.length + this.entries.length, dropped };
+    const more = this.entries.reduce((n, entry) => n + (this.pieces.get(entry) ?? 1), this.parts.length);
+    return { messages, more, dropped };
   }
 }
