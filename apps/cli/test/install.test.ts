@@ -529,6 +529,26 @@ describe("project scope", () => {
     }
   });
 
+  test("mcpServers or hooks that are not an object, null included, are refused and change nothing", async () => {
+    const dir = project("not-an-object");
+    const files = { mcpServers: join(dir, ".mcp.json"), hooks: join(dir, ".claude", "settings.local.json") };
+    for (const [key, file] of Object.entries(files)) {
+      for (const value of [null, [], "x"]) {
+        const before = write(file, `${JSON.stringify({ [key]: value, other: 1 }, null, 2)}\n`);
+        const result = await runCli(home, installArgs(), { cwd: dir });
+        expect({ key, value, code: result.code, stderr: lines(result.stderr) }).toEqual({
+          key,
+          value,
+          code: 1,
+          stderr: [`switchboard: ${file}: "${key}" is not an object; not touching it`],
+        });
+        expect(readFileSync(file, "utf8")).toBe(before);
+        rmSync(file);
+      }
+    }
+    expect(readdirSync(dir)).toEqual([".claude"]);
+  });
+
   test("refusals change nothing: settings that are not JSON, no token, no key file", async () => {
     const dir = project("refusals");
     const hooksDir = home.path(".config", "switchboard", "hooks");

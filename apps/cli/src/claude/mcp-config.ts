@@ -42,7 +42,8 @@ const stdioKeys = (entry: JsonObject): JsonObject => Object.fromEntries(Object.e
  * been made one since); only type, command and args are ours to set.
  */
 export function setOurServer(config: JsonObject, path: string, server: StdioServer, ours: (entry: Json) => boolean): Json | undefined {
-  const servers = config.mcpServers ?? (config.mcpServers = {});
+  // Only an absent one is made: null is a value that is not an object, as in the hooks, not one to overwrite.
+  const servers = Object.hasOwn(config, "mcpServers") ? config.mcpServers : (config.mcpServers = {});
   if (!isObject(servers)) throw new CliError(`${path}: "mcpServers" is not an object; not touching it`);
   const before = servers[SERVER_NAME];
   servers[SERVER_NAME] = isObject(before) && ours(before) ? { ...stdioKeys(before), ...server } : { ...server };
