@@ -11,6 +11,16 @@ const broker = useTestBroker({ MAX_MESSAGE_BYTES: "262144" });
 const home = new CliHome();
 afterAll(() => home.dispose());
 
+/** The ids of the first `count` pushes a new session of `member` gets. */
+async function pushedToNextSession(member: SetupMember, meshId: string, sessionId: string, count: number): Promise<string[]> {
+  const next = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, sessionId });
+  try {
+    return (await next.waitForPushes(count, 15_000)).map((p) => String(p.messageId));
+  } finally {
+    await next.close();
+  }
+}
+
 test("SIGTERM ends a server stuck writing a notification nobody reads; nothing it did not notify is acked", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
   const [alice, bob] = members as [SetupMember, SetupMember];
@@ -44,13 +54,7 @@ test("SIGTERM ends a server stuck writing a notification nobody reads; nothing i
     expect(exited).toBe("exited");
 
     // The next session of the member gets every one of them: none was acked unshown.
-    const next = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id, sessionId: "next" });
-    try {
-      const pushes = await next.waitForPushes(sent.length, 15_000);
-      expect(pushes.map((p) => p.messageId)).toEqual(sent);
-    } finally {
-      await next.close();
-    }
+    expect(await pushedToNextSession(alice, mesh.id, "next", sent.length)).toEqual(sent);
   } finally {
     server.kill("SIGKILL");
     await server.exited;
@@ -115,13 +119,7 @@ test("stdin closed with messages waiting behind the notification under way: thos
     const shown = before + done(log.slice(stopAt));
 
     // Every message behind it goes to the member's next session.
-    const next = await TestPeer.connect(broker.wsUrl, { identity: alice.identity, meshId: mesh.id, sessionId: "queued-next" });
-    try {
-      const pushes = await next.waitForPushes(sent.length - shown, 15_000);
-      expect(pushes.map((p) => p.messageId)).toEqual(sent.slice(shown));
-    } finally {
-      await next.close();
-    }
+    expect(await pushedToNextSession(alice, mesh.id, "queued-next", sent.length - shown)).toEqual(sent.slice(shown));
   } finally {
     server.kill("SIGKILL");
     await server.exited;
