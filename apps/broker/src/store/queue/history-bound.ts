@@ -34,21 +34,29 @@ const NEWEST_READS_PER_TICK = 100_000;
 const MAX_CHANNELS_PER_TICK = 1000;
 
 /** How many channels one tick visits under a bound of `maxPerChannel`. */
-export function channelsPerTick(maxPerChannel: number): number {
+function channelsPerTick(maxPerChannel: number): number {
   return Math.min(MAX_CHANNELS_PER_TICK, Math.max(1, Math.floor(NEWEST_READS_PER_TICK / maxPerChannel)));
 }
 
-/**
- * Two CTEs for a `WITH RECURSIVE` list: `visited` (mesh_id, target_spec, n),
- * the channels this tick visits, numbered from 1; `bounded` (id), at most
- * `limit` of their messages beyond the bound, settled and past the settled
- * retention, locked (rows others hold are skipped, as the walks of prune.ts
- * skip them).
- */
-export function beyondTheBound(maxPerChannel: number, settledSeconds: number, after: ChannelKey | null, limit: number): SQL {
+/** What the prune's statement adds for the bound: its CTEs and the columns of its answer. */
+export interface HistoryBound {
+  /**
+   * Two CTEs for a `WITH RECURSIVE` list: `visited` (mesh_id, target_spec,
+   * n), the channels this tick visits, numbered from 1; `bounded` (id), at
+   * most `limit` of their messages beyond the bound, settled and past the
+   * settled retention, locked (rows others hold are skipped, as the walks of
+   * prune.ts skip them).
+   */
+  ctes: SQL;
+  /** "boundedTaken", and "lastMesh" and "lastChannel": the last channel visited when the tick visited its number of them. */
+  columns: SQL;
+}
+
+export function historyBound(maxPerChannel: number, settledSeconds: number, after: ChannelKey | null, limit: number): HistoryBound {
+  const visits = channelsPerTick(maxPerChannel);
   const start = after === null ? sql`` : sql`AND (ch.mesh_id, ch.target_spec) > (${after.meshId}::uuid, ${after.channel}::text)`;
   const cutoff = sql`now() - make_interval(secs => ${settledSeconds})`;
-  return sql`
+  const ctes = sql`
   visited (mesh_id, target_spec, n) AS (
     (SELECT ch.mesh_id, ch.target_spec, 1 FROM messages ch
      WHERE ch.target_spec LIKE '#%' ${start}
@@ -58,7 +66,7 @@ export function beyondTheBound(maxPerChannel: number, settledSeconds: number, af
       SELECT ch.mesh_id, ch.target_spec FROM messages ch
       WHERE ch.target_spec LIKE '#%' AND (ch.mesh_id, ch.target_spec) > (v.mesh_id, v.target_spec)
       ORDER BY ch.mesh_id, ch.target_spec LIMIT 1) next
-    WHERE v.n < ${channelsPerTick(maxPerChannel)}
+    WHERE v.n < ${visits}
   ),
   bounded AS (
     SELECT b.id FROM visited v CROSS JOIN LATERAL (
@@ -78,9 +86,9 @@ export function beyondTheBound(maxPerChannel: number, settledSeconds: number, af
       FOR UPDATE OF m SKIP LOCKED) b
     LIMIT ${limit}
   )`;
-}
-
-/** Where the next tick's visit starts: again at `after` while a tick takes its limit, else past this one's last channel, or at the first once every channel was visited. */
-export function nextBoundedFrom(after: ChannelKey | null, taken: number, limit: number, last: ChannelKey | null): ChannelKey | null {
-  return taken >= limit ? after : last;
+  const columns = sql`
+    (SELECT count(*)::int FROM bounded) AS "boundedTaken",
+    (SELECT v.mesh_id::text FROM visited v WHERE v.n = ${visits}) AS "lastMesh",
+    (SELECT v.target_spec FROM visited v WHERE v.n = ${visits}) AS "lastChannel"`;
+  return { ctes, columns };
 }

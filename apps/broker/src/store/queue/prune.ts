@@ -11,7 +11,7 @@
 import type { Database } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { isoInstant, uuidArray } from "../sql.ts";
-import { beyondTheBound, channelsPerTick, nextBoundedFrom, type ChannelKey } from "./history-bound.ts";
+import { historyBound, type ChannelKey } from "./history-bound.ts";
 import { settled } from "./settled.ts";
 
 export interface Retention {
@@ -96,20 +96,20 @@ export async function pruneMessages(
   from: PruneFrom = FROM_THE_OLDEST,
 ): Promise<Pruned> {
   const channelKept = Math.max(retention.settledSeconds, retention.historySeconds);
-  const bound = retention.historyMaxPerChannel;
   // Without a bound the statement visits no channels (HISTORY_MAX_PER_CHANNEL unset, the default).
-  const visits = bound === undefined ? null : channelsPerTick(bound);
+  const max = retention.historyMaxPerChannel;
+  const bound = max === undefined ? null : historyBound(max, retention.settledSeconds, from.bounded, limit);
   return db.transaction(async (tx) => {
     const [walked] = await tx.rows<Walked>(sql`
-      WITH ${bound === undefined ? sql`` : sql`RECURSIVE`} direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, from.direct, retention, limit)}),
+      WITH ${bound === null ? sql`` : sql`RECURSIVE`} direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, from.direct, retention, limit)}),
       channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, from.channel, retention, limit)}),
-      ${bound === undefined ? sql`` : sql`${beyondTheBound(bound, retention.settledSeconds, from.bounded, limit)},`}
+      ${bound === null ? sql`` : sql`${bound.ctes},`}
       -- = ANY of an array: an IN of the subquery is planned as a hash join
       -- over the whole table under a generic plan. (The cast makes the
       -- subquery one array value, not a set of rows for ANY to compare with.)
       -- A message past the history retention may be beyond the bound too: UNION takes it once.
       ids AS MATERIALIZED (
-        SELECT ARRAY(SELECT id FROM direct UNION ALL SELECT id FROM channel ${bound === undefined ? sql`` : sql`UNION SELECT id FROM bounded`}) AS ids
+        SELECT ARRAY(SELECT id FROM direct UNION ALL SELECT id FROM channel ${bound === null ? sql`` : sql`UNION SELECT id FROM bounded`}) AS ids
       ),
       -- Deliveries are written only with their message (enqueue.ts), so none
       -- can join these once their messages are locked.
@@ -119,21 +119,17 @@ export async function pruneMessages(
       SELECT ids::text[] AS ids,
              ${isoInstant(walkedTo(sql`direct`, retention.settledSeconds, limit))} AS "directNext",
              ${isoInstant(walkedTo(sql`channel`, channelKept, limit))} AS "channelNext"
-             ${
-               visits === null
-                 ? sql``
-                 : sql`, (SELECT count(*)::int FROM bounded) AS "boundedTaken",
-                       (SELECT v.mesh_id::text FROM visited v WHERE v.n = ${visits}) AS "lastMesh",
-                       (SELECT v.target_spec FROM visited v WHERE v.n = ${visits}) AS "lastChannel"`
-             }
+             ${bound === null ? sql`` : sql`, ${bound.columns}`}
       FROM ids`);
     // No row only from an executor that answers none (the plan tests' recorder): ids makes one.
     if (walked === undefined) return { removed: 0, next: from };
     const last = walked.lastMesh == null || walked.lastChannel == null ? null : { meshId: walked.lastMesh, channel: walked.lastChannel };
+    // The bound's visit starts again at the same channels while a tick takes its limit; else past its last
+    // channel, or at the first once every channel was visited (no last).
     const next: PruneFrom = {
       direct: walked.directNext,
       channel: walked.channelNext,
-      bounded: nextBoundedFrom(from.bounded, walked.boundedTaken ?? 0, limit, last),
+      bounded: (walked.boundedTaken ?? 0) >= limit ? from.bounded : last,
     };
     if (walked.ids.length === 0) return { removed: 0, next };
     const rows = await tx.rows<{ n: number }>(sql`
