@@ -10,7 +10,7 @@ import { UUID } from "../store/sql.ts";
 import type { ApiSender } from "../store/directory.ts";
 import type { ApiSenders } from "./api-senders.ts";
 import { refuse } from "./outcome.ts";
-import type { ReplyWaiters } from "./reply-waiters.ts";
+import type { ReplyWaiters, WaitRefusal } from "./reply-waiters.ts";
 import { retryTransient } from "./retry.ts";
 import type { SendOutcome, SendRequest, SendService } from "./sending.ts";
 import type { Clock } from "./timing.ts";
@@ -33,6 +33,12 @@ export type Reader = { memberId: string } | "admin";
 // A hold outlives the wait a little, so a reply committed at the deadline is
 // still held while the waiter looks one last time.
 const HOLD_GRACE_SECONDS = 5;
+
+const WAIT_REFUSED: Record<WaitRefusal, string> = {
+  stopping: "this instance is stopping; send again (another instance takes it)",
+  full: "too many requests are waiting for replies on this instance; retry shortly",
+  member_full: "too many of this member's requests are waiting for replies on this instance; retry shortly",
+};
 
 export class HttpMessaging {
   constructor(
@@ -60,9 +66,7 @@ export class HttpMessaging {
     if (full !== null) {
       // Refused before the send service, which counts the refusals it makes.
       this.metrics.messagesRejected.labels("unavailable").inc();
-      if (full === "stopping") return refuse("unavailable", "this instance is stopping; send again (another instance takes it)");
-      if (full === "full") return refuse("unavailable", "too many requests are waiting for replies on this instance; retry shortly");
-      return refuse("unavailable", "too many of this member's requests are waiting for replies on this instance; retry shortly");
+      return refuse("unavailable", WAIT_REFUSED[full]);
     }
     try {
       const deadline = this.clock() + waitSeconds * 1000;
