@@ -15,6 +15,7 @@ import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
 import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-messaging.ts";
+import { utf8Text } from "../utf8.ts";
 import { pushFrame } from "../ws/wire.ts";
 import { answerWithin } from "./answer-deadline.ts";
 import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
@@ -32,8 +33,6 @@ const WAIT = /^[0-9]{1,2}$/;
 
 class Invalid extends Error {}
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
-
 /**
  * The key as text. A header value comes as one character a byte (Latin-1);
  * a key of non-ASCII text is written as UTF-8 (as a socket frame carries
@@ -43,12 +42,8 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
 function idempotencyKey(req: Request): string | undefined {
   const header = req.headers.get(IDEMPOTENCY_KEY_HEADER);
   if (header === null) return undefined;
-  let key: string;
-  try {
-    key = UTF8.decode(Buffer.from(header, "latin1"));
-  } catch {
-    throw new Invalid("Idempotency-Key must be text in UTF-8");
-  }
+  const key = utf8Text(Buffer.from(header, "latin1"));
+  if (key === null) throw new Invalid("Idempotency-Key must be text in UTF-8");
   // In characters, as the socket's id is counted: a character beyond the BMP is one, not two.
   const characters = [...key].length;
   if (characters === 0 || characters > MAX_IDEMPOTENCY_KEY_LENGTH) {

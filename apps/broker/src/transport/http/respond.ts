@@ -3,6 +3,7 @@ import { isStorable } from "@switchboard/protocol";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "../../log.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
+import { utf8Text } from "../utf8.ts";
 import { outsideDeadline } from "./answer-deadline.ts";
 
 export function json(status: number, body: unknown, headers?: Record<string, string>): Response {
@@ -63,9 +64,6 @@ export interface BodyRefusal {
   message: string;
 }
 
-// ignoreBOM: a leading byte order mark stays in the text, and JSON.parse refuses it (JSON has none).
-const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
 /**
  * The body as text, or the refusal of one that passes maxBytes (`limit` names
  * it to the caller) or is not UTF-8: reading stops at the cap, so an
@@ -79,11 +77,7 @@ export function readBodyCapped(req: Request, maxBytes: number, log: Logger, limi
   return outsideDeadline(req, async () => {
     const bytes = await readCapped(req, maxBytes, log);
     if (bytes === null) return tooLarge;
-    try {
-      return UTF8.decode(bytes);
-    } catch {
-      return { code: "invalid", message: "the body is not text in UTF-8" };
-    }
+    return utf8Text(bytes) ?? { code: "invalid", message: "the body is not text in UTF-8" };
   });
 }
 

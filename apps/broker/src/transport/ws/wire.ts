@@ -2,6 +2,7 @@
 // built from the services' outcomes.
 import type { ErrorFrame, PushFrame, ServerFrame } from "@switchboard/protocol";
 import type { OwedMessage } from "../../services/local-presences.ts";
+import { utf8Text } from "../utf8.ts";
 
 export type Reply = ServerFrame | Omit<ErrorFrame, "reqId">;
 
@@ -10,17 +11,10 @@ export type JsonObject = Record<string, unknown>;
 /** A frame read as a JSON object, or why it is none (the refusal's message). */
 export type DecodedFrame = { ok: true; frame: JsonObject } | { ok: false; message: string };
 
-// A binary frame's bytes are read as the text they must be: a byte that is
-// not UTF-8 would otherwise become U+FFFD, and a ciphertext be stored altered.
-const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
 export function decodeFrame(raw: string | Buffer): DecodedFrame {
-  let text: string;
-  try {
-    text = typeof raw === "string" ? raw : UTF8.decode(raw);
-  } catch {
-    return { ok: false, message: "the frame is not text in UTF-8" };
-  }
+  // A binary frame's bytes are read as the text they must be.
+  const text = typeof raw === "string" ? raw : utf8Text(raw);
+  if (text === null) return { ok: false, message: "the frame is not text in UTF-8" };
   let value: unknown;
   try {
     value = JSON.parse(text);
