@@ -53,8 +53,15 @@ describe("a body slower than the answer deadline", () => {
     peers.push(peer);
     const apiToken = await broker.admin.createApiToken(mesh.id, app.id);
     const hookToken = await broker.admin.createHookToken(mesh.id, agent.id);
+    // Priority now: the hook beside it sets the agent working, and a next message would be held for its turn's end
+    // whenever the status lands before the send.
     const [sent, hooked] = await Promise.all([
-      slowPost("/v1/messages", apiToken, { targetSpec: agent.pubkey, nonce: "plain", ciphertext: Buffer.alloc((BODY_BYTES * 3) / 4).toString("base64") }),
+      slowPost("/v1/messages", apiToken, {
+        targetSpec: agent.pubkey,
+        priority: "now",
+        nonce: "plain",
+        ciphertext: Buffer.alloc((BODY_BYTES * 3) / 4).toString("base64"),
+      }),
       slowPost("/hook/set-status", hookToken, { cwd, session_id: peer.sessionId, status: "working", pad: "x".repeat(BODY_BYTES) }),
     ]);
     expect(sent).toMatchObject({ status: 201, body: { queued: true, recipients: 1 } });
