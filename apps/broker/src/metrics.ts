@@ -127,7 +127,8 @@ export function createMetrics() {
     }),
     ttlSweeps: new Counter({
       name: "broker_ttl_sweeps_total",
-      help: "Runs of the status TTL sweeper",
+      help: "Runs of the status TTL sweeper, by whether the run flipped any stuck working status to idle",
+      labelNames: ["flipped"] as const,
       registers: [registry],
     }),
     hookRequests: new Counter({
@@ -188,6 +189,7 @@ export function createMetrics() {
   for (const r of new Set([...HELLO_ERROR_CODES, ...UPGRADE_REFUSAL_CODES])) metrics.connectionsRejected.labels(r).inc(0);
   for (const r of SEND_REJECTION_REASONS) metrics.messagesRejected.labels(r).inc(0);
   for (const o of WEBHOOK_OUTCOMES) metrics.webhookRequests.labels(o).inc(0);
+  for (const f of ["true", "false"]) metrics.ttlSweeps.labels(f).inc(0);
   return metrics;
 }
 

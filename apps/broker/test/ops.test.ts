@@ -56,6 +56,8 @@ describe("operational endpoints", () => {
     expect(families.get("broker_connections_total")?.type).toBe("counter");
     const priorities = families.get("broker_messages_routed_total")?.samples.map((s) => s.labels.priority);
     expect(priorities?.sort()).toEqual(["low", "next", "now"]);
+    const sweeps = families.get("broker_ttl_sweeps_total")?.samples.map((s) => s.labels.flipped);
+    expect(sweeps?.sort()).toEqual(["false", "true"]);
     expect(families.has("process_resident_memory_bytes")).toBe(true);
     expect(families.has("nodejs_eventloop_lag_p99_seconds")).toBe(true);
   });

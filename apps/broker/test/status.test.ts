@@ -241,9 +241,21 @@ async function cannotLeaveDnd(
 describe(`status TTL (STATUS_TTL_SECONDS=${STATUS_TTL_SECONDS}, SWEEP_INTERVAL_MS=${SWEEP_INTERVAL_MS})`, () => {
   const env = useTestBroker({ STATUS_TTL_SECONDS: String(STATUS_TTL_SECONDS), SWEEP_INTERVAL_MS: String(SWEEP_INTERVAL_MS) });
 
-  /** Resolves once the status sweep has made `passes` whole passes after the call (a pass counts itself as it starts). */
+  /** Runs of the sweep counted so far, with flipped="true" and with flipped="false". */
+  async function sweepCounts(): Promise<{ flipped: number; unflipped: number }> {
+    const scraped = await scrape(env.url);
+    const count = (flipped: boolean) => scraped.get(`broker_ttl_sweeps_total{flipped=${flipped}}`);
+    const [yes, no] = [count(true), count(false)];
+    if (yes === undefined || no === undefined) throw new Error("broker_ttl_sweeps_total has no flipped=\"true\" and flipped=\"false\" series");
+    return { flipped: yes, unflipped: no };
+  }
+
+  /** Resolves once the status sweep has made `passes` whole passes after the call (a pass counts itself once its flip is done). */
   async function sweepPasses(passes: number): Promise<void> {
-    const sweeps = async () => (await scrape(env.url)).get("broker_ttl_sweeps_total") ?? 0;
+    const sweeps = async () => {
+      const { flipped, unflipped } = await sweepCounts();
+      return flipped + unflipped;
+    };
     const target = (await sweeps()) + passes + 1;
     const until = Date.now() + DELIVERY_TIMEOUT_MS;
     while ((await sweeps()) < target) {
@@ -301,5 +313,29 @@ describe(`status TTL (STATUS_TTL_SECONDS=${STATUS_TTL_SECONDS}, SWEEP_INTERVAL_M
     await worker.waitForPushes(1, DELIVERY_TIMEOUT_MS);
     expect(pushIds(worker)).toEqual([msg]);
     expect(await statusSeenBy(sender, worker.sessionId)).toEqual({ status: "idle", statusSource: "jsonl" });
+  });
+
+  test('broker_ttl_sweeps_total counts a run that flipped a stuck working with flipped="true", and runs that flipped none with flipped="false"', async () => {
+    const before = await sweepCounts();
+    const { mesh, members } = await setupMesh(env.admin, { members: ["viewer", "worker"] });
+    const [viewerMember, workerMember] = members as [SetupMember, SetupMember];
+    const viewer = await connect(env, viewerMember, mesh.id);
+    const worker = await connect(env, workerMember, mesh.id);
+    expect(await setStatus(worker, "working")).toEqual({ type: "status", status: "working", statusSource: "manual" });
+    const until = Date.now() + STATUS_TTL_SECONDS * 1000 + DELIVERY_TIMEOUT_MS;
+    while ((await statusSeenBy(viewer, worker.sessionId))?.status !== "idle") {
+      if (Date.now() > until) throw new Error("the stuck working status was not flipped");
+      await Bun.sleep(SWEEP_INTERVAL_MS);
+    }
+    expect(await statusSeenBy(viewer, worker.sessionId)).toEqual({ status: "idle", statusSource: "jsonl" });
+    // The flip is counted as its statement returns, which the status read may overtake.
+    let after = await sweepCounts();
+    while (after.flipped === before.flipped && Date.now() < until) {
+      await Bun.sleep(SWEEP_INTERVAL_MS);
+      after = await sweepCounts();
+    }
+    expect(after.flipped).toBeGreaterThan(before.flipped);
+    // The runs while the status was younger than the TTL flipped nothing.
+    expect(after.unflipped).toBeGreaterThan(before.unflipped);
   });
 });

@@ -113,8 +113,12 @@ export class Sweepers {
     const { db, timing, metrics, lifecycle, clock, events } = this.deps;
     metrics.presencesCongested.set(lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000));
     await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
-    metrics.ttlSweeps.inc();
-    const flipped = await expireWorkingStatus(db, timing.statusTtlSeconds);
+    const flipped = await expireWorkingStatus(db, timing.statusTtlSeconds).catch((error: unknown) => {
+      // Still a run, and its statement rolled back: it flipped nothing.
+      metrics.ttlSweeps.labels("false").inc();
+      throw error;
+    });
+    metrics.ttlSweeps.labels(String(flipped.presenceIds.length > 0)).inc();
     await this.wake(flipped.memberIds);
     const changes = flipped.presenceIds.map((presenceId) => ({ presenceId, event: "status" as const }));
     await events.announce(db, changes);
