@@ -3,7 +3,7 @@ import { DataDirLockedError, DataDirUnusableError, isConnectionLost } from "@swi
 import { startBroker, type Broker } from "./app.ts";
 import { VERSION, resolveGitSha } from "./build-info.ts";
 import { ConfigError, SECRET_VARIABLES, loadConfig, type Config } from "./config.ts";
-import { startErrorTracking } from "./error-tracking.ts";
+import { startErrorTracking, type ErrorTracker } from "./error-tracking.ts";
 import { createLogger } from "./log.ts";
 import { AdminTokenFileError } from "./services/admin-token.ts";
 import { ListenError } from "./transport/server.ts";
@@ -22,17 +22,16 @@ try {
   process.exit(78);
 }
 
-const tracker = await startErrorTracking({
-  dsn: config.SENTRY_DSN,
-  release: `switchboard-broker@${VERSION}+${resolveGitSha(config.GIT_SHA)}`,
-  environment: config.NODE_ENV,
-  secrets: SECRET_VARIABLES.map((name) => config[name]),
-});
-const log = createLogger(config.LOG_LEVEL, { service: "switchboard-broker" }, tracker.logged);
-if (config.SENTRY_DSN) log.info({ host: new URL(config.SENTRY_DSN).host }, "error tracking on");
+// Loading error tracking (the SDK's import) takes a while: the logger, the
+// exit and the handlers below are in place before it, so a stop signal or a
+// crash meanwhile is handled as at any other moment of the start.
+let tracker: ErrorTracker | undefined;
+const log = createLogger(config.LOG_LEVEL, { service: "switchboard-broker" }, (level, fields, msg) =>
+  tracker?.logged(level, fields, msg),
+);
 
 async function exit(code: number): Promise<never> {
-  await tracker.flush(REPORT_FLUSH_MS);
+  await tracker?.flush(REPORT_FLUSH_MS);
   process.exit(code);
 }
 
@@ -53,9 +52,10 @@ process.on("unhandledRejection", (reason) => {
 });
 process.on("uncaughtException", (error) => crash("uncaught exception", error));
 
-// A stop signal while the broker starts (waiting for its database, migrating)
-// ends it at once: nothing is served yet. As a container's pid 1 the process
-// would otherwise ignore SIGTERM until the start finished.
+// A stop signal while the broker starts (loading error tracking, waiting for
+// its database, migrating) ends it at once: nothing is served yet. As a
+// container's pid 1 the process would otherwise ignore SIGTERM until the
+// start finished.
 const stopWhileStarting = (signal: NodeJS.Signals) => {
   log.info({ signal }, "shutdown signal");
   log.info("stopped before the start finished");
@@ -63,6 +63,14 @@ const stopWhileStarting = (signal: NodeJS.Signals) => {
 };
 process.on("SIGTERM", stopWhileStarting);
 process.on("SIGINT", stopWhileStarting);
+
+tracker = await startErrorTracking({
+  dsn: config.SENTRY_DSN,
+  release: `switchboard-broker@${VERSION}+${resolveGitSha(config.GIT_SHA)}`,
+  environment: config.NODE_ENV,
+  secrets: SECRET_VARIABLES.map((name) => config[name]),
+});
+if (config.SENTRY_DSN) log.info({ host: new URL(config.SENTRY_DSN).host }, "error tracking on");
 
 /** A start an operator must mend: one line naming why, in the log and on stderr. */
 function startRefused(error: Error & { code: string }, status: number, fields: Record<string, unknown> = {}): Promise<never> {
@@ -86,7 +94,7 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, "shutdown signal");
-  tracker.stopping(signal, { instanceId: broker.instanceId, uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000) });
+  tracker?.stopping(signal, { instanceId: broker.instanceId, uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000) });
   const deadline = setTimeout(() => {
     log.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, "shutdown deadline passed");
     void exit(1);

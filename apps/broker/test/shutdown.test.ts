@@ -3,6 +3,7 @@
 // 0 also says the shutdown finished in time; how long it took is no assertion.
 import { afterEach, describe, expect, test } from "bun:test";
 import { backendKind, setupMesh, spawnRaw, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { join } from "node:path";
 import postgres from "postgres";
 import { httpBody, postMessage } from "./support/http-api.ts";
 
@@ -96,6 +97,24 @@ describe("a stop signal while the broker starts", () => {
     // Waiting for its database: it has logged the first failed attempt.
     for (const end = Date.now() + 30_000; !stderr.includes("db ping failed") && Date.now() < end; ) await Bun.sleep(50);
     expect(stderr).toContain("db ping failed");
+    proc.kill("SIGTERM");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+    const code = await proc.exited;
+    clearTimeout(timer);
+    await reading;
+    expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
+    expect(stderr).toContain("stopped before the start finished");
+  });
+
+  test("SIGTERM while error tracking loads ends it with exit 0, not by the signal's default", async () => {
+    const preload = join(import.meta.dir, "support", "slow-error-tracking.ts");
+    const proc = spawnRaw({ SENTRY_DSN: "http://public@127.0.0.1:9/1", BUN_OPTIONS: `--preload ${preload}`, HOST: "127.0.0.1", BROKER_PORT: "0" });
+    let stderr = "";
+    const reading = (async () => {
+      for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
+    })();
+    for (const end = Date.now() + 30_000; !stderr.includes("loading @sentry/bun") && Date.now() < end; ) await Bun.sleep(50);
+    expect(stderr).toContain("loading @sentry/bun");
     proc.kill("SIGTERM");
     const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
     const code = await proc.exited;
