@@ -77,6 +77,23 @@ export function linkTarget(path: string): string {
 }
 
 /**
+ * One spelling of the file `path` leads to: its links followed (linkTarget),
+ * and the directories above it by their real paths as far as they exist. A
+ * file named through a symlinked home by one command and through the real
+ * one by the next is the same file to both.
+ */
+export function canonicalPath(path: string): string {
+  const target = linkTarget(path);
+  const below = [basename(target)];
+  let dir = dirname(target);
+  while (!existsSync(dir) && dirname(dir) !== dir) {
+    below.unshift(basename(dir));
+    dir = dirname(dir);
+  }
+  return join(realpathSync(dir), ...below);
+}
+
+/**
  * Temp file + rename. A symlink is written through to its target. An existing
  * file keeps its mode unless told to force it; a new one gets `mode`.
  */

@@ -619,6 +619,38 @@ test("user scope with CLAUDE_CONFIG_DIR: the files Claude Code reads there, not 
   }
 });
 
+test("a home reached through a symlink by one command and not the other: uninstall takes back what install created, and warns of nothing", async () => {
+  const userHome = new CliHome();
+  try {
+    const key = userHome.path("k.json");
+    writeFileSync(key, JSON.stringify({ secretKey: "66".repeat(32) }), { mode: 0o600 });
+    const args = ["--url", URL_, "--mesh", "demo", "--key", key, "--token", TOKEN];
+    const dir = userHome.path("work");
+    mkdirSync(dir);
+    const linked = userHome.path("linked-home");
+    symlinkSync(userHome.dir, linked);
+    const homes = { real: userHome.dir, linked };
+    for (const [installHome, uninstallHome] of [["linked", "real"], ["real", "linked"]] as const) {
+      const at = (home: "real" | "linked") => ({ cwd: dir, env: { HOME: homes[home] } });
+      for (const scope of ["user", "project"]) {
+        await cliOk(userHome, ["install", "--scope", scope, ...args], at(installHome));
+        const removed = await runCli(userHome, ["uninstall", "--scope", scope], at(uninstallHome));
+        expect({ installHome, scope, ...removed }).toMatchObject({ installHome, scope, code: 0, stderr: "" });
+        // Bun keeps a cache of its own in the home it runs with.
+        const home = readdirSync(userHome.dir).filter((name) => name !== ".bun");
+        expect({ installHome, scope, home: home.sort(), project: readdirSync(dir) }).toEqual({
+          installHome,
+          scope,
+          home: ["k.json", "linked-home", "work"],
+          project: [],
+        });
+      }
+    }
+  } finally {
+    userHome.dispose();
+  }
+});
+
 test("user scope: uninstall without an install leaves a server named switchboard in ~/.claude.json", async () => {
   const userHome = new CliHome();
   try {

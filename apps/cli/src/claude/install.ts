@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { CliError } from "../errors.ts";
-import { isEmptyObject, linkTarget, readJsonFile, writeAtomically, writeJsonFile, type Json, type JsonFile, type JsonObject } from "../json-file.ts";
+import { canonicalPath, isEmptyObject, linkTarget, readJsonFile, writeAtomically, writeJsonFile, type Json, type JsonFile, type JsonObject } from "../json-file.ts";
 import { hasOurHooks, hookCommand, hookContainers, installOurHooks, ourTokenFiles, removeOurHooks } from "./hooks.ts";
 import { recordFileOf, type Layout } from "./layout.ts";
 import { isOurServer, isWritten, removeOurServer, serverContainers, setOurServer, stdioServer, type StdioServer } from "./mcp-config.ts";
@@ -106,8 +106,9 @@ function evidence(
  * still be in use: its token file and record stay, and the user is told so.
  */
 function strayInstalls(settings: JsonObject, layout: Layout, verb: string): string[] {
+  const ours = canonicalPath(layout.tokenFile);
   return ourTokenFiles(settings)
-    .filter((file) => file !== layout.tokenFile)
+    .filter((file) => canonicalPath(file) !== ours)
     .flatMap((file) => {
       const left = [file, recordFileOf(file)].filter((path) => existsSync(path));
       if (left.length === 0) return [];
@@ -249,12 +250,15 @@ export function uninstall(layout: Layout, self: Self): UninstallReport {
     removedFiles: [],
     warnings: [...stray, ...legacy.warnings],
   };
-  const createdFile = (file: JsonFile) => created.includes(linkTarget(file.path));
+  // By canonical path: the record names what install was given (a home through a symlink, say), this run may name it otherwise.
+  const createdHere = new Set(created.map(canonicalPath));
+  const blanks = new Map(Object.entries(record?.blank ?? {}).map(([path, text]) => [canonicalPath(path), text]));
+  const createdFile = (file: JsonFile) => createdHere.has(canonicalPath(file.path));
   const settle = (file: JsonFile) => {
     // The file install created, not a symlink of the user's that leads to it.
     const target = linkTarget(file.path);
-    const blank = record?.blank[target];
-    if (created.includes(target) && isEmptyObject(file.value)) {
+    const blank = blanks.get(canonicalPath(target));
+    if (createdFile(file) && isEmptyObject(file.value)) {
       unlinkSync(target);
       report.removedFiles.push(target);
     } else if (blank !== undefined && isEmptyObject(file.value)) writeAtomically(file.path, blank);
