@@ -81,8 +81,10 @@ export class PeerDirectory {
     if (everyone) {
       for (const m of everyone) if (m.displayName === to) candidates.add(m.pubkey);
     } else {
-      for (const p of await this.livePeers()) if (p.displayName === to) candidates.add(p.pubkey);
-      if (candidates.size === 0) for (const [key, name] of this.names) if (name === to) candidates.add(key);
+      // The live list renews the names seen; a member seen online that has gone offline still bears its name, so a
+      // name it shares with one online is as ambiguous as when both are online.
+      await this.livePeers();
+      for (const [key, name] of this.names) if (name === to) candidates.add(key);
     }
     // A sender no name was found for goes by its key's first 8 hex digits.
     const unnamed = this.unnamed.get(to);
