@@ -18,6 +18,7 @@ import { ConnectionGate } from "./services/connection-gate.ts";
 import { DashboardService } from "./services/dashboard.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
+import { RelayedEphemerals } from "./services/ephemeral-relay.ts";
 import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
 import { HistoryService } from "./services/history.ts";
@@ -172,6 +173,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     leaseSeconds: timing.leaseSeconds,
     clock,
   });
+  const relayed = new RelayedEphemerals(db, presences, instanceId, clock, log);
   const hooks = new HookService(db, status, metrics, log, {
     rateLimitPerMin: config.HOOK_RATE_LIMIT_PER_MIN,
     rateLimitPerTokenPerMin: config.HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN,
@@ -260,6 +262,9 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
     leased: (to, pushes) => {
       if (to === instanceId) pump.leasedHere(pushes);
+    },
+    relayed: (to, messageIds) => {
+      if (to === instanceId) relayed.take(messageIds);
     },
     replaced: (presenceId) => lifecycle.end(presenceId, "replaced"),
     revoked: (memberId) => {
@@ -381,6 +386,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       // With the database away these cannot be written: the others reap this
       // instance's lease instead, and the stop goes on to close the port.
       await bestEffort("unlisten", unsubscribe(), until);
+      await bestEffort("relayed ephemeral sends", relayed.stop(), until);
       // Acks not committed leave their pushes to be redelivered.
       await bestEffort("delivery pump", pump.stop(), until);
       // A sweep stuck on a lock is not waited for long: closing the pool ends it, and sweeps are idempotent.

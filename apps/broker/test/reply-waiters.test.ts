@@ -247,6 +247,7 @@ describe.skipIf(backendKind === "embedded")("ReplyWaiters on two instances (need
       queuedWork: (members) => elsewhere.queuedWork.forMembers(members),
       queuedWorkInMeshes: () => {},
       leased: () => {},
+      relayed: () => {},
       replaced: () => {},
       revoked: () => {},
       tokenRevoked: () => {},

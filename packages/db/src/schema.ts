@@ -270,6 +270,36 @@ export const ackedDeliveries = pgTable(
   (t) => [uniqueIndex("acked_deliveries_message_recipient_key").on(t.messageId, t.recipientMemberId)],
 );
 
+// Ephemeral sends on their way to recipients whose sockets another instance
+// holds: the sending instance writes one row for each such instance and names
+// it in a NOTIFY (which carries no message data); that instance deletes the
+// row as it reads it and pushes it. Rows no instance took (its notice was
+// lost, or it died) are pruned within seconds (store/ephemeral-relay.ts).
+// The migration makes the table UNLOGGED, which drizzle cannot say: no WAL
+// is written for it, and a crash empties it, as it may, nothing in it being
+// stored.
+export const ephemeralRelay = pgTable(
+  "ephemeral_relay",
+  {
+    messageId: uuid("message_id").notNull(),
+    instanceId: text("instance_id").notNull(),
+    meshId: uuid("mesh_id").notNull(),
+    senderPubkey: text("sender_pubkey").notNull(),
+    targetSpec: text("target_spec").notNull(),
+    priority: text("priority").notNull(),
+    nonce: text("nonce").notNull(),
+    ciphertext: text("ciphertext").notNull(),
+    replyTo: uuid("reply_to"),
+    // The push's createdAt: when the sending instance took the send.
+    sentAt: tstz("sent_at").notNull(),
+    // The database's clock, which the prune reads.
+    createdAt: createdAt(),
+    // The members it goes to on that instance, each with the presences that could take it: [{memberId, presenceIds}].
+    recipients: jsonb("recipients").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.instanceId, t.messageId] }), index("ephemeral_relay_created_idx").on(t.createdAt)],
+);
+
 export const channels = pgTable(
   "channel_members",
   {

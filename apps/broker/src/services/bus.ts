@@ -15,6 +15,8 @@ const busMessage = z.object({
   meshes: z.array(z.string()).optional(),
   /** Deliveries a send statement leased to presences of this instance, as [presence id, delivery id]: to be pushed without a claim. */
   leased: z.object({ instance: z.string(), pushes: z.array(z.tuple([z.string(), z.number()])) }).optional(),
+  /** Ephemeral sends written for this instance into the relay table (store/ephemeral-relay.ts), by message id: it takes them and pushes them. */
+  relayed: z.object({ instance: z.string(), messages: z.array(z.string()) }).optional(),
   /** These presences ended elsewhere; the instance holding the socket closes it. */
   close: z.array(z.object({ presenceId: z.string(), reason: z.enum(["replaced"]) })).optional(),
   /** These members were revoked; every instance closes their sockets. */
@@ -32,6 +34,7 @@ export interface BusHandlers {
   queuedWork(memberIds: string[]): void;
   queuedWorkInMeshes(meshIds: string[]): void;
   leased(instanceId: string, pushes: Array<[presenceId: string, seq: number]>): void;
+  relayed(instanceId: string, messageIds: string[]): void;
   replaced(presenceId: string): void;
   revoked(memberId: string): void;
   tokenRevoked(tokenId: string): void;
@@ -105,6 +108,7 @@ export class InstanceBus {
         if (message.members) handlers.queuedWork(message.members);
         if (message.meshes) handlers.queuedWorkInMeshes(message.meshes);
         if (message.leased) handlers.leased(message.leased.instance, message.leased.pushes);
+        if (message.relayed) handlers.relayed(message.relayed.instance, message.relayed.messages);
         for (const c of message.close ?? []) handlers.replaced(c.presenceId);
         for (const m of message.revoked ?? []) handlers.revoked(m);
         for (const t of message.revokedTokens ?? []) handlers.tokenRevoked(t);

@@ -7,7 +7,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { NewMessage } from "../store/queue/index.ts";
 import type { InstanceBus } from "./bus.ts";
-import { pushEphemeral } from "./ephemeral.ts";
+import { pushEphemeral, type EphemeralContext } from "./ephemeral.ts";
 import type { LocalPresence, LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
@@ -53,10 +53,11 @@ export interface SendExtras {
 export class SendService {
   private readonly limiter: RateLimiter;
   private readonly commits: SendCommits;
+  private readonly ephemeral: EphemeralContext;
 
   constructor(
-    private readonly db: Database,
-    private readonly presences: LocalPresences,
+    db: Database,
+    presences: LocalPresences,
     pushes: LocalPushes,
     queuedWork: QueuedWork,
     bus: InstanceBus,
@@ -66,6 +67,8 @@ export class SendService {
   ) {
     this.limiter = new RateLimiter(options.sendRateLimitPerMin);
     this.commits = new SendCommits(db, pushes, queuedWork, bus, metrics, log, options);
+    const { clock, instanceId } = options;
+    this.ephemeral = { db, presences, clock, instanceId, crossInstance: bus.crossInstance, log };
   }
 
   prune(): void {
@@ -111,7 +114,7 @@ export class SendService {
       replyWaitSeconds: extras.replyWaitSeconds ?? null,
     };
     if (request.ephemeral) {
-      const delivered = await pushEphemeral(this.db, this.presences, this.options.clock, message, sender.pubkey);
+      const delivered = await pushEphemeral(this.ephemeral, message, sender.pubkey);
       if (delivered === null) return unknownTarget(message.targetSpec);
       this.log.debug({ messageId: message.id, recipients: delivered }, "ephemeral send");
       return { ok: true, messageId: message.id, recipients: delivered, fullQueues: 0, duplicate: false, queued: false };

@@ -3,6 +3,7 @@
 import type { Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
+import { pruneRelayed } from "../store/ephemeral-relay.ts";
 import {
   pruneAuditLog,
   pruneGonePresences,
@@ -46,6 +47,12 @@ const PRUNE_FROM_THE_OLDEST_MS = 10 * 60 * 1000;
  * to be planned again.
  */
 const VACUUM_INTERVALS = 6;
+/**
+ * Ephemeral sends relayed to an instance that never took them (its notice was
+ * lost, or it ended) are deleted this long after: the relay table holds no
+ * more than that, and a housekeeping interval, of sends.
+ */
+const RELAYED_EPHEMERAL_SECONDS = 5;
 
 export interface SweeperDeps {
   db: Database;
@@ -158,6 +165,8 @@ export class Sweepers {
     };
     await this.pruneWalk.tick((from) => pruneMessages(db, retention, BATCH, from));
     await pruneHelloReplays(db);
+    // Only other instances write there: the embedded database's is always empty.
+    if (this.deps.bus.crossInstance) await pruneRelayed(db.relaxed, RELAYED_EPHEMERAL_SECONDS);
     await prunePendingSignals(db);
     await pruneGonePresences(db, DAY, BATCH);
     await pruneStoppedInstances(db, DAY);

@@ -181,10 +181,14 @@ export async function livePresenceIdsOfInstance(tx: Executor, instanceId: string
 }
 
 /** Of these members' live presences, those whose status lets a message of this priority through now (none of a webhook member). */
-export async function presencesReceiving(db: Executor, memberIds: string[], priority: Priority): Promise<Array<{ presenceId: string; memberId: string }>> {
+export async function presencesReceiving(
+  db: Executor,
+  memberIds: string[],
+  priority: Priority,
+): Promise<Array<{ presenceId: string; memberId: string; instanceId: string }>> {
   if (memberIds.length === 0) return [];
   return db.rows(sql`
-    SELECT id AS "presenceId", member_id AS "memberId" FROM presences
+    SELECT id AS "presenceId", member_id AS "memberId", instance_id AS "instanceId" FROM presences
     WHERE disconnected_at IS NULL AND member_id = ANY (${uuidArray(memberIds)})
       AND ${receivable(sql`status`, sql`${priority}::text`)} AND ${receivesOnSockets(sql`member_id`)}`);
 }
