@@ -10,6 +10,7 @@ import {
   setupMesh,
   TestPeer,
   useTestBroker,
+  waitUntil,
   type TestIdentity,
 } from "@switchboard/testkit";
 import { SignJWT, type JWTPayload } from "jose";
@@ -55,8 +56,8 @@ async function connectJwt(identity: TestIdentity, meshId: string, jwt: string, s
   return peer;
 }
 
-async function refusedWith(identity: TestIdentity, meshId: string, jwt: string): Promise<PeerError> {
-  const outcome = await TestPeer.connect(broker.wsUrl, { identity, meshId, jwt }).then(
+async function refusedWith(identity: TestIdentity, meshId: string, jwt: string, wsUrl = broker.wsUrl): Promise<PeerError> {
+  const outcome = await TestPeer.connect(wsUrl, { identity, meshId, jwt }).then(
     async (peer) => {
       await peer.close();
       return new Error(`accepted: ${JSON.stringify(peer.helloAck)}`);
@@ -194,6 +195,28 @@ describe("JWT hello", () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const peer = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
     expect(peer.helloAck?.type).toBe("hello_ack");
+  });
+});
+
+describe("a JWT hello into a full mesh (MAX_CONNECTIONS_PER_MESH=1)", () => {
+  const full = useTestBroker({ JWT_SECRET, MAX_CONNECTIONS_PER_MESH: "1" });
+
+  test("is refused for capacity and enrols nothing; the same token enrols its pubkey once there is room", async () => {
+    const { mesh, members } = await setupMesh(full.admin, { members: 1 });
+    const holder = await pool.connect(full.wsUrl, members[0]!, mesh.id);
+    const browser = await newIdentity();
+    const jwt = await token({ mesh: mesh.id, pubkey: browser.publicKey, name: "late" });
+    const refusal = await refusedWith(browser, mesh.id, jwt, full.wsUrl);
+    expect({ code: refusal.code, close: refusal.closeCode }).toEqual({ code: "capacity", close: 1008 });
+    const listed = (await full.admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json())) as { members: Array<{ pubkey: string }> };
+    expect(listed.members.map((m) => m.pubkey)).toEqual([members[0]!.pubkey]);
+    expect((await full.admin.peers(mesh.id)).map((p) => p.pubkey)).toEqual([members[0]!.pubkey]);
+
+    await holder.close();
+    await waitUntil(async () => (await full.admin.peers(mesh.id)).length === 0, 10_000, "the holder's presence to end");
+    const peer = await TestPeer.connect(full.wsUrl, { identity: browser, meshId: mesh.id, jwt });
+    pool.peers.push(peer);
+    expect(peer.helloAck).toMatchObject({ type: "hello_ack", displayName: "late" });
   });
 });
 

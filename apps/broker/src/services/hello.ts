@@ -7,7 +7,16 @@
 // statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
 import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
-import { enrolVouched, lockMeshes, resolveHellos, restorePendingSignal, revokedAmong, takePendingSignals, type HelloRequest } from "../store/hello.ts";
+import {
+  enrolVouched,
+  lockMeshes,
+  resolveHellos,
+  restorePendingSignal,
+  revokedAmong,
+  takePendingSignals,
+  unenrol,
+  type HelloRequest,
+} from "../store/hello.ts";
 import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceCaps, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
@@ -134,8 +143,7 @@ export class HelloService {
   // window and the replay guard's expiry use the database's clock, so
   // instances whose own clocks differ open no window for a replay.
   private async admitIn(tx: Executor, checked: CheckedHello[]): Promise<{ outcomes: HelloOutcome[]; changes: PresenceChange[] }> {
-    const hellos = checked.map((c) => c.hello);
-    await enrolVouched(
+    const enrolled = await enrolVouched(
       tx,
       checked.flatMap(({ hello: h, claims }) =>
         claims === null
@@ -143,6 +151,16 @@ export class HelloService {
           : [{ meshRef: h.meshId, claimMesh: claims.mesh, pubkey: h.pubkey, displayName: claims.name ?? h.pubkey.slice(0, 8), tags: claims.tags }],
       ),
     );
+    const admitted = await this.admitEnrolled(tx, checked);
+    // A refused hello leaves nothing behind: a pubkey its token enrolled just
+    // now is no member unless one of its hellos got in (a full mesh refuses).
+    const present = new Set(admitted.outcomes.flatMap((o) => (o.ok ? [o.presence.memberId] : [])));
+    await unenrol(tx, enrolled.filter((id) => !present.has(id)));
+    return admitted;
+  }
+
+  private async admitEnrolled(tx: Executor, checked: CheckedHello[]): Promise<{ outcomes: HelloOutcome[]; changes: PresenceChange[] }> {
+    const hellos = checked.map((c) => c.hello);
     const requests: HelloRequest[] = hellos.map((h, idx) => ({
       idx,
       meshRef: h.meshId,

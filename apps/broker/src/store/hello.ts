@@ -1,9 +1,8 @@
 // What admitting hellos reads and writes. A batch of hellos is admitted in
 // one transaction (see services/hello.ts), so a storm of connections costs a
 // few statements and one commit per batch, not per hello. A hello refused
-// for capacity leaves no presence, but its signature stays used (a retry
-// signs anew) and a member its JWT vouched for stays enrolled (the token
-// said it belongs to the mesh).
+// for capacity leaves no presence and enrols nothing, but its signature
+// stays used (a retry signs anew).
 import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { ageMs, isoTime, jsonParam, UUID, uuidArray } from "./sql.ts";
@@ -62,11 +61,12 @@ export interface ResolvedHello {
  * Enrols the pubkeys of JWT hellos that are not members yet, in the mesh the
  * hello names when the token names the same one. A pubkey already enrolled,
  * revoked or not, is left as it is: a revoked one is refused by resolveHellos.
+ * Returns the ids of the members it enrolled.
  */
-export async function enrolVouched(tx: Executor, vouched: VouchedPubkey[]): Promise<void> {
-  if (vouched.length === 0) return;
+export async function enrolVouched(tx: Executor, vouched: VouchedPubkey[]): Promise<string[]> {
+  if (vouched.length === 0) return [];
   const input = vouched.map((v) => ({ ...v, meshIsUuid: UUID.test(v.meshRef) }));
-  await tx.rows(sql`
+  const rows = await tx.rows<{ id: string }>(sql`
     INSERT INTO members (mesh_id, pubkey, display_name, tags, role)
     SELECT m.id, q.pubkey, q."displayName", ARRAY(SELECT jsonb_array_elements_text(q.tags)), 'member'
     FROM jsonb_to_recordset(${jsonParam(input)})
@@ -78,7 +78,15 @@ export async function enrolVouched(tx: Executor, vouched: VouchedPubkey[]): Prom
     ) m ON true
     -- An id in any case names its mesh, as the hello's meshRef does.
     WHERE m.id::text = lower(q."claimMesh") OR m.slug = q."claimMesh"
-    ON CONFLICT (mesh_id, pubkey) DO NOTHING`);
+    ON CONFLICT (mesh_id, pubkey) DO NOTHING
+    RETURNING id::text AS id`);
+  return rows.map((r) => r.id);
+}
+
+/** Takes back enrolments of this transaction's whose hellos were all refused: members nothing else refers to yet. */
+export async function unenrol(tx: Executor, memberIds: string[]): Promise<void> {
+  if (memberIds.length === 0) return;
+  await tx.rows(sql`DELETE FROM members WHERE id = ANY (${uuidArray(memberIds)})`);
 }
 
 /**
