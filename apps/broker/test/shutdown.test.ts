@@ -2,10 +2,11 @@
 // own deadline (9 s) ends a shutdown that hangs with exit code 1, so exit code
 // 0 also says the shutdown finished in time; how long it took is no assertion.
 import { afterEach, describe, expect, test } from "bun:test";
-import { backendKind, setupMesh, spawnRaw, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { backendKind, buildHello, setupMesh, spawnRaw, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { join } from "node:path";
 import postgres from "postgres";
 import { httpBody, postMessage } from "./support/http-api.ts";
+import { scrape } from "./support/messaging.ts";
 
 let broker: TestBroker | undefined;
 afterEach(async () => {
@@ -34,6 +35,28 @@ describe("graceful shutdown", () => {
     expect(events).toContain("shutdown complete");
     expect(events).not.toContain("shutdown deadline passed");
     expect(events.indexOf("shutdown signal")).toBeLessThan(events.indexOf("shutdown complete"));
+  });
+});
+
+describe("a socket opened before the signal", () => {
+  test("says hello during the drain: closed with 1001 at once, no hello_ack, no presence; counted as unavailable", async () => {
+    broker = await TestBroker.start({ SHUTDOWN_DRAIN_MS: "5000" });
+    const url = broker.url;
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const { ws, closed } = await openSocket(broker.wsUrl);
+    const frames: unknown[] = [];
+    ws.addEventListener("message", (event) => frames.push(JSON.parse(String(event.data))));
+    const rejected = "broker_connections_rejected_total{reason=unavailable}";
+    const before = (await scrape(url)).get(rejected) ?? 0;
+    broker.process.kill("SIGTERM");
+    await waitUntil(async () => ((await (await fetch(`${url}/health/ready`)).json()) as { status: string }).status === "draining", 4000, "draining");
+    ws.send(JSON.stringify(await buildHello({ identity: members[0]!.identity, meshId: mesh.id })));
+    const close = await closed;
+    expect({ code: close.code, reason: close.reason, frames }).toEqual({ code: 1001, reason: "shutting down", frames: [] });
+    // Still draining: the instance answers, and holds no presence for the hello.
+    expect(await broker.admin.peers(mesh.id)).toEqual([]);
+    expect(((await scrape(url)).get(rejected) ?? 0) - before).toBe(1);
+    expect(await broker.process.exited).toBe(0);
   });
 });
 

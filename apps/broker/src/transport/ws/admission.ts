@@ -9,7 +9,7 @@ import type { HelloService } from "../../services/hello.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
 import { ADMISSION_TIMEOUT_FACTOR, type Clock } from "../../services/timing.ts";
-import { HELLO_REFUSED_CLOSE } from "../errors.ts";
+import { END_CLOSE, HELLO_REFUSED_CLOSE } from "../errors.ts";
 import { reply, socketLink, type Socket } from "./connection.ts";
 import { reqIdOf, type DecodedFrame } from "./wire.ts";
 
@@ -26,6 +26,8 @@ export interface AdmissionDeps {
   helloTimeoutMs: number;
   /** The largest frame the socket takes (MAX_MESSAGE_BYTES), told in the hello_ack. */
   maxMessageBytes: number;
+  /** False once shutdown began: no hello is admitted into a stopping instance. */
+  accepting: () => boolean;
 }
 
 export function refuseHello(
@@ -44,7 +46,21 @@ export function refuseHello(
   ws.close(HELLO_REFUSED_CLOSE, code);
 }
 
+// A socket opened before the shutdown began whose hello comes during the
+// drain: it closes as the instance's other sockets will, with nothing
+// stored for it, and its peer connects to another instance. Not the
+// client's doing, so not counted against its address.
+function closeForShutdown(deps: Pick<AdmissionDeps, "metrics" | "log">, ws: Socket): void {
+  clearTimeout(ws.data.helloTimer);
+  ws.data.closed = true;
+  deps.metrics.connectionsRejected.labels("unavailable").inc();
+  deps.log.info({ connectionId: ws.data.id, code: "unavailable" }, "ws hello refused");
+  const { code, reason } = END_CLOSE.shutdown;
+  ws.close(code, reason);
+}
+
 export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFrame): Promise<void> {
+  if (!deps.accepting()) return closeForShutdown(deps, ws);
   if (!decoded.ok) return refuseHello(deps, ws, "malformed", decoded.message);
   const raw = decoded.frame;
   const reqId = reqIdOf(raw);
@@ -63,16 +79,20 @@ export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFra
     reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello in time; connect again" }, reqId);
     ws.close(CLOSE_CODES.internalError, "internal");
   }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
-  const checked = await deps.hello.check(frame.data, () => ws.data.closed);
+  // Shutdown beginning while it waits leaves it out of its batch too.
+  const checked = await deps.hello.check(frame.data, () => ws.data.closed || !deps.accepting());
   // Only a hello that proved its pubkey waits for the frames of the session's
   // socket here: one that did not is refused at once, whatever session it
   // names. The wait takes at most half the admission's time, so the admission
   // itself still has the other half.
   if (checked.ok) await deps.lifecycle.sessionSettled(frame.data.pubkey, frame.data.sessionId, deps.helloTimeoutMs);
+  if (checked.ok && !deps.accepting()) return closeForShutdown(deps, ws);
   const outcome = checked.ok ? await deps.hello.admit(checked.checked) : checked;
   clearTimeout(ws.data.helloTimer);
   // A socket that closed meanwhile was left by its peer: nobody to answer.
   if (!outcome.ok && ws.data.closed) return;
+  // Left out of its batch as shutdown began (a hello_timeout only the socket's going gives otherwise).
+  if (!outcome.ok && outcome.code === "hello_timeout" && !deps.accepting()) return closeForShutdown(deps, ws);
   if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId);
   if (ws.data.pendingHello) {
     ws.data.pendingHello = false;

@@ -17,7 +17,7 @@ import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts"
 import { isRefusal } from "./refusals.ts";
 import { decodeFrame, reqIdOf, type DecodedFrame, type Reply } from "./wire.ts";
 
-export interface WsDeps extends AdmissionDeps, FrameDeps {
+export interface WsDeps extends Omit<AdmissionDeps, "accepting">, FrameDeps {
   log: Logger;
   metrics: Metrics;
   pump: DeliveryPump;
@@ -43,6 +43,7 @@ export function createWsHandler(deps: WsDeps) {
   let refusing = false;
   /** The sockets are being closed: the instance ends their presences in one statement of its own. */
   let closingAll = false;
+  const admission: AdmissionDeps = { ...deps, accepting: () => !refusing };
 
   /** Writes the answer; a connection refused too often in a minute is closed with 1008 and the refusal's code. */
   function answer(ws: Socket, frame: Reply, reqId: string | undefined): void {
@@ -127,7 +128,7 @@ export function createWsHandler(deps: WsDeps) {
           const frame = decodeFrame(raw);
           const presence = ws.data.presence;
           if (presence) await onSessionFrame(ws, presence, frame, step);
-          else await admit(deps, ws, frame);
+          else await admit(admission, ws, frame);
         },
         (error) => {
           failed(error, { connectionId: ws.data.id }, "ws frame failed");
@@ -174,7 +175,7 @@ export function createWsHandler(deps: WsDeps) {
       return !refusing;
     },
     newConnection: (address: string) => newConnection(address, deps.inflight, deps.inflightBudget),
-    /** Shutdown began: new sockets are refused; the open ones go on until closeAll. */
+    /** Shutdown began: new sockets are refused, and so are hellos on open ones; admitted ones go on until closeAll. */
     refuseNew() {
       refusing = true;
     },
