@@ -134,6 +134,8 @@ describe("JWT hello", () => {
       ["an unconfigured algorithm", await token(good, new TextEncoder().encode(JWT_SECRET), "HS512")],
       ["no exp", await new SignJWT(good).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(JWT_SECRET))],
       ["garbage", "not.a.jwt"],
+      ["an empty token", ""],
+      ["a token over 8,192 characters", `${await token(good)}.${"A".repeat(8192)}`],
       // Text Postgres cannot store would fail the hello's statement, with every hello batched beside it.
       ["a mesh claim with NUL", await token({ ...good, mesh: "jw\u0000x" })],
     ];

@@ -1,7 +1,7 @@
 // JWT hellos (docs/browser.md): a web app's backend vouches for a browser's
 // pubkey with a token signed by JWT_SECRET (HS256) or the private half of
 // JWT_PUBLIC_KEY (RS256 or EdDSA). Only the configured algorithms verify.
-import { isEd25519PublicKey, issueText, PUBKEY, TAG, storable } from "@switchboard/protocol";
+import { isEd25519PublicKey, issueText, MAX_JWT_LENGTH, PUBKEY, TAG, storable } from "@switchboard/protocol";
 import { errors, importSPKI, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { z } from "zod";
 import type { JwtKeyAlgorithm } from "../config.ts";
@@ -67,6 +67,8 @@ export class JwtVerifier {
 
   async verify(token: string): Promise<JwtOutcome> {
     if (this.getKey === null) return unauthorized("JWT hellos are not enabled on this broker");
+    // Bounded before any decoding or signature work.
+    if (token.length === 0 || token.length > MAX_JWT_LENGTH) return unauthorized(`the token must be 1 to ${MAX_JWT_LENGTH} characters`);
     let payload: unknown;
     try {
       ({ payload } = await jwtVerify(token, this.getKey, {
