@@ -11,6 +11,7 @@ import {
   TestPeer,
   useTestBroker,
   waitUntil,
+  within,
   type TestIdentity,
 } from "@switchboard/testkit";
 import { SignJWT, type JWTPayload } from "jose";
@@ -191,6 +192,14 @@ describe("JWT hello", () => {
     expect(closedAt).toBeGreaterThanOrEqual(exp * 1000);
     const again = await connectJwt(browser, mesh.id, await token({ mesh: mesh.id, pubkey: browser.publicKey }), sessionId);
     expect(again.helloAck?.memberId).toBe(peer.helloAck?.memberId);
+  });
+
+  test("a token within the leeway (exp 10 s ago) is admitted, then closed with 4001 as one that expired on the socket", async () => {
+    const mesh = await newMesh();
+    const browser = await newIdentity();
+    const peer = await connectJwt(browser, mesh.id, await token({ mesh: mesh.id, pubkey: browser.publicKey, exp: nowSeconds() - 10 }));
+    expect(peer.helloAck?.type).toBe("hello_ack");
+    expect(await within(peer.closed, 10_000, "the close at the next expiry check")).toEqual({ code: 4001, reason: "expired" });
   });
 
   test("the signed hello works beside it", async () => {
