@@ -16,6 +16,20 @@ export type WebhookRefusalCode = "not_found" | "conflict" | "invalid";
 
 const fail = (code: WebhookRefusalCode, message: string) => new RefusedError(refuse(code, message));
 
+/**
+ * The URL as the admin answers show it: its user and password replaced by
+ * `***` (a user alone is often the token itself). The row keeps them, to
+ * deliver with.
+ */
+export function shownUrl(url: string): string {
+  if (!URL.canParse(url)) return url;
+  const parsed = new URL(url);
+  if (parsed.username === "" && parsed.password === "") return url;
+  if (parsed.username !== "") parsed.username = "***";
+  if (parsed.password !== "") parsed.password = "***";
+  return parsed.href;
+}
+
 export interface WebhookAdminDeps {
   db: Database;
   admin: AdminService;
@@ -34,7 +48,7 @@ export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bu
   const view = async (memberId: string, memberRef: string): Promise<WebhookView> => {
     const found = await webhookView(db, memberId);
     if (found === null) throw fail("not_found", `member ${memberRef} has no webhook`);
-    return found;
+    return { ...found, url: shownUrl(found.url) };
   };
 
   return {
