@@ -4,9 +4,10 @@
 import { describe, expect, test } from "bun:test";
 import { loadConfig } from "../src/config.ts";
 import { RateLimiter } from "../src/services/rate-limit.ts";
-import { retryDelayMs } from "../src/services/webhooks/backoff.ts";
+import { failureDelayMs, retryDelayMs } from "../src/services/webhooks/backoff.ts";
 import { webhookLeaseSeconds } from "../src/services/webhooks/dispatcher.ts";
 import { isInternalAddress, refusedTarget } from "../src/services/webhooks/target-policy.ts";
+import { retryAfterMs } from "../src/transport/webhook/poster.ts";
 
 const PRODUCTION = { minMs: 1000, maxMs: 300_000 };
 
@@ -16,6 +17,20 @@ describe("webhook backoff", () => {
     expect(ceilings).toEqual([1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000, 300000, 300000, 300000]);
     expect(retryDelayMs(5, PRODUCTION, () => 0)).toBe(0);
     expect(retryDelayMs(5, PRODUCTION, () => 0.5)).toBe(8000);
+  });
+
+  test("a receiver's Retry-After is a lower bound on the delay, up to the maximum; seconds or an HTTP date", () => {
+    expect(failureDelayMs(1, PRODUCTION, 120_000, () => 0.5)).toBe(120_000);
+    expect(failureDelayMs(9, PRODUCTION, 1000, () => 0.5)).toBe(128_000);
+    expect(failureDelayMs(1, PRODUCTION, 10 ** 9, () => 0)).toBe(300_000);
+    expect(failureDelayMs(1, PRODUCTION, undefined, () => 0.5)).toBe(500);
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    expect(retryAfterMs("120", now)).toBe(120_000);
+    expect(retryAfterMs(" 0 ", now)).toBe(0);
+    expect(retryAfterMs("Thu, 01 Jan 2026 00:01:30 GMT", now)).toBe(90_000);
+    expect(retryAfterMs("Wed, 31 Dec 2025 23:00:00 GMT", now)).toBe(0);
+    expect(retryAfterMs("Thursday, 01-Jan-26 00:00:10 GMT", now)).toBe(10_000);
+    for (const unreadable of [null, "", "soon", "-5", "1.5"]) expect(retryAfterMs(unreadable, now)).toBeNull();
   });
 
   test("a webhook's lease outlives its request's timeout", () => {

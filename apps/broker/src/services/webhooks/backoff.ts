@@ -13,3 +13,12 @@ export function retryDelayMs(failures: number, bounds: BackoffBounds, random: ()
   const ceiling = Math.min(bounds.maxMs, bounds.minMs * 2 ** exponent);
   return Math.floor(random() * ceiling);
 }
+
+/**
+ * The delay after a failure: the backoff's, or what the receiver asked for
+ * (Retry-After) when that is longer, but never past maxMs: a receiver cannot
+ * push its retries out beyond what the schedule allows.
+ */
+export function failureDelayMs(failures: number, bounds: BackoffBounds, askedMs: number | undefined, random: () => number = Math.random): number {
+  return Math.max(retryDelayMs(failures, bounds, random), Math.min(askedMs ?? 0, bounds.maxMs));
+}

@@ -24,7 +24,7 @@ import type { QueueConsumer, QueuedWork } from "../queued-work.ts";
 import { retryTransient } from "../retry.ts";
 import { Periodic } from "../periodic.ts";
 import type { Clock } from "../timing.ts";
-import { retryDelayMs, type BackoffBounds } from "./backoff.ts";
+import { failureDelayMs, type BackoffBounds } from "./backoff.ts";
 import { withinBatchBytes } from "./batch.ts";
 import { refusedTarget } from "./target-policy.ts";
 
@@ -45,6 +45,8 @@ export interface WebhookResult {
   outcome: WebhookOutcome;
   /** The HTTP status, when there was an answer. */
   status: number | null;
+  /** The wait a 429 or 503 asked for (Retry-After), in ms. */
+  retryAfterMs?: number;
   /** Why a `network` failure failed, for the log: the system's code (ECONNREFUSED, ENOTFOUND, a TLS error's), never the URL. */
   cause?: string;
 }
@@ -220,7 +222,7 @@ export class WebhookDispatcher implements QueueConsumer {
     this.metrics.webhookRequests.labels(result.outcome).inc();
     const ok = result.outcome === "ok";
     const failures = ok ? 0 : webhook.failures + 1;
-    const delayMs = ok ? 0 : retryDelayMs(failures, this.options.backoff);
+    const delayMs = ok ? 0 : failureDelayMs(failures, this.options.backoff, result.retryAfterMs);
     const recorded = await retryTransient(() =>
       this.db.transaction(async (tx) => {
         if (ok) await ackHeldBy(tx, holder);
@@ -241,6 +243,7 @@ export class WebhookDispatcher implements QueueConsumer {
         outcome: result.outcome,
         status: result.status,
         ...(result.cause === undefined ? {} : { cause: result.cause }),
+        ...(result.retryAfterMs === undefined ? {} : { retryAfterMs: result.retryAfterMs }),
         messages: batch.length,
         attempt: webhook.failures + 1,
         retryInMs: counted ? delayMs : null,

@@ -1,6 +1,7 @@
 // The outbound side of webhook recipients: one signed POST of a push batch
 // to the configured URL (docs/http.md). Redirects are not followed; only a
-// 2xx within the timeout is a success.
+// 2xx within the timeout is a success. A 429's or 503's Retry-After is read
+// for the dispatcher, which waits at least that long before the next one.
 import {
   WEBHOOK_ATTEMPT_HEADER,
   WEBHOOK_SIGNATURE_HEADER,
@@ -33,15 +34,26 @@ export function createWebhookPoster(userAgent: string): WebhookPoster {
             [WEBHOOK_SIGNATURE_HEADER]: webhookSignatureHeader(timestamp, signature),
           },
         });
-        // Only the status counts; the body is not read.
+        // Only the status counts (and a Retry-After with it); the body is not read.
         await res.body?.cancel().catch(() => {});
-        return { outcome: res.status >= 200 && res.status < 300 ? "ok" : "http_error", status: res.status };
+        if (res.status >= 200 && res.status < 300) return { outcome: "ok", status: res.status };
+        const asked = res.status === 429 || res.status === 503 ? retryAfterMs(res.headers.get("retry-after"), Date.now()) : null;
+        return { outcome: "http_error", status: res.status, ...(asked === null ? {} : { retryAfterMs: asked }) };
       } catch (error) {
         if (timeout.aborted) return { outcome: "timeout", status: null };
         return { outcome: "network", status: null, cause: networkCause(error) };
       }
     },
   };
+}
+
+/** A Retry-After header's wait in ms: delay-seconds or an HTTP date (RFC 9110); null when absent or unreadable. */
+export function retryAfterMs(value: string | null, now: number): number | null {
+  const text = value?.trim() ?? "";
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // Each of HTTP's date forms starts with the day's name; Date.parse alone would take "1.5" for a year.
+  const at = /^[A-Za-z]{3,9},? /.test(text) ? Date.parse(text) : Number.NaN;
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
 /**
