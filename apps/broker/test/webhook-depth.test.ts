@@ -23,8 +23,11 @@ beforeAll(async () => {
   await upsertWebhook(scratch.db, hooked, "http://127.0.0.1:9/hook", "a-secret-of-enough-length");
 });
 
-/** `count` messages from `other` to `recipient`, each with one delivery in `state` (acked: moved as an ack moves it). */
-async function owe(recipient: string, state: string, count: number): Promise<void> {
+/**
+ * `count` messages from `other` to `recipient`, each with one delivery in
+ * `state` (acked: moved as an ack moves it), expiring in `expiresIn`.
+ */
+async function owe(recipient: string, state: string, count: number, expiresIn = "1 day"): Promise<void> {
   const acking = crypto.randomUUID();
   const leased = state === "leased" || state === "acked";
   await scratch.db.rows(sql`
@@ -34,7 +37,7 @@ async function owe(recipient: string, state: string, count: number): Promise<voi
       FROM members, generate_series(1, ${count}) g WHERE id = ${other}::uuid
       RETURNING id)
     INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at)
-    SELECT id, ${recipient}::uuid, 'now', now() + interval '1 day', ${leased ? "leased" : state},
+    SELECT id, ${recipient}::uuid, 'now', now() + ${expiresIn}::interval, ${leased ? "leased" : state},
            CASE WHEN ${leased} THEN ${acking}::uuid END,
            CASE WHEN ${leased} THEN now() + interval '1 minute' END
     FROM m`);
@@ -49,6 +52,14 @@ test("a webhook member's queued and in-flight deliveries are counted, its acknow
   await owe(other, "queued", 5);
   expect(await webhookQueueDepth(scratch.db)).toBe(3);
   expect((await webhookView(scratch.db, hooked))?.queued).toBe(3);
+});
+
+test("deliveries past their expiry that the expiry sweep has not marked yet are not counted", async () => {
+  const owed = await webhookQueueDepth(scratch.db);
+  await owe(hooked, "queued", 4, "-1 second");
+  await owe(hooked, "leased", 2, "-1 second");
+  expect(await webhookQueueDepth(scratch.db)).toBe(owed);
+  expect((await webhookView(scratch.db, hooked))?.queued).toBe(owed);
 });
 
 test("the counts read the queue through its partial indexes, not the expired deliveries kept for the retention (generic plan)", async () => {

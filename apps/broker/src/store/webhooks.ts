@@ -172,13 +172,17 @@ export async function webhookMembers(db: Executor): Promise<WebhookMember[]> {
 
 /**
  * Deliveries owed to webhook members and not yet acknowledged, over all
- * instances. Queued and leased are counted apart, each through its partial
- * index: one predicate for both reads every delivery, the acknowledged ones
- * kept for the retention included.
+ * instances: as webhookView counts them, so those past their expiry that
+ * the sweep has not marked yet are left out (they will never be sent).
+ * Queued and leased are counted apart, each through its partial index: one
+ * predicate for both reads every delivery, the acknowledged ones kept for
+ * the retention included.
  */
 export async function webhookQueueDepth(db: Executor): Promise<number> {
   const rows = await db.rows<{ n: number }>(sql`
-    SELECT ((SELECT count(*) FROM webhooks w JOIN deliveries d ON d.recipient_member_id = w.member_id AND d.state = 'queued')
-          + (SELECT count(*) FROM webhooks w JOIN deliveries d ON d.recipient_member_id = w.member_id AND d.state = 'leased'))::int AS n`);
+    SELECT ((SELECT count(*) FROM webhooks w
+             JOIN deliveries d ON d.recipient_member_id = w.member_id AND d.state = 'queued' AND d.expires_at > now())
+          + (SELECT count(*) FROM webhooks w
+             JOIN deliveries d ON d.recipient_member_id = w.member_id AND d.state = 'leased' AND d.expires_at > now()))::int AS n`);
   return rows[0]?.n ?? 0;
 }
