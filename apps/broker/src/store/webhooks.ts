@@ -33,7 +33,11 @@ export interface WebhookView {
  * it as for an endpoint set anew: otherwise it could be sent newer messages
  * meanwhile, and the batch that request gives back would follow them. One
  * of those deliveries is locked, to wait for the request's end being
- * written: that gives back or acks them all in one transaction.
+ * written: that gives back or acks them all in one transaction. A reply
+ * held for one of the member's waiting HTTP requests (leased to the id of
+ * the message it answers, reply.ts) is no such request: taken for one, it
+ * would hold the new endpoint back until the hold runs out (the wait + 5 s),
+ * its waiter gone or not.
  */
 export async function upsertWebhook(db: Executor, memberId: string, url: string, secret: string): Promise<void> {
   await db.rows(sql`
@@ -43,6 +47,7 @@ export async function upsertWebhook(db: Executor, memberId: string, url: string,
       WHERE d.recipient_member_id = ${memberId}::uuid AND d.state = 'leased' AND d.lease_expires_at > now()
         AND NOT EXISTS (SELECT 1 FROM presences p WHERE p.id = d.lease_presence_id)
         AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.member_id = ${memberId}::uuid)
+        AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.id = d.message_id AND r.reply_to = d.lease_presence_id)
       LIMIT 1
       FOR SHARE OF d
     )
