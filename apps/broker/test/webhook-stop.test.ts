@@ -11,7 +11,8 @@ import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
 import { InstanceBus } from "../src/services/bus.ts";
 import { QueuedWork } from "../src/services/queued-work.ts";
-import { WebhookDispatcher, type WebhookPoster, type WebhookRequest } from "../src/services/webhooks/dispatcher.ts";
+import { WebhookDispatcher } from "../src/services/webhooks/dispatcher.ts";
+import type { WebhookPoster, WebhookRequest } from "../src/services/webhooks/request.ts";
 import { useScratchDatabase } from "./support/scratch-db.ts";
 
 const scratch = useScratchDatabase("webhook-stop");

@@ -10,14 +10,14 @@ import { isConnectionLost, type Database } from "@switchboard/db";
 import { MAX_WEBHOOK_BATCH } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import { ackHeldBy, claimForHolder, requeue, type LeasedDelivery } from "../../store/queue/index.ts";
+import { ackHeldBy, claimForHolder, requeue } from "../../store/queue/index.ts";
 import {
   recordAttempt,
   releaseWebhook,
   takeWebhook,
   webhookMembers,
   webhookQueueDepth,
-  type WebhookOutcome,
+  type WebhookMember,
 } from "../../store/webhooks.ts";
 import { queuedWork, type InstanceBus } from "../bus.ts";
 import type { QueueConsumer, QueuedWork } from "../queued-work.ts";
@@ -26,35 +26,13 @@ import { Periodic } from "../periodic.ts";
 import type { Clock } from "../timing.ts";
 import { failureDelayMs, type BackoffBounds } from "./backoff.ts";
 import { withinBatchBytes } from "./batch.ts";
+import type { WebhookPoster, WebhookRequest, WebhookResult } from "./request.ts";
 import { refusedTarget } from "./target-policy.ts";
 
 // Requests in flight from one instance at once (to different members).
 const MAX_CONCURRENT = 64;
 // A retry timer fires a little after the due time, so the database's clock agrees it is due.
 const TIMER_SLACK_MS = 20;
-
-export interface WebhookRequest {
-  url: string;
-  secret: string;
-  /** X-Switchboard-Attempt: consecutive failures + 1. */
-  attempt: number;
-  messages: LeasedDelivery[];
-}
-
-export interface WebhookResult {
-  outcome: WebhookOutcome;
-  /** The HTTP status, when there was an answer. */
-  status: number | null;
-  /** The wait a 429 or 503 asked for (Retry-After), in ms. */
-  retryAfterMs?: number;
-  /** Why a `network` failure failed, for the log: the system's code (ECONNREFUSED, ENOTFOUND, a TLS error's), never the URL. */
-  cause?: string;
-}
-
-/** The outbound request, implemented by the transport. */
-export interface WebhookPoster {
-  post(request: WebhookRequest, timeoutMs: number, signal: AbortSignal): Promise<WebhookResult>;
-}
 
 export interface DispatcherOptions {
   /** How long a request may take; the lease outlives it (webhookLeaseSeconds). */
@@ -82,6 +60,9 @@ export class WebhookDispatcher implements QueueConsumer {
   /** News arrived while the member's attempt was in flight. */
   private readonly again = new Set<string>();
   private readonly retryTimers = new Map<string, Timer>();
+  /** Webhooks set (their mesh id) or deleted (null) here while a refresh read them: its rows may predate that. */
+  private readonly changedWhileRead = new Map<string, string | null>();
+  private reading = 0;
   private readonly attempts = new Set<Promise<void>>();
   private readonly periodic = new Periodic((error, sweep) => this.log.warn({ err: error, sweep }, "webhook sweep failed"));
   private readonly shutdown = new AbortController();
@@ -108,6 +89,7 @@ export class WebhookDispatcher implements QueueConsumer {
 
   /** A webhook was set here: deliver to it now. */
   track(memberId: string, meshId: string): void {
+    if (this.reading > 0) this.changedWhileRead.set(memberId, meshId);
     this.known.set(memberId, meshId);
     this.notBefore.delete(memberId);
     this.schedule(memberId);
@@ -115,6 +97,7 @@ export class WebhookDispatcher implements QueueConsumer {
 
   /** A webhook was deleted here. */
   untrack(memberId: string): void {
+    if (this.reading > 0) this.changedWhileRead.set(memberId, null);
     this.known.delete(memberId);
     this.notBefore.delete(memberId);
     clearTimeout(this.retryTimers.get(memberId));
@@ -144,7 +127,13 @@ export class WebhookDispatcher implements QueueConsumer {
   // The webhooks set or deleted on other instances, and the members whose
   // retry came due or whose news this instance missed.
   private async refresh(): Promise<void> {
-    const rows = await webhookMembers(this.db);
+    this.reading++;
+    let rows: WebhookMember[];
+    try {
+      rows = await webhookMembers(this.db);
+    } finally {
+      this.reading--;
+    }
     const now = this.options.clock();
     this.known.clear();
     for (const row of rows) {
@@ -152,6 +141,13 @@ export class WebhookDispatcher implements QueueConsumer {
       if (row.dueInMs > 0) this.notBefore.set(row.memberId, now + row.dueInMs);
       else this.notBefore.delete(row.memberId);
     }
+    // A webhook set here during the read is due now, one deleted is gone, whatever the rows said.
+    for (const [memberId, meshId] of this.changedWhileRead) {
+      if (meshId === null) this.known.delete(memberId);
+      else this.known.set(memberId, meshId);
+      this.notBefore.delete(memberId);
+    }
+    if (this.reading === 0) this.changedWhileRead.clear();
     for (const row of rows) if (row.due) this.schedule(row.memberId);
   }
 

@@ -9,7 +9,7 @@ import {
   webhookSignatureHeader,
   type PushBatch,
 } from "@switchboard/protocol";
-import type { WebhookPoster, WebhookRequest, WebhookResult } from "../../services/webhooks/dispatcher.ts";
+import type { WebhookPoster, WebhookRequest, WebhookResult } from "../../services/webhooks/request.ts";
 import { pushFrame } from "../ws/wire.ts";
 
 export function createWebhookPoster(userAgent: string): WebhookPoster {

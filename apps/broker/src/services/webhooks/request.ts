@@ -1,0 +1,27 @@
+// One webhook request as the dispatcher asks for it and learns its outcome;
+// the transport makes it (transport/webhook/poster.ts).
+import type { LeasedDelivery } from "../../store/queue/index.ts";
+import type { WebhookOutcome } from "../../store/webhooks.ts";
+
+export interface WebhookRequest {
+  url: string;
+  secret: string;
+  /** X-Switchboard-Attempt: consecutive failures + 1. */
+  attempt: number;
+  messages: LeasedDelivery[];
+}
+
+export interface WebhookResult {
+  outcome: WebhookOutcome;
+  /** The HTTP status, when there was an answer. */
+  status: number | null;
+  /** The wait a 429 or 503 asked for (Retry-After), in ms. */
+  retryAfterMs?: number;
+  /** Why a `network` failure failed, for the log: the system's code (ECONNREFUSED, ENOTFOUND, a TLS error's), never the URL. */
+  cause?: string;
+}
+
+/** The outbound request, implemented by the transport. */
+export interface WebhookPoster {
+  post(request: WebhookRequest, timeoutMs: number, signal: AbortSignal): Promise<WebhookResult>;
+}
