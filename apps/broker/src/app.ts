@@ -21,6 +21,7 @@ import { DeliveryPump } from "./services/delivery/pump.ts";
 import { RelayedEphemerals } from "./services/ephemeral-relay.ts";
 import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
+import { HelloRate } from "./services/hello-rate.ts";
 import { HistoryService } from "./services/history.ts";
 import { JwtVerifier } from "./services/jwt.ts";
 import { HookService } from "./services/hooks.ts";
@@ -160,10 +161,11 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     lifecycle.endAll("lease_lost"),
   );
   const jwt = await JwtVerifier.create({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY });
+  const helloRate = new HelloRate(config.HELLO_RATE_LIMIT_PER_MIN, clock);
   const hello = new HelloService(db, bus, jwt, presenceEvents, instanceId, {
     perMesh: config.MAX_CONNECTIONS_PER_MESH,
     perMember: config.MAX_CONNECTIONS_PER_MEMBER,
-  });
+  }, helloRate);
   const history = new HistoryService(db, timing.historyRetentionSeconds);
   const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
@@ -248,6 +250,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       sending.prune();
       limits.prune();
       gate.prune();
+      helloRate.prune();
     },
   });
 

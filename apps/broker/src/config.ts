@@ -117,6 +117,9 @@ export const configSchema = z.object({
   ACK_RATE_LIMIT_PER_MIN: positive(120_000),
   MAX_REFUSED_FRAMES_PER_MIN: positive(1000),
   MAX_CHANNELS_PER_MEMBER: positive(100),
+  // Hellos one member may have admitted in a minute: a key reconnecting in a
+  // loop would write a presence per hello and flood its mesh's subscribers.
+  HELLO_RATE_LIMIT_PER_MIN: positive(300),
   // Deliveries a member has not taken, past which it is sent nothing more
   // until it takes some: one member offline (or one sender in a loop) must
   // not fill the database.

@@ -20,6 +20,7 @@ import {
 import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceCaps, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
 import { createGroupCommit } from "./group-commit.ts";
+import type { HelloRate } from "./hello-rate.ts";
 import type { JwtClaims, JwtVerifier } from "./jwt.ts";
 import { sessionKey } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
@@ -83,6 +84,7 @@ export class HelloService {
     private readonly events: PresenceEvents,
     private readonly instanceId: string,
     private readonly caps: PresenceCaps,
+    private readonly rate: HelloRate,
   ) {
     this.commits = createGroupCommit<CheckedHello, Admitted>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
@@ -127,6 +129,7 @@ export class HelloService {
       const batch = group.map((i) => checked[i]!);
       try {
         const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
+        this.rate.admitted(admitted.outcomes.flatMap((o) => (o.ok ? [o.presence.memberId] : [])));
         this.events.deliver(admitted.changes);
         group.forEach((i, j) => (outcomes[live[i]!] = admitted.outcomes[j]!));
       } catch (error) {
@@ -203,7 +206,13 @@ export class HelloService {
     await lockMeshes(tx, [...new Set(resolving.map((p) => p.presence.meshId))]);
     const revoked = await revokedAmong(tx, [...new Set(resolving.map((p) => p.presence.memberId))]);
     for (const p of resolving) if (revoked.has(p.presence.memberId)) outcomes[p.idx] = unauthorized(p.idx);
-    const passing = resolving.filter((p) => !revoked.has(p.presence.memberId));
+    const unrevoked = resolving.filter((p) => !revoked.has(p.presence.memberId));
+    // Refused before it ends the session it names: a hello past the member's rate replaces nothing.
+    const within = this.rate.within(unrevoked.map((p) => p.presence.memberId));
+    for (const [j, p] of unrevoked.entries()) {
+      if (!within[j]) outcomes[p.idx] = refuse("capacity", `this member was admitted ${this.rate.perMinute} hellos in a minute already`);
+    }
+    const passing = unrevoked.filter((_, j) => within[j]);
     if (passing.length === 0) return { outcomes, changes: [] };
     // Taken before the sessions' presences are locked, in the order a hook's
     // own look at a kept signal locks the two.

@@ -46,6 +46,17 @@ export class RateLimiter {
     return true;
   }
 
+  /** Whether `cost` more events would fit within the limit now, without counting anything. */
+  fits(key: string, now: number, cost = 1): boolean {
+    const w = this.windows.get(Bun.hash(key));
+    return w === undefined || estimate(this.rolled(w, now), now) + cost <= this.perMinute;
+  }
+
+  /** Counts `cost` events that have happened, whether or not they fit (see fits). */
+  record(key: string, now: number, cost = 1): void {
+    this.window(key, now).current += cost;
+  }
+
   /** Whether the key has used up its limit, without counting anything. */
   exhausted(key: string, now: number): boolean {
     const w = this.windows.get(Bun.hash(key));
