@@ -116,6 +116,7 @@ export async function runHttpScenario(name: string, size: Size): Promise<HttpBen
       ...backend.env,
       ADMIN_TOKEN,
       SEND_RATE_LIMIT_PER_MIN: "100000000",
+      SEND_RECIPIENTS_RATE_LIMIT_PER_MIN: "100000000",
       MAX_CONNECTIONS_PER_MESH: "10000",
       WEBHOOK_ALLOW_PRIVATE: "true",
     });

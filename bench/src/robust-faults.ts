@@ -83,7 +83,7 @@ export async function runFaults(size: "full" | "smoke", portA: number, portB: nu
   const seconds = full ? 40 : 7;
   const cluster = await startPostgresCluster({ fsync: true, onDisk: onDisk(size) });
   const backend = await postgresBackend(cluster.url());
-  const env = { ...backend.env, ADMIN_TOKEN, SEND_RATE_LIMIT_PER_MIN: "100000000", INSTANCE_LEASE_SECONDS: "6" };
+  const env = { ...backend.env, ADMIN_TOKEN, SEND_RATE_LIMIT_PER_MIN: "100000000", SEND_RECIPIENTS_RATE_LIMIT_PER_MIN: "100000000", INSTANCE_LEASE_SECONDS: "6" };
   const brokers: BrokerProcess[] = [];
   const clients: SwitchboardClient[] = [];
   try {

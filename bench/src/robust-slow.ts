@@ -22,7 +22,7 @@ export async function slowConsumer(size: Size, steps: Steps): Promise<SlowConsum
   // never meets backpressure: 200 × 60 KB is 12 MB.
   const large = size === "full" ? 600 : 200;
   // No push may come back by a lease running out: delivery must not depend on it.
-  const s = await stage(size, { LEASE_SECONDS: "3600", STALLED_PRESENCE_SECONDS: "3600", SEND_RATE_LIMIT_PER_MIN: UNLIMITED });
+  const s = await stage(size, { LEASE_SECONDS: "3600", STALLED_PRESENCE_SECONDS: "3600", SEND_RATE_LIMIT_PER_MIN: UNLIMITED, SEND_RECIPIENTS_RATE_LIMIT_PER_MIN: UNLIMITED });
   try {
     const { mesh, members } = await setupMesh(s.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];

@@ -17,6 +17,7 @@ export type { Size } from "./robust-stage.ts";
 /** For the fuzzer, one member sending everything: no limit may end its run early. */
 const OPEN_LIMITS = {
   SEND_RATE_LIMIT_PER_MIN: UNLIMITED,
+  SEND_RECIPIENTS_RATE_LIMIT_PER_MIN: UNLIMITED,
   CONTROL_RATE_LIMIT_PER_MIN: UNLIMITED,
   MAX_REFUSED_FRAMES_PER_MIN: UNLIMITED,
   HELLO_FAILURES_PER_ADDRESS_PER_MIN: UNLIMITED,

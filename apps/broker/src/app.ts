@@ -171,6 +171,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,
     sendRateLimitPerMin: config.SEND_RATE_LIMIT_PER_MIN,
+    sendRecipientsPerMin: config.SEND_RECIPIENTS_RATE_LIMIT_PER_MIN,
     instanceId,
     leaseSeconds: timing.leaseSeconds,
     clock,

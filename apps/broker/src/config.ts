@@ -99,6 +99,9 @@ export const configSchema = z.object({
   MAX_MESSAGE_BYTES: int(1024, 16 * 1024 * 1024, 65536),
   HOOK_RATE_LIMIT_PER_MIN: positive(30),
   SEND_RATE_LIMIT_PER_MIN: positive(6000),
+  // Recipients a member's sends may reach a minute: at the send limit to a
+  // mesh of MAX_CONNECTIONS_PER_MESH, whatever the mesh's size beyond it.
+  SEND_RECIPIENTS_RATE_LIMIT_PER_MIN: positive(600_000),
   LEASE_SECONDS: positive(30),
   MESSAGE_TTL_SECONDS: positive(604800),
   ADMIN_TOKEN: secret.optional(),

@@ -47,7 +47,7 @@ async function sendThrough(db: Database) {
     new InstanceBus(scratch.db, log),
     createMetrics(),
     log,
-    { maxMessageBytes: 65_536, defaultTtlSeconds: 3600, sendRateLimitPerMin: 1000, instanceId: "send-failures", leaseSeconds: 30, clock: Date.now },
+    { maxMessageBytes: 65_536, defaultTtlSeconds: 3600, sendRateLimitPerMin: 1000, sendRecipientsPerMin: 1_000_000, instanceId: "send-failures", leaseSeconds: 30, clock: Date.now },
   );
   return sending.send(
     { memberId: ids!.sender, meshId: ids!.mesh, pubkey: "sender", role: "member" },

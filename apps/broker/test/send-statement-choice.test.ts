@@ -50,7 +50,7 @@ test("a direct send is written by the direct statement only when its recipient i
     new InstanceBus(scratch.db, log),
     createMetrics(),
     log,
-    { maxMessageBytes: 65_536, defaultTtlSeconds: 3600, sendRateLimitPerMin: 1000, instanceId: "choice", leaseSeconds: 30, clock: Date.now },
+    { maxMessageBytes: 65_536, defaultTtlSeconds: 3600, sendRateLimitPerMin: 1000, sendRecipientsPerMin: 1_000_000, instanceId: "choice", leaseSeconds: 30, clock: Date.now },
   );
   const send = () =>
     sending.send(

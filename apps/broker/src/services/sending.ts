@@ -28,6 +28,8 @@ export interface SendingOptions {
   maxMessageBytes: number;
   defaultTtlSeconds: number;
   sendRateLimitPerMin: number;
+  /** Recipients a member's accepted sends may reach in a minute: a send to many costs what it writes. */
+  sendRecipientsPerMin: number;
   instanceId: string;
   leaseSeconds: number;
   clock: Clock;
@@ -52,6 +54,7 @@ export interface SendExtras {
 
 export class SendService {
   private readonly limiter: RateLimiter;
+  private readonly recipients: RateLimiter;
   private readonly commits: SendCommits;
   private readonly ephemeral: EphemeralContext;
 
@@ -66,6 +69,7 @@ export class SendService {
     private readonly options: SendingOptions,
   ) {
     this.limiter = new RateLimiter(options.sendRateLimitPerMin);
+    this.recipients = new RateLimiter(options.sendRecipientsPerMin);
     this.commits = new SendCommits(db, pushes, queuedWork, bus, metrics, log, options);
     const { clock, instanceId } = options;
     this.ephemeral = { db, presences, clock, instanceId, crossInstance: bus.crossInstance, log };
@@ -73,6 +77,7 @@ export class SendService {
 
   prune(): void {
     this.limiter.prune(this.options.clock());
+    this.recipients.prune(this.options.clock());
   }
 
   async send(sender: Sender, request: SendRequest, extras: SendExtras = {}): Promise<SendOutcome> {
@@ -96,6 +101,13 @@ export class SendService {
     if (bytes > allowed) {
       return refuse("too_large", `nonce, ciphertext and target are ${bytes} bytes in a push's JSON; at most ${allowed} fit (MAX_MESSAGE_BYTES less ${PUSH_OVERHEAD_BYTES})`);
     }
+    // Checked first, so a send it refuses is not counted as a send either. A
+    // send's recipients are known once it is written: they count from then,
+    // so sends in flight together may pass the bound by their recipients.
+    if (!this.recipients.fits(sender.memberId, this.options.clock())) {
+      const retryAfterSeconds = Math.max(1, Math.ceil(this.recipients.retryAfterMs(sender.memberId, this.options.clock()) / 1000));
+      return { ...refuse("rate_limited", `sends reached more than ${this.options.sendRecipientsPerMin} recipients in a minute`), retryAfterSeconds };
+    }
     if (!this.limiter.allow(sender.memberId, this.options.clock())) {
       const retryAfterSeconds = Math.max(1, Math.ceil(this.limiter.retryAfterMs(sender.memberId, this.options.clock()) / 1000));
       return { ...refuse("rate_limited", `more than ${this.options.sendRateLimitPerMin} sends in a minute`), retryAfterSeconds };
@@ -117,11 +129,13 @@ export class SendService {
       const delivered = await pushEphemeral(this.ephemeral, message, sender.pubkey);
       if (delivered === null) return unknownTarget(message.targetSpec);
       this.log.debug({ messageId: message.id, recipients: delivered }, "ephemeral send");
+      this.recipients.record(sender.memberId, this.options.clock(), delivered);
       return { ok: true, messageId: message.id, recipients: delivered, fullQueues: 0, duplicate: false, queued: false };
     }
     const written = await this.commits.submit({ message, senderPubkey: sender.pubkey });
     if (!written.ok) return written;
     const { messageId, recipients, fullQueues, duplicate } = written;
+    if (!duplicate) this.recipients.record(sender.memberId, this.options.clock(), recipients);
     return { ok: true, messageId, recipients, fullQueues, duplicate, queued: true };
   }
 }
