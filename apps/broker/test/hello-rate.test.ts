@@ -4,7 +4,18 @@
 // every other member's presence subscription a `left` and a `joined` each
 // time, without end.
 import { afterEach, describe, expect, test } from "bun:test";
-import { PeerError, PeerPool, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import {
+  buildHello,
+  PeerError,
+  PeerPool,
+  RawUpgradeRefused,
+  RawWebSocket,
+  setupMesh,
+  TestPeer,
+  useTestBroker,
+  type SetupMember,
+  type TestIdentity,
+} from "@switchboard/testkit";
 
 const pool = new PeerPool();
 afterEach(() => pool.closeAll());
@@ -58,5 +69,46 @@ describe("hellos admitted per member (HELLO_RATE_LIMIT_PER_MIN=4)", () => {
     expect(refusals).toEqual(["capacity", "capacity", "capacity"]);
     expect(await broker.admin.peers(mesh.id)).toHaveLength(4);
     for (const a of attempts) if (a.status === "fulfilled") await a.value.close();
+  });
+});
+
+describe("hellos refused for what their member did count against their address; a full mesh does not (HELLO_FAILURES_PER_ADDRESS_PER_MIN=2)", () => {
+  const broker = useTestBroker({
+    HELLO_FAILURES_PER_ADDRESS_PER_MIN: "2",
+    MAX_CONNECTIONS_PER_MEMBER: "1",
+    MAX_CONNECTIONS_PER_MESH: "2",
+    TRUSTED_PROXIES: "127.0.0.1,::1",
+  });
+
+  /** A hello from `address` on a socket of its own: its error code, or "admitted", or the upgrade's refusal status. */
+  async function helloFrom(address: string, identity: TestIdentity, meshId: string): Promise<string | number> {
+    let ws: RawWebSocket;
+    try {
+      ws = await RawWebSocket.open(broker.wsUrl, { "x-forwarded-for": address });
+    } catch (error) {
+      if (error instanceof RawUpgradeRefused) return error.status;
+      throw error;
+    }
+    ws.sendJson(await buildHello({ identity, meshId }));
+    const answer = await ws.waitFor(() => ws.messages.find((m) => m.includes('"hello_ack"') || m.includes('"error"')), 10_000, "the hello's answer");
+    ws.destroy();
+    const frame = JSON.parse(answer) as { type: string; code?: string };
+    return frame.type === "hello_ack" ? "admitted" : String(frame.code);
+  }
+
+  test("a member at its own cap trying new sessions in a loop is turned away with 429; members refused by a full mesh are not", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 3 });
+    const [greedy, second, late] = members as [SetupMember, SetupMember, SetupMember];
+    const kept = await pool.connect(broker.wsUrl, greedy, mesh.id);
+    const answers = [];
+    for (let i = 0; i < 3; i++) answers.push(await helloFrom("198.51.100.31", greedy.identity, mesh.id));
+    expect(answers).toEqual(["capacity", "capacity", 429]);
+
+    // The mesh full: its refusals are not the member's doing, however many.
+    await pool.connect(broker.wsUrl, second, mesh.id);
+    const meshFull = [];
+    for (let i = 0; i < 3; i++) meshFull.push(await helloFrom("198.51.100.32", late.identity, mesh.id));
+    expect(meshFull).toEqual(["capacity", "capacity", "capacity"]);
+    expect(await kept.request({ type: "ping" })).toMatchObject({ type: "pong" });
   });
 });

@@ -55,7 +55,8 @@ export interface CheckedHello {
   abandoned: () => boolean;
 }
 
-export type HelloOutcome = { ok: true; presence: AdmittedPresence } | Refusal<HelloErrorCode>;
+/** `meshFull`: refused because the mesh is full, which is not the client's doing (its address is not charged). */
+export type HelloOutcome = { ok: true; presence: AdmittedPresence } | (Refusal<HelloErrorCode> & { meshFull?: true });
 
 /** One hello's answer from its batch: an outcome, or the error of its own transaction (thrown to its caller alone). */
 type Admitted = HelloOutcome | { failed: unknown };
@@ -267,12 +268,9 @@ export class HelloService {
     );
     for (const p of passing) {
       if (inserted.has(p.presence.presenceId)) continue;
-      outcomes[p.idx] = refuse(
-        "capacity",
-        memberFull.has(p.presence.presenceId)
-          ? `this member has ${this.caps.perMember} live connections already`
-          : `the mesh has ${this.caps.perMesh} live connections already`,
-      );
+      outcomes[p.idx] = memberFull.has(p.presence.presenceId)
+        ? refuse("capacity", `this member has ${this.caps.perMember} live connections already`)
+        : { ...refuse("capacity", `the mesh has ${this.caps.perMesh} live connections already`), meshFull: true };
       // The hook signal this hello took waits again for the next try.
       const signal = pending.get(p.idx);
       if (signal !== undefined) await restorePendingSignal(tx, p.presence.memberId, signal);

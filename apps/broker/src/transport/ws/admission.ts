@@ -36,10 +36,12 @@ export function refuseHello(
   code: HelloErrorCode,
   message: string,
   reqId?: string,
+  clientsDoing = true,
 ) {
   clearTimeout(ws.data.helloTimer);
-  // A full mesh is not the client's doing; every other refusal counts against its address.
-  if (code !== "capacity") deps.gate.refused(ws.data.address);
+  // A full mesh is not the client's doing; every other refusal (a member past
+  // its own caps among them) counts against its address.
+  if (clientsDoing) deps.gate.refused(ws.data.address);
   deps.metrics.connectionsRejected.labels(code).inc();
   deps.log.info({ connectionId: ws.data.id, code }, "ws hello refused");
   reply(ws, { type: "error", code, message }, reqId);
@@ -93,7 +95,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFra
   if (!outcome.ok && ws.data.closed) return;
   // Left out of its batch as shutdown began (a hello_timeout only the socket's going gives otherwise).
   if (!outcome.ok && outcome.code === "hello_timeout" && !deps.accepting()) return closeForShutdown(deps, ws);
-  if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId);
+  if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId, !("meshFull" in outcome));
   if (ws.data.pendingHello) {
     ws.data.pendingHello = false;
     deps.gate.settled(ws.data.address);
