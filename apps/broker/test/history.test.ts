@@ -91,7 +91,7 @@ describe("channel history", () => {
     expect(await history(w, { target: "log" })).toMatchObject({ type: "error", code: "invalid" });
   });
 
-  test("a limit past the largest safe integer is clamped to 200 as well; a fraction is invalid", async () => {
+  test("a limit past the largest safe integer, or past what a double holds, is clamped to 200 as well; a fraction is invalid", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["writer"] });
     const w = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
     await w.request({ type: "join", channel: "#big" });
@@ -100,6 +100,12 @@ describe("channel history", () => {
       const page = await history(w, { target: "#big", limit });
       expect({ limit, type: page.type, ids: page.type === "history" ? ids(page) : page }).toEqual({ limit, type: "history", ids: sent.slice(-200) });
     }
+    // Past what a double holds: JSON text reads 1e999 as Infinity, still a number above 200. Below 1 it is invalid however far.
+    w.sendRaw('{"type":"history","target":"#big","limit":1e999,"reqId":"beyond"}');
+    const beyond = await w.nextFrame((f) => f.reqId === "beyond");
+    expect({ type: beyond.type, ids: beyond.type === "history" ? ids(beyond) : beyond }).toEqual({ type: "history", ids: sent.slice(-200) });
+    w.sendRaw('{"type":"history","target":"#big","limit":-1e999,"reqId":"below"}');
+    expect(await w.nextFrame((f) => f.reqId === "below")).toMatchObject({ type: "error", code: "invalid" });
     expect(await history(w, { target: "#big", limit: 1.5 })).toMatchObject({ type: "error", code: "invalid" });
   });
 

@@ -123,8 +123,11 @@ export const historyFrame = z.object({
   reqId,
   target: channel,
   before: z.uuid().optional(),
-  // Any whole number from 1: one past HISTORY_MAX_LIMIT is clamped, however large (zod's int() stops at 2^53 − 1).
-  limit: z.number().min(1).refine(Number.isInteger, { error: "expected a whole number" }).optional(),
+  // Any whole number from 1: one past HISTORY_MAX_LIMIT is clamped, however large (zod's int() stops at 2^53 − 1,
+  // and its number() refuses the Infinity that JSON text reads a number past a double's range as: the largest double stands for it).
+  limit: z
+    .preprocess((v) => (v === Number.POSITIVE_INFINITY ? Number.MAX_VALUE : v), z.number().min(1).refine(Number.isInteger, { error: "expected a whole number" }))
+    .optional(),
 });
 
 /** Frames a peer may send once its hello was accepted. */
