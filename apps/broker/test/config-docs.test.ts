@@ -16,6 +16,11 @@ const rows = new Map(
 const defaults: Record<string, unknown> = configSchema.parse({});
 const variables = Object.keys(configSchema.shape);
 
+// The backoff's bounds are each checked with the other as far out as it goes (the minimum may not exceed the maximum).
+const apart = { WEBHOOK_BACKOFF_MIN_MS: "10", WEBHOOK_BACKOFF_MAX_MS: "86400000" };
+const accepts = (variable: string, value: number) => configSchema.safeParse({ ...apart, [variable]: String(value) }).success;
+const RANGE = /From (\d+) to (\d+)\./;
+
 describe("README configuration tables", () => {
   test("have a row for every variable the broker reads", () => {
     expect(variables.filter((v) => !rows.has(v))).toEqual([]);
@@ -30,18 +35,25 @@ describe("README configuration tables", () => {
 
   test("state the ranges the broker enforces", () => {
     const ranged = [...rows].flatMap(([variable, [, meaning]]) => {
-      const range = /From (\d+) to (\d+)\./.exec(meaning);
+      const range = RANGE.exec(meaning);
       return range ? [{ variable, min: Number(range[1]), max: Number(range[2]) }] : [];
     });
     expect(ranged.length).toBeGreaterThan(10);
-    // The backoff's bounds are each checked with the other as far out as it goes (the minimum may not exceed the maximum).
-    const apart = { WEBHOOK_BACKOFF_MIN_MS: "10", WEBHOOK_BACKOFF_MAX_MS: "86400000" };
-    const accepts = (variable: string, value: number) => configSchema.safeParse({ ...apart, [variable]: String(value) }).success;
     const enforced = ranged.map(({ variable, min, max }) => ({
       variable,
       min: accepts(variable, min) && !accepts(variable, min - 1),
       max: accepts(variable, max) && !accepts(variable, max + 1),
     }));
     expect(enforced).toEqual(ranged.map(({ variable }) => ({ variable, min: true, max: true })));
+  });
+
+  // The README says "Numbers are whole numbers, from 1 up unless a range is given".
+  test("a number with no range stated takes whole numbers from 1 up", () => {
+    const parsedFive = (v: string): Record<string, unknown> => configSchema.safeParse({ ...apart, [v]: "5" }).data ?? {};
+    const numeric = variables.filter((v) => typeof parsedFive(v)[v] === "number");
+    expect(numeric.length).toBeGreaterThan(20);
+    const unstated = numeric.filter((v) => !RANGE.test(rows.get(v)?.[1] ?? ""));
+    const fromOne = unstated.map((v) => ({ variable: v, fromOne: accepts(v, 1) && !accepts(v, 0) && accepts(v, 2_147_483_647) }));
+    expect(fromOne).toEqual(unstated.map((v) => ({ variable: v, fromOne: true })));
   });
 });
