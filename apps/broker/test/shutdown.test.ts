@@ -2,7 +2,8 @@
 // own deadline (9 s) ends a shutdown that hangs with exit code 1, so exit code
 // 0 also says the shutdown finished in time; how long it took is no assertion.
 import { afterEach, describe, expect, test } from "bun:test";
-import { backendKind, buildHello, setupMesh, spawnRaw, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { backendKind, buildHello, setupMesh, spawnRaw, tempDir, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import { httpBody, postMessage } from "./support/http-api.ts";
@@ -125,6 +126,32 @@ describe("a stop signal while the broker starts", () => {
     const code = await proc.exited;
     clearTimeout(timer);
     await reading;
+    expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
+    expect(stderr).toContain("stopped before the start finished");
+  });
+
+  // As a container's pid 1 the process gets no signal it has no handler
+  // for: one sent before the handlers are in would be dropped, and the
+  // container killed once its grace period ran out. Here, as any process,
+  // it would die by the signal.
+  test("SIGTERM while its modules load ends it with exit 0, not by the signal's default", async () => {
+    const preload = join(import.meta.dir, "support", "slow-modules.ts");
+    const dir = tempDir("modules-gate");
+    const gate = join(dir, "go");
+    const proc = spawnRaw({ SLOW_MODULES_GATE: gate, BUN_OPTIONS: `--preload ${preload}`, DATA_DIR: join(dir, "data"), HOST: "127.0.0.1", BROKER_PORT: "0" });
+    let stderr = "";
+    const reading = (async () => {
+      for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
+    })();
+    for (const end = Date.now() + 30_000; !stderr.includes("loading app.ts") && Date.now() < end; ) await Bun.sleep(50);
+    expect(stderr).toContain("loading app.ts");
+    proc.kill("SIGTERM");
+    writeFileSync(gate, "");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+    const code = await proc.exited;
+    clearTimeout(timer);
+    await reading;
+    rmSync(dir, { recursive: true, force: true });
     expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
     expect(stderr).toContain("stopped before the start finished");
   });
