@@ -3,11 +3,14 @@
 // runbook line alone.
 import { describe, expect, test } from "bun:test";
 import {
+  freshBackend,
+  ownPostgresTestsRun,
   parsePrometheusText,
   PeerError,
   RawUpgradeRefused,
   RawWebSocket,
   setupMesh,
+  startBrokerOnOwnPostgres,
   TestPeer,
   useTestBroker,
   waitUntil,
@@ -17,23 +20,92 @@ import {
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
+import { connect, migrate } from "../../packages/db/src/index.ts";
 
 interface Rule {
   alert?: string;
   annotations?: { runbook?: string };
 }
 
-const rules = (parse(readFileSync(join(import.meta.dir, "..", "prometheus", "alerts.yml"), "utf8")) as { groups: { rules: Rule[] }[] }).groups.flatMap(
+const DEPLOY = join(import.meta.dir, "..");
+const rules = (parse(readFileSync(join(DEPLOY, "prometheus", "alerts.yml"), "utf8")) as { groups: { rules: Rule[] }[] }).groups.flatMap(
   (g) => g.rules,
 );
 const runbookOf = (alert: string) => rules.find((r) => r.alert === alert)?.annotations?.runbook ?? "";
 /** The variables of `names` a runbook does not mention by their whole name. */
 const unnamed = (runbook: string, names: string[]) => names.filter((name) => !new RegExp(`\\b${name}\\b`).test(runbook));
 
-async function capacityRefusals(broker: TestBroker): Promise<number> {
-  const families = parsePrometheusText(await (await fetch(`${broker.url}/metrics`)).text());
-  return families.get("broker_connections_rejected_total")?.samples.find((s) => s.labels.reason === "capacity")?.value ?? Number.NaN;
+async function scrape(broker: TestBroker) {
+  return parsePrometheusText(await (await fetch(`${broker.url}/metrics`)).text());
 }
+
+async function capacityRefusals(broker: TestBroker): Promise<number> {
+  return (await scrape(broker)).get("broker_connections_rejected_total")?.samples.find((s) => s.labels.reason === "capacity")?.value ?? Number.NaN;
+}
+
+// Its database is a server of the test's own, stopped and started again.
+describe.skipIf(!ownPostgresTestsRun())("SwitchboardDatabaseDown", () => {
+  const runbook = runbookOf("SwitchboardDatabaseDown");
+
+  test("meanwhile a socket send is answered error internal, a hello closed with 1011, hooks, messages and admin answer 503; then it recovers by itself", async () => {
+    expect(runbook).toContain("socket sends are answered error internal, hellos are closed with 1011, and the HTTP routes (hooks, messages, admin) answer 503");
+    const own = await startBrokerOnOwnPostgres();
+    try {
+      const { cluster, broker } = own;
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+      const [a, b] = members as [SetupMember, SetupMember];
+      const hookToken = await broker.admin.createHookToken(mesh.id, a.id);
+      const apiToken = await broker.admin.createApiToken(mesh.id, a.id);
+      const peer = await TestPeer.connect(broker.wsUrl, { identity: a.identity, meshId: mesh.id });
+      try {
+        await cluster.stop();
+        // What the alert reads: the gauge at 0, on a scrape that still answers.
+        await waitUntil(async () => (await scrape(broker)).get("broker_db_healthy")?.samples[0]?.value === 0 || undefined, 15_000, "broker_db_healthy 0");
+
+        const send = await peer.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", id: "while-down" });
+        expect({ type: send.type, code: send.code }).toEqual({ type: "error", code: "internal" });
+        const hello = await TestPeer.connect(broker.wsUrl, { identity: b.identity, meshId: mesh.id }).then(
+          () => null,
+          (e: unknown) => (e instanceof PeerError ? { code: e.code, closeCode: e.closeCode } : e),
+        );
+        expect(hello).toEqual({ code: "internal", closeCode: 1011 });
+
+        const json = { "content-type": "application/json" };
+        const statuses = {
+          hook: (
+            await fetch(`${broker.url}/hook/set-status`, {
+              method: "POST",
+              headers: { ...json, authorization: `Bearer ${hookToken}` },
+              body: JSON.stringify({ cwd: "/tmp", status: "idle" }),
+            })
+          ).status,
+          message: (
+            await fetch(`${broker.url}/v1/messages`, {
+              method: "POST",
+              headers: { ...json, authorization: `Bearer ${apiToken}` },
+              body: JSON.stringify({ targetSpec: b.pubkey, nonce: "n", ciphertext: "c" }),
+            })
+          ).status,
+          admin: (await fetch(`${broker.url}/v1/meshes`, { headers: { authorization: `Bearer ${broker.adminToken}` } })).status,
+        };
+        expect(statuses).toEqual({ hook: 503, message: 503, admin: 503 });
+
+        await cluster.start();
+        await waitUntil(async () => (await scrape(broker)).get("broker_db_healthy")?.samples[0]?.value === 1 || undefined, 20_000, "broker_db_healthy 1");
+        // A pooled connection that met the restart may fail one more send: the same id is sent again, as a client would.
+        await waitUntil(
+          async () => (await peer.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", id: "while-down" })).type === "ack" || undefined,
+          20_000,
+          "the send acknowledged once the database is back",
+        );
+      } finally {
+        await peer.close();
+      }
+    } finally {
+      await own.dispose();
+    }
+  });
+});
 
 describe("SwitchboardCapacityRejections", () => {
   const runbook = runbookOf("SwitchboardCapacityRejections");
@@ -108,5 +180,57 @@ describe("SwitchboardCapacityRejections", () => {
       }
       expect(unnamed(runbook, ["MAX_PENDING_HELLOS", "MAX_PENDING_HELLOS_PER_ADDRESS"])).toEqual([]);
     });
+  });
+});
+
+/** Each "(SELECT …)" a text holds, its parentheses balanced. */
+function parenthesizedSelects(text: string): string[] {
+  const found: string[] = [];
+  for (let at = text.indexOf("(SELECT "); at !== -1; at = text.indexOf("(SELECT ", at + 1)) {
+    let depth = 0;
+    for (let i = at; i < text.length; i++) {
+      depth += text[i] === "(" ? 1 : text[i] === ")" ? -1 : 0;
+      if (depth === 0) {
+        found.push(text.slice(at + 1, i));
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+describe("the SQL an operator is told to run", () => {
+  const deployMd = readFileSync(join(DEPLOY, "..", "docs", "deploy.md"), "utf8");
+  const statements = [
+    ...rules.flatMap((r) => parenthesizedSelects(r.annotations?.runbook ?? "")),
+    ...[...deployMd.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]!.trim()),
+  ];
+
+  test("every statement in the runbooks and docs/deploy.md runs on a migrated database: its tables, columns and states exist", async () => {
+    expect(statements.length).toBeGreaterThanOrEqual(4);
+    const backend = await freshBackend();
+    const db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
+    try {
+      await migrate(db);
+      const failed: string[] = [];
+      for (const statement of statements) {
+        // A runbook's placeholder for an id the operator fills in.
+        const runnable = statement.replace(/'<\w+>'/g, `'${crypto.randomUUID()}'`);
+        await db.rows({ sql: runnable, params: [] }).catch((error: unknown) => failed.push(`${statement}: ${String(error)}`));
+      }
+      expect(failed).toEqual([]);
+      // A state that does not exist fails no query: each is checked against the table's constraint.
+      const [check] = await db.rows<{ def: string }>({
+        sql: "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conname = 'deliveries_state_check'",
+        params: [],
+      });
+      const states = new Set([...(check?.def ?? "").matchAll(/'(\w+)'/g)].map((m) => m[1]!));
+      const named = statements.flatMap((st) => [...st.matchAll(/\bstate\s*(?:=|IN)\s*\(?((?:\s*'\w+'\s*,?)+)/g)].flatMap((m) => [...m[1]!.matchAll(/'(\w+)'/g)].map((q) => q[1]!)));
+      expect(named.length).toBeGreaterThan(0);
+      expect(named.filter((state) => !states.has(state))).toEqual([]);
+    } finally {
+      await db.close();
+      await backend.dispose();
+    }
   });
 });
