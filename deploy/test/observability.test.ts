@@ -1,6 +1,7 @@
 // The Grafana dashboard and the Prometheus alert rules read only metrics a
 // live broker exports; the dashboard is one Grafana can provision; promtool
-// accepts the rules, the Prometheus config and a live /metrics scrape.
+// accepts the rules, the Prometheus config and a live /metrics scrape; the
+// metrics tables of docs/protocol.md describe what a live broker exports.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { parsePrometheusText, useTestBroker } from "@switchboard/testkit";
 import { readFileSync } from "node:fs";
@@ -45,6 +46,14 @@ const rules = (parse(read("prometheus/alerts.yml")) as { groups: { rules: Rule[]
 const provisioned = parse(read("grafana/provisioning/datasources/prometheus.yaml")) as { datasources: { uid: string }[] };
 // Series Prometheus makes itself, not the broker.
 const PROMETHEUS_OWN = new Set(["up"]);
+
+const protocolMd = readFileSync(join(DEPLOY, "..", "docs", "protocol.md"), "utf8");
+// The rows of docs/protocol.md's metrics tables: | `name{label,…}` | type | meaning |.
+const documented = [...protocolMd.matchAll(/^\s*\| `(broker_\w+)(?:\{([\w,]+)\})?` \| (\w+) \|/gm)].map((m) => ({
+  name: m[1]!,
+  labels: (m[2] ?? "").split(",").filter((l) => l !== ""),
+  type: m[3]!,
+}));
 
 const broker = useTestBroker();
 let scrape: string;
@@ -158,6 +167,21 @@ describe("Prometheus alert rules", () => {
 
   test("every metric they read is exported by a live broker", () => {
     expect(notExported(rules.map((r) => r.expr ?? ""))).toEqual([]);
+  });
+});
+
+describe("docs/protocol.md's metrics tables", () => {
+  test("every broker metric a live broker exports has a row, and every row is exported with its type and labels", () => {
+    const families = parsePrometheusText(scrape);
+    const rows = new Map(documented.map((d) => [d.name, d]));
+    expect(documented.length).toBeGreaterThan(15);
+    expect([...families.keys()].filter((name) => name.startsWith("broker_") && !rows.has(name))).toEqual([]);
+    const shown = documented.map(({ name }) => {
+      const family = families.get(name);
+      const samples = (family?.samples ?? []).filter((s) => !s.name.endsWith("_bucket"));
+      return { name, type: family?.type, labels: [...new Set(samples.flatMap((s) => Object.keys(s.labels)))].sort() };
+    });
+    expect(shown).toEqual(documented.map(({ name, type, labels }) => ({ name, type, labels: [...labels].sort() })));
   });
 });
 
