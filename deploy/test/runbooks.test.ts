@@ -1,21 +1,26 @@
 // What the alert rules' runbooks tell an operator, checked against a real
 // broker rather than taken on trust: an operator paged at night acts on the
 // runbook line alone.
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   freshBackend,
   ownPostgresTestsRun,
   parsePrometheusText,
   PeerError,
+  postgresBackend,
   RawUpgradeRefused,
   RawWebSocket,
   setupMesh,
-  startBrokerOnOwnPostgres,
+  startPostgresCluster,
+  startPostgresProxy,
+  TestBroker,
   TestPeer,
   useTestBroker,
   waitUntil,
+  type PostgresCluster,
+  type PostgresProxy,
   type SetupMember,
-  type TestBroker,
+  type TestBackend,
 } from "@switchboard/testkit";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -43,66 +48,92 @@ async function capacityRefusals(broker: TestBroker): Promise<number> {
   return (await scrape(broker)).get("broker_connections_rejected_total")?.samples.find((s) => s.labels.reason === "capacity")?.value ?? Number.NaN;
 }
 
-// Its database is a server of the test's own, stopped and started again.
+// Its database is a server of the test's own behind the test's proxy: the
+// server is stopped (it refuses connections), or the proxy stalls as a
+// network partition does (connections stay open, nothing comes back).
 describe.skipIf(!ownPostgresTestsRun())("SwitchboardDatabaseDown", () => {
   const runbook = runbookOf("SwitchboardDatabaseDown");
+  let cluster: PostgresCluster;
+  let backend: TestBackend;
+  let proxy: PostgresProxy;
+  let broker: TestBroker;
+  let tokens: { hook: string; api: string };
+  let mesh: string;
+  let a: SetupMember;
+  let b: SetupMember;
 
-  test("meanwhile a socket send is answered error internal, a hello closed with 1011, hooks, messages and admin answer 503; then it recovers by itself", async () => {
-    expect(runbook).toContain("socket sends are answered error internal, hellos are closed with 1011, and the HTTP routes (hooks, messages, admin) answer 503");
-    const own = await startBrokerOnOwnPostgres();
+  beforeAll(async () => {
+    cluster = await startPostgresCluster();
+    backend = await postgresBackend(cluster.url());
+    const server = new URL(backend.databaseUrl!);
+    proxy = await startPostgresProxy({ host: server.hostname, port: Number(server.port) });
+    broker = await TestBroker.start({ DATABASE_URL: proxy.url(backend.databaseUrl!) }, { backend });
+    const setup = await setupMesh(broker.admin, { members: 2 });
+    mesh = setup.mesh.id;
+    [a, b] = setup.members as [SetupMember, SetupMember];
+    tokens = { hook: await broker.admin.createHookToken(mesh, a.id), api: await broker.admin.createApiToken(mesh, a.id) };
+  });
+  afterAll(async () => {
+    await broker?.dispose();
+    await proxy?.close();
+    await backend?.dispose();
+    await cluster?.destroy();
+  });
+
+  const healthy = (value: number, timeoutMs: number) =>
+    waitUntil(async () => (await scrape(broker)).get("broker_db_healthy")?.samples[0]?.value === value || undefined, timeoutMs, `broker_db_healthy ${value}`);
+
+  /** The HTTP status of a hook, an HTTP send and an admin request, sent together. */
+  async function routeStatuses(): Promise<{ hook: number; message: number; admin: number }> {
+    const post = (path: string, token: string, body: object) =>
+      fetch(`${broker.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const [hook, message, admin] = await Promise.all([
+      post("/hook/set-status", tokens.hook, { cwd: "/tmp", status: "idle" }),
+      post("/v1/messages", tokens.api, { targetSpec: b.pubkey, nonce: "n", ciphertext: "c" }),
+      fetch(`${broker.url}/v1/meshes`, { headers: { authorization: `Bearer ${broker.adminToken}` } }),
+    ]);
+    return { hook: hook.status, message: message.status, admin: admin.status };
+  }
+
+  test("a partition: an HTTP send under way on a silent connection gets 500 internal (it may be stored), not 503, as the runbook says", async () => {
+    expect(runbook).toContain("an HTTP send already under way gets 500 internal");
+    // The pool's connections are open and known good: the requests below go out on them.
+    expect(await routeStatuses()).toEqual({ hook: 200, message: 201, admin: 200 });
+    proxy.stall();
     try {
-      const { cluster, broker } = own;
-      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
-      const [a, b] = members as [SetupMember, SetupMember];
-      const hookToken = await broker.admin.createHookToken(mesh.id, a.id);
-      const apiToken = await broker.admin.createApiToken(mesh.id, a.id);
-      const peer = await TestPeer.connect(broker.wsUrl, { identity: a.identity, meshId: mesh.id });
-      try {
-        await cluster.stop();
-        // What the alert reads: the gauge at 0, on a scrape that still answers.
-        await waitUntil(async () => (await scrape(broker)).get("broker_db_healthy")?.samples[0]?.value === 0 || undefined, 15_000, "broker_db_healthy 0");
-
-        const send = await peer.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", id: "while-down" });
-        expect({ type: send.type, code: send.code }).toEqual({ type: "error", code: "internal" });
-        const hello = await TestPeer.connect(broker.wsUrl, { identity: b.identity, meshId: mesh.id }).then(
-          () => null,
-          (e: unknown) => (e instanceof PeerError ? { code: e.code, closeCode: e.closeCode } : e),
-        );
-        expect(hello).toEqual({ code: "internal", closeCode: 1011 });
-
-        const json = { "content-type": "application/json" };
-        const statuses = {
-          hook: (
-            await fetch(`${broker.url}/hook/set-status`, {
-              method: "POST",
-              headers: { ...json, authorization: `Bearer ${hookToken}` },
-              body: JSON.stringify({ cwd: "/tmp", status: "idle" }),
-            })
-          ).status,
-          message: (
-            await fetch(`${broker.url}/v1/messages`, {
-              method: "POST",
-              headers: { ...json, authorization: `Bearer ${apiToken}` },
-              body: JSON.stringify({ targetSpec: b.pubkey, nonce: "n", ciphertext: "c" }),
-            })
-          ).status,
-          admin: (await fetch(`${broker.url}/v1/meshes`, { headers: { authorization: `Bearer ${broker.adminToken}` } })).status,
-        };
-        expect(statuses).toEqual({ hook: 503, message: 503, admin: 503 });
-
-        await cluster.start();
-        await waitUntil(async () => (await scrape(broker)).get("broker_db_healthy")?.samples[0]?.value === 1 || undefined, 20_000, "broker_db_healthy 1");
-        // A pooled connection that met the restart may fail one more send: the same id is sent again, as a client would.
-        await waitUntil(
-          async () => (await peer.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", id: "while-down" })).type === "ack" || undefined,
-          20_000,
-          "the send acknowledged once the database is back",
-        );
-      } finally {
-        await peer.close();
-      }
+      expect(await routeStatuses()).toEqual({ hook: 503, message: 500, admin: 503 });
     } finally {
-      await own.dispose();
+      proxy.resume();
+    }
+    await healthy(1, 30_000);
+  });
+
+  test("a stopped server: a socket send is answered error internal, a hello closed with 1011, hooks, messages and admin answer 503; then it recovers by itself", async () => {
+    expect(runbook).toContain("socket sends are answered error internal, hellos are closed with 1011, and the HTTP routes (hooks, messages, admin) answer 503");
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: a.identity, meshId: mesh });
+    try {
+      await cluster.stop();
+      // What the alert reads: the gauge at 0, on a scrape that still answers.
+      await healthy(0, 15_000);
+      const send = await peer.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", id: "while-down" });
+      expect({ type: send.type, code: send.code }).toEqual({ type: "error", code: "internal" });
+      const hello = await TestPeer.connect(broker.wsUrl, { identity: b.identity, meshId: mesh }).then(
+        () => null,
+        (e: unknown) => (e instanceof PeerError ? { code: e.code, closeCode: e.closeCode } : e),
+      );
+      expect(hello).toEqual({ code: "internal", closeCode: 1011 });
+      expect(await routeStatuses()).toEqual({ hook: 503, message: 503, admin: 503 });
+
+      await cluster.start();
+      await healthy(1, 20_000);
+      // A pooled connection that met the restart may fail one more send: the same id is sent again, as a client would.
+      await waitUntil(
+        async () => (await peer.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", id: "while-down" })).type === "ack" || undefined,
+        20_000,
+        "the send acknowledged once the database is back",
+      );
+    } finally {
+      await peer.close();
     }
   });
 });
