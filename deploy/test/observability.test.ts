@@ -168,6 +168,12 @@ describe("Prometheus alert rules", () => {
   test("every metric they read is exported by a live broker", () => {
     expect(notExported(rules.map((r) => r.expr ?? ""))).toEqual([]);
   });
+
+  test("every metric a summary or runbook names is exported by a live broker", () => {
+    const named = rules.flatMap((r) => [...`${r.annotations?.summary} ${r.annotations?.runbook}`.matchAll(/\bbroker_\w+/g)].map((m) => m[0]));
+    expect(named.length).toBeGreaterThan(0);
+    expect(named.filter((name) => familyOf(name, exported) === null)).toEqual([]);
+  });
 });
 
 describe("docs/protocol.md's metrics tables", () => {
