@@ -73,6 +73,20 @@ describe("deploy/compose.yaml", () => {
     }
   });
 
+  test("every variable docs/deploy.md names is the broker's, the compose file's or a build argument of the Dockerfile", () => {
+    const text = (path: string) => readFileSync(join(REPO_ROOT, path), "utf8");
+    const known = new Set([
+      ...Object.keys(configSchema.shape),
+      ...[...text("deploy/compose.yaml").matchAll(/\$\{([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]!),
+      ...[...text("Dockerfile").matchAll(/^ARG ([A-Z][A-Z0-9_]*)/gm)].map((m) => m[1]!),
+      // Coolify's, which docs/deploy.md says to pass as GIT_SHA.
+      "SOURCE_COMMIT",
+    ]);
+    const named = new Set([...text("docs/deploy.md").matchAll(/\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b/g)].map((m) => m[0]));
+    expect(named.size).toBeGreaterThan(20);
+    expect([...named].filter((name) => !known.has(name))).toEqual([]);
+  });
+
   test("behind Traefik each broker reads the client's address from X-Forwarded-For: TRUSTED_PROXIES covers Docker's networks", () => {
     for (const [, broker] of brokers) {
       const value = broker.environment?.TRUSTED_PROXIES ?? "";
