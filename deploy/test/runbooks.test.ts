@@ -3,6 +3,7 @@
 // runbook line alone.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
+  freePort,
   freshBackend,
   ownPostgresTestsRun,
   parsePrometheusText,
@@ -11,9 +12,11 @@ import {
   RawUpgradeRefused,
   RawWebSocket,
   setupMesh,
+  spawnRaw,
   startPostgresCluster,
   startPostgresProxy,
   TestBroker,
+  tempDir,
   TestPeer,
   useTestBroker,
   waitUntil,
@@ -22,10 +25,10 @@ import {
   type SetupMember,
   type TestBackend,
 } from "@switchboard/testkit";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { connect, migrate } from "../../packages/db/src/index.ts";
+import { connect, lockDataDir, migrate } from "../../packages/db/src/index.ts";
 
 interface Rule {
   alert?: string;
@@ -47,6 +50,44 @@ async function scrape(broker: TestBroker) {
 async function capacityRefusals(broker: TestBroker): Promise<number> {
   return (await scrape(broker)).get("broker_connections_rejected_total")?.samples.find((s) => s.labels.reason === "capacity")?.value ?? Number.NaN;
 }
+
+describe("SwitchboardInstanceDown", () => {
+  const runbook = runbookOf("SwitchboardInstanceDown");
+
+  /** A broker start that fails: its exit status and the last line it wrote. */
+  async function failedStart(env: Record<string, string>): Promise<{ code: number; last: string }> {
+    const proc = spawnRaw(env);
+    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    return { code, last: stderr.trim().split("\n").at(-1) ?? "" };
+  }
+
+  test("each start the broker refuses exits with a status and a last line the runbook names", async () => {
+    const dir = tempDir("refused-starts");
+    const held = join(dir, "held");
+    const releaseLock = lockDataDir(held);
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: await freePort(), socket: { data() {} } });
+    try {
+      const starts: { cause: string; env: Record<string, string>; code: number; line: string }[] = [
+        { cause: "a bad setting", env: { MAX_MESSAGE_BYTES: "lots" }, code: 78, line: "invalid environment variable" },
+        { cause: "a port in use", env: { BROKER_PORT: String(taken.port) }, code: 1, line: "cannot listen on" },
+        { cause: "a DATA_DIR another broker holds", env: { DATA_DIR: held }, code: 75, line: "is in use by another broker" },
+      ];
+      for (const start of starts) {
+        const { code, last } = await failedStart({ HOST: "127.0.0.1", DATA_DIR: join(dir, "own"), ...start.env });
+        expect({ cause: start.cause, code, last: last.includes(start.line) }).toEqual({ cause: start.cause, code: start.code, last: true });
+        expect({ cause: start.cause, named: runbook.includes(start.line), status: new RegExp(`\\b${start.code}\\b`).test(runbook) }).toEqual({
+          cause: start.cause,
+          named: true,
+          status: true,
+        });
+      }
+    } finally {
+      taken.stop(true);
+      releaseLock();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 // Its database is a server of the test's own behind the test's proxy: the
 // server is stopped (it refuses connections), or the proxy stalls as a
