@@ -208,15 +208,23 @@ describe("SwitchboardCapacityRejections", () => {
         peers.push(await TestPeer.connect(broker.wsUrl, { identity: b.identity, meshId: mesh.id }));
         // A new member in a mesh at MAX_CONNECTIONS_PER_MESH.
         expect(await refusal(c)).toEqual({ code: "capacity", closeCode: 1008, counted: 1 });
-        await waitUntil(
-          () => broker.process.logs.filter((l) => l.msg === "ws hello refused" && l.code === "capacity").length === 2 || undefined,
+        const lines = await waitUntil(
+          () => {
+            const refused = broker.process.logs.filter((l) => l.msg === "ws hello refused" && l.code === "capacity");
+            return refused.length === 2 ? refused : undefined;
+          },
           10_000,
           "two ws hello refused lines with code capacity",
         );
+        // Each names the mesh and the key, and which limit it met: what the operator looks for next.
+        expect(lines.map((l) => ({ meshId: l.meshId, pubkey: l.pubkey, limit: /member|mesh/.exec(String(l.detail))?.[0] }))).toEqual([
+          { meshId: mesh.id, pubkey: a.pubkey, limit: "member" },
+          { meshId: mesh.id, pubkey: c.pubkey, limit: "mesh" },
+        ]);
       } finally {
         await Promise.all(peers.map((p) => p.close()));
       }
-      expect(unnamed(runbook, ["MAX_CONNECTIONS_PER_MESH", "MAX_CONNECTIONS_PER_MEMBER"])).toEqual([]);
+      expect(unnamed(runbook, ["MAX_CONNECTIONS_PER_MESH", "MAX_CONNECTIONS_PER_MEMBER", "meshId", "pubkey"])).toEqual([]);
     });
   });
 

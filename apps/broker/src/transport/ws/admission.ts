@@ -36,14 +36,19 @@ export function refuseHello(
   code: HelloErrorCode,
   message: string,
   reqId?: string,
-  clientsDoing = true,
+  /** The hello it refuses, when it was well-formed (for the log), and whether the refusal was the client's doing. */
+  refused: { hello?: { meshId: string; pubkey: string }; clientsDoing?: boolean } = {},
 ) {
   clearTimeout(ws.data.helloTimer);
   // A full mesh is not the client's doing; every other refusal (a member past
   // its own caps among them) counts against its address.
-  if (clientsDoing) deps.gate.refused(ws.data.address);
+  if (refused.clientsDoing ?? true) deps.gate.refused(ws.data.address);
   deps.metrics.connectionsRejected.labels(code).inc();
-  deps.log.info({ connectionId: ws.data.id, code }, "ws hello refused");
+  // A well-formed hello's mesh (as it named it), key and why: the full mesh
+  // or member an operator looks for next, the key that is refused.
+  const { hello } = refused;
+  const about = hello === undefined ? {} : { meshId: hello.meshId, pubkey: hello.pubkey, detail: message };
+  deps.log.info({ connectionId: ws.data.id, code, ...about }, "ws hello refused");
   reply(ws, { type: "error", code, message }, reqId);
   ws.close(HELLO_REFUSED_CLOSE, code);
 }
@@ -95,7 +100,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFra
   if (!outcome.ok && ws.data.closed) return;
   // Left out of its batch as shutdown began (a hello_timeout only the socket's going gives otherwise).
   if (!outcome.ok && outcome.code === "hello_timeout" && !deps.accepting()) return closeForShutdown(deps, ws);
-  if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId, !("meshFull" in outcome));
+  if (!outcome.ok) return refuseHello(deps, ws, outcome.code, outcome.message, reqId, { hello: frame.data, clientsDoing: !("meshFull" in outcome) });
   if (ws.data.pendingHello) {
     ws.data.pendingHello = false;
     deps.gate.settled(ws.data.address);
