@@ -1,6 +1,7 @@
 // The Grafana dashboard and the Prometheus alert rules read only metrics a
 // live broker exports; the dashboard is one Grafana can provision; promtool
 // accepts the rules, the Prometheus config and a live /metrics scrape; the
+// labels and values they match are ones the broker's metrics carry; the
 // metrics tables of docs/protocol.md describe what a live broker exports.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { parsePrometheusText, useTestBroker } from "@switchboard/testkit";
@@ -63,6 +64,45 @@ beforeAll(async () => {
   scrape = await (await fetch(`${broker.url}/metrics`)).text();
   exported = new Set(parsePrometheusText(scrape).keys());
 });
+
+// Labels Prometheus attaches to every scraped series, and a histogram's own.
+const TARGET_LABELS = new Set(["job", "instance"]);
+
+/**
+ * Label matchers and groupings of each expression that a live broker's
+ * metrics do not carry: a label the metric lacks, or a value (=, !=) it never
+ * shows (every label value the broker has is present from zero).
+ */
+function unknownLabels(exprs: string[]): string[] {
+  const families = parsePrometheusText(scrape);
+  const labelsOf = (name: string) => {
+    const family = familyOf(name, exported);
+    const samples = family === null ? [] : (families.get(family)?.samples ?? []);
+    const values = new Map<string, Set<string>>();
+    for (const sample of samples) for (const [k, v] of Object.entries(sample.labels)) values.set(k, (values.get(k) ?? new Set()).add(v));
+    return values;
+  };
+  return exprs.flatMap((expr) => {
+    const unknown: string[] = [];
+    const read = new Map<string, Map<string, Set<string>>>();
+    for (const [, name, matchers] of expr.matchAll(/([a-zA-Z_:][\w:]*)\{([^}]*)\}/g)) {
+      const labels = labelsOf(name!);
+      read.set(name!, labels);
+      for (const [, label, op, value] of matchers!.matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"/g)) {
+        if (TARGET_LABELS.has(label!) || PROMETHEUS_OWN.has(name!)) continue;
+        if (!labels.has(label!) || ((op === "=" || op === "!=") && !labels.get(label!)!.has(value!))) unknown.push(`${name}{${label}${op}"${value}"} in ${expr}`);
+      }
+    }
+    for (const name of metricNames(expr)) if (!read.has(name)) read.set(name, labelsOf(name));
+    for (const [, list] of expr.matchAll(/\bby\s*\(([^)]*)\)/g)) {
+      for (const label of list!.split(",").map((l) => l.trim())) {
+        if (TARGET_LABELS.has(label) || [...read.values()].some((labels) => labels.has(label))) continue;
+        unknown.push(`by (${label}) in ${expr}`);
+      }
+    }
+    return unknown;
+  });
+}
 
 function notExported(exprs: string[]): string[] {
   return exprs
@@ -127,6 +167,10 @@ describe("Grafana dashboard", () => {
     expect(notExported(dashboardExprs)).toEqual([]);
   });
 
+  test("every label it matches or groups by, and every value it matches, is one a live broker's metrics carry", () => {
+    expect(unknownLabels(dashboardExprs)).toEqual([]);
+  });
+
   test("charts what an operator watches, per instance", () => {
     const read = new Set(dashboardExprs.flatMap(metricNames).map((n) => familyOf(n, exported) ?? n));
     for (const name of [
@@ -167,6 +211,10 @@ describe("Prometheus alert rules", () => {
 
   test("every metric they read is exported by a live broker", () => {
     expect(notExported(rules.map((r) => r.expr ?? ""))).toEqual([]);
+  });
+
+  test("every label they match or group by, and every value they match, is one a live broker's metrics carry", () => {
+    expect(unknownLabels(rules.map((r) => r.expr ?? ""))).toEqual([]);
   });
 
   test("every metric a summary or runbook names is exported by a live broker", () => {
