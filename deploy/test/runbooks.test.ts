@@ -228,6 +228,37 @@ describe("SwitchboardCapacityRejections", () => {
     });
   });
 
+  describe("a member's hellos past their rate", () => {
+    const broker = useTestBroker({ HELLO_RATE_LIMIT_PER_MIN: "2" });
+
+    test("a member reconnecting in a loop is counted as capacity, logged with its key, and the limit is in the runbook", async () => {
+      const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+      const [a] = members as [SetupMember];
+      for (let i = 0; i < 2; i++) await (await TestPeer.connect(broker.wsUrl, { identity: a.identity, meshId: mesh.id })).close();
+      const before = await capacityRefusals(broker);
+      const error = await TestPeer.connect(broker.wsUrl, { identity: a.identity, meshId: mesh.id }).then(
+        async (peer) => {
+          await peer.close();
+          return null;
+        },
+        (e: unknown) => e,
+      );
+      if (!(error instanceof PeerError)) throw new Error(`the third hello was not refused: ${String(error)}`);
+      expect({ code: error.code, counted: (await capacityRefusals(broker)) - before }).toEqual({ code: "capacity", counted: 1 });
+      const line = await waitUntil(
+        () => broker.process.logs.find((l) => l.msg === "ws hello refused" && l.code === "capacity"),
+        10_000,
+        "a ws hello refused line with code capacity",
+      );
+      expect({ meshId: line.meshId, pubkey: line.pubkey, rate: /hellos in a minute/.test(String(line.detail)) }).toEqual({
+        meshId: mesh.id,
+        pubkey: a.pubkey,
+        rate: true,
+      });
+      expect(unnamed(runbook, ["HELLO_RATE_LIMIT_PER_MIN"])).toEqual([]);
+    });
+  });
+
   describe("sockets waiting for their hello", () => {
     // Each client's address comes from X-Forwarded-For, as behind Traefik.
     const broker = useTestBroker({ MAX_PENDING_HELLOS: "2", MAX_PENDING_HELLOS_PER_ADDRESS: "1", TRUSTED_PROXIES: "127.0.0.1" });
