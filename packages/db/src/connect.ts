@@ -3,13 +3,11 @@
 // `sql` queries and return rows of the same shapes.
 import { PGlite, types, type Transaction } from "@electric-sql/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import postgres from "postgres";
 import { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
 import { lockDataDir } from "./dir-lock.ts";
 import { EmbeddedStatements } from "./embedded-statements.ts";
-import { loadTemplate } from "./embedded-template.ts";
+import { openCluster } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
 import { toQuery, type Statement } from "./statement.ts";
 
@@ -229,10 +227,7 @@ const EMBEDDED_START_PARAMS = [
 async function connectEmbedded(dataDir: string): Promise<Database> {
   const release = lockDataDir(dataDir);
   try {
-    const pgdata = join(dataDir, "pgdata");
-    const fresh = !existsSync(join(pgdata, "PG_VERSION"));
-    const template = fresh ? await loadTemplate() : undefined;
-    const client = await PGlite.create(pgdata, { startParams: EMBEDDED_START_PARAMS, ...(template ? { loadDataDir: template } : {}) });
+    const client = await openCluster(dataDir, EMBEDDED_START_PARAMS);
     // Set after create: starting, PGlite sets the parsers of every array type, over any it was given.
     Object.assign(client.parsers, PGLITE_PARSERS);
     const executor = pgliteExecutorOf(new EmbeddedStatements(client));

@@ -2,7 +2,7 @@
 // `bun install` prepares one empty cluster once, as a tarball; a broker on an
 // empty DATA_DIR starts from a copy of it in well under a second.
 import { PGlite } from "@electric-sql/pglite";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +19,24 @@ export const TEMPLATE_PATH = join(TEMPLATE_DIR, `pglite-${pgliteVersion()}.tar.g
 
 export async function loadTemplate(): Promise<Blob | undefined> {
   return existsSync(TEMPLATE_PATH) ? Bun.file(TEMPLATE_PATH) : undefined;
+}
+
+// Present while a start lays down a new cluster: a start that finds it knows
+// the last one died mid-way (the files it left, PG_VERSION among them, make a
+// cluster PGlite cannot open) and that nothing was stored there yet.
+const LAYING_DOWN = "pgdata.incomplete";
+
+/** Opens the cluster in dataDir/pgdata, laying a new one down where there is none or where a start died doing so. */
+export async function openCluster(dataDir: string, startParams: string[]): Promise<PGlite> {
+  const pgdata = join(dataDir, "pgdata");
+  const marker = join(dataDir, LAYING_DOWN);
+  if (existsSync(marker)) rmSync(pgdata, { recursive: true, force: true });
+  if (existsSync(join(pgdata, "PG_VERSION"))) return PGlite.create(pgdata, { startParams });
+  writeFileSync(marker, "");
+  const template = await loadTemplate();
+  const client = await PGlite.create(pgdata, { startParams, ...(template ? { loadDataDir: template } : {}) });
+  unlinkSync(marker);
+  return client;
 }
 
 export async function prepareTemplate(): Promise<boolean> {
