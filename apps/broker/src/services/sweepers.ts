@@ -5,6 +5,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { pruneRelayed } from "../store/ephemeral-relay.ts";
 import {
+  checkpointIfWalGrew,
   pruneAuditLog,
   pruneGonePresences,
   pruneHelloReplays,
@@ -99,7 +100,7 @@ export class Sweepers {
     this.periodic.every("instance-lease", leaseTick, () => lease.renew());
     this.periodic.every("reap", leaseTick, async () => queuedWork.forMembers(await lease.reap()));
     this.periodic.every("housekeeping", timing.housekeepingIntervalMs, () => this.housekeeping());
-    // Postgres's autovacuum does this on its own; the embedded database has none.
+    // Postgres's autovacuum and checkpointer do this on their own; the embedded database has neither.
     if (db.kind === "embedded") this.periodic.every("vacuum", timing.housekeepingIntervalMs * VACUUM_INTERVALS, () => this.vacuum());
     // At once too: a fresh instance would report an empty queue until its first tick.
     this.periodic.every("queue-depth-and-full-queues", timing.housekeepingIntervalMs, () => this.queueDepthAndFullQueues(), { now: true });
@@ -146,6 +147,11 @@ export class Sweepers {
     const started = performance.now();
     const tables = await vacuumTables(this.deps.db);
     this.deps.log.debug({ tables, ms: Math.round(performance.now() - started) }, "tables vacuumed");
+    // After the vacuum, whose own writes it then covers.
+    const checkpointStarted = performance.now();
+    if (await checkpointIfWalGrew(this.deps.db)) {
+      this.deps.log.debug({ ms: Math.round(performance.now() - checkpointStarted) }, "checkpoint written");
+    }
   }
 
   private async housekeeping(): Promise<void> {

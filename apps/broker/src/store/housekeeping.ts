@@ -90,3 +90,22 @@ export async function vacuumTables(db: Executor, freezeAge?: number): Promise<st
   }
   return tables.map(({ schema, name }) => (schema === "public" ? name : `${schema}.${name}`));
 }
+
+/**
+ * Writes a checkpoint once a segment or more of write-ahead log was written
+ * since the last one, and says whether it did. For the embedded database:
+ * PGlite runs Postgres as one process, with no checkpointer, and writes a
+ * checkpoint only as it closes; until then pg_wal keeps every segment since
+ * the start (gigabytes a day under steady traffic), and a crash replays them
+ * all at the next start. A checkpoint lets Postgres remove or recycle the
+ * segments before it, as the checkpointer of a server does; a segment goes
+ * whole, so one before a segment is filled would free nothing.
+ */
+export async function checkpointIfWalGrew(db: Executor): Promise<boolean> {
+  const [wal] = await db.rows<{ due: boolean }>(sql`
+    SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), (pg_control_checkpoint()).redo_lsn)
+           >= pg_size_bytes(current_setting('wal_segment_size')) AS due`);
+  if (!wal?.due) return false;
+  await db.rows(sql`CHECKPOINT`);
+  return true;
+}
