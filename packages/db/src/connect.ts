@@ -5,7 +5,7 @@ import { PGlite, types, type Transaction } from "@electric-sql/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
-import { lockDataDir } from "./dir-lock.ts";
+import { lockDataDir, unwritableDataDir } from "./dir-lock.ts";
 import { EmbeddedStatements } from "./embedded-statements.ts";
 import { openCluster } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
@@ -253,7 +253,7 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
     };
   } catch (error) {
     release();
-    throw error;
+    throw unwritableDataDir(dataDir) ?? error;
   }
 }
 

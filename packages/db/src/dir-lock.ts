@@ -1,7 +1,7 @@
 // Two processes on one PGlite directory silently lose rows, so embedded mode
 // holds an exclusive lock file. Its content names the holder, for the message
 // the second process prints.
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 
@@ -28,6 +28,25 @@ export class DataDirUnusableError extends Error {
   constructor(dataDir: string, what: string, cause: unknown) {
     const reason = cause instanceof Error ? cause.message : String(cause);
     super(`DATA_DIR ${dataDir} cannot hold ${what}: ${reason}; it must be a directory this process can create and write`, { cause });
+  }
+}
+
+/**
+ * Why the embedded database cannot write in DATA_DIR, or null: for a start
+ * PGlite failed, which it reports as a bare "Aborted()" when its files cannot
+ * be written (a full disk, a read-only pgdata). Tried with a page's worth of
+ * bytes, as a file system without room may still create an empty file.
+ */
+export function unwritableDataDir(dataDir: string): DataDirUnusableError | null {
+  const pgdata = join(dataDir, "pgdata");
+  const probe = join(existsSync(pgdata) ? pgdata : dataDir, `write-probe-${process.pid}`);
+  try {
+    writeFileSync(probe, new Uint8Array(8192));
+    return null;
+  } catch (error) {
+    return new DataDirUnusableError(dataDir, "the embedded database", error);
+  } finally {
+    rmSync(probe, { force: true });
   }
 }
 

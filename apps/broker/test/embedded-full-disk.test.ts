@@ -1,0 +1,66 @@
+// An embedded DATA_DIR on a full file system: the start stops with one line
+// the operator can act on, and once there is room again the broker starts
+// with its data. A small tmpfs is the full disk; mounting one needs root, so
+// the test is skipped elsewhere. On an embedded database whatever backend the
+// run is on: it is the default a newcomer gets.
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { spawnBroker, spawnRaw, tempDir, type BrokerProcess } from "@switchboard/testkit";
+import { closeSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { join } from "node:path";
+
+function mountTmpfs(dir: string, megabytes: number): boolean {
+  if (process.getuid?.() !== 0) return false;
+  return Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${megabytes}m`, "tmpfs", dir]).exitCode === 0;
+}
+
+/** Writes a file until the file system has no room left. */
+function fill(path: string): void {
+  const fd = openSync(path, "w");
+  const chunk = new Uint8Array(64 * 1024);
+  try {
+    for (;;) writeSync(fd, chunk);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const mountPoint = tempDir("full-disk");
+const mounted = mountTmpfs(mountPoint, 64);
+const started: BrokerProcess[] = [];
+afterEach(async () => {
+  for (const b of started.splice(0)) await b.stop();
+});
+afterAll(() => {
+  if (mounted) Bun.spawnSync(["umount", mountPoint]);
+  rmSync(mountPoint, { recursive: true, force: true });
+});
+
+describe.skipIf(!mounted)("an embedded broker on a full disk (needs root, to mount a tmpfs)", () => {
+  test("a start that cannot write its database exits 78 with one line naming DATA_DIR and why; with room again it starts, data kept", async () => {
+    const env = { DATA_DIR: join(mountPoint, "data") };
+    const first = await spawnBroker(env);
+    started.push(first);
+    expect(first.logs.some((l) => l.msg === "migrations applied")).toBe(true);
+    // Killed: the next start must recover, which writes.
+    first.kill("SIGKILL");
+    await first.exited;
+
+    const filler = join(mountPoint, "filler");
+    fill(filler);
+    const refused = spawnRaw(env);
+    const [stderr, code] = await Promise.all([new Response(refused.stderr).text(), refused.exited]);
+    expect({ code, stderr }).toEqual({ code: 78, stderr: expect.stringContaining(`DATA_DIR ${env.DATA_DIR} cannot hold the embedded database: ENOSPC`) });
+    const lines = stderr.trimEnd().split("\n");
+    expect(lines.filter((l) => l.startsWith("{")).length).toBe(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ code: "data_dir_unusable" });
+
+    unlinkSync(filler);
+    const again = await spawnBroker(env);
+    started.push(again);
+    expect((await fetch(`${again.url}/health`)).status).toBe(200);
+    // The same database: nothing left to migrate.
+    expect(again.logs.some((l) => l.msg === "migrations applied")).toBe(false);
+  });
+});
