@@ -1,7 +1,8 @@
 // Two processes on one PGlite directory silently lose rows, so embedded mode
 // holds an exclusive lock file. Its content names the holder, for the message
 // the second process prints.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 
@@ -58,9 +59,19 @@ interface LockHolder {
 
 const LOCK_FILE = "broker.lock";
 
-function readHolder(path: string): LockHolder | null {
+/** The lock's content, or null when there is none. */
+function readLock(path: string): string | null {
   try {
-    const parsed: unknown = JSON.parse(readFileSync(path, "utf8"));
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
+  }
+}
+
+function parseHolder(content: string): LockHolder | null {
+  try {
+    const parsed: unknown = JSON.parse(content);
     if (
       typeof parsed === "object" &&
       parsed !== null &&
@@ -74,7 +85,7 @@ function readHolder(path: string): LockHolder | null {
       return { pid: parsed.pid, hostname: parsed.hostname, since: parsed.since };
     }
   } catch {
-    // Unreadable or half-written: treated as stale below.
+    // Not a lock this code wrote: treated as stale below.
   }
   return null;
 }
@@ -88,6 +99,37 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Removes the lock at path if it still holds `stale`. Contenders that judged
+ * the same lock stale must not remove the one the first of them put in its
+ * place: the lock is renamed away (one contender gets it), and put back if
+ * it turns out to be another than the one judged. A third contender that
+ * finds no lock in that moment takes it, and the one put back is lost: a
+ * window only three starts at one instant on a dead holder's lock can meet,
+ * which a rename cannot close (Node has no compare-and-swap of a file).
+ */
+function removeIfStill(path: string, stale: string): void {
+  const aside = `${path}.stale-${process.pid}-${randomUUID()}`;
+  try {
+    renameSync(path, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  try {
+    if (readFileSync(aside, "utf8") === stale) return;
+    try {
+      linkSync(aside, path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+  } finally {
+    rmSync(aside, { force: true });
+  }
+}
+
+const ATTEMPTS = 5;
+
 /** Takes the lock or throws DataDirLockedError (or DataDirUnusableError); returns the release function. */
 export function lockDataDir(dataDir: string): () => void {
   const unusable = (error: unknown) => new DataDirUnusableError(dataDir, "the embedded database", error);
@@ -99,30 +141,41 @@ export function lockDataDir(dataDir: string): () => void {
   const path = join(dataDir, LOCK_FILE);
   const me: LockHolder = { pid: process.pid, hostname: hostname(), since: new Date().toISOString() };
   const content = JSON.stringify(me);
-
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, "wx", 0o600);
-      writeSync(fd, content);
-      closeSync(fd);
-      return () => {
-        if (readHolder(path)?.pid === me.pid) unlinkSync(path);
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw unusable(error);
-      const holder = readHolder(path);
+  // Written whole under a name of its own, then linked into place: the link
+  // fails if a lock exists, and no contender ever reads a lock half-written
+  // (which it would take for a dead holder's, and replace).
+  const mine = `${path}.${process.pid}-${randomUUID()}`;
+  try {
+    writeFileSync(mine, content, { mode: 0o600 });
+  } catch (error) {
+    throw unusable(error);
+  }
+  try {
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      try {
+        linkSync(mine, path);
+        return () => {
+          if (readLock(path) === content) unlinkSync(path);
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw unusable(error);
+      }
+      const seen = readLock(path);
+      if (seen === null) continue;
+      const holder = parseHolder(seen);
       // A lock naming this very process is a leftover of an earlier one with
       // the same pid: a restarted container's broker is pid 1 every time.
       const stale = holder === null || (holder.hostname === me.hostname && (holder.pid === me.pid || !isAlive(holder.pid)));
       if (!stale) throw new DataDirLockedError(dataDir, holder);
       // The holder died without releasing (SIGKILL): take the lock over.
-      try {
-        unlinkSync(path);
-      } catch {
-        // Another starter removed it first; the retry decides.
-      }
+      removeIfStill(path, seen);
     }
+  } catch (error) {
+    if (error instanceof DataDirLockedError || error instanceof DataDirUnusableError) throw error;
+    throw unusable(error);
+  } finally {
+    rmSync(mine, { force: true });
   }
-  const holder = readHolder(path) ?? { pid: -1, hostname: "unknown", since: "unknown" };
-  throw new DataDirLockedError(dataDir, holder);
+  const last = readLock(path);
+  throw new DataDirLockedError(dataDir, (last === null ? null : parseHolder(last)) ?? { pid: -1, hostname: "unknown", since: "unknown" });
 }
