@@ -51,6 +51,35 @@ describe("embedded default", () => {
     }
   });
 
+  // A live process that is not the holder: the pid of a holder gone in a
+  // crash of the machine, given after the reboot to another process.
+  test.skipIf(process.platform !== "linux")(
+    "a lock naming a live pid of another process (a holder gone with a reboot, its pid reused) is taken over; one naming that process is not",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "switchboard-lock-"));
+      const other = Bun.spawn(["sleep", "60"]);
+      try {
+        const stat = readFileSync(`/proc/${other.pid}/stat`, "utf8");
+        const startTime = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
+        const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+        const lock = (fields: object) =>
+          writeFileSync(join(dir, "broker.lock"), JSON.stringify({ pid: other.pid, hostname: hostname(), since: "2026-01-01T00:00:00.000Z", ...fields }));
+
+        for (const gone of [{ bootId: "an-earlier-boot", startTime }, { bootId, startTime: "1" }]) {
+          lock(gone);
+          const release = lockDataDir(dir);
+          expect(JSON.parse(readFileSync(join(dir, "broker.lock"), "utf8")).pid).toBe(process.pid);
+          release();
+        }
+        lock({ bootId, startTime });
+        expect(() => lockDataDir(dir)).toThrow(`is in use by another broker (pid ${other.pid}`);
+      } finally {
+        other.kill();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
   test("the lock of a killed broker is taken over, and the data survives the restart", async () => {
     backend = embeddedBackend();
     const first = await spawnBroker(backend.env);

@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { identityOf, type ProcessIdentity } from "./process-identity.ts";
 
 export class DataDirLockedError extends Error {
   readonly code = "data_dir_locked";
@@ -51,7 +52,7 @@ export function unwritableDataDir(dataDir: string): DataDirUnusableError | null 
   }
 }
 
-interface LockHolder {
+interface LockHolder extends Partial<ProcessIdentity> {
   pid: number;
   hostname: string;
   since: string;
@@ -82,7 +83,11 @@ function parseHolder(content: string): LockHolder | null {
       "since" in parsed &&
       typeof parsed.since === "string"
     ) {
-      return { pid: parsed.pid, hostname: parsed.hostname, since: parsed.since };
+      const holder: LockHolder = { pid: parsed.pid, hostname: parsed.hostname, since: parsed.since };
+      // Absent from a lock of a broker from before they were written.
+      if ("bootId" in parsed && typeof parsed.bootId === "string") holder.bootId = parsed.bootId;
+      if ("startTime" in parsed && typeof parsed.startTime === "string") holder.startTime = parsed.startTime;
+      return holder;
     }
   } catch {
     // Not a lock this code wrote: treated as stale below.
@@ -90,13 +95,16 @@ function parseHolder(content: string): LockHolder | null {
   return null;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether the holder (on this host) still runs: its pid is taken, and by the process that wrote the lock. */
+function isAlive(holder: LockHolder): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(holder.pid, 0);
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  if (holder.bootId === undefined || holder.startTime === undefined) return true;
+  const now = identityOf(holder.pid);
+  return now === null || (now.bootId === holder.bootId && now.startTime === holder.startTime);
 }
 
 /**
@@ -139,7 +147,7 @@ export function lockDataDir(dataDir: string): () => void {
     throw unusable(error);
   }
   const path = join(dataDir, LOCK_FILE);
-  const me: LockHolder = { pid: process.pid, hostname: hostname(), since: new Date().toISOString() };
+  const me: LockHolder = { pid: process.pid, hostname: hostname(), since: new Date().toISOString(), ...identityOf(process.pid) };
   const content = JSON.stringify(me);
   // Written whole under a name of its own, then linked into place: the link
   // fails if a lock exists, and no contender ever reads a lock half-written
@@ -165,7 +173,7 @@ export function lockDataDir(dataDir: string): () => void {
       const holder = parseHolder(seen);
       // A lock naming this very process is a leftover of an earlier one with
       // the same pid: a restarted container's broker is pid 1 every time.
-      const stale = holder === null || (holder.hostname === me.hostname && (holder.pid === me.pid || !isAlive(holder.pid)));
+      const stale = holder === null || (holder.hostname === me.hostname && (holder.pid === me.pid || !isAlive(holder)));
       if (!stale) throw new DataDirLockedError(dataDir, holder);
       // The holder died without releasing (SIGKILL): take the lock over.
       removeIfStill(path, seen);
