@@ -2,7 +2,7 @@
 // `bun install` prepares one empty cluster once, as a tarball; a broker on an
 // empty DATA_DIR starts from a copy of it in well under a second.
 import { PGlite } from "@electric-sql/pglite";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,6 +31,12 @@ export async function openCluster(dataDir: string, startParams: string[]): Promi
   const pgdata = join(dataDir, "pgdata");
   const marker = join(dataDir, LAYING_DOWN);
   if (existsSync(marker)) rmSync(pgdata, { recursive: true, force: true });
+  // PGlite writes its files readable and writable by anyone: its directory
+  // alone keeps other users out (webhook secrets are stored in the clear),
+  // whatever the modes of the DATA_DIR around it, which an operator may have
+  // made. An existing one is closed too: older brokers left it open.
+  mkdirSync(pgdata, { recursive: true, mode: 0o700 });
+  chmodSync(pgdata, 0o700);
   if (existsSync(join(pgdata, "PG_VERSION"))) return PGlite.create(pgdata, { startParams });
   writeFileSync(marker, "");
   const template = await loadTemplate();
