@@ -2,7 +2,7 @@
 // default a newcomer gets.
 import { afterEach, describe, expect, test } from "bun:test";
 import { lockDataDir } from "@switchboard/db";
-import { embeddedBackend, spawnBroker, spawnRaw, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { embeddedBackend, spawnBroker, spawnRaw, waitUntil, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -79,6 +79,29 @@ describe("embedded default", () => {
       }
     },
   );
+
+  // A holder killed whose parent has not reaped it yet (a supervisor that
+  // restarts it at once): its pid answers signals, but nothing runs there.
+  test.skipIf(process.platform !== "linux")("a lock whose holder is dead but not yet reaped (a zombie) is taken over", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-lock-"));
+    // The shell starts a child, then becomes a sleep that never waits for it: once it exits, the child stays a zombie.
+    const parent = Bun.spawn(["bash", "-c", "sleep 0.2 & echo $!; exec sleep 60"], { stdout: "pipe" });
+    try {
+      const { value } = await parent.stdout.getReader().read();
+      const pid = Number(new TextDecoder().decode(value).trim());
+      const stat = () => readFileSync(`/proc/${pid}/stat`, "utf8");
+      const startTime = stat().slice(stat().lastIndexOf(")") + 2).split(" ")[19]!;
+      const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+      await waitUntil(() => stat().slice(stat().lastIndexOf(")") + 2).startsWith("Z"), 10_000, "the child a zombie");
+      writeFileSync(join(dir, "broker.lock"), JSON.stringify({ pid, hostname: hostname(), since: "2026-01-01T00:00:00.000Z", bootId, startTime }));
+      const release = lockDataDir(dir);
+      expect(JSON.parse(readFileSync(join(dir, "broker.lock"), "utf8")).pid).toBe(process.pid);
+      release();
+    } finally {
+      parent.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test("the lock of a killed broker is taken over, and the data survives the restart", async () => {
     backend = embeddedBackend();

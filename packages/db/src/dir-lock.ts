@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { identityOf, type ProcessIdentity } from "./process-identity.ts";
+import { identityOf, isZombie, type ProcessIdentity } from "./process-identity.ts";
 
 export class DataDirLockedError extends Error {
   readonly code = "data_dir_locked";
@@ -102,6 +102,7 @@ function isAlive(holder: LockHolder): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  if (isZombie(holder.pid)) return false;
   if (holder.bootId === undefined || holder.startTime === undefined) return true;
   const now = identityOf(holder.pid);
   return now === null || (now.bootId === holder.bootId && now.startTime === holder.startTime);
