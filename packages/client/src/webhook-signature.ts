@@ -48,7 +48,7 @@ function equalHex(a: string, b: string): boolean {
  * The batch a webhook request carries, once its signature checks out.
  * Rejects with SwitchboardError("bad_signature") for a missing, malformed,
  * stale or wrong signature, and ("invalid") for a body that is not a batch,
- * an empty secret or a tolerance that is not a number of seconds.
+ * a secret that is empty or no string, or a tolerance that is not a number of seconds.
  * Pass the body exactly as received: re-serialized JSON does not verify.
  */
 export async function verifyWebhook(
@@ -62,6 +62,9 @@ export async function verifyWebhook(
   if (!Number.isFinite(tolerance) || tolerance < 0) {
     throw new SwitchboardError("invalid", `toleranceSeconds must be a number of seconds ≥ 0, not ${tolerance}`);
   }
+  // From JavaScript (or a JSON config, typed any) null or a number gets here: encoded as
+  // text, it would make "null" the key, and anyone could sign a request that passes.
+  if (typeof secret !== "string") throw new SwitchboardError("invalid", `the webhook secret must be a string, not ${secret === null ? "null" : typeof secret}`);
   if (secret === "") throw new SwitchboardError("invalid", "the webhook secret is empty");
   const value = header(headers, WEBHOOK_SIGNATURE_HEADER);
   const parsed = value === null ? null : parseWebhookSignatureHeader(value);

@@ -89,6 +89,19 @@ describe("verifyWebhook", () => {
     expect(await codeOf(verifyWebhook("", headers, BODY, { now: NOW }))).toBe("invalid");
   });
 
+  test("a secret that is not a string (null from a JSON config, a number, undefined) is invalid: a request signed with its text as key does not pass", async () => {
+    // As JSON.parse gives it: typed any, so TypeScript lets it through.
+    const config = JSON.parse('{"secret":null,"numeric":12345}') as { secret: string; numeric: string };
+    for (const [secret, keyItWouldBe] of [
+      [config.secret, "null"],
+      [config.numeric, "12345"],
+      [undefined as unknown as string, "undefined"],
+    ] as const) {
+      const forged = `t=${T},v1=${await webhookSignature(keyItWouldBe, T, BODY)}`;
+      expect(await codeOf(verifyWebhook(secret, { "x-switchboard-signature": forged }, BODY, { now: NOW }))).toBe("invalid");
+    }
+  });
+
   test("a correctly signed body that is not a push batch is invalid", async () => {
     const body = '{"type":"something_else"}';
     const header = `t=${T},v1=${await webhookSignature(SECRET, T, body)}`;
