@@ -45,16 +45,27 @@ function equalHex(a: string, b: string): boolean {
 }
 
 /**
+ * The body as received. A parsed one (express.json()'s req.body, typed any)
+ * is refused by name, rather than failing inside the HMAC without a code.
+ */
+function bodyBytes(rawBody: unknown): string | Uint8Array {
+  if (typeof rawBody === "string" || rawBody instanceof Uint8Array) return rawBody;
+  if (rawBody instanceof ArrayBuffer) return new Uint8Array(rawBody);
+  throw new SwitchboardError("invalid", "pass the raw body as received (a string or bytes), not a parsed one: re-serialized JSON never verifies");
+}
+
+/**
  * The batch a webhook request carries, once its signature checks out.
  * Rejects with SwitchboardError("bad_signature") for a missing, malformed,
  * stale or wrong signature, and ("invalid") for a body that is not a batch,
  * a secret that is empty or no string, or a tolerance that is not a number of seconds.
- * Pass the body exactly as received: re-serialized JSON does not verify.
+ * Pass the body exactly as received (a string, bytes or an ArrayBuffer):
+ * re-serialized JSON does not verify, and a parsed body is refused invalid.
  */
 export async function verifyWebhook(
   secret: string,
   headers: HeaderSource,
-  rawBody: string | Uint8Array,
+  rawBody: string | Uint8Array | ArrayBuffer,
   options: VerifyOptions = {},
 ): Promise<PushBatch> {
   const tolerance = options.toleranceSeconds ?? 300;
@@ -66,6 +77,7 @@ export async function verifyWebhook(
   // text, it would make "null" the key, and anyone could sign a request that passes.
   if (typeof secret !== "string") throw new SwitchboardError("invalid", `the webhook secret must be a string, not ${secret === null ? "null" : typeof secret}`);
   if (secret === "") throw new SwitchboardError("invalid", "the webhook secret is empty");
+  const body = bodyBytes(rawBody);
   const value = header(headers, WEBHOOK_SIGNATURE_HEADER);
   const parsed = value === null ? null : parseWebhookSignatureHeader(value);
   if (parsed === null) throw new SwitchboardError("bad_signature", `missing or malformed ${WEBHOOK_SIGNATURE_HEADER} header`);
@@ -73,11 +85,11 @@ export async function verifyWebhook(
   if (Math.abs(now - parsed.timestamp) > tolerance) {
     throw new SwitchboardError("bad_signature", `the signature's timestamp is more than ${tolerance} s from now`);
   }
-  const expected = await webhookSignature(secret, parsed.timestamp, rawBody);
+  const expected = await webhookSignature(secret, parsed.timestamp, body);
   if (!parsed.signatures.some((s) => equalHex(s, expected))) throw new SwitchboardError("bad_signature", "the signature does not match");
   let json: unknown;
   try {
-    json = JSON.parse(typeof rawBody === "string" ? rawBody : new TextDecoder().decode(rawBody));
+    json = JSON.parse(typeof body === "string" ? body : new TextDecoder().decode(body));
   } catch (error) {
     throw new SwitchboardError("invalid", "the body is not JSON", { cause: error });
   }

@@ -2,7 +2,7 @@
 // -sha256 -hmac), and every way a request can fail the check.
 import { describe, expect, test } from "bun:test";
 import { webhookSignature } from "@switchboard/protocol";
-import { verifyWebhook } from "../src/index.ts";
+import { SwitchboardError, verifyWebhook } from "../src/index.ts";
 
 const SECRET = "whsec-example-0123456789";
 const T = 1767225600;
@@ -100,6 +100,20 @@ describe("verifyWebhook", () => {
       const forged = `t=${T},v1=${await webhookSignature(keyItWouldBe, T, BODY)}`;
       expect(await codeOf(verifyWebhook(secret, { "x-switchboard-signature": forged }, BODY, { now: NOW }))).toBe("invalid");
     }
+  });
+
+  test("a body already parsed (express.json()'s req.body, typed any) is refused invalid saying to pass the raw body; an ArrayBuffer of it verifies", async () => {
+    const headers = { "x-switchboard-signature": HEADER };
+    const parsed = JSON.parse(BODY) as string;
+    const refused = await verifyWebhook(SECRET, headers, parsed, { now: NOW }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(SwitchboardError);
+    expect((refused as SwitchboardError).code).toBe("invalid");
+    expect((refused as SwitchboardError).message).toContain("raw body");
+    // What fetch's req.arrayBuffer() gives: the body as received.
+    expect(await codeOf(verifyWebhook(SECRET, headers, new TextEncoder().encode(BODY).buffer, { now: NOW }))).toBe("verified");
   });
 
   test("a correctly signed body that is not a push batch is invalid", async () => {
