@@ -95,6 +95,8 @@ export async function inferStatusFromTranscript(
 export interface StatusSink {
   /** Resolves with the status in effect after it (the broker's answer), as SwitchboardClient.setStatus does. */
   setStatus(status: TranscriptStatus, source: "jsonl"): Promise<{ status: string }>;
+  /** "closed" once the sink has ended for good, as SwitchboardClient's: the watcher then stops. */
+  readonly connectionState?: string;
 }
 
 /** How long a status the broker did not apply (a fresher hook or manual one outranked it) waits before it is reported again. */
@@ -105,7 +107,8 @@ const OUTRANKED_RETRY_MS = 30_000;
  * with source "jsonl" (the broker ranks it below hooks and manual status). A
  * report the broker did not apply is made again every `outrankedRetryMs`
  * while the transcript says so: a higher-ranked status outranks it only for
- * a while. Returns a stop function. An intervalMs, outrankedRetryMs or
+ * a while. Returns a stop function; it stops by itself once the client has
+ * ended (its connectionState is "closed"). An intervalMs, outrankedRetryMs or
  * idleAfterMs no timer keeps (not more than 0, or over 2^31 − 1) throws
  * SwitchboardError("invalid").
  */
@@ -128,7 +131,14 @@ export function watchTranscriptStatus(
   /** The last one it did not, and when. */
   let outranked: { status: TranscriptStatus; at: number } | null = null;
   let busy = false;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const stop = () => {
+    stopped = true;
+    clearInterval(timer);
+  };
   const tick = async () => {
+    // An ended client takes no status: polling on for it would only keep the process alive.
+    if (client.connectionState === "closed") stop();
     if (busy || stopped) return;
     busy = true;
     try {
@@ -150,9 +160,6 @@ export function watchTranscriptStatus(
     }
   };
   void tick();
-  const timer = setInterval(() => void tick(), intervalMs);
-  return () => {
-    stopped = true;
-    clearInterval(timer);
-  };
+  if (!stopped) timer = setInterval(() => void tick(), intervalMs);
+  return stop;
 }

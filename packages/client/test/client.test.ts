@@ -757,6 +757,28 @@ describe("SwitchboardClient", () => {
       rmSync(home, { recursive: true, force: true });
     }
   });
+
+  test("a program that closes its client lets the process exit though its transcript watcher was never stopped", async () => {
+    const home = mkdtempSync(join(tmpdir(), "switchboard-home-"));
+    try {
+      const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
+      const cwd = "/tmp/project-closed";
+      const dir = transcriptDir(cwd, home);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "t.jsonl"), `${JSON.stringify({ type: "user", message: { role: "user" } })}\n`);
+      const env = { ...process.env, BROKER_URL: broker.wsUrl, MESH_ID: mesh.id, SECRET_KEY: members[0]!.identity.secretKey, WATCHED_CWD: cwd, WATCHED_HOME: home };
+      const child = Bun.spawn(["bun", join(import.meta.dir, "fixtures", "watched-then-closed.ts")], { env, stdout: "pipe", stderr: "inherit" });
+      try {
+        await waitUntil(() => child.exitCode !== null, 30_000, "the process to exit after close()");
+        expect(child.exitCode).toBe(0);
+        expect(await new Response(child.stdout).text()).toBe("closed\n");
+      } finally {
+        child.kill();
+      }
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("connect and final closes", () => {
