@@ -49,8 +49,11 @@ function equalHex(a: string, b: string): boolean {
  * is refused by name, rather than failing inside the HMAC without a code.
  */
 function bodyBytes(rawBody: unknown): string | Uint8Array {
-  if (typeof rawBody === "string" || rawBody instanceof Uint8Array) return rawBody;
-  if (rawBody instanceof ArrayBuffer) return new Uint8Array(rawBody);
+  if (typeof rawBody === "string") return rawBody;
+  // Known by what they are, not by instanceof: bytes made in another realm
+  // (a vm context, a test runner's sandbox) are bytes all the same.
+  if (ArrayBuffer.isView(rawBody)) return new Uint8Array(rawBody.buffer, rawBody.byteOffset, rawBody.byteLength);
+  if (Object.prototype.toString.call(rawBody) === "[object ArrayBuffer]") return new Uint8Array(rawBody as ArrayBuffer);
   throw new SwitchboardError("invalid", "pass the raw body as received (a string or bytes), not a parsed one: re-serialized JSON never verifies");
 }
 

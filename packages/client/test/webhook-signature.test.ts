@@ -2,6 +2,7 @@
 // -sha256 -hmac), and every way a request can fail the check.
 import { describe, expect, test } from "bun:test";
 import { webhookSignature } from "@switchboard/protocol";
+import { runInNewContext } from "node:vm";
 import { SwitchboardError, verifyWebhook } from "../src/index.ts";
 
 const SECRET = "whsec-example-0123456789";
@@ -114,6 +115,16 @@ describe("verifyWebhook", () => {
     expect((refused as SwitchboardError).message).toContain("raw body");
     // What fetch's req.arrayBuffer() gives: the body as received.
     expect(await codeOf(verifyWebhook(SECRET, headers, new TextEncoder().encode(BODY).buffer, { now: NOW }))).toBe("verified");
+  });
+
+  test("bytes made in another realm (a vm context, a test runner's sandbox) verify as bytes of this one do", async () => {
+    const headers = { "x-switchboard-signature": HEADER };
+    const codes = JSON.stringify([...new TextEncoder().encode(BODY)]);
+    const bytes = runInNewContext(`new Uint8Array(${codes})`) as Uint8Array;
+    const buffer = runInNewContext(`new Uint8Array(${codes}).buffer`) as ArrayBuffer;
+    expect(bytes).not.toBeInstanceOf(Uint8Array);
+    expect(await codeOf(verifyWebhook(SECRET, headers, bytes, { now: NOW }))).toBe("verified");
+    expect(await codeOf(verifyWebhook(SECRET, headers, buffer, { now: NOW }))).toBe("verified");
   });
 
   test("a correctly signed body that is not a push batch is invalid", async () => {
