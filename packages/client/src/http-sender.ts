@@ -16,6 +16,7 @@ import {
   type Priority,
   type PushFrame,
 } from "@switchboard/protocol";
+import { MAX_TIMER_MS } from "./backoff.ts";
 import { open, PLAIN_NONCE, seal, type Envelope } from "./envelope.ts";
 import { checkTimeout } from "./config.ts";
 import { SwitchboardError, UNDECIDED_CODES } from "./errors.ts";
@@ -234,7 +235,8 @@ export class HttpSender {
     if (this.options.mesh !== undefined) body.mesh = this.options.mesh;
     const path = wait === undefined ? "/v1/messages" : `/v1/messages?wait=${wait}`;
     // The broker answers by the end of the wait; the margin covers the commit and the network.
-    const timeoutMs = wait === undefined ? this.timeoutMs() : wait * 1000 + this.timeoutMs();
+    // Past what a timer keeps, Node's (and a browser's) timer would fire at once and abort the request.
+    const timeoutMs = wait === undefined ? this.timeoutMs() : Math.min(wait * 1000 + this.timeoutMs(), MAX_TIMER_MS);
     const answer = await this.call("POST", path, body, { [IDEMPOTENCY_KEY_HEADER]: idempotencyKey }, timeoutMs)
       // A 2xx that is not the broker's send answer (a proxy's page, `{}`) is no proof of a send.
       .then((res) => answerOf(res, httpSendReply, `POST ${path}`))

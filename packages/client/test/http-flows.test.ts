@@ -24,7 +24,10 @@ import {
   type SetupMember,
 } from "@switchboard/testkit";
 import type { Subprocess } from "bun";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { buildBrowserBundle } from "../build-browser.ts";
 import { HttpSender, SwitchboardError, verifyWebhook } from "../src/index.ts";
 import { failureWhileStopped } from "./support.ts";
 
@@ -152,6 +155,22 @@ describe("command routing: a web app commands a runner over HTTP", () => {
     expect(sender.publicKey).toBeNull();
     const answer = await sender.request(runnerMember.pubkey, { cmd: "echo", value: "plain" }, { waitSeconds: 10 });
     expect(answer.reply).toMatchObject({ encrypted: false, payload: { ok: true, echo: "plain" } });
+  });
+
+  // Node's AbortSignal.timeout, as a browser's setTimeout, fires at once for a delay past 2^31 − 1 ms.
+  test.skipIf(Bun.which("node") === null)("under Node, a request with the longest timeoutMs waits its waitSeconds out, not aborted at once (needs node)", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runnerMember] = members as [SetupMember, SetupMember];
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-bundle-"));
+    try {
+      const { path } = await buildBrowserBundle(join(dir, "switchboard.browser.js"));
+      const env = { PATH: process.env.PATH ?? "", BUNDLE: path, BROKER_URL: broker.url, API_TOKEN: await broker.admin.createApiToken(mesh.id, app.id), TARGET: runnerMember.pubkey };
+      const child = Bun.spawn(["node", join(import.meta.dir, "fixtures", "node-request.mjs")], { env, stdout: "pipe", stderr: "ignore" });
+      await within(child.exited, 30_000, "the Node process");
+      expect(await new Response(child.stdout).text()).toBe("reply null\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a base URL is taken as a URL: one with a query or fragment, or no host, is refused invalid; its scheme in any case is taken", async () => {
