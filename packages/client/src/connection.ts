@@ -136,14 +136,29 @@ export class Connection {
     this.abandoned = true;
     for (const wake of this.closeWaiters.splice(0)) wake();
     if (this.ws.readyState === this.ws.CONNECTING || this.ws.readyState === this.ws.OPEN) this.ws.close();
+    this.terminate();
     this.onClose?.(code, reason);
   }
 
-  /** Closes and waits for the close event (at most waitMs). */
+  /**
+   * Drops the connection without its close handshake where the runtime can
+   * (Bun's WebSocket, the ws package's): a handshake the silent peer never
+   * completes would keep the process alive long after the client ended.
+   * A browser's WebSocket has no such call, nor a process to keep.
+   */
+  private terminate(): void {
+    const { ws } = this;
+    if ("terminate" in ws && typeof ws.terminate === "function") ws.terminate();
+  }
+
+  /** Closes and waits for the close event (at most waitMs; then the connection is dropped). */
   close(code = 1000, reason = "", waitMs = 2000): Promise<void> {
     if (this.isClosed) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, waitMs);
+      const timer = setTimeout(() => {
+        this.terminate();
+        resolve();
+      }, waitMs);
       this.closeWaiters.push(() => {
         clearTimeout(timer);
         resolve();

@@ -4,6 +4,9 @@
 // quiet socket that answers its pings is kept.
 import { afterEach, expect, test } from "bun:test";
 import { setupMesh, startTcpProxy, TestPeer, useTestBroker, waitUntil, type SetupMember, type TcpProxy } from "@switchboard/testkit";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { SwitchboardClient, type ClientOptions } from "../src/index.ts";
 import { collect, recordingWebSocket, type RawFrame } from "./support.ts";
 
@@ -61,3 +64,26 @@ test("a quiet socket that answers its pings is kept", async () => {
   expect(seen.closes).toEqual([]);
   expect(c.connectionState).toBe("open");
 });
+
+for (const mode of ["close", "heartbeat"] as const) {
+  const which = mode === "close" ? "the silent socket it closes" : "the silent socket its heartbeat gave up";
+  test(`a client closed while its network is silent lets the process exit: ${which} does not hold it`, async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["dave"] });
+    const proxy = await startTcpProxy(Number(new URL(broker.url).port));
+    closing.push(proxy);
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-silent-"));
+    const env = { ...process.env, BROKER_URL: `ws://127.0.0.1:${proxy.port}/ws`, MESH_ID: mesh.id, SECRET_KEY: members[0]!.identity.secretKey, MODE: mode, SIGNAL_DIR: dir };
+    const child = Bun.spawn(["bun", join(import.meta.dir, "fixtures", "closed-while-silent.ts")], { env, stdout: "pipe", stderr: "inherit" });
+    try {
+      await waitUntil(() => existsSync(join(dir, "connected")) || child.exitCode !== null || undefined, 30_000, "the client to connect");
+      proxy.freezeOpen();
+      writeFileSync(join(dir, "frozen"), "");
+      await waitUntil(() => child.exitCode !== null, 30_000, "the process to exit after close()");
+      expect(child.exitCode).toBe(0);
+      expect(await new Response(child.stdout).text()).toBe("closed\n");
+    } finally {
+      child.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
