@@ -5,7 +5,9 @@
 // kept through events; the room from the URL hash checked and followed; own
 // lines in the broker's order whatever the tab's clock; the rooms and a "not
 // connected" state before the first connection; a hint for an origin the
-// broker refuses; live regions and a spoken separator for screen readers.
+// broker refuses; live regions and a spoken separator for screen readers;
+// names and messages in right-to-left scripts kept apart, each in its own
+// direction.
 // And the dashboard's login form: a named token field, a readable error.
 import { describe, expect, test } from "bun:test";
 import { REPO_ROOT, spawnBroker } from "@switchboard/testkit";
@@ -245,6 +247,37 @@ describe.skipIf(!enabled)("chat page lines", () => {
     const line = page.locator('#messages li:has-text("jo says hi")');
     // Chromium may space the parts apart: what counts is the separator between them.
     expect(await line.ariaSnapshot()).toMatch(/jo\s*:\s*jo says hi/);
+  });
+});
+
+/**
+ * Page code (as text: this file is typechecked without the DOM library):
+ * where the line whose text is `text` draws its name, and its text's first
+ * and last characters, in pixels from the left.
+ */
+const drawnAt = (text: string) => `(() => {
+  const li = [...document.querySelectorAll("#messages li")].find((l) => l.querySelector(".text").textContent === ${JSON.stringify(text)});
+  const node = li.querySelector(".text").firstChild;
+  const at = (i) => { const r = document.createRange(); r.setStart(node, i); r.setEnd(node, i + 1); return r.getBoundingClientRect().left; };
+  const who = li.querySelector(".who").getBoundingClientRect();
+  return { nameLeft: who.left, nameRight: who.right, first: at(0), last: at(node.length - 1) };
+})()`;
+
+describe.skipIf(!enabled)("chat page in right-to-left scripts", () => {
+  test("a name in Arabic keeps apart from its message's digits, and a Hebrew message reads right to left", async () => {
+    const rana = await openChat(await newContext(), encodeURIComponent("رنا"), "support");
+    const reader = await openChat(await newContext(), "reader", "support");
+    await say(rana, "3 apples");
+    await say(reader, "מה שלומך?");
+    await shows(rana, "מה שלומך?");
+    await shows(reader, "3 apples");
+    // The digit is the message's: drawn after the name, not pulled before it into the name's run.
+    const digits = (await reader.evaluate(drawnAt("3 apples"))) as { nameLeft: number; nameRight: number; first: number };
+    expect(digits.first).toBeGreaterThanOrEqual(digits.nameRight);
+    // Read right to left, the question ends the sentence: its mark is drawn leftmost.
+    const question = (await rana.evaluate(drawnAt("מה שלומך?"))) as { first: number; last: number };
+    expect(question.last).toBeLessThan(question.first);
+    await screenshot(reader, "chat-rtl.png");
   });
 });
 

@@ -179,7 +179,9 @@ async function main(): Promise<void> {
   const itemOf = (line: Line): Item => {
     const known = items.get(line);
     if (known) return known;
-    const [who, text, note] = [el("span", { class: "who" }), el("span", { class: "text" }), el("span", { class: "note" })];
+    // Name and text each set apart, in the direction of their own script: an
+    // Arabic name must not pull the digits its message starts with into its run.
+    const [who, text, note] = [el("span", { class: "who", dir: "auto" }), el("span", { class: "text", dir: "auto" }), el("span", { class: "note" })];
     // Read out as "name: text"; the name stands apart by its weight on screen.
     const item = { li: el("li", {}, who, el("span", { class: "visually-hidden" }, ": "), text, note), who, text, note };
     items.set(line, item);
@@ -224,7 +226,7 @@ async function main(): Promise<void> {
       ...client.presences
         .slice()
         .sort((a, b) => a.displayName.localeCompare(b.displayName))
-        .map((p) => el("li", { "data-pubkey": p.pubkey, "data-status": p.status }, p.displayName, " ", el("span", { class: "status" }, p.status))),
+        .map((p) => el("li", { "data-pubkey": p.pubkey, "data-status": p.status }, el("span", { dir: "auto" }, p.displayName), " ", el("span", { class: "status" }, p.status))),
     );
 
   /** The room buttons, made once: a button keeps the keyboard's focus through every drawing. */
