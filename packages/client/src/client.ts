@@ -112,7 +112,8 @@ export class SwitchboardClient {
     this.reconnector = new Reconnector(config.reconnect, {
       attempt: () => this.establish(),
       ended: () => this.isClosed(),
-      retrying: () => this.setState("reconnecting"),
+      // Reconnecting is for a client that was connected: until its first hello it is still connecting.
+      retrying: () => this.setState(this.connectedOnce ? "reconnecting" : "connecting"),
       failed: (error, attempt, willRetry) => this.events.emit("connectFailed", { error, attempt, willRetry }),
       gaveUp: (final) => {
         // Ended before the events, as for a final close code.

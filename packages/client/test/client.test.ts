@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as backoff from "../src/backoff.ts";
 import {
+  generateKeypair,
   HttpSender,
   MAX_ACK_DELAY_MS,
   SwitchboardClient,
@@ -821,6 +822,17 @@ describe("connect and final closes", () => {
     away.on("connectFailed", (f) => failures.push({ code: f.error.code, willRetry: f.willRetry }));
     await waitUntil(() => away.connectionState === "closed" || undefined, 10_000, "the one failed attempt");
     expect(failures).toEqual([{ code: "unreachable", willRetry: false }]);
+  });
+
+  test("start() whose attempts all fail stays connecting until it gives up: it never was connected, so it is not reconnecting", async () => {
+    const { secretKey } = await generateKeypair();
+    const away = await SwitchboardClient.start({ url: "ws://127.0.0.1:1/ws", meshId: "m", secretKey, reconnect: { minDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 } });
+    const states: string[] = [];
+    let failed = 0;
+    away.on("connectionState", (state) => states.push(state));
+    away.on("connectFailed", () => failed++);
+    await waitUntil(() => away.connectionState === "closed" || undefined, 10_000, "three failed attempts");
+    expect({ failed, states }).toEqual({ failed: 3, states: ["closed"] });
   });
 
   test("an http(s) URL already naming /ws, with a trailing slash, is the broker's /ws: connect opens it", async () => {
