@@ -236,10 +236,10 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     expect(await page.evaluate(contrastOf(offline))).toBeGreaterThanOrEqual(4.5);
     expect(await page.evaluate(contrastOf(empty, { pseudo: "::after" }))).toBeGreaterThanOrEqual(4.5);
     // The chart's legends are text in their lines' colors.
-    await page.waitForSelector("svg text", WAIT);
+    await page.waitForSelector("#chart .legend li", WAIT);
     const contrasts: number[] = [];
-    for (let i = 0; i < (await page.locator("svg text").count()); i++) {
-      contrasts.push((await page.evaluate(contrastOf(`document.querySelectorAll("svg text")[${i}]`, { drawnIn: "fill" }))) as number);
+    for (let i = 0; i < (await page.locator("#chart .legend li").count()); i++) {
+      contrasts.push((await page.evaluate(contrastOf(`document.querySelectorAll("#chart .legend li")[${i}]`))) as number);
     }
     expect(contrasts.length).toBe(2);
     expect(contrasts.filter((c) => c < 4.5)).toEqual([]);

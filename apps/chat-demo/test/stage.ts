@@ -214,9 +214,9 @@ export async function holdRoute(page: Page, pattern: string, options: { answered
  * Page code (as text: these files are typechecked without the DOM library):
  * the WCAG contrast ratio of the text of the element `element` (page code
  * naming it), or of its `pseudo` element, against the first opaque
- * background behind it. SVG text is drawn in its `fill`, not its `color`.
+ * background behind it.
  */
-export const contrastOf = (element: string, { pseudo = null, drawnIn = "color" }: { pseudo?: "::after" | null; drawnIn?: "color" | "fill" } = {}) => `(() => {
+export const contrastOf = (element: string, { pseudo = null }: { pseudo?: "::after" | null } = {}) => `(() => {
   const rgb = (css) => css.match(/[\\d.]+/g).map(Number);
   const luminance = ([r, g, b]) => {
     const lin = (c) => (c / 255 <= 0.03928 ? c / 255 / 12.92 : ((c / 255 + 0.055) / 1.055) ** 2.4);
@@ -230,6 +230,6 @@ export const contrastOf = (element: string, { pseudo = null, drawnIn = "color" }
     if (c.length === 3 || c[3] === 1) { background = c.slice(0, 3); break; }
     node = node.parentElement;
   }
-  const [a, b] = [luminance(rgb(getComputedStyle(target, ${JSON.stringify(pseudo)})[${JSON.stringify(drawnIn)}])), luminance(background)].sort((x, y) => y - x);
+  const [a, b] = [luminance(rgb(getComputedStyle(target, ${JSON.stringify(pseudo)}).color)), luminance(background)].sort((x, y) => y - x);
   return (a + 0.05) / (b + 0.05);
 })()`;

@@ -171,7 +171,11 @@ async function follow(meshId: string, abort: AbortController): Promise<void> {
 
 // ——— overview: meshes, chart, rooms, instances ———
 
-function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["depth"]): SVGElement {
+/**
+ * The chart's lines, and their legend in HTML above it: text in the SVG
+ * would shrink with it, below the board's small print on a phone.
+ */
+function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["depth"]): [HTMLElement, SVGElement] {
   const W = 420;
   const H = 140;
   const pad = 24;
@@ -179,31 +183,30 @@ function chart(sends: Overview["queue"]["sends"], depth: Overview["queue"]["dept
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("width", "100%");
+  const legend = el("ul", { class: "legend" });
   // The window ends at the broker's latest sample, not at this tab's clock, which may be off by any amount.
   const end = Math.max(...[...sends, ...depth].map((s) => Date.parse(s.at)));
   const x = (at: string) => pad + ((W - 2 * pad) * (600_000 - (end - Date.parse(at)))) / 600_000;
-  const line = (points: Array<[number, number]>, max: number, color: string, label: string, row: number) => {
+  const line = (points: Array<[number, number]>, max: number, color: string, label: string) => {
     const path = document.createElementNS(ns, "polyline");
     path.setAttribute("fill", "none");
     path.setAttribute("stroke", color);
     path.setAttribute("stroke-width", "2");
     path.setAttribute("points", points.map(([px, v]) => `${px.toFixed(1)},${(H - pad - ((H - 2 * pad) * v) / max).toFixed(1)}`).join(" "));
-    const text = document.createElementNS(ns, "text");
-    text.setAttribute("x", String(pad));
-    text.setAttribute("y", String(12 * row));
-    text.style.fill = color;
-    text.textContent = `${label} (max ${max})`;
-    svg.append(path, text);
+    svg.append(path);
+    const item = el("li", {}, `${label} (max ${max})`);
+    item.style.color = color;
+    legend.append(item);
   };
   const maxSends = Math.max(1, ...sends.map((s) => Math.ceil(s.perSecond)));
   const maxDepth = Math.max(1, ...depth.map((d) => d.depth));
   // Each color is its legend's too: at least 4.5:1 on white, as text must be.
-  line(sends.map((s) => [x(s.at), s.perSecond]), maxSends, "#2f6fdb", "messages per second", 1);
-  line(depth.map((d) => [x(d.at), d.depth]), maxDepth, "#a85a12", "queue depth", 2);
+  line(sends.map((s) => [x(s.at), s.perSecond]), maxSends, "#2f6fdb", "messages per second");
+  line(depth.map((d) => [x(d.at), d.depth]), maxDepth, "#a85a12", "queue depth");
   const axis = document.createElementNS(ns, "line");
   for (const [k, v] of Object.entries({ x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: "#c4c8d2" })) axis.setAttribute(k, String(v));
   svg.append(axis);
-  return svg;
+  return [legend, svg];
 }
 
 /** Bumped by every sign-in and sign-out: what a refresh started before it brings back is dropped. */
@@ -227,7 +230,7 @@ async function refresh(): Promise<void> {
   $("instances").replaceChildren(
     ...o.instances.map((i) => el("tr", {}, el("td", { class: "mono" }, i.id.slice(0, 12)), el("td", {}, `${i.hostname} (${i.pid})`), el("td", {}, String(i.presences)), el("td", {}, `${i.leaseAgeSeconds.toFixed(1)} s`))),
   );
-  $("chart").replaceChildren(chart(o.queue.sends, o.queue.depth));
+  $("chart").replaceChildren(...chart(o.queue.sends, o.queue.depth));
   if (select.value && (streamAbort === null || select.dataset.following !== select.value)) followMesh(select.value);
   else if (select.value && streamAbort !== null) {
     // Members come and go (a revocation) without a presence event: listed again each refresh.
