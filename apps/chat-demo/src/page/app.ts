@@ -119,6 +119,8 @@ async function main(): Promise<void> {
   const asked = new Set<string>();
   const learnNames = () => {
     for (const p of client.presences) names.set(p.pubkey, p.displayName);
+    // A member keeps its first name: a tab loaded again with another one says the name the others see.
+    setText($("me"), names.get(client.publicKey) ?? name);
   };
   const askNames = (pubkeys: string[]) => {
     const wanted = [...new Set(pubkeys)].filter((k) => !names.has(k) && !asked.has(k));
