@@ -80,8 +80,11 @@ function health(source: string, problem: string | null): void {
 let members: Member[] = [];
 let streamAbort: AbortController | null = null;
 
+/** By name, then key: one order for listed members and those the stream brings between listings, so no row jumps. */
+const byName = (a: Member, b: Member) => a.displayName.localeCompare(b.displayName) || (a.pubkey < b.pubkey ? -1 : a.pubkey > b.pubkey ? 1 : 0);
+
 function renderMembers(): void {
-  const rows = members.map((m) =>
+  const rows = members.slice().sort(byName).map((m) =>
     el(
       "tr",
       { "data-member": m.pubkey },
