@@ -7,7 +7,7 @@
 // tab gets every message. A message typed here shows at once, marked as on its
 // way until the broker has it; it lives in this tab's memory until then.
 import { SwitchboardClient, type CloseInfo, type Message } from "@switchboard/client";
-import { $, el, isNearEnd, placeInOrder, setText } from "./dom.ts";
+import { $, el, isNearEnd, placeInOrder, setNames, setText } from "./dom.ts";
 import { askName, forgetIdentity, identity, startAfresh } from "./identity.ts";
 import { cutShort, inShownOrder, isUnsent, latestTime, shownPayload, type Line } from "./lines.ts";
 
@@ -219,7 +219,7 @@ async function main(): Promise<void> {
     list.dataset.empty = emptyRoomText();
     if (follow) list.scrollTop = list.scrollHeight;
     const typing = [...(typers.get(room)?.values() ?? [])];
-    setText($("typing"), typing.length === 0 ? "" : `${typing.join(", ")} ${typing.length === 1 ? "is" : "are"} typing…`);
+    setNames($("typing"), typing, typing.length === 0 ? "" : ` ${typing.length === 1 ? "is" : "are"} typing…`);
     for (const button of $("rooms").querySelectorAll<HTMLElement>("button")) button.setAttribute("aria-current", String(`#${button.dataset.room}` === room));
   };
 

@@ -12,6 +12,16 @@ export const setText = (node: HTMLElement, text: string) => {
   if (node.textContent !== text) node.textContent = text;
 };
 
+/**
+ * Sets `node` to `names` joined by ", ", then `tail`, only when its text
+ * differs. Each name is set apart in its own direction (dir=auto): two names
+ * in right-to-left scripts would otherwise run together and swap places.
+ */
+export const setNames = (node: HTMLElement, names: string[], tail: string) => {
+  if (node.textContent === names.join(", ") + tail) return;
+  node.replaceChildren(...names.flatMap((name, i) => [...(i === 0 ? [] : [", "]), el("span", { dir: "auto" }, name)]), tail);
+};
+
 /** Puts `items` into `list` in this order, moving only what is out of place, and takes out every other child. */
 export function placeInOrder(list: HTMLElement, items: HTMLElement[]): void {
   let next = list.firstElementChild;
