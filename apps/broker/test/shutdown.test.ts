@@ -111,23 +111,33 @@ describe("requests under way when the signal comes", () => {
   });
 });
 
+/**
+ * Starts a broker with env, sends SIGTERM once its stderr shows `marker` (then
+ * calls `afterSignal`), and checks it ended with exit 0 by its own hand, as
+ * a stop during its start must.
+ */
+async function stopWhileStarting(env: Record<string, string>, marker: string, afterSignal: () => void = () => {}): Promise<void> {
+  const proc = spawnRaw({ HOST: "127.0.0.1", BROKER_PORT: "0", ...env });
+  let stderr = "";
+  const reading = (async () => {
+    for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
+  })();
+  for (const end = Date.now() + 30_000; !stderr.includes(marker) && Date.now() < end; ) await Bun.sleep(50);
+  expect(stderr).toContain(marker);
+  proc.kill("SIGTERM");
+  afterSignal();
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  await reading;
+  expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
+  expect(stderr).toContain("stopped before the start finished");
+}
+
 describe("a stop signal while the broker starts", () => {
   test("SIGTERM while it waits for an unreachable database ends it with exit 0, not by the signal's default", async () => {
-    const proc = spawnRaw({ DATABASE_URL: "postgres://switchboard@127.0.0.1:1/none", HOST: "127.0.0.1", BROKER_PORT: "0" });
-    let stderr = "";
-    const reading = (async () => {
-      for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
-    })();
     // Waiting for its database: it has logged the first failed attempt.
-    for (const end = Date.now() + 30_000; !stderr.includes("db ping failed") && Date.now() < end; ) await Bun.sleep(50);
-    expect(stderr).toContain("db ping failed");
-    proc.kill("SIGTERM");
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-    const code = await proc.exited;
-    clearTimeout(timer);
-    await reading;
-    expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
-    expect(stderr).toContain("stopped before the start finished");
+    await stopWhileStarting({ DATABASE_URL: "postgres://switchboard@127.0.0.1:1/none" }, "db ping failed");
   });
 
   // As a container's pid 1 the process gets no signal it has no handler
@@ -138,39 +148,17 @@ describe("a stop signal while the broker starts", () => {
     const preload = join(import.meta.dir, "support", "slow-modules.ts");
     const dir = tempDir("modules-gate");
     const gate = join(dir, "go");
-    const proc = spawnRaw({ SLOW_MODULES_GATE: gate, BUN_OPTIONS: `--preload ${preload}`, DATA_DIR: join(dir, "data"), HOST: "127.0.0.1", BROKER_PORT: "0" });
-    let stderr = "";
-    const reading = (async () => {
-      for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
-    })();
-    for (const end = Date.now() + 30_000; !stderr.includes("loading app.ts") && Date.now() < end; ) await Bun.sleep(50);
-    expect(stderr).toContain("loading app.ts");
-    proc.kill("SIGTERM");
-    writeFileSync(gate, "");
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-    const code = await proc.exited;
-    clearTimeout(timer);
-    await reading;
-    rmSync(dir, { recursive: true, force: true });
-    expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
-    expect(stderr).toContain("stopped before the start finished");
+    try {
+      const env = { SLOW_MODULES_GATE: gate, BUN_OPTIONS: `--preload ${preload}`, DATA_DIR: join(dir, "data") };
+      await stopWhileStarting(env, "loading app.ts", () => writeFileSync(gate, ""));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("SIGTERM while error tracking loads ends it with exit 0, not by the signal's default", async () => {
     const preload = join(import.meta.dir, "support", "slow-error-tracking.ts");
-    const proc = spawnRaw({ SENTRY_DSN: "http://public@127.0.0.1:9/1", BUN_OPTIONS: `--preload ${preload}`, HOST: "127.0.0.1", BROKER_PORT: "0" });
-    let stderr = "";
-    const reading = (async () => {
-      for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
-    })();
-    for (const end = Date.now() + 30_000; !stderr.includes("loading @sentry/bun") && Date.now() < end; ) await Bun.sleep(50);
-    expect(stderr).toContain("loading @sentry/bun");
-    proc.kill("SIGTERM");
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-    const code = await proc.exited;
-    clearTimeout(timer);
-    await reading;
-    expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
-    expect(stderr).toContain("stopped before the start finished");
+    await stopWhileStarting({ SENTRY_DSN: "http://public@127.0.0.1:9/1", BUN_OPTIONS: `--preload ${preload}` }, "loading @sentry/bun");
   });
 });
+
