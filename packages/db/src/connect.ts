@@ -114,6 +114,15 @@ const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) *
 // over a large table did, every tick).
 export const PLANNER_SETTINGS = { plan_cache_mode: "force_generic_plan", enable_seqscan: "off", jit: "off" } as const;
 
+// A transaction whose client stopped talking mid-way (an instance frozen by
+// SIGSTOP or a paused VM, between two statements or as one returned) keeps
+// its row locks for as long as the client sleeps, and every other instance
+// waits on them: hellos of its meshes, the reap of its presences. The server
+// ends such a session after this long, rolling the transaction back; no
+// transaction of the broker's pauses between its statements for nearly as
+// long, and one that is ended so fails as on any lost connection.
+const SERVER_SETTINGS = { ...PLANNER_SETTINGS, idle_in_transaction_session_timeout: 10_000 } as const;
+
 // Work that certainly did nothing in the database runs once more, on another
 // connection: right after a restart the pool can hand it a connection opened
 // while the server was still starting, or one the server has ended. While
@@ -152,7 +161,7 @@ function connectPostgres(url: string, poolSize: number): Database {
     idle_timeout: 30,
     backoff: reconnectBackoff,
     onnotice: () => {},
-    connection: PLANNER_SETTINGS,
+    connection: SERVER_SETTINGS,
   });
   // drizzle installs its type parsers on the clients, so both drivers return the same shapes.
   drizzlePostgres(client, { schema });
@@ -162,7 +171,7 @@ function connectPostgres(url: string, poolSize: number): Database {
     idle_timeout: 30,
     backoff: reconnectBackoff,
     onnotice: () => {},
-    connection: { ...PLANNER_SETTINGS, synchronous_commit: "off" },
+    connection: { ...SERVER_SETTINGS, synchronous_commit: "off" },
   });
   drizzlePostgres(relaxedClient, { schema });
   const probes = new Set<ReturnType<typeof setInterval>>();
