@@ -14,17 +14,30 @@ function isFinal(code: string): boolean {
 }
 
 /**
- * Why the client ended for good. A reconnect whose hello was refused for
- * good (the member revoked or the mesh gone while the socket was down) ends
- * with 1006 and the refusal's code as reason: named as the first hello's
- * refusal is, not as a session the broker closed.
+ * Why the client ended for good, in words the model can act on: the server
+ * does not reconnect, so each says what happened and what brings it back.
+ * A reconnect whose hello was refused for good (the member revoked or the
+ * mesh gone while the socket was down) ends with 1006 and the refusal's code
+ * as reason: named as the first hello's refusal is, not as a session the
+ * broker closed.
  */
-function endedBy(info: CloseInfo): ToolError {
+function endedBy(info: CloseInfo, sessionId: string): ToolError {
   if (info.code === 1006 && isFinalHelloCode(info.reason)) {
     return new ToolError(info.reason, `the broker refused this member when reconnecting (${info.reason}); restart the server once that is mended`);
   }
-  const code = info.code === 4000 ? "replaced" : info.code === 4002 ? "revoked" : "closed";
-  return new ToolError(code, `the broker ended this session (${info.code} ${info.reason})`);
+  const restart = "restart the server (/mcp in Claude Code, or a new session)";
+  if (info.code === 4000) {
+    return new ToolError(
+      "replaced",
+      `another server connected with this session id ("${sessionId}") and took the session over: Claude Code runs this session twice ` +
+        `(resumed in a second terminal, say), and this member's messages go to the other one now. This server does not reconnect; ` +
+        `close one of the two (restarting this server with /mcp in Claude Code takes the session back from the other)`,
+    );
+  }
+  if (info.code === 4002) {
+    return new ToolError("revoked", `the broker ended this session: this member was revoked from the mesh; once it is a member again, ${restart}`);
+  }
+  return new ToolError("closed", `the broker ended this session (${info.code} ${info.reason}) and it does not reconnect: ${restart}`);
 }
 
 export class BrokerLink {
@@ -37,7 +50,8 @@ export class BrokerLink {
   private wake: (() => void) | null = null;
 
   constructor(
-    private readonly options: ClientOptions,
+    /** With the session id the server said hello with: a takeover names it. */
+    private readonly options: ClientOptions & { sessionId: string },
     private readonly log: Logger,
     private readonly onClient: (client: SwitchboardClient) => void,
   ) {}
@@ -101,7 +115,7 @@ export class BrokerLink {
     client.on("close", (info) => {
       if (this.stopped) return;
       this.log.warn({ code: info.code, reason: info.reason, reconnecting: info.willReconnect }, "mcp disconnected");
-      if (!info.willReconnect) this.failure = endedBy(info);
+      if (!info.willReconnect) this.failure = endedBy(info, this.options.sessionId);
     });
     // Each failed reconnect with its reason: a broker down, a token refused, the member revoked.
     client.on("connectFailed", (f) => {
