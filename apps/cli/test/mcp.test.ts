@@ -179,6 +179,13 @@ describe("two sessions, alice and bob", () => {
     expect(noTool).toMatchObject({ isError: true, data: { error: { code: "unknown_tool" } } });
   });
 
+  test("a name that matches a member's only when case is ignored is unknown_target naming that member's name; nothing is sent", async () => {
+    const wrongCase = await a.call("send_message", { to: "BOB", text: "hi" });
+    expect(wrongCase.isError).toBe(true);
+    expect(wrongCase.data).toEqual({ error: { code: "unknown_target", message: expect.stringContaining('did you mean "bob"?') } });
+    expect((await b.ok("check_messages")).messages).toEqual([]);
+  });
+
   test("a pubkey written in capitals is that pubkey (sent to it, in lowercase), not a display name", async () => {
     const sent = await a.ok("send_message", { to: members.bob!.pubkey.toUpperCase(), text: "to the key in capitals" });
     expect(sent).toEqual({ message_id: expect.any(String), recipients: 1, target: members.bob!.pubkey });

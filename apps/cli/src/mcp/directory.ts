@@ -94,6 +94,13 @@ export class PeerDirectory {
     if (candidates.size > 1) {
       throw new ToolError("ambiguous_target", `${candidates.size} members are named "${to}"; send to one of their pubkeys: ${[...candidates].join(", ")}`);
     }
+    // Names are compared exactly; a model that capitalised one ("Grace" for "grace") is told the name to use.
+    const known = everyone ? everyone.map((m) => m.displayName) : [...this.names.values()];
+    const folded = to.toLowerCase();
+    const near = [...new Set(known.filter((name) => name.toLowerCase() === folded))];
+    if (near.length > 0) {
+      throw new ToolError("unknown_target", `no member named "${to}" (names are compared exactly): did you mean ${near.map((n) => `"${n}"`).join(" or ")}?`);
+    }
     const hint = everyone ? "" : " (a member that is offline is found by name only once it was seen online; its pubkey always works)";
     throw new ToolError("unknown_target", `no member named "${to}"${hint}`);
   }
