@@ -57,6 +57,11 @@ async function connectJwt(identity: TestIdentity, meshId: string, jwt: string, s
   return peer;
 }
 
+async function memberTags(meshId: string, pubkey: string): Promise<unknown> {
+  const listed = (await broker.admin.raw("GET", `/v1/meshes/${meshId}/members`).then((r) => r.json())) as { members: Array<{ pubkey: string; tags: unknown }> };
+  return listed.members.find((m) => m.pubkey === pubkey)?.tags;
+}
+
 async function refusedWith(identity: TestIdentity, meshId: string, jwt: string, wsUrl = broker.wsUrl): Promise<PeerError> {
   const outcome = await TestPeer.connect(wsUrl, { identity, meshId, jwt }).then(
     async (peer) => {
@@ -84,14 +89,17 @@ describe("JWT hello", () => {
     expect(enrolled).toEqual([expect.objectContaining({ displayName: "Ada", tags: ["support"], role: "member", revokedAt: null })]);
   });
 
-  test("without a name the display name is the pubkey's first 8 hex digits; an existing member keeps its name", async () => {
+  test("without a name the display name is the pubkey's first 8 hex digits; an existing member keeps its name and tags", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["old-name"] });
     const fresh = await newIdentity();
     const peer = await connectJwt(fresh, mesh.id, await token({ mesh: mesh.id, pubkey: fresh.publicKey }));
     expect(peer.helloAck?.displayName).toBe(fresh.publicKey.slice(0, 8));
     const existing = members[0]!;
-    const again = await connectJwt(existing.identity, mesh.id, await token({ mesh: mesh.id, pubkey: existing.pubkey, name: "new-name" }));
+    const tagsBefore = await memberTags(mesh.id, existing.pubkey);
+    const again = await connectJwt(existing.identity, mesh.id, await token({ mesh: mesh.id, pubkey: existing.pubkey, name: "new-name", tags: ["from-token"] }));
     expect(again.helloAck).toMatchObject({ memberId: existing.id, displayName: "old-name" });
+    expect(await memberTags(mesh.id, existing.pubkey)).toEqual(tagsBefore);
+    expect(tagsBefore).toEqual([]);
   });
 
   test("a mesh claim naming the mesh's id in capitals names that mesh, as the hello's meshId does", async () => {
