@@ -19,6 +19,7 @@ import {
   type Frame,
   type SetupMember,
 } from "@switchboard/testkit";
+import { SignJWT } from "jose";
 import postgres from "postgres";
 import { UUID } from "./support/messaging.ts";
 
@@ -121,6 +122,26 @@ describe("hello", () => {
     const byId = await connect(members[0]!, mesh.id);
     expect(bySlug.helloAck?.meshId).toBe(mesh.id);
     expect(byId.helloAck?.meshId).toBe(mesh.id);
+  });
+
+  // PROTOCOL.md §11: this broker has neither JWT_SECRET nor JWT_PUBLIC_KEY.
+  test("a JWT hello to a broker with no JWT key is refused unauthorized, close 1008; nothing is enrolled", async () => {
+    const { mesh } = await setupMesh(broker.admin, { members: 1 });
+    const browser = await newIdentity();
+    const jwt = await new SignJWT({ mesh: mesh.id, pubkey: browser.publicKey, exp: Math.floor(Date.now() / 1000) + 3600 })
+      .setProtectedHeader({ alg: "HS256" })
+      .sign(new TextEncoder().encode("any-secret-0123456789abcdefghijkl"));
+    const refusal = await TestPeer.connect(broker.wsUrl, { identity: browser, meshId: mesh.id, jwt }).then(
+      async (peer) => {
+        await peer.close();
+        return new Error(`accepted: ${JSON.stringify(peer.helloAck)}`);
+      },
+      (error: unknown) => error,
+    );
+    if (!(refusal instanceof PeerError)) throw refusal;
+    expect({ code: refusal.code, close: refusal.closeCode, reason: refusal.closeReason }).toEqual({ code: "unauthorized", close: 1008, reason: "unauthorized" });
+    const listed = (await broker.admin.raw("GET", `/v1/meshes/${mesh.id}/members`).then((r) => r.json())) as { members: Array<{ pubkey: string }> };
+    expect(listed.members.map((m) => m.pubkey)).not.toContain(browser.publicKey);
   });
 
   test("a frame that is not JSON is refused as malformed", async () => {
