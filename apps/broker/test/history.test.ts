@@ -65,6 +65,21 @@ describe("channel history", () => {
     expect(ids(await history(a, { target: "#room" }))).toEqual(sent);
   });
 
+  test("a member that left the channel is no longer a current member: forbidden, until it joins again", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["ann", "ben"] });
+    const [ann, ben] = members as [SetupMember, SetupMember];
+    const a = await pool.connect(broker.wsUrl, ann, mesh.id);
+    const b = await pool.connect(broker.wsUrl, ben, mesh.id);
+    await a.request({ type: "join", channel: "#gone" });
+    await b.request({ type: "join", channel: "#gone" });
+    const sent = await sendTexts(a, "#gone", ["g1"]);
+    expect(ids(await history(b, { target: "#gone" }))).toEqual(sent);
+    await b.request({ type: "leave", channel: "#gone" });
+    expect(await history(b, { target: "#gone" })).toMatchObject({ type: "error", code: "forbidden" });
+    await b.request({ type: "join", channel: "#gone" });
+    expect(ids(await history(b, { target: "#gone" }))).toEqual(sent);
+  });
+
   test("pages: before (exclusive) and limit walk back without gaps; limit is clamped to 200", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["writer"] });
     const w = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
