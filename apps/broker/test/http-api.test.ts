@@ -342,6 +342,21 @@ describe("HTTP messaging API", () => {
     ]);
   });
 
+  test("?wait=S returns the first reply owed to the token's member: a reply to the message sent to another member, or a message without replyTo, is not it", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(3);
+    const [app, runner, other] = members as [SetupMember, SetupMember, SetupMember];
+    const peer = await connect(mesh.id, runner);
+    const waiting = post(tokens[0]!, httpBody(runner.pubkey), { wait: 60, signal: AbortSignal.timeout(20_000) });
+    const [command] = await peer.waitForPushes(1);
+    const commandId = str(command!.messageId);
+    await peer.send(other.pubkey, { replyTo: commandId });
+    await peer.send(app.pubkey);
+    const replied = await peer.send(app.pubkey, { replyTo: commandId });
+    const answer = await waiting;
+    expect(answer.status).toBe(201);
+    expect(answer.body.reply).toMatchObject({ messageId: str(replied.messageId), targetSpec: app.pubkey, replyTo: commandId });
+  });
+
   test("?wait=S retried with its key after the reply was returned gets that reply again, at once", async () => {
     const { mesh, members, tokens } = await meshWithTokens(2);
     const [app, runner] = members as [SetupMember, SetupMember];
