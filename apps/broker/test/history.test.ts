@@ -80,6 +80,28 @@ describe("channel history", () => {
     expect(ids(await history(b, { target: "#gone" }))).toEqual(sent);
   });
 
+  test("a channel message whose deliveries expired unacknowledged stays in history", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["ann", "ben"] });
+    const [ann, ben] = members as [SetupMember, SetupMember];
+    const a = await pool.connect(broker.wsUrl, ann, mesh.id);
+    const b = await pool.connect(broker.wsUrl, ben, mesh.id);
+    await a.request({ type: "join", channel: "#brief" });
+    await b.request({ type: "join", channel: "#brief" });
+    await b.close();
+    const [ack] = await sendMany(a, [{ type: "send", targetSpec: "#brief", nonce: "plain", ciphertext: btoa("short-lived"), ttlSeconds: 1 }]);
+    const id = str(ack!.messageId);
+    await waitUntil(
+      async () => {
+        const res = await fetch(`${broker.url}/v1/messages/${id}`, { headers: { authorization: `Bearer ${broker.adminToken}` } });
+        const view = (await res.json()) as { recipients: Array<{ state: string }> };
+        return view.recipients.every((r) => r.state === "expired") ? true : undefined;
+      },
+      15_000,
+      "the delivery to ben expired",
+    );
+    expect(ids(await history(a, { target: "#brief" }))).toEqual([id]);
+  });
+
   test("pages: before (exclusive) and limit walk back without gaps; limit is clamped to 200", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["writer"] });
     const w = await pool.connect(broker.wsUrl, members[0]!, mesh.id);
