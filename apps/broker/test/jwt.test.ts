@@ -301,5 +301,15 @@ describe("CORS_ORIGINS", () => {
       headers: { origin: "http://evil.example.test", connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
     });
     expect(upgrade.status).toBe(403);
+    // The refusal is an HTTP answer like any other: it varies by Origin, and names no allowed origin.
+    expect([upgrade.headers.get("access-control-allow-origin"), upgrade.headers.get("vary")]).toEqual([null, "Origin"]);
+  });
+
+  test("/ws answers a listed origin's plain request and preflight as every HTTP route does", async () => {
+    const plain = await fetch(`${broker.url}/ws`, { headers: { origin: ALLOWED_ORIGIN } });
+    expect([plain.status, plain.headers.get("access-control-allow-origin"), plain.headers.get("vary")]).toEqual([426, ALLOWED_ORIGIN, "Origin"]);
+    expect(((await plain.json()) as { error: { code: string } }).error.code).toBe("upgrade_required");
+    const preflight = await fetch(`${broker.url}/ws`, { method: "OPTIONS", headers: { origin: ALLOWED_ORIGIN, "access-control-request-method": "GET" } });
+    expect([preflight.status, preflight.headers.get("access-control-allow-origin")]).toEqual([204, ALLOWED_ORIGIN]);
   });
 });

@@ -66,7 +66,8 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
   const all: Serve.Options<Connection> = {
     port,
     hostname,
-    routes: Object.assign({}, cors.wrapRoutes(answerOtherMethods(answerFailures(Object.assign({}, ...routes), failed))), {
+    // /ws is wrapped too: its refusals are HTTP answers, with the CORS headers as every route's.
+    routes: cors.wrapRoutes(Object.assign({}, answerOtherMethods(answerFailures(Object.assign({}, ...routes), failed)), {
       "/ws": (req: Request, srv: Server<Connection>) => {
         // A browser always names the page's origin; with CORS_ORIGINS set, only listed pages may connect.
         if (!cors.allowsSocket(req.headers.get("origin"))) return refuseSocket("forbidden", "this origin may not open a socket here");
@@ -81,7 +82,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
         gate.settled(address);
         return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
       },
-    }),
+    })),
     fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("not_found", `no route ${req.method} ${new URL(req.url).pathname}`)),
     websocket: ws.handlers,
     error: failed,
