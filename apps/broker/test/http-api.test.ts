@@ -650,6 +650,18 @@ describe("HTTP messaging API", () => {
     expectError(await messageStatus(broker.url, "sba_nope", id), 401, "unauthorized");
   });
 
+  test("GET /v1/messages/:id: the sender is the member, whichever way it sent and whichever of its tokens asks", async () => {
+    const { mesh, members, tokens } = await meshWithTokens(2);
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const appPeer = await connect(mesh.id, app);
+    const bySocket = str((await appPeer.send(runner.pubkey)).messageId);
+    const secondToken = await broker.admin.createApiToken(mesh.id, app.id);
+    for (const token of [tokens[0]!, secondToken]) {
+      const seen = await messageStatus<StatusBody>(broker.url, token, bySocket);
+      expect({ status: seen.status, recipients: seen.body.recipients?.map((r) => r.pubkey) }).toEqual({ status: 200, recipients: [runner.pubkey] });
+    }
+  });
+
   test("a queued message past its TTL reads as expired", async () => {
     const { members, tokens } = await meshWithTokens(2);
     const sent = await post(tokens[0]!, httpBody(members[1]!.pubkey, { ttlSeconds: 1 }));
