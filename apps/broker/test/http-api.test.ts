@@ -151,7 +151,10 @@ describe("HTTP messaging API", () => {
       // A token that was given is not said to be missing.
       expect(answer.body.error.message).toMatch(token === null ? /is required/ : /not a live API token/);
     }
-    expect((await post(tokens[0]!, httpBody(target.pubkey))).status).toBe(201);
+    const sent = await post(tokens[0]!, httpBody(target.pubkey));
+    expect(sent.status).toBe(201);
+    // GET too, even for the hook token of the member that sent it.
+    for (const token of [null, "sba_nope", hookToken, tokens[1]!]) expectError(await messageStatus(broker.url, token, sent.body.messageId), 401, "unauthorized");
   });
 
   test("a method a route does not serve answers a JSON 405 naming the ones it does, on every route", async () => {
