@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { FRAME_ERROR_CODES } from "@switchboard/protocol";
-import { parsePrometheusText, useTestBroker } from "@switchboard/testkit";
+import { parsePrometheusText, setupMesh, TestPeer, useTestBroker } from "@switchboard/testkit";
 
 const METRICS_TOKEN = "metrics-secret-0123456789";
 const REQUIRED_METRICS = [
@@ -76,5 +76,17 @@ describe("operational endpoints", () => {
     const text = broker.process.stderrText().trim();
     for (const line of text.split("\n")) expect(() => JSON.parse(line)).not.toThrow();
     expect(broker.process.logs.some((l) => l.msg === "broker listening")).toBe(true);
+  });
+
+  test("a socket's life is logged as ws hello, ws set_status and ws close, each naming its presence", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id });
+    const presenceId = String(peer.helloAck?.presenceId);
+    await peer.request({ type: "set_status", status: "working" });
+    await peer.close();
+    const ofPresence = (line: Record<string, unknown>) => line.presenceId === presenceId;
+    expect(await broker.process.waitForLog("ws hello", 10_000, ofPresence)).toMatchObject({ memberId: members[0]!.id, meshId: mesh.id });
+    expect(await broker.process.waitForLog("ws set_status", 10_000, ofPresence)).toMatchObject({ status: "working" });
+    await broker.process.waitForLog("ws close", 10_000, ofPresence);
   });
 });
