@@ -78,6 +78,22 @@ describe("operational endpoints", () => {
     expect(broker.process.logs.some((l) => l.msg === "broker listening")).toBe(true);
   });
 
+  // PROTOCOL.md §9: origins are checked only when CORS_ORIGINS is set (this broker has none).
+  test("without CORS_ORIGINS a page's origin gets no CORS header, and its socket is upgraded", async () => {
+    const origin = "http://page.example.test";
+    const health = await fetch(`${broker.url}/health`, { headers: { origin } });
+    expect([health.status, health.headers.get("access-control-allow-origin")]).toEqual([200, null]);
+    const opened = await new Promise<string>((resolve) => {
+      const ws = new WebSocket(broker.wsUrl, { headers: { origin } });
+      ws.addEventListener("open", () => {
+        ws.close();
+        resolve("open");
+      });
+      ws.addEventListener("error", () => resolve("refused"));
+    });
+    expect(opened).toBe("open");
+  });
+
   test("a socket's life is logged as ws hello, ws set_status and ws close, each naming its presence", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const peer = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id });
