@@ -54,7 +54,12 @@ describe("a member's queue bound", () => {
 
     // HTTP: 429 queue_full for the one member, the count for many.
     const overHttp = await postMessage<{ error: { code: string } }>(broker.url, token, httpBody(offline.pubkey));
-    expect({ status: overHttp.status, code: overHttp.body.error?.code }).toEqual({ status: 429, code: "queue_full" });
+    // No Retry-After (docs/http.md): when the member takes its queue is not the broker's to say.
+    expect({ status: overHttp.status, code: overHttp.body.error?.code, retryAfter: overHttp.headers.get("retry-after") }).toEqual({
+      status: 429,
+      code: "queue_full",
+      retryAfter: null,
+    });
     const toAllOverHttp = await postMessage<{ recipients: number; fullQueues?: number }>(broker.url, token, httpBody("*"));
     expect(toAllOverHttp.status).toBe(201);
     expect(toAllOverHttp.body).toMatchObject({ recipients: 1, fullQueues: 1 });
