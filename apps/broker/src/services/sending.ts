@@ -80,6 +80,12 @@ export class SendService {
     this.recipients.prune(this.options.clock());
   }
 
+  /** A refusal with the seconds until the limiter has room for the member again. */
+  private rateLimited(limiter: RateLimiter, sender: Sender, message: string): Refusal<"rate_limited"> & { retryAfterSeconds: number } {
+    const retryAfterSeconds = Math.max(1, Math.ceil(limiter.retryAfterMs(sender.memberId, this.options.clock()) / 1000));
+    return { ...refuse("rate_limited", message), retryAfterSeconds };
+  }
+
   async send(sender: Sender, request: SendRequest, extras: SendExtras = {}): Promise<SendOutcome> {
     const arrived = this.options.clock();
     const outcome = await this.decide(sender, request, extras);
@@ -104,13 +110,12 @@ export class SendService {
     // Checked first, so a send it refuses is not counted as a send either. A
     // send's recipients are known once it is written: they count from then,
     // so sends in flight together may pass the bound by their recipients.
-    if (!this.recipients.fits(sender.memberId, this.options.clock())) {
-      const retryAfterSeconds = Math.max(1, Math.ceil(this.recipients.retryAfterMs(sender.memberId, this.options.clock()) / 1000));
-      return { ...refuse("rate_limited", `sends reached more than ${this.options.sendRecipientsPerMin} recipients in a minute`), retryAfterSeconds };
+    const now = this.options.clock();
+    if (!this.recipients.fits(sender.memberId, now)) {
+      return this.rateLimited(this.recipients, sender, `sends reached more than ${this.options.sendRecipientsPerMin} recipients in a minute`);
     }
-    if (!this.limiter.allow(sender.memberId, this.options.clock())) {
-      const retryAfterSeconds = Math.max(1, Math.ceil(this.limiter.retryAfterMs(sender.memberId, this.options.clock()) / 1000));
-      return { ...refuse("rate_limited", `more than ${this.options.sendRateLimitPerMin} sends in a minute`), retryAfterSeconds };
+    if (!this.limiter.allow(sender.memberId, now)) {
+      return this.rateLimited(this.limiter, sender, `more than ${this.options.sendRateLimitPerMin} sends in a minute`);
     }
     const message: NewMessage = {
       id: crypto.randomUUID(),
