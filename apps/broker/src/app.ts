@@ -129,7 +129,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     ));
   let db: Database;
   try {
-    db = await connectAndMigrate(config, log, listen, (up) => {
+    db = await connectAndMigrate(config, instanceId, log, listen, (up) => {
       answered = up;
       metrics.dbHealthy.set(up ? 1 : 0);
     });

@@ -2,7 +2,7 @@
 // starts. A database that is away or still starting is waited for; what can
 // never succeed by waiting (missing migration files, a locked embedded
 // directory, a port in use) stops the start.
-import { connect, isConnectionLost, loadMigrations, migrate, type Database } from "@switchboard/db";
+import { applicationNameOf, connect, isConnectionLost, loadMigrations, migrate, type Database } from "@switchboard/db";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { pingDatabase } from "./store/health.ts";
@@ -10,10 +10,11 @@ import { pingDatabase } from "./store/health.ts";
 /**
  * `onConnected` runs once the database is this process's (it opens the port);
  * a throw from it is final. `reached` says after each attempt whether the
- * database answered.
+ * database answered. Every connection is named for `instanceId`.
  */
 export async function connectAndMigrate(
   config: Config,
+  instanceId: string,
   log: Logger,
   onConnected: () => void,
   reached: (up: boolean) => void,
@@ -28,7 +29,12 @@ export async function connectAndMigrate(
   // later: each `db ping failed` is followed by a `db healthy`.
   let pingFailed = false;
   for (let attempt = 1; ; attempt++) {
-    const db = await connect({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DB_POOL_SIZE });
+    const db = await connect({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      poolSize: config.DB_POOL_SIZE,
+      applicationName: applicationNameOf(instanceId),
+    });
     try {
       onConnected();
     } catch (error) {

@@ -44,6 +44,11 @@ export interface ConnectOptions {
   dataDir: string;
   /** Connections in the postgres.js pool. */
   poolSize?: number;
+  /**
+   * The application_name of every connection, the listener's too
+   * (applicationNameOf): what another instance ends them by.
+   */
+  applicationName?: string | undefined;
 }
 
 // Dates, times and intervals come back as Postgres prints them, as drizzle has
@@ -154,14 +159,16 @@ function listeningClient(client: postgres.Sql): postgres.Sql | undefined {
   return (client.listen as unknown as { sql?: postgres.Sql }).sql;
 }
 
-function connectPostgres(url: string, poolSize: number): Database {
+function connectPostgres(url: string, poolSize: number, applicationName: string | undefined): Database {
+  // The listener is opened with the pool's options, this name with them.
+  const settings = applicationName === undefined ? SERVER_SETTINGS : { ...SERVER_SETTINGS, application_name: applicationName };
   const client = postgres(url, {
     max: poolSize,
     connect_timeout: 5,
     idle_timeout: 30,
     backoff: reconnectBackoff,
     onnotice: () => {},
-    connection: SERVER_SETTINGS,
+    connection: settings,
   });
   // drizzle installs its type parsers on the clients, so both drivers return the same shapes.
   drizzlePostgres(client, { schema });
@@ -171,7 +178,7 @@ function connectPostgres(url: string, poolSize: number): Database {
     idle_timeout: 30,
     backoff: reconnectBackoff,
     onnotice: () => {},
-    connection: { ...SERVER_SETTINGS, synchronous_commit: "off" },
+    connection: { ...settings, synchronous_commit: "off" },
   });
   drizzlePostgres(relaxedClient, { schema });
   const probes = new Set<ReturnType<typeof setInterval>>();
@@ -267,6 +274,6 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
 }
 
 export async function connect(options: ConnectOptions): Promise<Database> {
-  if (options.databaseUrl) return connectPostgres(options.databaseUrl, options.poolSize ?? 10);
+  if (options.databaseUrl) return connectPostgres(options.databaseUrl, options.poolSize ?? 10, options.applicationName);
   return connectEmbedded(options.dataDir);
 }

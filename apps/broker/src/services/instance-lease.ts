@@ -11,6 +11,7 @@ import {
   registerInstance,
   renewInstance,
   takeExpiredInstances,
+  terminateSessionsOf,
 } from "../store/instances.ts";
 import { disconnectPresences, livePresenceIdsOfInstance } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
@@ -91,7 +92,7 @@ export class InstanceLease {
     // Not renewed for a whole lease (cut off, or frozen): the others may have
     // been too, and the renew that ends it gives them a lease first.
     if (now < this.reapAfter || now - this.lastRenewedAt > this.options.leaseSeconds * 1000) return [];
-    const { members, left } = await retryTransient(() =>
+    const { members, left, expired } = await retryTransient(() =>
       this.db.transaction(async (tx) => {
         const expired = await takeExpiredInstances(tx, this.id);
         const orphans = await orphanedPresenceIds(tx, this.id);
@@ -102,11 +103,28 @@ export class InstanceLease {
         if (members.length > 0) await this.bus.publish(tx, queuedWork(members, []));
         const left = leftEvents(orphans);
         await this.events.announce(tx, left);
-        return { members, left };
+        return { members, left, expired };
       }),
     );
     this.events.deliver(left);
+    if (expired.length > 0) await this.endSessionsOf(expired);
     return members;
+  }
+
+  // A reaped instance may only be frozen (SIGSTOP, a paused VM), its
+  // sessions open: its listener, no longer read, holds back Postgres's
+  // notification queue until every NOTIFY fails ("too many notifications"),
+  // and a statement of it under way keeps its locks. Awake, it finds its
+  // lease lost and opens new sessions. Its presences are already reaped: a
+  // failure here is only logged.
+  private async endSessionsOf(instances: string[]): Promise<void> {
+    if (this.db.kind !== "postgres") return;
+    try {
+      const ended = await terminateSessionsOf(this.db, instances);
+      if (ended > 0) this.log.info({ instances, sessions: ended }, "ended the database sessions of reaped instances");
+    } catch (error) {
+      this.log.warn({ err: error, instances }, "could not end the database sessions of reaped instances");
+    }
   }
 
   /** Graceful stop: only this instance's presences end. */

@@ -1,7 +1,8 @@
 // Broker instances and their leases. An instance that stops renewing (it was
 // killed) is reaped by the others: its presences end, its leases return.
-import type { Executor } from "@switchboard/db";
+import { applicationNameOf, type Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
+import { jsonParam } from "./sql.ts";
 
 /** Also makes a reaped instance live again, with a fresh lease. */
 export async function registerInstance(db: Executor, id: string, hostname: string, pid: number, leaseSeconds: number) {
@@ -60,4 +61,17 @@ export async function orphanedPresenceIds(tx: Executor, exceptInstance: string):
 /** For a process that owns the database alone (embedded): whatever else is marked live was left by a crash. */
 export async function markAllInstancesStopped(db: Executor): Promise<void> {
   await db.rows(sql`UPDATE broker_instances SET stopped_at = now() WHERE stopped_at IS NULL`);
+}
+
+/**
+ * Ends the sessions of these (reaped) instances, found by the name each
+ * instance gives its connections; returns how many. Postgres only: the
+ * embedded database has no sessions of other processes.
+ */
+export async function terminateSessionsOf(db: Executor, instanceIds: readonly string[]): Promise<number> {
+  const rows = await db.rows<{ ended: number }>(sql`
+    SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS ended FROM pg_stat_activity
+    WHERE application_name IN (SELECT jsonb_array_elements_text(${jsonParam(instanceIds.map(applicationNameOf))}))
+      AND datname = current_database() AND pid <> pg_backend_pid()`);
+  return rows[0]?.ended ?? 0;
 }
