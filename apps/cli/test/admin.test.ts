@@ -313,6 +313,12 @@ describe("usage errors exit 2 with one line", () => {
     [["mcp", "--mesh", "demo", "--json"], /--json is not an option of mcp: its standard output is the MCP protocol\n$/],
     [["hook", "forward", "--url", "http://127.0.0.1:9", "--token-file", "/nonexistent", "--json"], /--json is not an option of hook forward: it writes one line to stderr, for Claude Code's hook log\n$/],
     [["install", "--mesh", "demo", "--token", ""], /--token is empty/],
+    // As an empty operand: a flag given "$MESH" with MESH unset is not taken for unset, nor sent on.
+    [["send", "--mesh", "", "*", "hi"], /--mesh is empty/],
+    [["status", "--mesh", "demo", "idle", "--key", ""], /--key is empty/],
+    [["mesh", "list", "--admin-token", ""], /--admin-token is empty/],
+    [["mesh", "list", "--url", ""], /--url is empty/],
+    [["mesh", "list", "--config", ""], /--config is empty/],
     // Routes are added to the URL's path: a query or fragment before them would swallow them.
     [["mesh", "list", "--url", "http://127.0.0.1:9/?x=1"], /broker URL "http:\/\/127\.0\.0\.1:9\/\?x=1" must have no query or fragment/],
     [["mesh", "list", "--url", "http://127.0.0.1:9#top"], /broker URL .* must have no query or fragment/],
@@ -326,6 +332,16 @@ describe("usage errors exit 2 with one line", () => {
       expectOneLineError(await runCli(home, args, { env: { SWITCHBOARD_URL: "http://127.0.0.1:9" } }), 2, pattern);
     });
   }
+
+  test("install --mesh \"\" is refused and writes nothing, rather than installing a server that names no mesh", async () => {
+    const key = home.path("install-empty-mesh.json");
+    await cliOk(home, ["keygen", "--out", key]);
+    const cwd = home.path("install-empty-mesh");
+    mkdirSync(cwd);
+    const result = await runCli(home, ["install", "--mesh", "", "--token", "sbh_x", "--key", key], { env: { SWITCHBOARD_URL: "http://127.0.0.1:9" }, cwd });
+    expectOneLineError(result, 2, /--mesh is empty/);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
 
   test("switchboard send --mesh demo * - with nothing on standard input", async () => {
     const result = await runCli(home, ["send", "--mesh", "demo", "*", "-"], { env: { SWITCHBOARD_URL: "http://127.0.0.1:9" }, stdin: "" });
