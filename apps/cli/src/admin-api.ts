@@ -1,7 +1,6 @@
 // The broker's admin HTTP API (docs/protocol.md, "Admin API"): one typed call per route.
 // A non-2xx answer becomes a CliError carrying the broker's own message.
 import {
-  PUBKEY,
   UUID,
   type IssuedToken,
   type MemberView,
@@ -13,6 +12,7 @@ import {
 } from "@switchboard/protocol";
 import { httpBase } from "./config.ts";
 import { CliError, REQUEST_TIMEOUT_MS } from "./errors.ts";
+import { asPubkey } from "./target.ts";
 
 const seg = encodeURIComponent;
 
@@ -116,11 +116,14 @@ export class AdminApi {
   }
 
   /**
-   * A member reference as the routes take it (id or pubkey). Anything else is
-   * taken as a display name and looked up among the mesh's active members.
+   * A member reference as the routes take it (id, or pubkey in lowercase, as
+   * send takes one written in either case). Anything else is taken as a
+   * display name and looked up among the mesh's active members.
    */
   async memberRef(mesh: string, ref: string): Promise<string> {
-    if (UUID.test(ref) || PUBKEY.test(ref)) return ref;
+    if (UUID.test(ref)) return ref;
+    const pubkey = asPubkey(ref);
+    if (pubkey !== undefined) return pubkey;
     const named = (await this.listMembers(mesh)).filter((m) => m.displayName === ref && m.revokedAt === null);
     if (named.length === 1 && named[0] !== undefined) return named[0].id;
     if (named.length === 0) throw new CliError(`no active member named "${ref}" in mesh ${mesh}`);

@@ -7,8 +7,14 @@ import { PUBKEY } from "@switchboard/protocol";
 // that key (hex names the same bytes either way), not a member's name.
 const PUBKEY_ANY_CASE = new RegExp(PUBKEY.source, "i");
 
+/** A pubkey written in either case, in lowercase as the broker takes it; undefined for anything else. */
+export function asPubkey(text: string): string | undefined {
+  return PUBKEY_ANY_CASE.test(text) ? text.toLowerCase() : undefined;
+}
+
 /** The target as the broker takes it (a pubkey in lowercase), or undefined for a member's display name. */
 export function brokerTarget(target: string): string | undefined {
-  if (PUBKEY_ANY_CASE.test(target)) return target.toLowerCase();
+  const pubkey = asPubkey(target);
+  if (pubkey !== undefined) return pubkey;
   return target === "*" || target.startsWith("#") || target.startsWith("tag:") ? target : undefined;
 }

@@ -129,6 +129,18 @@ describe("admin commands", () => {
     expect(lines(await ok(["peers", slug]))).toEqual([expect.stringMatching(/^NAME\s+KEY\s+SESSION\s+STATUS\s+SOURCE\s+PID\s+CWD\s+CONNECTED$/)]);
   });
 
+  test("a member named by its pubkey in capitals is that member, as send takes it: token create, webhook get and member revoke find it", async () => {
+    const slug = randomSlug();
+    await ok(["mesh", "create", slug]);
+    const key = (await ok(["keygen", "--out", home.path(`${slug}-dave.json`)])).trim();
+    const member = JSON.parse(await ok(["member", "add", slug, key, "--name", "dave", "--json"])) as MemberView;
+    const shouted = key.toUpperCase();
+    expect(JSON.parse(await ok(["token", "create", slug, shouted, "--json"]))).toMatchObject({ kind: "hook" });
+    expectOneLineError(await cli(["webhook", "get", slug, shouted]), 1, new RegExp(`member ${key} has no webhook`));
+    const revoked = JSON.parse(await ok(["member", "revoke", slug, shouted, "--json"])) as { id: string };
+    expect(revoked.id).toBe(member.id);
+  });
+
   test("token create --json gives the id; token list shows no secret; token revoke ends one token, not its member", async () => {
     const slug = randomSlug();
     await ok(["mesh", "create", slug]);
