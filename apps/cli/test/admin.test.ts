@@ -331,6 +331,7 @@ describe("usage errors exit 2 with one line", () => {
     [["mesh", "list", "--admin-token", ""], /--admin-token is empty/],
     [["mesh", "list", "--url", ""], /--url is empty/],
     [["mesh", "list", "--config", ""], /--config is empty/],
+    [["keygen", "--out", ""], /--out is empty/],
     // Routes are added to the URL's path: a query or fragment before them would swallow them.
     [["mesh", "list", "--url", "http://127.0.0.1:9/?x=1"], /broker URL "http:\/\/127\.0\.0\.1:9\/\?x=1" must have no query or fragment/],
     [["mesh", "list", "--url", "http://127.0.0.1:9#top"], /broker URL .* must have no query or fragment/],
