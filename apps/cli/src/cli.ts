@@ -111,7 +111,8 @@ async function main(given: string[]): Promise<number> {
   }
   const wantsHelp = argv.some((a) => a === "--help" || a === "-h");
   const group = COMMANDS.filter((c) => c.words[0] === words[0]);
-  if (wantsHelp && group.length > 1 && !group.some((c) => c.words[1] === words[1])) {
+  // `mesh --help` is the group's; `mesh craete --help` is refused below, as `help mesh craete` is.
+  if (wantsHelp && group.length > 1 && words[1] === undefined) {
     await out(group.map(commandHelp).join("\n"));
     return 0;
   }

@@ -299,6 +299,8 @@ describe("usage errors exit 2 with one line", () => {
     [["member", "add", "demo", "a".repeat(64), "--name", ""], /--name is empty/],
     [["webhook", "set"], /missing <mesh> <member> <url>/],
     [["help", "send", "extra"], /unexpected argument "extra"/],
+    // A mistyped subcommand with --help is the mistake `help mesh craete` names, not the group's help.
+    [["mesh", "craete", "--help"], /unknown command "mesh craete"; try create, list/],
     [["mesh", "list", "--bogus"], /Unknown option '--bogus'/],
     // Before the command is known: the word after it is not taken for the command.
     [["--bogus", "x", "mesh", "list"], /Unknown option '--bogus'/],
