@@ -358,6 +358,16 @@ describe("usage errors exit 2 with one line", () => {
     expect(readdirSync(cwd)).toEqual([]);
   });
 
+  test("install with an API token is refused and writes nothing: the broker refuses it at /hook/set-status, on every hook", async () => {
+    const key = home.path("install-api-token.json");
+    await cliOk(home, ["keygen", "--out", key]);
+    const cwd = home.path("install-api-token");
+    mkdirSync(cwd);
+    const result = await runCli(home, ["install", "--mesh", "demo", "--token", "sba_0123456789abcdef", "--key", key], { env: { SWITCHBOARD_URL: "http://127.0.0.1:9" }, cwd });
+    expectOneLineError(result, 2, /--token is an API token \(sba_…\): install takes a hook token \(sbh_…\)/);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
   test("switchboard send --mesh demo * - with nothing on standard input", async () => {
     const result = await runCli(home, ["send", "--mesh", "demo", "*", "-"], { env: { SWITCHBOARD_URL: "http://127.0.0.1:9" }, stdin: "" });
     expectOneLineError(result, 2, /nothing to send: standard input was empty/);

@@ -34,6 +34,10 @@ export const installCommand: Command = {
     // An empty one is what a failed $(switchboard token create …) leaves.
     if (token === "") throw new UsageError("--token is empty (did the command that was to print it fail?)");
     if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError("--token must be printable characters without spaces");
+    // Both kinds come from `token create`; the hooks would post an API token to /hook/set-status, refused every time, and never say so.
+    if (token.startsWith("sba_")) {
+      throw new UsageError("--token is an API token (sba_…): install takes a hook token (sbh_…), from `switchboard token create <mesh> <member>`");
+    }
     const layout = layoutFor(ctx.args.oneOf("scope", SCOPES) ?? "project");
     const config = ctx.config();
     const mesh = requireMesh(config);
