@@ -4,31 +4,22 @@
 // unlogged relay table and names the row in a NOTIFY; that instance takes the
 // row (deleting it) and pushes it. Rows nobody takes are pruned within
 // seconds. On two instances sharing a Postgres server.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   backendKind,
   pushesBeforeMarker,
   setupMesh,
   TestPeer,
-  useTestBrokerPair,
   waitUntil,
   type SetupMember,
   type TestBroker,
 } from "@switchboard/testkit";
-import postgres from "postgres";
 import { str } from "./support/messaging.ts";
+import { usePairWithDatabase } from "./support/pair-database.ts";
 
 describe.skipIf(backendKind !== "postgres")("ephemeral sends to recipients on another instance (needs DATABASE_URL)", () => {
-  const pair = useTestBrokerPair({ HOUSEKEEPING_INTERVAL_MS: "200" });
-  let db: postgres.Sql;
-  const peers: TestPeer[] = [];
-  beforeAll(() => {
-    db = postgres(pair.a.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-  });
-  afterAll(async () => {
-    await Promise.all(peers.map((p) => p.close()));
-    await db?.end();
-  });
+  const pair = usePairWithDatabase({ HOUSEKEEPING_INTERVAL_MS: "200" });
+  const { peers } = pair;
 
   async function connect(broker: TestBroker, member: SetupMember, meshId: string): Promise<TestPeer> {
     const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId });
@@ -37,7 +28,7 @@ describe.skipIf(backendKind !== "postgres")("ephemeral sends to recipients on an
   }
 
   async function relayRows(): Promise<number> {
-    const [row] = await db<Array<{ n: number }>>`SELECT count(*)::int AS n FROM ephemeral_relay`;
+    const [row] = await pair.sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM ephemeral_relay`;
     return row?.n ?? -1;
   }
 
@@ -66,7 +57,7 @@ describe.skipIf(backendKind !== "postgres")("ephemeral sends to recipients on an
     // Taken by the instance that pushed it: the row went before the push did.
     expect(await relayRows()).toBe(0);
     // Nothing was stored, and nothing comes again.
-    const [stored] = await db<Array<{ n: number }>>`SELECT count(*)::int AS n FROM messages WHERE id = ${str(ack.messageId)}`;
+    const [stored] = await pair.sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM messages WHERE id = ${str(ack.messageId)}`;
     expect(stored?.n).toBe(0);
     expect(await pushesBeforeMarker(sender, recipient)).toEqual([push]);
   });
@@ -101,18 +92,18 @@ describe.skipIf(backendKind !== "postgres")("ephemeral sends to recipients on an
   });
 
   test("the relay table is unlogged, and a row no instance takes is pruned within seconds", async () => {
-    const [table] = await db<Array<{ persistence: string }>>`
+    const [table] = await pair.sql<Array<{ persistence: string }>>`
       SELECT relpersistence AS persistence FROM pg_class WHERE relname = 'ephemeral_relay' AND relkind = 'r'`;
     expect(table?.persistence).toBe("u");
     const messageId = crypto.randomUUID();
     // Addressed to an instance that is gone: its notice found no listener.
-    await db`
+    await pair.sql`
       INSERT INTO ephemeral_relay (message_id, instance_id, mesh_id, sender_pubkey, target_spec, priority, nonce, ciphertext,
                                    sent_at, created_at, recipients)
       VALUES (${messageId}, 'gone', ${crypto.randomUUID()}, ${"a".repeat(64)}, ${"b".repeat(64)}, 'next', 'n', 'c',
               now() - interval '1 minute', now() - interval '1 minute', '[]')`;
     await waitUntil(
-      async () => (await db`SELECT 1 FROM ephemeral_relay WHERE message_id = ${messageId}`).length === 0,
+      async () => (await pair.sql`SELECT 1 FROM ephemeral_relay WHERE message_id = ${messageId}`).length === 0,
       20_000,
       "the untaken row is pruned",
     );

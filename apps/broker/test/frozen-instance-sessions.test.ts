@@ -5,11 +5,11 @@
 // statement keeps its locks. Here B is frozen past its lease; after A reaps
 // it, no backend of B's process remains. Awake, B's new sessions carry its
 // name, and it serves again.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { applicationNameOf } from "@switchboard/db";
-import { backendKind, setupMesh, TestPeer, useTestBrokerPair, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { backendKind, setupMesh, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import postgres from "postgres";
+import { usePairWithDatabase } from "./support/pair-database.ts";
 
 const INSTANCE_LEASE_SECONDS = 5;
 
@@ -39,21 +39,13 @@ function localPortsOf(pid: number): number[] {
 }
 
 describe.skipIf(backendKind !== "postgres")("an instance frozen past its lease (needs DATABASE_URL)", () => {
-  const pair = useTestBrokerPair({ INSTANCE_LEASE_SECONDS: String(INSTANCE_LEASE_SECONDS) });
-  let db: postgres.Sql;
-  const peers: TestPeer[] = [];
-  beforeAll(() => {
-    db = postgres(pair.a.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-  });
-  afterAll(async () => {
-    await Promise.all(peers.map((p) => p.close()));
-    await db?.end();
-  });
+  const pair = usePairWithDatabase({ INSTANCE_LEASE_SECONDS: String(INSTANCE_LEASE_SECONDS) });
+  const { peers } = pair;
 
   /** Backends whose client is a socket of the process `pid`. */
   const backendsOf = async (pid: number) => {
     const ports = localPortsOf(pid);
-    return await db<{ pid: number; application_name: string }[]>`
+    return await pair.sql<{ pid: number; application_name: string }[]>`
       SELECT pid, application_name FROM pg_stat_activity
       WHERE client_port = ANY(${ports}::int[]) AND datname = current_database()`;
   };

@@ -6,7 +6,7 @@
 // presence reaped, within bounded time; awake, it serves again. Likewise an
 // instance frozen as it starts, holding the migration lock, does not keep
 // the next instance from starting.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { MIGRATION_LOCK_KEY } from "@switchboard/db";
 import {
   backendKind,
@@ -15,25 +15,17 @@ import {
   spawnRaw,
   TestBroker,
   TestPeer,
-  useTestBrokerPair,
   waitUntil,
   type SetupMember,
 } from "@switchboard/testkit";
 import postgres from "postgres";
+import { usePairWithDatabase } from "./support/pair-database.ts";
 
 const INSTANCE_LEASE_SECONDS = 5;
 
 describe.skipIf(backendKind !== "postgres")("an instance frozen inside a transaction (needs DATABASE_URL)", () => {
-  const pair = useTestBrokerPair({ INSTANCE_LEASE_SECONDS: String(INSTANCE_LEASE_SECONDS) });
-  let db: postgres.Sql;
-  const peers: TestPeer[] = [];
-  beforeAll(() => {
-    db = postgres(pair.a.backend.databaseUrl!, { max: 2, onnotice: () => {} });
-  });
-  afterAll(async () => {
-    await Promise.all(peers.map((p) => p.close()));
-    await db?.end();
-  });
+  const pair = usePairWithDatabase({ INSTANCE_LEASE_SECONDS: String(INSTANCE_LEASE_SECONDS) }, 2);
+  const { peers } = pair;
 
   test("holding its mesh's row lock: a hello on the other instance is admitted, its presences are reaped", async () => {
     const { mesh, members } = await setupMesh(pair.a.admin, { members: ["frozen", "stuck", "later", "watcher"] });
@@ -46,7 +38,7 @@ describe.skipIf(backendKind !== "postgres")("an instance frozen inside a transac
     const released = new Promise<void>((resolve) => (release = resolve));
     let locked = () => {};
     const lockTaken = new Promise<void>((resolve) => (locked = resolve));
-    const held = db.begin(async (tx) => {
+    const held = pair.sql.begin(async (tx) => {
       await tx`SELECT id FROM meshes WHERE id = ${mesh.id} FOR NO KEY UPDATE`;
       locked();
       await released;
@@ -57,7 +49,7 @@ describe.skipIf(backendKind !== "postgres")("an instance frozen inside a transac
       () => {},
     );
     const helloWaits = async () =>
-      (await db<{ n: number }[]>`
+      (await pair.sql<{ n: number }[]>`
         SELECT count(*)::int AS n FROM pg_stat_activity
         WHERE wait_event_type = 'Lock' AND query ILIKE '%FROM meshes%FOR NO KEY UPDATE%' AND pid <> pg_backend_pid()`)[0]!.n > 0;
     await waitUntil(helloWaits, 10_000, "B's hello waiting for the mesh's lock");

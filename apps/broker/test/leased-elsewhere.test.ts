@@ -5,36 +5,27 @@
 // the send's own transaction, go out in their order, respect the push
 // window, and one leased to a presence its instance no longer holds goes back
 // to the queue at once, not when its lease runs out.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   backendKind,
   pushesBeforeMarker,
   setupMesh,
   TestPeer,
-  useTestBrokerPair,
   waitUntil,
   type Frame,
   type SetupMember,
   type TestBroker,
 } from "@switchboard/testkit";
-import postgres from "postgres";
 import { EVERY_DELIVERY } from "./support/acked.ts";
+import { usePairWithDatabase } from "./support/pair-database.ts";
 
 // Long enough that a lease left to run out would outlast every wait below.
 const LEASE_SECONDS = 600;
 const WINDOW = 512;
 
 describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on another instance (needs DATABASE_URL)", () => {
-  const pair = useTestBrokerPair({ LEASE_SECONDS: String(LEASE_SECONDS), SEND_RATE_LIMIT_PER_MIN: "100000" });
-  let db: postgres.Sql;
-  const peers: TestPeer[] = [];
-  beforeAll(() => {
-    db = postgres(pair.a.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-  });
-  afterAll(async () => {
-    await Promise.all(peers.map((p) => p.close()));
-    await db?.end();
-  });
+  const pair = usePairWithDatabase({ LEASE_SECONDS: String(LEASE_SECONDS), SEND_RATE_LIMIT_PER_MIN: "100000" });
+  const { peers } = pair;
 
   async function connect(broker: TestBroker, member: SetupMember, meshId: string, autoAck: boolean): Promise<TestPeer> {
     const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId, autoAck });
@@ -64,8 +55,8 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
 
   /** How many of these messages' deliveries are in each state. */
   async function statesOf(messageIds: string[]): Promise<Record<string, number>> {
-    const rows = await db<Array<{ state: string; n: number }>>`
-      SELECT state, count(*)::int AS n FROM ${db.unsafe(EVERY_DELIVERY)} d WHERE message_id = ANY (${messageIds}::uuid[]) GROUP BY state`;
+    const rows = await pair.sql<Array<{ state: string; n: number }>>`
+      SELECT state, count(*)::int AS n FROM ${pair.sql.unsafe(EVERY_DELIVERY)} d WHERE message_id = ANY (${messageIds}::uuid[]) GROUP BY state`;
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
@@ -76,9 +67,9 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
     expect(ids(await recipient.waitForPushes(20, 30_000))).toEqual(sent);
     // Leased in the transaction that wrote them (its now() is the message's
     // created_at); a claim would have leased them in one of its own.
-    const [row] = await db<Array<{ bySend: number; all: number }>>`
+    const [row] = await pair.sql<Array<{ bySend: number; all: number }>>`
       SELECT count(*) FILTER (WHERE d.delivered_at = m.created_at)::int AS "bySend", count(*)::int AS all
-      FROM ${db.unsafe(EVERY_DELIVERY)} d JOIN messages m ON m.id = d.message_id
+      FROM ${pair.sql.unsafe(EVERY_DELIVERY)} d JOIN messages m ON m.id = d.message_id
       WHERE d.message_id = ANY (${sent}::uuid[])`;
     expect(row).toEqual({ bySend: 20, all: 20 });
   });
@@ -130,7 +121,7 @@ describe.skipIf(backendKind !== "postgres")("deliveries leased to a presence on 
     // A live presence row of the recipient on b with no socket there: what b
     // has once a socket closed and before its end is written.
     const health = (await (await fetch(`${pair.b.url}/health`)).json()) as { instanceId: string };
-    await db`
+    await pair.sql`
       INSERT INTO presences (mesh_id, member_id, instance_id, session_id, display_name)
       VALUES (${mesh.id}, ${recipientM.id}, ${health.instanceId}, 'socketless', 'recipient')`;
     const [id] = await burst(sender, recipientM.pubkey, 1);
