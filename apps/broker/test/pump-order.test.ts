@@ -80,6 +80,7 @@ async function stage(windowSize: number, options: { second?: boolean; leaseSecon
         pushEphemeral() {
           throw new Error("the pump pushes no ephemeral message");
         },
+        writeTogether: (write) => write(),
         presenceEvent() {},
         end() {},
         framesRead: async () => {},

@@ -26,6 +26,8 @@ export interface PresenceLink {
   push(message: OwedMessage, attempt: number): PushResult;
   /** An ephemeral send's message: no delivery stands behind it. */
   pushEphemeral(message: OwedMessage): PushResult;
+  /** The pushes `write` makes leave in one write to the socket, not one each. */
+  writeTogether<T>(write: () => T): T;
   /** A presence event of the presence's mesh, for a subscribed socket. */
   presenceEvent(event: PresenceEventView): void;
   end(reason: EndReason): void;

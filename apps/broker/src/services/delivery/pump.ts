@@ -301,33 +301,40 @@ export class DeliveryPump {
   // send's own leases.
   private async hand(leased: LeasedDelivery[], claimStart: number | null): Promise<void> {
     const unwritten: LeasedDelivery[] = [];
-    const stopped = new Set<string>();
     const now = this.options.clock();
-    for (const d of [...leased].sort((a, b) => a.seq - b.seq)) {
-      const presence = this.presences.get(d.presenceId);
-      if (
-        !presence || presence.ended || stopped.has(d.presenceId) || presence.window.room() <= 0 ||
-        (claimStart === null && presence.window.lapsed()) || this.handedBack.holds(presence, claimStart)
-      ) {
-        if (presence) stopped.add(d.presenceId);
-        unwritten.push(d);
+    // Each presence's pushes in order, in one write to its socket.
+    for (const [presenceId, deliveries] of byPresence(leased)) {
+      const presence = this.presences.get(presenceId);
+      if (!presence) {
+        unwritten.push(...deliveries);
         continue;
       }
-      const result = presence.link.push(d, d.attempt);
-      if (result === "dropped") {
-        this.presences.markCongested(presence, now);
-        stopped.add(d.presenceId);
-        unwritten.push(d);
-        continue;
-      }
-      presence.window.opened(d.messageId);
-      this.presences.engage(presence);
-      if (d.attempt === 1) this.metrics.pushLatencySeconds.observe(Math.max(0, now - Date.parse(d.createdAt)) / 1000);
-      else this.metrics.redeliveries.inc();
-      if (result === "congested") {
-        this.presences.markCongested(presence, now);
-        stopped.add(d.presenceId);
-      }
+      presence.link.writeTogether(() => {
+        for (const [i, d] of deliveries.entries()) {
+          if (
+            presence.ended || presence.window.room() <= 0 ||
+            (claimStart === null && presence.window.lapsed()) || this.handedBack.holds(presence, claimStart)
+          ) {
+            unwritten.push(...deliveries.slice(i));
+            return;
+          }
+          const result = presence.link.push(d, d.attempt);
+          if (result === "dropped") {
+            this.presences.markCongested(presence, now);
+            unwritten.push(...deliveries.slice(i));
+            return;
+          }
+          presence.window.opened(d.messageId);
+          this.presences.engage(presence);
+          if (d.attempt === 1) this.metrics.pushLatencySeconds.observe(Math.max(0, now - Date.parse(d.createdAt)) / 1000);
+          else this.metrics.redeliveries.inc();
+          if (result === "congested") {
+            this.presences.markCongested(presence, now);
+            unwritten.push(...deliveries.slice(i + 1));
+            return;
+          }
+        }
+      });
     }
     if (unwritten.length === 0) return;
     this.metrics.pushesUnwritten.inc(unwritten.length);
@@ -348,4 +355,15 @@ export class DeliveryPump {
       this.log.warn({ err: error }, "announcing requeued pushes failed; the catch-up will find them");
     });
   }
+}
+
+/** Deliveries by the presence they are leased to, each presence's in queue order. */
+function byPresence(leased: LeasedDelivery[]): Map<string, LeasedDelivery[]> {
+  const groups = new Map<string, LeasedDelivery[]>();
+  for (const d of [...leased].sort((a, b) => a.seq - b.seq)) {
+    const group = groups.get(d.presenceId);
+    if (group === undefined) groups.set(d.presenceId, [d]);
+    else group.push(d);
+  }
+  return groups;
 }

@@ -10,7 +10,7 @@ import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
 import { ADMISSION_TIMEOUT_FACTOR, type Clock } from "../../services/timing.ts";
 import { END_CLOSE, HELLO_REFUSED_CLOSE } from "../errors.ts";
-import { reply, socketLink, type Socket } from "./connection.ts";
+import { closeSocket, reply, socketLink, type Socket } from "./connection.ts";
 import { reqIdOf, type DecodedFrame } from "./wire.ts";
 
 export interface AdmissionDeps {
@@ -50,7 +50,7 @@ export function refuseHello(
   const about = hello === undefined ? {} : { meshId: hello.meshId, pubkey: hello.pubkey, detail: message };
   deps.log.info({ connectionId: ws.data.id, code, ...about }, "ws hello refused");
   reply(ws, { type: "error", code, message }, reqId);
-  ws.close(HELLO_REFUSED_CLOSE, code);
+  closeSocket(ws, HELLO_REFUSED_CLOSE, code);
 }
 
 // A socket opened before the shutdown began whose hello comes during the
@@ -63,7 +63,7 @@ function closeForShutdown(deps: Pick<AdmissionDeps, "metrics" | "log">, ws: Sock
   deps.metrics.connectionsRejected.labels("unavailable").inc();
   deps.log.info({ connectionId: ws.data.id, code: "unavailable" }, "ws hello refused");
   const { code, reason } = END_CLOSE.shutdown;
-  ws.close(code, reason);
+  closeSocket(ws, code, reason);
 }
 
 export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFrame): Promise<void> {
@@ -84,7 +84,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFra
     if (ws.data.presence || ws.data.closed) return;
     deps.log.warn({ connectionId: ws.data.id }, "ws hello admission timed out");
     reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello in time; connect again" }, reqId);
-    ws.close(CLOSE_CODES.internalError, "internal");
+    closeSocket(ws, CLOSE_CODES.internalError, "internal");
   }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
   // Shutdown beginning while it waits leaves it out of its batch too.
   const checked = await deps.hello.check(frame.data, () => ws.data.closed || !deps.accepting());

@@ -1,5 +1,6 @@
 // One WebSocket connection: its state before and after the hello, and the
 // link through which services push to it and end it.
+import type { PushFrame } from "@switchboard/protocol";
 import type { ServerWebSocket } from "bun";
 import type { EndReason, LocalPresence, PresenceLink, PushResult } from "../../services/local-presences.ts";
 import { END_CLOSE } from "../errors.ts";
@@ -29,19 +30,70 @@ export function newConnection(address: string, limits: InflightLimits, budget: I
   return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), refusals: new RefusalCount(), closed: false };
 }
 
+// Frames wait to be written only within one turn of the event loop: the
+// answers to durable sends and acks (`replyLater`) go out at the turn's end,
+// so a socket answered for several sends of a batch, and pushed to in it,
+// gets them in one write instead of one each (a write to a socket is a
+// system call, the broker's largest cost at high rates). Every other write to
+// a socket, and its close, first writes what waits for it, so each socket's
+// frames keep the order they were made in.
+const waiting = new Map<Socket, string[]>();
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  for (const ws of [...waiting.keys()]) writeAfterWaiting(ws, () => {});
+}
+
+function sendWaiting(ws: Socket): void {
+  const frames = waiting.get(ws);
+  if (frames === undefined) return;
+  waiting.delete(ws);
+  for (const text of frames) afterReply(ws, ws.send(text));
+}
+
+/** Writes what waits for the socket, then whatever `write` sends, in one write. */
+function writeAfterWaiting<T>(ws: Socket, write: () => T): T {
+  if (!waiting.has(ws)) return write();
+  return ws.cork(() => {
+    sendWaiting(ws);
+    return write();
+  });
+}
+
 // A reply the socket drops (its buffer is full) cannot be taken back: the
 // peer would wait for it forever, so the connection ends as stalled. One it
 // buffers marks the presence backed up, as a push would: it takes no pushes
 // until the socket drains, and is closed as stalled if it never does (a peer
 // that asks for history and stops reading held its pages for good).
-export function reply(ws: Socket, frame: Reply, reqId?: string): void {
-  const status = ws.send(encode(frame, reqId));
+function afterReply(ws: Socket, status: number): void {
   if (status === 0 && !ws.data.closed) {
     const { code, reason } = END_CLOSE.stalled;
-    ws.close(code, reason);
+    closeSocket(ws, code, reason);
   } else if (status === -1) {
     ws.data.backedUp?.();
   }
+}
+
+export function reply(ws: Socket, frame: Reply, reqId?: string): void {
+  const text = encode(frame, reqId);
+  writeAfterWaiting(ws, () => afterReply(ws, ws.send(text)));
+}
+
+/** As reply, written at the end of this turn of the event loop. */
+export function replyLater(ws: Socket, frame: Reply, reqId?: string): void {
+  const frames = waiting.get(ws);
+  if (frames === undefined) waiting.set(ws, [encode(frame, reqId)]);
+  else frames.push(encode(frame, reqId));
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushAll);
+  }
+}
+
+/** Closes the socket after the frames waiting for it. */
+export function closeSocket(ws: Socket, code: number, reason: string): void {
+  writeAfterWaiting(ws, () => ws.close(code, reason));
 }
 
 // ServerWebSocket.send() answers the bytes written, -1 when the frame was
@@ -49,9 +101,16 @@ export function reply(ws: Socket, frame: Reply, reqId?: string): void {
 const resultOf = (status: number): PushResult => (status > 0 ? "sent" : status === -1 ? "congested" : "dropped");
 
 export function socketLink(ws: Socket): PresenceLink {
+  const sendPush = (frame: PushFrame): PushResult =>
+    ws.data.closed ? "dropped" : writeAfterWaiting(ws, () => resultOf(ws.send(JSON.stringify(frame))));
   return {
-    push: (message, attempt) => (ws.data.closed ? "dropped" : resultOf(ws.send(JSON.stringify(pushFrame(message, attempt))))),
-    pushEphemeral: (message) => (ws.data.closed ? "dropped" : resultOf(ws.send(JSON.stringify(ephemeralPushFrame(message))))),
+    push: (message, attempt) => sendPush(pushFrame(message, attempt)),
+    pushEphemeral: (message) => sendPush(ephemeralPushFrame(message)),
+    writeTogether: (write) =>
+      ws.cork(() => {
+        sendWaiting(ws);
+        return write();
+      }),
     // An event the socket drops would leave its subscriber's picture wrong
     // for good (a `left` never told): the connection ends as stalled, and the
     // peer's next socket subscribes again from a fresh snapshot.
@@ -62,8 +121,10 @@ export function socketLink(ws: Socket): PresenceLink {
     // (a dropped notice must not turn 4001 or 4002 into 1013).
     end: (reason: EndReason) => {
       const { code, reason: text, notice } = END_CLOSE[reason];
-      if (notice !== undefined && !ws.data.closed) ws.send(encode({ type: "error", code: notice, message: `closing: ${text}` }, undefined));
-      ws.close(code, text);
+      writeAfterWaiting(ws, () => {
+        if (notice !== undefined && !ws.data.closed) ws.send(encode({ type: "error", code: notice, message: `closing: ${text}` }, undefined));
+        ws.close(code, text);
+      });
     },
     framesRead: () => ws.data.pipeline.finished(),
   };

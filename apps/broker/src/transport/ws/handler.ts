@@ -11,7 +11,7 @@ import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
 import { END_CLOSE } from "../errors.ts";
 import { admit, refuseHello, type AdmissionDeps } from "./admission.ts";
-import { newConnection, reply, type Connection, type Socket } from "./connection.ts";
+import { closeSocket, newConnection, reply, replyLater, type Connection, type Socket } from "./connection.ts";
 import { dispatch, frameHandlers, overlaps, type FrameDeps } from "./frame-handlers.ts";
 import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts";
 import { isRefusal } from "./refusals.ts";
@@ -45,18 +45,22 @@ export function createWsHandler(deps: WsDeps) {
   let closingAll = false;
   const admission: AdmissionDeps = { ...deps, accepting: () => !refusing };
 
-  /** Writes the answer; a connection refused too often in a minute is closed with 1008 and the refusal's code. */
-  function answer(ws: Socket, frame: Reply, reqId: string | undefined): void {
+  /**
+   * Writes the answer (`later`: at the end of this turn of the event loop);
+   * a connection refused too often in a minute is closed with 1008 and the
+   * refusal's code.
+   */
+  function answer(ws: Socket, frame: Reply, reqId: string | undefined, later = false): void {
     // Nobody hears it: said at debug, for whoever wonders where an answer went.
     if (ws.data.closed) log.debug({ connectionId: ws.data.id, reqId, type: frame.type }, "ws answer after close");
-    reply(ws, frame, reqId);
+    (later ? replyLater : reply)(ws, frame, reqId);
     if (!isRefusal(frame) || ws.data.closed) return;
     if (!ws.data.refusals.add(deps.clock(), deps.maxRefusedFramesPerMin)) return;
     const message = `more than ${deps.maxRefusedFramesPerMin} frames refused in a minute; closing`;
     reply(ws, { type: "error", code: frame.code, message });
     // Closed now, so the frames it already sent are dropped rather than answered.
     ws.data.closed = true;
-    ws.close(CLOSE_CODES.policy, frame.code);
+    closeSocket(ws, CLOSE_CODES.policy, frame.code);
   }
 
   async function onSessionFrame(ws: Socket, presence: LocalPresence, decoded: DecodedFrame, step: StepContext): Promise<void> {
@@ -71,6 +75,8 @@ export function createWsHandler(deps: WsDeps) {
       return answer(ws, { type: "error", code: "invalid", message, ...id }, reqId);
     }
     const frame = parsed.data;
+    // The answers of a batch's sends and acks go out together.
+    const later = overlaps(frame);
     const work = async () => {
       try {
         const outcome = await dispatch(handlers, deps.limits, presence, frame);
@@ -78,14 +84,14 @@ export function createWsHandler(deps: WsDeps) {
         if ("afterReply" in outcome) {
           answer(ws, outcome.reply, reqId);
           outcome.afterReply();
-        } else answer(ws, outcome, reqId);
+        } else answer(ws, outcome, reqId, later);
       } catch (error) {
         failed(error, { presenceId: presence.presenceId, frame: frame.type }, "frame failed");
         const id = frame.type === "send" && frame.id ? { id: frame.id } : {};
-        answer(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId);
+        answer(ws, { type: "error", code: "internal", message: "the broker could not handle this frame", ...id }, reqId, later);
       }
     };
-    if (overlaps(frame)) return step.overlap(work());
+    if (later) return step.overlap(work());
     await step.settled();
     await work();
   }
@@ -134,7 +140,7 @@ export function createWsHandler(deps: WsDeps) {
           failed(error, { connectionId: ws.data.id }, "ws frame failed");
           if (!ws.data.presence && !ws.data.closed) {
             reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello" });
-            ws.close(CLOSE_CODES.internalError, "internal");
+            closeSocket(ws, CLOSE_CODES.internalError, "internal");
           }
         },
       );
@@ -184,7 +190,7 @@ export function createWsHandler(deps: WsDeps) {
       refusing = true;
       closingAll = true;
       const { code, reason } = END_CLOSE.shutdown;
-      for (const ws of open) ws.close(code, reason);
+      for (const ws of open) closeSocket(ws, code, reason);
     },
   };
 }
