@@ -30,15 +30,28 @@ export function newConnection(address: string, limits: InflightLimits, budget: I
   return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), refusals: new RefusalCount(), closed: false };
 }
 
-// Frames wait to be written only within one turn of the event loop: the
-// answers to durable sends and acks (`replyLater`) go out at the turn's end,
-// so a socket answered for several sends of a batch, and pushed to in it,
-// gets them in one write instead of one each (a write to a socket is a
-// system call, the broker's largest cost at high rates). Every other write to
+// The answers to durable sends and acks (`replyLater`) wait for the
+// microtasks queued with them: a batch's sends are resolved together, so
+// their answers are made in one pass over the microtask queue, and a socket
+// answered for several of them gets them in one write instead of one each
+// (a write to a socket is a system call, the broker's largest cost at high
+// rates). Past ANSWERS_WRITTEN_AT_ONCE of them (large batches: the broker is
+// busy) they wait for the event loop's next turn instead, and go out with
+// the answers of the other batches of the turn and, per socket, with the
+// first push the turn makes to it: at 20,000 msg/s that took the broker a
+// tenth of a core less. Below it they do not wait for the turn: the turn's
+// reads come first, half a millisecond at 8,000 msg/s. Every other write to
 // a socket, and its close, first writes what waits for it, so each socket's
 // frames keep the order they were made in.
+const ANSWERS_WRITTEN_AT_ONCE = 32;
 const waiting = new Map<Socket, string[]>();
+let waitingAnswers = 0;
 let flushScheduled = false;
+
+function flushSoon(): void {
+  if (waitingAnswers >= ANSWERS_WRITTEN_AT_ONCE) setImmediate(flushAll);
+  else flushAll();
+}
 
 function flushAll(): void {
   flushScheduled = false;
@@ -49,6 +62,7 @@ function sendWaiting(ws: Socket): void {
   const frames = waiting.get(ws);
   if (frames === undefined) return;
   waiting.delete(ws);
+  waitingAnswers -= frames.length;
   for (const text of frames) afterReply(ws, ws.send(text));
 }
 
@@ -80,14 +94,15 @@ export function reply(ws: Socket, frame: Reply, reqId?: string): void {
   writeAfterWaiting(ws, () => afterReply(ws, ws.send(text)));
 }
 
-/** As reply, written at the end of this turn of the event loop. */
+/** As reply, written with the other answers of its batch (see above). */
 export function replyLater(ws: Socket, frame: Reply, reqId?: string): void {
   const frames = waiting.get(ws);
   if (frames === undefined) waiting.set(ws, [encode(frame, reqId)]);
   else frames.push(encode(frame, reqId));
+  waitingAnswers++;
   if (!flushScheduled) {
     flushScheduled = true;
-    setImmediate(flushAll);
+    queueMicrotask(flushSoon);
   }
 }
 

@@ -46,7 +46,7 @@ export function createWsHandler(deps: WsDeps) {
   const admission: AdmissionDeps = { ...deps, accepting: () => !refusing };
 
   /**
-   * Writes the answer (`later`: at the end of this turn of the event loop);
+   * Writes the answer (`later`: with the other answers of its batch);
    * a connection refused too often in a minute is closed with 1008 and the
    * refusal's code.
    */
