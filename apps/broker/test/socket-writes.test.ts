@@ -2,7 +2,7 @@
 // end of the event loop's turn (`replyLater`) still reach the peer before
 // whatever the broker writes to the socket after them, its close included.
 import { CLOSE_CODES } from "@switchboard/protocol";
-import { waitUntil } from "@switchboard/testkit";
+import { RawWebSocket, waitUntil } from "@switchboard/testkit";
 import { afterAll, describe, expect, test } from "bun:test";
 import { closeSocket, newConnection, reply, replyLater, socketLink, type Connection, type Socket } from "../src/transport/ws/connection.ts";
 import { InflightBudget } from "../src/transport/ws/pipeline.ts";
@@ -78,5 +78,39 @@ describe("answers written at the turn's end", () => {
     closeSocket(ws, CLOSE_CODES.policy, "invalid");
     expect(await closed).toBe(CLOSE_CODES.policy);
     expect(read.map((frame) => frame.reqId)).toEqual(["answered"]);
+  });
+});
+
+// A corked send reports its bytes written even when the socket took only part
+// of them (the rest is buffered when the cork is lifted): the first backup of
+// a socket must not go unnoticed because the write that met it was corked.
+describe("a socket whose reader stopped", () => {
+  /** The server's end of a socket whose peer reads nothing, and whether it was marked backed up. */
+  async function stoppedReader() {
+    const serverEnd = new Promise<Socket>((resolve) => opened.push(resolve));
+    const reader = await RawWebSocket.open(`ws://127.0.0.1:${server.port}`);
+    const ws = await serverEnd;
+    const marked = { backedUp: false };
+    ws.data.backedUp = () => (marked.backedUp = true);
+    reader.pause();
+    return { ws, marked };
+  }
+
+  test("is marked backed up by the answers, written at the turn's end, that left bytes buffered", async () => {
+    const { ws, marked } = await stoppedReader();
+    for (let i = 0; ws.getBufferedAmount() === 0; i++) {
+      replyLater(ws, { type: "pong", serverTime: i });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(marked.backedUp).toBe(true);
+    closeSocket(ws, CLOSE_CODES.goingAway, "done");
+  });
+
+  test("is marked backed up by the pushes, written together, that left bytes buffered", async () => {
+    const { ws, marked } = await stoppedReader();
+    const link = socketLink(ws);
+    while (ws.getBufferedAmount() === 0) link.writeTogether(() => link.push(message, 1));
+    expect(marked.backedUp).toBe(true);
+    closeSocket(ws, CLOSE_CODES.goingAway, "done");
   });
 });

@@ -68,11 +68,19 @@ function sendWaiting(ws: Socket): void {
 
 /** Writes what waits for the socket, then whatever `write` sends, in one write. */
 function writeAfterWaiting<T>(ws: Socket, write: () => T): T {
-  if (!waiting.has(ws)) return write();
-  return ws.cork(() => {
+  return waiting.has(ws) ? writeCorked(ws, write) : write();
+}
+
+// A corked send answers its bytes written even when the socket takes only
+// part of them as the cork is lifted (the rest is buffered): a socket left
+// backing up is marked so here, as a send answering -1 marks it.
+function writeCorked<T>(ws: Socket, write: () => T): T {
+  const result = ws.cork(() => {
     sendWaiting(ws);
     return write();
   });
+  if (ws.getBufferedAmount() > 0) ws.data.backedUp?.();
+  return result;
 }
 
 // A reply the socket drops (its buffer is full) cannot be taken back: the
@@ -121,11 +129,7 @@ export function socketLink(ws: Socket): PresenceLink {
   return {
     push: (message, attempt) => sendPush(pushFrame(message, attempt)),
     pushEphemeral: (message) => sendPush(ephemeralPushFrame(message)),
-    writeTogether: (write) =>
-      ws.cork(() => {
-        sendWaiting(ws);
-        return write();
-      }),
+    writeTogether: (write) => writeCorked(ws, write),
     // An event the socket drops would leave its subscriber's picture wrong
     // for good (a `left` never told): the connection ends as stalled, and the
     // peer's next socket subscribes again from a fresh snapshot.
