@@ -45,6 +45,8 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
     own = await startBrokerOnOwnPostgres();
     const { cluster, broker } = own;
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const hookToken = await broker.admin.createHookToken(mesh.id, members[0]!.id);
 
     await cluster.stop();
     expect(await healthStatusBecomes(broker.url, 503, 15_000)).toBe(503);
@@ -65,6 +67,15 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
       retryAfter: "1",
       body: { error: { code: "unavailable" } },
     });
+    // A status hook is told so in its contract's shape, and its failure is a
+    // warning, as a socket frame's is: not an error report per session's hook.
+    const hook = await fetch(`${broker.url}/hook/set-status`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${hookToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ cwd: "/home/dev/project", status: "working" }),
+    });
+    expect({ status: hook.status, body: await hook.json() }).toMatchObject({ status: 503, body: { ok: false, error: "unavailable" } });
+    expect((await broker.process.waitForLog("hook failed")).level).toBe(40);
 
     await cluster.start();
     expect(await healthStatusBecomes(broker.url, 200, 20_000)).toBe(200);

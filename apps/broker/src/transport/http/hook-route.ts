@@ -29,11 +29,16 @@ export function hookRoutes(deps: {
   maxMessageBytes: number;
 }) {
   const { hooks, dbHealth, metrics, log, maxMessageBytes } = deps;
+  // A hook that failed because the database went away is a warning, as a
+  // socket frame's is: the outage itself is logged where it is seen, not
+  // once more (and as an error report) by every session's hook.
   const failed = (error: unknown): Response => {
+    if (isDbUnavailable(error, dbHealth)) {
+      log.warn({ err: error }, "hook failed");
+      return fail("unavailable", "the database is unavailable");
+    }
     log.error({ err: error }, "hook failed");
-    return isDbUnavailable(error, dbHealth)
-      ? fail("unavailable", "the database is unavailable")
-      : fail("internal", "the broker could not handle this hook");
+    return fail("internal", "the broker could not handle this hook");
   };
   async function handle(req: Request): Promise<Response> {
     metrics.hookRequests.inc();
