@@ -5,9 +5,8 @@
 // its next messages.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { newIdentity, setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
-import { CLI_ENTRY, CliHome } from "./support/cli.ts";
-import { McpSession } from "./support/mcp.ts";
+import { CliHome } from "./support/cli.ts";
+import { keyFileFor, startMcp, type McpSession } from "./support/mcp.ts";
 
 // Few control frames a minute (list_peers among them): a lookup per message would run out of them.
 const CONTROL_PER_MIN = 5;
@@ -22,12 +21,7 @@ beforeAll(async () => {
   const setup = await setupMesh(broker.admin, { members: ["alice"] });
   meshSlug = setup.mesh.slug;
   alice = setup.members[0] as SetupMember;
-  const keyFile = home.path("alice.json");
-  writeFileSync(keyFile, JSON.stringify(alice.identity), { mode: 0o600 });
-  session = await McpSession.start(
-    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", broker.url, "--mesh", meshSlug, "--key", keyFile] },
-    { cwd: home.dir, env: home.env() },
-  );
+  session = await startMcp(home, { url: broker.url, mesh: meshSlug, keyFile: keyFileFor(home, alice.identity) });
   await session.connected();
 });
 afterAll(async () => {

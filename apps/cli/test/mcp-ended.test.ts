@@ -3,9 +3,8 @@
 // do about it, not only the close code, since the server does not reconnect.
 import { afterAll, expect, test } from "bun:test";
 import { setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
-import { CLI_ENTRY, CliHome } from "./support/cli.ts";
-import { McpSession } from "./support/mcp.ts";
+import { CliHome } from "./support/cli.ts";
+import { keyFileFor, startMcp, type McpSession } from "./support/mcp.ts";
 
 const broker = useTestBroker();
 const home = new CliHome();
@@ -16,10 +15,7 @@ afterAll(async () => {
 });
 
 async function serve(keyFile: string, mesh: string, sessionId: string): Promise<McpSession> {
-  const session = await McpSession.start(
-    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", broker.url, "--mesh", mesh, "--key", keyFile, "--session", sessionId] },
-    { cwd: home.dir, env: home.env() },
-  );
+  const session = await startMcp(home, { url: broker.url, mesh, keyFile, args: ["--session", sessionId] });
   sessions.push(session);
   await session.connected();
   return session;
@@ -27,9 +23,7 @@ async function serve(keyFile: string, mesh: string, sessionId: string): Promise<
 
 async function member(name: string): Promise<{ mesh: string; member: SetupMember; keyFile: string }> {
   const { mesh, members } = await setupMesh(broker.admin, { members: [name] });
-  const keyFile = home.path(`${mesh.slug}-${name}.json`);
-  writeFileSync(keyFile, JSON.stringify(members[0]!.identity), { mode: 0o600 });
-  return { mesh: mesh.slug, member: members[0]!, keyFile };
+  return { mesh: mesh.slug, member: members[0]!, keyFile: keyFileFor(home, members[0]!.identity, `${mesh.slug}-${name}.json`) };
 }
 
 test("a session another server took over (same session id) says so, which id, and that this server does not reconnect", async () => {

@@ -5,9 +5,8 @@
 import { afterAll, expect, test } from "bun:test";
 import { DEFAULT_HEARTBEAT_MS } from "@switchboard/client";
 import { setupMesh, startTcpProxy, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
-import { CLI_ENTRY, CliHome } from "./support/cli.ts";
-import { McpSession } from "./support/mcp.ts";
+import { CliHome } from "./support/cli.ts";
+import { keyFileFor, startMcp } from "./support/mcp.ts";
 
 const broker = useTestBroker();
 const home = new CliHome();
@@ -16,14 +15,9 @@ afterAll(() => home.dispose());
 test("a connection gone silent is found out by the SDK's heartbeat and given up: a message sent meanwhile is notified, once", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
   const [alice, bob] = members as [SetupMember, SetupMember];
-  const keyFile = home.path("alice.json");
-  writeFileSync(keyFile, JSON.stringify(alice.identity), { mode: 0o600 });
   const proxy = await startTcpProxy(Number(new URL(broker.url).port));
   const url = `http://127.0.0.1:${proxy.port}`;
-  const session = await McpSession.start(
-    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", url, "--mesh", mesh.slug, "--key", keyFile, "--session", "silent"] },
-    { cwd: home.dir, env: home.env() },
-  );
+  const session = await startMcp(home, { url, mesh: mesh.slug, keyFile: keyFileFor(home, alice.identity), args: ["--session", "silent"] });
   const sender = await TestPeer.connect(broker.wsUrl, { identity: bob.identity, meshId: mesh.id });
   try {
     await session.connected();

@@ -3,10 +3,9 @@
 // and no call's result is past what Claude Code takes from a tool.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
 import { estimateTokens } from "../src/mcp/inbox.ts";
-import { CLI_ENTRY, CliHome } from "./support/cli.ts";
-import { McpSession } from "./support/mcp.ts";
+import { CliHome } from "./support/cli.ts";
+import { keyFileFor, startMcp, type McpSession } from "./support/mcp.ts";
 
 /** Claude Code moves a result of more characters into a file, and refuses one of more tokens (MAX_MCP_OUTPUT_TOKENS by default). */
 const CLAUDE_CODE_RESULT_CHARS = 50_000;
@@ -22,12 +21,7 @@ beforeAll(async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
   const [alice, bob] = members as [SetupMember, SetupMember];
   alicePubkey = alice.pubkey;
-  const keyFile = home.path("alice.json");
-  writeFileSync(keyFile, JSON.stringify(alice.identity), { mode: 0o600 });
-  session = await McpSession.start(
-    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", broker.url, "--mesh", mesh.slug, "--key", keyFile] },
-    { cwd: home.dir, env: home.env() },
-  );
+  session = await startMcp(home, { url: broker.url, mesh: mesh.slug, keyFile: keyFileFor(home, alice.identity) });
   await session.connected();
   sender = await TestPeer.connect(broker.wsUrl, { identity: bob.identity, meshId: mesh.id });
 });

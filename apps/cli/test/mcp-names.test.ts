@@ -5,9 +5,8 @@
 // not; two members with that name → ambiguous_target).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
-import { CLI_ENTRY, CliHome } from "./support/cli.ts";
-import { McpSession } from "./support/mcp.ts";
+import { CliHome } from "./support/cli.ts";
+import { keyFileFor, startMcp, type McpSession } from "./support/mcp.ts";
 
 const broker = useTestBroker();
 const home = new CliHome();
@@ -21,13 +20,8 @@ beforeAll(async () => {
   meshSlug = setup.mesh.slug;
   alice = setup.members[0] as SetupMember;
   bobs = [setup.members[1] as SetupMember, setup.members[2] as SetupMember];
-  const keyFile = home.path("alice.json");
-  writeFileSync(keyFile, JSON.stringify(alice.identity), { mode: 0o600 });
   // No admin token anywhere: home.env() passes none, and no config file holds one.
-  session = await McpSession.start(
-    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", broker.url, "--mesh", meshSlug, "--key", keyFile] },
-    { cwd: home.dir, env: home.env() },
-  );
+  session = await startMcp(home, { url: broker.url, mesh: meshSlug, keyFile: keyFileFor(home, alice.identity) });
   await session.connected();
 });
 afterAll(async () => {

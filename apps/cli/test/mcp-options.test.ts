@@ -7,9 +7,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { MAX_SESSION_ID_LENGTH } from "@switchboard/protocol";
 import { freePort, setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
-import { CLI_ENTRY, CliHome, runCli } from "./support/cli.ts";
-import { McpSession } from "./support/mcp.ts";
+import { CliHome, runCli } from "./support/cli.ts";
+import { keyFileFor, startMcp, type McpSession } from "./support/mcp.ts";
 
 const broker = useTestBroker();
 const home = new CliHome();
@@ -20,8 +19,7 @@ let keyFile: string;
 beforeAll(async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["ada"] });
   meshSlug = mesh.slug;
-  keyFile = home.path("ada.json");
-  writeFileSync(keyFile, JSON.stringify((members[0] as SetupMember).identity), { mode: 0o600 });
+  keyFile = keyFileFor(home, (members[0] as SetupMember).identity, "ada.json");
 });
 afterAll(async () => {
   await Promise.all(sessions.map((s) => s.close()));
@@ -29,10 +27,7 @@ afterAll(async () => {
 });
 
 async function start(url: string, extraArgs: string[], env: Record<string, string> = {}): Promise<McpSession> {
-  const session = await McpSession.start(
-    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", url, "--mesh", meshSlug, "--key", keyFile, ...extraArgs] },
-    { cwd: home.dir, env: home.env(env) },
-  );
+  const session = await startMcp(home, { url, mesh: meshSlug, keyFile, args: extraArgs, env });
   sessions.push(session);
   return session;
 }

@@ -3,9 +3,8 @@
 // to many that skipped it, so the model knows who did not get it.
 import { afterAll, expect, test } from "bun:test";
 import { gaugeOf, setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
-import { CLI_ENTRY, CliHome } from "./support/cli.ts";
-import { McpSession } from "./support/mcp.ts";
+import { CliHome } from "./support/cli.ts";
+import { keyFileFor, startMcp } from "./support/mcp.ts";
 
 const broker = useTestBroker({ MAX_QUEUED_PER_MEMBER: "1", HOUSEKEEPING_INTERVAL_MS: "100" });
 const home = new CliHome();
@@ -14,12 +13,7 @@ afterAll(() => home.dispose());
 test("send_message: queue_full for a full member alone, full_queues for a send to many", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob", "carol"] });
   const [alice, bob] = members as [SetupMember, SetupMember, SetupMember];
-  const keyFile = home.path("alice.json");
-  writeFileSync(keyFile, JSON.stringify(alice.identity), { mode: 0o600 });
-  const session = await McpSession.start(
-    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", broker.url, "--mesh", mesh.slug, "--key", keyFile, "--session", "full"] },
-    { cwd: home.dir, env: home.env() },
-  );
+  const session = await startMcp(home, { url: broker.url, mesh: mesh.slug, keyFile: keyFileFor(home, alice.identity), args: ["--session", "full"] });
   try {
     await session.connected();
     expect((await session.call("send_message", { to: bob.pubkey, text: "one" })).data).toMatchObject({ recipients: 1 });

@@ -5,9 +5,8 @@
 import { afterAll, expect, test } from "bun:test";
 import { DEFAULT_HEARTBEAT_MS } from "@switchboard/client";
 import { setupMesh, startTcpProxy, useTestBroker, type SetupMember } from "@switchboard/testkit";
-import { writeFileSync } from "node:fs";
-import { CLI_ENTRY, CliHome } from "./support/cli.ts";
-import { McpSession } from "./support/mcp.ts";
+import { CliHome } from "./support/cli.ts";
+import { keyFileFor, startMcp } from "./support/mcp.ts";
 
 const broker = useTestBroker();
 const home = new CliHome();
@@ -16,13 +15,13 @@ afterAll(() => home.dispose());
 test("a hello refused on reconnecting (member revoked meanwhile): tools answer unauthorized, naming the refusal", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["alice"] });
   const alice = members[0] as SetupMember;
-  const keyFile = home.path("alice.json");
-  writeFileSync(keyFile, JSON.stringify(alice.identity), { mode: 0o600 });
   const proxy = await startTcpProxy(Number(new URL(broker.url).port));
-  const session = await McpSession.start(
-    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", `http://127.0.0.1:${proxy.port}`, "--mesh", mesh.slug, "--key", keyFile, "--session", "revoked"] },
-    { cwd: home.dir, env: home.env() },
-  );
+  const session = await startMcp(home, {
+    url: `http://127.0.0.1:${proxy.port}`,
+    mesh: mesh.slug,
+    keyFile: keyFileFor(home, alice.identity),
+    args: ["--session", "revoked"],
+  });
   try {
     await session.connected();
     // The broker's close 4002 never gets through: the server learns of the revocation only from its next hello.

@@ -4,10 +4,11 @@
 // its tools, and runs the installed hook commands the way Claude Code does.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
+import { CLI_ENTRY, type CliHome } from "./cli.ts";
 
 export interface ChannelNote {
   content: string;
@@ -68,6 +69,28 @@ export interface SessionOptions {
   cwd: string;
   /** The whole environment of the server (the SDK adds PATH, HOME, … of this process under it). */
   env: Record<string, string>;
+}
+
+/** A member's key written into the home, readable by its owner alone, as `switchboard keygen` leaves one. */
+export function keyFileFor(home: CliHome, identity: object, name = "alice.json"): string {
+  const keyFile = home.path(name);
+  writeFileSync(keyFile, JSON.stringify(identity), { mode: 0o600 });
+  return keyFile;
+}
+
+/**
+ * `switchboard mcp` on a key, started as Claude Code starts it, in the home
+ * (no admin token anywhere unless `env` adds one); `args` follow --url,
+ * --mesh and --key. Not yet connected.
+ */
+export function startMcp(
+  home: CliHome,
+  server: { url: string; mesh: string; keyFile: string; args?: string[]; env?: Record<string, string> },
+): Promise<McpSession> {
+  return McpSession.start(
+    { command: "bun", args: [CLI_ENTRY, "mcp", "--url", server.url, "--mesh", server.mesh, "--key", server.keyFile, ...(server.args ?? [])] },
+    { cwd: home.dir, env: home.env(server.env) },
+  );
 }
 
 export class McpSession {
