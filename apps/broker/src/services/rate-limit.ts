@@ -59,8 +59,7 @@ export class RateLimiter {
 
   /** Whether the key has used up its limit, without counting anything. */
   exhausted(key: string, now: number): boolean {
-    const w = this.windows.get(Bun.hash(key));
-    return w !== undefined && estimate(this.rolled(w, now), now) + 1 > this.perMinute;
+    return !this.fits(key, now);
   }
 
   /** How long until allow(key, …) would count one more event, with none counted meanwhile: 0 when it would now. */

@@ -7,7 +7,7 @@ import type { Executor } from "@switchboard/db";
 import { sql } from "drizzle-orm";
 import { BUS_CHANNEL } from "./notify.ts";
 import type { OwedMessage } from "./queue/types.ts";
-import { isoTime, jsonParam } from "./sql.ts";
+import { isoTime, jsonParam, uuidArray } from "./sql.ts";
 
 /** An ephemeral send's message, as its push carries it. */
 export type EphemeralMessage = OwedMessage;
@@ -58,7 +58,7 @@ export async function takeRelayed(db: Executor, instanceId: string, messageIds: 
   const rows = await db.rows<EphemeralMessage & { recipients: string }>(sql`
     WITH taken AS (
       DELETE FROM ephemeral_relay
-      WHERE instance_id = ${instanceId} AND message_id = ANY (ARRAY(SELECT jsonb_array_elements_text(${jsonParam(messageIds)})::uuid))
+      WHERE instance_id = ${instanceId} AND message_id = ANY (${uuidArray(messageIds)})
       RETURNING *
     )
     SELECT message_id AS "messageId", mesh_id AS "meshId", sender_pubkey AS "senderPubkey", target_spec AS "targetSpec",

@@ -302,27 +302,23 @@ export class DeliveryPump {
   private async hand(leased: LeasedDelivery[], claimStart: number | null): Promise<void> {
     const unwritten: LeasedDelivery[] = [];
     const now = this.options.clock();
-    // Each presence's pushes in order, in one write to its socket.
+    // Each presence's pushes in order, in one write to its socket. Within
+    // that write a push rarely meets the socket's backup (it is buffered as
+    // the write ends): the link then marks the presence backed up, so at
+    // most the room of its window left in this batch is buffered.
     for (const [presenceId, deliveries] of byPresence(leased)) {
       const presence = this.presences.get(presenceId);
-      if (!presence) {
-        unwritten.push(...deliveries);
-        continue;
-      }
-      presence.link.writeTogether(() => {
+      // The first delivery not pushed: it and the rest go back.
+      const stop = presence === undefined ? 0 : presence.link.writeTogether(() => {
         for (const [i, d] of deliveries.entries()) {
           if (
             presence.ended || presence.window.room() <= 0 ||
             (claimStart === null && presence.window.lapsed()) || this.handedBack.holds(presence, claimStart)
-          ) {
-            unwritten.push(...deliveries.slice(i));
-            return;
-          }
+          ) return i;
           const result = presence.link.push(d, d.attempt);
           if (result === "dropped") {
             this.presences.markCongested(presence, now);
-            unwritten.push(...deliveries.slice(i));
-            return;
+            return i;
           }
           presence.window.opened(d.messageId);
           this.presences.engage(presence);
@@ -330,11 +326,12 @@ export class DeliveryPump {
           else this.metrics.redeliveries.inc();
           if (result === "congested") {
             this.presences.markCongested(presence, now);
-            unwritten.push(...deliveries.slice(i + 1));
-            return;
+            return i + 1;
           }
         }
+        return deliveries.length;
       });
+      unwritten.push(...deliveries.slice(stop));
     }
     if (unwritten.length === 0) return;
     this.metrics.pushesUnwritten.inc(unwritten.length);

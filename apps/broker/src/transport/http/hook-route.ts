@@ -30,8 +30,8 @@ export function hookRoutes(deps: {
 }) {
   const { hooks, dbHealth, metrics, log, maxMessageBytes } = deps;
   // A hook that failed because the database went away is a warning, as a
-  // socket frame's is: the outage itself is logged where it is seen, not
-  // once more (and as an error report) by every session's hook.
+  // socket frame's is, not an error report per session's hook: the outage
+  // itself is reported where it is seen.
   const failed = (error: unknown): Response => {
     if (isDbUnavailable(error, dbHealth)) {
       log.warn({ err: error }, "hook failed");
