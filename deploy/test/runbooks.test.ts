@@ -20,6 +20,7 @@ import {
   TestPeer,
   useTestBroker,
   waitUntil,
+  within,
   type PostgresCluster,
   type PostgresProxy,
   type SetupMember,
@@ -57,7 +58,10 @@ describe("SwitchboardInstanceDown", () => {
   /** A broker start that fails: its exit status and the last line it wrote. */
   async function failedStart(env: Record<string, string>): Promise<{ code: number; last: string }> {
     const proc = spawnRaw(env);
-    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    // A start that is not refused would serve for good: it is given a minute, then killed.
+    const [code, stderr] = await within(Promise.all([proc.exited, new Response(proc.stderr).text()]), 60_000, "the refused start's exit").finally(
+      () => proc.kill("SIGKILL"),
+    );
     return { code, last: stderr.trim().split("\n").at(-1) ?? "" };
   }
 

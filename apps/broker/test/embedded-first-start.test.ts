@@ -2,7 +2,7 @@
 // on an empty DATA_DIR) must not leave a directory no later start can open:
 // nothing was stored in it yet, so the next start lays it down again.
 import { afterEach, describe, expect, test } from "bun:test";
-import { embeddedBackend, spawnBroker, spawnRaw, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
+import { embeddedBackend, spawnBroker, spawnRaw, within, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
 import { existsSync, mkdirSync, watch } from "node:fs";
 import { join } from "node:path";
 
@@ -22,24 +22,26 @@ async function killWhileLaidDown(dataDir: string): Promise<boolean> {
   const pgdata = join(dataDir, "pgdata");
   mkdirSync(pgdata, { recursive: true });
   const proc = spawnRaw({ DATA_DIR: dataDir });
-  const frozen = new Promise<void>((resolve) => {
+  // Frozen as PG_VERSION appears (true), or ended by itself first (false: no start was cut short).
+  const frozen = new Promise<boolean>((resolve) => {
     const watcher = watch(pgdata, (_event, name) => {
       if (name !== "PG_VERSION") return;
       proc.kill("SIGSTOP");
       watcher.close();
-      resolve();
+      resolve(true);
     });
     void proc.exited.then(() => {
       watcher.close();
-      resolve();
+      resolve(false);
     });
   });
-  await frozen;
-  // base/1 (template1) comes late in the cluster's files.
-  const midway = !existsSync(join(pgdata, "base", "1"));
-  proc.kill("SIGKILL");
-  await proc.exited;
-  return midway;
+  try {
+    // base/1 (template1) comes late in the cluster's files.
+    return (await within(frozen, 60_000, "PG_VERSION written, or the broker ended")) && !existsSync(join(pgdata, "base", "1"));
+  } finally {
+    proc.kill("SIGKILL");
+    await proc.exited;
+  }
 }
 
 describe("a first start killed mid-way", () => {

@@ -4,7 +4,7 @@
 // the test is skipped elsewhere. On an embedded database whatever backend the
 // run is on: it is the default a newcomer gets.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { spawnBroker, spawnRaw, tempDir, type BrokerProcess } from "@switchboard/testkit";
+import { spawnBroker, spawnRaw, tempDir, within, type BrokerProcess } from "@switchboard/testkit";
 import { closeSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
@@ -50,7 +50,10 @@ describe.skipIf(!mounted)("an embedded broker on a full disk (needs root, to mou
     const filler = join(mountPoint, "filler");
     fill(filler);
     const refused = spawnRaw(env);
-    const [stderr, code] = await Promise.all([new Response(refused.stderr).text(), refused.exited]);
+    // A start that is not refused would serve for good: it is given a minute, then killed.
+    const [stderr, code] = await within(Promise.all([new Response(refused.stderr).text(), refused.exited]), 60_000, "the refused start's exit").finally(
+      () => refused.kill("SIGKILL"),
+    );
     expect({ code, stderr }).toEqual({ code: 78, stderr: expect.stringContaining(`DATA_DIR ${env.DATA_DIR} cannot hold the embedded database: ENOSPC`) });
     const lines = stderr.trimEnd().split("\n");
     expect(lines.filter((l) => l.startsWith("{")).length).toBe(1);

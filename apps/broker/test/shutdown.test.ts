@@ -122,16 +122,21 @@ async function stopWhileStarting(env: Record<string, string>, marker: string, af
   const reading = (async () => {
     for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
   })();
-  for (const end = Date.now() + 30_000; !stderr.includes(marker) && Date.now() < end; ) await Bun.sleep(50);
-  expect(stderr).toContain(marker);
-  proc.kill("SIGTERM");
-  afterSignal();
-  const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-  const code = await proc.exited;
-  clearTimeout(timer);
-  await reading;
-  expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
-  expect(stderr).toContain("stopped before the start finished");
+  // A check that fails leaves no broker behind (one held by a gate would wait for good).
+  try {
+    for (const end = Date.now() + 30_000; !stderr.includes(marker) && Date.now() < end; ) await Bun.sleep(50);
+    expect(stderr).toContain(marker);
+    proc.kill("SIGTERM");
+    afterSignal();
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+    const code = await proc.exited;
+    clearTimeout(timer);
+    await reading;
+    expect({ code, signal: proc.signalCode ?? null }).toEqual({ code: 0, signal: null });
+    expect(stderr).toContain("stopped before the start finished");
+  } finally {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  }
 }
 
 describe("a stop signal while the broker starts", () => {

@@ -14,7 +14,8 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Contenders try the lock of dataDir at one instant; returns what each got, once all have answered. */
 async function contend(dataDir: string): Promise<string[]> {
-  const startAt = Date.now() + 500;
+  // Long enough for both to start on a busy machine; one that does not answers "late".
+  const startAt = Date.now() + 1500;
   const procs = Array.from({ length: CONTENDERS }, () =>
     Bun.spawn(["bun", join(import.meta.dir, "fixtures", "take-lock.ts"), dataDir, String(startAt)], { stdin: "pipe", stdout: "pipe" }),
   );
