@@ -29,6 +29,9 @@ export const addMemberBody = z.strictObject({
 
 export const createTokenBody = z.strictObject({ kind: z.enum(["hook", "api"]) });
 
+/** What an issued token starts with, by kind: secret scanners and people tell the kinds apart from other secrets by it. */
+export const TOKEN_PREFIX = { hook: "sbh_", api: "sba_" } as const satisfies Record<z.infer<typeof createTokenBody>["kind"], string>;
+
 export type CreateMeshBody = z.infer<typeof createMeshBody>;
 export type AddMemberBody = z.infer<typeof addMemberBody>;
 

@@ -1,5 +1,6 @@
 // install / uninstall: Switchboard in Claude Code in one command (see
 // ../claude/install.ts); `hook install` / `hook uninstall` are the same commands.
+import { TOKEN_PREFIX } from "@switchboard/protocol";
 import type { Command } from "../command.ts";
 import { operands } from "../command.ts";
 import { httpBase, requireMesh } from "../config.ts";
@@ -35,8 +36,10 @@ export const installCommand: Command = {
     if (token === "") throw new UsageError("--token is empty (did the command that was to print it fail?)");
     if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError("--token must be printable characters without spaces");
     // Both kinds come from `token create`; the hooks would post an API token to /hook/set-status, refused every time, and never say so.
-    if (token.startsWith("sba_")) {
-      throw new UsageError("--token is an API token (sba_…): install takes a hook token (sbh_…), from `switchboard token create <mesh> <member>`");
+    if (token.startsWith(TOKEN_PREFIX.api)) {
+      throw new UsageError(
+        `--token is an API token (${TOKEN_PREFIX.api}…): install takes a hook token (${TOKEN_PREFIX.hook}…), from \`switchboard token create <mesh> <member>\``,
+      );
     }
     const layout = layoutFor(ctx.args.oneOf("scope", SCOPES) ?? "project");
     const config = ctx.config();
