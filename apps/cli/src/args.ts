@@ -33,6 +33,18 @@ export class Args {
     return typeof v === "string" ? v : undefined;
   }
 
+  /**
+   * As string, but a value given empty (`--mesh "$MESH"` with MESH unset) is
+   * a usage error (`why` says what may have left it empty): taken for unset
+   * it would fall back to another source, and kept it would be written into
+   * an install or sent for the broker to refuse.
+   */
+  nonEmpty(name: string, why = ""): string | undefined {
+    const value = this.string(name);
+    if (value === "") throw new UsageError(`--${name} is empty${why === "" ? "" : ` (${why})`}`);
+    return value;
+  }
+
   strings(name: string): string[] {
     const v = this.values[name];
     if (Array.isArray(v)) return v.map(String);

@@ -90,31 +90,20 @@ function checkUrl(url: string): string {
   return url.replace(/\/+$/, "");
 }
 
-/**
- * A flag's value. One given empty (`--mesh "$MESH"` with MESH unset) is
- * refused: taken for unset it would fall back to another source, and kept
- * it would be written into an install or sent for the broker to refuse.
- */
-function flag(args: Args, name: string): string | undefined {
-  const value = args.string(name);
-  if (value === "") throw new UsageError(`--${name} is empty`);
-  return value;
-}
-
 export function loadConfig(args: Args): Config {
-  const explicitFile = flag(args, "config");
+  const explicitFile = args.nonEmpty("config");
   const configFile = explicitFile !== undefined ? expandPath(explicitFile) : join(configDir(), "config.json");
   const file = readFileConfig(configFile, explicitFile !== undefined);
   // A relative key file in the config file is beside it, wherever the command runs.
   const fileKey = file.keyFile === undefined ? undefined : expandPath(file.keyFile, dirname(configFile));
-  const given = flag(args, "key") ?? env("SWITCHBOARD_KEY");
+  const given = args.nonEmpty("key") ?? env("SWITCHBOARD_KEY");
   const keyFile = given !== undefined ? expandPath(given) : fileKey;
   return {
-    url: checkUrl(flag(args, "url") ?? env("SWITCHBOARD_URL") ?? file.url ?? DEFAULT_URL),
-    adminToken: flag(args, "admin-token") ?? env("SWITCHBOARD_ADMIN_TOKEN") ?? file.adminToken,
+    url: checkUrl(args.nonEmpty("url") ?? env("SWITCHBOARD_URL") ?? file.url ?? DEFAULT_URL),
+    adminToken: args.nonEmpty("admin-token") ?? env("SWITCHBOARD_ADMIN_TOKEN") ?? file.adminToken,
     keyFile: keyFile ?? defaultKeyFile(),
     keyFileNamed: keyFile !== undefined,
-    mesh: flag(args, "mesh") ?? env("SWITCHBOARD_MESH") ?? file.mesh,
+    mesh: args.nonEmpty("mesh") ?? env("SWITCHBOARD_MESH") ?? file.mesh,
     configFile,
   };
 }

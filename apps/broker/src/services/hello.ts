@@ -130,7 +130,7 @@ export class HelloService {
       const batch = group.map((i) => checked[i]!);
       try {
         const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
-        this.rate.admitted(admitted.outcomes.flatMap((o) => (o.ok ? [o.presence.memberId] : [])));
+        this.rate.admitted(admittedMembers(admitted.outcomes));
         this.events.deliver(admitted.changes);
         group.forEach((i, j) => (outcomes[live[i]!] = admitted.outcomes[j]!));
       } catch (error) {
@@ -158,7 +158,7 @@ export class HelloService {
     const admitted = await this.admitEnrolled(tx, checked);
     // A refused hello leaves nothing behind: a pubkey its token enrolled just
     // now is no member unless one of its hellos got in (a full mesh refuses).
-    const present = new Set(admitted.outcomes.flatMap((o) => (o.ok ? [o.presence.memberId] : [])));
+    const present = new Set(admittedMembers(admitted.outcomes));
     await unenrol(tx, enrolled.filter((id) => !present.has(id)));
     return admitted;
   }
@@ -283,4 +283,9 @@ export class HelloService {
     await this.events.announce(tx, changes);
     return { outcomes, changes };
   }
+}
+
+/** The members of the hellos admitted. */
+function admittedMembers(outcomes: HelloOutcome[]): string[] {
+  return outcomes.flatMap((o) => (o.ok ? [o.presence.memberId] : []));
 }

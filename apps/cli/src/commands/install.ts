@@ -30,10 +30,9 @@ export const installCommand: Command = {
   options: { ...scopeOption, mesh: { type: "string" }, token: { type: "string" } },
   async run(ctx) {
     operands(ctx, []);
-    const token = ctx.args.string("token");
-    if (token === undefined) throw new UsageError("--token T is required (create one with `switchboard token create <mesh> <member>`)");
     // An empty one is what a failed $(switchboard token create …) leaves.
-    if (token === "") throw new UsageError("--token is empty (did the command that was to print it fail?)");
+    const token = ctx.args.nonEmpty("token", "did the command that was to print it fail?");
+    if (token === undefined) throw new UsageError("--token T is required (create one with `switchboard token create <mesh> <member>`)");
     if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError("--token must be printable characters without spaces");
     // Both kinds come from `token create`; the hooks would post an API token to /hook/set-status, refused every time, and never say so.
     if (token.startsWith(TOKEN_PREFIX.api)) {

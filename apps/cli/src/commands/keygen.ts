@@ -6,7 +6,7 @@ import { dirname } from "node:path";
 import type { Command } from "../command.ts";
 import { operands } from "../command.ts";
 import { expandPath } from "../config.ts";
-import { CliError, UsageError } from "../errors.ts";
+import { CliError } from "../errors.ts";
 import { writeAtomically } from "../json-file.ts";
 import { err, out, outJson } from "../output.ts";
 
@@ -29,9 +29,8 @@ export const keygen: Command = {
   options: { out: { type: "string" }, force: { type: "boolean" } },
   async run(ctx) {
     operands(ctx, []);
-    const outOption = ctx.args.string("out");
-    // As --key given empty (config.ts): it would name the working directory, and --force would try to replace it.
-    if (outOption === "") throw new UsageError("--out is empty");
+    // Given empty it would name the working directory, and --force would try to replace it.
+    const outOption = ctx.args.nonEmpty("out");
     const file = outOption !== undefined ? expandPath(outOption) : ctx.config().keyFile;
     const force = ctx.args.flag("force");
     if (existsSync(file) && !force) throw new CliError(`${file} already exists; pass --force to replace it`);
