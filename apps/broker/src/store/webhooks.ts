@@ -5,6 +5,7 @@
 import type { Executor } from "@switchboard/db";
 import type { WebhookOutcomeView } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
+import { hasQueued } from "./queue/eligibility.ts";
 import { isoTime } from "./sql.ts";
 
 export type WebhookOutcome = WebhookOutcomeView;
@@ -167,9 +168,7 @@ export async function webhookMembers(db: Executor): Promise<WebhookMember[]> {
   return db.rows<WebhookMember>(sql`
     SELECT w.member_id AS "memberId", m.mesh_id AS "meshId",
            (w.next_attempt_at <= now() AND (w.lease_holder IS NULL OR w.lease_expires_at < now())
-            AND EXISTS (
-              SELECT 1 FROM deliveries d
-              WHERE d.recipient_member_id = w.member_id AND d.state = 'queued' AND d.expires_at > now())) AS due,
+            AND ${hasQueued(sql`w.member_id`)}) AS due,
            greatest(0, ceil(extract(epoch FROM w.next_attempt_at - now()) * 1000))::float8 AS "dueInMs"
     FROM webhooks w JOIN members m ON m.id = w.member_id
     WHERE m.revoked_at IS NULL`);

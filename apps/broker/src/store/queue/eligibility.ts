@@ -59,6 +59,26 @@ export function queueReads(status: SQL, priority: SQL): { every: SQL; urgent: SQ
 }
 
 /**
+ * True when the member named by the expression `memberId` has a queued
+ * delivery `d` not past its expiry that `gate` lets through. The expiry is
+ * tested outside the probe (OFFSET 0): tested in it, the probe could be
+ * planned as a walk of the expiry sweep's index (every queued delivery by its
+ * expiry) testing each entry's member, which statistics that give one member
+ * away the whole backlog make look cheap; every send then read that backlog
+ * (apps/broker/test/backlog-plans.test.ts).
+ */
+export function hasQueued(memberId: SQL, gate: SQL = sql`true`): SQL {
+  return sql`EXISTS (
+        SELECT 1 FROM (
+          SELECT d.expires_at FROM deliveries d
+          WHERE ${gate} AND d.recipient_member_id = ${memberId} AND d.state = 'queued'
+          OFFSET 0
+        ) owed
+        WHERE owed.expires_at > now()
+      )`;
+}
+
+/**
  * True when the member named by the expression `memberId` receives on its
  * sockets: a member with a webhook receives only there (docs/http.md).
  */

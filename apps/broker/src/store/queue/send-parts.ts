@@ -6,7 +6,7 @@
 import type { Slot } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
 import { batchLimit, isoTime, jsonText, uuidArrayOf } from "../sql.ts";
-import { queueReads, receivable, receivesOnSockets } from "./eligibility.ts";
+import { hasQueued, queueReads, receivable, receivesOnSockets } from "./eligibility.ts";
 import { deliveryCount } from "./message-deliveries.ts";
 
 /** What a send statement binds at each call. */
@@ -68,11 +68,7 @@ export const WRITTEN_CTES = sql.raw(`
 export function directCte(slot: Slot<SendValues>, remote: SQL): SQL {
   const instanceId = slot("instanceId");
   const olderWork = queueReads(sql`p.status`, sql`d.priority`);
-  const noneQueued = (gate: SQL) => sql`NOT EXISTS (
-        SELECT 1 FROM deliveries d
-        WHERE ${gate} AND d.recipient_member_id = r.member_id AND d.state = 'queued' AND d.expires_at > now()
-        OFFSET 0
-      )`;
+  const noneQueued = (gate: SQL) => sql`NOT ${hasQueued(sql`r.member_id`, gate)}`;
   return sql`
     -- Driven by the recipients, one index probe each: a join of this
     -- statement's own CTEs is planned for a handful of rows (a generic plan cannot know
