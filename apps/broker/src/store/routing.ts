@@ -36,11 +36,14 @@ export const ROUTE_CTES = sql.raw(`
         AND (q."targetSpec" = '*' OR substr(q."targetSpec", 5) = ANY (mb.tags))
       UNION ALL
       -- A channel: its members by the channel's key, not every member of every
-      -- mesh tested against the channel (a generic plan hashed both tables).
+      -- mesh tested against the channel (a generic plan hashed both tables),
+      -- each member probed by its id (OFFSET 0 keeps it a probe): joined, on
+      -- statistics in which one channel has most members, a send to any
+      -- channel merged its few with a walk of every member.
       SELECT q.idx, mb.id AS member_id, q.priority, mb.queue_full_at IS NOT NULL
       FROM q JOIN channel_members c ON c.mesh_id = q."meshId" AND c.channel = q."targetSpec"
-      JOIN members mb ON mb.id = c.member_id AND mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
-      WHERE q."targetSpec" LIKE '#%'
+      CROSS JOIN LATERAL (SELECT id, mesh_id, revoked_at, queue_full_at FROM members WHERE id = c.member_id OFFSET 0) mb
+      WHERE q."targetSpec" LIKE '#%' AND mb.mesh_id = q."meshId" AND mb.revoked_at IS NULL AND mb.id <> q."senderId"
     ),
     -- reach: null for a target that names nothing, else whether a full queue holds the send back.
     -- A send held back is not known, so the CTEs that test known write it nothing and are planned
@@ -52,8 +55,9 @@ export const ROUTE_CTES = sql.raw(`
           WHEN q."targetSpec" ~ '^[0-9a-f]{64}$' THEN ${PUBKEY_REACH}
           -- Joined by a member not revoked: a revoked member's channels are as unknown as its pubkey.
           WHEN q."targetSpec" LIKE '#%' THEN CASE WHEN EXISTS (
-            SELECT 1 FROM channel_members c JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
-            WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec") THEN false END
+            SELECT 1 FROM channel_members c
+            CROSS JOIN LATERAL (SELECT revoked_at FROM members WHERE id = c.member_id OFFSET 0) mb
+            WHERE c.mesh_id = q."meshId" AND c.channel = q."targetSpec" AND mb.revoked_at IS NULL) THEN false END
           ELSE false
         END AS reach
         -- OFFSET 0: pulled up, the probe would run once for each of the two columns it makes.
