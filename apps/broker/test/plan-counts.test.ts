@@ -25,3 +25,12 @@ test.each([
 test("the Postgres 18 plan above prints its counts with decimals", () => {
   expect(postgres18).toContain("rows=1.00 loops=3");
 });
+
+test("a backward index scan counts as a scan of its table", () => {
+  const plan = `Limit  (cost=0.29..8.31 rows=1 width=8) (actual time=0.020..0.030 rows=2 loops=1)
+  ->  Index Scan Backward using messages_channel_history_idx on messages m  (cost=0.29..8.31 rows=1 width=8) (actual time=0.020..0.030 rows=2 loops=1)
+        Index Cond: ((mesh_id = $1) AND (target_spec = $2))
+        Filter: (created_at > now())
+        Rows Removed by Filter: 40`;
+  expect(rowsReadFrom(plan, "messages")).toBe(2 + 40);
+});

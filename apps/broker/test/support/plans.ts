@@ -109,7 +109,7 @@ export const COUNT = String.raw`\d+(?:\.\d+)?`;
  * table), each a row it fetched, and not those rows again.
  */
 export function rowsReadFrom(plan: string, relation: string): number {
-  const scan = new RegExp(`Scan(?: using \\S+)? on ${relation}(?:_\\d+)?\\b.*actual time=\\S+ rows=(${COUNT}) loops=(\\d+)`);
+  const scan = new RegExp(`Scan(?: Backward)?(?: using \\S+)? on ${relation}(?:_\\d+)?\\b.*actual time=\\S+ rows=(${COUNT}) loops=(\\d+)`);
   const bitmap = relation.includes(" ") ? null : new RegExp(`Bitmap Index Scan on ${relation}_\\w+ .*actual time=\\S+ rows=(${COUNT}) loops=(\\d+)`);
   const bitmapHeap = relation.includes(" ") ? null : new RegExp(`Bitmap Heap Scan on ${relation}(?:_\\d+)?\\b`);
   let onTable = false;
