@@ -25,11 +25,17 @@ export interface ClaimRequest {
  */
 function leaseFor(target: SQL, leaseSeconds: number): SQL {
   const reads = queueReads(sql`t.status`, sql`queued.priority`);
+  // The member is named as a range of one, and the order is the member
+  // index's own (member, id): named by =, the member is a constant of the
+  // read, its order reduces to the id's, and on statistics that give each of
+  // a few members hundreds of deliveries, a walk of the primary key in id
+  // order testing each row's member looked cheaper than the member's index
+  // (apps/broker/test/claim-plans.test.ts).
   const read = (gate: SQL) => sql`
     SELECT id FROM (
       SELECT id FROM deliveries queued
-      WHERE ${gate} AND recipient_member_id = t.member_id AND state = 'queued' AND expires_at > now()
-      ORDER BY id
+      WHERE ${gate} AND recipient_member_id >= t.member_id AND recipient_member_id <= t.member_id AND state = 'queued' AND expires_at > now()
+      ORDER BY recipient_member_id, id
       LIMIT t.lim
       FOR UPDATE SKIP LOCKED
     ) taken`;
