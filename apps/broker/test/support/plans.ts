@@ -130,6 +130,12 @@ export function rowsReadFrom(plan: string, relation: string): number {
   return read;
 }
 
+/** What an analyzed plan read from `tables` past `atMost` rows, with the plan to show it; null when within. */
+export function readPast(plan: string, tables: readonly string[], atMost: number): { read: number; plan: string } | null {
+  const read = tables.reduce((sum, table) => sum + rowsReadFrom(plan, table), 0);
+  return read > atMost ? { read, plan } : null;
+}
+
 /**
  * Rows the filters and join filters of an analyzed plan let go, in all. A
  * node's count is an average over its loops, rounded: a few rows over many
