@@ -26,15 +26,17 @@ export const laneKeys = (broker: string) => ({
   seconds: `${broker} send batch seconds`,
   sends: `${broker} sends in batches`,
   batches: `${broker} send batches`,
+  pushes: `${broker} first pushes`,
   delay: `${broker} event-loop delay seconds`,
 });
 
 /**
  * A broker's send lane (broker_send_batch_*: seconds spent writing batches,
- * sends written, batches) and its event loop's mean delay. That mean is of
- * the delays since the scrape before (each scrape starts it again), so it
- * is summed here weighted by the time between reads: its increase per
- * second over a window is the window's mean delay.
+ * sends written, batches), its deliveries pushed for the first time (the
+ * count of broker_push_latency_seconds) and its event loop's mean delay.
+ * That mean is of the delays since the scrape before (each scrape starts it
+ * again), so it is summed here weighted by the time between reads: its
+ * increase per second over a window is the window's mean delay.
  */
 export function sendLaneCounters(broker: string, baseUrl: string): CounterSource {
   const keys = laneKeys(broker);
@@ -52,6 +54,7 @@ export function sendLaneCounters(broker: string, baseUrl: string): CounterSource
         [keys.seconds]: sample("broker_send_batch_seconds", "broker_send_batch_seconds_sum"),
         [keys.sends]: sample("broker_send_batch_size", "broker_send_batch_size_sum"),
         [keys.batches]: sample("broker_send_batch_size", "broker_send_batch_size_count"),
+        [keys.pushes]: sample("broker_push_latency_seconds", "broker_push_latency_seconds_count"),
         [keys.delay]: delaySeconds,
       };
       return Object.fromEntries(Object.entries(values).filter((e): e is [string, number] => e[1] !== undefined));

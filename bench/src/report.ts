@@ -192,9 +192,12 @@ export function jetStreamSettingsLines(reports: JetStreamReport[]): string {
  * The send lanes of a window: how busy each broker's was (seconds writing
  * batches per second), each broker's mean event-loop delay, sends per
  * batch, and Postgres's execution time per message sent, the send
- * statement's and all statements'.
+ * statement's and all statements'. With the floor's rows loop beside it,
+ * the deliveries pushed per second of Postgres's CPU (the rows loop writes
+ * one delivery a message): where the two are alike, what Postgres does per
+ * message is not what holds the rate back, but the CPU it is left.
  */
-function laneCells(p: ProfileWindow, brokers: number): string[] {
+function laneCells(p: ProfileWindow, brokers: number, floorPerCore: number | undefined): string[] {
   const per = p.perSecond;
   const lanes = Array.from({ length: brokers }, (_, i) => laneKeys(`broker-${i + 1}`));
   const busy = lanes.map((k) => n(per[k.seconds], 2)).join(", ");
@@ -202,16 +205,26 @@ function laneCells(p: ProfileWindow, brokers: number): string[] {
   const sends = lanes.reduce((sum, k) => sum + (per[k.sends] ?? 0), 0);
   const batches = lanes.reduce((sum, k) => sum + (per[k.batches] ?? 0), 0);
   const perMessage = (key: string) => (sends > 0 && per[key] !== undefined ? (per[key]! * 1000) / sends : undefined);
+  const pushes = lanes.reduce((sum, k) => sum + (per[k.pushes] ?? 0), 0);
+  const postgresCores = (p.cpuPercent.postgres ?? 0) / 100;
+  const perCore = postgresCores > 0 && pushes > 0 ? pushes / postgresCores : undefined;
   return [
     busy,
     delay,
     batches > 0 ? n(sends / batches, 1) : "—",
     `${n(perMessage(STATEMENT_KEYS.send), 3)} / ${n(perMessage(STATEMENT_KEYS.all), 3)}`,
+    ...(floorPerCore === undefined ? [] : [perCore === undefined ? "—" : `${n(perCore, 0)} (${n(perCore / floorPerCore, 2)}×)`]),
   ];
 }
 
-/** Where the CPU went, what Postgres waited on and how busy the send lanes were, per step of a rising rate (or the whole run). */
-export function profileTable(run: SwitchboardRun): string {
+/**
+ * Where the CPU went, what Postgres waited on and how busy the send lanes
+ * were, per step of a rising rate (or the whole run); with the floor, what
+ * a core of Postgres carried beside what it carries in the rows loop.
+ */
+export function profileTable(run: SwitchboardRun, floor?: FloorReport): string {
+  const rowsLoop = floor?.rows;
+  const floorPerCore = rowsLoop && rowsLoop.messagesPerPostgresCoreSecond > 0 ? rowsLoop.messagesPerPostgresCoreSecond : undefined;
   const windows = run.stepProfiles && run.load.steps
     ? run.load.steps.map((s, i) => ({ label: `${n(s.rate, 0)} msg/s`, p: run.stepProfiles![i]!, s }))
     : [{ label: "whole run", p: run.profile, s: undefined }];
@@ -230,7 +243,7 @@ export function profileTable(run: SwitchboardRun): string {
       s ? `${n(s.sendToPush.p50, 1)} / ${n(s.sendToPush.p99, 1)}` : "",
       ...parts.map((k) => `${n(p.cpuPercent[k], 0)} %`),
       waits,
-      ...laneCells(p, run.brokers.length),
+      ...laneCells(p, run.brokers.length, floorPerCore),
     ];
   });
   const name = (k: string) => (k === "machine" ? "whole machine CPU" : `${k} CPU`);
@@ -244,6 +257,7 @@ export function profileTable(run: SwitchboardRun): string {
       "event-loop delay, mean (ms, per instance)",
       "sends per batch",
       "Postgres execution per message: send statement / all (ms)",
+      ...(floorPerCore === undefined ? [] : ["deliveries per Postgres core-second (÷ the floor's rows loop)"]),
     ],
     rows,
   );

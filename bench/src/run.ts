@@ -187,10 +187,10 @@ export async function runScaling(size: Size): Promise<ScalingReport> {
 }
 
 /** Where a Switchboard run's time went: CPU per part and Postgres waits, and what it wrote per message. */
-function runDetails(run: SwitchboardRun): string[] {
+function runDetails(run: SwitchboardRun, floor: FloorReport | undefined): string[] {
   const cost = run.databaseCost ? [`Switchboard per ${run.costPer}: ${costCell(run.databaseCost)} (commits; row writes; WAL bytes).`, ""] : [];
   const memory = run.rssPerConnectionBytes === undefined ? [] : [rssPerConnectionLine(run.rssPerConnectionBytes), ""];
-  return [profileTable(run), "", ...cost, ...memory];
+  return [profileTable(run, floor), "", ...cost, ...memory];
 }
 
 export function markdown(report: Report): string {
@@ -217,8 +217,8 @@ export function markdown(report: Report): string {
         ],
       ),
       "",
-      ...(one ? ["1 instance:", "", ...runDetails(one.run), `${instances} instances:`, ""] : []),
-      ...runDetails(report.switchboard),
+      ...(one ? ["1 instance:", "", ...runDetails(one.run, report.floor), `${instances} instances:`, ""] : []),
+      ...runDetails(report.switchboard, report.floor),
     );
   } else if (report.kind === "jetstream") {
     for (const c of report.comparisons) {
@@ -238,7 +238,7 @@ export function markdown(report: Report): string {
         "",
         jetStreamSettingsLines(c.jetstream),
         "",
-        ...runDetails(s.switchboard),
+        ...runDetails(s.switchboard, s.floor),
       );
     }
   } else {
@@ -246,7 +246,7 @@ export function markdown(report: Report): string {
     for (const { run, ratios } of report.runs) {
       out.push(`${run.instances} instance${run.instances > 1 ? "s" : ""}:`, "");
       out.push(comparisonTable(report.floor, [{ name: "Switchboard", load: run.load }], [{ name: "÷ floor", ratios }]), "");
-      out.push(...runDetails(run));
+      out.push(...runDetails(run, report.floor));
     }
   }
   return out.join("\n");

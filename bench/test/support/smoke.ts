@@ -83,6 +83,9 @@ async function checkScenario(name: string): Promise<void> {
     expect(per[laneKeys("broker-1").sends]).toBeGreaterThan(0);
     expect(per[laneKeys("broker-1").seconds]).toBeGreaterThan(0);
     expect(per[laneKeys("broker-1").delay]).toBeGreaterThan(0);
+    expect(per[laneKeys("broker-1").pushes]).toBeGreaterThan(0);
+    // On a Postgres server, what a core of it carried beside the floor's rows loop.
+    if (!scenario.embedded) expect(markdown(report)).toContain("deliveries per Postgres core-second (÷ the floor's rows loop)");
     if (!scenario.embedded && statementStatsSettings().shared_preload_libraries) {
       const send = per[STATEMENT_KEYS.send]!;
       expect(send).toBeGreaterThan(0);
