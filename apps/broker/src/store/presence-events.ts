@@ -4,6 +4,7 @@
 import type { Executor } from "@switchboard/db";
 import type { Status } from "@switchboard/protocol";
 import { sql } from "drizzle-orm";
+import { listLivePeers } from "./directory.ts";
 import { uuidArray } from "./sql.ts";
 
 export interface PresenceRow {
@@ -29,15 +30,16 @@ export function presenceRows(db: Executor, presenceIds: readonly string[], meshI
     WHERE p.id = ANY (${uuidArray(presenceIds)}) AND p.mesh_id = ANY (${uuidArray(meshIds)})`);
 }
 
-/** The live presences of a mesh: a subscriber's first snapshot. */
-export function livePresenceRows(db: Executor, meshId: string): Promise<PresenceRow[]> {
-  // Each presence's member probed by its id (OFFSET 0 keeps it a probe):
-  // joined, on statistics in which one mesh holds most presences, a small
-  // mesh's few were merged with a walk of every member by id.
-  return db.rows<PresenceRow>(sql`
-    SELECT ${COLUMNS}
-    FROM presences p
-    CROSS JOIN LATERAL (SELECT pubkey, revoked_at FROM members WHERE id = p.member_id OFFSET 0) mb
-    WHERE p.mesh_id = ${meshId}::uuid AND p.disconnected_at IS NULL AND mb.revoked_at IS NULL
-    ORDER BY p.connected_at, p.id`);
+/** The live presences of a mesh: a subscriber's first snapshot, read as the admin view lists them. */
+export async function livePresenceRows(db: Executor, meshId: string): Promise<PresenceRow[]> {
+  const live = await listLivePeers(db, meshId);
+  return live.map((p) => ({
+    presenceId: p.presenceId,
+    meshId,
+    pubkey: p.pubkey,
+    displayName: p.displayName,
+    sessionId: p.sessionId,
+    status: p.status,
+    gone: false,
+  }));
 }
