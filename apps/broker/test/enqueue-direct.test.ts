@@ -13,7 +13,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
-import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE } from "../src/store/notify.ts";
+import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_MEMBERS } from "../src/store/notify.ts";
 import { MAX_DIRECT_BATCH } from "../src/store/queue/enqueue-direct.ts";
 import { enqueueSends, writtenDirectly, type EnqueuedSend, type LocalHolders, type NewMessage } from "../src/store/queue/index.ts";
 import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
@@ -215,16 +215,39 @@ test("the two statements' answers and rows agree, but for the sends the send sta
   }
 });
 
-test("only a batch of sends each to a pubkey, at most 128, the instance says it holds, is written directly", () => {
+test(`only a batch of sends each to a pubkey, at most ${MAX_DIRECT_BATCH}, the instance says it holds, is written directly`, () => {
   // The direct statement may pick a presence elsewhere whenever it notifies:
   // the send statement too, while its recipients number at most this.
   expect(MAX_DIRECT_BATCH).toBeLessThanOrEqual(MAX_LEASED_ELSEWHERE);
+  // The largest batch a broker writes (services/send-commits.ts) fits.
+  expect(MAX_DIRECT_BATCH).toBeGreaterThanOrEqual(500);
   const send = (targetSpec: string) => newMessage(crypto.randomUUID(), crypto.randomUUID(), targetSpec);
   const holders = (recipientsHere?: boolean): LocalHolders => ({ instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: true, recipientsHere });
-  const direct = Array.from({ length: 128 }, () => send(pubkey()));
+  const direct = Array.from({ length: MAX_DIRECT_BATCH }, () => send(pubkey()));
   expect(writtenDirectly(direct, holders(true))).toBe(true);
   expect(writtenDirectly(direct, holders(false))).toBe(false);
   expect(writtenDirectly(direct, holders())).toBe(false);
   expect(writtenDirectly([...direct, send(pubkey())], holders(true))).toBe(false);
   for (const target of ["*", "#room", "tag:ops"]) expect(writtenDirectly([send(pubkey()), send(target)], holders(true))).toBe(false);
+});
+
+test(`a direct batch queued for more than ${MAX_NOTIFIED_MEMBERS} members names each of them, ${MAX_NOTIFIED_MEMBERS} to a notice`, async () => {
+  const slug = `direct-many-${crypto.randomUUID()}`;
+  const meshId = (await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`)).id;
+  const sender = await member(meshId, "sender");
+  const count = 2 * MAX_NOTIFIED_MEMBERS + 10;
+  const recipients = await scratch.db.rows<Member>(sql`
+    INSERT INTO members (mesh_id, pubkey, display_name)
+    SELECT ${meshId}::uuid, md5(random()::text) || md5(g::text), 'offline ' || g FROM generate_series(1, ${count}) g
+    RETURNING id, pubkey`);
+  const batch = recipients.map((r) => newMessage(meshId, sender.id, r.pubkey));
+  const holders: LocalHolders = { instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: true, recipientsHere: true };
+  expect(writtenDirectly(batch, holders)).toBe(true);
+
+  const { written, delivery, heard } = await write(batch, holders, 3);
+  expect(written.every((w) => w.inserted && w.notified === 3)).toBe(true);
+  expect(batch.map((_, i) => delivery(i))).toEqual(batch.map(() => [{ state: "queued", holder: null, attempt: 0 }]));
+  const lists = heard.map((n) => n.members as string[]);
+  expect(lists.map((l) => l.length).sort((a, b) => b - a)).toEqual([MAX_NOTIFIED_MEMBERS, MAX_NOTIFIED_MEMBERS, 10]);
+  expect(lists.flat().sort()).toEqual(recipients.map((r) => r.id).sort());
 });

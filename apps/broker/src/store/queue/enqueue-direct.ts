@@ -1,20 +1,24 @@
 // The direct send statement: a batch of sends each to one member by pubkey,
 // written as the send statement (enqueue.ts) writes it but for deliveries
 // another instance's presence would take, which it writes queued rather than
-// leased there. So it routes by the (mesh, pubkey) index alone, and its one
-// notice names the members whose deliveries it queued: a plan of 64 nodes
+// leased there. So it routes by the (mesh, pubkey) index alone, and its
+// notices name the members whose deliveries it queued: a plan of 64 nodes
 // against 114, whose executor start and end are most of a small batch's time
-// in Postgres (bench/RESULTS.md, "A send statement for direct sends"). The
-// instance writes a batch with it when it holds a presence of every
-// recipient, so the leases it gives up elsewhere are rare.
+// in Postgres (bench/RESULTS.md, "A send statement for direct sends"), and
+// whose routing is cheaper per send in a large one. The instance writes a
+// batch with it when it holds a presence of every recipient, so the leases
+// it gives up elsewhere are rare.
 import { shapedStatement, type Slot } from "@switchboard/db";
 import { sql, type SQL } from "drizzle-orm";
-import { BUS_CHANNEL, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
+import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_MEMBERS } from "../notify.ts";
 import { PUBKEY_ROUTE_CTES } from "../routing.ts";
 import { directCte, enqueuedCte, leasedPush, sendAnswers, sendsCte, WRITTEN_CTES, type SendValues } from "./send-parts.ts";
 
-/** The most sends it writes at once: a send has at most one recipient, so its notice names at most this many members. */
-export const MAX_DIRECT_BATCH = 2 ** Math.floor(Math.log2(MAX_NOTIFIED_MEMBERS));
+/**
+ * The most sends it writes at once: as many as the send statement may lease
+ * to presences elsewhere for, so that the two pick the same presences (below).
+ */
+export const MAX_DIRECT_BATCH = MAX_LEASED_ELSEWHERE;
 
 export const directSendStatement = shapedStatement<SendValues, number>((slot, batchSize) => directSendSql(slot, batchSize));
 
@@ -24,8 +28,7 @@ export const directSendStatement = shapedStatement<SendValues, number>((slot, ba
 // send statement picks it (an idle one first), so the same presence is
 // chosen; only the lease to it is not written. The send statement allows
 // one elsewhere while it notifies and its recipients number at most
-// MAX_LEASED_ELSEWHERE, which a direct batch never passes
-// (enqueue-direct.test.ts holds the two bounds together).
+// MAX_LEASED_ELSEWHERE, which a direct batch never passes.
 function directSendSql(slot: Slot<SendValues>, batchSize: number): SQL {
   const notify = slot("notify");
   return sql`
@@ -35,11 +38,13 @@ function directSendSql(slot: Slot<SendValues>, batchSize: number): SQL {
     ${directCte(slot, sql`${notify}`)},
     ${enqueuedCte(slot, sql`dl.instance_id = ${slot("instanceId")}`)},
     -- Queued, or held for a waiting request (attempt 0): the other instances
-    -- must hear of it, as queuedWork in services/bus.ts says it.
+    -- must hear of it, as queuedWork in services/bus.ts says it, split as
+    -- publish there splits it: MAX_NOTIFIED_MEMBERS to a notice.
     notified AS (
-      SELECT pg_notify(${BUS_CHANNEL}, json_build_object('members', json_agg(DISTINCT recipient_member_id))::text)
-      FROM enqueued WHERE ${notify} AND attempt = 0
-      HAVING count(*) > 0
+      SELECT pg_notify(${BUS_CHANNEL}, json_build_object('members', json_agg(named.member_id ORDER BY named.member_id))::text)
+      FROM (SELECT d.member_id, row_number() OVER (ORDER BY d.member_id) AS n
+            FROM (SELECT DISTINCT recipient_member_id AS member_id FROM enqueued WHERE ${notify} AND attempt = 0) d) named
+      GROUP BY (named.n - 1) / ${MAX_NOTIFIED_MEMBERS}
     )
     ${sendAnswers(
       sql`CASE WHEN rc.member_id IS NULL THEN '[]' ELSE json_build_array(rc.member_id)::text END AS recipients,
