@@ -6,8 +6,8 @@
 // single-row commit (the floor's), one statement writing messages and their
 // deliveries leased to the recipients' presences and nothing else (1 and 100
 // at a time), and the send statement itself with no sends and with batches
-// of 1, 3, 10 and 100 direct sends to members whose presence is on this
-// instance, and the direct send statement (store/queue/enqueue-direct.ts),
+// of 1, 3, 10, 100 and 400 direct sends to members whose presence is on
+// this instance, and the direct send statement (store/queue/enqueue-direct.ts),
 // which the broker writes such batches with, likewise; and two housekeeping
 // statements with nothing to do: the expiry sweep among messages expired and
 // swept before, the prune among messages past the retention still owed (from
@@ -183,7 +183,7 @@ async function runStatementCosts(database: ConnectOptions, size: Size): Promise<
     };
     const sendCases = (name: string, recipientsHere: boolean) => [
       { name: `${name}, no sends`, messages: 0, call: () => prepareEnqueue(db, { ...HOLDERS, recipientsHere }, 1) },
-      ...[1, 3, 10, 100].map((n) => ({ name: `${name}, ${n} send${n > 1 ? "s" : ""}`, messages: n, sends: true as const, call: send(n, recipientsHere) })),
+      ...[1, 3, 10, 100, 400].map((n) => ({ name: `${name}, ${n} send${n > 1 ? "s" : ""}`, messages: n, sends: true as const, call: send(n, recipientsHere) })),
     ];
     // Where the broker's next prune starts after one (services/prune-walk.ts).
     let pruneFrom = FROM_THE_OLDEST;
