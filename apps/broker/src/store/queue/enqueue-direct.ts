@@ -41,10 +41,9 @@ function directSendSql(slot: Slot<SendValues>, batchSize: number): SQL {
     -- must hear of it, as queuedWork in services/bus.ts says it, split as
     -- publish there splits it: MAX_NOTIFIED_MEMBERS to a notice.
     notified AS (
-      SELECT pg_notify(${BUS_CHANNEL}, json_build_object('members', json_agg(named.member_id ORDER BY named.member_id))::text)
-      FROM (SELECT d.member_id, row_number() OVER (ORDER BY d.member_id) AS n
-            FROM (SELECT DISTINCT recipient_member_id AS member_id FROM enqueued WHERE ${notify} AND attempt = 0) d) named
-      GROUP BY (named.n - 1) / ${MAX_NOTIFIED_MEMBERS}
+      SELECT pg_notify(${BUS_CHANNEL}, json_build_object('members', to_json(queued.ids[i : i + ${MAX_NOTIFIED_MEMBERS - 1}]))::text)
+      FROM (SELECT array_agg(DISTINCT recipient_member_id) AS ids FROM enqueued WHERE ${notify} AND attempt = 0) queued,
+           generate_series(1, cardinality(queued.ids), ${MAX_NOTIFIED_MEMBERS}) i
     )
     ${sendAnswers(
       sql`CASE WHEN rc.member_id IS NULL THEN '[]' ELSE json_build_array(rc.member_id)::text END AS recipients,
