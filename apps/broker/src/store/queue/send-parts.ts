@@ -26,11 +26,15 @@ export const leasedPush = (d: string): SQL =>
 
 // The JSON input is capped with a LIMIT (batchLimit) so the planner knows
 // it holds few rows and probes indexes instead of hashing whole tables, yet
-// not so few that it joins the statement's own CTEs by nested loops.
+// not so few that it joins the statement's own CTEs by nested loops. It is
+// read as json, not jsonb: json_to_recordset converts the fields as it
+// parses, where jsonb first builds the whole value, ciphertexts and all (a
+// tenth or more of a large batch's time: bench/RESULTS.md, "The sends read
+// as json").
 /** The CTE `q`: the batch's sends as rows. */
 export const sendsCte = (slot: Slot<SendValues>, batchSize: number): SQL => sql`
     q AS (
-      SELECT * FROM jsonb_to_recordset(${jsonText(slot("messages"))})
+      SELECT * FROM json_to_recordset(${slot("messages")}::text::json)
         AS q(idx int, id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text,
              priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int, "replyWaitSeconds" int)
       LIMIT ${batchLimit(batchSize)}
