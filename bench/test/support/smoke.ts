@@ -163,15 +163,15 @@ async function checkScaling(): Promise<void> {
 async function checkStatement(backend: StatementBackend): Promise<void> {
   const report = await runStatementReport("smoke", backend);
   const { rounds, calls } = STATEMENT_SHAPE.smoke;
-  // A round trip, a commit, two bare writes, five cases of each send statement, three of housekeeping.
-  expect(report.cases.length).toBe(17);
+  // A round trip, a commit, two bare writes, six cases of each send statement, three of housekeeping.
+  expect(report.cases.length).toBe(19);
   for (const c of report.cases) {
     expect(c.wallMs.count).toBe(rounds * calls);
     expect(c.wallMs.p50).toBeGreaterThan(0);
     expect(c.clientCpuMs).toBeGreaterThan(0);
   }
-  // Batches of 1, 3, 10 and 100 sends by each send statement, each send one delivery.
-  expect(report.deliveries.expected).toBe(rounds * calls * 2 * 114);
+  // Batches of 1, 3, 10, 100 and 400 sends by each send statement, each send one delivery.
+  expect(report.deliveries.expected).toBe(rounds * calls * 2 * 514);
   expect(report.deliveries.written).toBe(report.deliveries.expected);
 }
 
