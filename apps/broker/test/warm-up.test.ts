@@ -35,7 +35,7 @@ function sendStatementSteps(log: string): SendStatementStep[] {
   // An entry runs from a line with the prefix to the next one (a statement's text spans lines).
   for (const entry of log.split(/\n(?=\d+:)/)) {
     const head = /^(\d+):LOG: {2}duration: [0-9.]+ ms {2}(parse|bind|execute) [^:]*: /.exec(entry);
-    const limit = /jsonb_to_recordset\([^)]*\)\s+AS q\(idx int[^)]*\)\s+LIMIT (\d+)/.exec(entry)?.[1];
+    const limit = /json_to_recordset\([^)]*\)\s+AS q\(idx int[^)]*\)\s+LIMIT (\d+)/.exec(entry)?.[1];
     if (head === null || limit === undefined) continue;
     // Only the send statement for any batch may lease elsewhere.
     const shape = `${entry.includes("elsewhere AS (") ? "any" : "direct"} ${limit}`;
