@@ -28,9 +28,9 @@ export const leasedPush = (d: string): SQL =>
 // it holds few rows and probes indexes instead of hashing whole tables, yet
 // not so few that it joins the statement's own CTEs by nested loops. It is
 // read as json, not jsonb: json_to_recordset converts the fields as it
-// parses, where jsonb first builds the whole value, ciphertexts and all (a
-// tenth or more of a large batch's time: bench/RESULTS.md, "The sends read
-// as json").
+// parses, where jsonb first builds the whole value, ciphertexts and all
+// (bench/RESULTS.md, "Large batches by the direct statement, and the sends
+// read as json").
 /** The CTE `q`: the batch's sends as rows. */
 export const sendsCte = (slot: Slot<SendValues>, batchSize: number): SQL => sql`
     q AS (
