@@ -2,8 +2,8 @@
 // written as the send statement (enqueue.ts) writes it but for deliveries
 // another instance's presence would take, which it writes queued rather than
 // leased there. So it routes by the (mesh, pubkey) index alone, and its
-// notices name the members whose deliveries it queued: a plan of 64 nodes
-// against 114, whose executor start and end are most of a small batch's time
+// notices name the members whose deliveries it queued: a plan of 71 nodes
+// against 119, whose executor start and end are most of a small batch's time
 // in Postgres (bench/RESULTS.md, "A send statement for direct sends"), and
 // whose routing is cheaper per send in a large one. The instance writes a
 // batch with it when it holds a presence of every recipient, so the leases

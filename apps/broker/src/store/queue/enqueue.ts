@@ -79,7 +79,7 @@ export interface LocalHolders {
   /**
    * Whether the instance holds a presence of every send's recipient. A batch
    * of sends each to one member by pubkey is then written by the direct
-   * statement (enqueue-direct.ts), whose plan has 64 nodes against 114.
+   * statement (enqueue-direct.ts), whose plan has 71 nodes against 119.
    * Said wrongly, nothing is lost: a delivery another instance's presence would take is
    * written queued and named to the instances, as a send to someone offline.
    * Unsaid, the batch is written by the send statement.
