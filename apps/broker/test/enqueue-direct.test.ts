@@ -203,6 +203,12 @@ describe.each([
     expect(second.delivery(1)).toEqual([{ state: "leased", holder: batch[9]!.id, attempt: 0 }]);
     expect(second.heard).toEqual([{ members: [m.here!.id] }]);
   });
+
+  test("a batch with nothing queued and nothing leased elsewhere sends no notice", async () => {
+    const { written } = await write([newMessage(meshId, m.sender!.id, m.here!.pubkey)], holders(), 0);
+    expect(written[0]).toMatchObject({ inserted: true, notified: 0 });
+    expect(leasedList(written[0]!)).toEqual([expect.objectContaining({ memberId: m.here!.id, presenceId: m.here!.presence })]);
+  });
 });
 
 test("the two statements' answers and rows agree, but for the sends the send statement leases elsewhere", () => {
