@@ -13,6 +13,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
+import { MAX_SENDS_PER_COMMIT } from "../src/services/send-commits.ts";
 import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_MEMBERS } from "../src/store/notify.ts";
 import { MAX_DIRECT_BATCH } from "../src/store/queue/enqueue-direct.ts";
 import { enqueueSends, writtenDirectly, type EnqueuedSend, type LocalHolders, type NewMessage } from "../src/store/queue/index.ts";
@@ -225,8 +226,8 @@ test(`only a batch of sends each to a pubkey, at most ${MAX_DIRECT_BATCH}, the i
   // The direct statement may pick a presence elsewhere whenever it notifies:
   // the send statement too, while its recipients number at most this.
   expect(MAX_DIRECT_BATCH).toBeLessThanOrEqual(MAX_LEASED_ELSEWHERE);
-  // The largest batch a broker writes (services/send-commits.ts) fits.
-  expect(MAX_DIRECT_BATCH).toBeGreaterThanOrEqual(500);
+  // The largest batch a broker writes fits.
+  expect(MAX_DIRECT_BATCH).toBeGreaterThanOrEqual(MAX_SENDS_PER_COMMIT);
   const send = (targetSpec: string) => newMessage(crypto.randomUUID(), crypto.randomUUID(), targetSpec);
   const holders = (recipientsHere?: boolean): LocalHolders => ({ instanceId: INSTANCE, unavailable: [], leaseSeconds: 30, notify: true, recipientsHere });
   const direct = Array.from({ length: MAX_DIRECT_BATCH }, () => send(pubkey()));

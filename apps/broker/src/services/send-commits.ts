@@ -21,7 +21,8 @@ import { refuse, type Refusal } from "./outcome.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
 
-const MAX_SENDS_PER_COMMIT = 500;
+/** The most sends one flush of the group commit writes. */
+export const MAX_SENDS_PER_COMMIT = 500;
 const UNIQUE_VIOLATION = "23505";
 // What one send statement writes at most (a single larger message goes
 // alone). A statement writing megabytes of one sender's flood would hold
