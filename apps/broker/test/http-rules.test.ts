@@ -6,7 +6,7 @@ import { loadConfig } from "../src/config.ts";
 import { RateLimiter } from "../src/services/rate-limit.ts";
 import { failureDelayMs, retryDelayMs } from "../src/services/webhooks/backoff.ts";
 import { webhookLeaseSeconds } from "../src/services/webhooks/dispatcher.ts";
-import { isInternalAddress, refusedTarget } from "../src/services/webhooks/target-policy.ts";
+import { checkTarget, isInternalAddress } from "../src/services/webhooks/target-policy.ts";
 import { retryAfterMs } from "../src/transport/webhook/poster.ts";
 
 const PRODUCTION = { minMs: 1000, maxMs: 300_000 };
@@ -87,11 +87,30 @@ describe("webhook targets", () => {
 
   test("a name whose resolver never answers is refused once the timeout passes, not waited for", async () => {
     const never = () => new Promise<string[]>(() => {});
-    expect(await refusedTarget("https://hooks.example/x", false, 50, never)).toBe("hooks.example did not resolve within 50 ms");
+    expect(await checkTarget("https://hooks.example/x", false, 50, never)).toEqual({ refused: "hooks.example did not resolve within 50 ms" });
     const publicName = async () => ["93.184.216.34"];
-    expect(await refusedTarget("https://hooks.example/x", false, 50, publicName)).toBeNull();
+    expect(await checkTarget("https://hooks.example/x", false, 50, publicName)).toEqual({ refused: null, connectTo: "93.184.216.34" });
     const internalName = async () => ["10.1.2.3"];
-    expect(await refusedTarget("https://hooks.example/x", false, 50, internalName)).toContain("resolves to 10.1.2.3");
+    const refused = await checkTarget("https://hooks.example/x", false, 50, internalName);
+    expect(refused.refused).toContain("resolves to 10.1.2.3");
+  });
+
+  test("an allowed name is pinned to its first address; one internal address among them refuses it; no address is no name", async () => {
+    const twoPublic = async () => ["2606:4700::1111", "93.184.216.34"];
+    expect(await checkTarget("https://hooks.example/x", false, 50, twoPublic)).toEqual({ refused: null, connectTo: "2606:4700::1111" });
+    const oneInternal = async () => ["93.184.216.34", "127.0.0.1"];
+    expect((await checkTarget("https://hooks.example/x", false, 50, oneInternal)).refused).toContain("resolves to 127.0.0.1");
+    const none = async () => [];
+    expect(await checkTarget("https://hooks.example/x", false, 50, none)).toEqual({ refused: "hooks.example does not resolve" });
+  });
+
+  test("an address in the URL, or any host while private ones are allowed, is not looked up and not pinned", async () => {
+    const asked: string[] = [];
+    const resolve = async (host: string) => (asked.push(host), ["10.1.2.3"]);
+    expect(await checkTarget("https://93.184.216.34:8443/x", false, 50, resolve)).toEqual({ refused: null, connectTo: null });
+    expect(await checkTarget("https://[2606:4700::1111]/x", false, 50, resolve)).toEqual({ refused: null, connectTo: null });
+    expect(await checkTarget("http://hooks.internal/x", true, 50, resolve)).toEqual({ refused: null, connectTo: null });
+    expect(asked).toEqual([]);
   });
 });
 

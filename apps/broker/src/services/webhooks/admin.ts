@@ -10,7 +10,7 @@ import { queuedWork, type InstanceBus } from "../bus.ts";
 import { refuse, RefusedError } from "../outcome.ts";
 import type { QueuedWork } from "../queued-work.ts";
 import type { WebhookDispatcher } from "./dispatcher.ts";
-import { refusedTarget, type Resolve } from "./target-policy.ts";
+import { checkTarget, type Resolve } from "./target-policy.ts";
 
 export type WebhookRefusalCode = "not_found" | "conflict" | "invalid";
 
@@ -55,7 +55,7 @@ export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bu
     async set(meshRef: string, memberRef: string, body: WebhookBody): Promise<WebhookView> {
       const { mesh, member } = await admin.resolveMember(meshRef, memberRef);
       if (member.revokedAt !== null) throw fail("conflict", `member ${memberRef} is revoked`);
-      const refused = await refusedTarget(body.url, allowPrivate, lookupTimeoutMs, resolve);
+      const { refused } = await checkTarget(body.url, allowPrivate, lookupTimeoutMs, resolve);
       if (refused !== null) throw fail("invalid", `url: ${refused}`);
       await upsertWebhook(db, member.id, body.url, body.secret);
       log.info({ meshId: mesh.id, memberId: member.id, host: new URL(body.url).host }, "admin webhook set");

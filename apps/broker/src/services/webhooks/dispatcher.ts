@@ -27,7 +27,7 @@ import type { Clock } from "../timing.ts";
 import { failureDelayMs, type BackoffBounds } from "./backoff.ts";
 import { withinBatchBytes } from "./batch.ts";
 import type { WebhookPoster, WebhookRequest, WebhookResult } from "./request.ts";
-import { refusedTarget } from "./target-policy.ts";
+import { checkTarget, type Resolve } from "./target-policy.ts";
 
 // Requests in flight from one instance at once (to different members).
 const MAX_CONCURRENT = 64;
@@ -43,6 +43,8 @@ export interface DispatcherOptions {
   refreshIntervalMs: number;
   depthIntervalMs: number;
   clock: Clock;
+  /** The target's name lookup: the system's resolver unless a test gives its own. */
+  resolve?: Resolve;
 }
 
 /** A request in flight keeps its lease at least as long as LEASE_SECONDS, and always past its own timeout. */
@@ -256,9 +258,10 @@ export class WebhookDispatcher implements QueueConsumer {
   }
 
   // The lookup and the request share one timeout, which the lease outlives.
-  private async send(memberId: string, request: WebhookRequest): Promise<WebhookResult> {
+  private async send(memberId: string, request: Omit<WebhookRequest, "connectTo">): Promise<WebhookResult> {
     const started = this.options.clock();
-    const refused = await refusedTarget(request.url, this.options.allowPrivate, this.options.timeoutMs);
+    const verdict = await checkTarget(request.url, this.options.allowPrivate, this.options.timeoutMs, this.options.resolve);
+    const { refused } = verdict;
     if (refused !== null) {
       // The host only: a URL's user info, path or query may carry a credential.
       this.log.warn({ memberId, host: URL.canParse(request.url) ? new URL(request.url).host : null, reason: refused }, "webhook target refused");
@@ -266,7 +269,7 @@ export class WebhookDispatcher implements QueueConsumer {
     }
     const left = this.options.timeoutMs - (this.options.clock() - started);
     if (left <= 0) return { outcome: "timeout", status: null };
-    return this.poster.post(request, left, this.shutdown.signal);
+    return this.poster.post({ ...request, connectTo: verdict.connectTo }, left, this.shutdown.signal);
   }
 
   private retryLater(memberId: string, delayMs: number): void {

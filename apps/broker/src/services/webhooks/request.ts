@@ -9,6 +9,12 @@ export interface WebhookRequest {
   /** X-Switchboard-Attempt: consecutive failures + 1. */
   attempt: number;
   messages: LeasedDelivery[];
+  /**
+   * The address the target check approved for the URL's name: the request
+   * connects there, with the name as its Host and TLS server name, and never
+   * looks the name up again. Null: the URL as it is (target-policy.ts).
+   */
+  connectTo: string | null;
 }
 
 export interface WebhookResult {

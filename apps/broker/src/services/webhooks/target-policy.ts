@@ -2,7 +2,9 @@
 // WEBHOOK_ALLOW_PRIVATE is set, never to an address that resolves into a
 // private, loopback, link-local or otherwise internal range, so a webhook
 // cannot be aimed at the broker's own network. Checked when a webhook is set
-// and again before every request (a name may resolve elsewhere later).
+// and again before every request (a name may resolve elsewhere later); the
+// request then goes to the address the check approved, not to a second
+// lookup's answer, which a name's owner could point inside (DNS rebinding).
 import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
 import { ipv6Groups } from "../ipv6.ts";
@@ -82,26 +84,35 @@ async function resolveWithin(resolve: Resolve, host: string, timeoutMs: number):
 }
 
 /**
- * Why the broker may not send to this URL, or null when it may. A name that
- * does not resolve within `timeoutMs` is refused: the lookup runs while the
- * webhook's lease is held, and a stalled resolver must not outlast it.
+ * The check's verdict: refused, and why; or allowed, with the address the
+ * request must connect to. That address is null when there is no name to
+ * pin: the host is an address already, or private ones are allowed.
  */
-export async function refusedTarget(url: string, allowPrivate: boolean, timeoutMs: number, resolve: Resolve = resolveAll): Promise<string | null> {
+export type TargetVerdict = { refused: string } | { refused: null; connectTo: string | null };
+
+/**
+ * Whether the broker may send to this URL. A name that does not resolve
+ * within `timeoutMs` is refused: the lookup runs while the webhook's lease
+ * is held, and a stalled resolver must not outlast it. A name's addresses
+ * must all be public; the request goes to the first, in the resolver's order.
+ */
+export async function checkTarget(url: string, allowPrivate: boolean, timeoutMs: number, resolve: Resolve = resolveAll): Promise<TargetVerdict> {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    return "not a URL";
+    return { refused: "not a URL" };
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return "only http:// and https:// URLs are allowed";
-  if (allowPrivate) return null;
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return { refused: "only http:// and https:// URLs are allowed" };
+  if (allowPrivate) return { refused: null, connectTo: null };
   const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
-  const addresses = isIP(host) !== 0 ? [host] : await resolveWithin(resolve, host, timeoutMs);
-  if (addresses === "late") return `${host} did not resolve within ${timeoutMs} ms`;
-  if (addresses === null) return `${host} does not resolve`;
+  const literal = isIP(host) !== 0;
+  const addresses = literal ? [host] : await resolveWithin(resolve, host, timeoutMs);
+  if (addresses === "late") return { refused: `${host} did not resolve within ${timeoutMs} ms` };
+  if (addresses === null || addresses.length === 0) return { refused: `${host} does not resolve` };
   const internal = addresses.find(isInternalAddress);
   if (internal !== undefined) {
-    return `${host} resolves to ${internal}, a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is false)`;
+    return { refused: `${host} resolves to ${internal}, a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is false)` };
   }
-  return null;
+  return { refused: null, connectTo: literal ? null : addresses[0]! };
 }

@@ -2,6 +2,9 @@
 // to the configured URL (docs/http.md). Redirects are not followed; only a
 // 2xx within the timeout is a success. A 429's or 503's Retry-After is read
 // for the dispatcher, which waits at least that long before the next one.
+// A request whose name the target check resolved goes to the address it
+// approved, the name carried as the Host header and the TLS server name (the
+// certificate is checked against it), so no second lookup can send it elsewhere.
 import {
   WEBHOOK_ATTEMPT_HEADER,
   WEBHOOK_SIGNATURE_HEADER,
@@ -9,6 +12,7 @@ import {
   webhookSignatureHeader,
   type PushBatch,
 } from "@switchboard/protocol";
+import { isIPv6 } from "node:net";
 import type { WebhookPoster, WebhookRequest, WebhookResult } from "../../services/webhooks/request.ts";
 import { pushFrame } from "../ws/wire.ts";
 
@@ -22,7 +26,8 @@ export function createWebhookPoster(userAgent: string): WebhookPoster {
       const signature = await webhookSignature(request.secret, timestamp, body);
       const timeout = AbortSignal.timeout(timeoutMs);
       try {
-        const res = await fetch(request.url, {
+        const { url, pinned } = connection(request.url, request.connectTo);
+        const res = await fetch(url, {
           method: "POST",
           body,
           redirect: "manual",
@@ -32,7 +37,9 @@ export function createWebhookPoster(userAgent: string): WebhookPoster {
             "user-agent": userAgent,
             [WEBHOOK_ATTEMPT_HEADER]: String(request.attempt),
             [WEBHOOK_SIGNATURE_HEADER]: webhookSignatureHeader(timestamp, signature),
+            ...(pinned === null ? {} : { host: pinned.host }),
           },
+          ...(pinned === null ? {} : { tls: { serverName: pinned.hostname } }),
         });
         // Only the status counts (and a Retry-After with it); the body is not read.
         await res.body?.cancel().catch(() => {});
@@ -45,6 +52,15 @@ export function createWebhookPoster(userAgent: string): WebhookPoster {
       }
     },
   };
+}
+
+/** The URL to fetch: the webhook's own, or its name replaced by the approved address (the name's host and hostname kept). */
+function connection(target: string, connectTo: string | null): { url: URL; pinned: { host: string; hostname: string } | null } {
+  const url = new URL(target);
+  if (connectTo === null) return { url, pinned: null };
+  const pinned = { host: url.host, hostname: url.hostname };
+  url.hostname = isIPv6(connectTo) ? `[${connectTo}]` : connectTo;
+  return { url, pinned };
 }
 
 /** A Retry-After header's wait in ms: delay-seconds or an HTTP date (RFC 9110); null when absent or unreadable. */
