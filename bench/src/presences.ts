@@ -51,7 +51,7 @@ function presence(i: number): LocalPresence {
     sessionId: `session-${i}`,
     displayName: `peer ${i}`,
     role: "member",
-    link: { push: () => "sent", pushEphemeral: () => "sent", writeTogether: (write) => write(), presenceEvent: () => {}, end: () => {}, framesRead: async () => {} },
+    link: { push: () => "sent", pushEphemeral: () => "sent", writeTogether: (write) => write(), presenceEvent: () => {}, end: () => {}, framesRead: async () => {}, unsentBytes: () => 0 },
     window: new PushWindow(PUSH_WINDOW, LEASE_SECONDS, Date.now),
     congestedSince: null,
     ended: false,

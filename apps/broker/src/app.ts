@@ -37,6 +37,7 @@ import { ReplyWaiters } from "./services/reply-waiters.ts";
 import { SendService } from "./services/sending.ts";
 import { StatusService } from "./services/status/service.ts";
 import { Sweepers } from "./services/sweepers.ts";
+import { UnsentBudget } from "./services/unsent-budget.ts";
 import { settleWithin, systemClock, type Timing } from "./services/timing.ts";
 import { warmUp } from "./services/warm-up.ts";
 import { createWebhookAdmin } from "./services/webhooks/admin.ts";
@@ -145,7 +146,9 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const adminToken = resolveAdminToken(config, log);
   const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
 
-  const presences = new LocalPresences();
+  // Told of each write a socket could not take at once, the budget of all their buffers checks the sum.
+  const presences: LocalPresences = new LocalPresences(() => unsentBudget.grew());
+  const unsentBudget = new UnsentBudget(presences, config.INSTANCE_SOCKET_BUFFER_BYTES, log);
   const bus = new InstanceBus(db, log);
   const queuedWork = new QueuedWork();
   const pump = new DeliveryPump(db, presences, bus, metrics, log, { leaseSeconds: timing.leaseSeconds, clock });
@@ -240,6 +243,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     bus,
     lease,
     lifecycle,
+    unsentBudget,
     metrics,
     log,
     timing,

@@ -105,6 +105,11 @@ export function createMetrics() {
       help: "Presences on this instance whose socket is backed up (no pushes until it drains)",
       registers: [registry],
     }),
+    socketUnsentBytes: new Gauge({
+      name: "broker_socket_unsent_bytes",
+      help: "Bytes this instance's backed-up sockets hold unsent, together (INSTANCE_SOCKET_BUFFER_BYTES bounds them)",
+      registers: [registry],
+    }),
     presenceSubscribers: new Gauge({
       name: "broker_presence_subscribers",
       help: "Subscribers to presence events on this instance: sockets, and dashboard presence streams",

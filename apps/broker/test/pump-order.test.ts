@@ -84,6 +84,7 @@ async function stage(windowSize: number, options: { second?: boolean; leaseSecon
         presenceEvent() {},
         end() {},
         framesRead: async () => {},
+        unsentBytes: () => 0,
       },
       window: new PushWindow(windowSize, leaseSeconds, Date.now),
       congestedSince: null,

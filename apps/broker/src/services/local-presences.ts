@@ -33,6 +33,8 @@ export interface PresenceLink {
   end(reason: EndReason): void;
   /** Settles once every frame its socket has read so far is handled. */
   framesRead(): Promise<void>;
+  /** The bytes its socket holds written and not yet taken by the peer. */
+  unsentBytes(): number;
 }
 
 export interface LocalPresence {
@@ -75,6 +77,11 @@ export class LocalPresences {
    * (delivery/unavailable.ts).
    */
   private readonly engagedSet = new Set<LocalPresence>();
+  /** Presences whose socket is backed up (congestedSince set). */
+  private readonly congestedSet = new Set<LocalPresence>();
+
+  /** `backedUp` is told each time a write leaves a presence's socket holding bytes unsent. */
+  constructor(private readonly backedUp: () => void = () => {}) {}
 
   add(presence: LocalPresence): void {
     this.byPresence.set(presence.presenceId, presence);
@@ -86,6 +93,7 @@ export class LocalPresences {
   remove(presence: LocalPresence): void {
     presence.ended = true;
     this.engagedSet.delete(presence);
+    this.congestedSet.delete(presence);
     this.byPresence.delete(presence.presenceId);
     deleteFrom(this.byMember, presence.memberId, presence);
     deleteFrom(this.bySession, sessionKey(presence.pubkey, presence.sessionId), presence);
@@ -129,7 +137,15 @@ export class LocalPresences {
   /** A presence whose socket is backing up gets no pushes until it drains. */
   markCongested(presence: LocalPresence, now: number): void {
     presence.congestedSince ??= now;
+    if (this.byPresence.get(presence.presenceId) === presence) this.congestedSet.add(presence);
     this.engage(presence);
+    this.backedUp();
+  }
+
+  /** The presence's socket caught up with its buffer. */
+  relieve(presence: LocalPresence): void {
+    presence.congestedSince = null;
+    this.congestedSet.delete(presence);
   }
 
   engaged(): LocalPresence[] {
@@ -143,7 +159,7 @@ export class LocalPresences {
 
   /** Presences whose sockets have been backed up since before `since` (ms). */
   congestedSince(since: number): LocalPresence[] {
-    return this.all().filter((p) => p.congestedSince !== null && p.congestedSince < since);
+    return [...this.congestedSet].filter((p) => p.congestedSince !== null && p.congestedSince < since);
   }
 
   get size(): number {

@@ -214,13 +214,9 @@ export class PresenceLifecycle {
     this.presences.markCongested(presence, now);
   }
 
-  /**
-   * Ends presences whose sockets have been backed up longer than stalledMs:
-   * their leases requeue, in order. Returns how many are backed up now.
-   */
-  endStalled(now: number, stalledMs: number): number {
+  /** Ends presences whose sockets have been backed up longer than stalledMs: their leases requeue, in order. */
+  endStalled(now: number, stalledMs: number): void {
     for (const p of this.presences.congestedSince(now - stalledMs)) p.link.end("stalled");
-    return this.presences.congestedSince(Number.POSITIVE_INFINITY).length;
   }
 
   /** A member was revoked: its sockets here close, and the other instances are told to close theirs. */

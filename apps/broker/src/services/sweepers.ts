@@ -28,6 +28,7 @@ import type { PresenceEvents } from "./presence-events.ts";
 import { Periodic } from "./periodic.ts";
 import { PruneWalk } from "./prune-walk.ts";
 import type { PresenceLifecycle } from "./presence-lifecycle.ts";
+import type { UnsentBudget } from "./unsent-budget.ts";
 import type { QueuedWork } from "./queued-work.ts";
 import { ADMISSION_TIMEOUT_FACTOR, type Clock, type Timing } from "./timing.ts";
 
@@ -61,6 +62,7 @@ export interface SweeperDeps {
   bus: InstanceBus;
   lease: InstanceLease;
   lifecycle: PresenceLifecycle;
+  unsentBudget: UnsentBudget;
   metrics: Metrics;
   log: Logger;
   timing: Timing;
@@ -118,8 +120,11 @@ export class Sweepers {
   }
 
   private async leasesAndStatus(): Promise<void> {
-    const { db, timing, metrics, lifecycle, clock, events } = this.deps;
-    metrics.presencesCongested.set(lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000));
+    const { db, timing, metrics, lifecycle, unsentBudget, clock, events } = this.deps;
+    lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000);
+    unsentBudget.enforce();
+    metrics.presencesCongested.set(unsentBudget.backedUp);
+    metrics.socketUnsentBytes.set(unsentBudget.heldBytes);
     await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
     const flipped = await expireWorkingStatus(db, timing.statusTtlSeconds).catch((error: unknown) => {
       // Still a run, and its statement rolled back: it flipped nothing.

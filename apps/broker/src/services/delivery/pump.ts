@@ -165,7 +165,7 @@ export class DeliveryPump {
 
   /** The presence's socket caught up with its buffer: it may take pushes again. */
   drained(presence: LocalPresence): void {
-    presence.congestedSince = null;
+    this.presences.relieve(presence);
     this.schedule([presence.memberId]);
   }
 

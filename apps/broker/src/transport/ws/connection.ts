@@ -147,5 +147,6 @@ export function socketLink(ws: Socket): PresenceLink {
       });
     },
     framesRead: () => ws.data.pipeline.finished(),
+    unsentBytes: () => ws.getBufferedAmount(),
   };
 }
