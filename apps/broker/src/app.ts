@@ -125,7 +125,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     (early ??= serveStarting(
       config.BROKER_PORT,
       config.HOST,
-      opsRoutes({ build, serving: false, dbUp: () => answered, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
+      opsRoutes({ build, serving: false, dbState: () => (answered ? "up" : "down"), readiness, metrics, metricsToken: config.METRICS_TOKEN }),
       cors,
     ));
   let db: Database;
@@ -144,7 +144,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   await warmUp(db, { connections: config.DB_POOL_SIZE, instanceId, leaseSeconds: timing.leaseSeconds }, log);
   // After connecting: in embedded mode DATA_DIR is then locked to this process.
   const adminToken = resolveAdminToken(config, log);
-  const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000 });
+  const dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000, clock });
 
   // Told of each write a socket could not take at once, the budget of all their buffers checks the sum.
   const presences: LocalPresences = new LocalPresences(() => unsentBudget.grew());
@@ -178,6 +178,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     instanceId,
     leaseSeconds: timing.leaseSeconds,
     clock,
+    dbHealth,
   });
   const relayed = new RelayedEphemerals(db, presences, instanceId, clock, log);
   const hooks = new HookService(db, status, metrics, log, {
@@ -335,7 +336,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       trusted: trustedProxies(config.TRUSTED_PROXIES),
       cors,
       routes: [
-        opsRoutes({ build, serving: true, dbUp: () => dbHealth.healthy, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
+        opsRoutes({ build, serving: true, dbState: () => dbHealth.state, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
         adminRoutes({ admin, access: { adminToken, dbHealth }, log }),
         hookRoutes({ hooks, dbHealth, metrics, log, maxMessageBytes: config.MAX_MESSAGE_BYTES }),
         messagesRoutes({ messaging, dbHealth, metrics, log, adminToken, maxMessageBytes: config.MAX_MESSAGE_BYTES }),

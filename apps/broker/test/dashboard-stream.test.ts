@@ -12,6 +12,7 @@ import { createLogger } from "../src/log.ts";
 import { createMetrics, type Metrics } from "../src/metrics.ts";
 import { InstanceBus } from "../src/services/bus.ts";
 import { DashboardService } from "../src/services/dashboard.ts";
+import { watchDbHealth, type DbHealth } from "../src/services/db-health.ts";
 import { PresenceEvents, type PresenceChange } from "../src/services/presence-events.ts";
 import { systemClock } from "../src/services/timing.ts";
 import { dashboardRoutes } from "../src/transport/http/dashboard-routes.ts";
@@ -26,11 +27,13 @@ let server: ReturnType<typeof Bun.serve>;
 let stopping: ReturnType<typeof Bun.serve>;
 let events: PresenceEvents;
 let metrics: Metrics;
+let dbHealth: DbHealth;
 let round = 0;
 
 beforeAll(async () => {
   const log = createLogger("silent", {});
   metrics = createMetrics();
+  dbHealth = watchDbHealth(scratch.db, log, metrics, { intervalMs: 1000, timeoutMs: 2000, clock: systemClock });
   events = new PresenceEvents(scratch.db, new InstanceBus(scratch.db, log), "dashboard-test", metrics, log);
   await scratch.db.rows(sql`INSERT INTO meshes (slug, name) VALUES ('watched', 'watched')`);
   await scratch.db.rows(sql`
@@ -43,7 +46,7 @@ beforeAll(async () => {
     const routes = dashboardRoutes({
       dashboard: new DashboardService(scratch.db, metrics, systemClock, { sampleIntervalMs: 60_000, instanceLeaseSeconds: 15 }),
       presenceEvents: events,
-      access: { adminToken: ADMIN_TOKEN, dbHealth: { healthy: true, stop() {} } },
+      access: { adminToken: ADMIN_TOKEN, dbHealth },
       stream: { maxUnsentBytes: MAX_UNSENT_BYTES, closing, log },
       page: false,
     });
@@ -56,6 +59,7 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
+  dbHealth.stop();
   server.stop(true);
   stopping.stop(true);
 });

@@ -1,12 +1,15 @@
 // An embedded DATA_DIR on a full file system: the start stops with one line
 // the operator can act on, and once there is room again the broker starts
-// with its data. A small tmpfs is the full disk; mounting one needs root, so
+// with its data; a broker whose disk fills while it runs refuses what it
+// cannot store as stored nothing, and says so on /health and
+// /health/ready until it writes again. A small tmpfs is the full disk; mounting one needs root, so
 // the test is skipped elsewhere. On an embedded database whatever backend the
 // run is on: it is the default a newcomer gets.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { spawnBroker, spawnRaw, tempDir, within, type BrokerProcess } from "@switchboard/testkit";
+import { PeerPool, setupMesh, spawnBroker, spawnRaw, tempDir, TestBroker, waitUntil, within, type BrokerProcess, type SetupMember } from "@switchboard/testkit";
 import { closeSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { sendFrame, sendMany } from "./support/messaging.ts";
 
 function mountTmpfs(dir: string, megabytes: number): boolean {
   if (process.getuid?.() !== 0) return false;
@@ -27,7 +30,8 @@ function fill(path: string): void {
 }
 
 const mountPoint = tempDir("full-disk");
-const mounted = mountTmpfs(mountPoint, 64);
+// Room for the two tests' databases.
+const mounted = mountTmpfs(mountPoint, 192);
 const started: BrokerProcess[] = [];
 afterEach(async () => {
   for (const b of started.splice(0)) await b.stop();
@@ -65,5 +69,42 @@ describe.skipIf(!mounted)("an embedded broker on a full disk (needs root, to mou
     expect((await fetch(`${again.url}/health`)).status).toBe(200);
     // The same database: nothing left to migrate.
     expect(again.logs.some((l) => l.msg === "migrations applied")).toBe(false);
+  });
+
+  test("a disk that fills while it runs: sends are refused as not stored, /health says full; with room again it stores and says up", async () => {
+    const broker = await TestBroker.start({ DATA_DIR: join(mountPoint, "running") });
+    const pool = new PeerPool();
+    const filler = join(mountPoint, "filler-running");
+    try {
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+      const [a, b] = members as [SetupMember, SetupMember];
+      const sender = await pool.connect(broker.wsUrl, a, mesh.id);
+      fill(filler);
+      // Messages that do not compress, more than the tables' free pages hold.
+      const body = () => Buffer.from(crypto.getRandomValues(new Uint8Array(40_000))).toString("base64");
+      const replies = await sendMany(sender, Array.from({ length: 200 }, () => sendFrame(b.pubkey, { ciphertext: body() })), 120_000);
+      const refused = replies.filter((r) => r.type === "error");
+      expect(refused.length).toBeGreaterThan(0);
+      for (const reply of refused) {
+        expect(reply).toMatchObject({
+          code: "internal",
+          message: "the database has no disk space left to store it; nothing was stored; send it again with the same id",
+        });
+      }
+      const read = async (path: string) => (await (await fetch(`${broker.url}${path}`)).json()) as { status: string; db?: string };
+      const health = async () => ({ health: await read("/health"), ready: await read("/health/ready") });
+      expect(await health()).toMatchObject({ health: { status: "degraded", db: "full" }, ready: { status: "db_full" } });
+      expect(broker.process.logs.filter((l) => l.msg === "db full").length).toBe(1);
+
+      unlinkSync(filler);
+      const stored = await sender.send(b.pubkey, { ciphertext: body() });
+      expect(stored).toMatchObject({ type: "ack", queued: true });
+      await waitUntil(async () => ((await health()).health.db === "up" ? true : undefined), 30_000, "/health to say up again");
+      expect(await health()).toMatchObject({ health: { status: "ok", db: "up" }, ready: { status: "ready" } });
+    } finally {
+      rmSync(filler, { force: true });
+      await pool.closeAll();
+      await broker.dispose();
+    }
   });
 });

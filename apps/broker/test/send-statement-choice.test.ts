@@ -11,6 +11,7 @@ import { sql } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
 import { InstanceBus } from "../src/services/bus.ts";
+import { watchDbHealth } from "../src/services/db-health.ts";
 import { LocalPresences } from "../src/services/local-presences.ts";
 import { QueuedWork } from "../src/services/queued-work.ts";
 import { SendService } from "../src/services/sending.ts";
@@ -42,15 +43,17 @@ test("a direct send is written by the direct statement only when its recipient i
   const { db, sends } = recording(scratch.db);
   const held = new Set<string>();
   const log = createLogger("silent", {});
+  const metrics = createMetrics();
+  const dbHealth = watchDbHealth(scratch.db, log, metrics, { intervalMs: 1000, timeoutMs: 2000, clock: Date.now });
   const sending = new SendService(
     db,
     new LocalPresences(),
     { holds: (meshId, key) => held.has(`${meshId} ${key}`), unavailable: () => [], handLeased: async () => {} },
     new QueuedWork(),
     new InstanceBus(scratch.db, log),
-    createMetrics(),
+    metrics,
     log,
-    { maxMessageBytes: 65_536, defaultTtlSeconds: 3600, sendRateLimitPerMin: 1000, sendRecipientsPerMin: 1_000_000, instanceId: "choice", leaseSeconds: 30, clock: Date.now },
+    { maxMessageBytes: 65_536, defaultTtlSeconds: 3600, sendRateLimitPerMin: 1000, sendRecipientsPerMin: 1_000_000, instanceId: "choice", leaseSeconds: 30, clock: Date.now, dbHealth },
   );
   const send = () =>
     sending.send(
@@ -64,4 +67,5 @@ test("a direct send is written by the direct statement only when its recipient i
   held.add(`${mesh!.id} ${mesh!.recipient}`);
   expect(await send()).toMatchObject({ ok: true });
   expect(sends.map(direct)).toEqual([alone, true]);
+  dbHealth.stop();
 });

@@ -12,6 +12,7 @@ import { createLogger } from "../src/log.ts";
 import { createMetrics } from "../src/metrics.ts";
 import { createAdminService } from "../src/services/admin.ts";
 import { InstanceBus } from "../src/services/bus.ts";
+import { watchDbHealth, type DbHealth } from "../src/services/db-health.ts";
 import { PresenceEvents } from "../src/services/presence-events.ts";
 import { QueuedWork } from "../src/services/queued-work.ts";
 import { createWebhookAdmin } from "../src/services/webhooks/admin.ts";
@@ -33,6 +34,7 @@ const log = createLogger("silent", {});
 let resolve: Resolve = () => new Promise<string[]>(() => {});
 
 let server: Server<undefined> | undefined;
+let dbHealth: DbHealth | undefined;
 beforeAll(() => {
   const db = backend.db;
   const bus = new InstanceBus(db, log);
@@ -60,14 +62,17 @@ beforeAll(() => {
     lookupTimeoutMs: LOOKUP_TIMEOUT_MS,
     resolve: (host) => resolve(host),
   });
-  const dbHealth = { healthy: true, stop: () => {} };
+  dbHealth = watchDbHealth(db, log, metrics, { intervalMs: 1000, timeoutMs: 2000, clock: Date.now });
   server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     routes: webhookRoutes({ webhooks, access: { adminToken: ADMIN_TOKEN, dbHealth }, log, lookupTimeoutMs: LOOKUP_TIMEOUT_MS }),
   });
 });
-afterAll(() => server?.stop(true));
+afterAll(() => {
+  dbHealth?.stop();
+  server?.stop(true);
+});
 
 async function put(meshId: string, memberId: string, url: string): Promise<{ status: number; body: { error?: { code: string; message: string }; url?: string } }> {
   const res = await fetch(`${server!.url}v1/meshes/${meshId}/members/${memberId}/webhook`, {

@@ -37,6 +37,19 @@ export function isConnectionLost(error: unknown): boolean {
   return code !== undefined && CONNECTION_LOST.has(code);
 }
 
+/**
+ * Whether the database refused the statement for want of a resource: disk
+ * space (53100), memory, connections (SQLSTATE class 53). Such a statement
+ * did not commit.
+ */
+export function isOutOfResources(error: unknown): boolean {
+  const code = errorCode(error);
+  return code !== undefined && /^53[0-9A-Z]{3}$/.test(code);
+}
+
+/** Whether the database refused the statement for want of disk space. */
+export const isDiskFull = (error: unknown): boolean => errorCode(error) === "53100";
+
 // A connection that could not be opened: no statement of it reached the server.
 const NEVER_CONNECTED = new Set(["ECONNREFUSED", "CONNECT_TIMEOUT", "57P03"]);
 

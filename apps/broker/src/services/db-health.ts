@@ -1,14 +1,31 @@
 // Pings the database on a timer. /health and broker_db_healthy read the
 // result; the broker keeps serving while the database is away and notices by
-// itself when it is back.
-import { isConnectionLost, type Database } from "@switchboard/db";
+// itself when it is back. A database that answers its ping may still refuse
+// writes for want of disk space: a statement refused so marks it full for a
+// while (FULL_MS), which /health and /health/ready show.
+import { isConnectionLost, isDiskFull, isOutOfResources, type Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { pingDatabase } from "../store/health.ts";
 import { settleWithin } from "./timing.ts";
 
+// Long enough to span the writes of a busy instance (one refusal marks it),
+// short enough that /health says so soon after room is made.
+const FULL_MS = 10_000;
+
+export type DbState = "up" | "down" | "full";
+
 export interface DbHealth {
+  /** The database answers its ping. */
   readonly healthy: boolean;
+  /** Down while the ping fails; full while a write was refused for want of disk space within FULL_MS. */
+  readonly state: DbState;
+  /**
+   * Whether a failed statement is the database's doing (unreachable, or
+   * short of a resource) rather than a bug or bad data. A full disk is
+   * remembered for `state`.
+   */
+  unavailable(error: unknown): boolean;
   stop(): void;
 }
 
@@ -16,11 +33,14 @@ export function watchDbHealth(
   db: Database,
   log: Logger,
   metrics: Metrics,
-  options: { intervalMs: number; timeoutMs: number },
+  options: { intervalMs: number; timeoutMs: number; clock: () => number },
 ): DbHealth {
   let healthy = true;
   let stopped = false;
   let timer: Timer | undefined;
+  /** When the last write refused for want of disk space was seen; null once FULL_MS passed without one. */
+  let fullSince: number | null = null;
+  let lastFull = 0;
   metrics.dbHealthy.set(1);
 
   const ping = async () => {
@@ -36,22 +56,40 @@ export function watchDbHealth(
     if (failure !== null && healthy) log.error({ err: failure }, "db ping failed");
     healthy = failure === null;
     metrics.dbHealthy.set(healthy ? 1 : 0);
+    full();
     timer = setTimeout(ping, options.intervalMs);
   };
   timer = setTimeout(ping, options.intervalMs);
 
+  const full = (): boolean => {
+    if (fullSince !== null && options.clock() - lastFull > FULL_MS) {
+      log.info({ fullForMs: lastFull - fullSince }, "db writes again");
+      fullSince = null;
+    }
+    return fullSince !== null;
+  };
+
   return {
     get healthy() {
       return healthy;
+    },
+    get state(): DbState {
+      if (!healthy) return "down";
+      return full() ? "full" : "up";
+    },
+    unavailable(error: unknown): boolean {
+      if (isDiskFull(error)) {
+        lastFull = options.clock();
+        if (!full()) {
+          fullSince = lastFull;
+          log.error({ err: error }, "db full");
+        }
+      }
+      return !healthy || isConnectionLost(error) || isOutOfResources(error);
     },
     stop() {
       stopped = true;
       clearTimeout(timer);
     },
   };
-}
-
-/** Whether an error means the database could not be reached (rather than a bug or bad data). */
-export function isDbUnavailable(error: unknown, health: DbHealth): boolean {
-  return !health.healthy || isConnectionLost(error);
 }

@@ -1,17 +1,20 @@
 // Whether this instance should be sent new work, as opposed to whether it is
 // alive (/health). An orchestrator or Traefik takes an instance out of
 // rotation while it migrates, drains after a stop signal, or has lost its
-// database, and puts it back once none of these holds.
-export type ReadinessStatus = "migrating" | "ready" | "draining" | "db_down";
+// database (or its disk has no room for writes), and puts it back once none
+// of these holds.
+import type { DbState } from "./db-health.ts";
+
+export type ReadinessStatus = "migrating" | "ready" | "draining" | "db_down" | "db_full";
 
 type Phase = "migrating" | "serving" | "draining";
 
 export class Readiness {
   private phase: Phase = "migrating";
-  private db: { readonly healthy: boolean } | null = null;
+  private db: { readonly state: DbState } | null = null;
 
   /** Migrations are done and the services run; from now on the database health counts. */
-  serving(db: { readonly healthy: boolean }): void {
+  serving(db: { readonly state: DbState }): void {
     this.db = db;
     if (this.phase === "migrating") this.phase = "serving";
   }
@@ -22,6 +25,7 @@ export class Readiness {
 
   get status(): ReadinessStatus {
     if (this.phase !== "serving") return this.phase;
-    return this.db?.healthy ? "ready" : "db_down";
+    const state = this.db?.state ?? "down";
+    return state === "up" ? "ready" : `db_${state}`;
   }
 }

@@ -4,7 +4,7 @@
 // refuses is written again send by send, so only the culprit fails; past the
 // commit, deliveries leased to presences here are pushed at once, and the
 // rest are news for the queue's consumers.
-import { errorCode, isConnectionLost, neverReachedDatabase, type Database } from "@switchboard/db";
+import { errorCode, isConnectionLost, isDiskFull, isOutOfResources, neverReachedDatabase, type Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
@@ -16,6 +16,7 @@ import {
   type NewMessage,
 } from "../store/queue/index.ts";
 import type { InstanceBus } from "./bus.ts";
+import type { DbHealth } from "./db-health.ts";
 import { createGroupCommit, type GroupCommit } from "./group-commit.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import type { QueuedWork } from "./queued-work.ts";
@@ -50,6 +51,8 @@ export interface LocalPushes {
 export interface SendCommitOptions {
   instanceId: string;
   leaseSeconds: number;
+  /** Told of each failed statement: a full disk shows in /health (services/db-health.ts). */
+  dbHealth: Pick<DbHealth, "unavailable">;
 }
 
 /** A send in the group commit: the message to store, and its sender's key for pushes leased at once. */
@@ -155,14 +158,16 @@ export class SendCommits {
       // database (its lookup failed too): the caller must not take it for
       // "nothing stored" and send again without its id.
       const unknown = maybeStored || reached;
+      const databaseAtFault = this.options.dbHealth.unavailable(error);
       if (items.length === 1 && again) {
-        this.log.error({ err: error }, "send failed");
-        // Only a statement that never reached the database, this time or before, certainly stored nothing.
-        return [
-          !unknown && neverReachedDatabase(error)
-            ? refuse("unavailable", "the database is unreachable; nothing was stored")
-            : refuse("internal", "the broker could not store this message; it may have been stored: send it again with the same id"),
-        ];
+        // A bug or bad data is an error; the database's state (away, or short of room) a warning.
+        this.log[databaseAtFault ? "warn" : "error"]({ err: error }, "send failed");
+        // Only a statement that never reached the database, or that it
+        // refused for want of a resource, this time and before, certainly
+        // stored nothing.
+        if (!unknown && neverReachedDatabase(error)) return [refuse("unavailable", "the database is unreachable; nothing was stored")];
+        if (!unknown && isOutOfResources(error)) return [refuse("unavailable", shortOf(error))];
+        return [refuse("internal", "the broker could not store this message; it may have been stored: send it again with the same id")];
       }
       // A commit still under way when the lookup ran holds the message's id:
       // writing it again waits for that commit, fails on the id, and the
@@ -275,4 +280,10 @@ function leasedDeliveries({ message, senderPubkey }: PendingSend, e: EnqueuedSen
     attempt: 1,
     seq: row.seq,
   }));
+}
+
+/** The refusal of a statement the database refused for want of a resource. */
+function shortOf(error: unknown): string {
+  if (isDiskFull(error)) return "the database has no disk space left to store it; nothing was stored";
+  return `the database is short of a resource (SQLSTATE ${errorCode(error)}); nothing was stored`;
 }

@@ -12,7 +12,7 @@ import type { LocalPresence, LocalPresences } from "./local-presences.ts";
 import { refuse, type Refusal } from "./outcome.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { QueuedWork } from "./queued-work.ts";
-import { SendCommits, unknownTarget, type CommitRefusalCode, type LocalPushes } from "./send-commits.ts";
+import { SendCommits, unknownTarget, type CommitRefusalCode, type LocalPushes, type SendCommitOptions } from "./send-commits.ts";
 import type { Clock } from "./timing.ts";
 
 // Room for the fields a push adds around nonce and ciphertext.
@@ -33,6 +33,7 @@ export interface SendingOptions {
   instanceId: string;
   leaseSeconds: number;
   clock: Clock;
+  dbHealth: SendCommitOptions["dbHealth"];
 }
 
 /** Who sends: a member of a mesh, with or without a socket. */

@@ -7,7 +7,7 @@ import type { z } from "zod";
 import type { Logger } from "../../log.ts";
 import type { AdminService } from "../../services/admin.ts";
 import { RefusedError } from "../../services/outcome.ts";
-import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
+import type { DbHealth } from "../../services/db-health.ts";
 import { answerWithin } from "./answer-deadline.ts";
 import { methodNotAllowed } from "./methods.ts";
 import { ANSWER_DEADLINE_MS, apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
@@ -74,7 +74,7 @@ export function endpoint<P extends string>(
       if (error instanceof InvalidBody) return apiError("invalid", error.message);
       if (error instanceof BodyTooLarge) return apiError("too_large", error.message);
       if (error instanceof RefusedError) return apiError(error.refusal.code, error.refusal.message);
-      if (isDbUnavailable(error, dbHealth)) return dbUnavailable();
+      if (dbHealth.unavailable(error)) return dbUnavailable();
       throw error;
     }
   };

@@ -3,7 +3,7 @@
 import { HOOK_PID_HEADER, hookBody, issueText, type HookReply } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
+import type { DbHealth } from "../../services/db-health.ts";
 import type { HookCaller, HookService } from "../../services/hooks.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
 import { answerWithin } from "./answer-deadline.ts";
@@ -33,7 +33,7 @@ export function hookRoutes(deps: {
   // socket frame's is, not an error report per session's hook: the outage
   // itself is reported where it is seen.
   const failed = (error: unknown): Response => {
-    if (isDbUnavailable(error, dbHealth)) {
+    if (dbHealth.unavailable(error)) {
       log.warn({ err: error }, "hook failed");
       return fail("unavailable", "the database is unavailable");
     }

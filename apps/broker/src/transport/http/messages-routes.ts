@@ -13,7 +13,7 @@ import {
 import type { BunRequest } from "bun";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
+import type { DbHealth } from "../../services/db-health.ts";
 import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-messaging.ts";
 import { utf8Text } from "../utf8.ts";
 import { pushFrame } from "../ws/wire.ts";
@@ -79,7 +79,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
   const failed = (error: unknown, what: string): Response => {
     // Logged at debug by readBodyCapped; the client is gone, so no answer is heard.
     if (error instanceof ClientGone) throw error;
-    if (isDbUnavailable(error, dbHealth)) return dbUnavailable();
+    if (dbHealth.unavailable(error)) return dbUnavailable();
     log.error({ err: error }, what);
     return apiError("internal", "internal error");
   };

@@ -1,6 +1,7 @@
 // /health, /health/ready and /metrics: what load balancers, orchestrators and
 // Prometheus see.
 import type { Metrics } from "../../metrics.ts";
+import type { DbState } from "../../services/db-health.ts";
 import type { Readiness } from "../../services/readiness.ts";
 import { apiError, bearerToken, json, sameSecret } from "./respond.ts";
 
@@ -13,30 +14,31 @@ export interface BuildInfo {
 
 /**
  * Served from the moment the port opens, before migrations (serving false),
- * and once the instance serves, with the database's ping for dbUp: liveness
- * in the contract's body (200 only while the instance serves and its
- * database answers; while it starts 503, saying whether the database has
- * answered yet), readiness (200 only while the instance takes work) and the
+ * and once the instance serves, with the database's state for dbState:
+ * liveness in the contract's body (200 only while the instance serves and
+ * its database answers and has room to write; while it starts 503, saying
+ * whether the database has answered yet), readiness (200 only while the instance takes work) and the
  * metrics, so that Prometheus sees an instance waiting for its database as
  * up with broker_db_healthy 0.
  */
 export function opsRoutes(deps: {
   build: BuildInfo;
   serving: boolean;
-  dbUp: () => boolean;
+  /** The database as /health reports it: `up`, `down` (its ping fails) or `full` (a write was refused for want of disk space). */
+  dbState: () => DbState;
   readiness: Readiness;
   metrics: Metrics;
   metricsToken?: string | undefined;
 }) {
-  const { build, serving, dbUp, readiness, metrics, metricsToken } = deps;
+  const { build, serving, dbState, readiness, metrics, metricsToken } = deps;
   return {
     "/health": {
       GET: () => {
-        const up = dbUp();
-        const ok = serving && up;
+        const db = dbState();
+        const ok = serving && db === "up";
         return json(ok ? 200 : 503, {
           status: ok ? "ok" : "degraded",
-          db: up ? "up" : "down",
+          db,
           version: build.version,
           gitSha: build.gitSha,
           uptime: Math.floor((Date.now() - build.startedAt) / 1000),

@@ -38,12 +38,10 @@ export interface FrameDeps {
 /** The ack or error frame answering a send; both carry the send's id. */
 export function sendReply(outcome: SendOutcome, id: string | undefined): Reply {
   if (!outcome.ok) {
-    // A socket's error codes have no `unavailable`: a send the database never
-    // saw is answered as undecided, which sending it again with its id settles.
+    // A socket's error codes have no `unavailable`: a send the database did
+    // not store is answered `internal`, which sending it again with its id settles.
     const [code, message] =
-      outcome.code === "unavailable"
-        ? (["internal", "the database is unreachable; send it again with the same id"] as const)
-        : [outcome.code, outcome.message];
+      outcome.code === "unavailable" ? (["internal", `${outcome.message}; send it again with the same id`] as const) : [outcome.code, outcome.message];
     return { type: "error", code, message, ...(id === undefined ? {} : { id }) };
   }
   return {

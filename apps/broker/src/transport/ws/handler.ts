@@ -5,7 +5,7 @@ import { issueText, sessionFrame, CLOSE_CODES } from "@switchboard/protocol";
 import type { WebSocketHandler } from "bun";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import { isDbUnavailable, type DbHealth } from "../../services/db-health.ts";
+import type { DbHealth } from "../../services/db-health.ts";
 import type { DeliveryPump } from "../../services/delivery/pump.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
@@ -36,7 +36,7 @@ export interface WsDeps extends Omit<AdmissionDeps, "accepting">, FrameDeps {
 export function createWsHandler(deps: WsDeps) {
   const { log, metrics } = deps;
   const failed = (error: unknown, fields: Record<string, unknown>, msg: string): void =>
-    isDbUnavailable(error, deps.dbHealth) ? log.warn({ err: error, ...fields }, msg) : log.error({ err: error, ...fields }, msg);
+    deps.dbHealth.unavailable(error) ? log.warn({ err: error, ...fields }, msg) : log.error({ err: error, ...fields }, msg);
   const handlers = frameHandlers(deps);
   const open = new Set<Socket>();
   /** Shutdown began (the drain): new sockets are refused. */
