@@ -122,9 +122,9 @@ export class Sweepers {
   private async leasesAndStatus(): Promise<void> {
     const { db, timing, metrics, lifecycle, unsentBudget, clock, events } = this.deps;
     lifecycle.endStalled(clock(), timing.stalledPresenceSeconds * 1000);
-    unsentBudget.enforce();
-    metrics.presencesCongested.set(unsentBudget.backedUp);
-    metrics.socketUnsentBytes.set(unsentBudget.heldBytes);
+    const { backedUp, heldBytes } = unsentBudget.enforce();
+    metrics.presencesCongested.set(backedUp);
+    metrics.socketUnsentBytes.set(heldBytes);
     await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
     const flipped = await expireWorkingStatus(db, timing.statusTtlSeconds).catch((error: unknown) => {
       // Still a run, and its statement rolled back: it flipped nothing.

@@ -8,11 +8,14 @@
 import type { Logger } from "../log.ts";
 import type { LocalPresences } from "./local-presences.ts";
 
+/** The backed-up sockets a check left, and what they hold unsent together. */
+export interface UnsentHeld {
+  backedUp: number;
+  heldBytes: number;
+}
+
 export class UnsentBudget {
   private checkScheduled = false;
-  /** What the backed-up sockets held at the last check, after any were ended, and how many they were. */
-  heldBytes = 0;
-  backedUp = 0;
 
   constructor(
     private readonly presences: LocalPresences,
@@ -33,8 +36,8 @@ export class UnsentBudget {
     });
   }
 
-  /** Ends the backed-up sockets holding the most until the rest fit; returns how many it ended. */
-  enforce(): number {
+  /** Ends the backed-up sockets holding the most until the rest fit. */
+  enforce(): UnsentHeld {
     const held = this.presences
       .congestedSince(Number.POSITIVE_INFINITY)
       .map((presence) => ({ presence, bytes: presence.link.unsentBytes() }));
@@ -52,8 +55,6 @@ export class UnsentBudget {
         ended++;
       }
     }
-    this.heldBytes = total;
-    this.backedUp = held.length - ended;
-    return ended;
+    return { backedUp: held.length - ended, heldBytes: total };
   }
 }
