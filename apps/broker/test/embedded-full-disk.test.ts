@@ -6,7 +6,7 @@
 // the test is skipped elsewhere. On an embedded database whatever backend the
 // run is on: it is the default a newcomer gets.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { PeerPool, setupMesh, spawnBroker, spawnRaw, tempDir, TestBroker, waitUntil, within, type BrokerProcess, type SetupMember } from "@switchboard/testkit";
+import { PeerPool, setupMesh, spawnBroker, spawnRaw, tempDir, TestBroker, waitUntil, within, type BrokerProcess, type SetupMember, type TestBackend } from "@switchboard/testkit";
 import { closeSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { sendFrame, sendMany } from "./support/messaging.ts";
@@ -72,7 +72,10 @@ describe.skipIf(!mounted)("an embedded broker on a full disk (needs root, to mou
   });
 
   test("a disk that fills while it runs: sends are refused as not stored, /health says full; with room again it stores and says up", async () => {
-    const broker = await TestBroker.start({ DATA_DIR: join(mountPoint, "running") });
+    // On the tmpfs, whichever backend the run is on.
+    const dataDir = join(mountPoint, "running");
+    const backend: TestBackend = { kind: "embedded", env: { DATA_DIR: dataDir }, dataDir, dispose: async () => rmSync(dataDir, { recursive: true, force: true }) };
+    const broker = await TestBroker.start({}, { backend });
     const pool = new PeerPool();
     const filler = join(mountPoint, "filler-running");
     try {
@@ -105,6 +108,7 @@ describe.skipIf(!mounted)("an embedded broker on a full disk (needs root, to mou
       rmSync(filler, { force: true });
       await pool.closeAll();
       await broker.dispose();
+      await backend.dispose();
     }
   });
 });
