@@ -3,6 +3,7 @@
 // runbook line alone.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
+  backendKind,
   freePort,
   freshBackend,
   ownPostgresTestsRun,
@@ -11,6 +12,7 @@ import {
   postgresBackend,
   RawUpgradeRefused,
   RawWebSocket,
+  refuseMessagesForWantOfSpace,
   setupMesh,
   spawnRaw,
   startPostgresCluster,
@@ -178,6 +180,31 @@ describe.skipIf(!ownPostgresTestsRun())("SwitchboardDatabaseDown", () => {
         "the send acknowledged once the database is back",
       );
     } finally {
+      await peer.close();
+    }
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("SwitchboardDatabaseFull (needs DATABASE_URL: a trigger refuses as a full disk would)", () => {
+  const runbook = runbookOf("SwitchboardDatabaseFull");
+  const broker = useTestBroker();
+
+  test("what the alert reads, and what a send, /health and /health/ready say meanwhile, are what the runbook says", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: a.identity, meshId: mesh.id });
+    const makeRoom = await refuseMessagesForWantOfSpace(broker.backend.databaseUrl!);
+    try {
+      const send = await peer.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", id: "no-room" });
+      expect({ type: send.type, code: send.code }).toEqual({ type: "error", code: "internal" });
+      expect(runbook).toContain(String(send.message).replace("; send it again with the same id", ""));
+      expect((await scrape(broker)).get("broker_db_full")?.samples[0]?.value).toBe(1);
+      const health = (await (await fetch(`${broker.url}/health`)).json()) as { db: string };
+      const ready = (await (await fetch(`${broker.url}/health/ready`)).json()) as { status: string };
+      expect(runbook).toContain(`/health answers 503 with "db":"${health.db}" and /health/ready says ${ready.status}`);
+      expect(unnamed(runbook, ["db full", "db writes again"])).toEqual([]);
+    } finally {
+      await makeRoom();
       await peer.close();
     }
   });

@@ -189,6 +189,11 @@ export function createMetrics() {
       help: "1 while the database answers the health ping, else 0",
       registers: [registry],
     }),
+    dbFull: new Gauge({
+      name: "broker_db_full",
+      help: "1 while the database refuses writes for want of disk space (one refused in the last 10 s), else 0",
+      registers: [registry],
+    }),
   };
   for (const p of prioritySchema.options) metrics.messagesRouted.labels(p).inc(0);
   for (const r of new Set([...HELLO_ERROR_CODES, ...UPGRADE_REFUSAL_CODES])) metrics.connectionsRejected.labels(r).inc(0);

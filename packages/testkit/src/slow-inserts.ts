@@ -3,8 +3,9 @@
 // lets it go) after inserting a presence of one session, or a message with
 // one ciphertext. The statement
 // has done its work by then (the presence ended the one it replaces, the
-// message is written) and has not committed. Or fails such a statement, or
-// the hold of a waiting request's replies.
+// message is written) and has not committed. Or fails such a statement (as
+// a refusal, or as a full disk would), or the hold of a waiting request's
+// replies.
 import postgres from "postgres";
 
 export type SlowInsert = { presenceSession: string } | { messageCiphertext: string };
@@ -51,6 +52,15 @@ export function someoneHeld(databaseUrl: string): Promise<boolean> {
 /** Fails the statement that inserts the row (a refusal that is no lost connection); the returned function takes the trigger away. */
 export function failOnInsert(databaseUrl: string, what: SlowInsert): Promise<() => Promise<void>> {
   return onInsert(databaseUrl, what, `RAISE EXCEPTION 'refused by the test'`);
+}
+
+/**
+ * Fails every statement that inserts a message as a database out of disk
+ * space does (SQLSTATE 53100, disk_full); the returned function takes the
+ * trigger away.
+ */
+export function refuseMessagesForWantOfSpace(databaseUrl: string): Promise<() => Promise<void>> {
+  return onChange(databaseUrl, "messages", "INSERT", "true", `RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'`);
 }
 
 /**

@@ -42,6 +42,7 @@ export function watchDbHealth(
   let fullSince: number | null = null;
   let lastFull = 0;
   metrics.dbHealthy.set(1);
+  metrics.dbFull.set(0);
 
   const ping = async () => {
     let failure: unknown = null;
@@ -65,6 +66,7 @@ export function watchDbHealth(
     if (fullSince !== null && options.clock() - lastFull > FULL_MS) {
       log.info({ fullForMs: lastFull - fullSince }, "db writes again");
       fullSince = null;
+      metrics.dbFull.set(0);
     }
     return fullSince !== null;
   };
@@ -82,6 +84,7 @@ export function watchDbHealth(
         lastFull = options.clock();
         if (!full()) {
           fullSince = lastFull;
+          metrics.dbFull.set(1);
           log.error({ err: error }, "db full");
         }
       }
