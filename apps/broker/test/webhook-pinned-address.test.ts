@@ -24,6 +24,16 @@ import { createWebhookPoster } from "../src/transport/webhook/poster.ts";
 import { meshWithMember, useBackendDatabase } from "./support/scratch-db.ts";
 
 const SECRET = "webhook-secret-0123456789";
+
+/** Whether a server can listen on ::1 here. */
+function ipv6Loopback(): boolean {
+  try {
+    Bun.serve({ hostname: "::1", port: 0, fetch: () => new Response(null) }).stop(true);
+    return true;
+  } catch {
+    return false;
+  }
+}
 const log = createLogger("silent", {});
 
 describe("the poster", () => {
@@ -40,6 +50,18 @@ describe("the poster", () => {
     expect(result).toEqual({ outcome: "ok", status: 204 });
     const [received] = receiver!.requests;
     expect({ path: received?.path, host: received?.headers.get("host") }).toEqual({ path: "/events", host: `hook.invalid:${receiver!.port}` });
+  });
+
+  test.skipIf(!ipv6Loopback())("connects to an approved IPv6 address, written in brackets (needs IPv6 on loopback)", async () => {
+    const hosts: (string | null)[] = [];
+    const server = Bun.serve({ hostname: "::1", port: 0, fetch: (req) => (hosts.push(req.headers.get("host")), new Response(null, { status: 204 })) });
+    try {
+      const request = { url: `http://hook.invalid:${server.port}/events`, secret: SECRET, attempt: 1, messages: [], connectTo: "::1" };
+      const result = await createWebhookPoster("pinned-address-test").post(request, 5000, new AbortController().signal);
+      expect({ result, hosts }).toEqual({ result: { outcome: "ok", status: 204 }, hosts: [`hook.invalid:${server.port}`] });
+    } finally {
+      await server.stop(true);
+    }
   });
 
   test("over TLS, checks the certificate against the URL's name, not the address it connects to", async () => {
