@@ -1,10 +1,10 @@
 // An embedded DATA_DIR on a full file system: the start stops with one line
 // the operator can act on, and once there is room again the broker starts
 // with its data; a broker whose disk fills while it runs refuses what it
-// cannot store as stored nothing, and says so on /health and
-// /health/ready until it writes again. A small tmpfs is the full disk; mounting one needs root, so
-// the test is skipped elsewhere. On an embedded database whatever backend the
-// run is on: it is the default a newcomer gets.
+// cannot store as stored nothing, and says so on /health and /health/ready
+// until it writes again. A small tmpfs is the full disk; mounting one needs
+// root, so the test is skipped elsewhere. On an embedded database whatever
+// backend the run is on: it is the default a newcomer gets.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { PeerPool, setupMesh, spawnBroker, spawnRaw, tempDir, TestBroker, waitUntil, within, type BrokerProcess, type SetupMember, type TestBackend } from "@switchboard/testkit";
 import { closeSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
