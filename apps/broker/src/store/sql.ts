@@ -6,9 +6,13 @@ export function jsonParam(value: unknown): SQL {
   return jsonText(JSON.stringify(value));
 }
 
-/** JSON text, or a placeholder a shaped statement binds to JSON text (JSON.stringify), as jsonb. */
-export function jsonText(text: string | Placeholder): SQL {
-  return sql`${text}::text::jsonb`;
+/**
+ * JSON text, or a placeholder a shaped statement binds to JSON text
+ * (JSON.stringify), as jsonb; or as json, for a reader that converts fields
+ * as it parses (json_to_recordset) and needs no jsonb value built first.
+ */
+export function jsonText(text: string | Placeholder, as: "jsonb" | "json" = "jsonb"): SQL {
+  return as === "json" ? sql`${text}::text::json` : sql`${text}::text::jsonb`;
 }
 
 /** A JSON array of uuids bound as one parameter, as a uuid[] the planner can probe an index with. */

@@ -34,7 +34,7 @@ export const leasedPush = (d: string): SQL =>
 /** The CTE `q`: the batch's sends as rows. */
 export const sendsCte = (slot: Slot<SendValues>, batchSize: number): SQL => sql`
     q AS (
-      SELECT * FROM json_to_recordset(${slot("messages")}::text::json)
+      SELECT * FROM json_to_recordset(${jsonText(slot("messages"), "json")})
         AS q(idx int, id uuid, "meshId" uuid, "senderId" uuid, "clientId" text, "targetSpec" text,
              priority text, nonce text, ciphertext text, "replyTo" uuid, "ttlSeconds" int, "replyWaitSeconds" int)
       LIMIT ${batchLimit(batchSize)}
