@@ -89,15 +89,15 @@ describe("webhook targets", () => {
     const never = () => new Promise<string[]>(() => {});
     expect(await checkTarget("https://hooks.example/x", false, 50, never)).toEqual({ refused: "hooks.example did not resolve within 50 ms" });
     const publicName = async () => ["93.184.216.34"];
-    expect(await checkTarget("https://hooks.example/x", false, 50, publicName)).toEqual({ refused: null, connectTo: "93.184.216.34" });
+    expect(await checkTarget("https://hooks.example/x", false, 50, publicName)).toEqual({ refused: null, connectTo: ["93.184.216.34"] });
     const internalName = async () => ["10.1.2.3"];
     const refused = await checkTarget("https://hooks.example/x", false, 50, internalName);
     expect(refused.refused).toContain("resolves to 10.1.2.3");
   });
 
-  test("an allowed name is pinned to its first address; one internal address among them refuses it; no address is no name", async () => {
+  test("an allowed name is pinned to its addresses, in the resolver's order; one internal address among them refuses it; no address is no name", async () => {
     const twoPublic = async () => ["2606:4700::1111", "93.184.216.34"];
-    expect(await checkTarget("https://hooks.example/x", false, 50, twoPublic)).toEqual({ refused: null, connectTo: "2606:4700::1111" });
+    expect(await checkTarget("https://hooks.example/x", false, 50, twoPublic)).toEqual({ refused: null, connectTo: ["2606:4700::1111", "93.184.216.34"] });
     const oneInternal = async () => ["93.184.216.34", "127.0.0.1"];
     expect((await checkTarget("https://hooks.example/x", false, 50, oneInternal)).refused).toContain("resolves to 127.0.0.1");
     const none = async () => [];

@@ -45,18 +45,53 @@ describe("the poster", () => {
 
   test("connects to the approved address and names the URL's host in the Host header", async () => {
     const url = `http://hook.invalid:${receiver!.port}/events?via=pin`;
-    const request = { url, secret: SECRET, attempt: 1, messages: [], connectTo: "127.0.0.1" };
+    const request = { url, secret: SECRET, attempt: 1, messages: [], connectTo: ["127.0.0.1"] as const };
     const result = await createWebhookPoster("pinned-address-test").post(request, 5000, new AbortController().signal);
     expect(result).toEqual({ outcome: "ok", status: 204 });
     const [received] = receiver!.requests;
     expect({ path: received?.path, host: received?.headers.get("host") }).toEqual({ path: "/events", host: `hook.invalid:${receiver!.port}` });
   });
 
+  // 127.0.0.2 and 127.0.0.3 are loopback too, where the receiver (on 127.0.0.1) does not listen.
+  const post = (connectTo: readonly [string, ...string[]]) =>
+    createWebhookPoster("pinned-address-test").post(
+      { url: `http://hook.invalid:${receiver!.port}/events`, secret: SECRET, attempt: 1, messages: [], connectTo },
+      5000,
+      new AbortController().signal,
+    );
+
+  test("tries the next approved address when one refuses the connection, and fails with the last refusal when all do", async () => {
+    const before = receiver!.requests.length;
+    expect(await post(["127.0.0.2", "127.0.0.1"])).toEqual({ outcome: "ok", status: 204 });
+    expect(receiver!.requests.length - before).toBe(1);
+    expect(await post(["127.0.0.2", "127.0.0.3"])).toEqual({ outcome: "network", status: null, cause: "ECONNREFUSED" });
+  });
+
+  test("does not try the next address once a connection was made: an error answer, or a connection closed unanswered", async () => {
+    const before = receiver!.requests.length;
+    const failing = Bun.serve({ hostname: "127.0.0.2", port: receiver!.port, fetch: () => new Response(null, { status: 500 }) });
+    try {
+      expect(await post(["127.0.0.2", "127.0.0.1"])).toEqual({ outcome: "http_error", status: 500 });
+    } finally {
+      await failing.stop(true);
+    }
+    // The request may have reached the endpoint before the connection dropped: sending it again elsewhere is a retry's to decide.
+    const dropping = Bun.listen({ hostname: "127.0.0.2", port: receiver!.port, socket: { data: (socket) => void socket.end() } });
+    try {
+      const result = await post(["127.0.0.2", "127.0.0.1"]);
+      expect(result.outcome).toBe("network");
+      expect(result.cause).not.toBe("ECONNREFUSED");
+    } finally {
+      dropping.stop(true);
+    }
+    expect(receiver!.requests.length - before).toBe(0);
+  });
+
   test.skipIf(!ipv6Loopback())("connects to an approved IPv6 address, written in brackets (needs IPv6 on loopback)", async () => {
     const hosts: (string | null)[] = [];
     const server = Bun.serve({ hostname: "::1", port: 0, fetch: (req) => (hosts.push(req.headers.get("host")), new Response(null, { status: 204 })) });
     try {
-      const request = { url: `http://hook.invalid:${server.port}/events`, secret: SECRET, attempt: 1, messages: [], connectTo: "::1" };
+      const request = { url: `http://hook.invalid:${server.port}/events`, secret: SECRET, attempt: 1, messages: [], connectTo: ["::1"] as const };
       const result = await createWebhookPoster("pinned-address-test").post(request, 5000, new AbortController().signal);
       expect({ result, hosts }).toEqual({ result: { outcome: "ok", status: 204 }, hosts: [`hook.invalid:${server.port}`] });
     } finally {
@@ -147,7 +182,7 @@ describe("the dispatcher", () => {
       await waitUntil(() => posted.length > 0 || undefined, 10_000, "the attempt's request");
       // The PUT's lookup, then the attempt's: the request goes where the second said.
       expect(lookups).toEqual(["hooks.example", "hooks.example"]);
-      expect(posted.map((r) => ({ url: r.url, connectTo: r.connectTo }))).toEqual([{ url: "https://hooks.example:8443/events", connectTo: "93.184.216.2" }]);
+      expect(posted.map((r) => ({ url: r.url, connectTo: r.connectTo }))).toEqual([{ url: "https://hooks.example:8443/events", connectTo: ["93.184.216.2"] }]);
     } finally {
       await dispatcher.stop();
     }

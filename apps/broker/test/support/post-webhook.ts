@@ -6,6 +6,6 @@ import { createWebhookPoster } from "../../src/transport/webhook/poster.ts";
 
 const [url, connectTo] = process.argv.slice(2);
 if (url === undefined || connectTo === undefined) throw new Error("usage: post-webhook.ts <url> <connectTo>");
-const request = { url, secret: "webhook-secret-0123456789", attempt: 1, messages: [], connectTo };
+const request = { url, secret: "webhook-secret-0123456789", attempt: 1, messages: [], connectTo: [connectTo] as const };
 const result = await createWebhookPoster("pinned-address-test").post(request, 5000, new AbortController().signal);
 console.log(JSON.stringify(result));

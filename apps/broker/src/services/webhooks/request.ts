@@ -2,6 +2,7 @@
 // the transport makes it (transport/webhook/poster.ts).
 import type { LeasedDelivery } from "../../store/queue/index.ts";
 import type { WebhookOutcome } from "../../store/webhooks.ts";
+import type { ApprovedAddresses } from "./target-policy.ts";
 
 export interface WebhookRequest {
   url: string;
@@ -10,11 +11,12 @@ export interface WebhookRequest {
   attempt: number;
   messages: LeasedDelivery[];
   /**
-   * The address the target check approved for the URL's name: the request
-   * connects there, with the name as its Host and TLS server name, and never
-   * looks the name up again. Null: the URL as it is (target-policy.ts).
+   * The addresses the target check approved for the URL's name: the request
+   * connects to the first that takes the connection, with the name as its
+   * Host and TLS server name, and never looks the name up again. Null: the
+   * URL as it is (target-policy.ts).
    */
-  connectTo: string | null;
+  connectTo: ApprovedAddresses | null;
 }
 
 export interface WebhookResult {

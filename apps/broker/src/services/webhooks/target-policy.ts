@@ -83,18 +83,21 @@ async function resolveWithin(resolve: Resolve, host: string, timeoutMs: number):
   }
 }
 
+/** The addresses a request may connect to, in the order to try them; never empty. */
+export type ApprovedAddresses = readonly [string, ...string[]];
+
 /**
- * The check's verdict: refused, and why; or allowed, with the address the
- * request must connect to. That address is null when there is no name to
- * pin: the host is an address already, or private ones are allowed.
+ * The check's verdict: refused, and why; or allowed, with the addresses the
+ * request may connect to. They are null when there is no name to pin: the
+ * host is an address already, or private ones are allowed.
  */
-export type TargetVerdict = { refused: string } | { refused: null; connectTo: string | null };
+export type TargetVerdict = { refused: string } | { refused: null; connectTo: ApprovedAddresses | null };
 
 /**
  * Whether the broker may send to this URL. A name that does not resolve
  * within `timeoutMs` is refused: the lookup runs while the webhook's lease
  * is held, and a stalled resolver must not outlast it. A name's addresses
- * must all be public; the request goes to the first, in the resolver's order.
+ * must all be public; the request tries them in the resolver's order.
  */
 export async function checkTarget(url: string, allowPrivate: boolean, timeoutMs: number, resolve: Resolve = resolveAll): Promise<TargetVerdict> {
   let parsed: URL;
@@ -109,10 +112,14 @@ export async function checkTarget(url: string, allowPrivate: boolean, timeoutMs:
   const literal = isIP(host) !== 0;
   const addresses = literal ? [host] : await resolveWithin(resolve, host, timeoutMs);
   if (addresses === "late") return { refused: `${host} did not resolve within ${timeoutMs} ms` };
-  if (addresses === null || addresses.length === 0) return { refused: `${host} does not resolve` };
+  if (addresses === null || !nonEmpty(addresses)) return { refused: `${host} does not resolve` };
   const internal = addresses.find(isInternalAddress);
   if (internal !== undefined) {
     return { refused: `${host} resolves to ${internal}, a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is false)` };
   }
-  return { refused: null, connectTo: literal ? null : addresses[0]! };
+  return { refused: null, connectTo: literal ? null : addresses };
+}
+
+function nonEmpty(addresses: string[]): addresses is [string, ...string[]] {
+  return addresses.length > 0;
 }

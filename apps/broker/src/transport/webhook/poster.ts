@@ -2,9 +2,10 @@
 // to the configured URL (docs/http.md). Redirects are not followed; only a
 // 2xx within the timeout is a success. A 429's or 503's Retry-After is read
 // for the dispatcher, which waits at least that long before the next one.
-// A request whose name the target check resolved goes to the address it
+// A request whose name the target check resolved goes to an address it
 // approved, the name carried as the Host header and the TLS server name (the
-// certificate is checked against it), so no second lookup can send it elsewhere.
+// certificate is checked against it), so no second lookup can send it
+// elsewhere; the next approved address is tried when one refuses the connection.
 import {
   WEBHOOK_ATTEMPT_HEADER,
   WEBHOOK_SIGNATURE_HEADER,
@@ -14,6 +15,7 @@ import {
 } from "@switchboard/protocol";
 import { isIPv6 } from "node:net";
 import type { WebhookPoster, WebhookRequest, WebhookResult } from "../../services/webhooks/request.ts";
+import type { ApprovedAddresses } from "../../services/webhooks/target-policy.ts";
 import { pushFrame } from "../ws/wire.ts";
 
 export function createWebhookPoster(userAgent: string): WebhookPoster {
@@ -25,41 +27,63 @@ export function createWebhookPoster(userAgent: string): WebhookPoster {
       const timestamp = Math.floor(Date.now() / 1000);
       const signature = await webhookSignature(request.secret, timestamp, body);
       const timeout = AbortSignal.timeout(timeoutMs);
-      try {
-        const { url, pinned } = connection(request.url, request.connectTo);
-        const res = await fetch(url, {
-          method: "POST",
-          body,
-          redirect: "manual",
-          signal: AbortSignal.any([signal, timeout]),
-          headers: {
-            "content-type": "application/json",
-            "user-agent": userAgent,
-            [WEBHOOK_ATTEMPT_HEADER]: String(request.attempt),
-            [WEBHOOK_SIGNATURE_HEADER]: webhookSignatureHeader(timestamp, signature),
-            ...(pinned === null ? {} : { host: pinned.host }),
-          },
-          ...(pinned === null ? {} : { tls: { serverName: pinned.hostname } }),
-        });
-        // Only the status counts (and a Retry-After with it); the body is not read.
-        await res.body?.cancel().catch(() => {});
-        if (res.status >= 200 && res.status < 300) return { outcome: "ok", status: res.status };
-        const asked = res.status === 429 || res.status === 503 ? retryAfterMs(res.headers.get("retry-after"), Date.now()) : null;
-        return { outcome: "http_error", status: res.status, ...(asked === null ? {} : { retryAfterMs: asked }) };
-      } catch (error) {
-        if (timeout.aborted) return { outcome: "timeout", status: null };
-        return { outcome: "network", status: null, cause: networkCause(error) };
+      const headers = {
+        "content-type": "application/json",
+        "user-agent": userAgent,
+        [WEBHOOK_ATTEMPT_HEADER]: String(request.attempt),
+        [WEBHOOK_SIGNATURE_HEADER]: webhookSignatureHeader(timestamp, signature),
+      };
+      const send = async ({ url, pinned }: Route): Promise<WebhookResult> => {
+        try {
+          const res = await fetch(url, {
+            method: "POST",
+            body,
+            redirect: "manual",
+            signal: AbortSignal.any([signal, timeout]),
+            headers: pinned === null ? headers : { ...headers, host: pinned.host },
+            ...(pinned === null ? {} : { tls: { serverName: pinned.hostname } }),
+          });
+          // Only the status counts (and a Retry-After with it); the body is not read.
+          await res.body?.cancel().catch(() => {});
+          if (res.status >= 200 && res.status < 300) return { outcome: "ok", status: res.status };
+          const asked = res.status === 429 || res.status === 503 ? retryAfterMs(res.headers.get("retry-after"), Date.now()) : null;
+          return { outcome: "http_error", status: res.status, ...(asked === null ? {} : { retryAfterMs: asked }) };
+        } catch (error) {
+          if (timeout.aborted) return { outcome: "timeout", status: null };
+          return { outcome: "network", status: null, cause: networkCause(error) };
+        }
+      };
+      const [first, ...others] = routes(request.url, request.connectTo);
+      let result = await send(first);
+      for (const route of others) {
+        // Only a connection never made moves on: one that carried the request may have delivered it.
+        if (result.outcome !== "network" || !NOT_CONNECTED.has(result.cause ?? "") || signal.aborted) break;
+        result = await send(route);
       }
+      return result;
     },
   };
 }
 
-/** The URL to fetch: the webhook's own, or its name replaced by the approved address (the name's host and hostname kept). */
-function connection(target: string, connectTo: string | null): { url: URL; pinned: { host: string; hostname: string } | null } {
+/** Failures of the connection itself: the request never left, so the next approved address may take it. */
+const NOT_CONNECTED = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "EAFNOSUPPORT"]);
+
+type Route = { url: URL; pinned: { host: string; hostname: string } | null };
+
+/**
+ * The URLs to try, in order: the webhook's own, or one per approved address
+ * with its name replaced by the address (the name's host and hostname kept).
+ */
+function routes(target: string, connectTo: ApprovedAddresses | null): [Route, ...Route[]] {
+  if (connectTo === null) return [{ url: new URL(target), pinned: null }];
+  const [first, ...others] = connectTo;
+  return [pinnedTo(target, first), ...others.map((address) => pinnedTo(target, address))];
+}
+
+function pinnedTo(target: string, address: string): Route {
   const url = new URL(target);
-  if (connectTo === null) return { url, pinned: null };
   const pinned = { host: url.host, hostname: url.hostname };
-  url.hostname = isIPv6(connectTo) ? `[${connectTo}]` : connectTo;
+  url.hostname = isIPv6(address) ? `[${address}]` : address;
   return { url, pinned };
 }
 
