@@ -2,7 +2,7 @@
 // starts. A database that is away or still starting is waited for; what can
 // never succeed by waiting (missing migration files, a locked embedded
 // directory, a port in use) stops the start.
-import { applicationNameOf, connect, isConnectionLost, loadMigrations, migrate, type Database } from "@switchboard/db";
+import { applicationNameOf, BROKER_SETTINGS, connect, isConnectionLost, loadMigrations, migrate, withoutSettings, type Database } from "@switchboard/db";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { pingDatabase } from "./store/health.ts";
@@ -22,6 +22,11 @@ export async function connectAndMigrate(
   // Read first: missing migration files (an incomplete image) stop the start
   // instead of being retried below as if the database were away.
   const migrations = loadMigrations();
+  if (config.DATABASE_URL !== undefined) {
+    // Names only: a value in the URL could be anything, the password's neighbour.
+    const { removed } = withoutSettings(config.DATABASE_URL, BROKER_SETTINGS);
+    if (removed.length > 0) log.warn({ settings: removed }, "db url settings replaced");
+  }
   // The database may still be starting (compose, a rebooted host): wait for it
   // instead of exiting. A locked embedded directory is final, though.
   // The port opening (onConnected) is final too: a port in use is no database outage.

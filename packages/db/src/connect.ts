@@ -5,6 +5,7 @@ import { PGlite, types, type Transaction } from "@electric-sql/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
+import { withoutSettings } from "./database-url.ts";
 import { lockDataDir, unwritableDataDir } from "./dir-lock.ts";
 import { EmbeddedStatements } from "./embedded-statements.ts";
 import { openCluster } from "./embedded-template.ts";
@@ -159,9 +160,20 @@ function listeningClient(client: postgres.Sql): postgres.Sql | undefined {
   return (client.listen as unknown as { sql?: postgres.Sql }).sql;
 }
 
-function connectPostgres(url: string, poolSize: number, applicationName: string | undefined): Database {
+/**
+ * The server settings each connection of the broker's pools is opened with,
+ * which a setting of the same name in DATABASE_URL's query does not replace:
+ * the reap finds an instance's sessions by their application_name, and the
+ * statements are written for these plans and this timeout.
+ */
+export const BROKER_SETTINGS: readonly string[] = [...Object.keys(SERVER_SETTINGS), "application_name"];
+
+function connectPostgres(givenUrl: string, poolSize: number, applicationName: string | undefined): Database {
   // The listener is opened with the pool's options, this name with them.
   const settings = applicationName === undefined ? SERVER_SETTINGS : { ...SERVER_SETTINGS, application_name: applicationName };
+  const { url } = withoutSettings(givenUrl, BROKER_SETTINGS);
+  // The relaxed pool's commits skip the WAL flush whatever the URL says of it.
+  const relaxedUrl = withoutSettings(url, ["synchronous_commit"]).url;
   const client = postgres(url, {
     max: poolSize,
     connect_timeout: 5,
@@ -172,7 +184,7 @@ function connectPostgres(url: string, poolSize: number, applicationName: string 
   });
   // drizzle installs its type parsers on the clients, so both drivers return the same shapes.
   drizzlePostgres(client, { schema });
-  const relaxedClient = postgres(url, {
+  const relaxedClient = postgres(relaxedUrl, {
     max: Math.max(2, Math.ceil(poolSize / 2)),
     connect_timeout: 5,
     idle_timeout: 30,

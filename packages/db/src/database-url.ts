@@ -27,3 +27,20 @@ export function readableDatabaseUrl(url: string): boolean {
     return false;
   }
 }
+
+/**
+ * The URL without the query parameters named: postgres.js sends every
+ * parameter it does not know as a server setting, over the one the pool
+ * asks for. Only the query is rewritten, so a host list stays as written.
+ */
+export function withoutSettings(url: string, names: readonly string[]): { url: string; removed: string[] } {
+  const start = url.indexOf("?");
+  if (start < 0) return { url, removed: [] };
+  const end = url.includes("#", start) ? url.indexOf("#", start) : url.length;
+  const query = new URLSearchParams(url.slice(start + 1, end));
+  const removed = names.filter((name) => query.has(name));
+  if (removed.length === 0) return { url, removed };
+  for (const name of removed) query.delete(name);
+  const rest = query.toString();
+  return { url: url.slice(0, start) + (rest === "" ? "" : `?${rest}`) + url.slice(end), removed };
+}
