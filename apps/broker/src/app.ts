@@ -169,7 +169,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     perMesh: config.MAX_CONNECTIONS_PER_MESH,
     perMember: config.MAX_CONNECTIONS_PER_MEMBER,
   }, helloRate);
-  const history = new HistoryService(db, timing.historyRetentionSeconds);
+  const history = new HistoryService(db, { retentionSeconds: timing.historyRetentionSeconds, bytesPerMin: config.HISTORY_BYTES_PER_MIN, clock });
   const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     defaultTtlSeconds: config.MESSAGE_TTL_SECONDS,

@@ -117,6 +117,10 @@ export const configSchema = z.object({
   // Bounds against floods: every frame type is limited, every buffer capped.
   HOOK_RATE_LIMIT_PER_TOKEN_PER_MIN: positive(300),
   CONTROL_RATE_LIMIT_PER_MIN: positive(600),
+  // Content of the history pages a member may read a minute: pages are
+  // control frames, and at that limit of a megabyte each they would have the
+  // database read 600 MB a minute for one member.
+  HISTORY_BYTES_PER_MIN: positive(67_108_864),
   ACK_RATE_LIMIT_PER_MIN: positive(120_000),
   MAX_REFUSED_FRAMES_PER_MIN: positive(1000),
   MAX_CHANNELS_PER_MEMBER: positive(100),

@@ -201,6 +201,33 @@ async function resendUntilNew(peer: TestPeer, target: string, id: string): Promi
   throw new Error(`${id} was not pruned within 90 s`);
 }
 
+describe("history read within a member's bytes a minute", () => {
+  const limited = useTestBroker({ HISTORY_BYTES_PER_MIN: "3000", SEND_RATE_LIMIT_PER_MIN: "100000" });
+
+  test("past HISTORY_BYTES_PER_MIN of content read, the member's next page is refused rate_limited; another member reads on", async () => {
+    const { mesh, members } = await setupMesh(limited.admin, { members: ["reader", "other"] });
+    const [reader, other] = members as [SetupMember, SetupMember];
+    const r = await pool.connect(limited.wsUrl, reader, mesh.id);
+    const o = await pool.connect(limited.wsUrl, other, mesh.id);
+    await r.request({ type: "join", channel: "#big" });
+    await o.request({ type: "join", channel: "#big" });
+    // Each message's content: "plain" and 1,336 bytes of base64, 1,341 bytes.
+    const sent = await sendTexts(r, "#big", Array.from({ length: 4 }, (_, i) => String(i).repeat(1002)));
+
+    // 0, 1,341 and 2,682 bytes read before each page: each begins within the 3,000; the third ends past them.
+    let before: string | undefined;
+    for (const expected of [sent[3], sent[2], sent[1]]) {
+      const page = await history(r, { target: "#big", limit: 1, ...(before === undefined ? {} : { before }) });
+      expect(ids(page)).toEqual([str(expected)]);
+      before = str(expected);
+    }
+    const refused = await history(r, { target: "#big", limit: 1, before });
+    expect(refused).toMatchObject({ type: "error", code: "rate_limited" });
+    expect(str(refused.message)).toContain("3000 bytes of history");
+    expect(ids(await history(o, { target: "#big" }))).toEqual(sent);
+  });
+});
+
 describe("history retention", () => {
   test("acknowledged channel messages stay for history while settled direct messages are pruned; then they go too", async () => {
     const own = await freshBackend();
