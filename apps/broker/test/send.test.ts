@@ -269,6 +269,21 @@ describe("send and push", () => {
     expect(pushes).toHaveLength(10);
   });
 
+  test("a retry written in the same batch as its first copy is answered as that copy: its messageId and its recipients", async () => {
+    const { mesh: m, members } = await mesh(4);
+    const [a, b, c, d] = members as [SetupMember, SetupMember, SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    for (const member of [b, c, d]) await connect(broker, m.id, member);
+    // Sends written while the first ones' statement runs go out together in the next.
+    const warmUp = Array.from({ length: 20 }, (_, i) => sendFrame(b.pubkey, { id: `warm-${i}` }));
+    const acks = await sendMany(sender, [...warmUp, sendFrame("*", { id: "same-batch" }), sendFrame(c.pubkey, { id: "same-batch" })]);
+    const [first, retry] = acks.slice(-2);
+    expect(first).toMatchObject({ type: "ack", id: "same-batch", recipients: 3 });
+    expect(retry).toMatchObject({ type: "ack", id: "same-batch", messageId: first!.messageId, recipients: 3, duplicate: true });
+    // A retry in a later batch says the same.
+    expect(await sender.send(c.pubkey, { id: "same-batch" })).toMatchObject({ messageId: first!.messageId, recipients: 3, duplicate: true });
+  });
+
   test("priority defaults to next; a given priority is kept", async () => {
     const { mesh: m, members } = await mesh(2);
     const [a, b] = members as [SetupMember, SetupMember];

@@ -207,8 +207,9 @@ export class SendCommits {
   // Past the commit, nothing may turn a stored message into an error reply.
   private async afterCommit(items: PendingSend[], enqueued: EnqueuedSend[]): Promise<WrittenSend[]> {
     const messages = items.map((i) => i.message);
-    const inserted = new Map<string, NewMessage>();
-    for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), messages[e.idx]!);
+    // The sends this statement stored, by client id: a retry in the same batch is answered as its first copy.
+    const inserted = new Map<string, { id: string; recipientIds: string[] }>();
+    for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), { id: messages[e.idx]!.id, recipientIds: JSON.parse(e.recipients) as string[] });
     // A retry whose first copy another instance committed during this statement;
     // and one to a full queue, which the statement did not look for, whose first copy may be stored.
     const late = enqueued.filter(
@@ -233,11 +234,14 @@ export class SendCommits {
       if (e.queueFull) return storedCopy ?? queueFull();
       if (!e.known) return unknownTarget(m.targetSpec);
       if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
-      const recipientIds = JSON.parse(e.recipients) as string[];
-      if (e.inserted) return { ok: true, messageId: m.id, recipients: recipientIds.length, fullQueues: e.fullQueues, duplicate: false, recipientIds };
+      // This very send when the statement stored it; else a send of the batch with its client id that it stored.
+      const firstCopy = inserted.get(keyOf(m));
+      if (e.inserted) {
+        const { recipientIds } = firstCopy!;
+        return { ok: true, messageId: m.id, recipients: recipientIds.length, fullQueues: e.fullQueues, duplicate: false, recipientIds };
+      }
       if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, ...copy };
-      const sibling = inserted.get(keyOf(m));
-      if (sibling) return { ok: true, messageId: sibling.id, recipients: recipientIds.length, ...copy };
+      if (firstCopy) return { ok: true, messageId: firstCopy.id, recipients: firstCopy.recipientIds.length, ...copy };
       if (storedCopy) return storedCopy;
       // Not written by this statement: the sender's retry will find the stored one.
       return refuse("internal", "the broker could not confirm this retried send; send it again");
