@@ -21,13 +21,19 @@ export interface Connection {
   presence?: LocalPresence;
   /** Set with presence: marks it backed up, so that neither claims nor sends lease to it until the socket drains. */
   backedUp?: () => void;
+  /**
+   * Refused too often: frames read from now on are dropped as after a close
+   * (acks still count), and the socket closes once the sends and acks under
+   * way are answered.
+   */
+  ending: boolean;
   closed: boolean;
 }
 
 export type Socket = ServerWebSocket<Connection>;
 
 export function newConnection(address: string, limits: InflightLimits, budget: InflightBudget): Connection {
-  return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), refusals: new RefusalCount(), closed: false };
+  return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), refusals: new RefusalCount(), ending: false, closed: false };
 }
 
 // The answers to durable sends and acks (`replyLater`) wait for the

@@ -54,13 +54,19 @@ export function createWsHandler(deps: WsDeps) {
     // Nobody hears it: said at debug, for whoever wonders where an answer went.
     if (ws.data.closed) log.debug({ connectionId: ws.data.id, reqId, type: frame.type }, "ws answer after close");
     (later ? replyLater : reply)(ws, frame, reqId);
-    if (!isRefusal(frame) || ws.data.closed) return;
+    if (!isRefusal(frame) || ws.data.closed || ws.data.ending) return;
     if (!ws.data.refusals.add(deps.clock(), deps.maxRefusedFramesPerMin)) return;
     const message = `more than ${deps.maxRefusedFramesPerMin} frames refused in a minute; closing`;
-    reply(ws, { type: "error", code: frame.code, message });
-    // Closed now, so the frames it already sent are dropped rather than answered.
-    ws.data.closed = true;
-    closeSocket(ws, CLOSE_CODES.policy, frame.code);
+    // The frames it sent after this one are dropped rather than answered. The
+    // sends already being written are answered first: one stored and left
+    // unanswered would be sent again, and stored twice if it has no id.
+    ws.data.ending = true;
+    void ws.data.pipeline.underWay().then(() => {
+      if (ws.data.closed) return;
+      reply(ws, { type: "error", code: frame.code, message });
+      ws.data.closed = true;
+      closeSocket(ws, CLOSE_CODES.policy, frame.code);
+    });
   }
 
   async function onSessionFrame(ws: Socket, presence: LocalPresence, decoded: DecodedFrame, step: StepContext): Promise<void> {
@@ -130,7 +136,7 @@ export function createWsHandler(deps: WsDeps) {
       ws.data.pipeline.next(
         raw,
         async (step) => {
-          if (ws.data.closed) return afterClose(ws.data.presence, raw, step);
+          if (ws.data.closed || ws.data.ending) return afterClose(ws.data.presence, raw, step);
           const frame = decodeFrame(raw);
           const presence = ws.data.presence;
           if (presence) await onSessionFrame(ws, presence, frame, step);

@@ -118,6 +118,11 @@ export class FramePipeline {
     await Promise.all(this.overlapping);
   }
 
+  /** Settles once the overlapping work begun so far is done (not work begun later). */
+  async underWay(): Promise<void> {
+    await Promise.all(this.overlapping);
+  }
+
   /** The instance's budget is half free again. */
   budgetFreed(): void {
     this.pausedForBudget = false;
