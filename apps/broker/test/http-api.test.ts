@@ -17,7 +17,7 @@ import {
   type BrokerOnOwnPostgres,
   type SetupMember,
 } from "@switchboard/testkit";
-import { httpBody, messageStatus, postCutShort, postMessage, type ErrorBody } from "./support/http-api.ts";
+import { httpBody, messageStatus, postCutShort, postMessage, rawRequest, type ErrorBody } from "./support/http-api.ts";
 import { deltas, ISO, queryPostgres, scrape, str, UUID } from "./support/messaging.ts";
 
 const MAX_MESSAGE_BYTES = 4096;
@@ -115,6 +115,9 @@ describe("HTTP messaging API", () => {
     const socketText = await appSocket.send(runner.pubkey, { id: "ключ-1" });
     const overHttpText = await post(token, httpBody(runner.pubkey), { key: Buffer.from("ключ-1", "utf8").toString("latin1") });
     expect(overHttpText).toMatchObject({ status: 200, body: { messageId: str(socketText.messageId), duplicate: true } });
+    // The header given twice with one key (a proxy that adds it again) comes joined as "key, key": that key.
+    const twice = await post(token, httpBody(runner.pubkey), { key: "cmd-1, cmd-1" });
+    expect(twice).toMatchObject({ status: 200, body: { messageId: first.body.messageId, duplicate: true } });
     const notUtf8 = await post<ErrorBody>(token, httpBody(runner.pubkey), { key: "caf\u00e9" });
     expect(notUtf8).toMatchObject({ status: 400, body: { error: { code: "invalid", message: "Idempotency-Key must be text in UTF-8" } } });
 
@@ -166,6 +169,10 @@ describe("HTTP messaging API", () => {
       ["POST", "/health", "GET, HEAD"],
       ["DELETE", "/metrics", "GET, HEAD"],
       ["POST", "/dashboard", "GET, HEAD"],
+      // OPTIONS is a CORS preflight only for a listed origin (none here).
+      ["OPTIONS", "/v1/messages", "POST"],
+      ["OPTIONS", "/hook/set-status", "POST"],
+      ["OPTIONS", "/health", "GET, HEAD"],
     ] as const;
     for (const [method, path, allow] of wrong) {
       const res = await fetch(`${broker.url}${path}`, { method });
@@ -179,9 +186,34 @@ describe("HTTP messaging API", () => {
       });
       expect(body.error.message).toStartWith(`${method} is not allowed here`);
     }
+    // TRACE too (written raw: fetch reads no body of a TRACE's answer).
+    const trace = await rawRequest(broker.url, `TRACE /metrics HTTP/1.0\r\nHost: ${new URL(broker.url).host}\r\n\r\n`);
+    expect({ status: trace.status, allow: /^allow: (.*)$/im.exec(trace.headers)?.[1], body: JSON.parse(trace.body) as unknown }).toMatchObject({
+      status: 405,
+      allow: "GET, HEAD",
+      body: { error: { code: "method_not_allowed" } },
+    });
     // HEAD goes to a route's GET: where there is none, it is refused as itself.
     const head = await fetch(`${broker.url}/v1/messages`, { method: "HEAD" });
     expect({ status: head.status, allow: head.headers.get("allow") }).toEqual({ status: 405, allow: "POST" });
+  });
+
+  test("a request without a usable Host header (HTTP/1.0 may leave it out) is served as any other, not failed", async () => {
+    const { members, tokens } = await meshWithTokens(2);
+    const body = JSON.stringify(httpBody(members[1]!.pubkey));
+    const send = (host: string) =>
+      rawRequest(broker.url, `POST /v1/messages?wait=1 HTTP/1.0\r\n${host}Authorization: Bearer ${tokens[0]}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    for (const host of ["", "Host: a b\r\n", "Host: u@x\r\n"]) {
+      const sent = await send(host);
+      expect({ host, status: sent.status }).toEqual({ host, status: 201 });
+      expect(JSON.parse(sent.body)).toMatchObject({ queued: true, recipients: 1, reply: null });
+    }
+    const missing = await rawRequest(broker.url, "GET /no/such/path HTTP/1.0\r\n\r\n");
+    expect({ status: missing.status, body: JSON.parse(missing.body) as unknown }).toEqual({
+      status: 404,
+      body: { error: { code: "not_found", message: "no route GET /no/such/path" } },
+    });
+    expect(broker.process.logs.filter((l) => (l.level ?? 0) >= 50)).toEqual([]);
   });
 
   test("a token that was just used is refused at once when its member is revoked", async () => {

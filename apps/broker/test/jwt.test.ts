@@ -262,6 +262,13 @@ describe("CORS_ORIGINS", () => {
       const otherPreflight = await fetch(`${broker.url}/v1/meshes`, { method: "OPTIONS", headers: { origin } });
       expect(otherPreflight.headers.get("access-control-allow-origin")).toBeNull();
     }
+    // On a route of methods, a listed origin's OPTIONS is its preflight; any other is a method the route does not serve.
+    const messagesPreflight = await fetch(`${broker.url}/v1/messages`, { method: "OPTIONS", headers: { origin: ALLOWED_ORIGIN, "access-control-request-method": "POST" } });
+    expect([messagesPreflight.status, messagesPreflight.headers.get("access-control-allow-origin")]).toEqual([204, ALLOWED_ORIGIN]);
+    for (const headers of [{}, { origin: "http://evil.example.test" }] as Record<string, string>[]) {
+      const res = await fetch(`${broker.url}/v1/messages`, { method: "OPTIONS", headers });
+      expect({ status: res.status, allow: res.headers.get("allow"), cors: res.headers.get("access-control-allow-origin") }).toEqual({ status: 405, allow: "POST", cors: null });
+    }
   });
 
   // A failure no route expects, made by taking a table away under the broker (a

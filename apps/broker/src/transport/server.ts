@@ -9,7 +9,7 @@ import type { ConnectionGate } from "../services/connection-gate.ts";
 import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
 import type { CorsPolicy } from "./http/cors.ts";
 import { answerOtherMethods } from "./http/methods.ts";
-import { apiError } from "./http/respond.ts";
+import { apiError, requestUrl } from "./http/respond.ts";
 import { answerFailures } from "./http/route-failures.ts";
 import type { Connection } from "./ws/connection.ts";
 import type { createWsHandler } from "./ws/handler.ts";
@@ -83,7 +83,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
         return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
       },
     })),
-    fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("not_found", `no route ${req.method} ${new URL(req.url).pathname}`)),
+    fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("not_found", `no route ${req.method} ${requestUrl(req).pathname}`)),
     websocket: ws.handlers,
     error: failed,
   };

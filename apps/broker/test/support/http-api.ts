@@ -69,3 +69,19 @@ export async function postCutShort(baseUrl: string, path: string, token: string)
   await new Promise<void>((resolve) => socket.write(`${head}{"cut":`, () => resolve()));
   socket.destroy();
 }
+
+/** One request written as raw bytes (for what fetch cannot send: no Host header, HTTP/1.0); its status and body, read to the close. */
+export async function rawRequest(baseUrl: string, request: string): Promise<{ status: number; headers: string; body: string }> {
+  const url = new URL(baseUrl);
+  const socket = connect(Number(url.port), url.hostname);
+  const chunks: Buffer[] = [];
+  socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.once("close", () => resolve());
+    socket.write(request);
+  });
+  const text = Buffer.concat(chunks).toString("utf8");
+  const [head = "", body = ""] = text.split("\r\n\r\n", 2);
+  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body };
+}

@@ -80,7 +80,10 @@ export class CorsPolicy {
         if (typeof route !== "object" || route === null || route instanceof Response) return [path, route];
         const methods: Partial<Record<string, Handler>> = {};
         for (const [method, handler] of Object.entries(route)) methods[method] = wrap(handler as Handler);
-        methods.OPTIONS ??= (req) => this.preflight(req) ?? apiError("method_not_allowed", "OPTIONS is for CORS preflights of listed origins");
+        // A listed origin's preflight first; any other OPTIONS as the route answers it (405, naming its methods).
+        const options = methods.OPTIONS;
+        methods.OPTIONS = (req, server) =>
+          this.preflight(req) ?? options?.(req, server) ?? apiError("method_not_allowed", "OPTIONS is for CORS preflights of listed origins");
         return [path, methods];
       }),
     ) as T;

@@ -18,7 +18,7 @@ import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-
 import { utf8Text } from "../utf8.ts";
 import { pushFrame } from "../ws/wire.ts";
 import { answerWithin } from "./answer-deadline.ts";
-import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, sameSecret } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, requestUrl, sameSecret } from "./respond.ts";
 
 export interface MessagesRouteDeps {
   messaging: HttpMessaging;
@@ -42,8 +42,12 @@ class Invalid extends Error {}
 function idempotencyKey(req: Request): string | undefined {
   const header = req.headers.get(IDEMPOTENCY_KEY_HEADER);
   if (header === null) return undefined;
-  const key = utf8Text(Buffer.from(header, "latin1"));
-  if (key === null) throw new Invalid("Idempotency-Key must be text in UTF-8");
+  const text = utf8Text(Buffer.from(header, "latin1"));
+  if (text === null) throw new Invalid("Idempotency-Key must be text in UTF-8");
+  // The header given more than once comes joined by ", ": the same key
+  // repeated (a proxy that adds it again) is that key, not a new one.
+  const repeats = text.split(", ");
+  const key = repeats.every((k) => k === repeats[0]) ? repeats[0]! : text;
   // In characters, as the socket's id is counted: a character beyond the BMP is one, not two.
   const characters = [...key].length;
   if (characters === 0 || characters > MAX_IDEMPOTENCY_KEY_LENGTH) {
@@ -63,7 +67,7 @@ function undecidedSend(why: string, keyed: boolean): Response {
 }
 
 function waitSeconds(req: Request): number | undefined {
-  const given = new URL(req.url).searchParams.getAll("wait");
+  const given = requestUrl(req).searchParams.getAll("wait");
   // Two values are not one wait: which the caller meant is not ours to pick.
   if (given.length > 1) throw new Invalid("wait must be given once");
   const raw = given[0];

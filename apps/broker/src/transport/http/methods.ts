@@ -6,8 +6,8 @@ import { apiError } from "./respond.ts";
 type Handler = (req: Request, server: unknown) => Response | Promise<Response | undefined> | undefined;
 
 // Bun answers HEAD with a route's GET, and hands a method it does not know to GET too.
-
-const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const;
+// OPTIONS is a preflight only for a listed origin (cors.ts); for any other it is a method like these.
+const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"] as const;
 
 export function methodNotAllowed(method: string, allow: string): Response {
   return apiError("method_not_allowed", `${method} is not allowed here; use ${allow}`, { allow });

@@ -19,6 +19,15 @@ export function unnamable(params: object): Response | null {
   return bad ? apiError("not_found", "a path parameter with NUL or an unpaired surrogate names nothing") : null;
 }
 
+/**
+ * The request's URL. A request without a usable Host header (HTTP/1.0 may
+ * leave it out) reaches a route with its path alone as `req.url`, which
+ * `new URL` refuses: only the path and query are read from it anyway.
+ */
+export function requestUrl(req: Request): URL {
+  return new URL(req.url, "http://host.invalid");
+}
+
 /** The /v1 and operations error shape: {"error":{"code","message"}}, with the code's status. */
 export function apiError(code: ErrorCode, message: string, headers?: Record<string, string>): Response {
   return json(HTTP_STATUS[code], { error: { code, message } }, headers);
@@ -91,7 +100,7 @@ async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<
   for (;;) {
     const { done, value } = await reader.read().catch((error: unknown) => {
       if (!req.signal.aborted) throw error;
-      log.debug({ method: req.method, path: new URL(req.url).pathname, read: size }, "client went away mid-body");
+      log.debug({ method: req.method, path: requestUrl(req).pathname, read: size }, "client went away mid-body");
       throw new ClientGone("the client went away while its body was read", { cause: error });
     });
     if (done) break;
