@@ -91,7 +91,8 @@ export class HttpMessaging {
           heldUntil,
           signal,
         });
-        return { ...sent, waited: true, reply };
+        // Cut short by the instance's stop, the wait did not wait: answered as a failed one, which says so.
+        return { ...sent, waited: reply !== null || !this.waiters.stopping, reply };
       } catch (error) {
         this.log.error({ err: error, requestId: sent.messageId }, "reply wait failed");
         return { ...sent, waited: false, reply: null };

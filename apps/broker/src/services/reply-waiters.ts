@@ -53,7 +53,7 @@ export class ReplyWaiters implements QueueConsumer {
   private reserved = 0;
   /** Reserved slots by member; a member with none has no entry. */
   private readonly reservedBy = new Map<string, number>();
-  private stopping = false;
+  private isStopping = false;
   private readonly active = new Set<Promise<unknown>>();
   private readonly looks = new Map<string, Look>();
 
@@ -67,7 +67,7 @@ export class ReplyWaiters implements QueueConsumer {
 
   /** A slot for one more waiter of the member (null), or why there is none; release() it after wait(). */
   reserve(memberId: string): WaitRefusal | null {
-    if (this.stopping) return "stopping";
+    if (this.isStopping) return "stopping";
     const mine = this.reservedBy.get(memberId) ?? 0;
     if (mine >= this.options.maxWaitersPerMember) return "member_full";
     if (this.reserved >= this.options.maxWaiters) return "full";
@@ -97,13 +97,18 @@ export class ReplyWaiters implements QueueConsumer {
     for (const [id, set] of this.byMember) if ([...set].some((w) => meshes.has(w.meshId))) this.look(id);
   }
 
+  /** Whether the instance stops: a wait that ends without its reply now was cut short, not out of time. */
+  get stopping(): boolean {
+    return this.isStopping;
+  }
+
   /**
    * The instance stops: every wait ends now, without its reply (answered as
    * the stored send it is, before the listener closes, so no caller is cut
    * off and sends again); resolves when their held replies went back.
    */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.isStopping = true;
     for (const set of this.byMember.values()) for (const w of set) w.wake();
     await Promise.all(this.active);
   }
@@ -144,7 +149,7 @@ export class ReplyWaiters implements QueueConsumer {
       this.look(req.memberId);
       for (;;) {
         if (waiter.found !== null || waiter.failed !== null) break;
-        if (req.signal.aborted || this.stopping) {
+        if (req.signal.aborted || this.isStopping) {
           ended = req.signal.aborted ? "aborted" : "stopping";
           break;
         }
