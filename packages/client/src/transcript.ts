@@ -8,8 +8,11 @@ import { checkTimeout } from "./config.ts";
 
 export type TranscriptStatus = "idle" | "working";
 
-// A transcript line can be large (tool output); the last one is in the tail.
+// A transcript line can be large (tool output): the tail read grows from the
+// first size, four times each step, until the last complete line starts in it,
+// up to the last size (a longer line reads as unparsable: working).
 const TAIL_BYTES = 256 * 1024;
+const MAX_TAIL_BYTES = 16 * 1024 * 1024;
 const DEFAULT_IDLE_AFTER_MS = 60_000;
 
 export function transcriptDir(cwd: string, home: string = homedir()): string {
@@ -41,11 +44,15 @@ async function lastCompleteEntry(path: string): Promise<unknown> {
   const file = await open(path, "r");
   try {
     const { size } = await file.stat();
-    const length = Math.min(size, TAIL_BYTES);
-    const buffer = Buffer.alloc(length);
-    await file.read(buffer, 0, length, size - length);
-    const lines = buffer.toString("utf8").split("\n");
-    lines.pop(); // after the last newline: empty, or a line still being written
+    let lines: string[];
+    for (let length = Math.min(size, TAIL_BYTES); ; length = Math.min(size, length * 4)) {
+      const buffer = Buffer.alloc(length);
+      await file.read(buffer, 0, length, size - length);
+      lines = buffer.toString("utf8").split("\n");
+      lines.pop(); // after the last newline: empty, or a line still being written
+      // The last complete line starts in the tail when a newline comes before it there, or the tail is the whole file.
+      if (lines.length >= 2 || length === size || length >= MAX_TAIL_BYTES) break;
+    }
     for (let i = lines.length - 1; i >= 0; i--) {
       const line = lines[i]!.trim();
       if (line === "") continue;

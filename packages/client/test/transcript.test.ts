@@ -77,6 +77,20 @@ describe("transcript status", () => {
     expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
   });
 
+  test("a last line longer than the first tail read (a large tool output) is read whole: end_turn → idle, a user line → working", async () => {
+    const { cwd, dir } = project();
+    const text = "x".repeat(3 * 1024 * 1024);
+    const bigEndTurn = line({ type: "assistant", message: { role: "assistant", stop_reason: "end_turn", content: [{ type: "text", text }] } });
+    const bigUser = line({ type: "user", message: { role: "user", content: text } });
+    writeFileSync(join(dir, "a.jsonl"), userLine + bigEndTurn);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+    writeFileSync(join(dir, "a.jsonl"), endTurn + bigUser);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("working");
+    // Behind a large line still being written, the complete one before it counts.
+    writeFileSync(join(dir, "a.jsonl"), userLine + bigEndTurn + bigUser.slice(0, -10));
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+  });
+
   test("no directory or no transcript → null", async () => {
     expect(await inferStatusFromTranscript("/no/such/project", { home })).toBeNull();
     const { cwd, dir } = project();
