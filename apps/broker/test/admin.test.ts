@@ -164,14 +164,16 @@ describe("admin API", () => {
     expect(unknown.status).toBe(404);
   });
 
-  test("a pubkey of 64 hex characters that names no point of the curve is refused 400 invalid: no hello could be signed, nor a message sealed, for it", async () => {
+  test("a pubkey of 64 hex characters that names no point of the curve, or one of small order, is refused 400 invalid: no hello could be signed, nor a message sealed, for it", async () => {
     const mesh = await newMesh();
-    // y = 2 (no x fits), a random value found off the curve, and y ≥ p (not canonical).
-    for (const key of ["02" + "00".repeat(31), "e4d758b60af2c14ef008aafb43f35d787c1f7cd00adb3eda1d229d941f6005f9", "f".repeat(64)]) {
+    // y = 2 (no x fits), a random value found off the curve, y ≥ p (not canonical),
+    // the identity and a point of order 8 (for either, a signature anyone can make verifies).
+    const smallOrder = ["01" + "00".repeat(31), "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"];
+    for (const key of ["02" + "00".repeat(31), "e4d758b60af2c14ef008aafb43f35d787c1f7cd00adb3eda1d229d941f6005f9", "f".repeat(64), ...smallOrder]) {
       const res = await api<ErrorBody>("POST", `/v1/meshes/${mesh.id}/members`, { pubkey: key, displayName: "x" });
       expect({ status: res.status, body: res.body }).toEqual({
         status: 400,
-        body: { error: { code: "invalid", message: "pubkey: not an ed25519 public key (it names no point of the curve, so no key pair has it)" } },
+        body: { error: { code: "invalid", message: "pubkey: not an ed25519 public key (it names no point of the curve, or one of small order: no key pair has it)" } },
       });
     }
     const list = await api<{ members: MemberView[] }>("GET", `/v1/meshes/${mesh.id}/members`);

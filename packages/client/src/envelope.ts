@@ -43,7 +43,7 @@ export function directKey(mySecretHex: string, myPublicHex: string, peerPublicHe
     const salt = hexToBytes(`${low}${high}`);
     return hkdf(sha256, shared, salt, utf8.encode(DIRECT_INFO), KEY_BYTES);
   } catch (error) {
-    throw new SwitchboardError("invalid", `${peerPublicHex} is no ed25519 public key (it names no point of the curve): no direct message to it can be sealed`, { cause: error });
+    throw new SwitchboardError("invalid", `${peerPublicHex} is no ed25519 public key (it names no point of the curve, or one of small order): no direct message to it can be sealed`, { cause: error });
   }
 }
 

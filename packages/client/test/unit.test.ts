@@ -70,7 +70,7 @@ describe("envelope", () => {
       const target = "f".repeat(64);
       expect(await client.send(target, "x").catch((error: unknown) => error)).toMatchObject({
         code: "invalid",
-        message: `${target} is no ed25519 public key (it names no point of the curve): no direct message to it can be sealed`,
+        message: `${target} is no ed25519 public key (it names no point of the curve, or one of small order): no direct message to it can be sealed`,
       });
     } finally {
       await client.close();

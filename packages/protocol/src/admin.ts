@@ -21,7 +21,7 @@ export const addMemberBody = z.strictObject({
     .string()
     .regex(PUBKEY, { error: "expected 64 lowercase hex characters", abort: true })
     // Such a member could never pass a signed hello, and no message to it could be sealed.
-    .refine(isEd25519PublicKey, { error: "not an ed25519 public key (it names no point of the curve, so no key pair has it)" }),
+    .refine(isEd25519PublicKey, { error: "not an ed25519 public key (it names no point of the curve, or one of small order: no key pair has it)" }),
   displayName: storable(z.string().min(1).max(128)),
   tags: z.array(z.string().regex(TAG, { error: "expected letters, digits, . _ : - (at most 64)" })).max(64).optional(),
   role: z.enum(["member", "observer"]).optional(),

@@ -1,5 +1,7 @@
 // The hello signature: ed25519 over a fixed text, through WebCrypto so the
 // broker, the SDK and the CLI share one implementation.
+import { SMALL_ORDER_KEYS } from "./curve.ts";
+
 export const HELLO_CONTEXT = "switchboard/1 hello";
 
 export function helloSigningText(meshId: string, pubkey: string, sessionId: string, timestamp: number): string {
@@ -62,6 +64,8 @@ export async function signText(secretKeyHex: string, text: string): Promise<stri
 }
 
 export async function verifyText(publicKeyHex: string, signatureHex: string, text: string): Promise<boolean> {
+  // A key of small order verifies signatures anyone can make (curve.ts).
+  if (SMALL_ORDER_KEYS.has(publicKeyHex.toLowerCase())) return false;
   try {
     const key = await crypto.subtle.importKey("raw", hexToBytes(publicKeyHex), { name: "Ed25519" }, false, ["verify"]);
     return await crypto.subtle.verify("Ed25519", key, hexToBytes(signatureHex), new TextEncoder().encode(text));

@@ -3,7 +3,17 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { addMemberBody, generateKeypair, helloSigningText, isEd25519PublicKey, publicKeyOf, signHello, verifyText } from "../src/index.ts";
+import {
+  addMemberBody,
+  generateKeypair,
+  helloSigningText,
+  hexToBytes,
+  isEd25519PublicKey,
+  publicKeyOf,
+  signHello,
+  SMALL_ORDER_KEYS,
+  verifyText,
+} from "../src/index.ts";
 
 const SECRET = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 const PUBKEY = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
@@ -35,9 +45,6 @@ describe("isEd25519PublicKey", () => {
   test("every public key of a key pair is one; 64 hex characters that name no point of the curve are not", async () => {
     expect(isEd25519PublicKey(PUBKEY)).toBe(true);
     for (let i = 0; i < 50; i++) expect(isEd25519PublicKey((await generateKeypair()).publicKey)).toBe(true);
-    // The neutral point (y = 1) and y = 0 are points, of small order.
-    expect(isEd25519PublicKey("01" + "00".repeat(31))).toBe(true);
-    expect(isEd25519PublicKey("00".repeat(32))).toBe(true);
     expect(isEd25519PublicKey(PUBKEY.toUpperCase())).toBe(true);
     for (const notAPoint of [
       "02" + "00".repeat(31), // y = 2: no x fits
@@ -53,10 +60,31 @@ describe("isEd25519PublicKey", () => {
     }
   });
 
+  // For a key of small order, R = the identity and S = 0 verify whenever the
+  // message's hash is a multiple of the key's order (1 in 8 at worst): a
+  // signature anyone can make. WebCrypto's own verify is the witness here.
+  test("the eight points of small order are no public keys, and no signature verifies for them", async () => {
+    expect(SMALL_ORDER_KEYS.size).toBe(8);
+    const forged = "01" + "00".repeat(31) + "00".repeat(32);
+    for (const key of SMALL_ORDER_KEYS) {
+      expect({ key, accepted: isEd25519PublicKey(key) }).toEqual({ key, accepted: false });
+      const raw = await crypto.subtle.importKey("raw", hexToBytes(key), { name: "Ed25519" }, false, ["verify"]);
+      let text: string | undefined;
+      for (let i = 0; i < 400 && text === undefined; i++) {
+        if (await crypto.subtle.verify("Ed25519", raw, hexToBytes(forged), new TextEncoder().encode(`hello ${i}`))) text = `hello ${i}`;
+      }
+      expect({ key, forgeable: text !== undefined }).toEqual({ key, forgeable: true });
+      expect(await verifyText(key, forged, text!)).toBe(false);
+      expect(await verifyText(key.toUpperCase(), forged, text!)).toBe(false);
+    }
+  });
+
   test("an admin body's pubkey must be one, and one that is not 64 lowercase hex characters is told only that", () => {
     const issues = (pubkey: string) => addMemberBody.safeParse({ pubkey, displayName: "x" }).error?.issues.map((i) => i.message);
     expect(issues(PUBKEY)).toBeUndefined();
-    expect(issues("02" + "00".repeat(31))).toEqual(["not an ed25519 public key (it names no point of the curve, so no key pair has it)"]);
+    const refused = ["not an ed25519 public key (it names no point of the curve, or one of small order: no key pair has it)"];
+    expect(issues("02" + "00".repeat(31))).toEqual(refused);
+    expect(issues("01" + "00".repeat(31))).toEqual(refused);
     expect(issues(PUBKEY.toUpperCase())).toEqual(["expected 64 lowercase hex characters"]);
   });
 });

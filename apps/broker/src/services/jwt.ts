@@ -17,7 +17,7 @@ const claimsSchema = z.object({
   pubkey: z
     .string()
     .regex(PUBKEY, { abort: true })
-    .refine(isEd25519PublicKey, { error: "not an ed25519 public key (it names no point of the curve, so no key pair has it)" }),
+    .refine(isEd25519PublicKey, { error: "not an ed25519 public key (it names no point of the curve, or one of small order: no key pair has it)" }),
   exp: z.number(),
   name: storable(z.string().min(1).max(128)).optional(),
   tags: z.array(z.string().regex(TAG)).max(64).optional(),

@@ -47,7 +47,7 @@ export const memberAdd: Command = {
     const [mesh = "", pubkey = ""] = operands(ctx, ["mesh", "pubkey"]);
     if (!PUBKEY.test(pubkey)) throw new UsageError(`<pubkey> must be 64 lowercase hex characters, not "${pubkey}"`);
     // A mistyped key is as likely to name no point as to name another key: the broker would refuse it, but it is the caller's to fix.
-    if (!isEd25519PublicKey(pubkey)) throw new UsageError(`<pubkey> ${pubkey} is not an ed25519 public key (it names no point of the curve)`);
+    if (!isEd25519PublicKey(pubkey)) throw new UsageError(`<pubkey> ${pubkey} is not an ed25519 public key (it names no point of the curve, or one of small order)`);
     const displayName = ctx.args.nonEmpty("name");
     if (displayName === undefined) throw new UsageError("--name N is required");
     const role = ctx.args.oneOf("role", ["member", "observer"] as const);
