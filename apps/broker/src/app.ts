@@ -18,6 +18,7 @@ import { ConnectionGate } from "./services/connection-gate.ts";
 import { DashboardService } from "./services/dashboard.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
+import { EndedPresences } from "./services/ended-presences.ts";
 import { RelayedEphemerals } from "./services/ephemeral-relay.ts";
 import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
@@ -160,7 +161,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const tokenExpiry = new TokenExpiry(clock);
   const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId, presenceEvents, tokenExpiry, pump);
   const status = new StatusService(db, bus, timing, presenceEvents, (member) => queuedWork.forMembers([member]));
-  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock }, presenceEvents, () =>
+  const endedPresences = new EndedPresences(clock);
+  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock, ended: endedPresences }, presenceEvents, () =>
     lifecycle.endAll("lease_lost"),
   );
   const jwt = await JwtVerifier.create({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY });
@@ -168,7 +170,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const hello = new HelloService(db, bus, jwt, presenceEvents, instanceId, {
     perMesh: config.MAX_CONNECTIONS_PER_MESH,
     perMember: config.MAX_CONNECTIONS_PER_MEMBER,
-  }, helloRate);
+  }, helloRate, endedPresences);
   const history = new HistoryService(db, { retentionSeconds: timing.historyRetentionSeconds, bytesPerMin: config.HISTORY_BYTES_PER_MIN, clock });
   const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
@@ -250,6 +252,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     timing,
     clock,
     events: presenceEvents,
+    ended: endedPresences,
     maxQueuedPerMember: config.MAX_QUEUED_PER_MEMBER,
     onHousekeeping: () => {
       hooks.prune();

@@ -23,6 +23,7 @@ import {
 } from "../store/queue/index.ts";
 import { expireWorkingStatus } from "../store/status.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
+import type { EndedPresences } from "./ended-presences.ts";
 import type { InstanceLease } from "./instance-lease.ts";
 import type { PresenceEvents } from "./presence-events.ts";
 import { Periodic } from "./periodic.ts";
@@ -68,6 +69,8 @@ export interface SweeperDeps {
   timing: Timing;
   clock: Clock;
   events: PresenceEvents;
+  /** Presences ended here for another instance, whose late leases the sweep puts back. */
+  ended: EndedPresences;
   /** A member with this many deliveries queued is sent nothing new (store/queue/full-queues.ts). */
   maxQueuedPerMember: number;
   /** Pruning of in-memory state (rate limiter keys) along with the tables. */
@@ -126,6 +129,7 @@ export class Sweepers {
     metrics.presencesCongested.set(backedUp);
     metrics.socketUnsentBytes.set(heldBytes);
     await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
+    await this.wake(await requeue(db, { presences: this.deps.ended.recent() }));
     const flipped = await expireWorkingStatus(db, timing.statusTtlSeconds).catch((error: unknown) => {
       // Still a run, and its statement rolled back: it flipped nothing.
       metrics.ttlSweeps.labels("false").inc();
