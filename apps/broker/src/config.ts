@@ -3,6 +3,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "@switchboard/db";
 import { z } from "zod";
+import { BEARER_TOKEN, BEARER_TOKEN_RULE } from "./bearer-token.ts";
 
 // Digits only: Number() would take " " as 0, "0x1F90" as 8080 and "7e3" as 7000.
 const wholeNumber = (min: number, max: number) =>
@@ -28,11 +29,14 @@ const databaseUrl = z
 
 
 // A bearer token cannot carry whitespace, so one with a space (or the trailing
-// newline of a secret file) could never be presented.
+// newline of a secret file) could never be presented. Nor one outside
+// printable ASCII: fetch refuses to send it, and curl sends its UTF-8 bytes,
+// which the broker reads as other characters.
 const secret = z
   .string()
   .min(16, { error: "expected at least 16 characters" })
-  .regex(/^\S+$/, { error: "contains whitespace (a trailing newline?), which no Authorization header can carry" });
+  .regex(/^\S+$/, { error: "contains whitespace (a trailing newline?), which no Authorization header can carry" })
+  .regex(BEARER_TOKEN, { error: BEARER_TOKEN_RULE });
 
 export type JwtKeyAlgorithm = "RS256" | "EdDSA";
 

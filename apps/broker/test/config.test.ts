@@ -44,6 +44,15 @@ describe("configuration", () => {
     expect(loadConfig({ METRICS_TOKEN: "abcdefghijklmnopqrstuvwx" }).METRICS_TOKEN).toBe("abcdefghijklmnopqrstuvwx");
   });
 
+  test("a token beyond printable ASCII is refused: fetch cannot send it, and curl sends other characters than the broker reads", () => {
+    for (const name of ["ADMIN_TOKEN", "METRICS_TOKEN"]) {
+      for (const value of ["admin-token-\u{1F600}-0123456789", "admin-t\u00f6k\u00e9n-0123456789"]) {
+        expect(() => loadConfig({ [name]: value })).toThrow(`invalid environment variable ${name}: holds a character outside printable ASCII`);
+      }
+    }
+    expect(loadConfig({ ADMIN_TOKEN: "A-z_0.9~+/=!#$%&'*" }).ADMIN_TOKEN).toBe("A-z_0.9~+/=!#$%&'*");
+  });
+
   test("empty values count as unset", () => {
     expect(loadConfig({ BROKER_PORT: "", DATABASE_URL: "" }).BROKER_PORT).toBe(7900);
   });

@@ -115,6 +115,22 @@ describe("the generated admin token file", () => {
     }
   });
 
+  test("one that holds a token no Authorization header carries (spaces, beyond ASCII): the broker refuses to start and says how to fix it", async () => {
+    for (const token of ["correct horse battery staple", "admin-t\u00f6k\u00e9n-0123456789"]) {
+      const own = embeddedBackend({ withSchema: true });
+      try {
+        mkdirSync(own.dataDir!, { recursive: true });
+        writeFileSync(join(own.dataDir!, "admin-token"), `${token}\n`, { mode: 0o600 });
+        const { code, stderr } = await startFailure(own.env);
+        expect({ token, code }).toEqual({ token, code: 78 });
+        expect(stderr).toContain("outside printable ASCII, which no Authorization header carries as written; fix or delete it");
+        expect(stderr).not.toContain(token);
+      } finally {
+        await own.dispose();
+      }
+    }
+  });
+
   test("a link in its place is refused, not followed", async () => {
     const own = embeddedBackend({ withSchema: true });
     const elsewhere = tempDir("elsewhere");

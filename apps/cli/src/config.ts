@@ -137,11 +137,16 @@ export function requireAdminToken(config: Config): string {
 /**
  * A token as an Authorization header can carry it. One with whitespace or a
  * control character (the CR of `$(cat token.txt)` from a file with CRLF line
- * ends, say) would fail in fetch, as if the broker were unreachable.
+ * ends, say) would fail in fetch, as if the broker were unreachable; so would
+ * one beyond Latin-1, and one beyond ASCII reaches the broker as other
+ * characters than curl sends (the broker refuses such tokens at start).
  */
 export function headerToken(token: string, what: string): string {
   if (!/^[^\s\u0000-\u001f\u007f]+$/.test(token)) {
     throw new UsageError(`${what} holds whitespace or a control character (a line end from a file?), which no Authorization header can carry`);
+  }
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new UsageError(`${what} holds a character outside printable ASCII, which an Authorization header does not carry as written`);
   }
   return token;
 }

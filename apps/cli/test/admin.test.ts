@@ -340,6 +340,9 @@ describe("usage errors exit 2 with one line", () => {
     // A token from a file with CRLF line ends: no header carries it, and the broker was never asked.
     [["mesh", "list", "--admin-token", "change-me-0123456789\r"], /the admin token .* holds whitespace or a control character/],
     [["send", "--mesh", "demo", "*", "hi", "--http", "--token", "sba_x\r"], /the API token .* holds whitespace or a control character/],
+    // Beyond printable ASCII: fetch refuses an emoji's header as if the broker were down; curl would send ö as two other bytes.
+    [["mesh", "list", "--admin-token", "admin-token-\u{1F600}-0123456789"], /the admin token .* holds a character outside printable ASCII/],
+    [["mesh", "list", "--admin-token", "admin-t\u00f6k\u00e9n-0123456789"], /the admin token .* holds a character outside printable ASCII/],
   ];
   for (const [args, pattern] of cases) {
     test(`switchboard ${args.join(" ")}`, async () => {

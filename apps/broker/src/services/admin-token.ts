@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DataDirUnusableError } from "@switchboard/db";
+import { BEARER_TOKEN } from "../bearer-token.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 
@@ -32,6 +33,10 @@ function readTokenFile(path: string, log: Logger): string {
     const token = readFileSync(fd, "utf8").trim();
     if (token.length < MIN_LENGTH) {
       throw new AdminTokenFileError(`admin token file ${path} holds fewer than ${MIN_LENGTH} characters; fix or delete it`);
+    }
+    // Loaded, a token no header can carry would leave the admin API refusing every request.
+    if (!BEARER_TOKEN.test(token)) {
+      throw new AdminTokenFileError(`admin token file ${path} holds whitespace or a character outside printable ASCII, which no Authorization header carries as written; fix or delete it`);
     }
     log.info({ path }, "admin token loaded");
     return token;
