@@ -90,6 +90,10 @@ const broker: Broker = await startBroker(config, log).catch(async (error: unknow
   log.fatal({ err: error }, "broker failed to start");
   return exit(1);
 });
+// The embedded database's start holds the event loop: a signal that came
+// meanwhile waits, and would reach the handlers below, as a stop of a broker
+// that serves, drain included. One turn of the loop hands it to the one above.
+await new Promise((resolve) => setImmediate(resolve));
 tracker.tag("instance", broker.instanceId);
 const startedAt = Date.now();
 

@@ -162,6 +162,18 @@ describe("a stop signal while the broker starts", () => {
     }
   });
 
+  // The embedded database's start holds the event loop (it runs in this
+  // thread): a signal in it waited until the start was over, and then began
+  // a served broker's stop, drain included.
+  test("SIGTERM while the embedded database starts ends it with exit 0, without a served broker's drain", async () => {
+    const dir = tempDir("embedded-start");
+    try {
+      await stopWhileStarting({ DATA_DIR: join(dir, "data"), SHUTDOWN_DRAIN_MS: "5000" }, "migrations applied");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("SIGTERM while error tracking loads ends it with exit 0, not by the signal's default", async () => {
     const preload = join(import.meta.dir, "support", "slow-error-tracking.ts");
     await stopWhileStarting({ SENTRY_DSN: "http://public@127.0.0.1:9/1", BUN_OPTIONS: `--preload ${preload}` }, "loading @sentry/bun");
