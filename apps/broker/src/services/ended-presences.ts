@@ -1,9 +1,10 @@
-// Presences this instance ended lately for an instance that could not: those
-// a hello replaced and those of a reaped instance. A send whose statement
-// began before such an end committed may lease to the presence after the
-// end put its leases back, and no instance pushes that lease: it would wait
-// out LEASE_SECONDS while the member's later messages went ahead of it. The
-// sweep puts such leases back while the ends are recent (sweepers.ts).
+// Presences a hello or a reap on this instance ended lately: the sessions a
+// hello replaced, wherever they were held, and a reaped instance's. A send
+// whose statement began before such an end committed may lease to the
+// presence after the end put its leases back; when the presence's instance
+// is gone, no one pushes that lease: it would wait out LEASE_SECONDS while
+// the member's later messages went ahead of it. The sweep puts such leases
+// back while the ends are recent (sweepers.ts).
 import type { Clock } from "./timing.ts";
 
 /** How long after an end its presence's leases are looked for again: longer than a send statement takes. */

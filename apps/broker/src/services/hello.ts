@@ -19,8 +19,8 @@ import {
 } from "../store/hello.ts";
 import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceCaps, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
-import { createGroupCommit } from "./group-commit.ts";
 import type { EndedPresences } from "./ended-presences.ts";
+import { createGroupCommit } from "./group-commit.ts";
 import type { HelloRate } from "./hello-rate.ts";
 import type { JwtClaims, JwtVerifier } from "./jwt.ts";
 import { sessionKey } from "./local-presences.ts";

@@ -69,7 +69,7 @@ export interface SweeperDeps {
   timing: Timing;
   clock: Clock;
   events: PresenceEvents;
-  /** Presences ended here for another instance, whose late leases the sweep puts back. */
+  /** Presences a hello or a reap here ended lately, whose late leases the sweep puts back. */
   ended: EndedPresences;
   /** A member with this many deliveries queued is sent nothing new (store/queue/full-queues.ts). */
   maxQueuedPerMember: number;
