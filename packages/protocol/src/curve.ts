@@ -29,14 +29,13 @@ const SQRT_MINUS_1 = pow(2n, (P - 1n) / 4n);
 
 /** 64 hex characters (any case) that decode to a point of the ed25519 curve not of small order. */
 export function isEd25519PublicKey(hex: string): boolean {
-  const point = decodePoint(hex);
-  return point !== null && !isSmallOrder(point);
+  return isCurvePoint(hex) && !SMALL_ORDER_KEYS.has(hex.toLowerCase());
 }
 
 /**
- * The encodings of the points of small order that a check of isEd25519PublicKey
- * lets through as points (canonical ones): a hello's signature by one of
- * these is refused without the curve arithmetic, which a hello cannot afford.
+ * The eight points of small order, as the canonical encodings isCurvePoint
+ * lets through (it refuses the others: y ≥ p, or x = 0 with its sign set).
+ * A set, so a hello's signature by one is refused without curve arithmetic.
  */
 export const SMALL_ORDER_KEYS: ReadonlySet<string> = new Set([
   "0100000000000000000000000000000000000000000000000000000000000000",
@@ -49,35 +48,14 @@ export const SMALL_ORDER_KEYS: ReadonlySet<string> = new Set([
   "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
 ]);
 
-interface Point {
-  x: bigint;
-  y: bigint;
-}
-
-// Doubling on −x² + y² = 1 + d·x²·y², whose denominators (1 ± d·x²·y², here
-// rewritten by the curve's equation) are never 0 for a point of it.
-function double({ x, y }: Point): Point {
-  const x2 = (x * x) % P;
-  const y2 = (y * y) % P;
-  const xs = mod(2n * x * y * pow(mod(y2 - x2), P - 2n));
-  const ys = mod((y2 + x2) * pow(mod(2n - y2 + x2), P - 2n));
-  return { x: xs, y: ys };
-}
-
-/** Whether 8·P is the identity (0, 1): P lies in the subgroup of order 8. */
-function isSmallOrder(point: Point): boolean {
-  const eight = double(double(double(point)));
-  return eight.x === 0n && eight.y === 1n;
-}
-
-function decodePoint(hex: string): Point | null {
-  if (!/^[0-9a-fA-F]{64}$/.test(hex)) return null;
+function isCurvePoint(hex: string): boolean {
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) return false;
   // Little-endian y; the top bit is the sign of x.
   let y = 0n;
   for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16));
   const xOdd = y >> 255n === 1n;
   y &= (1n << 255n) - 1n;
-  if (y >= P) return null;
+  if (y >= P) return false;
   // x² = (y² − 1) / (d·y² + 1): a point exactly when that has a square root.
   const y2 = (y * y) % P;
   const u = mod(y2 - 1n);
@@ -87,8 +65,7 @@ function decodePoint(hex: string): Point | null {
   let x = (((u * v3) % P) * pow((u * v7) % P, (P - 5n) / 8n)) % P;
   const vx2 = (v * ((x * x) % P)) % P;
   if (vx2 === mod(-u)) x = (x * SQRT_MINUS_1) % P;
-  else if (vx2 !== u) return null;
+  else if (vx2 !== u) return false;
   // x = 0 has no odd form.
-  if (x === 0n && xOdd) return null;
-  return { x: (x & 1n) === (xOdd ? 1n : 0n) ? x : P - x, y };
+  return !(x === 0n && xOdd);
 }
