@@ -186,13 +186,16 @@ describe("HTTP messaging API", () => {
       });
       expect(body.error.message).toStartWith(`${method} is not allowed here`);
     }
-    // TRACE too (written raw: fetch reads no body of a TRACE's answer).
-    const trace = await rawRequest(broker.url, `TRACE /metrics HTTP/1.0\r\nHost: ${new URL(broker.url).host}\r\n\r\n`);
-    expect({ status: trace.status, allow: /^allow: (.*)$/im.exec(trace.headers)?.[1], body: JSON.parse(trace.body) as unknown }).toMatchObject({
-      status: 405,
-      allow: "GET, HEAD",
-      body: { error: { code: "method_not_allowed" } },
-    });
+    // TRACE and CONNECT too (written raw: fetch sends neither, nor reads the body of a TRACE's answer).
+    for (const [method, path, allow] of [["TRACE", "/metrics", "GET, HEAD"], ["CONNECT", "/v1/messages", "POST"]] as const) {
+      const raw = await rawRequest(broker.url, `${method} ${path} HTTP/1.0\r\nHost: ${new URL(broker.url).host}\r\n\r\n`);
+      expect({ method, status: raw.status, allow: /^allow: (.*)$/im.exec(raw.headers)?.[1], body: JSON.parse(raw.body) as unknown }).toMatchObject({
+        method,
+        status: 405,
+        allow,
+        body: { error: { code: "method_not_allowed" } },
+      });
+    }
     // HEAD goes to a route's GET: where there is none, it is refused as itself.
     const head = await fetch(`${broker.url}/v1/messages`, { method: "HEAD" });
     expect({ status: head.status, allow: head.headers.get("allow") }).toEqual({ status: 405, allow: "POST" });

@@ -7,7 +7,7 @@ type Handler = (req: Request, server: unknown) => Response | Promise<Response | 
 
 // Bun answers HEAD with a route's GET, and hands a method it does not know to GET too.
 // OPTIONS is a preflight only for a listed origin (cors.ts); for any other it is a method like these.
-const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"] as const;
+const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"] as const;
 
 export function methodNotAllowed(method: string, allow: string): Response {
   return apiError("method_not_allowed", `${method} is not allowed here; use ${allow}`, { allow });
