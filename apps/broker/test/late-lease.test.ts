@@ -7,7 +7,7 @@
 // (services/ended-presences.ts). The late lease is written here by hand, as
 // the send statement would have written it, once the hello has committed.
 import { afterAll, describe, expect, test } from "bun:test";
-import { backendKind, PeerPool, setupMesh, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import { backendKind, PeerPool, setupMesh, useTestBroker, useTestBrokerPair, waitUntil, type SetupMember, type TestBackend } from "@switchboard/testkit";
 import { queryPostgres, str } from "./support/messaging.ts";
 
 const pool = new PeerPool();
@@ -25,15 +25,45 @@ describe.skipIf(backendKind !== "postgres")("a lease committed to a presence its
     const again = await pool.connect(broker.wsUrl, recipient, mesh.id, { sessionId: first.sessionId });
     await first.closed;
 
-    const [late] = (await queryPostgres(broker.backend, (sql) => sql<{ id: string }[]>`
-      WITH m AS (
-        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
-        VALUES (${mesh.id}::uuid, ${sender.id}::uuid, ${recipient.pubkey}, 'now', 'late', 'bGF0ZQ==', now() + interval '1 hour')
-        RETURNING id)
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
-      SELECT id, ${recipient.id}::uuid, 'now', now() + interval '1 hour', 'leased', ${ended}::uuid, now() + interval '600 seconds', 1 FROM m
-      RETURNING message_id::text AS id`))!;
+    const late = await leaseLate(broker.backend, mesh.id, sender, recipient, ended);
     const [push] = await again.waitForPushes(1, 20_000);
-    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: late!.id, nonce: "late" });
+    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: late, nonce: "late" });
   });
 });
+
+describe.skipIf(backendKind !== "postgres")("a lease committed to a presence a reap had ended (needs DATABASE_URL)", () => {
+  const pair = useTestBrokerPair({ LEASE_SECONDS: "600", SWEEP_INTERVAL_MS: "200", INSTANCE_LEASE_SECONDS: "2" });
+
+  test("is put back by the reaping instance and pushed to the member's presence there", async () => {
+    const { a, b } = pair;
+    const { mesh, members } = await setupMesh(a.admin, { members: ["sender", "recipient"] });
+    const [sender, recipient] = members as [SetupMember, SetupMember];
+    const onB = await pool.connect(b.wsUrl, recipient, mesh.id);
+    const ended = str(onB.helloAck?.presenceId);
+    b.process.kill("SIGKILL");
+    await b.process.exited;
+    // A new session on A: the reap, not a hello, ends the presence on B.
+    const onA = await pool.connect(a.wsUrl, recipient, mesh.id);
+    const reaped = async () => {
+      const rows = await queryPostgres(a.backend, (sql) => sql<{ n: number }[]>`SELECT count(*)::int AS n FROM presences WHERE id = ${ended}::uuid AND disconnected_at IS NOT NULL`);
+      return rows![0]!.n === 1;
+    };
+    await waitUntil(reaped, 20_000, "the reap of the killed instance's presence");
+    const late = await leaseLate(a.backend, mesh.id, sender, recipient, ended);
+    const [push] = await onA.waitForPushes(1, 20_000);
+    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: late, nonce: "late" });
+  });
+});
+
+/** Writes a message leased to the ended presence for 600 s, as a send statement that began before the end would have; its id. */
+async function leaseLate(backend: TestBackend, meshId: string, sender: SetupMember, recipient: SetupMember, presenceId: string): Promise<string> {
+  const rows = await queryPostgres(backend, (sql) => sql<{ id: string }[]>`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      VALUES (${meshId}::uuid, ${sender.id}::uuid, ${recipient.pubkey}, 'now', 'late', 'bGF0ZQ==', now() + interval '1 hour')
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
+    SELECT id, ${recipient.id}::uuid, 'now', now() + interval '1 hour', 'leased', ${presenceId}::uuid, now() + interval '600 seconds', 1 FROM m
+    RETURNING message_id::text AS id`);
+  return rows![0]!.id;
+}

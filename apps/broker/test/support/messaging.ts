@@ -102,7 +102,6 @@ export async function queryPostgres<T extends object>(
   }
 }
 
-/** Message ids of the pushes a peer received, first arrival only, in arrival order. */
 /** Runs `during` with every channel join's insert taking `seconds` (Postgres): a join then holds its connection's pipeline. */
 export async function withSlowJoins<T>(backend: TestBackend, seconds: number, during: () => Promise<T>): Promise<T> {
   await queryPostgres(backend, (sql) =>
