@@ -4,12 +4,13 @@
 import { describe, expect, test } from "bun:test";
 import { connect, type Database } from "@switchboard/db";
 import type { MemberView, MeshView, PresenceView, TokenView } from "@switchboard/protocol";
-import { newIdentity, TestPeer, useTestBroker, type TestIdentity } from "@switchboard/testkit";
+import { backendKind, newIdentity, TestPeer, useTestBroker, waitUntil, type TestIdentity } from "@switchboard/testkit";
 import { ackByHand, EVERY_DELIVERY } from "./support/acked.ts";
 import { ISO, UUID } from "./support/messaging.ts";
 import { expectHookError, postHook } from "./support/status.ts";
 import { sql } from "drizzle-orm";
 import { createHash, randomBytes } from "node:crypto";
+import postgres from "postgres";
 import { findMemberByTokenHash } from "../src/store/directory.ts";
 
 const broker = useTestBroker();
@@ -244,6 +245,49 @@ describe("admin API", () => {
       expect(await findMemberByTokenHash(db, sha256("sbh_not-a-token"), "hook")).toBeNull();
     });
   });
+
+  // A revocation writes the member's row first and revokes its tokens next: a
+  // token inserted after that, by an issue that read the member before the
+  // revocation committed, stayed live for a revoked member.
+  test.skipIf(backendKind !== "postgres")(
+    "a token asked for while the member's revocation is under way is refused once it commits, never issued",
+    async () => {
+      const mesh = await newMesh();
+      const member = await newMember(mesh.slug, "Revoked meanwhile");
+      const tokensPath = `/v1/meshes/${mesh.slug}/members/${member.id}/tokens`;
+      const beside = postgres(broker.backend.databaseUrl!, { max: 2, onnotice: () => {} });
+      try {
+        let commit = () => {};
+        const committing = new Promise<void>((resolve) => (commit = resolve));
+        let revoking = () => {};
+        const revoked = new Promise<void>((resolve) => (revoking = resolve));
+        // The revocation's own statements, in its order, held open.
+        const revocation = beside.begin(async (tx) => {
+          await tx`UPDATE members SET revoked_at = now() WHERE id = ${member.id}::uuid`;
+          await tx`UPDATE tokens SET revoked_at = now() WHERE member_id = ${member.id}::uuid AND revoked_at IS NULL`;
+          revoking();
+          await committing;
+        });
+        await revoked;
+        let answered = false;
+        const asked = api<ErrorBody>("POST", tokensPath, { kind: "hook" }).finally(() => (answered = true));
+        // The issue either answered already or waits on the member's row.
+        await waitUntil(async () => {
+          if (answered) return true;
+          const [waiting] = await beside<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`;
+          return waiting!.n > 0;
+        }, 10_000, "the token's issue to answer or to wait for the revocation");
+        commit();
+        await revocation;
+        const answer = await asked;
+        expect({ status: answer.status, code: answer.body.error?.code }).toEqual({ status: 409, code: "conflict" });
+        const listed = await api<{ tokens: TokenView[] }>("GET", tokensPath);
+        expect(listed.body.tokens).toEqual([]);
+      } finally {
+        await beside.end();
+      }
+    },
+  );
 
   test("a member's tokens are listed without their secrets and revoked one at a time, once, with an audit row", async () => {
     const mesh = await newMesh();

@@ -123,11 +123,11 @@ export function createAdminService({ db, log, events, onRevoked, bus, onTokenRev
 
     async issueToken(meshRef: string, memberRef: string, kind: TokenKind): Promise<IssuedToken> {
       const found = await member(meshRef, memberRef);
-      if (found.member.revokedAt !== null) {
-        throw fail("conflict", `member ${memberRef} is revoked`);
-      }
+      const revoked = () => fail("conflict", `member ${memberRef} is revoked`);
+      if (found.member.revokedAt !== null) throw revoked();
       const token = newToken(kind);
       const issued = await insertToken(db, found.member.id, kind, hashToken(token));
+      if (issued === null) throw revoked();
       log.info({ meshId: found.mesh.id, memberId: found.member.id, tokenId: issued.id, kind }, "admin token issued");
       return { token, ...issued };
     },

@@ -118,12 +118,18 @@ export async function revokeMember(tx: Executor, meshId: string, memberId: strin
 
 const TOKEN_COLUMNS = sql`id::text AS "id", kind, ${isoTime("created_at")} AS "createdAt", ${isoTime("revoked_at")} AS "revokedAt"`;
 
-/** Only the hash is stored: the token itself is shown once, to the caller. */
-export async function insertToken(db: Executor, memberId: string, kind: TokenView["kind"], tokenHash: string): Promise<TokenView> {
+/**
+ * Only the hash is stored: the token itself is shown once, to the caller.
+ * Null when the member is revoked. The member's row is read FOR SHARE, which
+ * waits for a revocation under way (it updates that row first), so a token
+ * is never inserted after the revocation revoked the member's tokens.
+ */
+export async function insertToken(db: Executor, memberId: string, kind: TokenView["kind"], tokenHash: string): Promise<TokenView | null> {
   const [row] = await db.rows<TokenView>(sql`
-    INSERT INTO tokens (member_id, kind, token_hash) VALUES (${memberId}::uuid, ${kind}, ${tokenHash})
+    INSERT INTO tokens (member_id, kind, token_hash)
+    SELECT id, ${kind}, ${tokenHash} FROM members WHERE id = ${memberId}::uuid AND revoked_at IS NULL FOR SHARE
     RETURNING ${TOKEN_COLUMNS}`);
-  return row!;
+  return row ?? null;
 }
 
 /** A member's tokens, revoked ones included, oldest first. */
