@@ -1,34 +1,72 @@
 // Status fallback from Claude Code's own transcript, read on the peer's machine
-// (the broker never reads a peer's disk): the newest *.jsonl under
-// ~/.claude/projects/<cwd with every non-alphanumeric character → "-">.
+// (the broker never reads a peer's disk): the newest *.jsonl in the project's
+// folder under Claude Code's configuration directory (transcriptDir).
 import { open, readdir, stat } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { checkTimeout } from "./config.ts";
 
 export type TranscriptStatus = "idle" | "working";
 
 // A transcript line can be large (tool output): the tail read grows from the
-// first size, four times each step, until the last complete line starts in it,
-// up to the last size (a longer line reads as unparsable: working).
+// first size, four times each step, until it holds the last message entry,
+// up to the last size (past it: working).
 const TAIL_BYTES = 256 * 1024;
 const MAX_TAIL_BYTES = 16 * 1024 * 1024;
 const DEFAULT_IDLE_AFTER_MS = 60_000;
+/** Claude Code cuts a project's folder name here and appends a hash of the whole path. */
+const MAX_FOLDER_NAME = 200;
 
-export function transcriptDir(cwd: string, home: string = homedir()): string {
-  return join(home, ".claude", "projects", cwd.replace(/[^A-Za-z0-9]/g, "-"));
+/** Where Claude Code keeps its files: CLAUDE_CONFIG_DIR when set, else ~/.claude. */
+function claudeConfigDir(home: string | undefined): string {
+  const moved = process.env.CLAUDE_CONFIG_DIR;
+  return moved !== undefined && moved !== "" ? resolve(moved) : join(home ?? homedir(), ".claude");
 }
 
-async function newestTranscript(dir: string): Promise<{ path: string; mtimeMs: number } | null> {
-  let names: string[];
+/** The hash Claude Code's CLI (a Bun program) appends to a long folder name; under Node its own code's fallback. */
+function pathHash(cwd: string): string {
+  if (typeof Bun !== "undefined") return Bun.hash(cwd).toString(36);
+  let hash = 0;
+  for (let i = 0; i < cwd.length; i++) hash = ((hash << 5) - hash + cwd.charCodeAt(i)) | 0;
+  return Math.abs(hash).toString(36);
+}
+
+/**
+ * The folder of a project's transcripts: <config dir>/projects/<cwd with every
+ * character that is not a letter or digit replaced by "-">; a name longer
+ * than 200 characters is cut there and a hash of cwd appended, as Claude Code
+ * names it.
+ */
+export function transcriptDir(cwd: string, home?: string): string {
+  const name = cwd.replace(/[^A-Za-z0-9]/g, "-");
+  const folder = name.length <= MAX_FOLDER_NAME ? name : `${name.slice(0, MAX_FOLDER_NAME)}-${pathHash(cwd)}`;
+  return join(claudeConfigDir(home), "projects", folder);
+}
+
+/**
+ * transcriptDir, or for a long path whose hash another runtime computed
+ * differently, the one folder that starts with the same cut name.
+ */
+async function projectFolder(cwd: string, home: string | undefined): Promise<string[] | null> {
+  const dir = transcriptDir(cwd, home);
   try {
-    names = await readdir(dir);
+    return (await readdir(dir)).map((name) => join(dir, name));
   } catch {
-    return null;
+    const name = cwd.replace(/[^A-Za-z0-9]/g, "-");
+    if (name.length <= MAX_FOLDER_NAME) return null;
+    const projects = join(claudeConfigDir(home), "projects");
+    const prefix = `${name.slice(0, MAX_FOLDER_NAME)}-`;
+    const matches = (await readdir(projects).catch(() => [])).filter((n) => n.startsWith(prefix));
+    if (matches.length !== 1) return null;
+    return (await readdir(join(projects, matches[0]!)).catch(() => null))?.map((n) => join(projects, matches[0]!, n)) ?? null;
   }
+}
+
+async function newestTranscript(cwd: string, home: string | undefined): Promise<{ path: string; mtimeMs: number } | null> {
+  const paths = await projectFolder(cwd, home);
+  if (paths === null) return null;
   let newest: { path: string; mtimeMs: number } | null = null;
-  for (const name of names.filter((n) => n.endsWith(".jsonl"))) {
-    const path = join(dir, name);
+  for (const path of paths.filter((p) => p.endsWith(".jsonl"))) {
     try {
       const info = await stat(path);
       if (info.isFile() && (!newest || info.mtimeMs > newest.mtimeMs)) newest = { path, mtimeMs: info.mtimeMs };
@@ -39,46 +77,53 @@ async function newestTranscript(dir: string): Promise<{ path: string; mtimeMs: n
   return newest;
 }
 
-/** The last line that is complete (newline-terminated) and parses as JSON. */
-async function lastCompleteEntry(path: string): Promise<unknown> {
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * Entries of the conversation itself. Claude Code writes others after a
+ * turn's last message (a Stop hook's outcome and summary, the turn's
+ * duration, a summary of the session written while the user is away, …):
+ * they say nothing of whether a turn runs.
+ */
+const isMessage = (entry: unknown): entry is Record<string, unknown> => isRecord(entry) && (entry.type === "user" || entry.type === "assistant");
+
+function isFinishedTurn(entry: unknown): boolean {
+  return isMessage(entry) && entry.type === "assistant" && isRecord(entry.message) && entry.message.stop_reason === "end_turn";
+}
+
+/** The last complete (newline-terminated) line that parses as a message entry. */
+async function lastMessageEntry(path: string): Promise<unknown> {
   const file = await open(path, "r");
   try {
     const { size } = await file.stat();
-    let lines: string[];
     for (let length = Math.min(size, TAIL_BYTES); ; length = Math.min(size, length * 4)) {
       const buffer = Buffer.alloc(length);
       await file.read(buffer, 0, length, size - length);
-      lines = buffer.toString("utf8").split("\n");
+      const lines = buffer.toString("utf8").split("\n");
       lines.pop(); // after the last newline: empty, or a line still being written
-      // The last complete line starts in the tail when a newline comes before it there, or the tail is the whole file.
-      if (lines.length >= 2 || length === size || length >= MAX_TAIL_BYTES) break;
-    }
-    for (let i = lines.length - 1; i >= 0; i--) {
-      const line = lines[i]!.trim();
-      if (line === "") continue;
-      try {
-        return JSON.parse(line) as unknown;
-      } catch {
-        // The first line of the tail may be cut; earlier lines are not needed.
+      // The first line of a tail that is not the whole file may be cut short.
+      const first = length === size ? 0 : 1;
+      for (let i = lines.length - 1; i >= first; i--) {
+        const line = lines[i]!.trim();
+        if (line === "") continue;
+        try {
+          const entry = JSON.parse(line) as unknown;
+          if (isMessage(entry)) return entry;
+        } catch {
+          // Not JSON: not a message either.
+        }
       }
+      if (length === size || length >= MAX_TAIL_BYTES) return undefined;
     }
-    return undefined;
   } finally {
     await file.close();
   }
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-
-function isFinishedTurn(entry: unknown): boolean {
-  if (!isRecord(entry) || entry.type !== "assistant" || !isRecord(entry.message)) return false;
-  return entry.message.stop_reason === "end_turn";
-}
-
 /**
- * idle: the last complete entry is an assistant message that ended its turn,
- * or the transcript was not written for idleAfterMs; working: otherwise;
- * null: no transcript.
+ * idle: the last complete message entry is an assistant message that ended
+ * its turn, or the transcript was not written for idleAfterMs; working:
+ * otherwise; null: no transcript.
  */
 export async function inferStatusFromTranscript(
   cwd: string,
@@ -86,13 +131,13 @@ export async function inferStatusFromTranscript(
 ): Promise<TranscriptStatus | null> {
   // A NaN would never count a transcript idle, a negative one always.
   if (opts.idleAfterMs !== undefined) checkTimeout(opts.idleAfterMs, "idleAfterMs");
-  const newest = await newestTranscript(transcriptDir(cwd, opts.home));
+  const newest = await newestTranscript(cwd, opts.home);
   if (!newest) return null;
   const now = opts.now ?? Date.now();
   if (now - newest.mtimeMs >= (opts.idleAfterMs ?? DEFAULT_IDLE_AFTER_MS)) return "idle";
   let entry: unknown;
   try {
-    entry = await lastCompleteEntry(newest.path);
+    entry = await lastMessageEntry(newest.path);
   } catch {
     return null;
   }

@@ -33,6 +33,61 @@ describe("transcript status", () => {
     expect(transcriptDir("/home/me/my_proj.v2", "/h")).toBe("/h/.claude/projects/-home-me-my-proj-v2");
   });
 
+  test("with CLAUDE_CONFIG_DIR set, the transcripts are looked for there, as Claude Code keeps them", async () => {
+    const cwd = "/work/moved/config";
+    const moved = join(home, "moved-config");
+    mkdirSync(join(moved, "projects", "-work-moved-config"), { recursive: true });
+    writeFileSync(join(moved, "projects", "-work-moved-config", "a.jsonl"), userLine + endTurn);
+    const before = process.env.CLAUDE_CONFIG_DIR;
+    process.env.CLAUDE_CONFIG_DIR = moved;
+    try {
+      expect(transcriptDir(cwd, home)).toBe(join(moved, "projects", "-work-moved-config"));
+      expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+    } finally {
+      if (before === undefined) delete process.env.CLAUDE_CONFIG_DIR;
+      else process.env.CLAUDE_CONFIG_DIR = before;
+    }
+    expect(await inferStatusFromTranscript(cwd, { home })).toBeNull();
+  });
+
+  test("a project path whose folder name passes 200 characters is found under Claude Code's cut name with a hash of the path", async () => {
+    const cwd = `/work/${"a-long-package-directory-name/".repeat(8)}svc`;
+    const cut = cwd.replace(/[^A-Za-z0-9]/g, "-").slice(0, 200);
+    // Claude Code's CLI runs on Bun: Bun.hash of the path, in base 36.
+    expect(transcriptDir(cwd, home)).toBe(join(home, ".claude", "projects", `${cut}-${Bun.hash(cwd).toString(36)}`));
+    mkdirSync(transcriptDir(cwd, home), { recursive: true });
+    writeFileSync(join(transcriptDir(cwd, home), "a.jsonl"), userLine + endTurn);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+    // Written by a runtime whose hash differs: the one folder with the cut name.
+    const other = `/work/${"another-long-package-directory/".repeat(8)}svc`;
+    const otherCut = other.replace(/[^A-Za-z0-9]/g, "-").slice(0, 200);
+    mkdirSync(join(home, ".claude", "projects", `${otherCut}-1x2y3z`), { recursive: true });
+    writeFileSync(join(home, ".claude", "projects", `${otherCut}-1x2y3z`, "a.jsonl"), endTurn + userLine);
+    expect(await inferStatusFromTranscript(other, { home })).toBe("working");
+  });
+
+  test("entries Claude Code writes after a turn's last message (hook outcomes, its duration, an away summary) leave it idle", async () => {
+    const { cwd, dir } = project();
+    const after = [
+      line({ type: "attachment", attachment: { type: "hook_success", hookEvent: "Stop", exitCode: 0 } }),
+      line({ type: "system", subtype: "stop_hook_summary", hookCount: 1, hookErrors: [], preventedContinuation: false }),
+      line({ type: "system", subtype: "turn_duration", durationMs: 5123 }),
+      line({ type: "system", subtype: "away_summary", content: "while you were away" }),
+      line({ type: "file-history-snapshot", snapshot: {} }),
+    ].join("");
+    writeFileSync(join(dir, "a.jsonl"), userLine + endTurn + after);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+    // The same entries after a tool call or a prompt: the turn runs on.
+    writeFileSync(join(dir, "a.jsonl"), userLine + toolUse + after);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("working");
+    writeFileSync(join(dir, "a.jsonl"), endTurn + userLine + after);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("working");
+    // Past the first tail read, too: a large output between the message and the end.
+    const big = line({ type: "system", subtype: "informational", content: "x".repeat(1024 * 1024) });
+    writeFileSync(join(dir, "a.jsonl"), userLine + endTurn + big + after);
+    expect(await inferStatusFromTranscript(cwd, { home })).toBe("idle");
+  });
+
   test("an assistant end_turn as the last line → idle", async () => {
     const { cwd, dir } = project();
     writeFileSync(join(dir, "a.jsonl"), userLine + endTurn);
