@@ -287,7 +287,12 @@ describe(`POST /hook/set-status (MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES})`, () =>
     const peer = await connect(env, member, mesh.id, { cwd });
     const big = JSON.stringify({ ...claudeHookInput("PreToolUse", peer.sessionId, cwd), status: "working", pad: "x".repeat(MAX_MESSAGE_BYTES) });
     expect(Buffer.byteLength(big)).toBeGreaterThan(MAX_MESSAGE_BYTES);
-    expectHookError(await postHook(env.url, { token, body: big }), 413);
+    const refused = await postHook(env.url, { token, body: big });
+    expectHookError(refused, 413);
+    // Claude Code's own input with a long prompt or answer: told what to send instead.
+    expect(refused.body.message).toBe(
+      `the body is larger than ${MAX_MESSAGE_BYTES} bytes (MAX_MESSAGE_BYTES); send only cwd, session_id and hook_event_name, not the prompt or answer`,
+    );
 
     // Without a Content-Length (chunked), the broker must count the bytes itself.
     const bytes = new TextEncoder().encode(big);

@@ -52,7 +52,8 @@ export function hookRoutes(deps: {
       return failed(error);
     }
     if (caller === null) return fail("unauthorized", "unknown or revoked hook token");
-    const raw = await readBodyCapped(req, maxMessageBytes, log);
+    // Claude Code's own input, piped unchanged, carries the prompt or the last answer: the refusal says what to send instead.
+    const raw = await readBodyCapped(req, maxMessageBytes, log, `${maxMessageBytes} bytes (MAX_MESSAGE_BYTES); send only cwd, session_id and hook_event_name, not the prompt or answer`);
     if (typeof raw !== "string") return fail(raw.code, raw.message);
     let parsedJson: unknown;
     try {
