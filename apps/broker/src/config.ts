@@ -1,6 +1,6 @@
 // Every environment variable of the contract, parsed once at start. A bad
 // value stops the start with one line that names the variable.
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "@switchboard/db";
 import { z } from "zod";
 import { BEARER_TOKEN, BEARER_TOKEN_RULE } from "./bearer-token.ts";
@@ -42,28 +42,46 @@ export type JwtKeyAlgorithm = "RS256" | "EdDSA";
 
 const MIN_RSA_BITS = 2048;
 
-/** A PEM public key (literal "\n" escapes allowed, as env files write them) and the JWT algorithm it verifies. */
+/** Whether the text is a private key: Node derives a public key from one, so createPublicKey alone would take it. */
+function isPrivateKey(pem: string): boolean {
+  try {
+    createPrivateKey(pem);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A PEM public key (SPKI or PKCS#1) or certificate, literal "\n" escapes
+ * allowed as env files write them: its public key as SPKI PEM, which is what
+ * the verifier imports, and the JWT algorithm it verifies.
+ */
 const jwtPublicKey = z.string().transform((text, ctx) => {
-  const pem = text.replaceAll("\\n", "\n");
+  const given = text.replaceAll("\\n", "\n");
+  if (isPrivateKey(given)) {
+    ctx.addIssue({ code: "custom", message: "a private key; give its public key (openssl pkey -pubout), and keep the private key secret" });
+    return z.NEVER;
+  }
   let key: KeyObject | undefined;
   try {
-    key = createPublicKey(pem);
+    key = createPublicKey(given);
   } catch {
     key = undefined;
   }
   const type = key?.asymmetricKeyType;
   const alg: JwtKeyAlgorithm | null = type === "rsa" ? "RS256" : type === "ed25519" ? "EdDSA" : null;
-  if (alg === null) {
+  if (alg === null || key === undefined) {
     ctx.addIssue({ code: "custom", message: "expected a PEM public key, RSA (RS256) or Ed25519 (EdDSA)" });
     return z.NEVER;
   }
   // jose verifies RS256 only with a modulus of 2048 bits or more: a shorter key would refuse every token.
-  const bits = key?.asymmetricKeyDetails?.modulusLength;
+  const bits = key.asymmetricKeyDetails?.modulusLength;
   if (alg === "RS256" && bits !== undefined && bits < MIN_RSA_BITS) {
     ctx.addIssue({ code: "custom", message: `an RSA key of ${bits} bits; RS256 needs ${MIN_RSA_BITS} or more` });
     return z.NEVER;
   }
-  return { pem, alg };
+  return { pem: key.export({ type: "spki", format: "pem" }).toString(), alg };
 });
 
 /** Comma-separated origins (scheme://host[:port]), as browsers send them in the Origin header. */
@@ -233,8 +251,11 @@ export function withoutPassword(url: string): string | null {
   }
 }
 
+/** Not secret, but where a private key may be pasted by mistake: never echoed either. */
+const KEY_VARIABLES: ReadonlySet<string> = new Set(["JWT_PUBLIC_KEY"]);
+
 function shown(name: string, value: string): string {
-  if (SECRETS.has(name)) return ` (${value.length} characters given; the value is not shown)`;
+  if (SECRETS.has(name) || KEY_VARIABLES.has(name)) return ` (${value.length} characters given; the value is not shown)`;
   if (URLS_WITH_PASSWORD.has(name)) {
     const safe = withoutPassword(value);
     return safe === null ? " (the value is not shown: it may hold a password)" : ` (got ${JSON.stringify(safe)})`;

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { spawnRaw } from "@switchboard/testkit";
+import { importSPKI } from "jose";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -162,6 +163,31 @@ describe("configuration", () => {
     expect(stderr).not.toContain("hunter2");
   });
 
+  test("a JWT_PUBLIC_KEY given as PKCS#1 or inside a certificate is taken as its SPKI key, which the verifier imports", async () => {
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey;
+    const spki = rsa.export({ type: "spki", format: "pem" }).toString();
+    expect(loadConfig({ JWT_PUBLIC_KEY: rsa.export({ type: "pkcs1", format: "pem" }).toString() }).JWT_PUBLIC_KEY).toEqual({ pem: spki, alg: "RS256" });
+    const fromCertificate = loadConfig({ JWT_PUBLIC_KEY: ED25519_CERTIFICATE }).JWT_PUBLIC_KEY;
+    expect(fromCertificate).toEqual({ pem: ED25519_CERTIFICATE_KEY, alg: "EdDSA" });
+    // The start imported what it was given as SPKI: anything else stopped it with exit 1 and no variable named.
+    for (const { pem, alg } of [loadConfig({ JWT_PUBLIC_KEY: spki }).JWT_PUBLIC_KEY!, fromCertificate!]) await importSPKI(pem, alg);
+  });
+
+  test("a private key in JWT_PUBLIC_KEY is refused, and the message never shows it", () => {
+    const privates = [
+      generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
+      generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    ];
+    for (const pem of privates) {
+      expect(() => loadConfig({ JWT_PUBLIC_KEY: pem })).toThrow(
+        `invalid environment variable JWT_PUBLIC_KEY: a private key; give its public key (openssl pkey -pubout), and keep the private key secret (${pem.length} characters given; the value is not shown)`,
+      );
+    }
+    // Nor is a value that is no key at all.
+    expect(() => loadConfig({ JWT_PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----" })).toThrow("(61 characters given; the value is not shown)");
+  });
+
   // jose verifies RS256 only with keys of 2048 bits or more: a shorter one refused every token as not verifying.
   test("an RSA JWT_PUBLIC_KEY under 2048 bits stops the start naming the variable; one of 2048 is taken", async () => {
     const pemOf = (bits: number) =>
@@ -212,3 +238,19 @@ describe("configuration", () => {
     expect(stderr).toContain("cannot listen on HOST=192.0.2.1 BROKER_PORT=0");
   });
 });
+
+/** A self-signed Ed25519 certificate, and the public key it holds. */
+const ED25519_CERTIFICATE = `-----BEGIN CERTIFICATE-----
+MIIBTDCB/6ADAgECAhRGa6gReGJN7sM+MBMueFiXKlIUzTAFBgMrZXAwGzEZMBcG
+A1UEAwwQc3dpdGNoYm9hcmQtdGVzdDAgFw0yNjEyMDcwMDE3MzRaGA8yMTI2MTEx
+MzAwMTczNFowGzEZMBcGA1UEAwwQc3dpdGNoYm9hcmQtdGVzdDAqMAUGAytlcAMh
+AOysy8kALSPQvNfb+vfiIH0HACOGdClhj4xH5petIkWko1MwUTAdBgNVHQ4EFgQU
+cnEUlwTiXxVb/tV0IEDP7ucUCQQwHwYDVR0jBBgwFoAUcnEUlwTiXxVb/tV0IEDP
+7ucUCQQwDwYDVR0TAQH/BAUwAwEB/zAFBgMrZXADQQD+2GPXpsLKwUintpC1in8S
+tjKLxTlueNEQTkY2WfWy698spt8SZ75UTWf8l6TZvv7tjfWowykvY803zNbb8Z4N
+-----END CERTIFICATE-----
+`;
+const ED25519_CERTIFICATE_KEY = `-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEA7KzLyQAtI9C819v69+IgfQcAI4Z0KWGPjEfml60iRaQ=
+-----END PUBLIC KEY-----
+`;
