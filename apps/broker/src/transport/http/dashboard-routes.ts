@@ -53,6 +53,10 @@ function presenceStream(events: PresenceEvents, meshId: string, req: Request, li
   const body = new ReadableStream<Uint8Array>(
     {
       async start(controller) {
+        // The snapshot is written whole before the reader can take a byte of
+        // it: the bytes it holds past the bound are allowed on top of it
+        // until the reader is back within the bound.
+        let allowance = Infinity;
         const write = (text: string) => {
           if (stopped) return;
           try {
@@ -60,7 +64,9 @@ function presenceStream(events: PresenceEvents, meshId: string, req: Request, li
           } catch {
             return stop();
           }
-          if ((controller.desiredSize ?? 0) >= 0) return;
+          const over = -(controller.desiredSize ?? 0);
+          if (over <= 0 && allowance !== Infinity) allowance = 0;
+          if (over <= allowance) return;
           stop();
           limits.log.warn({ meshId, maxUnsentBytes: limits.maxUnsentBytes }, "presence stream stalled");
           // Errored, the response is cut off and its connection closed. (Bun
@@ -78,6 +84,7 @@ function presenceStream(events: PresenceEvents, meshId: string, req: Request, li
         const subscription = await events.subscribe(key, meshId, (event) => write(`event: presence\ndata: ${JSON.stringify(event)}\n\n`));
         write(": subscribed\n\n");
         subscription.start();
+        allowance = Math.max(0, -(controller.desiredSize ?? 0));
         // Gone while its snapshot was read: no timer for a stream nobody holds.
         if (!stopped) keepalive = setInterval(() => write(": keepalive\n\n"), KEEPALIVE_MS);
       },
