@@ -5,7 +5,8 @@
 // opened from another gets a key of its own (or, where no lock can be had,
 // starts again with one when the other replaced it); the dashboard forgets
 // its token when asked, keeps it through a broker that does not answer, says
-// when what it shows is old, and drops a revoked member.
+// when what it shows is old (a refresh left unanswered too), and drops a
+// revoked member.
 import { describe, expect, test } from "bun:test";
 import { REPO_ROOT, spawnBroker, waitUntil } from "@switchboard/testkit";
 import { mkdirSync } from "node:fs";
@@ -336,6 +337,18 @@ describe.skipIf(!enabled)("dashboard pages", () => {
     await page.waitForSelector(`#members tr[data-member="${pubkey}"]`, WAIT);
     await stage.admin.revokeMember(stage.mesh.id, pubkey);
     await page.waitForSelector(`#members tr[data-member="${pubkey}"]`, { ...WAIT, state: "detached" });
+  });
+
+  // Six boards in one browser hold its six HTTP/1.1 connections to the broker with their streams: what else they ask waits, unanswered.
+  test("a refresh the broker never answers: within seconds the board says it is not live, instead of waiting on", async () => {
+    const page = await (await newContext()).newPage();
+    await dashboard(page);
+    expect(await page.textContent("#stale")).toBe("");
+    await holdRoute(page, "**/v1/admin/overview");
+    await page.waitForFunction(`document.getElementById("stale").textContent.startsWith("Not live: the broker did not answer within 10 s")`, undefined, {
+      timeout: 30_000,
+    });
+    expect(await page.getAttribute("#board", "data-stale")).not.toBeNull();
   });
 
   test("the broker stopped: the board says it is not live and since when; it says nothing once the broker is back", async () => {

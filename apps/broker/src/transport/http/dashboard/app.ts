@@ -48,14 +48,27 @@ function authorization(): { authorization: string } {
   return headers;
 }
 
+/**
+ * A request not answered by then fails. Left pending (a browser queues a
+ * seventh request to one address over HTTP/1.1 while six tabs hold its
+ * connections with their streams), the board would go on saying it is live.
+ */
+const ANSWER_MS = 10_000;
+
 async function api<T>(path: string, signal?: AbortSignal): Promise<T> {
-  const res = await fetch(path, { headers: authorization(), ...(signal ? { signal } : {}) });
-  if (res.status === 401) throw new Unauthorized();
-  if (!res.ok) {
-    const said = ((await res.json().catch(() => null)) as { error?: { message?: string } } | null)?.error?.message;
-    throw new Error(`${res.status}${said ? ` ${said}` : ""}`);
+  const deadline = AbortSignal.timeout(ANSWER_MS);
+  try {
+    const res = await fetch(path, { headers: authorization(), signal: signal ? AbortSignal.any([signal, deadline]) : deadline });
+    if (res.status === 401) throw new Unauthorized();
+    if (!res.ok) {
+      const said = ((await res.json().catch(() => null)) as { error?: { message?: string } } | null)?.error?.message;
+      throw new Error(`${res.status}${said ? ` ${said}` : ""}`);
+    }
+    return (await res.json()) as T;
+  } catch (error) {
+    if (deadline.aborted && !signal?.aborted) throw new Error(`the broker did not answer within ${ANSWER_MS / 1000} s`);
+    throw error;
   }
-  return (await res.json()) as T;
 }
 
 const why = (error: unknown) => (error instanceof TypeError ? "the broker cannot be reached" : error instanceof Error ? error.message : String(error));
