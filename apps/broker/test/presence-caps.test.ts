@@ -1,7 +1,9 @@
 // The caps of a hello's insert (store/presences.ts insertPresencesWithinCap),
 // on one batch against a real database: a member's presences past its cap are
 // refused as the member's, and take no place under the mesh's cap, so another
-// member's presence in the same batch still fits.
+// member's presence in the same batch still fits; and when the mesh has no
+// room, a member's burst is refused as the mesh's, not as the member's: its
+// earlier hellos were not admitted either.
 import { describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { insertPresencesWithinCap } from "../src/store/presences.ts";
@@ -58,5 +60,28 @@ describe("a hello batch's insert under the member's and the mesh's caps", () => 
     const result = await t.db.transaction((tx) => insertPresencesWithinCap(tx, [pa, pb], { perMesh, perMember: 10 }));
     expect([...result.inserted]).toEqual([pa.id]);
     expect(result.memberFull.size).toBe(0);
+  });
+
+  test("a burst past the member's cap into a mesh with room for fewer: refused as the mesh's unless the member's admitted ones reach its cap", async () => {
+    const live = async () =>
+      (await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM presences WHERE mesh_id = ${t.meshId}::uuid AND disconnected_at IS NULL`))[0]!.n;
+    const caps = (room: number) => live().then((n) => ({ perMesh: n + room, perMember: 3 }));
+    // No room: none of ten is the member's fault.
+    const nobody = await member("no room");
+    const none = Array.from({ length: 10 }, (_, i) => presence(nobody, `n${i}`));
+    const noRoom = await t.db.transaction(async (tx) => insertPresencesWithinCap(tx, none, await caps(0)));
+    expect({ inserted: noRoom.inserted.size, memberFull: noRoom.memberFull.size }).toEqual({ inserted: 0, memberFull: 0 });
+    // Room for two: two are admitted, and the member stays under its cap of three.
+    const two = await member("two");
+    const twoOnes = Array.from({ length: 10 }, (_, i) => presence(two, `t${i}`));
+    const roomForTwo = await t.db.transaction(async (tx) => insertPresencesWithinCap(tx, twoOnes, await caps(2)));
+    expect([...roomForTwo.inserted].sort()).toEqual(twoOnes.slice(0, 2).map((p) => p.id).sort());
+    expect(roomForTwo.memberFull.size).toBe(0);
+    // Room for five: three are admitted, and the member's cap refuses the rest.
+    const five = await member("five");
+    const fiveOnes = Array.from({ length: 10 }, (_, i) => presence(five, `f${i}`));
+    const roomForFive = await t.db.transaction(async (tx) => insertPresencesWithinCap(tx, fiveOnes, await caps(5)));
+    expect([...roomForFive.inserted].sort()).toEqual(fiveOnes.slice(0, 3).map((p) => p.id).sort());
+    expect([...roomForFive.memberFull].sort()).toEqual(fiveOnes.slice(3).map((p) => p.id).sort());
   });
 });

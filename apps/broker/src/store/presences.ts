@@ -81,7 +81,8 @@ export interface CappedInsert {
 // the meshes' row locks (a member's presences are its mesh's), so the counts
 // are exact. Presences that replace one (whose slot the caller freed) come
 // first, the others in the order given; one refused by its member's cap takes
-// no place under the mesh's.
+// no place under the mesh's. A presence neither inserted nor in memberFull was
+// refused for want of room in its mesh.
 export async function insertPresencesWithinCap(
   tx: Executor,
   presences: Array<NewPresence & { replaced: string | null }>,
@@ -133,7 +134,12 @@ export async function insertPresencesWithinCap(
     )
     SELECT id, false AS "memberFull" FROM inserted
     UNION ALL
-    SELECT id, true FROM q WHERE id NOT IN (SELECT id FROM within_member)`);
+    -- Past its member's cap only if the member's live and admitted presences
+    -- reach it: where the mesh cap refused the member's earlier hellos of
+    -- the batch, it would have refused this one too, and the mesh is full.
+    SELECT q.id, true FROM q LEFT JOIN member_live ml ON ml.member_id = q."memberId"
+    WHERE q.id NOT IN (SELECT id FROM within_member)
+      AND coalesce(ml.n, 0) + (SELECT count(*) FROM inserted i WHERE i.member_id = q."memberId") >= ${caps.perMember}`);
   return {
     inserted: new Set(rows.filter((r) => !r.memberFull).map((r) => r.id)),
     memberFull: new Set(rows.filter((r) => r.memberFull).map((r) => r.id)),
