@@ -65,22 +65,26 @@ describe("a hello batch's insert under the member's and the mesh's caps", () => 
   test("a burst past the member's cap into a mesh with room for fewer: refused as the mesh's unless the member's admitted ones reach its cap", async () => {
     const live = async () =>
       (await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM presences WHERE mesh_id = ${t.meshId}::uuid AND disconnected_at IS NULL`))[0]!.n;
+    // Read before the transaction: the embedded database has one connection, which the transaction holds.
     const caps = (room: number) => live().then((n) => ({ perMesh: n + room, perMember: 3 }));
     // No room: none of ten is the member's fault.
     const nobody = await member("no room");
     const none = Array.from({ length: 10 }, (_, i) => presence(nobody, `n${i}`));
-    const noRoom = await t.db.transaction(async (tx) => insertPresencesWithinCap(tx, none, await caps(0)));
+    const noRoomCaps = await caps(0);
+    const noRoom = await t.db.transaction((tx) => insertPresencesWithinCap(tx, none, noRoomCaps));
     expect({ inserted: noRoom.inserted.size, memberFull: noRoom.memberFull.size }).toEqual({ inserted: 0, memberFull: 0 });
     // Room for two: two are admitted, and the member stays under its cap of three.
     const two = await member("two");
     const twoOnes = Array.from({ length: 10 }, (_, i) => presence(two, `t${i}`));
-    const roomForTwo = await t.db.transaction(async (tx) => insertPresencesWithinCap(tx, twoOnes, await caps(2)));
+    const twoCaps = await caps(2);
+    const roomForTwo = await t.db.transaction((tx) => insertPresencesWithinCap(tx, twoOnes, twoCaps));
     expect([...roomForTwo.inserted].sort()).toEqual(twoOnes.slice(0, 2).map((p) => p.id).sort());
     expect(roomForTwo.memberFull.size).toBe(0);
     // Room for five: three are admitted, and the member's cap refuses the rest.
     const five = await member("five");
     const fiveOnes = Array.from({ length: 10 }, (_, i) => presence(five, `f${i}`));
-    const roomForFive = await t.db.transaction(async (tx) => insertPresencesWithinCap(tx, fiveOnes, await caps(5)));
+    const fiveCaps = await caps(5);
+    const roomForFive = await t.db.transaction((tx) => insertPresencesWithinCap(tx, fiveOnes, fiveCaps));
     expect([...roomForFive.inserted].sort()).toEqual(fiveOnes.slice(0, 3).map((p) => p.id).sort());
     expect([...roomForFive.memberFull].sort()).toEqual(fiveOnes.slice(3).map((p) => p.id).sort());
   });
