@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import {
   backendKind,
+  buildHello,
   PeerPool,
   pipelined,
   rawPresence,
@@ -313,6 +314,64 @@ describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HEL
     expect(await refusedStatus(from)).toBe(429);
     expect(deltas(before, await scrape(broker.url), [REJECTED("rate_limited")])).toEqual({ [REJECTED("rate_limited")]: 1 });
     expect(await refusedStatus({ "x-forwarded-for": "203.0.113.10" })).toBe(101);
+  });
+});
+
+describe("a burst of sockets from one address (HELLO_FAILURES_PER_ADDRESS_PER_MIN=10, HELLO_TIMEOUT_MS=300)", () => {
+  const broker = useTestBroker({
+    MAX_PENDING_HELLOS_PER_ADDRESS: "100",
+    HELLO_FAILURES_PER_ADDRESS_PER_MIN: "10",
+    HELLO_TIMEOUT_MS: "300",
+    TRUSTED_PROXIES: "127.0.0.1,::1",
+  });
+
+  /** A hello that names a real member of a real mesh, with a signature that does not verify. */
+  async function badHello(): Promise<string> {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const frame = await buildHello({ identity: members[0]!.identity, meshId: mesh.id });
+    return JSON.stringify({ ...frame, signature: "0".repeat(128) });
+  }
+
+  const refusal = (ws: RawWebSocket) => {
+    const first = ws.messages[0];
+    return first === undefined ? undefined : (JSON.parse(first) as { code: string; message: string });
+  };
+
+  test("opened before its first refusal, its hellos are refused no more times than the limit: the rest are turned away unchecked", async () => {
+    const from = { "x-forwarded-for": "203.0.113.50" };
+    const hello = await badHello();
+    const first = await RawWebSocket.open(broker.wsUrl, from);
+    first.sendText(hello);
+    expect((await first.waitFor(() => refusal(first), 10_000, "the first refusal")).code).toBe("bad_signature");
+    first.destroy();
+    // One refused: 9 left. Thirty sockets open (the upgrade checks refusals made, 1 of 10), then all send at once.
+    const burst = await Promise.all(Array.from({ length: 30 }, () => RawWebSocket.open(broker.wsUrl, from)));
+    for (const ws of burst) ws.sendText(hello);
+    const answers = await Promise.all(burst.map((ws) => ws.waitFor(() => refusal(ws), 10_000, "the hello's refusal")));
+    for (const ws of burst) ws.destroy();
+    const checked = answers.filter((a) => a.code === "bad_signature").length;
+    expect(checked).toBeLessThanOrEqual(9);
+    expect(answers.filter((a) => a.code !== "bad_signature")).toEqual(
+      Array.from({ length: 30 - checked }, () => ({ type: "error", reqId: expect.any(String), code: "capacity", message: "too many refused hellos from this address; try again in a minute" })),
+    );
+    // Another address is not touched by it.
+    const other = await RawWebSocket.open(broker.wsUrl, { "x-forwarded-for": "203.0.113.51" });
+    other.sendText(hello);
+    expect((await other.waitFor(() => refusal(other), 10_000, "the other address's refusal")).code).toBe("bad_signature");
+    other.destroy();
+  });
+
+  test("a socket that never says hello is refused hello_timeout without an info line (a flood of them cannot flood the log)", async () => {
+    const silent = await RawWebSocket.open(broker.wsUrl, { "x-forwarded-for": "203.0.113.60" });
+    await silent.waitFor(() => silent.close ?? undefined, 10_000, "the hello timeout's close");
+    expect(refusal(silent)?.code).toBe("hello_timeout");
+    silent.destroy();
+    // A refusal logged at info after it: the log has been read past the timeout's place.
+    const marker = await RawWebSocket.open(broker.wsUrl, { "x-forwarded-for": "203.0.113.61" });
+    marker.sendText("not a hello");
+    await broker.process.waitForLog("ws hello refused", 10_000, (line) => line.code === "malformed");
+    marker.destroy();
+    expect(broker.process.logs.filter((line) => line.msg === "ws hello refused" && line.code === "hello_timeout")).toEqual([]);
   });
 });
 

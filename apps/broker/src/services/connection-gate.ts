@@ -28,6 +28,8 @@ export class ConnectionGate {
   private pending = 0;
   private readonly pendingByAddress = new Map<string, number>();
   private readonly failures: RateLimiter;
+  /** Hellos being checked or admitted, by address; each is a pending socket, so this is bounded as they are. */
+  private readonly underWay = new Map<string, number>();
 
   constructor(private readonly options: GateOptions) {
     this.failures = new RateLimiter(options.failuresPerAddressPerMin);
@@ -56,6 +58,30 @@ export class ConnectionGate {
     const mine = (this.pendingByAddress.get(address) ?? 1) - 1;
     if (mine <= 0) this.pendingByAddress.delete(address);
     else this.pendingByAddress.set(address, mine);
+  }
+
+  /**
+   * A hello of this address is about to be checked and admitted. Once its
+   * address has had a hello refused, the hellos under way count against the
+   * refusals it has left: a burst of sockets opened before that refusal
+   * could otherwise all have their hellos checked (a signature, the
+   * database) and refused, many times the limit. False: refuse it unchecked.
+   */
+  helloBegins(client: string): boolean {
+    const address = addressKey(client);
+    const refused = this.failures.used(address, this.options.clock());
+    const underWay = this.underWay.get(address) ?? 0;
+    if (refused > 0 && refused + underWay >= this.options.failuresPerAddressPerMin) return false;
+    this.underWay.set(address, underWay + 1);
+    return true;
+  }
+
+  /** The hello helloBegins let through was admitted or refused. */
+  helloEnded(client: string): void {
+    const address = addressKey(client);
+    const underWay = (this.underWay.get(address) ?? 1) - 1;
+    if (underWay <= 0) this.underWay.delete(address);
+    else this.underWay.set(address, underWay);
   }
 
   /** The socket's hello was refused: it counts against its address. */

@@ -57,6 +57,12 @@ export class RateLimiter {
     this.window(key, now).current += cost;
   }
 
+  /** The events counted in the sliding minute ending now. */
+  used(key: string, now: number): number {
+    const w = this.windows.get(Bun.hash(key));
+    return w === undefined ? 0 : estimate(this.rolled(w, now), now);
+  }
+
   /** Whether the key has used up its limit, without counting anything. */
   exhausted(key: string, now: number): boolean {
     return !this.fits(key, now);

@@ -1,11 +1,11 @@
 // The first frame of a connection: it must be a hello, and an admitted hello
 // makes the connection a presence. Refusals close with 1008 and the code.
-import { CLOSE_CODES, helloSchemaFor, issueText, type HelloErrorCode } from "@switchboard/protocol";
+import { CLOSE_CODES, helloSchemaFor, issueText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { PushWindow } from "../../services/delivery/push-window.ts";
 import type { ConnectionGate } from "../../services/connection-gate.ts";
-import type { HelloService } from "../../services/hello.ts";
+import type { HelloOutcome, HelloService } from "../../services/hello.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
 import { ADMISSION_TIMEOUT_FACTOR, type Clock } from "../../services/timing.ts";
@@ -48,7 +48,10 @@ export function refuseHello(
   // or member an operator looks for next, the key that is refused.
   const { hello } = refused;
   const about = hello === undefined ? {} : { meshId: hello.meshId, pubkey: hello.pubkey, detail: message };
-  deps.log.info({ connectionId: ws.data.id, code, ...about }, "ws hello refused");
+  // A socket that never said hello is told so at debug, as its close is
+  // (handler.ts): sockets opened by the thousand must not flood the log.
+  const level = code === "hello_timeout" && hello === undefined ? "debug" : "info";
+  deps.log[level]({ connectionId: ws.data.id, code, ...about }, "ws hello refused");
   reply(ws, { type: "error", code, message }, reqId);
   closeSocket(ws, HELLO_REFUSED_CLOSE, code);
 }
@@ -74,27 +77,16 @@ export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFra
   if (raw.type !== "hello") return refuseHello(deps, ws, "no_hello", "the first frame must be a hello", reqId);
   const frame = helloSchemaFor(raw).safeParse(raw);
   if (!frame.success) return refuseHello(deps, ws, "malformed", issueText(frame.error, raw, "frame"), reqId);
-
-  // The hello came in time: its admission (a reconnect storm's queue, a
-  // locked mesh) is not refused as hello_timeout. It has twice that long of
-  // its own; past it the socket closes as the broker's failure, not counted
-  // against the client's address, and a batch not yet begun leaves it out.
-  clearTimeout(ws.data.helloTimer);
-  ws.data.helloTimer = setTimeout(() => {
-    if (ws.data.presence || ws.data.closed) return;
-    deps.log.warn({ connectionId: ws.data.id }, "ws hello admission timed out");
-    reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello in time; connect again" }, reqId);
-    closeSocket(ws, CLOSE_CODES.internalError, "internal");
-  }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
-  // Shutdown beginning while it waits leaves it out of its batch too.
-  const checked = await deps.hello.check(frame.data, () => ws.data.closed || !deps.accepting());
-  // Only a hello that proved its pubkey waits for the frames of the session's
-  // socket here: one that did not is refused at once, whatever session it
-  // names. The wait takes at most half the admission's time, so the admission
-  // itself still has the other half.
-  if (checked.ok) await deps.lifecycle.sessionSettled(frame.data.pubkey, frame.data.sessionId, deps.helloTimeoutMs);
-  if (checked.ok && !deps.accepting()) return closeForShutdown(deps, ws);
-  const outcome = checked.ok ? await deps.hello.admit(checked.checked) : checked;
+  if (!deps.gate.helloBegins(ws.data.address)) {
+    return refuseHello(deps, ws, "capacity", "too many refused hellos from this address; try again in a minute", reqId, { clientsDoing: false });
+  }
+  let outcome: HelloOutcome | null;
+  try {
+    outcome = await checkAndAdmit(deps, ws, frame.data, reqId);
+  } finally {
+    deps.gate.helloEnded(ws.data.address);
+  }
+  if (outcome === null) return;
   clearTimeout(ws.data.helloTimer);
   // A socket that closed meanwhile was left by its peer: nobody to answer.
   if (!outcome.ok && ws.data.closed) return;
@@ -152,4 +144,31 @@ export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFra
   );
   // After the hello_ack is written: the first pushes follow it.
   deps.lifecycle.joined(presence, admitted.replaced?.id ?? null);
+}
+
+/** Checks a well-formed hello and admits it: its outcome, or null when the socket was closed for the shutdown instead. */
+async function checkAndAdmit(deps: AdmissionDeps, ws: Socket, hello: HelloFrame, reqId: string | undefined): Promise<HelloOutcome | null> {
+  // The hello came in time: its admission (a reconnect storm's queue, a
+  // locked mesh) is not refused as hello_timeout. It has twice that long of
+  // its own; past it the socket closes as the broker's failure, not counted
+  // against the client's address, and a batch not yet begun leaves it out.
+  clearTimeout(ws.data.helloTimer);
+  ws.data.helloTimer = setTimeout(() => {
+    if (ws.data.presence || ws.data.closed) return;
+    deps.log.warn({ connectionId: ws.data.id }, "ws hello admission timed out");
+    reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello in time; connect again" }, reqId);
+    closeSocket(ws, CLOSE_CODES.internalError, "internal");
+  }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
+  // Shutdown beginning while it waits leaves it out of its batch too.
+  const checked = await deps.hello.check(hello, () => ws.data.closed || !deps.accepting());
+  // Only a hello that proved its pubkey waits for the frames of the session's
+  // socket here: one that did not is refused at once, whatever session it
+  // names. The wait takes at most half the admission's time, so the admission
+  // itself still has the other half.
+  if (checked.ok) await deps.lifecycle.sessionSettled(hello.pubkey, hello.sessionId, deps.helloTimeoutMs);
+  if (checked.ok && !deps.accepting()) {
+    closeForShutdown(deps, ws);
+    return null;
+  }
+  return checked.ok ? await deps.hello.admit(checked.checked) : checked;
 }
