@@ -9,6 +9,7 @@ import {
   newIdentity,
   ownPostgresTestsRun,
   PeerPool,
+  RawWebSocket,
   setupMesh,
   startBrokerOnOwnPostgres,
   useTestBroker,
@@ -199,6 +200,30 @@ describe("HTTP messaging API", () => {
     // HEAD goes to a route's GET: where there is none, it is refused as itself.
     const head = await fetch(`${broker.url}/v1/messages`, { method: "HEAD" });
     expect({ status: head.status, allow: head.headers.get("allow") }).toEqual({ status: 405, allow: "POST" });
+  });
+
+  test("a request whose body stops coming is ended unanswered, and the broker's stderr stays JSON lines", async () => {
+    const { tokens } = await meshWithTokens(1);
+    // Half a body, then nothing: the server ends it once it has been idle 10 s.
+    const stalled = await rawRequest(
+      broker.url,
+      `POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokens[0]}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`,
+    );
+    expect(stalled.status).toBe(0);
+    // A line logged after it: stderr has been read past the end of the stalled request.
+    const marker = await RawWebSocket.open(broker.wsUrl);
+    marker.sendText(`not a hello ${crypto.randomUUID()}`);
+    await broker.process.waitForLog("ws hello refused", 10_000, (line) => line.connectionId !== undefined && line.code === "malformed");
+    marker.destroy();
+    const notJson = broker.process.stderrText().trim().split("\n").filter((line) => {
+      try {
+        JSON.parse(line);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(notJson).toEqual([]);
   });
 
   test("a request without a usable Host header (HTTP/1.0 may leave it out) is served as any other, not failed", async () => {

@@ -28,6 +28,13 @@ export interface ServerOptions {
   cors: CorsPolicy;
 }
 
+/**
+ * A request that sends nothing for this long is ended unanswered. Bun's own
+ * default, named: left to it, Bun announces each such end on stderr, a line
+ * outside the JSON log that any client sending half a body can write.
+ */
+const IDLE_TIMEOUT_SECONDS = 10;
+
 /** The address could not be listened on: named by the variables that set it, which is what an operator changes. */
 export class ListenError extends Error {
   readonly code = "listen_failed";
@@ -43,6 +50,7 @@ export function serveStarting(port: number, hostname: string, routes: Routes, co
     return Bun.serve<Connection>({
       port,
       hostname,
+      idleTimeout: IDLE_TIMEOUT_SECONDS,
       routes: cors.wrapRoutes(answerOtherMethods(routes)),
       fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("unavailable", "the broker is starting")),
     });
@@ -66,6 +74,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
   const all: Serve.Options<Connection> = {
     port,
     hostname,
+    idleTimeout: IDLE_TIMEOUT_SECONDS,
     // /ws is wrapped too: its refusals are HTTP answers, with the CORS headers as every route's.
     routes: cors.wrapRoutes(Object.assign({}, answerOtherMethods(answerFailures(Object.assign({}, ...routes), failed)), {
       "/ws": (req: Request, srv: Server<Connection>) => {
