@@ -281,8 +281,14 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
     };
   } catch (error) {
     release();
-    throw unwritableDataDir(dataDir) ?? error;
+    throw unwritableDataDir(dataDir) ?? startError(error);
   }
+}
+
+/** PGlite's file system throws objects that are no Error (an errno alone): logged as they are, they read "[object Object]". */
+function startError(error: unknown): unknown {
+  if (error instanceof Error) return error;
+  return new Error(`the embedded database could not be opened: ${JSON.stringify(error) ?? String(error)}`, { cause: error });
 }
 
 export async function connect(options: ConnectOptions): Promise<Database> {

@@ -48,7 +48,13 @@ export function unwritableDataDir(dataDir: string): DataDirUnusableError | null 
   } catch (error) {
     return new DataDirUnusableError(dataDir, "the embedded database", error);
   } finally {
-    rmSync(probe, { force: true });
+    // A probe that could not be written may not be removable either (a
+    // directory this process cannot search): that must not hide the answer.
+    try {
+      rmSync(probe, { force: true });
+    } catch {
+      // Nothing was left to remove.
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 // `bun install` prepares one empty cluster once, as a tarball; a broker on an
 // empty DATA_DIR starts from a copy of it in well under a second.
 import { PGlite } from "@electric-sql/pglite";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,10 +37,13 @@ export async function openCluster(dataDir: string, startParams: string[]): Promi
   // made. An existing one is closed too: older brokers left it open.
   mkdirSync(pgdata, { recursive: true, mode: 0o700 });
   chmodSync(pgdata, 0o700);
-  if (existsSync(join(pgdata, "PG_VERSION"))) return PGlite.create(pgdata, { startParams });
+  // PGlite's file system does not follow a symbolic link (pgdata moved to
+  // another volume and linked back): it is given the directory itself.
+  const cluster = realpathSync(pgdata);
+  if (existsSync(join(cluster, "PG_VERSION"))) return PGlite.create(cluster, { startParams });
   writeFileSync(marker, "");
   const template = await loadTemplate();
-  const client = await PGlite.create(pgdata, { startParams, ...(template ? { loadDataDir: template } : {}) });
+  const client = await PGlite.create(cluster, { startParams, ...(template ? { loadDataDir: template } : {}) });
   unlinkSync(marker);
   return client;
 }
