@@ -142,8 +142,9 @@ describe.skipIf(!ownPostgresTestsRun())("SwitchboardDatabaseDown", () => {
     return { hook: hook.status, message: message.status, admin: admin.status };
   }
 
-  test("a partition: an HTTP send under way on a silent connection gets 500 internal (it may be stored), not 503, as the runbook says", async () => {
-    expect(runbook).toContain("an HTTP send already under way gets 500 internal");
+  test("a partition: HTTP sends made on silent connections get 500 internal (they may be stored), hooks and admin 503, as the runbook says", async () => {
+    expect(runbook).toContain("an HTTP send already under way gets 500 internal after 8 s, and so does every HTTP send that comes while the connections stay silent");
+    expect(runbook).toContain("hooks and admin requests get 503 after those 8 s");
     // The pool's connections are open and known good: the requests below go out on them.
     expect(await routeStatuses()).toEqual({ hook: 200, message: 201, admin: 200 });
     proxy.stall();

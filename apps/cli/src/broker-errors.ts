@@ -11,12 +11,13 @@ export function brokerError(what: string, error: unknown): CliError {
 
 /**
  * A failed send, on one line. One that may have been stored (the answer
- * never came) names the id it was written with: sent again with `--id`, it
- * cannot become a second message.
+ * never came, or the broker failed it) names the id it was written with:
+ * sent again with `--id`, it cannot become a second message.
  */
 export function sendFailed(error: unknown): CliError {
   const failed = brokerError("send failed", error);
   const sendId = error instanceof SwitchboardError ? error.sendId : undefined;
   if (sendId === undefined) return failed;
-  return new CliError(`${failed.message} (it may have been stored: to send it again, add --id ${sendId})`);
+  // Not "it may have been stored": the broker's own line may say that nothing was (a full disk).
+  return new CliError(`${failed.message} (to send it again, add --id ${sendId}: it is stored at most once)`);
 }

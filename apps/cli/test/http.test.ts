@@ -185,7 +185,7 @@ describe("send --http", () => {
     const down = await cli(["send", "--mesh", mesh.slug, "--http", "--token", "sba_nope", "--url", `http://127.0.0.1:${await freePort()}`, members[1]!.pubkey, "x"]);
     expect(down.code).toBe(1);
     const [line = ""] = lines(down.stderr);
-    expect(line).toMatch(/^switchboard: send failed: unreachable: .* \(it may have been stored: to send it again, add --id [0-9a-f-]{36}\)$/);
+    expect(line).toMatch(/^switchboard: send failed: unreachable: .* \(to send it again, add --id [0-9a-f-]{36}: it is stored at most once\)$/);
   });
 });
 

@@ -337,7 +337,7 @@ describe("peer commands", () => {
       const result = await runCli(home, ["send", "--mesh", mesh.slug, "--key", bobKey, "*", text], { env, timeoutMs: 40_000 });
       expect(result.code).toBe(1);
       expect(lines(result.stderr)).toEqual([
-        expect.stringMatching(/^switchboard: send failed: timeout: .* \(it may have been stored: to send it again, add --id [0-9a-f-]{36}\)$/),
+        expect.stringMatching(/^switchboard: send failed: timeout: .* \(to send it again, add --id [0-9a-f-]{36}: it is stored at most once\)$/),
       ]);
     } finally {
       await release();
