@@ -5,7 +5,8 @@
 // metrics tables of docs/protocol.md describe what a live broker exports.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { parsePrometheusText, useTestBroker } from "@switchboard/testkit";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { familyOf, metricNames } from "./support/promql.ts";
@@ -258,6 +259,43 @@ describe.skipIf(!promtool)("promtool", () => {
     const { code, text } = check(["config", "prometheus/prometheus.yml"]);
     expect(text).toContain("is valid prometheus config file syntax");
     expect(code).toBe(0);
+  });
+
+  // The gauge is 1 for 10 s after each refused write: refusals 20 s apart made
+  // it fall back between them, and an alert on the gauge alone never fired.
+  test("test rules: SwitchboardDatabaseFull fires for writes refused now and then, and clears 5 min after the last", () => {
+    const rule = rules.find((r) => r.alert === "SwitchboardDatabaseFull")!;
+    const labels = { instance: "broker-1:7900", job: "switchboard" };
+    // Every 5 s for 5 minutes: a refusal every 20 s (two samples at 1), then 10 minutes of none.
+    const values = [..."1 1 0 0 ".repeat(15).trim().split(" "), ...Array.from({ length: 120 }, () => "0")].join(" ");
+    const firing = {
+      exp_labels: { ...labels, severity: "page" },
+      exp_annotations: { summary: rule.annotations!.summary!.replace("{{ $labels.instance }}", labels.instance), runbook: rule.annotations!.runbook! },
+    };
+    const scenario = {
+      rule_files: [join(DEPLOY, "prometheus", "alerts.yml")],
+      evaluation_interval: "5s",
+      tests: [
+        {
+          interval: "5s",
+          input_series: [{ series: `broker_db_full{instance="${labels.instance}",job="${labels.job}"}`, values }],
+          alert_rule_test: [
+            { eval_time: "2m", alertname: "SwitchboardDatabaseFull", exp_alerts: [firing] },
+            { eval_time: "4m50s", alertname: "SwitchboardDatabaseFull", exp_alerts: [firing] },
+            { eval_time: "11m", alertname: "SwitchboardDatabaseFull", exp_alerts: [] },
+          ],
+        },
+      ],
+    };
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-rules-"));
+    try {
+      writeFileSync(join(dir, "test.yml"), JSON.stringify(scenario));
+      const out = Bun.spawnSync([promtool!, "test", "rules", join(dir, "test.yml")]);
+      const text = out.stdout.toString() + out.stderr.toString();
+      expect({ code: out.exitCode, text }).toEqual({ code: 0, text: expect.stringContaining("SUCCESS") });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("check metrics: a live /metrics scrape lints clean", () => {
