@@ -31,6 +31,10 @@ import { checkTarget, type Resolve } from "./target-policy.ts";
 
 // Requests in flight from one instance at once (to different members).
 const MAX_CONCURRENT = 64;
+// Of those, to members whose last request here failed: endpoints that hang
+// until the timeout and are tried again at once would otherwise hold every
+// slot, and the others would wait a timeout for one.
+const MAX_CONCURRENT_FAILING = MAX_CONCURRENT / 2;
 // A retry timer fires a little after the due time, so the database's clock agrees it is due.
 const TIMER_SLACK_MS = 20;
 
@@ -59,6 +63,9 @@ export class WebhookDispatcher implements QueueConsumer {
   private readonly notBefore = new Map<string, number>();
   private readonly due = new Set<string>();
   private readonly inFlight = new Set<string>();
+  /** Members whose last request from here failed. */
+  private readonly failing = new Set<string>();
+  private failingInFlight = 0;
   /** News arrived while the member's attempt was in flight. */
   private readonly again = new Set<string>();
   private readonly retryTimers = new Map<string, Timer>();
@@ -102,6 +109,7 @@ export class WebhookDispatcher implements QueueConsumer {
     if (this.reading > 0) this.changedWhileRead.set(memberId, null);
     this.known.delete(memberId);
     this.notBefore.delete(memberId);
+    this.failing.delete(memberId);
     clearTimeout(this.retryTimers.get(memberId));
     this.retryTimers.delete(memberId);
   }
@@ -150,6 +158,7 @@ export class WebhookDispatcher implements QueueConsumer {
       this.notBefore.delete(memberId);
     }
     if (this.reading === 0) this.changedWhileRead.clear();
+    for (const memberId of this.failing) if (!this.known.has(memberId)) this.failing.delete(memberId);
     for (const row of rows) if (row.due) this.schedule(row.memberId);
   }
 
@@ -168,14 +177,19 @@ export class WebhookDispatcher implements QueueConsumer {
     if (this.shutdown.signal.aborted) return;
     for (const memberId of this.due) {
       if (this.inFlight.size >= MAX_CONCURRENT) return;
+      // Left due: taken once a failing member's attempt ends.
+      const failing = this.failing.has(memberId);
+      if (failing && this.failingInFlight >= MAX_CONCURRENT_FAILING) continue;
       this.due.delete(memberId);
       this.inFlight.add(memberId);
+      if (failing) this.failingInFlight++;
       const run: Promise<void> = this.attempt(memberId)
         // The database went away under it: a warning, as elsewhere (the lease runs out and the next attempt takes over).
         .catch((error) => this.log[isConnectionLost(error) ? "warn" : "error"]({ err: error, memberId }, "webhook attempt failed"))
         .finally(() => {
           this.attempts.delete(run);
           this.inFlight.delete(memberId);
+          if (failing) this.failingInFlight--;
           if (this.again.delete(memberId)) this.schedule(memberId);
           this.pump();
         });
@@ -219,6 +233,8 @@ export class WebhookDispatcher implements QueueConsumer {
     }
     this.metrics.webhookRequests.labels(result.outcome).inc();
     const ok = result.outcome === "ok";
+    if (ok) this.failing.delete(memberId);
+    else this.failing.add(memberId);
     const failures = ok ? 0 : webhook.failures + 1;
     const delayMs = ok ? 0 : failureDelayMs(failures, this.options.backoff, result.retryAfterMs);
     const recorded = await retryTransient(() =>
