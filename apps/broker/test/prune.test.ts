@@ -188,6 +188,50 @@ describe("pruneMessages", () => {
     expect(await read(FROM_THE_OLDEST)).toBe(OWED);
     expect(await read(first.next)).toBe(0);
   });
+
+  // On the embedded database a statement holds the broker's one thread: a
+  // walk through an offline member's backlog of 300,000 held it for 3 s.
+  test("a walk reads at most `scan` messages of a kind, and the walks after it go on from there to what settled beyond", async () => {
+    await noMessages(t.db);
+    for (let i = 0; i < 30; i++) await message("k", 3 * 3600 - i, 86_400, "queued");
+    const beyond = await message("k", 2 * 3600, 86_400, "acked");
+    let from: PruneFrom = FROM_THE_OLDEST;
+    const removed: number[] = [];
+    for (let walk = 0; walk < 4; walk++) {
+      const pruned = await pruneMessages(t.db, RETENTION, 5, from, 10);
+      removed.push(pruned.removed);
+      from = pruned.next;
+    }
+    expect(removed).toEqual([0, 0, 0, 1]);
+    const left = await t.db.rows<{ id: string }>(sql`SELECT id FROM messages WHERE id = ${beyond}::uuid`);
+    expect(left).toEqual([]);
+    // And of the messages read, `scan` at most.
+    await t.db.rows(sql`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, created_at, expires_at)
+        SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'c', now() - interval '3 days' + g * interval '1 ms', now() + interval '4 days'
+        FROM generate_series(1, 5000) g
+        RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at)
+      SELECT id, ${t.memberId}::uuid, 'now', now() + interval '4 days' FROM m`);
+    await t.db.rows(sql`ANALYZE messages`);
+    const plan = await planOf(
+      t.backend.databaseUrl ?? t.db,
+      (recorder) => pruneMessages({ transaction: (work) => work(recorder) }, RETENTION, 500, FROM_THE_OLDEST, 1000),
+      { generic: true, analyze: true },
+    );
+    expect(rowsReadFrom(plan, "messages m")).toBe(1000);
+  });
+
+  test("a walk that starts at an instant holding more than `scan` messages goes to its cutoff, so it moves on", async () => {
+    await noMessages(t.db);
+    for (let i = 0; i < 12; i++) await message("k", 2 * 3600, 86_400, "queued");
+    await t.db.rows(sql`UPDATE messages SET created_at = date_trunc('second', now()) - interval '2 hours'`);
+    const [at] = await t.db.rows<{ at: string }>(sql`SELECT ${isoInstant(sql`min(created_at)`)} AS at FROM messages`);
+    const first = await pruneMessages(t.db, RETENTION, 5, { ...FROM_THE_OLDEST, direct: at!.at }, 10);
+    expect(first.next.direct).not.toBe(at!.at);
+    expect(Date.parse(first.next.direct!)).toBeGreaterThan(Date.parse(at!.at));
+  });
 });
 
 describe("PruneWalk", () => {

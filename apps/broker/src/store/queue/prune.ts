@@ -40,30 +40,48 @@ export interface Pruned {
   next: PruneFrom;
 }
 
-// The oldest messages of one kind past `keptSeconds` and created at or after
-// `from`, through that kind's created_at index (schema.ts), so a tick reads
-// the messages past their retention, not the table: the settled ones go
-// (settled.ts). Those still owed stay behind a walk that passed them (an
-// offline member's backlog, kept for its TTL): a tick that starts where the
-// last one ended does not read them again, a walk from the oldest does.
-// Rows another transaction holds (another instance's prune, a request's
-// reply wait set or ended, queue/reply.ts) are skipped, not waited for: the
-// walk from the oldest finds them.
-const prunable = (kind: SQL, keptSeconds: number, from: string | null, retention: Retention, limit: number): SQL => sql`
+// Where a walk of one kind ends: its cutoff (`keptSeconds` ago), or sooner,
+// at the created_at of the `scan`-th message from `from`, so that one
+// statement reads at most that many messages whatever is owed among them (on
+// the embedded database a statement holds the broker's one thread: a walk
+// through an offline member's whole backlog held it for seconds). The next
+// walk goes on from there. Where more than `scan` messages share the
+// instant the walk starts at, it ends at its cutoff, so that it moves on.
+// Through the kind's created_at index: index entries only, no row checked.
+const walkEnd = (kind: (alias: string) => SQL, keptSeconds: number, from: string | null, scan: number): SQL => sql`
+  LEAST(now() - make_interval(secs => ${keptSeconds}),
+        (SELECT CASE WHEN e.created_at > coalesce(${from}::timestamptz, '-infinity') THEN e.created_at END
+         FROM (SELECT w.created_at FROM messages w
+               WHERE ${kind("w")} AND w.created_at >= coalesce(${from}::timestamptz, '-infinity')
+               ORDER BY w.created_at OFFSET ${scan} LIMIT 1) e))`;
+
+// The oldest messages of one kind created at or after `from` and before the
+// walk's end (`end`, a CTE holding walkEnd), through that kind's created_at
+// index (schema.ts), so a tick reads the messages past their retention, not
+// the table: the settled ones go (settled.ts). Those still owed stay behind a
+// walk that passed them (an offline member's backlog, kept for its TTL): a
+// tick that starts where the last one ended does not read them again, a walk
+// from the oldest does. Rows another transaction holds (another instance's
+// prune, a request's reply wait set or ended, queue/reply.ts) are skipped,
+// not waited for: the walk from the oldest finds them.
+const prunable = (kind: (alias: string) => SQL, end: SQL, from: string | null, retention: Retention, limit: number): SQL => sql`
   SELECT m.id, m.created_at FROM messages m
-  WHERE ${kind} AND m.created_at < now() - make_interval(secs => ${keptSeconds})
+  WHERE ${kind("m")} AND m.created_at < (SELECT at FROM ${end})
     AND m.created_at >= coalesce(${from}::timestamptz, '-infinity')
     AND ${settled(retention.settledSeconds)}
   ORDER BY m.created_at
   LIMIT ${limit}
   FOR UPDATE SKIP LOCKED`;
 
-// How far a walk read: to its cutoff when it took fewer than its limit;
-// else to the last message it took, at which the next walk starts again
-// (`>=`: those created at that same instant that it did not take).
-const walkedTo = (walk: SQL, keptSeconds: number, limit: number): SQL => sql`
-  CASE WHEN (SELECT count(*) FROM ${walk}) < ${limit} THEN now() - make_interval(secs => ${keptSeconds})
+// How far a walk read: to its end when it took fewer than its limit; else
+// to the last message it took, at which the next walk starts again (`>=`:
+// those created at that same instant that it did not take).
+const walkedTo = (walk: SQL, end: SQL, limit: number): SQL => sql`
+  CASE WHEN (SELECT count(*) FROM ${walk}) < ${limit} THEN (SELECT at FROM ${end})
        ELSE (SELECT max(created_at) FROM ${walk}) END`;
+
+const DIRECT = (alias: string) => sql`${sql.raw(alias)}.target_spec NOT LIKE '#%'`;
+const CHANNEL = (alias: string) => sql`${sql.raw(alias)}.target_spec LIKE '#%'`;
 
 interface Walked {
   ids: string[];
@@ -94,6 +112,8 @@ export async function pruneMessages(
   retention: Retention,
   limit: number,
   from: PruneFrom = FROM_THE_OLDEST,
+  /** Messages of each kind one walk reads at most (walkEnd). */
+  scan = 2 * limit,
 ): Promise<Pruned> {
   const channelKept = Math.max(retention.settledSeconds, retention.historySeconds);
   // Without a bound the statement visits no channels (HISTORY_MAX_PER_CHANNEL unset, the default).
@@ -101,8 +121,10 @@ export async function pruneMessages(
   const bound = max === undefined ? null : historyBound(max, retention.settledSeconds, from.bounded, limit);
   return db.transaction(async (tx) => {
     const [walked] = await tx.rows<Walked>(sql`
-      WITH ${bound === null ? sql`` : sql`RECURSIVE`} direct AS (${prunable(sql`m.target_spec NOT LIKE '#%'`, retention.settledSeconds, from.direct, retention, limit)}),
-      channel AS (${prunable(sql`m.target_spec LIKE '#%'`, channelKept, from.channel, retention, limit)}),
+      WITH ${bound === null ? sql`` : sql`RECURSIVE`} direct_end AS MATERIALIZED (SELECT ${walkEnd(DIRECT, retention.settledSeconds, from.direct, scan)} AS at),
+      channel_end AS MATERIALIZED (SELECT ${walkEnd(CHANNEL, channelKept, from.channel, scan)} AS at),
+      direct AS (${prunable(DIRECT, sql`direct_end`, from.direct, retention, limit)}),
+      channel AS (${prunable(CHANNEL, sql`channel_end`, from.channel, retention, limit)}),
       ${bound === null ? sql`` : sql`${bound.ctes},`}
       -- = ANY of an array: an IN of the subquery is planned as a hash join
       -- over the whole table under a generic plan. (The cast makes the
@@ -117,8 +139,8 @@ export async function pruneMessages(
         DELETE FROM deliveries WHERE message_id = ANY ((SELECT ids FROM ids)::uuid[])
       )
       SELECT ids::text[] AS ids,
-             ${isoInstant(walkedTo(sql`direct`, retention.settledSeconds, limit))} AS "directNext",
-             ${isoInstant(walkedTo(sql`channel`, channelKept, limit))} AS "channelNext"
+             ${isoInstant(walkedTo(sql`direct`, sql`direct_end`, limit))} AS "directNext",
+             ${isoInstant(walkedTo(sql`channel`, sql`channel_end`, limit))} AS "channelNext"
              ${bound === null ? sql`` : sql`, ${bound.columns}`}
       FROM ids`);
     // No row only from an executor that answers none (the plan tests' recorder): ids makes one.
