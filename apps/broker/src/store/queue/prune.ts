@@ -47,7 +47,7 @@ export interface Pruned {
 // through an offline member's whole backlog held it for seconds). The next
 // walk goes on from there. Where more than `scan` messages share the
 // instant the walk starts at, it ends at its cutoff, so that it moves on.
-// Through the kind's created_at index: index entries only, no row checked.
+// Through the kind's created_at index, with no owed check per message.
 const walkEnd = (kind: (alias: string) => SQL, keptSeconds: number, from: string | null, scan: number): SQL => sql`
   LEAST(now() - make_interval(secs => ${keptSeconds}),
         (SELECT CASE WHEN e.created_at > coalesce(${from}::timestamptz, '-infinity') THEN e.created_at END
