@@ -55,6 +55,8 @@ export async function forwardHook(options: ForwardOptions): Promise<string> {
     return `skipped: notification ${notification_type}`;
   }
   const token = readFileSync(options.tokenFile, "utf8").trim();
+  // Sent, it would come back as "Authorization: Bearer <hook token> is required", which points at the wrong thing.
+  if (token === "") return `skipped: the token file ${options.tokenFile} is empty`;
   const body = { cwd, hook_event_name, ...(session_id ? { session_id } : {}), ...(notification_type ? { notification_type } : {}) };
   const headers: Record<string, string> = { authorization: `Bearer ${token}`, "content-type": "application/json" };
   if (options.pid !== undefined) headers[HOOK_PID_HEADER] = String(options.pid);

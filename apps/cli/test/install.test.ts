@@ -788,6 +788,15 @@ describe("the installed hook command", () => {
     expect(lines(byHand.stderr)).toEqual([expect.stringMatching(/^switchboard hook: /)]);
   });
 
+  test("an empty token file is named as such, and nothing is sent", async () => {
+    const empty = home.path("empty.token");
+    writeFileSync(empty, "\n", { mode: 0o600 });
+    const before = captured.length;
+    const byHand = await runCli(home, ["hook", "forward", "--url", server.url.origin, "--token-file", empty], { stdin: JSON.stringify(input("Stop")) });
+    expect({ code: byHand.code, stderr: lines(byHand.stderr) }).toEqual({ code: 0, stderr: [`switchboard hook: skipped: the token file ${empty} is empty`] });
+    expect(captured.length).toBe(before);
+  });
+
   test("run by hand, the forwarder says what a server answered on one short line of stderr, whatever the body", async () => {
     const page = await runCli(home, ["hook", "forward", "--url", `${server.url.origin}/page`, "--token-file", tokenFile], { stdin: JSON.stringify(input("Stop")) });
     expect(page.code).toBe(0);
