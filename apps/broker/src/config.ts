@@ -2,8 +2,8 @@
 // value stops the start with one line that names the variable.
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "@switchboard/db";
+import { BEARER_TOKEN, BEARER_TOKEN_RULE } from "@switchboard/protocol";
 import { z } from "zod";
-import { BEARER_TOKEN, BEARER_TOKEN_RULE } from "./bearer-token.ts";
 
 // Digits only: Number() would take " " as 0, "0x1F90" as 8080 and "7e3" as 7000.
 const wholeNumber = (min: number, max: number) =>

@@ -3,6 +3,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+// The module alone: this file is loaded by hook forward, which loads no package (zod) it does not need.
+import { BEARER_TOKEN, BEARER_TOKEN_RULE } from "@switchboard/protocol/bearer-token";
 import type { Args } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
 
@@ -145,8 +147,6 @@ export function headerToken(token: string, what: string): string {
   if (!/^[^\s\u0000-\u001f\u007f]+$/.test(token)) {
     throw new UsageError(`${what} holds whitespace or a control character (a line end from a file?), which no Authorization header can carry`);
   }
-  if (!/^[\x21-\x7e]+$/.test(token)) {
-    throw new UsageError(`${what} holds a character outside printable ASCII, which an Authorization header does not carry as written`);
-  }
+  if (!BEARER_TOKEN.test(token)) throw new UsageError(`${what} ${BEARER_TOKEN_RULE}`);
   return token;
 }

@@ -1,4 +1,5 @@
 export * from "./admin.ts";
+export * from "./bearer-token.ts";
 export * from "./curve.ts";
 export * from "./frames.ts";
 export * from "./hook.ts";

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DataDirUnusableError } from "@switchboard/db";
-import { BEARER_TOKEN } from "../bearer-token.ts";
+import { BEARER_TOKEN } from "@switchboard/protocol";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 
