@@ -3,7 +3,7 @@
 // folder under Claude Code's configuration directory (transcriptDir).
 import { open, readdir, stat } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { checkTimeout } from "./config.ts";
 
 export type TranscriptStatus = "idle" | "working";
@@ -17,11 +17,13 @@ const DEFAULT_IDLE_AFTER_MS = 60_000;
 /** Claude Code cuts a project's folder name here and appends a hash of the whole path. */
 const MAX_FOLDER_NAME = 200;
 
-/** Where Claude Code keeps its files: CLAUDE_CONFIG_DIR when set, else ~/.claude. */
-function claudeConfigDir(home: string | undefined): string {
+/** Where Claude Code keeps its projects' transcripts: under CLAUDE_CONFIG_DIR when set, else ~/.claude. */
+function projectsDir(home: string | undefined): string {
   const moved = process.env.CLAUDE_CONFIG_DIR;
-  return moved !== undefined && moved !== "" ? resolve(moved) : join(home ?? homedir(), ".claude");
+  return join(moved !== undefined && moved !== "" ? resolve(moved) : join(home ?? homedir(), ".claude"), "projects");
 }
+
+const sanitized = (cwd: string) => cwd.replace(/[^A-Za-z0-9]/g, "-");
 
 /** The hash Claude Code's CLI (a Bun program) appends to a long folder name; under Node its own code's fallback. */
 function pathHash(cwd: string): string {
@@ -38,32 +40,34 @@ function pathHash(cwd: string): string {
  * names it.
  */
 export function transcriptDir(cwd: string, home?: string): string {
-  const name = cwd.replace(/[^A-Za-z0-9]/g, "-");
+  const name = sanitized(cwd);
   const folder = name.length <= MAX_FOLDER_NAME ? name : `${name.slice(0, MAX_FOLDER_NAME)}-${pathHash(cwd)}`;
-  return join(claudeConfigDir(home), "projects", folder);
+  return join(projectsDir(home), folder);
 }
 
+/** The paths in a directory, or null when it cannot be read. */
+const listed = (dir: string): Promise<string[] | null> =>
+  readdir(dir).then(
+    (names) => names.map((name) => join(dir, name)),
+    () => null,
+  );
+
 /**
- * transcriptDir, or for a long path whose hash another runtime computed
- * differently, the one folder that starts with the same cut name.
+ * The files of the project's folder: transcriptDir, or for a long path whose
+ * hash another runtime computed differently, the one folder that starts with
+ * the same cut name.
  */
-async function projectFolder(cwd: string, home: string | undefined): Promise<string[] | null> {
-  const dir = transcriptDir(cwd, home);
-  try {
-    return (await readdir(dir)).map((name) => join(dir, name));
-  } catch {
-    const name = cwd.replace(/[^A-Za-z0-9]/g, "-");
-    if (name.length <= MAX_FOLDER_NAME) return null;
-    const projects = join(claudeConfigDir(home), "projects");
-    const prefix = `${name.slice(0, MAX_FOLDER_NAME)}-`;
-    const matches = (await readdir(projects).catch(() => [])).filter((n) => n.startsWith(prefix));
-    if (matches.length !== 1) return null;
-    return (await readdir(join(projects, matches[0]!)).catch(() => null))?.map((n) => join(projects, matches[0]!, n)) ?? null;
-  }
+async function projectFiles(cwd: string, home: string | undefined): Promise<string[] | null> {
+  const files = await listed(transcriptDir(cwd, home));
+  const name = sanitized(cwd);
+  if (files !== null || name.length <= MAX_FOLDER_NAME) return files;
+  const prefix = `${name.slice(0, MAX_FOLDER_NAME)}-`;
+  const matches = ((await listed(projectsDir(home))) ?? []).filter((path) => basename(path).startsWith(prefix));
+  return matches.length === 1 ? listed(matches[0]!) : null;
 }
 
 async function newestTranscript(cwd: string, home: string | undefined): Promise<{ path: string; mtimeMs: number } | null> {
-  const paths = await projectFolder(cwd, home);
+  const paths = await projectFiles(cwd, home);
   if (paths === null) return null;
   let newest: { path: string; mtimeMs: number } | null = null;
   for (const path of paths.filter((p) => p.endsWith(".jsonl"))) {
