@@ -223,6 +223,21 @@ describe("pruneMessages", () => {
     expect(rowsReadFrom(plan, "messages m")).toBe(1000);
   });
 
+  test("the walk's end is found among the messages past the cutoff: the young ones after them are not read (generic plan)", async () => {
+    await noMessages(t.db);
+    await t.db.rows(sql`
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, expires_at)
+      SELECT ${t.meshId}::uuid, ${t.memberId}::uuid, 'k', 'now', 'n', 'c', now() + interval '1 day'
+      FROM generate_series(1, 1500) g`);
+    await t.db.rows(sql`ANALYZE messages`);
+    const plan = await planOf(
+      t.backend.databaseUrl ?? t.db,
+      (recorder) => pruneMessages({ transaction: (work) => work(recorder) }, RETENTION, 500, FROM_THE_OLDEST, 1000),
+      { generic: true, analyze: true },
+    );
+    expect(rowsReadFrom(plan, "messages w")).toBe(0);
+  });
+
   test("a walk that starts at an instant holding more than `scan` messages goes to its cutoff, so it moves on", async () => {
     await noMessages(t.db);
     for (let i = 0; i < 12; i++) await message("k", 2 * 3600, 86_400, "queued");

@@ -47,12 +47,14 @@ export interface Pruned {
 // through an offline member's whole backlog held it for seconds). The next
 // walk goes on from there. Where more than `scan` messages share the
 // instant the walk starts at, it ends at its cutoff, so that it moves on.
-// Through the kind's created_at index, with no owed check per message.
+// Through the kind's created_at index, with no owed check per message, and
+// only over messages past the cutoff: the young ones after it are not read.
 const walkEnd = (kind: (alias: string) => SQL, keptSeconds: number, from: string | null, scan: number): SQL => sql`
   LEAST(now() - make_interval(secs => ${keptSeconds}),
         (SELECT CASE WHEN e.created_at > coalesce(${from}::timestamptz, '-infinity') THEN e.created_at END
          FROM (SELECT w.created_at FROM messages w
                WHERE ${kind("w")} AND w.created_at >= coalesce(${from}::timestamptz, '-infinity')
+                 AND w.created_at < now() - make_interval(secs => ${keptSeconds})
                ORDER BY w.created_at OFFSET ${scan} LIMIT 1) e))`;
 
 // The oldest messages of one kind created at or after `from` and before the
