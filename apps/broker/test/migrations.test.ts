@@ -141,8 +141,13 @@ describe("migrations", () => {
   test.skipIf(backendKind !== "postgres")("a start whose migrations wait for another process's lock logs that it waits and for whom, then migrates once it is released (needs DATABASE_URL)", async () => {
     const { backend } = await fresh();
     const holder = postgres(backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    // The same key held in another database of the server (another broker's migration): not the holder named.
+    const otherDatabase = new URL(backend.databaseUrl!);
+    otherDatabase.pathname = "/postgres";
+    const elsewhere = postgres(otherDatabase.toString(), { max: 1, onnotice: () => {} });
     try {
       const [{ pid }] = await holder<[{ pid: number }]>`SELECT pg_backend_pid() AS pid, pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+      await elsewhere`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
       const proc = spawnRaw(backend.env);
       const { lines, done: reading } = readLog(proc.stderr);
       try {
@@ -158,6 +163,7 @@ describe("migrations", () => {
       }
     } finally {
       await holder.end();
+      await elsewhere.end();
     }
   });
 

@@ -52,7 +52,8 @@ export async function migrate(
       // A key below 2^31 is held as classid 0, objid the key.
       const [holder] = await tx.rows<{ pid: number }>(sql`
         SELECT pid FROM pg_locks
-        WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = ${MIGRATION_LOCK_KEY} AND objsubid = 1`);
+        WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = ${MIGRATION_LOCK_KEY} AND objsubid = 1
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
       onWait?.(holder?.pid ?? null);
       await tx.rows(sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
     }
