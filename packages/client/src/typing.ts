@@ -11,7 +11,13 @@ export function typingPayload(typing: boolean): Record<string, boolean> {
   return { [TYPING_KEY]: typing };
 }
 
+/**
+ * The typing signal a message is, or null. Only an ephemeral message is one:
+ * a stored message with the same payload was meant to be read (and, given
+ * again after a reconnect, would show a typing long past).
+ */
 export function typingOf(message: Message): boolean | null {
+  if (!message.ephemeral) return null;
   const p = message.payload;
   if (typeof p !== "object" || p === null || Array.isArray(p)) return null;
   const keys = Object.keys(p);

@@ -244,6 +244,22 @@ describe("browser features of the SDK", () => {
     expect(typing).toEqual([]);
   });
 
+  test("a stored message whose payload looks like a typing signal is a message, not a typing", async () => {
+    const ann = await browserClient("ann");
+    const ben = await browserClient("ben");
+    await ann.client.join("loft");
+    await ben.client.join("loft");
+    const typing: TypingInfo[] = [];
+    const messages: unknown[] = [];
+    ben.client.on("typing", (t) => typing.push(t));
+    ben.client.on("message", (m) => messages.push(m.payload));
+    await ann.client.send("#loft", { "switchboard.typing": true });
+    await ann.client.setTyping("loft");
+    await waitUntil(() => typing.length === 1 && messages.length === 1, 5000, "the typing and the message");
+    expect(messages).toEqual([{ "switchboard.typing": true }]);
+    expect(typing).toEqual([{ channel: "#loft", senderPubkey: ann.client.publicKey, typing: true }]);
+  });
+
   test("HttpSender in a page: it calls fetch as a function, as a browser's fetch demands (called as a method of another object it throws)", async () => {
     const ann = await browserClient("ann");
     // Its JWT hello enrolls it: before that the broker knows no member with its key.
