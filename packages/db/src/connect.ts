@@ -6,7 +6,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { errorCode, isConnectionLost, neverReachedDatabase } from "./connection-errors.ts";
 import { withoutSettings } from "./database-url.ts";
-import { lockDataDir, unwritableDataDir } from "./dir-lock.ts";
+import { linkInsidePgdata, lockDataDir, unwritableDataDir } from "./dir-lock.ts";
 import { EmbeddedStatements } from "./embedded-statements.ts";
 import { openCluster } from "./embedded-template.ts";
 import * as schema from "./schema.ts";
@@ -281,7 +281,7 @@ async function connectEmbedded(dataDir: string): Promise<Database> {
     };
   } catch (error) {
     release();
-    throw unwritableDataDir(dataDir) ?? startError(error);
+    throw unwritableDataDir(dataDir) ?? linkInsidePgdata(dataDir) ?? startError(error);
   }
 }
 

@@ -2,7 +2,7 @@
 // holds an exclusive lock file. Its content names the holder, for the message
 // the second process prints.
 import { randomUUID } from "node:crypto";
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync, type Dirent } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { identityOf, isZombie, type ProcessIdentity } from "./process-identity.ts";
@@ -27,9 +27,9 @@ export class DataDirLockedError extends Error {
  */
 export class DataDirUnusableError extends Error {
   readonly code = "data_dir_unusable";
-  constructor(dataDir: string, what: string, cause: unknown) {
+  constructor(dataDir: string, what: string, cause: unknown, remedy = "it must be a directory this process can create and write") {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    super(`DATA_DIR ${dataDir} cannot hold ${what}: ${reason}; it must be a directory this process can create and write`, { cause });
+    super(`DATA_DIR ${dataDir} cannot hold ${what}: ${reason}; ${remedy}`, { cause });
   }
 }
 
@@ -144,6 +144,30 @@ function removeIfStill(path: string, stale: string): void {
 }
 
 const ATTEMPTS = 5;
+
+/**
+ * Why PGlite could not open pgdata, when a symbolic link inside it is the
+ * cause, or null: its file system follows none (pg_wal moved to another
+ * volume and linked back, say) and fails with no word of which. pgdata
+ * itself may be a link: it is opened by its real path.
+ */
+export function linkInsidePgdata(dataDir: string): DataDirUnusableError | null {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(realpathSync(join(dataDir, "pgdata")), { recursive: true, withFileTypes: true });
+  } catch {
+    return null;
+  }
+  const link = entries.find((entry) => entry.isSymbolicLink());
+  if (link === undefined) return null;
+  const path = join(link.parentPath, link.name);
+  return new DataDirUnusableError(
+    dataDir,
+    "the embedded database",
+    `${path} is a symbolic link, which it cannot follow inside pgdata`,
+    "to keep its files on another volume, move the whole of pgdata there and link pgdata itself",
+  );
+}
 
 /** Takes the lock or throws DataDirLockedError (or DataDirUnusableError); returns the release function. */
 export function lockDataDir(dataDir: string): () => void {
