@@ -200,6 +200,29 @@ describe("HTTP messaging API", () => {
     // HEAD goes to a route's GET: where there is none, it is refused as itself.
     const head = await fetch(`${broker.url}/v1/messages`, { method: "HEAD" });
     expect({ status: head.status, allow: head.headers.get("allow") }).toEqual({ status: 405, allow: "POST" });
+    // Methods Bun does not route by key (they reached the 404 fallback: "no route PROPFIND /health").
+    const unrouted = [
+      ["PROPFIND", "/health", "GET, HEAD"],
+      ["QUERY", "/v1/messages", "POST"],
+      ["PURGE", `/v1/messages/${crypto.randomUUID()}`, "GET, HEAD"],
+      ["MKCOL", "/hook/set-status", "POST"],
+    ] as const;
+    for (const [method, path, allow] of unrouted) {
+      const res = await fetch(`${broker.url}${path}`, { method });
+      const body = (await res.json()) as ErrorBody;
+      expect({ method, path, status: res.status, code: body.error.code, allow: res.headers.get("allow") }).toEqual({
+        method,
+        path,
+        status: 405,
+        code: "method_not_allowed",
+        allow,
+      });
+    }
+    // A path no route has is still not found, whatever the method; so is one a parameter's segment would be empty in.
+    for (const path of ["/nowhere", "/v1/messages/", "/v1/messages/x/y"]) {
+      const res = await fetch(`${broker.url}${path}`, { method: "PROPFIND" });
+      expect({ path, status: res.status }).toEqual({ path, status: 404 });
+    }
   });
 
   test("a request whose body stops coming is ended unanswered, and the broker's stderr stays JSON lines", async () => {

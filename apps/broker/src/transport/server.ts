@@ -8,7 +8,7 @@ import type { Metrics } from "../metrics.ts";
 import type { ConnectionGate } from "../services/connection-gate.ts";
 import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
 import type { CorsPolicy } from "./http/cors.ts";
-import { answerOtherMethods } from "./http/methods.ts";
+import { allowedOn, answerOtherMethods } from "./http/methods.ts";
 import { apiError, requestUrl } from "./http/respond.ts";
 import { answerFailures } from "./http/route-failures.ts";
 import type { Connection } from "./ws/connection.ts";
@@ -47,12 +47,13 @@ export class ListenError extends Error {
  */
 export function serveStarting(port: number, hostname: string, routes: Routes, cors: CorsPolicy): Server<Connection> {
   try {
+    const otherMethod = allowedOn(routes);
     return Bun.serve<Connection>({
       port,
       hostname,
       idleTimeout: IDLE_TIMEOUT_SECONDS,
       routes: cors.wrapRoutes(answerOtherMethods(routes)),
-      fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("unavailable", "the broker is starting")),
+      fetch: (req) => cors.preflight(req) ?? cors.decorate(req, otherMethod(req) ?? apiError("unavailable", "the broker is starting")),
     });
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
@@ -71,12 +72,14 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
     log.error({ err: error }, "request failed");
     return apiError("internal", "internal error");
   };
+  const table = Object.assign({}, ...routes);
+  const otherMethod = allowedOn(table);
   const all: Serve.Options<Connection> = {
     port,
     hostname,
     idleTimeout: IDLE_TIMEOUT_SECONDS,
     // /ws is wrapped too: its refusals are HTTP answers, with the CORS headers as every route's.
-    routes: cors.wrapRoutes(Object.assign({}, answerOtherMethods(answerFailures(Object.assign({}, ...routes), failed)), {
+    routes: cors.wrapRoutes(Object.assign({}, answerOtherMethods(answerFailures(table, failed)), {
       "/ws": (req: Request, srv: Server<Connection>) => {
         // A browser always names the page's origin; with CORS_ORIGINS set, only listed pages may connect.
         if (!cors.allowsSocket(req.headers.get("origin"))) return refuseSocket("forbidden", "this origin may not open a socket here");
@@ -92,7 +95,8 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
         return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
       },
     })),
-    fetch: (req) => cors.preflight(req) ?? cors.decorate(req, apiError("not_found", `no route ${req.method} ${requestUrl(req).pathname}`)),
+    fetch: (req) =>
+      cors.preflight(req) ?? cors.decorate(req, otherMethod(req) ?? apiError("not_found", `no route ${req.method} ${requestUrl(req).pathname}`)),
     websocket: ws.handlers,
     error: failed,
   };
