@@ -130,6 +130,13 @@ describe("admin API", () => {
       const res = await api<ErrorBody>("GET", route);
       expect({ route, status: res.status, code: res.body.error.code }).toEqual({ route, status: 404, code: "not_found" });
     }
+    // Bytes that are not UTF-8 once decoded (a malformed escape, a lone byte) are said to be such, not echoed as U+FFFD.
+    for (const route of [`/v1/meshes/%ZZ/members`, `/v1/meshes/%FF/peers`, `/v1/meshes/${mesh.slug}/members/%C0%80/tokens`]) {
+      const res = await api<ErrorBody>("GET", route);
+      expect({ route, status: res.status, code: res.body.error.code }).toEqual({ route, status: 404, code: "not_found" });
+      expect(res.body.error.message).not.toContain("\uFFFD");
+      expect(res.body.error.message).toContain("not UTF-8");
+    }
   });
 
   test("adds and lists members; 409 on a duplicate pubkey, 400 on bad bodies, 404 on unknown meshes", async () => {

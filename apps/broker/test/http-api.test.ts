@@ -732,6 +732,11 @@ describe("HTTP messaging API", () => {
     expectError(await messageStatus(broker.url, tokens[1]!, id), 404, "not_found");
     expectError(await messageStatus(broker.url, tokens[0]!, crypto.randomUUID()), 404, "not_found");
     expectError(await messageStatus(broker.url, tokens[0]!, "not-a-uuid"), 404, "not_found");
+    const malformed = await messageStatus<ErrorBody>(broker.url, tokens[0]!, "%ZZ");
+    expect({ status: malformed.status, message: malformed.body.error.message }).toEqual({
+      status: 404,
+      message: "a path parameter with a malformed percent-escape or bytes that are not UTF-8 names nothing",
+    });
     expectError(await messageStatus(broker.url, null, id), 401, "unauthorized");
     expectError(await messageStatus(broker.url, "sba_nope", id), 401, "unauthorized");
   });

@@ -18,7 +18,7 @@ import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-
 import { utf8Text } from "../utf8.ts";
 import { pushFrame } from "../ws/wire.ts";
 import { answerWithin } from "./answer-deadline.ts";
-import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, requestUrl, sameSecret } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, requestUrl, sameSecret, unnamable } from "./respond.ts";
 
 export interface MessagesRouteDeps {
   messaging: HttpMessaging;
@@ -158,6 +158,8 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
     if (token === null) return apiError("unauthorized", "Authorization: Bearer <api token or admin token> is required");
     const reader: Reader | null = sameSecret(token, adminToken) ? "admin" : await messaging.authenticate(token);
     if (reader === null) return apiError("unauthorized", "neither a live API token nor the admin token");
+    const nothing = unnamable(req.params);
+    if (nothing) return nothing;
     const state = await messaging.status(req.params.messageId, reader);
     if (state === null) return apiError("not_found", `no message ${req.params.messageId} of yours`);
     const view: MessageStatusView = {

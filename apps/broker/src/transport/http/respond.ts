@@ -12,11 +12,15 @@ export function json(status: number, body: unknown, headers?: Record<string, str
 
 /**
  * A route parameter Postgres cannot hold (NUL, an unpaired surrogate) names
- * nothing: answered 404 before it reaches a statement, which would fail.
+ * nothing: answered 404 before it reaches a statement, which would fail. So
+ * does one that was not UTF-8, said as such rather than echoed.
  */
 export function unnamable(params: object): Response | null {
-  const bad = Object.values(params).some((v) => typeof v === "string" && !isStorable(v));
-  return bad ? apiError("not_found", "a path parameter with NUL or an unpaired surrogate names nothing") : null;
+  const values = Object.values(params).filter((v): v is string => typeof v === "string");
+  if (values.some((v) => !isStorable(v))) return apiError("not_found", "a path parameter with NUL or an unpaired surrogate names nothing");
+  // What Bun decodes bytes that are not UTF-8 (a malformed escape, %FF) to: echoed, it would name "no mesh �".
+  if (values.some((v) => v.includes("\uFFFD"))) return apiError("not_found", "a path parameter with a malformed percent-escape or bytes that are not UTF-8 names nothing");
+  return null;
 }
 
 /**
