@@ -10,6 +10,7 @@ import { describe, expect, test } from "bun:test";
 import {
   backendKind,
   buildHello,
+  holdOnInsert,
   PeerPool,
   RawWebSocket,
   rawPresence,
@@ -90,6 +91,42 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       expect(failed.map((l) => Number(l.sends) - Number(l.stored))).toEqual([0, 1]);
       expect(broker.process.exitCode).toBeNull();
       await wake();
+    } finally {
+      await peers.closeAll();
+      await admin.end();
+      await dispose();
+    }
+  });
+
+  test("a send with an id whose statement waited on a lock as its connection was closed as silent is acked as stored, not as a duplicate of itself", async () => {
+    const { broker, databaseUrl, dispose } = await brokerBehindProxy({ DB_ANSWER_TIMEOUT_SECONDS: "2", LEASE_SECONDS: "600" });
+    const admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    const peers = new PeerPool();
+    try {
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+      const [a, b] = members as [(typeof members)[0], (typeof members)[0]];
+      const sender = await peers.connect(broker.wsUrl, a, mesh.id);
+      const recipient = await peers.connect(broker.wsUrl, b, mesh.id);
+      const ciphertext = Buffer.from("written while a lock held it").toString("base64");
+      // The statement waits, silent past DB_ANSWER_TIMEOUT_SECONDS: its connection is closed, the
+      // lookup finds nothing committed, and the send is written again, which waits for the first.
+      const held = await holdOnInsert(databaseUrl, { messageCiphertext: ciphertext });
+      const replied = sender.send(b.pubkey, { ciphertext, id: "once-only" });
+      await waitUntil(
+        async () => (await admin<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'transactionid'`)[0]!.n > 0 || undefined,
+        30_000,
+        "the send written again, waiting for its first write",
+      );
+      await held.release();
+      const reply = await replied;
+      expect(broker.process.logs.some((l) => l.msg === "send failed; writing it again")).toBe(true);
+      expect(reply).toMatchObject({ type: "ack", id: "once-only", recipients: 1 });
+      expect(reply.duplicate).toBeUndefined();
+      const stored = await admin<{ id: string }[]>`SELECT id FROM messages WHERE ciphertext = ${ciphertext}`;
+      expect(stored.map((m) => m.id)).toEqual([reply.messageId as string]);
+      const [push] = await recipient.waitForPushes(1);
+      expect(push).toMatchObject({ messageId: reply.messageId, ciphertext, attempt: 1 });
     } finally {
       await peers.closeAll();
       await admin.end();

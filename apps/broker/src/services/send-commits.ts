@@ -178,6 +178,14 @@ export class SendCommits {
       for (const item of items) written.push(...(await this.commitIsolating([item], true, unknown)));
       return written;
     }
+    // Written again and not stored, a send may have met its first write,
+    // committed after the lookup for it (it waited on a lock as its
+    // connection was closed as silent): a message with its id is that
+    // write, stored by this send, not an earlier send it repeats.
+    if (again && enqueued.some((e) => !e.inserted)) {
+      const stored = await this.storedDespite(undefined, messages);
+      if (stored.length > 0) return this.afterLostAnswer(items, stored);
+    }
     return this.afterCommit(items, enqueued);
   }
 
