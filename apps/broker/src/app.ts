@@ -6,7 +6,7 @@ import type { Database } from "@switchboard/db";
 import type { Server } from "bun";
 import { VERSION, newInstanceId, resolveGitSha } from "./build-info.ts";
 import type { Config } from "./config.ts";
-import { connectAndMigrate } from "./database.ts";
+import { connectAndMigrate, whenTheDatabaseServes } from "./database.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { createAdminService } from "./services/admin.ts";
@@ -268,8 +268,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     instanceLeaseSeconds: timing.instanceLeaseSeconds,
   });
 
-  await lease.register();
-  const unsubscribe = await bus.subscribe({
+  await whenTheDatabaseServes("register", log, () => lease.register());
+  const unsubscribe = await whenTheDatabaseServes("listen", log, () => bus.subscribe({
     queuedWork: (members) => queuedWork.forMembers(members),
     queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
     leased: (to, pushes) => {
@@ -291,7 +291,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId)));
       waiters.wakeAll();
     },
-  });
+  }));
   sweepers.start();
   // An instance that says it listens knows the webhooks: news of work for one finds it.
   await dispatcher.start();

@@ -2,7 +2,17 @@
 // starts. A database that is away or still starting is waited for; what can
 // never succeed by waiting (missing migration files, a locked embedded
 // directory, a port in use) stops the start.
-import { applicationNameOf, BROKER_SETTINGS, connect, isConnectionLost, loadMigrations, migrate, withoutSettings, type Database } from "@switchboard/db";
+import {
+  applicationNameOf,
+  BROKER_SETTINGS,
+  connect,
+  isConnectionLost,
+  isOutOfResources,
+  loadMigrations,
+  migrate,
+  withoutSettings,
+  type Database,
+} from "@switchboard/db";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { pingDatabase } from "./store/health.ts";
@@ -68,6 +78,27 @@ export async function connectAndMigrate(
       const refused = answered && !isConnectionLost(error);
       if (!refused) pingFailed = true;
       log.error({ err: error, attempt }, refused ? "db migration failed" : "db ping failed");
+      await Bun.sleep(Math.min(1000 * attempt, 5000));
+    }
+  }
+}
+
+/**
+ * A step of the start after the migrations (the instance's registration,
+ * the listening connection), tried again as connectAndMigrate tries while
+ * the database cannot serve it: away, or without a connection left for it
+ * (max_connections, a role's limit), which an instance added to a busy
+ * server meets. Anything else stops the start.
+ */
+export async function whenTheDatabaseServes<T>(step: string, log: Logger, run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const done = await run();
+      if (attempt > 1) log.info({ step }, "db healthy");
+      return done;
+    } catch (error) {
+      if (!isConnectionLost(error) && !isOutOfResources(error)) throw error;
+      log.error({ err: error, attempt, step }, "db ping failed");
       await Bun.sleep(Math.min(1000 * attempt, 5000));
     }
   }

@@ -292,6 +292,47 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     expect(events.indexOf("db healthy")).toBeLessThan(events.indexOf("broker listening"));
   });
 
+  test("a start past its migrations with no connection left for listening waits for one, then serves and hears notices", async () => {
+    // A role whose limit the pool's warm-up takes whole: the listening connection is refused (53300).
+    const name = `sb_few_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+    const admin = postgres(cluster.url(), { max: 1, onnotice: () => {} });
+    cleanups.push(() => admin.end({ timeout: 1 }));
+    await admin.unsafe(`CREATE ROLE ${name} LOGIN CONNECTION LIMIT 3`);
+    await admin.unsafe(`CREATE DATABASE ${name} OWNER ${name}`);
+    const url = new URL(cluster.url());
+    url.username = name;
+    url.pathname = `/${name}`;
+    const port = await freePort();
+    const proc = spawnRaw({ DATABASE_URL: url.toString(), BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+    cleanups.push(async () => {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    });
+    let logged = "";
+    void (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of proc.stderr) logged += decoder.decode(chunk, { stream: true });
+    })();
+    await waitUntil(() => /"step":"listen","msg":"db ping failed"/.test(logged) || undefined, 60_000, "the listening connection refused");
+    expect(logged).toContain("too many connections for role");
+    expect(proc.exitCode).toBeNull();
+    await admin.unsafe(`ALTER ROLE ${name} CONNECTION LIMIT -1`);
+    const base = `http://127.0.0.1:${port}`;
+    expect((await readyBecomes(base, "ready", 30_000))?.code).toBe(200);
+    // The bus hears what is notified on its channel, once: a notice it cannot
+    // read is logged. (A listen tried again had the driver keep the failed
+    // one's listener beside the new one: each notice was heard twice.)
+    const own = new URL(cluster.url());
+    own.pathname = `/${name}`;
+    const notifier = postgres(own.toString(), { max: 1, onnotice: () => {} });
+    cleanups.push(() => notifier.end({ timeout: 1 }));
+    const heard = () => logged.split('"msg":"ignored a malformed bus message"').length - 1;
+    await notifier`SELECT pg_notify('switchboard_wake', 'not a bus message')`;
+    await waitUntil(() => heard() > 0 || undefined, 10_000, "the notice heard");
+    await Bun.sleep(1000);
+    expect(heard()).toBe(1);
+  });
+
   test("a migration the database refuses: the instance is up, its database up, and it waits at migrating", async () => {
     // A table of the schema's name and another shape: the first migration fails on it, the database answers.
     const name = `sb_refused_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
