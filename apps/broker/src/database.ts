@@ -8,6 +8,7 @@ import {
   connect,
   isConnectionLost,
   isOutOfResources,
+  isReadOnly,
   loadMigrations,
   migrate,
   withoutSettings,
@@ -86,9 +87,10 @@ export async function connectAndMigrate(
 /**
  * A step of the start after the migrations (the instance's registration,
  * the listening connection), tried again as connectAndMigrate tries while
- * the database cannot serve it: away, or without a connection left for it
+ * the database cannot serve it: away, without a connection left for it
  * (max_connections, a role's limit), which an instance added to a busy
- * server meets. Anything else stops the start.
+ * server meets, or read-only (a standby not promoted yet). Anything else
+ * stops the start.
  */
 export async function whenTheDatabaseServes<T>(step: string, log: Logger, run: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -97,7 +99,7 @@ export async function whenTheDatabaseServes<T>(step: string, log: Logger, run: (
       if (attempt > 1) log.info({ step }, "db healthy");
       return done;
     } catch (error) {
-      if (!isConnectionLost(error) && !isOutOfResources(error)) throw error;
+      if (!isConnectionLost(error) && !isOutOfResources(error) && !isReadOnly(error)) throw error;
       log.error({ err: error, attempt, step }, "db ping failed");
       await Bun.sleep(Math.min(1000 * attempt, 5000));
     }

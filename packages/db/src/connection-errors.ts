@@ -47,6 +47,14 @@ export function isOutOfResources(error: unknown): boolean {
   return code !== undefined && /^53[0-9A-Z]{3}$/.test(code);
 }
 
+/**
+ * Whether the database refused the statement as read-only (25006): a hot
+ * standby, a primary demoted by a failover, `default_transaction_read_only`.
+ * Nothing it refused was written; a promotion or a reconnect to the primary
+ * mends it.
+ */
+export const isReadOnly = (error: unknown): boolean => errorCode(error) === "25006";
+
 /** Whether the database refused the statement for want of disk space. */
 export const isDiskFull = (error: unknown): boolean => errorCode(error) === "53100";
 

@@ -3,7 +3,7 @@
 // itself when it is back. A database that answers its ping may still refuse
 // writes for want of disk space: a statement refused so marks it full for a
 // while (FULL_MS), which /health and /health/ready show.
-import { isConnectionLost, isDiskFull, isOutOfResources, type Database } from "@switchboard/db";
+import { isConnectionLost, isDiskFull, isOutOfResources, isReadOnly, type Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { pingDatabase } from "../store/health.ts";
@@ -88,7 +88,7 @@ export function watchDbHealth(
           log.error({ err: error }, "db full");
         }
       }
-      return !healthy || isConnectionLost(error) || isOutOfResources(error);
+      return !healthy || isConnectionLost(error) || isOutOfResources(error) || isReadOnly(error);
     },
     stop() {
       stopped = true;

@@ -4,7 +4,7 @@
 // refuses is written again send by send, so only the culprit fails; past the
 // commit, deliveries leased to presences here are pushed at once, and the
 // rest are news for the queue's consumers.
-import { errorCode, isConnectionLost, isDiskFull, isOutOfResources, neverReachedDatabase, type Database } from "@switchboard/db";
+import { errorCode, isConnectionLost, isDiskFull, isOutOfResources, isReadOnly, neverReachedDatabase, type Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
@@ -163,10 +163,10 @@ export class SendCommits {
         // A bug or bad data is an error; the database's state (away, or short of room) a warning.
         this.log[databaseAtFault ? "warn" : "error"]({ err: error }, "send failed");
         // Only a statement that never reached the database, or that it
-        // refused for want of a resource, this time and before, certainly
-        // stored nothing.
+        // refused for want of a resource or as read-only, this time and
+        // before, certainly stored nothing.
         if (!unknown && neverReachedDatabase(error)) return [refuse("unavailable", "the database is unreachable; nothing was stored")];
-        if (!unknown && isOutOfResources(error)) return [refuse("unavailable", shortOf(error))];
+        if (!unknown && (isOutOfResources(error) || isReadOnly(error))) return [refuse("unavailable", refusedWhy(error))];
         return [refuse("internal", "the broker could not store this message; it may have been stored: send it again with the same id")];
       }
       // A commit still under way when the lookup ran holds the message's id:
@@ -294,8 +294,9 @@ function leasedDeliveries({ message, senderPubkey }: PendingSend, e: EnqueuedSen
   }));
 }
 
-/** The refusal of a statement the database refused for want of a resource. */
-function shortOf(error: unknown): string {
+/** The refusal of a statement the database refused for want of a resource, or as read-only. */
+function refusedWhy(error: unknown): string {
   if (isDiskFull(error)) return "the database has no disk space left to store it; nothing was stored";
+  if (isReadOnly(error)) return "the database is read-only (a standby, or a primary demoted by a failover); nothing was stored";
   return `the database is short of a resource (SQLSTATE ${errorCode(error)}); nothing was stored`;
 }
