@@ -27,17 +27,25 @@ async function contend(dataDir: string): Promise<string[]> {
   return answers;
 }
 
+/** A lock file whose holder is dead: no process has a pid this high (pid_max is at most 2^22). */
+function deadHolder(dataDir: string): void {
+  writeFileSync(join(dataDir, "broker.lock"), JSON.stringify({ pid: 2 ** 23, hostname: hostname(), since: "2026-01-01T00:00:00.000Z" }));
+}
+
 describe("contenders starting at one instant", () => {
   for (const kind of ["an empty DATA_DIR", "a lock its dead holder left"] as const) {
     test(`on ${kind}: exactly one holds the lock, the others are refused, in each of ${ROUNDS} rounds`, async () => {
       const holders: number[] = [];
       for (let round = 0; round < ROUNDS; round++) {
         const dataDir = mkdtempSync(join(root, "data-"));
-        if (kind === "a lock its dead holder left") {
-          // No process has a pid this high (pid_max is at most 2^22).
-          writeFileSync(join(dataDir, "broker.lock"), JSON.stringify({ pid: 2 ** 23, hostname: hostname(), since: "2026-01-01T00:00:00.000Z" }));
+        if (kind === "a lock its dead holder left") deadHolder(dataDir);
+        // A round a contender came late to raced nothing (a loaded machine): it is run again, on a fresh directory.
+        let answers = await contend(dataDir);
+        for (let again = 0; again < 3 && answers.includes("late"); again++) {
+          const fresh = mkdtempSync(join(root, "data-"));
+          if (kind === "a lock its dead holder left") deadHolder(fresh);
+          answers = await contend(fresh);
         }
-        const answers = await contend(dataDir);
         for (const answer of answers) expect(["held", "data_dir_locked"]).toContain(answer);
         holders.push(answers.filter((a) => a === "held").length);
       }
