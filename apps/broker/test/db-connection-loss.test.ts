@@ -20,7 +20,7 @@ import {
   WebhookReceiver,
 } from "@switchboard/testkit";
 import postgres from "postgres";
-import { brokerBehindProxy } from "./support/behind-proxy.ts";
+import { brokerBehindProxy, pairBehindProxy } from "./support/behind-proxy.ts";
 import { sendFrame, sendMany } from "./support/messaging.ts";
 
 describe.skipIf(backendKind !== "postgres")("database connections lost (needs DATABASE_URL)", () => {
@@ -99,19 +99,14 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
   });
 
   test("a send with an id whose statement waited on a lock as its connection was closed as silent is acked as stored, not as a duplicate of itself", async () => {
-    const { broker, databaseUrl, dispose } = await brokerBehindProxy({ DB_ANSWER_TIMEOUT_SECONDS: "2", LEASE_SECONDS: "600" });
+    const { broker, databaseUrl, sender, recipient, recipientKey, dispose } = await pairBehindProxy({ DB_ANSWER_TIMEOUT_SECONDS: "2", LEASE_SECONDS: "600" }, []);
     const admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-    const peers = new PeerPool();
     try {
-      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
-      const [a, b] = members as [(typeof members)[0], (typeof members)[0]];
-      const sender = await peers.connect(broker.wsUrl, a, mesh.id);
-      const recipient = await peers.connect(broker.wsUrl, b, mesh.id);
       const ciphertext = Buffer.from("written while a lock held it").toString("base64");
       // The statement waits, silent past DB_ANSWER_TIMEOUT_SECONDS: its connection is closed, the
       // lookup finds nothing committed, and the send is written again, which waits for the first.
       const held = await holdOnInsert(databaseUrl, { messageCiphertext: ciphertext });
-      const replied = sender.send(b.pubkey, { ciphertext, id: "once-only" });
+      const replied = sender.send(recipientKey, { ciphertext, id: "once-only" });
       await waitUntil(
         async () => (await admin<{ n: number }[]>`
           SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'transactionid'`)[0]!.n > 0 || undefined,
@@ -128,7 +123,6 @@ describe.skipIf(backendKind !== "postgres")("database connections lost (needs DA
       const [push] = await recipient.waitForPushes(1);
       expect(push).toMatchObject({ messageId: reply.messageId, ciphertext, attempt: 1 });
     } finally {
-      await peers.closeAll();
       await admin.end();
       await dispose();
     }

@@ -57,6 +57,21 @@ afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
 
+/** A broker on this database and port, killed after the file's tests; `logged` is its stderr so far. */
+function spawnLogged(databaseUrl: string, port: number) {
+  const proc = spawnRaw({ DATABASE_URL: databaseUrl, BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+  cleanups.push(async () => {
+    proc.kill("SIGKILL");
+    await proc.exited;
+  });
+  let text = "";
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stderr) text += decoder.decode(chunk, { stream: true });
+  })();
+  return { proc, logged: () => text };
+}
+
 describe("readiness", () => {
   test("a started broker is ready", async () => {
     const broker = await TestBroker.start();
@@ -303,18 +318,9 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     url.username = name;
     url.pathname = `/${name}`;
     const port = await freePort();
-    const proc = spawnRaw({ DATABASE_URL: url.toString(), BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
-    cleanups.push(async () => {
-      proc.kill("SIGKILL");
-      await proc.exited;
-    });
-    let logged = "";
-    void (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of proc.stderr) logged += decoder.decode(chunk, { stream: true });
-    })();
-    await waitUntil(() => /"step":"listen","msg":"db ping failed"/.test(logged) || undefined, 60_000, "the listening connection refused");
-    expect(logged).toContain("too many connections for role");
+    const { proc, logged } = spawnLogged(url.toString(), port);
+    await waitUntil(() => /"step":"listen","msg":"db ping failed"/.test(logged()) || undefined, 60_000, "the listening connection refused");
+    expect(logged()).toContain("too many connections for role");
     expect(proc.exitCode).toBeNull();
     await admin.unsafe(`ALTER ROLE ${name} CONNECTION LIMIT -1`);
     const base = `http://127.0.0.1:${port}`;
@@ -326,7 +332,7 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     own.pathname = `/${name}`;
     const notifier = postgres(own.toString(), { max: 1, onnotice: () => {} });
     cleanups.push(() => notifier.end({ timeout: 1 }));
-    const heard = () => logged.split('"msg":"ignored a malformed bus message"').length - 1;
+    const heard = () => logged().split('"msg":"ignored a malformed bus message"').length - 1;
     await notifier`SELECT pg_notify('switchboard_wake', 'not a bus message')`;
     await waitUntil(() => heard() > 0 || undefined, 10_000, "the notice heard");
     await Bun.sleep(1000);
@@ -347,19 +353,10 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
 
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const proc = spawnRaw({ DATABASE_URL: url.toString(), BROKER_PORT: String(port), ADMIN_TOKEN: TEST_ADMIN_TOKEN });
-    cleanups.push(async () => {
-      proc.kill("SIGKILL");
-      await proc.exited;
-    });
-    let logged = "";
-    void (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of proc.stderr) logged += decoder.decode(chunk, { stream: true });
-    })();
+    const { logged } = spawnLogged(url.toString(), port);
     expect((await readyBecomes(base, "migrating"))?.code).toBe(503);
     // Past the first refusal (the database answered before it), and still at migrating.
-    await waitUntil(() => logged.includes('"msg":"db migration failed"') || undefined, 20_000, "a migration refused");
+    await waitUntil(() => logged().includes('"msg":"db migration failed"') || undefined, 20_000, "a migration refused");
     expect(await dbHealthy(base)).toBe(1);
     expect((await ready(base))?.body.status).toBe("migrating");
   });
