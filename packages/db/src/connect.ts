@@ -161,6 +161,20 @@ function listeningClient(client: postgres.Sql): postgres.Sql | undefined {
 }
 
 /**
+ * postgres.js keeps a channel whose LISTEN failed (the server had no
+ * connection left for the listener, say), with its listener: listening again
+ * awaited the same failure, or, once the driver had listened again by itself
+ * (it does as a listening connection closes), added a second listener, and
+ * every notice was heard twice. Forgotten, a listen tried again starts
+ * afresh. Only the caller's own listen forgets: the driver's re-listens keep
+ * theirs, which its next close tries again.
+ */
+function forgetFailedListen(client: postgres.Sql, channel: string, listener: (payload: string) => void): void {
+  const channels = (client.listen as unknown as { channels?: Record<string, { listeners: Array<{ fn: unknown }> }> }).channels;
+  if (channels?.[channel]?.listeners.some((l) => l.fn === listener)) delete channels[channel];
+}
+
+/**
  * The server settings each connection of the broker's pools is opened with,
  * which a setting of the same name in DATABASE_URL's query does not replace:
  * the reap finds an instance's sessions by their application_name, and the
@@ -215,7 +229,11 @@ function connectPostgres(givenUrl: string, poolSize: number, applicationName: st
       for (const c of [client, relaxedClient]) Object.assign(c.options, { answer_timeout: seconds });
     },
     async listen(channel, onNotify, onListen) {
-      const sub = await client.listen(channel, (payload) => onNotify(payload), onListen);
+      const listener = (payload: string) => onNotify(payload);
+      const sub = await client.listen(channel, listener, onListen).catch((error: unknown) => {
+        forgetFailedListen(client, channel, listener);
+        throw error;
+      });
       // The listening connection only reads: gone silent (a failover) it would
       // wait for notifications for as long as TCP takes to give up. A
       // statement on it now and then owes an answer, so the silence bound
