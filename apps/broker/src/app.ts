@@ -12,7 +12,7 @@ import { createMetrics } from "./metrics.ts";
 import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
 import { ApiSenders } from "./services/api-senders.ts";
-import { InstanceBus } from "./services/bus.ts";
+import { InstanceBus, type BusHandlers } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
 import { ConnectionGate } from "./services/connection-gate.ts";
 import { DashboardService } from "./services/dashboard.ts";
@@ -268,8 +268,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     instanceLeaseSeconds: timing.instanceLeaseSeconds,
   });
 
-  await whenTheDatabaseServes("register", log, () => lease.register());
-  const unsubscribe = await whenTheDatabaseServes("listen", log, () => bus.subscribe({
+  const busHandlers: BusHandlers = {
     queuedWork: (members) => queuedWork.forMembers(members),
     queuedWorkInMeshes: (meshIds) => queuedWork.forMeshes(meshIds),
     leased: (to, pushes) => {
@@ -291,7 +290,13 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       queuedWork.forMeshes(new Set(presences.all().map((p) => p.meshId)));
       waiters.wakeAll();
     },
-  }));
+  };
+  // Registered again at each try: a wait for the listener longer than the
+  // lease would have the others reap the instance before it serves.
+  const unsubscribe = await whenTheDatabaseServes("register, listen", log, async () => {
+    await lease.register();
+    return bus.subscribe(busHandlers);
+  });
   sweepers.start();
   // An instance that says it listens knows the webhooks: news of work for one finds it.
   await dispatcher.start();

@@ -319,7 +319,7 @@ describe.skipIf(!ownPostgresTestsRun())("readiness against a Postgres that comes
     url.pathname = `/${name}`;
     const port = await freePort();
     const { proc, logged } = spawnLogged(url.toString(), port);
-    await waitUntil(() => /"step":"listen","msg":"db ping failed"/.test(logged()) || undefined, 60_000, "the listening connection refused");
+    await waitUntil(() => /"step":"register, listen","msg":"db ping failed"/.test(logged()) || undefined, 60_000, "the listening connection refused");
     expect(logged()).toContain("too many connections for role");
     expect(proc.exitCode).toBeNull();
     await admin.unsafe(`ALTER ROLE ${name} CONNECTION LIMIT -1`);
