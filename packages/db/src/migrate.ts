@@ -1,17 +1,21 @@
 // Applies the SQL migrations drizzle-kit generated into ../drizzle, in the
 // order of its journal, in one transaction under an advisory lock: instances
 // starting together queue on the lock, and the later ones find nothing to do.
-import { sql } from "drizzle-orm";
+import { getTableName, is, sql } from "drizzle-orm";
+import { PgTable } from "drizzle-orm/pg-core";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Database, Executor } from "./connect.ts";
+import * as schema from "./schema.ts";
 
 const MIGRATIONS_DIR = join(import.meta.dir, "..", "drizzle");
 // Any constant works; it only has to be the same for every instance.
 export const MIGRATION_LOCK_KEY = 0x5b0a_7d01;
-/** How often, and how long apart, migrations look for their tables free of others' locks before they ask for them. */
-const LOCK_WAITS = 100;
+/** How often, and how long apart, migrations look for their tables free of others' locks before they ask for them (30 s). */
+const LOCK_WAITS = 600;
 const LOCK_WAIT_MS = 50;
+/** How long migrations wait for their tables' locks once asked for, holding the ones they have, before they fail and are tried again. */
+const LOCK_TIMEOUT = "2s";
 
 interface JournalEntry {
   idx: number;
@@ -69,7 +73,7 @@ export async function migrate(
       (await tx.rows<{ tag: string }>(sql`SELECT tag FROM switchboard_migrations`)).map((r) => r.tag),
     );
     const pending = migrations.filter((m) => !done.has(m.tag));
-    if (pending.length > 0) await lockEveryTable(tx);
+    if (pending.length > 0) await lockBrokerTables(tx);
     const applied: string[] = [];
     for (const migration of pending) {
       for (const statement of migration.statements) await tx.rows(sql.raw(statement));
@@ -81,34 +85,42 @@ export async function migrate(
 }
 
 /**
- * Every table of the schema, locked as a migration's strongest statement
- * would lock it, before the first one runs. Taken step by step instead (an
+ * The broker's tables, locked as a migration's strongest statement would
+ * lock them, before the first one runs. Taken step by step instead (an
  * index built under SHARE, then one dropped under ACCESS EXCLUSIVE), the
  * locks deadlocked with the statements of instances still serving, which
  * read a table under the first and waited to write it: the migration was
  * cancelled and built its indexes again, over and over, through a rolling
  * upgrade. Those statements now wait for the migration's commit. The locks
- * are asked for once no other session holds one on those tables (for at
- * most LOCK_WAITS tries), so that the tables stay readable while the
- * migration waits for a long write. (A lock that cannot be had is not
- * tried and let go: a statement that fails ends the driver's transaction.)
+ * are asked for once no other session holds one on those tables (looked for
+ * LOCK_WAITS times), so that the tables stay readable while the migration
+ * waits for a long write; a lock still not had within LOCK_TIMEOUT (a
+ * pg_dump holding them all, a statement that locks in another order) fails
+ * the migration, which the caller tries again, rather than stall every
+ * statement behind the ones it holds. (A lock that cannot be had is not
+ * tried and let go within the transaction: a statement that fails ends the
+ * driver's transaction.)
  */
-async function lockEveryTable(tx: Executor): Promise<void> {
+async function lockBrokerTables(tx: Executor): Promise<void> {
+  const names = Object.values(schema).flatMap((t) => (is(t, PgTable) ? [getTableName(t)] : []));
   const tables = await tx.rows<{ name: string }>(sql`
-    SELECT quote_ident(tablename) AS name FROM pg_tables
-    WHERE schemaname = current_schema() AND tablename <> 'switchboard_migrations'
-    ORDER BY tablename`);
+    SELECT quote_ident(c.relname) AS name FROM pg_class c
+    WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+      AND c.relkind IN ('r', 'p') AND c.relname = ANY (${`{${names.join(",")}}`}::text[])
+    ORDER BY c.relname`);
   if (tables.length === 0) return;
-  for (let tries = 1; tries < LOCK_WAITS; tries++) {
+  for (let tries = 0; tries < LOCK_WAITS; tries++) {
     const [held] = await tx.rows<{ n: number }>(sql`
       SELECT count(*)::int AS n FROM pg_locks l
       WHERE l.pid <> pg_backend_pid() AND l.granted
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND l.relation IN (SELECT c.oid FROM pg_class c
-                           WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
-                             AND c.relname <> 'switchboard_migrations')`);
+                           WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+                             AND c.relname = ANY (${`{${names.join(",")}}`}::text[]))`);
     if (held?.n === 0) break;
     await Bun.sleep(LOCK_WAIT_MS);
   }
+  await tx.rows(sql.raw(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`));
   await tx.rows(sql.raw(`LOCK TABLE ${tables.map((t) => t.name).join(", ")} IN ACCESS EXCLUSIVE MODE`));
+  await tx.rows(sql`SET LOCAL lock_timeout = 0`);
 }
