@@ -206,24 +206,30 @@ describe("a connection refused too often (MAX_REFUSED_FRAMES_PER_MIN=5, CONTROL_
   });
 
   test("sends already being written when the limit is passed are answered before the close: none is stored unanswered", async () => {
-    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
-    const [a, b] = members as [SetupMember, SetupMember];
-    const recipient = await pool.connect(broker.wsUrl, b, mesh.id);
-    const sender = await rawPresence(broker.wsUrl, mesh.id, a.identity);
-    // Sends without an id, to nobody and to the recipient by turns: the sixth refusal, to the eleventh, passes the limit.
-    const nobody = "b".repeat(64);
-    const frames = Array.from({ length: 12 }, (_, i) => ({ type: "send", targetSpec: i % 2 === 1 ? b.pubkey : nobody, nonce: `n${i}`, ciphertext: "Yw==" }));
-    const answers = await pipelined(sender, frames, 15_000);
-    await sender.waitFor(() => sender.close ?? undefined, 15_000, "the close");
-    expect(sender.close).toEqual({ code: 1008, reason: "unknown_target" });
-    const acked = frames.filter((_, i) => answers[i]?.type === "ack").map((f) => f.nonce);
-    // The last send was being written as the limit was passed.
-    expect(acked).toContain("n11");
-    // The recipient got exactly what the sender was told was stored: what a sender was not told, it would send again.
-    const again = await pool.connect(broker.wsUrl, a, mesh.id);
-    await again.send(b.pubkey, { nonce: "marker" });
-    const pushes = await recipient.waitForPushes(acked.length + 1);
-    expect(pushes.map((p) => p.nonce)).toEqual([...acked, "marker"]);
+    // A round where the last send was not begun yet as the limit was passed
+    // (the broker read the frames in two turns) tells nothing: run again.
+    let exercised = false;
+    for (let round = 0; round < 3 && !exercised; round++) {
+      const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+      const [a, b] = members as [SetupMember, SetupMember];
+      const recipient = await pool.connect(broker.wsUrl, b, mesh.id);
+      const sender = await rawPresence(broker.wsUrl, mesh.id, a.identity);
+      // Sends without an id, to nobody and to the recipient by turns: the sixth refusal, to the eleventh, passes the limit.
+      const nobody = "b".repeat(64);
+      const frames = Array.from({ length: 12 }, (_, i) => ({ type: "send", targetSpec: i % 2 === 1 ? b.pubkey : nobody, nonce: `n${i}`, ciphertext: "Yw==" }));
+      const answers = await pipelined(sender, frames, 15_000);
+      await sender.waitFor(() => sender.close ?? undefined, 15_000, "the close");
+      expect(sender.close).toEqual({ code: 1008, reason: "unknown_target" });
+      const acked = frames.filter((_, i) => answers[i]?.type === "ack").map((f) => f.nonce);
+      // The last send was being written as the limit was passed.
+      exercised = acked.includes("n11");
+      // The recipient got exactly what the sender was told was stored: what a sender was not told, it would send again.
+      const again = await pool.connect(broker.wsUrl, a, mesh.id);
+      await again.send(b.pubkey, { nonce: "marker" });
+      const pushes = await recipient.waitForPushes(acked.length + 1);
+      expect(pushes.map((p) => p.nonce)).toEqual([...acked, "marker"]);
+    }
+    expect(exercised).toBe(true);
   });
 
   test("invalid frames count too; five refusals leave the socket open, the sixth closes it with 1008 invalid", async () => {

@@ -103,11 +103,8 @@ interface Walked {
  * later walk from the oldest (FROM_THE_OLDEST), which the caller makes now
  * and then. Two statements in one transaction: the first locks the messages
  * and deletes their deliveries, the second their acknowledged deliveries and
- * the messages. An ack under way moves a delivery without locking its
- * message: the first statement's delete waits for that ack to commit (and
- * then finds the row gone), and only a later statement's snapshot sees the
- * row the ack wrote to acked_deliveries. In one statement it was left behind
- * with no message.
+ * the messages. (A message with a delivery an ack could still move, queued
+ * or leased, is never taken: settled.ts.)
  */
 export async function pruneMessages(
   db: Pick<Database, "transaction">,
