@@ -103,24 +103,23 @@ export async function migrate(
  */
 async function lockBrokerTables(tx: Executor): Promise<void> {
   const names = Object.values(schema).flatMap((t) => (is(t, PgTable) ? [getTableName(t)] : []));
-  const tables = await tx.rows<{ name: string }>(sql`
-    SELECT quote_ident(c.relname) AS name FROM pg_class c
+  const tables = await tx.rows<{ oid: string; name: string }>(sql`
+    SELECT c.oid::text AS oid, quote_ident(c.relname) AS name FROM pg_class c
     WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
       AND c.relkind IN ('r', 'p') AND c.relname = ANY (${`{${names.join(",")}}`}::text[])
     ORDER BY c.relname`);
   if (tables.length === 0) return;
+  const oids = `{${tables.map((t) => t.oid).join(",")}}`;
   for (let tries = 0; tries < LOCK_WAITS; tries++) {
     const [held] = await tx.rows<{ n: number }>(sql`
       SELECT count(*)::int AS n FROM pg_locks l
-      WHERE l.pid <> pg_backend_pid() AND l.granted
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        AND l.relation IN (SELECT c.oid FROM pg_class c
-                           WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
-                             AND c.relname = ANY (${`{${names.join(",")}}`}::text[]))`);
+      WHERE l.pid <> pg_backend_pid() AND l.granted AND l.relation = ANY (${oids}::oid[])
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
     if (held?.n === 0) break;
     await Bun.sleep(LOCK_WAIT_MS);
   }
   await tx.rows(sql.raw(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`));
   await tx.rows(sql.raw(`LOCK TABLE ${tables.map((t) => t.name).join(", ")} IN ACCESS EXCLUSIVE MODE`));
-  await tx.rows(sql`SET LOCAL lock_timeout = 0`);
+  // Back to the session's own (a role's setting, say) for the migrations themselves.
+  await tx.rows(sql`SET LOCAL lock_timeout TO DEFAULT`);
 }
