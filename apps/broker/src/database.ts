@@ -18,6 +18,9 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { pingDatabase } from "./store/health.ts";
 
+/** How long a start waits before its next try: 1 s, 2 s, … at most 5 s. */
+const retryDelayMs = (attempt: number): number => Math.min(1000 * attempt, 5000);
+
 /**
  * `onConnected` runs once the database is this process's (it opens the port);
  * a throw from it is final. `reached` says after each attempt whether the
@@ -79,7 +82,7 @@ export async function connectAndMigrate(
       const refused = answered && !isConnectionLost(error);
       if (!refused) pingFailed = true;
       log.error({ err: error, attempt }, refused ? "db migration failed" : "db ping failed");
-      await Bun.sleep(Math.min(1000 * attempt, 5000));
+      await Bun.sleep(retryDelayMs(attempt));
     }
   }
 }
@@ -101,7 +104,7 @@ export async function whenTheDatabaseServes<T>(step: string, log: Logger, run: (
     } catch (error) {
       if (!isConnectionLost(error) && !isOutOfResources(error) && !isReadOnly(error)) throw error;
       log.error({ err: error, attempt, step }, "db ping failed");
-      await Bun.sleep(Math.min(1000 * attempt, 5000));
+      await Bun.sleep(retryDelayMs(attempt));
     }
   }
 }
