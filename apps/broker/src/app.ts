@@ -320,6 +320,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     gate,
     pushWindow: { pushes: PUSH_WINDOW, leaseSeconds: timing.leaseSeconds },
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
+    idRetentionSeconds: timing.settledRetentionSeconds,
     helloTimeoutMs: timing.helloTimeoutMs,
     inflight: {
       frames: config.CONNECTION_INFLIGHT_FRAMES,

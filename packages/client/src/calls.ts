@@ -6,8 +6,11 @@
 import type { ConnectionState } from "./types.ts";
 import type { Connection } from "./connection.ts";
 import { namingSend, SwitchboardError } from "./errors.ts";
-import { Outbox } from "./outbox.ts";
+import { Outbox, type OutboxEntry } from "./outbox.ts";
 import { frameBytes, type ReplyFrame } from "./wire.ts";
+
+/** How much sooner than the broker's id window a send is no longer written again. */
+const FORGET_MARGIN_MS = 60_000;
 
 export type ReplyOf<T extends ReplyFrame["type"]> = Extract<ReplyFrame, { type: T }>;
 
@@ -23,6 +26,14 @@ export interface CallOptions {
   requestTimeoutMs: number | undefined;
   /** "fail": calls made while not connected fail with `unavailable` at once. */
   offline: "queue" | "fail";
+}
+
+/** What a broker's hello_ack says of its limits (undefined where it did not say). */
+export interface BrokerLimits {
+  /** The largest frame it takes on the socket (MAX_MESSAGE_BYTES). */
+  maxFrameBytes: number | undefined;
+  /** How long, at least, it remembers a stored send's id. */
+  idRetentionSeconds: number | undefined;
 }
 
 export class Calls {
@@ -54,6 +65,7 @@ export class Calls {
         reqId,
         text: JSON.stringify({ ...frame, reqId }),
         writtenOn: 0,
+        firstWrittenAt: null,
         once: frame.ephemeral === true,
         ...(frame.type === "send" && frame.ephemeral !== true && typeof frame.id === "string" ? { sendId: frame.id } : {}),
         reject: (error: Error) => {
@@ -72,26 +84,28 @@ export class Calls {
       this.outbox.add(entry);
       withdraw?.addEventListener("abort", () => giveUp("withdrawn before the broker answered"), { once: true });
       const connection = state === "open" ? this.link.connection() : null;
-      if (connection?.send(entry.text)) entry.writtenOn = connection.generation;
+      if (connection) write(entry, connection);
     });
   }
 
   /**
-   * A new socket's hello was accepted (with the largest frame it takes, if
-   * the broker said): everything unanswered goes out on it again, in the
-   * order it was made (a send keeps its id, so the broker answers
-   * duplicate:true for one it had committed).
+   * A new socket's hello was accepted (with the broker's limits, where it
+   * said them): everything unanswered goes out on it again, in the order it
+   * was made (a send keeps its id, so the broker answers duplicate:true for
+   * one it had committed) — but a send first written longer ago than the
+   * broker remembers ids, which could be stored twice.
    */
-  reopened(connection: Connection, maxFrameBytes: number | undefined): void {
-    this.maxFrameBytes = maxFrameBytes;
+  reopened(connection: Connection, limits: BrokerLimits): void {
+    this.maxFrameBytes = limits.maxFrameBytes;
     for (const entry of this.outbox.inOrder()) {
-      const refused = this.oversized(entry.text);
+      const refused = forgotten(entry, limits.idRetentionSeconds) ?? this.oversized(entry.text);
       if (refused) {
         if (!this.outbox.take(entry.reqId)) continue;
         // Written on an earlier socket, refused only by this one's smaller limit: the broker may have stored it.
         const { sendId } = entry;
-        entry.reject(entry.writtenOn !== 0 && sendId !== undefined ? namingSend(refused, sendId, "it was written on a socket that dropped before its answer, and may be stored") : refused);
-      } else if (connection.send(entry.text)) entry.writtenOn = connection.generation;
+        const named = refused.code === "too_large" && entry.writtenOn !== 0 && sendId !== undefined;
+        entry.reject(named ? namingSend(refused, sendId, "it was written on a socket that dropped before its answer, and may be stored") : refused);
+      } else write(entry, connection);
     }
   }
 
@@ -152,4 +166,29 @@ export class Calls {
       `the frame is ${bytes} bytes, over the broker's limit of ${this.maxFrameBytes} (MAX_MESSAGE_BYTES); send less`,
     );
   }
+}
+
+function write(entry: OutboxEntry, connection: Connection): void {
+  if (!connection.send(entry.text)) return;
+  entry.writtenOn = connection.generation;
+  // The wall clock, not a monotonic one: the outage to measure may be a
+  // machine asleep, which a monotonic clock does not count.
+  entry.firstWrittenAt ??= Date.now();
+}
+
+/**
+ * A durable send written before, so long ago that the broker may have
+ * stored it and forgotten its id since: written again, it could be stored
+ * a second time. The broker's window runs from its commit, after the first
+ * write; the margin covers the time the new write takes to reach its lookup.
+ */
+function forgotten(entry: OutboxEntry, idRetentionSeconds: number | undefined): SwitchboardError | null {
+  if (idRetentionSeconds === undefined || entry.sendId === undefined || entry.firstWrittenAt === null) return null;
+  const windowMs = idRetentionSeconds * 1000;
+  const elapsedMs = Date.now() - entry.firstWrittenAt;
+  if (elapsedMs < windowMs - Math.min(FORGET_MARGIN_MS, windowMs / 10)) return null;
+  return new SwitchboardError(
+    "outcome_unknown",
+    `this send was written ${Math.round(elapsedMs / 1000)} s ago and its answer lost; the broker remembers a send's id ${idRetentionSeconds} s (DELIVERED_RETENTION_SECONDS), so it may be stored and written again could be stored twice: it is not written again`,
+  );
 }

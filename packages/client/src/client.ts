@@ -392,7 +392,7 @@ export class SwitchboardClient {
     this.currentPresenceId = ack.presenceId;
     this.currentMemberId = ack.memberId;
     // Before the state says open: a call made by a listener of that change comes after.
-    this.calls.reopened(connection, ack.maxMessageBytes);
+    this.calls.reopened(connection, { maxFrameBytes: ack.maxMessageBytes, idRetentionSeconds: ack.idRetentionSeconds });
     this.heartbeat?.start();
     this.setState("open");
     // A listener of that change called close(): the client is ending, and tells of no opening.

@@ -2,7 +2,8 @@
  * Every failure the SDK reports. `code` is the broker's error code
  * ("unknown_target", "unauthorized", …) or one of the SDK's own:
  * "timeout", "closed", "unavailable", "unreachable", "decrypt_failed", "no_key",
- * "invalid", "too_large", "protocol", "listener_error", "token_failed".
+ * "invalid", "too_large", "protocol", "listener_error", "token_failed",
+ * "outcome_unknown".
  */
 export class SwitchboardError extends Error {
   readonly code: string;

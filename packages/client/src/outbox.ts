@@ -3,7 +3,8 @@
 // (a timeout, a withdrawn request, an ephemeral send whose socket dropped);
 // after a reconnect everything still here is written again, in order and
 // unchanged (a send keeps its `id`, so the broker answers duplicate:true for
-// one it had already committed).
+// one it had already committed), but for a send first written longer ago
+// than the broker remembers ids (calls.ts).
 import type { ReplyFrame } from "./wire.ts";
 
 export interface OutboxEntry {
@@ -12,6 +13,8 @@ export interface OutboxEntry {
   readonly text: string;
   /** Connection generation this entry was last written on (0: never). */
   writtenOn: number;
+  /** When (Date.now()) it was first written on a socket; null while never written. */
+  firstWrittenAt: number | null;
   /**
    * Written at most once: an ephemeral send, which the broker keeps no id of
    * to recognize it again, so a second write could deliver a second copy.

@@ -24,6 +24,12 @@ export const helloAckFrame = z.object({
   maxMessageBytes: z.number().int().positive().optional(),
   /** How long a push stays leased to this socket unacknowledged (LEASE_SECONDS) before the broker pushes it again. */
   leaseSeconds: z.number().int().positive().optional(),
+  /**
+   * How long, at least, the broker remembers a send's id after storing it
+   * (DELIVERED_RETENTION_SECONDS): a send written again within it is answered
+   * duplicate:true; later it may be stored a second time.
+   */
+  idRetentionSeconds: z.number().int().positive().optional(),
 });
 
 export const sendAckFrame = z.object({

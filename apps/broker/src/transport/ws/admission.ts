@@ -26,6 +26,8 @@ export interface AdmissionDeps {
   helloTimeoutMs: number;
   /** The largest frame the socket takes (MAX_MESSAGE_BYTES), told in the hello_ack. */
   maxMessageBytes: number;
+  /** How long a stored send's id is remembered (DELIVERED_RETENTION_SECONDS), told in the hello_ack. */
+  idRetentionSeconds: number;
   /** False once shutdown began: no hello is admitted into a stopping instance. */
   accepting: () => boolean;
 }
@@ -135,6 +137,7 @@ export async function admit(deps: AdmissionDeps, ws: Socket, decoded: DecodedFra
       serverTime: deps.clock(),
       maxMessageBytes: deps.maxMessageBytes,
       leaseSeconds: deps.pushWindow.leaseSeconds,
+      idRetentionSeconds: deps.idRetentionSeconds,
     },
     reqId,
   );
