@@ -106,6 +106,7 @@ describe("hello", () => {
       serverTime: expect.any(Number),
       maxMessageBytes: MAX_MESSAGE_BYTES,
       leaseSeconds: 30,
+      idRetentionSeconds: 3600,
     });
     // The broker's clock, not some other number: same host, so within the hello's round trip plus slack.
     expect(ack.serverTime as number).toBeGreaterThanOrEqual(before - 5_000);
