@@ -98,6 +98,8 @@ export function timingOf(config: Config): Timing {
     settledRetentionSeconds: config.DELIVERED_RETENTION_SECONDS,
     historyRetentionSeconds: config.HISTORY_RETENTION_SECONDS ?? config.MESSAGE_TTL_SECONDS,
     historyMaxPerChannel: config.HISTORY_MAX_PER_CHANNEL,
+    endedPresenceRetentionSeconds: config.ENDED_PRESENCE_RETENTION_SECONDS,
+    auditRetentionSeconds: config.AUDIT_RETENTION_SECONDS,
     statusTtlSeconds: config.STATUS_TTL_SECONDS,
     freshWindowMs: config.HOOK_FRESH_WINDOW_SECONDS * 1000,
     stalledPresenceSeconds: config.STALLED_PRESENCE_SECONDS,

@@ -22,6 +22,27 @@ const int = (min: number, max: number, fallback: number) => wholeNumber(min, max
 
 const positive = (fallback: number) => int(1, 2_147_483_647, fallback);
 
+const DAY = 86_400;
+
+/**
+ * The shortest time an ended presence's row is kept, for what reads it.
+ * An instance holding the socket of a replaced or revoked presence, whose
+ * wake-up it missed, closes it when its catch-up finds the row ended
+ * (endedPresences in store/presences.ts); with the row deleted the socket
+ * would stay open, receiving nothing. The catch-up runs every
+ * CATCH_UP_INTERVAL_MS (at most 600 s), and an instance cut off or frozen
+ * past its INSTANCE_LEASE_SECONDS (at most 3600 s) is reaped and closes
+ * every socket as it wakes: two hours covers the two at their longest
+ * together, with room for a catch-up the database slows. A session
+ * reconnecting within the retention keeps its status, its `dnd` among them
+ * (store/hello.ts): two hours also covers a restart or a deploy. The other
+ * readers need seconds: a `left` event is read from the row as its wake-up
+ * arrives, and a lease a send gave a presence as it ended is put back
+ * within seconds (ended-presences.ts; until then, setting a webhook would
+ * take a lease whose presence row is gone for a webhook request's).
+ */
+const MIN_ENDED_PRESENCE_RETENTION_SECONDS = 2 * 3600;
+
 const databaseUrl = z
   .string()
   .refine(isPostgresUrl, { error: "expected a postgres:// or postgresql:// URL" })
@@ -192,6 +213,9 @@ export const configSchema = z.object({
   SWEEP_INTERVAL_MS: int(50, 600_000, 1000),
   HOUSEKEEPING_INTERVAL_MS: int(100, 3_600_000, 10_000),
   DELIVERED_RETENTION_SECONDS: positive(3600),
+  // The broker writes audit rows and never reads them: any retention is safe.
+  AUDIT_RETENTION_SECONDS: positive(30 * DAY),
+  ENDED_PRESENCE_RETENTION_SECONDS: int(MIN_ENDED_PRESENCE_RETENTION_SECONDS, 2_147_483_647, DAY),
   WEBHOOK_TIMEOUT_MS: int(100, 600_000, 10_000),
   WEBHOOK_BACKOFF_MIN_MS: int(10, 3_600_000, 1000),
   WEBHOOK_BACKOFF_MAX_MS: int(10, 86_400_000, 300_000),

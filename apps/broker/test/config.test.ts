@@ -23,6 +23,8 @@ describe("configuration", () => {
       SEND_RATE_LIMIT_PER_MIN: 6000,
       LEASE_SECONDS: 30,
       MESSAGE_TTL_SECONDS: 604800,
+      AUDIT_RETENTION_SECONDS: 2592000,
+      ENDED_PRESENCE_RETENTION_SECONDS: 86400,
       NODE_ENV: "development",
     });
     expect(config.DATABASE_URL).toBeUndefined();
@@ -74,6 +76,10 @@ describe("configuration", () => {
     ["CORS_ORIGINS", "https://app.example.com/path"],
     ["CORS_ORIGINS", "app.example.com"],
     ["HISTORY_RETENTION_SECONDS", "0"],
+    ["AUDIT_RETENTION_SECONDS", "0"],
+    ["AUDIT_RETENTION_SECONDS", "30d"],
+    ["ENDED_PRESENCE_RETENTION_SECONDS", "7199"],
+    ["ENDED_PRESENCE_RETENTION_SECONDS", "2147483648"],
     ["HISTORY_MAX_PER_CHANNEL", "0"],
     ["HISTORY_MAX_PER_CHANNEL", "-5"],
     ["HISTORY_MAX_PER_CHANNEL", "2.5"],
@@ -100,6 +106,16 @@ describe("configuration", () => {
       "invalid environment variable WEBHOOK_BACKOFF_MIN_MS: 5000 is more than WEBHOOK_BACKOFF_MAX_MS (1000)",
     );
     expect(loadConfig({ WEBHOOK_BACKOFF_MIN_MS: "1000", WEBHOOK_BACKOFF_MAX_MS: "1000" }).WEBHOOK_BACKOFF_MAX_MS).toBe(1000);
+  });
+
+  test("ENDED_PRESENCE_RETENTION_SECONDS under two hours is refused, saying so: a catch-up must still find a replaced presence ended", () => {
+    expect(() => loadConfig({ ENDED_PRESENCE_RETENTION_SECONDS: "3600" })).toThrow(
+      "invalid environment variable ENDED_PRESENCE_RETENTION_SECONDS: expected at least 7200",
+    );
+    expect(loadConfig({ ENDED_PRESENCE_RETENTION_SECONDS: "7200", AUDIT_RETENTION_SECONDS: "1" })).toMatchObject({
+      ENDED_PRESENCE_RETENTION_SECONDS: 7200,
+      AUDIT_RETENTION_SECONDS: 1,
+    });
   });
 
   test("the browser variables: keys, origins, retention, dashboard", () => {

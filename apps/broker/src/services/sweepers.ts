@@ -183,9 +183,10 @@ export class Sweepers {
     // Only other instances write there: the embedded database's is always empty.
     if (this.deps.bus.crossInstance) await pruneRelayed(db.relaxed, RELAYED_EPHEMERAL_SECONDS);
     await prunePendingSignals(db);
-    await pruneGonePresences(db, DAY, BATCH);
+    const presences = await pruneGonePresences(db, timing.endedPresenceRetentionSeconds, BATCH);
     await pruneStoppedInstances(db, DAY);
-    await pruneAuditLog(db, 30 * DAY);
+    const auditRows = await pruneAuditLog(db, timing.auditRetentionSeconds);
+    if (presences + auditRows > 0) this.deps.log.debug({ presences, auditRows }, "ended presences and audit rows pruned");
     this.deps.onHousekeeping();
   }
 }

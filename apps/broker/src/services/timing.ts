@@ -30,6 +30,10 @@ export interface Timing {
   historyRetentionSeconds: number;
   /** Unset: no bound. Else a channel's settled messages beyond its newest this many go after the settled retention. */
   historyMaxPerChannel: number | undefined;
+  /** How long an ended presence's row is kept (its readers: config.ts). */
+  endedPresenceRetentionSeconds: number;
+  /** How long an audit row is kept. */
+  auditRetentionSeconds: number;
   statusTtlSeconds: number;
   freshWindowMs: number;
   /** A presence whose socket stays backed up this long is closed (its leases requeue). */

@@ -39,10 +39,16 @@ export async function pruneStoppedInstances(db: Executor, retentionSeconds: numb
     DELETE FROM broker_instances WHERE stopped_at < now() - make_interval(secs => ${retentionSeconds})`);
 }
 
-export async function pruneAuditLog(db: Executor, retentionSeconds: number): Promise<void> {
-  await db.rows(sql`
-    DELETE FROM audit_log WHERE id = ANY (ARRAY(
-      SELECT id FROM audit_log WHERE at < now() - make_interval(secs => ${retentionSeconds}) ORDER BY at LIMIT 10000))`);
+/** Audit rows older than the retention, at most 10,000 a tick; returns how many went. */
+export async function pruneAuditLog(db: Executor, retentionSeconds: number): Promise<number> {
+  const rows = await db.rows<{ n: number }>(sql`
+    WITH gone AS (
+      DELETE FROM audit_log WHERE id = ANY (ARRAY(
+        SELECT id FROM audit_log WHERE at < now() - make_interval(secs => ${retentionSeconds}) ORDER BY at LIMIT 10000))
+      RETURNING 1
+    )
+    SELECT count(*)::int AS n FROM gone`);
+  return rows[0]?.n ?? 0;
 }
 
 /**
