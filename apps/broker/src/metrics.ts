@@ -194,6 +194,11 @@ export function createMetrics() {
       help: "1 while the database refuses writes for want of disk space (one refused in the last 10 s), else 0",
       registers: [registry],
     }),
+    dbReadOnly: new Gauge({
+      name: "broker_db_read_only",
+      help: "1 while the database is read-only (a standby, a demoted primary, default_transaction_read_only), else 0",
+      registers: [registry],
+    }),
   };
   for (const p of prioritySchema.options) metrics.messagesRouted.labels(p).inc(0);
   for (const r of new Set([...HELLO_ERROR_CODES, ...UPGRADE_REFUSAL_CODES])) metrics.connectionsRejected.labels(r).inc(0);

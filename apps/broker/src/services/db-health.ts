@@ -2,7 +2,12 @@
 // result; the broker keeps serving while the database is away and notices by
 // itself when it is back. A database that answers its ping may still refuse
 // writes for want of disk space: a statement refused so marks it full for a
-// while (FULL_MS), which /health and /health/ready show.
+// while (FULL_MS), which /health and /health/ready show. It may also refuse
+// them as read-only (a hot standby, a primary demoted by a failover,
+// default_transaction_read_only): the ping reads that from the server itself,
+// and a statement refused so marks it at once rather than up to a ping later.
+// Read-only wins over full: it is what the server says now, and while it holds
+// no write gets as far as wanting disk space.
 import { isConnectionLost, isDiskFull, isOutOfResources, isReadOnly, type Database } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -13,17 +18,22 @@ import { settleWithin } from "./timing.ts";
 // short enough that /health says so soon after room is made.
 const FULL_MS = 10_000;
 
-export type DbState = "up" | "down" | "full";
+export type DbState = "up" | "down" | "read_only" | "full";
 
 export interface DbHealth {
   /** The database answers its ping. */
   readonly healthy: boolean;
-  /** Down while the ping fails; full while a write was refused for want of disk space within FULL_MS. */
+  /**
+   * Down while the ping fails; read_only from a write refused as read-only or
+   * a ping that found the server so, until a ping finds it writable with no
+   * such refusal since the ping before; full while a write was refused for
+   * want of disk space within FULL_MS.
+   */
   readonly state: DbState;
   /**
    * Whether a failed statement is the database's doing (unreachable, or
-   * short of a resource) rather than a bug or bad data. A full disk is
-   * remembered for `state`.
+   * short of a resource, or read-only) rather than a bug or bad data. A full
+   * disk and a read-only server are remembered for `state`.
    */
   unavailable(error: unknown): boolean;
   stop(): void;
@@ -41,14 +51,38 @@ export function watchDbHealth(
   /** When the last write refused for want of disk space was seen; null once FULL_MS passed without one. */
   let fullSince: number | null = null;
   let lastFull = 0;
+  /** When the server was first seen read-only; null while it is writable (as last seen: a ping that fails leaves it). */
+  let readOnlySince: number | null = null;
+  /**
+   * A write was refused as read-only since the last ping answered. A pool
+   * can hold connections opened before and after the server turned
+   * read-only (ALTER DATABASE or ALTER ROLE … SET default_transaction_read_only
+   * reaches new ones only): a ping on a writable one clears nothing while
+   * writes on the others are refused.
+   */
+  let refusedSincePing = false;
   metrics.dbHealthy.set(1);
   metrics.dbFull.set(0);
+  metrics.dbReadOnly.set(0);
+
+  const readOnly = (now: boolean, refusal?: unknown) => {
+    if (now && readOnlySince === null) {
+      readOnlySince = options.clock();
+      metrics.dbReadOnly.set(1);
+      log.error(refusal === undefined ? {} : { err: refusal }, "db read-only");
+    } else if (!now && readOnlySince !== null) {
+      log.info({ readOnlyForMs: options.clock() - readOnlySince }, "db writable");
+      readOnlySince = null;
+      metrics.dbReadOnly.set(0);
+    }
+  };
 
   const ping = async () => {
     let failure: unknown = null;
+    let answer: { readOnly: boolean } | null = null;
     try {
-      const answered = await settleWithin(pingDatabase(db).then(() => true), options.timeoutMs, () => false);
-      if (!answered) failure = new Error(`no answer within ${options.timeoutMs} ms`);
+      answer = await settleWithin(pingDatabase(db), options.timeoutMs, () => null);
+      if (answer === null) failure = new Error(`no answer within ${options.timeoutMs} ms`);
     } catch (error) {
       failure = error;
     }
@@ -57,6 +91,10 @@ export function watchDbHealth(
     if (failure !== null && healthy) log.error({ err: failure }, "db ping failed");
     healthy = failure === null;
     metrics.dbHealthy.set(healthy ? 1 : 0);
+    if (answer !== null) {
+      readOnly(answer.readOnly || refusedSincePing);
+      refusedSincePing = false;
+    }
     full();
     timer = setTimeout(ping, options.intervalMs);
   };
@@ -77,6 +115,7 @@ export function watchDbHealth(
     },
     get state(): DbState {
       if (!healthy) return "down";
+      if (readOnlySince !== null) return "read_only";
       return full() ? "full" : "up";
     },
     unavailable(error: unknown): boolean {
@@ -87,6 +126,10 @@ export function watchDbHealth(
           metrics.dbFull.set(1);
           log.error({ err: error }, "db full");
         }
+      }
+      if (isReadOnly(error)) {
+        refusedSincePing = true;
+        readOnly(true, error);
       }
       return !healthy || isConnectionLost(error) || isOutOfResources(error) || isReadOnly(error);
     },

@@ -1,11 +1,11 @@
 // Whether this instance should be sent new work, as opposed to whether it is
 // alive (/health). An orchestrator or Traefik takes an instance out of
 // rotation while it migrates, drains after a stop signal, or has lost its
-// database (or its disk has no room for writes), and puts it back once none
-// of these holds.
+// database (or the database refuses writes: read-only, or no room on its
+// disk), and puts it back once none of these holds.
 import type { DbState } from "./db-health.ts";
 
-export type ReadinessStatus = "migrating" | "ready" | "draining" | "db_down" | "db_full";
+export type ReadinessStatus = "migrating" | "ready" | "draining" | "db_down" | "db_read_only" | "db_full";
 
 type Phase = "migrating" | "serving" | "draining";
 

@@ -16,7 +16,7 @@ export interface BuildInfo {
  * Served from the moment the port opens, before migrations (serving false),
  * and once the instance serves, with the database's state for dbState:
  * liveness in the contract's body (200 only while the instance serves and
- * its database answers and has room to write; while it starts 503, saying
+ * its database answers and takes writes; while it starts 503, saying
  * whether the database has answered yet), readiness (200 only while the instance takes work) and the
  * metrics, so that Prometheus sees an instance waiting for its database as
  * up with broker_db_healthy 0.
@@ -24,7 +24,11 @@ export interface BuildInfo {
 export function opsRoutes(deps: {
   build: BuildInfo;
   serving: boolean;
-  /** The database as /health reports it: `up`, `down` (its ping fails) or `full` (a write was refused for want of disk space). */
+  /**
+   * The database as /health reports it: `up`, `down` (its ping fails),
+   * `read_only` (it refuses writes as read-only) or `full` (a write was
+   * refused for want of disk space).
+   */
   dbState: () => DbState;
   readiness: Readiness;
   metrics: Metrics;
