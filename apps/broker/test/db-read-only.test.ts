@@ -35,34 +35,6 @@ describe.skipIf(backendKind !== "postgres")("a database server that refuses writ
     };
   }
 
-  test("with no send refused, the health ping finds it read-only: /health, /health/ready, the gauge and the log say so until it writes again", async () => {
-    const read = async (path: string) => {
-      const res = await fetch(`${broker.url}${path}`);
-      return { status: res.status, body: (await res.json()) as { status: string; db?: string } };
-    };
-    const health = async () => ({ health: await read("/health"), ready: await read("/health/ready") });
-    const gauge = async () => (await scrape(broker.url)).get("broker_db_read_only");
-    expect(await gauge()).toBe(0);
-    const { admin, set } = await readOnlySwitch();
-    try {
-      await set(true);
-      await waitUntil(async () => ((await health()).health.body.db === "read_only" ? true : undefined), 20_000, "/health to say read_only");
-      expect(await health()).toMatchObject({
-        health: { status: 503, body: { status: "degraded", db: "read_only" } },
-        ready: { status: 503, body: { status: "db_read_only" } },
-      });
-      expect(await gauge()).toBe(1);
-      expect(broker.process.logs.filter((l) => l.msg === "db read-only").map((l) => l.level)).toEqual([50]);
-    } finally {
-      await set(false);
-    }
-    await waitUntil(async () => ((await health()).health.body.db === "up" ? true : undefined), 20_000, "/health to say up again");
-    expect(await health()).toMatchObject({ health: { status: 200, body: { status: "ok", db: "up" } }, ready: { status: 200, body: { status: "ready" } } });
-    expect(await gauge()).toBe(0);
-    expect(broker.process.logs.filter((l) => l.msg === "db writable").map((l) => l.level)).toEqual([30]);
-    await admin.end();
-  });
-
   test("sends are refused as stored nothing, admin changes 503; once it writes again, sends are stored", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
@@ -98,6 +70,38 @@ describe.skipIf(backendKind !== "postgres")("a database server that refuses writ
       await set(false);
     }
     await waitUntil(async () => ((await sender.send(b.pubkey)).type === "ack" ? true : undefined), 20_000, "a send stored again");
+    await admin.end();
+  });
+
+  test("with no send refused, the health ping finds it read-only: /health, /health/ready, the gauge and the log say so until it writes again", async () => {
+    const read = async (path: string) => {
+      const res = await fetch(`${broker.url}${path}`);
+      return { status: res.status, body: (await res.json()) as { status: string; db?: string } };
+    };
+    const health = async () => ({ health: await read("/health"), ready: await read("/health/ready") });
+    const gauge = async () => (await scrape(broker.url)).get("broker_db_read_only");
+    // The test before left the database read-only a moment ago.
+    await waitUntil(async () => ((await health()).health.body.db === "up" ? true : undefined), 20_000, "/health to say up");
+    expect(await gauge()).toBe(0);
+    const logsBefore = broker.process.logs.length;
+    const logged = (msg: string) => broker.process.logs.slice(logsBefore).filter((l) => l.msg === msg).map((l) => l.level);
+    const { admin, set } = await readOnlySwitch();
+    try {
+      await set(true);
+      await waitUntil(async () => ((await health()).health.body.db === "read_only" ? true : undefined), 20_000, "/health to say read_only");
+      expect(await health()).toMatchObject({
+        health: { status: 503, body: { status: "degraded", db: "read_only" } },
+        ready: { status: 503, body: { status: "db_read_only" } },
+      });
+      expect(await gauge()).toBe(1);
+      expect(logged("db read-only")).toEqual([50]);
+    } finally {
+      await set(false);
+    }
+    await waitUntil(async () => ((await health()).health.body.db === "up" ? true : undefined), 20_000, "/health to say up again");
+    expect(await health()).toMatchObject({ health: { status: 200, body: { status: "ok", db: "up" } }, ready: { status: 200, body: { status: "ready" } } });
+    expect(await gauge()).toBe(0);
+    expect(logged("db writable")).toEqual([30]);
     await admin.end();
   });
 });

@@ -1,0 +1,97 @@
+// The database's state as /health reports it (services/db-health.ts), driven
+// by real refusals of a real database: a write refused as read-only marks it
+// read_only at once, ahead of full, until a ping finds the server writable; a
+// ping that finds the server read-only marks it by itself.
+import { afterEach, describe, expect, test } from "bun:test";
+import { isDiskFull, isReadOnly, type Database } from "@switchboard/db";
+import { waitUntil } from "@switchboard/testkit";
+import { sql } from "drizzle-orm";
+import pino from "pino";
+import postgres from "postgres";
+import { createMetrics } from "../src/metrics.ts";
+import { watchDbHealth, type DbHealth } from "../src/services/db-health.ts";
+import { useBackendDatabase } from "./support/scratch-db.ts";
+
+const scratch = useBackendDatabase();
+let watching: DbHealth | undefined;
+afterEach(() => watching?.stop());
+
+interface Line {
+  level: number;
+  msg: string;
+  err?: { code?: string };
+}
+
+function watch(db: Database, clock: () => number) {
+  const lines: Line[] = [];
+  const log = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as Line) });
+  const metrics = createMetrics();
+  watching = watchDbHealth(db, log, metrics, { intervalMs: 20, timeoutMs: 2000, clock });
+  const gauge = async () => (await metrics.dbReadOnly.get()).values[0]?.value;
+  return { dbHealth: watching, lines, gauge };
+}
+
+/** The error the database answers `statement` with. */
+async function refusal(db: Database, ...statements: string[]): Promise<unknown> {
+  return db
+    .transaction(async (tx) => {
+      for (const statement of statements) await tx.rows(sql.raw(statement));
+    })
+    .then(
+      () => {
+        throw new Error(`${statements.join("; ")} was not refused`);
+      },
+      (error: unknown) => error,
+    );
+}
+
+describe("the database's state", () => {
+  test("a write refused as read-only marks it read_only at once, ahead of full; a ping that finds the server writable clears it", async () => {
+    let now = 0;
+    const { dbHealth, lines, gauge } = watch(scratch.db, () => now);
+    const diskFull = await refusal(scratch.db, `DO $$ BEGIN RAISE EXCEPTION 'no space left' USING ERRCODE = 'disk_full'; END $$`);
+    const readOnly = await refusal(scratch.db, "SET TRANSACTION READ ONLY", "CREATE TABLE read_only_probe ()");
+    expect([isDiskFull(diskFull), isReadOnly(readOnly)]).toEqual([true, true]);
+
+    expect(dbHealth.unavailable(diskFull)).toBe(true);
+    expect(dbHealth.state).toBe("full");
+    expect(dbHealth.unavailable(readOnly)).toBe(true);
+    expect(dbHealth.state).toBe("read_only");
+    expect(await gauge()).toBe(1);
+    expect(lines.filter((l) => l.msg === "db read-only").map((l) => ({ level: l.level, code: l.err?.code }))).toEqual([{ level: 50, code: "25006" }]);
+    dbHealth.unavailable(readOnly);
+    expect(lines.filter((l) => l.msg === "db read-only").length).toBe(1);
+
+    await waitUntil(() => dbHealth.state !== "read_only", 20_000, "a ping to find the database writable");
+    expect(dbHealth.state).toBe("full");
+    expect(await gauge()).toBe(0);
+    expect(lines.filter((l) => l.msg === "db writable").map((l) => l.level)).toEqual([30]);
+    now += 10_001;
+    expect(dbHealth.state).toBe("up");
+  });
+
+  // Postgres: the setting on the database, which each connection takes as it
+  // opens; embedded: on its one session.
+  test("a ping that finds the server read-only marks it read_only, with no write refused; once writable, up", async () => {
+    const { dbHealth, lines, gauge } = watch(scratch.db, Date.now);
+    const admin = scratch.backend.databaseUrl === undefined ? null : postgres(scratch.backend.databaseUrl, { max: 1, onnotice: () => {} });
+    const set = async (on: boolean) => {
+      if (admin === null) return void (await scratch.db.rows(sql.raw(`SET default_transaction_read_only = ${on ? "on" : "off"}`)));
+      const name = (await admin<{ name: string }[]>`SELECT current_database() AS name`)[0]!.name;
+      await admin.unsafe(on ? `ALTER DATABASE "${name}" SET default_transaction_read_only = on` : `ALTER DATABASE "${name}" RESET default_transaction_read_only`);
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`;
+    };
+    try {
+      await set(true);
+      await waitUntil(() => dbHealth.state === "read_only", 20_000, "a ping to find the database read-only");
+      expect(await gauge()).toBe(1);
+      expect(lines.filter((l) => l.msg === "db read-only").map((l) => ({ level: l.level, err: l.err }))).toEqual([{ level: 50, err: undefined }]);
+    } finally {
+      await set(false);
+    }
+    await waitUntil(() => dbHealth.state === "up", 20_000, "a ping to find the database writable");
+    expect(await gauge()).toBe(0);
+    expect(lines.filter((l) => l.msg === "db writable").length).toBe(1);
+    await admin?.end();
+  });
+});
