@@ -298,6 +298,43 @@ describe.skipIf(!promtool)("promtool", () => {
     }
   });
 
+  // The ping holds the gauge (once a second), so the rule reads it as it is.
+  test("test rules: SwitchboardDatabaseReadOnly fires after a minute read-only, and clears once writable", () => {
+    const rule = rules.find((r) => r.alert === "SwitchboardDatabaseReadOnly")!;
+    const labels = { instance: "broker-1:7900", job: "switchboard" };
+    // Every 15 s: writable for a minute, read-only for three (from 1m), writable after (from 4m).
+    const values = ["0x3", "1x11", "0x20"].join(" ");
+    const firing = {
+      exp_labels: { ...labels, severity: "page" },
+      exp_annotations: { summary: rule.annotations!.summary!.replace("{{ $labels.instance }}", labels.instance), runbook: rule.annotations!.runbook! },
+    };
+    const scenario = {
+      rule_files: [join(DEPLOY, "prometheus", "alerts.yml")],
+      evaluation_interval: "15s",
+      tests: [
+        {
+          interval: "15s",
+          input_series: [{ series: `broker_db_read_only{instance="${labels.instance}",job="${labels.job}"}`, values }],
+          alert_rule_test: [
+            { eval_time: "1m45s", alertname: "SwitchboardDatabaseReadOnly", exp_alerts: [] },
+            { eval_time: "2m15s", alertname: "SwitchboardDatabaseReadOnly", exp_alerts: [firing] },
+            { eval_time: "3m45s", alertname: "SwitchboardDatabaseReadOnly", exp_alerts: [firing] },
+            { eval_time: "4m15s", alertname: "SwitchboardDatabaseReadOnly", exp_alerts: [] },
+          ],
+        },
+      ],
+    };
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-rules-"));
+    try {
+      writeFileSync(join(dir, "test.yml"), JSON.stringify(scenario));
+      const out = Bun.spawnSync([promtool!, "test", "rules", join(dir, "test.yml")]);
+      const text = out.stdout.toString() + out.stderr.toString();
+      expect({ code: out.exitCode, text }).toEqual({ code: 0, text: expect.stringContaining("SUCCESS") });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("check metrics: a live /metrics scrape lints clean", () => {
     expect(check(["metrics"], scrape)).toEqual({ code: 0, text: "" });
   });

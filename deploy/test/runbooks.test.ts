@@ -6,6 +6,7 @@ import {
   backendKind,
   freePort,
   freshBackend,
+  makeDatabaseReadOnly,
   ownPostgresTestsRun,
   parsePrometheusText,
   PeerError,
@@ -208,6 +209,41 @@ describe.skipIf(backendKind !== "postgres")("SwitchboardDatabaseFull (needs DATA
       await makeRoom();
       await peer.close();
     }
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("SwitchboardDatabaseReadOnly (needs DATABASE_URL: default_transaction_read_only on the database)", () => {
+  const runbook = runbookOf("SwitchboardDatabaseReadOnly");
+  const broker = useTestBroker();
+
+  test("what the alert reads, and what a send, /health and /health/ready say meanwhile, are what the runbook says", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = members as [SetupMember, SetupMember];
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: a.identity, meshId: mesh.id });
+    const makeWritable = await makeDatabaseReadOnly(broker.backend.databaseUrl!);
+    try {
+      // The first sends may meet a connection that was ended: a loss, not a refusal.
+      const send = await waitUntil(
+        async () => {
+          const reply = await peer.request({ type: "send", targetSpec: b.pubkey, nonce: "n", ciphertext: "c", id: crypto.randomUUID() });
+          return reply.type === "error" && String(reply.message).startsWith("the database is read-only") ? reply : undefined;
+        },
+        20_000,
+        "a send refused as read-only",
+      );
+      expect(send.code).toBe("internal");
+      expect(runbook).toContain(String(send.message).replace("; send it again with the same id", ""));
+      await waitUntil(async () => (await scrape(broker)).get("broker_db_read_only")?.samples[0]?.value === 1, 20_000, "broker_db_read_only 1");
+      const health = (await (await fetch(`${broker.url}/health`)).json()) as { db: string };
+      const ready = (await (await fetch(`${broker.url}/health/ready`)).json()) as { status: string };
+      expect(runbook).toContain(`/health answers 503 with "db":"${health.db}" and /health/ready says ${ready.status}`);
+      expect(unnamed(runbook, ["db read-only", "db writable"])).toEqual([]);
+      expect(broker.process.logs.some((l) => l.msg === "db read-only")).toBe(true);
+    } finally {
+      await makeWritable();
+    }
+    await waitUntil(() => broker.process.logs.some((l) => l.msg === "db writable"), 20_000, "db writable in the log");
+    await peer.close();
   });
 });
 

@@ -4,10 +4,9 @@
 // ping that finds the server read-only marks it by itself.
 import { afterEach, describe, expect, test } from "bun:test";
 import { isDiskFull, isReadOnly, type Database } from "@switchboard/db";
-import { waitUntil } from "@switchboard/testkit";
+import { makeDatabaseReadOnly, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import pino from "pino";
-import postgres from "postgres";
 import { createMetrics } from "../src/metrics.ts";
 import { watchDbHealth, type DbHealth } from "../src/services/db-health.ts";
 import { useBackendDatabase } from "./support/scratch-db.ts";
@@ -45,6 +44,19 @@ async function refusal(db: Database, ...statements: string[]): Promise<unknown> 
     );
 }
 
+/**
+ * Turns the database read-only; the returned function turns it writable
+ * again. Postgres: on the database, which each connection takes as it opens;
+ * embedded: on its one session.
+ */
+async function readOnlyDatabase(): Promise<() => Promise<void>> {
+  const url = scratch.backend.databaseUrl;
+  if (url !== undefined) return makeDatabaseReadOnly(url);
+  const set = async (on: boolean) => void (await scratch.db.rows(sql.raw(`SET default_transaction_read_only = ${on ? "on" : "off"}`)));
+  await set(true);
+  return () => set(false);
+}
+
 describe("the database's state", () => {
   test("a write refused as read-only marks it read_only at once, ahead of full; a ping that finds the server writable clears it", async () => {
     let now = 0;
@@ -70,28 +82,18 @@ describe("the database's state", () => {
     expect(dbHealth.state).toBe("up");
   });
 
-  // Postgres: the setting on the database, which each connection takes as it
-  // opens; embedded: on its one session.
   test("a ping that finds the server read-only marks it read_only, with no write refused; once writable, up", async () => {
     const { dbHealth, lines, gauge } = watch(scratch.db, Date.now);
-    const admin = scratch.backend.databaseUrl === undefined ? null : postgres(scratch.backend.databaseUrl, { max: 1, onnotice: () => {} });
-    const set = async (on: boolean) => {
-      if (admin === null) return void (await scratch.db.rows(sql.raw(`SET default_transaction_read_only = ${on ? "on" : "off"}`)));
-      const name = (await admin<{ name: string }[]>`SELECT current_database() AS name`)[0]!.name;
-      await admin.unsafe(on ? `ALTER DATABASE "${name}" SET default_transaction_read_only = on` : `ALTER DATABASE "${name}" RESET default_transaction_read_only`);
-      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`;
-    };
+    const makeWritable = await readOnlyDatabase();
     try {
-      await set(true);
       await waitUntil(() => dbHealth.state === "read_only", 20_000, "a ping to find the database read-only");
       expect(await gauge()).toBe(1);
       expect(lines.filter((l) => l.msg === "db read-only").map((l) => ({ level: l.level, err: l.err }))).toEqual([{ level: 50, err: undefined }]);
     } finally {
-      await set(false);
+      await makeWritable();
     }
     await waitUntil(() => dbHealth.state === "up", 20_000, "a ping to find the database writable");
     expect(await gauge()).toBe(0);
     expect(lines.filter((l) => l.msg === "db writable").length).toBe(1);
-    await admin?.end();
   });
 });

@@ -8,7 +8,7 @@
 // /health says `"db":"read_only"`, /health/ready `db_read_only` and
 // broker_db_read_only 1 until the server takes writes again.
 import { afterEach, describe, expect, test } from "bun:test";
-import { backendKind, PeerPool, setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { backendKind, makeDatabaseReadOnly, PeerPool, setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import postgres from "postgres";
 import { httpBody, postMessage, type ErrorBody } from "./support/http-api.ts";
 import { scrape } from "./support/messaging.ts";
@@ -21,28 +21,14 @@ const READ_ONLY = "the database is read-only (a standby, or a primary demoted by
 describe.skipIf(backendKind !== "postgres")("a database server that refuses writes as read-only (needs DATABASE_URL)", () => {
   const broker = useTestBroker();
 
-  /** A client of the broker's database, and a switch of its default_transaction_read_only that the broker's connections take as they open again. */
-  async function readOnlySwitch() {
-    const admin = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
-    const name = (await admin<{ name: string }[]>`SELECT current_database() AS name`)[0]!.name;
-    const reconnectAll = () => admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`;
-    return {
-      admin,
-      async set(on: boolean) {
-        await admin.unsafe(on ? `ALTER DATABASE "${name}" SET default_transaction_read_only = on` : `ALTER DATABASE "${name}" RESET default_transaction_read_only`);
-        await reconnectAll();
-      },
-    };
-  }
-
   test("sends are refused as stored nothing, admin changes 503; once it writes again, sends are stored", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 2 });
     const [a, b] = members as [SetupMember, SetupMember];
     const sender = await pool.connect(broker.wsUrl, a, mesh.id);
     const token = await broker.admin.createApiToken(mesh.id, a.id);
-    const { admin, set } = await readOnlySwitch();
+    const admin = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
+    const makeWritable = await makeDatabaseReadOnly(broker.backend.databaseUrl!);
     try {
-      await set(true);
       // The first sends may meet a connection that was ended: a loss, not a refusal.
       const refused = await waitUntil(
         async () => {
@@ -67,7 +53,7 @@ describe.skipIf(backendKind !== "postgres")("a database server that refuses writ
       expect({ status: created.status, code: ((await created.json()) as ErrorBody).error.code }).toEqual({ status: 503, code: "unavailable" });
       expect((await admin<{ n: number }[]>`SELECT count(*)::int AS n FROM messages`)[0]!.n).toBe(0);
     } finally {
-      await set(false);
+      await makeWritable();
     }
     await waitUntil(async () => ((await sender.send(b.pubkey)).type === "ack" ? true : undefined), 20_000, "a send stored again");
     await admin.end();
@@ -85,9 +71,8 @@ describe.skipIf(backendKind !== "postgres")("a database server that refuses writ
     expect(await gauge()).toBe(0);
     const logsBefore = broker.process.logs.length;
     const logged = (msg: string) => broker.process.logs.slice(logsBefore).filter((l) => l.msg === msg).map((l) => l.level);
-    const { admin, set } = await readOnlySwitch();
+    const makeWritable = await makeDatabaseReadOnly(broker.backend.databaseUrl!);
     try {
-      await set(true);
       await waitUntil(async () => ((await health()).health.body.db === "read_only" ? true : undefined), 20_000, "/health to say read_only");
       expect(await health()).toMatchObject({
         health: { status: 503, body: { status: "degraded", db: "read_only" } },
@@ -96,12 +81,11 @@ describe.skipIf(backendKind !== "postgres")("a database server that refuses writ
       expect(await gauge()).toBe(1);
       expect(logged("db read-only")).toEqual([50]);
     } finally {
-      await set(false);
+      await makeWritable();
     }
     await waitUntil(async () => ((await health()).health.body.db === "up" ? true : undefined), 20_000, "/health to say up again");
     expect(await health()).toMatchObject({ health: { status: 200, body: { status: "ok", db: "up" } }, ready: { status: 200, body: { status: "ready" } } });
     expect(await gauge()).toBe(0);
     expect(logged("db writable")).toEqual([30]);
-    await admin.end();
   });
 });

@@ -9,6 +9,7 @@ export * from "./postgres-proxy.ts";
 export * from "./tcp-proxy.ts";
 export * from "./prometheus.ts";
 export * from "./raw-socket.ts";
+export * from "./read-only.ts";
 export * from "./fuzz.ts";
 export * from "./fuzz-broker.ts";
 export * from "./pressure.ts";
