@@ -50,4 +50,21 @@ describe("a webhook member with a socket", () => {
     expect(idsAt(r)).toEqual(ids);
     expect(hookPeer.pushes()).toEqual([]);
   });
+
+  test("a webhook of one mesh's member leaves the ephemeral sends of another mesh alone; its own member gets none on its socket", async () => {
+    const { sender: hookMeshSender, hook, senderPeer: hookMeshPeer, hookPeer } = await webhookMesh();
+    const other = await setupMesh(broker.admin, { members: 2 });
+    const [a, b] = other.members as [SetupMember, SetupMember];
+    const aPeer = await pool.connect(broker.wsUrl, a, other.mesh.id);
+    const bPeer = await pool.connect(broker.wsUrl, b, other.mesh.id);
+    const typing = await aPeer.send(b.pubkey, { ephemeral: true, ciphertext: "typing" });
+    expect(typing).toMatchObject({ type: "ack", queued: false, recipients: 1 });
+    await bPeer.nextFrame((f) => f.type === "push" && f.messageId === typing.messageId);
+    // In the webhook's own mesh: its member is no socket recipient, the sender still is one.
+    expect(await hookMeshPeer.send(hook.pubkey, { ephemeral: true, ciphertext: "typing" })).toMatchObject({ recipients: 0 });
+    const back = await hookPeer.send(hookMeshSender.pubkey, { ephemeral: true, ciphertext: "typing" });
+    expect(back).toMatchObject({ recipients: 1 });
+    await hookMeshPeer.nextFrame((f) => f.type === "push" && f.messageId === back.messageId);
+    expect(hookPeer.pushes()).toEqual([]);
+  });
 });

@@ -194,9 +194,9 @@ export async function presencesReceiving(
 ): Promise<Array<{ presenceId: string; memberId: string; instanceId: string }>> {
   if (memberIds.length === 0) return [];
   return db.rows(sql`
-    SELECT id AS "presenceId", member_id AS "memberId", instance_id AS "instanceId" FROM presences
-    WHERE disconnected_at IS NULL AND member_id = ANY (${uuidArray(memberIds)})
-      AND ${receivable(sql`status`, sql`${priority}::text`)} AND ${receivesOnSockets(sql`member_id`)}`);
+    SELECT p.id AS "presenceId", p.member_id AS "memberId", p.instance_id AS "instanceId" FROM presences p
+    WHERE p.disconnected_at IS NULL AND p.member_id = ANY (${uuidArray(memberIds)})
+      AND ${receivable(sql`p.status`, sql`${priority}::text`)} AND ${receivesOnSockets(sql`p.member_id`)}`);
 }
 
 export interface PeerRow {

@@ -81,6 +81,8 @@ export function hasQueued(memberId: SQL, gate: SQL = sql`true`): SQL {
 /**
  * True when the member named by the expression `memberId` receives on its
  * sockets: a member with a webhook receives only there (docs/http.md).
+ * `memberId` must name its table: inside this subquery a bare `member_id`
+ * is the webhook's own, and the test becomes "no webhook exists anywhere".
  */
 export function receivesOnSockets(memberId: SQL): SQL {
   return sql`NOT EXISTS (SELECT 1 FROM webhooks wh WHERE wh.member_id = ${memberId})`;
