@@ -320,6 +320,9 @@ describe("sockets waiting for their hello (MAX_PENDING_HELLOS_PER_ADDRESS=3, HEL
     expect(await refusedStatus(from)).toBe(429);
     expect(deltas(before, await scrape(broker.url), [REJECTED("rate_limited")])).toEqual({ [REJECTED("rate_limited")]: 1 });
     expect(await refusedStatus({ "x-forwarded-for": "203.0.113.10" })).toBe(101);
+    // The refusals that used up its limit name it in the log: the upgrades refused after them are not logged.
+    const named = broker.process.logs.filter((line) => line.msg === "ws hello refused" && line.address === "203.0.113.9");
+    expect(named.map((line) => line.code)).toEqual(["malformed", "malformed"]);
   });
 });
 

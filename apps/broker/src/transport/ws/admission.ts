@@ -47,13 +47,15 @@ export function refuseHello(
   if (refused.clientsDoing ?? true) deps.gate.refused(ws.data.address);
   deps.metrics.connectionsRejected.labels(code).inc();
   // A well-formed hello's mesh (as it named it), key and why: the full mesh
-  // or member an operator looks for next, the key that is refused.
+  // or member an operator looks for next, the key that is refused. The
+  // client's address always: the one place it is named, as its refusals
+  // count against it.
   const { hello } = refused;
   const about = hello === undefined ? {} : { meshId: hello.meshId, pubkey: hello.pubkey, detail: message };
   // A socket that never said hello is told so at debug, as its close is
   // (handler.ts): sockets opened by the thousand must not flood the log.
   const level = code === "hello_timeout" && hello === undefined ? "debug" : "info";
-  deps.log[level]({ connectionId: ws.data.id, code, ...about }, "ws hello refused");
+  deps.log[level]({ connectionId: ws.data.id, code, address: ws.data.address, ...about }, "ws hello refused");
   reply(ws, { type: "error", code, message }, reqId);
   closeSocket(ws, HELLO_REFUSED_CLOSE, code);
 }
