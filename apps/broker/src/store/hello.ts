@@ -168,8 +168,9 @@ export interface SignalTaker {
 }
 
 /**
- * Takes the hook signals kept for the hellos' sessions (pendingSignalMatches):
- * for each hello the newest, by its idx; the others that matched it are gone
+ * Takes the hook signals kept for the hellos' sessions (pendingSignalMatches),
+ * each by the hello it names best (as findPresenceForKeptSignal ranks):
+ * for each hello the newest, by its idx; the others it took are gone
  * too. Run once the hellos' meshes are locked, however long that took: a
  * signal the hook kept meanwhile (it found no presence yet) is committed by
  * then and seen here. One kept after this statement, the hook's own looks
@@ -183,12 +184,21 @@ export async function takePendingSignals(tx: Executor, takers: SignalTaker[]): P
         AS a(idx int, "memberId" uuid, "sessionId" text, pid int, cwd text)
       LIMIT ${takers.length}
     ),
+    -- Each signal to one hello: its session's, else its pid's, else its cwd's.
+    -- A DELETE … USING of several matching hellos would take whichever the
+    -- join met first, another session's before the one the signal names.
+    chosen AS (
+      SELECT DISTINCT ON (ph.id) ph.id, a.idx
+      FROM pending_hook_statuses ph JOIN a ON ph.member_id = a."memberId"
+      WHERE ph.expires_at > now()
+        AND ${pendingSignalMatches("ph", { sessionId: sql`a."sessionId"`, pid: sql`a.pid`, cwd: sql`a.cwd` })}
+      ORDER BY ph.id, (ph.session_id = a."sessionId") IS TRUE DESC, (ph.pid = a.pid) IS TRUE DESC, a.idx
+    ),
     taken AS (
       DELETE FROM pending_hook_statuses ph
-      USING a
-      WHERE ph.member_id = a."memberId" AND ph.expires_at > now()
-        AND ${pendingSignalMatches("ph", { sessionId: sql`a."sessionId"`, pid: sql`a.pid`, cwd: sql`a.cwd` })}
-      RETURNING a.idx, ph.id,
+      USING chosen
+      WHERE ph.id = chosen.id
+      RETURNING chosen.idx, ph.id,
                 jsonb_build_object('status', ph.status, 'sessionId', ph.session_id, 'pid', ph.pid, 'cwd', ph.cwd,
                                    'expiresAt', ${isoTime("ph.expires_at")},
                                    'ageMs', ${ageMs("ph.created_at")}) AS signal
