@@ -54,7 +54,7 @@ export async function pushEphemeral(ctx: EphemeralContext, m: NewMessage, sender
   const { db, presences, clock } = ctx;
   const route = await routeSend(db, m);
   if (!route.known) return null;
-  const receiving = await presencesReceiving(db, route.recipientIds, m.priority);
+  const receiving = await presencesReceiving(db, route.recipientIds, m.priority, ctx.instanceId);
   const message: EphemeralMessage = {
     messageId: m.id,
     meshId: m.meshId,
@@ -81,8 +81,9 @@ export async function pushEphemeral(ctx: EphemeralContext, m: NewMessage, sender
 
 /**
  * The recipients not reached here, each given to one other instance that
- * holds a receiving presence of theirs (the first found), with its presences
- * there: one push per recipient, as here.
+ * holds a receiving presence of theirs (the first found: of the instance
+ * that renewed its lease last), with its presences there: one push per
+ * recipient, as here.
  */
 function elsewhere(
   receiving: Array<{ presenceId: string; memberId: string; instanceId: string }>,

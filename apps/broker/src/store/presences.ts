@@ -186,17 +186,30 @@ export async function livePresenceIdsOfInstance(tx: Executor, instanceId: string
   return rows.map((r) => r.id);
 }
 
-/** Of these members' live presences, those whose status lets a message of this priority through now (none of a webhook member). */
+/**
+ * Of these members' live presences, those whose status lets a message of
+ * this priority through now (none of a webhook member), but those of
+ * another instance whose lease ran out (dead, not reaped yet); those of the
+ * instance that renewed its lease last first. An instance killed moments ago
+ * renews no more: its presences stay live until it is reaped, 10 to 20 s on,
+ * and a recipient with a socket there and another elsewhere would meanwhile
+ * be handed to the dead one whenever it came first. The asking instance's
+ * own are live while it serves, whatever its lease says.
+ */
 export async function presencesReceiving(
   db: Executor,
   memberIds: string[],
   priority: Priority,
+  instanceId: string,
 ): Promise<Array<{ presenceId: string; memberId: string; instanceId: string }>> {
   if (memberIds.length === 0) return [];
   return db.rows(sql`
-    SELECT p.id AS "presenceId", p.member_id AS "memberId", p.instance_id AS "instanceId" FROM presences p
+    SELECT p.id AS "presenceId", p.member_id AS "memberId", p.instance_id AS "instanceId"
+    FROM presences p JOIN broker_instances i ON i.id = p.instance_id
     WHERE p.disconnected_at IS NULL AND p.member_id = ANY (${uuidArray(memberIds)})
-      AND ${receivable(sql`p.status`, sql`${priority}::text`)} AND ${receivesOnSockets(sql`p.member_id`)}`);
+      AND ${receivable(sql`p.status`, sql`${priority}::text`)} AND ${receivesOnSockets(sql`p.member_id`)}
+      AND (p.instance_id = ${instanceId} OR i.lease_expires_at > now())
+    ORDER BY i.lease_expires_at DESC`);
 }
 
 export interface PeerRow {
