@@ -234,7 +234,16 @@ describe.skipIf(backendKind !== "postgres")("SwitchboardDatabaseReadOnly (needs 
       expect(send.code).toBe("internal");
       expect(runbook).toContain(String(send.message).replace("; send it again with the same id", ""));
       await waitUntil(async () => (await scrape(broker)).get("broker_db_read_only")?.samples[0]?.value === 1, 20_000, "broker_db_read_only 1");
-      const health = (await (await fetch(`${broker.url}/health`)).json()) as { db: string };
+      // Its connections were ended to take the setting: a ping on one of them
+      // fails, and /health says down until the next ping answers.
+      const health = await waitUntil(
+        async () => {
+          const body = (await (await fetch(`${broker.url}/health`)).json()) as { db: string };
+          return body.db === "down" ? undefined : body;
+        },
+        20_000,
+        "/health past the ended connections",
+      );
       const ready = (await (await fetch(`${broker.url}/health/ready`)).json()) as { status: string };
       expect(runbook).toContain(`/health answers 503 with "db":"${health.db}" and /health/ready says ${ready.status}`);
       expect(unnamed(runbook, ["db read-only", "db writable"])).toEqual([]);
