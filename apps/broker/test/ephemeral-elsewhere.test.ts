@@ -11,11 +11,12 @@ import {
   setupMesh,
   TestPeer,
   waitUntil,
-  TestBroker,
   type SetupMember,
+  type TestBroker,
 } from "@switchboard/testkit";
 import { str } from "./support/messaging.ts";
 import { usePairWithDatabase } from "./support/pair-database.ts";
+import { recipientsOnStoppedAndLive, SHORT_INSTANCE_LEASE } from "./support/stopped-instance.ts";
 
 describe.skipIf(backendKind !== "postgres")("ephemeral sends to recipients on another instance (needs DATABASE_URL)", () => {
   const pair = usePairWithDatabase({ HOUSEKEEPING_INTERVAL_MS: "200" });
@@ -111,54 +112,22 @@ describe.skipIf(backendKind !== "postgres")("ephemeral sends to recipients on an
 });
 
 describe.skipIf(backendKind !== "postgres")("an ephemeral send to a recipient on a live instance and on one that stopped (needs DATABASE_URL)", () => {
-  // A short lease: renewed every 2 s, so a stopped instance is behind within seconds.
-  const env = { INSTANCE_LEASE_SECONDS: "6" };
-  const pair = usePairWithDatabase(env);
-
-  const instanceIdOf = async (broker: TestBroker): Promise<string> =>
-    str(((await (await fetch(`${broker.url}/health`)).json()) as { instanceId: unknown }).instanceId);
+  const pair = usePairWithDatabase(SHORT_INSTANCE_LEASE);
 
   test("goes to the presence on the instance that still renews its lease, not to the one on the stopped instance", async () => {
-    const c = await TestBroker.start(env, { backend: pair.a.backend });
-    const bPid = pair.b.process.pid;
+    const { mesh, members } = await setupMesh(pair.a.admin, { members: ["sender", "r1", "r2", "r3", "r4"] });
+    const [senderM, ...recipients] = members as [SetupMember, ...SetupMember[]];
+    const sender = await TestPeer.connect(pair.a.wsUrl, { identity: senderM.identity, meshId: mesh.id });
+    pair.peers.push(sender);
+    const { onLive, undo } = await recipientsOnStoppedAndLive(pair, mesh.id, recipients);
     try {
-      const { mesh, members } = await setupMesh(pair.a.admin, { members: ["sender", "r1", "r2", "r3", "r4"] });
-      const [senderM, ...recipients] = members as [SetupMember, ...SetupMember[]];
-      const connect = async (broker: TestBroker, member: SetupMember) => {
-        const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId: mesh.id });
-        pair.peers.push(peer);
-        return peer;
-      };
-      const sender = await connect(pair.a, senderM);
-      // Each recipient on both; half of them on the instance to be stopped
-      // first, half last: whatever order the presences are found in, the
-      // stopped instance's come first for some.
-      const onC: TestPeer[] = [];
-      for (const [i, member] of recipients.entries()) {
-        if (i % 2 === 0) await connect(pair.b, member);
-        onC.push(await connect(c, member));
-        if (i % 2 === 1) await connect(pair.b, member);
-      }
-      const [b, live] = [await instanceIdOf(pair.b), await instanceIdOf(c)];
-      process.kill(bPid, "SIGSTOP");
-      // Until it is reaped its presence stays live; c renews meanwhile.
-      await waitUntil(
-        async () => {
-          const rows = await pair.sql<Array<{ id: string }>>`
-            SELECT id FROM broker_instances WHERE id IN (${b}, ${live}) ORDER BY lease_expires_at DESC LIMIT 1`;
-          return rows[0]?.id === live || undefined;
-        },
-        20_000,
-        "the live instance's lease ahead of the stopped one's",
-      );
       for (const [i, member] of recipients.entries()) {
         const ack = await sender.send(member.pubkey, { ephemeral: true, ciphertext: "typing" });
         expect(ack).toMatchObject({ type: "ack", queued: false, recipients: 1 });
-        await onC[i]!.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId, 5_000);
+        await onLive[i]!.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId, 5_000);
       }
     } finally {
-      process.kill(bPid, "SIGCONT");
-      await c.dispose();
+      await undo();
     }
   });
 });

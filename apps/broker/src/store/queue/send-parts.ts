@@ -66,7 +66,8 @@ export const WRITTEN_CTES = sql.raw(`
 /**
  * The CTE `direct`: for each recipient that may take its delivery now, the
  * presence to lease it to (idx, member_id, presence_id, instance_id), picked
- * as a claim picks: an idle one first, of those one on the sending instance.
+ * as a claim picks: an idle one first, of those one on the sending instance,
+ * then one of the instance that renewed its lease last.
  * `remote` says whether a presence on another instance may be picked.
  */
 export function directCte(slot: Slot<SendValues>, remote: SQL): SQL {
@@ -95,7 +96,14 @@ export function directCte(slot: Slot<SendValues>, remote: SQL): SQL {
         WHERE (CASE WHEN p.instance_id = ${instanceId} THEN p.id <> ALL (${uuidArrayOf(jsonText(slot("unavailable")))})
                     ELSE ${remote} END)
           AND ${receivable(sql`p.status`, sql`r.priority`)}
-        ORDER BY (p.status = 'idle') DESC, (p.instance_id = ${instanceId}) DESC, p.id
+        -- Of other instances', the one that renewed its lease last: one killed
+        -- moments ago renews no more, and its presences stay live until it is
+        -- reaped; leased there, a delivery waited for that (10 to 20 s) and
+        -- came after those sent later. Read only for another instance's.
+        ORDER BY (p.status = 'idle') DESC, (p.instance_id = ${instanceId}) DESC,
+                 CASE WHEN p.instance_id <> ${instanceId}
+                      THEN (SELECT i.lease_expires_at FROM broker_instances i WHERE i.id = p.instance_id) END DESC NULLS LAST,
+                 p.id
         LIMIT 1
       ) p
       -- Older work it may take, by the presence's status: any queued
