@@ -17,7 +17,7 @@ import { MAX_SENDS_PER_COMMIT } from "../src/services/send-commits.ts";
 import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_MEMBERS } from "../src/store/notify.ts";
 import { MAX_DIRECT_BATCH } from "../src/store/queue/enqueue-direct.ts";
 import { enqueueSends, writtenDirectly, type EnqueuedSend, type LocalHolders, type NewMessage } from "../src/store/queue/index.ts";
-import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
+import { liveInstance, newMessage, useBackendDatabase } from "./support/scratch-db.ts";
 
 const scratch = useBackendDatabase();
 const INSTANCE = "enqueue-direct";
@@ -78,6 +78,7 @@ describe.each([
     const slug = `direct-${crypto.randomUUID()}`;
     meshId = (await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES (${slug}, ${slug}) RETURNING id`)).id;
     m.sender = await member(meshId, "sender");
+    await liveInstance(scratch.db, ELSEWHERE);
     m.here = await member(meshId, "here", { instance: INSTANCE, status: "idle" });
     m.offline = await member(meshId, "offline");
     m.elsewhere = await member(meshId, "elsewhere", { instance: ELSEWHERE, status: "idle" });

@@ -8,7 +8,7 @@ import { waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
 import { BUS_CHANNEL, MAX_LEASED_ELSEWHERE, MAX_NOTIFIED_PUSHES } from "../src/store/notify.ts";
 import { enqueueSends, type NewMessage } from "../src/store/queue/index.ts";
-import { newMessage, useBackendDatabase } from "./support/scratch-db.ts";
+import { liveInstance, newMessage, useBackendDatabase } from "./support/scratch-db.ts";
 
 const scratch = useBackendDatabase();
 const one = async <T>(query: ReturnType<typeof sql>) => (await scratch.db.rows<T>(query))[0]!;
@@ -52,6 +52,7 @@ test(`deliveries to presences on another instance are written leased to them and
   const mesh = await one<{ id: string }>(sql`INSERT INTO meshes (slug, name) VALUES ('elsewhere', 'elsewhere') RETURNING id`);
   const sender = await member(mesh.id, "sender");
   // Members, each with a live presence on another instance (its session named by the member's key).
+  await liveInstance(scratch.db, "another-instance");
   const recipients = await scratch.db.rows<{ id: string; pubkey: string; presence: string }>(sql`
     WITH m AS (
       INSERT INTO members (mesh_id, pubkey, display_name)

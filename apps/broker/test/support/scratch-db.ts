@@ -56,6 +56,16 @@ export function useBackendDatabase(): { readonly db: Database; readonly backend:
   };
 }
 
+/**
+ * Registers instance `id` as a running one is, its lease an hour ahead: a
+ * send leases to presences of another instance only while it runs.
+ */
+export async function liveInstance(db: Database, id: string): Promise<void> {
+  await db.rows(sql`
+    INSERT INTO broker_instances (id, hostname, pid, lease_expires_at) VALUES (${id}, 'test', 0, now() + interval '1 hour')
+    ON CONFLICT (id) DO UPDATE SET lease_expires_at = excluded.lease_expires_at, stopped_at = NULL`);
+}
+
 /** A mesh named `slug` with one member; their ids. */
 export async function meshWithMember(db: Database, slug: string): Promise<{ meshId: string; memberId: string }> {
   const [row] = await db.rows<{ meshId: string; memberId: string }>(sql`

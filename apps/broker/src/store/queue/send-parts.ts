@@ -67,7 +67,8 @@ export const WRITTEN_CTES = sql.raw(`
  * The CTE `direct`: for each recipient that may take its delivery now, the
  * presence to lease it to (idx, member_id, presence_id, instance_id), picked
  * as a claim picks: an idle one first, of those one on the sending instance,
- * then one of the instance that renewed its lease last.
+ * then one of the instance that renewed its lease last; none of an instance
+ * whose lease ran out or that stopped.
  * `remote` says whether a presence on another instance may be picked.
  */
 export function directCte(slot: Slot<SendValues>, remote: SQL): SQL {
@@ -87,23 +88,26 @@ export function directCte(slot: Slot<SendValues>, remote: SQL): SQL {
       -- keeps the instance's test out of the probe): planned on a presences
       -- table not analyzed yet, the probe took the index of the instance's
       -- live presences and read all of them for each delivery.
+      -- Another instance's presence comes with its instance's lease, while
+      -- that instance runs: one killed moments ago renews no more, and its
+      -- presences stay live until it is reaped; leased there, a delivery
+      -- waited for that (10 to 20 s) and came after those sent later. Its
+      -- lease run out, it takes none; before, of equals, the instance that
+      -- renewed last is taken. Read only for another instance's.
       CROSS JOIN LATERAL (
         SELECT p.id, p.status, p.instance_id FROM (
-          SELECT live.id, live.status, live.instance_id FROM presences live
+          SELECT live.id, live.status, live.instance_id,
+                 CASE WHEN live.instance_id <> ${instanceId} THEN (
+                   SELECT i.lease_expires_at FROM broker_instances i WHERE i.id = live.instance_id AND i.stopped_at IS NULL
+                 ) END AS instance_lease
+          FROM presences live
           WHERE live.member_id = r.member_id AND live.disconnected_at IS NULL
           OFFSET 0
         ) p
         WHERE (CASE WHEN p.instance_id = ${instanceId} THEN p.id <> ALL (${uuidArrayOf(jsonText(slot("unavailable")))})
-                    ELSE ${remote} END)
+                    ELSE ${remote} AND p.instance_lease > now() END)
           AND ${receivable(sql`p.status`, sql`r.priority`)}
-        -- Of other instances', the one that renewed its lease last: one killed
-        -- moments ago renews no more, and its presences stay live until it is
-        -- reaped; leased there, a delivery waited for that (10 to 20 s) and
-        -- came after those sent later. Read only for another instance's.
-        ORDER BY (p.status = 'idle') DESC, (p.instance_id = ${instanceId}) DESC,
-                 CASE WHEN p.instance_id <> ${instanceId}
-                      THEN (SELECT i.lease_expires_at FROM broker_instances i WHERE i.id = p.instance_id) END DESC NULLS LAST,
-                 p.id
+        ORDER BY (p.status = 'idle') DESC, (p.instance_id = ${instanceId}) DESC, p.instance_lease DESC NULLS LAST, p.id
         LIMIT 1
       ) p
       -- Older work it may take, by the presence's status: any queued
