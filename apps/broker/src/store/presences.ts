@@ -189,7 +189,8 @@ export async function livePresenceIdsOfInstance(tx: Executor, instanceId: string
 /**
  * Of these members' live presences, those whose status lets a message of
  * this priority through now (none of a webhook member), but those of
- * another instance whose lease ran out (dead, not reaped yet); those of the
+ * another instance that stopped or whose lease ran out (dead, or late to
+ * renew it: after an outage, until it renews; not reaped yet); those of the
  * instance that renewed its lease last first. An instance killed moments ago
  * renews no more: its presences stay live until it is reaped, 10 to 20 s on,
  * and a recipient with a socket there and another elsewhere would meanwhile
@@ -208,7 +209,7 @@ export async function presencesReceiving(
     FROM presences p JOIN broker_instances i ON i.id = p.instance_id
     WHERE p.disconnected_at IS NULL AND p.member_id = ANY (${uuidArray(memberIds)})
       AND ${receivable(sql`p.status`, sql`${priority}::text`)} AND ${receivesOnSockets(sql`p.member_id`)}
-      AND (p.instance_id = ${instanceId} OR i.lease_expires_at > now())
+      AND (p.instance_id = ${instanceId} OR (i.lease_expires_at > now() AND i.stopped_at IS NULL))
     ORDER BY i.lease_expires_at DESC`);
 }
 
