@@ -119,13 +119,14 @@ describe.skipIf(backendKind !== "postgres")("an ephemeral send to a recipient on
     const [senderM, ...recipients] = members as [SetupMember, ...SetupMember[]];
     const sender = await TestPeer.connect(pair.a.wsUrl, { identity: senderM.identity, meshId: mesh.id });
     pair.peers.push(sender);
-    const { onLive, undo } = await recipientsOnStoppedAndLive(pair, mesh.id, recipients);
+    const { onLive, stillLive, undo } = await recipientsOnStoppedAndLive(pair, mesh.id, recipients);
     try {
       for (const [i, member] of recipients.entries()) {
         const ack = await sender.send(member.pubkey, { ephemeral: true, ciphertext: "typing" });
         expect(ack).toMatchObject({ type: "ack", queued: false, recipients: 1 });
         await onLive[i]!.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId, 5_000);
       }
+      expect(await stillLive()).toBe(true);
     } finally {
       await undo();
     }

@@ -141,7 +141,7 @@ describe.skipIf(backendKind !== "postgres")("a delivery to a recipient on a live
     const [senderM, ...recipients] = members as [SetupMember, ...SetupMember[]];
     const sender = await TestPeer.connect(pair.a.wsUrl, { identity: senderM.identity, meshId: mesh.id });
     pair.peers.push(sender);
-    const { onLive, undo } = await recipientsOnStoppedAndLive(pair, mesh.id, recipients);
+    const { onLive, stillLive, undo } = await recipientsOnStoppedAndLive(pair, mesh.id, recipients);
     try {
       for (const [i, member] of recipients.entries()) {
         const ack = await sender.send(member.pubkey);
@@ -153,6 +153,7 @@ describe.skipIf(backendKind !== "postgres")("a delivery to a recipient on a live
         const push = await onLive[i]!.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId);
         expect(push.attempt).toBe(1);
       }
+      expect(await stillLive()).toBe(true);
     } finally {
       await undo();
     }

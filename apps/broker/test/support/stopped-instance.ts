@@ -6,12 +6,20 @@ import { TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/
 import { str } from "./messaging.ts";
 import type { PairWithDatabase } from "./pair-database.ts";
 
-/** A short lease: renewed every 2 s, so a stopped instance is behind within seconds. */
-export const SHORT_INSTANCE_LEASE = { INSTANCE_LEASE_SECONDS: "6" };
+/**
+ * A short lease, renewed every 4 s: a stopped instance is behind the live
+ * one within seconds, and its lease runs out 12 s after its last renewal.
+ */
+export const SHORT_INSTANCE_LEASE = { INSTANCE_LEASE_SECONDS: "12" };
 
 export interface StoppedAndLive {
   /** Each recipient's peer on the live instance, in the order given. */
   onLive: TestPeer[];
+  /**
+   * Whether the stopped instance's lease still runs and its presences are
+   * still live: a test that sent after the reap proved nothing.
+   */
+  stillLive(): Promise<boolean>;
   /** Continues the stopped instance and stops the live one. */
   undo(): Promise<void>;
 }
@@ -58,7 +66,14 @@ export async function recipientsOnStoppedAndLive(pair: PairWithDatabase, meshId:
       20_000,
       "the live instance's lease ahead of the stopped one's",
     );
-    return { onLive, undo };
+    const stillLive = async () => {
+      const [row] = await pair.sql<Array<{ live: boolean }>>`
+        SELECT i.lease_expires_at > now() AND i.stopped_at IS NULL
+               AND (SELECT count(*) FROM presences p WHERE p.instance_id = i.id AND p.disconnected_at IS NULL) = ${recipients.length} AS live
+        FROM broker_instances i WHERE i.id = ${b}`;
+      return row?.live === true;
+    };
+    return { onLive, stillLive, undo };
   } catch (error) {
     await undo();
     throw error;
