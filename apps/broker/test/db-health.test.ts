@@ -1,7 +1,8 @@
 // The database's state as /health reports it (services/db-health.ts), driven
 // by real refusals of a real database: a write refused as read-only marks it
-// read_only at once, ahead of full, until a ping finds the server writable; a
-// ping that finds the server read-only marks it by itself.
+// read_only at once, ahead of full, until a ping finds the server writable
+// with none refused for 10 s; a ping that finds the server read-only marks it
+// by itself.
 import { afterEach, describe, expect, test } from "bun:test";
 import { isDiskFull, isReadOnly, type Database } from "@switchboard/db";
 import { makeDatabaseReadOnly, waitUntil } from "@switchboard/testkit";
@@ -58,27 +59,32 @@ async function readOnlyDatabase(): Promise<() => Promise<void>> {
 }
 
 describe("the database's state", () => {
-  test("a write refused as read-only marks it read_only at once, ahead of full; a ping that finds the server writable clears it", async () => {
+  test("a write refused as read-only marks it read_only at once, ahead of full; a ping that finds the server writable clears it once none was refused for 10 s", async () => {
     let now = 0;
     const { dbHealth, lines, gauge } = watch(scratch.db, () => now);
-    const diskFull = await refusal(scratch.db, `DO $$ BEGIN RAISE EXCEPTION 'no space left' USING ERRCODE = 'disk_full'; END $$`);
     const readOnly = await refusal(scratch.db, "SET TRANSACTION READ ONLY", "CREATE TABLE read_only_probe ()");
+    const diskFull = await refusal(scratch.db, `DO $$ BEGIN RAISE EXCEPTION 'no space left' USING ERRCODE = 'disk_full'; END $$`);
     expect([isDiskFull(diskFull), isReadOnly(readOnly)]).toEqual([true, true]);
 
-    expect(dbHealth.unavailable(diskFull)).toBe(true);
-    expect(dbHealth.state).toBe("full");
     expect(dbHealth.unavailable(readOnly)).toBe(true);
     expect(dbHealth.state).toBe("read_only");
     expect(await gauge()).toBe(1);
     expect(lines.filter((l) => l.msg === "db read-only").map((l) => ({ level: l.level, code: l.err?.code }))).toEqual([{ level: 50, code: "25006" }]);
     dbHealth.unavailable(readOnly);
     expect(lines.filter((l) => l.msg === "db read-only").length).toBe(1);
+    now = 9_000;
+    expect(dbHealth.unavailable(diskFull)).toBe(true);
+    expect(dbHealth.state).toBe("read_only");
+    // Pings (every 20 ms) find the server writable, but a write was refused within 10 s.
+    await Bun.sleep(200);
+    expect(dbHealth.state).toBe("read_only");
 
+    now = 10_001;
     await waitUntil(() => dbHealth.state !== "read_only", 20_000, "a ping to find the database writable");
     expect(dbHealth.state).toBe("full");
     expect(await gauge()).toBe(0);
     expect(lines.filter((l) => l.msg === "db writable").map((l) => l.level)).toEqual([30]);
-    now += 10_001;
+    now = 19_001;
     expect(dbHealth.state).toBe("up");
   });
 

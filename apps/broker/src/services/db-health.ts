@@ -17,6 +17,9 @@ import { settleWithin } from "./timing.ts";
 // Long enough to span the writes of a busy instance (one refusal marks it),
 // short enough that /health says so soon after room is made.
 const FULL_MS = 10_000;
+// As long, for a write refused as read-only: a ping finding the server
+// writable clears the state only once none was refused for this long.
+const READ_ONLY_MS = 10_000;
 
 export type DbState = "up" | "down" | "read_only" | "full";
 
@@ -26,7 +29,7 @@ export interface DbHealth {
   /**
    * Down while the ping fails; read_only from a write refused as read-only or
    * a ping that found the server so, until a ping finds it writable with no
-   * such refusal since the ping before; full while a write was refused for
+   * such refusal within READ_ONLY_MS; full while a write was refused for
    * want of disk space within FULL_MS.
    */
   readonly state: DbState;
@@ -54,13 +57,14 @@ export function watchDbHealth(
   /** When the server was first seen read-only; null while it is writable (as last seen: a ping that fails leaves it). */
   let readOnlySince: number | null = null;
   /**
-   * A write was refused as read-only since the last ping answered. A pool
-   * can hold connections opened before and after the server turned
-   * read-only (ALTER DATABASE or ALTER ROLE … SET default_transaction_read_only
-   * reaches new ones only): a ping on a writable one clears nothing while
-   * writes on the others are refused.
+   * When a write was last refused as read-only. A pool can hold connections
+   * opened before and after the server turned read-only (ALTER DATABASE or
+   * ALTER ROLE … SET default_transaction_read_only reaches new ones only), or
+   * after a failover, on the old server and on the new: a ping on a writable
+   * one clears nothing until READ_ONLY_MS passed without a refusal, or the
+   * state would come and go with each write of a quiet broker.
    */
-  let refusedSincePing = false;
+  let lastReadOnlyRefusal = Number.NEGATIVE_INFINITY;
   metrics.dbHealthy.set(1);
   metrics.dbFull.set(0);
   metrics.dbReadOnly.set(0);
@@ -91,10 +95,7 @@ export function watchDbHealth(
     if (failure !== null && healthy) log.error({ err: failure }, "db ping failed");
     healthy = failure === null;
     metrics.dbHealthy.set(healthy ? 1 : 0);
-    if (answer !== null) {
-      readOnly(answer.readOnly || refusedSincePing);
-      refusedSincePing = false;
-    }
+    if (answer !== null) readOnly(answer.readOnly || options.clock() - lastReadOnlyRefusal <= READ_ONLY_MS);
     full();
     timer = setTimeout(ping, options.intervalMs);
   };
@@ -128,7 +129,7 @@ export function watchDbHealth(
         }
       }
       if (isReadOnly(error)) {
-        refusedSincePing = true;
+        lastReadOnlyRefusal = options.clock();
         readOnly(true, error);
       }
       return !healthy || isConnectionLost(error) || isOutOfResources(error) || isReadOnly(error);
