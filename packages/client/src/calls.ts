@@ -101,8 +101,8 @@ export class Calls {
       const refused = forgotten(entry, limits.idRetentionSeconds) ?? this.oversized(entry.text);
       if (refused) {
         if (!this.outbox.take(entry.reqId)) continue;
-        // Written on an earlier socket, refused only by this one's smaller limit: the broker may have stored it.
         const { sendId } = entry;
+        // Written on an earlier socket, refused only by this one's smaller limit: the broker may have stored it.
         const named = refused.code === "too_large" && entry.writtenOn !== 0 && sendId !== undefined;
         entry.reject(named ? namingSend(refused, sendId, "it was written on a socket that dropped before its answer, and may be stored") : refused);
       } else write(entry, connection);
