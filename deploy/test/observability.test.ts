@@ -69,6 +69,18 @@ beforeAll(async () => {
 // Labels Prometheus attaches to every scraped series, and a histogram's own.
 const TARGET_LABELS = new Set(["job", "instance"]);
 
+/** What `promtool test rules` says of a scenario of the alert rules (its unit-test file's content). */
+function ruleTest(scenario: object): { code: number; text: string } {
+  const dir = mkdtempSync(join(tmpdir(), "switchboard-rules-"));
+  try {
+    writeFileSync(join(dir, "test.yml"), JSON.stringify(scenario));
+    const out = Bun.spawnSync([promtool!, "test", "rules", join(dir, "test.yml")]);
+    return { code: out.exitCode, text: out.stdout.toString() + out.stderr.toString() };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /**
  * Label matchers and groupings of each expression that a live broker's
  * metrics do not carry: a label the metric lacks, or a value (=, !=) it never
@@ -287,15 +299,7 @@ describe.skipIf(!promtool)("promtool", () => {
         },
       ],
     };
-    const dir = mkdtempSync(join(tmpdir(), "switchboard-rules-"));
-    try {
-      writeFileSync(join(dir, "test.yml"), JSON.stringify(scenario));
-      const out = Bun.spawnSync([promtool!, "test", "rules", join(dir, "test.yml")]);
-      const text = out.stdout.toString() + out.stderr.toString();
-      expect({ code: out.exitCode, text }).toEqual({ code: 0, text: expect.stringContaining("SUCCESS") });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect(ruleTest(scenario)).toEqual({ code: 0, text: expect.stringContaining("SUCCESS") });
   });
 
   // The ping holds the gauge (once a second), so the rule reads it as it is.
@@ -324,15 +328,7 @@ describe.skipIf(!promtool)("promtool", () => {
         },
       ],
     };
-    const dir = mkdtempSync(join(tmpdir(), "switchboard-rules-"));
-    try {
-      writeFileSync(join(dir, "test.yml"), JSON.stringify(scenario));
-      const out = Bun.spawnSync([promtool!, "test", "rules", join(dir, "test.yml")]);
-      const text = out.stdout.toString() + out.stderr.toString();
-      expect({ code: out.exitCode, text }).toEqual({ code: 0, text: expect.stringContaining("SUCCESS") });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect(ruleTest(scenario)).toEqual({ code: 0, text: expect.stringContaining("SUCCESS") });
   });
 
   test("check metrics: a live /metrics scrape lints clean", () => {

@@ -16,7 +16,7 @@ import {
 } from "@switchboard/testkit";
 import { str } from "./support/messaging.ts";
 import { usePairWithDatabase } from "./support/pair-database.ts";
-import { recipientsOnStoppedAndLive, SHORT_INSTANCE_LEASE } from "./support/stopped-instance.ts";
+import { SHORT_INSTANCE_LEASE, whileOneIsStopped } from "./support/stopped-instance.ts";
 
 describe.skipIf(backendKind !== "postgres")("ephemeral sends to recipients on another instance (needs DATABASE_URL)", () => {
   const pair = usePairWithDatabase({ HOUSEKEEPING_INTERVAL_MS: "200" });
@@ -115,20 +115,10 @@ describe.skipIf(backendKind !== "postgres")("an ephemeral send to a recipient on
   const pair = usePairWithDatabase(SHORT_INSTANCE_LEASE);
 
   test("goes to the presence on the instance that still renews its lease, not to the one on the stopped instance", async () => {
-    const { mesh, members } = await setupMesh(pair.a.admin, { members: ["sender", "r1", "r2", "r3", "r4"] });
-    const [senderM, ...recipients] = members as [SetupMember, ...SetupMember[]];
-    const sender = await TestPeer.connect(pair.a.wsUrl, { identity: senderM.identity, meshId: mesh.id });
-    pair.peers.push(sender);
-    const { onLive, stillLive, undo } = await recipientsOnStoppedAndLive(pair, mesh.id, recipients);
-    try {
-      for (const [i, member] of recipients.entries()) {
-        const ack = await sender.send(member.pubkey, { ephemeral: true, ciphertext: "typing" });
-        expect(ack).toMatchObject({ type: "ack", queued: false, recipients: 1 });
-        await onLive[i]!.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId, 5_000);
-      }
-      expect(await stillLive()).toBe(true);
-    } finally {
-      await undo();
-    }
+    await whileOneIsStopped(pair, async (sender, recipient, onLive) => {
+      const ack = await sender.send(recipient.pubkey, { ephemeral: true, ciphertext: "typing" });
+      expect(ack).toMatchObject({ type: "ack", queued: false, recipients: 1 });
+      await onLive.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId, 5_000);
+    });
   });
 });

@@ -18,7 +18,7 @@ import {
 } from "@switchboard/testkit";
 import { EVERY_DELIVERY } from "./support/acked.ts";
 import { usePairWithDatabase } from "./support/pair-database.ts";
-import { recipientsOnStoppedAndLive, SHORT_INSTANCE_LEASE } from "./support/stopped-instance.ts";
+import { SHORT_INSTANCE_LEASE, whileOneIsStopped } from "./support/stopped-instance.ts";
 
 // Long enough that a lease left to run out would outlast every wait below.
 const LEASE_SECONDS = 600;
@@ -137,25 +137,15 @@ describe.skipIf(backendKind !== "postgres")("a delivery to a recipient on a live
   const pair = usePairWithDatabase(SHORT_INSTANCE_LEASE);
 
   test("is leased to the presence on the instance that still renews its lease, and pushed there at its first attempt", async () => {
-    const { mesh, members } = await setupMesh(pair.a.admin, { members: ["sender", "r1", "r2", "r3", "r4"] });
-    const [senderM, ...recipients] = members as [SetupMember, ...SetupMember[]];
-    const sender = await TestPeer.connect(pair.a.wsUrl, { identity: senderM.identity, meshId: mesh.id });
-    pair.peers.push(sender);
-    const { onLive, stillLive, undo } = await recipientsOnStoppedAndLive(pair, mesh.id, recipients);
-    try {
-      for (const [i, member] of recipients.entries()) {
-        const ack = await sender.send(member.pubkey);
-        expect(ack).toMatchObject({ type: "ack", queued: true, recipients: 1 });
-        const [delivery] = await pair.sql<Array<{ presenceId: string | null }>>`
-          SELECT lease_presence_id::text AS "presenceId" FROM deliveries WHERE message_id = ${String(ack.messageId)}`;
-        expect(delivery?.presenceId).toBe(String(onLive[i]!.helloAck?.presenceId));
-        // Leased to the stopped instance's presence, it came only after the reap put it back: a second attempt.
-        const push = await onLive[i]!.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId);
-        expect(push.attempt).toBe(1);
-      }
-      expect(await stillLive()).toBe(true);
-    } finally {
-      await undo();
-    }
+    await whileOneIsStopped(pair, async (sender, recipient, onLive) => {
+      const ack = await sender.send(recipient.pubkey);
+      expect(ack).toMatchObject({ type: "ack", queued: true, recipients: 1 });
+      const [delivery] = await pair.sql<Array<{ presenceId: string | null }>>`
+        SELECT lease_presence_id::text AS "presenceId" FROM deliveries WHERE message_id = ${String(ack.messageId)}`;
+      expect(delivery?.presenceId).toBe(String(onLive.helloAck?.presenceId));
+      // Leased to the stopped instance's presence, it came only after the reap put it back: a second attempt.
+      const push = await onLive.nextFrame((f) => f.type === "push" && f.messageId === ack.messageId);
+      expect(push.attempt).toBe(1);
+    });
   });
 });
