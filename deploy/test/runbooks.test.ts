@@ -394,7 +394,7 @@ describe("the SQL an operator is told to run", () => {
     ...[...deployMd.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]!.trim()),
   ];
 
-  test("every statement in the runbooks and docs/deploy.md runs on a migrated database: its tables, columns and states exist", async () => {
+  test("every statement in the runbooks and docs/deploy.md is planned on a migrated database: its tables, columns and states exist", async () => {
     expect(statements.length).toBeGreaterThanOrEqual(4);
     const backend = await freshBackend();
     const db = await connect({ databaseUrl: backend.databaseUrl, dataDir: backend.dataDir ?? "" });
@@ -404,7 +404,9 @@ describe("the SQL an operator is told to run", () => {
       for (const statement of statements) {
         // A runbook's placeholder for an id the operator fills in.
         const runnable = statement.replace(/'<\w+>'/g, `'${crypto.randomUUID()}'`);
-        await db.rows({ sql: runnable, params: [] }).catch((error: unknown) => failed.push(`${statement}: ${String(error)}`));
+        // Planned, not run: the read-only runbook's statement ends every
+        // broker's sessions, every other test's on a shared server among them.
+        await db.rows({ sql: `EXPLAIN ${runnable}`, params: [] }).catch((error: unknown) => failed.push(`${statement}: ${String(error)}`));
       }
       expect(failed).toEqual([]);
       // A state that does not exist fails no query: each is checked against the table's constraint.
