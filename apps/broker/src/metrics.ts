@@ -196,7 +196,7 @@ export function createMetrics() {
     }),
     dbReadOnly: new Gauge({
       name: "broker_db_read_only",
-      help: "1 while the database is read-only (a standby, a demoted primary, default_transaction_read_only), else 0",
+      help: "1 while the database is read-only (a standby, a demoted primary, default_transaction_read_only), else 0 (also while the ping fails)",
       registers: [registry],
     }),
   };

@@ -4,9 +4,10 @@
 // with none refused for 10 s; a ping that finds the server read-only marks it
 // by itself.
 import { afterEach, describe, expect, test } from "bun:test";
-import { isDiskFull, isReadOnly, type Database } from "@switchboard/db";
-import { makeDatabaseReadOnly, waitUntil } from "@switchboard/testkit";
+import { connect, isDiskFull, isReadOnly, type Database } from "@switchboard/db";
+import { makeDatabaseReadOnly, scratchDir, waitUntil } from "@switchboard/testkit";
 import { sql } from "drizzle-orm";
+import { rmSync } from "node:fs";
 import pino from "pino";
 import { createMetrics } from "../src/metrics.ts";
 import { watchDbHealth, type DbHealth } from "../src/services/db-health.ts";
@@ -28,7 +29,8 @@ function watch(db: Database, clock: () => number) {
   const metrics = createMetrics();
   watching = watchDbHealth(db, log, metrics, { intervalMs: 20, timeoutMs: 2000, clock });
   const gauge = async () => (await metrics.dbReadOnly.get()).values[0]?.value;
-  return { dbHealth: watching, lines, gauge };
+  const healthyGauge = async () => (await metrics.dbHealthy.get()).values[0]?.value;
+  return { dbHealth: watching, lines, gauge, healthyGauge };
 }
 
 /** The error the database answers `statement` with. */
@@ -101,5 +103,27 @@ describe("the database's state", () => {
     await waitUntil(() => dbHealth.state === "up", 20_000, "a ping to find the database writable");
     expect(await gauge()).toBe(0);
     expect(lines.filter((l) => l.msg === "db writable").length).toBe(1);
+  });
+
+  test("a ping that fails after a read-only spell shows down alone: the read-only gauge is 0 while the database is unreachable", async () => {
+    // A connection of its own, closed to make every ping fail.
+    const url = scratch.backend.databaseUrl;
+    const dir = url === undefined ? scratchDir("db-health-own") : undefined;
+    const own = await connect({ databaseUrl: url, dataDir: dir ?? "" });
+    let closed = false;
+    try {
+      const { dbHealth, gauge, healthyGauge } = watch(own, () => 0);
+      expect(dbHealth.unavailable(await refusal(own, "SET TRANSACTION READ ONLY", "CREATE TABLE read_only_probe ()"))).toBe(true);
+      await Bun.sleep(100);
+      expect([dbHealth.state, await gauge(), await healthyGauge()]).toEqual(["read_only", 1, 1]);
+
+      await own.close();
+      closed = true;
+      await waitUntil(() => dbHealth.state === "down", 20_000, "a ping to fail");
+      expect([await gauge(), await healthyGauge()]).toEqual([0, 0]);
+    } finally {
+      if (!closed) await own.close();
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -69,16 +69,18 @@ export function watchDbHealth(
   metrics.dbFull.set(0);
   metrics.dbReadOnly.set(0);
 
+  // The gauge says what /health says: read_only gives way to down, so an
+  // outage after a read-only spell does not page for both.
+  const showReadOnly = () => metrics.dbReadOnly.set(healthy && readOnlySince !== null ? 1 : 0);
   const readOnly = (now: boolean, refusal?: unknown) => {
     if (now && readOnlySince === null) {
       readOnlySince = options.clock();
-      metrics.dbReadOnly.set(1);
       log.error(refusal === undefined ? {} : { err: refusal }, "db read-only");
     } else if (!now && readOnlySince !== null) {
       log.info({ readOnlyForMs: options.clock() - readOnlySince }, "db writable");
       readOnlySince = null;
-      metrics.dbReadOnly.set(0);
     }
+    showReadOnly();
   };
 
   const ping = async () => {
@@ -96,6 +98,7 @@ export function watchDbHealth(
     healthy = failure === null;
     metrics.dbHealthy.set(healthy ? 1 : 0);
     if (answer !== null) readOnly(answer.readOnly || options.clock() - lastReadOnlyRefusal <= READ_ONLY_MS);
+    else showReadOnly();
     full();
     timer = setTimeout(ping, options.intervalMs);
   };
