@@ -4,9 +4,9 @@
 // broker that is gone or silent.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { freePort, setupMesh, TestBroker, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
-import { HttpSender, SwitchboardClient, SwitchboardError, type ClientOptions, type Message, type UnreadableMessage } from "../src/index.ts";
+import { HttpSender, SwitchboardClient, SwitchboardError, type Message, type UnreadableMessage } from "../src/index.ts";
 import { UNHEARD_EPHEMERAL } from "../src/receiver.ts";
-import { controllableWebSocket, failureWhileStopped, pingAnswered, pushesOf, recordingControllable, type RawFrame } from "./support.ts";
+import { controllableWebSocket, failureWhileStopped, pingAnswered, pushesOf, recordingControllable, testClients, type RawFrame } from "./support.ts";
 
 // A fixed port: one test stops the broker and starts it again where the clients look for it.
 let broker: TestBroker;
@@ -25,17 +25,7 @@ async function pair() {
   return { mesh, alice: members[0] as SetupMember, bob: members[1] as SetupMember };
 }
 
-async function client(meshId: string, member: SetupMember, options: Partial<ClientOptions> = {}): Promise<SwitchboardClient> {
-  const c = await SwitchboardClient.connect({
-    url: broker.url,
-    meshId,
-    secretKey: member.identity.secretKey,
-    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
-    ...options,
-  });
-  cleanup.push(() => c.close());
-  return c;
-}
+const { connect: client } = testClients(() => broker.url);
 
 /** Waits until the ack of messageId was written, then for a pong: frames are handled in order, so the broker applied it. */
 async function ackApplied(c: SwitchboardClient, ackedIds: string[], messageId: string): Promise<void> {

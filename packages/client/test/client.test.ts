@@ -26,7 +26,6 @@ import {
   SwitchboardError,
   transcriptDir,
   watchTranscriptStatus,
-  type ClientOptions,
   type ConnectionState,
   type PresenceEvent,
 } from "../src/index.ts";
@@ -41,16 +40,17 @@ import {
   recordingControllable,
   recordingWebSocket,
   slowPongWebSocket,
+  testClients,
   type RawFrame,
 } from "./support.ts";
 
 // A 1 s lease makes unacked pushes come back quickly (the de-dup test needs redeliveries).
 const broker = useTestBroker({ LEASE_SECONDS: "1" });
-const clients: SwitchboardClient[] = [];
+const clients = testClients(() => broker.wsUrl);
+const { connect } = clients;
 const peers: TestPeer[] = [];
 
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
   await Promise.all(peers.splice(0).map((p) => p.close()));
 });
 
@@ -59,19 +59,6 @@ async function rawPeer(meshId: string, member: SetupMember): Promise<TestPeer> {
   const peer = await TestPeer.connect(broker.wsUrl, { identity: member.identity, meshId });
   peers.push(peer);
   return peer;
-}
-
-async function connect(meshId: string, member: SetupMember, extra: Partial<ClientOptions> = {}): Promise<SwitchboardClient> {
-  const client = await SwitchboardClient.connect({
-    url: broker.wsUrl,
-    meshId,
-    secretKey: member.identity.secretKey,
-    displayName: member.displayName,
-    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
-    ...extra,
-  });
-  clients.push(client);
-  return client;
 }
 
 describe("SwitchboardClient", () => {
@@ -1197,7 +1184,7 @@ describe("a broker whose limit shrinks across a reconnect", () => {
         secretKey: me.secretKey,
         reconnect: { minDelayMs: 10, maxDelayMs: 20 },
       });
-      clients.push(client);
+      clients.adopt(client);
       const id = crypto.randomUUID();
       const failure = await within(client.send("*", "a message longer than the next socket takes", { id }).catch((error: unknown) => error), 10_000, "the send's end");
       expect(failure).toMatchObject({ code: "too_large", sendId: id });
@@ -1207,7 +1194,7 @@ describe("a broker whose limit shrinks across a reconnect", () => {
       expect(fresh).toMatchObject({ code: "too_large" });
       expect((fresh as SwitchboardError).sendId).toBeUndefined();
     } finally {
-      await Promise.all(clients.splice(0).map((c) => c.close()));
+      await clients.closeAll();
       await server.stop(true);
     }
   });
@@ -1253,7 +1240,7 @@ describe("a broker newer than the SDK", () => {
     try {
       const me = await newIdentity();
       const client = await SwitchboardClient.connect({ url: fake.url, meshId: "m", secretKey: me.secretKey, reconnect: false });
-      clients.push(client);
+      clients.adopt(client);
       const got = collect(client);
       const first = client.ping().then(
         () => "answered",
@@ -1267,7 +1254,7 @@ describe("a broker newer than the SDK", () => {
       const id = crypto.randomUUID();
       expect(await client.send("*", "hi", { id }).catch((error: unknown) => error)).toMatchObject({ code: "protocol", sendId: id });
     } finally {
-      await Promise.all(clients.splice(0).map((c) => c.close()));
+      await clients.closeAll();
       await fake.stop();
     }
   });

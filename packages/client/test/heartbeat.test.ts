@@ -7,8 +7,7 @@ import { setupMesh, startTcpProxy, TestPeer, useTestBroker, waitUntil, type Setu
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SwitchboardClient, type ClientOptions } from "../src/index.ts";
-import { collect, recordingWebSocket, type RawFrame } from "./support.ts";
+import { collect, recordingWebSocket, testClients, type RawFrame } from "./support.ts";
 
 const broker = useTestBroker();
 const closing: Array<{ close(): Promise<unknown> }> = [];
@@ -16,24 +15,14 @@ afterEach(async () => {
   await Promise.all(closing.splice(0).map((c) => c.close()));
 });
 
-async function client(member: SetupMember, meshId: string, options: Partial<ClientOptions>): Promise<SwitchboardClient> {
-  const made = await SwitchboardClient.connect({
-    url: broker.wsUrl,
-    meshId,
-    secretKey: member.identity.secretKey,
-    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
-    ...options,
-  });
-  closing.push(made);
-  return made;
-}
+const { connect } = testClients(() => broker.wsUrl);
 
 test("a socket gone silent is given up (close 1006) and reconnected with its session; a message sent meanwhile arrives once", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["alice", "bob"] });
   const [alice, bob] = members as [SetupMember, SetupMember];
   const proxy: TcpProxy = await startTcpProxy(Number(new URL(broker.url).port));
   closing.push(proxy);
-  const a = await client(alice, mesh.id, { url: `ws://127.0.0.1:${proxy.port}/ws`, heartbeatMs: 300 });
+  const a = await connect(mesh.id, alice, { url: `ws://127.0.0.1:${proxy.port}/ws`, heartbeatMs: 300 });
   const seen = collect(a);
   const sender = await TestPeer.connect(broker.wsUrl, { identity: bob.identity, meshId: mesh.id });
   closing.push(sender);
@@ -58,7 +47,7 @@ test("a quiet socket that answers its pings is kept", async () => {
   const { mesh, members } = await setupMesh(broker.admin, { members: ["carol"] });
   const sent: RawFrame[] = [];
   // Long enough that a pong is never late on a machine busy with the rest of the suite (at 100 ms one was, and the socket was given up).
-  const c = await client(members[0]!, mesh.id, { heartbeatMs: 1000, WebSocket: recordingWebSocket([], sent) });
+  const c = await connect(mesh.id, members[0]!, { heartbeatMs: 1000, WebSocket: recordingWebSocket([], sent) });
   const seen = collect(c);
   await waitUntil(() => sent.filter((f) => f.type === "ping").length >= 3 || undefined, 30_000, "three heartbeat pings");
   expect(seen.closes).toEqual([]);

@@ -2,31 +2,15 @@
 // reconnect, and the broker recognizes its id — for as long as it remembers
 // the id. Past that window (DELIVERED_RETENTION_SECONDS, told in hello_ack)
 // a second write could store it twice, so the SDK fails it instead.
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
-import { HttpSender, SwitchboardClient, SwitchboardError, type ClientOptions } from "../src/index.ts";
-import { collect, controllableWebSocket, recordingWebSocket, type RawFrame } from "./support.ts";
+import { HttpSender, SwitchboardError } from "../src/index.ts";
+import { collect, controllableWebSocket, recordingWebSocket, testClients, type RawFrame } from "./support.ts";
 
 const RETENTION_SECONDS = 3;
 // Housekeeping often, so a settled message is pruned soon after the window.
 const broker = useTestBroker({ DELIVERED_RETENTION_SECONDS: String(RETENTION_SECONDS), HOUSEKEEPING_INTERVAL_MS: "200" });
-const clients: SwitchboardClient[] = [];
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-});
-
-async function connect(meshId: string, member: SetupMember, extra: Partial<ClientOptions> = {}): Promise<SwitchboardClient> {
-  const client = await SwitchboardClient.connect({
-    url: broker.wsUrl,
-    meshId,
-    secretKey: member.identity.secretKey,
-    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
-    ...extra,
-  });
-  clients.push(client);
-  return client;
-}
+const { connect } = testClients(() => broker.wsUrl);
 
 describe("a send written again after a reconnect", () => {
   test("past the window the broker remembers its id in, it is not written again: outcome_unknown, and one copy", async () => {

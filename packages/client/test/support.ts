@@ -1,10 +1,46 @@
 // Helpers for the SDK's tests: WebSockets that record the raw frames the SDK
 // receives and sends, or that a test can drop, and a collector of a client's
 // events.
-import { waitUntil } from "@switchboard/testkit";
-import type { Message, SwitchboardClient, SwitchboardError } from "../src/index.ts";
+import { afterEach } from "bun:test";
+import { waitUntil, type SetupMember } from "@switchboard/testkit";
+import { SwitchboardClient, type ClientOptions, type Message, type SwitchboardError } from "../src/index.ts";
 
 export type RawFrame = Record<string, unknown>;
+
+export interface TestClients {
+  /** A client of `member` on `url()`, reconnecting within 20–200 ms; `extra` overrides any option. */
+  connect(meshId: string, member: SetupMember, extra?: Partial<ClientOptions>): Promise<SwitchboardClient>;
+  /** Closes `client` with the others: for one connected otherwise. */
+  adopt(client: SwitchboardClient): SwitchboardClient;
+  /** Closes every client so far, as the end of each test does. */
+  closeAll(): Promise<void>;
+}
+
+/** The SDK clients of one test file, each closed at the end of its test. */
+export function testClients(url: () => string): TestClients {
+  const open: SwitchboardClient[] = [];
+  const closeAll = async () => void (await Promise.all(open.splice(0).map((c) => c.close())));
+  afterEach(closeAll);
+  const adopt = (client: SwitchboardClient) => {
+    open.push(client);
+    return client;
+  };
+  return {
+    async connect(meshId, member, extra = {}) {
+      const client = await SwitchboardClient.connect({
+        url: url(),
+        meshId,
+        secretKey: member.identity.secretKey,
+        displayName: member.displayName,
+        reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+        ...extra,
+      });
+      return adopt(client);
+    },
+    adopt,
+    closeAll,
+  };
+}
 
 /**
  * A WebSocket class that appends every received frame (parsed) to `frames` before the SDK sees it,
