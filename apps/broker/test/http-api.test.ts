@@ -122,6 +122,10 @@ describe("HTTP messaging API", () => {
     const notUtf8 = await post<ErrorBody>(token, httpBody(runner.pubkey), { key: "caf\u00e9" });
     expect(notUtf8).toMatchObject({ status: 400, body: { error: { code: "invalid", message: "Idempotency-Key must be text in UTF-8" } } });
 
+    // The body is not compared: the key again with a target nobody holds is still the first copy, not 404 unknown_target.
+    const elsewhere = await post(token, httpBody("ab".repeat(32)), { key: "cmd-1" });
+    expect(elsewhere).toMatchObject({ status: 200, body: { messageId: first.body.messageId, duplicate: true } });
+
     // The runner gets each message once: the three, then a marker sent after them.
     const peer = await connect(mesh.id, runner);
     const marker = await post(token, httpBody(runner.pubkey));

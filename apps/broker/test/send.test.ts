@@ -249,6 +249,33 @@ describe("send and push", () => {
     expect(pushes[0]!.ciphertext).toBe("first body");
   });
 
+  test("a retried id is answered as its first copy after its target was revoked, or with another target: duplicate, never unknown_target", async () => {
+    const { mesh: m, members } = await mesh(3);
+    const [a, b, c] = members as [SetupMember, SetupMember, SetupMember];
+    const sender = await connect(broker, m.id, a);
+    const joiner = await connect(broker, m.id, b);
+    expect(await joiner.request({ type: "join", channel: "#gone-soon" })).toMatchObject({ type: "ack", joined: true });
+    const direct = await sender.send(b.pubkey, { id: "to-b" });
+    const channel = await sender.send("#gone-soon", { id: "to-channel" });
+    expect([direct, channel]).toMatchObject([
+      { type: "ack", recipients: 1 },
+      { type: "ack", recipients: 1 },
+    ]);
+    await broker.admin.revokeMember(m.id, b.id);
+
+    // The SDK writes an unanswered send again after a reconnect; whether its target is still there is beside the point.
+    const again = await connect(broker, m.id, a);
+    expect(await again.send(b.pubkey, { id: "to-b" })).toMatchObject({ type: "ack", id: "to-b", messageId: direct.messageId, duplicate: true });
+    expect(await again.send("#gone-soon", { id: "to-channel" })).toMatchObject({ type: "ack", id: "to-channel", messageId: channel.messageId, duplicate: true });
+    // The body is not compared: a target nobody holds under a stored id is that id's first copy too.
+    expect(await again.send(hex(32), { id: "to-b" })).toMatchObject({ type: "ack", messageId: direct.messageId, duplicate: true });
+    // A new id to the revoked member is refused as before, and stores nothing.
+    expect(await again.send(b.pubkey, { id: "to-b-new" })).toMatchObject({ type: "error", code: "unknown_target", id: "to-b-new" });
+    const stored = await storedBy(a.id);
+    if (stored !== null) expect(stored).toBe(2);
+    expect(await again.send(c.pubkey, { id: "to-c" })).toMatchObject({ type: "ack", recipients: 1 });
+  });
+
   test("the same id from two presences of one sender at the same moment makes one message", async () => {
     const { mesh: m, members } = await mesh(2);
     const [a, b] = members as [SetupMember, SetupMember];

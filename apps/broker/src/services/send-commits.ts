@@ -240,6 +240,8 @@ export class SendCommits {
       const stored = found.find((s) => s.senderId === m.senderId && s.clientId === m.clientId);
       const storedCopy = stored && { ok: true as const, messageId: stored.messageId, recipients: stored.recipients, ...copy };
       if (e.queueFull) return storedCopy ?? queueFull();
+      // Stored before: answered so even where this copy would be refused.
+      if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, ...copy };
       if (!e.known) return unknownTarget(m.targetSpec);
       if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
       // This very send when the statement stored it; else a send of the batch with its client id that it stored.
@@ -248,7 +250,6 @@ export class SendCommits {
         const { recipientIds } = firstCopy!;
         return { ok: true, messageId: m.id, recipients: recipientIds.length, fullQueues: e.fullQueues, duplicate: false, recipientIds };
       }
-      if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, ...copy };
       if (firstCopy) return { ok: true, messageId: firstCopy.id, recipients: firstCopy.recipientIds.length, ...copy };
       if (storedCopy) return storedCopy;
       // Not written by this statement: the sender's retry will find the stored one.

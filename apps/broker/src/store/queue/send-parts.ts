@@ -175,10 +175,12 @@ export function sendAnswers(lists: SQL, joins: SQL): SQL {
     LEFT JOIN inserted i ON i.id = r.id
     ${joins}
     -- A lateral probe of the (sender, client id) index: a plain join could
-    -- hash the whole messages table under a generic plan.
+    -- hash the whole messages table under a generic plan. Made for every
+    -- send not inserted, written or not: a retry is answered as its first
+    -- copy even where it would now be refused (its target revoked since).
     LEFT JOIN LATERAL (
       SELECT m.id FROM messages m
-      WHERE i.id IS NULL AND w.id IS NOT NULL AND m.sender_member_id = r."senderId" AND m.client_id = r."clientId"
+      WHERE i.id IS NULL AND r."clientId" IS NOT NULL AND m.sender_member_id = r."senderId" AND m.client_id = r."clientId"
       LIMIT 1
     ) prior ON true
     ORDER BY r.idx`;
