@@ -151,6 +151,25 @@ describe("webhook recipients", () => {
     expect(await code(await broker.admin.raw("DELETE", path(mesh.id, m)))).toEqual({ status: 404, code: "not_found" });
   });
 
+  test("a PUT racing a DELETE answers 200 with the webhook it set, never 404: each call is applied and answered whole", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const member = members[0]!;
+    const body = { url: "http://127.0.0.1:9/raced", secret: SECRET };
+    const statuses = { put: new Map<number, number>(), delete: new Map<number, number>() };
+    const count = (into: Map<number, number>, status: number) => into.set(status, (into.get(status) ?? 0) + 1);
+    for (let round = 0; round < 100; round++) {
+      const [put, del] = await Promise.all([broker.admin.raw("PUT", path(mesh.id, member), body), broker.admin.raw("DELETE", path(mesh.id, member))]);
+      count(statuses.put, put.status);
+      count(statuses.delete, del.status);
+      if (put.status === 200) expect(((await put.json()) as WebhookState).url).toBe(body.url);
+      else await put.body?.cancel();
+      await del.body?.cancel();
+    }
+    expect([...statuses.put]).toEqual([[200, 100]]);
+    // A DELETE that came first found nothing to delete.
+    expect([...statuses.delete.keys()].every((s) => s === 200 || s === 404)).toBe(true);
+  });
+
   test("messages arrive as a signed push_batch the SDK verifies; a 2xx acknowledges them", async () => {
     const r = await receiver();
     const { mesh, sender, hook, senderPeer } = await webhookMesh(r);

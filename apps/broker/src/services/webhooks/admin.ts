@@ -45,11 +45,11 @@ export interface WebhookAdminDeps {
 }
 
 export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bus, log, allowPrivate, lookupTimeoutMs, resolve }: WebhookAdminDeps) {
-  const view = async (memberId: string, memberRef: string): Promise<WebhookView> => {
-    const found = await webhookView(db, memberId);
+  const shown = (found: WebhookView | null, memberRef: string): WebhookView => {
     if (found === null) throw fail("not_found", `member ${memberRef} has no webhook`);
     return { ...found, url: shownUrl(found.url) };
   };
+  const view = async (memberId: string, memberRef: string): Promise<WebhookView> => shown(await webhookView(db, memberId), memberRef);
 
   return {
     async set(meshRef: string, memberRef: string, body: WebhookBody): Promise<WebhookView> {
@@ -57,10 +57,14 @@ export function createWebhookAdmin({ db, admin, dispatcher, queuedWork: news, bu
       if (member.revokedAt !== null) throw fail("conflict", `member ${memberRef} is revoked`);
       const { refused } = await checkTarget(body.url, allowPrivate, lookupTimeoutMs, resolve);
       if (refused !== null) throw fail("invalid", `url: ${refused}`);
-      await upsertWebhook(db, member.id, body.url, body.secret);
+      // Read back in its own transaction: a DELETE committed in between made a PUT that was applied answer 404.
+      const set = await db.transaction(async (tx) => {
+        await upsertWebhook(tx, member.id, body.url, body.secret);
+        return webhookView(tx, member.id);
+      });
       log.info({ meshId: mesh.id, memberId: member.id, host: new URL(body.url).host }, "admin webhook set");
       dispatcher.track(member.id, mesh.id);
-      return view(member.id, memberRef);
+      return shown(set, memberRef);
     },
 
     async get(meshRef: string, memberRef: string): Promise<WebhookView> {
