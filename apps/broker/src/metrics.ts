@@ -181,7 +181,7 @@ export function createMetrics() {
     }),
     webhookQueueDepth: new Gauge({
       name: "broker_webhook_queue_depth",
-      help: "Deliveries owed to webhook recipients and not yet acknowledged (all instances)",
+      help: "Deliveries owed to webhook recipients, not yet acknowledged and not expired (all instances)",
       registers: [registry],
     }),
     dbHealthy: new Gauge({
@@ -201,7 +201,7 @@ export function createMetrics() {
     }),
   };
   for (const p of prioritySchema.options) metrics.messagesRouted.labels(p).inc(0);
-  for (const r of new Set([...HELLO_ERROR_CODES, ...UPGRADE_REFUSAL_CODES])) metrics.connectionsRejected.labels(r).inc(0);
+  for (const r of new Set([...HELLO_ERROR_CODES, ...UPGRADE_REFUSAL_CODES, "internal"])) metrics.connectionsRejected.labels(r).inc(0);
   for (const r of SEND_REJECTION_REASONS) metrics.messagesRejected.labels(r).inc(0);
   for (const o of WEBHOOK_OUTCOMES) metrics.webhookRequests.labels(o).inc(0);
   for (const f of ["true", "false"]) metrics.ttlSweeps.labels(f).inc(0);

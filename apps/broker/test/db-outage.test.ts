@@ -14,7 +14,7 @@ import {
   type BrokerOnOwnPostgres,
   type SetupMember,
 } from "@switchboard/testkit";
-import { pushesUnwritten, queryPostgres, sendFrame, str } from "./support/messaging.ts";
+import { deltas, pushesUnwritten, queryPostgres, scrape, sendFrame, str } from "./support/messaging.ts";
 
 let own: BrokerOnOwnPostgres | undefined;
 afterAll(() => own?.dispose());
@@ -47,12 +47,26 @@ describe.skipIf(!ownPostgresTestsRun())("database outage", () => {
     expect((await fetch(`${broker.url}/health`)).status).toBe(200);
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
     const hookToken = await broker.admin.createHookToken(mesh.id, members[0]!.id);
+    const apiToken = await broker.admin.createApiToken(mesh.id, members[0]!.id);
+    const counted = ["broker_messages_rejected_total{reason=unavailable}", "broker_connections_rejected_total{reason=internal}"];
+    const before = await scrape(broker.url);
 
     await cluster.stop();
     expect(await healthStatusBecomes(broker.url, 503, 15_000)).toBe(503);
     const degraded = (await (await fetch(`${broker.url}/health`)).json()) as Record<string, unknown>;
     expect(degraded).toMatchObject({ status: "degraded", db: "down" });
     await broker.process.waitForLog("db ping failed");
+    // An HTTP send is refused as the socket's is, and counted so (its token's lookup is what failed);
+    // a hello fails as the broker's doing, and is counted too.
+    const send = await fetch(`${broker.url}/v1/messages`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ targetSpec: "*", nonce: "plain", ciphertext: "while away" }),
+    });
+    expect({ status: send.status, body: await send.json() }).toMatchObject({ status: 503, body: { error: { code: "unavailable" } } });
+    const hello = await TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id }).catch((error: unknown) => error);
+    expect(hello).toMatchObject({ code: "internal", closeCode: 1011 });
+    expect(deltas(before, await scrape(broker.url), counted)).toEqual({ [counted[0]!]: 1, [counted[1]!]: 1 });
     // The admin API says so too, as the messaging API does: 503, not 500.
     const meshes = await fetch(`${broker.url}/v1/meshes`, { headers: { authorization: `Bearer ${broker.adminToken}` } });
     expect({ status: meshes.status, retryAfter: meshes.headers.get("retry-after"), body: await meshes.json() }).toMatchObject({

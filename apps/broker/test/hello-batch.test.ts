@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { backendKind, PeerError, setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import postgres from "postgres";
+import { deltas, scrape } from "./support/messaging.ts";
 
 describe("hellos admitted together (MAX_CONNECTIONS_PER_MESH=10)", () => {
   const broker = useTestBroker({ MAX_CONNECTIONS_PER_MESH: "10" });
@@ -162,8 +163,9 @@ describe.skipIf(backendKind !== "postgres")(`a hello that came in time, admitted
     await peer.close();
   });
 
-  test("an admission past its own time (twice the hello timeout) closes the socket as the broker's failure, and admits nothing", async () => {
+  test("an admission past its own time (twice the hello timeout) closes the socket as the broker's failure, counted as internal, and admits nothing", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: 1 });
+    const before = await scrape(broker.url);
     const refused = await withMeshLocked(mesh.id, () =>
       TestPeer.connect(broker.wsUrl, { identity: members[0]!.identity, meshId: mesh.id, timeoutMs: 30_000 }).then(
         () => null,
@@ -171,6 +173,8 @@ describe.skipIf(backendKind !== "postgres")(`a hello that came in time, admitted
       ),
     );
     expect({ code: refused?.code, close: refused?.closeCode }).toEqual({ code: "internal", close: 1011 });
+    const internal = "broker_connections_rejected_total{reason=internal}";
+    expect(deltas(before, await scrape(broker.url), [internal])).toEqual({ [internal]: 1 });
     // Its admission, under way in the mesh's lock, commits once the lock goes; then its presence is ended at once.
     const sql = postgres(broker.backend.databaseUrl!, { max: 1, onnotice: () => {} });
     try {

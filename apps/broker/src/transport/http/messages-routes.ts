@@ -91,7 +91,11 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
   async function send(req: Request): Promise<Response> {
     const token = bearerToken(req);
     if (token === null) return apiError("unauthorized", "Authorization: Bearer <api token> is required");
-    const sender = await messaging.authenticate(token);
+    const sender = await messaging.authenticate(token).catch((error: unknown) => {
+      // The token's lookup is the send's first read: a database away refuses the send here, before the send service counts it.
+      if (dbHealth.unavailable(error)) metrics.messagesRejected.labels("unavailable").inc();
+      throw error;
+    });
     if (sender === null) return apiError("unauthorized", "not a live API token (unknown, revoked, or a hook token)");
     let id: string | undefined;
     let wait: number | undefined;

@@ -60,6 +60,18 @@ export function refuseHello(
   closeSocket(ws, HELLO_REFUSED_CLOSE, code);
 }
 
+/**
+ * A hello the broker failed to admit (its database away, the admission past
+ * its time): error `internal`, close 1011, counted under `internal`. Not the
+ * client's doing, so not counted against its address.
+ */
+export function failHello(deps: Pick<AdmissionDeps, "metrics">, ws: Socket, message: string, reqId?: string): void {
+  clearTimeout(ws.data.helloTimer);
+  deps.metrics.connectionsRejected.labels("internal").inc();
+  reply(ws, { type: "error", code: "internal", message }, reqId);
+  closeSocket(ws, CLOSE_CODES.internalError, "internal");
+}
+
 // A socket opened before the shutdown began whose hello comes during the
 // drain: it closes as the instance's other sockets will, with nothing
 // stored for it, and its peer connects to another instance. Not the
@@ -161,8 +173,7 @@ async function checkAndAdmit(deps: AdmissionDeps, ws: Socket, hello: HelloFrame,
   ws.data.helloTimer = setTimeout(() => {
     if (ws.data.presence || ws.data.closed) return;
     deps.log.warn({ connectionId: ws.data.id }, "ws hello admission timed out");
-    reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello in time; connect again" }, reqId);
-    closeSocket(ws, CLOSE_CODES.internalError, "internal");
+    failHello(deps, ws, "the broker could not admit this hello in time; connect again", reqId);
   }, ADMISSION_TIMEOUT_FACTOR * deps.helloTimeoutMs);
   // Shutdown beginning while it waits leaves it out of its batch too.
   const checked = await deps.hello.check(hello, () => ws.data.closed || !deps.accepting());

@@ -10,7 +10,7 @@ import type { DeliveryPump } from "../../services/delivery/pump.ts";
 import type { LocalPresence } from "../../services/local-presences.ts";
 import type { PresenceLifecycle } from "../../services/presence-lifecycle.ts";
 import { END_CLOSE } from "../errors.ts";
-import { admit, refuseHello, type AdmissionDeps } from "./admission.ts";
+import { admit, failHello, refuseHello, type AdmissionDeps } from "./admission.ts";
 import { closeSocket, newConnection, reply, replyLater, type Connection, type Socket } from "./connection.ts";
 import { dispatch, frameHandlers, overlaps, type FrameDeps } from "./frame-handlers.ts";
 import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts";
@@ -144,10 +144,7 @@ export function createWsHandler(deps: WsDeps) {
         },
         (error) => {
           failed(error, { connectionId: ws.data.id }, "ws frame failed");
-          if (!ws.data.presence && !ws.data.closed) {
-            reply(ws, { type: "error", code: "internal", message: "the broker could not admit this hello" });
-            closeSocket(ws, CLOSE_CODES.internalError, "internal");
-          }
+          if (!ws.data.presence && !ws.data.closed) failHello(deps, ws, "the broker could not admit this hello");
         },
       );
     },
