@@ -286,6 +286,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     },
     tokenRevoked: (tokenId) => apiSenders.forgetToken(tokenId),
     presence: (changes, from) => presenceEvents.received(changes, from),
+    stoppedElsewhere: (presenceIds) => endedPresences.add(presenceIds),
     // Everything local may have missed news: every consumer looks again.
     resubscribed: () => {
       pump.recoverMissedLeases();

@@ -251,6 +251,7 @@ describe.skipIf(backendKind === "embedded")("ReplyWaiters on two instances (need
       replaced: () => {},
       revoked: () => {},
       tokenRevoked: () => {},
+      stoppedElsewhere: () => {},
       presence: () => {},
       resubscribed: () => {},
     });

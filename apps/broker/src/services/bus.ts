@@ -23,6 +23,8 @@ const busMessage = z.object({
   revoked: z.array(z.string()).optional(),
   /** These tokens (ids) were revoked; every instance forgets them. */
   revokedTokens: z.array(z.string()).optional(),
+  /** Presences their instance's graceful stop ended: the others look after leases a send gave them late (ended-presences.ts). */
+  stopped: z.array(z.string()).optional(),
   /** Presences that joined, left or changed status; instances with subscribers read their rows. */
   presence: z.array(z.object({ id: z.string(), event: z.enum(PRESENCE_EVENTS) })).optional(),
   /** The instance that published (presence events skip their own). */
@@ -39,6 +41,7 @@ export interface BusHandlers {
   revoked(memberId: string): void;
   tokenRevoked(tokenId: string): void;
   presence(changes: Array<{ presenceId: string; event: (typeof PRESENCE_EVENTS)[number] }>, from: string): void;
+  stoppedElsewhere(presenceIds: string[]): void;
   /** After (re)subscribing: notifications may have been missed meanwhile. */
   resubscribed(): void;
 }
@@ -71,6 +74,7 @@ function withinPayloadLimit(message: BusMessage): BusMessage[] {
     ...chunked(message.close).map((close) => ({ ...from, close })),
     ...chunked(message.revoked).map((revoked) => ({ ...from, revoked })),
     ...chunked(message.revokedTokens).map((revokedTokens) => ({ ...from, revokedTokens })),
+    ...chunked(message.stopped).map((stopped) => ({ ...from, stopped })),
     ...chunked(message.presence).map((presence) => ({ ...from, presence })),
   ];
   return parts.length <= 1 ? [message] : parts;
@@ -112,6 +116,7 @@ export class InstanceBus {
         for (const c of message.close ?? []) handlers.replaced(c.presenceId);
         for (const m of message.revoked ?? []) handlers.revoked(m);
         for (const t of message.revokedTokens ?? []) handlers.tokenRevoked(t);
+        if (message.stopped) handlers.stoppedElsewhere(message.stopped);
         if (message.presence) handlers.presence(message.presence.map((p) => ({ presenceId: p.id, event: p.event })), message.from ?? "");
       },
       () => handlers.resubscribed(),

@@ -1,5 +1,6 @@
 // Presences a hello or a reap on this instance ended lately: the sessions a
-// hello replaced, wherever they were held, and a reaped instance's. A send
+// hello replaced, wherever they were held, and a reaped instance's; and
+// those another instance's graceful stop ended (its bus notice). A send
 // whose statement began before such an end committed may lease to the
 // presence after the end put its leases back; when the presence's instance
 // is gone, no one pushes that lease: it would wait out LEASE_SECONDS while

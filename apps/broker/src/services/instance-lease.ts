@@ -140,6 +140,9 @@ export class InstanceLease {
         const members = await disconnectPresences(tx, mine);
         await markInstanceStopped(tx, this.id);
         if (members.length > 0) await this.bus.publish(tx, queuedWork(members, []));
+        // A send elsewhere that read them live before this commit may lease
+        // to them after it; this instance is gone by then, so the others look.
+        if (mine.length > 0) await this.bus.publish(tx, { stopped: mine });
         await this.events.announce(tx, leftEvents(mine));
       }),
     );
