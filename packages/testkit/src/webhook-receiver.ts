@@ -8,6 +8,8 @@ import type { Server } from "bun";
 export interface ReceivedRequest {
   at: number;
   path: string;
+  /** The query as sent (`?…`), or "". */
+  query: string;
   headers: Headers;
   body: string;
 }
@@ -55,7 +57,8 @@ export class WebhookReceiver {
       port: this.port,
       hostname: "127.0.0.1",
       fetch: async (req) => {
-        const received: ReceivedRequest = { at: Date.now(), path: new URL(req.url).pathname, headers: req.headers, body: await req.text() };
+        const { pathname, search } = new URL(req.url);
+        const received: ReceivedRequest = { at: Date.now(), path: pathname, query: search, headers: req.headers, body: await req.text() };
         const index = this.requests.length;
         this.requests.push(received);
         this.inFlight++;

@@ -18,15 +18,17 @@ const fail = (code: WebhookRefusalCode, message: string) => new RefusedError(ref
 
 /**
  * The URL as the admin answers show it: its user and password replaced by
- * `***` (a user alone is often the token itself). The row keeps them, to
- * deliver with.
+ * `***` (a user alone is often the token itself), and so is each query
+ * parameter's value (`?token=…`, `?api_key=…`), its name kept. The row
+ * keeps them, to deliver with.
  */
 export function shownUrl(url: string): string {
   if (!URL.canParse(url)) return url;
   const parsed = new URL(url);
-  if (parsed.username === "" && parsed.password === "") return url;
+  if (parsed.username === "" && parsed.password === "" && parsed.search === "") return url;
   if (parsed.username !== "") parsed.username = "***";
   if (parsed.password !== "") parsed.password = "***";
+  if (parsed.search !== "") parsed.search = [...parsed.searchParams.keys()].map((name) => `${encodeURIComponent(name)}=***`).join("&");
   return parsed.href;
 }
 
