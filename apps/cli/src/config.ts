@@ -84,6 +84,13 @@ function checkUrl(url: string): string {
   } catch {
     throw new UsageError(`broker URL "${url}" is not a URL`);
   }
+  // Refused first, and never echoed: the CLI writes the URL where others
+  // read it (.mcp.json, the hook commands, its log lines and errors).
+  if (parsed.username !== "" || parsed.password !== "") {
+    parsed.username = parsed.username === "" ? "" : "***";
+    parsed.password = parsed.password === "" ? "" : "***";
+    throw new UsageError(`broker URL "${parsed.href}" must have no user or password: the CLI writes the URL into files and logs`);
+  }
   if (!["http:", "https:", "ws:", "wss:"].includes(parsed.protocol)) {
     throw new UsageError(`broker URL "${url}" must be http(s):// or ws(s)://`);
   }

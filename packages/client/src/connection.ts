@@ -5,7 +5,7 @@
 import { HELLO_ERROR_CODES } from "@switchboard/protocol";
 import { SwitchboardError } from "./errors.ts";
 import { describeUnreadable, parseServerFrame, type HelloAckFrame, type ServerFrame } from "./wire.ts";
-import { pathHint } from "./url.ts";
+import { pathHint, shownUrl } from "./url.ts";
 
 export interface ConnectionHandlers {
   onFrame(frame: ServerFrame): void;
@@ -44,7 +44,7 @@ export class Connection {
       try {
         ws = new params.WebSocket(params.url);
       } catch (error) {
-        reject(new SwitchboardError("unreachable", `cannot open ${params.url}`, { cause: error }));
+        reject(new SwitchboardError("unreachable", `cannot open ${shownUrl(params.url)}`, { cause: error }));
         return;
       }
       const connection = new Connection(ws, params.generation);
@@ -59,7 +59,7 @@ export class Connection {
         if (ws.readyState === ws.CONNECTING || ws.readyState === ws.OPEN) ws.close();
       };
       const timer = setTimeout(
-        () => fail(new SwitchboardError("timeout", `no hello answer from ${params.url} within ${params.timeoutMs} ms`)),
+        () => fail(new SwitchboardError("timeout", `no hello answer from ${shownUrl(params.url)} within ${params.timeoutMs} ms`)),
         params.timeoutMs,
       );
       const abort = () => fail(new SwitchboardError("closed", "the client was closed while connecting"));
@@ -106,7 +106,7 @@ export class Connection {
           return;
         }
         if (state === "opening") {
-          fail(new SwitchboardError("unreachable", `cannot connect to ${params.url} (${event.code})${pathHint(params.url)}`));
+          fail(new SwitchboardError("unreachable", `cannot connect to ${shownUrl(params.url)} (${event.code})${pathHint(params.url)}`));
         } else if (helloCodes.has(event.reason)) {
           fail(new SwitchboardError(event.reason, `hello refused: ${event.reason}`));
         } else {

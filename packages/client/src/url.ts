@@ -10,10 +10,10 @@ export function brokerWsUrl(input: string): string {
   }
   // A WebSocket refuses to open a URL with a fragment (even an empty one):
   // every attempt would fail as if the broker were away, and be retried for good.
-  if (url.href.includes("#")) throw new SwitchboardError("invalid", `the broker URL must have no fragment: ${input}`);
+  if (url.href.includes("#")) throw new SwitchboardError("invalid", `the broker URL must have no fragment: ${shownUrl(input)}`);
   if (url.protocol === "ws:" || url.protocol === "wss:") return url.toString();
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new SwitchboardError("invalid", `expected a ws://, wss://, http:// or https:// URL, got ${input}`);
+    throw new SwitchboardError("invalid", `expected a ws://, wss://, http:// or https:// URL, got ${shownUrl(input)}`);
   }
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   // Trailing slashes first: http://host/ws/ names the broker's /ws, not /ws/ws.
@@ -35,4 +35,21 @@ export function pathHint(wsUrl: string): string {
     return "";
   }
   return path.endsWith("/ws") ? "" : `; the broker takes WebSockets on /ws, and this URL's path is ${path}`;
+}
+
+/**
+ * The URL as an error message shows it: a user and password in it (basic
+ * authentication at a proxy) as `***`, since messages end up in logs.
+ */
+export function shownUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url;
+  }
+  if (parsed.username === "" && parsed.password === "") return url;
+  if (parsed.username !== "") parsed.username = "***";
+  if (parsed.password !== "") parsed.password = "***";
+  return parsed.href;
 }

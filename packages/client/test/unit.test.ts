@@ -289,6 +289,16 @@ test("brokerWsUrl", () => {
   expect(() => brokerWsUrl("ftp://x")).toThrow();
 });
 
+test("a user and password in the broker URL (basic authentication at a proxy) are shown as *** in every error", async () => {
+  const secretKey = (await generateKeypair()).secretKey;
+  // Nothing listens on port 1: the socket never opens.
+  const unreachable = await SwitchboardClient.connect({ url: "ws://proxy-user:pr0xy-s3cret@127.0.0.1:1/ws", meshId: "m", secretKey }).catch((error: unknown) => error);
+  expect(unreachable).toMatchObject({ code: "unreachable" });
+  expect((unreachable as Error).message).toStartWith("cannot connect to ws://***:***@127.0.0.1:1/ws");
+  const invalid = await SwitchboardClient.connect({ url: "ftp://t0ken-s3cret@127.0.0.1:1/", meshId: "m", secretKey }).catch((error: unknown) => error);
+  expect(invalid).toMatchObject({ code: "invalid", message: "expected a ws://, wss://, http:// or https:// URL, got ftp://***@127.0.0.1:1/" });
+});
+
 test("a URL with a fragment, which no WebSocket can open, is refused as invalid by connect and start, not retried as unreachable", async () => {
   const secretKey = (await generateKeypair()).secretKey;
   for (const url of ["http://127.0.0.1:1/#top", "ws://127.0.0.1:1/ws#x", "https://sb.example.com/base#"]) {
