@@ -197,7 +197,9 @@ async function resolveTarget(ctx: Context, client: SwitchboardClient, target: st
   const [only, ...others] = keys;
   if (only !== undefined && others.length === 0) return only;
   if (only === undefined) {
-    throw new CliError(`no peer named "${target}" (target: a 64-hex pubkey, *, #channel, tag:name or a member's name)`);
+    // Without an admin token only the peers online were asked: an offline member by that name is not found.
+    const asked = config.adminToken === undefined ? `no peer online is named "${target}" (without an admin token only online peers are asked: give the member's pubkey, or an admin token)` : `no active member is named "${target}"`;
+    throw new CliError(`${asked} (target: a 64-hex pubkey, *, #channel, tag:name or a member's name)`);
   }
   throw new CliError(`${keys.length} active members are named "${target}" in mesh ${mesh}; send to one of their pubkeys: ${keys.join(", ")}`);
 }

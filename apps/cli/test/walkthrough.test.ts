@@ -152,6 +152,12 @@ describe("peer commands", () => {
     } finally {
       await sender.close();
     }
+    // Offline, a name is found only with an admin token; without one the error says so.
+    const offline = await runCli(home, ["send", "--mesh", mesh.slug, "--key", aliceKey, "bob", "to bob by name"], { env: { SWITCHBOARD_URL: broker.url } });
+    expect({ code: offline.code, stderr: offline.stderr }).toEqual({
+      code: 1,
+      stderr: expect.stringContaining('no peer online is named "bob" (without an admin token only online peers are asked: give the member\'s pubkey, or an admin token)'),
+    });
     listener.proc.kill("SIGTERM");
     const done = await listener.finished();
     expect(done.code).toBe(0);
