@@ -2,7 +2,7 @@
 // a token endpoint, and the names it vouched for (the page names senders who
 // are not online with them). A few lines of Bun; the page talks to the broker
 // directly (the broker's CORS_ORIGINS must list this server's origin).
-import { buildBrowserBundle } from "@switchboard/client/build-browser";
+import { buildBrowserBundle } from "@switchboard/client/build-bundles";
 import { join } from "node:path";
 import { demoSettings, SettingsError } from "./settings.ts";
 import { issueToken, parseTokenRequest } from "./token-issuer.ts";

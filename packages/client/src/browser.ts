@@ -37,5 +37,7 @@ export type {
   TokenSource,
   TypingInfo,
   UnreadableMessage,
+  WebSocketClass,
+  WebSocketLike,
 } from "./types.ts";
 export { verifyWebhook, type HeaderSource, type VerifyOptions } from "./webhook-signature.ts";

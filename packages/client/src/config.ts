@@ -2,7 +2,7 @@
 import { MAX_SESSION_ID_LENGTH, publicKeyOf, signedHelloFrame } from "@switchboard/protocol";
 import { MAX_TIMER_MS, resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
 import { SwitchboardError } from "./errors.ts";
-import type { ClientOptions, TokenSource } from "./types.ts";
+import type { ClientOptions, TokenSource, WebSocketClass } from "./types.ts";
 import { brokerWsUrl } from "./url.ts";
 
 export interface ClientConfig {
@@ -20,7 +20,7 @@ export interface ClientConfig {
   offline: "queue" | "fail";
   requestTimeoutMs: number | undefined;
   channelKeys: Record<string, string>;
-  WebSocket: typeof WebSocket;
+  WebSocket: WebSocketClass;
   connectTimeoutMs: number;
   /** 0: no heartbeat. */
   heartbeatMs: number;
@@ -92,7 +92,7 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   const acks = oneOf(options.acks ?? "auto", ["auto", "manual"] as const, "acks");
   const offline = oneOf(options.offline ?? "queue", ["queue", "fail"] as const, "offline");
   // A runtime without one (Node before 22) would fail every attempt as unreachable, and retry for good.
-  const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: typeof WebSocket }).WebSocket;
+  const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketClass }).WebSocket;
   if (typeof WebSocketClass !== "function") {
     throw new SwitchboardError("invalid", "no WebSocket in this runtime: pass options.WebSocket (the ws package's class, say)");
   }

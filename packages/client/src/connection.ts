@@ -5,6 +5,7 @@
 import { HELLO_ERROR_CODES } from "@switchboard/protocol";
 import { SwitchboardError } from "./errors.ts";
 import { describeUnreadable, parseServerFrame, type HelloAckFrame, type ServerFrame } from "./wire.ts";
+import type { WebSocketClass, WebSocketLike } from "./types.ts";
 import { pathHint, shownUrl } from "./url.ts";
 
 export interface ConnectionHandlers {
@@ -15,7 +16,7 @@ export interface ConnectionHandlers {
 
 export interface OpenParams {
   url: string;
-  WebSocket: typeof WebSocket;
+  WebSocket: WebSocketClass;
   hello: Record<string, unknown>;
   timeoutMs: number;
   generation: number;
@@ -34,13 +35,13 @@ export class Connection {
   private onClose: ((code: number, reason: string) => void) | null = null;
 
   private constructor(
-    private readonly ws: WebSocket,
+    private readonly ws: WebSocketLike,
     readonly generation: number,
   ) {}
 
   static open(params: OpenParams): Promise<{ connection: Connection; ack: HelloAckFrame }> {
     return new Promise((resolve, reject) => {
-      let ws: WebSocket;
+      let ws: WebSocketLike;
       try {
         ws = new params.WebSocket(params.url);
       } catch (error) {

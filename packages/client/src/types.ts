@@ -54,7 +54,7 @@ export interface ClientOptions {
   /** "#name" | "*" | "tag:x" → 64-hex 32-byte key for non-direct messages; "*" also serves targets without their own key. */
   channelKeys?: Record<string, string>;
   /** The WebSocket class; default the runtime's own. One without (Node before 22) passes one, the ws package's say. */
-  WebSocket?: typeof WebSocket;
+  WebSocket?: WebSocketClass;
   /** For the socket to open and the hello to be answered; default 10000. */
   connectTimeoutMs?: number;
   /**
@@ -193,3 +193,21 @@ export interface ClientEvents {
   connectFailed: [ConnectFailure];
   error: [SwitchboardError];
 }
+
+/**
+ * What the SDK uses of a socket: the runtime's WebSocket (browsers, Bun,
+ * Node from 22) has it, and so has the ws package's, whose class the DOM's
+ * `typeof WebSocket` does not take.
+ */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly CONNECTING: number;
+  readonly OPEN: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: "open" | "error", listener: () => void): void;
+  addEventListener(type: "message", listener: (event: { data: unknown }) => void): void;
+  addEventListener(type: "close", listener: (event: { code: number; reason: string }) => void): void;
+}
+
+export type WebSocketClass = new (url: string) => WebSocketLike;

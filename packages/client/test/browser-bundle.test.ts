@@ -1,12 +1,12 @@
 // The browser bundle as a page gets it (src/browser.ts built by
-// build-browser.ts): what docs/client.md says it holds, every export of the
+// build-bundles.ts): what docs/client.md says it holds, every export of the
 // package but the transcript helpers, and working without Node.
 import { expect, test } from "bun:test";
 import { WEBHOOK_SIGNATURE_HEADER, webhookSignature, webhookSignatureHeader, type PushFrame } from "@switchboard/protocol";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildBrowserBundle } from "../build-browser.ts";
+import { buildBrowserBundle } from "../build-bundles.ts";
 import * as sdk from "../src/index.ts";
 
 /** They read the transcript files on this machine's disk: Node only. */

@@ -27,7 +27,7 @@ import type { Subprocess } from "bun";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildBrowserBundle } from "../build-browser.ts";
+import { buildBrowserBundle } from "../build-bundles.ts";
 import { HttpSender, SwitchboardError, verifyWebhook } from "../src/index.ts";
 import { failureWhileStopped } from "./support.ts";
 
