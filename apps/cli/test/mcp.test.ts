@@ -271,7 +271,19 @@ describe("two sessions, alice and bob", () => {
     expect(posted.status).toBe(201);
     const note = await a.note((n) => n.content.startsWith("ping over http"), "the HTTP sender's message");
     expect(note.meta.from).toBe(app.publicKey.slice(0, 8));
-    expect(await a.ok("send_message", { to: note.meta.from, text: "pong", reply_to: note.meta.message_id })).toMatchObject({ target: app.publicKey, recipients: 1 });
+    const reply = await a.ok("send_message", { to: note.meta.from, text: "pong", reply_to: note.meta.message_id });
+    expect(reply).toMatchObject({ target: app.publicKey, recipients: 1 });
+    // Answered in kind: the message came unencrypted (the service holds no key to open a sealed answer), and so does the reply.
+    // A message that answers none is sealed, as every direct one is.
+    const sealed = await a.ok("send_message", { to: note.meta.from, text: "sealed" });
+    const appPeer = await TestPeer.connect(broker.wsUrl, { identity: app, meshId: meshSlug });
+    peers.push(appPeer);
+    const pushes = await appPeer.waitForPushes(2);
+    expect(pushes.map((p) => ({ messageId: p.messageId, replyTo: p.replyTo, nonce: p.nonce }))).toEqual([
+      { messageId: reply.message_id, replyTo: note.meta.message_id, nonce: "plain" },
+      { messageId: sealed.message_id, replyTo: null, nonce: expect.stringMatching(/^x1:/) },
+    ]);
+    expect(JSON.parse(Buffer.from(String(pushes[0]!.ciphertext), "base64").toString())).toBe("pong");
   });
 
   test("a message that cannot be decrypted is still notified, with meta error, never dropped", async () => {

@@ -93,11 +93,18 @@ function partsOf(entry: InboxEntry): InboxEntry[] {
   return texts.map((part, i) => ({ ...entry, text: part, part: i + 1, parts: texts.length }));
 }
 
+/** Of a message taken in: who sent it, and whether sealed. */
+export interface Received {
+  fromPubkey: string;
+  encrypted: boolean;
+}
+
 export class SessionInbox {
   private entries: InboxEntry[] = [];
   /** The parts not yet handed over of a message too long for one page (taken out of entries, so never dropped). */
   private parts: InboxEntry[] = [];
-  private readonly seen = new Set<string>();
+  /** The messages taken in, newest last, each with its sender and whether it came sealed: a reply answers in kind. */
+  private readonly seen = new Map<string, Received>();
   /** How many entries each stored message comes as (its parts, when too long for a page): `more` counts them before its cutting too. */
   private readonly pieces = new WeakMap<InboxEntry, number>();
   private dropped = 0;
@@ -105,9 +112,9 @@ export class SessionInbox {
   /** Stores the entry; false when that message id was taken in before. */
   add(entry: InboxEntry): boolean {
     if (this.seen.has(entry.message_id)) return false;
-    this.seen.add(entry.message_id);
+    this.seen.set(entry.message_id, { fromPubkey: entry.from_pubkey, encrypted: entry.encrypted });
     if (this.seen.size > REMEMBERED_IDS) {
-      const oldest = this.seen.values().next();
+      const oldest = this.seen.keys().next();
       if (!oldest.done) this.seen.delete(oldest.value);
     }
     this.entries.push(entry);
@@ -117,6 +124,11 @@ export class SessionInbox {
       this.dropped++;
     }
     return true;
+  }
+
+  /** A message among the last REMEMBERED_IDS taken in. */
+  received(messageId: string): Received | undefined {
+    return this.seen.get(messageId);
   }
 
   /**

@@ -60,7 +60,7 @@ const TOOLS = {
   send_message: tool({
     description:
       "Send a text message to a member of the mesh (by display name or pubkey), to everyone (*), to a #channel or to tag:x. " +
-      "To answer a message, pass its message_id as reply_to.",
+      "To answer a message, pass its message_id as reply_to (an answer to its sender goes unencrypted when the message came so, for a sender that may hold no key to open it).",
     input: argsOf("send_message", {
       to: z.string().min(1).describe("A member's display name or 64-hex pubkey, *, #channel or tag:name"),
       // An empty message (or whitespace alone) would reach its recipients as nothing to read.
@@ -85,10 +85,16 @@ const TOOLS = {
     }),
     async run(args, ctx) {
       const target = await ctx.directory.resolve(args.to);
+      // Answered in kind, as the SDK's reply() answers: a message sent
+      // unencrypted (over HTTP by a service that holds no key) gets its answer
+      // so, or its sender could not read it.
+      const answered = args.reply_to === undefined ? undefined : ctx.inbox.received(args.reply_to);
+      const plain = answered !== undefined && !answered.encrypted && answered.fromPubkey === target;
       const result = await ctx.client().send(target, args.text, {
         ...(args.priority !== undefined ? { priority: args.priority } : {}),
         ...(args.reply_to !== undefined ? { replyTo: args.reply_to } : {}),
         ...(args.id !== undefined ? { id: args.id } : {}),
+        ...(plain ? { encrypt: false } : {}),
       });
       // duplicate: this id was stored already (a resend): nothing new was sent.
       // full_queues: members of the target whose queue was full, who do not get it.
