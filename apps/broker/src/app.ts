@@ -18,7 +18,7 @@ import { ConnectionGate } from "./services/connection-gate.ts";
 import { DashboardService } from "./services/dashboard.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
-import { EndedPresences } from "./services/ended-presences.ts";
+import { RecentEnds } from "./services/recent-ends.ts";
 import { RelayedEphemerals } from "./services/ephemeral-relay.ts";
 import { FrameLimits } from "./services/frame-limits.ts";
 import { HelloService } from "./services/hello.ts";
@@ -163,7 +163,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const tokenExpiry = new TokenExpiry(clock);
   const lifecycle = new PresenceLifecycle(db, presences, queuedWork, bus, log, instanceId, presenceEvents, tokenExpiry, pump);
   const status = new StatusService(db, bus, timing, presenceEvents, (member) => queuedWork.forMembers([member]));
-  const endedPresences = new EndedPresences(clock);
+  const endedPresences = new RecentEnds(clock);
+  const releasedHolds = new RecentEnds(clock);
   const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock, ended: endedPresences }, presenceEvents, () =>
     lifecycle.endAll("lease_lost"),
   );
@@ -219,6 +220,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     maxWaiters: config.MAX_REPLY_WAITERS,
     maxWaitersPerMember: config.MAX_REPLY_WAITERS_PER_MEMBER,
     clock,
+    releasedHolds,
   });
   queuedWork.subscribe(waiters);
   const messaging = new HttpMessaging(db, apiSenders, sending, waiters, clock, metrics, log);
@@ -255,6 +257,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     clock,
     events: presenceEvents,
     ended: endedPresences,
+    releasedHolds,
     maxQueuedPerMember: config.MAX_QUEUED_PER_MEMBER,
     onHousekeeping: () => {
       hooks.prune();

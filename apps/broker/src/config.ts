@@ -38,7 +38,7 @@ const DAY = 86_400;
  * (store/hello.ts): two hours also covers a restart or a deploy. The other
  * readers need seconds: a `left` event is read from the row as its wake-up
  * arrives, and a lease a send gave a presence as it ended is put back
- * within seconds (ended-presences.ts; until then, setting a webhook would
+ * within seconds (recent-ends.ts; until then, setting a webhook would
  * take a lease whose presence row is gone for a webhook request's).
  */
 const MIN_ENDED_PRESENCE_RETENTION_SECONDS = 2 * 3600;

@@ -4,10 +4,13 @@
 // presence's instance is gone, nobody pushes that lease: it waited out
 // LEASE_SECONDS while the member's later messages went ahead. The instance
 // that ended the presence puts such leases back at its next sweeps
-// (services/ended-presences.ts). The late lease is written here by hand, as
-// the send statement would have written it, once the hello has committed.
+// (services/recent-ends.ts). So does the instance whose wait released a
+// request's hold on its replies, for a reply held as the hold ended. The
+// late lease is written here by hand, as the send statement would have
+// written it, once the end has committed.
 import { afterAll, describe, expect, test } from "bun:test";
 import { backendKind, PeerPool, setupMesh, useTestBroker, useTestBrokerPair, waitUntil, type SetupMember, type TestBackend } from "@switchboard/testkit";
+import { httpBody, postMessage } from "./support/http-api.ts";
 import { queryPostgres, str } from "./support/messaging.ts";
 
 const pool = new PeerPool();
@@ -52,6 +55,35 @@ describe.skipIf(backendKind !== "postgres")("a lease committed to a presence a r
     const late = await leaseLate(a.backend, mesh.id, sender, recipient, ended);
     const [push] = await onA.waitForPushes(1, 20_000);
     expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: late, nonce: "late" });
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("a reply held for a request after its wait released the hold (needs DATABASE_URL)", () => {
+  const broker = useTestBroker({ LEASE_SECONDS: "600", SWEEP_INTERVAL_MS: "200" });
+
+  test("is put back by the instance that released it and pushed to the member's socket, not held until the hold runs out", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = await broker.admin.createApiToken(mesh.id, app.id);
+    const appSocket = await pool.connect(broker.wsUrl, app, mesh.id);
+    const runnerSocket = await pool.connect(broker.wsUrl, runner, mesh.id);
+    const waiting = postMessage<{ messageId: string; reply: { messageId: string } | null }>(broker.url, token, httpBody(runner.pubkey), { wait: 30 });
+    const [command] = await runnerSocket.waitForPushes(1);
+    const first = await runnerSocket.send(app.pubkey, { replyTo: str(command!.messageId) });
+    const answered = await waiting;
+    expect(answered.body.reply?.messageId).toBe(str(first.messageId));
+
+    // A second reply, held for the request by a send statement that read the hold before the wait released it.
+    const rows = await queryPostgres(broker.backend, (sql) => sql<{ id: string }[]>`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, reply_to, expires_at)
+        VALUES (${mesh.id}::uuid, ${runner.id}::uuid, ${app.pubkey}, 'next', 'late', 'bGF0ZQ==', ${answered.body.messageId}::uuid, now() + interval '1 hour')
+        RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
+      SELECT id, ${app.id}::uuid, 'next', now() + interval '1 hour', 'leased', ${answered.body.messageId}::uuid, now() + interval '600 seconds', 0 FROM m
+      RETURNING message_id::text AS id`);
+    const [push] = await appSocket.waitForPushes(1, 20_000);
+    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: rows![0]!.id, nonce: "late" });
   });
 });
 

@@ -2,7 +2,7 @@
 // another instance as live, and committed only after that instance's
 // graceful stop ended the presence and took its leases back, leases the
 // delivery to the ended presence. The stopped instance no longer listens, so
-// the others put such a lease back (the stop's bus notice, ended-presences.ts):
+// the others put such a lease back (the stop's bus notice, recent-ends.ts):
 // the message comes within seconds of the recipient's reconnect, not after
 // LEASE_SECONDS.
 import { describe, expect, test } from "bun:test";

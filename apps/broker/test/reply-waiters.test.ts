@@ -12,6 +12,7 @@ import { sql } from "drizzle-orm";
 import { createLogger } from "../src/log.ts";
 import { InstanceBus } from "../src/services/bus.ts";
 import { QueuedWork } from "../src/services/queued-work.ts";
+import { RecentEnds } from "../src/services/recent-ends.ts";
 import { ReplyWaiters } from "../src/services/reply-waiters.ts";
 import { holdReplies } from "../src/store/queue/reply.ts";
 import { useBackendDatabase, useScratchDatabase } from "./support/scratch-db.ts";
@@ -54,7 +55,7 @@ async function reply(db: Database, { mesh, asker, answerer }: Setup, requestId: 
 function waitersOn(db: Database) {
   const log = createLogger("silent", {});
   const queuedWork = new QueuedWork();
-  const waiters = new ReplyWaiters(db, queuedWork, new InstanceBus(scratch.db, log), log, { maxWaiters: 100, maxWaitersPerMember: 100, clock: Date.now });
+  const waiters = new ReplyWaiters(db, queuedWork, new InstanceBus(scratch.db, log), log, { maxWaiters: 100, maxWaitersPerMember: 100, clock: Date.now, releasedHolds: new RecentEnds(Date.now) });
   queuedWork.subscribe(waiters);
   return { waiters, queuedWork };
 }
@@ -235,7 +236,7 @@ describe.skipIf(backendKind === "embedded")("ReplyWaiters on two instances (need
     const log = createLogger("silent", {});
     const bus = new InstanceBus(server.db, log);
     const queuedWork = new QueuedWork();
-    const waiters = new ReplyWaiters(server.db, queuedWork, bus, log, { maxWaiters: 100, maxWaitersPerMember: 100, clock: Date.now });
+    const waiters = new ReplyWaiters(server.db, queuedWork, bus, log, { maxWaiters: 100, maxWaitersPerMember: 100, clock: Date.now, releasedHolds: new RecentEnds(Date.now) });
     queuedWork.subscribe(waiters);
     return { waiters, queuedWork, bus };
   }

@@ -23,7 +23,7 @@ const busMessage = z.object({
   revoked: z.array(z.string()).optional(),
   /** These tokens (ids) were revoked; every instance forgets them. */
   revokedTokens: z.array(z.string()).optional(),
-  /** Presences their instance's graceful stop ended: the others look after leases a send gave them late (ended-presences.ts). */
+  /** Presences their instance's graceful stop ended: the others look after leases a send gave them late (recent-ends.ts). */
   stopped: z.array(z.string()).optional(),
   /** Presences that joined, left or changed status; instances with subscribers read their rows. */
   presence: z.array(z.object({ id: z.string(), event: z.enum(PRESENCE_EVENTS) })).optional(),

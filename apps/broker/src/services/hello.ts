@@ -19,7 +19,7 @@ import {
 } from "../store/hello.ts";
 import { disconnectPresences, endSessions, insertPresencesWithinCap, type PresenceCaps, type PresenceRef } from "../store/presences.ts";
 import type { InstanceBus } from "./bus.ts";
-import type { EndedPresences } from "./ended-presences.ts";
+import type { RecentEnds } from "./recent-ends.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import type { HelloRate } from "./hello-rate.ts";
 import type { JwtClaims, JwtVerifier } from "./jwt.ts";
@@ -88,7 +88,7 @@ export class HelloService {
     private readonly caps: PresenceCaps,
     private readonly rate: HelloRate,
     /** Where the presences a hello replaced are told to the sweep. */
-    private readonly endedPresences: EndedPresences,
+    private readonly endedPresences: RecentEnds,
   ) {
     this.commits = createGroupCommit<CheckedHello, Admitted>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
@@ -135,7 +135,7 @@ export class HelloService {
         const admitted = await retryTransient(() => this.db.transaction((tx) => this.admitIn(tx, batch)));
         this.rate.admitted(admittedMembers(admitted.outcomes));
         this.events.deliver(admitted.changes);
-        // The sessions it replaced, committed ended: their leases are looked for again (ended-presences.ts).
+        // The sessions it replaced, committed ended: their leases are looked for again (recent-ends.ts).
         this.endedPresences.add(admitted.changes.filter((c) => c.event === "left").map((c) => c.presenceId));
         group.forEach((i, j) => (outcomes[live[i]!] = admitted.outcomes[j]!));
       } catch (error) {

@@ -15,7 +15,7 @@ import {
 } from "../store/instances.ts";
 import { disconnectPresences, livePresenceIdsOfInstance } from "../store/presences.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
-import type { EndedPresences } from "./ended-presences.ts";
+import type { RecentEnds } from "./recent-ends.ts";
 import { leftEvents, type PresenceEvents } from "./presence-events.ts";
 import { retryTransient } from "./retry.ts";
 import type { Clock } from "./timing.ts";
@@ -33,7 +33,7 @@ export class InstanceLease {
     private readonly bus: InstanceBus,
     private readonly log: Logger,
     readonly id: string,
-    private readonly options: { leaseSeconds: number; clock: Clock; ended: EndedPresences },
+    private readonly options: { leaseSeconds: number; clock: Clock; ended: RecentEnds },
     private readonly events: PresenceEvents,
     /** The others reaped this instance: the presences of its sockets are gone. */
     private readonly onLeaseLost: () => void,
@@ -108,7 +108,7 @@ export class InstanceLease {
       }),
     );
     this.events.deliver(left);
-    // Committed ended: their leases are looked for again (ended-presences.ts).
+    // Committed ended: their leases are looked for again (recent-ends.ts).
     this.options.ended.add(left.map((c) => c.presenceId));
     if (expired.length > 0) await this.endSessionsOf(expired);
     return members;

@@ -11,6 +11,7 @@
 import type { Database, Executor } from "@switchboard/db";
 import type { Logger } from "../log.ts";
 import { endReplyWait, returnTakenReply, takeReplies, type FoundReply, type TakenReply } from "../store/queue/index.ts";
+import type { RecentEnds } from "./recent-ends.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
 import type { QueueConsumer, QueuedWork } from "./queued-work.ts";
 import { retryTransient } from "./retry.ts";
@@ -62,7 +63,7 @@ export class ReplyWaiters implements QueueConsumer {
     private readonly queuedWork: QueuedWork,
     private readonly bus: InstanceBus,
     private readonly log: Logger,
-    private readonly options: { maxWaiters: number; maxWaitersPerMember: number; clock: Clock },
+    private readonly options: { maxWaiters: number; maxWaitersPerMember: number; clock: Clock; releasedHolds: RecentEnds },
   ) {}
 
   /** A slot for one more waiter of the member (null), or why there is none; release() it after wait(). */
@@ -266,11 +267,18 @@ export class ReplyWaiters implements QueueConsumer {
   }
 
   // Replies held for this request and not taken go to the member's other
-  // consumers now, not when the hold runs out.
+  // consumers now, not when the hold runs out; and so, at the next sweeps,
+  // does one a send held as the hold was released (recent-ends.ts).
   private async end(requestId: string, heldUntil: string | null): Promise<void> {
-    await this.queueAgain((tx) => endReplyWait(tx, requestId, heldUntil)).catch((error: unknown) => {
+    let released = false;
+    await this.queueAgain(async (tx) => {
+      const ended = await endReplyWait(tx, requestId, heldUntil);
+      released = ended.released;
+      return ended.members;
+    }).catch((error: unknown) => {
       this.log.warn({ err: error, requestId }, "ending a reply wait failed; held replies return when their hold runs out");
     });
+    if (released) this.options.releasedHolds.add([requestId]);
   }
 
   private async giveBack(replyId: string, memberId: string): Promise<void> {

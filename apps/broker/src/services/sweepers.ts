@@ -23,7 +23,7 @@ import {
 } from "../store/queue/index.ts";
 import { expireWorkingStatus } from "../store/status.ts";
 import { queuedWork, type InstanceBus } from "./bus.ts";
-import type { EndedPresences } from "./ended-presences.ts";
+import type { RecentEnds } from "./recent-ends.ts";
 import type { InstanceLease } from "./instance-lease.ts";
 import type { PresenceEvents } from "./presence-events.ts";
 import { Periodic } from "./periodic.ts";
@@ -69,8 +69,10 @@ export interface SweeperDeps {
   timing: Timing;
   clock: Clock;
   events: PresenceEvents;
-  /** Presences a hello or a reap here ended lately, whose late leases the sweep puts back. */
-  ended: EndedPresences;
+  /** Presences a hello, a reap here or a stop elsewhere ended lately, whose late leases the sweep puts back. */
+  ended: RecentEnds;
+  /** Requests whose hold on replies ended here lately: a reply a send held after that goes back too. */
+  releasedHolds: RecentEnds;
   /** A member with this many deliveries queued is sent nothing new (store/queue/full-queues.ts). */
   maxQueuedPerMember: number;
   /** Pruning of in-memory state (rate limiter keys) along with the tables. */
@@ -130,6 +132,7 @@ export class Sweepers {
     metrics.socketUnsentBytes.set(heldBytes);
     await this.wake(await requeue(db, { expiredLeases: { limit: 10_000 } }));
     await this.wake(await requeue(db, { presences: this.deps.ended.recent() }));
+    await this.wake(await requeue(db, { releasedHolds: this.deps.releasedHolds.recent() }));
     const flipped = await expireWorkingStatus(db, timing.statusTtlSeconds).catch((error: unknown) => {
       // Still a run, and its statement rolled back: it flipped nothing.
       metrics.ttlSweeps.labels("false").inc();

@@ -123,9 +123,9 @@ export async function returnTakenReply(tx: Executor, replyId: string, memberId: 
  * by a broker from before it), later replies are queued as usual and held
  * ones go back to the queue. Nothing when its own hold (`heldUntil`; null:
  * none) has run out: a hold placed since then counts its waits afresh.
- * Returns the recipients of what went back.
+ * Returns whether the hold was released, and the recipients of what went back.
  */
-export async function endReplyWait(tx: Executor, requestId: string, heldUntil: string | null): Promise<string[]> {
+export async function endReplyWait(tx: Executor, requestId: string, heldUntil: string | null): Promise<{ released: boolean; members: string[] }> {
   const last = sql`coalesce(reply_waits, 1) <= 1`;
   const ended = await tx.rows<{ released: boolean }>(sql`
     UPDATE messages
@@ -133,5 +133,6 @@ export async function endReplyWait(tx: Executor, requestId: string, heldUntil: s
         reply_wait_until = CASE WHEN ${last} THEN NULL ELSE reply_wait_until END
     WHERE id = ${requestId}::uuid AND ${heldUntil}::timestamptz > now() AND reply_wait_until >= ${heldUntil}::timestamptz
     RETURNING reply_wait_until IS NULL AS released`);
-  return ended[0]?.released === true ? requeue(tx, { presences: [requestId] }) : [];
+  if (ended[0]?.released !== true) return { released: false, members: [] };
+  return { released: true, members: await requeue(tx, { presences: [requestId] }) };
 }

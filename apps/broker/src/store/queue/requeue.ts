@@ -10,6 +10,8 @@ export type RequeueScope =
   | { presences: string[] }
   /** These pushes were never delivered (their socket did not take them, a webhook batch left them out): their claim is undone. */
   | { pushes: Array<{ messageId: string; memberId: string; presenceId: string }> }
+  /** Replies held for these requests, whose holds were released: those no wait holds again since (a retry with the key may hold anew). */
+  | { releasedHolds: string[] }
   /** Leases that ran out unacknowledged, at most `limit` of them, skipping rows others hold. */
   | { expiredLeases: { limit: number } }
   /** Leases of these presences that ran out: taken back by their own instance before it leases them anything newer. */
@@ -29,6 +31,11 @@ function leasesIn(scope: RequeueScope): { with: SQL; where: SQL } | null {
   if ("presences" in scope) {
     if (scope.presences.length === 0) return null;
     return { with: sql``, where: leasesHeldBy(uuidArray(scope.presences)) };
+  }
+  if ("releasedHolds" in scope) {
+    if (scope.releasedHolds.length === 0) return null;
+    const unheld = sql`ARRAY(SELECT id FROM messages WHERE id = ANY (${uuidArray(scope.releasedHolds)}) AND (reply_wait_until IS NULL OR reply_wait_until <= now()))`;
+    return { with: sql``, where: leasesHeldBy(unheld) };
   }
   if ("expiredOf" in scope) {
     if (scope.expiredOf.length === 0) return null;

@@ -1,19 +1,22 @@
-// Presences a hello or a reap on this instance ended lately: the sessions a
-// hello replaced, wherever they were held, and a reaped instance's; and
-// those another instance's graceful stop ended (its bus notice). A send
-// whose statement began before such an end committed may lease to the
-// presence after the end put its leases back; when the presence's instance
-// is gone, no one pushes that lease: it would wait out LEASE_SECONDS while
-// the member's later messages went ahead of it. The sweep puts such leases
-// back while the ends are recent (sweepers.ts).
+// Holders of leases that ended lately, for the sweep to look after what a
+// send leased them late. A send whose statement began before such an end
+// committed may lease to the holder after the end put its leases back:
+// - presences a hello or a reap on this instance ended (the sessions a hello
+//   replaced, wherever they were held, and a reaped instance's), and those
+//   another instance's graceful stop ended (its bus notice): when the
+//   presence's instance is gone, no one pushes that lease, and it would wait
+//   out LEASE_SECONDS while the member's later messages went ahead of it;
+// - requests whose last wait released their hold on replies: a reply held
+//   after the release would wait out the hold (the wait + 5 s).
+// The sweep puts such leases back while the ends are recent (sweepers.ts).
 import type { Clock } from "./timing.ts";
 
-/** How long after an end its presence's leases are looked for again: longer than a send statement takes. */
+/** How long after an end its holder's leases are looked for again: longer than a send statement takes. */
 const LOOKED_AFTER_MS = 5000;
 /** Past this many, the oldest ends are forgotten: a reap of a large instance must not grow the sweep without bound. */
 const MAX_KEPT = 20_000;
 
-export class EndedPresences {
+export class RecentEnds {
   /** Presence id → when it ended; in the order of the ends (a Map keeps insertion order). */
   private readonly ended = new Map<string, number>();
 
