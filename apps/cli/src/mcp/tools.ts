@@ -7,7 +7,7 @@ import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import type { PeerDirectory } from "./directory.ts";
 import { ToolError, toolErrorOf } from "./errors.ts";
-import type { SessionInbox } from "./inbox.ts";
+import { estimateTokens, PAGE_CHARS, PAGE_TOKENS, type SessionInbox } from "./inbox.ts";
 
 export interface ToolContext {
   /** The connected client; throws ToolError("unavailable") while there is none. */
@@ -54,6 +54,25 @@ function tool<S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<S> {
 function peerStatus(statuses: string[]): string {
   for (const s of ["idle", "working", "dnd"]) if (statuses.includes(s)) return s;
   return "offline";
+}
+
+/**
+ * The first items that fit one tool result (at least one): as a page of
+ * check_messages, under what Claude Code moves into a file or refuses.
+ */
+export function firstPage<T>(items: readonly T[]): T[] {
+  const page: T[] = [];
+  let chars = 0;
+  let tokens = 0;
+  for (const item of items) {
+    const json = JSON.stringify(item);
+    const cost = estimateTokens(json);
+    if (page.length > 0 && (chars + json.length > PAGE_CHARS || tokens + cost > PAGE_TOKENS)) break;
+    chars += json.length + 1;
+    tokens += cost;
+    page.push(item);
+  }
+  return page;
 }
 
 const TOOLS = {
@@ -134,20 +153,28 @@ const TOOLS = {
     },
   }),
   list_peers: tool({
-    description: "The members of the mesh that are online now, with their status (idle, working, dnd) and number of sessions.",
-    input: argsOf("list_peers", {}),
-    async run(_args, ctx) {
+    description:
+      "The members of the mesh that are online now, with their status (idle, working, dnd) and number of sessions, by name. " +
+      "A long list comes a page at a time: `more` says how many are left, and `offset` set to the `next_offset` given asks for the next page.",
+    input: argsOf("list_peers", {
+      offset: z.number().int().min(0).optional().describe("Where the page starts: the next_offset of the page before; default 0"),
+    }),
+    async run(args, ctx) {
       const me = ctx.client().publicKey;
-      const peers = await ctx.directory.livePeers();
-      return {
-        peers: peers.map((p) => ({
+      const peers = (await ctx.directory.livePeers())
+        .map((p) => ({
           display_name: p.displayName,
           pubkey: p.pubkey,
           status: peerStatus(p.presences.map((s) => s.status)),
           sessions: p.presences.length,
           you: p.pubkey === me,
-        })),
-      };
+        }))
+        .sort((a, b) => (a.display_name === b.display_name ? (a.pubkey < b.pubkey ? -1 : 1) : a.display_name < b.display_name ? -1 : 1));
+      // A mesh of hundreds online would make a result Claude Code moves aside or refuses.
+      const start = Math.min(args.offset ?? 0, peers.length);
+      const page = firstPage(peers.slice(start));
+      const more = peers.length - start - page.length;
+      return { peers: page, ...(more > 0 ? { more, next_offset: start + page.length } : {}) };
     },
   }),
   set_status: tool({
