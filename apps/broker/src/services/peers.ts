@@ -2,14 +2,19 @@
 import type { Database } from "@switchboard/db";
 import type { PeersReply } from "@switchboard/protocol";
 import { livePeersOfMesh } from "../store/presences.ts";
+import { SharedReads } from "./shared-reads.ts";
 
 export type Peer = PeersReply["peers"][number];
 
 export class PeerDirectory {
-  constructor(private readonly db: Database) {}
+  private readonly reads: SharedReads<string, Awaited<ReturnType<typeof livePeersOfMesh>>>;
+
+  constructor(db: Database) {
+    this.reads = new SharedReads((meshId) => livePeersOfMesh(db, meshId));
+  }
 
   async list(meshId: string): Promise<Peer[]> {
-    const rows = await livePeersOfMesh(this.db, meshId);
+    const rows = await this.reads.get(meshId);
     const byKey = new Map<string, Peer>();
     for (const r of rows) {
       let peer = byKey.get(r.pubkey);

@@ -12,6 +12,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { livePresenceRows, presenceRows, type PresenceRow } from "../store/presence-events.ts";
 import type { InstanceBus } from "./bus.ts";
+import { SharedReads } from "./shared-reads.ts";
 
 export type PresenceEventView = Omit<PresenceEventFrame, "type">;
 export type PresenceSink = (event: PresenceEventView) => void;
@@ -53,6 +54,8 @@ export class PresenceEvents {
   // so churn faster than a read costs fewer reads instead of a growing queue.
   private pending: PresenceChange[] = [];
   private fanningOut = false;
+  /** Subscribers of one mesh that come together share its snapshot's read (begun after each registered). */
+  private readonly snapshots = new SharedReads<string, PresenceRow[]>((meshId) => livePresenceRows(this.db, meshId));
 
   constructor(
     private readonly db: Database,
@@ -106,7 +109,7 @@ export class PresenceEvents {
     this.metrics.presenceSubscribers.set(this.byKey.size);
     let snapshot: PresenceRow[];
     try {
-      snapshot = await livePresenceRows(this.db, meshId);
+      snapshot = await this.snapshots.get(meshId);
     } catch (error) {
       this.unsubscribe(key);
       throw error;
