@@ -64,5 +64,7 @@ describe("a webhook URL with user and password", () => {
     expect(await urlOf(tokenOnly, "https://s3cret-t0ken@hooks.example:8443/in")).toBe("https://***@hooks.example:8443/in");
     expect(await urlOf(plain, "https://hooks.example/in?token=s3cret&a=b#frag")).toBe("https://hooks.example/in?token=***&a=***#frag");
     expect(await urlOf(plain, "https://hooks.example/services/in#frag")).toBe("https://hooks.example/services/in#frag");
+    // A parameter without a value may be the token itself: hidden whole.
+    expect(await urlOf(plain, "https://hooks.example/in?s3cret-t0ken&a=b")).toBe("https://hooks.example/in?***&a=***");
   });
 });

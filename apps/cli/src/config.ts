@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 // The module alone: this file is loaded by hook forward, which loads no package (zod) it does not need.
 import { BEARER_TOKEN, BEARER_TOKEN_RULE } from "@switchboard/protocol/bearer-token";
+import { shownUrl } from "@switchboard/protocol/shown-url";
 import type { Args } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
 
@@ -87,9 +88,7 @@ function checkUrl(url: string): string {
   // Refused first, and never echoed: the CLI writes the URL where others
   // read it (.mcp.json, the hook commands, its log lines and errors).
   if (parsed.username !== "" || parsed.password !== "") {
-    parsed.username = parsed.username === "" ? "" : "***";
-    parsed.password = parsed.password === "" ? "" : "***";
-    throw new UsageError(`broker URL "${parsed.href}" must have no user or password: the CLI writes the URL into files and logs`);
+    throw new UsageError(`broker URL "${shownUrl(url)}" must have no user or password: the CLI writes the URL into files and logs`);
   }
   if (!["http:", "https:", "ws:", "wss:"].includes(parsed.protocol)) {
     throw new UsageError(`broker URL "${url}" must be http(s):// or ws(s)://`);

@@ -2,11 +2,11 @@
 // with SwitchboardError(code) on a refused hello, a socket that never opened
 // ("unreachable"), one that closed mid-handshake ("closed") or a timeout.
 // After the handshake every frame and the close go to the handlers.
-import { HELLO_ERROR_CODES } from "@switchboard/protocol";
+import { HELLO_ERROR_CODES, shownUrl } from "@switchboard/protocol";
 import { SwitchboardError } from "./errors.ts";
 import { describeUnreadable, parseServerFrame, type HelloAckFrame, type ServerFrame } from "./wire.ts";
 import type { WebSocketClass, WebSocketLike } from "./types.ts";
-import { pathHint, shownUrl } from "./url.ts";
+import { pathHint } from "./url.ts";
 
 export interface ConnectionHandlers {
   onFrame(frame: ServerFrame): void;

@@ -1,3 +1,4 @@
+import { shownUrl } from "@switchboard/protocol";
 import { SwitchboardError } from "./errors.ts";
 
 /** ws(s)://… is used as given; an http(s):// base URL becomes ws(s)://…/ws. */
@@ -35,21 +36,4 @@ export function pathHint(wsUrl: string): string {
     return "";
   }
   return path.endsWith("/ws") ? "" : `; the broker takes WebSockets on /ws, and this URL's path is ${path}`;
-}
-
-/**
- * The URL as an error message shows it: a user and password in it (basic
- * authentication at a proxy) as `***`, since messages end up in logs.
- */
-export function shownUrl(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return url;
-  }
-  if (parsed.username === "" && parsed.password === "") return url;
-  if (parsed.username !== "") parsed.username = "***";
-  if (parsed.password !== "") parsed.password = "***";
-  return parsed.href;
 }

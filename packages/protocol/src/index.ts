@@ -6,4 +6,5 @@ export * from "./hook.ts";
 export * from "./http.ts";
 export * from "./issues.ts";
 export * from "./server-frames.ts";
+export * from "./shown-url.ts";
 export * from "./signing.ts";

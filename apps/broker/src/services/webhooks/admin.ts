@@ -2,7 +2,7 @@
 // the member an HTTP recipient from the next claim on; deleting it hands its
 // queue back to its sockets, on every instance.
 import type { Database } from "@switchboard/db";
-import type { WebhookBody } from "@switchboard/protocol";
+import { shownUrl, type WebhookBody } from "@switchboard/protocol";
 import type { Logger } from "../../log.ts";
 import { deleteWebhook, upsertWebhook, webhookView, type WebhookView } from "../../store/webhooks.ts";
 import type { AdminService } from "../admin.ts";
@@ -15,22 +15,6 @@ import { checkTarget, type Resolve } from "./target-policy.ts";
 export type WebhookRefusalCode = "not_found" | "conflict" | "invalid";
 
 const fail = (code: WebhookRefusalCode, message: string) => new RefusedError(refuse(code, message));
-
-/**
- * The URL as the admin answers show it: its user and password replaced by
- * `***` (a user alone is often the token itself), and so is each query
- * parameter's value (`?token=…`, `?api_key=…`), its name kept. The row
- * keeps them, to deliver with.
- */
-export function shownUrl(url: string): string {
-  if (!URL.canParse(url)) return url;
-  const parsed = new URL(url);
-  if (parsed.username === "" && parsed.password === "" && parsed.search === "") return url;
-  if (parsed.username !== "") parsed.username = "***";
-  if (parsed.password !== "") parsed.password = "***";
-  if (parsed.search !== "") parsed.search = [...parsed.searchParams.keys()].map((name) => `${encodeURIComponent(name)}=***`).join("&");
-  return parsed.href;
-}
 
 export interface WebhookAdminDeps {
   db: Database;
