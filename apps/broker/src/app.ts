@@ -165,7 +165,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const status = new StatusService(db, bus, timing, presenceEvents, (member) => queuedWork.forMembers([member]));
   const endedPresences = new RecentEnds(clock);
   const releasedHolds = new RecentEnds(clock);
-  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock, ended: endedPresences }, presenceEvents, () =>
+  const lease = new InstanceLease(db, bus, log, instanceId, { leaseSeconds: timing.instanceLeaseSeconds, clock, ended: endedPresences, releasedHolds }, presenceEvents, () =>
     lifecycle.endAll("lease_lost"),
   );
   const jwt = await JwtVerifier.create({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY });
@@ -290,6 +290,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     tokenRevoked: (tokenId) => apiSenders.forgetToken(tokenId),
     presence: (changes, from) => presenceEvents.received(changes, from),
     stoppedElsewhere: (presenceIds) => endedPresences.add(presenceIds),
+    holdsReleasedElsewhere: (requestIds) => releasedHolds.add(requestIds),
     // Everything local may have missed news: every consumer looks again.
     resubscribed: () => {
       pump.recoverMissedLeases();

@@ -20,7 +20,7 @@ describe("InstanceLease", () => {
     const bus = new InstanceBus(scratch.db, log);
     const events = new PresenceEvents(scratch.db, bus, "lease-test", createMetrics(), log);
     let lost = 0;
-    const lease = new InstanceLease(scratch.db, bus, log, "lease-test", { leaseSeconds: 15, clock: Date.now, ended: new RecentEnds(Date.now) }, events, () => lost++);
+    const lease = new InstanceLease(scratch.db, bus, log, "lease-test", { leaseSeconds: 15, clock: Date.now, ended: new RecentEnds(Date.now), releasedHolds: new RecentEnds(Date.now) }, events, () => lost++);
     await lease.register();
 
     const renew = instances.renewInstance;
@@ -51,7 +51,7 @@ describe("InstanceLease", () => {
     const log = createLogger("silent", {});
     const bus = new InstanceBus(scratch.db, log);
     const events = new PresenceEvents(scratch.db, bus, "reaper", createMetrics(), log);
-    const lease = new InstanceLease(scratch.db, bus, log, "reaper", { leaseSeconds: 15, clock: Date.now, ended: new RecentEnds(Date.now) }, events, () => {});
+    const lease = new InstanceLease(scratch.db, bus, log, "reaper", { leaseSeconds: 15, clock: Date.now, ended: new RecentEnds(Date.now), releasedHolds: new RecentEnds(Date.now) }, events, () => {});
     await lease.register();
     await instances.registerInstance(scratch.db, "gone", "host", 1, 15);
     // Both leases out by the database's clock while the reaper renewed in time by its own:

@@ -7,6 +7,9 @@
 // LEASE_SECONDS.
 import { describe, expect, test } from "bun:test";
 import { backendKind, setupMesh, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
+import type postgres from "postgres";
+import { httpBody, postMessage } from "./support/http-api.ts";
+import { queryPostgres, str } from "./support/messaging.ts";
 import { usePairWithDatabase } from "./support/pair-database.ts";
 
 // Far longer than any wait below: a lease left to run out would fail the test.
@@ -45,12 +48,10 @@ describe.skipIf(backendKind !== "postgres")("a delivery leased to a presence as 
       );
 
       pair.a.process.kill("SIGTERM");
-      expect(await pair.a.process.exited).toBe(0);
-      const [instance] = await pair.sql<Array<{ stopped: boolean }>>`
-        SELECT stopped_at IS NOT NULL AS stopped FROM broker_instances WHERE id = (SELECT instance_id FROM presences WHERE session_id = 'recipient-on-a')`;
-      expect(instance).toEqual({ stopped: true });
-
+      // Its stop committed (the notice went with it): the statement goes on now, within the 5 s the others look.
+      await stopCommitted(pair.sql, "recipient-on-a");
       await holder`ROLLBACK`;
+      expect(await pair.a.process.exited).toBe(0);
       const ack = await acked;
       expect(ack).toMatchObject({ type: "ack", queued: true, recipients: 1 });
 
@@ -64,3 +65,51 @@ describe.skipIf(backendKind !== "postgres")("a delivery leased to a presence as 
     }
   });
 });
+
+describe.skipIf(backendKind !== "postgres")("a reply held for a request whose wait a stopping instance ended (needs DATABASE_URL)", () => {
+  const pair = usePairWithDatabase({ LEASE_SECONDS: String(LEASE_SECONDS), SHUTDOWN_DRAIN_MS: "0", SWEEP_INTERVAL_MS: "200" });
+  const { peers } = pair;
+
+  test("is put back by the other instances, told by the stop's notice, not held until the hold runs out", async () => {
+    const { mesh, members } = await setupMesh(pair.b.admin, { members: ["app", "runner"] });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = await pair.b.admin.createApiToken(mesh.id, app.id);
+    const appSocket = await TestPeer.connect(pair.b.wsUrl, { identity: app.identity, meshId: mesh.id });
+    const runnerSocket = await TestPeer.connect(pair.a.wsUrl, { identity: runner.identity, meshId: mesh.id, sessionId: "runner-on-a" });
+    peers.push(appSocket, runnerSocket);
+    // The wait on a, answered; its release is a's to look after, and a stops.
+    const waiting = postMessage<{ messageId: string; reply: { messageId: string } | null }>(pair.a.url, token, httpBody(runner.pubkey), { wait: 30 });
+    const [command] = await runnerSocket.waitForPushes(1);
+    const first = await runnerSocket.send(app.pubkey, { replyTo: str(command!.messageId) });
+    const answered = await waiting;
+    expect(answered.body.reply?.messageId).toBe(str(first.messageId));
+    pair.a.process.kill("SIGTERM");
+    await stopCommitted(pair.sql, "runner-on-a");
+
+    // A second reply, held for the request by a send statement that read the hold before the wait released it.
+    const rows = await queryPostgres(pair.b.backend, (sql) => sql<{ id: string }[]>`
+      WITH m AS (
+        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, reply_to, expires_at)
+        VALUES (${mesh.id}::uuid, ${runner.id}::uuid, ${app.pubkey}, 'next', 'late', 'bGF0ZQ==', ${answered.body.messageId}::uuid, now() + interval '1 hour')
+        RETURNING id)
+      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
+      SELECT id, ${app.id}::uuid, 'next', now() + interval '1 hour', 'leased', ${answered.body.messageId}::uuid, now() + interval '600 seconds', 0 FROM m
+      RETURNING message_id::text AS id`);
+    const [push] = await appSocket.waitForPushes(1, 20_000);
+    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: rows![0]!.id, nonce: "late" });
+    expect(await pair.a.process.exited).toBe(0);
+  });
+});
+
+/** Until the instance holding the session `sessionId` has committed its stop. */
+async function stopCommitted(sql: postgres.Sql, sessionId: string): Promise<void> {
+  await waitUntil(
+    async () => {
+      const [row] = await sql<Array<{ stopped: boolean }>>`
+        SELECT stopped_at IS NOT NULL AS stopped FROM broker_instances WHERE id = (SELECT instance_id FROM presences WHERE session_id = ${sessionId})`;
+      return row?.stopped === true || undefined;
+    },
+    30_000,
+    "the instance's stop to commit",
+  );
+}

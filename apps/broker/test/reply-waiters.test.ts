@@ -253,6 +253,7 @@ describe.skipIf(backendKind === "embedded")("ReplyWaiters on two instances (need
       revoked: () => {},
       tokenRevoked: () => {},
       stoppedElsewhere: () => {},
+      holdsReleasedElsewhere: () => {},
       presence: () => {},
       resubscribed: () => {},
     });

@@ -25,6 +25,8 @@ const busMessage = z.object({
   revokedTokens: z.array(z.string()).optional(),
   /** Presences their instance's graceful stop ended: the others look after leases a send gave them late (recent-ends.ts). */
   stopped: z.array(z.string()).optional(),
+  /** Requests whose hold on replies that stop released lately: the others look after replies a send held for them late. */
+  stoppedHolds: z.array(z.string()).optional(),
   /** Presences that joined, left or changed status; instances with subscribers read their rows. */
   presence: z.array(z.object({ id: z.string(), event: z.enum(PRESENCE_EVENTS) })).optional(),
   /** The instance that published (presence events skip their own). */
@@ -42,6 +44,7 @@ export interface BusHandlers {
   tokenRevoked(tokenId: string): void;
   presence(changes: Array<{ presenceId: string; event: (typeof PRESENCE_EVENTS)[number] }>, from: string): void;
   stoppedElsewhere(presenceIds: string[]): void;
+  holdsReleasedElsewhere(requestIds: string[]): void;
   /** After (re)subscribing: notifications may have been missed meanwhile. */
   resubscribed(): void;
 }
@@ -75,6 +78,7 @@ function withinPayloadLimit(message: BusMessage): BusMessage[] {
     ...chunked(message.revoked).map((revoked) => ({ ...from, revoked })),
     ...chunked(message.revokedTokens).map((revokedTokens) => ({ ...from, revokedTokens })),
     ...chunked(message.stopped).map((stopped) => ({ ...from, stopped })),
+    ...chunked(message.stoppedHolds).map((stoppedHolds) => ({ ...from, stoppedHolds })),
     ...chunked(message.presence).map((presence) => ({ ...from, presence })),
   ];
   return parts.length <= 1 ? [message] : parts;
@@ -117,6 +121,7 @@ export class InstanceBus {
         for (const m of message.revoked ?? []) handlers.revoked(m);
         for (const t of message.revokedTokens ?? []) handlers.tokenRevoked(t);
         if (message.stopped) handlers.stoppedElsewhere(message.stopped);
+        if (message.stoppedHolds) handlers.holdsReleasedElsewhere(message.stoppedHolds);
         if (message.presence) handlers.presence(message.presence.map((p) => ({ presenceId: p.id, event: p.event })), message.from ?? "");
       },
       () => handlers.resubscribed(),

@@ -33,7 +33,7 @@ export class InstanceLease {
     private readonly bus: InstanceBus,
     private readonly log: Logger,
     readonly id: string,
-    private readonly options: { leaseSeconds: number; clock: Clock; ended: RecentEnds },
+    private readonly options: { leaseSeconds: number; clock: Clock; ended: RecentEnds; releasedHolds: RecentEnds },
     private readonly events: PresenceEvents,
     /** The others reaped this instance: the presences of its sockets are gone. */
     private readonly onLeaseLost: () => void,
@@ -142,7 +142,9 @@ export class InstanceLease {
         if (members.length > 0) await this.bus.publish(tx, queuedWork(members, []));
         // A send elsewhere that read them live before this commit may lease
         // to them after it; this instance is gone by then, so the others look.
-        if (mine.length > 0) await this.bus.publish(tx, { stopped: mine });
+        // So with the requests whose holds on replies its waits released.
+        const released = this.options.releasedHolds.recent();
+        if (mine.length > 0 || released.length > 0) await this.bus.publish(tx, { stopped: mine, stoppedHolds: released });
         await this.events.announce(tx, leftEvents(mine));
       }),
     );

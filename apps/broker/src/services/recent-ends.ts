@@ -17,7 +17,7 @@ const LOOKED_AFTER_MS = 5000;
 const MAX_KEPT = 20_000;
 
 export class RecentEnds {
-  /** Presence id → when it ended; in the order of the ends (a Map keeps insertion order). */
+  /** Holder id (a presence's, a request's) → when it ended; in the order of the ends (a Map keeps insertion order). */
   private readonly ended = new Map<string, number>();
 
   constructor(private readonly clock: Clock) {}
@@ -34,7 +34,7 @@ export class RecentEnds {
     }
   }
 
-  /** The presences ended within the last few seconds; older ends are forgotten. */
+  /** The holders ended within the last few seconds; older ends are forgotten. */
   recent(): string[] {
     const now = this.clock();
     for (const [id, at] of this.ended) {
