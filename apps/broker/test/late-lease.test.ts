@@ -10,7 +10,7 @@
 // written it, once the end has committed.
 import { afterAll, describe, expect, test } from "bun:test";
 import { backendKind, PeerPool, setupMesh, useTestBroker, useTestBrokerPair, waitUntil, type SetupMember, type TestBackend } from "@switchboard/testkit";
-import { httpBody, postMessage } from "./support/http-api.ts";
+import { holdReplyLate, httpBody, postMessage } from "./support/http-api.ts";
 import { queryPostgres, str } from "./support/messaging.ts";
 
 const pool = new PeerPool();
@@ -74,16 +74,9 @@ describe.skipIf(backendKind !== "postgres")("a reply held for a request after it
     expect(answered.body.reply?.messageId).toBe(str(first.messageId));
 
     // A second reply, held for the request by a send statement that read the hold before the wait released it.
-    const rows = await queryPostgres(broker.backend, (sql) => sql<{ id: string }[]>`
-      WITH m AS (
-        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, reply_to, expires_at)
-        VALUES (${mesh.id}::uuid, ${runner.id}::uuid, ${app.pubkey}, 'next', 'late', 'bGF0ZQ==', ${answered.body.messageId}::uuid, now() + interval '1 hour')
-        RETURNING id)
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
-      SELECT id, ${app.id}::uuid, 'next', now() + interval '1 hour', 'leased', ${answered.body.messageId}::uuid, now() + interval '600 seconds', 0 FROM m
-      RETURNING message_id::text AS id`);
+    const late = await holdReplyLate(broker.backend, mesh.id, runner, app, answered.body.messageId);
     const [push] = await appSocket.waitForPushes(1, 20_000);
-    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: rows![0]!.id, nonce: "late" });
+    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: late, nonce: "late" });
   });
 });
 

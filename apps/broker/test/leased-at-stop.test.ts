@@ -8,8 +8,8 @@
 import { describe, expect, test } from "bun:test";
 import { backendKind, setupMesh, TestPeer, waitUntil, type SetupMember } from "@switchboard/testkit";
 import type postgres from "postgres";
-import { httpBody, postMessage } from "./support/http-api.ts";
-import { queryPostgres, str } from "./support/messaging.ts";
+import { holdReplyLate, httpBody, postMessage } from "./support/http-api.ts";
+import { str } from "./support/messaging.ts";
 import { usePairWithDatabase } from "./support/pair-database.ts";
 
 // Far longer than any wait below: a lease left to run out would fail the test.
@@ -87,16 +87,9 @@ describe.skipIf(backendKind !== "postgres")("a reply held for a request whose wa
     await stopCommitted(pair.sql, "runner-on-a");
 
     // A second reply, held for the request by a send statement that read the hold before the wait released it.
-    const rows = await queryPostgres(pair.b.backend, (sql) => sql<{ id: string }[]>`
-      WITH m AS (
-        INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, reply_to, expires_at)
-        VALUES (${mesh.id}::uuid, ${runner.id}::uuid, ${app.pubkey}, 'next', 'late', 'bGF0ZQ==', ${answered.body.messageId}::uuid, now() + interval '1 hour')
-        RETURNING id)
-      INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
-      SELECT id, ${app.id}::uuid, 'next', now() + interval '1 hour', 'leased', ${answered.body.messageId}::uuid, now() + interval '600 seconds', 0 FROM m
-      RETURNING message_id::text AS id`);
+    const late = await holdReplyLate(pair.b.backend, mesh.id, runner, app, answered.body.messageId);
     const [push] = await appSocket.waitForPushes(1, 20_000);
-    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: rows![0]!.id, nonce: "late" });
+    expect({ messageId: push!.messageId, nonce: push!.nonce }).toEqual({ messageId: late, nonce: "late" });
     expect(await pair.a.process.exited).toBe(0);
   });
 });

@@ -3,7 +3,7 @@
 // characters into a file, and refuses one over 25,000 tokens), so the list
 // comes a page at a time, by name, as check_messages does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { setupMesh, TestPeer, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import { setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { PAGE_CHARS } from "../src/mcp/inbox.ts";
 import { CliHome } from "./support/cli.ts";
 import { keyFileFor, startMcp, type McpSession } from "./support/mcp.ts";
@@ -17,10 +17,12 @@ const home = new CliHome();
 const peers: TestPeer[] = [];
 let session: McpSession;
 let members: SetupMember[];
+let meshId: string;
 
 beforeAll(async () => {
   const setup = await setupMesh(broker.admin, { members: ["alice", ...Array.from({ length: ONLINE }, (_, i) => nameOf(i))] });
   members = setup.members;
+  meshId = setup.mesh.id;
   for (let i = 1; i < members.length; i += 20) {
     peers.push(...(await Promise.all(members.slice(i, i + 20).map((m) => TestPeer.connect(broker.wsUrl, { identity: m.identity, meshId: setup.mesh.id })))));
   }
@@ -33,21 +35,34 @@ afterAll(async () => {
   home.dispose();
 });
 
-test("list_peers of hundreds online comes in pages under Claude Code's limits, by name; next_offset asks for the rest", async () => {
+type Listed = Array<{ display_name: string; pubkey: string; you: boolean }>;
+
+test("list_peers of hundreds online comes in pages under Claude Code's limits, by name; next_after asks for the rest", async () => {
   const first = await session.call("list_peers");
-  const firstPeers = first.data.peers as Array<{ display_name: string; pubkey: string; you: boolean }>;
+  const firstPeers = first.data.peers as Listed;
   expect(first.isError).toBe(false);
-  expect(JSON.stringify(first.data).length).toBeLessThanOrEqual(PAGE_CHARS + 100);
-  expect(first.data).toMatchObject({ more: ONLINE + 1 - firstPeers.length, next_offset: firstPeers.length });
+  // Under the 50,000 characters past which Claude Code moves a result into a file: a page of about PAGE_CHARS.
+  expect(first.text.length).toBeLessThan(50_000);
+  expect(first.text.length).toBeGreaterThan(PAGE_CHARS * 0.9);
+  const after = first.data.next_after;
+  expect({ more: first.data.more, after: typeof after }).toEqual({ more: ONLINE + 1 - firstPeers.length, after: "string" });
   expect(firstPeers.length).toBeGreaterThan(1);
 
-  const second = await session.ok("list_peers", { offset: first.data.next_offset });
-  const secondPeers = second.peers as typeof firstPeers;
+  // A peer listed on the first page goes away before the next: nobody after it is skipped.
+  const gone = peers.find((p) => p.identity.publicKey === firstPeers[1]!.pubkey)!;
+  await gone.close();
+  await waitUntil(async () => ((await broker.admin.peers(meshId)).some((p) => p.pubkey === gone.identity.publicKey) ? undefined : true), 10_000, "its presence to end");
+
+  const second = await session.ok("list_peers", { after });
+  const secondPeers = second.peers as Listed;
   expect(second.more).toBeUndefined();
   const listed = [...firstPeers, ...secondPeers];
   expect(listed.map((p) => p.display_name)).toEqual(members.map((m) => m.displayName).sort());
   expect(listed.filter((p) => p.you).map((p) => p.pubkey)).toEqual([members[0]!.pubkey]);
 
-  // Past the end: an empty page, not an error.
-  expect(await session.ok("list_peers", { offset: ONLINE + 5 })).toEqual({ peers: [] });
+  // After the last: an empty page. A cursor the tool did not give: invalid.
+  const lastCursor = Buffer.from(JSON.stringify([listed.at(-1)!.display_name, listed.at(-1)!.pubkey])).toString("base64url");
+  expect(await session.ok("list_peers", { after: lastCursor })).toEqual({ peers: [] });
+  const bad = await session.call("list_peers", { after: "page 2" });
+  expect({ isError: bad.isError, code: (bad.data.error as { code?: string } | undefined)?.code }).toEqual({ isError: true, code: "invalid" });
 });

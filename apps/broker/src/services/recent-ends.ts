@@ -22,9 +22,9 @@ export class RecentEnds {
 
   constructor(private readonly clock: Clock) {}
 
-  add(presenceIds: readonly string[]): void {
+  add(holderIds: readonly string[]): void {
     const now = this.clock();
-    for (const id of presenceIds) {
+    for (const id of holderIds) {
       this.ended.delete(id);
       this.ended.set(id, now);
     }

@@ -1,7 +1,9 @@
 // Helpers for the HTTP messaging API tests: one POST /v1/messages or GET
 // /v1/messages/:id with its answer untouched, a body to send, and a POST
 // whose client leaves before its body's end.
+import type { SetupMember, TestBackend } from "@switchboard/testkit";
 import { connect } from "node:net";
+import { queryPostgres } from "./messaging.ts";
 
 export interface Answer<T = Record<string, unknown>> {
   status: number;
@@ -84,4 +86,21 @@ export async function rawRequest(baseUrl: string, request: string): Promise<{ st
   const text = Buffer.concat(chunks).toString("utf8");
   const [head = "", body = ""] = text.split("\r\n\r\n", 2);
   return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body };
+}
+
+/**
+ * Writes by hand a reply of `from` to request `requestId`, held for it (leased to the request) for 600 s, as a
+ * send statement that read the request's hold before its wait released it would have; the reply's id.
+ */
+export async function holdReplyLate(backend: TestBackend, meshId: string, from: SetupMember, to: SetupMember, requestId: string): Promise<string> {
+  const rows = await queryPostgres(backend, (sql) => sql<{ id: string }[]>`
+    WITH m AS (
+      INSERT INTO messages (mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, reply_to, expires_at)
+      VALUES (${meshId}::uuid, ${from.id}::uuid, ${to.pubkey}, 'next', 'late', 'bGF0ZQ==', ${requestId}::uuid, now() + interval '1 hour')
+      RETURNING id)
+    INSERT INTO deliveries (message_id, recipient_member_id, priority, expires_at, state, lease_presence_id, lease_expires_at, attempt)
+    SELECT id, ${to.id}::uuid, 'next', now() + interval '1 hour', 'leased', ${requestId}::uuid, now() + interval '600 seconds', 0 FROM m
+    RETURNING message_id::text AS id`);
+  if (rows === null) throw new Error("holdReplyLate needs a Postgres backend");
+  return rows[0]!.id;
 }

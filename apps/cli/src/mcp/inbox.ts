@@ -58,6 +58,22 @@ export interface InboxPage {
 
 const fitsPage = (json: string) => json.length <= PAGE_CHARS && estimateTokens(json) <= PAGE_TOKENS;
 
+/** How many of the first items fit one tool result, PAGE_CHARS of JSON and PAGE_TOKENS (at least one, when there is one). */
+export function fittingFirst(items: readonly unknown[]): number {
+  let chars = 0;
+  let tokens = 0;
+  let n = 0;
+  for (const item of items) {
+    const json = JSON.stringify(item);
+    const cost = estimateTokens(json);
+    if (n > 0 && (chars + json.length > PAGE_CHARS || tokens + cost > PAGE_TOKENS)) break;
+    chars += json.length;
+    tokens += cost;
+    n++;
+  }
+  return n;
+}
+
 /**
  * A message too long for one page as parts that each fit one, the text cut
  * between code points. A part's size is counted as JSON escapes it: a quote
@@ -142,20 +158,10 @@ export class SessionInbox {
       this.entries.shift();
       this.parts = partsOf(head);
     }
-    const messages: InboxEntry[] = [];
-    let chars = 0;
-    let tokens = 0;
-    fill: for (const queue of [this.parts, this.entries]) {
-      for (let next = queue[0]; next !== undefined; next = queue[0]) {
-        const json = JSON.stringify(next);
-        const cost = estimateTokens(json);
-        if (chars + json.length > PAGE_CHARS || tokens + cost > PAGE_TOKENS) break fill;
-        chars += json.length;
-        tokens += cost;
-        messages.push(next);
-        queue.shift();
-      }
-    }
+    // Every entry fits a page on its own (one that does not is cut into parts first).
+    const n = fittingFirst([...this.parts, ...this.entries]);
+    const fromParts = Math.min(n, this.parts.length);
+    const messages = [...this.parts.splice(0, fromParts), ...this.entries.splice(0, n - fromParts)];
     const dropped = this.dropped;
     this.dropped = 0;
     const more = this.entries.reduce((n, entry) => n + (this.pieces.get(entry) ?? 1), this.parts.length);

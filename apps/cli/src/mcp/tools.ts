@@ -7,7 +7,7 @@ import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import type { PeerDirectory } from "./directory.ts";
 import { ToolError, toolErrorOf } from "./errors.ts";
-import { estimateTokens, PAGE_CHARS, PAGE_TOKENS, type SessionInbox } from "./inbox.ts";
+import { fittingFirst, type SessionInbox } from "./inbox.ts";
 
 export interface ToolContext {
   /** The connected client; throws ToolError("unavailable") while there is none. */
@@ -50,29 +50,29 @@ function tool<S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<S> {
   return spec;
 }
 
+type PeerKey = [name: string, pubkey: string];
+const keyOf = (p: { display_name: string; pubkey: string }): PeerKey => [p.display_name, p.pubkey];
+const compareKeys = ([an, ak]: PeerKey, [bn, bk]: PeerKey) => (an !== bn ? (an < bn ? -1 : 1) : ak < bk ? -1 : ak > bk ? 1 : 0);
+
+/** A list_peers cursor: the peer's name and key, opaque (arguments that read as JSON are taken as JSON). */
+const cursorOf = (key: PeerKey) => Buffer.from(JSON.stringify(key)).toString("base64url");
+
+function cursorKey(after: string): PeerKey {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(after, "base64url").toString());
+  } catch {
+    parsed = undefined;
+  }
+  const key = z.tuple([z.string(), z.string()]).safeParse(parsed);
+  if (!key.success) throw new ToolError("invalid", "after: give the next_after of the page before, as it was given");
+  return key.data;
+}
+
 /** The most available status among a member's sessions. */
 function peerStatus(statuses: string[]): string {
   for (const s of ["idle", "working", "dnd"]) if (statuses.includes(s)) return s;
   return "offline";
-}
-
-/**
- * The first items that fit one tool result (at least one): as a page of
- * check_messages, under what Claude Code moves into a file or refuses.
- */
-export function firstPage<T>(items: readonly T[]): T[] {
-  const page: T[] = [];
-  let chars = 0;
-  let tokens = 0;
-  for (const item of items) {
-    const json = JSON.stringify(item);
-    const cost = estimateTokens(json);
-    if (page.length > 0 && (chars + json.length > PAGE_CHARS || tokens + cost > PAGE_TOKENS)) break;
-    chars += json.length + 1;
-    tokens += cost;
-    page.push(item);
-  }
-  return page;
 }
 
 const TOOLS = {
@@ -155,9 +155,9 @@ const TOOLS = {
   list_peers: tool({
     description:
       "The members of the mesh that are online now, with their status (idle, working, dnd) and number of sessions, by name. " +
-      "A long list comes a page at a time: `more` says how many are left, and `offset` set to the `next_offset` given asks for the next page.",
+      "A long list comes a page at a time: `more` says how many are left, and `after` set to the `next_after` given asks for the rest.",
     input: argsOf("list_peers", {
-      offset: z.number().int().min(0).optional().describe("Where the page starts: the next_offset of the page before; default 0"),
+      after: z.string().optional().describe("The next_after of the page before: the list goes on after that peer; default from the first"),
     }),
     async run(args, ctx) {
       const me = ctx.client().publicKey;
@@ -169,12 +169,16 @@ const TOOLS = {
           sessions: p.presences.length,
           you: p.pubkey === me,
         }))
-        .sort((a, b) => (a.display_name === b.display_name ? (a.pubkey < b.pubkey ? -1 : 1) : a.display_name < b.display_name ? -1 : 1));
-      // A mesh of hundreds online would make a result Claude Code moves aside or refuses.
-      const start = Math.min(args.offset ?? 0, peers.length);
-      const page = firstPage(peers.slice(start));
-      const more = peers.length - start - page.length;
-      return { peers: page, ...(more > 0 ? { more, next_offset: start + page.length } : {}) };
+        .sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
+      // A mesh of hundreds online would make a result Claude Code moves aside or
+      // refuses. The next page goes on after a peer's name and key, not at a
+      // count: peers that come or go between the calls move no one else.
+      const after = args.after === undefined ? undefined : cursorKey(args.after);
+      const rest = after === undefined ? peers : peers.filter((p) => compareKeys(keyOf(p), after) > 0);
+      const page = rest.slice(0, fittingFirst(rest));
+      const more = rest.length - page.length;
+      const last = page.at(-1);
+      return { peers: page, ...(more > 0 && last !== undefined ? { more, next_after: cursorOf(keyOf(last)) } : {}) };
     },
   }),
   set_status: tool({
