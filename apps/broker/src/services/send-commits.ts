@@ -218,13 +218,14 @@ export class SendCommits {
     // The sends this statement stored, by client id: a retry in the same batch is answered as its first copy.
     const inserted = new Map<string, { id: string; recipientIds: string[] }>();
     for (const e of enqueued) if (e.inserted) inserted.set(keyOf(messages[e.idx]!), { id: messages[e.idx]!.id, recipientIds: JSON.parse(e.recipients) as string[] });
-    // A retry whose first copy another instance committed during this statement;
-    // and one to a full queue, which the statement did not look for, whose first copy may be stored.
-    const late = enqueued.filter(
-      (e) =>
-        (e.known && e.senderLive && !e.inserted && !e.priorId && !inserted.has(keyOf(messages[e.idx]!))) ||
-        (e.queueFull && messages[e.idx]!.clientId !== null),
-    );
+    // A retry is answered as its first copy, whatever this copy would be
+    // refused for (a full queue, a target revoked since): the statement found
+    // the copies stored before it, and the batch holds its own; one another
+    // instance committed during the statement is looked up here.
+    const late = enqueued.filter((e) => {
+      const m = messages[e.idx]!;
+      return m.clientId !== null && !e.inserted && !e.priorId && !inserted.has(keyOf(m));
+    });
     const found = await findSendsByClientId(
       this.db,
       late.map((e) => ({ senderId: messages[e.idx]!.senderId, clientId: messages[e.idx]!.clientId! })),
@@ -235,23 +236,20 @@ export class SendCommits {
 
     const written = enqueued.map((e): WrittenSend => {
       const m = messages[e.idx]!;
-      // Retries are answered as their first copy was, whatever the queues hold now.
-      const copy = { fullQueues: 0, duplicate: true, recipientIds: [] };
-      const stored = found.find((s) => s.senderId === m.senderId && s.clientId === m.clientId);
-      const storedCopy = stored && { ok: true as const, messageId: stored.messageId, recipients: stored.recipients, ...copy };
-      if (e.queueFull) return storedCopy ?? queueFull();
-      // Stored before: answered so even where this copy would be refused.
-      if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, ...copy };
-      if (!e.known) return unknownTarget(m.targetSpec);
-      if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
-      // This very send when the statement stored it; else a send of the batch with its client id that it stored.
       const firstCopy = inserted.get(keyOf(m));
       if (e.inserted) {
         const { recipientIds } = firstCopy!;
         return { ok: true, messageId: m.id, recipients: recipientIds.length, fullQueues: e.fullQueues, duplicate: false, recipientIds };
       }
+      // Retries are answered as their first copy was, whatever the queues hold now.
+      const copy = { fullQueues: 0, duplicate: true, recipientIds: [] };
+      if (e.priorId) return { ok: true, messageId: e.priorId, recipients: e.priorRecipients, ...copy };
       if (firstCopy) return { ok: true, messageId: firstCopy.id, recipients: firstCopy.recipientIds.length, ...copy };
-      if (storedCopy) return storedCopy;
+      const stored = found.find((s) => s.senderId === m.senderId && s.clientId === m.clientId);
+      if (stored) return { ok: true, messageId: stored.messageId, recipients: stored.recipients, ...copy };
+      if (e.queueFull) return queueFull();
+      if (!e.known) return unknownTarget(m.targetSpec);
+      if (!e.senderLive) return refuse("forbidden", "the sender was revoked");
       // Not written by this statement: the sender's retry will find the stored one.
       return refuse("internal", "the broker could not confirm this retried send; send it again");
     });
