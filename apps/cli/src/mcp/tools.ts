@@ -52,7 +52,8 @@ function tool<S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<S> {
 
 type PeerKey = [name: string, pubkey: string];
 const keyOf = (p: { display_name: string; pubkey: string }): PeerKey => [p.display_name, p.pubkey];
-const compareKeys = ([an, ak]: PeerKey, [bn, bk]: PeerKey) => (an !== bn ? (an < bn ? -1 : 1) : ak < bk ? -1 : ak > bk ? 1 : 0);
+const compare = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+const compareKeys = ([an, ak]: PeerKey, [bn, bk]: PeerKey) => compare(an, bn) || compare(ak, bk);
 
 /** A list_peers cursor: the peer's name and key, opaque (arguments that read as JSON are taken as JSON). */
 const cursorOf = (key: PeerKey) => Buffer.from(JSON.stringify(key)).toString("base64url");
