@@ -12,7 +12,7 @@ import { createMetrics } from "./metrics.ts";
 import { createAdminService } from "./services/admin.ts";
 import { resolveAdminToken } from "./services/admin-token.ts";
 import { ApiSenders } from "./services/api-senders.ts";
-import { InstanceBus, type BusHandlers } from "./services/bus.ts";
+import { BusUnheardError, InstanceBus, type BusHandlers } from "./services/bus.ts";
 import { ChannelService } from "./services/channels.ts";
 import { ConnectionGate } from "./services/connection-gate.ts";
 import { DashboardService } from "./services/dashboard.ts";
@@ -304,6 +304,17 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     await lease.register();
     return bus.subscribe(busHandlers);
   });
+  // An instance deaf to the bus would serve, but learn of other instances'
+  // work only from the catch-up, and of leases they give its peers only once
+  // each runs out; and a pooler that loses LISTEN loses its prepared
+  // statements too. The operator must mend that: the start stops.
+  if (!(await whenTheDatabaseServes("hear the bus", log, () => bus.hearsItself()))) {
+    await Promise.allSettled([unsubscribe(), lease.stop()]);
+    dbHealth.stop();
+    await starting.stop(true);
+    await db.close();
+    throw new BusUnheardError();
+  }
   sweepers.start();
   // An instance that says it listens knows the webhooks: news of work for one finds it.
   await dispatcher.start();

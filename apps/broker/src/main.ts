@@ -7,6 +7,7 @@ import { startErrorTracking, type ErrorTracker } from "./error-tracking.ts";
 import { releaseStopSignals } from "./early-signals.ts";
 import { createLogger } from "./log.ts";
 import { AdminTokenFileError } from "./services/admin-token.ts";
+import { BusUnheardError } from "./services/bus.ts";
 import { ListenError } from "./transport/server.ts";
 
 const SHUTDOWN_DEADLINE_MS = 9000;
@@ -86,7 +87,7 @@ function startRefused(error: Error & { code: string }, status: number, fields: R
 const broker: Broker = await startBroker(config, log).catch(async (error: unknown) => {
   if (error instanceof DataDirLockedError) return startRefused(error, 75, { holderPid: error.holder.pid });
   if (error instanceof ListenError) return startRefused(error, 1);
-  if (error instanceof AdminTokenFileError || error instanceof DataDirUnusableError) return startRefused(error, 78);
+  if (error instanceof AdminTokenFileError || error instanceof DataDirUnusableError || error instanceof BusUnheardError) return startRefused(error, 78);
   log.fatal({ err: error }, "broker failed to start");
   return exit(1);
 });

@@ -5,6 +5,7 @@ export * from "./markers.ts";
 export * from "./peer.ts";
 export * from "./ports.ts";
 export * from "./postgres-cluster.ts";
+export * from "./pgbouncer.ts";
 export * from "./postgres-proxy.ts";
 export * from "./tcp-proxy.ts";
 export * from "./prometheus.ts";

@@ -2,6 +2,7 @@
 // publish once per batch, inside their transaction, with a small payload
 // (member, mesh or presence ids, never message data); the rows stay the
 // truth, so a lost notification only delays work until the next catch-up.
+import { randomUUID } from "node:crypto";
 import type { Database, Executor } from "@switchboard/db";
 import { PRESENCE_EVENTS } from "@switchboard/protocol";
 import { z } from "zod";
@@ -29,6 +30,8 @@ const busMessage = z.object({
   stoppedHolds: z.array(z.string()).optional(),
   /** Presences that joined, left or changed status; instances with subscribers read their rows. */
   presence: z.array(z.object({ id: z.string(), event: z.enum(PRESENCE_EVENTS) })).optional(),
+  /** An instance's own notice, sent to learn whether its listener hears the channel (InstanceBus.hearsItself). */
+  probe: z.string().optional(),
   /** The instance that published (presence events skip their own). */
   from: z.string().optional(),
 });
@@ -84,7 +87,29 @@ function withinPayloadLimit(message: BusMessage): BusMessage[] {
   return parts.length <= 1 ? [message] : parts;
 }
 
+/**
+ * Notices published on the database never reach this instance's listener:
+ * through a pooler in transaction or statement mode, LISTEN holds only on
+ * the server connection that ran it, which then serves other clients.
+ */
+export class BusUnheardError extends Error {
+  readonly code = "bus_unheard";
+  constructor() {
+    super(
+      "bus_unheard: notices published on the database never reached this instance's listener; " +
+        "is DATABASE_URL a pooler in transaction or statement mode? The broker needs a direct connection or session mode (docs/deploy.md, PgBouncer)",
+    );
+  }
+}
+
+/** How many notices of its own the instance publishes at start, each given this long to come back, before it gives up. */
+const PROBES = 3;
+const PROBE_WAIT_MS = 3000;
+
 export class InstanceBus {
+  /** Probes published and not heard yet, by their payload's token. */
+  private readonly probes = new Map<string, () => void>();
+
   constructor(
     private readonly db: Database,
     private readonly log: Logger,
@@ -101,6 +126,29 @@ export class InstanceBus {
     for (const part of withinPayloadLimit(message)) await notify(tx, JSON.stringify(part));
   }
 
+  /**
+   * Whether a notice this instance publishes comes back to its own listener.
+   * Each probe is published alone, outside any transaction: a connection lost
+   * meanwhile throws, for the caller to try again once the database serves.
+   */
+  async hearsItself(): Promise<boolean> {
+    if (!this.crossInstance) return true;
+    for (let probe = 1; probe <= PROBES; probe++) {
+      const token = randomUUID();
+      const heard = new Promise<boolean>((resolve) => {
+        this.probes.set(token, () => resolve(true));
+        setTimeout(() => resolve(false), PROBE_WAIT_MS).unref();
+      });
+      try {
+        await this.publish(this.db, { probe: token });
+        if (await heard) return true;
+      } finally {
+        this.probes.delete(token);
+      }
+    }
+    return false;
+  }
+
   async subscribe(handlers: BusHandlers): Promise<() => Promise<void>> {
     if (!this.crossInstance) return async () => {};
     return this.db.listen(
@@ -113,6 +161,7 @@ export class InstanceBus {
           this.log.warn({ err: error }, "ignored a malformed bus message");
           return;
         }
+        if (message.probe !== undefined) this.probes.get(message.probe)?.();
         if (message.members) handlers.queuedWork(message.members);
         if (message.meshes) handlers.queuedWorkInMeshes(message.meshes);
         if (message.leased) handlers.leased(message.leased.instance, message.leased.pushes);
