@@ -4,7 +4,7 @@
 // wires them together and keeps the state machine.
 // (Over 300 lines: it is the SDK's one public surface — every call a peer can
 // make is a short method here, delegating to those modules.)
-import { clientAckFrame, TARGET_FORMS, targetSpecSchema } from "@switchboard/protocol";
+import { clientAckFrame, PUBKEY, TARGET_FORMS, targetSpecSchema } from "@switchboard/protocol";
 import { AckBatcher } from "./acks.ts";
 import { isFinalCloseCode } from "./backoff.ts";
 import { Calls } from "./calls.ts";
@@ -232,7 +232,8 @@ export class SwitchboardClient {
     }
     const id = opts.id ?? crypto.randomUUID();
     const sendOpts: SendOptions = { id, ...(opts.priority === undefined ? {} : { priority: opts.priority }) };
-    return this.replies.request((withdraw) => this.sendWithin(target, payload, sendOpts, withdraw), id, timeoutMs);
+    const answerers = { from: PUBKEY.test(target) ? target : null, sealed: this.keys.seals(target) };
+    return this.replies.request((withdraw) => this.sendWithin(target, payload, sendOpts, withdraw), id, timeoutMs, answerers);
   }
 
   /** Answers in kind unless opts.encrypt says otherwise: a message that came in the clear (from a sender without its key, over HTTP) is answered in the clear. */

@@ -66,20 +66,39 @@ export class KeyRing {
     return seal(payload, key, associatedData(this.publicKey, targetSpec));
   }
 
+  /** Whether a send to targetSpec goes sealed when its encrypt option is left out. */
+  seals(targetSpec: string): boolean {
+    return PUBKEY.test(targetSpec) || this.channelKey(targetSpec) !== null;
+  }
+
   /** Opens a pushed envelope; throws SwitchboardError("decrypt_failed"). */
   openFrom(senderPubkey: string, targetSpec: string, envelope: Envelope): unknown {
     if (envelope.nonce === "plain") return open(envelope, null, new Uint8Array());
     if (PUBKEY.test(targetSpec)) {
-      // A direct message to us: the other party is the sender (or we, writing to ourselves).
-      const peer = targetSpec === this.publicKey ? senderPubkey : targetSpec;
+      // Only a message to us is ours to open. Opened with the pair's key, one
+      // we sent to another, handed back, would read as a message to us.
+      if (targetSpec !== this.publicKey) throw new SwitchboardError("decrypt_failed", `a direct message to ${targetSpec}, not to this key`);
       let key: Uint8Array;
       try {
-        key = this.directKeyWith(peer);
+        key = this.directKeyWith(senderPubkey);
       } catch (error) {
-        throw new SwitchboardError("decrypt_failed", `no key can be derived with ${peer}`, { cause: error });
+        throw new SwitchboardError("decrypt_failed", `no key can be derived with ${senderPubkey}`, { cause: error });
       }
       return open(envelope, key, associatedData(senderPubkey, targetSpec));
     }
-    return open(envelope, this.channelKey(targetSpec), associatedData(senderPubkey, targetSpec));
+    const ad = associatedData(senderPubkey, targetSpec);
+    const own = this.channel.get(targetSpec);
+    const meshWide = this.channel.get("*");
+    if (own === undefined || meshWide === undefined) return open(envelope, own ?? meshWide ?? null, ad);
+    // A sender without this target's key seals with its mesh-wide one.
+    try {
+      return open(envelope, own, ad);
+    } catch (error) {
+      try {
+        return open(envelope, meshWide, ad);
+      } catch {
+        throw error;
+      }
+    }
   }
 }

@@ -5,7 +5,7 @@
 // awaits something between connect() and on("message"), or one that only
 // sends).
 import type { Emitter } from "./emitter.ts";
-import type { Inbox } from "./inbox.ts";
+import { describePush, type Inbox } from "./inbox.ts";
 import type { ReplyWaiters } from "./replies.ts";
 import { typingOf, type TypingTracker } from "./typing.ts";
 import type { ClientEvents, Message } from "./types.ts";
@@ -74,7 +74,7 @@ export class PushReceiver {
 
   private isHeard(frame: PushFrame): boolean {
     const { events, inbox, replies } = this.deps;
-    if (events.has("message") || replies.awaits(frame.replyTo)) return true;
+    if (events.has("message") || replies.awaits(describePush(frame))) return true;
     const forUnreadable = events.has("unreadable");
     const forTyping = events.has("typing") && frame.targetSpec.startsWith("#");
     if (!forUnreadable && !forTyping) return false;
