@@ -1,10 +1,11 @@
-// A member revoked while the MCP server's connection was silent finds out
-// when the SDK reconnects: its hello is refused for good. The tools must then
-// say so with the refusal's code, as they do when the first hello is refused,
-// not as a session the broker closed.
+// A hello refused for good: the server does not try again, and the tools say
+// so with the refusal's code and that a restart is needed once it is mended.
+// A member revoked while the server's connection was silent finds out when
+// the SDK reconnects: named as the first hello's refusal is, not as a session
+// the broker closed.
 import { afterAll, expect, test } from "bun:test";
 import { DEFAULT_HEARTBEAT_MS } from "@switchboard/client";
-import { setupMesh, startTcpProxy, useTestBroker, type SetupMember } from "@switchboard/testkit";
+import { newIdentity, setupMesh, startTcpProxy, useTestBroker, type SetupMember } from "@switchboard/testkit";
 import { CliHome } from "./support/cli.ts";
 import { keyFileFor, startMcp } from "./support/mcp.ts";
 
@@ -38,5 +39,25 @@ test("a hello refused on reconnecting (member revoked meanwhile): tools answer u
   } finally {
     await session.close();
     await proxy.close();
+  }
+});
+
+test("a first hello refused (a key not in the mesh): tools answer unauthorized, and say to restart the server once that is mended", async () => {
+  const { mesh } = await setupMesh(broker.admin, { members: ["alice"] });
+  const stranger = await newIdentity();
+  const session = await startMcp(home, {
+    url: broker.url,
+    mesh: mesh.slug,
+    keyFile: keyFileFor(home, stranger, "stranger.json"),
+    args: ["--session", "stranger"],
+  });
+  try {
+    await session.logs.wait((l) => l.msg === "mcp hello refused", 10_000, "the refused hello");
+    const result = await session.call("send_message", { to: "alice", text: "hello" });
+    expect(result.isError).toBe(true);
+    expect(result.text).toStartWith("unauthorized: the broker refused this member: ");
+    expect(result.text).toContain("restart it (/mcp in Claude Code, or a new session) once that is mended");
+  } finally {
+    await session.close();
   }
 });

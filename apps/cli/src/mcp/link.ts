@@ -81,8 +81,11 @@ export class BrokerLink {
         const code = error instanceof SwitchboardError ? error.code : "unreachable";
         this.lastFailure = error instanceof SwitchboardError ? error : new SwitchboardError(code, String(error));
         if (isFinal(code)) {
-          const why = code === "invalid" ? "this server's connection options are not valid" : "the broker refused this member";
-          this.failure = new ToolError(code, `${why}: ${(error as Error).message}`);
+          const [why, mend] =
+            code === "invalid"
+              ? ["this server's connection options are not valid", "once its options are mended"]
+              : ["the broker refused this member", "once that is mended"];
+          this.failure = new ToolError(code, `${why}: ${(error as Error).message}; this server does not try again: restart it (/mcp in Claude Code, or a new session) ${mend}`);
           this.log.error({ code, err: error }, "mcp hello refused");
           return;
         }
