@@ -350,6 +350,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     inflightBudget: new InflightBudget(config.INSTANCE_INFLIGHT_BYTES),
     socketBufferBytes: config.SOCKET_BUFFER_BYTES,
     maxRefusedFramesPerMin: config.MAX_REFUSED_FRAMES_PER_MIN,
+    silentPeerMs: config.SILENT_PEER_SECONDS * 1000,
   });
   const streamsClosing = new AbortController();
   const server = serve(

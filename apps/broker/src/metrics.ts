@@ -72,6 +72,11 @@ export function createMetrics() {
       help: "Presences admitted by hello since start",
       registers: [registry],
     }),
+    connectionsSilent: new Counter({
+      name: "broker_connections_silent_total",
+      help: "WebSocket connections dropped because the peer sent nothing, not even a pong, for SILENT_PEER_SECONDS",
+      registers: [registry],
+    }),
     connectionsRejected: new Counter({
       name: "broker_connections_rejected_total",
       help: "WebSocket connections refused, at the upgrade or by hello, by reason",

@@ -28,12 +28,26 @@ export interface Connection {
    */
   ending: boolean;
   closed: boolean;
+  /** When the peer last sent anything (a frame, a ping or a pong): silent-sockets.ts. */
+  heardAt: number;
+  /** When the broker last pinged it, as it was heard from before (0: not since). */
+  pingedAt: number;
 }
 
 export type Socket = ServerWebSocket<Connection>;
 
 export function newConnection(address: string, limits: InflightLimits, budget: InflightBudget): Connection {
-  return { id: crypto.randomUUID(), address, pendingHello: true, pipeline: new FramePipeline(limits, budget), refusals: new RefusalCount(), ending: false, closed: false };
+  return {
+    id: crypto.randomUUID(),
+    address,
+    pendingHello: true,
+    pipeline: new FramePipeline(limits, budget),
+    refusals: new RefusalCount(),
+    ending: false,
+    closed: false,
+    heardAt: 0,
+    pingedAt: 0,
+  };
 }
 
 // The answers to durable sends and acks (`replyLater`) wait for the

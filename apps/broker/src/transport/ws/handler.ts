@@ -15,6 +15,7 @@ import { closeSocket, newConnection, reply, replyLater, type Connection, type So
 import { dispatch, frameHandlers, overlaps, type FrameDeps } from "./frame-handlers.ts";
 import type { InflightBudget, InflightLimits, StepContext } from "./pipeline.ts";
 import { isRefusal } from "./refusals.ts";
+import { SilentSockets } from "./silent-sockets.ts";
 import { decodeFrame, reqIdOf, type DecodedFrame, type Reply } from "./wire.ts";
 
 export interface WsDeps extends Omit<AdmissionDeps, "accepting">, FrameDeps {
@@ -31,6 +32,8 @@ export interface WsDeps extends Omit<AdmissionDeps, "accepting">, FrameDeps {
   socketBufferBytes: number;
   /** Frames one connection may have refused in a minute; past it the socket is closed. */
   maxRefusedFramesPerMin: number;
+  /** How long a peer may send nothing (not even the pong to a ping) before its connection is dropped. */
+  silentPeerMs: number;
 }
 
 export function createWsHandler(deps: WsDeps) {
@@ -44,6 +47,17 @@ export function createWsHandler(deps: WsDeps) {
   /** The sockets are being closed: the instance ends their presences in one statement of its own. */
   let closingAll = false;
   const admission: AdmissionDeps = { ...deps, accepting: () => !refusing };
+  const silent = new SilentSockets(open, {
+    silenceMs: deps.silentPeerMs,
+    clock: deps.clock,
+    dropping: (ws, quietMs) => {
+      metrics.connectionsSilent.inc();
+      log.info({ connectionId: ws.data.id, presenceId: ws.data.presence?.presenceId, quietMs }, "ws silent");
+    },
+  });
+  const heard = (ws: Socket) => {
+    ws.data.heardAt = deps.clock();
+  };
 
   /**
    * Writes the answer (`later`: with the other answers of its batch);
@@ -126,6 +140,7 @@ export function createWsHandler(deps: WsDeps) {
     backpressureLimit: deps.socketBufferBytes,
     closeOnBackpressureLimit: false,
     open(ws) {
+      heard(ws);
       open.add(ws);
       ws.data.pipeline.attach(ws);
       ws.data.helloTimer = setTimeout(() => {
@@ -133,6 +148,7 @@ export function createWsHandler(deps: WsDeps) {
       }, deps.helloTimeoutMs);
     },
     message(ws, raw) {
+      heard(ws);
       ws.data.pipeline.next(
         raw,
         async (step) => {
@@ -148,6 +164,8 @@ export function createWsHandler(deps: WsDeps) {
         },
       );
     },
+    ping: heard,
+    pong: heard,
     drain(ws) {
       const presence = ws.data.presence;
       if (presence && presence.congestedSince !== null) deps.pump.drained(presence);
@@ -192,6 +210,7 @@ export function createWsHandler(deps: WsDeps) {
     closeAll() {
       refusing = true;
       closingAll = true;
+      silent.stop();
       const { code, reason } = END_CLOSE.shutdown;
       for (const ws of open) closeSocket(ws, code, reason);
     },
