@@ -308,13 +308,18 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   // work only from the catch-up, and of leases they give its peers only once
   // each runs out; and a pooler that loses LISTEN loses its prepared
   // statements too. The operator must mend that: the start stops.
-  if (!(await whenTheDatabaseServes("hear the bus", log, () => bus.hearsItself()))) {
-    await Promise.allSettled([unsubscribe(), lease.stop()]);
-    dbHealth.stop();
-    await starting.stop(true);
-    await db.close();
-    throw new BusUnheardError();
+  let hears = false;
+  try {
+    hears = await whenTheDatabaseServes("hear the bus", log, () => bus.hearsItself());
+  } finally {
+    if (!hears) {
+      await Promise.allSettled([unsubscribe(), lease.stop()]);
+      dbHealth.stop();
+      await starting.stop(true);
+      await db.close();
+    }
   }
+  if (!hears) throw new BusUnheardError();
   sweepers.start();
   // An instance that says it listens knows the webhooks: news of work for one finds it.
   await dispatcher.start();

@@ -75,6 +75,9 @@ describe.skipIf(backendKind !== "postgres" || !pgbouncer)("the broker through Pg
     expect(exited).toBe(78);
     const logged = await stderr;
     expect(logged).toContain('"code":"bus_unheard"');
+    // Its last line, as the alert's runbook names it.
+    expect(logged.trim().split("\n").at(-1)).toStartWith("bus_unheard: ");
+    expect(readFileSync(join(REPO_ROOT, "deploy", "prometheus", "alerts.yml"), "utf8")).toContain('"bus_unheard"');
     expect(logged).toContain("transaction or statement mode");
 
     const direct = postgres(db.databaseUrl!, { max: 1, onnotice: () => {} });

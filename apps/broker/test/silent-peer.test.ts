@@ -4,11 +4,22 @@
 // member's message from the member's next session; now only what the peer
 // sends counts, and a quiet peer that still answers the broker's pings stays.
 import { afterAll, describe, expect, test } from "bun:test";
-import { setupMesh, startTcpProxy, TestPeer, useTestBroker, waitUntil, type SetupMember, type TcpProxy } from "@switchboard/testkit";
+import {
+  backendKind,
+  holdOnInsert,
+  setupMesh,
+  startTcpProxy,
+  TestPeer,
+  useTestBroker,
+  waitUntil,
+  type SetupMember,
+  type TcpProxy,
+} from "@switchboard/testkit";
 import { scrape } from "./support/messaging.ts";
 
 // Leases of a second: the push into the frozen socket comes again each second.
-const broker = useTestBroker({ SILENT_PEER_SECONDS: "2", LEASE_SECONDS: "1" });
+// Eight frames under way per connection: a ninth stops the broker reading it.
+const broker = useTestBroker({ SILENT_PEER_SECONDS: "2", LEASE_SECONDS: "1", CONNECTION_INFLIGHT_FRAMES: "8" });
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
@@ -56,5 +67,47 @@ describe("a peer that sends nothing", () => {
     const ack = await from.send(carol.pubkey);
     const [push] = await quiet.waitForPushes(1);
     expect(push?.messageId).toBe(ack.messageId);
+  });
+});
+
+describe("a broker that stood still", () => {
+  test("does not take its peers for silent when it runs again: what they sent meanwhile is read after its first look", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["gina", "hal"] });
+    const [gina, hal] = members as [SetupMember, SetupMember];
+    const quiet = await peer(broker.wsUrl, gina, mesh.id, "gina");
+    process.kill(broker.process.pid, "SIGSTOP");
+    try {
+      await Bun.sleep(3_000);
+    } finally {
+      process.kill(broker.process.pid, "SIGCONT");
+    }
+    // Its next looks, a quarter of the bound apart, ping the peer afresh; it answers.
+    await Bun.sleep(1_500);
+    expect(quiet.isOpen).toBe(true);
+    const from = await peer(broker.wsUrl, hal, mesh.id, "hal");
+    const ack = await from.send(gina.pubkey);
+    const [push] = await quiet.waitForPushes(1);
+    expect(push?.messageId).toBe(ack.messageId);
+  });
+});
+
+describe.skipIf(backendKind !== "postgres")("a peer the broker stopped reading", () => {
+  test("is not taken for silent while its frames wait for the database: its pongs are not read either", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["erin", "frank"] });
+    const [erin, frank] = members as [SetupMember, SetupMember];
+    const sender = await peer(broker.wsUrl, erin, mesh.id, "erin");
+    const ciphertext = Buffer.from(`held ${crypto.randomUUID()}`).toString("base64");
+    const hold = await holdOnInsert(broker.backend.databaseUrl!, { messageCiphertext: ciphertext });
+    let released: Promise<void> | undefined;
+    const release = () => (released ??= hold.release());
+    cleanups.push(release);
+    const sent = sender.send(frank.pubkey, { ciphertext });
+    // Behind the held send, past the connection's eight frames under way: the broker stops reading the socket.
+    const pinged = Array.from({ length: 9 }, () => sender.request({ type: "ping" }, 30_000));
+    await Bun.sleep(6_000);
+    await release();
+    expect(await sent).toMatchObject({ type: "ack", queued: true });
+    for (const pong of await Promise.all(pinged)) expect(pong).toMatchObject({ type: "pong" });
+    expect(sender.isOpen).toBe(true);
   });
 });

@@ -56,7 +56,7 @@ test("a first hello refused (a key not in the mesh): tools answer unauthorized, 
     const result = await session.call("send_message", { to: "alice", text: "hello" });
     expect(result.isError).toBe(true);
     expect(result.text).toStartWith("unauthorized: the broker refused this member: ");
-    expect(result.text).toContain("restart it (/mcp in Claude Code, or a new session) once that is mended");
+    expect(result.text).toContain("restart the server (/mcp in Claude Code, or a new session) once that is mended");
   } finally {
     await session.close();
   }

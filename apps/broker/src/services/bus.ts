@@ -135,14 +135,15 @@ export class InstanceBus {
     if (!this.crossInstance) return true;
     for (let probe = 1; probe <= PROBES; probe++) {
       const token = randomUUID();
-      const heard = new Promise<boolean>((resolve) => {
-        this.probes.set(token, () => resolve(true));
-        setTimeout(() => resolve(false), PROBE_WAIT_MS).unref();
-      });
+      let timer: Timer | undefined;
+      const heard = new Promise<boolean>((resolve) => this.probes.set(token, () => resolve(true)));
       try {
         await this.publish(this.db, { probe: token });
-        if (await heard) return true;
+        // Timed from its commit: a database slow to take it is not one deaf to it.
+        const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), PROBE_WAIT_MS)));
+        if (await Promise.race([heard, late])) return true;
       } finally {
+        clearTimeout(timer);
         this.probes.delete(token);
       }
     }

@@ -21,11 +21,13 @@ function isFinal(code: string): boolean {
  * as reason: named as the first hello's refusal is, not as a session the
  * broker closed.
  */
+/** What brings a server that does not reconnect back. */
+const RESTART = "restart the server (/mcp in Claude Code, or a new session)";
+
 function endedBy(info: CloseInfo, sessionId: string): ToolError {
   if (info.code === 1006 && isFinalHelloCode(info.reason)) {
-    return new ToolError(info.reason, `the broker refused this member when reconnecting (${info.reason}); restart the server once that is mended`);
+    return new ToolError(info.reason, `the broker refused this member when reconnecting (${info.reason}); ${RESTART} once that is mended`);
   }
-  const restart = "restart the server (/mcp in Claude Code, or a new session)";
   if (info.code === 4000) {
     return new ToolError(
       "replaced",
@@ -35,9 +37,9 @@ function endedBy(info: CloseInfo, sessionId: string): ToolError {
     );
   }
   if (info.code === 4002) {
-    return new ToolError("revoked", `the broker ended this session: this member was revoked from the mesh; once it is a member again, ${restart}`);
+    return new ToolError("revoked", `the broker ended this session: this member was revoked from the mesh; once it is a member again, ${RESTART}`);
   }
-  return new ToolError("closed", `the broker ended this session (${info.code} ${info.reason}) and it does not reconnect: ${restart}`);
+  return new ToolError("closed", `the broker ended this session (${info.code} ${info.reason}) and it does not reconnect: ${RESTART}`);
 }
 
 export class BrokerLink {
@@ -85,7 +87,7 @@ export class BrokerLink {
             code === "invalid"
               ? ["this server's connection options are not valid", "once its options are mended"]
               : ["the broker refused this member", "once that is mended"];
-          this.failure = new ToolError(code, `${why}: ${(error as Error).message}; this server does not try again: restart it (/mcp in Claude Code, or a new session) ${mend}`);
+          this.failure = new ToolError(code, `${why}: ${(error as Error).message}; this server does not try again: ${RESTART} ${mend}`);
           this.log.error({ code, err: error }, "mcp hello refused");
           return;
         }

@@ -30,7 +30,7 @@ export interface Connection {
   closed: boolean;
   /** When the peer last sent anything (a frame, a ping or a pong): silent-sockets.ts. */
   heardAt: number;
-  /** When the broker last pinged it, as it was heard from before (0: not since). */
+  /** When the broker last pinged it; not since it was last heard while at most heardAt (0: never). */
   pingedAt: number;
 }
 

@@ -167,6 +167,8 @@ export function createWsHandler(deps: WsDeps) {
     ping: heard,
     pong: heard,
     drain(ws) {
+      // Its side took what was written: it is there.
+      heard(ws);
       const presence = ws.data.presence;
       if (presence && presence.congestedSince !== null) deps.pump.drained(presence);
     },
