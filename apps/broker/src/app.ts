@@ -16,6 +16,7 @@ import { BusUnheardError, InstanceBus, type BusHandlers } from "./services/bus.t
 import { ChannelService } from "./services/channels.ts";
 import { ConnectionGate } from "./services/connection-gate.ts";
 import { DashboardService } from "./services/dashboard.ts";
+import { Descriptors } from "./services/descriptors.ts";
 import { watchDbHealth } from "./services/db-health.ts";
 import { DeliveryPump } from "./services/delivery/pump.ts";
 import { RecentEnds } from "./services/recent-ends.ts";
@@ -357,6 +358,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     maxRefusedFramesPerMin: config.MAX_REFUSED_FRAMES_PER_MIN,
     silentPeerMs: config.SILENT_PEER_SECONDS * 1000,
   });
+  const descriptors = await Descriptors.watch(log);
   const streamsClosing = new AbortController();
   const server = serve(
     {
@@ -368,6 +370,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       gate,
       trusted: trustedProxies(config.TRUSTED_PROXIES),
       cors,
+      descriptors,
       routes: [
         opsRoutes({ build, serving: true, dbState: () => dbHealth.state, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
         adminRoutes({ admin, access: { adminToken, dbHealth }, log }),
@@ -435,6 +438,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       await atMost(sweeping, SWEEPS_GRACE_MS);
       await bestEffort("instance stop", lease.stop(), until);
       dbHealth.stop();
+      descriptors?.stop();
       // Requests under way are answered before the port closes: a send cut
       // off after it was stored would be sent again by a caller without a key.
       await Promise.race([server.stop(), Bun.sleep(REQUESTS_GRACE_MS)]);

@@ -39,8 +39,14 @@ export function brokerEnv(env: Record<string, string>): Record<string, string> {
   return { ...base, BROKER_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", NODE_ENV: "test", ...env };
 }
 
-export function spawnRaw(env: Record<string, string>): Subprocess<"ignore", "pipe", "pipe"> {
-  return Bun.spawn(["bun", ENTRY], { env: brokerEnv(env), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+export interface SpawnOptions {
+  /** The process's limit on open files (`ulimit -n`), as a container's may be. */
+  fileLimit?: number;
+}
+
+export function spawnRaw(env: Record<string, string>, options: SpawnOptions = {}): Subprocess<"ignore", "pipe", "pipe"> {
+  const command = options.fileLimit === undefined ? ["bun", ENTRY] : ["bash", "-c", `ulimit -n ${options.fileLimit} && exec bun "$0"`, ENTRY];
+  return Bun.spawn(command, { env: brokerEnv(env), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
 }
 
 /**
@@ -73,8 +79,8 @@ export function readLog(stream: ReadableStream<Uint8Array>, heard: (text: string
   return { lines, done };
 }
 
-export async function spawnBroker(env: Record<string, string>, options: { startTimeoutMs?: number } = {}): Promise<BrokerProcess> {
-  const proc = spawnRaw(env);
+export async function spawnBroker(env: Record<string, string>, options: SpawnOptions & { startTimeoutMs?: number } = {}): Promise<BrokerProcess> {
+  const proc = spawnRaw(env, options);
   let raw = "";
   const waiters = new Set<() => void>();
   const wakeAll = () => {

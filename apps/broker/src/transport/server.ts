@@ -7,6 +7,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { ConnectionGate } from "../services/connection-gate.ts";
 import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
+import { refuseWhileShort, shortOfDescriptors, type DescriptorState } from "./http/descriptor-guard.ts";
 import type { CorsPolicy } from "./http/cors.ts";
 import { allowedOn, answerOtherMethods } from "./http/methods.ts";
 import { apiError, requestUrl } from "./http/respond.ts";
@@ -26,6 +27,8 @@ export interface ServerOptions {
   log: Logger;
   metrics: Metrics;
   cors: CorsPolicy;
+  /** Null where the descriptor limit is not known: nothing is refused for it. */
+  descriptors: (DescriptorState & { admitted(): void }) | null;
 }
 
 /**
@@ -63,7 +66,7 @@ export function serveStarting(port: number, hostname: string, routes: Routes, co
 
 /** Serves everything, on the port serveStarting opened when given, else on a new one. */
 export function serve(options: ServerOptions, starting?: Server<Connection>): Server<Connection> {
-  const { port, hostname, routes, ws, gate, trusted, log, metrics, cors } = options;
+  const { port, hostname, routes, ws, gate, trusted, log, metrics, cors, descriptors } = options;
   const refuseSocket = (code: UpgradeRefusalCode, message: string) => {
     metrics.connectionsRejected.labels(code).inc();
     return apiError(code, message);
@@ -72,7 +75,8 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
     log.error({ err: error }, "request failed");
     return apiError("internal", "internal error");
   };
-  const table = Object.assign({}, ...routes);
+  const everyRoute = Object.assign({}, ...routes);
+  const table = descriptors ? refuseWhileShort(everyRoute, descriptors) : everyRoute;
   const otherMethod = allowedOn(table);
   const all: Serve.Options<Connection> = {
     port,
@@ -87,10 +91,17 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
           return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
         }
         if (!ws.accepting) return refuseSocket("unavailable", "the broker is shutting down");
+        if (descriptors?.short) {
+          metrics.connectionsRejected.labels("capacity").inc();
+          return shortOfDescriptors("capacity");
+        }
         const address = clientAddress(req, srv, trusted);
         const refused = gate.open(address);
         if (refused) return refuseSocket(refused.code, refused.message);
-        if (srv.upgrade(req, { data: ws.newConnection(address) })) return undefined;
+        if (srv.upgrade(req, { data: ws.newConnection(address) })) {
+          descriptors?.admitted();
+          return undefined;
+        }
         gate.settled(address);
         return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
       },

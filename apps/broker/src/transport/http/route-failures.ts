@@ -5,24 +5,26 @@
 // to Bun, which answers nothing.
 import { ClientGone } from "./respond.ts";
 
-type Handler = (req: Request, server: unknown) => Response | undefined | Promise<Response | undefined>;
+export type Handler = (req: Request, server: unknown) => Response | undefined | Promise<Response | undefined>;
 
 export function answerFailures<T extends Record<string, unknown>>(routes: T, failed: (error: unknown) => Response): T {
-  const guard =
-    (handler: Handler): Handler =>
-    async (req, server) => {
-      try {
-        return await handler(req, server);
-      } catch (error) {
-        if (error instanceof ClientGone) throw error;
-        return failed(error);
-      }
-    };
+  return mapHandlers(routes, (handler) => async (req, server) => {
+    try {
+      return await handler(req, server);
+    } catch (error) {
+      if (error instanceof ClientGone) throw error;
+      return failed(error);
+    }
+  });
+}
+
+/** Every handler of a route table (a path's one, or its methods'), each passed through `wrap` with its path. */
+export function mapHandlers<T extends Record<string, unknown>>(routes: T, wrap: (handler: Handler, path: string) => Handler): T {
   return Object.fromEntries(
     Object.entries(routes).map(([path, route]): [string, unknown] => {
-      if (typeof route === "function") return [path, guard(route as Handler)];
+      if (typeof route === "function") return [path, wrap(route as Handler, path)];
       if (typeof route !== "object" || route === null || route instanceof Response) return [path, route];
-      return [path, Object.fromEntries(Object.entries(route).map(([method, handler]) => [method, guard(handler as Handler)]))];
+      return [path, Object.fromEntries(Object.entries(route).map(([method, handler]) => [method, wrap(handler as Handler, path)]))];
     }),
   ) as T;
 }

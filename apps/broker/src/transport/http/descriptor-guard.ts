@@ -1,0 +1,23 @@
+// While the instance is short of file descriptors (services/descriptors.ts),
+// a request is answered 503 at once and its connection closed, so that it
+// gives its descriptor back; /health and /metrics still answer, for the
+// orchestrator and the scrape that would see the shortage.
+import { apiError } from "./respond.ts";
+import { mapHandlers } from "./route-failures.ts";
+
+export interface DescriptorState {
+  readonly short: boolean;
+}
+
+/** The answer to what would take a descriptor the instance cannot spare: it closes its connection. */
+export function shortOfDescriptors(code: "capacity" | "unavailable"): Response {
+  return apiError(code, "the broker is short of file descriptors; try again shortly", { connection: "close" });
+}
+
+const ALWAYS_ANSWERED = /^\/(health|metrics)(\/|$)/;
+
+export function refuseWhileShort<T extends Record<string, unknown>>(routes: T, descriptors: DescriptorState): T {
+  return mapHandlers(routes, (handler, path) =>
+    ALWAYS_ANSWERED.test(path) ? handler : (req, server) => (descriptors.short ? shortOfDescriptors("unavailable") : handler(req, server)),
+  );
+}
