@@ -16,11 +16,29 @@ export function descriptorReserve(limit: number): number {
   return Math.min(1024, Math.max(64, Math.floor(limit / 8)));
 }
 
-/** The soft limit on open files from /proc/self/limits (Linux), or null where none is known. */
+/**
+ * The limit on open files that applies (the soft one) from /proc/self/limits
+ * (Linux), or null where none is known. Bun raises it to the hard limit as
+ * it starts, so this is the hard limit the process was given.
+ */
 export async function openFilesLimit(): Promise<number | null> {
   const limits = await readFile("/proc/self/limits", "utf8").catch(() => null);
   const soft = limits?.match(/^Max open files\s+(\d+)/m)?.[1];
   return soft === undefined ? null : Number(soft);
+}
+
+/**
+ * The descriptors open now, less the listing's own: "none left" when the
+ * listing failed for want of a descriptor, "unreadable" when it failed
+ * otherwise (no /proc), which says nothing of them.
+ */
+async function listed(): Promise<number | "none left" | "unreadable"> {
+  try {
+    return (await readdir("/proc/self/fd")).length - 1;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === "EMFILE" || code === "ENFILE" ? "none left" : "unreadable";
+  }
 }
 
 export class Descriptors {
@@ -28,6 +46,7 @@ export class Descriptors {
   /** Sockets admitted since the last count, which it may not hold yet. */
   private admittedSinceCount = 0;
   private wasShort = false;
+  private counting = false;
   private readonly timer: Timer;
 
   private constructor(
@@ -38,10 +57,10 @@ export class Descriptors {
     this.timer.unref();
   }
 
-  /** Watches this process's descriptors; null where their limit is not known (not Linux). */
+  /** Watches this process's descriptors; null where they cannot be counted (not Linux, no /proc). */
   static async watch(log: Logger): Promise<Descriptors | null> {
     const limit = await openFilesLimit();
-    if (limit === null) return null;
+    if (limit === null || (await listed()) === "unreadable") return null;
     const descriptors = new Descriptors(limit, log);
     await descriptors.count();
     return descriptors;
@@ -63,10 +82,17 @@ export class Descriptors {
 
   // Off the event loop: a synchronous listing takes about 12 ms with 10,000 sockets open.
   private async count(): Promise<void> {
-    const listed = await readdir("/proc/self/fd").catch(() => null);
-    // A listing refused (no descriptor left for it) counts as none left.
-    this.open = listed === null ? this.limit : listed.length - 1;
-    this.admittedSinceCount = 0;
+    if (this.counting) return;
+    this.counting = true;
+    const admittedBefore = this.admittedSinceCount;
+    try {
+      const open = await listed();
+      if (open === "unreadable") return;
+      this.open = open === "none left" ? this.limit : open;
+      this.admittedSinceCount -= admittedBefore;
+    } finally {
+      this.counting = false;
+    }
     const short = this.short;
     if (short !== this.wasShort) {
       const fields = { open: this.open, limit: this.limit, reserve: descriptorReserve(this.limit) };

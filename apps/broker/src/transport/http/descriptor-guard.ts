@@ -11,7 +11,7 @@ export interface DescriptorState {
 
 /** The answer to what would take a descriptor the instance cannot spare: it closes its connection. */
 export function shortOfDescriptors(code: "capacity" | "unavailable"): Response {
-  return apiError(code, "the broker is short of file descriptors; try again shortly", { connection: "close" });
+  return apiError(code, "the broker is short of file descriptors; try again shortly", { connection: "close", "retry-after": "1" });
 }
 
 const ALWAYS_ANSWERED = /^\/(health|metrics)(\/|$)/;

@@ -47,16 +47,18 @@ export function createWsHandler(deps: WsDeps) {
   /** The sockets are being closed: the instance ends their presences in one statement of its own. */
   let closingAll = false;
   const admission: AdmissionDeps = { ...deps, accepting: () => !refusing };
+  // Monotonic: a wall clock stepped back would keep silent peers for as long.
+  const monotonic = () => performance.now();
   const silent = new SilentSockets(open, {
     silenceMs: deps.silentPeerMs,
-    clock: deps.clock,
+    clock: monotonic,
     dropping: (ws, quietMs) => {
       metrics.connectionsSilent.inc();
       log.info({ connectionId: ws.data.id, presenceId: ws.data.presence?.presenceId, quietMs }, "ws silent");
     },
   });
   const heard = (ws: Socket) => {
-    ws.data.heardAt = deps.clock();
+    ws.data.heardAt = monotonic();
   };
 
   /**
