@@ -2,8 +2,8 @@
 // them before the first event. Labelled series are created at zero for the
 // label values the broker knows of.
 import { FRAME_ERROR_CODES, HELLO_ERROR_CODES, prioritySchema, UPGRADE_REFUSAL_CODES, WEBHOOK_OUTCOMES } from "@switchboard/protocol";
-import { readdir } from "node:fs/promises";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { openDescriptors } from "./open-files.ts";
 
 // Seconds, from well under a millisecond (a group commit on a quiet server)
 // to half an hour (a next or low message held while its recipient worked).
@@ -47,8 +47,8 @@ function openFileDescriptors(registry: Registry): void {
     help: "Number of open file descriptors.",
     registers: [registry],
     async collect() {
-      const fds = await readdir("/proc/self/fd").catch(() => null);
-      if (fds) this.set(fds.length - 1);
+      const open = await openDescriptors();
+      if (typeof open === "number") this.set(open);
     },
   });
 }

@@ -4,41 +4,16 @@
 // failing to create a file, kept failing every large send until a restart.
 // So while fewer than a reserve are left, new sockets and requests are
 // refused, and what is open (the peers, the database) goes on.
-import { readdir, readFile } from "node:fs/promises";
 import type { Logger } from "../log.ts";
+import { openDescriptors, openFilesLimit } from "../open-files.ts";
 
-// Each count lists /proc/self/fd: about 12 ms of a core with 10,000 sockets
-// open. Sockets let in between counts are added to the last one.
+// Each count lists /proc/self/fd (open-files.ts). Sockets let in between
+// counts are added to the last one.
 const POLL_MS = 500;
 
 /** What is kept back: an eighth of the limit, at least 64 and at most 1,024. */
 export function descriptorReserve(limit: number): number {
   return Math.min(1024, Math.max(64, Math.floor(limit / 8)));
-}
-
-/**
- * The limit on open files that applies (the soft one) from /proc/self/limits
- * (Linux), or null where none is known. Bun raises it to the hard limit as
- * it starts, so this is the hard limit the process was given.
- */
-export async function openFilesLimit(): Promise<number | null> {
-  const limits = await readFile("/proc/self/limits", "utf8").catch(() => null);
-  const soft = limits?.match(/^Max open files\s+(\d+)/m)?.[1];
-  return soft === undefined ? null : Number(soft);
-}
-
-/**
- * The descriptors open now, less the listing's own: "none left" when the
- * listing failed for want of a descriptor, "unreadable" when it failed
- * otherwise (no /proc), which says nothing of them.
- */
-async function listed(): Promise<number | "none left" | "unreadable"> {
-  try {
-    return (await readdir("/proc/self/fd")).length - 1;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === "EMFILE" || code === "ENFILE" ? "none left" : "unreadable";
-  }
 }
 
 export class Descriptors {
@@ -49,10 +24,14 @@ export class Descriptors {
   private counting = false;
   private readonly timer: Timer;
 
+  /** Open past this, fewer than the reserve are left. */
+  private readonly ceiling: number;
+
   private constructor(
     private readonly limit: number,
     private readonly log: Logger,
   ) {
+    this.ceiling = limit - descriptorReserve(limit);
     this.timer = setInterval(() => void this.count(), POLL_MS);
     this.timer.unref();
   }
@@ -60,7 +39,7 @@ export class Descriptors {
   /** Watches this process's descriptors; null where they cannot be counted (not Linux, no /proc). */
   static async watch(log: Logger): Promise<Descriptors | null> {
     const limit = await openFilesLimit();
-    if (limit === null || (await listed()) === "unreadable") return null;
+    if (limit === null || (await openDescriptors()) === "unreadable") return null;
     const descriptors = new Descriptors(limit, log);
     await descriptors.count();
     return descriptors;
@@ -68,7 +47,7 @@ export class Descriptors {
 
   /** Fewer than the reserve are left: refuse what would take one more. */
   get short(): boolean {
-    return this.open + this.admittedSinceCount >= this.limit - descriptorReserve(this.limit);
+    return this.open + this.admittedSinceCount >= this.ceiling;
   }
 
   /** A socket was let in. */
@@ -80,13 +59,12 @@ export class Descriptors {
     clearInterval(this.timer);
   }
 
-  // Off the event loop: a synchronous listing takes about 12 ms with 10,000 sockets open.
   private async count(): Promise<void> {
     if (this.counting) return;
     this.counting = true;
     const admittedBefore = this.admittedSinceCount;
     try {
-      const open = await listed();
+      const open = await openDescriptors();
       if (open === "unreadable") return;
       this.open = open === "none left" ? this.limit : open;
       this.admittedSinceCount -= admittedBefore;
