@@ -174,7 +174,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   const hello = new HelloService(db, bus, jwt, presenceEvents, instanceId, {
     perMesh: config.MAX_CONNECTIONS_PER_MESH,
     perMember: config.MAX_CONNECTIONS_PER_MEMBER,
-  }, helloRate, endedPresences);
+  }, helloRate, endedPresences, config.HELLO_AUDIENCES ? new Set(config.HELLO_AUDIENCES) : null);
   const history = new HistoryService(db, { retentionSeconds: timing.historyRetentionSeconds, bytesPerMin: config.HISTORY_BYTES_PER_MIN, clock });
   const sending = new SendService(db, presences, pump, queuedWork, bus, metrics, log, {
     maxMessageBytes: config.MAX_MESSAGE_BYTES,

@@ -2,7 +2,7 @@
 // value stops the start with one line that names the variable.
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { isPostgresUrl, readableDatabaseUrl, UNREADABLE_DATABASE_URL } from "@switchboard/db";
-import { BEARER_TOKEN, BEARER_TOKEN_RULE } from "@switchboard/protocol";
+import { audienceSchema, BEARER_TOKEN, BEARER_TOKEN_RULE } from "@switchboard/protocol";
 import { z } from "zod";
 
 // Digits only: Number() would take " " as 0, "0x1F90" as 8080 and "7e3" as 7000.
@@ -195,6 +195,12 @@ export const configSchema = z.object({
       ),
     )
     .default([]),
+  // The names a signed hello must be signed for (its audience); unset, any or none.
+  HELLO_AUDIENCES: z
+    .string()
+    .transform((v) => v.split(",").map((a) => a.trim().toLowerCase()).filter((a) => a.length > 0))
+    .pipe(z.array(audienceSchema).min(1, { error: "expected at least one host" }))
+    .optional(),
   // Webhook targets in private, loopback or link-local ranges are refused unless this is true.
   WEBHOOK_ALLOW_PRIVATE: flag(false),
   // Requests waiting for a reply (POST /v1/messages?wait=S) on one instance.

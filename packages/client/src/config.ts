@@ -1,5 +1,5 @@
 // ClientOptions with every default applied and checked once.
-import { MAX_SESSION_ID_LENGTH, publicKeyOf, signedHelloFrame } from "@switchboard/protocol";
+import { audienceOf, audienceSchema, MAX_SESSION_ID_LENGTH, publicKeyOf, signedHelloFrame } from "@switchboard/protocol";
 import { MAX_TIMER_MS, resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
 import { SwitchboardError } from "./errors.ts";
 import type { ClientOptions, TokenSource, WebSocketClass } from "./types.ts";
@@ -26,6 +26,8 @@ export interface ClientConfig {
   heartbeatMs: number;
   /** Set: JWT hellos with the token it returns; unset: signed hellos. */
   token: TokenSource | undefined;
+  /** The broker's name a signed hello names (ClientOptions.audience). */
+  audience: string;
 }
 
 // A browser has no process: no parent pid or working directory.
@@ -96,8 +98,9 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
   if (typeof WebSocketClass !== "function") {
     throw new SwitchboardError("invalid", "no WebSocket in this runtime: pass options.WebSocket (the ws package's class, say)");
   }
+  const url = brokerWsUrl(options.url);
   return {
-    url: brokerWsUrl(options.url),
+    url,
     meshId: options.meshId,
     secretKey,
     publicKey: await publicKeyOf(secretKey),
@@ -116,5 +119,19 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
     connectTimeoutMs,
     heartbeatMs,
     token: options.token,
+    audience: resolveAudience(options.audience, url),
   };
+}
+
+/** Checked as the broker checks it: a malformed audience would end the client for good after its first attempt. */
+function resolveAudience(given: string | undefined, url: string): string {
+  if (given === undefined) {
+    const host = audienceOf(url);
+    if (host === null) throw new SwitchboardError("invalid", "the broker URL has no host");
+    return host;
+  }
+  const audience = given.trim().toLowerCase();
+  const checked = audienceSchema.safeParse(audience);
+  if (!checked.success) throw new SwitchboardError("invalid", `audience: ${checked.error.issues[0]?.message ?? "not valid"}`);
+  return audience;
 }

@@ -7,13 +7,13 @@ import type { TokenSource } from "./types.ts";
 
 /** `signal` aborted (the client closed): the wait for the token ends at once with `closed`, its deadline timer cleared. */
 export async function buildHello(config: ClientConfig, timestamp: number, signal?: AbortSignal): Promise<Record<string, unknown>> {
-  const { meshId, sessionId, publicKey } = config;
+  const { meshId, sessionId, publicKey, audience } = config;
   let credential: Record<string, unknown>;
   if (config.token) {
     const jwt = await askToken(config.token, config, signal);
     credential = { meshId, pubkey: publicKey, sessionId, jwt };
   } else {
-    credential = { ...(await signHello(config.secretKey, { meshId, sessionId, timestamp })) };
+    credential = { ...(await signHello(config.secretKey, { meshId, sessionId, timestamp, audience })) };
   }
   const hello: Record<string, unknown> = { type: "hello", ...credential };
   if (config.pid !== undefined) hello.pid = config.pid;

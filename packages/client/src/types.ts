@@ -65,6 +65,15 @@ export interface ClientOptions {
   heartbeatMs?: number;
   /** JWT hellos (browsers): the broker checks the token instead of a signature; secretKey stays for encryption. */
   token?: TokenSource;
+  /**
+   * The broker's name a signed hello is signed for, so that an endpoint the
+   * client is pointed at cannot pass its hello on to a broker that checks
+   * its names (HELLO_AUDIENCES). Default: the URL's host, with its port
+   * unless the scheme's default (broker.example.com, 127.0.0.1:7900). Give
+   * the broker's own name when dialling it by another (a tunnel, a port
+   * forward).
+   */
+  audience?: string;
 }
 
 /** What the application sees, after de-duplication and decryption. */

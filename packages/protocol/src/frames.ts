@@ -2,6 +2,7 @@
 // these schemas at the broker's edge; server frames are typed here so the
 // broker and the SDK agree on them.
 import { z } from "zod";
+import { audienceOf } from "./signing.ts";
 
 export const PUBKEY = /^[0-9a-f]{64}$/;
 export const SIGNATURE = /^[0-9a-f]{128}$/;
@@ -47,12 +48,33 @@ const helloFields = {
   displayName: storable(z.string().min(1).max(128)).optional(),
 };
 
-/** The enrolled peer's hello: signed by its ed25519 key. */
-export const signedHelloFrame = z.object({
-  ...helloFields,
-  timestamp: z.number().int().nonnegative(),
-  signature: z.string().regex(SIGNATURE, { error: "expected 128 lowercase hex characters" }),
-});
+const signature = z.string().regex(SIGNATURE, { error: "expected 128 lowercase hex characters" });
+
+/** The longest audience: a DNS name (253) with a port. */
+export const MAX_AUDIENCE_LENGTH = 259;
+
+/** A broker's name as URL.host writes it (lower case, no default port): what audienceOf gives. */
+export const audienceSchema = z
+  .string()
+  .max(MAX_AUDIENCE_LENGTH)
+  .refine((v) => v !== "" && audienceOf(`ws://${v}`) === v, { error: "expected a host as a URL names it, lower case (broker.example.com, 127.0.0.1:7900)" });
+
+/**
+ * The enrolled peer's hello: signed by its ed25519 key. With an `audience`
+ * (the broker it is for) it is signed for that too, in `audienceSignature`.
+ */
+export const signedHelloFrame = z
+  .object({
+    ...helloFields,
+    timestamp: z.number().int().nonnegative(),
+    signature,
+    audience: audienceSchema.optional(),
+    audienceSignature: signature.optional(),
+  })
+  .refine((h) => (h.audience === undefined) === (h.audienceSignature === undefined), {
+    error: "audience and audienceSignature come together",
+    path: ["audienceSignature"],
+  });
 
 /** The longest token a JWT hello may carry; an empty or longer one is a bad token (`unauthorized`), checked with the token. */
 export const MAX_JWT_LENGTH = 8192;

@@ -8,6 +8,32 @@ export function helloSigningText(meshId: string, pubkey: string, sessionId: stri
   return `${HELLO_CONTEXT}\n${meshId}\n${pubkey}\n${sessionId}\n${timestamp}`;
 }
 
+/**
+ * The second signature of a hello that names the broker it is for (its
+ * `audience`): an endpoint that takes the hello cannot pass it on to another
+ * broker that checks the name. A context of its own, so neither text can be
+ * read as the other.
+ */
+export const HELLO_AUDIENCE_CONTEXT = "switchboard/1 hello for";
+
+export function helloAudienceSigningText(audience: string, meshId: string, pubkey: string, sessionId: string, timestamp: number): string {
+  return `${HELLO_AUDIENCE_CONTEXT}\n${audience}\n${meshId}\n${pubkey}\n${sessionId}\n${timestamp}`;
+}
+
+/**
+ * A broker's name as a hello's audience: the host of the URL a peer dials,
+ * lower case, with its port unless it is the scheme's default (as URL.host
+ * writes it). Null when the text is no host.
+ */
+export function audienceOf(url: string): string | null {
+  try {
+    const host = new URL(url).host.toLowerCase();
+    return host === "" ? null : host;
+  } catch {
+    return null;
+  }
+}
+
 export function hexToBytes(hex: string): Uint8Array<ArrayBuffer> {
   if (hex.length % 2 !== 0 || !/^[0-9a-f]*$/i.test(hex)) throw new Error("not a hex string");
   const out = new Uint8Array(hex.length / 2);
@@ -80,14 +106,25 @@ export interface SignedHelloFields {
   sessionId: string;
   timestamp: number;
   signature: string;
+  /** With an audience: the broker it names, and the signature of that text too. */
+  audience?: string;
+  audienceSignature?: string;
 }
 
+/**
+ * A hello's signed fields. With `audience` it carries both signatures: the
+ * first for brokers that predate the audience (they ignore the other
+ * fields), the second for those that check it.
+ */
 export async function signHello(
   secretKeyHex: string,
-  fields: { meshId: string; sessionId: string; timestamp?: number },
+  fields: { meshId: string; sessionId: string; timestamp?: number; audience?: string },
 ): Promise<SignedHelloFields> {
   const pubkey = await publicKeyOf(secretKeyHex);
+  const { meshId, sessionId, audience } = fields;
   const timestamp = fields.timestamp ?? Date.now();
-  const signature = await signText(secretKeyHex, helloSigningText(fields.meshId, pubkey, fields.sessionId, timestamp));
-  return { meshId: fields.meshId, pubkey, sessionId: fields.sessionId, timestamp, signature };
+  const signature = await signText(secretKeyHex, helloSigningText(meshId, pubkey, sessionId, timestamp));
+  if (audience === undefined) return { meshId, pubkey, sessionId, timestamp, signature };
+  const audienceSignature = await signText(secretKeyHex, helloAudienceSigningText(audience, meshId, pubkey, sessionId, timestamp));
+  return { meshId, pubkey, sessionId, timestamp, signature, audience, audienceSignature };
 }

@@ -5,12 +5,15 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   addMemberBody,
+  audienceOf,
   generateKeypair,
+  helloAudienceSigningText,
   helloSigningText,
   hexToBytes,
   isEd25519PublicKey,
   publicKeyOf,
   signHello,
+  signedHelloFrame,
   SMALL_ORDER_KEYS,
   verifyText,
 } from "../src/index.ts";
@@ -38,6 +41,44 @@ describe("hello signing", () => {
     expect(await verifyText(PUBKEY, SIGNATURE, text.replace("session-1", "session-2"))).toBe(false);
     expect(await verifyText("00".repeat(32), SIGNATURE, text)).toBe(false);
     expect(await verifyText(PUBKEY, "zz", text)).toBe(false);
+  });
+});
+
+const AUDIENCE_SIGNATURE =
+  "94f10f19dedcb79fdcdd1cb93dec003a10e1c76463647b9d4b6041ccbd5f6b75f13f7bff335c0e54ca8a2027d41cc06604ef8329868c7b8ddb5c57fb84d5300a";
+
+describe("a hello signed for its broker (audience)", () => {
+  test("the documented test vector: both signatures, the first as without an audience", async () => {
+    const fields = { meshId: "demo", sessionId: "session-1", timestamp: 1767225600000, audience: "broker.example.com" };
+    const signed = await signHello(SECRET, fields);
+    expect(signed).toMatchObject({ signature: SIGNATURE, audience: "broker.example.com", audienceSignature: AUDIENCE_SIGNATURE });
+    const text = helloAudienceSigningText("broker.example.com", "demo", PUBKEY, "session-1", 1767225600000);
+    expect(text).toBe(`switchboard/1 hello for\nbroker.example.com\ndemo\n${PUBKEY}\nsession-1\n1767225600000`);
+    // Another implementation of ed25519 agrees (node:crypto's, not WebCrypto's).
+    const { createPrivateKey, sign } = await import("node:crypto");
+    const key = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), Buffer.from(SECRET, "hex")]), format: "der", type: "pkcs8" });
+    expect(sign(null, Buffer.from(text), key).toString("hex")).toBe(AUDIENCE_SIGNATURE);
+    // Neither signature verifies as the other: the two texts have contexts of their own.
+    expect(await verifyText(PUBKEY, AUDIENCE_SIGNATURE, helloSigningText("demo", PUBKEY, "session-1", 1767225600000))).toBe(false);
+    expect(await verifyText(PUBKEY, SIGNATURE, text)).toBe(false);
+    expect(await verifyText(PUBKEY, AUDIENCE_SIGNATURE, text.replace("broker.example.com", "evil.example.com"))).toBe(false);
+    const docs = readFileSync(join(import.meta.dir, "..", "..", "..", "docs", "protocol.md"), "utf8");
+    expect(docs).toContain(AUDIENCE_SIGNATURE);
+  });
+
+  test("an audience is a host as a URL names it; the frame has both of its fields or neither", async () => {
+    expect(audienceOf("wss://Broker.Example.com:443/ws")).toBe("broker.example.com");
+    expect(audienceOf("ws://127.0.0.1:7900/ws")).toBe("127.0.0.1:7900");
+    expect(audienceOf("ws://[::1]:7900/ws")).toBe("[::1]:7900");
+    expect(audienceOf("not a url")).toBeNull();
+    const signed = await signHello(SECRET, { meshId: "demo", sessionId: "s", audience: "broker.example.com" });
+    const hello = { type: "hello", ...signed };
+    expect(signedHelloFrame.safeParse(hello).success).toBe(true);
+    const { audienceSignature: _, ...alone } = hello;
+    expect(signedHelloFrame.safeParse(alone).error?.issues[0]?.message).toBe("audience and audienceSignature come together");
+    for (const audience of ["Broker.example.com", "broker.example.com:80", "broker.example.com/ws", "user@broker", "", "b".repeat(300)]) {
+      expect({ audience, ok: signedHelloFrame.safeParse({ ...hello, audience }).success }).toEqual({ audience, ok: false });
+    }
   });
 });
 

@@ -30,6 +30,8 @@ export interface ConnectOptions {
   timestamp?: number;
   /** Send a JWT hello with this token instead of a signed one. */
   jwt?: string;
+  /** Sign the hello for this broker name too (audience and audienceSignature). */
+  audience?: string;
   /** Send a signed hello and wait for its answer (default true). */
   hello?: boolean;
   /** Merged over the signed hello frame before sending (to tamper with it). */
@@ -72,12 +74,17 @@ export async function newIdentity(): Promise<TestIdentity> {
 
 /** A signed hello frame (with a fresh reqId) for the given identity, as a peer would send it. */
 export async function buildHello(
-  options: Pick<ConnectOptions, "identity" | "meshId" | "sessionId" | "pid" | "cwd" | "displayName" | "timestamp" | "helloOverrides" | "jwt">,
+  options: Pick<ConnectOptions, "identity" | "meshId" | "sessionId" | "pid" | "cwd" | "displayName" | "timestamp" | "helloOverrides" | "jwt" | "audience">,
 ): Promise<Frame> {
   const sessionId = options.sessionId ?? crypto.randomUUID();
   const credential =
     options.jwt === undefined
-      ? await signHello(options.identity.secretKey, { meshId: options.meshId, sessionId, timestamp: options.timestamp ?? Date.now() })
+      ? await signHello(options.identity.secretKey, {
+          meshId: options.meshId,
+          sessionId,
+          timestamp: options.timestamp ?? Date.now(),
+          ...(options.audience === undefined ? {} : { audience: options.audience }),
+        })
       : { meshId: options.meshId, pubkey: options.identity.publicKey, sessionId, jwt: options.jwt };
   const frame: Frame = { type: "hello", reqId: newReqId(), ...credential };
   if (options.pid !== undefined) frame.pid = options.pid;

@@ -6,7 +6,14 @@
 // together in the next transaction, so a storm of connections costs a few
 // statements per batch, not per hello.
 import type { Database, Executor } from "@switchboard/db";
-import { helloSigningText, verifyText, type HelloErrorCode, type HelloFrame } from "@switchboard/protocol";
+import {
+  helloAudienceSigningText,
+  helloSigningText,
+  verifyText,
+  type HelloErrorCode,
+  type HelloFrame,
+  type SignedHelloFrame,
+} from "@switchboard/protocol";
 import {
   enrolVouched,
   lockMeshes,
@@ -89,6 +96,8 @@ export class HelloService {
     private readonly rate: HelloRate,
     /** Where the presences a hello replaced are told to the sweep. */
     private readonly endedPresences: RecentEnds,
+    /** HELLO_AUDIENCES: a signed hello must name one of these; null, any or none. */
+    private readonly audiences: ReadonlySet<string> | null,
   ) {
     this.commits = createGroupCommit<CheckedHello, Admitted>((hellos) => this.admitAll(hellos), MAX_HELLOS_PER_COMMIT);
   }
@@ -108,7 +117,26 @@ export class HelloService {
     if (!(await verifyText(hello.pubkey, hello.signature, text))) {
       return refuse("bad_signature", "the signature does not verify for this pubkey");
     }
-    return { ok: true, checked: { hello, claims: null, abandoned } };
+    const named = await this.checkAudience(hello);
+    return named ?? { ok: true, checked: { hello, claims: null, abandoned } };
+  }
+
+  // Both signatures are checked: the replay guard keys on the first, so one
+  // left unchecked beside a good second would let a hello be used again.
+  private async checkAudience(hello: SignedHelloFrame): Promise<Refusal<HelloErrorCode> | null> {
+    const { audience, audienceSignature } = hello;
+    if (audience !== undefined && audienceSignature !== undefined) {
+      const text = helloAudienceSigningText(audience, hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
+      if (!(await verifyText(hello.pubkey, audienceSignature, text))) {
+        return refuse("bad_signature", "the audience signature does not verify for this pubkey");
+      }
+    }
+    if (this.audiences === null) return null;
+    if (audience === undefined) {
+      return refuse("unauthorized", "this broker admits only hellos signed for one of its names (an audience): this one names none; upgrade the SDK");
+    }
+    if (!this.audiences.has(audience)) return refuse("unauthorized", `this hello was signed for ${audience}, which is not one of this broker's names`);
+    return null;
   }
 
   /** Admits a checked hello, in a batch with the hellos that come meanwhile. */
