@@ -388,7 +388,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
     },
     starting,
   );
-  readiness.serving(dbHealth);
+  readiness.serving(dbHealth, descriptors);
   log.info({ port: server.port, host: config.HOST, instanceId, db: db.kind, version: VERSION }, "broker listening");
 
   // A step of the stop that needs the database: its failure is logged and
