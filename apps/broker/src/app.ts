@@ -326,6 +326,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
   await dispatcher.start();
   dashboard.start();
 
+  // One count of what the instance has read and not finished: sockets' frames and request bodies.
+  const inflight = new InflightBudget(config.INSTANCE_INFLIGHT_BYTES);
   const ws = createWsHandler({
     log,
     metrics,
@@ -353,7 +355,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       // against the slice, and 2 ms slices made its test pass 20 % slower.
       sliceMs: db.kind === "embedded" ? FRAME_SLICE_MS_EMBEDDED : FRAME_SLICE_MS,
     },
-    inflightBudget: new InflightBudget(config.INSTANCE_INFLIGHT_BYTES),
+    inflightBudget: inflight,
     socketBufferBytes: config.SOCKET_BUFFER_BYTES,
     maxRefusedFramesPerMin: config.MAX_REFUSED_FRAMES_PER_MIN,
     silentPeerMs: config.SILENT_PEER_SECONDS * 1000,
@@ -371,6 +373,7 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       trusted: trustedProxies(config.TRUSTED_PROXIES),
       cors,
       descriptors,
+      inflight,
       routes: [
         opsRoutes({ build, serving: true, dbState: () => dbHealth.state, readiness, metrics, metricsToken: config.METRICS_TOKEN }),
         adminRoutes({ admin, access: { adminToken, dbHealth }, log }),

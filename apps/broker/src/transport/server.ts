@@ -7,6 +7,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { ConnectionGate } from "../services/connection-gate.ts";
 import { clientAddress, type TrustedProxies } from "./http/client-address.ts";
+import { holdBodies, type ByteBudget } from "./http/body-budget.ts";
 import { refuseWhileShort, shortOfDescriptors, type DescriptorState } from "./http/descriptor-guard.ts";
 import type { CorsPolicy } from "./http/cors.ts";
 import { allowedOn, answerOtherMethods } from "./http/methods.ts";
@@ -29,6 +30,8 @@ export interface ServerOptions {
   cors: CorsPolicy;
   /** Null where the descriptor limit is not known: nothing is refused for it. */
   descriptors: (DescriptorState & { admitted(): void }) | null;
+  /** What the instance holds of frames read and not finished, request bodies counted in (INSTANCE_INFLIGHT_BYTES). */
+  inflight: ByteBudget;
 }
 
 /**
@@ -66,7 +69,7 @@ export function serveStarting(port: number, hostname: string, routes: Routes, co
 
 /** Serves everything, on the port serveStarting opened when given, else on a new one. */
 export function serve(options: ServerOptions, starting?: Server<Connection>): Server<Connection> {
-  const { port, hostname, routes, ws, gate, trusted, log, metrics, cors, descriptors } = options;
+  const { port, hostname, routes, ws, gate, trusted, log, metrics, cors, descriptors, inflight } = options;
   const refuseSocket = (code: UpgradeRefusalCode, message: string) => {
     metrics.connectionsRejected.labels(code).inc();
     return apiError(code, message);
@@ -75,7 +78,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
     log.error({ err: error }, "request failed");
     return apiError("internal", "internal error");
   };
-  const everyRoute = Object.assign({}, ...routes);
+  const everyRoute = holdBodies(Object.assign({}, ...routes), inflight);
   const table = descriptors ? refuseWhileShort(everyRoute, descriptors) : everyRoute;
   const otherMethod = allowedOn(table);
   const all: Serve.Options<Connection> = {

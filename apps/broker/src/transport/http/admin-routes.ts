@@ -10,20 +10,35 @@ import { RefusedError } from "../../services/outcome.ts";
 import type { DbHealth } from "../../services/db-health.ts";
 import { answerWithin } from "./answer-deadline.ts";
 import { methodNotAllowed } from "./methods.ts";
-import { ANSWER_DEADLINE_MS, apiError, bearerToken, dbUnavailable, json, readBodyCapped, sameSecret, unnamable } from "./respond.ts";
+import {
+  ANSWER_DEADLINE_MS,
+  apiError,
+  bearerToken,
+  bodyRefused,
+  dbUnavailable,
+  json,
+  readBodyCapped,
+  sameSecret,
+  unnamable,
+  type BodyRefusal,
+} from "./respond.ts";
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
 type Handler<P extends string> = (req: BunRequest<P>, server: Server<unknown>) => Promise<Response>;
 
 class InvalidBody extends Error {}
-class BodyTooLarge extends Error {}
+class BodyNotRead extends Error {
+  constructor(readonly refusal: BodyRefusal) {
+    super(refusal.message);
+  }
+}
 
 // Admin bodies are a few hundred bytes; anything near this is a mistake.
 const ADMIN_BODY_MAX_BYTES = 64 * 1024;
 
 export async function parseBody<T>(req: Request, schema: z.ZodType<T>, log: Logger): Promise<T> {
   const text = await readBodyCapped(req, ADMIN_BODY_MAX_BYTES, log);
-  if (typeof text !== "string") throw text.code === "too_large" ? new BodyTooLarge(text.message) : new InvalidBody(text.message);
+  if (typeof text !== "string") throw new BodyNotRead(text);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -72,7 +87,7 @@ export function endpoint<P extends string>(
       return await answerWithin(req, () => handler(req, server), deadlineMs, late(deadlineMs));
     } catch (error) {
       if (error instanceof InvalidBody) return apiError("invalid", error.message);
-      if (error instanceof BodyTooLarge) return apiError("too_large", error.message);
+      if (error instanceof BodyNotRead) return bodyRefused(error.refusal);
       if (error instanceof RefusedError) return apiError(error.refusal.code, error.refusal.message);
       if (dbHealth.unavailable(error)) return dbUnavailable();
       throw error;

@@ -9,7 +9,8 @@ import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
 import { answerWithin } from "./answer-deadline.ts";
 import { ANSWER_DEADLINE_MS, bearerToken, json, readBodyCapped } from "./respond.ts";
 
-const fail = (code: ErrorCode, message: string) => json(HTTP_STATUS[code], { ok: false, error: code, message } satisfies HookReply);
+const fail = (code: ErrorCode, message: string, headers?: Record<string, string>) =>
+  json(HTTP_STATUS[code], { ok: false, error: code, message } satisfies HookReply, headers);
 
 const PID = /^[1-9][0-9]{0,9}$/;
 
@@ -54,7 +55,7 @@ export function hookRoutes(deps: {
     if (caller === null) return fail("unauthorized", "unknown or revoked hook token");
     // Claude Code's own input, piped unchanged, carries the prompt or the last answer: the refusal says what to send instead.
     const raw = await readBodyCapped(req, maxMessageBytes, log, `${maxMessageBytes} bytes (MAX_MESSAGE_BYTES); send only cwd, session_id and hook_event_name, not the prompt or answer`);
-    if (typeof raw !== "string") return fail(raw.code, raw.message);
+    if (typeof raw !== "string") return fail(raw.code, raw.message, raw.headers);
     let parsedJson: unknown;
     try {
       parsedJson = JSON.parse(raw);

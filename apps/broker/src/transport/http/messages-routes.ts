@@ -18,7 +18,7 @@ import { namesMesh, type HttpMessaging, type Reader } from "../../services/http-
 import { utf8Text } from "../utf8.ts";
 import { pushFrame } from "../ws/wire.ts";
 import { answerWithin } from "./answer-deadline.ts";
-import { ANSWER_DEADLINE_MS, apiError, bearerToken, ClientGone, dbUnavailable, json, readBodyCapped, requestUrl, sameSecret, unnamable } from "./respond.ts";
+import { ANSWER_DEADLINE_MS, apiError, bearerToken, bodyRefused, ClientGone, dbUnavailable, json, readBodyCapped, requestUrl, sameSecret, unnamable } from "./respond.ts";
 
 export interface MessagesRouteDeps {
   messaging: HttpMessaging;
@@ -110,7 +110,7 @@ export function messagesRoutes(deps: MessagesRouteDeps) {
     const raw = await readBodyCapped(req, maxMessageBytes, log, `MAX_MESSAGE_BYTES (${maxMessageBytes})`);
     if (typeof raw !== "string") {
       metrics.messagesRejected.labels(raw.code).inc();
-      return apiError(raw.code, raw.message);
+      return bodyRefused(raw);
     }
     let parsedJson: unknown;
     try {

@@ -5,6 +5,7 @@ import type { Logger } from "../../log.ts";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
 import { utf8Text } from "../utf8.ts";
 import { outsideDeadline } from "./answer-deadline.ts";
+import { countBody } from "./body-budget.ts";
 
 export function json(status: number, body: unknown, headers?: Record<string, string>): Response {
   return Response.json(body, { status, headers });
@@ -71,11 +72,27 @@ export function sameSecret(given: string | null, expected: string): boolean {
  */
 export class ClientGone extends Error {}
 
-/** A body a route does not read: past its cap, or not UTF-8 (decoded anyway, each bad byte would become U+FFFD, and a message's ciphertext be stored altered). */
+/**
+ * A body a route does not read: past its cap, not UTF-8 (decoded anyway, each
+ * bad byte would become U+FFFD, and a message's ciphertext be stored
+ * altered), or past what the instance holds of bodies and frames together.
+ */
 export interface BodyRefusal {
-  code: "too_large" | "invalid";
+  code: "too_large" | "invalid" | "unavailable";
   message: string;
+  headers?: Record<string, string>;
 }
+
+/** The answer to a refused body. */
+export function bodyRefused(refusal: BodyRefusal): Response {
+  return apiError(refusal.code, refusal.message, refusal.headers);
+}
+
+const BUSY: BodyRefusal = {
+  code: "unavailable",
+  message: "the broker holds as many request bodies and frames as it takes (INSTANCE_INFLIGHT_BYTES); try again shortly",
+  headers: { "retry-after": "1" },
+};
 
 /**
  * The body as text, or the refusal of one that passes maxBytes (`limit` names
@@ -89,14 +106,15 @@ export function readBodyCapped(req: Request, maxBytes: number, log: Logger, limi
   const tooLarge: BodyRefusal = { code: "too_large", message: `the body is larger than ${limit}` };
   return outsideDeadline(req, async () => {
     const bytes = await readCapped(req, maxBytes, log);
-    if (bytes === null) return tooLarge;
+    if (bytes === "too_large") return tooLarge;
+    if (bytes === "busy") return BUSY;
     return utf8Text(bytes) ?? { code: "invalid", message: "the body is not text in UTF-8" };
   });
 }
 
-async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<Uint8Array | null> {
+async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<Uint8Array | "too_large" | "busy"> {
   const declared = Number(req.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) return null;
+  if (declared > maxBytes) return "too_large";
   if (!req.body) return new Uint8Array();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -111,7 +129,11 @@ async function readCapped(req: Request, maxBytes: number, log: Logger): Promise<
     size += value.byteLength;
     if (size > maxBytes) {
       await reader.cancel();
-      return null;
+      return "too_large";
+    }
+    if (!countBody(req, value.byteLength)) {
+      await reader.cancel();
+      return "busy";
     }
     chunks.push(value);
   }

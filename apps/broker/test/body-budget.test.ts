@@ -1,0 +1,86 @@
+// Request bodies count against INSTANCE_INFLIGHT_BYTES with the frames the
+// sockets read, from their reading until their request is answered. Without
+// it, many large bodies at once were held whatever their sum (48 bodies of
+// 16 MiB took 4 GB): now one that would pass the bound is refused 503 with
+// Retry-After, and its bytes and the others' are given back at their answers.
+import { afterAll, describe, expect, test } from "bun:test";
+import { setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { connect, type Socket } from "node:net";
+import { httpBody } from "./support/http-api.ts";
+
+const MIB = 1024 * 1024;
+const broker = useTestBroker({ MAX_MESSAGE_BYTES: String(MIB), INSTANCE_INFLIGHT_BYTES: String(MIB) });
+const sockets: Socket[] = [];
+afterAll(() => sockets.forEach((s) => s.destroy()));
+
+/** A POST /v1/messages written by hand, so that part of its body can be held back; its answer once the server closes. */
+async function openPost(token: string, body: string): Promise<{ socket: Socket; answer: Promise<{ status: number; head: string; body: string }> }> {
+  const url = new URL(broker.url);
+  const socket = connect(Number(url.port), url.hostname);
+  sockets.push(socket);
+  const chunks: Buffer[] = [];
+  socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+  const answer = new Promise<{ status: number; head: string; body: string }>((resolve) => {
+    socket.once("close", () => {
+      const [head = "", rest = ""] = Buffer.concat(chunks).toString("utf8").split("\r\n\r\n", 2);
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), head, body: rest });
+    });
+  });
+  socket.on("error", () => {});
+  await new Promise<void>((resolve) => socket.once("connect", resolve));
+  const length = Buffer.byteLength(body);
+  socket.write(
+    `POST /v1/messages HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n`,
+  );
+  return { socket, answer };
+}
+
+const write = (socket: Socket, text: string) => new Promise<void>((resolve) => socket.write(text, () => resolve()));
+
+describe("request bodies under INSTANCE_INFLIGHT_BYTES", () => {
+  test("a body that would pass the bound while another is held is refused 503; once that one is answered, the next is taken", async () => {
+    const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
+    const [app, runner] = members as [SetupMember, SetupMember];
+    const token = await broker.admin.createApiToken(mesh.id, app.id);
+    // 0.6 MiB each: two pass the bound of 1 MiB, one alone does not. Trailing
+    // spaces (JSON allows them) are what the held request writes last.
+    const big = () => `${JSON.stringify(httpBody(runner.pubkey, { ciphertext: Buffer.alloc(450 * 1024, 7).toString("base64") }))}${" ".repeat(64)}`;
+    const held = big();
+    const first = await openPost(token, held);
+    await write(first.socket, held.slice(0, -64));
+    // The first is kept alive past the server's idle timeout of 10 s: a space of its tail a second.
+    let tail = 64;
+    const trickle = setInterval(() => {
+      if (tail > 1) first.socket.write(" ", () => {});
+      if (tail > 1) tail--;
+    }, 1000);
+
+    // Until the first's bytes are counted, a second may still get in: each is sent whole, and stored.
+    const refused = await waitUntil(
+      async () => {
+        const body = big();
+        const other = await openPost(token, body);
+        await write(other.socket, body);
+        const answer = await other.answer;
+        return answer.status === 503 ? answer : undefined;
+      },
+      20_000,
+      "a body refused while the first is held",
+    ).finally(() => clearInterval(trickle));
+    expect(refused.head.toLowerCase()).toContain("retry-after: 1");
+    expect(JSON.parse(refused.body)).toEqual({
+      error: {
+        code: "unavailable",
+        message: "the broker holds as many request bodies and frames as it takes (INSTANCE_INFLIGHT_BYTES); try again shortly",
+      },
+    });
+
+    // The rest of the first: it is stored, and its bytes given back.
+    await write(first.socket, " ".repeat(tail));
+    expect((await first.answer).status).toBe(201);
+    const body = big();
+    const next = await openPost(token, body);
+    await write(next.socket, body);
+    expect((await next.answer).status).toBe(201);
+  });
+});
