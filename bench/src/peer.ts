@@ -1,6 +1,6 @@
 // A lean load-generator peer: signed hello, sends stamped with their send
 // time, pushes acked at once (or on demand) and timed against that stamp.
-import { signHello } from "@switchboard/protocol";
+import { audienceOf, signHello } from "@switchboard/protocol";
 import { now } from "./clock.ts";
 
 export interface BenchIdentity {
@@ -58,7 +58,9 @@ export class BenchPeer implements LoadPeer {
 
   static async connect(url: string, meshId: string, identity: BenchIdentity, hooks: PeerHooks): Promise<BenchPeer> {
     // Signed before the socket exists, so its open event cannot fire unheard.
-    const hello = await signHello(identity.secretKey, { meshId, sessionId: crypto.randomUUID() });
+    // Signed for the broker it dials, as the SDK signs: two signatures, each verified.
+    const audience = audienceOf(url) ?? undefined;
+    const hello = await signHello(identity.secretKey, { meshId, sessionId: crypto.randomUUID(), audience });
     const ws = new WebSocket(url);
     const peer = new BenchPeer(ws, identity);
     await new Promise<void>((resolve, reject) => {
