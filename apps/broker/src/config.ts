@@ -249,6 +249,14 @@ export const configSchema = z.object({
       message: `${c.WEBHOOK_BACKOFF_MIN_MS} is more than WEBHOOK_BACKOFF_MAX_MS (${c.WEBHOOK_BACKOFF_MAX_MS})`,
     });
   }
+  // Request bodies may take half the instance's budget (body-budget.ts): a larger one would be refused "try again" for good.
+  if (c.MAX_MESSAGE_BYTES > c.INSTANCE_INFLIGHT_BYTES / 2) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["INSTANCE_INFLIGHT_BYTES"],
+      message: `${c.INSTANCE_INFLIGHT_BYTES} holds fewer than two messages of MAX_MESSAGE_BYTES (${c.MAX_MESSAGE_BYTES}); request bodies may take half of it`,
+    });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,15 +1,17 @@
 // Request bodies count against INSTANCE_INFLIGHT_BYTES with the frames the
 // sockets read, from their reading until their request is answered. Without
 // it, many large bodies at once were held whatever their sum (48 bodies of
-// 16 MiB took 4 GB): now one that would pass the bound is refused 503 with
-// Retry-After, and its bytes and the others' are given back at their answers.
+// 16 MiB took 4 GB): now bodies may take half of it, one past that is
+// refused 503 with Retry-After, and the bytes are given back at the answers.
+// Half, since a socket paused for the budget resumes below half: bodies held
+// above it would keep such a socket unread while their requests last.
 import { afterAll, describe, expect, test } from "bun:test";
-import { setupMesh, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
+import { setupMesh, TestPeer, useTestBroker, waitUntil, type SetupMember } from "@switchboard/testkit";
 import { connect, type Socket } from "node:net";
 import { httpBody } from "./support/http-api.ts";
 
 const MIB = 1024 * 1024;
-const broker = useTestBroker({ MAX_MESSAGE_BYTES: String(MIB), INSTANCE_INFLIGHT_BYTES: String(MIB) });
+const broker = useTestBroker({ MAX_MESSAGE_BYTES: String(MIB / 2), INSTANCE_INFLIGHT_BYTES: String(MIB) });
 const sockets: Socket[] = [];
 afterAll(() => sockets.forEach((s) => s.destroy()));
 
@@ -38,13 +40,13 @@ async function openPost(token: string, body: string): Promise<{ socket: Socket; 
 const write = (socket: Socket, text: string) => new Promise<void>((resolve) => socket.write(text, () => resolve()));
 
 describe("request bodies under INSTANCE_INFLIGHT_BYTES", () => {
-  test("a body that would pass the bound while another is held is refused 503; once that one is answered, the next is taken", async () => {
+  test("a body that would take bodies past half the bound while another is held is refused 503; sockets are read meanwhile; once answered, the next is taken", async () => {
     const { mesh, members } = await setupMesh(broker.admin, { members: ["app", "runner"] });
     const [app, runner] = members as [SetupMember, SetupMember];
     const token = await broker.admin.createApiToken(mesh.id, app.id);
-    // 0.6 MiB each: two pass the bound of 1 MiB, one alone does not. Trailing
-    // spaces (JSON allows them) are what the held request writes last.
-    const big = () => `${JSON.stringify(httpBody(runner.pubkey, { ciphertext: Buffer.alloc(450 * 1024, 7).toString("base64") }))}${" ".repeat(64)}`;
+    // 0.3 MiB each: two pass half the bound of 1 MiB, one alone does not.
+    // Trailing spaces (JSON allows them) are what the held request writes last.
+    const big = () => `${JSON.stringify(httpBody(runner.pubkey, { ciphertext: Buffer.alloc(225 * 1024, 7).toString("base64") }))}${" ".repeat(64)}`;
     const held = big();
     const first = await openPost(token, held);
     await write(first.socket, held.slice(0, -64));
@@ -74,6 +76,14 @@ describe("request bodies under INSTANCE_INFLIGHT_BYTES", () => {
         message: "the broker holds as many request bodies and frames as it takes (INSTANCE_INFLIGHT_BYTES); try again shortly",
       },
     });
+
+    // Frames that take the instance past its bound pause their socket; it resumes, the body still held.
+    const peer = await TestPeer.connect(broker.wsUrl, { identity: runner.identity, meshId: mesh.id });
+    const frame = Buffer.alloc(330 * 1024, 9).toString("base64");
+    const acks = [peer.send(app.pubkey, { ciphertext: frame }), peer.send(app.pubkey, { ciphertext: frame })];
+    expect((await Promise.all(acks)).map((a) => a.type)).toEqual(["ack", "ack"]);
+    expect((await peer.request({ type: "ping" })).type).toBe("pong");
+    await peer.close();
 
     // The rest of the first: it is stored, and its bytes given back.
     await write(first.socket, " ".repeat(tail));

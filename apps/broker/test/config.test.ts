@@ -108,6 +108,26 @@ describe("configuration", () => {
     expect(loadConfig({ WEBHOOK_BACKOFF_MIN_MS: "1000", WEBHOOK_BACKOFF_MAX_MS: "1000" }).WEBHOOK_BACKOFF_MAX_MS).toBe(1000);
   });
 
+  test("MAX_MESSAGE_BYTES must fit twice in INSTANCE_INFLIGHT_BYTES: request bodies may take half of it, and a larger one would be refused for good", () => {
+    expect(() => loadConfig({ MAX_MESSAGE_BYTES: "1048576", INSTANCE_INFLIGHT_BYTES: "2097151" })).toThrow(
+      "invalid environment variable INSTANCE_INFLIGHT_BYTES: 2097151 holds fewer than two messages of MAX_MESSAGE_BYTES (1048576); request bodies may take half of it",
+    );
+    expect(loadConfig({ MAX_MESSAGE_BYTES: "1048576", INSTANCE_INFLIGHT_BYTES: "2097152" }).INSTANCE_INFLIGHT_BYTES).toBe(2097152);
+  });
+
+  test("HELLO_AUDIENCES: hosts as a URL names them, lower-cased; anything else is refused naming it", () => {
+    expect(loadConfig({ HELLO_AUDIENCES: " Broker.Example.com , 127.0.0.1:7900,[::1]:7900,broker.example.com:443" }).HELLO_AUDIENCES).toEqual([
+      "broker.example.com",
+      "127.0.0.1:7900",
+      "[::1]:7900",
+      "broker.example.com:443",
+    ]);
+    expect(loadConfig({}).HELLO_AUDIENCES).toBeUndefined();
+    for (const bad of ["https://broker.example.com", "broker.example.com/ws", "user@broker.example.com", ","]) {
+      expect(() => loadConfig({ HELLO_AUDIENCES: bad })).toThrow(/^invalid environment variable HELLO_AUDIENCES: /);
+    }
+  });
+
   test("ENDED_PRESENCE_RETENTION_SECONDS under two hours is refused, saying so: a catch-up must still find a replaced presence ended", () => {
     expect(() => loadConfig({ ENDED_PRESENCE_RETENTION_SECONDS: "3600" })).toThrow(
       "invalid environment variable ENDED_PRESENCE_RETENTION_SECONDS: expected at least 7200",

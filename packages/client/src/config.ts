@@ -1,5 +1,5 @@
 // ClientOptions with every default applied and checked once.
-import { audienceOf, audienceSchema, MAX_SESSION_ID_LENGTH, publicKeyOf, signedHelloFrame } from "@switchboard/protocol";
+import { audienceOf, audienceSchema, MAX_SESSION_ID_LENGTH, publicKeyOf, shownUrl, signedHelloFrame } from "@switchboard/protocol";
 import { MAX_TIMER_MS, resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
 import { SwitchboardError } from "./errors.ts";
 import type { ClientOptions, TokenSource, WebSocketClass } from "./types.ts";
@@ -125,13 +125,11 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
 
 /** Checked as the broker checks it: a malformed audience would end the client for good after its first attempt. */
 function resolveAudience(given: string | undefined, url: string): string {
-  if (given === undefined) {
-    const host = audienceOf(url);
-    if (host === null) throw new SwitchboardError("invalid", "the broker URL has no host");
-    return host;
-  }
-  const audience = given.trim().toLowerCase();
+  const audience = given === undefined ? (audienceOf(url) ?? "") : given.trim().toLowerCase();
   const checked = audienceSchema.safeParse(audience);
-  if (!checked.success) throw new SwitchboardError("invalid", `audience: ${checked.error.issues[0]?.message ?? "not valid"}`);
+  if (!checked.success) {
+    const named = given === undefined ? `the host of ${shownUrl(url)}` : "audience";
+    throw new SwitchboardError("invalid", `${named}: ${checked.error.issues[0]?.message ?? "not valid"}`);
+  }
   return audience;
 }

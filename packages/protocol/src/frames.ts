@@ -53,11 +53,17 @@ const signature = z.string().regex(SIGNATURE, { error: "expected 128 lowercase h
 /** The longest audience: a DNS name (253) with a port. */
 export const MAX_AUDIENCE_LENGTH = 259;
 
-/** A broker's name as URL.host writes it (lower case, no default port): what audienceOf gives. */
+/**
+ * A broker's name as URL.host writes it (lower case, without the scheme's
+ * default port): what audienceOf gives. Either scheme's, since :80 is
+ * written for wss and :443 for ws.
+ */
 export const audienceSchema = z
   .string()
   .max(MAX_AUDIENCE_LENGTH)
-  .refine((v) => v !== "" && audienceOf(`ws://${v}`) === v, { error: "expected a host as a URL names it, lower case (broker.example.com, 127.0.0.1:7900)" });
+  .refine((v) => v !== "" && (audienceOf(`ws://${v}`) === v || audienceOf(`wss://${v}`) === v), {
+    error: "expected a host as a URL names it, lower case (broker.example.com, 127.0.0.1:7900)",
+  });
 
 /**
  * The enrolled peer's hello: signed by its ed25519 key. With an `audience`

@@ -71,12 +71,18 @@ describe("a hello signed for its broker (audience)", () => {
     expect(audienceOf("ws://127.0.0.1:7900/ws")).toBe("127.0.0.1:7900");
     expect(audienceOf("ws://[::1]:7900/ws")).toBe("[::1]:7900");
     expect(audienceOf("not a url")).toBeNull();
+    // The port another scheme would leave out is kept, and taken.
+    expect(audienceOf("wss://broker.example.com:80/ws")).toBe("broker.example.com:80");
+    expect(audienceOf("ws://broker.example.com:443/ws")).toBe("broker.example.com:443");
     const signed = await signHello(SECRET, { meshId: "demo", sessionId: "s", audience: "broker.example.com" });
     const hello = { type: "hello", ...signed };
     expect(signedHelloFrame.safeParse(hello).success).toBe(true);
     const { audienceSignature: _, ...alone } = hello;
     expect(signedHelloFrame.safeParse(alone).error?.issues[0]?.message).toBe("audience and audienceSignature come together");
-    for (const audience of ["Broker.example.com", "broker.example.com:80", "broker.example.com/ws", "user@broker", "", "b".repeat(300)]) {
+    for (const audience of ["broker.example.com:80", "broker.example.com:443", "[::1]:7900"]) {
+      expect({ audience, ok: signedHelloFrame.safeParse({ ...hello, audience }).success }).toEqual({ audience, ok: true });
+    }
+    for (const audience of ["Broker.example.com", "broker.example.com/ws", "user@broker", "broker example", "", "b".repeat(300)]) {
       expect({ audience, ok: signedHelloFrame.safeParse({ ...hello, audience }).success }).toEqual({ audience, ok: false });
     }
   });

@@ -55,6 +55,18 @@ export class InflightBudget {
     return this.used > this.limit;
   }
 
+  /**
+   * Counts a request body's bytes unless the instance would then hold more
+   * than half its budget (false, nothing counted): paused sockets resume only
+   * below half, so bodies held past it (a `?wait` send's, a slow upload)
+   * would keep them unread for as long as the requests last.
+   */
+  takeBody(bytes: number): boolean {
+    if (this.used + bytes > this.limit / 2) return false;
+    this.used += bytes;
+    return true;
+  }
+
   give(bytes: number): void {
     this.used -= bytes;
     if (this.waiting.size === 0 || this.used > this.limit / 2) return;
