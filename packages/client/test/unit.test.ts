@@ -1,7 +1,7 @@
 // The SDK's pure parts: backoff, the envelope, de-duplication, ack batching, URLs.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { bytesToHex, generateKeypair, publicKeyOf } from "@switchboard/protocol";
+import { bytesToHex, generateKeypair, publicKeyOf, signedHelloFrame } from "@switchboard/protocol";
 import { waitUntil } from "@switchboard/testkit";
 import { AckBatcher } from "../src/acks.ts";
 import { backoffDelay, isFinalCloseCode, isFinalHelloCode } from "../src/backoff.ts";
@@ -325,6 +325,25 @@ test("hello fields the broker would refuse as malformed (ending the client for g
     expect(await SwitchboardClient.start({ ...base, ...bad }).catch((error: unknown) => error)).toMatchObject({ code: "invalid" });
   }
   expect(await resolveConfig({ ...base, displayName: "d".repeat(128), cwd: "/work" })).toMatchObject({ displayName: "d".repeat(128), cwd: "/work" });
+});
+
+test("a hello is signed for the URL's host as the broker's schema takes it (any port a scheme leaves out kept), or for the audience given", async () => {
+  const secretKey = (await generateKeypair()).secretKey;
+  const audience = async (url: string, given?: string) =>
+    (await resolveConfig({ url, meshId: "m", secretKey, ...(given === undefined ? {} : { audience: given }) })).audience;
+  expect(await audience("https://Broker.Example.com/")).toBe("broker.example.com");
+  expect(await audience("wss://broker.example.com:443/ws")).toBe("broker.example.com");
+  expect(await audience("https://broker.example.com:80")).toBe("broker.example.com:80");
+  expect(await audience("ws://broker.example.com:443")).toBe("broker.example.com:443");
+  expect(await audience("http://[::1]:7900")).toBe("[::1]:7900");
+  expect(await audience("http://127.0.0.1:1", " Broker.Example.com ")).toBe("broker.example.com");
+  for (const url of ["https://broker.example.com:80", "ws://broker.example.com:443", "http://[::1]:7900"]) {
+    expect(signedHelloFrame.shape.audience.safeParse(await audience(url)).success).toBe(true);
+  }
+  expect(await audience("http://127.0.0.1:1", "broker.example.com/ws").catch((error: unknown) => error)).toMatchObject({
+    code: "invalid",
+    message: expect.stringMatching(/^audience: /),
+  });
 });
 
 test("an HttpSender mesh no send can name (empty, over 63 characters) is refused as invalid at create, not by the broker at every send", async () => {
