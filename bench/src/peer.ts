@@ -58,7 +58,7 @@ export class BenchPeer implements LoadPeer {
 
   static async connect(url: string, meshId: string, identity: BenchIdentity, hooks: PeerHooks): Promise<BenchPeer> {
     // Signed before the socket exists, so its open event cannot fire unheard.
-    // Signed for the broker it dials, as the SDK signs: two signatures, the second checked.
+    // Signed for the broker it dials, as the SDK signs: two signatures, each verified.
     const audience = audienceOf(url) ?? undefined;
     const hello = await signHello(identity.secretKey, { meshId, sessionId: crypto.randomUUID(), audience });
     const ws = new WebSocket(url);

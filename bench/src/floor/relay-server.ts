@@ -1,7 +1,7 @@
 // The floor's relay: `bun bench/src/floor/relay-server.ts`. It does the
 // socket work the broker does for a message and nothing else — no database,
-// no validation beyond JSON: a signed hello is checked (by its second
-// signature when it names its broker, as the broker does) and answered, a send
+// no validation beyond JSON: a signed hello is checked (both of its
+// signatures, when it names its broker) and answered, a send
 // becomes a push to each recipient and an ack to its sender, client acks are
 // read and dropped. Prints {"event":"listening","port":N} once it listens.
 import { helloAudienceSigningText, helloSigningText, verifyText } from "@switchboard/protocol";
@@ -17,13 +17,12 @@ type Socket = ServerWebSocket<Conn>;
 /** mesh → pubkey → socket */
 const meshes = new Map<string, Map<string, Socket>>();
 
-/** As the broker checks it: a hello signed for its broker by that signature alone, else by its first. */
-function helloVerifies(frame: Record<string, unknown>, mesh: string, pubkey: string, sessionId: string, timestamp: number, signature: string): Promise<boolean> {
+/** A hello signed for its broker too carries a second signature, which the broker verifies as well. */
+async function audienceVerifies(frame: Record<string, unknown>, mesh: string, pubkey: string, sessionId: string, timestamp: number): Promise<boolean> {
   const { audience, audienceSignature } = frame;
-  if (typeof audience === "string" && typeof audienceSignature === "string") {
-    return verifyText(pubkey, audienceSignature, helloAudienceSigningText(audience, mesh, pubkey, sessionId, timestamp));
-  }
-  return verifyText(pubkey, signature, helloSigningText(mesh, pubkey, sessionId, timestamp));
+  if (audience === undefined && audienceSignature === undefined) return true;
+  if (typeof audience !== "string" || typeof audienceSignature !== "string") return false;
+  return verifyText(pubkey, audienceSignature, helloAudienceSigningText(audience, mesh, pubkey, sessionId, timestamp));
 }
 
 async function hello(ws: Socket, frame: Record<string, unknown>): Promise<void> {
@@ -31,7 +30,8 @@ async function hello(ws: Socket, frame: Record<string, unknown>): Promise<void> 
   const valid =
     typeof mesh === "string" && typeof pubkey === "string" && typeof sessionId === "string" &&
     typeof timestamp === "number" && typeof signature === "string" &&
-    (await helloVerifies(frame, mesh, pubkey, sessionId, timestamp, signature));
+    (await verifyText(pubkey, signature, helloSigningText(mesh, pubkey, sessionId, timestamp))) &&
+    (await audienceVerifies(frame, mesh, pubkey, sessionId, timestamp));
   if (!valid) {
     ws.send(JSON.stringify({ type: "error", code: "bad_signature" }));
     ws.close(4001, "bad hello");

@@ -69,22 +69,6 @@ export type HelloOutcome = { ok: true; presence: AdmittedPresence } | (Refusal<H
 /** One hello's answer from its batch: an outcome, or the error of its own transaction (thrown to its caller alone). */
 type Admitted = HelloOutcome | { failed: unknown };
 
-/**
- * A hello that names its broker is checked by its second signature alone,
- * which covers all the first does and the audience: the first is there for
- * brokers that predate the audience. Its replay guard keys on the one checked.
- */
-function signatureVerifies(hello: SignedHelloFrame): Promise<boolean> {
-  const { audience, audienceSignature, meshId, pubkey, sessionId, timestamp } = hello;
-  if (audience !== undefined && audienceSignature !== undefined) {
-    return verifyText(pubkey, audienceSignature, helloAudienceSigningText(audience, meshId, pubkey, sessionId, timestamp));
-  }
-  return verifyText(pubkey, hello.signature, helloSigningText(meshId, pubkey, sessionId, timestamp));
-}
-
-/** What the replay guard records of a signed hello: the signature its check verified. */
-const checkedSignature = (hello: SignedHelloFrame): string => hello.audienceSignature ?? hello.signature;
-
 /** Splits a batch so that no two hellos of one session share a transaction (the later one replaces the earlier). */
 function bySession(checked: CheckedHello[]): number[][] {
   const groups: Array<{ keys: Set<string>; idx: number[] }> = [];
@@ -129,12 +113,24 @@ export class HelloService {
       if (verified.claims.pubkey !== hello.pubkey) return refuse("unauthorized", "the token is for another pubkey");
       return { ok: true, checked: { hello, claims: verified.claims, abandoned } };
     }
-    if (!(await signatureVerifies(hello))) return refuse("bad_signature", "the signature does not verify for this pubkey");
-    const named = this.namesThisBroker(hello);
+    const text = helloSigningText(hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
+    if (!(await verifyText(hello.pubkey, hello.signature, text))) {
+      return refuse("bad_signature", "the signature does not verify for this pubkey");
+    }
+    const named = await this.checkAudience(hello);
     return named ?? { ok: true, checked: { hello, claims: null, abandoned } };
   }
 
-  private namesThisBroker({ audience }: SignedHelloFrame): Refusal<HelloErrorCode> | null {
+  // Both signatures are checked: the replay guard keys on the first, so one
+  // left unchecked beside a good second would let a hello be used again.
+  private async checkAudience(hello: SignedHelloFrame): Promise<Refusal<HelloErrorCode> | null> {
+    const { audience, audienceSignature } = hello;
+    if (audience !== undefined && audienceSignature !== undefined) {
+      const text = helloAudienceSigningText(audience, hello.meshId, hello.pubkey, hello.sessionId, hello.timestamp);
+      if (!(await verifyText(hello.pubkey, audienceSignature, text))) {
+        return refuse("bad_signature", "the audience signature does not verify for this pubkey");
+      }
+    }
     if (this.audiences === null) return null;
     if (audience === undefined) {
       return refuse("unauthorized", "this broker admits only hellos signed for one of its names (an audience): this one names none; upgrade the SDK");
@@ -210,7 +206,7 @@ export class HelloService {
       pid: h.pid ?? null,
       cwd: h.cwd ?? null,
       timestamp: "jwt" in h ? null : h.timestamp,
-      signature: "jwt" in h ? null : checkedSignature(h),
+      signature: "jwt" in h ? null : h.signature,
       claimMesh: checked[idx]!.claims?.mesh ?? null,
     }));
     const resolved = await resolveHellos(tx, requests, CLOCK_WINDOW_MS, REPLAY_GUARD_MS);
