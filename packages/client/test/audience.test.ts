@@ -145,4 +145,25 @@ describe("a broker without HELLO_AUDIENCES", () => {
     expect(relay.hellos()).toBe(1);
     await client.close();
   });
+
+  // Both signatures are checked, and the replay guard keys on the first: were
+  // the second checked alone and recorded, the same hello stripped of its
+  // audience would be a new one, checked by its first signature.
+  test("a hello used once is refused again as a replay, with its audience or stripped of it, and its first signature must verify", async () => {
+    const { mesh, members } = await setupMesh(open.admin, { members: ["alice"] });
+    const [alice] = members as [SetupMember];
+    const signed = { identity: alice.identity, meshId: mesh.id, audience: "switchboard.test", sessionId: "s-1", timestamp: Date.now() };
+    const attempt = (overrides: Record<string, unknown>) =>
+      TestPeer.connect(open.wsUrl, { ...signed, helloOverrides: overrides }).then(
+        async (peer) => {
+          await peer.close();
+          return "admitted";
+        },
+        (error: unknown) => (error instanceof PeerError ? error.code : error),
+      );
+    expect(await attempt({ signature: "00".repeat(64) })).toBe("bad_signature");
+    expect(await attempt({})).toBe("admitted");
+    expect(await attempt({ audience: undefined, audienceSignature: undefined })).toBe("replayed");
+    expect(await attempt({})).toBe("replayed");
+  });
 });
