@@ -50,6 +50,17 @@ export class Descriptors {
     return this.open + this.admittedSinceCount >= this.ceiling;
   }
 
+  /**
+   * Whether to refuse what would take one more, as `short`. The shortage is
+   * logged by the first refusal: the sockets it turns away close before the
+   * next count, which may then find none short and log nothing.
+   */
+  refusing(): boolean {
+    const short = this.short;
+    if (short) this.changed(true);
+    return short;
+  }
+
   /** A socket was let in. */
   admitted(): void {
     this.admittedSinceCount++;
@@ -71,12 +82,14 @@ export class Descriptors {
     } finally {
       this.counting = false;
     }
-    const short = this.short;
-    if (short !== this.wasShort) {
-      const fields = { open: this.open, limit: this.limit, reserve: descriptorReserve(this.limit) };
-      if (short) this.log.warn(fields, "descriptors short");
-      else this.log.info(fields, "descriptors available");
-      this.wasShort = short;
-    }
+    this.changed(this.short);
+  }
+
+  private changed(short: boolean): void {
+    if (short === this.wasShort) return;
+    const fields = { open: this.open, limit: this.limit, reserve: descriptorReserve(this.limit) };
+    if (short) this.log.warn(fields, "descriptors short");
+    else this.log.info(fields, "descriptors available");
+    this.wasShort = short;
   }
 }

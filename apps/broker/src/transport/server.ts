@@ -94,7 +94,7 @@ export function serve(options: ServerOptions, starting?: Server<Connection>): Se
           return apiError("upgrade_required", "/ws takes WebSocket upgrades only");
         }
         if (!ws.accepting) return refuseSocket("unavailable", "the broker is shutting down");
-        if (descriptors?.short) {
+        if (descriptors?.refusing()) {
           metrics.connectionsRejected.labels("capacity").inc();
           return shortOfDescriptors("capacity");
         }

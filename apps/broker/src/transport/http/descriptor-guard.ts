@@ -6,7 +6,8 @@ import { apiError } from "./respond.ts";
 import { mapHandlers } from "./route-failures.ts";
 
 export interface DescriptorState {
-  readonly short: boolean;
+  /** Whether to refuse what would take one more descriptor (and note the shortage). */
+  refusing(): boolean;
 }
 
 /** The answer to what would take a descriptor the instance cannot spare: it closes its connection. */
@@ -18,6 +19,6 @@ const ALWAYS_ANSWERED = /^\/(health|metrics)(\/|$)/;
 
 export function refuseWhileShort<T extends Record<string, unknown>>(routes: T, descriptors: DescriptorState): T {
   return mapHandlers(routes, (handler, path) =>
-    ALWAYS_ANSWERED.test(path) ? handler : (req, server) => (descriptors.short ? shortOfDescriptors("unavailable") : handler(req, server)),
+    ALWAYS_ANSWERED.test(path) ? handler : (req, server) => (descriptors.refusing() ? shortOfDescriptors("unavailable") : handler(req, server)),
   );
 }
