@@ -63,7 +63,8 @@ function helpText(): string {
     "  --config FILE     config file (default ~/.config/switchboard/config.json)",
     "  --json            machine-readable output, one JSON value per line (not mcp, hook forward)",
     "  -h, --help        help",
-    '--mesh M may also come from env SWITCHBOARD_MESH or config "mesh".',
+    '--mesh M may also come from env SWITCHBOARD_MESH or config "mesh";',
+    '--audience HOST (the broker name a hello is signed for; default the URL\'s host) from env SWITCHBOARD_AUDIENCE or config "audience".',
     "exit codes: 0 ok, 1 failure, 2 usage error",
   ].join("\n");
 }

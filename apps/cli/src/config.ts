@@ -16,6 +16,7 @@ export interface FileConfig {
   adminToken?: string;
   keyFile?: string;
   mesh?: string;
+  audience?: string;
 }
 
 export interface Config {
@@ -25,6 +26,8 @@ export interface Config {
   /** Named by --key, SWITCHBOARD_KEY or the config file, rather than the default: it must exist. */
   keyFileNamed: boolean;
   mesh: string | undefined;
+  /** The broker name the hello is signed for, when not the URL's host (see audience.ts). */
+  audience: string | undefined;
   configFile: string;
 }
 
@@ -69,7 +72,7 @@ function readFileConfig(path: string, explicit: boolean): FileConfig {
     throw new CliError(`config file ${path} must hold a JSON object`);
   }
   const out: FileConfig = {};
-  for (const key of ["url", "adminToken", "keyFile", "mesh"] as const) {
+  for (const key of ["url", "adminToken", "keyFile", "mesh", "audience"] as const) {
     const value = (parsed as Record<string, unknown>)[key];
     if (value === undefined || value === null) continue;
     if (typeof value !== "string") throw new CliError(`config file ${path}: "${key}" must be a string`);
@@ -112,6 +115,7 @@ export function loadConfig(args: Args): Config {
     keyFile: keyFile ?? defaultKeyFile(),
     keyFileNamed: keyFile !== undefined,
     mesh: args.nonEmpty("mesh") ?? env("SWITCHBOARD_MESH") ?? file.mesh,
+    audience: args.nonEmpty("audience") ?? env("SWITCHBOARD_AUDIENCE") ?? file.audience,
     configFile,
   };
 }

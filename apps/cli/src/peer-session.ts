@@ -5,6 +5,7 @@ import { MAX_SEND_ID_LENGTH, MAX_SESSION_ID_LENGTH, PUBKEY, sendFrame, priorityS
 import { randomUUID } from "node:crypto";
 import { AdminApi } from "./admin-api.ts";
 import { operands, type Context } from "./command.ts";
+import { audienceOption } from "./audience.ts";
 import { requireMesh } from "./config.ts";
 import { brokerError, sendFailed } from "./broker-errors.ts";
 import { CliError, REQUEST_TIMEOUT_MS, UsageError } from "./errors.ts";
@@ -21,10 +22,12 @@ type Status = (typeof STATUSES)[number];
 async function connect(ctx: Context, options: { sessionId: string; reconnect: boolean }): Promise<SwitchboardClient> {
   const config = ctx.config();
   const meshId = requireMesh(config);
+  const audience = audienceOption(config);
   const key = await readKeyFile(config.keyFile);
   try {
     return await SwitchboardClient.connect({
       url: config.url,
+      ...audience,
       meshId,
       secretKey: key.secretKey,
       sessionId: options.sessionId,

@@ -1,6 +1,7 @@
 // install / uninstall: Switchboard in Claude Code in one command (see
 // ../claude/install.ts); `hook install` / `hook uninstall` are the same commands.
 import { TOKEN_PREFIX } from "@switchboard/protocol";
+import { audienceOption } from "../audience.ts";
 import type { Command } from "../command.ts";
 import { operands } from "../command.ts";
 import { httpBase, requireMesh } from "../config.ts";
@@ -23,11 +24,11 @@ async function warn(warnings: string[]): Promise<void> {
 
 export const installCommand: Command = {
   words: ["install"],
-  usage: "--mesh M --token T [--key FILE] [--scope project|user]",
+  usage: "--mesh M --token T [--key FILE] [--audience HOST] [--scope project|user]",
   summary:
     "set up Claude Code: the MCP server (project: ./.mcp.json, user: ~/.claude.json), the status hooks " +
     "(project: ./.claude/settings.local.json, user: ~/.claude/settings.json; both user files in $CLAUDE_CONFIG_DIR when set) and the hook token (a 0600 file under ~/.config/switchboard)",
-  options: { ...scopeOption, mesh: { type: "string" }, token: { type: "string" } },
+  options: { ...scopeOption, mesh: { type: "string" }, audience: { type: "string" }, token: { type: "string" } },
   async run(ctx) {
     operands(ctx, []);
     // An empty one is what a failed $(switchboard token create …) leaves.
@@ -43,6 +44,7 @@ export const installCommand: Command = {
     const layout = layoutFor(ctx.args.oneOf("scope", SCOPES) ?? "project");
     const config = ctx.config();
     const mesh = requireMesh(config);
+    const { audience } = audienceOption(config);
     // The key must be readable now rather than fail in every session later.
     await readKeyFile(config.keyFile);
     const explicitConfig = ctx.args.string("config");
@@ -52,6 +54,7 @@ export const installCommand: Command = {
       config.url,
       "--mesh",
       mesh,
+      ...(audience !== undefined ? ["--audience", audience] : []),
       "--key",
       config.keyFile,
       ...(explicitConfig !== undefined ? ["--config", config.configFile] : []),

@@ -10,6 +10,7 @@ import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { randomUUID } from "node:crypto";
 import { AdminApi } from "../admin-api.ts";
+import { audienceOption } from "../audience.ts";
 import type { Context } from "../command.ts";
 import { requireMesh } from "../config.ts";
 import { REQUEST_TIMEOUT_MS, UsageError } from "../errors.ts";
@@ -52,6 +53,7 @@ export async function runMcp(ctx: Context): Promise<number> {
   const log = createLogger();
   const config = ctx.config();
   const meshId = requireMesh(config);
+  const audience = audienceOption(config);
   const key = await readKeyFile(config.keyFile);
   const sessionId = sessionOption ?? optionalEnv("CLAUDE_CODE_SESSION_ID") ?? randomUUID();
   const cwd = optionalEnv("CLAUDE_PROJECT_DIR") ?? process.cwd();
@@ -66,6 +68,7 @@ export async function runMcp(ctx: Context): Promise<number> {
   const link = new BrokerLink(
     {
       url: config.url,
+      ...audience,
       meshId,
       secretKey: key.secretKey,
       sessionId,
