@@ -227,6 +227,8 @@ export async function runSend(ctx: Context): Promise<void> {
   if (ctx.args.flag("http")) {
     // An HTTP send is no presence on the mesh: a session named for it would be ignored.
     if (ctx.args.string("session") !== undefined) throw new UsageError("--session cannot go with --http: a send over HTTP has no session");
+    // Nor a hello to sign: given on the command line it would be ignored (from the environment or the config file it is for the other commands).
+    if (ctx.args.string("audience") !== undefined) throw new UsageError("--audience cannot go with --http: a send over HTTP signs no hello");
     return (await import("./http-send.ts")).runHttpSend(ctx, target, text);
   }
   // Without --http the key file says who sends: a token given would be ignored.

@@ -323,6 +323,8 @@ describe("usage errors exit 2 with one line", () => {
     [["send", "--mesh", "demo", "*", "hi", "--token", "sba_x"], /--token needs --http/],
     // An HTTP send is no presence: a session named for it would be ignored.
     [["send", "--mesh", "demo", "*", "hi", "--http", "--token", "sba_x", "--session", "s1"], /--session cannot go with --http/],
+    // Nor a hello: an audience given for it would be ignored, an invalid one unnoticed.
+    [["send", "--mesh", "demo", "*", "hi", "--http", "--token", "sba_x", "--audience", "broker.example/ws"], /--audience cannot go with --http/],
     // Their output is for Claude Code, not for reading: a --json there was ignored.
     [["mcp", "--mesh", "demo", "--json"], /--json is not an option of mcp: its standard output is the MCP protocol\n$/],
     [["hook", "forward", "--url", "http://127.0.0.1:9", "--token-file", "/nonexistent", "--json"], /--json is not an option of hook forward: it writes one line to stderr, for Claude Code's hook log\n$/],
