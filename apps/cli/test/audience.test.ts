@@ -69,7 +69,8 @@ test("an audience the broker would refuse is a usage error before any connect, f
 test("install writes the audience into the MCP server it registers, and that server connects; one without it is refused for good", async () => {
   const dir = home.path("projects", "audience");
   mkdirSync(dir, { recursive: true });
-  await cliOk(home, ["install", ...peer(adaKey, "--audience", NAME, "--token", TOKEN)], { cwd: dir });
+  const printed = await cliOk(home, ["install", ...peer(adaKey, "--audience", NAME, "--token", TOKEN, "--json")], { cwd: dir });
+  expect(JSON.parse(printed)).toMatchObject({ url: broker.url, audience: NAME });
   const registered = registeredServer(`${dir}/.mcp.json`);
   expect(registered.args.slice(1)).toEqual(["mcp", "--url", broker.url, "--mesh", mesh, "--audience", NAME, "--key", adaKey]);
 

@@ -74,6 +74,7 @@ export const installCommand: Command = {
         scope: layout.scope,
         mesh,
         url: config.url,
+        audience: audience ?? null,
         mcpConfig: layout.mcpFile,
         settings: layout.settingsFile,
         tokenFile: layout.tokenFile,
@@ -83,7 +84,7 @@ export const installCommand: Command = {
     const events = HOOK_EVENTS.map((e) => (e.matcher ? `${e.event} ${e.matcher}` : e.event)).join(", ");
     await out(
       [
-        `installed switchboard for Claude Code (${layout.scope} scope, mesh ${mesh}, broker ${config.url})`,
+        `installed switchboard for Claude Code (${layout.scope} scope, mesh ${mesh}, broker ${config.url}${audience === undefined ? "" : `, audience ${audience}`})`,
         `  MCP server "switchboard"  ${layout.mcpFile}`,
         `  hooks (${events})  ${layout.settingsFile}`,
         `  hook token (mode 0600)  ${layout.tokenFile}`,
