@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { lockDataDir } from "@switchboard/db";
 import { embeddedBackend, spawnBroker, spawnRaw, waitUntil, type BrokerProcess, type TestBackend } from "@switchboard/testkit";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -27,6 +27,32 @@ describe("embedded default", () => {
     expect(stderr).toContain(backend.dataDir!);
     // The first one is unharmed.
     expect((await fetch(`${first.url}/health`)).status).toBe(200);
+  });
+
+  // A careless backup: DATA_DIR copied while its broker runs. The copy is not
+  // in use, but its database may be half-written; the refusal said another
+  // broker used it, and that deleting the lock was for a host gone.
+  test("a broker on a copy of a running broker's DATA_DIR is refused, saying it is a copy taken while that broker ran", async () => {
+    backend = embeddedBackend({ withSchema: true });
+    const first = await spawnBroker(backend.env);
+    started.push(first);
+    const copy = mkdtempSync(join(tmpdir(), "switchboard-data-copy-"));
+    try {
+      cpSync(backend.dataDir!, copy, { recursive: true });
+      const second = spawnRaw({ ...backend.env, DATA_DIR: copy });
+      const [stderr, code] = await Promise.all([new Response(second.stderr).text(), second.exited]);
+      expect(code).toBe(75);
+      expect(stderr).toContain(`DATA_DIR ${copy} is a copy of ${realpathSync(backend.dataDir!)}, taken while a broker used it (pid ${first.pid}`);
+      expect(stderr).toContain(`delete ${join(copy, "broker.lock")}`);
+      expect(stderr).not.toContain("is in use by another broker");
+      // The original is still refused as in use, and still serves.
+      const again = spawnRaw(backend.env);
+      const [againErr] = await Promise.all([new Response(again.stderr).text(), again.exited]);
+      expect(againErr).toContain(`is in use by another broker (pid ${first.pid}`);
+      expect((await fetch(`${first.url}/health`)).status).toBe(200);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 
   test("before it listens, an embedded broker has run both send statements on its one connection (the first sends after a start meet no cold statement)", async () => {

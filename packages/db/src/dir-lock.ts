@@ -2,7 +2,7 @@
 // holds an exclusive lock file. Its content names the holder, for the message
 // the second process prints.
 import { randomUUID } from "node:crypto";
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync, type Dirent } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, type Dirent } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { identityOf, isZombie, type ProcessIdentity } from "./process-identity.ts";
@@ -12,11 +12,18 @@ export class DataDirLockedError extends Error {
   constructor(
     readonly dataDir: string,
     readonly holder: LockHolder,
+    /** The directory the lock was written for, when this one is a copy of it. */
+    copiedFrom?: string,
   ) {
+    const lockFile = join(dataDir, LOCK_FILE);
     super(
-      `DATA_DIR ${dataDir} is in use by another broker (pid ${holder.pid} on ${holder.hostname}, since ${holder.since}); ` +
-        "embedded mode serves one process only: stop that process or set DATABASE_URL " +
-        `(if that host is gone, e.g. a container replaced after a crash, delete ${join(dataDir, LOCK_FILE)})`,
+      copiedFrom === undefined
+        ? `DATA_DIR ${dataDir} is in use by another broker (pid ${holder.pid} on ${holder.hostname}, since ${holder.since}); ` +
+            "embedded mode serves one process only: stop that process or set DATABASE_URL " +
+            `(if that host is gone, e.g. a container replaced after a crash, delete ${lockFile})`
+        : `DATA_DIR ${dataDir} is a copy of ${copiedFrom}, taken while a broker used it (pid ${holder.pid}, since ${holder.since}, still running there): ` +
+            "its database may have been copied half-written; copy a stopped broker's DATA_DIR instead " +
+            `(or, to start on this copy all the same, delete ${lockFile})`,
     );
   }
 }
@@ -62,6 +69,15 @@ interface LockHolder extends Partial<ProcessIdentity> {
   pid: number;
   hostname: string;
   since: string;
+  /** The locked directory's real path and device:inode; absent from a lock of a broker from before they were written. */
+  dataDir?: string;
+  dirId?: string;
+}
+
+/** A directory's identity on this host: a copy has another, a move (within a file system) keeps it. */
+function dirIdOf(dataDir: string): string {
+  const { dev, ino } = statSync(dataDir);
+  return `${dev}:${ino}`;
 }
 
 const LOCK_FILE = "broker.lock";
@@ -93,6 +109,8 @@ function parseHolder(content: string): LockHolder | null {
       // Absent from a lock of a broker from before they were written.
       if ("bootId" in parsed && typeof parsed.bootId === "string") holder.bootId = parsed.bootId;
       if ("startTime" in parsed && typeof parsed.startTime === "string") holder.startTime = parsed.startTime;
+      if ("dataDir" in parsed && typeof parsed.dataDir === "string") holder.dataDir = parsed.dataDir;
+      if ("dirId" in parsed && typeof parsed.dirId === "string") holder.dirId = parsed.dirId;
       return holder;
     }
   } catch {
@@ -178,7 +196,22 @@ export function lockDataDir(dataDir: string): () => void {
     throw unusable(error);
   }
   const path = join(dataDir, LOCK_FILE);
-  const me: LockHolder = { pid: process.pid, hostname: hostname(), since: new Date().toISOString(), ...identityOf(process.pid) };
+  let dirId: string;
+  let realDir: string;
+  try {
+    dirId = dirIdOf(dataDir);
+    realDir = realpathSync(dataDir);
+  } catch (error) {
+    throw unusable(error);
+  }
+  const me: LockHolder = {
+    pid: process.pid,
+    hostname: hostname(),
+    since: new Date().toISOString(),
+    ...identityOf(process.pid),
+    dataDir: realDir,
+    dirId,
+  };
   const content = JSON.stringify(me);
   // Written whole under a name of its own, then linked into place: the link
   // fails if a lock exists, and no contender ever reads a lock half-written
@@ -204,8 +237,14 @@ export function lockDataDir(dataDir: string): () => void {
       const holder = parseHolder(seen);
       // A lock naming this very process is a leftover of an earlier one with
       // the same pid: a restarted container's broker is pid 1 every time.
-      const stale = holder === null || (holder.hostname === me.hostname && (holder.pid === me.pid || !isAlive(holder)));
-      if (!stale) throw new DataDirLockedError(dataDir, holder);
+      const sameHost = holder !== null && holder.hostname === me.hostname;
+      const stale = holder === null || (sameHost && (holder.pid === me.pid || !isAlive(holder)));
+      if (!stale) {
+        // A lock written for another directory of this host came with a copy of it; on
+        // another host the same directory (a shared volume) may have another identity.
+        const copied = sameHost && holder.dirId !== undefined && holder.dirId !== dirId;
+        throw new DataDirLockedError(dataDir, holder, copied ? (holder.dataDir ?? "another directory") : undefined);
+      }
       // The holder died without releasing (SIGKILL): take the lock over.
       removeIfStill(path, seen);
     }
