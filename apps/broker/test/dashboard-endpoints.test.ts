@@ -42,6 +42,7 @@ describe("dashboard endpoints", () => {
     expect((overview.rooms as Array<Record<string, unknown>>).filter((r) => r.meshId === mesh.id)).toEqual([
       { meshId: mesh.id, meshSlug: mesh.slug, channel: "#room", members: 1, connections: 1 },
     ]);
+    expect(overview.roomsMore).toBe(false);
     expect(overview.queue).toEqual({ sampleSeconds: expect.any(Number), sends: expect.any(Array), depth: expect.any(Array) });
   });
 

@@ -224,6 +224,8 @@ describe.skipIf(!enabled)("dashboard in Chromium", () => {
     console.log(`dashboard showed the hook's status after ${shownAfterMs} ms`);
 
     await page.waitForSelector('#rooms tr[data-room$=" #lobby"] .connections', WAIT);
+    // Under a hundred rooms: all of them listed, and no word of more.
+    expect(await page.isHidden("#rooms-more")).toBe(true);
     await page.waitForSelector("#instances tr", WAIT);
     const out = join(REPO_ROOT, "bench", "out");
     mkdirSync(out, { recursive: true });

@@ -22,11 +22,15 @@ import { refuse, RefusedError } from "./outcome.ts";
 import type { Clock } from "./timing.ts";
 
 const WINDOW_MINUTES = 10;
+/** The rooms an overview lists: the busiest, as a page can show them. */
+export const ROOMS_SHOWN = 100;
 
 export interface Overview {
   meshes: MeshSummary[];
   instances: Array<InstanceRow & { leaseAgeSeconds: number }>;
   rooms: RoomRow[];
+  /** Whether there are rooms past the ROOMS_SHOWN listed. */
+  roomsMore: boolean;
   queue: {
     /** Seconds between samples. */
     sampleSeconds: number;
@@ -70,7 +74,7 @@ export class DashboardService {
   }
 
   async overview(): Promise<Overview> {
-    const [meshes, instances, roomRows] = await Promise.all([meshSummaries(this.db), liveInstances(this.db), rooms(this.db)]);
+    const [meshes, instances, shown] = await Promise.all([meshSummaries(this.db), liveInstances(this.db), rooms(this.db, ROOMS_SHOWN)]);
     const iso = (at: number) => new Date(at).toISOString();
     const sends = this.samples.slice(1).map((s, i) => {
       const previous = this.samples[i]!;
@@ -81,7 +85,8 @@ export class DashboardService {
       meshes,
       // The lease is renewed every third of it: its age is how long ago that last happened.
       instances: instances.map((i) => ({ ...i, leaseAgeSeconds: Math.max(0, this.options.instanceLeaseSeconds - i.leaseRemainingSeconds) })),
-      rooms: roomRows,
+      rooms: shown.rooms,
+      roomsMore: shown.more,
       queue: {
         sampleSeconds: this.options.sampleIntervalMs / 1000,
         sends,

@@ -82,17 +82,53 @@ export interface RoomRow {
   connections: number;
 }
 
-export function rooms(db: Executor): Promise<RoomRow[]> {
-  return db.rows<RoomRow>(sql`
-    SELECT c.mesh_id::text AS "meshId", m.slug AS "meshSlug", c.channel, count(DISTINCT c.member_id)::int AS members,
-           count(p.id)::int AS connections
-    FROM channel_members c
-    JOIN meshes m ON m.id = c.mesh_id
-    -- A revoked member's rows stay, but routing delivers nothing to it.
-    JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
-    LEFT JOIN presences p ON p.member_id = c.member_id AND p.disconnected_at IS NULL
-    GROUP BY c.mesh_id, m.slug, c.channel
-    ORDER BY connections DESC, m.slug, c.channel`);
+/** The rooms an overview shows, and whether there are more. */
+export interface RoomsShown {
+  rooms: RoomRow[];
+  more: boolean;
+}
+
+/**
+ * The busiest `limit` rooms: those with live connections first, most first,
+ * found from the live presences; then, while there is room, rooms nobody is
+ * connected to, read in the key's order until enough are found. Never a walk
+ * of every channel membership: with thousands of meshes each in dozens of
+ * channels that took seconds, every refresh of every open dashboard.
+ */
+export async function rooms(db: Executor, limit: number): Promise<RoomsShown> {
+  const rows = await db.rows<RoomRow>(sql`
+    WITH live AS (
+      SELECT c.mesh_id, m.slug, c.channel, count(*)::int AS connections
+      FROM presences p
+      JOIN channel_members c ON c.member_id = p.member_id
+      JOIN meshes m ON m.id = c.mesh_id
+      WHERE p.disconnected_at IS NULL AND p.member_id IS NOT NULL
+      GROUP BY c.mesh_id, m.slug, c.channel
+      ORDER BY connections DESC, m.slug, c.channel
+      LIMIT ${limit + 1}
+    ), idle AS (
+      SELECT c.mesh_id, c.channel
+      FROM channel_members c
+      -- A revoked member's rows stay, but routing delivers nothing to it.
+      JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
+      WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.mesh_id = c.mesh_id AND l.channel = c.channel)
+      GROUP BY c.mesh_id, c.channel
+      ORDER BY c.mesh_id, c.channel
+      LIMIT ${limit + 1}
+    ), shown AS (
+      SELECT mesh_id, slug, channel, connections FROM live
+      UNION ALL
+      SELECT i.mesh_id, m.slug, i.channel, 0 FROM idle i JOIN meshes m ON m.id = i.mesh_id
+      ORDER BY connections DESC, slug, channel
+      LIMIT ${limit + 1}
+    )
+    SELECT s.mesh_id::text AS "meshId", s.slug AS "meshSlug", s.channel,
+           (SELECT count(*) FROM channel_members c JOIN members mb ON mb.id = c.member_id AND mb.revoked_at IS NULL
+            WHERE c.mesh_id = s.mesh_id AND c.channel = s.channel)::int AS members,
+           s.connections
+    FROM shown s
+    ORDER BY s.connections DESC, s.slug, s.channel`);
+  return { rooms: rows.slice(0, limit), more: rows.length > limit };
 }
 
 /**

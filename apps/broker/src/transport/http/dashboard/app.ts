@@ -13,6 +13,7 @@ interface Overview {
   meshes: Array<{ id: string; slug: string; members: number; presences: number }>;
   instances: Array<{ id: string; hostname: string; pid: number; presences: number; leaseAgeSeconds: number }>;
   rooms: Array<{ meshSlug: string; channel: string; members: number; connections: number }>;
+  roomsMore: boolean;
   queue: { sends: Array<{ at: string; perSecond: number }>; depth: Array<{ at: string; depth: number }> };
 }
 
@@ -243,6 +244,7 @@ async function refresh(): Promise<void> {
   $("rooms").replaceChildren(
     ...o.rooms.map((r) => el("tr", { "data-room": `${r.meshSlug} ${r.channel}` }, el("td", {}, r.meshSlug), el("td", {}, r.channel), el("td", {}, String(r.members)), el("td", { class: "connections" }, String(r.connections)))),
   );
+  $("rooms-more").hidden = !o.roomsMore;
   $("instances").replaceChildren(
     ...o.instances.map((i) => el("tr", {}, el("td", { class: "mono" }, i.id.slice(0, 12)), el("td", {}, `${i.hostname} (${i.pid})`), el("td", {}, String(i.presences)), el("td", {}, `${i.leaseAgeSeconds.toFixed(1)} s`))),
   );
