@@ -439,6 +439,8 @@ export async function startBroker(config: Config, log: Logger): Promise<Broker> 
       await bestEffort("delivery pump", pump.stop(), until);
       // A sweep stuck on a lock is not waited for long: closing the pool ends it, and sweeps are idempotent.
       await atMost(sweeping, SWEEPS_GRACE_MS);
+      // Sockets that closed by themselves just before: their ends are written, or given up on here.
+      await bestEffort("presence ends", lifecycle.endsUnderWay(), until);
       await bestEffort("instance stop", lease.stop(), until);
       dbHealth.stop();
       descriptors?.stop();

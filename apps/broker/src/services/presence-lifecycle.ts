@@ -61,6 +61,8 @@ export class PresenceLifecycle {
   private readonly ending = new Set<string>();
   /** Set once the instance stops: its presences end together (InstanceLease.stop), not one by one. */
   private stopping = false;
+  /** Ends of sockets that closed by themselves, being written: the instance's stop waits for them. */
+  private readonly leaving = new Set<Promise<void>>();
   /** By session (sessionKey): the frames read by its sockets that closed, until their ends are written. */
   private readonly closing = new Map<string, Set<Promise<void>>>();
   /** Each end's result: its member, if its leases went back to the queue. */
@@ -118,11 +120,25 @@ export class PresenceLifecycle {
     this.forget(presence);
     const key = sessionKey(presence.pubkey, presence.sessionId);
     addTo(this.closing, key, framesRead);
+    const ending = this.disconnect(presence, detail, framesRead);
+    this.leaving.add(ending);
     try {
-      await this.disconnect(presence, detail, framesRead);
+      await ending;
     } finally {
       deleteFrom(this.closing, key, framesRead);
+      this.leaving.delete(ending);
     }
+  }
+
+  /** Whether the instance is stopping: an end that fails now is the stop's to report (InstanceLease.stop ends it too). */
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  /** Settles once the ends being written have been; rejects with the first that failed. */
+  async endsUnderWay(): Promise<void> {
+    const failed = (await Promise.allSettled([...this.leaving])).find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
   }
 
   /** Its socket closed on shutdown: the instance ends all its presences in one statement (InstanceLease.stop). */
