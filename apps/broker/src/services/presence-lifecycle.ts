@@ -63,6 +63,8 @@ export class PresenceLifecycle {
   private stopping = false;
   /** Ends of sockets that closed by themselves, being written: the instance's stop waits for them. */
   private readonly leaving = new Set<Promise<void>>();
+  /** Those of them that failed once the instance was stopping: its stop reports them. */
+  private readonly failedWhileStopping: unknown[] = [];
   /** By session (sessionKey): the frames read by its sockets that closed, until their ends are written. */
   private readonly closing = new Map<string, Set<Promise<void>>>();
   /** Each end's result: its member, if its leases went back to the queue. */
@@ -124,21 +126,20 @@ export class PresenceLifecycle {
     this.leaving.add(ending);
     try {
       await ending;
+    } catch (error) {
+      // Once the instance stops, its stop says what it could not write (and InstanceLease.stop ends the presence too).
+      if (!this.stopping) throw error;
+      this.failedWhileStopping.push(error);
     } finally {
       deleteFrom(this.closing, key, framesRead);
       this.leaving.delete(ending);
     }
   }
 
-  /** Whether the instance is stopping: an end that fails now is the stop's to report (InstanceLease.stop ends it too). */
-  get isStopping(): boolean {
-    return this.stopping;
-  }
-
-  /** Settles once the ends being written have been; rejects with the first that failed. */
+  /** Settles once the ends being written have been; rejects with the first that failed since the stop began. */
   async endsUnderWay(): Promise<void> {
-    const failed = (await Promise.allSettled([...this.leaving])).find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    await Promise.allSettled([...this.leaving]);
+    if (this.failedWhileStopping.length > 0) throw this.failedWhileStopping[0];
   }
 
   /** Its socket closed on shutdown: the instance ends all its presences in one statement (InstanceLease.stop). */

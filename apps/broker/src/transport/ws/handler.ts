@@ -193,10 +193,9 @@ export function createWsHandler(deps: WsDeps) {
       // A peer leaving by itself during the drain is ended as ever: its leases
       // go back now, for its other presences, not when the instance stops.
       if (closingAll) return deps.lifecycle.forget(presence);
-      deps.lifecycle.left(presence, `closed ${code}`, ws.data.pipeline.finished()).catch((error) => {
-        // Once the instance stops, its stop waits for the end and says what it could not write.
-        if (!deps.lifecycle.isStopping) log.error({ err: error, presenceId: presence.presenceId }, "disconnect failed");
-      });
+      deps.lifecycle
+        .left(presence, `closed ${code}`, ws.data.pipeline.finished())
+        .catch((error) => log.error({ err: error, presenceId: presence.presenceId }, "disconnect failed"));
     },
   };
 
