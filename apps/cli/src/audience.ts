@@ -1,7 +1,7 @@
 // The broker name a hello is signed for, when it is not the URL's host: a
 // broker reached through a tunnel or a port forward, whose HELLO_AUDIENCES
 // lists the name it is known by rather than the one dialled.
-import { audienceSchema } from "@switchboard/protocol";
+import { givenAudience } from "@switchboard/protocol";
 import type { Config } from "./config.ts";
 import { UsageError } from "./errors.ts";
 
@@ -12,10 +12,7 @@ import { UsageError } from "./errors.ts";
  */
 export function audienceOption(config: Config): { audience?: string } {
   if (config.audience === undefined) return {};
-  const audience = config.audience.trim().toLowerCase();
-  const checked = audienceSchema.safeParse(audience);
-  if (!checked.success) {
-    throw new UsageError(`audience "${config.audience}" is not a broker name: ${checked.error.issues[0]?.message ?? "not valid"}`);
-  }
-  return { audience };
+  const resolved = givenAudience(config.audience);
+  if ("error" in resolved) throw new UsageError(`audience "${config.audience}" is not a broker name: ${resolved.error}`);
+  return resolved;
 }

@@ -1,5 +1,5 @@
 // ClientOptions with every default applied and checked once.
-import { audienceOf, audienceSchema, MAX_SESSION_ID_LENGTH, publicKeyOf, shownUrl, signedHelloFrame } from "@switchboard/protocol";
+import { audienceOf, givenAudience, MAX_SESSION_ID_LENGTH, publicKeyOf, shownUrl, signedHelloFrame } from "@switchboard/protocol";
 import { MAX_TIMER_MS, resolvePolicy, type ReconnectPolicy } from "./backoff.ts";
 import { SwitchboardError } from "./errors.ts";
 import type { ClientOptions, TokenSource, WebSocketClass } from "./types.ts";
@@ -125,11 +125,10 @@ export async function resolveConfig(options: ClientOptions): Promise<ClientConfi
 
 /** Checked as the broker checks it: a malformed audience would end the client for good after its first attempt. */
 function resolveAudience(given: string | undefined, url: string): string {
-  const audience = given === undefined ? (audienceOf(url) ?? "") : given.trim().toLowerCase();
-  const checked = audienceSchema.safeParse(audience);
-  if (!checked.success) {
+  const resolved = givenAudience(given ?? audienceOf(url) ?? "");
+  if ("error" in resolved) {
     const named = given === undefined ? `the host of ${shownUrl(url)}` : "audience";
-    throw new SwitchboardError("invalid", `${named}: ${checked.error.issues[0]?.message ?? "not valid"}`);
+    throw new SwitchboardError("invalid", `${named}: ${resolved.error}`);
   }
-  return audience;
+  return resolved.audience;
 }

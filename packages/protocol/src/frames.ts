@@ -66,6 +66,17 @@ export const audienceSchema = z
   });
 
 /**
+ * A broker name as a person gives it (an option, a setting): trimmed and in
+ * lower case, as a hello carries it; or why it is none. The SDK and the CLI
+ * both take theirs so, before any connect.
+ */
+export function givenAudience(text: string): { audience: string } | { error: string } {
+  const audience = text.trim().toLowerCase();
+  const checked = audienceSchema.safeParse(audience);
+  return checked.success ? { audience } : { error: checked.error.issues[0]?.message ?? "not valid" };
+}
+
+/**
  * The enrolled peer's hello: signed by its ed25519 key. With an `audience`
  * (the broker it is for) it is signed for that too, in `audienceSignature`.
  */
